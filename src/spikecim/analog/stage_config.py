@@ -1,0 +1,11 @@
+"""Settings of the ``analog`` stage of ``spikecim run`` (kept import-light for the config)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+
+class AnalogStageConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True

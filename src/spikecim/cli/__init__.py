@@ -1,0 +1,1 @@
+"""The ``spikecim`` command: thin shells over the library functions."""

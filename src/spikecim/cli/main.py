@@ -1,0 +1,61 @@
+"""``spikecim``: the command-line entry point.
+
+Every sub-command is a thin shell over a library function. Bad input raises
+:class:`~spikecim.errors.SpikecimError`, printed here as one line on stderr with exit
+code 2 (never a traceback).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from spikecim.errors import SpikecimError
+
+app = typer.Typer(
+    name="spikecim",
+    help="Train spiking networks and their ANN twins, run them on simulated crossbars, "
+    "and measure energy, latency and area from real spike activity.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _register() -> None:
+    from spikecim.cli import bench, hw, nir, pipeline  # noqa: F401
+
+    pipeline.register(app)
+    app.add_typer(hw.app, name="hw")
+    app.add_typer(nir.app, name="nir")
+    bench.register(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (0 ok, 2 bad input, 130 interrupted)."""
+    _register()
+    try:
+        app(args=argv, standalone_mode=False)
+    except SpikecimError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: completed epochs and stages are saved; run the same command to resume", file=sys.stderr)
+        return 130
+    except SystemExit as e:  # typer/click exits (--help, usage errors)
+        return int(e.code or 0)
+    except Exception as e:  # click usage errors arrive here with standalone_mode=False
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            return e.exit_code
+        if isinstance(e, click.exceptions.Abort):
+            return 130
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,7 @@
+"""``spikecim run | train | evaluate | trace | report``."""
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    pass

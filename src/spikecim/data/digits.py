@@ -1,0 +1,31 @@
+"""scikit-learn's bundled 8x8 digits: the embedded default (1797 images, 10 classes).
+
+Pixel values 0..16 are scaled to [0, 1]; the train/test split is stratified and seeded
+(``seed=0``, 25 % test by default), so every machine sees the same split. No network.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from spikecim.data._registry import Dataset, register_dataset
+
+
+@register_dataset("digits")
+def load_digits(root: str | None = None, test_fraction: float = 0.25, seed: int = 0) -> Dataset:
+    from sklearn.datasets import load_digits as _load
+    from sklearn.model_selection import train_test_split
+
+    bunch = _load()
+    x = (bunch.images.astype(np.float32) / 16.0)[:, None]  # [N, 1, 8, 8]
+    y = bunch.target.astype(np.int64)
+    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=test_fraction, random_state=seed, stratify=y)
+    return Dataset(
+        "digits",
+        torch.from_numpy(x_tr),
+        torch.from_numpy(y_tr),
+        torch.from_numpy(x_te),
+        torch.from_numpy(y_te),
+        10,
+    )

@@ -1,0 +1,22 @@
+"""User-facing errors.
+
+A :class:`SpikecimError` carries one line that names the offending field and what is
+allowed. The CLI prints it without a traceback and exits non-zero; library callers can
+catch it like any ``ValueError``.
+"""
+
+
+class SpikecimError(ValueError):
+    """Bad input from the user: the message is one line naming the field."""
+
+
+def one_line_validation_error(err, prefix: str = "") -> str:
+    """Summarise a pydantic ``ValidationError`` as one line: ``field.path: message``."""
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e.get("loc", ()) if p != "__root__")
+        msg = e.get("msg", "invalid")
+        if e.get("type") == "extra_forbidden":
+            msg = "unknown key"
+        parts.append(f"{prefix}{loc}: {msg}" if loc else f"{prefix}{msg}")
+    return "; ".join(parts)

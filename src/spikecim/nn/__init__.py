@@ -1,0 +1,22 @@
+"""Neurons, surrogate gradients and time-major containers.
+
+``spikecim.nn.functional`` holds the equations as pure functions; the modules here hold
+parameters and call them. Tensors are time-major ``[T, B, ...]``.
+"""
+
+from spikecim.nn import functional, surrogate
+from spikecim.nn.container import Sequential, apply_folded, fold, unfold
+from spikecim.nn.neurons import IF, LIF, SynapticLIF, TemporalModule
+
+__all__ = [
+    "functional",
+    "surrogate",
+    "LIF",
+    "IF",
+    "SynapticLIF",
+    "TemporalModule",
+    "Sequential",
+    "fold",
+    "unfold",
+    "apply_folded",
+]

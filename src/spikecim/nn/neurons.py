@@ -1,0 +1,144 @@
+"""Neuron modules: thin wrappers that hold parameters and call :mod:`spikecim.nn.functional`.
+
+Every neuron takes ``x[T, B, ...]`` and returns spikes ``[T, B, ...]``; state starts at zero
+on every call (nothing is carried between batches). ``forward_with_mem`` returns the
+membrane trace as well, without changing ``forward``'s return type.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from spikecim.errors import SpikecimError
+from spikecim.nn import functional as F
+from spikecim.nn.surrogate import Surrogate, get_surrogate
+
+__all__ = ["TemporalModule", "LIF", "IF", "SynapticLIF"]
+
+
+class TemporalModule(nn.Module):
+    """A module that takes time-major input ``[T, B, ...]`` (neurons, residual blocks).
+
+    :class:`spikecim.nn.Sequential` applies every other child to ``[T*B, ...]`` in one call.
+    """
+
+
+def _param(value, learn: bool, name: str) -> torch.Tensor:
+    t = torch.as_tensor(value, dtype=torch.get_default_dtype()).clone()
+    if not torch.isfinite(t).all():
+        raise SpikecimError(f"{name}: must be finite")
+    return nn.Parameter(t, requires_grad=True) if learn else t
+
+
+class LIF(TemporalModule):
+    """Leaky integrate-and-fire neuron (REFERENCE §1).
+
+    Args:
+        beta: membrane decay in [0, 1], scalar or per neuron (broadcast to one step).
+        threshold: firing threshold theta > 0, scalar or per neuron.
+        reset: ``"subtract"`` or ``"zero"``.
+        reset_delay: True for snnTorch's delayed reset, False for the same-step reset.
+        detach_reset: cut the gradient through the reset term (same-step reset only).
+        surrogate: name (``"atan"``, ``"fast_sigmoid(10)"``...) or a Surrogate.
+        learn_beta, learn_threshold: make beta / theta trainable parameters.
+    """
+
+    def __init__(
+        self,
+        beta: float | torch.Tensor = 0.9,
+        threshold: float | torch.Tensor = 1.0,
+        reset: str = "subtract",
+        reset_delay: bool = True,
+        detach_reset: bool = False,
+        surrogate: "str | Surrogate" = "atan",
+        learn_beta: bool = False,
+        learn_threshold: bool = False,
+    ) -> None:
+        super().__init__()
+        b = torch.as_tensor(beta, dtype=torch.float64)
+        if not ((b >= 0) & (b <= 1)).all():
+            raise SpikecimError(f"beta: must be in [0, 1], got {beta}")
+        th = torch.as_tensor(threshold, dtype=torch.float64)
+        if not (th > 0).all():
+            raise SpikecimError(f"threshold: must be > 0, got {threshold}")
+        self.surrogate = F.check_params(0.5, 1.0, reset, surrogate)
+        self.reset = reset
+        self.reset_delay = bool(reset_delay)
+        self.detach_reset = bool(detach_reset)
+        beta_t = _param(beta, learn_beta, "beta")
+        thr_t = _param(threshold, learn_threshold, "threshold")
+        if learn_beta:
+            self.beta = beta_t
+        else:
+            self.register_buffer("beta", beta_t)
+        if learn_threshold:
+            self.threshold = thr_t
+        else:
+            self.register_buffer("threshold", thr_t)
+
+    def params(self) -> F.LIFParams:
+        beta = self.beta.clamp(0.0, 1.0) if isinstance(self.beta, nn.Parameter) else self.beta
+        return F.LIFParams(beta, self.threshold, self.reset, self.reset_delay, self.detach_reset, self.surrogate)
+
+    def forward_with_mem(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        p = self.params()
+        return F.lif(x, p.beta, p.threshold, p.reset, p.reset_delay, p.surrogate, p.detach_reset)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_mem(x)[0]
+
+    def extra_repr(self) -> str:
+        b = self.beta.item() if self.beta.numel() == 1 else f"[{self.beta.numel()}]"
+        th = self.threshold.item() if self.threshold.numel() == 1 else f"[{self.threshold.numel()}]"
+        return (
+            f"beta={b}, threshold={th}, reset={self.reset}, reset_delay={self.reset_delay}, "
+            f"surrogate={self.surrogate.name}({self.surrogate.param:g})"
+        )
+
+
+class IF(LIF):
+    """Integrate-and-fire: LIF with beta = 1 (no leak)."""
+
+    def __init__(
+        self,
+        threshold: float | torch.Tensor = 1.0,
+        reset: str = "subtract",
+        reset_delay: bool = True,
+        detach_reset: bool = False,
+        surrogate: "str | Surrogate" = "atan",
+        learn_threshold: bool = False,
+    ) -> None:
+        super().__init__(1.0, threshold, reset, reset_delay, detach_reset, surrogate, False, learn_threshold)
+
+
+class SynapticLIF(LIF):
+    """Current-based LIF (snnTorch ``Synaptic``): I_syn[t] = alpha*I_syn[t-1] + x[t] drives the LIF."""
+
+    def __init__(
+        self,
+        alpha: float | torch.Tensor = 0.9,
+        beta: float | torch.Tensor = 0.8,
+        threshold: float | torch.Tensor = 1.0,
+        reset: str = "subtract",
+        reset_delay: bool = True,
+        detach_reset: bool = False,
+        surrogate: "str | Surrogate" = "atan",
+        learn_alpha: bool = False,
+        learn_beta: bool = False,
+        learn_threshold: bool = False,
+    ) -> None:
+        super().__init__(beta, threshold, reset, reset_delay, detach_reset, surrogate, learn_beta, learn_threshold)
+        a = torch.as_tensor(alpha, dtype=torch.float64)
+        if not ((a >= 0) & (a <= 1)).all():
+            raise SpikecimError(f"alpha: must be in [0, 1], got {alpha}")
+        a_t = _param(alpha, learn_alpha, "alpha")
+        if learn_alpha:
+            self.alpha = a_t
+        else:
+            self.register_buffer("alpha", a_t)
+
+    def forward_with_mem(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        alpha = self.alpha.clamp(0.0, 1.0) if isinstance(self.alpha, nn.Parameter) else self.alpha
+        p = self.params()
+        return F.lif(F.leaky_integrate(x, alpha), p.beta, p.threshold, p.reset, p.reset_delay, p.surrogate, p.detach_reset)

@@ -1,0 +1,1 @@
+"""Core stages: train, evaluate, trace."""
