@@ -15,7 +15,7 @@ def one_line_validation_error(err, prefix: str = "") -> str:
     parts = []
     for e in err.errors():
         loc = ".".join(str(p) for p in e.get("loc", ()) if p != "__root__")
-        msg = e.get("msg", "invalid")
+        msg = e.get("msg", "invalid").removeprefix("Value error, ")
         if e.get("type") == "extra_forbidden":
             msg = "unknown key"
         parts.append(f"{prefix}{loc}: {msg}" if loc else f"{prefix}{msg}")

@@ -1,7 +1,170 @@
-"""``spikecim run | train | evaluate | trace | report``."""
+"""``spikecim run | train | evaluate | trace | report | list``: the pipeline from the shell."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
 
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from spikecim.errors import SpikecimError
+
+console = Console(stderr=True)
+
+CONFIG_ARG = typer.Argument(None, help="Run config (YAML). Omit to run the embedded default (convnet on digits).")
+SET_OPT = typer.Option(None, "--set", "-s", help="Override one field: section.field=value (repeatable).")
+
+
+def _config(config: Optional[Path], overrides: list[str] | None, **flags):
+    from spikecim.config import load_config
+
+    extra = [f"{k}={v}" for k, v in flags.items() if v is not None]
+    return load_config(config, list(overrides or []) + extra)
+
+
+def run_cmd(
+    config: Optional[Path] = CONFIG_ARG,
+    set_: Optional[list[str]] = SET_OPT,
+    name: Optional[str] = typer.Option(None, help="Run name: the folder runs/<name>/."),
+    epochs: Optional[int] = typer.Option(None, help="Training epochs (train.epochs)."),
+    timesteps: Optional[int] = typer.Option(None, help="Timesteps T of the SNN (data.timesteps)."),
+    model: Optional[str] = typer.Option(None, help="Registered model name (model.name)."),
+    dataset: Optional[str] = typer.Option(None, help="Data set name (data.name)."),
+    stages: Optional[str] = typer.Option(None, help="Comma-separated stages to run, e.g. train,evaluate,trace."),
+    fresh: bool = typer.Option(False, "--fresh", help="Delete the run folder first instead of resuming."),
+) -> None:
+    """Train, evaluate, trace, cost and report: the whole pipeline. Resumes when run again."""
+    from spikecim.pipeline.run import run
+
+    st = f"[{stages}]" if stages else None
+    cfg = _config(
+        config, set_, **{"name": name, "train.epochs": epochs, "data.timesteps": timesteps,
+                         "model.name": model, "data.name": dataset, "stages": st}
+    )
+    ctx = run(cfg, console=console, fresh=fresh)
+    _summary(ctx.metrics, cfg.run_dir)
+
+
+def train_cmd(
+    config: Optional[Path] = CONFIG_ARG,
+    set_: Optional[list[str]] = SET_OPT,
+    name: Optional[str] = typer.Option(None, help="Run name: the folder runs/<name>/."),
+    epochs: Optional[int] = typer.Option(None, help="Training epochs (train.epochs)."),
+    fresh: bool = typer.Option(False, "--fresh", help="Delete the run folder first instead of resuming."),
+) -> None:
+    """Train only (the SNN and its ANN twin). Works under torchrun for data-parallel training."""
+    from spikecim.pipeline.run import run
+
+    cfg = _config(config, set_, **{"name": name, "train.epochs": epochs, "stages": "[train]"})
+    ctx = run(cfg, console=console, fresh=fresh)
+    _summary(ctx.metrics, cfg.run_dir)
+
+
+def _load_models(source: Path):
+    """A run folder, or a NIR file (imported with spikecim.interop)."""
+    from spikecim.pipeline.run import load_run
+
+    if source.suffix == ".nir":
+        raise SpikecimError(f"{source}: pass a NIR file through `spikecim nir import FILE -o RUN_DIR` first")
+    return load_run(source, console)
+
+
+def evaluate_cmd(
+    run_dir: Path = typer.Argument(..., help="A run folder (runs/<name>)."),
+    analog: Optional[str] = typer.Option(None, help="Also evaluate on a simulated crossbar: preset name or YAML."),
+    seeds: int = typer.Option(5, min=1, help="Monte-Carlo programming seeds for --analog."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Test accuracy and per-layer spike rates of a trained run (optionally on analog hardware)."""
+    from spikecim.pipeline.core_stages import evaluate_stage
+
+    ctx = _load_models(run_dir)
+    out = {"evaluate": evaluate_stage(ctx)}
+    if analog is not None:
+        from spikecim.analog import evaluate_run_analog
+
+        out["analog"] = evaluate_run_analog(ctx, analog, n_seeds=seeds)
+    if json_out:
+        print(json.dumps(out, indent=1, default=float))
+    else:
+        _summary(out, run_dir)
+
+
+def trace_cmd(
+    run_dir: Path = typer.Argument(..., help="A run folder (runs/<name>)."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Where to write the SNN workload JSON."),
+) -> None:
+    """Record the Workload (shapes, bits, measured activity) of a trained run."""
+    from spikecim.pipeline.core_stages import trace_stage
+
+    ctx = _load_models(run_dir)
+    metrics = trace_stage(ctx)
+    if output is not None:
+        ctx.workloads["snn"].save(output)
+    _summary({"trace": metrics}, run_dir)
+
+
+def report_cmd(run_dir: Path = typer.Argument(..., help="A run folder (runs/<name>).")) -> None:
+    """Write report.html (self-contained) for a run folder."""
+    from spikecim.report import write_report
+
+    if not (run_dir / "metrics.json").exists():
+        raise SpikecimError(f"report: {run_dir} has no metrics.json (run `spikecim run` first)")
+    path = write_report(run_dir)
+    print(path)
+
+
+def list_cmd(
+    kind: str = typer.Argument("all", help="models | datasets | stages | surrogates | all"),
+) -> None:
+    """List what is registered: models, data sets, stages, surrogates."""
+    from spikecim.data import list_datasets
+    from spikecim.models import list_models
+    from spikecim.nn.surrogate import SURROGATES
+    from spikecim.pipeline import list_stages
+
+    table = {"models": list_models(), "datasets": list_datasets(), "stages": list_stages(),
+             "surrogates": list(SURROGATES)}
+    if kind != "all" and kind not in table:
+        raise SpikecimError(f"list: unknown '{kind}', allowed: {', '.join(table)}, all")
+    for k, names in table.items():
+        if kind in ("all", k):
+            print(f"{k}: {', '.join(names)}")
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _summary(metrics: dict, run_dir: Path) -> None:
+    out = Console()
+    t = Table(title=f"spikecim — {run_dir}")
+    t.add_column("stage")
+    t.add_column("variant")
+    t.add_column("result")
+    for stage, res in metrics.items():
+        if stage == "timing_s" or not isinstance(res, dict):
+            continue
+        for variant, val in res.items():
+            if isinstance(val, dict):
+                keys = [k for k in ("accuracy", "test_acc", "dense_macs", "effective_acs", "activation_sparsity")
+                        if k in val]
+                text = ", ".join(f"{k}={_fmt(val[k])}" for k in keys) or ", ".join(list(val)[:5])
+            else:
+                text = _fmt(val)
+            t.add_row(stage, str(variant), text)
+    out.print(t)
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("run")(run_cmd)
+    app.command("train")(train_cmd)
+    app.command("evaluate")(evaluate_cmd)
+    app.command("trace")(trace_cmd)
+    app.command("report")(report_cmd)
+    app.command("list")(list_cmd)

@@ -1,7 +1,27 @@
-"""Data sets (read from local files, never downloaded) and spike encoders."""
+"""Data sets (read from local files, never downloaded) and spike encoders.
+
+Registered data sets: ``digits`` (embedded, scikit-learn), ``mnist``, ``fashion-mnist``
+(IDX files), ``cifar10``, ``cifar100`` (binary versions), ``nmnist`` (ATIS event files,
+binned into spike frames). See ``docs/data.md``.
+"""
 
 from spikecim.data import encode
-from spikecim.data._registry import Dataset, list_datasets, load_dataset, register_dataset
-from spikecim.data import digits  # noqa: F401  (registration)
+from spikecim.data._registry import (
+    Dataset,
+    dataset_from_config,
+    dataset_options,
+    list_datasets,
+    load_dataset,
+    register_dataset,
+)
+from spikecim.data import cifar, digits, mnist, nmnist  # noqa: F401  (registration)
 
-__all__ = ["Dataset", "load_dataset", "list_datasets", "register_dataset", "encode"]
+__all__ = [
+    "Dataset",
+    "load_dataset",
+    "list_datasets",
+    "register_dataset",
+    "dataset_options",
+    "dataset_from_config",
+    "encode",
+]

@@ -1,23 +1,34 @@
-"""Data set registry: ``load_dataset(name, root=None, **kw) -> Dataset``."""
+"""Data set registry: ``load_dataset(name, root=None, limit=None, **options) -> Dataset``.
+
+A loader is a function ``fn(root=None, **options) -> Dataset`` registered by name with
+:func:`register_dataset`. :func:`load_dataset` checks the options against the loader's
+signature (an unknown one is a one-line error listing the allowed ones) and applies the
+options common to every data set, ``limit`` and ``test_limit`` (keep the first N samples of
+a split). A loader that itself accepts ``limit``/``test_limit`` gets them too, so it can
+read fewer files.
+"""
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
 from spikecim.errors import SpikecimError
 
-__all__ = ["Dataset", "register_dataset", "load_dataset", "list_datasets"]
+__all__ = ["Dataset", "register_dataset", "load_dataset", "list_datasets", "dataset_options", "dataset_from_config"]
 
 
 @dataclass
 class Dataset:
-    """A classification data set held in memory as float tensors in [0, 1].
+    """A classification data set held in memory.
 
-    ``x_train[N, C, H, W]`` (or ``[N, F]``), ``y_train[N]`` (int64); same for test.
-    Event data (N-MNIST...) use ``[N, T, C, H, W]`` and ``time_major_input=True``.
+    Static data: ``x_train[N, C, H, W]`` (or ``[N, F]``) float in [0, 1], ``y_train[N]``
+    int64; the same for test. Event data (N-MNIST) are already spike frames:
+    ``x_train[N, T, C, H, W]`` holding 0/1 (``uint8`` to save memory) with ``frames=True``;
+    encode them with the ``frames`` encoder, which only moves time first.
     """
 
     name: str
@@ -26,26 +37,44 @@ class Dataset:
     x_test: torch.Tensor
     y_test: torch.Tensor
     num_classes: int
+    frames: bool = False
+
+    def __post_init__(self) -> None:
+        for split, x, y in (("train", self.x_train, self.y_train), ("test", self.x_test, self.y_test)):
+            if len(x) != len(y):
+                raise SpikecimError(f"data: {self.name} {split} split has {len(x)} samples but {len(y)} labels")
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
+        """One sample's shape, without the sample axis (``(T, C, H, W)`` for frames)."""
         return tuple(self.x_train.shape[1:])
 
     @property
     def in_channels(self) -> int:
-        return self.sample_shape[0] if len(self.sample_shape) == 3 else 1
+        image = self.sample_shape[1:] if self.frames else self.sample_shape
+        return image[0] if len(image) == 3 else 1
 
     @property
     def input_size(self) -> int:
         return self.sample_shape[-1]
 
-    def limit(self, n_train: int | None) -> "Dataset":
-        if n_train is None:
+    def limit(self, n_train: int | None, n_test: int | None = None) -> "Dataset":
+        """The first ``n_train`` training and ``n_test`` test samples (``None``: all)."""
+        if n_train is None and n_test is None:
             return self
-        return Dataset(self.name, self.x_train[:n_train], self.y_train[:n_train], self.x_test, self.y_test, self.num_classes)
+        return Dataset(
+            self.name,
+            self.x_train[:n_train],
+            self.y_train[:n_train],
+            self.x_test[:n_test],
+            self.y_test[:n_test],
+            self.num_classes,
+            self.frames,
+        )
 
 
 _DATASETS: dict[str, Callable[..., Dataset]] = {}
+_COMMON = ("limit", "test_limit")
 
 
 def register_dataset(name: str) -> Callable:
@@ -60,8 +89,45 @@ def list_datasets() -> list[str]:
     return sorted(_DATASETS)
 
 
-def load_dataset(name: str, root: str | None = None, **kw) -> Dataset:
+def dataset_options(name: str) -> list[str]:
+    """The keyword options ``load_dataset(name, ...)`` accepts besides ``root``."""
+    params = inspect.signature(_get(name)).parameters
+    own = [p for p in params if p != "root" and params[p].kind is not inspect.Parameter.VAR_KEYWORD]
+    return sorted(set(own) | set(_COMMON))
+
+
+def load_dataset(
+    name: str, root: str | None = None, limit: int | None = None, test_limit: int | None = None, **options: Any
+) -> Dataset:
     """Load a registered data set; files are read from ``root`` (never downloaded)."""
+    loader = _get(name)
+    for key, value in (("limit", limit), ("test_limit", test_limit)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise SpikecimError(f"data.{key}: must be a positive integer or null, got {value!r}")
+    allowed = dataset_options(name)
+    open_ended = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(loader).parameters.values())
+    for key in options:
+        if key not in allowed and not open_ended:
+            raise SpikecimError(f"data.{key}: not an option of data set '{name}', allowed: {', '.join(allowed)}")
+    own = inspect.signature(loader).parameters
+    for key, value in (("limit", limit), ("test_limit", test_limit)):
+        if key in own:
+            options[key] = value
+    return loader(root=root, **options).limit(limit, test_limit)
+
+
+def dataset_from_config(data: Any) -> Dataset:
+    """Load the data set a :class:`spikecim.config.DataConfig` describes.
+
+    ``root`` and ``limit`` always apply; ``test_fraction`` and ``timesteps`` are passed only
+    to loaders that take them (``digits``, ``nmnist``).
+    """
+    own = inspect.signature(_get(data.name)).parameters
+    options = {key: getattr(data, key) for key in ("test_fraction", "timesteps") if key in own and hasattr(data, key)}
+    return load_dataset(data.name, data.root, limit=data.limit, **options)
+
+
+def _get(name: str) -> Callable[..., Dataset]:
     if name not in _DATASETS:
         raise SpikecimError(f"data.name: unknown '{name}', allowed: {', '.join(list_datasets())}")
-    return _DATASETS[name](root=root, **kw)
+    return _DATASETS[name]

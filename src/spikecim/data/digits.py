@@ -10,10 +10,13 @@ import numpy as np
 import torch
 
 from spikecim.data._registry import Dataset, register_dataset
+from spikecim.errors import SpikecimError
 
 
 @register_dataset("digits")
 def load_digits(root: str | None = None, test_fraction: float = 0.25, seed: int = 0) -> Dataset:
+    if not 0.0 < test_fraction < 1.0:
+        raise SpikecimError(f"data.test_fraction: must lie strictly between 0 and 1, got {test_fraction!r}")
     from sklearn.datasets import load_digits as _load
     from sklearn.model_selection import train_test_split
 

@@ -1,6 +1,8 @@
 """A small convolutional network sized for 8x8 digits (the embedded default).
 
-conv3x3(C->32)-BN-act -> conv3x3(32->64)-BN-act -> avgpool2 -> flatten ->
+Max pooling keeps the spikes binary, so every layer after the first reads 1-bit inputs.
+
+conv3x3(C->32)-BN-act -> conv3x3(32->64)-BN-act -> maxpool2 -> flatten ->
 linear(64*(S/2)^2 -> 128)-act -> linear(128 -> classes)
 """
 
@@ -32,7 +34,7 @@ def convnet(
         nn.Conv2d(width, 2 * width, 3, padding=1, bias=False),
         nn.BatchNorm2d(2 * width),
         act(),
-        nn.AvgPool2d(2),
+        nn.MaxPool2d(2),
         nn.Flatten(),
         nn.Linear(2 * width * s * s, hidden),
         act(),

@@ -40,7 +40,7 @@ Scalar = Union[float, torch.Tensor]
 Reset = Literal["subtract", "zero"]
 RESETS = ("subtract", "zero")
 
-__all__ = ["LIFParams", "lif_step", "lif", "leaky_integrate", "synaptic", "check_params"]
+__all__ = ["LIFParams", "lif_step", "lif", "leaky_integrate", "synaptic", "check_params", "check_broadcast"]
 
 
 class LIFParams(NamedTuple):
@@ -65,6 +65,21 @@ def check_params(
     if not isinstance(threshold, torch.Tensor) and not float(threshold) > 0.0:
         raise SpikecimError(f"threshold: must be > 0, got {threshold}")
     return get_surrogate(surrogate)
+
+
+def check_broadcast(name: str, value: Scalar, step_shape: torch.Size) -> None:
+    """A per-neuron ``value`` must broadcast to one step ``x[t]`` without enlarging it."""
+    if not isinstance(value, torch.Tensor) or value.dim() == 0:
+        return
+    try:
+        ok = torch.broadcast_shapes(value.shape, step_shape) == step_shape
+    except RuntimeError:
+        ok = False
+    if not ok:
+        raise SpikecimError(
+            f"{name}: shape {tuple(value.shape)} does not broadcast to one step of x {tuple(step_shape)}; "
+            "allowed: a scalar or a shape aligned to the trailing dims, e.g. (C, 1, 1) for [B, C, H, W]"
+        )
 
 
 def lif_step(
@@ -106,6 +121,8 @@ def lif(
     if x.dim() < 1:
         raise SpikecimError("x: must be time-major [T, ...], got a scalar")
     sg = check_params(beta, threshold, reset, surrogate)
+    check_broadcast("beta", beta, x.shape[1:])
+    check_broadcast("threshold", threshold, x.shape[1:])
     p = LIFParams(beta, threshold, reset, reset_delay, detach_reset, sg)
     if backend != "reference":
         from spikecim.nn import kernels
@@ -146,6 +163,7 @@ def synaptic(
     """Synaptic (current-based) LIF over ``x[T, B, ...]``: returns ``(spikes, membrane, i_syn)``."""
     if not isinstance(alpha, torch.Tensor) and not 0.0 <= float(alpha) <= 1.0:
         raise SpikecimError(f"alpha: must be in [0, 1], got {alpha}")
+    check_broadcast("alpha", alpha, x.shape[1:])
     i_syn = leaky_integrate(x, alpha)
     spk, mem = lif(i_syn, beta, threshold, reset, reset_delay, surrogate, detach_reset, backend=backend)
     return spk, mem, i_syn

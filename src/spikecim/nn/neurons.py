@@ -24,10 +24,25 @@ class TemporalModule(nn.Module):
     """
 
 
-def _param(value, learn: bool, name: str) -> torch.Tensor:
-    t = torch.as_tensor(value, dtype=torch.get_default_dtype()).clone()
+def _as_tensor(value, name: str) -> torch.Tensor:
+    """``value`` as a detached float tensor, or a one-line error naming ``name``."""
+    try:
+        t = torch.as_tensor(value.detach() if isinstance(value, torch.Tensor) else value, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        raise SpikecimError(f"{name}: must be a number or a tensor of numbers, got {value!r}") from None
     if not torch.isfinite(t).all():
-        raise SpikecimError(f"{name}: must be finite")
+        raise SpikecimError(f"{name}: must be finite, got {value}")
+    return t
+
+
+def _check_unit(value, name: str) -> None:
+    t = _as_tensor(value, name)
+    if not ((t >= 0) & (t <= 1)).all():
+        raise SpikecimError(f"{name}: must be in [0, 1], got {value}")
+
+
+def _param(value, learn: bool, name: str) -> torch.Tensor:
+    t = _as_tensor(value, name).to(torch.get_default_dtype()).clone()
     return nn.Parameter(t, requires_grad=True) if learn else t
 
 
@@ -56,11 +71,8 @@ class LIF(TemporalModule):
         learn_threshold: bool = False,
     ) -> None:
         super().__init__()
-        b = torch.as_tensor(beta, dtype=torch.float64)
-        if not ((b >= 0) & (b <= 1)).all():
-            raise SpikecimError(f"beta: must be in [0, 1], got {beta}")
-        th = torch.as_tensor(threshold, dtype=torch.float64)
-        if not (th > 0).all():
+        _check_unit(beta, "beta")
+        if not (_as_tensor(threshold, "threshold") > 0).all():
             raise SpikecimError(f"threshold: must be > 0, got {threshold}")
         self.surrogate = F.check_params(0.5, 1.0, reset, surrogate)
         self.reset = reset
@@ -129,9 +141,7 @@ class SynapticLIF(LIF):
         learn_threshold: bool = False,
     ) -> None:
         super().__init__(beta, threshold, reset, reset_delay, detach_reset, surrogate, learn_beta, learn_threshold)
-        a = torch.as_tensor(alpha, dtype=torch.float64)
-        if not ((a >= 0) & (a <= 1)).all():
-            raise SpikecimError(f"alpha: must be in [0, 1], got {alpha}")
+        _check_unit(alpha, "alpha")
         a_t = _param(alpha, learn_alpha, "alpha")
         if learn_alpha:
             self.alpha = a_t
@@ -141,4 +151,5 @@ class SynapticLIF(LIF):
     def forward_with_mem(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         alpha = self.alpha.clamp(0.0, 1.0) if isinstance(self.alpha, nn.Parameter) else self.alpha
         p = self.params()
-        return F.lif(F.leaky_integrate(x, alpha), p.beta, p.threshold, p.reset, p.reset_delay, p.surrogate, p.detach_reset)
+        spk, mem, _ = F.synaptic(x, alpha, p.beta, p.threshold, p.reset, p.reset_delay, p.surrogate, p.detach_reset)
+        return spk, mem

@@ -2,17 +2,24 @@
 
 A section is ``fn(metrics: dict, run_dir: Path) -> str`` returning an HTML fragment (it may
 write PNGs under ``run_dir / "plots"`` and embed them with :func:`embed_png`). Sections are
-rendered in ``order``; a section whose stage did not run returns ``""``.
+rendered in ``order``; a section whose stage did not run returns ``""`` and is left out.
+
+Fragments should use plain tags (``h3``, ``p``, ``table`` via :func:`html_table`, ``img``
+via :func:`embed_png`, ``pre``, ``ul``): the Markdown report is derived from them.
+
+Orders used by spikecim itself: training 10, evaluation 20, workload 30, analog 40,
+hardware 50.
 """
 
 from __future__ import annotations
 
 import base64
+import html
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Sequence
 
-__all__ = ["Section", "register_section", "list_sections", "embed_png"]
+__all__ = ["Section", "register_section", "list_sections", "embed_png", "html_table"]
 
 SectionFn = Callable[[dict, Path], str]
 
@@ -29,6 +36,8 @@ _SECTIONS: dict[str, Section] = {}
 
 
 def register_section(name: str, title: str, order: int = 50) -> Callable[[SectionFn], SectionFn]:
+    """Register ``fn(metrics, run_dir) -> html`` as the section ``name`` (re-registering replaces)."""
+
     def deco(fn: SectionFn) -> SectionFn:
         _SECTIONS[name] = Section(name, title, order, fn)
         return fn
@@ -41,6 +50,24 @@ def list_sections() -> list[Section]:
 
 
 def embed_png(path: str | Path, alt: str = "") -> str:
-    """An ``<img>`` tag with the PNG inlined as base64 (the report stays one file)."""
-    data = base64.b64encode(Path(path).read_bytes()).decode()
-    return f'<img alt="{alt}" src="data:image/png;base64,{data}"/>'
+    """An ``<img>`` tag with the PNG inlined as base64 (the report stays one file).
+
+    ``data-file`` keeps the file's place relative to the run folder (``plots/<name>``), which
+    the Markdown report links to instead of inlining.
+    """
+    path = Path(path)
+    data = base64.b64encode(path.read_bytes()).decode()
+    rel = f"{path.parent.name}/{path.name}" if path.parent.name == "plots" else path.name
+    return f'<img alt="{html.escape(alt)}" data-file="{html.escape(rel)}" src="data:image/png;base64,{data}"/>'
+
+
+def html_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """A ``<table>`` with one header row; cells are converted with ``str`` and escaped.
+
+    Format numbers before passing them (see :mod:`spikecim.report.fmt`).
+    """
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"

@@ -1,0 +1,239 @@
+"""``CrossbarConfig``: one typed description of an analog crossbar, loadable from YAML.
+
+Presets live in ``analog/presets/<name>.yaml`` (each value with its source); a user file
+may start from a preset (``preset: pcm-aihwkit``) and override any field. Every knob with a
+unit carries it in its name. Bad input fails with one line naming the field.
+
+Mapping of a weight matrix ``W[out, in]`` (REFERENCE §3): inputs drive word lines (rows),
+outputs are read on bit lines (columns); ``tile_cols`` counts weight columns, each realised
+as a G+/G− pair (``differential``) or one cell plus a shared reference (``offset``) and,
+with bit slicing, ``ceil(magnitude_bits / bits_per_cell)`` cells side by side.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
+
+from spikecim.analog.devices import DEVICES, DeviceModel
+from spikecim.errors import SpikecimError, one_line_validation_error
+
+__all__ = [
+    "CrossbarConfig",
+    "ConverterConfig",
+    "VariationConfig",
+    "FaultConfig",
+    "IRDropConfig",
+    "DriftCompensationConfig",
+    "load_crossbar_config",
+    "list_presets",
+    "PRESET_DIR",
+]
+
+PRESET_DIR = Path(__file__).parent / "presets"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ConverterConfig(_Section):
+    """A uniform symmetric quantiser Q(v) = clip(round(v/Δ)·Δ, ±bound), Δ = 2·bound/(2^bits − 2)
+    (the aihwkit convention: 2^(bits−1) − 1 levels each side of zero).
+    """
+
+    enabled: bool = False
+    bits: int = Field(8, ge=1, le=16, description="resolution in bits (1-16)")
+
+
+class ADCConfig(ConverterConfig):
+    """Column ADC. ``range``: ``max`` (the largest possible column output, never clips),
+    ``calibrated`` (the given percentile of |outputs| on calibration data, per layer),
+    or a number (the bound in normalised output units, aihwkit ``out_bound``)."""
+
+    range: Literal["max", "calibrated"] | float = "max"
+    calibration_percentile: float = Field(99.99, gt=0, le=100)
+
+    @field_validator("range")
+    @classmethod
+    def _positive(cls, v):
+        if isinstance(v, float) and not v > 0:
+            raise ValueError("must be 'max', 'calibrated' or a number > 0")
+        return v
+
+
+class VariationConfig(_Section):
+    """Device-to-device variation: g ← g·(1 + σ·N(0,1)), drawn once at programming."""
+
+    enabled: bool = False
+    std_rel: float = Field(0.0, ge=0, description="σ relative to g")
+
+
+class FaultConfig(_Section):
+    """Stuck cells, drawn once at programming: stuck-on sits at g_max, stuck-off at g_min."""
+
+    enabled: bool = False
+    stuck_on_rate: float = Field(0.0, ge=0, le=1)
+    stuck_off_rate: float = Field(0.0, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _sum(self):
+        if self.stuck_on_rate + self.stuck_off_rate > 1:
+            raise ValueError("stuck_on_rate + stuck_off_rate must be <= 1")
+        return self
+
+
+class IRDropConfig(_Section):
+    """Wire resistance, solved exactly (``exact``) or by the calibrated first-order model (``fast``)."""
+
+    enabled: bool = False
+    r_wire_ohm: float = Field(1.0, ge=0, description="wire resistance between neighbouring cells, Ω")
+    r_driver_ohm: float = Field(0.0, ge=0, description="word-line driver source resistance, Ω")
+    r_sense_ohm: float = Field(0.0, ge=0, description="sense-amplifier input resistance, Ω")
+    method: Literal["exact", "fast"] = "exact"
+
+
+class DriftCompensationConfig(_Section):
+    """Global drift compensation: one-hot inputs read at programming and at time t,
+    outputs scaled by mean|Y0| / mean|Y(t)| per layer (REFERENCE §3)."""
+
+    enabled: bool = False
+
+
+class CrossbarConfig(_Section):
+    tile_rows: int = Field(128, gt=0, description="word lines per tile (inputs)")
+    tile_cols: int = Field(128, gt=0, description="weight columns per tile (outputs)")
+    device: SerializeAsAny[DeviceModel] = Field(default_factory=lambda: DEVICES["ideal"]())
+    g_min_us: float = Field(0.0, ge=0, description="lowest programmable conductance, µS")
+    g_max_us: float = Field(25.0, gt=0, description="highest programmable conductance, µS")
+    weight_bits: int | None = Field(None, ge=2, le=16, description="signed weight bits (None: analog weights)")
+    bits_per_cell: int = Field(1, ge=1, le=8, description="bits stored per cell when bit slicing")
+    conductance_levels: int | None = Field(None, ge=2, description="programmable levels per cell (None: continuous)")
+    mapping: Literal["differential", "offset"] = "differential"
+    dac: ConverterConfig = ConverterConfig()
+    adc: ADCConfig = ADCConfig()
+    out_noise_std: float = Field(0.0, ge=0, description="additive output noise σ, normalised output units")
+    variation: VariationConfig = VariationConfig()
+    faults: FaultConfig = FaultConfig()
+    ir_drop: IRDropConfig = IRDropConfig()
+    drift_compensation: DriftCompensationConfig = DriftCompensationConfig()
+    v_read_v: float = Field(0.2, gt=0, description="word-line voltage of a full-scale input, V")
+    seed: int = Field(0, ge=0, description="programming seed when program() is given none")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resistances(cls, data: Any) -> Any:
+        # r_on/r_off are an alternative spelling of g_max/g_min (G = 1/R).
+        if isinstance(data, dict) and ("r_on_ohm" in data or "r_off_ohm" in data):
+            data = dict(data)
+            r_on, r_off = data.pop("r_on_ohm", None), data.pop("r_off_ohm", None)
+            for name, r in (("r_on_ohm", r_on), ("r_off_ohm", r_off)):
+                if r is not None and not (isinstance(r, (int, float)) and r > 0):
+                    raise ValueError(f"{name} must be a number > 0")
+            if r_on is not None:
+                data["g_max_us"] = 1e6 / r_on
+            if r_off is not None:
+                data["g_min_us"] = 1e6 / r_off
+        return data
+
+    @field_validator("device", mode="before")
+    @classmethod
+    def _device(cls, v: Any) -> Any:
+        if isinstance(v, DeviceModel):
+            return v
+        if isinstance(v, str):
+            v = {"name": v}
+        if not isinstance(v, dict) or v.get("name") not in DEVICES:
+            name = v.get("name") if isinstance(v, dict) else v
+            raise ValueError(f"unknown device '{name}', allowed: {', '.join(DEVICES)}")
+        return DEVICES[v["name"]].model_validate(v)
+
+    @model_validator(mode="after")
+    def _ranges(self):
+        if self.g_min_us >= self.g_max_us:
+            raise ValueError("g_min_us must be below g_max_us")
+        if self.bits_per_cell > 1 and self.weight_bits is None:
+            raise ValueError("bits_per_cell > 1 needs weight_bits (bit slicing splits integer weights)")
+        return self
+
+    # -- derived quantities -------------------------------------------------------------
+
+    @property
+    def magnitude_bits(self) -> int | None:
+        """Bits a cell pair must hold: b − 1 with differential mapping, b with offset."""
+        if self.weight_bits is None:
+            return None
+        return self.weight_bits - 1 if self.mapping == "differential" else self.weight_bits
+
+    @property
+    def n_slices(self) -> int:
+        return 1 if self.weight_bits is None else -(-self.magnitude_bits // self.bits_per_cell)
+
+    def with_updates(self, **fields: Any) -> "CrossbarConfig":
+        """A validated copy with some fields replaced (nested sections as dicts)."""
+        data = self.model_dump()
+        for k, v in fields.items():
+            if isinstance(v, dict) and isinstance(data.get(k), dict):
+                data[k] = {**data[k], **v}
+            else:
+                data[k] = v
+        return _validate(data, "analog")
+
+
+def list_presets() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def _validate(data: dict, where: str) -> CrossbarConfig:
+    try:
+        return CrossbarConfig.model_validate(data)
+    except ValidationError as e:
+        raise SpikecimError(one_line_validation_error(e, prefix=f"{where}: ")) from None
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise SpikecimError(f"analog: {path} is not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise SpikecimError(f"analog: {path} must hold a mapping of crossbar fields")
+    return data
+
+
+def _resolve(data: dict, seen: tuple[str, ...] = ()) -> dict:
+    """Merge a ``preset:`` base under the given fields (nested sections merged key by key)."""
+    data = dict(data)
+    base_name = data.pop("preset", None)
+    if base_name is None:
+        return data
+    if base_name not in list_presets():
+        raise SpikecimError(f"analog.preset: unknown preset '{base_name}', allowed: {', '.join(list_presets())}")
+    if base_name in seen:
+        raise SpikecimError(f"analog.preset: preset '{base_name}' includes itself")
+    base = _resolve(_read_yaml(PRESET_DIR / f"{base_name}.yaml"), seen + (base_name,))
+    for k, v in data.items():
+        base[k] = {**base[k], **v} if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+    return base
+
+
+def load_crossbar_config(spec: str | Path | dict | CrossbarConfig | None = None) -> CrossbarConfig:
+    """A preset name (``pcm-aihwkit``), a YAML file path, a dict of fields or a config."""
+    if isinstance(spec, CrossbarConfig):
+        return spec
+    if spec is None:
+        return CrossbarConfig()
+    if isinstance(spec, dict):
+        return _validate(_resolve(spec), "analog")
+    text = str(spec)
+    if text in list_presets():
+        return _validate(_resolve({"preset": text}), f"analog preset {text}")
+    path = Path(text)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.exists():
+            raise SpikecimError(f"analog: file not found: {path}")
+        return _validate(_resolve(_read_yaml(path)), f"analog {path.name}")
+    raise SpikecimError(f"analog: unknown preset '{text}', allowed: {', '.join(list_presets())} or a YAML file")

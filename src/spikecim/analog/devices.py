@@ -1,0 +1,167 @@
+"""Device models: how a memory cell is programmed, drifts and is read.
+
+A device model is a pydantic parameter class with a ``name`` tag, registered with
+:func:`register_device`, and three pure methods over conductance tensors in µS:
+
+- ``program(g_target_us, g_max_us, generator) -> g_prog_us``   write noise, once
+- ``drift_exponent(g_target_us, g_max_us, generator) -> nu``  drawn once at programming
+- ``read(g_prog_us, nu, t_inference_s, g_max_us) -> g_us``     drift to time t plus read noise,
+  drawn at every read (global torch RNG, so ``torch.manual_seed`` reproduces a run)
+
+Each physical effect has its own switch (``programming_noise``, ``drift``, ``read_noise``).
+Device-independent effects (device-to-device variation, stuck cells, finite levels,
+DAC/ADC, output noise, IR drop) live in :mod:`spikecim.analog.nonideal`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["DeviceModel", "IdealDevice", "PCMDevice", "RRAMDevice", "SRAMDevice", "register_device", "DEVICES"]
+
+DEVICES: dict[str, type["DeviceModel"]] = {}
+
+
+def register_device(name: str) -> Callable[[type["DeviceModel"]], type["DeviceModel"]]:
+    def deco(cls: type[DeviceModel]) -> type[DeviceModel]:
+        DEVICES[name] = cls
+        return cls
+
+    return deco
+
+
+class DeviceModel(BaseModel):
+    """Base: a perfect cell (no write noise, no drift, no read noise)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+
+    def program(self, g_target_us: torch.Tensor, g_max_us: float, generator: torch.Generator | None) -> torch.Tensor:
+        return g_target_us.clone()
+
+    def drift_exponent(self, g_target_us: torch.Tensor, g_max_us: float, generator: torch.Generator | None) -> torch.Tensor:
+        return torch.zeros_like(g_target_us)
+
+    def read(self, g_prog_us: torch.Tensor, nu: torch.Tensor, t_inference_s: float, g_max_us: float) -> torch.Tensor:
+        return g_prog_us
+
+    @property
+    def has_read_noise(self) -> bool:
+        return False
+
+
+@register_device("ideal")
+class IdealDevice(DeviceModel):
+    name: Literal["ideal"] = "ideal"
+
+
+@register_device("sram")
+class SRAMDevice(DeviceModel):
+    """An SRAM bit cell: binary, exact storage (used with ``bits_per_cell = 1``)."""
+
+    name: Literal["sram"] = "sram"
+
+
+@register_device("pcm")
+class PCMDevice(DeviceModel):
+    """Phase-change memory, the statistical model of REFERENCE §3 (aihwkit ``PCMLikeNoiseModel``).
+
+    - programming: σ_prog = (c0 + c1·g/g_ref + c2·(g/g_ref)²)·g_max/25, with g_ref = g_max;
+      g_prog = max(g + σ_prog·N, 0)
+    - drift exponent: g_rel = max(|g|/g_max, 1e-7), μ_ν = clip(−0.0155 ln g_rel + 0.0244, 0.049, 0.1),
+      σ_ν = clip(−0.0125 ln g_rel − 0.0059, 0.008, 0.045), ν = |μ_ν + σ_ν·N|
+    - drift: t = t_inference + t0, g_drift = g_prog·(t/t0)^(−ν)
+    - read (1/f) noise: Q_s = min(0.0088 / max((|g_prog|/g_max)^0.65, 1e-3), 0.2),
+      σ_read = Q_s·sqrt(ln((t + t_read)/(2 t_read))), g = max(g_drift + |g_drift|·σ_read·N, 0)
+    """
+
+    name: Literal["pcm"] = "pcm"
+    t0_s: float = Field(20.0, gt=0, description="time of the programming reference read, s")
+    t_read_s: float = Field(250e-9, gt=0, description="duration of one read pulse, s")
+    prog_coeff: tuple[float, float, float] = (0.26348, 1.9650, -1.1731)
+    programming_noise: bool = True
+    drift: bool = True
+    read_noise: bool = True
+    prog_noise_scale: float = Field(1.0, ge=0)
+    read_noise_scale: float = Field(1.0, ge=0)
+    drift_scale: float = Field(1.0, ge=0)
+    drift_nu_fixed: float | None = Field(None, ge=0, description="use this ν for every cell instead of drawing it")
+
+    def prog_noise_std_us(self, g_target_us: torch.Tensor, g_max_us: float) -> torch.Tensor:
+        g = g_target_us / g_max_us
+        c0, c1, c2 = self.prog_coeff
+        return (c0 + c1 * g + c2 * g * g) * g_max_us / 25.0
+
+    def program(self, g_target_us, g_max_us, generator):
+        if not self.programming_noise:
+            return g_target_us.clone()
+        noise = torch.randn(g_target_us.shape, generator=generator, dtype=g_target_us.dtype)
+        sigma = self.prog_noise_scale * self.prog_noise_std_us(g_target_us, g_max_us)
+        return (g_target_us + sigma * noise).clamp(min=0.0)
+
+    def drift_exponent(self, g_target_us, g_max_us, generator):
+        if not self.drift:
+            return torch.zeros_like(g_target_us)
+        if self.drift_nu_fixed is not None:
+            return torch.full_like(g_target_us, self.drift_nu_fixed * self.drift_scale)
+        g_rel = (g_target_us.abs() / g_max_us).clamp(min=1e-7)
+        mu = (-0.0155 * torch.log(g_rel) + 0.0244).clamp(0.049, 0.1)
+        sig = (-0.0125 * torch.log(g_rel) - 0.0059).clamp(0.008, 0.045)
+        noise = torch.randn(g_target_us.shape, generator=generator, dtype=g_target_us.dtype)
+        return (mu + sig * noise).abs() * self.drift_scale
+
+    def read_noise_std_rel(self, g_prog_us: torch.Tensor, t_inference_s: float, g_max_us: float) -> torch.Tensor:
+        t = t_inference_s + self.t0_s
+        q_s = (0.0088 / ((g_prog_us.abs() / g_max_us) ** 0.65).clamp(min=1e-3)).clamp(max=0.2)
+        return q_s * math.sqrt(math.log((t + self.t_read_s) / (2 * self.t_read_s)))
+
+    def read(self, g_prog_us, nu, t_inference_s, g_max_us):
+        t = t_inference_s + self.t0_s
+        g = g_prog_us * (t / self.t0_s) ** (-nu) if (self.drift and t > self.t0_s) else g_prog_us
+        if self.read_noise:
+            sigma = self.read_noise_scale * self.read_noise_std_rel(g_prog_us, t_inference_s, g_max_us)
+            g = g + g.abs() * sigma * torch.randn_like(g)
+        return g.clamp(min=0.0)
+
+    @property
+    def has_read_noise(self) -> bool:
+        return self.read_noise and self.read_noise_scale > 0
+
+
+@register_device("rram")
+class RRAMDevice(DeviceModel):
+    """Resistive RAM: additive Gaussian write noise, relative Gaussian read noise and a
+    power-law conductance relaxation g·((t + t0)/t0)^(−ν) with one ν for all cells.
+    """
+
+    name: Literal["rram"] = "rram"
+    write_noise_std_us: float = Field(0.0, ge=0, description="σ of the programmed conductance, µS")
+    read_noise_std_rel: float = Field(0.0, ge=0, description="σ of a read relative to g (per read)")
+    drift_nu: float = Field(0.0, ge=0, description="relaxation exponent ν (0: none)")
+    t0_s: float = Field(1.0, gt=0, description="reference time of the relaxation, s")
+    programming_noise: bool = True
+    drift: bool = True
+    read_noise: bool = True
+
+    def program(self, g_target_us, g_max_us, generator):
+        if not self.programming_noise or self.write_noise_std_us == 0:
+            return g_target_us.clone()
+        noise = torch.randn(g_target_us.shape, generator=generator, dtype=g_target_us.dtype)
+        return (g_target_us + self.write_noise_std_us * noise).clamp(min=0.0)
+
+    def drift_exponent(self, g_target_us, g_max_us, generator):
+        return torch.full_like(g_target_us, self.drift_nu if self.drift else 0.0)
+
+    def read(self, g_prog_us, nu, t_inference_s, g_max_us):
+        g = g_prog_us * ((t_inference_s + self.t0_s) / self.t0_s) ** (-nu)
+        if self.read_noise and self.read_noise_std_rel > 0:
+            g = g + g.abs() * self.read_noise_std_rel * torch.randn_like(g)
+        return g.clamp(min=0.0)
+
+    @property
+    def has_read_noise(self) -> bool:
+        return self.read_noise and self.read_noise_std_rel > 0

@@ -1,0 +1,249 @@
+/* Fused multi-step LIF for the CPU: the whole time loop of spikecim.nn.functional.lif,
+ * forward and reverse-time backward, in one call each.
+ *
+ * Built by spikecim/nn/kernels/cpu.py with `cc -O3 -ffp-contract=off -DREAL=float` (and
+ * once more with double); the arithmetic follows the reference expression by expression
+ * (no fused multiply-add) so that spikes and membrane are bit-identical to it.
+ *
+ * Layout: x, spikes, membrane are [T, M] contiguous (M = neurons per step, batch folded
+ * in); beta, theta, mem0 are [M]. Work is split over neurons: each thread owns whole
+ * chunks of CHUNK neurons and runs all T steps on them, so the state stays in L1.
+ *
+ * What the backward pass reads (store only what it needs):
+ *   delayed reset          the membrane output U (S[t] = U[t] > theta, R[t] = U[t-1] > theta)
+ *   same-step, subtract    the membrane output U and the spikes as bytes (V - theta = S ? U : U - theta)
+ *   same-step, zero        the pre-reset membrane V (S = V > theta, U = S ? 0 : V)
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+
+#ifndef REAL
+#define REAL float
+#endif
+typedef REAL real;
+
+#define CHUNK 512
+#define MAX_THREADS 64
+#define INLINE static inline __attribute__((always_inline))
+
+enum { SG_ATAN = 0, SG_FAST_SIGMOID = 1, SG_SIGMOID = 2, SG_TRIANGULAR = 3, SG_STRAIGHT = 4 };
+
+typedef struct {
+    /* shared by forward and backward */
+    long T, M;
+    int delayed, subtract;
+    const real *beta, *th, *m0; /* m0 may be NULL (zeros) */
+    /* forward */
+    const real *x;
+    real *spk, *mem, *vsave; /* vsave: same-step zero only, may be NULL */
+    uint8_t *sbits;          /* same-step subtract only, may be NULL */
+    /* backward */
+    const real *gs, *gm; /* incoming grads of spikes and membrane, may be NULL */
+    const real *saved;   /* U (delayed, same-step subtract) or V (same-step zero) */
+    const uint8_t *sbits_in;
+    real *gx, *gbeta, *gth, *gm0; /* gbeta, gth, gm0 may be NULL; gbeta/gth are per neuron [M] */
+    int sg, detach;
+    real sgp;
+} lif_args;
+
+/* dS/du of the surrogate, written as the reference (spikecim.nn.surrogate) computes it. */
+INLINE real surrogate_grad(real u, int sg, real p, real c_atan, real p_half) {
+    switch (sg) {
+    case SG_ATAN: {
+        real v = c_atan * u;
+        return ((real)1 / ((real)1 + v * v)) * p_half;
+    }
+    case SG_FAST_SIGMOID: {
+        real d = p * (u < 0 ? -u : u) + (real)1;
+        return (real)1 / (d * d);
+    }
+    case SG_SIGMOID: {
+        real s = (real)1 / ((real)1 + (real)exp(-(double)(p * u)));
+        return p * s * ((real)1 - s);
+    }
+    case SG_TRIANGULAR: {
+        real v = (real)1 - (u < 0 ? -u : u) / p;
+        return (v > 0 ? v : (real)0) / p;
+    }
+    default:
+        return (real)1;
+    }
+}
+
+INLINE void fwd_chunk(const lif_args *a, long i0, long n, const int delayed, const int subtract, const int save) {
+    real u[CHUNK];
+    const real *beta = a->beta + i0, *th = a->th + i0;
+    for (long k = 0; k < n; k++) u[k] = a->m0 ? a->m0[i0 + k] : (real)0;
+    for (long t = 0; t < a->T; t++) {
+        const long off = t * a->M + i0;
+        const real *x = a->x + off;
+        real *spk = a->spk + off, *mem = a->mem + off;
+        for (long k = 0; k < n; k++) {
+            const real b = beta[k], h = th[k], uk = u[k];
+            real v, m, s;
+            if (delayed) {
+                const real r = uk > h ? (real)1 : (real)0; /* R[t] = H(U[t-1] - theta) */
+                v = subtract ? (b * uk + x[k]) - r * h : (b * ((real)1 - r)) * uk + x[k];
+                s = v > h ? (real)1 : (real)0;
+                m = v;
+            } else {
+                v = b * uk + x[k];
+                s = v > h ? (real)1 : (real)0;
+                m = subtract ? v - s * h : ((real)1 - s) * v;
+            }
+            spk[k] = s;
+            mem[k] = m;
+            u[k] = m;
+            if (save && !delayed && subtract) a->sbits[off + k] = (uint8_t)(v > h);
+            if (save && !delayed && !subtract) a->vsave[off + k] = v;
+        }
+    }
+}
+
+INLINE void bwd_chunk(const lif_args *a, long i0, long n, const int delayed, const int subtract, const int sg) {
+    real g[CHUNK], gb[CHUNK], gt[CHUNK], u0[CHUNK];
+    const real *beta = a->beta + i0, *th = a->th + i0;
+    const real p = a->sgp;
+    const real c_atan = (real)(M_PI / 2 * (double)p), p_half = (real)((double)p / 2);
+    const int pgrad = a->gbeta != 0 || a->gth != 0;
+    const int detach = a->detach;
+    const long M = a->M;
+    for (long k = 0; k < n; k++) {
+        g[k] = gb[k] = gt[k] = 0;
+        u0[k] = a->m0 ? a->m0[i0 + k] : (real)0;
+    }
+    for (long t = a->T - 1; t >= 0; t--) {
+        const long off = t * M + i0;
+        const real *cur = a->saved + off;
+        const real *prev = t > 0 ? a->saved + off - M : u0;
+        const real *gs = a->gs ? a->gs + off : 0, *gm = a->gm ? a->gm + off : 0;
+        const uint8_t *sb = (!delayed && subtract) ? a->sbits_in + off : 0;
+        real *gx = a->gx + off;
+        for (long k = 0; k < n; k++) {
+            const real b = beta[k], h = th[k];
+            const real gsi = gs ? gs[k] : (real)0, gmi = gm ? gm[k] : (real)0;
+            real gout;
+            if (delayed) {
+                const real u = cur[k], up = prev[k];
+                const real rn = u > h ? (real)1 : (real)0; /* R[t+1] */
+                const real carry = subtract ? g[k] * b : g[k] * (b * ((real)1 - rn));
+                const real gsurr = gsi * surrogate_grad(u - h, sg, p, c_atan, p_half);
+                gout = (gmi + carry) + gsurr;
+                if (pgrad) {
+                    const real r = up > h ? (real)1 : (real)0; /* R[t] */
+                    gb[k] += subtract ? gout * up : (gout * up) * ((real)1 - r);
+                    gt[k] += -gsurr - (subtract ? gout * r : (real)0);
+                }
+            } else {
+                real s, vmh, v, up;
+                if (subtract) {
+                    s = sb[k] ? (real)1 : (real)0;
+                    vmh = sb[k] ? cur[k] : cur[k] - h; /* U = fl(V - theta) after a spike */
+                    v = 0;
+                    up = prev[k];
+                } else {
+                    v = cur[k];
+                    s = v > h ? (real)1 : (real)0;
+                    vmh = v - h;
+                    up = (t > 0 && prev[k] > th[k]) ? (real)0 : prev[k];
+                }
+                const real am = gmi + g[k] * b; /* dL/dU[t] */
+                const real gst = detach ? gsi : gsi + (subtract ? -(am * h) : -(am * v));
+                const real sgv = surrogate_grad(vmh, sg, p, c_atan, p_half);
+                gout = gst * sgv + (subtract ? am : am * ((real)1 - s));
+                if (pgrad) {
+                    gb[k] += gout * up;
+                    gt[k] += -(gst * sgv) - (subtract ? am * s : (real)0);
+                }
+            }
+            gx[k] = gout;
+            g[k] = gout;
+        }
+    }
+    for (long k = 0; k < n; k++) {
+        const real b = beta[k];
+        if (a->gm0) {
+            if (delayed && !subtract) a->gm0[i0 + k] = g[k] * (b * ((real)1 - (u0[k] > th[k] ? (real)1 : (real)0)));
+            else a->gm0[i0 + k] = g[k] * b;
+        }
+        if (a->gbeta) a->gbeta[i0 + k] = gb[k];
+        if (a->gth) a->gth[i0 + k] = gt[k];
+    }
+}
+
+/* Specialise the chunk bodies on the mode and the surrogate (constants after inlining). */
+static void fwd_range(const lif_args *a, long i0, long i1) {
+    const int save = a->sbits != 0 || a->vsave != 0;
+    for (long i = i0; i < i1; i += CHUNK) {
+        const long n = i1 - i < CHUNK ? i1 - i : CHUNK;
+        switch (a->delayed * 4 + a->subtract * 2 + save) {
+        case 0: fwd_chunk(a, i, n, 0, 0, 0); break;
+        case 1: fwd_chunk(a, i, n, 0, 0, 1); break;
+        case 2: fwd_chunk(a, i, n, 0, 1, 0); break;
+        case 3: fwd_chunk(a, i, n, 0, 1, 1); break;
+        case 4: case 5: fwd_chunk(a, i, n, 1, 0, 0); break;
+        default: fwd_chunk(a, i, n, 1, 1, 0); break;
+        }
+    }
+}
+
+#define BWD_MODES(SG)                                          \
+    switch (a->delayed * 2 + a->subtract) {                    \
+    case 0: bwd_chunk(a, i, n, 0, 0, SG); break;               \
+    case 1: bwd_chunk(a, i, n, 0, 1, SG); break;               \
+    case 2: bwd_chunk(a, i, n, 1, 0, SG); break;               \
+    default: bwd_chunk(a, i, n, 1, 1, SG); break;              \
+    }
+
+static void bwd_range(const lif_args *a, long i0, long i1) {
+    for (long i = i0; i < i1; i += CHUNK) {
+        const long n = i1 - i < CHUNK ? i1 - i : CHUNK;
+        switch (a->sg) {
+        case SG_ATAN: BWD_MODES(SG_ATAN); break;
+        case SG_FAST_SIGMOID: BWD_MODES(SG_FAST_SIGMOID); break;
+        case SG_SIGMOID: BWD_MODES(SG_SIGMOID); break;
+        case SG_TRIANGULAR: BWD_MODES(SG_TRIANGULAR); break;
+        default: BWD_MODES(SG_STRAIGHT); break;
+        }
+    }
+}
+
+/* Split [0, M) into whole chunks over up to `threads` threads (the caller is one of them). */
+typedef struct {
+    const lif_args *a;
+    long i0, i1;
+    int backward;
+} job;
+
+static void *run_job(void *p) {
+    const job *j = (const job *)p;
+    if (j->backward) bwd_range(j->a, j->i0, j->i1);
+    else fwd_range(j->a, j->i0, j->i1);
+    return 0;
+}
+
+static void run_parallel(const lif_args *a, int threads, int backward) {
+    const long chunks = (a->M + CHUNK - 1) / CHUNK;
+    if (threads > chunks) threads = (int)chunks;
+    if (threads > MAX_THREADS) threads = MAX_THREADS;
+    if (threads < 1) threads = 1;
+    job jobs[MAX_THREADS];
+    pthread_t tid[MAX_THREADS];
+    int started[MAX_THREADS] = {0};
+    for (int k = 0; k < threads; k++) {
+        jobs[k].a = a;
+        jobs[k].backward = backward;
+        jobs[k].i0 = (chunks * k / threads) * CHUNK;
+        jobs[k].i1 = k + 1 == threads ? a->M : (chunks * (k + 1) / threads) * CHUNK;
+    }
+    for (int k = 1; k < threads; k++) started[k] = pthread_create(&tid[k], 0, run_job, &jobs[k]) == 0;
+    run_job(&jobs[0]);
+    for (int k = 1; k < threads; k++) {
+        if (started[k]) pthread_join(tid[k], 0);
+        else run_job(&jobs[k]); /* could not start a thread: do its share here */
+    }
+}
+
+void lif_forward(const lif_args *a, int threads) { run_parallel(a, threads, 0); }
+void lif_backward(const lif_args *a, int threads) { run_parallel(a, threads, 1); }

@@ -1,0 +1,132 @@
+"""The report sections of the core stages: training, evaluation and the traced workload.
+
+Each reads its stage's entry of ``metrics.json`` (plus ``workload.json`` /
+``workload_ann.json`` for the workload) and returns ``""`` when that stage did not run.
+Numbers are formatted with :mod:`spikecim.report.fmt`.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+from spikecim.report import plots
+from spikecim.report.fmt import MISSING, count, pct, rate
+from spikecim.report.sections import embed_png, html_table, register_section
+
+__all__ = ["training_section", "evaluation_section", "workload_section", "VARIANTS", "WORKLOAD_FILES"]
+
+VARIANTS = ("snn", "ann")
+WORKLOAD_FILES = {"snn": "workload.json", "ann": "workload_ann.json"}
+
+_TOTALS = (
+    ("dense_macs", "dense MACs / sample", count),
+    ("effective_acs", "effective ACs / sample", count),
+    ("activation_sparsity", "activation sparsity", pct),
+    ("params", "parameters", count),
+    ("weight_bytes", "weight memory (bytes)", count),
+    ("membrane_bytes", "membrane memory (bytes)", count),
+    ("footprint_bytes", "memory footprint (bytes)", count),
+    ("neurons", "neurons", count),
+)
+
+
+@register_section("training", "Training", order=10)
+def training_section(metrics: dict, run_dir: Path) -> str:
+    """Final test accuracy, epochs and time per variant; accuracy and loss curves."""
+    train = _variants(metrics.get("train"))
+    if not train:
+        return ""
+    rows = []
+    for variant, m in train.items():
+        history = m.get("history") or []
+        best = max((h["test_acc"] for h in history if h.get("test_acc") is not None), default=None)
+        seconds = sum(h.get("seconds") or 0.0 for h in history) if history else None
+        rows.append([variant.upper(), m.get("epochs", len(history)), pct(m.get("test_acc")), pct(best),
+                     MISSING if seconds is None else f"{seconds:.1f}"])
+    out = html_table(["model", "epochs", "final test accuracy", "best test accuracy", "training time (s)"], rows)
+    histories = {v: m["history"] for v, m in train.items() if m.get("history")}
+    if histories:
+        png = plots.training_curves(histories, run_dir / "plots" / "training.png")
+        out += embed_png(png, "accuracy and loss per epoch")
+    return out
+
+
+@register_section("evaluation", "Evaluation", order=20)
+def evaluation_section(metrics: dict, run_dir: Path) -> str:
+    """Test accuracy per variant and the mean activity of every layer."""
+    evaluate = _variants(metrics.get("evaluate"))
+    if not evaluate:
+        return ""
+    out = html_table(
+        ["model", "test accuracy", "samples"],
+        [[v.upper(), pct(m.get("accuracy")), m.get("samples", MISSING)] for v, m in evaluate.items()],
+    )
+    rates = {v: m["spike_rates"] for v, m in evaluate.items() if m.get("spike_rates")}
+    if rates:
+        layers: list[str] = []
+        for per_layer in rates.values():
+            layers += [name for name in per_layer if name not in layers]
+        out += "<h3>Activity per layer</h3>"
+        out += "<p>Mean spikes per neuron per step (SNN); fraction of non-zero ReLU outputs (ANN).</p>"
+        out += html_table(
+            ["layer", *(v.upper() for v in rates)],
+            [[name, *(rate(r.get(name)) for r in rates.values())] for name in layers],
+        )
+        out += embed_png(plots.spike_rates(rates, run_dir / "plots" / "spike_rates.png"), "spike rate per layer")
+    return out
+
+
+@register_section("workload", "Workload", order=30)
+def workload_section(metrics: dict, run_dir: Path) -> str:
+    """Per-layer traced workload of each variant and NeuroBench-style totals."""
+    from spikecim.trace.workload import Workload
+
+    totals = _variants(metrics.get("trace"))
+    loaded = {v: Workload.load(run_dir / f) for v, f in WORKLOAD_FILES.items() if (run_dir / f).exists()}
+    if not totals and not loaded:
+        return ""
+    out = ""
+    if totals:
+        out += html_table(
+            ["metric", *(v.upper() for v in totals)],
+            [[label, *(fmt(t.get(key)) for t in totals.values())] for key, label, fmt in _TOTALS],
+        )
+    series: dict[str, dict[str, float]] = {}
+    for variant, wl in loaded.items():
+        name = variant.upper()
+        out += f"<h3>{name} layers</h3>"
+        out += (f"<p>model {html.escape(wl.model)}, T = {wl.timesteps}, activity averaged over "
+                f"{wl.samples} samples.</p>")
+        out += html_table(
+            ["layer", "kind", "in→out", "kernel", "in_hw→out_hw", "params", "MACs/step",
+             "input activity", "ACs (all steps)"],
+            [_layer_row(layer) for layer in wl.layers],
+        )
+        series[f"{name} dense MACs"] = {layer.name: float(layer.total_macs) for layer in wl.layers}
+        series[f"{name} effective ACs"] = {layer.name: layer.total_acs for layer in wl.layers}
+    if series:
+        out += embed_png(plots.layer_ops(series, run_dir / "plots" / "workload_ops.png"), "operations per layer")
+    return out
+
+
+def _layer_row(layer) -> list[str]:
+    spatial = layer.kind != "linear"
+    return [
+        layer.name,
+        layer.kind,
+        f"{layer.in_ch}→{layer.out_ch}",
+        f"{layer.kernel[0]}×{layer.kernel[1]}" if spatial else MISSING,
+        f"{layer.in_hw[0]}×{layer.in_hw[1]}→{layer.out_hw[0]}×{layer.out_hw[1]}" if spatial else MISSING,
+        count(layer.params),
+        count(layer.macs),
+        pct(layer.in_activity),
+        count(layer.total_acs),
+    ]
+
+
+def _variants(stage: dict | None) -> dict[str, dict]:
+    """The ``snn`` / ``ann`` entries of a stage's metrics that are present, in that order."""
+    if not isinstance(stage, dict):
+        return {}
+    return {v: stage[v] for v in VARIANTS if isinstance(stage.get(v), dict)}

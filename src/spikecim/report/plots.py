@@ -1,0 +1,97 @@
+"""Report figures: each function takes plain data, saves one PNG and returns its path.
+
+They use matplotlib's non-interactive Agg backend and never read metrics files themselves,
+so they can be called from notebooks with any numbers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+__all__ = ["training_curves", "spike_rates", "layer_ops"]
+
+_DPI = 100
+
+
+def training_curves(histories: Mapping[str, Sequence[Mapping]], path: str | Path) -> Path:
+    """Accuracy (train and test) and loss per epoch, one line per variant and split.
+
+    ``histories`` maps a variant (``"snn"``, ``"ann"``) to its per-epoch records
+    ``{"epoch", "loss", "train_acc", "test_acc"}``; a missing field is skipped.
+    """
+    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(9, 3.4))
+    for i, (variant, history) in enumerate(histories.items()):
+        label, color = variant.upper(), f"C{i}"
+        for key, style in (("train_acc", "--"), ("test_acc", "-")):
+            pts = [(h["epoch"], h[key] * 100) for h in history if h.get(key) is not None]
+            if pts:
+                ax_acc.plot(*zip(*pts), style, color=color, marker="o", ms=3, label=f"{label} {key.split('_')[0]}")
+        pts = [(h["epoch"], h["loss"]) for h in history if h.get("loss") is not None]
+        if pts:
+            ax_loss.plot(*zip(*pts), color=color, marker="o", ms=3, label=label)
+    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy (dashed: train, solid: test)")
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="training loss")
+    for ax in (ax_acc, ax_loss):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def spike_rates(rates: Mapping[str, Mapping[str, float]], path: str | Path) -> Path:
+    """Grouped bars of the mean activity per layer, one bar colour per variant.
+
+    ``rates`` maps a variant (``"snn"``, ``"ann"``) to ``{layer name: rate}``.
+    """
+    fig, ax = _grouped_bars({v.upper(): r for v, r in rates.items()}, log=False)
+    ax.set(xlabel="layer", ylabel="activity / neuron / step", title="spike rate per layer (ANN: non-zero fraction)")
+    return _save(fig, path)
+
+
+def layer_ops(series: Mapping[str, Mapping[str, float]], path: str | Path) -> Path:
+    """Per layer: dense MACs against the accumulates the measured activity triggers (log scale).
+
+    ``series`` maps a bar label (``"SNN dense MACs"``, ``"SNN effective ACs"``, ...) to
+    ``{layer name: operations per sample over all steps}``.
+    """
+    fig, ax = _grouped_bars(series, log=True)
+    ax.set(xlabel="layer", ylabel="operations / sample (all steps)", title="operations per layer")
+    return _save(fig, path)
+
+
+def _grouped_bars(series: Mapping[str, Mapping[str, float]], log: bool):
+    """One bar group per layer (first-seen order), one bar per series."""
+    layers: list[str] = []
+    for per_layer in series.values():
+        layers += [name for name in per_layer if name not in layers]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.7 * len(layers) + 4.0), 3.4))
+    width = 0.8 / max(1, len(series))
+    for i, (label, per_layer) in enumerate(series.items()):
+        offset = (i - (len(series) - 1) / 2) * width
+        xs = [j + offset for j, name in enumerate(layers) if name in per_layer]
+        ax.bar(xs, [per_layer[name] for name in layers if name in per_layer], width, label=label)
+    ax.set_xticks(range(len(layers)), layers)
+    if log and any(v > 0 for per_layer in series.values() for v in per_layer.values()):
+        ax.set_yscale("log")
+    ax.grid(axis="y", alpha=0.3)
+    if series:
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return fig, ax
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=_DPI, format="png", metadata={"Software": None})
+    plt.close(fig)
+    return path

@@ -1,0 +1,252 @@
+"""Build ``report.html`` (and ``report.md``) for a run folder.
+
+The page is one self-contained file: inline CSS, PNGs inlined as base64, no scripts and no
+external resources. It holds the run name, a summary of ``config.yaml``, then every
+registered section (:mod:`spikecim.report.sections`) in order, leaving out the empty ones.
+The Markdown report holds the same text and tables and links the PNGs under ``plots/``.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import warnings
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+
+import yaml
+
+import spikecim
+from spikecim.errors import SpikecimError
+from spikecim.report.sections import Section, html_table, list_sections
+
+__all__ = ["write_report", "write_markdown", "html_to_markdown", "CONFIG_SUMMARY_KEYS"]
+
+# Config fields shown in the summary table (dotted paths into config.yaml); the full file
+# follows in a collapsed block.
+CONFIG_SUMMARY_KEYS = (
+    "seed", "stages", "data.name", "data.encoder", "data.timesteps", "data.batch_size",
+    "model.name", "model.neuron.kind", "model.neuron.beta", "model.neuron.threshold",
+    "train.epochs", "train.lr", "train.optimizer", "train.loss", "train.ann_twin",
+)
+_SECTION_MODULES = ("spikecim.analog.stage", "spikecim.hw.stage")
+
+
+def write_report(run_dir: str | Path) -> Path:
+    """Render ``run_dir/report.html`` from ``run_dir/metrics.json`` and return its path."""
+    run_dir = Path(run_dir)
+    return _write_html(run_dir, _render(run_dir))
+
+
+def write_markdown(run_dir: str | Path) -> Path:
+    """Render ``run_dir/report.md`` (same content, images linked from ``plots/``)."""
+    run_dir = Path(run_dir)
+    return _write_markdown(run_dir, _render(run_dir))
+
+
+# ---- rendering ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Rendered:
+    run_name: str
+    config: dict | None
+    blocks: list[tuple[Section, str]]  # non-empty sections and their HTML fragments
+
+
+def _render(run_dir: Path) -> _Rendered:
+    path = run_dir / "metrics.json"
+    if not path.exists():
+        raise SpikecimError(f"report: metrics.json not found in {run_dir}")
+    try:
+        metrics = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise SpikecimError(f"report: {path} is not valid JSON ({e.msg}, line {e.lineno})") from None
+    config = None
+    if (run_dir / "config.yaml").exists():
+        config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    run_name = str((config or {}).get("name") or run_dir.name)
+    _load_section_modules()
+    blocks = []
+    for section in list_sections():
+        fragment = _render_section(section, metrics, run_dir)
+        if fragment.strip():
+            blocks.append((section, fragment))
+    return _Rendered(run_name, config, blocks)
+
+
+def _render_section(section: Section, metrics: dict, run_dir: Path) -> str:
+    """A failing section shows its error in place; the rest of the report still renders."""
+    try:
+        return section.fn(metrics, run_dir)
+    except Exception as e:  # noqa: BLE001 - one broken section must not lose the whole report
+        warnings.warn(f"report: section '{section.name}' failed: {e.__class__.__name__}: {e}", stacklevel=2)
+        return f'<p class="error">This section could not be rendered: {html.escape(f"{e.__class__.__name__}: {e}")}</p>'
+
+
+def _load_section_modules() -> None:
+    """Import the modules that register sections (analog and hardware are optional)."""
+    import spikecim.report.core_sections  # noqa: F401
+
+    for mod in _SECTION_MODULES:
+        try:
+            __import__(mod)
+        except ModuleNotFoundError as e:
+            if e.name != mod:
+                raise
+
+
+def _config_rows(config: dict) -> list[list[str]]:
+    rows = []
+    for key in CONFIG_SUMMARY_KEYS:
+        node = config
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is not None:
+            rows.append([key, ", ".join(map(str, node)) if isinstance(node, list) else str(node)])
+    return rows
+
+
+# ---- HTML ----------------------------------------------------------------------------------
+_CSS = """
+body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; max-width: 1100px;
+       margin: 2em auto; padding: 0 1em; color: #1d1d1f; line-height: 1.45; }
+h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: 0.2em; margin-top: 1.8em; }
+.meta { color: #555; margin-top: 0; }
+nav a { margin-right: 1em; }
+table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.92em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+th { background: #f2f2f2; }
+img { display: block; max-width: 100%; margin: 0.8em 0; }
+pre { background: #f7f7f7; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }
+.error { color: #b00020; }
+"""
+
+
+def _write_html(run_dir: Path, r: _Rendered) -> Path:
+    name = html.escape(r.run_name)
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8"/>',
+        f"<title>spikecim report: {name}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        "<h1>spikecim report</h1>",
+        f'<p class="meta">run <strong>{name}</strong> · spikecim {html.escape(spikecim.__version__)}</p>',
+    ]
+    if r.blocks:
+        links = " ".join(f'<a href="#{s.name}">{html.escape(s.title)}</a>' for s, _ in r.blocks)
+        parts.append(f"<nav>{links}</nav>")
+    if r.config is not None:
+        parts.append('<section id="config"><h2>Configuration</h2>')
+        parts.append(html_table(["setting", "value"], _config_rows(r.config)))
+        full = yaml.safe_dump(r.config, sort_keys=False)
+        parts.append(f"<details><summary>full config.yaml</summary><pre>{html.escape(full)}</pre></details>")
+        parts.append("</section>")
+    for section, fragment in r.blocks:
+        parts.append(f'<section id="{html.escape(section.name)}"><h2>{html.escape(section.title)}</h2>')
+        parts.append(fragment)
+        parts.append("</section>")
+    parts.append("</body></html>")
+    path = run_dir / "report.html"
+    path.write_text("\n".join(parts) + "\n", encoding="utf-8")
+    return path
+
+
+# ---- Markdown ------------------------------------------------------------------------------
+def _write_markdown(run_dir: Path, r: _Rendered) -> Path:
+    parts = ["# spikecim report", f"run **{r.run_name}** · spikecim {spikecim.__version__}"]
+    if r.config is not None:
+        parts += ["## Configuration", html_to_markdown(html_table(["setting", "value"], _config_rows(r.config)))]
+    for section, fragment in r.blocks:
+        parts += [f"## {section.title}", html_to_markdown(fragment)]
+    path = run_dir / "report.md"
+    path.write_text("\n\n".join(p for p in parts if p) + "\n", encoding="utf-8")
+    return path
+
+
+def html_to_markdown(fragment: str) -> str:
+    """Convert a section's HTML fragment to Markdown.
+
+    Handles ``h1``-``h6``, ``p``, ``table``, ``ul``/``ol``/``li``, ``pre``, ``details``/``summary``
+    and ``img`` (linked by its ``data-file``, inline data is dropped); other tags keep their text.
+    """
+    parser = _MarkdownParser()
+    parser.feed(fragment)
+    parser.close()
+    return parser.result()
+
+
+class _MarkdownParser(HTMLParser):
+    _BLOCKS = {"p", "summary", "li", "h1", "h2", "h3", "h4", "h5", "h6"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.blocks: list[str] = []
+        self.text: list[str] = []  # text of the current block or table cell
+        self.rows: list[list[str]] | None = None  # inside a table
+        self.pre = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self._BLOCKS or tag == "pre":
+            self._flush()
+            self.pre = tag == "pre"
+        elif tag == "table":
+            self._flush()
+            self.rows = []
+        elif tag == "tr" and self.rows is not None:
+            self.rows.append([])
+        elif tag in ("th", "td"):
+            self.text = []
+        elif tag == "img":
+            a = dict(attrs)
+            if a.get("data-file"):
+                self._flush()
+                self.blocks.append(f"![{a.get('alt') or ''}]({a['data-file']})")
+        elif tag == "br":
+            self.text.append("\n" if self.pre else " ")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("th", "td") and self.rows:
+            self.rows[-1].append(" ".join("".join(self.text).split()).replace("|", "\\|"))
+            self.text = []
+        elif tag == "table" and self.rows is not None:
+            rows, self.rows = [r for r in self.rows if r], None
+            if rows:
+                width = max(len(r) for r in rows)
+                rows = [r + [""] * (width - len(r)) for r in rows]
+                lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * width]
+                lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
+                self.blocks.append("\n".join(lines))
+        elif tag == "pre":
+            self.blocks.append("```\n" + "".join(self.text).strip("\n") + "\n```")
+            self.text, self.pre = [], False
+        elif tag in self._BLOCKS:
+            text = " ".join("".join(self.text).split())
+            self.text = []
+            if text:
+                self.blocks.append(self._block(tag, text))
+
+    @staticmethod
+    def _block(tag: str, text: str) -> str:
+        if tag == "summary":
+            return f"**{text}**"
+        if tag == "li":
+            return f"- {text}"
+        if tag == "p":
+            return text
+        return "#" * int(tag[1]) + " " + text
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+    def _flush(self) -> None:
+        """Loose text between blocks becomes its own paragraph."""
+        if self.rows is None and not self.pre:
+            text = " ".join("".join(self.text).split())
+            if text:
+                self.blocks.append(text)
+        self.text = []
+
+    def result(self) -> str:
+        self._flush()
+        return "\n\n".join(self.blocks)

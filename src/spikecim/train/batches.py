@@ -1,0 +1,52 @@
+"""Batches from in-memory tensors and the model's time-major input.
+
+Shuffling and encoding draw from generators seeded by ``(seed, epoch)``, so an epoch is
+the same whether the run was interrupted before it or not (what makes resume exact).
+Under ``torchrun`` each process takes its share ``batch[rank::world]`` of every global batch.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+
+from spikecim.data.encode import get_encoder
+
+__all__ = ["epoch_generator", "iterate_batches", "to_model_input"]
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 100_003 + epoch)
+
+
+def iterate_batches(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int,
+    generator: torch.Generator | None = None,
+    rank: int = 0,
+    world: int = 1,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield ``(x_b, y_b)``; shuffled when ``generator`` is given, in order otherwise."""
+    n = x.shape[0]
+    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    for start in range(0, n, batch_size):
+        idx = order[start : start + batch_size][rank::world]
+        if idx.numel():
+            yield x[idx], y[idx]
+
+
+def to_model_input(
+    x: torch.Tensor, steps: int, encoder: str, spiking: bool, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """``x[B, ...] -> [T, B, ...]``: encoded for a spiking model, ``T = 1`` for an ANN twin.
+
+    Data sets of event frames (``x[B, T, ...]``, encoder ``"frames"``) are already time-major
+    per sample and are transposed to ``[T, B, ...]``.
+    """
+    if encoder == "frames":
+        return x.transpose(0, 1)
+    if not spiking:
+        return x.unsqueeze(0)
+    return get_encoder(encoder)(x, steps, generator)

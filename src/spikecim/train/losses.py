@@ -1,0 +1,22 @@
+"""Losses over per-step logits ``[T, B, classes]``.
+
+- ``mean``: cross-entropy of the logits averaged over steps (rate-decoded output).
+- ``per_step``: the mean over t of the cross-entropy at every step, so the output is
+  accurate at every prefix of time (needed for dynamic-timestep inference, REFERENCE §5).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["classification_loss"]
+
+
+def classification_loss(logits: torch.Tensor, y: torch.Tensor, mode: str = "mean") -> torch.Tensor:
+    if mode == "mean":
+        return F.cross_entropy(logits.mean(0), y)
+    if mode == "per_step":
+        steps = logits.shape[0]
+        return F.cross_entropy(logits.flatten(0, 1), y.repeat(steps))
+    raise ValueError(f"train.loss: unknown '{mode}', allowed: mean, per_step")

@@ -1,0 +1,226 @@
+"""report.html from a run folder written by hand: numbers, layer names, inline PNGs, sections."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from spikecim.errors import SpikecimError
+from spikecim.pipeline.stages import RunContext
+from spikecim.report import register_section, sections, write_markdown, write_report
+from spikecim.report.stage import report_stage
+from spikecim.trace.workload import LayerWorkload, Workload
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _history(accs: list[tuple[float, float]]) -> list[dict]:
+    return [
+        {"epoch": i + 1, "loss": 1.0 / (i + 1), "train_acc": tr, "test_acc": te, "seconds": 1.5}
+        for i, (tr, te) in enumerate(accs)
+    ]
+
+
+METRICS = {
+    "train": {
+        "snn": {"history": _history([(0.70, 0.80), (0.90, 0.95), (0.96, 0.9733)]), "test_acc": 0.9733, "epochs": 3},
+        "ann": {"history": _history([(0.75, 0.85), (0.95, 0.97), (0.99, 0.9811)]), "test_acc": 0.9811, "epochs": 3},
+    },
+    "evaluate": {
+        "snn": {"accuracy": 0.9644, "spike_rates": {"conv_a": 0.1234, "fc_out": 0.0567}, "samples": 450},
+        "ann": {"accuracy": 0.9822, "spike_rates": {"conv_a": 0.4321, "fc_out": 0.25}, "samples": 450},
+    },
+    "trace": {
+        "snn": {"dense_macs": 123456.0, "effective_acs": 7890.0, "activation_sparsity": 0.8125, "params": 3000.0,
+                "weight_bytes": 12000.0, "membrane_bytes": 2048.0, "footprint_bytes": 14048.0, "neurons": 512.0},
+        "ann": {"dense_macs": 30864.0, "effective_acs": 20000.0, "activation_sparsity": 0.5, "params": 3000.0,
+                "weight_bytes": 12000.0, "membrane_bytes": 0.0, "footprint_bytes": 12000.0, "neurons": 0.0},
+    },
+}
+
+
+def _workload(spiking: bool, timesteps: int, nonzero: list[float], acs: list[float]) -> Workload:
+    conv = LayerWorkload(
+        name="conv_a", kind="conv2d", in_ch=1, out_ch=8, kernel=(3, 3), padding=(1, 1), in_hw=(8, 8),
+        out_hw=(8, 8), params=72, macs=8 * 9 * 64, timesteps=timesteps, in_nonzero_per_step=nonzero,
+        acs_per_step=acs, spiking_input=spiking, neuron_kind="LIF" if spiking else "ReLU",
+    )
+    fc = LayerWorkload(
+        name="fc_out", kind="linear", in_ch=512, out_ch=10, params=5130, has_bias=True, macs=5120,
+        timesteps=timesteps, in_nonzero_per_step=[64.0] * timesteps, acs_per_step=[640.0] * timesteps,
+        spiking_input=spiking, has_neuron=False,
+    )
+    return Workload(model="convnet", spiking=spiking, timesteps=timesteps, samples=450, layers=[conv, fc])
+
+
+def _write_run(run_dir: Path, metrics: dict, workloads: bool = True, config: dict | None = None) -> Path:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    if config is not None:
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    if workloads:
+        # conv_a input: 64 elements; SNN T=2 with 16 and 32 non-zero -> 48 / 128 = 37.50 %
+        _workload(True, 2, [16.0, 32.0], [1000.0, 2345.0]).save(run_dir / "workload.json")
+        # ANN T=1 with 48 non-zero -> 75.00 %
+        _workload(False, 1, [48.0], [3456.0]).save(run_dir / "workload_ann.json")
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory) -> tuple[Path, str]:
+    config = {"name": "hand-run", "seed": 7, "data": {"name": "digits", "timesteps": 2}, "train": {"epochs": 3}}
+    run_dir = _write_run(tmp_path_factory.mktemp("run"), METRICS, config=config)
+    path = write_report(run_dir)
+    return run_dir, path.read_text(encoding="utf-8")
+
+
+def _section_ids(page: str) -> list[str]:
+    return re.findall(r'<section id="([^"]+)">', page)
+
+
+def test_report_is_written_as_report_html_in_the_run_folder(full_run):
+    run_dir, page = full_run
+    assert (run_dir / "report.html").read_text(encoding="utf-8") == page
+    assert page.startswith("<!DOCTYPE html>")
+
+
+def test_report_shows_run_name_and_config_summary(full_run):
+    _, page = full_run
+    assert "<title>spikecim report: hand-run</title>" in page
+    assert "<td>data.timesteps</td><td>2</td>" in page
+    assert "<td>seed</td><td>7</td>" in page
+
+
+def test_accuracies_are_percentages_with_two_decimals(full_run):
+    _, page = full_run
+    for text in ("97.33%", "98.11%", "96.44%", "98.22%"):
+        assert text in page
+    # best test accuracy of the SNN over the epochs is the last one; training time 3 x 1.5 s
+    assert "<td>SNN</td><td>3</td><td>97.33%</td><td>97.33%</td><td>4.5</td>" in page
+
+
+def test_spike_rates_per_layer_are_listed(full_run):
+    _, page = full_run
+    assert "<td>conv_a</td><td>0.1234</td><td>0.4321</td>" in page
+    assert "<td>fc_out</td><td>0.0567</td><td>0.2500</td>" in page
+
+
+def test_workload_table_shows_layers_with_activity_and_acs_counted_by_hand(full_run):
+    _, page = full_run
+    # SNN conv_a: 8*9*64 = 4,608 MACs/step, activity 48/128 = 37.50 %, ACs 1000 + 2345 = 3,345
+    assert ("<td>conv_a</td><td>conv2d</td><td>1→8</td><td>3×3</td><td>8×8→8×8</td><td>72</td>"
+            "<td>4,608</td><td>37.50%</td><td>3,345</td>") in page
+    # ANN conv_a: 48/64 = 75.00 %, ACs 3,456
+    assert "<td>75.00%</td><td>3,456</td>" in page
+    # linear layer: no kernel nor spatial size; fc_out input 64/512 = 12.50 %, ACs 2 x 640
+    assert "<td>fc_out</td><td>linear</td><td>512→10</td><td>—</td><td>—</td><td>5,130</td><td>5,120</td><td>12.50%</td><td>1,280</td>" in page
+
+
+def test_workload_totals_come_from_the_trace_metrics(full_run):
+    _, page = full_run
+    assert "<td>dense MACs / sample</td><td>123,456</td><td>30,864</td>" in page
+    assert "<td>activation sparsity</td><td>81.25%</td><td>50.00%</td>" in page
+    assert "<td>memory footprint (bytes)</td><td>14,048</td><td>12,000</td>" in page
+
+
+def test_sections_appear_in_order_after_the_config(full_run):
+    _, page = full_run
+    ids = _section_ids(page)
+    assert ids[:4] == ["config", "training", "evaluation", "workload"]
+
+
+def test_every_image_is_an_inline_png_that_decodes(full_run):
+    run_dir, page = full_run
+    imgs = re.findall(r"<img [^>]*>", page)
+    assert len(imgs) == 3  # training curves, spike rates, operations per layer
+    for tag in imgs:
+        m = re.search(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', tag)
+        assert m, tag[:80]
+        assert base64.b64decode(m.group(1), validate=True).startswith(PNG_MAGIC)
+    saved = sorted(p.name for p in (run_dir / "plots").glob("*.png"))
+    assert saved == ["spike_rates.png", "training.png", "workload_ops.png"]
+
+
+def test_report_references_no_external_resource(full_run):
+    _, page = full_run
+    assert "http://" not in page and "https://" not in page
+    for ref in re.findall(r'(?:src|href)="([^"]*)"', page):
+        assert ref.startswith(("data:image/png;base64,", "#")), ref
+    assert "<script" not in page and "<link" not in page
+
+
+def test_missing_stage_leaves_its_section_out(tmp_path):
+    metrics = {"train": METRICS["train"]}
+    page = write_report(_write_run(tmp_path, metrics, workloads=False)).read_text(encoding="utf-8")
+    assert _section_ids(page) == ["training"]
+    assert "Evaluation" not in page and "Workload" not in page and "96.44%" not in page
+    assert "Configuration" not in page  # no config.yaml in this run folder
+
+
+def test_run_name_falls_back_to_the_folder_name(tmp_path):
+    page = write_report(_write_run(tmp_path / "folder-name", {}, workloads=False)).read_text(encoding="utf-8")
+    assert "<title>spikecim report: folder-name</title>" in page
+    assert _section_ids(page) == []
+
+
+def test_section_registered_elsewhere_appears_in_its_order(tmp_path, monkeypatch):
+    monkeypatch.setattr(sections, "_SECTIONS", dict(sections._SECTIONS))
+
+    @register_section("crossbar-test", "Crossbar test section", order=25)
+    def _crossbar(metrics: dict, run_dir: Path) -> str:
+        return f"<p>analog accuracy {metrics['analog']['accuracy']:.3f}</p>" if "analog" in metrics else ""
+
+    @register_section("empty-test", "Never shown", order=26)
+    def _empty(metrics: dict, run_dir: Path) -> str:
+        return ""
+
+    metrics = {"evaluate": {"snn": {"accuracy": 0.5}}, "trace": METRICS["trace"], "analog": {"accuracy": 0.912}}
+    page = write_report(_write_run(tmp_path, metrics, workloads=False)).read_text(encoding="utf-8")
+    assert _section_ids(page) == ["evaluation", "crossbar-test", "workload"]
+    assert "<h2>Crossbar test section</h2><p>analog accuracy 0.912</p>" in page.replace("\n", "")
+    assert "Never shown" not in page
+
+
+def test_failing_section_shows_its_error_and_the_others_still_render(tmp_path, monkeypatch):
+    monkeypatch.setattr(sections, "_SECTIONS", dict(sections._SECTIONS))
+
+    @register_section("broken-test", "Broken", order=5)
+    def _broken(metrics: dict, run_dir: Path) -> str:
+        raise KeyError("energy_pj")
+
+    with pytest.warns(UserWarning, match="broken-test"):
+        path = write_report(_write_run(tmp_path, {"evaluate": {"snn": {"accuracy": 0.5}}}, workloads=False))
+    page = path.read_text(encoding="utf-8")
+    assert "could not be rendered: KeyError: &#x27;energy_pj&#x27;" in page
+    assert _section_ids(page) == ["broken-test", "evaluation"]
+    assert "50.00%" in page
+
+
+def test_missing_metrics_file_is_a_one_line_error(tmp_path):
+    with pytest.raises(SpikecimError, match="metrics.json not found"):
+        write_report(tmp_path)
+
+
+def test_markdown_report_holds_the_same_tables_and_links_the_plots(full_run):
+    run_dir, _ = full_run
+    text = write_markdown(run_dir).read_text(encoding="utf-8")
+    assert text.startswith("# spikecim report")
+    assert "| model | test accuracy | samples |\n|---|---|---|\n| SNN | 96.44% | 450 |\n| ANN | 98.22% | 450 |" in text
+    assert "| conv_a | conv2d | 1→8 | 3×3 | 8×8→8×8 | 72 | 4,608 | 37.50% | 3,345 |" in text
+    assert "![accuracy and loss per epoch](plots/training.png)" in text
+    assert "base64" not in text
+    assert [line for line in text.splitlines() if line.startswith("## ")] == [
+        "## Configuration", "## Training", "## Evaluation", "## Workload"]
+
+
+def test_report_stage_writes_both_reports_and_lists_its_plots(tmp_path):
+    run_dir = _write_run(tmp_path, METRICS)
+    result = report_stage(RunContext(config=None, run_dir=run_dir))
+    assert result == {"html": "report.html", "markdown": "report.md",
+                      "plots": ["spike_rates.png", "training.png", "workload_ops.png"]}
+    assert (run_dir / "report.html").exists() and (run_dir / "report.md").exists()
