@@ -6,13 +6,14 @@ import base64
 import json
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
 
 from spikecim.errors import SpikecimError
 from spikecim.pipeline.stages import RunContext
-from spikecim.report import register_section, sections, write_markdown, write_report
+from spikecim.report import register_section, render, sections, write_markdown, write_report
 from spikecim.report.stage import report_stage
 from spikecim.trace.workload import LayerWorkload, Workload
 
@@ -27,33 +28,79 @@ def _history(accs: list[tuple[float, float]]) -> list[dict]:
 
 
 METRICS = {
+    "timing_s": {"train": 12.34, "evaluate": 0.5, "trace": 1.06},
     "train": {
-        "snn": {"history": _history([(0.70, 0.80), (0.90, 0.95), (0.96, 0.9733)]), "test_acc": 0.9733, "epochs": 3},
-        "ann": {"history": _history([(0.75, 0.85), (0.95, 0.97), (0.99, 0.9811)]), "test_acc": 0.9811, "epochs": 3},
+        "snn": {
+            "history": _history([(0.70, 0.80), (0.90, 0.95), (0.96, 0.9733)]),
+            "test_acc": 0.9733,
+            "epochs": 3,
+        },
+        "ann": {
+            "history": _history([(0.75, 0.85), (0.95, 0.97), (0.99, 0.9811)]),
+            "test_acc": 0.9811,
+            "epochs": 3,
+        },
     },
     "evaluate": {
         "snn": {"accuracy": 0.9644, "spike_rates": {"conv_a": 0.1234, "fc_out": 0.0567}, "samples": 450},
         "ann": {"accuracy": 0.9822, "spike_rates": {"conv_a": 0.4321, "fc_out": 0.25}, "samples": 450},
     },
     "trace": {
-        "snn": {"dense_macs": 123456.0, "effective_acs": 7890.0, "activation_sparsity": 0.8125, "params": 3000.0,
-                "weight_bytes": 12000.0, "membrane_bytes": 2048.0, "footprint_bytes": 14048.0, "neurons": 512.0},
-        "ann": {"dense_macs": 30864.0, "effective_acs": 20000.0, "activation_sparsity": 0.5, "params": 3000.0,
-                "weight_bytes": 12000.0, "membrane_bytes": 0.0, "footprint_bytes": 12000.0, "neurons": 0.0},
+        "snn": {
+            "dense_macs": 123456.0,
+            "effective_acs": 7890.0,
+            "activation_sparsity": 0.8125,
+            "params": 3000.0,
+            "weight_bytes": 12000.0,
+            "membrane_bytes": 2048.0,
+            "footprint_bytes": 14048.0,
+            "neurons": 512.0,
+        },
+        "ann": {
+            "dense_macs": 30864.0,
+            "effective_acs": 20000.0,
+            "activation_sparsity": 0.5,
+            "params": 3000.0,
+            "weight_bytes": 12000.0,
+            "membrane_bytes": 0.0,
+            "footprint_bytes": 12000.0,
+            "neurons": 0.0,
+        },
     },
 }
 
 
 def _workload(spiking: bool, timesteps: int, nonzero: list[float], acs: list[float]) -> Workload:
     conv = LayerWorkload(
-        name="conv_a", kind="conv2d", in_ch=1, out_ch=8, kernel=(3, 3), padding=(1, 1), in_hw=(8, 8),
-        out_hw=(8, 8), params=72, macs=8 * 9 * 64, timesteps=timesteps, in_nonzero_per_step=nonzero,
-        acs_per_step=acs, spiking_input=spiking, neuron_kind="LIF" if spiking else "ReLU",
+        name="conv_a",
+        kind="conv2d",
+        in_ch=1,
+        out_ch=8,
+        kernel=(3, 3),
+        padding=(1, 1),
+        in_hw=(8, 8),
+        out_hw=(8, 8),
+        params=72,
+        macs=8 * 9 * 64,
+        timesteps=timesteps,
+        in_nonzero_per_step=nonzero,
+        acs_per_step=acs,
+        spiking_input=spiking,
+        neuron_kind="LIF" if spiking else "ReLU",
     )
     fc = LayerWorkload(
-        name="fc_out", kind="linear", in_ch=512, out_ch=10, params=5130, has_bias=True, macs=5120,
-        timesteps=timesteps, in_nonzero_per_step=[64.0] * timesteps, acs_per_step=[640.0] * timesteps,
-        spiking_input=spiking, has_neuron=False,
+        name="fc_out",
+        kind="linear",
+        in_ch=512,
+        out_ch=10,
+        params=5130,
+        has_bias=True,
+        macs=5120,
+        timesteps=timesteps,
+        in_nonzero_per_step=[64.0] * timesteps,
+        acs_per_step=[640.0] * timesteps,
+        spiking_input=spiking,
+        has_neuron=False,
     )
     return Workload(model="convnet", spiking=spiking, timesteps=timesteps, samples=450, layers=[conv, fc])
 
@@ -71,9 +118,22 @@ def _write_run(run_dir: Path, metrics: dict, workloads: bool = True, config: dic
     return run_dir
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _core_sections_only():
+    """Render without importing spikecim.analog.stage / spikecim.hw.stage (tested separately below)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(render, "_SECTION_MODULES", ())
+        yield
+
+
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory) -> tuple[Path, str]:
-    config = {"name": "hand-run", "seed": 7, "data": {"name": "digits", "timesteps": 2}, "train": {"epochs": 3}}
+    config = {
+        "name": "hand-run",
+        "seed": 7,
+        "data": {"name": "digits", "timesteps": 2},
+        "train": {"epochs": 3},
+    }
     run_dir = _write_run(tmp_path_factory.mktemp("run"), METRICS, config=config)
     path = write_report(run_dir)
     return run_dir, path.read_text(encoding="utf-8")
@@ -113,12 +173,17 @@ def test_spike_rates_per_layer_are_listed(full_run):
 def test_workload_table_shows_layers_with_activity_and_acs_counted_by_hand(full_run):
     _, page = full_run
     # SNN conv_a: 8*9*64 = 4,608 MACs/step, activity 48/128 = 37.50 %, ACs 1000 + 2345 = 3,345
-    assert ("<td>conv_a</td><td>conv2d</td><td>1→8</td><td>3×3</td><td>8×8→8×8</td><td>72</td>"
-            "<td>4,608</td><td>37.50%</td><td>3,345</td>") in page
+    assert (
+        "<td>conv_a</td><td>conv2d</td><td>1→8</td><td>3×3</td><td>8×8→8×8</td><td>72</td>"
+        "<td>4,608</td><td>37.50%</td><td>3,345</td>"
+    ) in page
     # ANN conv_a: 48/64 = 75.00 %, ACs 3,456
     assert "<td>75.00%</td><td>3,456</td>" in page
     # linear layer: no kernel nor spatial size; fc_out input 64/512 = 12.50 %, ACs 2 x 640
-    assert "<td>fc_out</td><td>linear</td><td>512→10</td><td>—</td><td>—</td><td>5,130</td><td>5,120</td><td>12.50%</td><td>1,280</td>" in page
+    assert (
+        "<td>fc_out</td><td>linear</td><td>512→10</td><td>—</td><td>—</td><td>5,130</td><td>5,120</td><td>12.50%</td><td>1,280</td>"
+        in page
+    )
 
 
 def test_workload_totals_come_from_the_trace_metrics(full_run):
@@ -132,6 +197,13 @@ def test_sections_appear_in_order_after_the_config(full_run):
     _, page = full_run
     ids = _section_ids(page)
     assert ids[:4] == ["config", "training", "evaluation", "workload"]
+    assert ids[-1] == "timing"
+
+
+def test_run_time_lists_each_stage_and_the_total(full_run):
+    _, page = full_run
+    assert "<td>train</td><td>12.3</td>" in page
+    assert "<td>total</td><td>13.9</td>" in page  # 12.34 + 0.5 + 1.06
 
 
 def test_every_image_is_an_inline_png_that_decodes(full_run):
@@ -179,7 +251,11 @@ def test_section_registered_elsewhere_appears_in_its_order(tmp_path, monkeypatch
     def _empty(metrics: dict, run_dir: Path) -> str:
         return ""
 
-    metrics = {"evaluate": {"snn": {"accuracy": 0.5}}, "trace": METRICS["trace"], "analog": {"accuracy": 0.912}}
+    metrics = {
+        "evaluate": {"snn": {"accuracy": 0.5}},
+        "trace": METRICS["trace"],
+        "analog": {"accuracy": 0.912},
+    }
     page = write_report(_write_run(tmp_path, metrics, workloads=False)).read_text(encoding="utf-8")
     assert _section_ids(page) == ["evaluation", "crossbar-test", "workload"]
     assert "<h2>Crossbar test section</h2><p>analog accuracy 0.912</p>" in page.replace("\n", "")
@@ -210,17 +286,61 @@ def test_markdown_report_holds_the_same_tables_and_links_the_plots(full_run):
     run_dir, _ = full_run
     text = write_markdown(run_dir).read_text(encoding="utf-8")
     assert text.startswith("# spikecim report")
-    assert "| model | test accuracy | samples |\n|---|---|---|\n| SNN | 96.44% | 450 |\n| ANN | 98.22% | 450 |" in text
+    assert (
+        "| model | test accuracy | samples |\n|---|---|---|\n| SNN | 96.44% | 450 |\n| ANN | 98.22% | 450 |"
+        in text
+    )
     assert "| conv_a | conv2d | 1→8 | 3×3 | 8×8→8×8 | 72 | 4,608 | 37.50% | 3,345 |" in text
     assert "![accuracy and loss per epoch](plots/training.png)" in text
     assert "base64" not in text
     assert [line for line in text.splitlines() if line.startswith("## ")] == [
-        "## Configuration", "## Training", "## Evaluation", "## Workload"]
+        "## Configuration",
+        "## Training",
+        "## Evaluation",
+        "## Workload",
+        "## Run time",
+    ]
 
 
 def test_report_stage_writes_both_reports_and_lists_its_plots(tmp_path):
     run_dir = _write_run(tmp_path, METRICS)
     result = report_stage(RunContext(config=None, run_dir=run_dir))
-    assert result == {"html": "report.html", "markdown": "report.md",
-                      "plots": ["spike_rates.png", "training.png", "workload_ops.png"]}
+    assert result == {
+        "html": "report.html",
+        "markdown": "report.md",
+        "plots": ["spike_rates.png", "training.png", "workload_ops.png"],
+    }
     assert (run_dir / "report.html").exists() and (run_dir / "report.md").exists()
+
+
+def test_report_stage_writes_nothing_when_disabled_in_the_config(tmp_path):
+    config = SimpleNamespace(report=SimpleNamespace(enabled=False))
+    result = report_stage(RunContext(config=config, run_dir=_write_run(tmp_path, METRICS)))
+    assert result == {"html": None, "markdown": None, "plots": []}
+    assert not (tmp_path / "report.html").exists() and not (tmp_path / "plots").exists()
+
+
+def test_section_modules_of_other_packages_are_imported_and_may_be_absent(tmp_path, monkeypatch):
+    monkeypatch.setattr(sections, "_SECTIONS", dict(sections._SECTIONS))
+    pkg = tmp_path / "pkgs"
+    pkg.mkdir()
+    (pkg / "probe_report_sections.py").write_text(
+        "from spikecim.report import register_section\n"
+        "@register_section('probe', 'Probe section', order=60)\n"
+        "def probe(metrics, run_dir):\n"
+        "    return '<p>probe ran</p>'\n"
+    )
+    monkeypatch.syspath_prepend(str(pkg))
+    monkeypatch.setattr(render, "_SECTION_MODULES", ("probe_report_sections", "probe_not_installed_module"))
+    page = write_report(_write_run(tmp_path / "run", {}, workloads=False)).read_text(encoding="utf-8")
+    assert _section_ids(page) == ["probe"] and "<p>probe ran</p>" in page
+
+
+def test_broken_import_inside_a_section_module_is_not_hidden(tmp_path, monkeypatch):
+    pkg = tmp_path / "pkgs"
+    pkg.mkdir()
+    (pkg / "probe_broken_sections.py").write_text("import probe_dependency_that_is_missing\n")
+    monkeypatch.syspath_prepend(str(pkg))
+    monkeypatch.setattr(render, "_SECTION_MODULES", ("probe_broken_sections",))
+    with pytest.raises(ModuleNotFoundError, match="probe_dependency_that_is_missing"):
+        write_report(_write_run(tmp_path / "run", {}, workloads=False))

@@ -8,7 +8,8 @@ A device model is a pydantic parameter class with a ``name`` tag, registered wit
 - ``read(g_prog_us, nu, t_inference_s, g_max_us) -> g_us``     drift to time t plus read noise,
   drawn at every read (global torch RNG, so ``torch.manual_seed`` reproduces a run)
 
-Each physical effect has its own switch (``programming_noise``, ``drift``, ``read_noise``).
+Each physical effect has its own switch (``prog_noise_enabled``, ``drift_enabled``,
+``read_noise_enabled``).
 Device-independent effects (device-to-device variation, stuck cells, finite levels,
 DAC/ADC, output noise, IR drop) live in :mod:`spikecim.analog.nonideal`.
 """
@@ -46,8 +47,18 @@ class DeviceModel(BaseModel):
     def drift_exponent(self, g_target_us: torch.Tensor, g_max_us: float, generator: torch.Generator | None) -> torch.Tensor:
         return torch.zeros_like(g_target_us)
 
-    def read(self, g_prog_us: torch.Tensor, nu: torch.Tensor, t_inference_s: float, g_max_us: float) -> torch.Tensor:
+    def drift(self, g_prog_us: torch.Tensor, nu: torch.Tensor, t_inference_s: float) -> torch.Tensor:
         return g_prog_us
+
+    def read_noise_sample(
+        self, g_drift_us: torch.Tensor, g_prog_us: torch.Tensor, t_inference_s: float, g_max_us: float
+    ) -> torch.Tensor:
+        return g_drift_us
+
+    def read(self, g_prog_us: torch.Tensor, nu: torch.Tensor, t_inference_s: float, g_max_us: float) -> torch.Tensor:
+        """One read at time t: drift, then read noise (a fresh draw at every call)."""
+        g_drift = self.drift(g_prog_us, nu, t_inference_s)
+        return self.read_noise_sample(g_drift, g_prog_us, t_inference_s, g_max_us)
 
     @property
     def has_read_noise(self) -> bool:
@@ -83,9 +94,9 @@ class PCMDevice(DeviceModel):
     t0_s: float = Field(20.0, gt=0, description="time of the programming reference read, s")
     t_read_s: float = Field(250e-9, gt=0, description="duration of one read pulse, s")
     prog_coeff: tuple[float, float, float] = (0.26348, 1.9650, -1.1731)
-    programming_noise: bool = True
-    drift: bool = True
-    read_noise: bool = True
+    prog_noise_enabled: bool = True
+    drift_enabled: bool = True
+    read_noise_enabled: bool = True
     prog_noise_scale: float = Field(1.0, ge=0)
     read_noise_scale: float = Field(1.0, ge=0)
     drift_scale: float = Field(1.0, ge=0)
@@ -97,14 +108,14 @@ class PCMDevice(DeviceModel):
         return (c0 + c1 * g + c2 * g * g) * g_max_us / 25.0
 
     def program(self, g_target_us, g_max_us, generator):
-        if not self.programming_noise:
+        if not self.prog_noise_enabled:
             return g_target_us.clone()
         noise = torch.randn(g_target_us.shape, generator=generator, dtype=g_target_us.dtype)
         sigma = self.prog_noise_scale * self.prog_noise_std_us(g_target_us, g_max_us)
         return (g_target_us + sigma * noise).clamp(min=0.0)
 
     def drift_exponent(self, g_target_us, g_max_us, generator):
-        if not self.drift:
+        if not self.drift_enabled:
             return torch.zeros_like(g_target_us)
         if self.drift_nu_fixed is not None:
             return torch.full_like(g_target_us, self.drift_nu_fixed * self.drift_scale)
@@ -119,17 +130,19 @@ class PCMDevice(DeviceModel):
         q_s = (0.0088 / ((g_prog_us.abs() / g_max_us) ** 0.65).clamp(min=1e-3)).clamp(max=0.2)
         return q_s * math.sqrt(math.log((t + self.t_read_s) / (2 * self.t_read_s)))
 
-    def read(self, g_prog_us, nu, t_inference_s, g_max_us):
+    def drift(self, g_prog_us, nu, t_inference_s):
         t = t_inference_s + self.t0_s
-        g = g_prog_us * (t / self.t0_s) ** (-nu) if (self.drift and t > self.t0_s) else g_prog_us
-        if self.read_noise:
-            sigma = self.read_noise_scale * self.read_noise_std_rel(g_prog_us, t_inference_s, g_max_us)
-            g = g + g.abs() * sigma * torch.randn_like(g)
-        return g.clamp(min=0.0)
+        return g_prog_us * (t / self.t0_s) ** (-nu) if t > self.t0_s else g_prog_us
+
+    def read_noise_sample(self, g_drift_us, g_prog_us, t_inference_s, g_max_us):
+        if not self.has_read_noise:
+            return g_drift_us
+        sigma = self.read_noise_scale * self.read_noise_std_rel(g_prog_us, t_inference_s, g_max_us)
+        return (g_drift_us + g_drift_us.abs() * sigma * torch.randn_like(g_drift_us)).clamp(min=0.0)
 
     @property
     def has_read_noise(self) -> bool:
-        return self.read_noise and self.read_noise_scale > 0
+        return self.read_noise_enabled and self.read_noise_scale > 0
 
 
 @register_device("rram")
@@ -143,25 +156,27 @@ class RRAMDevice(DeviceModel):
     read_noise_std_rel: float = Field(0.0, ge=0, description="σ of a read relative to g (per read)")
     drift_nu: float = Field(0.0, ge=0, description="relaxation exponent ν (0: none)")
     t0_s: float = Field(1.0, gt=0, description="reference time of the relaxation, s")
-    programming_noise: bool = True
-    drift: bool = True
-    read_noise: bool = True
+    prog_noise_enabled: bool = True
+    drift_enabled: bool = True
+    read_noise_enabled: bool = True
 
     def program(self, g_target_us, g_max_us, generator):
-        if not self.programming_noise or self.write_noise_std_us == 0:
+        if not self.prog_noise_enabled or self.write_noise_std_us == 0:
             return g_target_us.clone()
         noise = torch.randn(g_target_us.shape, generator=generator, dtype=g_target_us.dtype)
         return (g_target_us + self.write_noise_std_us * noise).clamp(min=0.0)
 
     def drift_exponent(self, g_target_us, g_max_us, generator):
-        return torch.full_like(g_target_us, self.drift_nu if self.drift else 0.0)
+        return torch.full_like(g_target_us, self.drift_nu if self.drift_enabled else 0.0)
 
-    def read(self, g_prog_us, nu, t_inference_s, g_max_us):
-        g = g_prog_us * ((t_inference_s + self.t0_s) / self.t0_s) ** (-nu)
-        if self.read_noise and self.read_noise_std_rel > 0:
-            g = g + g.abs() * self.read_noise_std_rel * torch.randn_like(g)
-        return g.clamp(min=0.0)
+    def drift(self, g_prog_us, nu, t_inference_s):
+        return g_prog_us * ((t_inference_s + self.t0_s) / self.t0_s) ** (-nu)
+
+    def read_noise_sample(self, g_drift_us, g_prog_us, t_inference_s, g_max_us):
+        if not self.has_read_noise:
+            return g_drift_us
+        return (g_drift_us + g_drift_us.abs() * self.read_noise_std_rel * torch.randn_like(g_drift_us)).clamp(min=0.0)
 
     @property
     def has_read_noise(self) -> bool:
-        return self.read_noise and self.read_noise_std_rel > 0
+        return self.read_noise_enabled and self.read_noise_std_rel > 0

@@ -5,7 +5,7 @@ Registered data sets: ``digits`` (embedded, scikit-learn), ``mnist``, ``fashion-
 binned into spike frames). See ``docs/data.md``.
 """
 
-from spikecim.data import encode
+from spikecim.data import cifar, digits, encode, mnist, nmnist  # noqa: F401  (registration)
 from spikecim.data._registry import (
     Dataset,
     dataset_from_config,
@@ -14,14 +14,13 @@ from spikecim.data._registry import (
     load_dataset,
     register_dataset,
 )
-from spikecim.data import cifar, digits, mnist, nmnist  # noqa: F401  (registration)
 
 __all__ = [
     "Dataset",
-    "load_dataset",
-    "list_datasets",
-    "register_dataset",
-    "dataset_options",
     "dataset_from_config",
+    "dataset_options",
     "encode",
+    "list_datasets",
+    "load_dataset",
+    "register_dataset",
 ]

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import gzip
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from spikecim.errors import SpikecimError
 
-__all__ = ["require_root", "find_folder", "find_file", "read_bytes"]
+__all__ = ["find_file", "find_folder", "read_bytes", "require_root"]
 
 _GZIP_MAGIC = b"\x1f\x8b"
 
@@ -23,10 +23,14 @@ _GZIP_MAGIC = b"\x1f\x8b"
 def require_root(root: str | Path | None, dataset: str, wanted: str) -> Path:
     """``root`` as a Path, or a one-line error saying what to place where."""
     if root is None:
-        raise SpikecimError(f"data.root: {dataset} is read from local files; set data.root to the folder holding {wanted}")
+        raise SpikecimError(
+            f"data.root: {dataset} is read from local files; set data.root to the folder holding {wanted}"
+        )
     path = Path(root).expanduser()
     if not path.is_dir():
-        raise SpikecimError(f"data.root: folder {path} does not exist; it must hold the {dataset} files {wanted}")
+        raise SpikecimError(
+            f"data.root: folder {path} does not exist; it must hold the {dataset} files {wanted}"
+        )
     return path
 
 
@@ -39,7 +43,9 @@ def find_file(folder: Path, names: Sequence[str]) -> Path | None:
     return None
 
 
-def find_folder(root: Path, subfolders: Sequence[str], files: Sequence[Sequence[str]], dataset: str) -> list[Path]:
+def find_folder(
+    root: Path, subfolders: Sequence[str], files: Sequence[Sequence[str]], dataset: str
+) -> list[Path]:
     """Locate every file of ``files`` in ``root`` or one of its ``subfolders``.
 
     ``files`` holds, per required file, its accepted spellings (the first is the published
@@ -52,7 +58,9 @@ def find_folder(root: Path, subfolders: Sequence[str], files: Sequence[Sequence[
             return found  # type: ignore[return-value]
     missing = _missing(root, subfolders, files)
     where = f"{root}" + (f" (or {root}/{subfolders[0]})" if subfolders else "")
-    raise SpikecimError(f"data.root: {dataset} file(s) {', '.join(missing)} not found; place them (plain or .gz) in {where}")
+    raise SpikecimError(
+        f"data.root: {dataset} file(s) {', '.join(missing)} not found; place them (plain or .gz) in {where}"
+    )
 
 
 def _missing(root: Path, subfolders: Sequence[str], files: Sequence[Sequence[str]]) -> list[str]:
@@ -73,4 +81,6 @@ def read_bytes(path: Path) -> bytes:
     try:
         return gzip.decompress(raw)
     except (EOFError, OSError, zlib.error) as e:
-        raise SpikecimError(f"data: {path} is a damaged gzip file ({e}); replace it with a fresh copy") from None
+        raise SpikecimError(
+            f"data: {path} is a damaged gzip file ({e}); replace it with a fresh copy"
+        ) from None

@@ -11,14 +11,22 @@ read fewer files.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from spikecim.errors import SpikecimError
 
-__all__ = ["Dataset", "register_dataset", "load_dataset", "list_datasets", "dataset_options", "dataset_from_config"]
+__all__ = [
+    "Dataset",
+    "dataset_from_config",
+    "dataset_options",
+    "list_datasets",
+    "load_dataset",
+    "register_dataset",
+]
 
 
 @dataclass
@@ -42,7 +50,9 @@ class Dataset:
     def __post_init__(self) -> None:
         for split, x, y in (("train", self.x_train, self.y_train), ("test", self.x_test, self.y_test)):
             if len(x) != len(y):
-                raise SpikecimError(f"data: {self.name} {split} split has {len(x)} samples but {len(y)} labels")
+                raise SpikecimError(
+                    f"data: {self.name} {split} split has {len(x)} samples but {len(y)} labels"
+                )
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
@@ -58,7 +68,7 @@ class Dataset:
     def input_size(self) -> int:
         return self.sample_shape[-1]
 
-    def limit(self, n_train: int | None, n_test: int | None = None) -> "Dataset":
+    def limit(self, n_train: int | None, n_test: int | None = None) -> Dataset:
         """The first ``n_train`` training and ``n_test`` test samples (``None``: all)."""
         if n_train is None and n_test is None:
             return self
@@ -97,7 +107,11 @@ def dataset_options(name: str) -> list[str]:
 
 
 def load_dataset(
-    name: str, root: str | None = None, limit: int | None = None, test_limit: int | None = None, **options: Any
+    name: str,
+    root: str | None = None,
+    limit: int | None = None,
+    test_limit: int | None = None,
+    **options: Any,
 ) -> Dataset:
     """Load a registered data set; files are read from ``root`` (never downloaded)."""
     loader = _get(name)
@@ -105,10 +119,14 @@ def load_dataset(
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise SpikecimError(f"data.{key}: must be a positive integer or null, got {value!r}")
     allowed = dataset_options(name)
-    open_ended = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(loader).parameters.values())
+    open_ended = any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(loader).parameters.values()
+    )
     for key in options:
         if key not in allowed and not open_ended:
-            raise SpikecimError(f"data.{key}: not an option of data set '{name}', allowed: {', '.join(allowed)}")
+            raise SpikecimError(
+                f"data.{key}: not an option of data set '{name}', allowed: {', '.join(allowed)}"
+            )
     own = inspect.signature(loader).parameters
     for key, value in (("limit", limit), ("test_limit", test_limit)):
         if key in own:
@@ -123,7 +141,9 @@ def dataset_from_config(data: Any) -> Dataset:
     to loaders that take them (``digits``, ``nmnist``).
     """
     own = inspect.signature(_get(data.name)).parameters
-    options = {key: getattr(data, key) for key in ("test_fraction", "timesteps") if key in own and hasattr(data, key)}
+    options = {
+        key: getattr(data, key) for key in ("test_fraction", "timesteps") if key in own and hasattr(data, key)
+    }
     return load_dataset(data.name, data.root, limit=data.limit, **options)
 
 

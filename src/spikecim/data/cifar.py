@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from spikecim.data._files import find_folder, read_bytes, require_root
+from spikecim.data._pixels import bytes_to_unit
 from spikecim.data._registry import Dataset, register_dataset
 from spikecim.errors import SpikecimError
 
@@ -25,38 +26,57 @@ __all__ = ["load_cifar10", "load_cifar100", "read_cifar_records"]
 
 _PIXELS = 3 * 32 * 32
 _CIFAR10_TRAIN = [f"data_batch_{i}.bin" for i in range(1, 6)]
-_LABELS_100 = {"coarse": (0, 20), "fine": (1, 100)}
+_LABELS_100 = {"fine": (1, 100), "coarse": (0, 20)}
+_PICKLED = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
 
 
 @register_dataset("cifar10")
-def load_cifar10(root: str | None = None) -> Dataset:
+def load_cifar10(root: str | None = None, limit: int | None = None, test_limit: int | None = None) -> Dataset:
     names = [*_CIFAR10_TRAIN, "test_batch.bin"]
     folder = require_root(root, "cifar10", f"cifar-10-batches-bin/{{{','.join(names)}}}")
-    paths = find_folder(folder, ["cifar-10-batches-bin"], [(n,) for n in names], "cifar10")
-    train = [read_cifar_records(p, label_bytes=1, label_index=0, num_classes=10) for p in paths[:5]]
-    x_te, y_te = read_cifar_records(paths[5], label_bytes=1, label_index=0, num_classes=10)
-    x_tr = torch.cat([x for x, _ in train])
-    y_tr = torch.cat([y for _, y in train])
+    paths = _find(folder, "cifar-10-batches-bin", names, "cifar10")
+    x_tr, y_tr = read_cifar_split(paths[:5], 1, 0, 10, limit)
+    x_te, y_te = read_cifar_split(paths[5:], 1, 0, 10, test_limit)
     return Dataset("cifar10", x_tr, y_tr, x_te, y_te, 10)
 
 
 @register_dataset("cifar100")
-def load_cifar100(root: str | None = None, label: str = "fine") -> Dataset:
+def load_cifar100(
+    root: str | None = None, label: str = "fine", limit: int | None = None, test_limit: int | None = None
+) -> Dataset:
     """``label="fine"`` gives the 100 classes, ``label="coarse"`` the 20 superclasses."""
     if label not in _LABELS_100:
         raise SpikecimError(f"data.label: unknown '{label}', allowed: {', '.join(_LABELS_100)}")
     index, num_classes = _LABELS_100[label]
     folder = require_root(root, "cifar100", "cifar-100-binary/{train,test}.bin")
-    tr, te = find_folder(folder, ["cifar-100-binary"], [("train.bin",), ("test.bin",)], "cifar100")
-    x_tr, y_tr = read_cifar_records(tr, label_bytes=2, label_index=index, num_classes=num_classes)
-    x_te, y_te = read_cifar_records(te, label_bytes=2, label_index=index, num_classes=num_classes)
+    tr, te = _find(folder, "cifar-100-binary", ["train.bin", "test.bin"], "cifar100")
+    x_tr, y_tr = read_cifar_split([tr], 2, index, num_classes, limit)
+    x_te, y_te = read_cifar_split([te], 2, index, num_classes, test_limit)
     return Dataset("cifar100", x_tr, y_tr, x_te, y_te, num_classes)
 
 
-def read_cifar_records(
-    path: Path, label_bytes: int, label_index: int, num_classes: int
+def read_cifar_split(
+    paths: list[Path], label_bytes: int, label_index: int, num_classes: int, limit: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images ``[N, 3, 32, 32]`` in [0, 1] and labels ``[N]`` from one binary CIFAR file."""
+    """The first ``limit`` images ``[N, 3, 32, 32]`` in [0, 1] and labels ``[N]`` of these files.
+
+    Files are read in order and only until ``limit`` records are in hand.
+    """
+    parts, held = [], 0
+    for path in paths:
+        if limit is not None and held >= limit:
+            break
+        rows = read_cifar_records(path, label_bytes, label_index, num_classes)
+        parts.append(rows)
+        held += len(rows)
+    rows = np.concatenate(parts)[:limit]
+    x = bytes_to_unit(rows[:, label_bytes:]).reshape(-1, 3, 32, 32)
+    y = torch.from_numpy(rows[:, label_index].astype(np.int64))
+    return x, y
+
+
+def read_cifar_records(path: Path, label_bytes: int, label_index: int, num_classes: int) -> np.ndarray:
+    """One binary CIFAR file as ``uint8`` records ``[N, label_bytes + 3072]``, labels checked."""
     buf = read_bytes(path)
     record = label_bytes + _PIXELS
     if len(buf) == 0 or len(buf) % record:
@@ -64,9 +84,25 @@ def read_cifar_records(
             f"data: {path} holds {len(buf)} bytes, not a whole number of {record}-byte records; it is truncated or corrupt"
         )
     rows = np.frombuffer(buf, dtype=np.uint8).reshape(-1, record)
-    labels = rows[:, label_index]
-    if labels.max() >= num_classes:
-        raise SpikecimError(f"data: {path} holds label {labels.max()}, allowed 0..{num_classes - 1}; the file is corrupt")
-    x = torch.from_numpy(rows[:, label_bytes:].astype(np.float32) / 255.0).reshape(-1, 3, 32, 32)
-    y = torch.from_numpy(labels.astype(np.int64))
-    return x, y
+    top = rows[:, label_index].max()
+    if top >= num_classes:
+        raise SpikecimError(
+            f"data: {path} holds label {top}, allowed 0..{num_classes - 1}; the file is corrupt"
+        )
+    return rows
+
+
+def _find(folder: Path, subfolder: str, names: list[str], dataset: str) -> list[Path]:
+    try:
+        return find_folder(folder, [subfolder], [(n,) for n in names], dataset)
+    except SpikecimError:
+        pickled = next(
+            (p for p in (folder, folder / _PICKLED[dataset]) if p.name == _PICKLED[dataset] and p.is_dir()),
+            None,
+        )
+        if pickled is None:
+            raise
+        raise SpikecimError(
+            f"data.root: {pickled} is the pickled python version of {dataset}, which spikecim never loads; "
+            f"place the binary version ({subfolder}/) in {folder}"
+        ) from None

@@ -15,13 +15,13 @@ Use :func:`get_encoder` with ``frames=dataset.frames``: on a frames data set ``d
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
 from spikecim.errors import SpikecimError
 
-__all__ = ["direct", "rate", "latency", "frames", "get_encoder", "ENCODERS"]
+__all__ = ["ENCODERS", "direct", "frames", "get_encoder", "latency", "rate"]
 
 
 def direct(x: torch.Tensor, steps: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -43,12 +43,19 @@ def latency(x: torch.Tensor, steps: int, generator: torch.Generator | None = Non
 def frames(x: torch.Tensor, steps: int, generator: torch.Generator | None = None) -> torch.Tensor:
     if x.dim() < 2 or x.shape[1] != steps:
         held = x.shape[1] if x.dim() >= 2 else "no"
-        raise SpikecimError(f"data.timesteps: the frames hold {held} steps per sample but {steps} were asked; set them equal")
+        raise SpikecimError(
+            f"data.timesteps: the frames hold {held} steps per sample but {steps} were asked; set them equal"
+        )
     out = x.transpose(0, 1)
     return out if out.is_floating_point() else out.float()
 
 
-ENCODERS: dict[str, Callable[..., torch.Tensor]] = {"direct": direct, "rate": rate, "latency": latency, "frames": frames}
+ENCODERS: dict[str, Callable[..., torch.Tensor]] = {
+    "direct": direct,
+    "rate": rate,
+    "latency": latency,
+    "frames": frames,
+}
 _STATIC = ("direct", "rate", "latency")
 _FOR_FRAMES = ("frames", "direct")
 
@@ -58,5 +65,7 @@ def get_encoder(name: str, frames: bool = False) -> Callable[..., torch.Tensor]:
     allowed = _FOR_FRAMES if frames else _STATIC
     if name not in allowed:
         kind = "a frames data set (already spikes over time)" if frames else "static images"
-        raise SpikecimError(f"data.encoder: '{name}' is not an encoder for {kind}, allowed: {', '.join(allowed)}")
+        raise SpikecimError(
+            f"data.encoder: '{name}' is not an encoder for {kind}, allowed: {', '.join(allowed)}"
+        )
     return ENCODERS["frames"] if frames else ENCODERS[name]

@@ -26,7 +26,7 @@ import numpy as np
 from spikecim.data._files import read_bytes
 from spikecim.errors import SpikecimError
 
-__all__ = ["Events", "read_atis_events", "events_to_frames"]
+__all__ = ["Events", "events_to_frames", "read_atis_events"]
 
 _OVERFLOW_Y = 240
 _OVERFLOW_US = 2**13
@@ -45,7 +45,9 @@ def read_atis_events(path: Path) -> Events:
     """Decode one ``.bin`` file of 40-bit events; a partial event is a one-line error."""
     buf = read_bytes(path)
     if len(buf) % 5:
-        raise SpikecimError(f"data: {path} holds {len(buf)} bytes, not a whole number of 5-byte events; it is truncated")
+        raise SpikecimError(
+            f"data: {path} holds {len(buf)} bytes, not a whole number of 5-byte events; it is truncated"
+        )
     raw = np.frombuffer(buf, dtype=np.uint8).reshape(-1, 5).astype(np.int64)
     x, y = raw[:, 0], raw[:, 1]
     p = raw[:, 2] >> 7
@@ -56,7 +58,9 @@ def read_atis_events(path: Path) -> Events:
     return Events(x[keep], y[keep], p[keep], t[keep])
 
 
-def events_to_frames(events: Events, steps: int, height: int, width: int, source: Path | str = "events") -> np.ndarray:
+def events_to_frames(
+    events: Events, steps: int, height: int, width: int, source: Path | str = "events"
+) -> np.ndarray:
     """Bin events into ``uint8`` frames ``[steps, 2, height, width]`` holding 0/1 spikes."""
     frames = np.zeros((steps, 2, height, width), dtype=np.uint8)
     if len(events.t_us) == 0:

@@ -17,7 +17,7 @@ import numpy as np
 from spikecim.data._files import read_bytes
 from spikecim.errors import SpikecimError
 
-__all__ = ["read_idx", "IDX_IMAGES", "IDX_LABELS"]
+__all__ = ["IDX_IMAGES", "IDX_LABELS", "read_idx"]
 
 IDX_IMAGES = 0x00000803
 IDX_LABELS = 0x00000801
@@ -29,7 +29,9 @@ def read_idx(path: Path, magic: int) -> np.ndarray:
     """Read an IDX file whose magic number must be ``magic``; errors name the file."""
     buf = read_bytes(path)
     if len(buf) < 4:
-        raise SpikecimError(f"data: {path} is truncated: {len(buf)} bytes, shorter than the 4-byte IDX header")
+        raise SpikecimError(
+            f"data: {path} is truncated: {len(buf)} bytes, shorter than the 4-byte IDX header"
+        )
     (found,) = struct.unpack(">I", buf[:4])
     if found != magic:
         raise SpikecimError(
@@ -39,11 +41,15 @@ def read_idx(path: Path, magic: int) -> np.ndarray:
     dtype = np.dtype(_TYPES[(magic >> 8) & 0xFF])
     header = 4 + 4 * ndim
     if len(buf) < header:
-        raise SpikecimError(f"data: {path} is truncated: {len(buf)} bytes, shorter than its {header}-byte header")
+        raise SpikecimError(
+            f"data: {path} is truncated: {len(buf)} bytes, shorter than its {header}-byte header"
+        )
     shape = struct.unpack(f">{ndim}I", buf[4:header])
     expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if len(buf) != expected:
         what = "truncated" if len(buf) < expected else "too long"
         dims = " x ".join(map(str, shape))
-        raise SpikecimError(f"data: {path} is {what}: header says {dims}, i.e. {expected} bytes, file holds {len(buf)}")
+        raise SpikecimError(
+            f"data: {path} is {what}: header says {dims}, i.e. {expected} bytes, file holds {len(buf)}"
+        )
     return np.frombuffer(buf, dtype=dtype, offset=header).reshape(shape)

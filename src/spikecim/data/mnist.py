@@ -17,11 +17,12 @@ import numpy as np
 import torch
 
 from spikecim.data._files import find_folder, require_root
+from spikecim.data._pixels import bytes_to_unit
 from spikecim.data._registry import Dataset, register_dataset
 from spikecim.data.idx import IDX_IMAGES, IDX_LABELS, read_idx
 from spikecim.errors import SpikecimError
 
-__all__ = ["load_mnist", "load_fashion_mnist", "read_idx_split"]
+__all__ = ["load_fashion_mnist", "load_mnist", "read_idx_split"]
 
 _FILES = [
     ("train-images-idx3-ubyte", "train-images.idx3-ubyte"),
@@ -32,32 +33,41 @@ _FILES = [
 
 
 @register_dataset("mnist")
-def load_mnist(root: str | None = None) -> Dataset:
-    return _load("mnist", root, ["MNIST/raw", "MNIST", "mnist"])
+def load_mnist(root: str | None = None, limit: int | None = None, test_limit: int | None = None) -> Dataset:
+    return _load("mnist", root, ["MNIST/raw", "MNIST", "mnist"], limit, test_limit)
 
 
 @register_dataset("fashion-mnist")
-def load_fashion_mnist(root: str | None = None) -> Dataset:
-    return _load("fashion-mnist", root, ["FashionMNIST/raw", "FashionMNIST", "fashion-mnist", "fashion_mnist"])
+def load_fashion_mnist(
+    root: str | None = None, limit: int | None = None, test_limit: int | None = None
+) -> Dataset:
+    subfolders = ["FashionMNIST/raw", "FashionMNIST", "fashion-mnist", "fashion_mnist"]
+    return _load("fashion-mnist", root, subfolders, limit, test_limit)
 
 
-def read_idx_split(images_path: Path, labels_path: Path, num_classes: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images ``[N, 1, H, W]`` in [0, 1] and labels ``[N]`` from one pair of IDX files."""
+def read_idx_split(
+    images_path: Path, labels_path: Path, limit: int | None = None, num_classes: int = 10
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``limit`` images ``[N, 1, H, W]`` in [0, 1] and labels ``[N]`` of one IDX pair."""
     images = read_idx(images_path, IDX_IMAGES)
     labels = read_idx(labels_path, IDX_LABELS)
     if len(images) != len(labels):
-        raise SpikecimError(f"data: {images_path} holds {len(images)} images but {labels_path} {len(labels)} labels")
+        raise SpikecimError(
+            f"data: {images_path} holds {len(images)} images but {labels_path} {len(labels)} labels"
+        )
     if labels.size and labels.max() >= num_classes:
         raise SpikecimError(f"data: {labels_path} holds label {labels.max()}, allowed 0..{num_classes - 1}")
-    x = torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1)
-    y = torch.from_numpy(labels.astype(np.int64))
+    x = bytes_to_unit(images, limit).unsqueeze(1)
+    y = torch.from_numpy(labels[:limit].astype(np.int64))
     return x, y
 
 
-def _load(name: str, root: str | None, subfolders: list[str]) -> Dataset:
+def _load(
+    name: str, root: str | None, subfolders: list[str], limit: int | None, test_limit: int | None
+) -> Dataset:
     wanted = ", ".join(f[0] for f in _FILES)
     folder = require_root(root, name, wanted)
     tr_img, tr_lab, te_img, te_lab = find_folder(folder, subfolders, _FILES, name)
-    x_tr, y_tr = read_idx_split(tr_img, tr_lab)
-    x_te, y_te = read_idx_split(te_img, te_lab)
+    x_tr, y_tr = read_idx_split(tr_img, tr_lab, limit)
+    x_te, y_te = read_idx_split(te_img, te_lab, test_limit)
     return Dataset(name, x_tr, y_tr, x_te, y_te, 10)

@@ -26,7 +26,7 @@ from spikecim.data._registry import Dataset, register_dataset
 from spikecim.data.events import events_to_frames, read_atis_events
 from spikecim.errors import SpikecimError
 
-__all__ = ["load_nmnist", "list_samples"]
+__all__ = ["list_samples", "load_nmnist"]
 
 SENSOR_HW = (34, 34)
 _SUBFOLDERS = ["N-MNIST", "NMNIST", "nmnist"]

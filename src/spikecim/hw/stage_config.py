@@ -2,10 +2,34 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+_TABLES = Path(__file__).parent / "tables"
 
 
 class HardwareStageConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = True
+    archs: list[str] = Field(
+        default_factory=lambda: ["naive-45nm", "imc-rram-65nm", "systolic-sata"],
+        description="shipped table names (spikecim hw list) or YAML paths; each is costed",
+        min_length=1,
+    )
+    variants: list[Literal["snn", "ann"]] = Field(
+        default_factory=lambda: ["snn", "ann"], description="which traced workloads to cost", min_length=1
+    )
+    dense: bool = Field(False, description="ignore traced activity (upper bound) instead of event mode")
+    plots: bool = True
+
+    @field_validator("archs")
+    @classmethod
+    def _known(cls, v: list[str]) -> list[str]:
+        known = sorted(p.stem for p in _TABLES.glob("*.yaml"))
+        for a in v:
+            if a not in known and not a.endswith((".yaml", ".yml")):
+                raise ValueError(f"unknown architecture '{a}', allowed: {', '.join(known)} or a .yaml path")
+        return v

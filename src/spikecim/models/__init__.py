@@ -1,6 +1,10 @@
-"""Model registry: every architecture as a spiking model and an ANN twin of identical topology."""
+"""Model registry: every architecture as a spiking model and an ANN twin of identical topology.
+
+``create_model(name, spiking=True, num_classes=, in_channels=, input_size=, width=, neuron=,
+neuron_kw=)``; models take ``[T, B, C, H, W]`` and return logits ``[T, B, classes]``.
+"""
 
 from spikecim.models._registry import create_model, list_models, make_activation, register_model
-from spikecim.models import convnet, mlp  # noqa: F401  (registration)
+from spikecim.models import convnet, mlp, resnet19, vgg5, vgg9, vgg11  # noqa: F401  (registration)
 
 __all__ = ["create_model", "list_models", "register_model", "make_activation"]

@@ -64,6 +64,10 @@ def create_model(
         raise SpikecimError(f"model.name: unknown '{name}', allowed: {', '.join(list_models())}")
     args = dict(num_classes=num_classes, in_channels=in_channels, input_size=input_size, neuron=neuron, **kw)
     args = {k: v for k, v in args.items() if v is not None}
+    for field in ("num_classes", "in_channels", "input_size"):
+        v = args.get(field)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise SpikecimError(f"model.{field}: must be a positive integer, got {v!r}")
     try:
         model = _MODELS[name](spiking=spiking, neuron_kw=dict(neuron_kw or {}), **args)
     except TypeError as e:

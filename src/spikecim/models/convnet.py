@@ -1,15 +1,15 @@
 """A small convolutional network sized for 8x8 digits (the embedded default).
 
-Max pooling keeps the spikes binary, so every layer after the first reads 1-bit inputs.
-
-conv3x3(C->32)-BN-act -> conv3x3(32->64)-BN-act -> maxpool2 -> flatten ->
-linear(64*(S/2)^2 -> 128)-act -> linear(128 -> classes)
+conv3x3(C -> 32w)-BN-act -> conv3x3(32w -> 64w)-BN-act -> avgpool2 -> flatten ->
+linear(64w * (S/2)^2 -> 128w)-act -> linear(128w -> classes),   w = ``width``
+(the pooling is skipped on a 1x1 input).
 """
 
 from __future__ import annotations
 
 from torch import nn
 
+from spikecim.models._layers import check_width, conv_bn, scaled
 from spikecim.models._registry import make_activation, register_model
 from spikecim.nn import Sequential
 
@@ -20,23 +20,24 @@ def convnet(
     num_classes: int = 10,
     in_channels: int = 1,
     input_size: int = 8,
-    width: int = 32,
+    width: float = 1.0,
     hidden: int = 128,
     neuron: str = "lif",
     neuron_kw: dict | None = None,
 ) -> Sequential:
     act = make_activation(spiking, neuron, **(neuron_kw or {}))
-    s = input_size // 2
+    width = check_width("convnet", width)
+    c1, c2, h = scaled(32, width), scaled(64, width), scaled(hidden, width)
+    pool = input_size >= 2
+    s = input_size // 2 if pool else input_size
     return Sequential(
-        nn.Conv2d(in_channels, width, 3, padding=1, bias=False),
-        nn.BatchNorm2d(width),
+        *conv_bn(in_channels, c1),
         act(),
-        nn.Conv2d(width, 2 * width, 3, padding=1, bias=False),
-        nn.BatchNorm2d(2 * width),
+        *conv_bn(c1, c2),
         act(),
-        nn.MaxPool2d(2),
+        *([nn.AvgPool2d(2)] if pool else []),
         nn.Flatten(),
-        nn.Linear(2 * width * s * s, hidden),
+        nn.Linear(c2 * s * s, h),
         act(),
-        nn.Linear(hidden, num_classes),
+        nn.Linear(h, num_classes),
     )

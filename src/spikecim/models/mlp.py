@@ -1,9 +1,10 @@
-"""A multi-layer perceptron: Flatten -> [Linear -> act] * depth -> Linear."""
+"""A multi-layer perceptron: Flatten -> [Linear(h * width) -> act] for h in ``hidden`` -> Linear(classes)."""
 
 from __future__ import annotations
 
 from torch import nn
 
+from spikecim.models._layers import check_width, scaled
 from spikecim.models._registry import make_activation, register_model
 from spikecim.nn import Sequential
 
@@ -14,15 +15,18 @@ def mlp(
     num_classes: int = 10,
     in_channels: int = 1,
     input_size: int = 8,
+    width: float = 1.0,
     hidden: tuple[int, ...] = (128, 128),
     neuron: str = "lif",
     neuron_kw: dict | None = None,
 ) -> Sequential:
     act = make_activation(spiking, neuron, **(neuron_kw or {}))
+    width = check_width("mlp", width)
     layers: list[nn.Module] = [nn.Flatten()]
-    width = in_channels * input_size * input_size
+    feat = in_channels * input_size * input_size
     for h in hidden:
-        layers += [nn.Linear(width, h), act()]
-        width = h
-    layers.append(nn.Linear(width, num_classes))
+        h = scaled(h, width)
+        layers += [nn.Linear(feat, h), act()]
+        feat = h
+    layers.append(nn.Linear(feat, num_classes))
     return Sequential(*layers)

@@ -22,6 +22,7 @@ from spikecim.data import load_dataset
 from spikecim.errors import SpikecimError
 from spikecim.models import create_model
 from spikecim.pipeline.stages import RunContext, get_stage
+from spikecim.train.distributed import is_main_process
 
 __all__ = ["run", "build_context", "load_run", "build_models", "write_metrics"]
 
@@ -83,11 +84,13 @@ def _check_same_run(cfg: RunConfig) -> None:
 
 def run(cfg: RunConfig, console=None, fresh: bool = False) -> RunContext:
     """Run ``cfg.stages`` in order; returns the context (models, workloads, metrics)."""
-    if fresh and cfg.run_dir.exists():
+    main = is_main_process()
+    if fresh and cfg.run_dir.exists() and main:
         shutil.rmtree(cfg.run_dir)
     _check_same_run(cfg)
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
-    (cfg.run_dir / "config.yaml").write_text(cfg.to_yaml())
+    if main:
+        (cfg.run_dir / "config.yaml").write_text(cfg.to_yaml())
     ctx = build_context(cfg, console)
     done: list[str] = []
     for name in cfg.stages:
@@ -100,7 +103,8 @@ def run(cfg: RunConfig, console=None, fresh: bool = False) -> RunContext:
         t0 = time.perf_counter()
         ctx.metrics[name] = stage.fn(ctx)
         ctx.metrics.setdefault("timing_s", {})[name] = time.perf_counter() - t0
-        write_metrics(ctx)
+        if main:
+            write_metrics(ctx)
         done.append(name)
     return ctx
 

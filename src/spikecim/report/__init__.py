@@ -9,12 +9,12 @@ from spikecim.report.render import html_to_markdown, write_markdown, write_repor
 from spikecim.report.sections import Section, embed_png, html_table, list_sections, register_section
 
 __all__ = [
-    "write_report",
-    "write_markdown",
-    "html_to_markdown",
-    "register_section",
-    "list_sections",
+    "Section",
     "embed_png",
     "html_table",
-    "Section",
+    "html_to_markdown",
+    "list_sections",
+    "register_section",
+    "write_markdown",
+    "write_report",
 ]

@@ -1,4 +1,4 @@
-"""The report sections of the core stages: training, evaluation and the traced workload.
+"""The report sections of the core stages: training, evaluation, the traced workload, run time.
 
 Each reads its stage's entry of ``metrics.json`` (plus ``workload.json`` /
 ``workload_ann.json`` for the workload) and returns ``""`` when that stage did not run.
@@ -14,7 +14,14 @@ from spikecim.report import plots
 from spikecim.report.fmt import MISSING, count, pct, rate
 from spikecim.report.sections import embed_png, html_table, register_section
 
-__all__ = ["training_section", "evaluation_section", "workload_section", "VARIANTS", "WORKLOAD_FILES"]
+__all__ = [
+    "VARIANTS",
+    "WORKLOAD_FILES",
+    "evaluation_section",
+    "timing_section",
+    "training_section",
+    "workload_section",
+]
 
 VARIANTS = ("snn", "ann")
 WORKLOAD_FILES = {"snn": "workload.json", "ann": "workload_ann.json"}
@@ -42,9 +49,18 @@ def training_section(metrics: dict, run_dir: Path) -> str:
         history = m.get("history") or []
         best = max((h["test_acc"] for h in history if h.get("test_acc") is not None), default=None)
         seconds = sum(h.get("seconds") or 0.0 for h in history) if history else None
-        rows.append([variant.upper(), m.get("epochs", len(history)), pct(m.get("test_acc")), pct(best),
-                     MISSING if seconds is None else f"{seconds:.1f}"])
-    out = html_table(["model", "epochs", "final test accuracy", "best test accuracy", "training time (s)"], rows)
+        rows.append(
+            [
+                variant.upper(),
+                m.get("epochs", len(history)),
+                pct(m.get("test_acc")),
+                pct(best),
+                MISSING if seconds is None else f"{seconds:.1f}",
+            ]
+        )
+    out = html_table(
+        ["model", "epochs", "final test accuracy", "best test accuracy", "training time (s)"], rows
+    )
     histories = {v: m["history"] for v, m in train.items() if m.get("history")}
     if histories:
         png = plots.training_curves(histories, run_dir / "plots" / "training.png")
@@ -73,7 +89,9 @@ def evaluation_section(metrics: dict, run_dir: Path) -> str:
             ["layer", *(v.upper() for v in rates)],
             [[name, *(rate(r.get(name)) for r in rates.values())] for name in layers],
         )
-        out += embed_png(plots.spike_rates(rates, run_dir / "plots" / "spike_rates.png"), "spike rate per layer")
+        out += embed_png(
+            plots.spike_rates(rates, run_dir / "plots" / "spike_rates.png"), "spike rate per layer"
+        )
     return out
 
 
@@ -96,17 +114,30 @@ def workload_section(metrics: dict, run_dir: Path) -> str:
     for variant, wl in loaded.items():
         name = variant.upper()
         out += f"<h3>{name} layers</h3>"
-        out += (f"<p>model {html.escape(wl.model)}, T = {wl.timesteps}, activity averaged over "
-                f"{wl.samples} samples.</p>")
+        out += (
+            f"<p>model {html.escape(wl.model)}, T = {wl.timesteps}, activity averaged over "
+            f"{wl.samples} samples.</p>"
+        )
         out += html_table(
-            ["layer", "kind", "in→out", "kernel", "in_hw→out_hw", "params", "MACs/step",
-             "input activity", "ACs (all steps)"],
+            [
+                "layer",
+                "kind",
+                "in→out",
+                "kernel",
+                "in_hw→out_hw",
+                "params",
+                "MACs/step",
+                "input activity",
+                "ACs (all steps)",
+            ],
             [_layer_row(layer) for layer in wl.layers],
         )
         series[f"{name} dense MACs"] = {layer.name: float(layer.total_macs) for layer in wl.layers}
         series[f"{name} effective ACs"] = {layer.name: layer.total_acs for layer in wl.layers}
     if series:
-        out += embed_png(plots.layer_ops(series, run_dir / "plots" / "workload_ops.png"), "operations per layer")
+        out += embed_png(
+            plots.layer_ops(series, run_dir / "plots" / "workload_ops.png"), "operations per layer"
+        )
     return out
 
 
@@ -130,3 +161,14 @@ def _variants(stage: dict | None) -> dict[str, dict]:
     if not isinstance(stage, dict):
         return {}
     return {v: stage[v] for v in VARIANTS if isinstance(stage.get(v), dict)}
+
+
+@register_section("timing", "Run time", order=90)
+def timing_section(metrics: dict, run_dir: Path) -> str:
+    """Wall-clock seconds of every stage the run loop timed (``metrics["timing_s"]``)."""
+    timing = metrics.get("timing_s")
+    if not isinstance(timing, dict) or not timing:
+        return ""
+    rows = [[stage, f"{seconds:.1f}"] for stage, seconds in timing.items()]
+    rows.append(["total", f"{sum(timing.values()):.1f}"])
+    return html_table(["stage", "seconds"], rows)

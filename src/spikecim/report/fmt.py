@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-__all__ = ["pct", "count", "rate", "MISSING"]
+__all__ = ["MISSING", "count", "pct", "rate"]
 
 MISSING = "—"
 

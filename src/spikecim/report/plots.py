@@ -6,17 +6,17 @@ so they can be called from notebooks with any numbers.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-__all__ = ["training_curves", "spike_rates", "layer_ops"]
+__all__ = ["layer_ops", "spike_rates", "training_curves"]
 
 _DPI = 100
 
@@ -33,7 +33,9 @@ def training_curves(histories: Mapping[str, Sequence[Mapping]], path: str | Path
         for key, style in (("train_acc", "--"), ("test_acc", "-")):
             pts = [(h["epoch"], h[key] * 100) for h in history if h.get(key) is not None]
             if pts:
-                ax_acc.plot(*zip(*pts), style, color=color, marker="o", ms=3, label=f"{label} {key.split('_')[0]}")
+                ax_acc.plot(
+                    *zip(*pts), style, color=color, marker="o", ms=3, label=f"{label} {key.split('_')[0]}"
+                )
         pts = [(h["epoch"], h["loss"]) for h in history if h.get("loss") is not None]
         if pts:
             ax_loss.plot(*zip(*pts), color=color, marker="o", ms=3, label=label)
@@ -53,7 +55,11 @@ def spike_rates(rates: Mapping[str, Mapping[str, float]], path: str | Path) -> P
     ``rates`` maps a variant (``"snn"``, ``"ann"``) to ``{layer name: rate}``.
     """
     fig, ax = _grouped_bars({v.upper(): r for v, r in rates.items()}, log=False)
-    ax.set(xlabel="layer", ylabel="activity / neuron / step", title="spike rate per layer (ANN: non-zero fraction)")
+    ax.set(
+        xlabel="layer",
+        ylabel="activity / neuron / step",
+        title="spike rate per layer (ANN: non-zero fraction)",
+    )
     return _save(fig, path)
 
 

@@ -14,6 +14,7 @@ import warnings
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import ClassVar
 
 import yaml
 
@@ -21,14 +22,26 @@ import spikecim
 from spikecim.errors import SpikecimError
 from spikecim.report.sections import Section, html_table, list_sections
 
-__all__ = ["write_report", "write_markdown", "html_to_markdown", "CONFIG_SUMMARY_KEYS"]
+__all__ = ["CONFIG_SUMMARY_KEYS", "html_to_markdown", "write_markdown", "write_report"]
 
 # Config fields shown in the summary table (dotted paths into config.yaml); the full file
 # follows in a collapsed block.
 CONFIG_SUMMARY_KEYS = (
-    "seed", "stages", "data.name", "data.encoder", "data.timesteps", "data.batch_size",
-    "model.name", "model.neuron.kind", "model.neuron.beta", "model.neuron.threshold",
-    "train.epochs", "train.lr", "train.optimizer", "train.loss", "train.ann_twin",
+    "seed",
+    "stages",
+    "data.name",
+    "data.encoder",
+    "data.timesteps",
+    "data.batch_size",
+    "model.name",
+    "model.neuron.kind",
+    "model.neuron.beta",
+    "model.neuron.threshold",
+    "train.epochs",
+    "train.lr",
+    "train.optimizer",
+    "train.loss",
+    "train.ann_twin",
 )
 _SECTION_MODULES = ("spikecim.analog.stage", "spikecim.hw.stage")
 
@@ -133,9 +146,11 @@ def _write_html(run_dir: Path, r: _Rendered) -> Path:
         "<h1>spikecim report</h1>",
         f'<p class="meta">run <strong>{name}</strong> · spikecim {html.escape(spikecim.__version__)}</p>',
     ]
-    if r.blocks:
-        links = " ".join(f'<a href="#{s.name}">{html.escape(s.title)}</a>' for s, _ in r.blocks)
-        parts.append(f"<nav>{links}</nav>")
+    links = [("config", "Configuration")] if r.config is not None else []
+    links += [(s.name, s.title) for s, _ in r.blocks]
+    if links:
+        nav = " ".join(f'<a href="#{html.escape(n)}">{html.escape(t)}</a>' for n, t in links)
+        parts.append(f"<nav>{nav}</nav>")
     if r.config is not None:
         parts.append('<section id="config"><h2>Configuration</h2>')
         parts.append(html_table(["setting", "value"], _config_rows(r.config)))
@@ -156,7 +171,10 @@ def _write_html(run_dir: Path, r: _Rendered) -> Path:
 def _write_markdown(run_dir: Path, r: _Rendered) -> Path:
     parts = ["# spikecim report", f"run **{r.run_name}** · spikecim {spikecim.__version__}"]
     if r.config is not None:
-        parts += ["## Configuration", html_to_markdown(html_table(["setting", "value"], _config_rows(r.config)))]
+        parts += [
+            "## Configuration",
+            html_to_markdown(html_table(["setting", "value"], _config_rows(r.config))),
+        ]
     for section, fragment in r.blocks:
         parts += [f"## {section.title}", html_to_markdown(fragment)]
     path = run_dir / "report.md"
@@ -177,7 +195,7 @@ def html_to_markdown(fragment: str) -> str:
 
 
 class _MarkdownParser(HTMLParser):
-    _BLOCKS = {"p", "summary", "li", "h1", "h2", "h3", "h4", "h5", "h6"}
+    _BLOCKS: ClassVar[frozenset[str]] = frozenset({"p", "summary", "li", "h1", "h2", "h3", "h4", "h5", "h6"})
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)

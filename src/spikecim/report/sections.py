@@ -8,18 +8,18 @@ Fragments should use plain tags (``h3``, ``p``, ``table`` via :func:`html_table`
 via :func:`embed_png`, ``pre``, ``ul``): the Markdown report is derived from them.
 
 Orders used by spikecim itself: training 10, evaluation 20, workload 30, analog 40,
-hardware 50.
+hardware 50, run time 90.
 """
 
 from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
-__all__ = ["Section", "register_section", "list_sections", "embed_png", "html_table"]
+__all__ = ["Section", "embed_png", "html_table", "list_sections", "register_section"]
 
 SectionFn = Callable[[dict, Path], str]
 
@@ -58,7 +58,9 @@ def embed_png(path: str | Path, alt: str = "") -> str:
     path = Path(path)
     data = base64.b64encode(path.read_bytes()).decode()
     rel = f"{path.parent.name}/{path.name}" if path.parent.name == "plots" else path.name
-    return f'<img alt="{html.escape(alt)}" data-file="{html.escape(rel)}" src="data:image/png;base64,{data}"/>'
+    return (
+        f'<img alt="{html.escape(alt)}" data-file="{html.escape(rel)}" src="data:image/png;base64,{data}"/>'
+    )
 
 
 def html_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
@@ -67,7 +69,5 @@ def html_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     Format numbers before passing them (see :mod:`spikecim.report.fmt`).
     """
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows
-    )
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "init_distributed"]
+__all__ = ["DistInfo", "init_distributed", "is_main_process"]
 
 
 @dataclass(frozen=True)
@@ -37,3 +37,8 @@ def init_distributed(device: torch.device) -> DistInfo:
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def is_main_process() -> bool:
+    """True outside torchrun, and on rank 0 under it (the process that writes files)."""
+    return int(os.environ.get("RANK", "0")) == 0

@@ -1,7 +1,19 @@
 """Fused multi-step neuron kernels, chosen by :func:`select`.
 
 Each kernel implements exactly :func:`spikecim.nn.functional.lif` (the reference) for the
-calls it supports and is tested against it.
+calls it supports and is tested against it; for any other call :func:`select` returns
+``None`` and the reference loop runs.
+
+=========  ==============  ========================================================
+backend    device          what runs
+=========  ==============  ========================================================
+``cpu``    CPU tensors     ``lif_cpu.c``, compiled on first use (:mod:`.cpu`)
+``triton`` CUDA tensors    a Triton kernel (:mod:`.triton_lif`), when Triton is installed
+=========  ==============  ========================================================
+
+``backend="auto"`` picks the kernel for the tensors' device; ``"reference"`` forces the
+loop; a kernel's name forces that kernel and fails with a one-line error if it cannot run
+the call.
 """
 
 from __future__ import annotations
@@ -10,9 +22,38 @@ from typing import Callable
 
 import torch
 
+from spikecim.errors import SpikecimError
+
 Kernel = Callable[..., tuple[torch.Tensor, torch.Tensor]]
+
+__all__ = ["select", "BACKENDS"]
+
+BACKENDS = ("auto", "reference", "cpu", "triton")
 
 
 def select(x: torch.Tensor, params, mem0, backend: str = "auto") -> Kernel | None:
     """The fused kernel for this call, or ``None`` to run the reference loop."""
+    if backend == "reference":
+        return None
+    if backend not in BACKENDS:
+        raise SpikecimError(f"backend: unknown '{backend}', allowed: {', '.join(BACKENDS)}")
+    name = backend if backend != "auto" else {"cpu": "cpu", "cuda": "triton"}.get(x.device.type)
+    kernel = _kernel(name, x, params, mem0)
+    if kernel is None and backend != "auto":
+        raise SpikecimError(
+            f"backend: '{backend}' cannot run this call (device {x.device.type}, dtype {x.dtype}, "
+            f"surrogate {params.surrogate.name}); use 'auto' or 'reference'"
+        )
+    return kernel
+
+
+def _kernel(name: str | None, x: torch.Tensor, params, mem0) -> Kernel | None:
+    if name == "cpu":
+        from spikecim.nn.kernels import cpu
+
+        return cpu.lif_cpu if cpu.supports(x, params, mem0) else None
+    if name == "triton":
+        from spikecim.nn.kernels import triton_lif
+
+        return triton_lif.lif_triton if triton_lif.supports(x, params, mem0) else None
     return None

@@ -18,12 +18,17 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#ifndef M_PI
+#define M_PI 3.14159265358979323846
+#endif
 #ifndef REAL
 #define REAL float
 #endif
 typedef REAL real;
 
+#ifndef CHUNK
 #define CHUNK 512
+#endif
 #define MAX_THREADS 64
 #define INLINE static inline __attribute__((always_inline))
 

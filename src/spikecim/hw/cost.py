@@ -1,0 +1,181 @@
+"""The CostReport: energy, latency and area of one workload on one architecture.
+
+Per layer, energy (pJ) and area (µm²) are split by hardware component; area that no layer
+owns (a shared PE array, shared tiles, global buffers) is kept in ``shared_area_um2``.
+Totals and figures of merit are derived, never stored separately:
+
+- ``energy_pj = Σ_layers Σ_components``, ``latency_ns = Σ_layers latency``
+  (an estimator that overlaps layers reports each layer's share of the critical path),
+  ``area_um2 = Σ_layers Σ_components + Σ shared``
+- ``edp_pj_ns = energy · latency``; ``edap_pj_ns_mm2 = edp · area in mm²``
+- ``ops``: dense-equivalent operations, 2 per MAC at every timestep (the accelerator
+  literature's convention, so an SNN and its ANN twin are measured on the same scale)
+- ``tops_per_w = ops / energy_pj`` (1 op/pJ = 1 TOPS/W);
+  ``tops_per_mm2 = ops / latency_ns / 1e3 / area_mm2``
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, computed_field
+
+from spikecim.errors import SpikecimError
+
+__all__ = ["LayerCost", "CostReport"]
+
+
+class LayerCost(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    name: str
+    kind: str = "conv2d"
+    energy_pj: dict[str, float] = Field(default_factory=dict, description="per component")
+    latency_ns: float = 0.0
+    area_um2: dict[str, float] = Field(default_factory=dict, description="per component")
+    ops: float = Field(0.0, description="dense-equivalent operations (2 per MAC, every step)")
+    skipped: bool = Field(False, description="the estimator does not cost this kind of layer")
+
+    @computed_field
+    @property
+    def total_energy_pj(self) -> float:
+        return float(sum(self.energy_pj.values()))
+
+    @computed_field
+    @property
+    def total_area_um2(self) -> float:
+        return float(sum(self.area_um2.values()))
+
+
+class CostReport(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    estimator: str
+    architecture: str
+    workload: str = "unknown"
+    spiking: bool = True
+    timesteps: int = 1
+    mode: str = Field("event", description="'event' (activity-aware) or 'dense' (upper bound)")
+    layers: list[LayerCost]
+    shared_area_um2: dict[str, float] = Field(default_factory=dict)
+    extras: dict[str, float] = Field(default_factory=dict, description="estimator-specific counts")
+    notes: list[str] = Field(default_factory=list)
+
+    # ---- totals ------------------------------------------------------------------------
+    @computed_field
+    @property
+    def energy_pj(self) -> float:
+        return float(sum(layer.total_energy_pj for layer in self.layers))
+
+    @computed_field
+    @property
+    def latency_ns(self) -> float:
+        return float(sum(layer.latency_ns for layer in self.layers))
+
+    @computed_field
+    @property
+    def area_um2(self) -> float:
+        return float(sum(layer.total_area_um2 for layer in self.layers) + sum(self.shared_area_um2.values()))
+
+    @computed_field
+    @property
+    def ops(self) -> float:
+        return float(sum(layer.ops for layer in self.layers))
+
+    @computed_field
+    @property
+    def energy_by_component_pj(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for layer in self.layers:
+            for k, v in layer.energy_pj.items():
+                out[k] = out.get(k, 0.0) + v
+        return out
+
+    @computed_field
+    @property
+    def area_by_component_um2(self) -> dict[str, float]:
+        out: dict[str, float] = dict(self.shared_area_um2)
+        for layer in self.layers:
+            for k, v in layer.area_um2.items():
+                out[k] = out.get(k, 0.0) + v
+        return out
+
+    # ---- figures of merit (None where latency or area is not modelled) ---------------------
+    @computed_field
+    @property
+    def edp_pj_ns(self) -> float | None:
+        return self.energy_pj * self.latency_ns if self.latency_ns > 0 else None
+
+    @computed_field
+    @property
+    def edap_pj_ns_mm2(self) -> float | None:
+        edp = self.edp_pj_ns
+        return edp * self.area_um2 / 1e6 if edp is not None and self.area_um2 > 0 else None
+
+    @computed_field
+    @property
+    def tops_per_w(self) -> float | None:
+        return self.ops / self.energy_pj if self.energy_pj > 0 else None
+
+    @computed_field
+    @property
+    def tops_per_mm2(self) -> float | None:
+        if self.latency_ns <= 0 or self.area_um2 <= 0:
+            return None
+        return self.ops / self.latency_ns / 1e3 / (self.area_um2 / 1e6)
+
+    # ---- output ------------------------------------------------------------------------
+    def summary(self) -> dict:
+        """Totals and figures of merit as a flat dict (what ``metrics.json`` holds)."""
+        keys = ("estimator", "architecture", "mode", "energy_pj", "latency_ns", "area_um2", "ops",
+                "edp_pj_ns", "edap_pj_ns_mm2", "tops_per_w", "tops_per_mm2")
+        out = {k: getattr(self, k) for k in keys}
+        out["energy_by_component_pj"] = self.energy_by_component_pj
+        out["area_by_component_um2"] = self.area_by_component_um2
+        out["energy_by_layer_pj"] = {layer.name: layer.total_energy_pj for layer in self.layers}
+        out.update(self.extras)
+        return out
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.model_dump_json(indent=1))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "CostReport":
+        path = Path(path)
+        if not path.exists():
+            raise SpikecimError(f"cost report: file not found: {path}")
+        return cls.model_validate(json.loads(path.read_text()))
+
+    def table(self) -> str:
+        """A Markdown table: one row per layer, then the totals."""
+        comps = list(self.energy_by_component_pj)
+        head = ["layer", "energy_pj", "latency_ns", "area_um2"] + [f"{c}_pj" for c in comps]
+        rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for layer in self.layers:
+            cells = [layer.name + (" (not costed)" if layer.skipped else ""), _fmt(layer.total_energy_pj),
+                     _fmt(layer.latency_ns), _fmt(layer.total_area_um2)]
+            cells += [_fmt(layer.energy_pj.get(c, 0.0)) for c in comps]
+            rows.append("| " + " | ".join(cells) + " |")
+        total = ["**total**", _fmt(self.energy_pj), _fmt(self.latency_ns), _fmt(self.area_um2)]
+        total += [_fmt(self.energy_by_component_pj[c]) for c in comps]
+        rows.append("| " + " | ".join(total) + " |")
+        lines = [f"{self.estimator} on {self.architecture} ({self.mode}), workload {self.workload}", ""]
+        lines += rows
+        lines += ["", f"EDP {_fmt(self.edp_pj_ns)} pJ·ns, EDAP {_fmt(self.edap_pj_ns_mm2)} pJ·ns·mm², "
+                  f"{_fmt(self.tops_per_w)} TOPS/W, {_fmt(self.tops_per_mm2)} TOPS/mm²"]
+        lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+def _fmt(v: float | None) -> str:
+    if v is None:
+        return "n/a"
+    if v == 0:
+        return "0"
+    if abs(v) >= 1e6 or abs(v) < 1e-2:
+        return f"{v:.4g}"
+    return f"{v:,.2f}"

@@ -1,0 +1,35 @@
+"""The operation-count estimate papers usually report (REFERENCE §4, after Horowitz 2014).
+
+E = E_MAC · MACs for layers on real-valued input (the SNN's first layer, every ANN layer,
+every step) + E_AC · (accumulates actually triggered by non-zero spike inputs, summed over
+steps). No memory, membrane, neuron module or periphery; no latency or area.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from spikecim.hw.estimators import Estimator, EstimatorParams, register_estimator
+
+
+class NaiveParams(EstimatorParams):
+    e_mac_pj: float = Field(gt=0, description="one multiply-accumulate")
+    e_ac_pj: float = Field(gt=0, description="one accumulate")
+
+
+@register_estimator
+class Naive(Estimator):
+    name = "naive"
+    Params = NaiveParams
+    description = "operation counts × energy per MAC / AC (what papers usually report)"
+
+    def layer_energy_pj(self, layer, workload, p, dense):
+        if workload.spiking and layer.spiking_input:
+            acs = layer.macs * layer.timesteps if dense else layer.total_acs
+            return {"accumulate": p.e_ac_pj * acs}
+        return {"mac": p.e_mac_pj * layer.macs * layer.timesteps}
+
+    def notes(self, workload, p, dense):
+        return ["naive: operation counts only; memory, membrane, neurons and periphery ignored; "
+                "no latency or area"]
+

@@ -1,0 +1,207 @@
+"""Workloads without a model: a YAML layer list, or the SpikeSim layer format.
+
+Layer list (``workload_from_layers``)::
+
+    model: vgg-small
+    timesteps: 4
+    spiking: true            # false: an ANN (timesteps 1, multi-bit inputs)
+    weight_bits: 8
+    input_bits: 8            # precision of real-valued inputs (first SNN layer, ANN layers)
+    activity: 1.0            # default fraction of non-zero inputs (1.0 = dense)
+    in_hw: 32                # first layer's input size; later layers chain
+    layers:
+      - {kind: conv2d, in_ch: 3, out_ch: 64, kernel: 3, padding: 1}
+      - {kind: conv2d, in_ch: 64, out_ch: 64, kernel: 3, padding: 1, pool: 2, activity: 0.2}
+      - {kind: linear, in_ch: 4096, out_ch: 10, has_neuron: false}
+
+Per layer: ``out_hw = ⌊(in + 2·padding − kernel)/stride⌋ + 1``, ``pooled_out_hw = out_hw // pool``,
+``macs = out_ch·(in_ch/groups)·k²·out_h·out_w`` (``in_ch·out_ch`` for linear), and at every
+step ``in_nonzero = activity·in_size``, ``acs = activity·macs``. In an SNN the first layer
+takes real-valued input (direct encoding) unless ``spiking_input: true`` is given.
+
+SpikeSim format (``spikesim_from_spec``): ``xbar_size``, ``pe_per_tile``, ``timesteps``,
+``clock_mhz``, ``device`` (``rram`` | ``sram``), ``kernel``,
+``layers: [{in_ch, out_ch, in_dim, out_dim}]`` (``out_dim`` after pooling, as in the script).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from spikecim.errors import SpikecimError, one_line_validation_error
+from spikecim.trace.workload import LayerWorkload, Workload
+
+__all__ = ["LayerSpec", "NetworkSpec", "workload_from_layers", "spikesim_from_spec", "load_workload"]
+
+
+def _pair(v: int | tuple[int, int] | list[int]) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LayerSpec(_Spec):
+    name: str | None = None
+    kind: Literal["conv2d", "conv1d", "linear"] = "conv2d"
+    in_ch: int = Field(gt=0)
+    out_ch: int = Field(gt=0)
+    kernel: int | tuple[int, int] = 1
+    stride: int | tuple[int, int] = 1
+    padding: int | tuple[int, int] = 0
+    groups: int = Field(1, gt=0)
+    in_hw: int | tuple[int, int] | None = None
+    pool: int = Field(1, gt=0)
+    bias: bool = False
+    activity: float | None = Field(None, ge=0, le=1)
+    spiking_input: bool | None = None
+    has_neuron: bool = True
+    weight_bits: int | None = Field(None, ge=1, le=64)
+    weight_sparsity: float = Field(0.0, ge=0, le=1)
+
+
+class NetworkSpec(_Spec):
+    model: str = "layers"
+    timesteps: int = Field(1, gt=0)
+    spiking: bool = True
+    weight_bits: int = Field(8, ge=1, le=64)
+    input_bits: int = Field(8, ge=1, le=64)
+    activity: float = Field(1.0, ge=0, le=1)
+    in_hw: int | tuple[int, int] = 1
+    layers: list[LayerSpec] = Field(min_length=1)
+
+
+def workload_from_layers(spec: dict, source: str = "layers") -> Workload:
+    """Build a :class:`Workload` from a layer list (see the module docstring)."""
+    try:
+        net = NetworkSpec.model_validate(spec)
+    except ValidationError as e:
+        raise SpikecimError(one_line_validation_error(e, prefix=f"{source}: ")) from None
+    T = net.timesteps if net.spiking else 1
+    hw = _pair(net.in_hw)
+    layers = []
+    for i, s in enumerate(net.layers):
+        k, st, pad = _pair(s.kernel), _pair(s.stride), _pair(s.padding)
+        if s.in_ch % s.groups or s.out_ch % s.groups:
+            raise SpikecimError(f"{source}: layers.{i}.groups: must divide in_ch and out_ch")
+        if s.kind == "linear":
+            in_hw, out_hw = (1, 1), (1, 1)
+            macs = s.in_ch * s.out_ch
+        else:
+            in_hw = _pair(s.in_hw) if s.in_hw is not None else hw
+            out_hw = tuple((in_hw[d] + 2 * pad[d] - k[d]) // st[d] + 1 for d in range(2))
+            if min(out_hw) < 1:
+                raise SpikecimError(f"{source}: layers.{i}.kernel: {k} larger than the padded input {in_hw}")
+            macs = s.out_ch * (s.in_ch // s.groups) * k[0] * k[1] * out_hw[0] * out_hw[1]
+        pooled = (out_hw[0] // s.pool, out_hw[1] // s.pool) if s.pool > 1 else None
+        if pooled is not None and min(pooled) < 1:
+            raise SpikecimError(f"{source}: layers.{i}.pool: {s.pool} larger than the output {out_hw}")
+        hw = pooled or out_hw
+        spiking_input = (i > 0) if s.spiking_input is None else s.spiking_input
+        spiking_input = spiking_input and net.spiking
+        a = net.activity if s.activity is None else s.activity
+        in_size = s.in_ch * in_hw[0] * in_hw[1]
+        weights = s.out_ch * (s.in_ch // s.groups) * k[0] * k[1] if s.kind != "linear" else s.in_ch * s.out_ch
+        layers.append(LayerWorkload(
+            name=s.name or f"{s.kind}{i}",
+            kind=s.kind,
+            in_ch=s.in_ch, out_ch=s.out_ch,
+            kernel=k if s.kind != "linear" else (1, 1),
+            stride=st if s.kind != "linear" else (1, 1),
+            padding=pad if s.kind != "linear" else (0, 0),
+            groups=s.groups,
+            in_hw=in_hw, out_hw=out_hw, pooled_out_hw=pooled,
+            params=weights + (s.out_ch if s.bias else 0),
+            has_bias=s.bias,
+            weight_bits=s.weight_bits or net.weight_bits,
+            input_bits=1 if spiking_input else net.input_bits,
+            timesteps=T,
+            spiking_input=spiking_input,
+            has_neuron=s.has_neuron,
+            neuron_kind=("LIF" if net.spiking else "ReLU") if s.has_neuron else None,
+            weight_sparsity=s.weight_sparsity,
+            macs=macs,
+            in_nonzero_per_step=[a * in_size] * T,
+            acs_per_step=[a * macs] * T,
+            out_spikes_per_step=None,
+        ))
+    return Workload(model=net.model, spiking=net.spiking, timesteps=T, samples=0,
+                    input_shape=[net.layers[0].in_ch, *layers[0].in_hw], layers=layers)
+
+
+class SpikeSimLayer(_Spec):
+    in_ch: int = Field(gt=0)
+    out_ch: int = Field(gt=0)
+    in_dim: int = Field(gt=0)
+    out_dim: int = Field(gt=0)
+
+
+class SpikeSimSpec(_Spec):
+    xbar_size: int = Field(64, gt=0)
+    pe_per_tile: int = Field(8, gt=0)
+    timesteps: int = Field(5, gt=0)
+    clock_mhz: float = Field(250.0, gt=0)
+    device: Literal["rram", "sram"] = "rram"
+    kernel: int = Field(3, gt=0)
+    layers: list[SpikeSimLayer] = Field(min_length=1)
+
+
+def spikesim_from_spec(spec: dict, source: str = "spikesim"):
+    """(Workload, Architecture) for the SpikeSim layer format (see the module docstring)."""
+    from spikecim.hw.arch import load_architecture
+
+    try:
+        s = SpikeSimSpec.model_validate(spec)
+    except ValidationError as e:
+        raise SpikecimError(one_line_validation_error(e, prefix=f"{source}: ")) from None
+    k = s.kernel
+    layers = [
+        LayerWorkload(
+            name=f"conv{i}", kind="conv2d", in_ch=l.in_ch, out_ch=l.out_ch, kernel=(k, k),
+            padding=(k // 2, k // 2), in_hw=(l.in_dim, l.in_dim), out_hw=(l.out_dim, l.out_dim),
+            params=l.in_ch * l.out_ch * k * k, timesteps=s.timesteps, spiking_input=i > 0,
+            macs=l.out_ch * l.in_ch * k * k * l.out_dim**2,
+            in_nonzero_per_step=[float(l.in_ch * l.in_dim**2)] * s.timesteps,
+            acs_per_step=[float(l.out_ch * l.in_ch * k * k * l.out_dim**2)] * s.timesteps,
+        )
+        for i, l in enumerate(s.layers)
+    ]
+    wl = Workload(model="spikesim-layers", spiking=True, timesteps=s.timesteps, layers=layers)
+    arch = load_architecture(f"spikesim-{s.device}-65nm", xbar_size=s.xbar_size, pes_per_tile=s.pe_per_tile,
+                             clock_mhz=s.clock_mhz)
+    return wl, arch
+
+
+def _read(path: Path) -> dict:
+    try:
+        text = path.read_text()
+        data = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
+    except Exception as e:  # noqa: BLE001 - any parse failure is one line for the user
+        raise SpikecimError(f"workload: {path} is not valid JSON/YAML ({e.__class__.__name__})") from None
+    if not isinstance(data, dict):
+        raise SpikecimError(f"workload: {path} must hold a mapping with 'layers'")
+    return data
+
+
+def load_workload(path: str | Path, variant: str = "snn") -> Workload:
+    """A workload from a run folder (``variant`` snn or ann), a traced JSON/YAML, or a layer list."""
+    path = Path(path)
+    if path.is_dir():
+        if variant not in ("snn", "ann"):
+            raise SpikecimError(f"variant: unknown variant '{variant}', allowed: snn, ann")
+        path = path / ("workload.json" if variant == "snn" else "workload_ann.json")
+    if not path.exists():
+        raise SpikecimError(f"workload: file not found: {path}")
+    data = _read(path)
+    layers = data.get("layers")
+    traced = "schema_version" in data or (isinstance(layers, list) and layers and isinstance(layers[0], dict)
+                                          and "macs" in layers[0])
+    if traced:
+        return Workload.from_dict(data, source=str(path))
+    return workload_from_layers(data, source=str(path))

@@ -1,0 +1,63 @@
+"""Plots of CostReports (matplotlib, Agg): stacked component bars and per-layer energy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["plot_components", "plot_layers"]
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_components(reports: dict, path: str | Path, title: str = "Energy per inference by component") -> Path:
+    """One stacked bar per report (``{label: CostReport}``), energy in µJ split by component."""
+    plt = _plt()
+    labels = list(reports)
+    comps: list[str] = []
+    for r in reports.values():
+        comps += [c for c in r.energy_by_component_pj if c not in comps]
+    fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(labels) + 3), 4))
+    bottom = [0.0] * len(labels)
+    cmap = plt.get_cmap("tab20")
+    for i, c in enumerate(comps):
+        vals = [reports[k].energy_by_component_pj.get(c, 0.0) / 1e6 for k in labels]
+        ax.bar(labels, vals, bottom=bottom, label=c, color=cmap(i % 20))
+        bottom = [b + v for b, v in zip(bottom, vals)]
+    ax.set_ylabel("energy (µJ)")
+    ax.set_yscale("log" if max(bottom, default=1) / max(min(bottom, default=1), 1e-12) > 100 else "linear")
+    ax.set_title(title)
+    ax.tick_params(axis="x", rotation=30)
+    ax.legend(fontsize=7, ncol=2, bbox_to_anchor=(1.02, 1), loc="upper left")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_layers(reports: dict, path: str | Path, title: str = "Energy per layer") -> Path:
+    """Per-layer energy (µJ, log scale), one line per report."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for label, r in reports.items():
+        ax.plot([layer.name for layer in r.layers], [max(layer.total_energy_pj, 1e-3) / 1e6 for layer in r.layers],
+                marker="o", label=label)
+    ax.set_yscale("log")
+    ax.set_ylabel("energy (µJ)")
+    ax.set_title(title)
+    ax.tick_params(axis="x", rotation=45)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,270 @@
+"""``from_nir``: a NIR graph (or ``.nir`` file) to a time-major spikecim module.
+
+One builder per NIR node type, in a name -> function registry (``BUILDERS``). A chain
+``Input -> ... -> Output`` becomes a :class:`spikecim.nn.Sequential` (what training,
+tracing, ``to_analog`` and the hardware models already understand); a graph with branches
+or recurrent edges becomes a :class:`~spikecim.interop.graph.GraphModule`. Neurons follow
+the discretisation chosen by ``convention`` (:mod:`spikecim.interop.discretise`).
+
+NIR's reset is a reset to ``v_reset`` on the same step. A node written by spikecim with
+``metadata["reset"] == "subtract"`` (or ``metadata["reset_delay"]``) gets that reset back.
+
+Every node is built and the whole graph is run once on zeros before anything is returned:
+an unsupported node, bad parameters or shapes that do not fit raise a one-line
+:class:`~spikecim.errors.SpikecimError` naming the node.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import nir
+import numpy as np
+import torch
+from torch import nn
+
+from spikecim.errors import SpikecimError
+from spikecim.interop import modules as M
+from spikecim.interop.discretise import check_convention, discretise
+from spikecim.interop.graph import FlatGraph, GraphModule, flatten_graph
+from spikecim.interop.nirfile import read_graph
+from spikecim.nn import Sequential, TemporalModule
+
+__all__ = ["from_nir", "BUILDERS", "DEFAULT_DT"]
+
+DEFAULT_DT = 1e-4  # s; snnTorch's export step
+
+
+@dataclass(frozen=True)
+class Context:
+    dt: float
+    convention: str
+    dtype: torch.dtype
+    surrogate: str
+
+
+def from_nir(
+    graph_or_path: "nir.NIRGraph | str | Path",
+    dt: float | None = None,
+    convention: str = "euler",
+    dtype: torch.dtype | None = None,
+    surrogate: str = "atan",
+) -> nn.Module:
+    """Build a time-major module ``[T, B, *input_shape] -> [T, B, *output_shape]``.
+
+    Args:
+        graph_or_path: a ``nir.NIRGraph`` or the path of a ``.nir`` file.
+        dt: simulation step in seconds; None takes ``graph.metadata["dt"]`` (written by
+            spikecim's ``to_nir``), else 1e-4.
+        convention: ``"euler"`` (forward Euler with the graph's r, NIR's reference) or
+            ``"snntorch"`` (membrane in units of the input, snnTorch's import).
+        dtype: dtype of weights and neuron parameters (default: torch's default dtype).
+        surrogate: surrogate gradient of the spiking nodes.
+    """
+    graph = graph_or_path if isinstance(graph_or_path, nir.NIRGraph) else read_graph(graph_or_path)
+    if not isinstance(graph, nir.NIRGraph):
+        raise SpikecimError(f"graph: expected a nir.NIRGraph or a path, got {type(graph).__name__}")
+    ctx = Context(_dt(graph, dt), check_convention(convention), dtype or torch.get_default_dtype(), surrogate)
+    flat = flatten_graph(graph)
+    layers = {}
+    for name in flat.order:
+        if name != flat.input:
+            layers[name] = _build(name, flat.nodes[name], ctx)
+    shape = _input_shape(flat)
+    module = _assemble(layers, flat)
+    _dry_run(module, layers, flat, shape, ctx.dtype)
+    module.input_shape = shape
+    module.nir_dt = ctx.dt
+    module.nir_convention = ctx.convention
+    return module
+
+
+def _dt(graph: nir.NIRGraph, dt: float | None) -> float:
+    if dt is None:
+        meta = graph.metadata if isinstance(graph.metadata, dict) else {}
+        dt = float(np.asarray(meta.get("dt", DEFAULT_DT)))
+    if not float(dt) > 0:
+        raise SpikecimError(f"dt: must be > 0 seconds, got {dt}")
+    return float(dt)
+
+
+def _build(name: str, node: nir.NIRNode, ctx: Context) -> nn.Module:
+    kind = type(node).__name__
+    if kind not in BUILDERS:
+        raise SpikecimError(f"node '{name}': unsupported type '{kind}', allowed: {', '.join(BUILDERS)}")
+    try:
+        module = BUILDERS[kind](node, ctx)
+    except SpikecimError as e:
+        raise SpikecimError(f"node '{name}' ({kind}): {e}") from None
+    except (ValueError, TypeError, RuntimeError, AttributeError, IndexError) as e:
+        msg = str(e).splitlines()[0] if str(e) else e.__class__.__name__
+        raise SpikecimError(f"node '{name}' ({kind}): {msg}") from None
+    module.nir_name = name
+    return module
+
+
+def _input_shape(flat: FlatGraph) -> tuple[int, ...]:
+    shape = flat.nodes[flat.input].input_type.get("input")
+    if shape is None:
+        raise SpikecimError(f"node '{flat.input}': the Input node has no shape")
+    return tuple(int(s) for s in np.atleast_1d(shape))
+
+
+def _assemble(layers: dict[str, nn.Module], flat: FlatGraph) -> nn.Module:
+    if flat.is_chain:
+        chain = [layers[n] for n in flat.order if n != flat.input and not isinstance(layers[n], M.Identity)]
+        return Sequential(*chain)
+    return GraphModule(layers, flat)
+
+
+def _dry_run(module: nn.Module, layers: dict, flat: FlatGraph, shape: tuple, dtype: torch.dtype) -> None:
+    """Run one step on zeros, node by node, so a shape error names its node."""
+    values = {flat.input: torch.zeros((1, 1, *shape), dtype=dtype)}
+    for name in flat.order[1:]:
+        srcs = flat.sources(name)
+        ins = [tuple(values[s].shape[2:]) for s in srcs]
+        if len(set(ins)) > 1:
+            raise SpikecimError(f"node '{name}': its inputs have different shapes {ins} ({', '.join(srcs)})")
+        layer = layers[name]
+        h = values[srcs[0]]
+        try:
+            with torch.no_grad():
+                out = layer(h) if isinstance(layer, TemporalModule) else layer(h[0])[None]
+        except (RuntimeError, ValueError) as e:
+            msg = str(e).splitlines()[0]
+            raise SpikecimError(f"node '{name}' ({_kind(flat, name)}): input shape {ins[0]} does not fit: {msg}") from None
+        _check_declared(flat, name, ins[0], tuple(out.shape[2:]))
+        values[name] = out
+    for a, b in flat.back:
+        if values[a].shape != values[flat.sources(b)[0]].shape:
+            raise SpikecimError(
+                f"edge ({a}, {b}): recurrent input shape {tuple(values[a].shape[2:])} differs from "
+                f"{tuple(values[flat.sources(b)[0]].shape[2:])}"
+            )
+
+
+def _kind(flat: FlatGraph, name: str) -> str:
+    return type(flat.nodes[name]).__name__
+
+
+def _check_declared(flat: FlatGraph, name: str, got_in: tuple, got_out: tuple) -> None:
+    node = flat.nodes[name]
+    for label, declared, got in (("input", node.input_type, got_in), ("output", node.output_type, got_out)):
+        value = (declared or {}).get(label)
+        if value is None:
+            continue
+        want = tuple(int(s) for s in np.atleast_1d(value))
+        if int(np.prod(want)) != int(np.prod(got)) or (len(want) == len(got) and want != got):
+            raise SpikecimError(f"node '{name}' ({_kind(flat, name)}): declared {label} shape {want}, but it is {got}")
+
+
+# ---- builders: NIR node -> module --------------------------------------------------------
+
+
+def _tensor(a, ctx: Context) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(a), dtype=ctx.dtype).clone()
+
+
+def _pair(v, n: int) -> tuple:
+    if isinstance(v, str):
+        return v
+    a = np.atleast_1d(np.asarray(v)).astype(int).tolist()
+    return tuple(a * n if len(a) == 1 else a)
+
+
+def _affine(node, ctx: Context) -> nn.Module:
+    w = np.asarray(node.weight)
+    if w.ndim != 2:
+        raise SpikecimError(f"weight: must be 2-D (out, in), got shape {w.shape}")
+    bias = getattr(node, "bias", None)
+    layer = nn.Linear(w.shape[1], w.shape[0], bias=bias is not None, dtype=ctx.dtype)
+    with torch.no_grad():
+        layer.weight.copy_(_tensor(w, ctx))
+        if bias is not None:
+            b = np.asarray(bias)
+            if b.shape != (w.shape[0],):
+                raise SpikecimError(f"bias: shape {b.shape} does not match weight {w.shape}")
+            layer.bias.copy_(_tensor(b, ctx))
+    return layer
+
+
+def _conv(node, ctx: Context) -> nn.Module:
+    w = np.asarray(node.weight)
+    nd = w.ndim - 2
+    if nd not in (1, 2):
+        raise SpikecimError(f"weight: must be (out, in/groups, k...) with 1 or 2 kernel dims, got {w.shape}")
+    cls = nn.Conv1d if nd == 1 else nn.Conv2d
+    groups = int(np.asarray(node.groups))
+    layer = cls(w.shape[1] * groups, w.shape[0], w.shape[2:], stride=_pair(node.stride, nd),
+                padding=_pair(node.padding, nd), dilation=_pair(node.dilation, nd), groups=groups,
+                bias=node.bias is not None, dtype=ctx.dtype)  # fmt: skip
+    with torch.no_grad():
+        layer.weight.copy_(_tensor(w, ctx))
+        if node.bias is not None:
+            layer.bias.copy_(_tensor(np.asarray(node.bias).reshape(-1), ctx))
+    return layer
+
+
+def _pool(node, ctx: Context) -> nn.Module:
+    kind = type(node).__name__
+    return nn.AvgPool2d(_pair(node.kernel_size, 2), _pair(node.stride, 2), _pair(node.padding, 2),
+                        divisor_override=1 if kind == "SumPool2d" else None)  # fmt: skip
+
+
+def _flatten(node, ctx: Context) -> nn.Module:
+    start, end = int(np.asarray(node.start_dim)), int(np.asarray(node.end_dim))
+    return nn.Flatten(start + 1 if start >= 0 else start, end + 1 if end >= 0 else end)
+
+
+def _reset_args(node) -> dict:
+    meta = node.metadata if isinstance(node.metadata, dict) else {}
+    reset = str(meta.get("reset", "zero"))
+    if reset not in ("zero", "subtract"):
+        raise SpikecimError(f"metadata.reset: must be 'zero' or 'subtract', got '{reset}'")
+    return dict(reset=reset, reset_delay=bool(meta.get("reset_delay", False)),
+                detach_reset=bool(meta.get("detach_reset", False)))  # fmt: skip
+
+
+def _spiking(node, ctx: Context) -> nn.Module:
+    kind = type(node).__name__
+    d = discretise(node, kind, ctx.dt, ctx.convention)
+    cls = M.NIRCubaLIF if kind == "CubaLIF" else M.NIRLIF
+    return cls(d, surrogate=ctx.surrogate, dtype=ctx.dtype, **_reset_args(node))
+
+
+def _integrator(node, ctx: Context) -> nn.Module:
+    return M.LeakyIntegrator(discretise(node, type(node).__name__, ctx.dt, ctx.convention), dtype=ctx.dtype)
+
+
+def _delay(node, ctx: Context) -> nn.Module:
+    delay = np.asarray(node.delay, dtype=np.float64)
+    if np.any(delay < 0) or not np.all(np.isfinite(delay)):
+        raise SpikecimError("delay: must be finite and >= 0 seconds")
+    steps = np.rint(delay / ctx.dt)
+    if not np.allclose(steps * ctx.dt, delay, rtol=1e-6, atol=1e-12):
+        raise SpikecimError(f"delay: {delay.max():g} s is not a whole number of steps of dt = {ctx.dt:g} s")
+    return M.Delay(steps.astype(np.int64))
+
+
+BUILDERS: dict[str, Callable[[nir.NIRNode, Context], nn.Module]] = {
+    "Input": lambda n, c: M.Identity(),
+    "Output": lambda n, c: M.Identity(),
+    "Affine": _affine,
+    "Linear": _affine,
+    "Scale": lambda n, c: M.Scale(np.asarray(n.scale), c.dtype),
+    "Conv1d": _conv,
+    "Conv2d": _conv,
+    "SumPool2d": _pool,
+    "AvgPool2d": _pool,
+    "Flatten": _flatten,
+    "Delay": _delay,
+    "Threshold": lambda n, c: M.Threshold(np.asarray(n.threshold), c.surrogate, c.dtype),
+    "I": _integrator,
+    "LI": _integrator,
+    "CubaLI": _integrator,
+    "IF": _spiking,
+    "LIF": _spiking,
+    "CubaLIF": _spiking,
+}

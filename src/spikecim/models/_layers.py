@@ -1,0 +1,35 @@
+"""Building blocks shared by the model files: width scaling and size checks.
+
+Every model scales its channel and hidden-unit counts by one ``width`` multiplier, so a
+test or a quick sweep can shrink a published architecture without changing its topology:
+``channels = max(1, round(base * width))``.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from spikecim.errors import SpikecimError
+
+__all__ = ["scaled", "check_width", "conv_bn"]
+
+
+def check_width(name: str, width: float) -> float:
+    """Validate a width multiplier at the door."""
+    try:
+        w = float(width)
+    except (TypeError, ValueError):
+        raise SpikecimError(f"model.{name}.width: must be a number > 0, got {width!r}") from None
+    if not w > 0:
+        raise SpikecimError(f"model.{name}.width: must be > 0, got {width}")
+    return w
+
+
+def scaled(base: int, width: float) -> int:
+    """``max(1, round(base * width))``: a channel or unit count under the width multiplier."""
+    return max(1, int(round(base * width)))
+
+
+def conv_bn(in_ch: int, out_ch: int, kernel: int = 3, stride: int = 1) -> list[nn.Module]:
+    """``Conv2d(bias=False) -> BatchNorm2d``, 'same' padding for odd kernels."""
+    return [nn.Conv2d(in_ch, out_ch, kernel, stride, kernel // 2, bias=False), nn.BatchNorm2d(out_ch)]

@@ -1,0 +1,67 @@
+"""Bad configs and CLI input: one line naming the field, exit code 2, no traceback."""
+
+import pytest
+
+from spikecim.cli.main import main
+from spikecim.config import RunConfig, load_config
+from spikecim.errors import SpikecimError
+
+
+@pytest.mark.parametrize(
+    "override, field, allowed",
+    [
+        ("data.timesteps=-1", "config.data.timesteps", "greater than 0"),
+        ("model.neuron.beta=1.5", "config.model.neuron.beta", "less than or equal to 1"),
+        ("model.name=resnet1000", "config.model.name", "allowed: "),
+        ("data.name=imagenet", "config.data.name", "allowed: "),
+        ("train.epochs=three", "config.train.epochs", "integer"),
+        ("train.optimizer=lion", "config.train.optimizer", "'adam' or 'sgd'"),
+        ("colour=red", "config.colour", "unknown key"),
+        ("stages=[train,fly]", "config.stages", "unknown stage 'fly'"),
+    ],
+)
+def test_bad_config_gives_one_line_naming_the_field(override, field, allowed, capsys):
+    with pytest.raises(SpikecimError) as err:
+        load_config(overrides=[override])
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith(field) and allowed in msg
+    assert main(["run", "--set", override]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip().splitlines() == [f"error: {msg}"]
+    assert "Traceback" not in captured.err + captured.out
+
+
+def test_yaml_config_file_is_validated(tmp_path, capsys):
+    path = tmp_path / "run.yaml"
+    path.write_text("train:\n  epochs: 2\nmodel:\n  neuron:\n    reset: sideways\n")
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "config.model.neuron.reset" in err and "'subtract' or 'zero'" in err
+    assert main(["run", str(tmp_path / "missing.yaml")]) == 2
+    assert "file not found" in capsys.readouterr().err
+
+
+def test_yaml_config_and_overrides_resolve_to_fields(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("name: mine\ntrain:\n  epochs: 2\ndata:\n  timesteps: 6\n")
+    cfg = load_config(path, ["train.lr=0.01", "model.neuron.surrogate=fast_sigmoid(10)"])
+    assert (cfg.name, cfg.train.epochs, cfg.data.timesteps, cfg.train.lr) == ("mine", 2, 6, 0.01)
+    assert cfg.model.neuron.surrogate == "fast_sigmoid(10)"
+    # The resolved YAML reloads to the same config.
+    again = tmp_path / "again.yaml"
+    again.write_text(cfg.to_yaml())
+    assert load_config(again) == cfg
+    assert RunConfig().train.epochs == 15
+
+
+def test_help_lists_every_command(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for cmd in ("run", "train", "evaluate", "trace", "report", "hw", "nir", "list"):
+        assert cmd in out
+
+
+def test_missing_run_folder_is_one_line_error(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a run folder" in err[0]

@@ -1,0 +1,107 @@
+"""CIFAR-10 / CIFAR-100 loaders read binary-version records written here with numpy."""
+
+import gzip
+
+import numpy as np
+import pytest
+
+from spikecim.data import load_dataset
+from spikecim.errors import SpikecimError
+
+
+def records(labels, seed):
+    """Published record layout: label byte(s), then R, G, B planes of 32x32 row-major."""
+    labels = np.atleast_2d(np.asarray(labels, dtype=np.uint8).T).T  # [N, label_bytes]
+    pixels = np.random.default_rng(seed).integers(0, 256, size=(len(labels), 3072), dtype=np.uint8)
+    return np.concatenate([labels, pixels], axis=1), pixels
+
+
+def write_cifar10(folder, gz=False):
+    folder.mkdir(parents=True, exist_ok=True)
+    train_pixels = []
+    for i in range(1, 6):
+        rows, px = records([i, 9 - i], seed=i)  # two images per batch
+        train_pixels.append(px)
+        name = f"data_batch_{i}.bin"
+        data = rows.tobytes()
+        if gz:
+            name, data = name + ".gz", gzip.compress(data)
+        (folder / name).write_bytes(data)
+    rows, test_px = records([3, 0, 7], seed=9)
+    (folder / "test_batch.bin").write_bytes(rows.tobytes())
+    return np.concatenate(train_pixels), test_px
+
+
+@pytest.mark.parametrize("gz", [False, True], ids=["plain", "gzip"])
+def test_cifar10_reads_records_in_batch_order_with_planar_rgb(tmp_path, gz):
+    train_px, test_px = write_cifar10(tmp_path / "cifar-10-batches-bin", gz)
+    ds = load_dataset("cifar10", root=str(tmp_path))
+    assert ds.x_train.shape == (10, 3, 32, 32) and ds.x_test.shape == (3, 3, 32, 32)
+    assert ds.y_train.tolist() == [1, 8, 2, 7, 3, 6, 4, 5, 5, 4]
+    assert ds.y_test.tolist() == [3, 0, 7] and ds.num_classes == 10
+    # Byte offsets in a record (after the label): red (0, 0) at 0, green (0, 0) at 1024, red (1, 0) at 32.
+    assert ds.x_train[0, 0, 0, 0].item() == pytest.approx(train_px[0, 0] / 255.0)
+    assert ds.x_train[0, 1, 0, 0].item() == pytest.approx(train_px[0, 1024] / 255.0)
+    assert ds.x_train[0, 0, 1, 0].item() == pytest.approx(train_px[0, 32] / 255.0)
+    np.testing.assert_allclose(ds.x_test.reshape(3, -1).numpy(), test_px / 255.0, rtol=0, atol=1e-7)
+    assert 0.0 <= ds.x_train.min() and ds.x_train.max() <= 1.0
+
+
+def test_cifar10_truncated_batch_is_error_naming_file(tmp_path):
+    write_cifar10(tmp_path)
+    path = tmp_path / "data_batch_2.bin"
+    path.write_bytes(path.read_bytes()[:-1])
+    with pytest.raises(
+        SpikecimError, match=r"data_batch_2.bin holds 6145 bytes, not a whole number of 3073-byte"
+    ):
+        load_dataset("cifar10", root=str(tmp_path))
+
+
+def test_cifar10_label_above_9_is_error(tmp_path):
+    write_cifar10(tmp_path)
+    rows, _ = records([12], seed=0)
+    (tmp_path / "test_batch.bin").write_bytes(rows.tobytes())
+    with pytest.raises(SpikecimError, match=r"test_batch.bin holds label 12, allowed 0..9"):
+        load_dataset("cifar10", root=str(tmp_path))
+
+
+def test_cifar10_missing_batch_is_named(tmp_path):
+    write_cifar10(tmp_path / "cifar-10-batches-bin")
+    (tmp_path / "cifar-10-batches-bin" / "data_batch_3.bin").unlink()
+    with pytest.raises(SpikecimError, match=r"data.root: cifar10 file\(s\) data_batch_3.bin not found"):
+        load_dataset("cifar10", root=str(tmp_path))
+
+
+def write_cifar100(folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    rows, px = records([[4, 40], [19, 99], [0, 1]], seed=3)  # (coarse, fine)
+    (folder / "train.bin").write_bytes(rows.tobytes())
+    rows, _ = records([[7, 70]], seed=4)
+    (folder / "test.bin").write_bytes(rows.tobytes())
+    return px
+
+
+def test_cifar100_uses_fine_labels_by_default(tmp_path):
+    px = write_cifar100(tmp_path / "cifar-100-binary")
+    ds = load_dataset("cifar100", root=str(tmp_path))
+    assert ds.y_train.tolist() == [40, 99, 1] and ds.y_test.tolist() == [70] and ds.num_classes == 100
+    np.testing.assert_allclose(ds.x_train.reshape(3, -1).numpy(), px / 255.0, rtol=0, atol=1e-7)
+
+
+def test_cifar100_coarse_labels_give_20_classes(tmp_path):
+    write_cifar100(tmp_path)
+    ds = load_dataset("cifar100", root=str(tmp_path), label="coarse")
+    assert ds.y_train.tolist() == [4, 19, 0] and ds.y_test.tolist() == [7] and ds.num_classes == 20
+
+
+def test_cifar100_unknown_label_kind_is_error(tmp_path):
+    write_cifar100(tmp_path)
+    with pytest.raises(SpikecimError, match=r"data.label: unknown 'superclass', allowed: fine, coarse"):
+        load_dataset("cifar100", root=str(tmp_path), label="superclass")
+
+
+def test_cifar100_missing_files_error_says_where(tmp_path):
+    with pytest.raises(
+        SpikecimError, match=r"train.bin, test.bin not found; place them .* in .*cifar-100-binary"
+    ):
+        load_dataset("cifar100", root=str(tmp_path))

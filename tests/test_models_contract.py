@@ -1,0 +1,146 @@
+"""Contract tests over the model registry (timm style): every registered model, spiking and
+ANN twin, at a small width on 8x8 input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from spikecim.errors import SpikecimError
+from spikecim.models import create_model, list_models
+from spikecim.nn import TemporalModule
+
+T, B, C, S, CLASSES = 3, 2, 2, 8, 5
+WIDTH = 0.0625
+GRID = [(name, spiking) for name in list_models() for spiking in (True, False)]
+IDS = [f"{n}-{'snn' if s else 'ann'}" for n, s in GRID]
+
+
+def _model(name: str, spiking: bool, **kw) -> nn.Module:
+    return create_model(name, spiking=spiking, num_classes=CLASSES, in_channels=C, input_size=S, width=WIDTH, **kw)
+
+
+def _input(spiking: bool, seed: int = 0, size: int = S) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(T if spiking else 1, B, C, size, size, generator=g) * 2
+
+
+def _randomise_batchnorm(model: nn.Module, seed: int) -> None:
+    """Non-trivial running statistics and affine terms, so eval-mode BatchNorm is not identity."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(n, generator=g) * 0.5 + 0.5)
+            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(n, generator=g) * 0.1)
+
+
+def test_registry_lists_the_published_architectures():
+    assert {"mlp", "convnet", "vgg5", "vgg9", "vgg11", "resnet19"} <= set(list_models())
+
+
+@pytest.mark.parametrize("name,spiking", GRID, ids=IDS)
+def test_output_is_finite_logits_per_step(name, spiking):
+    torch.manual_seed(0)
+    x = _input(spiking)
+    y = _model(name, spiking)(x)
+    assert y.shape == (x.shape[0], B, CLASSES)
+    assert torch.isfinite(y).all()
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_runs_on_32x32_rgb_input(name):
+    torch.manual_seed(0)
+    model = create_model(name, spiking=True, num_classes=CLASSES, in_channels=3, input_size=32, width=WIDTH)
+    y = model(torch.randn(2, 1, 3, 32, 32))
+    assert y.shape == (2, 1, CLASSES)
+
+
+@pytest.mark.parametrize("name,spiking", GRID, ids=IDS)
+def test_every_parameter_receives_a_nonzero_gradient(name, spiking):
+    torch.manual_seed(0)
+    model = _model(name, spiking).train()
+    model(_input(spiking)).pow(2).sum().backward()
+    for pname, p in model.named_parameters():
+        assert p.grad is not None, pname
+        assert torch.isfinite(p.grad).all(), pname
+        assert p.grad.abs().sum() > 0, pname
+
+
+@pytest.mark.parametrize("name,spiking", GRID, ids=IDS)
+def test_state_dict_round_trip_gives_identical_outputs(name, spiking):
+    torch.manual_seed(1)
+    a = _model(name, spiking)
+    _randomise_batchnorm(a, 1)
+    torch.manual_seed(2)
+    b = _model(name, spiking)
+    b.load_state_dict(a.state_dict())
+    x = _input(spiking, seed=3)
+    with torch.no_grad():
+        ya, yb = a.eval()(x), b.eval()(x)
+    assert torch.equal(ya, yb)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_state_resets_between_forward_calls(name):
+    torch.manual_seed(0)
+    model = _model(name, True).eval()
+    x = _input(True)
+    with torch.no_grad():
+        assert torch.equal(model(x), model(x))
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_ann_twin_has_identical_topology_with_relu_for_each_neuron(name):
+    snn, ann = _model(name, True), _model(name, False)
+    snn_kinds = ["act" if isinstance(m, TemporalModule) and not list(m.children()) else type(m).__name__
+                 for m in snn.modules()]
+    ann_kinds = ["act" if isinstance(m, nn.ReLU) else type(m).__name__ for m in ann.modules()]
+    assert snn_kinds == ann_kinds
+    assert [p.shape for p in snn.parameters()] == [p.shape for p in ann.parameters()]
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_spiking_model_that_never_fires_outputs_the_final_bias(name):
+    """With an unreachable threshold no neuron spikes, so every layer after the first sees
+    zeros and the logits are the last Linear's bias at every step (hand derivation)."""
+    torch.manual_seed(0)
+    model = _model(name, True, neuron="if", neuron_kw={"threshold": 1e9}).eval()
+    _randomise_batchnorm(model, 0)
+    with torch.no_grad():
+        y = model(_input(True))
+    last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    torch.testing.assert_close(y, last.bias.detach().expand(T, B, CLASSES), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_synaptic_layer_is_a_plain_torch_conv_or_linear(name):
+    model = _model(name, True)
+    weighted = [m for m in model.modules() if any(p is not None for p in m.parameters(recurse=False))]
+    assert all(type(m) in (nn.Conv2d, nn.Linear, nn.BatchNorm2d) for m in weighted)
+
+
+@pytest.mark.parametrize(
+    "kwargs,field",
+    [
+        (dict(width=0), "model.vgg9.width"),
+        (dict(width=-1.0), "model.vgg9.width"),
+        (dict(num_classes=0), "model.num_classes"),
+        (dict(in_channels=1.5), "model.in_channels"),
+        (dict(input_size=-8), "model.input_size"),
+        (dict(neuron="hh"), "model.neuron"),
+        (dict(neuron_kw={"beta": 2.0}), "beta"),
+    ],
+)
+def test_bad_model_argument_raises_one_line_error_naming_field(kwargs, field):
+    with pytest.raises(SpikecimError) as e:
+        create_model("vgg9", **kwargs)
+    assert "\n" not in str(e.value) and str(e.value).startswith(field)
+
+
+def test_unknown_model_name_lists_the_allowed_names():
+    with pytest.raises(SpikecimError, match=r"^model.name: unknown 'vgg99', allowed: .*resnet19"):
+        create_model("vgg99")

@@ -1,0 +1,61 @@
+"""Report building blocks: number formats, HTML tables, Markdown conversion, plot files."""
+
+from __future__ import annotations
+
+import base64
+
+from spikecim.report import embed_png, html_table, html_to_markdown, plots
+from spikecim.report.fmt import count, pct, rate
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def test_number_formats_match_the_documented_examples():
+    assert pct(0.97331) == "97.33%"
+    assert pct(1.0) == "100.00%"
+    assert count(12345.4) == "12,345"
+    assert rate(0.08123) == "0.0812"
+    assert pct(None) == count(None) == rate(None) == "—"
+
+
+def test_html_table_escapes_cells():
+    table = html_table(["a<b", "x"], [["<script>", 3]])
+    assert "<th>a&lt;b</th>" in table and "<td>&lt;script&gt;</td><td>3</td>" in table
+    assert "<script>" not in table
+
+
+def test_markdown_conversion_of_headings_paragraphs_tables_lists_and_code():
+    fragment = (
+        "<h3>Tiles</h3><p>two  tiles\nused</p>"
+        "<table><thead><tr><th>tile</th><th>ADC | bits</th></tr></thead>"
+        "<tbody><tr><td>t0</td><td>6</td></tr><tr><td>t1</td><td>8</td></tr></tbody></table>"
+        "<ul><li>first</li><li>second</li></ul><pre>a: 1\n  b: 2\n</pre>"
+        "<details><summary>more</summary><p>hidden &amp; shown</p></details>"
+    )
+    assert html_to_markdown(fragment) == (
+        "### Tiles\n\ntwo tiles used\n\n"
+        "| tile | ADC \\| bits |\n|---|---|\n| t0 | 6 |\n| t1 | 8 |\n\n"
+        "- first\n\n- second\n\n```\na: 1\n  b: 2\n```\n\n**more**\n\nhidden & shown"
+    )
+
+
+def test_each_plot_function_writes_a_png_that_embeds_inline(tmp_path):
+    history = [
+        {"epoch": e, "loss": 1.0 / e, "train_acc": 0.5 + e / 10, "test_acc": 0.4 + e / 10} for e in (1, 2, 3)
+    ]
+    paths = [
+        plots.training_curves({"snn": history, "ann": history[:2]}, tmp_path / "plots" / "t.png"),
+        # layers only one variant has still get a bar group
+        plots.spike_rates(
+            {"snn": {"0": 0.1, "3": 0.2}, "ann": {"3": 0.5, "8": 0.4}}, tmp_path / "plots" / "s.png"
+        ),
+        plots.layer_ops(
+            {"SNN dense MACs": {"0": 4608.0}, "SNN effective ACs": {"0": 0.0}}, tmp_path / "plots" / "o.png"
+        ),
+    ]
+    for path in paths:
+        assert path.read_bytes().startswith(PNG_MAGIC)
+        tag = embed_png(path, alt='a "quoted" alt')
+        assert f'data-file="plots/{path.name}"' in tag and 'alt="a &quot;quoted&quot; alt"' in tag
+        data = tag.split('src="data:image/png;base64,')[1].split('"')[0]
+        assert base64.b64decode(data) == path.read_bytes()

@@ -1,0 +1,126 @@
+"""trace(): recorded spikes, MACs and accumulates equal hand counts on tiny networks."""
+
+import pytest
+import torch
+from torch import nn
+
+import spikecim.nn as snn
+from spikecim.trace import Workload, trace
+from spikecim.errors import SpikecimError
+
+
+def _tiny_linear_snn():
+    fc1 = nn.Linear(3, 2, bias=False)
+    fc2 = nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        fc1.weight.copy_(torch.tensor([[1.0, 1.0, 0.0], [0.0, 0.0, 2.0]]))
+        fc2.weight.copy_(torch.tensor([[1.0, 1.0]]))
+    return snn.Sequential(fc1, snn.LIF(beta=1.0, threshold=1.5, reset="zero", reset_delay=False), fc2)
+
+
+def test_linear_snn_counts_match_hand_count():
+    model = _tiny_linear_snn()
+    # T = 2, B = 2, three input lines.
+    x = torch.tensor(
+        [
+            [[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]],  # t=0
+            [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]],  # t=1
+        ]
+    )
+    w = trace(model, [x])
+    l1, l2 = w.layers
+    # Inputs: t0 has 2 + 1 non-zero, t1 has 1 + 1 -> per sample 1.5 and 1.0.
+    assert l1.in_nonzero_per_step == [1.5, 1.0]
+    # Each input feeds 2 outputs.
+    assert l1.acs_per_step == [3.0, 2.0]
+    assert l1.macs == 6 and l2.macs == 2
+    # Neuron, same-step zero reset, theta 1.5, beta 1 (hand simulation):
+    # sample 0: I = [2, 0] at t0 -> spikes [1, 0], reset to 0; t1: I = [1, 0] -> V = [1, 0], no spike
+    # sample 1: I = [0, 2] at t0 -> spikes [0, 1], reset to 0; t1: I = [0, 2] -> spikes [0, 1]
+    assert l1.out_spikes_per_step == [1.0, 0.5]
+    # Layer 2 sees those spikes as input: (1 + 1) / 2 at t0, (0 + 1) / 2 at t1; fan-out 1.
+    assert l2.in_nonzero_per_step == [1.0, 0.5]
+    assert l2.acs_per_step == [1.0, 0.5]
+    assert l2.out_spikes_per_step is None and not l2.has_neuron
+    assert l1.spiking_input and l1.input_bits == 1
+    assert w.timesteps == 2 and w.samples == 2
+
+
+def test_conv_accumulates_count_border_windows_exactly():
+    conv = nn.Conv2d(1, 2, 3, padding=1, bias=False)
+    model = snn.Sequential(conv, snn.IF(threshold=100.0))
+    x = torch.zeros(1, 1, 1, 3, 3)
+    x[0, 0, 0, 0, 0] = 1.0  # a corner pixel: its 3x3 neighbourhood inside the map is 2x2 = 4 outputs
+    x[0, 0, 0, 1, 1] = 1.0  # the centre pixel: all 9 outputs
+    w = trace(model, [x])
+    (layer,) = w.layers
+    # Brute force: count (output position, channel) pairs whose window covers each non-zero input.
+    assert layer.acs_per_step == [(4 + 9) * 2]
+    assert layer.macs == 2 * 3 * 3 * 1 * 9
+    assert layer.in_hw == (3, 3) and layer.out_hw == (3, 3) and layer.kernel == (3, 3)
+    assert layer.out_spikes_per_step == [0.0]
+
+
+def test_strided_conv_accumulates_equal_brute_force_count():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(2, 3, 3, stride=2, padding=1)
+    x = (torch.rand(2, 4, 2, 7, 7) > 0.6).float()
+    w = trace(snn.Sequential(conv, snn.LIF()), [x])
+    # Brute force: run the conv with all-ones weights on each single non-zero input.
+    total = 0.0
+    ones = nn.Conv2d(2, 3, 3, stride=2, padding=1, bias=False)
+    nn.init.ones_(ones.weight)
+    for t in range(2):
+        for b in range(4):
+            for idx in x[t, b].nonzero():
+                e = torch.zeros(1, 2, 7, 7)
+                e[0, idx[0], idx[1], idx[2]] = 1.0
+                total += float(ones(e).sum().detach()) if t == 0 else 0.0
+    assert w.layers[0].acs_per_step[0] == pytest.approx(total / 4)
+
+
+def test_pooling_after_neuron_sets_pooled_size():
+    model = snn.Sequential(nn.Conv2d(1, 4, 3, padding=1), snn.LIF(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(16, 2))
+    w = trace(model, [torch.rand(2, 3, 1, 4, 4)])
+    assert w.layers[0].pooled_out_hw == (2, 2)
+    assert w.layers[1].in_ch == 16 and w.layers[1].kind == "linear"
+
+
+def test_ann_twin_relu_activity_counted_without_spikes():
+    fc = nn.Linear(2, 2, bias=False)
+    with torch.no_grad():
+        fc.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, -1.0]]))
+    model = snn.Sequential(fc, nn.ReLU(), nn.Linear(2, 1))
+    model.spiking = False
+    w = trace(model, [torch.tensor([[[0.5, 0.25]]])])
+    assert not w.spiking
+    assert w.layers[0].in_nonzero_per_step == [2.0] and not w.layers[0].spiking_input
+    assert w.layers[0].input_bits == 8
+    # ReLU output [0.5, 0] -> one non-zero input to layer 2
+    assert w.layers[1].in_nonzero_per_step == [1.0]
+
+
+def test_workload_json_round_trip_and_metrics(tmp_path):
+    w = trace(_tiny_linear_snn(), [torch.ones(3, 1, 3)])
+    path = w.save(tmp_path / "w.json")
+    back = Workload.load(path)
+    assert back == w
+    m = back.metrics()
+    assert m["dense_macs"] == (6 + 2) * 3
+    assert m["params"] == 6 + 2
+    assert m["weight_bytes"] == 8 * 4
+
+
+def test_workload_rejects_bad_schema_version_and_lengths(tmp_path):
+    w = trace(_tiny_linear_snn(), [torch.ones(2, 1, 3)])
+    data = w.model_dump()
+    data["schema_version"] = 99
+    with pytest.raises(SpikecimError, match="schema_version"):
+        Workload.from_dict(data)
+    data = w.model_dump()
+    data["layers"][0]["acs_per_step"] = [1.0]
+    with pytest.raises(SpikecimError, match="acs_per_step"):
+        Workload.from_dict(data)
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(SpikecimError, match="not valid"):
+        Workload.load(tmp_path / "bad.json")

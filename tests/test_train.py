@@ -1,0 +1,113 @@
+"""Training: accuracy on digits, exact resume after a kill, data-parallel training under torchrun."""
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from spikecim.data import load_dataset
+from spikecim.errors import SpikecimError
+from spikecim.models import create_model
+from spikecim.train import FitSpec, classification_loss, evaluate, fit, load_weights
+
+
+def test_short_default_training_reaches_high_digits_accuracy():
+    # The shortened default run (3 of 15 epochs); the full figure is in the README.
+    data = load_dataset("digits")
+    torch.manual_seed(0)
+    model = create_model("convnet", neuron_kw={"beta": 0.5})
+    hist = fit(model, data, FitSpec(epochs=3, timesteps=4))
+    # Independent check of the reported figure: count correct predictions by hand.
+    with torch.no_grad():
+        logits = model(data.x_test.unsqueeze(0).expand(4, *data.x_test.shape))
+    acc = float((logits.mean(0).argmax(-1) == data.y_test).float().mean())
+    assert acc == pytest.approx(hist["test_acc"])
+    assert acc >= 0.95
+
+
+def test_per_step_loss_is_mean_of_stepwise_cross_entropy():
+    logits = torch.randn(3, 5, 4)
+    y = torch.randint(0, 4, (5,))
+    expected = sum(torch.nn.functional.cross_entropy(logits[t], y) for t in range(3)) / 3
+    assert torch.allclose(classification_loss(logits, y, "per_step"), expected)
+    assert torch.allclose(classification_loss(logits, y, "mean"), torch.nn.functional.cross_entropy(logits.mean(0), y))
+
+
+def test_evaluate_spike_rates_equal_direct_count():
+    torch.manual_seed(1)
+    data = load_dataset("digits")
+    model = create_model("mlp", hidden=(16,), neuron_kw={"beta": 0.9, "threshold": 0.5})
+    res = evaluate(model, data.x_test[:50], data.y_test[:50], steps=3)
+    lif = model[2]
+    with torch.no_grad():
+        h = model[1](model[0](data.x_test[:50]))
+        spikes = lif(h.unsqueeze(0).expand(3, *h.shape))
+    assert res["spike_rates"]["2"] == pytest.approx(float(spikes.mean()))
+
+
+def _train_cmd(python, out: Path, extra=()):
+    return [
+        python, "-m", "spikecim.cli.main", "train",
+        "--set", f"output_dir={out}", "--set", "name=r", "--set", "train.ann_twin=false",
+        "--set", "train.epochs=3", "--set", "data.limit=600", "--set", "model.name=convnet", *extra,
+    ]
+
+
+def test_killed_run_resumed_ends_with_identical_weights(tmp_path, python, subprocess_env):
+    full, broken = tmp_path / "full", tmp_path / "broken"
+    subprocess.run(_train_cmd(python, full), check=True, env=subprocess_env, capture_output=True)
+    proc = subprocess.Popen(_train_cmd(python, broken), env=subprocess_env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = broken / "r" / "checkpoint" / "snn.state.json"
+    while proc.poll() is None:
+        if state.exists() and json.loads(state.read_text())["epoch"] >= 1:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    proc.wait()
+    interrupted_at = json.loads(state.read_text())["epoch"]
+    subprocess.run(_train_cmd(python, broken), check=True, env=subprocess_env, capture_output=True)
+    a = load_file(str(full / "r" / "checkpoint" / "snn.safetensors"))
+    b = load_file(str(broken / "r" / "checkpoint" / "snn.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert interrupted_at < 3 or pytest.skip("the run finished before it could be interrupted")
+
+
+def test_torchrun_two_processes_equal_single_process_training(tmp_path, python, subprocess_env):
+    pytest.importorskip("torch.distributed")
+    if not torch.distributed.is_gloo_available():
+        pytest.skip("gloo backend not available")
+    extra = ["--set", "model.name=mlp", "--set", "data.limit=256", "--set", "train.epochs=2"]
+    single, ddp = tmp_path / "single", tmp_path / "ddp"
+    subprocess.run(_train_cmd(python, single, extra), check=True, env=subprocess_env, capture_output=True)
+    cmd = [python, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "spikecim.cli.main"] + _train_cmd(python, ddp, extra)[3:]
+    r = subprocess.run(cmd, env=subprocess_env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    a = load_file(str(single / "r" / "checkpoint" / "snn.safetensors"))
+    b = load_file(str(ddp / "r" / "checkpoint" / "snn.safetensors"))
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-5), k
+
+
+def test_checkpoint_that_is_not_safetensors_is_refused(tmp_path):
+    bad = tmp_path / "snn.safetensors"
+    torch.save({"w": torch.ones(1)}, bad)  # a pickle: must not be loaded
+    with pytest.raises(SpikecimError, match="not a readable safetensors"):
+        load_weights(create_model("mlp"), bad)
+
+
+def test_cuda_device_without_gpu_is_one_line_error():
+    from spikecim.train import resolve_device
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(SpikecimError, match="train.device"):
+        resolve_device("cuda")
