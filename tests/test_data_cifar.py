@@ -105,3 +105,29 @@ def test_cifar100_missing_files_error_says_where(tmp_path):
         SpikecimError, match=r"train.bin, test.bin not found; place them .* in .*cifar-100-binary"
     ):
         load_dataset("cifar100", root=str(tmp_path))
+
+
+def test_cifar10_limit_reads_only_the_batches_it_needs(tmp_path):
+    train_px, _ = write_cifar10(tmp_path)
+    (tmp_path / "data_batch_3.bin").write_bytes(b"\x00" * 10)  # corrupt, but beyond the 3 samples asked for
+    ds = load_dataset("cifar10", root=str(tmp_path), limit=3, test_limit=2)
+    assert ds.y_train.tolist() == [1, 8, 2] and ds.y_test.tolist() == [3, 0]
+    np.testing.assert_allclose(ds.x_train.reshape(3, -1).numpy(), train_px[:3] / 255.0, rtol=0, atol=1e-7)
+
+
+def test_pickled_python_version_is_refused_with_a_pointer_to_the_binary_one(tmp_path):
+    (tmp_path / "cifar-10-batches-py").mkdir()
+    (tmp_path / "cifar-10-batches-py" / "data_batch_1").write_bytes(b"not read")
+    with pytest.raises(
+        SpikecimError, match=r"cifar-10-batches-py is the pickled python version of cifar10"
+    ) as e:
+        load_dataset("cifar10", root=str(tmp_path))
+    assert "cifar-10-batches-bin" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_root_pointing_at_a_file_says_to_name_the_folder(tmp_path):
+    write_cifar10(tmp_path)
+    with pytest.raises(
+        SpikecimError, match=r"data.root: .*test_batch.bin is a file; set data.root to the folder"
+    ):
+        load_dataset("cifar10", root=str(tmp_path / "test_batch.bin"))

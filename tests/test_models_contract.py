@@ -51,18 +51,21 @@ def test_output_is_finite_logits_per_step(name, spiking):
     assert torch.isfinite(y).all()
 
 
+@pytest.mark.parametrize("channels,size", [(3, 32), (1, 28), (2, 1)], ids=["cifar", "mnist", "1x1"])
 @pytest.mark.parametrize("name", list_models())
-def test_runs_on_32x32_rgb_input(name):
+def test_runs_on_any_square_input_size(name, channels, size):
     torch.manual_seed(0)
-    model = create_model(name, spiking=True, num_classes=CLASSES, in_channels=3, input_size=32, width=WIDTH)
-    y = model(torch.randn(2, 1, 3, 32, 32))
+    model = create_model(name, spiking=True, num_classes=CLASSES, in_channels=channels, input_size=size, width=WIDTH)
+    y = model(torch.randn(2, 1, channels, size, size))
     assert y.shape == (2, 1, CLASSES)
 
 
 @pytest.mark.parametrize("name,spiking", GRID, ids=IDS)
 def test_every_parameter_receives_a_nonzero_gradient(name, spiking):
+    """The last Linear's weight gradient is sum(spikes * dL/dy): zero while the last hidden
+    layer is silent, so the spiking models run with a low threshold to guarantee activity."""
     torch.manual_seed(0)
-    model = _model(name, spiking).train()
+    model = _model(name, spiking, **({"neuron_kw": {"threshold": 0.25}} if spiking else {})).train()
     model(_input(spiking)).pow(2).sum().backward()
     for pname, p in model.named_parameters():
         assert p.grad is not None, pname
@@ -126,13 +129,14 @@ def test_every_synaptic_layer_is_a_plain_torch_conv_or_linear(name):
 @pytest.mark.parametrize(
     "kwargs,field",
     [
-        (dict(width=0), "model.vgg9.width"),
-        (dict(width=-1.0), "model.vgg9.width"),
-        (dict(num_classes=0), "model.num_classes"),
-        (dict(in_channels=1.5), "model.in_channels"),
-        (dict(input_size=-8), "model.input_size"),
-        (dict(neuron="hh"), "model.neuron"),
-        (dict(neuron_kw={"beta": 2.0}), "beta"),
+        ({"width": 0}, "model.vgg9.width"),
+        ({"width": -1.0}, "model.vgg9.width"),
+        ({"num_classes": 0}, "model.num_classes"),
+        ({"in_channels": 1.5}, "model.in_channels"),
+        ({"input_size": -8}, "model.input_size"),
+        ({"neuron": "hh"}, "model.neuron"),
+        ({"neuron_kw": {"beta": 2.0}}, "model.neuron_kw.beta"),
+        ({"neuron": "if", "neuron_kw": {"beta": 0.5}}, "model.neuron_kw"),
     ],
 )
 def test_bad_model_argument_raises_one_line_error_naming_field(kwargs, field):
@@ -144,3 +148,29 @@ def test_bad_model_argument_raises_one_line_error_naming_field(kwargs, field):
 def test_unknown_model_name_lists_the_allowed_names():
     with pytest.raises(SpikecimError, match=r"^model.name: unknown 'vgg99', allowed: .*resnet19"):
         create_model("vgg99")
+
+
+DEFAULT_INPUT = {"mlp": (1, 8, 8), "convnet": (1, 8, 8), "vgg5": (3, 32, 32), "vgg9": (3, 32, 32),
+                 "vgg11": (3, 32, 32), "resnet19": (3, 32, 32)}  # docs/neurons-and-models.md
+
+
+@pytest.mark.parametrize("name", sorted(DEFAULT_INPUT))
+def test_input_shape_attribute_records_the_default_sample_shape_the_model_accepts(name):
+    model = create_model(name, width=WIDTH)
+    assert model.input_shape == DEFAULT_INPUT[name]
+    assert model.spiking is True and model.model_name == name
+    with torch.no_grad():
+        assert model(torch.zeros(1, 1, *model.input_shape)).shape == (1, 1, 10)
+
+
+@pytest.mark.parametrize("neuron", ["lif", "if", "synaptic"])
+@pytest.mark.parametrize("name", ["convnet", "resnet19"])
+def test_every_neuron_kind_builds_and_runs(name, neuron):
+    from spikecim.models._registry import NEURONS
+
+    torch.manual_seed(0)
+    model = _model(name, True, neuron=neuron)
+    acts = [m for m in model.modules() if isinstance(m, TemporalModule) and not list(m.children())]
+    assert acts and all(type(m) is NEURONS[neuron] for m in acts)
+    y = model(_input(True))
+    assert y.shape == (T, B, CLASSES) and torch.isfinite(y).all()

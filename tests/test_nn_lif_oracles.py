@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from spikecim.nn import IF, LIF, SynapticLIF
 
 T, B, N = 16, 3, 6
 ALPHA = 2.0
-TOL = dict(rtol=1e-6, atol=1e-6)
+TOL = {"rtol": 1e-6, "atol": 1e-6}
 
 
 def _inputs(seed: int) -> torch.Tensor:
@@ -67,32 +69,35 @@ def _beta_threshold(per_neuron: bool):
 
 @pytest.mark.parametrize("per_neuron", [False, True], ids=["scalar", "per_neuron"])
 @pytest.mark.parametrize("reset", ["subtract", "zero"])
-def test_delayed_reset_matches_snntorch_leaky(reset, per_neuron):
+@pytest.mark.parametrize("backend", ["reference", "auto"])
+def test_delayed_reset_matches_snntorch_leaky(reset, per_neuron, backend):
     import snntorch as snn
     from snntorch import surrogate as sn_sg
 
     beta, thr = _beta_threshold(per_neuron)
     ref = snn.Leaky(beta=beta, threshold=thr, spike_grad=sn_sg.atan(ALPHA), reset_mechanism=reset, reset_delay=True).double()
-    ours = LIF(beta, thr, reset=reset, reset_delay=True, surrogate=f"atan({ALPHA})").double()
+    ours = LIF(beta, thr, reset=reset, reset_delay=True, surrogate=f"atan({ALPHA})", backend=backend).double()
     x1, x2 = _both(1)
     _compare(ours.forward_with_mem(x1), _run_snntorch(ref, x2, "mem"), x1, x2)
 
 
 @pytest.mark.parametrize("per_neuron", [False, True], ids=["scalar", "per_neuron"])
-def test_same_step_zero_reset_matches_snntorch_leaky_without_delay(per_neuron):
+@pytest.mark.parametrize("backend", ["reference", "auto"])
+def test_same_step_zero_reset_matches_snntorch_leaky_without_delay(per_neuron, backend):
     import snntorch as snn
     from snntorch import surrogate as sn_sg
 
     beta, thr = _beta_threshold(per_neuron)
     ref = snn.Leaky(beta=beta, threshold=thr, spike_grad=sn_sg.atan(ALPHA), reset_mechanism="zero", reset_delay=False).double()
-    ours = LIF(beta, thr, reset="zero", reset_delay=False, surrogate=f"atan({ALPHA})").double()
+    ours = LIF(beta, thr, reset="zero", reset_delay=False, surrogate=f"atan({ALPHA})", backend=backend).double()
     x1, x2 = _both(2)
     _compare(ours.forward_with_mem(x1), _run_snntorch(ref, x2, "mem"), x1, x2)
 
 
 @pytest.mark.parametrize("detach_reset", [False, True])
 @pytest.mark.parametrize("beta", [0.5, 0.9])
-def test_same_step_subtract_reset_matches_spikingjelly_lifnode(beta, detach_reset):
+@pytest.mark.parametrize("backend", ["reference", "auto"])
+def test_same_step_subtract_reset_matches_spikingjelly_lifnode(beta, detach_reset, backend):
     from spikingjelly.activation_based import neuron as sj_neuron
     from spikingjelly.activation_based import surrogate as sj_sg
 
@@ -100,7 +105,8 @@ def test_same_step_subtract_reset_matches_spikingjelly_lifnode(beta, detach_rese
         tau=1.0 / (1.0 - beta), decay_input=False, v_reset=None, v_threshold=1.0,
         surrogate_function=sj_sg.ATan(alpha=ALPHA), detach_reset=detach_reset, step_mode="m", store_v_seq=True,
     )
-    ours = LIF(beta, 1.0, reset="subtract", reset_delay=False, detach_reset=detach_reset, surrogate=f"atan({ALPHA})")
+    ours = LIF(beta, 1.0, reset="subtract", reset_delay=False, detach_reset=detach_reset, surrogate=f"atan({ALPHA})",
+               backend=backend)
     x1, x2 = _both(3)
     spk = ref(x2)
     # SpikingJelly fires on >=, spikecim on >: random float inputs never hit equality.
@@ -124,31 +130,34 @@ def test_same_step_subtract_follows_reference_where_snntorch_no_delay_does_not()
 
 
 @pytest.mark.parametrize("reset", ["subtract", "zero"])
-def test_if_matches_snntorch_leaky_with_beta_one(reset):
+@pytest.mark.parametrize("backend", ["reference", "auto"])
+def test_if_matches_snntorch_leaky_with_beta_one(reset, backend):
     import snntorch as snn
     from snntorch import surrogate as sn_sg
 
     ref = snn.Leaky(beta=1.0, threshold=1.2, spike_grad=sn_sg.atan(ALPHA), reset_mechanism=reset).double()
-    ours = IF(1.2, reset=reset, surrogate=f"atan({ALPHA})").double()
+    ours = IF(1.2, reset=reset, surrogate=f"atan({ALPHA})", backend=backend).double()
     x1, x2 = _both(4)
     x1.data.mul_(0.5)
     x2.data.mul_(0.5)
     _compare(ours.forward_with_mem(x1), _run_snntorch(ref, x2, "mem"), x1, x2)
 
 
-def test_synaptic_lif_subtract_matches_snntorch_synaptic():
+@pytest.mark.parametrize("backend", ["reference", "auto"])
+def test_synaptic_lif_subtract_matches_snntorch_synaptic(backend):
     import snntorch as snn
     from snntorch import surrogate as sn_sg
 
     ref = snn.Synaptic(alpha=0.7, beta=0.8, threshold=1.0, spike_grad=sn_sg.atan(ALPHA), reset_mechanism="subtract").double()
-    ours = SynapticLIF(0.7, 0.8, 1.0, reset="subtract", surrogate=f"atan({ALPHA})").double()
+    ours = SynapticLIF(0.7, 0.8, 1.0, reset="subtract", surrogate=f"atan({ALPHA})", backend=backend).double()
     x1, x2 = _both(5)
     x1.data.mul_(0.4)
     x2.data.mul_(0.4)
     _compare(ours.forward_with_mem(x1), _run_snntorch(ref, x2, "syn", "mem"), x1, x2)
 
 
-def test_synaptic_lif_zero_reset_is_leaky_on_the_filtered_current():
+@pytest.mark.parametrize("backend", ["reference", "auto"])
+def test_synaptic_lif_zero_reset_is_leaky_on_the_filtered_current(backend):
     """snnTorch ``Synaptic``'s zero reset also zeroes the step's new synaptic input; spikecim
     applies REFERENCE §1's zero reset to the membrane only, i.e. snnTorch ``Leaky`` fed with
     I_syn[t] = alpha*I_syn[t-1] + x[t] (filtered here by hand)."""
@@ -166,13 +175,14 @@ def test_synaptic_lif_zero_reset_is_leaky_on_the_filtered_current():
     # feed the hand-filtered current, keeping x2 in the graph: i_syn depends linearly on x
     filt = torch.stack([sum(0.7 ** (t - k) * x2[k] for k in range(t + 1)) for t in range(T)])
     torch.testing.assert_close(filt.detach(), i_syn)
-    ours = SynapticLIF(0.7, 0.8, 1.0, reset="zero", surrogate=f"atan({ALPHA})").double()
+    ours = SynapticLIF(0.7, 0.8, 1.0, reset="zero", surrogate=f"atan({ALPHA})", backend=backend).double()
     _compare(ours.forward_with_mem(x1), _run_snntorch(ref, filt, "mem"), x1, x2)
 
 
 @pytest.mark.parametrize("per_neuron", [False, True], ids=["scalar", "per_neuron"])
 @pytest.mark.parametrize("reset", ["subtract", "zero"])
-def test_learnable_beta_and_threshold_gradients_match_snntorch(reset, per_neuron):
+@pytest.mark.parametrize("backend", ["reference", "auto"])
+def test_learnable_beta_and_threshold_gradients_match_snntorch(reset, per_neuron, backend):
     import snntorch as snn
     from snntorch import surrogate as sn_sg
 
@@ -181,10 +191,33 @@ def test_learnable_beta_and_threshold_gradients_match_snntorch(reset, per_neuron
     thr = torch.as_tensor(thr, dtype=torch.float64)
     ref = snn.Leaky(beta=beta.clone(), threshold=thr.clone(), spike_grad=sn_sg.atan(ALPHA), reset_mechanism=reset,
                     learn_beta=True, learn_threshold=True).double()
-    ours = LIF(beta, thr, reset=reset, surrogate=f"atan({ALPHA})", learn_beta=True, learn_threshold=True).double()
+    ours = LIF(beta, thr, reset=reset, surrogate=f"atan({ALPHA})", learn_beta=True, learn_threshold=True,
+               backend=backend).double()
     x1, x2 = _both(8)
     _compare(ours.forward_with_mem(x1), _run_snntorch(ref, x2, "mem"), x1, x2)
     assert ours.beta.grad is not None and ours.threshold.grad is not None
     assert ours.beta.grad.abs().sum() > 0 and ours.threshold.grad.abs().sum() > 0
     torch.testing.assert_close(ours.beta.grad, ref.beta.grad, **TOL)
     torch.testing.assert_close(ours.threshold.grad, ref.threshold.grad, **TOL)
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    beta=st.floats(0.0, 1.0),
+    threshold=st.floats(0.05, 3.0),
+    reset=st.sampled_from(["subtract", "zero"]),
+    seed=st.integers(0, 2**16),
+)
+def test_delayed_reset_matches_snntorch_for_any_beta_and_threshold(beta, threshold, reset, seed):
+    import snntorch as snn
+
+    ref = snn.Leaky(beta=torch.tensor(beta, dtype=torch.float64), threshold=torch.tensor(threshold, dtype=torch.float64),
+                    reset_mechanism=reset)
+    # float64 tensors keep their dtype, so beta and theta are bit-identical on both sides
+    ours = LIF(torch.tensor(beta, dtype=torch.float64), torch.tensor(threshold, dtype=torch.float64), reset=reset)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(12, 2, 4, generator=g, dtype=torch.float64) * threshold
+    s1, m1 = ours.forward_with_mem(x)
+    s2, m2 = _run_snntorch(ref, x, "mem")
+    assert torch.equal(s1, s2)
+    torch.testing.assert_close(m1, m2, **TOL)

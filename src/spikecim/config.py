@@ -26,9 +26,13 @@ class _Section(BaseModel):
 
 
 class DataConfig(_Section):
-    name: str = Field("digits", description="digits | mnist | fashion-mnist | cifar10 | cifar100")
+    name: str = Field(
+        "digits", description="digits | mnist | fashion-mnist | cifar10 | cifar100 | nmnist"
+    )
     root: str | None = Field(None, description="folder holding the data set files (not needed for digits)")
-    encoder: Literal["direct", "rate", "latency"] = "direct"
+    encoder: Literal["direct", "rate", "latency", "frames"] = Field(
+        "direct", description="spike encoder; frame data sets (nmnist) take direct or frames"
+    )
     timesteps: int = Field(4, gt=0, le=10000, description="T of the spiking model (the ANN twin runs T = 1)")
     batch_size: int = Field(64, gt=0)
     test_fraction: float = Field(0.25, gt=0.0, lt=1.0, description="digits only: held-out share")

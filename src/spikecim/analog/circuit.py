@@ -25,6 +25,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from scipy.linalg import solve_banded
+from threadpoolctl import threadpool_limits
 import torch
 
 from spikecim.errors import SpikecimError
@@ -84,7 +85,9 @@ def effective_conductance(
     if r_wire_ohm == 0:
         return _lumped(G, r_driver_ohm, r_sense_ohm)
     if solver == "block":
-        return _block_elimination(G, r_wire_ohm, r_driver_ohm, r_sense_ohm)
+        # Many small dense solves: BLAS threads only add contention here.
+        with threadpool_limits(limits=1, user_api="blas"):
+            return _block_elimination(G, r_wire_ohm, r_driver_ohm, r_sense_ohm)
     rows, cols = G.shape
     n = rows * cols
     g_w = 1.0 / r_wire_ohm

@@ -1,11 +1,60 @@
-"""Settings of the ``analog`` stage of ``spikecim run`` (kept import-light for the config)."""
+"""Settings of the ``analog`` stage of ``spikecim run`` (kept import-light for the config:
+pydantic only; the crossbar itself is validated when the stage runs)."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+_PRESET_DIR = Path(__file__).parent / "presets"
+_YEAR_S = 365 * 24 * 3600.0
 
 
 class AnalogStageConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = True
+    preset: str = Field("pcm-aihwkit", description="a preset name (ideal, pcm-aihwkit, rram-65nm, sram-digital) or a YAML file")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="crossbar fields over the preset")
+    n_seeds: int = Field(3, ge=1, le=1000, description="programming seeds of the Monte-Carlo evaluation")
+    seed: int = Field(0, ge=0, description="first programming seed")
+    t_inference_s: float = Field(3600.0, ge=0, description="time since programming of the headline accuracy, s")
+    drift_times_s: list[float] = Field(
+        default_factory=lambda: [1.0, 3600.0, 86400.0, 30 * 86400.0, _YEAR_S],
+        description="times since programming of the drift sweep, s (1 s to 1 year)",
+    )
+    adc_bits_sweep: list[int] = Field(default_factory=lambda: [4, 6, 8, 10], description="ADC resolutions of the sweep")
+    max_samples: int | None = Field(None, gt=0, description="evaluate on at most this many test samples")
+    calibration_samples: int = Field(256, ge=0, description="training samples for ADC range and BN fine-tuning")
+    hwa: bool = Field(True, description="hardware-aware training (weight noise) of a copy, then re-evaluate")
+    hwa_modifier: Literal["add_normal", "mult_normal", "pcm"] = "pcm"
+    hwa_noise_std: float = Field(1.0, ge=0, description="noise scale of the modifier (1.0: PCM noise as is)")
+    hwa_epochs: int = Field(2, ge=0)
+    hwa_lr: float = Field(5e-4, gt=0)
+    bn_finetune: bool = Field(True, description="retrain only BatchNorm on the programmed crossbar")
+    bn_epochs: int = Field(3, ge=0)
+    bn_lr: float = Field(1e-2, gt=0)
+
+    @field_validator("preset")
+    @classmethod
+    def _preset(cls, v: str) -> str:
+        names = sorted(p.stem for p in _PRESET_DIR.glob("*.yaml"))
+        if v in names or v.endswith((".yaml", ".yml")):
+            return v
+        raise ValueError(f"unknown preset '{v}', allowed: {', '.join(names)} or a .yaml file")
+
+    @field_validator("drift_times_s")
+    @classmethod
+    def _times(cls, v: list[float]) -> list[float]:
+        if any(not (t >= 0 and t != float("inf")) for t in v):
+            raise ValueError("times must be finite and >= 0 seconds")
+        return v
+
+    @field_validator("adc_bits_sweep")
+    @classmethod
+    def _bits(cls, v: list[int]) -> list[int]:
+        if any(not 1 <= b <= 16 for b in v):
+            raise ValueError("ADC bits must be between 1 and 16")
+        return v

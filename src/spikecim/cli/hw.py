@@ -1,5 +1,117 @@
-"""``spikecim hw``: hardware cost estimates (see spikecim.hw)."""
+"""``spikecim hw``: hardware cost estimates (see spikecim.hw).
+
+spikecim hw list
+spikecim hw estimate runs/digits-convnet --arch imc-rram-65nm [--variant ann] [--dense] [--json]
+spikecim hw estimate layers.yaml --arch my_chip.yaml --set xbar_rows=256 --out cost.json
+spikecim hw spikesim vgg9.yaml --json
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
+from spikecim.errors import SpikecimError
+
 app = typer.Typer(help="Cost a workload on hardware models: energy, latency, area.", no_args_is_help=True)
+
+
+def _parse_sets(items: list[str]) -> dict:
+    import yaml
+
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise SpikecimError(f"--set: expected key=value, got '{item}'")
+        k, v = item.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v)
+    return out
+
+
+@app.command("list")
+def list_cmd() -> None:
+    """List the shipped architecture tables and the estimators."""
+    from spikecim.hw import list_architectures, list_estimators, load_architecture
+    from spikecim.hw.estimators import get_estimator
+
+    print("architectures:")
+    for name in list_architectures():
+        a = load_architecture(name)
+        print(f"  {name:22s} {a.estimator:12s} {a.description}")
+    print("estimators:")
+    for name in list_estimators():
+        print(f"  {name:12s} {get_estimator(name).description}")
+
+
+@app.command("estimate")
+def estimate_cmd(
+    workload: Annotated[
+        Path, typer.Argument(help="run folder, traced workload JSON/YAML, or a YAML layer list")
+    ],
+    arch: Annotated[
+        str, typer.Option("--arch", "-a", help="shipped table name or YAML path")
+    ] = "imc-rram-65nm",
+    variant: Annotated[str, typer.Option(help="in a run folder: snn or ann")] = "snn",
+    dense: Annotated[bool, typer.Option(help="ignore the traced activity (upper bound)")] = False,
+    node_nm: Annotated[
+        float | None, typer.Option("--node-nm", help="scale the table to this node (first order)")
+    ] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="override a table constant: key=value")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the CostReport as JSON")] = False,
+    out: Annotated[Path | None, typer.Option(help="also save the CostReport JSON here")] = None,
+) -> None:
+    """Energy, latency and area of one workload on one architecture."""
+    from spikecim.hw import estimate, load_architecture, load_workload
+
+    wl = load_workload(workload, variant=variant)
+    a = load_architecture(arch, node_nm=node_nm, **_parse_sets(set_ or []))
+    report = estimate(wl, a, dense=dense)
+    if out is not None:
+        report.save(out)
+    if as_json:
+        print(report.model_dump_json(indent=1))
+    else:
+        print(report.table())
+
+
+@app.command("spikesim")
+def spikesim_cmd(
+    layers: Annotated[
+        Path,
+        typer.Argument(help="YAML: xbar_size, pe_per_tile, timesteps, clock_mhz, device, kernel, layers"),
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+) -> None:
+    """The public SpikeSim energy/latency/area script, reproduced (quirks included)."""
+    import yaml
+
+    from spikecim.hw import estimate, spikesim_from_spec
+
+    if not layers.exists():
+        raise SpikecimError(f"layers: file not found: {layers}")
+    try:
+        spec = yaml.safe_load(layers.read_text())
+    except yaml.YAMLError as e:
+        raise SpikecimError(f"layers: {layers} is not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(spec, dict):
+        raise SpikecimError(f"layers: {layers} must hold a mapping with xbar_size, ..., layers")
+    wl, arch = spikesim_from_spec(spec, source=str(layers))
+    r = estimate(wl, arch)
+    result = {
+        "energy_pj": r.energy_pj,
+        "area_um2": r.area_um2,
+        "latency_ns": r.latency_ns,
+        "tiles": int(r.extras["tiles"]),
+        "pes": int(r.extras["pes"]),
+        "per_layer_energy_pj": [layer.total_energy_pj for layer in r.layers],
+    }
+    if as_json:
+        print(json.dumps(result))
+    else:
+        print(r.table())
+        print(f"PEs {result['pes']}, tiles {result['tiles']}")

@@ -1,5 +1,77 @@
-"""``spikecim nir``: NIR import, export and inspection (see spikecim.interop)."""
+"""``spikecim nir``: NIR import, export and inspection (see spikecim.interop).
+
+    spikecim nir inspect graph.nir [--dt 1e-4]
+    spikecim nir export runs/digits-convnet -o convnet.nir [--dt 1e-4]
+    spikecim nir import graph.nir -o runs/from-nir [--dt 1e-4] [--convention euler|snntorch]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 
 app = typer.Typer(help="Import, export and inspect NIR graphs.", no_args_is_help=True)
+
+
+@app.command("inspect")
+def inspect_cmd(
+    file: Annotated[Path, typer.Argument(help="a .nir file")],
+    dt: Annotated[Optional[float], typer.Option(help="step in seconds (default: the file's, else 1e-4)")] = None,
+) -> None:
+    """Print the graph's nodes in execution order: type, shapes and parameters."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from spikecim.interop.describe import describe
+
+    rows, used_dt = describe(file, dt=dt)
+    table = Table(title=f"{file.name}  (dt = {used_dt:g} s)", show_lines=False)
+    for col in ("node", "type", "input", "output", "from", "parameters"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(r.name, r.kind, _shape(r.input_shape), _shape(r.output_shape), ", ".join(r.inputs), r.params)
+    Console(width=160).print(table)
+
+
+@app.command("export")
+def export_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="a run folder (spikecim run) or a NIR folder (spikecim nir import)")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="the .nir file to write")],
+    dt: Annotated[float, typer.Option(help="step in seconds the discrete neurons are written for")] = 1e-4,
+) -> None:
+    """Write a run's trained spiking model as a NIR graph."""
+    import warnings
+
+    from spikecim.interop import load_model, to_nir, write_graph
+
+    model = load_model(run_dir)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        graph = to_nir(model, dt=dt)
+    for w in caught:
+        typer.echo(f"warning: {w.message}", err=True)
+    write_graph(graph, output)
+    typer.echo(f"wrote {output} ({len(graph.nodes)} nodes, dt = {dt:g} s)")
+
+
+@app.command("import")
+def import_cmd(
+    file: Annotated[Path, typer.Argument(help="a .nir file")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="the folder to create")],
+    dt: Annotated[Optional[float], typer.Option(help="step in seconds (default: the file's, else 1e-4)")] = None,
+    convention: Annotated[str, typer.Option(help="euler (NIR's forward Euler) or snntorch")] = "euler",
+) -> None:
+    """Check a NIR graph and write it as a folder that evaluate, trace and hw accept."""
+    from spikecim.interop.loader import import_run
+
+    model = import_run(file, output, dt=dt, convention=convention)
+    typer.echo(
+        f"wrote {output}/model.nir and nir.yaml: input {_shape(model.input_shape)}, "
+        f"dt = {model.nir_dt:g} s, convention {model.nir_convention}"
+    )
+
+
+def _shape(shape) -> str:
+    return "[" + ", ".join(str(s) for s in shape) + "]"

@@ -27,6 +27,10 @@ def require_root(root: str | Path | None, dataset: str, wanted: str) -> Path:
             f"data.root: {dataset} is read from local files; set data.root to the folder holding {wanted}"
         )
     path = Path(root).expanduser()
+    if path.is_file():
+        raise SpikecimError(
+            f"data.root: {path} is a file; set data.root to the folder that holds the {dataset} files"
+        )
     if not path.is_dir():
         raise SpikecimError(
             f"data.root: folder {path} does not exist; it must hold the {dataset} files {wanted}"

@@ -22,7 +22,7 @@ from spikecim.data._pixels import bytes_to_unit
 from spikecim.data._registry import Dataset, register_dataset
 from spikecim.errors import SpikecimError
 
-__all__ = ["load_cifar10", "load_cifar100", "read_cifar_records"]
+__all__ = ["load_cifar10", "load_cifar100", "read_cifar_records", "read_cifar_split"]
 
 _PIXELS = 3 * 32 * 32
 _CIFAR10_TRAIN = [f"data_batch_{i}.bin" for i in range(1, 6)]

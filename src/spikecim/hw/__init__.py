@@ -14,11 +14,28 @@ a :class:`~spikecim.trace.Workload`.
 from spikecim.hw.arch import Architecture, list_architectures, load_architecture
 from spikecim.hw.cost import CostReport, LayerCost
 from spikecim.hw.estimate import estimate
-from spikecim.hw.estimators import Estimator, EstimatorParams, get_estimator, list_estimators, register_estimator
+from spikecim.hw.estimators import (
+    Estimator,
+    EstimatorParams,
+    get_estimator,
+    list_estimators,
+    register_estimator,
+)
 from spikecim.hw.layers import load_workload, spikesim_from_spec, workload_from_layers
 
 __all__ = [
-    "Architecture", "CostReport", "Estimator", "EstimatorParams", "LayerCost", "estimate", "get_estimator",
-    "list_architectures", "list_estimators", "load_architecture", "load_workload", "register_estimator",
-    "spikesim_from_spec", "workload_from_layers",
+    "Architecture",
+    "CostReport",
+    "Estimator",
+    "EstimatorParams",
+    "LayerCost",
+    "estimate",
+    "get_estimator",
+    "list_architectures",
+    "list_estimators",
+    "load_architecture",
+    "load_workload",
+    "register_estimator",
+    "spikesim_from_spec",
+    "workload_from_layers",
 ]

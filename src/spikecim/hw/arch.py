@@ -23,10 +23,10 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
-from spikecim.errors import SpikecimError, one_line_validation_error
-from spikecim.hw.units import normalise_keys
+from spikecim.errors import SpikecimError
+from spikecim.hw.units import first_error, normalise_keys
 
-__all__ = ["Architecture", "load_architecture", "list_architectures", "TABLES_DIR"]
+__all__ = ["TABLES_DIR", "Architecture", "list_architectures", "load_architecture"]
 
 TABLES_DIR = Path(__file__).parent / "tables"
 
@@ -51,7 +51,34 @@ class Architecture(BaseModel):
             self._parsed = _validate_params(self.estimator, self.params, self.name)
         return self._parsed
 
-    def with_params(self, **changes: Any) -> "Architecture":
+    def scaled_to(self, node_nm: float) -> Architecture:
+        """First-order scaling to another technology node (documented in docs/hardware.md).
+
+        With s = node_nm / technology_nm: energies (``*_pj``) and powers (``*_uw``) scale by
+        s (switched capacitance at constant voltage), areas (``*_um2``) by s², everything
+        else (sizes, bits, clocks, times) is kept. Coarse by design: for a calibrated node,
+        write its constants in a table instead.
+        """
+        if self.technology_nm is None:
+            raise SpikecimError(f"arch {self.name}: technology_nm is needed to scale to {node_nm} nm")
+        if not node_nm > 0:
+            raise SpikecimError(f"node_nm: must be > 0, got {node_nm}")
+        s = node_nm / self.technology_nm
+        params = {}
+        for k, v in self.params.items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                if k.endswith(("_pj", "_uw")):
+                    v = v * s
+                elif k.endswith("_um2"):
+                    v = v * s * s
+            params[k] = v
+        update = {"params": params, "technology_nm": float(node_nm), "name": f"{self.name}@{node_nm:g}nm"}
+        new = self.model_copy(update=update)
+        new._parsed = None
+        _ = new.p
+        return new
+
+    def with_params(self, **changes: Any) -> Architecture:
         """A copy with some constants changed (validated again), e.g. ``xbar_rows=256``."""
         new = self.model_copy(update={"params": {**self.params, **changes}})
         new._parsed = None
@@ -68,7 +95,7 @@ def _validate_params(estimator: str, params: dict, where: str):
     try:
         return est.Params.model_validate(data)
     except ValidationError as e:
-        raise SpikecimError(one_line_validation_error(e, prefix=f"{where}: params.")) from None
+        raise SpikecimError(first_error(e, prefix=f"{where}: params.")) from None
 
 
 def list_architectures() -> list[str]:
@@ -76,11 +103,16 @@ def list_architectures() -> list[str]:
     return sorted(p.stem for p in TABLES_DIR.glob("*.yaml"))
 
 
-def load_architecture(name_or_path: "str | Path | Architecture", **overrides: Any) -> Architecture:
+def load_architecture(
+    name_or_path: str | Path | Architecture, node_nm: float | None = None, **overrides: Any
+) -> Architecture:
     """Load a shipped table by name (``"imc-rram-65nm"``) or a user's YAML file by path.
 
-    ``overrides`` change single constants after loading (``xbar_rows=256``).
+    ``overrides`` change single constants after loading (``xbar_rows=256``); ``node_nm``
+    scales the table to another technology node (:meth:`Architecture.scaled_to`).
     """
+    if node_nm is not None:
+        return load_architecture(name_or_path, **overrides).scaled_to(node_nm)
     if isinstance(name_or_path, Architecture):
         return name_or_path.with_params(**overrides) if overrides else name_or_path
     text = str(name_or_path)
@@ -106,7 +138,7 @@ def load_architecture(name_or_path: "str | Path | Architecture", **overrides: An
     try:
         arch = Architecture.model_validate(data)
     except ValidationError as e:
-        raise SpikecimError(one_line_validation_error(e, prefix=f"arch {data['name']}: ")) from None
+        raise SpikecimError(first_error(e, prefix=f"arch {data['name']}: ")) from None
     if overrides:
         return arch.with_params(**overrides)
     _ = arch.p  # validate now, so a bad table fails at the door

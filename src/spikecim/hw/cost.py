@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from spikecim.errors import SpikecimError
 
-__all__ = ["LayerCost", "CostReport"]
+__all__ = ["CostReport", "LayerCost"]
 
 
 class LayerCost(BaseModel):
@@ -128,8 +128,19 @@ class CostReport(BaseModel):
     # ---- output ------------------------------------------------------------------------
     def summary(self) -> dict:
         """Totals and figures of merit as a flat dict (what ``metrics.json`` holds)."""
-        keys = ("estimator", "architecture", "mode", "energy_pj", "latency_ns", "area_um2", "ops",
-                "edp_pj_ns", "edap_pj_ns_mm2", "tops_per_w", "tops_per_mm2")
+        keys = (
+            "estimator",
+            "architecture",
+            "mode",
+            "energy_pj",
+            "latency_ns",
+            "area_um2",
+            "ops",
+            "edp_pj_ns",
+            "edap_pj_ns_mm2",
+            "tops_per_w",
+            "tops_per_mm2",
+        )
         out = {k: getattr(self, k) for k in keys}
         out["energy_by_component_pj"] = self.energy_by_component_pj
         out["area_by_component_um2"] = self.area_by_component_um2
@@ -144,7 +155,7 @@ class CostReport(BaseModel):
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "CostReport":
+    def load(cls, path: str | Path) -> CostReport:
         path = Path(path)
         if not path.exists():
             raise SpikecimError(f"cost report: file not found: {path}")
@@ -156,8 +167,12 @@ class CostReport(BaseModel):
         head = ["layer", "energy_pj", "latency_ns", "area_um2"] + [f"{c}_pj" for c in comps]
         rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for layer in self.layers:
-            cells = [layer.name + (" (not costed)" if layer.skipped else ""), _fmt(layer.total_energy_pj),
-                     _fmt(layer.latency_ns), _fmt(layer.total_area_um2)]
+            cells = [
+                layer.name + (" (not costed)" if layer.skipped else ""),
+                _fmt(layer.total_energy_pj),
+                _fmt(layer.latency_ns),
+                _fmt(layer.total_area_um2),
+            ]
             cells += [_fmt(layer.energy_pj.get(c, 0.0)) for c in comps]
             rows.append("| " + " | ".join(cells) + " |")
         total = ["**total**", _fmt(self.energy_pj), _fmt(self.latency_ns), _fmt(self.area_um2)]
@@ -165,8 +180,13 @@ class CostReport(BaseModel):
         rows.append("| " + " | ".join(total) + " |")
         lines = [f"{self.estimator} on {self.architecture} ({self.mode}), workload {self.workload}", ""]
         lines += rows
-        lines += ["", f"EDP {_fmt(self.edp_pj_ns)} pJ·ns, EDAP {_fmt(self.edap_pj_ns_mm2)} pJ·ns·mm², "
-                  f"{_fmt(self.tops_per_w)} TOPS/W, {_fmt(self.tops_per_mm2)} TOPS/mm²"]
+        lines += [
+            "",
+            (
+                f"EDP {_fmt(self.edp_pj_ns)} pJ·ns, EDAP {_fmt(self.edap_pj_ns_mm2)} pJ·ns·mm², "
+                f"{_fmt(self.tops_per_w)} TOPS/W, {_fmt(self.tops_per_mm2)} TOPS/mm²"
+            ),
+        ]
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
 

@@ -12,7 +12,7 @@ from spikecim.hw.estimators._common import dense_ops
 __all__ = ["estimate"]
 
 
-def estimate(workload, arch: "Architecture | str | Path", dense: bool = False) -> CostReport:
+def estimate(workload, arch: Architecture | str | Path, dense: bool = False) -> CostReport:
     """Cost ``workload`` on ``arch`` (an :class:`Architecture`, a table name or a YAML path).
 
     ``dense=True`` ignores the traced activity (every input non-zero at every step): the
@@ -31,14 +31,16 @@ def estimate(workload, arch: "Architecture | str | Path", dense: bool = False) -
             rows.append(LayerCost(name=layer.name, kind=layer.kind, skipped=True))
             continue
         lat, area = by_name[id(layer)]
-        rows.append(LayerCost(
-            name=layer.name,
-            kind=layer.kind,
-            energy_pj=est.layer_energy_pj(layer, workload, p, dense),
-            latency_ns=lat,
-            area_um2=area,
-            ops=dense_ops(layer),
-        ))
+        rows.append(
+            LayerCost(
+                name=layer.name,
+                kind=layer.kind,
+                energy_pj=est.layer_energy_pj(layer, workload, p, dense),
+                latency_ns=lat,
+                area_um2=area,
+                ops=dense_ops(layer),
+            )
+        )
     return CostReport(
         estimator=est.name,
         architecture=arch.name,

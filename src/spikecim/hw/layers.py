@@ -33,10 +33,11 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from spikecim.errors import SpikecimError, one_line_validation_error
+from spikecim.errors import SpikecimError
+from spikecim.hw.units import first_error
 from spikecim.trace.workload import LayerWorkload, Workload
 
-__all__ = ["LayerSpec", "NetworkSpec", "workload_from_layers", "spikesim_from_spec", "load_workload"]
+__all__ = ["LayerSpec", "NetworkSpec", "load_workload", "spikesim_from_spec", "workload_from_layers"]
 
 
 def _pair(v: int | tuple[int, int] | list[int]) -> tuple[int, int]:
@@ -82,7 +83,7 @@ def workload_from_layers(spec: dict, source: str = "layers") -> Workload:
     try:
         net = NetworkSpec.model_validate(spec)
     except ValidationError as e:
-        raise SpikecimError(one_line_validation_error(e, prefix=f"{source}: ")) from None
+        raise SpikecimError(first_error(e, prefix=f"{source}: ")) from None
     T = net.timesteps if net.spiking else 1
     hw = _pair(net.in_hw)
     layers = []
@@ -108,31 +109,42 @@ def workload_from_layers(spec: dict, source: str = "layers") -> Workload:
         a = net.activity if s.activity is None else s.activity
         in_size = s.in_ch * in_hw[0] * in_hw[1]
         weights = s.out_ch * (s.in_ch // s.groups) * k[0] * k[1] if s.kind != "linear" else s.in_ch * s.out_ch
-        layers.append(LayerWorkload(
-            name=s.name or f"{s.kind}{i}",
-            kind=s.kind,
-            in_ch=s.in_ch, out_ch=s.out_ch,
-            kernel=k if s.kind != "linear" else (1, 1),
-            stride=st if s.kind != "linear" else (1, 1),
-            padding=pad if s.kind != "linear" else (0, 0),
-            groups=s.groups,
-            in_hw=in_hw, out_hw=out_hw, pooled_out_hw=pooled,
-            params=weights + (s.out_ch if s.bias else 0),
-            has_bias=s.bias,
-            weight_bits=s.weight_bits or net.weight_bits,
-            input_bits=1 if spiking_input else net.input_bits,
-            timesteps=T,
-            spiking_input=spiking_input,
-            has_neuron=s.has_neuron,
-            neuron_kind=("LIF" if net.spiking else "ReLU") if s.has_neuron else None,
-            weight_sparsity=s.weight_sparsity,
-            macs=macs,
-            in_nonzero_per_step=[a * in_size] * T,
-            acs_per_step=[a * macs] * T,
-            out_spikes_per_step=None,
-        ))
-    return Workload(model=net.model, spiking=net.spiking, timesteps=T, samples=0,
-                    input_shape=[net.layers[0].in_ch, *layers[0].in_hw], layers=layers)
+        layers.append(
+            LayerWorkload(
+                name=s.name or f"{s.kind}{i}",
+                kind=s.kind,
+                in_ch=s.in_ch,
+                out_ch=s.out_ch,
+                kernel=k if s.kind != "linear" else (1, 1),
+                stride=st if s.kind != "linear" else (1, 1),
+                padding=pad if s.kind != "linear" else (0, 0),
+                groups=s.groups,
+                in_hw=in_hw,
+                out_hw=out_hw,
+                pooled_out_hw=pooled,
+                params=weights + (s.out_ch if s.bias else 0),
+                has_bias=s.bias,
+                weight_bits=s.weight_bits or net.weight_bits,
+                input_bits=1 if spiking_input else net.input_bits,
+                timesteps=T,
+                spiking_input=spiking_input,
+                has_neuron=s.has_neuron,
+                neuron_kind=("LIF" if net.spiking else "ReLU") if s.has_neuron else None,
+                weight_sparsity=s.weight_sparsity,
+                macs=macs,
+                in_nonzero_per_step=[a * in_size] * T,
+                acs_per_step=[a * macs] * T,
+                out_spikes_per_step=None,
+            )
+        )
+    return Workload(
+        model=net.model,
+        spiking=net.spiking,
+        timesteps=T,
+        samples=0,
+        input_shape=[net.layers[0].in_ch, *layers[0].in_hw],
+        layers=layers,
+    )
 
 
 class SpikeSimLayer(_Spec):
@@ -159,13 +171,21 @@ def spikesim_from_spec(spec: dict, source: str = "spikesim"):
     try:
         s = SpikeSimSpec.model_validate(spec)
     except ValidationError as e:
-        raise SpikecimError(one_line_validation_error(e, prefix=f"{source}: ")) from None
+        raise SpikecimError(first_error(e, prefix=f"{source}: ")) from None
     k = s.kernel
     layers = [
         LayerWorkload(
-            name=f"conv{i}", kind="conv2d", in_ch=l.in_ch, out_ch=l.out_ch, kernel=(k, k),
-            padding=(k // 2, k // 2), in_hw=(l.in_dim, l.in_dim), out_hw=(l.out_dim, l.out_dim),
-            params=l.in_ch * l.out_ch * k * k, timesteps=s.timesteps, spiking_input=i > 0,
+            name=f"conv{i}",
+            kind="conv2d",
+            in_ch=l.in_ch,
+            out_ch=l.out_ch,
+            kernel=(k, k),
+            padding=(k // 2, k // 2),
+            in_hw=(l.in_dim, l.in_dim),
+            out_hw=(l.out_dim, l.out_dim),
+            params=l.in_ch * l.out_ch * k * k,
+            timesteps=s.timesteps,
+            spiking_input=i > 0,
             macs=l.out_ch * l.in_ch * k * k * l.out_dim**2,
             in_nonzero_per_step=[float(l.in_ch * l.in_dim**2)] * s.timesteps,
             acs_per_step=[float(l.out_ch * l.in_ch * k * k * l.out_dim**2)] * s.timesteps,
@@ -173,8 +193,9 @@ def spikesim_from_spec(spec: dict, source: str = "spikesim"):
         for i, l in enumerate(s.layers)
     ]
     wl = Workload(model="spikesim-layers", spiking=True, timesteps=s.timesteps, layers=layers)
-    arch = load_architecture(f"spikesim-{s.device}-65nm", xbar_size=s.xbar_size, pes_per_tile=s.pe_per_tile,
-                             clock_mhz=s.clock_mhz)
+    arch = load_architecture(
+        f"spikesim-{s.device}-65nm", xbar_size=s.xbar_size, pes_per_tile=s.pe_per_tile, clock_mhz=s.clock_mhz
+    )
     return wl, arch
 
 
@@ -200,8 +221,13 @@ def load_workload(path: str | Path, variant: str = "snn") -> Workload:
         raise SpikecimError(f"workload: file not found: {path}")
     data = _read(path)
     layers = data.get("layers")
-    traced = "schema_version" in data or (isinstance(layers, list) and layers and isinstance(layers[0], dict)
-                                          and "macs" in layers[0])
+    traced = "schema_version" in data or (
+        isinstance(layers, list) and layers and isinstance(layers[0], dict) and "macs" in layers[0]
+    )
     if traced:
         return Workload.from_dict(data, source=str(path))
+    if "xbar_size" in data:
+        raise SpikecimError(
+            f"workload: {path} is a SpikeSim layer file; cost it with: spikecim hw spikesim {path}"
+        )
     return workload_from_layers(data, source=str(path))

@@ -16,7 +16,9 @@ def _plt():
     return plt
 
 
-def plot_components(reports: dict, path: str | Path, title: str = "Energy per inference by component") -> Path:
+def plot_components(
+    reports: dict, path: str | Path, title: str = "Energy per inference by component"
+) -> Path:
     """One stacked bar per report (``{label: CostReport}``), energy in µJ split by component."""
     plt = _plt()
     labels = list(reports)
@@ -30,8 +32,10 @@ def plot_components(reports: dict, path: str | Path, title: str = "Energy per in
         vals = [reports[k].energy_by_component_pj.get(c, 0.0) / 1e6 for k in labels]
         ax.bar(labels, vals, bottom=bottom, label=c, color=cmap(i % 20))
         bottom = [b + v for b, v in zip(bottom, vals)]
-    ax.set_ylabel("energy (µJ)")
-    ax.set_yscale("log" if max(bottom, default=1) / max(min(bottom, default=1), 1e-12) > 100 else "linear")
+    positive = [b for b in bottom if b > 0]
+    log = bool(positive) and max(positive) / min(positive) > 20
+    ax.set_yscale("log" if log else "linear")
+    ax.set_ylabel("energy (µJ, log scale)" if log else "energy (µJ)")
     ax.set_title(title)
     ax.tick_params(axis="x", rotation=30)
     ax.legend(fontsize=7, ncol=2, bbox_to_anchor=(1.02, 1), loc="upper left")
@@ -48,8 +52,12 @@ def plot_layers(reports: dict, path: str | Path, title: str = "Energy per layer"
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4))
     for label, r in reports.items():
-        ax.plot([layer.name for layer in r.layers], [max(layer.total_energy_pj, 1e-3) / 1e6 for layer in r.layers],
-                marker="o", label=label)
+        ax.plot(
+            [layer.name for layer in r.layers],
+            [max(layer.total_energy_pj, 1e-3) / 1e6 for layer in r.layers],
+            marker="o",
+            label=label,
+        )
     ax.set_yscale("log")
     ax.set_ylabel("energy (µJ)")
     ax.set_title(title)

@@ -10,18 +10,36 @@ from __future__ import annotations
 
 from spikecim.errors import SpikecimError
 
-__all__ = ["UNITS", "split_unit", "normalise_keys"]
+__all__ = ["UNITS", "first_error", "normalise_keys", "split_unit"]
 
 # unit suffix -> (dimension, factor to the dimension's base unit)
 UNITS: dict[str, tuple[str, float]] = {
-    "fj": ("energy", 1e-3), "pj": ("energy", 1.0), "nj": ("energy", 1e3), "uj": ("energy", 1e6),
-    "nm2": ("area", 1e-6), "um2": ("area", 1.0), "mm2": ("area", 1e6),
-    "ps": ("time", 1e-3), "ns": ("time", 1.0), "us": ("time", 1e3), "ms": ("time", 1e6),
-    "khz": ("frequency", 1e-3), "mhz": ("frequency", 1.0), "ghz": ("frequency", 1e3),
-    "nw": ("power", 1e-3), "uw": ("power", 1.0), "mw": ("power", 1e3),
-    "bytes": ("capacity", 1.0 / 1024), "kb": ("capacity", 1.0), "mb": ("capacity", 1024.0),
-    "ohm": ("resistance", 1.0), "kohm": ("resistance", 1e3), "mohm": ("resistance", 1e6),
-    "nm": ("length", 1.0), "bits": ("bits", 1.0), "frac": ("fraction", 1.0),
+    "fj": ("energy", 1e-3),
+    "pj": ("energy", 1.0),
+    "nj": ("energy", 1e3),
+    "uj": ("energy", 1e6),
+    "nm2": ("area", 1e-6),
+    "um2": ("area", 1.0),
+    "mm2": ("area", 1e6),
+    "ps": ("time", 1e-3),
+    "ns": ("time", 1.0),
+    "us": ("time", 1e3),
+    "ms": ("time", 1e6),
+    "khz": ("frequency", 1e-3),
+    "mhz": ("frequency", 1.0),
+    "ghz": ("frequency", 1e3),
+    "nw": ("power", 1e-3),
+    "uw": ("power", 1.0),
+    "mw": ("power", 1e3),
+    "bytes": ("capacity", 1.0 / 1024),
+    "kb": ("capacity", 1.0),
+    "mb": ("capacity", 1024.0),
+    "ohm": ("resistance", 1.0),
+    "kohm": ("resistance", 1e3),
+    "mohm": ("resistance", 1e6),
+    "nm": ("length", 1.0),
+    "bits": ("bits", 1.0),
+    "frac": ("fraction", 1.0),
     "clocks": ("clocks", 1.0),
 }
 
@@ -67,3 +85,12 @@ def normalise_keys(values: dict, declared: set[str], where: str) -> dict:
             continue
         out[key] = value
     return out
+
+
+def first_error(err, prefix: str = "") -> str:
+    """One line for a pydantic ``ValidationError``: the first problem, and how many more."""
+    from spikecim.errors import one_line_validation_error
+
+    parts = one_line_validation_error(err, prefix=prefix).split("; ")
+    more = f" (and {len(parts) - 1} more)" if len(parts) > 1 else ""
+    return parts[0] + more

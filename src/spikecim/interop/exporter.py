@@ -33,6 +33,7 @@ from spikecim.errors import SpikecimError
 from spikecim.interop import modules as M
 from spikecim.interop.graph import GraphModule
 from spikecim.interop.importer import DEFAULT_DT
+from spikecim.models._resnet import BasicBlock
 from spikecim.nn import LIF, SynapticLIF, TemporalModule
 
 __all__ = ["to_nir"]
@@ -255,6 +256,44 @@ def _pool(w: _Writer, m: nn.AvgPool2d, name: str, prev):
     return w.add(name, nir.AvgPool2d(kernel_size=k, stride=s, padding=p))
 
 
+def _adaptive_pool(w: _Writer, m: nn.AdaptiveAvgPool2d, name: str, prev):
+    """Adaptive average pooling with an output size that divides the input: a plain AvgPool2d."""
+    h, wd = w.shape(m, name, 0)[-2:]
+    oh, ow = _pair(tuple(v if v is not None else d for v, d in zip(_pair2(m.output_size), (h, wd))))
+    if h % oh or wd % ow:
+        raise SpikecimError(f"layer '{name}' (AdaptiveAvgPool2d): output {oh}x{ow} does not divide the input {h}x{wd}")
+    k = np.array([h // oh, wd // ow])
+    return w.add(name, nir.AvgPool2d(kernel_size=k, stride=k, padding=np.zeros(2, dtype=int)))
+
+
+def _pair2(v) -> tuple:
+    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+
+
+def _residual(w: _Writer, m, name: str, prev):
+    """A basic residual block: act2(bn2(conv2(act1(bn1(conv1(x))))) + shortcut(x)).
+
+    NIR sums the inputs of a node, so the shortcut is one more edge into ``act2``: from the
+    block's input (identity) or from the folded 1x1 projection.
+    """
+    entries, _ = w.emit(m.conv1, f"{name}.conv1", prev)
+    w.emit(m.bn1, f"{name}.bn1", f"{name}.conv1")
+    a1_in, a1 = w.emit(m.act1, f"{name}.act1", f"{name}.conv1")
+    w.edges += [(f"{name}.conv1", i) for i in a1_in]
+    c2_in, c2 = w.emit(m.conv2, f"{name}.conv2", a1)
+    w.edges += [(a1, i) for i in c2_in]
+    w.emit(m.bn2, f"{name}.bn2", c2)
+    s_in, s_out = w.emit(m.shortcut, f"{name}.shortcut", prev)
+    a2_in, a2 = w.emit(m.act2, f"{name}.act2", c2)
+    w.edges += [(c2, i) for i in a2_in]
+    if s_out is None:  # identity shortcut: the block input feeds act2 directly
+        entries = entries + a2_in
+    else:
+        entries = entries + s_in
+        w.edges += [(s_out, i) for i in a2_in]
+    return entries, a2
+
+
 def _maxpool(w: _Writer, m: nn.MaxPool2d, name: str, prev):
     """On spikes, max over a window = H(sum over the window): SumPool2d -> Threshold(0)."""
     if prev not in w.binary:
@@ -367,6 +406,7 @@ _LEAVES: list[tuple[type, Callable]] = [
     (nn.modules.batchnorm._BatchNorm, _batchnorm),
     (nn.AvgPool2d, _pool),
     (nn.MaxPool2d, _maxpool),
+    (nn.AdaptiveAvgPool2d, _adaptive_pool),
     (nn.Flatten, _flatten),
     ((nn.Identity, nn.Dropout), _skip),
     (LIF, _neuron),
@@ -374,4 +414,5 @@ _LEAVES: list[tuple[type, Callable]] = [
     (M.Scale, _scale),
     (M.Threshold, _threshold),
     (M.Delay, _delay),
+    (BasicBlock, _residual),
 ]

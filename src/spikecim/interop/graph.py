@@ -158,6 +158,10 @@ class GraphModule(TemporalModule):
         self.sources = {n: flat.sources(n) for n in self.node_names}
         self.back_sources = {n: flat.sources(n, back=True) for n in self.node_names}
         self.recurrent = bool(flat.back)
+        for n in self.node_names if self.recurrent else ():
+            layer = self.layers[_key(n)]
+            if isinstance(layer, TemporalModule) and not hasattr(layer, "step"):
+                raise SpikecimError(f"node '{n}': {type(layer).__name__} cannot run step by step in a recurrent graph")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._run_steps(x) if self.recurrent else self._run_sequence(x)
@@ -181,8 +185,6 @@ class GraphModule(TemporalModule):
                 h = _sum([values[s] for s in self.sources[name]] + [prev[s] for s in self.back_sources[name] if s in prev])
                 if hasattr(layer, "step"):
                     values[name], states[name] = layer.step(h, states[name])
-                elif isinstance(layer, TemporalModule):
-                    values[name] = layer(h[None])[0]
                 else:
                     values[name] = layer(h)
             prev = values

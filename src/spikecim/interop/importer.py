@@ -74,7 +74,7 @@ def from_nir(
             layers[name] = _build(name, flat.nodes[name], ctx)
     shape = _input_shape(flat)
     module = _assemble(layers, flat)
-    _dry_run(module, layers, flat, shape, ctx.dtype)
+    module.nir_shapes = _dry_run(layers, flat, shape, ctx.dtype)
     module.input_shape = shape
     module.nir_dt = ctx.dt
     module.nir_convention = ctx.convention
@@ -119,9 +119,10 @@ def _assemble(layers: dict[str, nn.Module], flat: FlatGraph) -> nn.Module:
     return GraphModule(layers, flat)
 
 
-def _dry_run(module: nn.Module, layers: dict, flat: FlatGraph, shape: tuple, dtype: torch.dtype) -> None:
-    """Run one step on zeros, node by node, so a shape error names its node."""
+def _dry_run(layers: dict, flat: FlatGraph, shape: tuple, dtype: torch.dtype) -> dict[str, tuple]:
+    """Run one step on zeros, node by node, so a shape error names its node; the shapes."""
     values = {flat.input: torch.zeros((1, 1, *shape), dtype=dtype)}
+    shapes = {flat.input: (shape, shape)}
     for name in flat.order[1:]:
         srcs = flat.sources(name)
         ins = [tuple(values[s].shape[2:]) for s in srcs]
@@ -137,12 +138,14 @@ def _dry_run(module: nn.Module, layers: dict, flat: FlatGraph, shape: tuple, dty
             raise SpikecimError(f"node '{name}' ({_kind(flat, name)}): input shape {ins[0]} does not fit: {msg}") from None
         _check_declared(flat, name, ins[0], tuple(out.shape[2:]))
         values[name] = out
+        shapes[name] = (ins[0], tuple(out.shape[2:]))
     for a, b in flat.back:
         if values[a].shape != values[flat.sources(b)[0]].shape:
             raise SpikecimError(
                 f"edge ({a}, {b}): recurrent input shape {tuple(values[a].shape[2:])} differs from "
                 f"{tuple(values[flat.sources(b)[0]].shape[2:])}"
             )
+    return shapes
 
 
 def _kind(flat: FlatGraph, name: str) -> str:

@@ -11,7 +11,7 @@ from torch import nn
 
 from spikecim.errors import SpikecimError
 
-__all__ = ["scaled", "check_width", "conv_bn"]
+__all__ = ["check_width", "conv_bn", "scaled"]
 
 
 def check_width(name: str, width: float) -> float:
@@ -27,7 +27,7 @@ def check_width(name: str, width: float) -> float:
 
 def scaled(base: int, width: float) -> int:
     """``max(1, round(base * width))``: a channel or unit count under the width multiplier."""
-    return max(1, int(round(base * width)))
+    return max(1, round(base * width))
 
 
 def conv_bn(in_ch: int, out_ch: int, kernel: int = 3, stride: int = 1) -> list[nn.Module]:

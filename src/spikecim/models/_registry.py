@@ -10,14 +10,16 @@ topology with ReLU in place of each neuron and is run with T = 1.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import inspect
+from collections.abc import Callable
+from typing import Any
 
 from torch import nn
 
 from spikecim.errors import SpikecimError
 from spikecim.nn import IF, LIF, SynapticLIF
 
-__all__ = ["register_model", "create_model", "list_models", "make_activation", "NEURONS"]
+__all__ = ["NEURONS", "create_model", "list_models", "make_activation", "register_model"]
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -45,7 +47,16 @@ def make_activation(spiking: bool, neuron: str = "lif", **neuron_kw: Any) -> Cal
     if neuron not in NEURONS:
         raise SpikecimError(f"model.neuron: unknown '{neuron}', allowed: {', '.join(NEURONS)}")
     cls = NEURONS[neuron]
-    cls(**neuron_kw)  # validate once, at the door
+    try:
+        cls(**neuron_kw)  # validate once, at the door
+    except SpikecimError as e:
+        raise SpikecimError(f"model.neuron_kw.{e}") from None
+    except TypeError:
+        allowed = list(inspect.signature(cls).parameters)
+        unknown = ", ".join(k for k in neuron_kw if k not in allowed) or "?"
+        raise SpikecimError(
+            f"model.neuron_kw: unknown key '{unknown}' for neuron '{neuron}', allowed: {', '.join(allowed)}"
+        ) from None
     return lambda: cls(**neuron_kw)
 
 
@@ -72,6 +83,14 @@ def create_model(
         model = _MODELS[name](spiking=spiking, neuron_kw=dict(neuron_kw or {}), **args)
     except TypeError as e:
         raise SpikecimError(f"model.{name}: {e}") from None
-    model.spiking = spiking
+    model.spiking = spiking  # what was built, for tools that read a model (trace, NIR export)
     model.model_name = name
+    model.input_shape = _input_shape(_MODELS[name], args)
     return model
+
+
+def _input_shape(builder: Callable[..., nn.Module], args: dict[str, Any]) -> tuple[int, int, int] | None:
+    """One sample's shape ``(C, H, W)`` as built (the arguments given, else the builder's defaults)."""
+    defaults = {k: p.default for k, p in inspect.signature(builder).parameters.items()}
+    c, s = args.get("in_channels", defaults.get("in_channels")), args.get("input_size", defaults.get("input_size"))
+    return (c, s, s) if isinstance(c, int) and isinstance(s, int) else None

@@ -14,7 +14,7 @@ T*B batch normalises over time and batch together, as tdBN does.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn

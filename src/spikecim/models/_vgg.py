@@ -12,7 +12,7 @@ spikes a linear function of the input, which maps onto a crossbar.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from torch import nn
 

@@ -9,14 +9,14 @@ from spikecim.nn.container import Sequential, apply_folded, fold, unfold
 from spikecim.nn.neurons import IF, LIF, SynapticLIF, TemporalModule
 
 __all__ = [
-    "functional",
-    "surrogate",
-    "LIF",
     "IF",
+    "LIF",
+    "Sequential",
     "SynapticLIF",
     "TemporalModule",
-    "Sequential",
-    "fold",
-    "unfold",
     "apply_folded",
+    "fold",
+    "functional",
+    "surrogate",
+    "unfold",
 ]

@@ -15,7 +15,7 @@ from torch import nn
 
 from spikecim.nn.neurons import TemporalModule
 
-__all__ = ["Sequential", "fold", "unfold", "apply_folded"]
+__all__ = ["Sequential", "apply_folded", "fold", "unfold"]
 
 
 def fold(x: torch.Tensor) -> torch.Tensor:

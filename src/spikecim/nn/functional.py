@@ -29,18 +29,18 @@ when a fused kernel is registered for the tensors' device (``spikecim.nn.kernels
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple, Union
+from typing import Literal, NamedTuple
 
 import torch
 
 from spikecim.errors import SpikecimError
 from spikecim.nn.surrogate import Surrogate, get_surrogate
 
-Scalar = Union[float, torch.Tensor]
+Scalar = float | torch.Tensor
 Reset = Literal["subtract", "zero"]
 RESETS = ("subtract", "zero")
 
-__all__ = ["LIFParams", "lif_step", "lif", "leaky_integrate", "synaptic", "check_params", "check_broadcast"]
+__all__ = ["LIFParams", "check_broadcast", "check_params", "leaky_integrate", "lif", "lif_step", "synaptic"]
 
 
 class LIFParams(NamedTuple):
@@ -55,7 +55,7 @@ class LIFParams(NamedTuple):
 
 
 def check_params(
-    beta: Scalar, threshold: Scalar, reset: str, surrogate: "str | Surrogate"
+    beta: Scalar, threshold: Scalar, reset: str, surrogate: str | Surrogate
 ) -> Surrogate:
     """Validate at the door; returns the resolved surrogate."""
     if reset not in RESETS:
@@ -107,7 +107,7 @@ def lif(
     threshold: Scalar = 1.0,
     reset: Reset = "subtract",
     reset_delay: bool = True,
-    surrogate: "str | Surrogate" = "atan",
+    surrogate: str | Surrogate = "atan",
     detach_reset: bool = False,
     mem0: torch.Tensor | None = None,
     backend: Literal["auto", "reference"] | str = "auto",
@@ -156,7 +156,7 @@ def synaptic(
     threshold: Scalar = 1.0,
     reset: Reset = "subtract",
     reset_delay: bool = True,
-    surrogate: "str | Surrogate" = "atan",
+    surrogate: str | Surrogate = "atan",
     detach_reset: bool = False,
     backend: str = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

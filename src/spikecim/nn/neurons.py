@@ -12,9 +12,10 @@ from torch import nn
 
 from spikecim.errors import SpikecimError
 from spikecim.nn import functional as F
-from spikecim.nn.surrogate import Surrogate, get_surrogate
+from spikecim.nn.kernels import BACKENDS
+from spikecim.nn.surrogate import Surrogate
 
-__all__ = ["TemporalModule", "LIF", "IF", "SynapticLIF"]
+__all__ = ["IF", "LIF", "SynapticLIF", "TemporalModule"]
 
 
 class TemporalModule(nn.Module):
@@ -42,7 +43,9 @@ def _check_unit(value, name: str) -> None:
 
 
 def _param(value, learn: bool, name: str) -> torch.Tensor:
-    t = _as_tensor(value, name).to(torch.get_default_dtype()).clone()
+    """A floating tensor keeps its dtype; numbers take torch's default dtype."""
+    floating = isinstance(value, torch.Tensor) and value.is_floating_point()
+    t = _as_tensor(value, name).to(value.dtype if floating else torch.get_default_dtype()).clone()
     return nn.Parameter(t, requires_grad=True) if learn else t
 
 
@@ -57,6 +60,9 @@ class LIF(TemporalModule):
         detach_reset: cut the gradient through the reset term (same-step reset only).
         surrogate: name (``"atan"``, ``"fast_sigmoid(10)"``...) or a Surrogate.
         learn_beta, learn_threshold: make beta / theta trainable parameters.
+        backend: ``"auto"`` runs a fused kernel (``spikecim.nn.kernels``) when one supports the
+            call, ``"reference"`` the loop of :func:`spikecim.nn.functional.lif`, a kernel's
+            name forces that kernel.
     """
 
     def __init__(
@@ -66,11 +72,15 @@ class LIF(TemporalModule):
         reset: str = "subtract",
         reset_delay: bool = True,
         detach_reset: bool = False,
-        surrogate: "str | Surrogate" = "atan",
+        surrogate: str | Surrogate = "atan",
         learn_beta: bool = False,
         learn_threshold: bool = False,
+        backend: str = "auto",
     ) -> None:
         super().__init__()
+        if backend not in BACKENDS:
+            raise SpikecimError(f"backend: unknown '{backend}', allowed: {', '.join(BACKENDS)}")
+        self.backend = backend
         _check_unit(beta, "beta")
         if not (_as_tensor(threshold, "threshold") > 0).all():
             raise SpikecimError(f"threshold: must be > 0, got {threshold}")
@@ -95,7 +105,7 @@ class LIF(TemporalModule):
 
     def forward_with_mem(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         p = self.params()
-        return F.lif(x, p.beta, p.threshold, p.reset, p.reset_delay, p.surrogate, p.detach_reset)
+        return F.lif(x, p.beta, p.threshold, p.reset, p.reset_delay, p.surrogate, p.detach_reset, backend=self.backend)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_with_mem(x)[0]
@@ -118,10 +128,11 @@ class IF(LIF):
         reset: str = "subtract",
         reset_delay: bool = True,
         detach_reset: bool = False,
-        surrogate: "str | Surrogate" = "atan",
+        surrogate: str | Surrogate = "atan",
         learn_threshold: bool = False,
+        backend: str = "auto",
     ) -> None:
-        super().__init__(1.0, threshold, reset, reset_delay, detach_reset, surrogate, False, learn_threshold)
+        super().__init__(1.0, threshold, reset, reset_delay, detach_reset, surrogate, False, learn_threshold, backend)
 
 
 class SynapticLIF(LIF):
@@ -135,12 +146,15 @@ class SynapticLIF(LIF):
         reset: str = "subtract",
         reset_delay: bool = True,
         detach_reset: bool = False,
-        surrogate: "str | Surrogate" = "atan",
+        surrogate: str | Surrogate = "atan",
         learn_alpha: bool = False,
         learn_beta: bool = False,
         learn_threshold: bool = False,
+        backend: str = "auto",
     ) -> None:
-        super().__init__(beta, threshold, reset, reset_delay, detach_reset, surrogate, learn_beta, learn_threshold)
+        super().__init__(
+            beta, threshold, reset, reset_delay, detach_reset, surrogate, learn_beta, learn_threshold, backend
+        )
         _check_unit(alpha, "alpha")
         a_t = _param(alpha, learn_alpha, "alpha")
         if learn_alpha:
@@ -151,5 +165,7 @@ class SynapticLIF(LIF):
     def forward_with_mem(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         alpha = self.alpha.clamp(0.0, 1.0) if isinstance(self.alpha, nn.Parameter) else self.alpha
         p = self.params()
-        spk, mem, _ = F.synaptic(x, alpha, p.beta, p.threshold, p.reset, p.reset_delay, p.surrogate, p.detach_reset)
+        spk, mem, _ = F.synaptic(
+            x, alpha, p.beta, p.threshold, p.reset, p.reset_delay, p.surrogate, p.detach_reset, self.backend
+        )
         return spk, mem

@@ -17,22 +17,22 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
 from spikecim.errors import SpikecimError
 
 __all__ = [
+    "SURROGATES",
     "Surrogate",
     "atan",
     "fast_sigmoid",
-    "sigmoid",
-    "triangular",
-    "straight_through",
     "get_surrogate",
-    "SURROGATES",
+    "sigmoid",
+    "straight_through",
+    "triangular",
 ]
 
 
@@ -70,7 +70,7 @@ class _Heaviside(torch.autograd.Function):
     """Strict step forward, surrogate derivative backward."""
 
     @staticmethod
-    def forward(ctx, u: torch.Tensor, surrogate: "Surrogate") -> torch.Tensor:
+    def forward(ctx, u: torch.Tensor, surrogate: Surrogate) -> torch.Tensor:
         ctx.save_for_backward(u)
         ctx.surrogate = surrogate
         return (u > 0).to(u.dtype)
@@ -133,7 +133,7 @@ SURROGATES: dict[str, Callable[..., Surrogate]] = {
 _SPEC = re.compile(r"^\s*([a-z_]+)\s*(?:\(\s*([0-9.eE+-]*)\s*\))?\s*$")
 
 
-def get_surrogate(spec: "str | Surrogate") -> Surrogate:
+def get_surrogate(spec: str | Surrogate) -> Surrogate:
     """Resolve ``"atan"``, ``"fast_sigmoid(10)"`` or a :class:`Surrogate` to a surrogate."""
     if isinstance(spec, Surrogate):
         return spec

@@ -54,7 +54,9 @@ def evaluate_stage(ctx: RunContext) -> dict:
     for v in variants(ctx):
         m = ctx.models[v]
         steps = cfg.data.timesteps if getattr(m, "spiking", True) else 1
-        out[v] = evaluate(m, ctx.data.x_test, ctx.data.y_test, steps, cfg.data.encoder, seed=cfg.seed)
+        out[v] = evaluate(
+            m, ctx.data.x_test, ctx.data.y_test, steps, cfg.data.encoder, seed=cfg.seed, frames=ctx.data.frames
+        )
     return out
 
 
@@ -64,7 +66,7 @@ def trace_inputs(ctx: RunContext, spiking: bool, limit: int = 512):
     gen = torch.Generator().manual_seed(cfg.seed)
     x, y = ctx.data.x_test[:limit], ctx.data.y_test[:limit]
     for xb, _ in iterate_batches(x, y, cfg.data.batch_size):
-        yield to_model_input(xb, cfg.data.timesteps, cfg.data.encoder, spiking, gen)
+        yield to_model_input(xb, cfg.data.timesteps, cfg.data.encoder, spiking, gen, ctx.data.frames)
 
 
 @register_stage("trace", requires=("train",), description="record the Workload of each variant")

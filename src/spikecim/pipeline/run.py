@@ -18,7 +18,7 @@ import torch
 import yaml
 
 from spikecim.config import RunConfig, load_config
-from spikecim.data import load_dataset
+from spikecim.data import dataset_from_config
 from spikecim.errors import SpikecimError
 from spikecim.models import create_model
 from spikecim.pipeline.stages import RunContext, get_stage
@@ -48,16 +48,10 @@ def build_models(cfg: RunConfig, data) -> dict[str, torch.nn.Module]:
 
 
 def build_context(cfg: RunConfig, console=None) -> RunContext:
-    data = load_dataset(cfg.data.name, root=cfg.data.root, **_data_kwargs(cfg)).limit(cfg.data.limit)
+    data = dataset_from_config(cfg.data)
     ctx = RunContext(config=cfg, run_dir=cfg.run_dir, data=data, console=console)
     ctx.models = build_models(cfg, data)
     return ctx
-
-
-def _data_kwargs(cfg: RunConfig) -> dict:
-    if cfg.data.name == "digits":
-        return {"test_fraction": cfg.data.test_fraction}
-    return {}
 
 
 def write_metrics(ctx: RunContext) -> Path:

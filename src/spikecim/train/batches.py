@@ -38,15 +38,21 @@ def iterate_batches(
 
 
 def to_model_input(
-    x: torch.Tensor, steps: int, encoder: str, spiking: bool, generator: torch.Generator | None = None
+    x: torch.Tensor,
+    steps: int,
+    encoder: str,
+    spiking: bool,
+    generator: torch.Generator | None = None,
+    frames: bool = False,
 ) -> torch.Tensor:
     """``x[B, ...] -> [T, B, ...]``: encoded for a spiking model, ``T = 1`` for an ANN twin.
 
-    Data sets of event frames (``x[B, T, ...]``, encoder ``"frames"``) are already time-major
-    per sample and are transposed to ``[T, B, ...]``.
+    For a data set of spike frames (``frames=True``, ``x[B, T, ...]``, e.g. N-MNIST) the
+    spiking model gets the frames time-major, and the ANN twin their mean over time as
+    one frame.
     """
-    if encoder == "frames":
-        return x.transpose(0, 1)
+    if frames and not spiking:
+        return x.float().mean(1).unsqueeze(0)
     if not spiking:
         return x.unsqueeze(0)
-    return get_encoder(encoder)(x, steps, generator)
+    return get_encoder(encoder, frames=frames)(x, steps, generator)

@@ -43,10 +43,12 @@ def evaluate(
     seed: int = 0,
     device: torch.device | str = "cpu",
     forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    frames: bool = False,
 ) -> dict:
     """Accuracy of ``model`` on ``(x, y)`` and the mean activity of every neuron layer.
 
-    ``forward`` replaces ``model(inputs)`` (e.g. an analog copy of the model) when given.
+    ``forward`` replaces ``model(inputs)`` (e.g. an analog copy of the model) when given;
+    ``frames`` marks ``x`` as spike frames ``[N, T, ...]`` (see :func:`to_model_input`).
     """
     spiking = bool(getattr(model, "spiking", True))
     was_training = model.training
@@ -65,7 +67,7 @@ def evaluate(
     correct = 0
     try:
         for xb, yb in iterate_batches(x, y, batch_size):
-            inp = to_model_input(xb, steps, encoder, spiking, gen).to(device)
+            inp = to_model_input(xb, steps, encoder, spiking, gen, frames).to(device)
             logits = (forward or model)(inp)
             correct += int((predict(logits).cpu() == yb).sum())
     finally:

@@ -118,6 +118,7 @@ def fit(
         train_model = nn.parallel.DistributedDataParallel(model)
     steps = spec.timesteps if spiking else 1
     x_tr, y_tr = data.x_train, data.y_train
+    frames = bool(getattr(data, "frames", False))
     n_batches = (len(y_tr) + spec.batch_size - 1) // spec.batch_size
     with _progress(console, dist_info.is_main and console is not None) as progress:
         ep_task = progress.add_task(f"{variant} epochs", total=spec.epochs, completed=state["epoch"], info="")
@@ -128,7 +129,7 @@ def fit(
             model.train()
             loss_sum, correct, seen = 0.0, 0, 0
             for xb, yb in iterate_batches(x_tr, y_tr, spec.batch_size, gen, dist_info.rank, dist_info.world):
-                inp = to_model_input(xb, steps, spec.encoder, spiking, gen).to(device)
+                inp = to_model_input(xb, steps, spec.encoder, spiking, gen, frames).to(device)
                 yb = yb.to(device)
                 logits = train_model(inp)
                 loss = classification_loss(logits, yb, spec.loss)
@@ -142,7 +143,9 @@ def fit(
             if sched is not None:
                 sched.step()
             progress.remove_task(b_task)
-            test = evaluate(model, data.x_test, data.y_test, steps, spec.encoder, seed=spec.seed, device=device)
+            test = evaluate(
+                model, data.x_test, data.y_test, steps, spec.encoder, seed=spec.seed, device=device, frames=frames
+            )
             row = {
                 "epoch": epoch + 1,
                 "loss": loss_sum / max(1, seen),

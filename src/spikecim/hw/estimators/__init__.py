@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict
 
 from spikecim.errors import SpikecimError
 
-__all__ = ["Estimator", "EstimatorParams", "register_estimator", "get_estimator", "list_estimators"]
+__all__ = ["Estimator", "EstimatorParams", "get_estimator", "list_estimators", "register_estimator"]
 
 
 class EstimatorParams(BaseModel):
@@ -87,7 +87,9 @@ def _load_builtin() -> None:
 def get_estimator(name: str) -> Estimator:
     _load_builtin()
     if name not in _ESTIMATORS:
-        raise SpikecimError(f"estimator: unknown estimator '{name}', allowed: {', '.join(sorted(_ESTIMATORS))}")
+        raise SpikecimError(
+            f"estimator: unknown estimator '{name}', allowed: {', '.join(sorted(_ESTIMATORS))}"
+        )
     return _ESTIMATORS[name]()
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["activity", "n_mvm", "fan_in", "dense_ops", "crossbar_grid", "p_any_active"]
+__all__ = ["activity", "crossbar_grid", "dense_ops", "fan_in", "n_mvm", "p_any_active"]
 
 
 def activity(layer, t: int, dense: bool) -> float:

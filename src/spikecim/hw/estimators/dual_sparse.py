@@ -63,5 +63,9 @@ class DualSparse(Systolic):
         return cycles * 1e3 / p.clock_mhz
 
     def notes(self, workload, p, dense):
-        return [f"dual_sparse: {p.pe_rows}x{p.pe_cols} PEs, zero weights and zero spikes skipped, "
-                "timesteps processed in parallel"]
+        return [
+            (
+                f"dual_sparse: {p.pe_rows}x{p.pe_cols} PEs, zero weights and zero spikes skipped, "
+                "timesteps processed in parallel"
+            )
+        ]

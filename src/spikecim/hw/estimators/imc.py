@@ -81,7 +81,9 @@ def adc_energy_pj(p: ImcParams) -> float:
 
 def adc_area_um2(p: ImcParams) -> float:
     """Area of one SAR ADC from NeuroSim's transistor counts."""
-    return (269 + 109 * (p.adc_bits - 1)) * p.a_adc_nmos_um2 + (209 + 73 * (p.adc_bits - 1)) * p.a_adc_pmos_um2
+    return (269 + 109 * (p.adc_bits - 1)) * p.a_adc_nmos_um2 + (
+        209 + 73 * (p.adc_bits - 1)
+    ) * p.a_adc_pmos_um2
 
 
 def mapping(layer, p: ImcParams) -> dict[str, int]:
@@ -92,8 +94,16 @@ def mapping(layer, p: ImcParams) -> dict[str, int]:
     rb, cb = crossbar_grid(rows, cols, p.xbar_rows, p.xbar_cols)
     xbars = layer.groups * rb * cb
     pes = math.ceil(xbars / p.xbars_per_pe)
-    return {"rows": rows, "cols": cols, "row_blocks": rb, "col_blocks": cb, "crossbars": xbars,
-            "pes": pes, "tiles": math.ceil(pes / p.pes_per_tile), "slices": slices}
+    return {
+        "rows": rows,
+        "cols": cols,
+        "row_blocks": rb,
+        "col_blocks": cb,
+        "crossbars": xbars,
+        "pes": pes,
+        "tiles": math.ceil(pes / p.pes_per_tile),
+        "slices": slices,
+    }
 
 
 def _input_bits(layer, p) -> int:
@@ -148,8 +158,10 @@ class Imc(Estimator):
         b = _input_bits(layer, p)
         cycle_ns = 1e3 / p.clock_mhz + p.cols_per_adc * (p.adc_bits + 1) * p.t_adc_bit_ns
         M = n_mvm(layer)
-        return sum(M * p_any_active(activity(layer, t, dense), m["rows"]) * b * cycle_ns
-                   for t in range(layer.timesteps))
+        return sum(
+            M * p_any_active(activity(layer, t, dense), m["rows"]) * b * cycle_ns
+            for t in range(layer.timesteps)
+        )
 
     def layer_area_um2(self, layer, workload, p):
         m = mapping(layer, p)
@@ -172,10 +184,18 @@ class Imc(Estimator):
 
     def extras(self, layers, workload, p):
         maps = [mapping(layer, p) for layer in layers]
-        return {"tiles": float(sum(m["tiles"] for m in maps)), "crossbars": float(sum(m["crossbars"] for m in maps)),
-                "adc_energy_pj": adc_energy_pj(p), "adc_area_um2": adc_area_um2(p)}
+        return {
+            "tiles": float(sum(m["tiles"] for m in maps)),
+            "crossbars": float(sum(m["crossbars"] for m in maps)),
+            "adc_energy_pj": adc_energy_pj(p),
+            "adc_area_um2": adc_area_um2(p),
+        }
 
     def notes(self, workload, p, dense):
         mode = "dense upper bound" if dense else "activity-aware (traced spikes per layer per step)"
-        return [f"imc: {p.device} {p.xbar_rows}x{p.xbar_cols} crossbars, {p.adc_bits}-bit ADCs, {mode}; "
-                "tiles allocated per layer; layers run in sequence"]
+        return [
+            (
+                f"imc: {p.device} {p.xbar_rows}x{p.xbar_cols} crossbars, {p.adc_bits}-bit ADCs, {mode}; "
+                "tiles allocated per layer; layers run in sequence"
+            )
+        ]

@@ -30,6 +30,9 @@ class Naive(Estimator):
         return {"mac": p.e_mac_pj * layer.macs * layer.timesteps}
 
     def notes(self, workload, p, dense):
-        return ["naive: operation counts only; memory, membrane, neurons and periphery ignored; "
-                "no latency or area"]
-
+        return [
+            (
+                "naive: operation counts only; memory, membrane, neurons and periphery ignored; "
+                "no latency or area"
+            )
+        ]

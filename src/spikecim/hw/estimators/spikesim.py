@@ -134,8 +134,12 @@ class SpikeSim(Estimator):
         return math.ceil(sum(_pes(layer, p) for layer in layers) / p.pes_per_tile)
 
     def notes(self, workload, p, dense):
-        notes = ["spikesim: reproduces the public script: dense (spike activity ignored), tiles shared "
-                 "across layers, membrane storage of the first layers only"]
+        notes = [
+            (
+                "spikesim: reproduces the public script: dense (spike activity ignored), tiles shared "
+                "across layers, membrane storage of the first layers only"
+            )
+        ]
         if any(layer.kind == "linear" for layer in workload.layers):
             notes.append("spikesim: fully connected layers are not costed (as in the script)")
         return notes

@@ -102,7 +102,11 @@ class Systolic(Estimator):
         dram_words = weight_words * (1 if fits else T)
         if layer.out_size * out_b > p.output_buffer_kb * 8192:
             dram_words += 2 * words(layer.out_size * out_b, p) * T
-        if workload.spiking and layer.has_neuron and layer.out_size * p.membrane_bits > p.output_buffer_kb * 8192:
+        if (
+            workload.spiking
+            and layer.has_neuron
+            and layer.out_size * p.membrane_bits > p.output_buffer_kb * 8192
+        ):
             dram_words += 2 * words(layer.out_size * p.membrane_bits, p) * T
         return {
             "compute": ops * op_pj(layer, workload, p),
@@ -116,17 +120,24 @@ class Systolic(Estimator):
 
     def layer_latency_ns(self, layer, workload, p, dense):
         n_pe = p.pe_rows * p.pe_cols
-        cycles = sum(math.ceil(layer_ops(layer, t, dense) / n_pe) + math.ceil(layer.out_size / p.pe_cols)
-                     for t in range(layer.timesteps))
+        cycles = sum(
+            math.ceil(layer_ops(layer, t, dense) / n_pe) + math.ceil(layer.out_size / p.pe_cols)
+            for t in range(layer.timesteps)
+        )
         return cycles * 1e3 / p.clock_mhz
 
     def shared_area_um2(self, layers, workload, p):
-        kb = {"weight_buffer": p.weight_buffer_kb, "input_buffer": p.input_buffer_kb,
-              "output_buffer": p.output_buffer_kb}
+        kb = {
+            "weight_buffer": p.weight_buffer_kb,
+            "input_buffer": p.input_buffer_kb,
+            "output_buffer": p.output_buffer_kb,
+        }
         area = {"pe_array": p.pe_rows * p.pe_cols * p.a_pe_um2}
         area.update({k: v * 8192 * p.a_sram_bit_um2 for k, v in kb.items()})
         return area
 
     def notes(self, workload, p, dense):
-        return [f"systolic: {p.pe_rows}x{p.pe_cols} PEs at {p.clock_mhz:g} MHz, weight-stationary, "
-                + ("dense" if dense else "zero inputs skipped")]
+        return [
+            f"systolic: {p.pe_rows}x{p.pe_cols} PEs at {p.clock_mhz:g} MHz, weight-stationary, "
+            + ("dense" if dense else "zero inputs skipped")
+        ]

@@ -8,9 +8,8 @@ compiler (``$CC``, else ``cc``/``gcc``) into a cache folder (``$SPIKECIM_CACHE_D
 takes about a second and needs neither torch headers nor ninja. When no compiler works,
 :func:`available` is False and :func:`spikecim.nn.kernels.select` runs the reference loop.
 
-Memory: the backward pass keeps the membrane output (which the caller holds anyway) and,
-for the same-step subtract reset, the spikes as one byte each; for the same-step zero
-reset, where the membrane after a spike is 0, it keeps the pre-reset membrane V instead.
+The autograd function (what is saved for the backward pass) is shared with the GPU kernel
+in :mod:`spikecim.nn.kernels.fused`; this module only launches the compiled loops.
 """
 
 from __future__ import annotations
@@ -28,11 +27,13 @@ from pathlib import Path
 
 import torch
 
+from spikecim.nn.kernels.fused import fused_lif
+
 __all__ = ["available", "supports", "lif_cpu", "SURROGATE_IDS"]
 
 SURROGATE_IDS = {"atan": 0, "fast_sigmoid": 1, "sigmoid": 2, "triangular": 3, "straight_through": 4}
 _SOURCE = Path(__file__).with_name("lif_cpu.c")
-_FLAGS = ["-O3", "-ffp-contract=off", "-fno-math-errno", "-fPIC", "-shared", "-pthread"]
+_FLAGS = ["-O3", "-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math", "-fPIC", "-shared", "-pthread"]
 _REALS = {torch.float32: ("float", ctypes.c_float), torch.float64: ("double", ctypes.c_double)}
 # Below this many neuron-steps one thread is faster than starting more.
 _PARALLEL_MIN = 1 << 16
@@ -63,72 +64,36 @@ def supports(x: torch.Tensor, params, mem0) -> bool:
 
 def lif_cpu(x: torch.Tensor, params, mem0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(spikes, membrane)`` of the LIF over ``x[T, B, ...]`` (same contract as the reference)."""
-    step = x.shape[1:]
-    beta = _per_neuron(params.beta, step, x)
-    th = _per_neuron(params.threshold, step, x)
-    return _LIF.apply(x, beta, th, mem0, params)
+    return fused_lif(_CPU, x, params, mem0)
 
 
-def _per_neuron(value, step: torch.Size, x: torch.Tensor) -> torch.Tensor:
-    """``value`` as a contiguous ``[*step]`` tensor of x's dtype; autograd sums its gradient back."""
-    if not isinstance(value, torch.Tensor):
-        return torch.full(step, float(value), dtype=x.dtype, device=x.device)
-    return value.to(x.dtype).expand(step).contiguous()
+class _CPULauncher:
+    """Runs ``lif_forward`` / ``lif_backward`` of the compiled library on CPU tensors."""
 
-
-class _LIF(torch.autograd.Function):
-    """Forward and backward of the whole sequence in one compiled call each."""
-
-    @staticmethod
-    def forward(ctx, x, beta, th, mem0, params):
-        ctx.set_materialize_grads(False)
+    def forward(self, x, beta, th, m0, spk, mem, vsave, sbits, params) -> None:
         lib, Args = _library(x.dtype)
-        x = x.contiguous()
         T, M = x.shape[0], x[0].numel()
-        spk, mem = torch.empty_like(x), torch.empty_like(x)
-        m0 = mem0.contiguous() if mem0 is not None else None
-        training = any(ctx.needs_input_grad[:4])
-        same_step = not params.reset_delay
-        subtract = params.reset == "subtract"
-        sbits = torch.empty(x.shape, dtype=torch.uint8) if training and same_step and subtract else None
-        vsave = torch.empty_like(x) if training and same_step and not subtract else None
         a = Args(
-            T=T, M=M, delayed=int(params.reset_delay), subtract=int(subtract),
+            T=T, M=M, delayed=int(params.reset_delay), subtract=int(params.reset == "subtract"),
             beta=_ptr(beta), th=_ptr(th), m0=_ptr(m0), x=_ptr(x),
             spk=_ptr(spk), mem=_ptr(mem), vsave=_ptr(vsave), sbits=_ptr(sbits),
         )
         lib.lif_forward(ctypes.byref(a), _threads(T * M))
-        if training:
-            saved = vsave if vsave is not None else mem
-            ctx.save_for_backward(saved, sbits, beta, th, m0)
-            ctx.params = params
-        return spk, mem
 
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_spk, grad_mem):
-        saved, sbits, beta, th, m0 = ctx.saved_tensors
-        p = ctx.params
+    def backward(self, gs, gm, saved, sbits, beta, th, m0, gx, gbeta, gth, gm0, params) -> None:
         lib, Args = _library(saved.dtype)
         T, M = saved.shape[0], saved[0].numel()
-        gs = grad_spk.contiguous() if grad_spk is not None else None
-        gm = grad_mem.contiguous() if grad_mem is not None else None
-        gx = torch.empty_like(saved)
-        _, need_beta, need_th, need_m0, _ = ctx.needs_input_grad
-        gbeta = torch.empty_like(beta) if need_beta else None
-        gth = torch.empty_like(th) if need_th else None
-        gm0 = torch.empty_like(saved[0]) if need_m0 else None
-        if gs is None and gm is None:
-            return None, None, None, None, None
         a = Args(
-            T=T, M=M, delayed=int(p.reset_delay), subtract=int(p.reset == "subtract"),
+            T=T, M=M, delayed=int(params.reset_delay), subtract=int(params.reset == "subtract"),
             beta=_ptr(beta), th=_ptr(th), m0=_ptr(m0),
             gs=_ptr(gs), gm=_ptr(gm), saved=_ptr(saved), sbits_in=_ptr(sbits),
             gx=_ptr(gx), gbeta=_ptr(gbeta), gth=_ptr(gth), gm0=_ptr(gm0),
-            sg=SURROGATE_IDS[p.surrogate.name], detach=int(p.detach_reset), sgp=p.surrogate.param,
+            sg=SURROGATE_IDS[params.surrogate.name], detach=int(params.detach_reset), sgp=params.surrogate.param,
         )
         lib.lif_backward(ctypes.byref(a), _threads(T * M))
-        return gx, gbeta, gth, gm0, None
+
+
+_CPU = _CPULauncher()
 
 
 def _ptr(t: torch.Tensor | None) -> ctypes.c_void_p:

@@ -78,12 +78,14 @@ INLINE real surrogate_grad(real u, int sg, real p, real c_atan, real p_half) {
 
 INLINE void fwd_chunk(const lif_args *a, long i0, long n, const int delayed, const int subtract, const int save) {
     real u[CHUNK];
-    const real *beta = a->beta + i0, *th = a->th + i0;
+    const real *restrict beta = a->beta + i0, *restrict th = a->th + i0;
     for (long k = 0; k < n; k++) u[k] = a->m0 ? a->m0[i0 + k] : (real)0;
     for (long t = 0; t < a->T; t++) {
         const long off = t * a->M + i0;
-        const real *x = a->x + off;
-        real *spk = a->spk + off, *mem = a->mem + off;
+        const real *restrict x = a->x + off;
+        real *restrict spk = a->spk + off, *restrict mem = a->mem + off;
+        uint8_t *restrict sbits = save && !delayed && subtract ? a->sbits + off : 0;
+        real *restrict vsave = save && !delayed && !subtract ? a->vsave + off : 0;
         for (long k = 0; k < n; k++) {
             const real b = beta[k], h = th[k], uk = u[k];
             real v, m, s;
@@ -100,34 +102,36 @@ INLINE void fwd_chunk(const lif_args *a, long i0, long n, const int delayed, con
             spk[k] = s;
             mem[k] = m;
             u[k] = m;
-            if (save && !delayed && subtract) a->sbits[off + k] = (uint8_t)(v > h);
-            if (save && !delayed && !subtract) a->vsave[off + k] = v;
+            if (save && !delayed && subtract) sbits[k] = (uint8_t)s;
+            if (save && !delayed && !subtract) vsave[k] = v;
         }
     }
 }
 
 INLINE void bwd_chunk(const lif_args *a, long i0, long n, const int delayed, const int subtract, const int sg) {
-    real g[CHUNK], gb[CHUNK], gt[CHUNK], u0[CHUNK];
-    const real *beta = a->beta + i0, *th = a->th + i0;
+    real g[CHUNK], gb[CHUNK], gt[CHUNK], u0[CHUNK], zeros[CHUNK];
+    static const uint8_t no_bits[CHUNK];
+    const real *restrict beta = a->beta + i0, *restrict th = a->th + i0;
     const real p = a->sgp;
     const real c_atan = (real)(M_PI / 2 * (double)p), p_half = (real)((double)p / 2);
-    const int pgrad = a->gbeta != 0 || a->gth != 0;
     const int detach = a->detach;
     const long M = a->M;
     for (long k = 0; k < n; k++) {
-        g[k] = gb[k] = gt[k] = 0;
+        g[k] = gb[k] = gt[k] = zeros[k] = 0;
         u0[k] = a->m0 ? a->m0[i0 + k] : (real)0;
     }
     for (long t = a->T - 1; t >= 0; t--) {
         const long off = t * M + i0;
-        const real *cur = a->saved + off;
-        const real *prev = t > 0 ? a->saved + off - M : u0;
-        const real *gs = a->gs ? a->gs + off : 0, *gm = a->gm ? a->gm + off : 0;
-        const uint8_t *sb = (!delayed && subtract) ? a->sbits_in + off : 0;
-        real *gx = a->gx + off;
+        const real *restrict cur = a->saved + off;
+        const real *restrict prev = t > 0 ? a->saved + off - M : u0;
+        const int after_first = t > 0;
+        /* a missing incoming gradient reads as zeros (no branch in the loop) */
+        const real *restrict gs = a->gs ? a->gs + off : zeros, *restrict gm = a->gm ? a->gm + off : zeros;
+        const uint8_t *restrict sb = (!delayed && subtract) ? a->sbits_in + off : no_bits;
+        real *restrict gx = a->gx + off;
         for (long k = 0; k < n; k++) {
             const real b = beta[k], h = th[k];
-            const real gsi = gs ? gs[k] : (real)0, gmi = gm ? gm[k] : (real)0;
+            const real gsi = gs[k], gmi = gm[k];
             real gout;
             if (delayed) {
                 const real u = cur[k], up = prev[k];
@@ -135,7 +139,7 @@ INLINE void bwd_chunk(const lif_args *a, long i0, long n, const int delayed, con
                 const real carry = subtract ? g[k] * b : g[k] * (b * ((real)1 - rn));
                 const real gsurr = gsi * surrogate_grad(u - h, sg, p, c_atan, p_half);
                 gout = (gmi + carry) + gsurr;
-                if (pgrad) {
+                {   /* parameter gradients: cheap, kept in L1, written out only when asked for */
                     const real r = up > h ? (real)1 : (real)0; /* R[t] */
                     gb[k] += subtract ? gout * up : (gout * up) * ((real)1 - r);
                     gt[k] += -gsurr - (subtract ? gout * r : (real)0);
@@ -143,24 +147,22 @@ INLINE void bwd_chunk(const lif_args *a, long i0, long n, const int delayed, con
             } else {
                 real s, vmh, v, up;
                 if (subtract) {
-                    s = sb[k] ? (real)1 : (real)0;
-                    vmh = sb[k] ? cur[k] : cur[k] - h; /* U = fl(V - theta) after a spike */
+                    s = (real)sb[k];
+                    vmh = s > 0 ? cur[k] : cur[k] - h; /* U = fl(V - theta) after a spike */
                     v = 0;
                     up = prev[k];
                 } else {
                     v = cur[k];
                     s = v > h ? (real)1 : (real)0;
                     vmh = v - h;
-                    up = (t > 0 && prev[k] > th[k]) ? (real)0 : prev[k];
+                    up = (after_first & (prev[k] > h)) ? (real)0 : prev[k];
                 }
                 const real am = gmi + g[k] * b; /* dL/dU[t] */
                 const real gst = detach ? gsi : gsi + (subtract ? -(am * h) : -(am * v));
                 const real sgv = surrogate_grad(vmh, sg, p, c_atan, p_half);
                 gout = gst * sgv + (subtract ? am : am * ((real)1 - s));
-                if (pgrad) {
-                    gb[k] += gout * up;
-                    gt[k] += -(gst * sgv) - (subtract ? am * s : (real)0);
-                }
+                gb[k] += gout * up;
+                gt[k] += -(gst * sgv) - (subtract ? am * s : (real)0);
             }
             gx[k] = gout;
             g[k] = gout;

@@ -1,0 +1,118 @@
+"""Converters and the life of a programmed model: ``to_analog`` / ``to_digital`` (a pair),
+``program`` (write once), ``drift`` (time since programming), ``calibrate_adc``.
+
+``to_analog`` works on any module tree: registry models (spiking or ANN) and plain torch
+models. Every ``nn.Linear`` and ``nn.Conv2d`` is replaced by its analog twin holding the
+same weight; everything else (neurons, BatchNorm, pooling) stays digital. In a spiking
+model the synaptic layers are called on ``[T*B, ...]``, so the crossbar is read at every
+timestep while the membrane state stays digital.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+
+from spikecim.analog.config import CrossbarConfig, load_crossbar_config
+from spikecim.analog.layers import AnalogConv2d, AnalogLayer, AnalogLinear
+from spikecim.analog.tiles import set_time
+from spikecim.errors import SpikecimError
+
+__all__ = ["to_analog", "to_digital", "program", "drift", "calibrate_adc", "analog_layers"]
+
+
+def analog_layers(model: nn.Module) -> list[AnalogLayer]:
+    return [m for m in model.modules() if isinstance(m, AnalogLayer)]
+
+
+def _swap(module: nn.Module, fn: Callable[[nn.Module], nn.Module | None]) -> None:
+    for name, child in module.named_children():
+        new = fn(child)
+        if new is not None:
+            setattr(module, name, new)
+        else:
+            _swap(child, fn)
+
+
+def to_analog(model: nn.Module, config: CrossbarConfig | str | dict | None = None, seed: int | None = None) -> nn.Module:
+    """A copy of ``model`` whose Linear and Conv2d layers run on crossbars, programmed with
+    ``seed`` (default ``config.seed``). The input model is not modified."""
+    cfg = load_crossbar_config(config)
+    for name, p in model.named_parameters():
+        if not torch.isfinite(p).all():
+            raise SpikecimError(f"weights: parameter '{name}' has non-finite values (NaN or inf)")
+    if isinstance(model, (nn.Linear, nn.Conv2d)):
+        model = nn.Sequential(model)
+    out = copy.deepcopy(model)
+
+    def convert(m: nn.Module) -> nn.Module | None:
+        if isinstance(m, AnalogLayer):
+            raise SpikecimError("analog: model is already analog; call to_digital first")
+        if type(m) is nn.Linear:
+            return AnalogLinear(m, cfg)
+        if type(m) is nn.Conv2d:
+            return AnalogConv2d(m, cfg)
+        return None
+
+    _swap(out, convert)
+    if not analog_layers(out):
+        raise SpikecimError("analog: the model has no nn.Linear or nn.Conv2d layer to map")
+    return program(out, cfg.seed if seed is None else seed)
+
+
+def to_digital(model: nn.Module) -> nn.Module:
+    """A copy of an analog model with plain Linear/Conv2d layers holding the digital weights."""
+    out = copy.deepcopy(model)
+    _swap(out, lambda m: m.to_digital() if isinstance(m, AnalogLayer) else None)
+    return out
+
+
+def program(model: nn.Module, seed: int) -> nn.Module:
+    """Program (write) every crossbar once: write noise, variation, faults and drift
+    exponents drawn from ``seed`` (each layer gets its own stream). Returns the model."""
+    layers = analog_layers(model)
+    if not layers:
+        raise SpikecimError("program: the model has no analog layers; call to_analog first")
+    seeds = np.random.SeedSequence(int(seed)).generate_state(len(layers))
+    for layer, s in zip(layers, seeds):
+        layer.program(int(s))
+    return model
+
+
+def drift(model: nn.Module, t_s: float) -> nn.Module:
+    """Set the time since programming to ``t_s`` seconds (drift, read-noise level and drift
+    compensation follow). Returns the model."""
+    for layer in analog_layers(model):
+        if layer.tiles is None:
+            raise SpikecimError("drift: layer not programmed; call program(model, seed) first")
+        layer.tiles = set_time(layer.tiles, layer.config, float(t_s))
+    return model
+
+
+def calibrate_adc(model: nn.Module, batches: Iterable[torch.Tensor], percentile: float | None = None) -> nn.Module:
+    """Set each layer's ADC bound to a percentile of its |column outputs| on ``batches``
+    (inputs as the model takes them). Only layers whose config says ``adc.range: calibrated``."""
+    layers = [layer for layer in analog_layers(model) if layer.config.adc.enabled and layer.config.adc.range == "calibrated"]
+    if not layers:
+        return model
+    configs = {id(layer): layer.config for layer in layers}
+    for layer in layers:
+        # Record the unclipped outputs: every calibrated ADC is bypassed during the pass.
+        layer.adc_record, layer.config = [], layer.config.with_updates(adc={"enabled": False})
+    try:
+        with torch.no_grad():
+            for x in batches:
+                model(x)
+        for layer in layers:
+            vals = torch.cat(layer.adc_record).double().numpy()
+            pct = percentile if percentile is not None else configs[id(layer)].adc.calibration_percentile
+            bound = float(np.percentile(vals, pct))
+            layer.adc_bound = bound if bound > 0 else 1.0
+    finally:
+        for layer in layers:
+            layer.adc_record, layer.config = None, configs[id(layer)]
+    return model

@@ -1,0 +1,106 @@
+"""Analog layers: ``nn.Linear`` / ``nn.Conv2d`` whose products run through tiled crossbars.
+
+Each layer holds the digital weight and bias (parameters, as in the layer it replaces), the
+crossbar config, and its programmed :class:`~spikecim.analog.tiles.TileState` (set only by
+:func:`spikecim.analog.program` and :func:`spikecim.analog.drift`). The bias is added
+digitally. A convolution is unfolded into patches (``F.unfold``) and each patch is one
+input vector of the crossbar, as in aihwkit's analog convolutions.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from spikecim.analog.config import CrossbarConfig
+from spikecim.analog.tiles import TileState, crossbar_matmul, program_tiles
+from spikecim.errors import SpikecimError
+
+__all__ = ["AnalogLinear", "AnalogConv2d", "AnalogLayer"]
+
+
+class AnalogLayer(nn.Module):
+    """Common part: the config, the programmed tiles, the ADC bound."""
+
+    config: CrossbarConfig
+    tiles: TileState | None
+    adc_bound: float | None  # normalised units; None: the full range (tile_rows)
+
+    def _setup(self, weight: nn.Parameter, bias: nn.Parameter | None, config: CrossbarConfig) -> None:
+        self.weight = weight
+        self.bias = bias
+        self.config = config
+        self.tiles = None
+        r = config.adc.range
+        self.adc_bound = float(r) if not isinstance(r, str) else None  # 'calibrated' is set by calibrate_adc
+        self.adc_record: list[torch.Tensor] | None = None  # set during ADC calibration only
+
+    def matrix_weight(self) -> torch.Tensor:
+        return self.weight.reshape(self.weight.shape[0], -1)
+
+    def program(self, seed: int) -> None:
+        self.tiles = program_tiles(self.matrix_weight(), self.config, seed)
+
+    def matmul(self, x2d: torch.Tensor) -> torch.Tensor:
+        if self.tiles is None:
+            raise SpikecimError("analog: layer not programmed; call spikecim.analog.program(model, seed)")
+        hook = None if self.adc_record is None else (lambda y: self.adc_record.append(y.detach().abs().flatten()))
+        return crossbar_matmul(x2d, self.tiles, self.config, self.adc_bound, pre_adc_hook=hook)
+
+
+class AnalogLinear(AnalogLayer):
+    def __init__(self, linear: nn.Linear, config: CrossbarConfig):
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self._setup(linear.weight, linear.bias, config)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1]
+        y = self.matmul(x.reshape(-1, x.shape[-1]))
+        if self.bias is not None:
+            y = y + self.bias
+        return y.reshape(*lead, self.out_features)
+
+    def to_digital(self) -> nn.Linear:
+        lin = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None)
+        lin.weight = self.weight
+        lin.bias = self.bias
+        return lin
+
+
+class AnalogConv2d(AnalogLayer):
+    def __init__(self, conv: nn.Conv2d, config: CrossbarConfig):
+        super().__init__()
+        if conv.groups != 1:
+            raise SpikecimError(f"analog: Conv2d with groups={conv.groups} is not supported (groups must be 1)")
+        if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+            raise SpikecimError("analog: Conv2d needs numeric zero padding (padding_mode='zeros')")
+        self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
+        self.kernel_size, self.stride = conv.kernel_size, conv.stride
+        self.padding, self.dilation = conv.padding, conv.dilation
+        self._setup(conv.weight, conv.bias, config)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = x.shape
+        cols = F.unfold(x, self.kernel_size, self.dilation, self.padding, self.stride)  # [N, C*k*k, L]
+        h_out = (h + 2 * self.padding[0] - self.dilation[0] * (self.kernel_size[0] - 1) - 1) // self.stride[0] + 1
+        w_out = (w + 2 * self.padding[1] - self.dilation[1] * (self.kernel_size[1] - 1) - 1) // self.stride[1] + 1
+        y = self.matmul(cols.transpose(1, 2).reshape(-1, cols.shape[1]))  # [N*L, out]
+        if self.bias is not None:
+            y = y + self.bias
+        return y.view(n, h_out * w_out, self.out_channels).transpose(1, 2).reshape(n, self.out_channels, h_out, w_out)
+
+    def to_digital(self) -> nn.Conv2d:
+        conv = nn.Conv2d(
+            self.in_channels,
+            self.out_channels,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            self.dilation,
+            bias=self.bias is not None,
+        )
+        conv.weight = self.weight
+        conv.bias = self.bias
+        return conv

@@ -1,0 +1,146 @@
+"""Mitigation: hardware-aware training, batch-norm fine-tuning on the crossbar.
+
+- **Hardware-aware training** (``hwa_train``): the digital model trains with noise injected
+  into every Linear/Conv2d weight at each step (aihwkit-style weight modifiers, gradient
+  taken at the noisy weights, update applied to the clean ones):
+  ``add_normal`` W + σ·max|W|·N, ``mult_normal`` W·(1 + σ·N), ``pcm`` the PCM programming
+  noise of REFERENCE §3 mapped to weight units, σ_W = σ_prog(g)/g_max·max|W| with
+  g = |W|/max|W|·g_max, scaled by ``std``.
+- **Batch-norm fine-tuning** (``bn_finetune``): with the weights frozen on the programmed
+  crossbar, only the BatchNorm affine parameters and running statistics are retrained on a
+  small calibration set, through the noisy analog forward pass (the batch-norm
+  optimisation method against IMC hardware noise).
+- **Drift compensation** is a crossbar setting (``drift_compensation.enabled``), applied in
+  :mod:`spikecim.analog.tiles`.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from spikecim.analog.devices import PCMDevice
+from spikecim.analog.evaluate import model_inputs
+from spikecim.errors import SpikecimError
+
+__all__ = ["WeightModifier", "modify_weight", "hwa_train", "bn_finetune"]
+
+
+class WeightModifier(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["add_normal", "mult_normal", "pcm"] = "pcm"
+    std: float = Field(0.05, ge=0, description="noise scale (relative; 1.0 = the PCM model as is for 'pcm')")
+
+
+def modify_weight(w: torch.Tensor, modifier: WeightModifier, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A noisy copy of ``w`` (no gradient through the noise)."""
+    n = torch.randn(w.shape, generator=generator, dtype=w.dtype)
+    w = w.detach()
+    w_max = w.abs().max().clamp(min=1e-12)
+    if modifier.kind == "add_normal":
+        return w + modifier.std * w_max * n
+    if modifier.kind == "mult_normal":
+        return w * (1 + modifier.std * n)
+    g_max_us = 25.0  # cancels: σ_W = σ_prog(g)/g_max · max|W| depends on g/g_max only
+    sigma_us = PCMDevice().prog_noise_std_us(w.abs() / w_max * g_max_us, g_max_us)
+    return w + modifier.std * sigma_us / g_max_us * w_max * n
+
+
+def _synaptic(model: nn.Module) -> list[nn.Parameter]:
+    return [m.weight for m in model.modules() if type(m) in (nn.Linear, nn.Conv2d)]
+
+
+def _loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, timesteps: int | None, encoder: str) -> torch.Tensor:
+    out = model(model_inputs(x, timesteps, encoder))
+    logits = out.mean(0) if timesteps is not None else out
+    return F.cross_entropy(logits, y)
+
+
+def hwa_train(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    modifier: WeightModifier | None = None,
+    epochs: int = 2,
+    lr: float = 1e-3,
+    timesteps: int | None = 1,
+    encoder: str = "direct",
+    batch_size: int = 64,
+    seed: int = 0,
+) -> nn.Module:
+    """A copy of the digital ``model`` fine-tuned with weight noise (module docstring)."""
+    modifier = modifier or WeightModifier()
+    if epochs < 0:
+        raise SpikecimError(f"analog.hwa_epochs: must be >= 0, got {epochs}")
+    model = copy.deepcopy(model)
+    weights = _synaptic(model)
+    if not weights:
+        raise SpikecimError("hwa_train: the model has no nn.Linear or nn.Conv2d layer")
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    model.train()
+    for _ in range(epochs):
+        order = torch.randperm(len(x), generator=gen)
+        for i in range(0, len(x), batch_size):
+            idx = order[i : i + batch_size]
+            clean = [w.detach().clone() for w in weights]
+            with torch.no_grad():
+                for w in weights:
+                    w.copy_(modify_weight(w, modifier, gen))
+            opt.zero_grad()
+            _loss(model, x[idx], y[idx], timesteps, encoder).backward()
+            with torch.no_grad():
+                for w, c in zip(weights, clean):
+                    w.copy_(c)
+            opt.step()
+    model.eval()
+    return model
+
+
+def bn_finetune(
+    analog_model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    epochs: int = 3,
+    lr: float = 1e-2,
+    timesteps: int | None = 1,
+    encoder: str = "direct",
+    batch_size: int = 64,
+    seed: int = 0,
+) -> nn.Module:
+    """Retrain only BatchNorm parameters and statistics of a programmed analog model on
+    ``(x, y)``, in place; crossbar weights stay frozen. Returns the model (unchanged when it
+    has no BatchNorm)."""
+    bns = [m for m in analog_model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return analog_model
+    params = [p for m in bns for p in m.parameters()]
+    frozen = {id(p) for p in params}
+    flags = {p: p.requires_grad for p in analog_model.parameters()}
+    for p in analog_model.parameters():
+        p.requires_grad_(id(p) in frozen)
+    opt = torch.optim.Adam(params, lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    analog_model.eval()
+    for m in bns:
+        m.train()
+    try:
+        for _ in range(epochs):
+            order = torch.randperm(len(x), generator=gen)
+            for i in range(0, len(x), batch_size):
+                idx = order[i : i + batch_size]
+                if len(idx) < 2:
+                    continue
+                opt.zero_grad()
+                _loss(analog_model, x[idx], y[idx], timesteps, encoder).backward()
+                opt.step()
+    finally:
+        for p, f in flags.items():
+            p.requires_grad_(f)
+        analog_model.eval()
+    return analog_model

@@ -1,0 +1,44 @@
+"""Uniform quantisers with a straight-through gradient (DAC, ADC, weights, conductance levels).
+
+Q(v) = clip(round(v/Δ)·Δ, −bound, bound) with Δ = bound / (2^(bits−1) − 1): the symmetric
+grid of aihwkit's IOParameters (``res = 1/(2^bits − 2)`` over ``2·bound``, REFERENCE §3).
+A 1-bit converter degenerates to the ternary grid {−bound, 0, bound}. The backward pass
+is the identity (straight-through), so hardware-aware training and BN fine-tuning can
+differentiate through the converters.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["quantize", "step_size", "abs_max_scale"]
+
+
+def step_size(bits: int, bound: float | torch.Tensor) -> float | torch.Tensor:
+    """Δ of a ``bits``-bit symmetric converter over ±bound."""
+    return bound / max(2 ** (bits - 1) - 1, 1)
+
+
+class _RoundSTE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return torch.round(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad
+
+
+def quantize(x: torch.Tensor, bits: int, bound: float | torch.Tensor) -> torch.Tensor:
+    """Round ``x`` to the ``bits``-bit grid over ±bound and clip to the bounds."""
+    delta = step_size(bits, bound)
+    q = _RoundSTE.apply(x / delta) * delta
+    if isinstance(bound, torch.Tensor):
+        return torch.maximum(torch.minimum(q, bound), -bound)
+    return q.clamp(-bound, bound)
+
+
+def abs_max_scale(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Per-vector abs-max (aihwkit noise management ``ABS_MAX``); 1 where the vector is zero."""
+    s = x.detach().abs().amax(dim=dim, keepdim=True)
+    return torch.where(s > 0, s, torch.ones_like(s))

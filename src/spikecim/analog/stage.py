@@ -1,0 +1,165 @@
+"""The ``analog`` stage of ``spikecim run`` and its report section.
+
+For each trained variant (``snn``, ``ann``): digital accuracy; analog accuracy (mean ± std
+over ``n_seeds`` programming seeds) at ``t_inference_s``; accuracy vs time since
+programming (1 s to 1 year) and vs ADC bits; and after mitigation (hardware-aware
+training of a copy; BN fine-tuning on the programmed crossbar). Plots go to
+``plots/analog_drift.png`` and ``plots/analog_adc_bits.png``.
+"""
+
+from __future__ import annotations
+
+import copy
+import html
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from spikecim.analog.config import CrossbarConfig, load_crossbar_config
+from spikecim.analog.convert import calibrate_adc, drift, program, to_analog
+from spikecim.analog.evaluate import accuracy, model_inputs, monte_carlo
+from spikecim.analog.mitigation import WeightModifier, bn_finetune, hwa_train
+from spikecim.pipeline.stages import RunContext, register_stage
+from spikecim.report.sections import embed_png, register_section
+
+__all__ = ["analog_stage", "analog_section", "crossbar_config_for_run"]
+
+
+def crossbar_config_for_run(stage_cfg) -> CrossbarConfig:
+    """The stage's preset (name or YAML file) with its ``overrides`` applied."""
+    base = load_crossbar_config(stage_cfg.preset)
+    return base.with_updates(**stage_cfg.overrides) if stage_cfg.overrides else base
+
+
+def _summary(accs: list[float]) -> dict:
+    return {
+        "mean": statistics.fmean(accs),
+        "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+        "accuracies": accs,
+    }
+
+
+def _variant(model, data, cfg: CrossbarConfig, sc, timesteps: int, encoder: str) -> dict:
+    x, y = data.x_test, data.y_test
+    if sc.max_samples is not None:
+        x, y = x[: sc.max_samples], y[: sc.max_samples]
+    calib_x = data.x_train[: sc.calibration_samples] if sc.calibration_samples else None
+    calib_y = data.y_train[: sc.calibration_samples] if sc.calibration_samples else None
+    seeds = [sc.seed + k for k in range(sc.n_seeds)]
+    model.eval()
+
+    def mc(m, c, t_s):
+        return _summary(monte_carlo(to_analog(m, c), x, y, seeds, t_s, timesteps, encoder, calib_x))
+
+    out: dict = {"timesteps": timesteps, "ideal": accuracy(model, x, y, timesteps, encoder)}
+    out["analog"] = mc(model, cfg, sc.t_inference_s)
+    am = to_analog(model, cfg)
+    sweep = [_summary(monte_carlo(am, x, y, seeds, t, timesteps, encoder, calib_x)) for t in sc.drift_times_s]
+    out["drift"] = {"t_s": list(sc.drift_times_s), "mean": [s["mean"] for s in sweep], "std": [s["std"] for s in sweep]}
+    sweep = [mc(model, cfg.with_updates(adc={"enabled": True, "bits": b}), sc.t_inference_s) for b in sc.adc_bits_sweep]
+    out["adc_bits"] = {"bits": list(sc.adc_bits_sweep), "mean": [s["mean"] for s in sweep], "std": [s["std"] for s in sweep]}
+    if sc.hwa and sc.hwa_epochs > 0:
+        mod = WeightModifier(kind=sc.hwa_modifier, std=sc.hwa_noise_std)
+        trained = hwa_train(model, data.x_train, data.y_train, mod, sc.hwa_epochs, sc.hwa_lr, timesteps, encoder, seed=sc.seed)
+        out["hwa"] = {"ideal": accuracy(trained, x, y, timesteps, encoder), **mc(trained, cfg, sc.t_inference_s)}
+    has_bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    if sc.bn_finetune and sc.bn_epochs > 0 and has_bn and calib_x is not None:
+        accs = []
+        for s in seeds:
+            am = program(to_analog(model, cfg), s)
+            calibrate_adc(am, [model_inputs(calib_x, timesteps, encoder)])
+            drift(am, sc.t_inference_s)
+            torch.manual_seed(s)
+            bn_finetune(am, calib_x, calib_y, sc.bn_epochs, sc.bn_lr, timesteps, encoder, seed=s)
+            torch.manual_seed(s)
+            accs.append(accuracy(am, x, y, timesteps, encoder))
+        out["bn_finetune"] = _summary(accs)
+    return out
+
+
+@register_stage("analog", requires=("train",), description="accuracy on simulated crossbars (Monte-Carlo, drift, ADC bits, mitigation)")
+def analog_stage(ctx: RunContext) -> dict:
+    """Analog accuracy of every trained variant; see the module docstring."""
+    sc = ctx.config.analog
+    if not sc.enabled:
+        return {"enabled": False}
+    cfg = crossbar_config_for_run(sc)
+    start = time.perf_counter()
+    result: dict = {
+        "enabled": True,
+        "preset": sc.preset,
+        "crossbar": cfg.model_dump(mode="json"),
+        "n_seeds": sc.n_seeds,
+        "t_inference_s": sc.t_inference_s,
+        "variants": {},
+    }
+    for name, model in ctx.models.items():
+        spiking = bool(getattr(model, "spiking", True))
+        timesteps = ctx.config.data.timesteps if spiking else 1
+        encoder = ctx.config.data.encoder if spiking else "direct"
+        result["variants"][name] = _variant(model, ctx.data, cfg, sc, timesteps, encoder)
+    result["plots"] = _plots(result, ctx.plots_dir)
+    result["seconds"] = time.perf_counter() - start
+    return result
+
+
+def _plots(result: dict, plots_dir: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = []
+    for key, fname, xlabel, xlog in (
+        ("drift", "analog_drift.png", "time since programming (s)", True),
+        ("adc_bits", "analog_adc_bits.png", "ADC bits", False),
+    ):
+        fig, ax = plt.subplots(figsize=(5, 3.4))
+        for i, (variant, m) in enumerate(result["variants"].items()):
+            xs = m[key]["t_s" if key == "drift" else "bits"]
+            ax.errorbar(xs, [v * 100 for v in m[key]["mean"]], yerr=[v * 100 for v in m[key]["std"]], marker="o", ms=3, capsize=3, color=f"C{i}", label=f"{variant.upper()} analog")
+            ax.axhline(m["ideal"] * 100, ls="--", color=f"C{i}", lw=1, label=f"{variant.upper()} digital")
+        if xlog:
+            ax.set_xscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(f"{result['preset']}: mean ± std over {result['n_seeds']} seeds", fontsize=9)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(plots_dir / fname, dpi=100)
+        plt.close(fig)
+        names.append(fname)
+    return names
+
+
+def _pm(m: dict | None) -> str:
+    if not m:
+        return "—"
+    return f"{m['mean'] * 100:.1f} ± {m['std'] * 100:.1f} %"
+
+
+@register_section("analog", "Analog crossbar accuracy", order=60)
+def analog_section(metrics: dict, run_dir: Path) -> str:
+    """Digital vs analog accuracy per variant, before and after mitigation, and the sweeps."""
+    a = metrics.get("analog")
+    if not a or not a.get("enabled"):
+        return ""
+    rows = []
+    for v, m in a["variants"].items():
+        rows.append(
+            f"<tr><td>{v.upper()}</td><td>{m['ideal'] * 100:.1f} %</td><td>{_pm(m['analog'])}</td>"
+            f"<td>{_pm(m.get('hwa'))}</td><td>{_pm(m.get('bn_finetune'))}</td></tr>"
+        )
+    parts = [
+        f"<p>Crossbar preset <code>{html.escape(str(a['preset']))}</code>, read {a['t_inference_s']:g} s after "
+        f"programming; analog figures are mean ± std over {a['n_seeds']} programming seeds.</p>",
+        "<table><tr><th>variant</th><th>digital</th><th>analog</th><th>after HWA training</th>"
+        "<th>after BN fine-tuning</th></tr>" + "".join(rows) + "</table>",
+    ]
+    for name in a.get("plots", []):
+        p = Path(run_dir) / "plots" / name
+        if p.exists():
+            parts.append(embed_png(p, alt=name))
+    return "\n".join(parts)

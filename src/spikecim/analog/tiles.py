@@ -1,0 +1,246 @@
+"""Tiled crossbars: mapping a weight matrix to conductances, programming, reading, and the
+staged forward pass (STYLE item 8).
+
+Forward of one layer, ``x[N, in] -> y[N, out]``, split into tiles of ``tile_rows`` inputs
+× ``tile_cols`` outputs:
+
+1. **DAC** ``dac(x, cfg)``: each tile's input vector is scaled by its abs-max and quantised
+   to ``dac.bits`` over ±1 (binary spikes pass unchanged: they are already on the grid).
+2. **Read** ``read_matrix(state, cfg)``: conductances at time t with a fresh read-noise
+   draw, normalised to ``(G − g_min)/(g_max − g_min)``, G+ − G− per weight column,
+   through the IR-drop effective matrix when enabled.
+3. **MVM**: column outputs of every tile and slice (one batched matmul).
+4. **Output noise** ``+ out_noise_std·N(0,1)`` and **ADC** ``adc(y, bits, bound)``.
+5. **Digital**: shift-and-add of the slices, times the tile's weight scale and the
+   input's abs-max, partial sums of the tiles added, global drift compensation.
+
+Every stage is the identity when its switch is off, so with everything ideal the result is
+``x @ W.T`` up to float rounding (tiled or not, bit-sliced or not for weights on the grid).
+Units: conductances in µS; column outputs in normalised units (1 = one full-scale input on
+one g_max cell), the units of ``adc.range`` and ``out_noise_std`` (REFERENCE §3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Callable
+
+import numpy as np
+import torch
+
+from spikecim.analog.circuit import effective_conductance, effective_conductance_fast
+from spikecim.analog.config import CrossbarConfig
+from spikecim.analog.quant import abs_max_scale, quantize
+from spikecim.errors import SpikecimError
+
+__all__ = [
+    "TileState",
+    "weight_to_levels",
+    "program_tiles",
+    "set_time",
+    "read_matrix",
+    "crossbar_matmul",
+    "tile_weight",
+]
+
+
+@dataclass(frozen=True)
+class TileState:
+    """The programmed crossbars of one layer (explicit state, replaced by ``program``/``drift``).
+
+    Shapes: ``g_prog_us``/``nu`` ``[n_in, n_out, S, P, R, C]`` (tiles along inputs and
+    outputs, S slices, P = 2 for G+/G− or 1 for offset, R rows, C columns); ``mask``
+    ``[n_in, n_out, 1, 1, R, C]`` marks cells that hold a real weight; ``w_scale``
+    ``[n_in, n_out]`` is each tile's max|W|; ``slice_gain [S]`` the shift-and-add weights.
+    """
+
+    in_features: int
+    out_features: int
+    g_prog_us: torch.Tensor
+    nu: torch.Tensor
+    mask: torch.Tensor
+    w_scale: torch.Tensor
+    slice_gain: torch.Tensor
+    t_inference_s: float = 0.0
+    g_drift_us: torch.Tensor | None = None  # conductances at t without read noise
+    ir_eff_us: torch.Tensor | None = None  # IR-drop effective conductances at t
+    drift_gain: float = 1.0  # global drift compensation factor
+    readout_ref: float | None = None  # mean|Y0| of the compensation readout at programming
+
+
+def tile_shape(out_features: int, in_features: int, cfg: CrossbarConfig) -> tuple[int, int]:
+    """Rows and columns used per tile: the configured size, cut to the layer when it is
+    smaller (the layer sits in the corner next to the drivers and sense amplifiers; the
+    unused lines carry no current)."""
+    return min(cfg.tile_rows, in_features), min(cfg.tile_cols, out_features)
+
+
+def tile_weight(weight: torch.Tensor, cfg: CrossbarConfig) -> torch.Tensor:
+    """``W[out, in] -> [n_in, n_out, R, C]`` with zero padding (tile (a, b) holds W rows
+    b·C … and columns a·R …, transposed so rows are inputs)."""
+    out_f, in_f = weight.shape
+    R, C = tile_shape(out_f, in_f, cfg)
+    n_in, n_out = -(-in_f // R), -(-out_f // C)
+    w = torch.zeros(n_out * C, n_in * R, dtype=weight.dtype)
+    w[:out_f, :in_f] = weight.detach()
+    return w.view(n_out, C, n_in, R).permute(2, 0, 3, 1).contiguous()
+
+
+def weight_to_levels(weight: torch.Tensor, cfg: CrossbarConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Target levels in [0, 1] ``[n_in, n_out, S, P, R, C]``, tile scales and slice gains.
+
+    Analog weights: W/max|W| split into G+ = max(w, 0), G− = max(−w, 0) (differential) or
+    (w + 1)/2 (offset). Integer weights q = round(w·q_max), q_max = 2^(b−1) − 1, magnitude
+    (or q + q_max for offset) written in base 2^c digits d_k, one cell per digit with level
+    d_k/(2^c − 1); slice gain (2^c − 1)·2^(c·k)/q_max recombines them (REFERENCE §3).
+    """
+    wt = tile_weight(weight, cfg)
+    w_scale = wt.abs().amax(dim=(2, 3))
+    w_scale = torch.where(w_scale > 0, w_scale, torch.ones_like(w_scale))
+    wn = wt / w_scale[:, :, None, None]
+    if cfg.weight_bits is None:
+        if cfg.mapping == "differential":
+            levels = torch.stack([wn.clamp(min=0), (-wn).clamp(min=0)], dim=2)
+            gain = torch.ones(1, dtype=wt.dtype)
+        else:
+            levels = ((wn + 1) / 2).unsqueeze(2)
+            gain = torch.full((1,), 2.0, dtype=wt.dtype)
+        levels = levels.unsqueeze(2)  # S = 1
+    else:
+        q_max = 2 ** (cfg.weight_bits - 1) - 1
+        q = torch.round(wn * q_max).to(torch.int64)
+        parts = [q.clamp(min=0), (-q).clamp(min=0)] if cfg.mapping == "differential" else [q + q_max]
+        base = 2**cfg.bits_per_cell
+        digits = []
+        for k in range(cfg.n_slices):
+            digits.append(torch.stack([(p // base**k) % base for p in parts], dim=2))
+        levels = torch.stack(digits, dim=2).to(wt.dtype) / (base - 1)
+        gain = torch.tensor([(base - 1) * base**k / q_max for k in range(cfg.n_slices)], dtype=wt.dtype)
+    if cfg.conductance_levels is not None:
+        n = cfg.conductance_levels - 1
+        levels = torch.round(levels * n) / n
+    return levels, w_scale, gain
+
+
+def program_tiles(weight: torch.Tensor, cfg: CrossbarConfig, seed: int) -> TileState:
+    """Write the weights once: target conductances, write noise, device-to-device variation,
+    stuck cells, drift exponents. Non-finite weights are refused."""
+    if not torch.isfinite(weight).all():
+        raise SpikecimError("weights: a layer has non-finite values (NaN or inf); cannot program the crossbar")
+    gen = torch.Generator().manual_seed(int(seed))
+    weight = weight.detach().to(torch.float64)
+    levels, w_scale, gain = weight_to_levels(weight, cfg)
+    g_min, g_max = cfg.g_min_us, cfg.g_max_us
+    g_target = g_min + levels * (g_max - g_min)
+    g = cfg.device.program(g_target, g_max, gen)
+    if cfg.variation.enabled and cfg.variation.std_rel > 0:
+        g = (g * (1 + cfg.variation.std_rel * torch.randn(g.shape, generator=gen, dtype=g.dtype))).clamp(min=0)
+    if cfg.faults.enabled:
+        u = torch.rand(g.shape, generator=gen, dtype=g.dtype)
+        g = torch.where(u < cfg.faults.stuck_on_rate, torch.full_like(g, g_max), g)
+        g = torch.where(
+            (u >= cfg.faults.stuck_on_rate) & (u < cfg.faults.stuck_on_rate + cfg.faults.stuck_off_rate),
+            torch.full_like(g, g_min),
+            g,
+        )
+    nu = cfg.device.drift_exponent(g_target, g_max, gen)
+    out_f, in_f = weight.shape
+    mask = tile_weight(torch.ones_like(weight), cfg).bool()[:, :, None, None]
+    state = TileState(in_f, out_f, g, nu, mask, w_scale, gain)
+    state = set_time(state, cfg, 0.0)
+    if cfg.drift_compensation.enabled:
+        state = replace(state, readout_ref=_readout(state, cfg))
+    return state
+
+
+def set_time(state: TileState, cfg: CrossbarConfig, t_inference_s: float) -> TileState:
+    """The tiles at ``t_inference_s`` after programming: drifted conductances, the IR-drop
+    matrix at those conductances, and the drift-compensation gain."""
+    if not (np.isfinite(t_inference_s) and t_inference_s >= 0):
+        raise SpikecimError(f"drift: t_s must be finite and >= 0 seconds, got {t_inference_s}")
+    g_drift = cfg.device.drift(state.g_prog_us, state.nu, t_inference_s)
+    ir = _ir_effective(g_drift * state.mask, cfg) if cfg.ir_drop.enabled else None
+    state = replace(state, t_inference_s=float(t_inference_s), g_drift_us=g_drift, ir_eff_us=ir, drift_gain=1.0)
+    if cfg.drift_compensation.enabled and state.readout_ref is not None:
+        state = replace(state, drift_gain=state.readout_ref / _readout(state, cfg))
+    return state
+
+
+def _ir_effective(g_us: torch.Tensor, cfg: CrossbarConfig) -> torch.Tensor:
+    """Per physical array (one per tile, slice and polarity: R × C cells), the effective
+    conductances in µS under IR drop."""
+    ir = cfg.ir_drop
+    fn = effective_conductance if ir.method == "exact" else effective_conductance_fast
+    flat = g_us.reshape(-1, *g_us.shape[-2:]).numpy()  # padding cells hold no device: 0 S
+    eff = [fn(a * 1e-6, ir.r_wire_ohm, ir.r_driver_ohm, ir.r_sense_ohm) * 1e6 for a in flat]
+    return torch.from_numpy(np.stack(eff)).view_as(g_us)
+
+
+def read_matrix(state: TileState, cfg: CrossbarConfig) -> torch.Tensor:
+    """One read of all tiles: normalised signed matrix ``[n_in, n_out, S, R, C]``.
+
+    Drift to t, read noise (fresh draw), IR drop (the effective matrix at t plus the
+    read-noise deviation, a first-order treatment of the noise), normalisation, G+ − G−.
+    """
+    g_drift = state.g_drift_us
+    g = cfg.device.read_noise_sample(g_drift, state.g_prog_us, state.t_inference_s, cfg.g_max_us)
+    if state.ir_eff_us is not None:
+        g = state.ir_eff_us + (g - g_drift)
+    levels = (g - cfg.g_min_us) / (cfg.g_max_us - cfg.g_min_us)
+    signed = levels[:, :, :, 0] - levels[:, :, :, 1] if levels.shape[3] == 2 else levels[:, :, :, 0]
+    return signed * state.mask[:, :, :, 0]
+
+
+def _readout(state: TileState, cfg: CrossbarConfig) -> float:
+    """mean|Y| of one-hot inputs through every tile (the compensation readout)."""
+    m = read_matrix(state, cfg)
+    w = (m * state.slice_gain.view(1, 1, -1, 1, 1)).sum(2) * state.w_scale[:, :, None, None]
+    if cfg.mapping == "offset":
+        w = w - state.w_scale[:, :, None, None]
+    sel = state.mask[:, :, 0, 0]
+    return float(w.abs()[sel].mean())
+
+
+def crossbar_matmul(
+    x: torch.Tensor,
+    state: TileState,
+    cfg: CrossbarConfig,
+    adc_bound: float | None,
+    pre_adc_hook: Callable[[torch.Tensor], None] | None = None,
+) -> torch.Tensor:
+    """``x[N, in] -> y[N, out]`` through the staged pipeline (module docstring).
+
+    ``adc_bound`` in normalised units (None: the full range, ``tile_rows``);
+    ``pre_adc_hook(y)`` sees the column outputs before the ADC (range calibration)."""
+    n_in, n_out, S, _, R, C = state.g_prog_us.shape
+    N = x.shape[0]
+    xp = torch.nn.functional.pad(x, (0, n_in * R - state.in_features)).view(N, n_in, R)
+    # 1. DAC
+    if cfg.dac.enabled:
+        in_scale = abs_max_scale(xp)
+        xq = quantize(xp / in_scale, cfg.dac.bits, 1.0)
+    else:
+        in_scale, xq = None, xp
+    # 2. read (conductances -> signed normalised matrix), in the input's dtype
+    m = read_matrix(state, cfg).to(x.dtype)  # [n_in, n_out, S, R, C]
+    m = m.permute(0, 3, 1, 2, 4).reshape(n_in, R, n_out * S * C)
+    # 3. MVM per input tile
+    y = torch.bmm(xq.transpose(0, 1), m)  # [n_in, N, n_out*S*C]
+    # 4. output noise and ADC
+    if cfg.out_noise_std > 0:
+        y = y + cfg.out_noise_std * torch.randn_like(y)
+    if pre_adc_hook is not None:
+        pre_adc_hook(y)
+    if cfg.adc.enabled:
+        bound = float(R) if adc_bound is None else adc_bound
+        y = quantize(y, cfg.adc.bits, bound)
+    # 5. digital: shift-and-add, scales, tile sums
+    y = y.view(n_in, N, n_out, S, C)
+    y = (y * state.slice_gain.to(x.dtype).view(1, 1, 1, S, 1)).sum(3)
+    if cfg.mapping == "offset":
+        y = y - xq.transpose(0, 1).sum(-1)[:, :, None, None]
+    y = y * state.w_scale.to(x.dtype)[:, None, :, None]
+    if in_scale is not None:
+        y = y * in_scale.transpose(0, 1)[:, :, :, None]
+    y = y.sum(0).reshape(N, n_out * C)[:, : state.out_features]
+    return y * state.drift_gain if state.drift_gain != 1.0 else y

@@ -1,0 +1,111 @@
+"""A NIR file wherever a model is expected, and NIR run folders.
+
+``load_model(path)`` accepts
+
+- a ``.nir`` file: built with :func:`~spikecim.interop.from_nir` (dt from the file's
+  metadata, else 1e-4 s; forward Euler);
+- a folder written by ``spikecim nir import``: ``model.nir`` plus ``nir.yaml`` (the dt and
+  convention chosen at import);
+- a run folder written by ``spikecim run``: ``config.yaml`` and ``checkpoint/snn.safetensors``,
+  rebuilt with :func:`spikecim.models.create_model` (``input_shape`` set from the data set).
+
+``import_run(file, run_dir)`` writes such a NIR folder: the graph is built and checked first,
+then the files are written to a temporary folder that is renamed into place, so a bad file
+leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+import yaml
+from torch import nn
+
+from spikecim.errors import SpikecimError
+from spikecim.interop.importer import from_nir
+
+__all__ = ["load_model", "load_run_model", "import_run", "NIR_FILE", "NIR_META"]
+
+NIR_FILE = "model.nir"
+NIR_META = "nir.yaml"
+
+
+def load_model(path: str | Path, dt: float | None = None, convention: str | None = None) -> nn.Module:
+    """A time-major model from a ``.nir`` file, a NIR run folder or a ``spikecim run`` folder."""
+    path = Path(path)
+    if path.is_dir():
+        if (path / NIR_FILE).is_file():
+            meta = read_meta(path)
+            return from_nir(path / NIR_FILE, dt=dt or meta.get("dt"), convention=convention or meta.get("convention", "euler"))
+        if (path / "config.yaml").is_file():
+            return load_run_model(path)
+        raise SpikecimError(f"{path}: neither a NIR folder ({NIR_FILE}) nor a run folder (config.yaml)")
+    return from_nir(path, dt=dt, convention=convention or "euler")
+
+
+def read_meta(run_dir: Path) -> dict:
+    meta_path = Path(run_dir) / NIR_META
+    if not meta_path.is_file():
+        return {}
+    try:
+        meta = yaml.safe_load(meta_path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise SpikecimError(f"{meta_path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    return meta if isinstance(meta, dict) else {}
+
+
+def load_run_model(run_dir: str | Path, variant: str = "snn") -> nn.Module:
+    """Rebuild the trained model of a ``spikecim run`` folder (config.yaml + checkpoint)."""
+    from spikecim.config import load_config
+    from spikecim.data import dataset_from_config
+    from spikecim.pipeline.run import build_models
+    from spikecim.train.checkpoint import load_weights, weights_path
+
+    run_dir = Path(run_dir)
+    cfg = load_config(run_dir / "config.yaml")
+    data = dataset_from_config(cfg.data)
+    models = build_models(cfg, data)
+    if variant not in models:
+        raise SpikecimError(f"{run_dir}: the run has no '{variant}' model")
+    model = models[variant]
+    load_weights(model, weights_path(run_dir / "checkpoint", variant))
+    shape = tuple(data.sample_shape)
+    model.input_shape = shape[1:] if getattr(data, "time_major_input", False) else shape
+    return model.eval()
+
+
+def import_run(nir_file: str | Path, run_dir: str | Path, dt: float | None = None, convention: str = "euler") -> nn.Module:
+    """Check ``nir_file`` by building it, then write ``run_dir/model.nir`` and ``nir.yaml``."""
+    nir_file, run_dir = Path(nir_file), Path(run_dir)
+    model = from_nir(nir_file, dt=dt, convention=convention)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise SpikecimError(f"-o: {run_dir} exists and is not empty; choose another folder")
+    meta = {
+        "source": str(nir_file),
+        "dt": model.nir_dt,
+        "convention": model.nir_convention,
+        "input_shape": list(model.input_shape),
+        "output_shape": list(_output_shape(model)),
+    }
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.", dir=run_dir.parent))
+    try:
+        shutil.copyfile(nir_file, tmp / NIR_FILE)
+        (tmp / NIR_META).write_text(yaml.safe_dump(meta, sort_keys=False))
+        if run_dir.exists():
+            run_dir.rmdir()
+        tmp.rename(run_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return model
+
+
+def _output_shape(model: nn.Module) -> tuple[int, ...]:
+    p = next(model.parameters(), None)
+    dtype = p.dtype if p is not None else torch.get_default_dtype()
+    with torch.no_grad():
+        return tuple(model(torch.zeros((1, 1, *model.input_shape), dtype=dtype)).shape[2:])

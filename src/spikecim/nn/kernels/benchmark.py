@@ -1,0 +1,260 @@
+"""Speed of one Linear + LIF layer against the peer libraries (REFERENCE §6).
+
+The workload: ``Linear(F -> F)`` over a whole sequence ``x[T, B, F]`` followed by a LIF
+neuron (beta 0.9, threshold 1, subtract reset), forward and backward of ``spikes.sum()``,
+for each library in one process, interleaved (one run of each library per round), median
+of ``repeats`` rounds after ``warmup`` rounds. ``linear-floor`` is the Linear alone: no
+neuron can make the layer faster than it.
+
+| name | what runs |
+| --- | --- |
+| ``spikecim`` | ``torch.nn.Linear`` + ``spikecim.nn.LIF`` (the fused kernel when available) |
+| ``snntorch`` | ``torch.nn.Linear`` on the sequence, then ``snn.Leaky`` stepped in a Python loop |
+| ``spikingjelly`` | ``layer.Linear`` + ``neuron.LIFNode(tau=10, decay_input=False, v_reset=None)``, step_mode ``m`` |
+| ``norse`` | ``torch.nn.Linear`` on the sequence, then ``LIFBoxCell`` stepped in a Python loop |
+| ``linear-floor`` | ``torch.nn.Linear`` alone |
+
+Memory, two figures per run, both excluding the input and the weights that exist before:
+
+- ``peak_mib``: the highest total of torch CPU allocations during one forward + backward,
+  from the torch profiler's allocation and free events;
+- ``saved_mib``: the bytes of the distinct tensors autograd keeps for the backward pass
+  (``torch.autograd.graph.saved_tensors_hooks``), the part of memory that grows with T.
+
+A peer that is not installed is skipped with a note.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import torch
+
+__all__ = ["LIBRARIES", "BenchRow", "BenchReport", "run_lif_benchmark", "format_report"]
+
+Forward = Callable[[torch.Tensor], torch.Tensor]
+# name -> (module that must be importable, or None; builder(features) -> (forward, parameters))
+LIBRARIES: dict[str, tuple[str | None, Callable[[int], tuple[Forward, list[torch.Tensor]]]]] = {}
+
+
+def _library(name: str, requires: str | None = None):
+    def register(build):
+        LIBRARIES[name] = (requires, build)
+        return build
+
+    return register
+
+
+@_library("spikecim")
+def _spikecim(features: int):
+    from spikecim.nn import LIF
+
+    lin, neuron = torch.nn.Linear(features, features), LIF(beta=0.9, threshold=1.0)
+    return (lambda x: neuron(lin(x))), list(lin.parameters())
+
+
+@_library("snntorch", requires="snntorch")
+def _snntorch(features: int):
+    import snntorch as snn
+
+    lin, leaky = torch.nn.Linear(features, features), snn.Leaky(beta=0.9, threshold=1.0)
+
+    def forward(x):
+        cur, mem, out = lin(x), leaky.init_leaky(), []
+        for t in range(x.shape[0]):
+            spk, mem = leaky(cur[t], mem)
+            out.append(spk)
+        return torch.stack(out)
+
+    return forward, list(lin.parameters())
+
+
+@_library("spikingjelly", requires="spikingjelly")
+def _spikingjelly(features: int):
+    from spikingjelly.activation_based import functional, layer, neuron
+
+    net = torch.nn.Sequential(
+        layer.Linear(features, features, step_mode="m"),
+        neuron.LIFNode(tau=10.0, decay_input=False, v_threshold=1.0, v_reset=None, step_mode="m"),
+    )
+
+    def forward(x):
+        functional.reset_net(net)
+        return net(x)
+
+    return forward, list(net.parameters())
+
+
+@_library("norse", requires="norse")
+def _norse(features: int):
+    from norse.torch import LIFBoxCell
+
+    lin, cell = torch.nn.Linear(features, features), LIFBoxCell()
+
+    def forward(x):
+        cur, state, out = lin(x), None, []
+        for t in range(x.shape[0]):
+            z, state = cell(cur[t], state)
+            out.append(z)
+        return torch.stack(out)
+
+    return forward, list(lin.parameters())
+
+
+@_library("linear-floor")
+def _floor(features: int):
+    lin = torch.nn.Linear(features, features)
+    return lin, list(lin.parameters())
+
+
+@dataclass(frozen=True)
+class BenchRow:
+    library: str
+    batch: int
+    median_ms: float
+    min_ms: float
+    times_floor: float | None  # median / median of linear-floor at this batch
+    spikecim_speedup: float | None  # this library's median / spikecim's (how much faster spikecim is)
+    peak_mib: float | None
+    saved_mib: float | None
+
+
+@dataclass
+class BenchReport:
+    timesteps: int
+    features: int
+    repeats: int
+    threads: int
+    torch_version: str
+    rows: list[BenchRow] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+
+def run_lif_benchmark(
+    batches: tuple[int, ...] = (16, 64),
+    timesteps: int = 100,
+    features: int = 512,
+    repeats: int = 7,
+    warmup: int = 2,
+    libraries: tuple[str, ...] | None = None,
+    seed: int = 0,
+) -> BenchReport:
+    """Time every library on the Linear + LIF workload; see the module docstring."""
+    names = list(libraries or LIBRARIES)
+    report = BenchReport(timesteps, features, repeats, torch.get_num_threads(), torch.__version__)
+    cases = {}
+    for name in names:
+        requires, build = LIBRARIES[name]
+        if requires and importlib.util.find_spec(requires) is None:
+            report.notes.append(f"{name}: skipped, not installed (pip install 'spikecim[peers]')")
+            continue
+        torch.manual_seed(seed)
+        cases[name] = build(features)
+    for batch in batches:
+        x = torch.rand(timesteps, batch, features, generator=torch.Generator().manual_seed(seed))
+        times = {name: [] for name in cases}
+        for round_ in range(warmup + repeats):
+            for name, (forward, params) in cases.items():
+                dt = _time_once(forward, params, x)
+                if round_ >= warmup:
+                    times[name].append(dt)
+        medians = {name: statistics.median(ts) for name, ts in times.items()}
+        floor, ours = medians.get("linear-floor"), medians.get("spikecim")
+        for name, (forward, params) in cases.items():
+            peak, saved = _memory(forward, params, x)
+            report.rows.append(
+                BenchRow(
+                    library=name,
+                    batch=batch,
+                    median_ms=medians[name] * 1e3,
+                    min_ms=min(times[name]) * 1e3,
+                    times_floor=medians[name] / floor if floor else None,
+                    spikecim_speedup=medians[name] / ours if ours else None,
+                    peak_mib=peak,
+                    saved_mib=saved,
+                )
+            )
+    return report
+
+
+def format_report(report: BenchReport) -> str:
+    """A Markdown table with every column, then the ratios' meaning and any notes."""
+
+    def num(v, fmt):
+        return "n/a" if v is None else format(v, fmt)
+
+    lines = [
+        f"Linear({report.features}->{report.features}) + LIF, T = {report.timesteps}, forward + backward, "
+        f"median of {report.repeats} interleaved runs; torch {report.torch_version}, {report.threads} threads",
+        "",
+        "| library | B | median ms | min ms | x floor | spikecim speed-up | peak MiB | saved MiB |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in report.rows:
+        lines.append(
+            f"| {r.library} | {r.batch} | {r.median_ms:.2f} | {r.min_ms:.2f} | {num(r.times_floor, '.2f')} | "
+            f"{num(r.spikecim_speedup, '.2f')} | {num(r.peak_mib, '.2f')} | {num(r.saved_mib, '.2f')} |"
+        )
+    lines += [
+        "",
+        "x floor: median / Linear-alone median. spikecim speed-up: this library's median / spikecim's.",
+        "peak MiB: highest torch CPU allocation total in one forward+backward (profiler events); "
+        "saved MiB: tensors kept for backward.",
+    ]
+    lines += [f"note: {n}" for n in report.notes]
+    return "\n".join(lines)
+
+
+def _time_once(forward: Forward, params: list[torch.Tensor], x: torch.Tensor) -> float:
+    for p in params:
+        p.grad = None
+    t0 = time.perf_counter()
+    forward(x).sum().backward()
+    return time.perf_counter() - t0
+
+
+def _memory(forward: Forward, params: list[torch.Tensor], x: torch.Tensor) -> tuple[float | None, float | None]:
+    for p in params:
+        p.grad = None
+    storages: dict[int, int] = {}
+    before = {x.untyped_storage().data_ptr()} | {p.untyped_storage().data_ptr() for p in params}
+
+    def pack(t):
+        ptr = t.untyped_storage().data_ptr()
+        if ptr not in before:
+            storages[ptr] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = forward(x)
+    saved = sum(storages.values()) / 2**20
+    del out
+    for p in params:
+        p.grad = None
+    return _peak_mib(lambda: forward(x).sum().backward()), saved
+
+
+def _peak_mib(step: Callable[[], None]) -> float | None:
+    """Peak of torch CPU allocations during ``step``, from the profiler's memory events."""
+    from torch.profiler import ProfilerActivity, profile
+
+    try:
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            step()
+        events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+    except (AttributeError, RuntimeError):  # the profiler's event API differs in this torch
+        return None
+    events.sort(key=lambda e: e.start_ns())
+    live = peak = 0
+    for e in events:
+        live += e.nbytes()
+        peak = max(peak, live)
+    return peak / 2**20

@@ -1,0 +1,78 @@
+"""The autograd function shared by the fused LIF kernels; only the launcher differs.
+
+A launcher runs the whole time loop on one device: ``forward`` fills the spikes, the
+membrane and what the backward pass needs; ``backward`` runs the reverse-time surrogate
+gradient and fills the gradients asked for. Tensors are contiguous, ``[T, *step]`` for
+sequences and ``[*step]`` for per-neuron values; ``None`` stands for "not needed".
+
+What the backward pass keeps (never a float copy of the spikes):
+
+=========================  =============================================================
+delayed reset              the membrane output U (S[t] = U[t] > theta, R[t] = U[t-1] > theta)
+same-step, subtract        U and the spikes as bytes (V - theta = U if S else U - theta)
+same-step, zero            the pre-reset membrane V (S = V > theta, U = 0 if S else V)
+=========================  =============================================================
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+
+__all__ = ["Launcher", "fused_lif"]
+
+
+class Launcher(Protocol):
+    def forward(self, x, beta, th, m0, spk, mem, vsave, sbits, params) -> None: ...
+
+    def backward(self, gs, gm, saved, sbits, beta, th, m0, gx, gbeta, gth, gm0, params) -> None: ...
+
+
+def fused_lif(launcher: Launcher, x: torch.Tensor, params, mem0: torch.Tensor | None):
+    """``(spikes, membrane)`` of the LIF over ``x[T, B, ...]``, same contract as the reference."""
+    step = x.shape[1:]
+    beta = _per_neuron(params.beta, step, x)
+    th = _per_neuron(params.threshold, step, x)
+    return _FusedLIF.apply(x, beta, th, mem0, params, launcher)
+
+
+def _per_neuron(value, step: torch.Size, x: torch.Tensor) -> torch.Tensor:
+    """``value`` as a contiguous ``[*step]`` tensor of x's dtype; autograd sums its gradient back."""
+    if not isinstance(value, torch.Tensor):
+        return torch.full(step, float(value), dtype=x.dtype, device=x.device)
+    return value.to(x.dtype).expand(step).contiguous()
+
+
+class _FusedLIF(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, beta, th, mem0, params, launcher):
+        ctx.set_materialize_grads(False)
+        x = x.contiguous()
+        spk, mem = torch.empty_like(x), torch.empty_like(x)
+        m0 = mem0.contiguous() if mem0 is not None else None
+        training = any(ctx.needs_input_grad[:4])
+        same_step, subtract = not params.reset_delay, params.reset == "subtract"
+        sbits = torch.empty(x.shape, dtype=torch.uint8, device=x.device) if training and same_step and subtract else None
+        vsave = torch.empty_like(x) if training and same_step and not subtract else None
+        launcher.forward(x, beta, th, m0, spk, mem, vsave, sbits, params)
+        if training:
+            ctx.save_for_backward(vsave if vsave is not None else mem, sbits, beta, th, m0)
+            ctx.params, ctx.launcher = params, launcher
+        return spk, mem
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_spk, grad_mem):
+        saved, sbits, beta, th, m0 = ctx.saved_tensors
+        if grad_spk is None and grad_mem is None:
+            return None, None, None, None, None, None
+        _, need_beta, need_th, need_m0 = ctx.needs_input_grad[:4]
+        gx = torch.empty_like(saved)
+        gbeta = torch.empty_like(beta) if need_beta else None
+        gth = torch.empty_like(th) if need_th else None
+        gm0 = torch.empty_like(saved[0]) if need_m0 else None
+        gs = grad_spk.contiguous() if grad_spk is not None else None
+        gm = grad_mem.contiguous() if grad_mem is not None else None
+        ctx.launcher.backward(gs, gm, saved, sbits, beta, th, m0, gx, gbeta, gth, gm0, ctx.params)
+        return gx, gbeta, gth, gm0, None, None

@@ -1,0 +1,213 @@
+"""The fused CPU LIF kernel equals the reference loop (spikecim.nn.functional.lif).
+
+The oracle is ``lif(..., backend="reference")``, the per-step Python loop over
+``lif_step`` that is itself checked against snnTorch and SpikingJelly elsewhere. Here the
+kernel must reproduce it to 1e-6 in spikes, membrane and every gradient (x, beta, theta,
+mem0) over hypothesis-generated shapes, beta, theta (scalar and per neuron), both resets,
+both reset timings, detach_reset and every surrogate.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from spikecim.errors import SpikecimError
+from spikecim.nn import kernels
+from spikecim.nn.functional import LIFParams, lif
+from spikecim.nn.kernels import cpu
+from spikecim.nn.surrogate import SURROGATES
+
+pytestmark = pytest.mark.skipif(not cpu.available(torch.float64), reason="no C compiler: the CPU kernel is not built")
+
+SURROGATE_PARAMS = {"atan": 2.0, "fast_sigmoid": 10.0, "sigmoid": 5.0, "triangular": 1.0, "straight_through": None}
+
+
+@st.composite
+def lif_case(draw):
+    step = tuple(draw(st.lists(st.integers(1, 5), min_size=0, max_size=3)))
+    T = draw(st.integers(1, 12))
+
+    def param(low: float, high: float):
+        if draw(st.booleans()) or not step:
+            return draw(st.floats(low, high)), False
+        # a per-neuron shape aligned to the trailing dims, some of them broadcast (size 1)
+        n = draw(st.integers(1, len(step)))
+        shape = tuple(d if draw(st.booleans()) else 1 for d in step[-n:])
+        learn = draw(st.booleans())
+        return ("tensor", shape, low, high), learn
+
+    name = draw(st.sampled_from(sorted(SURROGATES)))
+    return dict(
+        T=T,
+        step=step,
+        beta=param(0.0, 1.0),
+        threshold=param(0.3, 2.0),
+        reset=draw(st.sampled_from(["subtract", "zero"])),
+        reset_delay=draw(st.booleans()),
+        detach_reset=draw(st.booleans()),
+        surrogate=name,
+        scale=draw(st.floats(0.2, 3.0)),
+        mem0=draw(st.sampled_from([None, "fixed", "learn"])),
+        seed=draw(st.integers(0, 2**16)),
+    )
+
+
+def _run(case, backend: str, dtype: torch.dtype):
+    g = torch.Generator().manual_seed(case["seed"])
+    shape = (case["T"], *case["step"])
+    x = (torch.randn(shape, generator=g, dtype=dtype) * case["scale"]).requires_grad_()
+    leaves = [x]
+
+    def make(spec):
+        value, learn = spec
+        if not isinstance(value, tuple):
+            return value
+        _, pshape, low, high = value
+        t = (low + (high - low) * torch.rand(pshape, generator=g, dtype=dtype)).requires_grad_(learn)
+        if learn:
+            leaves.append(t)
+        return t
+
+    beta, threshold = make(case["beta"]), make(case["threshold"])
+    mem0 = None
+    if case["mem0"] is not None:
+        mem0 = torch.randn(shape[1:], generator=g, dtype=dtype).requires_grad_(case["mem0"] == "learn")
+        if case["mem0"] == "learn":
+            leaves.append(mem0)
+    sg = case["surrogate"]
+    p = SURROGATE_PARAMS[sg]
+    surrogate = SURROGATES[sg]() if p is None else SURROGATES[sg](p)
+    spk, mem = lif(
+        x, beta, threshold, case["reset"], case["reset_delay"], surrogate, case["detach_reset"],
+        mem0=mem0, backend=backend,
+    )
+    # a loss that uses both outputs, with weights so that every step's gradient differs
+    w_s, w_m = torch.randn(shape, generator=g, dtype=dtype), torch.randn(shape, generator=g, dtype=dtype)
+    grads = torch.autograd.grad((spk * w_s).sum() + (mem * w_m).sum(), leaves)
+    return spk.detach(), mem.detach(), grads
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(lif_case())
+def test_fused_cpu_kernel_equals_reference_in_spikes_membrane_and_gradients(case):
+    ref = _run(case, "reference", torch.float64)
+    fused = _run(case, "cpu", torch.float64)
+    assert torch.equal(fused[0], ref[0])
+    torch.testing.assert_close(fused[1], ref[1], rtol=0, atol=1e-6)
+    assert len(fused[2]) == len(ref[2])
+    for gf, gr in zip(fused[2], ref[2]):
+        assert gf.shape == gr.shape
+        torch.testing.assert_close(gf, gr, rtol=0, atol=1e-6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(lif_case())
+def test_fused_cpu_kernel_in_float32_has_identical_spikes_and_membrane(case):
+    """Same operations in the same order, no fused multiply-add: bit-identical forward."""
+    ref = _run(case, "reference", torch.float32)
+    fused = _run(case, "cpu", torch.float32)
+    assert torch.equal(fused[0], ref[0])
+    assert torch.equal(fused[1], ref[1])
+    for gf, gr in zip(fused[2], ref[2]):
+        # gradients are sums whose order differs from autograd's: equal to float32 rounding
+        scale = max(1.0, gr.abs().max().item())
+        torch.testing.assert_close(gf, gr, rtol=0, atol=1e-5 * scale)
+
+
+def test_auto_backend_selects_the_cpu_kernel_for_cpu_float_tensors():
+    p = LIFParams()
+    assert kernels.select(torch.zeros(3, 2), p, None, "auto") is cpu.lif_cpu
+    assert kernels.select(torch.zeros(3, 2, dtype=torch.float64), p, None, "auto") is cpu.lif_cpu
+
+
+def test_calls_the_kernel_does_not_implement_run_the_reference():
+    x = torch.zeros(3, 2, 4)
+    assert kernels.select(x.half(), LIFParams(), None, "auto") is None
+    # a per-neuron beta of another dtype would promote the reference's result to float64
+    assert kernels.select(x, LIFParams(beta=torch.full((4,), 0.5, dtype=torch.float64)), None, "auto") is None
+    assert kernels.select(x, LIFParams(), torch.zeros(4), "auto") is None  # mem0 not of one step's shape
+    assert kernels.select(x, LIFParams(), None, "reference") is None
+
+
+def test_forcing_the_cpu_kernel_on_an_unsupported_call_is_a_one_line_error():
+    with pytest.raises(SpikecimError, match="backend: 'cpu' cannot run"):
+        lif(torch.zeros(3, 2, dtype=torch.float16), backend="cpu")
+    with pytest.raises(SpikecimError, match="backend: unknown 'fast'"):
+        lif(torch.zeros(3, 2), backend="fast")
+
+
+def test_fused_lif_with_a_zero_dim_float64_beta_matches_the_reference():
+    """A 0-dim tensor does not promote the result (as in the module's buffers)."""
+    x = torch.randn(6, 3, 4)
+    beta = torch.tensor(0.8, dtype=torch.float64, requires_grad=True)
+    out = {}
+    for backend in ("reference", "cpu"):
+        s, m = lif(x.requires_grad_(), beta, 1.0, backend=backend)
+        out[backend] = (s, m, *torch.autograd.grad(s.sum() + m.sum(), [x, beta]))
+    for a, b in zip(out["cpu"], out["reference"]):
+        assert a.dtype == b.dtype
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "reset_delay, reset, expected_saved",
+    [(True, "subtract", {"membrane"}), (True, "zero", {"membrane"}), (False, "subtract", {"membrane", "uint8"}),
+     (False, "zero", {"pre-reset membrane"})],
+)
+def test_backward_keeps_one_float_sequence_and_spikes_as_bytes(reset_delay, reset, expected_saved):
+    """Only what the backward pass needs: never a float copy of the spikes."""
+    T, B, N = 8, 3, 5
+    x = torch.randn(T, B, N, requires_grad=True)
+    saved = []
+
+    def pack(t):
+        saved.append(t)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        spk, mem = lif(x, 0.9, 1.0, reset, reset_delay, backend="cpu")
+    full = [t for t in saved if t.shape == x.shape]
+    kinds = set()
+    for t in full:
+        if t.dtype == torch.uint8:
+            kinds.add("uint8")
+        elif t.data_ptr() == mem.data_ptr():
+            kinds.add("membrane")
+        else:
+            kinds.add("pre-reset membrane")
+        assert t.data_ptr() != spk.data_ptr()
+    assert kinds == expected_saved
+    assert len(full) == len(expected_saved)
+    # everything else saved is per neuron (one step), not per step
+    assert all(t.numel() <= B * N for t in saved if t.shape != x.shape)
+
+
+def test_without_a_c_compiler_lif_falls_back_to_the_reference(monkeypatch, tmp_path):
+    monkeypatch.setenv("SPIKECIM_CACHE_DIR", str(tmp_path))
+
+    def no_compiler():
+        raise OSError("no C compiler found (set CC)")
+
+    monkeypatch.setattr(cpu, "_compiler", no_compiler)
+    cpu._library.cache_clear()
+    try:
+        x = torch.randn(5, 2, 3)
+        with pytest.warns(UserWarning, match="could not be built"):
+            assert kernels.select(x, LIFParams(), None, "auto") is None
+        s, m = lif(x)
+        s_ref, m_ref = lif(x, backend="reference")
+        assert torch.equal(s, s_ref) and torch.equal(m, m_ref)
+    finally:
+        cpu._library.cache_clear()
+
+
+def test_inference_without_grad_runs_the_kernel_and_saves_nothing():
+    x = torch.randn(10, 4, 6)
+    with torch.no_grad():
+        s, m = lif(x, 0.7, 0.5, "zero", False, backend="cpu")
+    s_ref, m_ref = lif(x, 0.7, 0.5, "zero", False, backend="reference")
+    assert torch.equal(s, s_ref) and torch.equal(m, m_ref)
+    assert s.grad_fn is None
