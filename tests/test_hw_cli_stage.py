@@ -95,11 +95,11 @@ def test_hardware_stage_costs_snn_and_ann_side_by_side(run_dir):
     m = stage.fn(ctx)
     assert m["archs"] == ["naive-45nm", "imc-rram-65nm", "systolic-sata"]
     for arch in m["archs"]:
-        s, a = m["results"]["snn"][arch], m["results"]["ann"][arch]
+        s, a = m["snn"][arch], m["ann"][arch]
         assert m["snn_over_ann"][arch]["energy_pj"] == pytest.approx(s["energy_pj"] / a["energy_pj"])
-        assert (run_dir / m["reports"]["snn"][arch]).exists()
-    assert len(m["table"]) == 6
-    assert all((run_dir / p).exists() for p in m["plots"])
+        assert (run_dir / m["files"]["reports"]["snn"][arch]).exists()
+        assert sum(s["energy_by_layer_pj"].values()) == pytest.approx(s["energy_pj"])
+    assert len(m["files"]["plots"]) == 2 and all((run_dir / p).exists() for p in m["files"]["plots"])
     json.dumps(m)  # metrics.json must be able to hold it
     section = next(s for s in list_sections() if s.name == "hardware")
     html = section.fn({"hardware": m}, run_dir)

@@ -115,5 +115,15 @@ def test_stage_config_refuses_unknown_architecture():
 
     with pytest.raises(ValidationError, match="unknown architecture 'nope'"):
         HardwareStageConfig(archs=["nope"])
-    with pytest.raises(ValidationError):
+    with pytest.raises(ValidationError, match="file not found"):
+        HardwareStageConfig(archs=["missing/chip.yaml"])
+    with pytest.raises(ValidationError, match="estimators"):
         HardwareStageConfig(estimators=["imc"])  # extra keys are forbidden
+
+
+def test_run_config_names_the_hardware_field():
+    from spikecim.config import load_config
+
+    with pytest.raises(SpikecimError) as e:
+        load_config(overrides=["hardware.archs=[tpu]"])
+    assert "config.hardware.archs" in one_line(e) and "unknown architecture 'tpu'" in one_line(e)

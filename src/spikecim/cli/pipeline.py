@@ -151,9 +151,11 @@ def _summary(metrics: dict, run_dir: Path) -> None:
         if stage == "timing_s" or not isinstance(res, dict):
             continue
         for variant, val in res.items():
-            if isinstance(val, dict):
-                keys = [k for k in ("accuracy", "test_acc", "dense_macs", "effective_acs", "activation_sparsity")
-                        if k in val]
+            if isinstance(val, dict) and val and all(isinstance(x, dict) and "energy_pj" in x for x in val.values()):
+                text = ", ".join(f"{arch}: {_fmt(x['energy_pj'])} pJ" for arch, x in val.items())
+            elif isinstance(val, dict):
+                keys = [k for k in ("accuracy", "test_acc", "dense_macs", "effective_acs", "activation_sparsity",
+                                    "mean", "energy_pj") if k in val]
                 text = ", ".join(f"{k}={_fmt(val[k])}" for k in keys) or ", ".join(list(val)[:5])
             else:
                 text = _fmt(val)

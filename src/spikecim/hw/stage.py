@@ -6,11 +6,11 @@ the "estimated versus hardware" table), writes each :class:`CostReport` to
 ``hardware/<variant>_<arch>.json`` and the plots to ``plots/hw_*.png``.
 
 Metrics (``metrics.json["hardware"]``):
-- ``results[variant][arch]``: :meth:`CostReport.summary` (totals, EDP, EDAP, TOPS/W,
+- ``snn[arch]``, ``ann[arch]``: :meth:`CostReport.summary` (totals, EDP, EDAP, TOPS/W,
   TOPS/mm², energy by component and by layer, area by component)
-- ``snn_over_ann[arch]``: SNN / ANN ratios of ``energy``, ``latency`` and ``edp``
-- ``table``: one row per (variant, arch) with the headline figures
-- ``reports``, ``plots``: paths relative to the run folder
+- ``snn_over_ann[arch]``: SNN / ANN ratios of ``energy_pj``, ``latency_ns`` and ``edp_pj_ns``
+- ``mode`` (event or dense), ``archs``
+- ``files``: ``reports[variant][arch]`` and ``plots``, paths relative to the run folder
 """
 
 from __future__ import annotations
@@ -62,19 +62,6 @@ def hardware_stage(ctx) -> dict:
                 k: (s[k] / a[k] if s[k] is not None and a[k] else None)
                 for k in ("energy_pj", "latency_ns", "edp_pj_ns")
             }
-    table = [
-        {
-            "variant": v,
-            "arch": label,
-            "estimator": r.estimator,
-            "energy_pj": r.energy_pj,
-            "latency_ns": r.latency_ns,
-            "area_um2": r.area_um2,
-            "edp_pj_ns": r.edp_pj_ns,
-            "tops_per_w": r.tops_per_w,
-        }
-        for (v, label), r in reports.items()
-    ]
     plots = []
     if cfg.plots and reports:
         labelled = {f"{v}/{label}": r for (v, label), r in reports.items()}
@@ -82,14 +69,21 @@ def hardware_stage(ctx) -> dict:
         hw_only = {k: r for k, r in labelled.items() if r.latency_ns > 0} or labelled
         plots.append(plot_layers(hw_only, ctx.plots_dir / "hw_layers.png"))
     return {
-        "archs": [_label(a) for a in cfg.archs],
-        "mode": "dense" if cfg.dense else "event",
-        "results": results,
+        **results,
         "snn_over_ann": ratios,
-        "table": table,
-        "reports": paths,
-        "plots": [str(Path(p).relative_to(ctx.run_dir)) for p in plots],
+        "mode": "dense" if cfg.dense else "event",
+        "archs": [_label(a) for a in cfg.archs],
+        "files": {"reports": paths, "plots": [str(Path(p).relative_to(ctx.run_dir)) for p in plots]},
     }
+
+
+def _top(by_component: dict) -> str:
+    """The component with the largest energy and its share, e.g. ``adc 41 %``."""
+    total = sum(by_component.values())
+    if not total:
+        return ""
+    name, value = max(by_component.items(), key=lambda kv: kv[1])
+    return f"{name} {100 * value / total:.0f} %"
 
 
 def _num(v) -> str:
@@ -101,13 +95,16 @@ def _num(v) -> str:
 @register_section("hardware", "Hardware cost: estimated versus hardware", order=60)
 def hardware_section(metrics: dict, run_dir: Path) -> str:
     m = metrics.get("hardware")
-    if not m or not m.get("table"):
+    variants = [v for v in ("snn", "ann") if m and isinstance(m.get(v), dict)]
+    if not variants:
         return ""
     rows = "".join(
-        f"<tr><td>{html.escape(r['variant'])}</td><td>{html.escape(r['arch'])}</td><td>{r['estimator']}</td>"
+        f"<tr><td>{v}</td><td>{html.escape(arch)}</td><td>{r['estimator']}</td>"
         f"<td>{_num(r['energy_pj'] / 1e6)}</td><td>{_num(r['latency_ns'] / 1e3 if r['latency_ns'] else None)}</td>"
-        f"<td>{_num(r['area_um2'] / 1e6 if r['area_um2'] else None)}</td><td>{_num(r['tops_per_w'])}</td></tr>"
-        for r in m["table"]
+        f"<td>{_num(r['area_um2'] / 1e6 if r['area_um2'] else None)}</td><td>{_num(r['tops_per_w'])}</td>"
+        f"<td>{html.escape(_top(r['energy_by_component_pj']))}</td></tr>"
+        for v in variants
+        for arch, r in m[v].items()
     )
     parts = [
         (
@@ -116,7 +113,7 @@ def hardware_section(metrics: dict, run_dir: Path) -> str:
         ),
         (
             "<table><tr><th>variant</th><th>architecture</th><th>estimator</th><th>energy (µJ)</th>"
-            f"<th>latency (µs)</th><th>area (mm²)</th><th>TOPS/W</th></tr>{rows}</table>"
+            f"<th>latency (µs)</th><th>area (mm²)</th><th>TOPS/W</th><th>largest energy share</th></tr>{rows}</table>"
         ),
     ]
     if m.get("snn_over_ann"):
@@ -129,7 +126,7 @@ def hardware_section(metrics: dict, run_dir: Path) -> str:
             "<h3>SNN / ANN</h3><table><tr><th>architecture</th><th>energy</th><th>latency</th>"
             f"<th>EDP</th></tr>{ratio_rows}</table>"
         )
-    for p in m.get("plots", []):
+    for p in m.get("files", {}).get("plots", []):
         path = Path(run_dir) / p
         if path.exists():
             parts.append(embed_png(path, alt=path.stem))

@@ -30,6 +30,9 @@ class HardwareStageConfig(BaseModel):
     def _known(cls, v: list[str]) -> list[str]:
         known = sorted(p.stem for p in _TABLES.glob("*.yaml"))
         for a in v:
-            if a not in known and not a.endswith((".yaml", ".yml")):
+            if a.endswith((".yaml", ".yml")):
+                if not Path(a).exists():
+                    raise ValueError(f"architecture file not found: {a}")
+            elif a not in known:
                 raise ValueError(f"unknown architecture '{a}', allowed: {', '.join(known)} or a .yaml path")
         return v

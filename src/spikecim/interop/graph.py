@@ -6,8 +6,10 @@ Input/Output nodes become pass-throughs, so the executor sees one flat graph.
 
 Cycles (recurrent edges) are allowed. A depth-first walk from the Input marks the edges
 that close a cycle; such a back edge carries the value its source produced at the previous
-step (zero at t = 0), every other edge the value of the same step: the usual convention of
-recurrent SNNs (snnTorch ``RLeaky``/``RSynaptic``: ``x[t] + V S[t-1]``). A graph without back
+step, every other edge the value of the same step: the usual convention of
+recurrent SNNs (snnTorch ``RLeaky``/``RSynaptic``: ``x[t] + V S[t-1] + b``). Before the first
+step every neuron is at rest, so a back edge first carries its source evaluated on zeros:
+``b`` for an Affine, zero for a neuron. A graph without back
 edges runs layer by layer over the whole sequence (stateless layers folded over ``T*B``); a
 graph with back edges runs step by step.
 """
@@ -158,6 +160,7 @@ class GraphModule(TemporalModule):
         self.sources = {n: flat.sources(n) for n in self.node_names}
         self.back_sources = {n: flat.sources(n, back=True) for n in self.node_names}
         self.recurrent = bool(flat.back)
+        self.node_shapes: dict[str, tuple[tuple, tuple]] = {}  # per node (input, output), set by from_nir
         for n in self.node_names if self.recurrent else ():
             layer = self.layers[_key(n)]
             if isinstance(layer, TemporalModule) and not hasattr(layer, "step"):
@@ -176,7 +179,7 @@ class GraphModule(TemporalModule):
 
     def _run_steps(self, x: torch.Tensor) -> torch.Tensor:
         states: dict[str, object] = {n: None for n in self.node_names}
-        prev: dict[str, torch.Tensor] = {}
+        prev = {s: self._at_rest(s, x) for srcs in self.back_sources.values() for s in srcs}
         outs = []
         for t in range(x.shape[0]):
             values = {self.input_name: x[t]}
@@ -190,6 +193,14 @@ class GraphModule(TemporalModule):
             prev = values
             outs.append(values[self.output_name])
         return torch.stack(outs)
+
+    def _at_rest(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """A back edge's value before the first step: its source run on zeros, state at rest."""
+        shape_in, shape_out = self.node_shapes[name]
+        layer = self.layers[_key(name)]
+        if isinstance(layer, TemporalModule):
+            return x.new_zeros((x.shape[1], *shape_out))
+        return layer(x.new_zeros((x.shape[1], *shape_in)))
 
 
 def _sum(tensors) -> torch.Tensor:

@@ -75,6 +75,8 @@ def from_nir(
     shape = _input_shape(flat)
     module = _assemble(layers, flat)
     module.nir_shapes = _dry_run(layers, flat, shape, ctx.dtype)
+    if isinstance(module, GraphModule):
+        module.node_shapes = module.nir_shapes
     module.input_shape = shape
     module.nir_dt = ctx.dt
     module.nir_convention = ctx.convention

@@ -1,8 +1,9 @@
 """A small convolutional network sized for 8x8 digits (the embedded default).
 
-conv3x3(C -> 32w)-BN-act -> conv3x3(32w -> 64w)-BN-act -> avgpool2 -> flatten ->
+conv3x3(C -> 32w)-BN-act -> conv3x3(32w -> 64w)-BN-act -> maxpool2 -> flatten ->
 linear(64w * (S/2)^2 -> 128w)-act -> linear(128w -> classes),   w = ``width``
-(the pooling is skipped on a 1x1 input).
+(the pooling is skipped on a 1x1 input). Max pooling keeps spikes binary, so every layer
+after the first reads 1-bit inputs on a crossbar (no input DAC).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def convnet(
         act(),
         *conv_bn(c1, c2),
         act(),
-        *([nn.AvgPool2d(2)] if pool else []),
+        *([nn.MaxPool2d(2)] if pool else []),
         nn.Flatten(),
         nn.Linear(c2 * s * s, h),
         act(),

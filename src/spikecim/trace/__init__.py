@@ -1,6 +1,17 @@
-"""Tracing: run a model on data and record its :class:`Workload` (the bridge to ``spikecim.hw``)."""
+"""Tracing: run a model on data and record its :class:`Workload` (the bridge to ``spikecim.hw``).
 
-from spikecim.trace.tracer import accumulates, trace
+``Workload`` needs only pydantic; ``trace`` (which needs torch) is imported on first use, so
+the hardware models load without torch.
+"""
+
 from spikecim.trace.workload import SCHEMA_VERSION, LayerWorkload, Workload
 
 __all__ = ["trace", "accumulates", "Workload", "LayerWorkload", "SCHEMA_VERSION"]
+
+
+def __getattr__(name: str):
+    if name in ("trace", "accumulates"):
+        from spikecim.trace import tracer
+
+        return getattr(tracer, name)
+    raise AttributeError(f"module 'spikecim.trace' has no attribute {name!r}")

@@ -33,7 +33,7 @@ __all__ = ["available", "supports", "lif_cpu", "SURROGATE_IDS"]
 
 SURROGATE_IDS = {"atan": 0, "fast_sigmoid": 1, "sigmoid": 2, "triangular": 3, "straight_through": 4}
 _SOURCE = Path(__file__).with_name("lif_cpu.c")
-_FLAGS = ["-O3", "-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math", "-fPIC", "-shared", "-pthread"]
+_FLAGS = ["-O2", "-ftree-vectorize", "-fvect-cost-model=dynamic", "-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math", "-fPIC", "-shared", "-pthread"]
 _REALS = {torch.float32: ("float", ctypes.c_float), torch.float64: ("double", ctypes.c_double)}
 # Below this many neuron-steps one thread is faster than starting more.
 _PARALLEL_MIN = 1 << 16
@@ -86,7 +86,8 @@ class _CPULauncher:
         a = Args(
             T=T, M=M, delayed=int(params.reset_delay), subtract=int(params.reset == "subtract"),
             beta=_ptr(beta), th=_ptr(th), m0=_ptr(m0),
-            gs=_ptr(gs), gm=_ptr(gm), saved=_ptr(saved), sbits_in=_ptr(sbits),
+            gs=_ptr(gs), gm=_ptr(gm), gs_scalar=_is_scalar(gs), gm_scalar=_is_scalar(gm),
+            saved=_ptr(saved), sbits_in=_ptr(sbits),
             gx=_ptr(gx), gbeta=_ptr(gbeta), gth=_ptr(gth), gm0=_ptr(gm0),
             sg=SURROGATE_IDS[params.surrogate.name], detach=int(params.detach_reset), sgp=params.surrogate.param,
         )
@@ -100,6 +101,10 @@ def _ptr(t: torch.Tensor | None) -> ctypes.c_void_p:
     return ctypes.c_void_p(t.data_ptr() if t is not None else None)
 
 
+def _is_scalar(t: torch.Tensor | None) -> int:
+    return int(t is not None and not t.is_contiguous())
+
+
 def _threads(work: int) -> int:
     return 1 if work < _PARALLEL_MIN else max(1, torch.get_num_threads())
 
@@ -108,7 +113,8 @@ def _args_struct(real) -> type[ctypes.Structure]:
     ptr, long, int_ = ctypes.c_void_p, ctypes.c_long, ctypes.c_int
     fields = [("T", long), ("M", long), ("delayed", int_), ("subtract", int_)]
     fields += [(n, ptr) for n in ("beta", "th", "m0", "x", "spk", "mem", "vsave", "sbits")]
-    fields += [(n, ptr) for n in ("gs", "gm", "saved", "sbits_in", "gx", "gbeta", "gth", "gm0")]
+    fields += [(n, ptr) for n in ("gs", "gm")] + [("gs_scalar", int_), ("gm_scalar", int_)]
+    fields += [(n, ptr) for n in ("saved", "sbits_in", "gx", "gbeta", "gth", "gm0")]
     fields += [("sg", int_), ("detach", int_), ("sgp", real)]
     return type("LIFArgs", (ctypes.Structure,), {"_fields_": fields})
 

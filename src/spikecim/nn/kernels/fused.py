@@ -3,7 +3,9 @@
 A launcher runs the whole time loop on one device: ``forward`` fills the spikes, the
 membrane and what the backward pass needs; ``backward`` runs the reverse-time surrogate
 gradient and fills the gradients asked for. Tensors are contiguous, ``[T, *step]`` for
-sequences and ``[*step]`` for per-neuron values; ``None`` stands for "not needed".
+sequences and ``[*step]`` for per-neuron values; ``None`` stands for "not needed"; an
+incoming gradient may instead be one value broadcast to the whole sequence (all strides
+0, as the gradient of ``.sum()`` arrives), which the launcher reads as that value.
 
 What the backward pass keeps (never a float copy of the spikes):
 
@@ -31,17 +33,18 @@ class Launcher(Protocol):
 
 def fused_lif(launcher: Launcher, x: torch.Tensor, params, mem0: torch.Tensor | None):
     """``(spikes, membrane)`` of the LIF over ``x[T, B, ...]``, same contract as the reference."""
-    step = x.shape[1:]
-    beta = _per_neuron(params.beta, step, x)
-    th = _per_neuron(params.threshold, step, x)
+    beta, th = (v if isinstance(v, torch.Tensor) else torch.tensor(float(v), dtype=x.dtype) for v in (params.beta, params.threshold))
     return _FusedLIF.apply(x, beta, th, mem0, params, launcher)
 
 
-def _per_neuron(value, step: torch.Size, x: torch.Tensor) -> torch.Tensor:
-    """``value`` as a contiguous ``[*step]`` tensor of x's dtype; autograd sums its gradient back."""
-    if not isinstance(value, torch.Tensor):
-        return torch.full(step, float(value), dtype=x.dtype, device=x.device)
-    return value.to(x.dtype).expand(step).contiguous()
+def _per_neuron(value: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``value`` as a contiguous tensor of one step's shape and x's dtype (a copy of M values)."""
+    return value.detach().to(device=x.device, dtype=x.dtype).expand(x.shape[1:]).contiguous()
+
+
+def _broadcast_scalar(grad: torch.Tensor | None) -> bool:
+    """Whether ``grad`` is one value expanded to the whole sequence (the gradient of ``.sum()``)."""
+    return grad is not None and grad.numel() > 0 and all(s == 0 for s in grad.stride())
 
 
 class _FusedLIF(torch.autograd.Function):
@@ -55,8 +58,9 @@ class _FusedLIF(torch.autograd.Function):
         same_step, subtract = not params.reset_delay, params.reset == "subtract"
         sbits = torch.empty(x.shape, dtype=torch.uint8, device=x.device) if training and same_step and subtract else None
         vsave = torch.empty_like(x) if training and same_step and not subtract else None
-        launcher.forward(x, beta, th, m0, spk, mem, vsave, sbits, params)
+        launcher.forward(x, _per_neuron(beta, x), _per_neuron(th, x), m0, spk, mem, vsave, sbits, params)
         if training:
+            # beta and theta are kept as given (a scalar stays a scalar), expanded again below
             ctx.save_for_backward(vsave if vsave is not None else mem, sbits, beta, th, m0)
             ctx.params, ctx.launcher = params, launcher
         return spk, mem
@@ -68,11 +72,16 @@ class _FusedLIF(torch.autograd.Function):
         if grad_spk is None and grad_mem is None:
             return None, None, None, None, None, None
         _, need_beta, need_th, need_m0 = ctx.needs_input_grad[:4]
+        beta_full, th_full = _per_neuron(beta, saved), _per_neuron(th, saved)
         gx = torch.empty_like(saved)
-        gbeta = torch.empty_like(beta) if need_beta else None
-        gth = torch.empty_like(th) if need_th else None
+        gbeta = torch.empty_like(beta_full) if need_beta else None
+        gth = torch.empty_like(th_full) if need_th else None
         gm0 = torch.empty_like(saved[0]) if need_m0 else None
-        gs = grad_spk.contiguous() if grad_spk is not None else None
-        gm = grad_mem.contiguous() if grad_mem is not None else None
-        ctx.launcher.backward(gs, gm, saved, sbits, beta, th, m0, gx, gbeta, gth, gm0, ctx.params)
+        # a gradient broadcast from one value is passed as that value, not materialised
+        grads = [g if g is None or _broadcast_scalar(g) else g.contiguous() for g in (grad_spk, grad_mem)]
+        ctx.launcher.backward(*grads, saved, sbits, beta_full, th_full, m0, gx, gbeta, gth, gm0, ctx.params)
+        if gbeta is not None:
+            gbeta = gbeta.sum_to_size(beta.shape).to(beta.dtype)
+        if gth is not None:
+            gth = gth.sum_to_size(th.shape).to(th.dtype)
         return gx, gbeta, gth, gm0, None, None

@@ -1,7 +1,7 @@
 /* Fused multi-step LIF for the CPU: the whole time loop of spikecim.nn.functional.lif,
  * forward and reverse-time backward, in one call each.
  *
- * Built by spikecim/nn/kernels/cpu.py with `cc -O3 -ffp-contract=off -DREAL=float` (and
+ * Built by spikecim/nn/kernels/cpu.py with `cc -O2 -ftree-vectorize -ffp-contract=off -DREAL=float` (and
  * once more with double); the arithmetic follows the reference expression by expression
  * (no fused multiply-add) so that spikes and membrane are bit-identical to it.
  *
@@ -45,6 +45,7 @@ typedef struct {
     uint8_t *sbits;          /* same-step subtract only, may be NULL */
     /* backward */
     const real *gs, *gm; /* incoming grads of spikes and membrane, may be NULL */
+    int gs_scalar, gm_scalar; /* the grad is one value broadcast to [T, M] (as from .sum()) */
     const real *saved;   /* U (delayed, same-step subtract) or V (same-step zero) */
     const uint8_t *sbits_in;
     real *gx, *gbeta, *gth, *gm0; /* gbeta, gth, gm0 may be NULL; gbeta/gth are per neuron [M] */
@@ -102,14 +103,14 @@ INLINE void fwd_chunk(const lif_args *a, long i0, long n, const int delayed, con
             spk[k] = s;
             mem[k] = m;
             u[k] = m;
-            if (save && !delayed && subtract) sbits[k] = (uint8_t)s;
+            if (save && !delayed && subtract) sbits[k] = (uint8_t)(v > h);
             if (save && !delayed && !subtract) vsave[k] = v;
         }
     }
 }
 
 INLINE void bwd_chunk(const lif_args *a, long i0, long n, const int delayed, const int subtract, const int sg) {
-    real g[CHUNK], gb[CHUNK], gt[CHUNK], u0[CHUNK], zeros[CHUNK];
+    real g[CHUNK], gb[CHUNK], gt[CHUNK], u0[CHUNK], zeros[CHUNK], gs_fill[CHUNK], gm_fill[CHUNK];
     static const uint8_t no_bits[CHUNK];
     const real *restrict beta = a->beta + i0, *restrict th = a->th + i0;
     const real p = a->sgp;
@@ -118,6 +119,8 @@ INLINE void bwd_chunk(const lif_args *a, long i0, long n, const int delayed, con
     const long M = a->M;
     for (long k = 0; k < n; k++) {
         g[k] = gb[k] = gt[k] = zeros[k] = 0;
+        gs_fill[k] = a->gs && a->gs_scalar ? a->gs[0] : (real)0;
+        gm_fill[k] = a->gm && a->gm_scalar ? a->gm[0] : (real)0;
         u0[k] = a->m0 ? a->m0[i0 + k] : (real)0;
     }
     for (long t = a->T - 1; t >= 0; t--) {
@@ -125,8 +128,9 @@ INLINE void bwd_chunk(const lif_args *a, long i0, long n, const int delayed, con
         const real *restrict cur = a->saved + off;
         const real *restrict prev = t > 0 ? a->saved + off - M : u0;
         const int after_first = t > 0;
-        /* a missing incoming gradient reads as zeros (no branch in the loop) */
-        const real *restrict gs = a->gs ? a->gs + off : zeros, *restrict gm = a->gm ? a->gm + off : zeros;
+        /* a missing incoming gradient reads as zeros, a broadcast one as its value (no branch in the loop) */
+        const real *restrict gs = !a->gs ? zeros : a->gs_scalar ? gs_fill : a->gs + off;
+        const real *restrict gm = !a->gm ? zeros : a->gm_scalar ? gm_fill : a->gm + off;
         const uint8_t *restrict sb = (!delayed && subtract) ? a->sbits_in + off : no_bits;
         real *restrict gx = a->gx + off;
         for (long k = 0; k < n; k++) {

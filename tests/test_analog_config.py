@@ -1,0 +1,86 @@
+"""CrossbarConfig, presets and one-line errors for bad input."""
+
+import pytest
+import torch
+
+from spikecim.analog import CrossbarConfig, list_presets, load_crossbar_config, to_analog
+from spikecim.analog.stage_config import AnalogStageConfig
+from spikecim.config import load_config
+from spikecim.errors import SpikecimError
+
+
+def test_all_four_named_presets_exist_and_load():
+    assert {"ideal", "pcm-aihwkit", "rram-65nm", "sram-digital"} <= set(list_presets())
+    for name in list_presets():
+        assert isinstance(load_crossbar_config(name), CrossbarConfig)
+
+
+def test_pcm_aihwkit_preset_holds_the_aihwkit_defaults_of_reference_section_3():
+    c = load_crossbar_config("pcm-aihwkit")
+    assert (c.tile_rows, c.tile_cols) == (512, 512)
+    assert c.device.name == "pcm" and c.device.t0_s == 20.0 and c.device.t_read_s == 250e-9
+    assert (c.g_min_us, c.g_max_us) == (0.0, 25.0)
+    assert c.dac.enabled and c.dac.bits == 7
+    assert c.adc.enabled and c.adc.bits == 9 and c.adc.range == 12.0
+    assert c.out_noise_std == 0.06 and c.drift_compensation.enabled
+
+
+def test_on_off_resistance_converts_to_conductance_in_microsiemens():
+    c = load_crossbar_config("rram-65nm")
+    assert c.g_max_us == pytest.approx(1e6 / 100e3)  # R_on = 100 kΩ (REFERENCE §3)
+    assert c.g_min_us == pytest.approx(1e6 / 1.7e6)  # R_off = 1.7 MΩ
+
+
+def test_yaml_file_can_start_from_a_preset_and_override_fields(tmp_path):
+    p = tmp_path / "xbar.yaml"
+    p.write_text("preset: pcm-aihwkit\ntile_rows: 64\nadc:\n  bits: 6\n")
+    c = load_crossbar_config(p)
+    assert c.tile_rows == 64 and c.adc.bits == 6 and c.adc.range == 12.0 and c.device.name == "pcm"
+
+
+def test_config_round_trips_through_its_dump():
+    c = load_crossbar_config("pcm-aihwkit")
+    assert CrossbarConfig.model_validate(c.model_dump()) == c
+
+
+@pytest.mark.parametrize(
+    "fields,match",
+    [
+        ({"tile_rows": 0}, "tile_rows"),
+        ({"tile_cols": -4}, "tile_cols"),
+        ({"adc": {"bits": 17}}, "adc.bits"),
+        ({"adc": {"bits": 0}}, "adc.bits"),
+        ({"dac": {"bits": 20}}, "dac.bits"),
+        ({"device": "flash"}, "device.*unknown device 'flash'.*allowed: ideal"),
+        ({"mapping": "triple"}, "mapping"),
+        ({"g_min_us": 30.0}, "g_min_us"),
+        ({"bits_per_cell": 2}, "weight_bits"),
+        ({"faults": {"stuck_on_rate": 0.7, "stuck_off_rate": 0.5}}, "stuck"),
+        ({"tile_row": 3}, "tile_row: unknown key"),
+    ],
+)
+def test_bad_crossbar_fields_fail_with_one_line_naming_the_field(fields, match):
+    with pytest.raises(SpikecimError, match=match) as e:
+        load_crossbar_config(fields)
+    assert "\n" not in str(e.value)
+
+
+def test_unknown_preset_is_a_one_line_error_listing_presets():
+    with pytest.raises(SpikecimError, match="unknown preset 'pcm-foo'.*pcm-aihwkit") as e:
+        load_crossbar_config("pcm-foo")
+    assert "\n" not in str(e.value)
+
+
+def test_non_finite_weights_are_refused_with_the_parameter_named():
+    lin = torch.nn.Linear(3, 2)
+    with torch.no_grad():
+        lin.weight[0, 0] = float("nan")
+    with pytest.raises(SpikecimError, match="weight.*non-finite"):
+        to_analog(lin, "ideal")
+
+
+def test_stage_config_validates_preset_and_sweeps_in_run_config():
+    assert AnalogStageConfig().preset == "pcm-aihwkit"
+    for bad, match in [("analog.preset=nope", "analog.preset"), ("analog.adc_bits_sweep=[4,20]", "adc_bits_sweep"), ("analog.n_seeds=0", "n_seeds")]:
+        with pytest.raises(SpikecimError, match=match):
+            load_config(None, [bad])

@@ -1,0 +1,129 @@
+"""Analog layers and converters: ideal equals digital, faults, calibration, IR drop in a layer."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from spikecim.analog import AnalogConv2d, AnalogLinear, analog_layers, calibrate_adc, drift, program, to_analog, to_digital
+from spikecim.analog.circuit import effective_conductance
+from spikecim.models import create_model
+
+
+def on_grid_weight(out_f, in_f, bits, tile_rows, tile_cols, seed=0):
+    """Integer weights k/q_max (|k| ≤ q_max) with ±q_max in every tile, so b-bit
+    quantisation at each tile's own scale is lossless."""
+    q_max = 2 ** (bits - 1) - 1
+    g = torch.Generator().manual_seed(seed)
+    k = torch.randint(-q_max, q_max + 1, (out_f, in_f), generator=g).double()
+    for r in range(0, in_f, tile_rows):
+        for c in range(0, out_f, tile_cols):
+            k[c, r] = q_max
+    return k / q_max * 0.37
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {},
+        {"tile_rows": 7, "tile_cols": 5},
+        {"tile_rows": 7, "tile_cols": 5, "mapping": "offset"},
+        {"tile_rows": 16, "tile_cols": 4, "weight_bits": 8, "bits_per_cell": 2},
+        {"tile_rows": 16, "tile_cols": 4, "weight_bits": 8, "bits_per_cell": 3, "mapping": "offset"},
+        {"weight_bits": 6, "bits_per_cell": 1},
+    ],
+)
+def test_ideal_linear_equals_digital_tiled_or_not_sliced_or_not(fields):
+    bits = fields.get("weight_bits", 8)
+    lin = nn.Linear(37, 11).double()
+    with torch.no_grad():
+        lin.weight.copy_(on_grid_weight(11, 37, bits, fields.get("tile_rows", 128), fields.get("tile_cols", 128)))
+    x = torch.randn(9, 37, dtype=torch.float64)
+    am = to_analog(lin, {"preset": "ideal", **fields})
+    torch.testing.assert_close(am(x), lin(x), rtol=0, atol=1e-5)
+
+
+def test_ideal_conv_and_spiking_registry_model_equal_digital():
+    torch.manual_seed(0)
+    model = create_model("convnet", spiking=True).eval()
+    x = 3 * torch.rand(4, 5, 1, 8, 8)
+    ref = model(x)
+    am = to_analog(model, {"preset": "ideal", "tile_rows": 40, "tile_cols": 24})
+    assert len([m for m in analog_layers(am) if isinstance(m, AnalogConv2d)]) == 2
+    out = am(x)
+    assert ref.abs().sum() > 0
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-5)
+
+
+def test_plain_torch_model_converts_and_converts_back():
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Conv2d(2, 3, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 4 * 4, 5))
+    x = torch.randn(6, 2, 8, 8)
+    am = to_analog(model, "ideal")
+    assert isinstance(am[0], AnalogConv2d) and isinstance(am[3], AnalogLinear)
+    assert isinstance(model[0], nn.Conv2d)  # the input model is untouched
+    torch.testing.assert_close(am(x), model(x), rtol=0, atol=1e-5)
+    back = to_digital(am)
+    assert type(back[0]) is nn.Conv2d and type(back[3]) is nn.Linear
+    torch.testing.assert_close(back(x), model(x), rtol=0, atol=0)
+
+
+def test_stuck_fractions_equal_configured_rates_within_sampling_error():
+    lin = nn.Linear(400, 250, bias=False)
+    with torch.no_grad():
+        lin.weight.uniform_(-0.9, 0.9)
+        lin.weight[0, 0] = 1.0
+    cfg = {"tile_rows": 400, "tile_cols": 250, "mapping": "offset", "faults": {"enabled": True, "stuck_on_rate": 0.05, "stuck_off_rate": 0.1}}
+    am = to_analog(lin, cfg, seed=3)
+    g = am[0].tiles.g_prog_us.flatten()
+    n = g.numel()
+    for value, rate in ((25.0, 0.05), (0.0, 0.1)):
+        frac = float((g == value).double().mean()) - (1 / n if value == 25.0 else 0.0)  # W = 1 sits at g_max
+        assert abs(frac - rate) < 4 * np.sqrt(rate * (1 - rate) / n)
+
+
+def test_same_seed_programs_identically_and_other_seeds_differ():
+    lin = nn.Linear(20, 6)
+    x = torch.rand(3, 20)
+    cfg = {"device": {"name": "pcm", "read_noise_enabled": False}}
+    a = to_analog(lin, cfg, seed=5)
+    b = to_analog(lin, cfg, seed=5)
+    assert torch.equal(a(x), b(x))
+    assert not torch.equal(program(b, 6)(x), a(x))
+
+
+def test_calibrated_adc_bound_is_percentile_of_column_outputs():
+    torch.manual_seed(2)
+    lin = nn.Linear(30, 8, bias=False)
+    x = torch.rand(500, 30)
+    am = to_analog(lin, {"adc": {"enabled": True, "bits": 6, "range": "calibrated", "calibration_percentile": 99.0}})
+    calibrate_adc(am, [x])
+    w = lin.weight.detach().double()
+    expected = np.percentile((x.double() @ (w / w.abs().max()).T).abs().numpy(), 99.0)
+    assert am[0].adc_bound == pytest.approx(expected, rel=1e-5)
+    y = am(x).detach().double()
+    step = expected / 31 * float(w.abs().max())
+    assert torch.allclose(y / step, torch.round(y / step), atol=1e-3)  # outputs on the ADC grid
+
+
+def test_ir_drop_in_a_layer_equals_exact_solve_of_both_polarity_arrays():
+    torch.manual_seed(3)
+    lin = nn.Linear(12, 5, bias=False).double()
+    x = torch.rand(4, 12, dtype=torch.float64)
+    am = to_analog(lin, {"g_max_us": 100.0, "ir_drop": {"enabled": True, "r_wire_ohm": 20.0}})
+    w = lin.weight.detach().T.numpy()  # [rows = inputs, cols = outputs]
+    s = np.abs(w).max()
+    g_pos = np.clip(w / s, 0, None) * 100e-6
+    g_neg = np.clip(-w / s, 0, None) * 100e-6
+    diff = effective_conductance(g_pos, 20.0) - effective_conductance(g_neg, 20.0)
+    expected = x.numpy() @ diff / 100e-6 * s
+    np.testing.assert_allclose(am(x).detach().numpy(), expected, rtol=1e-9, atol=1e-12)
+    assert np.abs(expected - lin(x).detach().numpy()).max() > 1e-3  # the drop changes the output
+
+
+def test_drift_rejects_negative_time_with_one_line_error():
+    from spikecim.errors import SpikecimError
+
+    am = to_analog(nn.Linear(3, 2), "ideal")
+    with pytest.raises(SpikecimError, match="t_s"):
+        drift(am, -1.0)

@@ -1,0 +1,103 @@
+"""PCM device statistics against the formulas of REFERENCE §3 (aihwkit PCMLikeNoiseModel)."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from spikecim.analog import drift, to_analog
+from spikecim.analog.devices import PCMDevice
+
+G_MAX_US = 25.0
+N = 100_000
+
+
+def sigma_prog_ref(g_us: float) -> float:
+    """REFERENCE §3: σ_prog = (0.26348 + 1.9650·g/g_max − 1.1731·(g/g_max)²)·g_max/25."""
+    r = g_us / G_MAX_US
+    return (0.26348 + 1.9650 * r - 1.1731 * r * r) * G_MAX_US / 25
+
+
+@pytest.mark.parametrize("g_rel", [0.2, 0.5, 0.8, 1.0])
+def test_programming_noise_std_within_3_percent_of_reference_polynomial(g_rel):
+    g = torch.full((N,), g_rel * G_MAX_US, dtype=torch.float64)
+    out = PCMDevice().program(g, G_MAX_US, torch.Generator().manual_seed(1))
+    assert float((out - g).std()) == pytest.approx(sigma_prog_ref(g_rel * G_MAX_US), rel=0.03)
+    assert float((out - g).mean()) == pytest.approx(0.0, abs=4 * sigma_prog_ref(g_rel * G_MAX_US) / math.sqrt(N))
+
+
+def test_programmed_conductance_is_never_negative():
+    g = torch.zeros(N, dtype=torch.float64)
+    out = PCMDevice().program(g, G_MAX_US, torch.Generator().manual_seed(2))
+    assert float(out.min()) == 0.0 and float((out > 0).double().mean()) == pytest.approx(0.5, abs=0.01)
+
+
+@pytest.mark.parametrize("g_rel", [0.05, 0.5, 1.0])
+def test_drift_exponent_mean_and_std_follow_reference_clipped_log_laws(g_rel):
+    g = torch.full((N,), g_rel * G_MAX_US, dtype=torch.float64)
+    nu = PCMDevice().drift_exponent(g, G_MAX_US, torch.Generator().manual_seed(3)).numpy()
+    mu = float(np.clip(-0.0155 * math.log(g_rel) + 0.0244, 0.049, 0.1))
+    sig = float(np.clip(-0.0125 * math.log(g_rel) - 0.0059, 0.008, 0.045))
+    # ν = |μ + σ N|: with μ ≥ 0.049 > 4σ the fold changes nothing measurable.
+    assert nu.mean() == pytest.approx(mu, rel=0.01)
+    assert nu.std() == pytest.approx(sig, rel=0.03)
+
+
+@pytest.mark.parametrize("t_s", [1.0, 3600.0, 3.15e7])
+def test_drift_with_fixed_nu_equals_power_law_exactly(t_s):
+    dev = PCMDevice(drift_nu_fixed=0.06, read_noise_enabled=False, prog_noise_enabled=False)
+    g = torch.linspace(0.1, 25.0, 1000, dtype=torch.float64)
+    nu = dev.drift_exponent(g, G_MAX_US, None)
+    out = dev.read(g, nu, t_s, G_MAX_US)
+    expected = g * ((t_s + 20.0) / 20.0) ** -0.06  # REFERENCE §3, t0 = 20 s
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("g_rel,t_s", [(0.3, 0.0), (0.8, 3600.0), (0.1, 86400.0)])
+def test_read_noise_std_matches_1_over_f_formula(g_rel, t_s):
+    dev = PCMDevice(drift_enabled=False)
+    g = torch.full((N,), g_rel * G_MAX_US, dtype=torch.float64)
+    torch.manual_seed(4)
+    out = dev.read(g, torch.zeros_like(g), t_s, G_MAX_US)
+    q_s = min(0.0088 / max(g_rel**0.65, 1e-3), 0.2)
+    t = t_s + 20.0
+    sigma_rel = q_s * math.sqrt(math.log((t + 250e-9) / (2 * 250e-9)))
+    assert float(((out - g) / g).std()) == pytest.approx(sigma_rel, rel=0.03)
+
+
+def test_read_noise_is_drawn_afresh_at_every_read():
+    dev = PCMDevice(drift_enabled=False)
+    g = torch.full((1000,), 10.0, dtype=torch.float64)
+    a = dev.read(g, torch.zeros_like(g), 0.0, G_MAX_US)
+    b = dev.read(g, torch.zeros_like(g), 0.0, G_MAX_US)
+    assert not torch.equal(a, b)
+
+
+def _pcm_only_drift_layer():
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(40, 12, bias=False)
+    cfg = {
+        "device": {"name": "pcm", "prog_noise_enabled": False, "read_noise_enabled": False, "drift_nu_fixed": 0.05},
+        "tile_rows": 16,
+        "tile_cols": 8,
+    }
+    return lin, cfg
+
+
+def test_global_drift_compensation_without_other_noise_restores_t0_output():
+    lin, cfg = _pcm_only_drift_layer()
+    x = torch.rand(20, 40)
+    am = to_analog(lin, {**cfg, "drift_compensation": {"enabled": True}})
+    y0 = am(x)
+    y_t = drift(am, 1e6)(x)
+    torch.testing.assert_close(y_t, y0, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(y0, lin(x), rtol=1e-5, atol=1e-6)
+
+
+def test_without_compensation_output_shrinks_by_drift_factor():
+    lin, cfg = _pcm_only_drift_layer()
+    x = torch.rand(20, 40)
+    am = drift(to_analog(lin, cfg), 1e6)
+    factor = ((1e6 + 20.0) / 20.0) ** -0.05
+    torch.testing.assert_close(am(x), lin(x) * factor, rtol=1e-5, atol=1e-6)
