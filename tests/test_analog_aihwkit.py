@@ -57,7 +57,7 @@ def _aihwkit_errors(w, x, t_s):
     return torch.stack(errs)
 
 
-@pytest.mark.parametrize("t_s", [0.0, 3600.0, 83200.0 * 30])
+@pytest.mark.parametrize("t_s", [0.0, 3600.0, 86400.0 * 30])
 def test_pcm_aihwkit_preset_output_error_statistics_match_aihwkit_within_5_percent(t_s):
     w, x = _layer_and_inputs()
     ours, theirs = _spikecim_errors(w, x, t_s), _aihwkit_errors(w, x, t_s)

@@ -117,7 +117,7 @@ def test_ir_drop_in_a_layer_equals_exact_solve_of_both_polarity_arrays():
     g_neg = np.clip(-w / s, 0, None) * 100e-6
     diff = effective_conductance(g_pos, 20.0) - effective_conductance(g_neg, 20.0)
     expected = x.numpy() @ diff / 100e-6 * s
-    np.testing.assert_allclose(am(x).detach().numpy(), expected, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(am(x).detach().numpy(), expected, rtol=1e-5, atol=1e-9)  # float32 state
     assert np.abs(expected - lin(x).detach().numpy()).max() > 1e-3  # the drop changes the output
 
 

@@ -40,19 +40,19 @@ def lif_case(draw):
         return ("tensor", shape, low, high), learn
 
     name = draw(st.sampled_from(sorted(SURROGATES)))
-    return dict(
-        T=T,
-        step=step,
-        beta=param(0.0, 1.0),
-        threshold=param(0.3, 2.0),
-        reset=draw(st.sampled_from(["subtract", "zero"])),
-        reset_delay=draw(st.booleans()),
-        detach_reset=draw(st.booleans()),
-        surrogate=name,
-        scale=draw(st.floats(0.2, 3.0)),
-        mem0=draw(st.sampled_from([None, "fixed", "learn"])),
-        seed=draw(st.integers(0, 2**16)),
-    )
+    return {
+        "T": T,
+        "step": step,
+        "beta": param(0.0, 1.0),
+        "threshold": param(0.3, 2.0),
+        "reset": draw(st.sampled_from(["subtract", "zero"])),
+        "reset_delay": draw(st.booleans()),
+        "detach_reset": draw(st.booleans()),
+        "surrogate": name,
+        "scale": draw(st.floats(0.2, 3.0)),
+        "mem0": draw(st.sampled_from([None, "fixed", "learn"])),
+        "seed": draw(st.integers(0, 2**16)),
+    }
 
 
 def _run(case, backend: str, dtype: torch.dtype):
@@ -211,3 +211,20 @@ def test_inference_without_grad_runs_the_kernel_and_saves_nothing():
     s_ref, m_ref = lif(x, 0.7, 0.5, "zero", False, backend="reference")
     assert torch.equal(s, s_ref) and torch.equal(m, m_ref)
     assert s.grad_fn is None
+
+
+@pytest.mark.parametrize("reset_delay", [True, False])
+@pytest.mark.parametrize("uses", ["spikes", "membrane", "both"])
+def test_gradient_of_a_plain_sum_equals_the_reference(reset_delay, uses):
+    """``.sum()`` sends one value broadcast over the sequence; the kernel reads it as that value."""
+    g = torch.Generator().manual_seed(1)
+    x0 = torch.randn(9, 4, 7, generator=g, dtype=torch.float64) * 1.5
+    beta = torch.rand(7, generator=g, dtype=torch.float64).requires_grad_()
+    out = {}
+    for backend in ("reference", "cpu"):
+        x = x0.clone().requires_grad_()
+        s, m = lif(x, beta, 0.8, "subtract", reset_delay, backend=backend)
+        loss = {"spikes": s.sum(), "membrane": m.sum(), "both": 2 * s.sum() + m.sum()}[uses]
+        out[backend] = torch.autograd.grad(loss, [x, beta])
+    for a, b in zip(out["cpu"], out["reference"]):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)

@@ -51,7 +51,9 @@ def test_import_writes_a_folder_that_load_model_runs(tmp_path, capsys):
 @needs_data
 def test_import_keeps_the_chosen_convention(tmp_path):
     out = tmp_path / "lif"
-    assert main(["nir", "import", str(DATA / "lif_norse.nir"), "-o", str(out), "--convention", "snntorch"]) == 0
+    assert (
+        main(["nir", "import", str(DATA / "lif_norse.nir"), "-o", str(out), "--convention", "snntorch"]) == 0
+    )
     neuron = load_model(out)[1]
     assert neuron.threshold.item() == pytest.approx(2.5, abs=1e-5)  # REFERENCE §2
 
@@ -76,7 +78,10 @@ def _run_folder(root: Path) -> tuple[Path, torch.nn.Module]:
     torch.manual_seed(3)
     for p in model.parameters():
         p.data.normal_(0, 0.5)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(run / "checkpoint" / "snn.safetensors"))
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()},
+        str(run / "checkpoint" / "snn.safetensors"),
+    )
     return run, model.eval()
 
 

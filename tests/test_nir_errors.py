@@ -1,5 +1,6 @@
 """Bad NIR input: one-line errors that name the file, node or field; nothing half-loaded."""
 
+import itertools
 from pathlib import Path
 
 import h5py
@@ -31,7 +32,7 @@ def _graph(*nodes) -> nir.NIRGraph:
     named.update({f"n{i}": n for i, n in enumerate(nodes)})
     named["output"] = nir.Output(output_type=np.array([4]))
     names = list(named)
-    return nir.NIRGraph(nodes=named, edges=list(zip(names, names[1:])), type_check=False)
+    return nir.NIRGraph(nodes=named, edges=list(itertools.pairwise(names)), type_check=False)
 
 
 def test_random_bytes_file_is_not_a_nir_file(tmp_path):

@@ -22,8 +22,9 @@ def _small(name: str, neuron: str = "lif") -> nn.Module:
 
     width = inspect.signature(_MODELS[name]).parameters.get("width")
     kw = {"width": 0.0625} if width is not None and isinstance(width.default, float) else {}
-    neuron_kw = {"threshold": 0.5} if neuron != "if" else {"threshold": 0.5}
-    model = create_model(name, spiking=True, in_channels=1, input_size=8, neuron=neuron, neuron_kw=neuron_kw, **kw)
+    model = create_model(
+        name, spiking=True, in_channels=1, input_size=8, neuron=neuron, neuron_kw={"threshold": 0.5}, **kw
+    )
     for m in model.modules():  # non-trivial BatchNorm statistics, so folding is exercised
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.running_mean.uniform_(-0.3, 0.3)
@@ -61,7 +62,9 @@ def test_mlp_round_trips_with_every_neuron_kind(neuron, tmp_path):
     model = _small("mlp", neuron)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        again = from_nir(write_graph(to_nir(model, input_shape=(1, 8, 8)), tmp_path / "m.nir"), dtype=torch.float64)
+        again = from_nir(
+            write_graph(to_nir(model, input_shape=(1, 8, 8)), tmp_path / "m.nir"), dtype=torch.float64
+        )
     x = torch.rand(5, 2, 1, 8, 8, dtype=torch.float64) * 2
     assert _spike_count(model, x) > 0
     torch.testing.assert_close(again(x), model(x), atol=1e-12, rtol=0)
@@ -96,7 +99,9 @@ def test_if_exports_as_nir_if():
 
 def test_subtract_reset_warns_writes_metadata_and_is_restored(tmp_path):
     torch.manual_seed(0)
-    model = Sequential(nn.Linear(4, 5), LIF(beta=0.9, threshold=0.3, reset="subtract", reset_delay=True)).double()
+    model = Sequential(
+        nn.Linear(4, 5), LIF(beta=0.9, threshold=0.3, reset="subtract", reset_delay=True)
+    ).double()
     with pytest.warns(UserWarning, match="node '1'.*subtract reset"):
         path = write_graph(to_nir(model), tmp_path / "sub.nir")
     node = nir.read(path).nodes["1"]

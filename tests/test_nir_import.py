@@ -62,7 +62,9 @@ def test_lif_node_matches_hand_computed_euler_steps():
     # v[t] = 0.9 v[t-1] + 0.1 (v_leak + r I), tau = 10 dt; hand counted with r = 2, v_leak = 0.5
     node = nir.LIF(tau=np.array([1e-3]), r=np.array([2.0]), v_leak=np.array([0.5]),
                    v_threshold=np.array([0.6]), v_reset=np.array([0.0]))  # fmt: skip
-    graph = nir.NIRGraph.from_list(nir.Input(input_type=np.array([1])), node, nir.Output(output_type=np.array([1])))
+    graph = nir.NIRGraph.from_list(
+        nir.Input(input_type=np.array([1])), node, nir.Output(output_type=np.array([1]))
+    )
     model = from_nir(graph, dt=1e-4, dtype=torch.float64)
     x = torch.tensor([1.0, 1.0, 0.0, 0.0]).reshape(4, 1, 1)
     spikes, mem = model[0].forward_with_mem(x)
@@ -74,7 +76,9 @@ def test_lif_node_matches_hand_computed_euler_steps():
 def test_if_node_with_nonzero_reset_resets_to_v_reset():
     # v += r*I; fire when v > 1, then v <- 0.25 (hand count: 0.6, 1.2 -> fire, 0.25, 0.85)
     node = nir.IF(r=np.array([2.0]), v_threshold=np.array([1.0]), v_reset=np.array([0.25]))
-    graph = nir.NIRGraph.from_list(nir.Input(input_type=np.array([1])), node, nir.Output(output_type=np.array([1])))
+    graph = nir.NIRGraph.from_list(
+        nir.Input(input_type=np.array([1])), node, nir.Output(output_type=np.array([1]))
+    )
     model = from_nir(graph, dtype=torch.float64)
     spikes, mem = model[0].forward_with_mem(torch.tensor([0.3, 0.3, 0.0, 0.3]).reshape(4, 1, 1))
     assert spikes.flatten().tolist() == [0.0, 1.0, 0.0, 0.0]
@@ -101,7 +105,9 @@ def test_paper_graph_runs_time_major_with_right_shapes(name, in_shape, out_shape
     assert torch.equal(model(x), y)  # state is reset on every call
 
 
-@pytest.mark.parametrize("name", ["cnn_sinabs.nir", "braille_noDelay_bias_zero.nir", "braille_noDelay_noBias_subtract.nir"])
+@pytest.mark.parametrize(
+    "name", ["cnn_sinabs.nir", "braille_noDelay_bias_zero.nir", "braille_noDelay_noBias_subtract.nir"]
+)
 def test_paper_graph_reexports_and_reimports_to_identical_outputs(name, tmp_path):
     model = from_nir(DATA / name)
     path = write_graph(to_nir(model), tmp_path / "again.nir")
@@ -117,7 +123,7 @@ def test_cnn_sinabs_matches_a_hand_written_if_simulation():
     """Independent oracle: the graph's weights run through torch.nn.functional with v += I."""
     g = nir.read(DATA / "cnn_sinabs.nir")
     n = g.nodes
-    t = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
+    t = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)
 
     def if_run(seq):  # IF, theta 1, r 1, reset to 0, same step
         v, out = torch.zeros_like(seq[0]), []
@@ -131,9 +137,12 @@ def test_cnn_sinabs_matches_a_hand_written_if_simulation():
     def per_step(f, seq):
         return torch.stack([f(x) for x in seq])
 
-    conv = lambda k: lambda x: torch.nn.functional.conv2d(  # noqa: E731
-        x, t(n[k].weight), t(n[k].bias), tuple(n[k].stride), tuple(n[k].padding))
-    sumpool = lambda x: torch.nn.functional.avg_pool2d(x, 2) * 4  # noqa: E731
+    conv = lambda k: (
+        lambda x: torch.nn.functional.conv2d(
+            x, t(n[k].weight), t(n[k].bias), tuple(n[k].stride), tuple(n[k].padding)
+        )
+    )
+    sumpool = lambda x: torch.nn.functional.avg_pool2d(x, 2) * 4
     torch.manual_seed(2)
     x = (torch.rand(8, 2, 2, 34, 34) < 0.2).float()
     h = if_run(per_step(conv("0"), x))

@@ -24,9 +24,9 @@ from spikecim.nn import LIF, Sequential, SynapticLIF
 
 snn = pytest.importorskip("snntorch")
 norse = pytest.importorskip("norse.torch")
-from snntorch import utils as snn_utils  # noqa: E402
-from snntorch.export_nir import export_to_nir  # noqa: E402
-from snntorch.import_nir import import_from_nir  # noqa: E402
+from snntorch import utils as snn_utils
+from snntorch.export_nir import export_to_nir
+from snntorch.import_nir import import_from_nir
 
 DATA = Path(__file__).parents[2] / "shared" / "data" / "nir-paper"
 logging.getLogger().setLevel(logging.ERROR)  # Norse logs a warning per r != 1
@@ -114,7 +114,9 @@ def _spikecim_conv():
                       nn.Flatten(), _positive(nn.Linear(36, 3)), SynapticLIF(0.6, 0.7, 0.2, "zero", False))  # fmt: skip
 
 
-@pytest.mark.parametrize("make, shape", [(_spikecim_linear, (5,)), (_spikecim_conv, (1, 6, 6))], ids=["linear", "conv"])
+@pytest.mark.parametrize(
+    "make, shape", [(_spikecim_linear, (5,)), (_spikecim_conv, (1, 6, 6))], ids=["linear", "conv"]
+)
 def test_spikecim_export_runs_in_snntorch_with_the_same_spikes(make, shape, capsys):
     model = make()
     net = import_from_nir(to_nir(model, input_shape=shape))
@@ -134,7 +136,7 @@ def _snntorch_braille(graph: nir.NIRGraph, dt: float = 1e-4) -> nn.Module:
     Built by hand: that importer fails on recurrent sub-graphs with nirtorch 2, and
     ``RSynaptic(reset_delay=False)`` resets a copy of the membrane, not its state."""
     n = graph.nodes
-    t = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
+    t = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)
 
     def linear(node):
         layer = nn.Linear(node.weight.shape[1], node.weight.shape[0])
@@ -144,7 +146,9 @@ def _snntorch_braille(graph: nir.NIRGraph, dt: float = 1e-4) -> nn.Module:
     def synaptic(node):
         alpha, beta = 1 - dt / t(node.tau_syn), 1 - dt / t(node.tau_mem)
         threshold = float(np.unique(node.v_threshold / (node.w_in * dt / node.tau_syn))[0])
-        return snn.Synaptic(alpha=alpha, beta=beta, threshold=threshold, reset_mechanism="zero", reset_delay=False)
+        return snn.Synaptic(
+            alpha=alpha, beta=beta, threshold=threshold, reset_mechanism="zero", reset_delay=False
+        )
 
     return nn.ModuleDict({"fc1": linear(n["fc1"]), "lif1": synaptic(n["lif1.lif"]), "w_rec": linear(n["lif1.w_rec"]),
                           "fc2": linear(n["fc2"]), "lif2": synaptic(n["lif2"])})  # fmt: skip
@@ -171,7 +175,9 @@ def test_braille_recurrent_graph_matches_snntorch_synaptic_with_explicit_recurre
 
 @pytest.mark.skipif(not DATA.is_dir(), reason=f"NIR paper data not found at {DATA}")
 def test_norse_and_spikecim_import_the_paper_neuron_to_the_same_spikes():
-    x = torch.tensor(np.loadtxt(DATA / "lif_norse.csv", delimiter=",")[:, 0], dtype=torch.float32).reshape(-1, 1, 1)
+    x = torch.tensor(np.loadtxt(DATA / "lif_norse.csv", delimiter=",")[:, 0], dtype=torch.float32).reshape(
+        -1, 1, 1
+    )
     ref = _run_stateful(norse.from_nir(nir.read(DATA / "lif_norse.nir"), dt=1e-4), x)
     assert torch.nonzero(ref.flatten()).flatten().tolist() == [460, 510, 710, 760]
     assert torch.equal(from_nir(DATA / "lif_norse.nir", dt=1e-4)(x), ref)
@@ -179,8 +185,10 @@ def test_norse_and_spikecim_import_the_paper_neuron_to_the_same_spikes():
 
 def test_norse_export_imports_to_the_same_spikes():
     torch.manual_seed(0)
-    cell = lambda n, inv, th: norse.LIFBoxCell(  # noqa: E731
-        norse.LIFBoxParameters(tau_mem_inv=_full((n,), inv), v_th=_full((n,), th), v_leak=torch.zeros(n)), dt=1.0)
+    cell = lambda n, inv, th: norse.LIFBoxCell(
+        norse.LIFBoxParameters(tau_mem_inv=_full((n,), inv), v_th=_full((n,), th), v_leak=torch.zeros(n)),
+        dt=1.0,
+    )
     net = norse.SequentialState(nn.Linear(4, 6), cell(6, 0.2, 0.3), nn.Linear(6, 3), cell(3, 0.25, 0.2))
     model = from_nir(norse.to_nir(net, torch.randn(1, 4), dt=1e-3), dt=1e-3)
     x = torch.rand(50, 5, 4) * 3
@@ -191,8 +199,9 @@ def test_norse_export_imports_to_the_same_spikes():
 
 def test_spikecim_export_runs_in_norse_with_the_same_spikes():
     rng = np.random.default_rng(0)
-    lif = lambda n, tau, th: nir.LIF(tau=np.full(n, tau), r=np.ones(n), v_leak=np.zeros(n),  # noqa: E731
-                                     v_threshold=np.full(n, th), v_reset=np.zeros(n))
+    lif = lambda n, tau, th: nir.LIF(
+        tau=np.full(n, tau), r=np.ones(n), v_leak=np.zeros(n), v_threshold=np.full(n, th), v_reset=np.zeros(n)
+    )
     source = nir.NIRGraph.from_list(
         nir.Affine(weight=rng.normal(size=(6, 4)).astype(np.float32), bias=np.zeros(6, np.float32)), lif(6, 2e-3, 0.1),
         nir.Affine(weight=rng.normal(size=(3, 6)).astype(np.float32), bias=np.zeros(3, np.float32)), lif(3, 5e-3, 0.05),

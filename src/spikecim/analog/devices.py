@@ -5,8 +5,8 @@ A device model is a pydantic parameter class with a ``name`` tag, registered wit
 
 - ``program(g_target_us, g_max_us, generator) -> g_prog_us``   write noise, once
 - ``drift_exponent(g_target_us, g_max_us, generator) -> nu``  drawn once at programming
-- ``read(g_prog_us, nu, t_inference_s, g_max_us) -> g_us``     drift to time t plus read noise,
-  drawn at every read (global torch RNG, so ``torch.manual_seed`` reproduces a run)
+- ``drift(g_prog_us, nu, t_inference_s)`` and ``read_noise_std_us(...)``; ``read`` = drift plus
+  read noise drawn at every read (global torch RNG, so ``torch.manual_seed`` reproduces a run)
 
 Each physical effect has its own switch (``prog_noise_enabled``, ``drift_enabled``,
 ``read_noise_enabled``).
@@ -50,15 +50,17 @@ class DeviceModel(BaseModel):
     def drift(self, g_prog_us: torch.Tensor, nu: torch.Tensor, t_inference_s: float) -> torch.Tensor:
         return g_prog_us
 
-    def read_noise_sample(
+    def read_noise_std_us(
         self, g_drift_us: torch.Tensor, g_prog_us: torch.Tensor, t_inference_s: float, g_max_us: float
-    ) -> torch.Tensor:
-        return g_drift_us
+    ) -> torch.Tensor | None:
+        """σ of one read around the drifted conductance, µS (None: no read noise)."""
+        return None
 
     def read(self, g_prog_us: torch.Tensor, nu: torch.Tensor, t_inference_s: float, g_max_us: float) -> torch.Tensor:
-        """One read at time t: drift, then read noise (a fresh draw at every call)."""
-        g_drift = self.drift(g_prog_us, nu, t_inference_s)
-        return self.read_noise_sample(g_drift, g_prog_us, t_inference_s, g_max_us)
+        """One read at time t: drift, then read noise (a fresh draw at every call), g ≥ 0."""
+        g = self.drift(g_prog_us, nu, t_inference_s)
+        std = self.read_noise_std_us(g, g_prog_us, t_inference_s, g_max_us)
+        return g if std is None else (g + std * torch.randn_like(g)).clamp(min=0.0)
 
     @property
     def has_read_noise(self) -> bool:
@@ -134,11 +136,10 @@ class PCMDevice(DeviceModel):
         t = t_inference_s + self.t0_s
         return g_prog_us * (t / self.t0_s) ** (-nu) if t > self.t0_s else g_prog_us
 
-    def read_noise_sample(self, g_drift_us, g_prog_us, t_inference_s, g_max_us):
+    def read_noise_std_us(self, g_drift_us, g_prog_us, t_inference_s, g_max_us):
         if not self.has_read_noise:
-            return g_drift_us
-        sigma = self.read_noise_scale * self.read_noise_std_rel(g_prog_us, t_inference_s, g_max_us)
-        return (g_drift_us + g_drift_us.abs() * sigma * torch.randn_like(g_drift_us)).clamp(min=0.0)
+            return None
+        return g_drift_us.abs() * self.read_noise_scale * self.read_noise_std_rel(g_prog_us, t_inference_s, g_max_us)
 
     @property
     def has_read_noise(self) -> bool:
@@ -172,10 +173,10 @@ class RRAMDevice(DeviceModel):
     def drift(self, g_prog_us, nu, t_inference_s):
         return g_prog_us * ((t_inference_s + self.t0_s) / self.t0_s) ** (-nu)
 
-    def read_noise_sample(self, g_drift_us, g_prog_us, t_inference_s, g_max_us):
+    def read_noise_std_us(self, g_drift_us, g_prog_us, t_inference_s, g_max_us):
         if not self.has_read_noise:
-            return g_drift_us
-        return (g_drift_us + g_drift_us.abs() * self.read_noise_std_rel * torch.randn_like(g_drift_us)).clamp(min=0.0)
+            return None
+        return g_drift_us.abs() * self.read_noise_std_rel
 
     @property
     def has_read_noise(self) -> bool:

@@ -31,11 +31,12 @@ class _RoundSTE(torch.autograd.Function):
 
 def quantize(x: torch.Tensor, bits: int, bound: float | torch.Tensor) -> torch.Tensor:
     """Round ``x`` to the ``bits``-bit grid over ±bound and clip to the bounds."""
-    delta = step_size(bits, bound)
-    q = _RoundSTE.apply(x / delta) * delta
-    if isinstance(bound, torch.Tensor):
-        return torch.maximum(torch.minimum(q, bound), -bound)
-    return q.clamp(-bound, bound)
+    n = max(2 ** (bits - 1) - 1, 1)
+    k = _RoundSTE.apply(x * (n / bound))
+    # Clip in level units (straight-through inside the range), then k/n·bound: the ends
+    # land exactly on ±bound.
+    k = k - (k - k.clamp(-n, n)).detach()
+    return k / n * bound
 
 
 def abs_max_scale(x: torch.Tensor, dim: int = -1) -> torch.Tensor:

@@ -62,7 +62,8 @@ class TileState:
     w_scale: torch.Tensor
     slice_gain: torch.Tensor
     t_inference_s: float = 0.0
-    g_drift_us: torch.Tensor | None = None  # conductances at t without read noise
+    g_drift_us: torch.Tensor | None = None  # conductances at t without read noise (float32)
+    read_std_us: torch.Tensor | None = None  # σ of one read at t (float32), None: no read noise
     ir_eff_us: torch.Tensor | None = None  # IR-drop effective conductances at t
     drift_gain: float = 1.0  # global drift compensation factor
     readout_ref: float | None = None  # mean|Y0| of the compensation readout at programming
@@ -159,8 +160,16 @@ def set_time(state: TileState, cfg: CrossbarConfig, t_inference_s: float) -> Til
     if not (np.isfinite(t_inference_s) and t_inference_s >= 0):
         raise SpikecimError(f"drift: t_s must be finite and >= 0 seconds, got {t_inference_s}")
     g_drift = cfg.device.drift(state.g_prog_us, state.nu, t_inference_s)
-    ir = _ir_effective(g_drift * state.mask, cfg) if cfg.ir_drop.enabled else None
-    state = replace(state, t_inference_s=float(t_inference_s), g_drift_us=g_drift, ir_eff_us=ir, drift_gain=1.0)
+    std = cfg.device.read_noise_std_us(g_drift, state.g_prog_us, t_inference_s, cfg.g_max_us)
+    ir = _ir_effective(g_drift * state.mask, cfg).float() if cfg.ir_drop.enabled else None
+    state = replace(
+        state,
+        t_inference_s=float(t_inference_s),
+        g_drift_us=g_drift.float(),
+        read_std_us=None if std is None else std.float(),
+        ir_eff_us=ir,
+        drift_gain=1.0,
+    )
     if cfg.drift_compensation.enabled and state.readout_ref is not None:
         state = replace(state, drift_gain=state.readout_ref / _readout(state, cfg))
     return state
@@ -182,10 +191,14 @@ def read_matrix(state: TileState, cfg: CrossbarConfig) -> torch.Tensor:
     Drift to t, read noise (fresh draw), IR drop (the effective matrix at t plus the
     read-noise deviation, a first-order treatment of the noise), normalisation, G+ − G−.
     """
-    g_drift = state.g_drift_us
-    g = cfg.device.read_noise_sample(g_drift, state.g_prog_us, state.t_inference_s, cfg.g_max_us)
+    g = state.g_drift_us
+    noise = None
+    if state.read_std_us is not None:
+        noisy = (g + state.read_std_us * torch.randn_like(g)).clamp(min=0.0)
+        noise = noisy - g
+        g = noisy
     if state.ir_eff_us is not None:
-        g = state.ir_eff_us + (g - g_drift)
+        g = state.ir_eff_us if noise is None else state.ir_eff_us + noise
     levels = (g - cfg.g_min_us) / (cfg.g_max_us - cfg.g_min_us)
     signed = levels[:, :, :, 0] - levels[:, :, :, 1] if levels.shape[3] == 2 else levels[:, :, :, 0]
     return signed * state.mask[:, :, :, 0]

@@ -15,7 +15,7 @@ import typer
 
 from spikecim.errors import SpikecimError
 
-QUICK = dict(batches=(2,), timesteps=5, features=16, repeats=2, warmup=1)
+QUICK = {"batches": (2,), "timesteps": 5, "features": 16, "repeats": 2, "warmup": 1}
 
 
 def register(app: typer.Typer) -> None:
@@ -44,7 +44,7 @@ def bench_cmd(
     unknown = [n for n in library or () if n not in LIBRARIES]
     if unknown:
         raise SpikecimError(f"--library: unknown '{unknown[0]}', allowed: {', '.join(LIBRARIES)}")
-    kw = dict(QUICK) if quick else dict(batches=(16, 64), timesteps=timesteps, features=features, repeats=repeats)
+    kw = dict(QUICK) if quick else {"batches": (16, 64), "timesteps": timesteps, "features": features, "repeats": repeats}
     if batch:
         kw["batches"] = tuple(batch)
     if library:

@@ -1,14 +1,14 @@
 """``spikecim nir``: NIR import, export and inspection (see spikecim.interop).
 
-    spikecim nir inspect graph.nir [--dt 1e-4]
-    spikecim nir export runs/digits-convnet -o convnet.nir [--dt 1e-4]
-    spikecim nir import graph.nir -o runs/from-nir [--dt 1e-4] [--convention euler|snntorch]
+spikecim nir inspect graph.nir [--dt 1e-4]
+spikecim nir export runs/digits-convnet -o convnet.nir [--dt 1e-4]
+spikecim nir import graph.nir -o runs/from-nir [--dt 1e-4] [--convention euler|snntorch]
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -18,7 +18,7 @@ app = typer.Typer(help="Import, export and inspect NIR graphs.", no_args_is_help
 @app.command("inspect")
 def inspect_cmd(
     file: Annotated[Path, typer.Argument(help="a .nir file")],
-    dt: Annotated[Optional[float], typer.Option(help="step in seconds (default: the file's, else 1e-4)")] = None,
+    dt: Annotated[float | None, typer.Option(help="step in seconds (default: the file's, else 1e-4)")] = None,
 ) -> None:
     """Print the graph's nodes in execution order: type, shapes and parameters."""
     from rich.console import Console
@@ -31,13 +31,17 @@ def inspect_cmd(
     for col in ("node", "type", "input", "output", "from", "parameters"):
         table.add_column(col, overflow="fold")
     for r in rows:
-        table.add_row(r.name, r.kind, _shape(r.input_shape), _shape(r.output_shape), ", ".join(r.inputs), r.params)
+        table.add_row(
+            r.name, r.kind, _shape(r.input_shape), _shape(r.output_shape), ", ".join(r.inputs), r.params
+        )
     Console(width=160).print(table)
 
 
 @app.command("export")
 def export_cmd(
-    run_dir: Annotated[Path, typer.Argument(help="a run folder (spikecim run) or a NIR folder (spikecim nir import)")],
+    run_dir: Annotated[
+        Path, typer.Argument(help="a run folder (spikecim run) or a NIR folder (spikecim nir import)")
+    ],
     output: Annotated[Path, typer.Option("-o", "--output", help="the .nir file to write")],
     dt: Annotated[float, typer.Option(help="step in seconds the discrete neurons are written for")] = 1e-4,
 ) -> None:
@@ -60,7 +64,7 @@ def export_cmd(
 def import_cmd(
     file: Annotated[Path, typer.Argument(help="a .nir file")],
     output: Annotated[Path, typer.Option("-o", "--output", help="the folder to create")],
-    dt: Annotated[Optional[float], typer.Option(help="step in seconds (default: the file's, else 1e-4)")] = None,
+    dt: Annotated[float | None, typer.Option(help="step in seconds (default: the file's, else 1e-4)")] = None,
     convention: Annotated[str, typer.Option(help="euler (NIR's forward Euler) or snntorch")] = "euler",
 ) -> None:
     """Check a NIR graph and write it as a folder that evaluate, trace and hw accept."""

@@ -9,7 +9,16 @@ from spikecim.interop.discretise import CONVENTIONS, discretise
 from spikecim.interop.importer import DEFAULT_DT, from_nir
 from spikecim.interop.nirfile import read_graph, write_graph
 
-__all__ = ["from_nir", "to_nir", "read_graph", "write_graph", "load_model", "discretise", "CONVENTIONS", "DEFAULT_DT"]
+__all__ = [
+    "CONVENTIONS",
+    "DEFAULT_DT",
+    "discretise",
+    "from_nir",
+    "load_model",
+    "read_graph",
+    "to_nir",
+    "write_graph",
+]
 
 
 def __getattr__(name):  # lazy: the exporter and loader import the model registry

@@ -31,7 +31,9 @@ class NodeRow:
     inputs: tuple[str, ...]
 
 
-def describe(path_or_graph: "str | Path | nir.NIRGraph", dt: float | None = None) -> tuple[list[NodeRow], float]:
+def describe(
+    path_or_graph: str | Path | nir.NIRGraph, dt: float | None = None
+) -> tuple[list[NodeRow], float]:
     """Rows in execution order and the dt (s) the graph is read with."""
     graph = path_or_graph if isinstance(path_or_graph, nir.NIRGraph) else read_graph(path_or_graph)
     module = from_nir(graph, dt=dt)

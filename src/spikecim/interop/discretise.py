@@ -34,13 +34,13 @@ Everything here is computed in float64 from the node's arrays; the caller casts.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Literal
 
 import numpy as np
 
 from spikecim.errors import SpikecimError
 
-__all__ = ["Discrete", "CONVENTIONS", "discretise", "check_convention"]
+__all__ = ["CONVENTIONS", "Discrete", "check_convention", "discretise"]
 
 Convention = Literal["euler", "snntorch"]
 CONVENTIONS = ("euler", "snntorch")
@@ -59,11 +59,11 @@ class Discrete:
     beta: np.ndarray
     mem_gain: np.ndarray
     bias: np.ndarray
-    threshold: Optional[np.ndarray]
+    threshold: np.ndarray | None
     mem0: np.ndarray
     offset: np.ndarray
-    alpha: Optional[np.ndarray] = None
-    syn_gain: Optional[np.ndarray] = None
+    alpha: np.ndarray | None = None
+    syn_gain: np.ndarray | None = None
 
 
 def check_convention(convention: str) -> str:
@@ -124,6 +124,12 @@ def discretise(node, kind: str, dt: float, convention: str = "euler") -> Discret
         raise SpikecimError(f"{kind}.r: the snntorch convention needs a nonzero input gain")
     one = np.ones(())
     return Discrete(
-        beta, one, bias / g, None if v_th is None else v_th / g, -v_reset / g, v_reset / g,
-        alpha, None if alpha is None else one,
+        beta,
+        one,
+        bias / g,
+        None if v_th is None else v_th / g,
+        -v_reset / g,
+        v_reset / g,
+        alpha,
+        None if alpha is None else one,
     )

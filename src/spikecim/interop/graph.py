@@ -25,7 +25,7 @@ from torch import nn
 from spikecim.errors import SpikecimError
 from spikecim.nn import TemporalModule, apply_folded
 
-__all__ = ["FlatGraph", "flatten_graph", "GraphModule"]
+__all__ = ["FlatGraph", "GraphModule", "flatten_graph"]
 
 
 @dataclass
@@ -164,7 +164,9 @@ class GraphModule(TemporalModule):
         for n in self.node_names if self.recurrent else ():
             layer = self.layers[_key(n)]
             if isinstance(layer, TemporalModule) and not hasattr(layer, "step"):
-                raise SpikecimError(f"node '{n}': {type(layer).__name__} cannot run step by step in a recurrent graph")
+                raise SpikecimError(
+                    f"node '{n}': {type(layer).__name__} cannot run step by step in a recurrent graph"
+                )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._run_steps(x) if self.recurrent else self._run_sequence(x)
@@ -185,7 +187,10 @@ class GraphModule(TemporalModule):
             values = {self.input_name: x[t]}
             for name in self.node_names:
                 layer = self.layers[_key(name)]
-                h = _sum([values[s] for s in self.sources[name]] + [prev[s] for s in self.back_sources[name] if s in prev])
+                h = _sum(
+                    [values[s] for s in self.sources[name]]
+                    + [prev[s] for s in self.back_sources[name] if s in prev]
+                )
                 if hasattr(layer, "step"):
                     values[name], states[name] = layer.step(h, states[name])
                 else:

@@ -16,9 +16,9 @@ an unsupported node, bad parameters or shapes that do not fit raise a one-line
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import nir
 import numpy as np
@@ -32,7 +32,7 @@ from spikecim.interop.graph import FlatGraph, GraphModule, flatten_graph
 from spikecim.interop.nirfile import read_graph
 from spikecim.nn import Sequential, TemporalModule
 
-__all__ = ["from_nir", "BUILDERS", "DEFAULT_DT"]
+__all__ = ["BUILDERS", "DEFAULT_DT", "from_nir"]
 
 DEFAULT_DT = 1e-4  # s; snnTorch's export step
 
@@ -46,7 +46,7 @@ class Context:
 
 
 def from_nir(
-    graph_or_path: "nir.NIRGraph | str | Path",
+    graph_or_path: nir.NIRGraph | str | Path,
     dt: float | None = None,
     convention: str = "euler",
     dtype: torch.dtype | None = None,
@@ -80,6 +80,8 @@ def from_nir(
     module.input_shape = shape
     module.nir_dt = ctx.dt
     module.nir_convention = ctx.convention
+    module.spiking = True  # as create_model marks its models
+    module.model_name = "nir"
     return module
 
 
@@ -137,7 +139,9 @@ def _dry_run(layers: dict, flat: FlatGraph, shape: tuple, dtype: torch.dtype) ->
                 out = layer(h) if isinstance(layer, TemporalModule) else layer(h[0])[None]
         except (RuntimeError, ValueError) as e:
             msg = str(e).splitlines()[0]
-            raise SpikecimError(f"node '{name}' ({_kind(flat, name)}): input shape {ins[0]} does not fit: {msg}") from None
+            raise SpikecimError(
+                f"node '{name}' ({_kind(flat, name)}): input shape {ins[0]} does not fit: {msg}"
+            ) from None
         _check_declared(flat, name, ins[0], tuple(out.shape[2:]))
         values[name] = out
         shapes[name] = (ins[0], tuple(out.shape[2:]))
@@ -162,7 +166,9 @@ def _check_declared(flat: FlatGraph, name: str, got_in: tuple, got_out: tuple) -
             continue
         want = tuple(int(s) for s in np.atleast_1d(value))
         if int(np.prod(want)) != int(np.prod(got)) or (len(want) == len(got) and want != got):
-            raise SpikecimError(f"node '{name}' ({_kind(flat, name)}): declared {label} shape {want}, but it is {got}")
+            raise SpikecimError(
+                f"node '{name}' ({_kind(flat, name)}): declared {label} shape {want}, but it is {got}"
+            )
 
 
 # ---- builders: NIR node -> module --------------------------------------------------------
@@ -228,8 +234,11 @@ def _reset_args(node) -> dict:
     reset = str(meta.get("reset", "zero"))
     if reset not in ("zero", "subtract"):
         raise SpikecimError(f"metadata.reset: must be 'zero' or 'subtract', got '{reset}'")
-    return dict(reset=reset, reset_delay=bool(meta.get("reset_delay", False)),
-                detach_reset=bool(meta.get("detach_reset", False)))  # fmt: skip
+    return {
+        "reset": reset,
+        "reset_delay": bool(meta.get("reset_delay", False)),
+        "detach_reset": bool(meta.get("detach_reset", False)),
+    }
 
 
 def _spiking(node, ctx: Context) -> nn.Module:

@@ -27,7 +27,7 @@ from torch import nn
 from spikecim.errors import SpikecimError
 from spikecim.interop.importer import from_nir
 
-__all__ = ["load_model", "load_run_model", "import_run", "NIR_FILE", "NIR_META"]
+__all__ = ["NIR_FILE", "NIR_META", "import_run", "load_model", "load_run_model"]
 
 NIR_FILE = "model.nir"
 NIR_META = "nir.yaml"
@@ -39,7 +39,11 @@ def load_model(path: str | Path, dt: float | None = None, convention: str | None
     if path.is_dir():
         if (path / NIR_FILE).is_file():
             meta = read_meta(path)
-            return from_nir(path / NIR_FILE, dt=dt or meta.get("dt"), convention=convention or meta.get("convention", "euler"))
+            return from_nir(
+                path / NIR_FILE,
+                dt=dt or meta.get("dt"),
+                convention=convention or meta.get("convention", "euler"),
+            )
         if (path / "config.yaml").is_file():
             return load_run_model(path)
         raise SpikecimError(f"{path}: neither a NIR folder ({NIR_FILE}) nor a run folder (config.yaml)")
@@ -77,7 +81,9 @@ def load_run_model(run_dir: str | Path, variant: str = "snn") -> nn.Module:
     return model.eval()
 
 
-def import_run(nir_file: str | Path, run_dir: str | Path, dt: float | None = None, convention: str = "euler") -> nn.Module:
+def import_run(
+    nir_file: str | Path, run_dir: str | Path, dt: float | None = None, convention: str = "euler"
+) -> nn.Module:
     """Check ``nir_file`` by building it, then write ``run_dir/model.nir`` and ``nir.yaml``."""
     nir_file, run_dir = Path(nir_file), Path(run_dir)
     model = from_nir(nir_file, dt=dt, convention=convention)

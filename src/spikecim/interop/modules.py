@@ -25,7 +25,7 @@ from spikecim.nn import LIF, SynapticLIF, TemporalModule
 from spikecim.nn import functional as F
 from spikecim.nn.surrogate import get_surrogate
 
-__all__ = ["NIRLIF", "NIRCubaLIF", "LeakyIntegrator", "Scale", "Threshold", "Delay", "Identity"]
+__all__ = ["NIRLIF", "Delay", "Identity", "LeakyIntegrator", "NIRCubaLIF", "Scale", "Threshold"]
 
 
 def _t(a, dtype) -> torch.Tensor:

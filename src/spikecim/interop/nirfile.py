@@ -17,7 +17,7 @@ import numpy as np
 
 from spikecim.errors import SpikecimError
 
-__all__ = ["read_graph", "write_graph", "NODE_TYPES"]
+__all__ = ["NODE_TYPES", "read_graph", "write_graph"]
 
 NODE_TYPES = (
     "Input", "Output", "Affine", "Linear", "Scale", "Conv1d", "Conv2d", "SumPool2d", "AvgPool2d",
@@ -85,7 +85,10 @@ def build_node(tree: dict, name: str) -> nir.NIRNode:
     if kind == "NIRGraph":
         if "nodes" not in tree or "edges" not in tree:
             raise SpikecimError(f"node '{name}': a NIRGraph needs 'nodes' and 'edges'")
-        nodes = {str(k): build_node(v, f"{name}/{k}" if name != "graph" else str(k)) for k, v in tree["nodes"].items()}
+        nodes = {
+            str(k): build_node(v, f"{name}/{k}" if name != "graph" else str(k))
+            for k, v in tree["nodes"].items()
+        }
         try:
             edges = [(_plain(a), _plain(b)) for a, b in np.asarray(tree["edges"]).reshape(-1, 2)]
         except ValueError:
@@ -96,8 +99,12 @@ def build_node(tree: dict, name: str) -> nir.NIRNode:
     except SpikecimError:
         raise
     except AssertionError as e:
-        raise SpikecimError(f"node '{name}' ({kind}): inconsistent parameters: {str(e) or 'shapes differ'}") from None
+        raise SpikecimError(
+            f"node '{name}' ({kind}): inconsistent parameters: {str(e) or 'shapes differ'}"
+        ) from None
     except (KeyError, TypeError) as e:
         raise SpikecimError(f"node '{name}' ({kind}): missing or unexpected field ({e})") from None
     except (ValueError, IndexError) as e:
-        raise SpikecimError(f"node '{name}' ({kind}): {str(e).splitlines()[0] if str(e) else 'bad value'}") from None
+        raise SpikecimError(
+            f"node '{name}' ({kind}): {str(e).splitlines()[0] if str(e) else 'bad value'}"
+        ) from None

@@ -18,7 +18,7 @@ the call.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -26,7 +26,7 @@ from spikecim.errors import SpikecimError
 
 Kernel = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 
-__all__ = ["select", "BACKENDS"]
+__all__ = ["BACKENDS", "select"]
 
 BACKENDS = ("auto", "reference", "cpu", "triton")
 

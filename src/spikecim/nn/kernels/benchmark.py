@@ -30,12 +30,12 @@ import importlib.util
 import json
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 import torch
 
-__all__ = ["LIBRARIES", "BenchRow", "BenchReport", "run_lif_benchmark", "format_report"]
+__all__ = ["LIBRARIES", "BenchReport", "BenchRow", "format_report", "run_lif_benchmark"]
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 # name -> (module that must be importable, or None; builder(features) -> (forward, parameters))
@@ -192,8 +192,8 @@ def format_report(report: BenchReport) -> str:
         return "n/a" if v is None else format(v, fmt)
 
     lines = [
-        f"Linear({report.features}->{report.features}) + LIF, T = {report.timesteps}, forward + backward, "
-        f"median of {report.repeats} interleaved runs; torch {report.torch_version}, {report.threads} threads",
+        (f"Linear({report.features}->{report.features}) + LIF, T = {report.timesteps}, forward + backward, "
+        f"median of {report.repeats} interleaved runs; torch {report.torch_version}, {report.threads} threads"),
         "",
         "| library | B | median ms | min ms | x floor | spikecim speed-up | peak MiB | saved MiB |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
@@ -206,8 +206,8 @@ def format_report(report: BenchReport) -> str:
     lines += [
         "",
         "x floor: median / Linear-alone median. spikecim speed-up: this library's median / spikecim's.",
-        "peak MiB: highest torch CPU allocation total in one forward+backward (profiler events); "
-        "saved MiB: tensors kept for backward.",
+        ("peak MiB: highest torch CPU allocation total in one forward+backward (profiler events); "
+        "saved MiB: tensors kept for backward."),
     ]
     lines += [f"note: {n}" for n in report.notes]
     return "\n".join(lines)

@@ -29,7 +29,7 @@ import torch
 
 from spikecim.nn.kernels.fused import fused_lif
 
-__all__ = ["available", "supports", "lif_cpu", "SURROGATE_IDS"]
+__all__ = ["SURROGATE_IDS", "available", "lif_cpu", "supports"]
 
 SURROGATE_IDS = {"atan": 0, "fast_sigmoid": 1, "sigmoid": 2, "triangular": 3, "straight_through": 4}
 _SOURCE = Path(__file__).with_name("lif_cpu.c")
@@ -119,7 +119,7 @@ def _args_struct(real) -> type[ctypes.Structure]:
     return type("LIFArgs", (ctypes.Structure,), {"_fields_": fields})
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _library(dtype: torch.dtype):
     """``(ctypes library, argument struct)`` for ``dtype``, building it once; None on failure."""
     real_c, real = _REALS[dtype]

@@ -1,0 +1,130 @@
+"""Benchmarks of spikecim.analog (not tests): run ``python benchmarks/bench_analog.py``.
+
+1. Noisy inference, PCM preset vs aihwkit 1.1's pure-torch inference tile
+   (``TorchInferenceRPUConfig``: PCMLikeNoiseModel, IO defaults, 512×512 tiles), same
+   model and batch, measured side by side in one process: median forward time and ratio.
+2. Exact IR drop: one factorisation plus 1000 input vectors for 128×128 and 256×256 arrays.
+3. The fast IR-drop model: its calibrated relative error against the exact solver, and time.
+
+Prints a Markdown table; ``--json PATH`` also writes the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from spikecim.analog import drift, program, to_analog
+from spikecim.analog.circuit import calibrate_fast, effective_conductance, effective_conductance_fast, solve_crossbar
+from spikecim.models import create_model
+
+
+def _median_time(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def _models():
+    torch.manual_seed(0)
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(1024, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 10))
+    conv = create_model("convnet", spiking=False)
+    snn = create_model("convnet", spiking=True)
+    return [
+        ("MLP 1024-512-512-10, batch 256", mlp.eval(), torch.rand(256, 1, 32, 32)),
+        ("convnet ANN (digits), batch 256", conv.eval(), torch.rand(1, 256, 1, 8, 8)),
+        ("convnet SNN T=4 (digits), batch 64", snn.eval(), torch.rand(4, 64, 1, 8, 8)),
+    ]
+
+
+def bench_inference(repeats: int) -> list[dict]:
+    from aihwkit.nn.conversion import convert_to_analog
+    from aihwkit.simulator.configs import TorchInferenceRPUConfig
+
+    rows = []
+    for name, model, x in _models():
+        ours = to_analog(model, "pcm-aihwkit")
+        program(ours, 0)
+        drift(ours, 3600.0)
+        theirs = convert_to_analog(model, TorchInferenceRPUConfig())
+        theirs.eval()
+        theirs.drift_analog_weights(3600.0)
+        with torch.no_grad():
+            t_ours = _median_time(lambda: ours(x), repeats)
+            t_theirs = _median_time(lambda: theirs(x), repeats)
+        rows.append({"model": name, "spikecim_s": t_ours, "aihwkit_s": t_theirs, "speedup": t_theirs / t_ours})
+    return rows
+
+
+def bench_ir_drop() -> list[dict]:
+    rng = np.random.default_rng(0)
+    rows = []
+    for n in (128, 256):
+        G = rng.uniform(0, 25e-6, (n, n))
+        v = rng.uniform(0, 0.2, (1000, n))
+        t = time.perf_counter()
+        I_exact = solve_crossbar(G, v, 1.0)
+        t_exact = time.perf_counter() - t
+        fit = calibrate_fast(G[:64, :64], 1.0)  # calibrated on a 64×64 corner, used on the full array
+        t = time.perf_counter()
+        I_fast = v @ effective_conductance_fast(G, 1.0, kappa=fit.kappa)
+        t_fast = time.perf_counter() - t
+        err_fast = float(np.linalg.norm(I_fast - I_exact) / np.linalg.norm(I_exact))
+        err_ideal = float(np.linalg.norm(v @ G - I_exact) / np.linalg.norm(I_exact))
+        rows.append(
+            {
+                "array": f"{n}x{n}",
+                "exact_s_1000_vectors": t_exact,
+                "fast_s_1000_vectors": t_fast,
+                "fast_rel_error": err_fast,
+                "ideal_rel_error": err_ideal,
+                "kappa": fit.kappa,
+            }
+        )
+    G = rng.uniform(0, 25e-6, (128, 128))
+    t = time.perf_counter()
+    effective_conductance(G, 1.0, solver="splu")
+    rows.append({"array": "128x128 (SuperLU, for comparison)", "exact_s_1000_vectors": time.perf_counter() - t})
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+    inf = bench_inference(args.repeats)
+    ir = bench_ir_drop()
+    print(f"machine: {machine}\n")
+    print("| model | spikecim (s) | aihwkit 1.1 torch tile (s) | speed-up |\n| --- | --- | --- | --- |")
+    for r in inf:
+        print(f"| {r['model']} | {r['spikecim_s']:.4f} | {r['aihwkit_s']:.4f} | {r['speedup']:.1f}× |")
+    print("\n| array | exact IR drop, factorise + 1000 vectors (s) | fast model (s) | fast rel. error | no-IR-drop rel. error |")
+    print("| --- | --- | --- | --- | --- |")
+    for r in ir:
+        if "fast_s_1000_vectors" in r:
+            print(
+                f"| {r['array']} | {r['exact_s_1000_vectors']:.3f} | {r['fast_s_1000_vectors']:.4f} | "
+                f"{r['fast_rel_error']:.2e} | {r['ideal_rel_error']:.2e} |"
+            )
+        else:
+            print(f"| {r['array']} | {r['exact_s_1000_vectors']:.3f} | | | |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": machine, "inference": inf, "ir_drop": ir}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""The ``analog`` run stage, the report section, evaluate_analog and the mitigation tools."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from spikecim.analog import WeightModifier, bn_finetune, evaluate_analog, hwa_train, modify_weight, program, to_analog
+from spikecim.analog.devices import PCMDevice
+from spikecim.analog.stage import analog_section
+from spikecim.config import RunConfig
+from spikecim.data import Dataset
+from spikecim.models import create_model
+from spikecim.pipeline.stages import RunContext, get_stage
+
+
+def tiny_dataset(n_train=64, n_test=40):
+    """Two separable classes on 8x8 images: bright top half vs bright bottom half."""
+    g = torch.Generator().manual_seed(0)
+
+    def make(n):
+        y = torch.arange(n) % 2
+        x = 0.1 * torch.rand(n, 1, 8, 8, generator=g)
+        x[y == 0, :, :4] += 0.8
+        x[y == 1, :, 4:] += 0.8
+        return x, y
+
+    xtr, ytr = make(n_train)
+    xte, yte = make(n_test)
+    return Dataset("tiny", xtr, ytr, xte, yte, 2)
+
+
+def trained_mlp(spiking, data, timesteps):
+    torch.manual_seed(0)
+    m = create_model("mlp", spiking=spiking, num_classes=2, hidden=(16,))
+    m = hwa_train(m, data.x_train, data.y_train, WeightModifier(kind="add_normal", std=0.0), epochs=15, lr=1e-2, timesteps=timesteps)
+    return m
+
+
+def test_analog_stage_reports_accuracies_sweeps_and_plots(tmp_path):
+    data = tiny_dataset()
+    cfg = RunConfig(
+        data={"timesteps": 2},
+        analog={"n_seeds": 2, "drift_times_s": [1.0, 3.15e7], "adc_bits_sweep": [2, 8], "hwa_epochs": 1, "bn_epochs": 1, "calibration_samples": 32},
+    )
+    models = {"snn": trained_mlp(True, data, 2), "ann": trained_mlp(False, data, 1)}
+    ctx = RunContext(config=cfg, run_dir=tmp_path, data=data, models=models)
+    out = get_stage("analog").fn(ctx)
+    json.dumps(out)  # goes into metrics.json
+    for v in ("snn", "ann"):
+        m = out["variants"][v]
+        assert m["ideal"] == 1.0  # the task is separable; both variants learn it
+        assert len(m["analog"]["accuracies"]) == 2 and 0 <= m["analog"]["mean"] <= 1
+        assert m["drift"]["t_s"] == [1.0, 3.15e7] and len(m["drift"]["mean"]) == 2
+        assert m["adc_bits"]["bits"] == [2, 8]
+        assert "hwa" in m
+    assert out["variants"]["snn"]["timesteps"] == 2 and out["variants"]["ann"]["timesteps"] == 1
+    assert sorted(out["plots"]) == ["analog_adc_bits.png", "analog_drift.png"]
+    assert all((tmp_path / "plots" / p).stat().st_size > 0 for p in out["plots"])
+    page = analog_section({"analog": out}, tmp_path)
+    assert "pcm-aihwkit" in page and page.count("<img") == 2
+    assert analog_section({}, tmp_path) == ""
+
+
+def test_evaluate_analog_ideal_preset_reproduces_digital_accuracy_with_zero_spread():
+    data = tiny_dataset()
+    m = trained_mlp(False, data, 1)
+    r = evaluate_analog(m, data, "ideal", timesteps=1, n_seeds=3)
+    assert r["accuracies"] == [r["ideal"]] * 3 and r["std"] == 0.0
+
+
+def test_pcm_weight_modifier_noise_std_follows_programming_polynomial():
+    w = torch.full((100_000,), 0.5, dtype=torch.float64)
+    w[0] = 1.0  # max|W| = 1 -> g = 0.5·g_max
+    noisy = modify_weight(w, WeightModifier(kind="pcm", std=1.0), torch.Generator().manual_seed(0))
+    g_rel = 0.5
+    sigma_w = 0.26348 + 1.9650 * g_rel - 1.1731 * g_rel**2  # σ_prog/g_max·25/25 (REFERENCE §3), weight units
+    assert float((noisy - w)[1:].std()) == pytest.approx(sigma_w / 25.0, rel=0.03)
+
+
+def test_additive_and_multiplicative_modifiers_have_configured_std():
+    w = torch.full((100_000,), 0.5, dtype=torch.float64)
+    w[0] = 2.0
+    add = modify_weight(w, WeightModifier(kind="add_normal", std=0.1), torch.Generator().manual_seed(1))
+    mul = modify_weight(w, WeightModifier(kind="mult_normal", std=0.1), torch.Generator().manual_seed(2))
+    assert float((add - w)[1:].std()) == pytest.approx(0.1 * 2.0, rel=0.03)
+    assert float((mul - w)[1:].std()) == pytest.approx(0.1 * 0.5, rel=0.03)
+
+
+def test_bn_finetune_changes_only_batchnorm_and_keeps_crossbar_weights():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 2))
+    am = to_analog(model, {"device": "pcm"})
+    before = {k: v.clone() for k, v in am.state_dict().items()}
+    g_before = am[0].tiles.g_prog_us.clone()
+    x, y = torch.randn(64, 8), torch.randint(0, 2, (64,))
+    bn_finetune(am, x, y, epochs=2, lr=0.05, timesteps=None)
+    after = am.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("1.") for k in changed)
+    assert torch.equal(am[0].tiles.g_prog_us, g_before)
+    assert all(p.requires_grad for p in am.parameters())
+
+
+def test_pcm_device_polynomial_helper_equals_reference_formula():
+    g = torch.tensor([0.0, 5.0, 25.0], dtype=torch.float64)
+    ref = torch.tensor([0.26348 + 1.9650 * r - 1.1731 * r * r for r in (0.0, 0.2, 1.0)], dtype=torch.float64)
+    torch.testing.assert_close(PCMDevice().prog_noise_std_us(g, 25.0), ref)
