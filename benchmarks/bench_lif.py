@@ -22,6 +22,7 @@ def main() -> None:
     ap.add_argument("--features", type=int, default=512)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
     report = run_lif_benchmark(
@@ -30,6 +31,7 @@ def main() -> None:
         features=args.features,
         repeats=args.repeats,
         warmup=args.warmup,
+        threads=args.threads,
     )
     print(format_report(report))
     if args.json:

@@ -31,13 +31,15 @@ def bench_cmd(
     library: Annotated[
         list[str] | None, typer.Option("--library", "-l", help="only these (spikecim, snntorch, ...)")
     ] = None,
+    threads: Annotated[int | None, typer.Option("--threads", help="torch threads (default: torch's)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the results as JSON")] = False,
 ) -> None:
     """Time Linear + LIF forward+backward for spikecim, snnTorch, SpikingJelly, Norse and the Linear floor."""
     from spikecim.nn.kernels.benchmark import LIBRARIES, format_report, run_lif_benchmark
 
-    for name, value in (("timesteps", timesteps), ("features", features), ("repeats", repeats)):
-        if value < 1:
+    checks = [("timesteps", timesteps), ("features", features), ("repeats", repeats), ("threads", threads)]
+    for name, value in checks:
+        if value is not None and value < 1:
             raise SpikecimError(f"--{name}: must be >= 1, got {value}")
     if batch and min(batch) < 1:
         raise SpikecimError(f"--batch: must be >= 1, got {min(batch)}")
@@ -49,5 +51,7 @@ def bench_cmd(
         kw["batches"] = tuple(batch)
     if library:
         kw["libraries"] = tuple(library)
+    if threads is not None:
+        kw["threads"] = threads
     report = run_lif_benchmark(**kw)
     print(report.to_json() if as_json else format_report(report))

@@ -49,7 +49,8 @@ def list_cmd() -> None:
 @app.command("estimate")
 def estimate_cmd(
     workload: Annotated[
-        Path, typer.Argument(help="run folder, traced workload JSON/YAML, or a YAML layer list")
+        Path,
+        typer.Argument(help="run folder, traced workload JSON/YAML, YAML layer list, or a .nir model"),
     ],
     arch: Annotated[
         str, typer.Option("--arch", "-a", help="shipped table name or YAML path")
@@ -64,11 +65,27 @@ def estimate_cmd(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the CostReport as JSON")] = False,
     out: Annotated[Path | None, typer.Option(help="also save the CostReport JSON here")] = None,
+    timesteps: Annotated[int, typer.Option(min=1, help="for a .nir model: steps to trace")] = 10,
+    input_rate: Annotated[
+        float, typer.Option(help="for a .nir model without --dataset: Bernoulli input spike rate")
+    ] = 0.2,
+    dataset: Annotated[str | None, typer.Option(help="for a .nir model: trace on this data set")] = None,
+    root: Annotated[str | None, typer.Option(help="folder of the --dataset files")] = None,
 ) -> None:
-    """Energy, latency and area of one workload on one architecture."""
-    from spikecim.hw import estimate, load_architecture, load_workload
+    """Energy, latency and area of one workload on one architecture.
 
-    wl = load_workload(workload, variant=variant)
+    A .nir model (or a `spikecim nir import` folder) is traced first: on --dataset when
+    given, else on Bernoulli spike trains at --input-rate.
+    """
+    from spikecim.hw import estimate, load_architecture, load_workload
+    from spikecim.pipeline.sources import is_model_file
+
+    if is_model_file(workload):
+        from spikecim.pipeline.sources import workload_from_model_file
+
+        wl = workload_from_model_file(workload, timesteps, input_rate=input_rate, dataset=dataset, root=root)
+    else:
+        wl = load_workload(workload, variant=variant)
     a = load_architecture(arch, node_nm=node_nm, **_parse_sets(set_ or []))
     report = estimate(wl, a, dense=dense)
     if out is not None:

@@ -63,48 +63,90 @@ def train_cmd(
     _summary(ctx.metrics, cfg.run_dir)
 
 
-def _load_models(source: Path):
-    """A run folder, or a NIR file (imported with spikecim.interop)."""
-    from spikecim.pipeline.run import load_run
+NIR_DATASET = typer.Option(None, help="For a .nir model: the data set to use (e.g. nmnist).")
+NIR_ROOT = typer.Option(None, help="For a .nir model: folder holding the data set files.")
+NIR_STEPS = typer.Option(10, min=1, help="For a .nir model: timesteps per sample (frame data sets bring their own).")
 
-    if source.suffix == ".nir":
-        raise SpikecimError(f"{source}: pass a NIR file through `spikecim nir import FILE -o RUN_DIR` first")
-    return load_run(source, console)
+
+def _load_nir_eval(source: Path, dataset: Optional[str], root: Optional[str], timesteps: int, limit: Optional[int]):
+    from spikecim.data import load_dataset
+    from spikecim.interop import load_model
+
+    if dataset is None:
+        raise SpikecimError(f"evaluate: {source} is a NIR model; name its data set with --dataset (and --root)")
+    model = load_model(source)
+    data = load_dataset(dataset, root=root, timesteps=timesteps) if dataset == "nmnist" else load_dataset(dataset, root=root)
+    if limit is not None:
+        data = data.limit(None, limit)
+    steps = data.sample_shape[0] if data.frames else timesteps
+    return model, data, steps
 
 
 def evaluate_cmd(
-    run_dir: Path = typer.Argument(..., help="A run folder (runs/<name>)."),
+    source: Path = typer.Argument(..., help="A run folder (runs/<name>), a .nir file or a `nir import` folder."),
     analog: Optional[str] = typer.Option(None, help="Also evaluate on a simulated crossbar: preset name or YAML."),
     seeds: int = typer.Option(5, min=1, help="Monte-Carlo programming seeds for --analog."),
+    dataset: Optional[str] = NIR_DATASET,
+    root: Optional[str] = NIR_ROOT,
+    timesteps: int = NIR_STEPS,
+    limit: Optional[int] = typer.Option(None, min=1, help="For a .nir model: evaluate at most this many test samples."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
-    """Test accuracy and per-layer spike rates of a trained run (optionally on analog hardware)."""
-    from spikecim.pipeline.core_stages import evaluate_stage
+    """Test accuracy and per-layer spike rates of a trained model (optionally on analog hardware)."""
+    from spikecim.pipeline.sources import is_model_file
 
-    ctx = _load_models(run_dir)
-    out = {"evaluate": evaluate_stage(ctx)}
-    if analog is not None:
-        from spikecim.analog import evaluate_run_analog
+    if is_model_file(source):
+        from spikecim.train import evaluate
 
-        out["analog"] = evaluate_run_analog(ctx, analog, n_seeds=seeds)
+        model, data, steps = _load_nir_eval(source, dataset, root, timesteps, limit)
+        out = {"evaluate": {"snn": evaluate(model, data.x_test, data.y_test, steps, "direct", frames=data.frames)}}
+        if analog is not None:
+            from spikecim.analog import evaluate_analog
+
+            out["analog"] = {"snn": evaluate_analog(model, data, analog, timesteps=steps, n_seeds=seeds)}
+    else:
+        from spikecim.pipeline.core_stages import evaluate_stage
+        from spikecim.pipeline.run import load_run
+
+        ctx = load_run(source, console)
+        out = {"evaluate": evaluate_stage(ctx)}
+        if analog is not None:
+            from spikecim.analog import evaluate_run_analog
+
+            out["analog"] = evaluate_run_analog(ctx, analog, n_seeds=seeds)
     if json_out:
         print(json.dumps(out, indent=1, default=float))
     else:
-        _summary(out, run_dir)
+        _summary(out, source)
 
 
 def trace_cmd(
-    run_dir: Path = typer.Argument(..., help="A run folder (runs/<name>)."),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Where to write the SNN workload JSON."),
+    source: Path = typer.Argument(..., help="A run folder (runs/<name>), a .nir file or a `nir import` folder."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Where to write the (SNN) workload JSON."),
+    dataset: Optional[str] = NIR_DATASET,
+    root: Optional[str] = NIR_ROOT,
+    timesteps: int = NIR_STEPS,
+    input_rate: float = typer.Option(0.2, help="For a .nir model without --dataset: Bernoulli input spike rate."),
+    samples: int = typer.Option(64, min=1, help="For a .nir model: samples to trace."),
 ) -> None:
-    """Record the Workload (shapes, bits, measured activity) of a trained run."""
-    from spikecim.pipeline.core_stages import trace_stage
+    """Record the Workload (shapes, bits, measured activity) of a trained model."""
+    from spikecim.pipeline.sources import is_model_file
 
-    ctx = _load_models(run_dir)
+    if is_model_file(source):
+        from spikecim.pipeline.sources import workload_from_model_file
+
+        w = workload_from_model_file(source, timesteps, samples, input_rate, dataset, root)
+        w.save(output or source.with_suffix(".workload.json"))
+        _summary({"trace": {"snn": w.metrics()}}, source)
+        return
+    from spikecim.pipeline.core_stages import trace_stage
+    from spikecim.pipeline.run import load_run
+
+    ctx = load_run(source, console)
     metrics = trace_stage(ctx)
     if output is not None:
         ctx.workloads["snn"].save(output)
-    _summary({"trace": metrics}, run_dir)
+    _summary({"trace": metrics}, source)
 
 
 def report_cmd(run_dir: Path = typer.Argument(..., help="A run folder (runs/<name>).")) -> None:

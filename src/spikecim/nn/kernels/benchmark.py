@@ -146,8 +146,23 @@ def run_lif_benchmark(
     warmup: int = 2,
     libraries: tuple[str, ...] | None = None,
     seed: int = 0,
+    threads: int | None = None,
 ) -> BenchReport:
-    """Time every library on the Linear + LIF workload; see the module docstring."""
+    """Time every library on the Linear + LIF workload; see the module docstring.
+
+    ``threads`` sets ``torch.set_num_threads`` for the run (restored after); None keeps it.
+    """
+    if threads is None:
+        return _run(batches, timesteps, features, repeats, warmup, libraries, seed)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _run(batches, timesteps, features, repeats, warmup, libraries, seed)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _run(batches, timesteps, features, repeats, warmup, libraries, seed) -> BenchReport:
     names = list(libraries or LIBRARIES)
     report = BenchReport(timesteps, features, repeats, torch.get_num_threads(), torch.__version__)
     cases = {}

@@ -1,0 +1,53 @@
+"""A NIR file stands wherever a trained model does: trace, hw estimate, evaluate."""
+
+import json
+import math
+
+import pytest
+
+from spikecim.cli.main import main
+from spikecim.pipeline.sources import workload_from_model_file
+from spikecim.trace import Workload
+
+from conftest import SHARED_DATA
+
+CNN = SHARED_DATA / "nir-paper" / "cnn_sinabs.nir"
+pytestmark = pytest.mark.skipif(not CNN.exists(), reason=f"NIR reference files not found at {CNN.parent}")
+
+
+def test_nir_cnn_traced_on_bernoulli_input_has_hand_counted_shapes_and_rate():
+    w = workload_from_model_file(CNN, timesteps=5, samples=64, input_rate=0.3)
+    first = w.layers[0]
+    # REFERENCE §2: Conv(2->16, k5, s2, p1) on [2, 34, 34] -> 16x16 outputs.
+    out = (34 + 2 * 1 - 5) // 2 + 1
+    assert first.out_hw == (out, out) == (16, 16)
+    assert first.macs == 16 * out * out * 2 * 5 * 5
+    # Input activity: Bernoulli(0.3) over 2*34*34 inputs, 64 samples; 6 sigma binomial bound.
+    n = 2 * 34 * 34
+    for v in first.in_nonzero_per_step:
+        assert abs(v - 0.3 * n) < 6 * math.sqrt(0.3 * 0.7 * n / 64)
+    assert [l.kind for l in w.layers] == ["conv2d", "conv2d", "conv2d", "linear", "linear"]
+    assert (w.layers[3].in_ch, w.layers[3].out_ch, w.layers[4].out_ch) == (128, 256, 10)
+    assert w.dataset == "bernoulli(0.3)"
+
+
+def test_hw_estimate_accepts_a_nir_file(capsys):
+    assert main(["hw", "estimate", str(CNN), "--arch", "naive-45nm", "--json", "--timesteps", "3"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    # REFERENCE §4 naive estimate: every input is a binary spike, so E = 0.9 pJ x accumulates
+    # of the same (seeded) trace.
+    w = workload_from_model_file(CNN, timesteps=3)
+    assert report["workload"] == "cnn_sinabs"
+    assert report["energy_pj"] == pytest.approx(0.9 * sum(l.total_acs for l in w.layers), rel=1e-9)
+
+
+def test_trace_cli_writes_workload_for_nir_file(tmp_path):
+    out = tmp_path / "w.json"
+    assert main(["trace", str(CNN), "-o", str(out), "--timesteps", "2", "--samples", "8"]) == 0
+    w = Workload.load(out)
+    assert w.timesteps == 2 and w.samples == 8
+
+
+def test_evaluate_nir_without_dataset_is_one_line_error(capsys):
+    assert main(["evaluate", str(CNN)]) == 2
+    assert "--dataset" in capsys.readouterr().err
