@@ -59,12 +59,15 @@ class TileState:
     g_prog_us: torch.Tensor
     nu: torch.Tensor
     mask: torch.Tensor
+    mask_k: torch.Tensor  # float32 [n_in, R, n_out, 1, C]
     w_scale: torch.Tensor
     slice_gain: torch.Tensor
     t_inference_s: float = 0.0
-    g_drift_us: torch.Tensor | None = None  # conductances at t without read noise (float32)
-    read_std_us: torch.Tensor | None = None  # σ of one read at t (float32), None: no read noise
-    ir_eff_us: torch.Tensor | None = None  # IR-drop effective conductances at t
+    # Read-side state at time t, float32, in kernel layout [n_in, R, n_out, S, P, C]:
+    g_drift_k: torch.Tensor | None = None  # conductances at t without read noise
+    read_std_k: torch.Tensor | None = None  # σ of one read (None: no read noise)
+    ir_eff_k: torch.Tensor | None = None  # IR-drop effective conductances at t (None: no IR drop)
+    m_static: torch.Tensor | None = None  # signed matrix [n_in, R, n_out*S*C] when reads are noiseless
     drift_gain: float = 1.0  # global drift compensation factor
     readout_ref: float | None = None  # mean|Y0| of the compensation readout at programming
 
@@ -147,7 +150,8 @@ def program_tiles(weight: torch.Tensor, cfg: CrossbarConfig, seed: int) -> TileS
     nu = cfg.device.drift_exponent(g_target, g_max, gen)
     out_f, in_f = weight.shape
     mask = tile_weight(torch.ones_like(weight), cfg).bool()[:, :, None, None]
-    state = TileState(in_f, out_f, g, nu, mask, w_scale, gain)
+    mask_k = mask[:, :, :, 0].permute(0, 3, 1, 2, 4).contiguous().float()
+    state = TileState(in_f, out_f, g, nu, mask, mask_k, w_scale, gain)
     state = set_time(state, cfg, 0.0)
     if cfg.drift_compensation.enabled:
         state = replace(state, readout_ref=_readout(state, cfg))
@@ -161,18 +165,26 @@ def set_time(state: TileState, cfg: CrossbarConfig, t_inference_s: float) -> Til
         raise SpikecimError(f"drift: t_s must be finite and >= 0 seconds, got {t_inference_s}")
     g_drift = cfg.device.drift(state.g_prog_us, state.nu, t_inference_s)
     std = cfg.device.read_noise_std_us(g_drift, state.g_prog_us, t_inference_s, cfg.g_max_us)
-    ir = _ir_effective(g_drift * state.mask, cfg).float() if cfg.ir_drop.enabled else None
+    ir = _ir_effective(g_drift * state.mask, cfg) if cfg.ir_drop.enabled else None
     state = replace(
         state,
         t_inference_s=float(t_inference_s),
-        g_drift_us=g_drift.float(),
-        read_std_us=None if std is None else std.float(),
-        ir_eff_us=ir,
+        g_drift_k=_kernel(g_drift),
+        read_std_k=None if std is None else _kernel(std),
+        ir_eff_k=None if ir is None else _kernel(ir),
+        m_static=None,
         drift_gain=1.0,
     )
+    if std is None:
+        state = replace(state, m_static=read_matrix(state, cfg))
     if cfg.drift_compensation.enabled and state.readout_ref is not None:
         state = replace(state, drift_gain=state.readout_ref / _readout(state, cfg))
     return state
+
+
+def _kernel(g: torch.Tensor) -> torch.Tensor:
+    """``[n_in, n_out, S, P, R, C] -> [n_in, R, n_out, S, P, C]`` float32, contiguous."""
+    return g.permute(0, 4, 1, 2, 3, 5).contiguous().float()
 
 
 def _ir_effective(g_us: torch.Tensor, cfg: CrossbarConfig) -> torch.Tensor:
@@ -186,31 +198,32 @@ def _ir_effective(g_us: torch.Tensor, cfg: CrossbarConfig) -> torch.Tensor:
 
 
 def read_matrix(state: TileState, cfg: CrossbarConfig) -> torch.Tensor:
-    """One read of all tiles: normalised signed matrix ``[n_in, n_out, S, R, C]``.
+    """One read of all tiles: the signed normalised matrix ``[n_in, R, n_out*S*C]``.
 
-    Drift to t, read noise (fresh draw), IR drop (the effective matrix at t plus the
-    read-noise deviation, a first-order treatment of the noise), normalisation, G+ − G−.
+    Conductances at t plus a fresh read-noise draw (g ≥ 0), through the IR-drop effective
+    matrix when enabled (the effective matrix at t plus the read-noise deviation, a
+    first-order treatment of the noise), normalised to (G − g_min)/(g_max − g_min), G+ − G−.
     """
-    g = state.g_drift_us
-    noise = None
-    if state.read_std_us is not None:
-        noisy = (g + state.read_std_us * torch.randn_like(g)).clamp(min=0.0)
-        noise = noisy - g
-        g = noisy
-    if state.ir_eff_us is not None:
-        g = state.ir_eff_us if noise is None else state.ir_eff_us + noise
-    levels = (g - cfg.g_min_us) / (cfg.g_max_us - cfg.g_min_us)
-    signed = levels[:, :, :, 0] - levels[:, :, :, 1] if levels.shape[3] == 2 else levels[:, :, :, 0]
-    return signed * state.mask[:, :, :, 0]
+    if state.m_static is not None:
+        return state.m_static
+    g = state.ir_eff_k if state.ir_eff_k is not None else state.g_drift_k
+    if state.read_std_k is not None:
+        base = state.g_drift_k
+        g = g + ((base + state.read_std_k * torch.randn_like(base)).clamp_(min=0.0) - base)
+    n_in, R, n_out, S, P, C = g.shape
+    span = cfg.g_max_us - cfg.g_min_us
+    signed = (g[:, :, :, :, 0] - g[:, :, :, :, 1]) / span if P == 2 else (g[:, :, :, :, 0] - cfg.g_min_us) / span
+    return (signed * state.mask_k).reshape(n_in, R, n_out * S * C)
 
 
 def _readout(state: TileState, cfg: CrossbarConfig) -> float:
     """mean|Y| of one-hot inputs through every tile (the compensation readout)."""
-    m = read_matrix(state, cfg)
-    w = (m * state.slice_gain.view(1, 1, -1, 1, 1)).sum(2) * state.w_scale[:, :, None, None]
+    n_in, n_out, S, _, R, C = state.g_prog_us.shape
+    m = read_matrix(state, cfg).double().view(n_in, R, n_out, S, C)
+    w = (m * state.slice_gain.view(1, 1, 1, -1, 1)).sum(3) * state.w_scale[:, None, :, None]
     if cfg.mapping == "offset":
-        w = w - state.w_scale[:, :, None, None]
-    sel = state.mask[:, :, 0, 0]
+        w = w - state.w_scale[:, None, :, None]
+    sel = state.mask_k[:, :, :, 0].bool()
     return float(w.abs()[sel].mean())
 
 
@@ -231,14 +244,15 @@ def crossbar_matmul(
     # 1. DAC
     if cfg.dac.enabled:
         in_scale = abs_max_scale(xp)
-        xq = quantize(xp / in_scale, cfg.dac.bits, 1.0)
+        xq = quantize(xp, cfg.dac.bits, in_scale)  # abs-max scaled, on the grid of ±1·in_scale
+        xq = xq / in_scale
     else:
         in_scale, xq = None, xp
-    # 2. read (conductances -> signed normalised matrix), in the input's dtype
-    m = read_matrix(state, cfg).to(x.dtype)  # [n_in, n_out, S, R, C]
-    m = m.permute(0, 3, 1, 2, 4).reshape(n_in, R, n_out * S * C)
+    # 2. read (conductances -> signed normalised matrix [n_in, R, n_out*S*C]), input dtype
+    m = read_matrix(state, cfg).to(x.dtype)
     # 3. MVM per input tile
-    y = torch.bmm(xq.transpose(0, 1), m)  # [n_in, N, n_out*S*C]
+    y = xq[:, 0] @ m[0] if n_in == 1 else torch.bmm(xq.transpose(0, 1), m)
+    y = y.view(n_in, N, n_out * S * C)
     # 4. output noise and ADC
     if cfg.out_noise_std > 0:
         y = y + cfg.out_noise_std * torch.randn_like(y)
