@@ -17,7 +17,9 @@ from spikecim.nn.kernels.benchmark import format_report, run_lif_benchmark
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--batch", type=int, action="append", help="batch size; repeat for several (default 16, 64)")
+    ap.add_argument(
+        "--batch", type=int, action="append", help="batch size; repeat for several (default 16, 64)"
+    )
     ap.add_argument("--timesteps", type=int, default=100)
     ap.add_argument("--features", type=int, default=512)
     ap.add_argument("--repeats", type=int, default=7)

@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from spikecim.analog.circuit import calibrate_fast, effective_conductance, effective_conductance_fast, solve_crossbar
+from spikecim.analog.circuit import (
+    calibrate_fast,
+    effective_conductance,
+    effective_conductance_fast,
+    solve_crossbar,
+)
 from spikecim.errors import SpikecimError
 
 
@@ -12,9 +17,9 @@ def dense_reference(G, v, r_wire, r_driver, r_sense):
     """Independent solve: build the graph Laplacian from an explicit edge list (plus a
     source node per word line and the ground), eliminate the fixed nodes, solve densely."""
     rows, cols = G.shape
-    wl = lambda i, j: i * cols + j  # noqa: E731
-    bl = lambda i, j: rows * cols + i * cols + j  # noqa: E731
-    src = lambda i: 2 * rows * cols + i  # noqa: E731
+    wl = lambda i, j: i * cols + j
+    bl = lambda i, j: rows * cols + i * cols + j
+    src = lambda i: 2 * rows * cols + i
     gnd = 2 * rows * cols + rows
     n = gnd + 1
     edges = []
@@ -45,7 +50,10 @@ def dense_reference(G, v, r_wire, r_driver, r_sense):
     return np.array(out)
 
 
-@pytest.mark.parametrize("shape,r_wire,r_driver,r_sense", [((5, 4), 2.0, 0.0, 0.0), ((4, 6), 1.0, 10.0, 5.0), ((1, 3), 3.0, 1.0, 0.0), ((3, 1), 0.5, 0.0, 2.0)])
+@pytest.mark.parametrize(
+    "shape,r_wire,r_driver,r_sense",
+    [((5, 4), 2.0, 0.0, 0.0), ((4, 6), 1.0, 10.0, 5.0), ((1, 3), 3.0, 1.0, 0.0), ((3, 1), 0.5, 0.0, 2.0)],
+)
 @pytest.mark.parametrize("solver", ["block", "splu"])
 def test_exact_solver_matches_dense_nodal_reference(shape, r_wire, r_driver, r_sense, solver):
     rng = np.random.default_rng(0)
@@ -112,7 +120,7 @@ def test_fast_model_is_calibrated_and_reports_its_error():
     assert fit.rel_error == pytest.approx(err_fast, rel=0.5)
 
 
-@pytest.mark.parametrize("bad", [dict(r_wire_ohm=-1.0), dict(r_wire_ohm=float("nan"))])
+@pytest.mark.parametrize("bad", [{"r_wire_ohm": -1.0}, {"r_wire_ohm": float("nan")}])
 def test_bad_resistance_is_a_one_line_error(bad):
     with pytest.raises(SpikecimError, match="r_wire_ohm"):
         effective_conductance(np.ones((2, 2)) * 1e-6, **bad)

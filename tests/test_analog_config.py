@@ -81,6 +81,10 @@ def test_non_finite_weights_are_refused_with_the_parameter_named():
 
 def test_stage_config_validates_preset_and_sweeps_in_run_config():
     assert AnalogStageConfig().preset == "pcm-aihwkit"
-    for bad, match in [("analog.preset=nope", "analog.preset"), ("analog.adc_bits_sweep=[4,20]", "adc_bits_sweep"), ("analog.n_seeds=0", "n_seeds")]:
+    for bad, match in [
+        ("analog.preset=nope", "analog.preset"),
+        ("analog.adc_bits_sweep=[4,20]", "adc_bits_sweep"),
+        ("analog.n_seeds=0", "n_seeds"),
+    ]:
         with pytest.raises(SpikecimError, match=match):
             load_config(None, [bad])

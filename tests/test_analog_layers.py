@@ -5,7 +5,16 @@ import pytest
 import torch
 from torch import nn
 
-from spikecim.analog import AnalogConv2d, AnalogLinear, analog_layers, calibrate_adc, drift, program, to_analog, to_digital
+from spikecim.analog import (
+    AnalogConv2d,
+    AnalogLinear,
+    analog_layers,
+    calibrate_adc,
+    drift,
+    program,
+    to_analog,
+    to_digital,
+)
 from spikecim.analog.circuit import effective_conductance
 from spikecim.models import create_model
 
@@ -37,7 +46,9 @@ def test_ideal_linear_equals_digital_tiled_or_not_sliced_or_not(fields):
     bits = fields.get("weight_bits", 8)
     lin = nn.Linear(37, 11).double()
     with torch.no_grad():
-        lin.weight.copy_(on_grid_weight(11, 37, bits, fields.get("tile_rows", 128), fields.get("tile_cols", 128)))
+        lin.weight.copy_(
+            on_grid_weight(11, 37, bits, fields.get("tile_rows", 128), fields.get("tile_cols", 128))
+        )
     x = torch.randn(9, 37, dtype=torch.float64)
     am = to_analog(lin, {"preset": "ideal", **fields})
     torch.testing.assert_close(am(x), lin(x), rtol=0, atol=1e-5)
@@ -57,7 +68,9 @@ def test_ideal_conv_and_spiking_registry_model_equal_digital():
 
 def test_plain_torch_model_converts_and_converts_back():
     torch.manual_seed(1)
-    model = nn.Sequential(nn.Conv2d(2, 3, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 4 * 4, 5))
+    model = nn.Sequential(
+        nn.Conv2d(2, 3, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 4 * 4, 5)
+    )
     x = torch.randn(6, 2, 8, 8)
     am = to_analog(model, "ideal")
     assert isinstance(am[0], AnalogConv2d) and isinstance(am[3], AnalogLinear)
@@ -73,7 +86,12 @@ def test_stuck_fractions_equal_configured_rates_within_sampling_error():
     with torch.no_grad():
         lin.weight.uniform_(-0.9, 0.9)
         lin.weight[0, 0] = 1.0
-    cfg = {"tile_rows": 400, "tile_cols": 250, "mapping": "offset", "faults": {"enabled": True, "stuck_on_rate": 0.05, "stuck_off_rate": 0.1}}
+    cfg = {
+        "tile_rows": 400,
+        "tile_cols": 250,
+        "mapping": "offset",
+        "faults": {"enabled": True, "stuck_on_rate": 0.05, "stuck_off_rate": 0.1},
+    }
     am = to_analog(lin, cfg, seed=3)
     g = am[0].tiles.g_prog_us.flatten()
     n = g.numel()
@@ -96,7 +114,9 @@ def test_calibrated_adc_bound_is_percentile_of_column_outputs():
     torch.manual_seed(2)
     lin = nn.Linear(30, 8, bias=False)
     x = torch.rand(500, 30)
-    am = to_analog(lin, {"adc": {"enabled": True, "bits": 6, "range": "calibrated", "calibration_percentile": 99.0}})
+    am = to_analog(
+        lin, {"adc": {"enabled": True, "bits": 6, "range": "calibrated", "calibration_percentile": 99.0}}
+    )
     calibrate_adc(am, [x])
     w = lin.weight.detach().double()
     expected = np.percentile((x.double() @ (w / w.abs().max()).T).abs().numpy(), 99.0)
@@ -127,3 +147,58 @@ def test_drift_rejects_negative_time_with_one_line_error():
     am = to_analog(nn.Linear(3, 2), "ideal")
     with pytest.raises(SpikecimError, match="t_s"):
         drift(am, -1.0)
+
+
+def test_binary_spikes_pass_a_coarse_dac_unchanged():
+    torch.manual_seed(4)
+    lin = nn.Linear(24, 6)
+    spikes = (torch.rand(50, 24) < 0.3).float()
+    am = to_analog(lin, {"dac": {"enabled": True, "bits": 2}})
+    torch.testing.assert_close(am(spikes), lin(spikes), rtol=0, atol=1e-5)
+    analog_in = torch.rand(50, 24)
+    assert (am(analog_in) - lin(analog_in)).abs().max() > 1e-2  # analog inputs are quantised
+
+
+def test_output_noise_std_is_in_units_of_the_tile_weight_scale():
+    torch.manual_seed(5)
+    lin = nn.Linear(16, 500, bias=False)
+    with torch.no_grad():
+        lin.weight.mul_(3.0)
+    x = torch.rand(400, 16)
+    am = to_analog(lin, {"out_noise_std": 0.1, "tile_cols": 500})
+    err = (am(x) - lin(x)).detach()
+    assert float(err.std()) == pytest.approx(0.1 * float(lin.weight.detach().abs().max()), rel=0.03)
+
+
+def test_direct_conv_path_for_spikes_equals_unfolded_patch_path():
+    torch.manual_seed(6)
+    conv = nn.Conv2d(4, 6, 3, stride=1, padding=1)
+    cfg = {
+        "device": {"name": "pcm", "read_noise_enabled": False},
+        "dac": {"enabled": True, "bits": 7},
+        "adc": {"enabled": True, "bits": 6, "range": 4.0},
+    }
+    layer = to_analog(conv, cfg)[0]
+    spikes = (torch.rand(5, 4, 7, 7) < 0.4).float()
+    direct = layer(spikes)
+    cols = torch.nn.functional.unfold(spikes, 3, padding=1)  # [N, 36, 49]
+    unfolded = layer.matmul(cols.transpose(1, 2).reshape(-1, 36)) + conv.bias
+    unfolded = unfolded.view(5, 49, 6).transpose(1, 2).reshape(5, 6, 7, 7)
+    torch.testing.assert_close(direct, unfolded, rtol=0, atol=1e-5)
+
+
+def test_fast_ir_drop_method_in_a_layer_uses_the_first_order_model():
+    torch.manual_seed(7)
+    lin = nn.Linear(12, 5, bias=False).double()
+    x = torch.rand(4, 12, dtype=torch.float64)
+    ir = {"enabled": True, "r_wire_ohm": 20.0, "method": "fast", "fast_kappa": 0.9}
+    am = to_analog(lin, {"g_max_us": 100.0, "ir_drop": ir})
+    w = lin.weight.detach().T.numpy()
+    s = np.abs(w).max()
+    g_pos, g_neg = np.clip(w / s, 0, None) * 100e-6, np.clip(-w / s, 0, None) * 100e-6
+    from spikecim.analog.circuit import effective_conductance_fast
+
+    diff = effective_conductance_fast(g_pos, 20.0, kappa=0.9) - effective_conductance_fast(
+        g_neg, 20.0, kappa=0.9
+    )
+    np.testing.assert_allclose(am(x).detach().numpy(), x.numpy() @ diff / 100e-6 * s, rtol=1e-5, atol=1e-9)

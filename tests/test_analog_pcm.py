@@ -24,7 +24,9 @@ def test_programming_noise_std_within_3_percent_of_reference_polynomial(g_rel):
     g = torch.full((N,), g_rel * G_MAX_US, dtype=torch.float64)
     out = PCMDevice().program(g, G_MAX_US, torch.Generator().manual_seed(1))
     assert float((out - g).std()) == pytest.approx(sigma_prog_ref(g_rel * G_MAX_US), rel=0.03)
-    assert float((out - g).mean()) == pytest.approx(0.0, abs=4 * sigma_prog_ref(g_rel * G_MAX_US) / math.sqrt(N))
+    assert float((out - g).mean()) == pytest.approx(
+        0.0, abs=4 * sigma_prog_ref(g_rel * G_MAX_US) / math.sqrt(N)
+    )
 
 
 def test_programmed_conductance_is_never_negative():
@@ -78,7 +80,12 @@ def _pcm_only_drift_layer():
     torch.manual_seed(0)
     lin = torch.nn.Linear(40, 12, bias=False)
     cfg = {
-        "device": {"name": "pcm", "prog_noise_enabled": False, "read_noise_enabled": False, "drift_nu_fixed": 0.05},
+        "device": {
+            "name": "pcm",
+            "prog_noise_enabled": False,
+            "read_noise_enabled": False,
+            "drift_nu_fixed": 0.05,
+        },
         "tile_rows": 16,
         "tile_cols": 8,
     }

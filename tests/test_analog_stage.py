@@ -1,13 +1,19 @@
 """The ``analog`` run stage, the report section, evaluate_analog and the mitigation tools."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-from spikecim.analog import WeightModifier, bn_finetune, evaluate_analog, hwa_train, modify_weight, program, to_analog
+from spikecim.analog import (
+    WeightModifier,
+    bn_finetune,
+    evaluate_analog,
+    hwa_train,
+    modify_weight,
+    to_analog,
+)
 from spikecim.analog.devices import PCMDevice
 from spikecim.analog.stage import analog_section
 from spikecim.config import RunConfig
@@ -35,7 +41,15 @@ def tiny_dataset(n_train=64, n_test=40):
 def trained_mlp(spiking, data, timesteps):
     torch.manual_seed(0)
     m = create_model("mlp", spiking=spiking, num_classes=2, hidden=(16,))
-    m = hwa_train(m, data.x_train, data.y_train, WeightModifier(kind="add_normal", std=0.0), epochs=15, lr=1e-2, timesteps=timesteps)
+    m = hwa_train(
+        m,
+        data.x_train,
+        data.y_train,
+        WeightModifier(kind="add_normal", std=0.0),
+        epochs=15,
+        lr=1e-2,
+        timesteps=timesteps,
+    )
     return m
 
 
@@ -43,7 +57,14 @@ def test_analog_stage_reports_accuracies_sweeps_and_plots(tmp_path):
     data = tiny_dataset()
     cfg = RunConfig(
         data={"timesteps": 2},
-        analog={"n_seeds": 2, "drift_times_s": [1.0, 3.15e7], "adc_bits_sweep": [2, 8], "hwa_epochs": 1, "bn_epochs": 1, "calibration_samples": 32},
+        analog={
+            "n_seeds": 2,
+            "drift_times_s": [1.0, 3.15e7],
+            "adc_bits_sweep": [2, 8],
+            "hwa_epochs": 1,
+            "bn_epochs": 1,
+            "calibration_samples": 32,
+        },
     )
     models = {"snn": trained_mlp(True, data, 2), "ann": trained_mlp(False, data, 1)}
     ctx = RunContext(config=cfg, run_dir=tmp_path, data=data, models=models)
@@ -108,3 +129,16 @@ def test_pcm_device_polynomial_helper_equals_reference_formula():
     g = torch.tensor([0.0, 5.0, 25.0], dtype=torch.float64)
     ref = torch.tensor([0.26348 + 1.9650 * r - 1.1731 * r * r for r in (0.0, 0.2, 1.0)], dtype=torch.float64)
     torch.testing.assert_close(PCMDevice().prog_noise_std_us(g, 25.0), ref)
+
+
+def test_evaluate_run_analog_covers_every_variant_with_its_own_timesteps(tmp_path):
+    from spikecim.analog import evaluate_run_analog
+
+    data = tiny_dataset()
+    cfg = RunConfig(data={"timesteps": 3})
+    models = {"snn": trained_mlp(True, data, 3), "ann": trained_mlp(False, data, 1)}
+    ctx = RunContext(config=cfg, run_dir=tmp_path, data=data, models=models)
+    out = evaluate_run_analog(ctx, "ideal", n_seeds=2)
+    assert set(out) == {"snn", "ann"}
+    for r in out.values():
+        assert r["accuracies"] == [r["ideal"]] * 2 and r["t_inference_s"] == cfg.analog.t_inference_s

@@ -17,7 +17,11 @@ def test_bench_quick_prints_every_column_and_a_row_or_note_per_library(capsys):
     out = capsys.readouterr().out
     header = next(line for line in out.splitlines() if line.startswith("| library"))
     assert [c.strip() for c in header.strip("|").split("|")] == COLUMNS
-    rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| ") and "---" not in line}
+    rows = {
+        line.split("|")[1].strip(): line
+        for line in out.splitlines()
+        if line.startswith("| ") and "---" not in line
+    }
     for name in LIBRARIES:
         assert name in rows or f"note: {name}: skipped, not installed" in out
     assert {"spikecim", "linear-floor"} <= set(rows)
@@ -33,8 +37,24 @@ def test_bench_quick_prints_every_column_and_a_row_or_note_per_library(capsys):
 
 
 def test_bench_json_has_one_row_per_library_and_batch(capsys):
-    assert main(["bench", "--quick", "--batch", "1", "--batch", "3", "--library", "spikecim",
-                 "--library", "linear-floor", "--json"]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "--quick",
+                "--batch",
+                "1",
+                "--batch",
+                "3",
+                "--library",
+                "spikecim",
+                "--library",
+                "linear-floor",
+                "--json",
+            ]
+        )
+        == 0
+    )
     data = json.loads(capsys.readouterr().out)
     assert {(r["library"], r["batch"]) for r in data["rows"]} == {
         (lib, b) for lib in ("spikecim", "linear-floor") for b in (1, 3)
@@ -44,7 +64,10 @@ def test_bench_json_has_one_row_per_library_and_batch(capsys):
 
 @pytest.mark.parametrize(
     "argv, message",
-    [(["bench", "--timesteps", "0"], "--timesteps: must be >= 1"), (["bench", "--library", "brian"], "--library: unknown 'brian'")],
+    [
+        (["bench", "--timesteps", "0"], "--timesteps: must be >= 1"),
+        (["bench", "--library", "brian"], "--library: unknown 'brian'"),
+    ],
 )
 def test_bench_bad_option_is_a_one_line_error(argv, message, capsys):
     assert main(argv) == 2

@@ -20,9 +20,17 @@ from spikecim.nn.functional import LIFParams, lif
 from spikecim.nn.kernels import cpu
 from spikecim.nn.surrogate import SURROGATES
 
-pytestmark = pytest.mark.skipif(not cpu.available(torch.float64), reason="no C compiler: the CPU kernel is not built")
+pytestmark = pytest.mark.skipif(
+    not cpu.available(torch.float64), reason="no C compiler: the CPU kernel is not built"
+)
 
-SURROGATE_PARAMS = {"atan": 2.0, "fast_sigmoid": 10.0, "sigmoid": 5.0, "triangular": 1.0, "straight_through": None}
+SURROGATE_PARAMS = {
+    "atan": 2.0,
+    "fast_sigmoid": 10.0,
+    "sigmoid": 5.0,
+    "triangular": 1.0,
+    "straight_through": None,
+}
 
 
 @st.composite
@@ -81,8 +89,15 @@ def _run(case, backend: str, dtype: torch.dtype):
     p = SURROGATE_PARAMS[sg]
     surrogate = SURROGATES[sg]() if p is None else SURROGATES[sg](p)
     spk, mem = lif(
-        x, beta, threshold, case["reset"], case["reset_delay"], surrogate, case["detach_reset"],
-        mem0=mem0, backend=backend,
+        x,
+        beta,
+        threshold,
+        case["reset"],
+        case["reset_delay"],
+        surrogate,
+        case["detach_reset"],
+        mem0=mem0,
+        backend=backend,
     )
     # a loss that uses both outputs, with weights so that every step's gradient differs
     w_s, w_m = torch.randn(shape, generator=g, dtype=dtype), torch.randn(shape, generator=g, dtype=dtype)
@@ -154,8 +169,12 @@ def test_fused_lif_with_a_zero_dim_float64_beta_matches_the_reference():
 
 @pytest.mark.parametrize(
     "reset_delay, reset, expected_saved",
-    [(True, "subtract", {"membrane"}), (True, "zero", {"membrane"}), (False, "subtract", {"membrane", "uint8"}),
-     (False, "zero", {"pre-reset membrane"})],
+    [
+        (True, "subtract", {"membrane"}),
+        (True, "zero", {"membrane"}),
+        (False, "subtract", {"membrane", "uint8"}),
+        (False, "zero", {"pre-reset membrane"}),
+    ],
 )
 def test_backward_keeps_one_float_sequence_and_spikes_as_bytes(reset_delay, reset, expected_saved):
     """Only what the backward pass needs: never a float copy of the spikes."""
@@ -226,5 +245,28 @@ def test_gradient_of_a_plain_sum_equals_the_reference(reset_delay, uses):
         s, m = lif(x, beta, 0.8, "subtract", reset_delay, backend=backend)
         loss = {"spikes": s.sum(), "membrane": m.sum(), "both": 2 * s.sum() + m.sum()}[uses]
         out[backend] = torch.autograd.grad(loss, [x, beta])
+    for a, b in zip(out["cpu"], out["reference"]):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("reset_delay, reset", [(True, "zero"), (False, "subtract"), (False, "zero")])
+def test_a_layer_split_over_threads_equals_the_reference(reset_delay, reset, monkeypatch):
+    """Large layers share their neurons out over threads in chunks of 512."""
+    g = torch.Generator().manual_seed(2)
+    T, B, N = 20, 7, 601  # M = 4207: eight full chunks and a partial one
+    x0 = torch.randn(T, B, N, generator=g, dtype=torch.float64) * 1.5
+    th0 = 0.5 + torch.rand(N, generator=g, dtype=torch.float64)
+    w = torch.randn(T, B, N, generator=g, dtype=torch.float64)
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    monkeypatch.setattr(cpu, "_PARALLEL_MIN", 1)  # split even this small layer
+    try:
+        out = {}
+        for backend in ("reference", "cpu"):
+            x, th = x0.clone().requires_grad_(), th0.clone().requires_grad_()
+            s, m = lif(x, 0.85, th, reset, reset_delay, "fast_sigmoid", backend=backend)
+            out[backend] = (s, m, *torch.autograd.grad((s * w).sum() + m.sum(), [x, th]))
+    finally:
+        torch.set_num_threads(before)
     for a, b in zip(out["cpu"], out["reference"]):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6)

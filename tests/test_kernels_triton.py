@@ -45,7 +45,10 @@ def test_triton_kernel_equals_reference_in_spikes_membrane_and_gradients(
         beta0 = torch.rand(N, device="cuda", generator=g)
         th0 = 0.5 + torch.rand(B, N, device="cuda", generator=g)
     mem00 = torch.randn(B, N, device="cuda", generator=g)
-    w_s, w_m = torch.randn(T, B, N, device="cuda", generator=g), torch.randn(T, B, N, device="cuda", generator=g)
+    w_s, w_m = (
+        torch.randn(T, B, N, device="cuda", generator=g),
+        torch.randn(T, B, N, device="cuda", generator=g),
+    )
     out = {}
     for backend in ("reference", "triton"):
         x, mem0 = x0.clone().requires_grad_(), mem00.clone().requires_grad_()

@@ -10,29 +10,30 @@ one read. ``evaluate_analog`` gives Monte-Carlo accuracy over programming seeds;
 from spikecim.analog.config import CrossbarConfig, list_presets, load_crossbar_config
 from spikecim.analog.convert import analog_layers, calibrate_adc, drift, program, to_analog, to_digital
 from spikecim.analog.devices import DEVICES, DeviceModel, register_device
-from spikecim.analog.evaluate import accuracy, evaluate_analog
+from spikecim.analog.evaluate import accuracy, evaluate_analog, evaluate_run_analog
 from spikecim.analog.layers import AnalogConv2d, AnalogLinear
 from spikecim.analog.mitigation import WeightModifier, bn_finetune, hwa_train, modify_weight
 
 __all__ = [
+    "DEVICES",
+    "AnalogConv2d",
+    "AnalogLinear",
     "CrossbarConfig",
-    "load_crossbar_config",
+    "DeviceModel",
+    "WeightModifier",
+    "accuracy",
+    "analog_layers",
+    "bn_finetune",
+    "calibrate_adc",
+    "drift",
+    "evaluate_analog",
+    "evaluate_run_analog",
+    "hwa_train",
     "list_presets",
+    "load_crossbar_config",
+    "modify_weight",
+    "program",
+    "register_device",
     "to_analog",
     "to_digital",
-    "program",
-    "drift",
-    "calibrate_adc",
-    "analog_layers",
-    "AnalogLinear",
-    "AnalogConv2d",
-    "DEVICES",
-    "DeviceModel",
-    "register_device",
-    "accuracy",
-    "evaluate_analog",
-    "WeightModifier",
-    "modify_weight",
-    "hwa_train",
-    "bn_finetune",
 ]

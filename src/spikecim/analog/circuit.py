@@ -24,18 +24,18 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
+import torch
 from scipy.linalg import solve_banded
 from threadpoolctl import threadpool_limits
-import torch
 
 from spikecim.errors import SpikecimError
 
 __all__ = [
-    "solve_crossbar",
+    "FastFit",
+    "calibrate_fast",
     "effective_conductance",
     "effective_conductance_fast",
-    "calibrate_fast",
-    "FastFit",
+    "solve_crossbar",
 ]
 
 
@@ -50,7 +50,9 @@ def _check(G_s: np.ndarray, r_wire_ohm: float, r_driver_ohm: float, r_sense_ohm:
 
 
 def _as_numpy(x) -> np.ndarray:
-    return x.detach().cpu().double().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=np.float64)
+    return (
+        x.detach().cpu().double().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=np.float64)
+    )
 
 
 def solve_crossbar(G_s, v_v, r_wire_ohm: float, r_driver_ohm: float = 0.0, r_sense_ohm: float = 0.0):
@@ -108,7 +110,10 @@ def effective_conductance(
     diag[word[:, 0]] += g_d  # driver end of every word line
     diag[bit[-1, :]] += g_s  # sense end of every bit line
     A = sp.coo_matrix(
-        (np.concatenate([-wi, -wi, diag]), (np.concatenate([ri, ci, np.arange(2 * n)]), np.concatenate([ci, ri, np.arange(2 * n)]))),
+        (
+            np.concatenate([-wi, -wi, diag]),
+            (np.concatenate([ri, ci, np.arange(2 * n)]), np.concatenate([ci, ri, np.arange(2 * n)])),
+        ),
         shape=(2 * n, 2 * n),
     ).tocsc()
     lu = spla.splu(A)
@@ -123,7 +128,9 @@ def effective_conductance(
     return g_d * g_s * out
 
 
-def _block_elimination(G: np.ndarray, r_wire_ohm: float, r_driver_ohm: float, r_sense_ohm: float) -> np.ndarray:
+def _block_elimination(
+    G: np.ndarray, r_wire_ohm: float, r_driver_ohm: float, r_sense_ohm: float
+) -> np.ndarray:
     """Exact solve by eliminating each word line into its row's bit-line nodes, then the
     rows one after another (block Thomas forward sweep; only the last row is needed).
 
@@ -210,7 +217,9 @@ def effective_conductance_fast(
     A = np.cumsum(suffix_row, axis=1)
     prefix_col = np.cumsum(G, axis=0)  # Σ_{n≤m} G_nj
     B = np.cumsum(prefix_col[::-1, :], axis=0)[::-1, :]
-    load = r_wire_ohm * (A + B) + r_driver_ohm * G.sum(1, keepdims=True) + r_sense_ohm * G.sum(0, keepdims=True)
+    load = (
+        r_wire_ohm * (A + B) + r_driver_ohm * G.sum(1, keepdims=True) + r_sense_ohm * G.sum(0, keepdims=True)
+    )
     return G / (1.0 + kappa * load)
 
 
@@ -225,7 +234,12 @@ class FastFit:
 
 
 def calibrate_fast(
-    G_s, r_wire_ohm: float, r_driver_ohm: float = 0.0, r_sense_ohm: float = 0.0, n_vectors: int = 64, seed: int = 0
+    G_s,
+    r_wire_ohm: float,
+    r_driver_ohm: float = 0.0,
+    r_sense_ohm: float = 0.0,
+    n_vectors: int = 64,
+    seed: int = 0,
 ) -> FastFit:
     """Fit ``kappa`` of the fast model to the exact solver on one array (golden-section search)."""
     G = _as_numpy(G_s)
@@ -235,7 +249,12 @@ def calibrate_fast(
     norm = np.linalg.norm(I_exact) or 1.0
 
     def err(k: float) -> float:
-        return float(np.linalg.norm(v @ effective_conductance_fast(G, r_wire_ohm, r_driver_ohm, r_sense_ohm, k) - I_exact) / norm)
+        return float(
+            np.linalg.norm(
+                v @ effective_conductance_fast(G, r_wire_ohm, r_driver_ohm, r_sense_ohm, k) - I_exact
+            )
+            / norm
+        )
 
     lo, hi = 0.0, 2.0
     phi = (5**0.5 - 1) / 2

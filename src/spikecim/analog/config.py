@@ -16,21 +16,29 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from spikecim.analog.devices import DEVICES, DeviceModel
 from spikecim.errors import SpikecimError, one_line_validation_error
 
 __all__ = [
-    "CrossbarConfig",
+    "PRESET_DIR",
     "ConverterConfig",
-    "VariationConfig",
+    "CrossbarConfig",
+    "DriftCompensationConfig",
     "FaultConfig",
     "IRDropConfig",
-    "DriftCompensationConfig",
-    "load_crossbar_config",
+    "VariationConfig",
     "list_presets",
-    "PRESET_DIR",
+    "load_crossbar_config",
 ]
 
 PRESET_DIR = Path(__file__).parent / "presets"
@@ -94,6 +102,9 @@ class IRDropConfig(_Section):
     r_driver_ohm: float = Field(0.0, ge=0, description="word-line driver source resistance, Ω")
     r_sense_ohm: float = Field(0.0, ge=0, description="sense-amplifier input resistance, Ω")
     method: Literal["exact", "fast"] = "exact"
+    fast_kappa: float = Field(
+        1.0, gt=0, description="gain of the fast model (fit it with circuit.calibrate_fast)"
+    )
 
 
 class DriftCompensationConfig(_Section):
@@ -109,9 +120,13 @@ class CrossbarConfig(_Section):
     device: SerializeAsAny[DeviceModel] = Field(default_factory=lambda: DEVICES["ideal"]())
     g_min_us: float = Field(0.0, ge=0, description="lowest programmable conductance, µS")
     g_max_us: float = Field(25.0, gt=0, description="highest programmable conductance, µS")
-    weight_bits: int | None = Field(None, ge=2, le=16, description="signed weight bits (None: analog weights)")
+    weight_bits: int | None = Field(
+        None, ge=2, le=16, description="signed weight bits (None: analog weights)"
+    )
     bits_per_cell: int = Field(1, ge=1, le=8, description="bits stored per cell when bit slicing")
-    conductance_levels: int | None = Field(None, ge=2, description="programmable levels per cell (None: continuous)")
+    conductance_levels: int | None = Field(
+        None, ge=2, description="programmable levels per cell (None: continuous)"
+    )
     mapping: Literal["differential", "offset"] = "differential"
     dac: ConverterConfig = ConverterConfig()
     adc: ADCConfig = ADCConfig()
@@ -172,7 +187,7 @@ class CrossbarConfig(_Section):
     def n_slices(self) -> int:
         return 1 if self.weight_bits is None else -(-self.magnitude_bits // self.bits_per_cell)
 
-    def with_updates(self, **fields: Any) -> "CrossbarConfig":
+    def with_updates(self, **fields: Any) -> CrossbarConfig:
         """A validated copy with some fields replaced (nested sections as dicts)."""
         data = self.model_dump()
         for k, v in fields.items():
@@ -211,7 +226,9 @@ def _resolve(data: dict, seen: tuple[str, ...] = ()) -> dict:
     if base_name is None:
         return data
     if base_name not in list_presets():
-        raise SpikecimError(f"analog.preset: unknown preset '{base_name}', allowed: {', '.join(list_presets())}")
+        raise SpikecimError(
+            f"analog.preset: unknown preset '{base_name}', allowed: {', '.join(list_presets())}"
+        )
     if base_name in seen:
         raise SpikecimError(f"analog.preset: preset '{base_name}' includes itself")
     base = _resolve(_read_yaml(PRESET_DIR / f"{base_name}.yaml"), seen + (base_name,))
@@ -236,4 +253,6 @@ def load_crossbar_config(spec: str | Path | dict | CrossbarConfig | None = None)
         if not path.exists():
             raise SpikecimError(f"analog: file not found: {path}")
         return _validate(_resolve(_read_yaml(path)), f"analog {path.name}")
-    raise SpikecimError(f"analog: unknown preset '{text}', allowed: {', '.join(list_presets())} or a YAML file")
+    raise SpikecimError(
+        f"analog: unknown preset '{text}', allowed: {', '.join(list_presets())} or a YAML file"
+    )

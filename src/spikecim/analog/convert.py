@@ -11,7 +11,7 @@ timestep while the membrane state stays digital.
 from __future__ import annotations
 
 import copy
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
@@ -22,7 +22,7 @@ from spikecim.analog.layers import AnalogConv2d, AnalogLayer, AnalogLinear
 from spikecim.analog.tiles import set_time
 from spikecim.errors import SpikecimError
 
-__all__ = ["to_analog", "to_digital", "program", "drift", "calibrate_adc", "analog_layers"]
+__all__ = ["analog_layers", "calibrate_adc", "drift", "program", "to_analog", "to_digital"]
 
 
 def analog_layers(model: nn.Module) -> list[AnalogLayer]:
@@ -38,7 +38,9 @@ def _swap(module: nn.Module, fn: Callable[[nn.Module], nn.Module | None]) -> Non
             _swap(child, fn)
 
 
-def to_analog(model: nn.Module, config: CrossbarConfig | str | dict | None = None, seed: int | None = None) -> nn.Module:
+def to_analog(
+    model: nn.Module, config: CrossbarConfig | str | dict | None = None, seed: int | None = None
+) -> nn.Module:
     """A copy of ``model`` whose Linear and Conv2d layers run on crossbars, programmed with
     ``seed`` (default ``config.seed``). The input model is not modified."""
     cfg = load_crossbar_config(config)
@@ -93,10 +95,16 @@ def drift(model: nn.Module, t_s: float) -> nn.Module:
     return model
 
 
-def calibrate_adc(model: nn.Module, batches: Iterable[torch.Tensor], percentile: float | None = None) -> nn.Module:
+def calibrate_adc(
+    model: nn.Module, batches: Iterable[torch.Tensor], percentile: float | None = None
+) -> nn.Module:
     """Set each layer's ADC bound to a percentile of its |column outputs| on ``batches``
     (inputs as the model takes them). Only layers whose config says ``adc.range: calibrated``."""
-    layers = [layer for layer in analog_layers(model) if layer.config.adc.enabled and layer.config.adc.range == "calibrated"]
+    layers = [
+        layer
+        for layer in analog_layers(model)
+        if layer.config.adc.enabled and layer.config.adc.range == "calibrated"
+    ]
     if not layers:
         return model
     configs = {id(layer): layer.config for layer in layers}

@@ -17,17 +17,26 @@ DAC/ADC, output noise, IR drop) live in :mod:`spikecim.analog.nonideal`.
 from __future__ import annotations
 
 import math
-from typing import Callable, Literal
+from collections.abc import Callable
+from typing import Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["DeviceModel", "IdealDevice", "PCMDevice", "RRAMDevice", "SRAMDevice", "register_device", "DEVICES"]
+__all__ = [
+    "DEVICES",
+    "DeviceModel",
+    "IdealDevice",
+    "PCMDevice",
+    "RRAMDevice",
+    "SRAMDevice",
+    "register_device",
+]
 
-DEVICES: dict[str, type["DeviceModel"]] = {}
+DEVICES: dict[str, type[DeviceModel]] = {}
 
 
-def register_device(name: str) -> Callable[[type["DeviceModel"]], type["DeviceModel"]]:
+def register_device(name: str) -> Callable[[type[DeviceModel]], type[DeviceModel]]:
     def deco(cls: type[DeviceModel]) -> type[DeviceModel]:
         DEVICES[name] = cls
         return cls
@@ -41,10 +50,14 @@ class DeviceModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
 
-    def program(self, g_target_us: torch.Tensor, g_max_us: float, generator: torch.Generator | None) -> torch.Tensor:
+    def program(
+        self, g_target_us: torch.Tensor, g_max_us: float, generator: torch.Generator | None
+    ) -> torch.Tensor:
         return g_target_us.clone()
 
-    def drift_exponent(self, g_target_us: torch.Tensor, g_max_us: float, generator: torch.Generator | None) -> torch.Tensor:
+    def drift_exponent(
+        self, g_target_us: torch.Tensor, g_max_us: float, generator: torch.Generator | None
+    ) -> torch.Tensor:
         return torch.zeros_like(g_target_us)
 
     def drift(self, g_prog_us: torch.Tensor, nu: torch.Tensor, t_inference_s: float) -> torch.Tensor:
@@ -56,7 +69,9 @@ class DeviceModel(BaseModel):
         """σ of one read around the drifted conductance, µS (None: no read noise)."""
         return None
 
-    def read(self, g_prog_us: torch.Tensor, nu: torch.Tensor, t_inference_s: float, g_max_us: float) -> torch.Tensor:
+    def read(
+        self, g_prog_us: torch.Tensor, nu: torch.Tensor, t_inference_s: float, g_max_us: float
+    ) -> torch.Tensor:
         """One read at time t: drift, then read noise (a fresh draw at every call), g ≥ 0."""
         g = self.drift(g_prog_us, nu, t_inference_s)
         std = self.read_noise_std_us(g, g_prog_us, t_inference_s, g_max_us)
@@ -102,7 +117,9 @@ class PCMDevice(DeviceModel):
     prog_noise_scale: float = Field(1.0, ge=0)
     read_noise_scale: float = Field(1.0, ge=0)
     drift_scale: float = Field(1.0, ge=0)
-    drift_nu_fixed: float | None = Field(None, ge=0, description="use this ν for every cell instead of drawing it")
+    drift_nu_fixed: float | None = Field(
+        None, ge=0, description="use this ν for every cell instead of drawing it"
+    )
 
     def prog_noise_std_us(self, g_target_us: torch.Tensor, g_max_us: float) -> torch.Tensor:
         g = g_target_us / g_max_us
@@ -127,7 +144,9 @@ class PCMDevice(DeviceModel):
         noise = torch.randn(g_target_us.shape, generator=generator, dtype=g_target_us.dtype)
         return (mu + sig * noise).abs() * self.drift_scale
 
-    def read_noise_std_rel(self, g_prog_us: torch.Tensor, t_inference_s: float, g_max_us: float) -> torch.Tensor:
+    def read_noise_std_rel(
+        self, g_prog_us: torch.Tensor, t_inference_s: float, g_max_us: float
+    ) -> torch.Tensor:
         t = t_inference_s + self.t0_s
         q_s = (0.0088 / ((g_prog_us.abs() / g_max_us) ** 0.65).clamp(min=1e-3)).clamp(max=0.2)
         return q_s * math.sqrt(math.log((t + self.t_read_s) / (2 * self.t_read_s)))
@@ -139,7 +158,11 @@ class PCMDevice(DeviceModel):
     def read_noise_std_us(self, g_drift_us, g_prog_us, t_inference_s, g_max_us):
         if not self.has_read_noise:
             return None
-        return g_drift_us.abs() * self.read_noise_scale * self.read_noise_std_rel(g_prog_us, t_inference_s, g_max_us)
+        return (
+            g_drift_us.abs()
+            * self.read_noise_scale
+            * self.read_noise_std_rel(g_prog_us, t_inference_s, g_max_us)
+        )
 
     @property
     def has_read_noise(self) -> bool:

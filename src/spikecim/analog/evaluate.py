@@ -18,13 +18,20 @@ from spikecim.analog.config import CrossbarConfig, load_crossbar_config
 from spikecim.analog.convert import calibrate_adc, drift, program, to_analog
 from spikecim.errors import SpikecimError
 
-__all__ = ["accuracy", "evaluate_analog", "monte_carlo", "model_inputs"]
+__all__ = ["accuracy", "evaluate_analog", "model_inputs", "monte_carlo"]
 
 
 def model_inputs(x: torch.Tensor, timesteps: int | None, encoder: str = "direct") -> torch.Tensor:
-    """What the model takes: ``x[B, ...]`` encoded to ``[T, B, ...]``, or ``x`` as is."""
+    """What the model takes: ``x[B, ...]`` encoded to ``[T, B, ...]``, or ``x`` as is.
+
+    Spike-frame data sets (``x[B, T, ...]``) use ``encoder="frames"`` (time moved first) or
+    ``"frames-mean"`` (one frame, the mean over time, for the ANN twin)."""
     if timesteps is None:
         return x
+    if encoder == "frames":
+        return x.float().transpose(0, 1)
+    if encoder == "frames-mean":
+        return x.float().mean(1).unsqueeze(0)
     from spikecim.data.encode import get_encoder
 
     return get_encoder(encoder)(x, timesteps, generator=torch.Generator().manual_seed(0))
@@ -84,7 +91,7 @@ def evaluate_analog(
     timesteps: int | None = 1,
     n_seeds: int = 5,
     t_inference_s: float = 0.0,
-    encoder: str = "direct",
+    encoder: str | None = None,
     max_samples: int | None = None,
     calibration_samples: int = 256,
     batch_size: int = 256,
@@ -92,7 +99,11 @@ def evaluate_analog(
 ) -> dict[str, Any]:
     """Digital accuracy and analog accuracy (mean ± std over ``n_seeds`` programming seeds)
     of ``model`` on ``dataset`` (a :class:`spikecim.data.Dataset`: test split evaluated,
-    the first ``calibration_samples`` training samples calibrate the ADC range)."""
+    the first ``calibration_samples`` training samples calibrate the ADC range).
+
+    ``encoder`` None: ``"frames"`` for a spike-frame data set, ``"direct"`` otherwise."""
+    if encoder is None:
+        encoder = "frames" if getattr(dataset, "frames", False) else "direct"
     if n_seeds < 1:
         raise SpikecimError(f"analog.n_seeds: must be >= 1, got {n_seeds}")
     cfg = load_crossbar_config(config)
@@ -113,3 +124,43 @@ def evaluate_analog(
         "t_inference_s": t_inference_s,
         "n_samples": len(x),
     }
+
+
+def variant_inputs(model: nn.Module, run_config: Any, dataset: Any) -> tuple[int, str]:
+    """Timesteps and encoder of a run's variant: the run's T and encoder for a spiking
+    model, T = 1 and ``direct`` for its ANN twin (``frames`` / ``frames-mean`` for frame data)."""
+    spiking = bool(getattr(model, "spiking", True))
+    frames = bool(getattr(dataset, "frames", False))
+    if spiking:
+        return run_config.data.timesteps, "frames" if frames else run_config.data.encoder
+    return 1, "frames-mean" if frames else "direct"
+
+
+def evaluate_run_analog(
+    ctx: Any,
+    config: CrossbarConfig | str | dict | None = "pcm-aihwkit",
+    n_seeds: int = 5,
+    t_inference_s: float | None = None,
+    max_samples: int | None = None,
+) -> dict[str, dict[str, Any]]:
+    """:func:`evaluate_analog` for every variant of a loaded run (``ctx.models``,
+    ``ctx.data``, ``ctx.config``); ``t_inference_s`` None takes the run's
+    ``analog.t_inference_s``."""
+    cfg = load_crossbar_config(config)
+    if t_inference_s is None:
+        t_inference_s = float(getattr(getattr(ctx.config, "analog", None), "t_inference_s", 0.0))
+    out = {}
+    for name, model in ctx.models.items():
+        timesteps, encoder = variant_inputs(model, ctx.config, ctx.data)
+        out[name] = evaluate_analog(
+            model,
+            ctx.data,
+            cfg,
+            timesteps,
+            n_seeds,
+            t_inference_s,
+            encoder,
+            max_samples,
+            seed=ctx.config.seed,
+        )
+    return out

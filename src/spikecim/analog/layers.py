@@ -4,7 +4,9 @@ Each layer holds the digital weight and bias (parameters, as in the layer it rep
 crossbar config, and its programmed :class:`~spikecim.analog.tiles.TileState` (set only by
 :func:`spikecim.analog.program` and :func:`spikecim.analog.drift`). The bias is added
 digitally. A convolution is unfolded into patches (``F.unfold``) and each patch is one
-input vector of the crossbar, as in aihwkit's analog convolutions.
+input vector of the crossbar, as in aihwkit's analog convolutions; when the patches need
+no DAC (binary spikes, or the DAC off) and fit one input tile, the same column outputs come
+from one ``conv2d`` with the read matrix as kernel (no unfolding).
 """
 
 from __future__ import annotations
@@ -14,10 +16,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from spikecim.analog.config import CrossbarConfig
-from spikecim.analog.tiles import TileState, crossbar_matmul, program_tiles
+from spikecim.analog.tiles import (
+    TileState,
+    crossbar_conv2d,
+    crossbar_matmul,
+    direct_conv_applies,
+    program_tiles,
+    to_device,
+)
 from spikecim.errors import SpikecimError
 
-__all__ = ["AnalogLinear", "AnalogConv2d", "AnalogLayer"]
+__all__ = ["AnalogConv2d", "AnalogLayer", "AnalogLinear"]
 
 
 class AnalogLayer(nn.Module):
@@ -42,10 +51,18 @@ class AnalogLayer(nn.Module):
     def program(self, seed: int) -> None:
         self.tiles = program_tiles(self.matrix_weight(), self.config, seed)
 
-    def matmul(self, x2d: torch.Tensor) -> torch.Tensor:
+    def _ready(self, x: torch.Tensor):
+        """Check the layer is programmed, move the tiles to ``x``'s device; the ADC hook."""
         if self.tiles is None:
             raise SpikecimError("analog: layer not programmed; call spikecim.analog.program(model, seed)")
-        hook = None if self.adc_record is None else (lambda y: self.adc_record.append(y.detach().abs().flatten()))
+        if self.tiles.mask_k.device != x.device:  # the tiles follow the input to its device
+            self.tiles = to_device(self.tiles, x.device)
+        if self.adc_record is None:
+            return None
+        return lambda y: self.adc_record.append(y.detach().abs().flatten())
+
+    def matmul(self, x2d: torch.Tensor) -> torch.Tensor:
+        hook = self._ready(x2d)
         return crossbar_matmul(x2d, self.tiles, self.config, self.adc_bound, pre_adc_hook=hook)
 
 
@@ -73,7 +90,9 @@ class AnalogConv2d(AnalogLayer):
     def __init__(self, conv: nn.Conv2d, config: CrossbarConfig):
         super().__init__()
         if conv.groups != 1:
-            raise SpikecimError(f"analog: Conv2d with groups={conv.groups} is not supported (groups must be 1)")
+            raise SpikecimError(
+                f"analog: Conv2d with groups={conv.groups} is not supported (groups must be 1)"
+            )
         if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
             raise SpikecimError("analog: Conv2d needs numeric zero padding (padding_mode='zeros')")
         self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
@@ -83,13 +102,31 @@ class AnalogConv2d(AnalogLayer):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, _, h, w = x.shape
-        cols = F.unfold(x, self.kernel_size, self.dilation, self.padding, self.stride)  # [N, C*k*k, L]
-        h_out = (h + 2 * self.padding[0] - self.dilation[0] * (self.kernel_size[0] - 1) - 1) // self.stride[0] + 1
-        w_out = (w + 2 * self.padding[1] - self.dilation[1] * (self.kernel_size[1] - 1) - 1) // self.stride[1] + 1
-        y = self.matmul(cols.transpose(1, 2).reshape(-1, cols.shape[1]))  # [N*L, out]
+        hook = self._ready(x)
+        if direct_conv_applies(x, self.tiles, self.config):
+            conv = {
+                "weight_shape": self.weight.shape,
+                "stride": self.stride,
+                "padding": self.padding,
+                "dilation": self.dilation,
+            }
+            y = crossbar_conv2d(x, self.tiles, self.config, self.adc_bound, conv, pre_adc_hook=hook)
+        else:
+            cols = F.unfold(x, self.kernel_size, self.dilation, self.padding, self.stride)  # [N, C*k*k, L]
+            y = self.matmul(cols.transpose(1, 2).reshape(-1, cols.shape[1]))  # [N*L, out]
+        h_out = (h + 2 * self.padding[0] - self.dilation[0] * (self.kernel_size[0] - 1) - 1) // self.stride[
+            0
+        ] + 1
+        w_out = (w + 2 * self.padding[1] - self.dilation[1] * (self.kernel_size[1] - 1) - 1) // self.stride[
+            1
+        ] + 1
         if self.bias is not None:
             y = y + self.bias
-        return y.view(n, h_out * w_out, self.out_channels).transpose(1, 2).reshape(n, self.out_channels, h_out, w_out)
+        return (
+            y.view(n, h_out * w_out, self.out_channels)
+            .transpose(1, 2)
+            .reshape(n, self.out_channels, h_out, w_out)
+        )
 
     def to_digital(self) -> nn.Conv2d:
         conv = nn.Conv2d(

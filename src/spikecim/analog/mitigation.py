@@ -28,7 +28,7 @@ from spikecim.analog.devices import PCMDevice
 from spikecim.analog.evaluate import model_inputs
 from spikecim.errors import SpikecimError
 
-__all__ = ["WeightModifier", "modify_weight", "hwa_train", "bn_finetune"]
+__all__ = ["WeightModifier", "bn_finetune", "hwa_train", "modify_weight"]
 
 
 class WeightModifier(BaseModel):
@@ -37,7 +37,9 @@ class WeightModifier(BaseModel):
     std: float = Field(0.05, ge=0, description="noise scale (relative; 1.0 = the PCM model as is for 'pcm')")
 
 
-def modify_weight(w: torch.Tensor, modifier: WeightModifier, generator: torch.Generator | None = None) -> torch.Tensor:
+def modify_weight(
+    w: torch.Tensor, modifier: WeightModifier, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """A noisy copy of ``w`` (no gradient through the noise)."""
     n = torch.randn(w.shape, generator=generator, dtype=w.dtype)
     w = w.detach()
@@ -55,7 +57,9 @@ def _synaptic(model: nn.Module) -> list[nn.Parameter]:
     return [m.weight for m in model.modules() if type(m) in (nn.Linear, nn.Conv2d)]
 
 
-def _loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, timesteps: int | None, encoder: str) -> torch.Tensor:
+def _loss(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, timesteps: int | None, encoder: str
+) -> torch.Tensor:
     out = model(model_inputs(x, timesteps, encoder))
     logits = out.mean(0) if timesteps is not None else out
     return F.cross_entropy(logits, y)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["quantize", "step_size", "abs_max_scale"]
+__all__ = ["abs_max_scale", "quantize", "step_size"]
 
 
 def step_size(bits: int, bound: float | torch.Tensor) -> float | torch.Tensor:
@@ -29,16 +29,19 @@ class _RoundSTE(torch.autograd.Function):
         return grad
 
 
-def quantize(x: torch.Tensor, bits: int, bound: float | torch.Tensor) -> torch.Tensor:
-    """Round ``x`` to the ``bits``-bit grid over ±bound and clip to the bounds."""
+def quantize(
+    x: torch.Tensor, bits: int, bound: float | torch.Tensor, normalised: bool = False
+) -> torch.Tensor:
+    """Round ``x`` to the ``bits``-bit grid over ±bound and clip to the bounds
+    (``normalised=True`` returns Q(x)/bound, on the grid over ±1)."""
     n = max(2 ** (bits - 1) - 1, 1)
     if not (torch.is_grad_enabled() and x.requires_grad):  # inference: fewer passes, same values
-        return torch.round(x * (n / bound)).clamp_(-n, n).mul_(bound / n)
+        k = torch.round(x * (n / bound)).clamp_(-n, n).div_(n)
+        return k if normalised else k.mul_(bound)
     k = _RoundSTE.apply(x * (n / bound))
-    # Clip in level units (straight-through inside the range), then k/n·bound: the ends
-    # land exactly on ±bound.
+    # Clip in level units (straight-through), then k/n·bound: the ends land exactly on ±bound.
     k = k - (k - k.clamp(-n, n)).detach()
-    return k / n * bound
+    return k / n if normalised else k / n * bound
 
 
 def abs_max_scale(x: torch.Tensor, dim: int = -1) -> torch.Tensor:

@@ -9,7 +9,6 @@ training of a copy; BN fine-tuning on the programmed crossbar). Plots go to
 
 from __future__ import annotations
 
-import copy
 import html
 import statistics
 import time
@@ -19,12 +18,12 @@ import torch
 
 from spikecim.analog.config import CrossbarConfig, load_crossbar_config
 from spikecim.analog.convert import calibrate_adc, drift, program, to_analog
-from spikecim.analog.evaluate import accuracy, model_inputs, monte_carlo
+from spikecim.analog.evaluate import accuracy, model_inputs, monte_carlo, variant_inputs
 from spikecim.analog.mitigation import WeightModifier, bn_finetune, hwa_train
 from spikecim.pipeline.stages import RunContext, register_stage
 from spikecim.report.sections import embed_png, register_section
 
-__all__ = ["analog_stage", "analog_section", "crossbar_config_for_run"]
+__all__ = ["analog_section", "analog_stage", "crossbar_config_for_run"]
 
 
 def crossbar_config_for_run(stage_cfg) -> CrossbarConfig:
@@ -57,13 +56,29 @@ def _variant(model, data, cfg: CrossbarConfig, sc, timesteps: int, encoder: str)
     out["analog"] = mc(model, cfg, sc.t_inference_s)
     am = to_analog(model, cfg)
     sweep = [_summary(monte_carlo(am, x, y, seeds, t, timesteps, encoder, calib_x)) for t in sc.drift_times_s]
-    out["drift"] = {"t_s": list(sc.drift_times_s), "mean": [s["mean"] for s in sweep], "std": [s["std"] for s in sweep]}
-    sweep = [mc(model, cfg.with_updates(adc={"enabled": True, "bits": b}), sc.t_inference_s) for b in sc.adc_bits_sweep]
-    out["adc_bits"] = {"bits": list(sc.adc_bits_sweep), "mean": [s["mean"] for s in sweep], "std": [s["std"] for s in sweep]}
+    out["drift"] = {
+        "t_s": list(sc.drift_times_s),
+        "mean": [s["mean"] for s in sweep],
+        "std": [s["std"] for s in sweep],
+    }
+    sweep = [
+        mc(model, cfg.with_updates(adc={"enabled": True, "bits": b}), sc.t_inference_s)
+        for b in sc.adc_bits_sweep
+    ]
+    out["adc_bits"] = {
+        "bits": list(sc.adc_bits_sweep),
+        "mean": [s["mean"] for s in sweep],
+        "std": [s["std"] for s in sweep],
+    }
     if sc.hwa and sc.hwa_epochs > 0:
         mod = WeightModifier(kind=sc.hwa_modifier, std=sc.hwa_noise_std)
-        trained = hwa_train(model, data.x_train, data.y_train, mod, sc.hwa_epochs, sc.hwa_lr, timesteps, encoder, seed=sc.seed)
-        out["hwa"] = {"ideal": accuracy(trained, x, y, timesteps, encoder), **mc(trained, cfg, sc.t_inference_s)}
+        trained = hwa_train(
+            model, data.x_train, data.y_train, mod, sc.hwa_epochs, sc.hwa_lr, timesteps, encoder, seed=sc.seed
+        )
+        out["hwa"] = {
+            "ideal": accuracy(trained, x, y, timesteps, encoder),
+            **mc(trained, cfg, sc.t_inference_s),
+        }
     has_bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
     if sc.bn_finetune and sc.bn_epochs > 0 and has_bn and calib_x is not None:
         accs = []
@@ -79,7 +94,11 @@ def _variant(model, data, cfg: CrossbarConfig, sc, timesteps: int, encoder: str)
     return out
 
 
-@register_stage("analog", requires=("train",), description="accuracy on simulated crossbars (Monte-Carlo, drift, ADC bits, mitigation)")
+@register_stage(
+    "analog",
+    requires=("train",),
+    description="accuracy on simulated crossbars (Monte-Carlo, drift, ADC bits, mitigation)",
+)
 def analog_stage(ctx: RunContext) -> dict:
     """Analog accuracy of every trained variant; see the module docstring."""
     sc = ctx.config.analog
@@ -96,9 +115,7 @@ def analog_stage(ctx: RunContext) -> dict:
         "variants": {},
     }
     for name, model in ctx.models.items():
-        spiking = bool(getattr(model, "spiking", True))
-        timesteps = ctx.config.data.timesteps if spiking else 1
-        encoder = ctx.config.data.encoder if spiking else "direct"
+        timesteps, encoder = variant_inputs(model, ctx.config, ctx.data)
         result["variants"][name] = _variant(model, ctx.data, cfg, sc, timesteps, encoder)
     result["plots"] = _plots(result, ctx.plots_dir)
     result["seconds"] = time.perf_counter() - start
@@ -119,7 +136,16 @@ def _plots(result: dict, plots_dir: Path) -> list[str]:
         fig, ax = plt.subplots(figsize=(5, 3.4))
         for i, (variant, m) in enumerate(result["variants"].items()):
             xs = m[key]["t_s" if key == "drift" else "bits"]
-            ax.errorbar(xs, [v * 100 for v in m[key]["mean"]], yerr=[v * 100 for v in m[key]["std"]], marker="o", ms=3, capsize=3, color=f"C{i}", label=f"{variant.upper()} analog")
+            ax.errorbar(
+                xs,
+                [v * 100 for v in m[key]["mean"]],
+                yerr=[v * 100 for v in m[key]["std"]],
+                marker="o",
+                ms=3,
+                capsize=3,
+                color=f"C{i}",
+                label=f"{variant.upper()} analog",
+            )
             ax.axhline(m["ideal"] * 100, ls="--", color=f"C{i}", lw=1, label=f"{variant.upper()} digital")
         if xlog:
             ax.set_xscale("log")
@@ -153,10 +179,14 @@ def analog_section(metrics: dict, run_dir: Path) -> str:
             f"<td>{_pm(m.get('hwa'))}</td><td>{_pm(m.get('bn_finetune'))}</td></tr>"
         )
     parts = [
-        f"<p>Crossbar preset <code>{html.escape(str(a['preset']))}</code>, read {a['t_inference_s']:g} s after "
-        f"programming; analog figures are mean ± std over {a['n_seeds']} programming seeds.</p>",
-        "<table><tr><th>variant</th><th>digital</th><th>analog</th><th>after HWA training</th>"
-        "<th>after BN fine-tuning</th></tr>" + "".join(rows) + "</table>",
+        (
+            f"<p>Crossbar preset <code>{html.escape(str(a['preset']))}</code>, read {a['t_inference_s']:g} s after "
+            f"programming; analog figures are mean ± std over {a['n_seeds']} programming seeds.</p>"
+        ),
+        (
+            "<table><tr><th>variant</th><th>digital</th><th>analog</th><th>after HWA training</th>"
+            "<th>after BN fine-tuning</th></tr>" + "".join(rows) + "</table>"
+        ),
     ]
     for name in a.get("plots", []):
         p = Path(run_dir) / "plots" / name

@@ -16,18 +16,27 @@ class AnalogStageConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = True
-    preset: str = Field("pcm-aihwkit", description="a preset name (ideal, pcm-aihwkit, rram-65nm, sram-digital) or a YAML file")
+    preset: str = Field(
+        "pcm-aihwkit",
+        description="a preset name (ideal, pcm-aihwkit, rram-65nm, sram-digital) or a YAML file",
+    )
     overrides: dict[str, Any] = Field(default_factory=dict, description="crossbar fields over the preset")
     n_seeds: int = Field(3, ge=1, le=1000, description="programming seeds of the Monte-Carlo evaluation")
     seed: int = Field(0, ge=0, description="first programming seed")
-    t_inference_s: float = Field(3600.0, ge=0, description="time since programming of the headline accuracy, s")
+    t_inference_s: float = Field(
+        3600.0, ge=0, description="time since programming of the headline accuracy, s"
+    )
     drift_times_s: list[float] = Field(
         default_factory=lambda: [1.0, 3600.0, 86400.0, 30 * 86400.0, _YEAR_S],
         description="times since programming of the drift sweep, s (1 s to 1 year)",
     )
-    adc_bits_sweep: list[int] = Field(default_factory=lambda: [4, 6, 8, 10], description="ADC resolutions of the sweep")
+    adc_bits_sweep: list[int] = Field(
+        default_factory=lambda: [4, 6, 8, 10], description="ADC resolutions of the sweep"
+    )
     max_samples: int | None = Field(None, gt=0, description="evaluate on at most this many test samples")
-    calibration_samples: int = Field(256, ge=0, description="training samples for ADC range and BN fine-tuning")
+    calibration_samples: int = Field(
+        256, ge=0, description="training samples for ADC range and BN fine-tuning"
+    )
     hwa: bool = Field(True, description="hardware-aware training (weight noise) of a copy, then re-evaluate")
     hwa_modifier: Literal["add_normal", "mult_normal", "pcm"] = "pcm"
     hwa_noise_std: float = Field(1.0, ge=0, description="noise scale of the modifier (1.0: PCM noise as is)")

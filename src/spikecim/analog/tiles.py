@@ -4,13 +4,16 @@ staged forward pass (STYLE item 8).
 Forward of one layer, ``x[N, in] -> y[N, out]``, split into tiles of ``tile_rows`` inputs
 × ``tile_cols`` outputs:
 
-1. **DAC** ``dac(x, cfg)``: each tile's input vector is scaled by its abs-max and quantised
-   to ``dac.bits`` over ±1 (binary spikes pass unchanged: they are already on the grid).
+1. **DAC**: each tile's input vector is scaled by its abs-max and quantised to
+   ``dac.bits`` over ±1 (:func:`~spikecim.analog.quant.quantize`; binary spikes pass
+   unchanged: they are already on the grid).
 2. **Read** ``read_matrix(state, cfg)``: conductances at time t with a fresh read-noise
    draw, normalised to ``(G − g_min)/(g_max − g_min)``, G+ − G− per weight column,
    through the IR-drop effective matrix when enabled.
-3. **MVM**: column outputs of every tile and slice (one batched matmul).
-4. **Output noise** ``+ out_noise_std·N(0,1)`` and **ADC** ``adc(y, bits, bound)``.
+3. **MVM**: column outputs of every tile and slice: one batched matmul
+   (:func:`crossbar_matmul`), or one ``conv2d`` for convolutions whose input needs no DAC
+   (:func:`crossbar_conv2d`) — the injected piece; stages 4–5 are shared.
+4. **Output noise** ``+ out_noise_std·N(0,1)`` and the **ADC**: ``quantize(y, adc.bits, bound)``.
 5. **Digital**: shift-and-add of the slices, times the tile's weight scale and the
    input's abs-max, partial sums of the tiles added, global drift compensation.
 
@@ -22,11 +25,12 @@ one g_max cell), the units of ``adc.range`` and ``out_noise_std`` (REFERENCE §3
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Callable
+from collections.abc import Callable
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from spikecim.analog.circuit import effective_conductance, effective_conductance_fast
 from spikecim.analog.config import CrossbarConfig
@@ -35,12 +39,14 @@ from spikecim.errors import SpikecimError
 
 __all__ = [
     "TileState",
-    "weight_to_levels",
-    "program_tiles",
-    "set_time",
-    "read_matrix",
+    "crossbar_conv2d",
     "crossbar_matmul",
+    "direct_conv_applies",
+    "program_tiles",
+    "read_matrix",
+    "set_time",
     "tile_weight",
+    "weight_to_levels",
 ]
 
 
@@ -90,7 +96,9 @@ def tile_weight(weight: torch.Tensor, cfg: CrossbarConfig) -> torch.Tensor:
     return w.view(n_out, C, n_in, R).permute(2, 0, 3, 1).contiguous()
 
 
-def weight_to_levels(weight: torch.Tensor, cfg: CrossbarConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def weight_to_levels(
+    weight: torch.Tensor, cfg: CrossbarConfig
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Target levels in [0, 1] ``[n_in, n_out, S, P, R, C]``, tile scales and slice gains.
 
     Analog weights: W/max|W| split into G+ = max(w, 0), G− = max(−w, 0) (differential) or
@@ -130,15 +138,21 @@ def program_tiles(weight: torch.Tensor, cfg: CrossbarConfig, seed: int) -> TileS
     """Write the weights once: target conductances, write noise, device-to-device variation,
     stuck cells, drift exponents. Non-finite weights are refused."""
     if not torch.isfinite(weight).all():
-        raise SpikecimError("weights: a layer has non-finite values (NaN or inf); cannot program the crossbar")
+        raise SpikecimError(
+            "weights: a layer has non-finite values (NaN or inf); cannot program the crossbar"
+        )
     gen = torch.Generator().manual_seed(int(seed))
-    weight = weight.detach().to(torch.float64)
+    weight = (
+        weight.detach().float().cpu()
+    )  # programmed on the CPU; moved to the input's device at the first read
     levels, w_scale, gain = weight_to_levels(weight, cfg)
     g_min, g_max = cfg.g_min_us, cfg.g_max_us
     g_target = g_min + levels * (g_max - g_min)
     g = cfg.device.program(g_target, g_max, gen)
     if cfg.variation.enabled and cfg.variation.std_rel > 0:
-        g = (g * (1 + cfg.variation.std_rel * torch.randn(g.shape, generator=gen, dtype=g.dtype))).clamp(min=0)
+        g = (g * (1 + cfg.variation.std_rel * torch.randn(g.shape, generator=gen, dtype=g.dtype))).clamp(
+            min=0
+        )
     if cfg.faults.enabled:
         u = torch.rand(g.shape, generator=gen, dtype=g.dtype)
         g = torch.where(u < cfg.faults.stuck_on_rate, torch.full_like(g, g_max), g)
@@ -158,11 +172,22 @@ def program_tiles(weight: torch.Tensor, cfg: CrossbarConfig, seed: int) -> TileS
     return state
 
 
+def to_device(state: TileState, device: torch.device) -> TileState:
+    """The same state with every tensor on ``device``."""
+    moved = {
+        f.name: getattr(state, f.name).to(device)
+        for f in fields(state)
+        if isinstance(getattr(state, f.name), torch.Tensor)
+    }
+    return replace(state, **moved)
+
+
 def set_time(state: TileState, cfg: CrossbarConfig, t_inference_s: float) -> TileState:
     """The tiles at ``t_inference_s`` after programming: drifted conductances, the IR-drop
     matrix at those conductances, and the drift-compensation gain."""
     if not (np.isfinite(t_inference_s) and t_inference_s >= 0):
         raise SpikecimError(f"drift: t_s must be finite and >= 0 seconds, got {t_inference_s}")
+    state = to_device(state, torch.device("cpu"))  # computed on the CPU, moved at the next read
     g_drift = cfg.device.drift(state.g_prog_us, state.nu, t_inference_s)
     std = cfg.device.read_noise_std_us(g_drift, state.g_prog_us, t_inference_s, cfg.g_max_us)
     ir = _ir_effective(g_drift * state.mask, cfg) if cfg.ir_drop.enabled else None
@@ -191,9 +216,12 @@ def _ir_effective(g_us: torch.Tensor, cfg: CrossbarConfig) -> torch.Tensor:
     """Per physical array (one per tile, slice and polarity: R × C cells), the effective
     conductances in µS under IR drop."""
     ir = cfg.ir_drop
-    fn = effective_conductance if ir.method == "exact" else effective_conductance_fast
-    flat = g_us.reshape(-1, *g_us.shape[-2:]).numpy()  # padding cells hold no device: 0 S
-    eff = [fn(a * 1e-6, ir.r_wire_ohm, ir.r_driver_ohm, ir.r_sense_ohm) * 1e6 for a in flat]
+    flat = g_us.reshape(-1, *g_us.shape[-2:]).double().numpy()  # padding cells hold no device: 0 S
+    r = (ir.r_wire_ohm, ir.r_driver_ohm, ir.r_sense_ohm)
+    if ir.method == "exact":
+        eff = [effective_conductance(a * 1e-6, *r) * 1e6 for a in flat]
+    else:
+        eff = [effective_conductance_fast(a * 1e-6, *r, kappa=ir.fast_kappa) * 1e6 for a in flat]
     return torch.from_numpy(np.stack(eff)).view_as(g_us)
 
 
@@ -212,19 +240,21 @@ def read_matrix(state: TileState, cfg: CrossbarConfig) -> torch.Tensor:
         g = g + ((base + state.read_std_k * torch.randn_like(base)).clamp_(min=0.0) - base)
     n_in, R, n_out, S, P, C = g.shape
     span = cfg.g_max_us - cfg.g_min_us
-    signed = (g[:, :, :, :, 0] - g[:, :, :, :, 1]) / span if P == 2 else (g[:, :, :, :, 0] - cfg.g_min_us) / span
+    signed = (
+        (g[:, :, :, :, 0] - g[:, :, :, :, 1]) / span if P == 2 else (g[:, :, :, :, 0] - cfg.g_min_us) / span
+    )
     return (signed * state.mask_k).reshape(n_in, R, n_out * S * C)
 
 
 def _readout(state: TileState, cfg: CrossbarConfig) -> float:
     """mean|Y| of one-hot inputs through every tile (the compensation readout)."""
     n_in, n_out, S, _, R, C = state.g_prog_us.shape
-    m = read_matrix(state, cfg).double().view(n_in, R, n_out, S, C)
+    m = read_matrix(state, cfg).view(n_in, R, n_out, S, C)
     w = (m * state.slice_gain.view(1, 1, 1, -1, 1)).sum(3) * state.w_scale[:, None, :, None]
     if cfg.mapping == "offset":
         w = w - state.w_scale[:, None, :, None]
-    sel = state.mask_k[:, :, :, 0].bool()
-    return float(w.abs()[sel].mean())
+    mask = state.mask_k[:, :, :, 0]
+    return float((w.abs() * mask).sum() / mask.sum())
 
 
 def crossbar_matmul(
@@ -240,12 +270,12 @@ def crossbar_matmul(
     ``pre_adc_hook(y)`` sees the column outputs before the ADC (range calibration)."""
     n_in, n_out, S, _, R, C = state.g_prog_us.shape
     N = x.shape[0]
-    xp = torch.nn.functional.pad(x, (0, n_in * R - state.in_features)).view(N, n_in, R)
+    pad = n_in * R - state.in_features
+    xp = (torch.nn.functional.pad(x, (0, pad)) if pad else x).reshape(N, n_in, R)
     # 1. DAC
     if cfg.dac.enabled:
         in_scale = abs_max_scale(xp)
-        xq = quantize(xp, cfg.dac.bits, in_scale)  # abs-max scaled, on the grid of ±1·in_scale
-        xq = xq / in_scale
+        xq = quantize(xp, cfg.dac.bits, in_scale, normalised=True)  # on the grid over ±1
     else:
         in_scale, xq = None, xp
     # 2. read (conductances -> signed normalised matrix [n_in, R, n_out*S*C]), input dtype
@@ -253,6 +283,50 @@ def crossbar_matmul(
     # 3. MVM per input tile
     y = xq[:, 0] @ m[0] if n_in == 1 else torch.bmm(xq.transpose(0, 1), m)
     y = y.view(n_in, N, n_out * S * C)
+    row_sums = xq.transpose(0, 1).sum(-1) if cfg.mapping == "offset" else None
+    return _columns_to_output(y, state, cfg, adc_bound, pre_adc_hook, in_scale, row_sums)
+
+
+def crossbar_conv2d(
+    x: torch.Tensor,
+    state: TileState,
+    cfg: CrossbarConfig,
+    adc_bound: float | None,
+    conv: dict,
+    pre_adc_hook: Callable[[torch.Tensor], None] | None = None,
+) -> torch.Tensor:
+    """The same pipeline for a convolution whose patches need no DAC (DAC off, or binary
+    spikes, which the DAC leaves unchanged) and fit one input tile: the MVM of every patch is
+    one ``conv2d`` with the read matrix as kernel. Returns the column outputs' final values
+    ``[N*L, out]`` (patch-major, as the unfolded path). ``conv``: ``weight_shape``,
+    ``stride``, ``padding``, ``dilation`` of the layer."""
+    _, n_out, S, _, _, C = state.g_prog_us.shape
+    m = read_matrix(state, cfg).to(x.dtype)[0]  # [R, n_out*S*C], R = C_in*kh*kw
+    kernel = m.T.reshape(n_out * S * C, *conv["weight_shape"][1:])
+    y = F.conv2d(x, kernel, None, conv["stride"], conv["padding"], conv["dilation"])
+    y = y.permute(0, 2, 3, 1).reshape(1, -1, n_out * S * C)
+    return _columns_to_output(y, state, cfg, adc_bound, pre_adc_hook, None, None)
+
+
+def direct_conv_applies(x: torch.Tensor, state: TileState, cfg: CrossbarConfig) -> bool:
+    """Whether :func:`crossbar_conv2d` gives exactly what the unfolded path gives."""
+    if state.g_prog_us.shape[0] != 1 or cfg.mapping != "differential":
+        return False
+    return not cfg.dac.enabled or bool(((x == 0) | (x == 1)).all())
+
+
+def _columns_to_output(
+    y: torch.Tensor,
+    state: TileState,
+    cfg: CrossbarConfig,
+    adc_bound: float | None,
+    pre_adc_hook: Callable[[torch.Tensor], None] | None,
+    in_scale: torch.Tensor | None,
+    row_sums: torch.Tensor | None,
+) -> torch.Tensor:
+    """Stages 4 and 5 on the column outputs ``y[n_in, N, n_out*S*C]``."""
+    n_in, n_out, S, _, R, C = state.g_prog_us.shape
+    N = y.shape[1]
     # 4. output noise and ADC
     if cfg.out_noise_std > 0:
         y = y + cfg.out_noise_std * torch.randn_like(y)
@@ -263,10 +337,14 @@ def crossbar_matmul(
         y = quantize(y, cfg.adc.bits, bound)
     # 5. digital: shift-and-add, scales, tile sums
     y = y.view(n_in, N, n_out, S, C)
-    y = (y * state.slice_gain.to(x.dtype).view(1, 1, 1, S, 1)).sum(3)
-    if cfg.mapping == "offset":
-        y = y - xq.transpose(0, 1).sum(-1)[:, :, None, None]
-    y = y * state.w_scale.to(x.dtype)[:, None, :, None]
+    y = (
+        (y * state.slice_gain.to(y.dtype).view(1, 1, 1, S, 1)).sum(3)
+        if S > 1
+        else y[:, :, :, 0] * float(state.slice_gain[0])
+    )
+    if row_sums is not None:  # offset mapping: subtract the reference
+        y = y - row_sums[:, :, None, None]
+    y = y * state.w_scale.to(y.dtype)[:, None, :, None]
     if in_scale is not None:
         y = y * in_scale.transpose(0, 1)[:, :, :, None]
     y = y.sum(0).reshape(N, n_out * C)[:, : state.out_features]

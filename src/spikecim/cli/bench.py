@@ -23,8 +23,12 @@ def register(app: typer.Typer) -> None:
 
 
 def bench_cmd(
-    quick: Annotated[bool, typer.Option("--quick", help="a tiny size (T=5, B=2, 16 features), 2 runs")] = False,
-    batch: Annotated[list[int] | None, typer.Option("--batch", "-b", help="batch size; repeat for several")] = None,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="a tiny size (T=5, B=2, 16 features), 2 runs")
+    ] = False,
+    batch: Annotated[
+        list[int] | None, typer.Option("--batch", "-b", help="batch size; repeat for several")
+    ] = None,
     timesteps: Annotated[int, typer.Option("--timesteps", "-t", help="sequence length T")] = 100,
     features: Annotated[int, typer.Option("--features", help="Linear width F (F -> F)")] = 512,
     repeats: Annotated[int, typer.Option("--repeats", "-r", help="timed rounds; the median is reported")] = 7,
@@ -46,7 +50,11 @@ def bench_cmd(
     unknown = [n for n in library or () if n not in LIBRARIES]
     if unknown:
         raise SpikecimError(f"--library: unknown '{unknown[0]}', allowed: {', '.join(LIBRARIES)}")
-    kw = dict(QUICK) if quick else {"batches": (16, 64), "timesteps": timesteps, "features": features, "repeats": repeats}
+    kw = (
+        dict(QUICK)
+        if quick
+        else {"batches": (16, 64), "timesteps": timesteps, "features": features, "repeats": repeats}
+    )
     if batch:
         kw["batches"] = tuple(batch)
     if library:

@@ -29,8 +29,20 @@ def surrogate_grad(u, SG: tl.constexpr, p, c_atan, p_half):
 
 @triton.jit
 def forward_kernel(
-    x_ptr, beta_ptr, th_ptr, m0_ptr, spk_ptr, mem_ptr, v_ptr, sb_ptr, T, M,
-    HAS_M0: tl.constexpr, DELAYED: tl.constexpr, SUBTRACT: tl.constexpr, SAVE: tl.constexpr,
+    x_ptr,
+    beta_ptr,
+    th_ptr,
+    m0_ptr,
+    spk_ptr,
+    mem_ptr,
+    v_ptr,
+    sb_ptr,
+    T,
+    M,
+    HAS_M0: tl.constexpr,
+    DELAYED: tl.constexpr,
+    SUBTRACT: tl.constexpr,
+    SAVE: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
@@ -72,11 +84,35 @@ def forward_kernel(
 
 @triton.jit
 def backward_kernel(
-    gs_ptr, gm_ptr, saved_ptr, sb_ptr, beta_ptr, th_ptr, m0_ptr, gx_ptr, gb_ptr, gt_ptr, gm0_ptr,
-    T, M, p, c_atan, p_half,
-    HAS_GS: tl.constexpr, HAS_GM: tl.constexpr, GS_SCALAR: tl.constexpr, GM_SCALAR: tl.constexpr, HAS_M0: tl.constexpr, DELAYED: tl.constexpr,
-    SUBTRACT: tl.constexpr, DETACH: tl.constexpr, SG: tl.constexpr, NEED_B: tl.constexpr,
-    NEED_T: tl.constexpr, NEED_M0: tl.constexpr, BLOCK: tl.constexpr,
+    gs_ptr,
+    gm_ptr,
+    saved_ptr,
+    sb_ptr,
+    beta_ptr,
+    th_ptr,
+    m0_ptr,
+    gx_ptr,
+    gb_ptr,
+    gt_ptr,
+    gm0_ptr,
+    T,
+    M,
+    p,
+    c_atan,
+    p_half,
+    HAS_GS: tl.constexpr,
+    HAS_GM: tl.constexpr,
+    GS_SCALAR: tl.constexpr,
+    GM_SCALAR: tl.constexpr,
+    HAS_M0: tl.constexpr,
+    DELAYED: tl.constexpr,
+    SUBTRACT: tl.constexpr,
+    DETACH: tl.constexpr,
+    SG: tl.constexpr,
+    NEED_B: tl.constexpr,
+    NEED_T: tl.constexpr,
+    NEED_M0: tl.constexpr,
+    BLOCK: tl.constexpr,
 ):
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < M

@@ -207,8 +207,10 @@ def format_report(report: BenchReport) -> str:
         return "n/a" if v is None else format(v, fmt)
 
     lines = [
-        (f"Linear({report.features}->{report.features}) + LIF, T = {report.timesteps}, forward + backward, "
-        f"median of {report.repeats} interleaved runs; torch {report.torch_version}, {report.threads} threads"),
+        (
+            f"Linear({report.features}->{report.features}) + LIF, T = {report.timesteps}, forward + backward, "
+            f"median of {report.repeats} interleaved runs; torch {report.torch_version}, threads: {report.threads}"
+        ),
         "",
         "| library | B | median ms | min ms | x floor | spikecim speed-up | peak MiB | saved MiB |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
@@ -221,8 +223,10 @@ def format_report(report: BenchReport) -> str:
     lines += [
         "",
         "x floor: median / Linear-alone median. spikecim speed-up: this library's median / spikecim's.",
-        ("peak MiB: highest torch CPU allocation total in one forward+backward (profiler events); "
-        "saved MiB: tensors kept for backward."),
+        (
+            "peak MiB: highest torch CPU allocation total in one forward+backward (profiler events); "
+            "saved MiB: tensors kept for backward."
+        ),
     ]
     lines += [f"note: {n}" for n in report.notes]
     return "\n".join(lines)
@@ -236,7 +240,9 @@ def _time_once(forward: Forward, params: list[torch.Tensor], x: torch.Tensor) ->
     return time.perf_counter() - t0
 
 
-def _memory(forward: Forward, params: list[torch.Tensor], x: torch.Tensor) -> tuple[float | None, float | None]:
+def _memory(
+    forward: Forward, params: list[torch.Tensor], x: torch.Tensor
+) -> tuple[float | None, float | None]:
     for p in params:
         p.grad = None
     storages: dict[int, int] = {}

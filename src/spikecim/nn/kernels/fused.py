@@ -22,18 +22,39 @@ from typing import Protocol
 
 import torch
 
-__all__ = ["Launcher", "fused_lif"]
+__all__ = ["Launcher", "fused_lif", "supports"]
 
 
 class Launcher(Protocol):
+    """Runs the loops on one device (see the module docstring for the arguments)."""
+
     def forward(self, x, beta, th, m0, spk, mem, vsave, sbits, params) -> None: ...
 
     def backward(self, gs, gm, saved, sbits, beta, th, m0, gx, gbeta, gth, gm0, params) -> None: ...
 
 
+def supports(x: torch.Tensor, params, mem0, device_type: str, dtypes, surrogates) -> bool:
+    """Whether a fused kernel for ``device_type``/``dtypes``/``surrogates`` implements this call."""
+    if x.device.type != device_type or x.dtype not in dtypes or x.dim() < 1 or x.shape[0] == 0:
+        return False
+    if params.surrogate.name not in surrogates:
+        return False
+    for value in (params.beta, params.threshold):
+        if isinstance(value, torch.Tensor):
+            if value.device != x.device or not value.is_floating_point():
+                return False
+            # a non-scalar tensor of another dtype would promote the reference's result
+            if value.dim() > 0 and value.dtype != x.dtype:
+                return False
+    return mem0 is None or (mem0.shape == x.shape[1:] and mem0.dtype == x.dtype and mem0.device == x.device)
+
+
 def fused_lif(launcher: Launcher, x: torch.Tensor, params, mem0: torch.Tensor | None):
     """``(spikes, membrane)`` of the LIF over ``x[T, B, ...]``, same contract as the reference."""
-    beta, th = (v if isinstance(v, torch.Tensor) else torch.tensor(float(v), dtype=x.dtype) for v in (params.beta, params.threshold))
+    beta, th = (
+        v if isinstance(v, torch.Tensor) else torch.tensor(float(v), dtype=x.dtype)
+        for v in (params.beta, params.threshold)
+    )
     return _FusedLIF.apply(x, beta, th, mem0, params, launcher)
 
 
@@ -56,7 +77,9 @@ class _FusedLIF(torch.autograd.Function):
         m0 = mem0.contiguous() if mem0 is not None else None
         training = any(ctx.needs_input_grad[:4])
         same_step, subtract = not params.reset_delay, params.reset == "subtract"
-        sbits = torch.empty(x.shape, dtype=torch.uint8, device=x.device) if training and same_step and subtract else None
+        sbits = None
+        if training and same_step and subtract:
+            sbits = torch.empty(x.shape, dtype=torch.uint8, device=x.device)
         vsave = torch.empty_like(x) if training and same_step and not subtract else None
         launcher.forward(x, _per_neuron(beta, x), _per_neuron(th, x), m0, spk, mem, vsave, sbits, params)
         if training:

@@ -1,13 +1,14 @@
 /* Fused multi-step LIF for the CPU: the whole time loop of spikecim.nn.functional.lif,
  * forward and reverse-time backward, in one call each.
  *
- * Built by spikecim/nn/kernels/cpu.py with `cc -O2 -ftree-vectorize -ffp-contract=off -DREAL=float` (and
- * once more with double); the arithmetic follows the reference expression by expression
- * (no fused multiply-add) so that spikes and membrane are bit-identical to it.
+ * Built by spikecim/nn/kernels/cpu.py with `cc -O2 -ftree-vectorize -ffp-contract=off
+ * -DREAL=float` (and once more with double); the arithmetic follows the reference
+ * expression by expression (no fused multiply-add), so spikes and membrane are
+ * bit-identical to it.
  *
  * Layout: x, spikes, membrane are [T, M] contiguous (M = neurons per step, batch folded
- * in); beta, theta, mem0 are [M]. Work is split over neurons: each thread owns whole
- * chunks of CHUNK neurons and runs all T steps on them, so the state stays in L1.
+ * in); beta, theta, mem0 are [M]. Work is split over neurons: a thread takes a chunk of
+ * CHUNK neurons and runs all T steps on it, so the state stays in L1.
  *
  * What the backward pass reads (store only what it needs):
  *   delayed reset          the membrane output U (S[t] = U[t] > theta, R[t] = U[t-1] > theta)
@@ -31,25 +32,32 @@ typedef REAL real;
 #endif
 #define MAX_THREADS 64
 #define INLINE static inline __attribute__((always_inline))
+/* x86-64: an AVX2 copy of the loops as well, picked at load time on CPUs that have it
+ * (no FMA: the arithmetic stays the reference's). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(NO_CLONES)
+#define CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define CLONES
+#endif
 
 enum { SG_ATAN = 0, SG_FAST_SIGMOID = 1, SG_SIGMOID = 2, SG_TRIANGULAR = 3, SG_STRAIGHT = 4 };
 
 typedef struct {
     /* shared by forward and backward */
-    long T, M;
-    int delayed, subtract;
+    int64_t T, M;
+    int32_t delayed, subtract;
     const real *beta, *th, *m0; /* m0 may be NULL (zeros) */
     /* forward */
     const real *x;
     real *spk, *mem, *vsave; /* vsave: same-step zero only, may be NULL */
     uint8_t *sbits;          /* same-step subtract only, may be NULL */
     /* backward */
-    const real *gs, *gm; /* incoming grads of spikes and membrane, may be NULL */
-    int gs_scalar, gm_scalar; /* the grad is one value broadcast to [T, M] (as from .sum()) */
-    const real *saved;   /* U (delayed, same-step subtract) or V (same-step zero) */
+    const real *gs, *gm;          /* incoming grads of spikes and membrane, may be NULL */
+    int32_t gs_scalar, gm_scalar; /* the grad is one value broadcast to [T, M] (as from .sum()) */
+    const real *saved;            /* U (delayed, same-step subtract) or V (same-step zero) */
     const uint8_t *sbits_in;
     real *gx, *gbeta, *gth, *gm0; /* gbeta, gth, gm0 may be NULL; gbeta/gth are per neuron [M] */
-    int sg, detach;
+    int32_t sg, detach;
     real sgp;
 } lif_args;
 
@@ -77,17 +85,17 @@ INLINE real surrogate_grad(real u, int sg, real p, real c_atan, real p_half) {
     }
 }
 
-INLINE void fwd_chunk(const lif_args *a, long i0, long n, const int delayed, const int subtract, const int save) {
+INLINE void fwd_chunk(const lif_args *a, int64_t i0, int64_t n, const int delayed, const int subtract, const int save) {
     real u[CHUNK];
     const real *restrict beta = a->beta + i0, *restrict th = a->th + i0;
-    for (long k = 0; k < n; k++) u[k] = a->m0 ? a->m0[i0 + k] : (real)0;
-    for (long t = 0; t < a->T; t++) {
-        const long off = t * a->M + i0;
+    for (int64_t k = 0; k < n; k++) u[k] = a->m0 ? a->m0[i0 + k] : (real)0;
+    for (int64_t t = 0; t < a->T; t++) {
+        const int64_t off = t * a->M + i0;
         const real *restrict x = a->x + off;
         real *restrict spk = a->spk + off, *restrict mem = a->mem + off;
         uint8_t *restrict sbits = save && !delayed && subtract ? a->sbits + off : 0;
         real *restrict vsave = save && !delayed && !subtract ? a->vsave + off : 0;
-        for (long k = 0; k < n; k++) {
+        for (int64_t k = 0; k < n; k++) {
             const real b = beta[k], h = th[k], uk = u[k];
             real v, m, s;
             if (delayed) {
@@ -109,22 +117,22 @@ INLINE void fwd_chunk(const lif_args *a, long i0, long n, const int delayed, con
     }
 }
 
-INLINE void bwd_chunk(const lif_args *a, long i0, long n, const int delayed, const int subtract, const int sg) {
+INLINE void bwd_chunk(const lif_args *a, int64_t i0, int64_t n, const int delayed, const int subtract, const int sg) {
     real g[CHUNK], gb[CHUNK], gt[CHUNK], u0[CHUNK], zeros[CHUNK], gs_fill[CHUNK], gm_fill[CHUNK];
     static const uint8_t no_bits[CHUNK];
     const real *restrict beta = a->beta + i0, *restrict th = a->th + i0;
     const real p = a->sgp;
     const real c_atan = (real)(M_PI / 2 * (double)p), p_half = (real)((double)p / 2);
     const int detach = a->detach;
-    const long M = a->M;
-    for (long k = 0; k < n; k++) {
+    const int64_t M = a->M;
+    for (int64_t k = 0; k < n; k++) {
         g[k] = gb[k] = gt[k] = zeros[k] = 0;
         gs_fill[k] = a->gs && a->gs_scalar ? a->gs[0] : (real)0;
         gm_fill[k] = a->gm && a->gm_scalar ? a->gm[0] : (real)0;
         u0[k] = a->m0 ? a->m0[i0 + k] : (real)0;
     }
-    for (long t = a->T - 1; t >= 0; t--) {
-        const long off = t * M + i0;
+    for (int64_t t = a->T - 1; t >= 0; t--) {
+        const int64_t off = t * M + i0;
         const real *restrict cur = a->saved + off;
         const real *restrict prev = t > 0 ? a->saved + off - M : u0;
         const int after_first = t > 0;
@@ -133,7 +141,7 @@ INLINE void bwd_chunk(const lif_args *a, long i0, long n, const int delayed, con
         const real *restrict gm = !a->gm ? zeros : a->gm_scalar ? gm_fill : a->gm + off;
         const uint8_t *restrict sb = (!delayed && subtract) ? a->sbits_in + off : no_bits;
         real *restrict gx = a->gx + off;
-        for (long k = 0; k < n; k++) {
+        for (int64_t k = 0; k < n; k++) {
             const real b = beta[k], h = th[k];
             const real gsi = gs[k], gmi = gm[k];
             real gout;
@@ -172,7 +180,7 @@ INLINE void bwd_chunk(const lif_args *a, long i0, long n, const int delayed, con
             g[k] = gout;
         }
     }
-    for (long k = 0; k < n; k++) {
+    for (int64_t k = 0; k < n; k++) {
         const real b = beta[k];
         if (a->gm0) {
             if (delayed && !subtract) a->gm0[i0 + k] = g[k] * (b * ((real)1 - (u0[k] > th[k] ? (real)1 : (real)0)));
@@ -184,10 +192,10 @@ INLINE void bwd_chunk(const lif_args *a, long i0, long n, const int delayed, con
 }
 
 /* Specialise the chunk bodies on the mode and the surrogate (constants after inlining). */
-static void fwd_range(const lif_args *a, long i0, long i1) {
+CLONES static void fwd_range(const lif_args *a, int64_t i0, int64_t i1) {
     const int save = a->sbits != 0 || a->vsave != 0;
-    for (long i = i0; i < i1; i += CHUNK) {
-        const long n = i1 - i < CHUNK ? i1 - i : CHUNK;
+    for (int64_t i = i0; i < i1; i += CHUNK) {
+        const int64_t n = i1 - i < CHUNK ? i1 - i : CHUNK;
         switch (a->delayed * 4 + a->subtract * 2 + save) {
         case 0: fwd_chunk(a, i, n, 0, 0, 0); break;
         case 1: fwd_chunk(a, i, n, 0, 0, 1); break;
@@ -207,9 +215,9 @@ static void fwd_range(const lif_args *a, long i0, long i1) {
     default: bwd_chunk(a, i, n, 1, 1, SG); break;              \
     }
 
-static void bwd_range(const lif_args *a, long i0, long i1) {
-    for (long i = i0; i < i1; i += CHUNK) {
-        const long n = i1 - i < CHUNK ? i1 - i : CHUNK;
+CLONES static void bwd_range(const lif_args *a, int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; i += CHUNK) {
+        const int64_t n = i1 - i < CHUNK ? i1 - i : CHUNK;
         switch (a->sg) {
         case SG_ATAN: BWD_MODES(SG_ATAN); break;
         case SG_FAST_SIGMOID: BWD_MODES(SG_FAST_SIGMOID); break;
@@ -220,40 +228,36 @@ static void bwd_range(const lif_args *a, long i0, long i1) {
     }
 }
 
-/* Split [0, M) into whole chunks over up to `threads` threads (the caller is one of them). */
+/* Whole chunks of CHUNK neurons are handed out one at a time from a shared counter, so a
+ * thread that the OS delays (a busy or shared machine) leaves its work to the others. */
 typedef struct {
     const lif_args *a;
-    long i0, i1;
+    int64_t chunks;
+    int64_t next; /* the next chunk to take (atomic) */
     int backward;
-} job;
+} pool;
 
-static void *run_job(void *p) {
-    const job *j = (const job *)p;
-    if (j->backward) bwd_range(j->a, j->i0, j->i1);
-    else fwd_range(j->a, j->i0, j->i1);
-    return 0;
+static void *run_pool(void *p) {
+    pool *q = (pool *)p;
+    for (;;) {
+        const int64_t c = __atomic_fetch_add(&q->next, 1, __ATOMIC_RELAXED);
+        if (c >= q->chunks) return 0;
+        const int64_t i0 = c * CHUNK, i1 = i0 + CHUNK < q->a->M ? i0 + CHUNK : q->a->M;
+        if (q->backward) bwd_range(q->a, i0, i1);
+        else fwd_range(q->a, i0, i1);
+    }
 }
 
 static void run_parallel(const lif_args *a, int threads, int backward) {
-    const long chunks = (a->M + CHUNK - 1) / CHUNK;
-    if (threads > chunks) threads = (int)chunks;
+    pool q = {a, (a->M + CHUNK - 1) / CHUNK, 0, backward};
+    if (threads > q.chunks) threads = (int)q.chunks;
     if (threads > MAX_THREADS) threads = MAX_THREADS;
-    if (threads < 1) threads = 1;
-    job jobs[MAX_THREADS];
     pthread_t tid[MAX_THREADS];
     int started[MAX_THREADS] = {0};
-    for (int k = 0; k < threads; k++) {
-        jobs[k].a = a;
-        jobs[k].backward = backward;
-        jobs[k].i0 = (chunks * k / threads) * CHUNK;
-        jobs[k].i1 = k + 1 == threads ? a->M : (chunks * (k + 1) / threads) * CHUNK;
-    }
-    for (int k = 1; k < threads; k++) started[k] = pthread_create(&tid[k], 0, run_job, &jobs[k]) == 0;
-    run_job(&jobs[0]);
-    for (int k = 1; k < threads; k++) {
+    for (int k = 1; k < threads; k++) started[k] = pthread_create(&tid[k], 0, run_pool, &q) == 0;
+    run_pool(&q); /* the caller works too; chunks a thread could not take are done here */
+    for (int k = 1; k < threads; k++)
         if (started[k]) pthread_join(tid[k], 0);
-        else run_job(&jobs[k]); /* could not start a thread: do its share here */
-    }
 }
 
 void lif_forward(const lif_args *a, int threads) { run_parallel(a, threads, 0); }

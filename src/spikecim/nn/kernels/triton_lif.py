@@ -17,7 +17,7 @@ import math
 
 import torch
 
-from spikecim.nn.kernels.fused import fused_lif
+from spikecim.nn.kernels import fused
 
 __all__ = ["available", "lif_triton", "supports"]
 
@@ -30,24 +30,14 @@ def available() -> bool:
 
 
 def supports(x: torch.Tensor, params, mem0) -> bool:
-    if x.device.type != "cuda" or x.dtype != torch.float32 or x.dim() < 1 or x.shape[0] == 0:
-        return False
-    if params.surrogate.name not in SURROGATE_IDS:
-        return False
-    for value in (params.beta, params.threshold):
-        if isinstance(value, torch.Tensor):
-            if value.device != x.device or not value.is_floating_point():
-                return False
-            if value.dim() > 0 and value.dtype != x.dtype:
-                return False
-    if mem0 is not None and (mem0.shape != x.shape[1:] or mem0.dtype != x.dtype or mem0.device != x.device):
-        return False
-    return available()
+    return fused.supports(x, params, mem0, "cuda", (torch.float32,), SURROGATE_IDS) and available()
 
 
-def lif_triton(x: torch.Tensor, params, mem0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def lif_triton(
+    x: torch.Tensor, params, mem0: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(spikes, membrane)`` of the LIF over ``x[T, B, ...]`` (same contract as the reference)."""
-    return fused_lif(_launcher(), x, params, mem0)
+    return fused.fused_lif(_launcher(), x, params, mem0)
 
 
 _LAUNCHER = None
@@ -70,11 +60,22 @@ def _build_launcher():
             T, M = x.shape[0], x[0].numel()
             dummy = spk
             forward_kernel[(triton.cdiv(M, BLOCK),)](
-                x, beta, th, m0 if m0 is not None else dummy, spk, mem,
-                vsave if vsave is not None else dummy, sbits if sbits is not None else dummy, T, M,
-                HAS_M0=m0 is not None, DELAYED=bool(params.reset_delay),
-                SUBTRACT=params.reset == "subtract", SAVE=vsave is not None or sbits is not None,
-                BLOCK=BLOCK, enable_fp_fusion=False,
+                x,
+                beta,
+                th,
+                m0 if m0 is not None else dummy,
+                spk,
+                mem,
+                vsave if vsave is not None else dummy,
+                sbits if sbits is not None else dummy,
+                T,
+                M,
+                HAS_M0=m0 is not None,
+                DELAYED=bool(params.reset_delay),
+                SUBTRACT=params.reset == "subtract",
+                SAVE=vsave is not None or sbits is not None,
+                BLOCK=BLOCK,
+                enable_fp_fusion=False,
             )
 
         def backward(self, gs, gm, saved, sbits, beta, th, m0, gx, gbeta, gth, gm0, params) -> None:
@@ -82,17 +83,36 @@ def _build_launcher():
             p = float(params.surrogate.param)
             dummy = gx
             backward_kernel[(triton.cdiv(M, BLOCK),)](
-                gs if gs is not None else dummy, gm if gm is not None else dummy, saved,
-                sbits if sbits is not None else dummy, beta, th, m0 if m0 is not None else dummy,
-                gx, gbeta if gbeta is not None else dummy, gth if gth is not None else dummy,
-                gm0 if gm0 is not None else dummy, T, M, p, math.pi / 2 * p, p / 2,
-                HAS_GS=gs is not None, HAS_GM=gm is not None,
+                gs if gs is not None else dummy,
+                gm if gm is not None else dummy,
+                saved,
+                sbits if sbits is not None else dummy,
+                beta,
+                th,
+                m0 if m0 is not None else dummy,
+                gx,
+                gbeta if gbeta is not None else dummy,
+                gth if gth is not None else dummy,
+                gm0 if gm0 is not None else dummy,
+                T,
+                M,
+                p,
+                math.pi / 2 * p,
+                p / 2,
+                HAS_GS=gs is not None,
+                HAS_GM=gm is not None,
                 GS_SCALAR=gs is not None and not gs.is_contiguous(),
-                GM_SCALAR=gm is not None and not gm.is_contiguous(), HAS_M0=m0 is not None,
-                DELAYED=bool(params.reset_delay), SUBTRACT=params.reset == "subtract",
-                DETACH=bool(params.detach_reset), SG=SURROGATE_IDS[params.surrogate.name],
-                NEED_B=gbeta is not None, NEED_T=gth is not None, NEED_M0=gm0 is not None,
-                BLOCK=BLOCK, enable_fp_fusion=False,
+                GM_SCALAR=gm is not None and not gm.is_contiguous(),
+                HAS_M0=m0 is not None,
+                DELAYED=bool(params.reset_delay),
+                SUBTRACT=params.reset == "subtract",
+                DETACH=bool(params.detach_reset),
+                SG=SURROGATE_IDS[params.surrogate.name],
+                NEED_B=gbeta is not None,
+                NEED_T=gth is not None,
+                NEED_M0=gm0 is not None,
+                BLOCK=BLOCK,
+                enable_fp_fusion=False,
             )
 
     return TritonLauncher()
