@@ -183,6 +183,39 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def _pct(v) -> str:
+    return f"{100 * v:.2f}%"
+
+
+def _rows(stage: str, res: dict):
+    """(variant, text) rows of the summary table for one stage's result."""
+    if stage == "analog" and isinstance(res.get("variants"), dict):
+        for v, r in res["variants"].items():
+            a = r.get("analog", {})
+            text = f"ideal {_pct(r['ideal'])}, analog {_pct(a['mean'])} ± {_pct(a['std'])}" if a else ""
+            for k in ("hwa", "bn_finetune"):
+                if isinstance(r.get(k), dict) and "mean" in r[k]:
+                    text += f", {k} {_pct(r[k]['mean'])}"
+            yield v, f"{text} ({res.get('preset')}, {res.get('n_seeds')} seeds, t = {_fmt(res.get('t_inference_s'))} s)"
+        return
+    for variant, val in res.items():
+        if not isinstance(val, dict):
+            continue
+        if variant == "snn_over_ann":
+            yield "SNN/ANN", ", ".join(f"{a}: {_fmt(x.get('energy_pj'))}× energy" for a, x in val.items())
+        elif val and all(isinstance(x, dict) and "energy_pj" in x for x in val.values()):
+            yield variant, ", ".join(f"{a}: {_fmt(x['energy_pj'])} pJ" for a, x in val.items())
+        elif "accuracy" in val or "test_acc" in val:
+            yield variant, f"accuracy {_pct(val.get('accuracy', val.get('test_acc')))}"
+        elif "mean" in val and "std" in val:
+            yield variant, f"accuracy {_pct(val['mean'])} ± {_pct(val['std'])}"
+        elif "dense_macs" in val:
+            yield variant, (
+                f"{_fmt(val['dense_macs'])} dense MACs, {_fmt(val['effective_acs'])} effective ACs, "
+                f"sparsity {_pct(val['activation_sparsity'])}"
+            )
+
+
 def _summary(metrics: dict, run_dir: Path) -> None:
     out = Console()
     t = Table(title=f"spikecim — {run_dir}")
@@ -192,16 +225,10 @@ def _summary(metrics: dict, run_dir: Path) -> None:
     for stage, res in metrics.items():
         if stage == "timing_s" or not isinstance(res, dict):
             continue
-        for variant, val in res.items():
-            if isinstance(val, dict) and val and all(isinstance(x, dict) and "energy_pj" in x for x in val.values()):
-                text = ", ".join(f"{arch}: {_fmt(x['energy_pj'])} pJ" for arch, x in val.items())
-            elif isinstance(val, dict):
-                keys = [k for k in ("accuracy", "test_acc", "dense_macs", "effective_acs", "activation_sparsity",
-                                    "mean", "energy_pj") if k in val]
-                text = ", ".join(f"{k}={_fmt(val[k])}" for k in keys) or ", ".join(list(val)[:5])
-            else:
-                text = _fmt(val)
+        for variant, text in _rows(stage, res):
             t.add_row(stage, str(variant), text)
+    if (run_dir / "report.html").exists():
+        t.caption = f"report: {run_dir / 'report.html'}"
     out.print(t)
 
 
