@@ -1,0 +1,62 @@
+"""`spikecim run`: the whole pipeline on digits (shortened), its run folder, and resume."""
+
+import json
+
+import yaml
+
+from spikecim.cli.main import main
+from spikecim.config import load_config
+from spikecim.trace import Workload
+
+SHORT = [
+    "--set", "train.epochs=2",
+    "--set", "data.limit=400",
+    "--set", "analog.n_seeds=1",
+    "--set", "analog.drift_times_s=[1.0,86400.0]",
+    "--set", "analog.adc_bits_sweep=[6]",
+    "--set", "analog.max_samples=100",
+    "--set", "analog.hwa_epochs=1",
+    "--set", "analog.bn_epochs=1",
+]
+
+
+def test_default_run_writes_the_documented_run_folder_and_resumes(tmp_path, capsys):
+    args = ["run", "--set", f"output_dir={tmp_path}", "--name", "e2e", *SHORT]
+    assert main(args) == 0
+    run = tmp_path / "e2e"
+    for name in ("config.yaml", "metrics.json", "workload.json", "workload_ann.json", "report.html", "report.md"):
+        assert (run / name).is_file(), name
+    for name in ("snn.safetensors", "ann.safetensors", "snn.state.json", "ann.state.json"):
+        assert (run / "checkpoint" / name).is_file(), name
+    assert any((run / "plots").glob("*.png"))
+
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics) >= {"train", "evaluate", "trace", "analog", "hardware", "report"}
+    # The resolved config reloads to the config the command line described.
+    cfg = load_config(run / "config.yaml")
+    assert cfg.train.epochs == 2 and cfg.data.limit == 400 and cfg.analog.n_seeds == 1
+    assert cfg.model.name == "convnet" and cfg.data.name == "digits"
+    # The traced workload is the one metrics.json summarises.
+    w = Workload.load(run)
+    assert w.metrics()["dense_macs"] == metrics["trace"]["snn"]["dense_macs"]
+    assert w.timesteps == cfg.data.timesteps and not Workload.load(run / "workload_ann.json").spiking
+    # Each variant's accuracy is the share of test samples, with 450 in digits' test split.
+    for v in ("snn", "ann"):
+        acc = metrics["evaluate"][v]["accuracy"]
+        assert metrics["evaluate"][v]["samples"] == 450
+        assert abs(acc * 450 - round(acc * 450)) < 1e-9
+    html = (run / "report.html").read_text()
+    assert "http://" not in html and "https://" not in html
+    assert f"{100 * metrics['evaluate']['snn']['accuracy']:.2f}%" in html
+
+    # Run again with the same command: training resumes from the finished checkpoint.
+    before = json.loads((run / "checkpoint" / "snn.state.json").read_text())
+    assert main(args) == 0
+    after = json.loads((run / "checkpoint" / "snn.state.json").read_text())
+    assert after["history"] == before["history"] and after["epoch"] == 2
+    capsys.readouterr()
+
+    # The same folder with another model is refused, not mixed.
+    assert main(["run", "--set", f"output_dir={tmp_path}", "--name", "e2e", "--model", "mlp", *SHORT]) == 2
+    assert "another 'model'" in capsys.readouterr().err
+    assert yaml.safe_load((run / "config.yaml").read_text())["model"]["name"] == "convnet"
