@@ -26,6 +26,10 @@ A peer that is not installed is skipped with a note.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+
 import importlib.util
 import json
 import statistics
@@ -263,12 +267,27 @@ def _memory(
     return _peak_mib(lambda: forward(x).sum().backward()), saved
 
 
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence the profiler back-end's own start/stop lines (written to fd 2 from C++)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def _peak_mib(step: Callable[[], None]) -> float | None:
     """Peak of torch CPU allocations during ``step``, from the profiler's memory events."""
     from torch.profiler import ProfilerActivity, profile
 
     try:
-        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
             step()
         events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
     except (AttributeError, RuntimeError):  # the profiler's event API differs in this torch
