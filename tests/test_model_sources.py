@@ -5,11 +5,10 @@ import math
 
 import pytest
 
+from conftest import SHARED_DATA
 from spikecim.cli.main import main
 from spikecim.pipeline.sources import workload_from_model_file
 from spikecim.trace import Workload
-
-from conftest import SHARED_DATA
 
 CNN = SHARED_DATA / "nir-paper" / "cnn_sinabs.nir"
 pytestmark = pytest.mark.skipif(not CNN.exists(), reason=f"NIR reference files not found at {CNN.parent}")

@@ -18,7 +18,9 @@ IDS = [f"{n}-{'snn' if s else 'ann'}" for n, s in GRID]
 
 
 def _model(name: str, spiking: bool, **kw) -> nn.Module:
-    return create_model(name, spiking=spiking, num_classes=CLASSES, in_channels=C, input_size=S, width=WIDTH, **kw)
+    return create_model(
+        name, spiking=spiking, num_classes=CLASSES, in_channels=C, input_size=S, width=WIDTH, **kw
+    )
 
 
 def _input(spiking: bool, seed: int = 0, size: int = S) -> torch.Tensor:
@@ -55,7 +57,9 @@ def test_output_is_finite_logits_per_step(name, spiking):
 @pytest.mark.parametrize("name", list_models())
 def test_runs_on_any_square_input_size(name, channels, size):
     torch.manual_seed(0)
-    model = create_model(name, spiking=True, num_classes=CLASSES, in_channels=channels, input_size=size, width=WIDTH)
+    model = create_model(
+        name, spiking=True, num_classes=CLASSES, in_channels=channels, input_size=size, width=WIDTH
+    )
     y = model(torch.randn(2, 1, channels, size, size))
     assert y.shape == (2, 1, CLASSES)
 
@@ -99,8 +103,10 @@ def test_state_resets_between_forward_calls(name):
 @pytest.mark.parametrize("name", list_models())
 def test_ann_twin_has_identical_topology_with_relu_for_each_neuron(name):
     snn, ann = _model(name, True), _model(name, False)
-    snn_kinds = ["act" if isinstance(m, TemporalModule) and not list(m.children()) else type(m).__name__
-                 for m in snn.modules()]
+    snn_kinds = [
+        "act" if isinstance(m, TemporalModule) and not list(m.children()) else type(m).__name__
+        for m in snn.modules()
+    ]
     ann_kinds = ["act" if isinstance(m, nn.ReLU) else type(m).__name__ for m in ann.modules()]
     assert snn_kinds == ann_kinds
     assert [p.shape for p in snn.parameters()] == [p.shape for p in ann.parameters()]
@@ -150,8 +156,14 @@ def test_unknown_model_name_lists_the_allowed_names():
         create_model("vgg99")
 
 
-DEFAULT_INPUT = {"mlp": (1, 8, 8), "convnet": (1, 8, 8), "vgg5": (3, 32, 32), "vgg9": (3, 32, 32),
-                 "vgg11": (3, 32, 32), "resnet19": (3, 32, 32)}  # docs/neurons-and-models.md
+DEFAULT_INPUT = {
+    "mlp": (1, 8, 8),
+    "convnet": (1, 8, 8),
+    "vgg5": (3, 32, 32),
+    "vgg9": (3, 32, 32),
+    "vgg11": (3, 32, 32),
+    "resnet19": (3, 32, 32),
+}  # docs/neurons-and-models.md
 
 
 @pytest.mark.parametrize("name", sorted(DEFAULT_INPUT))

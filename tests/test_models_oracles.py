@@ -35,6 +35,7 @@ def _copy_weights(src: nn.Module, dst: nn.Module) -> None:
 
 # ---------------------------------------------------------------- VGG (ANN twin)
 
+
 def _reference_vgg(cfg, hidden, in_ch, size, classes, w):
     """torchvision-style VGG written from the layer list, with BatchNorm and AvgPool."""
     layers, ch = [], in_ch
@@ -83,8 +84,11 @@ def test_vgg9_convolutions_follow_the_spikesim_layer_table():
     out_ch 64,64,128,128,256,256,256; in_dim 32,32,16,16,8,8,8 (out_dim there is after pooling)."""
     model = create_model("vgg9", spiking=False, in_channels=3, input_size=32)
     seen = []
-    hooks = [m.register_forward_hook(lambda m, i, o: seen.append((m.in_channels, m.out_channels, i[0].shape[-1])))
-             for m in model.modules() if isinstance(m, nn.Conv2d)]
+    hooks = [
+        m.register_forward_hook(lambda m, i, o: seen.append((m.in_channels, m.out_channels, i[0].shape[-1])))
+        for m in model.modules()
+        if isinstance(m, nn.Conv2d)
+    ]
     with torch.no_grad():
         model(torch.zeros(1, 1, 3, 32, 32))
     for h in hooks:
@@ -104,6 +108,7 @@ def test_vgg11_on_8x8_digits_skips_pooling_below_one_pixel():
 
 
 # ---------------------------------------------------------------- ResNet-19 (ANN twin)
+
 
 class _RefBlock(nn.Module):
     """He et al. 2016 basic block, written independently."""
@@ -170,6 +175,7 @@ def test_resnet19_has_17_conv3x3_and_2_linear_layers():
 
 # ---------------------------------------------------------------- spiking: step loops with snnTorch
 
+
 def _leaky(beta, thr):
     import snntorch as snn
 
@@ -180,8 +186,14 @@ def test_spiking_convnet_equals_a_step_loop_with_snntorch_leaky():
     """The time-folded spiking convnet equals running each step through the same layers with
     snnTorch ``Leaky`` neurons holding the state between steps."""
     torch.manual_seed(0)
-    model = create_model("convnet", spiking=True, in_channels=1, input_size=8, width=0.25,
-                         neuron_kw={"beta": 0.7, "threshold": 0.5}).eval()
+    model = create_model(
+        "convnet",
+        spiking=True,
+        in_channels=1,
+        input_size=8,
+        width=0.25,
+        neuron_kw={"beta": 0.7, "threshold": 0.5},
+    ).eval()
     _randomise_batchnorm(model, 2)
     model.double()  # float64 so that no spike flips on rounding differences between batch sizes
     x = torch.randn(6, 3, 1, 8, 8, dtype=torch.float64) * 2
@@ -210,8 +222,9 @@ def test_spiking_residual_block_equals_a_step_loop_with_snntorch_leaky():
     """A strided spiking BasicBlock of ResNet-19 against the block equation stepped by hand:
     out[t] = S2(BN(conv2(S1(BN(conv1 x[t])))) + BN(conv1x1 x[t])) with snnTorch Leaky for S1, S2."""
     torch.manual_seed(0)
-    model = create_model("resnet19", spiking=True, in_channels=3, width=0.0625,
-                         neuron_kw={"beta": 0.8, "threshold": 0.5}).eval()
+    model = create_model(
+        "resnet19", spiking=True, in_channels=3, width=0.0625, neuron_kw={"beta": 0.8, "threshold": 0.5}
+    ).eval()
     _randomise_batchnorm(model, 3)
     model.double()  # float64 so that no spike flips on rounding differences between batch sizes
     block = [m for m in model.modules() if isinstance(m, TemporalModule) and hasattr(m, "shortcut")][3]

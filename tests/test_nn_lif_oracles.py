@@ -75,7 +75,9 @@ def test_delayed_reset_matches_snntorch_leaky(reset, per_neuron, backend):
     from snntorch import surrogate as sn_sg
 
     beta, thr = _beta_threshold(per_neuron)
-    ref = snn.Leaky(beta=beta, threshold=thr, spike_grad=sn_sg.atan(ALPHA), reset_mechanism=reset, reset_delay=True).double()
+    ref = snn.Leaky(
+        beta=beta, threshold=thr, spike_grad=sn_sg.atan(ALPHA), reset_mechanism=reset, reset_delay=True
+    ).double()
     ours = LIF(beta, thr, reset=reset, reset_delay=True, surrogate=f"atan({ALPHA})", backend=backend).double()
     x1, x2 = _both(1)
     _compare(ours.forward_with_mem(x1), _run_snntorch(ref, x2, "mem"), x1, x2)
@@ -88,8 +90,12 @@ def test_same_step_zero_reset_matches_snntorch_leaky_without_delay(per_neuron, b
     from snntorch import surrogate as sn_sg
 
     beta, thr = _beta_threshold(per_neuron)
-    ref = snn.Leaky(beta=beta, threshold=thr, spike_grad=sn_sg.atan(ALPHA), reset_mechanism="zero", reset_delay=False).double()
-    ours = LIF(beta, thr, reset="zero", reset_delay=False, surrogate=f"atan({ALPHA})", backend=backend).double()
+    ref = snn.Leaky(
+        beta=beta, threshold=thr, spike_grad=sn_sg.atan(ALPHA), reset_mechanism="zero", reset_delay=False
+    ).double()
+    ours = LIF(
+        beta, thr, reset="zero", reset_delay=False, surrogate=f"atan({ALPHA})", backend=backend
+    ).double()
     x1, x2 = _both(2)
     _compare(ours.forward_with_mem(x1), _run_snntorch(ref, x2, "mem"), x1, x2)
 
@@ -102,11 +108,24 @@ def test_same_step_subtract_reset_matches_spikingjelly_lifnode(beta, detach_rese
     from spikingjelly.activation_based import surrogate as sj_sg
 
     ref = sj_neuron.LIFNode(
-        tau=1.0 / (1.0 - beta), decay_input=False, v_reset=None, v_threshold=1.0,
-        surrogate_function=sj_sg.ATan(alpha=ALPHA), detach_reset=detach_reset, step_mode="m", store_v_seq=True,
+        tau=1.0 / (1.0 - beta),
+        decay_input=False,
+        v_reset=None,
+        v_threshold=1.0,
+        surrogate_function=sj_sg.ATan(alpha=ALPHA),
+        detach_reset=detach_reset,
+        step_mode="m",
+        store_v_seq=True,
     )
-    ours = LIF(beta, 1.0, reset="subtract", reset_delay=False, detach_reset=detach_reset, surrogate=f"atan({ALPHA})",
-               backend=backend)
+    ours = LIF(
+        beta,
+        1.0,
+        reset="subtract",
+        reset_delay=False,
+        detach_reset=detach_reset,
+        surrogate=f"atan({ALPHA})",
+        backend=backend,
+    )
     x1, x2 = _both(3)
     spk = ref(x2)
     # SpikingJelly fires on >=, spikecim on >: random float inputs never hit equality.
@@ -148,7 +167,9 @@ def test_synaptic_lif_subtract_matches_snntorch_synaptic(backend):
     import snntorch as snn
     from snntorch import surrogate as sn_sg
 
-    ref = snn.Synaptic(alpha=0.7, beta=0.8, threshold=1.0, spike_grad=sn_sg.atan(ALPHA), reset_mechanism="subtract").double()
+    ref = snn.Synaptic(
+        alpha=0.7, beta=0.8, threshold=1.0, spike_grad=sn_sg.atan(ALPHA), reset_mechanism="subtract"
+    ).double()
     ours = SynapticLIF(0.7, 0.8, 1.0, reset="subtract", surrogate=f"atan({ALPHA})", backend=backend).double()
     x1, x2 = _both(5)
     x1.data.mul_(0.4)
@@ -189,10 +210,23 @@ def test_learnable_beta_and_threshold_gradients_match_snntorch(reset, per_neuron
     beta, thr = _beta_threshold(per_neuron)
     beta = torch.as_tensor(beta, dtype=torch.float64)
     thr = torch.as_tensor(thr, dtype=torch.float64)
-    ref = snn.Leaky(beta=beta.clone(), threshold=thr.clone(), spike_grad=sn_sg.atan(ALPHA), reset_mechanism=reset,
-                    learn_beta=True, learn_threshold=True).double()
-    ours = LIF(beta, thr, reset=reset, surrogate=f"atan({ALPHA})", learn_beta=True, learn_threshold=True,
-               backend=backend).double()
+    ref = snn.Leaky(
+        beta=beta.clone(),
+        threshold=thr.clone(),
+        spike_grad=sn_sg.atan(ALPHA),
+        reset_mechanism=reset,
+        learn_beta=True,
+        learn_threshold=True,
+    ).double()
+    ours = LIF(
+        beta,
+        thr,
+        reset=reset,
+        surrogate=f"atan({ALPHA})",
+        learn_beta=True,
+        learn_threshold=True,
+        backend=backend,
+    ).double()
     x1, x2 = _both(8)
     _compare(ours.forward_with_mem(x1), _run_snntorch(ref, x2, "mem"), x1, x2)
     assert ours.beta.grad is not None and ours.threshold.grad is not None
@@ -211,10 +245,15 @@ def test_learnable_beta_and_threshold_gradients_match_snntorch(reset, per_neuron
 def test_delayed_reset_matches_snntorch_for_any_beta_and_threshold(beta, threshold, reset, seed):
     import snntorch as snn
 
-    ref = snn.Leaky(beta=torch.tensor(beta, dtype=torch.float64), threshold=torch.tensor(threshold, dtype=torch.float64),
-                    reset_mechanism=reset)
+    ref = snn.Leaky(
+        beta=torch.tensor(beta, dtype=torch.float64),
+        threshold=torch.tensor(threshold, dtype=torch.float64),
+        reset_mechanism=reset,
+    )
     # float64 tensors keep their dtype, so beta and theta are bit-identical on both sides
-    ours = LIF(torch.tensor(beta, dtype=torch.float64), torch.tensor(threshold, dtype=torch.float64), reset=reset)
+    ours = LIF(
+        torch.tensor(beta, dtype=torch.float64), torch.tensor(threshold, dtype=torch.float64), reset=reset
+    )
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(12, 2, 4, generator=g, dtype=torch.float64) * threshold
     s1, m1 = ours.forward_with_mem(x)

@@ -19,9 +19,16 @@ def _x(*shape, seed=0):
     return torch.randn(*shape, generator=g) * 0.9 + 0.4
 
 
-@pytest.mark.parametrize("make", [lambda: LIF(0.9), lambda: IF(), lambda: SynapticLIF(0.8, 0.7),
-                                  lambda: LIF(0.6, reset="zero", reset_delay=False)],
-                         ids=["lif", "if", "synaptic", "lif_zero_same_step"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: LIF(0.9),
+        lambda: IF(),
+        lambda: SynapticLIF(0.8, 0.7),
+        lambda: LIF(0.6, reset="zero", reset_delay=False),
+    ],
+    ids=["lif", "if", "synaptic", "lif_zero_same_step"],
+)
 def test_state_resets_on_every_forward_call(make):
     neuron, x = make(), _x(12, 4, 5)
     s1, m1 = neuron.forward_with_mem(x)
@@ -135,7 +142,9 @@ def test_if_subtract_reset_conserves_charge(inputs, theta):
 
 @settings(max_examples=20, deadline=None)
 @given(st.floats(0.0, 1.0), st.floats(0.2, 2.0), st.sampled_from(["subtract", "zero"]), st.booleans())
-def test_lif_output_is_binary_and_membrane_after_same_step_reset_stays_at_or_below_threshold(beta, theta, reset, delay):
+def test_lif_output_is_binary_and_membrane_after_same_step_reset_stays_at_or_below_threshold(
+    beta, theta, reset, delay
+):
     x = _x(10, 2, 3, seed=3).double() * 2
     spk, mem = LIF(beta, theta, reset=reset, reset_delay=delay).double().forward_with_mem(x)
     assert set(spk.unique().tolist()) <= {0.0, 1.0}

@@ -9,14 +9,22 @@ from spikecim.config import load_config
 from spikecim.trace import Workload
 
 SHORT = [
-    "--set", "train.epochs=2",
-    "--set", "data.limit=400",
-    "--set", "analog.n_seeds=1",
-    "--set", "analog.drift_times_s=[1.0,86400.0]",
-    "--set", "analog.adc_bits_sweep=[6]",
-    "--set", "analog.max_samples=100",
-    "--set", "analog.hwa_epochs=1",
-    "--set", "analog.bn_epochs=1",
+    "--set",
+    "train.epochs=2",
+    "--set",
+    "data.limit=400",
+    "--set",
+    "analog.n_seeds=1",
+    "--set",
+    "analog.drift_times_s=[1.0,86400.0]",
+    "--set",
+    "analog.adc_bits_sweep=[6]",
+    "--set",
+    "analog.max_samples=100",
+    "--set",
+    "analog.hwa_epochs=1",
+    "--set",
+    "analog.bn_epochs=1",
 ]
 
 
@@ -24,7 +32,14 @@ def test_default_run_writes_the_documented_run_folder_and_resumes(tmp_path, caps
     args = ["run", "--set", f"output_dir={tmp_path}", "--name", "e2e", *SHORT]
     assert main(args) == 0
     run = tmp_path / "e2e"
-    for name in ("config.yaml", "metrics.json", "workload.json", "workload_ann.json", "report.html", "report.md"):
+    for name in (
+        "config.yaml",
+        "metrics.json",
+        "workload.json",
+        "workload_ann.json",
+        "report.html",
+        "report.md",
+    ):
         assert (run / name).is_file(), name
     for name in ("snn.safetensors", "ann.safetensors", "snn.state.json", "ann.state.json"):
         assert (run / "checkpoint" / name).is_file(), name

@@ -16,7 +16,9 @@ from hypothesis import strategies as st
 from spikecim.errors import SpikecimError
 from spikecim.nn import surrogate
 
-U = torch.cat([torch.linspace(-3, 3, 601, dtype=torch.float64), torch.tensor([0.0, 1e-9, -1e-9], dtype=torch.float64)])
+U = torch.cat(
+    [torch.linspace(-3, 3, 601, dtype=torch.float64), torch.tensor([0.0, 1e-9, -1e-9], dtype=torch.float64)]
+)
 
 
 def _formula(name: str, p: float, u: torch.Tensor) -> torch.Tensor:
@@ -38,8 +40,17 @@ def _formula(name: str, p: float, u: torch.Tensor) -> torch.Tensor:
     return torch.tensor(out, dtype=torch.float64)
 
 
-CASES = [("atan", 2.0), ("atan", 5.0), ("fast_sigmoid", 25.0), ("fast_sigmoid", 3.0), ("sigmoid", 25.0),
-         ("sigmoid", 4.0), ("triangular", 1.0), ("triangular", 0.5), ("straight_through", 0.0)]
+CASES = [
+    ("atan", 2.0),
+    ("atan", 5.0),
+    ("fast_sigmoid", 25.0),
+    ("fast_sigmoid", 3.0),
+    ("sigmoid", 25.0),
+    ("sigmoid", 4.0),
+    ("triangular", 1.0),
+    ("triangular", 0.5),
+    ("straight_through", 0.0),
+]
 
 
 def _backward(sg: surrogate.Surrogate, u: torch.Tensor) -> torch.Tensor:
@@ -79,10 +90,16 @@ def test_sigmoid_and_fast_sigmoid_match_snntorch(slope):
     from snntorch import surrogate as sn_sg
 
     torch.testing.assert_close(
-        _backward(surrogate.fast_sigmoid(slope), U), _backward_fn(sn_sg.fast_sigmoid(slope=slope), U), rtol=1e-6, atol=1e-9
+        _backward(surrogate.fast_sigmoid(slope), U),
+        _backward_fn(sn_sg.fast_sigmoid(slope=slope), U),
+        rtol=1e-6,
+        atol=1e-9,
     )
     torch.testing.assert_close(
-        _backward(surrogate.sigmoid(slope), U), _backward_fn(sn_sg.sigmoid(slope=slope), U), rtol=1e-6, atol=1e-9
+        _backward(surrogate.sigmoid(slope), U),
+        _backward_fn(sn_sg.sigmoid(slope=slope), U),
+        rtol=1e-6,
+        atol=1e-9,
     )
 
 
@@ -93,8 +110,10 @@ def _backward_fn(fn, u: torch.Tensor) -> torch.Tensor:
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.lists(st.floats(-1e6, 1e6, allow_nan=False, width=32), min_size=1, max_size=40),
-       st.sampled_from([n for n, _ in CASES]))
+@given(
+    st.lists(st.floats(-1e6, 1e6, allow_nan=False, width=32), min_size=1, max_size=40),
+    st.sampled_from([n for n, _ in CASES]),
+)
 def test_forward_is_heaviside_for_any_input(values, name):
     u = torch.tensor(values, dtype=torch.float32)
     out = surrogate.get_surrogate(name)(u)

@@ -5,8 +5,8 @@ import torch
 from torch import nn
 
 import spikecim.nn as snn
-from spikecim.trace import Workload, trace
 from spikecim.errors import SpikecimError
+from spikecim.trace import Workload, trace
 
 
 def _tiny_linear_snn():
@@ -80,7 +80,9 @@ def test_strided_conv_accumulates_equal_brute_force_count():
 
 
 def test_pooling_after_neuron_sets_pooled_size():
-    model = snn.Sequential(nn.Conv2d(1, 4, 3, padding=1), snn.LIF(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(16, 2))
+    model = snn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), snn.LIF(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(16, 2)
+    )
     w = trace(model, [torch.rand(2, 3, 1, 4, 4)])
     assert w.layers[0].pooled_out_hw == (2, 2)
     assert w.layers[1].in_ch == 16 and w.layers[1].kind == "linear"

@@ -18,7 +18,15 @@ from spikecim.analog.stage_config import AnalogStageConfig
 from spikecim.errors import SpikecimError, one_line_validation_error
 from spikecim.hw.stage_config import HardwareStageConfig
 
-__all__ = ["RunConfig", "DataConfig", "ModelConfig", "NeuronConfig", "TrainConfig", "load_config", "apply_overrides"]
+__all__ = [
+    "DataConfig",
+    "ModelConfig",
+    "NeuronConfig",
+    "RunConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "load_config",
+]
 
 
 class _Section(BaseModel):
@@ -26,9 +34,7 @@ class _Section(BaseModel):
 
 
 class DataConfig(_Section):
-    name: str = Field(
-        "digits", description="digits | mnist | fashion-mnist | cifar10 | cifar100 | nmnist"
-    )
+    name: str = Field("digits", description="digits | mnist | fashion-mnist | cifar10 | cifar100 | nmnist")
     root: str | None = Field(None, description="folder holding the data set files (not needed for digits)")
     encoder: Literal["direct", "rate", "latency", "frames"] = Field(
         "direct", description="spike encoder; frame data sets (nmnist) take direct or frames"

@@ -24,7 +24,7 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from spikecim.cli import bench, hw, nir, pipeline  # noqa: F401
+    from spikecim.cli import bench, hw, nir, pipeline
 
     pipeline.register(app)
     app.add_typer(hw.app, name="hw")
@@ -41,7 +41,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: completed epochs and stages are saved; run the same command to resume", file=sys.stderr)
+        print(
+            "interrupted: completed epochs and stages are saved; run the same command to resume",
+            file=sys.stderr,
+        )
         return 130
     except SystemExit as e:  # typer/click exits (--help, usage errors)
         return int(e.code or 0)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -14,11 +13,13 @@ from spikecim.errors import SpikecimError
 
 console = Console(stderr=True)
 
-CONFIG_ARG = typer.Argument(None, help="Run config (YAML). Omit to run the embedded default (convnet on digits).")
+CONFIG_ARG = typer.Argument(
+    None, help="Run config (YAML). Omit to run the embedded default (convnet on digits)."
+)
 SET_OPT = typer.Option(None, "--set", "-s", help="Override one field: section.field=value (repeatable).")
 
 
-def _config(config: Optional[Path], overrides: list[str] | None, **flags):
+def _config(config: Path | None, overrides: list[str] | None, **flags):
     from spikecim.config import load_config
 
     extra = [f"{k}={v}" for k, v in flags.items() if v is not None]
@@ -26,14 +27,14 @@ def _config(config: Optional[Path], overrides: list[str] | None, **flags):
 
 
 def run_cmd(
-    config: Optional[Path] = CONFIG_ARG,
-    set_: Optional[list[str]] = SET_OPT,
-    name: Optional[str] = typer.Option(None, help="Run name: the folder runs/<name>/."),
-    epochs: Optional[int] = typer.Option(None, help="Training epochs (train.epochs)."),
-    timesteps: Optional[int] = typer.Option(None, help="Timesteps T of the SNN (data.timesteps)."),
-    model: Optional[str] = typer.Option(None, help="Registered model name (model.name)."),
-    dataset: Optional[str] = typer.Option(None, help="Data set name (data.name)."),
-    stages: Optional[str] = typer.Option(None, help="Comma-separated stages to run, e.g. train,evaluate,trace."),
+    config: Path | None = CONFIG_ARG,
+    set_: list[str] | None = SET_OPT,
+    name: str | None = typer.Option(None, help="Run name: the folder runs/<name>/."),
+    epochs: int | None = typer.Option(None, help="Training epochs (train.epochs)."),
+    timesteps: int | None = typer.Option(None, help="Timesteps T of the SNN (data.timesteps)."),
+    model: str | None = typer.Option(None, help="Registered model name (model.name)."),
+    dataset: str | None = typer.Option(None, help="Data set name (data.name)."),
+    stages: str | None = typer.Option(None, help="Comma-separated stages to run, e.g. train,evaluate,trace."),
     fresh: bool = typer.Option(False, "--fresh", help="Delete the run folder first instead of resuming."),
 ) -> None:
     """Train, evaluate, trace, cost and report: the whole pipeline. Resumes when run again."""
@@ -41,18 +42,26 @@ def run_cmd(
 
     st = f"[{stages}]" if stages else None
     cfg = _config(
-        config, set_, **{"name": name, "train.epochs": epochs, "data.timesteps": timesteps,
-                         "model.name": model, "data.name": dataset, "stages": st}
+        config,
+        set_,
+        **{
+            "name": name,
+            "train.epochs": epochs,
+            "data.timesteps": timesteps,
+            "model.name": model,
+            "data.name": dataset,
+            "stages": st,
+        },
     )
     ctx = run(cfg, console=console, fresh=fresh)
     _summary(ctx.metrics, cfg.run_dir)
 
 
 def train_cmd(
-    config: Optional[Path] = CONFIG_ARG,
-    set_: Optional[list[str]] = SET_OPT,
-    name: Optional[str] = typer.Option(None, help="Run name: the folder runs/<name>/."),
-    epochs: Optional[int] = typer.Option(None, help="Training epochs (train.epochs)."),
+    config: Path | None = CONFIG_ARG,
+    set_: list[str] | None = SET_OPT,
+    name: str | None = typer.Option(None, help="Run name: the folder runs/<name>/."),
+    epochs: int | None = typer.Option(None, help="Training epochs (train.epochs)."),
     fresh: bool = typer.Option(False, "--fresh", help="Delete the run folder first instead of resuming."),
 ) -> None:
     """Train only (the SNN and its ANN twin). Works under torchrun for data-parallel training."""
@@ -65,17 +74,25 @@ def train_cmd(
 
 NIR_DATASET = typer.Option(None, help="For a .nir model: the data set to use (e.g. nmnist).")
 NIR_ROOT = typer.Option(None, help="For a .nir model: folder holding the data set files.")
-NIR_STEPS = typer.Option(10, min=1, help="For a .nir model: timesteps per sample (frame data sets bring their own).")
+NIR_STEPS = typer.Option(
+    10, min=1, help="For a .nir model: timesteps per sample (frame data sets bring their own)."
+)
 
 
-def _load_nir_eval(source: Path, dataset: Optional[str], root: Optional[str], timesteps: int, limit: Optional[int]):
+def _load_nir_eval(source: Path, dataset: str | None, root: str | None, timesteps: int, limit: int | None):
     from spikecim.data import load_dataset
     from spikecim.interop import load_model
 
     if dataset is None:
-        raise SpikecimError(f"evaluate: {source} is a NIR model; name its data set with --dataset (and --root)")
+        raise SpikecimError(
+            f"evaluate: {source} is a NIR model; name its data set with --dataset (and --root)"
+        )
     model = load_model(source)
-    data = load_dataset(dataset, root=root, timesteps=timesteps) if dataset == "nmnist" else load_dataset(dataset, root=root)
+    data = (
+        load_dataset(dataset, root=root, timesteps=timesteps)
+        if dataset == "nmnist"
+        else load_dataset(dataset, root=root)
+    )
     if limit is not None:
         data = data.limit(None, limit)
     steps = data.sample_shape[0] if data.frames else timesteps
@@ -83,13 +100,19 @@ def _load_nir_eval(source: Path, dataset: Optional[str], root: Optional[str], ti
 
 
 def evaluate_cmd(
-    source: Path = typer.Argument(..., help="A run folder (runs/<name>), a .nir file or a `nir import` folder."),
-    analog: Optional[str] = typer.Option(None, help="Also evaluate on a simulated crossbar: preset name or YAML."),
+    source: Path = typer.Argument(
+        ..., help="A run folder (runs/<name>), a .nir file or a `nir import` folder."
+    ),
+    analog: str | None = typer.Option(
+        None, help="Also evaluate on a simulated crossbar: preset name or YAML."
+    ),
     seeds: int = typer.Option(5, min=1, help="Monte-Carlo programming seeds for --analog."),
-    dataset: Optional[str] = NIR_DATASET,
-    root: Optional[str] = NIR_ROOT,
+    dataset: str | None = NIR_DATASET,
+    root: str | None = NIR_ROOT,
     timesteps: int = NIR_STEPS,
-    limit: Optional[int] = typer.Option(None, min=1, help="For a .nir model: evaluate at most this many test samples."),
+    limit: int | None = typer.Option(
+        None, min=1, help="For a .nir model: evaluate at most this many test samples."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Test accuracy and per-layer spike rates of a trained model (optionally on analog hardware)."""
@@ -99,7 +122,11 @@ def evaluate_cmd(
         from spikecim.train import evaluate
 
         model, data, steps = _load_nir_eval(source, dataset, root, timesteps, limit)
-        out = {"evaluate": {"snn": evaluate(model, data.x_test, data.y_test, steps, "direct", frames=data.frames)}}
+        out = {
+            "evaluate": {
+                "snn": evaluate(model, data.x_test, data.y_test, steps, "direct", frames=data.frames)
+            }
+        }
         if analog is not None:
             from spikecim.analog import evaluate_analog
 
@@ -121,12 +148,18 @@ def evaluate_cmd(
 
 
 def trace_cmd(
-    source: Path = typer.Argument(..., help="A run folder (runs/<name>), a .nir file or a `nir import` folder."),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Where to write the (SNN) workload JSON."),
-    dataset: Optional[str] = NIR_DATASET,
-    root: Optional[str] = NIR_ROOT,
+    source: Path = typer.Argument(
+        ..., help="A run folder (runs/<name>), a .nir file or a `nir import` folder."
+    ),
+    output: Path | None = typer.Option(
+        None, "-o", "--output", help="Where to write the (SNN) workload JSON."
+    ),
+    dataset: str | None = NIR_DATASET,
+    root: str | None = NIR_ROOT,
     timesteps: int = NIR_STEPS,
-    input_rate: float = typer.Option(0.2, help="For a .nir model without --dataset: Bernoulli input spike rate."),
+    input_rate: float = typer.Option(
+        0.2, help="For a .nir model without --dataset: Bernoulli input spike rate."
+    ),
     samples: int = typer.Option(64, min=1, help="For a .nir model: samples to trace."),
 ) -> None:
     """Record the Workload (shapes, bits, measured activity) of a trained model."""
@@ -168,8 +201,12 @@ def list_cmd(
     from spikecim.nn.surrogate import SURROGATES
     from spikecim.pipeline import list_stages
 
-    table = {"models": list_models(), "datasets": list_datasets(), "stages": list_stages(),
-             "surrogates": list(SURROGATES)}
+    table = {
+        "models": list_models(),
+        "datasets": list_datasets(),
+        "stages": list_stages(),
+        "surrogates": list(SURROGATES),
+    }
     if kind != "all" and kind not in table:
         raise SpikecimError(f"list: unknown '{kind}', allowed: {', '.join(table)}, all")
     for k, names in table.items():
@@ -196,7 +233,10 @@ def _rows(stage: str, res: dict):
             for k in ("hwa", "bn_finetune"):
                 if isinstance(r.get(k), dict) and "mean" in r[k]:
                     text += f", {k} {_pct(r[k]['mean'])}"
-            yield v, f"{text} ({res.get('preset')}, {res.get('n_seeds')} seeds, t = {_fmt(res.get('t_inference_s'))} s)"
+            yield (
+                v,
+                f"{text} ({res.get('preset')}, {res.get('n_seeds')} seeds, t = {_fmt(res.get('t_inference_s'))} s)",
+            )
         return
     for variant, val in res.items():
         if not isinstance(val, dict):
@@ -210,9 +250,12 @@ def _rows(stage: str, res: dict):
         elif "mean" in val and "std" in val:
             yield variant, f"accuracy {_pct(val['mean'])} ± {_pct(val['std'])}"
         elif "dense_macs" in val:
-            yield variant, (
-                f"{_fmt(val['dense_macs'])} dense MACs, {_fmt(val['effective_acs'])} effective ACs, "
-                f"sparsity {_pct(val['activation_sparsity'])}"
+            yield (
+                variant,
+                (
+                    f"{_fmt(val['dense_macs'])} dense MACs, {_fmt(val['effective_acs'])} effective ACs, "
+                    f"sparsity {_pct(val['activation_sparsity'])}"
+                ),
             )
 
 

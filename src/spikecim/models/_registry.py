@@ -92,5 +92,8 @@ def create_model(
 def _input_shape(builder: Callable[..., nn.Module], args: dict[str, Any]) -> tuple[int, int, int] | None:
     """One sample's shape ``(C, H, W)`` as built (the arguments given, else the builder's defaults)."""
     defaults = {k: p.default for k, p in inspect.signature(builder).parameters.items()}
-    c, s = args.get("in_channels", defaults.get("in_channels")), args.get("input_size", defaults.get("input_size"))
+    c, s = (
+        args.get("in_channels", defaults.get("in_channels")),
+        args.get("input_size", defaults.get("input_size")),
+    )
     return (c, s, s) if isinstance(c, int) and isinstance(s, int) else None

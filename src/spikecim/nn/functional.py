@@ -54,9 +54,7 @@ class LIFParams(NamedTuple):
     surrogate: Surrogate = Surrogate("atan", 2.0)
 
 
-def check_params(
-    beta: Scalar, threshold: Scalar, reset: str, surrogate: str | Surrogate
-) -> Surrogate:
+def check_params(beta: Scalar, threshold: Scalar, reset: str, surrogate: str | Surrogate) -> Surrogate:
     """Validate at the door; returns the resolved surrogate."""
     if reset not in RESETS:
         raise SpikecimError(f"reset: must be one of {', '.join(RESETS)}, got '{reset}'")
@@ -82,9 +80,7 @@ def check_broadcast(name: str, value: Scalar, step_shape: torch.Size) -> None:
         )
 
 
-def lif_step(
-    x: torch.Tensor, mem: torch.Tensor, p: LIFParams
-) -> tuple[torch.Tensor, torch.Tensor]:
+def lif_step(x: torch.Tensor, mem: torch.Tensor, p: LIFParams) -> tuple[torch.Tensor, torch.Tensor]:
     """One LIF step: ``(x[t], U[t-1], params) -> (S[t], U[t])``."""
     if p.reset_delay:
         r = (mem - p.threshold > 0).to(x.dtype)  # R[t] = S[t-1], detached

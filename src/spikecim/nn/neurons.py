@@ -101,11 +101,15 @@ class LIF(TemporalModule):
 
     def params(self) -> F.LIFParams:
         beta = self.beta.clamp(0.0, 1.0) if isinstance(self.beta, nn.Parameter) else self.beta
-        return F.LIFParams(beta, self.threshold, self.reset, self.reset_delay, self.detach_reset, self.surrogate)
+        return F.LIFParams(
+            beta, self.threshold, self.reset, self.reset_delay, self.detach_reset, self.surrogate
+        )
 
     def forward_with_mem(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         p = self.params()
-        return F.lif(x, p.beta, p.threshold, p.reset, p.reset_delay, p.surrogate, p.detach_reset, backend=self.backend)
+        return F.lif(
+            x, p.beta, p.threshold, p.reset, p.reset_delay, p.surrogate, p.detach_reset, backend=self.backend
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_with_mem(x)[0]
@@ -132,7 +136,9 @@ class IF(LIF):
         learn_threshold: bool = False,
         backend: str = "auto",
     ) -> None:
-        super().__init__(1.0, threshold, reset, reset_delay, detach_reset, surrogate, False, learn_threshold, backend)
+        super().__init__(
+            1.0, threshold, reset, reset_delay, detach_reset, surrogate, False, learn_threshold, backend
+        )
 
 
 class SynapticLIF(LIF):

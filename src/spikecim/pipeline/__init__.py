@@ -8,4 +8,4 @@ the run loop. See :mod:`spikecim.pipeline.run`.
 
 from spikecim.pipeline.stages import RunContext, Stage, get_stage, list_stages, register_stage
 
-__all__ = ["RunContext", "Stage", "register_stage", "get_stage", "list_stages"]
+__all__ = ["RunContext", "Stage", "get_stage", "list_stages", "register_stage"]

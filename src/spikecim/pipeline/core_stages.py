@@ -9,9 +9,9 @@ from __future__ import annotations
 import torch
 
 from spikecim.pipeline.stages import RunContext, register_stage
+from spikecim.trace import trace
 from spikecim.train import FitSpec, evaluate, fit
 from spikecim.train.batches import iterate_batches, to_model_input
-from spikecim.trace import trace
 
 __all__ = ["fit_spec", "variants"]
 
@@ -43,7 +43,9 @@ def train_stage(ctx: RunContext) -> dict:
     """Train every variant; a finished or interrupted checkpoint is resumed, not redone."""
     out = {}
     for v in variants(ctx):
-        out[v] = fit(ctx.models[v], ctx.data, fit_spec(ctx.config), ctx.run_dir / "checkpoint", v, ctx.console)
+        out[v] = fit(
+            ctx.models[v], ctx.data, fit_spec(ctx.config), ctx.run_dir / "checkpoint", v, ctx.console
+        )
     return out
 
 
@@ -55,7 +57,13 @@ def evaluate_stage(ctx: RunContext) -> dict:
         m = ctx.models[v]
         steps = cfg.data.timesteps if getattr(m, "spiking", True) else 1
         out[v] = evaluate(
-            m, ctx.data.x_test, ctx.data.y_test, steps, cfg.data.encoder, seed=cfg.seed, frames=ctx.data.frames
+            m,
+            ctx.data.x_test,
+            ctx.data.y_test,
+            steps,
+            cfg.data.encoder,
+            seed=cfg.seed,
+            frames=ctx.data.frames,
         )
     return out
 
@@ -75,7 +83,9 @@ def trace_stage(ctx: RunContext) -> dict:
     for v in variants(ctx):
         m = ctx.models[v]
         spiking = bool(getattr(m, "spiking", True))
-        w = trace(m, trace_inputs(ctx, spiking), model_name=ctx.config.model.name, dataset=ctx.config.data.name)
+        w = trace(
+            m, trace_inputs(ctx, spiking), model_name=ctx.config.model.name, dataset=ctx.config.data.name
+        )
         w.save(ctx.run_dir / ("workload.json" if v == "snn" else f"workload_{v}.json"))
         ctx.workloads[v] = w
         out[v] = w.metrics()

@@ -24,7 +24,7 @@ from spikecim.models import create_model
 from spikecim.pipeline.stages import RunContext, get_stage
 from spikecim.train.distributed import is_main_process
 
-__all__ = ["run", "build_context", "load_run", "build_models", "write_metrics"]
+__all__ = ["build_context", "build_models", "load_run", "run", "write_metrics"]
 
 
 def build_models(cfg: RunConfig, data) -> dict[str, torch.nn.Module]:
@@ -105,8 +105,8 @@ def run(cfg: RunConfig, console=None, fresh: bool = False) -> RunContext:
 
 def load_run(run_dir: str | Path, console=None) -> RunContext:
     """Rebuild a finished (or interrupted) run: config, data, models with their trained weights."""
-    from spikecim.train.checkpoint import load_weights, weights_path
     from spikecim.trace.workload import Workload
+    from spikecim.train.checkpoint import load_weights, weights_path
 
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").exists():

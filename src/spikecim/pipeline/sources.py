@@ -9,14 +9,14 @@ activity of every later layer still comes from the network's own dynamics.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import torch
 
 from spikecim.errors import SpikecimError
 
-__all__ = ["is_model_file", "random_spike_batches", "dataset_batches", "workload_from_model_file"]
+__all__ = ["dataset_batches", "is_model_file", "random_spike_batches", "workload_from_model_file"]
 
 
 def is_model_file(path: str | Path) -> bool:
@@ -79,8 +79,10 @@ def workload_from_model_file(
         from spikecim.data import load_dataset
 
         data = load_dataset(dataset, root=root)
-        if tuple(data.sample_shape[-len(shape):]) != shape:
-            raise SpikecimError(f"dataset: {dataset} samples are {list(data.sample_shape)}, the model takes {list(shape)}")
+        if tuple(data.sample_shape[-len(shape) :]) != shape:
+            raise SpikecimError(
+                f"dataset: {dataset} samples are {list(data.sample_shape)}, the model takes {list(shape)}"
+            )
         steps = data.sample_shape[0] if data.frames else timesteps
         inputs = dataset_batches(data, steps, encoder, samples, seed)
         source = dataset

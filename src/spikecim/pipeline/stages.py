@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from spikecim.errors import SpikecimError
 
-__all__ = ["RunContext", "Stage", "register_stage", "get_stage", "list_stages"]
+__all__ = ["RunContext", "Stage", "get_stage", "list_stages", "register_stage"]
 
 
 @dataclass
@@ -50,7 +51,9 @@ def register_stage(name: str, requires: tuple[str, ...] = (), description: str =
     """Register ``fn(ctx) -> dict`` as the stage ``name``; ``requires`` names earlier stages."""
 
     def deco(fn: Callable[[RunContext], dict]) -> Callable[[RunContext], dict]:
-        _STAGES[name] = Stage(name, fn, tuple(requires), description or (fn.__doc__ or "").strip().split("\n")[0])
+        _STAGES[name] = Stage(
+            name, fn, tuple(requires), description or (fn.__doc__ or "").strip().split("\n")[0]
+        )
         return fn
 
     return deco

@@ -6,7 +6,7 @@ the hardware models load without torch.
 
 from spikecim.trace.workload import SCHEMA_VERSION, LayerWorkload, Workload
 
-__all__ = ["trace", "accumulates", "Workload", "LayerWorkload", "SCHEMA_VERSION"]
+__all__ = ["SCHEMA_VERSION", "LayerWorkload", "Workload", "accumulates", "trace"]
 
 
 def __getattr__(name: str):

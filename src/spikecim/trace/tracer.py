@@ -20,8 +20,8 @@ number of elements.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +29,7 @@ from torch import nn
 
 from spikecim.trace.workload import LayerWorkload, Workload
 
-__all__ = ["trace", "SYNAPTIC", "accumulates"]
+__all__ = ["SYNAPTIC", "accumulates", "trace"]
 
 SYNAPTIC = (nn.Linear, nn.Conv1d, nn.Conv2d)
 _POOLS = (nn.AvgPool2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d, nn.LPPool2d, nn.AvgPool1d, nn.MaxPool1d)
@@ -118,7 +118,12 @@ def trace(
         elif current is not None and _is_neuron(m) and current.neuron is None:
             current.neuron = type(m).__name__
             neuron_of[id(m)] = current
-        elif current is not None and isinstance(m, _POOLS) and current.neuron is not None and current.pooled_hw is None:
+        elif (
+            current is not None
+            and isinstance(m, _POOLS)
+            and current.neuron is not None
+            and current.pooled_hw is None
+        ):
             pool_of[id(m)] = current
             current.pooled_hw = (0, 0)
     was_training = model.training
@@ -159,11 +164,12 @@ def trace(
 
     for rec in records:
         hooks.append(rec.module.register_forward_hook(lambda m, a, o, r=rec: on_layer(m, a, o, r)))
-    for name, m in modules:
-        if id(m) in neuron_of:
-            hooks.append(m.register_forward_hook(lambda mm, a, o, r=neuron_of[id(m)]: on_neuron(mm, a, o, r)))
-        if id(m) in pool_of:
-            hooks.append(m.register_forward_hook(lambda mm, a, o, r=pool_of[id(m)]: on_pool(mm, a, o, r)))
+    for _, m in modules:
+        neuron_rec, pool_rec = neuron_of.get(id(m)), pool_of.get(id(m))
+        if neuron_rec is not None:
+            hooks.append(m.register_forward_hook(lambda mm, a, o, r=neuron_rec: on_neuron(mm, a, o, r)))
+        if pool_rec is not None:
+            hooks.append(m.register_forward_hook(lambda mm, a, o, r=pool_rec: on_pool(mm, a, o, r)))
 
     samples, steps, sample_shape = 0, None, None
     try:
@@ -185,7 +191,11 @@ def trace(
         model.train(was_training)
     if steps is None:
         raise ValueError("trace: no input batches were given")
-    layers = [_to_layer(rec, steps, samples, weight_bits, input_bits) for rec in records if rec.calls or rec.in_shape]
+    layers = [
+        _to_layer(rec, steps, samples, weight_bits, input_bits)
+        for rec in records
+        if rec.calls or rec.in_shape
+    ]
     return Workload(
         model=model_name or getattr(model, "model_name", type(model).__name__),
         spiking=spiking,
@@ -197,7 +207,9 @@ def trace(
     )
 
 
-def _to_layer(rec: _LayerRecord, steps: int, samples: int, weight_bits: int, input_bits: int) -> LayerWorkload:
+def _to_layer(
+    rec: _LayerRecord, steps: int, samples: int, weight_bits: int, input_bits: int
+) -> LayerWorkload:
     m = rec.module
     w = m.weight
     params = w.numel() + (m.bias.numel() if m.bias is not None else 0)

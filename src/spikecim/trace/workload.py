@@ -31,7 +31,7 @@ from spikecim.errors import SpikecimError, one_line_validation_error
 
 SCHEMA_VERSION = 1
 
-__all__ = ["LayerWorkload", "Workload", "SCHEMA_VERSION"]
+__all__ = ["SCHEMA_VERSION", "LayerWorkload", "Workload"]
 
 
 class _Strict(BaseModel):
@@ -66,10 +66,12 @@ class LayerWorkload(_Strict):
     macs: int = Field(ge=0, description="dense MACs of one step, one sample")
     in_nonzero_per_step: list[float] = Field(description="per step: mean non-zero inputs per sample")
     acs_per_step: list[float] = Field(description="per step: accumulates triggered by non-zero inputs")
-    out_spikes_per_step: list[float] | None = Field(None, description="per step: spikes of the following neuron")
+    out_spikes_per_step: list[float] | None = Field(
+        None, description="per step: spikes of the following neuron"
+    )
 
     @model_validator(mode="after")
-    def _lengths(self) -> "LayerWorkload":
+    def _lengths(self) -> LayerWorkload:
         for field in ("in_nonzero_per_step", "acs_per_step", "out_spikes_per_step"):
             v = getattr(self, field)
             if v is not None and len(v) != self.timesteps:
@@ -121,9 +123,11 @@ class Workload(_Strict):
     layers: list[LayerWorkload]
 
     @model_validator(mode="after")
-    def _version(self) -> "Workload":
+    def _version(self) -> Workload:
         if self.schema_version != SCHEMA_VERSION:
-            raise ValueError(f"schema_version {self.schema_version} is not supported (expected {SCHEMA_VERSION})")
+            raise ValueError(
+                f"schema_version {self.schema_version} is not supported (expected {SCHEMA_VERSION})"
+            )
         if not self.layers:
             raise ValueError("layers: at least one layer is needed")
         return self
@@ -157,7 +161,7 @@ class Workload(_Strict):
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "Workload":
+    def load(cls, path: str | Path) -> Workload:
         """Load a workload from JSON or YAML, or from a run folder (its ``workload.json``)."""
         path = Path(path)
         if path.is_dir():
@@ -177,7 +181,7 @@ class Workload(_Strict):
         return cls.from_dict(data, source=str(path))
 
     @classmethod
-    def from_dict(cls, data: dict, source: str = "workload") -> "Workload":
+    def from_dict(cls, data: dict, source: str = "workload") -> Workload:
         try:
             return cls.model_validate(data)
         except ValidationError as e:

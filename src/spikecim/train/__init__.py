@@ -7,12 +7,12 @@ from spikecim.train.trainer import FitSpec, fit, resolve_device
 
 __all__ = [
     "FitSpec",
-    "fit",
-    "evaluate",
-    "predict",
     "classification_loss",
-    "save_checkpoint",
+    "evaluate",
+    "fit",
     "load_checkpoint",
     "load_weights",
+    "predict",
     "resolve_device",
+    "save_checkpoint",
 ]

@@ -7,7 +7,7 @@ Under ``torchrun`` each process takes its share ``batch[rank::world]`` of every 
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 

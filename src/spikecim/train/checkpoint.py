@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from spikecim.errors import SpikecimError
 
-__all__ = ["save_checkpoint", "load_checkpoint", "load_weights", "weights_path"]
+__all__ = ["load_checkpoint", "load_weights", "save_checkpoint", "weights_path"]
 
 
 def weights_path(ckpt_dir: Path, variant: str) -> Path:
@@ -74,7 +74,9 @@ def load_weights(model, path: Path) -> None:
     try:
         tensors = load_file(str(path))
     except Exception as e:  # noqa: BLE001
-        raise SpikecimError(f"checkpoint: {path} is not a readable safetensors file ({e.__class__.__name__})") from None
+        raise SpikecimError(
+            f"checkpoint: {path} is not a readable safetensors file ({e.__class__.__name__})"
+        ) from None
     missing, unexpected = model.load_state_dict(tensors, strict=False)
     if missing or unexpected:
         raise SpikecimError(

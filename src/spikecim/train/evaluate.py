@@ -7,7 +7,7 @@ activity an event-driven accelerator would see).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -15,7 +15,7 @@ from torch import nn
 from spikecim.nn import TemporalModule
 from spikecim.train.batches import iterate_batches, to_model_input
 
-__all__ = ["evaluate", "activity_modules", "predict"]
+__all__ = ["activity_modules", "evaluate", "predict"]
 
 
 def activity_modules(model: nn.Module) -> dict[str, nn.Module]:
@@ -59,7 +59,9 @@ def evaluate(
     for name, m in activity_modules(model).items():
 
         def hook(mod, inp, out, name=name):
-            sums[name] = sums.get(name, 0.0) + float((out != 0).sum() if isinstance(mod, nn.ReLU) else out.sum())
+            sums[name] = sums.get(name, 0.0) + float(
+                (out != 0).sum() if isinstance(mod, nn.ReLU) else out.sum()
+            )
             counts[name] = counts.get(name, 0) + out.numel()
 
         hooks.append(m.register_forward_hook(hook))
@@ -76,6 +78,6 @@ def evaluate(
         model.train(was_training)
     return {
         "accuracy": correct / max(1, len(y)),
-        "samples": int(len(y)),
+        "samples": len(y),
         "spike_rates": {k: sums[k] / counts[k] for k in sums if counts[k]},
     }

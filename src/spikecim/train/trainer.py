@@ -27,7 +27,7 @@ from spikecim.train.distributed import DistInfo, init_distributed
 from spikecim.train.evaluate import evaluate, predict
 from spikecim.train.losses import classification_loss
 
-__all__ = ["FitSpec", "fit", "resolve_device", "make_optimizer"]
+__all__ = ["FitSpec", "fit", "make_optimizer", "resolve_device"]
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,9 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise SpikecimError("train.device: 'cuda' requested but no CUDA device is available (use auto or cpu)")
+        raise SpikecimError(
+            "train.device: 'cuda' requested but no CUDA device is available (use auto or cpu)"
+        )
     return torch.device(name)
 
 
@@ -65,7 +67,11 @@ def make_optimizer(model: nn.Module, spec: FitSpec):
         opt = torch.optim.Adam(params, lr=spec.lr, weight_decay=spec.weight_decay)
     else:
         opt = torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, spec.epochs)) if spec.schedule == "cosine" else None
+    sched = (
+        torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, spec.epochs))
+        if spec.schedule == "cosine"
+        else None
+    )
     return opt, sched
 
 
@@ -139,12 +145,21 @@ def fit(
                 loss_sum += float(loss.detach()) * len(yb)
                 correct += int((predict(logits.detach()) == yb).sum())
                 seen += len(yb)
-                progress.update(b_task, advance=1, info=f"loss {loss_sum / seen:.3f} acc {correct / seen:.3f}")
+                progress.update(
+                    b_task, advance=1, info=f"loss {loss_sum / seen:.3f} acc {correct / seen:.3f}"
+                )
             if sched is not None:
                 sched.step()
             progress.remove_task(b_task)
             test = evaluate(
-                model, data.x_test, data.y_test, steps, spec.encoder, seed=spec.seed, device=device, frames=frames
+                model,
+                data.x_test,
+                data.y_test,
+                steps,
+                spec.encoder,
+                seed=spec.seed,
+                device=device,
+                frames=frames,
             )
             row = {
                 "epoch": epoch + 1,

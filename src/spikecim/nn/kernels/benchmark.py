@@ -27,12 +27,11 @@ A peer that is not installed is skipped with a note.
 from __future__ import annotations
 
 import contextlib
-import os
-import sys
-
 import importlib.util
 import json
+import os
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
