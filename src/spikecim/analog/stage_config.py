@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 _PRESET_DIR = Path(__file__).parent / "presets"
 _YEAR_S = 365 * 24 * 3600.0
@@ -67,3 +67,14 @@ class AnalogStageConfig(BaseModel):
         if any(not 1 <= b <= 16 for b in v):
             raise ValueError("ADC bits must be between 1 and 16")
         return v
+
+    @model_validator(mode="after")
+    def _crossbar(self) -> "AnalogStageConfig":
+        """Build the crossbar once, so a bad preset file or override fails before training."""
+        if self.enabled:
+            from spikecim.analog.config import load_crossbar_config
+
+            base = load_crossbar_config(self.preset)
+            if self.overrides:
+                base.with_updates(**self.overrides)
+        return self
