@@ -72,11 +72,15 @@ def test_zero_resistance_returns_ideal_vector_matrix_product_exactly():
     assert np.array_equal(solve_crossbar(G, v, 0.0), v @ G)
 
 
-def test_torch_inputs_give_torch_output_of_same_dtype():
-    G = torch.rand(4, 3, dtype=torch.float64) * 1e-5
-    v = torch.rand(2, 4, dtype=torch.float32)
+def test_torch_inputs_give_torch_output_of_same_dtype_and_the_nodal_currents():
+    G = torch.rand(4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(4)) * 1e-3
+    v = torch.rand(2, 4, dtype=torch.float32, generator=torch.Generator().manual_seed(5))
     out = solve_crossbar(G, v, 1.0)
     assert isinstance(out, torch.Tensor) and out.dtype == torch.float32 and out.shape == (2, 3)
+    # the values are the dense nodal solve's (drivers and sense amps ideal), to float32 rounding
+    I_ref = dense_reference(G.numpy(), v.double().numpy(), 1.0, 0.0, 0.0)
+    np.testing.assert_allclose(out.numpy(), I_ref, rtol=1e-5, atol=1e-6 * np.abs(I_ref).max())
+    assert np.abs(I_ref - v.double().numpy() @ G.numpy()).max() > 1e-4 * np.abs(I_ref).max()
 
 
 def test_cells_far_from_driver_and_sense_amp_lose_most_current():

@@ -13,6 +13,14 @@ def test_all_four_named_presets_exist_and_load():
     assert {"ideal", "pcm-aihwkit", "rram-65nm", "sram-digital"} <= set(list_presets())
     for name in list_presets():
         assert isinstance(load_crossbar_config(name), CrossbarConfig)
+    # "ideal": a perfect crossbar, every non-ideality off
+    c = load_crossbar_config("ideal")
+    assert c.device.name == "ideal" and not (c.dac.enabled or c.adc.enabled or c.ir_drop.enabled)
+    assert not (c.variation.enabled or c.faults.enabled) and c.out_noise_std == 0.0
+    # "sram-digital": 8-bit weights one bit per cell, exact digital sums (no ADC, no noise)
+    c = load_crossbar_config("sram-digital")
+    assert c.device.name == "sram" and (c.weight_bits, c.bits_per_cell) == (8, 1)
+    assert not c.adc.enabled and c.out_noise_std == 0.0
 
 
 def test_pcm_aihwkit_preset_holds_the_aihwkit_defaults_of_reference_section_3():

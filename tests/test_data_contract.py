@@ -40,3 +40,5 @@ def test_data_set_keeps_the_contract(tmp_path, name):
     steps = ds.sample_shape[0] if ds.frames else 3
     encoded = get_encoder("direct", frames=ds.frames)(ds.x_test, steps)
     assert encoded.shape == (steps, 1, *image) and encoded.is_floating_point()
+    for t in range(steps):  # direct: the image at every step; frames: frame t of the sample
+        assert torch.equal(encoded[t, 0], ds.x_test[0, t].float() if ds.frames else ds.x_test[0])

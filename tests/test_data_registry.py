@@ -27,6 +27,25 @@ def test_digits_split_is_identical_across_calls():
     assert torch.equal(a.x_train, b.x_train) and torch.equal(a.y_test, b.y_test)
 
 
+def test_digits_split_is_a_stratified_partition_of_scikit_learns_digits():
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    ds = load_dataset("digits")
+
+    def rows(x, y):  # each sample as (label, 64 pixel values 0..16), as a sortable tuple
+        pixels = (x.reshape(len(x), 64) * 16).round().to(torch.int64).tolist()
+        return sorted((int(label), *p) for label, p in zip(y.tolist(), pixels))
+
+    ours = rows(torch.cat([ds.x_train, ds.x_test]), torch.cat([ds.y_train, ds.y_test]))
+    theirs = sorted((int(label), *p) for label, p in zip(bunch.target, bunch.data.astype(int).tolist()))
+    assert ours == theirs  # every image once, with its label, pixel for pixel
+    # stratified: each class's share of the test split is 25 % of that class, to one sample
+    for k in range(10):
+        n_k = int((bunch.target == k).sum())
+        assert abs(int((ds.y_test == k).sum()) - 0.25 * n_k) <= 1
+
+
 def test_digits_test_fraction_changes_split_size():
     assert len(load_dataset("digits", test_fraction=0.5).x_test) == 899  # ceil(0.5 * 1797)
 

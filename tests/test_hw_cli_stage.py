@@ -36,6 +36,8 @@ def test_estimate_on_run_folder_json_matches_library(run_dir, capsys):
     lib = estimate(Workload.load(run_dir), "imc-rram-65nm")
     assert out["energy_pj"] == pytest.approx(lib.energy_pj) and out["area_um2"] == pytest.approx(lib.area_um2)
     assert len(out["layers"]) == 3 and out["estimator"] == "imc"
+    # the SNN workload (T = 4): 2 ops per dense MAC at every step, MACs counted by hand below
+    assert out["spiking"] is True and out["ops"] == 2 * (8 * 9 * 1 * 64 + 16 * 9 * 8 * 64 + 256 * 10) * 4
 
 
 def test_estimate_ann_variant_and_table_output(run_dir, capsys, tmp_path):
@@ -56,7 +58,18 @@ def test_estimate_ann_variant_and_table_output(run_dir, capsys, tmp_path):
         == 0
     )
     text = capsys.readouterr().out
-    assert "| layer |" in text and "**total**" in text and (tmp_path / "c.json").exists()
+    assert "| layer |" in text and "**total**" in text
+    saved = json.loads((tmp_path / "c.json").read_text())
+    # The ANN twin was costed: one step, and 2 ops per dense MAC (hand count of LAYERS on 8x8:
+    # 8·9·1·64 + 16·9·8·64 + 256·10 = 4,608 + 73,728 + 2,560 = 80,896 MACs).
+    assert saved["spiking"] is False and saved["timesteps"] == 1
+    assert saved["ops"] == 2 * 80_896
+    # REFERENCE §4 SATA: a non-zero input's MAC costs multiply + accumulate (0.239 + 0.0389 pJ),
+    # and the ANN workload's activity is 0.5, so half the MACs run.
+    compute = 0.5 * 80_896 * (0.239 + 0.0389)
+    assert saved["energy_by_component_pj"]["compute"] == pytest.approx(compute, rel=1e-9)
+    total_row = next(line for line in text.splitlines() if line.startswith("| **total**"))
+    assert f"{saved['energy_pj']:,.2f}" in total_row and f"{compute:,.2f}" in total_row
 
 
 def test_estimate_accepts_a_user_yaml_table_and_set_overrides(run_dir, tmp_path, capsys):

@@ -171,6 +171,7 @@ def test_imc_spiking_layer_energy_latency_area_by_hand(tmp_path):
     # latency: read 1 ns + 2 columns per ADC · (3 + 1) ns = 9 ns per MVM, skipped when no input spikes
     assert r.latency_ns == pytest.approx(9 * (1 - 0.5**4) + 9 * (1 - 0.75**4))
     # area: 1 tile = 1 PE = 2 crossbar slots of 4×8 cells; 2·8/2 = 8 ADCs of 269 + 109·2 NMOS
+    # (NeuroSim SAR ADC: 269 + 109·(bits − 1) NMOS and 209 + 73·(bits − 1) PMOS; PMOS area 0 here)
     a = r.layers[0].area_um2
     assert a == pytest.approx(
         {

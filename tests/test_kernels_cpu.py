@@ -205,12 +205,14 @@ def test_backward_keeps_one_float_sequence_and_spikes_as_bytes(reset_delay, rese
 
 
 def test_without_a_c_compiler_lif_falls_back_to_the_reference(monkeypatch, tmp_path):
-    monkeypatch.setenv("SPIKECIM_CACHE_DIR", str(tmp_path))
-
-    def no_compiler():
-        raise OSError("no C compiler found (set CC)")
-
-    monkeypatch.setattr(cpu, "_compiler", no_compiler)
+    # A machine without a compiler, for real: an empty cache, CC unset and a PATH holding
+    # no cc, gcc or clang, so the compiler search itself fails.
+    monkeypatch.setenv("SPIKECIM_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("CC", raising=False)
+    (tmp_path / "bin").mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    with pytest.raises(OSError, match="no C compiler"):
+        cpu._compiler()
     cpu._library.cache_clear()
     try:
         x = torch.randn(5, 2, 3)

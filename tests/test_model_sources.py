@@ -47,6 +47,17 @@ def test_trace_cli_writes_workload_for_nir_file(tmp_path):
     assert main(["trace", str(CNN), "-o", str(out), "--timesteps", "2", "--samples", "8"]) == 0
     w = Workload.load(out)
     assert w.timesteps == 2 and w.samples == 8
+    # REFERENCE §2 layer list, MACs per step counted by hand (out_ch·H·W·in_ch·k²):
+    # Conv 2->16 k5 s2 p1 on 34x34 -> 16x16; Conv 16->16 k3 p1 on 16x16; SumPool2 -> 8x8;
+    # Conv 16->8 k3 p1 on 8x8; SumPool2 -> 4x4, Flatten 128; Affine 128->256; Affine 256->10.
+    assert [l.macs for l in w.layers] == [
+        16 * 16 * 16 * 2 * 25,
+        16 * 16 * 16 * 16 * 9,
+        8 * 8 * 8 * 16 * 9,
+        128 * 256,
+        256 * 10,
+    ]
+    assert all(len(l.in_nonzero_per_step) == len(l.acs_per_step) == 2 for l in w.layers)
 
 
 def test_evaluate_nir_without_dataset_is_one_line_error(capsys):

@@ -247,3 +247,23 @@ def test_spiking_residual_block_equals_a_step_loop_with_snntorch_leaky():
     ref = torch.stack(outs)
     assert 0 < ref.mean() < 1
     torch.testing.assert_close(got, ref, rtol=0, atol=0)  # spikes: exactly equal
+
+
+def test_spiking_mlp_equals_matmuls_stepped_with_snntorch_leaky():
+    """MLP: Flatten -> Linear(64 -> 16) -> LIF -> Linear(16 -> 5), written out as matrix
+    products with snnTorch ``Leaky`` holding the state between steps."""
+    torch.manual_seed(0)
+    model = create_model(
+        "mlp", spiking=True, num_classes=5, hidden=(16,), neuron_kw={"beta": 0.6, "threshold": 0.4}
+    ).double()
+    fc1, fc2 = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    x = torch.rand(7, 3, 1, 8, 8, dtype=torch.float64)
+    with torch.no_grad():
+        got = model(x)
+        neuron, mem, outs, fired = _leaky(0.6, 0.4), torch.zeros(3, 16, dtype=torch.float64), [], 0.0
+        for t in range(7):
+            s, mem = neuron(x[t].reshape(3, 64) @ fc1.weight.T + fc1.bias, mem)
+            fired += s.sum().item()
+            outs.append(s.double() @ fc2.weight.T + fc2.bias)
+    assert fired > 0
+    torch.testing.assert_close(got, torch.stack(outs), rtol=1e-12, atol=1e-12)

@@ -154,6 +154,34 @@ def test_cnn_sinabs_matches_a_hand_written_if_simulation():
     assert torch.equal(from_nir(DATA / "cnn_sinabs.nir")(x), ref)
 
 
+def test_two_lif_neurons_graph_follows_a_hand_written_euler_loop_with_leak():
+    """two_lif_neurons.nir: Linear(1) -> LIF(tau 10 ms, v_leak 1.2, theta 1) -> Linear(1) ->
+    LIF(tau 10 ms, v_leak 0, theta 20). REFERENCE §2 forward Euler at dt = 1e-4 written out
+    here: v = (1 - dt/tau) v + (dt/tau)(v_leak + r I), fire when v > theta, then v <- v_reset.
+    The leak above threshold makes the first neuron fire on its own."""
+    g = nir.read(DATA / "two_lif_neurons.nir")
+    n = g.nodes
+    k = 1e-4 / float(n["lif1"].tau[0])
+    torch.manual_seed(3)
+    x = (torch.rand(400, 1, 1) < 0.3).double()
+    v1 = v2 = 0.0
+    s1_ref, v2_ref = [], []
+    for i in x.flatten().tolist():
+        v1 = (1 - k) * v1 + k * (1.2 + 1.0 * float(n["linear1"].weight[0, 0]) * i)
+        s1 = float(v1 > 1.0)
+        v1 *= 1 - s1
+        v2 = (1 - k) * v2 + k * (0.0 + float(n["linear2"].weight[0, 0]) * s1)  # v2 <= 1 < 20: never fires
+        s1_ref.append(s1)
+        v2_ref.append(v2)
+    assert sum(s1_ref) >= 2
+    model = from_nir(g, dt=1e-4, dtype=torch.float64)
+    s1, _ = model[1].forward_with_mem(model[0](x))
+    assert s1.flatten().tolist() == s1_ref
+    s2, v2 = model[3].forward_with_mem(model[2](s1))
+    assert s2.sum() == 0 and torch.equal(model(x), s2)
+    np.testing.assert_allclose(v2.flatten().detach().numpy(), v2_ref, rtol=0, atol=1e-12)
+
+
 def test_imported_neurons_are_spikecim_lif_modules():
     model = from_nir(DATA / "cnn_sinabs.nir")
     assert sum(isinstance(m, LIF) for m in model.modules()) == 5

@@ -40,11 +40,22 @@ def test_state_resets_on_every_forward_call(make):
 
 
 def test_forward_returns_spikes_only_and_forward_with_mem_adds_membrane():
-    neuron, x = LIF(0.9), _x(5, 2, 3)
+    """Both against snnTorch ``Leaky`` stepped by hand (REFERENCE §1: the default delayed
+    subtract reset equals it exactly)."""
+    import snntorch as snn
+
+    neuron, x = LIF(0.9), _x(5, 2, 3) * 2
     out = neuron(x)
     assert isinstance(out, torch.Tensor) and out.shape == x.shape
     spk, mem = neuron.forward_with_mem(x)
-    assert torch.equal(out, spk) and mem.shape == x.shape
+    ref, m, ref_spk, ref_mem = snn.Leaky(beta=0.9), torch.zeros(2, 3), [], []
+    for t in range(5):
+        s, m = ref(x[t], m)
+        ref_spk.append(s)
+        ref_mem.append(m)
+    assert 0 < out.sum() < out.numel()  # the check sees both spikes and silence
+    assert torch.equal(out, torch.stack(ref_spk)) and torch.equal(spk, out)
+    torch.testing.assert_close(mem, torch.stack(ref_mem), rtol=1e-6, atol=1e-6)
 
 
 def test_hand_count_delayed_subtract_trace():

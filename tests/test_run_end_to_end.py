@@ -54,6 +54,12 @@ def test_default_run_writes_the_documented_run_folder_and_resumes(tmp_path, caps
     # The traced workload is the one metrics.json summarises.
     w = Workload.load(run)
     assert w.metrics()["dense_macs"] == metrics["trace"]["snn"]["dense_macs"]
+    # convnet on 8x8 digits, MACs per step counted by hand (out_ch·H·W·in_ch·k² for a conv):
+    # conv 1->32: 32·64·9 = 18,432; conv 32->64: 64·64·32·9 = 1,179,648; maxpool to 4x4;
+    # linear 64·16 -> 128: 131,072; linear 128 -> 10: 1,280; dense MACs = that sum at every step
+    per_step = 32 * 64 * 9 + 64 * 64 * 32 * 9 + 64 * 16 * 128 + 128 * 10
+    assert [l.macs for l in w.layers] == [18_432, 1_179_648, 131_072, 1_280]
+    assert metrics["trace"]["snn"]["dense_macs"] == per_step * cfg.data.timesteps
     assert w.timesteps == cfg.data.timesteps and not Workload.load(run / "workload_ann.json").spiking
     # Each variant's accuracy is the share of test samples, with 450 in digits' test split.
     for v in ("snn", "ann"):
