@@ -4,6 +4,11 @@
 # Each creates .venv on first use. torch is pinned to the CPU build (2.13.0) first, and
 # everything else is installed against constraints.txt so no peer can pull a CUDA build.
 PYTHON ?= python3
+# Where the CPU build of torch comes from. Empty: pip's configured sources (this project's
+# machines carry the CPU wheel locally). Elsewhere on Linux set
+#   make run TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# or PyPI's default torch wheel (a CUDA build, several GB) is installed.
+TORCH_INDEX ?=
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
@@ -13,7 +18,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PY) -m pip install -q -c constraints.txt -e ".[peers,dev]"
 	touch $(STAMP)
 

@@ -68,3 +68,26 @@ def test_missing_run_folder_is_one_line_error(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not a run folder" in err[0]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "--epochs", "many"],
+        ["run", "--no-such-flag"],
+        ["hw", "estimate"],
+        ["nir", "inspect"],
+        ["evaluate"],
+    ],
+)
+def test_usage_errors_are_one_line_with_exit_code_2(argv, capsys):
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    lines = [line for line in captured.err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), captured.err
+    assert "Traceback" not in captured.err + captured.out
+
+
+def test_bare_command_prints_help(capsys):
+    assert main([]) == 0
+    assert "run" in capsys.readouterr().out

@@ -77,6 +77,20 @@ def test_default_run_writes_the_documented_run_folder_and_resumes(tmp_path, caps
     assert after["history"] == before["history"] and after["epoch"] == 2
     capsys.readouterr()
 
+    # A subset of stages builds on the folder: evaluate alone reads the trained weights from
+    # the checkpoint (same accuracy as recorded) and keeps the other stages' results.
+    assert main(["run", "--set", f"output_dir={tmp_path}", "--name", "e2e", *SHORT, "--stages", "evaluate"]) == 0
+    again = json.loads((run / "metrics.json").read_text())
+    assert again["evaluate"]["snn"]["accuracy"] == metrics["evaluate"]["snn"]["accuracy"]
+    assert set(again) >= {"train", "trace", "analog", "hardware", "report"}
+    capsys.readouterr()
+
+    # Other training settings are refused before config.yaml is touched.
+    config_before = (run / "config.yaml").read_text()
+    assert main(["run", "--set", f"output_dir={tmp_path}", "--name", "e2e", *SHORT, "--epochs", "3"]) == 2
+    assert "train.epochs=2 (now 3)" in capsys.readouterr().err
+    assert (run / "config.yaml").read_text() == config_before
+
     # The same folder with another model is refused, not mixed.
     assert main(["run", "--set", f"output_dir={tmp_path}", "--name", "e2e", "--model", "mlp", *SHORT]) == 2
     assert "another 'model'" in capsys.readouterr().err

@@ -69,7 +69,7 @@ class AnalogStageConfig(BaseModel):
         return v
 
     @model_validator(mode="after")
-    def _crossbar(self) -> "AnalogStageConfig":
+    def _crossbar(self) -> AnalogStageConfig:
         """Build the crossbar once, so a bad preset file or override fails before training."""
         if self.enabled:
             from spikecim.analog.config import load_crossbar_config

@@ -24,18 +24,32 @@ def register(app: typer.Typer) -> None:
 
 def bench_cmd(
     quick: Annotated[
-        bool, typer.Option("--quick", help="a tiny size (T=5, B=2, 16 features), 2 runs")
+        bool,
+        typer.Option(
+            "--quick",
+            help="a tiny size (T=5, B=2, 16 features, 2 rounds); overrides --timesteps, --features, --repeats",
+        ),
     ] = False,
     batch: Annotated[
-        list[int] | None, typer.Option("--batch", "-b", help="batch size; repeat for several")
+        list[int] | None,
+        typer.Option("--batch", "-b", help="batch size, >= 1; repeat for several (default: 16 and 64)"),
     ] = None,
-    timesteps: Annotated[int, typer.Option("--timesteps", "-t", help="sequence length T")] = 100,
-    features: Annotated[int, typer.Option("--features", help="Linear width F (F -> F)")] = 512,
-    repeats: Annotated[int, typer.Option("--repeats", "-r", help="timed rounds; the median is reported")] = 7,
+    timesteps: Annotated[int, typer.Option("--timesteps", "-t", help="sequence length T, >= 1")] = 100,
+    features: Annotated[int, typer.Option("--features", help="Linear width F (F -> F), >= 1")] = 512,
+    repeats: Annotated[
+        int, typer.Option("--repeats", "-r", help="timed rounds, >= 1; the median is reported")
+    ] = 7,
     library: Annotated[
-        list[str] | None, typer.Option("--library", "-l", help="only these (spikecim, snntorch, ...)")
+        list[str] | None,
+        typer.Option(
+            "--library",
+            "-l",
+            help="only this library (spikecim, snntorch, spikingjelly, norse, linear-floor); repeatable",
+        ),
     ] = None,
-    threads: Annotated[int | None, typer.Option("--threads", help="torch threads (default: torch's)")] = None,
+    threads: Annotated[
+        int | None, typer.Option("--threads", help="torch threads, >= 1 (default: torch's)")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the results as JSON")] = False,
 ) -> None:
     """Time Linear + LIF forward+backward for spikecim, snnTorch, SpikingJelly, Norse and the Linear floor."""

@@ -50,32 +50,46 @@ def list_cmd() -> None:
 def estimate_cmd(
     workload: Annotated[
         Path,
-        typer.Argument(help="run folder, traced workload JSON/YAML, YAML layer list, or a .nir model"),
+        typer.Argument(
+            help="run folder, traced workload JSON/YAML, YAML layer list, .nir model or `nir import` folder"
+        ),
     ],
     arch: Annotated[
-        str, typer.Option("--arch", "-a", help="shipped table name or YAML path")
+        str,
+        typer.Option(
+            "--arch", "-a", help="a shipped table name (`spikecim hw list`) or the path of a YAML table"
+        ),
     ] = "imc-rram-65nm",
     variant: Annotated[str, typer.Option(help="in a run folder: snn or ann")] = "snn",
     dense: Annotated[bool, typer.Option(help="ignore the traced activity (upper bound)")] = False,
     node_nm: Annotated[
-        float | None, typer.Option("--node-nm", help="scale the table to this node (first order)")
+        float | None,
+        typer.Option("--node-nm", help="scale the table to this technology node in nm, > 0 (first order)"),
     ] = None,
     set_: Annotated[
-        list[str] | None, typer.Option("--set", help="override a table constant: key=value")
+        list[str] | None,
+        typer.Option(
+            "--set", help="override one table constant (a key under params:, e.g. adc_bits=4); repeatable"
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the CostReport as JSON")] = False,
     out: Annotated[Path | None, typer.Option(help="also save the CostReport JSON here")] = None,
     timesteps: Annotated[int, typer.Option(min=1, help="for a .nir model: steps to trace")] = 10,
     input_rate: Annotated[
-        float, typer.Option(help="for a .nir model without --dataset: Bernoulli input spike rate")
+        float,
+        typer.Option(
+            help="for a .nir model without --dataset: Bernoulli input spike probability per step, in (0, 1]"
+        ),
     ] = 0.2,
-    dataset: Annotated[str | None, typer.Option(help="for a .nir model: trace on this data set")] = None,
+    dataset: Annotated[
+        str | None, typer.Option(help="for a .nir model: trace on this data set (`spikecim list datasets`)")
+    ] = None,
     root: Annotated[str | None, typer.Option(help="folder of the --dataset files")] = None,
 ) -> None:
     """Energy, latency and area of one workload on one architecture.
 
-    A .nir model (or a `spikecim nir import` folder) is traced first: on --dataset when
-    given, else on Bernoulli spike trains at --input-rate.
+    A .nir model (or a `spikecim nir import` folder) is traced first: on
+    --dataset when given, else on Bernoulli spike trains at --input-rate.
     """
     from spikecim.hw import estimate, load_architecture, load_workload
     from spikecim.pipeline.sources import is_model_file

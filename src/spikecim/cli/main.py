@@ -40,23 +40,32 @@ def main(argv: list[str] | None = None) -> int:
     except SpikecimError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a path that cannot be read or written (permissions, no space, ...)
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(
             "interrupted: completed epochs and stages are saved; run the same command to resume",
             file=sys.stderr,
         )
         return 130
-    except SystemExit as e:  # typer/click exits (--help, usage errors)
+    except SystemExit as e:  # typer/click exits (--help)
         return int(e.code or 0)
+    except typer.Abort:
+        return 130
     except Exception as e:  # click usage errors arrive here with standalone_mode=False
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            return e.exit_code
-        if isinstance(e, click.exceptions.Abort):
-            return 130
-        raise
+        # Typer either re-exports click or vendors it, so match click's exception
+        # protocol instead of importing the click module.
+        code = getattr(e, "exit_code", None)
+        if not (isinstance(code, int) and callable(getattr(e, "format_message", None))):
+            raise
+        if type(e).__name__ == "NoArgsIsHelpError":  # bare `spikecim` / `spikecim hw`
+            print(e.format_message())
+            return 0
+        msg = " ".join(str(e.format_message()).split())
+        print(f"error: {msg}", file=sys.stderr)
+        return code
     return 0
 
 

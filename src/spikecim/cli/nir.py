@@ -17,7 +17,7 @@ app = typer.Typer(help="Import, export and inspect NIR graphs.", no_args_is_help
 
 @app.command("inspect")
 def inspect_cmd(
-    file: Annotated[Path, typer.Argument(help="a .nir file")],
+    file: Annotated[Path, typer.Argument(help="a .nir file or a `nir import` folder")],
     dt: Annotated[float | None, typer.Option(help="step in seconds (default: the file's, else 1e-4)")] = None,
 ) -> None:
     """Print the graph's nodes in execution order: type, shapes and parameters."""
@@ -25,6 +25,9 @@ def inspect_cmd(
     from rich.table import Table
 
     from spikecim.interop.describe import describe
+
+    if file.is_dir() and (file / "model.nir").is_file():
+        file = file / "model.nir"
 
     rows, used_dt = describe(file, dt=dt)
     table = Table(title=f"{file.name}  (dt = {used_dt:g} s)", show_lines=False)

@@ -19,6 +19,13 @@ CONFIG_ARG = typer.Argument(
 SET_OPT = typer.Option(None, "--set", "-s", help="Override one field: section.field=value (repeatable).")
 
 
+def _rank_console() -> Console:
+    """The progress console; silent on every process but the first under torchrun."""
+    from spikecim.train.distributed import is_main_process
+
+    return console if is_main_process() else Console(stderr=True, quiet=True)
+
+
 def _config(config: Path | None, overrides: list[str] | None, **flags):
     from spikecim.config import load_config
 
@@ -30,11 +37,18 @@ def run_cmd(
     config: Path | None = CONFIG_ARG,
     set_: list[str] | None = SET_OPT,
     name: str | None = typer.Option(None, help="Run name: the folder runs/<name>/."),
-    epochs: int | None = typer.Option(None, help="Training epochs (train.epochs)."),
-    timesteps: int | None = typer.Option(None, help="Timesteps T of the SNN (data.timesteps)."),
-    model: str | None = typer.Option(None, help="Registered model name (model.name)."),
-    dataset: str | None = typer.Option(None, help="Data set name (data.name)."),
-    stages: str | None = typer.Option(None, help="Comma-separated stages to run, e.g. train,evaluate,trace."),
+    epochs: int | None = typer.Option(None, help="Training epochs (train.epochs), >= 0."),
+    timesteps: int | None = typer.Option(None, help="Timesteps T of the SNN (data.timesteps), >= 1."),
+    model: str | None = typer.Option(
+        None, help="Model (model.name): convnet, mlp, resnet19, vgg5, vgg9, vgg11 (`spikecim list models`)."
+    ),
+    dataset: str | None = typer.Option(
+        None,
+        help="Data set (data.name): digits, mnist, fashion-mnist, cifar10, cifar100, nmnist; files from data.root.",
+    ),
+    stages: str | None = typer.Option(
+        None, help="Comma-separated stages to run, of train, evaluate, trace, analog, hardware, report."
+    ),
     fresh: bool = typer.Option(False, "--fresh", help="Delete the run folder first instead of resuming."),
 ) -> None:
     """Train, evaluate, trace, cost and report: the whole pipeline. Resumes when run again."""
@@ -53,7 +67,7 @@ def run_cmd(
             "stages": st,
         },
     )
-    ctx = run(cfg, console=console, fresh=fresh)
+    ctx = run(cfg, console=_rank_console(), fresh=fresh)
     _summary(ctx.metrics, cfg.run_dir)
 
 
@@ -61,18 +75,20 @@ def train_cmd(
     config: Path | None = CONFIG_ARG,
     set_: list[str] | None = SET_OPT,
     name: str | None = typer.Option(None, help="Run name: the folder runs/<name>/."),
-    epochs: int | None = typer.Option(None, help="Training epochs (train.epochs)."),
+    epochs: int | None = typer.Option(None, help="Training epochs (train.epochs), >= 0."),
     fresh: bool = typer.Option(False, "--fresh", help="Delete the run folder first instead of resuming."),
 ) -> None:
     """Train only (the SNN and its ANN twin). Works under torchrun for data-parallel training."""
     from spikecim.pipeline.run import run
 
     cfg = _config(config, set_, **{"name": name, "train.epochs": epochs, "stages": "[train]"})
-    ctx = run(cfg, console=console, fresh=fresh)
+    ctx = run(cfg, console=_rank_console(), fresh=fresh)
     _summary(ctx.metrics, cfg.run_dir)
 
 
-NIR_DATASET = typer.Option(None, help="For a .nir model: the data set to use (e.g. nmnist).")
+NIR_DATASET = typer.Option(
+    None, help="For a .nir model: the data set to use (`spikecim list datasets`, e.g. nmnist)."
+)
 NIR_ROOT = typer.Option(None, help="For a .nir model: folder holding the data set files.")
 NIR_STEPS = typer.Option(
     10, min=1, help="For a .nir model: timesteps per sample (frame data sets bring their own)."
@@ -93,6 +109,11 @@ def _load_nir_eval(source: Path, dataset: str | None, root: str | None, timestep
         if dataset == "nmnist"
         else load_dataset(dataset, root=root)
     )
+    shape = tuple(int(s) for s in getattr(model, "input_shape", None) or ())
+    if shape and tuple(data.sample_shape[-len(shape) :]) != shape:
+        raise SpikecimError(
+            f"dataset: {dataset} samples are {list(data.sample_shape)}, the model takes {list(shape)}"
+        )
     if limit is not None:
         data = data.limit(None, limit)
     steps = data.sample_shape[0] if data.frames else timesteps
@@ -104,7 +125,9 @@ def evaluate_cmd(
         ..., help="A run folder (runs/<name>), a .nir file or a `nir import` folder."
     ),
     analog: str | None = typer.Option(
-        None, help="Also evaluate on a simulated crossbar: preset name or YAML."
+        None,
+        help="Also evaluate on a simulated crossbar: a preset (ideal, pcm-aihwkit, rram-65nm, "
+        "sram-digital) or a crossbar YAML file.",
     ),
     seeds: int = typer.Option(5, min=1, help="Monte-Carlo programming seeds for --analog."),
     dataset: str | None = NIR_DATASET,
@@ -152,13 +175,17 @@ def trace_cmd(
         ..., help="A run folder (runs/<name>), a .nir file or a `nir import` folder."
     ),
     output: Path | None = typer.Option(
-        None, "-o", "--output", help="Where to write the (SNN) workload JSON."
+        None,
+        "-o",
+        "--output",
+        help="Also write the SNN workload JSON here (a run folder's workload*.json are rewritten anyway; "
+        "a .nir model's default: FILE.workload.json).",
     ),
     dataset: str | None = NIR_DATASET,
     root: str | None = NIR_ROOT,
     timesteps: int = NIR_STEPS,
     input_rate: float = typer.Option(
-        0.2, help="For a .nir model without --dataset: Bernoulli input spike rate."
+        0.2, help="For a .nir model without --dataset: Bernoulli input spike probability per step, in (0, 1]."
     ),
     samples: int = typer.Option(64, min=1, help="For a .nir model: samples to trace."),
 ) -> None:
@@ -260,6 +287,10 @@ def _rows(stage: str, res: dict):
 
 
 def _summary(metrics: dict, run_dir: Path) -> None:
+    from spikecim.train.distributed import is_main_process
+
+    if not is_main_process():  # under torchrun only the first process prints
+        return
     out = Console()
     t = Table(title=f"spikecim — {run_dir}")
     t.add_column("stage")

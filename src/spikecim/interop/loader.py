@@ -47,6 +47,8 @@ def load_model(path: str | Path, dt: float | None = None, convention: str | None
         if (path / "config.yaml").is_file():
             return load_run_model(path)
         raise SpikecimError(f"{path}: neither a NIR folder ({NIR_FILE}) nor a run folder (config.yaml)")
+    if not path.exists() and path.suffix != ".nir":
+        raise SpikecimError(f"{path}: not found (expected a run folder, a NIR folder or a .nir file)")
     return from_nir(path, dt=dt, convention=convention or "euler")
 
 

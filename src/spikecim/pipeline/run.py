@@ -74,6 +74,58 @@ def _check_same_run(cfg: RunConfig) -> None:
             raise SpikecimError(
                 f"run: {cfg.run_dir} holds a run with another '{key}'; choose another --name or pass --fresh"
             )
+    # Trained weights exist: another training setting cannot resume them, and must not
+    # overwrite the config.yaml that describes them.
+    if any((cfg.run_dir / "checkpoint").glob("*.state.json")):
+        old_t, new_t = prev.get("train") or {}, now.get("train") or {}
+        for key in sorted(set(old_t) & set(new_t)):
+            if key != "ann_twin" and old_t[key] != new_t[key]:
+                raise SpikecimError(
+                    f"run: {cfg.run_dir} holds a run trained with train.{key}={old_t[key]!r} "
+                    f"(now {new_t[key]!r}); choose another --name or pass --fresh"
+                )
+
+
+def _reuse_earlier_results(ctx: RunContext) -> None:
+    """Let a run of some stages build on what earlier runs left in the folder.
+
+    The other stages' results stay in ``metrics.json``; without ``train`` among the stages the
+    trained weights come from the checkpoint, and without ``trace`` the workloads from
+    ``workload*.json``. A stage whose input is missing stops the run before anything runs.
+    """
+    from spikecim.trace.workload import Workload
+    from spikecim.train.checkpoint import load_weights, weights_path
+
+    cfg, run_dir = ctx.config, ctx.run_dir
+    if (run_dir / "metrics.json").exists():
+        try:
+            ctx.metrics = json.loads((run_dir / "metrics.json").read_text())
+        except json.JSONDecodeError:
+            ctx.metrics = {}
+    users: dict[str, list[str]] = {}
+    for name in cfg.stages:
+        for r in get_stage(name).requires:
+            if r not in cfg.stages:
+                users.setdefault(r, []).append(name)
+    if "train" in users:
+        for v, m in ctx.models.items():
+            path = weights_path(run_dir / "checkpoint", v)
+            if not path.exists():
+                raise SpikecimError(
+                    f"stages: no trained weights at {path} (needed by {', '.join(users['train'])}); "
+                    "add train to the stages"
+                )
+            load_weights(m, path)
+            m.eval()
+    if "trace" in users:
+        for v, fname in (("snn", "workload.json"), ("ann", "workload_ann.json")):
+            if (run_dir / fname).exists():
+                ctx.workloads[v] = Workload.load(run_dir / fname)
+        if not ctx.workloads:
+            raise SpikecimError(
+                f"stages: no traced workload at {run_dir / 'workload.json'} "
+                f"(needed by {', '.join(users['trace'])}); add trace to the stages"
+            )
 
 
 def run(cfg: RunConfig, console=None, fresh: bool = False) -> RunContext:
@@ -82,10 +134,15 @@ def run(cfg: RunConfig, console=None, fresh: bool = False) -> RunContext:
     if fresh and cfg.run_dir.exists() and main:
         shutil.rmtree(cfg.run_dir)
     _check_same_run(cfg)
+    for i, name in enumerate(cfg.stages):
+        later = [r for r in get_stage(name).requires if r in cfg.stages[i + 1 :]]
+        if later:
+            raise SpikecimError(f"stages: '{name}' must come after {', '.join(later)}")
+    ctx = build_context(cfg, console)  # data and models first: bad input leaves no folder behind
+    _reuse_earlier_results(ctx)
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
     if main:
         (cfg.run_dir / "config.yaml").write_text(cfg.to_yaml())
-    ctx = build_context(cfg, console)
     done: list[str] = []
     for name in cfg.stages:
         stage = get_stage(name)
