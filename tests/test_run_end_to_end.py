@@ -79,7 +79,9 @@ def test_default_run_writes_the_documented_run_folder_and_resumes(tmp_path, caps
 
     # A subset of stages builds on the folder: evaluate alone reads the trained weights from
     # the checkpoint (same accuracy as recorded) and keeps the other stages' results.
-    assert main(["run", "--set", f"output_dir={tmp_path}", "--name", "e2e", *SHORT, "--stages", "evaluate"]) == 0
+    assert (
+        main(["run", "--set", f"output_dir={tmp_path}", "--name", "e2e", *SHORT, "--stages", "evaluate"]) == 0
+    )
     again = json.loads((run / "metrics.json").read_text())
     assert again["evaluate"]["snn"]["accuracy"] == metrics["evaluate"]["snn"]["accuracy"]
     assert set(again) >= {"train", "trace", "analog", "hardware", "report"}
