@@ -36,7 +36,7 @@ def quantize(
     (``normalised=True`` returns Q(x)/bound, on the grid over ±1)."""
     n = max(2 ** (bits - 1) - 1, 1)
     if not (torch.is_grad_enabled() and x.requires_grad):  # inference: fewer passes, same values
-        k = torch.round(x * (n / bound)).clamp_(-n, n).div_(n)
+        k = (x * (n / bound)).round_().clamp_(-n, n).div_(n)
         return k if normalised else k.mul_(bound)
     k = _RoundSTE.apply(x * (n / bound))
     # Clip in level units (straight-through), then k/n·bound: the ends land exactly on ±bound.
@@ -46,5 +46,6 @@ def quantize(
 
 def abs_max_scale(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """Per-vector abs-max (aihwkit noise management ``ABS_MAX``); 1 where the vector is zero."""
-    s = x.detach().abs().amax(dim=dim, keepdim=True)
+    x = x.detach()
+    s = torch.maximum(x.amax(dim=dim, keepdim=True), -x.amin(dim=dim, keepdim=True))  # no |x| copy
     return torch.where(s > 0, s, torch.ones_like(s))
