@@ -5,7 +5,6 @@ import json
 
 from spikecim.cli.main import main
 from spikecim.trace import Workload
-
 from test_data_nmnist import write_nmnist
 
 
@@ -13,9 +12,23 @@ def test_nmnist_run_trains_both_variants_and_traces_the_event_counts(tmp_path, c
     data = tmp_path / "N-MNIST"
     write_nmnist(data, per_digit=(3, 2))
     args = [
-        "run", "--set", f"output_dir={tmp_path}", "--name", "ev", "--dataset", "nmnist",
-        "--set", f"data.root={data}", "--timesteps", "3", "--epochs", "1",
-        "--set", "model.kwargs={width: 0.25}", "--stages", "train,evaluate,trace,hardware",
+        "run",
+        "--set",
+        f"output_dir={tmp_path}",
+        "--name",
+        "ev",
+        "--dataset",
+        "nmnist",
+        "--set",
+        f"data.root={data}",
+        "--timesteps",
+        "3",
+        "--epochs",
+        "1",
+        "--set",
+        "model.kwargs={width: 0.25}",
+        "--stages",
+        "train,evaluate,trace,hardware",
     ]
     assert main(args) == 0, capsys.readouterr().err
     metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
