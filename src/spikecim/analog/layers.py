@@ -20,6 +20,7 @@ from spikecim.analog.tiles import (
     TileState,
     crossbar_conv2d,
     crossbar_matmul,
+    crossbar_patches,
     direct_conv_applies,
     program_tiles,
     to_device,
@@ -113,7 +114,10 @@ class AnalogConv2d(AnalogLayer):
             y = crossbar_conv2d(x, self.tiles, self.config, self.adc_bound, conv, pre_adc_hook=hook)
         else:
             cols = F.unfold(x, self.kernel_size, self.dilation, self.padding, self.stride)  # [N, C*k*k, L]
-            y = self.matmul(cols.transpose(1, 2).reshape(-1, cols.shape[1]))  # [N*L, out]
+            if self.tiles.g_prog_us.shape[0] == 1:  # one input tile: no copy of the patches
+                y = crossbar_patches(cols, self.tiles, self.config, self.adc_bound, pre_adc_hook=hook)
+            else:
+                y = self.matmul(cols.transpose(1, 2).reshape(-1, cols.shape[1]))  # [N*L, out]
         h_out = (h + 2 * self.padding[0] - self.dilation[0] * (self.kernel_size[0] - 1) - 1) // self.stride[
             0
         ] + 1

@@ -290,6 +290,32 @@ def crossbar_matmul(
     return _columns_to_output(y, state, cfg, adc_bound, pre_adc_hook, in_scale, row_sums)
 
 
+def crossbar_patches(
+    cols: torch.Tensor,
+    state: TileState,
+    cfg: CrossbarConfig,
+    adc_bound: float | None,
+    pre_adc_hook: Callable[[torch.Tensor], None] | None = None,
+) -> torch.Tensor:
+    """:func:`crossbar_matmul` on unfolded convolution patches ``cols[N, in, L]`` (the layout
+    ``F.unfold`` returns) for a layer that fits one input tile: the same stages, with the
+    DAC's abs-max taken per patch over dim 1, so the patches are never copied into rows.
+    Returns ``[N*L, out]`` (patch-major, as ``crossbar_matmul`` on ``cols.transpose(1, 2)``)."""
+    N, K, L = cols.shape
+    # 1. DAC, per patch
+    if cfg.dac.enabled:
+        in_scale = abs_max_scale(cols, dim=1)  # [N, 1, L]
+        xq = quantize(cols, cfg.dac.bits, in_scale, normalised=True)
+        in_scale = in_scale.transpose(1, 2).reshape(N * L, 1, 1)
+    else:
+        in_scale, xq = None, cols
+    # 2. read, 3. MVM: [out*S*C, in] @ [N, in, L] -> [N, out*S*C, L] -> patch-major columns
+    m = read_matrix(state, cfg).to(cols.dtype)[0, :K]
+    y = torch.matmul(m.T, xq).transpose(1, 2).reshape(1, N * L, m.shape[1])
+    row_sums = xq.sum(1).reshape(1, N * L) if cfg.mapping == "offset" else None
+    return _columns_to_output(y, state, cfg, adc_bound, pre_adc_hook, in_scale, row_sums)
+
+
 def crossbar_conv2d(
     x: torch.Tensor,
     state: TileState,
