@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from spikecim.analog.stage_config import AnalogStageConfig
 from spikecim.errors import SpikecimError, one_line_validation_error
 from spikecim.hw.stage_config import HardwareStageConfig
+from spikecim.readers import read_mapping
 
 __all__ = [
     "DataConfig",
@@ -165,15 +166,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """Read a YAML run config (or the defaults), apply overrides, validate."""
     data: dict = {}
     if path is not None:
-        path = Path(path)
-        if not path.exists():
-            raise SpikecimError(f"config: file not found: {path}")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise SpikecimError(f"config: {path} is not valid YAML ({str(e).splitlines()[0]})") from None
-        if not isinstance(data, dict):
-            raise SpikecimError(f"config: {path} must hold a mapping of sections")
+        data = read_mapping(path, "config", "of sections")
     data = apply_overrides(data, overrides or [])
     try:
         return RunConfig.model_validate(data)

@@ -15,7 +15,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -28,6 +27,7 @@ from pydantic import (
 
 from spikecim.analog.devices import DEVICES, DeviceModel
 from spikecim.errors import SpikecimError, one_line_validation_error
+from spikecim.readers import read_mapping
 
 __all__ = [
     "PRESET_DIR",
@@ -209,16 +209,6 @@ def _validate(data: dict, where: str) -> CrossbarConfig:
         raise SpikecimError(one_line_validation_error(e, prefix=f"{where}: ")) from None
 
 
-def _read_yaml(path: Path) -> dict:
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise SpikecimError(f"analog: {path} is not valid YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise SpikecimError(f"analog: {path} must hold a mapping of crossbar fields")
-    return data
-
-
 def _resolve(data: dict, seen: tuple[str, ...] = ()) -> dict:
     """Merge a ``preset:`` base under the given fields (nested sections merged key by key)."""
     data = dict(data)
@@ -231,7 +221,10 @@ def _resolve(data: dict, seen: tuple[str, ...] = ()) -> dict:
         )
     if base_name in seen:
         raise SpikecimError(f"analog.preset: preset '{base_name}' includes itself")
-    base = _resolve(_read_yaml(PRESET_DIR / f"{base_name}.yaml"), seen + (base_name,))
+    base = _resolve(
+        read_mapping(PRESET_DIR / f"{base_name}.yaml", "analog.preset", "of crossbar fields"),
+        seen + (base_name,),
+    )
     for k, v in data.items():
         base[k] = {**base[k], **v} if isinstance(v, dict) and isinstance(base.get(k), dict) else v
     return base
@@ -252,7 +245,7 @@ def load_crossbar_config(spec: str | Path | dict | CrossbarConfig | None = None)
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.exists():
             raise SpikecimError(f"analog: file not found: {path}")
-        return _validate(_resolve(_read_yaml(path)), f"analog {path.name}")
+        return _validate(_resolve(read_mapping(path, "analog", "of crossbar fields")), f"analog {path.name}")
     raise SpikecimError(
         f"analog: unknown preset '{text}', allowed: {', '.join(list_presets())} or a YAML file"
     )

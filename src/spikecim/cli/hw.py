@@ -13,15 +13,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+import yaml
 
 from spikecim.errors import SpikecimError
+from spikecim.readers import read_mapping
 
 app = typer.Typer(help="Cost a workload on hardware models: energy, latency, area.", no_args_is_help=True)
 
 
 def _parse_sets(items: list[str]) -> dict:
-    import yaml
-
     out = {}
     for item in items:
         if "=" not in item:
@@ -119,18 +119,9 @@ def spikesim_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
     """The public SpikeSim energy/latency/area script, reproduced (quirks included)."""
-    import yaml
-
     from spikecim.hw import estimate, spikesim_from_spec
 
-    if not layers.exists():
-        raise SpikecimError(f"layers: file not found: {layers}")
-    try:
-        spec = yaml.safe_load(layers.read_text())
-    except yaml.YAMLError as e:
-        raise SpikecimError(f"layers: {layers} is not valid YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(spec, dict):
-        raise SpikecimError(f"layers: {layers} must hold a mapping with xbar_size, ..., layers")
+    spec = read_mapping(layers, "layers", "with xbar_size, ..., layers")
     wl, arch = spikesim_from_spec(spec, source=str(layers))
     r = estimate(wl, arch)
     result = {

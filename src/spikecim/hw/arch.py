@@ -20,11 +20,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from spikecim.errors import SpikecimError
 from spikecim.hw.units import first_error, normalise_keys
+from spikecim.readers import read_mapping
 
 __all__ = ["TABLES_DIR", "Architecture", "list_architectures", "load_architecture"]
 
@@ -123,14 +123,7 @@ def load_architecture(
             raise SpikecimError(
                 f"arch: unknown architecture '{text}', allowed: {', '.join(list_architectures())} or a YAML file"
             )
-    if not path.exists():
-        raise SpikecimError(f"arch: file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise SpikecimError(f"arch: {path} is not valid YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise SpikecimError(f"arch: {path} must hold a mapping with name, estimator and params")
+    data = read_mapping(path, "arch", "with name, estimator and params")
     data.setdefault("name", path.stem)
     data["source"] = str(path)
     if not isinstance(data.get("params", {}), dict):

@@ -26,15 +26,14 @@ SpikeSim format (``spikesim_from_spec``): ``xbar_size``, ``pe_per_tile``, ``time
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from spikecim.errors import SpikecimError
 from spikecim.hw.units import first_error
+from spikecim.readers import read_mapping
 from spikecim.trace.workload import LayerWorkload, Workload
 
 __all__ = ["LayerSpec", "NetworkSpec", "load_workload", "spikesim_from_spec", "workload_from_layers"]
@@ -200,14 +199,7 @@ def spikesim_from_spec(spec: dict, source: str = "spikesim"):
 
 
 def _read(path: Path) -> dict:
-    try:
-        text = path.read_text()
-        data = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
-    except Exception as e:  # noqa: BLE001 - any parse failure is one line for the user
-        raise SpikecimError(f"workload: {path} is not valid JSON/YAML ({e.__class__.__name__})") from None
-    if not isinstance(data, dict):
-        raise SpikecimError(f"workload: {path} must hold a mapping with 'layers'")
-    return data
+    return read_mapping(path, "workload", "with 'layers'")
 
 
 def load_workload(path: str | Path, variant: str = "snn") -> Workload:

@@ -26,6 +26,7 @@ from torch import nn
 
 from spikecim.errors import SpikecimError
 from spikecim.interop.importer import from_nir
+from spikecim.readers import read_mapping
 
 __all__ = ["NIR_FILE", "NIR_META", "import_run", "load_model", "load_run_model"]
 
@@ -56,11 +57,7 @@ def read_meta(run_dir: Path) -> dict:
     meta_path = Path(run_dir) / NIR_META
     if not meta_path.is_file():
         return {}
-    try:
-        meta = yaml.safe_load(meta_path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise SpikecimError(f"{meta_path}: not valid YAML ({str(e).splitlines()[0]})") from None
-    return meta if isinstance(meta, dict) else {}
+    return read_mapping(meta_path, "nir import metadata")
 
 
 def load_run_model(run_dir: str | Path, variant: str = "snn") -> nn.Module:

@@ -21,13 +21,13 @@ Units and conventions (all activity figures are *per sample*):
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from spikecim.errors import SpikecimError, one_line_validation_error
+from spikecim.readers import read_mapping
 
 SCHEMA_VERSION = 1
 
@@ -166,19 +166,7 @@ class Workload(_Strict):
         path = Path(path)
         if path.is_dir():
             path = path / "workload.json"
-        if not path.exists():
-            raise SpikecimError(f"workload: file not found: {path}")
-        text = path.read_text()
-        try:
-            if path.suffix in (".yaml", ".yml"):
-                import yaml
-
-                data = yaml.safe_load(text)
-            else:
-                data = json.loads(text)
-        except Exception as e:  # noqa: BLE001 - any parse failure is one line for the user
-            raise SpikecimError(f"workload: {path} is not valid JSON/YAML ({e.__class__.__name__})") from None
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(read_mapping(path, "workload", "with 'layers'"), source=str(path))
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "workload") -> Workload:

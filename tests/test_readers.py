@@ -1,0 +1,40 @@
+"""Every user file (config, crossbar, architecture, layer list, workload) fails the same way."""
+
+import pytest
+
+from spikecim.analog import load_crossbar_config
+from spikecim.config import load_config
+from spikecim.errors import SpikecimError
+from spikecim.hw import load_architecture
+from spikecim.trace import Workload
+
+LOADERS = [
+    ("config", lambda p: load_config(p)),
+    ("analog", lambda p: load_crossbar_config(p)),
+    ("arch", lambda p: load_architecture(p)),
+    ("workload", lambda p: Workload.load(p)),
+]
+
+
+@pytest.mark.parametrize("field, load", LOADERS, ids=[f for f, _ in LOADERS])
+def test_missing_broken_and_non_mapping_files_are_one_line_errors_naming_the_field(tmp_path, field, load):
+    cases = {
+        "missing.yaml": (None, "file not found"),
+        "broken.yaml": ("a: [1, 2\nb: 3\n", "is not valid YAML"),
+        "list.yaml": ("- 1\n- 2\n", "must hold a mapping"),
+    }
+    for name, (text, expected) in cases.items():
+        path = tmp_path / name
+        if text is not None:
+            path.write_text(text)
+        with pytest.raises(SpikecimError) as err:
+            load(path)
+        msg = str(err.value)
+        assert "\n" not in msg and msg.startswith(f"{field}: ") and expected in msg, msg
+
+
+def test_broken_json_workload_names_the_line(tmp_path):
+    path = tmp_path / "w.json"
+    path.write_text('{"layers": [\n  1,\n}')
+    with pytest.raises(SpikecimError, match=r"workload: .* is not valid JSON \(.*line 3\)"):
+        Workload.load(path)
