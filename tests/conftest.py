@@ -3,6 +3,8 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from torch import nn
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -19,3 +21,16 @@ def subprocess_env():
 @pytest.fixture
 def python():
     return sys.executable
+
+
+def randomise_batchnorm(model: nn.Module, seed: int) -> None:
+    """Non-trivial running statistics and affine terms, so eval-mode BatchNorm is not identity."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                n = m.num_features
+                m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(n, generator=g) * 0.5 + 0.5)
+                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(n, generator=g) * 0.1)

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import randomise_batchnorm
 from spikecim.errors import SpikecimError
 from spikecim.models import create_model, list_models
 from spikecim.nn import TemporalModule
@@ -26,18 +27,6 @@ def _model(name: str, spiking: bool, **kw) -> nn.Module:
 def _input(spiking: bool, seed: int = 0, size: int = S) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.randn(T if spiking else 1, B, C, size, size, generator=g) * 2
-
-
-def _randomise_batchnorm(model: nn.Module, seed: int) -> None:
-    """Non-trivial running statistics and affine terms, so eval-mode BatchNorm is not identity."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            n = m.num_features
-            m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(n, generator=g) * 0.5 + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-            m.bias.data.copy_(torch.randn(n, generator=g) * 0.1)
 
 
 def test_registry_lists_the_published_architectures():
@@ -81,7 +70,7 @@ def test_every_parameter_receives_a_nonzero_gradient(name, spiking):
 def test_state_dict_round_trip_gives_identical_outputs(name, spiking):
     torch.manual_seed(1)
     a = _model(name, spiking)
-    _randomise_batchnorm(a, 1)
+    randomise_batchnorm(a, 1)
     torch.manual_seed(2)
     b = _model(name, spiking)
     b.load_state_dict(a.state_dict())
@@ -118,7 +107,7 @@ def test_spiking_model_that_never_fires_outputs_the_final_bias(name):
     zeros and the logits are the last Linear's bias at every step (hand derivation)."""
     torch.manual_seed(0)
     model = _model(name, True, neuron="if", neuron_kw={"threshold": 1e9}).eval()
-    _randomise_batchnorm(model, 0)
+    randomise_batchnorm(model, 0)
     with torch.no_grad():
         y = model(_input(True))
     last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]

@@ -7,20 +7,10 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import randomise_batchnorm
 from spikecim.models import create_model
 from spikecim.nn import LIF
 from spikecim.nn.neurons import TemporalModule
-
-
-def _randomise_batchnorm(model: nn.Module, seed: int) -> None:
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            n = m.num_features
-            m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(n, generator=g) * 0.5 + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-            m.bias.data.copy_(torch.randn(n, generator=g) * 0.1)
 
 
 def _copy_weights(src: nn.Module, dst: nn.Module) -> None:
@@ -70,7 +60,7 @@ def test_vgg_ann_twin_equals_torch_sequential_from_the_layer_list(name):
     torch.manual_seed(0)
     w = 0.125
     model = create_model(name, spiking=False, num_classes=7, in_channels=3, input_size=32, width=w).eval()
-    _randomise_batchnorm(model, 0)
+    randomise_batchnorm(model, 0)
     cfg, hidden = VGG_LAYER_LISTS[name]
     ref = _reference_vgg(cfg, hidden, 3, 32, 7, w).eval()
     _copy_weights(model, ref)
@@ -156,7 +146,7 @@ def test_resnet19_ann_twin_equals_an_independent_resnet():
     torch.manual_seed(0)
     w = 0.0625
     model = create_model("resnet19", spiking=False, num_classes=10, in_channels=3, width=w).eval()
-    _randomise_batchnorm(model, 1)
+    randomise_batchnorm(model, 1)
     ref = _RefResNet19(3, 10, w).eval()
     _copy_weights(model, ref)
     x = torch.randn(1, 3, 3, 16, 16)
@@ -194,7 +184,7 @@ def test_spiking_convnet_equals_a_step_loop_with_snntorch_leaky():
         width=0.25,
         neuron_kw={"beta": 0.7, "threshold": 0.5},
     ).eval()
-    _randomise_batchnorm(model, 2)
+    randomise_batchnorm(model, 2)
     model.double()  # float64 so that no spike flips on rounding differences between batch sizes
     x = torch.randn(6, 3, 1, 8, 8, dtype=torch.float64) * 2
     with torch.no_grad():
@@ -225,7 +215,7 @@ def test_spiking_residual_block_equals_a_step_loop_with_snntorch_leaky():
     model = create_model(
         "resnet19", spiking=True, in_channels=3, width=0.0625, neuron_kw={"beta": 0.8, "threshold": 0.5}
     ).eval()
-    _randomise_batchnorm(model, 3)
+    randomise_batchnorm(model, 3)
     model.double()  # float64 so that no spike flips on rounding differences between batch sizes
     block = [m for m in model.modules() if isinstance(m, TemporalModule) and hasattr(m, "shortcut")][3]
     assert isinstance(block.shortcut, nn.Sequential)  # first block of stage 2: stride 2, projection
