@@ -136,3 +136,16 @@ def test_cuda_device_without_gpu_is_one_line_error():
         pytest.skip("a GPU is present")
     with pytest.raises(SpikecimError, match="train.device"):
         resolve_device("cuda")
+
+
+def test_fit_spec_defaults_and_checks_are_the_run_configs():
+    from spikecim.config import RunConfig, load_config
+
+    assert FitSpec() == FitSpec.from_config(RunConfig())
+    cfg = load_config(overrides=["train.lr=0.01", "data.timesteps=7", "seed=3", "train.loss=per_step"])
+    spec = FitSpec.from_config(cfg)
+    assert (spec.lr, spec.timesteps, spec.seed, spec.loss) == (0.01, 7, 3, "per_step")
+    for bad, field in (({"optimizer": "lion"}, "train.optimizer"), ({"timesteps": 0}, "data.timesteps")):
+        with pytest.raises(SpikecimError) as err:
+            FitSpec(**bad)
+        assert str(err.value).startswith(field) and "\n" not in str(err.value)

@@ -13,29 +13,11 @@ from spikecim.trace import trace
 from spikecim.train import FitSpec, evaluate, fit
 from spikecim.train.batches import iterate_batches, to_model_input
 
-__all__ = ["fit_spec", "variants"]
+__all__ = ["variants"]
 
 
 def variants(ctx: RunContext) -> list[str]:
     return ["snn", "ann"] if ctx.config.train.ann_twin else ["snn"]
-
-
-def fit_spec(cfg) -> FitSpec:
-    t, d = cfg.train, cfg.data
-    return FitSpec(
-        epochs=t.epochs,
-        lr=t.lr,
-        optimizer=t.optimizer,
-        momentum=t.momentum,
-        weight_decay=t.weight_decay,
-        schedule=t.schedule,
-        loss=t.loss,
-        batch_size=d.batch_size,
-        timesteps=d.timesteps,
-        encoder=d.encoder,
-        seed=cfg.seed,
-        device=t.device,
-    )
 
 
 @register_stage("train", description="train the SNN and its ANN twin (resumable)")
@@ -44,7 +26,12 @@ def train_stage(ctx: RunContext) -> dict:
     out = {}
     for v in variants(ctx):
         out[v] = fit(
-            ctx.models[v], ctx.data, fit_spec(ctx.config), ctx.run_dir / "checkpoint", v, ctx.console
+            ctx.models[v],
+            ctx.data,
+            FitSpec.from_config(ctx.config),
+            ctx.run_dir / "checkpoint",
+            v,
+            ctx.console,
         )
     return out
 

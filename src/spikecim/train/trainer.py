@@ -13,14 +13,15 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 from torch import nn
 
-from spikecim.errors import SpikecimError
+from spikecim.errors import SpikecimError, one_line_validation_error
 from spikecim.train.batches import epoch_generator, iterate_batches, to_model_input
 from spikecim.train.checkpoint import load_checkpoint, save_checkpoint
 from spikecim.train.distributed import DistInfo, init_distributed
@@ -32,7 +33,13 @@ __all__ = ["FitSpec", "fit", "make_optimizer", "resolve_device"]
 
 @dataclass(frozen=True)
 class FitSpec:
-    """What :func:`fit` needs besides the model and data (mirrors ``TrainConfig``)."""
+    """What :func:`fit` needs besides the model and data: the ``train`` section of a run
+    config, the data batching (``batch_size``, ``timesteps``, ``encoder``) and the seed.
+
+    The defaults are the run config's; values are checked by the run config's own schema
+    (:class:`~spikecim.config.TrainConfig`, :class:`~spikecim.config.DataConfig`), so a
+    library call and a config file accept exactly the same settings.
+    """
 
     epochs: int = 15
     lr: float = 2e-3
@@ -46,6 +53,22 @@ class FitSpec:
     encoder: str = "direct"
     seed: int = 0
     device: str = "auto"
+
+    def __post_init__(self) -> None:
+        from spikecim.config import DataConfig, TrainConfig
+
+        values = self.__dict__
+        for schema, section in ((TrainConfig, "train"), (DataConfig, "data")):
+            try:
+                schema.model_validate({k: v for k, v in values.items() if k in schema.model_fields})
+            except ValidationError as e:
+                raise SpikecimError(one_line_validation_error(e, prefix=f"{section}.")) from None
+
+    @classmethod
+    def from_config(cls, cfg) -> FitSpec:
+        """The training settings of a :class:`~spikecim.config.RunConfig`."""
+        src = {**cfg.data.model_dump(), **cfg.train.model_dump(), "seed": cfg.seed}
+        return cls(**{f.name: src[f.name] for f in fields(cls)})
 
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(self.__dict__, sort_keys=True).encode()).hexdigest()[:16]
