@@ -33,14 +33,18 @@ from spikecim.analog.circuit import (
 from spikecim.models import create_model
 
 
-def _median_time(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
+def _median_times(fns, repeats: int) -> list[float]:
+    """Median seconds of each callable, the callables interleaved in every round (so a change
+    of load on a shared machine hits all of them alike), after one warm-up call each."""
+    for fn in fns:
         fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, ts in zip(fns, times, strict=True):
+            t = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t)
+    return [statistics.median(ts) for ts in times]
 
 
 def _models():
@@ -50,10 +54,14 @@ def _models():
     )
     conv = create_model("convnet", spiking=False)
     snn = create_model("convnet", spiking=True)
+    vgg = create_model("vgg9", spiking=False)  # CIFAR-10 size: 3×32×32, 5.9 M weights
+    vgg_snn = create_model("vgg9", spiking=True)
     return [
         ("MLP 1024-512-512-10, batch 256", mlp.eval(), torch.rand(256, 1, 32, 32)),
         ("convnet ANN (digits), batch 256", conv.eval(), torch.rand(1, 256, 1, 8, 8)),
         ("convnet SNN T=4 (digits), batch 64", snn.eval(), torch.rand(4, 64, 1, 8, 8)),
+        ("VGG-9 ANN (CIFAR-10 size), batch 32", vgg.eval(), torch.rand(1, 32, 3, 32, 32)),
+        ("VGG-9 SNN T=4 (CIFAR-10 size), batch 8", vgg_snn.eval(), torch.rand(4, 8, 3, 32, 32)),
     ]
 
 
@@ -70,8 +78,9 @@ def bench_inference(repeats: int) -> list[dict]:
         theirs.eval()
         theirs.drift_analog_weights(3600.0)
         with torch.no_grad():
-            t_ours = _median_time(lambda ours=ours, x=x: ours(x), repeats)
-            t_theirs = _median_time(lambda theirs=theirs, x=x: theirs(x), repeats)
+            t_ours, t_theirs = _median_times(
+                [lambda ours=ours, x=x: ours(x), lambda theirs=theirs, x=x: theirs(x)], repeats
+            )
 
             def mc_ours(ours=ours, x=x):
                 for s in range(5):
@@ -85,8 +94,7 @@ def bench_inference(repeats: int) -> list[dict]:
                     theirs.drift_analog_weights(3600.0)
                     theirs(x)
 
-            t_mc_ours = _median_time(mc_ours, max(1, repeats // 2))
-            t_mc_theirs = _median_time(mc_theirs, max(1, repeats // 2))
+            t_mc_ours, t_mc_theirs = _median_times([mc_ours, mc_theirs], max(1, repeats // 3))
         rows.append(
             {
                 "model": name,

@@ -204,20 +204,26 @@ def test_fast_ir_drop_method_in_a_layer_uses_the_first_order_model():
     np.testing.assert_allclose(am(x).detach().numpy(), x.numpy() @ diff / 100e-6 * s, rtol=1e-5, atol=1e-9)
 
 
+@pytest.mark.parametrize("tile_rows", [128, 10])
 @pytest.mark.parametrize("mapping", ["differential", "offset"])
-def test_conv_with_dac_equals_per_patch_abs_max_quantisation_written_out(mapping):
-    """A crossbar with only the DAC on: every patch is scaled by its own abs-max and rounded
-    to the 7-bit grid over ±1 (aihwkit IOParameters, REFERENCE §3), then multiplied by the
-    exact weights."""
+def test_conv_with_dac_equals_per_patch_abs_max_quantisation_written_out(mapping, tile_rows):
+    """A crossbar with only the DAC on: every patch is split at the tile boundaries (rows
+    0–9, 10–19, 20–26 for 10-row tiles), each part scaled by its own abs-max and rounded to
+    the 7-bit grid over ±1 (aihwkit IOParameters, REFERENCE §3), then multiplied by the
+    exact weights and the tiles' partial sums added."""
     torch.manual_seed(7)
     conv = nn.Conv2d(3, 5, 3, stride=2, padding=1).double()
     with torch.no_grad():
-        conv.weight.copy_(on_grid_weight(5, 27, 8, 128, 128).view(5, 3, 3, 3))
+        conv.weight.copy_(on_grid_weight(5, 27, 8, tile_rows, 128).view(5, 3, 3, 3))
     x = torch.randn(4, 3, 9, 9, dtype=torch.float64)
-    layer = to_analog(conv, {"preset": "ideal", "mapping": mapping, "dac": {"enabled": True, "bits": 7}})[0]
+    cfg = {"preset": "ideal", "mapping": mapping, "tile_rows": tile_rows, "dac": {"enabled": True, "bits": 7}}
+    layer = to_analog(conv, cfg)[0]
     cols = torch.nn.functional.unfold(x, 3, padding=1, stride=2)  # [N, 27, L]
-    scale = cols.abs().amax(dim=1, keepdim=True)
     n = 2**6 - 1
-    q = torch.round(cols / scale * n) / n * scale
-    ref = (conv.weight.view(5, 27) @ q).view(4, 5, 5, 5) + conv.bias.view(1, 5, 1, 1)
-    torch.testing.assert_close(layer(x), ref, rtol=0, atol=1e-5)
+    ref = conv.bias.view(1, 5, 1)
+    for a in range(0, 27, tile_rows):
+        part = cols[:, a : a + tile_rows]
+        scale = part.abs().amax(dim=1, keepdim=True)
+        q = torch.round(part / scale * n) / n * scale
+        ref = ref + conv.weight.view(5, 27)[:, a : a + tile_rows] @ q
+    torch.testing.assert_close(layer(x), ref.view(4, 5, 5, 5), rtol=0, atol=1e-5)

@@ -121,48 +121,50 @@ class PCMDevice(DeviceModel):
         None, ge=0, description="use this ν for every cell instead of drawing it"
     )
 
+    # Each method allocates one or two tensors and updates them in place: a model holds
+    # millions of cells and every fresh full-size tensor costs as much as the arithmetic.
+
     def prog_noise_std_us(self, g_target_us: torch.Tensor, g_max_us: float) -> torch.Tensor:
         g = g_target_us / g_max_us
         c0, c1, c2 = self.prog_coeff
-        return (c0 + c1 * g + c2 * g * g) * g_max_us / 25.0
+        return (g * c2).add_(c1).mul_(g).add_(c0).mul_(g_max_us / 25.0)  # Horner
 
     def program(self, g_target_us, g_max_us, generator):
         if not self.prog_noise_enabled:
             return g_target_us.clone()
         noise = torch.randn(g_target_us.shape, generator=generator, dtype=g_target_us.dtype)
-        sigma = self.prog_noise_scale * self.prog_noise_std_us(g_target_us, g_max_us)
-        return (g_target_us + sigma * noise).clamp(min=0.0)
+        sigma = self.prog_noise_std_us(g_target_us, g_max_us).mul_(self.prog_noise_scale)
+        return noise.mul_(sigma).add_(g_target_us).clamp_(min=0.0)
 
     def drift_exponent(self, g_target_us, g_max_us, generator):
         if not self.drift_enabled:
             return torch.zeros_like(g_target_us)
         if self.drift_nu_fixed is not None:
             return torch.full_like(g_target_us, self.drift_nu_fixed * self.drift_scale)
-        g_rel = (g_target_us.abs() / g_max_us).clamp(min=1e-7)
-        mu = (-0.0155 * torch.log(g_rel) + 0.0244).clamp(0.049, 0.1)
-        sig = (-0.0125 * torch.log(g_rel) - 0.0059).clamp(0.008, 0.045)
+        log_g = g_target_us.abs().div_(g_max_us).clamp_(min=1e-7).log_()
+        mu = (log_g * -0.0155).add_(0.0244).clamp_(0.049, 0.1)
+        sig = log_g.mul_(-0.0125).sub_(0.0059).clamp_(0.008, 0.045)
         noise = torch.randn(g_target_us.shape, generator=generator, dtype=g_target_us.dtype)
-        return (mu + sig * noise).abs() * self.drift_scale
+        return noise.mul_(sig).add_(mu).abs_().mul_(self.drift_scale)
 
     def read_noise_std_rel(
         self, g_prog_us: torch.Tensor, t_inference_s: float, g_max_us: float
     ) -> torch.Tensor:
         t = t_inference_s + self.t0_s
-        q_s = (0.0088 / ((g_prog_us.abs() / g_max_us) ** 0.65).clamp(min=1e-3)).clamp(max=0.2)
-        return q_s * math.sqrt(math.log((t + self.t_read_s) / (2 * self.t_read_s)))
+        # Q_s = min(0.0088 / max((|g|/g_max)^0.65, 1e-3), 0.2)
+        q_s = g_prog_us.abs().div_(g_max_us).pow_(0.65).clamp_(min=1e-3).reciprocal_()
+        q_s.mul_(0.0088).clamp_(max=0.2)
+        return q_s.mul_(math.sqrt(math.log((t + self.t_read_s) / (2 * self.t_read_s))))
 
     def drift(self, g_prog_us, nu, t_inference_s):
         t = t_inference_s + self.t0_s
-        return g_prog_us * (t / self.t0_s) ** (-nu) if t > self.t0_s else g_prog_us
+        return torch.pow(t / self.t0_s, -nu).mul_(g_prog_us) if t > self.t0_s else g_prog_us
 
     def read_noise_std_us(self, g_drift_us, g_prog_us, t_inference_s, g_max_us):
         if not self.has_read_noise:
             return None
-        return (
-            g_drift_us.abs()
-            * self.read_noise_scale
-            * self.read_noise_std_rel(g_prog_us, t_inference_s, g_max_us)
-        )
+        std = self.read_noise_std_rel(g_prog_us, t_inference_s, g_max_us)
+        return std.mul_(g_drift_us).abs_().mul_(self.read_noise_scale)  # |g|·σ_rel, σ_rel ≥ 0
 
     @property
     def has_read_noise(self) -> bool:

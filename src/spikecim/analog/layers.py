@@ -4,9 +4,10 @@ Each layer holds the digital weight and bias (parameters, as in the layer it rep
 crossbar config, and its programmed :class:`~spikecim.analog.tiles.TileState` (set only by
 :func:`spikecim.analog.program` and :func:`spikecim.analog.drift`). The bias is added
 digitally. A convolution is unfolded into patches (``F.unfold``) and each patch is one
-input vector of the crossbar, as in aihwkit's analog convolutions; when the patches need
-no DAC (binary spikes, or the DAC off) and fit one input tile, the same column outputs come
-from one ``conv2d`` with the read matrix as kernel (no unfolding).
+input vector of the crossbar, as in aihwkit's analog convolutions (the patches stay in
+``unfold``'s layout, never copied into rows); when the patches need no DAC (binary spikes,
+or the DAC off) and fit one input tile, the same column outputs come from one ``conv2d``
+with the read matrix as kernel (no unfolding).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class AnalogLayer(nn.Module):
         """Check the layer is programmed, move the tiles to ``x``'s device; the ADC hook."""
         if self.tiles is None:
             raise SpikecimError("analog: layer not programmed; call spikecim.analog.program(model, seed)")
-        if self.tiles.mask_k.device != x.device:  # the tiles follow the input to its device
+        if self.tiles.w_scale.device != x.device:  # the tiles follow the input to its device
             self.tiles = to_device(self.tiles, x.device)
         if self.adc_record is None:
             return None
@@ -114,23 +115,18 @@ class AnalogConv2d(AnalogLayer):
             y = crossbar_conv2d(x, self.tiles, self.config, self.adc_bound, conv, pre_adc_hook=hook)
         else:
             cols = F.unfold(x, self.kernel_size, self.dilation, self.padding, self.stride)  # [N, C*k*k, L]
-            if self.tiles.g_prog_us.shape[0] == 1:  # one input tile: no copy of the patches
-                y = crossbar_patches(cols, self.tiles, self.config, self.adc_bound, pre_adc_hook=hook)
-            else:
-                y = self.matmul(cols.transpose(1, 2).reshape(-1, cols.shape[1]))  # [N*L, out]
-        h_out = (h + 2 * self.padding[0] - self.dilation[0] * (self.kernel_size[0] - 1) - 1) // self.stride[
-            0
-        ] + 1
-        w_out = (w + 2 * self.padding[1] - self.dilation[1] * (self.kernel_size[1] - 1) - 1) // self.stride[
-            1
-        ] + 1
-        if self.bias is not None:
-            y = y + self.bias
-        return (
-            y.view(n, h_out * w_out, self.out_channels)
-            .transpose(1, 2)
-            .reshape(n, self.out_channels, h_out, w_out)
+            y = crossbar_patches(
+                cols, self.tiles, self.config, self.adc_bound, pre_adc_hook=hook, overwrite=True
+            )
+        h_out, w_out = (
+            (size + 2 * p - d * (k - 1) - 1) // s + 1
+            for size, p, d, k, s in zip(
+                (h, w), self.padding, self.dilation, self.kernel_size, self.stride, strict=True
+            )
         )
+        if self.bias is not None:
+            y = y + self.bias[:, None]
+        return y.reshape(n, self.out_channels, h_out, w_out)
 
     def to_digital(self) -> nn.Conv2d:
         conv = nn.Conv2d(

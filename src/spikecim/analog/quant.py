@@ -5,18 +5,27 @@ grid of aihwkit's IOParameters (``res = 1/(2^bits − 2)`` over ``2·bound``, RE
 A 1-bit converter degenerates to the ternary grid {−bound, 0, bound}. The backward pass
 is the identity (straight-through), so hardware-aware training and BN fine-tuning can
 differentiate through the converters.
+
+:func:`to_levels` is the one body: the integer level k = clip(round(v·n/bound), −n, n);
+:func:`quantize` is k·Δ (or k/n). The crossbar keeps signals in level units between its
+stages and applies the step sizes once, in its digital stage.
 """
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["abs_max_scale", "quantize", "step_size"]
+__all__ = ["abs_max_scale", "level_count", "quantize", "step_size", "to_levels"]
+
+
+def level_count(bits: int) -> int:
+    """n = 2^(bits−1) − 1 levels on each side of zero (1 for a 1-bit converter)."""
+    return max(2 ** (bits - 1) - 1, 1)
 
 
 def step_size(bits: int, bound: float | torch.Tensor) -> float | torch.Tensor:
     """Δ of a ``bits``-bit symmetric converter over ±bound."""
-    return bound / max(2 ** (bits - 1) - 1, 1)
+    return bound / level_count(bits)
 
 
 class _RoundSTE(torch.autograd.Function):
@@ -29,18 +38,26 @@ class _RoundSTE(torch.autograd.Function):
         return grad
 
 
+def to_levels(x: torch.Tensor, n: int, gain: float | torch.Tensor, overwrite: bool = False) -> torch.Tensor:
+    """Integer levels ``clip(round(x·gain), −n, n)`` as floats (gain = n/bound).
+
+    ``overwrite=True`` lets an inference call (no gradient needed) work in ``x``'s memory;
+    with a gradient the rounding and clipping are straight-through."""
+    if not (torch.is_grad_enabled() and x.requires_grad):  # inference: fewer passes, same values
+        k = x.mul_(gain) if overwrite else x * gain
+        return k.round_().clamp_(-n, n)
+    k = _RoundSTE.apply(x * gain)
+    return k - (k - k.clamp(-n, n)).detach()  # clip in level units, straight-through
+
+
 def quantize(
     x: torch.Tensor, bits: int, bound: float | torch.Tensor, normalised: bool = False
 ) -> torch.Tensor:
     """Round ``x`` to the ``bits``-bit grid over ±bound and clip to the bounds
     (``normalised=True`` returns Q(x)/bound, on the grid over ±1)."""
-    n = max(2 ** (bits - 1) - 1, 1)
-    if not (torch.is_grad_enabled() and x.requires_grad):  # inference: fewer passes, same values
-        k = (x * (n / bound)).round_().clamp_(-n, n).div_(n)
-        return k if normalised else k.mul_(bound)
-    k = _RoundSTE.apply(x * (n / bound))
-    # Clip in level units (straight-through), then k/n·bound: the ends land exactly on ±bound.
-    k = k - (k - k.clamp(-n, n)).detach()
+    n = level_count(bits)
+    k = to_levels(x, n, n / bound)
+    # k/n·bound: the ends land exactly on ±bound.
     return k / n if normalised else k / n * bound
 
 

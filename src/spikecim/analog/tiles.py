@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from spikecim.analog.circuit import effective_conductance, effective_conductance_fast
 from spikecim.analog.config import CrossbarConfig
-from spikecim.analog.quant import abs_max_scale, quantize
+from spikecim.analog.quant import abs_max_scale, level_count, to_levels
 from spikecim.errors import SpikecimError
 
 __all__ = [
@@ -65,11 +65,12 @@ class TileState:
     g_prog_us: torch.Tensor
     nu: torch.Tensor
     mask: torch.Tensor
-    mask_k: torch.Tensor  # float32 [n_in, R, n_out, 1, C]
     w_scale: torch.Tensor
     slice_gain: torch.Tensor
     t_inference_s: float = 0.0
-    # Read-side state at time t, float32, in kernel layout [n_in, R, n_out, S, P, C]:
+    # Read-side state at time t, float32, in kernel layout [P, n_in, R, n_out, S, C] and in
+    # units of the conductance span (g_max − g_min); cells without a weight hold g_min and
+    # no read noise, so they add nothing to any column:
     g_drift_k: torch.Tensor | None = None  # conductances at t without read noise
     read_std_k: torch.Tensor | None = None  # σ of one read (None: no read noise)
     ir_eff_k: torch.Tensor | None = None  # IR-drop effective conductances at t (None: no IR drop)
@@ -163,9 +164,11 @@ def program_tiles(weight: torch.Tensor, cfg: CrossbarConfig, seed: int) -> TileS
         )
     nu = cfg.device.drift_exponent(g_target, g_max, gen)
     out_f, in_f = weight.shape
-    mask = tile_weight(torch.ones_like(weight), cfg).bool()[:, :, None, None]
-    mask_k = mask[:, :, :, 0].permute(0, 3, 1, 2, 4).contiguous().float()
-    state = TileState(in_f, out_f, g, nu, mask, mask_k, w_scale, gain)
+    n_in, n_out, _, _, R, C = g.shape
+    rows_real = torch.arange(n_in * R).view(n_in, 1, 1, 1, R, 1) < in_f
+    cols_real = torch.arange(n_out * C).view(1, n_out, 1, 1, 1, C) < out_f
+    mask = rows_real & cols_real  # [n_in, n_out, 1, 1, R, C]: cells that hold a weight
+    state = TileState(in_f, out_f, g, nu, mask, w_scale, gain)
     state = set_time(state, cfg, 0.0)
     if cfg.drift_compensation.enabled:
         state = replace(state, readout_ref=_readout(state, cfg))
@@ -191,12 +194,23 @@ def set_time(state: TileState, cfg: CrossbarConfig, t_inference_s: float) -> Til
     g_drift = cfg.device.drift(state.g_prog_us, state.nu, t_inference_s)
     std = cfg.device.read_noise_std_us(g_drift, state.g_prog_us, t_inference_s, cfg.g_max_us)
     ir = _ir_effective(g_drift * state.mask, cfg) if cfg.ir_drop.enabled else None
+    span = cfg.g_max_us - cfg.g_min_us
+
+    empty_k = ~state.mask.permute(3, 0, 4, 1, 2, 5)
+
+    def kernel(g_us: torch.Tensor, empty_us: float) -> torch.Tensor:
+        """``[n_in, n_out, S, P, R, C]`` µS -> ``[P, n_in, R, n_out, S, C]`` float32 in units
+        of the span, cells without a weight set to ``empty_us``."""
+        k = torch.empty([g_us.shape[i] for i in (3, 0, 4, 1, 2, 5)], dtype=torch.float32, device=g_us.device)
+        k.copy_(g_us.permute(3, 0, 4, 1, 2, 5))
+        return k.masked_fill_(empty_k, empty_us).div_(span)
+
     state = replace(
         state,
         t_inference_s=float(t_inference_s),
-        g_drift_k=_kernel(g_drift),
-        read_std_k=None if std is None else _kernel(std),
-        ir_eff_k=None if ir is None else _kernel(ir),
+        g_drift_k=kernel(g_drift, cfg.g_min_us),
+        read_std_k=None if std is None else kernel(std, 0.0),
+        ir_eff_k=None if ir is None else kernel(ir, cfg.g_min_us),
         m_static=None,
         drift_gain=1.0,
     )
@@ -205,11 +219,6 @@ def set_time(state: TileState, cfg: CrossbarConfig, t_inference_s: float) -> Til
     if cfg.drift_compensation.enabled and state.readout_ref is not None:
         state = replace(state, drift_gain=state.readout_ref / _readout(state, cfg))
     return state
-
-
-def _kernel(g: torch.Tensor) -> torch.Tensor:
-    """``[n_in, n_out, S, P, R, C] -> [n_in, R, n_out, S, P, C]`` float32, contiguous."""
-    return g.permute(0, 4, 1, 2, 3, 5).contiguous().float()
 
 
 def _ir_effective(g_us: torch.Tensor, cfg: CrossbarConfig) -> torch.Tensor:
@@ -234,27 +243,72 @@ def read_matrix(state: TileState, cfg: CrossbarConfig) -> torch.Tensor:
     """
     if state.m_static is not None:
         return state.m_static
-    g = state.ir_eff_k if state.ir_eff_k is not None else state.g_drift_k
+    base = state.g_drift_k
+    g = state.ir_eff_k if state.ir_eff_k is not None else base
     if state.read_std_k is not None:
-        base = state.g_drift_k
-        g = g + ((base + state.read_std_k * torch.randn_like(base)).clamp_(min=0.0) - base)
-    n_in, R, n_out, S, P, C = g.shape
-    span = cfg.g_max_us - cfg.g_min_us
-    signed = (
-        (g[:, :, :, :, 0] - g[:, :, :, :, 1]) / span if P == 2 else (g[:, :, :, :, 0] - cfg.g_min_us) / span
-    )
-    return (signed * state.mask_k).reshape(n_in, R, n_out * S * C)
+        noisy = torch.addcmul(base, state.read_std_k, torch.randn_like(base)).clamp_(min=0.0)
+        g = noisy.sub_(base).add_(g) if state.ir_eff_k is not None else noisy
+    P, n_in, R, n_out, S, C = g.shape
+    signed = g[0] - g[1] if P == 2 else g[0] - cfg.g_min_us / (cfg.g_max_us - cfg.g_min_us)
+    return signed.view(n_in, R, n_out * S * C)
 
 
 def _readout(state: TileState, cfg: CrossbarConfig) -> float:
     """mean|Y| of one-hot inputs through every tile (the compensation readout)."""
     n_in, n_out, S, _, R, C = state.g_prog_us.shape
     m = read_matrix(state, cfg).view(n_in, R, n_out, S, C)
+    if S == 1 and cfg.mapping == "differential":  # cells without a weight read exactly 0
+        per_tile = m.abs().sum((1, 3, 4)) * state.w_scale  # Σ|w| per tile [n_in, n_out]
+        return float(per_tile.sum() * state.slice_gain[0] / state.mask.sum())
     w = (m * state.slice_gain.view(1, 1, 1, -1, 1)).sum(3) * state.w_scale[:, None, :, None]
     if cfg.mapping == "offset":
         w = w - state.w_scale[:, None, :, None]
-    mask = state.mask_k[:, :, :, 0]
+    mask = state.mask[:, :, 0, 0].permute(0, 2, 1, 3).float()  # [n_in, R, n_out, C]
     return float((w.abs() * mask).sum() / mask.sum())
+
+
+def _inference(x: torch.Tensor) -> bool:
+    """Whether no gradient is needed through ``x`` (then stages may work in place)."""
+    return not (torch.is_grad_enabled() and x.requires_grad)
+
+
+def _tile_products(x: torch.Tensor, state: TileState, cfg: CrossbarConfig, overwrite: bool):
+    """Stages 1–3 for every input tile: DAC per input vector and tile, one read, the MVM.
+
+    ``x`` is ``[N, in]`` (input vectors as rows) or ``[N, in, L]`` (``F.unfold``'s patches as
+    columns, never copied into rows). Tile i takes inputs ``i·R …`` (the last tile only its
+    real rows: unused rows hold no device and carry no current). Returns the column outputs
+    ``y[n_in, N, n_out*S*C, L]`` (L = 1 for rows), the DAC's per-vector scales ``[n_in, N,
+    1, L]`` (None: DAC off; then ``y`` is in normalised units, else in DAC levels) and, for the
+    offset mapping, each vector's normalised sum ``[n_in, N, 1, L]`` (None otherwise).
+    ``overwrite=True``: ``x`` is scratch the DAC may overwrite in inference."""
+    n_in, R = state.g_prog_us.shape[0], state.g_prog_us.shape[4]
+    N, L = x.shape[0], x.shape[2] if x.dim() == 3 else 1
+    m = read_matrix(state, cfg).to(x.dtype)  # 2. one read of all tiles [n_in, R, n_out*S*C]
+    n_dac = level_count(cfg.dac.bits)
+    inference = _inference(x)
+    y = x.new_empty(n_in, N, m.shape[2], L) if inference else None
+    parts, scales, sums = [], [], []
+    for i in range(n_in):
+        xi = x[:, i * R : (i + 1) * R]
+        mi = m[i, : xi.shape[1]]
+        if cfg.dac.enabled:  # 1. DAC: abs-max per vector, |x·n/s| ≤ n so no clipping is needed
+            s = abs_max_scale(xi, dim=1)
+            xi = to_levels(xi, n_dac, s.reciprocal().mul_(n_dac), overwrite=overwrite and inference)
+            scales.append(s)
+        if cfg.mapping == "offset":
+            sums.append(xi.sum(1, keepdim=True) / (n_dac if cfg.dac.enabled else 1))
+        # 3. MVM of the tile
+        if inference and x.dim() == 3:
+            torch.matmul(mi.T, xi, out=y[i])
+        elif inference:
+            torch.mm(xi, mi, out=y[i, :, :, 0])
+        else:
+            parts.append(torch.matmul(mi.T, xi) if x.dim() == 3 else (xi @ mi).unsqueeze(-1))
+    y = y if inference else torch.stack(parts)
+    scale = torch.stack(scales).view(n_in, N, 1, -1) if scales else None
+    row_sums = torch.stack(sums).view(n_in, N, 1, -1) if sums else None
+    return y, scale, row_sums
 
 
 def crossbar_matmul(
@@ -268,26 +322,8 @@ def crossbar_matmul(
 
     ``adc_bound`` in normalised units (None: the full range, ``tile_rows``);
     ``pre_adc_hook(y)`` sees the column outputs before the ADC (range calibration)."""
-    n_in, n_out, S, _, R, C = state.g_prog_us.shape
-    N = x.shape[0]
-    # One input tile: its unused rows hold no device, so drop them from the read matrix
-    # instead of padding every input vector with zeros (same result, fewer operations).
-    rows = state.in_features if n_in == 1 else R
-    pad = n_in * rows - state.in_features
-    xp = (torch.nn.functional.pad(x, (0, pad)) if pad else x).reshape(N, n_in, rows)
-    # 1. DAC
-    if cfg.dac.enabled:
-        in_scale = abs_max_scale(xp)
-        xq = quantize(xp, cfg.dac.bits, in_scale, normalised=True)  # on the grid over ±1
-    else:
-        in_scale, xq = None, xp
-    # 2. read (conductances -> signed normalised matrix [n_in, R, n_out*S*C]), input dtype
-    m = read_matrix(state, cfg).to(x.dtype)
-    # 3. MVM per input tile
-    y = xq[:, 0] @ m[0, :rows] if n_in == 1 else torch.bmm(xq.transpose(0, 1), m)
-    y = y.view(n_in, N, n_out * S * C)
-    row_sums = xq.transpose(0, 1).sum(-1) if cfg.mapping == "offset" else None
-    return _columns_to_output(y, state, cfg, adc_bound, pre_adc_hook, in_scale, row_sums)
+    y, scale, row_sums = _tile_products(x, state, cfg, overwrite=False)
+    return _columns_to_output(y, state, cfg, adc_bound, pre_adc_hook, scale, row_sums)[:, :, 0]
 
 
 def crossbar_patches(
@@ -296,24 +332,14 @@ def crossbar_patches(
     cfg: CrossbarConfig,
     adc_bound: float | None,
     pre_adc_hook: Callable[[torch.Tensor], None] | None = None,
+    overwrite: bool = False,
 ) -> torch.Tensor:
     """:func:`crossbar_matmul` on unfolded convolution patches ``cols[N, in, L]`` (the layout
-    ``F.unfold`` returns) for a layer that fits one input tile: the same stages, with the
-    DAC's abs-max taken per patch over dim 1, so the patches are never copied into rows.
-    Returns ``[N*L, out]`` (patch-major, as ``crossbar_matmul`` on ``cols.transpose(1, 2)``)."""
-    N, K, L = cols.shape
-    # 1. DAC, per patch
-    if cfg.dac.enabled:
-        in_scale = abs_max_scale(cols, dim=1)  # [N, 1, L]
-        xq = quantize(cols, cfg.dac.bits, in_scale, normalised=True)
-        in_scale = in_scale.transpose(1, 2).reshape(N * L, 1, 1)
-    else:
-        in_scale, xq = None, cols
-    # 2. read, 3. MVM: [out*S*C, in] @ [N, in, L] -> [N, out*S*C, L] -> patch-major columns
-    m = read_matrix(state, cfg).to(cols.dtype)[0, :K]
-    y = torch.matmul(m.T, xq).transpose(1, 2).reshape(1, N * L, m.shape[1])
-    row_sums = xq.sum(1).reshape(1, N * L) if cfg.mapping == "offset" else None
-    return _columns_to_output(y, state, cfg, adc_bound, pre_adc_hook, in_scale, row_sums)
+    ``F.unfold`` returns), each patch one input vector: returns ``[N, out, L]``
+    (channel-major, as a convolution). ``overwrite=True``: ``cols`` is scratch the DAC may
+    overwrite in inference."""
+    y, scale, row_sums = _tile_products(cols, state, cfg, overwrite)
+    return _columns_to_output(y, state, cfg, adc_bound, pre_adc_hook, scale, row_sums)
 
 
 def crossbar_conv2d(
@@ -326,15 +352,14 @@ def crossbar_conv2d(
 ) -> torch.Tensor:
     """The same pipeline for a convolution whose patches need no DAC (DAC off, or binary
     spikes, which the DAC leaves unchanged) and fit one input tile: the MVM of every patch is
-    one ``conv2d`` with the read matrix as kernel. Returns the column outputs' final values
-    ``[N*L, out]`` (patch-major, as the unfolded path). ``conv``: ``weight_shape``,
-    ``stride``, ``padding``, ``dilation`` of the layer."""
+    one ``conv2d`` with the read matrix as kernel. Returns ``[N, out, L]`` as
+    :func:`crossbar_patches`. ``conv``: ``weight_shape``, ``stride``, ``padding``,
+    ``dilation`` of the layer."""
     _, n_out, S, _, _, C = state.g_prog_us.shape
     m = read_matrix(state, cfg).to(x.dtype)[0]  # [R, n_out*S*C], R = C_in*kh*kw
     kernel = m.T.reshape(n_out * S * C, *conv["weight_shape"][1:])
     y = F.conv2d(x, kernel, None, conv["stride"], conv["padding"], conv["dilation"])
-    y = y.permute(0, 2, 3, 1).reshape(1, -1, n_out * S * C)
-    return _columns_to_output(y, state, cfg, adc_bound, pre_adc_hook, None, None)
+    return _columns_to_output(y.flatten(2).unsqueeze(0), state, cfg, adc_bound, pre_adc_hook, None, None)
 
 
 def direct_conv_applies(x: torch.Tensor, state: TileState, cfg: CrossbarConfig) -> bool:
@@ -350,31 +375,46 @@ def _columns_to_output(
     cfg: CrossbarConfig,
     adc_bound: float | None,
     pre_adc_hook: Callable[[torch.Tensor], None] | None,
-    in_scale: torch.Tensor | None,
+    row_scale: torch.Tensor | None,
     row_sums: torch.Tensor | None,
 ) -> torch.Tensor:
-    """Stages 4 and 5 on the column outputs ``y[n_in, N, n_out*S*C]``."""
+    """Stages 4 and 5 on the column outputs ``y[n_in, N, n_out*S*C, L]`` (L = 1 for a
+    matmul, patches for a convolution); returns ``[N, out, L]``.
+
+    With ``row_scale`` (``[n_in, N, 1, L]``: the DAC's per-vector scales) ``y``
+    holds DAC level units: n_dac per normalised unit. The output noise, the ADC and the
+    digital gains take that unit into account, so no pass over ``y`` converts it. ``y`` is
+    overwritten in inference."""
     n_in, n_out, S, _, R, C = state.g_prog_us.shape
-    N = y.shape[1]
+    N, L = y.shape[1], y.shape[3]
+    unit = float(level_count(cfg.dac.bits)) if row_scale is not None else 1.0
+    inplace = _inference(y)
     # 4. output noise and ADC
     if cfg.out_noise_std > 0:
-        y = y + cfg.out_noise_std * torch.randn_like(y)
+        noise = torch.randn_like(y)
+        y = y.add_(noise, alpha=cfg.out_noise_std * unit) if inplace else y + cfg.out_noise_std * unit * noise
     if pre_adc_hook is not None:
-        pre_adc_hook(y)
+        pre_adc_hook(y / unit)
     if cfg.adc.enabled:
         bound = float(R) if adc_bound is None else adc_bound
-        y = quantize(y, cfg.adc.bits, bound)
-    # 5. digital: shift-and-add, scales, tile sums
-    y = y.view(n_in, N, n_out, S, C)
-    y = (
-        (y * state.slice_gain.to(y.dtype).view(1, 1, 1, S, 1)).sum(3)
-        if S > 1
-        else y[:, :, :, 0] * float(state.slice_gain[0])
-    )
-    if row_sums is not None:  # offset mapping: subtract the reference
-        y = y - row_sums[:, :, None, None]
-    y = y * state.w_scale.to(y.dtype)[:, None, :, None]
-    if in_scale is not None:
-        y = y * in_scale.transpose(0, 1)[:, :, :, None]
-    y = y.sum(0).reshape(N, n_out * C)[:, : state.out_features]
-    return y * state.drift_gain if state.drift_gain != 1.0 else y
+        n = level_count(cfg.adc.bits)
+        y = to_levels(y, n, n / (bound * unit), overwrite=inplace)
+        unit = n / bound  # ADC levels per normalised unit
+    # 5. digital: shift-and-add, scales, tile sums, in as few passes as the mapping allows
+    y = y.view(n_in, N, n_out, S, C, L)
+    gain = (state.slice_gain / unit).to(y.dtype).view(1, 1, 1, S, 1, 1)
+    w_scale = state.w_scale.to(y.dtype).view(n_in, 1, n_out, 1, 1, 1)
+    if row_sums is None:
+        y = _scale(y, gain * w_scale * state.drift_gain, inplace)
+    else:  # offset mapping: subtract the reference column (its normalised row sum) per slice sum
+        y = _scale(y, gain, inplace).sum(3, keepdim=True) - row_sums.reshape(n_in, N, 1, 1, 1, L)
+        y = _scale(y, w_scale * state.drift_gain, inplace)
+    if row_scale is not None:
+        y = _scale(y, row_scale.to(y.dtype).view(n_in, N, 1, 1, 1, L), inplace)
+    if n_in > 1 or y.shape[3] > 1:
+        y = y.sum((0, 3))
+    return y.reshape(N, n_out * C, L)[:, : state.out_features]
+
+
+def _scale(y: torch.Tensor, factor: torch.Tensor, inplace: bool) -> torch.Tensor:
+    return y.mul_(factor) if inplace else y * factor
