@@ -170,11 +170,13 @@ def test_output_noise_std_is_in_units_of_the_tile_weight_scale():
     assert float(err.std()) == pytest.approx(0.1 * float(lin.weight.detach().abs().max()), rel=0.03)
 
 
-def test_direct_conv_path_for_spikes_equals_unfolded_patch_path():
+@pytest.mark.parametrize("tile_rows", [128, 10])  # 10: four tiles, three cut a channel's kernel
+def test_direct_conv_path_for_spikes_equals_unfolded_patch_path(tile_rows):
     torch.manual_seed(6)
     conv = nn.Conv2d(4, 6, 3, stride=1, padding=1)
     cfg = {
         "device": {"name": "pcm", "read_noise_enabled": False},
+        "tile_rows": tile_rows,
         "dac": {"enabled": True, "bits": 7},
         "adc": {"enabled": True, "bits": 6, "range": 4.0},
     }

@@ -5,22 +5,25 @@ Forward of one layer, ``x[N, in] -> y[N, out]``, split into tiles of ``tile_rows
 × ``tile_cols`` outputs:
 
 1. **DAC**: each tile's input vector is scaled by its abs-max and quantised to
-   ``dac.bits`` over ±1 (:func:`~spikecim.analog.quant.quantize`; binary spikes pass
+   ``dac.bits`` over ±1 (:func:`~spikecim.analog.quant.to_levels`; binary spikes pass
    unchanged: they are already on the grid).
 2. **Read** ``read_matrix(state, cfg)``: conductances at time t with a fresh read-noise
    draw, normalised to ``(G − g_min)/(g_max − g_min)``, G+ − G− per weight column,
    through the IR-drop effective matrix when enabled.
-3. **MVM**: column outputs of every tile and slice: one batched matmul
-   (:func:`crossbar_matmul`), or one ``conv2d`` for convolutions whose input needs no DAC
+3. **MVM**: column outputs of every tile and slice, one matrix product per input tile on
+   rows (:func:`crossbar_matmul`) or on ``F.unfold``'s patches in place
+   (:func:`crossbar_patches`), or one ``conv2d`` for convolutions whose input needs no DAC
    (:func:`crossbar_conv2d`) — the injected piece; stages 4–5 are shared.
-4. **Output noise** ``+ out_noise_std·N(0,1)`` and the **ADC**: ``quantize(y, adc.bits, bound)``.
+4. **Output noise** ``+ out_noise_std·N(0,1)`` and the **ADC** (``to_levels`` over the bound).
 5. **Digital**: shift-and-add of the slices, times the tile's weight scale and the
    input's abs-max, partial sums of the tiles added, global drift compensation.
 
-Every stage is the identity when its switch is off, so with everything ideal the result is
-``x @ W.T`` up to float rounding (tiled or not, bit-sliced or not for weights on the grid).
-Units: conductances in µS; column outputs in normalised units (1 = one full-scale input on
-one g_max cell), the units of ``adc.range`` and ``out_noise_std`` (REFERENCE §3).
+Between stages the signals stay in converter levels; stage 5 applies every step size and
+gain at once. Every stage is the identity when its switch is off, so with everything
+ideal the result is ``x @ W.T`` up to float rounding (tiled or not, bit-sliced or not for
+weights on the grid). Units: conductances in µS; column outputs in normalised units (1 =
+one full-scale input on one g_max cell), the units of ``adc.range`` and ``out_noise_std``
+(REFERENCE §3).
 """
 
 from __future__ import annotations
@@ -351,20 +354,38 @@ def crossbar_conv2d(
     pre_adc_hook: Callable[[torch.Tensor], None] | None = None,
 ) -> torch.Tensor:
     """The same pipeline for a convolution whose patches need no DAC (DAC off, or binary
-    spikes, which the DAC leaves unchanged) and fit one input tile: the MVM of every patch is
-    one ``conv2d`` with the read matrix as kernel. Returns ``[N, out, L]`` as
-    :func:`crossbar_patches`. ``conv``: ``weight_shape``, ``stride``, ``padding``,
+    spikes, which the DAC leaves unchanged): the MVM of every patch on input tile i is one
+    ``conv2d`` over the input channels that tile's rows touch, with the read matrix as
+    kernel (zero where a row of the kernel lies on another tile). Returns ``[N, out, L]``
+    as :func:`crossbar_patches`. ``conv``: ``weight_shape``, ``stride``, ``padding``,
     ``dilation`` of the layer."""
-    _, n_out, S, _, _, C = state.g_prog_us.shape
-    m = read_matrix(state, cfg).to(x.dtype)[0]  # [R, n_out*S*C], R = C_in*kh*kw
-    kernel = m.T.reshape(n_out * S * C, *conv["weight_shape"][1:])
-    y = F.conv2d(x, kernel, None, conv["stride"], conv["padding"], conv["dilation"])
-    return _columns_to_output(y.flatten(2).unsqueeze(0), state, cfg, adc_bound, pre_adc_hook, None, None)
+    n_in, R = state.g_prog_us.shape[0], state.g_prog_us.shape[4]
+    kh, kw = conv["weight_shape"][2:]
+    per_channel = kh * kw
+    m = read_matrix(state, cfg).to(x.dtype)  # [n_in, R, n_out*S*C], rows = (channel, kh, kw)
+    parts = []
+    for i in range(n_in):
+        first, last = i * R, min((i + 1) * R, state.in_features)
+        c0, c1 = first // per_channel, -(-last // per_channel)
+        rows = m[i, : last - first]
+        if (first, last) != (c0 * per_channel, c1 * per_channel):  # the tile cuts a channel
+            rows = torch.cat(
+                [
+                    rows.new_zeros(first - c0 * per_channel, rows.shape[1]),
+                    rows,
+                    rows.new_zeros(c1 * per_channel - last, rows.shape[1]),
+                ]
+            )
+        kernel = rows.T.reshape(-1, c1 - c0, kh, kw)
+        y = F.conv2d(x[:, c0:c1], kernel, None, conv["stride"], conv["padding"], conv["dilation"])
+        parts.append(y.flatten(2))
+    y = torch.stack(parts) if n_in > 1 else parts[0].unsqueeze(0)
+    return _columns_to_output(y, state, cfg, adc_bound, pre_adc_hook, None, None)
 
 
 def direct_conv_applies(x: torch.Tensor, state: TileState, cfg: CrossbarConfig) -> bool:
     """Whether :func:`crossbar_conv2d` gives exactly what the unfolded path gives."""
-    if state.g_prog_us.shape[0] != 1 or cfg.mapping != "differential":
+    if cfg.mapping != "differential":
         return False
     return not cfg.dac.enabled or bool(((x == 0) | (x == 1)).all())
 
