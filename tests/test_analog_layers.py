@@ -229,3 +229,38 @@ def test_conv_with_dac_equals_per_patch_abs_max_quantisation_written_out(mapping
         q = torch.round(part / scale * n) / n * scale
         ref = ref + conv.weight.view(5, 27)[:, a : a + tile_rows] @ q
     torch.testing.assert_close(layer(x), ref.view(4, 5, 5, 5), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("dac", [False, True])
+@pytest.mark.parametrize("mapping", ["differential", "offset"])
+def test_dac_and_adc_equal_the_quantisers_written_out_per_tile(dac, mapping):
+    """Three input tiles (12, 12, 6 rows). Per tile: inputs scaled by their abs-max and
+    rounded to 6 bits (DAC), column output (W/max|W|, or (W/max|W| + 1)/2 with the reference
+    column subtracted digitally for the offset mapping) rounded to 5 bits over ±3 and
+    clipped (ADC, REFERENCE §3 grid), times the scales; the tiles' partial sums added."""
+    torch.manual_seed(0)
+    lin = nn.Linear(30, 7).double()
+    x = torch.randn(11, 30, dtype=torch.float64)
+    cfg = {
+        "preset": "ideal",
+        "mapping": mapping,
+        "tile_rows": 12,
+        "adc": {"enabled": True, "bits": 5, "range": 3.0},
+        "dac": {"enabled": dac, "bits": 6},
+    }
+    am = to_analog(lin, cfg)
+    n_adc, n_dac = 2**4 - 1, 2**5 - 1
+    w = lin.weight.detach()
+    ref = lin.bias.detach().expand(11, 7)
+    for a in range(0, 30, 12):
+        x_t, w_t = x[:, a : a + 12], w[:, a : a + 12]
+        w_scale = w_t.abs().max()
+        x_scale = x_t.abs().amax(1, keepdim=True) if dac else torch.ones(11, 1, dtype=x.dtype)
+        x_q = torch.round(x_t / x_scale * n_dac) / n_dac if dac else x_t
+        g = w_t / w_scale if mapping == "differential" else (w_t / w_scale + 1) / 2
+        col = torch.clamp(torch.round(x_q @ g.T * n_adc / 3.0), -n_adc, n_adc) * 3.0 / n_adc
+        if mapping == "offset":
+            col = 2 * col - x_q.sum(1, keepdim=True)
+        ref = ref + col * w_scale * x_scale
+    with torch.no_grad():
+        torch.testing.assert_close(am(x), ref, rtol=0, atol=1e-5)
