@@ -108,3 +108,21 @@ def test_without_compensation_output_shrinks_by_drift_factor():
     am = drift(to_analog(lin, cfg), 1e6)
     factor = ((1e6 + 20.0) / 20.0) ** -0.05
     torch.testing.assert_close(am(x), lin(x) * factor, rtol=1e-5, atol=1e-6)
+
+
+def test_a_layer_reads_fresh_noise_every_forward_and_earlier_outputs_stay_unchanged():
+    """Read noise only (no programming noise, no output noise): two forwards of the same
+    input differ, and the first output is not overwritten by the second read."""
+    torch.manual_seed(3)
+    lin = torch.nn.Linear(64, 16)
+    cfg = {"device": {"name": "pcm", "prog_noise_enabled": False, "drift_enabled": False}}
+    am = drift(to_analog(lin, cfg), 3600.0)
+    x = torch.rand(8, 64)
+    with torch.no_grad():
+        first = am(x)
+        kept = first.clone()
+        second = am(x)
+        digital = lin(x)
+    assert torch.equal(first, kept)
+    assert not torch.allclose(first, second)
+    assert float((first - digital).abs().max()) > 0  # the noise is there at all
