@@ -206,29 +206,32 @@ def test_fast_ir_drop_method_in_a_layer_uses_the_first_order_model():
     np.testing.assert_allclose(am(x).detach().numpy(), x.numpy() @ diff / 100e-6 * s, rtol=1e-5, atol=1e-9)
 
 
+@pytest.mark.parametrize("geometry", [(2, 1, 1), (1, 2, 2), (1, 3, 1)])  # stride, padding, dilation
 @pytest.mark.parametrize("tile_rows", [128, 10])
 @pytest.mark.parametrize("mapping", ["differential", "offset"])
-def test_conv_with_dac_equals_per_patch_abs_max_quantisation_written_out(mapping, tile_rows):
+def test_conv_with_dac_equals_per_patch_abs_max_quantisation_written_out(mapping, tile_rows, geometry):
     """A crossbar with only the DAC on: every patch is split at the tile boundaries (rows
     0–9, 10–19, 20–26 for 10-row tiles), each part scaled by its own abs-max and rounded to
     the 7-bit grid over ±1 (aihwkit IOParameters, REFERENCE §3), then multiplied by the
     exact weights and the tiles' partial sums added."""
+    stride, padding, dilation = geometry
     torch.manual_seed(7)
-    conv = nn.Conv2d(3, 5, 3, stride=2, padding=1).double()
+    conv = nn.Conv2d(3, 5, 3, stride=stride, padding=padding, dilation=dilation).double()
     with torch.no_grad():
         conv.weight.copy_(on_grid_weight(5, 27, 8, tile_rows, 128).view(5, 3, 3, 3))
     x = torch.randn(4, 3, 9, 9, dtype=torch.float64)
     cfg = {"preset": "ideal", "mapping": mapping, "tile_rows": tile_rows, "dac": {"enabled": True, "bits": 7}}
     layer = to_analog(conv, cfg)[0]
-    cols = torch.nn.functional.unfold(x, 3, padding=1, stride=2)  # [N, 27, L]
+    cols = torch.nn.functional.unfold(x, 3, dilation, padding, stride)  # [N, 27, L]
     n = 2**6 - 1
     ref = conv.bias.view(1, 5, 1)
     for a in range(0, 27, tile_rows):
         part = cols[:, a : a + tile_rows]
         scale = part.abs().amax(dim=1, keepdim=True)
+        scale = torch.where(scale > 0, scale, 1.0)  # a patch wholly in the padding stays 0
         q = torch.round(part / scale * n) / n * scale
         ref = ref + conv.weight.view(5, 27)[:, a : a + tile_rows] @ q
-    torch.testing.assert_close(layer(x), ref.view(4, 5, 5, 5), rtol=0, atol=1e-5)
+    torch.testing.assert_close(layer(x), ref.view(conv(x).shape), rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("dac", [False, True])

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spikecim.analog.config import CrossbarConfig
+from spikecim.analog.quant import nonzero_scale
 from spikecim.analog.tiles import (
     TileState,
     crossbar_conv2d,
@@ -115,8 +116,9 @@ class AnalogConv2d(AnalogLayer):
             y = crossbar_conv2d(x, self.tiles, self.config, self.adc_bound, conv, pre_adc_hook=hook)
         else:
             cols = F.unfold(x, self.kernel_size, self.dilation, self.padding, self.stride)  # [N, C*k*k, L]
+            scale = self._patch_abs_max(x) if self.config.dac.enabled else None
             y = crossbar_patches(
-                cols, self.tiles, self.config, self.adc_bound, pre_adc_hook=hook, overwrite=True
+                cols, self.tiles, self.config, self.adc_bound, hook, overwrite=True, dac_scale=scale
             )
         h_out, w_out = (
             (size + 2 * p - d * (k - 1) - 1) // s + 1
@@ -127,6 +129,17 @@ class AnalogConv2d(AnalogLayer):
         if self.bias is not None:
             y = y + self.bias[:, None]
         return y.reshape(n, self.out_channels, h_out, w_out)
+
+    def _patch_abs_max(self, x: torch.Tensor) -> torch.Tensor | None:
+        """Every patch's abs-max ``[N, 1, L]`` without unfolding: a max-pool of the largest
+        |x| over the channels (zero padding never raises it). Only for one input tile, where
+        a patch is one input vector; None otherwise."""
+        wide_pad = any(p > k // 2 for p, k in zip(self.padding, self.kernel_size, strict=True))
+        if self.tiles.g_prog_us.shape[0] != 1 or wide_pad:
+            return None  # several tiles, or more padding than max_pool2d takes
+        channel_max = x.detach().abs().amax(dim=1, keepdim=True)
+        pooled = F.max_pool2d(channel_max, self.kernel_size, self.stride, self.padding, self.dilation)
+        return nonzero_scale(pooled.flatten(2))
 
     def to_digital(self) -> nn.Conv2d:
         conv = nn.Conv2d(

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["abs_max_scale", "level_count", "quantize", "step_size", "to_levels"]
+__all__ = ["abs_max_scale", "level_count", "nonzero_scale", "quantize", "step_size", "to_levels"]
 
 
 def level_count(bits: int) -> int:
@@ -38,16 +38,19 @@ class _RoundSTE(torch.autograd.Function):
         return grad
 
 
-def to_levels(x: torch.Tensor, n: int, gain: float | torch.Tensor, overwrite: bool = False) -> torch.Tensor:
+def to_levels(
+    x: torch.Tensor, n: int, gain: float | torch.Tensor, overwrite: bool = False, clip: bool = True
+) -> torch.Tensor:
     """Integer levels ``clip(round(x·gain), −n, n)`` as floats (gain = n/bound).
 
     ``overwrite=True`` lets an inference call (no gradient needed) work in ``x``'s memory;
-    with a gradient the rounding and clipping are straight-through."""
+    ``clip=False`` skips the clipping where the caller knows |x·gain| ≤ n (abs-max scaling).
+    With a gradient the rounding and clipping are straight-through."""
     if not (torch.is_grad_enabled() and x.requires_grad):  # inference: fewer passes, same values
-        k = x.mul_(gain) if overwrite else x * gain
-        return k.round_().clamp_(-n, n)
+        k = (x.mul_(gain) if overwrite else x * gain).round_()
+        return k.clamp_(-n, n) if clip else k
     k = _RoundSTE.apply(x * gain)
-    return k - (k - k.clamp(-n, n)).detach()  # clip in level units, straight-through
+    return k - (k - k.clamp(-n, n)).detach() if clip else k  # clip in level units, straight-through
 
 
 def quantize(
@@ -65,4 +68,9 @@ def abs_max_scale(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """Per-vector abs-max (aihwkit noise management ``ABS_MAX``); 1 where the vector is zero."""
     x = x.detach()
     s = torch.maximum(x.amax(dim=dim, keepdim=True), -x.amin(dim=dim, keepdim=True))  # no |x| copy
+    return nonzero_scale(s)
+
+
+def nonzero_scale(s: torch.Tensor) -> torch.Tensor:
+    """An abs-max ``s`` with zeros (all-zero vectors) replaced by 1."""
     return torch.where(s > 0, s, torch.ones_like(s))
