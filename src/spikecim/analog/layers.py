@@ -102,6 +102,7 @@ class AnalogConv2d(AnalogLayer):
         self.kernel_size, self.stride = conv.kernel_size, conv.stride
         self.padding, self.dilation = conv.padding, conv.dilation
         self._setup(conv.weight, conv.bias, config)
+        self._patch_work: torch.Tensor | None = None  # see _unfold
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, _, h, w = x.shape
@@ -115,7 +116,7 @@ class AnalogConv2d(AnalogLayer):
             }
             y = crossbar_conv2d(x, self.tiles, self.config, self.adc_bound, conv, pre_adc_hook=hook)
         else:
-            cols = F.unfold(x, self.kernel_size, self.dilation, self.padding, self.stride)  # [N, C*k*k, L]
+            cols = self._unfold(x)  # [N, C*kh*kw, L]
             scale = self._patch_abs_max(x) if self.config.dac.enabled else None
             y = crossbar_patches(
                 cols, self.tiles, self.config, self.adc_bound, hook, overwrite=True, dac_scale=scale
@@ -129,6 +130,22 @@ class AnalogConv2d(AnalogLayer):
         if self.bias is not None:
             y = y + self.bias[:, None]
         return y.reshape(n, self.out_channels, h_out, w_out)
+
+    def _unfold(self, x: torch.Tensor) -> torch.Tensor:
+        """``F.unfold(x)``: the patches ``[N, C*kh*kw, L]``. In inference they are copied from a
+        strided view of ``x`` into a work tensor kept from call to call (the DAC overwrites
+        it): a fresh patch tensor of tens of MB costs more in page faults than the copy."""
+        if torch.is_grad_enabled() and x.requires_grad:
+            return F.unfold(x, self.kernel_size, self.dilation, self.padding, self.stride)
+        (ph, pw), (kh, kw), (dh, dw), (sh, sw) = self.padding, self.kernel_size, self.dilation, self.stride
+        xp = F.pad(x, (pw, pw, ph, ph)) if ph or pw else x
+        view = xp.unfold(2, dh * (kh - 1) + 1, sh).unfold(3, dw * (kw - 1) + 1, sw)  # [N, C, H', W', ., .]
+        view = view[..., ::dh, ::dw].permute(0, 1, 4, 5, 2, 3)  # [N, C, kh, kw, H', W']
+        work = self._patch_work
+        if work is None or work.shape != view.shape or work.dtype != x.dtype or work.device != x.device:
+            work = self._patch_work = torch.empty(view.shape, dtype=x.dtype, device=x.device)
+        work.copy_(view)
+        return work.view(x.shape[0], -1, view.shape[4] * view.shape[5])
 
     def _patch_abs_max(self, x: torch.Tensor) -> torch.Tensor | None:
         """Every patch's abs-max ``[N, 1, L]`` without unfolding: a max-pool of the largest
