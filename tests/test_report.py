@@ -120,7 +120,12 @@ def _write_run(run_dir: Path, metrics: dict, workloads: bool = True, config: dic
 
 @pytest.fixture(scope="module", autouse=True)
 def _core_sections_only():
-    """Render without importing spikecim.analog.stage / spikecim.hw.stage (tested separately below)."""
+    """Render without importing spikecim.analog.stage / spikecim.hw.stage (tested separately below).
+
+    The core sections register before any test copies the registry: a test that patches
+    ``_SECTIONS`` and renders first must not swallow their registration."""
+    import spikecim.report.core_sections  # noqa: F401
+
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(render, "_SECTION_MODULES", ())
         yield
