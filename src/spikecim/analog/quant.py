@@ -15,17 +15,12 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["abs_max_scale", "level_count", "nonzero_scale", "quantize", "step_size", "to_levels"]
+__all__ = ["abs_max_scale", "level_count", "nonzero_scale", "quantize", "to_levels"]
 
 
 def level_count(bits: int) -> int:
     """n = 2^(bits−1) − 1 levels on each side of zero (1 for a 1-bit converter)."""
     return max(2 ** (bits - 1) - 1, 1)
-
-
-def step_size(bits: int, bound: float | torch.Tensor) -> float | torch.Tensor:
-    """Δ of a ``bits``-bit symmetric converter over ±bound."""
-    return bound / level_count(bits)
 
 
 class _RoundSTE(torch.autograd.Function):
