@@ -131,6 +131,10 @@ class AnalogConv2d(AnalogLayer):
             y = y + self.bias[:, None]
         return y.reshape(n, self.out_channels, h_out, w_out)
 
+    def __getstate__(self) -> dict:
+        """Pickled (``torch.save``, ``copy.deepcopy``) without the patch work tensor."""
+        return {**super().__getstate__(), "_patch_work": None}
+
     def _unfold(self, x: torch.Tensor) -> torch.Tensor:
         """``F.unfold(x)``: the patches ``[N, C*kh*kw, L]``. In inference they are copied from a
         strided view of ``x`` into a work tensor kept from call to call (the DAC overwrites
