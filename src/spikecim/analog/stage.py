@@ -123,10 +123,7 @@ def analog_stage(ctx: RunContext) -> dict:
 
 
 def _plots(result: dict, plots_dir: Path) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from spikecim.report.plots import plt, save_figure
 
     names = []
     for key, fname, xlabel, xlog in (
@@ -153,9 +150,7 @@ def _plots(result: dict, plots_dir: Path) -> list[str]:
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(f"{result['preset']}: mean ± std over {result['n_seeds']} seeds", fontsize=9)
         ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(plots_dir / fname, dpi=100)
-        plt.close(fig)
+        save_figure(fig, plots_dir / fname, dpi=100)
         names.append(fname)
     return names
 

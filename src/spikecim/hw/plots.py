@@ -7,11 +7,12 @@ from pathlib import Path
 __all__ = ["plot_components", "plot_layers"]
 
 
-def _plt():
-    import matplotlib
+_DPI = 110
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+
+def _plt():
+    """pyplot with the Agg backend, imported on first plot (``spikecim.hw`` stays light)."""
+    from spikecim.report.plots import plt
 
     return plt
 
@@ -39,12 +40,9 @@ def plot_components(
     ax.set_title(title)
     ax.tick_params(axis="x", rotation=30)
     ax.legend(fontsize=7, ncol=2, bbox_to_anchor=(1.02, 1), loc="upper left")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    from spikecim.report.plots import save_figure
+
+    return save_figure(fig, path, dpi=_DPI)
 
 
 def plot_layers(reports: dict, path: str | Path, title: str = "Energy per layer") -> Path:
@@ -63,9 +61,6 @@ def plot_layers(reports: dict, path: str | Path, title: str = "Energy per layer"
     ax.set_title(title)
     ax.tick_params(axis="x", rotation=45)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    from spikecim.report.plots import save_figure
+
+    return save_figure(fig, path, dpi=_DPI)

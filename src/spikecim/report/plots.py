@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-__all__ = ["layer_ops", "spike_rates", "training_curves"]
+__all__ = ["layer_ops", "save_figure", "spike_rates", "training_curves"]
 
 _DPI = 100
 
@@ -46,7 +46,7 @@ def training_curves(histories: Mapping[str, Sequence[Mapping]], path: str | Path
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def spike_rates(rates: Mapping[str, Mapping[str, float]], path: str | Path) -> Path:
@@ -60,7 +60,7 @@ def spike_rates(rates: Mapping[str, Mapping[str, float]], path: str | Path) -> P
         ylabel="activity / neuron / step",
         title="spike rate per layer (ANN: non-zero fraction)",
     )
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def layer_ops(series: Mapping[str, Mapping[str, float]], path: str | Path) -> Path:
@@ -71,7 +71,7 @@ def layer_ops(series: Mapping[str, Mapping[str, float]], path: str | Path) -> Pa
     """
     fig, ax = _grouped_bars(series, log=True)
     ax.set(xlabel="layer", ylabel="operations / sample (all steps)", title="operations per layer")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _grouped_bars(series: Mapping[str, Mapping[str, float]], log: bool):
@@ -94,10 +94,13 @@ def _grouped_bars(series: Mapping[str, Mapping[str, float]], log: bool):
     return fig, ax
 
 
-def _save(fig: Figure, path: str | Path) -> Path:
+def save_figure(fig: Figure, path: str | Path, dpi: int = _DPI) -> Path:
+    """Lay out ``fig``, write it as a PNG (parent folders made, no software stamp, so the
+    same figure gives the same bytes), close it and return the path. Every spikecim plot
+    is written through here."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=_DPI, format="png", metadata={"Software": None})
+    fig.savefig(path, dpi=dpi, format="png", metadata={"Software": None})
     plt.close(fig)
     return path
