@@ -28,6 +28,21 @@ def surrogate_grad(u, SG: tl.constexpr, p, c_atan, p_half):
 
 
 @triton.jit
+def neuron_block(beta_ptr, th_ptr, m0_ptr, M, HAS_M0: tl.constexpr, BLOCK: tl.constexpr):
+    """This program's neurons: offsets, lane mask, β, θ and the initial membrane (0 without
+    ``m0``), as both kernels start."""
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < M
+    b = tl.load(beta_ptr + offs, mask=mask, other=0.0)
+    h = tl.load(th_ptr + offs, mask=mask, other=1.0)
+    if HAS_M0:
+        u = tl.load(m0_ptr + offs, mask=mask, other=0.0)
+    else:
+        u = tl.zeros([BLOCK], dtype=tl.float32)
+    return offs, mask, b, h, u
+
+
+@triton.jit
 def forward_kernel(
     x_ptr,
     beta_ptr,
@@ -45,14 +60,7 @@ def forward_kernel(
     SAVE: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
-    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < M
-    b = tl.load(beta_ptr + offs, mask=mask, other=0.0)
-    h = tl.load(th_ptr + offs, mask=mask, other=1.0)
-    if HAS_M0:
-        u = tl.load(m0_ptr + offs, mask=mask, other=0.0)
-    else:
-        u = tl.zeros([BLOCK], dtype=tl.float32)
+    offs, mask, b, h, u = neuron_block(beta_ptr, th_ptr, m0_ptr, M, HAS_M0, BLOCK)
     off = offs.to(tl.int64)
     for t in range(T):
         xt = tl.load(x_ptr + off, mask=mask, other=0.0)
@@ -114,14 +122,7 @@ def backward_kernel(
     NEED_M0: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
-    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < M
-    b = tl.load(beta_ptr + offs, mask=mask, other=0.0)
-    h = tl.load(th_ptr + offs, mask=mask, other=1.0)
-    if HAS_M0:
-        u0 = tl.load(m0_ptr + offs, mask=mask, other=0.0)
-    else:
-        u0 = tl.zeros([BLOCK], dtype=tl.float32)
+    offs, mask, b, h, u0 = neuron_block(beta_ptr, th_ptr, m0_ptr, M, HAS_M0, BLOCK)
     g = tl.zeros([BLOCK], dtype=tl.float32)
     gb = tl.zeros([BLOCK], dtype=tl.float32)
     gt = tl.zeros([BLOCK], dtype=tl.float32)
