@@ -76,13 +76,7 @@ class _CPULauncher:
         lib, Args = _library(x.dtype)
         T, M = x.shape[0], x[0].numel()
         a = Args(
-            T=T,
-            M=M,
-            delayed=int(params.reset_delay),
-            subtract=int(params.reset == "subtract"),
-            beta=_ptr(beta),
-            th=_ptr(th),
-            m0=_ptr(m0),
+            **_neurons(T, M, params, beta, th, m0),
             x=_ptr(x),
             spk=_ptr(spk),
             mem=_ptr(mem),
@@ -95,13 +89,7 @@ class _CPULauncher:
         lib, Args = _library(saved.dtype)
         T, M = saved.shape[0], saved[0].numel()
         a = Args(
-            T=T,
-            M=M,
-            delayed=int(params.reset_delay),
-            subtract=int(params.reset == "subtract"),
-            beta=_ptr(beta),
-            th=_ptr(th),
-            m0=_ptr(m0),
+            **_neurons(T, M, params, beta, th, m0),
             gs=_ptr(gs),
             gm=_ptr(gm),
             gs_scalar=_is_scalar(gs),
@@ -120,6 +108,19 @@ class _CPULauncher:
 
 
 _CPU = _CPULauncher()
+
+
+def _neurons(T: int, M: int, params, beta, th, m0) -> dict:
+    """The argument fields both loops share: sizes, reset mode, β, θ and the initial membrane."""
+    return {
+        "T": T,
+        "M": M,
+        "delayed": int(params.reset_delay),
+        "subtract": int(params.reset == "subtract"),
+        "beta": _ptr(beta),
+        "th": _ptr(th),
+        "m0": _ptr(m0),
+    }
 
 
 def _ptr(t: torch.Tensor | None) -> ctypes.c_void_p:
