@@ -6,6 +6,7 @@ from spikecim.analog import load_crossbar_config
 from spikecim.config import load_config
 from spikecim.errors import SpikecimError
 from spikecim.hw import load_architecture
+from spikecim.hw.cost import CostReport
 from spikecim.trace import Workload
 
 LOADERS = [
@@ -13,6 +14,7 @@ LOADERS = [
     ("analog", lambda p: load_crossbar_config(p)),
     ("arch", lambda p: load_architecture(p)),
     ("workload", lambda p: Workload.load(p)),
+    ("cost report", lambda p: CostReport.load(p)),
 ]
 
 
@@ -38,3 +40,12 @@ def test_broken_json_workload_names_the_line(tmp_path):
     path.write_text('{"layers": [\n  1,\n}')
     with pytest.raises(SpikecimError, match=r"workload: .* is not valid JSON \(.*line 3\)"):
         Workload.load(path)
+
+
+def test_cost_report_with_invalid_content_is_a_one_line_error_naming_the_field(tmp_path):
+    path = tmp_path / "r.json"
+    path.write_text('{"layers": "not a list"}')
+    with pytest.raises(SpikecimError) as err:
+        CostReport.load(path)
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith("cost report ") and "layers" in msg, msg

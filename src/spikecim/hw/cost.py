@@ -16,12 +16,12 @@ Totals and figures of merit are derived, never stored separately:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_field
 
-from spikecim.errors import SpikecimError
+from spikecim.errors import SpikecimError, one_line_validation_error
+from spikecim.readers import read_mapping
 
 __all__ = ["CostReport", "LayerCost"]
 
@@ -156,10 +156,12 @@ class CostReport(BaseModel):
 
     @classmethod
     def load(cls, path: str | Path) -> CostReport:
-        path = Path(path)
-        if not path.exists():
-            raise SpikecimError(f"cost report: file not found: {path}")
-        return cls.model_validate(json.loads(path.read_text()))
+        """A report written by :meth:`save`; missing, broken or invalid files are one-line errors."""
+        data = read_mapping(path, "cost report", "with 'layers'")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as e:
+            raise SpikecimError(one_line_validation_error(e, prefix=f"cost report {path}: ")) from None
 
     def table(self) -> str:
         """A Markdown table: one row per layer, then the totals."""
