@@ -16,6 +16,7 @@ from spikecim.analog import (
     to_digital,
 )
 from spikecim.analog.circuit import effective_conductance
+from spikecim.analog.layers import AnalogLayer
 from spikecim.models import create_model
 
 
@@ -269,12 +270,13 @@ def test_dac_and_adc_equal_the_quantisers_written_out_per_tile(dac, mapping):
         torch.testing.assert_close(am(x), ref, rtol=0, atol=1e-5)
 
 
-def test_saved_analog_convolution_leaves_its_patch_work_tensor_behind_and_computes_the_same(tmp_path):
+def test_saved_analog_convolution_leaves_its_work_tensors_behind_and_computes_the_same(tmp_path):
     torch.manual_seed(9)
     am = to_analog(nn.Conv2d(16, 8, 3, padding=1), "pcm-aihwkit")
     x = torch.rand(32, 16, 16, 16)
     with torch.no_grad():
-        am(x)  # fills the work tensor: 32·16·9·256 floats
+        am(x)  # fills the work tensors, the patches alone 32·16·9·256 floats
+    assert _analog_layer(am)._scratch.nbytes() >= 32 * 16 * 9 * 256 * 4
     torch.save(am, tmp_path / "am.pt")
     assert (tmp_path / "am.pt").stat().st_size < 32 * 16 * 9 * 256 * 4 / 10
     loaded = torch.load(tmp_path / "am.pt", weights_only=False)
@@ -283,3 +285,7 @@ def test_saved_analog_convolution_leaves_its_patch_work_tensor_behind_and_comput
         expected = am(x)
         torch.manual_seed(1)
         torch.testing.assert_close(loaded(x), expected, rtol=0, atol=0)
+
+
+def _analog_layer(model: torch.nn.Module) -> AnalogLayer:
+    return next(m for m in model.modules() if isinstance(m, AnalogLayer))

@@ -8,6 +8,7 @@ import torch
 
 from spikecim.analog import drift, to_analog
 from spikecim.analog.devices import PCMDevice
+from spikecim.analog.layers import AnalogLayer
 
 G_MAX_US = 25.0
 N = 100_000
@@ -110,19 +111,36 @@ def test_without_compensation_output_shrinks_by_drift_factor():
     torch.testing.assert_close(am(x), lin(x) * factor, rtol=1e-5, atol=1e-6)
 
 
-def test_a_layer_reads_fresh_noise_every_forward_and_earlier_outputs_stay_unchanged():
-    """Read noise only (no programming noise, no output noise): two forwards of the same
-    input differ, and the first output is not overwritten by the second read."""
+@pytest.mark.parametrize(
+    "layer, x",
+    [
+        (torch.nn.Linear(64, 16), torch.rand(8, 64)),
+        (torch.nn.Conv2d(4, 8, 3, padding=1), torch.rand(2, 4, 6, 6)),  # patches through the DAC
+        (torch.nn.Conv2d(4, 8, 3, padding=1), (torch.rand(2, 4, 6, 6) < 0.3).float()),  # spikes: conv2d
+    ],
+    ids=["linear", "conv-analog-input", "conv-spikes"],
+)
+@pytest.mark.parametrize("out_noise", [0.0, 0.06])
+def test_a_layer_reads_fresh_noise_every_forward_and_earlier_outputs_stay_unchanged(layer, x, out_noise):
+    """Read noise (no programming noise): two forwards of the same input differ, and the
+    first output is not overwritten by the second call, although the layer reuses its work
+    tensors (read-noise draw, read matrix, patches, output-noise draw) from call to call."""
     torch.manual_seed(3)
-    lin = torch.nn.Linear(64, 16)
-    cfg = {"device": {"name": "pcm", "prog_noise_enabled": False, "drift_enabled": False}}
-    am = drift(to_analog(lin, cfg), 3600.0)
-    x = torch.rand(8, 64)
+    cfg = {
+        "device": {"name": "pcm", "prog_noise_enabled": False, "drift_enabled": False},
+        "out_noise_std": out_noise,
+    }
+    am = drift(to_analog(layer, cfg), 3600.0)
     with torch.no_grad():
         first = am(x)
         kept = first.clone()
         second = am(x)
-        digital = lin(x)
+        digital = layer(x)
+    assert _analog_layer(am)._scratch.nbytes() > 0  # the work tensors are in use
     assert torch.equal(first, kept)
     assert not torch.allclose(first, second)
     assert float((first - digital).abs().max()) > 0  # the noise is there at all
+
+
+def _analog_layer(model: torch.nn.Module) -> AnalogLayer:
+    return next(m for m in model.modules() if isinstance(m, AnalogLayer))

@@ -18,6 +18,7 @@ from torch import nn
 
 from spikecim.analog.config import CrossbarConfig
 from spikecim.analog.quant import nonzero_scale
+from spikecim.analog.scratch import Scratch
 from spikecim.analog.tiles import (
     TileState,
     crossbar_conv2d,
@@ -47,6 +48,18 @@ class AnalogLayer(nn.Module):
         r = config.adc.range
         self.adc_bound = float(r) if not isinstance(r, str) else None  # 'calibrated' is set by calibrate_adc
         self.adc_record: list[torch.Tensor] | None = None  # set during ADC calibration only
+        self._scratch = Scratch()  # work tensors kept between inference calls (scratch.py)
+
+    def __getstate__(self) -> dict:
+        """Pickled (``torch.save``, ``copy.deepcopy``) without the work tensors."""
+        return {**super().__getstate__(), "_scratch": Scratch()}
+
+    def _add_bias(self, y: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """``y + bias``, in ``y``'s memory when no gradient is needed (``y`` is the layer's own
+        fresh output then)."""
+        if torch.is_grad_enabled() and (y.requires_grad or bias.requires_grad):
+            return y + bias
+        return y.add_(bias)
 
     def matrix_weight(self) -> torch.Tensor:
         return self.weight.reshape(self.weight.shape[0], -1)
@@ -66,7 +79,7 @@ class AnalogLayer(nn.Module):
 
     def matmul(self, x2d: torch.Tensor) -> torch.Tensor:
         hook = self._ready(x2d)
-        return crossbar_matmul(x2d, self.tiles, self.config, self.adc_bound, pre_adc_hook=hook)
+        return crossbar_matmul(x2d, self.tiles, self.config, self.adc_bound, hook, self._scratch)
 
 
 class AnalogLinear(AnalogLayer):
@@ -79,7 +92,7 @@ class AnalogLinear(AnalogLayer):
         lead = x.shape[:-1]
         y = self.matmul(x.reshape(-1, x.shape[-1]))
         if self.bias is not None:
-            y = y + self.bias
+            y = self._add_bias(y, self.bias)
         return y.reshape(*lead, self.out_features)
 
     def to_digital(self) -> nn.Linear:
@@ -102,7 +115,6 @@ class AnalogConv2d(AnalogLayer):
         self.kernel_size, self.stride = conv.kernel_size, conv.stride
         self.padding, self.dilation = conv.padding, conv.dilation
         self._setup(conv.weight, conv.bias, config)
-        self._patch_work: torch.Tensor | None = None  # see _unfold
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, _, h, w = x.shape
@@ -114,12 +126,12 @@ class AnalogConv2d(AnalogLayer):
                 "padding": self.padding,
                 "dilation": self.dilation,
             }
-            y = crossbar_conv2d(x, self.tiles, self.config, self.adc_bound, conv, pre_adc_hook=hook)
+            y = crossbar_conv2d(x, self.tiles, self.config, self.adc_bound, conv, hook, self._scratch)
         else:
             cols = self._unfold(x)  # [N, C*kh*kw, L]
             scale = self._patch_abs_max(x) if self.config.dac.enabled else None
             y = crossbar_patches(
-                cols, self.tiles, self.config, self.adc_bound, hook, overwrite=True, dac_scale=scale
+                cols, self.tiles, self.config, self.adc_bound, hook, True, scale, self._scratch
             )
         h_out, w_out = (
             (size + 2 * p - d * (k - 1) - 1) // s + 1
@@ -128,26 +140,20 @@ class AnalogConv2d(AnalogLayer):
             )
         )
         if self.bias is not None:
-            y = y + self.bias[:, None]
+            y = self._add_bias(y, self.bias[:, None])
         return y.reshape(n, self.out_channels, h_out, w_out)
-
-    def __getstate__(self) -> dict:
-        """Pickled (``torch.save``, ``copy.deepcopy``) without the patch work tensor."""
-        return {**super().__getstate__(), "_patch_work": None}
 
     def _unfold(self, x: torch.Tensor) -> torch.Tensor:
         """``F.unfold(x)``: the patches ``[N, C*kh*kw, L]``. In inference they are copied from a
-        strided view of ``x`` into a work tensor kept from call to call (the DAC overwrites
-        it): a fresh patch tensor of tens of MB costs more in page faults than the copy."""
+        strided view of ``x`` into the layer's scratch (the DAC overwrites it): a fresh patch
+        tensor of tens of MB costs more in page faults than the copy."""
         if torch.is_grad_enabled() and x.requires_grad:
             return F.unfold(x, self.kernel_size, self.dilation, self.padding, self.stride)
         (ph, pw), (kh, kw), (dh, dw), (sh, sw) = self.padding, self.kernel_size, self.dilation, self.stride
         xp = F.pad(x, (pw, pw, ph, ph)) if ph or pw else x
         view = xp.unfold(2, dh * (kh - 1) + 1, sh).unfold(3, dw * (kw - 1) + 1, sw)  # [N, C, H', W', ., .]
         view = view[..., ::dh, ::dw].permute(0, 1, 4, 5, 2, 3)  # [N, C, kh, kw, H', W']
-        work = self._patch_work
-        if work is None or work.shape != view.shape or work.dtype != x.dtype or work.device != x.device:
-            work = self._patch_work = torch.empty(view.shape, dtype=x.dtype, device=x.device)
+        work = self._scratch.take("patches", view.shape, x)
         work.copy_(view)
         return work.view(x.shape[0], -1, view.shape[4] * view.shape[5])
 

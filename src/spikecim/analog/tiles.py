@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from spikecim.analog.circuit import effective_conductance, effective_conductance_fast
 from spikecim.analog.config import CrossbarConfig
 from spikecim.analog.quant import abs_max_scale, level_count, to_levels
+from spikecim.analog.scratch import Scratch
 from spikecim.errors import SpikecimError
 
 __all__ = [
@@ -237,22 +238,32 @@ def _ir_effective(g_us: torch.Tensor, cfg: CrossbarConfig) -> torch.Tensor:
     return torch.from_numpy(np.stack(eff)).view_as(g_us)
 
 
-def read_matrix(state: TileState, cfg: CrossbarConfig) -> torch.Tensor:
+def read_matrix(state: TileState, cfg: CrossbarConfig, scratch: Scratch | None = None) -> torch.Tensor:
     """One read of all tiles: the signed normalised matrix ``[n_in, R, n_out*S*C]``.
 
     Conductances at t plus a fresh read-noise draw (g ≥ 0), through the IR-drop effective
     matrix when enabled (the effective matrix at t plus the read-noise deviation, a
     first-order treatment of the noise), normalised to (G − g_min)/(g_max − g_min), G+ − G−.
+    With ``scratch`` the draw and the result live in its work tensors (inference only: the
+    result is valid until the next read).
     """
     if state.m_static is not None:
         return state.m_static
     base = state.g_drift_k
     g = state.ir_eff_k if state.ir_eff_k is not None else base
     if state.read_std_k is not None:
-        noisy = torch.addcmul(base, state.read_std_k, torch.randn_like(base)).clamp_(min=0.0)
+        if scratch is None:
+            noisy = torch.addcmul(base, state.read_std_k, torch.randn_like(base))
+        else:
+            noisy = scratch.take("read", base.shape, base).normal_().mul_(state.read_std_k).add_(base)
+        noisy.clamp_(min=0.0)
         g = noisy.sub_(base).add_(g) if state.ir_eff_k is not None else noisy
     P, n_in, R, n_out, S, C = g.shape
-    signed = g[0] - g[1] if P == 2 else g[0] - cfg.g_min_us / (cfg.g_max_us - cfg.g_min_us)
+    out = None if scratch is None else scratch.take("signed", g.shape[1:], g)
+    if P == 2:
+        signed = torch.sub(g[0], g[1], out=out)
+    else:
+        signed = torch.sub(g[0], cfg.g_min_us / (cfg.g_max_us - cfg.g_min_us), out=out)
     return signed.view(n_in, R, n_out * S * C)
 
 
@@ -281,6 +292,7 @@ def _tile_products(
     cfg: CrossbarConfig,
     overwrite: bool,
     dac_scale: torch.Tensor | None = None,
+    scratch: Scratch | None = None,
 ):
     """Stages 1–3 for every input tile: DAC per input vector and tile, one read, the MVM.
 
@@ -291,12 +303,14 @@ def _tile_products(
     1, L]`` (None: DAC off; then ``y`` is in normalised units, else in DAC levels) and, for the
     offset mapping, each vector's normalised sum ``[n_in, N, 1, L]`` (None otherwise).
     ``overwrite=True``: ``x`` is scratch the DAC may overwrite in inference; ``dac_scale``:
-    the vectors' abs-max when the caller has it (one input tile only)."""
+    the vectors' abs-max when the caller has it (one input tile only); ``scratch``: the
+    layer's work tensors (used in inference only)."""
     n_in, R = state.g_prog_us.shape[0], state.g_prog_us.shape[4]
     N, L = x.shape[0], x.shape[2] if x.dim() == 3 else 1
-    m = read_matrix(state, cfg).to(x.dtype)  # 2. one read of all tiles [n_in, R, n_out*S*C]
-    n_dac = level_count(cfg.dac.bits)
     inference = _inference(x)
+    scratch = scratch if inference else None
+    m = read_matrix(state, cfg, scratch).to(x.dtype)  # 2. one read of all tiles [n_in, R, n_out*S*C]
+    n_dac = level_count(cfg.dac.bits)
     y = x.new_empty(n_in, N, m.shape[2], L) if inference else None
     parts, scales, sums = [], [], []
     for i in range(n_in):
@@ -328,13 +342,15 @@ def crossbar_matmul(
     cfg: CrossbarConfig,
     adc_bound: float | None,
     pre_adc_hook: Callable[[torch.Tensor], None] | None = None,
+    scratch: Scratch | None = None,
 ) -> torch.Tensor:
     """``x[N, in] -> y[N, out]`` through the staged pipeline (module docstring).
 
     ``adc_bound`` in normalised units (None: the full range, ``tile_rows``);
-    ``pre_adc_hook(y)`` sees the column outputs before the ADC (range calibration)."""
-    y, scale, row_sums = _tile_products(x, state, cfg, overwrite=False)
-    return _columns_to_output(y, state, cfg, adc_bound, pre_adc_hook, scale, row_sums)[:, :, 0]
+    ``pre_adc_hook(y)`` sees the column outputs before the ADC (range calibration);
+    ``scratch``: work tensors kept by the layer (inference only)."""
+    y, scale, row_sums = _tile_products(x, state, cfg, overwrite=False, scratch=scratch)
+    return _columns_to_output(y, state, cfg, adc_bound, pre_adc_hook, scale, row_sums, scratch)[:, :, 0]
 
 
 def crossbar_patches(
@@ -345,13 +361,15 @@ def crossbar_patches(
     pre_adc_hook: Callable[[torch.Tensor], None] | None = None,
     overwrite: bool = False,
     dac_scale: torch.Tensor | None = None,
+    scratch: Scratch | None = None,
 ) -> torch.Tensor:
     """:func:`crossbar_matmul` on unfolded convolution patches ``cols[N, in, L]`` (the layout
     ``F.unfold`` returns), each patch one input vector: returns ``[N, out, L]``
     (channel-major, as a convolution). ``overwrite=True``: ``cols`` is scratch the DAC may
-    overwrite in inference; ``dac_scale [N, 1, L]``: the patches' abs-max, if known."""
-    y, scale, row_sums = _tile_products(cols, state, cfg, overwrite, dac_scale)
-    return _columns_to_output(y, state, cfg, adc_bound, pre_adc_hook, scale, row_sums)
+    overwrite in inference; ``dac_scale [N, 1, L]``: the patches' abs-max, if known;
+    ``scratch``: work tensors kept by the layer (inference only)."""
+    y, scale, row_sums = _tile_products(cols, state, cfg, overwrite, dac_scale, scratch)
+    return _columns_to_output(y, state, cfg, adc_bound, pre_adc_hook, scale, row_sums, scratch)
 
 
 def crossbar_conv2d(
@@ -361,17 +379,19 @@ def crossbar_conv2d(
     adc_bound: float | None,
     conv: dict,
     pre_adc_hook: Callable[[torch.Tensor], None] | None = None,
+    scratch: Scratch | None = None,
 ) -> torch.Tensor:
     """The same pipeline for a convolution whose patches need no DAC (DAC off, or binary
     spikes, which the DAC leaves unchanged): the MVM of every patch on input tile i is one
     ``conv2d`` over the input channels that tile's rows touch, with the read matrix as
     kernel (zero where a row of the kernel lies on another tile). Returns ``[N, out, L]``
     as :func:`crossbar_patches`. ``conv``: ``weight_shape``, ``stride``, ``padding``,
-    ``dilation`` of the layer."""
+    ``dilation`` of the layer; ``scratch``: work tensors kept by the layer (inference only)."""
     n_in, R = state.g_prog_us.shape[0], state.g_prog_us.shape[4]
     kh, kw = conv["weight_shape"][2:]
     per_channel = kh * kw
-    m = read_matrix(state, cfg).to(x.dtype)  # [n_in, R, n_out*S*C], rows = (channel, kh, kw)
+    scratch = scratch if _inference(x) else None
+    m = read_matrix(state, cfg, scratch).to(x.dtype)  # [n_in, R, n_out*S*C], rows = (channel, kh, kw)
     parts = []
     for i in range(n_in):
         first, last = i * R, min((i + 1) * R, state.in_features)
@@ -389,7 +409,7 @@ def crossbar_conv2d(
         y = F.conv2d(x[:, c0:c1], kernel, None, conv["stride"], conv["padding"], conv["dilation"])
         parts.append(y.flatten(2))
     y = torch.stack(parts) if n_in > 1 else parts[0].unsqueeze(0)
-    return _columns_to_output(y, state, cfg, adc_bound, pre_adc_hook, None, None)
+    return _columns_to_output(y, state, cfg, adc_bound, pre_adc_hook, None, None, scratch)
 
 
 def direct_conv_applies(x: torch.Tensor, state: TileState, cfg: CrossbarConfig) -> bool:
@@ -410,6 +430,7 @@ def _columns_to_output(
     pre_adc_hook: Callable[[torch.Tensor], None] | None,
     row_scale: torch.Tensor | None,
     row_sums: torch.Tensor | None,
+    scratch: Scratch | None = None,
 ) -> torch.Tensor:
     """Stages 4 and 5 on the column outputs ``y[n_in, N, n_out*S*C, L]`` (L = 1 for a
     matmul, patches for a convolution); returns ``[N, out, L]``.
@@ -417,15 +438,20 @@ def _columns_to_output(
     With ``row_scale`` (``[n_in, N, 1, L]``: the DAC's per-vector scales) ``y``
     holds DAC level units: n_dac per normalised unit. The output noise, the ADC and the
     digital gains take that unit into account, so no pass over ``y`` converts it. ``y`` is
-    overwritten in inference."""
+    overwritten in inference, where the output noise is drawn into ``scratch`` if given."""
     n_in, n_out, S, _, R, C = state.g_prog_us.shape
     N, L = y.shape[1], y.shape[3]
     unit = float(level_count(cfg.dac.bits)) if row_scale is not None else 1.0
     inplace = _inference(y)
     # 4. output noise and ADC
     if cfg.out_noise_std > 0:
-        noise = torch.randn_like(y)
-        y = y.add_(noise, alpha=cfg.out_noise_std * unit) if inplace else y + cfg.out_noise_std * unit * noise
+        if inplace:
+            noise = (
+                torch.randn_like(y) if scratch is None else scratch.take("out_noise", y.shape, y).normal_()
+            )
+            y = y.add_(noise, alpha=cfg.out_noise_std * unit)
+        else:
+            y = y + cfg.out_noise_std * unit * torch.randn_like(y)
     if pre_adc_hook is not None:
         pre_adc_hook(y / unit)
     if cfg.adc.enabled:
