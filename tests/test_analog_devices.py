@@ -57,7 +57,7 @@ def test_device_to_device_variation_is_multiplicative_with_configured_std():
     lin, tiles = _programmed_conductances({"variation": {"enabled": True, "std_rel": 0.05}})
     w = lin.weight.detach().double().T  # [rows, cols]
     target = (w / w.abs().max() + 1) / 2 * 25.0
-    ratio = tiles.g_prog_us[0, 0, 0, 0].double() / target
+    ratio = tiles.g_prog_us[0, 0, :, 0, 0, :].double() / target  # G of tile (0, 0): [rows, cols]
     assert float(ratio.std()) == pytest.approx(0.05, rel=0.03)
     assert float(ratio.mean()) == pytest.approx(1.0, abs=0.001)
 

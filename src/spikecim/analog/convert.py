@@ -91,7 +91,7 @@ def drift(model: nn.Module, t_s: float) -> nn.Module:
     for layer in analog_layers(model):
         if layer.tiles is None:
             raise SpikecimError("drift: layer not programmed; call program(model, seed) first")
-        layer.tiles = set_time(layer.tiles, layer.config, float(t_s))
+        layer.tiles = set_time(layer.tiles, layer.config, float(t_s), layer._scratch)
     return model
 
 

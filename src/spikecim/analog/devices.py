@@ -8,6 +8,8 @@ A device model is a pydantic parameter class with a ``name`` tag, registered wit
 - ``drift(g_prog_us, nu, t_inference_s)`` and ``read_noise_std_us(...)``; ``read`` = drift plus
   read noise drawn at every read (global torch RNG, so ``torch.manual_seed`` reproduces a run)
 
+Every method returns a new tensor, never one of its inputs: the caller may overwrite it.
+
 Each physical effect has its own switch (``prog_noise_enabled``, ``drift_enabled``,
 ``read_noise_enabled``).
 Device-independent effects (device-to-device variation, stuck cells, finite levels,
@@ -61,7 +63,7 @@ class DeviceModel(BaseModel):
         return torch.zeros_like(g_target_us)
 
     def drift(self, g_prog_us: torch.Tensor, nu: torch.Tensor, t_inference_s: float) -> torch.Tensor:
-        return g_prog_us
+        return g_prog_us.clone()
 
     def read_noise_std_us(
         self, g_drift_us: torch.Tensor, g_prog_us: torch.Tensor, t_inference_s: float, g_max_us: float
@@ -158,7 +160,7 @@ class PCMDevice(DeviceModel):
 
     def drift(self, g_prog_us, nu, t_inference_s):
         t = t_inference_s + self.t0_s
-        return torch.pow(t / self.t0_s, -nu).mul_(g_prog_us) if t > self.t0_s else g_prog_us
+        return torch.pow(t / self.t0_s, -nu).mul_(g_prog_us) if t > self.t0_s else g_prog_us.clone()
 
     def read_noise_std_us(self, g_drift_us, g_prog_us, t_inference_s, g_max_us):
         if not self.has_read_noise:

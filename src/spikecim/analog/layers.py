@@ -65,7 +65,7 @@ class AnalogLayer(nn.Module):
         return self.weight.reshape(self.weight.shape[0], -1)
 
     def program(self, seed: int) -> None:
-        self.tiles = program_tiles(self.matrix_weight(), self.config, seed)
+        self.tiles = program_tiles(self.matrix_weight(), self.config, seed, self._scratch)
 
     def _ready(self, x: torch.Tensor):
         """Check the layer is programmed, move the tiles to ``x``'s device; the ADC hook."""
@@ -162,7 +162,7 @@ class AnalogConv2d(AnalogLayer):
         |x| over the channels (zero padding never raises it). Only for one input tile, where
         a patch is one input vector; None otherwise."""
         wide_pad = any(p > k // 2 for p, k in zip(self.padding, self.kernel_size, strict=True))
-        if self.tiles.g_prog_us.shape[0] != 1 or wide_pad:
+        if self.tiles.grid[1] != 1 or wide_pad:
             return None  # several tiles, or more padding than max_pool2d takes
         channel_max = x.detach().abs().amax(dim=1, keepdim=True)
         pooled = F.max_pool2d(channel_max, self.kernel_size, self.stride, self.padding, self.dilation)

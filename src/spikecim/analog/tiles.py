@@ -58,10 +58,12 @@ __all__ = [
 class TileState:
     """The programmed crossbars of one layer (explicit state, replaced by ``program``/``drift``).
 
-    Shapes: ``g_prog_us``/``nu`` ``[n_in, n_out, S, P, R, C]`` (tiles along inputs and
-    outputs, S slices, P = 2 for G+/G− or 1 for offset, R rows, C columns); ``mask``
-    ``[n_in, n_out, 1, 1, R, C]`` marks cells that hold a real weight; ``w_scale``
-    ``[n_in, n_out]`` is each tile's max|W|; ``slice_gain [S]`` the shift-and-add weights.
+    Every per-cell tensor is in the kernel layout ``[P, n_in, R, n_out, S, C]`` (P = 2 for
+    G+/G− or 1 for offset, tiles along inputs, R rows, tiles along outputs, S slices, C
+    columns): ``g_prog_us``/``nu`` as programmed, ``mask`` ``[1, n_in, R, n_out, 1, C]``
+    marks cells that hold a real weight. ``w_scale [n_in, n_out]`` is each tile's max|W|,
+    ``slice_gain [S]`` the shift-and-add weights. In this layout the read matrix of input
+    tile i, ``[R, n_out·S·C]``, is contiguous, and drift and noise work elementwise.
     """
 
     in_features: int
@@ -81,6 +83,11 @@ class TileState:
     m_static: torch.Tensor | None = None  # signed matrix [n_in, R, n_out*S*C] when reads are noiseless
     drift_gain: float = 1.0  # global drift compensation factor
     readout_ref: float | None = None  # mean|Y0| of the compensation readout at programming
+
+    @property
+    def grid(self) -> tuple[int, int, int, int, int, int]:
+        """``(P, n_in, R, n_out, S, C)``."""
+        return tuple(self.g_prog_us.shape)
 
 
 def tile_shape(out_features: int, in_features: int, cfg: CrossbarConfig) -> tuple[int, int]:
@@ -139,9 +146,12 @@ def weight_to_levels(
     return levels, w_scale, gain
 
 
-def program_tiles(weight: torch.Tensor, cfg: CrossbarConfig, seed: int) -> TileState:
+def program_tiles(
+    weight: torch.Tensor, cfg: CrossbarConfig, seed: int, scratch: Scratch | None = None
+) -> TileState:
     """Write the weights once: target conductances, write noise, device-to-device variation,
-    stuck cells, drift exponents. Non-finite weights are refused."""
+    stuck cells, drift exponents. Non-finite weights are refused. ``scratch``: work tensors
+    for the compensation readout."""
     if not torch.isfinite(weight).all():
         raise SpikecimError(
             "weights: a layer has non-finite values (NaN or inf); cannot program the crossbar"
@@ -152,7 +162,8 @@ def program_tiles(weight: torch.Tensor, cfg: CrossbarConfig, seed: int) -> TileS
     )  # programmed on the CPU; moved to the input's device at the first read
     levels, w_scale, gain = weight_to_levels(weight, cfg)
     g_min, g_max = cfg.g_min_us, cfg.g_max_us
-    g_target = g_min + levels * (g_max - g_min)
+    g_target = torch.empty([levels.shape[i] for i in (3, 0, 4, 1, 2, 5)], dtype=levels.dtype)
+    g_target.copy_(levels.permute(3, 0, 4, 1, 2, 5)).mul_(g_max - g_min).add_(g_min)  # kernel layout
     g = cfg.device.program(g_target, g_max, gen)
     if cfg.variation.enabled and cfg.variation.std_rel > 0:
         g = (g * (1 + cfg.variation.std_rel * torch.randn(g.shape, generator=gen, dtype=g.dtype))).clamp(
@@ -168,14 +179,14 @@ def program_tiles(weight: torch.Tensor, cfg: CrossbarConfig, seed: int) -> TileS
         )
     nu = cfg.device.drift_exponent(g_target, g_max, gen)
     out_f, in_f = weight.shape
-    n_in, n_out, _, _, R, C = g.shape
-    rows_real = torch.arange(n_in * R).view(n_in, 1, 1, 1, R, 1) < in_f
-    cols_real = torch.arange(n_out * C).view(1, n_out, 1, 1, 1, C) < out_f
-    mask = rows_real & cols_real  # [n_in, n_out, 1, 1, R, C]: cells that hold a weight
+    _, n_in, R, n_out, _, C = g.shape
+    rows_real = torch.arange(n_in * R).view(1, n_in, R, 1, 1, 1) < in_f
+    cols_real = torch.arange(n_out * C).view(1, 1, 1, n_out, 1, C) < out_f
+    mask = rows_real & cols_real  # [1, n_in, R, n_out, 1, C]: cells that hold a weight
     state = TileState(in_f, out_f, g, nu, mask, w_scale, gain)
     state = set_time(state, cfg, 0.0)
     if cfg.drift_compensation.enabled:
-        state = replace(state, readout_ref=_readout(state, cfg))
+        state = replace(state, readout_ref=_readout(state, cfg, scratch))
     return state
 
 
@@ -189,9 +200,12 @@ def to_device(state: TileState, device: torch.device) -> TileState:
     return replace(state, **moved)
 
 
-def set_time(state: TileState, cfg: CrossbarConfig, t_inference_s: float) -> TileState:
+def set_time(
+    state: TileState, cfg: CrossbarConfig, t_inference_s: float, scratch: Scratch | None = None
+) -> TileState:
     """The tiles at ``t_inference_s`` after programming: drifted conductances, the IR-drop
-    matrix at those conductances, and the drift-compensation gain."""
+    matrix at those conductances, and the drift-compensation gain (``scratch``: work
+    tensors for its readout)."""
     if not (np.isfinite(t_inference_s) and t_inference_s >= 0):
         raise SpikecimError(f"drift: t_s must be finite and >= 0 seconds, got {t_inference_s}")
     state = to_device(state, torch.device("cpu"))  # computed on the CPU, moved at the next read
@@ -199,15 +213,12 @@ def set_time(state: TileState, cfg: CrossbarConfig, t_inference_s: float) -> Til
     std = cfg.device.read_noise_std_us(g_drift, state.g_prog_us, t_inference_s, cfg.g_max_us)
     ir = _ir_effective(g_drift * state.mask, cfg) if cfg.ir_drop.enabled else None
     span = cfg.g_max_us - cfg.g_min_us
-
-    empty_k = ~state.mask.permute(3, 0, 4, 1, 2, 5)
+    empty = ~state.mask
 
     def kernel(g_us: torch.Tensor, empty_us: float) -> torch.Tensor:
-        """``[n_in, n_out, S, P, R, C]`` µS -> ``[P, n_in, R, n_out, S, C]`` float32 in units
-        of the span, cells without a weight set to ``empty_us``."""
-        k = torch.empty([g_us.shape[i] for i in (3, 0, 4, 1, 2, 5)], dtype=torch.float32, device=g_us.device)
-        k.copy_(g_us.permute(3, 0, 4, 1, 2, 5))
-        return k.masked_fill_(empty_k, empty_us).div_(span)
+        """µS -> float32 in units of the span, in ``g_us``'s memory (a new tensor the device
+        model returned), cells without a weight set to ``empty_us``."""
+        return g_us.float().div_(span).masked_fill_(empty, empty_us / span)
 
     state = replace(
         state,
@@ -221,21 +232,22 @@ def set_time(state: TileState, cfg: CrossbarConfig, t_inference_s: float) -> Til
     if std is None:
         state = replace(state, m_static=read_matrix(state, cfg))
     if cfg.drift_compensation.enabled and state.readout_ref is not None:
-        state = replace(state, drift_gain=state.readout_ref / _readout(state, cfg))
+        state = replace(state, drift_gain=state.readout_ref / _readout(state, cfg, scratch))
     return state
 
 
 def _ir_effective(g_us: torch.Tensor, cfg: CrossbarConfig) -> torch.Tensor:
     """Per physical array (one per tile, slice and polarity: R × C cells), the effective
-    conductances in µS under IR drop."""
+    conductances in µS under IR drop, in the kernel layout of ``g_us``."""
     ir = cfg.ir_drop
-    flat = g_us.reshape(-1, *g_us.shape[-2:]).double().numpy()  # padding cells hold no device: 0 S
+    arrays = g_us.permute(0, 1, 3, 4, 2, 5)  # [P, n_in, n_out, S, R, C]
+    flat = arrays.reshape(-1, *arrays.shape[-2:]).double().numpy()  # padding cells hold no device: 0 S
     r = (ir.r_wire_ohm, ir.r_driver_ohm, ir.r_sense_ohm)
     if ir.method == "exact":
         eff = [effective_conductance(a * 1e-6, *r) * 1e6 for a in flat]
     else:
         eff = [effective_conductance_fast(a * 1e-6, *r, kappa=ir.fast_kappa) * 1e6 for a in flat]
-    return torch.from_numpy(np.stack(eff)).view_as(g_us)
+    return torch.from_numpy(np.stack(eff)).view_as(arrays).permute(0, 1, 4, 2, 3, 5)
 
 
 def read_matrix(state: TileState, cfg: CrossbarConfig, scratch: Scratch | None = None) -> torch.Tensor:
@@ -267,17 +279,17 @@ def read_matrix(state: TileState, cfg: CrossbarConfig, scratch: Scratch | None =
     return signed.view(n_in, R, n_out * S * C)
 
 
-def _readout(state: TileState, cfg: CrossbarConfig) -> float:
+def _readout(state: TileState, cfg: CrossbarConfig, scratch: Scratch | None = None) -> float:
     """mean|Y| of one-hot inputs through every tile (the compensation readout)."""
-    n_in, n_out, S, _, R, C = state.g_prog_us.shape
-    m = read_matrix(state, cfg).view(n_in, R, n_out, S, C)
+    _, n_in, R, n_out, S, C = state.grid
+    m = read_matrix(state, cfg, scratch).view(n_in, R, n_out, S, C)
     if S == 1 and cfg.mapping == "differential":  # cells without a weight read exactly 0
         per_tile = m.abs().sum((1, 3, 4)) * state.w_scale  # Σ|w| per tile [n_in, n_out]
         return float(per_tile.sum() * state.slice_gain[0] / state.mask.sum())
     w = (m * state.slice_gain.view(1, 1, 1, -1, 1)).sum(3) * state.w_scale[:, None, :, None]
     if cfg.mapping == "offset":
         w = w - state.w_scale[:, None, :, None]
-    mask = state.mask[:, :, 0, 0].permute(0, 2, 1, 3).float()  # [n_in, R, n_out, C]
+    mask = state.mask[0, :, :, :, 0].float()  # [n_in, R, n_out, C]
     return float((w.abs() * mask).sum() / mask.sum())
 
 
@@ -305,7 +317,7 @@ def _tile_products(
     ``overwrite=True``: ``x`` is scratch the DAC may overwrite in inference; ``dac_scale``:
     the vectors' abs-max when the caller has it (one input tile only); ``scratch``: the
     layer's work tensors (used in inference only)."""
-    n_in, R = state.g_prog_us.shape[0], state.g_prog_us.shape[4]
+    _, n_in, R = state.grid[:3]
     N, L = x.shape[0], x.shape[2] if x.dim() == 3 else 1
     inference = _inference(x)
     scratch = scratch if inference else None
@@ -387,7 +399,7 @@ def crossbar_conv2d(
     kernel (zero where a row of the kernel lies on another tile). Returns ``[N, out, L]``
     as :func:`crossbar_patches`. ``conv``: ``weight_shape``, ``stride``, ``padding``,
     ``dilation`` of the layer; ``scratch``: work tensors kept by the layer (inference only)."""
-    n_in, R = state.g_prog_us.shape[0], state.g_prog_us.shape[4]
+    _, n_in, R = state.grid[:3]
     kh, kw = conv["weight_shape"][2:]
     per_channel = kh * kw
     scratch = scratch if _inference(x) else None
@@ -439,7 +451,7 @@ def _columns_to_output(
     holds DAC level units: n_dac per normalised unit. The output noise, the ADC and the
     digital gains take that unit into account, so no pass over ``y`` converts it. ``y`` is
     overwritten in inference, where the output noise is drawn into ``scratch`` if given."""
-    n_in, n_out, S, _, R, C = state.g_prog_us.shape
+    _, n_in, R, n_out, S, C = state.grid
     N, L = y.shape[1], y.shape[3]
     unit = float(level_count(cfg.dac.bits)) if row_scale is not None else 1.0
     inplace = _inference(y)
