@@ -1,8 +1,10 @@
-"""``spikecim bench``: the Linear + LIF comparison runs end to end on a tiny size."""
+"""``spikecim bench``: the Linear + LIF and the analog comparisons run end to end on a tiny size."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+from decimal import Decimal
 
 import pytest
 
@@ -83,3 +85,102 @@ def test_a_peer_that_is_not_installed_is_skipped_with_a_note(monkeypatch):
     )
     assert [r.library for r in report.rows] == ["spikecim"]
     assert report.notes == ["absent-peer: skipped, not installed (pip install 'spikecim[peers]')"]
+
+
+# --- spikecim bench --suite analog -------------------------------------------------------
+
+ANALOG_QUICK_MODELS = ["MLP 64-32-10, batch 8", "convnet SNN T=2 (digits), batch 4"]
+
+
+def _table(out: str, header_start: str) -> list[list[str]]:
+    """The cells of the Markdown table whose header starts with ``header_start``, header first."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
+    rows = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        if "---" not in line:
+            rows.append([c.strip() for c in line.strip().strip("|").split("|")])
+    return rows
+
+
+def _interval(printed: str) -> tuple[float, float]:
+    """The values that print as ``printed`` (half a unit of its last digit either side)."""
+    d = Decimal(printed.rstrip("×"))
+    half = Decimal(1).scaleb(d.as_tuple().exponent) / 2
+    return float(d - half), float(d + half)
+
+
+def _speedup_matches_printed_times(speedup: str, aihwkit: str, spikecim: str) -> bool:
+    a_lo, a_hi = _interval(aihwkit)
+    s_lo, s_hi = _interval(spikecim)
+    x_lo, x_hi = _interval(speedup)
+    return a_lo / s_hi <= x_hi and a_hi / s_lo >= x_lo  # the two intervals overlap
+
+
+def test_bench_analog_quick_prints_a_row_per_model_and_the_ir_drop_table(capsys):
+    pytest.importorskip("aihwkit")
+    assert main(["bench", "--suite", "analog", "--quick"]) == 0
+    out = capsys.readouterr().out
+    forward = _table(out, "| model | spikecim (s) | aihwkit 1.1, forward reusing")
+    assert forward[0][3] == forward[0][5] == "speed-up"
+    assert [r[0] for r in forward[1:]] == ANALOG_QUICK_MODELS
+    for _, ours, reuse, speedup, fresh, speedup_fresh in forward[1:]:
+        assert _speedup_matches_printed_times(speedup, reuse, ours)
+        assert _speedup_matches_printed_times(speedup_fresh, fresh, ours)
+    monte_carlo = _table(out, "| model | spikecim (s) | aihwkit 1.1 torch tile (s)")
+    assert [r[0] for r in monte_carlo[1:]] == ANALOG_QUICK_MODELS
+    for _, ours, theirs, speedup in monte_carlo[1:]:
+        assert _speedup_matches_printed_times(speedup, theirs, ours)
+    ir_drop = _table(out, "| array | exact IR drop")
+    assert [r[0] for r in ir_drop[1:]] == ["32x32", "32x32 (SuperLU, for comparison)"]
+    assert float(ir_drop[1][3]) < float(ir_drop[1][4])  # the fast model beats ignoring IR drop
+    assert "note: aihwkit" not in out
+
+
+def test_bench_analog_json_speedups_are_the_ratios_of_the_times(capsys):
+    pytest.importorskip("aihwkit")
+    assert main(["bench", "--suite", "analog", "--quick", "--threads", "1", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["threads"] == 1 and data["repeats"] == 2
+    assert [r["model"] for r in data["rows"]] == ANALOG_QUICK_MODELS
+    for r in data["rows"]:
+        assert r["speedup"] == pytest.approx(r["aihwkit_s"] / r["spikecim_s"])
+        assert r["speedup_fresh_read"] == pytest.approx(r["aihwkit_fresh_read_s"] / r["spikecim_s"])
+        assert r["mc_speedup"] == pytest.approx(r["mc_aihwkit_s"] / r["mc_spikecim_s"])
+    assert [r["vectors"] for r in data["ir_drop"]] == [100, 100]
+
+
+def test_bench_analog_without_aihwkit_times_spikecim_alone_with_a_note(monkeypatch):
+    from spikecim.analog import benchmark
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "aihwkit" else find_spec(name, *a)
+    )
+    report = benchmark.run_analog_benchmark(quick=True)
+    assert [r.model for r in report.rows] == ANALOG_QUICK_MODELS
+    assert all(r.spikecim_s > 0 and r.mc_spikecim_s > 0 for r in report.rows)
+    assert all(r.aihwkit_s is r.speedup is r.mc_aihwkit_s is None for r in report.rows)
+    out = benchmark.format_report(report)
+    for row in _table(out, "| model | spikecim (s) | aihwkit 1.1, forward")[1:]:
+        assert row[2:] == ["—"] * 4
+    assert "note: aihwkit: not installed" in out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["bench", "--suite", "analog", "--library", "spikecim"], "--library: only for --suite lif"),
+        (["bench", "--suite", "analog", "--batch", "4"], "--batch: only for --suite lif"),
+        (["bench", "--suite", "analog", "--timesteps", "5"], "--timesteps: only for --suite lif"),
+        (["bench", "--suite", "analog", "--features", "8"], "--features: only for --suite lif"),
+        (["bench", "--suite", "digital"], "--suite: unknown 'digital', allowed: lif, analog"),
+    ],
+)
+def test_bench_option_of_another_suite_is_a_one_line_error(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines == [f"error: {message}"]

@@ -3,8 +3,11 @@
     spikecim bench                      Linear(512->512) + LIF, T = 100, B = 16 and 64
     spikecim bench --quick              a tiny size, to check the set-up in seconds
     spikecim bench --batch 32 --timesteps 50 --repeats 9 --json
+    spikecim bench --suite analog       noisy analog inference against aihwkit, and IR drop
+    spikecim bench --suite analog --quick
 
-A thin shell over :func:`spikecim.nn.kernels.benchmark.run_lif_benchmark`.
+A thin shell over :func:`spikecim.nn.kernels.benchmark.run_lif_benchmark` (``--suite lif``)
+and :func:`spikecim.analog.benchmark.run_analog_benchmark` (``--suite analog``).
 """
 
 from __future__ import annotations
@@ -15,7 +18,10 @@ import typer
 
 from spikecim.errors import SpikecimError
 
+SUITES = ("lif", "analog")
 QUICK = {"batches": (2,), "timesteps": 5, "features": 16, "repeats": 2, "warmup": 1}
+LIF_DEFAULTS = {"batches": (16, 64), "timesteps": 100, "features": 512, "repeats": 7}
+ANALOG_DEFAULTS = {"repeats": 5, "threads": 1}  # 1 thread: stable timings on a shared machine
 
 
 def register(app: typer.Typer) -> None:
@@ -23,52 +29,106 @@ def register(app: typer.Typer) -> None:
 
 
 def bench_cmd(
+    suite: Annotated[
+        str,
+        typer.Option(
+            "--suite",
+            help="lif: Linear + LIF against snnTorch, SpikingJelly, Norse; "
+            "analog: noisy crossbar inference against aihwkit, and IR drop",
+        ),
+    ] = "lif",
     quick: Annotated[
         bool,
         typer.Option(
             "--quick",
-            help="a tiny size (T=5, B=2, 16 features, 2 rounds); overrides --timesteps, --features, --repeats",
+            help="a tiny size in 2 rounds, overriding --repeats (lif: T=5, B=2, 16 features, "
+            "overriding --timesteps, --features; analog: a tiny MLP and convnet, a 32x32 array)",
         ),
     ] = False,
     batch: Annotated[
         list[int] | None,
-        typer.Option("--batch", "-b", help="batch size, >= 1; repeat for several (default: 16 and 64)"),
+        typer.Option(
+            "--batch", "-b", help="lif only: batch size, >= 1; repeat for several (default: 16 and 64)"
+        ),
     ] = None,
-    timesteps: Annotated[int, typer.Option("--timesteps", "-t", help="sequence length T, >= 1")] = 100,
-    features: Annotated[int, typer.Option("--features", help="Linear width F (F -> F), >= 1")] = 512,
+    timesteps: Annotated[
+        int | None, typer.Option("--timesteps", "-t", help="lif only: sequence length T, >= 1 (default: 100)")
+    ] = None,
+    features: Annotated[
+        int | None, typer.Option("--features", help="lif only: Linear width F (F -> F), >= 1 (default: 512)")
+    ] = None,
     repeats: Annotated[
-        int, typer.Option("--repeats", "-r", help="timed rounds, >= 1; the median is reported")
-    ] = 7,
+        int | None,
+        typer.Option(
+            "--repeats", "-r", help="timed rounds, >= 1; the median is reported (default: lif 7, analog 5)"
+        ),
+    ] = None,
     library: Annotated[
         list[str] | None,
         typer.Option(
             "--library",
             "-l",
-            help="only this library (spikecim, snntorch, spikingjelly, norse, linear-floor); repeatable",
+            help="lif only: only this library (spikecim, snntorch, spikingjelly, norse, linear-floor); repeatable",
         ),
     ] = None,
     threads: Annotated[
-        int | None, typer.Option("--threads", help="torch threads, >= 1 (default: torch's)")
+        int | None,
+        typer.Option("--threads", help="torch threads, >= 1 (default: lif torch's, analog 1)"),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the results as JSON")] = False,
 ) -> None:
-    """Time Linear + LIF forward+backward for spikecim, snnTorch, SpikingJelly, Norse and the Linear floor."""
-    from spikecim.nn.kernels.benchmark import LIBRARIES, format_report, run_lif_benchmark
-
+    """Time spikecim against peer libraries: Linear + LIF forward+backward against snnTorch,
+    SpikingJelly, Norse and the Linear floor (--suite lif), or noisy analog inference against
+    aihwkit plus the IR-drop solvers (--suite analog)."""
+    if suite not in SUITES:
+        raise SpikecimError(f"--suite: unknown '{suite}', allowed: {', '.join(SUITES)}")
     checks = [("timesteps", timesteps), ("features", features), ("repeats", repeats), ("threads", threads)]
     for name, value in checks:
         if value is not None and value < 1:
             raise SpikecimError(f"--{name}: must be >= 1, got {value}")
     if batch and min(batch) < 1:
         raise SpikecimError(f"--batch: must be >= 1, got {min(batch)}")
+    if suite == "analog":
+        lif_only = [("batch", batch), ("timesteps", timesteps), ("features", features), ("library", library)]
+        for name, value in lif_only:
+            if value is not None:
+                raise SpikecimError(f"--{name}: only for --suite lif")
+        _analog(quick, repeats, threads, as_json)
+    else:
+        _lif(quick, batch, timesteps, features, repeats, library, threads, as_json)
+
+
+def _analog(quick: bool, repeats: int | None, threads: int | None, as_json: bool) -> None:
+    from spikecim.analog.benchmark import format_report, run_analog_benchmark
+
+    report = run_analog_benchmark(
+        repeats=ANALOG_DEFAULTS["repeats"] if repeats is None else repeats,
+        threads=ANALOG_DEFAULTS["threads"] if threads is None else threads,
+        quick=quick,
+    )
+    print(report.to_json() if as_json else format_report(report))
+
+
+def _lif(
+    quick: bool,
+    batch: list[int] | None,
+    timesteps: int | None,
+    features: int | None,
+    repeats: int | None,
+    library: list[str] | None,
+    threads: int | None,
+    as_json: bool,
+) -> None:
+    from spikecim.nn.kernels.benchmark import LIBRARIES, format_report, run_lif_benchmark
+
     unknown = [n for n in library or () if n not in LIBRARIES]
     if unknown:
         raise SpikecimError(f"--library: unknown '{unknown[0]}', allowed: {', '.join(LIBRARIES)}")
-    kw = (
-        dict(QUICK)
-        if quick
-        else {"batches": (16, 64), "timesteps": timesteps, "features": features, "repeats": repeats}
-    )
+    if quick:
+        kw = dict(QUICK)
+    else:
+        given = {"timesteps": timesteps, "features": features, "repeats": repeats}
+        kw = LIF_DEFAULTS | {k: v for k, v in given.items() if v is not None}
     if batch:
         kw["batches"] = tuple(batch)
     if library:

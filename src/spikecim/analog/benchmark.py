@@ -1,0 +1,320 @@
+"""Speed of analog inference against IBM aihwkit 1.1, and of the IR-drop solvers.
+
+1. Noisy inference, the ``pcm-aihwkit`` preset against aihwkit 1.1's pure-torch inference
+   tile (``TorchInferenceRPUConfig``: PCMLikeNoiseModel, IO defaults, 512×512 tiles), same
+   model and batch, measured side by side in one process: median time of one noisy forward,
+   and of a Monte-Carlo loop (5 × program, drift to 1 h, forward), and their ratios.
+   spikecim draws read noise afresh at every forward; aihwkit draws it once per
+   ``drift_analog_weights`` call, so the same work on its side (a fresh read-noise draw for
+   every forward) is ``drift_analog_weights`` + forward: both are timed. The callables are
+   interleaved in every round (:func:`_median_times`), so a change of load on a shared
+   machine hits all of them alike.
+2. Exact IR drop: one factorisation plus 1000 input vectors for 128×128 and 256×256 arrays,
+   and the factorisation of a 128×128 array by SuperLU for comparison.
+3. The fast IR-drop model: its relative error against the exact solver (``kappa``
+   calibrated on a 64×64 corner of the array), and its time.
+
+``quick=True`` runs a tiny MLP and convnet and one 32×32 array with 100 vectors, in
+seconds. Without aihwkit the spikecim times are still measured; its columns read "—".
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["AnalogBenchReport", "IRDropRow", "InferenceRow", "format_report", "run_analog_benchmark"]
+
+DRIFT_S = 3600.0  # both libraries read the weights 1 h after programming
+MC_DRAWS = 5  # program, drift, forward: this many times per Monte-Carlo loop
+MISSING = "—"
+
+
+@dataclass(frozen=True)
+class InferenceRow:
+    model: str
+    spikecim_s: float  # one noisy forward, median
+    aihwkit_s: float | None  # one forward reusing aihwkit's read-noise draw
+    speedup: float | None  # aihwkit_s / spikecim_s
+    aihwkit_fresh_read_s: float | None  # drift_analog_weights + forward: a fresh draw, the same work
+    speedup_fresh_read: float | None  # aihwkit_fresh_read_s / spikecim_s
+    mc_spikecim_s: float  # MC_DRAWS × (program, drift, forward), median
+    mc_aihwkit_s: float | None
+    mc_speedup: float | None  # mc_aihwkit_s / mc_spikecim_s
+
+
+@dataclass(frozen=True)
+class IRDropRow:
+    array: str
+    vectors: int
+    exact_s: float  # factorise + ``vectors`` input vectors
+    fast_s: float | None = None  # the fast model on the same vectors (None: SuperLU comparison row)
+    fast_rel_error: float | None = None  # ‖I_fast − I_exact‖ / ‖I_exact‖
+    ideal_rel_error: float | None = None  # the same for no IR drop at all (v @ G)
+    kappa: float | None = None  # the fast model's calibrated factor
+
+
+@dataclass
+class AnalogBenchReport:
+    machine: str
+    torch_version: str
+    threads: int
+    repeats: int
+    rows: list[InferenceRow] = field(default_factory=list)
+    ir_drop: list[IRDropRow] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, ensure_ascii=False)
+
+
+def run_analog_benchmark(repeats: int = 5, threads: int | None = 1, quick: bool = False) -> AnalogBenchReport:
+    """Time noisy inference against aihwkit and the IR-drop solvers; see the module docstring.
+
+    ``repeats``: timed rounds of one forward (the Monte-Carlo loop gets ``repeats // 3``,
+    at least 1); ``quick`` uses 2. ``threads`` sets ``torch.set_num_threads`` for both
+    libraries during the run (restored after); None keeps it.
+    """
+    if threads is None:
+        return _run(repeats, quick)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _run(repeats, quick)
+    finally:
+        torch.set_num_threads(before)
+
+
+def format_report(report: AnalogBenchReport) -> str:
+    """The Markdown tables: one noisy forward, the Monte-Carlo loop, IR drop; then any notes."""
+    lines = [
+        f"machine: {report.machine}, {report.threads} torch threads, torch {report.torch_version}",
+        "",
+        "One noisy forward (median); spikecim draws the read noise afresh in every forward:",
+        "",
+        (
+            "| model | spikecim (s) | aihwkit 1.1, forward reusing its read-noise draw (s) | speed-up "
+            "| aihwkit 1.1, drift_analog_weights + forward: fresh draw, the same work (s) | speed-up |"
+        ),
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in report.rows:
+        lines.append(
+            f"| {r.model} | {_s(r.spikecim_s)} | {_s(r.aihwkit_s)} | {_x(r.speedup)} "
+            f"| {_s(r.aihwkit_fresh_read_s)} | {_x(r.speedup_fresh_read)} |"
+        )
+    lines += [
+        "",
+        f"Monte-Carlo: {MC_DRAWS} × (program, drift to 1 h, one noisy forward):",
+        "",
+        "| model | spikecim (s) | aihwkit 1.1 torch tile (s) | speed-up |",
+        "| --- | --- | --- | --- |",
+    ]
+    for r in report.rows:
+        lines.append(f"| {r.model} | {_s(r.mc_spikecim_s)} | {_s(r.mc_aihwkit_s)} | {_x(r.mc_speedup)} |")
+    vectors = report.ir_drop[0].vectors if report.ir_drop else 1000
+    lines += [
+        "",
+        (
+            f"| array | exact IR drop, factorise + {vectors} vectors (s) | fast model (s) "
+            "| fast rel. error | no-IR-drop rel. error |"
+        ),
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for r in report.ir_drop:
+        if r.fast_s is None:
+            lines.append(f"| {r.array} | {_s(r.exact_s)} | | | |")
+        else:
+            lines.append(
+                f"| {r.array} | {_s(r.exact_s)} | {_s(r.fast_s)} | {r.fast_rel_error:.2e} | {r.ideal_rel_error:.2e} |"
+            )
+    lines += [f"note: {n}" for n in report.notes]
+    return "\n".join(lines)
+
+
+def _run(repeats: int, quick: bool) -> AnalogBenchReport:
+    repeats = 2 if quick else repeats
+    report = AnalogBenchReport(
+        machine=platform.processor() or platform.machine(),
+        torch_version=torch.__version__,
+        threads=torch.get_num_threads(),
+        repeats=repeats,
+    )
+    with_aihwkit = importlib.util.find_spec("aihwkit") is not None
+    if not with_aihwkit:
+        report.notes.append("aihwkit: not installed, only spikecim timed (pip install 'spikecim[peers]')")
+    for name, model, x in _models(quick):
+        report.rows.append(_inference_row(name, model, x, repeats, with_aihwkit))
+    sizes, vectors = ((32,), 100) if quick else ((128, 256), 1000)
+    report.ir_drop = _ir_drop_rows(sizes, vectors)
+    return report
+
+
+def _models(quick: bool) -> list[tuple[str, nn.Module, torch.Tensor]]:
+    from spikecim.models import create_model
+
+    torch.manual_seed(0)
+    if quick:
+        mlp = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+        return [
+            ("MLP 64-32-10, batch 8", mlp.eval(), torch.rand(8, 1, 8, 8)),
+            (
+                "convnet SNN T=2 (digits), batch 4",
+                create_model("convnet", spiking=True).eval(),
+                torch.rand(2, 4, 1, 8, 8),
+            ),
+        ]
+    mlp = nn.Sequential(
+        nn.Flatten(), nn.Linear(1024, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 10)
+    )
+    conv = create_model("convnet", spiking=False)
+    snn = create_model("convnet", spiking=True)
+    vgg = create_model("vgg9", spiking=False)  # CIFAR-10 size: 3×32×32, 5.9 M weights
+    vgg_snn = create_model("vgg9", spiking=True)
+    return [
+        ("MLP 1024-512-512-10, batch 256", mlp.eval(), torch.rand(256, 1, 32, 32)),
+        ("convnet ANN (digits), batch 256", conv.eval(), torch.rand(1, 256, 1, 8, 8)),
+        ("convnet SNN T=4 (digits), batch 64", snn.eval(), torch.rand(4, 64, 1, 8, 8)),
+        ("VGG-9 ANN (CIFAR-10 size), batch 32", vgg.eval(), torch.rand(1, 32, 3, 32, 32)),
+        ("VGG-9 SNN T=4 (CIFAR-10 size), batch 8", vgg_snn.eval(), torch.rand(4, 8, 3, 32, 32)),
+    ]
+
+
+def _inference_row(
+    name: str, model: nn.Module, x: torch.Tensor, repeats: int, with_aihwkit: bool
+) -> InferenceRow:
+    from spikecim.analog import drift, program, to_analog
+
+    ours = to_analog(model, "pcm-aihwkit")
+    program(ours, 0)
+    drift(ours, DRIFT_S)
+
+    def mc_ours():
+        for seed in range(MC_DRAWS):
+            program(ours, seed)
+            drift(ours, DRIFT_S)
+            ours(x)
+
+    forwards, loops = [lambda: ours(x)], [mc_ours]
+    if with_aihwkit:
+        theirs = _aihwkit_model(model)
+
+        def fresh_read():  # aihwkit's only way to redraw the read noise
+            theirs.drift_analog_weights(DRIFT_S)
+            theirs(x)
+
+        def mc_theirs():
+            for _ in range(MC_DRAWS):
+                theirs.program_analog_weights()
+                theirs.drift_analog_weights(DRIFT_S)
+                theirs(x)
+
+        forwards += [lambda: theirs(x), fresh_read]
+        loops.append(mc_theirs)
+    with torch.no_grad():
+        t_ours, *t_theirs = _median_times(forwards, repeats)
+        t_mc_ours, *t_mc_theirs = _median_times(loops, max(1, repeats // 3))
+    t_reuse, t_fresh = t_theirs or (None, None)
+    t_mc = t_mc_theirs[0] if t_mc_theirs else None
+    return InferenceRow(
+        model=name,
+        spikecim_s=t_ours,
+        aihwkit_s=t_reuse,
+        speedup=_ratio(t_reuse, t_ours),
+        aihwkit_fresh_read_s=t_fresh,
+        speedup_fresh_read=_ratio(t_fresh, t_ours),
+        mc_spikecim_s=t_mc_ours,
+        mc_aihwkit_s=t_mc,
+        mc_speedup=_ratio(t_mc, t_mc_ours),
+    )
+
+
+def _aihwkit_model(model: nn.Module) -> nn.Module:
+    """aihwkit's copy of ``model`` on ``TorchInferenceRPUConfig`` tiles, drifted to 1 h."""
+    from spikecim.nn.kernels.benchmark import _quiet_stderr
+
+    with _quiet_stderr():  # aihwkit's import can print warnings about its optional parts
+        from aihwkit.nn.conversion import convert_to_analog
+        from aihwkit.simulator.configs import TorchInferenceRPUConfig
+
+    theirs = convert_to_analog(model, TorchInferenceRPUConfig())
+    theirs.eval()
+    theirs.drift_analog_weights(DRIFT_S)
+    return theirs
+
+
+def _ir_drop_rows(sizes: tuple[int, ...], vectors: int) -> list[IRDropRow]:
+    from spikecim.analog.circuit import (
+        calibrate_fast,
+        effective_conductance,
+        effective_conductance_fast,
+        solve_crossbar,
+    )
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for n in sizes:
+        G = rng.uniform(0, 25e-6, (n, n))
+        v = rng.uniform(0, 0.2, (vectors, n))
+        t = time.perf_counter()
+        I_exact = solve_crossbar(G, v, 1.0)
+        t_exact = time.perf_counter() - t
+        corner = min(n, 64)
+        fit = calibrate_fast(G[:corner, :corner], 1.0)  # calibrated on a corner, used on the full array
+        t = time.perf_counter()
+        I_fast = v @ effective_conductance_fast(G, 1.0, kappa=fit.kappa)
+        t_fast = time.perf_counter() - t
+        norm = np.linalg.norm(I_exact)
+        rows.append(
+            IRDropRow(
+                array=f"{n}x{n}",
+                vectors=vectors,
+                exact_s=t_exact,
+                fast_s=t_fast,
+                fast_rel_error=float(np.linalg.norm(I_fast - I_exact) / norm),
+                ideal_rel_error=float(np.linalg.norm(v @ G - I_exact) / norm),
+                kappa=fit.kappa,
+            )
+        )
+    n = sizes[0]
+    G = rng.uniform(0, 25e-6, (n, n))
+    t = time.perf_counter()
+    effective_conductance(G, 1.0, solver="splu")
+    rows.append(IRDropRow(f"{n}x{n} (SuperLU, for comparison)", vectors, time.perf_counter() - t))
+    return rows
+
+
+def _median_times(fns: list[Callable[[], object]], repeats: int) -> list[float]:
+    """Median seconds of each callable, the callables interleaved in every round (so a change
+    of load on a shared machine hits all of them alike), after one warm-up call each."""
+    for fn in fns:
+        fn()
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, ts in zip(fns, times, strict=True):
+            t = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t)
+    return [statistics.median(ts) for ts in times]
+
+
+def _ratio(theirs: float | None, ours: float) -> float | None:
+    return None if theirs is None else theirs / ours
+
+
+def _s(seconds: float | None) -> str:
+    """Seconds to 4 significant digits (a quick run's times are well under 1 ms)."""
+    return MISSING if seconds is None else f"{seconds:.4g}"
+
+
+def _x(ratio: float | None) -> str:
+    return MISSING if ratio is None else f"{ratio:.1f}×"
