@@ -32,6 +32,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from spikecim.timing import quiet_stderr, torch_threads
+
 __all__ = ["AnalogBenchReport", "IRDropRow", "InferenceRow", "format_report", "run_analog_benchmark"]
 
 DRIFT_S = 3600.0  # both libraries read the weights 1 h after programming
@@ -84,14 +86,8 @@ def run_analog_benchmark(repeats: int = 5, threads: int | None = 1, quick: bool 
     at least 1); ``quick`` uses 2. ``threads`` sets ``torch.set_num_threads`` for both
     libraries during the run (restored after); None keeps it.
     """
-    if threads is None:
+    with torch_threads(threads):
         return _run(repeats, quick)
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        return _run(repeats, quick)
-    finally:
-        torch.set_num_threads(before)
 
 
 def format_report(report: AnalogBenchReport) -> str:
@@ -240,9 +236,7 @@ def _inference_row(
 
 def _aihwkit_model(model: nn.Module) -> nn.Module:
     """aihwkit's copy of ``model`` on ``TorchInferenceRPUConfig`` tiles, drifted to 1 h."""
-    from spikecim.nn.kernels.benchmark import _quiet_stderr
-
-    with _quiet_stderr():  # aihwkit's import can print warnings about its optional parts
+    with quiet_stderr():  # aihwkit's import can print warnings about its optional parts
         from aihwkit.nn.conversion import convert_to_analog
         from aihwkit.simulator.configs import TorchInferenceRPUConfig
 

@@ -26,17 +26,16 @@ A peer that is not installed is skipped with a note.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
-import os
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import torch
+
+from spikecim.timing import quiet_stderr, torch_threads
 
 __all__ = ["LIBRARIES", "BenchReport", "BenchRow", "format_report", "run_lif_benchmark"]
 
@@ -155,14 +154,8 @@ def run_lif_benchmark(
 
     ``threads`` sets ``torch.set_num_threads`` for the run (restored after); None keeps it.
     """
-    if threads is None:
+    with torch_threads(threads):
         return _run(batches, timesteps, features, repeats, warmup, libraries, seed)
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        return _run(batches, timesteps, features, repeats, warmup, libraries, seed)
-    finally:
-        torch.set_num_threads(before)
 
 
 def _run(batches, timesteps, features, repeats, warmup, libraries, seed) -> BenchReport:
@@ -266,27 +259,12 @@ def _memory(
     return _peak_mib(lambda: forward(x).sum().backward()), saved
 
 
-@contextlib.contextmanager
-def _quiet_stderr():
-    """Silence the profiler back-end's own start/stop lines (written to fd 2 from C++)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
 def _peak_mib(step: Callable[[], None]) -> float | None:
     """Peak of torch CPU allocations during ``step``, from the profiler's memory events."""
     from torch.profiler import ProfilerActivity, profile
 
     try:
-        with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        with quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
             step()
         events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
     except (AttributeError, RuntimeError):  # the profiler's event API differs in this torch
