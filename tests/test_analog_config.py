@@ -46,6 +46,41 @@ def test_yaml_file_can_start_from_a_preset_and_override_fields(tmp_path):
     assert c.tile_rows == 64 and c.adc.bits == 6 and c.adc.range == 12.0 and c.device.name == "pcm"
 
 
+def test_flat_spellings_of_the_issue_equal_the_nested_fields():
+    """``dac_bits``, ``adc_bits``, ``adc_range``, ``out_noise``, ``r_on_ohm`` mean the nested
+    fields they name, written out by hand; a flat field overrides a preset's value."""
+    flat = load_crossbar_config(
+        {"dac_bits": 6, "adc_bits": 8, "adc_range": 10.0, "out_noise": 0.05, "r_on_ohm": 4e4}
+    )
+    nested = load_crossbar_config(
+        {
+            "dac": {"enabled": True, "bits": 6},
+            "adc": {"enabled": True, "bits": 8, "range": 10.0},
+            "out_noise_std": 0.05,
+            "g_max_us": 25.0,  # 1 / 40 kΩ
+        }
+    )
+    assert flat == nested
+    c = load_crossbar_config({"preset": "pcm-aihwkit", "adc_bits": 6, "out_noise": 0.0})
+    assert (c.adc.bits, c.adc.range, c.out_noise_std, c.dac.bits) == (6, 12.0, 0.0, 7)
+
+
+@pytest.mark.parametrize(
+    "fields,match",
+    [
+        ({"adc_bits": 6, "adc": {"bits": 7}}, "adc.bits is given twice"),
+        ({"out_noise": 0.1, "out_noise_std": 0.2}, "out_noise_std is given twice"),
+        ({"adc_bits": 17}, "adc.bits"),
+        ({"dac_bits": 4, "dac": 3}, "dac must be a mapping"),
+        ({"r_on_ohm": -1.0}, "r_on_ohm must be a number > 0"),
+    ],
+)
+def test_flat_spelling_conflicts_and_bad_values_are_one_line_errors(fields, match):
+    with pytest.raises(SpikecimError, match=match) as e:
+        load_crossbar_config(fields)
+    assert "\n" not in str(e.value)
+
+
 def test_config_round_trips_through_its_dump():
     c = load_crossbar_config("pcm-aihwkit")
     assert CrossbarConfig.model_validate(c.model_dump()) == c

@@ -140,19 +140,8 @@ class CrossbarConfig(_Section):
 
     @model_validator(mode="before")
     @classmethod
-    def _resistances(cls, data: Any) -> Any:
-        # r_on/r_off are an alternative spelling of g_max/g_min (G = 1/R).
-        if isinstance(data, dict) and ("r_on_ohm" in data or "r_off_ohm" in data):
-            data = dict(data)
-            r_on, r_off = data.pop("r_on_ohm", None), data.pop("r_off_ohm", None)
-            for name, r in (("r_on_ohm", r_on), ("r_off_ohm", r_off)):
-                if r is not None and not (isinstance(r, (int, float)) and r > 0):
-                    raise ValueError(f"{name} must be a number > 0")
-            if r_on is not None:
-                data["g_max_us"] = 1e6 / r_on
-            if r_off is not None:
-                data["g_min_us"] = 1e6 / r_off
-        return data
+    def _spellings(cls, data: Any) -> Any:
+        return _flat_spellings(data) if isinstance(data, dict) else data
 
     @field_validator("device", mode="before")
     @classmethod
@@ -198,6 +187,52 @@ class CrossbarConfig(_Section):
         return _validate(data, "analog")
 
 
+# Flat spellings of nested fields: name -> (section, field, value the section's switch takes).
+FLAT_FIELDS: dict[str, tuple[str, str, bool | None]] = {
+    "dac_bits": ("dac", "bits", True),
+    "adc_bits": ("adc", "bits", True),
+    "adc_range": ("adc", "range", None),
+}
+
+
+def _flat_spellings(data: dict) -> dict:
+    """The alternative spellings, rewritten to the fields they stand for:
+    ``r_on_ohm``/``r_off_ohm`` → ``g_max_us``/``g_min_us`` (G = 1/R); ``dac_bits``,
+    ``adc_bits`` → ``dac.bits``, ``adc.bits`` with the converter switched on; ``adc_range``
+    → ``adc.range``; ``out_noise`` → ``out_noise_std``. A field given in both spellings
+    with different values is refused."""
+    data = dict(data)
+    r_on, r_off = data.pop("r_on_ohm", None), data.pop("r_off_ohm", None)
+    for name, r in (("r_on_ohm", r_on), ("r_off_ohm", r_off)):
+        if r is not None and not (isinstance(r, (int, float)) and r > 0):
+            raise ValueError(f"{name} must be a number > 0")
+    renamed = {"g_max_us": None if r_on is None else 1e6 / r_on}
+    renamed["g_min_us"] = None if r_off is None else 1e6 / r_off
+    renamed["out_noise_std"] = data.pop("out_noise", None)
+    for name, value in renamed.items():
+        if value is not None:
+            _set_once(data, name, value, name)
+    for flat, (section, name, switch) in FLAT_FIELDS.items():
+        if flat not in data:
+            continue
+        value = data.pop(flat)
+        nested = data.get(section, {})
+        if not isinstance(nested, dict):  # ValueError: pydantic turns it into a field error
+            raise ValueError(f"{section} must be a mapping of fields")  # noqa: TRY004
+        nested = dict(nested)
+        _set_once(nested, name, value, f"{section}.{name}")
+        if switch is not None:
+            nested.setdefault("enabled", switch)
+        data[section] = nested
+    return data
+
+
+def _set_once(target: dict, name: str, value: Any, label: str) -> None:
+    if name in target and target[name] != value:
+        raise ValueError(f"{label} is given twice, in two spellings, with different values")
+    target[name] = value
+
+
 def list_presets() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 
@@ -211,7 +246,10 @@ def _validate(data: dict, where: str) -> CrossbarConfig:
 
 def _resolve(data: dict, seen: tuple[str, ...] = ()) -> dict:
     """Merge a ``preset:`` base under the given fields (nested sections merged key by key)."""
-    data = dict(data)
+    try:
+        data = _flat_spellings(data)  # before merging: a flat field overrides the preset's
+    except ValueError as e:
+        raise SpikecimError(f"analog: {e}") from None
     base_name = data.pop("preset", None)
     if base_name is None:
         return data
