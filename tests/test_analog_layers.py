@@ -43,14 +43,17 @@ def on_grid_weight(out_f, in_f, bits, tile_rows, tile_cols, seed=0):
         {"weight_bits": 6, "bits_per_cell": 1},
     ],
 )
-def test_ideal_linear_equals_digital_tiled_or_not_sliced_or_not(fields):
+@pytest.mark.parametrize("grad", [False, True], ids=["inference", "with-gradient"])
+def test_ideal_linear_equals_digital_tiled_or_not_sliced_or_not(fields, grad):
+    """Both paths: in inference the stages work in place (tiles and slices summed by in-place
+    adds); with a gradient they work out of place."""
     bits = fields.get("weight_bits", 8)
     lin = nn.Linear(37, 11).double()
     with torch.no_grad():
         lin.weight.copy_(
             on_grid_weight(11, 37, bits, fields.get("tile_rows", 128), fields.get("tile_cols", 128))
         )
-    x = torch.randn(9, 37, dtype=torch.float64)
+    x = torch.randn(9, 37, dtype=torch.float64, requires_grad=grad)
     am = to_analog(lin, {"preset": "ideal", **fields})
     torch.testing.assert_close(am(x), lin(x), rtol=0, atol=1e-5)
 
