@@ -116,7 +116,8 @@ def calibrate_adc(
             for x in batches:
                 model(x)
         for layer in layers:
-            vals = torch.cat(layer.adc_record).float().numpy()
+            records = layer.adc_record
+            vals = (records[0] if len(records) == 1 else torch.cat(records)).float().numpy()
             pct = percentile if percentile is not None else configs[id(layer)].adc.calibration_percentile
             bound = _percentile(vals, pct)
             layer.adc_bound = bound if bound > 0 else 1.0

@@ -75,7 +75,7 @@ class AnalogLayer(nn.Module):
             self.tiles = to_device(self.tiles, x.device)
         if self.adc_record is None:
             return None
-        return lambda y: self.adc_record.append(y.detach().abs().flatten())
+        return lambda y, unit: self.adc_record.append(y.detach().abs().div_(unit).flatten())
 
     def matmul(self, x2d: torch.Tensor) -> torch.Tensor:
         hook = self._ready(x2d)

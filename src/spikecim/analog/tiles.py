@@ -323,7 +323,7 @@ def _tile_products(
     scratch = scratch if inference else None
     m = read_matrix(state, cfg, scratch).to(x.dtype)  # 2. one read of all tiles [n_in, R, n_out*S*C]
     n_dac = level_count(cfg.dac.bits)
-    y = x.new_empty(n_in, N, m.shape[2], L) if inference else None
+    y = _columns(state, scratch, (n_in, N, m.shape[2], L), x) if inference else None
     parts, scales, sums = [], [], []
     for i in range(n_in):
         xi = x[:, i * R : (i + 1) * R]
@@ -353,13 +353,14 @@ def crossbar_matmul(
     state: TileState,
     cfg: CrossbarConfig,
     adc_bound: float | None,
-    pre_adc_hook: Callable[[torch.Tensor], None] | None = None,
+    pre_adc_hook: Callable[[torch.Tensor, float], None] | None = None,
     scratch: Scratch | None = None,
 ) -> torch.Tensor:
     """``x[N, in] -> y[N, out]`` through the staged pipeline (module docstring).
 
     ``adc_bound`` in normalised units (None: the full range, ``tile_rows``);
-    ``pre_adc_hook(y)`` sees the column outputs before the ADC (range calibration);
+    ``pre_adc_hook(y, unit)`` sees the column outputs before the ADC, ``y / unit`` in
+    normalised units (range calibration; it must not change ``y``);
     ``scratch``: work tensors kept by the layer (inference only)."""
     y, scale, row_sums = _tile_products(x, state, cfg, overwrite=False, scratch=scratch)
     return _columns_to_output(y, state, cfg, adc_bound, pre_adc_hook, scale, row_sums, scratch)[:, :, 0]
@@ -370,7 +371,7 @@ def crossbar_patches(
     state: TileState,
     cfg: CrossbarConfig,
     adc_bound: float | None,
-    pre_adc_hook: Callable[[torch.Tensor], None] | None = None,
+    pre_adc_hook: Callable[[torch.Tensor, float], None] | None = None,
     overwrite: bool = False,
     dac_scale: torch.Tensor | None = None,
     scratch: Scratch | None = None,
@@ -390,7 +391,7 @@ def crossbar_conv2d(
     cfg: CrossbarConfig,
     adc_bound: float | None,
     conv: dict,
-    pre_adc_hook: Callable[[torch.Tensor], None] | None = None,
+    pre_adc_hook: Callable[[torch.Tensor, float], None] | None = None,
     scratch: Scratch | None = None,
 ) -> torch.Tensor:
     """The same pipeline for a convolution whose patches need no DAC (DAC off, or binary
@@ -420,8 +421,23 @@ def crossbar_conv2d(
         kernel = rows.T.reshape(-1, c1 - c0, kh, kw)
         y = F.conv2d(x[:, c0:c1], kernel, None, conv["stride"], conv["padding"], conv["dilation"])
         parts.append(y.flatten(2))
-    y = torch.stack(parts) if n_in > 1 else parts[0].unsqueeze(0)
+    if n_in == 1:
+        y = parts[0].unsqueeze(0)
+    elif scratch is None:  # with a gradient
+        y = torch.stack(parts)
+    else:
+        y = torch.stack(parts, out=_columns(state, scratch, (n_in, *parts[0].shape), x))
     return _columns_to_output(y, state, cfg, adc_bound, pre_adc_hook, None, None, scratch)
+
+
+def _columns(state: TileState, scratch: Scratch | None, shape: tuple[int, ...], like: torch.Tensor):
+    """Where the column outputs ``[n_in, N, n_out*S*C, L]`` go: the layer's work tensor when
+    stage 5 sums tiles or slices into a new tensor anyway (never returned to the caller), a
+    new tensor otherwise."""
+    _, n_in, _, _, S, _ = state.grid
+    if scratch is not None and (n_in > 1 or S > 1):
+        return scratch.take("columns", shape, like)
+    return like.new_empty(shape)
 
 
 def direct_conv_applies(x: torch.Tensor, state: TileState, cfg: CrossbarConfig) -> bool:
@@ -439,7 +455,7 @@ def _columns_to_output(
     state: TileState,
     cfg: CrossbarConfig,
     adc_bound: float | None,
-    pre_adc_hook: Callable[[torch.Tensor], None] | None,
+    pre_adc_hook: Callable[[torch.Tensor, float], None] | None,
     row_scale: torch.Tensor | None,
     row_sums: torch.Tensor | None,
     scratch: Scratch | None = None,
@@ -465,7 +481,7 @@ def _columns_to_output(
         else:
             y = y + cfg.out_noise_std * unit * torch.randn_like(y)
     if pre_adc_hook is not None:
-        pre_adc_hook(y / unit)
+        pre_adc_hook(y, unit)
     if cfg.adc.enabled:
         bound = float(R) if adc_bound is None else adc_bound
         n = level_count(cfg.adc.bits)
@@ -488,15 +504,14 @@ def _columns_to_output(
 
 
 def _sum_tiles_and_slices(y: torch.Tensor) -> torch.Tensor:
-    """``y[n_in, N, n_out, S, C, L]`` summed over tiles and slices into ``y[0, :, :, 0]``
-    (returned, ``[N, n_out, C, L]``) by in-place adds: torch's reduction over two
-    non-adjacent dimensions runs several times slower than these elementwise passes."""
-    acc = y[0]
-    for i in range(1, y.shape[0]):
-        acc.add_(y[i])
-    out = acc[:, :, 0]
-    for k in range(1, y.shape[3]):
-        out.add_(acc[:, :, k])
+    """``y[n_in, N, n_out, S, C, L]`` (n_in·S ≥ 2) summed over tiles and slices into a new
+    tensor ``[N, n_out, C, L]`` by elementwise adds: torch's reduction over two non-adjacent
+    dimensions runs several times slower. ``y`` may be a work tensor: nothing returned
+    shares its memory."""
+    parts = [y[i, :, :, k] for i in range(y.shape[0]) for k in range(y.shape[3])]
+    out = torch.add(parts[0], parts[1])
+    for part in parts[2:]:
+        out.add_(part)
     return out
 
 
