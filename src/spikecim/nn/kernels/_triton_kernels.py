@@ -43,6 +43,20 @@ def neuron_block(beta_ptr, th_ptr, m0_ptr, M, HAS_M0: tl.constexpr, BLOCK: tl.co
 
 
 @triton.jit
+def incoming_grad(ptr, off, mask, zero, HAS: tl.constexpr, SCALAR: tl.constexpr):
+    """One step of an incoming gradient (of the spikes or of the membrane): the tensor at
+    ``off``, one scalar broadcast to every lane (a gradient of a sum), or zero without one."""
+    if HAS:
+        if SCALAR:
+            g = zero + tl.load(ptr)
+        else:
+            g = tl.load(ptr + off, mask=mask, other=0.0)
+    else:
+        g = zero
+    return g
+
+
+@triton.jit
 def forward_kernel(
     x_ptr,
     beta_ptr,
@@ -133,20 +147,8 @@ def backward_kernel(
         has_prev = off >= M  # t > 0 (lanes hold offs < M)
         prev = tl.load(saved_ptr + off - M, mask=mask & has_prev, other=0.0)
         prev = tl.where(has_prev, prev, u0)
-        if HAS_GS:
-            if GS_SCALAR:
-                gsi = zero + tl.load(gs_ptr)
-            else:
-                gsi = tl.load(gs_ptr + off, mask=mask, other=0.0)
-        else:
-            gsi = zero
-        if HAS_GM:
-            if GM_SCALAR:
-                gmi = zero + tl.load(gm_ptr)
-            else:
-                gmi = tl.load(gm_ptr + off, mask=mask, other=0.0)
-        else:
-            gmi = zero
+        gsi = incoming_grad(gs_ptr, off, mask, zero, HAS_GS, GS_SCALAR)
+        gmi = incoming_grad(gm_ptr, off, mask, zero, HAS_GM, GM_SCALAR)
         if DELAYED:
             rn = tl.where(cur > h, 1.0, 0.0)
             if SUBTRACT:
