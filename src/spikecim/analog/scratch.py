@@ -1,9 +1,9 @@
 """Work tensors an analog layer keeps from call to call in inference.
 
 A fresh tensor of a few MB or more is new memory to the operating system: its first write
-costs a page fault per 4 KiB page, often more than the arithmetic that fills it (a read of
-VGG-9's 4096×1024 layer: 78 ms with fresh tensors, 27 ms with kept ones, on the 2-vCPU
-machine of BENCHMARKS.md). The layer keeps its patches, read-noise draw, read matrix and
+costs a page fault per 4 KiB page, often more than the arithmetic that fills it (a noisy
+read of VGG-9's largest layer takes about 3× as long with fresh tensors; BENCHMARKS.md,
+"Fresh memory"). The layer keeps its patches, read-noise draw, read matrix and
 output-noise draw here instead. Only for inference: a tensor autograd saves for the
 backward pass must not be overwritten by the next call.
 """
