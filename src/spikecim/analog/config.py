@@ -4,10 +4,11 @@ Presets live in ``analog/presets/<name>.yaml`` (each value with its source); a u
 may start from a preset (``preset: pcm-aihwkit``) and override any field. Every knob with a
 unit carries it in its name. Bad input fails with one line naming the field.
 
-Mapping of a weight matrix ``W[out, in]`` (REFERENCE §3): inputs drive word lines (rows),
-outputs are read on bit lines (columns); ``tile_cols`` counts weight columns, each realised
-as a G+/G− pair (``differential``) or one cell plus a shared reference (``offset``) and,
-with bit slicing, ``ceil(magnitude_bits / bits_per_cell)`` cells side by side.
+Mapping of a weight matrix ``W[out, in]`` (docs/references.md#weight-to-conductance): inputs
+drive word lines (rows), outputs are read on bit lines (columns); ``tile_cols`` counts weight
+columns, each realised as a G+/G− pair (``differential``) or one cell plus a shared
+reference (``offset``) and, with bit slicing, ``ceil(magnitude_bits / bits_per_cell)`` cells
+side by side.
 """
 
 from __future__ import annotations
@@ -109,7 +110,8 @@ class IRDropConfig(_Section):
 
 class DriftCompensationConfig(_Section):
     """Global drift compensation: one-hot inputs read at programming and at time t,
-    outputs scaled by mean|Y0| / mean|Y(t)| per layer (REFERENCE §3)."""
+    outputs scaled by mean|Y0| / mean|Y(t)| per layer (Joshi et al., Nat. Commun. 2020;
+    docs/references.md#drift-compensation)."""
 
     enabled: bool = False
 

@@ -98,7 +98,8 @@ class SRAMDevice(DeviceModel):
 
 @register_device("pcm")
 class PCMDevice(DeviceModel):
-    """Phase-change memory, the statistical model of REFERENCE §3 (aihwkit ``PCMLikeNoiseModel``).
+    """Phase-change memory, the statistical model of aihwkit's ``PCMLikeNoiseModel``
+    (Nandakumar et al., ICECS 2019; docs/references.md#pcm).
 
     - programming: σ_prog = (c0 + c1·g/g_ref + c2·(g/g_ref)²)·g_max/25, with g_ref = g_max;
       g_prog = max(g + σ_prog·N, 0)

@@ -4,8 +4,8 @@
   into every Linear/Conv2d weight at each step (aihwkit-style weight modifiers, gradient
   taken at the noisy weights, update applied to the clean ones):
   ``add_normal`` W + σ·max|W|·N, ``mult_normal`` W·(1 + σ·N), ``pcm`` the PCM programming
-  noise of REFERENCE §3 mapped to weight units, σ_W = σ_prog(g)/g_max·max|W| with
-  g = |W|/max|W|·g_max, scaled by ``std``.
+  noise (docs/references.md#pcm-programming-noise) mapped to weight units,
+  σ_W = σ_prog(g)/g_max·max|W| with g = |W|/max|W|·g_max, scaled by ``std``.
 - **Batch-norm fine-tuning** (``bn_finetune``): with the weights frozen on the programmed
   crossbar, only the BatchNorm affine parameters and running statistics are retrained on a
   small calibration set, through the noisy analog forward pass (the batch-norm

@@ -1,7 +1,8 @@
 """Uniform quantisers with a straight-through gradient (DAC, ADC, weights, conductance levels).
 
 Q(v) = clip(round(v/Δ)·Δ, −bound, bound) with Δ = bound / (2^(bits−1) − 1): the symmetric
-grid of aihwkit's IOParameters (``res = 1/(2^bits − 2)`` over ``2·bound``, REFERENCE §3).
+grid of aihwkit's IOParameters (``res = 1/(2^bits − 2)`` over ``2·bound``;
+docs/references.md#adc-dac).
 A 1-bit converter degenerates to the ternary grid {−bound, 0, bound}. The backward pass
 is the identity (straight-through), so hardware-aware training and BN fine-tuning can
 differentiate through the converters.

@@ -23,7 +23,7 @@ gain at once. Every stage is the identity when its switch is off, so with everyt
 ideal the result is ``x @ W.T`` up to float rounding (tiled or not, bit-sliced or not for
 weights on the grid). Units: conductances in µS; column outputs in normalised units (1 =
 one full-scale input on one g_max cell), the units of ``adc.range`` and ``out_noise_std``
-(REFERENCE §3).
+(docs/references.md#adc-dac).
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def weight_to_levels(
     Analog weights: W/max|W| split into G+ = max(w, 0), G− = max(−w, 0) (differential) or
     (w + 1)/2 (offset). Integer weights q = round(w·q_max), q_max = 2^(b−1) − 1, magnitude
     (or q + q_max for offset) written in base 2^c digits d_k, one cell per digit with level
-    d_k/(2^c − 1); slice gain (2^c − 1)·2^(c·k)/q_max recombines them (REFERENCE §3).
+    d_k/(2^c − 1); slice gain (2^c − 1)·2^(c·k)/q_max recombines them (docs/references.md#bit-slicing).
     """
     wt = tile_weight(weight, cfg)
     w_scale = wt.abs().amax(dim=(2, 3))

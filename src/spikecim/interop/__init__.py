@@ -1,4 +1,5 @@
-"""NIR import and export (Neuromorphic Intermediate Representation, REFERENCE §2).
+"""NIR import and export (Neuromorphic Intermediate Representation; Pedersen et al.,
+Nat. Commun. 2024; docs/references.md#nir).
 
 ``from_nir(graph_or_path, dt=None, convention="euler")`` builds a time-major spikecim module
 from a NIR graph; ``to_nir(model, dt=1e-4)`` writes a spikecim model as a NIR graph;

@@ -1,4 +1,4 @@
-"""From NIR's continuous neurons to spikecim's discrete ones (REFERENCE §2).
+"""From NIR's continuous neurons to spikecim's discrete ones (docs/references.md#nir-discretisation).
 
 NIR describes neurons in continuous time::
 

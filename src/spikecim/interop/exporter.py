@@ -1,4 +1,4 @@
-"""``to_nir``: a spikecim model to a NIR graph (REFERENCE §2).
+"""``to_nir``: a spikecim model to a NIR graph (docs/references.md#nir-discretisation).
 
 Neurons are written with snnTorch's convention, the inverse of :mod:`discretise`::
 

@@ -1,4 +1,4 @@
-"""The neuron equations as pure functions (REFERENCE §1).
+"""The neuron equations as pure functions (docs/references.md#lif).
 
 Discrete LIF with input current I[t], decay beta in [0, 1], threshold theta and the strict
 step H(x) = 1 if x > 0 else 0.

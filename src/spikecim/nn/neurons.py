@@ -50,7 +50,7 @@ def _param(value, learn: bool, name: str) -> torch.Tensor:
 
 
 class LIF(TemporalModule):
-    """Leaky integrate-and-fire neuron (REFERENCE §1).
+    """Leaky integrate-and-fire neuron (docs/references.md#lif).
 
     Args:
         beta: membrane decay in [0, 1], scalar or per neuron (broadcast to one step).

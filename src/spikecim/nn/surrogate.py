@@ -1,4 +1,4 @@
-"""Surrogate gradients for the spike function (REFERENCE §1).
+"""Surrogate gradients for the spike function (docs/references.md#surrogate-gradients).
 
 The forward pass is always the strict step H(u) = 1 if u > 0 else 0; only the backward
 pass differs. A surrogate is a small frozen object holding its name and one shape

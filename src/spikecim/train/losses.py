@@ -2,7 +2,8 @@
 
 - ``mean``: cross-entropy of the logits averaged over steps (rate-decoded output).
 - ``per_step``: the mean over t of the cross-entropy at every step, so the output is
-  accurate at every prefix of time (needed for dynamic-timestep inference, REFERENCE §5).
+  accurate at every prefix of time (needed for dynamic-timestep inference, DT-SNN:
+  Li et al., DAC 2023; docs/references.md#dt-snn).
 """
 
 from __future__ import annotations

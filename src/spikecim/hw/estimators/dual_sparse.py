@@ -1,4 +1,5 @@
-"""A dual-sparse digital accelerator in the style of LoAS (REFERENCE §4).
+"""A dual-sparse digital accelerator in the style of LoAS (Yin et al., MICRO 2024;
+docs/references.md#loas).
 
 Same PE array and per-operation energies as ``systolic``, with two changes:
 - weight sparsity: only non-zero weights are stored (bitmap + values) and multiplied:

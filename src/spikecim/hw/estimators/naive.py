@@ -1,4 +1,5 @@
-"""The operation-count estimate papers usually report (REFERENCE §4, after Horowitz 2014).
+"""The operation-count estimate papers usually report (after Horowitz, ISSCC 2014;
+docs/references.md#naive-energy).
 
 E = E_MAC · MACs for layers on real-valued input (the SNN's first layer, every ANN layer,
 every step) + E_AC · (accumulates actually triggered by non-zero spike inputs, summed over

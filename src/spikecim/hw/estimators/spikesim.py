@@ -1,6 +1,7 @@
 """SpikeSim compatibility: the public energy/latency/area script, reproduced exactly.
 
-Formulas (REFERENCE §4; X = crossbar size, k² crossbars per PE, T timesteps):
+Formulas (Moitra et al., IEEE TCAD 2023; docs/references.md#spikesim), with X = crossbar size,
+k² crossbars per PE, T timesteps:
 
 - PE energy = k²·E_xbar + (X/8)·(E_ADC + E_MUX)
 - PE-cycle energy = E_Htree + E_fetch + E_neuron + (X/8)·PE + (X/8)·16·E_sub + (X/8)·E_temp + E_tilebuf

@@ -1,4 +1,5 @@
-"""A digital SNN/ANN systolic accelerator in the style of SATA (REFERENCE §4).
+"""A digital SNN/ANN systolic accelerator in the style of SATA (Yin et al., IEEE TCAD 2023;
+docs/references.md#sata).
 
 A PE array of ``pe_rows × pe_cols`` with a weight-stationary dataflow: the array holds a
 block of ``pe_rows`` inputs × ``pe_cols`` outputs of the unrolled weight matrix; inputs
@@ -56,7 +57,7 @@ class SystolicParams(EstimatorParams):
 
 
 def lif_update_pj(p: SystolicParams) -> float:
-    """A LIF update = add + compare + 2 mux + 3 register + shift (SATA, REFERENCE §4)."""
+    """A LIF update = add + compare + 2 mux + 3 register + shift (SATA, docs/references.md#sata-energies)."""
     return p.e_add_pj + p.e_cmp_pj + 2 * p.e_mux_pj + 3 * p.e_reg_pj + p.e_shift_pj
 
 

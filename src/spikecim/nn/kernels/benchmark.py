@@ -1,4 +1,4 @@
-"""Speed of one Linear + LIF layer against the peer libraries (REFERENCE §6).
+"""Speed of one Linear + LIF layer against the peer libraries (docs/references.md#peer-speed).
 
 The workload: ``Linear(F -> F)`` over a whole sequence ``x[T, B, F]`` followed by a LIF
 neuron (beta 0.9, threshold 1, subtract reset), forward and backward of ``spikes.sum()``,
