@@ -3,9 +3,10 @@
     .venv/bin/python benchmarks/bench_hw.py [--repeat 5] [--json]
 
 The workloads are built by hand as layer lists (no model, no torch), with the spike and
-weight sparsity LoAS reports for these networks at T = 4 (REFERENCE §4): VGG16 82.3 % /
-98.2 %, ResNet19 68.7 % / 96.9 %. Prints, per network, the median wall time of costing
-the workload on all tables, and the energy / latency / area each table gives.
+weight sparsity LoAS reports for these networks at T = 4 (Yin et al., MICRO 2024;
+docs/references.md#loas): VGG16 82.3 % / 98.2 %, ResNet19 68.7 % / 96.9 %. Prints, per
+network, the median wall time of costing the workload on all tables, and the energy /
+latency / area each table gives.
 """
 
 from __future__ import annotations

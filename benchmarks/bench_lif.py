@@ -1,8 +1,9 @@
 """Linear + LIF forward+backward: spikecim against snnTorch, SpikingJelly, Norse and the Linear floor.
 
-    python benchmarks/bench_lif.py                       # REFERENCE §6: F=512, T=100, B=16 and 64
+    python benchmarks/bench_lif.py                       # F=512, T=100, B=16 and 64
     python benchmarks/bench_lif.py --batch 16 --repeats 11 --json results.json
 
+The default sizes are those of the peer timings in docs/references.md#peer-speed.
 The same measurement as ``spikecim bench`` (spikecim.nn.kernels.benchmark); this script
 adds saving the JSON next to the Markdown table.
 """

@@ -1,4 +1,4 @@
-"""The ``pcm-aihwkit`` preset against aihwkit 1.1's pure-torch inference tile (REFERENCE §3).
+"""The ``pcm-aihwkit`` preset against aihwkit 1.1's pure-torch inference tile (docs/references.md#pcm).
 
 Same layer (32 inputs × 512 outputs, one tile, max|W| = 1), same inputs; the output error
 y − x·Wᵀ over 6 programmings is compared in standard deviation and mean absolute value.

@@ -35,7 +35,7 @@ def test_pcm_aihwkit_preset_holds_the_aihwkit_defaults_of_reference_section_3():
 
 def test_on_off_resistance_converts_to_conductance_in_microsiemens():
     c = load_crossbar_config("rram-65nm")
-    assert c.g_max_us == pytest.approx(1e6 / 100e3)  # R_on = 100 kΩ (REFERENCE §3)
+    assert c.g_max_us == pytest.approx(1e6 / 100e3)  # R_on = 100 kΩ (NeuroSim, docs/references.md#rram)
     assert c.g_min_us == pytest.approx(1e6 / 1.7e6)  # R_off = 1.7 MΩ
 
 

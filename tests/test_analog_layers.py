@@ -216,7 +216,7 @@ def test_fast_ir_drop_method_in_a_layer_uses_the_first_order_model():
 def test_conv_with_dac_equals_per_patch_abs_max_quantisation_written_out(mapping, tile_rows, geometry):
     """A crossbar with only the DAC on: every patch is split at the tile boundaries (rows
     0–9, 10–19, 20–26 for 10-row tiles), each part scaled by its own abs-max and rounded to
-    the 7-bit grid over ±1 (aihwkit IOParameters, REFERENCE §3), then multiplied by the
+    the 7-bit grid over ±1 (aihwkit IOParameters, docs/references.md#adc-dac), then multiplied by the
     exact weights and the tiles' partial sums added."""
     stride, padding, dilation = geometry
     torch.manual_seed(7)
@@ -244,7 +244,7 @@ def test_dac_and_adc_equal_the_quantisers_written_out_per_tile(dac, mapping):
     """Three input tiles (12, 12, 6 rows). Per tile: inputs scaled by their abs-max and
     rounded to 6 bits (DAC), column output (W/max|W|, or (W/max|W| + 1)/2 with the reference
     column subtracted digitally for the offset mapping) rounded to 5 bits over ±3 and
-    clipped (ADC, REFERENCE §3 grid), times the scales; the tiles' partial sums added."""
+    clipped (ADC grid, docs/references.md#adc-dac), times the scales; the tiles' partial sums added."""
     torch.manual_seed(0)
     lin = nn.Linear(30, 7).double()
     x = torch.randn(11, 30, dtype=torch.float64)

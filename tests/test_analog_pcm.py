@@ -1,4 +1,4 @@
-"""PCM device statistics against the formulas of REFERENCE §3 (aihwkit PCMLikeNoiseModel)."""
+"""PCM device statistics against aihwkit's PCMLikeNoiseModel (docs/references.md#pcm)."""
 
 import math
 
@@ -15,7 +15,8 @@ N = 100_000
 
 
 def sigma_prog_ref(g_us: float) -> float:
-    """REFERENCE §3: σ_prog = (0.26348 + 1.9650·g/g_max − 1.1731·(g/g_max)²)·g_max/25."""
+    """σ_prog = (0.26348 + 1.9650·g/g_max − 1.1731·(g/g_max)²)·g_max/25
+    (docs/references.md#pcm-programming-noise)."""
     r = g_us / G_MAX_US
     return (0.26348 + 1.9650 * r - 1.1731 * r * r) * G_MAX_US / 25
 
@@ -53,7 +54,7 @@ def test_drift_with_fixed_nu_equals_power_law_exactly(t_s):
     g = torch.linspace(0.1, 25.0, 1000, dtype=torch.float64)
     nu = dev.drift_exponent(g, G_MAX_US, None)
     out = dev.read(g, nu, t_s, G_MAX_US)
-    expected = g * ((t_s + 20.0) / 20.0) ** -0.06  # REFERENCE §3, t0 = 20 s
+    expected = g * ((t_s + 20.0) / 20.0) ** -0.06  # docs/references.md#pcm-drift, t0 = 20 s
     torch.testing.assert_close(out, expected, rtol=1e-12, atol=0)
 
 

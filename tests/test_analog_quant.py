@@ -14,7 +14,7 @@ values = st.lists(st.floats(-100, 100, allow_nan=False, width=64), min_size=1, m
 def test_quantized_values_lie_on_grid_with_error_at_most_half_step(xs, bits, bound):
     x = torch.tensor(xs, dtype=torch.float64)
     q = quantize(x, bits, bound)
-    delta = bound / (2 ** (bits - 1) - 1)  # REFERENCE §3: res = 1/(2^bits - 2) over 2·bound
+    delta = bound / (2 ** (bits - 1) - 1)  # docs/references.md#adc-dac: res = 1/(2^bits - 2) over 2·bound
     k = q / delta
     assert torch.allclose(k, torch.round(k), atol=1e-6)
     inside = x.abs() <= bound

@@ -102,7 +102,8 @@ def test_pcm_weight_modifier_noise_std_follows_programming_polynomial():
     w[0] = 1.0  # max|W| = 1 -> g = 0.5·g_max
     noisy = modify_weight(w, WeightModifier(kind="pcm", std=1.0), torch.Generator().manual_seed(0))
     g_rel = 0.5
-    sigma_w = 0.26348 + 1.9650 * g_rel - 1.1731 * g_rel**2  # σ_prog/g_max·25/25 (REFERENCE §3), weight units
+    # σ_prog/g_max·25/25 (docs/references.md#pcm-programming-noise), weight units
+    sigma_w = 0.26348 + 1.9650 * g_rel - 1.1731 * g_rel**2
     assert float((noisy - w)[1:].std()) == pytest.approx(sigma_w / 25.0, rel=0.03)
 
 

@@ -64,8 +64,8 @@ def test_estimate_ann_variant_and_table_output(run_dir, capsys, tmp_path):
     # 8·9·1·64 + 16·9·8·64 + 256·10 = 4,608 + 73,728 + 2,560 = 80,896 MACs).
     assert saved["spiking"] is False and saved["timesteps"] == 1
     assert saved["ops"] == 2 * 80_896
-    # REFERENCE §4 SATA: a non-zero input's MAC costs multiply + accumulate (0.239 + 0.0389 pJ),
-    # and the ANN workload's activity is 0.5, so half the MACs run.
+    # SATA (docs/references.md#sata-energies): a non-zero input's MAC costs multiply + accumulate
+    # (0.239 + 0.0389 pJ), and the ANN workload's activity is 0.5, so half the MACs run.
     compute = 0.5 * 80_896 * (0.239 + 0.0389)
     assert saved["energy_by_component_pj"]["compute"] == pytest.approx(compute, rel=1e-9)
     total_row = next(line for line in text.splitlines() if line.startswith("| **total**"))

@@ -121,7 +121,7 @@ def table(tmp_path, name, estimator, params):
 
 def test_naive_first_layer_macs_then_triggered_accumulates():
     r = estimate(snn(layer_in(), layer_fc()), "naive-45nm")
-    # 4.6 pJ · 8 MACs · 2 steps  +  0.9 pJ · (6 + 3) triggered ACs   (REFERENCE §4)
+    # 4.6 pJ · 8 MACs · 2 steps  +  0.9 pJ · (6 + 3) triggered ACs   (docs/references.md#naive-energy)
     assert r.layers[0].total_energy_pj == pytest.approx(4.6 * 8 * 2)
     assert r.layers[1].total_energy_pj == pytest.approx(0.9 * 9)
     assert r.energy_pj == pytest.approx(73.6 + 8.1)
@@ -208,7 +208,8 @@ def test_systolic_spike_layer_by_hand(tmp_path):
     arch = table(tmp_path, "tiny-sys", "systolic", SYSTOLIC)
     r = estimate(snn(layer_fc()), arch)
     e = r.layers[0].energy_pj
-    lif = 0.1 + 0.2 + 2 * 0.01 + 3 * 0.02 + 0.03  # add + cmp + 2 mux + 3 reg + shift (REFERENCE §4)
+    # add + cmp + 2 mux + 3 reg + shift (docs/references.md#sata-energies)
+    lif = 0.1 + 0.2 + 2 * 0.01 + 3 * 0.02 + 0.03
     assert e["compute"] == pytest.approx(9 * (0.5 + 0.05))  # 9 triggered ACs · (acc + AND)
     assert e["spad"] == pytest.approx(9 * 0.25)
     assert e["neuron"] == pytest.approx(3 * 2 * lif)
@@ -240,7 +241,7 @@ def test_dual_sparse_skips_zero_weights_and_reads_weights_once(tmp_path):
 
 
 def test_imc_adc_energy_at_65nm_is_about_027_pj_for_5_bits():
-    # REFERENCE §4: NeuroSim SAR formula gives about 0.27 pJ per 5-bit conversion at 65 nm
+    # docs/references.md#neurosim-adc: NeuroSim SAR formula gives about 0.27 pJ per 5-bit conversion at 65 nm
     assert adc_energy_pj(load_architecture("imc-rram-65nm").p) == pytest.approx(0.27, rel=0.03)
 
 

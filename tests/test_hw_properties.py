@@ -116,7 +116,8 @@ def test_imc_membrane_traffic_every_step_for_every_spiking_layer():
     arch = load_architecture("imc-rram-65nm")
     r = estimate(wl, arch)
     for layer, cost in zip(wl.layers, r.layers):
-        # e_sram_bit = 1.95 pJ per 16-bit SRAM access / 16 (REFERENCE §4, SATA CACTI figures)
+        # e_sram_bit = 1.95 pJ per 16-bit SRAM access / 16 (SATA CACTI figures,
+        # docs/references.md#sata-memory)
         expected = layer.out_size * 16 * 2 * (1.95 / 16) * 3 if layer.has_neuron else 0.0
         assert cost.energy_pj.get("membrane", 0.0) == pytest.approx(expected)
 

@@ -1,4 +1,4 @@
-"""The spikesim estimator reproduces the public SpikeSim script (REFERENCE §4)."""
+"""The spikesim estimator reproduces the public SpikeSim script (docs/references.md#spikesim)."""
 
 import json
 import math
@@ -8,7 +8,7 @@ import pytest
 from spikecim.cli.main import main
 from spikecim.hw import estimate, load_architecture, spikesim_from_spec
 
-# REFERENCE §4: the script's own VGG9 / CIFAR-10 example
+# docs/references.md#spikesim-vgg9: the script's own VGG9 / CIFAR-10 example
 VGG9 = {
     "xbar_size": 64,
     "pe_per_tile": 8,
@@ -55,7 +55,8 @@ def test_spikesim_cli_json_prints_reference_figures(tmp_path, capsys):
 
 
 def test_first_layer_energy_equals_script_formula_by_hand():
-    # REFERENCE §4, layer 1 (3 -> 64, out_dim 32): ⌈64/64⌉·⌈3/64⌉·32²·PE-cycle·T
+    # docs/references.md#spikesim-energy, layer 1 (3 -> 64, out_dim 32):
+    # ⌈64/64⌉·⌈3/64⌉·32²·PE-cycle·T
     pe = 9 * 1.76423 + 8 * (2.03084 + 0.094245)
     cycle = 19.64 * 8 + 4.64 + 1.274 * 4 + 8 * pe + 8 * 16 * 1.15e-6 + 8 * 0.2 + 397
     wl, arch = spikesim_from_spec(VGG9)
@@ -65,7 +66,7 @@ def test_first_layer_energy_equals_script_formula_by_hand():
 
 def test_sram_preset_keeps_the_script_quirk_read_energy_equals_area_constant():
     p = load_architecture("spikesim-sram-65nm").p
-    assert p.e_xbar_read_pj == p.a_xbar_um2 == 671.089  # REFERENCE §4 quirk
+    assert p.e_xbar_read_pj == p.a_xbar_um2 == 671.089  # docs/references.md#spikesim-quirks
 
 
 def test_fully_connected_layers_are_not_costed_as_in_the_script():

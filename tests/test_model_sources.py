@@ -17,7 +17,8 @@ pytestmark = pytest.mark.skipif(not CNN.exists(), reason=f"NIR reference files n
 def test_nir_cnn_traced_on_bernoulli_input_has_hand_counted_shapes_and_rate():
     w = workload_from_model_file(CNN, timesteps=5, samples=64, input_rate=0.3)
     first = w.layers[0]
-    # REFERENCE §2: Conv(2->16, k5, s2, p1) on [2, 34, 34] -> 16x16 outputs.
+    # cnn_sinabs.nir (docs/references.md#nir-paper-graphs):
+    # Conv(2->16, k5, s2, p1) on [2, 34, 34] -> 16x16 outputs.
     out = (34 + 2 * 1 - 5) // 2 + 1
     assert first.out_hw == (out, out) == (16, 16)
     assert first.macs == 16 * out * out * 2 * 5 * 5
@@ -33,9 +34,9 @@ def test_nir_cnn_traced_on_bernoulli_input_has_hand_counted_shapes_and_rate():
 def test_hw_estimate_accepts_a_nir_file(capsys):
     assert main(["hw", "estimate", str(CNN), "--arch", "naive-45nm", "--json", "--timesteps", "3"]) == 0
     report = json.loads(capsys.readouterr().out)
-    # REFERENCE §4 naive estimate over the same (seeded) trace: 0.9 pJ per accumulate where the
-    # layer reads binary spikes, 4.6 pJ per dense MAC where it reads multi-valued input (the
-    # SumPool outputs of this graph).
+    # the naive estimate (docs/references.md#naive-energy) over the same (seeded) trace:
+    # 0.9 pJ per accumulate where the layer reads binary spikes, 4.6 pJ per dense MAC where
+    # it reads multi-valued input (the SumPool outputs of this graph).
     w = workload_from_model_file(CNN, timesteps=3)
     expected = sum(0.9 * l.total_acs if l.spiking_input else 4.6 * l.macs * 3 for l in w.layers)
     assert report["workload"] == "cnn_sinabs"
@@ -47,7 +48,8 @@ def test_trace_cli_writes_workload_for_nir_file(tmp_path):
     assert main(["trace", str(CNN), "-o", str(out), "--timesteps", "2", "--samples", "8"]) == 0
     w = Workload.load(out)
     assert w.timesteps == 2 and w.samples == 8
-    # REFERENCE §2 layer list, MACs per step counted by hand (out_ch·H·W·in_ch·k²):
+    # the cnn_sinabs.nir layer list (docs/references.md#nir-paper-graphs), MACs per step counted
+    # by hand (out_ch·H·W·in_ch·k²):
     # Conv 2->16 k5 s2 p1 on 34x34 -> 16x16; Conv 16->16 k3 p1 on 16x16; SumPool2 -> 8x8;
     # Conv 16->8 k3 p1 on 8x8; SumPool2 -> 4x4, Flatten 128; Affine 128->256; Affine 256->10.
     assert [l.macs for l in w.layers] == [

@@ -70,7 +70,7 @@ def test_vgg_ann_twin_equals_torch_sequential_from_the_layer_list(name):
 
 
 def test_vgg9_convolutions_follow_the_spikesim_layer_table():
-    """REFERENCE §4, SpikeSim's VGG9/CIFAR-10 example: in_ch 3,64,64,128,128,256,256;
+    """SpikeSim's VGG9/CIFAR-10 example (docs/references.md#spikesim-vgg9): in_ch 3,64,64,128,128,256,256;
     out_ch 64,64,128,128,256,256,256; in_dim 32,32,16,16,8,8,8 (out_dim there is after pooling)."""
     model = create_model("vgg9", spiking=False, in_channels=3, input_size=32)
     seen = []
@@ -169,7 +169,8 @@ def test_resnet19_has_17_conv3x3_and_2_linear_layers():
 def _leaky(beta, thr):
     import snntorch as snn
 
-    return snn.Leaky(beta=beta, threshold=thr).double()  # delayed subtract reset, atan: REFERENCE §1
+    # delayed subtract reset, atan (docs/references.md#lif-peers)
+    return snn.Leaky(beta=beta, threshold=thr).double()
 
 
 def test_spiking_convnet_equals_a_step_loop_with_snntorch_leaky():

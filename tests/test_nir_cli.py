@@ -55,7 +55,7 @@ def test_import_keeps_the_chosen_convention(tmp_path):
         main(["nir", "import", str(DATA / "lif_norse.nir"), "-o", str(out), "--convention", "snntorch"]) == 0
     )
     neuron = load_model(out)[1]
-    assert neuron.threshold.item() == pytest.approx(2.5, abs=1e-5)  # REFERENCE §2
+    assert neuron.threshold.item() == pytest.approx(2.5, abs=1e-5)  # docs/references.md#nir-paper-graphs
 
 
 @needs_data

@@ -71,7 +71,8 @@ def test_mlp_round_trips_with_every_neuron_kind(neuron, tmp_path):
 
 
 def test_exported_lif_follows_reference_discretisation():
-    # REFERENCE §2: tau = dt/(1 - beta), r = tau/dt; synaptic: tau_syn = dt/(1 - alpha), w_in = tau_syn/dt
+    # docs/references.md#nir-discretisation: tau = dt/(1 - beta), r = tau/dt;
+    # synaptic: tau_syn = dt/(1 - alpha), w_in = tau_syn/dt
     model = Sequential(nn.Linear(3, 2), LIF(beta=0.9, threshold=1.3, reset="zero", reset_delay=False),
                        nn.Linear(2, 2), SynapticLIF(alpha=0.8, beta=0.75, threshold=0.7, reset="zero", reset_delay=False))  # fmt: skip
     g = to_nir(model, dt=1e-3)

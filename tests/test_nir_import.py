@@ -1,4 +1,5 @@
-"""from_nir on the NIR paper's graphs, checked against the paper's traces (REFERENCE §2)."""
+"""from_nir on the NIR paper's graphs, checked against the paper's traces
+(docs/references.md#nir-paper-graphs)."""
 
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from spikecim.nn import LIF
 DATA = Path(__file__).parents[2] / "shared" / "data" / "nir-paper"
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"NIR paper data not found at {DATA}")
 
-# REFERENCE §2: the single LIF neuron at dt = 1e-4 spikes at these steps
+# docs/references.md#nir-paper-graphs: the single LIF neuron at dt = 1e-4 spikes at these steps
 PAPER_SPIKES = [460, 510, 710, 760]
 
 
@@ -49,7 +50,8 @@ def test_lif_norse_model_forward_gives_the_same_spikes_as_the_neuron_trace():
 def test_snntorch_convention_has_beta_096_theta_25_and_follows_snntorch_trace():
     model = from_nir(DATA / "lif_norse.nir", dt=1e-4, convention="snntorch", dtype=torch.float64)
     neuron = model[1]
-    # REFERENCE §2: the snnTorch discretisation of this neuron is beta = 0.96, theta = 2.5
+    # the snnTorch discretisation of this neuron is beta = 0.96, theta = 2.5
+    # (docs/references.md#nir-paper-graphs)
     assert neuron.beta.item() == pytest.approx(0.96, abs=1e-7)
     assert neuron.threshold.item() == pytest.approx(2.5, abs=1e-5)
     spikes, mem = _lif_trace("snntorch")
@@ -156,8 +158,9 @@ def test_cnn_sinabs_matches_a_hand_written_if_simulation():
 
 def test_two_lif_neurons_graph_follows_a_hand_written_euler_loop_with_leak():
     """two_lif_neurons.nir: Linear(1) -> LIF(tau 10 ms, v_leak 1.2, theta 1) -> Linear(1) ->
-    LIF(tau 10 ms, v_leak 0, theta 20). REFERENCE §2 forward Euler at dt = 1e-4 written out
-    here: v = (1 - dt/tau) v + (dt/tau)(v_leak + r I), fire when v > theta, then v <- v_reset.
+    LIF(tau 10 ms, v_leak 0, theta 20). Forward Euler (docs/references.md#nir-discretisation)
+    at dt = 1e-4 written out here: v = (1 - dt/tau) v + (dt/tau)(v_leak + r I), fire when
+    v > theta, then v <- v_reset.
     The leak above threshold makes the first neuron fire on its own."""
     g = nir.read(DATA / "two_lif_neurons.nir")
     n = g.nodes

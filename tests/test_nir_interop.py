@@ -2,7 +2,7 @@
 
 Conventions compared (each tool's documented behaviour):
 - snnTorch ``Leaky(reset_mechanism="zero")`` (delayed zero reset) gives the same spikes as
-  NIR's same-step reset to zero (REFERENCE §1); snnTorch ``Synaptic`` is used with
+  NIR's same-step reset to zero (docs/references.md#lif-same-step-reset); snnTorch ``Synaptic`` is used with
   ``reset_delay=False``, the form snnTorch's own ``import_from_nir`` builds.
 - snnTorch's exporter needs per-neuron parameters (scalar ones give NIR shape ()).
 - Norse's ``LIFBoxCell`` ignores ``r`` (documented: it warns unless r = 1), so graphs sent to

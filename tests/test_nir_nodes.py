@@ -134,8 +134,8 @@ def test_two_inputs_into_one_node_are_summed():
 
 
 def _euler_lif_spikes(x: np.ndarray, tau, r, theta, dt=1e-4) -> np.ndarray:
-    """REFERENCE §2 forward Euler, written out here: v = (1 - dt/tau) v + (dt/tau) r I;
-    fire when v > theta, then v <- 0 (v_leak = v_reset = 0)."""
+    """Forward Euler (docs/references.md#nir-discretisation), written out here:
+    v = (1 - dt/tau) v + (dt/tau) r I; fire when v > theta, then v <- 0 (v_leak = v_reset = 0)."""
     v, out = np.zeros(x.shape[1:]), []
     for i in x:
         v = (1 - dt / tau) * v + (dt / tau) * r * i

@@ -1,6 +1,6 @@
-"""LIF, IF and SynapticLIF against snnTorch 1.0 and SpikingJelly 2.0 (REFERENCE §1).
+"""LIF, IF and SynapticLIF against snnTorch 1.0 and SpikingJelly 2.0 (docs/references.md#lif-peers).
 
-REFERENCE §1, "How this meets the peers": the delayed reset equals snnTorch ``Leaky``
+docs/references.md#lif-peers: the delayed reset equals snnTorch ``Leaky``
 (``reset_delay=True``) exactly, the same-step zero reset equals snnTorch ``reset_delay=False``,
 and the same-step subtract reset equals SpikingJelly ``LIFNode(tau=1/(1-beta),
 decay_input=False, v_reset=None)``. Spikes, membrane and input gradients are compared in
@@ -133,10 +133,11 @@ def test_same_step_subtract_reset_matches_spikingjelly_lifnode(beta, detach_rese
 
 
 def test_same_step_subtract_follows_reference_where_snntorch_no_delay_does_not():
-    """REFERENCE §1: snnTorch's reset_delay=False subtract fires a neuron whose leftover charge
-    exceeds theta only above 2*theta. With theta = 1, beta = 1 and inputs 2.2, 0.5, 0, 0 the
-    same-step rule (V = U + I; S = H(V - 1); U = V - S) gives, by hand, V = 2.2, 1.7, 0.7, 0.7:
-    spikes 1, 1, 0, 0 and U = 1.2, 0.7, 0.7, 0.7. snnTorch misses the second spike."""
+    """docs/references.md#snntorch-subtract-quirk: snnTorch's reset_delay=False subtract fires a
+    neuron whose leftover charge exceeds theta only above 2*theta. With theta = 1, beta = 1
+    and inputs 2.2, 0.5, 0, 0 the same-step rule (V = U + I; S = H(V - 1); U = V - S) gives,
+    by hand, V = 2.2, 1.7, 0.7, 0.7: spikes 1, 1, 0, 0 and U = 1.2, 0.7, 0.7, 0.7. snnTorch
+    misses the second spike."""
     import snntorch as snn
 
     x = torch.tensor([2.2, 0.5, 0.0, 0.0], dtype=torch.float64).reshape(4, 1, 1)
@@ -180,7 +181,7 @@ def test_synaptic_lif_subtract_matches_snntorch_synaptic(backend):
 @pytest.mark.parametrize("backend", ["reference", "auto"])
 def test_synaptic_lif_zero_reset_is_leaky_on_the_filtered_current(backend):
     """snnTorch ``Synaptic``'s zero reset also zeroes the step's new synaptic input; spikecim
-    applies REFERENCE §1's zero reset to the membrane only, i.e. snnTorch ``Leaky`` fed with
+    applies the zero reset of docs/references.md#lif to the membrane only, i.e. snnTorch ``Leaky`` fed with
     I_syn[t] = alpha*I_syn[t-1] + x[t] (filtered here by hand)."""
     import snntorch as snn
     from snntorch import surrogate as sn_sg

@@ -1,5 +1,5 @@
 """Neuron modules: state per call, per-neuron parameters, validation at the door, and
-hand-checked traces of REFERENCE §1's equations."""
+hand-checked traces of the LIF equations (docs/references.md#lif)."""
 
 from __future__ import annotations
 
@@ -34,13 +34,13 @@ def test_state_resets_on_every_forward_call(make):
     s1, m1 = neuron.forward_with_mem(x)
     s2, m2 = neuron.forward_with_mem(x)
     assert torch.equal(s1, s2) and torch.equal(m1, m2)
-    # and the first call starts from zero membrane: U[0] = I[0] for every reset mode (REFERENCE §1)
+    # and the first call starts from zero membrane: U[0] = I[0] for every reset mode (docs/references.md#lif)
     if not isinstance(neuron, SynapticLIF) and neuron.reset_delay:
         assert torch.equal(m1[0], x[0])
 
 
 def test_forward_returns_spikes_only_and_forward_with_mem_adds_membrane():
-    """Both against snnTorch ``Leaky`` stepped by hand (REFERENCE §1: the default delayed
+    """Both against snnTorch ``Leaky`` stepped by hand (docs/references.md#lif-peers: the default delayed
     subtract reset equals it exactly)."""
     import snntorch as snn
 
@@ -59,7 +59,8 @@ def test_forward_returns_spikes_only_and_forward_with_mem_adds_membrane():
 
 
 def test_hand_count_delayed_subtract_trace():
-    """beta = 0.5, theta = 1, input 0.8 each step, REFERENCE §1 delayed subtract by hand:
+    """beta = 0.5, theta = 1, input 0.8 each step, delayed subtract by hand
+    (docs/references.md#lif-delayed-reset):
     U1 = 0.8; U2 = 0.4 + 0.8 = 1.2 (S = 1); U3 = 0.6 + 0.8 - 1 = 0.4; U4 = 0.2 + 0.8 = 1.0 (S = 0)."""
     x = torch.full((4, 1, 1), 0.8, dtype=torch.float64)
     spk, mem = LIF(0.5, 1.0).double().forward_with_mem(x)
@@ -143,7 +144,8 @@ def test_functional_lif_rejects_bad_arguments():
 )
 def test_if_subtract_reset_conserves_charge(inputs, theta):
     """IF (beta = 1), delayed subtract: U[T] = sum_t I[t] - theta * sum_{t<T} S[t]
-    (every spike but the last step's is paid for by one reset of theta; REFERENCE §1)."""
+    (every spike but the last step's is paid for by one reset of theta;
+    docs/references.md#lif-delayed-reset)."""
     x = torch.tensor(inputs, dtype=torch.float64).view(-1, 1)
     spk, mem = IF(theta).double().forward_with_mem(x)
     expected = sum(inputs) - theta * spk[:-1].sum().item()
@@ -182,7 +184,7 @@ def test_fixed_beta_and_threshold_are_buffers_saved_in_state_dict():
 
 def test_sequential_folds_time_for_stateless_layers_and_matches_a_step_loop():
     """spikecim.nn.Sequential over [T, B, F] equals stepping Linear -> LIF by hand with
-    snnTorch's Leaky as the neuron (REFERENCE §1: delayed subtract equals Leaky)."""
+    snnTorch's Leaky as the neuron (docs/references.md#lif-peers: delayed subtract equals Leaky)."""
     import snntorch as snn
 
     torch.manual_seed(0)

@@ -1,6 +1,7 @@
-"""Surrogate gradients: forward is the strict step, backward is the REFERENCE §1 formula.
+"""Surrogate gradients: forward is the strict step, backward is the published formula
+(docs/references.md#surrogate-gradients).
 
-Every expected value is computed here from the formula in REFERENCE §1 (or taken from
+Every expected value is computed here from that formula (or taken from
 snnTorch 1.0 / SpikingJelly 2.0), never from spikecim's own ``grad``.
 """
 
@@ -22,7 +23,8 @@ U = torch.cat(
 
 
 def _formula(name: str, p: float, u: torch.Tensor) -> torch.Tensor:
-    """REFERENCE §1, written out element by element in plain Python."""
+    """The formulas of docs/references.md#surrogate-gradients, written out element by element in
+    plain Python."""
     out = []
     for v in u.tolist():
         if name == "atan":
