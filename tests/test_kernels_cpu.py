@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from spikecim.errors import SpikecimError
 from spikecim.nn import kernels
-from spikecim.nn.functional import LIFParams, lif
+from spikecim.nn.functional import LIFParams, LIFState, lif
 from spikecim.nn.kernels import cpu
 from spikecim.nn.surrogate import SURROGATES
 
@@ -88,17 +88,8 @@ def _run(case, backend: str, dtype: torch.dtype):
     sg = case["surrogate"]
     p = SURROGATE_PARAMS[sg]
     surrogate = SURROGATES[sg]() if p is None else SURROGATES[sg](p)
-    spk, mem = lif(
-        x,
-        beta,
-        threshold,
-        case["reset"],
-        case["reset_delay"],
-        surrogate,
-        case["detach_reset"],
-        mem0=mem0,
-        backend=backend,
-    )
+    p = LIFParams(beta, threshold, case["reset"], case["reset_delay"], case["detach_reset"], surrogate)
+    spk, (mem,) = lif(x, None if mem0 is None else LIFState(mem0), p, backend)
     # a loss that uses both outputs, with weights so that every step's gradient differs
     w_s, w_m = torch.randn(shape, generator=g, dtype=dtype), torch.randn(shape, generator=g, dtype=dtype)
     grads = torch.autograd.grad((spk * w_s).sum() + (mem * w_m).sum(), leaves)
@@ -160,7 +151,7 @@ def test_fused_lif_with_a_zero_dim_float64_beta_matches_the_reference():
     beta = torch.tensor(0.8, dtype=torch.float64, requires_grad=True)
     out = {}
     for backend in ("reference", "cpu"):
-        s, m = lif(x.requires_grad_(), beta, 1.0, backend=backend)
+        s, (m,) = lif(x.requires_grad_(), None, LIFParams(beta, 1.0), backend)
         out[backend] = (s, m, *torch.autograd.grad(s.sum() + m.sum(), [x, beta]))
     for a, b in zip(out["cpu"], out["reference"]):
         assert a.dtype == b.dtype
@@ -187,7 +178,7 @@ def test_backward_keeps_one_float_sequence_and_spikes_as_bytes(reset_delay, rese
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        spk, mem = lif(x, 0.9, 1.0, reset, reset_delay, backend="cpu")
+        spk, (mem,) = lif(x, None, LIFParams(0.9, 1.0, reset, reset_delay), "cpu")
     full = [t for t in saved if t.shape == x.shape]
     kinds = set()
     for t in full:
@@ -218,8 +209,8 @@ def test_without_a_c_compiler_lif_falls_back_to_the_reference(monkeypatch, tmp_p
         x = torch.randn(5, 2, 3)
         with pytest.warns(UserWarning, match="could not be built"):
             assert kernels.select(x, LIFParams(), None, "auto") is None
-        s, m = lif(x)
-        s_ref, m_ref = lif(x, backend="reference")
+        s, (m,) = lif(x)
+        s_ref, (m_ref,) = lif(x, backend="reference")
         assert torch.equal(s, s_ref) and torch.equal(m, m_ref)
     finally:
         cpu._library.cache_clear()
@@ -228,8 +219,8 @@ def test_without_a_c_compiler_lif_falls_back_to_the_reference(monkeypatch, tmp_p
 def test_inference_without_grad_runs_the_kernel_and_saves_nothing():
     x = torch.randn(10, 4, 6)
     with torch.no_grad():
-        s, m = lif(x, 0.7, 0.5, "zero", False, backend="cpu")
-    s_ref, m_ref = lif(x, 0.7, 0.5, "zero", False, backend="reference")
+        s, (m,) = lif(x, None, LIFParams(0.7, 0.5, "zero", False), "cpu")
+    s_ref, (m_ref,) = lif(x, None, LIFParams(0.7, 0.5, "zero", False), "reference")
     assert torch.equal(s, s_ref) and torch.equal(m, m_ref)
     assert s.grad_fn is None
 
@@ -244,7 +235,7 @@ def test_gradient_of_a_plain_sum_equals_the_reference(reset_delay, uses):
     out = {}
     for backend in ("reference", "cpu"):
         x = x0.clone().requires_grad_()
-        s, m = lif(x, beta, 0.8, "subtract", reset_delay, backend=backend)
+        s, (m,) = lif(x, None, LIFParams(beta, 0.8, "subtract", reset_delay), backend)
         loss = {"spikes": s.sum(), "membrane": m.sum(), "both": 2 * s.sum() + m.sum()}[uses]
         out[backend] = torch.autograd.grad(loss, [x, beta])
     for a, b in zip(out["cpu"], out["reference"]):
@@ -266,7 +257,7 @@ def test_a_layer_split_over_threads_equals_the_reference(reset_delay, reset, mon
         out = {}
         for backend in ("reference", "cpu"):
             x, th = x0.clone().requires_grad_(), th0.clone().requires_grad_()
-            s, m = lif(x, 0.85, th, reset, reset_delay, "fast_sigmoid", backend=backend)
+            s, (m,) = lif(x, None, LIFParams(0.85, th, reset, reset_delay, surrogate="fast_sigmoid"), backend)
             out[backend] = (s, m, *torch.autograd.grad((s * w).sum() + m.sum(), [x, th]))
     finally:
         torch.set_num_threads(before)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from spikecim.nn import kernels
-from spikecim.nn.functional import LIFParams, lif
+from spikecim.nn.functional import LIFParams, LIFState, lif
 from spikecim.nn.kernels import triton_lif
 
 pytestmark = pytest.mark.skipif(not triton_lif.available(), reason="needs a CUDA GPU and Triton")
@@ -58,7 +58,8 @@ def test_triton_kernel_equals_reference_in_spikes_membrane_and_gradients(
             leaves += [beta, th]
         else:
             beta, th = 0.9, 1.0
-        s, m = lif(x, beta, th, reset, reset_delay, surrogate, detach_reset, mem0=mem0, backend=backend)
+        p = LIFParams(beta, th, reset, reset_delay, detach_reset, surrogate)
+        s, (m,) = lif(x, LIFState(mem0), p, backend)
         grads = torch.autograd.grad((s * w_s).sum() + (m * w_m).sum(), leaves)
         out[backend] = (s, m, *grads)
     ref, tri = out["reference"], out["triton"]
@@ -73,6 +74,6 @@ def test_triton_kernel_reads_the_gradient_of_a_plain_sum():
     out = {}
     for backend in ("reference", "triton"):
         x = x0.clone().requires_grad_()
-        s, m = lif(x, 0.9, 1.0, backend=backend)
+        s, (m,) = lif(x, None, LIFParams(0.9, 1.0), backend)
         out[backend] = torch.autograd.grad(s.sum() + m.sum(), x)[0]
     torch.testing.assert_close(out["triton"], out["reference"], rtol=1e-5, atol=1e-6)

@@ -10,7 +10,7 @@ from torch import nn
 from conftest import randomise_batchnorm
 from spikecim.errors import SpikecimError
 from spikecim.models import create_model, list_models
-from spikecim.nn import TemporalModule
+from spikecim.nn import TemporalModule, get_neuron, list_neurons
 
 T, B, C, S, CLASSES = 3, 2, 2, 8, 5
 WIDTH = 0.0625
@@ -164,14 +164,12 @@ def test_input_shape_attribute_records_the_default_sample_shape_the_model_accept
         assert model(torch.zeros(1, 1, *model.input_shape)).shape == (1, 1, 10)
 
 
-@pytest.mark.parametrize("neuron", ["lif", "if", "synaptic"])
+@pytest.mark.parametrize("neuron", list_neurons())
 @pytest.mark.parametrize("name", ["convnet", "resnet19"])
 def test_every_neuron_kind_builds_and_runs(name, neuron):
-    from spikecim.models._registry import NEURONS
-
     torch.manual_seed(0)
     model = _model(name, True, neuron=neuron)
     acts = [m for m in model.modules() if isinstance(m, TemporalModule) and not list(m.children())]
-    assert acts and all(type(m) is NEURONS[neuron] for m in acts)
+    assert acts and all(type(m) is get_neuron(neuron) for m in acts)
     y = model(_input(True))
     assert y.shape == (T, B, CLASSES) and torch.isfinite(y).all()

@@ -61,18 +61,46 @@ def test_snntorch_convention_has_beta_096_theta_25_and_follows_snntorch_trace():
 
 
 def test_lif_node_matches_hand_computed_euler_steps():
-    # v[t] = 0.9 v[t-1] + 0.1 (v_leak + r I), tau = 10 dt; hand counted with r = 2, v_leak = 0.5
+    # v[t] = 0.9 v[t-1] + 0.1 (v_leak + r I), tau = 10 dt, from rest v[0] = v_leak; hand counted
+    # with r = 2, v_leak = 0.5
     node = nir.LIF(tau=np.array([1e-3]), r=np.array([2.0]), v_leak=np.array([0.5]),
-                   v_threshold=np.array([0.6]), v_reset=np.array([0.0]))  # fmt: skip
+                   v_threshold=np.array([0.9]), v_reset=np.array([0.0]))  # fmt: skip
     graph = nir.NIRGraph.from_list(
         nir.Input(input_type=np.array([1])), node, nir.Output(output_type=np.array([1]))
     )
     model = from_nir(graph, dt=1e-4, dtype=torch.float64)
     x = torch.tensor([1.0, 1.0, 0.0, 0.0]).reshape(4, 1, 1)
     spikes, mem = model[0].forward_with_mem(x)
-    # v1 = 0.1*(0.5+2) = 0.25; v2 = 0.225 + 0.25 = 0.475; v3 = 0.4275 + 0.05 = 0.4775; v4 = 0.42975 + 0.05
-    np.testing.assert_allclose(mem.flatten().detach().numpy(), [0.25, 0.475, 0.4775, 0.47975], atol=1e-12)
+    # v1 = 0.45 + 0.1*(0.5+2) = 0.7; v2 = 0.63 + 0.25 = 0.88; v3 = 0.792 + 0.05 = 0.842;
+    # v4 = 0.7578 + 0.05 = 0.8078 (all below 0.9)
+    np.testing.assert_allclose(mem.flatten().detach().numpy(), [0.7, 0.88, 0.842, 0.8078], atol=1e-12)
     assert spikes.sum() == 0
+
+
+@pytest.mark.parametrize("v_reset", [0.0, -0.2])
+def test_imported_lif_with_v_leak_starts_and_stays_at_rest(v_reset):
+    """tau dv/dt = (v_leak - v) + r I with I = 0 from v(0) = v_leak: v(t) = v_leak for all t
+    (the analytic solution; Norse's LIF also starts at v_leak). Forward Euler at dt = tau/10
+    gives v[t] = 0.9 v[t-1] + 0.1 * 0.3 = 0.3 at every step; 0.3 < v_threshold = 1: no spike.
+    Then a constant input I = 0.5 (r = 1) from rest: v[t] = v_leak + r I (1 - 0.9^t), i.e.
+    0.35, 0.395, 0.4355."""
+    node = nir.LIF(tau=np.array([1e-3]), r=np.array([1.0]), v_leak=np.array([0.3]),
+                   v_threshold=np.array([1.0]), v_reset=np.array([v_reset]))  # fmt: skip
+    graph = nir.NIRGraph.from_list(
+        nir.Input(input_type=np.array([1])), node, nir.Output(output_type=np.array([1]))
+    )
+    neuron = from_nir(graph, dt=1e-4, dtype=torch.float64)[0]
+    spikes, mem = neuron.forward_with_mem(torch.zeros(20, 1, 1, dtype=torch.float64))
+    assert spikes.sum() == 0
+    np.testing.assert_allclose(mem.flatten().numpy(), np.full(20, 0.3), rtol=0, atol=1e-12)
+    spikes, mem = neuron.forward_with_mem(torch.full((3, 1, 1), 0.5, dtype=torch.float64))
+    assert spikes.sum() == 0
+    np.testing.assert_allclose(mem.flatten().numpy(), [0.35, 0.395, 0.4355], rtol=0, atol=1e-12)
+    # snnTorch's convention counts the membrane in units of the input (v / g, g = 0.1): same spikes
+    neuron = from_nir(graph, dt=1e-4, dtype=torch.float64, convention="snntorch")[0]
+    spikes, mem = neuron.forward_with_mem(torch.zeros(20, 1, 1, dtype=torch.float64))
+    assert spikes.sum() == 0
+    np.testing.assert_allclose(mem.flatten().numpy(), np.full(20, 3.0), rtol=0, atol=1e-12)
 
 
 def test_if_node_with_nonzero_reset_resets_to_v_reset():
@@ -158,16 +186,16 @@ def test_cnn_sinabs_matches_a_hand_written_if_simulation():
 
 def test_two_lif_neurons_graph_follows_a_hand_written_euler_loop_with_leak():
     """two_lif_neurons.nir: Linear(1) -> LIF(tau 10 ms, v_leak 1.2, theta 1) -> Linear(1) ->
-    LIF(tau 10 ms, v_leak 0, theta 20). Forward Euler (docs/references.md#nir-discretisation)
-    at dt = 1e-4 written out here: v = (1 - dt/tau) v + (dt/tau)(v_leak + r I), fire when
-    v > theta, then v <- v_reset.
-    The leak above threshold makes the first neuron fire on its own."""
+    LIF(tau 10 ms, v_leak 0, theta 20). Forward Euler (docs/references.md#nir-discretisation) at dt = 1e-4 written out
+    here: v = (1 - dt/tau) v + (dt/tau)(v_leak + r I), fire when v > theta, then v <- v_reset.
+    Each membrane starts at rest (v_leak); the leak above threshold makes the first neuron
+    fire on its own."""
     g = nir.read(DATA / "two_lif_neurons.nir")
     n = g.nodes
     k = 1e-4 / float(n["lif1"].tau[0])
     torch.manual_seed(3)
     x = (torch.rand(400, 1, 1) < 0.3).double()
-    v1 = v2 = 0.0
+    v1, v2 = 1.2, 0.0  # at rest
     s1_ref, v2_ref = [], []
     for i in x.flatten().tolist():
         v1 = (1 - k) * v1 + k * (1.2 + 1.0 * float(n["linear1"].weight[0, 0]) * i)

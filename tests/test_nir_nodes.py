@@ -51,10 +51,11 @@ def test_integrator_i_accumulates_r_times_input():
 
 
 def test_li_follows_forward_euler_by_hand():
-    # tau = 4 dt: beta = 0.75; v = 0.75 v + 0.25 (v_leak + r I) with r = 2, v_leak = 1
+    # tau = 4 dt: beta = 0.75; v = 0.75 v + 0.25 (v_leak + r I) with r = 2, v_leak = 1, from
+    # rest v = 1: v1 = 0.75 + 0.25*3 = 1.5 and 0.75 + 0.25 = 1; v2 = 1.125 + 0.25 = 1.375 and 1
     node = nir.LI(tau=np.full(2, 4e-4), r=np.full(2, 2.0), v_leak=np.ones(2))
     y = _run(_chain(node), _x([1, 0], [0, 0]), dt=1e-4)
-    np.testing.assert_allclose(y, [[0.75, 0.25], [0.8125, 0.4375]], atol=1e-12)
+    np.testing.assert_allclose(y, [[1.5, 1.0], [1.375, 1.0]], atol=1e-12)
 
 
 def test_cubali_filters_then_integrates_by_hand():

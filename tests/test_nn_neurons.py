@@ -128,11 +128,15 @@ def test_bad_synaptic_alpha_raises_one_line_error():
         SynapticLIF(alpha=1.1)
 
 
-def test_functional_lif_rejects_bad_arguments():
+def test_lif_params_reject_bad_values_when_built_and_lif_rejects_a_scalar_input():
     with pytest.raises(SpikecimError, match=r"^beta"):
-        functional.lif(_x(3, 2), beta=2.0)
+        functional.LIFParams(beta=2.0)
     with pytest.raises(SpikecimError, match=r"^reset"):
-        functional.lif(_x(3, 2), reset="hard")
+        functional.LIFParams(reset="hard")
+    with pytest.raises(SpikecimError, match=r"^surrogate"):
+        functional.LIFParams(surrogate="relu")
+    with pytest.raises(SpikecimError, match=r"^alpha"):
+        functional.SynapticParams(alpha=-0.5)
     with pytest.raises(SpikecimError, match=r"^x"):
         functional.lif(torch.tensor(1.0))
 

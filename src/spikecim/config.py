@@ -56,7 +56,7 @@ class DataConfig(_Section):
 
 
 class NeuronConfig(_Section):
-    kind: Literal["lif", "if", "synaptic"] = "lif"
+    kind: str = Field("lif", description="a registered neuron: spikecim list neurons")
     beta: float = Field(0.5, ge=0.0, le=1.0)
     threshold: float = Field(1.0, gt=0.0)
     reset: Literal["subtract", "zero"] = "subtract"
@@ -66,12 +66,21 @@ class NeuronConfig(_Section):
     learn_beta: bool = False
     learn_threshold: bool = False
 
+    @field_validator("kind")
+    @classmethod
+    def _registered(cls, v: str) -> str:
+        from spikecim.nn import list_neurons
+
+        if v not in list_neurons():
+            raise ValueError(f"unknown neuron '{v}', allowed: {', '.join(list_neurons())}")
+        return v
+
     def module_kwargs(self) -> dict[str, Any]:
-        kw = self.model_dump(exclude={"kind"})
-        if self.kind == "if":
-            kw.pop("beta")
-            kw.pop("learn_beta")
-        return kw
+        """The fields that the neuron class declares as constructor arguments."""
+        from spikecim.nn import neuron_arguments
+
+        declared = neuron_arguments(self.kind)
+        return {k: v for k, v in self.model_dump(exclude={"kind"}).items() if k in declared}
 
 
 class ModelConfig(_Section):

@@ -220,16 +220,18 @@ def report_cmd(run_dir: Path = typer.Argument(..., help="A run folder (runs/<nam
 
 
 def list_cmd(
-    kind: str = typer.Argument("all", help="models | datasets | stages | surrogates | all"),
+    kind: str = typer.Argument("all", help="models | neurons | datasets | stages | surrogates | all"),
 ) -> None:
-    """List what is registered: models, data sets, stages, surrogates."""
+    """List what is registered: models, neurons, data sets, stages, surrogates."""
     from spikecim.data import list_datasets
     from spikecim.models import list_models
+    from spikecim.nn import list_neurons
     from spikecim.nn.surrogate import SURROGATES
     from spikecim.pipeline import list_stages
 
     table = {
         "models": list_models(),
+        "neurons": list_neurons(),
         "datasets": list_datasets(),
         "stages": list_stages(),
         "surrogates": list(SURROGATES),

@@ -52,7 +52,9 @@ class Discrete:
 
     ``syn_gain`` multiplies the input before the synaptic filter ``alpha`` (None: no synapse);
     ``mem_gain`` multiplies what reaches the membrane, ``bias`` is added every step;
-    ``mem0`` is the shifted membrane at t = 0 (``-v_reset``); ``offset`` is added to the
+    ``mem0`` is the shifted membrane at t = 0: at rest, ``v_leak - v_reset`` for the leaky
+    kinds (the fixed point of the equation with no input), ``-v_reset`` (v = 0) for I and IF,
+    which have no rest; ``offset`` is added to the
     shifted membrane to report it in the node's units (``v_reset`` for euler).
     """
 
@@ -111,14 +113,15 @@ def discretise(node, kind: str, dt: float, convention: str = "euler") -> Discret
         return Discrete(np.ones(()), r, np.zeros(()), v_th, -v_reset, v_reset)
     tau_field = "tau" if kind in ("LI", "LIF") else "tau_mem"
     beta = _decay(node, tau_field, dt)
-    bias = (1.0 - beta) * (_arr(node, "v_leak", 0.0) - v_reset)
+    rest = _arr(node, "v_leak", 0.0) - v_reset  # the shifted membrane at rest, where it starts
+    bias = (1.0 - beta) * rest
     mem_gain = (1.0 - beta) * r
     alpha = syn_gain = None
     if kind in ("CubaLI", "CubaLIF"):
         alpha = _decay(node, "tau_syn", dt)
         syn_gain = (1.0 - alpha) * _arr(node, "w_in", 1.0)
     if convention == "euler":
-        return Discrete(beta, mem_gain, bias, v_th, -v_reset, v_reset, alpha, syn_gain)
+        return Discrete(beta, mem_gain, bias, v_th, rest, v_reset, alpha, syn_gain)
     g = mem_gain * (syn_gain if syn_gain is not None else 1.0)
     if np.any(g == 0):
         raise SpikecimError(f"{kind}.r: the snntorch convention needs a nonzero input gain")
@@ -128,7 +131,7 @@ def discretise(node, kind: str, dt: float, convention: str = "euler") -> Discret
         one,
         bias / g,
         None if v_th is None else v_th / g,
-        -v_reset / g,
+        rest / g,
         v_reset / g,
         alpha,
         None if alpha is None else one,

@@ -2,8 +2,8 @@
 
 Every neuron here calls the one body of its equation in :mod:`spikecim.nn.functional`
 (``lif`` / ``lif_step`` for the spiking ones, ``leaky_integrate`` for the synapse and the
-leaky integrator); the module only adds the input gains and the constant drive that
-:mod:`spikecim.interop.discretise` derives from the NIR node::
+leaky integrator); the module only adds the input gains, the constant drive and the initial
+membrane that :mod:`spikecim.interop.discretise` derives from the NIR node::
 
     I[t]  = alpha I[t-1] + syn_gain x[t]                    (CubaLI, CubaLIF only)
     drive = mem_gain (I[t] or x[t]) + bias
@@ -12,7 +12,8 @@ leaky integrator); the module only adds the input gains and the constant drive t
 
 Time-major ``[T, B, ...]`` in ``forward``; ``step(x[B, ...], state) -> (y, state)`` runs one
 step for graphs with recurrent edges (``state=None`` at t = 0). State starts afresh on every
-``forward`` call.
+``forward`` call, from ``initial_state`` (the node's membrane at rest). The spiking ones are
+:class:`spikecim.nn.Neuron` s and keep that contract (``forward_state``, ``forward_with_mem``).
 """
 
 from __future__ import annotations
@@ -59,28 +60,31 @@ class _Gains:
 
 
 class NIRLIF(_Gains, LIF):
-    """NIR ``LIF`` / ``IF``: a spikecim :class:`~spikecim.nn.LIF` with an input gain and drive."""
+    """NIR ``LIF`` / ``IF``: a spikecim :class:`~spikecim.nn.LIF` driven by ``mem_gain x + bias``,
+    starting from the node's initial membrane; its membrane is reported in the node's units
+    (``v``, or ``v/g`` for snntorch)."""
 
     def __init__(self, d: Discrete, reset: str = "zero", reset_delay: bool = False, detach_reset: bool = False,
                  surrogate: str = "atan", dtype: torch.dtype | None = None) -> None:  # fmt: skip
         super().__init__(1.0, 1.0, reset, reset_delay, detach_reset, surrogate)
         self._init_gains(d, dtype or torch.get_default_dtype())
 
-    def forward_with_mem(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(spikes, membrane)``; the membrane in the node's units (``v``, or ``v/g`` for snntorch)."""
-        p = self.params()
-        spk, mem = F.lif(self._drive(x), p.beta, p.threshold, p.reset, p.reset_delay, p.surrogate, p.detach_reset,
-                         mem0=self._mem0(x[0]))  # fmt: skip
-        return spk, mem + self.offset
+    def initial_state(self, x: torch.Tensor) -> F.LIFState:
+        return F.LIFState(self._mem0(x))
 
-    def step(self, x: torch.Tensor, state):
-        mem = self._mem0(x) if state is None else state
-        spk, mem = F.lif_step(self._drive(x), mem, self.params())
-        return spk, mem
+    def run(self, x: torch.Tensor, state: F.LIFState | None = None):
+        return super().run(self._drive(x), state)
+
+    def step(self, x: torch.Tensor, state: F.LIFState | None = None):
+        return super().step(self._drive(x), state)
+
+    def membrane(self, states: F.LIFState) -> torch.Tensor:
+        return states.v + self.offset
 
 
 class NIRCubaLIF(_Gains, SynapticLIF):
-    """NIR ``CubaLIF``: a spikecim :class:`~spikecim.nn.SynapticLIF` with input gains and drive."""
+    """NIR ``CubaLIF``: a spikecim :class:`~spikecim.nn.SynapticLIF` with input gains and drive
+    between the synapse and the membrane (the two bodies composed, see the module docstring)."""
 
     def __init__(self, d: Discrete, reset: str = "zero", reset_delay: bool = False, detach_reset: bool = False,
                  surrogate: str = "atan", dtype: torch.dtype | None = None) -> None:  # fmt: skip
@@ -90,18 +94,22 @@ class NIRCubaLIF(_Gains, SynapticLIF):
         _set(self, "alpha", d.alpha, dtype)
         _set(self, "syn_gain", d.syn_gain, dtype)
 
-    def forward_with_mem(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        p = self.params()
-        i_syn = F.leaky_integrate(self.syn_gain * x, self.alpha)
-        spk, mem = F.lif(self._drive(i_syn), p.beta, p.threshold, p.reset, p.reset_delay, p.surrogate,
-                         p.detach_reset, mem0=self._mem0(x[0]))  # fmt: skip
-        return spk, mem + self.offset
+    def initial_state(self, x: torch.Tensor) -> F.SynapticState:
+        return F.SynapticState(torch.zeros_like(x), self._mem0(x))
 
-    def step(self, x: torch.Tensor, state):
-        i_prev, mem = (None, self._mem0(x)) if state is None else state
-        i_syn = F.leaky_integrate((self.syn_gain * x)[None], self.alpha, i_prev)[0]
-        spk, mem = F.lif_step(self._drive(i_syn), mem, self.params())
-        return spk, (i_syn, mem)
+    def run(self, x: torch.Tensor, state: F.SynapticState | None = None):
+        state = self.initial_state(x[0]) if state is None else state
+        p = self.params()
+        i_syn = F.leaky_integrate(self.syn_gain * x, p.alpha, state.i)
+        spk, mem = F.lif(self._drive(i_syn), F.LIFState(state.v), p.lif, self.backend)
+        return spk, F.SynapticState(i_syn, mem.v)
+
+    def step(self, x: torch.Tensor, state: F.SynapticState | None = None):
+        spk, states = self.run(x[None], state)
+        return spk[0], F.last(states)
+
+    def membrane(self, states: F.SynapticState) -> torch.Tensor:
+        return states.v + self.offset
 
 
 class LeakyIntegrator(_Gains, TemporalModule):

@@ -17,13 +17,11 @@ from typing import Any
 from torch import nn
 
 from spikecim.errors import SpikecimError
-from spikecim.nn import IF, LIF, SynapticLIF
+from spikecim.nn import create_neuron, list_neurons
 
-__all__ = ["NEURONS", "create_model", "list_models", "make_activation", "register_model"]
+__all__ = ["create_model", "list_models", "make_activation", "register_model"]
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
-
-NEURONS: dict[str, type[nn.Module]] = {"lif": LIF, "if": IF, "synaptic": SynapticLIF}
 
 
 def register_model(name: str) -> Callable:
@@ -41,23 +39,23 @@ def list_models() -> list[str]:
 
 
 def make_activation(spiking: bool, neuron: str = "lif", **neuron_kw: Any) -> Callable[[], nn.Module]:
-    """A factory for the model's nonlinearity: a neuron when spiking, ReLU for the ANN twin."""
+    """A factory for the model's nonlinearity: a neuron from the registry of
+    :mod:`spikecim.nn.registry` when spiking, ReLU for the ANN twin."""
     if not spiking:
         return nn.ReLU
-    if neuron not in NEURONS:
-        raise SpikecimError(f"model.neuron: unknown '{neuron}', allowed: {', '.join(NEURONS)}")
-    cls = NEURONS[neuron]
+    if neuron not in list_neurons():
+        raise SpikecimError(f"model.neuron: unknown '{neuron}', allowed: {', '.join(list_neurons())}")
     try:
-        cls(**neuron_kw)  # validate once, at the door
+        create_neuron(neuron, **neuron_kw)  # validate once, at the door
     except SpikecimError as e:
-        raise SpikecimError(f"model.neuron_kw.{e}") from None
-    except TypeError:
-        allowed = list(inspect.signature(cls).parameters)
-        unknown = ", ".join(k for k in neuron_kw if k not in allowed) or "?"
-        raise SpikecimError(
-            f"model.neuron_kw: unknown key '{unknown}' for neuron '{neuron}', allowed: {', '.join(allowed)}"
-        ) from None
-    return lambda: cls(**neuron_kw)
+        msg = str(e)  # "neuron: unknown argument ..." or "<field>: ..."
+        field = (
+            "model.neuron_kw: " + msg.removeprefix("neuron: ")
+            if msg.startswith("neuron: ")
+            else f"model.neuron_kw.{msg}"
+        )
+        raise SpikecimError(field) from None
+    return lambda: create_neuron(neuron, **neuron_kw)
 
 
 def create_model(

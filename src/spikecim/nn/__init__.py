@@ -1,22 +1,31 @@
 """Neurons, surrogate gradients and time-major containers.
 
-``spikecim.nn.functional`` holds the equations as pure functions; the modules here hold
-parameters and call them. Tensors are time-major ``[T, B, ...]``.
+``spikecim.nn.functional`` holds the equations as pure functions
+``step(x, state, params) -> (out, state)``; the modules here hold parameters, build the
+default state and call them. Tensors are time-major ``[T, B, ...]``. Neurons are registered
+by name: ``create_neuron("lif", beta=0.9)``, ``list_neurons()``.
 """
 
 from spikecim.nn import functional, surrogate
 from spikecim.nn.container import Sequential, apply_folded, fold, unfold
-from spikecim.nn.neurons import IF, LIF, SynapticLIF, TemporalModule
+from spikecim.nn.neurons import IF, LIF, Neuron, SynapticLIF, TemporalModule
+from spikecim.nn.registry import create_neuron, get_neuron, list_neurons, neuron_arguments, register_neuron
 
 __all__ = [
     "IF",
     "LIF",
+    "Neuron",
     "Sequential",
     "SynapticLIF",
     "TemporalModule",
     "apply_folded",
+    "create_neuron",
     "fold",
     "functional",
+    "get_neuron",
+    "list_neurons",
+    "neuron_arguments",
+    "register_neuron",
     "surrogate",
     "unfold",
 ]

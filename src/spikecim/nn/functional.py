@@ -1,35 +1,52 @@
-"""The neuron equations as pure functions (docs/references.md#lif).
+"""The neuron equations as pure functions: ``step(x, state, params) -> (out, state)``.
+
+The equations follow docs/references.md#lif.
 
 Discrete LIF with input current I[t], decay beta in [0, 1], threshold theta and the strict
 step H(x) = 1 if x > 0 else 0.
 
-Delayed reset (``reset_delay=True``, snnTorch ``Leaky``'s default)::
+Delayed reset (``reset_delay=True``, snnTorch ``Leaky``'s default,
+``snntorch/_neurons/leaky.py``)::
 
     R[t] = H(U[t-1] - theta)                     (detached)
     subtract: U[t] = beta*U[t-1] + I[t] - R[t]*theta
     zero:     U[t] = beta*(1 - R[t])*U[t-1] + I[t]
     S[t] = H(U[t] - theta)
 
-Same-step reset (``reset_delay=False``, SpikingJelly / Norse / NIR)::
+Same-step reset (``reset_delay=False``, SpikingJelly ``neuron.LIFNode`` with
+``decay_input=False``, Norse ``functional/lif.py``, NIR)::
 
     V = beta*U[t-1] + I[t];  S[t] = H(V - theta)
     subtract: U[t] = V - S[t]*theta;  zero: U[t] = (1 - S[t])*V
     (the reset term is S[t].detach() when ``detach_reset``)
 
 IF is LIF with beta = 1. The synaptic (current-based) LIF filters its input first,
-I_syn[t] = alpha*I_syn[t-1] + I_in[t], and feeds I_syn into the LIF (snnTorch ``Synaptic``).
+I_syn[t] = alpha*I_syn[t-1] + I_in[t], and feeds I_syn into the LIF (snnTorch ``Synaptic``,
+``snntorch/_neurons/synaptic.py``).
 
-Tensors are time-major: ``x[T, B, ...]``. ``beta`` and ``threshold`` are floats or tensors
-broadcastable to one step ``x[t]`` (per-neuron values).
+The contract (as Norse's ``norse/torch/functional/lif.py``):
 
-:func:`lif_step` is the one body of the equation. :func:`lif` runs it over a sequence;
-when a fused kernel is registered for the tensors' device (``spikecim.nn.kernels``) and
-``backend="auto"``, it runs that kernel instead, which is tested against this reference.
+- a **state** is a small NamedTuple of tensors of one step's shape (:class:`LIFState`,
+  :class:`SynapticState`); a **params** object is a frozen dataclass validated when it is
+  built (:class:`LIFParams`, :class:`SynapticParams`);
+- ``*_step(x[B, ...], state, params) -> (spikes[B, ...], state)`` is the one body of the
+  equation;
+- the multi-step form ``lif(x[T, B, ...], state, params, backend)`` runs it over time and
+  returns ``(spikes[T, B, ...], states)``, where ``states`` is the same NamedTuple with every
+  field stacked over time (``states.v[t]`` is the membrane after step t); :func:`last` takes
+  the final state, which continues the sequence in a later call. ``state=None`` starts at
+  zero. When a fused kernel is registered for the tensors' device (``spikecim.nn.kernels``)
+  and ``backend="auto"``, the LIF's time loop runs in that kernel instead: the kernel is the
+  injected piece, tested against the loop over :func:`lif_step`.
+
+``beta``, ``threshold`` and ``alpha`` are floats or tensors broadcastable to one step
+``x[t]`` (per-neuron values).
 """
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from dataclasses import dataclass, field
+from typing import Literal, NamedTuple, TypeVar
 
 import torch
 
@@ -40,29 +57,160 @@ Scalar = float | torch.Tensor
 Reset = Literal["subtract", "zero"]
 RESETS = ("subtract", "zero")
 
-__all__ = ["LIFParams", "check_broadcast", "check_params", "leaky_integrate", "lif", "lif_step", "synaptic"]
+__all__ = [
+    "LIFParams",
+    "LIFState",
+    "SynapticParams",
+    "SynapticState",
+    "check_broadcast",
+    "last",
+    "leaky_integrate",
+    "lif",
+    "lif_step",
+    "synaptic",
+    "synaptic_step",
+]
 
 
-class LIFParams(NamedTuple):
-    """Parameters of the discrete LIF (see module docstring)."""
+class LIFState(NamedTuple):
+    """State of the LIF: the membrane ``v`` (U[t-1] before a step, U[t] after it)."""
+
+    v: torch.Tensor
+
+
+class SynapticState(NamedTuple):
+    """State of the synaptic LIF: the synaptic current ``i`` and the membrane ``v``."""
+
+    i: torch.Tensor
+    v: torch.Tensor
+
+
+@dataclass(frozen=True, eq=False)
+class LIFParams:
+    """Parameters of the discrete LIF (see the module docstring), checked when built.
+
+    ``surrogate`` may be given as a name (``"atan"``, ``"fast_sigmoid(10)"``); it is stored
+    resolved. Tensor values (per neuron, or learnable) are checked by the module that holds
+    them and for shape by :func:`check_broadcast` when a sequence runs.
+    """
 
     beta: Scalar = 0.9
     threshold: Scalar = 1.0
     reset: Reset = "subtract"
     reset_delay: bool = True
     detach_reset: bool = False
-    surrogate: Surrogate = Surrogate("atan", 2.0)
+    surrogate: Surrogate = field(default_factory=lambda: get_surrogate("atan"))
+
+    def __post_init__(self) -> None:
+        if self.reset not in RESETS:
+            raise SpikecimError(f"reset: must be one of {', '.join(RESETS)}, got '{self.reset}'")
+        if not isinstance(self.beta, torch.Tensor) and not 0.0 <= float(self.beta) <= 1.0:
+            raise SpikecimError(f"beta: must be in [0, 1], got {self.beta}")
+        if not isinstance(self.threshold, torch.Tensor) and not float(self.threshold) > 0.0:
+            raise SpikecimError(f"threshold: must be > 0, got {self.threshold}")
+        object.__setattr__(self, "surrogate", get_surrogate(self.surrogate))
 
 
-def check_params(beta: Scalar, threshold: Scalar, reset: str, surrogate: str | Surrogate) -> Surrogate:
-    """Validate at the door; returns the resolved surrogate."""
-    if reset not in RESETS:
-        raise SpikecimError(f"reset: must be one of {', '.join(RESETS)}, got '{reset}'")
-    if not isinstance(beta, torch.Tensor) and not 0.0 <= float(beta) <= 1.0:
-        raise SpikecimError(f"beta: must be in [0, 1], got {beta}")
-    if not isinstance(threshold, torch.Tensor) and not float(threshold) > 0.0:
-        raise SpikecimError(f"threshold: must be > 0, got {threshold}")
-    return get_surrogate(surrogate)
+@dataclass(frozen=True, eq=False)
+class SynapticParams:
+    """Parameters of the synaptic LIF: the current decay ``alpha`` and the LIF's parameters."""
+
+    alpha: Scalar = 0.9
+    lif: LIFParams = field(default_factory=lambda: LIFParams(beta=0.8))
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.alpha, torch.Tensor) and not 0.0 <= float(self.alpha) <= 1.0:
+            raise SpikecimError(f"alpha: must be in [0, 1], got {self.alpha}")
+
+
+State = TypeVar("State", LIFState, SynapticState)
+
+
+def last(states: State) -> State:
+    """The final state of a multi-step result (every field's last step)."""
+    return type(states)(*(f[-1] for f in states))
+
+
+def lif_step(x: torch.Tensor, state: LIFState, p: LIFParams) -> tuple[torch.Tensor, LIFState]:
+    """One LIF step: ``(I[t], U[t-1], params) -> (S[t], U[t])``."""
+    mem = state.v
+    if p.reset_delay:
+        r = (mem - p.threshold > 0).to(x.dtype)  # R[t] = S[t-1], detached
+        if p.reset == "subtract":
+            mem = p.beta * mem + x - r * p.threshold
+        else:
+            mem = p.beta * (1 - r) * mem + x
+        return p.surrogate(mem - p.threshold), LIFState(mem)
+    v = p.beta * mem + x
+    spk = p.surrogate(v - p.threshold)
+    r = spk.detach() if p.detach_reset else spk
+    return spk, LIFState(v - r * p.threshold if p.reset == "subtract" else (1 - r) * v)
+
+
+def lif(
+    x: torch.Tensor,
+    state: LIFState | None = None,
+    p: LIFParams = LIFParams(),
+    backend: Literal["auto", "reference"] | str = "auto",
+) -> tuple[torch.Tensor, LIFState]:
+    """Run the LIF over ``x[T, B, ...]`` from ``state`` (zeros when None).
+
+    Returns ``(spikes[T, B, ...], LIFState(v[T, B, ...]))``. ``backend="auto"`` uses a
+    registered fused kernel when one supports the call, else the loop over :func:`lif_step`;
+    ``"reference"`` forces the loop; any other name forces that kernel.
+    """
+    _check_sequence(x, {"beta": p.beta, "threshold": p.threshold})
+    mem0 = None if state is None else state.v
+    if backend != "reference":
+        from spikecim.nn import kernels
+
+        fused = kernels.select(x, p, mem0, backend)
+        if fused is not None:
+            spk, mem = fused(x, p, mem0)
+            return spk, LIFState(mem)
+    state = LIFState(torch.zeros_like(x[0])) if state is None else state
+    spikes, mems = [], []
+    for t in range(x.shape[0]):
+        spk, state = lif_step(x[t], state, p)
+        spikes.append(spk)
+        mems.append(state.v)
+    return torch.stack(spikes), LIFState(torch.stack(mems))
+
+
+def leaky_integrate(x: torch.Tensor, alpha: Scalar, state0: torch.Tensor | None = None) -> torch.Tensor:
+    """The leaky integrator ``I[t] = alpha*I[t-1] + x[t]`` over ``x[T, ...]`` from ``state0``
+    (zeros when None); returns ``I[T, ...]``. The synapse of :func:`synaptic_step`."""
+    state = torch.zeros_like(x[0]) if state0 is None else state0
+    out = []
+    for t in range(x.shape[0]):
+        state = alpha * state + x[t]
+        out.append(state)
+    return torch.stack(out)
+
+
+def synaptic_step(
+    x: torch.Tensor, state: SynapticState, p: SynapticParams
+) -> tuple[torch.Tensor, SynapticState]:
+    """One synaptic-LIF step: the synapse then :func:`lif_step`."""
+    i = leaky_integrate(x[None], p.alpha, state.i)[0]
+    spk, mem = lif_step(i, LIFState(state.v), p.lif)
+    return spk, SynapticState(i, mem.v)
+
+
+def synaptic(
+    x: torch.Tensor,
+    state: SynapticState | None = None,
+    p: SynapticParams = SynapticParams(),
+    backend: str = "auto",
+) -> tuple[torch.Tensor, SynapticState]:
+    """Synaptic LIF over ``x[T, B, ...]``: returns ``(spikes, SynapticState(i[T, ...], v[T, ...]))``.
+
+    The synapse runs first over the whole sequence, then :func:`lif` (and its fused kernel).
+    """
+    _check_sequence(x, {"alpha": p.alpha})
+    i = leaky_integrate(x, p.alpha, None if state is None else state.i)
+    spk, mem = lif(i, None if state is None else LIFState(state.v), p.lif, backend)
+    return spk, SynapticState(i, mem.v)
 
 
 def check_broadcast(name: str, value: Scalar, step_shape: torch.Size) -> None:
@@ -80,86 +228,8 @@ def check_broadcast(name: str, value: Scalar, step_shape: torch.Size) -> None:
         )
 
 
-def lif_step(x: torch.Tensor, mem: torch.Tensor, p: LIFParams) -> tuple[torch.Tensor, torch.Tensor]:
-    """One LIF step: ``(x[t], U[t-1], params) -> (S[t], U[t])``."""
-    if p.reset_delay:
-        r = (mem - p.threshold > 0).to(x.dtype)  # R[t] = S[t-1], detached
-        if p.reset == "subtract":
-            mem = p.beta * mem + x - r * p.threshold
-        else:
-            mem = p.beta * (1 - r) * mem + x
-        spk = p.surrogate(mem - p.threshold)
-        return spk, mem
-    v = p.beta * mem + x
-    spk = p.surrogate(v - p.threshold)
-    r = spk.detach() if p.detach_reset else spk
-    mem = v - r * p.threshold if p.reset == "subtract" else (1 - r) * v
-    return spk, mem
-
-
-def lif(
-    x: torch.Tensor,
-    beta: Scalar = 0.9,
-    threshold: Scalar = 1.0,
-    reset: Reset = "subtract",
-    reset_delay: bool = True,
-    surrogate: str | Surrogate = "atan",
-    detach_reset: bool = False,
-    mem0: torch.Tensor | None = None,
-    backend: Literal["auto", "reference"] | str = "auto",
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run the LIF over ``x[T, B, ...]``; returns ``(spikes, membrane)``, both ``[T, B, ...]``.
-
-    ``mem0`` is the membrane before the first step (zeros by default). ``backend="auto"``
-    uses a registered fused kernel when one supports the call, else this reference loop;
-    ``"reference"`` forces the loop; any other name forces that kernel.
-    """
+def _check_sequence(x: torch.Tensor, values: dict[str, Scalar]) -> None:
     if x.dim() < 1:
         raise SpikecimError("x: must be time-major [T, ...], got a scalar")
-    sg = check_params(beta, threshold, reset, surrogate)
-    check_broadcast("beta", beta, x.shape[1:])
-    check_broadcast("threshold", threshold, x.shape[1:])
-    p = LIFParams(beta, threshold, reset, reset_delay, detach_reset, sg)
-    if backend != "reference":
-        from spikecim.nn import kernels
-
-        fused = kernels.select(x, p, mem0, backend)
-        if fused is not None:
-            return fused(x, p, mem0)
-    mem = torch.zeros_like(x[0]) if mem0 is None else mem0
-    spikes, mems = [], []
-    for t in range(x.shape[0]):
-        spk, mem = lif_step(x[t], mem, p)
-        spikes.append(spk)
-        mems.append(mem)
-    return torch.stack(spikes), torch.stack(mems)
-
-
-def leaky_integrate(x: torch.Tensor, alpha: Scalar, state0: torch.Tensor | None = None) -> torch.Tensor:
-    """The synaptic filter ``I[t] = alpha*I[t-1] + x[t]`` over ``x[T, ...]`` (a leaky integrator)."""
-    state = torch.zeros_like(x[0]) if state0 is None else state0
-    out = []
-    for t in range(x.shape[0]):
-        state = alpha * state + x[t]
-        out.append(state)
-    return torch.stack(out)
-
-
-def synaptic(
-    x: torch.Tensor,
-    alpha: Scalar = 0.9,
-    beta: Scalar = 0.8,
-    threshold: Scalar = 1.0,
-    reset: Reset = "subtract",
-    reset_delay: bool = True,
-    surrogate: str | Surrogate = "atan",
-    detach_reset: bool = False,
-    backend: str = "auto",
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Synaptic (current-based) LIF over ``x[T, B, ...]``: returns ``(spikes, membrane, i_syn)``."""
-    if not isinstance(alpha, torch.Tensor) and not 0.0 <= float(alpha) <= 1.0:
-        raise SpikecimError(f"alpha: must be in [0, 1], got {alpha}")
-    check_broadcast("alpha", alpha, x.shape[1:])
-    i_syn = leaky_integrate(x, alpha)
-    spk, mem = lif(i_syn, beta, threshold, reset, reset_delay, surrogate, detach_reset, backend=backend)
-    return spk, mem, i_syn
+    for name, value in values.items():
+        check_broadcast(name, value, x.shape[1:])

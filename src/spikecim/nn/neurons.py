@@ -1,11 +1,31 @@
-"""Neuron modules: thin wrappers that hold parameters and call :mod:`spikecim.nn.functional`.
+"""Neuron modules: thin wrappers that hold parameters and build the default state.
 
-Every neuron takes ``x[T, B, ...]`` and returns spikes ``[T, B, ...]``; state starts at zero
-on every call (nothing is carried between batches). ``forward_with_mem`` returns the
-membrane trace as well, without changing ``forward``'s return type.
+The equations are the pure functions of :mod:`spikecim.nn.functional`
+(``step(x, state, params) -> (out, state)``); a module only holds the parameters, turns
+them into a params object (:meth:`Neuron.params`) and builds the state a sequence starts
+from (:meth:`Neuron.initial_state`). It stores nothing between calls.
+
+Every neuron has the same methods (:class:`Neuron`):
+
+``forward(x[T, B, ...]) -> spikes[T, B, ...]``
+    what ``nn.Sequential`` models, the tracer's hooks and NIR export see; the state starts
+    afresh on every call (nothing is carried between batches).
+``forward_state(x[T, B, ...], state=None) -> (spikes, state)``
+    the state in and out explicitly (Norse's module convention): ``state=None`` starts from
+    :meth:`~Neuron.initial_state`; the returned final state continues the sequence in a
+    later call, so two chunks passing the state equal one call over both.
+``forward_with_mem(x, state=None) -> (spikes, membrane[T, B, ...])``
+    the membrane trace as well, without changing ``forward``'s return type.
+``step(x[B, ...], state=None) -> (spikes[B, ...], state)``
+    one step, for graphs with recurrent edges.
+
+Each class is registered by name (:mod:`spikecim.nn.registry`): ``create_neuron("lif", ...)``.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -13,9 +33,10 @@ from torch import nn
 from spikecim.errors import SpikecimError
 from spikecim.nn import functional as F
 from spikecim.nn.kernels import BACKENDS
+from spikecim.nn.registry import register_neuron
 from spikecim.nn.surrogate import Surrogate
 
-__all__ = ["IF", "LIF", "SynapticLIF", "TemporalModule"]
+__all__ = ["IF", "LIF", "Neuron", "SynapticLIF", "TemporalModule"]
 
 
 class TemporalModule(nn.Module):
@@ -23,6 +44,50 @@ class TemporalModule(nn.Module):
 
     :class:`spikecim.nn.Sequential` applies every other child to ``[T*B, ...]`` in one call.
     """
+
+
+class Neuron(TemporalModule):
+    """The common part of every neuron (see the module docstring).
+
+    A subclass names its functional pair (``step_fn``, ``steps_fn``) and defines
+    :meth:`params` and :meth:`initial_state`; everything else is here, once.
+    """
+
+    step_fn: ClassVar[Callable[..., tuple[torch.Tensor, Any]]]
+    steps_fn: ClassVar[Callable[..., tuple[torch.Tensor, Any]]]
+    backend: str
+
+    def params(self) -> Any:
+        """The params object of this neuron's functional core, built from its parameters."""
+        raise NotImplementedError
+
+    def initial_state(self, x: torch.Tensor) -> Any:
+        """The state a sequence starts from, for one step ``x[B, ...]``."""
+        raise NotImplementedError
+
+    def run(self, x: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
+        """``(spikes[T, ...], states)``: every state field stacked over the T steps."""
+        state = self.initial_state(x[0]) if state is None else state
+        return type(self).steps_fn(x, state, self.params(), self.backend)
+
+    def forward_state(self, x: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
+        spk, states = self.run(x, state)
+        return spk, F.last(states)
+
+    def forward_with_mem(self, x: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
+        spk, states = self.run(x, state)
+        return spk, self.membrane(states)
+
+    def step(self, x: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
+        state = self.initial_state(x) if state is None else state
+        return type(self).step_fn(x, state, self.params())
+
+    def membrane(self, states: Any) -> torch.Tensor:
+        """The membrane as reported by :meth:`forward_with_mem`."""
+        return states.v
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.run(x)[0]
 
 
 def _as_tensor(value, name: str) -> torch.Tensor:
@@ -49,8 +114,17 @@ def _param(value, learn: bool, name: str) -> torch.Tensor:
     return nn.Parameter(t, requires_grad=True) if learn else t
 
 
-class LIF(TemporalModule):
-    """Leaky integrate-and-fire neuron (docs/references.md#lif).
+def _unit(value: torch.Tensor) -> torch.Tensor:
+    """A learnable decay clamped to [0, 1] where it is used; a buffer as it is."""
+    return value.clamp(0.0, 1.0) if isinstance(value, nn.Parameter) else value
+
+
+@register_neuron("lif")
+class LIF(Neuron):
+    """Leaky integrate-and-fire neuron (:func:`spikecim.nn.functional.lif_step`).
+
+    State :class:`~spikecim.nn.functional.LIFState` (the membrane, zeros at the start),
+    params :class:`~spikecim.nn.functional.LIFParams`.
 
     Args:
         beta: membrane decay in [0, 1], scalar or per neuron (broadcast to one step).
@@ -61,9 +135,12 @@ class LIF(TemporalModule):
         surrogate: name (``"atan"``, ``"fast_sigmoid(10)"``...) or a Surrogate.
         learn_beta, learn_threshold: make beta / theta trainable parameters.
         backend: ``"auto"`` runs a fused kernel (``spikecim.nn.kernels``) when one supports the
-            call, ``"reference"`` the loop of :func:`spikecim.nn.functional.lif`, a kernel's
-            name forces that kernel.
+            call, ``"reference"`` the loop over :func:`~spikecim.nn.functional.lif_step`, a
+            kernel's name forces that kernel.
     """
+
+    step_fn = staticmethod(F.lif_step)
+    steps_fn = staticmethod(F.lif)
 
     def __init__(
         self,
@@ -84,7 +161,7 @@ class LIF(TemporalModule):
         _check_unit(beta, "beta")
         if not (_as_tensor(threshold, "threshold") > 0).all():
             raise SpikecimError(f"threshold: must be > 0, got {threshold}")
-        self.surrogate = F.check_params(0.5, 1.0, reset, surrogate)
+        self.surrogate = F.LIFParams(reset=reset, surrogate=surrogate).surrogate  # checked at the door
         self.reset = reset
         self.reset_delay = bool(reset_delay)
         self.detach_reset = bool(detach_reset)
@@ -100,19 +177,12 @@ class LIF(TemporalModule):
             self.register_buffer("threshold", thr_t)
 
     def params(self) -> F.LIFParams:
-        beta = self.beta.clamp(0.0, 1.0) if isinstance(self.beta, nn.Parameter) else self.beta
         return F.LIFParams(
-            beta, self.threshold, self.reset, self.reset_delay, self.detach_reset, self.surrogate
+            _unit(self.beta), self.threshold, self.reset, self.reset_delay, self.detach_reset, self.surrogate
         )
 
-    def forward_with_mem(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        p = self.params()
-        return F.lif(
-            x, p.beta, p.threshold, p.reset, p.reset_delay, p.surrogate, p.detach_reset, backend=self.backend
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_with_mem(x)[0]
+    def initial_state(self, x: torch.Tensor) -> F.LIFState:
+        return F.LIFState(torch.zeros_like(x))
 
     def extra_repr(self) -> str:
         b = self.beta.item() if self.beta.numel() == 1 else f"[{self.beta.numel()}]"
@@ -123,6 +193,7 @@ class LIF(TemporalModule):
         )
 
 
+@register_neuron("if")
 class IF(LIF):
     """Integrate-and-fire: LIF with beta = 1 (no leak)."""
 
@@ -141,8 +212,16 @@ class IF(LIF):
         )
 
 
+@register_neuron("synaptic")
 class SynapticLIF(LIF):
-    """Current-based LIF (snnTorch ``Synaptic``): I_syn[t] = alpha*I_syn[t-1] + x[t] drives the LIF."""
+    """Current-based LIF (snnTorch ``Synaptic``): I_syn[t] = alpha*I_syn[t-1] + x[t] drives the LIF.
+
+    State :class:`~spikecim.nn.functional.SynapticState` (current and membrane, zeros at
+    the start), params :class:`~spikecim.nn.functional.SynapticParams`.
+    """
+
+    step_fn = staticmethod(F.synaptic_step)
+    steps_fn = staticmethod(F.synaptic)
 
     def __init__(
         self,
@@ -168,10 +247,8 @@ class SynapticLIF(LIF):
         else:
             self.register_buffer("alpha", a_t)
 
-    def forward_with_mem(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        alpha = self.alpha.clamp(0.0, 1.0) if isinstance(self.alpha, nn.Parameter) else self.alpha
-        p = self.params()
-        spk, mem, _ = F.synaptic(
-            x, alpha, p.beta, p.threshold, p.reset, p.reset_delay, p.surrogate, p.detach_reset, self.backend
-        )
-        return spk, mem
+    def params(self) -> F.SynapticParams:
+        return F.SynapticParams(_unit(self.alpha), super().params())
+
+    def initial_state(self, x: torch.Tensor) -> F.SynapticState:
+        return F.SynapticState(torch.zeros_like(x), torch.zeros_like(x))
