@@ -107,16 +107,17 @@ def test_hardware_stage_costs_snn_and_ann_side_by_side(run_dir):
     )
     m = stage.fn(ctx)
     assert m["archs"] == ["naive-45nm", "imc-rram-65nm", "systolic-sata"]
+    assert m["baseline"] == "ann" and set(m["ratios"]) == {"snn_over_ann"}
     for arch in m["archs"]:
-        s, a = m["snn"][arch], m["ann"][arch]
-        assert m["snn_over_ann"][arch]["energy_pj"] == pytest.approx(s["energy_pj"] / a["energy_pj"])
+        s, a = m["variants"]["snn"][arch], m["variants"]["ann"][arch]
+        assert m["ratios"]["snn_over_ann"][arch]["energy_pj"] == pytest.approx(s["energy_pj"] / a["energy_pj"])
         assert (run_dir / m["files"]["reports"]["snn"][arch]).exists()
         assert sum(s["energy_by_layer_pj"].values()) == pytest.approx(s["energy_pj"])
     assert len(m["files"]["plots"]) == 2 and all((run_dir / p).exists() for p in m["files"]["plots"])
     json.dumps(m)  # metrics.json must be able to hold it
     section = next(s for s in list_sections() if s.name == "hardware")
     html = section.fn({"hardware": m}, run_dir)
-    assert "imc-rram-65nm" in html and "<img" in html and "SNN / ANN" in html
+    assert "imc-rram-65nm" in html and "<img" in html and "Ratios to the baseline ann" in html
     assert section.fn({}, run_dir) == ""
 
 

@@ -60,7 +60,10 @@ def estimate_cmd(
             "--arch", "-a", help="a shipped table name (`spikecim hw list`) or the path of a YAML table"
         ),
     ] = "imc-rram-65nm",
-    variant: Annotated[str, typer.Option(help="in a run folder: snn or ann")] = "snn",
+    variant: Annotated[
+        str | None,
+        typer.Option(help="in a run folder: the variant to cost (its config's names; default: the first spiking one)"),
+    ] = None,
     dense: Annotated[bool, typer.Option(help="ignore the traced activity (upper bound)")] = False,
     node_nm: Annotated[
         float | None,

@@ -65,9 +65,16 @@ class FitSpec:
                 raise SpikecimError(one_line_validation_error(e, prefix=f"{section}.")) from None
 
     @classmethod
-    def from_config(cls, cfg) -> FitSpec:
-        """The training settings of a :class:`~spikecim.config.RunConfig`."""
-        src = {**cfg.data.model_dump(), **cfg.train.model_dump(), "seed": cfg.seed}
+    def from_config(cls, cfg, variant: str | None = None) -> FitSpec:
+        """The training settings of a :class:`~spikecim.config.RunConfig` for one of its
+        variants (the first when None): its train overrides and timesteps applied."""
+        v = cfg.variant(variant) if variant is not None else cfg.variants[0]
+        src = {
+            **cfg.data.model_dump(),
+            **cfg.train_for(v).model_dump(),
+            "seed": cfg.seed,
+            "timesteps": cfg.timesteps_for(v),
+        }
         return cls(**{f.name: src[f.name] for f in fields(cls)})
 
     def fingerprint(self) -> str:
