@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import torch
 
+from spikecim.pipeline.run import variant_input
 from spikecim.pipeline.stages import RunContext, register_stage
 from spikecim.trace import trace
 from spikecim.train import FitSpec, evaluate, fit
-from spikecim.train.batches import iterate_batches, to_model_input
+from spikecim.train.batches import iterate_batches
 from spikecim.variants import workload_filename
 
 __all__ = ["variants"]
@@ -42,30 +43,20 @@ def train_stage(ctx: RunContext) -> dict:
 @register_stage("evaluate", requires=("train",), description="test accuracy and per-layer activity")
 def evaluate_stage(ctx: RunContext) -> dict:
     cfg = ctx.config
-    out = {}
-    for v in variants(ctx):
-        m = ctx.models[v]
-        steps = cfg.timesteps_for(cfg.variant(v))
-        out[v] = evaluate(
-            m,
-            ctx.data.x_test,
-            ctx.data.y_test,
-            steps,
-            cfg.data.encoder,
-            seed=cfg.seed,
-            frames=ctx.data.frames,
-        )
-    return out
+    return {
+        v: evaluate(ctx.models[v], ctx.data.x_test, ctx.data.y_test, variant_input(cfg, v, ctx.data), seed=cfg.seed)
+        for v in variants(ctx)
+    }
 
 
 def trace_inputs(ctx: RunContext, variant: str, limit: int = 512):
     """Encoded test batches (at most ``limit`` samples) of one variant for tracing."""
     cfg = ctx.config
-    v = cfg.variant(variant)
+    inputs = variant_input(cfg, variant, ctx.data)
     gen = torch.Generator().manual_seed(cfg.seed)
     x, y = ctx.data.x_test[:limit], ctx.data.y_test[:limit]
     for xb, _ in iterate_batches(x, y, cfg.data.batch_size):
-        yield to_model_input(xb, cfg.timesteps_for(v), cfg.data.encoder, v.spiking, gen, ctx.data.frames)
+        yield inputs.encode(xb, gen)
 
 
 @register_stage("trace", requires=("train",), description="record the Workload of each variant")

@@ -25,17 +25,25 @@ from spikecim.pipeline.stages import RunContext, get_stage
 from spikecim.train.distributed import is_main_process
 from spikecim.variants import workload_filename
 
-__all__ = ["build_context", "build_models", "load_run", "load_workloads", "run", "write_metrics"]
+__all__ = [
+    "build_context",
+    "build_models",
+    "load_run",
+    "load_workloads",
+    "run",
+    "variant_input",
+    "write_metrics",
+]
 
 
 def build_models(cfg: RunConfig, data) -> dict[str, torch.nn.Module]:
     """Fresh models for every variant of the run, its method transforms applied.
 
-    Each is initialised from ``cfg.seed`` alone: PyTorch's layer constructors draw from the
-    global generator and take none of their own, so construction runs in a forked generator
-    state seeded for it; the process's own random state is left as it was.
+    Each is initialised from ``cfg.seed`` alone, in a forked global generator state
+    (:func:`~spikecim.train.seeding.seeded`): the process's own random state is left as it was.
     """
     from spikecim.methods import apply_methods
+    from spikecim.train.seeding import seeded
 
     frames_t = data.sample_shape[0] if getattr(data, "frames", False) else None
     models = {}
@@ -46,8 +54,7 @@ def build_models(cfg: RunConfig, data) -> dict[str, torch.nn.Module]:
                 f"are binned to data.timesteps = {frames_t}; frame data sets take one T per run"
             )
         neuron = cfg.neuron_for(v)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.seed)
+        with seeded(cfg.seed):
             model = create_model(
                 cfg.model.name,
                 spiking=v.spiking,
@@ -60,6 +67,14 @@ def build_models(cfg: RunConfig, data) -> dict[str, torch.nn.Module]:
             )
             models[v.name] = apply_methods(model, v.methods)
     return models
+
+
+def variant_input(cfg: RunConfig, variant: str, data):
+    """How the run feeds one variant: its T, the run's encoder, spiking or not, frames or not."""
+    from spikecim.train.evaluate import ModelInput
+
+    v = cfg.variant(variant)
+    return ModelInput(cfg.timesteps_for(v), cfg.data.encoder, v.spiking, bool(getattr(data, "frames", False)))
 
 
 def build_context(cfg: RunConfig, console=None) -> RunContext:
@@ -172,8 +187,9 @@ def run(cfg: RunConfig, console=None, fresh: bool = False) -> RunContext:
     return ctx
 
 
-def load_run(run_dir: str | Path, console=None) -> RunContext:
-    """Rebuild a finished (or interrupted) run: config, data, models with their trained weights."""
+def load_run(run_dir: str | Path, console=None, variants: list[str] | None = None) -> RunContext:
+    """Rebuild a finished (or interrupted) run: config, data, models with their trained
+    weights (of ``variants`` only when given: the others are left out of ``ctx.models``)."""
     from spikecim.train.checkpoint import load_weights, weights_path
 
     run_dir = Path(run_dir)
@@ -182,6 +198,10 @@ def load_run(run_dir: str | Path, console=None) -> RunContext:
     cfg = load_config(run_dir / "config.yaml")
     cfg = cfg.model_copy(update={"output_dir": str(run_dir.parent), "name": run_dir.name})
     ctx = build_context(cfg, console)
+    if variants is not None:
+        for v in variants:
+            cfg.variant(v)  # an unknown name fails here, naming the allowed ones
+        ctx.models = {v: m for v, m in ctx.models.items() if v in variants}
     for v, m in ctx.models.items():
         load_weights(m, weights_path(run_dir / "checkpoint", v))
         m.eval()
