@@ -72,7 +72,9 @@ def estimate_cmd(
     set_: Annotated[
         list[str] | None,
         typer.Option(
-            "--set", help="override one table constant (a key under params:, e.g. adc_bits=4); repeatable"
+            "--set",
+            help="override one table constant (a key under params:, e.g. adc_bits=4), applied after "
+            "--node-nm scaling, so the value is kept as given; repeatable",
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the CostReport as JSON")] = False,
