@@ -263,6 +263,11 @@ def _pct(v) -> str:
 
 def _rows(stage: str, res: dict):
     """(variant, text) rows of the summary table for one stage's result."""
+    if stage == "hardware":
+        from spikecim.hw.stage import summary_rows
+
+        yield from summary_rows(res)
+        return
     if stage == "analog" and isinstance(res.get("variants"), dict):
         for v, r in res["variants"].items():
             a = r.get("analog", {})

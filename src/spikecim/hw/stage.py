@@ -23,7 +23,7 @@ from spikecim.pipeline.stages import register_stage
 from spikecim.report.sections import embed_png, register_section
 from spikecim.variants import ratio_key
 
-__all__ = ["hardware_stage"]
+__all__ = ["hardware_metrics", "hardware_stage", "summary_rows"]
 
 
 def _label(arch: str) -> str:
@@ -111,6 +111,27 @@ def hardware_metrics(m: dict | None) -> dict | None:
         return None
     ratios = {"snn_over_ann": m["snn_over_ann"]} if m.get("snn_over_ann") else {}
     return {**m, "baseline": "ann", "variants": variants, "ratios": ratios}
+
+
+def summary_rows(m: dict | None) -> list[tuple[str, str]]:
+    """``(variant, text)`` rows for the CLI summary: energy per architecture, then each
+    variant's energy ratio to the baseline (``snn/ann``)."""
+    m = hardware_metrics(m)
+    if not m:
+        return []
+    rows = [
+        (v, ", ".join(f"{a}: {r['energy_pj']:.4g} pJ" for a, r in per_arch.items()))
+        for v, per_arch in m["variants"].items()
+    ]
+    for key, per_arch in m["ratios"].items():
+        v = key.split("_over_")[0]
+        rows.append(
+            (
+                f"{v}/{m['baseline']}",
+                ", ".join(f"{a}: {_num(r['energy_pj'])}× energy" for a, r in per_arch.items()),
+            )
+        )
+    return rows
 
 
 @register_section("hardware", "Hardware cost: estimated versus hardware", order=60)
