@@ -63,7 +63,7 @@ def _train_cmd(python, out: Path, extra=()):
         "--set",
         "name=r",
         "--set",
-        "train.ann_twin=false",
+        "variants=[{name: snn}]",
         "--set",
         "train.epochs=3",
         "--set",

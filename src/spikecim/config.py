@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from spikecim.analog.stage_config import AnalogStageConfig
 from spikecim.errors import SpikecimError, one_line_validation_error
 from spikecim.hw.stage_config import HardwareStageConfig
 from spikecim.readers import read_mapping
+from spikecim.variants import VariantConfig, default_variants, legacy_variants
 
 __all__ = [
     "DataConfig",
@@ -25,6 +26,7 @@ __all__ = [
     "NeuronConfig",
     "RunConfig",
     "TrainConfig",
+    "VariantConfig",
     "apply_overrides",
     "load_config",
 ]
@@ -107,7 +109,6 @@ class TrainConfig(_Section):
     schedule: Literal["cosine", "none"] = "cosine"
     loss: Literal["mean", "per_step"] = Field("mean", description="CE on mean logits, or at every step")
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    ann_twin: bool = Field(True, description="also train the ANN twin of the same topology")
 
 
 class ReportConfig(_Section):
@@ -128,6 +129,61 @@ class RunConfig(_Section):
     analog: AnalogStageConfig = AnalogStageConfig()
     hardware: HardwareStageConfig = HardwareStageConfig()
     report: ReportConfig = ReportConfig()
+    variants: list[VariantConfig] = Field(
+        default_factory=default_variants, min_length=1, description="the versions of the network the run compares"
+    )
+    baseline: str = Field("ann", description="the variant ratios are against (<variant>_over_<baseline>)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy(cls, data: Any) -> Any:
+        return legacy_variants(data) if isinstance(data, dict) else data
+
+    @model_validator(mode="after")
+    def _variants(self) -> RunConfig:
+        names = [v.name for v in self.variants]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"variants: the name '{dup[0]}' is used twice")
+        if self.baseline not in names:
+            if "baseline" in self.model_fields_set:
+                raise ValueError(f"baseline: unknown variant '{self.baseline}', allowed: {', '.join(names)}")
+            # The default names the ANN twin; without one the first variant is the baseline.
+            ann = next((v.name for v in self.variants if not v.spiking), names[0])
+            object.__setattr__(self, "baseline", ann)
+        from spikecim.methods import list_methods
+
+        for i, v in enumerate(self.variants):
+            _check_section(NeuronConfig, {**self.model.neuron.model_dump(), **v.neuron}, f"variants.{i}.neuron.")
+            _check_section(TrainConfig, {**self.train.model_dump(), **v.train}, f"variants.{i}.train.")
+            for m in v.methods:
+                if m.name not in list_methods():
+                    allowed = ", ".join(list_methods()) or "none registered"
+                    raise ValueError(f"variants.{i}.methods: unknown method '{m.name}', allowed: {allowed}")
+        for v in self.hardware.variants or []:
+            if v not in names:
+                raise ValueError(f"hardware.variants: unknown variant '{v}', allowed: {', '.join(names)}")
+        return self
+
+    def variant(self, name: str) -> VariantConfig:
+        for v in self.variants:
+            if v.name == name:
+                return v
+        raise SpikecimError(f"variant: unknown '{name}', allowed: {', '.join(v.name for v in self.variants)}")
+
+    def timesteps_for(self, variant: VariantConfig) -> int:
+        """T of a variant: its own, else data.timesteps when it spikes, 1 for an ANN."""
+        if variant.timesteps is not None:
+            return variant.timesteps
+        return self.data.timesteps if variant.spiking else 1
+
+    def neuron_for(self, variant: VariantConfig) -> NeuronConfig:
+        """model.neuron with the variant's neuron settings over it."""
+        return NeuronConfig.model_validate({**self.model.neuron.model_dump(), **variant.neuron})
+
+    def train_for(self, variant: VariantConfig) -> TrainConfig:
+        """The train section with the variant's training settings over it."""
+        return TrainConfig.model_validate({**self.train.model_dump(), **variant.train})
 
     @field_validator("stages")
     @classmethod
@@ -146,6 +202,13 @@ class RunConfig(_Section):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _check_section(schema: type[BaseModel], values: dict, prefix: str) -> None:
+    try:
+        schema.model_validate(values)
+    except ValidationError as e:
+        raise ValueError(one_line_validation_error(e, prefix=prefix)) from None
 
 
 def _parse_value(text: str) -> Any:

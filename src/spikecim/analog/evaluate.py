@@ -1,9 +1,11 @@
 """Accuracy of a model, and Monte-Carlo accuracy of its analog version over programming seeds.
 
-``accuracy`` is a small batched loop (no dependency on ``spikecim.train``): registry models
-take ``[T, B, ...]`` (the encoder builds it; the ANN twin runs T = 1) and return
+Every accuracy here is :func:`spikecim.train.evaluate` (the one evaluation path): registry
+models take ``[T, B, ...]`` (the encoder builds it; the ANN twin runs T = 1) and return
 ``[T, B, classes]``, averaged over time; ``timesteps=None`` means a plain torch model
-``[B, ...] -> [B, classes]``.
+``[B, ...] -> [B, classes]``. ``input_seed`` seeds the encoder's generator (the run's seed in
+the analog stage, so the ideal accuracy is the evaluate stage's); the read noise of each
+programming seed is drawn in a forked global state seeded with that seed.
 """
 
 from __future__ import annotations
@@ -17,47 +19,31 @@ from torch import nn
 from spikecim.analog.config import CrossbarConfig, load_crossbar_config
 from spikecim.analog.convert import calibrate_adc, drift, program, to_analog
 from spikecim.errors import SpikecimError
+from spikecim.train.evaluate import ModelInput, evaluate
+from spikecim.train.seeding import seeded
 
-__all__ = ["accuracy", "evaluate_analog", "model_inputs", "monte_carlo"]
-
-
-def model_inputs(x: torch.Tensor, timesteps: int | None, encoder: str = "direct") -> torch.Tensor:
-    """What the model takes: ``x[B, ...]`` encoded to ``[T, B, ...]``, or ``x`` as is.
-
-    Spike-frame data sets (``x[B, T, ...]``) use ``encoder="frames"`` (time moved first) or
-    ``"frames-mean"`` (one frame, the mean over time, for the ANN twin)."""
-    if timesteps is None:
-        return x
-    if encoder == "frames":
-        return x.float().transpose(0, 1)
-    if encoder == "frames-mean":
-        return x.float().mean(1).unsqueeze(0)
-    from spikecim.data.encode import get_encoder
-
-    return get_encoder(encoder)(x, timesteps, generator=torch.Generator().manual_seed(0))
+__all__ = ["accuracy", "evaluate_analog", "monte_carlo"]
 
 
-@torch.no_grad()
+def _inputs(timesteps: int | None, encoder: str | ModelInput) -> ModelInput:
+    return encoder if isinstance(encoder, ModelInput) else ModelInput.from_encoder(timesteps, encoder)
+
+
 def accuracy(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
     timesteps: int | None = 1,
-    encoder: str = "direct",
+    encoder: str | ModelInput = "direct",
     batch_size: int = 256,
+    input_seed: int = 0,
 ) -> float:
-    """Top-1 accuracy in [0, 1]; logits averaged over the time axis for time-major models."""
-    was_training = model.training
-    model.eval()
-    correct = 0
-    try:
-        for i in range(0, len(x), batch_size):
-            out = model(model_inputs(x[i : i + batch_size], timesteps, encoder))
-            logits = out.mean(0) if timesteps is not None else out
-            correct += int((logits.argmax(-1) == y[i : i + batch_size]).sum())
-    finally:
-        model.train(was_training)
-    return correct / max(len(x), 1)
+    """Top-1 accuracy in [0, 1]; logits averaged over the time axis for time-major models.
+
+    ``encoder`` is a spike encoder name, ``"frames"`` / ``"frames-mean"`` for spike-frame
+    data (see :meth:`ModelInput.from_encoder`), or a :class:`ModelInput` (then ``timesteps``
+    is not used)."""
+    return evaluate(model, x, y, _inputs(timesteps, encoder), batch_size=batch_size, seed=input_seed)["accuracy"]
 
 
 def monte_carlo(
@@ -67,20 +53,23 @@ def monte_carlo(
     seeds: list[int],
     t_inference_s: float = 0.0,
     timesteps: int | None = 1,
-    encoder: str = "direct",
+    encoder: str | ModelInput = "direct",
     calibration_x: torch.Tensor | None = None,
     batch_size: int = 256,
+    input_seed: int = 0,
 ) -> list[float]:
     """Accuracy per programming seed: program, calibrate the ADC range (if so configured),
     drift to ``t_inference_s``, evaluate with the read noise seeded by the same seed."""
+    inputs = _inputs(timesteps, encoder)
     accs = []
     for s in seeds:
         program(analog_model, s)
         if calibration_x is not None:
-            calibrate_adc(analog_model, [model_inputs(calibration_x, timesteps, encoder)])
+            calib = inputs.encode(calibration_x, torch.Generator().manual_seed(input_seed))
+            calibrate_adc(analog_model, [calib])
         drift(analog_model, t_inference_s)
-        torch.manual_seed(s)
-        accs.append(accuracy(analog_model, x, y, timesteps, encoder, batch_size))
+        with seeded(s):
+            accs.append(accuracy(analog_model, x, y, None, inputs, batch_size, input_seed))
     return accs
 
 
@@ -91,17 +80,19 @@ def evaluate_analog(
     timesteps: int | None = 1,
     n_seeds: int = 5,
     t_inference_s: float = 0.0,
-    encoder: str | None = None,
+    encoder: str | ModelInput | None = None,
     max_samples: int | None = None,
     calibration_samples: int = 256,
     batch_size: int = 256,
     seed: int = 0,
+    input_seed: int = 0,
 ) -> dict[str, Any]:
     """Digital accuracy and analog accuracy (mean ± std over ``n_seeds`` programming seeds)
     of ``model`` on ``dataset`` (a :class:`spikecim.data.Dataset`: test split evaluated,
     the first ``calibration_samples`` training samples calibrate the ADC range).
 
-    ``encoder`` None: ``"frames"`` for a spike-frame data set, ``"direct"`` otherwise."""
+    ``encoder`` None: ``"frames"`` for a spike-frame data set, ``"direct"`` otherwise; a
+    :class:`~spikecim.train.evaluate.ModelInput` says everything (``timesteps`` unused)."""
     if encoder is None:
         encoder = "frames" if getattr(dataset, "frames", False) else "direct"
     if n_seeds < 1:
@@ -111,10 +102,10 @@ def evaluate_analog(
     if max_samples is not None:
         x, y = x[:max_samples], y[:max_samples]
     calib = dataset.x_train[:calibration_samples] if calibration_samples > 0 else None
-    ideal = accuracy(model, x, y, timesteps, encoder, batch_size)
+    ideal = accuracy(model, x, y, timesteps, encoder, batch_size, input_seed)
     am = to_analog(model, cfg)
     seeds = [seed + k for k in range(n_seeds)]
-    accs = monte_carlo(am, x, y, seeds, t_inference_s, timesteps, encoder, calib, batch_size)
+    accs = monte_carlo(am, x, y, seeds, t_inference_s, timesteps, encoder, calib, batch_size, input_seed)
     return {
         "ideal": ideal,
         "mean": statistics.fmean(accs),
@@ -124,16 +115,6 @@ def evaluate_analog(
         "t_inference_s": t_inference_s,
         "n_samples": len(x),
     }
-
-
-def variant_inputs(model: nn.Module, run_config: Any, dataset: Any) -> tuple[int, str]:
-    """Timesteps and encoder of a run's variant: the run's T and encoder for a spiking
-    model, T = 1 and ``direct`` for its ANN twin (``frames`` / ``frames-mean`` for frame data)."""
-    spiking = bool(getattr(model, "spiking", True))
-    frames = bool(getattr(dataset, "frames", False))
-    if spiking:
-        return run_config.data.timesteps, "frames" if frames else run_config.data.encoder
-    return 1, "frames-mean" if frames else "direct"
 
 
 def evaluate_run_analog(
@@ -149,18 +130,20 @@ def evaluate_run_analog(
     cfg = load_crossbar_config(config)
     if t_inference_s is None:
         t_inference_s = float(getattr(getattr(ctx.config, "analog", None), "t_inference_s", 0.0))
+    from spikecim.pipeline.run import variant_input
+
     out = {}
     for name, model in ctx.models.items():
-        timesteps, encoder = variant_inputs(model, ctx.config, ctx.data)
         out[name] = evaluate_analog(
             model,
             ctx.data,
             cfg,
-            timesteps,
+            None,
             n_seeds,
             t_inference_s,
-            encoder,
+            variant_input(ctx.config, name, ctx.data),
             max_samples,
             seed=ctx.config.seed,
+            input_seed=ctx.config.seed,
         )
     return out

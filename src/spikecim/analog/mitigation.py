@@ -25,7 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from spikecim.analog.devices import PCMDevice
-from spikecim.analog.evaluate import model_inputs
+from spikecim.analog.evaluate import _inputs
+from spikecim.train.evaluate import ModelInput
 from spikecim.errors import SpikecimError
 
 __all__ = ["WeightModifier", "bn_finetune", "hwa_train", "modify_weight"]
@@ -58,11 +59,9 @@ def _synaptic(model: nn.Module) -> list[nn.Parameter]:
 
 
 def _loss(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, timesteps: int | None, encoder: str
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, inputs: ModelInput, generator: torch.Generator
 ) -> torch.Tensor:
-    out = model(model_inputs(x, timesteps, encoder))
-    logits = out.mean(0) if timesteps is not None else out
-    return F.cross_entropy(logits, y)
+    return F.cross_entropy(inputs.decode(model(inputs.encode(x, generator))), y)
 
 
 def hwa_train(
@@ -73,11 +72,15 @@ def hwa_train(
     epochs: int = 2,
     lr: float = 1e-3,
     timesteps: int | None = 1,
-    encoder: str = "direct",
+    encoder: str | ModelInput = "direct",
     batch_size: int = 64,
     seed: int = 0,
 ) -> nn.Module:
-    """A copy of the digital ``model`` fine-tuned with weight noise (module docstring)."""
+    """A copy of the digital ``model`` fine-tuned with weight noise (module docstring).
+
+    ``timesteps`` and ``encoder`` as in :func:`~spikecim.analog.evaluate.accuracy`; one
+    generator seeded with ``seed`` draws the shuffling, the weight noise and the encoding."""
+    inputs = _inputs(timesteps, encoder)
     modifier = modifier or WeightModifier()
     if epochs < 0:
         raise SpikecimError(f"analog.hwa_epochs: must be >= 0, got {epochs}")
@@ -97,7 +100,7 @@ def hwa_train(
                 for w in weights:
                     w.copy_(modify_weight(w, modifier, gen))
             opt.zero_grad()
-            _loss(model, x[idx], y[idx], timesteps, encoder).backward()
+            _loss(model, x[idx], y[idx], inputs, gen).backward()
             with torch.no_grad():
                 for w, c in zip(weights, clean):
                     w.copy_(c)
@@ -113,13 +116,14 @@ def bn_finetune(
     epochs: int = 3,
     lr: float = 1e-2,
     timesteps: int | None = 1,
-    encoder: str = "direct",
+    encoder: str | ModelInput = "direct",
     batch_size: int = 64,
     seed: int = 0,
 ) -> nn.Module:
     """Retrain only BatchNorm parameters and statistics of a programmed analog model on
     ``(x, y)``, in place; crossbar weights stay frozen. Returns the model (unchanged when it
     has no BatchNorm)."""
+    inputs = _inputs(timesteps, encoder)
     bns = [m for m in analog_model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not bns:
         return analog_model
@@ -141,7 +145,7 @@ def bn_finetune(
                 if len(idx) < 2:
                     continue
                 opt.zero_grad()
-                _loss(analog_model, x[idx], y[idx], timesteps, encoder).backward()
+                _loss(analog_model, x[idx], y[idx], inputs, gen).backward()
                 opt.step()
     finally:
         for p, f in flags.items():

@@ -18,10 +18,13 @@ import torch
 
 from spikecim.analog.config import CrossbarConfig, load_crossbar_config
 from spikecim.analog.convert import calibrate_adc, drift, program, to_analog
-from spikecim.analog.evaluate import accuracy, model_inputs, monte_carlo, variant_inputs
+from spikecim.analog.evaluate import accuracy, monte_carlo
 from spikecim.analog.mitigation import WeightModifier, bn_finetune, hwa_train
+from spikecim.pipeline.run import variant_input
 from spikecim.pipeline.stages import RunContext, register_stage
 from spikecim.report.sections import embed_png, register_section
+from spikecim.train.evaluate import ModelInput
+from spikecim.train.seeding import seeded
 
 __all__ = ["analog_section", "analog_stage", "crossbar_config_for_run"]
 
@@ -40,7 +43,7 @@ def _summary(accs: list[float]) -> dict:
     }
 
 
-def _variant(model, data, cfg: CrossbarConfig, sc, timesteps: int, encoder: str) -> dict:
+def _variant(model, data, cfg: CrossbarConfig, sc, inputs: ModelInput, input_seed: int) -> dict:
     x, y = data.x_test, data.y_test
     if sc.max_samples is not None:
         x, y = x[: sc.max_samples], y[: sc.max_samples]
@@ -49,13 +52,19 @@ def _variant(model, data, cfg: CrossbarConfig, sc, timesteps: int, encoder: str)
     seeds = [sc.seed + k for k in range(sc.n_seeds)]
     model.eval()
 
-    def mc(m, c, t_s):
-        return _summary(monte_carlo(to_analog(m, c), x, y, seeds, t_s, timesteps, encoder, calib_x))
+    def acc(m):
+        return accuracy(m, x, y, None, inputs, input_seed=input_seed)
 
-    out: dict = {"timesteps": timesteps, "ideal": accuracy(model, x, y, timesteps, encoder)}
+    def mc(m, c, t_s):
+        return _summary(monte_carlo(to_analog(m, c), x, y, seeds, t_s, None, inputs, calib_x, input_seed=input_seed))
+
+    out: dict = {"timesteps": inputs.timesteps, "ideal": acc(model)}
     out["analog"] = mc(model, cfg, sc.t_inference_s)
     am = to_analog(model, cfg)
-    sweep = [_summary(monte_carlo(am, x, y, seeds, t, timesteps, encoder, calib_x)) for t in sc.drift_times_s]
+    sweep = [
+        _summary(monte_carlo(am, x, y, seeds, t, None, inputs, calib_x, input_seed=input_seed))
+        for t in sc.drift_times_s
+    ]
     out["drift"] = {
         "t_s": list(sc.drift_times_s),
         "mean": [s["mean"] for s in sweep],
@@ -73,23 +82,19 @@ def _variant(model, data, cfg: CrossbarConfig, sc, timesteps: int, encoder: str)
     if sc.hwa and sc.hwa_epochs > 0:
         mod = WeightModifier(kind=sc.hwa_modifier, std=sc.hwa_noise_std)
         trained = hwa_train(
-            model, data.x_train, data.y_train, mod, sc.hwa_epochs, sc.hwa_lr, timesteps, encoder, seed=sc.seed
+            model, data.x_train, data.y_train, mod, sc.hwa_epochs, sc.hwa_lr, None, inputs, seed=sc.seed
         )
-        out["hwa"] = {
-            "ideal": accuracy(trained, x, y, timesteps, encoder),
-            **mc(trained, cfg, sc.t_inference_s),
-        }
+        out["hwa"] = {"ideal": acc(trained), **mc(trained, cfg, sc.t_inference_s)}
     has_bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
     if sc.bn_finetune and sc.bn_epochs > 0 and has_bn and calib_x is not None:
         accs = []
         for s in seeds:
             am = program(to_analog(model, cfg), s)
-            calibrate_adc(am, [model_inputs(calib_x, timesteps, encoder)])
+            calibrate_adc(am, [inputs.encode(calib_x, torch.Generator().manual_seed(input_seed))])
             drift(am, sc.t_inference_s)
-            torch.manual_seed(s)
-            bn_finetune(am, calib_x, calib_y, sc.bn_epochs, sc.bn_lr, timesteps, encoder, seed=s)
-            torch.manual_seed(s)
-            accs.append(accuracy(am, x, y, timesteps, encoder))
+            with seeded(s):
+                bn_finetune(am, calib_x, calib_y, sc.bn_epochs, sc.bn_lr, None, inputs, seed=s)
+                accs.append(acc(am))
         out["bn_finetune"] = _summary(accs)
     return out
 
@@ -115,8 +120,8 @@ def analog_stage(ctx: RunContext) -> dict:
         "variants": {},
     }
     for name, model in ctx.models.items():
-        timesteps, encoder = variant_inputs(model, ctx.config, ctx.data)
-        result["variants"][name] = _variant(model, ctx.data, cfg, sc, timesteps, encoder)
+        inputs = variant_input(ctx.config, name, ctx.data)
+        result["variants"][name] = _variant(model, ctx.data, cfg, sc, inputs, ctx.config.seed)
     result["plots"] = _plots(result, ctx.plots_dir)
     result["seconds"] = time.perf_counter() - start
     return result

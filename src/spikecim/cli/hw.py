@@ -60,7 +60,10 @@ def estimate_cmd(
             "--arch", "-a", help="a shipped table name (`spikecim hw list`) or the path of a YAML table"
         ),
     ] = "imc-rram-65nm",
-    variant: Annotated[str, typer.Option(help="in a run folder: snn or ann")] = "snn",
+    variant: Annotated[
+        str | None,
+        typer.Option(help="in a run folder: the variant to cost (its config's names; default: the first spiking one)"),
+    ] = None,
     dense: Annotated[bool, typer.Option(help="ignore the traced activity (upper bound)")] = False,
     node_nm: Annotated[
         float | None,
@@ -69,7 +72,9 @@ def estimate_cmd(
     set_: Annotated[
         list[str] | None,
         typer.Option(
-            "--set", help="override one table constant (a key under params:, e.g. adc_bits=4); repeatable"
+            "--set",
+            help="override one table constant (a key under params:, e.g. adc_bits=4), applied after "
+            "--node-nm scaling, so the value is kept as given; repeatable",
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the CostReport as JSON")] = False,

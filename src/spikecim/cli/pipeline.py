@@ -38,7 +38,9 @@ def run_cmd(
     set_: list[str] | None = SET_OPT,
     name: str | None = typer.Option(None, help="Run name: the folder runs/<name>/."),
     epochs: int | None = typer.Option(None, help="Training epochs (train.epochs), >= 0."),
-    timesteps: int | None = typer.Option(None, help="Timesteps T of the SNN (data.timesteps), >= 1."),
+    timesteps: int | None = typer.Option(
+        None, help="Timesteps T of the spiking variants without their own (data.timesteps), >= 1."
+    ),
     model: str | None = typer.Option(
         None, help="Model (model.name): convnet, mlp, resnet19, vgg5, vgg9, vgg11 (`spikecim list models`)."
     ),
@@ -78,7 +80,7 @@ def train_cmd(
     epochs: int | None = typer.Option(None, help="Training epochs (train.epochs), >= 0."),
     fresh: bool = typer.Option(False, "--fresh", help="Delete the run folder first instead of resuming."),
 ) -> None:
-    """Train only (the SNN and its ANN twin). Works under torchrun for data-parallel training."""
+    """Train only (every variant of the run config). Works under torchrun for data-parallel training."""
     from spikecim.pipeline.run import run
 
     cfg = _config(config, set_, **{"name": name, "train.epochs": epochs, "stages": "[train]"})
@@ -178,8 +180,11 @@ def trace_cmd(
         None,
         "-o",
         "--output",
-        help="Also write the SNN workload JSON here (a run folder's workload*.json are rewritten anyway; "
-        "a .nir model's default: FILE.workload.json).",
+        help="Also write the workload JSON of --variant here (a run folder's workload*.json are rewritten "
+        "anyway; a .nir model's default: FILE.workload.json).",
+    ),
+    variant: str | None = typer.Option(
+        None, help="In a run folder: the variant -o writes (default: the first spiking one)."
     ),
     dataset: str | None = NIR_DATASET,
     root: str | None = NIR_ROOT,
@@ -205,7 +210,12 @@ def trace_cmd(
     ctx = load_run(source, console)
     metrics = trace_stage(ctx)
     if output is not None:
-        ctx.workloads["snn"].save(output)
+        names = [v.name for v in ctx.config.variants]
+        if variant is None:
+            variant = next((v.name for v in ctx.config.variants if v.spiking), names[0])
+        if variant not in ctx.workloads:
+            raise SpikecimError(f"--variant: unknown variant '{variant}', allowed: {', '.join(names)}")
+        ctx.workloads[variant].save(output)
     _summary({"trace": metrics}, source)
 
 
@@ -255,6 +265,11 @@ def _pct(v) -> str:
 
 def _rows(stage: str, res: dict):
     """(variant, text) rows of the summary table for one stage's result."""
+    if stage == "hardware":
+        from spikecim.hw.stage import summary_rows
+
+        yield from summary_rows(res)
+        return
     if stage == "analog" and isinstance(res.get("variants"), dict):
         for v, r in res["variants"].items():
             a = r.get("analog", {})

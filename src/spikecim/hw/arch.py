@@ -108,11 +108,13 @@ def load_architecture(
 ) -> Architecture:
     """Load a shipped table by name (``"imc-rram-65nm"``) or a user's YAML file by path.
 
-    ``overrides`` change single constants after loading (``xbar_rows=256``); ``node_nm``
-    scales the table to another technology node (:meth:`Architecture.scaled_to`).
+    ``node_nm`` scales the table to another technology node (:meth:`Architecture.scaled_to`);
+    ``overrides`` then set single constants (``xbar_rows=256``), so a value the user gives is
+    kept as given, not scaled.
     """
     if node_nm is not None:
-        return load_architecture(name_or_path, **overrides).scaled_to(node_nm)
+        scaled = load_architecture(name_or_path).scaled_to(node_nm)
+        return scaled.with_params(**overrides) if overrides else scaled
     if isinstance(name_or_path, Architecture):
         return name_or_path.with_params(**overrides) if overrides else name_or_path
     text = str(name_or_path)

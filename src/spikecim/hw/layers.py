@@ -202,13 +202,12 @@ def _read(path: Path) -> dict:
     return read_mapping(path, "workload", "with 'layers'")
 
 
-def load_workload(path: str | Path, variant: str = "snn") -> Workload:
-    """A workload from a run folder (``variant`` snn or ann), a traced JSON/YAML, or a layer list."""
+def load_workload(path: str | Path, variant: str | None = None) -> Workload:
+    """A workload from a run folder (one of its variants; None: the first spiking one), a
+    traced JSON/YAML, or a layer list."""
     path = Path(path)
     if path.is_dir():
-        if variant not in ("snn", "ann"):
-            raise SpikecimError(f"variant: unknown variant '{variant}', allowed: snn, ann")
-        path = path / ("workload.json" if variant == "snn" else "workload_ann.json")
+        path = path / _run_workload_file(path, variant)
     if not path.exists():
         raise SpikecimError(f"workload: file not found: {path}")
     data = _read(path)
@@ -223,3 +222,16 @@ def load_workload(path: str | Path, variant: str = "snn") -> Workload:
             f"workload: {path} is a SpikeSim layer file; cost it with: spikecim hw spikesim {path}"
         )
     return workload_from_layers(data, source=str(path))
+
+
+def _run_workload_file(run_dir: Path, variant: str | None) -> str:
+    from spikecim.variants import resolve_variants, workload_filename
+
+    config = run_dir / "config.yaml"
+    variants = resolve_variants(read_mapping(config, "config") if config.exists() else None)
+    names = [v.name for v in variants]
+    if variant is None:
+        variant = next((v.name for v in variants if v.spiking), names[0])
+    if variant not in names:
+        raise SpikecimError(f"variant: unknown variant '{variant}', allowed: {', '.join(names)}")
+    return workload_filename(variants, variant)

@@ -1,15 +1,16 @@
 """The ``hardware`` stage of ``spikecim run`` and its report section.
 
-Costs every traced variant (the SNN and its ANN twin) on every architecture of
-``config.hardware.archs`` (by default ``naive``, ``imc`` and ``systolic`` side by side:
-the "estimated versus hardware" table), writes each :class:`CostReport` to
-``hardware/<variant>_<arch>.json`` and the plots to ``plots/hw_*.png``.
+Costs every traced variant of the run (``config.hardware.variants``, by default all) on
+every architecture of ``config.hardware.archs`` (by default ``naive``, ``imc`` and
+``systolic`` side by side: the "estimated versus hardware" table), writes each
+:class:`CostReport` to ``hardware/<variant>_<arch>.json`` and the plots to ``plots/hw_*.png``.
 
 Metrics (``metrics.json["hardware"]``):
-- ``snn[arch]``, ``ann[arch]``: :meth:`CostReport.summary` (totals, EDP, EDAP, TOPS/W,
+- ``variants[variant][arch]``: :meth:`CostReport.summary` (totals, EDP, EDAP, TOPS/W,
   TOPS/mm², energy by component and by layer, area by component)
-- ``snn_over_ann[arch]``: SNN / ANN ratios of ``energy_pj``, ``latency_ns`` and ``edp_pj_ns``
-- ``mode`` (event or dense), ``archs``
+- ``ratios["<variant>_over_<baseline>"][arch]``: ratios of ``energy_pj``, ``latency_ns`` and
+  ``edp_pj_ns`` of every other variant to the run's ``baseline`` variant
+- ``baseline``, ``mode`` (event or dense), ``archs``
 - ``files``: ``reports[variant][arch]`` and ``plots``, paths relative to the run folder
 """
 
@@ -20,8 +21,9 @@ from pathlib import Path
 
 from spikecim.pipeline.stages import register_stage
 from spikecim.report.sections import embed_png, register_section
+from spikecim.variants import ratio_key
 
-__all__ = ["hardware_stage"]
+__all__ = ["hardware_metrics", "hardware_stage", "summary_rows"]
 
 
 def _label(arch: str) -> str:
@@ -41,7 +43,7 @@ def hardware_stage(ctx) -> dict:
     results: dict = {}
     reports: dict = {}
     paths: dict = {}
-    for variant in cfg.variants:
+    for variant in cfg.variants or [v.name for v in ctx.config.variants]:
         wl = ctx.workloads.get(variant)
         if wl is None:
             continue
@@ -52,16 +54,19 @@ def hardware_stage(ctx) -> dict:
             results.setdefault(variant, {})[label] = r.summary()
             p = r.save(out_dir / f"{variant}_{label}.json")
             paths.setdefault(variant, {})[label] = str(p.relative_to(ctx.run_dir))
+    baseline = ctx.config.baseline
     ratios = {}
-    if "snn" in results and "ann" in results:
-        for label in results["snn"]:
-            s, a = results["snn"][label], results["ann"].get(label)
-            if a is None:
-                continue
-            ratios[label] = {
-                k: (s[k] / a[k] if s[k] is not None and a[k] else None)
+    for variant, per_arch in results.items():
+        if variant == baseline or baseline not in results:
+            continue
+        ratios[ratio_key(variant, baseline)] = {
+            label: {
+                k: (s[k] / b[k] if s[k] is not None and b[k] else None)
                 for k in ("energy_pj", "latency_ns", "edp_pj_ns")
             }
+            for label, s in per_arch.items()
+            if (b := results[baseline].get(label)) is not None
+        }
     plots = []
     if cfg.plots and reports:
         labelled = {f"{v}/{label}": r for (v, label), r in reports.items()}
@@ -69,8 +74,10 @@ def hardware_stage(ctx) -> dict:
         hw_only = {k: r for k, r in labelled.items() if r.latency_ns > 0} or labelled
         plots.append(plot_layers(hw_only, ctx.plots_dir / "hw_layers.png"))
     return {
-        **results,
-        "snn_over_ann": ratios,
+        "enabled": True,
+        "baseline": baseline,
+        "variants": results,
+        "ratios": ratios,
         "mode": "dense" if cfg.dense else "event",
         "archs": [_label(a) for a in cfg.archs],
         "files": {"reports": paths, "plots": [str(Path(p).relative_to(ctx.run_dir)) for p in plots]},
@@ -92,19 +99,53 @@ def _num(v) -> str:
     return f"{v:.4g}"
 
 
+def hardware_metrics(m: dict | None) -> dict | None:
+    """``metrics.json["hardware"]`` in today's shape; older runs kept the variants at the top
+    level beside ``snn_over_ann``, which is read as ratios against ``ann``."""
+    if not isinstance(m, dict) or m.get("enabled") is False:
+        return None
+    if "variants" in m:
+        return m
+    variants = {k: v for k, v in m.items() if k in ("snn", "ann") and isinstance(v, dict)}
+    if not variants:
+        return None
+    ratios = {"snn_over_ann": m["snn_over_ann"]} if m.get("snn_over_ann") else {}
+    return {**m, "baseline": "ann", "variants": variants, "ratios": ratios}
+
+
+def summary_rows(m: dict | None) -> list[tuple[str, str]]:
+    """``(variant, text)`` rows for the CLI summary: energy per architecture, then each
+    variant's energy ratio to the baseline (``snn/ann``)."""
+    m = hardware_metrics(m)
+    if not m:
+        return []
+    rows = [
+        (v, ", ".join(f"{a}: {r['energy_pj']:.4g} pJ" for a, r in per_arch.items()))
+        for v, per_arch in m["variants"].items()
+    ]
+    for key, per_arch in m["ratios"].items():
+        v = key.split("_over_")[0]
+        rows.append(
+            (
+                f"{v}/{m['baseline']}",
+                ", ".join(f"{a}: {_num(r['energy_pj'])}× energy" for a, r in per_arch.items()),
+            )
+        )
+    return rows
+
+
 @register_section("hardware", "Hardware cost: estimated versus hardware", order=60)
 def hardware_section(metrics: dict, run_dir: Path) -> str:
-    m = metrics.get("hardware")
-    variants = [v for v in ("snn", "ann") if m and isinstance(m.get(v), dict)]
-    if not variants:
+    m = hardware_metrics(metrics.get("hardware"))
+    if not m or not m["variants"]:
         return ""
     rows = "".join(
-        f"<tr><td>{v}</td><td>{html.escape(arch)}</td><td>{r['estimator']}</td>"
+        f"<tr><td>{html.escape(v)}</td><td>{html.escape(arch)}</td><td>{r['estimator']}</td>"
         f"<td>{_num(r['energy_pj'] / 1e6)}</td><td>{_num(r['latency_ns'] / 1e3 if r['latency_ns'] else None)}</td>"
         f"<td>{_num(r['area_um2'] / 1e6 if r['area_um2'] else None)}</td><td>{_num(r['tops_per_w'])}</td>"
         f"<td>{html.escape(_top(r['energy_by_component_pj']))}</td></tr>"
-        for v in variants
-        for arch, r in m[v].items()
+        for v, per_arch in m["variants"].items()
+        for arch, r in per_arch.items()
     )
     parts = [
         (
@@ -116,15 +157,16 @@ def hardware_section(metrics: dict, run_dir: Path) -> str:
             f"<th>latency (µs)</th><th>area (mm²)</th><th>TOPS/W</th><th>largest energy share</th></tr>{rows}</table>"
         ),
     ]
-    if m.get("snn_over_ann"):
+    if m["ratios"]:
         ratio_rows = "".join(
-            f"<tr><td>{html.escape(a)}</td><td>{_num(v['energy_pj'])}</td>"
+            f"<tr><td>{html.escape(key.split('_over_')[0])}</td><td>{html.escape(a)}</td><td>{_num(v['energy_pj'])}</td>"
             f"<td>{_num(v['latency_ns'])}</td><td>{_num(v['edp_pj_ns'])}</td></tr>"
-            for a, v in m["snn_over_ann"].items()
+            for key, per_arch in m["ratios"].items()
+            for a, v in per_arch.items()
         )
         parts.append(
-            "<h3>SNN / ANN</h3><table><tr><th>architecture</th><th>energy</th><th>latency</th>"
-            f"<th>EDP</th></tr>{ratio_rows}</table>"
+            f"<h3>Ratios to the baseline {html.escape(str(m['baseline']))}</h3><table><tr><th>variant</th>"
+            f"<th>architecture</th><th>energy</th><th>latency</th><th>EDP</th></tr>{ratio_rows}</table>"
         )
     for p in m.get("files", {}).get("plots", []):
         path = Path(run_dir) / p

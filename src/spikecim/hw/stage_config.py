@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -19,8 +18,8 @@ class HardwareStageConfig(BaseModel):
         description="shipped table names (spikecim hw list) or YAML paths; each is costed",
         min_length=1,
     )
-    variants: list[Literal["snn", "ann"]] = Field(
-        default_factory=lambda: ["snn", "ann"], description="which traced workloads to cost", min_length=1
+    variants: list[str] | None = Field(
+        None, description="which variants' traced workloads to cost; None: every variant of the run", min_length=1
     )
     dense: bool = Field(False, description="ignore traced activity (upper bound) instead of event mode")
     plots: bool = True

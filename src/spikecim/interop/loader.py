@@ -6,8 +6,8 @@
   metadata, else 1e-4 s; forward Euler);
 - a folder written by ``spikecim nir import``: ``model.nir`` plus ``nir.yaml`` (the dt and
   convention chosen at import);
-- a run folder written by ``spikecim run``: ``config.yaml`` and ``checkpoint/snn.safetensors``,
-  rebuilt with :func:`spikecim.models.create_model` (``input_shape`` set from the data set).
+- a run folder written by ``spikecim run``: its first spiking variant, loaded by
+  :func:`spikecim.pipeline.run.load_run` (``input_shape`` set from the data set).
 
 ``import_run(file, run_dir)`` writes such a NIR folder: the graph is built and checked first,
 then the files are written to a temporary folder that is renamed into place, so a bad file
@@ -60,23 +60,21 @@ def read_meta(run_dir: Path) -> dict:
     return read_mapping(meta_path, "nir import metadata")
 
 
-def load_run_model(run_dir: str | Path, variant: str = "snn") -> nn.Module:
-    """Rebuild the trained model of a ``spikecim run`` folder (config.yaml + checkpoint)."""
-    from spikecim.config import load_config
-    from spikecim.data import dataset_from_config
-    from spikecim.pipeline.run import build_models
-    from spikecim.train.checkpoint import load_weights, weights_path
+def load_run_model(run_dir: str | Path, variant: str | None = None) -> nn.Module:
+    """The trained model of one variant (None: the first spiking one) of a ``spikecim run``
+    folder, loaded by :func:`spikecim.pipeline.run.load_run`, with ``input_shape`` set to one
+    sample's shape without time (a frame data set's ``[T, C, H, W]`` samples give ``[C, H, W]``)."""
+    from spikecim.pipeline.run import load_run
 
-    run_dir = Path(run_dir)
-    cfg = load_config(run_dir / "config.yaml")
-    data = dataset_from_config(cfg.data)
-    models = build_models(cfg, data)
-    if variant not in models:
-        raise SpikecimError(f"{run_dir}: the run has no '{variant}' model")
-    model = models[variant]
-    load_weights(model, weights_path(run_dir / "checkpoint", variant))
-    shape = tuple(data.sample_shape)
-    model.input_shape = shape[1:] if getattr(data, "time_major_input", False) else shape
+    from spikecim.config import load_config
+
+    if variant is None:
+        listed = load_config(Path(run_dir) / "config.yaml").variants
+        variant = next((v.name for v in listed if v.spiking), listed[0].name)
+    ctx = load_run(run_dir, variants=[variant])
+    model = ctx.models[variant]
+    shape = tuple(ctx.data.sample_shape)
+    model.input_shape = shape[1:] if ctx.data.frames else shape
     return model.eval()
 
 

@@ -23,28 +23,58 @@ from spikecim.errors import SpikecimError
 from spikecim.models import create_model
 from spikecim.pipeline.stages import RunContext, get_stage
 from spikecim.train.distributed import is_main_process
+from spikecim.variants import workload_filename
 
-__all__ = ["build_context", "build_models", "load_run", "run", "write_metrics"]
+__all__ = [
+    "build_context",
+    "build_models",
+    "load_run",
+    "load_workloads",
+    "run",
+    "variant_input",
+    "write_metrics",
+]
 
 
 def build_models(cfg: RunConfig, data) -> dict[str, torch.nn.Module]:
-    """Fresh, seeded models for every variant of the run."""
+    """Fresh models for every variant of the run, its method transforms applied.
+
+    Each is initialised from ``cfg.seed`` alone, in a forked global generator state
+    (:func:`~spikecim.train.seeding.seeded`): the process's own random state is left as it was.
+    """
+    from spikecim.methods import apply_methods
+    from spikecim.train.seeding import seeded
+
+    frames_t = data.sample_shape[0] if getattr(data, "frames", False) else None
     models = {}
-    for spiking, v in ((True, "snn"), (False, "ann")):
-        if v == "ann" and not cfg.train.ann_twin:
-            continue
-        torch.manual_seed(cfg.seed)
-        models[v] = create_model(
-            cfg.model.name,
-            spiking=spiking,
-            num_classes=data.num_classes,
-            in_channels=data.in_channels,
-            input_size=data.input_size,
-            neuron=cfg.model.neuron.kind,
-            neuron_kw=cfg.model.neuron.module_kwargs(),
-            **cfg.model.kwargs,
-        )
+    for v in cfg.variants:
+        if frames_t is not None and v.spiking and cfg.timesteps_for(v) != frames_t:
+            raise SpikecimError(
+                f"variants: '{v.name}' asks for T = {cfg.timesteps_for(v)}, but the {cfg.data.name} frames "
+                f"are binned to data.timesteps = {frames_t}; frame data sets take one T per run"
+            )
+        neuron = cfg.neuron_for(v)
+        with seeded(cfg.seed):
+            model = create_model(
+                cfg.model.name,
+                spiking=v.spiking,
+                num_classes=data.num_classes,
+                in_channels=data.in_channels,
+                input_size=data.input_size,
+                neuron=neuron.kind,
+                neuron_kw=neuron.module_kwargs(),
+                **cfg.model.kwargs,
+            )
+            models[v.name] = apply_methods(model, v.methods)
     return models
+
+
+def variant_input(cfg: RunConfig, variant: str, data):
+    """How the run feeds one variant: its T, the run's encoder, spiking or not, frames or not."""
+    from spikecim.train.evaluate import ModelInput
+
+    v = cfg.variant(variant)
+    return ModelInput(cfg.timesteps_for(v), cfg.data.encoder, v.spiking, bool(getattr(data, "frames", False)))
 
 
 def build_context(cfg: RunConfig, console=None) -> RunContext:
@@ -93,7 +123,6 @@ def _reuse_earlier_results(ctx: RunContext) -> None:
     trained weights come from the checkpoint, and without ``trace`` the workloads from
     ``workload*.json``. A stage whose input is missing stops the run before anything runs.
     """
-    from spikecim.trace.workload import Workload
     from spikecim.train.checkpoint import load_weights, weights_path
 
     cfg, run_dir = ctx.config, ctx.run_dir
@@ -118,9 +147,7 @@ def _reuse_earlier_results(ctx: RunContext) -> None:
             load_weights(m, path)
             m.eval()
     if "trace" in users:
-        for v, fname in (("snn", "workload.json"), ("ann", "workload_ann.json")):
-            if (run_dir / fname).exists():
-                ctx.workloads[v] = Workload.load(run_dir / fname)
+        ctx.workloads = load_workloads(cfg, run_dir)
         if not ctx.workloads:
             raise SpikecimError(
                 f"stages: no traced workload at {run_dir / 'workload.json'} "
@@ -160,9 +187,9 @@ def run(cfg: RunConfig, console=None, fresh: bool = False) -> RunContext:
     return ctx
 
 
-def load_run(run_dir: str | Path, console=None) -> RunContext:
-    """Rebuild a finished (or interrupted) run: config, data, models with their trained weights."""
-    from spikecim.trace.workload import Workload
+def load_run(run_dir: str | Path, console=None, variants: list[str] | None = None) -> RunContext:
+    """Rebuild a finished (or interrupted) run: config, data, models with their trained
+    weights (of ``variants`` only when given: the others are left out of ``ctx.models``)."""
     from spikecim.train.checkpoint import load_weights, weights_path
 
     run_dir = Path(run_dir)
@@ -171,13 +198,28 @@ def load_run(run_dir: str | Path, console=None) -> RunContext:
     cfg = load_config(run_dir / "config.yaml")
     cfg = cfg.model_copy(update={"output_dir": str(run_dir.parent), "name": run_dir.name})
     ctx = build_context(cfg, console)
+    if variants is not None:
+        for v in variants:
+            cfg.variant(v)  # an unknown name fails here, naming the allowed ones
+        ctx.models = {v: m for v, m in ctx.models.items() if v in variants}
     for v, m in ctx.models.items():
         load_weights(m, weights_path(run_dir / "checkpoint", v))
         m.eval()
     metrics = run_dir / "metrics.json"
     if metrics.exists():
         ctx.metrics = json.loads(metrics.read_text())
-    for v, fname in (("snn", "workload.json"), ("ann", "workload_ann.json")):
-        if (run_dir / fname).exists():
-            ctx.workloads[v] = Workload.load(run_dir / fname)
+    ctx.workloads = load_workloads(cfg, run_dir)
     return ctx
+
+
+def load_workloads(cfg: RunConfig, run_dir: Path) -> dict:
+    """The traced workloads of the run's variants found in ``run_dir`` (see
+    :func:`~spikecim.variants.workload_filename`)."""
+    from spikecim.trace.workload import Workload
+
+    out = {}
+    for v in cfg.variants:
+        path = run_dir / workload_filename(cfg.variants, v.name)
+        if path.exists():
+            out[v.name] = Workload.load(path)
+    return out

@@ -43,12 +43,14 @@ def random_spike_batches(
 
 def dataset_batches(data, timesteps: int, encoder: str, samples: int, seed: int = 0, batch: int = 64):
     """Encoded test batches of a :class:`~spikecim.data.Dataset` (at most ``samples``)."""
-    from spikecim.train.batches import iterate_batches, to_model_input
+    from spikecim.train.batches import iterate_batches
+    from spikecim.train.evaluate import ModelInput
 
+    inputs = ModelInput(timesteps, encoder, True, data.frames)
     gen = torch.Generator().manual_seed(seed)
     x, y = data.x_test[:samples], data.y_test[:samples]
     for xb, _ in iterate_batches(x, y, batch):
-        yield to_model_input(xb, timesteps, encoder, True, gen, data.frames)
+        yield inputs.encode(xb, gen)
 
 
 def _input_shape(model, path: Path) -> tuple[int, ...]:

@@ -1,7 +1,8 @@
 """The report sections of the core stages: training, evaluation, the traced workload, run time.
 
-Each reads its stage's entry of ``metrics.json`` (plus ``workload.json`` /
-``workload_ann.json`` for the workload) and returns ``""`` when that stage did not run.
+Each reads its stage's entry of ``metrics.json`` (plus each variant's ``workload*.json``,
+named in ``config.yaml``, for the workload) and returns ``""`` when that stage did not run.
+Every variant of the run gets its row or column, in the config's order.
 Numbers are formatted with :mod:`spikecim.report.fmt`.
 """
 
@@ -13,18 +14,15 @@ from pathlib import Path
 from spikecim.report import plots
 from spikecim.report.fmt import MISSING, count, pct, rate
 from spikecim.report.sections import embed_png, html_table, register_section
+from spikecim.variants import workload_filename
 
 __all__ = [
-    "VARIANTS",
-    "WORKLOAD_FILES",
     "evaluation_section",
     "timing_section",
     "training_section",
     "workload_section",
 ]
 
-VARIANTS = ("snn", "ann")
-WORKLOAD_FILES = {"snn": "workload.json", "ann": "workload_ann.json"}
 
 _TOTALS = (
     ("dense_macs", "dense MACs / sample", count),
@@ -84,7 +82,7 @@ def evaluation_section(metrics: dict, run_dir: Path) -> str:
         for per_layer in rates.values():
             layers += [name for name in per_layer if name not in layers]
         out += "<h3>Activity per layer</h3>"
-        out += "<p>Mean spikes per neuron per step (SNN); fraction of non-zero ReLU outputs (ANN).</p>"
+        out += "<p>Mean spikes per neuron per step (spiking variants); fraction of non-zero ReLU outputs (ANN).</p>"
         out += html_table(
             ["layer", *(v.upper() for v in rates)],
             [[name, *(rate(r.get(name)) for r in rates.values())] for name in layers],
@@ -101,7 +99,9 @@ def workload_section(metrics: dict, run_dir: Path) -> str:
     from spikecim.trace.workload import Workload
 
     totals = _variants(metrics.get("trace"))
-    loaded = {v: Workload.load(run_dir / f) for v, f in WORKLOAD_FILES.items() if (run_dir / f).exists()}
+    variants = run_variants(run_dir)
+    files = {v.name: run_dir / workload_filename(variants, v.name) for v in variants}
+    loaded = {v: Workload.load(f) for v, f in files.items() if f.exists()}
     if not totals and not loaded:
         return ""
     out = ""
@@ -157,10 +157,21 @@ def _layer_row(layer) -> list[str]:
 
 
 def _variants(stage: dict | None) -> dict[str, dict]:
-    """The ``snn`` / ``ann`` entries of a stage's metrics that are present, in that order."""
+    """The per-variant entries of a stage's metrics (``{variant: result}``)."""
     if not isinstance(stage, dict):
         return {}
-    return {v: stage[v] for v in VARIANTS if isinstance(stage.get(v), dict)}
+    return {v: r for v, r in stage.items() if isinstance(r, dict)}
+
+
+def run_variants(run_dir: Path) -> list:
+    """The variants of the run folder's ``config.yaml`` (the default pair without one)."""
+    import yaml
+
+    from spikecim.variants import resolve_variants
+
+    path = Path(run_dir) / "config.yaml"
+    config = yaml.safe_load(path.read_text()) if path.exists() else None
+    return resolve_variants(config if isinstance(config, dict) else None)
 
 
 @register_section("timing", "Run time", order=90)

@@ -21,6 +21,7 @@ import yaml
 import spikecim
 from spikecim.errors import SpikecimError
 from spikecim.report.sections import Section, html_table, list_sections
+from spikecim.variants import resolve_variants
 
 __all__ = ["CONFIG_SUMMARY_KEYS", "html_to_markdown", "write_markdown", "write_report"]
 
@@ -41,7 +42,8 @@ CONFIG_SUMMARY_KEYS = (
     "train.lr",
     "train.optimizer",
     "train.loss",
-    "train.ann_twin",
+    "variants",
+    "baseline",
 )
 _SECTION_MODULES = ("spikecim.analog.stage", "spikecim.hw.stage")
 
@@ -114,9 +116,22 @@ def _config_rows(config: dict) -> list[list[str]]:
         node = config
         for part in key.split("."):
             node = node.get(part) if isinstance(node, dict) else None
+        if key == "variants" and node is None:
+            node = [v.model_dump() for v in resolve_variants(config)]
+        if key == "variants":
+            node = [_variant_text(v) for v in node]
         if node is not None:
             rows.append([key, ", ".join(map(str, node)) if isinstance(node, list) else str(node)])
     return rows
+
+
+def _variant_text(v: dict) -> str:
+    """``snn`` with its T and methods when set, e.g. ``snn-t8 (T = 8)`` or ``ann (ANN)``."""
+    notes = [] if v.get("spiking", True) else ["ANN"]
+    if v.get("timesteps"):
+        notes.append(f"T = {v['timesteps']}")
+    notes += [m if isinstance(m, str) else str(m.get("name")) for m in v.get("methods") or []]
+    return f"{v.get('name')} ({', '.join(notes)})" if notes else str(v.get("name"))
 
 
 # ---- HTML ----------------------------------------------------------------------------------

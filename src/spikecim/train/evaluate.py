@@ -1,4 +1,10 @@
-"""Evaluation: accuracy and per-layer activity of a model on a data set.
+"""Evaluation: the one path that encodes inputs, runs a model, decodes and scores it.
+
+Training (its test accuracy per epoch), the ``evaluate`` stage, the analog stage and the
+analog mitigation passes all go through :class:`ModelInput` (encode ``x[B, ...]`` to what the
+model takes, decode its output to logits ``[B, classes]``) and :func:`evaluate`, so a
+variant's accuracy is the same number wherever it is computed. Random encoders draw from one
+generator seeded once per evaluation, never from torch's global generator.
 
 ``spike_rates`` maps each neuron layer to its mean activity per neuron per step: the firing
 rate for a spiking neuron, the share of non-zero outputs for a ReLU of an ANN twin (the
@@ -8,6 +14,7 @@ activity an event-driven accelerator would see).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -15,7 +22,42 @@ from torch import nn
 from spikecim.nn import TemporalModule
 from spikecim.train.batches import iterate_batches, to_model_input
 
-__all__ = ["activity_modules", "evaluate", "predict"]
+__all__ = ["ModelInput", "activity_modules", "evaluate", "predict"]
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """How a model takes a batch ``x[B, ...]``.
+
+    ``timesteps`` T of a time-major model (``[T, B, ...] -> [T, B, classes]``), or None for a
+    plain torch model (``[B, ...] -> [B, classes]``); ``encoder`` the spike encoder of a
+    spiking model; ``spiking`` False for an ANN twin (T = 1, the input as is); ``frames``
+    marks ``x`` as spike frames ``[B, T, ...]`` (see :func:`~spikecim.train.batches.to_model_input`).
+    """
+
+    timesteps: int | None = 1
+    encoder: str = "direct"
+    spiking: bool = True
+    frames: bool = False
+
+    @classmethod
+    def from_encoder(cls, timesteps: int | None, encoder: str = "direct") -> ModelInput:
+        """The analog API's spelling: ``encoder`` ``"frames"`` (spike frames, time moved
+        first) or ``"frames-mean"`` (their mean over time, for an ANN twin) or a spike encoder."""
+        if encoder == "frames":
+            return cls(timesteps, "direct", True, True)
+        if encoder == "frames-mean":
+            return cls(1, "direct", False, True)
+        return cls(timesteps, encoder)
+
+    def encode(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        if self.timesteps is None:
+            return x
+        return to_model_input(x, self.timesteps, self.encoder, self.spiking, generator, self.frames)
+
+    def decode(self, out: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, classes]``: the mean over time of a time-major output."""
+        return out if self.timesteps is None else out.mean(0)
 
 
 def activity_modules(model: nn.Module) -> dict[str, nn.Module]:
@@ -37,7 +79,7 @@ def evaluate(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
-    steps: int,
+    steps: int | None | ModelInput = 1,
     encoder: str = "direct",
     batch_size: int = 256,
     seed: int = 0,
@@ -47,10 +89,16 @@ def evaluate(
 ) -> dict:
     """Accuracy of ``model`` on ``(x, y)`` and the mean activity of every neuron layer.
 
-    ``forward`` replaces ``model(inputs)`` (e.g. an analog copy of the model) when given;
-    ``frames`` marks ``x`` as spike frames ``[N, T, ...]`` (see :func:`to_model_input`).
+    ``steps`` is a :class:`ModelInput`, or its ``timesteps`` with ``encoder`` and ``frames``
+    (spiking as ``model.spiking`` says). The encoder's randomness comes from a generator
+    seeded with ``seed``, drawn batch after batch. ``forward`` replaces ``model(inputs)``
+    (e.g. an analog copy of the model) when given.
     """
-    spiking = bool(getattr(model, "spiking", True))
+    inputs = (
+        steps
+        if isinstance(steps, ModelInput)
+        else ModelInput(steps, encoder, bool(getattr(model, "spiking", True)), frames)
+    )
     was_training = model.training
     model.eval()
     sums: dict[str, float] = {}
@@ -69,9 +117,8 @@ def evaluate(
     correct = 0
     try:
         for xb, yb in iterate_batches(x, y, batch_size):
-            inp = to_model_input(xb, steps, encoder, spiking, gen, frames).to(device)
-            logits = (forward or model)(inp)
-            correct += int((predict(logits).cpu() == yb).sum())
+            logits = inputs.decode((forward or model)(inputs.encode(xb, gen).to(device)))
+            correct += int((logits.argmax(-1).cpu() == yb).sum())
     finally:
         for h in hooks:
             h.remove()

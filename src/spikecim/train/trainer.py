@@ -22,10 +22,10 @@ from pydantic import ValidationError
 from torch import nn
 
 from spikecim.errors import SpikecimError, one_line_validation_error
-from spikecim.train.batches import epoch_generator, iterate_batches, to_model_input
+from spikecim.train.batches import epoch_generator, iterate_batches
 from spikecim.train.checkpoint import load_checkpoint, save_checkpoint
 from spikecim.train.distributed import DistInfo, init_distributed
-from spikecim.train.evaluate import evaluate, predict
+from spikecim.train.evaluate import ModelInput, evaluate, predict
 from spikecim.train.losses import classification_loss
 
 __all__ = ["FitSpec", "fit", "make_optimizer", "resolve_device"]
@@ -65,9 +65,16 @@ class FitSpec:
                 raise SpikecimError(one_line_validation_error(e, prefix=f"{section}.")) from None
 
     @classmethod
-    def from_config(cls, cfg) -> FitSpec:
-        """The training settings of a :class:`~spikecim.config.RunConfig`."""
-        src = {**cfg.data.model_dump(), **cfg.train.model_dump(), "seed": cfg.seed}
+    def from_config(cls, cfg, variant: str | None = None) -> FitSpec:
+        """The training settings of a :class:`~spikecim.config.RunConfig` for one of its
+        variants (the first when None): its train overrides and timesteps applied."""
+        v = cfg.variant(variant) if variant is not None else cfg.variants[0]
+        src = {
+            **cfg.data.model_dump(),
+            **cfg.train_for(v).model_dump(),
+            "seed": cfg.seed,
+            "timesteps": cfg.timesteps_for(v),
+        }
         return cls(**{f.name: src[f.name] for f in fields(cls)})
 
     def fingerprint(self) -> str:
@@ -145,9 +152,8 @@ def fit(
     train_model: nn.Module = model
     if dist_info.world > 1:
         train_model = nn.parallel.DistributedDataParallel(model)
-    steps = spec.timesteps if spiking else 1
+    inputs = ModelInput(spec.timesteps if spiking else 1, spec.encoder, spiking, bool(getattr(data, "frames", False)))
     x_tr, y_tr = data.x_train, data.y_train
-    frames = bool(getattr(data, "frames", False))
     n_batches = (len(y_tr) + spec.batch_size - 1) // spec.batch_size
     with _progress(console, dist_info.is_main and console is not None) as progress:
         ep_task = progress.add_task(f"{variant} epochs", total=spec.epochs, completed=state["epoch"], info="")
@@ -158,7 +164,7 @@ def fit(
             model.train()
             loss_sum, correct, seen = 0.0, 0, 0
             for xb, yb in iterate_batches(x_tr, y_tr, spec.batch_size, gen, dist_info.rank, dist_info.world):
-                inp = to_model_input(xb, steps, spec.encoder, spiking, gen, frames).to(device)
+                inp = inputs.encode(xb, gen).to(device)
                 yb = yb.to(device)
                 logits = train_model(inp)
                 loss = classification_loss(logits, yb, spec.loss)
@@ -174,16 +180,7 @@ def fit(
             if sched is not None:
                 sched.step()
             progress.remove_task(b_task)
-            test = evaluate(
-                model,
-                data.x_test,
-                data.y_test,
-                steps,
-                spec.encoder,
-                seed=spec.seed,
-                device=device,
-                frames=frames,
-            )
+            test = evaluate(model, data.x_test, data.y_test, inputs, seed=spec.seed, device=device)
             row = {
                 "epoch": epoch + 1,
                 "loss": loss_sum / max(1, seen),
