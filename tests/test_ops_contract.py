@@ -147,8 +147,11 @@ def test_every_estimator_costs_every_operator_finitely(kind, arch):
         {
             **w.model_dump(),
             "layers": [
-                {**layer.model_dump(), "in_nonzero_per_step": [0.0] * layer.timesteps,
-                 "acs_per_step": [0.0] * layer.timesteps}  # fmt: skip
+                {
+                    **layer.model_dump(),
+                    "in_nonzero_per_step": [0.0] * layer.timesteps,
+                    "acs_per_step": [0.0] * layer.timesteps,
+                }
                 for layer in w.layers
             ],
         }

@@ -2,8 +2,8 @@
 (recurrent) graphs with B = T, and the layer feeding a recurrent edge, against hand counts."""
 
 import nir
-import pytest
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -56,7 +56,9 @@ def _recurrent_graph(n_in: int, n_hid: int) -> nir.NIRGraph:
         nodes={
             "input": nir.Input(input_type=np.array([n_in])),
             "w_in": nir.Linear(weight=rng.uniform(0.0, 1.0, (n_hid, n_in))),
-            "lif": nir.LIF(tau=ones * 2e-3, r=ones * 2.0, v_leak=0 * ones, v_threshold=ones, v_reset=0 * ones),
+            "lif": nir.LIF(
+                tau=ones * 2e-3, r=ones * 2.0, v_leak=0 * ones, v_threshold=ones, v_reset=0 * ones
+            ),
             "w_rec": nir.Linear(weight=rng.uniform(-0.5, 0.5, (n_hid, n_hid))),
             "output": nir.Output(output_type=np.array([n_hid])),
         },

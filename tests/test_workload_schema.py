@@ -160,14 +160,19 @@ def _costs_are_finite(w: Workload) -> None:
 
 _json = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=8),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=20,
 )
 _fields = ["in_ch", "out_ch", "kernel", "stride", "padding", "groups", "in_hw", "out_hw", "timesteps",
            "in_nonzero_per_step", "acs_per_step", "operands", "kind", "positions", "pooled_out_hw",
            "out_spikes_per_step", "membrane_bits", "input_bits", "dilation", "name"]  # fmt: skip
-_values = _json | st.integers(-3, 70) | st.lists(st.integers(-2, 70), min_size=1, max_size=3) | st.lists(
-    st.floats(-1, 1e4), min_size=2, max_size=2
+_values = (
+    _json
+    | st.integers(-3, 70)
+    | st.lists(st.integers(-2, 70), min_size=1, max_size=3)
+    | st.lists(st.floats(-1, 1e4), min_size=2, max_size=2)
 )
 
 

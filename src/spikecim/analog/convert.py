@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from spikecim.analog.config import CrossbarConfig, load_crossbar_config
 from spikecim import ops
+from spikecim.analog.config import CrossbarConfig, load_crossbar_config
 from spikecim.analog.layers import AnalogLayer
 from spikecim.analog.tiles import set_time
 from spikecim.errors import SpikecimError

@@ -54,8 +54,6 @@ def modify_weight(
     return w + modifier.std * sigma_us / g_max_us * w_max * n
 
 
-
-
 def _loss(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, timesteps: int | None, encoder: str
 ) -> torch.Tensor:

@@ -52,7 +52,9 @@ def _batchnorm(w, m: nn.modules.batchnorm._BatchNorm, name: str, prev):
         )
     if m.running_mean is None:
         raise SpikecimError(f"layer '{name}' ({type(m).__name__}): needs running statistics to be folded")
-    s = as_numpy(m.weight if m.affine else torch.ones_like(m.running_var)) / np.sqrt(as_numpy(m.running_var) + m.eps)
+    s = as_numpy(m.weight if m.affine else torch.ones_like(m.running_var)) / np.sqrt(
+        as_numpy(m.running_var) + m.eps
+    )
     shift = (as_numpy(m.bias) if m.affine else 0.0) - as_numpy(m.running_mean) * s
     weight = np.asarray(node.weight, dtype=np.float64) * s.reshape(-1, *([1] * (node.weight.ndim - 1)))
     old_bias = np.asarray(getattr(node, "bias", np.zeros(len(s))), dtype=np.float64)

@@ -196,7 +196,10 @@ class GraphModule(TemporalModule):
         values = {self.input_name: xt}
         for name in self.node_names:
             layer = self.layers[_key(name)]
-            h = _sum([values[s] for s in self.sources[name]] + [prev[s] for s in self.back_sources[name] if s in prev])
+            h = _sum(
+                [values[s] for s in self.sources[name]]
+                + [prev[s] for s in self.back_sources[name] if s in prev]
+            )
             if hasattr(layer, "step"):
                 values[name], states[name] = layer.step(h, states[name])
             else:

@@ -119,5 +119,6 @@ def programmed_weights(model: nn.Module) -> list[nn.Parameter]:
     return out
 
 
-from spikecim.ops import conv, linear, matmul  # noqa: E402  (built-in operators register themselves)
+# the built-in operators register themselves on import
+from spikecim.ops import conv, linear, matmul  # noqa: E402, F401
 from spikecim.ops.matmul import MatMul  # noqa: E402

@@ -37,7 +37,7 @@ class _Conv(Op):
 
     def describe(self, module, in_shapes, out_shape):
         w = module.weight
-        hw = lambda s: _pair(tuple(s[1:]), 1)  # noqa: E731
+        hw = lambda s: _pair(tuple(s[1:]), 1)
         return {
             "in_ch": module.in_channels,
             "out_ch": module.out_channels,

@@ -14,6 +14,7 @@ Models use the module explicitly: ``self.attn = MatMul()`` … ``self.attn(q, k.
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -36,7 +37,7 @@ class MatMulOp(Op):
     kind = "matmul"
     modules = (MatMul,)
     operands_in = 2
-    dynamic_inputs = {"b": 1}  # dynamic operand name -> index of the forward input holding it
+    dynamic_inputs: ClassVar[dict[str, int]] = {"b": 1}  # dynamic operand -> index of the forward input
 
     def sample_ndim(self, module):
         return None

@@ -5,7 +5,7 @@ the hardware models load without torch.
 """
 
 from spikecim.trace.steps import REST, at_step
-from spikecim.trace.workload import SCHEMA_VERSION, LayerWorkload, OpWorkload, Operand, Workload
+from spikecim.trace.workload import SCHEMA_VERSION, LayerWorkload, Operand, OpWorkload, Workload
 
 __all__ = [
     "REST",

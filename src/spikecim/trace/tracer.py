@@ -187,8 +187,9 @@ def trace(
     for _, m in model.named_modules():
         if id(m) in neuron_of:
             hooks.append(m.register_forward_hook(on_neuron))
-        if id(m) in pool_of:
-            hooks.append(m.register_forward_hook(lambda mm, a, o, r=pool_of[id(m)]: on_pool(mm, a, o, r)))
+        pool_rec = pool_of.get(id(m))
+        if pool_rec is not None:
+            hooks.append(m.register_forward_hook(lambda mm, a, o, r=pool_rec: on_pool(mm, a, o, r)))
 
     samples, steps, sample_shape = 0, None, None
     try:
@@ -257,10 +258,15 @@ def _walk(model: nn.Module) -> tuple[list[_Record], dict[int, list[_Record]], di
             current.neuron = type(m).__name__
             neuron_of.setdefault(id(m), []).append(current)
             names.setdefault(id(m), name)
-        elif current is not None and isinstance(m, _POOLS) and current.neuron is not None:
-            if current.pooled_hw is None and id(m) not in pool_of:
-                pool_of[id(m)] = current
-                current.pooled_hw = (0, 0)
+        elif (
+            current is not None
+            and isinstance(m, _POOLS)
+            and current.neuron is not None
+            and current.pooled_hw is None
+            and id(m) not in pool_of
+        ):
+            pool_of[id(m)] = current
+            current.pooled_hw = (0, 0)
     for key, recs in neuron_of.items():
         if len(recs) > 1:
             for rec in recs:

@@ -38,7 +38,6 @@ still load: :func:`upgrade_v1_layer` turns each layer into its v2 entry.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
@@ -194,7 +193,9 @@ class OpWorkload(_Strict):
             _bounded(field, v, bound)
         for s, v in enumerate(self.in_nonzero_per_sample or ()):
             if len(v) != self.timesteps:
-                raise ValueError(f"in_nonzero_per_sample.{s} has {len(v)} entries, timesteps is {self.timesteps}")
+                raise ValueError(
+                    f"in_nonzero_per_sample.{s} has {len(v)} entries, timesteps is {self.timesteps}"
+                )
             _bounded(f"in_nonzero_per_sample.{s}", v, self.in_size)
         return self
 
@@ -270,7 +271,9 @@ class _ConvWorkload(OpWorkload):
 
     def _check_geometry(self) -> None:
         if self.in_ch % self.groups or self.out_ch % self.groups:
-            raise ValueError(f"groups: {self.groups} does not divide in_ch {self.in_ch} and out_ch {self.out_ch}")
+            raise ValueError(
+                f"groups: {self.groups} does not divide in_ch {self.in_ch} and out_ch {self.out_ch}"
+            )
         for d in range(2):
             span = self.in_hw[d] + 2 * self.padding[d] - self.dilation[d] * (self.kernel[d] - 1) - 1
             expected = span // self.stride[d] + 1
@@ -279,10 +282,16 @@ class _ConvWorkload(OpWorkload):
                     f"out_hw: {list(self.out_hw)} does not follow from in_hw {list(self.in_hw)}, kernel "
                     f"{list(self.kernel)}, stride {list(self.stride)}, padding {list(self.padding)}"
                     + (f", dilation {list(self.dilation)}" if self.dilation != (1, 1) else "")
-                    + (f" (expected {expected} on axis {d})" if span >= 0 else " (kernel larger than the input)")
+                    + (
+                        f" (expected {expected} on axis {d})"
+                        if span >= 0
+                        else " (kernel larger than the input)"
+                    )
                 )
         if self.pooled_out_hw is not None and any(p > o for p, o in zip(self.pooled_out_hw, self.out_hw)):
-            raise ValueError(f"pooled_out_hw: {list(self.pooled_out_hw)} larger than out_hw {list(self.out_hw)}")
+            raise ValueError(
+                f"pooled_out_hw: {list(self.pooled_out_hw)} larger than out_hw {list(self.out_hw)}"
+            )
 
 
 class Conv1dWorkload(_ConvWorkload):
@@ -349,7 +358,7 @@ def _entry(i: int, data) -> OpWorkload:
     if isinstance(data, OpWorkload):
         return data
     if not isinstance(data, dict):
-        raise ValueError(f"layers.{i}: must be a mapping, got {type(data).__name__}")
+        raise ValueError(f"layers.{i}: must be a mapping, got {type(data).__name__}")  # noqa: TRY004 (pydantic reports ValueError)
     label = f"layers.{i} ({data['name']})" if isinstance(data.get("name"), str) else f"layers.{i}"
     kind = data.get("kind")
     if not isinstance(kind, str) or kind not in ENTRY_KINDS:
@@ -417,7 +426,7 @@ def _int(v) -> int:
     return v if isinstance(v, int) and not isinstance(v, bool) else 0
 
 
-def LayerWorkload(**fields) -> OpWorkload:  # noqa: N802  (a constructor under the v1 name)
+def LayerWorkload(**fields) -> OpWorkload:
     """A Workload entry from the flat schema-1 fields (``macs``, ``params``, ``weight_bits``,
     ``weight_sparsity``), as layer lists and hand-built workloads write them."""
     return _entry(0, upgrade_v1_layer(fields))
@@ -524,7 +533,9 @@ class Workload(_Strict):
     def shares_membrane(self, index: int) -> bool:
         """True when operator ``index`` shares its membrane with an earlier operator."""
         group = self.layers[index].neuron_group
-        return group is not None and any(x.neuron_group == group and x.has_neuron for x in self.layers[:index])
+        return group is not None and any(
+            x.neuron_group == group and x.has_neuron for x in self.layers[:index]
+        )
 
     # ---- persistence ------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:

@@ -19,7 +19,14 @@ from __future__ import annotations
 import math
 
 from spikecim.hw.estimators import register_estimator
-from spikecim.hw.estimators.systolic import NS_PER_US, Systolic, SystolicParams, layer_ops, lif_update_pj, words
+from spikecim.hw.estimators.systolic import (
+    NS_PER_US,
+    Systolic,
+    SystolicParams,
+    layer_ops,
+    lif_update_pj,
+    words,
+)
 
 
 def _dual(layer, workload) -> bool:

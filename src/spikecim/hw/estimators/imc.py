@@ -82,8 +82,12 @@ class ImcParams(EstimatorParams):
     e_sram_bit_pj: float = Field(ge=0)
     e_htree_bit_pj: float = Field(ge=0)
     e_fetch_bit_pj: float = Field(ge=0)
-    e_cell_write_pj: float | None = Field(None, ge=0, description="one cell written (needed by dynamic operands)")
-    t_write_row_ns: float | None = Field(None, ge=0, description="one crossbar row written (dynamic operands)")
+    e_cell_write_pj: float | None = Field(
+        None, ge=0, description="one cell written (needed by dynamic operands)"
+    )
+    t_write_row_ns: float | None = Field(
+        None, ge=0, description="one crossbar row written (dynamic operands)"
+    )
     adc_nmos_count: int = Field(ge=0, description="NMOS transistors of a 1-bit SAR ADC")
     adc_nmos_count_per_bit: int = Field(ge=0, description="NMOS transistors per extra ADC bit")
     adc_pmos_count: int = Field(ge=0, description="PMOS transistors of a 1-bit SAR ADC")
@@ -180,7 +184,9 @@ class Imc(Estimator):
         }
         if _spiking_neuron(layer, workload):
             e["neuron"] = layer.out_size * T * p.e_neuron_update_pj
-            e["membrane"] = layer.out_size * T * membrane_bits(layer, p.membrane_bits) * READ_AND_WRITE * p.e_sram_bit_pj
+            e["membrane"] = (
+                layer.out_size * T * membrane_bits(layer, p.membrane_bits) * READ_AND_WRITE * p.e_sram_bit_pj
+            )
         elif layer.has_neuron:
             e["neuron"] = layer.out_size * T * p.e_activation_pj
         e["input_buffer"] = in_bits * p.e_sram_bit_pj
@@ -197,9 +203,14 @@ class Imc(Estimator):
         b = _input_bits(layer, p)
         cycle_ns = NS_PER_US / p.clock_mhz + p.cols_per_adc * (p.adc_bits + 1) * p.t_adc_bit_ns
         M = n_mvm(layer)
-        write_ns = min(m["rows"], p.xbar_rows) * _needs_write_costs(layer, p).t_write_row_ns if layer.dynamic else 0.0
+        write_ns = (
+            min(m["rows"], p.xbar_rows) * _needs_write_costs(layer, p).t_write_row_ns
+            if layer.dynamic
+            else 0.0
+        )
         return sum(
-            workload.running(t) * (M * p_any_active(activity(layer, t, dense), m["rows"]) * b * cycle_ns + write_ns)
+            workload.running(t)
+            * (M * p_any_active(activity(layer, t, dense), m["rows"]) * b * cycle_ns + write_ns)
             for t in range(layer.timesteps)
         )
 

@@ -118,7 +118,11 @@ class Systolic(Estimator):
         if layer.out_size * out_b > p.output_buffer_kb * BITS_PER_KB:
             dram_words += READ_AND_WRITE * words(layer.out_size * out_b, p) * T
         m_bits = membrane_bits(layer, p.membrane_bits)
-        if workload.spiking and layer.has_neuron and layer.out_size * m_bits > p.output_buffer_kb * BITS_PER_KB:
+        if (
+            workload.spiking
+            and layer.has_neuron
+            and layer.out_size * m_bits > p.output_buffer_kb * BITS_PER_KB
+        ):
             dram_words += READ_AND_WRITE * words(layer.out_size * m_bits, p) * T
         e = {
             "compute": ops * op_pj(layer, workload, p),
