@@ -120,5 +120,5 @@ def programmed_weights(model: nn.Module) -> list[nn.Parameter]:
 
 
 # the built-in operators register themselves on import
-from spikecim.ops import conv, linear, matmul  # noqa: E402, F401
+from spikecim.ops import conv, linear, matmul  # noqa: F401
 from spikecim.ops.matmul import MatMul
