@@ -19,4 +19,4 @@ def one_line_validation_error(err, prefix: str = "") -> str:
         if e.get("type") == "extra_forbidden":
             msg = "unknown key"
         parts.append(f"{prefix}{loc}: {msg}" if loc else f"{prefix}{msg}")
-    return "; ".join(parts)
+    return "; ".join(parts).replace("\r", "\\r").replace("\n", "\\n")  # one line, even for odd keys

@@ -27,7 +27,10 @@ def read_mapping(path: str | Path, field: str, holds: str = "of settings") -> di
     path = Path(path)
     if not path.is_file():
         raise SpikecimError(f"{field}: file not found: {path}")
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise SpikecimError(f"{field}: {path} is not UTF-8 text (byte {e.start})") from None
     if path.suffix == ".json":
         try:
             data = json.loads(text) if text.strip() else {}

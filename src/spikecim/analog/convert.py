@@ -2,8 +2,12 @@
 ``program`` (write once), ``drift`` (time since programming), ``calibrate_adc``.
 
 ``to_analog`` works on any module tree: registry models (spiking or ANN) and plain torch
-models. Every ``nn.Linear`` and ``nn.Conv2d`` is replaced by its analog twin holding the
-same weight; everything else (neurons, BatchNorm, pooling) stays digital. In a spiking
+models. Every operator the registry (:mod:`spikecim.ops`) recognises is replaced by the
+analog twin its ``to_analog`` gives, holding the same weight: linear and conv2d layers and
+their subclasses. An operator without a twin stays digital: a matmul of two activations
+(its operands are computed at run time, nothing is programmed; crossbars written at run
+time are not modelled yet) and conv1d. Everything else (neurons, BatchNorm, pooling) stays
+digital. In a spiking
 model the synaptic layers are called on ``[T*B, ...]``, so the crossbar is read at every
 timestep while the membrane state stays digital.
 """
@@ -17,8 +21,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from spikecim import ops
 from spikecim.analog.config import CrossbarConfig, load_crossbar_config
-from spikecim.analog.layers import AnalogConv2d, AnalogLayer, AnalogLinear
+from spikecim.analog.layers import AnalogLayer
 from spikecim.analog.tiles import set_time
 from spikecim.errors import SpikecimError
 
@@ -41,28 +46,25 @@ def _swap(module: nn.Module, fn: Callable[[nn.Module], nn.Module | None]) -> Non
 def to_analog(
     model: nn.Module, config: CrossbarConfig | str | dict | None = None, seed: int | None = None
 ) -> nn.Module:
-    """A copy of ``model`` whose Linear and Conv2d layers run on crossbars, programmed with
+    """A copy of ``model`` whose linear and conv2d layers run on crossbars, programmed with
     ``seed`` (default ``config.seed``). The input model is not modified."""
     cfg = load_crossbar_config(config)
     for name, p in model.named_parameters():
         if not torch.isfinite(p).all():
             raise SpikecimError(f"weights: parameter '{name}' has non-finite values (NaN or inf)")
-    if isinstance(model, (nn.Linear, nn.Conv2d)):
+    if ops.find(model) is not None:
         model = nn.Sequential(model)
     out = copy.deepcopy(model)
 
     def convert(m: nn.Module) -> nn.Module | None:
         if isinstance(m, AnalogLayer):
             raise SpikecimError("analog: model is already analog; call to_digital first")
-        if type(m) is nn.Linear:
-            return AnalogLinear(m, cfg)
-        if type(m) is nn.Conv2d:
-            return AnalogConv2d(m, cfg)
-        return None
+        op = ops.find(m)
+        return op.to_analog(m, cfg) if op is not None else None
 
     _swap(out, convert)
     if not analog_layers(out):
-        raise SpikecimError("analog: the model has no nn.Linear or nn.Conv2d layer to map")
+        raise SpikecimError("analog: the model has no layer to map (a linear or conv2d layer)")
     return program(out, cfg.seed if seed is None else seed)
 
 

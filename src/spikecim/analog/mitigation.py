@@ -1,7 +1,7 @@
 """Mitigation: hardware-aware training, batch-norm fine-tuning on the crossbar.
 
 - **Hardware-aware training** (``hwa_train``): the digital model trains with noise injected
-  into every Linear/Conv2d weight at each step (aihwkit-style weight modifiers, gradient
+  into every programmed weight (each operator of :mod:`spikecim.ops` that has one) at each step (aihwkit-style weight modifiers, gradient
   taken at the noisy weights, update applied to the clean ones):
   ``add_normal`` W + σ·max|W|·N, ``mult_normal`` W·(1 + σ·N), ``pcm`` the PCM programming
   noise (docs/references.md#pcm-programming-noise) mapped to weight units,
@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from spikecim import ops
 from spikecim.analog.devices import PCMDevice
 from spikecim.analog.evaluate import _inputs
 from spikecim.train.evaluate import ModelInput
@@ -54,10 +55,6 @@ def modify_weight(
     return w + modifier.std * sigma_us / g_max_us * w_max * n
 
 
-def _synaptic(model: nn.Module) -> list[nn.Parameter]:
-    return [m.weight for m in model.modules() if type(m) in (nn.Linear, nn.Conv2d)]
-
-
 def _loss(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, inputs: ModelInput, generator: torch.Generator
 ) -> torch.Tensor:
@@ -85,9 +82,9 @@ def hwa_train(
     if epochs < 0:
         raise SpikecimError(f"analog.hwa_epochs: must be >= 0, got {epochs}")
     model = copy.deepcopy(model)
-    weights = _synaptic(model)
+    weights = ops.programmed_weights(model)
     if not weights:
-        raise SpikecimError("hwa_train: the model has no nn.Linear or nn.Conv2d layer")
+        raise SpikecimError("hwa_train: the model has no layer with programmed weights (linear or conv)")
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
     model.train()

@@ -7,6 +7,12 @@ Totals and figures of merit are derived, never stored separately:
 - ``energy_pj = Σ_layers Σ_components``, ``latency_ns = Σ_layers latency``
   (an estimator that overlaps layers reports each layer's share of the critical path),
   ``area_um2 = Σ_layers Σ_components + Σ shared``
+- latency in two modes (as NeuroSim and SpikeSim report): ``latency_ns`` runs the layers
+  in sequence (one frame at a time); in the **pipelined** mode every layer works on its own
+  tiles concurrently on successive frames, so a frame leaves every ``stage_latency_ns = max
+  over layers of latency`` (the slowest stage): ``frames_per_s = 1e9 / stage_latency_ns``,
+  and one frame takes ``pipelined_latency_ns = stages · stage_latency_ns``;
+  ``frames_per_s_sequential = 1e9 / latency_ns``. EDP, EDAP and TOPS/mm² use ``latency_ns``
 - ``edp_pj_ns = energy · latency``; ``edap_pj_ns_mm2 = edp · area in mm²``
 - ``ops``: dense-equivalent operations, 2 per MAC at every timestep (the accelerator
   literature's convention, so an SNN and its ANN twin are measured on the same scale)
@@ -24,6 +30,8 @@ from spikecim.errors import SpikecimError, one_line_validation_error
 from spikecim.readers import read_mapping
 
 __all__ = ["CostReport", "LayerCost"]
+
+NS_PER_S = 1e9
 
 
 class LayerCost(BaseModel):
@@ -72,6 +80,30 @@ class CostReport(BaseModel):
     @property
     def latency_ns(self) -> float:
         return float(sum(layer.latency_ns for layer in self.layers))
+
+    @computed_field
+    @property
+    def stage_latency_ns(self) -> float:
+        """Pipelined mode: the slowest layer, which sets the rate at which frames leave."""
+        return float(max((layer.latency_ns for layer in self.layers if not layer.skipped), default=0.0))
+
+    @computed_field
+    @property
+    def pipelined_latency_ns(self) -> float:
+        """Pipelined mode: one frame through every stage, each paced by the slowest."""
+        return self.stage_latency_ns * sum(1 for layer in self.layers if not layer.skipped)
+
+    @computed_field
+    @property
+    def frames_per_s(self) -> float | None:
+        """Pipelined throughput: 1e9 / stage_latency_ns (None where latency is not modelled)."""
+        return NS_PER_S / self.stage_latency_ns if self.stage_latency_ns > 0 else None
+
+    @computed_field
+    @property
+    def frames_per_s_sequential(self) -> float | None:
+        """Throughput with the layers in sequence: 1e9 / latency_ns."""
+        return NS_PER_S / self.latency_ns if self.latency_ns > 0 else None
 
     @computed_field
     @property
@@ -134,6 +166,10 @@ class CostReport(BaseModel):
             "mode",
             "energy_pj",
             "latency_ns",
+            "stage_latency_ns",
+            "pipelined_latency_ns",
+            "frames_per_s",
+            "frames_per_s_sequential",
             "area_um2",
             "ops",
             "edp_pj_ns",
@@ -187,6 +223,11 @@ class CostReport(BaseModel):
             (
                 f"EDP {_fmt(self.edp_pj_ns)} pJ·ns, EDAP {_fmt(self.edap_pj_ns_mm2)} pJ·ns·mm², "
                 f"{_fmt(self.tops_per_w)} TOPS/W, {_fmt(self.tops_per_mm2)} TOPS/mm²"
+            ),
+            (
+                f"layers in sequence: {_fmt(self.frames_per_s_sequential)} frames/s; pipelined (layers on "
+                f"their own tiles): {_fmt(self.frames_per_s)} frames/s, slowest stage "
+                f"{_fmt(self.stage_latency_ns)} ns, frame latency {_fmt(self.pipelined_latency_ns)} ns"
             ),
         ]
         lines += [f"note: {n}" for n in self.notes]

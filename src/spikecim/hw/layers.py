@@ -181,13 +181,15 @@ def spikesim_from_spec(spec: dict, source: str = "spikesim"):
             kernel=(k, k),
             padding=(k // 2, k // 2),
             in_hw=(l.in_dim, l.in_dim),
-            out_hw=(l.out_dim, l.out_dim),
+            # the script's out_dim is after pooling; the convolution itself keeps in_dim ('same')
+            out_hw=(conv_dim := l.in_dim + 2 * (k // 2) - k + 1, conv_dim),
+            pooled_out_hw=(l.out_dim, l.out_dim) if l.out_dim != conv_dim else None,
             params=l.in_ch * l.out_ch * k * k,
             timesteps=s.timesteps,
             spiking_input=i > 0,
-            macs=l.out_ch * l.in_ch * k * k * l.out_dim**2,
+            macs=l.out_ch * l.in_ch * k * k * conv_dim**2,
             in_nonzero_per_step=[float(l.in_ch * l.in_dim**2)] * s.timesteps,
-            acs_per_step=[float(l.out_ch * l.in_ch * k * k * l.out_dim**2)] * s.timesteps,
+            acs_per_step=[float(l.out_ch * l.in_ch * k * k * conv_dim**2)] * s.timesteps,
         )
         for i, l in enumerate(s.layers)
     ]

@@ -1,4 +1,6 @@
-"""One NIR writer per layer type (``LEAVES``), used by :mod:`spikecim.interop.exporter`.
+"""One NIR writer per non-operator layer type (``LEAVES``), used by :mod:`spikecim.interop.exporter`.
+
+Operators (linear, conv, matmul) are written by their entry in :mod:`spikecim.ops`.
 
 Each writer is ``fn(writer, module, name, prev) -> (entry nodes, exit node)``: it adds the
 module's NIR node(s) to the writer and says which node takes the module's input and which
@@ -22,10 +24,11 @@ from spikecim.interop import modules as M
 from spikecim.models._resnet import BasicBlock
 from spikecim.nn import LIF, SynapticLIF
 
-__all__ = ["LEAVES", "full"]
+__all__ = ["LEAVES", "as_numpy", "full"]
 
 
-def _np(t) -> np.ndarray:
+def as_numpy(t) -> np.ndarray:
+    """A tensor or number as a float64 array."""
     if isinstance(t, torch.Tensor):
         return t.detach().cpu().to(torch.float64).numpy()
     return np.asarray(t, dtype=np.float64)
@@ -33,37 +36,11 @@ def _np(t) -> np.ndarray:
 
 def full(value, shape) -> np.ndarray:
     try:
-        return np.ascontiguousarray(np.broadcast_to(_np(value), shape), dtype=np.float64)
+        return np.ascontiguousarray(np.broadcast_to(as_numpy(value), shape), dtype=np.float64)
     except ValueError:
         raise SpikecimError(
-            f"parameter of shape {np.shape(_np(value))} does not fit the layer shape {shape}"
+            f"parameter of shape {np.shape(as_numpy(value))} does not fit the layer shape {shape}"
         ) from None
-
-
-def _linear(w, m: nn.Linear, name: str, prev):
-    weight = _np(m.weight)
-    node = nir.Affine(weight=weight, bias=_np(m.bias)) if m.bias is not None else nir.Linear(weight=weight)
-    return w.add(name, node)
-
-
-def _conv(w, m, name: str, prev):
-    nd = m.weight.dim() - 2
-    in_shape = w.shape(m, name, 0)
-    if m.padding_mode != "zeros":
-        raise SpikecimError(
-            f"layer '{name}' ({type(m).__name__}): padding_mode '{m.padding_mode}' has no NIR equivalent"
-        )
-    bias = _np(m.bias) if m.bias is not None else np.zeros(m.out_channels)
-    pad = m.padding if isinstance(m.padding, str) else tuple(m.padding)
-    if nd == 1:
-        node = nir.Conv1d(input_shape=int(in_shape[-1]), weight=_np(m.weight), stride=int(m.stride[0]),
-                          padding=pad if isinstance(pad, str) else int(pad[0]), dilation=int(m.dilation[0]),
-                          groups=int(m.groups), bias=bias)  # fmt: skip
-    else:
-        node = nir.Conv2d(input_shape=tuple(int(s) for s in in_shape[-2:]), weight=_np(m.weight),
-                          stride=tuple(m.stride), padding=pad, dilation=tuple(m.dilation), groups=int(m.groups),
-                          bias=bias)  # fmt: skip
-    return w.add(name, node)
 
 
 def _batchnorm(w, m: nn.modules.batchnorm._BatchNorm, name: str, prev):
@@ -75,8 +52,10 @@ def _batchnorm(w, m: nn.modules.batchnorm._BatchNorm, name: str, prev):
         )
     if m.running_mean is None:
         raise SpikecimError(f"layer '{name}' ({type(m).__name__}): needs running statistics to be folded")
-    s = _np(m.weight if m.affine else torch.ones_like(m.running_var)) / np.sqrt(_np(m.running_var) + m.eps)
-    shift = (_np(m.bias) if m.affine else 0.0) - _np(m.running_mean) * s
+    s = as_numpy(m.weight if m.affine else torch.ones_like(m.running_var)) / np.sqrt(
+        as_numpy(m.running_var) + m.eps
+    )
+    shift = (as_numpy(m.bias) if m.affine else 0.0) - as_numpy(m.running_mean) * s
     weight = np.asarray(node.weight, dtype=np.float64) * s.reshape(-1, *([1] * (node.weight.ndim - 1)))
     old_bias = np.asarray(getattr(node, "bias", np.zeros(len(s))), dtype=np.float64)
     bias = old_bias * s + shift
@@ -264,9 +243,6 @@ def _delay(w, m: M.Delay, name: str, prev):
 
 
 LEAVES: list[tuple[type, Callable]] = [
-    (nn.Linear, _linear),
-    (nn.Conv1d, _conv),
-    (nn.Conv2d, _conv),
     (nn.modules.batchnorm._BatchNorm, _batchnorm),
     (nn.AvgPool2d, _pool),
     (nn.MaxPool2d, _maxpool),

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from spikecim import ops
 from spikecim.errors import SpikecimError
 from spikecim.interop import modules as M
 from spikecim.interop.export_layers import LEAVES
@@ -142,6 +143,9 @@ class _Writer:
                     self.edges += [(last, i) for i in ins]
                 last = out or last
             return entries, last
+        op = ops.find(module)
+        if op is not None:
+            return op.to_nir(self, module, name or type(module).__name__.lower(), prev)
         for cls, fn in LEAVES:
             if isinstance(module, cls):
                 return fn(self, module, name or type(module).__name__.lower(), prev)

@@ -24,6 +24,7 @@ from torch import nn
 
 from spikecim.errors import SpikecimError
 from spikecim.nn import TemporalModule, apply_folded
+from spikecim.trace.steps import REST, at_step
 
 __all__ = ["FlatGraph", "GraphModule", "flatten_graph"]
 
@@ -181,23 +182,29 @@ class GraphModule(TemporalModule):
 
     def _run_steps(self, x: torch.Tensor) -> torch.Tensor:
         states: dict[str, object] = {n: None for n in self.node_names}
-        prev = {s: self._at_rest(s, x) for srcs in self.back_sources.values() for s in srcs}
+        with at_step(REST):  # a back edge's value before step 0 is no step's work (for trace)
+            prev = {s: self._at_rest(s, x) for srcs in self.back_sources.values() for s in srcs}
         outs = []
         for t in range(x.shape[0]):
-            values = {self.input_name: x[t]}
-            for name in self.node_names:
-                layer = self.layers[_key(name)]
-                h = _sum(
-                    [values[s] for s in self.sources[name]]
-                    + [prev[s] for s in self.back_sources[name] if s in prev]
-                )
-                if hasattr(layer, "step"):
-                    values[name], states[name] = layer.step(h, states[name])
-                else:
-                    values[name] = layer(h)
-            prev = values
-            outs.append(values[self.output_name])
+            with at_step(t):  # the layers run on [B, ...] at step t (for trace)
+                prev = self._step(x[t], prev, states)
+            outs.append(prev[self.output_name])
         return torch.stack(outs)
+
+    def _step(self, xt: torch.Tensor, prev: dict, states: dict) -> dict:
+        """Every node once on ``[B, ...]``, back edges read from ``prev``; the values of all nodes."""
+        values = {self.input_name: xt}
+        for name in self.node_names:
+            layer = self.layers[_key(name)]
+            h = _sum(
+                [values[s] for s in self.sources[name]]
+                + [prev[s] for s in self.back_sources[name] if s in prev]
+            )
+            if hasattr(layer, "step"):
+                values[name], states[name] = layer.step(h, states[name])
+            else:
+                values[name] = layer(h)
+        return values
 
     def _at_rest(self, name: str, x: torch.Tensor) -> torch.Tensor:
         """A back edge's value before the first step: its source run on zeros, state at rest."""

@@ -4,9 +4,20 @@
 the hardware models load without torch.
 """
 
-from spikecim.trace.workload import SCHEMA_VERSION, LayerWorkload, Workload
+from spikecim.trace.steps import REST, at_step
+from spikecim.trace.workload import SCHEMA_VERSION, LayerWorkload, Operand, OpWorkload, Workload
 
-__all__ = ["SCHEMA_VERSION", "LayerWorkload", "Workload", "accumulates", "trace"]
+__all__ = [
+    "REST",
+    "SCHEMA_VERSION",
+    "LayerWorkload",
+    "OpWorkload",
+    "Operand",
+    "Workload",
+    "accumulates",
+    "at_step",
+    "trace",
+]
 
 
 def __getattr__(name: str):

@@ -1,21 +1,23 @@
 """``trace(model, inputs) -> Workload``: run a model on data and record what hardware sees.
 
-Forward hooks on every ``nn.Linear`` / ``nn.Conv1d`` / ``nn.Conv2d`` record, per step and
-per sample, the non-zero inputs and the accumulates they trigger; a hook on the neuron
-that follows each synaptic layer (the next LIF/IF/ReLU in module order, before the next
-synaptic layer) records its output spikes, and a pooling layer right after it gives the
-pooled output size.
+Every module the operator registry recognises (:func:`spikecim.ops.find`: linear, conv1d,
+conv2d, matmul of two activations, and their subclasses) gets a forward hook that records,
+per step and per sample, the non-zero entries of its streamed input and the accumulates
+they trigger (the operator's own count, :meth:`spikecim.ops.Op.accumulates`). A hook on the
+neuron that follows each operator (the next LIF/IF/ReLU in module order, before the next
+operator) records its output spikes and membrane width; a pooling layer right after it
+gives the pooled output size. A neuron module used after several operators (shared state)
+puts them in one ``neuron_group``.
 
-Accumulates triggered by non-zero inputs, exactly (borders and strides included):
+The time/batch layout of each call is read explicitly, never guessed from element counts:
 
-- linear: ``nnz(x) * out_features``
-- conv:   ``(out_ch / groups) * sum(conv(mask(x), ones[1, in_ch, kh, kw]))`` — each output
-  position counts the non-zero inputs under its kernel window, once per output channel
-  of the group.
-
-Layers may be called on time-folded input ``[T*B, ...]`` (spikecim models), on ``[T, B,
-...]``, or once per step on ``[B, ...]``; the step of each call is recovered from the
-number of elements.
+- inside ``with at_step(t)`` (:mod:`spikecim.trace.steps`; recurrent graphs run so) the call
+  is ``[B, ...]`` at step ``t``, and calls at ``REST`` are not counted;
+- otherwise a call whose leading dimensions are ``(T, B)`` (time-major) or ``T·B``
+  (time-folded) covers every step; one whose leading dimension is ``B`` is one step, the
+  layer's n-th call in the forward being step n mod T. An operator whose sample has a fixed
+  number of dimensions (a convolution) says so, which settles ``[T, B, ...]`` against
+  ``[T·B, ...]``; a linear layer takes any trailing dimensions (tokens ``[T, B, S, F]``).
 """
 
 from __future__ import annotations
@@ -24,15 +26,25 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from spikecim.trace.workload import LayerWorkload, Workload
+from spikecim import ops
+from spikecim.errors import SpikecimError
+from spikecim.ops._bits import dtype_bits
+from spikecim.trace.steps import REST, current_step
+from spikecim.trace.workload import ENTRY_KINDS, SCHEMA_VERSION, OpWorkload, Workload
 
-__all__ = ["SYNAPTIC", "accumulates", "trace"]
+__all__ = ["accumulates", "trace"]
 
-SYNAPTIC = (nn.Linear, nn.Conv1d, nn.Conv2d)
 _POOLS = (nn.AvgPool2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d, nn.LPPool2d, nn.AvgPool1d, nn.MaxPool1d)
+
+
+def accumulates(layer: nn.Module, *inputs: torch.Tensor) -> torch.Tensor:
+    """Accumulates triggered by the non-zero entries of ``x[N, ...]``, per sample ``[N]``."""
+    op = ops.find(layer)
+    if op is None:
+        raise SpikecimError(f"accumulates: {type(layer).__name__} is not a registered operator")
+    return op.accumulates(layer, inputs)
 
 
 def _is_neuron(m: nn.Module) -> bool:
@@ -41,52 +53,60 @@ def _is_neuron(m: nn.Module) -> bool:
     return isinstance(m, nn.ReLU) or (isinstance(m, TemporalModule) and hasattr(m, "forward_with_mem"))
 
 
-def _pair(v) -> tuple[int, int]:
-    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[-1] if len(v) > 1 else 1))
-
-
-def accumulates(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Accumulates triggered by the non-zero entries of ``x[N, ...]``, per sample ``[N]``."""
-    mask = (x != 0).to(torch.float32)
-    if isinstance(layer, nn.Linear):
-        return mask.flatten(1).sum(1) * layer.out_features
-    ones = torch.ones(1, layer.in_channels, *layer.kernel_size, dtype=mask.dtype, device=mask.device)
-    conv = F.conv2d if isinstance(layer, nn.Conv2d) else F.conv1d
-    window = conv(mask, ones, None, layer.stride, layer.padding, layer.dilation)
-    return window.flatten(1).sum(1) * (layer.out_channels // layer.groups)
-
-
 @dataclass
-class _LayerRecord:
+class _Record:
     name: str
     module: nn.Module
-    in_shape: tuple[int, ...] = ()
+    op: ops.Op
+    in_shapes: list[tuple[int, ...]] | None = None
     out_shape: tuple[int, ...] = ()
     calls: int = 0
     nonzero: list[float] = field(default_factory=list)
     acs: list[float] = field(default_factory=list)
-    binary: bool = True
+    per_sample: list[list[float]] | None = None  # [sample][step]
+    batch_rows: list[list[float]] | None = None  # this batch's rows of per_sample
+    binary: list[bool] = field(default_factory=list)  # per activation input: all values 0/1
     neuron: str | None = None
+    neuron_group: str | None = None
+    membrane_bits: int | None = None
     out_spikes: list[float] | None = None
-    neuron_calls: int = 0
     pooled_hw: tuple[int, int] | None = None
 
 
-class _Recorder:
-    def __init__(self, steps: int, batch: int) -> None:
-        self.steps, self.batch = steps, batch
+@dataclass
+class _Layout:
+    """How a call's tensors map onto (steps, batch): ``lead`` leading dims to read as such."""
 
-    def split(self, t: torch.Tensor, call_index: int) -> tuple[torch.Tensor, list[int]]:
-        """View ``t`` as ``[n_steps, B, ...]`` and name the steps it covers."""
-        per = t.numel() // (self.steps * self.batch) if t.numel() % (self.steps * self.batch) == 0 else None
-        if per is not None and t.shape[0] in (self.steps * self.batch, self.steps):
-            return t.reshape(self.steps, self.batch, -1), list(range(self.steps))
-        return t.reshape(1, self.batch, -1), [call_index % self.steps]
+    steps: list[int]
+    lead: int  # 1: [n·B, ...] (folded or one step), 2: [T, B, ...]
+
+    def view(self, t: torch.Tensor, batch: int) -> torch.Tensor:
+        """``t`` as ``[n_steps, B, *sample]``."""
+        return t.reshape(len(self.steps), batch, *t.shape[self.lead :])
 
 
-def _sample_shape(layer: nn.Module, t: torch.Tensor) -> tuple[int, ...]:
-    dims = 3 if isinstance(layer, nn.Conv2d) else 2 if isinstance(layer, nn.Conv1d) else 1
-    return tuple(t.shape[-dims:])
+def _layout(t: torch.Tensor, T: int, B: int, sample_ndim: int | None, call: int, what: str) -> _Layout | None:
+    step = current_step()
+    if step == REST:
+        return None
+    if step is not None:
+        return _Layout([step], 1)
+    lead = t.dim() - sample_ndim if sample_ndim is not None else None
+    if lead in (None, 2) and t.dim() >= 3 and tuple(t.shape[:2]) == (T, B):
+        return _Layout(list(range(T)), 2)
+    if lead in (None, 1) and t.dim() >= 2 and t.shape[0] == T * B:
+        return _Layout(list(range(T)), 1)
+    if lead in (None, 1) and t.dim() >= 2 and t.shape[0] == B:
+        return _Layout([call % T], 1)
+    raise SpikecimError(
+        f"trace: {what} was called on shape {list(t.shape)}; expected leading dimensions "
+        f"[T, B] = [{T}, {B}], [T*B] = [{T * B}] or one step [B] = [{B}]"
+    )
+
+
+def _first(out):
+    """A module's main output (a neuron may return ``(spikes, state)``)."""
+    return out[0] if isinstance(out, (tuple, list)) else out
 
 
 @torch.no_grad()
@@ -96,78 +116,78 @@ def trace(
     *,
     model_name: str | None = None,
     dataset: str | None = None,
-    weight_bits: int = 32,
+    weight_bits: int | None = None,
     input_bits: int = 8,
     spiking: bool | None = None,
+    per_sample: bool = False,
 ) -> Workload:
     """Run ``model`` on each time-major batch ``x[T, B, ...]`` of ``inputs``; return its Workload.
 
-    ``weight_bits`` is the stored weight precision; ``input_bits`` the precision assumed
-    for a layer whose recorded inputs are not all 0/1 (binary inputs are 1-bit spikes).
+    ``weight_bits`` overrides the stored weight precision (default: read from the model, a
+    quantiser's ``weight_bits`` or the weight dtype, 32 for float32); ``input_bits`` is the
+    precision assumed for an input that is not all 0/1 (binary inputs are 1-bit spikes).
+    ``per_sample`` also records each sample's non-zero inputs per step.
     """
     spiking = bool(getattr(model, "spiking", True)) if spiking is None else spiking
-    modules = list(model.named_modules())
-    records: list[_LayerRecord] = []
-    current: _LayerRecord | None = None
-    neuron_of: dict[int, _LayerRecord] = {}
-    pool_of: dict[int, _LayerRecord] = {}
-    for name, m in modules:
-        if isinstance(m, SYNAPTIC):
-            current = _LayerRecord(name, m)
-            records.append(current)
-        elif current is not None and _is_neuron(m) and current.neuron is None:
-            current.neuron = type(m).__name__
-            neuron_of[id(m)] = current
-        elif (
-            current is not None
-            and isinstance(m, _POOLS)
-            and current.neuron is not None
-            and current.pooled_hw is None
-        ):
-            pool_of[id(m)] = current
-            current.pooled_hw = (0, 0)
+    records, neuron_of, pool_of = _walk(model)
     was_training = model.training
     model.eval()
-    state = {"rec": None}
+    batch = {"T": 0, "B": 0}
+    neuron_calls: dict[int, int] = {}
     hooks = []
 
-    def on_layer(mod, args, out, rec: _LayerRecord):
-        x = args[0]
-        rec_ = state["rec"]
-        steps_x, idx = rec_.split(x, rec.calls)
+    def on_op(mod, args, out, rec: _Record):
+        T, B = batch["T"], batch["B"]
+        xs = args[: rec.op.operands_in]
+        layout = _layout(xs[0], T, B, rec.op.sample_ndim(mod), rec.calls, f"layer '{rec.name}'")
+        if layout is None:
+            return
         rec.calls += 1
-        if not rec.in_shape:
-            rec.in_shape = _sample_shape(mod, x)
-            rec.out_shape = _sample_shape(mod, out)
-        per_sample_shape = (rec_.batch * len(idx), *rec.in_shape)
-        xs = steps_x.reshape(per_sample_shape)
-        acs = accumulates(mod, xs).reshape(len(idx), rec_.batch).sum(1)
-        nnz = (steps_x != 0).flatten(1).sum(1).to(torch.float64)
-        if rec.binary and not bool(((x == 0) | (x == 1)).all()):
-            rec.binary = False
-        for j, t in enumerate(idx):
-            rec.nonzero[t] += float(nnz[j])
-            rec.acs[t] += float(acs[j])
+        views = [layout.view(x, B) for x in xs]
+        if rec.in_shapes is None:
+            rec.in_shapes = [tuple(v.shape[2:]) for v in views]
+            rec.out_shape = tuple(layout.view(_first(out), B).shape[2:])
+            rec.binary = [True] * len(xs)
+        n = len(layout.steps)
+        rows = tuple(v.reshape(n * B, *v.shape[2:]) for v in views)
+        acs = rec.op.accumulates(mod, rows).reshape(n, B).to(torch.float64)
+        nnz = (views[0] != 0).flatten(2).sum(2).to(torch.float64)
+        for i, x in enumerate(xs):
+            if rec.binary[i] and not bool(((x == 0) | (x == 1)).all()):
+                rec.binary[i] = False
+        for j, t in enumerate(layout.steps):
+            rec.nonzero[t] += float(nnz[j].sum())
+            rec.acs[t] += float(acs[j].sum())
+            if rec.batch_rows is not None:
+                for b in range(B):
+                    rec.batch_rows[b][t] += float(nnz[j, b])
 
-    def on_neuron(mod, args, out, rec: _LayerRecord):
-        rec_ = state["rec"]
+    def on_neuron(mod, args, out):
+        recs = neuron_of[id(mod)]
+        k = neuron_calls.get(id(mod), 0)
+        neuron_calls[id(mod)] = k + 1
+        rec = recs[k % len(recs)]
+        spikes = _first(out)
+        rec.membrane_bits = getattr(mod, "membrane_bits", None) or dtype_bits(spikes.dtype)
         if rec.out_spikes is None:
             return
-        steps_o, idx = rec_.split(out, rec.neuron_calls)
-        rec.neuron_calls += 1
-        counts = (steps_o != 0).flatten(1).sum(1).to(torch.float64)
-        for j, t in enumerate(idx):
+        layout = _layout(spikes, batch["T"], batch["B"], None, k // len(recs), f"neuron after '{rec.name}'")
+        if layout is None:
+            return
+        counts = (layout.view(spikes, batch["B"]) != 0).flatten(2).sum(2).sum(1).to(torch.float64)
+        for j, t in enumerate(layout.steps):
             rec.out_spikes[t] += float(counts[j])
 
-    def on_pool(mod, args, out, rec: _LayerRecord):
-        rec.pooled_hw = _pair(tuple(out.shape[-2:]) if out.dim() >= 3 else (out.shape[-1], 1))
+    def on_pool(mod, args, out, rec: _Record):
+        out = _first(out)
+        rec.pooled_hw = tuple(out.shape[-2:]) if out.dim() >= 3 else (out.shape[-1], 1)
 
     for rec in records:
-        hooks.append(rec.module.register_forward_hook(lambda m, a, o, r=rec: on_layer(m, a, o, r)))
-    for _, m in modules:
-        neuron_rec, pool_rec = neuron_of.get(id(m)), pool_of.get(id(m))
-        if neuron_rec is not None:
-            hooks.append(m.register_forward_hook(lambda mm, a, o, r=neuron_rec: on_neuron(mm, a, o, r)))
+        hooks.append(rec.module.register_forward_hook(lambda m, a, o, r=rec: on_op(m, a, o, r)))
+    for _, m in model.named_modules():
+        if id(m) in neuron_of:
+            hooks.append(m.register_forward_hook(on_neuron))
+        pool_rec = pool_of.get(id(m))
         if pool_rec is not None:
             hooks.append(m.register_forward_hook(lambda mm, a, o, r=pool_rec: on_pool(mm, a, o, r)))
 
@@ -177,13 +197,20 @@ def trace(
             if steps is None:
                 steps, sample_shape = x.shape[0], list(x.shape[2:])
                 for rec in records:
-                    rec.nonzero = [0.0] * steps
-                    rec.acs = [0.0] * steps
+                    rec.nonzero, rec.acs = [0.0] * steps, [0.0] * steps
                     rec.out_spikes = [0.0] * steps if rec.neuron and spiking else None
-            state["rec"] = _Recorder(x.shape[0], x.shape[1])
+                    rec.per_sample = [] if per_sample else None
+            elif x.shape[0] != steps:
+                raise SpikecimError(f"trace: every batch needs {steps} steps, got {x.shape[0]}")
+            batch["T"], batch["B"] = x.shape[0], x.shape[1]
+            neuron_calls.clear()
             for rec in records:
-                rec.calls = rec.neuron_calls = 0
+                rec.calls = 0
+                rec.batch_rows = [[0.0] * steps for _ in range(x.shape[1])] if per_sample else None
             model(x)
+            for rec in records:
+                if rec.per_sample is not None and rec.calls:
+                    rec.per_sample.extend(rec.batch_rows)
             samples += x.shape[1]
     finally:
         for h in hooks:
@@ -192,69 +219,90 @@ def trace(
     if steps is None:
         raise ValueError("trace: no input batches were given")
     layers = [
-        _to_layer(rec, steps, samples, weight_bits, input_bits)
-        for rec in records
-        if rec.calls or rec.in_shape
+        _entry(rec, steps, samples, weight_bits, input_bits) for rec in records if rec.in_shapes is not None
     ]
+    if not layers:
+        raise SpikecimError(f"trace: {type(model).__name__} has no operator ({', '.join(ops.list_ops())})")
     return Workload(
+        schema_version=SCHEMA_VERSION,
         model=model_name or getattr(model, "model_name", type(model).__name__),
         spiking=spiking,
         timesteps=steps,
         samples=samples,
         dataset=dataset,
         input_shape=sample_shape or [],
+        running_per_step=[1.0] * steps,
         layers=layers,
     )
 
 
-def _to_layer(
-    rec: _LayerRecord, steps: int, samples: int, weight_bits: int, input_bits: int
-) -> LayerWorkload:
-    m = rec.module
-    w = m.weight
-    params = w.numel() + (m.bias.numel() if m.bias is not None else 0)
-    if isinstance(m, nn.Linear):
-        kind, in_ch, out_ch = "linear", m.in_features, m.out_features
-        kernel, stride, padding, groups = (1, 1), (1, 1), (0, 0), 1
-        in_hw = out_hw = (1, 1)
-        macs = m.in_features * m.out_features
-        # a Linear applied to [.., S, F] acts on every position: count them
-        positions = 1
-        for d in rec.in_shape[:-1]:
-            positions *= d
-        macs *= positions
-    else:
-        kind = "conv2d" if isinstance(m, nn.Conv2d) else "conv1d"
-        in_ch, out_ch, groups = m.in_channels, m.out_channels, m.groups
-        kernel, stride = _pair(m.kernel_size), _pair(m.stride)
-        padding = _pair(m.padding) if not isinstance(m.padding, str) else (0, 0)
-        in_hw = _pair(tuple(rec.in_shape[1:])) if kind == "conv2d" else (rec.in_shape[-1], 1)
-        out_hw = _pair(tuple(rec.out_shape[1:])) if kind == "conv2d" else (rec.out_shape[-1], 1)
-        macs = out_ch * out_hw[0] * out_hw[1] * (in_ch // groups) * kernel[0] * kernel[1]
+def _walk(model: nn.Module) -> tuple[list[_Record], dict[int, list[_Record]], dict[int, _Record]]:
+    """Operators in module order, the neuron after each (a shared neuron module follows
+    several) and the pooling layer after that neuron."""
+    records: list[_Record] = []
+    seen: set[int] = set()
+    current: _Record | None = None
+    neuron_of: dict[int, list[_Record]] = {}
+    pool_of: dict[int, _Record] = {}
+    names: dict[int, str] = {}
+    for name, m in model.named_modules(remove_duplicate=False):
+        op = ops.find(m)
+        if op is not None:
+            if id(m) in seen:
+                current = None
+                continue
+            seen.add(id(m))
+            current = _Record(name, m, op)
+            records.append(current)
+        elif current is not None and _is_neuron(m) and current.neuron is None:
+            current.neuron = type(m).__name__
+            neuron_of.setdefault(id(m), []).append(current)
+            names.setdefault(id(m), name)
+        elif (
+            current is not None
+            and isinstance(m, _POOLS)
+            and current.neuron is not None
+            and current.pooled_hw is None
+            and id(m) not in pool_of
+        ):
+            pool_of[id(m)] = current
+            current.pooled_hw = (0, 0)
+    for key, recs in neuron_of.items():
+        if len(recs) > 1:
+            for rec in recs:
+                rec.neuron_group = names[key]
+    return records, neuron_of, pool_of
+
+
+def _entry(rec: _Record, steps: int, samples: int, weight_bits: int | None, input_bits: int) -> OpWorkload:
+    m, op = rec.module, rec.op
+    fields = op.describe(m, rec.in_shapes, rec.out_shape)
+    for name, operand in fields["operands"].items():
+        if operand["kind"] == "static" and weight_bits is not None:
+            operand["bits"] = weight_bits
+        elif operand["kind"] == "dynamic":
+            idx = getattr(op, "dynamic_inputs", {}).get(name)
+            binary = idx is not None and rec.binary[idx]
+            operand["bits"] = 1 if binary else input_bits
     n = max(1, samples)
-    return LayerWorkload(
+    pooled = rec.pooled_hw if rec.pooled_hw and rec.pooled_hw != (0, 0) else None
+    if pooled is not None and op.kind in ("conv1d", "conv2d"):
+        fields["pooled_out_hw"] = pooled
+    binary = rec.binary[0]
+    entry = ENTRY_KINDS[op.kind](
         name=rec.name,
-        kind=kind,
-        in_ch=in_ch,
-        out_ch=out_ch,
-        kernel=kernel,
-        stride=stride,
-        padding=padding,
-        groups=groups,
-        in_hw=in_hw,
-        out_hw=out_hw,
-        pooled_out_hw=rec.pooled_hw if rec.pooled_hw and rec.pooled_hw != (0, 0) else None,
-        params=int(params),
-        has_bias=m.bias is not None,
-        weight_bits=weight_bits,
-        input_bits=1 if rec.binary else input_bits,
+        kind=op.kind,
+        input_bits=1 if binary else input_bits,
         timesteps=steps,
-        spiking_input=rec.binary,
+        spiking_input=binary,
         has_neuron=rec.neuron is not None,
         neuron_kind=rec.neuron,
-        weight_sparsity=float((w == 0).float().mean()),
-        macs=int(macs),
+        membrane_bits=rec.membrane_bits or 32,
+        neuron_group=rec.neuron_group,
         in_nonzero_per_step=[v / n for v in rec.nonzero],
         acs_per_step=[v / n for v in rec.acs],
         out_spikes_per_step=[v / n for v in rec.out_spikes] if rec.out_spikes is not None else None,
+        in_nonzero_per_sample=rec.per_sample,
+        **fields,
     )
+    return entry

@@ -1,99 +1,163 @@
-"""The Workload: what a network asks of hardware, measured on real data.
+"""The Workload: what a network asks of hardware, measured on real data (schema version 2).
 
 It is the one contract between the algorithm side (models, training) and the hardware
 side (``spikecim.hw``): estimators read a :class:`Workload` and never a torch model. It
 can come from :func:`spikecim.trace.trace` on a model, from a NIR file, or from a YAML
 layer list written by hand (activity given or assumed dense).
 
-Units and conventions (all activity figures are *per sample*):
+One entry per operator, tagged by ``kind`` and dispatched by it to one class per kind
+(:data:`ENTRY_KINDS`: ``linear``, ``conv1d``, ``conv2d``, ``matmul``). Every entry holds
 
-- ``in_nonzero_per_step[t]``: mean number of non-zero input elements at step ``t``
-  (spikes for a spiking layer, non-zero activations for an ANN layer).
-- ``out_spikes_per_step[t]``: mean number of spikes of the neuron that follows the layer
-  (``None`` when no neuron follows, e.g. the output layer or an ANN).
-- ``macs`` is the dense multiply-accumulate count of one step (one sample);
-  ``acs_per_step[t]`` the accumulates actually triggered by the non-zero inputs at step t
-  (each non-zero input element times its fan-out).
-- ``fan_out``: how many outputs (MACs) one input element feeds: ``out_ch * k_h * k_w /
-  (stride_h * stride_w)`` for a convolution (exact count for the recorded shape is used
-  when traced), ``out_features`` for a linear layer.
+- its **operands**: the matrix the array holds, by name — ``weight`` (``kind: static``,
+  programmed once) for linear and convolution layers, ``b`` (``kind: dynamic``, written at
+  every step) for a matmul of two activations — with its ``bits`` and the fraction of
+  exactly-zero entries (``sparsity``);
+- its **geometry** (kind-specific; derived figures such as ``macs`` are computed, never
+  stored): a linear layer's ``positions`` is the number of tokens it acts on per step;
+- its **neuron**: ``has_neuron``, ``neuron_kind``, ``membrane_bits`` (the neuron's
+  quantiser, else the width of its dtype: 32 for float32) and ``neuron_group`` (operators
+  whose neurons share one membrane state carry the same group; it is stored once);
+- its **activity**, per sample, averaged over the traced samples:
+  ``in_nonzero_per_step[t]`` non-zero inputs at step t, ``acs_per_step[t]`` accumulates
+  they trigger (each non-zero input times its fan-out), ``out_spikes_per_step[t]`` spikes
+  of the neuron that follows (``None`` when none follows or for an ANN); optionally
+  ``in_nonzero_per_sample[s][t]`` per traced sample (``trace(..., per_sample=True)``).
+
+The workload holds ``running_per_step[t]``: the fraction of samples still running at step
+t (early exit; ``None`` means 1.0 at every step).
+
+Validation (a reliability requirement; a bad file is one line naming the layer and the
+field): every number finite; fractions in [0, 1]; non-zero inputs ≤ inputs, accumulates ≤
+dense MACs, spikes ≤ neurons at every step; geometry consistent (sizes, kernel, stride ≥ 1,
+padding ≥ 0, groups dividing the channels, ``out_hw`` equal to
+``⌊(in + 2·padding − dilation·(kernel − 1) − 1)/stride⌋ + 1``).
+
+Schema version 1 files (one flat ``LayerWorkload`` per synaptic layer, ``macs`` stored)
+still load: :func:`upgrade_v1_layer` turns each layer into its v2 entry.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, model_validator
 
 from spikecim.errors import SpikecimError, one_line_validation_error
 from spikecim.readers import read_mapping
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
-__all__ = ["SCHEMA_VERSION", "LayerWorkload", "Workload"]
+__all__ = [
+    "ENTRY_KINDS",
+    "SCHEMA_VERSION",
+    "Conv1dWorkload",
+    "Conv2dWorkload",
+    "LayerWorkload",
+    "LinearWorkload",
+    "MatMulWorkload",
+    "OpWorkload",
+    "Operand",
+    "Workload",
+    "register_entry",
+    "upgrade_v1_layer",
+]
+
+_MAX = 2**31  # bound on every size: keeps products of sizes finite in float64
+Size = Annotated[int, Field(ge=1, le=_MAX)]
+Count = Annotated[float, Field(ge=0)]
+Pair = tuple[Size, Size]
+_EPS = 1e-9  # relative slack for averaged counts compared with their bounds
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
-class LayerWorkload(_Strict):
-    """One synaptic layer (Linear / Conv1d / Conv2d) and the neuron after it."""
+class Operand(_Strict):
+    """A matrix the array holds: programmed once (``static``) or written at run time (``dynamic``)."""
+
+    kind: Literal["static", "dynamic"]
+    bits: int = Field(ge=1, le=64)
+    sparsity: float = Field(0.0, ge=0.0, le=1.0, description="fraction of exactly-zero entries")
+
+
+class OpWorkload(_Strict):
+    """Fields every operator entry has; subclasses add the geometry of one kind."""
+
+    mapped: ClassVar[str] = "weight"  # the operand the array holds
 
     name: str
-    kind: Literal["linear", "conv1d", "conv2d"]
-    in_ch: int = Field(gt=0, description="input channels, or input features for a linear layer")
-    out_ch: int = Field(gt=0, description="output channels, or output features")
-    kernel: tuple[int, int] = (1, 1)
-    stride: tuple[int, int] = (1, 1)
-    padding: tuple[int, int] = (0, 0)
-    groups: int = Field(1, gt=0)
-    in_hw: tuple[int, int] = (1, 1)
-    out_hw: tuple[int, int] = (1, 1)
-    pooled_out_hw: tuple[int, int] | None = Field(
-        None, description="spatial size after a pooling layer that directly follows, if any"
-    )
-    params: int = Field(ge=0, description="weights + biases")
-    has_bias: bool = False
-    weight_bits: int = Field(32, ge=1, le=64)
+    kind: str
+    timesteps: int = Field(gt=0, le=_MAX)
     input_bits: int = Field(1, ge=1, le=64, description="1 for spikes, the activation precision otherwise")
-    timesteps: int = Field(gt=0)
     spiking_input: bool = True
-    has_neuron: bool = Field(True, description="a neuron (LIF/IF/...) or ReLU follows the layer")
+    has_neuron: bool = Field(True, description="a neuron (LIF/IF/...) or ReLU follows the operator")
     neuron_kind: str | None = Field(None, description="e.g. 'LIF', 'IF', 'ReLU'; None at the output")
-    weight_sparsity: float = Field(0.0, ge=0.0, le=1.0, description="fraction of exactly-zero weights")
-    macs: int = Field(ge=0, description="dense MACs of one step, one sample")
-    in_nonzero_per_step: list[float] = Field(description="per step: mean non-zero inputs per sample")
-    acs_per_step: list[float] = Field(description="per step: accumulates triggered by non-zero inputs")
-    out_spikes_per_step: list[float] | None = Field(
-        None, description="per step: spikes of the following neuron"
+    membrane_bits: int = Field(32, ge=1, le=64, description="bits of one membrane (neuron state)")
+    neuron_group: str | None = Field(None, description="operators sharing one membrane state")
+    operands: dict[str, Operand]
+    in_nonzero_per_step: list[Count] = Field(description="per step: mean non-zero inputs per sample")
+    acs_per_step: list[Count] = Field(description="per step: accumulates triggered by non-zero inputs")
+    out_spikes_per_step: list[Count] | None = Field(None, description="per step: spikes of the neuron")
+    in_nonzero_per_sample: list[list[Count]] | None = Field(
+        None, description="optional: [sample][step] non-zero inputs"
     )
 
-    @model_validator(mode="after")
-    def _lengths(self) -> LayerWorkload:
-        for field in ("in_nonzero_per_step", "acs_per_step", "out_spikes_per_step"):
-            v = getattr(self, field)
-            if v is not None and len(v) != self.timesteps:
-                raise ValueError(f"{field} has {len(v)} entries, timesteps is {self.timesteps}")
-            if v is not None and any(a < 0 for a in v):
-                raise ValueError(f"{field} must be >= 0")
-        return self
+    # ---- geometry every estimator reads: in_ch, out_ch, groups, kernel, stride, padding,
+    # in_hw, out_hw, pooled_out_hw (fields of a convolution, fixed for the others) ---------
+    @property
+    def n_mvm(self) -> int:
+        """Matrix-vector products per step and group (output positions)."""
+        raise NotImplementedError
 
-    # ---- derived figures (never stored) ---------------------------------------------
     @property
     def in_size(self) -> int:
-        """Input elements of one step: in_ch * H * W."""
-        return self.in_ch * self.in_hw[0] * self.in_hw[1]
+        """Input elements of one step."""
+        raise NotImplementedError
 
     @property
     def out_size(self) -> int:
-        """Output elements (neurons) of one step: out_ch * H' * W'."""
-        return self.out_ch * self.out_hw[0] * self.out_hw[1]
+        """Output elements (neurons) of one step."""
+        raise NotImplementedError
+
+    @property
+    def rows(self) -> int:
+        """Inputs feeding one output: the rows one group unrolls onto."""
+        return (self.in_ch // self.groups) * self.kernel[0] * self.kernel[1]
 
     @property
     def weights(self) -> int:
-        return self.out_ch * (self.in_ch // self.groups) * self.kernel[0] * self.kernel[1]
+        """Entries of the mapped matrix (all groups)."""
+        return self.out_ch * self.rows
+
+    @property
+    def macs(self) -> int:
+        """Dense MACs of one step, one sample."""
+        return self.weights * self.n_mvm
+
+    # ---- derived figures (never stored) ------------------------------------------------
+    @property
+    def operand(self) -> Operand:
+        return self.operands[self.mapped]
+
+    @property
+    def weight_bits(self) -> int:
+        return self.operand.bits
+
+    @property
+    def weight_sparsity(self) -> float:
+        return self.operand.sparsity
+
+    @property
+    def dynamic(self) -> bool:
+        """The mapped matrix is written at run time (every step)."""
+        return self.operand.kind == "dynamic"
+
+    @property
+    def params(self) -> int:
+        """Stored parameters: static weights + biases (0 for a dynamic operand)."""
+        return 0 if self.dynamic else self.weights + (self.out_ch if getattr(self, "has_bias", False) else 0)
 
     @property
     def in_activity(self) -> float:
@@ -109,49 +173,369 @@ class LayerWorkload(_Strict):
         """Dense MACs over all steps."""
         return self.macs * self.timesteps
 
+    # ---- validation --------------------------------------------------------------------
+    @model_validator(mode="after")
+    def _consistent(self) -> OpWorkload:
+        if self.mapped not in self.operands:
+            raise ValueError(f"operands: needs '{self.mapped}' for a {self.kind} operator")
+        self._check_geometry()
+        bounds = {
+            "in_nonzero_per_step": self.in_size,
+            "acs_per_step": self.macs,
+            "out_spikes_per_step": self.out_size,
+        }
+        for field, bound in bounds.items():
+            v = getattr(self, field)
+            if v is None:
+                continue
+            if len(v) != self.timesteps:
+                raise ValueError(f"{field} has {len(v)} entries, timesteps is {self.timesteps}")
+            _bounded(field, v, bound)
+        for s, v in enumerate(self.in_nonzero_per_sample or ()):
+            if len(v) != self.timesteps:
+                raise ValueError(
+                    f"in_nonzero_per_sample.{s} has {len(v)} entries, timesteps is {self.timesteps}"
+                )
+            _bounded(f"in_nonzero_per_sample.{s}", v, self.in_size)
+        return self
+
+    def _check_geometry(self) -> None:
+        """Kind-specific consistency checks (sizes themselves are bounded by their types)."""
+
+
+def _bounded(field: str, values: list[float], bound: float) -> None:
+    for t, a in enumerate(values):
+        if a > bound * (1 + _EPS):
+            raise ValueError(f"{field}.{t}: {a:g} is more than the {bound} possible (fraction above 1)")
+
+
+class _NoWindow:
+    """The window geometry of an operator without a spatial window (linear, matmul)."""
+
+    kernel = stride = (1, 1)
+    padding = (0, 0)
+    in_hw = out_hw = (1, 1)
+    pooled_out_hw = None
+
+
+class LinearWorkload(_NoWindow, OpWorkload):
+    """``y = x·Wᵀ (+ b)`` at ``positions`` positions (tokens) per step."""
+
+    kind: Literal["linear"] = "linear"
+    in_ch: Size = Field(description="input features")
+    out_ch: Size = Field(description="output features")
+    positions: Size = Field(1, description="positions (tokens) the layer acts on per step")
+    has_bias: bool = False
+
+    @property
+    def groups(self) -> int:
+        return 1
+
+    @property
+    def n_mvm(self) -> int:
+        return self.positions
+
+    @property
+    def in_size(self) -> int:
+        return self.in_ch * self.positions
+
+    @property
+    def out_size(self) -> int:
+        return self.out_ch * self.positions
+
+
+class _ConvWorkload(OpWorkload):
+    in_ch: Size
+    out_ch: Size
+    kernel: Pair = (1, 1)
+    stride: Pair = (1, 1)
+    padding: tuple[Annotated[int, Field(ge=0, le=_MAX)], Annotated[int, Field(ge=0, le=_MAX)]] = (0, 0)
+    dilation: Pair = (1, 1)
+    groups: Size = 1
+    in_hw: Pair = (1, 1)
+    out_hw: Pair = (1, 1)
+    pooled_out_hw: Pair | None = Field(None, description="spatial size after a pooling layer right after")
+    has_bias: bool = False
+
+    @property
+    def n_mvm(self) -> int:
+        return self.out_hw[0] * self.out_hw[1]
+
+    @property
+    def in_size(self) -> int:
+        return self.in_ch * self.in_hw[0] * self.in_hw[1]
+
+    @property
+    def out_size(self) -> int:
+        return self.out_ch * self.out_hw[0] * self.out_hw[1]
+
+    def _check_geometry(self) -> None:
+        if self.in_ch % self.groups or self.out_ch % self.groups:
+            raise ValueError(
+                f"groups: {self.groups} does not divide in_ch {self.in_ch} and out_ch {self.out_ch}"
+            )
+        for d in range(2):
+            span = self.in_hw[d] + 2 * self.padding[d] - self.dilation[d] * (self.kernel[d] - 1) - 1
+            expected = span // self.stride[d] + 1
+            if span < 0 or self.out_hw[d] != expected:
+                raise ValueError(
+                    f"out_hw: {list(self.out_hw)} does not follow from in_hw {list(self.in_hw)}, kernel "
+                    f"{list(self.kernel)}, stride {list(self.stride)}, padding {list(self.padding)}"
+                    + (f", dilation {list(self.dilation)}" if self.dilation != (1, 1) else "")
+                    + (
+                        f" (expected {expected} on axis {d})"
+                        if span >= 0
+                        else " (kernel larger than the input)"
+                    )
+                )
+        if self.pooled_out_hw is not None and any(p > o for p, o in zip(self.pooled_out_hw, self.out_hw)):
+            raise ValueError(
+                f"pooled_out_hw: {list(self.pooled_out_hw)} larger than out_hw {list(self.out_hw)}"
+            )
+
+
+class Conv1dWorkload(_ConvWorkload):
+    """A 1-D convolution: ``in_hw = (L, 1)``, ``kernel = (k, 1)``."""
+
+    kind: Literal["conv1d"] = "conv1d"
+
+
+class Conv2dWorkload(_ConvWorkload):
+    kind: Literal["conv2d"] = "conv2d"
+
+
+class MatMulWorkload(_NoWindow, OpWorkload):
+    """``a[batch, m, k] @ b[batch, k, n]``, both activations: ``b`` is written at every step and
+    the ``m`` rows of ``a`` streamed through it (a grouped linear layer with a written weight)."""
+
+    mapped: ClassVar[str] = "b"
+    kind: Literal["matmul"] = "matmul"
+    batch: Size = Field(1, description="independent products per sample (heads, ...)")
+    m: Size
+    k: Size
+    n: Size
+
+    @property
+    def groups(self) -> int:
+        return self.batch
+
+    @property
+    def in_ch(self) -> int:
+        return self.batch * self.k
+
+    @property
+    def out_ch(self) -> int:
+        return self.batch * self.n
+
+    @property
+    def n_mvm(self) -> int:
+        return self.m
+
+    @property
+    def in_size(self) -> int:
+        return self.batch * self.m * self.k
+
+    @property
+    def out_size(self) -> int:
+        return self.batch * self.m * self.n
+
+
+ENTRY_KINDS: dict[str, type[OpWorkload]] = {}
+
+
+def register_entry(cls: type[OpWorkload]) -> type[OpWorkload]:
+    """Register the Workload entry class of an operator kind (its ``kind`` default is the tag)."""
+    ENTRY_KINDS[cls.model_fields["kind"].default] = cls
+    return cls
+
+
+for _cls in (LinearWorkload, Conv1dWorkload, Conv2dWorkload, MatMulWorkload):
+    register_entry(_cls)
+
+
+def _entry(i: int, data) -> OpWorkload:
+    """Layer ``i`` as the class its ``kind`` names; errors are one line naming the layer."""
+    if isinstance(data, OpWorkload):
+        return data
+    if not isinstance(data, dict):
+        raise ValueError(f"layers.{i}: must be a mapping, got {type(data).__name__}")  # noqa: TRY004 (pydantic reports ValueError)
+    label = f"layers.{i} ({data['name']})" if isinstance(data.get("name"), str) else f"layers.{i}"
+    kind = data.get("kind")
+    if not isinstance(kind, str) or kind not in ENTRY_KINDS:
+        raise ValueError(f"{label}.kind: unknown kind {kind!r}, allowed: {', '.join(sorted(ENTRY_KINDS))}")
+    try:
+        return ENTRY_KINDS[kind].model_validate(data)
+    except ValidationError as e:
+        raise ValueError(one_line_validation_error(e, prefix=f"{label}.").replace(".: ", ": ")) from None
+
+
+# ---- schema version 1 --------------------------------------------------------------------
+_V1_FIELDS = {
+    "name", "kind", "in_ch", "out_ch", "kernel", "stride", "padding", "groups", "in_hw", "out_hw",
+    "pooled_out_hw", "params", "has_bias", "weight_bits", "input_bits", "timesteps", "spiking_input",
+    "has_neuron", "neuron_kind", "weight_sparsity", "macs", "in_nonzero_per_step", "acs_per_step",
+    "out_spikes_per_step",
+}  # fmt: skip
+
+
+def upgrade_v1_layer(layer: dict) -> dict:
+    """A schema-1 layer (flat, ``macs`` and ``params`` stored) as its schema-2 entry fields.
+
+    ``macs`` must agree with the geometry (for a linear layer it gives ``positions``);
+    ``params`` is derived in v2. 1-D convolutions had their second axis written as (k, 1)
+    with padding 1; it is normalised to padding 0 (no estimator read it)."""
+    if not isinstance(layer, dict):
+        return layer
+    unknown = sorted(set(layer) - _V1_FIELDS)
+    if unknown:
+        raise ValueError(f"layer {layer.get('name', '?')}: unknown key '{unknown[0]}' (schema version 1)")
+    d = {k: v for k, v in layer.items() if k not in ("params", "macs", "weight_bits", "weight_sparsity")}
+    d["operands"] = {
+        "weight": {
+            "kind": "static",
+            "bits": layer.get("weight_bits", 32),
+            "sparsity": layer.get("weight_sparsity", 0.0),
+        }
+    }
+    kind = layer.get("kind")
+    macs = layer.get("macs")
+    if kind == "linear":
+        for k in ("kernel", "stride", "padding", "groups", "in_hw", "out_hw", "pooled_out_hw"):
+            d.pop(k, None)
+        dense = _int(layer.get("in_ch")) * _int(layer.get("out_ch"))
+        if isinstance(macs, int) and dense > 0 and macs >= dense and macs % dense == 0:
+            d["positions"] = macs // dense
+    elif kind == "conv1d":
+        for k, fill in (("kernel", 1), ("stride", 1), ("padding", 0), ("in_hw", 1), ("out_hw", 1)):
+            v = d.get(k)
+            if isinstance(v, (list, tuple)) and len(v) == 2:
+                d[k] = [v[0], fill]
+    if isinstance(macs, int) and kind in ENTRY_KINDS:
+        try:
+            derived = ENTRY_KINDS[kind].model_validate(d).macs
+        except ValidationError:
+            return d  # the v2 validation reports the field
+        if derived != macs:
+            raise ValueError(
+                f"layer {layer.get('name', '?')}.macs: {macs} does not match the geometry ({derived})"
+            )
+    return d
+
+
+def _int(v) -> int:
+    return v if isinstance(v, int) and not isinstance(v, bool) else 0
+
+
+def LayerWorkload(**fields) -> OpWorkload:
+    """A Workload entry from the flat schema-1 fields (``macs``, ``params``, ``weight_bits``,
+    ``weight_sparsity``), as layer lists and hand-built workloads write them."""
+    return _entry(0, upgrade_v1_layer(fields))
+
 
 class Workload(_Strict):
-    """A traced network: its synaptic layers in execution order, with measured activity."""
+    """A traced network: its operators in execution order, with measured activity."""
 
-    schema_version: int = SCHEMA_VERSION
+    schema_version: Literal[2] = SCHEMA_VERSION
     model: str = "unknown"
     spiking: bool = True
-    timesteps: int = Field(gt=0)
+    timesteps: int = Field(gt=0, le=_MAX)
     samples: int = Field(0, ge=0, description="samples the activity was averaged over (0: assumed)")
     dataset: str | None = None
-    input_shape: list[int] = Field(default_factory=list, description="one sample, without T and B")
-    layers: list[LayerWorkload]
+    input_shape: list[Annotated[int, Field(ge=0)]] = Field(
+        default_factory=list, description="one sample, without T and B"
+    )
+    running_per_step: list[Annotated[float, Field(ge=0.0, le=1.0)]] | None = Field(
+        None, description="per step: fraction of samples still running (None: 1.0 at every step)"
+    )
+    layers: list[SerializeAsAny[OpWorkload]]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _dispatch(cls, data):
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        layers = data.get("layers")
+        version = data.get("schema_version")
+        if version is None:  # a hand-written file: v1 if its layers store macs
+            v1 = isinstance(layers, list) and any(isinstance(x, dict) and "macs" in x for x in layers)
+            version = 1 if v1 else SCHEMA_VERSION
+        if version not in (1, SCHEMA_VERSION) or isinstance(version, bool):
+            raise ValueError(f"schema_version {version!r} is not supported (expected 1 or {SCHEMA_VERSION})")
+        data["schema_version"] = SCHEMA_VERSION
+        if isinstance(layers, list):
+            if version == 1:
+                layers = [upgrade_v1_layer(x) for x in layers]
+            data["layers"] = [_entry(i, x) for i, x in enumerate(layers)]
+        return data
 
     @model_validator(mode="after")
-    def _version(self) -> Workload:
-        if self.schema_version != SCHEMA_VERSION:
-            raise ValueError(
-                f"schema_version {self.schema_version} is not supported (expected {SCHEMA_VERSION})"
-            )
+    def _check(self) -> Workload:
         if not self.layers:
             raise ValueError("layers: at least one layer is needed")
+        if self.running_per_step is not None and len(self.running_per_step) != self.timesteps:
+            raise ValueError(
+                f"running_per_step has {len(self.running_per_step)} entries, timesteps is {self.timesteps}"
+            )
+        for i, layer in enumerate(self.layers):
+            if layer.timesteps > self.timesteps:
+                raise ValueError(
+                    f"layers.{i} ({layer.name}).timesteps: {layer.timesteps} is more than the workload's {self.timesteps}"
+                )
         return self
+
+    def running(self, t: int) -> float:
+        """Fraction of samples still running at step ``t`` (early exit)."""
+        return 1.0 if self.running_per_step is None else self.running_per_step[t]
+
+    def steps_run(self, layer: OpWorkload) -> float:
+        """Σ_t running(t) over the layer's steps: the steps a sample runs on average."""
+        return float(sum(self.running(t) for t in range(layer.timesteps)))
 
     # ---- NeuroBench-style metrics ---------------------------------------------------
     def metrics(self) -> dict[str, float]:
-        """Per-sample totals over all steps: dense MACs, effective ACs, sparsity, footprint."""
+        """Per-sample totals over all steps: dense MACs, effective ACs, sparsity, footprint.
+        Membrane memory: one state per neuron at its recorded bits, a shared group once."""
         dense = sum(layer.total_macs for layer in self.layers)
         acs = sum(layer.total_acs for layer in self.layers)
         inputs = sum(layer.in_size * layer.timesteps for layer in self.layers)
         nonzero = sum(sum(layer.in_nonzero_per_step) for layer in self.layers)
         params = sum(layer.params for layer in self.layers)
         weight_bytes = sum(layer.params * layer.weight_bits / 8 for layer in self.layers)
-        neurons = sum(layer.out_size for layer in self.layers if layer.has_neuron and self.spiking)
+        states = self.membrane_states()
+        neurons = sum(n for n, _ in states.values())
+        membrane_bytes = sum(n * bits / 8 for n, bits in states.values())
         return {
             "dense_macs": float(dense),
             "effective_acs": float(acs),
             "activation_sparsity": 1.0 - nonzero / inputs if inputs else 0.0,
             "params": float(params),
             "weight_bytes": float(weight_bytes),
-            "membrane_bytes": float(neurons * 4),
-            "footprint_bytes": float(weight_bytes + neurons * 4),
+            "membrane_bytes": float(membrane_bytes),
+            "footprint_bytes": float(weight_bytes + membrane_bytes),
             "neurons": float(neurons),
         }
+
+    def membrane_states(self) -> dict[str, tuple[int, int]]:
+        """(neurons, bits) of each stored membrane: one per spiking operator, or one per
+        sharing group (its largest operator, at its widest bits)."""
+        out: dict[str, tuple[int, int]] = {}
+        if not self.spiking:
+            return out
+        for i, layer in enumerate(self.layers):
+            if not layer.has_neuron:
+                continue
+            key = layer.neuron_group or f"#{i}"
+            n, bits = out.get(key, (0, 0))
+            out[key] = (max(n, layer.out_size), max(bits, layer.membrane_bits))
+        return out
+
+    def shares_membrane(self, index: int) -> bool:
+        """True when operator ``index`` shares its membrane with an earlier operator."""
+        group = self.layers[index].neuron_group
+        return group is not None and any(
+            x.neuron_group == group and x.has_neuron for x in self.layers[:index]
+        )
 
     # ---- persistence ------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
@@ -174,3 +558,5 @@ class Workload(_Strict):
             return cls.model_validate(data)
         except ValidationError as e:
             raise SpikecimError(one_line_validation_error(e, prefix=f"{source}: ")) from None
+        except (TypeError, OverflowError, RecursionError) as e:  # malformed input pydantic did not catch
+            raise SpikecimError(f"{source}: not a valid workload ({type(e).__name__})") from None

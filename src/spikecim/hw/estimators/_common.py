@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["activity", "crossbar_grid", "dense_ops", "fan_in", "n_mvm", "p_any_active"]
+__all__ = [
+    "BITS_PER_KB",
+    "activity",
+    "crossbar_grid",
+    "dense_ops",
+    "fan_in",
+    "membrane_bits",
+    "n_mvm",
+    "p_any_active",
+    "stores_membrane",
+]
+
+BITS_PER_KB = 8 * 1024  # a unit (kibibyte), not a technology constant
 
 
 def activity(layer, t: int, dense: bool) -> float:
@@ -15,13 +27,24 @@ def activity(layer, t: int, dense: bool) -> float:
 
 
 def n_mvm(layer) -> int:
-    """Matrix-vector products per step: one per output position (1 for a linear layer)."""
-    return layer.out_hw[0] * layer.out_hw[1] if layer.kind != "linear" else 1
+    """Matrix-vector products per step and group: output positions (tokens for a linear layer)."""
+    return layer.n_mvm
 
 
 def fan_in(layer) -> int:
     """Inputs feeding one output: the rows a layer unrolls onto (in_ch/groups · k_h · k_w)."""
-    return (layer.in_ch // layer.groups) * layer.kernel[0] * layer.kernel[1]
+    return layer.rows
+
+
+def membrane_bits(layer, max_bits: int) -> int:
+    """Bits of one stored membrane: the recorded width, at most the hardware's ``max_bits``."""
+    return min(layer.membrane_bits, max_bits)
+
+
+def stores_membrane(layer, workload) -> bool:
+    """False for an operator whose neurons share a membrane already stored for an earlier one."""
+    i = next((i for i, x in enumerate(workload.layers) if x is layer), None)
+    return i is None or not workload.shares_membrane(i)
 
 
 def dense_ops(layer) -> float:

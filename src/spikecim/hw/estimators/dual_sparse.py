@@ -20,7 +20,14 @@ from __future__ import annotations
 import math
 
 from spikecim.hw.estimators import register_estimator
-from spikecim.hw.estimators.systolic import Systolic, SystolicParams, layer_ops, lif_update_pj, words
+from spikecim.hw.estimators.systolic import (
+    NS_PER_US,
+    Systolic,
+    SystolicParams,
+    layer_ops,
+    lif_update_pj,
+    words,
+)
 
 
 def _dual(layer, workload) -> bool:
@@ -33,20 +40,21 @@ class DualSparse(Systolic):
     Params = SystolicParams
     description = "LoAS-style dual-sparse array: zero weights and zero spikes skipped, timesteps in parallel"
 
-    def _ops(self, layer, dense):
-        return sum(layer_ops(layer, t, dense) for t in range(layer.timesteps)) * (1 - layer.weight_sparsity)
+    def _ops(self, layer, workload, dense):
+        ops = sum(workload.running(t) * layer_ops(layer, t, dense) for t in range(layer.timesteps))
+        return ops * (1 - layer.weight_sparsity)
 
     def layer_energy_pj(self, layer, workload, p, dense):
         if not _dual(layer, workload):
             return super().layer_energy_pj(layer, workload, p, dense)
-        T = layer.timesteps
-        ops = self._ops(layer, dense)
+        T = workload.steps_run(layer)
+        ops = self._ops(layer, workload, dense)
         w_bits = min(layer.weight_bits, p.word_bits)
         nonzero = layer.weights * (1 - layer.weight_sparsity)
         weight_words = words(layer.weights + nonzero * w_bits, p)
         col_folds = math.ceil(layer.out_ch / p.pe_cols)
         neuron = layer.out_size * T * lif_update_pj(p) if layer.has_neuron else 0.0
-        return {
+        e = {
             "compute": ops * (p.e_acc_pj + p.e_and_pj),
             "spad": ops * p.e_spad_pj,
             "neuron": neuron,
@@ -55,13 +63,17 @@ class DualSparse(Systolic):
             "weight_sram": weight_words * p.e_sram_pj,
             "dram": weight_words * p.e_dram_pj,
         }
+        if layer.dynamic:  # written to the weight buffer at every step, never fetched from DRAM
+            e["weight_write"] = weight_words * T * p.e_sram_pj
+            e["dram"] = 0.0
+        return e
 
     def layer_latency_ns(self, layer, workload, p, dense):
         if not _dual(layer, workload):
             return super().layer_latency_ns(layer, workload, p, dense)
-        cycles = math.ceil(self._ops(layer, dense) / (p.pe_rows * p.pe_cols))
-        cycles += math.ceil(layer.out_size * layer.timesteps / p.pe_cols)
-        return cycles * 1e3 / p.clock_mhz
+        cycles = math.ceil(self._ops(layer, workload, dense) / (p.pe_rows * p.pe_cols))
+        cycles += math.ceil(layer.out_size * workload.steps_run(layer) / p.pe_cols)
+        return cycles * NS_PER_US / p.clock_mhz
 
     def notes(self, workload, p, dense):
         return [

@@ -18,12 +18,19 @@ M = out_h·out_w matrix-vector products:
                  (a column block is read, and its ADCs fire, when any of its rows is active)
   adc, mux, shift_add = conversions·(e_adc(adc_bits), e_mux, e_shift_add)
   neuron       = out_size·e_neuron_update (spiking) or out_size·e_activation (ANN)
-  membrane     = out_size·membrane_bits·2·e_sram_bit (read + write, every step, every layer)
+  membrane     = out_size·m·2·e_sram_bit (read + write, every step, every layer), m = the recorded
+                 membrane bits, at most the table's membrane_bits
+  write        = rows·cols·groups·e_cell_write (a dynamic operand, e.g. the b of a matmul of
+                 activations, is written to its crossbars at every step)
   input_buffer = in_size·b·e_sram_bit; output_buffer = out_size·b_out·e_sram_bit
   interconnect = (in_size·b + out_size·b_out)·e_htree_bit;  mem_fetch = in_size·b·e_fetch_bit
+Every step's terms are weighted by the fraction of samples still running, r_t.
 ADC, after NeuroSim's SAR model: E = (s·bits + o + c) µW · (bits + 1)·t_adc_bit; area from its
-transistor counts (269 + 109·(bits−1)) NMOS + (209 + 73·(bits−1)) PMOS.
-Latency: Σ_t M·(1 − (1 − a_t)^rows)·b·(t_read + cols_per_adc·(adc_bits + 1)·t_adc_bit); layers in sequence.
+transistor counts (adc_nmos_count + adc_nmos_count_per_bit·(bits−1)) NMOS, likewise PMOS
+(NeuroSim: 269 + 109·(bits−1) and 209 + 73·(bits−1)).
+Latency: Σ_t r_t·[M·(1 − (1 − a_t)^rows)·b·(t_read + cols_per_adc·(adc_bits + 1)·t_adc_bit)
++ min(rows, xbar_rows)·t_write_row for a dynamic operand (rows written one by one, every
+crossbar at once)]; layers in sequence (the CostReport also gives the pipelined rate).
 """
 
 from __future__ import annotations
@@ -33,8 +40,21 @@ from typing import Literal
 
 from pydantic import Field
 
+from spikecim.errors import SpikecimError
 from spikecim.hw.estimators import Estimator, EstimatorParams, register_estimator
-from spikecim.hw.estimators._common import activity, crossbar_grid, fan_in, n_mvm, p_any_active
+from spikecim.hw.estimators._common import (
+    activity,
+    crossbar_grid,
+    fan_in,
+    membrane_bits,
+    n_mvm,
+    p_any_active,
+    stores_membrane,
+)
+
+PJ_PER_UW_NS = 1e-3  # unit conversion: 1 µW for 1 ns is 1e-3 pJ
+NS_PER_US = 1e3  # a clock in MHz has a period of 1e3/f ns
+READ_AND_WRITE = 2  # a membrane is read and written back at every step
 
 
 class ImcParams(EstimatorParams):
@@ -62,6 +82,16 @@ class ImcParams(EstimatorParams):
     e_sram_bit_pj: float = Field(ge=0)
     e_htree_bit_pj: float = Field(ge=0)
     e_fetch_bit_pj: float = Field(ge=0)
+    e_cell_write_pj: float | None = Field(
+        None, ge=0, description="one cell written (needed by dynamic operands)"
+    )
+    t_write_row_ns: float | None = Field(
+        None, ge=0, description="one crossbar row written (dynamic operands)"
+    )
+    adc_nmos_count: int = Field(ge=0, description="NMOS transistors of a 1-bit SAR ADC")
+    adc_nmos_count_per_bit: int = Field(ge=0, description="NMOS transistors per extra ADC bit")
+    adc_pmos_count: int = Field(ge=0, description="PMOS transistors of a 1-bit SAR ADC")
+    adc_pmos_count_per_bit: int = Field(ge=0, description="PMOS transistors per extra ADC bit")
     a_cell_um2: float = Field(ge=0)
     a_adc_nmos_um2: float = Field(ge=0)
     a_adc_pmos_um2: float = Field(ge=0)
@@ -76,14 +106,14 @@ class ImcParams(EstimatorParams):
 def adc_energy_pj(p: ImcParams) -> float:
     """Energy of one conversion (NeuroSim SarADC): power (µW) × (bits + 1)·t_adc_bit (ns)."""
     power_uw = p.adc_power_per_bit_uw * p.adc_bits + p.adc_power_offset_uw + p.adc_column_power_uw
-    return power_uw * (p.adc_bits + 1) * p.t_adc_bit_ns * 1e-3  # µW·ns = 1e-3 pJ
+    return power_uw * (p.adc_bits + 1) * p.t_adc_bit_ns * PJ_PER_UW_NS
 
 
 def adc_area_um2(p: ImcParams) -> float:
     """Area of one SAR ADC from NeuroSim's transistor counts."""
-    return (269 + 109 * (p.adc_bits - 1)) * p.a_adc_nmos_um2 + (
-        209 + 73 * (p.adc_bits - 1)
-    ) * p.a_adc_pmos_um2
+    nmos = p.adc_nmos_count + p.adc_nmos_count_per_bit * (p.adc_bits - 1)
+    pmos = p.adc_pmos_count + p.adc_pmos_count_per_bit * (p.adc_bits - 1)
+    return nmos * p.a_adc_nmos_um2 + pmos * p.a_adc_pmos_um2
 
 
 def mapping(layer, p: ImcParams) -> dict[str, int]:
@@ -106,6 +136,15 @@ def mapping(layer, p: ImcParams) -> dict[str, int]:
     }
 
 
+def _needs_write_costs(layer, p: ImcParams) -> ImcParams:
+    if p.e_cell_write_pj is None or p.t_write_row_ns is None:
+        raise SpikecimError(
+            f"layer '{layer.name}' ({layer.kind}) writes crossbars at run time; the table needs "
+            "params.e_cell_write_pj and params.t_write_row_ns"
+        )
+    return p
+
+
 def _input_bits(layer, p) -> int:
     return 1 if layer.spiking_input else min(layer.input_bits, p.max_input_bits)
 
@@ -119,6 +158,7 @@ class Imc(Estimator):
     name = "imc"
     Params = ImcParams
     description = "activity-aware IMC crossbar accelerator (SpikeSim hierarchy, quirks fixed)"
+    activity_components = ("crossbar", "adc", "mux", "shift_add")
 
     def layer_energy_pj(self, layer, workload, p, dense):
         m = mapping(layer, p)
@@ -129,11 +169,11 @@ class Imc(Estimator):
         e_adc = adc_energy_pj(p)
         cells = conversions = 0.0
         for t in range(layer.timesteps):
-            a = activity(layer, t, dense)
-            cells += M * b * a * m["rows"] * m["cols"] * layer.groups
+            a, r = activity(layer, t, dense), workload.running(t)
+            cells += r * M * b * a * m["rows"] * m["cols"] * layer.groups
             blocks = (m["row_blocks"] - 1) * p_any_active(a, p.xbar_rows) + p_any_active(a, last_rows)
-            conversions += M * b * layer.groups * m["cols"] * blocks
-        T = layer.timesteps
+            conversions += r * M * b * layer.groups * m["cols"] * blocks
+        T = workload.steps_run(layer)
         in_bits = layer.in_size * b * T
         out_bits = layer.out_size * b_out * T
         e = {
@@ -144,22 +184,33 @@ class Imc(Estimator):
         }
         if _spiking_neuron(layer, workload):
             e["neuron"] = layer.out_size * T * p.e_neuron_update_pj
-            e["membrane"] = layer.out_size * T * p.membrane_bits * 2 * p.e_sram_bit_pj
+            e["membrane"] = (
+                layer.out_size * T * membrane_bits(layer, p.membrane_bits) * READ_AND_WRITE * p.e_sram_bit_pj
+            )
         elif layer.has_neuron:
             e["neuron"] = layer.out_size * T * p.e_activation_pj
         e["input_buffer"] = in_bits * p.e_sram_bit_pj
         e["output_buffer"] = out_bits * p.e_sram_bit_pj
         e["interconnect"] = (in_bits + out_bits) * p.e_htree_bit_pj
         e["mem_fetch"] = in_bits * p.e_fetch_bit_pj
+        if layer.dynamic:
+            _needs_write_costs(layer, p)
+            e["write"] = T * m["rows"] * m["cols"] * layer.groups * p.e_cell_write_pj
         return e
 
     def layer_latency_ns(self, layer, workload, p, dense):
         m = mapping(layer, p)
         b = _input_bits(layer, p)
-        cycle_ns = 1e3 / p.clock_mhz + p.cols_per_adc * (p.adc_bits + 1) * p.t_adc_bit_ns
+        cycle_ns = NS_PER_US / p.clock_mhz + p.cols_per_adc * (p.adc_bits + 1) * p.t_adc_bit_ns
         M = n_mvm(layer)
+        write_ns = (
+            min(m["rows"], p.xbar_rows) * _needs_write_costs(layer, p).t_write_row_ns
+            if layer.dynamic
+            else 0.0
+        )
         return sum(
-            M * p_any_active(activity(layer, t, dense), m["rows"]) * b * cycle_ns
+            workload.running(t)
+            * (M * p_any_active(activity(layer, t, dense), m["rows"]) * b * cycle_ns + write_ns)
             for t in range(layer.timesteps)
         )
 
@@ -178,7 +229,8 @@ class Imc(Estimator):
         }
         if _spiking_neuron(layer, workload):
             a["neuron"] = tiles * p.a_neuron_module_um2
-            a["membrane"] = layer.out_size * p.membrane_bits * p.a_sram_bit_um2
+            if stores_membrane(layer, workload):
+                a["membrane"] = layer.out_size * membrane_bits(layer, p.membrane_bits) * p.a_sram_bit_um2
         a["input_buffer"] = layer.in_size * _input_bits(layer, p) * p.a_sram_bit_um2
         return a
 

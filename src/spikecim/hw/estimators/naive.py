@@ -23,12 +23,21 @@ class Naive(Estimator):
     name = "naive"
     Params = NaiveParams
     description = "operation counts × energy per MAC / AC (what papers usually report)"
+    activity_components = ("accumulate",)
 
     def layer_energy_pj(self, layer, workload, p, dense):
+        steps = workload.steps_run(layer)
         if workload.spiking and layer.spiking_input:
-            acs = layer.macs * layer.timesteps if dense else layer.total_acs
+            run = (workload.running(t) * layer.acs_per_step[t] for t in range(layer.timesteps))
+            acs = layer.macs * steps if dense else sum(run)
             return {"accumulate": p.e_ac_pj * acs}
-        return {"mac": p.e_mac_pj * layer.macs * layer.timesteps}
+        return {"mac": p.e_mac_pj * layer.macs * steps}
+
+    def layer_latency_ns(self, layer, workload, p, dense):
+        return 0.0  # not modelled
+
+    def layer_area_um2(self, layer, workload, p):
+        return {}  # not modelled
 
     def notes(self, workload, p, dense):
         return [

@@ -25,6 +25,8 @@ from pydantic import Field
 
 from spikecim.hw.estimators import Estimator, EstimatorParams, register_estimator
 
+NS_PER_US = 1e3  # a clock in MHz has a period of 1e3/f ns
+
 
 class SpikeSimParams(EstimatorParams):
     xbar_size: int = Field(gt=0, description="X: crossbar rows = columns")
@@ -71,13 +73,13 @@ class SpikeSim(Estimator):
     description = "the public SpikeSim script, quirks included (dense, conv layers only)"
 
     def costs_layer(self, layer, workload, p):
-        return layer.kind != "linear"
+        return layer.kind in ("conv1d", "conv2d")
 
     def layer_energy_pj(self, layer, workload, p, dense):
         k2 = layer.kernel[0] * layer.kernel[1]
         adcs = p.xbar_size / p.cols_per_adc  # the script's X/8
         _, out_dim = _dims(layer)
-        cycles = _pes(layer, p) * out_dim**2 * layer.timesteps  # PE cycles of the layer
+        cycles = _pes(layer, p) * out_dim**2 * workload.steps_run(layer)  # PE cycles of the layer
         per_cycle = {
             "htree": p.e_htree_pj,
             "mem_fetch": p.e_mem_fetch_pj,
@@ -92,15 +94,21 @@ class SpikeSim(Estimator):
         return {k: v * cycles for k, v in per_cycle.items()}
 
     def latencies_ns(self, layers, workload, p, dense):
-        ns_per_pe_cycle = p.pe_cycle_clocks * 1e3 / p.clock_mhz
+        ns_per_pe_cycle = p.pe_cycle_clocks * NS_PER_US / p.clock_mhz
         out = []
         for i, layer in enumerate(layers):
             _, out_dim = _dims(layer)
             work = layer.out_ch * out_dim**2
             if i < len(layers) - 1:
                 work = math.floor(p.layer_overlap_frac * work)
-            out.append(work * layer.timesteps * ns_per_pe_cycle)
+            out.append(work * workload.steps_run(layer) * ns_per_pe_cycle)
         return out
+
+    def layer_latency_ns(self, layer, workload, p, dense):
+        return self.latencies_ns([layer], workload, p, dense)[0]
+
+    def layer_area_um2(self, layer, workload, p):
+        return self.layer_areas_um2([layer], workload, p)[0]
 
     def layer_areas_um2(self, layers, workload, p):
         # storage cells per layer; the membrane only for the first ``membrane_layers`` (quirk)
@@ -143,4 +151,6 @@ class SpikeSim(Estimator):
         ]
         if any(layer.kind == "linear" for layer in workload.layers):
             notes.append("spikesim: fully connected layers are not costed (as in the script)")
+        if any(layer.kind == "matmul" for layer in workload.layers):
+            notes.append("spikesim: matmuls of two activations are not costed (the script has none)")
         return notes

@@ -17,7 +17,11 @@ in event mode, where zero inputs are skipped; ``macs`` in dense mode):
   weight_sram = ⌈weights·w/word⌉·e_sram             (weights re-read every step)
   dram        = weight words once per inference if the layer fits the weight buffer,
                 else every step; outputs (and membranes, spiking) spill to DRAM (write +
-                read) every step when they exceed the output buffer
+                read) every step when they exceed the output buffer; a membrane is stored
+                with its recorded bits, at most membrane_bits
+  weight_write = ⌈weights·w/word⌉·e_sram every step for a dynamic operand (the b of a
+                matmul of activations is written to the weight buffer at run time)
+Every step's terms are weighted by r_t, the fraction of samples still running.
 Latency: Σ_t ⌈ops_t / (pe_rows·pe_cols)⌉ + ⌈out_size/pe_cols⌉ cycles at ``clock_mhz``.
 Area (shared by all layers): PE array + weight, input and output buffers.
 """
@@ -29,7 +33,9 @@ import math
 from pydantic import Field
 
 from spikecim.hw.estimators import Estimator, EstimatorParams, register_estimator
-from spikecim.hw.estimators._common import fan_in
+from spikecim.hw.estimators._common import BITS_PER_KB, fan_in, membrane_bits
+
+NS_PER_US = 1e3  # a clock in MHz has a period of 1e3/f ns
 
 
 class SystolicParams(EstimatorParams):
@@ -57,8 +63,19 @@ class SystolicParams(EstimatorParams):
 
 
 def lif_update_pj(p: SystolicParams) -> float:
-    """A LIF update = add + compare + 2 mux + 3 register + shift (SATA, docs/references.md#sata-energies)."""
-    return p.e_add_pj + p.e_cmp_pj + 2 * p.e_mux_pj + 3 * p.e_reg_pj + p.e_shift_pj
+    """A LIF update = add + compare + 2 mux + 3 register + shift.
+
+    SATA_Sim's LIF count (docs/references.md#sata-energies).
+    """
+    n = LIF_UPDATE_OPS
+    return (
+        n["add"] * p.e_add_pj + n["cmp"] * p.e_cmp_pj + n["mux"] * p.e_mux_pj
+        + n["reg"] * p.e_reg_pj + n["shift"] * p.e_shift_pj
+    )  # fmt: skip
+
+
+LIF_UPDATE_OPS = {"add": 1, "cmp": 1, "mux": 2, "reg": 3, "shift": 1}  # SATA_Sim: one LIF update
+READ_AND_WRITE = 2  # a partial sum / membrane is read and written back
 
 
 def words(bits: float, p: SystolicParams) -> float:
@@ -90,42 +107,51 @@ class Systolic(Estimator):
     name = "systolic"
     Params = SystolicParams
     description = "SATA-style digital systolic array, zero inputs skipped"
+    activity_components = ("compute", "spad")
 
     def layer_energy_pj(self, layer, workload, p, dense):
-        T = layer.timesteps
-        ops = sum(layer_ops(layer, t, dense) for t in range(T))
+        T = workload.steps_run(layer)
+        ops = sum(workload.running(t) * layer_ops(layer, t, dense) for t in range(layer.timesteps))
         w_bits = min(layer.weight_bits, p.word_bits)
         col_folds = math.ceil(layer.out_ch / p.pe_cols)
         row_folds = math.ceil(fan_in(layer) / p.pe_rows)
         weight_words = words(layer.weights * w_bits, p)
-        fits = layer.weights * w_bits <= p.weight_buffer_kb * 8192
+        fits = layer.weights * w_bits <= p.weight_buffer_kb * BITS_PER_KB
         out_b = out_bits(layer, workload)
         dram_words = weight_words * (1 if fits else T)
-        if layer.out_size * out_b > p.output_buffer_kb * 8192:
-            dram_words += 2 * words(layer.out_size * out_b, p) * T
+        if layer.out_size * out_b > p.output_buffer_kb * BITS_PER_KB:
+            dram_words += READ_AND_WRITE * words(layer.out_size * out_b, p) * T
+        m_bits = membrane_bits(layer, p.membrane_bits)
         if (
             workload.spiking
             and layer.has_neuron
-            and layer.out_size * p.membrane_bits > p.output_buffer_kb * 8192
+            and layer.out_size * m_bits > p.output_buffer_kb * BITS_PER_KB
         ):
-            dram_words += 2 * words(layer.out_size * p.membrane_bits, p) * T
-        return {
+            dram_words += READ_AND_WRITE * words(layer.out_size * m_bits, p) * T
+        e = {
             "compute": ops * op_pj(layer, workload, p),
             "spad": ops * p.e_spad_pj,
             "neuron": layer.out_size * T * neuron_pj(layer, workload, p),
             "input_sram": words(layer.in_size * layer.input_bits, p) * col_folds * T * p.e_sram_pj,
-            "output_sram": 2 * layer.out_size * row_folds * T * p.e_sram_pj,
+            "output_sram": READ_AND_WRITE * layer.out_size * row_folds * T * p.e_sram_pj,
             "weight_sram": weight_words * T * p.e_sram_pj,
             "dram": dram_words * p.e_dram_pj,
         }
+        if layer.dynamic:
+            e["weight_write"] = weight_words * T * p.e_sram_pj
+        return e
 
     def layer_latency_ns(self, layer, workload, p, dense):
         n_pe = p.pe_rows * p.pe_cols
         cycles = sum(
-            math.ceil(layer_ops(layer, t, dense) / n_pe) + math.ceil(layer.out_size / p.pe_cols)
+            workload.running(t)
+            * (math.ceil(layer_ops(layer, t, dense) / n_pe) + math.ceil(layer.out_size / p.pe_cols))
             for t in range(layer.timesteps)
         )
-        return cycles * 1e3 / p.clock_mhz
+        return cycles * NS_PER_US / p.clock_mhz
+
+    def layer_area_um2(self, layer, workload, p):
+        return {}  # the PE array and buffers are shared by every layer (shared_area_um2)
 
     def shared_area_um2(self, layers, workload, p):
         kb = {
@@ -134,7 +160,7 @@ class Systolic(Estimator):
             "output_buffer": p.output_buffer_kb,
         }
         area = {"pe_array": p.pe_rows * p.pe_cols * p.a_pe_um2}
-        area.update({k: v * 8192 * p.a_sram_bit_um2 for k, v in kb.items()})
+        area.update({k: v * BITS_PER_KB * p.a_sram_bit_um2 for k, v in kb.items()})
         return area
 
     def notes(self, workload, p, dense):

@@ -1,0 +1,118 @@
+"""``conv1d`` and ``conv2d``: ``nn.Conv1d`` / ``nn.Conv2d`` and subclasses, groups included.
+
+Accumulates triggered by non-zero inputs, exactly (borders, strides, dilation, groups):
+``(out_ch / groups) · Σ conv(mask(x), ones[1, in_ch, k…])`` — each output position counts
+the non-zero inputs under its kernel window, once per output channel of the group. A 1-D
+convolution is described with ``in_hw = (L, 1)``, ``kernel = (k, 1)``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from spikecim.errors import SpikecimError
+from spikecim.ops import Op, register_op
+from spikecim.ops._bits import weight_bits
+
+
+def _pair(v, fill: int) -> tuple[int, int]:
+    v = (v,) if isinstance(v, int) else tuple(v)
+    return (int(v[0]), int(v[1]) if len(v) > 1 else fill)
+
+
+class _Conv(Op):
+    nd: int = 2
+
+    def sample_ndim(self, module):
+        return self.nd + 1
+
+    def accumulates(self, module, inputs):
+        mask = (inputs[0] != 0).to(torch.float32)
+        ones = torch.ones(1, module.in_channels, *module.kernel_size, dtype=mask.dtype, device=mask.device)
+        conv = F.conv2d if self.nd == 2 else F.conv1d
+        window = conv(mask, ones, None, module.stride, module.padding, module.dilation)
+        return window.flatten(1).sum(1) * (module.out_channels // module.groups)
+
+    def describe(self, module, in_shapes, out_shape):
+        w = module.weight
+        hw = lambda s: _pair(tuple(s[1:]), 1)
+        return {
+            "in_ch": module.in_channels,
+            "out_ch": module.out_channels,
+            "kernel": _pair(module.kernel_size, 1),
+            "stride": _pair(module.stride, 1),
+            "padding": _pair(_padding(module), 0),
+            "dilation": _pair(module.dilation, 1),
+            "groups": module.groups,
+            "in_hw": hw(in_shapes[0]),
+            "out_hw": hw(out_shape),
+            "has_bias": module.bias is not None,
+            "operands": {
+                "weight": {
+                    "kind": "static",
+                    "bits": weight_bits(module, w),
+                    "sparsity": float((w == 0).float().mean()),
+                }
+            },
+        }
+
+    def static_weight(self, module):
+        return module.weight
+
+    def to_nir(self, writer, module, name, prev):
+        import nir
+
+        from spikecim.interop.export_layers import as_numpy
+
+        in_shape = writer.shape(module, name, 0)
+        if module.padding_mode != "zeros":
+            raise SpikecimError(
+                f"layer '{name}' ({type(module).__name__}): padding_mode '{module.padding_mode}' "
+                "has no NIR equivalent"
+            )
+        m = module
+        bias = as_numpy(m.bias) if m.bias is not None else as_numpy(torch.zeros(m.out_channels))
+        pad = m.padding if isinstance(m.padding, str) else tuple(m.padding)
+        if self.nd == 1:
+            node = nir.Conv1d(input_shape=int(in_shape[-1]), weight=as_numpy(m.weight), stride=int(m.stride[0]),
+                              padding=pad if isinstance(pad, str) else int(pad[0]), dilation=int(m.dilation[0]),
+                              groups=int(m.groups), bias=bias)  # fmt: skip
+        else:
+            node = nir.Conv2d(input_shape=tuple(int(s) for s in in_shape[-2:]), weight=as_numpy(m.weight),
+                              stride=tuple(m.stride), padding=pad, dilation=tuple(m.dilation),
+                              groups=int(m.groups), bias=bias)  # fmt: skip
+        return writer.add(name, node)
+
+
+def _padding(module) -> tuple[int, ...]:
+    """Numeric padding; ``'same'`` as the symmetric padding that keeps the size (odd windows),
+    ``'valid'`` as 0."""
+    if not isinstance(module.padding, str):
+        return tuple(module.padding)
+    if module.padding == "valid":
+        return (0,) * len(module.kernel_size)
+    return tuple(d * (k - 1) // 2 for d, k in zip(module.dilation, module.kernel_size))
+
+
+@register_op
+class Conv1d(_Conv):
+    """1-D convolution; ``to_analog`` keeps it digital (no 1-D crossbar layer yet)."""
+
+    kind = "conv1d"
+    modules = (nn.Conv1d,)
+    nd = 1
+
+
+@register_op
+class Conv2d(_Conv):
+    kind = "conv2d"
+    modules = (nn.Conv2d,)
+    on_crossbar = True
+    nd = 2
+
+    def to_analog(self, module, config):
+        from spikecim.analog.layers import AnalogConv2d
+
+        return AnalogConv2d(module, config)

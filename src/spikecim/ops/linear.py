@@ -1,0 +1,64 @@
+"""``linear``: ``nn.Linear`` and its subclasses, ``y = x·Wᵀ + b`` on the last dimension.
+
+Accumulates: ``nnz(x) · out_features`` (each non-zero input feeds every output). A linear
+layer applied to ``[..., S, F]`` (tokens) acts at every one of the ``S`` positions:
+``positions = S`` (the product of the dimensions before the features).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from spikecim.ops import Op, register_op
+from spikecim.ops._bits import weight_bits
+
+
+@register_op
+class Linear(Op):
+    kind = "linear"
+    modules = (nn.Linear,)
+    on_crossbar = True
+
+    def sample_ndim(self, module):
+        return None
+
+    def accumulates(self, module, inputs):
+        mask = (inputs[0] != 0).to(torch.float32)
+        return mask.flatten(1).sum(1) * module.out_features
+
+    def describe(self, module, in_shapes, out_shape):
+        w = module.weight
+        return {
+            "in_ch": module.in_features,
+            "out_ch": module.out_features,
+            "positions": math.prod(in_shapes[0][:-1]),
+            "has_bias": module.bias is not None,
+            "operands": {
+                "weight": {
+                    "kind": "static",
+                    "bits": weight_bits(module, w),
+                    "sparsity": float((w == 0).float().mean()),
+                }
+            },
+        }
+
+    def static_weight(self, module):
+        return module.weight
+
+    def to_analog(self, module, config):
+        from spikecim.analog.layers import AnalogLinear
+
+        return AnalogLinear(module, config)
+
+    def to_nir(self, writer, module, name, prev):
+        import nir
+
+        from spikecim.interop.export_layers import as_numpy
+
+        weight = as_numpy(module.weight)
+        if module.bias is not None:
+            return writer.add(name, nir.Affine(weight=weight, bias=as_numpy(module.bias)))
+        return writer.add(name, nir.Linear(weight=weight))
