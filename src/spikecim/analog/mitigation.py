@@ -27,8 +27,8 @@ from torch import nn
 from spikecim import ops
 from spikecim.analog.devices import PCMDevice
 from spikecim.analog.evaluate import _inputs
-from spikecim.train.evaluate import ModelInput
 from spikecim.errors import SpikecimError
+from spikecim.train.evaluate import ModelInput
 
 __all__ = ["WeightModifier", "bn_finetune", "hwa_train", "modify_weight"]
 

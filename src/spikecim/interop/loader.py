@@ -64,9 +64,8 @@ def load_run_model(run_dir: str | Path, variant: str | None = None) -> nn.Module
     """The trained model of one variant (None: the first spiking one) of a ``spikecim run``
     folder, loaded by :func:`spikecim.pipeline.run.load_run`, with ``input_shape`` set to one
     sample's shape without time (a frame data set's ``[T, C, H, W]`` samples give ``[C, H, W]``)."""
-    from spikecim.pipeline.run import load_run
-
     from spikecim.config import load_config
+    from spikecim.pipeline.run import load_run
 
     if variant is None:
         listed = load_config(Path(run_dir) / "config.yaml").variants
