@@ -21,18 +21,18 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
 from spikecim.analog.devices import PCMDevice
 from spikecim.analog.evaluate import model_inputs
 from spikecim.errors import SpikecimError
+from spikecim.schema import Schema
 
 __all__ = ["WeightModifier", "bn_finetune", "hwa_train", "modify_weight"]
 
 
-class WeightModifier(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class WeightModifier(Schema):
     kind: Literal["add_normal", "mult_normal", "pcm"] = "pcm"
     std: float = Field(0.05, ge=0, description="noise scale (relative; 1.0 = the PCM model as is for 'pcm')")
 

@@ -29,11 +29,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from spikecim.errors import SpikecimError
 from spikecim.hw.units import first_error
 from spikecim.readers import read_mapping
+from spikecim.schema import Schema
 from spikecim.trace.workload import LayerWorkload, Workload
 
 __all__ = ["LayerSpec", "NetworkSpec", "load_workload", "spikesim_from_spec", "workload_from_layers"]
@@ -43,8 +44,8 @@ def _pair(v: int | tuple[int, int] | list[int]) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
-class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _Spec(Schema):
+    """Unknown keys, nan/inf and numbers beyond 1e12 are refused (:mod:`spikecim.schema`)."""
 
 
 class LayerSpec(_Spec):

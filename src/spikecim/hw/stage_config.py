@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
+
+from spikecim.schema import Schema
 
 _TABLES = Path(__file__).parent / "tables"
 
 
-class HardwareStageConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class HardwareStageConfig(Schema):
 
     enabled: bool = True
     archs: list[str] = Field(
