@@ -520,3 +520,18 @@ def test_nir_graph_without_synaptic_layer_is_one_line(command, tmp_path, capsys)
     path = tmp_path / "nosyn.nir"
     nir.write(str(path), _graph([4], {"lif": lif}, [("in", "lif"), ("lif", "out")]))
     assert "no synaptic layer" in _cli([*command, str(path)], capsys)
+
+
+def test_monte_carlo_refuses_a_calibrated_adc_without_calibration_data():
+    import torch
+
+    from spikecim.analog import evaluate
+    from spikecim.analog.convert import to_analog
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3))
+    x, y = torch.rand(8, 4), torch.zeros(8, dtype=torch.long)
+    am = to_analog(model, load_crossbar_config("rram-65nm"))
+    with pytest.raises(SpikecimError, match="calibration_samples.*adc.range"):
+        evaluate.monte_carlo(am, x, y, [0], timesteps=None)
+    accs = evaluate.monte_carlo(am, x, y, [0], timesteps=None, calibration_x=x)
+    assert len(accs) == 1 and 0.0 <= accs[0] <= 1.0
