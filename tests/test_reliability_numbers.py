@@ -535,3 +535,13 @@ def test_monte_carlo_refuses_a_calibrated_adc_without_calibration_data():
         evaluate.monte_carlo(am, x, y, [0], timesteps=None)
     accs = evaluate.monte_carlo(am, x, y, [0], timesteps=None, calibration_x=x)
     assert len(accs) == 1 and 0.0 <= accs[0] <= 1.0
+
+
+@pytest.mark.parametrize("dt", [math.inf, math.nan, 0.0, 1e4])
+def test_nir_export_dt_out_of_range_is_refused(dt):
+    import torch
+
+    from spikecim.interop import to_nir
+
+    with pytest.raises(SpikecimError, match="dt: must be"):
+        to_nir(torch.nn.Sequential(torch.nn.Linear(3, 2)), dt=dt)
