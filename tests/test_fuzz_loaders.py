@@ -126,7 +126,13 @@ def _load(loader, path: Path):
 
 
 RUN_KEYS = _keys(RunConfig, CrossbarConfig, *DEVICES.values())
-XBAR_KEYS = _keys(CrossbarConfig, *DEVICES.values()) + ["preset", "r_on_ohm", "r_off_ohm", "adc_bits", "dac_bits"]
+XBAR_KEYS = _keys(CrossbarConfig, *DEVICES.values()) + [
+    "preset",
+    "r_on_ohm",
+    "r_off_ohm",
+    "adc_bits",
+    "dac_bits",
+]
 ARCH_KEYS = ["name", "estimator", "description", "technology_nm", "params", *list_estimators()]
 ARCH_KEYS += _keys(*(get_estimator(e).Params for e in list_estimators()))
 LAYER_KEYS = _keys(NetworkSpec) + ["conv2d", "conv1d", "linear"]
@@ -190,7 +196,11 @@ def test_random_file_contents_are_loaded_or_refused_in_one_line(kind, content, s
     _load(LOADERS[kind], path)
 
 
-@settings(FUZZ, max_examples=10, suppress_health_check=[*FUZZ.suppress_health_check, HealthCheck.function_scoped_fixture])
+@settings(
+    FUZZ,
+    max_examples=10,
+    suppress_health_check=[*FUZZ.suppress_health_check, HealthCheck.function_scoped_fixture],
+)
 @given(data=mappings(LAYER_KEYS))
 def test_hw_estimate_cli_on_a_random_layer_file_exits_0_or_2(data, scratch, capsys):
     path = _write(scratch / "cli-layers.yaml", data)

@@ -87,7 +87,9 @@ def _sub_models(ann) -> list[tuple[str, type[BaseModel]]]:
     return out
 
 
-def numeric_fields(model: type[BaseModel], prefix: str = "", seen: set | None = None) -> list[tuple[str, str]]:
+def numeric_fields(
+    model: type[BaseModel], prefix: str = "", seen: set | None = None
+) -> list[tuple[str, str]]:
     """(dotted path, kind) of every numeric field of ``model`` and its nested models."""
     if seen is not None:
         seen.add(model)
@@ -162,7 +164,7 @@ def _roots():
         fields = numeric_fields(cls, "device.", seen=REACHED)
         roots.append((f"device-{name}", {"device": {"name": name}}, load_crossbar_config, fields))
     for est in list_estimators():
-        table, params = _table_params(est)
+        table, _ = _table_params(est)
         arch = load_architecture(table)
         fields = numeric_fields(get_estimator(est).Params, "params.", seen=REACHED)
 
@@ -267,7 +269,9 @@ def test_hw_node_nm_out_of_range_exits_2(value, layer_file, capsys):
 @pytest.mark.parametrize("value", [".inf", ".nan", "1e308", "1.0e+308", "-.inf"])
 def test_hw_table_entry_not_finite_exits_2(value, layer_file, tmp_path, capsys):
     text = (TABLES_DIR / "imc-rram-65nm.yaml").read_text()
-    lines = [f"  e_mux_pj: {value}" if line.strip().startswith("e_mux_pj:") else line for line in text.splitlines()]
+    lines = [
+        f"  e_mux_pj: {value}" if line.strip().startswith("e_mux_pj:") else line for line in text.splitlines()
+    ]
     table = tmp_path / "chip.yaml"
     table.write_text("\n".join(lines))
     assert "e_mux_pj" in _cli(["hw", "estimate", str(layer_file), "--arch", str(table)], capsys)
@@ -355,7 +359,10 @@ def test_layer_list_network_in_hw_zero_is_named():
 
 
 def test_layer_list_geometry_gives_the_convolution_formula():
-    spec = {"in_hw": [9, 7], "layers": [{"in_ch": 4, "out_ch": 6, "kernel": [3, 1], "stride": 2, "padding": [1, 0], "groups": 2}]}
+    spec = {
+        "in_hw": [9, 7],
+        "layers": [{"in_ch": 4, "out_ch": 6, "kernel": [3, 1], "stride": 2, "padding": [1, 0], "groups": 2}],
+    }
     layer = workload_from_layers(spec).layers[0]
     assert layer.out_hw == ((9 + 2 - 3) // 2 + 1, (7 - 1) // 2 + 1)
     assert layer.macs == 6 * (4 // 2) * 3 * 1 * 5 * 4
@@ -368,8 +375,18 @@ def test_calibrated_adc_without_calibration_samples_is_refused_at_validation(tmp
     with pytest.raises(SpikecimError) as e:
         load_config(None, ["analog.preset=rram-65nm", "analog.calibration_samples=0"])
     assert "calibration_samples" in str(e.value) and "adc.range" in str(e.value)
-    err = _cli(["run", "--set", "analog.preset=rram-65nm", "--set", "analog.calibration_samples=0",
-                "--set", f"output_dir={tmp_path}"], capsys)  # fmt: skip
+    err = _cli(
+        [
+            "run",
+            "--set",
+            "analog.preset=rram-65nm",
+            "--set",
+            "analog.calibration_samples=0",
+            "--set",
+            f"output_dir={tmp_path}",
+        ],
+        capsys,
+    )
     assert "calibration_samples" in err
 
 
@@ -378,8 +395,12 @@ def test_calibrated_adc_without_calibration_samples_is_refused_at_validation(tmp
     [
         ["analog.preset=rram-65nm", "analog.calibration_samples=1"],
         ["analog.preset=pcm-aihwkit", "analog.calibration_samples=0"],  # a fixed range
-        ["analog.preset=rram-65nm", "analog.calibration_samples=0", "analog.adc_bits_sweep=[]",
-         "analog.overrides={adc: {enabled: false}}"],  # fmt: skip
+        [
+            "analog.preset=rram-65nm",
+            "analog.calibration_samples=0",
+            "analog.adc_bits_sweep=[]",
+            "analog.overrides={adc: {enabled: false}}",
+        ],
         ["analog.preset=rram-65nm", "analog.calibration_samples=0", "analog.overrides={adc: {range: max}}"],
     ],
 )
@@ -405,7 +426,9 @@ def config_folder(tmp_path) -> Path:
     arch = yaml.safe_load((TABLES_DIR / "naive-45nm.yaml").read_text())
     (folder / "chip.yaml").write_text(yaml.safe_dump(arch))
     (folder / "run.yaml").write_text(
-        yaml.safe_dump({"analog": {"preset": "xbar.yaml"}, "hardware": {"archs": ["chip.yaml", "naive-45nm"]}})
+        yaml.safe_dump(
+            {"analog": {"preset": "xbar.yaml"}, "hardware": {"archs": ["chip.yaml", "naive-45nm"]}}
+        )
     )
     return folder
 
@@ -443,7 +466,11 @@ def test_paths_given_with_set_stay_relative_to_the_current_folder(config_folder,
 
 def _graph(shape, nodes=None, edges=None) -> nir.NIRGraph:
     shape = np.array(shape)
-    nodes = {"in": nir.Input(input_type={"input": shape}), **(nodes or {}), "out": nir.Output(output_type={"output": shape})}
+    nodes = {
+        "in": nir.Input(input_type={"input": shape}),
+        **(nodes or {}),
+        "out": nir.Output(output_type={"output": shape}),
+    }
     return nir.NIRGraph(nodes=nodes, edges=edges or [("in", "out")], type_check=False)
 
 
@@ -457,12 +484,18 @@ def test_nir_huge_declared_input_is_refused_before_allocating(tmp_path, capsys):
 
 def test_nir_conv_on_a_huge_input_is_refused(tmp_path, capsys):
     w = np.zeros((2, 1, 3, 3), dtype=np.float32)
-    conv = nir.Conv2d(input_shape=(60000, 60000), weight=w, stride=1, padding=0, dilation=1, groups=1, bias=np.zeros(2))
+    conv = nir.Conv2d(
+        input_shape=(60000, 60000), weight=w, stride=1, padding=0, dilation=1, groups=1, bias=np.zeros(2)
+    )
     g = nir.NIRGraph(
-        nodes={"in": nir.Input(input_type={"input": np.array([1, 60000, 60000])}), "conv": conv,
-               "out": nir.Output(output_type={"output": np.array([2, 59998, 59998])})},
-        edges=[("in", "conv"), ("conv", "out")], type_check=False,
-    )  # fmt: skip
+        nodes={
+            "in": nir.Input(input_type={"input": np.array([1, 60000, 60000])}),
+            "conv": conv,
+            "out": nir.Output(output_type={"output": np.array([2, 59998, 59998])}),
+        },
+        edges=[("in", "conv"), ("conv", "out")],
+        type_check=False,
+    )
     path = tmp_path / "conv.nir"
     nir.write(str(path), g)
     assert "SPIKECIM_MAX_ELEMENTS" in _cli(["nir", "inspect", str(path)], capsys)
@@ -470,12 +503,18 @@ def test_nir_conv_on_a_huge_input_is_refused(tmp_path, capsys):
 
 def test_nir_padding_that_blows_up_an_activation_is_refused_from_metadata():
     w = np.zeros((4, 1, 1, 1), dtype=np.float32)
-    conv = nir.Conv2d(input_shape=None, weight=w, stride=1, padding=20000, dilation=1, groups=1, bias=np.zeros(4))
+    conv = nir.Conv2d(
+        input_shape=None, weight=w, stride=1, padding=20000, dilation=1, groups=1, bias=np.zeros(4)
+    )
     g = nir.NIRGraph(
-        nodes={"in": nir.Input(input_type={"input": np.array([1, 2, 2])}), "conv": conv,
-               "out": nir.Output(output_type={"output": np.array([4])})},
-        edges=[("in", "conv"), ("conv", "out")], type_check=False,
-    )  # fmt: skip
+        nodes={
+            "in": nir.Input(input_type={"input": np.array([1, 2, 2])}),
+            "conv": conv,
+            "out": nir.Output(output_type={"output": np.array([4])}),
+        },
+        edges=[("in", "conv"), ("conv", "out")],
+        type_check=False,
+    )
     with pytest.raises(SpikecimError, match=r"node 'conv'.*4, 40002, 40002"):
         from_nir(g)
 
@@ -484,7 +523,9 @@ def test_nir_compressed_huge_dataset_is_refused_before_reading(tmp_path):
     path = tmp_path / "zip.nir"
     nir.write(str(path), _graph([4]))
     with h5py.File(path, "a") as f:  # a 2**29-element weight of zeros, compressed to bytes
-        f["node"].create_dataset("extra", shape=(2**15, 2**14), dtype="f4", compression="gzip", chunks=(256, 256))
+        f["node"].create_dataset(
+            "extra", shape=(2**15, 2**14), dtype="f4", compression="gzip", chunks=(256, 256)
+        )
     assert path.stat().st_size < 1_000_000
     with pytest.raises(SpikecimError, match="dataset 'extra'"):
         read_graph(path)

@@ -105,7 +105,9 @@ def effective_conductance(
     return G_eff
 
 
-def _solve(G: np.ndarray, r_wire_ohm: float, r_driver_ohm: float, r_sense_ohm: float, solver: str) -> np.ndarray:
+def _solve(
+    G: np.ndarray, r_wire_ohm: float, r_driver_ohm: float, r_sense_ohm: float, solver: str
+) -> np.ndarray:
     if solver == "block":
         # Many small dense solves: BLAS threads only add contention here.
         with threadpool_limits(limits=1, user_api="blas"):

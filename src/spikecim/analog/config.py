@@ -30,6 +30,8 @@ from spikecim.readers import read_mapping
 from spikecim.schema import MAX_INT, Schema
 
 __all__ = [
+    "MAX_WIRE_OHM",
+    "MIN_WIRE_OHM",
     "PRESET_DIR",
     "ConverterConfig",
     "CrossbarConfig",
@@ -37,8 +39,6 @@ __all__ = [
     "FaultConfig",
     "IRDropConfig",
     "VariationConfig",
-    "MAX_WIRE_OHM",
-    "MIN_WIRE_OHM",
     "list_presets",
     "load_crossbar_config",
 ]
@@ -125,7 +125,9 @@ class IRDropConfig(_Section):
     @classmethod
     def _conditioned(cls, v: float) -> float:
         if 0 < v < MIN_WIRE_OHM:
-            raise ValueError(f"must be 0 (ideal wires) or between {MIN_WIRE_OHM:g} and {MAX_WIRE_OHM:g} Ω, got {v:g}")
+            raise ValueError(
+                f"must be 0 (ideal wires) or between {MIN_WIRE_OHM:g} and {MAX_WIRE_OHM:g} Ω, got {v:g}"
+            )
         return v
 
     fast_kappa: float = Field(
@@ -144,7 +146,9 @@ class CrossbarConfig(_Section):
     tile_rows: int = Field(128, gt=0, description="word lines per tile (inputs)")
     tile_cols: int = Field(128, gt=0, description="weight columns per tile (outputs)")
     device: SerializeAsAny[DeviceModel] = Field(default_factory=lambda: DEVICES["ideal"]())
-    g_min_us: float = Field(0.0, ge=0, le=MAX_G_US, description="lowest programmable conductance, 0 to 1e6 µS")
+    g_min_us: float = Field(
+        0.0, ge=0, le=MAX_G_US, description="lowest programmable conductance, 0 to 1e6 µS"
+    )
     g_max_us: float = Field(
         25.0, gt=0, le=MAX_G_US, description="highest programmable conductance, (0, 1e6] µS"
     )

@@ -15,7 +15,6 @@ _YEAR_S = 365 * 24 * 3600.0
 
 
 class AnalogStageConfig(Schema):
-
     enabled: bool = True
     preset: str = Field(
         "pcm-aihwkit",

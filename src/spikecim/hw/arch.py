@@ -39,7 +39,9 @@ class Architecture(Schema):
     name: str = Field(min_length=1)
     estimator: str
     description: str = ""
-    technology_nm: float | None = Field(None, gt=0, le=MAX_NODE_NM, description="technology node, (0, 1e4] nm")
+    technology_nm: float | None = Field(
+        None, gt=0, le=MAX_NODE_NM, description="technology node, (0, 1e4] nm"
+    )
     params: dict[str, Any] = Field(default_factory=dict)
     source: str = Field("", description="file the table was read from")
     _parsed: Any = PrivateAttr(None)
@@ -61,7 +63,11 @@ class Architecture(Schema):
         """
         if self.technology_nm is None:
             raise SpikecimError(f"arch {self.name}: technology_nm is needed to scale to {node_nm} nm")
-        if isinstance(node_nm, bool) or not isinstance(node_nm, (int, float)) or not 0 < node_nm <= MAX_NODE_NM:
+        if (
+            isinstance(node_nm, bool)
+            or not isinstance(node_nm, (int, float))
+            or not 0 < node_nm <= MAX_NODE_NM
+        ):
             raise SpikecimError(f"node_nm: must be a number in (0, {MAX_NODE_NM:g}] nm, got {node_nm}")
         s = node_nm / self.technology_nm
         params = {}

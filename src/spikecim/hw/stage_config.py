@@ -13,7 +13,6 @@ _TABLES = Path(__file__).parent / "tables"
 
 
 class HardwareStageConfig(Schema):
-
     enabled: bool = True
     archs: list[str] = Field(
         default_factory=lambda: ["naive-45nm", "imc-rram-65nm", "systolic-sata"],

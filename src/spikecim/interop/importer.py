@@ -19,8 +19,8 @@ counted, and one above ``SPIKECIM_MAX_ELEMENTS`` is refused before it is allocat
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,7 +97,9 @@ def _dt(graph: nir.NIRGraph, dt: float | None) -> float:
         try:
             dt = float(np.asarray(meta.get("dt", DEFAULT_DT)))
         except (TypeError, ValueError):
-            raise SpikecimError(f"metadata.dt: must be one number of seconds, got {meta.get('dt')!r}") from None
+            raise SpikecimError(
+                f"metadata.dt: must be one number of seconds, got {meta.get('dt')!r}"
+            ) from None
     if not 0 < float(dt) <= MAX_DT:
         raise SpikecimError(f"dt: must be a number in (0, {MAX_DT:g}] seconds, got {dt}")
     return float(dt)
@@ -136,7 +138,11 @@ def _check_declared_sizes(flat: FlatGraph) -> None:
         for types in (getattr(node, "input_type", None), getattr(node, "output_type", None)):
             for port, shape in (types or {}).items():
                 if shape is not None and np.size(shape):
-                    check_elements(np.atleast_1d(shape).reshape(-1).tolist(), f"node '{name}' ({kind}): {port} shape", limit)
+                    check_elements(
+                        np.atleast_1d(shape).reshape(-1).tolist(),
+                        f"node '{name}' ({kind}): {port} shape",
+                        limit,
+                    )
         spatial = getattr(node, "input_shape", None)
         weight = getattr(node, "weight", None)
         if spatial is not None and np.size(spatial) and weight is not None and np.ndim(weight) >= 2:
@@ -194,8 +200,10 @@ def _output_elements(layer: nn.Module, in_shape: tuple[int, ...]) -> list[int] |
         nd = 1 if isinstance(layer, nn.Conv1d) else 2
         if len(in_shape) < nd:
             return None
+
         def per_dim(v):
             return tuple(v) if isinstance(v, (tuple, list)) else (v,) * nd
+
         k, s, d = per_dim(layer.kernel_size), per_dim(layer.stride), per_dim(getattr(layer, "dilation", 1))
         pad = layer.padding
         spatial = in_shape[-nd:]
