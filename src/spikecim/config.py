@@ -18,6 +18,7 @@ from spikecim.analog.stage_config import AnalogStageConfig
 from spikecim.errors import SpikecimError, one_line_validation_error
 from spikecim.hw.stage_config import HardwareStageConfig
 from spikecim.readers import read_mapping
+from spikecim.schema import MAX_INT, MAX_LR, Schema
 from spikecim.variants import VariantConfig, default_variants, legacy_variants
 
 __all__ = [
@@ -29,11 +30,12 @@ __all__ = [
     "VariantConfig",
     "apply_overrides",
     "load_config",
+    "resolve_paths",
 ]
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+class _Section(Schema):
+    model_config = ConfigDict(validate_assignment=True)
 
 
 class DataConfig(_Section):
@@ -102,7 +104,7 @@ class ModelConfig(_Section):
 
 class TrainConfig(_Section):
     epochs: int = Field(15, ge=0)
-    lr: float = Field(2e-3, gt=0.0)
+    lr: float = Field(2e-3, gt=0.0, le=MAX_LR, description="learning rate, in (0, 10]")
     optimizer: Literal["adam", "sgd"] = "adam"
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     weight_decay: float = Field(0.0, ge=0.0)
@@ -120,7 +122,7 @@ DEFAULT_STAGES = ["train", "evaluate", "trace", "analog", "hardware", "report"]
 
 class RunConfig(_Section):
     name: str = Field("digits-convnet", min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, lt=MAX_INT, description="seed of every random draw, 0 <= seed < 2**63")
     output_dir: str = "runs"
     stages: list[str] = Field(default_factory=lambda: list(DEFAULT_STAGES))
     data: DataConfig = DataConfig()
@@ -211,6 +213,26 @@ def _check_section(schema: type[BaseModel], values: dict, prefix: str) -> None:
         raise ValueError(one_line_validation_error(e, prefix=prefix)) from None
 
 
+def resolve_paths(data: dict, folder: Path) -> dict:
+    """``data`` (a run config read from a file in ``folder``) with its relative file paths
+    joined to ``folder``; anything that is not a path is left for validation to judge."""
+
+    def here(value: Any, files_only: bool = True) -> Any:
+        if not isinstance(value, str) or (files_only and not value.endswith((".yaml", ".yml"))):
+            return value
+        if not value or value.startswith("~") or Path(value).is_absolute():
+            return value
+        return str((folder / value).absolute())
+
+    for section, key, files_only in (("analog", "preset", True), ("data", "root", False)):
+        if isinstance(data.get(section), dict) and key in data[section]:
+            data[section][key] = here(data[section][key], files_only)
+    hardware = data.get("hardware")
+    if isinstance(hardware, dict) and isinstance(hardware.get("archs"), list):
+        hardware["archs"] = [here(a) for a in hardware["archs"]]
+    return data
+
+
 def _parse_value(text: str) -> Any:
     try:
         return yaml.safe_load(text)
@@ -235,10 +257,14 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
-    """Read a YAML run config (or the defaults), apply overrides, validate."""
+    """Read a YAML run config (or the defaults), apply overrides, validate.
+
+    Relative file paths written in the file (``analog.preset: xbar.yaml``, ``hardware.archs``
+    entries ending in ``.yaml``, ``data.root``) are read from the file's folder; paths given
+    in ``overrides`` stay relative to the current folder."""
     data: dict = {}
     if path is not None:
-        data = read_mapping(path, "config", "of sections")
+        data = resolve_paths(read_mapping(path, "config", "of sections"), Path(path).parent)
     data = apply_overrides(data, overrides or [])
     try:
         return RunConfig.model_validate(data)

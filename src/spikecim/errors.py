@@ -7,7 +7,16 @@ catch it like any ``ValueError``.
 
 
 class SpikecimError(ValueError):
-    """Bad input from the user: the message is one line naming the field."""
+    """Bad input from the user: the message is one line naming the field (a line break or
+    other control character from the input is written escaped, ``\\n``)."""
+
+    def __init__(self, message: object = "", *args: object) -> None:
+        super().__init__(one_line(str(message)), *args)
+
+
+def one_line(text: str) -> str:
+    """``text`` with control characters (line breaks, tabs, escapes) written as escapes."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def one_line_validation_error(err, prefix: str = "") -> str:

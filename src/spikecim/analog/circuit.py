@@ -28,6 +28,7 @@ import torch
 from scipy.linalg import solve_banded
 from threadpoolctl import threadpool_limits
 
+from spikecim.analog.config import MAX_WIRE_OHM, MIN_WIRE_OHM
 from spikecim.errors import SpikecimError
 
 __all__ = [
@@ -45,8 +46,12 @@ def _check(G_s: np.ndarray, r_wire_ohm: float, r_driver_ohm: float, r_sense_ohm:
     if not np.all(np.isfinite(G_s)) or np.any(G_s < 0):
         raise SpikecimError("ir_drop: G_s must be finite and >= 0 siemens")
     for name, r in (("r_wire_ohm", r_wire_ohm), ("r_driver_ohm", r_driver_ohm), ("r_sense_ohm", r_sense_ohm)):
-        if not (np.isfinite(r) and r >= 0):
-            raise SpikecimError(f"ir_drop: {name} must be finite and >= 0, got {r}")
+        if not (np.isfinite(r) and 0 <= r <= MAX_WIRE_OHM):
+            raise SpikecimError(f"ir_drop.{name}: must be between 0 and {MAX_WIRE_OHM:g} Ω, got {r}")
+    if 0 < r_wire_ohm < MIN_WIRE_OHM:
+        raise SpikecimError(
+            f"ir_drop.r_wire_ohm: must be 0 (ideal wires) or at least {MIN_WIRE_OHM:g} Ω, got {r_wire_ohm}"
+        )
 
 
 def _as_numpy(x) -> np.ndarray:
@@ -86,6 +91,23 @@ def effective_conductance(
         raise SpikecimError(f"ir_drop: solver must be 'block' or 'splu', got '{solver}'")
     if r_wire_ohm == 0:
         return _lumped(G, r_driver_ohm, r_sense_ohm)
+    try:
+        with np.errstate(all="ignore"):
+            G_eff = _solve(G, r_wire_ohm, r_driver_ohm, r_sense_ohm, solver)
+    except (np.linalg.LinAlgError, RuntimeError) as e:  # scipy's splu: RuntimeError "singular"
+        raise SpikecimError(
+            f"ir_drop.r_wire_ohm: the crossbar circuit with r_wire_ohm = {r_wire_ohm:g} Ω cannot be solved ({e})"
+        ) from None
+    if not np.all(np.isfinite(G_eff)):
+        raise SpikecimError(
+            f"ir_drop.r_wire_ohm: the crossbar circuit with r_wire_ohm = {r_wire_ohm:g} Ω gives non-finite currents"
+        )
+    return G_eff
+
+
+def _solve(
+    G: np.ndarray, r_wire_ohm: float, r_driver_ohm: float, r_sense_ohm: float, solver: str
+) -> np.ndarray:
     if solver == "block":
         # Many small dense solves: BLAS threads only add contention here.
         with threadpool_limits(limits=1, user_api="blas"):

@@ -13,12 +13,11 @@ side by side.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     SerializeAsAny,
     ValidationError,
@@ -29,8 +28,11 @@ from pydantic import (
 from spikecim.analog.devices import DEVICES, DeviceModel
 from spikecim.errors import SpikecimError, one_line_validation_error
 from spikecim.readers import read_mapping
+from spikecim.schema import MAX_INT, Schema
 
 __all__ = [
+    "MAX_WIRE_OHM",
+    "MIN_WIRE_OHM",
     "PRESET_DIR",
     "ConverterConfig",
     "CrossbarConfig",
@@ -43,10 +45,17 @@ __all__ = [
 ]
 
 PRESET_DIR = Path(__file__).parent / "presets"
+# Wires, drivers and sense amplifiers are metal and transistors: ohms to kilo-ohms. Outside
+# [1e-6, 1e4] Ω the nodal matrix of the IR-drop solve loses its conditioning or overflows
+# (cells are ~1e4-1e7 Ω); 0 means ideal wires (no IR drop).
+MIN_WIRE_OHM = 1e-6
+MAX_WIRE_OHM = 1e4
+# A cell of 1 Ω: far beyond any memory device (PCM/RRAM g_max is tens of µS).
+MAX_G_US = 1e6
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _Section(Schema):
+    """Unknown keys, nan/inf and numbers beyond 1e12 are refused (:mod:`spikecim.schema`)."""
 
 
 class ConverterConfig(_Section):
@@ -99,10 +108,29 @@ class IRDropConfig(_Section):
     """Wire resistance, solved exactly (``exact``) or by the calibrated first-order model (``fast``)."""
 
     enabled: bool = False
-    r_wire_ohm: float = Field(1.0, ge=0, description="wire resistance between neighbouring cells, Ω")
-    r_driver_ohm: float = Field(0.0, ge=0, description="word-line driver source resistance, Ω")
-    r_sense_ohm: float = Field(0.0, ge=0, description="sense-amplifier input resistance, Ω")
+    r_wire_ohm: float = Field(
+        1.0,
+        ge=0,
+        le=MAX_WIRE_OHM,
+        description="wire resistance between neighbouring cells: 0 (ideal wires) or 1e-6 to 1e4 Ω",
+    )
+    r_driver_ohm: float = Field(
+        0.0, ge=0, le=MAX_WIRE_OHM, description="word-line driver source resistance, 0 to 1e4 Ω"
+    )
+    r_sense_ohm: float = Field(
+        0.0, ge=0, le=MAX_WIRE_OHM, description="sense-amplifier input resistance, 0 to 1e4 Ω"
+    )
     method: Literal["exact", "fast"] = "exact"
+
+    @field_validator("r_wire_ohm")
+    @classmethod
+    def _conditioned(cls, v: float) -> float:
+        if 0 < v < MIN_WIRE_OHM:
+            raise ValueError(
+                f"must be 0 (ideal wires) or between {MIN_WIRE_OHM:g} and {MAX_WIRE_OHM:g} Ω, got {v:g}"
+            )
+        return v
+
     fast_kappa: float = Field(
         1.0, gt=0, description="gain of the fast model (fit it with circuit.calibrate_fast)"
     )
@@ -120,8 +148,12 @@ class CrossbarConfig(_Section):
     tile_rows: int = Field(128, gt=0, description="word lines per tile (inputs)")
     tile_cols: int = Field(128, gt=0, description="weight columns per tile (outputs)")
     device: SerializeAsAny[DeviceModel] = Field(default_factory=lambda: DEVICES["ideal"]())
-    g_min_us: float = Field(0.0, ge=0, description="lowest programmable conductance, µS")
-    g_max_us: float = Field(25.0, gt=0, description="highest programmable conductance, µS")
+    g_min_us: float = Field(
+        0.0, ge=0, le=MAX_G_US, description="lowest programmable conductance, 0 to 1e6 µS"
+    )
+    g_max_us: float = Field(
+        25.0, gt=0, le=MAX_G_US, description="highest programmable conductance, (0, 1e6] µS"
+    )
     weight_bits: int | None = Field(
         None, ge=2, le=16, description="signed weight bits (None: analog weights)"
     )
@@ -138,7 +170,9 @@ class CrossbarConfig(_Section):
     ir_drop: IRDropConfig = IRDropConfig()
     drift_compensation: DriftCompensationConfig = DriftCompensationConfig()
     v_read_v: float = Field(0.2, gt=0, description="word-line voltage of a full-scale input, V")
-    seed: int = Field(0, ge=0, description="programming seed when program() is given none")
+    seed: int = Field(
+        0, ge=0, lt=MAX_INT, description="programming seed when program() is given none, 0 <= seed < 2**63"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -206,8 +240,8 @@ def _flat_spellings(data: dict) -> dict:
     data = dict(data)
     r_on, r_off = data.pop("r_on_ohm", None), data.pop("r_off_ohm", None)
     for name, r in (("r_on_ohm", r_on), ("r_off_ohm", r_off)):
-        if r is not None and not (isinstance(r, (int, float)) and r > 0):
-            raise ValueError(f"{name} must be a number > 0")
+        if r is not None and (isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 < r < math.inf):
+            raise ValueError(f"{name} must be a number > 0 and finite")
     renamed = {"g_max_us": None if r_on is None else 1e6 / r_on}
     renamed["g_min_us"] = None if r_off is None else 1e6 / r_off
     renamed["out_noise_std"] = data.pop("out_noise", None)

@@ -23,7 +23,9 @@ from collections.abc import Callable
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from spikecim.schema import Schema
 
 __all__ = [
     "DEVICES",
@@ -46,10 +48,10 @@ def register_device(name: str) -> Callable[[type[DeviceModel]], type[DeviceModel
     return deco
 
 
-class DeviceModel(BaseModel):
-    """Base: a perfect cell (no write noise, no drift, no read noise)."""
+class DeviceModel(Schema):
+    """Base: a perfect cell (no write noise, no drift, no read noise). Numbers as in
+    :mod:`spikecim.schema`: finite, at most 1e12 in magnitude."""
 
-    model_config = ConfigDict(extra="forbid")
     name: str
 
     def program(

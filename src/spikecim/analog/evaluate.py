@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from spikecim.analog.config import CrossbarConfig, load_crossbar_config
-from spikecim.analog.convert import calibrate_adc, drift, program, to_analog
+from spikecim.analog.convert import analog_layers, calibrate_adc, drift, program, to_analog
 from spikecim.errors import SpikecimError
 from spikecim.train.evaluate import ModelInput, evaluate
 from spikecim.train.seeding import seeded
@@ -59,7 +59,20 @@ def monte_carlo(
     input_seed: int = 0,
 ) -> list[float]:
     """Accuracy per programming seed: program, calibrate the ADC range (if so configured),
-    drift to ``t_inference_s``, evaluate with the read noise seeded by the same seed."""
+    drift to ``t_inference_s``, evaluate with the read noise seeded by the same seed.
+
+    A layer whose ADC range is ``calibrated`` needs ``calibration_x``: without it the model
+    is refused rather than evaluated with an uncalibrated range."""
+    if calibration_x is None or len(calibration_x) == 0:
+        calibrated = [
+            layer for layer in analog_layers(analog_model)
+            if layer.config.adc.enabled and layer.config.adc.range == "calibrated"
+        ]  # fmt: skip
+        if calibrated:
+            raise SpikecimError(
+                "calibration_samples: the crossbar's adc.range is 'calibrated' but no calibration "
+                "samples were given; give some, or set adc.range to 'max' or a number"
+            )
     inputs = _inputs(timesteps, encoder)
     accs = []
     for s in seeds:

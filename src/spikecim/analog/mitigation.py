@@ -21,20 +21,20 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
 from spikecim import ops
 from spikecim.analog.devices import PCMDevice
 from spikecim.analog.evaluate import _inputs
 from spikecim.errors import SpikecimError
+from spikecim.schema import Schema
 from spikecim.train.evaluate import ModelInput
 
 __all__ = ["WeightModifier", "bn_finetune", "hwa_train", "modify_weight"]
 
 
-class WeightModifier(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class WeightModifier(Schema):
     kind: Literal["add_normal", "mult_normal", "pcm"] = "pcm"
     std: float = Field(0.05, ge=0, description="noise scale (relative; 1.0 = the PCM model as is for 'pcm')")
 

@@ -20,6 +20,8 @@ from spikecim.analog.config import CrossbarConfig, load_crossbar_config
 from spikecim.analog.convert import calibrate_adc, drift, program, to_analog
 from spikecim.analog.evaluate import accuracy, monte_carlo
 from spikecim.analog.mitigation import WeightModifier, bn_finetune, hwa_train
+from spikecim.analog.stage_config import check_calibration
+from spikecim.errors import SpikecimError
 from spikecim.pipeline.run import variant_input
 from spikecim.pipeline.stages import RunContext, register_stage
 from spikecim.report.sections import embed_png, register_section
@@ -110,6 +112,10 @@ def analog_stage(ctx: RunContext) -> dict:
     if not sc.enabled:
         return {"enabled": False}
     cfg = crossbar_config_for_run(sc)
+    try:
+        check_calibration(cfg, sc)
+    except SpikecimError as e:
+        raise SpikecimError(f"analog.{e}") from None
     start = time.perf_counter()
     result: dict = {
         "enabled": True,

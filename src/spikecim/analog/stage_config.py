@@ -6,15 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from spikecim.schema import MAX_INT, MAX_LR, Schema
 
 _PRESET_DIR = Path(__file__).parent / "presets"
 _YEAR_S = 365 * 24 * 3600.0
 
 
-class AnalogStageConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class AnalogStageConfig(Schema):
     enabled: bool = True
     preset: str = Field(
         "pcm-aihwkit",
@@ -22,7 +22,7 @@ class AnalogStageConfig(BaseModel):
     )
     overrides: dict[str, Any] = Field(default_factory=dict, description="crossbar fields over the preset")
     n_seeds: int = Field(3, ge=1, le=1000, description="programming seeds of the Monte-Carlo evaluation")
-    seed: int = Field(0, ge=0, description="first programming seed")
+    seed: int = Field(0, ge=0, lt=MAX_INT, description="first programming seed, 0 <= seed < 2**63")
     t_inference_s: float = Field(
         3600.0, ge=0, description="time since programming of the headline accuracy, s"
     )
@@ -35,16 +35,18 @@ class AnalogStageConfig(BaseModel):
     )
     max_samples: int | None = Field(None, gt=0, description="evaluate on at most this many test samples")
     calibration_samples: int = Field(
-        256, ge=0, description="training samples for ADC range and BN fine-tuning"
+        256,
+        ge=0,
+        description="training samples for ADC range and BN fine-tuning; >= 1 when the ADC range is calibrated",
     )
     hwa: bool = Field(True, description="hardware-aware training (weight noise) of a copy, then re-evaluate")
     hwa_modifier: Literal["add_normal", "mult_normal", "pcm"] = "pcm"
     hwa_noise_std: float = Field(1.0, ge=0, description="noise scale of the modifier (1.0: PCM noise as is)")
     hwa_epochs: int = Field(2, ge=0)
-    hwa_lr: float = Field(5e-4, gt=0)
+    hwa_lr: float = Field(5e-4, gt=0, le=MAX_LR, description="learning rate, in (0, 10]")
     bn_finetune: bool = Field(True, description="retrain only BatchNorm on the programmed crossbar")
     bn_epochs: int = Field(3, ge=0)
-    bn_lr: float = Field(1e-2, gt=0)
+    bn_lr: float = Field(1e-2, gt=0, le=MAX_LR, description="learning rate, in (0, 10]")
 
     @field_validator("preset")
     @classmethod
@@ -57,8 +59,8 @@ class AnalogStageConfig(BaseModel):
     @field_validator("drift_times_s")
     @classmethod
     def _times(cls, v: list[float]) -> list[float]:
-        if any(not (t >= 0 and t != float("inf")) for t in v):
-            raise ValueError("times must be finite and >= 0 seconds")
+        if any(t < 0 for t in v):
+            raise ValueError("times must be >= 0 seconds")
         return v
 
     @field_validator("adc_bits_sweep")
@@ -70,11 +72,29 @@ class AnalogStageConfig(BaseModel):
 
     @model_validator(mode="after")
     def _crossbar(self) -> AnalogStageConfig:
-        """Build the crossbar once, so a bad preset file or override fails before training."""
+        """Build the crossbar once, so a bad preset file or override fails before training;
+        a calibrated ADC range needs calibration data."""
         if self.enabled:
             from spikecim.analog.config import load_crossbar_config
 
-            base = load_crossbar_config(self.preset)
+            crossbar = load_crossbar_config(self.preset)
             if self.overrides:
-                base.with_updates(**self.overrides)
+                crossbar = crossbar.with_updates(**self.overrides)
+            check_calibration(crossbar, self)
         return self
+
+
+def check_calibration(crossbar, stage: AnalogStageConfig) -> None:
+    """Refuse an ADC whose range is ``calibrated`` (switched on, or switched on by the
+    ``adc_bits_sweep``) with no calibration samples: it would run with an uncalibrated range
+    and give chance-level accuracy without a word."""
+    from spikecim.errors import SpikecimError
+
+    adc, calibration_samples, preset = crossbar.adc, stage.calibration_samples, stage.preset
+    used = adc.enabled or bool(stage.adc_bits_sweep)
+    if used and adc.range == "calibrated" and calibration_samples < 1:
+        raise SpikecimError(
+            f"calibration_samples: is {calibration_samples}, but adc.range of the crossbar "
+            f"'{preset}' is 'calibrated'; give calibration_samples >= 1, "
+            "or set overrides.adc.range to 'max' or a number"
+        )

@@ -79,7 +79,7 @@ def estimate_cmd(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the CostReport as JSON")] = False,
     out: Annotated[Path | None, typer.Option(help="also save the CostReport JSON here")] = None,
-    timesteps: Annotated[int, typer.Option(min=1, help="for a .nir model: steps to trace")] = 10,
+    timesteps: Annotated[int, typer.Option(help="for a .nir model: steps to trace, 1 to 10000")] = 10,
     input_rate: Annotated[
         float,
         typer.Option(
@@ -97,8 +97,11 @@ def estimate_cmd(
     --dataset when given, else on Bernoulli spike trains at --input-rate.
     """
     from spikecim.hw import estimate, load_architecture, load_workload
+    from spikecim.hw.layers import MAX_TIMESTEPS
     from spikecim.pipeline.sources import is_model_file
 
+    if not 1 <= timesteps <= MAX_TIMESTEPS:
+        raise SpikecimError(f"--timesteps: must be from 1 to {MAX_TIMESTEPS}, got {timesteps}")
     if is_model_file(workload):
         from spikecim.pipeline.sources import workload_from_model_file
 

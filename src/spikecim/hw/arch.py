@@ -20,26 +20,28 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import Field, PrivateAttr, ValidationError
 
 from spikecim.errors import SpikecimError
 from spikecim.hw.units import first_error, normalise_keys
 from spikecim.readers import read_mapping
+from spikecim.schema import Schema
 
 __all__ = ["TABLES_DIR", "Architecture", "list_architectures", "load_architecture"]
 
 TABLES_DIR = Path(__file__).parent / "tables"
+MAX_NODE_NM = 1e4  # technology nodes: from ~1 nm to 10 µm
 
 
-class Architecture(BaseModel):
+class Architecture(Schema):
     """One hardware description: estimator name plus validated constants."""
-
-    model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1)
     estimator: str
     description: str = ""
-    technology_nm: float | None = Field(None, gt=0)
+    technology_nm: float | None = Field(
+        None, gt=0, le=MAX_NODE_NM, description="technology node, (0, 1e4] nm"
+    )
     params: dict[str, Any] = Field(default_factory=dict)
     source: str = Field("", description="file the table was read from")
     _parsed: Any = PrivateAttr(None)
@@ -61,8 +63,12 @@ class Architecture(BaseModel):
         """
         if self.technology_nm is None:
             raise SpikecimError(f"arch {self.name}: technology_nm is needed to scale to {node_nm} nm")
-        if not node_nm > 0:
-            raise SpikecimError(f"node_nm: must be > 0, got {node_nm}")
+        if (
+            isinstance(node_nm, bool)
+            or not isinstance(node_nm, (int, float))
+            or not 0 < node_nm <= MAX_NODE_NM
+        ):
+            raise SpikecimError(f"node_nm: must be a number in (0, {MAX_NODE_NM:g}] nm, got {node_nm}")
         s = node_nm / self.technology_nm
         params = {}
         for k, v in self.params.items():

@@ -14,6 +14,11 @@ Layer list (``workload_from_layers``)::
       - {kind: conv2d, in_ch: 64, out_ch: 64, kernel: 3, padding: 1, pool: 2, activity: 0.2}
       - {kind: linear, in_ch: 4096, out_ch: 10, has_neuron: false}
 
+Geometry is checked when the list is read, with one line naming the field: channels, sizes,
+kernels and strides are integers from 1 to 2**24 (``kernel``, ``stride``, ``padding``,
+``in_hw`` one integer or a pair), ``padding`` from 0, ``groups`` divides ``in_ch`` and
+``out_ch``, ``timesteps`` is 1 to 10000, and the kernel fits the padded input.
+
 Per layer: ``out_hw = ⌊(in + 2·padding − kernel)/stride⌋ + 1``, ``pooled_out_hw = out_hw // pool``,
 ``macs = out_ch·(in_ch/groups)·k²·out_h·out_w`` (``in_ch·out_ch`` for linear), and at every
 step ``in_nonzero = activity·in_size``, ``acs = activity·macs``. In an SNN the first layer
@@ -29,35 +34,51 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 
 from spikecim.errors import SpikecimError
 from spikecim.hw.units import first_error
 from spikecim.readers import read_mapping
+from spikecim.schema import Schema
 from spikecim.trace.workload import LayerWorkload, Workload
 
 __all__ = ["LayerSpec", "NetworkSpec", "load_workload", "spikesim_from_spec", "workload_from_layers"]
+
+MAX_SIZE = 2**24  # channels, feature-map sides, kernels: far beyond any network, and products stay finite
+MAX_TIMESTEPS = 10000  # as data.timesteps of the run config
 
 
 def _pair(v: int | tuple[int, int] | list[int]) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
-class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+def _geometry_pair(v, info: ValidationInfo):
+    """``kernel``/``stride``/``padding``/``in_hw``: one integer or a pair, each in range."""
+    if v is None:
+        return v
+    low = 0 if info.field_name == "padding" else 1
+    values = list(v) if isinstance(v, (list, tuple)) else [v, v]
+    ok = len(values) == 2 and all(isinstance(x, int) and not isinstance(x, bool) for x in values)
+    if not ok or not all(low <= x <= MAX_SIZE for x in values):
+        raise ValueError(f"must be an integer or a pair of integers, each from {low} to 2**24, got {v!r}")
+    return tuple(values)
+
+
+class _Spec(Schema):
+    """Unknown keys, nan/inf and numbers beyond 1e12 are refused (:mod:`spikecim.schema`)."""
 
 
 class LayerSpec(_Spec):
     name: str | None = None
     kind: Literal["conv2d", "conv1d", "linear"] = "conv2d"
-    in_ch: int = Field(gt=0)
-    out_ch: int = Field(gt=0)
+    in_ch: int = Field(gt=0, le=MAX_SIZE)
+    out_ch: int = Field(gt=0, le=MAX_SIZE)
     kernel: int | tuple[int, int] = 1
     stride: int | tuple[int, int] = 1
     padding: int | tuple[int, int] = 0
-    groups: int = Field(1, gt=0)
+    groups: int = Field(1, gt=0, le=MAX_SIZE)
     in_hw: int | tuple[int, int] | None = None
-    pool: int = Field(1, gt=0)
+    pool: int = Field(1, gt=0, le=MAX_SIZE)
     bias: bool = False
     activity: float | None = Field(None, ge=0, le=1)
     spiking_input: bool | None = None
@@ -65,16 +86,28 @@ class LayerSpec(_Spec):
     weight_bits: int | None = Field(None, ge=1, le=64)
     weight_sparsity: float = Field(0.0, ge=0, le=1)
 
+    _pairs = field_validator("kernel", "stride", "padding", "in_hw", mode="before")(_geometry_pair)
+
+    @field_validator("groups")
+    @classmethod
+    def _groups(cls, v: int, info: ValidationInfo) -> int:
+        in_ch, out_ch = info.data.get("in_ch"), info.data.get("out_ch")
+        if in_ch is not None and out_ch is not None and (in_ch % v or out_ch % v):
+            raise ValueError(f"{v} must divide in_ch {in_ch} and out_ch {out_ch}")
+        return v
+
 
 class NetworkSpec(_Spec):
     model: str = "layers"
-    timesteps: int = Field(1, gt=0)
+    timesteps: int = Field(1, gt=0, le=MAX_TIMESTEPS)
     spiking: bool = True
     weight_bits: int = Field(8, ge=1, le=64)
     input_bits: int = Field(8, ge=1, le=64)
     activity: float = Field(1.0, ge=0, le=1)
     in_hw: int | tuple[int, int] = 1
     layers: list[LayerSpec] = Field(min_length=1)
+
+    _pairs = field_validator("in_hw", mode="before")(_geometry_pair)
 
 
 def workload_from_layers(spec: dict, source: str = "layers") -> Workload:
@@ -88,8 +121,6 @@ def workload_from_layers(spec: dict, source: str = "layers") -> Workload:
     layers = []
     for i, s in enumerate(net.layers):
         k, st, pad = _pair(s.kernel), _pair(s.stride), _pair(s.padding)
-        if s.in_ch % s.groups or s.out_ch % s.groups:
-            raise SpikecimError(f"{source}: layers.{i}.groups: must divide in_ch and out_ch")
         if s.kind == "linear":
             in_hw, out_hw = (1, 1), (1, 1)
             macs = s.in_ch * s.out_ch
@@ -147,19 +178,19 @@ def workload_from_layers(spec: dict, source: str = "layers") -> Workload:
 
 
 class SpikeSimLayer(_Spec):
-    in_ch: int = Field(gt=0)
-    out_ch: int = Field(gt=0)
-    in_dim: int = Field(gt=0)
-    out_dim: int = Field(gt=0)
+    in_ch: int = Field(gt=0, le=MAX_SIZE)
+    out_ch: int = Field(gt=0, le=MAX_SIZE)
+    in_dim: int = Field(gt=0, le=MAX_SIZE)
+    out_dim: int = Field(gt=0, le=MAX_SIZE)
 
 
 class SpikeSimSpec(_Spec):
-    xbar_size: int = Field(64, gt=0)
-    pe_per_tile: int = Field(8, gt=0)
-    timesteps: int = Field(5, gt=0)
+    xbar_size: int = Field(64, gt=0, le=MAX_SIZE)
+    pe_per_tile: int = Field(8, gt=0, le=MAX_SIZE)
+    timesteps: int = Field(5, gt=0, le=MAX_TIMESTEPS)
     clock_mhz: float = Field(250.0, gt=0)
     device: Literal["rram", "sram"] = "rram"
-    kernel: int = Field(3, gt=0)
+    kernel: int = Field(3, gt=0, le=MAX_SIZE)
     layers: list[SpikeSimLayer] = Field(min_length=1)
 
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
+
+from spikecim.schema import Schema
 
 _TABLES = Path(__file__).parent / "tables"
 
 
-class HardwareStageConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class HardwareStageConfig(Schema):
     enabled: bool = True
     archs: list[str] = Field(
         default_factory=lambda: ["naive-45nm", "imc-rram-65nm", "systolic-sata"],

@@ -33,7 +33,7 @@ from spikecim.errors import SpikecimError
 from spikecim.interop import modules as M
 from spikecim.interop.export_layers import LEAVES
 from spikecim.interop.graph import GraphModule
-from spikecim.interop.importer import DEFAULT_DT
+from spikecim.interop.importer import DEFAULT_DT, MAX_DT
 from spikecim.nn import TemporalModule
 
 __all__ = ["to_nir"]
@@ -48,8 +48,8 @@ def to_nir(
     (set by ``from_nir``) or the ``in_features`` of a first Linear layer. The graph's
     metadata records ``dt`` so ``from_nir`` reads it back with the same step.
     """
-    if not float(dt) > 0:
-        raise SpikecimError(f"dt: must be > 0 seconds, got {dt}")
+    if not 0 < float(dt) <= MAX_DT:
+        raise SpikecimError(f"dt: must be a number in (0, {MAX_DT:g}] seconds, got {dt}")
     shape = _input_shape(model, input_shape)
     was_training = model.training
     model.eval()

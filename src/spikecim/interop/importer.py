@@ -11,11 +11,15 @@ NIR's reset is a reset to ``v_reset`` on the same step. A node written by spikec
 
 Every node is built and the whole graph is run once on zeros before anything is returned:
 an unsupported node, bad parameters or shapes that do not fit raise a one-line
-:class:`~spikecim.errors.SpikecimError` naming the node.
+:class:`~spikecim.errors.SpikecimError` naming the node. Before the run, every declared shape
+and every activation a node would compute (from its parameters and its input shape) is
+counted, and one above ``SPIKECIM_MAX_ELEMENTS`` is refused before it is allocated
+(:func:`~spikecim.interop.nirfile.check_elements`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,12 +33,13 @@ from spikecim.errors import SpikecimError
 from spikecim.interop import modules as M
 from spikecim.interop.discretise import check_convention, discretise
 from spikecim.interop.graph import FlatGraph, GraphModule, flatten_graph
-from spikecim.interop.nirfile import read_graph
+from spikecim.interop.nirfile import check_elements, max_elements, read_graph
 from spikecim.nn import Sequential, TemporalModule
 
 __all__ = ["BUILDERS", "DEFAULT_DT", "from_nir"]
 
 DEFAULT_DT = 1e-4  # s; snnTorch's export step
+MAX_DT = 1e3  # s; a step longer than a quarter of an hour is a unit mistake
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,7 @@ def from_nir(
         raise SpikecimError(f"graph: expected a nir.NIRGraph or a path, got {type(graph).__name__}")
     ctx = Context(_dt(graph, dt), check_convention(convention), dtype or torch.get_default_dtype(), surrogate)
     flat = flatten_graph(graph)
+    _check_declared_sizes(flat)
     layers = {}
     for name in flat.order:
         if name != flat.input:
@@ -88,9 +94,14 @@ def from_nir(
 def _dt(graph: nir.NIRGraph, dt: float | None) -> float:
     if dt is None:
         meta = graph.metadata if isinstance(graph.metadata, dict) else {}
-        dt = float(np.asarray(meta.get("dt", DEFAULT_DT)))
-    if not float(dt) > 0:
-        raise SpikecimError(f"dt: must be > 0 seconds, got {dt}")
+        try:
+            dt = float(np.asarray(meta.get("dt", DEFAULT_DT)))
+        except (TypeError, ValueError):
+            raise SpikecimError(
+                f"metadata.dt: must be one number of seconds, got {meta.get('dt')!r}"
+            ) from None
+    if not 0 < float(dt) <= MAX_DT:
+        raise SpikecimError(f"dt: must be a number in (0, {MAX_DT:g}] seconds, got {dt}")
     return float(dt)
 
 
@@ -113,7 +124,31 @@ def _input_shape(flat: FlatGraph) -> tuple[int, ...]:
     shape = flat.nodes[flat.input].input_type.get("input")
     if shape is None:
         raise SpikecimError(f"node '{flat.input}': the Input node has no shape")
-    return tuple(int(s) for s in np.atleast_1d(shape))
+    shape = np.atleast_1d(shape).reshape(-1).tolist()
+    check_elements(shape, f"node '{flat.input}' (Input): input shape")
+    return tuple(int(s) for s in shape)
+
+
+def _check_declared_sizes(flat: FlatGraph) -> None:
+    """Count every shape the nodes declare (input/output types, a convolution's input size
+    times its channels) before any tensor is built."""
+    limit = max_elements()
+    for name, node in flat.nodes.items():
+        kind = _kind(flat, name)
+        for types in (getattr(node, "input_type", None), getattr(node, "output_type", None)):
+            for port, shape in (types or {}).items():
+                if shape is not None and np.size(shape):
+                    check_elements(
+                        np.atleast_1d(shape).reshape(-1).tolist(),
+                        f"node '{name}' ({kind}): {port} shape",
+                        limit,
+                    )
+        spatial = getattr(node, "input_shape", None)
+        weight = getattr(node, "weight", None)
+        if spatial is not None and np.size(spatial) and weight is not None and np.ndim(weight) >= 2:
+            channels = np.shape(weight)[1] * int(np.asarray(getattr(node, "groups", 1)))
+            shape = [channels, *np.atleast_1d(spatial).reshape(-1).tolist()]
+            check_elements(shape, f"node '{name}' ({kind}): input_shape with its channels", limit)
 
 
 def _assemble(layers: dict[str, nn.Module], flat: FlatGraph) -> nn.Module:
@@ -134,6 +169,9 @@ def _dry_run(layers: dict, flat: FlatGraph, shape: tuple, dtype: torch.dtype) ->
             raise SpikecimError(f"node '{name}': its inputs have different shapes {ins} ({', '.join(srcs)})")
         layer = layers[name]
         h = values[srcs[0]]
+        predicted = _output_elements(layer, ins[0])
+        if predicted is not None:
+            check_elements(predicted, f"node '{name}' ({_kind(flat, name)}): output for input {list(ins[0])}")
         try:
             with torch.no_grad():
                 out = layer(h) if isinstance(layer, TemporalModule) else layer(h[0])[None]
@@ -152,6 +190,39 @@ def _dry_run(layers: dict, flat: FlatGraph, shape: tuple, dtype: torch.dtype) ->
                 f"{tuple(values[flat.sources(b)[0]].shape[2:])}"
             )
     return shapes
+
+
+def _output_elements(layer: nn.Module, in_shape: tuple[int, ...]) -> list[int] | None:
+    """Sizes whose product bounds the tensor ``layer`` makes from one sample of ``in_shape``
+    (a layer that maps element by element: the input, or its parameters when they are larger);
+    None when they cannot be told (torch then reports the misfit)."""
+    if isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.AvgPool2d)):
+        nd = 1 if isinstance(layer, nn.Conv1d) else 2
+        if len(in_shape) < nd:
+            return None
+
+        def per_dim(v):
+            return tuple(v) if isinstance(v, (tuple, list)) else (v,) * nd
+
+        k, s, d = per_dim(layer.kernel_size), per_dim(layer.stride), per_dim(getattr(layer, "dilation", 1))
+        pad = layer.padding
+        spatial = in_shape[-nd:]
+        if isinstance(pad, str):
+            out = list(spatial) if pad == "same" else [n - d[i] * (k[i] - 1) for i, n in enumerate(spatial)]
+        else:
+            pad = per_dim(pad)
+            out = [(n + 2 * pad[i] - d[i] * (k[i] - 1) - 1) // s[i] + 1 for i, n in enumerate(spatial)]
+        if min(out) < 1:
+            return None
+        channels = [layer.out_channels] if isinstance(layer, (nn.Conv1d, nn.Conv2d)) else list(in_shape[:-nd])
+        return [*channels, *out]
+    if isinstance(layer, nn.Linear):
+        return [*in_shape[:-1], layer.out_features] if in_shape else None
+    size = math.prod(in_shape)
+    tensors = [*layer.parameters(), *layer.buffers()]
+    if isinstance(layer, M.Delay) and layer.steps.numel():
+        return [int(layer.steps.max()) + 1, size]  # step by step it keeps max(d) past inputs
+    return [max([size, *(t.numel() for t in tensors)])]
 
 
 def _kind(flat: FlatGraph, name: str) -> str:

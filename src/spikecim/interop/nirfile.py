@@ -5,10 +5,18 @@ assertion or a ``KeyError`` that does not say which node. :func:`read_graph` rea
 tree with ``nir``'s own reader and builds the nodes one at a time, so an unknown type, a
 missing field or inconsistent parameter shapes name the node. Nothing is returned unless
 every node was built.
+
+A small file can declare a huge tensor (an input of ``[100000, 100000, 100]``, a compressed
+dataset of zeros). Every dataset of the file, every declared shape and every activation the
+graph would compute is counted before anything is allocated, and a tensor of more than
+``SPIKECIM_MAX_ELEMENTS`` elements (environment variable, default 2**28: 1 GiB of float32)
+is refused with one line naming it (:func:`check_elements`).
 """
 
 from __future__ import annotations
 
+import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +25,10 @@ import numpy as np
 
 from spikecim.errors import SpikecimError
 
-__all__ = ["NODE_TYPES", "read_graph", "write_graph"]
+__all__ = ["MAX_ELEMENTS_ENV", "NODE_TYPES", "check_elements", "max_elements", "read_graph", "write_graph"]
+
+MAX_ELEMENTS_ENV = "SPIKECIM_MAX_ELEMENTS"
+DEFAULT_MAX_ELEMENTS = 2**28
 
 NODE_TYPES = (
     "Input", "Output", "Affine", "Linear", "Scale", "Conv1d", "Conv2d", "SumPool2d", "AvgPool2d",
@@ -32,10 +43,12 @@ def read_graph(path: str | Path) -> nir.NIRGraph:
     path = Path(path)
     if not path.is_file():
         raise SpikecimError(f"{path}: no such NIR file")
+    limit = max_elements()
     try:
         with h5py.File(path, "r") as f:
             if "node" not in f:
                 raise SpikecimError(f"{path}: not a NIR file (no 'node' group at the root)")
+            f["node"].visititems(lambda name, obj: _check_dataset(path, name, obj, limit))
             tree = nir.serialization.hdf2dict(f["node"])
     except SpikecimError:
         raise
@@ -57,6 +70,54 @@ def write_graph(graph: nir.NIRGraph, path: str | Path) -> Path:
     except OSError as e:
         raise SpikecimError(f"{path}: cannot write ({e.strerror or e})") from None
     return path
+
+
+def max_elements() -> int:
+    """The most elements one tensor of an imported graph may have (``SPIKECIM_MAX_ELEMENTS``)."""
+    text = os.environ.get(MAX_ELEMENTS_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_ELEMENTS
+    try:
+        limit = int(text)
+    except ValueError:
+        limit = 0
+    if limit < 1:
+        raise SpikecimError(f"{MAX_ELEMENTS_ENV}: must be a positive integer, got '{text}'")
+    return limit
+
+
+def check_elements(shape, what: str, limit: int | None = None) -> int:
+    """The element count of ``shape``; refused when a size is not a positive integer or the
+    count is above the limit (:func:`max_elements`), before anything is allocated."""
+    try:
+        dims = [int(s) for s in shape]
+        ok = all(d == s for d, s in zip(dims, shape, strict=True))
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok or any(d < 1 for d in dims):
+        raise SpikecimError(f"{what}: sizes must be positive integers, got {_listed(shape)}")
+    n = math.prod(dims)
+    limit = max_elements() if limit is None else limit
+    if n > limit:
+        raise SpikecimError(
+            f"{what}: shape {dims} has {n:.3g} elements, above the limit of {limit} per tensor "
+            f"(raise it with the environment variable {MAX_ELEMENTS_ENV})"
+        )
+    return n
+
+
+def _listed(shape) -> str:
+    try:
+        return str(list(np.asarray(shape).reshape(-1).tolist()))
+    except (TypeError, ValueError):
+        return repr(shape)
+
+
+def _check_dataset(path: Path, name: str, obj: Any, limit: int) -> None:
+    import h5py
+
+    if isinstance(obj, h5py.Dataset) and obj.shape and 0 not in obj.shape:
+        check_elements(obj.shape, f"{path}: dataset '{name}'", limit)
 
 
 def _plain(value: Any) -> Any:

@@ -22,17 +22,19 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
 from spikecim.errors import SpikecimError
+from spikecim.schema import Schema
 
 __all__ = ["Estimator", "EstimatorParams", "get_estimator", "list_estimators", "register_estimator"]
 
 
-class EstimatorParams(BaseModel):
-    """Base of every estimator's parameter schema: unknown keys are refused."""
+class EstimatorParams(Schema):
+    """Base of every estimator's parameter schema: unknown keys, nan/inf and numbers beyond
+    1e12 in magnitude are refused (:mod:`spikecim.schema`)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(frozen=True)
 
 
 class Estimator(ABC):
