@@ -38,6 +38,7 @@ import torch.nn.functional as F
 
 from spikecim.analog.circuit import effective_conductance, effective_conductance_fast
 from spikecim.analog.config import CrossbarConfig
+from spikecim.analog.devices import noisy_read
 from spikecim.analog.quant import Converter, abs_max_scale, level_count
 from spikecim.analog.scratch import Scratch
 from spikecim.errors import SpikecimError
@@ -255,7 +256,8 @@ def _ir_effective(g_us: torch.Tensor, cfg: CrossbarConfig) -> torch.Tensor:
 def read_matrix(state: TileState, cfg: CrossbarConfig, scratch: Scratch | None = None) -> torch.Tensor:
     """One read of all tiles: the signed normalised matrix ``[n_in, R, n_out*S*C]``.
 
-    Conductances at t plus a fresh read-noise draw (g ≥ 0), through the IR-drop effective
+    Conductances at t plus a fresh read-noise draw (:func:`~spikecim.analog.devices.noisy_read`,
+    the device model's read, on the drift and σ kept in the state), through the IR-drop effective
     matrix when enabled (the effective matrix at t plus the read-noise deviation, a
     first-order treatment of the noise), normalised to (G − g_min)/(g_max − g_min), G+ − G−.
     With ``scratch`` the draw and the result live in its work tensors (inference only: the
@@ -266,11 +268,8 @@ def read_matrix(state: TileState, cfg: CrossbarConfig, scratch: Scratch | None =
     base = state.g_drift_k
     g = state.ir_eff_k if state.ir_eff_k is not None else base
     if state.read_std_k is not None:
-        if scratch is None:
-            noisy = torch.addcmul(base, state.read_std_k, torch.randn_like(base))
-        else:
-            noisy = scratch.take("read", base.shape, base).normal_().mul_(state.read_std_k).add_(base)
-        noisy.clamp_(min=0.0)
+        out = None if scratch is None else scratch.take("read", base.shape, base)
+        noisy = noisy_read(base, state.read_std_k, out)  # the device's read (devices.py)
         g = noisy.sub_(base).add_(g) if state.ir_eff_k is not None else noisy
     P, n_in, R, n_out, S, C = g.shape
     out = None if scratch is None else scratch.take("signed", g.shape[1:], g)
