@@ -163,11 +163,13 @@ def expand_qparam(
         shape[axis] = size
         p = p.reshape(shape)
     elif p.dim() != x.dim() or p.shape[axis] != size:
-        raise ValueError(f"a {p.dim()}-d scale must have x's rank {x.dim()} and {size} entries along axis {axis}")
+        raise ValueError(
+            f"a {p.dim()}-d scale must have x's rank {x.dim()} and {size} entries along axis {axis}"
+        )
     return p if group_size is None else p.repeat_interleave(group_size, dim=axis)
 
 
-def _as_tensor(p: float | int | torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+def _as_tensor(p: float | torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return p.to(dtype) if isinstance(p, torch.Tensor) else torch.tensor(p, dtype=dtype)
 
 
