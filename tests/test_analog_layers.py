@@ -298,18 +298,14 @@ def test_adc_calibration_leaves_config_hooks_and_state_dict_as_they_were():
     torch.manual_seed(5)
     model = nn.Sequential(nn.Linear(12, 10), nn.ReLU(), nn.Linear(10, 4))
     am = to_analog(model, {"adc": {"enabled": True, "bits": 5, "range": "calibrated"}})
-    before = [
-        (layer.config, dict(layer._adc_observers), dict(layer._forward_hooks))
-        for layer in am
-        if hasattr(layer, "tiles")
-    ]
-    keys = list(am.state_dict())
+
+    def hooks():
+        return [(lyr.config, dict(lyr._adc_observers), dict(lyr._forward_hooks)) for lyr in analog_layers(am)]
+
+    before, keys = hooks(), list(am.state_dict())
     calibrate_adc(am, [torch.rand(64, 12)])
-    after = [
-        (layer.config, dict(layer._adc_observers), dict(layer._forward_hooks))
-        for layer in am
-        if hasattr(layer, "tiles")
-    ]
+    after = hooks()
     assert all(a[0] is b[0] for a, b in zip(after, before, strict=True))  # the same config objects
     assert after == before and list(am.state_dict()) == keys
-    assert all(layer.adc() is not None for layer in am if hasattr(layer, "tiles"))  # ADCs back on
+    assert all(lyr.adc() is not None for lyr in analog_layers(am))  # ADCs convert again
+    assert all(lyr.adc_bound is not None for lyr in analog_layers(am))  # bounds set
