@@ -1,9 +1,9 @@
-"""ADC range calibration: the percentile it takes equals numpy's (linear interpolation)."""
+"""ADC range calibration: the percentile its observer takes equals numpy's (linear interpolation)."""
 
 import numpy as np
 import pytest
 
-from spikecim.analog.convert import _percentile
+from spikecim.quant.observers import percentile as _percentile
 
 
 @pytest.mark.parametrize("n", [1, 2, 7, 1000, 100_001])

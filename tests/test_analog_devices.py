@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from spikecim.analog import DEVICES, CrossbarConfig, to_analog
+from spikecim.analog import DEVICES, CrossbarConfig, drift, to_analog
 from spikecim.analog.devices import RRAMDevice
 
 
@@ -67,3 +67,24 @@ def test_finite_conductance_levels_put_every_cell_on_the_level_grid():
     allowed = torch.tensor([1.0, 6.0, 11.0, 16.0, 21.0])
     g = tiles.g_prog_us.flatten()
     assert torch.isclose(g[:, None], allowed[None, :], atol=1e-5).any(1).all()
+
+
+@pytest.mark.parametrize(
+    "device", [{"name": "pcm"}, {"name": "rram", "read_noise_std_rel": 0.05, "drift_nu": 0.01}]
+)
+def test_crossbar_read_is_the_device_models_read_normalised(device):
+    """What a layer reads (tiles.read_matrix) equals DeviceModel.read of the programmed cells
+    at time t with the same noise draw, normalised to the span, G+ − G−."""
+    from spikecim.analog.tiles import read_matrix
+
+    torch.manual_seed(4)
+    lin = nn.Linear(16, 8, bias=False)  # one tile, no padding cells
+    cfg = CrossbarConfig(device=device, g_min_us=1.0, g_max_us=25.0)
+    state = drift(to_analog(lin, cfg), 3600.0)[0].tiles
+    torch.manual_seed(11)
+    got = read_matrix(state, cfg)
+    torch.manual_seed(11)
+    g = cfg.device.read(state.g_prog_us, state.nu, 3600.0, cfg.g_max_us)  # [2, 1, R, 1, 1, C] µS
+    expected = ((g[0] - g[1]) / (cfg.g_max_us - cfg.g_min_us)).view_as(got)
+    assert torch.allclose(got.double(), expected.double(), rtol=1e-5, atol=1e-6)
+    assert not torch.equal(read_matrix(state, cfg), got)  # a fresh draw at every read

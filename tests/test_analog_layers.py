@@ -292,3 +292,20 @@ def test_saved_analog_convolution_leaves_its_work_tensors_behind_and_computes_th
 
 def _analog_layer(model: torch.nn.Module) -> AnalogLayer:
     return next(m for m in model.modules() if isinstance(m, AnalogLayer))
+
+
+def test_adc_calibration_leaves_config_hooks_and_state_dict_as_they_were():
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.Linear(12, 10), nn.ReLU(), nn.Linear(10, 4))
+    am = to_analog(model, {"adc": {"enabled": True, "bits": 5, "range": "calibrated"}})
+
+    def hooks():
+        return [(lyr.config, dict(lyr._adc_observers), dict(lyr._forward_hooks)) for lyr in analog_layers(am)]
+
+    before, keys = hooks(), list(am.state_dict())
+    calibrate_adc(am, [torch.rand(64, 12)])
+    after = hooks()
+    assert all(a[0] is b[0] for a, b in zip(after, before, strict=True))  # the same config objects
+    assert after == before and list(am.state_dict()) == keys
+    assert all(lyr.adc() is not None for lyr in analog_layers(am))  # ADCs convert again
+    assert all(lyr.adc_bound is not None for lyr in analog_layers(am))  # bounds set

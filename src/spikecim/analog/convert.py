@@ -24,8 +24,10 @@ from torch import nn
 from spikecim import ops
 from spikecim.analog.config import CrossbarConfig, load_crossbar_config
 from spikecim.analog.layers import AnalogLayer
+from spikecim.analog.quant import level_count
 from spikecim.analog.tiles import set_time
 from spikecim.errors import SpikecimError
+from spikecim.quant import PercentileObserver, observing
 
 __all__ = ["analog_layers", "calibrate_adc", "drift", "program", "to_analog", "to_digital"]
 
@@ -101,7 +103,12 @@ def calibrate_adc(
     model: nn.Module, batches: Iterable[torch.Tensor], percentile: float | None = None
 ) -> nn.Module:
     """Set each layer's ADC bound to a percentile of its |column outputs| on ``batches``
-    (inputs as the model takes them). Only layers whose config says ``adc.range: calibrated``."""
+    (inputs as the model takes them). Only layers whose config says ``adc.range: calibrated``.
+
+    Observe, then compute, then apply: a :class:`~spikecim.quant.PercentileObserver` is
+    attached before each such layer's ADC (which converts nothing while observed, so every
+    calibrated layer sees unclipped inputs), the batches run, the observers are detached
+    and each bound is set from its observer (1.0 where every output was 0)."""
     layers = [
         layer
         for layer in analog_layers(model)
@@ -109,31 +116,17 @@ def calibrate_adc(
     ]
     if not layers:
         return model
-    configs = {id(layer): layer.config for layer in layers}
-    for layer in layers:
-        # Record the unclipped outputs: every calibrated ADC is bypassed during the pass.
-        layer.adc_record, layer.config = [], layer.config.with_updates(adc={"enabled": False})
-    try:
-        with torch.no_grad():
-            for x in batches:
-                model(x)
-        for layer in layers:
-            records = layer.adc_record
-            vals = (records[0] if len(records) == 1 else torch.cat(records)).float().numpy()
-            pct = percentile if percentile is not None else configs[id(layer)].adc.calibration_percentile
-            bound = _percentile(vals, pct)
-            layer.adc_bound = bound if bound > 0 else 1.0
-    finally:
-        for layer in layers:
-            layer.adc_record, layer.config = None, configs[id(layer)]
+
+    def observer(layer: AnalogLayer) -> PercentileObserver:
+        n = level_count(layer.config.adc.bits)
+        pct = percentile if percentile is not None else layer.config.adc.calibration_percentile
+        return PercentileObserver(pct, -n, n, absolute=True)
+
+    attach = AnalogLayer.attach_adc_observer
+    with observing(layers, observer, attach=attach) as observers, torch.no_grad():
+        for x in batches:
+            model(x)
+    for layer, obs in zip(layers, observers, strict=True):
+        bound = float(obs.compute_range()[1])
+        layer.adc_bound = bound if bound > 0 else 1.0
     return model
-
-
-def _percentile(vals: np.ndarray, pct: float) -> float:
-    """``np.percentile(vals, pct)`` (linear interpolation), by partial selection in place:
-    the same value without sorting or copying the (often tens of millions of) outputs."""
-    pos = pct / 100.0 * (vals.size - 1)
-    lo, hi = int(np.floor(pos)), int(np.ceil(pos))
-    vals.partition([lo, hi] if hi != lo else [lo])
-    a, b = float(vals[lo]), float(vals[hi])
-    return a + (b - a) * (pos - lo)

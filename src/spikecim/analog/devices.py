@@ -8,12 +8,16 @@ A device model is a pydantic parameter class with a ``name`` tag, registered wit
 - ``drift(g_prog_us, nu, t_inference_s)`` and ``read_noise_std_us(...)``; ``read`` = drift plus
   read noise drawn at every read (global torch RNG, so ``torch.manual_seed`` reproduces a run)
 
+The read itself, g + σ·N(0, 1) clipped at 0, is one function, :func:`noisy_read`: the
+crossbar tiles call it on the drift and σ they keep from programming
+(:func:`spikecim.analog.tiles.read_matrix`), ``DeviceModel.read`` on fresh ones.
+
 Every method returns a new tensor, never one of its inputs: the caller may overwrite it.
 
 Each physical effect has its own switch (``prog_noise_enabled``, ``drift_enabled``,
 ``read_noise_enabled``).
 Device-independent effects (device-to-device variation, stuck cells, finite levels,
-DAC/ADC, output noise, IR drop) live in :mod:`spikecim.analog.nonideal`.
+DAC/ADC, output noise, IR drop) live in :mod:`spikecim.analog.tiles`.
 """
 
 from __future__ import annotations
@@ -34,10 +38,22 @@ __all__ = [
     "PCMDevice",
     "RRAMDevice",
     "SRAMDevice",
+    "noisy_read",
     "register_device",
 ]
 
 DEVICES: dict[str, type[DeviceModel]] = {}
+
+
+def noisy_read(g: torch.Tensor, std: torch.Tensor | None, out: torch.Tensor | None = None) -> torch.Tensor:
+    """One read of conductances ``g`` with read-noise σ ``std`` (same units, None: no
+    noise): ``max(g + σ·N(0, 1), 0)``, a fresh draw from the global torch RNG at every call.
+    ``out``: a work tensor of ``g``'s shape for the draw and the result (default a new one);
+    ``g`` itself is returned when there is no noise."""
+    if std is None:
+        return g
+    noise = torch.randn_like(g) if out is None else out.normal_()
+    return noise.mul_(std).add_(g).clamp_(min=0.0)
 
 
 def register_device(name: str) -> Callable[[type[DeviceModel]], type[DeviceModel]]:
@@ -78,8 +94,7 @@ class DeviceModel(Schema):
     ) -> torch.Tensor:
         """One read at time t: drift, then read noise (a fresh draw at every call), g ≥ 0."""
         g = self.drift(g_prog_us, nu, t_inference_s)
-        std = self.read_noise_std_us(g, g_prog_us, t_inference_s, g_max_us)
-        return g if std is None else (g + std * torch.randn_like(g)).clamp(min=0.0)
+        return noisy_read(g, self.read_noise_std_us(g, g_prog_us, t_inference_s, g_max_us))
 
     @property
     def has_read_noise(self) -> bool:

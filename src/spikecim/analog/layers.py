@@ -8,16 +8,24 @@ input vector of the crossbar, as in aihwkit's analog convolutions (the patches s
 ``unfold``'s layout, never copied into rows); when the patches need no DAC (binary spikes,
 or the DAC off) and fit one input tile, the same column outputs come from one ``conv2d``
 with the read matrix as kernel (no unfolding).
+
+ADC range calibration observes the column outputs before the ADC through
+:meth:`AnalogLayer.attach_adc_observer` (used with :func:`spikecim.quant.observing`): while
+an observer is attached the ADC converts nothing (its range is what is being measured), as
+torch's ``FakeQuantize`` with observation on and fake quantisation off.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
 from spikecim.analog.config import CrossbarConfig
-from spikecim.analog.quant import nonzero_scale
+from spikecim.analog.quant import Converter, nonzero_scale
 from spikecim.analog.scratch import Scratch
 from spikecim.analog.tiles import (
     TileState,
@@ -29,12 +37,13 @@ from spikecim.analog.tiles import (
     to_device,
 )
 from spikecim.errors import SpikecimError
+from spikecim.quant import Observer
 
 __all__ = ["AnalogConv2d", "AnalogLayer", "AnalogLinear"]
 
 
 class AnalogLayer(nn.Module):
-    """Common part: the config, the programmed tiles, the ADC bound."""
+    """Common part: the config, the programmed tiles, the ADC bound, the ADC observers."""
 
     config: CrossbarConfig
     tiles: TileState | None
@@ -47,7 +56,7 @@ class AnalogLayer(nn.Module):
         self.tiles = None
         r = config.adc.range
         self.adc_bound = float(r) if not isinstance(r, str) else None  # 'calibrated' is set by calibrate_adc
-        self.adc_record: list[torch.Tensor] | None = None  # set during ADC calibration only
+        self._adc_observers: OrderedDict[int, Observer] = OrderedDict()  # attach_adc_observer
         self._scratch = Scratch()  # work tensors kept between inference calls (scratch.py)
 
     def __getstate__(self) -> dict:
@@ -61,6 +70,19 @@ class AnalogLayer(nn.Module):
             return y + bias
         return y.add_(bias)
 
+    def attach_adc_observer(self, observer: Observer) -> RemovableHandle:
+        """Show ``observer`` the column outputs before the ADC, in normalised units, at every
+        forward until the returned handle's ``remove()``; meanwhile the ADC is bypassed."""
+        handle = RemovableHandle(self._adc_observers)
+        self._adc_observers[handle.id] = observer
+        return handle
+
+    def adc(self) -> Converter | None:
+        """The column ADC of the next forward: None when disabled or under observation."""
+        if not self.config.adc.enabled or self._adc_observers:
+            return None
+        return Converter(self.config.adc.bits, self.adc_bound)
+
     def matrix_weight(self) -> torch.Tensor:
         return self.weight.reshape(self.weight.shape[0], -1)
 
@@ -68,18 +90,26 @@ class AnalogLayer(nn.Module):
         self.tiles = program_tiles(self.matrix_weight(), self.config, seed, self._scratch)
 
     def _ready(self, x: torch.Tensor):
-        """Check the layer is programmed, move the tiles to ``x``'s device; the ADC hook."""
+        """Check the layer is programmed, move the tiles to ``x``'s device; the pre-ADC hook
+        that feeds the attached observers (None when there are none)."""
         if self.tiles is None:
             raise SpikecimError("analog: layer not programmed; call spikecim.analog.program(model, seed)")
         if self.tiles.w_scale.device != x.device:  # the tiles follow the input to its device
             self.tiles = to_device(self.tiles, x.device)
-        if self.adc_record is None:
+        if not self._adc_observers:
             return None
-        return lambda y, unit: self.adc_record.append(y.detach().abs().div_(unit).flatten())
+        observers = list(self._adc_observers.values())
+
+        def observe(y: torch.Tensor, unit: float) -> None:
+            y = y.detach() if unit == 1.0 else y.detach() / unit
+            for obs in observers:
+                obs.observe(y)
+
+        return observe
 
     def matmul(self, x2d: torch.Tensor) -> torch.Tensor:
         hook = self._ready(x2d)
-        return crossbar_matmul(x2d, self.tiles, self.config, self.adc_bound, hook, self._scratch)
+        return crossbar_matmul(x2d, self.tiles, self.config, self.adc(), hook, self._scratch)
 
 
 class AnalogLinear(AnalogLayer):
@@ -126,13 +156,11 @@ class AnalogConv2d(AnalogLayer):
                 "padding": self.padding,
                 "dilation": self.dilation,
             }
-            y = crossbar_conv2d(x, self.tiles, self.config, self.adc_bound, conv, hook, self._scratch)
+            y = crossbar_conv2d(x, self.tiles, self.config, self.adc(), conv, hook, self._scratch)
         else:
             cols = self._unfold(x)  # [N, C*kh*kw, L]
             scale = self._patch_abs_max(x) if self.config.dac.enabled else None
-            y = crossbar_patches(
-                cols, self.tiles, self.config, self.adc_bound, hook, True, scale, self._scratch
-            )
+            y = crossbar_patches(cols, self.tiles, self.config, self.adc(), hook, True, scale, self._scratch)
         h_out, w_out = (
             (size + 2 * p - d * (k - 1) - 1) // s + 1
             for size, p, d, k, s in zip(

@@ -1,22 +1,24 @@
-"""Uniform quantisers with a straight-through gradient (DAC, ADC, weights, conductance levels).
+"""The crossbar's converters (DAC, ADC) on :mod:`spikecim.quant`'s one quantiser body.
 
-Q(v) = clip(round(v/Δ)·Δ, −bound, bound) with Δ = bound / (2^(bits−1) − 1): the symmetric
-grid of aihwkit's IOParameters (``res = 1/(2^bits − 2)`` over ``2·bound``;
-docs/references.md#adc-dac).
-A 1-bit converter degenerates to the ternary grid {−bound, 0, bound}. The backward pass
-is the identity (straight-through), so hardware-aware training and BN fine-tuning can
-differentiate through the converters.
-
-:func:`to_levels` is the one body: the integer level k = clip(round(v·n/bound), −n, n);
-:func:`quantize` is k·Δ (or k/n). The crossbar keeps signals in level units between its
-stages and applies the step sizes once, in its digital stage.
+A converter is symmetric over ±bound with n = 2^(bits−1) − 1 levels each side of zero:
+the grid of aihwkit's IOParameters (``res = 1/(2^bits − 2)`` over ``2·bound``,
+``aihwkit/simulator/parameters/io.py``; docs/references.md#adc-dac). A 1-bit converter degenerates to the ternary grid
+{−bound, 0, bound}. Its levels are :func:`spikecim.quant.levels` with inverse step
+n/bound, zero point 0, range [−n, n] and the straight-through gradient through rounding
+*and* clipping (``ste="identity"``), so hardware-aware training and BN fine-tuning
+differentiate through the converters. The crossbar keeps signals in level units between
+its stages and applies the step sizes once, in its digital stage.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-__all__ = ["abs_max_scale", "level_count", "nonzero_scale", "quantize", "to_levels"]
+from spikecim.quant import levels
+
+__all__ = ["Converter", "abs_max_scale", "level_count", "nonzero_scale", "quantize"]
 
 
 def level_count(bits: int) -> int:
@@ -24,29 +26,13 @@ def level_count(bits: int) -> int:
     return max(2 ** (bits - 1) - 1, 1)
 
 
-class _RoundSTE(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        return torch.round(x)
+@dataclass(frozen=True)
+class Converter:
+    """One converter stage of a crossbar: ``bits`` and its full-scale ``bound`` in
+    normalised units (None: the largest possible signal)."""
 
-    @staticmethod
-    def backward(ctx, grad):
-        return grad
-
-
-def to_levels(
-    x: torch.Tensor, n: int, gain: float | torch.Tensor, overwrite: bool = False, clip: bool = True
-) -> torch.Tensor:
-    """Integer levels ``clip(round(x·gain), −n, n)`` as floats (gain = n/bound).
-
-    ``overwrite=True`` lets an inference call (no gradient needed) work in ``x``'s memory;
-    ``clip=False`` skips the clipping where the caller knows |x·gain| ≤ n (abs-max scaling).
-    With a gradient the rounding and clipping are straight-through."""
-    if not (torch.is_grad_enabled() and x.requires_grad):  # inference: fewer passes, same values
-        k = (x.mul_(gain) if overwrite else x * gain).round_()
-        return k.clamp_(-n, n) if clip else k
-    k = _RoundSTE.apply(x * gain)
-    return k - (k - k.clamp(-n, n)).detach() if clip else k  # clip in level units, straight-through
+    bits: int
+    bound: float | None = None
 
 
 def quantize(
@@ -55,7 +41,7 @@ def quantize(
     """Round ``x`` to the ``bits``-bit grid over ±bound and clip to the bounds
     (``normalised=True`` returns Q(x)/bound, on the grid over ±1)."""
     n = level_count(bits)
-    k = to_levels(x, n, n / bound)
+    k = levels(x, n / bound, 0, -n, n, ste="identity")
     # k/n·bound: the ends land exactly on ±bound.
     return k / n if normalised else k / n * bound
 

@@ -5,8 +5,8 @@ Forward of one layer, ``x[N, in] -> y[N, out]``, split into tiles of ``tile_rows
 × ``tile_cols`` outputs:
 
 1. **DAC**: each tile's input vector is scaled by its abs-max and quantised to
-   ``dac.bits`` over ±1 (:func:`~spikecim.analog.quant.to_levels`; binary spikes pass
-   unchanged: they are already on the grid).
+   ``dac.bits`` over ±1 (:func:`spikecim.quant.levels`, the converter grid of
+   :mod:`spikecim.analog.quant`; binary spikes pass unchanged: they are already on the grid).
 2. **Read** ``read_matrix(state, cfg)``: conductances at time t with a fresh read-noise
    draw, normalised to ``(G − g_min)/(g_max − g_min)``, G+ − G− per weight column,
    through the IR-drop effective matrix when enabled.
@@ -14,7 +14,8 @@ Forward of one layer, ``x[N, in] -> y[N, out]``, split into tiles of ``tile_rows
    rows (:func:`crossbar_matmul`) or on ``F.unfold``'s patches in place
    (:func:`crossbar_patches`), or one ``conv2d`` for convolutions whose input needs no DAC
    (:func:`crossbar_conv2d`) — the injected piece; stages 4–5 are shared.
-4. **Output noise** ``+ out_noise_std·N(0,1)`` and the **ADC** (``to_levels`` over the bound).
+4. **Output noise** ``+ out_noise_std·N(0,1)`` and the **ADC** (``levels`` over its bound; the
+   layer passes no ADC while the ADC's range is being calibrated).
 5. **Digital**: shift-and-add of the slices, times the tile's weight scale and the
    input's abs-max, partial sums of the tiles added, global drift compensation.
 
@@ -37,9 +38,11 @@ import torch.nn.functional as F
 
 from spikecim.analog.circuit import effective_conductance, effective_conductance_fast
 from spikecim.analog.config import CrossbarConfig
-from spikecim.analog.quant import abs_max_scale, level_count, to_levels
+from spikecim.analog.devices import noisy_read
+from spikecim.analog.quant import Converter, abs_max_scale, level_count
 from spikecim.analog.scratch import Scratch
 from spikecim.errors import SpikecimError
+from spikecim.quant import levels as quant_levels
 
 __all__ = [
     "TileState",
@@ -132,7 +135,7 @@ def weight_to_levels(
         levels = levels.unsqueeze(2)  # S = 1
     else:
         q_max = 2 ** (cfg.weight_bits - 1) - 1
-        q = torch.round(wn * q_max).to(torch.int64)
+        q = quant_levels(wn, q_max, 0, -q_max, q_max, ste=None).to(torch.int64)  # |wn| ≤ 1
         parts = [q.clamp(min=0), (-q).clamp(min=0)] if cfg.mapping == "differential" else [q + q_max]
         base = 2**cfg.bits_per_cell
         digits = []
@@ -142,7 +145,7 @@ def weight_to_levels(
         gain = torch.tensor([(base - 1) * base**k / q_max for k in range(cfg.n_slices)], dtype=wt.dtype)
     if cfg.conductance_levels is not None:
         n = cfg.conductance_levels - 1
-        levels = torch.round(levels * n) / n
+        levels = quant_levels(levels, n, 0, 0, n, ste=None) / n  # levels in [0, 1]
     return levels, w_scale, gain
 
 
@@ -253,7 +256,8 @@ def _ir_effective(g_us: torch.Tensor, cfg: CrossbarConfig) -> torch.Tensor:
 def read_matrix(state: TileState, cfg: CrossbarConfig, scratch: Scratch | None = None) -> torch.Tensor:
     """One read of all tiles: the signed normalised matrix ``[n_in, R, n_out*S*C]``.
 
-    Conductances at t plus a fresh read-noise draw (g ≥ 0), through the IR-drop effective
+    Conductances at t plus a fresh read-noise draw (:func:`~spikecim.analog.devices.noisy_read`,
+    the device model's read, on the drift and σ kept in the state), through the IR-drop effective
     matrix when enabled (the effective matrix at t plus the read-noise deviation, a
     first-order treatment of the noise), normalised to (G − g_min)/(g_max − g_min), G+ − G−.
     With ``scratch`` the draw and the result live in its work tensors (inference only: the
@@ -264,11 +268,8 @@ def read_matrix(state: TileState, cfg: CrossbarConfig, scratch: Scratch | None =
     base = state.g_drift_k
     g = state.ir_eff_k if state.ir_eff_k is not None else base
     if state.read_std_k is not None:
-        if scratch is None:
-            noisy = torch.addcmul(base, state.read_std_k, torch.randn_like(base))
-        else:
-            noisy = scratch.take("read", base.shape, base).normal_().mul_(state.read_std_k).add_(base)
-        noisy.clamp_(min=0.0)
+        out = None if scratch is None else scratch.take("read", base.shape, base)
+        noisy = noisy_read(base, state.read_std_k, out)  # the device's read (devices.py)
         g = noisy.sub_(base).add_(g) if state.ir_eff_k is not None else noisy
     P, n_in, R, n_out, S, C = g.shape
     out = None if scratch is None else scratch.take("signed", g.shape[1:], g)
@@ -331,7 +332,7 @@ def _tile_products(
         if cfg.dac.enabled:  # 1. DAC: abs-max per vector, |x·n/s| ≤ n so no clipping is needed
             s = dac_scale if dac_scale is not None and n_in == 1 else abs_max_scale(xi, dim=1)
             gain = s.reciprocal().mul_(n_dac)
-            xi = to_levels(xi, n_dac, gain, overwrite=overwrite and inference, clip=False)
+            xi = quant_levels(xi, gain, ste="identity", inplace=overwrite and inference)
             scales.append(s)
         if cfg.mapping == "offset":
             sums.append(xi.sum(1, keepdim=True) / (n_dac if cfg.dac.enabled else 1))
@@ -352,25 +353,25 @@ def crossbar_matmul(
     x: torch.Tensor,
     state: TileState,
     cfg: CrossbarConfig,
-    adc_bound: float | None,
+    adc: Converter | None,
     pre_adc_hook: Callable[[torch.Tensor, float], None] | None = None,
     scratch: Scratch | None = None,
 ) -> torch.Tensor:
     """``x[N, in] -> y[N, out]`` through the staged pipeline (module docstring).
 
-    ``adc_bound`` in normalised units (None: the full range, ``tile_rows``);
-    ``pre_adc_hook(y, unit)`` sees the column outputs before the ADC, ``y / unit`` in
-    normalised units (range calibration; it must not change ``y``);
+    ``adc``: the column ADC (None: none), its bound in normalised units (None: the full
+    range, ``tile_rows``); ``pre_adc_hook(y, unit)`` sees the column outputs before the
+    ADC, ``y / unit`` in normalised units (range calibration; it must not change ``y``);
     ``scratch``: work tensors kept by the layer (inference only)."""
     y, scale, row_sums = _tile_products(x, state, cfg, overwrite=False, scratch=scratch)
-    return _columns_to_output(y, state, cfg, adc_bound, pre_adc_hook, scale, row_sums, scratch)[:, :, 0]
+    return _columns_to_output(y, state, cfg, adc, pre_adc_hook, scale, row_sums, scratch)[:, :, 0]
 
 
 def crossbar_patches(
     cols: torch.Tensor,
     state: TileState,
     cfg: CrossbarConfig,
-    adc_bound: float | None,
+    adc: Converter | None,
     pre_adc_hook: Callable[[torch.Tensor, float], None] | None = None,
     overwrite: bool = False,
     dac_scale: torch.Tensor | None = None,
@@ -382,14 +383,14 @@ def crossbar_patches(
     overwrite in inference; ``dac_scale [N, 1, L]``: the patches' abs-max, if known;
     ``scratch``: work tensors kept by the layer (inference only)."""
     y, scale, row_sums = _tile_products(cols, state, cfg, overwrite, dac_scale, scratch)
-    return _columns_to_output(y, state, cfg, adc_bound, pre_adc_hook, scale, row_sums, scratch)
+    return _columns_to_output(y, state, cfg, adc, pre_adc_hook, scale, row_sums, scratch)
 
 
 def crossbar_conv2d(
     x: torch.Tensor,
     state: TileState,
     cfg: CrossbarConfig,
-    adc_bound: float | None,
+    adc: Converter | None,
     conv: dict,
     pre_adc_hook: Callable[[torch.Tensor, float], None] | None = None,
     scratch: Scratch | None = None,
@@ -427,7 +428,7 @@ def crossbar_conv2d(
         y = torch.stack(parts)
     else:
         y = torch.stack(parts, out=_columns(state, scratch, (n_in, *parts[0].shape), x))
-    return _columns_to_output(y, state, cfg, adc_bound, pre_adc_hook, None, None, scratch)
+    return _columns_to_output(y, state, cfg, adc, pre_adc_hook, None, None, scratch)
 
 
 def _columns(state: TileState, scratch: Scratch | None, shape: tuple[int, ...], like: torch.Tensor):
@@ -454,7 +455,7 @@ def _columns_to_output(
     y: torch.Tensor,
     state: TileState,
     cfg: CrossbarConfig,
-    adc_bound: float | None,
+    adc: Converter | None,
     pre_adc_hook: Callable[[torch.Tensor, float], None] | None,
     row_scale: torch.Tensor | None,
     row_sums: torch.Tensor | None,
@@ -482,10 +483,10 @@ def _columns_to_output(
             y = y + cfg.out_noise_std * unit * torch.randn_like(y)
     if pre_adc_hook is not None:
         pre_adc_hook(y, unit)
-    if cfg.adc.enabled:
-        bound = float(R) if adc_bound is None else adc_bound
-        n = level_count(cfg.adc.bits)
-        y = to_levels(y, n, n / (bound * unit), overwrite=inplace)
+    if adc is not None:
+        bound = float(R) if adc.bound is None else adc.bound
+        n = level_count(adc.bits)
+        y = quant_levels(y, n / (bound * unit), 0, -n, n, ste="identity", inplace=inplace)
         unit = n / bound  # ADC levels per normalised unit
     # 5. digital: shift-and-add, scales, tile sums, in as few passes as the mapping allows
     y = y.view(n_in, N, n_out, S, C, L)
