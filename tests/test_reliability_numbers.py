@@ -148,7 +148,12 @@ REACHED: set = set()
 def _roots():
     """(root label, base data, validate function, fields) for every input schema."""
     roots = [
-        ("run", {}, RunConfig.model_validate, numeric_fields(RunConfig, seen=REACHED)),
+        (
+            "run",
+            {"variants": [{"name": "snn"}, {"name": "ann", "spiking": False}]},
+            RunConfig.model_validate,
+            numeric_fields(RunConfig, seen=REACHED),
+        ),
         ("crossbar", {}, load_crossbar_config, numeric_fields(CrossbarConfig, seen=REACHED)),
         ("weight-modifier", {}, WeightModifier.model_validate, numeric_fields(WeightModifier, seen=REACHED)),
         (

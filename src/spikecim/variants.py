@@ -14,7 +14,9 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
+
+from spikecim.schema import Schema
 
 __all__ = [
     "MethodConfig",
@@ -27,7 +29,7 @@ __all__ = [
 ]
 
 
-class MethodConfig(BaseModel):
+class MethodConfig(Schema):
     """One method transform of a variant: a registered name and its options.
 
     In YAML either a bare name (``- quantise``) or a mapping (``- {name: quantise, bits: 4}``):
@@ -48,7 +50,7 @@ class MethodConfig(BaseModel):
         return dict(self.model_extra or {})
 
 
-class VariantConfig(BaseModel):
+class VariantConfig(Schema):
     """One variant of the run's network (see the module docstring)."""
 
     model_config = ConfigDict(extra="forbid")

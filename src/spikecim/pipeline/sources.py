@@ -71,14 +71,14 @@ def workload_from_model_file(
     seed: int = 0,
 ):
     """Trace the model in ``path`` (NIR file or folder) and return its Workload."""
+    from spikecim import ops
     from spikecim.interop import load_model
     from spikecim.trace import trace
-    from spikecim.trace.tracer import SYNAPTIC
 
     path = Path(path)
     model = load_model(path)
     shape = _input_shape(model, path)
-    if not any(isinstance(m, SYNAPTIC) for m in model.modules()):
+    if not any(ops.find(m) is not None for m in model.modules()):
         raise SpikecimError(
             f"{path}: the graph has no synaptic layer (Affine, Linear, Conv1d or Conv2d) to trace and cost"
         )
