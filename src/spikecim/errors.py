@@ -10,6 +10,10 @@ class SpikecimError(ValueError):
     """Bad input from the user: the message is one line naming the field."""
 
 
+class RunInterrupted(Exception):
+    """A run stopped by Ctrl-C: the message is one line saying what was saved (exit code 130)."""
+
+
 def one_line_validation_error(err, prefix: str = "") -> str:
     """Summarise a pydantic ``ValidationError`` as one line: ``field.path: message``."""
     parts = []

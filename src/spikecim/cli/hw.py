@@ -61,7 +61,9 @@ def estimate_cmd(
         ),
     ] = "imc-rram-65nm",
     variant: Annotated[str, typer.Option(help="in a run folder: snn or ann")] = "snn",
-    dense: Annotated[bool, typer.Option(help="ignore the traced activity (upper bound)")] = False,
+    dense: Annotated[
+        bool, typer.Option("--dense", metavar="", help="ignore the traced activity (upper bound)")
+    ] = False,
     node_nm: Annotated[
         float | None,
         typer.Option("--node-nm", help="scale the table to this technology node in nm, > 0 (first order)"),
@@ -72,7 +74,7 @@ def estimate_cmd(
             "--set", help="override one table constant (a key under params:, e.g. adc_bits=4); repeatable"
         ),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print the CostReport as JSON")] = False,
+    as_json: Annotated[bool, typer.Option("--json", metavar="", help="print the CostReport as JSON")] = False,
     out: Annotated[Path | None, typer.Option(help="also save the CostReport JSON here")] = None,
     timesteps: Annotated[int, typer.Option(min=1, help="for a .nir model: steps to trace")] = 10,
     input_rate: Annotated[
@@ -116,7 +118,7 @@ def spikesim_cmd(
         Path,
         typer.Argument(help="YAML: xbar_size, pe_per_tile, timesteps, clock_mhz, device, kernel, layers"),
     ],
-    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    as_json: Annotated[bool, typer.Option("--json", metavar="", help="print one JSON object")] = False,
 ) -> None:
     """The public SpikeSim energy/latency/area script, reproduced (quirks included)."""
     from spikecim.hw import estimate, spikesim_from_spec

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -34,8 +35,13 @@ NIR_FILE = "model.nir"
 NIR_META = "nir.yaml"
 
 
-def load_model(path: str | Path, dt: float | None = None, convention: str | None = None) -> nn.Module:
-    """A time-major model from a ``.nir`` file, a NIR run folder or a ``spikecim run`` folder."""
+def load_model(
+    path: str | Path, dt: float | None = None, convention: str | None = None, allow_partial: bool = False
+) -> nn.Module:
+    """A time-major model from a ``.nir`` file, a NIR run folder or a ``spikecim run`` folder.
+
+    ``allow_partial`` accepts a run folder whose training was interrupted (see
+    :func:`load_run_model`)."""
     path = Path(path)
     if path.is_dir():
         if (path / NIR_FILE).is_file():
@@ -46,7 +52,7 @@ def load_model(path: str | Path, dt: float | None = None, convention: str | None
                 convention=convention or meta.get("convention", "euler"),
             )
         if (path / "config.yaml").is_file():
-            return load_run_model(path)
+            return load_run_model(path, allow_partial=allow_partial)
         raise SpikecimError(f"{path}: neither a NIR folder ({NIR_FILE}) nor a run folder (config.yaml)")
     if not path.exists() and path.suffix != ".nir":
         raise SpikecimError(f"{path}: not found (expected a run folder, a NIR folder or a .nir file)")
@@ -60,11 +66,15 @@ def read_meta(run_dir: Path) -> dict:
     return read_mapping(meta_path, "nir import metadata")
 
 
-def load_run_model(run_dir: str | Path, variant: str = "snn") -> nn.Module:
-    """Rebuild the trained model of a ``spikecim run`` folder (config.yaml + checkpoint)."""
+def load_run_model(run_dir: str | Path, variant: str = "snn", allow_partial: bool = False) -> nn.Module:
+    """Rebuild the trained model of a ``spikecim run`` folder (config.yaml + checkpoint).
+
+    A variant trained for fewer epochs than ``train.epochs`` (an interrupted run) is refused
+    unless ``allow_partial``; then a warning names it.
+    """
     from spikecim.config import load_config
     from spikecim.data import dataset_from_config
-    from spikecim.pipeline.run import build_models
+    from spikecim.pipeline.run import build_models, check_trained
     from spikecim.train.checkpoint import load_weights, weights_path
 
     run_dir = Path(run_dir)
@@ -73,6 +83,8 @@ def load_run_model(run_dir: str | Path, variant: str = "snn") -> nn.Module:
     models = build_models(cfg, data)
     if variant not in models:
         raise SpikecimError(f"{run_dir}: the run has no '{variant}' model")
+    for note in check_trained(run_dir, cfg, [variant], allow_partial):
+        warnings.warn(note, stacklevel=2)
     model = models[variant]
     load_weights(model, weights_path(run_dir / "checkpoint", variant))
     shape = tuple(data.sample_shape)
