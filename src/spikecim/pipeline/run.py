@@ -359,7 +359,7 @@ def load_run(run_dir: str | Path, console=None, allow_partial: bool = False) -> 
     ctx = build_context(cfg, console)
     for note in check_trained(run_dir, cfg, list(ctx.models), allow_partial):
         if console is not None:
-            console.print(f"warning: {note} (--allow-partial)", markup=False, highlight=False)
+            console.print(f"warning: {note} (--allow-partial)", markup=False, highlight=False, soft_wrap=True)
         else:
             warnings.warn(note, stacklevel=2)
     for v, m in ctx.models.items():
