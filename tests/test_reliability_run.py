@@ -278,7 +278,7 @@ def test_boolean_options_show_as_plain_flags_in_help(command, flags, capsys):
     text = capsys.readouterr().out
     assert "--no-" not in text
     for flag in flags:
-        rows = [ln for ln in text.splitlines() if re.search(rf"{flag}\b", ln) and "│ " + flag in ln]
+        rows = [ln for ln in text.splitlines() if re.match(rf"│[ *]*{flag}\s", ln)]
         assert rows, flag
         assert "<bool>" not in rows[0] and "BOOLEAN" not in rows[0]
 
@@ -391,24 +391,47 @@ def test_a_run_without_a_checkpoint_is_refused_even_with_allow_partial(interrupt
     assert "the snn trained 0 of 4 epochs (no checkpoint)" in the_line(capsys.readouterr().err)
 
 
+# A run whose last stage waits until it is killed: it holds the folder's lock meanwhile.
+WAITING_RUN = """
+import sys, time
+from spikecim.cli.main import main
+from spikecim.pipeline.stages import register_stage
+
+def wait(ctx):
+    while True:
+        time.sleep(0.05)
+
+register_stage("test_wait")(wait)
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 def test_a_second_run_into_a_locked_folder_is_refused_and_a_killed_run_leaves_no_lock(tmp_path, capsys):
-    long = ["--set", "model.name=mlp", "--set", "data.limit=64", "--set", "train.epochs=150"]
-    cmd = _train_cmd(tmp_path, *long)
+    args = run_args(tmp_path, "r", *TINY)
     run = tmp_path / "r"
-    proc = _start_and_wait_for_first_epoch(cmd, run)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WAITING_RUN, *args, "--stages", "train,test_wait"],
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
+        while proc.poll() is None and not (run / "metrics.json").exists():  # train done, now waiting
+            time.sleep(0.01)
         assert proc.poll() is None, proc.stderr.read()
-        assert main(cmd[3:]) == 2
+        before = snapshot(run)
+        assert main([*args, "--stages", "train,evaluate"]) == 2
         assert the_line(capsys.readouterr().err) == (
             f"error: run: {run} is in use by another spikecim run (pid {proc.pid}); "
             "wait for it to finish or choose another --name"
         )
+        assert snapshot(run) == before
         assert proc.poll() is None  # the refused run did not disturb the first one
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.communicate()
-    killed_at = _epoch(run)
-    assert 1 <= killed_at < 150
-    assert main(cmd[3:]) == 0
+    assert main([*args, "--stages", "train,evaluate"]) == 0
     history = json.loads((run / "checkpoint" / "snn.state.json").read_text())["history"]
-    assert [h["epoch"] for h in history] == list(range(1, 151))
+    assert [h["epoch"] for h in history] == [1]  # resumed: the saved epoch, not trained again
+    assert set(json.loads((run / "metrics.json").read_text())) == {"train", "evaluate", "timing_s"}
