@@ -1,6 +1,7 @@
 # Two commands set everything up on a fresh machine:
 #   make run    trains, evaluates, traces and costs the embedded default (digits)
 #   make test   runs the test suite
+#   make clean  removes .venv and .pytest_cache (never runs/, which holds your results)
 # Each creates .venv on first use. torch is pinned to the CPU build (2.13.0) first, and
 # everything else is installed against constraints.txt so no peer can pull a CUDA build.
 PYTHON ?= python3
@@ -35,4 +36,4 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) .pytest_cache

@@ -8,6 +8,7 @@ out of range fail with one line naming the field.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -117,13 +118,16 @@ class ReportConfig(_Section):
     enabled: bool = True
 
 
+RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 DEFAULT_STAGES = ["train", "evaluate", "trace", "analog", "hardware", "report"]
 
 
 class RunConfig(_Section):
-    name: str = Field("digits-convnet", min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
+    name: str | None = Field(
+        None, description="run folder output_dir/<name>; None: '<data.name>-<model.name>'"
+    )
     seed: int = Field(0, ge=0, lt=MAX_INT, description="seed of every random draw, 0 <= seed < 2**63")
-    output_dir: str = "runs"
+    output_dir: str = Field("runs", description="folder that holds the run folders")
     stages: list[str] = Field(default_factory=lambda: list(DEFAULT_STAGES))
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
@@ -187,6 +191,24 @@ class RunConfig(_Section):
         """The train section with the variant's training settings over it."""
         return TrainConfig.model_validate({**self.train.model_dump(), **variant.train})
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_name(cls, v: Any) -> Any:
+        if isinstance(v, dict) and v.get("name") is None:
+            data, model = _section_name(v.get("data"), "digits"), _section_name(v.get("model"), "convnet")
+            v = dict(v, name=f"{data}-{model}")
+        return v
+
+    @field_validator("name")
+    @classmethod
+    def _run_name(cls, v: str) -> str:
+        # One folder directly inside output_dir: no separators, no '.'/'..', not hidden.
+        if not RUN_NAME.fullmatch(v):
+            raise ValueError(
+                f"'{v}' is not a run name: letters, digits, '.', '_' and '-', not starting with '.'"
+            )
+        return v
+
     @field_validator("stages")
     @classmethod
     def _stages(cls, v: list[str]) -> list[str]:
@@ -231,6 +253,13 @@ def resolve_paths(data: dict, folder: Path) -> dict:
     if isinstance(hardware, dict) and isinstance(hardware.get("archs"), list):
         hardware["archs"] = [here(a) for a in hardware["archs"]]
     return data
+
+
+def _section_name(section: Any, default: str) -> str:
+    """The ``name`` of a data or model section given as a dict or a built section."""
+    if isinstance(section, dict):
+        return str(section.get("name", default))
+    return str(getattr(section, "name", default))
 
 
 def _parse_value(text: str) -> Any:

@@ -19,6 +19,10 @@ def one_line(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
+class RunInterrupted(Exception):
+    """A run stopped by Ctrl-C: the message is one line saying what was saved (exit code 130)."""
+
+
 def one_line_validation_error(err, prefix: str = "") -> str:
     """Summarise a pydantic ``ValidationError`` as one line: ``field.path: message``."""
     parts = []

@@ -41,6 +41,7 @@ def bench_cmd(
         bool,
         typer.Option(
             "--quick",
+            metavar="",
             help="a tiny size in 2 rounds, overriding --repeats (lif: T=5, B=2, 16 features, "
             "overriding --timesteps, --features; analog: a tiny MLP and convnet, a 32x32 array)",
         ),
@@ -75,7 +76,7 @@ def bench_cmd(
         int | None,
         typer.Option("--threads", help="torch threads, >= 1 (default: lif torch's, analog 1)"),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print the results as JSON")] = False,
+    as_json: Annotated[bool, typer.Option("--json", metavar="", help="print the results as JSON")] = False,
 ) -> None:
     """Time spikecim against peer libraries: Linear + LIF forward+backward against snnTorch,
     SpikingJelly, Norse and the Linear floor (--suite lif), or noisy analog inference against

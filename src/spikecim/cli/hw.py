@@ -64,7 +64,9 @@ def estimate_cmd(
         str | None,
         typer.Option(help="in a run folder: the variant to cost (its config's names; default: the first spiking one)"),
     ] = None,
-    dense: Annotated[bool, typer.Option(help="ignore the traced activity (upper bound)")] = False,
+    dense: Annotated[
+        bool, typer.Option("--dense", metavar="", help="ignore the traced activity (upper bound)")
+    ] = False,
     node_nm: Annotated[
         float | None,
         typer.Option("--node-nm", help="scale the table to this technology node in nm, > 0 (first order)"),
@@ -77,7 +79,7 @@ def estimate_cmd(
             "--node-nm scaling, so the value is kept as given; repeatable",
         ),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print the CostReport as JSON")] = False,
+    as_json: Annotated[bool, typer.Option("--json", metavar="", help="print the CostReport as JSON")] = False,
     out: Annotated[Path | None, typer.Option(help="also save the CostReport JSON here")] = None,
     timesteps: Annotated[int, typer.Option(help="for a .nir model: steps to trace, 1 to 10000")] = 10,
     input_rate: Annotated[
@@ -124,7 +126,7 @@ def spikesim_cmd(
         Path,
         typer.Argument(help="YAML: xbar_size, pe_per_tile, timesteps, clock_mhz, device, kernel, layers"),
     ],
-    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    as_json: Annotated[bool, typer.Option("--json", metavar="", help="print one JSON object")] = False,
 ) -> None:
     """The public SpikeSim energy/latency/area script, reproduced (quirks included)."""
     from spikecim.hw import estimate, spikesim_from_spec

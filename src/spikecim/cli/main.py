@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from spikecim.errors import SpikecimError
+from spikecim.errors import RunInterrupted, SpikecimError
 
 app = typer.Typer(
     name="spikecim",
@@ -21,6 +21,37 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+
+        return version("spikecim")
+    except PackageNotFoundError:
+        from spikecim import __version__
+
+        return __version__
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"spikecim {_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_print_version,
+        is_eager=True,
+        metavar="",
+        help="Print the version and exit.",
+    ),
+) -> None:
+    pass
 
 
 def _register() -> None:
@@ -36,7 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 2 bad input, 130 interrupted)."""
     _register()
     try:
-        app(args=argv, standalone_mode=False)
+        # Without standalone mode click hands back the code of an Exit (130 after Ctrl-C).
+        code = app(args=argv, standalone_mode=False)
+    except RunInterrupted as e:
+        print(e, file=sys.stderr)
+        return 130
     except SpikecimError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -44,16 +79,10 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{e.filename}: " if e.filename else ""
         print(f"error: {where}{e.strerror or e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(
-            "interrupted: completed epochs and stages are saved; run the same command to resume",
-            file=sys.stderr,
-        )
-        return 130
+    except (KeyboardInterrupt, typer.Abort):
+        code = 130
     except SystemExit as e:  # typer/click exits (--help)
         return int(e.code or 0)
-    except typer.Abort:
-        return 130
     except Exception as e:  # click usage errors arrive here with standalone_mode=False
         # Typer either re-exports click or vendors it, so match click's exception
         # protocol instead of importing the click module.
@@ -66,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
         msg = " ".join(str(e.format_message()).split())
         print(f"error: {msg}", file=sys.stderr)
         return code
-    return 0
+    if code == 130:
+        print("interrupted", file=sys.stderr)
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """``spikecim nir``: NIR import, export and inspection (see spikecim.interop).
 
 spikecim nir inspect graph.nir [--dt 1e-4]
-spikecim nir export runs/digits-convnet -o convnet.nir [--dt 1e-4]
+spikecim nir export runs/digits-convnet -o convnet.nir [--dt 1e-4] [--allow-partial]
 spikecim nir import graph.nir -o runs/from-nir [--dt 1e-4] [--convention euler|snntorch]
 """
 
@@ -47,15 +47,23 @@ def export_cmd(
     ],
     output: Annotated[Path, typer.Option("-o", "--output", help="the .nir file to write")],
     dt: Annotated[float, typer.Option(help="step in seconds the discrete neurons are written for")] = 1e-4,
+    allow_partial: Annotated[
+        bool,
+        typer.Option(
+            "--allow-partial",
+            metavar="",
+            help="export a run whose training was interrupted (fewer epochs than train.epochs)",
+        ),
+    ] = False,
 ) -> None:
     """Write a run's trained spiking model as a NIR graph."""
     import warnings
 
     from spikecim.interop import load_model, to_nir, write_graph
 
-    model = load_model(run_dir)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        model = load_model(run_dir, allow_partial=allow_partial)
         graph = to_nir(model, dt=dt)
     for w in caught:
         typer.echo(f"warning: {w.message}", err=True)

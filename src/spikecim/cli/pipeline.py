@@ -17,6 +17,24 @@ CONFIG_ARG = typer.Argument(
     None, help="Run config (YAML). Omit to run the embedded default (convnet on digits)."
 )
 SET_OPT = typer.Option(None, "--set", "-s", help="Override one field: section.field=value (repeatable).")
+NAME_OPT = typer.Option(
+    None,
+    help="Run name: the folder <output_dir>/<name>/ (default: <dataset>-<model>, e.g. digits-convnet).",
+)
+FRESH_OPT = typer.Option(
+    False,
+    "--fresh",
+    metavar="",
+    help="Start the run over instead of resuming: the previous run's files are set aside and deleted "
+    "once the first stage has finished (put back if it fails or is interrupted). Only a folder "
+    "spikecim created, holding only files it wrote, is cleared.",
+)
+PARTIAL_OPT = typer.Option(
+    False,
+    "--allow-partial",
+    metavar="",
+    help="Accept a run whose training was interrupted (fewer epochs than train.epochs), with a warning.",
+)
 
 
 def _rank_console() -> Console:
@@ -36,7 +54,7 @@ def _config(config: Path | None, overrides: list[str] | None, **flags):
 def run_cmd(
     config: Path | None = CONFIG_ARG,
     set_: list[str] | None = SET_OPT,
-    name: str | None = typer.Option(None, help="Run name: the folder runs/<name>/."),
+    name: str | None = NAME_OPT,
     epochs: int | None = typer.Option(None, help="Training epochs (train.epochs), >= 0."),
     timesteps: int | None = typer.Option(
         None, help="Timesteps T of the spiking variants without their own (data.timesteps), >= 1."
@@ -51,7 +69,7 @@ def run_cmd(
     stages: str | None = typer.Option(
         None, help="Comma-separated stages to run, of train, evaluate, trace, analog, hardware, report."
     ),
-    fresh: bool = typer.Option(False, "--fresh", help="Delete the run folder first instead of resuming."),
+    fresh: bool = FRESH_OPT,
 ) -> None:
     """Train, evaluate, trace, cost and report: the whole pipeline. Resumes when run again."""
     from spikecim.pipeline.run import run
@@ -76,9 +94,9 @@ def run_cmd(
 def train_cmd(
     config: Path | None = CONFIG_ARG,
     set_: list[str] | None = SET_OPT,
-    name: str | None = typer.Option(None, help="Run name: the folder runs/<name>/."),
+    name: str | None = NAME_OPT,
     epochs: int | None = typer.Option(None, help="Training epochs (train.epochs), >= 0."),
-    fresh: bool = typer.Option(False, "--fresh", help="Delete the run folder first instead of resuming."),
+    fresh: bool = FRESH_OPT,
 ) -> None:
     """Train only (every variant of the run config). Works under torchrun for data-parallel training."""
     from spikecim.pipeline.run import run
@@ -138,7 +156,8 @@ def evaluate_cmd(
     limit: int | None = typer.Option(
         None, min=1, help="For a .nir model: evaluate at most this many test samples."
     ),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    json_out: bool = typer.Option(False, "--json", metavar="", help="Print one JSON object."),
+    allow_partial: bool = PARTIAL_OPT,
 ) -> None:
     """Test accuracy and per-layer spike rates of a trained model (optionally on analog hardware)."""
     from spikecim.pipeline.sources import is_model_file
@@ -160,7 +179,7 @@ def evaluate_cmd(
         from spikecim.pipeline.core_stages import evaluate_stage
         from spikecim.pipeline.run import load_run
 
-        ctx = load_run(source, console)
+        ctx = load_run(source, console, allow_partial=allow_partial)
         out = {"evaluate": evaluate_stage(ctx)}
         if analog is not None:
             from spikecim.analog import evaluate_run_analog
@@ -193,6 +212,7 @@ def trace_cmd(
         0.2, help="For a .nir model without --dataset: Bernoulli input spike probability per step, in (0, 1]."
     ),
     samples: int = typer.Option(64, min=1, help="For a .nir model: samples to trace."),
+    allow_partial: bool = PARTIAL_OPT,
 ) -> None:
     """Record the Workload (shapes, bits, measured activity) of a trained model."""
     from spikecim.pipeline.sources import is_model_file
@@ -207,7 +227,7 @@ def trace_cmd(
     from spikecim.pipeline.core_stages import trace_stage
     from spikecim.pipeline.run import load_run
 
-    ctx = load_run(source, console)
+    ctx = load_run(source, console, allow_partial=allow_partial)
     metrics = trace_stage(ctx)
     if output is not None:
         names = [v.name for v in ctx.config.variants]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -34,8 +35,13 @@ NIR_FILE = "model.nir"
 NIR_META = "nir.yaml"
 
 
-def load_model(path: str | Path, dt: float | None = None, convention: str | None = None) -> nn.Module:
-    """A time-major model from a ``.nir`` file, a NIR run folder or a ``spikecim run`` folder."""
+def load_model(
+    path: str | Path, dt: float | None = None, convention: str | None = None, allow_partial: bool = False
+) -> nn.Module:
+    """A time-major model from a ``.nir`` file, a NIR run folder or a ``spikecim run`` folder.
+
+    ``allow_partial`` accepts a run folder whose training was interrupted (see
+    :func:`load_run_model`)."""
     path = Path(path)
     if path.is_dir():
         if (path / NIR_FILE).is_file():
@@ -46,7 +52,7 @@ def load_model(path: str | Path, dt: float | None = None, convention: str | None
                 convention=convention or meta.get("convention", "euler"),
             )
         if (path / "config.yaml").is_file():
-            return load_run_model(path)
+            return load_run_model(path, allow_partial=allow_partial)
         raise SpikecimError(f"{path}: neither a NIR folder ({NIR_FILE}) nor a run folder (config.yaml)")
     if not path.exists() and path.suffix != ".nir":
         raise SpikecimError(f"{path}: not found (expected a run folder, a NIR folder or a .nir file)")
@@ -60,16 +66,25 @@ def read_meta(run_dir: Path) -> dict:
     return read_mapping(meta_path, "nir import metadata")
 
 
-def load_run_model(run_dir: str | Path, variant: str | None = None) -> nn.Module:
+def load_run_model(run_dir: str | Path, variant: str | None = None, allow_partial: bool = False) -> nn.Module:
     """The trained model of one variant (None: the first spiking one) of a ``spikecim run``
     folder, loaded by :func:`spikecim.pipeline.run.load_run`, with ``input_shape`` set to one
-    sample's shape without time (a frame data set's ``[T, C, H, W]`` samples give ``[C, H, W]``)."""
-    from spikecim.config import load_config
-    from spikecim.pipeline.run import load_run
+    sample's shape without time (a frame data set's ``[T, C, H, W]`` samples give ``[C, H, W]``).
 
+    A variant trained for fewer epochs than ``train.epochs`` (an interrupted run) is refused
+    unless ``allow_partial``; then a warning names it.
+    """
+    from spikecim.config import load_config
+    from spikecim.pipeline.run import check_trained, load_run
+
+    run_dir = Path(run_dir)
+    cfg = load_config(run_dir / "config.yaml")
     if variant is None:
-        listed = load_config(Path(run_dir) / "config.yaml").variants
-        variant = next((v.name for v in listed if v.spiking), listed[0].name)
+        variant = next((v.name for v in cfg.variants if v.spiking), cfg.variants[0].name)
+    if variant not in {v.name for v in cfg.variants}:
+        raise SpikecimError(f"{run_dir}: the run has no '{variant}' model")
+    for note in check_trained(run_dir, cfg, [variant], allow_partial):
+        warnings.warn(note, stacklevel=2)
     ctx = load_run(run_dir, variants=[variant])
     model = ctx.models[variant]
     shape = tuple(ctx.data.sample_shape)

@@ -10,8 +10,10 @@ completed epoch, and the other stages are recomputed from the checkpoints.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -19,18 +21,22 @@ import yaml
 
 from spikecim.config import RunConfig, load_config
 from spikecim.data import dataset_from_config
-from spikecim.errors import SpikecimError
+from spikecim.errors import RunInterrupted, SpikecimError
 from spikecim.models import create_model
+from spikecim.pipeline import folder
 from spikecim.pipeline.stages import RunContext, get_stage
+from spikecim.train.checkpoint import weights_path
 from spikecim.train.distributed import is_main_process
 from spikecim.variants import workload_filename
 
 __all__ = [
     "build_context",
     "build_models",
+    "check_trained",
     "load_run",
     "load_workloads",
     "run",
+    "trained_epochs",
     "variant_input",
     "write_metrics",
 ]
@@ -85,11 +91,50 @@ def build_context(cfg: RunConfig, console=None) -> RunContext:
 
 
 def write_metrics(ctx: RunContext) -> Path:
+    """Write ``metrics.json`` atomically; every number in it is finite (strict JSON)."""
     path = ctx.run_dir / "metrics.json"
     tmp = path.with_name("metrics.json.tmp")
-    tmp.write_text(json.dumps(ctx.metrics, indent=1, default=float))
+    tmp.write_text(json.dumps(ctx.metrics, indent=1, default=float, allow_nan=False))
     tmp.replace(path)
     return path
+
+
+def trained_epochs(run_dir: Path) -> dict[str, int]:
+    """Completed epochs per variant, from ``checkpoint/<variant>.state.json``."""
+    out = {}
+    for f in sorted((Path(run_dir) / "checkpoint").glob("*.state.json")):
+        try:
+            out[f.name.removesuffix(".state.json")] = int(json.loads(f.read_text())["epoch"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return out
+
+
+def check_trained(run_dir: Path, cfg: RunConfig, variants, allow_partial: bool = False) -> list[str]:
+    """Refuse variants trained for fewer than ``train.epochs`` epochs (an interrupted run).
+
+    A variant without weights is always refused; one whose ``<variant>.state.json`` counts
+    fewer epochs is refused unless ``allow_partial``, and then named in the returned notes.
+    Weights without a state file (placed by hand) are taken as they are.
+    """
+    run_dir = Path(run_dir)
+    done = trained_epochs(run_dir)
+    notes = []
+    for v in variants:
+        n = cfg.train_for(cfg.variant(v)).epochs
+        if not weights_path(run_dir / "checkpoint", v).exists():
+            raise SpikecimError(
+                f"run: {run_dir}: the {v} trained 0 of {n} epochs (no checkpoint); "
+                "run `spikecim run` again to finish"
+            )
+        if v in done and done[v] < n:
+            msg = f"{run_dir}: the {v} trained {done[v]} of {n} epochs"
+            if not allow_partial:
+                raise SpikecimError(
+                    f"run: {msg}; run `spikecim run` again to finish, or pass --allow-partial"
+                )
+            notes.append(msg)
+    return notes
 
 
 def _check_same_run(cfg: RunConfig) -> None:
@@ -116,6 +161,16 @@ def _check_same_run(cfg: RunConfig) -> None:
                 )
 
 
+def _needs_earlier_results(cfg: RunConfig) -> dict[str, list[str]]:
+    """For each stage required but not run: the stages of this run that need its results."""
+    users: dict[str, list[str]] = {}
+    for name in cfg.stages:
+        for r in get_stage(name).requires:
+            if r not in cfg.stages:
+                users.setdefault(r, []).append(name)
+    return users
+
+
 def _reuse_earlier_results(ctx: RunContext) -> None:
     """Let a run of some stages build on what earlier runs left in the folder.
 
@@ -123,19 +178,16 @@ def _reuse_earlier_results(ctx: RunContext) -> None:
     trained weights come from the checkpoint, and without ``trace`` the workloads from
     ``workload*.json``. A stage whose input is missing stops the run before anything runs.
     """
-    from spikecim.train.checkpoint import load_weights, weights_path
+    from spikecim.train.checkpoint import load_weights
 
     cfg, run_dir = ctx.config, ctx.run_dir
     if (run_dir / "metrics.json").exists():
         try:
-            ctx.metrics = json.loads((run_dir / "metrics.json").read_text())
+            # NaN/Infinity from an older spikecim are read as null: metrics.json stays strict JSON
+            ctx.metrics = json.loads((run_dir / "metrics.json").read_text(), parse_constant=lambda c: None)
         except json.JSONDecodeError:
             ctx.metrics = {}
-    users: dict[str, list[str]] = {}
-    for name in cfg.stages:
-        for r in get_stage(name).requires:
-            if r not in cfg.stages:
-                users.setdefault(r, []).append(name)
+    users = _needs_earlier_results(cfg)
     if "train" in users:
         for v, m in ctx.models.items():
             path = weights_path(run_dir / "checkpoint", v)
@@ -156,41 +208,176 @@ def _reuse_earlier_results(ctx: RunContext) -> None:
 
 
 def run(cfg: RunConfig, console=None, fresh: bool = False) -> RunContext:
-    """Run ``cfg.stages`` in order; returns the context (models, workloads, metrics)."""
-    main = is_main_process()
-    if fresh and cfg.run_dir.exists() and main:
-        shutil.rmtree(cfg.run_dir)
-    _check_same_run(cfg)
+    """Run ``cfg.stages`` in order; returns the context (models, workloads, metrics).
+
+    Everything that can be checked is checked before the run folder is touched: the folder
+    is inside ``output_dir`` and spikecim's own, the stage order, the device, the data set,
+    the models and the encoder. ``fresh`` sets the previous run aside and deletes it once the
+    first stage has finished. A failure before anything new is saved leaves the folder as it
+    was; Ctrl-C raises :class:`~spikecim.errors.RunInterrupted` saying what was saved.
+    """
+    try:
+        ctx = _prepare(cfg, console, fresh)
+    except KeyboardInterrupt:
+        raise RunInterrupted("interrupted before the run started; nothing was written") from None
+    if not is_main_process():  # under torchrun only the first process handles the folder
+        if not fresh:
+            _reuse_earlier_results(ctx)
+        for name in cfg.stages:
+            _run_stage(ctx, name, write=False)
+        return ctx
+    run_dir = ctx.run_dir
+    created = not run_dir.exists()
+    folder.check_owned(run_dir, fresh)
+    with folder.locked(run_dir):
+        aside = folder.Aside(run_dir) if fresh else None
+        config = run_dir / "config.yaml"
+        old_config = config.read_bytes() if config.is_file() else None
+        before = _checkpoint_stamp(run_dir)
+        done: list[str] = []
+        try:
+            if aside is None:
+                _check_same_run(cfg)
+                _reuse_earlier_results(ctx)
+            else:
+                aside.move()
+            folder.mark(run_dir)
+            config.write_text(cfg.to_yaml())
+            for name in cfg.stages:
+                _run_stage(ctx, name, write=True)
+                done.append(name)
+                if aside is not None:
+                    aside.discard()  # the new run has started: the previous one goes
+            if aside is not None:
+                aside.discard()
+        except BaseException as e:
+            if aside is not None and aside.path is not None:
+                aside.restore()
+                what = f"the previous run in {run_dir} is restored"
+            elif not done and _checkpoint_stamp(run_dir) == before:
+                if created:  # only this run wrote into it
+                    shutil.rmtree(run_dir)
+                    what = f"nothing was written to {run_dir}"
+                else:
+                    if old_config is None:
+                        config.unlink(missing_ok=True)
+                    else:
+                        config.write_bytes(old_config)
+                    what = f"{run_dir} is as it was"
+            else:
+                what = None
+            if isinstance(e, KeyboardInterrupt):
+                raise RunInterrupted(_interrupted_line(cfg, done, what)) from None
+            raise
+    return ctx
+
+
+def _prepare(cfg: RunConfig, console, fresh: bool) -> RunContext:
+    """Every check that touches nothing; returns the context with data and fresh models."""
+    from spikecim.data.encode import get_encoder
+    from spikecim.train.trainer import resolve_device
+
+    out, run_dir = Path(cfg.output_dir).resolve(), cfg.run_dir.resolve()
+    if run_dir.parent != out and not cfg.run_dir.is_symlink():
+        raise SpikecimError(
+            f"name: {cfg.run_dir} is not a folder directly inside output_dir {cfg.output_dir}"
+        )
     for i, name in enumerate(cfg.stages):
         later = [r for r in get_stage(name).requires if r in cfg.stages[i + 1 :]]
         if later:
             raise SpikecimError(f"stages: '{name}' must come after {', '.join(later)}")
-    ctx = build_context(cfg, console)  # data and models first: bad input leaves no folder behind
-    _reuse_earlier_results(ctx)
-    cfg.run_dir.mkdir(parents=True, exist_ok=True)
-    if main:
-        (cfg.run_dir / "config.yaml").write_text(cfg.to_yaml())
-    done: list[str] = []
-    for name in cfg.stages:
-        stage = get_stage(name)
-        missing = [r for r in stage.requires if r not in done and r in cfg.stages]
-        if missing:
-            raise SpikecimError(f"stages: '{name}' must come after {', '.join(missing)}")
-        if console is not None:
-            console.rule(f"[bold]{name}[/bold] {stage.description}")
-        t0 = time.perf_counter()
-        ctx.metrics[name] = stage.fn(ctx)
-        ctx.metrics.setdefault("timing_s", {})[name] = time.perf_counter() - t0
-        if main:
-            write_metrics(ctx)
-        done.append(name)
+    needed = _needs_earlier_results(cfg)
+    if fresh and needed:
+        stage, users = next(iter(needed.items()))
+        raise SpikecimError(
+            f"stages: --fresh starts an empty run folder, so {', '.join(users)} needs {stage} among the stages"
+        )
+    if "train" in cfg.stages:
+        resolve_device(cfg.train.device)
+    ctx = build_context(cfg, console)
+    get_encoder(cfg.data.encoder, frames=bool(getattr(ctx.data, "frames", False)))
     return ctx
 
 
-def load_run(run_dir: str | Path, console=None, variants: list[str] | None = None) -> RunContext:
-    """Rebuild a finished (or interrupted) run: config, data, models with their trained
-    weights (of ``variants`` only when given: the others are left out of ``ctx.models``)."""
-    from spikecim.train.checkpoint import load_weights, weights_path
+def _run_stage(ctx: RunContext, name: str, write: bool) -> None:
+    stage = get_stage(name)
+    if ctx.console is not None:
+        ctx.console.rule(f"[bold]{name}[/bold] {stage.description}")
+    t0 = time.perf_counter()
+    result = stage.fn(ctx)
+    bad = _first_non_finite(result, name)
+    if bad is not None:
+        raise SpikecimError(
+            f"stage '{name}': {bad[0]} is {bad[1]}, not a finite number; metrics.json is left as it was"
+        )
+    ctx.metrics[name] = result
+    ctx.metrics.setdefault("timing_s", {})[name] = time.perf_counter() - t0
+    if write:
+        write_metrics(ctx)
+
+
+def _first_non_finite(value, path: str) -> tuple[str, object] | None:
+    """The first (key path, value) in a stage result that is NaN or infinite, or None."""
+    if isinstance(value, dict):
+        items = ((f"{path}.{k}", v) for k, v in value.items())
+    elif isinstance(value, (list, tuple)):
+        items = ((f"{path}[{i}]", v) for i, v in enumerate(value))
+    elif value is None or isinstance(value, (str, bool, int)):
+        return None
+    else:
+        try:
+            x = float(value)
+        except (TypeError, ValueError):
+            return None
+        return None if math.isfinite(x) else (path, x)
+    for p, v in items:
+        bad = _first_non_finite(v, p)
+        if bad is not None:
+            return bad
+    return None
+
+
+def _checkpoint_stamp(run_dir: Path) -> dict[str, tuple[int, int]]:
+    """(mtime, size) of each training-state file: what changes when an epoch is saved."""
+    out = {}
+    for f in (run_dir / "checkpoint").glob("*.state.json"):
+        st = f.stat()
+        out[f.name] = (st.st_mtime_ns, st.st_size)
+    return out
+
+
+def _interrupted_line(cfg: RunConfig, done: list[str], unchanged: str | None) -> str:
+    """One line for Ctrl-C: what was saved, and how to go on."""
+    if unchanged is not None:
+        return f"interrupted before anything new was saved: {unchanged}"
+    names = {v.name for v in cfg.variants}
+
+    def n(v: str) -> int:
+        return cfg.train_for(cfg.variant(v)).epochs if v in names else cfg.train.epochs
+
+    saved = [
+        f"epochs 1-{k} of {n(v)} of the {v}" if k > 1 else f"epoch 1 of {n(v)} of the {v}"
+        for v, k in trained_epochs(cfg.run_dir).items()
+        if k > 0
+    ]
+    parts = []
+    if saved:
+        parts.append(f"{', '.join(saved)} saved in {cfg.run_dir / 'checkpoint'}")
+    if done:
+        parts.append(f"stages {', '.join(done)} recorded in {cfg.run_dir / 'metrics.json'}")
+    return f"interrupted: {'; '.join(parts) or 'nothing saved'}; run the same command to resume"
+
+
+def load_run(
+    run_dir: str | Path, console=None, variants: list[str] | None = None, allow_partial: bool = False
+) -> RunContext:
+    """Rebuild a finished run: config, data, models with their trained weights (of
+    ``variants`` only when given: the others are left out of ``ctx.models``).
+
+    A run whose training was interrupted is refused (see :func:`check_trained`) unless
+    ``allow_partial``; then each partly trained variant is named in a warning.
+    """
+    from spikecim.train.checkpoint import load_weights
 
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").exists():
@@ -202,6 +389,11 @@ def load_run(run_dir: str | Path, console=None, variants: list[str] | None = Non
         for v in variants:
             cfg.variant(v)  # an unknown name fails here, naming the allowed ones
         ctx.models = {v: m for v, m in ctx.models.items() if v in variants}
+    for note in check_trained(run_dir, cfg, list(ctx.models), allow_partial):
+        if console is not None:
+            console.print(f"warning: {note} (--allow-partial)", markup=False, highlight=False, soft_wrap=True)
+        else:
+            warnings.warn(note, stacklevel=2)
     for v, m in ctx.models.items():
         load_weights(m, weights_path(run_dir / "checkpoint", v))
         m.eval()
