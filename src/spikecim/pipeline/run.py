@@ -15,13 +15,13 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 
 from spikecim.config import RunConfig, load_config
 from spikecim.data import dataset_from_config
 from spikecim.errors import SpikecimError
 from spikecim.models import create_model
 from spikecim.pipeline.stages import RunContext, get_stage
+from spikecim.readers import read_mapping
 from spikecim.train.distributed import is_main_process
 
 __all__ = ["build_context", "build_models", "load_run", "run", "write_metrics"]
@@ -67,7 +67,7 @@ def _check_same_run(cfg: RunConfig) -> None:
     old = cfg.run_dir / "config.yaml"
     if not old.exists():
         return
-    prev = yaml.safe_load(old.read_text()) or {}
+    prev = read_mapping(old, "run", "of sections")
     now = cfg.model_dump(mode="json")
     for key in ("model", "data", "seed"):
         if prev.get(key) != now.get(key):
@@ -99,8 +99,8 @@ def _reuse_earlier_results(ctx: RunContext) -> None:
     cfg, run_dir = ctx.config, ctx.run_dir
     if (run_dir / "metrics.json").exists():
         try:
-            ctx.metrics = json.loads((run_dir / "metrics.json").read_text())
-        except json.JSONDecodeError:
+            ctx.metrics = read_mapping(run_dir / "metrics.json", "run", "of stage results")
+        except SpikecimError:
             ctx.metrics = {}
     users: dict[str, list[str]] = {}
     for name in cfg.stages:
@@ -176,7 +176,7 @@ def load_run(run_dir: str | Path, console=None) -> RunContext:
         m.eval()
     metrics = run_dir / "metrics.json"
     if metrics.exists():
-        ctx.metrics = json.loads(metrics.read_text())
+        ctx.metrics = read_mapping(metrics, "run", "of stage results")
     for v, fname in (("snn", "workload.json"), ("ann", "workload_ann.json")):
         if (run_dir / fname).exists():
             ctx.workloads[v] = Workload.load(run_dir / fname)

@@ -9,7 +9,6 @@ The Markdown report holds the same text and tables and links the PNGs under ``pl
 from __future__ import annotations
 
 import html
-import json
 import warnings
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -20,6 +19,7 @@ import yaml
 
 import spikecim
 from spikecim.errors import SpikecimError
+from spikecim.readers import read_mapping
 from spikecim.report.sections import Section, html_table, list_sections
 
 __all__ = ["CONFIG_SUMMARY_KEYS", "html_to_markdown", "write_markdown", "write_report"]
@@ -70,13 +70,10 @@ def _render(run_dir: Path) -> _Rendered:
     path = run_dir / "metrics.json"
     if not path.exists():
         raise SpikecimError(f"report: metrics.json not found in {run_dir}")
-    try:
-        metrics = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise SpikecimError(f"report: {path} is not valid JSON ({e.msg}, line {e.lineno})") from None
+    metrics = read_mapping(path, "report", "of stage results")
     config = None
     if (run_dir / "config.yaml").exists():
-        config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+        config = read_mapping(run_dir / "config.yaml", "report", "of sections")
     run_name = str((config or {}).get("name") or run_dir.name)
     _load_section_modules()
     blocks = []
