@@ -1,0 +1,204 @@
+"""Damaged or hostile files: checkpoints, user files that are not UTF-8, data sets that do not
+fit together, a damaged kernel cache, and user strings in the Markdown report.
+
+Each bad file gives exit code 2 and one line naming the file and what is wrong, never a
+traceback; the kernel cache is rebuilt instead.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from safetensors.torch import load_file, save_file
+
+from spikecim.cli.main import main
+from spikecim.errors import SpikecimError
+
+
+def _one_error_line(capsys) -> str:
+    """The CLI's error line: one, the last thing on stderr (after any stage headings), no traceback."""
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err + captured.out
+    errors = [line for line in captured.err.splitlines() if line.startswith("error")]
+    assert len(errors) == 1 and captured.err.rstrip().endswith(errors[0]), captured.err
+    return errors[0]
+
+
+# ---- checkpoints -----------------------------------------------------------------------------
+def _run_args(out: Path, epochs: int = 1) -> list[str]:
+    return [
+        "run",
+        "--epochs",
+        str(epochs),
+        "--model",
+        "mlp",
+        "--stages",
+        "train",
+        "--name",
+        "r",
+        "--set",
+        f"output_dir={out}",
+        "--set",
+        "data.limit=32",
+        "--set",
+        "train.ann_twin=false",
+        "--set",
+        "model.kwargs.hidden=[8]",
+        "--set",
+        "data.timesteps=2",
+    ]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> Path:
+    """The output folder of a real 1-epoch run of a tiny MLP (its checkpoint under r/checkpoint)."""
+    out = tmp_path_factory.mktemp("trained")
+    assert main(_run_args(out)) == 0
+    return out
+
+
+@pytest.fixture
+def run_copy(trained_run, tmp_path) -> Path:
+    out = tmp_path / "out"
+    shutil.copytree(trained_run, out)
+    return out
+
+
+STATE, WEIGHTS, OPTIM = "snn.state.json", "snn.safetensors", "snn.optim.safetensors"
+
+
+def _truncate(fraction: float):
+    def corrupt(path: Path) -> None:
+        data = path.read_bytes()
+        path.write_bytes(data[: int(len(data) * fraction)])
+
+    return corrupt
+
+
+def _edit_state(edit):
+    def corrupt(path: Path) -> None:
+        state = json.loads(path.read_text())
+        edit(state)
+        path.write_text(json.dumps(state))
+
+    return corrupt
+
+
+def _edit_tensors(edit):
+    def corrupt(path: Path) -> None:
+        tensors = load_file(str(path))
+        edit(tensors)
+        save_file(tensors, str(path))
+
+    return corrupt
+
+
+def _first_key(tensors: dict, suffix: str = "") -> str:
+    return min(k for k in tensors if k.endswith(suffix))
+
+
+def _set(key, value):
+    return lambda s: s.__setitem__(key, value)
+
+
+def _nan_weight(t):
+    k = _first_key(t, "weight")
+    t[k] = t[k].clone().index_fill_(0, torch.tensor([0]), float("nan"))
+
+
+def _wrong_shape(t):
+    k = _first_key(t, "weight")
+    t[k] = torch.zeros(t[k].shape[0] + 1, *t[k].shape[1:])
+
+
+def _drop(suffix):
+    return lambda t: t.pop(_first_key(t, suffix))
+
+
+CORRUPTIONS = {
+    **{
+        f"{name}-truncated-{f}": (name, _truncate(f), "")
+        for name in (STATE, WEIGHTS, OPTIM)
+        for f in (0.0, 0.01, 0.5, 0.99)
+    },
+    "state-junk-json": (STATE, lambda p: p.write_text('{"epoch": 1, "history": [}'), "not valid JSON"),
+    "state-not-a-mapping": (STATE, lambda p: p.write_text("[1, 2]"), "must hold a mapping"),
+    "state-not-utf8": (
+        STATE,
+        lambda p: p.write_bytes(b'{"epoch": \xff}'),
+        "not UTF-8 text (byte 0xff at offset 10)",
+    ),
+    "state-epoch-999": (STATE, _edit_state(_set("epoch", 999)), "epoch 999 is past train.epochs = 1"),
+    "state-epoch-minus-3": (STATE, _edit_state(_set("epoch", -3)), "epoch"),
+    "state-epoch-text": (STATE, _edit_state(_set("epoch", "1")), "epoch"),
+    "state-missing-history": (STATE, _edit_state(lambda s: s.pop("history")), "history"),
+    "state-missing-optimizer": (STATE, _edit_state(lambda s: s.pop("optimizer")), "optimizer"),
+    "state-nan-loss": (
+        STATE,
+        lambda p: p.write_text(p.read_text().replace('"loss": ', '"loss": NaN, "x": ', 1)),
+        "loss",
+    ),
+    "state-lr-text": (
+        STATE,
+        _edit_state(lambda s: s["optimizer"]["param_groups"][0].__setitem__("lr", "fast")),
+        "lr",
+    ),
+    "state-scheduler-junk": (STATE, _edit_state(_set("scheduler", {"last_epoch": 1})), "scheduler"),
+    "weights-nan": (WEIGHTS, _edit_tensors(_nan_weight), "NaN"),
+    "weights-wrong-shape": (WEIGHTS, _edit_tensors(_wrong_shape), "shape"),
+    "weights-missing-key": (WEIGHTS, _edit_tensors(_drop("weight")), "missing"),
+    "weights-garbage": (
+        WEIGHTS,
+        lambda p: p.write_bytes(b"\x00" * 8 + b"garbage" * 50),
+        "not a readable safetensors",
+    ),
+    "weights-deleted": (WEIGHTS, lambda p: p.unlink(), "missing"),
+    "optim-nan": (
+        OPTIM,
+        _edit_tensors(
+            lambda t: t.__setitem__(_first_key(t, "exp_avg"), t[_first_key(t, "exp_avg")] * float("nan"))
+        ),
+        "NaN",
+    ),
+    "optim-wrong-shape": (
+        OPTIM,
+        _edit_tensors(lambda t: t.__setitem__(_first_key(t, "exp_avg"), torch.zeros(3))),
+        "shape",
+    ),
+    "optim-missing-key": (OPTIM, _edit_tensors(_drop("exp_avg")), "lacks"),
+    "optim-unknown-key": (
+        OPTIM,
+        _edit_tensors(lambda t: t.__setitem__("99.exp_avg", torch.zeros(1))),
+        "names no parameter",
+    ),
+    "optim-deleted": (OPTIM, lambda p: p.unlink(), "missing"),
+}
+
+
+@pytest.mark.parametrize("case", list(CORRUPTIONS))
+def test_damaged_checkpoint_is_one_line_naming_the_file_and_exit_2(run_copy, capsys, case):
+    name, corrupt, expected = CORRUPTIONS[case]
+    path = run_copy / "r" / "checkpoint" / name
+    corrupt(path)
+    capsys.readouterr()
+    assert main(_run_args(run_copy)) == 2
+    line = _one_error_line(capsys)
+    assert str(path) in line or (case.startswith("state-") and "checkpoint" in line), line
+    assert expected in line, line
+    assert "--fresh" in line and "--name" in line
+
+
+def test_intact_checkpoint_resumes_and_fresh_replaces_a_damaged_one(run_copy, capsys):
+    assert main(_run_args(run_copy)) == 0  # resumes: epoch 1 of 1 already done
+    state = run_copy / "r" / "checkpoint" / STATE
+    state.write_text("")
+    assert main(_run_args(run_copy)) == 2
+    assert main([*_run_args(run_copy), "--fresh"]) == 0
+    assert json.loads(state.read_text())["epoch"] == 1
