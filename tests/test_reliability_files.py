@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from spikecim.cli.main import main
 from spikecim.errors import SpikecimError
+from spikecim.interop.loader import NIR_META
 
 
 def _one_error_line(capsys) -> str:
@@ -202,3 +203,80 @@ def test_intact_checkpoint_resumes_and_fresh_replaces_a_damaged_one(run_copy, ca
     assert main(_run_args(run_copy)) == 2
     assert main([*_run_args(run_copy), "--fresh"]) == 0
     assert json.loads(state.read_text())["epoch"] == 1
+
+
+# ---- user files that are not UTF-8 text ---------------------------------------------------
+_GARBAGE = b"name: r\n\x89PNG\r\n\x1a\n\xff\xfe binary"  # 0x89 is the first byte that is not UTF-8
+_BAD_OFFSET = _GARBAGE.index(b"\x89")
+
+
+def _report_of(path: Path):
+    # config.yaml and metrics.json of a run folder are read when its report is written.
+    from spikecim.report import write_report
+
+    if not path.with_name("metrics.json").exists():
+        path.with_name("metrics.json").write_text("{}")
+    return write_report(path.parent)
+
+
+def _layer_list(path: Path):
+    from spikecim.hw.layers import load_workload
+
+    return load_workload(path)
+
+
+def _nir_meta(path: Path):
+    from spikecim.interop.loader import read_meta
+
+    return read_meta(path.parent)
+
+
+def _loaders():
+    from spikecim.analog import load_crossbar_config
+    from spikecim.config import load_config
+    from spikecim.hw import load_architecture
+    from spikecim.hw.cost import CostReport
+    from spikecim.trace import Workload
+
+    return {
+        "run config": ("run.yaml", "config", load_config),
+        "crossbar YAML": ("xbar.yaml", "analog", load_crossbar_config),
+        "architecture table": ("arch.yaml", "arch", load_architecture),
+        "workload JSON": ("w.json", "workload", Workload.load),
+        "layer list": ("layers.yaml", "workload", _layer_list),
+        "cost report": ("cost.json", "cost report", CostReport.load),
+        "run folder config.yaml": ("config.yaml", "report", _report_of),
+        "run folder metrics.json": ("metrics.json", "report", _report_of),
+        "nir import metadata": (NIR_META, "nir import metadata", _nir_meta),
+    }
+
+
+@pytest.mark.parametrize("loader", list(_loaders()))
+def test_file_that_is_not_utf8_is_one_line_naming_file_byte_and_offset(tmp_path, loader):
+    fname, field, load = _loaders()[loader]
+    path = tmp_path / fname
+    path.write_bytes(_GARBAGE)
+    with pytest.raises(SpikecimError) as err:
+        load(path)
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith(f"{field}: "), msg
+    assert f"{path} is not UTF-8 text (byte 0x89 at offset {_BAD_OFFSET})" in msg, msg
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        lambda p: ["run", str(p)],
+        lambda p: ["hw", "spikesim", str(p)],
+        lambda p: ["hw", "estimate", str(p)],
+        lambda p: ["report", str(p.parent)],
+    ],
+    ids=["run", "hw spikesim", "hw estimate", "report"],
+)
+def test_cli_given_a_binary_file_exits_2_with_one_line(tmp_path, capsys, argv):
+    path = tmp_path / "config.yaml"
+    path.write_bytes(_GARBAGE)
+    (tmp_path / "metrics.json").write_bytes(_GARBAGE)
+    assert main(argv(path)) == 2
+    line = _one_error_line(capsys)
+    assert "is not UTF-8 text (byte 0x89" in line and str(tmp_path) in line, line
