@@ -280,3 +280,115 @@ def test_cli_given_a_binary_file_exits_2_with_one_line(tmp_path, capsys, argv):
     assert main(argv(path)) == 2
     line = _one_error_line(capsys)
     assert "is not UTF-8 text (byte 0x89" in line and str(tmp_path) in line, line
+
+
+# ---- data sets whose splits do not fit together -----------------------------------------
+def _write_idx(path: Path, array) -> None:
+    """An IDX file as the format defines it: 00 00 08 ndim, big-endian sizes, unsigned bytes."""
+    shape = tuple(array.shape)
+    header = bytes([0, 0, 0x08, len(shape)]) + struct.pack(f">{len(shape)}I", *shape)
+    path.write_bytes(header + bytes(array.astype("uint8").ravel().tolist()))
+
+
+def _write_mnist(folder: Path, n_train=4, train_hw=(28, 28), n_test=3, test_hw=(28, 28), top_label=9) -> dict:
+    import numpy as np
+
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for prefix, n, hw in (("train", n_train, train_hw), ("t10k", n_test, test_hw)):
+        files[prefix] = folder / f"{prefix}-images-idx3-ubyte"
+        _write_idx(files[prefix], np.full((n, *hw), 7))
+        _write_idx(folder / f"{prefix}-labels-idx1-ubyte", np.arange(n) % (top_label + 1))
+    return files
+
+
+def _write_cifar(folder: Path, dataset: str, n_train=4, n_test=3) -> dict:
+    label_bytes = 1 if dataset == "cifar10" else 2
+
+    def records(n: int) -> bytes:
+        return b"".join(bytes([i % 10] * label_bytes) + bytes([i]) * 3072 for i in range(n))
+
+    if dataset == "cifar10":
+        sub = folder / "cifar-10-batches-bin"
+        train_names, test_name = [f"data_batch_{i}.bin" for i in range(1, 6)], "test_batch.bin"
+    else:
+        sub = folder / "cifar-100-binary"
+        train_names, test_name = ["train.bin"], "test.bin"
+    sub.mkdir(parents=True)
+    for name in train_names:
+        (sub / name).write_bytes(records(n_train))
+    (sub / test_name).write_bytes(records(n_test))
+    return {"train": sub / train_names[0], "t10k": sub / test_name}
+
+
+def _write(dataset: str, folder: Path, **kw) -> dict:
+    if dataset.startswith("cifar"):
+        return _write_cifar(folder, dataset, **{k: v for k, v in kw.items() if k.startswith("n_")})
+    return _write_mnist(folder, **kw)
+
+
+FILE_DATASETS = ["mnist", "fashion-mnist", "cifar10", "cifar100"]
+
+
+@pytest.mark.parametrize("dataset", FILE_DATASETS)
+@pytest.mark.parametrize("split", ["train", "t10k"])
+def test_split_with_no_samples_is_one_line_naming_its_file(tmp_path, dataset, split):
+    from spikecim.data import load_dataset
+
+    files = _write(dataset, tmp_path, **{"n_train" if split == "train" else "n_test": 0})
+    with pytest.raises(SpikecimError) as err:
+        load_dataset(dataset, root=str(tmp_path))
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith("data: ") and str(files[split]) in msg, msg
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "fashion-mnist"])
+def test_train_and_test_images_of_different_sizes_are_one_line_naming_both_files(tmp_path, dataset):
+    from spikecim.data import load_dataset
+
+    files = _write_mnist(tmp_path, train_hw=(10, 10), test_hw=(28, 28))
+    with pytest.raises(SpikecimError) as err:
+        load_dataset(dataset, root=str(tmp_path))
+    msg = str(err.value)
+    assert "\n" not in msg and str(files["train"]) in msg and str(files["t10k"]) in msg, msg
+    assert "1x28x28" in msg and "1x10x10" in msg, msg
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "fashion-mnist"])
+def test_label_outside_the_classes_is_one_line(tmp_path, dataset):
+    from spikecim.data import load_dataset
+
+    _write_mnist(tmp_path, n_train=12, top_label=11)
+    with pytest.raises(SpikecimError, match=r"label 1[01], allowed 0\.\.9"):
+        load_dataset(dataset, root=str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    "x_test, y_test, expected",
+    [
+        (torch.full((2, 3), float("nan")), torch.zeros(2, dtype=torch.int64), "NaN or infinite"),
+        (torch.zeros(2, 3), torch.tensor([0, -1]), "label -1, allowed 0..1"),
+        (torch.zeros(2, 3), torch.tensor([0, 2]), "label 2, allowed 0..1"),
+        (torch.zeros(0, 3), torch.zeros(0, dtype=torch.int64), "holds no samples"),
+        (torch.zeros(2, 4), torch.zeros(2, dtype=torch.int64), "shape 4 but the train split (a.bin) 3"),
+    ],
+    ids=["nan", "negative-label", "label-too-large", "empty", "other-shape"],
+)
+def test_dataset_contract_names_the_split_and_its_file(x_test, y_test, expected):
+    from spikecim.data import Dataset
+
+    x = torch.zeros(2, 3)
+    y = torch.zeros(2, dtype=torch.int64)
+    with pytest.raises(SpikecimError) as err:
+        Dataset("toy", x, y, x_test, y_test, 2, sources=("a.bin", "b.bin"))
+    msg = str(err.value)
+    assert "\n" not in msg and "b.bin" in msg and expected in msg, msg
+
+
+def test_run_on_an_empty_training_file_exits_2_before_training(tmp_path, capsys):
+    files = _write_mnist(tmp_path / "mnist", n_train=0)
+    argv = ["run", "--dataset", "mnist", "--epochs", "1", "--set", f"data.root={tmp_path / 'mnist'}"]
+    assert main([*argv, "--set", f"output_dir={tmp_path / 'out'}"]) == 2
+    line = _one_error_line(capsys)
+    assert str(files["train"]) in line and "no samples" in line, line
+    assert not list((tmp_path / "out").rglob("metrics.json"))
