@@ -392,3 +392,61 @@ def test_run_on_an_empty_training_file_exits_2_before_training(tmp_path, capsys)
     line = _one_error_line(capsys)
     assert str(files["train"]) in line and "no samples" in line, line
     assert not list((tmp_path / "out").rglob("metrics.json"))
+
+
+# ---- the compiled kernel cache ----------------------------------------------------------
+_KERNEL_SCRIPT = """
+import sys, warnings
+import torch
+from spikecim.nn.functional import lif
+from spikecim.nn.kernels import cpu
+warnings.simplefilter("always")
+assert cpu.available(torch.float64), "kernel not available"
+x = torch.randn(7, 3, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+s, m = lif(x, 0.8, 0.6, backend="cpu")
+s_ref, m_ref = lif(x, 0.8, 0.6, backend="reference")
+assert torch.equal(s, s_ref) and torch.equal(m, m_ref), "kernel differs from the reference loop"
+print("ok", float(s.sum()))
+"""
+
+
+def _damage_truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
+
+
+def _damage_garbage(path: Path) -> None:
+    path.write_bytes(bytes((i * 131 + 7) % 256 for i in range(path.stat().st_size)))
+
+
+@pytest.fixture(scope="module")
+def built_kernel() -> list[Path]:
+    """The float64 library and its record, as built (or found verified) in the default cache."""
+    from spikecim.nn.kernels import cpu
+
+    if not cpu.available(torch.float64):
+        pytest.skip("no C compiler: the CPU kernel is not built")
+    lib = cpu._build("double")
+    return [lib, lib.with_suffix(".json")]
+
+
+@pytest.mark.parametrize("damage", [_damage_truncate, _damage_garbage], ids=["truncated", "garbage"])
+def test_damaged_cached_kernel_is_rebuilt_not_loaded(tmp_path, python, subprocess_env, built_kernel, damage):
+    import hashlib
+    import subprocess
+
+    cache = tmp_path / "cache" / "kernels"
+    cache.mkdir(parents=True)
+    for f in built_kernel:
+        shutil.copy(f, cache / f.name)
+    lib = cache / built_kernel[0].name
+    built = hashlib.sha256(lib.read_bytes()).hexdigest()
+    damage(lib)
+    assert hashlib.sha256(lib.read_bytes()).hexdigest() != built
+    env = dict(subprocess_env, SPIKECIM_CACHE_DIR=str(tmp_path / "cache"))
+    done = subprocess.run([python, "-c", _KERNEL_SCRIPT], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr  # not 135 (bus error)
+    assert done.stdout.startswith("ok ")  # the kernel ran and equals the reference loop
+    assert "is damaged; rebuilding it" in done.stderr
+    data = lib.read_bytes()
+    record = json.loads(lib.with_suffix(".json").read_text())
+    assert record["size"] == len(data) and record["sha256"] == hashlib.sha256(data).hexdigest()
