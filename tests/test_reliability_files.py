@@ -8,6 +8,7 @@ traceback; the kernel cache is rebuilt instead.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import struct
 from pathlib import Path
@@ -443,10 +444,135 @@ def test_damaged_cached_kernel_is_rebuilt_not_loaded(tmp_path, python, subproces
     damage(lib)
     assert hashlib.sha256(lib.read_bytes()).hexdigest() != built
     env = dict(subprocess_env, SPIKECIM_CACHE_DIR=str(tmp_path / "cache"))
-    done = subprocess.run([python, "-c", _KERNEL_SCRIPT], env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [python, "-c", _KERNEL_SCRIPT], env=env, capture_output=True, text=True, check=False
+    )
     assert done.returncode == 0, done.stderr  # not 135 (bus error)
     assert done.stdout.startswith("ok ")  # the kernel ran and equals the reference loop
     assert "is damaged; rebuilding it" in done.stderr
     data = lib.read_bytes()
     record = json.loads(lib.with_suffix(".json").read_text())
     assert record["size"] == len(data) and record["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+# ---- user strings in report.md ------------------------------------------------------------
+HOSTILE = "<img src=x onerror=alert(1)>|`x`*[a](javascript:b)"
+
+
+def _hostile_run(run_dir: Path, n_seeds: int = 3) -> Path:
+    from spikecim.trace.workload import LayerWorkload, Workload
+
+    run_dir.mkdir(parents=True)
+    layer = LayerWorkload(
+        name=HOSTILE, kind="linear", in_ch=4, out_ch=2, params=8, macs=8, timesteps=1,
+        in_nonzero_per_step=[2.0], acs_per_step=[4.0], spiking_input=True, has_neuron=False,
+    )  # fmt: skip
+    Workload(model=HOSTILE, spiking=True, timesteps=1, samples=2, layers=[layer]).save(
+        run_dir / "workload.json"
+    )
+    cost = {
+        "estimator": HOSTILE,
+        "energy_pj": 3.2e6,
+        "latency_ns": 10.0,
+        "area_um2": 1e6,
+        "tops_per_w": 1.0,
+        "energy_by_component_pj": {HOSTILE: 1.0},
+    }
+    variant = {"ideal": 0.9, "analog": {"mean": 0.85, "std": 0.012, "accuracies": [0.85] * n_seeds}}
+    metrics = {
+        "train": {"snn": {"history": [], "test_acc": None, "epochs": 0}},
+        "evaluate": {"snn": {"accuracy": 0.5, "samples": 2, "spike_rates": {HOSTILE: 0.1}}},
+        "analog": {
+            "enabled": True,
+            "preset": HOSTILE,
+            "t_inference_s": 1.0,
+            "n_seeds": n_seeds,
+            "variants": {HOSTILE: variant},
+            "plots": [],
+        },
+        "hardware": {
+            "mode": HOSTILE,
+            "snn": {HOSTILE: cost, "other": dict(cost, energy_pj=5e4)},
+            "snn_over_ann": {HOSTILE: {"energy_pj": 1.0, "latency_ns": 1.0, "edp_pj_ns": 1.0}},
+            "files": {"plots": []},
+        },
+        "timing_s": {HOSTILE: 1.0},
+    }
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    config = {
+        "name": HOSTILE,
+        "seed": 0,
+        "data": {"name": HOSTILE, "encoder": HOSTILE},
+        "model": {"name": HOSTILE, "neuron": {"kind": HOSTILE}, "kwargs": {HOSTILE: HOSTILE}},
+        "train": {"epochs": 0, "optimizer": HOSTILE},
+    }
+    (run_dir / "config.yaml").write_text(json.dumps(config))  # JSON is YAML
+    return run_dir
+
+
+def test_markdown_report_carries_no_raw_html_from_user_strings(tmp_path):
+    from spikecim.report import write_markdown, write_report
+
+    run_dir = _hostile_run(tmp_path / "r")
+    md = write_markdown(run_dir).read_text(encoding="utf-8")
+    assert "```" not in md  # no code block: every line below is Markdown text
+    assert "<" not in md, [line for line in md.splitlines() if "<" in line]
+    # The strings are still shown, as text: preset, variant, layer, architecture, run name.
+    assert md.count("&lt;img src=x onerror=alert(1)&gt;") >= 6
+    assert "](javascript:" not in md.replace("\\](", "")
+    # Every table row has as many cell separators as its header (no pipe from a string).
+    for table in re.findall(r"(?:^\|.*\|$\n?)+", md, flags=re.MULTILINE):
+        rows = table.strip().splitlines()
+        seps = {len(re.findall(r"(?<!\\)\|", r)) for r in rows}
+        assert len(seps) == 1, rows
+    page = write_report(run_dir).read_text(encoding="utf-8")
+    assert "<img src=x" not in page and "onerror=alert(1)>" not in page
+
+
+# ---- one format per kind of number ----------------------------------------------------------
+@pytest.mark.parametrize("n_seeds", [1, 3])
+def test_analog_accuracy_shows_std_only_from_two_seeds_in_html_markdown_and_console(tmp_path, n_seeds):
+    from spikecim.cli.pipeline import _rows
+    from spikecim.report import write_markdown
+
+    run_dir = _hostile_run(tmp_path / "r", n_seeds)
+    md = write_markdown(run_dir).read_text(encoding="utf-8")
+    console = " ".join(
+        text for _, text in _rows("analog", json.loads((run_dir / "metrics.json").read_text())["analog"])
+    )
+    # 0.85 mean, 0.012 std: 85.00 % and 1.20 %, two decimals everywhere.
+    if n_seeds == 1:
+        expected = "85.00% (1 seed)"
+        assert "±" not in console and "± 0.00" not in md
+    else:
+        expected = "85.00% ± 1.20% (3 seeds)"
+    assert expected in md and expected in console
+    assert "| 90.00% |" in md and "ideal 90.00%" in console
+
+
+def test_energies_of_one_table_share_one_unit_chosen_from_the_largest(tmp_path):
+    from spikecim.cli.pipeline import _rows
+    from spikecim.report import write_markdown
+
+    run_dir = _hostile_run(tmp_path / "r")
+    md = write_markdown(run_dir).read_text(encoding="utf-8")
+    # 3.2e6 pJ and 5e4 pJ: the largest is 3.2 µJ, so both are in µJ: 3.2 and 0.05.
+    assert "energy (µJ)" in md
+    assert re.search(r"\| 3\.2 \|", md) and re.search(r"\| 0\.05 \|", md)
+    (text,) = [
+        t
+        for v, t in _rows("hardware", json.loads((run_dir / "metrics.json").read_text())["hardware"])
+        if v == "snn"
+    ]
+    assert text.endswith("3.2 µJ, other: 0.05 µJ")
+
+
+def test_run_with_zero_epochs_finishes_and_prints_a_summary(tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["run", "--epochs", "0", "--set", "data.limit=64", "--set", f"output_dir={out}"]
+    argv += ["--stages", "train,evaluate,trace,report", "--name", "e0", "--model", "mlp"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err + captured.out
+    assert "spikecim" in captured.out and "accuracy —" in captured.out
+    assert json.loads((out / "e0" / "metrics.json").read_text())["train"]["snn"]["epochs"] == 0
