@@ -21,6 +21,7 @@ from spikecim.analog.convert import calibrate_adc, drift, program, to_analog
 from spikecim.analog.evaluate import accuracy, model_inputs, monte_carlo, variant_inputs
 from spikecim.analog.mitigation import WeightModifier, bn_finetune, hwa_train
 from spikecim.pipeline.stages import RunContext, register_stage
+from spikecim.report.fmt import MISSING, pct, pct_spread
 from spikecim.report.sections import embed_png, register_section
 
 __all__ = ["analog_section", "analog_stage", "crossbar_config_for_run"]
@@ -155,10 +156,8 @@ def _plots(result: dict, plots_dir: Path) -> list[str]:
     return names
 
 
-def _pm(m: dict | None) -> str:
-    if not m:
-        return "—"
-    return f"{m['mean'] * 100:.1f} ± {m['std'] * 100:.1f} %"
+def _pm(m: dict | None, n_seeds: int) -> str:
+    return pct_spread(m["mean"], m["std"], n_seeds) if m else MISSING
 
 
 @register_section("analog", "Analog crossbar accuracy", order=60)
@@ -167,16 +166,18 @@ def analog_section(metrics: dict, run_dir: Path) -> str:
     a = metrics.get("analog")
     if not a or not a.get("enabled"):
         return ""
+    n = a["n_seeds"]
     rows = []
     for v, m in a["variants"].items():
         rows.append(
-            f"<tr><td>{v.upper()}</td><td>{m['ideal'] * 100:.1f} %</td><td>{_pm(m['analog'])}</td>"
-            f"<td>{_pm(m.get('hwa'))}</td><td>{_pm(m.get('bn_finetune'))}</td></tr>"
+            f"<tr><td>{html.escape(v.upper())}</td><td>{pct(m['ideal'])}</td><td>{_pm(m['analog'], n)}</td>"
+            f"<td>{_pm(m.get('hwa'), n)}</td><td>{_pm(m.get('bn_finetune'), n)}</td></tr>"
         )
     parts = [
         (
             f"<p>Crossbar preset <code>{html.escape(str(a['preset']))}</code>, read {a['t_inference_s']:g} s after "
-            f"programming; analog figures are mean ± std over {a['n_seeds']} programming seeds.</p>"
+            f"programming; analog figures are the mean{' ± standard deviation' if n > 1 else ''} over "
+            f"{n} programming seed{'s' if n != 1 else ''}.</p>"
         ),
         (
             "<table><tr><th>variant</th><th>digital</th><th>analog</th><th>after HWA training</th>"

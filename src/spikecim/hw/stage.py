@@ -19,6 +19,7 @@ import html
 from pathlib import Path
 
 from spikecim.pipeline.stages import register_stage
+from spikecim.report.fmt import energy, energy_unit, pct
 from spikecim.report.sections import embed_png, register_section
 
 __all__ = ["hardware_stage"]
@@ -83,7 +84,7 @@ def _top(by_component: dict) -> str:
     if not total:
         return ""
     name, value = max(by_component.items(), key=lambda kv: kv[1])
-    return f"{name} {100 * value / total:.0f} %"
+    return f"{name} {pct(value / total)}"
 
 
 def _num(v) -> str:
@@ -98,9 +99,10 @@ def hardware_section(metrics: dict, run_dir: Path) -> str:
     variants = [v for v in ("snn", "ann") if m and isinstance(m.get(v), dict)]
     if not variants:
         return ""
+    unit = energy_unit(r["energy_pj"] for v in variants for r in m[v].values())[0]
     rows = "".join(
-        f"<tr><td>{v}</td><td>{html.escape(arch)}</td><td>{r['estimator']}</td>"
-        f"<td>{_num(r['energy_pj'] / 1e6)}</td><td>{_num(r['latency_ns'] / 1e3 if r['latency_ns'] else None)}</td>"
+        f"<tr><td>{html.escape(v)}</td><td>{html.escape(arch)}</td><td>{html.escape(str(r['estimator']))}</td>"
+        f"<td>{energy(r['energy_pj'], unit)}</td><td>{_num(r['latency_ns'] / 1e3 if r['latency_ns'] else None)}</td>"
         f"<td>{_num(r['area_um2'] / 1e6 if r['area_um2'] else None)}</td><td>{_num(r['tops_per_w'])}</td>"
         f"<td>{html.escape(_top(r['energy_by_component_pj']))}</td></tr>"
         for v in variants
@@ -108,11 +110,12 @@ def hardware_section(metrics: dict, run_dir: Path) -> str:
     )
     parts = [
         (
-            f"<p>Mode: {m['mode']}. The naive row is the operation-count estimate papers report; the other rows "
+            f"<p>Mode: {html.escape(str(m['mode']))}. The naive row is the operation-count estimate papers report; the other rows "
             "are hardware models that add memory traffic, membrane updates, neuron modules and periphery.</p>"
         ),
         (
-            "<table><tr><th>variant</th><th>architecture</th><th>estimator</th><th>energy (µJ)</th>"
+            "<table><tr><th>variant</th><th>architecture</th><th>estimator</th>"
+            f"<th>energy ({unit})</th>"
             f"<th>latency (µs)</th><th>area (mm²)</th><th>TOPS/W</th><th>largest energy share</th></tr>{rows}</table>"
         ),
     ]
