@@ -576,3 +576,46 @@ def test_run_with_zero_epochs_finishes_and_prints_a_summary(tmp_path, capsys):
     assert "Traceback" not in captured.err + captured.out
     assert "spikecim" in captured.out and "accuracy —" in captured.out
     assert json.loads((out / "e0" / "metrics.json").read_text())["train"]["snn"]["epochs"] == 0
+
+
+# ---- progress of the analog stage -----------------------------------------------------------
+def _analog_ctx(tmp_path, console):
+    from spikecim.config import RunConfig
+    from spikecim.data import Dataset
+    from spikecim.models import create_model
+    from spikecim.pipeline.stages import RunContext
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(8, 1, 8, 8, generator=g), torch.arange(8) % 2
+    data = Dataset("tiny", x, y, x, y, 2)
+    cfg = RunConfig(
+        data={"timesteps": 2},
+        analog={"n_seeds": 2, "drift_times_s": [1.0, 10.0], "adc_bits_sweep": [4], "hwa_epochs": 1},
+    )
+    torch.manual_seed(0)
+    models = {"snn": create_model("mlp", num_classes=2, hidden=(4,))}
+    return RunContext(config=cfg, run_dir=tmp_path, data=data, models=models, console=console)
+
+
+def test_analog_stage_shows_one_step_per_seed_of_every_pass_on_the_console(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from spikecim.pipeline.stages import get_stage
+
+    buf = io.StringIO()
+    get_stage("analog").fn(_analog_ctx(tmp_path, Console(file=buf, width=200, force_terminal=False)))
+    text = buf.getvalue()
+    # 2 seeds x (analog + 2 drift times + 1 ADC setting + after HWA) + the HWA training = 11;
+    # no BN fine-tuning (the MLP has no BatchNorm).
+    assert "analog snn" in text and "11/11" in text, text
+
+
+def test_analog_stage_without_a_console_prints_nothing(tmp_path, capsys):
+    from spikecim.pipeline.stages import get_stage
+
+    out = get_stage("analog").fn(_analog_ctx(tmp_path, None))
+    assert len(out["variants"]["snn"]["analog"]["accuracies"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""

@@ -41,7 +41,7 @@ def _summary(accs: list[float]) -> dict:
     }
 
 
-def _variant(model, data, cfg: CrossbarConfig, sc, timesteps: int, encoder: str) -> dict:
+def _variant(model, data, cfg: CrossbarConfig, sc, timesteps: int, encoder: str, tick: _Ticker) -> dict:
     x, y = data.x_test, data.y_test
     if sc.max_samples is not None:
         x, y = x[: sc.max_samples], y[: sc.max_samples]
@@ -49,21 +49,34 @@ def _variant(model, data, cfg: CrossbarConfig, sc, timesteps: int, encoder: str)
     calib_y = data.y_train[: sc.calibration_samples] if sc.calibration_samples else None
     seeds = [sc.seed + k for k in range(sc.n_seeds)]
     model.eval()
+    hwa_on = sc.hwa and sc.hwa_epochs > 0
+    has_bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    bn_on = sc.bn_finetune and sc.bn_epochs > 0 and has_bn and calib_x is not None
+    passes = 1 + len(sc.drift_times_s) + len(sc.adc_bits_sweep) + hwa_on + bn_on
+    tick.start(len(seeds) * passes + hwa_on)
 
-    def mc(m, c, t_s):
-        return _summary(monte_carlo(to_analog(m, c), x, y, seeds, t_s, timesteps, encoder, calib_x))
+    def seeded(am, t_s: float, what: str) -> dict:
+        accs = []
+        for s in seeds:
+            accs += monte_carlo(am, x, y, [s], t_s, timesteps, encoder, calib_x)
+            tick(f"{what}, seed {s}")
+        return _summary(accs)
 
     out: dict = {"timesteps": timesteps, "ideal": accuracy(model, x, y, timesteps, encoder)}
-    out["analog"] = mc(model, cfg, sc.t_inference_s)
+    out["analog"] = seeded(to_analog(model, cfg), sc.t_inference_s, "analog")
     am = to_analog(model, cfg)
-    sweep = [_summary(monte_carlo(am, x, y, seeds, t, timesteps, encoder, calib_x)) for t in sc.drift_times_s]
+    sweep = [seeded(am, t, f"drift {t:g} s") for t in sc.drift_times_s]
     out["drift"] = {
         "t_s": list(sc.drift_times_s),
         "mean": [s["mean"] for s in sweep],
         "std": [s["std"] for s in sweep],
     }
     sweep = [
-        mc(model, cfg.with_updates(adc={"enabled": True, "bits": b}), sc.t_inference_s)
+        seeded(
+            to_analog(model, cfg.with_updates(adc={"enabled": True, "bits": b})),
+            sc.t_inference_s,
+            f"ADC {b} bits",
+        )
         for b in sc.adc_bits_sweep
     ]
     out["adc_bits"] = {
@@ -71,17 +84,17 @@ def _variant(model, data, cfg: CrossbarConfig, sc, timesteps: int, encoder: str)
         "mean": [s["mean"] for s in sweep],
         "std": [s["std"] for s in sweep],
     }
-    if sc.hwa and sc.hwa_epochs > 0:
+    if hwa_on:
         mod = WeightModifier(kind=sc.hwa_modifier, std=sc.hwa_noise_std)
         trained = hwa_train(
             model, data.x_train, data.y_train, mod, sc.hwa_epochs, sc.hwa_lr, timesteps, encoder, seed=sc.seed
         )
+        tick("hardware-aware training")
         out["hwa"] = {
             "ideal": accuracy(trained, x, y, timesteps, encoder),
-            **mc(trained, cfg, sc.t_inference_s),
+            **seeded(to_analog(trained, cfg), sc.t_inference_s, "after HWA training"),
         }
-    has_bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
-    if sc.bn_finetune and sc.bn_epochs > 0 and has_bn and calib_x is not None:
+    if bn_on:
         accs = []
         for s in seeds:
             am = program(to_analog(model, cfg), s)
@@ -91,8 +104,39 @@ def _variant(model, data, cfg: CrossbarConfig, sc, timesteps: int, encoder: str)
             bn_finetune(am, calib_x, calib_y, sc.bn_epochs, sc.bn_lr, timesteps, encoder, seed=s)
             torch.manual_seed(s)
             accs.append(accuracy(am, x, y, timesteps, encoder))
+            tick(f"BN fine-tuning, seed {s}")
         out["bn_finetune"] = _summary(accs)
     return out
+
+
+class _Ticker:
+    """One bar per variant on the run's console, advanced after every Monte-Carlo evaluation
+    (a seed of one pass) with what was just done; nothing is drawn without a console."""
+
+    def __init__(self, progress, variant: str) -> None:
+        self.progress, self.variant = progress, variant
+        self.task = progress.add_task(f"analog {variant}", total=None, info="")
+
+    def start(self, total: int) -> None:
+        self.progress.update(self.task, total=total)
+
+    def __call__(self, done: str) -> None:
+        self.progress.update(self.task, advance=1, info=done)
+
+
+def _progress(console):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=console is None,
+        transient=False,
+    )
 
 
 @register_stage(
@@ -115,9 +159,11 @@ def analog_stage(ctx: RunContext) -> dict:
         "t_inference_s": sc.t_inference_s,
         "variants": {},
     }
-    for name, model in ctx.models.items():
-        timesteps, encoder = variant_inputs(model, ctx.config, ctx.data)
-        result["variants"][name] = _variant(model, ctx.data, cfg, sc, timesteps, encoder)
+    with _progress(ctx.console) as progress:
+        for name, model in ctx.models.items():
+            timesteps, encoder = variant_inputs(model, ctx.config, ctx.data)
+            tick = _Ticker(progress, name)
+            result["variants"][name] = _variant(model, ctx.data, cfg, sc, timesteps, encoder, tick)
     result["plots"] = _plots(result, ctx.plots_dir)
     result["seconds"] = time.perf_counter() - start
     return result
