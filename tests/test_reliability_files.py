@@ -619,3 +619,104 @@ def test_analog_stage_without_a_console_prints_nothing(tmp_path, capsys):
     assert len(out["variants"]["snn"]["analog"]["accuracies"]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""
+
+
+# ---- fuzzing: only SpikecimError, never another exception -----------------------------------
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@pytest.fixture(scope="module")
+def fuzz_checkpoint(trained_run, tmp_path_factory):
+    """A copy of the trained checkpoint, and a loader that restores it into a fresh model."""
+    from spikecim.models import create_model
+    from spikecim.train import FitSpec
+    from spikecim.train.checkpoint import load_checkpoint
+    from spikecim.train.trainer import make_optimizer
+
+    folder = tmp_path_factory.mktemp("fuzz") / "checkpoint"
+    shutil.copytree(trained_run / "r" / "checkpoint", folder)
+    spec = FitSpec(epochs=1, timesteps=2)
+    state = json.loads((folder / STATE).read_text())
+
+    def load() -> None:
+        model = create_model("mlp", hidden=(8,))
+        opt, sched = make_optimizer(model, spec)
+        try:
+            load_checkpoint(folder, "snn", model, opt, sched, 1, state["fingerprint"])
+        except SpikecimError as e:
+            assert "\n" not in str(e)
+
+    originals = {name: (folder / name).read_bytes() for name in (STATE, WEIGHTS, OPTIM)}
+    return folder, state, load, originals
+
+
+def _paths(value, prefix=()):
+    """Every path into a JSON value (keys of mappings, indices of lists)."""
+    yield prefix
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _paths(v, (*prefix, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _paths(v, (*prefix, i))
+
+
+def _replaced(value, path, new):
+    if not path:
+        return new
+    copy = dict(value) if isinstance(value, dict) else list(value)
+    copy[path[0]] = _replaced(value[path[0]], path[1:], new)
+    return copy
+
+
+_FUZZ = settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@_FUZZ
+@given(data=st.data())
+def test_fuzzed_state_json_values_are_refused_with_one_line(fuzz_checkpoint, data):
+    folder, state, load, originals = fuzz_checkpoint
+    paths = list(_paths(state))
+    path = data.draw(st.sampled_from(paths))
+    broken = _replaced(state, path, data.draw(_JSON))
+    (folder / STATE).write_text(json.dumps(broken))
+    load()
+    (folder / STATE).write_bytes(originals[STATE])
+
+
+@_FUZZ
+@given(doc=_JSON)
+def test_fuzzed_state_json_documents_are_refused_with_one_line(fuzz_checkpoint, doc):
+    folder, _, load, originals = fuzz_checkpoint
+    (folder / STATE).write_text(json.dumps(doc))
+    load()
+    (folder / STATE).write_bytes(originals[STATE])
+
+
+@_FUZZ
+@given(name=st.sampled_from([STATE, WEIGHTS, OPTIM]), raw=st.binary(max_size=256), keep=st.integers(0, 4096))
+def test_fuzzed_checkpoint_bytes_are_refused_with_one_line(fuzz_checkpoint, name, raw, keep):
+    folder, _, load, originals = fuzz_checkpoint
+    # Random bytes, alone or after a prefix of the real file (a valid header, then junk).
+    (folder / name).write_bytes(originals[name][:keep] + raw)
+    load()
+    (folder / name).write_bytes(originals[name])
+
+
+@_FUZZ
+@given(raw=st.binary(max_size=200), suffix=st.sampled_from([".yaml", ".json"]), text=st.booleans())
+def test_fuzzed_user_files_read_as_a_mapping_or_a_one_line_error(tmp_path_factory, raw, suffix, text):
+    from spikecim.readers import read_mapping
+
+    path = tmp_path_factory.mktemp("f", numbered=True) / f"user{suffix}"
+    path.write_bytes(raw.decode("latin-1").encode() if text else raw)
+    try:
+        assert isinstance(read_mapping(path, "config"), dict)
+    except SpikecimError as e:
+        assert "\n" not in str(e) and str(e).startswith("config: ")

@@ -42,6 +42,8 @@ from spikecim.readers import read_mapping
 
 __all__ = ["TrainingState", "load_checkpoint", "load_weights", "save_checkpoint", "weights_path"]
 
+# Scheduler fields that change as training goes on; the others follow from the config.
+_SCHEDULER_PROGRESS = ("last_epoch", "_step_count", "_last_lr")
 _ADVICE = "start training again with --fresh or choose another --name"
 
 
@@ -148,10 +150,19 @@ def _restore(
     except ValidationError as e:
         raise SpikecimError(f"checkpoint: {state_file}: {one_line_validation_error(e)}") from None
     fresh_opt = optimizer.state_dict()
-    _same_structure(
-        state.optimizer.param_groups, fresh_opt["param_groups"], state_file, "optimizer.param_groups"
-    )
-    _same_structure(state.scheduler, scheduler.state_dict() if scheduler else None, state_file, "scheduler")
+    groups = state.optimizer.param_groups
+    _same_structure(groups, fresh_opt["param_groups"], state_file, "optimizer.param_groups")
+    for i, (saved, fresh) in enumerate(zip(groups, fresh_opt["param_groups"], strict=True)):
+        _same_settings(saved, fresh, ("lr",), state_file, f"optimizer.param_groups.{i}")
+    fresh_sched = scheduler.state_dict() if scheduler else None
+    _same_structure(state.scheduler, fresh_sched, state_file, "scheduler")
+    if fresh_sched is not None:
+        _same_settings(state.scheduler, fresh_sched, _SCHEDULER_PROGRESS, state_file, "scheduler")
+        if state.scheduler["last_epoch"] != state.epoch:
+            raise SpikecimError(
+                f"checkpoint: {state_file}: scheduler.last_epoch is {state.scheduler['last_epoch']}, "
+                f"the epoch is {state.epoch}"
+            )
     weights = _checked_tensors(weights_path(ckpt_dir, variant), model.state_dict())
     opt_path = ckpt_dir / f"{variant}.optim.safetensors"
     opt_tensors = _checked_optimizer(opt_path, state_file, state.optimizer, fresh_opt["param_groups"], model)
@@ -248,6 +259,20 @@ def _finite(t: torch.Tensor, path: Path, key: str) -> None:
 def _finite_scalar(v: Any, path: Path, key: str) -> None:
     if isinstance(v, float) and not math.isfinite(v):
         raise SpikecimError(f"checkpoint: {path} holds a NaN or infinite '{key}'")
+
+
+def _same_settings(saved: dict, fresh: dict, progress: tuple[str, ...], path: Path, where: str) -> None:
+    """Settings the run's config fixes (numbers and lists of numbers outside ``progress``) must
+    equal the fresh ones; numbers that training moves (``progress``) must not be negative."""
+    for key, value in fresh.items():
+        if key in progress:
+            moved = saved[key] if isinstance(saved[key], list) else [saved[key]]
+            if any(isinstance(v, int | float) and v < 0 for v in moved):
+                raise SpikecimError(f"checkpoint: {path}: {where}.{key} is negative")
+        elif isinstance(value, int | float | list) and not isinstance(value, bool) and saved[key] != value:
+            raise SpikecimError(
+                f"checkpoint: {path}: {where}.{key} is {saved[key]!r}, the run's settings give {value!r}"
+            )
 
 
 def _same_structure(saved: Any, fresh: Any, path: Path, where: str) -> None:
