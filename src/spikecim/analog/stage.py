@@ -24,6 +24,7 @@ from spikecim.analog.stage_config import check_calibration
 from spikecim.errors import SpikecimError
 from spikecim.pipeline.run import variant_input
 from spikecim.pipeline.stages import RunContext, register_stage
+from spikecim.report.fmt import MISSING, pct, pct_spread
 from spikecim.report.sections import embed_png, register_section
 from spikecim.train.evaluate import ModelInput
 from spikecim.train.seeding import seeded
@@ -45,7 +46,7 @@ def _summary(accs: list[float]) -> dict:
     }
 
 
-def _variant(model, data, cfg: CrossbarConfig, sc, inputs: ModelInput, input_seed: int) -> dict:
+def _variant(model, data, cfg: CrossbarConfig, sc, inputs: ModelInput, input_seed: int, tick: _Ticker) -> dict:
     x, y = data.x_test, data.y_test
     if sc.max_samples is not None:
         x, y = x[: sc.max_samples], y[: sc.max_samples]
@@ -53,27 +54,37 @@ def _variant(model, data, cfg: CrossbarConfig, sc, inputs: ModelInput, input_see
     calib_y = data.y_train[: sc.calibration_samples] if sc.calibration_samples else None
     seeds = [sc.seed + k for k in range(sc.n_seeds)]
     model.eval()
+    hwa_on = sc.hwa and sc.hwa_epochs > 0
+    has_bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    bn_on = sc.bn_finetune and sc.bn_epochs > 0 and has_bn and calib_x is not None
+    passes = 1 + len(sc.drift_times_s) + len(sc.adc_bits_sweep) + hwa_on + bn_on
+    tick.start(len(seeds) * passes + hwa_on)
 
     def acc(m):
         return accuracy(m, x, y, None, inputs, input_seed=input_seed)
 
-    def mc(m, c, t_s):
-        return _summary(monte_carlo(to_analog(m, c), x, y, seeds, t_s, None, inputs, calib_x, input_seed=input_seed))
+    def per_seed(am, t_s: float, what: str) -> dict:
+        accs = []
+        for s in seeds:
+            accs += monte_carlo(am, x, y, [s], t_s, None, inputs, calib_x, input_seed=input_seed)
+            tick(f"{what}, seed {s}")
+        return _summary(accs)
 
     out: dict = {"timesteps": inputs.timesteps, "ideal": acc(model)}
-    out["analog"] = mc(model, cfg, sc.t_inference_s)
+    out["analog"] = per_seed(to_analog(model, cfg), sc.t_inference_s, "analog")
     am = to_analog(model, cfg)
-    sweep = [
-        _summary(monte_carlo(am, x, y, seeds, t, None, inputs, calib_x, input_seed=input_seed))
-        for t in sc.drift_times_s
-    ]
+    sweep = [per_seed(am, t, f"drift {t:g} s") for t in sc.drift_times_s]
     out["drift"] = {
         "t_s": list(sc.drift_times_s),
         "mean": [s["mean"] for s in sweep],
         "std": [s["std"] for s in sweep],
     }
     sweep = [
-        mc(model, cfg.with_updates(adc={"enabled": True, "bits": b}), sc.t_inference_s)
+        per_seed(
+            to_analog(model, cfg.with_updates(adc={"enabled": True, "bits": b})),
+            sc.t_inference_s,
+            f"ADC {b} bits",
+        )
         for b in sc.adc_bits_sweep
     ]
     out["adc_bits"] = {
@@ -81,14 +92,17 @@ def _variant(model, data, cfg: CrossbarConfig, sc, inputs: ModelInput, input_see
         "mean": [s["mean"] for s in sweep],
         "std": [s["std"] for s in sweep],
     }
-    if sc.hwa and sc.hwa_epochs > 0:
+    if hwa_on:
         mod = WeightModifier(kind=sc.hwa_modifier, std=sc.hwa_noise_std)
         trained = hwa_train(
             model, data.x_train, data.y_train, mod, sc.hwa_epochs, sc.hwa_lr, None, inputs, seed=sc.seed
         )
-        out["hwa"] = {"ideal": acc(trained), **mc(trained, cfg, sc.t_inference_s)}
-    has_bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
-    if sc.bn_finetune and sc.bn_epochs > 0 and has_bn and calib_x is not None:
+        tick("hardware-aware training")
+        out["hwa"] = {
+            "ideal": acc(trained),
+            **per_seed(to_analog(trained, cfg), sc.t_inference_s, "after HWA training"),
+        }
+    if bn_on:
         accs = []
         for s in seeds:
             am = program(to_analog(model, cfg), s)
@@ -97,8 +111,39 @@ def _variant(model, data, cfg: CrossbarConfig, sc, inputs: ModelInput, input_see
             with seeded(s):
                 bn_finetune(am, calib_x, calib_y, sc.bn_epochs, sc.bn_lr, None, inputs, seed=s)
                 accs.append(acc(am))
+            tick(f"BN fine-tuning, seed {s}")
         out["bn_finetune"] = _summary(accs)
     return out
+
+
+class _Ticker:
+    """One bar per variant on the run's console, advanced after every Monte-Carlo evaluation
+    (a seed of one pass) with what was just done; nothing is drawn without a console."""
+
+    def __init__(self, progress, variant: str) -> None:
+        self.progress, self.variant = progress, variant
+        self.task = progress.add_task(f"analog {variant}", total=None, info="")
+
+    def start(self, total: int) -> None:
+        self.progress.update(self.task, total=total)
+
+    def __call__(self, done: str) -> None:
+        self.progress.update(self.task, advance=1, info=done)
+
+
+def _progress(console):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=console is None,
+        transient=False,
+    )
 
 
 @register_stage(
@@ -125,9 +170,11 @@ def analog_stage(ctx: RunContext) -> dict:
         "t_inference_s": sc.t_inference_s,
         "variants": {},
     }
-    for name, model in ctx.models.items():
-        inputs = variant_input(ctx.config, name, ctx.data)
-        result["variants"][name] = _variant(model, ctx.data, cfg, sc, inputs, ctx.config.seed)
+    with _progress(ctx.console) as progress:
+        for name, model in ctx.models.items():
+            inputs = variant_input(ctx.config, name, ctx.data)
+            tick = _Ticker(progress, name)
+            result["variants"][name] = _variant(model, ctx.data, cfg, sc, inputs, ctx.config.seed, tick)
     result["plots"] = _plots(result, ctx.plots_dir)
     result["seconds"] = time.perf_counter() - start
     return result
@@ -166,10 +213,8 @@ def _plots(result: dict, plots_dir: Path) -> list[str]:
     return names
 
 
-def _pm(m: dict | None) -> str:
-    if not m:
-        return "—"
-    return f"{m['mean'] * 100:.1f} ± {m['std'] * 100:.1f} %"
+def _pm(m: dict | None, n_seeds: int) -> str:
+    return pct_spread(m["mean"], m["std"], n_seeds) if m else MISSING
 
 
 @register_section("analog", "Analog crossbar accuracy", order=60)
@@ -178,16 +223,18 @@ def analog_section(metrics: dict, run_dir: Path) -> str:
     a = metrics.get("analog")
     if not a or not a.get("enabled"):
         return ""
+    n = a["n_seeds"]
     rows = []
     for v, m in a["variants"].items():
         rows.append(
-            f"<tr><td>{v.upper()}</td><td>{m['ideal'] * 100:.1f} %</td><td>{_pm(m['analog'])}</td>"
-            f"<td>{_pm(m.get('hwa'))}</td><td>{_pm(m.get('bn_finetune'))}</td></tr>"
+            f"<tr><td>{html.escape(v.upper())}</td><td>{pct(m['ideal'])}</td><td>{_pm(m['analog'], n)}</td>"
+            f"<td>{_pm(m.get('hwa'), n)}</td><td>{_pm(m.get('bn_finetune'), n)}</td></tr>"
         )
     parts = [
         (
             f"<p>Crossbar preset <code>{html.escape(str(a['preset']))}</code>, read {a['t_inference_s']:g} s after "
-            f"programming; analog figures are mean ± std over {a['n_seeds']} programming seeds.</p>"
+            f"programming; analog figures are the mean{' ± standard deviation' if n > 1 else ''} over "
+            f"{n} programming seed{'s' if n != 1 else ''}.</p>"
         ),
         (
             "<table><tr><th>variant</th><th>digital</th><th>analog</th><th>after HWA training</th>"

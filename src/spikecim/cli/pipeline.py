@@ -274,45 +274,64 @@ def list_cmd(
 
 
 def _fmt(v) -> str:
+    from spikecim.report.fmt import MISSING
+
+    if v is None:
+        return MISSING
     if isinstance(v, float):
         return f"{v:.4g}"
     return str(v)
 
 
 def _pct(v) -> str:
-    return f"{100 * v:.2f}%"
+    from spikecim.report.fmt import pct
+
+    return pct(v)
 
 
 def _rows(stage: str, res: dict):
-    """(variant, text) rows of the summary table for one stage's result."""
+    """(variant, text) rows of the summary table for one stage's result (formats of report.fmt)."""
+    from spikecim.report.fmt import energy, energy_unit, pct_spread
+
     if stage == "hardware":
         from spikecim.hw.stage import summary_rows
 
         yield from summary_rows(res)
         return
     if stage == "analog" and isinstance(res.get("variants"), dict):
+        n = res.get("n_seeds")
         for v, r in res["variants"].items():
             a = r.get("analog", {})
-            text = f"ideal {_pct(r['ideal'])}, analog {_pct(a['mean'])} ± {_pct(a['std'])}" if a else ""
+            text = (
+                f"ideal {_pct(r.get('ideal'))}, analog {pct_spread(a.get('mean'), a.get('std'), n)}"
+                if a
+                else ""
+            )
             for k in ("hwa", "bn_finetune"):
                 if isinstance(r.get(k), dict) and "mean" in r[k]:
-                    text += f", {k} {_pct(r[k]['mean'])}"
-            yield (
-                v,
-                f"{text} ({res.get('preset')}, {res.get('n_seeds')} seeds, t = {_fmt(res.get('t_inference_s'))} s)",
-            )
+                    text += f", {k} {pct_spread(r[k]['mean'], r[k].get('std'), n)}"
+            yield v, f"{text} ({res.get('preset')}, t = {_fmt(res.get('t_inference_s'))} s)"
         return
+    energies = [
+        x.get("energy_pj")
+        for variant, val in res.items()
+        if isinstance(val, dict) and variant != "snn_over_ann"
+        for x in val.values()
+        if isinstance(x, dict)
+    ]
+    unit = energy_unit(e for e in energies if isinstance(e, int | float))[0]
     for variant, val in res.items():
         if not isinstance(val, dict):
             continue
         if variant == "snn_over_ann":
             yield "SNN/ANN", ", ".join(f"{a}: {_fmt(x.get('energy_pj'))}× energy" for a, x in val.items())
         elif val and all(isinstance(x, dict) and "energy_pj" in x for x in val.values()):
-            yield variant, ", ".join(f"{a}: {_fmt(x['energy_pj'])} pJ" for a, x in val.items())
+            yield variant, ", ".join(f"{a}: {energy(x['energy_pj'], unit)} {unit}" for a, x in val.items())
         elif "accuracy" in val or "test_acc" in val:
             yield variant, f"accuracy {_pct(val.get('accuracy', val.get('test_acc')))}"
         elif "mean" in val and "std" in val:
-            yield variant, f"accuracy {_pct(val['mean'])} ± {_pct(val['std'])}"
+            n = len(val["accuracies"]) if isinstance(val.get("accuracies"), list) else None
+            yield variant, f"accuracy {pct_spread(val['mean'], val['std'], n)}"
         elif "dense_macs" in val:
             yield (
                 variant,

@@ -46,13 +46,32 @@ class Dataset:
     y_test: torch.Tensor
     num_classes: int
     frames: bool = False
+    sources: tuple[str, str] = ("", "")  # the files the train and test splits were read from
 
     def __post_init__(self) -> None:
-        for split, x, y in (("train", self.x_train, self.y_train), ("test", self.x_test, self.y_test)):
+        """The contract every loader's result meets, else one line naming the split's file:
+        at least one sample and as many labels per split, labels in ``[0, num_classes)``,
+        finite values, and train and test samples of the same shape."""
+        splits = (("train", self.x_train, self.y_train), ("test", self.x_test, self.y_test))
+        for (split, x, y), source in zip(splits, self.sources, strict=True):
+            where = f"data: {self.name} {split} split" + (f" ({source})" if source else "")
             if len(x) != len(y):
-                raise SpikecimError(
-                    f"data: {self.name} {split} split has {len(x)} samples but {len(y)} labels"
-                )
+                raise SpikecimError(f"{where} has {len(x)} samples but {len(y)} labels")
+            if len(x) == 0:
+                raise SpikecimError(f"{where} holds no samples; each split needs at least 1")
+            low, high = int(y.min()), int(y.max())
+            if low < 0 or high >= self.num_classes:
+                bad = low if low < 0 else high
+                raise SpikecimError(f"{where} holds label {bad}, allowed 0..{self.num_classes - 1}")
+            if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+                raise SpikecimError(f"{where} holds NaN or infinite values")
+        train_shape, test_shape = tuple(self.x_train.shape[1:]), tuple(self.x_test.shape[1:])
+        if train_shape != test_shape:
+            src_tr, src_te = (f" ({s})" if s else "" for s in self.sources)
+            raise SpikecimError(
+                f"data: {self.name} test split{src_te} holds samples of shape {_dims(test_shape)} but the "
+                f"train split{src_tr} {_dims(train_shape)}; both must have the same shape"
+            )
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
@@ -80,6 +99,7 @@ class Dataset:
             self.y_test[:n_test],
             self.num_classes,
             self.frames,
+            self.sources,
         )
 
 
@@ -145,6 +165,10 @@ def dataset_from_config(data: Any) -> Dataset:
         key: getattr(data, key) for key in ("test_fraction", "timesteps") if key in own and hasattr(data, key)
     }
     return load_dataset(data.name, data.root, limit=data.limit, **options)
+
+
+def _dims(shape: tuple[int, ...]) -> str:
+    return "x".join(map(str, shape))
 
 
 def _get(name: str) -> Callable[..., Dataset]:

@@ -37,7 +37,7 @@ def load_cifar10(root: str | None = None, limit: int | None = None, test_limit: 
     paths = _find(folder, "cifar-10-batches-bin", names, "cifar10")
     x_tr, y_tr = read_cifar_split(paths[:5], 1, 0, 10, limit)
     x_te, y_te = read_cifar_split(paths[5:], 1, 0, 10, test_limit)
-    return Dataset("cifar10", x_tr, y_tr, x_te, y_te, 10)
+    return Dataset("cifar10", x_tr, y_tr, x_te, y_te, 10, sources=(_names(paths[:5]), _names(paths[5:])))
 
 
 @register_dataset("cifar100")
@@ -52,7 +52,7 @@ def load_cifar100(
     tr, te = _find(folder, "cifar-100-binary", ["train.bin", "test.bin"], "cifar100")
     x_tr, y_tr = read_cifar_split([tr], 2, index, num_classes, limit)
     x_te, y_te = read_cifar_split([te], 2, index, num_classes, test_limit)
-    return Dataset("cifar100", x_tr, y_tr, x_te, y_te, num_classes)
+    return Dataset("cifar100", x_tr, y_tr, x_te, y_te, num_classes, sources=(str(tr), str(te)))
 
 
 def read_cifar_split(
@@ -90,6 +90,10 @@ def read_cifar_records(path: Path, label_bytes: int, label_index: int, num_class
             f"data: {path} holds label {top}, allowed 0..{num_classes - 1}; the file is corrupt"
         )
     return rows
+
+
+def _names(paths: list[Path]) -> str:
+    return str(paths[0]) if len(paths) == 1 else f"{paths[0].parent}/{{{','.join(p.name for p in paths)}}}"
 
 
 def _find(folder: Path, subfolder: str, names: list[str], dataset: str) -> list[Path]:

@@ -70,4 +70,4 @@ def _load(
     tr_img, tr_lab, te_img, te_lab = find_folder(folder, subfolders, _FILES, name)
     x_tr, y_tr = read_idx_split(tr_img, tr_lab, limit)
     x_te, y_te = read_idx_split(te_img, te_lab, test_limit)
-    return Dataset(name, x_tr, y_tr, x_te, y_te, 10)
+    return Dataset(name, x_tr, y_tr, x_te, y_te, 10, sources=(str(tr_img), str(te_img)))

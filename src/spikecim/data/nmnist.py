@@ -43,7 +43,8 @@ def load_nmnist(
     folder = _find_root(require_root(root, "nmnist", _WANTED))
     x_tr, y_tr = _read_split(list_samples(folder / "Train")[:limit], timesteps)
     x_te, y_te = _read_split(list_samples(folder / "Test")[:test_limit], timesteps)
-    return Dataset("nmnist", x_tr, y_tr, x_te, y_te, 10, frames=True)
+    sources = (str(folder / "Train"), str(folder / "Test"))
+    return Dataset("nmnist", x_tr, y_tr, x_te, y_te, 10, frames=True, sources=sources)
 
 
 def list_samples(split_dir: Path) -> list[tuple[Path, int]]:

@@ -20,6 +20,7 @@ import html
 from pathlib import Path
 
 from spikecim.pipeline.stages import register_stage
+from spikecim.report.fmt import energy, energy_unit, pct
 from spikecim.report.sections import embed_png, register_section
 from spikecim.variants import ratio_key
 
@@ -90,7 +91,7 @@ def _top(by_component: dict) -> str:
     if not total:
         return ""
     name, value = max(by_component.items(), key=lambda kv: kv[1])
-    return f"{name} {100 * value / total:.0f} %"
+    return f"{name} {pct(value / total)}"
 
 
 def _num(v) -> str:
@@ -119,8 +120,9 @@ def summary_rows(m: dict | None) -> list[tuple[str, str]]:
     m = hardware_metrics(m)
     if not m:
         return []
+    unit = energy_unit(r["energy_pj"] for per_arch in m["variants"].values() for r in per_arch.values())[0]
     rows = [
-        (v, ", ".join(f"{a}: {r['energy_pj']:.4g} pJ" for a, r in per_arch.items()))
+        (v, ", ".join(f"{a}: {energy(r['energy_pj'], unit)} {unit}" for a, r in per_arch.items()))
         for v, per_arch in m["variants"].items()
     ]
     for key, per_arch in m["ratios"].items():
@@ -139,9 +141,10 @@ def hardware_section(metrics: dict, run_dir: Path) -> str:
     m = hardware_metrics(metrics.get("hardware"))
     if not m or not m["variants"]:
         return ""
+    unit = energy_unit(r["energy_pj"] for per_arch in m["variants"].values() for r in per_arch.values())[0]
     rows = "".join(
-        f"<tr><td>{html.escape(v)}</td><td>{html.escape(arch)}</td><td>{r['estimator']}</td>"
-        f"<td>{_num(r['energy_pj'] / 1e6)}</td><td>{_num(r['latency_ns'] / 1e3 if r['latency_ns'] else None)}</td>"
+        f"<tr><td>{html.escape(v)}</td><td>{html.escape(arch)}</td><td>{html.escape(str(r['estimator']))}</td>"
+        f"<td>{energy(r['energy_pj'], unit)}</td><td>{_num(r['latency_ns'] / 1e3 if r['latency_ns'] else None)}</td>"
         f"<td>{_num(r['area_um2'] / 1e6 if r['area_um2'] else None)}</td><td>{_num(r['tops_per_w'])}</td>"
         f"<td>{html.escape(_top(r['energy_by_component_pj']))}</td></tr>"
         for v, per_arch in m["variants"].items()
@@ -149,11 +152,12 @@ def hardware_section(metrics: dict, run_dir: Path) -> str:
     )
     parts = [
         (
-            f"<p>Mode: {m['mode']}. The naive row is the operation-count estimate papers report; the other rows "
+            f"<p>Mode: {html.escape(str(m['mode']))}. The naive row is the operation-count estimate papers report; the other rows "
             "are hardware models that add memory traffic, membrane updates, neuron modules and periphery.</p>"
         ),
         (
-            "<table><tr><th>variant</th><th>architecture</th><th>estimator</th><th>energy (µJ)</th>"
+            "<table><tr><th>variant</th><th>architecture</th><th>estimator</th>"
+            f"<th>energy ({unit})</th>"
             f"<th>latency (µs)</th><th>area (mm²)</th><th>TOPS/W</th><th>largest energy share</th></tr>{rows}</table>"
         ),
     ]

@@ -17,7 +17,6 @@ import warnings
 from pathlib import Path
 
 import torch
-import yaml
 
 from spikecim.config import RunConfig, load_config
 from spikecim.data import dataset_from_config
@@ -25,6 +24,7 @@ from spikecim.errors import RunInterrupted, SpikecimError
 from spikecim.models import create_model
 from spikecim.pipeline import folder
 from spikecim.pipeline.stages import RunContext, get_stage
+from spikecim.readers import read_mapping, read_text
 from spikecim.train.checkpoint import weights_path
 from spikecim.train.distributed import is_main_process
 from spikecim.variants import workload_filename
@@ -142,7 +142,7 @@ def _check_same_run(cfg: RunConfig) -> None:
     old = cfg.run_dir / "config.yaml"
     if not old.exists():
         return
-    prev = yaml.safe_load(old.read_text()) or {}
+    prev = read_mapping(old, "run", "of sections")
     now = cfg.model_dump(mode="json")
     for key in ("model", "data", "seed"):
         if prev.get(key) != now.get(key):
@@ -184,8 +184,9 @@ def _reuse_earlier_results(ctx: RunContext) -> None:
     if (run_dir / "metrics.json").exists():
         try:
             # NaN/Infinity from an older spikecim are read as null: metrics.json stays strict JSON
-            ctx.metrics = json.loads((run_dir / "metrics.json").read_text(), parse_constant=lambda c: None)
-        except json.JSONDecodeError:
+            text = read_text(run_dir / "metrics.json", "run")
+            ctx.metrics = json.loads(text, parse_constant=lambda c: None)
+        except (SpikecimError, json.JSONDecodeError):
             ctx.metrics = {}
     users = _needs_earlier_results(cfg)
     if "train" in users:
@@ -399,7 +400,10 @@ def load_run(
         m.eval()
     metrics = run_dir / "metrics.json"
     if metrics.exists():
-        ctx.metrics = json.loads(metrics.read_text())
+        try:
+            ctx.metrics = json.loads(read_text(metrics, "run"), parse_constant=lambda c: None)
+        except json.JSONDecodeError as e:
+            raise SpikecimError(f"run: {metrics} is not valid JSON ({e.msg}, line {e.lineno})") from None
     ctx.workloads = load_workloads(cfg, run_dir)
     return ctx
 

@@ -9,21 +9,23 @@ The Markdown report holds the same text and tables and links the PNGs under ``pl
 from __future__ import annotations
 
 import html
-import json
+import re
 import warnings
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import ClassVar
+from urllib.parse import quote
 
 import yaml
 
 import spikecim
 from spikecim.errors import SpikecimError
+from spikecim.readers import read_mapping
 from spikecim.report.sections import Section, html_table, list_sections
 from spikecim.variants import resolve_variants
 
-__all__ = ["CONFIG_SUMMARY_KEYS", "html_to_markdown", "write_markdown", "write_report"]
+__all__ = ["CONFIG_SUMMARY_KEYS", "html_to_markdown", "md_escape", "write_markdown", "write_report"]
 
 # Config fields shown in the summary table (dotted paths into config.yaml); the full file
 # follows in a collapsed block.
@@ -72,13 +74,10 @@ def _render(run_dir: Path) -> _Rendered:
     path = run_dir / "metrics.json"
     if not path.exists():
         raise SpikecimError(f"report: metrics.json not found in {run_dir}")
-    try:
-        metrics = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise SpikecimError(f"report: {path} is not valid JSON ({e.msg}, line {e.lineno})") from None
+    metrics = read_mapping(path, "report", "of stage results")
     config = None
     if (run_dir / "config.yaml").exists():
-        config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+        config = read_mapping(run_dir / "config.yaml", "report", "of sections")
     run_name = str((config or {}).get("name") or run_dir.name)
     _load_section_modules()
     blocks = []
@@ -184,7 +183,7 @@ def _write_html(run_dir: Path, r: _Rendered) -> Path:
 
 # ---- Markdown ------------------------------------------------------------------------------
 def _write_markdown(run_dir: Path, r: _Rendered) -> Path:
-    parts = ["# spikecim report", f"run **{r.run_name}** · spikecim {spikecim.__version__}"]
+    parts = ["# spikecim report", f"run **{md_escape(r.run_name)}** · spikecim {spikecim.__version__}"]
     if r.config is not None:
         parts += [
             "## Configuration",
@@ -195,6 +194,14 @@ def _write_markdown(run_dir: Path, r: _Rendered) -> Path:
     path = run_dir / "report.md"
     path.write_text("\n\n".join(p for p in parts if p) + "\n", encoding="utf-8")
     return path
+
+
+def md_escape(text: str) -> str:
+    """``text`` as literal Markdown: HTML-special characters as entities (no tag survives), and
+    the characters that would start a table cell, code span, link or emphasis backslash-escaped."""
+    text = re.sub(r"&(?=[#A-Za-z])", "&amp;", text)  # a lone "&" stays readable; "&lt;" stays literal
+    text = text.replace("<", "&lt;").replace(">", "&gt;")
+    return re.sub(r"([\\`|*\[\]])", r"\\\1", text)
 
 
 def html_to_markdown(fragment: str) -> str:
@@ -234,13 +241,13 @@ class _MarkdownParser(HTMLParser):
             a = dict(attrs)
             if a.get("data-file"):
                 self._flush()
-                self.blocks.append(f"![{a.get('alt') or ''}]({a['data-file']})")
+                self.blocks.append(f"![{md_escape(a.get('alt') or '')}]({quote(a['data-file'])})")
         elif tag == "br":
             self.text.append("\n" if self.pre else " ")
 
     def handle_endtag(self, tag: str) -> None:
         if tag in ("th", "td") and self.rows:
-            self.rows[-1].append(" ".join("".join(self.text).split()).replace("|", "\\|"))
+            self.rows[-1].append(" ".join("".join(self.text).split()))
             self.text = []
         elif tag == "table" and self.rows is not None:
             rows, self.rows = [r for r in self.rows if r], None
@@ -251,7 +258,10 @@ class _MarkdownParser(HTMLParser):
                 lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
                 self.blocks.append("\n".join(lines))
         elif tag == "pre":
-            self.blocks.append("```\n" + "".join(self.text).strip("\n") + "\n```")
+            # A code block shows its text literally; its fence is longer than any backtick run inside.
+            code = "".join(self.text).strip("\n")
+            fence = "`" * max(3, 1 + max((len(m) for m in re.findall("`+", code)), default=0))
+            self.blocks.append(f"{fence}\n{code}\n{fence}")
             self.text, self.pre = [], False
         elif tag in self._BLOCKS:
             text = " ".join("".join(self.text).split())
@@ -270,7 +280,7 @@ class _MarkdownParser(HTMLParser):
         return "#" * int(tag[1]) + " " + text
 
     def handle_data(self, data: str) -> None:
-        self.text.append(data)
+        self.text.append(data if self.pre else md_escape(data))
 
     def _flush(self) -> None:
         """Loose text between blocks becomes its own paragraph."""

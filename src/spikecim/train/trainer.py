@@ -141,13 +141,8 @@ def fit(
     opt, sched = make_optimizer(model, spec)
     state: dict[str, Any] = {"epoch": 0, "history": [], "fingerprint": spec.fingerprint()}
     if ckpt_dir is not None:
-        restored = load_checkpoint(ckpt_dir, variant, model, opt, sched)
+        restored = load_checkpoint(ckpt_dir, variant, model, opt, sched, spec.epochs, spec.fingerprint())
         if restored is not None:
-            if restored.get("fingerprint") != spec.fingerprint():
-                raise SpikecimError(
-                    f"checkpoint: {ckpt_dir} was written with other training settings; "
-                    "use another run name or --fresh"
-                )
             state = restored
     train_model: nn.Module = model
     if dist_info.world > 1:
