@@ -92,7 +92,8 @@ def test_two_runs_interleaved_in_one_process_match_each_run_alone(tmp_path):
             overrides=[*TINY, "data.encoder=rate", f"seed={seed}", f"output_dir={tmp_path / where}", f"stages={stages}"]
         )
 
-    alone = {seed: run(config(seed, f"alone{seed}")).metrics for seed in (0, 1)}
+    alone_ctx = {seed: run(config(seed, f"alone{seed}")) for seed in (0, 1)}
+    alone = {seed: ctx.metrics for seed, ctx in alone_ctx.items()}
     ctxs = {seed: build_context(config(seed, f"mixed{seed}")) for seed in (0, 1)}
     for name in stages:
         for seed, ctx in ctxs.items():
@@ -102,7 +103,7 @@ def test_two_runs_interleaved_in_one_process_match_each_run_alone(tmp_path):
     for seed, ctx in ctxs.items():
         for name in ("evaluate", "trace"):
             assert json.dumps(ctx.metrics[name], sort_keys=True) == json.dumps(alone[seed][name], sort_keys=True)
-        mixed, single = _weights(ctx.run_dir), _weights(tmp_path / f"alone{seed}" / "digits-convnet")
+        mixed, single = _weights(ctx.run_dir), _weights(alone_ctx[seed].run_dir)
         for v in mixed:
             assert all(torch.equal(mixed[v][k], single[v][k]) for k in single[v]), (seed, v)
     # And the two seeds are different runs.

@@ -399,14 +399,14 @@ def test_run_on_an_empty_training_file_exits_2_before_training(tmp_path, capsys)
 _KERNEL_SCRIPT = """
 import sys, warnings
 import torch
-from spikecim.nn.functional import lif
+from spikecim.nn.functional import LIFParams, lif
 from spikecim.nn.kernels import cpu
 warnings.simplefilter("always")
 assert cpu.available(torch.float64), "kernel not available"
 x = torch.randn(7, 3, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-s, m = lif(x, 0.8, 0.6, backend="cpu")
-s_ref, m_ref = lif(x, 0.8, 0.6, backend="reference")
-assert torch.equal(s, s_ref) and torch.equal(m, m_ref), "kernel differs from the reference loop"
+s, m = lif(x, p=LIFParams(beta=0.8, threshold=0.6), backend="cpu")
+s_ref, m_ref = lif(x, p=LIFParams(beta=0.8, threshold=0.6), backend="reference")
+assert torch.equal(s, s_ref) and torch.equal(m.v, m_ref.v), "kernel differs from the reference loop"
 print("ok", float(s.sum()))
 """
 

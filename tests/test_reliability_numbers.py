@@ -22,6 +22,7 @@ from pydantic import BaseModel, ValidationError
 import spikecim.analog.mitigation
 import spikecim.hw.cost
 import spikecim.trace.workload
+import spikecim.train.checkpoint
 from spikecim.analog.circuit import effective_conductance
 from spikecim.analog.config import CrossbarConfig, load_crossbar_config
 from spikecim.analog.devices import DEVICES
@@ -191,7 +192,8 @@ CASES = [
 
 def test_every_input_schema_and_numeric_field_is_enumerated():
     """Every Schema subclass is reached from a root, and every pydantic model that reads user
-    input is a Schema (outputs and the Workload are checked elsewhere)."""
+    input is a Schema (outputs, the Workload and the checkpoint state are checked elsewhere:
+    tests/test_workload_schema.py, tests/test_reliability_files.py)."""
 
     def subclasses(cls):
         for sub in cls.__subclasses__():
@@ -201,7 +203,7 @@ def test_every_input_schema_and_numeric_field_is_enumerated():
     schemas = {c for c in subclasses(Schema) if c.__module__.startswith("spikecim.")}
     missing = {c.__name__ for c in schemas if c not in REACHED and not c.__subclasses__()}  # bases aside
     assert not missing
-    outputs = {spikecim.hw.cost.__name__, spikecim.trace.workload.__name__}
+    outputs = {spikecim.hw.cost.__name__, spikecim.trace.workload.__name__, spikecim.train.checkpoint.__name__}
     plain = {
         c.__qualname__
         for c in subclasses(BaseModel)

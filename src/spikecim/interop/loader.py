@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import warnings
 from pathlib import Path
 
 import torch
@@ -75,7 +74,7 @@ def load_run_model(run_dir: str | Path, variant: str | None = None, allow_partia
     unless ``allow_partial``; then a warning names it.
     """
     from spikecim.config import load_config
-    from spikecim.pipeline.run import check_trained, load_run
+    from spikecim.pipeline.run import load_run
 
     run_dir = Path(run_dir)
     cfg = load_config(run_dir / "config.yaml")
@@ -83,9 +82,7 @@ def load_run_model(run_dir: str | Path, variant: str | None = None, allow_partia
         variant = next((v.name for v in cfg.variants if v.spiking), cfg.variants[0].name)
     if variant not in {v.name for v in cfg.variants}:
         raise SpikecimError(f"{run_dir}: the run has no '{variant}' model")
-    for note in check_trained(run_dir, cfg, [variant], allow_partial):
-        warnings.warn(note, stacklevel=2)
-    ctx = load_run(run_dir, variants=[variant])
+    ctx = load_run(run_dir, variants=[variant], allow_partial=allow_partial)
     model = ctx.models[variant]
     shape = tuple(ctx.data.sample_shape)
     model.input_shape = shape[1:] if ctx.data.frames else shape
