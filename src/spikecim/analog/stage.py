@@ -24,6 +24,7 @@ from spikecim.analog.stage_config import check_calibration
 from spikecim.errors import SpikecimError
 from spikecim.pipeline.run import variant_input
 from spikecim.pipeline.stages import RunContext, register_stage
+from spikecim.progress import progress_bar
 from spikecim.report.fmt import MISSING, pct, pct_spread
 from spikecim.report.sections import embed_png, register_section
 from spikecim.train.evaluate import ModelInput
@@ -131,20 +132,6 @@ class _Ticker:
         self.progress.update(self.task, advance=1, info=done)
 
 
-def _progress(console):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(),
-        console=console,
-        disable=console is None,
-        transient=False,
-    )
-
 
 @register_stage(
     "analog",
@@ -170,7 +157,7 @@ def analog_stage(ctx: RunContext) -> dict:
         "t_inference_s": sc.t_inference_s,
         "variants": {},
     }
-    with _progress(ctx.console) as progress:
+    with progress_bar(ctx.console) as progress:
         for name, model in ctx.models.items():
             inputs = variant_input(ctx.config, name, ctx.data)
             tick = _Ticker(progress, name)

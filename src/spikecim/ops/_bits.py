@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["dtype_bits", "weight_bits"]
+__all__ = ["dtype_bits", "static_operand", "weight_bits"]
 
 
 def dtype_bits(dtype: torch.dtype) -> int:
@@ -17,3 +17,8 @@ def dtype_bits(dtype: torch.dtype) -> int:
 def weight_bits(module, weight: torch.Tensor) -> int:
     bits = getattr(module, "weight_bits", None)
     return int(bits) if isinstance(bits, int) and bits > 0 else dtype_bits(weight.dtype)
+
+
+def static_operand(module, weight: torch.Tensor) -> dict:
+    """The Workload description of a weight programmed once: its bits and its share of zeros."""
+    return {"kind": "static", "bits": weight_bits(module, weight), "sparsity": float((weight == 0).float().mean())}

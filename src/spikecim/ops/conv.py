@@ -14,7 +14,7 @@ from torch import nn
 
 from spikecim.errors import SpikecimError
 from spikecim.ops import Op, register_op
-from spikecim.ops._bits import weight_bits
+from spikecim.ops._bits import static_operand
 
 
 def _pair(v, fill: int) -> tuple[int, int]:
@@ -49,13 +49,7 @@ class _Conv(Op):
             "in_hw": hw(in_shapes[0]),
             "out_hw": hw(out_shape),
             "has_bias": module.bias is not None,
-            "operands": {
-                "weight": {
-                    "kind": "static",
-                    "bits": weight_bits(module, w),
-                    "sparsity": float((w == 0).float().mean()),
-                }
-            },
+            "operands": {"weight": static_operand(module, w)},
         }
 
     def static_weight(self, module):

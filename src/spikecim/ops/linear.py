@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from spikecim.ops import Op, register_op
-from spikecim.ops._bits import weight_bits
+from spikecim.ops._bits import static_operand
 
 
 @register_op
@@ -36,13 +36,7 @@ class Linear(Op):
             "out_ch": module.out_features,
             "positions": math.prod(in_shapes[0][:-1]),
             "has_bias": module.bias is not None,
-            "operands": {
-                "weight": {
-                    "kind": "static",
-                    "bits": weight_bits(module, w),
-                    "sparsity": float((w == 0).float().mean()),
-                }
-            },
+            "operands": {"weight": static_operand(module, w)},
         }
 
     def static_weight(self, module):

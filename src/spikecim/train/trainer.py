@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from torch import nn
 
 from spikecim.errors import SpikecimError, one_line_validation_error
+from spikecim.progress import progress_bar
 from spikecim.train.batches import epoch_generator, iterate_batches
 from spikecim.train.checkpoint import load_checkpoint, save_checkpoint
 from spikecim.train.distributed import DistInfo, init_distributed
@@ -105,20 +106,6 @@ def make_optimizer(model: nn.Module, spec: FitSpec):
     return opt, sched
 
 
-def _progress(console, enabled: bool):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(),
-        console=console,
-        disable=not enabled,
-        transient=False,
-    )
-
 
 def fit(
     model: nn.Module,
@@ -150,7 +137,7 @@ def fit(
     inputs = ModelInput(spec.timesteps if spiking else 1, spec.encoder, spiking, bool(getattr(data, "frames", False)))
     x_tr, y_tr = data.x_train, data.y_train
     n_batches = (len(y_tr) + spec.batch_size - 1) // spec.batch_size
-    with _progress(console, dist_info.is_main and console is not None) as progress:
+    with progress_bar(console, dist_info.is_main) as progress:
         ep_task = progress.add_task(f"{variant} epochs", total=spec.epochs, completed=state["epoch"], info="")
         for epoch in range(state["epoch"], spec.epochs):
             t0 = time.perf_counter()
