@@ -75,6 +75,7 @@ def estimate_cmd(
         list[str] | None,
         typer.Option(
             "--set",
+            metavar="KEY=VALUE",
             help="override one table constant (a key under params:, e.g. adc_bits=4), applied after "
             "--node-nm scaling, so the value is kept as given; repeatable",
         ),

@@ -16,7 +16,9 @@ console = Console(stderr=True)
 CONFIG_ARG = typer.Argument(
     None, help="Run config (YAML). Omit to run the embedded default (convnet on digits)."
 )
-SET_OPT = typer.Option(None, "--set", "-s", help="Override one field: section.field=value (repeatable).")
+SET_OPT = typer.Option(
+    None, "--set", "-s", metavar="FIELD=VALUE", help="Override one field: section.field=value (repeatable)."
+)
 NAME_OPT = typer.Option(
     None,
     help="Run name: the folder <output_dir>/<name>/ (default: <dataset>-<model>, e.g. digits-convnet).",
