@@ -304,3 +304,32 @@ def test_spikesim_per_pe_cycle_energy_is_spikingjellys_written_out():
     x = (torch.rand(1, 1, 64, 3, 3) < 0.5).float()
     w = trace(snn.Sequential(conv), [x])
     assert estimate(w, "spikesim-rram-65nm").energy_pj == pytest.approx(by_hand, rel=1e-9)
+
+
+def test_matmul_of_two_spike_tensors_spikingjelly_counts_coinciding_ones_spikecim_rows_met():
+    """A bare q @ kᵀ of two spike tensors. SpikingJelly (ac.py ``_spike_bmm``, both operands
+    binary) counts the products whose two factors are 1: the sum of the result. spikecim
+    counts ``nnz(q)·N``: each non-zero of q meets a whole row of kᵀ, as a crossbar holding
+    kᵀ reads it (the same count as for a static weight)."""
+
+    class QK(nn.Module):
+        def forward(self, x):
+            return torch.matmul(x, x.flip(-1).transpose(-1, -2))
+
+    torch.manual_seed(2)
+    x = (torch.rand(T, B, 4, 5) < 0.5).float()  # [T, B, S=4 tokens, D=5]
+    (entry,) = trace(QK(), [x]).layers
+    syn = oc.SynOpCounter()
+    with torch.no_grad(), oc.DispatchCounterMode([syn]):
+        QK()(x)
+    k = x.flip(-1)
+    coinciding = sum(
+        int(x[t, b, i, d] * k[t, b, j, d])
+        for t in range(T)
+        for b in range(B)
+        for i in range(4)
+        for j in range(4)
+        for d in range(5)
+    )
+    assert syn.get_total() == coinciding
+    assert sum(entry.acs_per_step) * B == int((x != 0).sum()) * 4
