@@ -7,7 +7,9 @@ they trigger (the operator's own count, :meth:`spikecim.ops.Op.accumulates`). A 
 neuron that follows each operator (the next LIF/IF/ReLU in module order, before the next
 operator) records its output spikes and membrane width; a pooling layer right after it
 gives the pooled output size. A neuron module used after several operators (shared state)
-puts them in one ``neuron_group``.
+puts them in one ``neuron_group``. A bare ``torch.matmul`` / ``@`` / ``torch.bmm`` of two
+activations in a forward is captured too (:mod:`spikecim.trace.bare_matmul`) and recorded
+like the ``MatMul`` module, right after the operator that ran before it.
 
 The time/batch layout of each call is read explicitly, never guessed from element counts:
 
@@ -31,6 +33,7 @@ from torch import nn
 from spikecim import ops
 from spikecim.errors import SpikecimError
 from spikecim.ops._bits import dtype_bits
+from spikecim.trace.bare_matmul import MatMulCapture
 from spikecim.trace.steps import REST, current_step
 from spikecim.trace.workload import ENTRY_KINDS, SCHEMA_VERSION, OpWorkload, Workload
 
@@ -71,6 +74,8 @@ class _Record:
     membrane_bits: int | None = None
     out_spikes: list[float] | None = None
     pooled_hw: tuple[int, int] | None = None
+    origin: str | None = None  # file:line of a captured bare matmul (module None)
+    first_call: int | None = None  # order of the first recorded call among all operators
 
 
 @dataclass
@@ -139,10 +144,20 @@ def trace(
     def on_op(mod, args, out, rec: _Record):
         T, B = batch["T"], batch["B"]
         xs = args[: rec.op.operands_in]
-        layout = _layout(xs[0], T, B, rec.op.sample_ndim(mod), rec.calls, f"layer '{rec.name}'")
+        what = f"layer '{rec.name}'" + (f" (a matmul at {rec.origin})" if rec.origin else "")
+        layout = _layout(xs[0], T, B, rec.op.sample_ndim(mod), rec.calls, what)
         if layout is None:
             return
+        _check_operands(xs, layout, what)
+        if rec.origin and rec.calls and len(layout.steps) == T:
+            raise SpikecimError(
+                f"trace: {what} ran again over all {T} steps in one forward (a loop?); one call "
+                "site is one operator: write each product on its own line or use spikecim.ops.MatMul"
+            )
         rec.calls += 1
+        if rec.first_call is None:
+            rec.first_call = len(first_calls)
+            first_calls.append(rec)
         views = [layout.view(x, B) for x in xs]
         if rec.in_shapes is None:
             rec.in_shapes = [tuple(v.shape[2:]) for v in views]
@@ -182,6 +197,16 @@ def trace(
         out = _first(out)
         rec.pooled_hw = tuple(out.shape[-2:]) if out.dim() >= 3 else (out.shape[-1], 1)
 
+    captured: dict[str, _Record] = {}
+    first_calls: list[_Record] = []
+
+    def on_matmul(site, origin, a, b, out):
+        rec = captured.get(site)
+        if rec is None:
+            rec = captured[site] = _Record(site, None, ops.get_op("matmul"), origin=origin)
+            _start(rec, steps, spiking, per_sample, samples, batch["B"])
+        on_op(None, (a, b), out, rec)
+
     for rec in records:
         hooks.append(rec.module.register_forward_hook(lambda m, a, o, r=rec: on_op(m, a, o, r)))
     for _, m in model.named_modules():
@@ -190,6 +215,8 @@ def trace(
         pool_rec = pool_of.get(id(m))
         if pool_rec is not None:
             hooks.append(m.register_forward_hook(lambda mm, a, o, r=pool_rec: on_pool(mm, a, o, r)))
+    capture = MatMulCapture(model, on_matmul)
+    hooks += capture.hooks(rec.module for rec in records)  # after the operators' hooks
 
     samples, steps, sample_shape = 0, None, None
     try:
@@ -197,18 +224,18 @@ def trace(
             if steps is None:
                 steps, sample_shape = x.shape[0], list(x.shape[2:])
                 for rec in records:
-                    rec.nonzero, rec.acs = [0.0] * steps, [0.0] * steps
-                    rec.out_spikes = [0.0] * steps if rec.neuron and spiking else None
-                    rec.per_sample = [] if per_sample else None
+                    _start(rec, steps, spiking, per_sample, 0, x.shape[1])
             elif x.shape[0] != steps:
                 raise SpikecimError(f"trace: every batch needs {steps} steps, got {x.shape[0]}")
             batch["T"], batch["B"] = x.shape[0], x.shape[1]
             neuron_calls.clear()
-            for rec in records:
+            for rec in [*records, *captured.values()]:
                 rec.calls = 0
                 rec.batch_rows = [[0.0] * steps for _ in range(x.shape[1])] if per_sample else None
-            model(x)
-            for rec in records:
+            capture.new_batch()
+            with capture:
+                model(x)
+            for rec in [*records, *captured.values()]:
                 if rec.per_sample is not None and rec.calls:
                     rec.per_sample.extend(rec.batch_rows)
             samples += x.shape[1]
@@ -219,7 +246,9 @@ def trace(
     if steps is None:
         raise ValueError("trace: no input batches were given")
     layers = [
-        _entry(rec, steps, samples, weight_bits, input_bits) for rec in records if rec.in_shapes is not None
+        _entry(rec, steps, samples, weight_bits, input_bits)
+        for rec in _in_order(records, list(captured.values()))
+        if rec.in_shapes is not None
     ]
     if not layers:
         raise SpikecimError(f"trace: {type(model).__name__} has no operator ({', '.join(ops.list_ops())})")
@@ -234,6 +263,45 @@ def trace(
         running_per_step=[1.0] * steps,
         layers=layers,
     )
+
+
+def _start(rec: _Record, steps: int, spiking: bool, per_sample: bool, samples: int, batch: int) -> None:
+    """Empty counters for a record; ``samples`` already traced count as silent for it."""
+    rec.nonzero, rec.acs = [0.0] * steps, [0.0] * steps
+    rec.out_spikes = [0.0] * steps if rec.neuron and spiking else None
+    rec.per_sample = [[0.0] * steps for _ in range(samples)] if per_sample else None
+    rec.batch_rows = [[0.0] * steps for _ in range(batch)] if per_sample else None
+
+
+def _check_operands(xs: tuple[torch.Tensor, ...], layout: _Layout, what: str) -> None:
+    """Both operands of a matmul carry the call's leading (time, batch) dimensions and a matrix."""
+    if len(xs) < 2:
+        return
+    lead = tuple(xs[0].shape[: layout.lead])
+    if any(tuple(x.shape[: layout.lead]) != lead or x.dim() < layout.lead + 2 for x in xs):
+        shapes = " and ".join(str(list(x.shape)) for x in xs)
+        raise SpikecimError(
+            f"trace: {what} multiplies {shapes}; both operands need the leading dimensions "
+            f"{list(lead)} and a matrix per sample"
+        )
+
+
+def _in_order(records: list[_Record], captured: list[_Record]) -> list[_Record]:
+    """Module operators in module order, each captured matmul right after the operator whose
+    first call came just before its own (those that ran before any operator first)."""
+    after: dict[int, list[_Record]] = {}
+    for rec in sorted(captured, key=lambda r: r.first_call if r.first_call is not None else -1):
+        anchor = max(
+            (r for r in records if r.first_call is not None and r.first_call < (rec.first_call or 0)),
+            key=lambda r: r.first_call,
+            default=None,
+        )
+        after.setdefault(id(anchor) if anchor is not None else 0, []).append(rec)
+    out = list(after.get(0, []))
+    for rec in records:
+        out.append(rec)
+        out += after.get(id(rec), [])
+    return out
 
 
 def _walk(model: nn.Module) -> tuple[list[_Record], dict[int, list[_Record]], dict[int, _Record]]:
