@@ -70,8 +70,12 @@ def test_cross_layer_sharing_equals_a_hand_loop_over_steps_layers_and_groups(gro
     for layer in lin:
         nn.init.uniform_(layer.weight, -0.3, 1.0)  # strong enough for every layer to spike
     model = Sequential(
-        lin[0], LIF(BETA, THETA, reset_delay=False), lin[1], LIF(BETA, THETA, reset_delay=False),
-        lin[2], LIF(BETA, THETA, reset_delay=False),
+        lin[0],
+        LIF(BETA, THETA, reset_delay=False),
+        lin[1],
+        LIF(BETA, THETA, reset_delay=False),
+        lin[2],
+        LIF(BETA, THETA, reset_delay=False),
     )
     model = share(model, layers=True, channel_groups=groups)
     assert isinstance(model[1], SharedStage)
@@ -80,7 +84,7 @@ def test_cross_layer_sharing_equals_a_hand_loop_over_steps_layers_and_groups(gro
         got = model(x)
         v, want = torch.zeros(2, 4 // groups), []
         for t in range(5):
-            h = lin[0](x[t])
+            h, s = lin[0](x[t]), None
             for layer in range(3):  # layer l inherits the membrane layer l-1 left at step t
                 if layer:
                     h = lin[layer](s)

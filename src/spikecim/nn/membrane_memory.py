@@ -70,13 +70,7 @@ def measure(model: nn.Module, x: torch.Tensor) -> MembraneMemory:
         depth[0] -= 1
 
     for m in neurons:
-
-        def initial_state(x0, m=m, fn=type(m).initial_state):
-            state = fn(m, x0)
-            count_state(state)
-            return state
-
-        m.initial_state = initial_state  # counted for this pass only, removed below
+        m.initial_state = _counting(m, count_state)  # counted for this pass only, removed below
     hooks = [m.register_forward_pre_hook(enter) for m in callers]
     hooks += [m.register_forward_hook(leave) for m in callers]
     was_training = model.training
@@ -93,3 +87,15 @@ def measure(model: nn.Module, x: torch.Tensor) -> MembraneMemory:
         model.train(was_training)
     forward = sum(t.untyped_storage().nbytes() for t in started.values())
     return MembraneMemory(forward, sum(saved.values()))
+
+
+def _counting(neuron: Neuron, count):
+    """``neuron.initial_state`` that also hands each state it builds to ``count``."""
+    build = type(neuron).initial_state
+
+    def initial_state(x0: torch.Tensor):
+        state = build(neuron, x0)
+        count(state)
+        return state
+
+    return initial_state

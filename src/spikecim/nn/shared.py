@@ -47,14 +47,20 @@ def to_group_steps(x: torch.Tensor, groups: int) -> torch.Tensor:
     """``x[T, B, C, ...] -> [T*G, B, C/G, ...]``: step ``t*G + g`` holds channel chunk g of step t."""
     T, B, C = x.shape[:3]
     rest = x.shape[3:]
-    return x.reshape(T, B, groups, C // groups, *rest).transpose(1, 2).reshape(T * groups, B, C // groups, *rest)
+    return (
+        x.reshape(T, B, groups, C // groups, *rest).transpose(1, 2).reshape(T * groups, B, C // groups, *rest)
+    )
 
 
 def from_group_steps(y: torch.Tensor, groups: int) -> torch.Tensor:
     """The inverse of :func:`to_group_steps`: ``[T*G, B, C/G, ...] -> [T, B, C, ...]``."""
     TG, B, Cg = y.shape[:3]
     rest = y.shape[3:]
-    return y.reshape(TG // groups, groups, B, Cg, *rest).transpose(1, 2).reshape(TG // groups, B, groups * Cg, *rest)
+    return (
+        y.reshape(TG // groups, groups, B, Cg, *rest)
+        .transpose(1, 2)
+        .reshape(TG // groups, B, groups * Cg, *rest)
+    )
 
 
 class SharedLIF(LIF):
@@ -72,7 +78,9 @@ class SharedLIF(LIF):
             raise SpikecimError(f"channel_groups: must be an integer >= 1, got {channel_groups!r}")
         for name in ("beta", "threshold"):
             if getattr(self, name).numel() != 1:
-                raise SpikecimError(f"{name}: a shared LIF takes one value, got {getattr(self, name).numel()}")
+                raise SpikecimError(
+                    f"{name}: a shared LIF takes one value, got {getattr(self, name).numel()}"
+                )
         self.channel_groups = channel_groups
 
     @classmethod
@@ -148,7 +156,9 @@ class MembraneCell(TemporalModule):
     def forward(self, x: torch.Tensor, state: F.LIFState | None = None) -> tuple[torch.Tensor, F.LIFState]:
         return self.membrane_owner.step(x, state)
 
-    def forward_with_mem(self, x: torch.Tensor, state: F.LIFState | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_with_mem(
+        self, x: torch.Tensor, state: F.LIFState | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """One step's spikes and each neuron's membrane after its update, ``[B, C, ...]``."""
         spk, states = self.membrane_owner.run(x[None], state)
         return spk[0], self.membrane_owner.membrane(states)[0]
@@ -165,7 +175,9 @@ class SharedStage(TemporalModule):
     def __init__(self, parts: list[list[nn.Module]], neuron: SharedLIF) -> None:
         super().__init__()
         if len(parts) < 2:
-            raise SpikecimError(f"shared-lif: a stage shares one membrane between >= 2 layers, got {len(parts)}")
+            raise SpikecimError(
+                f"shared-lif: a stage shares one membrane between >= 2 layers, got {len(parts)}"
+            )
         self.layers = nn.ModuleList()
         for part in parts:
             self.layers.extend(part)

@@ -19,6 +19,8 @@ With ``layers: false, channel_groups: 1`` the network computes exactly what it d
 
 from __future__ import annotations
 
+import itertools
+
 from torch import nn
 
 from spikecim.errors import SpikecimError
@@ -38,21 +40,27 @@ def share_lif(model: nn.Module, layers: bool = True, channel_groups: int = 1) ->
     if not isinstance(layers, bool):
         raise SpikecimError(f"methods.shared-lif.layers: must be true or false, got {layers!r}")
     if isinstance(channel_groups, bool) or not isinstance(channel_groups, int) or channel_groups < 1:
-        raise SpikecimError(f"methods.shared-lif.channel_groups: must be an integer >= 1, got {channel_groups!r}")
+        raise SpikecimError(
+            f"methods.shared-lif.channel_groups: must be an integer >= 1, got {channel_groups!r}"
+        )
     seqs = [m for m in model.modules() if isinstance(m, Sequential)]
     neurons = [m for m in model.modules() if isinstance(m, Neuron)]
     if not neurons:
-        raise SpikecimError("methods.shared-lif: the model has no LIF or IF neuron to share (an ANN variant?)")
+        raise SpikecimError(
+            "methods.shared-lif: the model has no LIF or IF neuron to share (an ANN variant?)"
+        )
     for m in neurons:
         if type(m) not in (LIF, IF):
-            raise SpikecimError(f"methods.shared-lif: shares LIF and IF neurons only, the model has {type(m).__name__}")
+            raise SpikecimError(
+                f"methods.shared-lif: shares LIF and IF neurons only, the model has {type(m).__name__}"
+            )
     for seq in seqs:
         _check_groups(seq, channel_groups)
     if layers:
         found = {id(seq): find_stages(seq) for seq in seqs}
         if not any(found.values()):
             raise SpikecimError(
-                f"methods.shared-lif.layers: no two neuron layers of {type(model).__name__} share an output shape "
+                f"methods.shared-lif.layers: no two neuron layers of {getattr(model, 'model_name', type(model).__name__)} share an output shape "
                 "(no stage to share); use layers: false with channel_groups"
             )
         for seq in seqs:
@@ -110,7 +118,7 @@ def _share_stages(seq: nn.Sequential, stages: list[tuple[int, int]], groups: int
     for first, last in stages:
         out += children[i:first]
         neuron_at = [k for k in range(first, last + 1) if isinstance(children[k], (LIF, IF))]
-        parts = [[]] + [children[a + 1 : b] for a, b in zip(neuron_at, neuron_at[1:])]
+        parts = [[]] + [children[a + 1 : b] for a, b in itertools.pairwise(neuron_at)]
         out.append(SharedStage(parts, SharedLIF.from_lif(children[first], groups)))
         i = last + 1
     out += children[i:]

@@ -99,7 +99,8 @@ class OpWorkload(_Strict):
     membrane_bits: int = Field(32, ge=1, le=64, description="bits of one membrane (neuron state)")
     neuron_group: str | None = Field(None, description="operators sharing one membrane state")
     membrane_size: Size | None = Field(
-        None, description="neurons of the stored membrane; None: out_size (smaller when channel groups share one)"
+        None,
+        description="neurons of the stored membrane; None: out_size (smaller when channel groups share one)",
     )
     operands: dict[str, Operand]
     in_nonzero_per_step: list[Count] = Field(description="per step: mean non-zero inputs per sample")
@@ -190,7 +191,9 @@ class OpWorkload(_Strict):
             raise ValueError(f"operands: needs '{self.mapped}' for a {self.kind} operator")
         self._check_geometry()
         if self.membrane_size is not None and self.membrane_size > self.out_size:
-            raise ValueError(f"membrane_size {self.membrane_size} exceeds the {self.out_size} neurons (out_size)")
+            raise ValueError(
+                f"membrane_size {self.membrane_size} exceeds the {self.out_size} neurons (out_size)"
+            )
         bounds = {
             "in_nonzero_per_step": self.in_size,
             "acs_per_step": self.macs,

@@ -233,7 +233,9 @@ class Imc(Estimator):
         if _spiking_neuron(layer, workload):
             a["neuron"] = tiles * p.a_neuron_module_um2
             if stores_membrane(layer, workload):
-                a["membrane"] = stored_membrane(layer) * membrane_bits(layer, p.membrane_bits) * p.a_sram_bit_um2
+                a["membrane"] = (
+                    stored_membrane(layer) * membrane_bits(layer, p.membrane_bits) * p.a_sram_bit_um2
+                )
         a["input_buffer"] = layer.in_size * _input_bits(layer, p) * p.a_sram_bit_um2
         return a
 
