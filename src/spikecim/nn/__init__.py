@@ -10,12 +10,16 @@ from spikecim.nn import functional, surrogate
 from spikecim.nn.container import Sequential, apply_folded, fold, unfold
 from spikecim.nn.neurons import IF, LIF, Neuron, SynapticLIF, TemporalModule
 from spikecim.nn.registry import create_neuron, get_neuron, list_neurons, neuron_arguments, register_neuron
+from spikecim.nn.shared import MembraneCell, SharedLIF, SharedStage
 
 __all__ = [
     "IF",
     "LIF",
+    "MembraneCell",
     "Neuron",
     "Sequential",
+    "SharedLIF",
+    "SharedStage",
     "SynapticLIF",
     "TemporalModule",
     "apply_folded",

@@ -7,7 +7,11 @@ they trigger (the operator's own count, :meth:`spikecim.ops.Op.accumulates`). A 
 neuron that follows each operator (the next LIF/IF/ReLU in module order, before the next
 operator) records its output spikes and membrane width; a pooling layer right after it
 gives the pooled output size. A neuron module used after several operators (shared state)
-puts them in one ``neuron_group``. A bare ``torch.matmul`` / ``@`` / ``torch.bmm`` of two
+puts them in one ``neuron_group``, and so do the cells of a
+:class:`~spikecim.nn.SharedStage` (one per layer, all stepping the one neuron they name as
+``membrane_owner``). A neuron whose ``channel_groups`` chunks share one membrane
+(:class:`~spikecim.nn.SharedLIF`) stores ``membrane_size = out_size / channel_groups``.
+A bare ``torch.matmul`` / ``@`` / ``torch.bmm`` of two
 activations in a forward is captured too (:mod:`spikecim.trace.bare_matmul`) and recorded
 like the ``MatMul`` module, right after the operator that ran before it.
 
@@ -72,6 +76,7 @@ class _Record:
     neuron: str | None = None
     neuron_group: str | None = None
     membrane_bits: int | None = None
+    channel_groups: int = 1
     out_spikes: list[float] | None = None
     pooled_hw: tuple[int, int] | None = None
     origin: str | None = None  # file:line of a captured bare matmul (module None)
@@ -184,6 +189,7 @@ def trace(
         rec = recs[k % len(recs)]
         spikes = _first(out)
         rec.membrane_bits = getattr(mod, "membrane_bits", None) or dtype_bits(spikes.dtype)
+        rec.channel_groups = int(getattr(mod, "channel_groups", 1))
         if rec.out_spikes is None:
             return
         layout = _layout(spikes, batch["T"], batch["B"], None, k // len(recs), f"neuron after '{rec.name}'")
@@ -311,6 +317,7 @@ def _walk(model: nn.Module) -> tuple[list[_Record], dict[int, list[_Record]], di
     seen: set[int] = set()
     current: _Record | None = None
     neuron_of: dict[int, list[_Record]] = {}
+    group_of: dict[int, list[_Record]] = {}  # by the module that holds the membrane
     pool_of: dict[int, _Record] = {}
     names: dict[int, str] = {}
     for name, m in model.named_modules(remove_duplicate=False):
@@ -323,9 +330,11 @@ def _walk(model: nn.Module) -> tuple[list[_Record], dict[int, list[_Record]], di
             current = _Record(name, m, op)
             records.append(current)
         elif current is not None and _is_neuron(m) and current.neuron is None:
-            current.neuron = type(m).__name__
+            current.neuron = type(getattr(m, "membrane_owner", m)).__name__
             neuron_of.setdefault(id(m), []).append(current)
-            names.setdefault(id(m), name)
+            owner = getattr(m, "membrane_owner", m)  # the cells of a SharedStage step one neuron
+            group_of.setdefault(id(owner), []).append(current)
+            names.setdefault(id(owner), name)
         elif (
             current is not None
             and isinstance(m, _POOLS)
@@ -335,7 +344,7 @@ def _walk(model: nn.Module) -> tuple[list[_Record], dict[int, list[_Record]], di
         ):
             pool_of[id(m)] = current
             current.pooled_hw = (0, 0)
-    for key, recs in neuron_of.items():
+    for key, recs in group_of.items():
         if len(recs) > 1:
             for rec in recs:
                 rec.neuron_group = names[key]
@@ -373,4 +382,6 @@ def _entry(rec: _Record, steps: int, samples: int, weight_bits: int | None, inpu
         in_nonzero_per_sample=rec.per_sample,
         **fields,
     )
+    if rec.channel_groups > 1:  # G channel chunks share one membrane of out_size/G neurons
+        entry = entry.model_copy(update={"membrane_size": entry.out_size // rec.channel_groups})
     return entry

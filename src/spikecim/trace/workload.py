@@ -15,8 +15,10 @@ One entry per operator, tagged by ``kind`` and dispatched by it to one class per
 - its **geometry** (kind-specific; derived figures such as ``macs`` are computed, never
   stored): a linear layer's ``positions`` is the number of tokens it acts on per step;
 - its **neuron**: ``has_neuron``, ``neuron_kind``, ``membrane_bits`` (the neuron's
-  quantiser, else the width of its dtype: 32 for float32) and ``neuron_group`` (operators
-  whose neurons share one membrane state carry the same group; it is stored once);
+  quantiser, else the width of its dtype: 32 for float32), ``neuron_group`` (operators
+  whose neurons share one membrane state carry the same group; it is stored once) and
+  ``membrane_size`` (neurons of the stored membrane when fewer than ``out_size``: G channel
+  groups sharing one membrane store out_size/G);
 - its **activity**, per sample, averaged over the traced samples:
   ``in_nonzero_per_step[t]`` non-zero inputs at step t, ``acs_per_step[t]`` accumulates
   they trigger (each non-zero input times its fan-out), ``out_spikes_per_step[t]`` spikes
@@ -96,6 +98,10 @@ class OpWorkload(_Strict):
     neuron_kind: str | None = Field(None, description="e.g. 'LIF', 'IF', 'ReLU'; None at the output")
     membrane_bits: int = Field(32, ge=1, le=64, description="bits of one membrane (neuron state)")
     neuron_group: str | None = Field(None, description="operators sharing one membrane state")
+    membrane_size: Size | None = Field(
+        None,
+        description="neurons of the stored membrane; None: out_size (smaller when channel groups share one)",
+    )
     operands: dict[str, Operand]
     in_nonzero_per_step: list[Count] = Field(description="per step: mean non-zero inputs per sample")
     acs_per_step: list[Count] = Field(description="per step: accumulates triggered by non-zero inputs")
@@ -138,6 +144,11 @@ class OpWorkload(_Strict):
 
     # ---- derived figures (never stored) ------------------------------------------------
     @property
+    def stored_membrane(self) -> int:
+        """Neurons of the membrane stored for this operator (``membrane_size``, else ``out_size``)."""
+        return self.membrane_size or self.out_size
+
+    @property
     def operand(self) -> Operand:
         return self.operands[self.mapped]
 
@@ -179,6 +190,10 @@ class OpWorkload(_Strict):
         if self.mapped not in self.operands:
             raise ValueError(f"operands: needs '{self.mapped}' for a {self.kind} operator")
         self._check_geometry()
+        if self.membrane_size is not None and self.membrane_size > self.out_size:
+            raise ValueError(
+                f"membrane_size {self.membrane_size} exceeds the {self.out_size} neurons (out_size)"
+            )
         bounds = {
             "in_nonzero_per_step": self.in_size,
             "acs_per_step": self.macs,
@@ -518,7 +533,7 @@ class Workload(_Strict):
 
     def membrane_states(self) -> dict[str, tuple[int, int]]:
         """(neurons, bits) of each stored membrane: one per spiking operator, or one per
-        sharing group (its largest operator, at its widest bits)."""
+        sharing group (its largest stored membrane, at its widest bits)."""
         out: dict[str, tuple[int, int]] = {}
         if not self.spiking:
             return out
@@ -527,7 +542,7 @@ class Workload(_Strict):
                 continue
             key = layer.neuron_group or f"#{i}"
             n, bits = out.get(key, (0, 0))
-            out[key] = (max(n, layer.out_size), max(bits, layer.membrane_bits))
+            out[key] = (max(n, layer.stored_membrane), max(bits, layer.membrane_bits))
         return out
 
     def shares_membrane(self, index: int) -> bool:

@@ -107,6 +107,7 @@ def evaluate(
     for name, m in activity_modules(model).items():
 
         def hook(mod, inp, out, name=name):
+            out = out[0] if isinstance(out, tuple) else out  # a one-step cell returns (spikes, state)
             sums[name] = sums.get(name, 0.0) + float(
                 (out != 0).sum() if isinstance(mod, nn.ReLU) else out.sum()
             )

@@ -13,6 +13,7 @@ __all__ = [
     "membrane_bits",
     "n_mvm",
     "p_any_active",
+    "stored_membrane",
     "stores_membrane",
 ]
 
@@ -39,6 +40,12 @@ def fan_in(layer) -> int:
 def membrane_bits(layer, max_bits: int) -> int:
     """Bits of one stored membrane: the recorded width, at most the hardware's ``max_bits``."""
     return min(layer.membrane_bits, max_bits)
+
+
+def stored_membrane(layer) -> int:
+    """Neurons of the membrane stored for the layer: ``out_size``, or ``out_size/G`` when G
+    channel groups share one membrane (the Workload's ``membrane_size``)."""
+    return layer.stored_membrane
 
 
 def stores_membrane(layer, workload) -> bool:

@@ -25,6 +25,8 @@ M = out_h·out_w matrix-vector products:
   input_buffer = in_size·b·e_sram_bit; output_buffer = out_size·b_out·e_sram_bit
   interconnect = (in_size·b + out_size·b_out)·e_htree_bit;  mem_fetch = in_size·b·e_fetch_bit
 Every step's terms are weighted by the fraction of samples still running, r_t.
+Membrane storage area = stored neurons·m·a_sram_bit, once per sharing group (stored neurons:
+out_size, or out_size/G when G channel groups share one membrane).
 ADC, after NeuroSim's SAR model: E = (s·bits + o + c) µW · (bits + 1)·t_adc_bit; area from its
 transistor counts (adc_nmos_count + adc_nmos_count_per_bit·(bits−1)) NMOS, likewise PMOS
 (NeuroSim: 269 + 109·(bits−1) and 209 + 73·(bits−1)).
@@ -49,6 +51,7 @@ from spikecim.hw.estimators._common import (
     membrane_bits,
     n_mvm,
     p_any_active,
+    stored_membrane,
     stores_membrane,
 )
 
@@ -230,7 +233,9 @@ class Imc(Estimator):
         if _spiking_neuron(layer, workload):
             a["neuron"] = tiles * p.a_neuron_module_um2
             if stores_membrane(layer, workload):
-                a["membrane"] = layer.out_size * membrane_bits(layer, p.membrane_bits) * p.a_sram_bit_um2
+                a["membrane"] = (
+                    stored_membrane(layer) * membrane_bits(layer, p.membrane_bits) * p.a_sram_bit_um2
+                )
         a["input_buffer"] = layer.in_size * _input_bits(layer, p) * p.a_sram_bit_um2
         return a
 

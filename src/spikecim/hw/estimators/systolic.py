@@ -33,7 +33,7 @@ import math
 from pydantic import Field
 
 from spikecim.hw.estimators import Estimator, EstimatorParams, register_estimator
-from spikecim.hw.estimators._common import BITS_PER_KB, fan_in, membrane_bits
+from spikecim.hw.estimators._common import BITS_PER_KB, fan_in, membrane_bits, stored_membrane
 
 NS_PER_US = 1e3  # a clock in MHz has a period of 1e3/f ns
 
@@ -125,9 +125,9 @@ class Systolic(Estimator):
         if (
             workload.spiking
             and layer.has_neuron
-            and layer.out_size * m_bits > p.output_buffer_kb * BITS_PER_KB
+            and stored_membrane(layer) * m_bits > p.output_buffer_kb * BITS_PER_KB
         ):
-            dram_words += READ_AND_WRITE * words(layer.out_size * m_bits, p) * T
+            dram_words += READ_AND_WRITE * words(stored_membrane(layer) * m_bits, p) * T
         e = {
             "compute": ops * op_pj(layer, workload, p),
             "spad": ops * p.e_spad_pj,
