@@ -150,7 +150,9 @@ def save_checkpoint(ckpt_dir: Path, variant: str, model, optimizer, scheduler, s
     remove_stale(ckpt_dir, variant)
 
 
-def checkpoint_writes(variant: str, model, optimizer, scheduler, state: dict[str, Any]) -> list[tuple[str, bytes]]:
+def checkpoint_writes(
+    variant: str, model, optimizer, scheduler, state: dict[str, Any]
+) -> list[tuple[str, bytes]]:
     """The files one save writes, in the order it writes them: ``(file name, content)`` for the
     weights, the optimizer tensors, and last ``<variant>.state.json``, which names the other two."""
     weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
@@ -282,7 +284,9 @@ def _restore(
         w_path, o_path = ckpt_dir / state.files.weights.name, ckpt_dir / state.files.optimizer.name
         w_sha, o_sha = (state.files.weights.sha256, state_file), (state.files.optimizer.sha256, state_file)
     weights = _checked_tensors(w_path, model.state_dict(), w_sha)
-    opt_tensors = _checked_optimizer(o_path, state_file, state.optimizer, fresh_opt["param_groups"], model, o_sha)
+    opt_tensors = _checked_optimizer(
+        o_path, state_file, state.optimizer, fresh_opt["param_groups"], model, o_sha
+    )
     model.load_state_dict(weights)
     meta = state.optimizer.model_dump()
     optimizer.load_state_dict(_unflat_optimizer(opt_tensors, meta))
