@@ -310,6 +310,11 @@ def test_random_bytes_as_nir_yaml_load_or_are_refused_in_one_line(raw):
     _loads_or_one_line(lambda: load_model(folder))
 
 
-def test_nir_inspect_of_a_folder_with_a_hostile_nir_yaml_answers_one_error_line(capsys):
+def test_nir_inspect_and_trace_of_a_folder_with_a_hostile_nir_yaml_answer_0_or_one_error_line(capsys):
     for meta in (b"dt: .inf\n", b"dt: [1, 2]\n", b"convention: {a: 1}\n", b"\xff\xfe", b"- 1\n- 2\n"):
-        _inspect_answers(_folder(meta), capsys)
+        folder = _folder(meta)
+        _inspect_answers(folder, capsys)  # inspect reads model.nir alone
+        capsys.readouterr()
+        assert main(["trace", str(folder)]) == 2  # trace builds the model with nir.yaml's settings
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and err.strip().count("\n") == 0 and str(folder / NIR_META) in err, err
