@@ -73,7 +73,14 @@ def run_copy(trained_run, tmp_path) -> Path:
     return out
 
 
-STATE, WEIGHTS, OPTIM = "snn.state.json", "snn.safetensors", "snn.optim.safetensors"
+STATE, WEIGHTS, OPTIM = "snn.state.json", "weights", "optimizer"
+
+
+def _file(folder: Path, name: str) -> Path:
+    """``state.json``, or the weights or optimizer file that the state names."""
+    if name == STATE:
+        return folder / STATE
+    return folder / json.loads((folder / STATE).read_text())["files"][name]["name"]
 
 
 def _truncate(fraction: float):
@@ -187,7 +194,7 @@ CORRUPTIONS = {
 @pytest.mark.parametrize("case", list(CORRUPTIONS))
 def test_damaged_checkpoint_is_one_line_naming_the_file_and_exit_2(run_copy, capsys, case):
     name, corrupt, expected = CORRUPTIONS[case]
-    path = run_copy / "r" / "checkpoint" / name
+    path = _file(run_copy / "r" / "checkpoint", name)
     corrupt(path)
     capsys.readouterr()
     assert main(_run_args(run_copy)) == 2
@@ -652,8 +659,9 @@ def fuzz_checkpoint(trained_run, tmp_path_factory):
         except SpikecimError as e:
             assert "\n" not in str(e)
 
-    originals = {name: (folder / name).read_bytes() for name in (STATE, WEIGHTS, OPTIM)}
-    return folder, state, load, originals
+    paths = {name: _file(folder, name) for name in (STATE, WEIGHTS, OPTIM)}
+    originals = {name: path.read_bytes() for name, path in paths.items()}
+    return folder, state, load, originals, paths
 
 
 def _paths(value, prefix=()):
@@ -681,7 +689,7 @@ _FUZZ = settings(max_examples=600, deadline=None, suppress_health_check=[HealthC
 @_FUZZ
 @given(data=st.data())
 def test_fuzzed_state_json_values_are_refused_with_one_line(fuzz_checkpoint, data):
-    folder, state, load, originals = fuzz_checkpoint
+    folder, state, load, originals, _ = fuzz_checkpoint
     paths = list(_paths(state))
     path = data.draw(st.sampled_from(paths))
     broken = _replaced(state, path, data.draw(_JSON))
@@ -693,7 +701,7 @@ def test_fuzzed_state_json_values_are_refused_with_one_line(fuzz_checkpoint, dat
 @_FUZZ
 @given(doc=_JSON)
 def test_fuzzed_state_json_documents_are_refused_with_one_line(fuzz_checkpoint, doc):
-    folder, _, load, originals = fuzz_checkpoint
+    folder, _, load, originals, _ = fuzz_checkpoint
     (folder / STATE).write_text(json.dumps(doc))
     load()
     (folder / STATE).write_bytes(originals[STATE])
@@ -702,11 +710,11 @@ def test_fuzzed_state_json_documents_are_refused_with_one_line(fuzz_checkpoint, 
 @_FUZZ
 @given(name=st.sampled_from([STATE, WEIGHTS, OPTIM]), raw=st.binary(max_size=256), keep=st.integers(0, 4096))
 def test_fuzzed_checkpoint_bytes_are_refused_with_one_line(fuzz_checkpoint, name, raw, keep):
-    folder, _, load, originals = fuzz_checkpoint
+    _, _, load, originals, paths = fuzz_checkpoint
     # Random bytes, alone or after a prefix of the real file (a valid header, then junk).
-    (folder / name).write_bytes(originals[name][:keep] + raw)
+    paths[name].write_bytes(originals[name][:keep] + raw)
     load()
-    (folder / name).write_bytes(originals[name])
+    paths[name].write_bytes(originals[name])
 
 
 @_FUZZ

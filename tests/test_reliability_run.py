@@ -22,6 +22,7 @@ from safetensors.torch import load_file
 from spikecim.cli.main import main
 from spikecim.errors import SpikecimError
 from spikecim.pipeline.stages import _STAGES, register_stage
+from spikecim.train.checkpoint import weights_path
 
 REPO = Path(__file__).resolve().parents[1]
 # A tiny trained run: the MLP, 200 training samples, one epoch, no ANN twin.
@@ -357,8 +358,8 @@ def test_training_resumed_after_ctrl_c_ends_with_the_weights_of_an_uninterrupted
     shutil.copytree(run, resumed / "r")
     subprocess.run(_train_cmd(resumed), check=True, env=_env(), capture_output=True)
     subprocess.run(_train_cmd(tmp_path / "full"), check=True, env=_env(), capture_output=True)
-    a = load_file(str(tmp_path / "full" / "r" / "checkpoint" / "snn.safetensors"))
-    b = load_file(str(resumed / "r" / "checkpoint" / "snn.safetensors"))
+    a = load_file(weights_path(tmp_path / "full" / "r" / "checkpoint", "snn"))
+    b = load_file(weights_path(resumed / "r" / "checkpoint", "snn"))
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k

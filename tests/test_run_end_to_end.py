@@ -7,6 +7,7 @@ import yaml
 from spikecim.cli.main import main
 from spikecim.config import load_config
 from spikecim.trace import Workload
+from spikecim.train.checkpoint import weights_path
 
 SHORT = [
     "--set",
@@ -41,8 +42,9 @@ def test_default_run_writes_the_documented_run_folder_and_resumes(tmp_path, caps
         "report.md",
     ):
         assert (run / name).is_file(), name
-    for name in ("snn.safetensors", "ann.safetensors", "snn.state.json", "ann.state.json"):
-        assert (run / "checkpoint" / name).is_file(), name
+    for v in ("snn", "ann"):
+        assert (run / "checkpoint" / f"{v}.state.json").is_file(), v
+        assert weights_path(run / "checkpoint", v).is_file(), v
     assert any((run / "plots").glob("*.png"))
 
     metrics = json.loads((run / "metrics.json").read_text())

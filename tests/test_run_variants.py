@@ -6,6 +6,7 @@ import pytest
 
 from spikecim.cli.main import main
 from spikecim.trace import Workload
+from spikecim.train.checkpoint import weights_path
 
 
 def test_timesteps_example_traces_each_variant_at_its_t_and_costs_it_against_the_ann(tmp_path, capsys):
@@ -39,7 +40,7 @@ def test_timesteps_example_traces_each_variant_at_its_t_and_costs_it_against_the
         assert w.timesteps == t_of[v] and w.spiking == (v != "ann"), v
         # The same network at every T: dense MACs per sample = MACs of one step × T.
         assert metrics["trace"][v]["dense_macs"] == per_step * t_of[v], v
-        assert (run / "checkpoint" / f"{v}.safetensors").is_file()
+        assert weights_path(run / "checkpoint", v).is_file()
         assert metrics["evaluate"][v]["samples"] == 450
     hw = metrics["hardware"]
     assert hw["baseline"] == "ann"

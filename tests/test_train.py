@@ -14,6 +14,7 @@ from spikecim.data import load_dataset
 from spikecim.errors import SpikecimError
 from spikecim.models import create_model
 from spikecim.train import FitSpec, classification_loss, evaluate, fit, load_weights
+from spikecim.train.checkpoint import weights_path
 
 
 def test_short_default_training_reaches_high_digits_accuracy():
@@ -89,8 +90,8 @@ def test_killed_run_resumed_ends_with_identical_weights(tmp_path, python, subpro
     proc.wait()
     interrupted_at = json.loads(state.read_text())["epoch"]
     subprocess.run(_train_cmd(python, broken), check=True, env=subprocess_env, capture_output=True)
-    a = load_file(str(full / "r" / "checkpoint" / "snn.safetensors"))
-    b = load_file(str(broken / "r" / "checkpoint" / "snn.safetensors"))
+    a = load_file(weights_path(full / "r" / "checkpoint", "snn"))
+    b = load_file(weights_path(broken / "r" / "checkpoint", "snn"))
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
@@ -116,8 +117,8 @@ def test_torchrun_two_processes_equal_single_process_training(tmp_path, python, 
     ] + _train_cmd(python, ddp, extra)[3:]
     r = subprocess.run(cmd, check=False, env=subprocess_env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
-    a = load_file(str(single / "r" / "checkpoint" / "snn.safetensors"))
-    b = load_file(str(ddp / "r" / "checkpoint" / "snn.safetensors"))
+    a = load_file(weights_path(single / "r" / "checkpoint", "snn"))
+    b = load_file(weights_path(ddp / "r" / "checkpoint", "snn"))
     for k in a:
         assert torch.allclose(a[k], b[k], atol=1e-5), k
 

@@ -36,7 +36,7 @@ from spikecim.interop.graph import FlatGraph, GraphModule, flatten_graph
 from spikecim.interop.nirfile import check_elements, max_elements, read_graph
 from spikecim.nn import Sequential, TemporalModule
 
-__all__ = ["BUILDERS", "DEFAULT_DT", "from_nir"]
+__all__ = ["BUILDERS", "DEFAULT_DT", "check_dt", "from_nir"]
 
 DEFAULT_DT = 1e-4  # s; snnTorch's export step
 MAX_DT = 1e3  # s; a step longer than a quarter of an hour is a unit mistake
@@ -92,17 +92,23 @@ def from_nir(
 
 
 def _dt(graph: nir.NIRGraph, dt: float | None) -> float:
+    field = "dt"
     if dt is None:
         meta = graph.metadata if isinstance(graph.metadata, dict) else {}
-        try:
-            dt = float(np.asarray(meta.get("dt", DEFAULT_DT)))
-        except (TypeError, ValueError):
-            raise SpikecimError(
-                f"metadata.dt: must be one number of seconds, got {meta.get('dt')!r}"
-            ) from None
-    if not 0 < float(dt) <= MAX_DT:
-        raise SpikecimError(f"dt: must be a number in (0, {MAX_DT:g}] seconds, got {dt}")
-    return float(dt)
+        dt, field = meta.get("dt", DEFAULT_DT), "metadata.dt"
+    return check_dt(dt, field)
+
+
+def check_dt(dt, field: str = "dt") -> float:
+    """``dt`` as a float of seconds in ``(0, MAX_DT]``, or a one-line error naming ``field``."""
+    try:
+        a = np.asarray(dt)
+        value = float(a) if a.size == 1 and a.dtype.kind in "iuf" else None
+    except (TypeError, ValueError, OverflowError):
+        value = None
+    if value is None or not 0 < value <= MAX_DT:
+        raise SpikecimError(f"{field}: must be one number in (0, {MAX_DT:g}] seconds, got {dt!r}")
+    return value
 
 
 def _build(name: str, node: nir.NIRNode, ctx: Context) -> nn.Module:
@@ -110,7 +116,9 @@ def _build(name: str, node: nir.NIRNode, ctx: Context) -> nn.Module:
     if kind not in BUILDERS:
         raise SpikecimError(f"node '{name}': unsupported type '{kind}', allowed: {', '.join(BUILDERS)}")
     try:
+        _check_finite_fields(node)
         module = BUILDERS[kind](node, ctx)
+        _check_finite_tensors(module, ctx.dtype)
     except SpikecimError as e:
         raise SpikecimError(f"node '{name}' ({kind}): {e}") from None
     except (ValueError, TypeError, RuntimeError, AttributeError, IndexError) as e:
@@ -118,6 +126,31 @@ def _build(name: str, node: nir.NIRNode, ctx: Context) -> nn.Module:
         raise SpikecimError(f"node '{name}' ({kind}): {msg}") from None
     module.nir_name = name
     return module
+
+
+_SHAPE_FIELDS = ("input_type", "output_type", "metadata")
+
+
+def _check_finite_fields(node: nir.NIRNode) -> None:
+    """Every numeric parameter of the node is finite (NaN or inf would reach every output)."""
+    for field in getattr(node, "__dataclass_fields__", {}):
+        if field in _SHAPE_FIELDS:
+            continue
+        try:
+            a = np.asarray(getattr(node, field, None))
+        except (TypeError, ValueError):  # ragged: the builder names it
+            continue
+        if a.dtype.kind in "fc" and not np.all(np.isfinite(a)):
+            raise SpikecimError(f"{field}: must be finite numbers, found NaN or inf")
+
+
+def _check_finite_tensors(module: nn.Module, dtype: torch.dtype) -> None:
+    """Parameters too large for ``dtype`` became inf when converted: refused, naming them."""
+    for pname, t in [*module.named_parameters(), *module.named_buffers()]:
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise SpikecimError(
+                f"{pname}: a value does not fit {str(dtype).removeprefix('torch.')} (overflows to inf)"
+            )
 
 
 def _input_shape(flat: FlatGraph) -> tuple[int, ...]:
@@ -249,11 +282,15 @@ def _tensor(a, ctx: Context) -> torch.Tensor:
     return torch.as_tensor(np.asarray(a), dtype=ctx.dtype).clone()
 
 
-def _pair(v, n: int) -> tuple:
+def _pair(v, n: int, field: str = "", least: int | None = None) -> tuple:
+    """``v`` as ``n`` integers (one value repeated); ``least`` bounds each from below."""
     if isinstance(v, str):
         return v
     a = np.atleast_1d(np.asarray(v)).astype(int).tolist()
-    return tuple(a * n if len(a) == 1 else a)
+    a = tuple(a * n if len(a) == 1 else a)
+    if least is not None and (len(a) != n or min(a) < least):
+        raise SpikecimError(f"{field}: must be {n} integer(s) >= {least}, got {list(a)}")
+    return a
 
 
 def _affine(node, ctx: Context) -> nn.Module:
@@ -279,9 +316,11 @@ def _conv(node, ctx: Context) -> nn.Module:
         raise SpikecimError(f"weight: must be (out, in/groups, k...) with 1 or 2 kernel dims, got {w.shape}")
     cls = nn.Conv1d if nd == 1 else nn.Conv2d
     groups = int(np.asarray(node.groups))
-    layer = cls(w.shape[1] * groups, w.shape[0], w.shape[2:], stride=_pair(node.stride, nd),
-                padding=_pair(node.padding, nd), dilation=_pair(node.dilation, nd), groups=groups,
-                bias=node.bias is not None, dtype=ctx.dtype)  # fmt: skip
+    if groups < 1:
+        raise SpikecimError(f"groups: must be an integer >= 1, got {groups}")
+    layer = cls(w.shape[1] * groups, w.shape[0], w.shape[2:], stride=_pair(node.stride, nd, "stride", 1),
+                padding=_pair(node.padding, nd, "padding", 0), dilation=_pair(node.dilation, nd, "dilation", 1),
+                groups=groups, bias=node.bias is not None, dtype=ctx.dtype)  # fmt: skip
     with torch.no_grad():
         layer.weight.copy_(_tensor(w, ctx))
         if node.bias is not None:
@@ -291,7 +330,8 @@ def _conv(node, ctx: Context) -> nn.Module:
 
 def _pool(node, ctx: Context) -> nn.Module:
     kind = type(node).__name__
-    return nn.AvgPool2d(_pair(node.kernel_size, 2), _pair(node.stride, 2), _pair(node.padding, 2),
+    return nn.AvgPool2d(_pair(node.kernel_size, 2, "kernel_size", 1), _pair(node.stride, 2, "stride", 1),
+                        _pair(node.padding, 2, "padding", 0),
                         divisor_override=1 if kind == "SumPool2d" else None)  # fmt: skip
 
 

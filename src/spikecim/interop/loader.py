@@ -59,10 +59,23 @@ def load_model(
 
 
 def read_meta(run_dir: Path) -> dict:
+    """``nir.yaml`` of a NIR folder: ``dt`` a number of seconds and ``convention`` one of
+    :data:`~spikecim.interop.CONVENTIONS` when present (other keys are informative)."""
+    from spikecim.interop.discretise import CONVENTIONS
+    from spikecim.interop.importer import check_dt
+
     meta_path = Path(run_dir) / NIR_META
     if not meta_path.is_file():
         return {}
-    return read_mapping(meta_path, "nir import metadata")
+    meta = read_mapping(meta_path, "nir import metadata")
+    if meta.get("dt") is not None:
+        meta["dt"] = check_dt(meta["dt"], f"{meta_path}: dt")
+    convention = meta.get("convention")
+    if convention is not None and (not isinstance(convention, str) or convention not in CONVENTIONS):
+        raise SpikecimError(
+            f"{meta_path}: convention: must be one of {', '.join(CONVENTIONS)}, got {convention!r}"
+        )
+    return meta
 
 
 def load_run_model(run_dir: str | Path, variant: str | None = None, allow_partial: bool = False) -> nn.Module:

@@ -178,7 +178,7 @@ def _reuse_earlier_results(ctx: RunContext) -> None:
     trained weights come from the checkpoint, and without ``trace`` the workloads from
     ``workload*.json``. A stage whose input is missing stops the run before anything runs.
     """
-    from spikecim.train.checkpoint import load_weights
+    from spikecim.train.checkpoint import load_variant_weights
 
     cfg, run_dir = ctx.config, ctx.run_dir
     if (run_dir / "metrics.json").exists():
@@ -197,7 +197,7 @@ def _reuse_earlier_results(ctx: RunContext) -> None:
                     f"stages: no trained weights at {path} (needed by {', '.join(users['train'])}); "
                     "add train to the stages"
                 )
-            load_weights(m, path)
+            load_variant_weights(m, run_dir / "checkpoint", v)
             m.eval()
     if "trace" in users:
         ctx.workloads = load_workloads(cfg, run_dir)
@@ -378,7 +378,7 @@ def load_run(
     A run whose training was interrupted is refused (see :func:`check_trained`) unless
     ``allow_partial``; then each partly trained variant is named in a warning.
     """
-    from spikecim.train.checkpoint import load_weights
+    from spikecim.train.checkpoint import load_variant_weights
 
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").exists():
@@ -396,7 +396,7 @@ def load_run(
         else:
             warnings.warn(note, stacklevel=2)
     for v, m in ctx.models.items():
-        load_weights(m, weights_path(run_dir / "checkpoint", v))
+        load_variant_weights(m, run_dir / "checkpoint", v)
         m.eval()
     metrics = run_dir / "metrics.json"
     if metrics.exists():

@@ -1,6 +1,6 @@
 """Training (BPTT) and evaluation loops, losses and checkpoints."""
 
-from spikecim.train.checkpoint import load_checkpoint, load_weights, save_checkpoint
+from spikecim.train.checkpoint import load_checkpoint, load_variant_weights, load_weights, save_checkpoint
 from spikecim.train.evaluate import ModelInput, evaluate, predict
 from spikecim.train.losses import classification_loss
 from spikecim.train.trainer import FitSpec, fit, resolve_device
@@ -12,6 +12,7 @@ __all__ = [
     "evaluate",
     "fit",
     "load_checkpoint",
+    "load_variant_weights",
     "load_weights",
     "predict",
     "resolve_device",

@@ -1,25 +1,43 @@
 """Checkpoints: weights in safetensors, the rest of the training state in JSON.
 
-``<dir>/<variant>.safetensors``         model state_dict (weights and buffers)
-``<dir>/<variant>.optim.safetensors``   optimizer tensors (e.g. Adam moments)
-``<dir>/<variant>.state.json``          epoch completed, history, scheduler and optimizer
-                                        scalars, a fingerprint of the config
+One checkpoint of a variant is three files::
 
-Nothing is unpickled on load. Files are written to a temporary name and renamed, so an
-interruption leaves the previous complete checkpoint in place.
+    <dir>/<variant>.epoch<k>.<sha>.safetensors         model state_dict (weights and buffers)
+    <dir>/<variant>.epoch<k>.<sha>.optim.safetensors   optimizer tensors (e.g. Adam moments)
+    <dir>/<variant>.state.json                         epoch completed, history, scheduler and
+                                                       optimizer scalars, a fingerprint of the
+                                                       config, and ``files``: the names and
+                                                       SHA-256 of the two tensor files
 
-Every file is checked before anything is restored: ``state.json`` against
-:class:`TrainingState` (``0 <= epoch <= train.epochs``, one history row per epoch, finite
-numbers) and its optimizer and scheduler settings against the structure of the fresh ones;
-each safetensors file must be readable, hold every key with the model's shapes and only
-finite values. A damaged checkpoint is a one-line :class:`SpikecimError` naming the file and
-what is wrong, never a traceback and never a silent resume.
+(``<sha>`` is the first 12 hex digits of the file's SHA-256.) A save commits atomically:
+the epoch's two tensor files are written under their new names (each to a temporary name,
+flushed to disk with ``fsync``, renamed), then ``state.json`` is replaced in one
+``os.replace``, then the previous epoch's files are removed. An interruption at any point
+(Ctrl-C, SIGKILL, power loss) leaves ``state.json`` naming either the complete previous
+epoch or the complete new one, never a mix; files it does not name are left-overs that the
+next save removes. Loading follows ``state.json`` and checks each file against its SHA-256.
+
+A folder written before this layout (``<variant>.safetensors``, ``<variant>.optim.safetensors``
+and a ``state.json`` without ``files``) still loads and resumes; its next save moves it to
+this layout. Weights placed by hand as ``<variant>.safetensors`` without a ``state.json``
+are taken as they are.
+
+Nothing is unpickled on load. Every file is checked before anything is restored:
+``state.json`` against :class:`TrainingState` (``0 <= epoch <= train.epochs``, one history
+row per epoch, finite numbers) and its optimizer and scheduler settings against the
+structure of the fresh ones; each safetensors file must be readable, hold every key with
+the model's shapes and only finite values, and match its recorded SHA-256. A damaged
+checkpoint is a one-line :class:`SpikecimError` naming the file and what is wrong, never a
+traceback and never a silent resume.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +53,22 @@ from pydantic import (
     model_validator,
 )
 from safetensors.torch import load as load_safetensors
-from safetensors.torch import save_file
+from safetensors.torch import save as safetensors_bytes
 
 from spikecim.errors import SpikecimError, one_line_validation_error
 from spikecim.readers import read_mapping
 
-__all__ = ["TrainingState", "load_checkpoint", "load_weights", "save_checkpoint", "weights_path"]
+__all__ = [
+    "TrainingState",
+    "checkpoint_writes",
+    "load_checkpoint",
+    "load_variant_weights",
+    "load_weights",
+    "remove_stale",
+    "save_checkpoint",
+    "weights_path",
+    "write_durably",
+]
 
 # Scheduler fields that change as training goes on; the others follow from the config.
 _SCHEDULER_PROGRESS = ("last_epoch", "_step_count", "_last_lr")
@@ -65,8 +93,24 @@ class _OptimizerMeta(BaseModel):
     scalars: dict[str, Any]
 
 
+class _FileRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: StrictStr = Field(pattern=r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*\.safetensors$")
+    sha256: StrictStr = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class _Files(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    weights: _FileRecord
+    optimizer: _FileRecord
+
+
 class TrainingState(BaseModel):
-    """The schema of ``<variant>.state.json``; ``epochs`` in the validation context bounds ``epoch``."""
+    """The schema of ``<variant>.state.json``; ``epochs`` in the validation context bounds ``epoch``.
+
+    ``files`` is absent in checkpoints written before the atomic layout."""
 
     model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
@@ -75,6 +119,7 @@ class TrainingState(BaseModel):
     fingerprint: StrictStr
     optimizer: _OptimizerMeta
     scheduler: dict[str, Any] | None
+    files: _Files | None = None
 
     @model_validator(mode="after")
     def _consistent(self, info: ValidationInfo) -> TrainingState:
@@ -87,21 +132,80 @@ class TrainingState(BaseModel):
 
 
 def weights_path(ckpt_dir: Path, variant: str) -> Path:
-    return Path(ckpt_dir) / f"{variant}.safetensors"
+    """The weights file of ``variant``'s committed checkpoint: the one its ``state.json`` names,
+    else ``<variant>.safetensors`` (older layout, or weights placed by hand)."""
+    return _committed(Path(ckpt_dir), variant)[0]
 
 
 def save_checkpoint(ckpt_dir: Path, variant: str, model, optimizer, scheduler, state: dict[str, Any]) -> None:
-    """Save everything needed to continue training after ``state["epoch"]``."""
-    import json
+    """Save everything needed to continue training after ``state["epoch"]``, atomically.
 
+    The writes of :func:`checkpoint_writes` are made in order with :func:`write_durably`
+    (``state.json`` last: the commit), then :func:`remove_stale` drops the previous epoch's files.
+    """
     ckpt_dir = Path(ckpt_dir)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
+    for name, data in checkpoint_writes(variant, model, optimizer, scheduler, state):
+        write_durably(ckpt_dir / name, data)
+    remove_stale(ckpt_dir, variant)
+
+
+def checkpoint_writes(
+    variant: str, model, optimizer, scheduler, state: dict[str, Any]
+) -> list[tuple[str, bytes]]:
+    """The files one save writes, in the order it writes them: ``(file name, content)`` for the
+    weights, the optimizer tensors, and last ``<variant>.state.json``, which names the other two."""
     weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    _atomic(weights_path(ckpt_dir, variant), lambda p: save_file(weights, str(p)))
     opt_tensors, opt_meta = _flat_optimizer(optimizer.state_dict())
-    _atomic(ckpt_dir / f"{variant}.optim.safetensors", lambda p: save_file(opt_tensors, str(p)))
-    full = dict(state, optimizer=opt_meta, scheduler=scheduler.state_dict() if scheduler else None)
-    _atomic(ckpt_dir / f"{variant}.state.json", lambda p: p.write_text(json.dumps(full, indent=1)))
+    epoch = int(state["epoch"])
+    writes, files = [], {}
+    for kind, tensors, suffix in (("weights", weights, ""), ("optimizer", opt_tensors, ".optim")):
+        data = safetensors_bytes(tensors)
+        digest = hashlib.sha256(data).hexdigest()
+        name = f"{variant}.epoch{epoch}.{digest[:12]}{suffix}.safetensors"
+        writes.append((name, data))
+        files[kind] = {"name": name, "sha256": digest}
+    full = dict(
+        state, files=files, optimizer=opt_meta, scheduler=scheduler.state_dict() if scheduler else None
+    )
+    writes.append((f"{variant}.state.json", json.dumps(full, indent=1).encode()))
+    return writes
+
+
+def write_durably(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` all or nothing: a temporary file, ``fsync``, a rename, and an
+    ``fsync`` of the folder so the rename itself survives a power loss."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def remove_stale(ckpt_dir: Path, variant: str) -> None:
+    """Remove ``variant``'s checkpoint files that its ``state.json`` does not name: earlier
+    epochs, an interrupted save's files and temporary files, the older layout's files once
+    the new layout is committed. Nothing is removed while ``state.json`` cannot be read."""
+    ckpt_dir = Path(ckpt_dir)
+    try:
+        weights, optim, hashes = _committed(ckpt_dir, variant)
+    except SpikecimError:
+        return
+    keep = {weights.name, optim.name}
+    old_layout = {f"{variant}.safetensors", f"{variant}.optim.safetensors"}
+    for f in ckpt_dir.iterdir():
+        name = f.name
+        stale = (
+            (_EPOCH_FILE.fullmatch(name) is not None and name.startswith(f"{variant}.epoch"))
+            or (hashes is not None and name in old_layout)
+            or (name.startswith(f"{variant}.") and name.endswith(".tmp"))
+        )
+        if stale and name not in keep and f.is_file() and not f.is_symlink():
+            f.unlink(missing_ok=True)
+    _fsync_dir(ckpt_dir)
 
 
 def load_weights(model, path: Path) -> None:
@@ -110,6 +214,16 @@ def load_weights(model, path: Path) -> None:
     if not path.exists():
         raise SpikecimError(f"checkpoint: no weights at {path}")
     model.load_state_dict(_checked_tensors(path, model.state_dict()))
+
+
+def load_variant_weights(model, ckpt_dir: Path, variant: str) -> None:
+    """Load the weights of ``variant``'s committed checkpoint in ``ckpt_dir`` into ``model``
+    (the file its ``state.json`` names, checked against the recorded SHA-256)."""
+    weights, _, hashes = _committed(Path(ckpt_dir), variant)
+    if not weights.exists():
+        raise SpikecimError(f"checkpoint: no weights at {weights}")
+    sha = None if hashes is None else (hashes[0], Path(ckpt_dir) / f"{variant}.state.json")
+    model.load_state_dict(_checked_tensors(weights, model.state_dict(), sha))
 
 
 def load_checkpoint(
@@ -163,9 +277,16 @@ def _restore(
                 f"checkpoint: {state_file}: scheduler.last_epoch is {state.scheduler['last_epoch']}, "
                 f"the epoch is {state.epoch}"
             )
-    weights = _checked_tensors(weights_path(ckpt_dir, variant), model.state_dict())
-    opt_path = ckpt_dir / f"{variant}.optim.safetensors"
-    opt_tensors = _checked_optimizer(opt_path, state_file, state.optimizer, fresh_opt["param_groups"], model)
+    if state.files is None:  # the layout before atomic checkpoints: fixed names, no hashes
+        w_path, o_path = ckpt_dir / f"{variant}.safetensors", ckpt_dir / f"{variant}.optim.safetensors"
+        w_sha = o_sha = None
+    else:
+        w_path, o_path = ckpt_dir / state.files.weights.name, ckpt_dir / state.files.optimizer.name
+        w_sha, o_sha = (state.files.weights.sha256, state_file), (state.files.optimizer.sha256, state_file)
+    weights = _checked_tensors(w_path, model.state_dict(), w_sha)
+    opt_tensors = _checked_optimizer(
+        o_path, state_file, state.optimizer, fresh_opt["param_groups"], model, o_sha
+    )
     model.load_state_dict(weights)
     meta = state.optimizer.model_dump()
     optimizer.load_state_dict(_unflat_optimizer(opt_tensors, meta))
@@ -173,12 +294,34 @@ def _restore(
         scheduler.load_state_dict(state.scheduler)
     out = state.model_dump()
     out["history"] = [dict(h) for h in data["history"]]
-    del out["optimizer"], out["scheduler"]
+    del out["optimizer"], out["scheduler"], out["files"]
     return out
 
 
-def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    """The tensors of ``path``, read into memory (never mapped: a file cut short cannot crash us)."""
+def _committed(ckpt_dir: Path, variant: str) -> tuple[Path, Path, tuple[str, str] | None]:
+    """The weights and optimizer files of the committed checkpoint and their SHA-256 (None for
+    the older layout and for weights without a ``state.json``)."""
+    state_file = ckpt_dir / f"{variant}.state.json"
+    plain = (ckpt_dir / f"{variant}.safetensors", ckpt_dir / f"{variant}.optim.safetensors", None)
+    if not state_file.exists():
+        return plain
+    data = read_mapping(state_file, "checkpoint", "with epoch, history, optimizer and scheduler")
+    if data.get("files") is None:
+        return plain
+    try:
+        files = _Files.model_validate(data["files"])
+    except ValidationError as e:
+        raise SpikecimError(f"checkpoint: {state_file}: files.{one_line_validation_error(e)}") from None
+    return (
+        ckpt_dir / files.weights.name,
+        ckpt_dir / files.optimizer.name,
+        (files.weights.sha256, files.optimizer.sha256),
+    )
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], str]:
+    """The tensors of ``path`` and the file's SHA-256, read into memory (never mapped: a file
+    cut short cannot crash us)."""
     if not path.is_file():
         raise SpikecimError(f"checkpoint: {path} is missing")
     try:
@@ -186,7 +329,7 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     except OSError as e:
         raise SpikecimError(f"checkpoint: cannot read {path} ({e.strerror})") from None
     try:
-        return load_safetensors(raw)
+        return load_safetensors(raw), hashlib.sha256(raw).hexdigest()
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as e:  # noqa: BLE001 - safetensors' Rust panics are BaseExceptions
@@ -194,9 +337,12 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
         raise SpikecimError(f"checkpoint: {path} is not a readable safetensors file ({first})") from None
 
 
-def _checked_tensors(path: Path, expected: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The tensors of ``path`` if they are exactly the keys and shapes of ``expected``, all finite."""
-    tensors = _read_safetensors(path)
+def _checked_tensors(
+    path: Path, expected: dict[str, torch.Tensor], sha: tuple[str, Path] | None = None
+) -> dict[str, torch.Tensor]:
+    """The tensors of ``path`` if they are exactly the keys and shapes of ``expected``, all
+    finite, and (``sha``: the SHA-256 and the state file recording it) the file unchanged."""
+    tensors, digest = _read_safetensors(path)
     missing = [k for k in expected if k not in tensors]
     unexpected = [k for k in tensors if k not in expected]
     if missing or unexpected:
@@ -210,14 +356,26 @@ def _checked_tensors(path: Path, expected: dict[str, torch.Tensor]) -> dict[str,
                 f"checkpoint: {path} holds '{key}' of shape {list(got.shape)}, the model's is {list(want.shape)}"
             )
         _finite(got, path, key)
+    _same_digest(path, digest, sha)
     return tensors
 
 
+def _same_digest(path: Path, digest: str, sha: tuple[str, Path] | None) -> None:
+    if sha is not None and digest != sha[0]:
+        raise SpikecimError(f"checkpoint: {path} does not match the SHA-256 recorded in {sha[1]}")
+
+
 def _checked_optimizer(
-    path: Path, state_file: Path, meta: _OptimizerMeta, fresh_groups: list[dict], model
+    path: Path,
+    state_file: Path,
+    meta: _OptimizerMeta,
+    fresh_groups: list[dict],
+    model,
+    sha: tuple[str, Path] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """The optimizer tensors of ``path``: keys ``<param id>.<name>`` of known parameters, shapes, finite."""
-    tensors = _read_safetensors(path)
+    """The optimizer tensors of ``path``: keys ``<param id>.<name>`` of known parameters, shapes,
+    finite, the file unchanged (see :func:`_checked_tensors`)."""
+    tensors, digest = _read_safetensors(path)
     saved_ids = [pid for g in meta.param_groups for pid in g["params"]]
     if not all(isinstance(pid, int) and not isinstance(pid, bool) for pid in saved_ids):
         raise SpikecimError(
@@ -248,6 +406,7 @@ def _checked_optimizer(
     for pid, held in names.items():
         if held != every:
             raise SpikecimError(f"checkpoint: {path} lacks '{pid}.{min(every - held)}'")
+    _same_digest(path, digest, sha)
     return tensors
 
 
@@ -308,10 +467,20 @@ def _same_structure(saved: Any, fresh: Any, path: Path, where: str) -> None:
         raise bad("must be a single value")
 
 
-def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
+_EPOCH_FILE = re.compile(r"[A-Za-z0-9_-]+\.epoch\d+\.[0-9a-f]{12}(\.optim)?\.safetensors")
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # pragma: no cover - folders cannot be opened on Windows
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - some file systems refuse fsync on folders
+        pass
+    finally:
+        os.close(fd)
 
 
 def _flat_optimizer(opt_state: dict) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
