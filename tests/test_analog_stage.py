@@ -15,10 +15,10 @@ from spikecim.analog import (
     to_analog,
 )
 from spikecim.analog.devices import PCMDevice
-from spikecim.analog.stage import analog_section
 from spikecim.config import RunConfig
 from spikecim.data import Dataset
 from spikecim.models import create_model
+from spikecim.pipeline.stage_analog import analog_section
 from spikecim.pipeline.stages import RunContext, get_stage
 
 
@@ -138,7 +138,7 @@ def test_pcm_device_polynomial_helper_equals_reference_formula():
 
 
 def test_evaluate_run_analog_covers_every_variant_with_its_own_timesteps(tmp_path):
-    from spikecim.analog import evaluate_run_analog
+    from spikecim.pipeline.stage_analog import evaluate_run_analog
 
     data = tiny_dataset()
     cfg = RunConfig(data={"timesteps": 3})

@@ -123,7 +123,7 @@ def test_hardware_stage_costs_snn_and_ann_side_by_side(run_dir):
 
 def test_hardware_stage_disabled_returns_marker(run_dir):
     from spikecim.config import RunConfig
-    from spikecim.hw.stage import hardware_stage
+    from spikecim.pipeline.stage_hardware import hardware_stage
     from spikecim.pipeline.stages import RunContext
 
     cfg = RunConfig.model_validate({"hardware": {"enabled": False}})

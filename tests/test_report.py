@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 from spikecim.errors import SpikecimError
+from spikecim.pipeline.stage_report import report_stage
 from spikecim.pipeline.stages import RunContext
 from spikecim.report import register_section, render, sections, write_markdown, write_report
-from spikecim.report.stage import report_stage
 from spikecim.trace.workload import LayerWorkload, Workload
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -120,7 +120,7 @@ def _write_run(run_dir: Path, metrics: dict, workloads: bool = True, config: dic
 
 @pytest.fixture(scope="module", autouse=True)
 def _core_sections_only():
-    """Render without importing spikecim.analog.stage / spikecim.hw.stage (tested separately below).
+    """Render without importing spikecim.pipeline.stage_analog / stage_hardware (tested separately below).
 
     The core sections register before any test copies the registry: a test that patches
     ``_SECTIONS`` and renders first must not swallow their registration."""

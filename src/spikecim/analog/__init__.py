@@ -10,7 +10,7 @@ one read. ``evaluate_analog`` gives Monte-Carlo accuracy over programming seeds;
 from spikecim.analog.config import CrossbarConfig, list_presets, load_crossbar_config
 from spikecim.analog.convert import analog_layers, calibrate_adc, drift, program, to_analog, to_digital
 from spikecim.analog.devices import DEVICES, DeviceModel, register_device
-from spikecim.analog.evaluate import accuracy, evaluate_analog, evaluate_run_analog
+from spikecim.analog.evaluate import accuracy, evaluate_analog
 from spikecim.analog.layers import AnalogConv2d, AnalogLinear
 from spikecim.analog.mitigation import WeightModifier, bn_finetune, hwa_train, modify_weight
 
@@ -27,7 +27,6 @@ __all__ = [
     "calibrate_adc",
     "drift",
     "evaluate_analog",
-    "evaluate_run_analog",
     "hwa_train",
     "list_presets",
     "load_crossbar_config",

@@ -182,7 +182,7 @@ def evaluate_cmd(
         ctx = load_run(source, console, allow_partial=allow_partial)
         out = {"evaluate": evaluate_stage(ctx)}
         if analog is not None:
-            from spikecim.analog import evaluate_run_analog
+            from spikecim.pipeline.stage_analog import evaluate_run_analog
 
             out["analog"] = evaluate_run_analog(ctx, analog, n_seeds=seeds)
     if json_out:
@@ -294,7 +294,7 @@ def _rows(stage: str, res: dict):
     from spikecim.report.fmt import energy, energy_unit, pct_spread
 
     if stage == "hardware":
-        from spikecim.hw.stage import summary_rows
+        from spikecim.pipeline.stage_hardware import summary_rows
 
         yield from summary_rows(res)
         return

@@ -63,7 +63,7 @@ def _load_builtin() -> None:
     # Importing these modules registers their stages.
     import spikecim.pipeline.core_stages  # noqa: F401
 
-    for mod in ("spikecim.analog.stage", "spikecim.hw.stage", "spikecim.report.stage"):
+    for mod in ("spikecim.pipeline.stage_analog", "spikecim.pipeline.stage_hardware", "spikecim.pipeline.stage_report"):
         try:
             __import__(mod)
         except ModuleNotFoundError as e:

@@ -47,7 +47,7 @@ CONFIG_SUMMARY_KEYS = (
     "variants",
     "baseline",
 )
-_SECTION_MODULES = ("spikecim.analog.stage", "spikecim.hw.stage")
+_SECTION_MODULES = ("spikecim.pipeline.stage_analog", "spikecim.pipeline.stage_hardware")
 
 
 def write_report(run_dir: str | Path) -> Path:

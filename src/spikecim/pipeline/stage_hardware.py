@@ -35,7 +35,7 @@ def _label(arch: str) -> str:
 def hardware_stage(ctx) -> dict:
     """Energy, latency and area of the SNN and its ANN twin on each architecture."""
     from spikecim.hw.estimate import estimate
-    from spikecim.hw.plots import plot_components, plot_layers
+    from spikecim.report.plots_hardware import plot_components, plot_layers
 
     cfg = ctx.config.hardware
     if not cfg.enabled:

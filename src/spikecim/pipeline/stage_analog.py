@@ -18,7 +18,7 @@ import torch
 
 from spikecim.analog.config import CrossbarConfig, load_crossbar_config
 from spikecim.analog.convert import calibrate_adc, drift, program, to_analog
-from spikecim.analog.evaluate import accuracy, monte_carlo
+from spikecim.analog.evaluate import accuracy, evaluate_analog, monte_carlo
 from spikecim.analog.mitigation import WeightModifier, bn_finetune, hwa_train
 from spikecim.analog.stage_config import check_calibration
 from spikecim.errors import SpikecimError
@@ -29,13 +29,44 @@ from spikecim.report.sections import embed_png, register_section
 from spikecim.train.evaluate import ModelInput
 from spikecim.train.seeding import seeded
 
-__all__ = ["analog_section", "analog_stage", "crossbar_config_for_run"]
+__all__ = ["analog_section", "analog_stage", "crossbar_config_for_run", "evaluate_run_analog"]
 
 
 def crossbar_config_for_run(stage_cfg) -> CrossbarConfig:
     """The stage's preset (name or YAML file) with its ``overrides`` applied."""
     base = load_crossbar_config(stage_cfg.preset)
     return base.with_updates(**stage_cfg.overrides) if stage_cfg.overrides else base
+
+
+def evaluate_run_analog(
+    ctx: RunContext,
+    config: CrossbarConfig | str | dict | None = "pcm-aihwkit",
+    n_seeds: int = 5,
+    t_inference_s: float | None = None,
+    max_samples: int | None = None,
+) -> dict[str, dict]:
+    """:func:`evaluate_analog` for every variant of a loaded run (``ctx.models``,
+    ``ctx.data``, ``ctx.config``); ``t_inference_s`` None takes the run's
+    ``analog.t_inference_s``."""
+    cfg = load_crossbar_config(config)
+    if t_inference_s is None:
+        t_inference_s = float(getattr(getattr(ctx.config, "analog", None), "t_inference_s", 0.0))
+
+    out = {}
+    for name, model in ctx.models.items():
+        out[name] = evaluate_analog(
+            model,
+            ctx.data,
+            cfg,
+            None,
+            n_seeds,
+            t_inference_s,
+            variant_input(ctx.config, name, ctx.data),
+            max_samples,
+            seed=ctx.config.seed,
+            input_seed=ctx.config.seed,
+        )
+    return out
 
 
 def _summary(accs: list[float]) -> dict:
