@@ -5,7 +5,7 @@ every architecture of ``config.hardware.archs`` (by default ``naive``, ``imc`` a
 ``systolic`` side by side: the "estimated versus hardware" table), writes each
 :class:`CostReport` to ``hardware/<variant>_<arch>.json`` and the plots to ``plots/hw_*.png``.
 
-Metrics (``metrics.json["hardware"]``):
+Result (:class:`~spikecim.pipeline.results.HardwareResult`, ``metrics.json["hardware"]``):
 - ``variants[variant][arch]``: :meth:`CostReport.summary` (totals, EDP, EDAP, TOPS/W,
   TOPS/mm², energy by component and by layer, area by component)
 - ``ratios["<variant>_over_<baseline>"][arch]``: ratios of ``energy_pj``, ``latency_ns`` and
@@ -19,27 +19,27 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from spikecim.pipeline.stages import register_stage
-from spikecim.report.fmt import energy, energy_unit, pct
+from spikecim.pipeline.results import HardwareResult
+from spikecim.pipeline.stages import RunContext
+from spikecim.report.fmt import energy
 from spikecim.report.sections import embed_png, register_section
 from spikecim.variants import ratio_key
 
-__all__ = ["hardware_metrics", "hardware_stage", "summary_rows"]
+__all__ = ["hardware_section", "hardware_stage"]
 
 
 def _label(arch: str) -> str:
     return Path(arch).stem
 
 
-@register_stage("hardware", requires=("trace",), description="energy, latency and area on hardware models")
-def hardware_stage(ctx) -> dict:
+def hardware_stage(ctx: RunContext) -> HardwareResult:
     """Energy, latency and area of the SNN and its ANN twin on each architecture."""
     from spikecim.hw.estimate import estimate
     from spikecim.report.plots_hardware import plot_components, plot_layers
 
     cfg = ctx.config.hardware
     if not cfg.enabled:
-        return {"enabled": False}
+        return HardwareResult(enabled=False)
     out_dir = ctx.run_dir / "hardware"
     results: dict = {}
     reports: dict = {}
@@ -74,24 +74,17 @@ def hardware_stage(ctx) -> dict:
         plots.append(plot_components(labelled, ctx.plots_dir / "hw_components.png"))
         hw_only = {k: r for k, r in labelled.items() if r.latency_ns > 0} or labelled
         plots.append(plot_layers(hw_only, ctx.plots_dir / "hw_layers.png"))
-    return {
-        "enabled": True,
-        "baseline": baseline,
-        "variants": results,
-        "ratios": ratios,
-        "mode": "dense" if cfg.dense else "event",
-        "archs": [_label(a) for a in cfg.archs],
-        "files": {"reports": paths, "plots": [str(Path(p).relative_to(ctx.run_dir)) for p in plots]},
-    }
-
-
-def _top(by_component: dict) -> str:
-    """The component with the largest energy and its share, e.g. ``adc 41 %``."""
-    total = sum(by_component.values())
-    if not total:
-        return ""
-    name, value = max(by_component.items(), key=lambda kv: kv[1])
-    return f"{name} {pct(value / total)}"
+    return HardwareResult.model_validate(
+        {
+            "enabled": True,
+            "baseline": baseline,
+            "variants": results,
+            "ratios": ratios,
+            "mode": "dense" if cfg.dense else "event",
+            "archs": [_label(a) for a in cfg.archs],
+            "files": {"reports": paths, "plots": [str(Path(p).relative_to(ctx.run_dir)) for p in plots]},
+        }
+    )
 
 
 def _num(v) -> str:
@@ -100,59 +93,22 @@ def _num(v) -> str:
     return f"{v:.4g}"
 
 
-def hardware_metrics(m: dict | None) -> dict | None:
-    """``metrics.json["hardware"]`` in today's shape; older runs kept the variants at the top
-    level beside ``snn_over_ann``, which is read as ratios against ``ann``."""
-    if not isinstance(m, dict) or m.get("enabled") is False:
-        return None
-    if "variants" in m:
-        return m
-    variants = {k: v for k, v in m.items() if k in ("snn", "ann") and isinstance(v, dict)}
-    if not variants:
-        return None
-    ratios = {"snn_over_ann": m["snn_over_ann"]} if m.get("snn_over_ann") else {}
-    return {**m, "baseline": "ann", "variants": variants, "ratios": ratios}
-
-
-def summary_rows(m: dict | None) -> list[tuple[str, str]]:
-    """``(variant, text)`` rows for the CLI summary: energy per architecture, then each
-    variant's energy ratio to the baseline (``snn/ann``)."""
-    m = hardware_metrics(m)
-    if not m:
-        return []
-    unit = energy_unit(r["energy_pj"] for per_arch in m["variants"].values() for r in per_arch.values())[0]
-    rows = [
-        (v, ", ".join(f"{a}: {energy(r['energy_pj'], unit)} {unit}" for a, r in per_arch.items()))
-        for v, per_arch in m["variants"].items()
-    ]
-    for key, per_arch in m["ratios"].items():
-        v = key.split("_over_")[0]
-        rows.append(
-            (
-                f"{v}/{m['baseline']}",
-                ", ".join(f"{a}: {_num(r['energy_pj'])}× energy" for a, r in per_arch.items()),
-            )
-        )
-    return rows
-
-
-@register_section("hardware", "Hardware cost: estimated versus hardware", order=60)
-def hardware_section(metrics: dict, run_dir: Path) -> str:
-    m = hardware_metrics(metrics.get("hardware"))
-    if not m or not m["variants"]:
+@register_section("hardware", "Hardware cost: estimated versus hardware", order=60, stage="hardware")
+def hardware_section(m: HardwareResult | None, run_dir: Path) -> str:
+    if m is None or not m.enabled or not m.variants:
         return ""
-    unit = energy_unit(r["energy_pj"] for per_arch in m["variants"].values() for r in per_arch.values())[0]
+    unit = m.energy_unit()[0]
     rows = "".join(
-        f"<tr><td>{html.escape(v)}</td><td>{html.escape(arch)}</td><td>{html.escape(str(r['estimator']))}</td>"
-        f"<td>{energy(r['energy_pj'], unit)}</td><td>{_num(r['latency_ns'] / 1e3 if r['latency_ns'] else None)}</td>"
-        f"<td>{_num(r['area_um2'] / 1e6 if r['area_um2'] else None)}</td><td>{_num(r['tops_per_w'])}</td>"
-        f"<td>{html.escape(_top(r['energy_by_component_pj']))}</td></tr>"
-        for v, per_arch in m["variants"].items()
+        f"<tr><td>{html.escape(v)}</td><td>{html.escape(arch)}</td><td>{html.escape(str(r.estimator))}</td>"
+        f"<td>{energy(r.energy_pj, unit)}</td><td>{_num(r.latency_ns / 1e3 if r.latency_ns else None)}</td>"
+        f"<td>{_num(r.area_um2 / 1e6 if r.area_um2 else None)}</td><td>{_num(r.tops_per_w)}</td>"
+        f"<td>{html.escape(r.largest_share())}</td></tr>"
+        for v, per_arch in m.variants.items()
         for arch, r in per_arch.items()
     )
     parts = [
         (
-            f"<p>Mode: {html.escape(str(m['mode']))}. The naive row is the operation-count estimate papers report; the other rows "
+            f"<p>Mode: {html.escape(str(m.mode))}. The naive row is the operation-count estimate papers report; the other rows "
             "are hardware models that add memory traffic, membrane updates, neuron modules and periphery.</p>"
         ),
         (
@@ -161,18 +117,18 @@ def hardware_section(metrics: dict, run_dir: Path) -> str:
             f"<th>latency (µs)</th><th>area (mm²)</th><th>TOPS/W</th><th>largest energy share</th></tr>{rows}</table>"
         ),
     ]
-    if m["ratios"]:
+    if m.ratios:
         ratio_rows = "".join(
-            f"<tr><td>{html.escape(key.split('_over_')[0])}</td><td>{html.escape(a)}</td><td>{_num(v['energy_pj'])}</td>"
-            f"<td>{_num(v['latency_ns'])}</td><td>{_num(v['edp_pj_ns'])}</td></tr>"
-            for key, per_arch in m["ratios"].items()
+            f"<tr><td>{html.escape(key.split('_over_')[0])}</td><td>{html.escape(a)}</td><td>{_num(v.energy_pj)}</td>"
+            f"<td>{_num(v.latency_ns)}</td><td>{_num(v.edp_pj_ns)}</td></tr>"
+            for key, per_arch in m.ratios.items()
             for a, v in per_arch.items()
         )
         parts.append(
-            f"<h3>Ratios to the baseline {html.escape(str(m['baseline']))}</h3><table><tr><th>variant</th>"
+            f"<h3>Ratios to the baseline {html.escape(str(m.baseline))}</h3><table><tr><th>variant</th>"
             f"<th>architecture</th><th>energy</th><th>latency</th><th>EDP</th></tr>{ratio_rows}</table>"
         )
-    for p in m.get("files", {}).get("plots", []):
+    for p in m.files.plots:
         path = Path(run_dir) / p
         if path.exists():
             parts.append(embed_png(path, alt=path.stem))
