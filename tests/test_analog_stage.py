@@ -15,10 +15,11 @@ from spikecim.analog import (
     to_analog,
 )
 from spikecim.analog.devices import PCMDevice
-from spikecim.analog.stage import analog_section
 from spikecim.config import RunConfig
 from spikecim.data import Dataset
 from spikecim.models import create_model
+from spikecim.pipeline.results import AnalogResult, result_json
+from spikecim.pipeline.stage_analog import analog_section
 from spikecim.pipeline.stages import RunContext, get_stage
 
 
@@ -68,7 +69,7 @@ def test_analog_stage_reports_accuracies_sweeps_and_plots(tmp_path):
     )
     models = {"snn": trained_mlp(True, data, 2), "ann": trained_mlp(False, data, 1)}
     ctx = RunContext(config=cfg, run_dir=tmp_path, data=data, models=models)
-    out = get_stage("analog").fn(ctx)
+    out = result_json(get_stage("analog").fn(ctx))
     json.dumps(out)  # goes into metrics.json
     for v in ("snn", "ann"):
         m = out["variants"][v]
@@ -85,9 +86,9 @@ def test_analog_stage_reports_accuracies_sweeps_and_plots(tmp_path):
     assert out["variants"]["snn"]["timesteps"] == 2 and out["variants"]["ann"]["timesteps"] == 1
     assert sorted(out["plots"]) == ["analog_adc_bits.png", "analog_drift.png"]
     assert all((tmp_path / "plots" / p).stat().st_size > 0 for p in out["plots"])
-    page = analog_section({"analog": out}, tmp_path)
+    page = analog_section(AnalogResult.model_validate(out), tmp_path)
     assert "pcm-aihwkit" in page and page.count("<img") == 2
-    assert analog_section({}, tmp_path) == ""
+    assert analog_section(None, tmp_path) == ""
 
 
 def test_evaluate_analog_ideal_preset_reproduces_digital_accuracy_with_zero_spread():
@@ -138,7 +139,7 @@ def test_pcm_device_polynomial_helper_equals_reference_formula():
 
 
 def test_evaluate_run_analog_covers_every_variant_with_its_own_timesteps(tmp_path):
-    from spikecim.analog import evaluate_run_analog
+    from spikecim.pipeline.stage_analog import evaluate_run_analog
 
     data = tiny_dataset()
     cfg = RunConfig(data={"timesteps": 3})

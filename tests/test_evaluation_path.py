@@ -9,6 +9,7 @@ import torch
 
 from spikecim.cli.main import main
 from spikecim.config import load_config
+from spikecim.pipeline.results import result_json
 from spikecim.pipeline.run import build_context, run
 from spikecim.pipeline.stages import get_stage
 from spikecim.train.checkpoint import weights_path
@@ -45,7 +46,7 @@ def test_analog_ideal_accuracy_on_rate_coded_data_is_the_evaluate_stage_accuracy
     )
     metrics = run(cfg).metrics
     for v in ("snn", "ann"):
-        assert metrics["analog"]["variants"][v]["ideal"] == metrics["evaluate"][v]["accuracy"], v
+        assert metrics["analog"].variants[v].ideal == metrics["evaluate"].variants[v].accuracy, v
 
 
 def test_nir_export_of_an_nmnist_run_writes_the_frame_shape_without_time(tmp_path, capsys):
@@ -99,10 +100,10 @@ def test_two_runs_interleaved_in_one_process_match_each_run_alone(tmp_path):
         for seed, ctx in ctxs.items():
             torch.manual_seed(1234 + seed)  # whatever the global generator holds must not matter
             torch.rand(7)
-            ctx.metrics[name] = get_stage(name).fn(ctx)
+            ctx.metrics[name] = result_json(get_stage(name).fn(ctx))
     for seed, ctx in ctxs.items():
         for name in ("evaluate", "trace"):
-            assert json.dumps(ctx.metrics[name], sort_keys=True) == json.dumps(alone[seed][name], sort_keys=True)
+            assert json.dumps(ctx.metrics[name], sort_keys=True) == json.dumps(result_json(alone[seed][name]), sort_keys=True)
         mixed, single = _weights(ctx.run_dir), _weights(alone_ctx[seed].run_dir)
         for v in mixed:
             assert all(torch.equal(mixed[v][k], single[v][k]) for k in single[v]), (seed, v)

@@ -94,6 +94,7 @@ def test_hw_list_names_every_shipped_table(capsys):
 
 def test_hardware_stage_costs_snn_and_ann_side_by_side(run_dir):
     from spikecim.config import RunConfig
+    from spikecim.pipeline.results import result_json
     from spikecim.pipeline.stages import RunContext, get_stage
     from spikecim.report.sections import list_sections
     from spikecim.trace.workload import Workload
@@ -105,7 +106,8 @@ def test_hardware_stage_costs_snn_and_ann_side_by_side(run_dir):
         run_dir=run_dir,
         workloads={"snn": Workload.load(run_dir), "ann": Workload.load(run_dir / "workload_ann.json")},
     )
-    m = stage.fn(ctx)
+    result = stage.fn(ctx)
+    m = result_json(result)
     assert m["archs"] == ["naive-45nm", "imc-rram-65nm", "systolic-sata"]
     assert m["baseline"] == "ann" and set(m["ratios"]) == {"snn_over_ann"}
     for arch in m["archs"]:
@@ -116,18 +118,19 @@ def test_hardware_stage_costs_snn_and_ann_side_by_side(run_dir):
     assert len(m["files"]["plots"]) == 2 and all((run_dir / p).exists() for p in m["files"]["plots"])
     json.dumps(m)  # metrics.json must be able to hold it
     section = next(s for s in list_sections() if s.name == "hardware")
-    html = section.fn({"hardware": m}, run_dir)
+    html = section.fn(result, run_dir)
     assert "imc-rram-65nm" in html and "<img" in html and "Ratios to the baseline ann" in html
-    assert section.fn({}, run_dir) == ""
+    assert section.fn(None, run_dir) == ""
 
 
 def test_hardware_stage_disabled_returns_marker(run_dir):
     from spikecim.config import RunConfig
-    from spikecim.hw.stage import hardware_stage
+    from spikecim.pipeline.results import result_json
+    from spikecim.pipeline.stage_hardware import hardware_stage
     from spikecim.pipeline.stages import RunContext
 
     cfg = RunConfig.model_validate({"hardware": {"enabled": False}})
-    assert hardware_stage(RunContext(config=cfg, run_dir=run_dir)) == {"enabled": False}
+    assert result_json(hardware_stage(RunContext(config=cfg, run_dir=run_dir))) == {"enabled": False}
 
 
 def test_node_scaling_keeps_a_constant_set_with_it(run_dir, capsys):

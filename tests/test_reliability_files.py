@@ -539,13 +539,16 @@ def test_markdown_report_carries_no_raw_html_from_user_strings(tmp_path):
 # ---- one format per kind of number ----------------------------------------------------------
 @pytest.mark.parametrize("n_seeds", [1, 3])
 def test_analog_accuracy_shows_std_only_from_two_seeds_in_html_markdown_and_console(tmp_path, n_seeds):
-    from spikecim.cli.pipeline import _rows
+    from spikecim.pipeline.stages import read_result
     from spikecim.report import write_markdown
 
     run_dir = _hostile_run(tmp_path / "r", n_seeds)
     md = write_markdown(run_dir).read_text(encoding="utf-8")
     console = " ".join(
-        text for _, text in _rows("analog", json.loads((run_dir / "metrics.json").read_text())["analog"])
+        text
+        for _, text in read_result(
+            "analog", json.loads((run_dir / "metrics.json").read_text())["analog"]
+        ).summary_rows()
     )
     # 0.85 mean, 0.012 std: 85.00 % and 1.20 %, two decimals everywhere.
     if n_seeds == 1:
@@ -558,7 +561,7 @@ def test_analog_accuracy_shows_std_only_from_two_seeds_in_html_markdown_and_cons
 
 
 def test_energies_of_one_table_share_one_unit_chosen_from_the_largest(tmp_path):
-    from spikecim.cli.pipeline import _rows
+    from spikecim.pipeline.stages import read_result
     from spikecim.report import write_markdown
 
     run_dir = _hostile_run(tmp_path / "r")
@@ -568,7 +571,9 @@ def test_energies_of_one_table_share_one_unit_chosen_from_the_largest(tmp_path):
     assert re.search(r"\| 3\.2 \|", md) and re.search(r"\| 0\.05 \|", md)
     (text,) = [
         t
-        for v, t in _rows("hardware", json.loads((run_dir / "metrics.json").read_text())["hardware"])
+        for v, t in read_result(
+            "hardware", json.loads((run_dir / "metrics.json").read_text())["hardware"]
+        ).summary_rows()
         if v == "snn"
     ]
     assert text.endswith("3.2 µJ, other: 0.05 µJ")
@@ -623,7 +628,7 @@ def test_analog_stage_without_a_console_prints_nothing(tmp_path, capsys):
     from spikecim.pipeline.stages import get_stage
 
     out = get_stage("analog").fn(_analog_ctx(tmp_path, None))
-    assert len(out["variants"]["snn"]["analog"]["accuracies"]) == 2
+    assert len(out.variants["snn"].analog.accuracies) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""
 

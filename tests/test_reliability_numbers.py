@@ -27,7 +27,6 @@ from spikecim.analog.circuit import effective_conductance
 from spikecim.analog.config import CrossbarConfig, load_crossbar_config
 from spikecim.analog.devices import DEVICES
 from spikecim.analog.mitigation import WeightModifier
-from spikecim.analog.stage import analog_stage
 from spikecim.cli.main import main
 from spikecim.config import RunConfig, load_config
 from spikecim.errors import SpikecimError, one_line_validation_error
@@ -36,6 +35,7 @@ from spikecim.hw.arch import TABLES_DIR, Architecture, list_architectures
 from spikecim.hw.estimators import get_estimator, list_estimators
 from spikecim.hw.layers import LayerSpec, NetworkSpec, SpikeSimLayer, SpikeSimSpec
 from spikecim.interop import from_nir, read_graph
+from spikecim.pipeline.stage_analog import analog_stage
 from spikecim.pipeline.stages import RunContext
 from spikecim.schema import Schema
 
@@ -445,7 +445,7 @@ def test_paths_in_a_config_file_are_read_from_its_folder(config_folder, tmp_path
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     cfg = load_config(Path("..") / "configs" / "run.yaml")
-    from spikecim.analog.stage import crossbar_config_for_run
+    from spikecim.pipeline.stage_analog import crossbar_config_for_run
 
     assert crossbar_config_for_run(cfg.analog).tile_rows == 48  # the value written in xbar.yaml
     assert Path(cfg.analog.preset).resolve() == (config_folder / "xbar.yaml").resolve()
@@ -463,7 +463,7 @@ def test_paths_given_with_set_stay_relative_to_the_current_folder(config_folder,
         load_config(config_folder / "run.yaml", ["analog.preset=xbar.yaml"])
     (tmp_path / "xbar.yaml").write_text("preset: ideal\ntile_rows: 40\n")
     cfg = load_config(config_folder / "run.yaml", ["analog.preset=xbar.yaml"])
-    from spikecim.analog.stage import crossbar_config_for_run
+    from spikecim.pipeline.stage_analog import crossbar_config_for_run
 
     assert crossbar_config_for_run(cfg.analog).tile_rows == 40
 

@@ -12,9 +12,10 @@ import pytest
 import yaml
 
 from spikecim.errors import SpikecimError
+from spikecim.pipeline.results import result_json
+from spikecim.pipeline.stage_report import report_stage
 from spikecim.pipeline.stages import RunContext
 from spikecim.report import register_section, render, sections, write_markdown, write_report
-from spikecim.report.stage import report_stage
 from spikecim.trace.workload import LayerWorkload, Workload
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -120,7 +121,7 @@ def _write_run(run_dir: Path, metrics: dict, workloads: bool = True, config: dic
 
 @pytest.fixture(scope="module", autouse=True)
 def _core_sections_only():
-    """Render without importing spikecim.analog.stage / spikecim.hw.stage (tested separately below).
+    """Render without importing spikecim.pipeline.stage_analog / stage_hardware (tested separately below).
 
     The core sections register before any test copies the registry: a test that patches
     ``_SECTIONS`` and renders first must not swallow their registration."""
@@ -248,9 +249,9 @@ def test_run_name_falls_back_to_the_folder_name(tmp_path):
 def test_section_registered_elsewhere_appears_in_its_order(tmp_path, monkeypatch):
     monkeypatch.setattr(sections, "_SECTIONS", dict(sections._SECTIONS))
 
-    @register_section("crossbar-test", "Crossbar test section", order=25)
-    def _crossbar(metrics: dict, run_dir: Path) -> str:
-        return f"<p>analog accuracy {metrics['analog']['accuracy']:.3f}</p>" if "analog" in metrics else ""
+    @register_section("crossbar-test", "Crossbar test section", order=25, stage="analog")
+    def _crossbar(result, run_dir: Path) -> str:
+        return "" if result is None else f"<p>analog preset {result.preset}, {len(result.variants)} variant</p>"
 
     @register_section("empty-test", "Never shown", order=26)
     def _empty(metrics: dict, run_dir: Path) -> str:
@@ -259,11 +260,11 @@ def test_section_registered_elsewhere_appears_in_its_order(tmp_path, monkeypatch
     metrics = {
         "evaluate": {"snn": {"accuracy": 0.5}},
         "trace": METRICS["trace"],
-        "analog": {"accuracy": 0.912},
+        "analog": {"enabled": False, "preset": "ideal", "variants": {"snn": {"ideal": 0.912}}},
     }
     page = write_report(_write_run(tmp_path, metrics, workloads=False)).read_text(encoding="utf-8")
     assert _section_ids(page) == ["evaluation", "crossbar-test", "workload"]
-    assert "<h2>Crossbar test section</h2><p>analog accuracy 0.912</p>" in page.replace("\n", "")
+    assert "<h2>Crossbar test section</h2><p>analog preset ideal, 1 variant</p>" in page.replace("\n", "")
     assert "Never shown" not in page
 
 
@@ -309,7 +310,7 @@ def test_markdown_report_holds_the_same_tables_and_links_the_plots(full_run):
 
 def test_report_stage_writes_both_reports_and_lists_its_plots(tmp_path):
     run_dir = _write_run(tmp_path, METRICS)
-    result = report_stage(RunContext(config=None, run_dir=run_dir))
+    result = result_json(report_stage(RunContext(config=None, run_dir=run_dir)))
     assert result == {
         "html": "report.html",
         "markdown": "report.md",
@@ -320,7 +321,7 @@ def test_report_stage_writes_both_reports_and_lists_its_plots(tmp_path):
 
 def test_report_stage_writes_nothing_when_disabled_in_the_config(tmp_path):
     config = SimpleNamespace(report=SimpleNamespace(enabled=False))
-    result = report_stage(RunContext(config=config, run_dir=_write_run(tmp_path, METRICS)))
+    result = result_json(report_stage(RunContext(config=config, run_dir=_write_run(tmp_path, METRICS))))
     assert result == {"html": None, "markdown": None, "plots": []}
     assert not (tmp_path / "report.html").exists() and not (tmp_path / "plots").exists()
 

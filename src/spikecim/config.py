@@ -13,11 +13,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
-from spikecim.analog.stage_config import AnalogStageConfig
 from spikecim.errors import SpikecimError, one_line_validation_error
-from spikecim.hw.stage_config import HardwareStageConfig
+from spikecim.pipeline.builtin_stages import DEFAULT_STAGES
+from spikecim.pipeline.stages import list_stages, stage_sections
 from spikecim.readers import read_mapping
 from spikecim.schema import MAX_INT, MAX_LR, Schema
 from spikecim.variants import VariantConfig, default_variants, legacy_variants
@@ -114,15 +122,16 @@ class TrainConfig(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
-class ReportConfig(_Section):
-    enabled: bool = True
-
-
 RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
-DEFAULT_STAGES = ["train", "evaluate", "trace", "analog", "hardware", "report"]
 
 
-class RunConfig(_Section):
+class _RunConfig(_Section):
+    """The fields of a run config that are not a stage's section (see :data:`RunConfig`)."""
+
+    # A section of a stage registered after RunConfig was built is validated by
+    # _late_sections and kept as an extra field; any other unknown key is refused there.
+    model_config = ConfigDict(extra="allow")
+
     name: str | None = Field(
         None, description="run folder output_dir/<name>; None: '<data.name>-<model.name>'"
     )
@@ -132,18 +141,28 @@ class RunConfig(_Section):
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
-    analog: AnalogStageConfig = AnalogStageConfig()
-    hardware: HardwareStageConfig = HardwareStageConfig()
-    report: ReportConfig = ReportConfig()
-    variants: list[VariantConfig] = Field(
-        default_factory=default_variants, min_length=1, description="the versions of the network the run compares"
-    )
-    baseline: str = Field("ann", description="the variant ratios are against (<variant>_over_<baseline>)")
 
     @model_validator(mode="before")
     @classmethod
     def _legacy(cls, data: Any) -> Any:
         return legacy_variants(data) if isinstance(data, dict) else data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _late_sections(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        sections = {k: s for k, s in stage_sections().items() if k not in cls.model_fields}
+        for key in data:
+            if key not in cls.model_fields and key not in sections:
+                raise ValueError(f"{key}: unknown key")
+        data = dict(data)
+        for key, section in sections.items():
+            try:
+                data[key] = section.model_validate(data.get(key, {}))
+            except ValidationError as e:
+                raise ValueError(one_line_validation_error(e, prefix=f"{key}.")) from None
+        return data
 
     @model_validator(mode="after")
     def _variants(self) -> RunConfig:
@@ -160,7 +179,9 @@ class RunConfig(_Section):
         from spikecim.methods import list_methods
 
         for i, v in enumerate(self.variants):
-            _check_section(NeuronConfig, {**self.model.neuron.model_dump(), **v.neuron}, f"variants.{i}.neuron.")
+            _check_section(
+                NeuronConfig, {**self.model.neuron.model_dump(), **v.neuron}, f"variants.{i}.neuron."
+            )
             _check_section(TrainConfig, {**self.train.model_dump(), **v.train}, f"variants.{i}.train.")
             for m in v.methods:
                 if m.name not in list_methods():
@@ -212,8 +233,6 @@ class RunConfig(_Section):
     @field_validator("stages")
     @classmethod
     def _stages(cls, v: list[str]) -> list[str]:
-        from spikecim.pipeline import list_stages
-
         known = list_stages()
         for s in v:
             if s not in known:
@@ -226,6 +245,32 @@ class RunConfig(_Section):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _build_run_config() -> type[_RunConfig]:
+    """RunConfig: the fields above, a section per registered stage that has one (``analog``,
+    ``hardware``, ``report``), then the variants and the baseline."""
+    fields: dict[str, Any] = {
+        name: (section, Field(default_factory=section)) for name, section in stage_sections().items()
+    }
+    fields["variants"] = (
+        list[VariantConfig],
+        Field(
+            default_factory=default_variants,
+            min_length=1,
+            description="the versions of the network the run compares",
+        ),
+    )
+    fields["baseline"] = (
+        str,
+        Field("ann", description="the variant ratios are against (<variant>_over_<baseline>)"),
+    )
+    return create_model("RunConfig", __base__=_RunConfig, __module__=__name__, __doc__=_RUN_DOC, **fields)
+
+
+_RUN_DOC = """One run of ``spikecim run``: its name and folder, seed, stages, data, model,
+training, a section per stage that has settings, the variants and the baseline."""
+RunConfig = _build_run_config()
 
 
 def _check_section(schema: type[BaseModel], values: dict, prefix: str) -> None:

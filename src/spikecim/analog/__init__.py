@@ -5,35 +5,45 @@
 writes them once, ``drift(model, t_s)`` sets the time since programming, every forward is
 one read. ``evaluate_analog`` gives Monte-Carlo accuracy over programming seeds;
 ``hwa_train`` and ``bn_finetune`` mitigate. ``circuit.solve_crossbar`` solves IR drop exactly.
+
+The names below are imported on first use, so ``spikecim.analog.stage_config`` (the run
+config's ``analog`` section) is read without importing torch.
 """
 
-from spikecim.analog.config import CrossbarConfig, list_presets, load_crossbar_config
-from spikecim.analog.convert import analog_layers, calibrate_adc, drift, program, to_analog, to_digital
-from spikecim.analog.devices import DEVICES, DeviceModel, register_device
-from spikecim.analog.evaluate import accuracy, evaluate_analog, evaluate_run_analog
-from spikecim.analog.layers import AnalogConv2d, AnalogLinear
-from spikecim.analog.mitigation import WeightModifier, bn_finetune, hwa_train, modify_weight
+from importlib import import_module
 
-__all__ = [
-    "DEVICES",
-    "AnalogConv2d",
-    "AnalogLinear",
-    "CrossbarConfig",
-    "DeviceModel",
-    "WeightModifier",
-    "accuracy",
-    "analog_layers",
-    "bn_finetune",
-    "calibrate_adc",
-    "drift",
-    "evaluate_analog",
-    "evaluate_run_analog",
-    "hwa_train",
-    "list_presets",
-    "load_crossbar_config",
-    "modify_weight",
-    "program",
-    "register_device",
-    "to_analog",
-    "to_digital",
-]
+_EXPORTS = {
+    "CrossbarConfig": "config",
+    "list_presets": "config",
+    "load_crossbar_config": "config",
+    "analog_layers": "convert",
+    "calibrate_adc": "convert",
+    "drift": "convert",
+    "program": "convert",
+    "to_analog": "convert",
+    "to_digital": "convert",
+    "DEVICES": "devices",
+    "DeviceModel": "devices",
+    "register_device": "devices",
+    "accuracy": "evaluate",
+    "evaluate_analog": "evaluate",
+    "AnalogConv2d": "layers",
+    "AnalogLinear": "layers",
+    "WeightModifier": "mitigation",
+    "bn_finetune": "mitigation",
+    "hwa_train": "mitigation",
+    "modify_weight": "mitigation",
+}
+__all__ = list(_EXPORTS)  # the names above, imported on first use
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

@@ -128,35 +128,3 @@ def evaluate_analog(
         "t_inference_s": t_inference_s,
         "n_samples": len(x),
     }
-
-
-def evaluate_run_analog(
-    ctx: Any,
-    config: CrossbarConfig | str | dict | None = "pcm-aihwkit",
-    n_seeds: int = 5,
-    t_inference_s: float | None = None,
-    max_samples: int | None = None,
-) -> dict[str, dict[str, Any]]:
-    """:func:`evaluate_analog` for every variant of a loaded run (``ctx.models``,
-    ``ctx.data``, ``ctx.config``); ``t_inference_s`` None takes the run's
-    ``analog.t_inference_s``."""
-    cfg = load_crossbar_config(config)
-    if t_inference_s is None:
-        t_inference_s = float(getattr(getattr(ctx.config, "analog", None), "t_inference_s", 0.0))
-    from spikecim.pipeline.run import variant_input
-
-    out = {}
-    for name, model in ctx.models.items():
-        out[name] = evaluate_analog(
-            model,
-            ctx.data,
-            cfg,
-            None,
-            n_seeds,
-            t_inference_s,
-            variant_input(ctx.config, name, ctx.data),
-            max_samples,
-            seed=ctx.config.seed,
-            input_seed=ctx.config.seed,
-        )
-    return out

@@ -162,6 +162,7 @@ def evaluate_cmd(
     allow_partial: bool = PARTIAL_OPT,
 ) -> None:
     """Test accuracy and per-layer spike rates of a trained model (optionally on analog hardware)."""
+    from spikecim.pipeline.results import AnalogEvaluation, EvaluateResult, result_json
     from spikecim.pipeline.sources import is_model_file
 
     if is_model_file(source):
@@ -169,14 +170,16 @@ def evaluate_cmd(
 
         model, data, steps = _load_nir_eval(source, dataset, root, timesteps, limit)
         out = {
-            "evaluate": {
-                "snn": evaluate(model, data.x_test, data.y_test, steps, "direct", frames=data.frames)
-            }
+            "evaluate": EvaluateResult.model_validate(
+                {"snn": evaluate(model, data.x_test, data.y_test, steps, "direct", frames=data.frames)}
+            )
         }
         if analog is not None:
             from spikecim.analog import evaluate_analog
 
-            out["analog"] = {"snn": evaluate_analog(model, data, analog, timesteps=steps, n_seeds=seeds)}
+            out["analog"] = AnalogEvaluation.model_validate(
+                {"snn": evaluate_analog(model, data, analog, timesteps=steps, n_seeds=seeds)}
+            )
     else:
         from spikecim.pipeline.core_stages import evaluate_stage
         from spikecim.pipeline.run import load_run
@@ -184,13 +187,13 @@ def evaluate_cmd(
         ctx = load_run(source, console, allow_partial=allow_partial)
         out = {"evaluate": evaluate_stage(ctx)}
         if analog is not None:
-            from spikecim.analog import evaluate_run_analog
+            from spikecim.pipeline.stage_analog import evaluate_run_analog
 
-            out["analog"] = evaluate_run_analog(ctx, analog, n_seeds=seeds)
+            out["analog"] = AnalogEvaluation.model_validate(evaluate_run_analog(ctx, analog, n_seeds=seeds))
     if json_out:
-        print(json.dumps(out, indent=1, default=float))
+        print(json.dumps({k: result_json(v) for k, v in out.items()}, indent=1, default=float))
     else:
-        _summary(out, source)
+        _rows_table(out, source)
 
 
 def trace_cmd(
@@ -275,76 +278,16 @@ def list_cmd(
             print(f"{k}: {', '.join(names)}")
 
 
-def _fmt(v) -> str:
-    from spikecim.report.fmt import MISSING
-
-    if v is None:
-        return MISSING
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
-
-
-def _pct(v) -> str:
-    from spikecim.report.fmt import pct
-
-    return pct(v)
-
-
-def _rows(stage: str, res: dict):
-    """(variant, text) rows of the summary table for one stage's result (formats of report.fmt)."""
-    from spikecim.report.fmt import energy, energy_unit, pct_spread
-
-    if stage == "hardware":
-        from spikecim.hw.stage import summary_rows
-
-        yield from summary_rows(res)
-        return
-    if stage == "analog" and isinstance(res.get("variants"), dict):
-        n = res.get("n_seeds")
-        for v, r in res["variants"].items():
-            a = r.get("analog", {})
-            text = (
-                f"ideal {_pct(r.get('ideal'))}, analog {pct_spread(a.get('mean'), a.get('std'), n)}"
-                if a
-                else ""
-            )
-            for k in ("hwa", "bn_finetune"):
-                if isinstance(r.get(k), dict) and "mean" in r[k]:
-                    text += f", {k} {pct_spread(r[k]['mean'], r[k].get('std'), n)}"
-            yield v, f"{text} ({res.get('preset')}, t = {_fmt(res.get('t_inference_s'))} s)"
-        return
-    energies = [
-        x.get("energy_pj")
-        for variant, val in res.items()
-        if isinstance(val, dict) and variant != "snn_over_ann"
-        for x in val.values()
-        if isinstance(x, dict)
-    ]
-    unit = energy_unit(e for e in energies if isinstance(e, int | float))[0]
-    for variant, val in res.items():
-        if not isinstance(val, dict):
-            continue
-        if variant == "snn_over_ann":
-            yield "SNN/ANN", ", ".join(f"{a}: {_fmt(x.get('energy_pj'))}× energy" for a, x in val.items())
-        elif val and all(isinstance(x, dict) and "energy_pj" in x for x in val.values()):
-            yield variant, ", ".join(f"{a}: {energy(x['energy_pj'], unit)} {unit}" for a, x in val.items())
-        elif "accuracy" in val or "test_acc" in val:
-            yield variant, f"accuracy {_pct(val.get('accuracy', val.get('test_acc')))}"
-        elif "mean" in val and "std" in val:
-            n = len(val["accuracies"]) if isinstance(val.get("accuracies"), list) else None
-            yield variant, f"accuracy {pct_spread(val['mean'], val['std'], n)}"
-        elif "dense_macs" in val:
-            yield (
-                variant,
-                (
-                    f"{_fmt(val['dense_macs'])} dense MACs, {_fmt(val['effective_acs'])} effective ACs, "
-                    f"sparsity {_pct(val['activation_sparsity'])}"
-                ),
-            )
-
-
 def _summary(metrics: dict, run_dir: Path) -> None:
+    """One table of every stage's ``summary_rows()`` (typed results; dicts from a
+    ``metrics.json`` are read as their stage's result type)."""
+    from spikecim.pipeline.stages import read_results
+
+    _rows_table(read_results(metrics), run_dir)
+
+
+def _rows_table(results: dict, run_dir: Path) -> None:
+    """Print the summary table of typed results (each gives ``summary_rows()``)."""
     from spikecim.train.distributed import is_main_process
 
     if not is_main_process():  # under torchrun only the first process prints
@@ -354,10 +297,8 @@ def _summary(metrics: dict, run_dir: Path) -> None:
     t.add_column("stage")
     t.add_column("variant")
     t.add_column("result")
-    for stage, res in metrics.items():
-        if stage == "timing_s" or not isinstance(res, dict):
-            continue
-        for variant, text in _rows(stage, res):
+    for stage, result in results.items():
+        for variant, text in result.summary_rows():
             t.add_row(stage, str(variant), text)
     if (run_dir / "report.html").exists():
         t.caption = f"report: {run_dir / 'report.html'}"

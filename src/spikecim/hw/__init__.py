@@ -8,7 +8,9 @@ Estimators (``list_estimators()``): ``naive`` (operation counts), ``spikesim`` (
 SpikeSim script, quirks kept), ``imc`` (activity-aware crossbar accelerator), ``systolic``
 (SATA-style digital array) and ``dual_sparse`` (LoAS-style, weight and spike sparsity).
 Shipped tables: ``list_architectures()``. The hw side never imports torch models; it reads
-a :class:`~spikecim.trace.Workload`.
+a :class:`~spikecim.trace.Workload`. The layer-list readers (``load_workload``,
+``workload_from_layers``, ``spikesim_from_spec``) are imported on first use, so the run
+config's ``hardware`` section (``spikecim.hw.stage_config``) reads quickly.
 """
 
 from spikecim.hw.arch import Architecture, list_architectures, load_architecture
@@ -21,7 +23,6 @@ from spikecim.hw.estimators import (
     list_estimators,
     register_estimator,
 )
-from spikecim.hw.layers import load_workload, spikesim_from_spec, workload_from_layers
 
 __all__ = [
     "Architecture",
@@ -39,3 +40,16 @@ __all__ = [
     "spikesim_from_spec",
     "workload_from_layers",
 ]
+
+
+_LAYERS = ("load_workload", "spikesim_from_spec", "workload_from_layers")
+
+
+def __getattr__(name: str):
+    if name not in _LAYERS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from spikecim.hw import layers
+
+    value = getattr(layers, name)
+    globals()[name] = value
+    return value

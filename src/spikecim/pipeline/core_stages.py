@@ -2,21 +2,22 @@
 
 Each trains or reads every variant the run config lists (by default ``snn``, the spiking
 model, and ``ann``, its twin of identical topology with ReLU, T = 1), each at its own
-timesteps.
+timesteps. Registered in :mod:`spikecim.pipeline.builtin_stages`.
 """
 
 from __future__ import annotations
 
 import torch
 
+from spikecim.pipeline.results import EvaluateResult, TraceResult, TrainResult
 from spikecim.pipeline.run import variant_input
-from spikecim.pipeline.stages import RunContext, register_stage
+from spikecim.pipeline.stages import RunContext
 from spikecim.trace import trace
 from spikecim.train import FitSpec, evaluate, fit
 from spikecim.train.batches import iterate_batches
 from spikecim.variants import workload_filename
 
-__all__ = ["variants"]
+__all__ = ["evaluate_stage", "trace_stage", "train_stage", "variants"]
 
 
 def variants(ctx: RunContext) -> list[str]:
@@ -24,8 +25,7 @@ def variants(ctx: RunContext) -> list[str]:
     return [v.name for v in ctx.config.variants]
 
 
-@register_stage("train", description="train every variant of the run (resumable)")
-def train_stage(ctx: RunContext) -> dict:
+def train_stage(ctx: RunContext) -> TrainResult:
     """Train every variant; a finished or interrupted checkpoint is resumed, not redone."""
     out = {}
     for v in variants(ctx):
@@ -37,16 +37,24 @@ def train_stage(ctx: RunContext) -> dict:
             v,
             ctx.console,
         )
-    return out
+    return TrainResult.model_validate(out)
 
 
-@register_stage("evaluate", requires=("train",), description="test accuracy and per-layer activity")
-def evaluate_stage(ctx: RunContext) -> dict:
+def evaluate_stage(ctx: RunContext) -> EvaluateResult:
+    """Test accuracy and the mean activity of every layer, per variant."""
     cfg = ctx.config
-    return {
-        v: evaluate(ctx.models[v], ctx.data.x_test, ctx.data.y_test, variant_input(cfg, v, ctx.data), seed=cfg.seed)
-        for v in variants(ctx)
-    }
+    return EvaluateResult.model_validate(
+        {
+            v: evaluate(
+                ctx.models[v],
+                ctx.data.x_test,
+                ctx.data.y_test,
+                variant_input(cfg, v, ctx.data),
+                seed=cfg.seed,
+            )
+            for v in variants(ctx)
+        }
+    )
 
 
 def trace_inputs(ctx: RunContext, variant: str, limit: int = 512):
@@ -59,14 +67,17 @@ def trace_inputs(ctx: RunContext, variant: str, limit: int = 512):
         yield inputs.encode(xb, gen)
 
 
-@register_stage("trace", requires=("train",), description="record the Workload of each variant")
-def trace_stage(ctx: RunContext) -> dict:
+def trace_stage(ctx: RunContext) -> TraceResult:
+    """Trace every variant, write its ``workload*.json`` and return its totals."""
     out = {}
     for v in variants(ctx):
         w = trace(
-            ctx.models[v], trace_inputs(ctx, v), model_name=ctx.config.model.name, dataset=ctx.config.data.name
+            ctx.models[v],
+            trace_inputs(ctx, v),
+            model_name=ctx.config.model.name,
+            dataset=ctx.config.data.name,
         )
         w.save(ctx.run_dir / workload_filename(ctx.config.variants, v))
         ctx.workloads[v] = w
         out[v] = w.metrics()
-    return out
+    return TraceResult.model_validate(out)

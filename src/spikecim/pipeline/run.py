@@ -17,13 +17,15 @@ import warnings
 from pathlib import Path
 
 import torch
+from pydantic import ValidationError
 
 from spikecim.config import RunConfig, load_config
 from spikecim.data import dataset_from_config
-from spikecim.errors import RunInterrupted, SpikecimError
+from spikecim.errors import RunInterrupted, SpikecimError, one_line_validation_error
 from spikecim.models import create_model
 from spikecim.pipeline import folder
-from spikecim.pipeline.stages import RunContext, get_stage
+from spikecim.pipeline.results import result_json
+from spikecim.pipeline.stages import RunContext, get_stage, read_result
 from spikecim.readers import read_mapping, read_text
 from spikecim.train.checkpoint import weights_path
 from spikecim.train.distributed import is_main_process
@@ -91,10 +93,12 @@ def build_context(cfg: RunConfig, console=None) -> RunContext:
 
 
 def write_metrics(ctx: RunContext) -> Path:
-    """Write ``metrics.json`` atomically; every number in it is finite (strict JSON)."""
+    """Write ``metrics.json`` atomically (each result's :func:`result_json`); every number in
+    it is finite (strict JSON)."""
     path = ctx.run_dir / "metrics.json"
     tmp = path.with_name("metrics.json.tmp")
-    tmp.write_text(json.dumps(ctx.metrics, indent=1, default=float, allow_nan=False))
+    data = {k: result_json(v) for k, v in ctx.metrics.items()}
+    tmp.write_text(json.dumps(data, indent=1, default=float, allow_nan=False))
     tmp.replace(path)
     return path
 
@@ -185,7 +189,7 @@ def _reuse_earlier_results(ctx: RunContext) -> None:
         try:
             # NaN/Infinity from an older spikecim are read as null: metrics.json stays strict JSON
             text = read_text(run_dir / "metrics.json", "run")
-            ctx.metrics = json.loads(text, parse_constant=lambda c: None)
+            ctx.metrics = _typed_metrics(json.loads(text, parse_constant=lambda c: None))
         except (SpikecimError, json.JSONDecodeError):
             ctx.metrics = {}
     users = _needs_earlier_results(cfg)
@@ -306,7 +310,12 @@ def _run_stage(ctx: RunContext, name: str, write: bool) -> None:
         ctx.console.rule(f"[bold]{name}[/bold] {stage.description}")
     t0 = time.perf_counter()
     result = stage.fn(ctx)
-    bad = _first_non_finite(result, name)
+    if not isinstance(result, stage.result_type):
+        try:
+            result = stage.result_type.model_validate(result)
+        except ValidationError as e:
+            raise SpikecimError(one_line_validation_error(e, prefix=f"stage '{name}' result: ")) from None
+    bad = _first_non_finite(result.model_dump(exclude_unset=True), name)
     if bad is not None:
         raise SpikecimError(
             f"stage '{name}': {bad[0]} is {bad[1]}, not a finite number; metrics.json is left as it was"
@@ -315,6 +324,17 @@ def _run_stage(ctx: RunContext, name: str, write: bool) -> None:
     ctx.metrics.setdefault("timing_s", {})[name] = time.perf_counter() - t0
     if write:
         write_metrics(ctx)
+
+
+def _typed_metrics(raw) -> dict:
+    """A ``metrics.json`` read back: each stage's entry as its typed result where it fits
+    (others kept as they are, so no earlier result is lost), ``timing_s`` as it is."""
+    if not isinstance(raw, dict):
+        return {}
+    out = {}
+    for k, v in raw.items():
+        out[k] = v if k == "timing_s" else (read_result(k, v) or v)
+    return out
 
 
 def _first_non_finite(value, path: str) -> tuple[str, object] | None:
@@ -401,7 +421,7 @@ def load_run(
     metrics = run_dir / "metrics.json"
     if metrics.exists():
         try:
-            ctx.metrics = json.loads(read_text(metrics, "run"), parse_constant=lambda c: None)
+            ctx.metrics = _typed_metrics(json.loads(read_text(metrics, "run"), parse_constant=lambda c: None))
         except json.JSONDecodeError as e:
             raise SpikecimError(f"run: {metrics} is not valid JSON ({e.msg}, line {e.lineno})") from None
     ctx.workloads = load_workloads(cfg, run_dir)

@@ -3,18 +3,33 @@
 ``write_report(run_dir)`` reads ``metrics.json``, ``config.yaml`` and the traced workloads in
 a run folder and renders every registered section. A package adds its part of the report
 with :func:`register_section`; see ``docs/report.md``.
+
+The names below are imported on first use, so ``spikecim.report.fmt`` and
+``spikecim.report.stage_config`` stay light to import.
 """
 
-from spikecim.report.render import html_to_markdown, write_markdown, write_report
-from spikecim.report.sections import Section, embed_png, html_table, list_sections, register_section
+from importlib import import_module
 
-__all__ = [
-    "Section",
-    "embed_png",
-    "html_table",
-    "html_to_markdown",
-    "list_sections",
-    "register_section",
-    "write_markdown",
-    "write_report",
-]
+_EXPORTS = {
+    "html_to_markdown": "render",
+    "write_markdown": "render",
+    "write_report": "render",
+    "Section": "sections",
+    "embed_png": "sections",
+    "html_table": "sections",
+    "list_sections": "sections",
+    "register_section": "sections",
+}
+__all__ = list(_EXPORTS)  # the names above, imported on first use
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

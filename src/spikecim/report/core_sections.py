@@ -1,7 +1,8 @@
 """The report sections of the core stages: training, evaluation, the traced workload, run time.
 
-Each reads its stage's entry of ``metrics.json`` (plus each variant's ``workload*.json``,
-named in ``config.yaml``, for the workload) and returns ``""`` when that stage did not run.
+Each takes its stage's typed result (:mod:`spikecim.pipeline.results`; plus each variant's
+``workload*.json``, named in ``config.yaml``, for the workload) and returns ``""`` when that
+stage did not run.
 Every variant of the run gets its row or column, in the config's order.
 Numbers are formatted with :mod:`spikecim.report.fmt`.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+from spikecim.pipeline.results import EvaluateResult, TraceResult, TrainResult
 from spikecim.report import plots
 from spikecim.report.fmt import MISSING, count, pct, rate
 from spikecim.report.sections import embed_png, html_table, register_section
@@ -36,22 +38,22 @@ _TOTALS = (
 )
 
 
-@register_section("training", "Training", order=10)
-def training_section(metrics: dict, run_dir: Path) -> str:
+@register_section("training", "Training", order=10, stage="train")
+def training_section(result: TrainResult | None, run_dir: Path) -> str:
     """Final test accuracy, epochs and time per variant; accuracy and loss curves."""
-    train = _variants(metrics.get("train"))
+    train = result.variants if result is not None else {}
     if not train:
         return ""
     rows = []
     for variant, m in train.items():
-        history = m.get("history") or []
-        best = max((h["test_acc"] for h in history if h.get("test_acc") is not None), default=None)
-        seconds = sum(h.get("seconds") or 0.0 for h in history) if history else None
+        history = m.history
+        best = max((h.test_acc for h in history if h.test_acc is not None), default=None)
+        seconds = sum(h.seconds or 0.0 for h in history) if history else None
         rows.append(
             [
                 variant.upper(),
-                m.get("epochs", len(history)),
-                pct(m.get("test_acc")),
+                len(history) if m.epochs is None else m.epochs,
+                pct(m.test_acc),
                 pct(best),
                 MISSING if seconds is None else f"{seconds:.1f}",
             ]
@@ -59,24 +61,27 @@ def training_section(metrics: dict, run_dir: Path) -> str:
     out = html_table(
         ["model", "epochs", "final test accuracy", "best test accuracy", "training time (s)"], rows
     )
-    histories = {v: m["history"] for v, m in train.items() if m.get("history")}
+    histories = {v: [h.model_dump() for h in m.history] for v, m in train.items() if m.history}
     if histories:
         png = plots.training_curves(histories, run_dir / "plots" / "training.png")
         out += embed_png(png, "accuracy and loss per epoch")
     return out
 
 
-@register_section("evaluation", "Evaluation", order=20)
-def evaluation_section(metrics: dict, run_dir: Path) -> str:
+@register_section("evaluation", "Evaluation", order=20, stage="evaluate")
+def evaluation_section(result: EvaluateResult | None, run_dir: Path) -> str:
     """Test accuracy per variant and the mean activity of every layer."""
-    evaluate = _variants(metrics.get("evaluate"))
+    evaluate = result.variants if result is not None else {}
     if not evaluate:
         return ""
     out = html_table(
         ["model", "test accuracy", "samples"],
-        [[v.upper(), pct(m.get("accuracy")), m.get("samples", MISSING)] for v, m in evaluate.items()],
+        [
+            [v.upper(), pct(m.accuracy), MISSING if m.samples is None else m.samples]
+            for v, m in evaluate.items()
+        ],
     )
-    rates = {v: m["spike_rates"] for v, m in evaluate.items() if m.get("spike_rates")}
+    rates = {v: m.spike_rates for v, m in evaluate.items() if m.spike_rates}
     if rates:
         layers: list[str] = []
         for per_layer in rates.values():
@@ -93,12 +98,12 @@ def evaluation_section(metrics: dict, run_dir: Path) -> str:
     return out
 
 
-@register_section("workload", "Workload", order=30)
-def workload_section(metrics: dict, run_dir: Path) -> str:
+@register_section("workload", "Workload", order=30, stage="trace")
+def workload_section(result: TraceResult | None, run_dir: Path) -> str:
     """Per-layer traced workload of each variant and NeuroBench-style totals."""
     from spikecim.trace.workload import Workload
 
-    totals = _variants(metrics.get("trace"))
+    totals = result.variants if result is not None else {}
     variants = run_variants(run_dir)
     files = {v.name: run_dir / workload_filename(variants, v.name) for v in variants}
     loaded = {v: Workload.load(f) for v, f in files.items() if f.exists()}
@@ -108,7 +113,7 @@ def workload_section(metrics: dict, run_dir: Path) -> str:
     if totals:
         out += html_table(
             ["metric", *(v.upper() for v in totals)],
-            [[label, *(fmt(t.get(key)) for t in totals.values())] for key, label, fmt in _TOTALS],
+            [[label, *(fmt(getattr(t, key)) for t in totals.values())] for key, label, fmt in _TOTALS],
         )
     series: dict[str, dict[str, float]] = {}
     for variant, wl in loaded.items():
@@ -156,13 +161,6 @@ def _layer_row(layer) -> list[str]:
     ]
 
 
-def _variants(stage: dict | None) -> dict[str, dict]:
-    """The per-variant entries of a stage's metrics (``{variant: result}``)."""
-    if not isinstance(stage, dict):
-        return {}
-    return {v: r for v, r in stage.items() if isinstance(r, dict)}
-
-
 def run_variants(run_dir: Path) -> list:
     """The variants of the run folder's ``config.yaml`` (the default pair without one)."""
     import yaml
@@ -177,7 +175,7 @@ def run_variants(run_dir: Path) -> list:
 @register_section("timing", "Run time", order=90)
 def timing_section(metrics: dict, run_dir: Path) -> str:
     """Wall-clock seconds of every stage the run loop timed (``metrics["timing_s"]``)."""
-    timing = metrics.get("timing_s")
+    timing = metrics.get("timing_s")  # the run loop's seconds per stage
     if not isinstance(timing, dict) or not timing:
         return ""
     rows = [[stage, f"{seconds:.1f}"] for stage, seconds in timing.items()]

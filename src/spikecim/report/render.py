@@ -47,7 +47,7 @@ CONFIG_SUMMARY_KEYS = (
     "variants",
     "baseline",
 )
-_SECTION_MODULES = ("spikecim.analog.stage", "spikecim.hw.stage")
+_SECTION_MODULES = ("spikecim.pipeline.stage_analog", "spikecim.pipeline.stage_hardware")
 
 
 def write_report(run_dir: str | Path) -> Path:
@@ -74,7 +74,7 @@ def _render(run_dir: Path) -> _Rendered:
     path = run_dir / "metrics.json"
     if not path.exists():
         raise SpikecimError(f"report: metrics.json not found in {run_dir}")
-    metrics = read_mapping(path, "report", "of stage results")
+    metrics = _typed(read_mapping(path, "report", "of stage results"))
     config = None
     if (run_dir / "config.yaml").exists():
         config = read_mapping(run_dir / "config.yaml", "report", "of sections")
@@ -88,9 +88,20 @@ def _render(run_dir: Path) -> _Rendered:
     return _Rendered(run_name, config, blocks)
 
 
+def _typed(raw: dict) -> dict:
+    """``metrics.json`` with each stage's entry read as its typed result (an entry that does
+    not fit its type is left out); ``timing_s`` as it is."""
+    from spikecim.pipeline.stages import read_results
+
+    timing = raw.get("timing_s")
+    return {**read_results(raw), **({"timing_s": timing} if isinstance(timing, dict) else {})}
+
+
 def _render_section(section: Section, metrics: dict, run_dir: Path) -> str:
     """A failing section shows its error in place; the rest of the report still renders."""
     try:
+        if section.stage is not None:
+            return section.fn(metrics.get(section.stage), run_dir)
         return section.fn(metrics, run_dir)
     except Exception as e:  # noqa: BLE001 - one broken section must not lose the whole report
         warnings.warn(f"report: section '{section.name}' failed: {e.__class__.__name__}: {e}", stacklevel=2)

@@ -1,8 +1,12 @@
 """Report sections: each stage contributes its part of ``report.html`` by registering one.
 
-A section is ``fn(metrics: dict, run_dir: Path) -> str`` returning an HTML fragment (it may
-write PNGs under ``run_dir / "plots"`` and embed them with :func:`embed_png`). Sections are
-rendered in ``order``; a section whose stage did not run returns ``""`` and is left out.
+A section shows one stage's result: ``register_section(name, title, order, stage="analog")``
+on ``fn(result, run_dir: Path) -> str``, where ``result`` is that stage's typed result (see
+:mod:`spikecim.pipeline.results`) or None when the stage did not run. A section without a
+stage gets every result: ``fn(metrics, run_dir)`` with ``metrics`` the typed results by stage
+name and the run loop's ``timing_s``. ``fn`` returns an HTML fragment (it may write PNGs
+under ``run_dir / "plots"`` and embed them with :func:`embed_png`). Sections are rendered in
+``order``; a section that returns ``""`` is left out.
 
 Fragments should use plain tags (``h3``, ``p``, ``table`` via :func:`html_table`, ``img``
 via :func:`embed_png`, ``pre``, ``ul``): the Markdown report is derived from them.
@@ -18,10 +22,11 @@ import html
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 __all__ = ["Section", "embed_png", "html_table", "list_sections", "register_section"]
 
-SectionFn = Callable[[dict, Path], str]
+SectionFn = Callable[[Any, Path], str]
 
 
 @dataclass(frozen=True)
@@ -30,16 +35,20 @@ class Section:
     title: str
     order: int
     fn: SectionFn
+    stage: str | None = None  # the stage whose result ``fn`` takes; None: all results
 
 
 _SECTIONS: dict[str, Section] = {}
 
 
-def register_section(name: str, title: str, order: int = 50) -> Callable[[SectionFn], SectionFn]:
-    """Register ``fn(metrics, run_dir) -> html`` as the section ``name`` (re-registering replaces)."""
+def register_section(
+    name: str, title: str, order: int = 50, stage: str | None = None
+) -> Callable[[SectionFn], SectionFn]:
+    """Register ``fn(result, run_dir) -> html`` as the section ``name`` showing ``stage``'s
+    result (``fn(metrics, run_dir)`` without a stage); re-registering replaces."""
 
     def deco(fn: SectionFn) -> SectionFn:
-        _SECTIONS[name] = Section(name, title, order, fn)
+        _SECTIONS[name] = Section(name, title, order, fn, stage)
         return fn
 
     return deco

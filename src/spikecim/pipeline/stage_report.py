@@ -6,18 +6,18 @@ the files in the run folder, so ``spikecim report RUN_DIR`` gives the same page 
 
 from __future__ import annotations
 
-from spikecim.pipeline.stages import RunContext, register_stage
+from spikecim.pipeline.results import ReportResult
+from spikecim.pipeline.stages import RunContext
 from spikecim.report.render import _render, _write_html, _write_markdown
 
 
-@register_stage("report")
-def report_stage(ctx: RunContext) -> dict:
+def report_stage(ctx: RunContext) -> ReportResult:
     """Write report.html and report.md with tables and plots (nothing when report.enabled is false)."""
     if not getattr(getattr(ctx.config, "report", None), "enabled", True):
-        return {"html": None, "markdown": None, "plots": []}
+        return ReportResult(html=None, markdown=None, plots=[])
     rendered = _render(ctx.run_dir)
     html_path = _write_html(ctx.run_dir, rendered)
     md_path = _write_markdown(ctx.run_dir, rendered)
     plots_dir = ctx.run_dir / "plots"
     pngs = sorted(p.name for p in plots_dir.glob("*.png")) if plots_dir.is_dir() else []
-    return {"html": html_path.name, "markdown": md_path.name, "plots": pngs}
+    return ReportResult(html=html_path.name, markdown=md_path.name, plots=pngs)

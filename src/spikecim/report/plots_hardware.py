@@ -11,7 +11,7 @@ _DPI = 110
 
 
 def _plt():
-    """pyplot with the Agg backend, imported on first plot (``spikecim.hw`` stays light)."""
+    """pyplot with the Agg backend, imported on first plot (importing the module stays light)."""
     from spikecim.report.plots import plt
 
     return plt

@@ -18,25 +18,57 @@ import torch
 
 from spikecim.analog.config import CrossbarConfig, load_crossbar_config
 from spikecim.analog.convert import calibrate_adc, drift, program, to_analog
-from spikecim.analog.evaluate import accuracy, monte_carlo
+from spikecim.analog.evaluate import accuracy, evaluate_analog, monte_carlo
 from spikecim.analog.mitigation import WeightModifier, bn_finetune, hwa_train
 from spikecim.analog.stage_config import check_calibration
 from spikecim.errors import SpikecimError
+from spikecim.pipeline.results import AnalogResult, SeedAccuracy
 from spikecim.pipeline.run import variant_input
-from spikecim.pipeline.stages import RunContext, register_stage
+from spikecim.pipeline.stages import RunContext
 from spikecim.progress import progress_bar
-from spikecim.report.fmt import MISSING, pct, pct_spread
+from spikecim.report.fmt import MISSING, pct
 from spikecim.report.sections import embed_png, register_section
 from spikecim.train.evaluate import ModelInput
 from spikecim.train.seeding import seeded
 
-__all__ = ["analog_section", "analog_stage", "crossbar_config_for_run"]
+__all__ = ["analog_section", "analog_stage", "crossbar_config_for_run", "evaluate_run_analog"]
 
 
 def crossbar_config_for_run(stage_cfg) -> CrossbarConfig:
     """The stage's preset (name or YAML file) with its ``overrides`` applied."""
     base = load_crossbar_config(stage_cfg.preset)
     return base.with_updates(**stage_cfg.overrides) if stage_cfg.overrides else base
+
+
+def evaluate_run_analog(
+    ctx: RunContext,
+    config: CrossbarConfig | str | dict | None = "pcm-aihwkit",
+    n_seeds: int = 5,
+    t_inference_s: float | None = None,
+    max_samples: int | None = None,
+) -> dict[str, dict]:
+    """:func:`evaluate_analog` for every variant of a loaded run (``ctx.models``,
+    ``ctx.data``, ``ctx.config``); ``t_inference_s`` None takes the run's
+    ``analog.t_inference_s``."""
+    cfg = load_crossbar_config(config)
+    if t_inference_s is None:
+        t_inference_s = float(getattr(getattr(ctx.config, "analog", None), "t_inference_s", 0.0))
+
+    out = {}
+    for name, model in ctx.models.items():
+        out[name] = evaluate_analog(
+            model,
+            ctx.data,
+            cfg,
+            None,
+            n_seeds,
+            t_inference_s,
+            variant_input(ctx.config, name, ctx.data),
+            max_samples,
+            seed=ctx.config.seed,
+            input_seed=ctx.config.seed,
+        )
+    return out
 
 
 def _summary(accs: list[float]) -> dict:
@@ -47,7 +79,9 @@ def _summary(accs: list[float]) -> dict:
     }
 
 
-def _variant(model, data, cfg: CrossbarConfig, sc, inputs: ModelInput, input_seed: int, tick: _Ticker) -> dict:
+def _variant(
+    model, data, cfg: CrossbarConfig, sc, inputs: ModelInput, input_seed: int, tick: _Ticker
+) -> dict:
     x, y = data.x_test, data.y_test
     if sc.max_samples is not None:
         x, y = x[: sc.max_samples], y[: sc.max_samples]
@@ -133,16 +167,11 @@ class _Ticker:
 
 
 
-@register_stage(
-    "analog",
-    requires=("train",),
-    description="accuracy on simulated crossbars (Monte-Carlo, drift, ADC bits, mitigation)",
-)
-def analog_stage(ctx: RunContext) -> dict:
+def analog_stage(ctx: RunContext) -> AnalogResult:
     """Analog accuracy of every trained variant; see the module docstring."""
     sc = ctx.config.analog
     if not sc.enabled:
-        return {"enabled": False}
+        return AnalogResult(enabled=False)
     cfg = crossbar_config_for_run(sc)
     try:
         check_calibration(cfg, sc)
@@ -164,7 +193,7 @@ def analog_stage(ctx: RunContext) -> dict:
             result["variants"][name] = _variant(model, ctx.data, cfg, sc, inputs, ctx.config.seed, tick)
     result["plots"] = _plots(result, ctx.plots_dir)
     result["seconds"] = time.perf_counter() - start
-    return result
+    return AnalogResult.model_validate(result)
 
 
 def _plots(result: dict, plots_dir: Path) -> list[str]:
@@ -200,26 +229,25 @@ def _plots(result: dict, plots_dir: Path) -> list[str]:
     return names
 
 
-def _pm(m: dict | None, n_seeds: int) -> str:
-    return pct_spread(m["mean"], m["std"], n_seeds) if m else MISSING
+def _pm(m: SeedAccuracy | None, n_seeds: int | None) -> str:
+    return m.text(n_seeds) if m else MISSING
 
 
-@register_section("analog", "Analog crossbar accuracy", order=60)
-def analog_section(metrics: dict, run_dir: Path) -> str:
+@register_section("analog", "Analog crossbar accuracy", order=60, stage="analog")
+def analog_section(a: AnalogResult | None, run_dir: Path) -> str:
     """Digital vs analog accuracy per variant, before and after mitigation, and the sweeps."""
-    a = metrics.get("analog")
-    if not a or not a.get("enabled"):
+    if a is None or not a.enabled:
         return ""
-    n = a["n_seeds"]
+    n = a.n_seeds or 1
     rows = []
-    for v, m in a["variants"].items():
+    for v, m in a.variants.items():
         rows.append(
-            f"<tr><td>{html.escape(v.upper())}</td><td>{pct(m['ideal'])}</td><td>{_pm(m['analog'], n)}</td>"
-            f"<td>{_pm(m.get('hwa'), n)}</td><td>{_pm(m.get('bn_finetune'), n)}</td></tr>"
+            f"<tr><td>{html.escape(v.upper())}</td><td>{pct(m.ideal)}</td><td>{_pm(m.analog, n)}</td>"
+            f"<td>{_pm(m.hwa, n)}</td><td>{_pm(m.bn_finetune, n)}</td></tr>"
         )
     parts = [
         (
-            f"<p>Crossbar preset <code>{html.escape(str(a['preset']))}</code>, read {a['t_inference_s']:g} s after "
+            f"<p>Crossbar preset <code>{html.escape(str(a.preset))}</code>, read {a.t_inference_s:g} s after "
             f"programming; analog figures are the mean{' ± standard deviation' if n > 1 else ''} over "
             f"{n} programming seed{'s' if n != 1 else ''}.</p>"
         ),
@@ -228,7 +256,7 @@ def analog_section(metrics: dict, run_dir: Path) -> str:
             "<th>after BN fine-tuning</th></tr>" + "".join(rows) + "</table>"
         ),
     ]
-    for name in a.get("plots", []):
+    for name in a.plots:
         p = Path(run_dir) / "plots" / name
         if p.exists():
             parts.append(embed_png(p, alt=name))

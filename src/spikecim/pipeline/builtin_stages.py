@@ -1,0 +1,65 @@
+"""The stages spikecim ships, in their default order: name, implementation (a module path,
+imported only when the stage runs), config section and result type (a path, imported when a
+result is read).
+
+Everything imported here is light (pydantic only), so the run config knows its stages and
+sections without importing torch.
+"""
+
+from __future__ import annotations
+
+from spikecim.analog.stage_config import AnalogStageConfig
+from spikecim.hw.stage_config import HardwareStageConfig
+from spikecim.pipeline.stages import register_stage
+from spikecim.report.stage_config import ReportConfig
+
+__all__ = ["DEFAULT_STAGES"]
+
+_CORE = "spikecim.pipeline.core_stages"
+_RESULTS = "spikecim.pipeline.results"
+
+register_stage(
+    "train",
+    f"{_CORE}:train_stage",
+    description="train every variant of the run (resumable)",
+    result=f"{_RESULTS}:TrainResult",
+)
+register_stage(
+    "evaluate",
+    f"{_CORE}:evaluate_stage",
+    requires=("train",),
+    description="test accuracy and per-layer activity",
+    result=f"{_RESULTS}:EvaluateResult",
+)
+register_stage(
+    "trace",
+    f"{_CORE}:trace_stage",
+    requires=("train",),
+    description="record the Workload of each variant",
+    result=f"{_RESULTS}:TraceResult",
+)
+register_stage(
+    "analog",
+    "spikecim.pipeline.stage_analog:analog_stage",
+    requires=("train",),
+    description="accuracy on simulated crossbars (Monte-Carlo, drift, ADC bits, mitigation)",
+    config=AnalogStageConfig,
+    result=f"{_RESULTS}:AnalogResult",
+)
+register_stage(
+    "hardware",
+    "spikecim.pipeline.stage_hardware:hardware_stage",
+    requires=("trace",),
+    description="energy, latency and area on hardware models",
+    config=HardwareStageConfig,
+    result=f"{_RESULTS}:HardwareResult",
+)
+register_stage(
+    "report",
+    "spikecim.pipeline.stage_report:report_stage",
+    description="write report.html and report.md",
+    config=ReportConfig,
+    result=f"{_RESULTS}:ReportResult",
+)
+
+DEFAULT_STAGES = ["train", "evaluate", "trace", "analog", "hardware", "report"]

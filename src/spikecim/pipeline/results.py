@@ -1,0 +1,302 @@
+"""Typed results of the stages of ``spikecim run``: what each stage hands the summary, the
+report and ``metrics.json``.
+
+A stage returns one of these; the run loop stores it under the stage's name and writes
+``metrics.json`` with ``model_dump(mode="json")``, so the file keeps the JSON shape it always
+had. Reading is lenient: every result keeps keys it does not declare (``extra="allow"``) and
+every figure may be missing, so a ``metrics.json`` written by an older spikecim still reads
+(the older ``hardware`` layout is rewritten into today's by :class:`HardwareResult`).
+
+Each result gives :meth:`summary_rows`: the ``(variant, text)`` rows of the console summary,
+in the number formats of :mod:`spikecim.report.fmt`. This module is pydantic only (no torch).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, RootModel, model_validator
+
+from spikecim.report.fmt import MISSING, energy, energy_unit, pct, pct_spread
+
+__all__ = [
+    "AnalogEvaluation",
+    "AnalogResult",
+    "AnalogVariant",
+    "ArchCost",
+    "EvaluateResult",
+    "EvaluateVariant",
+    "HardwareResult",
+    "ReportResult",
+    "SeedAccuracy",
+    "StageResult",
+    "TraceResult",
+    "TraceVariant",
+    "TrainResult",
+    "TrainVariant",
+    "result_json",
+]
+
+
+def _num(v: float | None) -> str:
+    """A ratio or total with 4 significant digits; ``n/a`` where it is undefined."""
+    return "n/a" if v is None else f"{v:.4g}"
+
+
+def _fig(v: float | None) -> str:
+    return MISSING if v is None else f"{v:.4g}"
+
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class StageResult(_Lenient):
+    """Base of a stage's result (also the result type of a stage registered without one:
+    its dict is kept as it is)."""
+
+    def summary_rows(self) -> list[tuple[str, str]]:
+        """``(variant, text)`` rows of the console summary; none by default."""
+        return []
+
+
+V = TypeVar("V", bound=BaseModel)
+
+
+class _PerVariant(RootModel[dict[str, V]], Generic[V]):
+    """``{variant: result}`` in the config's order (the JSON shape of train, evaluate, trace)."""
+
+    @property
+    def variants(self) -> dict[str, V]:
+        return self.root
+
+    def summary_rows(self) -> list[tuple[str, str]]:
+        return [(v, r.summary()) for v, r in self.root.items()]
+
+
+def result_json(result: Any) -> Any:
+    """A result as ``metrics.json`` holds it: ``model_dump(mode="json")`` of the fields that
+    were set (so an analog variant without HWA has no ``hwa`` key, as before); anything that
+    is not a result is returned as it is."""
+    if isinstance(result, BaseModel):
+        return result.model_dump(mode="json", exclude_unset=True)
+    return result
+
+
+# ---- train ----------------------------------------------------------------------------------
+class Epoch(_Lenient):
+    epoch: int
+    loss: float | None = None
+    train_acc: float | None = None
+    test_acc: float | None = None
+    lr: float | None = None
+    seconds: float | None = None
+
+
+class TrainVariant(_Lenient):
+    history: list[Epoch] = Field(default_factory=list)
+    epochs: int | None = None
+    test_acc: float | None = None
+
+    def summary(self) -> str:
+        return f"accuracy {pct(self.test_acc)}"
+
+
+class TrainResult(_PerVariant[TrainVariant]):
+    """``train``: per variant the epoch history, epochs done and the final test accuracy."""
+
+
+# ---- evaluate -------------------------------------------------------------------------------
+class EvaluateVariant(_Lenient):
+    accuracy: float | None = None
+    samples: int | None = None
+    spike_rates: dict[str, float] = Field(default_factory=dict)
+
+    def summary(self) -> str:
+        return f"accuracy {pct(self.accuracy)}"
+
+
+class EvaluateResult(_PerVariant[EvaluateVariant]):
+    """``evaluate``: per variant the test accuracy, samples and mean activity per layer."""
+
+
+# ---- trace ----------------------------------------------------------------------------------
+class TraceVariant(_Lenient):
+    """:meth:`~spikecim.trace.Workload.metrics` of one variant's traced workload."""
+
+    dense_macs: float | None = None
+    effective_acs: float | None = None
+    activation_sparsity: float | None = None
+    params: float | None = None
+    weight_bytes: float | None = None
+    membrane_bytes: float | None = None
+    footprint_bytes: float | None = None
+    neurons: float | None = None
+
+    def summary(self) -> str:
+        return (
+            f"{_fig(self.dense_macs)} dense MACs, {_fig(self.effective_acs)} effective ACs, "
+            f"sparsity {pct(self.activation_sparsity)}"
+        )
+
+
+class TraceResult(_PerVariant[TraceVariant]):
+    """``trace``: per variant the totals of its traced workload."""
+
+
+# ---- analog ---------------------------------------------------------------------------------
+class SeedAccuracy(_Lenient):
+    """Accuracy over programming seeds: mean, sample standard deviation, each seed's value."""
+
+    mean: float | None = None
+    std: float | None = None
+    accuracies: list[float] = Field(default_factory=list)
+    ideal: float | None = None  # the digital accuracy (after HWA training: of the trained copy)
+
+    def text(self, n_seeds: int | None) -> str:
+        return pct_spread(self.mean, self.std, n_seeds)
+
+
+class Sweep(_Lenient):
+    mean: list[float] = Field(default_factory=list)
+    std: list[float] = Field(default_factory=list)
+
+
+class DriftSweep(Sweep):
+    t_s: list[float] = Field(default_factory=list)
+
+
+class AdcSweep(Sweep):
+    bits: list[int] = Field(default_factory=list)
+
+
+class AnalogVariant(_Lenient):
+    timesteps: int | None = None
+    ideal: float | None = None
+    analog: SeedAccuracy | None = None
+    drift: DriftSweep | None = None
+    adc_bits: AdcSweep | None = None
+    hwa: SeedAccuracy | None = None
+    bn_finetune: SeedAccuracy | None = None
+
+
+class AnalogResult(StageResult):
+    """``analog``: per variant digital and analog accuracy, the sweeps and the mitigations."""
+
+    enabled: bool = True
+    preset: str | None = None
+    crossbar: dict[str, Any] = Field(default_factory=dict)
+    n_seeds: int | None = None
+    t_inference_s: float | None = None
+    variants: dict[str, AnalogVariant] = Field(default_factory=dict)
+    plots: list[str] = Field(default_factory=list)
+    seconds: float | None = None
+
+    def summary_rows(self) -> list[tuple[str, str]]:
+        rows = []
+        for v, r in self.variants.items():
+            text = f"ideal {pct(r.ideal)}, analog {r.analog.text(self.n_seeds)}" if r.analog else ""
+            for name in ("hwa", "bn_finetune"):
+                m = getattr(r, name)
+                if m is not None and m.mean is not None:
+                    text += f", {name} {m.text(self.n_seeds)}"
+            rows.append((v, f"{text} ({self.preset}, t = {_fig(self.t_inference_s)} s)"))
+        return rows
+
+
+class AnalogEvaluation(RootModel[dict[str, SeedAccuracy]]):
+    """``spikecim evaluate RUN --analog``: per variant :func:`~spikecim.analog.evaluate_analog`."""
+
+    def summary_rows(self) -> list[tuple[str, str]]:
+        return [(v, f"accuracy {r.text(len(r.accuracies) or None)}") for v, r in self.root.items()]
+
+
+# ---- hardware -------------------------------------------------------------------------------
+class ArchCost(_Lenient):
+    """:meth:`~spikecim.hw.CostReport.summary` of one variant on one architecture."""
+
+    estimator: str | None = None
+    energy_pj: float | None = None
+    latency_ns: float | None = None
+    area_um2: float | None = None
+    edp_pj_ns: float | None = None
+    tops_per_w: float | None = None
+    energy_by_component_pj: dict[str, float] = Field(default_factory=dict)
+    energy_by_layer_pj: dict[str, float] = Field(default_factory=dict)
+
+    def largest_share(self) -> str:
+        """The component with the largest energy and its share, e.g. ``adc 41.00%``."""
+        total = sum(self.energy_by_component_pj.values())
+        if not total:
+            return ""
+        name, value = max(self.energy_by_component_pj.items(), key=lambda kv: kv[1])
+        return f"{name} {pct(value / total)}"
+
+
+class CostRatio(_Lenient):
+    energy_pj: float | None = None
+    latency_ns: float | None = None
+    edp_pj_ns: float | None = None
+
+
+class HardwareFiles(_Lenient):
+    reports: dict[str, dict[str, str]] = Field(default_factory=dict)
+    plots: list[str] = Field(default_factory=list)
+
+
+class HardwareResult(StageResult):
+    """``hardware``: each variant's cost per architecture and its ratios to the baseline.
+
+    ``ratios["<variant>_over_<baseline>"][arch]``. Older runs kept the variants at the top
+    level beside ``snn_over_ann``; that layout is read as ratios against ``ann``.
+    """
+
+    enabled: bool = True
+    baseline: str | None = None
+    variants: dict[str, dict[str, ArchCost]] = Field(default_factory=dict)
+    ratios: dict[str, dict[str, CostRatio]] = Field(default_factory=dict)
+    mode: str | None = None
+    archs: list[str] = Field(default_factory=list)
+    files: HardwareFiles = Field(default_factory=HardwareFiles)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _older_layout(cls, m: Any) -> Any:
+        if not isinstance(m, dict) or "variants" in m or m.get("enabled") is False:
+            return m
+        variants = {k: m.pop(k) for k in ("snn", "ann") if isinstance(m.get(k), dict)}
+        older = m.pop("snn_over_ann", None)
+        return {
+            **m,
+            "baseline": "ann",
+            "variants": variants,
+            "ratios": {"snn_over_ann": older} if older else {},
+        }
+
+    def energy_unit(self) -> tuple[str, float]:
+        """The one energy unit of this result's tables (:func:`~spikecim.report.fmt.energy_unit`)."""
+        return energy_unit(r.energy_pj for per_arch in self.variants.values() for r in per_arch.values())
+
+    def summary_rows(self) -> list[tuple[str, str]]:
+        """Energy per architecture, then each variant's energy ratio to the baseline (``snn/ann``)."""
+        if not self.enabled or not self.variants:
+            return []
+        unit = self.energy_unit()[0]
+        rows = [
+            (v, ", ".join(f"{a}: {energy(r.energy_pj, unit)} {unit}" for a, r in per_arch.items()))
+            for v, per_arch in self.variants.items()
+        ]
+        for key, per_arch in self.ratios.items():
+            v = key.split("_over_")[0]
+            text = ", ".join(f"{a}: {_num(r.energy_pj)}× energy" for a, r in per_arch.items())
+            rows.append((f"{v}/{self.baseline}", text))
+        return rows
+
+
+# ---- report ---------------------------------------------------------------------------------
+class ReportResult(StageResult):
+    """``report``: the files written (names in the run folder; None when switched off)."""
+
+    html: str | None = None
+    markdown: str | None = None
+    plots: list[str] = Field(default_factory=list)

@@ -1,0 +1,135 @@
+"""The ``hardware`` stage of ``spikecim run`` and its report section.
+
+Costs every traced variant of the run (``config.hardware.variants``, by default all) on
+every architecture of ``config.hardware.archs`` (by default ``naive``, ``imc`` and
+``systolic`` side by side: the "estimated versus hardware" table), writes each
+:class:`CostReport` to ``hardware/<variant>_<arch>.json`` and the plots to ``plots/hw_*.png``.
+
+Result (:class:`~spikecim.pipeline.results.HardwareResult`, ``metrics.json["hardware"]``):
+- ``variants[variant][arch]``: :meth:`CostReport.summary` (totals, EDP, EDAP, TOPS/W,
+  TOPS/mm², energy by component and by layer, area by component)
+- ``ratios["<variant>_over_<baseline>"][arch]``: ratios of ``energy_pj``, ``latency_ns`` and
+  ``edp_pj_ns`` of every other variant to the run's ``baseline`` variant
+- ``baseline``, ``mode`` (event or dense), ``archs``
+- ``files``: ``reports[variant][arch]`` and ``plots``, paths relative to the run folder
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+from spikecim.pipeline.results import HardwareResult
+from spikecim.pipeline.stages import RunContext
+from spikecim.report.fmt import energy
+from spikecim.report.sections import embed_png, register_section
+from spikecim.variants import ratio_key
+
+__all__ = ["hardware_section", "hardware_stage"]
+
+
+def _label(arch: str) -> str:
+    return Path(arch).stem
+
+
+def hardware_stage(ctx: RunContext) -> HardwareResult:
+    """Energy, latency and area of the SNN and its ANN twin on each architecture."""
+    from spikecim.hw.estimate import estimate
+    from spikecim.report.plots_hardware import plot_components, plot_layers
+
+    cfg = ctx.config.hardware
+    if not cfg.enabled:
+        return HardwareResult(enabled=False)
+    out_dir = ctx.run_dir / "hardware"
+    results: dict = {}
+    reports: dict = {}
+    paths: dict = {}
+    for variant in cfg.variants or [v.name for v in ctx.config.variants]:
+        wl = ctx.workloads.get(variant)
+        if wl is None:
+            continue
+        for arch in cfg.archs:
+            r = estimate(wl, arch, dense=cfg.dense)
+            label = _label(arch)
+            reports[(variant, label)] = r
+            results.setdefault(variant, {})[label] = r.summary()
+            p = r.save(out_dir / f"{variant}_{label}.json")
+            paths.setdefault(variant, {})[label] = str(p.relative_to(ctx.run_dir))
+    baseline = ctx.config.baseline
+    ratios = {}
+    for variant, per_arch in results.items():
+        if variant == baseline or baseline not in results:
+            continue
+        ratios[ratio_key(variant, baseline)] = {
+            label: {
+                k: (s[k] / b[k] if s[k] is not None and b[k] else None)
+                for k in ("energy_pj", "latency_ns", "edp_pj_ns")
+            }
+            for label, s in per_arch.items()
+            if (b := results[baseline].get(label)) is not None
+        }
+    plots = []
+    if cfg.plots and reports:
+        labelled = {f"{v}/{label}": r for (v, label), r in reports.items()}
+        plots.append(plot_components(labelled, ctx.plots_dir / "hw_components.png"))
+        hw_only = {k: r for k, r in labelled.items() if r.latency_ns > 0} or labelled
+        plots.append(plot_layers(hw_only, ctx.plots_dir / "hw_layers.png"))
+    return HardwareResult.model_validate(
+        {
+            "enabled": True,
+            "baseline": baseline,
+            "variants": results,
+            "ratios": ratios,
+            "mode": "dense" if cfg.dense else "event",
+            "archs": [_label(a) for a in cfg.archs],
+            "files": {"reports": paths, "plots": [str(Path(p).relative_to(ctx.run_dir)) for p in plots]},
+        }
+    )
+
+
+def _num(v) -> str:
+    if v is None:
+        return "n/a"
+    return f"{v:.4g}"
+
+
+@register_section("hardware", "Hardware cost: estimated versus hardware", order=60, stage="hardware")
+def hardware_section(m: HardwareResult | None, run_dir: Path) -> str:
+    if m is None or not m.enabled or not m.variants:
+        return ""
+    unit = m.energy_unit()[0]
+    rows = "".join(
+        f"<tr><td>{html.escape(v)}</td><td>{html.escape(arch)}</td><td>{html.escape(str(r.estimator))}</td>"
+        f"<td>{energy(r.energy_pj, unit)}</td><td>{_num(r.latency_ns / 1e3 if r.latency_ns else None)}</td>"
+        f"<td>{_num(r.area_um2 / 1e6 if r.area_um2 else None)}</td><td>{_num(r.tops_per_w)}</td>"
+        f"<td>{html.escape(r.largest_share())}</td></tr>"
+        for v, per_arch in m.variants.items()
+        for arch, r in per_arch.items()
+    )
+    parts = [
+        (
+            f"<p>Mode: {html.escape(str(m.mode))}. The naive row is the operation-count estimate papers report; the other rows "
+            "are hardware models that add memory traffic, membrane updates, neuron modules and periphery.</p>"
+        ),
+        (
+            "<table><tr><th>variant</th><th>architecture</th><th>estimator</th>"
+            f"<th>energy ({unit})</th>"
+            f"<th>latency (µs)</th><th>area (mm²)</th><th>TOPS/W</th><th>largest energy share</th></tr>{rows}</table>"
+        ),
+    ]
+    if m.ratios:
+        ratio_rows = "".join(
+            f"<tr><td>{html.escape(key.split('_over_')[0])}</td><td>{html.escape(a)}</td><td>{_num(v.energy_pj)}</td>"
+            f"<td>{_num(v.latency_ns)}</td><td>{_num(v.edp_pj_ns)}</td></tr>"
+            for key, per_arch in m.ratios.items()
+            for a, v in per_arch.items()
+        )
+        parts.append(
+            f"<h3>Ratios to the baseline {html.escape(str(m.baseline))}</h3><table><tr><th>variant</th>"
+            f"<th>architecture</th><th>energy</th><th>latency</th><th>EDP</th></tr>{ratio_rows}</table>"
+        )
+    for p in m.files.plots:
+        path = Path(run_dir) / p
+        if path.exists():
+            parts.append(embed_png(path, alt=path.stem))
+    return "\n".join(parts)
