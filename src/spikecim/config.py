@@ -119,7 +119,7 @@ class ReportConfig(_Section):
 
 
 RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
-DEFAULT_STAGES = ["train", "evaluate", "trace", "analog", "hardware", "report"]
+DEFAULT_STAGES = ["train", "evaluate", "trace", "analog", "hardware", "dt-sweep", "report"]
 
 
 class RunConfig(_Section):
@@ -160,12 +160,12 @@ class RunConfig(_Section):
         from spikecim.methods import list_methods
 
         for i, v in enumerate(self.variants):
-            _check_section(NeuronConfig, {**self.model.neuron.model_dump(), **v.neuron}, f"variants.{i}.neuron.")
-            _check_section(TrainConfig, {**self.train.model_dump(), **v.train}, f"variants.{i}.train.")
             for m in v.methods:
                 if m.name not in list_methods():
                     allowed = ", ".join(list_methods()) or "none registered"
                     raise ValueError(f"variants.{i}.methods: unknown method '{m.name}', allowed: {allowed}")
+            _check_section(NeuronConfig, {**self.model.neuron.model_dump(), **v.neuron}, f"variants.{i}.neuron.")
+            _check_section(TrainConfig, self._train_values(v), f"variants.{i}.train.")
         for v in self.hardware.variants or []:
             if v not in names:
                 raise ValueError(f"hardware.variants: unknown variant '{v}', allowed: {', '.join(names)}")
@@ -188,8 +188,14 @@ class RunConfig(_Section):
         return NeuronConfig.model_validate({**self.model.neuron.model_dump(), **variant.neuron})
 
     def train_for(self, variant: VariantConfig) -> TrainConfig:
-        """The train section with the variant's training settings over it."""
-        return TrainConfig.model_validate({**self.train.model_dump(), **variant.train})
+        """The train section, the settings the variant's methods need over it (e.g. ``dt-snn``:
+        ``loss: per_step``), and the variant's own training settings over those."""
+        return TrainConfig.model_validate(self._train_values(variant))
+
+    def _train_values(self, variant: VariantConfig) -> dict[str, Any]:
+        from spikecim.methods import method_train_settings
+
+        return {**self.train.model_dump(), **method_train_settings(variant.methods), **variant.train}
 
     @model_validator(mode="before")
     @classmethod

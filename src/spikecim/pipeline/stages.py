@@ -63,7 +63,7 @@ def _load_builtin() -> None:
     # Importing these modules registers their stages.
     import spikecim.pipeline.core_stages  # noqa: F401
 
-    for mod in ("spikecim.analog.stage", "spikecim.hw.stage", "spikecim.report.stage"):
+    for mod in ("spikecim.analog.stage", "spikecim.hw.stage", "spikecim.pipeline.dt_stage", "spikecim.report.stage"):
         try:
             __import__(mod)
         except ModuleNotFoundError as e:

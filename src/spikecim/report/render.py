@@ -47,7 +47,7 @@ CONFIG_SUMMARY_KEYS = (
     "variants",
     "baseline",
 )
-_SECTION_MODULES = ("spikecim.analog.stage", "spikecim.hw.stage")
+_SECTION_MODULES = ("spikecim.analog.stage", "spikecim.hw.stage", "spikecim.pipeline.dt_stage")
 
 
 def write_report(run_dir: str | Path) -> Path:
