@@ -67,11 +67,21 @@ def run_cmd(
         help="Data set (data.name): digits, mnist, fashion-mnist, cifar10, cifar100, nmnist; files from data.root.",
     ),
     stages: str | None = typer.Option(
-        None, help="Comma-separated stages to run, of train, evaluate, trace, analog, hardware, report."
+        None,
+        help="Comma-separated stages to run, of train, evaluate, trace, analog, hardware, dt-sweep, report.",
+    ),
+    method: list[str] | None = typer.Option(
+        None,
+        "--method",
+        "-m",
+        metavar="NAME[:key=value,...]",
+        help="Add a variant: the first spiking variant with the method NAME (`spikecim list methods`) "
+        "and its options, named after the method, e.g. --method dt-snn:threshold=0.1 (repeatable).",
     ),
     fresh: bool = FRESH_OPT,
 ) -> None:
     """Train, evaluate, trace, cost and report: the whole pipeline. Resumes when run again."""
+    from spikecim.config import add_method_variants
     from spikecim.pipeline.run import run
 
     st = f"[{stages}]" if stages else None
@@ -87,6 +97,7 @@ def run_cmd(
             "stages": st,
         },
     )
+    cfg = add_method_variants(cfg, list(method or []))
     ctx = run(cfg, console=_rank_console(), fresh=fresh)
     _summary(ctx.metrics, cfg.run_dir)
 
@@ -250,10 +261,11 @@ def report_cmd(run_dir: Path = typer.Argument(..., help="A run folder (runs/<nam
 
 
 def list_cmd(
-    kind: str = typer.Argument("all", help="models | neurons | datasets | stages | surrogates | all"),
+    kind: str = typer.Argument("all", help="models | neurons | datasets | stages | surrogates | methods | all"),
 ) -> None:
-    """List what is registered: models, neurons, data sets, stages, surrogates."""
+    """List what is registered: models, neurons, data sets, stages, surrogates, methods."""
     from spikecim.data import list_datasets
+    from spikecim.methods import list_methods
     from spikecim.models import list_models
     from spikecim.nn import list_neurons
     from spikecim.nn.surrogate import SURROGATES
@@ -265,6 +277,7 @@ def list_cmd(
         "datasets": list_datasets(),
         "stages": list_stages(),
         "surrogates": list(SURROGATES),
+        "methods": list_methods(),
     }
     if kind != "all" and kind not in table:
         raise SpikecimError(f"list: unknown '{kind}', allowed: {', '.join(table)}, all")
@@ -298,6 +311,20 @@ def _rows(stage: str, res: dict):
 
         yield from summary_rows(res)
         return
+    if stage == "dt-sweep" and isinstance(res.get("variants"), dict):
+        for v, r in res["variants"].items():
+            best = r.get("at_static_accuracy")
+            text = f"static T = {r['timesteps']}: accuracy {_pct(r['static']['accuracy'])}; "
+            if best:
+                edp = best["saved"][r["arch"]]["edp_pj_ns"]
+                text += (
+                    f"θ = {best['threshold']:g}: {best['average_steps']:.2f} steps, accuracy "
+                    f"{_pct(best['accuracy'])}, EDP saved {_pct(edp)} on {r['arch']}"
+                )
+            else:
+                text += "no θ reaches the static accuracy"
+            yield v, text
+        return
     if stage == "analog" and isinstance(res.get("variants"), dict):
         n = res.get("n_seeds")
         for v, r in res["variants"].items():
@@ -328,7 +355,8 @@ def _rows(stage: str, res: dict):
         elif val and all(isinstance(x, dict) and "energy_pj" in x for x in val.values()):
             yield variant, ", ".join(f"{a}: {energy(x['energy_pj'], unit)} {unit}" for a, x in val.items())
         elif "accuracy" in val or "test_acc" in val:
-            yield variant, f"accuracy {_pct(val.get('accuracy', val.get('test_acc')))}"
+            steps = f", {val['average_steps']:.2f} steps on average" if "average_steps" in val else ""
+            yield variant, f"accuracy {_pct(val.get('accuracy', val.get('test_acc')))}{steps}"
         elif "mean" in val and "std" in val:
             n = len(val["accuracies"]) if isinstance(val.get("accuracies"), list) else None
             yield variant, f"accuracy {pct_spread(val['mean'], val['std'], n)}"
