@@ -93,7 +93,7 @@ def test_confidence_rule_stops_at_the_first_step_whose_top_probability_reaches_t
         def forward(self, x):
             return h
 
-    out, steps = DynamicTimesteps(Fixed(), "confidence", 0.85).eval().forward_with_exits(torch.zeros(3, 3))
+    out, _ = DynamicTimesteps(Fixed(), "confidence", 0.85).eval().forward_with_exits(torch.zeros(3, 3))
     # the mean over T of what it returns is each sample's output at its exit step
     assert out.mean(0)[0].tolist() == pytest.approx([ln9, 0.0])
     assert out.mean(0)[1].tolist() == pytest.approx([ln19, 0.0])
@@ -109,13 +109,8 @@ def test_dt_snn_method_wraps_the_model_and_trains_at_every_step_unless_the_varia
         apply_methods(_mlp(), [MethodConfig(name="dt-snn", theta=0.1)])
     with pytest.raises(SpikecimError, match=r"dt-snn.threshold: must be a number in \[0, 1\], got 2"):
         apply_methods(_mlp(), [MethodConfig(name="dt-snn", threshold=2)])
-    cfg = load_config(
-        None,
-        [
-            "variants=[{name: snn}, {name: dt, methods: [dt-snn]}, "
-            "{name: dt-mean, methods: [dt-snn], train: {loss: mean}}]"
-        ],
-    )
+    variants = "[{name: snn}, {name: dt, methods: [dt-snn]}, {name: dt-mean, methods: [dt-snn], train: {loss: mean}}]"
+    cfg = load_config(None, [f"variants={variants}"])
     assert [cfg.train_for(v).loss for v in cfg.variants] == ["mean", "per_step", "mean"]
 
 
