@@ -72,10 +72,13 @@ def evaluation_section(metrics: dict, run_dir: Path) -> str:
     evaluate = _variants(metrics.get("evaluate"))
     if not evaluate:
         return ""
-    out = html_table(
-        ["model", "test accuracy", "samples"],
-        [[v.upper(), pct(m.get("accuracy")), m.get("samples", MISSING)] for v, m in evaluate.items()],
-    )
+    headers = ["model", "test accuracy", "samples"]
+    rows = [[v.upper(), pct(m.get("accuracy")), m.get("samples", MISSING)] for v, m in evaluate.items()]
+    if any("average_steps" in m for m in evaluate.values()):  # early exit (DT-SNN)
+        headers.append("average timesteps")
+        for row, m in zip(rows, evaluate.values()):
+            row.append(f"{m['average_steps']:.2f}" if "average_steps" in m else MISSING)
+    out = html_table(headers, rows)
     rates = {v: m["spike_rates"] for v, m in evaluate.items() if m.get("spike_rates")}
     if rates:
         layers: list[str] = []
