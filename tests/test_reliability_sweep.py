@@ -464,7 +464,7 @@ def test_rram_with_zero_calibration_samples_is_refused(tmp_path, capsys):
 
 
 def test_crossbar_file_named_in_a_config_file_is_found_beside_it_from_another_folder(tmp_path, monkeypatch):
-    from spikecim.analog.stage import crossbar_config_for_run
+    from spikecim.pipeline.stage_analog import crossbar_config_for_run
     from spikecim.config import load_config
 
     (tmp_path / "configs").mkdir()

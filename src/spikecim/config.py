@@ -37,6 +37,7 @@ __all__ = [
     "RunConfig",
     "TrainConfig",
     "VariantConfig",
+    "add_method_variants",
     "apply_overrides",
     "load_config",
     "resolve_paths",
@@ -179,14 +180,12 @@ class _RunConfig(_Section):
         from spikecim.methods import list_methods
 
         for i, v in enumerate(self.variants):
-            _check_section(
-                NeuronConfig, {**self.model.neuron.model_dump(), **v.neuron}, f"variants.{i}.neuron."
-            )
-            _check_section(TrainConfig, {**self.train.model_dump(), **v.train}, f"variants.{i}.train.")
             for m in v.methods:
                 if m.name not in list_methods():
                     allowed = ", ".join(list_methods()) or "none registered"
                     raise ValueError(f"variants.{i}.methods: unknown method '{m.name}', allowed: {allowed}")
+            _check_section(NeuronConfig, {**self.model.neuron.model_dump(), **v.neuron}, f"variants.{i}.neuron.")
+            _check_section(TrainConfig, self._train_values(v), f"variants.{i}.train.")
         for v in self.hardware.variants or []:
             if v not in names:
                 raise ValueError(f"hardware.variants: unknown variant '{v}', allowed: {', '.join(names)}")
@@ -209,8 +208,14 @@ class _RunConfig(_Section):
         return NeuronConfig.model_validate({**self.model.neuron.model_dump(), **variant.neuron})
 
     def train_for(self, variant: VariantConfig) -> TrainConfig:
-        """The train section with the variant's training settings over it."""
-        return TrainConfig.model_validate({**self.train.model_dump(), **variant.train})
+        """The train section, the settings the variant's methods need over it (e.g. ``dt-snn``:
+        ``loss: per_step``), and the variant's own training settings over those."""
+        return TrainConfig.model_validate(self._train_values(variant))
+
+    def _train_values(self, variant: VariantConfig) -> dict[str, Any]:
+        from spikecim.methods import method_train_settings
+
+        return {**self.train.model_dump(), **method_train_settings(variant.methods), **variant.train}
 
     @model_validator(mode="before")
     @classmethod
@@ -328,6 +333,45 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
                 raise SpikecimError(f"--set: '{key}' does not name a field")
         node[parts[-1]] = _parse_value(value)
     return data
+
+
+def parse_method_spec(spec: str) -> dict[str, Any]:
+    """``NAME[:key=value,...]`` (values parsed as YAML) as a method mapping ``{name, **options}``."""
+    name, _, rest = spec.partition(":")
+    name = name.strip()
+    if not name:
+        raise SpikecimError(f"--method: expected NAME[:key=value,...], got '{spec}'")
+    out: dict[str, Any] = {"name": name}
+    for item in filter(None, (x.strip() for x in rest.split(","))):
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise SpikecimError(f"--method {name}: expected key=value, got '{item}'")
+        out[key.strip()] = _parse_value(value.strip())
+    return out
+
+
+def add_method_variants(cfg: RunConfig, specs: list[str]) -> RunConfig:
+    """``cfg`` with one more variant per ``NAME[:key=value,...]`` spec: the first spiking
+    variant's settings with that method added after its own, named after the method
+    (``dt-snn``; ``dt-snn-2`` for a second one of the same name)."""
+    if not specs:
+        return cfg
+    data = cfg.model_dump(mode="json")
+    first = next((v for v in data["variants"] if v["spiking"]), None)
+    if first is None:
+        raise SpikecimError("--method: the run has no spiking variant to add a method to")
+    names = {v["name"] for v in data["variants"]}
+    for spec in specs:
+        method = parse_method_spec(spec)
+        name, k = method["name"], 2
+        while name in names:
+            name, k = f"{method['name']}-{k}", k + 1
+        names.add(name)
+        data["variants"].append({**first, "name": name, "methods": [*first["methods"], method]})
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as e:
+        raise SpikecimError(one_line_validation_error(e, prefix="config.")) from None
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:

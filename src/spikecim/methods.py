@@ -9,31 +9,40 @@ timesteps, ...) is one function registered under a name::
 
 and a variant lists it in the run config (``methods: [{name: my-method, bits: 4}]``). The
 transforms run in the listed order when the run builds the variant's model, before training.
+An option the function does not take is refused with one line naming the allowed ones.
+
+A method may declare the training settings it needs (``register_method("dt-snn",
+train={"loss": "per_step"})``): they apply to every variant that lists it, under the
+variant's own ``train`` settings (:meth:`spikecim.config.RunConfig.train_for`).
 Modules that register the shipped methods are named in ``_BUILTIN_MODULES``
-(``shared-lif``: :mod:`spikecim.nn.shared_transform`).
+(``dt-snn``: :mod:`spikecim.nn.dynamic`; ``shared-lif``: :mod:`spikecim.nn.shared_transform`).
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable
 from importlib import import_module
 from typing import Any
 
 from spikecim.errors import SpikecimError
 
-__all__ = ["apply_methods", "get_method", "list_methods", "register_method"]
+__all__ = ["apply_methods", "get_method", "list_methods", "method_train_settings", "register_method"]
 
 MethodFn = Callable[..., Any]  # (model, **options) -> model
 
 _METHODS: dict[str, MethodFn] = {}
-_BUILTIN_MODULES: tuple[str, ...] = ("spikecim.nn.shared_transform",)
+_TRAIN: dict[str, dict[str, Any]] = {}
+_BUILTIN_MODULES: tuple[str, ...] = ("spikecim.nn.dynamic", "spikecim.nn.shared_transform")
 
 
-def register_method(name: str) -> Callable[[MethodFn], MethodFn]:
-    """Register ``fn(model, **options) -> model`` as the method ``name``."""
+def register_method(name: str, train: dict[str, Any] | None = None) -> Callable[[MethodFn], MethodFn]:
+    """Register ``fn(model, **options) -> model`` as the method ``name``; ``train`` holds the
+    training settings (fields of the run's ``train`` section) the method needs."""
 
     def deco(fn: MethodFn) -> MethodFn:
         _METHODS[name] = fn
+        _TRAIN[name] = dict(train or {})
         return fn
 
     return deco
@@ -57,8 +66,28 @@ def get_method(name: str) -> MethodFn:
     return _METHODS[name]
 
 
+def method_train_settings(methods: Iterable[Any]) -> dict[str, Any]:
+    """The training settings ``methods`` (:class:`~spikecim.variants.MethodConfig` items)
+    declare, a later method's over an earlier one's."""
+    out: dict[str, Any] = {}
+    for m in methods:
+        get_method(m.name)
+        out.update(_TRAIN.get(m.name, {}))
+    return out
+
+
 def apply_methods(model: Any, methods: Iterable[Any]) -> Any:
     """Apply ``methods`` (:class:`~spikecim.variants.MethodConfig` items) in order."""
     for m in methods:
-        model = get_method(m.name)(model, **m.options)
+        fn = get_method(m.name)
+        try:
+            inspect.signature(fn).bind(model, **m.options)
+        except TypeError:
+            allowed = [p for p in list(inspect.signature(fn).parameters)[1:]]
+            unknown = sorted(set(m.options) - set(allowed))
+            raise SpikecimError(
+                f"methods.{m.name}: unknown option '{unknown[0] if unknown else '?'}', "
+                f"allowed: {', '.join(allowed) or 'none'}"
+            ) from None
+        model = fn(model, **m.options)
     return model

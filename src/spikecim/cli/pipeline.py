@@ -69,11 +69,21 @@ def run_cmd(
         help="Data set (data.name): digits, mnist, fashion-mnist, cifar10, cifar100, nmnist; files from data.root.",
     ),
     stages: str | None = typer.Option(
-        None, help="Comma-separated stages to run, of train, evaluate, trace, analog, hardware, report."
+        None,
+        help="Comma-separated stages to run, of train, evaluate, trace, analog, hardware, dt-sweep, report.",
+    ),
+    method: list[str] | None = typer.Option(
+        None,
+        "--method",
+        "-m",
+        metavar="NAME[:key=value,...]",
+        help="Add a variant: the first spiking variant with the method NAME (`spikecim list methods`) "
+        "and its options, named after the method, e.g. --method dt-snn:threshold=0.1 (repeatable).",
     ),
     fresh: bool = FRESH_OPT,
 ) -> None:
     """Train, evaluate, trace, cost and report: the whole pipeline. Resumes when run again."""
+    from spikecim.config import add_method_variants
     from spikecim.pipeline.run import run
 
     st = f"[{stages}]" if stages else None
@@ -89,6 +99,7 @@ def run_cmd(
             "stages": st,
         },
     )
+    cfg = add_method_variants(cfg, list(method or []))
     ctx = run(cfg, console=_rank_console(), fresh=fresh)
     _summary(ctx.metrics, cfg.run_dir)
 
@@ -255,10 +266,11 @@ def report_cmd(run_dir: Path = typer.Argument(..., help="A run folder (runs/<nam
 
 
 def list_cmd(
-    kind: str = typer.Argument("all", help="models | neurons | datasets | stages | surrogates | all"),
+    kind: str = typer.Argument("all", help="models | neurons | datasets | stages | surrogates | methods | all"),
 ) -> None:
-    """List what is registered: models, neurons, data sets, stages, surrogates."""
+    """List what is registered: models, neurons, data sets, stages, surrogates, methods."""
     from spikecim.data import list_datasets
+    from spikecim.methods import list_methods
     from spikecim.models import list_models
     from spikecim.nn import list_neurons
     from spikecim.nn.surrogate import SURROGATES
@@ -270,6 +282,7 @@ def list_cmd(
         "datasets": list_datasets(),
         "stages": list_stages(),
         "surrogates": list(SURROGATES),
+        "methods": list_methods(),
     }
     if kind != "all" and kind not in table:
         raise SpikecimError(f"list: unknown '{kind}', allowed: {', '.join(table)}, all")

@@ -9,6 +9,7 @@ A table (see ``hw/tables/*.yaml``)::
     params:
       xbar_rows: 128            # source on the line
       e_mux_pj: 0.094245        # source on the line
+    exit_unit: exit-unit-45nm   # optional: the early-exit unit (hw/tables/units/), for DT-SNN
 
 Every constant's unit is in its key; values may be given in another unit of the same
 dimension (``e_mux_fj: 94.245``). ``params`` is validated by the estimator's ``Params``
@@ -43,6 +44,11 @@ class Architecture(Schema):
         None, gt=0, le=MAX_NODE_NM, description="technology node, (0, 1e4] nm"
     )
     params: dict[str, Any] = Field(default_factory=dict)
+    exit_unit: str = Field(
+        "exit-unit-45nm",
+        min_length=1,
+        description="the unit that runs an early-exit test (hw/tables/units name or YAML path)",
+    )
     source: str = Field("", description="file the table was read from")
     _parsed: Any = PrivateAttr(None)
 

@@ -17,6 +17,8 @@ def estimate(workload, arch: Architecture | str | Path, dense: bool = False) -> 
 
     ``dense=True`` ignores the traced activity (every input non-zero at every step): the
     upper bound. Estimators that are dense by construction (``spikesim``) ignore it.
+    A workload with an early-exit test (DT-SNN) gets one more row, ``exit-test``: the unit
+    named by the table's ``exit_unit`` (:mod:`spikecim.hw.exit_unit`).
     """
     arch = load_architecture(arch)
     est = get_estimator(arch.estimator)
@@ -41,6 +43,13 @@ def estimate(workload, arch: Architecture | str | Path, dense: bool = False) -> 
                 ops=dense_ops(layer),
             )
         )
+    notes = est.notes(workload, p, dense)
+    if workload.exit_test is not None:
+        rows.append(_exit_row(workload, arch, latency_modelled=any(r.latency_ns > 0 for r in rows)))
+        notes.append(
+            f"exit unit ({arch.exit_unit}): the {workload.exit_test.rule} test over "
+            f"{workload.exit_test.classes} classes after every step a sample runs but the last"
+        )
     return CostReport(
         estimator=est.name,
         architecture=arch.name,
@@ -51,5 +60,19 @@ def estimate(workload, arch: Architecture | str | Path, dense: bool = False) -> 
         layers=rows,
         shared_area_um2=est.shared_area_um2(costed, workload, p),
         extras=est.extras(costed, workload, p),
-        notes=est.notes(workload, p, dense),
+        notes=notes,
+    )
+
+
+def _exit_row(workload, arch: Architecture, latency_modelled: bool) -> LayerCost:
+    """The early-exit unit as a row of the report (:mod:`spikecim.hw.exit_unit`); its latency
+    counts only where the estimator models latency."""
+    from spikecim.hw.exit_unit import exit_test_cost, load_exit_unit
+
+    energy_pj, latency_ns = exit_test_cost(workload, load_exit_unit(arch.exit_unit))
+    return LayerCost(
+        name="exit-test",
+        kind="exit-test",
+        energy_pj={"exit_unit": energy_pj},
+        latency_ns=latency_ns if latency_modelled else 0.0,
     )

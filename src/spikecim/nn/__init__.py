@@ -8,6 +8,7 @@ by name: ``create_neuron("lif", beta=0.9)``, ``list_neurons()``.
 
 from spikecim.nn import functional, surrogate
 from spikecim.nn.container import Sequential, apply_folded, fold, unfold
+from spikecim.nn.dynamic import DynamicTimesteps
 from spikecim.nn.neurons import IF, LIF, Neuron, SynapticLIF, TemporalModule
 from spikecim.nn.registry import create_neuron, get_neuron, list_neurons, neuron_arguments, register_neuron
 from spikecim.nn.shared import MembraneCell, SharedLIF, SharedStage
@@ -15,6 +16,7 @@ from spikecim.nn.shared import MembraneCell, SharedLIF, SharedStage
 __all__ = [
     "IF",
     "LIF",
+    "DynamicTimesteps",
     "MembraneCell",
     "Neuron",
     "Sequential",

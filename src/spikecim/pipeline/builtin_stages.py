@@ -55,6 +55,13 @@ register_stage(
     result=f"{_RESULTS}:HardwareResult",
 )
 register_stage(
+    "dt-sweep",
+    "spikecim.pipeline.dt_stage:dt_sweep_stage",
+    requires=("train",),
+    description="dynamic timesteps: accuracy, average steps and EDP over a threshold sweep",
+    result=f"{_RESULTS}:DtSweepResult",
+)
+register_stage(
     "report",
     "spikecim.pipeline.stage_report:report_stage",
     description="write report.html and report.md",
@@ -62,4 +69,4 @@ register_stage(
     result=f"{_RESULTS}:ReportResult",
 )
 
-DEFAULT_STAGES = ["train", "evaluate", "trace", "analog", "hardware", "report"]
+DEFAULT_STAGES = ["train", "evaluate", "trace", "analog", "hardware", "dt-sweep", "report"]

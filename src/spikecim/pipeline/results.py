@@ -113,7 +113,8 @@ class EvaluateVariant(_Lenient):
     spike_rates: dict[str, float] = Field(default_factory=dict)
 
     def summary(self) -> str:
-        return f"accuracy {pct(self.accuracy)}"
+        steps = getattr(self, "average_steps", None)  # early exit (DT-SNN)
+        return f"accuracy {pct(self.accuracy)}" + (f", {steps:.2f} steps on average" if steps is not None else "")
 
 
 class EvaluateResult(_PerVariant[EvaluateVariant]):
@@ -300,3 +301,28 @@ class ReportResult(StageResult):
     html: str | None = None
     markdown: str | None = None
     plots: list[str] = Field(default_factory=list)
+
+
+# ---- dt-sweep -------------------------------------------------------------------------------
+class DtSweepResult(StageResult):
+    """``dt-sweep``: per early-exit variant the static network, the threshold sweep and the
+    lowest-EDP threshold at the static accuracy (:mod:`spikecim.pipeline.dt_stage`)."""
+
+    variants: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    files: dict[str, Any] = Field(default_factory=dict)
+
+    def summary_rows(self) -> list[tuple[str, str]]:
+        rows = []
+        for v, r in self.variants.items():
+            best = r.get("at_static_accuracy")
+            text = f"static T = {r['timesteps']}: accuracy {pct(r['static']['accuracy'])}; "
+            if best:
+                edp = best["saved"][r["arch"]]["edp_pj_ns"]
+                text += (
+                    f"θ = {best['threshold']:g}: {best['average_steps']:.2f} steps, accuracy "
+                    f"{pct(best['accuracy'])}, EDP saved {pct(edp)} on {r['arch']}"
+                )
+            else:
+                text += "no θ reaches the static accuracy"
+            rows.append((v, text))
+        return rows

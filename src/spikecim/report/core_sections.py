@@ -74,13 +74,14 @@ def evaluation_section(result: EvaluateResult | None, run_dir: Path) -> str:
     evaluate = result.variants if result is not None else {}
     if not evaluate:
         return ""
-    out = html_table(
-        ["model", "test accuracy", "samples"],
-        [
-            [v.upper(), pct(m.accuracy), MISSING if m.samples is None else m.samples]
-            for v, m in evaluate.items()
-        ],
-    )
+    headers = ["model", "test accuracy", "samples"]
+    rows = [[v.upper(), pct(m.accuracy), MISSING if m.samples is None else m.samples] for v, m in evaluate.items()]
+    steps = {v: getattr(m, "average_steps", None) for v, m in evaluate.items()}
+    if any(s is not None for s in steps.values()):  # early exit (DT-SNN)
+        headers.append("average timesteps")
+        for row, s in zip(rows, steps.values(), strict=True):
+            row.append(MISSING if s is None else f"{s:.2f}")
+    out = html_table(headers, rows)
     rates = {v: m.spike_rates for v, m in evaluate.items() if m.spike_rates}
     if rates:
         layers: list[str] = []

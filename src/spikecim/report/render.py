@@ -47,7 +47,11 @@ CONFIG_SUMMARY_KEYS = (
     "variants",
     "baseline",
 )
-_SECTION_MODULES = ("spikecim.pipeline.stage_analog", "spikecim.pipeline.stage_hardware")
+_SECTION_MODULES = (
+    "spikecim.pipeline.stage_analog",
+    "spikecim.pipeline.stage_hardware",
+    "spikecim.pipeline.dt_stage",
+)
 
 
 def write_report(run_dir: str | Path) -> Path:

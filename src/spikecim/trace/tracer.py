@@ -15,6 +15,16 @@ A bare ``torch.matmul`` / ``@`` / ``torch.bmm`` of two
 activations in a forward is captured too (:mod:`spikecim.trace.bare_matmul`) and recorded
 like the ``MatMul`` module, right after the operator that ran before it.
 
+Early exit (:class:`~spikecim.nn.DynamicTimesteps`): a sample that stopped after step e costs
+nothing at later steps. The wrapped model computes all T steps, so the tracer counts each
+batch's activity per step and per sample, then keeps only the (step, sample) pairs still
+running. The convention: ``running_per_step[t]`` is the fraction of the traced samples that
+run step t, and every per-step activity (``in_nonzero_per_step``, ``acs_per_step``,
+``out_spikes_per_step``) is the mean over the samples that run step t (0 where none does).
+A per-sample total is then Σ_t running_per_step[t]·activity[t], the weighting every estimator
+applies. ``in_nonzero_per_sample`` holds 0 at the steps a sample did not run. Without early
+exit every sample runs every step and ``running_per_step`` is 1.0 throughout.
+
 The time/batch layout of each call is read explicitly, never guessed from element counts:
 
 - inside ``with at_step(t)`` (:mod:`spikecim.trace.steps`; recurrent graphs run so) the call
@@ -36,10 +46,11 @@ from torch import nn
 
 from spikecim import ops
 from spikecim.errors import SpikecimError
+from spikecim.nn.dynamic import DynamicTimesteps
 from spikecim.ops._bits import dtype_bits
 from spikecim.trace.bare_matmul import MatMulCapture
 from spikecim.trace.steps import REST, current_step
-from spikecim.trace.workload import ENTRY_KINDS, SCHEMA_VERSION, OpWorkload, Workload
+from spikecim.trace.workload import ENTRY_KINDS, SCHEMA_VERSION, ExitTest, OpWorkload, Workload
 
 __all__ = ["accumulates", "trace"]
 
@@ -71,7 +82,7 @@ class _Record:
     nonzero: list[float] = field(default_factory=list)
     acs: list[float] = field(default_factory=list)
     per_sample: list[list[float]] | None = None  # [sample][step]
-    batch_rows: list[list[float]] | None = None  # this batch's rows of per_sample
+    batch: dict[str, torch.Tensor] = field(default_factory=dict)  # this batch's [T, B] counts
     binary: list[bool] = field(default_factory=list)  # per activation input: all values 0/1
     neuron: str | None = None
     neuron_group: str | None = None
@@ -176,11 +187,8 @@ def trace(
             if rec.binary[i] and not bool(((x == 0) | (x == 1)).all()):
                 rec.binary[i] = False
         for j, t in enumerate(layout.steps):
-            rec.nonzero[t] += float(nnz[j].sum())
-            rec.acs[t] += float(acs[j].sum())
-            if rec.batch_rows is not None:
-                for b in range(B):
-                    rec.batch_rows[b][t] += float(nnz[j, b])
+            rec.batch["nonzero"][t] += nnz[j].cpu()
+            rec.batch["acs"][t] += acs[j].cpu()
 
     def on_neuron(mod, args, out):
         recs = neuron_of[id(mod)]
@@ -195,9 +203,9 @@ def trace(
         layout = _layout(spikes, batch["T"], batch["B"], None, k // len(recs), f"neuron after '{rec.name}'")
         if layout is None:
             return
-        counts = (layout.view(spikes, batch["B"]) != 0).flatten(2).sum(2).sum(1).to(torch.float64)
+        counts = (layout.view(spikes, batch["B"]) != 0).flatten(2).sum(2).to(torch.float64)
         for j, t in enumerate(layout.steps):
-            rec.out_spikes[t] += float(counts[j])
+            rec.batch["spikes"][t] += counts[j].cpu()
 
     def on_pool(mod, args, out, rec: _Record):
         out = _first(out)
@@ -224,35 +232,43 @@ def trace(
     capture = MatMulCapture(model, on_matmul)
     hooks += capture.hooks(rec.module for rec in records)  # after the operators' hooks
 
-    samples, steps, sample_shape = 0, None, None
+    exits = model if isinstance(model, DynamicTimesteps) else None
+    samples, steps, sample_shape, classes = 0, None, None, 0
+    running: torch.Tensor | None = None  # per step: samples that ran it
     try:
         for x in inputs:
             if steps is None:
                 steps, sample_shape = x.shape[0], list(x.shape[2:])
+                running = torch.zeros(steps, dtype=torch.float64)
                 for rec in records:
                     _start(rec, steps, spiking, per_sample, 0, x.shape[1])
             elif x.shape[0] != steps:
                 raise SpikecimError(f"trace: every batch needs {steps} steps, got {x.shape[0]}")
-            batch["T"], batch["B"] = x.shape[0], x.shape[1]
+            T, B = batch["T"], batch["B"] = x.shape[0], x.shape[1]
             neuron_calls.clear()
             for rec in [*records, *captured.values()]:
                 rec.calls = 0
-                rec.batch_rows = [[0.0] * steps for _ in range(x.shape[1])] if per_sample else None
+                rec.batch = _zeros(rec, T, B)
             capture.new_batch()
             with capture:
-                model(x)
-            for rec in [*records, *captured.values()]:
-                if rec.per_sample is not None and rec.calls:
-                    rec.per_sample.extend(rec.batch_rows)
-            samples += x.shape[1]
+                if exits is not None:
+                    out, ran = exits.forward_with_exits(x)
+                    ran_mask = torch.arange(T).view(T, 1) < ran.cpu().view(1, B)
+                    classes = out.shape[-1]
+                else:
+                    model(x)
+                    ran_mask = torch.ones(T, B, dtype=torch.bool)
+            _add_batch([*records, *captured.values()], ran_mask.to(torch.float64))
+            running += ran_mask.sum(1).to(torch.float64)
+            samples += B
     finally:
         for h in hooks:
             h.remove()
         model.train(was_training)
-    if steps is None:
+    if steps is None or running is None:
         raise ValueError("trace: no input batches were given")
     layers = [
-        _entry(rec, steps, samples, weight_bits, input_bits)
+        _entry(rec, steps, running.tolist(), weight_bits, input_bits)
         for rec in _in_order(records, list(captured.values()))
         if rec.in_shapes is not None
     ]
@@ -266,7 +282,8 @@ def trace(
         samples=samples,
         dataset=dataset,
         input_shape=sample_shape or [],
-        running_per_step=[1.0] * steps,
+        running_per_step=[float(n) / max(1, samples) for n in running],
+        exit_test=ExitTest(rule=exits.rule, threshold=exits.threshold, classes=classes) if exits else None,
         layers=layers,
     )
 
@@ -276,7 +293,28 @@ def _start(rec: _Record, steps: int, spiking: bool, per_sample: bool, samples: i
     rec.nonzero, rec.acs = [0.0] * steps, [0.0] * steps
     rec.out_spikes = [0.0] * steps if rec.neuron and spiking else None
     rec.per_sample = [[0.0] * steps for _ in range(samples)] if per_sample else None
-    rec.batch_rows = [[0.0] * steps for _ in range(batch)] if per_sample else None
+    rec.batch = _zeros(rec, steps, batch)
+
+
+def _zeros(rec: _Record, steps: int, batch: int) -> dict[str, torch.Tensor]:
+    """Empty per-(step, sample) counters of one batch for a record."""
+    keys = ("nonzero", "acs", "spikes") if rec.out_spikes is not None else ("nonzero", "acs")
+    return {k: torch.zeros(steps, batch, dtype=torch.float64) for k in keys}
+
+
+def _add_batch(records: list[_Record], ran: torch.Tensor) -> None:
+    """Add one batch's per-(step, sample) counts of each record, kept where ``ran[T, B]`` is 1."""
+    for rec in records:
+        if not rec.calls:
+            continue
+        kept = {k: v * ran for k, v in rec.batch.items()}
+        for t in range(ran.shape[0]):
+            rec.nonzero[t] += float(kept["nonzero"][t].sum())
+            rec.acs[t] += float(kept["acs"][t].sum())
+            if rec.out_spikes is not None:
+                rec.out_spikes[t] += float(kept["spikes"][t].sum())
+        if rec.per_sample is not None:
+            rec.per_sample.extend(kept["nonzero"].T.tolist())
 
 
 def _check_operands(xs: tuple[torch.Tensor, ...], layout: _Layout, what: str) -> None:
@@ -351,7 +389,9 @@ def _walk(model: nn.Module) -> tuple[list[_Record], dict[int, list[_Record]], di
     return records, neuron_of, pool_of
 
 
-def _entry(rec: _Record, steps: int, samples: int, weight_bits: int | None, input_bits: int) -> OpWorkload:
+def _entry(rec: _Record, steps: int, running: list[float], weight_bits: int | None, input_bits: int) -> OpWorkload:
+    """The Workload entry of one record; ``running[t]`` samples ran step t (the divisor of
+    every per-step mean)."""
     m, op = rec.module, rec.op
     fields = op.describe(m, rec.in_shapes, rec.out_shape)
     for name, operand in fields["operands"].items():
@@ -361,7 +401,10 @@ def _entry(rec: _Record, steps: int, samples: int, weight_bits: int | None, inpu
             idx = getattr(op, "dynamic_inputs", {}).get(name)
             binary = idx is not None and rec.binary[idx]
             operand["bits"] = 1 if binary else input_bits
-    n = max(1, samples)
+
+    def per_running(values: list[float]) -> list[float]:
+        return [v / n if n else 0.0 for v, n in zip(values, running, strict=True)]
+
     pooled = rec.pooled_hw if rec.pooled_hw and rec.pooled_hw != (0, 0) else None
     if pooled is not None and op.kind in ("conv1d", "conv2d"):
         fields["pooled_out_hw"] = pooled
@@ -376,9 +419,9 @@ def _entry(rec: _Record, steps: int, samples: int, weight_bits: int | None, inpu
         neuron_kind=rec.neuron,
         membrane_bits=rec.membrane_bits or 32,
         neuron_group=rec.neuron_group,
-        in_nonzero_per_step=[v / n for v in rec.nonzero],
-        acs_per_step=[v / n for v in rec.acs],
-        out_spikes_per_step=[v / n for v in rec.out_spikes] if rec.out_spikes is not None else None,
+        in_nonzero_per_step=per_running(rec.nonzero),
+        acs_per_step=per_running(rec.acs),
+        out_spikes_per_step=per_running(rec.out_spikes) if rec.out_spikes is not None else None,
         in_nonzero_per_sample=rec.per_sample,
         **fields,
     )

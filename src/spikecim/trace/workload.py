@@ -26,7 +26,11 @@ One entry per operator, tagged by ``kind`` and dispatched by it to one class per
   ``in_nonzero_per_sample[s][t]`` per traced sample (``trace(..., per_sample=True)``).
 
 The workload holds ``running_per_step[t]``: the fraction of samples still running at step
-t (early exit; ``None`` means 1.0 at every step).
+t (early exit; ``None`` means 1.0 at every step). With early exit every per-step activity is
+the mean over the samples that run step t, so a sample's expected work is
+Σ_t running_per_step[t]·activity[t] (what :meth:`Workload.metrics` and every estimator
+compute). ``exit_test`` describes the test that decides the exits (its rule and the K classes
+it runs over), which the cost side charges once per running sample per step.
 
 Validation (a reliability requirement; a bad file is one line naming the layer and the
 field): every number finite; fractions in [0, 1]; non-zero inputs ≤ inputs, accumulates ≤
@@ -55,6 +59,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Conv1dWorkload",
     "Conv2dWorkload",
+    "ExitTest",
     "LayerWorkload",
     "LinearWorkload",
     "MatMulWorkload",
@@ -355,6 +360,17 @@ class MatMulWorkload(_NoWindow, OpWorkload):
         return self.batch * self.m * self.n
 
 
+class ExitTest(_Strict):
+    """The early-exit test run after every step a sample runs but the last (DT-SNN:
+    docs/references.md#dt-snn): over the K output classes, stop when the normalised entropy of
+    softmax(mean logits) is below ``threshold`` (``entropy``) or its top probability reaches it
+    (``confidence``)."""
+
+    rule: Literal["entropy", "confidence"]
+    threshold: float = Field(ge=0.0, le=1.0)
+    classes: int = Field(ge=2, le=_MAX, description="K, the classes the test runs over")
+
+
 ENTRY_KINDS: dict[str, type[OpWorkload]] = {}
 
 
@@ -462,6 +478,7 @@ class Workload(_Strict):
     running_per_step: list[Annotated[float, Field(ge=0.0, le=1.0)]] | None = Field(
         None, description="per step: fraction of samples still running (None: 1.0 at every step)"
     )
+    exit_test: ExitTest | None = Field(None, description="the early-exit test (None: no early exit)")
     layers: list[SerializeAsAny[OpWorkload]]
 
     @model_validator(mode="before")
@@ -509,12 +526,13 @@ class Workload(_Strict):
 
     # ---- NeuroBench-style metrics ---------------------------------------------------
     def metrics(self) -> dict[str, float]:
-        """Per-sample totals over all steps: dense MACs, effective ACs, sparsity, footprint.
-        Membrane memory: one state per neuron at its recorded bits, a shared group once."""
-        dense = sum(layer.total_macs for layer in self.layers)
-        acs = sum(layer.total_acs for layer in self.layers)
-        inputs = sum(layer.in_size * layer.timesteps for layer in self.layers)
-        nonzero = sum(sum(layer.in_nonzero_per_step) for layer in self.layers)
+        """Per-sample totals over the steps run: dense MACs, effective ACs, sparsity, footprint
+        (step t weighted by ``running(t)``). Membrane memory: one state per neuron at its
+        recorded bits, a shared group once."""
+        dense = sum(layer.macs * self.steps_run(layer) for layer in self.layers)
+        acs = sum(self._run_sum(layer.acs_per_step) for layer in self.layers)
+        inputs = sum(layer.in_size * self.steps_run(layer) for layer in self.layers)
+        nonzero = sum(self._run_sum(layer.in_nonzero_per_step) for layer in self.layers)
         params = sum(layer.params for layer in self.layers)
         weight_bytes = sum(layer.params * layer.weight_bits / 8 for layer in self.layers)
         states = self.membrane_states()
@@ -530,6 +548,9 @@ class Workload(_Strict):
             "footprint_bytes": float(weight_bytes + membrane_bytes),
             "neurons": float(neurons),
         }
+
+    def _run_sum(self, per_step: list[float]) -> float:
+        return float(sum(self.running(t) * v for t, v in enumerate(per_step)))
 
     def membrane_states(self) -> dict[str, tuple[int, int]]:
         """(neurons, bits) of each stored membrane: one per spiking operator, or one per

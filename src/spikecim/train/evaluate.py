@@ -9,6 +9,12 @@ generator seeded once per evaluation, never from torch's global generator.
 ``spike_rates`` maps each neuron layer to its mean activity per neuron per step: the firing
 rate for a spiking neuron, the share of non-zero outputs for a ReLU of an ANN twin (the
 activity an event-driven accelerator would see).
+
+A model that stops samples early (:class:`~spikecim.nn.DynamicTimesteps`) also gets
+``average_steps``, ``running_per_step[t]`` (the fraction of samples still running at step t),
+``exits_per_step[t]`` (the fraction that stop after step t) and ``exit_steps`` (each sample's
+steps, in the order of ``x``). Its ``spike_rates`` count all T steps the wrapped model
+computes; the cost side counts only the samples still running (:func:`spikecim.trace.trace`).
 """
 
 from __future__ import annotations
@@ -20,9 +26,10 @@ import torch
 from torch import nn
 
 from spikecim.nn import TemporalModule
+from spikecim.nn.dynamic import DynamicTimesteps
 from spikecim.train.batches import iterate_batches, to_model_input
 
-__all__ = ["ModelInput", "activity_modules", "evaluate", "predict"]
+__all__ = ["ModelInput", "activity_modules", "evaluate", "exit_statistics", "predict"]
 
 
 @dataclass(frozen=True)
@@ -116,16 +123,40 @@ def evaluate(
         hooks.append(m.register_forward_hook(hook))
     gen = torch.Generator().manual_seed(seed)
     correct = 0
+    runner = forward or model
+    steps: list[torch.Tensor] = []
     try:
         for xb, yb in iterate_batches(x, y, batch_size):
-            logits = inputs.decode((forward or model)(inputs.encode(xb, gen).to(device)))
+            xe = inputs.encode(xb, gen).to(device)
+            if isinstance(runner, DynamicTimesteps):
+                out, ran = runner.forward_with_exits(xe)
+                steps.append(ran.cpu())
+            else:
+                out = runner(xe)
+            logits = inputs.decode(out)
             correct += int((logits.argmax(-1).cpu() == yb).sum())
     finally:
         for h in hooks:
             h.remove()
         model.train(was_training)
-    return {
+    result = {
         "accuracy": correct / max(1, len(y)),
         "samples": len(y),
         "spike_rates": {k: sums[k] / counts[k] for k in sums if counts[k]},
+    }
+    if steps:
+        result.update(exit_statistics(torch.cat(steps), int(inputs.timesteps or 1)))
+    return result
+
+
+def exit_statistics(steps: torch.Tensor, timesteps: int) -> dict:
+    """``average_steps``, ``running_per_step``, ``exits_per_step`` and ``exit_steps`` of the
+    steps each sample ran (``steps[N]`` in 1..T)."""
+    n = max(1, len(steps))
+    t = torch.arange(1, timesteps + 1)
+    return {
+        "average_steps": float(steps.double().mean()) if len(steps) else 0.0,
+        "running_per_step": [float((steps >= k).sum()) / n for k in t],
+        "exits_per_step": [float((steps == k).sum()) / n for k in t],
+        "exit_steps": [int(s) for s in steps],
     }
