@@ -23,6 +23,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+from spikecim.pipeline.results import result_json
 from spikecim.report.fmt import pct
 from spikecim.report.sections import embed_png, html_table, register_section
 
@@ -151,8 +152,8 @@ def _reference(ctx, variant: str) -> dict | None:
     t = cfg.timesteps_for(cfg.variant(variant))
     for v in cfg.variants:
         if v.spiking and cfg.timesteps_for(v) == t and all(m.name != "dt-snn" for m in v.methods):
-            ev = (ctx.metrics.get("evaluate") or {}).get(v.name)
-            hw = ((ctx.metrics.get("hardware") or {}).get("variants") or {}).get(v.name)
+            ev = (result_json(ctx.metrics.get("evaluate")) or {}).get(v.name)
+            hw = ((result_json(ctx.metrics.get("hardware")) or {}).get("variants") or {}).get(v.name)
             if not ev:
                 return None
             return {
@@ -214,9 +215,9 @@ def _plot(results: dict, path: Path) -> Path:
     return save_figure(fig, path)
 
 
-@register_section("dt-sweep", "Dynamic timesteps (DT-SNN)", order=55)
-def dt_section(metrics: dict, run_dir: Path) -> str:
-    m = metrics.get("dt-sweep")
+@register_section("dt-sweep", "Dynamic timesteps (DT-SNN)", order=55, stage="dt-sweep")
+def dt_section(result, run_dir: Path) -> str:
+    m = result_json(result)
     if not isinstance(m, dict) or not m.get("variants"):
         return ""
     parts = [
