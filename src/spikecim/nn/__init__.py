@@ -9,6 +9,7 @@ by name: ``create_neuron("lif", beta=0.9)``, ``list_neurons()``.
 from spikecim.nn import functional, surrogate
 from spikecim.nn.container import Sequential, apply_folded, fold, unfold
 from spikecim.nn.neurons import IF, LIF, Neuron, SynapticLIF, TemporalModule
+from spikecim.nn.tt import TTConv2d
 from spikecim.nn.registry import create_neuron, get_neuron, list_neurons, neuron_arguments, register_neuron
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "Neuron",
     "Sequential",
     "SynapticLIF",
+    "TTConv2d",
     "TemporalModule",
     "apply_folded",
     "create_neuron",
