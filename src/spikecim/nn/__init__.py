@@ -9,8 +9,8 @@ by name: ``create_neuron("lif", beta=0.9)``, ``list_neurons()``.
 from spikecim.nn import functional, surrogate
 from spikecim.nn.container import Sequential, apply_folded, fold, unfold
 from spikecim.nn.neurons import IF, LIF, Neuron, SynapticLIF, TemporalModule
-from spikecim.nn.tt import TTConv2d
 from spikecim.nn.registry import create_neuron, get_neuron, list_neurons, neuron_arguments, register_neuron
+from spikecim.nn.tt import TTConv2d
 
 __all__ = [
     "IF",

@@ -76,7 +76,7 @@ def tt_svd(weight: torch.Tensor, rank: int) -> tuple[torch.Tensor, ...]:
         raise SpikecimError(f"tt_svd: weight must be [C_out, C_in, kh, kw], got shape {list(weight.shape)}")
     if int(rank) < 1:
         raise SpikecimError(f"tt_svd: rank must be an integer >= 1, got {rank}")
-    c_out, c_in, kh, kw = weight.shape
+    _, c_in, kh, kw = weight.shape
     w = weight.detach().to(torch.float64).permute(1, 2, 3, 0)  # [C_in, kh, kw, C_out]
     cores = []
     left, rest = 1, w
@@ -139,13 +139,15 @@ class TTConv2d(TemporalModule):
         self.kernel_size, self.stride, self.padding = (kh, kw), (sh, sw), (ph, pw)
         # the centre of the dense window minus the padding: where a 1-wide core reads
         self._centre = ((kh - 1) // 2 - ph, (kw - 1) // 2 - pw)
+        # (kernel, stride, padding) of g2 and g3
         if mode == "stt":
-            mid = dict(g2=((kh, 1), (sh, 1), (ph, 0)), g3=((1, kw), (1, sw), (0, pw)))
+            g2, g3 = ((kh, 1), (sh, 1), (ph, 0)), ((1, kw), (1, sw), (0, pw))
         else:
-            mid = dict(g2=((kh, 1), (sh, sw), (ph, -self._centre[1])), g3=((1, kw), (sh, sw), (-self._centre[0], pw)))
+            g2 = ((kh, 1), (sh, sw), (ph, -self._centre[1]))
+            g3 = ((1, kw), (sh, sw), (-self._centre[0], pw))
         self.g1 = nn.Conv2d(in_channels, rank, 1, bias=False)
-        self.g2 = nn.Conv2d(rank, rank, *mid["g2"], bias=False)
-        self.g3 = nn.Conv2d(rank, rank, *mid["g3"], bias=False)
+        self.g2 = nn.Conv2d(rank, rank, *g2, bias=False)
+        self.g3 = nn.Conv2d(rank, rank, *g3, bias=False)
         self.g4 = nn.Conv2d(rank, out_channels, 1, bias=bias)
 
     @classmethod

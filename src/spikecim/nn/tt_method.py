@@ -44,7 +44,9 @@ class TTOptions(Schema):
     rank: int = Field(gt=0, le=65536, description="TT rank of every core")
     mode: Literal["stt", "ptt", "htt"] = Field("stt", description="sequential, parallel or hybrid cores")
     from_trained: bool = Field(False, description="start the cores from the TT-SVD of the weights")
-    weights: str | None = Field(None, min_length=1, description="dense model weights (safetensors) to decompose")
+    weights: str | None = Field(
+        None, min_length=1, description="dense model weights (safetensors) to decompose"
+    )
     first: bool = Field(False, description="replace the model's first convolution too")
 
 
