@@ -464,8 +464,8 @@ def test_rram_with_zero_calibration_samples_is_refused(tmp_path, capsys):
 
 
 def test_crossbar_file_named_in_a_config_file_is_found_beside_it_from_another_folder(tmp_path, monkeypatch):
-    from spikecim.pipeline.stage_analog import crossbar_config_for_run
     from spikecim.config import load_config
+    from spikecim.pipeline.stage_analog import crossbar_config_for_run
 
     (tmp_path / "configs").mkdir()
     (tmp_path / "configs" / "my_xbar.yaml").write_text("preset: ideal\ntile_rows: 48\n")

@@ -15,7 +15,8 @@ A method may declare the training settings it needs (``register_method("dt-snn",
 train={"loss": "per_step"})``): they apply to every variant that lists it, under the
 variant's own ``train`` settings (:meth:`spikecim.config.RunConfig.train_for`).
 Modules that register the shipped methods are named in ``_BUILTIN_MODULES``
-(``dt-snn``: :mod:`spikecim.nn.dynamic`; ``shared-lif``: :mod:`spikecim.nn.shared_transform`).
+(``dt-snn``: :mod:`spikecim.nn.dynamic`; ``shared-lif``: :mod:`spikecim.nn.shared_transform`;
+``tt``: :mod:`spikecim.nn.tt_method`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,11 @@ MethodFn = Callable[..., Any]  # (model, **options) -> model
 
 _METHODS: dict[str, MethodFn] = {}
 _TRAIN: dict[str, dict[str, Any]] = {}
-_BUILTIN_MODULES: tuple[str, ...] = ("spikecim.nn.dynamic", "spikecim.nn.shared_transform")
+_BUILTIN_MODULES: tuple[str, ...] = (
+    "spikecim.nn.dynamic",
+    "spikecim.nn.shared_transform",
+    "spikecim.nn.tt_method",
+)
 
 
 def register_method(name: str, train: dict[str, Any] | None = None) -> Callable[[MethodFn], MethodFn]:

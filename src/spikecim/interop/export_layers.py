@@ -22,7 +22,7 @@ from torch import nn
 from spikecim.errors import SpikecimError
 from spikecim.interop import modules as M
 from spikecim.models._resnet import BasicBlock
-from spikecim.nn import LIF, SynapticLIF
+from spikecim.nn import LIF, SynapticLIF, TTConv2d
 
 __all__ = ["LEAVES", "as_numpy", "full"]
 
@@ -119,6 +119,56 @@ def _residual(w, m, name: str, prev):
         entries = entries + s_in
         w.edges += [(s_out, i) for i in a2_in]
     return entries, a2
+
+
+def _tt_conv(w, m: TTConv2d, name: str, prev):
+    """Tensor-train cores as Conv2d nodes: stt g1 -> g2 -> g3 -> g4; ptt g1 -> (g2, g3) -> g4
+    with g4's weight halved (NIR sums a node's inputs: g4((a + b)/2) = (g4/2)(a + b) + bias).
+    The last core takes the layer's own name, so a BatchNorm after it folds into it.
+
+    NIR 1.0's Conv2d computes its output shape with the kernel height on both axes
+    (``nir/ir/conv.py``), so the k x 1 and 1 x k cores are written as k x k kernels that are
+    zero outside their centre column (row), padded by (k-1)/2 more on that axis: the same
+    function, with k times the weight entries. Even windows have no centre and are refused."""
+    if m.mode == "htt":
+        raise SpikecimError(
+            f"layer '{name}' (TTConv2d): mode htt switches cores by step, which NIR cannot express; "
+            "export a model with mode stt or ptt"
+        )
+    names = {"g1": f"{name}.g1", "g2": f"{name}.g2", "g3": f"{name}.g3", "g4": name}
+    ends = {core: w.emit(getattr(m, core), n, prev) for core, n in names.items()}
+    feeds = (
+        [("g1", "g2"), ("g2", "g3"), ("g3", "g4")]
+        if m.mode == "stt"
+        else [("g1", "g2"), ("g1", "g3"), ("g2", "g4"), ("g3", "g4")]
+    )
+    w.edges += [(ends[a][1], i) for a, b in feeds for i in ends[b][0]]
+    if m.mode == "ptt":
+        w.nodes[name].weight = np.asarray(w.nodes[name].weight) / 2
+    for core, axis in (("g2", 1), ("g3", 0)):
+        w.nodes[names[core]] = _square(w.nodes[names[core]], axis, f"{name}.{core}")
+    return ends["g1"][0], ends["g4"][1]
+
+
+def _square(node: nir.Conv2d, axis: int, name: str) -> nir.Conv2d:
+    """A conv node with a width-1 window on ``axis`` (0: height, 1: width) as a k x k window
+    that is zero off its centre line (see :func:`_tt_conv`)."""
+    weight = np.asarray(node.weight)
+    k = weight.shape[2 + (1 - axis)]
+    if k % 2 == 0:
+        raise SpikecimError(f"layer '{name}' (TTConv2d): an even {k}-wide window has no NIR equivalent")
+    square = np.zeros((*weight.shape[:2], k, k))
+    centre = (k - 1) // 2
+    if axis == 1:
+        square[:, :, :, centre] = weight[:, :, :, 0]
+    else:
+        square[:, :, centre, :] = weight[:, :, 0, :]
+    padding = np.array(node.padding, dtype=int)
+    padding[axis] += centre
+    return nir.Conv2d(
+        input_shape=node.input_shape, weight=square, stride=node.stride, padding=tuple(int(p) for p in padding),
+        dilation=node.dilation, groups=node.groups, bias=node.bias,
+    )  # fmt: skip
 
 
 def _maxpool(w, m: nn.MaxPool2d, name: str, prev):
@@ -255,4 +305,5 @@ LEAVES: list[tuple[type, Callable]] = [
     (M.Threshold, _threshold),
     (M.Delay, _delay),
     (BasicBlock, _residual),
+    (TTConv2d, _tt_conv),
 ]

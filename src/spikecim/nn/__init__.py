@@ -12,6 +12,7 @@ from spikecim.nn.dynamic import DynamicTimesteps
 from spikecim.nn.neurons import IF, LIF, Neuron, SynapticLIF, TemporalModule
 from spikecim.nn.registry import create_neuron, get_neuron, list_neurons, neuron_arguments, register_neuron
 from spikecim.nn.shared import MembraneCell, SharedLIF, SharedStage
+from spikecim.nn.tt import TTConv2d
 
 __all__ = [
     "IF",
@@ -23,6 +24,7 @@ __all__ = [
     "SharedLIF",
     "SharedStage",
     "SynapticLIF",
+    "TTConv2d",
     "TemporalModule",
     "apply_folded",
     "create_neuron",
