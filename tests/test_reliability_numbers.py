@@ -203,7 +203,12 @@ def test_every_input_schema_and_numeric_field_is_enumerated():
     schemas = {c for c in subclasses(Schema) if c.__module__.startswith("spikecim.")}
     missing = {c.__name__ for c in schemas if c not in REACHED and not c.__subclasses__()}  # bases aside
     assert not missing
-    outputs = {spikecim.hw.cost.__name__, spikecim.trace.workload.__name__, spikecim.train.checkpoint.__name__}
+    outputs = {
+        spikecim.hw.cost.__name__,
+        spikecim.trace.workload.__name__,
+        spikecim.train.checkpoint.__name__,
+        "spikecim.pipeline.results",  # stage results: outputs
+    }
     plain = {
         c.__qualname__
         for c in subclasses(BaseModel)
