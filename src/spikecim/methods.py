@@ -9,7 +9,8 @@ timesteps, ...) is one function registered under a name::
 
 and a variant lists it in the run config (``methods: [{name: my-method, bits: 4}]``). The
 transforms run in the listed order when the run builds the variant's model, before training.
-No method ships yet; modules that register some are named in ``_BUILTIN_MODULES``.
+Modules that register methods are named in ``_BUILTIN_MODULES`` (``mint``, ``weight-qat``, ``squat``:
+:mod:`spikecim.quant.transforms`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ __all__ = ["apply_methods", "get_method", "list_methods", "register_method"]
 MethodFn = Callable[..., Any]  # (model, **options) -> model
 
 _METHODS: dict[str, MethodFn] = {}
-_BUILTIN_MODULES: tuple[str, ...] = ()
+_BUILTIN_MODULES: tuple[str, ...] = ("spikecim.quant.transforms",)
 
 
 def register_method(name: str) -> Callable[[MethodFn], MethodFn]:
