@@ -73,7 +73,7 @@ def state_levels(
 def snap(x: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
     """Each entry of ``x`` replaced by its nearest level (``levels`` ascending), the lowest
     index on a tie in |level − x|; straight-through gradient."""
-    return x + (_nearest(x.detach(), levels.to(x.device, x.dtype)) - x).detach()
+    return _nearest(x.detach(), levels.to(x.device, x.dtype)) + (x - x.detach())  # exact levels, gradient 1
 
 
 class StateQuantizer:

@@ -135,7 +135,7 @@ def mint(model: nn.Module, bits: int = 2, integer: bool = False) -> nn.Module:
         if getattr(neuron, "reset_delay", False):
             raise SpikecimError(
                 "mint: needs the same-step reset (MINT quantises the membrane stored after the reset); "
-                "set the neuron's reset_delay: false"
+                "set model.neuron.reset_delay: false (or the variant's neuron)"
             )
     if integer:
         _drop_batchnorm(model, {id(layer) for _, layer, _ in chosen})
