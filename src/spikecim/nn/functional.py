@@ -56,8 +56,8 @@ the params, applied at one point of the same body (``quantize_after``):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Literal, NamedTuple, TypeVar
 
 import torch

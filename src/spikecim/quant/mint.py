@@ -36,8 +36,8 @@ from spikecim.errors import SpikecimError
 from spikecim.quant.functional import levels
 
 __all__ = [
-    "Footprint",
     "MINT_BITS",
+    "Footprint",
     "Squash",
     "memory_footprint",
     "mint_alpha_init",
