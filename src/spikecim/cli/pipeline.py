@@ -250,10 +250,11 @@ def report_cmd(run_dir: Path = typer.Argument(..., help="A run folder (runs/<nam
 
 
 def list_cmd(
-    kind: str = typer.Argument("all", help="models | neurons | datasets | stages | surrogates | all"),
+    kind: str = typer.Argument("all", help="models | neurons | datasets | stages | surrogates | methods | all"),
 ) -> None:
-    """List what is registered: models, neurons, data sets, stages, surrogates."""
+    """List what is registered: models, neurons, data sets, stages, surrogates, method transforms."""
     from spikecim.data import list_datasets
+    from spikecim.methods import list_methods
     from spikecim.models import list_models
     from spikecim.nn import list_neurons
     from spikecim.nn.surrogate import SURROGATES
@@ -265,6 +266,7 @@ def list_cmd(
         "datasets": list_datasets(),
         "stages": list_stages(),
         "surrogates": list(SURROGATES),
+        "methods": list_methods(),
     }
     if kind != "all" and kind not in table:
         raise SpikecimError(f"list: unknown '{kind}', allowed: {', '.join(table)}, all")
