@@ -16,7 +16,8 @@ train={"loss": "per_step"})``): they apply to every variant that lists it, under
 variant's own ``train`` settings (:meth:`spikecim.config.RunConfig.train_for`).
 Modules that register the shipped methods are named in ``_BUILTIN_MODULES``
 (``dt-snn``: :mod:`spikecim.nn.dynamic`; ``shared-lif``: :mod:`spikecim.nn.shared_transform`;
-``tt``: :mod:`spikecim.nn.tt_method`).
+``tt``: :mod:`spikecim.nn.tt_method`; ``mint``, ``weight-qat``, ``squat``:
+:mod:`spikecim.quant.transforms`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ _BUILTIN_MODULES: tuple[str, ...] = (
     "spikecim.nn.dynamic",
     "spikecim.nn.shared_transform",
     "spikecim.nn.tt_method",
+    "spikecim.quant.transforms",
 )
 
 

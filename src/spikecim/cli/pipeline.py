@@ -268,7 +268,7 @@ def report_cmd(run_dir: Path = typer.Argument(..., help="A run folder (runs/<nam
 def list_cmd(
     kind: str = typer.Argument("all", help="models | neurons | datasets | stages | surrogates | methods | all"),
 ) -> None:
-    """List what is registered: models, neurons, data sets, stages, surrogates, methods."""
+    """List what is registered: models, neurons, data sets, stages, surrogates, method transforms."""
     from spikecim.data import list_datasets
     from spikecim.methods import list_methods
     from spikecim.models import list_models

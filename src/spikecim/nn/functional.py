@@ -41,10 +41,22 @@ The contract (as Norse's ``norse/torch/functional/lif.py``):
 
 ``beta``, ``threshold`` and ``alpha`` are floats or tensors broadcastable to one step
 ``x[t]`` (per-neuron values).
+
+A quantised membrane (docs/quant.md) is an injected function ``membrane_quant(v) -> v`` on
+the params, applied at one point of the same body (``quantize_after``):
+
+- ``"update"`` (SQUAT, snnTorch ``state_quant``): the charged membrane is quantised before
+  the threshold test, U[t] = q(β·U[t−1] + I[t] − R[t]·θ) with the delayed reset,
+  V = q(β·U[t−1] + I[t]) with the same-step reset;
+- ``"reset"`` (MINT's reference LIF): the membrane stored after the same-step reset,
+  U[t] = q(V − S[t]·θ) (or q((1 − S[t])·V)); the threshold test sees the unquantised
+  V = β·U[t−1] + I[t]. With the delayed reset the stored membrane is the one tested, so the
+  two points coincide.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple, TypeVar
 
@@ -56,6 +68,8 @@ from spikecim.nn.surrogate import Surrogate, get_surrogate
 Scalar = float | torch.Tensor
 Reset = Literal["subtract", "zero"]
 RESETS = ("subtract", "zero")
+QuantizeAfter = Literal["update", "reset"]
+QUANTIZE_AFTER = ("update", "reset")
 
 __all__ = [
     "LIFParams",
@@ -100,8 +114,14 @@ class LIFParams:
     reset_delay: bool = True
     detach_reset: bool = False
     surrogate: Surrogate = field(default_factory=lambda: get_surrogate("atan"))
+    membrane_quant: Callable[[torch.Tensor], torch.Tensor] | None = None
+    quantize_after: QuantizeAfter = "update"
 
     def __post_init__(self) -> None:
+        if self.quantize_after not in QUANTIZE_AFTER:
+            raise SpikecimError(
+                f"quantize_after: must be one of {', '.join(QUANTIZE_AFTER)}, got '{self.quantize_after}'"
+            )
         if self.reset not in RESETS:
             raise SpikecimError(f"reset: must be one of {', '.join(RESETS)}, got '{self.reset}'")
         if not isinstance(self.beta, torch.Tensor) and not 0.0 <= float(self.beta) <= 1.0:
@@ -133,18 +153,25 @@ def last(states: State) -> State:
 
 def lif_step(x: torch.Tensor, state: LIFState, p: LIFParams) -> tuple[torch.Tensor, LIFState]:
     """One LIF step: ``(I[t], U[t-1], params) -> (S[t], U[t])``."""
-    mem = state.v
+    mem, q = state.v, p.membrane_quant
     if p.reset_delay:
         r = (mem - p.threshold > 0).to(x.dtype)  # R[t] = S[t-1], detached
         if p.reset == "subtract":
             mem = p.beta * mem + x - r * p.threshold
         else:
             mem = p.beta * (1 - r) * mem + x
+        if q is not None:
+            mem = q(mem)
         return p.surrogate(mem - p.threshold), LIFState(mem)
     v = p.beta * mem + x
+    if q is not None and p.quantize_after == "update":
+        v = q(v)
     spk = p.surrogate(v - p.threshold)
     r = spk.detach() if p.detach_reset else spk
-    return spk, LIFState(v - r * p.threshold if p.reset == "subtract" else (1 - r) * v)
+    mem = v - r * p.threshold if p.reset == "subtract" else (1 - r) * v
+    if q is not None and p.quantize_after == "reset":
+        mem = q(mem)
+    return spk, LIFState(mem)
 
 
 def lif(

@@ -56,6 +56,11 @@ class Neuron(TemporalModule):
     step_fn: ClassVar[Callable[..., tuple[torch.Tensor, Any]]]
     steps_fn: ClassVar[Callable[..., tuple[torch.Tensor, Any]]]
     backend: str
+    # set by a quantisation method (docs/quant.md): the injected membrane quantiser, where
+    # the step applies it, and the bits the tracer records for the membrane
+    membrane_quant: Callable[[torch.Tensor], torch.Tensor] | None = None
+    quantize_after: str = "update"
+    membrane_bits: int | None = None
 
     def params(self) -> Any:
         """The params object of this neuron's functional core, built from its parameters."""
@@ -178,7 +183,14 @@ class LIF(Neuron):
 
     def params(self) -> F.LIFParams:
         return F.LIFParams(
-            _unit(self.beta), self.threshold, self.reset, self.reset_delay, self.detach_reset, self.surrogate
+            _unit(self.beta),
+            self.threshold,
+            self.reset,
+            self.reset_delay,
+            self.detach_reset,
+            self.surrogate,
+            self.membrane_quant,
+            self.quantize_after,
         )
 
     def initial_state(self, x: torch.Tensor) -> F.LIFState:

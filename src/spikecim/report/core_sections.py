@@ -34,6 +34,7 @@ _TOTALS = (
     ("weight_bytes", "weight memory (bytes)", count),
     ("membrane_bytes", "membrane memory (bytes)", count),
     ("footprint_bytes", "memory footprint (bytes)", count),
+    ("footprint_reduction_vs_fp32", "footprint saved vs 32-bit", pct),
     ("neurons", "neurons", count),
 )
 

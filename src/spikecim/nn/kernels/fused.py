@@ -39,6 +39,8 @@ def supports(x: torch.Tensor, params, mem0, device_type: str, dtypes, surrogates
         return False
     if params.surrogate.name not in surrogates:
         return False
+    if getattr(params, "membrane_quant", None) is not None:  # a quantised membrane runs the reference loop
+        return False
     for value in (params.beta, params.threshold):
         if isinstance(value, torch.Tensor):
             if value.device != x.device or not value.is_floating_point():
