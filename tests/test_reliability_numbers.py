@@ -35,6 +35,7 @@ from spikecim.hw.arch import TABLES_DIR, Architecture, list_architectures
 from spikecim.hw.estimators import get_estimator, list_estimators
 from spikecim.hw.layers import LayerSpec, NetworkSpec, SpikeSimLayer, SpikeSimSpec
 from spikecim.interop import from_nir, read_graph
+from spikecim.nn.tt_method import TTOptions
 from spikecim.pipeline.stage_analog import analog_stage
 from spikecim.pipeline.stages import RunContext
 from spikecim.schema import Schema
@@ -165,6 +166,7 @@ def _roots():
         ),
         ("layer-list", _layers(), workload_from_layers, numeric_fields(NetworkSpec, seen=REACHED)),
         ("spikesim", _spikesim(), spikesim_from_spec, numeric_fields(SpikeSimSpec, seen=REACHED)),
+        ("method-tt", {"rank": 2}, TTOptions.model_validate, numeric_fields(TTOptions, seen=REACHED)),
     ]
     for name, cls in DEVICES.items():
         fields = numeric_fields(cls, "device.", seen=REACHED)

@@ -132,6 +132,7 @@ class TraceVariant(_Lenient):
     weight_bytes: float | None = None
     membrane_bytes: float | None = None
     footprint_bytes: float | None = None
+    footprint_reduction_vs_fp32: float | None = None
     neurons: float | None = None
 
     def summary(self) -> str:
