@@ -10,7 +10,7 @@ The names below are imported on first use, so ``spikecim.analog.stage_config`` (
 config's ``analog`` section) is read without importing torch.
 """
 
-from importlib import import_module
+from spikecim._lazy import lazy_exports
 
 _EXPORTS = {
     "CrossbarConfig": "config",
@@ -36,14 +36,4 @@ _EXPORTS = {
 }
 __all__ = list(_EXPORTS)  # the names above, imported on first use
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

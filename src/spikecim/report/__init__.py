@@ -8,7 +8,7 @@ The names below are imported on first use, so ``spikecim.report.fmt`` and
 ``spikecim.report.stage_config`` stay light to import.
 """
 
-from importlib import import_module
+from spikecim._lazy import lazy_exports
 
 _EXPORTS = {
     "html_to_markdown": "render",
@@ -22,14 +22,4 @@ _EXPORTS = {
 }
 __all__ = list(_EXPORTS)  # the names above, imported on first use
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
