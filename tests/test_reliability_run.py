@@ -247,7 +247,7 @@ def test_the_default_run_name_is_the_data_set_and_the_model(extra, folder, tmp_p
 
 
 def test_make_clean_leaves_the_runs_folder_alone():
-    r = subprocess.run(["make", "-n", "clean"], cwd=REPO, capture_output=True, text=True, check=True)
+    r = subprocess.run(["make", "--no-print-directory", "-n", "clean"], cwd=REPO, capture_output=True, text=True, check=True)
     assert r.stdout.split() == ["rm", "-rf", ".venv", ".pytest_cache"]
 
 
