@@ -7,9 +7,12 @@
   noise (docs/references.md#pcm-programming-noise) mapped to weight units,
   σ_W = σ_prog(g)/g_max·max|W| with g = |W|/max|W|·g_max, scaled by ``std``.
 - **Batch-norm fine-tuning** (``bn_finetune``): with the weights frozen on the programmed
-  crossbar, only the BatchNorm affine parameters and running statistics are retrained on a
-  small calibration set, through the noisy analog forward pass (the batch-norm
-  optimisation method against IMC hardware noise).
+  crossbar, only the BatchNorm affine parameters (γ, β: :func:`bn_parameters`) are trained
+  on a small calibration set, through the noisy analog forward pass (the batch-norm
+  optimisation method against IMC hardware noise). The running mean and variance are not
+  trained but re-estimated on the way: the BatchNorm layers run in training mode, so each
+  calibration batch moves them by the layer's momentum (an exponential moving average of
+  the statistics seen through the crossbar).
 - **Drift compensation** is a crossbar setting (``drift_compensation.enabled``), applied in
   :mod:`spikecim.analog.tiles`.
 """
@@ -31,7 +34,7 @@ from spikecim.errors import SpikecimError
 from spikecim.schema import Schema
 from spikecim.train.evaluate import ModelInput
 
-__all__ = ["WeightModifier", "bn_finetune", "hwa_train", "modify_weight"]
+__all__ = ["WeightModifier", "bn_finetune", "bn_parameters", "bn_running_stats", "hwa_train", "modify_weight"]
 
 
 class WeightModifier(Schema):
@@ -106,6 +109,26 @@ def hwa_train(
     return model
 
 
+def _batchnorms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+def bn_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The parameters :func:`bn_finetune` trains: every BatchNorm layer's affine γ and β
+    (2 per channel; none for a layer built with ``affine=False``)."""
+    return [p for m in _batchnorms(model) for p in m.parameters()]
+
+
+def bn_running_stats(model: nn.Module) -> int:
+    """How many running-statistic values :func:`bn_finetune` re-estimates (mean and variance,
+    2 per channel of every BatchNorm layer that tracks them)."""
+    return sum(
+        m.running_mean.numel() + m.running_var.numel()
+        for m in _batchnorms(model)
+        if m.running_mean is not None and m.running_var is not None
+    )
+
+
 def bn_finetune(
     analog_model: nn.Module,
     x: torch.Tensor,
@@ -117,14 +140,14 @@ def bn_finetune(
     batch_size: int = 64,
     seed: int = 0,
 ) -> nn.Module:
-    """Retrain only BatchNorm parameters and statistics of a programmed analog model on
-    ``(x, y)``, in place; crossbar weights stay frozen. Returns the model (unchanged when it
-    has no BatchNorm)."""
+    """Retrain only BatchNorm affine parameters (:func:`bn_parameters`) of a programmed analog
+    model on ``(x, y)``, in place, re-estimating the running statistics on the way; crossbar
+    weights stay frozen. Returns the model (unchanged when it has no BatchNorm)."""
     inputs = _inputs(timesteps, encoder)
-    bns = [m for m in analog_model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    bns = _batchnorms(analog_model)
     if not bns:
         return analog_model
-    params = [p for m in bns for p in m.parameters()]
+    params = bn_parameters(analog_model)
     frozen = {id(p) for p in params}
     flags = {p: p.requires_grad for p in analog_model.parameters()}
     for p in analog_model.parameters():

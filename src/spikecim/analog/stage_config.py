@@ -28,10 +28,10 @@ class AnalogStageConfig(Schema):
     )
     drift_times_s: list[float] = Field(
         default_factory=lambda: [1.0, 3600.0, 86400.0, 30 * 86400.0, _YEAR_S],
-        description="times since programming of the drift sweep, s (1 s to 1 year)",
+        description="times since programming of the drift sweep, s (1 s to 1 year; empty: no sweep)",
     )
     adc_bits_sweep: list[int] = Field(
-        default_factory=lambda: [4, 6, 8, 10], description="ADC resolutions of the sweep"
+        default_factory=lambda: [4, 6, 8, 10], description="ADC resolutions of the sweep (empty: no sweep)"
     )
     max_samples: int | None = Field(None, gt=0, description="evaluate on at most this many test samples")
     calibration_samples: int = Field(

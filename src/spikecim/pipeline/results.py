@@ -17,16 +17,18 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, model_validator
 
-from spikecim.report.fmt import MISSING, energy, energy_unit, pct, pct_spread
+from spikecim.report.fmt import MISSING, count, energy, energy_unit, pct, pct_spread
 
 __all__ = [
     "AnalogEvaluation",
     "AnalogResult",
     "AnalogVariant",
     "ArchCost",
+    "BnFinetuneResult",
     "EvaluateResult",
     "EvaluateVariant",
     "HardwareResult",
+    "HwaResult",
     "ReportResult",
     "SeedAccuracy",
     "StageResult",
@@ -159,6 +161,44 @@ class SeedAccuracy(_Lenient):
         return pct_spread(self.mean, self.std, n_seeds)
 
 
+class HwaResult(SeedAccuracy):
+    """Accuracy after hardware-aware training of a copy, and its cost: the parameters the
+    optimiser updates (every trainable parameter), the training samples per epoch, the
+    epochs and the wall time of the training (once; every programming seed reuses it)."""
+
+    trained_params: int | None = None
+    train_samples: int | None = None
+    epochs: int | None = None
+    seconds: float | None = None
+
+    def cost(self) -> str:
+        return f"{count(self.trained_params)} params, {_seconds(self.seconds)}"
+
+
+class BnFinetuneResult(SeedAccuracy):
+    """Accuracy after BatchNorm fine-tuning on the programmed crossbar, and its cost: the
+    BatchNorm affine parameters trained (γ and β, 2 per channel), the running statistics
+    re-estimated on the way (mean and variance, 2 per channel, not trained), the
+    calibration samples, the epochs and the wall time of one crossbar's fine-tuning (mean
+    over the programming seeds; each programmed crossbar is fine-tuned on its own)."""
+
+    trained_params: int | None = None
+    running_stats: int | None = None
+    calibration_samples: int | None = None
+    epochs: int | None = None
+    seconds: float | None = None
+
+    def cost(self) -> str:
+        return (
+            f"{count(self.trained_params)} params, {count(self.calibration_samples)} samples, "
+            f"{_seconds(self.seconds)}"
+        )
+
+
+def _seconds(v: float | None) -> str:
+    return MISSING if v is None else f"{v:.3g} s"
+
+
 class Sweep(_Lenient):
     mean: list[float] = Field(default_factory=list)
     std: list[float] = Field(default_factory=list)
@@ -178,8 +218,8 @@ class AnalogVariant(_Lenient):
     analog: SeedAccuracy | None = None
     drift: DriftSweep | None = None
     adc_bits: AdcSweep | None = None
-    hwa: SeedAccuracy | None = None
-    bn_finetune: SeedAccuracy | None = None
+    hwa: HwaResult | None = None
+    bn_finetune: BnFinetuneResult | None = None
 
 
 class AnalogResult(StageResult):
@@ -201,7 +241,7 @@ class AnalogResult(StageResult):
             for name in ("hwa", "bn_finetune"):
                 m = getattr(r, name)
                 if m is not None and m.mean is not None:
-                    text += f", {name} {m.text(self.n_seeds)}"
+                    text += f", {name} {m.text(self.n_seeds)} [{m.cost()}]"
             rows.append((v, f"{text} ({self.preset}, t = {_fig(self.t_inference_s)} s)"))
         return rows
 

@@ -19,10 +19,10 @@ import torch
 from spikecim.analog.config import CrossbarConfig, load_crossbar_config
 from spikecim.analog.convert import calibrate_adc, drift, program, to_analog
 from spikecim.analog.evaluate import accuracy, evaluate_analog, monte_carlo
-from spikecim.analog.mitigation import WeightModifier, bn_finetune, hwa_train
+from spikecim.analog.mitigation import WeightModifier, bn_finetune, bn_parameters, bn_running_stats, hwa_train
 from spikecim.analog.stage_config import check_calibration
 from spikecim.errors import SpikecimError
-from spikecim.pipeline.results import AnalogResult, SeedAccuracy
+from spikecim.pipeline.results import AnalogResult, BnFinetuneResult, HwaResult, SeedAccuracy
 from spikecim.pipeline.run import variant_input
 from spikecim.pipeline.stages import RunContext
 from spikecim.progress import progress_bar
@@ -129,25 +129,40 @@ def _variant(
     }
     if hwa_on:
         mod = WeightModifier(kind=sc.hwa_modifier, std=sc.hwa_noise_std)
+        start = time.perf_counter()
         trained = hwa_train(
             model, data.x_train, data.y_train, mod, sc.hwa_epochs, sc.hwa_lr, None, inputs, seed=sc.seed
         )
+        seconds = time.perf_counter() - start
         tick("hardware-aware training")
         out["hwa"] = {
             "ideal": acc(trained),
             **per_seed(to_analog(trained, cfg), sc.t_inference_s, "after HWA training"),
+            "trained_params": sum(p.numel() for p in model.parameters()),
+            "train_samples": len(data.x_train),
+            "epochs": sc.hwa_epochs,
+            "seconds": seconds,
         }
     if bn_on:
-        accs = []
+        accs, seconds = [], []
         for s in seeds:
             am = program(to_analog(model, cfg), s)
             calibrate_adc(am, [inputs.encode(calib_x, torch.Generator().manual_seed(input_seed))])
             drift(am, sc.t_inference_s)
             with seeded(s):
+                start = time.perf_counter()
                 bn_finetune(am, calib_x, calib_y, sc.bn_epochs, sc.bn_lr, None, inputs, seed=s)
+                seconds.append(time.perf_counter() - start)
                 accs.append(acc(am))
             tick(f"BN fine-tuning, seed {s}")
-        out["bn_finetune"] = _summary(accs)
+        out["bn_finetune"] = {
+            **_summary(accs),
+            "trained_params": sum(p.numel() for p in bn_parameters(am)),
+            "running_stats": bn_running_stats(am),
+            "calibration_samples": len(calib_x),
+            "epochs": sc.bn_epochs,
+            "seconds": statistics.fmean(seconds),
+        }
     return out
 
 
@@ -204,6 +219,8 @@ def _plots(result: dict, plots_dir: Path) -> list[str]:
         ("drift", "analog_drift.png", "time since programming (s)", True),
         ("adc_bits", "analog_adc_bits.png", "ADC bits", False),
     ):
+        if not any(m[key]["mean"] for m in result["variants"].values()):
+            continue  # the sweep was switched off (an empty list of times or bits)
         fig, ax = plt.subplots(figsize=(5, 3.4))
         for i, (variant, m) in enumerate(result["variants"].items()):
             xs = m[key]["t_s" if key == "drift" else "bits"]
@@ -233,6 +250,10 @@ def _pm(m: SeedAccuracy | None, n_seeds: int | None) -> str:
     return m.text(n_seeds) if m else MISSING
 
 
+def _cost(m: HwaResult | BnFinetuneResult | None) -> str:
+    return html.escape(m.cost()) if m else MISSING
+
+
 @register_section("analog", "Analog crossbar accuracy", order=60, stage="analog")
 def analog_section(a: AnalogResult | None, run_dir: Path) -> str:
     """Digital vs analog accuracy per variant, before and after mitigation, and the sweeps."""
@@ -243,7 +264,8 @@ def analog_section(a: AnalogResult | None, run_dir: Path) -> str:
     for v, m in a.variants.items():
         rows.append(
             f"<tr><td>{html.escape(v.upper())}</td><td>{pct(m.ideal)}</td><td>{_pm(m.analog, n)}</td>"
-            f"<td>{_pm(m.hwa, n)}</td><td>{_pm(m.bn_finetune, n)}</td></tr>"
+            f"<td>{_pm(m.bn_finetune, n)}</td><td>{_cost(m.bn_finetune)}</td>"
+            f"<td>{_pm(m.hwa, n)}</td><td>{_cost(m.hwa)}</td></tr>"
         )
     parts = [
         (
@@ -252,8 +274,16 @@ def analog_section(a: AnalogResult | None, run_dir: Path) -> str:
             f"{n} programming seed{'s' if n != 1 else ''}.</p>"
         ),
         (
-            "<table><tr><th>variant</th><th>digital</th><th>analog</th><th>after HWA training</th>"
-            "<th>after BN fine-tuning</th></tr>" + "".join(rows) + "</table>"
+            "<table><tr><th>variant</th><th>digital</th><th>analog</th><th>after BN fine-tuning</th>"
+            "<th>BN fine-tuning cost</th><th>after HWA training</th><th>HWA training cost</th></tr>"
+            + "".join(rows)
+            + "</table>"
+        ),
+        (
+            "<p>BN fine-tuning trains only the BatchNorm affine parameters (γ, β) of each programmed "
+            "crossbar on the calibration samples, re-estimating the running mean and variance on the "
+            "way; its time is per crossbar (mean over seeds). Hardware-aware training retrains every "
+            "parameter of a copy with weight noise, once for all seeds; its samples are per epoch.</p>"
         ),
     ]
     for name in a.plots:
