@@ -76,6 +76,7 @@ def test_comparison_table_from_hand_written_results_holds_hand_computed_ratios(t
     assert (fast.accuracy, fast.analog_mean, fast.analog_std) == (0.8, 0.7, 0.04)
     assert (fast.params, fast.footprint_bytes, fast.footprint_reduction_vs_fp32) == (1000, 1100, 0.75)
     assert fast.methods == ["mint(bits=4)", "dt-snn"]
+    assert fast.footprint_ratio == pytest.approx(0.25)  # 1100 / 4400
     # 50 / 200, 300 / 400, 4 / 10, 3.3 / 3, 1200 / 4000
     assert fast.hardware["naive"].energy_ratio == pytest.approx(0.25)
     assert fast.hardware["imc"].energy_ratio == pytest.approx(0.75)

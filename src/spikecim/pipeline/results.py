@@ -325,6 +325,7 @@ class MethodRow(_Lenient):
     params: float | None = None
     footprint_bytes: float | None = None
     footprint_reduction_vs_fp32: float | None = None
+    footprint_ratio: float | None = None  # footprint / the baseline's
     hardware: dict[str, MethodCost] = Field(default_factory=dict)
 
     def summary(self, n_seeds: int | None, archs: list[str]) -> str:

@@ -104,19 +104,19 @@ def methods_section(result: MethodsResult | None, run_dir: Path) -> str:
     rows = result.variants
     analog = any(r.analog_mean is not None for r in rows.values())
     headers = ["variant", "methods", "accuracy", *(["analog accuracy"] if analog else [])]
-    headers += ["average timesteps", "parameters", "footprint (bytes)", "footprint saved vs 32-bit"]
+    headers += ["average timesteps", "parameters", "footprint (bytes)", "×", "footprint saved vs 32-bit"]
     table = []
     for v, r in rows.items():
         steps = MISSING if r.timesteps is None else (f"{r.timesteps:.2f}" if r.early_exit else f"{r.timesteps:g}")
         line = [v, " + ".join(r.methods) or MISSING, pct(r.accuracy)]
         if analog:
             line.append(pct_spread(r.analog_mean, r.analog_std, result.n_seeds))
-        line += [steps, count(r.params), count(r.footprint_bytes), pct(r.footprint_reduction_vs_fp32)]
+        line += [steps, count(r.params), count(r.footprint_bytes), _x(r.footprint_ratio), pct(r.footprint_reduction_vs_fp32)]
         table.append(line)
     parts = [
         ("<p>Accuracy on the test set (analog: on the simulated crossbar, mean ± std over programming "
         "seeds); average timesteps with early exit, else the variant's T; footprint: weights and "
-        "membranes at their bits.</p>"),
+        f"membranes at their bits (× {html.escape(str(result.baseline))}).</p>"),
         html_table(headers, table),
     ]
     if result.archs:
