@@ -189,3 +189,19 @@ def test_mint_with_dt_snn_and_shared_lif_with_squat_train_trace_and_reach_the_re
     assert "Methods compared" in html and (run / "plots" / "methods.png").is_file()
     assert "<td>shared-lif(layers=False, channel_groups=2) + squat(bits=4)</td>" in html
     assert "<td>mint(bits=4) + dt-snn(threshold=0.3)</td>" in html
+
+
+def test_methods_example_lists_the_baseline_each_method_and_mint_with_dt_snn():
+    from spikecim.config import load_config
+
+    cfg = load_config("examples/methods.yaml")
+    assert [(v.name, [m.name for m in v.methods]) for v in cfg.variants] == [
+        ("snn", []),
+        ("dt", ["dt-snn"]),
+        ("mint4", ["mint"]),
+        ("squat4", ["squat"]),
+        ("shared-g2", ["shared-lif"]),
+        ("tt16", ["tt"]),
+        ("mint4-dt", ["mint", "dt-snn"]),
+    ]
+    assert cfg.baseline == "snn" and "methods" in cfg.stages and cfg.analog.n_seeds == 1
