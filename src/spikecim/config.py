@@ -177,13 +177,17 @@ class _RunConfig(_Section):
             # The default names the ANN twin; without one the first variant is the baseline.
             ann = next((v.name for v in self.variants if not v.spiking), names[0])
             object.__setattr__(self, "baseline", ann)
-        from spikecim.methods import list_methods
+        from spikecim.methods import check_combination, list_methods
 
         for i, v in enumerate(self.variants):
             for m in v.methods:
                 if m.name not in list_methods():
                     allowed = ", ".join(list_methods()) or "none registered"
                     raise ValueError(f"variants.{i}.methods: unknown method '{m.name}', allowed: {allowed}")
+            try:
+                check_combination(v.methods, v.name)
+            except SpikecimError as e:
+                raise ValueError(f"variants.{i}.methods: {e}") from None
             _check_section(NeuronConfig, {**self.model.neuron.model_dump(), **v.neuron}, f"variants.{i}.neuron.")
             _check_section(TrainConfig, self._train_values(v), f"variants.{i}.train.")
         for v in self.hardware.variants or []:

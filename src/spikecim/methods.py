@@ -14,6 +14,15 @@ An option the function does not take is refused with one line naming the allowed
 A method may declare the training settings it needs (``register_method("dt-snn",
 train={"loss": "per_step"})``): they apply to every variant that lists it, under the
 variant's own ``train`` settings (:meth:`spikecim.config.RunConfig.train_for`).
+A method declares what it changes (``changes={"membrane-quant"}``, from :data:`ASPECTS`):
+two methods of one variant that change the same aspect are refused when the run config is
+validated (:func:`check_combination`), unless one declares the other ``compatible``. The
+shipped methods change: ``dt-snn`` the timesteps; ``mint`` the weight and membrane
+quantisation; ``weight-qat`` the weight quantisation; ``squat`` the membrane quantisation;
+``shared-lif`` the membrane sharing; ``tt`` the convolution structure. So MINT combines with
+DT-SNN, SharedLIF with SQUAT and weight QAT with SQUAT, while MINT with SQUAT (one membrane
+quantised twice) or with weight QAT (weights quantised twice) is refused.
+
 Modules that register the shipped methods are named in ``_BUILTIN_MODULES``
 (``dt-snn``: :mod:`spikecim.nn.dynamic`; ``shared-lif``: :mod:`spikecim.nn.shared_transform`;
 ``tt``: :mod:`spikecim.nn.tt_method`; ``mint``, ``weight-qat``, ``squat``:
@@ -29,12 +38,26 @@ from typing import Any
 
 from spikecim.errors import SpikecimError
 
-__all__ = ["apply_methods", "get_method", "list_methods", "method_train_settings", "register_method"]
+__all__ = [
+    "ASPECTS",
+    "apply_methods",
+    "check_combination",
+    "get_method",
+    "list_methods",
+    "method_changes",
+    "method_train_settings",
+    "register_method",
+]
+
+# What a method may change in the network; two methods changing one aspect do not combine.
+ASPECTS = frozenset({"membrane-quant", "weight-quant", "timesteps", "membrane-sharing", "conv-structure"})
 
 MethodFn = Callable[..., Any]  # (model, **options) -> model
 
 _METHODS: dict[str, MethodFn] = {}
 _TRAIN: dict[str, dict[str, Any]] = {}
+_CHANGES: dict[str, frozenset[str]] = {}
+_COMPATIBLE: dict[str, frozenset[str]] = {}
 _BUILTIN_MODULES: tuple[str, ...] = (
     "spikecim.nn.dynamic",
     "spikecim.nn.shared_transform",
@@ -43,13 +66,28 @@ _BUILTIN_MODULES: tuple[str, ...] = (
 )
 
 
-def register_method(name: str, train: dict[str, Any] | None = None) -> Callable[[MethodFn], MethodFn]:
+def register_method(
+    name: str,
+    train: dict[str, Any] | None = None,
+    changes: Iterable[str] = (),
+    compatible: Iterable[str] = (),
+) -> Callable[[MethodFn], MethodFn]:
     """Register ``fn(model, **options) -> model`` as the method ``name``; ``train`` holds the
-    training settings (fields of the run's ``train`` section) the method needs."""
+    training settings (fields of the run's ``train`` section) the method needs, ``changes``
+    the :data:`ASPECTS` it changes, ``compatible`` the methods it combines with although they
+    change an aspect it changes too."""
+    changes = frozenset(changes)
+    unknown = sorted(changes - ASPECTS)
+    if unknown:
+        raise SpikecimError(
+            f"register_method({name!r}): unknown aspect '{unknown[0]}', allowed: {', '.join(sorted(ASPECTS))}"
+        )
 
     def deco(fn: MethodFn) -> MethodFn:
         _METHODS[name] = fn
         _TRAIN[name] = dict(train or {})
+        _CHANGES[name] = changes
+        _COMPATIBLE[name] = frozenset(compatible)
         return fn
 
     return deco
@@ -73,6 +111,27 @@ def get_method(name: str) -> MethodFn:
     return _METHODS[name]
 
 
+def method_changes(name: str) -> frozenset[str]:
+    """The aspects the method ``name`` changes."""
+    get_method(name)
+    return _CHANGES[name]
+
+
+def check_combination(methods: Iterable[Any], variant: str = "") -> None:
+    """Refuse two of ``methods`` (:class:`~spikecim.variants.MethodConfig` items or names)
+    that change the same aspect, unless one declares the other compatible: one line naming
+    the variant, both methods and the aspect."""
+    names = [m if isinstance(m, str) else m.name for m in methods]
+    where = f"variant '{variant}'" if variant else "methods"
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            shared = method_changes(a) & method_changes(b)
+            if not shared or b in _COMPATIBLE[a] or a in _COMPATIBLE[b]:
+                continue
+            listed = f"lists '{a}' and '{b}', which both change" if a != b else f"lists '{a}' twice, which changes"
+            raise SpikecimError(f"{where}: {listed} the {min(shared)}; list only one of them")
+
+
 def method_train_settings(methods: Iterable[Any]) -> dict[str, Any]:
     """The training settings ``methods`` (:class:`~spikecim.variants.MethodConfig` items)
     declare, a later method's over an earlier one's."""
@@ -84,7 +143,10 @@ def method_train_settings(methods: Iterable[Any]) -> dict[str, Any]:
 
 
 def apply_methods(model: Any, methods: Iterable[Any]) -> Any:
-    """Apply ``methods`` (:class:`~spikecim.variants.MethodConfig` items) in order."""
+    """Apply ``methods`` (:class:`~spikecim.variants.MethodConfig` items) in order, after
+    :func:`check_combination`."""
+    methods = list(methods)
+    check_combination(methods)
     for m in methods:
         fn = get_method(m.name)
         try:

@@ -134,7 +134,7 @@ class DynamicTimesteps(nn.Module):
 def _register() -> None:
     from spikecim.methods import register_method
 
-    @register_method("dt-snn", train={"loss": "per_step"})
+    @register_method("dt-snn", train={"loss": "per_step"}, changes={"timesteps"})
     def dt_snn(model: nn.Module, rule: Rule = "entropy", threshold: float = 0.1) -> nn.Module:
         """Dynamic timesteps: wrap the model in :class:`DynamicTimesteps`; trained with a loss
         at every step unless the variant sets ``train.loss``."""

@@ -100,6 +100,10 @@ class SharedLIF(LIF):
             backend=lif.backend,
             channel_groups=channel_groups,
         )
+        # A membrane quantiser set by an earlier method (squat) stays on the shared membrane.
+        new.membrane_quant = lif.membrane_quant
+        new.quantize_after = lif.quantize_after
+        new.membrane_bits = lif.membrane_bits
         return new
 
     def _check_channels(self, x: torch.Tensor) -> None:

@@ -34,7 +34,7 @@ __all__ = ["find_stages", "share_lif"]
 _KEEP = (nn.BatchNorm1d, nn.BatchNorm2d, nn.Dropout, nn.Identity)
 
 
-@register_method("shared-lif")
+@register_method("shared-lif", changes={"membrane-sharing"})
 def share_lif(model: nn.Module, layers: bool = True, channel_groups: int = 1) -> nn.Module:
     """Share LIF state across the layers of each stage and across channel groups (in place)."""
     if not isinstance(layers, bool):

@@ -50,7 +50,7 @@ class TTOptions(Schema):
     first: bool = Field(False, description="replace the model's first convolution too")
 
 
-@register_method("tt")
+@register_method("tt", changes={"conv-structure"})
 def tt(model: nn.Module, **options) -> nn.Module:
     """Replace the model's convolutions by :class:`TTConv2d` (in place; returns the model)."""
     try:

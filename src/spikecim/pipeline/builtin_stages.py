@@ -55,6 +55,12 @@ register_stage(
     result=f"{_RESULTS}:HardwareResult",
 )
 register_stage(
+    "methods",
+    "spikecim.pipeline.stage_methods:methods_stage",
+    description="one table and plot of the variants' methods: accuracy, timesteps, footprint, cost",
+    result=f"{_RESULTS}:MethodsResult",
+)
+register_stage(
     "dt-sweep",
     "spikecim.pipeline.dt_stage:dt_sweep_stage",
     requires=("train",),
@@ -69,4 +75,4 @@ register_stage(
     result=f"{_RESULTS}:ReportResult",
 )
 
-DEFAULT_STAGES = ["train", "evaluate", "trace", "analog", "hardware", "dt-sweep", "report"]
+DEFAULT_STAGES = ["train", "evaluate", "trace", "analog", "hardware", "methods", "dt-sweep", "report"]

@@ -29,6 +29,9 @@ __all__ = [
     "EvaluateVariant",
     "HardwareResult",
     "HwaResult",
+    "MethodCost",
+    "MethodRow",
+    "MethodsResult",
     "ReportResult",
     "SeedAccuracy",
     "StageResult",
@@ -333,6 +336,60 @@ class HardwareResult(StageResult):
             text = ", ".join(f"{a}: {_num(r.energy_pj)}× energy" for a, r in per_arch.items())
             rows.append((f"{v}/{self.baseline}", text))
         return rows
+
+
+# ---- methods --------------------------------------------------------------------------------
+class MethodCost(_Lenient):
+    """One variant on one architecture: the cost and its ratio to the baseline variant's cost
+    on the same architecture (None where either is missing or the baseline's is 0)."""
+
+    energy_pj: float | None = None
+    latency_ns: float | None = None
+    area_um2: float | None = None
+    edp_pj_ns: float | None = None
+    energy_ratio: float | None = None
+    latency_ratio: float | None = None
+    area_ratio: float | None = None
+    edp_ratio: float | None = None
+
+
+class MethodRow(_Lenient):
+    """One variant of a method comparison (:func:`spikecim.pipeline.compare.compare_methods`)."""
+
+    methods: list[str] = Field(default_factory=list)
+    timesteps: float | None = None  # the average with early exit, else the variant's T
+    early_exit: bool = False
+    accuracy: float | None = None
+    analog_mean: float | None = None
+    analog_std: float | None = None
+    params: float | None = None
+    footprint_bytes: float | None = None
+    footprint_reduction_vs_fp32: float | None = None
+    footprint_ratio: float | None = None  # footprint / the baseline's
+    hardware: dict[str, MethodCost] = Field(default_factory=dict)
+
+    def summary(self, n_seeds: int | None, archs: list[str]) -> str:
+        steps = MISSING if self.timesteps is None else f"{self.timesteps:.3g}"
+        text = f"{' + '.join(self.methods) or 'no method'}: accuracy {pct(self.accuracy)}"
+        if self.analog_mean is not None:
+            text += f" (analog {pct_spread(self.analog_mean, self.analog_std, n_seeds)})"
+        text += f", T {steps}, footprint {count(self.footprint_bytes)} B"
+        ratios = [f"{a} {_num(self.hardware[a].energy_ratio)}" for a in archs if a in self.hardware]
+        return text + (f", energy ×baseline: {', '.join(ratios)}" if ratios else "")
+
+
+class MethodsResult(StageResult):
+    """``methods``: per variant its methods, accuracy, timesteps, footprint and cost per
+    architecture with the ratios to the baseline (one table of the method comparison)."""
+
+    baseline: str | None = None
+    archs: list[str] = Field(default_factory=list)
+    n_seeds: int | None = None
+    variants: dict[str, MethodRow] = Field(default_factory=dict)
+    plots: list[str] = Field(default_factory=list)
+
+    def summary_rows(self) -> list[tuple[str, str]]:
+        return [(v, r.summary(self.n_seeds, self.archs)) for v, r in self.variants.items()]
 
 
 # ---- report ---------------------------------------------------------------------------------

@@ -15,7 +15,8 @@
   levels of snnTorch's ``state_quant``.
 
 ``mint`` and ``squat`` both quantise the membrane, ``mint`` and ``weight-qat`` both the
-weights: either pair is refused; ``weight-qat`` with ``squat`` combine. Each transform sets
+weights: either pair is refused by the aspects each declares (``changes``,
+:func:`spikecim.methods.check_combination`); ``weight-qat`` with ``squat`` combine. Each transform sets
 the bits the tracer records (``weight_bits`` on the layer, ``membrane_bits`` on the neuron).
 """
 
@@ -113,14 +114,13 @@ def layer_neuron_pairs(model: nn.Module) -> list[tuple[str, nn.Module, Neuron | 
     return [tuple(p) for p in pairs]
 
 
-@register_method("mint")
+@register_method("mint", changes={"weight-quant", "membrane-quant"})
 def mint(model: nn.Module, bits: int = 2, integer: bool = False) -> nn.Module:
     """MINT (module docstring)."""
     n_levels(bits)
     if not isinstance(integer, bool):
         raise SpikecimError(f"mint.integer: must be true or false, got {integer!r}")
     pairs = layer_neuron_pairs(model)
-    _refuse_twice(pairs, "mint", weights=True, membrane=True)
     chosen = [(name, layer, neuron) for name, layer, neuron in pairs[1:] if neuron is not None]
     if not chosen:
         raise SpikecimError("mint: the model has no synaptic layer followed by a neuron after its first layer")
@@ -151,20 +151,19 @@ def mint(model: nn.Module, bits: int = 2, integer: bool = False) -> nn.Module:
     return model
 
 
-@register_method("weight-qat")
+@register_method("weight-qat", changes={"weight-quant"})
 def weight_qat(model: nn.Module, bits: int = 8) -> nn.Module:
     """Uniform weight fake quantisation of every synaptic layer (module docstring)."""
     if not isinstance(bits, int) or isinstance(bits, bool) or not 2 <= bits <= 16:
         raise SpikecimError(f"weight-qat.bits: must be an integer from 2 to 16, got {bits!r}")
     pairs = layer_neuron_pairs(model)
-    _refuse_twice(pairs, "weight-qat", weights=True, membrane=False)
     for _, layer, _ in pairs:
         parametrize.register_parametrization(layer, "weight", UniformWeight(bits))
         layer.weight_bits = bits
     return model
 
 
-@register_method("squat")
+@register_method("squat", changes={"membrane-quant"})
 def squat(
     model: nn.Module,
     bits: int = 4,
@@ -173,8 +172,6 @@ def squat(
     upper_limit: float = 0.2,
 ) -> nn.Module:
     """SQUAT on every neuron's membrane (module docstring)."""
-    pairs = layer_neuron_pairs(model)
-    _refuse_twice(pairs, "squat", weights=False, membrane=True)
     neurons = {id(m): m for m in model.modules() if isinstance(m, Neuron)}
     if not neurons:
         raise SpikecimError("squat: the model has no neuron (an ANN variant?); squat applies to spiking variants")
@@ -190,20 +187,6 @@ def squat(
         neuron.quantize_after = "update"
         neuron.membrane_bits = bits
     return model
-
-
-def _refuse_twice(pairs, method: str, weights: bool, membrane: bool) -> None:
-    for _, layer, neuron in pairs:
-        if membrane and neuron is not None and neuron.membrane_quant is not None:
-            raise SpikecimError(
-                f"{method}: the membrane is already quantised by an earlier method (mint and squat both "
-                "quantise it); list only one of them"
-            )
-        if weights and parametrize.is_parametrized(layer, "weight"):
-            raise SpikecimError(
-                f"{method}: the weights are already quantised by an earlier method (mint and weight-qat both "
-                "quantise them); list only one of them"
-            )
 
 
 def _drop_batchnorm(model: nn.Module, layers: set[int]) -> None:

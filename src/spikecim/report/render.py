@@ -51,6 +51,7 @@ _SECTION_MODULES = (
     "spikecim.pipeline.stage_analog",
     "spikecim.pipeline.stage_hardware",
     "spikecim.pipeline.dt_stage",
+    "spikecim.pipeline.stage_methods",
 )
 
 
