@@ -30,9 +30,10 @@ from spikecim.analog.mitigation import WeightModifier
 from spikecim.cli.main import main
 from spikecim.config import RunConfig, load_config
 from spikecim.errors import SpikecimError, one_line_validation_error
-from spikecim.hw import load_architecture, spikesim_from_spec, workload_from_layers
+from spikecim.hw import exit_unit, load_architecture, spikesim_from_spec, workload_from_layers
 from spikecim.hw.arch import TABLES_DIR, Architecture, list_architectures
 from spikecim.hw.estimators import get_estimator, list_estimators
+from spikecim.hw.exit_unit import ExitUnitParams
 from spikecim.hw.layers import LayerSpec, NetworkSpec, SpikeSimLayer, SpikeSimSpec
 from spikecim.interop import from_nir, read_graph
 from spikecim.nn.tt_method import TTOptions
@@ -147,6 +148,11 @@ def _spikesim() -> dict:
 REACHED: set = set()
 
 
+def _exit_unit() -> dict:
+    """The shipped exit-unit table's params: a valid base for its number checks."""
+    return dict(exit_unit.load_exit_unit("exit-unit-45nm").model_dump())
+
+
 def _roots():
     """(root label, base data, validate function, fields) for every input schema."""
     roots = [
@@ -167,6 +173,13 @@ def _roots():
         ("layer-list", _layers(), workload_from_layers, numeric_fields(NetworkSpec, seen=REACHED)),
         ("spikesim", _spikesim(), spikesim_from_spec, numeric_fields(SpikeSimSpec, seen=REACHED)),
         ("method-tt", {"rank": 2}, TTOptions.model_validate, numeric_fields(TTOptions, seen=REACHED)),
+        ("exit-unit", _exit_unit(), ExitUnitParams.model_validate, numeric_fields(ExitUnitParams, seen=REACHED)),
+        (
+            "exit-unit-table",
+            {"name": "unit", "params": {}},
+            exit_unit._UnitTable.model_validate,
+            numeric_fields(exit_unit._UnitTable, seen=REACHED),
+        ),
     ]
     for name, cls in DEVICES.items():
         fields = numeric_fields(cls, "device.", seen=REACHED)
