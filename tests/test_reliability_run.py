@@ -436,3 +436,19 @@ def test_a_second_run_into_a_locked_folder_is_refused_and_a_killed_run_leaves_no
     history = json.loads((run / "checkpoint" / "snn.state.json").read_text())["history"]
     assert [h["epoch"] for h in history] == [1]  # resumed: the saved epoch, not trained again
     assert set(json.loads((run / "metrics.json").read_text())) == {"train", "evaluate", "timing_s"}
+
+
+def test_the_same_analog_stage_in_two_processes_writes_identical_results(tmp_path):
+    """torch seeds its global generator at random per process; the stage must not depend on it."""
+    base = [
+        sys.executable, "-m", "spikecim.cli.main", "run", "--set", f"output_dir={tmp_path}", "--name", "det",
+        "--model", "mlp", "--epochs", "1", "--set", "data.limit=128", "--set", "analog.n_seeds=2",
+        "--set", "analog.drift_times_s=[1.0]", "--set", "analog.adc_bits_sweep=[6]",
+        "--set", "analog.hwa=false", "--set", "analog.bn_finetune=false",
+    ]  # fmt: skip
+    subprocess.run([*base, "--stages", "train"], check=True, capture_output=True)
+    results = []
+    for _ in range(2):
+        subprocess.run([*base, "--stages", "analog"], check=True, capture_output=True)
+        results.append(json.loads((tmp_path / "det" / "metrics.json").read_text())["analog"]["variants"])
+    assert results[0] == results[1]

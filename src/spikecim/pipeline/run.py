@@ -14,6 +14,7 @@ import math
 import shutil
 import time
 import warnings
+import zlib
 from pathlib import Path
 
 import torch
@@ -29,6 +30,7 @@ from spikecim.pipeline.stages import RunContext, get_stage, read_result
 from spikecim.readers import read_mapping, read_text
 from spikecim.train.checkpoint import weights_path
 from spikecim.train.distributed import is_main_process
+from spikecim.train.seeding import seeded
 from spikecim.variants import workload_filename
 
 __all__ = [
@@ -304,12 +306,22 @@ def _prepare(cfg: RunConfig, console, fresh: bool) -> RunContext:
     return ctx
 
 
+def stage_seed(run_seed: int, stage: str) -> int:
+    """The global generator's seed while ``stage`` runs: the run seed and the stage's name."""
+    return (run_seed * 1_000_003 + zlib.crc32(stage.encode())) % 2**63
+
+
 def _run_stage(ctx: RunContext, name: str, write: bool) -> None:
     stage = get_stage(name)
     if ctx.console is not None:
         ctx.console.rule(f"[bold]{name}[/bold] {stage.description}")
     t0 = time.perf_counter()
-    result = stage.fn(ctx)
+    # torch seeds its global generator at random in every process: anything a stage draws from
+    # it (the crossbar read noise outside a seeded block, a library's own draws) would change
+    # from run to run. Each stage runs with it seeded from the run seed and the stage's name,
+    # in a forked state, so the same command gives the same files and runs stay independent.
+    with seeded(stage_seed(ctx.config.seed, name)):
+        result = stage.fn(ctx)
     if not isinstance(result, stage.result_type):
         try:
             result = stage.result_type.model_validate(result)
