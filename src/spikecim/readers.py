@@ -18,7 +18,7 @@ import yaml
 
 from spikecim.errors import SpikecimError
 
-__all__ = ["read_document", "read_mapping", "read_text"]
+__all__ = ["read_bytes", "read_document", "read_mapping", "read_text"]
 
 
 def read_mapping(path: str | Path, field: str, holds: str = "of settings") -> dict:
@@ -54,15 +54,21 @@ def read_document(path: str | Path, field: str) -> Any:
         raise SpikecimError(f"{field}: {path} is not valid YAML (nested too deeply)") from None
 
 
-def read_text(path: str | Path, field: str) -> str:
-    """The file's text, decoded as UTF-8 (a leading byte-order mark is dropped)."""
+def read_bytes(path: str | Path, field: str) -> bytes:
+    """The file's bytes; a missing or unreadable file is one line naming ``field`` and the path."""
     path = Path(path)
     if not path.is_file():
         raise SpikecimError(f"{field}: file not found: {path}")
     try:
-        raw = path.read_bytes()
+        return path.read_bytes()
     except OSError as e:
         raise SpikecimError(f"{field}: cannot read {path} ({e.strerror or e.__class__.__name__})") from None
+
+
+def read_text(path: str | Path, field: str) -> str:
+    """The file's text, decoded as UTF-8 (a leading byte-order mark is dropped)."""
+    path = Path(path)
+    raw = read_bytes(path, field)
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:

@@ -56,7 +56,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as safetensors_bytes
 
 from spikecim.errors import SpikecimError, one_line_validation_error
-from spikecim.readers import read_mapping
+from spikecim.readers import read_bytes, read_mapping
 
 __all__ = [
     "TrainingState",
@@ -324,10 +324,7 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], str]:
     cut short cannot crash us)."""
     if not path.is_file():
         raise SpikecimError(f"checkpoint: {path} is missing")
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise SpikecimError(f"checkpoint: cannot read {path} ({e.strerror})") from None
+    raw = read_bytes(path, "checkpoint")
     try:
         return load_safetensors(raw), hashlib.sha256(raw).hexdigest()
     except (KeyboardInterrupt, SystemExit):
