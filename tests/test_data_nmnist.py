@@ -126,3 +126,13 @@ def test_missing_folders_error_says_what_to_place_where(tmp_path):
 def test_bad_timesteps_is_error():
     with pytest.raises(SpikecimError, match=r"data.timesteps: must be a positive integer, got 0"):
         load_dataset("nmnist", root=".", timesteps=0)
+
+
+def nmnist_run_args(out, root, stages: str) -> list[str]:
+    """``spikecim run`` of a quarter-width convnet on the N-MNIST files in ``root``, T = 3,
+    one epoch, into ``out/ev``."""
+    return [
+        "run", "--set", f"output_dir={out}", "--name", "ev", "--dataset", "nmnist",
+        "--set", f"data.root={root}", "--timesteps", "3", "--epochs", "1",
+        "--set", "model.kwargs={width: 0.25}", "--stages", stages,
+    ]  # fmt: skip

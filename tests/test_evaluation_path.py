@@ -13,7 +13,7 @@ from spikecim.pipeline.results import result_json
 from spikecim.pipeline.run import build_context, run
 from spikecim.pipeline.stages import get_stage
 from spikecim.train.checkpoint import weights_path
-from test_data_nmnist import write_nmnist
+from test_data_nmnist import nmnist_run_args, write_nmnist
 
 TINY = ["model.name=mlp", "train.epochs=1", "data.limit=128"]
 IDEAL_ANALOG = [
@@ -52,25 +52,7 @@ def test_analog_ideal_accuracy_on_rate_coded_data_is_the_evaluate_stage_accuracy
 def test_nir_export_of_an_nmnist_run_writes_the_frame_shape_without_time(tmp_path, capsys):
     data = tmp_path / "N-MNIST"
     write_nmnist(data, per_digit=(3, 2))
-    args = [
-        "run",
-        "--set",
-        f"output_dir={tmp_path}",
-        "--name",
-        "ev",
-        "--dataset",
-        "nmnist",
-        "--set",
-        f"data.root={data}",
-        "--timesteps",
-        "3",
-        "--epochs",
-        "1",
-        "--set",
-        "model.kwargs={width: 0.25}",
-        "--stages",
-        "train",
-    ]
+    args = nmnist_run_args(tmp_path, data, "train")
     assert main(args) == 0, capsys.readouterr().err
     out = tmp_path / "ev.nir"
     assert main(["nir", "export", str(tmp_path / "ev"), "-o", str(out)]) == 0, capsys.readouterr().err

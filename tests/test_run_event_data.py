@@ -5,31 +5,13 @@ import json
 
 from spikecim.cli.main import main
 from spikecim.trace import Workload
-from test_data_nmnist import write_nmnist
+from test_data_nmnist import nmnist_run_args, write_nmnist
 
 
 def test_nmnist_run_trains_both_variants_and_traces_the_event_counts(tmp_path, capsys):
     data = tmp_path / "N-MNIST"
     write_nmnist(data, per_digit=(3, 2))
-    args = [
-        "run",
-        "--set",
-        f"output_dir={tmp_path}",
-        "--name",
-        "ev",
-        "--dataset",
-        "nmnist",
-        "--set",
-        f"data.root={data}",
-        "--timesteps",
-        "3",
-        "--epochs",
-        "1",
-        "--set",
-        "model.kwargs={width: 0.25}",
-        "--stages",
-        "train,evaluate,trace,hardware",
-    ]
+    args = nmnist_run_args(tmp_path, data, "train,evaluate,trace,hardware")
     assert main(args) == 0, capsys.readouterr().err
     metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     # 10 digits x 2 test files each.
