@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(PY) -m pip install -q -c constraints.txt -e ".[peers,dev]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[peers,dev,distributed,text]"
 	touch $(STAMP)
 
 run: $(STAMP)
