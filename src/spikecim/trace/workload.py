@@ -171,6 +171,13 @@ class OpWorkload(_Strict):
         return self.operand.kind == "dynamic"
 
     @property
+    def cell_writes_per_step(self) -> int:
+        """Entries of the mapped matrix written at every step, per sample: all of them for a
+        dynamic operand (``b`` of a matmul: ``batch·k·n``), none for a static one. A
+        cost model multiplies by the cells one entry takes (bit slices)."""
+        return self.weights if self.dynamic else 0
+
+    @property
     def params(self) -> int:
         """Stored parameters: static weights + biases (0 for a dynamic operand)."""
         return 0 if self.dynamic else self.weights + (self.out_ch if getattr(self, "has_bias", False) else 0)

@@ -1,0 +1,189 @@
+"""Attention on crossbars: products of two activations written at run time (write noise,
+ClipFormer, SRAM), and the cost of their writes."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from spikecim import ops
+from spikecim.analog import load_crossbar_config, to_analog, to_digital
+from spikecim.analog.dynamic import AnalogMatMul, write_noise
+from spikecim.errors import SpikecimError
+from spikecim.hw.arch import load_architecture
+from spikecim.hw.estimators import get_estimator
+from spikecim.trace import trace
+
+
+class TinyAttention(nn.Module):
+    """One encoder's multi-head softmax attention on tokens ``[..., S, D]``: Linear q, k, v, o,
+    MatMul ``qk`` (K written) and ``av`` (V written), Softmax; mean over tokens, a classifier."""
+
+    def __init__(self, dim: int = 8, heads: int = 2, classes: int = 3):
+        super().__init__()
+        self.heads = heads
+        self.q, self.k, self.v, self.o = (nn.Linear(dim, dim) for _ in range(4))
+        self.qk, self.av = ops.MatMul(), ops.MatMul()
+        self.softmax = nn.Softmax(dim=-1)
+        self.head = nn.Linear(dim, classes)
+
+    def split(self, x: torch.Tensor) -> torch.Tensor:
+        return x.unflatten(-1, (self.heads, -1)).transpose(-3, -2)  # [..., H, S, d]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.split(self.q(x)), self.split(self.k(x)), self.split(self.v(x))
+        scores = self.qk(q, k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
+        out = self.av(self.softmax(scores), v).transpose(-3, -2).flatten(-2)
+        return self.head(self.o(out).mean(-2))
+
+
+@pytest.fixture(scope="module")
+def model() -> TinyAttention:
+    torch.manual_seed(0)
+    return TinyAttention().eval()
+
+
+def _x(*lead: int) -> torch.Tensor:
+    return torch.randn(*lead, 5, 8, generator=torch.Generator().manual_seed(1))
+
+
+def _cfg(**dynamic) -> dict:
+    return {"preset": "ideal", "dynamic": {"unit": "crossbar", **dynamic}}
+
+
+def test_ideal_analog_attention_equals_the_digital_model(model):
+    x = _x(4)
+    am = to_analog(model, _cfg())
+    assert isinstance(am.qk, AnalogMatMul) and isinstance(am.av, AnalogMatMul)
+    with torch.no_grad():
+        assert torch.allclose(am(x), model(x), atol=1e-5)
+
+
+def test_ideal_written_crossbar_equals_a_matmul_tiled_offset_and_broadcast():
+    a, b = torch.randn(2, 3, 6, 7), torch.randn(3, 7, 5)
+    for fields in ({"tile_rows": 3, "tile_cols": 2}, {"mapping": "offset"}):
+        layer = AnalogMatMul(load_crossbar_config({"preset": "ideal", **fields}), "crossbar")
+        assert torch.allclose(layer(a, b), a @ b, atol=1e-5)
+
+
+def test_digital_unit_leaves_the_matmul_and_operators_choose_their_unit(model):
+    assert isinstance(to_analog(model, "ideal").qk, ops.MatMul)
+    am = to_analog(model, _cfg(operators={"qk": "digital", "av": "sram"}))
+    assert type(am.qk) is ops.MatMul and am.av.unit == "sram"
+    back = to_digital(am)
+    assert type(back.av) is ops.MatMul and type(back.q) is nn.Linear
+
+
+def test_an_operator_name_that_matches_no_matmul_is_refused_in_one_line(model):
+    with pytest.raises(SpikecimError, match=r"analog.dynamic.operators: 'kv' names no MatMul") as e:
+        to_analog(model, _cfg(operators={"kv": "digital"}))
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(("field", "value"), [("alpha", 0.5), ("beta", 0.0), ("beta", 1.5)])
+def test_clipformer_bounds_are_checked_naming_the_field(field, value):
+    with pytest.raises(SpikecimError, match=f"dynamic.clipformer.{field}"):
+        load_crossbar_config(_cfg(clipformer={field: value}))
+
+
+def test_write_noise_mean_and_variance_follow_the_txsim_formula():
+    """G' = G + γ·sqrt((G − G_min)(G_max − G_min))·N(0, σ²): per written G, over 1e5 draws,
+    mean G and variance γ²σ²(G − G_min)(G_max − G_min). Drawn through the layer's write."""
+    g_min, g_max, gamma, sigma, n = 1.0, 10.0, 3.0, 0.05, 100_000
+    cfg = load_crossbar_config(
+        {
+            "g_min_us": g_min,
+            "g_max_us": g_max,
+            "dynamic": {"unit": "crossbar", "write_noise_gamma": gamma, "write_noise_sigma": sigma},
+        }
+    )
+    targets = torch.tensor([0.0, 0.25, 0.5, 1.0])  # levels; max|b| = 1 so they are the weights
+    b = targets.repeat(n).view(1, 1, -1)  # one row of 4e5 columns, one tile
+    torch.manual_seed(0)
+    g, _, _ = AnalogMatMul(cfg.with_updates(tile_cols=b.shape[-1]), "crossbar").conductances(b)
+    g_pos = g[0, 0].reshape(n, 4)  # G+ of each column; G− sit at G_min (weights ≥ 0)
+    for j, level in enumerate(targets.tolist()):
+        G = g_min + level * (g_max - g_min)
+        var = gamma**2 * sigma**2 * (G - g_min) * (g_max - g_min)
+        col = g_pos[:, j].double()
+        assert abs(col.mean().item() - G) < 5 * math.sqrt(var / n) + 1e-9
+        assert col.var().item() == pytest.approx(var, rel=0.03, abs=1e-12)
+    assert torch.equal(g[1], torch.full_like(g[1], g_min))  # at G_min the noise vanishes
+
+
+def test_write_noise_function_draws_nothing_at_gamma_zero():
+    g = torch.linspace(0, 25, 11)
+    assert torch.equal(write_noise(g, 0.0, 25.0, 0.0, 1.0), g)
+
+
+def test_clipformer_with_alpha_one_and_beta_one_is_the_identity(model):
+    """With G_min = 0 the shift max(G − 1·G_min, G_min) and the clip min(G, 1·G_max) leave every
+    written conductance (in [G_min, G_max]) where it is."""
+    x = _x(3)
+    plain = to_analog(model, _cfg())
+    clipped = to_analog(model, _cfg(clipformer={"enabled": True, "alpha": 1.0, "beta": 1.0}))
+    with torch.no_grad():
+        assert torch.equal(clipped(x), plain(x))
+
+
+def test_clipformer_shifts_by_alpha_gmin_and_clips_at_beta_gmax():
+    cfg = load_crossbar_config(
+        {
+            "g_min_us": 1.0,
+            "g_max_us": 9.0,
+            "dynamic": {"unit": "crossbar", "clipformer": {"enabled": True, "alpha": 2.0, "beta": 0.5}},
+        }
+    )
+    b = torch.tensor([[[1.0, 0.5, 0.25, 0.0]]])  # G = 9, 5, 3, 1 µS before ClipFormer
+    g, _, _ = AnalogMatMul(cfg, "crossbar").conductances(b)
+    # max(G − 2, 1) = 7, 3, 1, 1; then min(·, 4.5)
+    assert g[0, 0].flatten().tolist() == [4.5, 3.0, 1.0, 1.0]
+
+
+def test_sram_unit_has_no_write_noise_and_the_crossbar_has():
+    a, b = torch.randn(2, 4, 6), torch.randn(2, 6, 3)
+    noisy = _cfg(write_noise_gamma=5.0, write_noise_sigma=0.1)
+    sram = AnalogMatMul(load_crossbar_config(noisy), "sram")
+    xbar = AnalogMatMul(load_crossbar_config(noisy), "crossbar")
+    torch.manual_seed(0)
+    assert torch.allclose(sram(a, b), a @ b, atol=1e-5)
+    assert not torch.allclose(xbar(a, b), a @ b, atol=1e-2)
+
+
+def test_gradient_reaches_both_operands_through_the_written_crossbar():
+    layer = AnalogMatMul(load_crossbar_config(_cfg(write_noise_gamma=3.0)), "crossbar")
+    a = torch.randn(3, 4, requires_grad=True)
+    b = torch.randn(4, 2, requires_grad=True)
+    layer(a, b).sum().backward()
+    # d(Σ a@b)/da = row sums of b, d/db = column sums of a (the straight-through gradient)
+    assert torch.allclose(a.grad, b.detach().sum(1).expand(3, 4))
+    assert torch.allclose(b.grad, a.detach().sum(0)[:, None].expand(4, 2))
+
+
+# ---- the cost of the writes ---------------------------------------------------------------
+
+
+def test_crossbar_writes_of_one_encoder_equal_a_hand_count(model):
+    """S = 5 tokens, D = 8, 2 heads of d = 4: Q·Kᵀ writes Kᵀ (d × S per head), A·V writes
+    V (S × d per head): 2·4·5 + 2·5·4 = 80 cells per sample per step."""
+    w = trace(model, [_x(1, 2)])
+    by_name = {layer.name: layer for layer in w.layers}
+    assert by_name["qk"].cell_writes_per_step == 2 * 4 * 5
+    assert by_name["av"].cell_writes_per_step == 2 * 5 * 4
+    assert sum(layer.cell_writes_per_step for layer in w.layers) == 80
+
+
+def test_write_energy_is_the_hand_count_times_the_tables_cell_write_energy(model):
+    w = trace(model, [_x(1, 2)])
+    table = load_architecture("imc-rram-65nm").params  # the YAML's numbers
+    # float32 operands stored with at most max_weight_bits, bits_per_cell per cell
+    slices = math.ceil(min(32, table["max_weight_bits"]) / table["bits_per_cell"])
+    est = get_estimator("imc")
+    p = est.Params.model_validate(table)
+    writes = {layer.name: est.layer_energy_pj(layer, w, p, False).get("write", 0.0) for layer in w.layers}
+    assert writes["qk"] == pytest.approx(2 * 4 * 5 * slices * table["e_cell_write_pj"])
+    assert writes["av"] == pytest.approx(2 * 5 * 4 * slices * table["e_cell_write_pj"])
+    assert writes["q"] == 0.0
