@@ -187,3 +187,39 @@ def test_write_energy_is_the_hand_count_times_the_tables_cell_write_energy(model
     assert writes["qk"] == pytest.approx(2 * 4 * 5 * slices * table["e_cell_write_pj"])
     assert writes["av"] == pytest.approx(2 * 5 * 4 * slices * table["e_cell_write_pj"])
     assert writes["q"] == 0.0
+
+
+# ---- the γ sweep ----------------------------------------------------------------------------
+
+
+def test_write_noise_sweep_at_gamma_zero_gives_the_digital_accuracy_and_collapses_at_large_gamma(model):
+    from spikecim.analog.write_sweep import write_noise_sweep
+    from spikecim.train.evaluate import ModelInput
+
+    x = _x(64)
+    with torch.no_grad():
+        y = model(x).argmax(-1)  # labels the digital model gets all right
+    y[:16] = (y[:16] + 1) % 3  # and a quarter wrong: digital accuracy 0.75 by construction
+    cfg = load_crossbar_config({"preset": "ideal", "dynamic": {"write_noise_sigma": 1.0}})
+    out = write_noise_sweep({"plain": model}, x, y, cfg, [0.0, 50.0], [0, 1], ModelInput(None))
+    assert out["gamma"] == [0.0, 50.0]
+    off, on = out["curves"]
+    assert (off["clipformer"], on["clipformer"]) == (False, True)
+    assert off["mean"][0] == pytest.approx(0.75)
+    assert off["mean"][1] < 0.75  # γ·σ = 50: the written K and V are mostly noise
+
+
+def test_the_sweep_refuses_a_model_without_a_product_of_activations():
+    from spikecim.analog.write_sweep import write_noise_sweep
+    from spikecim.train.evaluate import ModelInput
+
+    with pytest.raises(SpikecimError, match="has no MatMul"):
+        write_noise_sweep(
+            {"plain": nn.Linear(8, 3)},
+            _x(2)[:, 0],
+            torch.zeros(2),
+            load_crossbar_config("ideal"),
+            [1.0],
+            [0],
+            ModelInput(None),
+        )
