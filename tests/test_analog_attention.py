@@ -223,3 +223,77 @@ def test_the_sweep_refuses_a_model_without_a_product_of_activations():
             [0],
             ModelInput(None),
         )
+
+
+def test_softmax_is_traced_as_digital_work_with_its_element_count(model):
+    """2 heads × 5 queries × 5 keys = 50 softmax outputs per sample, rows of 5 keys."""
+    w = trace(model, [_x(1, 2)])
+    (sm,) = w.digital
+    assert (sm.name, sm.kind, sm.elements, sm.row_length, sm.timesteps) == ("softmax", "softmax", 50, 5, 1)
+
+
+def test_layernorm_and_gelu_are_traced_with_their_rows_at_every_step():
+    net = nn.Sequential(nn.Linear(8, 8), nn.LayerNorm(8), nn.GELU())
+    w = trace(net, [torch.randn(2, 3, 5, 8)])  # T = 2 steps, 5 tokens of 8 features
+    ln, gelu = w.digital
+    assert (ln.kind, ln.elements, ln.row_length, ln.timesteps) == ("layernorm", 40, 8, 2)
+    assert (gelu.kind, gelu.elements, gelu.row_length, gelu.timesteps) == ("gelu", 40, 1, 2)
+
+
+def _units_table() -> dict:
+    from spikecim.hw.exit_unit import UNITS_DIR
+    from spikecim.readers import read_mapping
+
+    return read_mapping(UNITS_DIR / "digital-unit-45nm.yaml", "unit")["params"]
+
+
+def test_softmax_energy_on_the_digital_unit_is_the_hand_count_times_the_tables_energies(model):
+    from spikecim.hw.estimate import estimate
+
+    u = _units_table()
+    # 10 rows of 5: max 4 compares per row, 5 subtractions + 4 adds of the sum per row,
+    # 50 exp, 50 scalings, 10 reciprocals
+    hand = (
+        40 * u["e_compare_pj"]
+        + 90 * u["e_add_pj"]
+        + 50 * u["e_exp_pj"]
+        + 50 * u["e_mult_pj"]
+        + 10 * u["e_div_pj"]
+    )
+    report = estimate(trace(model, [_x(1, 2)]), "imc-rram-65nm")
+    (row,) = [r for r in report.layers if r.kind == "softmax"]
+    assert row.energy_pj == {"digital_unit": pytest.approx(hand)}
+
+
+def test_written_cells_wear_once_per_step_and_the_lifetime_follows_the_tables_endurance(model):
+    from spikecim.hw.estimate import estimate
+
+    table = load_architecture("imc-rram-65nm").params
+    report = estimate(trace(model, [_x(2, 2)]), "imc-rram-65nm")  # T = 2 steps
+    assert report.extras["writes_per_cell_per_inference"] == 2
+    assert report.extras["cell_writes_per_inference"] == 2 * 80 * 8  # 80 entries, 8 one-bit slices
+    assert report.extras["lifetime_s"] == pytest.approx(
+        table["endurance_cycles"] / (2 * table["inference_rate_hz"])
+    )
+
+
+def test_dynamic_products_on_sram_cim_cost_sram_writes_and_never_wear_out(model):
+    from spikecim.hw.estimate import estimate
+
+    sram = load_architecture("imc-sram-65nm").params
+    arch = load_architecture("imc-rram-65nm").model_copy(update={"dynamic_products": "imc-sram-65nm"})
+    report = estimate(trace(model, [_x(1, 2)]), arch)
+    rows = {r.name: r for r in report.layers}
+    slices = math.ceil(min(8, sram["max_weight_bits"]) / sram["bits_per_cell"])
+    assert rows["qk"].energy_pj["write"] == pytest.approx(40 * slices * sram["e_cell_write_pj"])
+    assert "lifetime_s" not in report.extras  # SRAM: no endurance limit
+
+
+def test_dynamic_products_on_the_digital_unit_cost_a_multiply_and_an_add_per_mac(model):
+    from spikecim.hw.estimate import estimate
+
+    u = _units_table()
+    arch = load_architecture("imc-rram-65nm").model_copy(update={"dynamic_products": "digital"})
+    rows = {r.name: r for r in estimate(trace(model, [_x(1, 2)]), arch).layers}
+    macs = 2 * 5 * 4 * 5  # heads × queries × d × keys
+    assert rows["qk"].energy_pj == {"digital_unit": pytest.approx(macs * (u["e_mult_pj"] + u["e_add_pj"]))}
