@@ -297,3 +297,34 @@ def test_dynamic_products_on_the_digital_unit_cost_a_multiply_and_an_add_per_mac
     rows = {r.name: r for r in estimate(trace(model, [_x(1, 2)]), arch).layers}
     macs = 2 * 5 * 4 * 5  # heads × queries × d × keys
     assert rows["qk"].energy_pj == {"digital_unit": pytest.approx(macs * (u["e_mult_pj"] + u["e_add_pj"]))}
+
+
+def test_the_cost_by_part_puts_each_row_in_its_part_and_writes_apart(model, tmp_path):
+    from spikecim.hw.estimate import estimate
+    from spikecim.pipeline.results import HardwareResult
+    from spikecim.pipeline.stage_hardware import hardware_parts_section
+
+    report = estimate(trace(model, [_x(1, 2)]), "imc-rram-65nm")
+    parts = report.by_part()
+    rows = {r.name: r for r in report.layers}
+    assert list(parts) == ["projections", "dynamic products", "writes", "softmax/LN/GELU", "other"]
+    proj = sum(rows[n].total_energy_pj for n in ("q", "k", "v", "o"))
+    assert parts["projections"]["energy_pj"] == pytest.approx(proj)
+    writes = rows["qk"].energy_pj["write"] + rows["av"].energy_pj["write"]
+    assert parts["writes"]["energy_pj"] == pytest.approx(writes)
+    dyn = rows["qk"].total_energy_pj + rows["av"].total_energy_pj - writes
+    assert parts["dynamic products"]["energy_pj"] == pytest.approx(dyn)
+    assert parts["other"]["energy_pj"] == pytest.approx(rows["head"].total_energy_pj)
+    report.save(tmp_path / "hardware" / "ann_imc.json")
+    result = HardwareResult(files={"reports": {"ann": {"imc": "hardware/ann_imc.json"}}})
+    html = hardware_parts_section(result, tmp_path)
+    assert "<td>writes</td>" in html and "days" in html
+
+
+def test_mlp_and_attention_linear_layers_are_told_apart_by_name():
+    from spikecim.hw.breakdown import part_of
+
+    assert part_of("blocks.0.mlp.fc1", "linear") == "MLP"
+    assert part_of("blocks.0.attn.qkv", "linear") == "projections"
+    assert part_of("blocks.0.attn.qk", "matmul") == "dynamic products"
+    assert part_of("patch_embed.proj", "conv2d") == "other"
