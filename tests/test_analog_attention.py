@@ -114,9 +114,9 @@ def test_write_noise_mean_and_variance_follow_the_txsim_formula():
     assert torch.equal(g[1], torch.full_like(g[1], g_min))  # at G_min the noise vanishes
 
 
-def test_write_noise_function_draws_nothing_at_gamma_zero():
-    g = torch.linspace(0, 25, 11)
-    assert torch.equal(write_noise(g, 0.0, 25.0, 0.0, 1.0), g)
+def test_write_noise_draws_nothing_at_gamma_zero():
+    u = torch.linspace(0, 1, 11)
+    assert torch.equal(write_noise(u, 0.0, 1.0, 0.0), u)
 
 
 def test_clipformer_with_alpha_one_and_beta_one_is_the_identity(model):
@@ -328,3 +328,24 @@ def test_mlp_and_attention_linear_layers_are_told_apart_by_name():
     assert part_of("blocks.0.attn.qkv", "linear") == "projections"
     assert part_of("blocks.0.attn.qk", "matmul") == "dynamic products"
     assert part_of("patch_embed.proj", "conv2d") == "other"
+
+
+def test_one_written_cell_per_entry_equals_the_differential_pair():
+    """Where the idle cell of a pair sits at G_min (which no write noise, ClipFormer or read
+    noise there moves), the forward writes one cell with the entry's sign: G+ − G− of the
+    full pair, here with ClipFormer and 8-bit weights in 2-bit slices."""
+    cfg = load_crossbar_config(
+        {
+            "g_min_us": 0.5,
+            "g_max_us": 10.0,
+            "weight_bits": 8,
+            "bits_per_cell": 2,
+            "dynamic": {"unit": "crossbar", "clipformer": {"enabled": True, "alpha": 2.0, "beta": 0.5}},
+        }
+    )
+    layer = AnalogMatMul(cfg, "crossbar")
+    assert layer._idle_cell_exact()
+    b = torch.randn(3, 6, 5)
+    pair, _, _, _ = layer._written(b)
+    one, _, _, sign = layer._written(b, signed=True)
+    assert torch.allclose(one[0] * sign, pair[0] - pair[1], atol=1e-6)

@@ -45,19 +45,23 @@ from spikecim.quant import levels as quant_levels
 __all__ = ["AnalogMatMul", "clipformer", "dynamic_layers", "write_noise"]
 
 
-def write_noise(
-    g_us: torch.Tensor, g_min_us: float, g_max_us: float, gamma: float, sigma: float
-) -> torch.Tensor:
-    """G' = max(G + γ·sqrt((G − G_min)(G_max − G_min))·N(0, σ²), 0), a new tensor."""
+def write_noise(u: torch.Tensor, gamma: float, sigma: float, floor: float) -> torch.Tensor:
+    """The write noise in units of the conductance span, u = (G − G_min)/(G_max − G_min):
+    G' = max(G + γ·sqrt((G − G_min)(G_max − G_min))·N(0, σ²), 0) divided through by the span
+    is u' = max(u + γ·σ·sqrt(u)·N(0, 1), floor) with floor = −G_min/(G_max − G_min).
+    ``u`` ≥ 0 (written levels); returns a new tensor (``u`` itself when γ·σ = 0)."""
     if gamma == 0 or sigma == 0:
-        return g_us.clone()
-    std = (g_us - g_min_us).clamp_(min=0).mul_(g_max_us - g_min_us).sqrt_().mul_(gamma * sigma)
-    return torch.randn_like(g_us).mul_(std).add_(g_us).clamp_(min=0.0)
+        return u
+    std = torch.sqrt(u).mul_(gamma * sigma)
+    return torch.randn_like(u).mul_(std).add_(u).clamp_(min=floor)
 
 
-def clipformer(g_us: torch.Tensor, g_min_us: float, g_max_us: float, cfg: ClipFormerConfig) -> torch.Tensor:
-    """Shift then clip: G ← max(G − α·G_min, G_min), G ← min(G, β·G_max) (a new tensor)."""
-    return (g_us - cfg.alpha * g_min_us).clamp_(min=g_min_us).clamp_(max=cfg.beta * g_max_us)
+def clipformer(u: torch.Tensor, g_min_us: float, g_max_us: float, cfg: ClipFormerConfig) -> torch.Tensor:
+    """Shift then clip, G ← max(G − α·G_min, G_min), G ← min(G, β·G_max), in units of the
+    span u = (G − G_min)/(G_max − G_min) (a new tensor)."""
+    span = g_max_us - g_min_us
+    shifted = (u - cfg.alpha * g_min_us / span).clamp_(min=0.0)
+    return shifted.clamp_(max=(cfg.beta * g_max_us - g_min_us) / span)
 
 
 def dynamic_layers(model: nn.Module) -> list[AnalogMatMul]:
@@ -111,44 +115,81 @@ class AnalogMatMul(nn.Module):
     # -- the staged pipeline --------------------------------------------------------------
 
     def conductances(self, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Stages 1–3 for ``b [B, K, N]``: the written conductances in µS ``[P, S, B, n_in, R,
+        """Stages 1–3 for ``b [B, K, N]`` in µS: the written conductances ``[P, S, B, n_in, R,
         n_out, C]`` (tiles of R rows × C columns), each tile's scale ``[B, n_in, 1, n_out, 1]``
         and the slice gains ``[S]``."""
+        u, w_scale, gain, _ = self._written(b)
+        cfg = self.config
+        return u * (cfg.g_max_us - cfg.g_min_us) + cfg.g_min_us, w_scale, gain
+
+    def _written(
+        self, b: torch.Tensor, signed: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """:meth:`conductances` in units of the span, u = (G − G_min)/(G_max − G_min): the
+        forward works there (no conversion pass to µS and back). ``signed=True`` (the
+        differential mapping, where one cell of each pair sits at G_min, a level no write
+        noise, ClipFormer or read noise moves: :meth:`_idle_cell_exact`): only the cell that
+        holds |b| is written, ``[1, S, ...]``, and the sign of b is returned (None otherwise):
+        G+ − G− = sign·u costs one cell."""
         cfg = self.config
         Bn, K, N = b.shape
         R, C = min(cfg.tile_rows, K), min(cfg.tile_cols, N)
         n_in, n_out = -(-K // R), -(-N // C)
-        bt = F.pad(b, (0, n_out * C - N, 0, n_in * R - K)).view(Bn, n_in, R, n_out, C)
-        bt = bt.detach()
+        bt = F.pad(b.detach(), (0, n_out * C - N, 0, n_in * R - K)).view(Bn, n_in, R, n_out, C)
         w_scale = nonzero_scale(bt.abs().amax(dim=(2, 4), keepdim=True))  # [B, n_in, 1, n_out, 1]
-        levels, gain = normalised_to_levels(bt / w_scale, cfg)
-        g_min, g_max = cfg.g_min_us, cfg.g_max_us
-        g = levels.mul_(g_max - g_min).add_(g_min)
+        wn = bt / w_scale
+        u, gain = normalised_to_levels(wn.abs() if signed else wn, cfg)
+        if signed:
+            u = u[:1]  # the G+ cell of |b|; its G− partner holds G_min exactly
         if self.unit == "crossbar":
             dyn = cfg.dynamic
-            g = write_noise(g, g_min, g_max, dyn.write_noise_gamma, dyn.write_noise_sigma)
+            floor = -cfg.g_min_us / (cfg.g_max_us - cfg.g_min_us)  # G' ≥ 0
+            u = write_noise(u, dyn.write_noise_gamma, dyn.write_noise_sigma, floor)
             if dyn.clipformer.enabled:
-                g = clipformer(g, g_min, g_max, dyn.clipformer)
-        return g, w_scale, gain
+                u = clipformer(u, cfg.g_min_us, cfg.g_max_us, dyn.clipformer)
+        return u, w_scale, gain.to(b.device), torch.sign(wn) if signed else None
 
-    def _read(self, g: torch.Tensor) -> torch.Tensor:
-        """One read: device read noise (crossbar), normalised, signed ``[S, B, n_in, R, n_out, C]``."""
+    def _idle_cell_exact(self) -> bool:
+        """Whether a cell written at G_min reads exactly G_min: no read noise there, and
+        ClipFormer's clip bound β·G_max not below G_min (write noise vanishes at G_min and the
+        shift is floored at G_min)."""
         cfg = self.config
-        if self.unit == "crossbar":
-            std = cfg.device.read_noise_std_us(g, g, 0.0, cfg.g_max_us)
-            g = noisy_read(g, std)
+        if cfg.mapping != "differential":
+            return False
+        if self.unit != "crossbar":
+            return True
+        clip = cfg.dynamic.clipformer
+        if clip.enabled and clip.beta * cfg.g_max_us < cfg.g_min_us:
+            return False
+        if not cfg.device.has_read_noise:
+            return True
+        g = torch.full((1,), cfg.g_min_us)
+        std = cfg.device.read_noise_std_us(g, g.clone(), 0.0, cfg.g_max_us)
+        return std is None or bool((std == 0).all())
+
+    def _read(self, u: torch.Tensor) -> torch.Tensor:
+        """One read of cells ``u`` (units of the span): the device's read noise on a crossbar,
+        none on SRAM."""
+        cfg = self.config
+        if self.unit != "crossbar" or not cfg.device.has_read_noise:
+            return u
         span = cfg.g_max_us - cfg.g_min_us
-        if g.shape[0] == 2:
-            return (g[0] - g[1]) / span
-        return (g[0] - cfg.g_min_us) / span
+        g = u * span + cfg.g_min_us
+        g = noisy_read(g, cfg.device.read_noise_std_us(g, g, 0.0, cfg.g_max_us))
+        return g.sub_(cfg.g_min_us).div_(span)
 
     def _crossbar(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         cfg = self.config
         Bn, M, K = a.shape
         N = b.shape[-1]
         a = a.detach()
-        g, w_scale, gain = self.conductances(b)
-        m = self._read(g)  # [S, B, n_in, R, n_out, C]
+        u, w_scale, gain, sign = self._written(b, self._idle_cell_exact())
+        u = self._read(u)
+        if sign is not None:  # one cell per entry, its partner at G_min
+            m = u[0] * sign
+        else:  # G+ − G−, or G − G_min against the offset reference
+            m = u[0] - u[1] if u.shape[0] == 2 else u[0]
+        # m: [S, B, n_in, R, n_out, C], signed, units of the span
         S, _, n_in, R, n_out, C = m.shape
         x = F.pad(a, (0, n_in * R - K)).view(Bn, M, n_in, R).transpose(1, 2)  # [B, n_in, M, R]
         unit = 1.0
