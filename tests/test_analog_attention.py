@@ -349,3 +349,42 @@ def test_one_written_cell_per_entry_equals_the_differential_pair():
     pair, _, _, _ = layer._written(b)
     one, _, _, sign = layer._written(b, signed=True)
     assert torch.allclose(one[0] * sign, pair[0] - pair[1], atol=1e-6)
+
+
+def test_the_analog_stage_sweeps_gamma_for_a_model_with_attention_and_reports_it(model, tmp_path):
+    """The stage's per-variant pass with only the γ sweep on: the curves land in the
+    result, the plot is written and the report section shows the table."""
+    from types import SimpleNamespace
+
+    from spikecim.analog.stage_config import AnalogStageConfig
+    from spikecim.pipeline.results import AnalogResult
+    from spikecim.pipeline.stage_analog import _Ticker, _variant, _write_noise_plots, analog_section
+    from spikecim.progress import progress_bar
+    from spikecim.train.evaluate import ModelInput
+
+    x = _x(32)
+    with torch.no_grad():
+        y = model(x).argmax(-1)
+    data = SimpleNamespace(x_test=x, y_test=y, x_train=x, y_train=y)
+    sc = AnalogStageConfig(
+        preset="ideal",
+        n_seeds=1,
+        drift_times_s=[],
+        adc_bits_sweep=[],
+        hwa=False,
+        bn_finetune=False,
+        write_noise_gammas=[0.0, 5.0],
+    )
+    with progress_bar(None) as progress:
+        out = _variant(
+            model, data, load_crossbar_config("ideal"), sc, ModelInput(None), 0, _Ticker(progress, "ann")
+        )
+    sweep = out["write_noise"]
+    assert sweep["gamma"] == [0.0, 5.0] and len(sweep["curves"]) == 2
+    assert sweep["curves"][0]["mean"][0] == 1.0  # γ = 0 on ideal crossbars: the digital labels
+    result = {"preset": "ideal", "n_seeds": 1, "t_inference_s": 0.0, "variants": {"ann": out}}
+    (tmp_path / "plots").mkdir()
+    names = _write_noise_plots(result, tmp_path / "plots")
+    assert names == ["analog_write_noise_ann.png"] and (tmp_path / "plots" / names[0]).exists()
+    html = analog_section(AnalogResult.model_validate({**result, "plots": names}), tmp_path)
+    assert "γ = 5" in html and "ClipFormer" in html

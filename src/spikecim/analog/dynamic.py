@@ -138,9 +138,7 @@ class AnalogMatMul(nn.Module):
         bt = F.pad(b.detach(), (0, n_out * C - N, 0, n_in * R - K)).view(Bn, n_in, R, n_out, C)
         w_scale = nonzero_scale(bt.abs().amax(dim=(2, 4), keepdim=True))  # [B, n_in, 1, n_out, 1]
         wn = bt / w_scale
-        u, gain = normalised_to_levels(wn.abs() if signed else wn, cfg)
-        if signed:
-            u = u[:1]  # the G+ cell of |b|; its G− partner holds G_min exactly
+        u, gain = normalised_to_levels(wn, cfg, magnitude=signed)  # signed: the cell of |b| only
         if self.unit == "crossbar":
             dyn = cfg.dynamic
             floor = -cfg.g_min_us / (cfg.g_max_us - cfg.g_min_us)  # G' ≥ 0

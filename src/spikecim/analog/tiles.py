@@ -129,12 +129,20 @@ def weight_to_levels(
     return levels.permute(2, 3, 1, 0, 4, 5), w_scale, gain
 
 
-def normalised_to_levels(wn: torch.Tensor, cfg: CrossbarConfig) -> tuple[torch.Tensor, torch.Tensor]:
+def normalised_to_levels(
+    wn: torch.Tensor, cfg: CrossbarConfig, magnitude: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Target levels in [0, 1] ``[P, S, *wn.shape]`` of a matrix normalised to |wn| ≤ 1, and the
     slice gains ``[S]``: the mapping of :func:`weight_to_levels`, shared by the crossbars
-    written at run time (:mod:`spikecim.analog.dynamic`)."""
+    written at run time (:mod:`spikecim.analog.dynamic`). ``magnitude=True`` (differential
+    mapping): only the cell that holds |wn| (P = 1), its partner being at level 0."""
+    if magnitude and cfg.mapping != "differential":
+        raise ValueError("normalised_to_levels: magnitude=True needs the differential mapping")
     if cfg.weight_bits is None:
-        if cfg.mapping == "differential":
+        if magnitude:
+            levels = wn.abs().unsqueeze(0)
+            gain = torch.ones(1, dtype=wn.dtype)
+        elif cfg.mapping == "differential":
             levels = torch.stack([wn.clamp(min=0), (-wn).clamp(min=0)])
             gain = torch.ones(1, dtype=wn.dtype)
         else:
@@ -144,7 +152,12 @@ def normalised_to_levels(wn: torch.Tensor, cfg: CrossbarConfig) -> tuple[torch.T
     else:
         q_max = 2 ** (cfg.weight_bits - 1) - 1
         q = quant_levels(wn, q_max, 0, -q_max, q_max, ste=None).to(torch.int64)  # |wn| ≤ 1
-        parts = [q.clamp(min=0), (-q).clamp(min=0)] if cfg.mapping == "differential" else [q + q_max]
+        if magnitude:
+            parts = [q.abs()]
+        elif cfg.mapping == "differential":
+            parts = [q.clamp(min=0), (-q).clamp(min=0)]
+        else:
+            parts = [q + q_max]
         base = 2**cfg.bits_per_cell
         digits = [torch.stack([(p // base**k) % base for p in parts]) for k in range(cfg.n_slices)]
         levels = torch.stack(digits, dim=1).to(wn.dtype) / (base - 1)
