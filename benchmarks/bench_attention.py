@@ -121,7 +121,9 @@ def main() -> None:
     ap.add_argument("--sigma", type=float, default=None, help="write-noise σ (default: the config's)")
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--samples", type=int, default=None, help="test samples of the sweep (default: all 450)")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (1: stable timings on a shared CPU)")
+    ap.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1: stable timings on a shared CPU)"
+    )
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
@@ -132,7 +134,14 @@ def main() -> None:
     data = load_dataset("digits")
     model = train(TinyViT(), data.x_train, data.y_train, args.epochs)
     vat = hwa_train(
-        model, data.x_train, data.y_train, WeightModifier(kind="add_normal", std=0.05), 5, 1e-3, None, "direct"
+        model,
+        data.x_train,
+        data.y_train,
+        WeightModifier(kind="add_normal", std=0.05),
+        5,
+        1e-3,
+        None,
+        "direct",
     ).eval()
     crossbar = dict(CROSSBAR)
     if args.sigma is not None:
@@ -147,7 +156,9 @@ def main() -> None:
     seeds = list(range(args.seeds))
     start = time.perf_counter()
     x_test, y_test = data.x_test[: args.samples], data.y_test[: args.samples]
-    sweep = write_noise_sweep({"plain": model, "hwa": vat}, x_test, y_test, cfg, gammas, seeds, ModelInput(None))
+    sweep = write_noise_sweep(
+        {"plain": model, "hwa": vat}, x_test, y_test, cfg, gammas, seeds, ModelInput(None)
+    )
     sweep_s = time.perf_counter() - start
     title = f"TinyViT on digits, RRAM 8-bit/2-bit cells, σ = {cfg.dynamic.write_noise_sigma:g}"
     plot_write_noise_sweep(sweep, ideal, out / "attention_write_noise.png", title)

@@ -388,3 +388,11 @@ def test_the_analog_stage_sweeps_gamma_for_a_model_with_attention_and_reports_it
     assert names == ["analog_write_noise_ann.png"] and (tmp_path / "plots" / names[0]).exists()
     html = analog_section(AnalogResult.model_validate({**result, "plots": names}), tmp_path)
     assert "γ = 5" in html and "ClipFormer" in html
+
+
+def test_a_negative_gamma_in_the_run_config_is_refused_naming_the_field():
+    from spikecim.config import load_config
+
+    with pytest.raises(SpikecimError, match="analog.write_noise_gammas") as e:
+        load_config(None, ["analog.write_noise_gammas=[0, -3]"])
+    assert "\n" not in str(e.value)
