@@ -32,6 +32,7 @@ from spikecim.config import RunConfig, load_config
 from spikecim.errors import SpikecimError, one_line_validation_error
 from spikecim.hw import exit_unit, load_architecture, spikesim_from_spec, workload_from_layers
 from spikecim.hw.arch import TABLES_DIR, Architecture, list_architectures
+from spikecim.hw.digital_unit import DigitalUnitParams, load_digital_unit
 from spikecim.hw.estimators import get_estimator, list_estimators
 from spikecim.hw.exit_unit import ExitUnitParams
 from spikecim.hw.layers import LayerSpec, NetworkSpec, SpikeSimLayer, SpikeSimSpec
@@ -174,6 +175,12 @@ def _roots():
         ("spikesim", _spikesim(), spikesim_from_spec, numeric_fields(SpikeSimSpec, seen=REACHED)),
         ("method-tt", {"rank": 2}, TTOptions.model_validate, numeric_fields(TTOptions, seen=REACHED)),
         ("exit-unit", _exit_unit(), ExitUnitParams.model_validate, numeric_fields(ExitUnitParams, seen=REACHED)),
+        (
+            "digital-unit",
+            dict(load_digital_unit("digital-unit-45nm").model_dump()),
+            DigitalUnitParams.model_validate,
+            numeric_fields(DigitalUnitParams, seen=REACHED),
+        ),
         (
             "exit-unit-table",
             {"name": "unit", "params": {}},

@@ -4,7 +4,9 @@
 :class:`CrossbarConfig` (a preset name, a YAML file or fields); ``program(model, seed)``
 writes them once, ``drift(model, t_s)`` sets the time since programming, every forward is
 one read. ``evaluate_analog`` gives Monte-Carlo accuracy over programming seeds;
-``hwa_train`` and ``bn_finetune`` mitigate. ``circuit.solve_crossbar`` solves IR drop exactly.
+``hwa_train`` and ``bn_finetune`` mitigate. A product of two activations (attention's
+``MatMul``) becomes an ``AnalogMatMul`` written at every call when the config's ``dynamic``
+section says so (docs/transformers.md). ``circuit.solve_crossbar`` solves IR drop exactly.
 
 The names below are imported on first use, so ``spikecim.analog.stage_config`` (the run
 config's ``analog`` section) is read without importing torch.
@@ -27,6 +29,8 @@ _EXPORTS = {
     "register_device": "devices",
     "accuracy": "evaluate",
     "evaluate_analog": "evaluate",
+    "AnalogMatMul": "dynamic",
+    "dynamic_layers": "dynamic",
     "AnalogConv2d": "layers",
     "AnalogLinear": "layers",
     "WeightModifier": "mitigation",

@@ -34,9 +34,11 @@ __all__ = [
     "MAX_WIRE_OHM",
     "MIN_WIRE_OHM",
     "PRESET_DIR",
+    "ClipFormerConfig",
     "ConverterConfig",
     "CrossbarConfig",
     "DriftCompensationConfig",
+    "DynamicConfig",
     "FaultConfig",
     "IRDropConfig",
     "VariationConfig",
@@ -144,6 +146,43 @@ class DriftCompensationConfig(_Section):
     enabled: bool = False
 
 
+DynamicUnit = Literal["digital", "crossbar", "sram"]
+
+
+class ClipFormerConfig(_Section):
+    """ClipFormer (Bhattacharjee, Moitra, Panda, IEEE TCAD 2024; docs/references.md#clipformer),
+    at inference only, on the conductances written at run time (K and V of attention):
+    G ← max(G − α·G_min, G_min), then G ← min(G, β·G_max)."""
+
+    enabled: bool = False
+    alpha: float = Field(2.0, ge=1, le=1e6, description="shift α ≥ 1, in units of G_min")
+    beta: float = Field(0.25, gt=0, le=1, description="clip β in (0, 1], in units of G_max")
+
+
+class DynamicConfig(_Section):
+    """Products of two activations (``spikecim.ops.MatMul``: attention's Q·Kᵀ, A·V, Kᵀ·V) whose
+    second operand is written into a crossbar at every inference (``crossbar``: write noise,
+    then the usual read noise, DAC and ADC), computed on SRAM compute-in-memory (``sram``:
+    exact bit cells, no write or read noise, DAC and ADC kept) or left to a digital unit
+    (``digital``). Write noise (TxSim form, docs/references.md#write-noise):
+    G' = G + γ·sqrt((G − G_min)(G_max − G_min))·N(0, σ²)."""
+
+    unit: DynamicUnit = "digital"
+    operators: dict[str, DynamicUnit] = Field(
+        default_factory=dict,
+        description="unit per MatMul, by its module name or the name's last part (qk, av, kv, qkv)",
+    )
+    write_noise_gamma: float = Field(0.0, ge=0, le=1e3, description="γ, the write-noise factor")
+    write_noise_sigma: float = Field(0.01, ge=0, le=1e3, description="σ of the normal draw")
+    clipformer: ClipFormerConfig = ClipFormerConfig()
+
+    def unit_of(self, name: str) -> DynamicUnit:
+        """The unit of the MatMul module called ``name`` (dotted path in the model)."""
+        if name in self.operators:
+            return self.operators[name]
+        return self.operators.get(name.rsplit(".", 1)[-1], self.unit)
+
+
 class CrossbarConfig(_Section):
     tile_rows: int = Field(128, gt=0, description="word lines per tile (inputs)")
     tile_cols: int = Field(128, gt=0, description="weight columns per tile (outputs)")
@@ -169,6 +208,7 @@ class CrossbarConfig(_Section):
     faults: FaultConfig = FaultConfig()
     ir_drop: IRDropConfig = IRDropConfig()
     drift_compensation: DriftCompensationConfig = DriftCompensationConfig()
+    dynamic: DynamicConfig = DynamicConfig()
     v_read_v: float = Field(0.2, gt=0, description="word-line voltage of a full-scale input, V")
     seed: int = Field(
         0, ge=0, lt=MAX_INT, description="programming seed when program() is given none, 0 <= seed < 2**63"

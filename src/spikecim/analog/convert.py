@@ -4,10 +4,12 @@
 ``to_analog`` works on any module tree: registry models (spiking or ANN) and plain torch
 models. Every operator the registry (:mod:`spikecim.ops`) recognises is replaced by the
 analog twin its ``to_analog`` gives, holding the same weight: linear and conv2d layers and
-their subclasses. An operator without a twin stays digital: a matmul of two activations
-(its operands are computed at run time, nothing is programmed; crossbars written at run
-time are not modelled yet) and conv1d. Everything else (neurons, BatchNorm, pooling) stays
-digital. In a spiking
+their subclasses. A matmul of two activations (attention) becomes an
+:class:`~spikecim.analog.dynamic.AnalogMatMul`, its second operand written into crossbars at
+every call, when the config's ``dynamic`` section puts it on a ``crossbar`` or ``sram``
+(``dynamic.unit``, or per module name in ``dynamic.operators``); it stays digital by
+default. An operator without a twin stays digital (conv1d). Everything else (neurons,
+BatchNorm, pooling, softmax, LayerNorm, GELU) stays digital. In a spiking
 model the synaptic layers are called on ``[T*B, ...]``, so the crossbar is read at every
 timestep while the membrane state stays digital.
 """
@@ -23,6 +25,7 @@ from torch import nn
 
 from spikecim import ops
 from spikecim.analog.config import CrossbarConfig, load_crossbar_config
+from spikecim.analog.dynamic import AnalogMatMul, dynamic_layers
 from spikecim.analog.layers import AnalogLayer
 from spikecim.analog.quant import level_count
 from spikecim.analog.tiles import set_time
@@ -36,13 +39,33 @@ def analog_layers(model: nn.Module) -> list[AnalogLayer]:
     return [m for m in model.modules() if isinstance(m, AnalogLayer)]
 
 
-def _swap(module: nn.Module, fn: Callable[[nn.Module], nn.Module | None]) -> None:
+def _swap(module: nn.Module, fn: Callable[[str, nn.Module], nn.Module | None], prefix: str = "") -> None:
+    """Replace each child by ``fn(dotted name, child)`` when it is not None, else recurse."""
     for name, child in module.named_children():
-        new = fn(child)
+        path = f"{prefix}{name}"
+        new = fn(path, child)
         if new is not None:
             setattr(module, name, new)
         else:
-            _swap(child, fn)
+            _swap(child, fn, f"{path}.")
+
+
+def _dynamic_config(cfg: CrossbarConfig, name: str) -> CrossbarConfig:
+    """``cfg`` with ``dynamic.unit`` set to the unit of the module called ``name``."""
+    unit = cfg.dynamic.unit_of(name)
+    if unit == cfg.dynamic.unit:
+        return cfg
+    return cfg.model_copy(update={"dynamic": cfg.dynamic.model_copy(update={"unit": unit})})
+
+
+def _check_operator_names(model: nn.Module, cfg: CrossbarConfig) -> None:
+    names = [n for n, m in model.named_modules() if isinstance(m, ops.MatMul)]
+    for key in cfg.dynamic.operators:
+        if not any(n == key or n.rsplit(".", 1)[-1] == key for n in names):
+            found = ", ".join(names) if names else "none"
+            raise SpikecimError(
+                f"analog.dynamic.operators: '{key}' names no MatMul of the model (its MatMuls: {found})"
+            )
 
 
 def to_analog(
@@ -57,23 +80,27 @@ def to_analog(
     if ops.find(model) is not None:
         model = nn.Sequential(model)
     out = copy.deepcopy(model)
+    _check_operator_names(out, cfg)
 
-    def convert(m: nn.Module) -> nn.Module | None:
-        if isinstance(m, AnalogLayer):
+    def convert(name: str, m: nn.Module) -> nn.Module | None:
+        if isinstance(m, (AnalogLayer, AnalogMatMul)):
             raise SpikecimError("analog: model is already analog; call to_digital first")
         op = ops.find(m)
-        return op.to_analog(m, cfg) if op is not None else None
+        return op.to_analog(m, _dynamic_config(cfg, name)) if op is not None else None
 
     _swap(out, convert)
     if not analog_layers(out):
+        if dynamic_layers(out):
+            return out  # only products written at run time: nothing to program
         raise SpikecimError("analog: the model has no layer to map (a linear or conv2d layer)")
     return program(out, cfg.seed if seed is None else seed)
 
 
 def to_digital(model: nn.Module) -> nn.Module:
-    """A copy of an analog model with plain Linear/Conv2d layers holding the digital weights."""
+    """A copy of an analog model with plain Linear/Conv2d layers holding the digital weights
+    (and plain MatMul modules for the products written at run time)."""
     out = copy.deepcopy(model)
-    _swap(out, lambda m: m.to_digital() if isinstance(m, AnalogLayer) else None)
+    _swap(out, lambda _, m: m.to_digital() if isinstance(m, (AnalogLayer, AnalogMatMul)) else None)
     return out
 
 
@@ -81,7 +108,7 @@ def program(model: nn.Module, seed: int) -> nn.Module:
     """Program (write) every crossbar once: write noise, variation, faults and drift
     exponents drawn from ``seed`` (each layer gets its own stream). Returns the model."""
     layers = analog_layers(model)
-    if not layers:
+    if not layers and not dynamic_layers(model):
         raise SpikecimError("program: the model has no analog layers; call to_analog first")
     seeds = np.random.SeedSequence(int(seed)).generate_state(len(layers))
     for layer, s in zip(layers, seeds):
@@ -111,18 +138,20 @@ def calibrate_adc(
     and each bound is set from its observer (1.0 where every output was 0)."""
     layers = [
         layer
-        for layer in analog_layers(model)
+        for layer in [*analog_layers(model), *dynamic_layers(model)]
         if layer.config.adc.enabled and layer.config.adc.range == "calibrated"
     ]
     if not layers:
         return model
 
-    def observer(layer: AnalogLayer) -> PercentileObserver:
+    def observer(layer: AnalogLayer | AnalogMatMul) -> PercentileObserver:
         n = level_count(layer.config.adc.bits)
         pct = percentile if percentile is not None else layer.config.adc.calibration_percentile
         return PercentileObserver(pct, -n, n, absolute=True)
 
-    attach = AnalogLayer.attach_adc_observer
+    def attach(layer, obs):
+        return layer.attach_adc_observer(obs)
+
     with observing(layers, observer, attach=attach) as observers, torch.no_grad():
         for x in batches:
             model(x)

@@ -33,6 +33,11 @@ class AnalogStageConfig(Schema):
     adc_bits_sweep: list[int] = Field(
         default_factory=lambda: [4, 6, 8, 10], description="ADC resolutions of the sweep (empty: no sweep)"
     )
+    write_noise_gammas: list[float] = Field(
+        default_factory=list,
+        description="write-noise factors γ of the sweep over written K/V crossbars, with and without "
+        "ClipFormer (and after HWA training when hwa is on); only for models with a MatMul (empty: no sweep)",
+    )
     max_samples: int | None = Field(None, gt=0, description="evaluate on at most this many test samples")
     calibration_samples: int = Field(
         256,
@@ -61,6 +66,13 @@ class AnalogStageConfig(Schema):
     def _times(cls, v: list[float]) -> list[float]:
         if any(t < 0 for t in v):
             raise ValueError("times must be >= 0 seconds")
+        return v
+
+    @field_validator("write_noise_gammas")
+    @classmethod
+    def _gammas(cls, v: list[float]) -> list[float]:
+        if any(not 0 <= g <= 1e3 for g in v):
+            raise ValueError("every γ must be between 0 and 1000")
         return v
 
     @field_validator("adc_bits_sweep")

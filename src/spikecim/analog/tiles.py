@@ -49,6 +49,7 @@ __all__ = [
     "crossbar_conv2d",
     "crossbar_matmul",
     "direct_conv_applies",
+    "normalised_to_levels",
     "program_tiles",
     "read_matrix",
     "set_time",
@@ -124,29 +125,47 @@ def weight_to_levels(
     wt = tile_weight(weight, cfg)
     w_scale = wt.abs().amax(dim=(2, 3))
     w_scale = torch.where(w_scale > 0, w_scale, torch.ones_like(w_scale))
-    wn = wt / w_scale[:, :, None, None]
+    levels, gain = normalised_to_levels(wt / w_scale[:, :, None, None], cfg)  # [P, S, n_in, n_out, R, C]
+    return levels.permute(2, 3, 1, 0, 4, 5), w_scale, gain
+
+
+def normalised_to_levels(
+    wn: torch.Tensor, cfg: CrossbarConfig, magnitude: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Target levels in [0, 1] ``[P, S, *wn.shape]`` of a matrix normalised to |wn| ≤ 1, and the
+    slice gains ``[S]``: the mapping of :func:`weight_to_levels`, shared by the crossbars
+    written at run time (:mod:`spikecim.analog.dynamic`). ``magnitude=True`` (differential
+    mapping): only the cell that holds |wn| (P = 1), its partner being at level 0."""
+    if magnitude and cfg.mapping != "differential":
+        raise ValueError("normalised_to_levels: magnitude=True needs the differential mapping")
     if cfg.weight_bits is None:
-        if cfg.mapping == "differential":
-            levels = torch.stack([wn.clamp(min=0), (-wn).clamp(min=0)], dim=2)
-            gain = torch.ones(1, dtype=wt.dtype)
+        if magnitude:
+            levels = wn.abs().unsqueeze(0)
+            gain = torch.ones(1, dtype=wn.dtype)
+        elif cfg.mapping == "differential":
+            levels = torch.stack([wn.clamp(min=0), (-wn).clamp(min=0)])
+            gain = torch.ones(1, dtype=wn.dtype)
         else:
-            levels = ((wn + 1) / 2).unsqueeze(2)
-            gain = torch.full((1,), 2.0, dtype=wt.dtype)
-        levels = levels.unsqueeze(2)  # S = 1
+            levels = ((wn + 1) / 2).unsqueeze(0)
+            gain = torch.full((1,), 2.0, dtype=wn.dtype)
+        levels = levels.unsqueeze(1)  # S = 1
     else:
         q_max = 2 ** (cfg.weight_bits - 1) - 1
         q = quant_levels(wn, q_max, 0, -q_max, q_max, ste=None).to(torch.int64)  # |wn| ≤ 1
-        parts = [q.clamp(min=0), (-q).clamp(min=0)] if cfg.mapping == "differential" else [q + q_max]
+        if magnitude:
+            parts = [q.abs()]
+        elif cfg.mapping == "differential":
+            parts = [q.clamp(min=0), (-q).clamp(min=0)]
+        else:
+            parts = [q + q_max]
         base = 2**cfg.bits_per_cell
-        digits = []
-        for k in range(cfg.n_slices):
-            digits.append(torch.stack([(p // base**k) % base for p in parts], dim=2))
-        levels = torch.stack(digits, dim=2).to(wt.dtype) / (base - 1)
-        gain = torch.tensor([(base - 1) * base**k / q_max for k in range(cfg.n_slices)], dtype=wt.dtype)
+        digits = [torch.stack([(p // base**k) % base for p in parts]) for k in range(cfg.n_slices)]
+        levels = torch.stack(digits, dim=1).to(wn.dtype) / (base - 1)
+        gain = torch.tensor([(base - 1) * base**k / q_max for k in range(cfg.n_slices)], dtype=wn.dtype)
     if cfg.conductance_levels is not None:
         n = cfg.conductance_levels - 1
         levels = quant_levels(levels, n, 0, 0, n, ste=None) / n  # levels in [0, 1]
-    return levels, w_scale, gain
+    return levels, gain
 
 
 def program_tiles(

@@ -80,6 +80,14 @@ def estimate_cmd(
             "--node-nm scaling, so the value is kept as given; repeatable",
         ),
     ] = None,
+    dynamic_products: Annotated[
+        str | None,
+        typer.Option(
+            "--dynamic-products",
+            help="cost the products of two activations (attention's Q·Kᵀ, A·V) on another table "
+            "(e.g. imc-sram-65nm: SRAM compute-in-memory) or on the digital unit ('digital')",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", metavar="", help="print the CostReport as JSON")] = False,
     out: Annotated[Path | None, typer.Option(help="also save the CostReport JSON here")] = None,
     timesteps: Annotated[int, typer.Option(help="for a .nir model: steps to trace, 1 to 10000")] = 10,
@@ -95,6 +103,10 @@ def estimate_cmd(
     root: Annotated[str | None, typer.Option(help="folder of the --dataset files")] = None,
 ) -> None:
     """Energy, latency and area of one workload on one architecture.
+
+    A transformer's products of two activations are costed with their crossbar writes
+    (energy, latency, wear and lifetime of the written cells), softmax, LayerNorm and GELU on
+    the digital unit, and the report ends with the cost by part.
 
     A .nir model (or a `spikecim nir import` folder) is traced first: on
     --dataset when given, else on Bernoulli spike trains at --input-rate.
@@ -112,6 +124,13 @@ def estimate_cmd(
     else:
         wl = load_workload(workload, variant=variant)
     a = load_architecture(arch, node_nm=node_nm, **_parse_sets(set_ or []))
+    if dynamic_products is not None:
+        if dynamic_products != "digital":
+            try:
+                load_architecture(dynamic_products)  # a bad name fails here, in one line
+            except SpikecimError as e:
+                raise SpikecimError(f"--dynamic-products: {e}") from None
+        a = a.model_copy(update={"dynamic_products": dynamic_products})
     report = estimate(wl, a, dense=dense)
     if out is not None:
         report.save(out)

@@ -49,6 +49,17 @@ class Architecture(Schema):
         min_length=1,
         description="the unit that runs an early-exit test (hw/tables/units name or YAML path)",
     )
+    digital_unit: str = Field(
+        "digital-unit-45nm",
+        min_length=1,
+        description="the unit that runs softmax, LayerNorm and GELU (hw/tables/units name or YAML path)",
+    )
+    dynamic_products: str | None = Field(
+        None,
+        min_length=1,
+        description="where products of two activations run: another table (name or YAML path, e.g. "
+        "imc-sram-65nm for SRAM compute-in-memory), 'digital' (the digital unit), or None (this table)",
+    )
     source: str = Field("", description="file the table was read from")
     _parsed: Any = PrivateAttr(None)
 

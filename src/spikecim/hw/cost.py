@@ -32,6 +32,7 @@ from spikecim.readers import read_mapping
 __all__ = ["CostReport", "LayerCost"]
 
 NS_PER_S = 1e9
+_S_PER_YEAR = 365 * 24 * 3600.0
 
 
 class LayerCost(BaseModel):
@@ -230,8 +231,27 @@ class CostReport(BaseModel):
                 f"{_fmt(self.stage_latency_ns)} ns, frame latency {_fmt(self.pipelined_latency_ns)} ns"
             ),
         ]
+        if any(layer.kind in ("matmul", "softmax", "layernorm", "gelu") for layer in self.layers):
+            lines += ["", "by part (energy_pj, latency_ns, area_um2):"]
+            lines += [
+                f"  {part}: {_fmt(v['energy_pj'])}, {_fmt(v['latency_ns'])}, {_fmt(v['area_um2'])}"
+                for part, v in self.by_part().items()
+            ]
+        if "writes_per_cell_per_inference" in self.extras:
+            life = self.extras.get("lifetime_s")
+            lines.append(
+                f"written cells: {_fmt(self.extras['writes_per_cell_per_inference'])} writes per cell per "
+                "inference; lifetime "
+                + (f"{_fmt(life / _S_PER_YEAR)} years" if life is not None else "unlimited (no endurance limit)")
+            )
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
+
+    def by_part(self) -> dict[str, dict[str, float]]:
+        """Energy, latency and area per part of a transformer (:mod:`spikecim.hw.breakdown`)."""
+        from spikecim.hw.breakdown import by_part
+
+        return by_part(self)
 
 
 def _fmt(v: float | None) -> str:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from spikecim.hw.arch import Architecture, load_architecture
 from spikecim.hw.cost import CostReport, LayerCost
+from spikecim.hw.digital_unit import DigitalUnitParams, digital_op_cost, load_digital_unit
 from spikecim.hw.estimators import get_estimator
 from spikecim.hw.estimators._common import dense_ops
 
@@ -18,17 +19,33 @@ def estimate(workload, arch: Architecture | str | Path, dense: bool = False) -> 
     ``dense=True`` ignores the traced activity (every input non-zero at every step): the
     upper bound. Estimators that are dense by construction (``spikesim``) ignore it.
     A workload with an early-exit test (DT-SNN) gets one more row, ``exit-test``: the unit
-    named by the table's ``exit_unit`` (:mod:`spikecim.hw.exit_unit`).
+    named by the table's ``exit_unit`` (:mod:`spikecim.hw.exit_unit`). Its ``digital``
+    entries (softmax, LayerNorm, GELU) get one row each on the table's ``digital_unit``
+    (:mod:`spikecim.hw.digital_unit`). The products of two activations (dynamic operands)
+    are costed by this table, or by the table its ``dynamic_products`` names (e.g. SRAM
+    compute-in-memory), or on the digital unit (``dynamic_products: digital``).
     """
     arch = load_architecture(arch)
     est = get_estimator(arch.estimator)
     p = arch.p
-    costed = [layer for layer in workload.layers if est.costs_layer(layer, workload, p)]
+    unit = load_digital_unit(arch.digital_unit)
+    elsewhere = arch.dynamic_products is not None
+    costed = [
+        layer
+        for layer in workload.layers
+        if est.costs_layer(layer, workload, p) and not (elsewhere and layer.dynamic)
+    ]
     latencies = est.latencies_ns(costed, workload, p, dense)
     areas = est.layer_areas_um2(costed, workload, p)
     by_name = {id(layer): (lat, area) for layer, lat, area in zip(costed, latencies, areas)}
+    dyn_rows, dyn_extras, dyn_notes = (
+        _dynamic_rows(workload, arch.dynamic_products, unit, dense) if elsewhere else ({}, {}, [])
+    )
     rows = []
     for layer in workload.layers:
+        if id(layer) in dyn_rows:
+            rows.append(dyn_rows[id(layer)])
+            continue
         if id(layer) not in by_name:
             rows.append(LayerCost(name=layer.name, kind=layer.kind, skipped=True))
             continue
@@ -43,7 +60,20 @@ def estimate(workload, arch: Architecture | str | Path, dense: bool = False) -> 
                 ops=dense_ops(layer),
             )
         )
-    notes = est.notes(workload, p, dense)
+    latency_modelled = any(r.latency_ns > 0 for r in rows)
+    for entry in workload.digital:
+        e, lat = digital_op_cost(entry, workload, unit)
+        rows.append(
+            LayerCost(
+                name=entry.name,
+                kind=entry.kind,
+                energy_pj={"digital_unit": e},
+                latency_ns=lat if latency_modelled else 0.0,
+            )
+        )
+    notes = est.notes(workload, p, dense) + dyn_notes
+    if workload.digital:
+        notes.append(f"digital unit ({arch.digital_unit}): softmax, LayerNorm and GELU, one row each")
     if workload.exit_test is not None:
         rows.append(_exit_row(workload, arch, latency_modelled=any(r.latency_ns > 0 for r in rows)))
         notes.append(
@@ -59,8 +89,56 @@ def estimate(workload, arch: Architecture | str | Path, dense: bool = False) -> 
         mode="dense" if dense else "event",
         layers=rows,
         shared_area_um2=est.shared_area_um2(costed, workload, p),
-        extras=est.extras(costed, workload, p),
+        extras={**est.extras(costed, workload, p), **dyn_extras},
         notes=notes,
+    )
+
+
+def _dynamic_rows(
+    workload, where: str, unit: DigitalUnitParams, dense: bool
+) -> tuple[dict[int, LayerCost], dict[str, float], list[str]]:
+    """The rows of the products of two activations costed away from the main table: on the
+    table ``where`` names (its estimator, its constants; its extras prefixed ``dynamic_``,
+    the wear of written cells unprefixed), or on the digital unit (``digital``: a multiply and
+    an add per MAC at every step run, ``lanes`` at a time)."""
+    dynamic = [layer for layer in workload.layers if layer.dynamic]
+    if not dynamic:
+        return {}, {}, []
+    if where == "digital":
+        rows = {}
+        for layer in dynamic:
+            macs = layer.macs * workload.steps_run(layer)
+            cycles = macs * (unit.cycles_mult + unit.cycles_add) / unit.lanes
+            rows[id(layer)] = LayerCost(
+                name=layer.name,
+                kind=layer.kind,
+                energy_pj={"digital_unit": macs * (unit.e_mult_pj + unit.e_add_pj)},
+                latency_ns=cycles * 1e3 / unit.clock_mhz,
+                ops=dense_ops(layer),
+            )
+        return rows, {}, ["products of two activations on the digital unit (a multiply and an add per MAC)"]
+    other = load_architecture(where)
+    est = get_estimator(other.estimator)
+    q = other.p
+    latencies = est.latencies_ns(dynamic, workload, q, dense)
+    areas = est.layer_areas_um2(dynamic, workload, q)
+    rows = {
+        id(layer): LayerCost(
+            name=layer.name,
+            kind=layer.kind,
+            energy_pj=est.layer_energy_pj(layer, workload, q, dense),
+            latency_ns=lat,
+            area_um2=area,
+            ops=dense_ops(layer),
+        )
+        for layer, lat, area in zip(dynamic, latencies, areas)
+    }
+    wear = ("writes_per_cell_per_inference", "cell_writes_per_inference", "lifetime_s")
+    extras = {(k if k in wear else f"dynamic_{k}"): v for k, v in est.extras(dynamic, workload, q).items()}
+    return (
+        rows,
+        extras,
+        [f"products of two activations on {other.name} ({other.description or other.estimator})"],
     )
 
 

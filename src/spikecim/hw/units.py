@@ -25,6 +25,7 @@ UNITS: dict[str, tuple[str, float]] = {
     "ns": ("time", 1.0),
     "us": ("time", 1e3),
     "ms": ("time", 1e6),
+    "hz": ("frequency", 1e-6),
     "khz": ("frequency", 1e-3),
     "mhz": ("frequency", 1.0),
     "ghz": ("frequency", 1e3),
@@ -41,6 +42,7 @@ UNITS: dict[str, tuple[str, float]] = {
     "bits": ("bits", 1.0),
     "frac": ("fraction", 1.0),
     "clocks": ("clocks", 1.0),
+    "cycles": ("write cycles", 1.0),
 }
 
 

@@ -8,7 +8,8 @@ one :class:`Op` says how it is
 - **traced**: the accumulates triggered by the non-zero entries of its streamed input, and
   the kind-specific fields of its :mod:`Workload <spikecim.trace.workload>` entry;
 - **converted to analog**: the crossbar twin ``to_analog`` puts in its place, or ``None``
-  when it stays digital (a matmul of two activations: its operands are not programmed);
+  when it stays digital (a matmul of two activations has no programmed weight: its twin, a
+  crossbar written at every call, exists only when the config's ``dynamic`` section asks);
 - **exported to NIR**: the node(s) it becomes, or a one-line error naming it;
 - **described in the Workload**: by its ``kind`` tag, which names the entry class.
 

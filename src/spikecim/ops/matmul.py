@@ -1,10 +1,13 @@
 """``matmul``: the product of two activations, ``a @ b`` (attention's Q·Kᵀ and S·V).
 
-Both operands are computed at run time. On a crossbar, ``b`` (``[..., K, N]``) would be
+Both operands are computed at run time. On a crossbar, ``b`` (``[..., K, N]``) is
 written as conductances at every step and the rows of ``a`` (``[..., M, K]``) streamed as
-inputs; nothing is programmed once. So ``to_analog`` leaves it digital (no written
-crossbars yet), NIR export refuses it (NIR has no node for it), and the Workload describes
-it with a *dynamic* operand ``b`` whose writes the estimators cost.
+inputs; nothing is programmed once. ``to_analog`` gives an
+:class:`~spikecim.analog.dynamic.AnalogMatMul` (write noise, ClipFormer, read noise, DAC,
+ADC) when the crossbar config's ``dynamic`` section puts the operator on a ``crossbar`` or
+``sram``, and leaves it digital otherwise (the default); NIR export refuses it (NIR has no
+node for it), and the Workload describes it with a *dynamic* operand ``b`` whose writes
+the estimators cost.
 
 Models use the module explicitly: ``self.attn = MatMul()`` … ``self.attn(q, k.transpose(-2,
 -1))``. Accumulates: ``nnz(a) · N`` (each non-zero entry of a row of ``a`` meets one row of
@@ -62,6 +65,16 @@ class MatMulOp(Op):
 
     def static_weight(self, module):
         return None
+
+    def to_analog(self, module, config):
+        """An :class:`~spikecim.analog.dynamic.AnalogMatMul` on the config's unit for this
+        operator (``config.dynamic.unit``, resolved per module by ``to_analog``), or None
+        (digital)."""
+        if config.dynamic.unit == "digital":
+            return None
+        from spikecim.analog.dynamic import AnalogMatMul
+
+        return AnalogMatMul(config, config.dynamic.unit)
 
     def to_nir(self, writer, module, name, prev):
         raise SpikecimError(

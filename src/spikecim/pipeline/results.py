@@ -215,6 +215,18 @@ class AdcSweep(Sweep):
     bits: list[int] = Field(default_factory=list)
 
 
+class WriteNoiseCurve(Sweep):
+    training: str = "plain"  # 'plain', or 'hwa' after hardware-aware training
+    clipformer: bool = False
+
+
+class WriteNoiseSweep(_Lenient):
+    """Accuracy against the write-noise factor γ of the written K/V crossbars."""
+
+    gamma: list[float] = Field(default_factory=list)
+    curves: list[WriteNoiseCurve] = Field(default_factory=list)
+
+
 class AnalogVariant(_Lenient):
     timesteps: int | None = None
     ideal: float | None = None
@@ -223,6 +235,7 @@ class AnalogVariant(_Lenient):
     adc_bits: AdcSweep | None = None
     hwa: HwaResult | None = None
     bn_finetune: BnFinetuneResult | None = None
+    write_noise: WriteNoiseSweep | None = None
 
 
 class AnalogResult(StageResult):

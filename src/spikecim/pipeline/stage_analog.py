@@ -3,8 +3,12 @@
 For each trained variant (``snn``, ``ann``): digital accuracy; analog accuracy (mean ± std
 over ``n_seeds`` programming seeds) at ``t_inference_s``; accuracy vs time since
 programming (1 s to 1 year) and vs ADC bits; and after mitigation (hardware-aware
-training of a copy; BN fine-tuning on the programmed crossbar). Plots go to
-``plots/analog_drift.png`` and ``plots/analog_adc_bits.png``.
+training of a copy; BN fine-tuning on the programmed crossbar). A model with products of
+two activations (attention's ``MatMul``) also gets the write-noise sweep when
+``analog.write_noise_gammas`` is set: accuracy against γ of the K/V written into crossbars,
+ClipFormer off and on, before and after hardware-aware training
+(:mod:`spikecim.analog.write_sweep`). Plots go to ``plots/analog_drift.png``,
+``plots/analog_adc_bits.png`` and ``plots/analog_write_noise_<variant>.png``.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from spikecim.analog.convert import calibrate_adc, drift, program, to_analog
 from spikecim.analog.evaluate import accuracy, evaluate_analog, monte_carlo
 from spikecim.analog.mitigation import WeightModifier, bn_finetune, bn_parameters, bn_running_stats, hwa_train
 from spikecim.analog.stage_config import check_calibration
+from spikecim.analog.write_sweep import has_dynamic_products, plot_write_noise_sweep, write_noise_sweep
 from spikecim.errors import SpikecimError
 from spikecim.pipeline.results import AnalogResult, BnFinetuneResult, HwaResult, SeedAccuracy
 from spikecim.pipeline.run import variant_input
@@ -92,7 +97,8 @@ def _variant(
     hwa_on = sc.hwa and sc.hwa_epochs > 0
     has_bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
     bn_on = sc.bn_finetune and sc.bn_epochs > 0 and has_bn and calib_x is not None
-    passes = 1 + len(sc.drift_times_s) + len(sc.adc_bits_sweep) + hwa_on + bn_on
+    sweep_gammas = sc.write_noise_gammas if has_dynamic_products(model) else []
+    passes = 1 + len(sc.drift_times_s) + len(sc.adc_bits_sweep) + hwa_on + bn_on + bool(sweep_gammas)
     tick.start(len(seeds) * passes + hwa_on)
 
     def acc(m):
@@ -127,6 +133,7 @@ def _variant(
         "mean": [s["mean"] for s in sweep],
         "std": [s["std"] for s in sweep],
     }
+    trained = None
     if hwa_on:
         mod = WeightModifier(kind=sc.hwa_modifier, std=sc.hwa_noise_std)
         start = time.perf_counter()
@@ -163,6 +170,12 @@ def _variant(
             "epochs": sc.bn_epochs,
             "seconds": statistics.fmean(seconds),
         }
+    if sweep_gammas:
+        models = {"plain": model} if trained is None else {"plain": model, "hwa": trained}
+        out["write_noise"] = write_noise_sweep(
+            models, x, y, cfg, sweep_gammas, seeds, inputs, calib_x, sc.t_inference_s, input_seed
+        )
+        tick.progress.update(tick.task, advance=len(seeds), info="write-noise sweep")
     return out
 
 
@@ -179,7 +192,6 @@ class _Ticker:
 
     def __call__(self, done: str) -> None:
         self.progress.update(self.task, advance=1, info=done)
-
 
 
 def analog_stage(ctx: RunContext) -> AnalogResult:
@@ -206,7 +218,7 @@ def analog_stage(ctx: RunContext) -> AnalogResult:
             inputs = variant_input(ctx.config, name, ctx.data)
             tick = _Ticker(progress, name)
             result["variants"][name] = _variant(model, ctx.data, cfg, sc, inputs, ctx.config.seed, tick)
-    result["plots"] = _plots(result, ctx.plots_dir)
+    result["plots"] = _plots(result, ctx.plots_dir) + _write_noise_plots(result, ctx.plots_dir)
     result["seconds"] = time.perf_counter() - start
     return AnalogResult.model_validate(result)
 
@@ -244,6 +256,46 @@ def _plots(result: dict, plots_dir: Path) -> list[str]:
         save_figure(fig, plots_dir / fname, dpi=100)
         names.append(fname)
     return names
+
+
+def _write_noise_plots(result: dict, plots_dir: Path) -> list[str]:
+    names = []
+    for variant, m in result["variants"].items():
+        if "write_noise" not in m:
+            continue
+        ideal = {"plain": m["ideal"]}
+        if "hwa" in m:
+            ideal["hwa"] = m["hwa"]["ideal"]
+        name = f"analog_write_noise_{variant}.png"
+        title = (
+            f"{variant.upper()}, {result['preset']}: written K/V, mean ± std over {result['n_seeds']} seeds"
+        )
+        plot_write_noise_sweep(m["write_noise"], ideal, plots_dir / name, title)
+        names.append(name)
+    return names
+
+
+def _write_noise_table(a: AnalogResult) -> str:
+    """γ × (variant, training, ClipFormer): the write-noise sweep as one table."""
+    rows = []
+    for v, m in a.variants.items():
+        if m.write_noise is None:
+            continue
+        for c in m.write_noise.curves:
+            cells = "".join(f"<td>{pct(x)}</td>" for x in c.mean)
+            rows.append(
+                f"<tr><td>{html.escape(v.upper())}</td><td>{html.escape(c.training)}</td>"
+                f"<td>{'on' if c.clipformer else 'off'}</td>{cells}</tr>"
+            )
+        gammas = "".join(f"<th>γ = {g:g}</th>" for g in m.write_noise.gamma)
+    if not rows:
+        return ""
+    return (
+        "<p>Attention's dynamic products with K and V written into crossbars at every inference: "
+        "accuracy against the write-noise factor γ (G' = G + γ·sqrt((G − G_min)(G_max − G_min))·N(0, σ²)), "
+        "ClipFormer shift-and-clip off and on, without and with hardware-aware training.</p>"
+        f"<table><tr><th>variant</th><th>training</th><th>ClipFormer</th>{gammas}</tr>{''.join(rows)}</table>"
+    )
 
 
 def _pm(m: SeedAccuracy | None, n_seeds: int | None) -> str:
@@ -286,6 +338,7 @@ def analog_section(a: AnalogResult | None, run_dir: Path) -> str:
             "parameter of a copy with weight noise, once for all seeds; its samples are per epoch.</p>"
         ),
     ]
+    parts.append(_write_noise_table(a))
     for name in a.plots:
         p = Path(run_dir) / "plots" / name
         if p.exists():

@@ -21,11 +21,11 @@ from pathlib import Path
 
 from spikecim.pipeline.results import HardwareResult
 from spikecim.pipeline.stages import RunContext
-from spikecim.report.fmt import energy
-from spikecim.report.sections import embed_png, register_section
+from spikecim.report.fmt import energy, pct
+from spikecim.report.sections import embed_png, html_table, register_section
 from spikecim.variants import ratio_key
 
-__all__ = ["hardware_section", "hardware_stage"]
+__all__ = ["hardware_parts_section", "hardware_section", "hardware_stage"]
 
 
 def _label(arch: str) -> str:
@@ -133,3 +133,51 @@ def hardware_section(m: HardwareResult | None, run_dir: Path) -> str:
         if path.exists():
             parts.append(embed_png(path, alt=path.stem))
     return "\n".join(parts)
+
+
+@register_section("hardware_parts", "Where a transformer's cost goes", order=61, stage="hardware")
+def hardware_parts_section(m: HardwareResult | None, run_dir: Path) -> str:
+    """Energy, latency and area by part (projections, dynamic products and their writes,
+    softmax/LN/GELU, MLP) of every costed variant with attention, and the wear of written cells."""
+    from spikecim.hw.cost import CostReport
+
+    if m is None or not m.enabled:
+        return ""
+    rows = []
+    for variant, per_arch in m.files.reports.items():
+        for arch, rel in per_arch.items():
+            path = Path(run_dir) / rel
+            if not path.exists():
+                continue
+            report = CostReport.load(path)
+            if not any(r.kind in ("matmul", "softmax", "layernorm", "gelu") for r in report.layers):
+                continue
+            parts = report.by_part()
+            totals = {k: sum(v[k] for v in parts.values()) for k in ("energy_pj", "latency_ns", "area_um2")}
+            life = report.extras.get("lifetime_s")
+            for part, v in parts.items():
+                rows.append(
+                    (
+                        variant,
+                        arch,
+                        part,
+                        *(
+                            pct(v[k] / totals[k]) if totals[k] else "0"
+                            for k in ("energy_pj", "latency_ns", "area_um2")
+                        ),
+                        ""
+                        if part != "writes"
+                        else ("unlimited" if life is None else f"{life / 86400:.3g} days"),
+                    )
+                )
+    if not rows:
+        return ""
+    return (
+        "<p>Shares of each variant's energy, latency and area by part of the transformer; the write "
+        "energy of the operands written into crossbars at every inference (K, V) is its own part, its "
+        "latency counted with the products. Lifetime: the table's write endurance over the writes per "
+        "cell per inference at its inference rate.</p>"
+        + html_table(
+            ["variant", "architecture", "part", "energy", "latency", "area", "written-cell lifetime"], rows
+        )
+    )

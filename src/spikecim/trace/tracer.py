@@ -11,7 +11,10 @@ puts them in one ``neuron_group``, and so do the cells of a
 :class:`~spikecim.nn.SharedStage` (one per layer, all stepping the one neuron they name as
 ``membrane_owner``). A neuron whose ``channel_groups`` chunks share one membrane
 (:class:`~spikecim.nn.SharedLIF`) stores ``membrane_size = out_size / channel_groups``.
-A bare ``torch.matmul`` / ``@`` / ``torch.bmm`` of two
+The digital functions of a transformer, ``nn.Softmax``, ``nn.LayerNorm`` and ``nn.GELU``
+modules, are recorded as the Workload's ``digital`` entries: output elements per sample
+per step and the row length a softmax or LayerNorm normalises (the digital unit's work,
+:mod:`spikecim.hw.digital_unit`). A bare ``torch.matmul`` / ``@`` / ``torch.bmm`` of two
 activations in a forward is captured too (:mod:`spikecim.trace.bare_matmul`) and recorded
 like the ``MatMul`` module, right after the operator that ran before it.
 
@@ -38,6 +41,7 @@ The time/batch layout of each call is read explicitly, never guessed from elemen
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -50,10 +54,22 @@ from spikecim.nn.dynamic import DynamicTimesteps
 from spikecim.ops._bits import dtype_bits
 from spikecim.trace.bare_matmul import MatMulCapture
 from spikecim.trace.steps import REST, current_step
-from spikecim.trace.workload import ENTRY_KINDS, SCHEMA_VERSION, ExitTest, OpWorkload, Workload
+from spikecim.trace.workload import (
+    ENTRY_KINDS,
+    SCHEMA_VERSION,
+    DigitalOpWorkload,
+    ExitTest,
+    OpWorkload,
+    Workload,
+)
 
 __all__ = ["accumulates", "trace"]
 
+DIGITAL_KINDS: dict[type[nn.Module], str] = {
+    nn.Softmax: "softmax",
+    nn.LayerNorm: "layernorm",
+    nn.GELU: "gelu",
+}
 _POOLS = (nn.AvgPool2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d, nn.LPPool2d, nn.AvgPool1d, nn.MaxPool1d)
 
 
@@ -92,6 +108,26 @@ class _Record:
     pooled_hw: tuple[int, int] | None = None
     origin: str | None = None  # file:line of a captured bare matmul (module None)
     first_call: int | None = None  # order of the first recorded call among all operators
+
+
+@dataclass
+class _DigitalRecord:
+    """A softmax, LayerNorm or GELU module: its elements per sample and the steps it ran."""
+
+    name: str
+    kind: str
+    elements: int = 0
+    row_length: int = 1
+    calls: int = 0
+    steps: set[int] = field(default_factory=set)
+
+
+def _row_length(mod: nn.Module, out: torch.Tensor) -> int:
+    if isinstance(mod, nn.Softmax):
+        return int(out.shape[mod.dim if mod.dim is not None else -1])
+    if isinstance(mod, nn.LayerNorm):
+        return math.prod(mod.normalized_shape)
+    return 1
 
 
 @dataclass
@@ -213,6 +249,21 @@ def trace(
 
     captured: dict[str, _Record] = {}
     first_calls: list[_Record] = []
+    digital = [
+        _DigitalRecord(name, DIGITAL_KINDS[type(m)])
+        for name, m in model.named_modules()
+        if type(m) in DIGITAL_KINDS
+    ]
+
+    def on_digital(mod, args, out, rec: _DigitalRecord):
+        out = _first(out)
+        layout = _layout(out, batch["T"], batch["B"], None, rec.calls, f"{rec.kind} '{rec.name}'")
+        if layout is None:
+            return
+        rec.calls += 1
+        rec.elements = math.prod(layout.view(out, batch["B"]).shape[2:])
+        rec.row_length = _row_length(mod, out)
+        rec.steps.update(layout.steps)
 
     def on_matmul(site, origin, a, b, out):
         rec = captured.get(site)
@@ -229,6 +280,9 @@ def trace(
         pool_rec = pool_of.get(id(m))
         if pool_rec is not None:
             hooks.append(m.register_forward_hook(lambda mm, a, o, r=pool_rec: on_pool(mm, a, o, r)))
+    modules = dict(model.named_modules())
+    for rec in digital:
+        hooks.append(modules[rec.name].register_forward_hook(lambda m, a, o, r=rec: on_digital(m, a, o, r)))
     capture = MatMulCapture(model, on_matmul)
     hooks += capture.hooks(rec.module for rec in records)  # after the operators' hooks
 
@@ -249,6 +303,8 @@ def trace(
             for rec in [*records, *captured.values()]:
                 rec.calls = 0
                 rec.batch = _zeros(rec, T, B)
+            for rec in digital:
+                rec.calls = 0
             capture.new_batch()
             with capture:
                 if exits is not None:
@@ -285,6 +341,13 @@ def trace(
         running_per_step=[float(n) / max(1, samples) for n in running],
         exit_test=ExitTest(rule=exits.rule, threshold=exits.threshold, classes=classes) if exits else None,
         layers=layers,
+        digital=[
+            DigitalOpWorkload(
+                name=r.name, kind=r.kind, elements=r.elements, row_length=r.row_length, timesteps=len(r.steps)
+            )
+            for r in digital
+            if r.steps
+        ],
     )
 
 

@@ -59,6 +59,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Conv1dWorkload",
     "Conv2dWorkload",
+    "DigitalOpWorkload",
     "ExitTest",
     "LayerWorkload",
     "LinearWorkload",
@@ -169,6 +170,13 @@ class OpWorkload(_Strict):
     def dynamic(self) -> bool:
         """The mapped matrix is written at run time (every step)."""
         return self.operand.kind == "dynamic"
+
+    @property
+    def cell_writes_per_step(self) -> int:
+        """Entries of the mapped matrix written at every step, per sample: all of them for a
+        dynamic operand (``b`` of a matmul: ``batch·k·n``), none for a static one. A
+        cost model multiplies by the cells one entry takes (bit slices)."""
+        return self.weights if self.dynamic else 0
 
     @property
     def params(self) -> int:
@@ -360,6 +368,28 @@ class MatMulWorkload(_NoWindow, OpWorkload):
         return self.batch * self.m * self.n
 
 
+class DigitalOpWorkload(_Strict):
+    """An elementwise or row-wise function a digital unit computes (never a crossbar): softmax
+    over rows of ``row_length``, LayerNorm over rows of ``row_length`` (its normalised shape),
+    GELU per element. ``elements`` per sample per step, on ``timesteps`` steps."""
+
+    name: str
+    kind: Literal["softmax", "layernorm", "gelu"]
+    elements: Size = Field(description="output elements per sample per step")
+    row_length: Size = Field(1, description="elements a softmax or LayerNorm normalises together")
+    timesteps: Size = 1
+
+    @model_validator(mode="after")
+    def _rows(self) -> DigitalOpWorkload:
+        if self.elements % self.row_length:
+            raise ValueError(f"row_length: {self.row_length} does not divide the {self.elements} elements")
+        return self
+
+    @property
+    def rows(self) -> int:
+        return self.elements // self.row_length
+
+
 class ExitTest(_Strict):
     """The early-exit test run after every step a sample runs but the last (DT-SNN:
     docs/references.md#dt-snn): over the K output classes, stop when the normalised entropy of
@@ -480,6 +510,9 @@ class Workload(_Strict):
     )
     exit_test: ExitTest | None = Field(None, description="the early-exit test (None: no early exit)")
     layers: list[SerializeAsAny[OpWorkload]]
+    digital: list[DigitalOpWorkload] = Field(
+        default_factory=list, description="softmax, LayerNorm and GELU: the digital unit's work"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -509,10 +542,11 @@ class Workload(_Strict):
             raise ValueError(
                 f"running_per_step has {len(self.running_per_step)} entries, timesteps is {self.timesteps}"
             )
-        for i, layer in enumerate(self.layers):
+        entries = [("layers", i, x) for i, x in enumerate(self.layers)]
+        for where, i, layer in entries + [("digital", i, x) for i, x in enumerate(self.digital)]:
             if layer.timesteps > self.timesteps:
                 raise ValueError(
-                    f"layers.{i} ({layer.name}).timesteps: {layer.timesteps} is more than the workload's {self.timesteps}"
+                    f"{where}.{i} ({layer.name}).timesteps: {layer.timesteps} is more than the workload's {self.timesteps}"
                 )
         return self
 

@@ -30,6 +30,8 @@ out_size, or out_size/G when G channel groups share one membrane).
 ADC, after NeuroSim's SAR model: E = (s·bits + o + c) µW · (bits + 1)·t_adc_bit; area from its
 transistor counts (adc_nmos_count + adc_nmos_count_per_bit·(bits−1)) NMOS, likewise PMOS
 (NeuroSim: 269 + 109·(bits−1) and 209 + 73·(bits−1)).
+Endurance of the written cells: each is written once per step, so ``writes_per_cell_per_inference``
+= Σ_t r_t and the lifetime at ``inference_rate_hz`` is endurance_cycles / (that × rate).
 Latency: Σ_t r_t·[M·(1 − (1 − a_t)^rows)·b·(t_read + cols_per_adc·(adc_bits + 1)·t_adc_bit)
 + min(rows, xbar_rows)·t_write_row for a dynamic operand (rows written one by one, every
 crossbar at once)]; layers in sequence (the CostReport also gives the pipelined rate).
@@ -91,6 +93,12 @@ class ImcParams(EstimatorParams):
     t_write_row_ns: float | None = Field(
         None, ge=0, description="one crossbar row written (dynamic operands)"
     )
+    endurance_cycles: float | None = Field(
+        None, gt=0, description="writes a cell survives (None: unlimited, as SRAM)"
+    )
+    inference_rate_hz: float = Field(
+        1000.0, gt=0, description="inference rate at which the lifetime of written cells is given"
+    )
     adc_nmos_count: int = Field(ge=0, description="NMOS transistors of a 1-bit SAR ADC")
     adc_nmos_count_per_bit: int = Field(ge=0, description="NMOS transistors per extra ADC bit")
     adc_pmos_count: int = Field(ge=0, description="PMOS transistors of a 1-bit SAR ADC")
@@ -137,6 +145,26 @@ def mapping(layer, p: ImcParams) -> dict[str, int]:
         "tiles": math.ceil(pes / p.pes_per_tile),
         "slices": slices,
     }
+
+
+def endurance(layers, workload, p: ImcParams) -> dict[str, float]:
+    """Wear of the cells written at run time: ``writes_per_cell_per_inference`` (each cell of a
+    dynamic operand is written once per step a sample runs, Σ_t running(t); the most worn
+    layer), ``cell_writes_per_inference`` (cells written, all layers, bit slices counted) and,
+    with a finite ``endurance_cycles``, ``lifetime_s`` = endurance / (writes per cell per
+    inference × ``inference_rate_hz``). Empty without dynamic operands."""
+    dynamic = [layer for layer in layers if layer.dynamic]
+    if not dynamic:
+        return {}
+    per_cell = max(workload.steps_run(layer) for layer in dynamic)
+    cells = sum(
+        workload.steps_run(layer) * layer.cell_writes_per_step * mapping(layer, p)["slices"]
+        for layer in dynamic
+    )
+    out = {"writes_per_cell_per_inference": per_cell, "cell_writes_per_inference": cells}
+    if p.endurance_cycles is not None and per_cell > 0:
+        out["lifetime_s"] = p.endurance_cycles / (per_cell * p.inference_rate_hz)
+    return out
 
 
 def _needs_write_costs(layer, p: ImcParams) -> ImcParams:
@@ -246,6 +274,7 @@ class Imc(Estimator):
             "crossbars": float(sum(m["crossbars"] for m in maps)),
             "adc_energy_pj": adc_energy_pj(p),
             "adc_area_um2": adc_area_um2(p),
+            **endurance(layers, workload, p),
         }
 
     def notes(self, workload, p, dense):

@@ -1,0 +1,219 @@
+"""Crossbars written at run time: the analog twin of a product of two activations.
+
+``AnalogMatMul`` replaces a :class:`spikecim.ops.MatMul` (``a @ b``) when the crossbar
+config's ``dynamic`` section puts it on a ``crossbar`` or on ``sram``. At every call the
+second operand ``b [..., K, N]`` is **written** into crossbars (K rows, N columns: K for
+Q·Kᵀ, V for A·V and for Kᵀ·V) and the rows of ``a [..., M, K]`` are streamed through it:
+
+1. **Mapping**, as for static weights (:func:`spikecim.analog.tiles.normalised_to_levels`):
+   each tile of each matrix scaled by its abs-max, differential pair or offset,
+   ``weight_bits`` and bit slicing, ``conductance_levels``; G = G_min + level·(G_max − G_min).
+2. **Write noise** (crossbar only; TxSim form used by ClipFormer, docs/references.md#write-noise):
+   G' = max(G + γ·sqrt((G − G_min)(G_max − G_min))·σ·N(0, 1), 0), a fresh draw from the
+   global torch RNG at every call (seeded by the Monte-Carlo loop, as the read noise).
+3. **ClipFormer** (crossbar only, when enabled; docs/references.md#clipformer):
+   G ← max(G − α·G_min, G_min), then G ← min(G, β·G_max).
+4. **Read**: the device's read noise at t = 0 (just written: no drift), normalised to
+   (G − G_min)/(G_max − G_min), G+ − G− (or minus the offset reference).
+5. **DAC** on each row of ``a`` per input tile (abs-max, ``dac.bits``), the MVM, output
+   noise, **ADC** (``adc.range``: ``max`` is the tile's rows, a number, or ``calibrated``
+   by :func:`spikecim.analog.calibrate_adc`), then the digital shift-and-add and scales.
+
+``sram`` cells hold exact bits: no write noise, no ClipFormer, no read noise; the
+converters stay. With every effect off the result is ``a @ b`` up to float rounding.
+Device-to-device variation, stuck cells and IR drop are properties of static arrays and
+are not applied to the written ones.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.hooks import RemovableHandle
+
+from spikecim.analog.config import ClipFormerConfig, CrossbarConfig, DynamicUnit
+from spikecim.analog.devices import noisy_read
+from spikecim.analog.quant import abs_max_scale, level_count, nonzero_scale
+from spikecim.analog.tiles import normalised_to_levels
+from spikecim.errors import SpikecimError
+from spikecim.quant import Observer
+from spikecim.quant import levels as quant_levels
+
+__all__ = ["AnalogMatMul", "clipformer", "dynamic_layers", "write_noise"]
+
+
+def write_noise(u: torch.Tensor, gamma: float, sigma: float, floor: float) -> torch.Tensor:
+    """The write noise in units of the conductance span, u = (G − G_min)/(G_max − G_min):
+    G' = max(G + γ·sqrt((G − G_min)(G_max − G_min))·N(0, σ²), 0) divided through by the span
+    is u' = max(u + γ·σ·sqrt(u)·N(0, 1), floor) with floor = −G_min/(G_max − G_min).
+    ``u`` ≥ 0 (written levels); returns a new tensor (``u`` itself when γ·σ = 0)."""
+    if gamma == 0 or sigma == 0:
+        return u
+    std = torch.sqrt(u).mul_(gamma * sigma)
+    return torch.randn_like(u).mul_(std).add_(u).clamp_(min=floor)
+
+
+def clipformer(u: torch.Tensor, g_min_us: float, g_max_us: float, cfg: ClipFormerConfig) -> torch.Tensor:
+    """Shift then clip, G ← max(G − α·G_min, G_min), G ← min(G, β·G_max), in units of the
+    span u = (G − G_min)/(G_max − G_min) (a new tensor)."""
+    span = g_max_us - g_min_us
+    shifted = (u - cfg.alpha * g_min_us / span).clamp_(min=0.0)
+    return shifted.clamp_(max=(cfg.beta * g_max_us - g_min_us) / span)
+
+
+def dynamic_layers(model: nn.Module) -> list[AnalogMatMul]:
+    return [m for m in model.modules() if isinstance(m, AnalogMatMul)]
+
+
+class AnalogMatMul(nn.Module):
+    """``forward(a, b) ≈ a @ b`` with ``b`` written into crossbars at every call (module
+    docstring). ``unit``: ``crossbar`` or ``sram``."""
+
+    def __init__(self, config: CrossbarConfig, unit: DynamicUnit):
+        super().__init__()
+        if unit not in ("crossbar", "sram"):
+            raise SpikecimError(f"analog.dynamic.unit: AnalogMatMul needs 'crossbar' or 'sram', got '{unit}'")
+        self.config = config
+        self.unit = unit
+        r = config.adc.range
+        self.adc_bound = float(r) if not isinstance(r, str) else None  # 'calibrated': set by calibrate_adc
+        self._adc_observers: OrderedDict[int, Observer] = OrderedDict()
+
+    def extra_repr(self) -> str:
+        return f"unit={self.unit}"
+
+    def attach_adc_observer(self, observer: Observer) -> RemovableHandle:
+        """Show ``observer`` the column outputs before the ADC (normalised units) at every
+        forward until the handle's ``remove()``; meanwhile the ADC is bypassed."""
+        handle = RemovableHandle(self._adc_observers)
+        self._adc_observers[handle.id] = observer
+        return handle
+
+    def to_digital(self) -> nn.Module:
+        from spikecim.ops import MatMul
+
+        return MatMul()
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        if a.dim() < 2 or b.dim() < 2 or a.shape[-1] != b.shape[-2]:
+            raise SpikecimError(
+                f"AnalogMatMul: operands {list(a.shape)} and {list(b.shape)} do not multiply (a[..., M, K] @ b[..., K, N])"
+            )
+        lead = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        (M, K), N = a.shape[-2:], b.shape[-1]
+        a3 = a.expand(*lead, M, K).reshape(-1, M, K)
+        b3 = b.expand(*lead, K, N).reshape(-1, K, N)
+        y = self._crossbar(a3, b3)
+        if torch.is_grad_enabled() and (a.requires_grad or b.requires_grad):
+            exact = torch.bmm(a3, b3)  # straight-through: the crossbar's value, the gradient of a @ b
+            y = exact + (y - exact).detach()
+        return y.reshape(*lead, M, N)
+
+    # -- the staged pipeline --------------------------------------------------------------
+
+    def conductances(self, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Stages 1–3 for ``b [B, K, N]`` in µS: the written conductances ``[P, S, B, n_in, R,
+        n_out, C]`` (tiles of R rows × C columns), each tile's scale ``[B, n_in, 1, n_out, 1]``
+        and the slice gains ``[S]``."""
+        u, w_scale, gain, _ = self._written(b)
+        cfg = self.config
+        return u * (cfg.g_max_us - cfg.g_min_us) + cfg.g_min_us, w_scale, gain
+
+    def _written(
+        self, b: torch.Tensor, signed: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """:meth:`conductances` in units of the span, u = (G − G_min)/(G_max − G_min): the
+        forward works there (no conversion pass to µS and back). ``signed=True`` (the
+        differential mapping, where one cell of each pair sits at G_min, a level no write
+        noise, ClipFormer or read noise moves: :meth:`_idle_cell_exact`): only the cell that
+        holds |b| is written, ``[1, S, ...]``, and the sign of b is returned (None otherwise):
+        G+ − G− = sign·u costs one cell."""
+        cfg = self.config
+        Bn, K, N = b.shape
+        R, C = min(cfg.tile_rows, K), min(cfg.tile_cols, N)
+        n_in, n_out = -(-K // R), -(-N // C)
+        bt = F.pad(b.detach(), (0, n_out * C - N, 0, n_in * R - K)).view(Bn, n_in, R, n_out, C)
+        w_scale = nonzero_scale(bt.abs().amax(dim=(2, 4), keepdim=True))  # [B, n_in, 1, n_out, 1]
+        wn = bt / w_scale
+        u, gain = normalised_to_levels(wn, cfg, magnitude=signed)  # signed: the cell of |b| only
+        if self.unit == "crossbar":
+            dyn = cfg.dynamic
+            floor = -cfg.g_min_us / (cfg.g_max_us - cfg.g_min_us)  # G' ≥ 0
+            u = write_noise(u, dyn.write_noise_gamma, dyn.write_noise_sigma, floor)
+            if dyn.clipformer.enabled:
+                u = clipformer(u, cfg.g_min_us, cfg.g_max_us, dyn.clipformer)
+        return u, w_scale, gain.to(b.device), torch.sign(wn) if signed else None
+
+    def _idle_cell_exact(self) -> bool:
+        """Whether a cell written at G_min reads exactly G_min: no read noise there, and
+        ClipFormer's clip bound β·G_max not below G_min (write noise vanishes at G_min and the
+        shift is floored at G_min)."""
+        cfg = self.config
+        if cfg.mapping != "differential":
+            return False
+        if self.unit != "crossbar":
+            return True
+        clip = cfg.dynamic.clipformer
+        if clip.enabled and clip.beta * cfg.g_max_us < cfg.g_min_us:
+            return False
+        if not cfg.device.has_read_noise:
+            return True
+        g = torch.full((1,), cfg.g_min_us)
+        std = cfg.device.read_noise_std_us(g, g.clone(), 0.0, cfg.g_max_us)
+        return std is None or bool((std == 0).all())
+
+    def _read(self, u: torch.Tensor) -> torch.Tensor:
+        """One read of cells ``u`` (units of the span): the device's read noise on a crossbar,
+        none on SRAM."""
+        cfg = self.config
+        if self.unit != "crossbar" or not cfg.device.has_read_noise:
+            return u
+        span = cfg.g_max_us - cfg.g_min_us
+        g = u * span + cfg.g_min_us
+        g = noisy_read(g, cfg.device.read_noise_std_us(g, g, 0.0, cfg.g_max_us))
+        return g.sub_(cfg.g_min_us).div_(span)
+
+    def _crossbar(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        Bn, M, K = a.shape
+        N = b.shape[-1]
+        a = a.detach()
+        u, w_scale, gain, sign = self._written(b, self._idle_cell_exact())
+        u = self._read(u)
+        if sign is not None:  # one cell per entry, its partner at G_min
+            m = u[0] * sign
+        else:  # G+ − G−, or G − G_min against the offset reference
+            m = u[0] - u[1] if u.shape[0] == 2 else u[0]
+        # m: [S, B, n_in, R, n_out, C], signed, units of the span
+        S, _, n_in, R, n_out, C = m.shape
+        x = F.pad(a, (0, n_in * R - K)).view(Bn, M, n_in, R).transpose(1, 2)  # [B, n_in, M, R]
+        unit = 1.0
+        dac_scale = None
+        if cfg.dac.enabled:
+            unit = float(level_count(cfg.dac.bits))
+            dac_scale = abs_max_scale(x, dim=-1)  # [B, n_in, M, 1]
+            x = quant_levels(x, dac_scale.reciprocal() * unit, ste="identity")
+        row_sums = x.sum(-1) / unit if cfg.mapping == "offset" else None  # normalised, per input tile
+        mt = m.permute(1, 2, 3, 4, 0, 5).reshape(Bn, n_in, R, n_out * S * C)
+        y = torch.matmul(x, mt.to(x.dtype))  # [B, n_in, M, n_out*S*C]
+        if cfg.out_noise_std > 0:
+            y = y + cfg.out_noise_std * unit * torch.randn_like(y)
+        if self._adc_observers:
+            for obs in self._adc_observers.values():
+                obs.observe(y.detach() / unit)
+        elif cfg.adc.enabled:
+            bound = float(R) if self.adc_bound is None else self.adc_bound
+            n = level_count(cfg.adc.bits)
+            y = quant_levels(y, n / (bound * unit), 0, -n, n, ste="identity")
+            unit = n / bound
+        y = y.view(Bn, n_in, M, n_out, S, C) * (gain.to(y.dtype) / unit).view(1, 1, 1, 1, S, 1)
+        y = y.sum(4)  # [B, n_in, M, n_out, C]
+        if row_sums is not None:  # offset mapping: minus the reference column
+            y = y - row_sums[..., None, None]
+        y = y * w_scale.to(y.dtype)  # [B, n_in, 1, n_out, 1]: each tile's scale
+        if dac_scale is not None:
+            y = y * dac_scale.unsqueeze(-1)
+        return y.sum(1).reshape(Bn, M, n_out * C)[..., :N]
