@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 __all__ = [
     "accuracy_seeds",
     "accuracy_vs_energy",
+    "base_figure",
     "component_shares",
     "grouped_bars",
     "layer_energy",
@@ -48,7 +49,8 @@ _COLORS = (
 _HEIGHT = 380
 
 
-def _figure(**layout):
+def base_figure(**layout):
+    """An empty figure in the reports' style (no template, one height); ``layout`` overrides."""
     import plotly.graph_objects as go
 
     base = {
@@ -112,7 +114,7 @@ def grouped_bars(
     layers: list[str] = []
     for per_layer in series.values():
         layers += [name for name in per_layer if name not in layers]
-    fig = _figure(title=title, barmode="group")
+    fig = base_figure(title=title, barmode="group")
     for i, (label, per_layer) in enumerate(series.items()):
         names = [n for n in layers if n in per_layer]
         fig.add_bar(
@@ -134,7 +136,7 @@ def accuracy_seeds(variants: Mapping[str, Mapping], title: str):
     "seeds": [fraction, ...]}``; the seeds are drawn beside the mean so their spread shows.
     """
     names = list(variants)
-    fig = _figure(title=title)
+    fig = base_figure(title=title)
     digital = [
         (i - 0.2, variants[v]["digital"] * 100, v)
         for i, v in enumerate(names)
@@ -195,7 +197,7 @@ def accuracy_seeds(variants: Mapping[str, Mapping], title: str):
 def sweep(curves: Mapping[str, Mapping], title: str, x_title: str, log_x: bool = False):
     """Accuracy (mean ± std over seeds, %) along a sweep, one line per variant, with its
     digital accuracy as a dashed line. ``curves[name] = {"x", "mean", "std", "digital"}``."""
-    fig = _figure(title=title)
+    fig = base_figure(title=title)
     for i, (name, c) in enumerate(curves.items()):
         fig.add_scatter(
             x=list(c["x"]),
@@ -235,7 +237,7 @@ def component_shares(bars: Mapping[str, Mapping[str, float]], unit: tuple[str, f
     for per in bars.values():
         comps += [c for c in per if c not in comps]
     totals = {k: sum(v.values()) for k, v in bars.items()}
-    fig = _figure(title=title, barmode="stack", height=_HEIGHT + 80)
+    fig = base_figure(title=title, barmode="stack", height=_HEIGHT + 80)
     for i, comp in enumerate(comps):
         xs = [k for k in labels if comp in bars[k] and totals[k] > 0]
         fig.add_bar(
@@ -304,7 +306,7 @@ def layer_energy(
 def ratio_bars(ratios: Mapping[str, Mapping[str, Mapping[str, float | None]]], baseline: str, title: str):
     """Variant-to-baseline ratios (energy, latency, EDP) per architecture, with the line at 1
     (equal to the baseline). ``ratios[variant][arch] = {"energy": r, "latency": r, "EDP": r}``."""
-    fig = _figure(title=title, barmode="group")
+    fig = base_figure(title=title, barmode="group")
     metrics: list[str] = []
     for per_arch in ratios.values():
         for r in per_arch.values():
