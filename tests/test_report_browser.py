@@ -81,8 +81,10 @@ def browser():
 class Opened:
     """A page opened with every request outside ``file:``/``data:`` refused and recorded."""
 
-    def __init__(self, browser, path: Path, offline: bool = False):
-        self.context = browser.new_context(offline=offline, viewport={"width": 1200, "height": 900})
+    def __init__(self, browser, path: Path, offline: bool = False, color_scheme: str = "light"):
+        self.context = browser.new_context(
+            offline=offline, viewport={"width": 1200, "height": 900}, color_scheme=color_scheme
+        )
         self.errors: list[str] = []
         self.external: list[str] = []
         self.context.route("**/*", self._route)
@@ -279,6 +281,34 @@ def test_table_header_click_sorts_rows_by_value(report):
         f"() => Array.from(document.querySelectorAll('{table} tbody tr')).map(r => r.cells[1].textContent)"
     )
     assert variants == sorted(variants)
+
+
+def test_static_component_png_draws_shares_on_a_linear_axis_with_totals(runs):
+    from spikecim.report.plots_hardware import component_figure
+
+    reports = {p.stem: CostReport.load(p) for p in sorted((runs / "tiny" / "hardware").glob("*.json"))}
+    fig = component_figure(reports)
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "linear"
+    stacks: dict[int, list[float]] = {}
+    for patch in ax.patches:
+        stacks.setdefault(round(patch.get_x() + patch.get_width() / 2), []).append(patch.get_height())
+    for i, r in enumerate(reports.values()):
+        shares = [e / r.energy_pj * 100 for e in r.energy_by_component_pj.values()]
+        assert sum(stacks[i]) == pytest.approx(100.0)
+        assert sorted(h for h in stacks[i] if h) == pytest.approx(sorted(x for x in shares if x))
+    totals = [t.get_text() for t in ax.texts]
+    assert totals == [f"{r.energy_pj / 1e6:.4g} µJ" for r in reports.values()]
+
+
+def test_dark_system_theme_darkens_the_page(runs, browser):
+    opened = Opened(browser, runs / "tiny" / "report.html", color_scheme="dark")
+    try:
+        background = opened.page.evaluate("() => getComputedStyle(document.body).backgroundColor")
+        assert background == "rgb(22, 23, 26)"  # --bg of the dark theme, #16171a
+        assert opened.errors == []
+    finally:
+        opened.close()
 
 
 # ---- compare and index pages -----------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["plot_components", "plot_layers"]
+__all__ = ["component_figure", "plot_components", "plot_layers"]
 
 
 _DPI = 110
@@ -26,6 +26,13 @@ def plot_components(
     Shares, not energies on a log axis: stacked on a log axis the bottom component looks
     dominant whatever its share.
     """
+    from spikecim.report.plots import save_figure
+
+    return save_figure(component_figure(reports, title), path, dpi=_DPI)
+
+
+def component_figure(reports: dict, title: str = "Energy per inference by component"):
+    """The figure :func:`plot_components` saves (one bar patch per report and component)."""
     from spikecim.report.fmt import energy_unit
 
     plt = _plt()
@@ -52,9 +59,7 @@ def plot_components(
     ax.set_title(f"{title} (total above each bar)", fontsize=10)
     ax.tick_params(axis="x", rotation=30)
     ax.legend(fontsize=7, ncol=2, bbox_to_anchor=(1.02, 1), loc="upper left")
-    from spikecim.report.plots import save_figure
-
-    return save_figure(fig, path, dpi=_DPI)
+    return fig
 
 
 def plot_layers(reports: dict, path: str | Path, title: str = "Energy per layer") -> Path:
@@ -69,11 +74,19 @@ def plot_layers(reports: dict, path: str | Path, title: str = "Energy per layer"
         panels.setdefault(arch or label, {})[variant] = r
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels) + 1, 3.8), squeeze=False)
     for ax, (arch, per_variant) in zip(axes[0], panels.items(), strict=True):
-        unit, per_unit = energy_unit(layer.total_energy_pj for r in per_variant.values() for layer in r.layers)
+        unit, per_unit = energy_unit(
+            layer.total_energy_pj for r in per_variant.values() for layer in r.layers
+        )
         width = 0.8 / max(1, len(per_variant))
         for i, (variant, r) in enumerate(per_variant.items()):
             xs = [j + (i - (len(per_variant) - 1) / 2) * width for j in range(len(r.layers))]
-            ax.bar(xs, [layer.total_energy_pj / per_unit for layer in r.layers], width, label=variant.upper(), color=f"C{i}")
+            ax.bar(
+                xs,
+                [layer.total_energy_pj / per_unit for layer in r.layers],
+                width,
+                label=variant.upper(),
+                color=f"C{i}",
+            )
             ax.set_xticks(range(len(r.layers)), [layer.name for layer in r.layers], rotation=45)
         ax.set_title(arch, fontsize=9)
         ax.set_xlabel("layer")
