@@ -88,7 +88,9 @@ def embed_chart(fig: Any, png_path: str | Path | None = None, alt: str = "", nam
     from plotly.utils import PlotlyJSONEncoder
 
     text = json.dumps(spec, cls=PlotlyJSONEncoder, separators=(",", ":"))
-    text = text.replace("</", "<\\/")  # no "</script>" can end the inline JSON early
+    # As JSON escapes, "<", ">" and "&" read the same to the script but no "</script>" or tag
+    # from a user's string (a run or layer name) can appear in the page's HTML.
+    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     attrs = f' data-alt="{html.escape(alt)}"'
     if name:
         attrs += f' data-chart="{html.escape(name)}"'
