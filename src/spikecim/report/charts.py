@@ -18,6 +18,7 @@ __all__ = [
     "component_shares",
     "grouped_bars",
     "layer_energy",
+    "palette",
     "ratio_bars",
     "sweep",
     "training_curves",
@@ -63,7 +64,8 @@ def base_figure(**layout):
     return go.Figure(layout={**base, **layout})
 
 
-def _color(i: int) -> str:
+def palette(i: int) -> str:
+    """The ``i``-th of the reports' 20 colours (cycling)."""
     return _COLORS[i % len(_COLORS)]
 
 
@@ -82,7 +84,7 @@ def training_curves(histories: Mapping[str, Sequence[Mapping]]):
                     y=[p[1] for p in pts],
                     mode="lines+markers",
                     name=f"{name} {key.split('_')[0]}",
-                    line={"color": _color(i), "dash": dash},
+                    line={"color": palette(i), "dash": dash},
                     hovertemplate="epoch %{x}: %{y:.2f} %<extra>%{fullData.name}</extra>",
                     row=1,
                     col=1,
@@ -94,7 +96,7 @@ def training_curves(histories: Mapping[str, Sequence[Mapping]]):
                 y=[p[1] for p in pts],
                 mode="lines+markers",
                 name=f"{name} loss",
-                line={"color": _color(i)},
+                line={"color": palette(i)},
                 hovertemplate="epoch %{x}: loss %{y:.4f}<extra>%{fullData.name}</extra>",
                 row=1,
                 col=2,
@@ -121,7 +123,7 @@ def grouped_bars(
             x=names,
             y=[per_layer[n] for n in names],
             name=label,
-            marker_color=_color(i),
+            marker_color=palette(i),
             hovertemplate=f"%{{x}}: %{{y:.4g}} {unit}<extra>%{{fullData.name}}</extra>",
         )
     fig.update_xaxes(title_text="layer", type="category")
@@ -164,7 +166,7 @@ def accuracy_seeds(variants: Mapping[str, Mapping], title: str):
             mode="markers",
             name="analog mean ± std",
             error_y={"type": "data", "array": [m[2] for m in means], "visible": True},
-            marker={"size": 12, "color": _color(0)},
+            marker={"size": 12, "color": palette(0)},
             text=[m[3].upper() for m in means],
             customdata=[m[2] for m in means],
             hovertemplate="%{text} analog: %{y:.2f} % ± %{customdata:.2f} %<extra></extra>",
@@ -180,7 +182,7 @@ def accuracy_seeds(variants: Mapping[str, Mapping], title: str):
             y=[s[1] for s in seeds],
             mode="markers",
             name="each seed",
-            marker={"size": 7, "color": _color(1), "symbol": "circle-open"},
+            marker={"size": 7, "color": palette(1), "symbol": "circle-open"},
             text=[s[2] for s in seeds],
             hovertemplate="%{text}: %{y:.2f} %<extra></extra>",
         )
@@ -205,7 +207,7 @@ def sweep(curves: Mapping[str, Mapping], title: str, x_title: str, log_x: bool =
             mode="lines+markers",
             name=f"{name.upper()} analog",
             error_y={"type": "data", "array": [s * 100 for s in c["std"]], "visible": True},
-            line={"color": _color(i)},
+            line={"color": palette(i)},
             customdata=[s * 100 for s in c["std"]],
             hovertemplate=f"{x_title} %{{x}}: %{{y:.2f}} % ± %{{customdata:.2f}} %<extra>%{{fullData.name}}</extra>",
         )
@@ -215,7 +217,7 @@ def sweep(curves: Mapping[str, Mapping], title: str, x_title: str, log_x: bool =
                 y=[c["digital"] * 100] * 2,
                 mode="lines",
                 name=f"{name.upper()} digital",
-                line={"color": _color(i), "dash": "dash", "width": 1},
+                line={"color": palette(i), "dash": "dash", "width": 1},
                 hovertemplate="digital: %{y:.2f} %<extra>%{fullData.name}</extra>",
             )
     fig.update_xaxes(
@@ -244,7 +246,7 @@ def component_shares(bars: Mapping[str, Mapping[str, float]], unit: tuple[str, f
             x=xs,
             y=[bars[k][comp] / totals[k] * 100 for k in xs],
             name=comp,
-            marker_color=_color(i),
+            marker_color=palette(i),
             customdata=[bars[k][comp] / unit[1] for k in xs],
             hovertemplate=f"{comp}: %{{y:.3g}} % (%{{customdata:.4g}} {unit[0]})<extra>%{{x}}</extra>",
         )
@@ -290,7 +292,7 @@ def layer_energy(
                 x=list(layers),
                 y=[e / unit[1] for e in layers.values()],
                 name=v.upper(),
-                marker_color=_color(i),
+                marker_color=palette(i),
                 legendgroup=v,
                 showlegend=col == 1,
                 hovertemplate=f"layer %{{x}}: %{{y:.4g}} {unit[0]}<extra>{v.upper()} on {arch}</extra>",
@@ -321,7 +323,7 @@ def ratio_bars(ratios: Mapping[str, Mapping[str, Mapping[str, float | None]]], b
                 x=xs,
                 y=[per_arch[a][metric] for a in xs],
                 name=f"{variant.upper()} {metric}",
-                marker_color=_color(i),
+                marker_color=palette(i),
                 text=[f"{per_arch[a][metric]:.3g}×" for a in xs],
                 textposition="outside",
                 hovertemplate=f"%{{x}}: {metric} %{{y:.4g}}× the {baseline.upper()}'s<extra>%{{fullData.name}}</extra>",
@@ -361,7 +363,7 @@ def accuracy_vs_energy(points: Sequence[Mapping], unit: tuple[str, float], title
                 name=g,
                 legendgroup=g,
                 showlegend=col == 1,
-                marker={"size": 10, "color": _color(i)},
+                marker={"size": 10, "color": palette(i)},
                 hovertemplate=f"%{{text}}: %{{y:.2f}} %, %{{x:.4g}} {unit[0]}<extra>{g} on {arch}</extra>",
                 row=1,
                 col=col,
