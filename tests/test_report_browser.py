@@ -87,10 +87,12 @@ class Opened:
         )
         self.errors: list[str] = []
         self.external: list[str] = []
+        self.dialogs: list[str] = []  # alert() and kin: a script that should not have run
         self.context.route("**/*", self._route)
         self.page = self.context.new_page()
         self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
         self.page.goto(path.resolve().as_uri())
         self.page.wait_for_load_state("load")
 
@@ -173,7 +175,7 @@ def _num(text: str) -> float:
 
 # ---- the run's report ------------------------------------------------------------------------
 def test_report_opens_without_console_errors_or_any_network_request(report, tmp_path):
-    assert report.errors == []
+    assert report.errors == [] and report.dialogs == []
     assert report.external == []
     shot = tmp_path / "report.png"
     report.page.screenshot(path=str(shot), full_page=True)
@@ -307,6 +309,34 @@ def test_dark_system_theme_darkens_the_page(runs, browser):
         background = opened.page.evaluate("() => getComputedStyle(document.body).backgroundColor")
         assert background == "rgb(22, 23, 26)"  # --bg of the dark theme, #16171a
         assert opened.errors == []
+    finally:
+        opened.close()
+
+
+def test_user_strings_in_charts_stay_text_in_the_browser(browser, tmp_path):
+    hostile = "<img src=x onerror=alert(1)>"
+    cost = {"estimator": hostile, "energy_pj": 2.0, "latency_ns": 1.0, "energy_by_component_pj": {hostile: 1.0, "adc": 1.0},
+            "energy_by_layer_pj": {hostile: 2.0}}  # fmt: skip
+    metrics = {
+        "evaluate": {"snn": {"accuracy": 0.5, "samples": 2, "spike_rates": {hostile: 0.1}}},
+        "hardware": {
+            "enabled": True,
+            "mode": hostile,
+            "archs": [hostile],
+            "variants": {"snn": {hostile: cost}},
+        },
+    }
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
+    from spikecim.report import write_report
+
+    page = write_report(tmp_path).read_text(encoding="utf-8")
+    assert hostile not in page
+    opened = Opened(browser, tmp_path / "report.html")
+    try:
+        assert opened.errors == [] and opened.external == [] and opened.dialogs == []
+        assert opened.page.evaluate("() => document.querySelectorAll('img').length") == 0
+        # spike rate 1 bar; components 2 shares; per layer 1 bar
+        assert opened.marks() == {"spike-rates": 1, "hw-components": 2, "hw-layers": 1}
     finally:
         opened.close()
 
