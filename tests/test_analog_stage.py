@@ -87,7 +87,10 @@ def test_analog_stage_reports_accuracies_sweeps_and_plots(tmp_path):
     assert sorted(out["plots"]) == ["analog_adc_bits.png", "analog_drift.png"]
     assert all((tmp_path / "plots" / p).stat().st_size > 0 for p in out["plots"])
     page = analog_section(AnalogResult.model_validate(out), tmp_path)
-    assert "pcm-aihwkit" in page and page.count("<img") == 2
+    assert "pcm-aihwkit" in page
+    # the accuracy over seeds, the drift and the ADC sweeps; the sweeps with their PNG for report.md
+    assert page.count('<figure class="chart"') == 3
+    assert 'data-file="plots/analog_drift.png"' in page and 'data-file="plots/analog_adc_bits.png"' in page
     assert analog_section(None, tmp_path) == ""
 
 

@@ -119,7 +119,10 @@ def test_hardware_stage_costs_snn_and_ann_side_by_side(run_dir):
     json.dumps(m)  # metrics.json must be able to hold it
     section = next(s for s in list_sections() if s.name == "hardware")
     html = section.fn(result, run_dir)
-    assert "imc-rram-65nm" in html and "<img" in html and "Ratios to the baseline ann" in html
+    assert "imc-rram-65nm" in html and "Ratios to the baseline ann" in html
+    # the component shares, energy per layer and ratio charts; the first two with their PNG for report.md
+    assert html.count('<figure class="chart"') == 3
+    assert 'data-file="plots/hw_components.png"' in html and 'data-file="plots/hw_layers.png"' in html
     assert section.fn(None, run_dir) == ""
 
 

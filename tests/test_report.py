@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 from pathlib import Path
@@ -146,7 +145,8 @@ def full_run(tmp_path_factory) -> tuple[Path, str]:
 
 
 def _section_ids(page: str) -> list[str]:
-    return re.findall(r'<section id="([^"]+)">', page)
+    """The sections below the summary (which every run with a result has first)."""
+    return [i for i in re.findall(r'<section id="([^"]+)">', page) if i != "summary"]
 
 
 def test_report_is_written_as_report_html_in_the_run_folder(full_run):
@@ -199,8 +199,9 @@ def test_workload_totals_come_from_the_trace_metrics(full_run):
     assert "<td>memory footprint (bytes)</td><td>14,048</td><td>12,000</td>" in page
 
 
-def test_sections_appear_in_order_after_the_config(full_run):
+def test_sections_appear_in_order_after_the_summary_and_the_config(full_run):
     _, page = full_run
+    assert re.findall(r'<section id="([^"]+)">', page)[0] == "summary"
     ids = _section_ids(page)
     assert ids[:4] == ["config", "training", "evaluation", "workload"]
     assert ids[-1] == "timing"
@@ -212,24 +213,27 @@ def test_run_time_lists_each_stage_and_the_total(full_run):
     assert "<td>total</td><td>13.9</td>" in page  # 12.34 + 0.5 + 1.06
 
 
-def test_every_image_is_an_inline_png_that_decodes(full_run):
+def test_every_figure_is_an_inline_chart_with_its_png_saved_for_markdown(full_run):
     run_dir, page = full_run
-    imgs = re.findall(r"<img [^>]*>", page)
-    assert len(imgs) == 3  # training curves, spike rates, operations per layer
-    for tag in imgs:
-        m = re.search(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', tag)
-        assert m, tag[:80]
-        assert base64.b64decode(m.group(1), validate=True).startswith(PNG_MAGIC)
-    saved = sorted(p.name for p in (run_dir / "plots").glob("*.png"))
-    assert saved == ["spike_rates.png", "training.png", "workload_ops.png"]
+    figures = re.findall(r'<figure class="chart"[^>]*data-file="([^"]+)"[^>]*>.*?'
+                         r'<script type="application/json" class="chart-spec">(.*?)</script></figure>', page)
+    # training curves, spike rates, operations per layer
+    assert sorted(f for f, _ in figures) == ["plots/spike_rates.png", "plots/training.png", "plots/workload_ops.png"]
+    for file, spec in figures:
+        assert (run_dir / file).read_bytes().startswith(PNG_MAGIC)
+        assert json.loads(spec)["data"], file
+    assert "<img " not in page  # every figure of the core sections is a chart
 
 
 def test_report_references_no_external_resource(full_run):
     _, page = full_run
-    assert "http://" not in page and "https://" not in page
-    for ref in re.findall(r'(?:src|href)="([^"]*)"', page):
+    # The inlined plotly.js names URLs in strings (never fetched); the rest of the page names none.
+    page_without_js = re.sub(r'<script id="plotly-js"[^>]*>.*?</script>', "", page, flags=re.DOTALL)
+    assert page.count('<script id="plotly-js"') == 1
+    assert "http://" not in page_without_js and "https://" not in page_without_js
+    for ref in re.findall(r'(?:src|href)="([^"]*)"', page_without_js):
         assert ref.startswith(("data:image/png;base64,", "#")), ref
-    assert "<script" not in page and "<link" not in page
+    assert "<link" not in page and "<script src" not in page
 
 
 def test_missing_stage_leaves_its_section_out(tmp_path):
@@ -264,7 +268,7 @@ def test_section_registered_elsewhere_appears_in_its_order(tmp_path, monkeypatch
     }
     page = write_report(_write_run(tmp_path, metrics, workloads=False)).read_text(encoding="utf-8")
     assert _section_ids(page) == ["evaluation", "crossbar-test", "workload"]
-    assert "<h2>Crossbar test section</h2><p>analog preset ideal, 1 variant</p>" in page.replace("\n", "")
+    assert "<h2>Crossbar test section</h2></summary><p>analog preset ideal, 1 variant</p>" in page.replace("\n", "")
     assert "Never shown" not in page
 
 
@@ -300,6 +304,7 @@ def test_markdown_report_holds_the_same_tables_and_links_the_plots(full_run):
     assert "![accuracy and loss per epoch](plots/training.png)" in text
     assert "base64" not in text
     assert [line for line in text.splitlines() if line.startswith("## ")] == [
+        "## Summary",
         "## Configuration",
         "## Training",
         "## Evaluation",

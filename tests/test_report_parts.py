@@ -59,3 +59,29 @@ def test_each_plot_function_writes_a_png_that_embeds_inline(tmp_path):
         assert f'data-file="plots/{path.name}"' in tag and 'alt="a &quot;quoted&quot; alt"' in tag
         data = tag.split('src="data:image/png;base64,')[1].split('"')[0]
         assert base64.b64decode(data) == path.read_bytes()
+
+
+def test_estimate_sentence_says_when_the_counted_saving_reverses_on_a_hardware_model():
+    from spikecim.pipeline.results import HardwareResult
+    from spikecim.report.summary import estimate_sentence
+
+    def cost(estimator: str, energy: float) -> dict:
+        return {"estimator": estimator, "energy_pj": energy}
+
+    hw = HardwareResult.model_validate(
+        {
+            "baseline": "ann",
+            "variants": {
+                "snn": {"naive-45nm": cost("naive", 1.0), "imc-rram-65nm": cost("imc", 6.0), "sys": cost("systolic", 2.0)},
+                "ann": {"naive-45nm": cost("naive", 5.0), "imc-rram-65nm": cost("imc", 4.0), "sys": cost("systolic", 4.0)},
+            },
+            # ratios as the stage writes them: snn / ann per architecture, by hand
+            "ratios": {"snn_over_ann": {"naive-45nm": {"energy_pj": 0.2}, "imc-rram-65nm": {"energy_pj": 1.5},
+                                        "sys": {"energy_pj": 0.5}}},
+        }
+    )  # fmt: skip
+    assert estimate_sentence(hw) == (
+        "Counting operations (naive-45nm), SNN takes 0.2× the energy of ANN; on the hardware models it "
+        "takes 1.5× (imc-rram-65nm) and 0.5× (sys), so the saving the estimate predicts reverses on imc-rram-65nm."
+    )
+    assert estimate_sentence(HardwareResult(enabled=False)) == ""

@@ -55,9 +55,10 @@ def _options(
 
 
 def _register() -> None:
-    from spikecim.cli import bench, hw, nir, pipeline
+    from spikecim.cli import bench, compare, hw, nir, pipeline
 
     pipeline.register(app)
+    compare.register(app)
     app.add_typer(hw.app, name="hw")
     app.add_typer(nir.app, name="nir")
     bench.register(app)

@@ -256,7 +256,8 @@ def trace_cmd(
 
 
 def report_cmd(run_dir: Path = typer.Argument(..., help="A run folder (runs/<name>).")) -> None:
-    """Write report.html (self-contained) for a run folder."""
+    """Write report.html for a run folder: one self-contained page with interactive charts that
+    opens offline (see also `spikecim compare`)."""
     from spikecim.report import write_report
 
     if not (run_dir / "metrics.json").exists():

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from spikecim.pipeline.results import result_json
 from spikecim.report.fmt import pct
-from spikecim.report.sections import embed_png, html_table, register_section
+from spikecim.report.sections import embed_chart, html_table, register_section
 
 __all__ = ["ACCURACY_SLACK", "SWEEPS", "dt_sweep_stage"]
 
@@ -272,11 +272,57 @@ def dt_section(result, run_dir: Path) -> str:
                 f"<p>Reference: {html.escape(ref['variant'])} (static SNN trained on its own), accuracy "
                 f"{pct(ref['accuracy'])}.</p>"
             )
-    for p in m.get("files", {}).get("plots", []):
-        path = Path(run_dir) / p
-        if path.exists():
-            parts.append(embed_png(path, alt="dynamic timesteps: accuracy against EDP"))
+    pngs = [Path(run_dir) / p for p in m.get("files", {}).get("plots", []) if (Path(run_dir) / p).exists()]
+    fig = _chart(m["variants"])
+    parts.append(embed_chart(fig, pngs[0] if pngs else None, "dynamic timesteps: accuracy against EDP", name="dt-sweep"))
     return "\n".join(parts)
+
+
+def _chart(results: dict):
+    """The interactive twin of :func:`_plot`: accuracy against the cost relative to the static
+    network (hover: θ, steps), the static network a star; average timesteps against θ."""
+    from plotly.subplots import make_subplots
+
+    from spikecim.report.charts import palette
+
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("accuracy against cost", "average timesteps"))
+    x_title = "cost / static"
+    for i, (variant, r) in enumerate(results.items()):
+        arch = r["arch"]
+        base = _figure(r["static"]["hardware"][arch])
+        kind = "EDP" if r["static"]["hardware"][arch]["edp_pj_ns"] else "energy"
+        x_title = f"{kind} on {arch} / static (×)"
+        xs = [_figure(p["hardware"][arch]) / base for p in r["points"]]
+        fig.add_scatter(
+            x=xs, y=[p["accuracy"] * 100 for p in r["points"]], mode="lines+markers",
+            name=f"{variant} ({r['rule']} θ sweep)", line={"color": palette(i)},
+            text=[f"θ = {p['threshold']:g}, {p['average_steps']:.2f} steps" for p in r["points"]],
+            hovertemplate=f"%{{text}}: %{{y:.2f}} %, %{{x:.3f}}× the static {kind}<extra>{variant}</extra>",
+            row=1, col=1,
+        )
+        fig.add_scatter(
+            x=[1.0], y=[r["static"]["accuracy"] * 100], mode="markers", name=f"{variant} static, T = {r['timesteps']}",
+            marker={"symbol": "star", "size": 14, "color": palette(i)},
+            hovertemplate=f"static, T = {r['timesteps']}: %{{y:.2f}} %<extra>{variant}</extra>", row=1, col=1,
+        )
+        ref = r.get("reference")
+        if ref and arch in ref["hardware"] and ref["hardware"][arch].get("energy_pj"):
+            fig.add_scatter(
+                x=[_figure(ref["hardware"][arch]) / base], y=[ref["accuracy"] * 100], mode="markers",
+                name=f"{ref['variant']} (static SNN trained alone)", marker={"symbol": "square", "size": 9, "color": "#333"},
+                hovertemplate="%{y:.2f} %, %{x:.3f}×<extra>" + ref["variant"] + "</extra>", row=1, col=1,
+            )
+        fig.add_scatter(
+            x=[p["threshold"] for p in r["points"]], y=[p["average_steps"] for p in r["points"]], mode="lines+markers",
+            name=f"{variant} steps", line={"color": palette(i)}, showlegend=False,
+            hovertemplate="θ = %{x:g}: %{y:.2f} steps<extra>" + variant + "</extra>", row=1, col=2,
+        )
+    fig.update_layout(template="none", height=400, title="Dynamic timesteps: accuracy against cost")
+    fig.update_xaxes(title_text=x_title, row=1, col=1)
+    fig.update_yaxes(title_text="test accuracy (%)", row=1, col=1)
+    fig.update_xaxes(title_text="threshold θ (dimensionless)", row=1, col=2)
+    fig.update_yaxes(title_text="average timesteps (steps)", row=1, col=2)
+    return fig
 
 
 def _saved(fraction: float | None) -> str:

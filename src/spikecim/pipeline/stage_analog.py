@@ -32,7 +32,7 @@ from spikecim.pipeline.run import variant_input
 from spikecim.pipeline.stages import RunContext
 from spikecim.progress import progress_bar
 from spikecim.report.fmt import MISSING, pct
-from spikecim.report.sections import embed_png, register_section
+from spikecim.report.sections import embed_chart, embed_png, register_section
 from spikecim.train.evaluate import ModelInput
 from spikecim.train.seeding import seeded
 
@@ -339,8 +339,40 @@ def analog_section(a: AnalogResult | None, run_dir: Path) -> str:
         ),
     ]
     parts.append(_write_noise_table(a))
+    parts += _charts(a, Path(run_dir))
     for name in a.plots:
         p = Path(run_dir) / "plots" / name
-        if p.exists():
+        if name.startswith("analog_write_noise") and p.exists():
             parts.append(embed_png(p, alt=name))
     return "\n".join(parts)
+
+
+def _charts(a: AnalogResult, run_dir: Path) -> list[str]:
+    """Accuracy per variant with every seed beside the mean ± std, and the drift and ADC
+    sweeps (each with its PNG for report.md, when it was written)."""
+    from spikecim.report import charts
+
+    title = f"{a.preset}, read {a.t_inference_s:g} s after programming"
+    seeds = {
+        v: {"digital": m.ideal, "mean": m.analog.mean, "std": m.analog.std, "seeds": m.analog.accuracies}
+        for v, m in a.variants.items()
+        if m.analog is not None and m.analog.mean is not None
+    }
+    out = []
+    if seeds:
+        fig = charts.accuracy_seeds(seeds, f"Analog accuracy over {a.n_seeds} programming seeds ({title})")
+        out.append(embed_chart(fig, None, "analog accuracy per seed", name="analog-seeds"))
+    for key, fname, x_key, x_title, log_x in (
+        ("drift", "analog_drift.png", "t_s", "time since programming (s)", True),
+        ("adc_bits", "analog_adc_bits.png", "bits", "ADC resolution (bits)", False),
+    ):
+        curves = {}
+        for v, m in a.variants.items():
+            sweep = getattr(m, key, None)
+            if sweep is not None and sweep.mean:
+                curves[v] = {"x": getattr(sweep, x_key), "mean": sweep.mean, "std": sweep.std, "digital": m.ideal}
+        if curves:
+            png = run_dir / "plots" / fname
+            fig = charts.sweep(curves, f"{a.preset}: mean ± std over {a.n_seeds} seeds", x_title, log_x)
+            out.append(embed_chart(fig, png if png.exists() else None, fname, name=f"analog-{key.replace('_', '-')}"))
+    return out

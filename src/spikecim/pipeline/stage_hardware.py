@@ -22,7 +22,7 @@ from pathlib import Path
 from spikecim.pipeline.results import HardwareResult
 from spikecim.pipeline.stages import RunContext
 from spikecim.report.fmt import energy, pct
-from spikecim.report.sections import embed_png, html_table, register_section
+from spikecim.report.sections import embed_chart, html_table, register_section
 from spikecim.variants import ratio_key
 
 __all__ = ["hardware_parts_section", "hardware_section", "hardware_stage"]
@@ -128,10 +128,7 @@ def hardware_section(m: HardwareResult | None, run_dir: Path) -> str:
             f"<h3>Ratios to the baseline {html.escape(str(m.baseline))}</h3><table><tr><th>variant</th>"
             f"<th>architecture</th><th>energy</th><th>latency</th><th>EDP</th></tr>{ratio_rows}</table>"
         )
-    for p in m.files.plots:
-        path = Path(run_dir) / p
-        if path.exists():
-            parts.append(embed_png(path, alt=path.stem))
+    parts += _charts(m, Path(run_dir))
     return "\n".join(parts)
 
 
@@ -181,3 +178,50 @@ def hardware_parts_section(m: HardwareResult | None, run_dir: Path) -> str:
             ["variant", "architecture", "part", "energy", "latency", "area", "written-cell lifetime"], rows
         )
     )
+
+def _provenance(m: HardwareResult) -> str:
+    """Which estimator and table produced each architecture's numbers, and the modes."""
+    seen: dict[str, str] = {}
+    for per_arch in m.variants.values():
+        for arch, r in per_arch.items():
+            seen.setdefault(arch, str(r.estimator))
+    tables = ", ".join(f"{est} estimator on table {arch}" for arch, est in seen.items())
+    return f"{tables}; {m.mode} mode; latency: layers in sequence"
+
+
+def _charts(m: HardwareResult, run_dir: Path) -> list[str]:
+    """The interactive figures: component shares, per-layer energy, ratios to the baseline
+    (each with its PNG from ``files.plots`` for report.md, when it was written)."""
+    from spikecim.report import charts
+
+    pngs = {Path(p).stem: run_dir / p for p in m.files.plots if (run_dir / p).exists()}
+    unit = m.energy_unit()
+    source = _provenance(m)
+    bars = {
+        f"{arch} / {v.upper()}": r.energy_by_component_pj
+        for arch in m.archs or [a for per in m.variants.values() for a in per]
+        for v, per_arch in m.variants.items()
+        if (r := per_arch.get(arch)) is not None and r.energy_by_component_pj
+    }
+    out = []
+    if bars:
+        fig = charts.component_shares(bars, unit, f"Energy per inference by component (share of the total)<br><sub>{html.escape(source)}</sub>")
+        out.append(embed_chart(fig, pngs.get("hw_components"), "energy shares by component", name="hw-components"))
+    per_arch: dict = {}
+    for v, archs in m.variants.items():
+        for arch, r in archs.items():
+            if r.energy_by_layer_pj and (r.latency_ns or 0) > 0:  # hardware models (the naive estimate has no layers' latency)
+                per_arch.setdefault(arch, {})[v] = r.energy_by_layer_pj
+    if per_arch:
+        fig = charts.layer_energy(per_arch, unit, f"Energy per layer (linear, one scale per architecture)<br><sub>{html.escape(source)}</sub>")
+        out.append(embed_chart(fig, pngs.get("hw_layers"), "energy per layer", name="hw-layers"))
+    if m.ratios and m.baseline:
+        ratios = {
+            key.split("_over_")[0]: {
+                a: {"energy": r.energy_pj, "latency": r.latency_ns, "EDP": r.edp_pj_ns} for a, r in per.items()
+            }
+            for key, per in m.ratios.items()
+        }
+        fig = charts.ratio_bars(ratios, m.baseline, f"Ratios to the baseline {m.baseline.upper()}<br><sub>{html.escape(source)}</sub>")
+        out.append(embed_chart(fig, None, f"ratios to {m.baseline}", name="hw-ratios"))
+    return out

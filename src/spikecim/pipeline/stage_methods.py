@@ -17,9 +17,9 @@ from spikecim.pipeline.compare import compare_methods, method_label
 from spikecim.pipeline.results import MethodsResult
 from spikecim.pipeline.stages import RunContext
 from spikecim.report.fmt import MISSING, count, energy, energy_unit, pct, pct_spread
-from spikecim.report.sections import embed_png, html_table, register_section
+from spikecim.report.sections import embed_chart, html_table, register_section
 
-__all__ = ["methods_section", "methods_stage", "plot_methods"]
+__all__ = ["methods_chart", "methods_section", "methods_stage", "plot_methods"]
 
 
 def methods_stage(ctx: RunContext) -> MethodsResult:
@@ -150,8 +150,50 @@ def methods_section(result: MethodsResult | None, run_dir: Path) -> str:
                 cost_rows,
             )
         )
-    for p in result.plots:
-        path = Path(run_dir) / p
-        if path.exists():
-            parts.append(embed_png(path, alt="methods: accuracy against energy, memory footprint"))
+    pngs = [Path(run_dir) / p for p in result.plots if (Path(run_dir) / p).exists()]
+    if any(r.accuracy is not None or r.footprint_bytes is not None for r in rows.values()):
+        parts.append(
+            embed_chart(
+                methods_chart(result), pngs[0] if pngs else None, "methods: accuracy against energy, memory footprint",
+                name="methods",
+            )
+        )
     return "\n".join(parts)
+
+
+def methods_chart(result: MethodsResult):
+    """The interactive twin of :func:`plot_methods`: accuracy against energy / baseline (one
+    colour per architecture, hover names the variant), memory footprint per variant (kB, its
+    average timesteps above the bar)."""
+    from plotly.subplots import make_subplots
+
+    from spikecim.report.charts import palette
+
+    base = str(result.baseline)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("accuracy against energy", "memory footprint"))
+    for i, arch in enumerate(result.archs):
+        pts = [
+            (r.hardware[arch].energy_ratio, r.accuracy * 100, v)
+            for v, r in result.variants.items()
+            if arch in r.hardware and r.hardware[arch].energy_ratio is not None and r.accuracy is not None
+        ]
+        if pts:
+            fig.add_scatter(
+                x=[p[0] for p in pts], y=[p[1] for p in pts], text=[p[2] for p in pts], mode="markers+text",
+                textposition="top center", name=arch, marker={"size": 10, "color": palette(i)},
+                hovertemplate=f"%{{text}}: %{{y:.2f}} %, %{{x:.3g}}× the {base}'s energy<extra>{arch}</extra>",
+                row=1, col=1,
+            )
+    names = list(result.variants)
+    fig.add_bar(
+        x=names, y=[(r.footprint_bytes or 0.0) / 1e3 for r in result.variants.values()], name="footprint",
+        text=[MISSING if r.timesteps is None else f"T {r.timesteps:.3g}" for r in result.variants.values()],
+        textposition="outside", showlegend=False, marker_color=palette(len(result.archs)),
+        hovertemplate="%{x}: %{y:.4g} kB (%{text})<extra>weights + membranes</extra>", row=1, col=2,
+    )
+    fig.update_layout(template="none", height=400, title="Methods compared")
+    fig.update_xaxes(title_text=f"energy / {base} on the same architecture (×)", row=1, col=1)
+    fig.update_yaxes(title_text="test accuracy (%)", row=1, col=1)
+    fig.update_xaxes(title_text="variant (labels: average timesteps)", type="category", row=1, col=2)
+    fig.update_yaxes(title_text="weights + membranes (kB)", row=1, col=2)
+    return fig

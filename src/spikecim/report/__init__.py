@@ -15,6 +15,7 @@ _EXPORTS = {
     "write_markdown": "render",
     "write_report": "render",
     "Section": "sections",
+    "embed_chart": "sections",
     "embed_png": "sections",
     "html_table": "sections",
     "list_sections": "sections",

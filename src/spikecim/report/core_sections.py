@@ -13,9 +13,9 @@ import html
 from pathlib import Path
 
 from spikecim.pipeline.results import EvaluateResult, TraceResult, TrainResult
-from spikecim.report import plots
+from spikecim.report import charts, plots
 from spikecim.report.fmt import MISSING, count, pct, rate
-from spikecim.report.sections import embed_png, html_table, register_section
+from spikecim.report.sections import embed_chart, html_table, register_section
 from spikecim.variants import workload_filename
 
 __all__ = [
@@ -65,7 +65,7 @@ def training_section(result: TrainResult | None, run_dir: Path) -> str:
     histories = {v: [h.model_dump() for h in m.history] for v, m in train.items() if m.history}
     if histories:
         png = plots.training_curves(histories, run_dir / "plots" / "training.png")
-        out += embed_png(png, "accuracy and loss per epoch")
+        out += embed_chart(charts.training_curves(histories), png, "accuracy and loss per epoch", name="training")
     return out
 
 
@@ -94,9 +94,14 @@ def evaluation_section(result: EvaluateResult | None, run_dir: Path) -> str:
             ["layer", *(v.upper() for v in rates)],
             [[name, *(rate(r.get(name)) for r in rates.values())] for name in layers],
         )
-        out += embed_png(
-            plots.spike_rates(rates, run_dir / "plots" / "spike_rates.png"), "spike rate per layer"
+        png = plots.spike_rates(rates, run_dir / "plots" / "spike_rates.png")
+        chart = charts.grouped_bars(
+            {v.upper(): r for v, r in rates.items()},
+            "Spike rate per layer (ANN: non-zero fraction)",
+            "activity (spikes / neuron / step)",
+            "spikes / neuron / step",
         )
+        out += embed_chart(chart, png, "spike rate per layer", name="spike-rates")
     return out
 
 
@@ -142,9 +147,11 @@ def workload_section(result: TraceResult | None, run_dir: Path) -> str:
         series[f"{name} dense MACs"] = {layer.name: float(layer.total_macs) for layer in wl.layers}
         series[f"{name} effective ACs"] = {layer.name: layer.total_acs for layer in wl.layers}
     if series:
-        out += embed_png(
-            plots.layer_ops(series, run_dir / "plots" / "workload_ops.png"), "operations per layer"
+        png = plots.layer_ops(series, run_dir / "plots" / "workload_ops.png")
+        chart = charts.grouped_bars(
+            series, "Operations per layer", "operations / sample, all steps", "operations", log=True
         )
+        out += embed_chart(chart, png, "operations per layer", name="workload-ops")
     return out
 
 

@@ -1,9 +1,12 @@
 """Build ``report.html`` (and ``report.md``) for a run folder.
 
-The page is one self-contained file: inline CSS, PNGs inlined as base64, no scripts and no
-external resources. It holds the run name, a summary of ``config.yaml``, then every
-registered section (:mod:`spikecim.report.sections`) in order, leaving out the empty ones.
-The Markdown report holds the same text and tables and links the PNGs under ``plots/``.
+The page is one self-contained file (:mod:`spikecim.report.page`): inline CSS, interactive
+charts drawn by the one inlined copy of plotly.js, PNGs inlined as base64, no external
+resources. It holds the run name, the summary (the console's headline table and the
+"estimated vs hardware" sentence), a table of contents, a summary of ``config.yaml``, then
+every registered section (:mod:`spikecim.report.sections`) in order, each collapsible,
+leaving out the empty ones. The Markdown report holds the same text and tables and links
+the PNGs under ``plots/``.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ import yaml
 import spikecim
 from spikecim.errors import SpikecimError
 from spikecim.readers import read_mapping
+from spikecim.report.page import page_html, section_html, toc
 from spikecim.report.sections import Section, html_table, list_sections
+from spikecim.report.summary import summary_html
 from spikecim.variants import resolve_variants
 
 __all__ = ["CONFIG_SUMMARY_KEYS", "html_to_markdown", "md_escape", "write_markdown", "write_report"]
@@ -73,6 +78,7 @@ class _Rendered:
     run_name: str
     config: dict | None
     blocks: list[tuple[Section, str]]  # non-empty sections and their HTML fragments
+    summary: str = ""  # the headline table and the "estimated vs hardware" sentence (HTML)
 
 
 def _render(run_dir: Path) -> _Rendered:
@@ -90,7 +96,7 @@ def _render(run_dir: Path) -> _Rendered:
         fragment = _render_section(section, metrics, run_dir)
         if fragment.strip():
             blocks.append((section, fragment))
-    return _Rendered(run_name, config, blocks)
+    return _Rendered(run_name, config, blocks, summary_html({k: v for k, v in metrics.items() if k != "timing_s"}))
 
 
 def _typed(raw: dict) -> dict:
@@ -150,56 +156,41 @@ def _variant_text(v: dict) -> str:
 
 
 # ---- HTML ----------------------------------------------------------------------------------
-_CSS = """
-body { font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; max-width: 1100px;
-       margin: 2em auto; padding: 0 1em; color: #1d1d1f; line-height: 1.45; }
-h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: 0.2em; margin-top: 1.8em; }
-.meta { color: #555; margin-top: 0; }
-nav a { margin-right: 1em; }
-table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.92em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
-th:first-child, td:first-child { text-align: left; }
-th { background: #f2f2f2; }
-img { display: block; max-width: 100%; margin: 0.8em 0; }
-pre { background: #f7f7f7; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }
-.error { color: #b00020; }
-"""
-
-
 def _write_html(run_dir: Path, r: _Rendered) -> Path:
     name = html.escape(r.run_name)
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8"/>',
-        f"<title>spikecim report: {name}</title>",
-        f"<style>{_CSS}</style></head><body>",
-        "<h1>spikecim report</h1>",
-        f'<p class="meta">run <strong>{name}</strong> · spikecim {html.escape(spikecim.__version__)}</p>',
-    ]
-    links = [("config", "Configuration")] if r.config is not None else []
+    links = [("summary", "Summary")] if r.summary else []
+    links += [("config", "Configuration")] if r.config is not None else []
     links += [(s.name, s.title) for s, _ in r.blocks]
-    if links:
-        nav = " ".join(f'<a href="#{html.escape(n)}">{html.escape(t)}</a>' for n, t in links)
-        parts.append(f"<nav>{nav}</nav>")
+    body = [toc(links)]
+    if r.summary:
+        body.append(section_html("summary", "Summary", r.summary))
     if r.config is not None:
-        parts.append('<section id="config"><h2>Configuration</h2>')
-        parts.append(html_table(["setting", "value"], _config_rows(r.config)))
         full = yaml.safe_dump(r.config, sort_keys=False)
-        parts.append(f"<details><summary>full config.yaml</summary><pre>{html.escape(full)}</pre></details>")
-        parts.append("</section>")
-    for section, fragment in r.blocks:
-        parts.append(f'<section id="{html.escape(section.name)}"><h2>{html.escape(section.title)}</h2>')
-        parts.append(fragment)
-        parts.append("</section>")
-    parts.append("</body></html>")
+        body.append(
+            section_html(
+                "config",
+                "Configuration",
+                html_table(["setting", "value"], _config_rows(r.config))
+                + f"<details><summary>full config.yaml</summary><pre>{html.escape(full)}</pre></details>",
+            )
+        )
+    body += [section_html(section.name, section.title, fragment) for section, fragment in r.blocks]
+    page = page_html(
+        f"spikecim report: {r.run_name}",
+        "spikecim report",
+        body,
+        meta=f"run <strong>{name}</strong> · spikecim {html.escape(spikecim.__version__)}",
+    )
     path = run_dir / "report.html"
-    path.write_text("\n".join(parts) + "\n", encoding="utf-8")
+    path.write_text(page, encoding="utf-8")
     return path
 
 
 # ---- Markdown ------------------------------------------------------------------------------
 def _write_markdown(run_dir: Path, r: _Rendered) -> Path:
     parts = ["# spikecim report", f"run **{md_escape(r.run_name)}** · spikecim {spikecim.__version__}"]
+    if r.summary:
+        parts += ["## Summary", html_to_markdown(r.summary)]
     if r.config is not None:
         parts += [
             "## Configuration",
@@ -224,7 +215,8 @@ def html_to_markdown(fragment: str) -> str:
     """Convert a section's HTML fragment to Markdown.
 
     Handles ``h1``-``h6``, ``p``, ``table``, ``ul``/``ol``/``li``, ``pre``, ``details``/``summary``
-    and ``img`` (linked by its ``data-file``, inline data is dropped); other tags keep their text.
+    ``img`` and chart ``figure`` (linked by their ``data-file``, inline data is dropped; a chart
+    without a file is left out); ``script`` and ``style`` are dropped; other tags keep their text.
     """
     parser = _MarkdownParser()
     parser.feed(fragment)
@@ -241,9 +233,17 @@ class _MarkdownParser(HTMLParser):
         self.text: list[str] = []  # text of the current block or table cell
         self.rows: list[list[str]] | None = None  # inside a table
         self.pre = False
+        self.skip = 0  # inside script or style
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in self._BLOCKS or tag == "pre":
+        if tag in ("script", "style"):
+            self.skip += 1
+        elif tag == "figure":
+            a = dict(attrs)
+            if a.get("data-file"):
+                self._flush()
+                self.blocks.append(f"![{md_escape(a.get('data-alt') or '')}]({quote(a['data-file'])})")
+        elif tag in self._BLOCKS or tag == "pre":
             self._flush()
             self.pre = tag == "pre"
         elif tag == "table":
@@ -262,7 +262,9 @@ class _MarkdownParser(HTMLParser):
             self.text.append("\n" if self.pre else " ")
 
     def handle_endtag(self, tag: str) -> None:
-        if tag in ("th", "td") and self.rows:
+        if tag in ("script", "style"):
+            self.skip = max(0, self.skip - 1)
+        elif tag in ("th", "td") and self.rows:
             self.rows[-1].append(" ".join("".join(self.text).split()))
             self.text = []
         elif tag == "table" and self.rows is not None:
@@ -296,6 +298,8 @@ class _MarkdownParser(HTMLParser):
         return "#" * int(tag[1]) + " " + text
 
     def handle_data(self, data: str) -> None:
+        if self.skip:
+            return
         self.text.append(data if self.pre else md_escape(data))
 
     def _flush(self) -> None:
