@@ -44,7 +44,10 @@ def test_linear_probe_reads_a_linear_mix_of_pixels_exactly():
 
 @pytest.fixture(scope="module")
 def digits_victim():
-    """A tiny convolutional victim (conv 1 -> 4, linear to 10 classes) trained on the digits."""
+    """A tiny convolutional victim (conv 1 -> 4, linear to 10 classes) trained on the digits
+    (one thread: the model is far too small to gain from more)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     data = load_dataset("digits")
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(256, 10))
@@ -53,7 +56,8 @@ def digits_victim():
         opt.zero_grad()
         nn.functional.cross_entropy(model(data.x_train), data.y_train).backward()
         opt.step()
-    return data, model.eval()
+    yield data, model.eval()
+    torch.set_num_threads(threads)
 
 
 def test_attack_on_unprotected_first_layer_beats_the_mean_image(digits_victim):

@@ -41,7 +41,18 @@ GRID_SAMPLES = 8
 
 
 def analyse_run(run_dir: str | Path, scfg: SecurityConfig, console=None) -> dict:
-    """Run the analysis (module docstring); returns what ``results.json`` holds."""
+    """Run the analysis (module docstring); returns what ``results.json`` holds. Torch runs
+    on one thread meanwhile: the attacker's networks and a digits model are far too small to
+    gain from more, and on a busy machine extra threads only wait for each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _analyse(run_dir, scfg, console)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _analyse(run_dir: str | Path, scfg: SecurityConfig, console) -> dict:
     from spikecim.analog import to_analog
     from spikecim.hw.arch import load_architecture
     from spikecim.hw.estimate import estimate

@@ -2,7 +2,7 @@
 
 Per layer and time bin (timestep), from the samples of that bin alone:
 
-- ``probe_r2``: a linear probe, ridge regression (λ = 1e-3 on standardised samples, plus a
+- ``probe_r2``: a linear probe, ridge regression (λ = 1e-3·N on standardised samples, plus a
   bias) from the attacker's samples to the input pixels, scored on the victim's inputs as
   R² = 1 − Σ(x − x̂)² / Σ(x − x̄)² over all pixels (0: no better than the mean image, 1:
   the input read off exactly);
@@ -16,10 +16,14 @@ import numpy as np
 __all__ = ["leakage_map", "max_correlation", "probe_r2"]
 
 RIDGE = 1e-3
+SD_FLOOR = 1e-3
 
 
 def _standardise(a: np.ndarray, mu: np.ndarray, sd: np.ndarray) -> np.ndarray:
-    return (a - mu) / np.where(sd > 0, sd, 1.0)
+    """``(a − μ)/σ`` with σ floored at 1e-3 of the mean σ: a sample that barely varies for the
+    attacker (a window over the blank border of an image) is not blown up on the victim's."""
+    floor = SD_FLOOR * float(sd.mean()) if sd.size and sd.mean() > 0 else 1.0
+    return (a - mu) / np.maximum(sd, floor)
 
 
 def probe_r2(train_s: np.ndarray, train_x: np.ndarray, test_s: np.ndarray, test_x: np.ndarray) -> float:

@@ -71,13 +71,14 @@ def reconstruction_grid(grids: dict, originals: torch.Tensor, path: Path) -> Pat
 
 
 def leakage_maps(results: dict, path: Path) -> Path:
-    """Linear-probe R² per layer (rows) and timestep (columns), one panel per variant."""
+    """Linear-probe R² per layer (rows) and timestep (columns), one panel per variant, the value
+    written in each cell (colour scale 0 to 1)."""
     variants = list(results["variants"].items())
     fig, axes = plt.subplots(1, len(variants), figsize=(3.2 * len(variants), 3), squeeze=False)
     for ax, (variant, entry) in zip(axes[0], variants, strict=True):
         layers = list(entry["leakage"])
         grid = np.array([[b["probe_r2"] for b in entry["leakage"][name]] for name in layers])
-        im = ax.imshow(grid, vmin=0, vmax=1, cmap="magma", aspect="auto")
+        ax.imshow(grid, vmin=0, vmax=1, cmap="magma", aspect="auto")
         ax.set_yticks(range(len(layers)), layers)
         ax.set_xticks(range(grid.shape[1]))
         ax.set_xlabel("timestep")
@@ -87,7 +88,6 @@ def leakage_maps(results: dict, path: Path) -> Path:
             ax.text(
                 j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white" if v < 0.5 else "black"
             )
-    fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8)
     return save_figure(fig, path)
 
 
