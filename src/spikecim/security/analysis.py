@@ -13,7 +13,7 @@ split, never seen by the attacker), then
    workload costed on the same table.
 
 Files: ``results.json`` (every number), ``traces_<variant>.npz/.json`` (the victim's clean
-traces and their metadata), ``plots/security_*.png``; the report section reads them
+traces and their metadata), and ``RUN_DIR/plots/security_*.png``; the report section reads them
 (:mod:`spikecim.security.report`).
 """
 
@@ -70,7 +70,7 @@ def _analyse(run_dir: str | Path, scfg: SecurityConfig, console) -> dict:
     if data.frames or att_x.dim() != 4:
         raise SpikecimError("security: the attack needs image inputs [N, C, H, W] (not event frames)")
     out_dir = run_dir / "security"
-    (out_dir / "plots").mkdir(parents=True, exist_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
     names = scfg.countermeasures.names or list(COUNTERMEASURES)
     results: dict = {"config": scfg.model_dump(mode="json"), "variants": {}, "countermeasure_names": names}
     grids = {}
@@ -133,7 +133,7 @@ def _analyse(run_dir: str | Path, scfg: SecurityConfig, console) -> dict:
     results["seconds"] = time.perf_counter() - start
     from spikecim.security import plots
 
-    results["plots"] = plots.write_all(results, grids, vic_x[:GRID_SAMPLES], out_dir / "plots")
+    results["plots"] = plots.write_all(results, grids, vic_x[:GRID_SAMPLES], run_dir / "plots")
     (out_dir / "results.json").write_text(json.dumps(results, indent=1, allow_nan=False, default=float))
     return results
 
@@ -143,18 +143,19 @@ def _say(console, text: str) -> None:
         console.print(text, markup=False, highlight=False)
 
 
-def _first(traces) -> tuple[np.ndarray, tuple[int, int] | None]:
+def _first(traces, sampling: str) -> tuple[np.ndarray, tuple[int, int] | None]:
+    """The first layer's samples and, unless one sample spans the layer step, its map."""
     from spikecim.security.traces import sample
 
     lt = traces.layers[0]
-    return sample(lt.reads_pj, "read"), lt.map_shape
+    return sample(lt.reads_pj, sampling), None if sampling == "layer" else lt.map_shape
 
 
 def _attack(att, vic, att_x, vic_x, scfg, level, accuracy):
     """The attack on the first layer's reads at probe noise ``level``."""
     gen = np.random.default_rng(scfg.seed + 3)
-    s_att, map_shape = _first(att)
-    s_vic, _ = _first(vic)
+    s_att, map_shape = _first(att, scfg.trace.sampling)
+    s_vic, _ = _first(vic, scfg.trace.sampling)
     full = float(s_att.max())  # the attacker calibrates the probe on their own traces
     bits = scfg.trace.probe_bits
     f_att = preprocess(measure_noise(s_att, level, gen, bits, full), map_shape)

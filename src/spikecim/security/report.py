@@ -19,7 +19,7 @@ def security_section(metrics, run_dir: Path) -> str:
     if not path.exists():
         return ""
     results = json.loads(path.read_text())
-    plots = Path(run_dir) / "security" / "plots"
+    plots = Path(run_dir) / "plots"
     cfg = results["config"]
     parts = [
         (
