@@ -105,3 +105,30 @@ def test_unknown_countermeasure_exits_2_naming_the_allowed_ones(tmp_path, capsys
 def test_a_folder_that_is_no_run_exits_2(tmp_path, capsys):
     assert main(["security", str(tmp_path / "nothing")]) == 2
     assert "not a run folder" in capsys.readouterr().err
+
+
+def test_report_section_shows_the_written_results_and_is_empty_without_them(tmp_path):
+    import json
+
+    from spikecim.report.render import _load_section_modules
+    from spikecim.report.sections import list_sections
+
+    _load_section_modules()
+    section = {s.name: s for s in list_sections()}["security"]
+    assert section.fn({}, tmp_path) == ""
+    row = {"noise": 0.2, "ssim_inverse": 0.812, "psnr_inverse": 15.5, "ssim_mean_image": 0.371}
+    cm = {
+        "metrics": {"ssim_inverse": 0.333},
+        "leakage_first_layer": [{"probe_r2": 0.25, "max_corr": 0.5}],
+        "overhead_fraction": {"energy": 0.019, "latency": 0.0, "area": 0.001},
+    }
+    results = {
+        "config": {"trace": {"sampling": "read", "encoding": "amplitude"}, "countermeasure_noise": 0.2},
+        "variants": {"snn": {"noise": [row], "countermeasures": {"shuffle": cm}}},
+        "plots": {"noise": "a.png", "grid": "b.png", "leakage": "c.png", "countermeasures": "d.png"},
+    }
+    (tmp_path / "security").mkdir()
+    (tmp_path / "security" / "results.json").write_text(json.dumps(results))
+    html = section.fn({}, tmp_path)
+    for cell in ("<td>0.812</td>", "<td>15.50</td>", "<td>shuffle</td>", "<td>0.333</td>", "<td>1.90%</td>"):
+        assert cell in html

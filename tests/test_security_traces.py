@@ -132,3 +132,46 @@ def test_shuffled_reads_give_exactly_the_same_conv_outputs():
         direct = layer(x)
         shuffled = shuffled_conv_forward(layer, x, torch.Generator().manual_seed(3))
     assert torch.equal(direct, shuffled)
+
+
+@pytest.mark.parametrize(
+    ("dac", "binary"), [(False, False), (True, True), (True, False)], ids=["no-dac", "spikes", "dac-levels"]
+)
+def test_conv_window_reads_match_a_brute_force_sum_over_each_window(dac, binary):
+    torch.manual_seed(1)
+    conv = nn.Conv2d(2, 3, 3, padding=1, bias=False)
+    cfg = {"preset": "ideal", "dac": {"enabled": dac, "bits": 5}}
+    xcfg = load_crossbar_config(cfg)
+    model = nn.Sequential(conv)
+    analog = to_analog(model, xcfg)
+    x = (torch.rand(2, 2, 5, 5) > 0.5).float() if binary else torch.rand(2, 2, 5, 5)
+    tr = record_traces(
+        analog, x, ModelInput(None), xcfg, TraceConfig(), Periphery(0.0, 0.0, T_READ_NS, "hand")
+    )
+    w = conv.weight.detach().reshape(3, -1).double()
+    g_row = 25.0 * w.abs().sum(0) / w.abs().max()  # ideal device: G+ + G− = 25 µS·|w|/max|w| per cell
+    windows = nn.functional.unfold(x.double(), 3, padding=1)  # [N, 18, 25]
+    if dac:  # abs-max per window, 4 magnitude bits: levels round(x/s·15)/15 (binary windows stay 0/1)
+        s = windows.abs().amax(1, keepdim=True).clamp(min=1e-30)
+        s = torch.where(windows.abs().amax(1, keepdim=True) > 0, s, torch.ones_like(s))
+        windows = torch.round(windows / s * 15) / 15
+    expected = torch.einsum("nil,i->nl", windows, g_row) * V_READ * V_READ * T_READ_NS * 1e-3
+    np.testing.assert_allclose(tr.layers[0].reads_pj[:, 0, :, 0, 0], expected.numpy(), rtol=1e-5)
+    assert tr.layers[0].map_shape == (5, 5)
+
+
+def test_shuffle_and_noise_injection_costs_count_table_entries():
+    from spikecim.hw.arch import load_architecture
+    from spikecim.security.countermeasures import overhead
+
+    p = load_architecture("imc-rram-65nm").p
+    layer = {"reads": 64, "steps": 4, "rows": 9, "g_extra_us": [60.0], "g_max_us": 25.0, "row_activity": 0.5}
+    cm = CountermeasureConfig()
+    shuffle = overhead("shuffle", [layer], p, cm)
+    assert shuffle["energy_pj"] == pytest.approx(4 * 64 * 6 * p.e_sram_bit_pj)  # a 6-bit index per read
+    assert shuffle["area_um2"] == pytest.approx(64 * 6 * p.a_sram_bit_um2)  # the permutation table
+    noise = overhead("noise_injection", [layer], p, cm)
+    # g_d = 60 µS needs ⌈60/25⌉ = 3 columns of 9 cells; half the cells are driven at each read
+    assert noise["area_um2"] == pytest.approx(27 * p.a_cell_um2)
+    assert noise["energy_pj"] == pytest.approx(4 * 64 * 27 * 0.5 * p.e_cell_read_pj)
+    assert noise["latency_ns"] == 0.0

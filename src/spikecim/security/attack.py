@@ -119,7 +119,9 @@ def reconstruct(
     ``test_feats``; metrics of the inverse, the refined generator and the mean-image
     baseline (``victim_accuracy(images)``: the victim model's accuracy on them)."""
     mu, sd = train_feats.mean(0), train_feats.std(0)
-    sd = np.maximum(sd, 1e-3 * float(sd.mean()) if sd.mean() > 0 else 1.0)  # a near-constant feature stays small
+    sd = np.maximum(
+        sd, 1e-3 * float(sd.mean()) if sd.mean() > 0 else 1.0
+    )  # a near-constant feature stays small
     z_tr = torch.from_numpy((train_feats - mu) / sd).float()
     z_te = torch.from_numpy((test_feats - mu) / sd).float()
     x_tr, x_te = train_x.float(), test_x.float()
