@@ -134,7 +134,11 @@ def _analyse(run_dir: str | Path, scfg: SecurityConfig, console) -> dict:
     from spikecim.security import plots
 
     results["plots"] = plots.write_all(results, grids, vic_x[:GRID_SAMPLES], run_dir / "plots")
-    (out_dir / "results.json").write_text(json.dumps(results, indent=1, allow_nan=False, default=float))
+    try:
+        text = json.dumps(results, indent=1, allow_nan=False, default=float)
+    except ValueError:
+        raise SpikecimError("security: a result is not finite (NaN or inf); nothing written") from None
+    (out_dir / "results.json").write_text(text)
     return results
 
 
