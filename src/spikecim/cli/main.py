@@ -55,13 +55,14 @@ def _options(
 
 
 def _register() -> None:
-    from spikecim.cli import bench, compare, hw, nir, pipeline
+    from spikecim.cli import bench, compare, hw, nir, pipeline, security
 
     pipeline.register(app)
     compare.register(app)
     app.add_typer(hw.app, name="hw")
     app.add_typer(nir.app, name="nir")
     bench.register(app)
+    security.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:

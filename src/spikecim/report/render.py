@@ -57,6 +57,7 @@ _SECTION_MODULES = (
     "spikecim.pipeline.stage_hardware",
     "spikecim.pipeline.dt_stage",
     "spikecim.pipeline.stage_methods",
+    "spikecim.security.report",
 )
 
 

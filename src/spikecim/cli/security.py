@@ -1,0 +1,93 @@
+"""``spikecim security RUN_DIR``: the power side channel of a finished run.
+
+    spikecim security runs/digits-convnet                     every countermeasure, σ = 0 %
+    spikecim security runs/digits-convnet --noise 0.2         countermeasures compared at 20 % noise
+    spikecim security runs/digits-convnet --countermeasure shuffle --countermeasure balance
+    spikecim security runs/digits-convnet --quick             a small attack, to check the set-up
+
+A thin shell over :func:`spikecim.security.analysis.analyse_run`; writes RUN_DIR/security/
+and the report's "Power side channel" section (docs/security.md).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from spikecim.errors import SpikecimError
+from spikecim.security.config import COUNTERMEASURES, load_security_config
+
+QUICK = {"max_samples": 300, "attack": {"epochs": 60, "gan_epochs": 10}}
+
+
+def register(app: typer.Typer) -> None:
+    app.command("security")(security_cmd)
+
+
+def security_cmd(
+    run_dir: Annotated[
+        Path, typer.Argument(help="A finished run folder (runs/<name>) with traced workloads.")
+    ],
+    noise: Annotated[
+        float,
+        typer.Option(
+            "--noise",
+            help="probe noise σ of the countermeasure comparison, a fraction of the max signal "
+            "(0.2: 20 %), in [0, 10]; the noise sweep covers 0-40 % and this level",
+        ),
+    ] = 0.0,
+    countermeasure: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--countermeasure",
+            "-c",
+            help=f"a countermeasure to compare, repeatable: {', '.join(COUNTERMEASURES)} (default: all)",
+        ),
+    ] = None,
+    sampling: Annotated[
+        str, typer.Option("--sampling", help="what one probe sample integrates: read, tile or layer")
+    ] = "read",
+    encoding: Annotated[
+        str, typer.Option("--encoding", help="input encoding of the reads: amplitude or bit_serial")
+    ] = "amplitude",
+    quick: Annotated[
+        bool,
+        typer.Option(
+            "--quick", metavar="", help="300 samples per side and a short attack: a check in seconds"
+        ),
+    ] = False,
+) -> None:
+    """Measure the power side channel of a run's crossbars: traces, reconstruction attack,
+    leakage per layer and timestep, countermeasures and their hardware cost."""
+    from spikecim.report import write_report
+    from spikecim.security.analysis import analyse_run
+
+    if not (run_dir / "config.yaml").exists():
+        raise SpikecimError(f"security: {run_dir} is not a run folder (no config.yaml)")
+    levels = [0.0, 0.1, 0.2, 0.3, 0.4]
+    if noise not in levels and 0 <= noise:
+        levels = sorted([*levels, noise])
+    spec = {
+        "noise_levels": levels,
+        "countermeasure_noise": noise,
+        "countermeasures": {"names": countermeasure or []},
+        "trace": {"sampling": sampling, "encoding": encoding},
+        **(QUICK if quick else {}),
+    }
+    cfg = load_security_config(spec)
+    console = Console(stderr=True)
+    results = analyse_run(run_dir, cfg, console)
+    for variant, entry in results["variants"].items():
+        first = entry["noise"][0]
+        console.print(
+            f"{variant}: SSIM {first['ssim_inverse']:.3f} at σ = {100 * first['noise']:g}% "
+            f"(mean image {first['ssim_mean_image']:.3f})",
+            markup=False,
+            highlight=False,
+        )
+    if (run_dir / "metrics.json").exists():
+        write_report(run_dir)
+    print(run_dir / "security" / "results.json")

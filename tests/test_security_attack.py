@@ -1,0 +1,134 @@
+"""The reconstruction attack, its metrics, the leakage probe and the command's bad input."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from spikecim.analog import load_crossbar_config, to_analog
+from spikecim.cli.main import main
+from spikecim.data import load_dataset
+from spikecim.security.attack import preprocess, psnr, reconstruct, ssim
+from spikecim.security.config import AttackConfig, TraceConfig
+from spikecim.security.leakage import probe_r2
+from spikecim.security.measure import record_traces
+from spikecim.security.traces import Periphery
+from spikecim.train.evaluate import ModelInput
+
+
+def test_ssim_of_a_hand_case_with_one_window_over_the_image():
+    x = torch.tensor([[0.0, 1.0, 0.0], [1.0, 1.0, 1.0], [0.0, 1.0, 0.0]])[None, None]
+    y = torch.full_like(x, 0.5)
+    # Wang et al. 2004, eq. 13 with population statistics over the 3×3 window:
+    mu_x, mu_y, var_x, var_y, cov = 5 / 9, 0.5, 5 / 9 - 25 / 81, 0.0, 0.0
+    c1, c2 = (0.01 * 1.0) ** 2, (0.03 * 1.0) ** 2
+    expected = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    got = ssim(x, y, 1.0, window=torch.ones(3, 3))
+    assert float(got) == pytest.approx(expected, rel=1e-9)
+    assert float(ssim(x, x, 1.0)) == pytest.approx(1.0)
+
+
+def test_psnr_is_ten_log_range_squared_over_mse():
+    x = torch.zeros(1, 1, 2, 2)
+    y = torch.full_like(x, 0.1)  # MSE = 0.01 -> 20 dB
+    assert float(psnr(y, x)) == pytest.approx(20.0)
+
+
+def test_linear_probe_reads_a_linear_mix_of_pixels_exactly():
+    rng = np.random.default_rng(0)
+    x = rng.random((400, 6))
+    s = x @ rng.standard_normal((6, 10))  # every pixel is a linear function of the samples
+    assert probe_r2(s[:300], x[:300], s[300:], x[300:]) == pytest.approx(1.0, abs=1e-3)
+    assert probe_r2(rng.random((300, 10)), x[:300], rng.random((100, 10)), x[300:]) < 0.1
+
+
+@pytest.fixture(scope="module")
+def digits_victim():
+    """A tiny convolutional victim (conv 1 -> 4, linear to 10 classes) trained on the digits
+    (one thread: the model is far too small to gain from more)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    data = load_dataset("digits")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(256, 10))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(40):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(data.x_train), data.y_train).backward()
+        opt.step()
+    yield data, model.eval()
+    torch.set_num_threads(threads)
+
+
+def test_attack_on_unprotected_first_layer_beats_the_mean_image(digits_victim):
+    data, model = digits_victim
+    cfg = load_crossbar_config({"preset": "ideal", "dac": {"enabled": True, "bits": 7}})
+    analog = to_analog(model, cfg).eval()
+    periphery = Periphery(0.05, 0.0, 4.0, "hand")
+    traces = {
+        side: record_traces(analog, x, ModelInput(None), cfg, TraceConfig(), periphery)
+        for side, x in (("attacker", data.x_train), ("victim", data.x_test))
+    }
+    feats = {
+        side: preprocess(t.sampled("read")[t.layers[0].name], t.layers[0].map_shape)
+        for side, t in traces.items()
+    }
+
+    def accuracy(images):
+        with torch.no_grad():
+            return float((model(images).argmax(1) == data.y_test).float().mean())
+
+    result = reconstruct(
+        feats["attacker"],
+        data.x_train,
+        feats["victim"],
+        data.x_test,
+        AttackConfig(epochs=120, gan_epochs=5, hidden=128),
+        traces["attacker"].layers[0].map_shape,
+        accuracy,
+    )
+    m = result.metrics
+    print({k: round(v, 3) for k, v in m.items()})
+    assert m["ssim_inverse"] > m["ssim_mean_image"] + 0.25
+    assert m["ssim_gan"] > m["ssim_mean_image"] + 0.25
+    assert m["victim_accuracy_inverse"] > 0.5 > m["victim_accuracy_mean_image"]
+
+
+def test_unknown_countermeasure_exits_2_naming_the_allowed_ones(tmp_path, capsys):
+    (tmp_path / "config.yaml").write_text("name: x\n")
+    code = main(["security", str(tmp_path), "--countermeasure", "moat"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert "moat" in err and "noise_injection" in err and len(err.splitlines()) == 1
+
+
+def test_a_folder_that_is_no_run_exits_2(tmp_path, capsys):
+    assert main(["security", str(tmp_path / "nothing")]) == 2
+    assert "not a run folder" in capsys.readouterr().err
+
+
+def test_report_section_shows_the_written_results_and_is_empty_without_them(tmp_path):
+    import json
+
+    from spikecim.report.render import _load_section_modules
+    from spikecim.report.sections import list_sections
+
+    _load_section_modules()
+    section = {s.name: s for s in list_sections()}["security"]
+    assert section.fn({}, tmp_path) == ""
+    row = {"noise": 0.2, "ssim_inverse": 0.812, "psnr_inverse": 15.5, "ssim_mean_image": 0.371}
+    cm = {
+        "metrics": {"ssim_inverse": 0.333},
+        "leakage_first_layer": [{"probe_r2": 0.25, "max_corr": 0.5}],
+        "overhead_fraction": {"energy": 0.019, "latency": 0.0, "area": 0.001},
+    }
+    results = {
+        "config": {"trace": {"sampling": "read", "encoding": "amplitude"}, "countermeasure_noise": 0.2},
+        "variants": {"snn": {"noise": [row], "countermeasures": {"shuffle": cm}}},
+        "plots": {"noise": "a.png", "grid": "b.png", "leakage": "c.png", "countermeasures": "d.png"},
+    }
+    (tmp_path / "security").mkdir()
+    (tmp_path / "security" / "results.json").write_text(json.dumps(results))
+    html = section.fn({}, tmp_path)
+    for cell in ("<td>0.812</td>", "<td>15.50</td>", "<td>shuffle</td>", "<td>0.333</td>", "<td>1.90%</td>"):
+        assert cell in html
