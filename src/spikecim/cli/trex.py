@@ -15,7 +15,10 @@ def trex_cmd(
     config: Path | None = CONFIG_ARG,
     set_: list[str] | None = SET_OPT,
     name: str | None = NAME_OPT,
-    model: str = typer.Option("vit-tiny", help="A transformer (model.name): vit-tiny or spikformer-tiny."),
+    model: str | None = typer.Option(
+        None,
+        help="A transformer (model.name): vit-tiny or spikformer-tiny (default: the config's, else vit-tiny).",
+    ),
     epochs: int | None = typer.Option(None, help="Epochs of the final training (train.epochs), >= 0."),
     variant: str = typer.Option(
         "ann", help="The run's variant whose encoders reuse attention (the baseline)."
@@ -41,6 +44,7 @@ def trex_cmd(
     <run>/trex.json and prints EDAP, TOPS/mm² and accuracy (digital, analog) against the baseline."""
     from spikecim.pipeline.trex_search import trex_search
 
+    model = model or (None if config is not None else "vit-tiny")
     cfg = _config(config, set_, **{"name": name, "train.epochs": epochs, "model.name": model})
     r = trex_search(
         cfg,
