@@ -142,3 +142,19 @@ def test_block_steps_that_do_not_divide_the_timesteps_are_refused():
 def test_vit_tiny_pool_option_is_checked():
     with pytest.raises(SpikecimError, match=r"^model.pool: must be 'cls' or 'mean'"):
         create_model("vit-tiny", spiking=False, pool="max")
+
+
+def test_statten_products_are_traced_per_step_with_hand_counted_shapes():
+    """width 0.25: 4 heads of d = 4, 16 tokens; kv = Kᵀ[4, 16]·V[16, 4], qkv = Q[16, 4]·(KᵀV)[4, 4]."""
+    from spikecim.trace import trace
+
+    torch.manual_seed(0)
+    model = create_model("spikformer-tiny", block_steps=2, width=0.25, depth=1)
+    w = trace(model, [torch.rand(4, 3, 1, 8, 8)])
+    mm = {layer.name: layer for layer in w.layers if layer.kind == "matmul"}
+    assert sorted(mm) == ["blocks.0.attn.kv", "blocks.0.attn.qkv"]
+    kv, qkv = mm["blocks.0.attn.kv"], mm["blocks.0.attn.qkv"]
+    assert (kv.batch, kv.m, kv.k, kv.n) == (4, 4, 16, 4)
+    assert (qkv.batch, qkv.m, qkv.k, qkv.n) == (4, 16, 4, 4)
+    assert kv.operands["b"].kind == "dynamic" and kv.operands["b"].bits == 1  # V: spikes
+    assert w.timesteps == 4

@@ -44,7 +44,8 @@ def trex_cmd(
     <run>/trex.json and prints EDAP, TOPS/mm² and accuracy (digital, analog) against the baseline."""
     from spikecim.pipeline.trex_search import trex_search
 
-    model = model or (None if config is not None else "vit-tiny")
+    named = config is not None or any(o.startswith("model.name=") for o in set_ or [])
+    model = model or (None if named else "vit-tiny")
     cfg = _config(config, set_, **{"name": name, "train.epochs": epochs, "model.name": model})
     r = trex_search(
         cfg,
