@@ -125,6 +125,7 @@ def test_statten_block_of_all_steps_in_the_model_runs_and_differs_from_per_step(
         ({"heads": 3}, "model.heads"),
         ({"patch_size": 3}, "model.patch_size"),
         ({"depth": 0}, "model.depth"),
+        ({"embed": "pixels"}, "model.embed"),
     ],
 )
 def test_bad_transformer_argument_raises_one_line_error_naming_field(kwargs, field):
@@ -137,6 +138,20 @@ def test_block_steps_that_do_not_divide_the_timesteps_are_refused():
     model = create_model("spikformer-tiny", block_steps=3, width=0.25)
     with pytest.raises(SpikecimError, match=r"^model.block_steps: must divide the timesteps T = 4"):
         model(torch.zeros(4, 1, 1, 8, 8))
+
+
+def test_overlapping_patches_give_the_same_token_grid_as_vit_patches():
+    """kernel 2p - 1, stride p, padding p - 1 on S pixels: floor((S - 1) / p) + 1 = S / p tokens a side."""
+    for size, patch in ((8, 2), (32, 4), (28, 4)):
+        x = torch.zeros(1, 1, 3, size, size)
+        for embed in ("overlap", "patch"):
+            model = create_model(
+                "vit-tiny", spiking=False, in_channels=3, input_size=size, embed=embed, width=0.25
+            )
+            assert model.embed.conv(x[0]).shape[-2:] == (size // patch, size // patch)
+            assert model.embed.conv.kernel_size == (
+                (2 * patch - 1,) * 2 if embed == "overlap" else (patch, patch)
+            )
 
 
 def test_vit_tiny_pool_option_is_checked():

@@ -1,7 +1,7 @@
 """``spikformer-tiny``: a spiking transformer (Zhou et al. 2023, "Spikformer: When Spiking
 Neural Network Meets Transformer", ICLR), on ``x[T, B, C, H, W]``.
 
-    x0  = BN(Conv(patch, stride patch)(image)) + position          tokens [T, B, N, D]
+    x0  = BN(Conv(stride patch)(image)) + position                 tokens [T, B, N, D]
     block, ``depth`` times (Spikformer's residual blocks):
         a = SSA(x);  x = x + a;  x = x + MLP(x),   MLP = SN(BN(SN(BN(x W1)) W2))
     logits = Linear(mean over tokens of SN(x))                     per step
@@ -13,7 +13,7 @@ model's neuron with threshold 0.5. The classifier reads the spikes of a last neu
 departure from Spikformer's real-valued head) so that every Linear after the embedding
 except Q/K/V reads binary inputs, and a silent network outputs the classifier's bias.
 
-Defaults: width 64, depth 2, 4 heads, MLP ratio 2, patch as in ``vit-tiny`` (2 for 8x8
+Defaults: width 64, depth 2, 4 heads, MLP ratio 2, patch and ``embed`` as in ``vit-tiny`` (2 for 8x8
 digits). The ANN twin (``spiking=False``) is the same network with ReLU for every neuron.
 """
 
@@ -26,7 +26,7 @@ from torch import nn
 
 from spikecim.models._registry import make_activation, register_model
 from spikecim.models.attention import SpikingSelfAttention, linear_bn
-from spikecim.models.vit import PatchEmbedding, patch_for, transformer_sizes
+from spikecim.models.vit import PatchEmbedding, check_embed, patch_for, transformer_sizes
 from spikecim.nn import TemporalModule, apply_folded
 
 __all__ = ["Spikformer", "SpikformerBlock", "SpikingMLP", "spikformer_tiny"]
@@ -74,10 +74,13 @@ class Spikformer(TemporalModule):
         act: Callable[[], nn.Module],
         attn_act: Callable[[], nn.Module],
         block_steps: int | None,
+        overlap: bool = True,
     ) -> None:
         super().__init__()
         grid = input_size // patch
-        self.embed = PatchEmbedding(in_channels, dim, patch, grid, cls_token=False, norm=True)
+        self.embed = PatchEmbedding(
+            in_channels, dim, patch, grid, cls_token=False, norm=True, overlap=overlap
+        )
         self.blocks = nn.ModuleList(
             SpikformerBlock(
                 SpikingSelfAttention(dim, heads, act, attn_act, block_steps, grid_height=grid),
@@ -108,6 +111,7 @@ def spikformer_tiny(
     heads: int = 4,
     mlp_ratio: float = 2.0,
     patch_size: int | None = None,
+    embed: str = "overlap",
     block_steps: int | None = None,
     neuron: str = "lif",
     neuron_kw: dict | None = None,
@@ -117,6 +121,18 @@ def spikformer_tiny(
     attn_act = make_activation(spiking, neuron, **{**neuron_kw, "threshold": 0.5})
     dim, hidden = transformer_sizes("spikformer-tiny", width, dim, depth, heads, mlp_ratio)
     patch = patch_for(input_size, patch_size)
+    overlap = check_embed(embed)
     return Spikformer(
-        in_channels, input_size, num_classes, dim, depth, heads, hidden, patch, act, attn_act, block_steps
+        in_channels,
+        input_size,
+        num_classes,
+        dim,
+        depth,
+        heads,
+        hidden,
+        patch,
+        act,
+        attn_act,
+        block_steps,
+        overlap,
     )

@@ -2,14 +2,18 @@
 2021, DeiT), sized for 8x8 digits in 2x2 patches (16 tokens) and for 32x32 images in 4x4
 patches (64 tokens).
 
-    tokens = Conv(patch, stride patch)(image) + position      (+ a class token, pool="cls")
+    tokens = Conv(stride patch)(image) + position              (+ a class token, pool="cls")
     encoder (pre-norm), ``depth`` times:
         a = Attention(LN(x));  x = x + a;  x = x + MLP(LN(x)),  MLP = Linear-GELU-Linear
     logits = Linear(LN(x)[class token])   or of the token mean (pool="mean")
 
-Defaults: width 64, depth 4, 4 heads, MLP ratio 2. ``width`` (the multiplier every model
-takes) scales the width per head. The patch is 2 for inputs up to 16 pixels, 4 above (1
-below 4 pixels); it must divide the input size.
+Defaults: width 64, depth 4, 4 heads, MLP ratio 2, mean pooling, overlapping patches.
+``width`` (the multiplier every model takes) scales the width per head. The patch is 2 for
+inputs up to 16 pixels, 4 above (1 below 4 pixels); it must divide the input size.
+``embed="overlap"`` reads overlapping patches (kernel 2p − 1, stride p: the same token grid,
+the convolutional stem of Xiao et al. 2021, "Early convolutions help transformers see
+better"), which small data sets without augmentation need (on digits, 30 epochs, 2
+encoders: 96.9 % against 92.7 % with ``embed="patch"``, ViT's non-overlapping patches).
 
 The softmax transformer has no spiking form: ``create_model("vit-tiny", spiking=True)`` is
 the Spikformer (:mod:`spikecim.models.spikformer`) of the same patch, width, depth, heads
@@ -48,13 +52,24 @@ def patch_for(input_size: int, patch_size: int | None) -> int:
 class PatchEmbedding(nn.Module):
     """``x[B, C, H, W] -> tokens[B, N(+1), D]``: a patch convolution (followed by BatchNorm
     with ``norm``, Spikformer's), a learned position per token and, with ``cls_token``, a
-    learned class token in front. The position and class token are added, never on a crossbar."""
+    learned class token in front. The position and class token are added, never on a crossbar.
+
+    ``overlap``: the convolution reads overlapping patches (kernel 2p − 1, stride p, padding
+    p − 1: the same token grid), else ViT's non-overlapping p × p patches."""
 
     def __init__(
-        self, in_channels: int, dim: int, patch: int, grid: int, cls_token: bool, norm: bool = False
+        self,
+        in_channels: int,
+        dim: int,
+        patch: int,
+        grid: int,
+        cls_token: bool,
+        norm: bool = False,
+        overlap: bool = False,
     ) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, dim, patch, patch, bias=not norm)
+        kernel, pad = (2 * patch - 1, patch - 1) if overlap else (patch, 0)
+        self.conv = nn.Conv2d(in_channels, dim, kernel, patch, pad, bias=not norm)
         self.bn = nn.BatchNorm2d(dim) if norm else nn.Identity()
         self.cls = nn.Parameter(torch.zeros(1, 1, dim)) if cls_token else None
         self.position = nn.Parameter(torch.randn(grid * grid + int(cls_token), dim) * 0.02)
@@ -96,12 +111,15 @@ class VisionTransformer(nn.Module):
         hidden: int,
         patch: int,
         pool: str,
+        embed: str,
     ) -> None:
         super().__init__()
         if pool not in ("cls", "mean"):
             raise SpikecimError(f"model.pool: must be 'cls' or 'mean', got {pool!r}")
         self.pool = pool
-        self.embed = PatchEmbedding(in_channels, dim, patch, input_size // patch, pool == "cls")
+        self.embed = PatchEmbedding(
+            in_channels, dim, patch, input_size // patch, pool == "cls", overlap=check_embed(embed)
+        )
         self.blocks = nn.ModuleList(Encoder(dim, heads, hidden) for _ in range(depth))
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, num_classes)
@@ -129,7 +147,8 @@ def vit_tiny(
     heads: int = 4,
     mlp_ratio: float = 2.0,
     patch_size: int | None = None,
-    pool: str = "cls",
+    embed: str = "overlap",
+    pool: str = "mean",
     block_steps: int | None = None,
     neuron: str = "lif",
     neuron_kw: dict | None = None,
@@ -150,13 +169,23 @@ def vit_tiny(
             heads=heads,
             mlp_ratio=mlp_ratio,
             patch_size=patch_size,
+            embed=embed,
             block_steps=block_steps,
             neuron=neuron,
             neuron_kw=neuron_kw,
         )
     dim, hidden = transformer_sizes("vit-tiny", width, dim, depth, heads, mlp_ratio)
     patch = patch_for(input_size, patch_size)
-    return VisionTransformer(in_channels, input_size, num_classes, dim, depth, heads, hidden, patch, pool)
+    return VisionTransformer(
+        in_channels, input_size, num_classes, dim, depth, heads, hidden, patch, pool, embed
+    )
+
+
+def check_embed(embed: str) -> bool:
+    """``embed`` checked at the door: True for overlapping patches."""
+    if embed not in ("overlap", "patch"):
+        raise SpikecimError(f"model.embed: must be 'overlap' or 'patch', got {embed!r}")
+    return embed == "overlap"
 
 
 def transformer_sizes(
