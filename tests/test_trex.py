@@ -138,3 +138,24 @@ def test_trex_command_refuses_an_unreachable_latency_target(tmp_path, capsys):
 def test_trex_command_needs_exactly_one_latency_target(tmp_path, capsys):
     assert main(["trex", "--set", f"output_dir={tmp_path}"]) == 2
     assert "trex: give one of latency_target_ns" in capsys.readouterr().err
+
+
+def test_trex_report_section_shows_the_search_and_the_variants(tmp_path):
+    from spikecim.pipeline.trex_search import TrexCandidate, TrexResult, TrexVariant, trex_section
+
+    assert trex_section({}, tmp_path) == ""  # no search in this run
+    chosen = TrexCandidate(pattern="contiguous", reuse=[2, 3], latency_ns=750.0, brief_accuracy=0.5)
+    other = TrexCandidate(pattern="strided", reuse=[1, 3], latency_ns=760.0, brief_accuracy=0.25)
+    cost = dict(latency_ns=1000.0, energy_pj=2.0, area_um2=3.0, edap_pj_ns_mm2=1234.5, tops_per_mm2=0.125)
+    result = TrexResult(
+        arch="imc-rram-65nm", variant="ann", latency_target_ns=800.0, baseline_latency_ns=1000.0,
+        reuse_count=2, candidates=[other, chosen], chosen=chosen,
+        variants={
+            "ann": TrexVariant(reuse=[], accuracy=0.96, analog_accuracy=0.9, **cost),
+            "trex": TrexVariant(reuse=[2, 3], accuracy=0.95, **{**cost, "edap_pj_ns_mm2": 500.0}),
+        },
+    )  # fmt: skip
+    result.save(tmp_path / "trex.json")
+    page = trex_section({}, tmp_path)
+    for text in ("contiguous (chosen)", "[2, 3]", "1234", "500", "0.125", "96.00%", "90.00%", "95.00%", "800 ns"):
+        assert text in page, text

@@ -24,12 +24,14 @@ per mm² of area, :class:`~spikecim.hw.CostReport`), the digital accuracy and th
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 
 from pydantic import BaseModel, Field
 
 from spikecim.errors import SpikecimError
+from spikecim.report.sections import register_section
 
 __all__ = ["TrexCandidate", "TrexResult", "TrexVariant", "trex_search"]
 
@@ -162,7 +164,43 @@ def trex_search(
             analog_accuracy=_analog(ctx.metrics.get("analog"), v.name),
         )
     result.save(final.run_dir / "trex.json")
+    if "report" in final.stages:  # the report was written before trex.json: again, with its section
+        from spikecim.report.render import write_markdown, write_report
+
+        write_report(final.run_dir)
+        write_markdown(final.run_dir)
     return result
+
+
+@register_section("trex", "TReX attention reuse", order=65)
+def trex_section(metrics: dict, run_dir: Path) -> str:
+    """The search's ``trex.json``: candidates, choice, and the variants' EDAP, TOPS/mm², accuracy."""
+    path = Path(run_dir) / "trex.json"
+    if not path.is_file():
+        return ""
+    r = TrexResult.model_validate_json(path.read_text())
+    num = lambda v: "" if v is None else f"{v:.4g}"
+    pct = lambda a: "" if a is None else f"{100 * a:.2f}%"
+    cands = "".join(
+        f"<tr><td>{html.escape(c.pattern)}{' (chosen)' if c == r.chosen else ''}</td><td>{c.reuse}</td>"
+        f"<td>{num(c.latency_ns)}</td><td>{pct(c.brief_accuracy)}</td></tr>"
+        for c in r.candidates
+    )
+    rows = "".join(
+        f"<tr><td>{html.escape(name)}</td><td>{v.reuse}</td><td>{num(v.latency_ns)}</td>"
+        f"<td>{num(v.edap_pj_ns_mm2)}</td><td>{num(v.tops_per_mm2)}</td><td>{pct(v.accuracy)}</td>"
+        f"<td>{pct(v.analog_accuracy)}</td></tr>"
+        for name, v in r.variants.items()
+    )
+    return (
+        f"<p>Encoders reusing attention chosen for a latency target of {num(r.latency_target_ns)} ns on "
+        f"{html.escape(r.arch)} (baseline '{html.escape(r.variant)}': {num(r.baseline_latency_ns)} ns): "
+        f"{r.reuse_count} reuse encoder(s).</p>"
+        "<table><tr><th>pattern</th><th>reuse encoders</th><th>latency (ns)</th><th>brief accuracy</th></tr>"
+        f"{cands}</table>"
+        "<table><tr><th>variant</th><th>reuse</th><th>latency (ns)</th><th>EDAP (pJ·ns·mm²)</th>"
+        f"<th>TOPS/mm²</th><th>accuracy</th><th>analog</th></tr>{rows}</table>"
+    )
 
 
 def _model(cfg, variant, reuse: list[int], data):
