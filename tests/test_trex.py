@@ -58,7 +58,9 @@ def test_reuse_encoder_applies_layernorm_linear_gelu_to_the_previous_attention_o
     block = model.blocks[1]
     x, prev = torch.randn(2, 17, DIM), torch.randn(2, 17, DIM)
     tb = block.tb
-    a = F.gelu(F.linear(F.layer_norm(prev, (DIM,), tb.norm.weight, tb.norm.bias), tb.linear.weight, tb.linear.bias))
+    a = F.gelu(
+        F.linear(F.layer_norm(prev, (DIM,), tb.norm.weight, tb.norm.bias), tb.linear.weight, tb.linear.bias)
+    )
     y = x + a
     with torch.no_grad():
         out, a_out = block(x, prev)
@@ -146,7 +148,13 @@ def test_trex_report_section_shows_the_search_and_the_variants(tmp_path):
     assert trex_section({}, tmp_path) == ""  # no search in this run
     chosen = TrexCandidate(pattern="contiguous", reuse=[2, 3], latency_ns=750.0, brief_accuracy=0.5)
     other = TrexCandidate(pattern="strided", reuse=[1, 3], latency_ns=760.0, brief_accuracy=0.25)
-    cost = dict(latency_ns=1000.0, energy_pj=2.0, area_um2=3.0, edap_pj_ns_mm2=1234.5, tops_per_mm2=0.125)
+    cost = {
+        "latency_ns": 1000.0,
+        "energy_pj": 2.0,
+        "area_um2": 3.0,
+        "edap_pj_ns_mm2": 1234.5,
+        "tops_per_mm2": 0.125,
+    }
     result = TrexResult(
         arch="imc-rram-65nm", variant="ann", latency_target_ns=800.0, baseline_latency_ns=1000.0,
         reuse_count=2, candidates=[other, chosen], chosen=chosen,
@@ -157,5 +165,15 @@ def test_trex_report_section_shows_the_search_and_the_variants(tmp_path):
     )  # fmt: skip
     result.save(tmp_path / "trex.json")
     page = trex_section({}, tmp_path)
-    for text in ("contiguous (chosen)", "[2, 3]", "1234", "500", "0.125", "96.00%", "90.00%", "95.00%", "800 ns"):
+    for text in (
+        "contiguous (chosen)",
+        "[2, 3]",
+        "1234",
+        "500",
+        "0.125",
+        "96.00%",
+        "90.00%",
+        "95.00%",
+        "800 ns",
+    ):
         assert text in page, text
