@@ -21,8 +21,9 @@ DIM = 16  # vit-tiny at width 0.25: 4 heads of 4
 
 
 def _vit(spiking: bool = False) -> nn.Module:
+    """Four encoders, so every reuse pattern has room."""
     torch.manual_seed(0)
-    return create_model("vit-tiny", spiking=spiking, width=0.25).eval()
+    return create_model("vit-tiny", spiking=spiking, width=0.25, depth=4).eval()
 
 
 def _x(spiking: bool = False) -> torch.Tensor:
@@ -98,6 +99,7 @@ def test_candidates_drop_patterns_that_coincide_or_cannot_hold_the_count():
     assert candidates(4, 2) == [("strided", [1, 3]), ("contiguous", [2, 3])]
     # three of four: only [1, 2, 3] (every encoder but the first), once
     assert candidates(4, 3) == [("strided", [1, 2, 3])]
+    assert candidates(4, 0) == [("none", [])]
 
 
 @pytest.mark.parametrize(

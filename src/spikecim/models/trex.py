@@ -100,7 +100,10 @@ def reuse_pattern(pattern: str, depth: int, count: int) -> list[int]:
 
 
 def candidates(depth: int, count: int) -> list[tuple[str, list[int]]]:
-    """``(pattern, reuse encoders)`` of every pattern that holds ``count``, duplicates dropped."""
+    """``(pattern, reuse encoders)`` of every pattern that holds ``count``, duplicates dropped;
+    ``[("none", [])]`` for no reuse."""
+    if count == 0:
+        return [("none", [])]
     out: list[tuple[str, list[int]]] = []
     for p in PATTERNS:
         try:
