@@ -5,9 +5,10 @@ patches (64 tokens).
     tokens = Conv(stride patch)(image) + position              (+ a class token, pool="cls")
     encoder (pre-norm), ``depth`` times:
         a = Attention(LN(x));  x = x + a;  x = x + MLP(LN(x)),  MLP = Linear-GELU-Linear
-    logits = Linear(LN(x)[class token])   or of the token mean (pool="mean")
+    logits = Linear(mean over tokens of LN(x))   or of the class token (pool="cls")
 
-Defaults: width 64, depth 4, 4 heads, MLP ratio 2, mean pooling, overlapping patches.
+Defaults: width 64, depth 2, 4 heads, MLP ratio 2, mean pooling, overlapping patches (2
+encoders: 4 overfit digits without augmentation, docs/transformers.md).
 ``width`` (the multiplier every model takes) scales the width per head. The patch is 2 for
 inputs up to 16 pixels, 4 above (1 below 4 pixels); it must divide the input size.
 ``embed="overlap"`` reads overlapping patches (kernel 2p − 1, stride p: the same token grid,
@@ -143,7 +144,7 @@ def vit_tiny(
     input_size: int = 8,
     width: float = 1.0,
     dim: int = 64,
-    depth: int = 4,
+    depth: int = 2,
     heads: int = 4,
     mlp_ratio: float = 2.0,
     patch_size: int | None = None,
