@@ -29,9 +29,9 @@ def test_vit_tiny_runs_every_stage_and_traces_attention_products_as_dynamic_matm
         assert metrics["hardware"]["variants"][v]
     assert (run / "report.html").is_file()
 
-    # width 0.25: D = 4 heads x 4; 8x8 digits in 2x2 patches: 16 tokens (+ the class token in the ViT)
-    heads, d = 4, 4
-    for path, tokens, bits in ((run / "workload.json", 16, 1), (run / "workload_ann.json", 17, 8)):
+    # width 0.25: D = 4 heads x 4; 8x8 digits in 2x2 patches: 16 tokens (mean pooling, no class token)
+    heads, d, tokens = 4, 4, 16
+    for path, bits in ((run / "workload.json", 1), (run / "workload_ann.json", 8)):
         w = Workload.load(path)
         mm = {l.name.rsplit(".", 1)[-1]: l for l in w.layers if l.kind == "matmul"}
         assert sorted(mm) == ["av", "qk"]

@@ -108,7 +108,10 @@ def trex_search(
     found: list[TrexCandidate] = []
     count = None
     for k in range(depth):
-        here = [TrexCandidate(pattern=p, reuse=r, latency_ns=latency(r)) for p, r in candidates(depth, k)]
+        here = [
+            TrexCandidate(pattern=p, reuse=r, latency_ns=latency(r) if r else baseline_ns)
+            for p, r in candidates(depth, k)
+        ]
         found += here
         if any(c.latency_ns <= target for c in here):
             count = k
