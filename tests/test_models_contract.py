@@ -10,12 +10,16 @@ from torch import nn
 from conftest import randomise_batchnorm
 from spikecim.errors import SpikecimError
 from spikecim.models import create_model, list_models
+from spikecim.models.vit import PatchEmbedding
 from spikecim.nn import TemporalModule, get_neuron, list_neurons
 
 T, B, C, S, CLASSES = 3, 2, 2, 8, 5
 WIDTH = 0.0625
 GRID = [(name, spiking) for name in list_models() for spiking in (True, False)]
 IDS = [f"{n}-{'snn' if s else 'ann'}" for n, s in GRID]
+# Models whose spiking form is another architecture (docs/transformers.md): vit-tiny's is the
+# Spikformer of its size, since a softmax transformer has no spiking form.
+OTHER_SPIKING_FORM = {"vit-tiny"}
 
 
 def _model(name: str, spiking: bool, **kw) -> nn.Module:
@@ -89,7 +93,7 @@ def test_state_resets_between_forward_calls(name):
         assert torch.equal(model(x), model(x))
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", sorted(set(list_models()) - OTHER_SPIKING_FORM))
 def test_ann_twin_has_identical_topology_with_relu_for_each_neuron(name):
     snn, ann = _model(name, True), _model(name, False)
     snn_kinds = [
@@ -117,8 +121,24 @@ def test_spiking_model_that_never_fires_outputs_the_final_bias(name):
 @pytest.mark.parametrize("name", list_models())
 def test_every_synaptic_layer_is_a_plain_torch_conv_or_linear(name):
     model = _model(name, True)
-    weighted = [m for m in model.modules() if any(p is not None for p in m.parameters(recurse=False))]
-    assert all(type(m) in (nn.Conv2d, nn.Linear, nn.BatchNorm2d) for m in weighted)
+    weighted = [
+        m
+        for m in model.modules()
+        if any(p is not None for p in m.parameters(recurse=False)) and not isinstance(m, PatchEmbedding)
+    ]
+    assert all(type(m) in (nn.Conv2d, nn.Linear, nn.BatchNorm2d, nn.BatchNorm1d) for m in weighted)
+
+
+def test_transformers_hold_only_position_and_class_token_outside_conv_linear_and_norms():
+    """A transformer's learned position and class token are added to the tokens, never on a crossbar."""
+    for model in (_model("spikformer-tiny", True), _model("vit-tiny", False)):
+        extra = {
+            name
+            for mname, m in model.named_modules()
+            if type(m) not in (nn.Conv2d, nn.Linear, nn.BatchNorm2d, nn.BatchNorm1d, nn.LayerNorm)
+            for name, _ in m.named_parameters(prefix=mname, recurse=False)
+        }
+        assert extra <= {"embed.position", "embed.cls"} and "embed.position" in extra
 
 
 @pytest.mark.parametrize(
@@ -152,6 +172,8 @@ DEFAULT_INPUT = {
     "vgg9": (3, 32, 32),
     "vgg11": (3, 32, 32),
     "resnet19": (3, 32, 32),
+    "vit-tiny": (1, 8, 8),
+    "spikformer-tiny": (1, 8, 8),
 }  # docs/neurons-and-models.md
 
 

@@ -19,14 +19,14 @@ two methods of one variant that change the same aspect are refused when the run 
 validated (:func:`check_combination`), unless one declares the other ``compatible``. The
 shipped methods change: ``dt-snn`` the timesteps; ``mint`` the weight and membrane
 quantisation; ``weight-qat`` the weight quantisation; ``squat`` the membrane quantisation;
-``shared-lif`` the membrane sharing; ``tt`` the convolution structure. So MINT combines with
+``shared-lif`` the membrane sharing; ``tt`` the convolution structure; ``trex`` the attention. So MINT combines with
 DT-SNN, SharedLIF with SQUAT and weight QAT with SQUAT, while MINT with SQUAT (one membrane
 quantised twice) or with weight QAT (weights quantised twice) is refused.
 
 Modules that register the shipped methods are named in ``_BUILTIN_MODULES``
 (``dt-snn``: :mod:`spikecim.nn.dynamic`; ``shared-lif``: :mod:`spikecim.nn.shared_transform`;
 ``tt``: :mod:`spikecim.nn.tt_method`; ``mint``, ``weight-qat``, ``squat``:
-:mod:`spikecim.quant.transforms`).
+:mod:`spikecim.quant.transforms`; ``trex``: :mod:`spikecim.models.trex`).
 """
 
 from __future__ import annotations
@@ -50,7 +50,9 @@ __all__ = [
 ]
 
 # What a method may change in the network; two methods changing one aspect do not combine.
-ASPECTS = frozenset({"membrane-quant", "weight-quant", "timesteps", "membrane-sharing", "conv-structure"})
+ASPECTS = frozenset(
+    {"membrane-quant", "weight-quant", "timesteps", "membrane-sharing", "conv-structure", "attention"}
+)
 
 MethodFn = Callable[..., Any]  # (model, **options) -> model
 
@@ -63,6 +65,7 @@ _BUILTIN_MODULES: tuple[str, ...] = (
     "spikecim.nn.shared_transform",
     "spikecim.nn.tt_method",
     "spikecim.quant.transforms",
+    "spikecim.models.trex",
 )
 
 

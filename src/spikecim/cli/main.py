@@ -55,7 +55,7 @@ def _options(
 
 
 def _register() -> None:
-    from spikecim.cli import bench, compare, hw, nir, pipeline, security
+    from spikecim.cli import bench, compare, hw, nir, pipeline, security, trex
 
     pipeline.register(app)
     compare.register(app)
@@ -63,6 +63,8 @@ def _register() -> None:
     app.add_typer(nir.app, name="nir")
     bench.register(app)
     security.register(app)
+
+    trex.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -62,7 +62,9 @@ def run_cmd(
         None, help="Timesteps T of the spiking variants without their own (data.timesteps), >= 1."
     ),
     model: str | None = typer.Option(
-        None, help="Model (model.name): convnet, mlp, resnet19, vgg5, vgg9, vgg11 (`spikecim list models`)."
+        None,
+        help="Model (model.name): convnet, mlp, resnet19, vgg5, vgg9, vgg11, vit-tiny, spikformer-tiny "
+        "(`spikecim list models`).",
     ),
     dataset: str | None = typer.Option(
         None,
@@ -267,7 +269,9 @@ def report_cmd(run_dir: Path = typer.Argument(..., help="A run folder (runs/<nam
 
 
 def list_cmd(
-    kind: str = typer.Argument("all", help="models | neurons | datasets | stages | surrogates | methods | all"),
+    kind: str = typer.Argument(
+        "all", help="models | neurons | datasets | stages | surrogates | methods | all"
+    ),
 ) -> None:
     """List what is registered: models, neurons, data sets, stages, surrogates, method transforms."""
     from spikecim.data import list_datasets

@@ -90,6 +90,7 @@ def _record_shapes(model: nn.Module, shape: tuple) -> dict[int, tuple[tuple, tup
 
     def hook(mod, args, out):
         lead = 2 if isinstance(mod, TemporalModule) else 1
+        out = out[0] if isinstance(out, (tuple, list)) else out  # a block returning (x, extra)
         shapes[id(mod)] = (tuple(args[0].shape[lead:]), tuple(out.shape[lead:]))
 
     # shapes do not depend on recurrent edges: run recurrent graphs layer by layer once

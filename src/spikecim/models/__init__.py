@@ -4,7 +4,7 @@
 neuron_kw=)``; models take ``[T, B, C, H, W]`` and return logits ``[T, B, classes]``.
 """
 
-from spikecim.models import convnet, mlp, resnet19, vgg  # noqa: F401  (registration)
+from spikecim.models import convnet, mlp, resnet19, spikformer, vgg, vit  # noqa: F401  (registration)
 from spikecim.models._registry import create_model, list_models, make_activation, register_model
 
 __all__ = ["create_model", "list_models", "make_activation", "register_model"]

@@ -58,6 +58,8 @@ _SECTION_MODULES = (
     "spikecim.pipeline.dt_stage",
     "spikecim.pipeline.stage_methods",
     "spikecim.security.report",
+
+    "spikecim.pipeline.trex_search",
 )
 
 
