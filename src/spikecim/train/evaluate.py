@@ -127,7 +127,7 @@ def evaluate(
     finally:
         model.train(was_training)
     result = {
-        "accuracy": correct / max(1, len(y)),
+        "accuracy": correct / max(1, y.numel()),  # per decision: a sample, or a token of a text window
         "samples": len(y),
         "spike_rates": dict(rates),
     }

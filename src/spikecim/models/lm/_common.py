@@ -1,4 +1,4 @@
-"""What the tiny language models share: argument checks and the token-axis helpers."""
+"""What the tiny language models share: argument checks and the token input."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from torch import nn
 
 from spikecim.errors import SpikecimError
 
-__all__ = ["TokenModel", "check_size", "over_tokens"]
+__all__ = ["TokenModel", "check_size"]
 
 
 def check_size(model: str, **sizes: int) -> None:
@@ -15,11 +15,6 @@ def check_size(model: str, **sizes: int) -> None:
     for key, v in sizes.items():
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise SpikecimError(f"model.kwargs.{key}: {model} needs a positive integer, got {v!r}")
-
-
-def over_tokens(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Run a time-major module (a neuron) over the token axis of ``x[B, L, D]``: tokens as time."""
-    return module(x.transpose(0, 1)).transpose(0, 1)
 
 
 class TokenModel(nn.Module):
@@ -31,7 +26,8 @@ class TokenModel(nn.Module):
         self.context = context
 
     def check_tokens(self, tokens: torch.Tensor) -> None:
+        """Time-major integer ids ``[L, B]`` with ``L ≤ context``, else one line."""
         if tokens.dim() != 2 or tokens.dtype not in (torch.int64, torch.int32):
-            raise SpikecimError(f"tokens: need integer ids [B, L], got {tokens.dtype} {list(tokens.shape)}")
-        if tokens.shape[1] > self.context:
-            raise SpikecimError(f"tokens: {tokens.shape[1]} tokens exceed the model's context {self.context}")
+            raise SpikecimError(f"tokens: need integer ids [L, B], got {tokens.dtype} {list(tokens.shape)}")
+        if tokens.shape[0] > self.context:
+            raise SpikecimError(f"tokens: {tokens.shape[0]} tokens exceed the model's context {self.context}")

@@ -4,8 +4,8 @@ Zhu et al., "SpikeGPT: Generative Pre-trained Language Model with Spiking Neural
 (2023), ``ridgerchu/SpikeGPT`` (``src/model.py``); docs/references.md#spikegpt.
 
 Block: ``x += LIF(SRWKV(LN x))``; ``x += LIF(SRFFN(LN x))``, the LIF neurons (spikecim's,
-``model.neuron``: τ = 2 is β = 0.5, θ = 1, arctan surrogate α = 2) running over the token
-axis: tokens are time.
+``model.neuron``: τ = 2 is β = 0.5, θ = 1, arctan surrogate α = 2) stepping over the token
+axis of the time-major ``[L, B, D]``: tokens are time.
 
 - token shift with learned mixes: ``x^k_t = μ_k ⊙ x_t + (1 − μ_k) ⊙ x_{t−1}`` (likewise
   ``v``, ``r``; ``x_{−1} = 0``);
@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spikecim.models._registry import make_activation, register_model
-from spikecim.models.lm._common import TokenModel, check_size, over_tokens
+from spikecim.models.lm._common import TokenModel, check_size
 from spikecim.nn.recurrence import wkv
 from spikecim.nn.surrogate import atan
 
@@ -34,8 +34,8 @@ __all__ = ["SpikeGPT", "token_shift"]
 
 
 def token_shift(x: torch.Tensor) -> torch.Tensor:
-    """``x_{t−1}`` for every token of ``x[B, L, D]`` (zeros before the first)."""
-    return F.pad(x, (0, 0, 1, -1))
+    """``x_{t−1}`` for every token of ``x[L, B, D]`` (zeros before the first)."""
+    return F.pad(x, (0, 0, 0, 0, 1, -1))
 
 
 def _mix(d_model: int, layer: int, layers: int, power: float = 1.0) -> torch.Tensor:
@@ -99,8 +99,8 @@ class Block(nn.Module):
         self.act2 = act()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + over_tokens(self.act1, self.att(self.ln1(x)))
-        return x + over_tokens(self.act2, self.ffn(self.ln2(x)))
+        x = x + self.act1(self.att(self.ln1(x)))  # the neuron steps over the tokens
+        return x + self.act2(self.ffn(self.ln2(x)))
 
 
 class SpikeGPT(TokenModel):

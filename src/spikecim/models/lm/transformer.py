@@ -32,12 +32,12 @@ class CausalSelfAttention(nn.Module):
         self.proj = nn.Linear(d_model, d_model)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, n, d = x.shape
-        q, k, v = self.qkv(x).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        n, b, d = x.shape  # [L, B, D]
+        q, k, v = self.qkv(x).view(n, b, 3, self.heads, d // self.heads).permute(2, 1, 3, 0, 4)  # [B, H, L, dh]
         att = self.scores(q, k.transpose(-2, -1)) / math.sqrt(d // self.heads)
         future = torch.ones(n, n, dtype=torch.bool, device=x.device).triu(1)
         att = self.softmax(att.masked_fill(future, float("-inf")))
-        return self.proj(self.mix(att, v).transpose(1, 2).reshape(b, n, d))
+        return self.proj(self.mix(att, v).permute(2, 0, 1, 3).reshape(n, b, d))
 
 
 class Block(nn.Module):
@@ -70,7 +70,7 @@ class TransformerLM(TokenModel):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         self.check_tokens(tokens)
-        x = self.embed(tokens) + self.pos[: tokens.shape[1]]
+        x = self.embed(tokens) + self.pos[: tokens.shape[0], None]
         for block in self.blocks:
             x = block(x)
         return self.head(self.ln_out(x))
