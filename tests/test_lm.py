@@ -286,3 +286,24 @@ def test_run_config_for_lm_defaults_to_pydoc_and_refuses_mismatched_models():
     assert [v.spiking for v in spk.variants] == [True, False]
     with pytest.raises(ValueError, match="model.name"):
         RunConfig.model_validate({"model": {"name": "matmulfree-tiny"}})
+
+
+def test_transformer_attention_equals_torch_causal_sdpa():
+    import torch.nn.functional as F
+
+    model = tiny("transformer-tiny")
+    attn = model.blocks[0].attn
+    x = torch.randn(8, 3, 16)  # [L, B, D]
+    q, k, v = attn.qkv(x).view(8, 3, 3, 4, 4).permute(2, 1, 3, 0, 4)  # [B, H, L, dh] each
+    ref = F.scaled_dot_product_attention(q, k, v, is_causal=True).permute(2, 0, 1, 3).reshape(8, 3, 16)
+    torch.testing.assert_close(attn(x), attn.proj(ref), rtol=1e-5, atol=1e-6)
+
+
+def test_transformer_workload_counts_d_times_context_macs_per_token_for_each_attention_product():
+    from spikecim.trace import trace
+
+    model = tiny("transformer-tiny")
+    w = trace(model, [torch.randint(0, 256, (8, 2))])
+    products = [layer.macs for layer in w.layers if layer.kind == "matmul"]
+    assert products == [16 * 8] * 4  # two layers × (Q·Kᵀ, softmax·V): d·L per token
+    assert w.timesteps == 8

@@ -1,7 +1,7 @@
 """BitLinear: the ternary-weight, 8-bit-activation linear layer of the MatMul-free LM.
 
 Zhu et al., "Scalable MatMul-free Language Modeling" (2024), public code
-``ridgerchu/matmulfreellm`` (``mmfreelm/ops/bitnet.py``); docs/references.md#matmulfree-lm.
+``ridgerchu/matmulfreellm`` (``mmfreelm/ops/bitnet.py``); docs/references.md#matmul-free-lm.
 
 - the input is normalised, ``x̂ = RMSNorm(x)`` (ε = 1e-8, learned gain);
 - activations are quantised per token to 8 bits: ``s_x = 127 / max|x̂|`` over the last

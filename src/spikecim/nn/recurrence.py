@@ -6,7 +6,7 @@ be tested against it.
 
 - :func:`mlgru_scan`: the MLGRU / HGRN recurrence of the MatMul-free LM,
   ``h_t = f_t ⊙ h_{t−1} + i_t`` (``ridgerchu/matmulfreellm``, ``mmfreelm/ops/hgrn/naive.py``;
-  docs/references.md#matmulfree-lm).
+  docs/references.md#matmul-free-lm).
 - :func:`wkv`: RWKV-4's weighted key-value average of SpikeGPT (``ridgerchu/SpikeGPT``,
   ``src/model.py``; docs/references.md#spikegpt)::
 

@@ -2,7 +2,7 @@
 
 Zhu et al., "Scalable MatMul-free Language Modeling" (2024), ``ridgerchu/matmulfreellm``
 (``mmfreelm/models/hgrn_bit/modeling_hgrn_bit.py``, ``mmfreelm/layers/hgrn_bit.py``);
-docs/references.md#matmulfree-lm. Every projection is a ternary
+docs/references.md#matmul-free-lm. Every projection is a ternary
 :class:`~spikecim.nn.bitlinear.BitLinear`, the LM head included.
 
 Block: ``x += MLGRU(RMSNorm x)``; ``x += GLU(RMSNorm x)``.

@@ -3,7 +3,9 @@
 Embedding + learned positions -> ``layers`` × [x += Attn(LN x); x += MLP(LN x)] -> LN ->
 linear head. Attention uses :class:`~spikecim.ops.matmul.MatMul` for its two products of
 activations (``Q·Kᵀ`` and ``softmax·V``) and module forms ``nn.Softmax``, ``nn.LayerNorm``
-and ``nn.GELU``, so the tracer and the analog conversion see every part.
+and ``nn.GELU``, so the tracer and the analog conversion see every part. The products are
+written per token (query ``q_t`` against the window's keys, future ones masked), so the
+Workload counts ``d·L`` multiply-accumulates per token for each, a cache of ``L`` keys.
 """
 
 from __future__ import annotations
@@ -33,11 +35,15 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, b, d = x.shape  # [L, B, D]
-        q, k, v = self.qkv(x).view(n, b, 3, self.heads, d // self.heads).permute(2, 1, 3, 0, 4)  # [B, H, L, dh]
-        att = self.scores(q, k.transpose(-2, -1)) / math.sqrt(d // self.heads)
-        future = torch.ones(n, n, dtype=torch.bool, device=x.device).triu(1)
+        q, k, v = self.qkv(x).view(n, b, 3, self.heads, d // self.heads).unbind(2)  # [L, B, H, dh] each
+        # Per token t (time-major, so the tracer counts the work of each step): the query row
+        # q_t [1, dh] against every key and value of the window, the future ones masked.
+        keys = k.permute(1, 2, 3, 0).expand(n, b, self.heads, d // self.heads, n)  # [L, B, H, dh, L]
+        values = v.permute(1, 2, 0, 3).expand(n, b, self.heads, n, d // self.heads)  # [L, B, H, L, dh]
+        att = self.scores(q.unsqueeze(-2), keys) / math.sqrt(d // self.heads)  # [L, B, H, 1, L]
+        future = torch.ones(n, n, dtype=torch.bool, device=x.device).triu(1).view(n, 1, 1, 1, n)
         att = self.softmax(att.masked_fill(future, float("-inf")))
-        return self.proj(self.mix(att, v).permute(2, 0, 1, 3).reshape(n, b, d))
+        return self.proj(self.mix(att, values).reshape(n, b, d))
 
 
 class Block(nn.Module):
