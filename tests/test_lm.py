@@ -307,3 +307,27 @@ def test_transformer_workload_counts_d_times_context_macs_per_token_for_each_att
     products = [layer.macs for layer in w.layers if layer.kind == "matmul"]
     assert products == [16 * 8] * 4  # two layers × (Q·Kᵀ, softmax·V): d·L per token
     assert w.timesteps == 8
+
+
+def test_systolic_costs_a_ternary_weight_as_an_add_and_a_float_weight_as_a_multiply_add():
+    from spikecim.hw.estimate import estimate
+    from spikecim.trace import trace
+
+    # SATA_Sim energies of systolic-sata.yaml: e_mul 0.239, e_acc 0.0389, e_mux 0.00172 pJ
+    for name, per_op in (("matmulfree-tiny", 0.0389 + 0.00172), ("transformer-tiny", 0.239 + 0.0389)):
+        w = trace(tiny(name), [torch.randint(0, 256, (8, 2))])
+        report = estimate(w, "systolic-sata", dense=True)
+        head = next(layer for layer in report.layers if layer.name == "head")
+        assert head.energy_pj["compute"] == pytest.approx(16 * 256 * 8 * per_op)  # d·V MACs per token, 8 tokens
+
+
+def test_imc_maps_a_ternary_weight_to_two_single_level_cells():
+    from spikecim.hw.arch import load_architecture
+    from spikecim.hw.estimators.imc import ImcParams, mapping
+    from spikecim.trace import trace
+
+    w = trace(tiny("matmulfree-tiny"), [torch.randint(0, 256, (8, 2))])
+    head = next(layer for layer in w.layers if layer.name == "head")
+    assert head.weight_bits == 2
+    params = ImcParams.model_validate(load_architecture("imc-rram-65nm").params)  # bits_per_cell: 1
+    assert mapping(head, params)["cols"] == 256 * 2  # a sign cell and a magnitude cell per weight
