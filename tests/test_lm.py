@@ -331,3 +331,18 @@ def test_imc_maps_a_ternary_weight_to_two_single_level_cells():
     assert head.weight_bits == 2
     params = ImcParams.model_validate(load_architecture("imc-rram-65nm").params)  # bits_per_cell: 1
     assert mapping(head, params)["cols"] == 256 * 2  # a sign cell and a magnitude cell per weight
+
+
+def test_ideal_crossbar_bitlinear_equals_the_digital_layer_and_holds_the_ternary_weight():
+    from spikecim.analog import to_analog
+    from spikecim.analog.bitlinear import AnalogBitLinear
+
+    torch.manual_seed(9)
+    layer = BitLinear(12, 5)
+    analog = to_analog(torch.nn.Sequential(layer), "ideal")[0]
+    assert isinstance(analog, AnalogBitLinear)
+    s = float(layer.weight.detach().abs().mean())
+    programmed = set(np.round(analog.crossbar.weight.detach().unique().numpy() / s, 5).tolist())
+    assert programmed <= {-1.0, 0.0, 1.0}
+    x = torch.randn(4, 12)
+    torch.testing.assert_close(analog(x), layer(x), rtol=1e-4, atol=1e-5)

@@ -62,6 +62,13 @@ class BitLinear(nn.Linear):
         """The ternary weight the layer multiplies by (``{−s, 0, s}`` with ``s = mean|W|``)."""
         return ternary_weight(self.weight)
 
+    def analog_twin(self, config) -> nn.Module:
+        """The crossbar form (:class:`~spikecim.analog.bitlinear.AnalogBitLinear`): the ternary
+        weight programmed, RMSNorm and the 8-bit activations kept digital."""
+        from spikecim.analog.bitlinear import AnalogBitLinear
+
+        return AnalogBitLinear(self, config)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xn = self.norm(x)
         xq = _ste(xn, activation_quant(xn))
