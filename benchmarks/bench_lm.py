@@ -8,7 +8,9 @@ Each model (``transformer-tiny``, ``matmulfree-tiny``, ``spikegpt-tiny`` spiking
 the embedded ``pydoc`` corpus (context 64, batch 32, Adam, lr 3e-3) for ``--budget-s``
 seconds of wall clock, one seeded shuffle; then it is scored on the first ``--val-windows``
 validation windows (:func:`spikecim.tasks.evaluate_lm`), generates ``--gen-tokens`` bytes
-greedily, and is traced on 8 validation windows and costed on ``naive``, ``systolic`` and
+greedily, is run on a PCM crossbar (``pcm-aihwkit``, one hour of drift, ``--analog-seeds``
+programming seeds) on the first ``--analog-windows`` validation windows, and is traced on 8
+validation windows and costed on ``naive``, ``systolic`` and
 ``imc`` (energy per window / tokens per window = energy per token).
 """
 
@@ -21,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from spikecim.analog import drift, program, to_analog
 from spikecim.data import load_dataset
 from spikecim.hw.estimate import estimate
 from spikecim.models import create_model
@@ -28,6 +31,7 @@ from spikecim.tasks import evaluate_lm, generate
 from spikecim.tasks.lm import TokenInput, lm_loss
 from spikecim.trace import trace
 from spikecim.train.batches import iterate_batches
+from spikecim.train.seeding import seeded
 
 MODELS = (("transformer-tiny", False), ("matmulfree-tiny", False), ("spikegpt-tiny", True))
 ARCHS = ("naive-45nm", "systolic-sata", "imc-rram-65nm")
@@ -57,6 +61,13 @@ def run_one(name: str, spiking: bool, data, args) -> dict:
     t0 = time.perf_counter()
     sample = generate(model, "The ", tokens=args.gen_tokens)
     gen_s = time.perf_counter() - t0
+    x_a, y_a = data.x_test[: args.analog_windows], data.y_test[: args.analog_windows]
+    analog = {}
+    for seed in range(args.analog_seeds):  # PCM crossbar (aihwkit's statistical model), one hour after programming
+        am = drift(program(to_analog(model, "pcm-aihwkit"), seed), 3600.0)
+        with seeded(seed):
+            analog[seed] = evaluate_lm(am, iterate_batches(x_a, y_a, 64))["perplexity"]
+    digital_subset = evaluate_lm(model, iterate_batches(x_a, y_a, 64))["perplexity"]
     w = trace(model, [inputs.encode(data.x_test[:8])], model_name=name, dataset="pydoc")
     energy = {a: estimate(w, a).energy_pj / data.input_size for a in ARCHS}
     return {
@@ -71,6 +82,9 @@ def run_one(name: str, spiking: bool, data, args) -> dict:
         "val_bits_per_char": metrics["bits_per_char"],
         "val_perplexity": metrics["perplexity"],
         "generation_tokens_per_s": args.gen_tokens / gen_s,
+        "analog_windows": len(x_a),
+        "digital_perplexity_on_analog_windows": digital_subset,
+        "analog_perplexity_per_seed": list(analog.values()),
         "energy_per_token_pj": energy,
         "sample": sample,
     }
@@ -83,6 +97,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--val-windows", type=int, default=128)
     ap.add_argument("--gen-tokens", type=int, default=64)
+    ap.add_argument("--analog-windows", type=int, default=32)
+    ap.add_argument("--analog-seeds", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only", help="one model name")
