@@ -36,7 +36,8 @@ def test_lm_run_reports_bits_per_char_as_the_cross_entropy_in_bits(lm_run):
         assert ev["perplexity"] == pytest.approx(math.exp(ev["cross_entropy"]))
         # the validation split: the last 10 % of the 900 bytes, 89 predicted, in windows of 8
         assert ev["tokens"] == (90 - 1) // 8 * 8
-    assert (lm_run / "report.html").is_file()
+    html = (lm_run / "report.html").read_text()
+    assert "Language model" in html and f"{metrics['evaluate']['snn']['bits_per_char']:.3f}" in html
 
 
 def test_lm_workload_counts_one_step_per_token_and_the_macs_by_hand(lm_run):

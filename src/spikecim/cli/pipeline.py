@@ -300,15 +300,18 @@ def report_cmd(run_dir: Path = typer.Argument(..., help="A run folder (runs/<nam
 
 
 def list_cmd(
-    kind: str = typer.Argument("all", help="models | neurons | datasets | stages | surrogates | methods | all"),
+    kind: str = typer.Argument(
+        "all", help="models | neurons | datasets | stages | surrogates | methods | tasks | all"
+    ),
 ) -> None:
-    """List what is registered: models, neurons, data sets, stages, surrogates, method transforms."""
+    """List what is registered: models, neurons, data sets, stages, surrogates, method transforms, tasks."""
     from spikecim.data import list_datasets
     from spikecim.methods import list_methods
     from spikecim.models import list_models
     from spikecim.nn import list_neurons
     from spikecim.nn.surrogate import SURROGATES
     from spikecim.pipeline import list_stages
+    from spikecim.tasks import list_tasks
 
     table = {
         "models": list_models(),
@@ -317,6 +320,7 @@ def list_cmd(
         "stages": list_stages(),
         "surrogates": list(SURROGATES),
         "methods": list_methods(),
+        "tasks": list_tasks(),
     }
     if kind != "all" and kind not in table:
         raise SpikecimError(f"list: unknown '{kind}', allowed: {', '.join(table)}, all")
