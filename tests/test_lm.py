@@ -346,3 +346,4 @@ def test_ideal_crossbar_bitlinear_equals_the_digital_layer_and_holds_the_ternary
     assert programmed <= {-1.0, 0.0, 1.0}
     x = torch.randn(4, 12)
     torch.testing.assert_close(analog(x), layer(x), rtol=1e-4, atol=1e-5)
+
