@@ -63,3 +63,18 @@ def test_generate_refuses_a_classification_run_in_one_line(tmp_path, capsys):
     assert main(["generate", str(tmp_path), "--prompt", "a"]) == 2
     err = capsys.readouterr().err
     assert "generate" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "extra,field",
+    [
+        (["--dataset", "digits"], "data.name"),
+        (["--set", "train.loss=per_step"], "train.loss"),
+        (["--model", "convnet"], "model.name"),
+    ],
+)
+def test_lm_run_refuses_mismatched_settings_in_one_line_before_writing(tmp_path, capsys, extra, field):
+    assert main(["run", "--task", "lm", "--set", f"output_dir={tmp_path}", *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {field}") or f" {field}:" in err or f"{field}:" in err
+    assert "Traceback" not in err and not any(tmp_path.iterdir())

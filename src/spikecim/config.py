@@ -204,6 +204,10 @@ class _RunConfig(_Section):
                 f"model.name: {self.model.name} is a {model_task(self.model.name)} model but the task is "
                 f"{self.task}; allowed: {', '.join(list_models(self.task))}"
             )
+        if self.task == "lm" and self.train.loss != "mean":
+            raise ValueError(
+                f"train.loss: the lm task trains on the mean next-token cross-entropy, got '{self.train.loss}'"
+            )
         if "variants" not in self.model_fields_set and not has_spiking_form(self.model.name):
             # the default list without the spiking variant: this model has only an ANN form
             object.__setattr__(self, "variants", [v for v in self.variants if not v.spiking])
