@@ -10,7 +10,9 @@ from spikecim.errors import SpikecimError
 
 
 def test_all_published_formats_are_registered():
-    assert list_datasets() == ["cifar10", "cifar100", "digits", "fashion-mnist", "mnist", "nmnist"]
+    assert list_datasets() == [
+        "cifar10", "cifar100", "digits", "fashion-mnist", "mnist", "nmnist", "pydoc", "shakespeare", "text",
+    ]  # fmt: skip
 
 
 def test_digits_has_1797_samples_10_classes_and_a_25_percent_split():

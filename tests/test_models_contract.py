@@ -15,7 +15,7 @@ from spikecim.nn import TemporalModule, get_neuron, list_neurons
 
 T, B, C, S, CLASSES = 3, 2, 2, 8, 5
 WIDTH = 0.0625
-GRID = [(name, spiking) for name in list_models() for spiking in (True, False)]
+GRID = [(name, spiking) for name in list_models("classification") for spiking in (True, False)]
 IDS = [f"{n}-{'snn' if s else 'ann'}" for n, s in GRID]
 # Models whose spiking form is another architecture (docs/transformers.md): vit-tiny's is the
 # Spikformer of its size, since a softmax transformer has no spiking form.
@@ -34,7 +34,7 @@ def _input(spiking: bool, seed: int = 0, size: int = S) -> torch.Tensor:
 
 
 def test_registry_lists_the_published_architectures():
-    assert {"mlp", "convnet", "vgg5", "vgg9", "vgg11", "resnet19"} <= set(list_models())
+    assert {"mlp", "convnet", "vgg5", "vgg9", "vgg11", "resnet19"} <= set(list_models("classification"))
 
 
 @pytest.mark.parametrize("name,spiking", GRID, ids=IDS)
@@ -47,7 +47,7 @@ def test_output_is_finite_logits_per_step(name, spiking):
 
 
 @pytest.mark.parametrize("channels,size", [(3, 32), (1, 28), (2, 1)], ids=["cifar", "mnist", "1x1"])
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", list_models("classification"))
 def test_runs_on_any_square_input_size(name, channels, size):
     torch.manual_seed(0)
     model = create_model(
@@ -84,7 +84,7 @@ def test_state_dict_round_trip_gives_identical_outputs(name, spiking):
     assert torch.equal(ya, yb)
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", list_models("classification"))
 def test_state_resets_between_forward_calls(name):
     torch.manual_seed(0)
     model = _model(name, True).eval()
@@ -93,7 +93,7 @@ def test_state_resets_between_forward_calls(name):
         assert torch.equal(model(x), model(x))
 
 
-@pytest.mark.parametrize("name", sorted(set(list_models()) - OTHER_SPIKING_FORM))
+@pytest.mark.parametrize("name", sorted(set(list_models("classification")) - OTHER_SPIKING_FORM))
 def test_ann_twin_has_identical_topology_with_relu_for_each_neuron(name):
     snn, ann = _model(name, True), _model(name, False)
     snn_kinds = [
@@ -105,7 +105,7 @@ def test_ann_twin_has_identical_topology_with_relu_for_each_neuron(name):
     assert [p.shape for p in snn.parameters()] == [p.shape for p in ann.parameters()]
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", list_models("classification"))
 def test_spiking_model_that_never_fires_outputs_the_final_bias(name):
     """With an unreachable threshold no neuron spikes, so every layer after the first sees
     zeros and the logits are the last Linear's bias at every step (hand derivation)."""
@@ -118,7 +118,7 @@ def test_spiking_model_that_never_fires_outputs_the_final_bias(name):
     torch.testing.assert_close(y, last.bias.detach().expand(T, B, CLASSES), rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", list_models("classification"))
 def test_every_synaptic_layer_is_a_plain_torch_conv_or_linear(name):
     model = _model(name, True)
     weighted = [

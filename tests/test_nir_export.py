@@ -47,7 +47,7 @@ def _spike_count(model: nn.Module, x: torch.Tensor) -> float:
 TRANSFORMERS = ("spikformer-tiny", "vit-tiny")  # products of activations: NIR has no node for them
 
 
-@pytest.mark.parametrize("name", [n for n in list_models() if n not in TRANSFORMERS])
+@pytest.mark.parametrize("name", [n for n in list_models("classification") if n not in TRANSFORMERS])
 def test_registered_spiking_model_round_trips_through_a_nir_file(name, tmp_path):
     model = _small(name)
     with warnings.catch_warnings():

@@ -49,7 +49,10 @@ class _Section(Schema):
 
 
 class DataConfig(_Section):
-    name: str = Field("digits", description="digits | mnist | fashion-mnist | cifar10 | cifar100 | nmnist")
+    name: str = Field(
+        "digits",
+        description="digits | mnist | fashion-mnist | cifar10 | cifar100 | nmnist; text (task lm): pydoc | shakespeare | text",
+    )
     root: str | None = Field(None, description="folder holding the data set files (not needed for digits)")
     encoder: Literal["direct", "rate", "latency", "frames"] = Field(
         "direct", description="spike encoder; frame data sets (nmnist) take direct or frames"
@@ -58,6 +61,7 @@ class DataConfig(_Section):
     batch_size: int = Field(64, gt=0)
     test_fraction: float = Field(0.25, gt=0.0, lt=1.0, description="digits only: held-out share")
     limit: int | None = Field(None, gt=0, description="use at most this many training samples")
+    context: int = Field(64, ge=2, le=4096, description="text data sets: tokens per window (task lm)")
 
     @field_validator("name")
     @classmethod
@@ -139,6 +143,7 @@ class _RunConfig(_Section):
     seed: int = Field(0, ge=0, lt=MAX_INT, description="seed of every random draw, 0 <= seed < 2**63")
     output_dir: str = Field("runs", description="folder that holds the run folders")
     stages: list[str] = Field(default_factory=lambda: list(DEFAULT_STAGES))
+    task: str = Field("classification", description="what the run learns: classification | lm (spikecim.tasks)")
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
@@ -147,6 +152,31 @@ class _RunConfig(_Section):
     @classmethod
     def _legacy(cls, data: Any) -> Any:
         return legacy_variants(data) if isinstance(data, dict) else data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _task_defaults(cls, data: Any) -> Any:
+        """A language-modelling run without a data set or model reads the embedded ``pydoc``
+        corpus with ``transformer-tiny``."""
+        if not isinstance(data, dict) or data.get("task") != "lm":
+            return data
+        data = dict(data)
+        for key, default in (("data", "pydoc"), ("model", "transformer-tiny")):
+            section = data.get(key)
+            if section is None:
+                data[key] = {"name": default}
+            elif isinstance(section, dict) and "name" not in section:
+                data[key] = {**section, "name": default}
+        return data
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, v: str) -> str:
+        from spikecim.tasks import list_tasks
+
+        if v not in list_tasks():
+            raise ValueError(f"unknown task '{v}', allowed: {', '.join(list_tasks())}")
+        return v
 
     @model_validator(mode="before")
     @classmethod
@@ -167,6 +197,20 @@ class _RunConfig(_Section):
 
     @model_validator(mode="after")
     def _variants(self) -> RunConfig:
+        from spikecim.models import has_spiking_form, list_models, model_task
+
+        if model_task(self.model.name) != self.task:
+            raise ValueError(
+                f"model.name: {self.model.name} is a {model_task(self.model.name)} model but the task is "
+                f"{self.task}; allowed: {', '.join(list_models(self.task))}"
+            )
+        if self.task == "lm" and self.train.loss != "mean":
+            raise ValueError(
+                f"train.loss: the lm task trains on the mean next-token cross-entropy, got '{self.train.loss}'"
+            )
+        if "variants" not in self.model_fields_set and not has_spiking_form(self.model.name):
+            # the default list without the spiking variant: this model has only an ANN form
+            object.__setattr__(self, "variants", [v for v in self.variants if not v.spiking])
         names = [v.name for v in self.variants]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
@@ -225,7 +269,9 @@ class _RunConfig(_Section):
     @classmethod
     def _default_name(cls, v: Any) -> Any:
         if isinstance(v, dict) and v.get("name") is None:
-            data, model = _section_name(v.get("data"), "digits"), _section_name(v.get("model"), "convnet")
+            lm = v.get("task") == "lm"
+            data = _section_name(v.get("data"), "pydoc" if lm else "digits")
+            model = _section_name(v.get("model"), "transformer-tiny" if lm else "convnet")
             v = dict(v, name=f"{data}-{model}")
         return v
 

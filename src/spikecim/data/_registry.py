@@ -31,7 +31,9 @@ __all__ = [
 
 @dataclass
 class Dataset:
-    """A classification data set held in memory.
+    """A data set held in memory: images or event frames with labels (``task``
+    ``"classification"``), or windows of text tokens with their next tokens (``"lm"``,
+    :mod:`spikecim.data.text`).
 
     Static data: ``x_train[N, C, H, W]`` (or ``[N, F]``) float in [0, 1], ``y_train[N]``
     int64; the same for test. Event data (N-MNIST) are already spike frames:
@@ -47,6 +49,7 @@ class Dataset:
     num_classes: int
     frames: bool = False
     sources: tuple[str, str] = ("", "")  # the files the train and test splits were read from
+    task: str = "classification"  # the task whose samples these are (spikecim.tasks)
 
     def __post_init__(self) -> None:
         """The contract every loader's result meets, else one line naming the split's file:
@@ -100,6 +103,7 @@ class Dataset:
             self.num_classes,
             self.frames,
             self.sources,
+            self.task,
         )
 
 
@@ -157,12 +161,14 @@ def load_dataset(
 def dataset_from_config(data: Any) -> Dataset:
     """Load the data set a :class:`spikecim.config.DataConfig` describes.
 
-    ``root`` and ``limit`` always apply; ``test_fraction`` and ``timesteps`` are passed only
-    to loaders that take them (``digits``, ``nmnist``).
+    ``root`` and ``limit`` always apply; ``test_fraction``, ``timesteps`` and ``context`` are
+    passed only to loaders that take them (``digits``, ``nmnist``, the text corpora).
     """
     own = inspect.signature(_get(data.name)).parameters
     options = {
-        key: getattr(data, key) for key in ("test_fraction", "timesteps") if key in own and hasattr(data, key)
+        key: getattr(data, key)
+        for key in ("test_fraction", "timesteps", "context")
+        if key in own and hasattr(data, key)
     }
     return load_dataset(data.name, data.root, limit=data.limit, **options)
 

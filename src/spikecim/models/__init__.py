@@ -2,9 +2,18 @@
 
 ``create_model(name, spiking=True, num_classes=, in_channels=, input_size=, width=, neuron=,
 neuron_kw=)``; models take ``[T, B, C, H, W]`` and return logits ``[T, B, classes]``.
+The language models (:mod:`spikecim.models.lm`: ``transformer-tiny``, ``matmulfree-tiny``,
+``spikegpt-tiny``) take tokens ``[B, L]`` and return logits ``[B, L, vocabulary]``.
 """
 
-from spikecim.models import convnet, mlp, resnet19, spikformer, vgg, vit  # noqa: F401  (registration)
-from spikecim.models._registry import create_model, list_models, make_activation, register_model
+from spikecim.models import convnet, lm, mlp, resnet19, spikformer, vgg, vit  # noqa: F401  (registration)
+from spikecim.models._registry import (
+    create_model,
+    has_spiking_form,
+    list_models,
+    make_activation,
+    model_task,
+    register_model,
+)
 
-__all__ = ["create_model", "list_models", "make_activation", "register_model"]
+__all__ = ["create_model", "has_spiking_form", "list_models", "make_activation", "model_task", "register_model"]

@@ -19,23 +19,43 @@ from torch import nn
 from spikecim.errors import SpikecimError
 from spikecim.nn import create_neuron, list_neurons
 
-__all__ = ["create_model", "list_models", "make_activation", "register_model"]
+__all__ = ["create_model", "has_spiking_form", "list_models", "make_activation", "model_task", "register_model"]
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
+_ANN_ONLY: set[str] = set()
+_TASKS: dict[str, str] = {}
 
 
-def register_model(name: str) -> Callable:
+def register_model(name: str, spiking_form: bool = True, task: str = "classification") -> Callable:
+    """Register a builder for ``task`` (:mod:`spikecim.tasks`); ``spiking_form=False`` for a
+    model that exists only as an ANN (its builder refuses ``spiking=True``; a run's default
+    variants are then just ``ann``)."""
+
     def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _MODELS:
             raise ValueError(f"model '{name}' registered twice")
         _MODELS[name] = fn
+        _TASKS[name] = task
+        if not spiking_form:
+            _ANN_ONLY.add(name)
         return fn
 
     return deco
 
 
-def list_models() -> list[str]:
-    return sorted(_MODELS)
+def has_spiking_form(name: str) -> bool:
+    """Whether model ``name`` can be built with ``spiking=True`` (unknown names: True)."""
+    return name not in _ANN_ONLY
+
+
+def model_task(name: str) -> str | None:
+    """The task model ``name`` is built for, or None for an unknown name."""
+    return _TASKS.get(name)
+
+
+def list_models(task: str | None = None) -> list[str]:
+    """Registered model names (of one task when ``task`` is given)."""
+    return sorted(n for n in _MODELS if task is None or _TASKS[n] == task)
 
 
 def make_activation(spiking: bool, neuron: str = "lif", **neuron_kw: Any) -> Callable[[], nn.Module]:
@@ -71,6 +91,10 @@ def create_model(
     """Build a registered model. ``None`` arguments keep the builder's defaults."""
     if name not in _MODELS:
         raise SpikecimError(f"model.name: unknown '{name}', allowed: {', '.join(list_models())}")
+    if spiking and name in _ANN_ONLY:
+        raise SpikecimError(
+            f"variants: model {name} has no spiking form; give it variants with spiking: false"
+        )
     args = dict(num_classes=num_classes, in_channels=in_channels, input_size=input_size, neuron=neuron, **kw)
     args = {k: v for k, v in args.items() if v is not None}
     for field in ("num_classes", "in_channels", "input_size"):

@@ -45,7 +45,8 @@ class Linear(Op):
     def to_analog(self, module, config):
         from spikecim.analog.layers import AnalogLinear
 
-        return AnalogLinear(module, config)
+        twin = getattr(module, "analog_twin", None)  # a linear layer with its own crossbar form (BitLinear)
+        return twin(config) if twin is not None else AnalogLinear(module, config)
 
     def to_nir(self, writer, module, name, prev):
         import nir

@@ -13,7 +13,7 @@ from spikecim.pipeline.results import EvaluateResult, TraceResult, TrainResult
 from spikecim.pipeline.run import variant_input
 from spikecim.pipeline.stages import RunContext
 from spikecim.trace import trace
-from spikecim.train import FitSpec, evaluate, fit
+from spikecim.train import FitSpec, fit
 from spikecim.train.batches import iterate_batches
 from spikecim.variants import workload_filename
 
@@ -36,16 +36,21 @@ def train_stage(ctx: RunContext) -> TrainResult:
             ctx.run_dir / "checkpoint",
             v,
             ctx.console,
+            task=ctx.config.task,
         )
     return TrainResult.model_validate(out)
 
 
 def evaluate_stage(ctx: RunContext) -> EvaluateResult:
-    """Test accuracy and the mean activity of every layer, per variant."""
+    """Test accuracy (and the task's other metrics) and the mean activity of every layer, per
+    variant: the run's task's :meth:`~spikecim.tasks.Task.evaluate`."""
+    from spikecim.tasks import get_task
+
     cfg = ctx.config
+    task = get_task(cfg.task)
     return EvaluateResult.model_validate(
         {
-            v: evaluate(
+            v: task.evaluate(
                 ctx.models[v],
                 ctx.data.x_test,
                 ctx.data.y_test,

@@ -119,6 +119,9 @@ class EvaluateVariant(_Lenient):
 
     def summary(self) -> str:
         steps = getattr(self, "average_steps", None)  # early exit (DT-SNN)
+        bpc = getattr(self, "bits_per_char", None)  # language modelling (task lm)
+        if bpc is not None:
+            return f"{bpc:.3f} bits/char, perplexity {self.perplexity:.2f}, next-byte accuracy {pct(self.accuracy)}"
         return f"accuracy {pct(self.accuracy)}" + (f", {steps:.2f} steps on average" if steps is not None else "")
 
 

@@ -80,18 +80,32 @@ def build_models(cfg: RunConfig, data) -> dict[str, torch.nn.Module]:
 
 
 def variant_input(cfg: RunConfig, variant: str, data):
-    """How the run feeds one variant: its T, the run's encoder, spiking or not, frames or not."""
-    from spikecim.train.evaluate import ModelInput
+    """How the run feeds one variant (its task's :meth:`~spikecim.tasks.Task.model_input`):
+    its T, the run's encoder, spiking or not, frames or not."""
+    from spikecim.tasks import get_task
 
     v = cfg.variant(variant)
-    return ModelInput(cfg.timesteps_for(v), cfg.data.encoder, v.spiking, bool(getattr(data, "frames", False)))
+    return get_task(cfg.task).model_input(
+        cfg.timesteps_for(v), cfg.data.encoder, v.spiking, bool(getattr(data, "frames", False))
+    )
 
 
 def build_context(cfg: RunConfig, console=None) -> RunContext:
     data = dataset_from_config(cfg.data)
+    if data.task != cfg.task:
+        from spikecim.data import list_datasets
+
+        fits = [n for n in list_datasets() if n in _TEXT_DATASETS] if cfg.task == "lm" else None
+        allowed = f", allowed: {', '.join(fits)}" if fits else ""
+        raise SpikecimError(
+            f"data.name: {cfg.data.name} holds {data.task} samples but the run's task is {cfg.task}{allowed}"
+        )
     ctx = RunContext(config=cfg, run_dir=cfg.run_dir, data=data, console=console)
     ctx.models = build_models(cfg, data)
     return ctx
+
+
+_TEXT_DATASETS = ("pydoc", "shakespeare", "text")
 
 
 def write_metrics(ctx: RunContext) -> Path:

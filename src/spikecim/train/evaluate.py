@@ -19,7 +19,8 @@ computes; the cost side counts only the samples still running (:func:`spikecim.t
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -29,7 +30,7 @@ from spikecim.nn import TemporalModule
 from spikecim.nn.dynamic import DynamicTimesteps
 from spikecim.train.batches import iterate_batches, to_model_input
 
-__all__ = ["ModelInput", "activity_modules", "evaluate", "exit_statistics", "predict"]
+__all__ = ["ModelInput", "activity_modules", "evaluate", "exit_statistics", "predict", "record_activity"]
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,38 @@ def evaluate(
     )
     was_training = model.training
     model.eval()
+    gen = torch.Generator().manual_seed(seed)
+    correct = 0
+    runner = forward or model
+    steps: list[torch.Tensor] = []
+    try:
+        with record_activity(model) as rates:
+            for xb, yb in iterate_batches(x, y, batch_size):
+                xe = inputs.encode(xb, gen).to(device)
+                if isinstance(runner, DynamicTimesteps):
+                    out, ran = runner.forward_with_exits(xe)
+                    steps.append(ran.cpu())
+                else:
+                    out = runner(xe)
+                logits = inputs.decode(out)
+                correct += int((logits.argmax(-1).cpu() == yb).sum())
+    finally:
+        model.train(was_training)
+    result = {
+        "accuracy": correct / max(1, y.numel()),  # per decision: a sample, or a token of a text window
+        "samples": len(y),
+        "spike_rates": dict(rates),
+    }
+    if steps:
+        result.update(exit_statistics(torch.cat(steps), int(inputs.timesteps or 1)))
+    return result
+
+
+@contextmanager
+def record_activity(model: nn.Module) -> Iterator[dict[str, float]]:
+    """Hooks on every neuron layer of ``model`` while the block runs; the yielded dict holds,
+    once the block ends, each layer's mean activity per neuron per call (the firing rate of a
+    spiking neuron, the share of non-zero outputs of a ReLU)."""
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}
     hooks = []
@@ -121,32 +154,13 @@ def evaluate(
             counts[name] = counts.get(name, 0) + out.numel()
 
         hooks.append(m.register_forward_hook(hook))
-    gen = torch.Generator().manual_seed(seed)
-    correct = 0
-    runner = forward or model
-    steps: list[torch.Tensor] = []
+    rates: dict[str, float] = {}
     try:
-        for xb, yb in iterate_batches(x, y, batch_size):
-            xe = inputs.encode(xb, gen).to(device)
-            if isinstance(runner, DynamicTimesteps):
-                out, ran = runner.forward_with_exits(xe)
-                steps.append(ran.cpu())
-            else:
-                out = runner(xe)
-            logits = inputs.decode(out)
-            correct += int((logits.argmax(-1).cpu() == yb).sum())
+        yield rates
     finally:
         for h in hooks:
             h.remove()
-        model.train(was_training)
-    result = {
-        "accuracy": correct / max(1, len(y)),
-        "samples": len(y),
-        "spike_rates": {k: sums[k] / counts[k] for k in sums if counts[k]},
-    }
-    if steps:
-        result.update(exit_statistics(torch.cat(steps), int(inputs.timesteps or 1)))
-    return result
+        rates.update({k: sums[k] / counts[k] for k in sums if counts[k]})
 
 
 def exit_statistics(steps: torch.Tensor, timesteps: int) -> dict:

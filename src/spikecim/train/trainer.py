@@ -26,10 +26,10 @@ from spikecim.progress import progress_bar
 from spikecim.train.batches import epoch_generator, iterate_batches
 from spikecim.train.checkpoint import load_checkpoint, save_checkpoint
 from spikecim.train.distributed import DistInfo, init_distributed
-from spikecim.train.evaluate import ModelInput, evaluate, predict
-from spikecim.train.losses import classification_loss
 
 __all__ = ["FitSpec", "fit", "make_optimizer", "resolve_device"]
+
+_EXTRA_METRICS = ("cross_entropy", "perplexity", "bits_per_char")  # a task's metrics kept per epoch
 
 
 @dataclass(frozen=True)
@@ -115,8 +115,13 @@ def fit(
     variant: str = "snn",
     console=None,
     stop_after_epoch: int | None = None,
+    task: str = "classification",
 ) -> dict[str, Any]:
     """Train ``model`` on ``data`` (a :class:`~spikecim.data.Dataset`); returns the history.
+
+    ``task`` (:mod:`spikecim.tasks`) gives the loss, the decisions counted in ``train_acc``
+    and the evaluation whose ``accuracy`` is ``test_acc``; its other metrics (e.g. the
+    language model's ``bits_per_char``) join each epoch's row as ``test_<metric>``.
 
     ``stop_after_epoch`` ends training early after that epoch (checkpoint written), as an
     interruption would; it exists for resume tests and for splitting long runs.
@@ -134,7 +139,12 @@ def fit(
     train_model: nn.Module = model
     if dist_info.world > 1:
         train_model = nn.parallel.DistributedDataParallel(model)
-    inputs = ModelInput(spec.timesteps if spiking else 1, spec.encoder, spiking, bool(getattr(data, "frames", False)))
+    from spikecim.tasks import get_task
+
+    learn = get_task(task)
+    inputs = learn.model_input(
+        spec.timesteps if spiking else 1, spec.encoder, spiking, bool(getattr(data, "frames", False))
+    )
     x_tr, y_tr = data.x_train, data.y_train
     n_batches = (len(y_tr) + spec.batch_size - 1) // spec.batch_size
     with progress_bar(console, dist_info.is_main) as progress:
@@ -149,25 +159,27 @@ def fit(
                 inp = inputs.encode(xb, gen).to(device)
                 yb = yb.to(device)
                 logits = train_model(inp)
-                loss = classification_loss(logits, yb, spec.loss)
+                loss = learn.loss(logits, yb, spec.loss)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                loss_sum += float(loss.detach()) * len(yb)
-                correct += int((predict(logits.detach()) == yb).sum())
-                seen += len(yb)
+                right, decisions = learn.correct(logits, yb)
+                loss_sum += float(loss.detach()) * decisions
+                correct += right
+                seen += decisions
                 progress.update(
                     b_task, advance=1, info=f"loss {loss_sum / seen:.3f} acc {correct / seen:.3f}"
                 )
             if sched is not None:
                 sched.step()
             progress.remove_task(b_task)
-            test = evaluate(model, data.x_test, data.y_test, inputs, seed=spec.seed, device=device)
+            test = learn.evaluate(model, data.x_test, data.y_test, inputs, seed=spec.seed, device=device)
             row = {
                 "epoch": epoch + 1,
                 "loss": loss_sum / max(1, seen),
                 "train_acc": correct / max(1, seen),
                 "test_acc": test["accuracy"],
+                **{f"test_{k}": v for k, v in test.items() if k in _EXTRA_METRICS},
                 "lr": opt.param_groups[0]["lr"],
                 "seconds": time.perf_counter() - t0,
             }

@@ -7,7 +7,9 @@ stream through once per column fold, partial sums and membranes live in the outp
 buffer. Words are ``word_bits`` wide. Per step t (ops_t = triggered accumulates ``acs[t]``
 in event mode, where zero inputs are skipped; ``macs`` in dense mode):
 
-  compute   = ops_t·(e_acc + e_and) on spikes, ops_t·(e_mul + e_acc) on real-valued inputs
+  compute   = ops_t·(e_acc + e_and) on spikes, ops_t·(e_mul + e_acc) on real-valued inputs,
+              ops_t·(e_acc + e_mux) on real-valued inputs with ternary (≤ 2-bit) static weights
+              (BitLinear: add or subtract the input, no multiplier; docs/lm.md)
   spad      = ops_t·e_spad                         (PE-local weight/psum register access)
   neuron    = out_size·(e_add + e_cmp + 2·e_mux + 3·e_reg + e_shift)   LIF update (spiking)
               out_size·(e_cmp + e_mux)                                 ReLU (ANN)
@@ -86,9 +88,14 @@ def layer_ops(layer, t: int, dense: bool) -> float:
     return float(layer.macs) if dense else layer.acs_per_step[t]
 
 
+TERNARY_BITS = 2  # a weight of at most 2 bits is {−s, 0, s}: sign and zero, no multiplier
+
+
 def op_pj(layer, workload, p) -> float:
     if workload.spiking and layer.spiking_input:
         return p.e_acc_pj + p.e_and_pj  # spike-driven MAC = accumulate + AND
+    if not layer.dynamic and layer.weight_bits <= TERNARY_BITS:
+        return p.e_acc_pj + p.e_mux_pj  # ternary weight: add or subtract the input (sign mux), or skip
     return p.e_mul_pj + p.e_acc_pj
 
 

@@ -1,0 +1,57 @@
+"""Element-wise recurrences over the token axis of the efficient language models.
+
+Both take time-major ``[L, B, D]`` (tokens, batch, channels) and are pure functions: one step-by-step
+loop each, the CPU reference. A fused kernel would plug in as a replacement of the loop and
+be tested against it.
+
+- :func:`mlgru_scan`: the MLGRU / HGRN recurrence of the MatMul-free LM,
+  ``h_t = f_t ⊙ h_{t−1} + i_t`` (``ridgerchu/matmulfreellm``, ``mmfreelm/ops/hgrn/naive.py``;
+  docs/references.md#matmul-free-lm).
+- :func:`wkv`: RWKV-4's weighted key-value average of SpikeGPT (``ridgerchu/SpikeGPT``,
+  ``src/model.py``; docs/references.md#spikegpt)::
+
+      wkv_t = (Σ_{i<t} e^{(t−1−i)·w + k_i} v_i + e^{u + k_t} v_t)
+            / (Σ_{i<t} e^{(t−1−i)·w + k_i}     + e^{u + k_t})
+
+  with ``w = −exp(decay) < 0`` per channel and the bonus ``u`` of the current token. The
+  loop carries the numerator ``a``, denominator ``b`` and a running maximum exponent ``p``
+  (both scaled by ``e^{−p}``), as the public CUDA kernel does, so no ``exp`` overflows.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["mlgru_scan", "wkv"]
+
+
+def mlgru_scan(i: torch.Tensor, f: torch.Tensor, h0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``h_t = f_t ⊙ h_{t−1} + i_t`` over ``L``; returns every ``h_t`` ``[L, B, D]`` and the last."""
+    h = torch.zeros_like(i[0]) if h0 is None else h0
+    out = []
+    for t in range(i.shape[0]):
+        h = f[t] * h + i[t]
+        out.append(h)
+    return torch.stack(out), h
+
+
+def wkv(w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """RWKV-4 WKV of ``k, v [L, B, D]`` with log-decay ``w [D]`` (negative) and bonus ``u [D]``."""
+    _, b_, d = k.shape
+    a = k.new_zeros(b_, d)
+    b = k.new_zeros(b_, d)
+    p = k.new_full((b_, d), -1e38)
+    out = []
+    for t in range(k.shape[0]):
+        kt, vt = k[t], v[t]
+        ww = u + kt
+        q = torch.maximum(p, ww)
+        e1, e2 = torch.exp(p - q), torch.exp(ww - q)
+        out.append((e1 * a + e2 * vt) / (e1 * b + e2))
+        ww = p + w
+        q = torch.maximum(ww, kt)
+        e1, e2 = torch.exp(ww - q), torch.exp(kt - q)
+        a = e1 * a + e2 * vt
+        b = e1 * b + e2
+        p = q
+    return torch.stack(out)
