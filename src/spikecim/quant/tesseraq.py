@@ -250,7 +250,8 @@ def _quantize(fp, spec, method, calibration, config, batch_dim) -> tuple[nn.Modu
             target = fp_block(x_fp)
         layers = quantizable_layers(q_block)
         if layers:
-            logs.append(_reconstruct(name, q_block, layers, x_q, target, spec, config, batch_dim, gen))
+            with torch.enable_grad():
+                logs.append(_reconstruct(name, q_block, layers, x_q, target, spec, config, batch_dim, gen))
         with torch.no_grad():
             x_fp, x_q = target, q_block(x_q)
     return qmodel, logs
