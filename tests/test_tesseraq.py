@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import group_rtn
 from spikecim.data import load_dataset
 from spikecim.models import create_model
 from spikecim.quant.blocks import reconstruction_blocks
@@ -45,17 +46,6 @@ def trained_mlp(digits):
     acc = float((model(digits.x_test).argmax(-1) == digits.y_test).float().mean())
     assert acc > 0.9
     return model
-
-
-def group_rtn(w: torch.Tensor, bits: int, group: int) -> torch.Tensor:
-    """Round-to-nearest per group of ``group`` inputs with torch's per-channel fake quantiser
-    (one channel per group), the range [min, max] widened to 0, asymmetric [0, 2^b − 1]."""
-    rows = w.reshape(-1, group)
-    lo, hi = rows.amin(1).clamp(max=0), rows.amax(1).clamp(min=0)
-    qmax = 2**bits - 1
-    scale = ((hi - lo) / qmax).clamp(min=torch.finfo(torch.float32).eps)
-    zero = (-torch.round(lo / scale)).clamp(0, qmax).to(torch.int32)
-    return torch.fake_quantize_per_channel_affine(rows, scale, zero, 0, 0, qmax).reshape(w.shape)
 
 
 def test_rectified_sigmoid_is_the_stretched_clamped_sigmoid_and_its_inverse_recovers_the_fraction():

@@ -52,6 +52,7 @@ _SECTION_MODULES = (
     "spikecim.pipeline.stage_hardware",
     "spikecim.pipeline.dt_stage",
     "spikecim.pipeline.stage_methods",
+    "spikecim.pipeline.stage_ptq",
 )
 
 
