@@ -2,9 +2,11 @@
 reconstruction without the progressive schedule (AdaRound-style) and round-to-nearest (RTN)
 as baselines. Weight-only, W2 to W8, group-wise (:mod:`spikecim.quant.groupwise`).
 
-docs/references.md#tesseraq (Li et al., "TesseraQ: Ultra low-bit LLM post-training
-quantization with block reconstruction", ICLR 2025; the public implementation is the
-``TesseraQ`` algorithm of ``ModelTC/llmc``, ``llmc/compression/quantization/tesseraq.py``).
+docs/references.md#tesseraq (Li and Panda, "TesseraQ: ultra low-bit LLM post-training
+quantization with block reconstruction", arXiv 2024; public code
+``Intelligent-Computing-Lab-Yale/TesseraQ``, also the ``TesseraQ`` algorithm of
+``ModelTC/llmc``, ``llmc/compression/quantization/tesseraq.py``, whose weight quantiser is
+asymmetric and group-wise, ``configs/quantization/methods/Tesseraq/tesseraq_w_only.yml``).
 
 Every weight ``W`` (its ``[out, fan_in]`` view) with group step Δ and zero point z gets one
 rounding variable ν per entry, initialised from the fractional part through the rectified
@@ -30,8 +32,8 @@ OmniQuant do); it is divided by the block's RTN error, a constant (Adam's steps 
 depend on the loss's scale), so the AdaRound regulariser's weight means the same in every
 block.
 
-AdaRound-style (Nagel et al., ICML 2020, "Up or down? Adaptive rounding for post-training
-quantization"): the same variables and loss, every variable soft from the start, Adam for
+AdaRound-style (docs/references.md#adaround; Nagel et al., "Up or down? Adaptive rounding
+for post-training quantization", ICML 2020): the same variables and loss, every variable soft from the start, Adam for
 ``steps · len(thresholds)`` steps (the budget of PAR) with the regulariser
 λ·mean(1 − |2h(ν) − 1|^β), β annealed linearly from 20 to 2 after a warm-up of 20 % of the
 steps without it, then hard rounding ν > 0 → 1; no scale factor (φ stays 0).
