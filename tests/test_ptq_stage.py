@@ -34,6 +34,9 @@ def ptq_run(tmp_path_factory):
             "ptq.steps=2",
             "ptq.thresholds=[0.5, 0.0]",
             "ptq.calibration_samples=32",
+            "ptq.analog=true",
+            "analog.preset=ideal",
+            "analog.n_seeds=1",
         ],
     )
     return cfg, run(cfg)
@@ -90,3 +93,14 @@ def test_ptq_bad_setting_exits_2_from_the_cli(python, subprocess_env, tmp_path):
     )  # fmt: skip
     assert p.returncode == 2
     assert "ptq.bits" in p.stderr + p.stdout and "Traceback" not in p.stderr
+
+
+def test_ptq_on_the_ideal_crossbar_matches_the_digital_accuracy(ptq_run):
+    """The ideal crossbar computes x·Wᵀ exactly (up to float summation order), so each
+    quantised copy's analog accuracy is its digital one, within one test sample."""
+    cfg, ctx = ptq_run
+    variant = json.loads((cfg.run_dir / "metrics.json").read_text())["ptq"]["variants"]["ann"]
+    one = 1 / len(ctx.data.y_test)
+    assert abs(variant["analog_full_precision"]["mean"] - variant["full_precision"]["accuracy"]) <= one
+    for r in variant["runs"]:
+        assert abs(r["analog"]["mean"] - r["metrics"]["accuracy"]) <= one
