@@ -25,6 +25,9 @@ class PtqStageConfig(Schema):
     )
     symmetric: bool = Field(False, description="symmetric integers (default: asymmetric, as TesseraQ)")
     calibration_samples: int = Field(256, ge=1, description="training samples the reconstruction fits")
+    batch_size: int | None = Field(
+        32, ge=1, description="calibration samples per Adam step, drawn at random (null: all of them)"
+    )
     steps: int = Field(50, ge=0, le=100_000, description="Adam steps per stage of the schedule (paper: 250)")
     lr: float = Field(1e-3, gt=0, le=MAX_LR, description="Adam learning rate, in (0, 10]")
     thresholds: list[float] | None = Field(

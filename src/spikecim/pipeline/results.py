@@ -471,6 +471,7 @@ class PtqResult(StageResult):
     group_size: int | None = None
     symmetric: bool | None = None
     calibration_samples: int | None = None
+    batch_size: int | None = None
     steps: int | None = None
     thresholds: list[float] = Field(default_factory=list)
     n_seeds: int | None = None

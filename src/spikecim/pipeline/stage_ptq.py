@@ -79,6 +79,7 @@ def ptq_stage(ctx: RunContext) -> PtqResult:
                         steps=sc.steps,
                         lr=sc.lr,
                         learn_scale=sc.learn_scale,
+                        batch_size=sc.batch_size,
                         seed=cfg.seed,
                     )
                     q = post_training_quantize(model, spec, method, calib, rc, batch_dim)
@@ -106,6 +107,7 @@ def ptq_stage(ctx: RunContext) -> PtqResult:
         group_size=sc.group_size,
         symmetric=sc.symmetric,
         calibration_samples=sc.calibration_samples,
+        batch_size=sc.batch_size,
         steps=sc.steps,
         thresholds=list(thresholds),
         n_seeds=cfg.analog.n_seeds if analog is not None else None,
@@ -178,10 +180,12 @@ def ptq_section(result: PtqResult | None, run_dir: Path) -> str:
                     line.append(_error_ratio(run))
             rows.append(line)
     group = "one group per output channel" if result.group_size is None else f"groups of {result.group_size} inputs"
+    batch = "all of them" if result.batch_size is None else f"{result.batch_size}"
     schedule = f"{len(result.thresholds)} stages of {result.steps} Adam steps"
     intro = (
         f"<p>Weight-only post-training quantisation of every synaptic layer ({'symmetric' if result.symmetric else 'asymmetric'}, "
-        f"{html.escape(group)}) on {result.calibration_samples} calibration samples of the training split: "
+        f"{html.escape(group)}) on {result.calibration_samples} calibration samples of the training split "
+        f"({html.escape(batch)} per step): "
         f"round to nearest (rtn), block reconstruction without the progressive schedule (adaround, "
         f"{len(result.thresholds) * (result.steps or 0)} steps) and TesseraQ ({html.escape(schedule)}). "
         f"{html.escape(m)} on the test split; error / RTN: the mean over blocks of the block-output "
