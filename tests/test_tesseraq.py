@@ -181,3 +181,30 @@ def test_bad_settings_are_refused_naming_the_field():
     with pytest.raises(ValueError, match="group_size"):
         WeightQuantSpec(2, 0)
     assert math.isclose(PAPER_THRESHOLDS[0], 0.8) and PAPER_THRESHOLDS[-1] == 0.005
+
+
+class _TwoStage(nn.Module):
+    """A model that lists its own reconstruction blocks (as a language model does)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Linear(8, 16), nn.Tanh())
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x):
+        return self.head(self.stem(x))
+
+    def reconstruction_blocks(self):
+        return [("stem", self.stem), ("head", self.head)]
+
+
+def test_a_model_listing_its_own_blocks_is_reconstructed_block_by_block():
+    torch.manual_seed(5)
+    model = _TwoStage().eval()
+    x = torch.randn(32, 8)
+    cfg = ReconstructionConfig(thresholds=(0.5, 0.0), steps=3)
+    out = post_training_quantize(model, WeightQuantSpec(3, 4), "tesseraq", x, cfg, batch_dim=0)
+    assert [(b.name, b.layers) for b in out.blocks] == [("stem", ["0"]), ("head", [""])]
+    for layer in (out.model.stem[0], out.model.head):
+        for values in layer.weight.detach().reshape(-1, 4):
+            assert len(torch.unique(values)) <= 8

@@ -268,7 +268,7 @@ class _Block:
 
     def output(self, x: torch.Tensor, weights: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         if weights is None:
-            weights = {f"{n}.weight": r.weight() for n, r in self.roundings.items()}
+            weights = {_weight_key(n): r.weight() for n, r in self.roundings.items()}
         return functional_call(self.block, weights, (x,))
 
     @torch.no_grad()
@@ -287,7 +287,7 @@ class _Block:
 def _reconstruct(name, block, layers, x, target, spec, config, batch_dim, gen) -> BlockLog:
     roundings = {n: Rounding(m.weight, spec, config.learn_scale and config.method == "tesseraq") for n, m in layers.items()}
     b = _Block(block, roundings, x, target, batch_dim)
-    rtn_mse = b.mse({f"{n}.weight": rtn_weight(m.weight, spec) for n, m in layers.items()})
+    rtn_mse = b.mse({_weight_key(n): rtn_weight(m.weight, spec) for n, m in layers.items()})
     norm = rtn_mse if rtn_mse > 0 else 1.0
     initial = b.mse()
     stages = (_par if config.method == "tesseraq" else _adaround)(b, config, norm, gen)
@@ -296,7 +296,7 @@ def _reconstruct(name, block, layers, x, target, spec, config, batch_dim, gen) -
     with torch.no_grad():
         for n, m in layers.items():
             m.weight.copy_(roundings[n].weight())
-    final = b.mse({f"{n}.weight": m.weight for n, m in layers.items()})
+    final = b.mse({_weight_key(n): m.weight for n, m in layers.items()})
     return BlockLog(name, list(layers), rtn_mse, initial, stages, final)
 
 
@@ -346,3 +346,8 @@ def _adaround(b: _Block, config: ReconstructionConfig, norm: float, gen) -> list
         loss.backward()
         opt.step()
     return [StageLog(None, 1.0, before, b.mse())]
+
+
+def _weight_key(layer: str) -> str:
+    """The weight's name inside the block (the block itself when ``layer`` is "")."""
+    return f"{layer}.weight" if layer else "weight"
