@@ -34,3 +34,15 @@ def randomise_batchnorm(model: nn.Module, seed: int) -> None:
                 m.running_var.copy_(torch.rand(n, generator=g) * 0.5 + 0.5)
                 m.weight.copy_(torch.rand(n, generator=g) + 0.5)
                 m.bias.copy_(torch.randn(n, generator=g) * 0.1)
+
+
+def group_rtn(w: torch.Tensor, bits: int, group: int) -> torch.Tensor:
+    """Round-to-nearest of a weight's ``[out, fan_in]`` view per group of ``group`` inputs,
+    with torch's per-channel fake quantiser (one channel per group): the range [min, max]
+    widened to 0, asymmetric integers [0, 2^b − 1]. Returned in ``w``'s shape."""
+    rows = w.reshape(-1, group)
+    lo, hi = rows.amin(1).clamp(max=0), rows.amax(1).clamp(min=0)
+    qmax = 2**bits - 1
+    scale = ((hi - lo) / qmax).clamp(min=torch.finfo(torch.float32).eps)
+    zero = (-torch.round(lo / scale)).clamp(0, qmax).to(torch.int32)
+    return torch.fake_quantize_per_channel_affine(rows, scale, zero, 0, 0, qmax).reshape(w.shape)

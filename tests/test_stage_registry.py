@@ -26,8 +26,8 @@ def test_stage_names_and_sections_are_known_without_importing_the_stage_modules(
         "import sys\n"
         "from spikecim.pipeline import list_stages\n"
         "from spikecim.pipeline.stages import stage_sections\n"
-        "assert list_stages() == ['train', 'evaluate', 'trace', 'analog', 'hardware', 'methods', 'dt-sweep', 'report'], list_stages()\n"
-        "assert sorted(stage_sections()) == ['analog', 'hardware', 'report']\n"
+        "assert list_stages() == ['train', 'evaluate', 'trace', 'ptq', 'analog', 'hardware', 'methods', 'dt-sweep', 'report'], list_stages()\n"
+        "assert sorted(stage_sections()) == ['analog', 'hardware', 'ptq', 'report']\n"
         "assert not any(m.startswith('spikecim.pipeline.stage_') or m in ('spikecim.pipeline.core_stages', 'spikecim.pipeline.dt_stage')"
         " for m in sys.modules)\n"
     )

@@ -78,7 +78,7 @@ def run_cmd(
     ),
     stages: str | None = typer.Option(
         None,
-        help="Comma-separated stages to run, of train, evaluate, trace, analog, hardware, methods, dt-sweep, report.",
+        help="Comma-separated stages to run, of train, evaluate, trace, ptq (post-training weight quantisation), analog, hardware, methods, dt-sweep, report.",
     ),
     method: list[str] | None = typer.Option(
         None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from spikecim.analog.stage_config import AnalogStageConfig
 from spikecim.hw.stage_config import HardwareStageConfig
+from spikecim.pipeline.ptq_config import PtqStageConfig
 from spikecim.pipeline.stages import register_stage
 from spikecim.report.stage_config import ReportConfig
 
@@ -37,6 +38,14 @@ register_stage(
     requires=("train",),
     description="record the Workload of each variant",
     result=f"{_RESULTS}:TraceResult",
+)
+register_stage(
+    "ptq",
+    "spikecim.pipeline.stage_ptq:ptq_stage",
+    requires=("train",),
+    description="post-training weight quantisation (RTN, AdaRound-style, TesseraQ) of every variant, scored",
+    config=PtqStageConfig,
+    result=f"{_RESULTS}:PtqResult",
 )
 register_stage(
     "analog",

@@ -32,6 +32,9 @@ __all__ = [
     "MethodCost",
     "MethodRow",
     "MethodsResult",
+    "PtqResult",
+    "PtqRun",
+    "PtqVariant",
     "ReportResult",
     "SeedAccuracy",
     "StageResult",
@@ -39,6 +42,7 @@ __all__ = [
     "TraceVariant",
     "TrainResult",
     "TrainVariant",
+    "metric_text",
     "result_json",
 ]
 
@@ -439,4 +443,67 @@ class DtSweepResult(StageResult):
             else:
                 text += "no θ reaches the static accuracy"
             rows.append((v, text))
+        return rows
+
+
+# ---- ptq ------------------------------------------------------------------------------------
+def metric_text(name: str, value: float | None) -> str:
+    """A task metric as the report shows it: accuracy as a percentage, others (perplexity,
+    bits per character) with 4 significant digits."""
+    return pct(value) if name == "accuracy" else _fig(value)
+
+
+class PtqRun(_Lenient):
+    """One quantised model: its method and bits, the task's metrics (test split), the
+    reconstruction's output MSE per block (final hard rounding; RTN's beside it), the
+    seconds taken and, with ``ptq.analog``, its accuracy on the crossbar over seeds."""
+
+    method: str
+    bits: int
+    metrics: dict[str, float] = Field(default_factory=dict)
+    block_mse: list[float] = Field(default_factory=list)
+    block_rtn_mse: list[float] = Field(default_factory=list)
+    seconds: float | None = None
+    analog: SeedAccuracy | None = None
+
+
+class PtqVariant(_Lenient):
+    full_precision: dict[str, float] = Field(default_factory=dict)
+    analog_full_precision: SeedAccuracy | None = None
+    runs: list[PtqRun] = Field(default_factory=list)
+
+    def run(self, method: str, bits: int) -> PtqRun | None:
+        return next((r for r in self.runs if r.method == method and r.bits == bits), None)
+
+
+class PtqResult(StageResult):
+    """``ptq``: per variant the full-precision metrics and one :class:`PtqRun` per method and
+    bit width; ``metric`` names the headline metric of the task (accuracy today)."""
+
+    enabled: bool = True
+    metric: str = "accuracy"
+    methods: list[str] = Field(default_factory=list)
+    bits: list[int] = Field(default_factory=list)
+    group_size: int | None = None
+    symmetric: bool | None = None
+    calibration_samples: int | None = None
+    batch_size: int | None = None
+    steps: int | None = None
+    thresholds: list[float] = Field(default_factory=list)
+    n_seeds: int | None = None
+    variants: dict[str, PtqVariant] = Field(default_factory=dict)
+    seconds: float | None = None
+
+    def summary_rows(self) -> list[tuple[str, str]]:
+        rows = []
+        for v, r in self.variants.items():
+            parts = [f"{self.metric} {metric_text(self.metric, r.full_precision.get(self.metric))} full precision"]
+            for b in self.bits:
+                cells = [
+                    f"{m} {metric_text(self.metric, run.metrics.get(self.metric))}"
+                    for m in self.methods
+                    if (run := r.run(m, b)) is not None
+                ]
+                parts.append(f"W{b}: " + ", ".join(cells))
+            rows.append((v, "; ".join(parts)))
         return rows

@@ -60,6 +60,8 @@ _SECTION_MODULES = (
     "spikecim.security.report",
 
     "spikecim.pipeline.trex_search",
+
+    "spikecim.pipeline.stage_ptq",
 )
 
 
