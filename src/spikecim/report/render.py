@@ -58,9 +58,7 @@ _SECTION_MODULES = (
     "spikecim.pipeline.dt_stage",
     "spikecim.pipeline.stage_methods",
     "spikecim.security.report",
-
     "spikecim.pipeline.trex_search",
-
     "spikecim.pipeline.stage_ptq",
 )
 
