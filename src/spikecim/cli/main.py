@@ -63,7 +63,6 @@ def _register() -> None:
     app.add_typer(nir.app, name="nir")
     bench.register(app)
     security.register(app)
-
     trex.register(app)
 
 
