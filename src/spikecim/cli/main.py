@@ -55,12 +55,13 @@ def _options(
 
 
 def _register() -> None:
-    from spikecim.cli import bench, hw, nir, pipeline
+    from spikecim.cli import bench, dse, hw, nir, pipeline
 
     pipeline.register(app)
     app.add_typer(hw.app, name="hw")
     app.add_typer(nir.app, name="nir")
     bench.register(app)
+    dse.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:
