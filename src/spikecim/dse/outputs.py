@@ -296,10 +296,12 @@ def _markdown(doc: dict, path: Path) -> Path:
     lines = [
         f"# Design-space exploration: {doc.get('study', 'dse')}",
         "",
-        (f"Sampler {doc.get('sampler')}; {len(trials)} trials, "
-        f"{sum(t['state'] == 'COMPLETE' for t in trials)} complete, "
-        f"{sum(t['state'] == 'PRUNED' for t in trials)} not trained (a hardware bound failed a constraint), "
-        f"{sum(t['feasible'] for t in trials)} feasible, {len(front)} on the Pareto front."),
+        (
+            f"Sampler {doc.get('sampler')}; {len(trials)} trials, "
+            f"{sum(t['state'] == 'COMPLETE' for t in trials)} complete, "
+            f"{sum(t['state'] == 'PRUNED' for t in trials)} not trained (a hardware bound failed a constraint), "
+            f"{sum(t['feasible'] for t in trials)} feasible, {len(front)} on the Pareto front."
+        ),
         "",
         "Objectives: "
         + ", ".join(

@@ -162,7 +162,9 @@ def recover(study: optuna.Study, rdb: bool = False) -> list[int]:
     lost = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     for t in lost:
         study.tell(t.number, state=TrialState.FAIL)
-        study.enqueue_trial(t.params, user_attrs={"rerun_of": t.number}, skip_if_exists=True)
+        waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        if not any(w.system_attrs.get("fixed_params") == t.params for w in waiting):
+            study.enqueue_trial(t.params, user_attrs={"rerun_of": t.number})
     return [t.number for t in lost]
 
 
@@ -188,7 +190,7 @@ def run_trials(
     """Ask, evaluate and tell until the study holds ``trials`` trials that did not fail
     (counting those of other workers on the same storage), or a grid is exhausted."""
     while done(study) < trials and not exhausted(study, space):
-        trial = study.ask()
+        trial = _take_rerun(study) or study.ask()
         params = sample(space, trial)
         prev = _same_design(study, params, trial.number)
         if prev is not None:
@@ -198,6 +200,23 @@ def run_trials(
             _tell(study, space, trial, outcome)
         if on_trial is not None:
             on_trial(study.get_trials(deepcopy=False)[trial.number])
+
+
+def _take_rerun(study: optuna.Study) -> optuna.Trial | None:
+    """A waiting rerun of a lost trial (:func:`recover`), taken before the queue's order
+    (Optuna pops waiting trials oldest first, and a grid study enqueued its designs before);
+    the storage's state change is atomic, so two workers never take the same one."""
+    from optuna.exceptions import UpdateFinishedTrialError
+
+    for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        if "rerun_of" not in t.user_attrs:
+            continue
+        try:
+            if study._storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
+                return optuna.trial.Trial(study, t._trial_id)
+        except UpdateFinishedTrialError:
+            continue
+    return None
 
 
 def _tell(study: optuna.Study, space: Space, trial: optuna.Trial, outcome: Outcome) -> None:

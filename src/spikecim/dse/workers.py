@@ -12,7 +12,9 @@ system); otherwise pass an RDB URL.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -60,16 +62,40 @@ def explore(
     out = str(Path(out_dir))
     n = trials or space.trials
     studies = [False, True] if random_baseline else [False]
-    for random in studies:
-        study = open_study(space, out, url, random)
-        recover(study, rdb=url is not None)
-        _run(space, out, n, workers, ray_address, url, random, study, progress)
-    study = open_study(space, out, url)
-    rstudy = open_study(space, out, url, random=True) if random_baseline else None
-    doc = summarise(study, space, rstudy, baseline=_baseline(space, out))
-    if write:
-        write_outputs(doc, out)
+    with _one_command(Path(out)):
+        for random in studies:
+            study = open_study(space, out, url, random)
+            recover(study, rdb=url is not None)
+            _run(space, out, n, workers, ray_address, url, random, study, progress)
+        study = open_study(space, out, url)
+        rstudy = open_study(space, out, url, random=True) if random_baseline else None
+        doc = summarise(study, space, rstudy, baseline=_baseline(space, out))
+        if write:
+            write_outputs(doc, out)
     return doc
+
+
+@contextlib.contextmanager
+def _one_command(out: Path):
+    """Hold ``out/dse.lock`` while a command drives the study: a trial RUNNING when the study
+    is opened then belongs to a stopped command (:func:`~spikecim.dse.study.recover`)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out / "dse.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SpikecimError(
+                f"dse: {out} is in use by another spikecim dse; wait for it or choose another --out"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
 
 
 def _run(space, out, n, workers, ray_address, url, random, study, progress) -> None:
