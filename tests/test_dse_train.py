@@ -82,7 +82,7 @@ def test_knobs_that_do_not_change_training_reuse_one_trained_network(study_dir):
 
 
 def test_the_lower_bound_is_below_the_trained_networks_cost_on_every_architecture(study_dir):
-    out, doc = study_dir
+    out, _ = study_dir
     from spikecim.config import RunConfig
     from spikecim.data import dataset_from_config
     from spikecim.dse.evaluate import structural_workload
@@ -141,7 +141,7 @@ def test_resume_after_sigkill_keeps_finished_trials_and_reruns_the_killed_one(tm
     before = {t.number: t.params for t in _journal_trials(out, "kill") if t.state == TrialState.COMPLETE}
     assert len(before) >= 1
 
-    again = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     assert again.returncode == 0, again.stderr
     after = _journal_trials(out, "kill")
     complete = [t for t in after if t.state == TrialState.COMPLETE]
