@@ -54,6 +54,19 @@ BAD = {
         ),
         "lists 'mint' and 'weight-qat', which both change the weight-quant",
     ),
+    "method that does not fit the model": (
+        _space(
+            base={**BASE, "model": {"name": "mlp", "kwargs": {"hidden": [16]}}},
+            knobs=[
+                {
+                    "name": "q",
+                    "path": "variants.0.methods",
+                    "choices": {"mint": [{"name": "mint", "bits": 2}]},
+                }
+            ],
+        ),
+        "mint: the model has no synaptic layer followed by a neuron after its first layer",
+    ),
     "condition on a later or unknown knob": (
         _space(knobs=[{"path": "data.timesteps", "choices": [2, 4], "when": {"bits": 4}}]),
         "when: 'bits' is not a knob listed before it",

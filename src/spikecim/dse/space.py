@@ -297,10 +297,23 @@ def check_space(data: dict | Space) -> Space:
     for k in space.knobs:
         for v in k.extremes():
             try:
-                build(space, {k.name: v}, base)
+                trial = build(space, {k.name: v}, base)
+                if trial.config is not None and any(not p.startswith(("arch.", "analog.")) for p in k.paths):
+                    _check_model(trial.config)
             except SpikecimError as e:
                 raise SpikecimError(f"space: knobs.{k.name} = {v!r}: {e}") from None
     return space
+
+
+def _check_model(config: dict) -> None:
+    """Build the design's model with its methods (untrained): a method that does not fit the
+    model fails here, not in a trial."""
+    from spikecim.config import RunConfig
+    from spikecim.data import dataset_from_config
+    from spikecim.pipeline.run import build_models
+
+    cfg = RunConfig.model_validate(config)
+    build_models(cfg, dataset_from_config(cfg.data))
 
 
 def base_config(space: Space) -> dict | None:

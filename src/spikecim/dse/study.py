@@ -169,8 +169,12 @@ def recover(study: optuna.Study, rdb: bool = False) -> list[int]:
 
 
 def done(study: optuna.Study) -> int:
-    """Trials that count against the budget: finished or running (not failed, not waiting)."""
-    return sum(t.state in (*FINISHED, TrialState.RUNNING) for t in study.get_trials(deepcopy=False))
+    """Trials that count against the budget: finished, running, or failed because the design
+    could not be built; not waiting, and not lost with a stopped command (those run again)."""
+    return sum(
+        t.state in (*FINISHED, TrialState.RUNNING) or (t.state == TrialState.FAIL and "error" in t.user_attrs)
+        for t in study.get_trials(deepcopy=False)
+    )
 
 
 def exhausted(study: optuna.Study, space: Space) -> bool:
@@ -196,8 +200,13 @@ def run_trials(
         if prev is not None:
             _tell_copy(study, trial, prev)
         else:
-            outcome = evaluate(params)
-            _tell(study, space, trial, outcome)
+            try:
+                outcome = evaluate(params)
+            except SpikecimError as e:  # this design cannot be built: recorded, the study goes on
+                trial.set_user_attr("error", str(e))
+                study.tell(trial, state=TrialState.FAIL)
+            else:
+                _tell(study, space, trial, outcome)
         if on_trial is not None:
             on_trial(study.get_trials(deepcopy=False)[trial.number])
 
