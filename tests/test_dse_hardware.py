@@ -4,6 +4,7 @@ parallel workers, the journal read back, Ray tasks."""
 from __future__ import annotations
 
 import itertools
+import json
 
 import pytest
 import yaml
@@ -109,7 +110,11 @@ def test_constraint_keeps_infeasible_designs_off_the_front(tmp_path):
     areas = sorted(v[2] for v in designs.values())
     bound = areas[len(areas) // 2]  # half the designs are too large
     _, front = _brute_force(tmp_path, area_max_um2=bound)
-    space = _space(tmp_path, constraints=[{"metric": "area_um2", "op": "<=", "bound": bound}])
+    space = _space(
+        tmp_path,
+        constraints=[{"metric": "area_um2", "op": "<=", "bound": bound}],
+        baseline={"xbar": 128, "adc": 5, "cols": 8},
+    )
     out = tmp_path / "out"
     doc = explore(load_space(space), out)
     assert _front(doc) == front
@@ -119,6 +124,22 @@ def test_constraint_keeps_infeasible_designs_off_the_front(tmp_path):
     study = open_study(load_space(space), out)
     best = {(t.params["xbar"], t.params["adc"], t.params["cols"]) for t in study.best_trials}
     assert best == front
+    # dse.json as the web page reads it
+    saved = json.loads((out / "dse.json").read_text())
+    assert saved["objectives"] == [
+        {"name": "energy_pj", "direction": "minimize", "unit": "pJ"},
+        {"name": "latency_ns", "direction": "minimize", "unit": "ns"},
+        {"name": "area_um2", "direction": "minimize", "unit": "µm²"},
+    ]
+    assert saved["constraints"] == [{"metric": "area_um2", "op": "<=", "bound": bound}]
+    assert saved["baseline"]["params"] == {"xbar": 128, "adc": 5, "cols": 8}
+    assert [saved["baseline"]["values"][m] for m in OBJECTIVES] == pytest.approx(
+        designs[(128, 5, 8)], rel=1e-12
+    )
+    assert len(saved["hypervolume"]) == len(saved["trials"])
+    assert all(h["random"] is None for h in saved["hypervolume"])
+    assert [h["search"] for h in saved["hypervolume"]] == sorted(h["search"] for h in saved["hypervolume"])
+    assert set(saved["importance"]) == {"xbar", "adc", "cols"}
     for name in (
         "dse.json",
         "pareto.csv",
