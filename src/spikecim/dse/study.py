@@ -171,10 +171,7 @@ def recover(study: optuna.Study, rdb: bool = False) -> list[int]:
 def done(study: optuna.Study) -> int:
     """Trials that count against the budget: finished, running, or failed because the design
     could not be built; not waiting, and not lost with a stopped command (those run again)."""
-    return sum(
-        t.state in (*FINISHED, TrialState.RUNNING) or (t.state == TrialState.FAIL and "error" in t.user_attrs)
-        for t in study.get_trials(deepcopy=False)
-    )
+    return sum(_counts(t) for t in study.get_trials(deepcopy=False))
 
 
 def exhausted(study: optuna.Study, space: Space) -> bool:
@@ -191,13 +188,15 @@ def run_trials(
     trials: int,
     on_trial: Callable[[optuna.trial.FrozenTrial], None] | None = None,
 ) -> None:
-    """Ask, evaluate and tell until the study holds ``trials`` trials that did not fail
-    (counting those of other workers on the same storage), or a grid is exhausted."""
-    while done(study) < trials and not exhausted(study, space):
+    """Ask, evaluate and tell until the study holds ``trials`` trials that count against the
+    budget (:func:`done`, counting those of other workers on the same storage), or a grid is
+    exhausted."""
+    seen = _Designs()
+    while seen.update(study.get_trials(deepcopy=False)) < trials and not exhausted(study, space):
         trial = _take_rerun(study) or study.ask()
         params = sample(space, trial)
-        prev = _same_design(study, params, trial.number)
-        if prev is not None:
+        prev = seen.finished.get(_key(params))
+        if prev is not None and prev.number != trial.number:
             _tell_copy(study, trial, prev)
         else:
             try:
@@ -209,6 +208,34 @@ def run_trials(
                 _tell(study, space, trial, outcome)
         if on_trial is not None:
             on_trial(study.get_trials(deepcopy=False)[trial.number])
+
+
+def _counts(t: optuna.trial.FrozenTrial) -> bool:
+    return t.state in (*FINISHED, TrialState.RUNNING) or (t.state == TrialState.FAIL and "error" in t.user_attrs)
+
+
+def _key(params: dict[str, Any]) -> tuple:
+    return tuple(sorted(params.items()))
+
+
+class _Designs:
+    """The finished designs of a study (knobs → first trial) and the budget count, updated
+    from the trials list by looking only at trials after the last one that was settled."""
+
+    def __init__(self) -> None:
+        self.finished: dict[tuple, optuna.trial.FrozenTrial] = {}
+        self.settled = 0  # trials[:settled] are finished or failed: they no longer change
+        self.settled_count = 0
+
+    def update(self, trials: list[optuna.trial.FrozenTrial]) -> int:
+        """Index the newly finished trials; returns the trials counting against the budget."""
+        for t in trials[self.settled :]:
+            if t.state in FINISHED:
+                self.finished.setdefault(_key(t.params), t)
+        while self.settled < len(trials) and trials[self.settled].state.is_finished():
+            self.settled_count += _counts(trials[self.settled])
+            self.settled += 1
+        return self.settled_count + sum(_counts(t) for t in trials[self.settled :])
 
 
 def _take_rerun(study: optuna.Study) -> optuna.Trial | None:
@@ -263,10 +290,3 @@ def _tell_copy(study: optuna.Study, trial: optuna.Trial, prev: optuna.trial.Froz
         study.tell(trial, state=TrialState.PRUNED)
     else:
         study.tell(trial, prev.values)
-
-
-def _same_design(study: optuna.Study, params: dict[str, Any], number: int) -> optuna.trial.FrozenTrial | None:
-    for t in study.get_trials(deepcopy=False, states=FINISHED):
-        if t.number != number and t.params == params:
-            return t
-    return None
