@@ -139,3 +139,22 @@ def test_knob_values_land_at_their_paths_and_tied_paths_share_one_value():
     ]  # the base's first spiking variant, alone
     # first-order node scaling: energies × 22/65 (the shipped table is at 65 nm)
     assert trial.arch.params["e_mux_pj"] == pytest.approx(0.094245 * 22 / 65)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--resume"], "give a SPACE file, or --out of an existing study"),
+        (["--status", "--out", "{tmp}/none"], "holds no study"),
+        (["{space}", "--trials", "0", "--out", "{tmp}/o"], "--trials: must be >= 1, got 0"),
+        (["{space}", "--workers", "0", "--out", "{tmp}/o"], "--workers: must be >= 1, got 0"),
+    ],
+)
+def test_bad_command_line_fails_with_one_line(args, message, tmp_path, capsys):
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(_space()))
+    argv = ["dse", *(a.format(tmp=tmp_path, space=path) for a in args)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "o").exists()

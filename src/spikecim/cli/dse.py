@@ -68,6 +68,10 @@ def dse_cmd(
 
     from spikecim.dse.space import load_space
 
+    if trials is not None and trials < 1:
+        raise SpikecimError(f"--trials: must be >= 1, got {trials}")
+    if workers < 1:
+        raise SpikecimError(f"--workers: must be >= 1, got {workers}")
     if space is None and out is None:
         raise SpikecimError("dse: give a SPACE file, or --out of an existing study with --resume or --status")
     if space is None:
