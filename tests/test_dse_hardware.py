@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 
+import optuna
 import pytest
 import yaml
 
@@ -194,3 +195,16 @@ def test_ray_tasks_run_the_study(tmp_path):
     for t in doc["trials"]:
         key = (t["params"]["xbar"], t["params"]["adc"], t["params"]["cols"])
         assert [t["values"][m] for m in OBJECTIVES] == pytest.approx(designs[key], rel=1e-12)
+
+
+def test_an_rdb_storage_with_heartbeats_records_the_whole_grid(tmp_path):
+    designs, _ = _brute_force(tmp_path)
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    space = load_space(_space(tmp_path, sampler={"name": "grid", "seed": 1}))
+    explore(space, tmp_path / "rdb", url=url, write=False)
+    study = optuna.load_study(study_name="hw", storage=url)
+    done = {(t.params["xbar"], t.params["adc"], t.params["cols"]): t.values for t in study.trials}
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    assert set(done) == set(designs)
+    for key, values in done.items():
+        assert values == pytest.approx(designs[key], rel=1e-12)

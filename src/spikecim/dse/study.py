@@ -12,7 +12,7 @@
   and the reason (user attribute ``skipped``).
 - Storage: a journal file ``<out>/study.journal`` by default (many processes on one machine),
   an RDB URL on request. RDB storage runs heartbeats, so a trial whose worker died is failed
-  and retried by ``RetryFailedTrialCallback``; with the journal (no heartbeats) a trial still
+  and retried by ``RetryHeartbeatStaleTrialCallback``; with the journal (no heartbeats) a trial still
   RUNNING when the study is opened again belonged to a stopped command: :func:`recover` tells
   it FAIL and enqueues its knobs, so it runs again first.
 """
@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -78,14 +79,19 @@ def storage_for(out_dir: str | Path, url: str | None = None, fsync: bool = True)
     ``fsync=False`` writes journal lines to the kernel without waiting for the disk (see
     :class:`PageCacheJournal`)."""
     if url:
-        from optuna.storages import RDBStorage, RetryFailedTrialCallback
+        import warnings
 
-        return RDBStorage(
-            url,
-            heartbeat_interval=HEARTBEAT_S,
-            grace_period=3 * HEARTBEAT_S,
-            failed_trial_callback=RetryFailedTrialCallback(max_retry=3),
-        )
+        from optuna.exceptions import ExperimentalWarning
+        from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5.1
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            return RDBStorage(
+                url,
+                heartbeat_interval=HEARTBEAT_S,
+                grace_period=3 * HEARTBEAT_S,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
+            )
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
@@ -156,8 +162,7 @@ def grid_designs(space: Space) -> list[dict[str, Any]]:
 def recover(study: optuna.Study, rdb: bool = False) -> list[int]:
     """Fail the trials left RUNNING by a stopped command and enqueue their knobs again;
     returns their numbers. With RDB storage, only trials whose heartbeat stopped."""
-    if rdb:
-        optuna.storages.fail_stale_trials(study)
+    if rdb:  # run_trials fails the trials whose heartbeat stopped, and their retries run
         return []
     lost = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     for t in lost:
@@ -191,6 +196,13 @@ def run_trials(
     """Ask, evaluate and tell until the study holds ``trials`` trials that count against the
     budget (:func:`done`, counting those of other workers on the same storage), or a grid is
     exhausted."""
+    from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enabled
+
+    if is_heartbeat_enabled(study._storage):
+        # the heartbeats run from this loop (below), as study.optimize runs them
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
     seen = _Designs()
     while seen.update(study.get_trials(deepcopy=False)) < trials and not exhausted(study, space):
         trial = _take_rerun(study) or study.ask()
@@ -200,7 +212,10 @@ def run_trials(
             _tell_copy(study, trial, prev)
         else:
             try:
-                outcome = evaluate(params)
+                # what study.optimize does: a thread beats while the trial runs (RDB storage
+                # only; a null thread for the journal)
+                with get_heartbeat_thread(trial._trial_id, study._storage):
+                    outcome = evaluate(params)
             except SpikecimError as e:  # this design cannot be built: recorded, the study goes on
                 trial.set_user_attr("error", str(e))
                 study.tell(trial, state=TrialState.FAIL)
@@ -211,7 +226,9 @@ def run_trials(
 
 
 def _counts(t: optuna.trial.FrozenTrial) -> bool:
-    return t.state in (*FINISHED, TrialState.RUNNING) or (t.state == TrialState.FAIL and "error" in t.user_attrs)
+    return t.state in (*FINISHED, TrialState.RUNNING) or (
+        t.state == TrialState.FAIL and "error" in t.user_attrs
+    )
 
 
 def _key(params: dict[str, Any]) -> tuple:
