@@ -250,6 +250,10 @@ def _plots(doc: dict, out: Path) -> list[Path]:
             )
         ax.set_xlabel(label[a])
         ax.set_ylabel(label[b])
+        for m, scale in ((a, ax.set_xscale), (b, ax.set_yscale)):
+            vals = [t["values"][m] for t in done]
+            if vals and min(vals) > 0 and max(vals) > 100 * min(vals):  # spans two decades
+                scale("log")
         ax.legend(fontsize=7)
     fig.suptitle(f"{doc.get('study', 'dse')}: {len(done)} trials")
     fig.tight_layout()
