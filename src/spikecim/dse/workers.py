@@ -28,11 +28,24 @@ __all__ = ["explore", "run_worker"]
 POLL_S = 0.5
 
 
-def run_worker(space: Space, out_dir: str, trials: int, url: str | None = None, random: bool = False) -> int:
+def run_worker(
+    space: Space,
+    out_dir: str,
+    trials: int,
+    url: str | None = None,
+    random: bool = False,
+    threads: int | None = None,
+) -> int:
     """One worker: open the study and run trials until the budget is reached; returns the
-    trials it ran."""
+    trials it ran. ``threads``: torch's intra-op threads in this process (workers sharing a
+    machine split its cores; left as they are when None)."""
     from spikecim.dse.evaluate import Evaluator
     from spikecim.dse.study import open_study, run_trials
+
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
 
     study = open_study(space, out_dir, url, random)
     ran = []
@@ -120,7 +133,10 @@ def _run(space, out, n, workers, ray_address, url, random, study, progress) -> N
         return
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(workers) as pool:
-        jobs = [pool.apply_async(run_worker, (space, out, n, url, random)) for _ in range(workers)]
+        # each worker gets its share of the cores: torch's default of one thread per core in
+        # every worker oversubscribes them (measured: twice the CPU time for the same trials)
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        jobs = [pool.apply_async(run_worker, (space, out, n, url, random, threads)) for _ in range(workers)]
         while not all(j.ready() for j in jobs):
             if progress is not None:
                 progress(study)
@@ -145,7 +161,7 @@ def _run_ray(space, out, n, workers, address, url, random, study, progress) -> N
         )
     try:
         task = ray.remote(num_cpus=1)(run_worker)
-        refs = [task.remote(space, str(Path(out).resolve()), n, url, random) for _ in range(workers)]
+        refs = [task.remote(space, str(Path(out).resolve()), n, url, random, 1) for _ in range(workers)]
         pending = list(refs)
         while pending:
             _, pending = ray.wait(pending, timeout=POLL_S)
