@@ -16,16 +16,10 @@ from spikecim.dse.space import Space, load_space
 __all__ = ["Space", "explore", "load_space"]
 
 
-def explore(space, out_dir, trials=None, workers=1, ray_address=None, random_baseline=False):
+def explore(space, out_dir, **kwargs):
     """Run (or continue) the study of ``space`` in ``out_dir`` and write its output folder;
-    returns the :func:`~spikecim.dse.outputs.summarise` document."""
+    returns the ``dse.json`` document. Keywords: :func:`spikecim.dse.workers.explore`
+    (``trials``, ``workers``, ``ray_address``, ``random_baseline``, ``url``, ``progress``)."""
     from spikecim.dse.workers import explore as _explore
 
-    return _explore(
-        space,
-        out_dir,
-        trials=trials,
-        workers=workers,
-        ray_address=ray_address,
-        random_baseline=random_baseline,
-    )
+    return _explore(space, out_dir, **kwargs)
