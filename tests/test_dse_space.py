@@ -158,3 +158,11 @@ def test_bad_command_line_fails_with_one_line(args, message, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err, err
     assert not (tmp_path / "o").exists()
+
+
+def test_dse_help_shows_plain_flags(capsys):
+    assert main(["dse", "--help"]) == 0
+    text = capsys.readouterr().out
+    for flag in ("--random-baseline", "--resume", "--status"):
+        rows = [ln for ln in text.splitlines() if flag in ln]
+        assert rows and "<bool>" not in rows[0] and "--no-" not in rows[0], rows

@@ -45,14 +45,20 @@ def dse_cmd(
     ] = None,
     random_baseline: Annotated[
         bool,
-        typer.Option("--random-baseline", help="also run random search with the same budget and compare"),
+        typer.Option(
+            "--random-baseline", metavar="", help="also run random search with the same budget and compare"
+        ),
     ] = False,
     resume: Annotated[
         bool,
-        typer.Option("--resume", help="continue the study in --out (its space.yaml when SPACE is not given)"),
+        typer.Option(
+            "--resume",
+            metavar="",
+            help="continue the study in --out (its space.yaml when SPACE is not given)",
+        ),
     ] = False,
     status: Annotated[
-        bool, typer.Option("--status", help="print the state of the study in --out and exit")
+        bool, typer.Option("--status", metavar="", help="print the state of the study in --out and exit")
     ] = False,
     storage: Annotated[
         str | None,
