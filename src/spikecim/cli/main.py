@@ -55,7 +55,7 @@ def _options(
 
 
 def _register() -> None:
-    from spikecim.cli import bench, compare, hw, nir, pipeline, security, trex
+    from spikecim.cli import bench, compare, dse, hw, nir, pipeline, security, trex
 
     pipeline.register(app)
     compare.register(app)
@@ -64,6 +64,7 @@ def _register() -> None:
     bench.register(app)
     security.register(app)
     trex.register(app)
+    dse.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:

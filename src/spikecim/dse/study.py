@@ -1,0 +1,309 @@
+"""The search: an Optuna study driven by ask and tell, stored so it survives being stopped.
+
+- Sampler, chosen explicitly (Optuna 5 defaults every study to TPE): NSGA-II with the space's
+  ``population_size`` for several objectives, TPE for one, or the one ``sampler.name`` asks
+  for (``gp``, ``random``, ``grid``), seeded with ``sampler.seed``.
+- Constraints go through ``trial.set_constraint`` (feasible when every value is <= 0), so
+  ``study.best_trials`` is the feasible Pareto front.
+- A trial whose knobs equal a finished trial's (NSGA-II re-suggests them in small discrete
+  spaces) is not evaluated again: it is told the earlier values and constraints, with the
+  user attribute ``reused_from``.
+- A trial whose training is skipped by the lower bound is told PRUNED, with its constraints
+  and the reason (user attribute ``skipped``).
+- Storage: a journal file ``<out>/study.journal`` by default (many processes on one machine),
+  an RDB URL on request. RDB storage runs heartbeats, so a trial whose worker died is failed
+  and retried by ``RetryHeartbeatStaleTrialCallback``; with the journal (no heartbeats) a trial still
+  RUNNING when the study is opened again belonged to a stopped command: :func:`recover` tells
+  it FAIL and enqueues its knobs, so it runs again first.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from spikecim.dse.evaluate import Evaluator, Outcome
+from spikecim.dse.objectives import METRICS, constraint_values
+from spikecim.dse.space import Space, sample
+from spikecim.errors import SpikecimError
+
+__all__ = [
+    "JOURNAL",
+    "PageCacheJournal",
+    "directions",
+    "make_sampler",
+    "open_study",
+    "recover",
+    "run_trials",
+    "storage_for",
+]
+
+JOURNAL = "study.journal"
+HEARTBEAT_S = 10
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def directions(space: Space) -> list[str]:
+    return [o.direction or METRICS[o.metric].direction for o in space.objectives]
+
+
+def make_sampler(space: Space, random: bool = False) -> optuna.samplers.BaseSampler:
+    """The space's sampler (``random``: RandomSampler with the same seed, the baseline)."""
+    s = space.sampler
+    name = "random" if random else (s.name or ("nsga2" if len(space.objectives) > 1 else "tpe"))
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(population_size=s.population_size, seed=s.seed)
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=s.seed, multivariate=True)
+    if name == "gp":
+        if len(space.objectives) > 1:
+            raise SpikecimError("space: sampler.gp takes one objective; use nsga2 for several")
+        return optuna.samplers.GPSampler(seed=s.seed)
+    # grid: every design is enqueued when the study is created (open_study), so parallel
+    # workers take each one once; Optuna's GridSampler stops the study from a callback, which
+    # an ask/tell loop has not.
+    return optuna.samplers.RandomSampler(seed=s.seed)
+
+
+def storage_for(out_dir: str | Path, url: str | None = None, fsync: bool = True):
+    """The journal file in ``out_dir`` (default) or an RDB storage with heartbeats.
+
+    ``fsync=False`` writes journal lines to the kernel without waiting for the disk (see
+    :class:`PageCacheJournal`)."""
+    if url:
+        import warnings
+
+        from optuna.exceptions import ExperimentalWarning
+        from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5.1
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            return RDBStorage(
+                url,
+                heartbeat_interval=HEARTBEAT_S,
+                grace_period=3 * HEARTBEAT_S,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
+            )
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    backend = JournalFileBackend if fsync else PageCacheJournal
+    return JournalStorage(backend(str(Path(out_dir) / JOURNAL)))
+
+
+def _page_cache_journal():
+    from optuna.storages.journal import JournalFileBackend
+    from optuna.storages.journal._file import get_lock_file
+
+    class PageCacheJournal(JournalFileBackend):
+        """Optuna's journal file without the ``fsync`` after each write: a line is in the
+        kernel when the call returns, so a killed process (SIGKILL included) loses nothing,
+        but a crash of the machine may lose the last lines. Optuna's reader skips a torn last
+        line. On a busy disk the fsync, not the sampler, limits a hardware-only study
+        (BENCHMARKS.md)."""
+
+        def append_logs(self, logs: list[dict[str, Any]]) -> None:
+            import json
+
+            text = "\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n"
+            # the same lock and file as JournalFileBackend
+            with get_lock_file(self._lock), open(self._file_path, "ab") as f:
+                f.write(text.encode("utf-8"))
+
+    return PageCacheJournal
+
+
+PageCacheJournal = _page_cache_journal()
+
+
+def open_study(
+    space: Space, out_dir: str | Path, url: str | None = None, random: bool = False
+) -> optuna.Study:
+    """The space's study (created or loaded); ``random`` the random-search baseline study
+    ``<name>-random`` in the same storage."""
+    name = f"{space.name}-random" if random else space.name
+    study = optuna.create_study(
+        study_name=name,
+        storage=storage_for(out_dir, url, space.journal_fsync),
+        sampler=make_sampler(space, random),
+        directions=directions(space),
+        load_if_exists=True,
+    )
+    if space.sampler.name == "grid" and not random and not study.get_trials(deepcopy=False):
+        for params in grid_designs(space):
+            study.enqueue_trial(params)
+    return study
+
+
+def grid_designs(space: Space) -> list[dict[str, Any]]:
+    """Every design of a discrete space (conditional knobs only where switched on), in an
+    order shuffled by the sampler's seed."""
+    import random as _random
+
+    designs: list[dict[str, Any]] = [{}]
+    for k in space.knobs:
+        grown = []
+        for d in designs:
+            grown += [{**d, k.name: v} for v in k.grid()] if k.active(d) else [d]
+        designs = grown
+    _random.Random(space.sampler.seed).shuffle(designs)
+    return designs
+
+
+def recover(study: optuna.Study, rdb: bool = False) -> list[int]:
+    """Fail the trials left RUNNING by a stopped command and enqueue their knobs again;
+    returns their numbers. With RDB storage, only trials whose heartbeat stopped."""
+    if rdb:  # run_trials fails the trials whose heartbeat stopped, and their retries run
+        return []
+    lost = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for t in lost:
+        study.tell(t.number, state=TrialState.FAIL)
+        waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        if not any(w.system_attrs.get("fixed_params") == t.params for w in waiting):
+            study.enqueue_trial(t.params, user_attrs={"rerun_of": t.number})
+    return [t.number for t in lost]
+
+
+def done(study: optuna.Study) -> int:
+    """Trials that count against the budget: finished, running, or failed because the design
+    could not be built; not waiting, and not lost with a stopped command (those run again)."""
+    return sum(_counts(t) for t in study.get_trials(deepcopy=False))
+
+
+def exhausted(study: optuna.Study, space: Space) -> bool:
+    """A grid study whose every design has been taken (none waiting any more)."""
+    if space.sampler.name != "grid" or study.study_name.endswith("-random"):
+        return False
+    return not study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+
+
+def run_trials(
+    study: optuna.Study,
+    space: Space,
+    evaluate: Evaluator | Callable[[dict], Outcome],
+    trials: int,
+    on_trial: Callable[[optuna.trial.FrozenTrial], None] | None = None,
+) -> None:
+    """Ask, evaluate and tell until the study holds ``trials`` trials that count against the
+    budget (:func:`done`, counting those of other workers on the same storage), or a grid is
+    exhausted."""
+    from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enabled
+
+    if is_heartbeat_enabled(study._storage):
+        # the heartbeats run from this loop (below), as study.optimize runs them
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    seen = _Designs()
+    while seen.update(study.get_trials(deepcopy=False)) < trials and not exhausted(study, space):
+        trial = _take_rerun(study) or study.ask()
+        params = sample(space, trial)
+        prev = seen.finished.get(_key(params))
+        if prev is not None and prev.number != trial.number:
+            _tell_copy(study, trial, prev)
+        else:
+            try:
+                # what study.optimize does: a thread beats while the trial runs (RDB storage
+                # only; a null thread for the journal)
+                with get_heartbeat_thread(trial._trial_id, study._storage):
+                    outcome = evaluate(params)
+            except SpikecimError as e:  # this design cannot be built: recorded, the study goes on
+                trial.set_user_attr("error", str(e))
+                study.tell(trial, state=TrialState.FAIL)
+            else:
+                _tell(study, space, trial, outcome)
+        if on_trial is not None:
+            on_trial(study.get_trials(deepcopy=False)[trial.number])
+
+
+def _counts(t: optuna.trial.FrozenTrial) -> bool:
+    return t.state in (*FINISHED, TrialState.RUNNING) or (
+        t.state == TrialState.FAIL and "error" in t.user_attrs
+    )
+
+
+def _key(params: dict[str, Any]) -> tuple:
+    return tuple(sorted(params.items()))
+
+
+class _Designs:
+    """The finished designs of a study (knobs → first trial) and the budget count, updated
+    from the trials list by looking only at trials after the last one that was settled."""
+
+    def __init__(self) -> None:
+        self.finished: dict[tuple, optuna.trial.FrozenTrial] = {}
+        self.settled = 0  # trials[:settled] are finished or failed: they no longer change
+        self.settled_count = 0
+
+    def update(self, trials: list[optuna.trial.FrozenTrial]) -> int:
+        """Index the newly finished trials; returns the trials counting against the budget."""
+        for t in trials[self.settled :]:
+            if t.state in FINISHED:
+                self.finished.setdefault(_key(t.params), t)
+        while self.settled < len(trials) and trials[self.settled].state.is_finished():
+            self.settled_count += _counts(trials[self.settled])
+            self.settled += 1
+        return self.settled_count + sum(_counts(t) for t in trials[self.settled :])
+
+
+def _take_rerun(study: optuna.Study) -> optuna.Trial | None:
+    """A waiting rerun of a lost trial (:func:`recover`), taken before the queue's order
+    (Optuna pops waiting trials oldest first, and a grid study enqueued its designs before);
+    the storage's state change is atomic, so two workers never take the same one."""
+    from optuna.exceptions import UpdateFinishedTrialError
+
+    for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        if "rerun_of" not in t.user_attrs:
+            continue
+        try:
+            if study._storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
+                return optuna.trial.Trial(study, t._trial_id)
+        except UpdateFinishedTrialError:
+            continue
+    return None
+
+
+def _tell(study: optuna.Study, space: Space, trial: optuna.Trial, outcome: Outcome) -> None:
+    measured = outcome.values or outcome.bounds
+    for c, v in zip(space.constraints, constraint_values(space.constraints, measured)):
+        trial.set_constraint(f"{c.metric} {c.op} {c.bound:g}", v)
+    trial.set_user_attr("values", outcome.values)
+    if outcome.bounds:
+        trial.set_user_attr("bounds", outcome.bounds)
+    if outcome.trained:
+        trial.set_user_attr("trained", outcome.trained)
+    if outcome.skipped is not None:
+        trial.set_user_attr("skipped", outcome.skipped)
+        study.tell(trial, state=TrialState.PRUNED)
+        return
+    values = []
+    for o in space.objectives:
+        v = outcome.values.get(o.metric)
+        if v is None or not math.isfinite(v):
+            trial.set_user_attr("error", f"{o.metric} was not computed (the estimator does not model it)")
+            study.tell(trial, state=TrialState.FAIL)
+            return
+        values.append(v)
+    study.tell(trial, values)
+
+
+def _tell_copy(study: optuna.Study, trial: optuna.Trial, prev: optuna.trial.FrozenTrial) -> None:
+    for key, v in prev.constraints.items():
+        trial.set_constraint(key, v)
+    for key, v in prev.user_attrs.items():
+        if key not in ("reused_from", "rerun_of"):
+            trial.set_user_attr(key, v)
+    trial.set_user_attr("reused_from", prev.user_attrs.get("reused_from", prev.number))
+    if prev.state == TrialState.PRUNED:
+        study.tell(trial, state=TrialState.PRUNED)
+    else:
+        study.tell(trial, prev.values)

@@ -1,0 +1,184 @@
+"""Where trials run: in this process, in ``workers`` processes on this machine, or as Ray
+tasks on a Ray cluster. Every worker runs the same ask/tell loop
+(:func:`~spikecim.dse.study.run_trials`) against the same storage, so the study is the one
+record whichever way it ran; the budget counts every worker's trials.
+
+Ray (``pip install spikecim[distributed]``): ``ray_address`` is passed to ``ray.init``
+(``auto`` for a running cluster, ``local`` to start one here); each worker is a Ray task.
+Ray Tune's Optuna searcher is not used: it cannot carry ``trial.set_constraint``. With the
+journal file, every Ray node must see the output folder (one machine, or a shared file
+system); otherwise pass an RDB URL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from spikecim.dse.space import Space
+from spikecim.errors import SpikecimError
+
+__all__ = ["explore", "run_worker"]
+
+POLL_S = 0.5
+
+
+def run_worker(
+    space: Space,
+    out_dir: str,
+    trials: int,
+    url: str | None = None,
+    random: bool = False,
+    threads: int | None = None,
+) -> int:
+    """One worker: open the study and run trials until the budget is reached; returns the
+    trials it ran. ``threads``: torch's intra-op threads in this process (workers sharing a
+    machine split its cores; left as they are when None)."""
+    from spikecim.dse.evaluate import Evaluator
+    from spikecim.dse.study import open_study, run_trials
+
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+    study = open_study(space, out_dir, url, random)
+    ran = []
+    run_trials(study, space, Evaluator(space, out_dir), trials, on_trial=ran.append)
+    return len(ran)
+
+
+def explore(
+    space: Space,
+    out_dir: str | Path,
+    trials: int | None = None,
+    workers: int = 1,
+    ray_address: str | None = None,
+    random_baseline: bool = False,
+    url: str | None = None,
+    progress: Callable[[Any], None] | None = None,
+    write: bool = True,
+) -> dict:
+    """Run (or continue) the study of ``space`` in ``out_dir`` up to ``trials`` trials
+    (default: the space's), then the random-search baseline at the same budget when asked,
+    and write the output folder; returns the ``dse.json`` document."""
+    from spikecim.dse.outputs import summarise, write_outputs
+    from spikecim.dse.study import open_study, recover
+
+    if workers < 1:
+        raise SpikecimError(f"--workers: must be >= 1, got {workers}")
+    out = str(Path(out_dir))
+    n = trials or space.trials
+    studies = [False, True] if random_baseline else [False]
+    with _one_command(Path(out)):
+        for random in studies:
+            study = open_study(space, out, url, random)
+            recover(study, rdb=url is not None)
+            _run(space, out, n, workers, ray_address, url, random, study, progress)
+        study = open_study(space, out, url)
+        rstudy = open_study(space, out, url, random=True) if random_baseline else None
+        doc = summarise(study, space, rstudy, baseline=_baseline(space, out))
+        if write:
+            write_outputs(doc, out)
+    return doc
+
+
+@contextlib.contextmanager
+def _one_command(out: Path):
+    """Hold ``out/dse.lock`` while a command drives the study: a trial RUNNING when the study
+    is opened then belongs to a stopped command (:func:`~spikecim.dse.study.recover`)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out / "dse.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SpikecimError(
+                f"dse: {out} is in use by another spikecim dse; wait for it or choose another --out"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _run(space, out, n, workers, ray_address, url, random, study, progress) -> None:
+    from spikecim.dse.evaluate import Evaluator
+    from spikecim.dse.study import run_trials
+
+    if ray_address is not None:
+        _run_ray(space, out, n, max(workers, 1), ray_address, url, random, study, progress)
+        return
+    if workers == 1:
+        last = [0.0]
+
+        def tick(_t) -> None:
+            now = time.monotonic()
+            if progress is not None and now - last[0] >= POLL_S:
+                last[0] = now
+                progress(study)
+
+        run_trials(study, space, Evaluator(space, out), n, on_trial=tick)
+        if progress is not None:
+            progress(study)
+        return
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(workers) as pool:
+        # each worker gets its share of the cores: torch's default of one thread per core in
+        # every worker oversubscribes them (measured: twice the CPU time for the same trials)
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        jobs = [pool.apply_async(run_worker, (space, out, n, url, random, threads)) for _ in range(workers)]
+        while not all(j.ready() for j in jobs):
+            if progress is not None:
+                progress(study)
+            time.sleep(POLL_S)
+        for j in jobs:
+            j.get()  # a worker's error is raised here
+    if progress is not None:
+        progress(study)
+
+
+def _run_ray(space, out, n, workers, address, url, random, study, progress) -> None:
+    try:
+        import ray
+    except ImportError:
+        raise SpikecimError(
+            "--ray-address: Ray is not installed; pip install spikecim[distributed]"
+        ) from None
+    started = not ray.is_initialized()
+    if started:
+        ray.init(
+            address=None if address == "local" else address, ignore_reinit_error=True, log_to_driver=False
+        )
+    try:
+        task = ray.remote(num_cpus=1)(run_worker)
+        refs = [task.remote(space, str(Path(out).resolve()), n, url, random, 1) for _ in range(workers)]
+        pending = list(refs)
+        while pending:
+            _, pending = ray.wait(pending, timeout=POLL_S)
+            if progress is not None:
+                progress(study)
+        ray.get(refs)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _baseline(space: Space, out: str) -> dict | None:
+    """The hand-picked design of ``space.baseline`` with its values (evaluated once, reusing
+    a cached trained network)."""
+    if space.baseline is None:
+        return None
+    from spikecim.dse.evaluate import Evaluator
+
+    outcome = Evaluator(space, out)(dict(space.baseline))
+    return {"params": dict(space.baseline), "values": outcome.values or outcome.bounds}

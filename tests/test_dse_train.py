@@ -1,0 +1,161 @@
+"""spikecim dse on spaces that train: cheap before dear (a hardware constraint that fails on
+the lower bound never trains), the training cache, and resuming after SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from spikecim.dse.space import load_space
+from spikecim.dse.study import JOURNAL
+from spikecim.dse.workers import explore
+from spikecim.hw import estimate, list_architectures, load_architecture
+from spikecim.hw.layers import load_workload
+
+BASE = {"model": {"name": "mlp"}, "train": {"epochs": 1}, "data": {"limit": 128}}
+HIDDEN = {"narrow": [16], "wide": [512, 512]}
+AREA_MM2 = 5.0  # the narrow MLP's crossbars fit (about 1.7 mm²), the wide one's do not (about 10 mm²)
+
+
+def _space(tmp_path, name="tr", **over) -> str:
+    space = {
+        "name": name,
+        "base": BASE,
+        "arch": "imc-rram-65nm",
+        "knobs": [
+            {"name": "hidden", "path": "model.kwargs.hidden", "choices": HIDDEN},
+            {"name": "adc", "path": "arch.params.adc_bits", "choices": [4, 6, 8]},
+        ],
+        "objectives": [{"metric": "accuracy"}, {"metric": "energy_uj"}],
+        "constraints": [{"metric": "area_mm2", "op": "<=", "bound": AREA_MM2}],
+        "sampler": {"name": "grid", "seed": 0},
+        "trials": 6,
+        **over,
+    }
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(space))
+    return str(path)
+
+
+def _trainings(out: Path) -> list[dict]:
+    """The configs of the networks trained in the output folder, one per finished training
+    (a training writes checkpoint/<variant>.state.json)."""
+    return [
+        yaml.safe_load((state.parent.parent / "config.yaml").read_text())
+        for state in sorted(out.glob("cache/*/checkpoint/*.state.json"))
+    ]
+
+
+@pytest.fixture(scope="module")
+def study_dir(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("train")
+    out = tmp / "out"
+    doc = explore(load_space(_space(tmp)), out, write=False)
+    return out, doc
+
+
+def test_a_hardware_constraint_failure_never_trains(study_dir):
+    out, doc = study_dir
+    assert len(doc["trials"]) == 6  # the grid: 2 widths × 3 ADCs
+    wide = [t for t in doc["trials"] if t["params"]["hidden"] == "wide"]
+    assert len(wide) == 3 and all(t["state"] == "PRUNED" and not t["feasible"] for t in wide)
+    trained = _trainings(out)
+    assert [c["model"]["kwargs"]["hidden"] for c in trained] == [HIDDEN["narrow"]]  # one training, narrow
+
+
+def test_knobs_that_do_not_change_training_reuse_one_trained_network(study_dir):
+    _, doc = study_dir
+    narrow = [t for t in doc["trials"] if t["params"]["hidden"] == "narrow"]
+    assert len(narrow) == 3 and all(t["state"] == "COMPLETE" and t["feasible"] for t in narrow)
+    assert len({t["values"]["accuracy"] for t in narrow}) == 1  # the same network, three ADCs
+    assert len({t["values"]["energy_uj"] for t in narrow}) == 3
+
+
+def test_the_lower_bound_is_below_the_trained_networks_cost_on_every_architecture(study_dir):
+    out, _ = study_dir
+    from spikecim.config import RunConfig
+    from spikecim.data import dataset_from_config
+    from spikecim.dse.evaluate import structural_workload
+
+    run_dir = next(p.parent.parent for p in out.glob("cache/*/checkpoint/*.state.json"))
+    cfg = RunConfig.model_validate(yaml.safe_load((run_dir / "config.yaml").read_text()))
+    bound = structural_workload(cfg, dataset_from_config(cfg.data))
+    trained = load_workload(run_dir)
+    assert trained.layers[0].in_nonzero_per_step[0] > 0  # real activity
+    for name in list_architectures():
+        lo, hi = estimate(bound, load_architecture(name)), estimate(trained, load_architecture(name))
+        for metric in ("energy_pj", "latency_ns", "area_um2"):
+            assert getattr(lo, metric) <= getattr(hi, metric) * (1 + 1e-12), (name, metric)
+
+
+def _journal_trials(out: Path, name: str) -> list:
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    storage = JournalStorage(JournalFileBackend(str(out / JOURNAL)))
+    return optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+
+
+def test_resume_after_sigkill_keeps_finished_trials_and_reruns_the_killed_one(tmp_path):
+    # every design trains (the seed changes training), so a trial takes long enough to be killed in
+    space = _space(
+        tmp_path,
+        name="kill",
+        knobs=[{"name": "seed", "path": "seed", "choices": list(range(8))}],
+        constraints=[],
+        trials=3,
+    )
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "spikecim.cli.main", "dse", space, "--out", str(out), "--trials", "3"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    killed = None
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            if (out / JOURNAL).exists():
+                try:
+                    trials = _journal_trials(out, "kill")
+                except (KeyError, ValueError):  # the study is being created
+                    trials = []
+                done = [t for t in trials if t.state == TrialState.COMPLETE]
+                running = [t for t in trials if t.state == TrialState.RUNNING]
+                if len(done) >= 1 and running and running[0].params:
+                    killed = running[0]
+                    proc.send_signal(signal.SIGKILL)
+                    break
+            time.sleep(0.05)
+    finally:
+        proc.wait()
+    assert killed is not None, "the study finished before a trial could be killed"
+    before = {t.number: t.params for t in _journal_trials(out, "kill") if t.state == TrialState.COMPLETE}
+    assert len(before) >= 1
+
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    assert again.returncode == 0, again.stderr
+    after = _journal_trials(out, "kill")
+    complete = [t for t in after if t.state == TrialState.COMPLETE]
+    # the finished trials are kept as they were
+    assert {t.number: t.params for t in complete if t.number in before} == before
+    # the killed one is marked failed and its design rerun
+    assert after[killed.number].state == TrialState.FAIL
+    reruns = [t for t in complete if t.user_attrs.get("rerun_of") == killed.number]
+    assert len(reruns) == 1 and reruns[0].params == killed.params
+    # the budget is met by finished trials, and no finished design was evaluated twice
+    assert len(complete) == 3
+    designs = [t.params["seed"] for t in complete if "reused_from" not in t.user_attrs]
+    assert len(designs) == len(set(designs)) == 3
+    doc = json.loads((out / "dse.json").read_text())
+    assert sorted(t["number"] for t in doc["trials"] if t["state"] == "COMPLETE") == sorted(
+        t.number for t in complete
+    )
