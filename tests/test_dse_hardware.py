@@ -99,6 +99,26 @@ def test_search_finds_the_brute_force_pareto_front(searched):
         assert [t["values"][m] for m in OBJECTIVES] == pytest.approx(designs[key], rel=1e-12)
 
 
+def test_study_page_plots_the_brute_force_front_among_every_trial(searched, tmp_path):
+    """study.html (written with the output folder) draws every trial, and its Pareto marks are
+    the brute-force front."""
+    import json
+    import re
+
+    from spikecim.dse.outputs import write_outputs
+
+    _, doc = searched
+    designs, front = _brute_force(tmp_path)
+    write_outputs(doc, tmp_path / "out")
+    page = (tmp_path / "out" / "study.html").read_text()
+    specs = [json.loads(m) for m in re.findall(r'<script type="application/json" class="chart-spec">(.*?)</script>', page)]
+    first = specs[0]["data"]  # energy against latency
+    assert sum(len(trace["x"]) for trace in first) == len(doc["trials"])  # every trial drawn
+    pareto = next(trace for trace in first if trace["name"] == "Pareto-optimal")
+    drawn = {(round(x, 3), round(y, 3)) for x, y in zip(pareto["x"], pareto["y"], strict=True)}
+    assert drawn == {(round(designs[k][0], 3), round(designs[k][1], 3)) for k in front}
+
+
 def test_no_design_is_evaluated_twice(searched):
     _, doc = searched
     evaluated = [tuple(sorted(t["params"].items())) for t in doc["trials"] if "reused_from" not in t]

@@ -7,6 +7,8 @@
 - ``pareto.csv`` / ``pareto.json``: the feasible Pareto front; ``trials.csv``: every trial
 - ``pareto.png`` (2-D, or pairwise for more objectives, baseline marked), ``hypervolume.png``,
   ``importance.png`` and ``summary.md``
+- ``study.html``: the interactive page (:func:`spikecim.report.study.write_study_page`): every
+  trial hoverable on the Pareto plot, the baseline marked, hypervolume over trials, importance
 
 The hypervolume is Optuna's own (``optuna._hypervolume.compute_hypervolume``, on the
 objectives turned to minimisation): the volume dominated by the feasible front up to a
@@ -188,6 +190,9 @@ def write_outputs(doc: dict[str, Any], out_dir: str | Path) -> list[Path]:
     paths += [_csv(front, out / "pareto.csv"), _csv(doc["trials"], out / "trials.csv")]
     paths += _plots(doc, out)
     paths.append(_markdown(doc, out / "summary.md"))
+    from spikecim.report.study import write_study_page
+
+    paths.append(write_study_page(out))
     return paths
 
 
@@ -355,7 +360,7 @@ def _markdown(doc: dict, path: Path) -> Path:
         lines += [f"- {k}: {v:.3f}" for k, v in doc["importance"].items()]
     lines += [
         "",
-        "Files: dse.json, pareto.csv, pareto.json, trials.csv, pareto.png, hypervolume.png"
+        "Files: study.html, dse.json, pareto.csv, pareto.json, trials.csv, pareto.png, hypervolume.png"
         + (", importance.png" if doc["importance"] else "")
         + ".",
     ]
