@@ -1,14 +1,16 @@
 """Attention on crossbars (not a test): run ``python benchmarks/bench_attention.py``.
 
-A one-encoder softmax-attention classifier on digits (8×8 images in 2×2 patches: 16 tokens
-of 4 pixels, width 32, 2 heads, pre-norm encoder with an MLP, mean pooling) is trained
-digitally, then:
+vit-tiny (``--model vit-tiny``, the default) or a one-encoder softmax-attention classifier
+(``--model tiny``: 8×8 images in 2×2 patches, 16 tokens of 4 pixels, width 32, 2 heads,
+pre-norm encoder with an MLP, mean pooling) is trained digitally on digits, then:
 
 1. **Write-noise sweep** (ClipFormer's experiment, :func:`spikecim.analog.write_sweep.write_noise_sweep`):
    K and V written into RRAM-like crossbars at every inference (g_max 10 µS = 1/100 kΩ,
    on/off 100, 8-bit weights at 2 bits per cell, 8-bit DAC, as ClipFormer's setup), static
    projections on the same crossbars; accuracy against γ ∈ {0, 3, 4, 5} with ClipFormer off
-   and on (α = 2, β = 0.25), before and after hardware-aware (variation-aware) training;
+   and on (α = 2, β = ``--beta``), K and V mapped per tile or with one range per product
+   calibrated on 256 training images (``--operand-range``, ``--percentile``), before and
+   after hardware-aware (variation-aware) training;
    mean over programming seeds. Writes ``attention_write_noise.png`` and the JSON.
 2. **Speed**: the noisy analog forward (write noise γ = 5, ClipFormer, PCM read noise on the
    static layers) against the digital forward of the same model and batch, median of
