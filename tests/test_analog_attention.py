@@ -115,6 +115,40 @@ def test_write_noise_mean_and_variance_follow_the_txsim_formula():
     assert torch.equal(g[1], torch.full_like(g[1], g_min))  # at G_min the noise vanishes
 
 
+def test_clipformer_transforms_the_entries_before_the_write_so_clipped_cells_draw_less_noise():
+    """ClipFormer on K/V before they are written: an entry at G_max clipped to β·G_max is
+    written there, so its write noise has the TxSim variance at β·G_max, not at G_max."""
+    g_min, g_max, gamma, sigma, beta, n = 0.0, 10.0, 3.0, 0.05, 0.5, 100_000
+    cfg = load_crossbar_config(
+        {
+            "g_min_us": g_min,
+            "g_max_us": g_max,
+            "tile_cols": n,
+            "dynamic": {
+                "unit": "crossbar",
+                "write_noise_gamma": gamma,
+                "write_noise_sigma": sigma,
+                "clipformer": {"enabled": True, "alpha": 1.0, "beta": beta},
+            },
+        }
+    )
+    torch.manual_seed(0)
+    g, _, _ = AnalogMatMul(cfg, "crossbar").conductances(torch.ones(1, 1, n))
+    col = g[0, 0].flatten().double()
+    G = beta * g_max
+    var = gamma**2 * sigma**2 * (G - g_min) * (g_max - g_min)
+    assert abs(col.mean().item() - G) < 5 * math.sqrt(var / n)
+    assert col.var().item() == pytest.approx(var, rel=0.03)
+
+
+def test_calibrated_operand_range_without_calibration_samples_is_refused_by_monte_carlo(model):
+    from spikecim.analog.evaluate import monte_carlo
+
+    am = to_analog(model, _cfg(operand_range="calibrated"))
+    with pytest.raises(SpikecimError, match="calibration_samples.*dynamic.operand_range"):
+        monte_carlo(am, _x(4), torch.zeros(4, dtype=torch.long), [0])
+
+
 def test_write_noise_draws_nothing_at_gamma_zero():
     u = torch.linspace(0, 1, 11)
     assert torch.equal(write_noise(u, 0.0, 1.0, 0.0), u)
