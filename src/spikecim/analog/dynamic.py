@@ -12,12 +12,13 @@ Q·Kᵀ, V for A·V and for Kᵀ·V) and the rows of ``a [..., M, K]`` are strea
    ``operand_percentile`` of |b|; entries beyond it saturate at G_max), differential pair
    or offset, ``weight_bits`` and bit slicing, ``conductance_levels``;
    G = G_min + level·(G_max − G_min).
-2. **Write noise** (crossbar only; TxSim form used by ClipFormer, docs/references.md#write-noise):
+2. **ClipFormer** (crossbar only, when enabled; docs/references.md#clipformer), on each
+   entry's magnitude before it is sliced and written, as the conductance G it maps to:
+   G ← max(G − (α − 1)·G_min, G_min), then G ← min(G, β·G_max) (α = β = 1: the identity;
+   docs/transformers.md#clipformer).
+3. **Write noise** (crossbar only; TxSim form used by ClipFormer, docs/references.md#write-noise):
    G' = max(G + γ·sqrt((G − G_min)(G_max − G_min))·σ·N(0, 1), 0), a fresh draw from the
    global torch RNG at every call (seeded by the Monte-Carlo loop, as the read noise).
-3. **ClipFormer** (crossbar only, when enabled; docs/references.md#clipformer):
-   G ← max(G − (α − 1)·G_min, G_min), then G ← min(G, β·G_max) (α = β = 1: the identity
-   on [G_min, G_max]; docs/transformers.md#clipformer).
 4. **Read**: the device's read noise at t = 0 (just written: no drift), normalised to
    (G − G_min)/(G_max − G_min), G+ − G− (or minus the offset reference).
 5. **DAC** on each row of ``a`` per input tile (abs-max, ``dac.bits``), the MVM, output
