@@ -1,14 +1,16 @@
 """Attention on crossbars (not a test): run ``python benchmarks/bench_attention.py``.
 
-A one-encoder softmax-attention classifier on digits (8×8 images in 2×2 patches: 16 tokens
-of 4 pixels, width 32, 2 heads, pre-norm encoder with an MLP, mean pooling) is trained
-digitally, then:
+vit-tiny (``--model vit-tiny``, the default) or a one-encoder softmax-attention classifier
+(``--model tiny``: 8×8 images in 2×2 patches, 16 tokens of 4 pixels, width 32, 2 heads,
+pre-norm encoder with an MLP, mean pooling) is trained digitally on digits, then:
 
 1. **Write-noise sweep** (ClipFormer's experiment, :func:`spikecim.analog.write_sweep.write_noise_sweep`):
    K and V written into RRAM-like crossbars at every inference (g_max 10 µS = 1/100 kΩ,
    on/off 100, 8-bit weights at 2 bits per cell, 8-bit DAC, as ClipFormer's setup), static
    projections on the same crossbars; accuracy against γ ∈ {0, 3, 4, 5} with ClipFormer off
-   and on (α = 2, β = 0.25), before and after hardware-aware (variation-aware) training;
+   and on (α = 2, β = ``--beta``), K and V mapped per tile or with one range per product
+   calibrated on 256 training images (``--operand-range``, ``--percentile``), before and
+   after hardware-aware (variation-aware) training;
    mean over programming seeds. Writes ``attention_write_noise.png`` and the JSON.
 2. **Speed**: the noisy analog forward (write noise γ = 5, ClipFormer, PCM read noise on the
    static layers) against the digital forward of the same model and batch, median of
@@ -88,15 +90,38 @@ class TinyViT(nn.Module):
         return self.head(t.mean(1))
 
 
-def train(model, x, y, epochs: int, seed: int = 0) -> nn.Module:
+class OneStep(nn.Module):
+    """A time-major model (``x[T, B, ...] -> logits[T, B, classes]``, vit-tiny) run for one
+    step on ``x[B, ...]``: ``model(x[None])[0]``."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(x[None])[0]
+
+
+def build(name: str) -> nn.Module:
+    if name == "tiny":
+        return TinyViT()
+    from spikecim.models import create_model
+
+    return OneStep(create_model("vit-tiny", spiking=False, num_classes=10, in_channels=1, input_size=8))
+
+
+def train(model, x, y, epochs: int, seed: int = 0, lr: float = 3e-3) -> nn.Module:
     gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
     for _ in range(epochs):
         for idx in torch.randperm(len(x), generator=gen).split(64):
             opt.zero_grad()
             F.cross_entropy(model(x[idx]), y[idx]).backward()
             opt.step()
-    return model.eval()
+        sched.step()
+    model.eval()
+    return model
 
 
 def accuracy(model, x, y) -> float:
@@ -116,7 +141,26 @@ def median_time(fn, repeats: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument(
+        "--model",
+        choices=["vit-tiny", "tiny"],
+        default="vit-tiny",
+        help="vit-tiny (registered) or the one-encoder model above",
+    )
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument(
+        "--operand-range",
+        choices=["tile", "calibrated"],
+        default="calibrated",
+        help="K/V mapping: each tile by its abs-max, or one range per product calibrated on 256 training images",
+    )
+    ap.add_argument("--beta", type=float, default=0.25, help="ClipFormer's clip β (α = 2)")
+    ap.add_argument(
+        "--percentile",
+        type=float,
+        default=100.0,
+        help="percentile of |K|, |V| for --operand-range calibrated",
+    )
     ap.add_argument("--seeds", type=int, default=5, help="programming seeds per point")
     ap.add_argument("--sigma", type=float, default=None, help="write-noise σ (default: the config's)")
     ap.add_argument("--repeats", type=int, default=20)
@@ -132,7 +176,9 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     data = load_dataset("digits")
-    model = train(TinyViT(), data.x_train, data.y_train, args.epochs)
+    model = train(
+        build(args.model), data.x_train, data.y_train, args.epochs, lr=3e-3 if args.model == "tiny" else 2e-3
+    )
     vat = hwa_train(
         model,
         data.x_train,
@@ -144,8 +190,13 @@ def main() -> None:
         "direct",
     ).eval()
     crossbar = dict(CROSSBAR)
+    crossbar["dynamic"] = {
+        "operand_range": args.operand_range,
+        "operand_percentile": args.percentile,
+        "clipformer": {"alpha": 2.0, "beta": args.beta},
+    }
     if args.sigma is not None:
-        crossbar["dynamic"] = {"write_noise_sigma": args.sigma}
+        crossbar["dynamic"]["write_noise_sigma"] = args.sigma
     cfg = load_crossbar_config(crossbar)
     n = args.samples
     ideal = {
@@ -157,10 +208,10 @@ def main() -> None:
     start = time.perf_counter()
     x_test, y_test = data.x_test[: args.samples], data.y_test[: args.samples]
     sweep = write_noise_sweep(
-        {"plain": model, "hwa": vat}, x_test, y_test, cfg, gammas, seeds, ModelInput(None)
+        {"plain": model, "hwa": vat}, x_test, y_test, cfg, gammas, seeds, ModelInput(None), data.x_train[:256]
     )
     sweep_s = time.perf_counter() - start
-    title = f"TinyViT on digits, RRAM 8-bit/2-bit cells, σ = {cfg.dynamic.write_noise_sigma:g}"
+    title = f"{args.model} on digits, K/V range {args.operand_range}, RRAM 8-bit/2-bit cells, σ = {cfg.dynamic.write_noise_sigma:g}"
     plot_write_noise_sweep(sweep, ideal, out / "attention_write_noise.png", title)
 
     # speed: noisy analog (write noise γ = 5 + ClipFormer + PCM read noise) vs digital forward

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -114,6 +115,40 @@ def test_write_noise_mean_and_variance_follow_the_txsim_formula():
     assert torch.equal(g[1], torch.full_like(g[1], g_min))  # at G_min the noise vanishes
 
 
+def test_clipformer_transforms_the_entries_before_the_write_so_clipped_cells_draw_less_noise():
+    """ClipFormer on K/V before they are written: an entry at G_max clipped to β·G_max is
+    written there, so its write noise has the TxSim variance at β·G_max, not at G_max."""
+    g_min, g_max, gamma, sigma, beta, n = 0.0, 10.0, 3.0, 0.05, 0.5, 100_000
+    cfg = load_crossbar_config(
+        {
+            "g_min_us": g_min,
+            "g_max_us": g_max,
+            "tile_cols": n,
+            "dynamic": {
+                "unit": "crossbar",
+                "write_noise_gamma": gamma,
+                "write_noise_sigma": sigma,
+                "clipformer": {"enabled": True, "alpha": 1.0, "beta": beta},
+            },
+        }
+    )
+    torch.manual_seed(0)
+    g, _, _ = AnalogMatMul(cfg, "crossbar").conductances(torch.ones(1, 1, n))
+    col = g[0, 0].flatten().double()
+    G = beta * g_max
+    var = gamma**2 * sigma**2 * (G - g_min) * (g_max - g_min)
+    assert abs(col.mean().item() - G) < 5 * math.sqrt(var / n)
+    assert col.var().item() == pytest.approx(var, rel=0.03)
+
+
+def test_calibrated_operand_range_without_calibration_samples_is_refused_by_monte_carlo(model):
+    from spikecim.analog.evaluate import monte_carlo
+
+    am = to_analog(model, _cfg(operand_range="calibrated"))
+    with pytest.raises(SpikecimError, match="calibration_samples.*dynamic.operand_range"):
+        monte_carlo(am, _x(4), torch.zeros(4, dtype=torch.long), [0])
+
+
 def test_write_noise_draws_nothing_at_gamma_zero():
     u = torch.linspace(0, 1, 11)
     assert torch.equal(write_noise(u, 0.0, 1.0, 0.0), u)
@@ -139,8 +174,70 @@ def test_clipformer_shifts_by_alpha_gmin_and_clips_at_beta_gmax():
     )
     b = torch.tensor([[[1.0, 0.5, 0.25, 0.0]]])  # G = 9, 5, 3, 1 µS before ClipFormer
     g, _, _ = AnalogMatMul(cfg, "crossbar").conductances(b)
-    # max(G − 2, 1) = 7, 3, 1, 1; then min(·, 4.5)
-    assert g[0, 0].flatten().tolist() == [4.5, 3.0, 1.0, 1.0]
+    # max(G − (2 − 1)·1, 1) = 8, 4, 2, 1; then min(·, 0.5·9)
+    assert g[0, 0].flatten().tolist() == [4.5, 4.0, 2.0, 1.0]
+
+
+def test_clipformer_with_alpha_one_and_beta_one_is_the_identity_for_gmin_above_zero():
+    cfg = {"g_min_us": 1.0, "g_max_us": 9.0, "dynamic": {"unit": "crossbar"}}
+    b = torch.tensor([[[1.0, 0.5, 0.25, 0.0]]])  # G = 1 + 8·(1, 0.5, 0.25, 0) µS
+    on = {**cfg, "dynamic": {"unit": "crossbar", "clipformer": {"enabled": True, "alpha": 1.0, "beta": 1.0}}}
+    g, _, _ = AnalogMatMul(load_crossbar_config(on), "crossbar").conductances(b)
+    assert g[0, 0].flatten().tolist() == [9.0, 5.0, 3.0, 1.0]
+
+
+class _SelfProduct(nn.Module):
+    """x @ xᵀ: the written operand is xᵀ."""
+
+    def __init__(self):
+        super().__init__()
+        self.mm = ops.MatMul()
+
+    def forward(self, x):
+        return self.mm(x, x.transpose(-2, -1))
+
+
+@pytest.mark.parametrize("pct", [100.0, 50.0])
+def test_calibrated_operand_range_is_the_percentile_of_the_written_entries(pct):
+    from spikecim.analog import calibrate_adc
+
+    g = torch.Generator().manual_seed(3)
+    batches = [torch.randn(2, 3, 4, generator=g), 3 * torch.randn(1, 3, 4, generator=g)]
+    cfg = _cfg(operand_range="calibrated", operand_percentile=pct)
+    am = to_analog(_SelfProduct(), cfg)
+    calibrate_adc(am, batches)
+    entries = torch.cat([b.abs().flatten() for b in batches]).numpy()
+    want = entries.max() if pct == 100 else np.percentile(entries, pct)
+    assert am.mm.operand_bound == pytest.approx(float(want), rel=1e-6)
+
+
+def test_calibrated_operand_range_maps_entries_by_the_fixed_range_and_saturates_beyond():
+    cfg = load_crossbar_config(
+        {"g_min_us": 1.0, "g_max_us": 9.0, "dynamic": {"unit": "crossbar", "operand_range": "calibrated"}}
+    )
+    layer = AnalogMatMul(cfg, "crossbar")
+    layer.operand_bound = 2.0
+    b = torch.tensor([[[1.0, 0.5, 0.0, 4.0]]])  # |b|/2 = 0.5, 0.25, 0, 1 (4 saturates at G_max)
+    g, _, _ = layer.conductances(b)
+    assert g[0, 0].flatten().tolist() == [5.0, 3.0, 1.0, 9.0]
+
+
+def test_calibrated_operand_range_without_calibration_is_refused_in_one_line():
+    layer = AnalogMatMul(load_crossbar_config(_cfg(operand_range="calibrated")), "crossbar")
+    with pytest.raises(SpikecimError, match="dynamic.operand_range"):
+        layer(torch.randn(2, 3), torch.randn(3, 2))
+
+
+def test_ideal_analog_vit_tiny_with_written_products_equals_the_digital_model():
+    from spikecim.models import create_model
+
+    torch.manual_seed(0)
+    vit = create_model("vit-tiny", spiking=False, num_classes=10, in_channels=1, input_size=8).eval()
+    x = torch.randn(1, 4, 1, 8, 8, generator=torch.Generator().manual_seed(5))  # [T, B, C, H, W]
+    am = to_analog(vit, _cfg())
+    assert len([m for m in am.modules() if isinstance(m, AnalogMatMul)]) >= 4
+    with torch.no_grad():
+        assert torch.allclose(am(x), vit(x), atol=1e-5)
 
 
 def test_sram_unit_has_no_write_noise_and_the_crossbar_has():

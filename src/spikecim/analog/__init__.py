@@ -20,6 +20,7 @@ _EXPORTS = {
     "load_crossbar_config": "config",
     "analog_layers": "convert",
     "calibrate_adc": "convert",
+    "calibrate_operands": "convert",
     "drift": "convert",
     "program": "convert",
     "to_analog": "convert",

@@ -152,7 +152,8 @@ DynamicUnit = Literal["digital", "crossbar", "sram"]
 class ClipFormerConfig(_Section):
     """ClipFormer (Bhattacharjee, Moitra, Panda, IEEE TCAD 2024; docs/references.md#clipformer),
     at inference only, on the conductances written at run time (K and V of attention):
-    G ← max(G − α·G_min, G_min), then G ← min(G, β·G_max)."""
+    G ← max(G − (α − 1)·G_min, G_min), then G ← min(G, β·G_max): α = 1 and β = 1 leave every
+    written conductance in [G_min, G_max] where it is (docs/transformers.md#clipformer)."""
 
     enabled: bool = False
     alpha: float = Field(2.0, ge=1, le=1e6, description="shift α ≥ 1, in units of G_min")
@@ -175,6 +176,14 @@ class DynamicConfig(_Section):
     write_noise_gamma: float = Field(0.0, ge=0, le=1e3, description="γ, the write-noise factor")
     write_noise_sigma: float = Field(0.01, ge=0, le=1e3, description="σ of the normal draw")
     clipformer: ClipFormerConfig = ClipFormerConfig()
+    operand_range: Literal["tile", "calibrated"] = Field(
+        "tile",
+        description="scale of the written operand: 'tile' (each tile by its abs-max) or "
+        "'calibrated' (one range per product, a percentile of |operand| on calibration data)",
+    )
+    operand_percentile: float = Field(
+        100.0, gt=0, le=100, description="percentile of |operand| for operand_range 'calibrated'"
+    )
 
     def unit_of(self, name: str) -> DynamicUnit:
         """The unit of the MatMul module called ``name`` (dotted path in the model)."""

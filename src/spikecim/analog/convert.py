@@ -32,7 +32,15 @@ from spikecim.analog.tiles import set_time
 from spikecim.errors import SpikecimError
 from spikecim.quant import PercentileObserver, observing
 
-__all__ = ["analog_layers", "calibrate_adc", "drift", "program", "to_analog", "to_digital"]
+__all__ = [
+    "analog_layers",
+    "calibrate_adc",
+    "calibrate_operands",
+    "drift",
+    "program",
+    "to_analog",
+    "to_digital",
+]
 
 
 def analog_layers(model: nn.Module) -> list[AnalogLayer]:
@@ -126,6 +134,29 @@ def drift(model: nn.Module, t_s: float) -> nn.Module:
     return model
 
 
+def calibrate_operands(model: nn.Module, batches: Iterable[torch.Tensor]) -> nn.Module:
+    """Set the written-operand range (:attr:`AnalogMatMul.operand_bound`) of every product
+    whose config says ``dynamic.operand_range: calibrated`` to ``dynamic.operand_percentile``
+    of |b| over ``batches`` (the products computed digitally meanwhile; 1.0 where b was 0)."""
+    layers = [m for m in dynamic_layers(model) if m.config.dynamic.operand_range == "calibrated"]
+    if not layers:
+        return model
+
+    def observer(layer: AnalogMatMul) -> PercentileObserver:
+        return PercentileObserver(layer.config.dynamic.operand_percentile, absolute=True)
+
+    with (
+        observing(layers, observer, attach=lambda m, obs: m.attach_operand_observer(obs)) as obs_,
+        torch.no_grad(),
+    ):
+        for x in batches:
+            model(x)
+    for layer, obs in zip(layers, obs_, strict=True):
+        bound = float(obs.compute_range()[1])
+        layer.operand_bound = bound if bound > 0 else 1.0
+    return model
+
+
 def calibrate_adc(
     model: nn.Module, batches: Iterable[torch.Tensor], percentile: float | None = None
 ) -> nn.Module:
@@ -135,7 +166,10 @@ def calibrate_adc(
     Observe, then compute, then apply: a :class:`~spikecim.quant.PercentileObserver` is
     attached before each such layer's ADC (which converts nothing while observed, so every
     calibrated layer sees unclipped inputs), the batches run, the observers are detached
-    and each bound is set from its observer (1.0 where every output was 0)."""
+    and each bound is set from its observer (1.0 where every output was 0). Before that,
+    :func:`calibrate_operands` fixes the range of the operands written at run time."""
+    batches = list(batches)
+    calibrate_operands(model, batches)
     layers = [
         layer
         for layer in [*analog_layers(model), *dynamic_layers(model)]

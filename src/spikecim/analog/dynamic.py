@@ -6,13 +6,19 @@ second operand ``b [..., K, N]`` is **written** into crossbars (K rows, N column
 Q·Kᵀ, V for A·V and for Kᵀ·V) and the rows of ``a [..., M, K]`` are streamed through it:
 
 1. **Mapping**, as for static weights (:func:`spikecim.analog.tiles.normalised_to_levels`):
-   each tile of each matrix scaled by its abs-max, differential pair or offset,
-   ``weight_bits`` and bit slicing, ``conductance_levels``; G = G_min + level·(G_max − G_min).
-2. **Write noise** (crossbar only; TxSim form used by ClipFormer, docs/references.md#write-noise):
+   each tile of each matrix scaled by its abs-max (``dynamic.operand_range: tile``) or every
+   entry by one range per product fixed on calibration data (``calibrated``:
+   :func:`spikecim.analog.calibrate_adc` sets :attr:`AnalogMatMul.operand_bound` to the
+   ``operand_percentile`` of |b|; entries beyond it saturate at G_max), differential pair
+   or offset, ``weight_bits`` and bit slicing, ``conductance_levels``;
+   G = G_min + level·(G_max − G_min).
+2. **ClipFormer** (crossbar only, when enabled; docs/references.md#clipformer), on each
+   entry's magnitude before it is sliced and written, as the conductance G it maps to:
+   G ← max(G − (α − 1)·G_min, G_min), then G ← min(G, β·G_max) (α = β = 1: the identity;
+   docs/transformers.md#clipformer).
+3. **Write noise** (crossbar only; TxSim form used by ClipFormer, docs/references.md#write-noise):
    G' = max(G + γ·sqrt((G − G_min)(G_max − G_min))·σ·N(0, 1), 0), a fresh draw from the
    global torch RNG at every call (seeded by the Monte-Carlo loop, as the read noise).
-3. **ClipFormer** (crossbar only, when enabled; docs/references.md#clipformer):
-   G ← max(G − α·G_min, G_min), then G ← min(G, β·G_max).
 4. **Read**: the device's read noise at t = 0 (just written: no drift), normalised to
    (G − G_min)/(G_max − G_min), G+ − G− (or minus the offset reference).
 5. **DAC** on each row of ``a`` per input tile (abs-max, ``dac.bits``), the MVM, output
@@ -57,10 +63,10 @@ def write_noise(u: torch.Tensor, gamma: float, sigma: float, floor: float) -> to
 
 
 def clipformer(u: torch.Tensor, g_min_us: float, g_max_us: float, cfg: ClipFormerConfig) -> torch.Tensor:
-    """Shift then clip, G ← max(G − α·G_min, G_min), G ← min(G, β·G_max), in units of the
-    span u = (G − G_min)/(G_max − G_min) (a new tensor)."""
+    """Shift then clip, G ← max(G − (α − 1)·G_min, G_min), G ← min(G, β·G_max), in units of
+    the span u = (G − G_min)/(G_max − G_min) (a new tensor)."""
     span = g_max_us - g_min_us
-    shifted = (u - cfg.alpha * g_min_us / span).clamp_(min=0.0)
+    shifted = (u - (cfg.alpha - 1.0) * g_min_us / span).clamp_(min=0.0)
     return shifted.clamp_(max=(cfg.beta * g_max_us - g_min_us) / span)
 
 
@@ -81,6 +87,8 @@ class AnalogMatMul(nn.Module):
         r = config.adc.range
         self.adc_bound = float(r) if not isinstance(r, str) else None  # 'calibrated': set by calibrate_adc
         self._adc_observers: OrderedDict[int, Observer] = OrderedDict()
+        self._operand_observers: OrderedDict[int, Observer] = OrderedDict()
+        self.operand_bound: float | None = None  # operand_range 'calibrated': set by calibrate_adc
 
     def extra_repr(self) -> str:
         return f"unit={self.unit}"
@@ -90,6 +98,13 @@ class AnalogMatMul(nn.Module):
         forward until the handle's ``remove()``; meanwhile the ADC is bypassed."""
         handle = RemovableHandle(self._adc_observers)
         self._adc_observers[handle.id] = observer
+        return handle
+
+    def attach_operand_observer(self, observer: Observer) -> RemovableHandle:
+        """Show ``observer`` the written operand ``b`` at every forward until the handle's
+        ``remove()``; meanwhile the product is computed digitally (``a @ b``)."""
+        handle = RemovableHandle(self._operand_observers)
+        self._operand_observers[handle.id] = observer
         return handle
 
     def to_digital(self) -> nn.Module:
@@ -106,6 +121,10 @@ class AnalogMatMul(nn.Module):
         (M, K), N = a.shape[-2:], b.shape[-1]
         a3 = a.expand(*lead, M, K).reshape(-1, M, K)
         b3 = b.expand(*lead, K, N).reshape(-1, K, N)
+        if self._operand_observers:
+            for obs in self._operand_observers.values():
+                obs.observe(b3.detach())
+            return torch.bmm(a3, b3).reshape(*lead, M, N)
         y = self._crossbar(a3, b3)
         if torch.is_grad_enabled() and (a.requires_grad or b.requires_grad):
             exact = torch.bmm(a3, b3)  # straight-through: the crossbar's value, the gradient of a @ b
@@ -136,29 +155,36 @@ class AnalogMatMul(nn.Module):
         R, C = min(cfg.tile_rows, K), min(cfg.tile_cols, N)
         n_in, n_out = -(-K // R), -(-N // C)
         bt = F.pad(b.detach(), (0, n_out * C - N, 0, n_in * R - K)).view(Bn, n_in, R, n_out, C)
-        w_scale = nonzero_scale(bt.abs().amax(dim=(2, 4), keepdim=True))  # [B, n_in, 1, n_out, 1]
-        wn = bt / w_scale
+        if cfg.dynamic.operand_range == "calibrated":
+            if self.operand_bound is None:
+                raise SpikecimError(
+                    "analog.dynamic.operand_range: 'calibrated' needs calibration samples "
+                    "(calibrate_adc) before the forward; give some, or use 'tile'"
+                )
+            w_scale = torch.full(
+                (Bn, n_in, 1, n_out, 1), self.operand_bound, dtype=bt.dtype, device=bt.device
+            )
+            wn = (bt / self.operand_bound).clamp_(-1.0, 1.0)  # beyond the range: G_max
+        else:
+            w_scale = nonzero_scale(bt.abs().amax(dim=(2, 4), keepdim=True))  # [B, n_in, 1, n_out, 1]
+            wn = bt / w_scale
+        dyn = cfg.dynamic
+        if self.unit == "crossbar" and dyn.clipformer.enabled:  # on |entry| before it is written
+            wn = clipformer(wn.abs(), cfg.g_min_us, cfg.g_max_us, dyn.clipformer).mul_(torch.sign(wn))
         u, gain = normalised_to_levels(wn, cfg, magnitude=signed)  # signed: the cell of |b| only
         if self.unit == "crossbar":
-            dyn = cfg.dynamic
             floor = -cfg.g_min_us / (cfg.g_max_us - cfg.g_min_us)  # G' ≥ 0
             u = write_noise(u, dyn.write_noise_gamma, dyn.write_noise_sigma, floor)
-            if dyn.clipformer.enabled:
-                u = clipformer(u, cfg.g_min_us, cfg.g_max_us, dyn.clipformer)
         return u, w_scale, gain.to(b.device), torch.sign(wn) if signed else None
 
     def _idle_cell_exact(self) -> bool:
-        """Whether a cell written at G_min reads exactly G_min: no read noise there, and
-        ClipFormer's clip bound β·G_max not below G_min (write noise vanishes at G_min and the
-        shift is floored at G_min)."""
+        """Whether a cell written at G_min reads exactly G_min: no read noise there (write
+        noise vanishes at G_min, and ClipFormer acts on the entries before they are written)."""
         cfg = self.config
         if cfg.mapping != "differential":
             return False
         if self.unit != "crossbar":
             return True
-        clip = cfg.dynamic.clipformer
-        if clip.enabled and clip.beta * cfg.g_max_us < cfg.g_min_us:
-            return False
         if not cfg.device.has_read_noise:
             return True
         g = torch.full((1,), cfg.g_min_us)

@@ -18,6 +18,7 @@ from torch import nn
 
 from spikecim.analog.config import CrossbarConfig, load_crossbar_config
 from spikecim.analog.convert import analog_layers, calibrate_adc, drift, program, to_analog
+from spikecim.analog.dynamic import dynamic_layers
 from spikecim.errors import SpikecimError
 from spikecim.train.evaluate import ModelInput, evaluate
 from spikecim.train.seeding import seeded
@@ -68,10 +69,12 @@ def monte_carlo(
             layer for layer in analog_layers(analog_model)
             if layer.config.adc.enabled and layer.config.adc.range == "calibrated"
         ]  # fmt: skip
+        calibrated += [m for m in dynamic_layers(analog_model) if m.config.dynamic.operand_range == "calibrated"]
         if calibrated:
             raise SpikecimError(
-                "calibration_samples: the crossbar's adc.range is 'calibrated' but no calibration "
-                "samples were given; give some, or set adc.range to 'max' or a number"
+                "calibration_samples: the crossbar's adc.range or dynamic.operand_range is 'calibrated' "
+                "but no calibration samples were given; give some, or set adc.range to 'max' or a "
+                "number and dynamic.operand_range to 'tile'"
             )
     inputs = _inputs(timesteps, encoder)
     accs = []
