@@ -182,7 +182,7 @@ def test_bench_analog_without_aihwkit_times_spikecim_alone_with_a_note(monkeypat
         (["bench", "--suite", "analog", "--batch", "4"], "--batch: only for --suite lif or train"),
         (["bench", "--suite", "analog", "--timesteps", "5"], "--timesteps: only for --suite lif or train"),
         (["bench", "--suite", "analog", "--features", "8"], "--features: only for --suite lif"),
-        (["bench", "--suite", "digital"], "--suite: unknown 'digital', allowed: lif, analog, train"),
+        (["bench", "--suite", "digital"], "--suite: unknown 'digital', allowed: lif, analog, train, hwa"),
     ],
 )
 def test_bench_option_of_another_suite_is_a_one_line_error(argv, message, capsys):

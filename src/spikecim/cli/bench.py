@@ -7,10 +7,12 @@
     spikecim bench --suite analog --quick
     spikecim bench --suite train        VGG-9 and ResNet-19 training steps against SpikingJelly, snnTorch
     spikecim bench --suite train --batch 16 --library spikecim --library spikingjelly
+    spikecim bench --suite hwa          hardware-aware training step against aihwkit-lightning, aihwkit
 
 A thin shell over :func:`spikecim.nn.kernels.benchmark.run_lif_benchmark` (``--suite lif``),
-:func:`spikecim.analog.benchmark.run_analog_benchmark` (``--suite analog``) and
-:func:`spikecim.train.benchmark.run_train_benchmark` (``--suite train``).
+:func:`spikecim.analog.benchmark.run_analog_benchmark` (``--suite analog``),
+:func:`spikecim.train.benchmark.run_train_benchmark` (``--suite train``) and
+:func:`spikecim.analog.hwa_benchmark.run_hwa_benchmark` (``--suite hwa``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import typer
 
 from spikecim.errors import SpikecimError
 
-SUITES = ("lif", "analog", "train")
+SUITES = ("lif", "analog", "train", "hwa")
 QUICK = {"batches": (2,), "timesteps": 5, "features": 16, "repeats": 2, "warmup": 1}
 LIF_DEFAULTS = {"batches": (16, 64), "timesteps": 100, "features": 512, "repeats": 7}
 ANALOG_DEFAULTS = {"repeats": 5, "threads": 1}  # 1 thread: stable timings on a shared machine
@@ -32,7 +34,9 @@ SUITE_OPTIONS = {
     "lif": ("batch", "timesteps", "features", "library"),
     "analog": (),
     "train": ("batch", "timesteps", "library"),
+    "hwa": (),
 }
+HWA_DEFAULTS = {"repeats": 5, "threads": 1}
 
 
 def register(app: typer.Typer) -> None:
@@ -46,7 +50,8 @@ def bench_cmd(
             "--suite",
             help="lif: Linear + LIF against snnTorch, SpikingJelly, Norse; "
             "analog: noisy crossbar inference against aihwkit, and IR drop; "
-            "train: VGG-9 and ResNet-19 training steps (T=4, 3x32x32) against SpikingJelly, snnTorch",
+            "train: VGG-9 and ResNet-19 training steps (T=4, 3x32x32) against SpikingJelly, snnTorch; "
+            "hwa: hardware-aware training step and analog conversion against aihwkit-lightning, aihwkit",
         ),
     ] = "lif",
     quick: Annotated[
@@ -56,7 +61,7 @@ def bench_cmd(
             metavar="",
             help="a tiny size in 2 rounds, overriding --repeats (lif: T=5, B=2, 16 features, "
             "overriding --timesteps, --features; analog: a tiny MLP and convnet, a 32x32 array; "
-            "train: width 1/16, 8x8 input, T=2, B=2)",
+            "train: width 1/16, 8x8 input, T=2, B=2; hwa: a tiny MLP and convnet)",
         ),
     ] = False,
     batch: Annotated[
@@ -79,7 +84,7 @@ def bench_cmd(
         typer.Option(
             "--repeats",
             "-r",
-            help="timed rounds, >= 1; the median is reported (default: lif 7, analog 5, train 5)",
+            help="timed rounds, >= 1; the median is reported (default: lif 7, analog 5, train 5, hwa 5)",
         ),
     ] = None,
     library: Annotated[
@@ -93,14 +98,17 @@ def bench_cmd(
     ] = None,
     threads: Annotated[
         int | None,
-        typer.Option("--threads", help="torch threads, >= 1 (default: lif torch's, analog 1)"),
+        typer.Option(
+            "--threads", help="torch threads, >= 1 (default: lif and train torch's, analog and hwa 1)"
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", metavar="", help="print the results as JSON")] = False,
 ) -> None:
     """Time spikecim against peer libraries: Linear + LIF forward+backward against snnTorch,
     SpikingJelly, Norse and the Linear floor (--suite lif), noisy analog inference against
-    aihwkit plus the IR-drop solvers (--suite analog), or a whole-network SNN training step
-    against SpikingJelly and snnTorch (--suite train)."""
+    aihwkit plus the IR-drop solvers (--suite analog), a whole-network SNN training step
+    against SpikingJelly and snnTorch (--suite train), or a hardware-aware training step and
+    the analog conversion against aihwkit-lightning and aihwkit (--suite hwa)."""
     if suite not in SUITES:
         raise SpikecimError(f"--suite: unknown '{suite}', allowed: {', '.join(SUITES)}")
     checks = [("timesteps", timesteps), ("features", features), ("repeats", repeats), ("threads", threads)]
@@ -118,6 +126,15 @@ def bench_cmd(
         _analog(quick, repeats, threads, as_json)
     elif suite == "train":
         _train(quick, batch, timesteps, repeats, library, threads, as_json)
+    elif suite == "hwa":
+        from spikecim.analog.hwa_benchmark import format_report, run_hwa_benchmark
+
+        report = run_hwa_benchmark(
+            repeats=HWA_DEFAULTS["repeats"] if repeats is None else repeats,
+            threads=HWA_DEFAULTS["threads"] if threads is None else threads,
+            quick=quick,
+        )
+        print(report.to_json() if as_json else format_report(report))
     else:
         _lif(quick, batch, timesteps, features, repeats, library, threads, as_json)
 
