@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from spikecim.timing import torch_threads
+from spikecim.timing import peak_mib, torch_threads
 
 __all__ = ["TRAIN_LIBRARIES", "TrainBenchReport", "TrainBenchRow", "format_report", "run_train_benchmark"]
 
@@ -247,16 +247,10 @@ def run_train_benchmark(
                             median_ms=medians[name] * 1e3,
                             min_ms=min(times[name]) * 1e3,
                             spikecim_speedup=medians[name] / ours if ours else None,
-                            peak_mib=_peak_mib(step),
+                            peak_mib=peak_mib(step),
                         )
                     )
         return report
-
-
-def _peak_mib(step: Callable[[], None]) -> float | None:
-    from spikecim.nn.kernels.benchmark import _peak_mib as peak
-
-    return peak(step)
 
 
 def format_report(report: TrainBenchReport) -> str:
