@@ -43,13 +43,13 @@ def test_bench_train_quick_prints_every_column_and_a_row_per_model_and_library(c
     assert all(r[5] == "1.00" for r in rows[1:] if r[1] == "spikecim")
 
 
-def test_bench_train_json_keeps_the_libraries_and_batches_asked_for(capsys):
+def test_bench_train_json_keeps_the_models_libraries_and_batches_asked_for(capsys):
     argv = ["bench", "--suite", "train", "--quick", "--batch", "1", "--batch", "3", "--library", "spikecim"]
-    assert main([*argv, "--timesteps", "3", "--json"]) == 0
+    assert main([*argv, "--timesteps", "3", "--model", "resnet19", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["timesteps"] == 3
     assert [(r["model"], r["library"], r["batch"]) for r in data["rows"]] == [
-        (m, "spikecim", b) for m in ("vgg9", "resnet19") for b in (1, 3)
+        ("resnet19", "spikecim", b) for b in (1, 3)
     ]
 
 

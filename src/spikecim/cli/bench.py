@@ -7,6 +7,7 @@
     spikecim bench --suite analog --quick
     spikecim bench --suite train        VGG-9 and ResNet-19 training steps against SpikingJelly, snnTorch
     spikecim bench --suite train --batch 16 --library spikecim --library spikingjelly
+    spikecim bench --suite train --model vgg9 --batch 16 --repeats 3
     spikecim bench --suite hwa          hardware-aware training step against aihwkit-lightning, aihwkit
 
 A thin shell over :func:`spikecim.nn.kernels.benchmark.run_lif_benchmark` (``--suite lif``),
@@ -33,7 +34,7 @@ TRAIN_DEFAULTS = {"batches": (16, 64), "timesteps": 4, "repeats": 5}
 SUITE_OPTIONS = {
     "lif": ("batch", "timesteps", "features", "library"),
     "analog": (),
-    "train": ("batch", "timesteps", "library"),
+    "train": ("batch", "timesteps", "library", "model"),
     "hwa": (),
 }
 HWA_DEFAULTS = {"repeats": 5, "threads": 1}
@@ -102,6 +103,10 @@ def bench_cmd(
             "--threads", help="torch threads, >= 1 (default: lif and train torch's, analog and hwa 1)"
         ),
     ] = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option("--model", "-m", help="train only: only this network (vgg9, resnet19); repeatable"),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", metavar="", help="print the results as JSON")] = False,
 ) -> None:
     """Time spikecim against peer libraries: Linear + LIF forward+backward against snnTorch,
@@ -117,7 +122,7 @@ def bench_cmd(
             raise SpikecimError(f"--{name}: must be >= 1, got {value}")
     if batch and min(batch) < 1:
         raise SpikecimError(f"--batch: must be >= 1, got {min(batch)}")
-    given = {"batch": batch, "timesteps": timesteps, "features": features, "library": library}
+    given = {"batch": batch, "timesteps": timesteps, "features": features, "library": library, "model": model}
     for name, value in given.items():
         if value is not None and name not in SUITE_OPTIONS[suite]:
             takes = [s for s in SUITES if name in SUITE_OPTIONS[s]]
@@ -125,7 +130,7 @@ def bench_cmd(
     if suite == "analog":
         _analog(quick, repeats, threads, as_json)
     elif suite == "train":
-        _train(quick, batch, timesteps, repeats, library, threads, as_json)
+        _train(quick, batch, timesteps, repeats, library, model, threads, as_json)
     elif suite == "hwa":
         from spikecim.analog.hwa_benchmark import format_report, run_hwa_benchmark
 
@@ -156,16 +161,26 @@ def _train(
     timesteps: int | None,
     repeats: int | None,
     library: list[str] | None,
+    model: list[str] | None,
     threads: int | None,
     as_json: bool,
 ) -> None:
-    from spikecim.train.benchmark import TRAIN_LIBRARIES, format_report, run_train_benchmark
+    from spikecim.train.benchmark import TRAIN_LIBRARIES, TRAIN_MODELS, format_report, run_train_benchmark
 
-    unknown = [n for n in library or () if n not in TRAIN_LIBRARIES]
-    if unknown:
-        raise SpikecimError(f"--library: unknown '{unknown[0]}', allowed: {', '.join(TRAIN_LIBRARIES)}")
+    for option, given_names, allowed in (
+        ("library", library, TRAIN_LIBRARIES),
+        ("model", model, TRAIN_MODELS),
+    ):
+        unknown = [n for n in given_names or () if n not in allowed]
+        if unknown:
+            raise SpikecimError(f"--{option}: unknown '{unknown[0]}', allowed: {', '.join(allowed)}")
     kw = dict(TRAIN_QUICK) if quick else dict(TRAIN_DEFAULTS)
-    given = {"batches": tuple(batch) if batch else None, "timesteps": timesteps, "libraries": library}
+    given = {
+        "batches": tuple(batch) if batch else None,
+        "timesteps": timesteps,
+        "libraries": library,
+        "models": model,
+    }
     if not quick:
         given["repeats"] = repeats
     kw |= {k: (tuple(v) if isinstance(v, list) else v) for k, v in given.items() if v is not None}

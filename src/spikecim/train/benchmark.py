@@ -35,9 +35,17 @@ from torch import nn
 
 from spikecim.timing import peak_mib, torch_threads
 
-__all__ = ["TRAIN_LIBRARIES", "TrainBenchReport", "TrainBenchRow", "format_report", "run_train_benchmark"]
+__all__ = [
+    "TRAIN_LIBRARIES",
+    "TRAIN_MODELS",
+    "TrainBenchReport",
+    "TrainBenchRow",
+    "format_report",
+    "run_train_benchmark",
+]
 
 BETA, THRESHOLD = 0.9, 1.0
+TRAIN_MODELS = ("vgg9", "resnet19")
 # name -> module that must be importable (None: always runs)
 TRAIN_LIBRARIES: dict[str, str | None] = {
     "spikecim": None,
@@ -196,7 +204,7 @@ def _step_fn(net: nn.Module, before: Callable[[nn.Module], None], x: torch.Tenso
 
 
 def run_train_benchmark(
-    models: tuple[str, ...] = ("vgg9", "resnet19"),
+    models: tuple[str, ...] = TRAIN_MODELS,
     batches: tuple[int, ...] = (16, 64),
     timesteps: int = 4,
     input_size: int = 32,
