@@ -129,6 +129,11 @@ def test_bench_analog_quick_prints_a_row_per_model_and_the_ir_drop_table(capsys)
     for _, ours, reuse, speedup, fresh, speedup_fresh in forward[1:]:
         assert _speedup_matches_printed_times(speedup, reuse, ours)
         assert _speedup_matches_printed_times(speedup_fresh, fresh, ours)
+    versus_digital = _table(out, "| model | digital forward (s) | noisy crossbar forward (s) | × digital")
+    assert [r[0] for r in versus_digital[1:]] == ANALOG_QUICK_MODELS
+    for (_, digital, noisy, ratio), forward_row in zip(versus_digital[1:], forward[1:], strict=True):
+        assert noisy == forward_row[1]  # the same noisy forward as in the aihwkit table
+        assert _speedup_matches_printed_times(ratio, noisy, digital)
     monte_carlo = _table(out, "| model | spikecim (s) | aihwkit 1.1 torch tile (s)")
     assert [r[0] for r in monte_carlo[1:]] == ANALOG_QUICK_MODELS
     for _, ours, theirs, speedup in monte_carlo[1:]:
@@ -149,6 +154,7 @@ def test_bench_analog_json_speedups_are_the_ratios_of_the_times(capsys):
         assert r["speedup"] == pytest.approx(r["aihwkit_s"] / r["spikecim_s"])
         assert r["speedup_fresh_read"] == pytest.approx(r["aihwkit_fresh_read_s"] / r["spikecim_s"])
         assert r["mc_speedup"] == pytest.approx(r["mc_aihwkit_s"] / r["mc_spikecim_s"])
+        assert r["times_digital"] == pytest.approx(r["spikecim_s"] / r["digital_s"])
     assert [r["vectors"] for r in data["ir_drop"]] == [100, 100]
 
 
@@ -172,11 +178,11 @@ def test_bench_analog_without_aihwkit_times_spikecim_alone_with_a_note(monkeypat
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["bench", "--suite", "analog", "--library", "spikecim"], "--library: only for --suite lif"),
-        (["bench", "--suite", "analog", "--batch", "4"], "--batch: only for --suite lif"),
-        (["bench", "--suite", "analog", "--timesteps", "5"], "--timesteps: only for --suite lif"),
+        (["bench", "--suite", "analog", "--library", "spikecim"], "--library: only for --suite lif or train"),
+        (["bench", "--suite", "analog", "--batch", "4"], "--batch: only for --suite lif or train"),
+        (["bench", "--suite", "analog", "--timesteps", "5"], "--timesteps: only for --suite lif or train"),
         (["bench", "--suite", "analog", "--features", "8"], "--features: only for --suite lif"),
-        (["bench", "--suite", "digital"], "--suite: unknown 'digital', allowed: lif, analog"),
+        (["bench", "--suite", "digital"], "--suite: unknown 'digital', allowed: lif, analog, train, hwa"),
     ],
 )
 def test_bench_option_of_another_suite_is_a_one_line_error(argv, message, capsys):

@@ -1,16 +1,16 @@
-"""What the benchmarks (``spikecim bench``) share: a torch thread count for one run, and a
-stderr silenced around peers that print from C++."""
+"""What the benchmarks (``spikecim bench``) share: a torch thread count for one run, a
+stderr silenced around peers that print from C++, and the peak of torch's CPU allocations."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 
-__all__ = ["quiet_stderr", "torch_threads"]
+__all__ = ["peak_mib", "quiet_stderr", "torch_threads"]
 
 
 @contextlib.contextmanager
@@ -41,3 +41,22 @@ def quiet_stderr() -> Iterator[None]:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+
+
+def peak_mib(step: Callable[[], None]) -> float | None:
+    """Peak of torch CPU allocations during ``step`` in MiB, what existed before excluded, from
+    the torch profiler's memory events (None where this torch's profiler API differs)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    try:
+        with quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            step()
+        events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+    except (AttributeError, RuntimeError):
+        return None
+    events.sort(key=lambda e: e.start_ns())
+    live = peak = 0
+    for e in events:
+        live += e.nbytes()
+        peak = max(peak, live)
+    return peak / 2**20

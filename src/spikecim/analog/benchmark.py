@@ -8,7 +8,8 @@
    ``drift_analog_weights`` call, so the same work on its side (a fresh read-noise draw for
    every forward) is ``drift_analog_weights`` + forward: both are timed. The callables are
    interleaved in every round (:func:`_median_times`), so a change of load on a shared
-   machine hits all of them alike.
+   machine hits all of them alike. The same model's digital forward is timed in the same
+   rounds: the noisy forward's cost over the digital floor (``times_digital``).
 2. Exact IR drop: one factorisation plus 1000 input vectors for 128×128 and 256×256 arrays,
    and the factorisation of a 128×128 array by SuperLU for comparison.
 3. The fast IR-drop model: its relative error against the exact solver (``kappa``
@@ -52,6 +53,8 @@ class InferenceRow:
     mc_spikecim_s: float  # MC_DRAWS × (program, drift, forward), median
     mc_aihwkit_s: float | None
     mc_speedup: float | None  # mc_aihwkit_s / mc_spikecim_s
+    digital_s: float  # the same model's digital forward, same input, median
+    times_digital: float  # spikecim_s / digital_s: what the noisy crossbar costs over the digital floor
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,18 @@ def format_report(report: AnalogBenchReport) -> str:
             f"| {r.model} | {_s(r.spikecim_s)} | {_s(r.aihwkit_s)} | {_x(r.speedup)} "
             f"| {_s(r.aihwkit_fresh_read_s)} | {_x(r.speedup_fresh_read)} |"
         )
+    lines += [
+        "",
+        (
+            "The noisy crossbar forward (read noise drawn in every forward, DAC and ADC on) against the same "
+            "model's digital forward, same input, timed in the same rounds:"
+        ),
+        "",
+        "| model | digital forward (s) | noisy crossbar forward (s) | × digital |",
+        "| --- | --- | --- | --- |",
+    ]
+    for r in report.rows:
+        lines.append(f"| {r.model} | {_s(r.digital_s)} | {_s(r.spikecim_s)} | {r.times_digital:.2f}× |")
     lines += [
         "",
         f"Monte-Carlo: {MC_DRAWS} × (program, drift to 1 h, one noisy forward):",
@@ -200,7 +215,7 @@ def _inference_row(
             drift(ours, DRIFT_S)
             ours(x)
 
-    forwards, loops = [lambda: ours(x)], [mc_ours]
+    forwards, loops = [lambda: ours(x), lambda: model(x)], [mc_ours]
     if with_aihwkit:
         theirs = _aihwkit_model(model)
 
@@ -217,7 +232,7 @@ def _inference_row(
         forwards += [lambda: theirs(x), fresh_read]
         loops.append(mc_theirs)
     with torch.no_grad():
-        t_ours, *t_theirs = _median_times(forwards, repeats)
+        t_ours, t_digital, *t_theirs = _median_times(forwards, repeats)
         t_mc_ours, *t_mc_theirs = _median_times(loops, max(1, repeats // 3))
     t_reuse, t_fresh = t_theirs or (None, None)
     t_mc = t_mc_theirs[0] if t_mc_theirs else None
@@ -231,6 +246,8 @@ def _inference_row(
         mc_spikecim_s=t_mc_ours,
         mc_aihwkit_s=t_mc,
         mc_speedup=_ratio(t_mc, t_mc_ours),
+        digital_s=t_digital,
+        times_digital=t_ours / t_digital,
     )
 
 

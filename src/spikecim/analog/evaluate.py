@@ -5,12 +5,16 @@ models take ``[T, B, ...]`` (the encoder builds it; the ANN twin runs T = 1) and
 ``[T, B, classes]``, averaged over time; ``timesteps=None`` means a plain torch model
 ``[B, ...] -> [B, classes]``. ``input_seed`` seeds the encoder's generator (the run's seed in
 the analog stage, so the ideal accuracy is the evaluate stage's); the read noise of each
-programming seed is drawn in a forked global state seeded with that seed.
+programming seed (in the evaluation and in the drift-compensation readouts of programming
+and drift) is drawn in a forked global state seeded with that seed, so a seed's accuracy
+depends on nothing that ran before it.
 """
 
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -19,6 +23,7 @@ from torch import nn
 from spikecim.analog.config import CrossbarConfig, load_crossbar_config
 from spikecim.analog.convert import analog_layers, calibrate_adc, drift, program, to_analog
 from spikecim.analog.dynamic import dynamic_layers
+from spikecim.analog.parallel import map_seeds
 from spikecim.errors import SpikecimError
 from spikecim.train.evaluate import ModelInput, evaluate
 from spikecim.train.seeding import seeded
@@ -44,7 +49,9 @@ def accuracy(
     ``encoder`` is a spike encoder name, ``"frames"`` / ``"frames-mean"`` for spike-frame
     data (see :meth:`ModelInput.from_encoder`), or a :class:`ModelInput` (then ``timesteps``
     is not used)."""
-    return evaluate(model, x, y, _inputs(timesteps, encoder), batch_size=batch_size, seed=input_seed)["accuracy"]
+    return evaluate(model, x, y, _inputs(timesteps, encoder), batch_size=batch_size, seed=input_seed)[
+        "accuracy"
+    ]
 
 
 def monte_carlo(
@@ -58,12 +65,20 @@ def monte_carlo(
     calibration_x: torch.Tensor | None = None,
     batch_size: int = 256,
     input_seed: int = 0,
+    workers: int = 1,
+    ray_address: str | None = None,
+    on_seed: Callable[[int, float], None] | None = None,
 ) -> list[float]:
     """Accuracy per programming seed: program, calibrate the ADC range (if so configured),
     drift to ``t_inference_s``, evaluate with the read noise seeded by the same seed.
 
     A layer whose ADC range is ``calibrated`` needs ``calibration_x``: without it the model
-    is refused rather than evaluated with an uncalibrated range."""
+    is refused rather than evaluated with an uncalibrated range.
+
+    ``workers`` > 1 runs the seeds in that many worker processes, ``ray_address`` as Ray
+    tasks (:mod:`spikecim.analog.parallel`): the accuracies are the serial loop's, bit for
+    bit; ``analog_model`` is then left as it was (the serial loop leaves it programmed with
+    the last seed). ``on_seed(seed, accuracy)`` is called after each seed, in order."""
     if calibration_x is None or len(calibration_x) == 0:
         calibrated = [
             layer for layer in analog_layers(analog_model)
@@ -76,17 +91,35 @@ def monte_carlo(
                 "but no calibration samples were given; give some, or set adc.range to 'max' or a "
                 "number and dynamic.operand_range to 'tile'"
             )
-    inputs = _inputs(timesteps, encoder)
-    accs = []
-    for s in seeds:
-        program(analog_model, s)
-        if calibration_x is not None:
-            calib = inputs.encode(calibration_x, torch.Generator().manual_seed(input_seed))
-            calibrate_adc(analog_model, [calib])
-        drift(analog_model, t_inference_s)
-        with seeded(s):
-            accs.append(accuracy(analog_model, x, y, None, inputs, batch_size, input_seed))
-    return accs
+    job = _SeedAccuracy(
+        analog_model, x, y, t_inference_s, _inputs(timesteps, encoder), calibration_x, batch_size, input_seed
+    )
+    return map_seeds(job, seeds, workers, ray_address, on_seed)
+
+
+@dataclass
+class _SeedAccuracy:
+    """One seed of :func:`monte_carlo` (a picklable callable, for worker processes)."""
+
+    model: nn.Module
+    x: torch.Tensor
+    y: torch.Tensor
+    t_inference_s: float
+    inputs: ModelInput
+    calibration_x: torch.Tensor | None
+    batch_size: int
+    input_seed: int
+
+    def __call__(self, seed: int) -> float:
+        # the drift-compensation readouts of program and drift read with noise too: every
+        # draw of the seed comes from the seeded global state, none from what ran before
+        with seeded(seed):
+            program(self.model, seed)
+            if self.calibration_x is not None:
+                calib = self.inputs.encode(self.calibration_x, torch.Generator().manual_seed(self.input_seed))
+                calibrate_adc(self.model, [calib])
+            drift(self.model, self.t_inference_s)
+            return accuracy(self.model, self.x, self.y, None, self.inputs, self.batch_size, self.input_seed)
 
 
 def evaluate_analog(

@@ -34,7 +34,15 @@ from spikecim.errors import SpikecimError
 from spikecim.schema import Schema
 from spikecim.train.evaluate import ModelInput
 
-__all__ = ["WeightModifier", "bn_finetune", "bn_parameters", "bn_running_stats", "hwa_train", "modify_weight"]
+__all__ = [
+    "WeightModifier",
+    "bn_finetune",
+    "bn_parameters",
+    "bn_running_stats",
+    "hwa_step",
+    "hwa_train",
+    "modify_weight",
+]
 
 
 class WeightModifier(Schema):
@@ -96,18 +104,33 @@ def hwa_train(
         order = torch.randperm(len(x), generator=gen)
         for i in range(0, len(x), batch_size):
             idx = order[i : i + batch_size]
-            clean = [w.detach().clone() for w in weights]
-            with torch.no_grad():
-                for w in weights:
-                    w.copy_(modify_weight(w, modifier, gen))
-            opt.zero_grad()
-            _loss(model, x[idx], y[idx], inputs, gen).backward()
-            with torch.no_grad():
-                for w, c in zip(weights, clean):
-                    w.copy_(c)
-            opt.step()
+            hwa_step(model, weights, opt, x[idx], y[idx], modifier, inputs, gen)
     model.eval()
     return model
+
+
+def hwa_step(
+    model: nn.Module,
+    weights: list[torch.Tensor],
+    opt: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    modifier: WeightModifier,
+    inputs: ModelInput,
+    gen: torch.Generator,
+) -> None:
+    """One step of :func:`hwa_train`: noise into ``weights`` (the model's programmed weights),
+    forward and backward at the noisy weights, the clean weights back, the optimiser's update."""
+    clean = [w.detach().clone() for w in weights]
+    with torch.no_grad():
+        for w in weights:
+            w.copy_(modify_weight(w, modifier, gen))
+    opt.zero_grad()
+    _loss(model, x, y, inputs, gen).backward()
+    with torch.no_grad():
+        for w, c in zip(weights, clean, strict=True):
+            w.copy_(c)
+    opt.step()
 
 
 def _batchnorms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:

@@ -44,6 +44,17 @@ class AnalogStageConfig(Schema):
         ge=0,
         description="training samples for ADC range and BN fine-tuning; >= 1 when the ADC range is calibrated",
     )
+    workers: int = Field(
+        1,
+        ge=1,
+        le=256,
+        description="processes for the Monte-Carlo loop over seeds (1: serial); the same results for any count",
+    )
+    ray_address: str | None = Field(
+        None,
+        min_length=1,
+        description="run the seeds as Ray tasks on this cluster ('local': start one here); needs ray",
+    )
     hwa: bool = Field(True, description="hardware-aware training (weight noise) of a copy, then re-evaluate")
     hwa_modifier: Literal["add_normal", "mult_normal", "pcm"] = "pcm"
     hwa_noise_std: float = Field(1.0, ge=0, description="noise scale of the modifier (1.0: PCM noise as is)")

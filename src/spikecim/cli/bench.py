@@ -5,9 +5,15 @@
     spikecim bench --batch 32 --timesteps 50 --repeats 9 --json
     spikecim bench --suite analog       noisy analog inference against aihwkit, and IR drop
     spikecim bench --suite analog --quick
+    spikecim bench --suite train        VGG-9 and ResNet-19 training steps against SpikingJelly, snnTorch
+    spikecim bench --suite train --batch 16 --library spikecim --library spikingjelly
+    spikecim bench --suite train --model vgg9 --batch 16 --repeats 3
+    spikecim bench --suite hwa          hardware-aware training step against aihwkit-lightning, aihwkit
 
-A thin shell over :func:`spikecim.nn.kernels.benchmark.run_lif_benchmark` (``--suite lif``)
-and :func:`spikecim.analog.benchmark.run_analog_benchmark` (``--suite analog``).
+A thin shell over :func:`spikecim.nn.kernels.benchmark.run_lif_benchmark` (``--suite lif``),
+:func:`spikecim.analog.benchmark.run_analog_benchmark` (``--suite analog``),
+:func:`spikecim.train.benchmark.run_train_benchmark` (``--suite train``) and
+:func:`spikecim.analog.hwa_benchmark.run_hwa_benchmark` (``--suite hwa``).
 """
 
 from __future__ import annotations
@@ -18,10 +24,20 @@ import typer
 
 from spikecim.errors import SpikecimError
 
-SUITES = ("lif", "analog")
+SUITES = ("lif", "analog", "train", "hwa")
 QUICK = {"batches": (2,), "timesteps": 5, "features": 16, "repeats": 2, "warmup": 1}
 LIF_DEFAULTS = {"batches": (16, 64), "timesteps": 100, "features": 512, "repeats": 7}
 ANALOG_DEFAULTS = {"repeats": 5, "threads": 1}  # 1 thread: stable timings on a shared machine
+TRAIN_QUICK = {"batches": (2,), "timesteps": 2, "input_size": 8, "width": 1 / 16, "repeats": 2, "warmup": 1}
+TRAIN_DEFAULTS = {"batches": (16, 64), "timesteps": 4, "repeats": 5}
+# the options each suite takes beyond --quick, --repeats, --threads, --json
+SUITE_OPTIONS = {
+    "lif": ("batch", "timesteps", "features", "library"),
+    "analog": (),
+    "train": ("batch", "timesteps", "library", "model"),
+    "hwa": (),
+}
+HWA_DEFAULTS = {"repeats": 5, "threads": 1}
 
 
 def register(app: typer.Typer) -> None:
@@ -34,7 +50,9 @@ def bench_cmd(
         typer.Option(
             "--suite",
             help="lif: Linear + LIF against snnTorch, SpikingJelly, Norse; "
-            "analog: noisy crossbar inference against aihwkit, and IR drop",
+            "analog: noisy crossbar inference against aihwkit, and IR drop; "
+            "train: VGG-9 and ResNet-19 training steps (T=4, 3x32x32) against SpikingJelly, snnTorch; "
+            "hwa: hardware-aware training step and analog conversion against aihwkit-lightning, aihwkit",
         ),
     ] = "lif",
     quick: Annotated[
@@ -43,17 +61,21 @@ def bench_cmd(
             "--quick",
             metavar="",
             help="a tiny size in 2 rounds, overriding --repeats (lif: T=5, B=2, 16 features, "
-            "overriding --timesteps, --features; analog: a tiny MLP and convnet, a 32x32 array)",
+            "overriding --timesteps, --features; analog: a tiny MLP and convnet, a 32x32 array; "
+            "train: width 1/16, 8x8 input, T=2, B=2; hwa: a tiny MLP and convnet)",
         ),
     ] = False,
     batch: Annotated[
         list[int] | None,
         typer.Option(
-            "--batch", "-b", help="lif only: batch size, >= 1; repeat for several (default: 16 and 64)"
+            "--batch", "-b", help="lif, train: batch size, >= 1; repeat for several (default: 16 and 64)"
         ),
     ] = None,
     timesteps: Annotated[
-        int | None, typer.Option("--timesteps", "-t", help="lif only: sequence length T, >= 1 (default: 100)")
+        int | None,
+        typer.Option(
+            "--timesteps", "-t", help="lif, train: sequence length T, >= 1 (default: lif 100, train 4)"
+        ),
     ] = None,
     features: Annotated[
         int | None, typer.Option("--features", help="lif only: Linear width F (F -> F), >= 1 (default: 512)")
@@ -61,7 +83,9 @@ def bench_cmd(
     repeats: Annotated[
         int | None,
         typer.Option(
-            "--repeats", "-r", help="timed rounds, >= 1; the median is reported (default: lif 7, analog 5)"
+            "--repeats",
+            "-r",
+            help="timed rounds, >= 1; the median is reported (default: lif 7, analog 5, train 5, hwa 5)",
         ),
     ] = None,
     library: Annotated[
@@ -69,18 +93,27 @@ def bench_cmd(
         typer.Option(
             "--library",
             "-l",
-            help="lif only: only this library (spikecim, snntorch, spikingjelly, norse, linear-floor); repeatable",
+            help="lif, train: only this library (lif: spikecim, snntorch, spikingjelly, norse, linear-floor; "
+            "train: spikecim, spikingjelly, snntorch); repeatable",
         ),
     ] = None,
     threads: Annotated[
         int | None,
-        typer.Option("--threads", help="torch threads, >= 1 (default: lif torch's, analog 1)"),
+        typer.Option(
+            "--threads", help="torch threads, >= 1 (default: lif and train torch's, analog and hwa 1)"
+        ),
+    ] = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option("--model", "-m", help="train only: only this network (vgg9, resnet19); repeatable"),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", metavar="", help="print the results as JSON")] = False,
 ) -> None:
     """Time spikecim against peer libraries: Linear + LIF forward+backward against snnTorch,
-    SpikingJelly, Norse and the Linear floor (--suite lif), or noisy analog inference against
-    aihwkit plus the IR-drop solvers (--suite analog)."""
+    SpikingJelly, Norse and the Linear floor (--suite lif), noisy analog inference against
+    aihwkit plus the IR-drop solvers (--suite analog), a whole-network SNN training step
+    against SpikingJelly and snnTorch (--suite train), or a hardware-aware training step and
+    the analog conversion against aihwkit-lightning and aihwkit (--suite hwa)."""
     if suite not in SUITES:
         raise SpikecimError(f"--suite: unknown '{suite}', allowed: {', '.join(SUITES)}")
     checks = [("timesteps", timesteps), ("features", features), ("repeats", repeats), ("threads", threads)]
@@ -89,12 +122,24 @@ def bench_cmd(
             raise SpikecimError(f"--{name}: must be >= 1, got {value}")
     if batch and min(batch) < 1:
         raise SpikecimError(f"--batch: must be >= 1, got {min(batch)}")
+    given = {"batch": batch, "timesteps": timesteps, "features": features, "library": library, "model": model}
+    for name, value in given.items():
+        if value is not None and name not in SUITE_OPTIONS[suite]:
+            takes = [s for s in SUITES if name in SUITE_OPTIONS[s]]
+            raise SpikecimError(f"--{name}: only for --suite {' or '.join(takes)}")
     if suite == "analog":
-        lif_only = [("batch", batch), ("timesteps", timesteps), ("features", features), ("library", library)]
-        for name, value in lif_only:
-            if value is not None:
-                raise SpikecimError(f"--{name}: only for --suite lif")
         _analog(quick, repeats, threads, as_json)
+    elif suite == "train":
+        _train(quick, batch, timesteps, repeats, library, model, threads, as_json)
+    elif suite == "hwa":
+        from spikecim.analog.hwa_benchmark import format_report, run_hwa_benchmark
+
+        report = run_hwa_benchmark(
+            repeats=HWA_DEFAULTS["repeats"] if repeats is None else repeats,
+            threads=HWA_DEFAULTS["threads"] if threads is None else threads,
+            quick=quick,
+        )
+        print(report.to_json() if as_json else format_report(report))
     else:
         _lif(quick, batch, timesteps, features, repeats, library, threads, as_json)
 
@@ -107,6 +152,39 @@ def _analog(quick: bool, repeats: int | None, threads: int | None, as_json: bool
         threads=ANALOG_DEFAULTS["threads"] if threads is None else threads,
         quick=quick,
     )
+    print(report.to_json() if as_json else format_report(report))
+
+
+def _train(
+    quick: bool,
+    batch: list[int] | None,
+    timesteps: int | None,
+    repeats: int | None,
+    library: list[str] | None,
+    model: list[str] | None,
+    threads: int | None,
+    as_json: bool,
+) -> None:
+    from spikecim.train.benchmark import TRAIN_LIBRARIES, TRAIN_MODELS, format_report, run_train_benchmark
+
+    for option, given_names, allowed in (
+        ("library", library, TRAIN_LIBRARIES),
+        ("model", model, TRAIN_MODELS),
+    ):
+        unknown = [n for n in given_names or () if n not in allowed]
+        if unknown:
+            raise SpikecimError(f"--{option}: unknown '{unknown[0]}', allowed: {', '.join(allowed)}")
+    kw = dict(TRAIN_QUICK) if quick else dict(TRAIN_DEFAULTS)
+    given = {
+        "batches": tuple(batch) if batch else None,
+        "timesteps": timesteps,
+        "libraries": library,
+        "models": model,
+    }
+    if not quick:
+        given["repeats"] = repeats
+    kw |= {k: (tuple(v) if isinstance(v, list) else v) for k, v in given.items() if v is not None}
+    report = run_train_benchmark(threads=threads, **kw)
     print(report.to_json() if as_json else format_report(report))
 
 

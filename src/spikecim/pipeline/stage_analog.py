@@ -105,10 +105,20 @@ def _variant(
         return accuracy(m, x, y, None, inputs, input_seed=input_seed)
 
     def per_seed(am, t_s: float, what: str) -> dict:
-        accs = []
-        for s in seeds:
-            accs += monte_carlo(am, x, y, [s], t_s, None, inputs, calib_x, input_seed=input_seed)
-            tick(f"{what}, seed {s}")
+        accs = monte_carlo(
+            am,
+            x,
+            y,
+            seeds,
+            t_s,
+            None,
+            inputs,
+            calib_x,
+            input_seed=input_seed,
+            workers=sc.workers,
+            ray_address=sc.ray_address,
+            on_seed=lambda s, _: tick(f"{what}, seed {s}"),
+        )
         return _summary(accs)
 
     out: dict = {"timesteps": inputs.timesteps, "ideal": acc(model)}

@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from spikecim.timing import quiet_stderr, torch_threads
+from spikecim.timing import peak_mib, torch_threads
 
 __all__ = ["LIBRARIES", "BenchReport", "BenchRow", "format_report", "run_lif_benchmark"]
 
@@ -256,22 +256,4 @@ def _memory(
     del out
     for p in params:
         p.grad = None
-    return _peak_mib(lambda: forward(x).sum().backward()), saved
-
-
-def _peak_mib(step: Callable[[], None]) -> float | None:
-    """Peak of torch CPU allocations during ``step``, from the profiler's memory events."""
-    from torch.profiler import ProfilerActivity, profile
-
-    try:
-        with quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-            step()
-        events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
-    except (AttributeError, RuntimeError):  # the profiler's event API differs in this torch
-        return None
-    events.sort(key=lambda e: e.start_ns())
-    live = peak = 0
-    for e in events:
-        live += e.nbytes()
-        peak = max(peak, live)
-    return peak / 2**20
+    return peak_mib(lambda: forward(x).sum().backward()), saved

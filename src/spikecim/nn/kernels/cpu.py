@@ -75,6 +75,8 @@ def lif_cpu(x: torch.Tensor, params, mem0: torch.Tensor | None = None) -> tuple[
 class _CPULauncher:
     """Runs ``lif_forward`` / ``lif_backward`` of the compiled library on CPU tensors."""
 
+    takes_scalars = True  # beta, theta may come as one value for every neuron (no [M] copy)
+
     def forward(self, x, beta, th, m0, spk, mem, vsave, sbits, params) -> None:
         lib, Args = _library(x.dtype)
         T, M = x.shape[0], x[0].numel()
@@ -120,6 +122,8 @@ def _neurons(T: int, M: int, params, beta, th, m0) -> dict:
         "M": M,
         "delayed": int(params.reset_delay),
         "subtract": int(params.reset == "subtract"),
+        "beta_scalar": int(beta.numel() == 1),
+        "th_scalar": int(th.numel() == 1),
         "beta": _ptr(beta),
         "th": _ptr(th),
         "m0": _ptr(m0),
@@ -141,6 +145,7 @@ def _threads(work: int) -> int:
 def _args_struct(real) -> type[ctypes.Structure]:
     ptr, long, int_ = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32
     fields = [("T", long), ("M", long), ("delayed", int_), ("subtract", int_)]
+    fields += [("beta_scalar", int_), ("th_scalar", int_)]
     fields += [(n, ptr) for n in ("beta", "th", "m0", "x", "spk", "mem", "vsave", "sbits")]
     fields += [(n, ptr) for n in ("gs", "gm")] + [("gs_scalar", int_), ("gm_scalar", int_)]
     fields += [(n, ptr) for n in ("saved", "sbits_in", "gx", "gbeta", "gth", "gm0")]

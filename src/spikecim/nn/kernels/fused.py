@@ -60,9 +60,14 @@ def fused_lif(launcher: Launcher, x: torch.Tensor, params, mem0: torch.Tensor | 
     return _FusedLIF.apply(x, beta, th, mem0, params, launcher)
 
 
-def _per_neuron(value: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``value`` as a contiguous tensor of one step's shape and x's dtype (a copy of M values)."""
-    return value.detach().to(device=x.device, dtype=x.dtype).expand(x.shape[1:]).contiguous()
+def _per_neuron(value: torch.Tensor, x: torch.Tensor, launcher: Launcher) -> torch.Tensor:
+    """``value`` as a contiguous tensor of one step's shape and x's dtype (a copy of M values),
+    or one value when it is a scalar and the launcher reads one value for every neuron
+    (``takes_scalars``): a fresh copy of M values costs as much as a pass of the kernel."""
+    value = value.detach().to(device=x.device, dtype=x.dtype)
+    if value.numel() == 1 and getattr(launcher, "takes_scalars", False):
+        return value.reshape(1).contiguous()
+    return value.expand(x.shape[1:]).contiguous()
 
 
 def _broadcast_scalar(grad: torch.Tensor | None) -> bool:
@@ -83,7 +88,8 @@ class _FusedLIF(torch.autograd.Function):
         if training and same_step and subtract:
             sbits = torch.empty(x.shape, dtype=torch.uint8, device=x.device)
         vsave = torch.empty_like(x) if training and same_step and not subtract else None
-        launcher.forward(x, _per_neuron(beta, x), _per_neuron(th, x), m0, spk, mem, vsave, sbits, params)
+        b, h = (_per_neuron(v, x, launcher) for v in (beta, th))
+        launcher.forward(x, b, h, m0, spk, mem, vsave, sbits, params)
         if training:
             # beta and theta are kept as given (a scalar stays a scalar), expanded again below
             ctx.save_for_backward(vsave if vsave is not None else mem, sbits, beta, th, m0)
@@ -97,10 +103,11 @@ class _FusedLIF(torch.autograd.Function):
         if grad_spk is None and grad_mem is None:
             return None, None, None, None, None, None
         _, need_beta, need_th, need_m0 = ctx.needs_input_grad[:4]
-        beta_full, th_full = _per_neuron(beta, saved), _per_neuron(th, saved)
+        beta_full, th_full = (_per_neuron(v, saved, ctx.launcher) for v in (beta, th))
         gx = torch.empty_like(saved)
-        gbeta = torch.empty_like(beta_full) if need_beta else None
-        gth = torch.empty_like(th_full) if need_th else None
+        # the parameter gradients are per neuron even for a scalar beta or theta (summed below)
+        gbeta = torch.empty_like(saved[0]) if need_beta else None
+        gth = torch.empty_like(saved[0]) if need_th else None
         gm0 = torch.empty_like(saved[0]) if need_m0 else None
         # a gradient broadcast from one value is passed as that value, not materialised
         grads = [g if g is None or _broadcast_scalar(g) else g.contiguous() for g in (grad_spk, grad_mem)]

@@ -7,7 +7,8 @@
  * bit-identical to it.
  *
  * Layout: x, spikes, membrane are [T, M] contiguous (M = neurons per step, batch folded
- * in); beta, theta, mem0 are [M]. Work is split over neurons: a thread takes a chunk of
+ * in); beta, theta, mem0 are [M], or beta and theta one value for every neuron
+ * (beta_scalar, th_scalar: no [M] copy of a scalar is made). Work is split over neurons: a thread takes a chunk of
  * CHUNK neurons and runs all T steps on it, so the state stays in L1.
  *
  * What the backward pass reads (store only what it needs):
@@ -46,7 +47,8 @@ typedef struct {
     /* shared by forward and backward */
     int64_t T, M;
     int32_t delayed, subtract;
-    const real *beta, *th, *m0; /* m0 may be NULL (zeros) */
+    int32_t beta_scalar, th_scalar; /* beta / th is one value for every neuron */
+    const real *beta, *th, *m0;     /* m0 may be NULL (zeros) */
     /* forward */
     const real *x;
     real *spk, *mem, *vsave; /* vsave: same-step zero only, may be NULL */
@@ -85,9 +87,17 @@ INLINE real surrogate_grad(real u, int sg, real p, real c_atan, real p_half) {
     }
 }
 
+/* beta and theta of the chunk's neurons: the per-neuron values, or the one value written into fill */
+INLINE const real *chunk_values(const real *v, int scalar, int64_t i0, int64_t n, real *fill) {
+    if (!scalar) return v + i0;
+    for (int64_t k = 0; k < n; k++) fill[k] = v[0];
+    return fill;
+}
+
 INLINE void fwd_chunk(const lif_args *a, int64_t i0, int64_t n, const int delayed, const int subtract, const int save) {
-    real u[CHUNK];
-    const real *restrict beta = a->beta + i0, *restrict th = a->th + i0;
+    real u[CHUNK], bfill[CHUNK], hfill[CHUNK];
+    const real *restrict beta = chunk_values(a->beta, a->beta_scalar, i0, n, bfill);
+    const real *restrict th = chunk_values(a->th, a->th_scalar, i0, n, hfill);
     for (int64_t k = 0; k < n; k++) u[k] = a->m0 ? a->m0[i0 + k] : (real)0;
     for (int64_t t = 0; t < a->T; t++) {
         const int64_t off = t * a->M + i0;
@@ -119,8 +129,10 @@ INLINE void fwd_chunk(const lif_args *a, int64_t i0, int64_t n, const int delaye
 
 INLINE void bwd_chunk(const lif_args *a, int64_t i0, int64_t n, const int delayed, const int subtract, const int sg) {
     real g[CHUNK], gb[CHUNK], gt[CHUNK], u0[CHUNK], zeros[CHUNK], gs_fill[CHUNK], gm_fill[CHUNK];
+    real bfill[CHUNK], hfill[CHUNK];
     static const uint8_t no_bits[CHUNK];
-    const real *restrict beta = a->beta + i0, *restrict th = a->th + i0;
+    const real *restrict beta = chunk_values(a->beta, a->beta_scalar, i0, n, bfill);
+    const real *restrict th = chunk_values(a->th, a->th_scalar, i0, n, hfill);
     const real p = a->sgp;
     const real c_atan = (real)(M_PI / 2 * (double)p), p_half = (real)((double)p / 2);
     const int detach = a->detach;

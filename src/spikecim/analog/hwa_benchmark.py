@@ -1,0 +1,304 @@
+"""Speed of a hardware-aware training step against aihwkit-lightning 2.1 and aihwkit 1.1, and of
+the conversion of a trained model to its analog twin.
+
+1. **One hardware-aware training step**, the same network and batch in every library, the
+   libraries alternating in every round, median of ``repeats`` rounds after a warm-up:
+   additive Gaussian weight noise of ``std`` × max|W| per layer drawn afresh for the step
+   (the ``add_normal`` modifier of :mod:`spikecim.analog.mitigation`), forward and backward
+   at the noisy weights, the update applied to the clean weights by Adam, cross-entropy of
+   the logits averaged over time.
+
+   | name | what runs |
+   | --- | --- |
+   | ``spikecim`` | :func:`spikecim.analog.mitigation.hwa_step`, the step of the analog stage's HWA training |
+   | ``aihwkit-lightning`` | ``convert_to_analog`` with ``TorchInferenceRPUConfig``: ``modifier.noise_type = ADD_NORMAL``, ``std_dev = std`` (relative to the layer's max\\|W\\|) |
+   | ``aihwkit`` | aihwkit 1.1's ``convert_to_analog`` with ``TorchInferenceRPUConfig``: ``modifier.type = ADD_NORMAL``, ``rel_to_actual_wmax = True``, ``forward.is_perfect = True`` |
+
+   Converters: spikecim's hardware-aware training injects weight noise only (no DAC, ADC or
+   weight clipping in the training forward), so the peers run with theirs off too
+   (aihwkit-lightning's defaults ``inp_res = out_res = -1``, no clipping; aihwkit's
+   ``is_perfect``): the same arithmetic in every library.
+2. **ANN-to-analog conversion**: spikecim's ``to_analog(model, "pcm-aihwkit")`` (the copy,
+   the tiles and their programming) against aihwkit 1.1's ``convert_to_analog`` on
+   ``TorchInferenceRPUConfig`` followed by ``program_analog_weights``, and
+   aihwkit-lightning's ``convert_to_analog`` (a training simulator: nothing to program).
+
+A peer that is not installed is skipped with a note.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from spikecim.timing import quiet_stderr, torch_threads
+
+__all__ = ["HWA_LIBRARIES", "HwaBenchReport", "format_report", "run_hwa_benchmark"]
+
+HWA_LIBRARIES = {"spikecim": None, "aihwkit-lightning": "aihwkit_lightning", "aihwkit": "aihwkit"}
+NOISE_STD = 0.05
+MISSING = "—"
+
+
+@dataclass(frozen=True)
+class HwaRow:
+    model: str
+    library: str
+    median_ms: float
+    min_ms: float
+    spikecim_speedup: float | None  # this library's median / spikecim's
+
+
+@dataclass(frozen=True)
+class ConversionRow:
+    model: str
+    spikecim_s: float
+    aihwkit_lightning_s: float | None
+    aihwkit_s: float | None
+
+
+@dataclass
+class HwaBenchReport:
+    noise_std: float
+    repeats: int
+    threads: int
+    torch_version: str
+    rows: list[HwaRow] = field(default_factory=list)
+    conversion: list[ConversionRow] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, ensure_ascii=False)
+
+
+def _models(quick: bool) -> list[tuple[str, nn.Module, torch.Tensor]]:
+    """(name, model, input [T, B, ...]: one image repeated over T, direct encoding)."""
+    from spikecim.models import create_model
+
+    torch.manual_seed(0)
+    if quick:
+        return [
+            (
+                "MLP 64-32-10, batch 8",
+                create_model("mlp", spiking=False, hidden=(32,)),
+                _repeat(torch.rand(8, 1, 8, 8), 1),
+            ),
+            (
+                "convnet SNN width 0.25, T=2, batch 4",
+                create_model("convnet", spiking=True, width=0.25),
+                _repeat(torch.rand(4, 1, 8, 8), 2),
+            ),
+        ]
+    return [
+        (
+            "convnet ANN (digits), batch 64",
+            create_model("convnet", spiking=False),
+            _repeat(torch.rand(64, 1, 8, 8), 1),
+        ),
+        (
+            "convnet SNN T=4 (digits), batch 64",
+            create_model("convnet", spiking=True),
+            _repeat(torch.rand(64, 1, 8, 8), 4),
+        ),
+        (
+            "VGG-9 ANN (3x32x32), batch 32",
+            create_model("vgg9", spiking=False),
+            _repeat(torch.rand(32, 3, 32, 32), 1),
+        ),
+    ]
+
+
+def _repeat(image: torch.Tensor, steps: int) -> torch.Tensor:
+    return image.expand(steps, *image.shape).contiguous()
+
+
+def _spikecim_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
+    import copy
+
+    from spikecim import ops
+    from spikecim.analog.mitigation import WeightModifier, hwa_step
+    from spikecim.train.evaluate import ModelInput
+
+    model = copy.deepcopy(model).train()
+    weights = ops.programmed_weights(model)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    modifier = WeightModifier(kind="add_normal", std=NOISE_STD)
+    inputs = ModelInput.from_encoder(x.shape[0], "direct")
+    gen = torch.Generator().manual_seed(0)
+    image = x[0]  # direct encoding repeats it over the T steps
+    return lambda: hwa_step(model, weights, opt, image, y, modifier, inputs, gen)
+
+
+def _peer_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.train()
+
+    def step() -> None:
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x).mean(0), y).backward()
+        opt.step()
+
+    return step
+
+
+def _lightning(model: nn.Module) -> nn.Module:
+    import copy
+
+    with quiet_stderr():
+        from aihwkit_lightning.nn.conversion import convert_to_analog
+        from aihwkit_lightning.simulator.configs import TorchInferenceRPUConfig
+        from aihwkit_lightning.simulator.parameters.enums import WeightNoiseInjectionType
+
+    cfg = TorchInferenceRPUConfig()
+    cfg.modifier.noise_type = WeightNoiseInjectionType.ADD_NORMAL
+    cfg.modifier.std_dev = NOISE_STD
+    return convert_to_analog(copy.deepcopy(model), cfg)
+
+
+def _aihwkit_config(training: bool):
+    with quiet_stderr():
+        from aihwkit.simulator.configs import TorchInferenceRPUConfig
+        from aihwkit.simulator.parameters.enums import WeightModifierType
+
+    cfg = TorchInferenceRPUConfig()
+    if training:
+        cfg.modifier.type = WeightModifierType.ADD_NORMAL
+        cfg.modifier.std_dev = NOISE_STD
+        cfg.modifier.rel_to_actual_wmax = True
+        cfg.forward.is_perfect = True
+    return cfg
+
+
+def _aihwkit(model: nn.Module) -> nn.Module:
+    import copy
+
+    with quiet_stderr():
+        from aihwkit.nn.conversion import convert_to_analog
+
+    return convert_to_analog(copy.deepcopy(model), _aihwkit_config(training=True))
+
+
+def run_hwa_benchmark(repeats: int = 5, threads: int | None = 1, quick: bool = False) -> HwaBenchReport:
+    """Time the hardware-aware training step and the conversion; see the module docstring.
+    ``quick``: two tiny models, 2 rounds."""
+    with torch_threads(threads):
+        repeats = 2 if quick else repeats
+        report = HwaBenchReport(NOISE_STD, repeats, torch.get_num_threads(), torch.__version__)
+        peers = []
+        for name, module in HWA_LIBRARIES.items():
+            if module is None:
+                continue
+            if importlib.util.find_spec(module) is None:
+                report.notes.append(f"{name}: not installed, skipped (pip install 'spikecim[peers]')")
+            else:
+                peers.append(name)
+        for name, model, x in _models(quick):
+            y = torch.randint(0, 10, (x.shape[1],), generator=torch.Generator().manual_seed(0))
+            steps = {"spikecim": _spikecim_step(model, x, y)}
+            if "aihwkit-lightning" in peers:
+                steps["aihwkit-lightning"] = _peer_step(_lightning(model), x, y)
+            if "aihwkit" in peers:
+                steps["aihwkit"] = _peer_step(_aihwkit(model), x, y)
+            times = _interleaved(list(steps.values()), repeats)
+            ours = statistics.median(times[0])
+            for library, ts in zip(steps, times, strict=True):
+                med = statistics.median(ts)
+                report.rows.append(HwaRow(name, library, med * 1e3, min(ts) * 1e3, med / ours))
+            report.conversion.append(_conversion_row(name, model.eval(), peers, repeats))
+        return report
+
+
+def _conversion_row(name: str, model: nn.Module, peers: list[str], repeats: int) -> ConversionRow:
+    from spikecim.analog import to_analog
+
+    fns: list[Callable[[], object]] = [lambda: to_analog(model, "pcm-aihwkit")]
+    if "aihwkit-lightning" in peers:
+        fns.append(lambda: _lightning(model))
+    if "aihwkit" in peers:
+        with quiet_stderr():
+            from aihwkit.nn.conversion import convert_to_analog
+
+        def aihwkit_convert():
+            import copy
+
+            analog = convert_to_analog(copy.deepcopy(model), _aihwkit_config(training=False))
+            analog.eval()
+            analog.program_analog_weights()
+
+        fns.append(aihwkit_convert)
+    medians = [statistics.median(ts) for ts in _interleaved(fns, repeats)]
+    ours, rest = medians[0], iter(medians[1:])
+    return ConversionRow(
+        name,
+        ours,
+        next(rest) if "aihwkit-lightning" in peers else None,
+        next(rest) if "aihwkit" in peers else None,
+    )
+
+
+def _interleaved(fns: list[Callable[[], object]], repeats: int) -> list[list[float]]:
+    """Seconds of each callable per round, one call of each per round, after one warm-up call."""
+    for fn in fns:
+        fn()
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, ts in zip(fns, times, strict=True):
+            t = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t)
+    return times
+
+
+def format_report(report: HwaBenchReport) -> str:
+    """The two Markdown tables, then the columns' meaning and any notes."""
+
+    def ratio(v: float | None, ours: float) -> str:
+        return MISSING if v is None else f"{v / ours:.2f}"
+
+    def sec(v: float | None) -> str:
+        return MISSING if v is None else f"{v:.4g}"
+
+    lines = [
+        (
+            f"Hardware-aware training step (weight noise {report.noise_std:g} x max|W|, forward + backward + "
+            f"Adam), median of {report.repeats} interleaved steps; torch {report.torch_version}, "
+            f"threads: {report.threads}"
+        ),
+        "",
+        "| model | library | median ms | min ms | spikecim speed-up |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for r in report.rows:
+        speedup = MISSING if r.spikecim_speedup is None else f"{r.spikecim_speedup:.2f}"
+        lines.append(f"| {r.model} | {r.library} | {r.median_ms:.2f} | {r.min_ms:.2f} | {speedup} |")
+    lines += [
+        "",
+        "Conversion of the trained model to its analog twin (median):",
+        "",
+        (
+            "| model | spikecim to_analog, programmed (s) | aihwkit-lightning convert_to_analog (s) | speed-up "
+            "| aihwkit 1.1 convert_to_analog + program_analog_weights (s) | speed-up |"
+        ),
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for c in report.conversion:
+        lines.append(
+            f"| {c.model} | {sec(c.spikecim_s)} | {sec(c.aihwkit_lightning_s)} | "
+            f"{ratio(c.aihwkit_lightning_s, c.spikecim_s)} | {sec(c.aihwkit_s)} | {ratio(c.aihwkit_s, c.spikecim_s)} |"
+        )
+    lines += [
+        "",
+        (
+            "spikecim speed-up: the library's median / spikecim's. Converters (DAC, ADC) and weight clipping "
+            "are off in every library: spikecim's hardware-aware training injects weight noise only."
+        ),
+    ]
+    lines += [f"note: {n}" for n in report.notes]
+    return "\n".join(lines)

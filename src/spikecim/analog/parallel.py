@@ -1,0 +1,103 @@
+"""The Monte-Carlo loop over programming seeds, in worker processes or Ray tasks.
+
+Each seed's evaluation (program, calibrate, drift, evaluate with the read noise seeded by
+the seed: :func:`spikecim.analog.evaluate.monte_carlo`) depends on nothing but the model
+and the seed, so the seeds can run anywhere in any order: :func:`map_seeds` returns the
+results in the order of the seeds, identical to the serial loop's.
+
+- ``workers = 1``: the serial loop, in this process.
+- ``workers = N > 1``: N worker processes on this machine (forked on Linux, so the model
+  is not copied through a pipe; spawned elsewhere). Each worker runs torch with
+  ``max(1, threads // N)`` threads, ``threads`` this process's count.
+- ``ray_address``: one Ray task per seed on the cluster at that address (``"local"``
+  starts one on this machine); needs ``pip install ray``.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import sys
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+import torch
+
+from spikecim.errors import SpikecimError
+
+__all__ = ["map_seeds"]
+
+_JOB: Callable[[int], Any] | None = None  # the job of this worker process (set by _init)
+
+
+def map_seeds(
+    job: Callable[[int], Any],
+    seeds: Sequence[int],
+    workers: int = 1,
+    ray_address: str | None = None,
+    on_result: Callable[[int, Any], None] | None = None,
+) -> list[Any]:
+    """``[job(s) for s in seeds]``, serially, in ``workers`` processes or as Ray tasks (module
+    docstring). ``job`` must be picklable for Ray and for workers started by spawning;
+    ``on_result(seed, result)`` is called in this process in the order of the seeds."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise SpikecimError(f"analog.workers: must be an integer >= 1, got {workers!r}")
+    seeds = list(seeds)
+    if ray_address is not None:
+        results = _ray_map(job, seeds, ray_address)
+        for s, r in zip(seeds, results, strict=True):
+            if on_result:
+                on_result(s, r)
+        return results
+    if workers == 1 or len(seeds) < 2:
+        results = []
+        for s in seeds:
+            results.append(job(s))
+            if on_result:
+                on_result(s, results[-1])
+        return results
+    workers = min(workers, len(seeds))
+    threads = max(1, torch.get_num_threads() // workers)
+    method = "fork" if sys.platform == "linux" else "spawn"
+    ctx = multiprocessing.get_context(method)
+    results = []
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init, initargs=(job, threads)) as pool:
+        for s, r in zip(seeds, pool.map(_run, seeds), strict=True):
+            results.append(r)
+            if on_result:
+                on_result(s, r)
+    return results
+
+
+def _init(job: Callable[[int], Any], threads: int) -> None:
+    global _JOB
+    _JOB = job
+    torch.set_num_threads(threads)
+
+
+def _run(seed: int) -> Any:
+    assert _JOB is not None  # set by _init in every worker
+    return _JOB(seed)
+
+
+def _ray_map(job: Callable[[int], Any], seeds: list[int], address: str) -> list[Any]:
+    try:
+        import ray
+    except ImportError:
+        raise SpikecimError("analog.ray_address: needs Ray (pip install ray)") from None
+    if not ray.is_initialized():
+        try:
+            if address == "local":
+                ray.init(include_dashboard=False, log_to_driver=False)
+            else:
+                ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise SpikecimError(f"analog.ray_address: cannot connect to '{address}': {first}") from None
+    remote = ray.remote(_call)
+    job_ref = ray.put(job)
+    return ray.get([remote.remote(job_ref, s) for s in seeds])
+
+
+def _call(job: Callable[[int], Any], seed: int) -> Any:
+    return job(seed)

@@ -1,0 +1,294 @@
+"""Speed of one whole-network SNN training step against SpikingJelly and snnTorch.
+
+The workload: spiking VGG-9 and ResNet-19 (:mod:`spikecim.models`) on ``x[T, B, 3, 32, 32]``
+(the image repeated over T, direct encoding), one training step = zero the gradients,
+forward, cross-entropy of the logits averaged over T, backward, SGD step (momentum 0.9).
+Every library runs the same topology with the same weights at the start and the same LIF:
+beta 0.9 (SpikingJelly ``tau = 10``, ``decay_input=False``), threshold 1, subtract reset
+in the same step, arctan surrogate (alpha 2), BatchNorm over ``T*B`` (tdBN).
+
+| name | what runs |
+| --- | --- |
+| ``spikecim`` | the model of :func:`spikecim.models.create_model` (LIF ``reset_delay=False``) |
+| ``spikingjelly`` | the same layers, each stateless one in ``layer.SeqToANNContainer`` (what its multi-step ``layer.Conv2d`` does), ``neuron.LIFNode(step_mode="m")`` (its multi-step function, torch on CPU), ``functional.reset_net`` before every step |
+| ``snntorch`` | the same stateless layers run once over ``T*B``, each neuron an ``snn.Leaky(reset_delay=False)`` stepped in a Python loop (snnTorch has no multi-step layers) |
+
+The libraries alternate in every round (one step each); the median of ``repeats`` rounds
+after ``warmup`` rounds is reported. Peak memory: the highest total of torch CPU
+allocations during one training step, from the torch profiler's allocation and free
+events (the weights, gradients and optimiser state that exist before the step excluded).
+A peer that is not installed is skipped with a note.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from spikecim.timing import peak_mib, torch_threads
+
+__all__ = [
+    "TRAIN_LIBRARIES",
+    "TRAIN_MODELS",
+    "TrainBenchReport",
+    "TrainBenchRow",
+    "format_report",
+    "run_train_benchmark",
+]
+
+BETA, THRESHOLD = 0.9, 1.0
+TRAIN_MODELS = ("vgg9", "resnet19")
+# name -> module that must be importable (None: always runs)
+TRAIN_LIBRARIES: dict[str, str | None] = {
+    "spikecim": None,
+    "spikingjelly": "spikingjelly",
+    "snntorch": "snntorch",
+}
+
+
+@dataclass(frozen=True)
+class TrainBenchRow:
+    model: str
+    library: str
+    batch: int
+    median_ms: float
+    min_ms: float
+    spikecim_speedup: float | None  # this library's median / spikecim's (how much faster spikecim is)
+    peak_mib: float | None
+
+
+@dataclass
+class TrainBenchReport:
+    timesteps: int
+    input_size: int
+    width: float
+    repeats: int
+    threads: int
+    torch_version: str
+    rows: list[TrainBenchRow] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+
+def spikecim_model(name: str, width: float, input_size: int) -> nn.Module:
+    """The spikecim SNN of the benchmark (same-step subtract reset, as SpikingJelly's)."""
+    from spikecim.models import create_model
+
+    kw = {"width": width, "input_size": input_size} if name.startswith("vgg") else {"width": width}
+    return create_model(
+        name,
+        spiking=True,
+        in_channels=3,
+        neuron_kw={"beta": BETA, "threshold": THRESHOLD, "reset_delay": False},
+        **kw,
+    )
+
+
+class _SnnTorchLIF(nn.Module):
+    """``snn.Leaky`` stepped over ``x[T, ...]`` (a TemporalModule subclass is set below)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import snntorch as snn
+
+        self.leaky = snn.Leaky(beta=BETA, threshold=THRESHOLD, reset_delay=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mem, out = self.leaky.init_leaky(), []
+        for t in range(x.shape[0]):
+            spk, mem = self.leaky(x[t], mem)
+            out.append(spk)
+        return torch.stack(out)
+
+
+def snntorch_model(model: nn.Module) -> nn.Module:
+    """A copy of a spikecim model with every LIF replaced by a stepped ``snn.Leaky``."""
+    from spikecim.nn import LIF, TemporalModule
+
+    class SnnTorchLIF(_SnnTorchLIF, TemporalModule):
+        pass
+
+    peer = copy.deepcopy(model)
+    _replace(peer, lambda m: isinstance(m, LIF), lambda m: SnnTorchLIF())
+    return peer
+
+
+def spikingjelly_model(model: nn.Module) -> nn.Module:
+    """The spikecim model's layers rebuilt in SpikingJelly's multi-step form (same weights)."""
+    from spikingjelly.activation_based import layer, neuron, surrogate
+
+    from spikecim.models._resnet import BasicBlock
+    from spikecim.nn import LIF, Sequential
+
+    def lif() -> nn.Module:
+        return neuron.LIFNode(
+            tau=1.0 / (1.0 - BETA),
+            decay_input=False,
+            v_threshold=THRESHOLD,
+            v_reset=None,
+            surrogate_function=surrogate.ATan(alpha=2.0),
+            step_mode="m",
+        )
+
+    def convert(m: nn.Module) -> nn.Module:
+        if isinstance(m, Sequential):
+            return nn.Sequential(*(convert(c) for c in m))
+        if isinstance(m, LIF):
+            return lif()
+        if isinstance(m, BasicBlock):
+            return _SpikingJellyBlock(m, lif, layer.SeqToANNContainer)
+        return layer.SeqToANNContainer(copy.deepcopy(m))
+
+    return convert(model)
+
+
+class _SpikingJellyBlock(nn.Module):
+    """:class:`spikecim.models._resnet.BasicBlock` in SpikingJelly's multi-step idiom."""
+
+    def __init__(self, block: nn.Module, lif: Callable[[], nn.Module], seq: Callable[..., nn.Module]) -> None:
+        super().__init__()
+        self.conv_bn1 = seq(copy.deepcopy(block.conv1), copy.deepcopy(block.bn1))
+        self.act1 = lif()
+        self.conv_bn2 = seq(copy.deepcopy(block.conv2), copy.deepcopy(block.bn2))
+        self.shortcut = seq(copy.deepcopy(block.shortcut))
+        self.act2 = lif()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv_bn2(self.act1(self.conv_bn1(x)))
+        return self.act2(h + self.shortcut(x))
+
+
+def _replace(
+    module: nn.Module, match: Callable[[nn.Module], bool], make: Callable[[nn.Module], nn.Module]
+) -> None:
+    for name, child in module.named_children():
+        if match(child):
+            setattr(module, name, make(child))
+        else:
+            _replace(child, match, make)
+
+
+def _build(library: str, model: nn.Module) -> tuple[nn.Module, Callable[[nn.Module], None]]:
+    """(the network, what runs before every forward)."""
+    if library == "spikecim":
+        return copy.deepcopy(model), lambda net: None
+    if library == "snntorch":
+        return snntorch_model(model), lambda net: None
+    from spikingjelly.activation_based import functional
+
+    return spikingjelly_model(model), functional.reset_net
+
+
+def _step_fn(net: nn.Module, before: Callable[[nn.Module], None], x: torch.Tensor, y: torch.Tensor):
+    opt = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9)
+    net.train()
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        before(net)
+        loss = nn.functional.cross_entropy(net(x).mean(0), y)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def run_train_benchmark(
+    models: tuple[str, ...] = TRAIN_MODELS,
+    batches: tuple[int, ...] = (16, 64),
+    timesteps: int = 4,
+    input_size: int = 32,
+    width: float = 1.0,
+    repeats: int = 5,
+    warmup: int = 1,
+    libraries: tuple[str, ...] | None = None,
+    seed: int = 0,
+    threads: int | None = None,
+) -> TrainBenchReport:
+    """Time one training step of every model in every library; see the module docstring."""
+    with torch_threads(threads):
+        report = TrainBenchReport(
+            timesteps, input_size, width, repeats, torch.get_num_threads(), torch.__version__
+        )
+        names = []
+        for name in libraries or TRAIN_LIBRARIES:
+            requires = TRAIN_LIBRARIES[name]
+            if requires and importlib.util.find_spec(requires) is None:
+                report.notes.append(f"{name}: skipped, not installed (pip install 'spikecim[peers]')")
+            else:
+                names.append(name)
+        for model_name in models:
+            torch.manual_seed(seed)
+            model = spikecim_model(model_name, width, input_size)
+            nets = {name: _build(name, model) for name in names}
+            for batch in batches:
+                gen = torch.Generator().manual_seed(seed)
+                image = torch.rand(batch, 3, input_size, input_size, generator=gen)
+                x = image.expand(timesteps, *image.shape).contiguous()
+                y = torch.randint(0, 10, (batch,), generator=gen)
+                steps = {name: _step_fn(net, before, x, y) for name, (net, before) in nets.items()}
+                times: dict[str, list[float]] = {name: [] for name in steps}
+                for round_ in range(warmup + repeats):
+                    for name, step in steps.items():
+                        t0 = time.perf_counter()
+                        step()
+                        if round_ >= warmup:
+                            times[name].append(time.perf_counter() - t0)
+                medians = {name: statistics.median(ts) for name, ts in times.items()}
+                ours = medians.get("spikecim")
+                for name, step in steps.items():
+                    report.rows.append(
+                        TrainBenchRow(
+                            model=model_name,
+                            library=name,
+                            batch=batch,
+                            median_ms=medians[name] * 1e3,
+                            min_ms=min(times[name]) * 1e3,
+                            spikecim_speedup=medians[name] / ours if ours else None,
+                            peak_mib=peak_mib(step),
+                        )
+                    )
+        return report
+
+
+def format_report(report: TrainBenchReport) -> str:
+    """A Markdown table with every column, then the columns' meaning and any notes."""
+
+    def num(v, fmt):
+        return "n/a" if v is None else format(v, fmt)
+
+    lines = [
+        (
+            f"SNN training step (forward + backward + SGD step), T = {report.timesteps}, "
+            f"3x{report.input_size}x{report.input_size} input, width {report.width:g}, median of "
+            f"{report.repeats} interleaved steps; torch {report.torch_version}, threads: {report.threads}"
+        ),
+        "",
+        "| model | library | B | median ms | min ms | spikecim speed-up | peak MiB |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in report.rows:
+        lines.append(
+            f"| {r.model} | {r.library} | {r.batch} | {r.median_ms:.1f} | {r.min_ms:.1f} | "
+            f"{num(r.spikecim_speedup, '.2f')} | {num(r.peak_mib, '.1f')} |"
+        )
+    lines += [
+        "",
+        (
+            "spikecim speed-up: this library's median / spikecim's. peak MiB: highest total of torch CPU "
+            "allocations during one step (profiler memory events): activations and gradients, "
+            "not the weights or optimiser state."
+        ),
+    ]
+    lines += [f"note: {n}" for n in report.notes]
+    return "\n".join(lines)

@@ -1,0 +1,117 @@
+"""The Monte-Carlo loop over programming seeds in worker processes (and Ray tasks) gives the
+serial loop's results bit for bit, in the order of the seeds."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import pytest
+import torch
+from torch import nn
+
+from spikecim.analog import drift, program, to_analog
+from spikecim.analog.evaluate import monte_carlo
+from spikecim.analog.parallel import map_seeds
+from spikecim.errors import SpikecimError
+from spikecim.train.seeding import seeded
+
+SEEDS = [3, 0, 7, 1, 5]
+
+
+@pytest.fixture(scope="module")
+def problem():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)).eval()
+    x = torch.rand(512, 1, 8, 8)
+    with torch.no_grad():
+        y = model(x).argmax(1)  # the digital model is right on every sample: the noise decides
+    return model, x, y
+
+
+class _NoisyOutputs:
+    """program, drift to 1 h, one forward, all draws seeded by the seed: the whole output."""
+
+    def __init__(self, analog_model: nn.Module, x: torch.Tensor) -> None:
+        self.model, self.x = analog_model, x
+
+    def __call__(self, seed: int) -> torch.Tensor:
+        with seeded(seed), torch.no_grad():
+            program(self.model, seed)
+            drift(self.model, 3600.0)
+            return self.model(self.x)
+
+
+def test_worker_processes_give_the_serial_outputs_bit_for_bit_in_seed_order(problem):
+    model, x, _ = problem
+    serial = [_NoisyOutputs(to_analog(model, "pcm-aihwkit"), x)(s) for s in SEEDS]
+    seen = []
+    parallel = map_seeds(
+        _NoisyOutputs(to_analog(model, "pcm-aihwkit"), x),
+        SEEDS,
+        workers=2,
+        on_result=lambda s, _: seen.append(s),
+    )
+    assert seen == SEEDS
+    assert not torch.equal(serial[0], serial[1])  # the seeds draw different noise
+    for a, b in zip(serial, parallel, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_a_seeds_monte_carlo_accuracy_does_not_depend_on_the_seeds_before_it(problem):
+    model, x, y = problem
+    kw = {"t_inference_s": 3600.0, "timesteps": None, "calibration_x": x[:64]}
+    alone = monte_carlo(to_analog(model, "pcm-aihwkit"), x, y, [5], **kw)
+    after_others = monte_carlo(to_analog(model, "pcm-aihwkit"), x, y, [0, 1, 5], **kw)
+    assert after_others[-1] == alone[0]
+
+
+def test_monte_carlo_in_workers_equals_the_serial_loop(problem):
+    model, x, y = problem
+    kw = {"t_inference_s": 3600.0, "timesteps": None, "calibration_x": x[:64]}
+    serial = monte_carlo(to_analog(model, "pcm-aihwkit"), x, y, SEEDS, **kw)
+    parallel = monte_carlo(to_analog(model, "pcm-aihwkit"), x, y, SEEDS, workers=3, **kw)
+    assert len(set(serial)) > 1  # the accuracy moves with the seed: the comparison has teeth
+    assert parallel == serial
+
+
+@pytest.mark.parametrize("workers", [0, -2, 1.5, True])
+def test_a_worker_count_below_one_or_not_an_integer_is_refused(workers):
+    with pytest.raises(SpikecimError, match="analog.workers: must be an integer >= 1"):
+        map_seeds(abs, [1, 2], workers=workers)
+
+
+def test_the_analog_stage_takes_workers_and_refuses_zero():
+    from pydantic import ValidationError
+
+    from spikecim.analog.stage_config import AnalogStageConfig
+
+    assert AnalogStageConfig(workers=4, preset="ideal").workers == 4
+    with pytest.raises(ValidationError, match="workers"):
+        AnalogStageConfig(workers=0, preset="ideal")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="needs ray (pip install ray)")
+@pytest.mark.skipif(
+    os.environ.get("SPIKECIM_TEST_RAY") != "1",
+    reason="starting a local Ray cluster takes 10-60 s; set SPIKECIM_TEST_RAY=1 to run",
+)
+def test_monte_carlo_as_ray_tasks_equals_the_serial_loop(problem):
+    import ray
+
+    model, x, y = problem
+    serial = monte_carlo(to_analog(model, "pcm-aihwkit"), x, y, SEEDS, t_inference_s=3600.0, timesteps=None)
+    try:
+        parallel = monte_carlo(
+            to_analog(model, "pcm-aihwkit"),
+            x,
+            y,
+            SEEDS,
+            t_inference_s=3600.0,
+            timesteps=None,
+            ray_address="local",
+        )
+    finally:
+        ray.shutdown()
+    assert parallel == serial

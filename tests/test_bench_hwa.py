@@ -1,0 +1,83 @@
+"""``spikecim bench --suite hwa``: the hardware-aware training step and the analog conversion
+against aihwkit-lightning and aihwkit, end to end on a tiny size, and the peers running the
+same network."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from spikecim.analog import hwa_benchmark
+from spikecim.cli.main import main
+
+STEP_COLUMNS = ["model", "library", "median ms", "min ms", "spikecim speed-up"]
+QUICK_MODELS = ["MLP 64-32-10, batch 8", "convnet SNN width 0.25, T=2, batch 4"]
+
+
+def _table(out: str, header_start: str) -> list[list[str]]:
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
+    rows = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        if "---" not in line:
+            rows.append([c.strip() for c in line.strip().strip("|").split("|")])
+    return rows
+
+
+def test_bench_hwa_quick_prints_every_column_of_both_tables(capsys):
+    pytest.importorskip("aihwkit_lightning")
+    pytest.importorskip("aihwkit")
+    assert main(["bench", "--suite", "hwa", "--quick"]) == 0
+    out = capsys.readouterr().out
+    steps = _table(out, "| model | library")
+    assert steps[0] == STEP_COLUMNS
+    libraries = ["spikecim", "aihwkit-lightning", "aihwkit"]
+    assert [(r[0], r[1]) for r in steps[1:]] == [(m, lib) for m in QUICK_MODELS for lib in libraries]
+    medians = {(r[0], r[1]): float(r[2]) for r in steps[1:]}
+    for model, library, median, low, speedup in steps[1:]:
+        assert float(median) >= float(low) > 0
+        ratio = medians[(model, library)] / medians[(model, "spikecim")]
+        assert float(speedup) == pytest.approx(ratio, rel=0.02, abs=0.01)  # printed to 0.01
+    conversion = _table(out, "| model | spikecim to_analog")
+    assert len(conversion[0]) == 6
+    assert [r[0] for r in conversion[1:]] == QUICK_MODELS
+    for _, ours, lightning, x_lightning, aihwkit, x_aihwkit in conversion[1:]:
+        assert float(x_lightning) == pytest.approx(float(lightning) / float(ours), rel=0.02, abs=0.01)
+        assert float(x_aihwkit) == pytest.approx(float(aihwkit) / float(ours), rel=0.02, abs=0.01)
+    assert "note:" not in out
+
+
+def test_bench_hwa_json_has_a_row_per_model_and_library(capsys):
+    pytest.importorskip("aihwkit_lightning")
+    pytest.importorskip("aihwkit")
+    assert main(["bench", "--suite", "hwa", "--quick", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["threads"] == 1 and data["noise_std"] == hwa_benchmark.NOISE_STD
+    assert len(data["rows"]) == 6 and len(data["conversion"]) == 2
+
+
+@pytest.mark.parametrize("option", [["--batch", "4"], ["--library", "aihwkit"], ["--timesteps", "2"]])
+def test_bench_hwa_refuses_options_of_other_suites(option, capsys):
+    assert main(["bench", "--suite", "hwa", *option]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "only for --suite lif" in lines[0]
+
+
+def test_the_peers_run_the_same_network_as_spikecim_with_the_noise_off():
+    """In evaluation the weight modifier is off: the converted networks compute the digital model."""
+    pytest.importorskip("aihwkit_lightning")
+    pytest.importorskip("aihwkit")
+    from spikecim.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("convnet", spiking=True, width=0.25).eval()
+    x = torch.rand(2, 4, 1, 8, 8)
+    with torch.no_grad():
+        expected = model(x)
+        assert expected.abs().sum() > 0
+        for peer in (hwa_benchmark._lightning(model), hwa_benchmark._aihwkit(model)):
+            torch.testing.assert_close(peer.eval()(x), expected, atol=1e-5, rtol=1e-4)

@@ -1,0 +1,108 @@
+"""``spikecim bench --suite train``: the whole-network training step against SpikingJelly and
+snnTorch, end to end on a tiny size, and the peer networks computing what spikecim's does."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from spikecim.cli.main import main
+from spikecim.train import benchmark
+
+COLUMNS = ["model", "library", "B", "median ms", "min ms", "spikecim speed-up", "peak MiB"]
+
+
+def _rows(out: str) -> list[list[str]]:
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| model | library"))
+    rows = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        if "---" not in line:
+            rows.append([c.strip() for c in line.strip().strip("|").split("|")])
+    return rows
+
+
+def test_bench_train_quick_prints_every_column_and_a_row_per_model_and_library(capsys):
+    pytest.importorskip("spikingjelly")
+    pytest.importorskip("snntorch")
+    assert main(["bench", "--suite", "train", "--quick"]) == 0
+    rows = _rows(capsys.readouterr().out)
+    assert rows[0] == COLUMNS
+    expected = [(m, lib) for m in ("vgg9", "resnet19") for lib in ("spikecim", "spikingjelly", "snntorch")]
+    assert [(r[0], r[1]) for r in rows[1:]] == expected
+    medians = {(r[0], r[1]): float(r[3]) for r in rows[1:]}
+    for model, library, batch, median, low, speedup, peak in rows[1:]:
+        assert batch == "2" and float(median) >= float(low) > 0 and float(peak) > 0
+        ratio = medians[(model, library)] / medians[(model, "spikecim")]
+        # printed to 0.1 ms and 0.01: the ratio of the printed medians agrees to rounding
+        assert float(speedup) == pytest.approx(ratio, rel=0.1, abs=0.02)
+    assert all(r[5] == "1.00" for r in rows[1:] if r[1] == "spikecim")
+
+
+def test_bench_train_json_keeps_the_models_libraries_and_batches_asked_for(capsys):
+    argv = ["bench", "--suite", "train", "--quick", "--batch", "1", "--batch", "3", "--library", "spikecim"]
+    assert main([*argv, "--timesteps", "3", "--model", "resnet19", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["timesteps"] == 3
+    assert [(r["model"], r["library"], r["batch"]) for r in data["rows"]] == [
+        ("resnet19", "spikecim", b) for b in (1, 3)
+    ]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["bench", "--suite", "train", "--library", "norse"],
+            "--library: unknown 'norse', allowed: spikecim",
+        ),
+        (["bench", "--suite", "train", "--features", "8"], "--features: only for --suite lif"),
+        (["bench", "--suite", "train", "--batch", "0"], "--batch: must be >= 1, got 0"),
+    ],
+)
+def test_bench_train_bad_option_is_a_one_line_error(argv, message, capsys):
+    assert main(argv) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0]
+
+
+@pytest.mark.parametrize("name", ["vgg9", "resnet19"])
+def test_the_spikingjelly_network_computes_spikecims_logits_and_gradients(name):
+    """The same weights in SpikingJelly's multi-step layers and LIFNode(tau=10, decay_input=False,
+    v_reset=None, ATan): the same LIF, so the same logits and weight gradients."""
+    pytest.importorskip("spikingjelly")
+    from spikingjelly.activation_based import functional
+
+    torch.manual_seed(0)
+    ours = benchmark.spikecim_model(name, 1 / 16, 8)
+    theirs = benchmark.spikingjelly_model(ours)
+    x = torch.rand(3, 4, 3, 8, 8) * 2
+    functional.reset_net(theirs)
+    a, b = ours(x), theirs(x)
+    assert a.abs().sum() > 0
+    torch.testing.assert_close(b, a, atol=1e-6, rtol=1e-5)
+    a.square().sum().backward()
+    b.square().sum().backward()
+    ours_w = [p for p in ours.parameters() if p.dim() > 1]
+    theirs_w = [p for p in theirs.parameters() if p.dim() > 1]
+    assert len(ours_w) == len(theirs_w)
+    for p, q in zip(ours_w, theirs_w, strict=True):
+        torch.testing.assert_close(q.grad, p.grad, atol=1e-5, rtol=1e-4)
+
+
+def test_the_snntorch_network_steps_snntorch_leaky_in_place_of_every_lif():
+    """With inputs below 0.9 every membrane is below threshold after a reset (0.9 * 1 + 0.9 - 1 < 1),
+    where snnTorch's same-step reset and spikecim's agree: the replaced network gives the same spikes."""
+    pytest.importorskip("snntorch")
+    from spikecim.nn import LIF, Sequential
+
+    torch.manual_seed(0)
+    ours = Sequential(torch.nn.Identity(), LIF(beta=0.9, reset_delay=False))
+    theirs = benchmark.snntorch_model(ours)
+    assert not any(isinstance(m, LIF) for m in theirs.modules())
+    x = torch.rand(8, 5, 64) * 0.9
+    torch.testing.assert_close(theirs(x), ours(x))
