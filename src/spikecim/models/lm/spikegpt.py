@@ -103,6 +103,21 @@ class Block(nn.Module):
         return x + self.act2(self.ffn(self.ln2(x)))
 
 
+class Embedding(nn.Module):
+    """The embedding, binarised in the spiking model, ``[L, B] -> [L, B, D]`` (the model's
+    embedding, shared)."""
+
+    def __init__(self, embed: nn.Embedding, spiking: bool) -> None:
+        super().__init__()
+        self.embed = embed
+        self.spiking = spiking
+        self.binarise = atan(2.0)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.embed(tokens)
+        return self.binarise(x) if self.spiking else x  # Heaviside(x) forward, arctan surrogate backward
+
+
 class SpikeGPT(TokenModel):
     def __init__(self, vocab: int, context: int, d_model: int, layers: int, spiking: bool, act) -> None:
         super().__init__(vocab, context)
@@ -123,6 +138,15 @@ class SpikeGPT(TokenModel):
         for block in self.blocks:
             x = block(x)
         return self.head(self.ln_out(x))
+
+    def reconstruction_blocks(self) -> list[tuple[str, nn.Module]]:
+        """Embedding, each RWKV block, final norm and head: in order, the model
+        (:mod:`spikecim.quant.blocks`)."""
+        return [
+            ("embed", Embedding(self.embed, self.spiking)),
+            *((f"blocks.{i}", b) for i, b in enumerate(self.blocks)),
+            ("head", nn.Sequential(self.ln_out, self.head)),
+        ]
 
 
 @register_model("spikegpt-tiny", task="lm")
