@@ -44,6 +44,7 @@ class MLGRU(nn.Module):
     def __init__(self, d_model: int, layer: int) -> None:
         super().__init__()
         self.layer = layer
+        self.recurrent_state = ("mlgru", d_model)  # h, read and written every token (the tracer)
         self.i_proj = BitLinear(d_model, d_model)
         self.f_proj = BitLinear(d_model, d_model)
         self.g_proj = BitLinear(d_model, d_model)

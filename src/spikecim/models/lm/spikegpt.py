@@ -49,6 +49,7 @@ class TimeMix(nn.Module):
 
     def __init__(self, d_model: int, layer: int, layers: int) -> None:
         super().__init__()
+        self.recurrent_state = ("wkv", 3 * d_model)  # a, b, p, read and written every token (the tracer)
         ratio = layer / max(1, layers - 1)
         c = torch.arange(d_model, dtype=torch.float32) / max(1, d_model - 1)
         self.time_decay = nn.Parameter(-5 + 8 * c ** (0.7 + 1.3 * ratio))  # RWKV-4's initialisation
