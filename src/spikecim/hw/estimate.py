@@ -72,6 +72,10 @@ def estimate(workload, arch: Architecture | str | Path, dense: bool = False) -> 
             )
         )
     notes = est.notes(workload, p, dense) + dyn_notes
+    state_rows, state_note = _state_rows(workload, p)
+    rows += state_rows
+    if state_note:
+        notes.append(state_note)
     if workload.digital:
         notes.append(f"digital unit ({arch.digital_unit}): softmax, LayerNorm and GELU, one row each")
     if workload.exit_test is not None:
@@ -92,6 +96,33 @@ def estimate(workload, arch: Architecture | str | Path, dense: bool = False) -> 
         extras={**est.extras(costed, workload, p), **dyn_extras},
         notes=notes,
     )
+
+
+def sram_pj_per_bit(p) -> float | None:
+    """The table's SRAM energy per bit accessed: ``e_sram_bit_pj``, or ``e_sram_pj`` per
+    ``word_bits``-bit word; None when the table has no SRAM constant."""
+    if getattr(p, "e_sram_bit_pj", None) is not None:
+        return float(p.e_sram_bit_pj)
+    if getattr(p, "e_sram_pj", None) is not None and getattr(p, "word_bits", None):
+        return float(p.e_sram_pj) / p.word_bits
+    return None
+
+
+def _state_rows(workload, p) -> tuple[list[LayerCost], str | None]:
+    """One row per recurrent state of the workload (MLGRU ``h``, WKV ``a, b, p``): its values
+    read and written once per step run, ``2 · elements · bits · Σ_t running(t)`` bits of SRAM
+    traffic at the table's energy per bit (:func:`sram_pj_per_bit`)."""
+    if not workload.recurrent_state:
+        return [], None
+    per_bit = sram_pj_per_bit(p)
+    if per_bit is None:
+        return [], "recurrent state traffic (MLGRU/WKV) not costed: this table has no SRAM energy"
+    rows = []
+    for s in workload.recurrent_state:
+        steps = float(sum(workload.running(t) for t in range(s.timesteps)))
+        bits = 2 * s.elements * s.bits * steps  # read + written every step
+        rows.append(LayerCost(name=s.name, kind=f"{s.kind} state", energy_pj={"state_sram": bits * per_bit}))
+    return rows, "recurrent state (MLGRU h, WKV a, b, p): read and written in SRAM once per token"
 
 
 def _dynamic_rows(

@@ -5,9 +5,14 @@ scored on the test split and, with ``ptq.analog``, on the analog stage's crossba
 
 The calibration samples are the first ``ptq.calibration_samples`` of the training split,
 encoded as the variant takes them (seeded with the run seed). Scoring goes through
-:func:`task_evaluator`, the one place that knows the task: today test accuracy through
-:func:`spikecim.train.evaluate` (the number the ``evaluate`` stage reports); a task with its
-own ``evaluate(model, ...) -> metrics`` (perplexity for a language model) replaces it there.
+:func:`task_evaluator`, the one place that knows the task: the run's task's
+:meth:`~spikecim.tasks.Task.evaluate` on the test split (the numbers the ``evaluate`` stage
+reports), compared in the task's ``quantisation_metric``: accuracy for classification,
+perplexity for a language model (bits per character and cross-entropy beside it).
+
+A layer that quantises its own weight (BitLinear) is not quantised again
+(:func:`~spikecim.quant.groupwise.quantizable_layers`); a variant left with no weight layer
+(``matmulfree-tiny``, whose every projection is a ternary BitLinear) is refused in one line.
 """
 
 from __future__ import annotations
@@ -32,22 +37,25 @@ __all__ = ["ptq_section", "ptq_stage", "task_evaluator"]
 
 
 def task_evaluator(ctx: RunContext, variant: str) -> tuple[str, Callable[[nn.Module], dict[str, float]]]:
-    """The task's headline metric and a function scoring a model of ``variant`` on the test
-    split: ``("accuracy", model -> {"accuracy": ...})`` for classification."""
-    from spikecim.train import evaluate
+    """The task's quantisation metric and a function scoring a model of ``variant`` on the
+    test split with the task's own evaluation: its scalar metrics (``accuracy`` for
+    classification; ``perplexity``, ``bits_per_char``, ``cross_entropy`` and ``accuracy``
+    for a language model)."""
+    from spikecim.tasks import get_task
 
+    task = get_task(ctx.config.task)
     inputs = variant_input(ctx.config, variant, ctx.data)
 
     def score(model: nn.Module) -> dict[str, float]:
-        r = evaluate(model, ctx.data.x_test, ctx.data.y_test, inputs, seed=ctx.config.seed)
-        return {"accuracy": float(r["accuracy"])}
+        r = task.evaluate(model, ctx.data.x_test, ctx.data.y_test, inputs, seed=ctx.config.seed)
+        return {k: float(v) for k, v in r.items() if k not in ("samples", "tokens") and isinstance(v, (int, float))}
 
-    return "accuracy", score
+    return task.quantisation_metric, score
 
 
 def ptq_stage(ctx: RunContext) -> PtqResult:
     """Quantise every variant's weights post-training (RTN, AdaRound-style, TesseraQ) and score them."""
-    from spikecim.quant.groupwise import WeightQuantSpec
+    from spikecim.quant.groupwise import WeightQuantSpec, quantizable_layers
     from spikecim.quant.tesseraq import PAPER_THRESHOLDS, ReconstructionConfig, post_training_quantize
 
     cfg, sc = ctx.config, ctx.config.ptq
@@ -57,6 +65,8 @@ def ptq_stage(ctx: RunContext) -> PtqResult:
     for v in sc.variants or []:
         if v not in names:
             raise SpikecimError(f"ptq.variants: unknown variant '{v}', allowed: {', '.join(names)}")
+    if sc.analog and cfg.task != "classification":
+        raise SpikecimError(f"ptq.analog: scores accuracy on the crossbar, for classification runs only (task is {cfg.task})")
     analog = _analog_scorer(ctx) if sc.analog else None
     thresholds = tuple(sc.thresholds) if sc.thresholds is not None else PAPER_THRESHOLDS
     start = time.perf_counter()
@@ -64,9 +74,14 @@ def ptq_stage(ctx: RunContext) -> PtqResult:
     with progress_bar(ctx.console) as progress:
         for v in sc.variants or names:
             model = ctx.models[v]
+            if not quantizable_layers(model):
+                raise SpikecimError(
+                    f"ptq.variants: variant '{v}' has no weight layer to quantise post-training "
+                    "(BitLinear layers, all of matmulfree-tiny's, are ternary already); leave it out"
+                )
             inputs = variant_input(cfg, v, ctx.data)
             calib = inputs.encode(ctx.data.x_train[: sc.calibration_samples], torch.Generator().manual_seed(cfg.seed))
-            batch_dim = 0 if inputs.timesteps is None else 1
+            batch_dim = inputs.batch_dim
             metric, score = task_evaluator(ctx, v)
             runs = []
             task = progress.add_task(f"ptq {v}", total=len(sc.bits) * len(sc.methods), info="")

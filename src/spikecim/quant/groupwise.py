@@ -76,13 +76,17 @@ def rtn_weight(weight: torch.Tensor, spec: WeightQuantSpec) -> torch.Tensor:
 def quantizable_layers(module: nn.Module) -> dict[str, nn.Module]:
     """The synaptic layers of ``module`` whose static weight gets quantised, by name: every
     operator of the registry (:func:`spikecim.ops.find`) with a programmed weight of rank ≥ 2
-    (linear and convolution layers, and their subclasses)."""
+    (linear and convolution layers, and their subclasses). A layer that quantises its own
+    weight at every forward, marked by a ``weight_bits`` attribute (the ternary
+    :class:`~spikecim.nn.bitlinear.BitLinear` of ``matmulfree-tiny``), is left out: it already
+    computes with quantised (ternary) weights, which post-training rounding of its latent
+    float weight would only perturb."""
     from spikecim.ops import find
 
     out = {}
     for name, m in module.named_modules():
         op = find(m)
         w = op.static_weight(m) if op is not None else None
-        if isinstance(w, torch.Tensor) and w.dim() >= 2:
+        if isinstance(w, torch.Tensor) and w.dim() >= 2 and getattr(m, "weight_bits", None) is None:
             out[name] = m
     return out

@@ -29,6 +29,8 @@ class Task(ABC):
     name: ClassVar[str] = ""
     #: the metric tables and plots lead with (its key in :meth:`evaluate`'s result)
     headline: ClassVar[str] = "accuracy"
+    #: the metric the ``ptq`` stage compares quantised models in (a key of :meth:`evaluate`'s result)
+    quantisation_metric: ClassVar[str] = "accuracy"
     #: the data sets this task reads (their ``Dataset.task``)
     data_kind: ClassVar[str] = ""
 

@@ -65,6 +65,10 @@ class TokenInput(ModelInput):
 
     timesteps: int | None = None
 
+    @property
+    def batch_dim(self) -> int:
+        return 1  # time-major [L, B]
+
     def encode(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         return x.t()
 
@@ -163,6 +167,7 @@ def generate(
 class LanguageModelling(Task):
     name = "lm"
     headline = "bits_per_char"
+    quantisation_metric = "perplexity"
     data_kind = "lm"
 
     def model_input(self, timesteps, encoder, spiking, frames):

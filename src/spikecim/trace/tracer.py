@@ -60,6 +60,7 @@ from spikecim.trace.workload import (
     DigitalOpWorkload,
     ExitTest,
     OpWorkload,
+    RecurrentStateWorkload,
     Workload,
 )
 
@@ -348,7 +349,24 @@ def trace(
             for r in digital
             if r.steps
         ],
+        recurrent_state=_recurrent_state(model, steps),
     )
+
+
+def _recurrent_state(model: nn.Module, steps: int) -> list[RecurrentStateWorkload]:
+    """One entry per module that carries a recurrent state across the steps, marked by
+    ``recurrent_state = (kind, values per sample)`` (the MLGRU, WKV's time mix); the values'
+    bits are those of the module's parameters' dtype (32 for float32)."""
+    out = []
+    for name, m in model.named_modules():
+        state = getattr(m, "recurrent_state", None)
+        if not isinstance(state, tuple):
+            continue
+        kind, elements = state
+        p = next(m.parameters(), None)
+        bits = torch.finfo(p.dtype).bits if p is not None and p.is_floating_point() else 32
+        out.append(RecurrentStateWorkload(name=name, kind=kind, elements=elements, bits=bits, timesteps=steps))
+    return out
 
 
 def _start(rec: _Record, steps: int, spiking: bool, per_sample: bool, samples: int, batch: int) -> None:

@@ -66,6 +66,7 @@ __all__ = [
     "MatMulWorkload",
     "OpWorkload",
     "Operand",
+    "RecurrentStateWorkload",
     "Workload",
     "register_entry",
     "upgrade_v1_layer",
@@ -368,6 +369,19 @@ class MatMulWorkload(_NoWindow, OpWorkload):
         return self.batch * self.m * self.n
 
 
+class RecurrentStateWorkload(_Strict):
+    """The state a recurrence carries from one step (token) to the next and reads and writes
+    once per step: the MLGRU's hidden state ``h`` (``d`` values per layer) or WKV's ``a``,
+    ``b``, ``p`` (``3d``). Element-wise, not an operator: its cost is the memory traffic,
+    ``2 · elements · bits`` per sample per step (docs/workload.md)."""
+
+    name: str
+    kind: str = Field(description="e.g. 'mlgru', 'wkv'")
+    elements: Size = Field(description="state values per sample")
+    bits: int = Field(32, ge=1, le=64, description="bits of one stored value")
+    timesteps: Size = 1
+
+
 class DigitalOpWorkload(_Strict):
     """An elementwise or row-wise function a digital unit computes (never a crossbar): softmax
     over rows of ``row_length``, LayerNorm over rows of ``row_length`` (its normalised shape),
@@ -512,6 +526,10 @@ class Workload(_Strict):
     layers: list[SerializeAsAny[OpWorkload]]
     digital: list[DigitalOpWorkload] = Field(
         default_factory=list, description="softmax, LayerNorm and GELU: the digital unit's work"
+    )
+    recurrent_state: list[RecurrentStateWorkload] = Field(
+        default_factory=list,
+        description="optional: state of the MLGRU/WKV recurrences, read and written once per step",
     )
 
     @model_validator(mode="before")

@@ -63,6 +63,11 @@ class ModelInput:
             return x
         return to_model_input(x, self.timesteps, self.encoder, self.spiking, generator, self.frames)
 
+    @property
+    def batch_dim(self) -> int:
+        """The batch axis of an encoded input: 0 for ``[B, ...]``, 1 for time-major ``[T, B, ...]``."""
+        return 0 if self.timesteps is None else 1
+
     def decode(self, out: torch.Tensor) -> torch.Tensor:
         """Logits ``[B, classes]``: the mean over time of a time-major output."""
         return out if self.timesteps is None else out.mean(0)

@@ -30,7 +30,7 @@ from spikecim.models.lm._common import TokenModel, check_size
 from spikecim.nn.bitlinear import BitLinear
 from spikecim.nn.recurrence import mlgru_scan
 
-__all__ = ["MLGRU", "MatMulFreeLM", "glu_hidden"]
+__all__ = ["MLGRU", "LayerBlock", "MatMulFreeLM", "glu_hidden", "lower_bounds"]
 
 
 def glu_hidden(d_model: int) -> int:
@@ -44,6 +44,7 @@ class MLGRU(nn.Module):
     def __init__(self, d_model: int, layer: int) -> None:
         super().__init__()
         self.layer = layer
+        self.recurrent_state = ("mlgru", d_model)  # h, read and written every token (the tracer)
         self.i_proj = BitLinear(d_model, d_model)
         self.f_proj = BitLinear(d_model, d_model)
         self.g_proj = BitLinear(d_model, d_model)
@@ -91,6 +92,27 @@ class Block(nn.Module):
         return x + self.mlp(self.mlp_norm(x))
 
 
+def lower_bounds(p: torch.Tensor) -> torch.Tensor:
+    """The forget gates' lower bounds from the learned ``P[layers, D]``:
+    ``cumsum(softmax(P)) − softmax(P)[0]`` over the layer axis."""
+    p = p.softmax(0)
+    return p.cumsum(0) - p[0]
+
+
+class LayerBlock(nn.Module):
+    """Block ``layer`` with its lower bound, ``[L, B, D] -> [L, B, D]`` (the model's block and
+    bound parameter, shared)."""
+
+    def __init__(self, block: Block, bounds: nn.Parameter, layer: int) -> None:
+        super().__init__()
+        self.block = block
+        self.bounds = bounds
+        self.layer = layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block(x, lower_bounds(self.bounds)[self.layer])
+
+
 class MatMulFreeLM(TokenModel):
     def __init__(self, vocab: int, context: int, d_model: int, layers: int) -> None:
         super().__init__(vocab, context)
@@ -103,8 +125,7 @@ class MatMulFreeLM(TokenModel):
 
     def lower_bound(self) -> torch.Tensor:
         """``cumsum(softmax(P)) − softmax(P)[0]`` over the layer axis: ``[layers, D]``."""
-        p = self.lower_bounds.softmax(0)
-        return p.cumsum(0) - p[0]
+        return lower_bounds(self.lower_bounds)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         self.check_tokens(tokens)
@@ -113,6 +134,16 @@ class MatMulFreeLM(TokenModel):
         for i, block in enumerate(self.blocks):
             x = block(x, bounds[i])
         return self.head(self.norm(x))
+
+    def reconstruction_blocks(self) -> list[tuple[str, nn.Module]]:
+        """Embedding, each MLGRU + GLU block (with its lower bound), final norm and head: in
+        order, the model (:mod:`spikecim.quant.blocks`). Every weight layer is a BitLinear,
+        left out of post-training quantisation (docs/quant.md)."""
+        return [
+            ("embed", self.embed),
+            *((f"blocks.{i}", LayerBlock(b, self.lower_bounds, i)) for i, b in enumerate(self.blocks)),
+            ("head", nn.Sequential(self.norm, self.head)),
+        ]
 
 
 @register_model("matmulfree-tiny", spiking_form=False, task="lm")

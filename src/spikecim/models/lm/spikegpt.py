@@ -49,6 +49,7 @@ class TimeMix(nn.Module):
 
     def __init__(self, d_model: int, layer: int, layers: int) -> None:
         super().__init__()
+        self.recurrent_state = ("wkv", 3 * d_model)  # a, b, p, read and written every token (the tracer)
         ratio = layer / max(1, layers - 1)
         c = torch.arange(d_model, dtype=torch.float32) / max(1, d_model - 1)
         self.time_decay = nn.Parameter(-5 + 8 * c ** (0.7 + 1.3 * ratio))  # RWKV-4's initialisation
@@ -103,6 +104,21 @@ class Block(nn.Module):
         return x + self.act2(self.ffn(self.ln2(x)))
 
 
+class Embedding(nn.Module):
+    """The embedding, binarised in the spiking model, ``[L, B] -> [L, B, D]`` (the model's
+    embedding, shared)."""
+
+    def __init__(self, embed: nn.Embedding, spiking: bool) -> None:
+        super().__init__()
+        self.embed = embed
+        self.spiking = spiking
+        self.binarise = atan(2.0)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.embed(tokens)
+        return self.binarise(x) if self.spiking else x  # Heaviside(x) forward, arctan surrogate backward
+
+
 class SpikeGPT(TokenModel):
     def __init__(self, vocab: int, context: int, d_model: int, layers: int, spiking: bool, act) -> None:
         super().__init__(vocab, context)
@@ -123,6 +139,15 @@ class SpikeGPT(TokenModel):
         for block in self.blocks:
             x = block(x)
         return self.head(self.ln_out(x))
+
+    def reconstruction_blocks(self) -> list[tuple[str, nn.Module]]:
+        """Embedding, each RWKV block, final norm and head: in order, the model
+        (:mod:`spikecim.quant.blocks`)."""
+        return [
+            ("embed", Embedding(self.embed, self.spiking)),
+            *((f"blocks.{i}", b) for i, b in enumerate(self.blocks)),
+            ("head", nn.Sequential(self.ln_out, self.head)),
+        ]
 
 
 @register_model("spikegpt-tiny", task="lm")

@@ -20,7 +20,7 @@ from spikecim.models._registry import register_model
 from spikecim.models.lm._common import TokenModel, check_size
 from spikecim.ops.matmul import MatMul
 
-__all__ = ["TransformerLM"]
+__all__ = ["TokenEmbedding", "TransformerLM"]
 
 
 class CausalSelfAttention(nn.Module):
@@ -59,6 +59,18 @@ class Block(nn.Module):
         return x + self.mlp(self.ln2(x))
 
 
+class TokenEmbedding(nn.Module):
+    """Token embedding plus learned positions, ``[L, B] -> [L, B, D]`` (the model's modules, shared)."""
+
+    def __init__(self, embed: nn.Embedding, pos: nn.Parameter) -> None:
+        super().__init__()
+        self.embed = embed
+        self.pos = pos
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.embed(tokens) + self.pos[: tokens.shape[0], None]
+
+
 class TransformerLM(TokenModel):
     def __init__(self, vocab: int, context: int, d_model: int, layers: int, heads: int) -> None:
         super().__init__(vocab, context)
@@ -76,10 +88,19 @@ class TransformerLM(TokenModel):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         self.check_tokens(tokens)
-        x = self.embed(tokens) + self.pos[: tokens.shape[0], None]
+        x = TokenEmbedding(self.embed, self.pos)(tokens)
         for block in self.blocks:
             x = block(x)
         return self.head(self.ln_out(x))
+
+    def reconstruction_blocks(self) -> list[tuple[str, nn.Module]]:
+        """Embedding, each transformer block, final norm and head: in order, the model
+        (:mod:`spikecim.quant.blocks`)."""
+        return [
+            ("embed", TokenEmbedding(self.embed, self.pos)),
+            *((f"blocks.{i}", b) for i, b in enumerate(self.blocks)),
+            ("head", nn.Sequential(self.ln_out, self.head)),
+        ]
 
 
 @register_model("transformer-tiny", spiking_form=False, task="lm")
