@@ -29,6 +29,7 @@ from spikecim.analog.devices import DEVICES
 from spikecim.analog.mitigation import WeightModifier
 from spikecim.cli.main import main
 from spikecim.config import RunConfig, load_config
+from spikecim.dse.space import Space
 from spikecim.errors import SpikecimError, one_line_validation_error
 from spikecim.hw import exit_unit, load_architecture, spikesim_from_spec, workload_from_layers
 from spikecim.hw.arch import TABLES_DIR, Architecture, list_architectures
@@ -41,6 +42,7 @@ from spikecim.nn.tt_method import TTOptions
 from spikecim.pipeline.stage_analog import analog_stage
 from spikecim.pipeline.stages import RunContext
 from spikecim.schema import Schema
+from spikecim.security.config import SecurityConfig
 
 BAD = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf, "1e308": 1e308}
 YAML_BAD = {"nan": ".nan", "inf": ".inf", "-inf": "-.inf", "1e308": "1.0e+308"}
@@ -187,6 +189,17 @@ def _roots():
             exit_unit._UnitTable.model_validate,
             numeric_fields(exit_unit._UnitTable, seen=REACHED),
         ),
+        (
+            "dse-space",
+            {
+                "knobs": [{"path": "analog.adc_bits", "low": 4, "high": 8}],
+                "objectives": [{"metric": "energy_pj"}],
+                "constraints": [{"metric": "area_um2", "op": "<=", "bound": 1.0}],
+            },
+            Space.model_validate,
+            numeric_fields(Space, seen=REACHED),
+        ),
+        ("security", {}, SecurityConfig.model_validate, numeric_fields(SecurityConfig, seen=REACHED)),
     ]
     for name, cls in DEVICES.items():
         fields = numeric_fields(cls, "device.", seen=REACHED)
