@@ -30,12 +30,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from spikecim.errors import SpikecimError
-from spikecim.hw.exit_unit import UNITS_DIR, ExitUnitParams, _UnitTable
-from spikecim.hw.units import first_error
-from spikecim.readers import read_mapping
+from spikecim.hw.exit_unit import ExitUnitParams, load_unit_table, operations_cost
 
 __all__ = ["DigitalUnitParams", "digital_op_cost", "digital_operations", "load_digital_unit"]
 
@@ -65,24 +63,11 @@ def digital_operations(kind: str, rows: int, row_length: int) -> dict[str, int]:
 def digital_op_cost(entry, workload, p: DigitalUnitParams) -> tuple[float, float]:
     """(energy pJ, latency ns) of one Workload ``digital`` entry for one sample."""
     runs = sum(workload.running(t) for t in range(entry.timesteps))
-    ops = digital_operations(entry.kind, entry.rows, entry.row_length)
-    energy = sum(n * getattr(p, f"e_{op}_pj") for op, n in ops.items())
-    cycles = sum(n * getattr(p, f"cycles_{op}") for op, n in ops.items()) / p.lanes
+    energy, cycles = operations_cost(digital_operations(entry.kind, entry.rows, entry.row_length), p)
+    cycles /= p.lanes
     return runs * energy, runs * cycles * NS_PER_US / p.clock_mhz
 
 
 def load_digital_unit(name_or_path: str | Path) -> DigitalUnitParams:
     """A digital-unit table by name (``digital-unit-45nm``, in ``hw/tables/units``) or YAML path."""
-    text = str(name_or_path)
-    path = Path(text)
-    if path.suffix not in (".yaml", ".yml"):
-        path = UNITS_DIR / f"{text}.yaml"
-        if not path.exists():
-            known = ", ".join(sorted(p.stem for p in UNITS_DIR.glob("*.yaml")))
-            raise SpikecimError(f"digital_unit: unknown unit '{text}', allowed: {known} or a YAML file")
-    data = read_mapping(path, "digital unit", "with name and params")
-    try:
-        table = _UnitTable.model_validate(data)
-        return DigitalUnitParams.model_validate(table.params)
-    except ValidationError as e:
-        raise SpikecimError(first_error(e, prefix=f"digital unit {path.stem}: ")) from None
+    return load_unit_table(name_or_path, DigitalUnitParams, "digital unit")

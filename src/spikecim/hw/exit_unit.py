@@ -35,6 +35,7 @@ clock cycles; its latency adds to the layers' (where the estimator models latenc
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypeVar
 
 from pydantic import ConfigDict, Field, ValidationError
 
@@ -43,9 +44,18 @@ from spikecim.hw.units import first_error
 from spikecim.readers import read_mapping
 from spikecim.schema import Schema
 
-__all__ = ["UNITS_DIR", "ExitUnitParams", "exit_test_cost", "exit_test_operations", "load_exit_unit"]
+__all__ = [
+    "UNITS_DIR",
+    "ExitUnitParams",
+    "exit_test_cost",
+    "exit_test_operations",
+    "load_exit_unit",
+    "load_unit_table",
+    "operations_cost",
+]
 
 UNITS_DIR = Path(__file__).parent / "tables" / "units"
+P = TypeVar("P", bound=Schema)
 OPERATIONS = ("add", "mult", "compare", "exp", "log", "div")
 NS_PER_US = 1e3  # a clock in MHz has a period of 1e3/f ns
 
@@ -94,24 +104,38 @@ def exit_test_cost(workload, p: ExitUnitParams) -> tuple[float, float]:
     if test is None:
         return 0.0, 0.0
     tests = sum(workload.running(t) for t in range(workload.timesteps - 1))
-    ops = exit_test_operations(test.rule, test.classes)
-    energy = sum(n * getattr(p, f"e_{op}_pj") for op, n in ops.items())
-    cycles = sum(n * getattr(p, f"cycles_{op}") for op, n in ops.items())
+    energy, cycles = operations_cost(exit_test_operations(test.rule, test.classes), p)
     return tests * energy, tests * cycles * NS_PER_US / p.clock_mhz
 
 
-def load_exit_unit(name_or_path: str | Path) -> ExitUnitParams:
-    """An exit-unit table by name (``exit-unit-45nm``, in ``hw/tables/units``) or YAML path."""
+def operations_cost(ops: dict[str, int], p: Schema) -> tuple[float, float]:
+    """(energy pJ, cycles) of ``ops`` (operation: count) on a unit whose table holds
+    ``e_<op>_pj`` and ``cycles_<op>`` per operation."""
+    energy = sum(n * getattr(p, f"e_{op}_pj") for op, n in ops.items())
+    cycles = sum(n * getattr(p, f"cycles_{op}") for op, n in ops.items())
+    return energy, cycles
+
+
+def load_unit_table(name_or_path: str | Path, params: type[P], what: str) -> P:
+    """A unit table's ``params`` by name (in ``hw/tables/units``) or YAML path, checked by
+    ``params``; ``what`` names the unit in errors (``exit unit``, ``digital unit``)."""
     text = str(name_or_path)
     path = Path(text)
     if path.suffix not in (".yaml", ".yml"):
         path = UNITS_DIR / f"{text}.yaml"
         if not path.exists():
             known = ", ".join(sorted(p.stem for p in UNITS_DIR.glob("*.yaml")))
-            raise SpikecimError(f"exit_unit: unknown unit '{text}', allowed: {known} or a YAML file")
-    data = read_mapping(path, "exit unit", "with name and params")
+            raise SpikecimError(
+                f"{what.replace(' ', '_')}: unknown unit '{text}', allowed: {known} or a YAML file"
+            )
+    data = read_mapping(path, what, "with name and params")
     try:
         table = _UnitTable.model_validate(data)
-        return ExitUnitParams.model_validate(table.params)
+        return params.model_validate(table.params)
     except ValidationError as e:
-        raise SpikecimError(first_error(e, prefix=f"exit unit {path.stem}: ")) from None
+        raise SpikecimError(first_error(e, prefix=f"{what} {path.stem}: ")) from None
+
+
+def load_exit_unit(name_or_path: str | Path) -> ExitUnitParams:
+    """An exit-unit table by name (``exit-unit-45nm``, in ``hw/tables/units``) or YAML path."""
+    return load_unit_table(name_or_path, ExitUnitParams, "exit unit")
