@@ -39,7 +39,10 @@ MODELS = (("transformer-tiny", False), ("matmulfree-tiny", False), ("spikegpt-ti
 ARCHS = ("naive-45nm", "systolic-sata", "imc-rram-65nm")
 
 
-def run_one(name: str, spiking: bool, data, args) -> dict:
+def train_lm(name: str, spiking: bool, data, args) -> tuple[torch.nn.Module, dict]:
+    """Train ``name`` on ``data`` for ``args.budget_s`` seconds of the process's CPU time
+    (batch ``args.batch``, Adam at ``args.lr``, one seeded shuffle); the model in eval mode
+    and the training figures. Shared with ``bench_lm_ptq.py``."""
     torch.manual_seed(args.seed)
     model = create_model(name, spiking=spiking, num_classes=256, input_size=data.input_size)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
@@ -59,6 +62,19 @@ def run_one(name: str, spiking: bool, data, args) -> dict:
             if time.process_time() - cpu0 >= args.budget_s:
                 break
     train_s, train_cpu_s = time.perf_counter() - start, time.process_time() - cpu0
+    info = {
+        "train_s": train_s,
+        "train_cpu_s": train_cpu_s,
+        "train_steps": steps,
+        "train_tokens": tokens,
+        "train_tokens_per_cpu_s": tokens / train_cpu_s,
+    }
+    return model.eval(), info
+
+
+def run_one(name: str, spiking: bool, data, args) -> dict:
+    model, info = train_lm(name, spiking, data, args)
+    inputs = TokenInput()
     x_val, y_val = data.x_test[: args.val_windows], data.y_test[: args.val_windows]
     metrics = evaluate_lm(model, iterate_batches(x_val, y_val, 64))
     t0 = time.process_time()
@@ -77,11 +93,7 @@ def run_one(name: str, spiking: bool, data, args) -> dict:
         "model": name,
         "spiking": spiking,
         "params": sum(p.numel() for p in model.parameters()),
-        "train_s": train_s,
-        "train_cpu_s": train_cpu_s,
-        "train_steps": steps,
-        "train_tokens": tokens,
-        "train_tokens_per_cpu_s": tokens / train_cpu_s,
+        **info,
         "val_tokens": metrics["tokens"],
         "val_bits_per_char": metrics["bits_per_char"],
         "val_perplexity": metrics["perplexity"],

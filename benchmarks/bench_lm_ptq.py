@@ -6,7 +6,7 @@ round-to-nearest (RTN), AdaRound-style reconstruction and TesseraQ at W2/W3/W4.
 
 ``transformer-tiny`` and ``spikegpt-tiny`` (spiking) train on the embedded ``pydoc`` corpus
 (context 64, batch ``--batch``, Adam, lr 3e-3, one seeded shuffle) for ``--budget-s``
-seconds of wall clock; each is then quantised by
+seconds of the process's CPU time (``bench_lm.train_lm``); each is then quantised by
 :func:`spikecim.quant.tesseraq.post_training_quantize` (asymmetric, groups of
 ``--group-size`` inputs; the embedding table is not quantised) with every method at every
 bit width, calibrated on the first ``--calibration`` training windows (``--calib-batch`` per
@@ -20,45 +20,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import torch
+from bench_lm import train_lm  # the same training loop and CPU-time budget
 
 from spikecim.data import load_dataset
-from spikecim.models import create_model
 from spikecim.quant.groupwise import WeightQuantSpec
 from spikecim.quant.tesseraq import PAPER_THRESHOLDS, ReconstructionConfig, post_training_quantize
 from spikecim.tasks import evaluate_lm
-from spikecim.tasks.lm import TokenInput, lm_loss
 from spikecim.train.batches import iterate_batches
 
 MODELS = (("transformer-tiny", False), ("spikegpt-tiny", True))
 METHODS = ("rtn", "adaround", "tesseraq")
 
 
-def train(name: str, spiking: bool, data, args) -> tuple[torch.nn.Module, dict]:
-    torch.manual_seed(args.seed)
-    model = create_model(name, spiking=spiking, num_classes=256, input_size=data.input_size)
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
-    inputs = TokenInput()
-    gen = torch.Generator().manual_seed(args.seed)
-    steps, start = 0, time.perf_counter()
-    model.train()
-    while time.perf_counter() - start < args.budget_s:
-        for xb, yb in iterate_batches(data.x_train, data.y_train, args.batch, gen):
-            loss = lm_loss(inputs.decode(model(inputs.encode(xb))), yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            steps += 1
-            if time.perf_counter() - start >= args.budget_s:
-                break
-    return model.eval(), {"train_s": time.perf_counter() - start, "train_steps": steps}
-
-
 def run_one(name: str, spiking: bool, data, args) -> dict:
-    model, info = train(name, spiking, data, args)
+    model, info = train_lm(name, spiking, data, args)
     x_val, y_val = data.x_test[: args.val_windows], data.y_test[: args.val_windows]
 
     def ppl(m: torch.nn.Module) -> float:
@@ -92,7 +70,7 @@ def run_one(name: str, spiking: bool, data, args) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--budget-s", type=float, default=200.0, help="training wall clock per model")
+    ap.add_argument("--budget-s", type=float, default=200.0, help="training CPU seconds per model")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--bits", type=int, nargs="+", default=[2, 3, 4])
