@@ -60,6 +60,7 @@ _SECTION_MODULES = (
     "spikecim.security.report",
     "spikecim.pipeline.trex_search",
     "spikecim.pipeline.stage_ptq",
+    "spikecim.report.lm_section",
 )
 
 
@@ -124,8 +125,7 @@ def _render_section(section: Section, metrics: dict, run_dir: Path) -> str:
 
 def _load_section_modules() -> None:
     """Import the modules that register sections (analog and hardware are optional)."""
-    import spikecim.report.core_sections
-    import spikecim.report.lm_section  # noqa: F401
+    import spikecim.report.core_sections  # noqa: F401
 
     for mod in _SECTION_MODULES:
         try:
