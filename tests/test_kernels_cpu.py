@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from spikecim.errors import SpikecimError
 from spikecim.nn import kernels
 from spikecim.nn.functional import LIFParams, LIFState, lif
-from spikecim.nn.kernels import cpu
+from spikecim.nn.kernels import cbuild, cpu
 from spikecim.nn.surrogate import SURROGATES
 
 pytestmark = pytest.mark.skipif(
@@ -203,7 +203,7 @@ def test_without_a_c_compiler_lif_falls_back_to_the_reference(monkeypatch, tmp_p
     (tmp_path / "bin").mkdir()
     monkeypatch.setenv("PATH", str(tmp_path / "bin"))
     with pytest.raises(OSError, match="no C compiler"):
-        cpu._compiler()
+        cbuild.compiler()
     cpu._library.cache_clear()
     try:
         x = torch.randn(5, 2, 3)

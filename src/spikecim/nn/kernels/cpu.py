@@ -2,12 +2,9 @@
 
 The C file runs the whole time loop of :func:`spikecim.nn.functional.lif` forward, and the
 reverse-time surrogate-gradient loop backward, over chunks of neurons on
-``torch.get_num_threads()`` threads. It is compiled once per machine with the system C
-compiler (``$CC``, else ``cc``/``gcc``) into a cache folder (``$SPIKECIM_CACHE_DIR``, else
-``~/.cache/spikecim/kernels``), keyed by a hash of the source and the flags; the build
-takes a few seconds once and needs neither torch headers nor ninja. A cached library is
-loaded only when its size and SHA-256 match the record written beside it at build time;
-a damaged one is rebuilt. When no compiler works, :func:`available` is False and
+``torch.get_num_threads()`` threads. It is compiled once per machine by
+:func:`spikecim.nn.kernels.cbuild.build` (the system C compiler, a verified cache); the
+build takes a few seconds once. When no compiler works, :func:`available` is False and
 :func:`spikecim.nn.kernels.select` runs the reference loop (with a warning).
 
 The autograd function (what is saved for the backward pass) is shared with the GPU kernel
@@ -18,37 +15,19 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
-import json
-import os
-import platform
-import shutil
 import subprocess
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 
-from spikecim.nn.kernels import fused
+from spikecim.nn.kernels import cbuild, fused
 
 __all__ = ["SURROGATE_IDS", "available", "lif_cpu", "supports"]
 
 SURROGATE_IDS = {"atan": 0, "fast_sigmoid": 1, "sigmoid": 2, "triangular": 3, "straight_through": 4}
 _SOURCE = Path(__file__).with_name("lif_cpu.c")
-# -ffp-contract=off: no fused multiply-add, so results equal the reference's bit for bit;
-# no -march=native, so a cache folder shared by different machines stays valid.
-_FLAGS = [
-    "-O2",
-    "-ftree-vectorize",
-    "-fvect-cost-model=dynamic",
-    "-ffp-contract=off",
-    "-fno-math-errno",
-    "-fno-trapping-math",
-    "-fPIC",
-    "-shared",
-    "-pthread",
-]
+
 _REALS = {torch.float32: ("float", ctypes.c_float), torch.float64: ("double", ctypes.c_double)}
 # float64 is for checking, not speed: one plain build (no AVX2 copy) halves its build time.
 _EXTRA = {"float": [], "double": ["-DNO_CLONES"]}
@@ -179,90 +158,6 @@ def _library(dtype: torch.dtype):
     return lib, Args
 
 
-def _compiler() -> str:
-    for cc in (os.environ.get("CC"), "cc", "gcc", "clang"):
-        if cc and shutil.which(cc):
-            return cc
-    raise OSError("no C compiler found (set CC)")
-
-
 def _build(real_c: str) -> Path:
-    """The path of a verified library for ``real_c``, built (or rebuilt) when needed.
-
-    Beside every ``.so`` lies a ``.json`` record of the build key (a hash of source, compiler,
-    flags and platform) and the file's size and SHA-256. A library whose record is missing
-    or does not match (a truncated or overwritten file) is never loaded: dlopen of a file
-    cut short kills the process with a bus error. It is rebuilt into a temporary name and
-    renamed over the damaged one.
-    """
-    cc = _compiler()
-    flags = [*_FLAGS, f"-DREAL={real_c}", *_EXTRA[real_c]]
-    key = hashlib.sha256(
-        "\0".join([_SOURCE.read_text(), cc, *flags, platform.machine(), platform.system()]).encode()
-    ).hexdigest()
-    root = (
-        os.environ.get("SPIKECIM_CACHE_DIR")
-        or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "spikecim"
-    )
-    out = Path(root) / "kernels" / f"lif_cpu_{real_c}_{key[:16]}.so"
-    if _verified(out, key):
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out.with_suffix(".lock"), "w") as lock:
-        _lock(lock)  # another process building the same library: wait for it, then reuse it
-        if _verified(out, key):
-            return out
-        if _record_path(out).exists():  # a library written before records existed is rebuilt quietly
-            warnings.warn(f"spikecim: cached kernel {out} is damaged; rebuilding it", stacklevel=4)
-        # Build beside the target and rename: no process ever loads a half-written file.
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
-        os.close(fd)
-        try:
-            cmd = [cc, *flags, str(_SOURCE), "-o", tmp, "-lm"]
-            subprocess.run(cmd, check=True, capture_output=True, timeout=300)
-            record = json.dumps({"key": key, **_fingerprint(Path(tmp))})
-            _write_atomic(_record_path(out), record)
-            os.replace(tmp, out)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-    if not _verified(out, key):
-        raise OSError(f"the rebuilt {out.name} does not match its record")
-    return out
-
-
-def _record_path(lib: Path) -> Path:
-    return lib.with_suffix(".json")
-
-
-def _fingerprint(path: Path) -> dict:
-    data = path.read_bytes()
-    return {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-
-
-def _verified(lib: Path, key: str) -> bool:
-    """Whether ``lib`` exists and is byte for byte the library its record describes."""
-    try:
-        record = json.loads(_record_path(lib).read_text())
-        if not isinstance(record, dict) or record.get("key") != key:
-            return False
-        if lib.stat().st_size != record.get("size"):
-            return False
-        return _fingerprint(lib) == {"size": record["size"], "sha256": record.get("sha256")}
-    except (OSError, ValueError):
-        return False
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
-
-def _lock(fh) -> None:
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: two processes may both build; the rename keeps it safe
-        return
-    fcntl.flock(fh, fcntl.LOCK_EX)
+    """The path of a verified library of ``lif_cpu.c`` for ``real_c`` (see :mod:`.cbuild`)."""
+    return cbuild.build(_SOURCE, f"lif_cpu_{real_c}", [*cbuild.FLAGS, f"-DREAL={real_c}", *_EXTRA[real_c]])

@@ -1,0 +1,132 @@
+"""Build a C source file of spikecim into a shared library once per machine, safely.
+
+spikecim's CPU kernels are plain C files called through ctypes. :func:`build` compiles one
+with the system C compiler (``$CC``, else ``cc``/``gcc``/``clang``) into a cache folder
+(``$SPIKECIM_CACHE_DIR``, else ``$XDG_CACHE_HOME/spikecim`` or ``~/.cache/spikecim``, in
+``kernels/``), keyed by a hash of the source, the compiler, the flags and the platform; the
+build needs neither torch headers nor ninja.
+
+Beside every ``.so`` lies a ``.json`` record of the build key and the file's size and
+SHA-256. A library whose record is missing or does not match (a truncated or overwritten
+file) is never loaded: dlopen of a file cut short kills the process with a bus error. It is
+rebuilt into a temporary name and renamed over the damaged one, under a file lock so two
+processes building the same library wait for each other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import warnings
+from pathlib import Path
+
+__all__ = ["FLAGS", "build", "compiler"]
+
+# -ffp-contract=off: no fused multiply-add, so results equal a torch reference bit for bit;
+# no -march=native, so a cache folder shared by different machines stays valid.
+FLAGS = [
+    "-O2",
+    "-ftree-vectorize",
+    "-fvect-cost-model=dynamic",
+    "-ffp-contract=off",
+    "-fno-math-errno",
+    "-fno-trapping-math",
+    "-fPIC",
+    "-shared",
+    "-pthread",
+]
+
+
+def compiler() -> str:
+    """The C compiler to use: ``$CC``, else the first of cc, gcc, clang on the PATH."""
+    for cc in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if cc and shutil.which(cc):
+            return cc
+    raise OSError("no C compiler found (set CC)")
+
+
+def build(source: Path, name: str, flags: list[str]) -> Path:
+    """The path of a verified library built from ``source`` with ``flags``, built when needed.
+
+    ``name`` is the library's file stem in the cache (the build key is appended). Raises
+    OSError or subprocess.SubprocessError when no library can be built.
+    """
+    cc = compiler()
+    key = hashlib.sha256(
+        "\0".join([source.read_text(), cc, *flags, platform.machine(), platform.system()]).encode()
+    ).hexdigest()
+    out = _cache_dir() / f"{name}_{key[:16]}.so"
+    if _verified(out, key):
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.with_suffix(".lock"), "w") as lock:
+        _lock(lock)  # another process building the same library: wait for it, then reuse it
+        if _verified(out, key):
+            return out
+        if _record_path(out).exists():  # a library written before records existed is rebuilt quietly
+            warnings.warn(f"spikecim: cached kernel {out} is damaged; rebuilding it", stacklevel=4)
+        # Build beside the target and rename: no process ever loads a half-written file.
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
+        os.close(fd)
+        try:
+            cmd = [cc, *flags, str(source), "-o", tmp, "-lm"]
+            subprocess.run(cmd, check=True, capture_output=True, timeout=300)
+            record = json.dumps({"key": key, **_fingerprint(Path(tmp))})
+            _write_atomic(_record_path(out), record)
+            os.replace(tmp, out)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    if not _verified(out, key):
+        raise OSError(f"the rebuilt {out.name} does not match its record")
+    return out
+
+
+def _cache_dir() -> Path:
+    root = (
+        os.environ.get("SPIKECIM_CACHE_DIR")
+        or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "spikecim"
+    )
+    return Path(root) / "kernels"
+
+
+def _record_path(lib: Path) -> Path:
+    return lib.with_suffix(".json")
+
+
+def _fingerprint(path: Path) -> dict:
+    data = path.read_bytes()
+    return {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def _verified(lib: Path, key: str) -> bool:
+    """Whether ``lib`` exists and is byte for byte the library its record describes."""
+    try:
+        record = json.loads(_record_path(lib).read_text())
+        if not isinstance(record, dict) or record.get("key") != key:
+            return False
+        if lib.stat().st_size != record.get("size"):
+            return False
+        return _fingerprint(lib) == {"size": record["size"], "sha256": record.get("sha256")}
+    except (OSError, ValueError):
+        return False
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def _lock(fh) -> None:
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: two processes may both build; the rename keeps it safe
+        return
+    fcntl.flock(fh, fcntl.LOCK_EX)
