@@ -109,11 +109,13 @@ def bench_cmd(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", metavar="", help="print the results as JSON")] = False,
 ) -> None:
-    """Time spikecim against peer libraries: Linear + LIF forward+backward against snnTorch,
-    SpikingJelly, Norse and the Linear floor (--suite lif), noisy analog inference against
-    aihwkit plus the IR-drop solvers (--suite analog), a whole-network SNN training step
-    against SpikingJelly and snnTorch (--suite train), or a hardware-aware training step and
-    the analog conversion against aihwkit-lightning and aihwkit (--suite hwa)."""
+    """Time spikecim against peer libraries, with the ratios side by side.
+
+    Suites: Linear + LIF forward+backward against snnTorch, SpikingJelly, Norse and the Linear
+    floor (--suite lif); noisy analog inference against aihwkit plus the IR-drop solvers
+    (--suite analog); a whole-network SNN training step against SpikingJelly and snnTorch
+    (--suite train); a hardware-aware training step and the analog conversion against
+    aihwkit-lightning and aihwkit (--suite hwa)."""
     if suite not in SUITES:
         raise SpikecimError(f"--suite: unknown '{suite}', allowed: {', '.join(SUITES)}")
     checks = [("timesteps", timesteps), ("features", features), ("repeats", repeats), ("threads", threads)]

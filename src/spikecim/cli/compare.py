@@ -38,10 +38,12 @@ def compare_cmd(
         ),
     ] = False,
 ) -> None:
-    """Put several runs' variants in one table and one set of charts (accuracy against energy on
-    each hardware model, energy per layer), linking each run's report.html. Self-contained and
-    offline, like report.html. Given one folder that is not a run (e.g. runs/), or --index, it
-    writes index.html over every run and design-space study under it."""
+    """Put several runs' variants in one table and one set of charts, or index a folder of runs.
+
+    The table and charts (accuracy against energy on each hardware model, energy per layer)
+    link each run's report.html; the page is self-contained and offline, like report.html.
+    Given one folder that is not a run (e.g. runs/), or --index, it writes index.html over
+    every run and design-space study under it."""
     from spikecim.report.compare import write_compare_page, write_index_page
 
     for r in runs:

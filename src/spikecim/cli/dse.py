@@ -67,9 +67,10 @@ def dse_cmd(
         ),
     ] = None,
 ) -> None:
-    """Search knobs of the network, crossbar and architecture for the Pareto front of the
-    objectives under the constraints (Optuna ask/tell; the study is kept in --out and
-    rerunning the command continues it)."""
+    """Search network, crossbar and architecture knobs for the Pareto front of the objectives.
+
+    Constraints come from the space file; Optuna ask/tell drives the search. The study is
+    kept in --out, and rerunning the command continues it."""
     from rich.console import Console
 
     from spikecim.dse.space import load_space

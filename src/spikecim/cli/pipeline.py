@@ -290,8 +290,10 @@ def generate_cmd(
 
 
 def report_cmd(run_dir: Path = typer.Argument(..., help="A run folder (runs/<name>).")) -> None:
-    """Write report.html for a run folder: one self-contained page with interactive charts that
-    opens offline (see also `spikecim compare`)."""
+    """Write report.html for a run folder: one offline page with interactive charts.
+
+    The page is self-contained (plotly.js inlined once, no network request); see also
+    `spikecim compare` for several runs side by side."""
     from spikecim.report import write_report
 
     if not (run_dir / "metrics.json").exists():

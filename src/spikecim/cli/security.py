@@ -60,8 +60,10 @@ def security_cmd(
         ),
     ] = False,
 ) -> None:
-    """Measure the power side channel of a run's crossbars: traces, reconstruction attack,
-    leakage per layer and timestep, countermeasures and their hardware cost."""
+    """Measure the power side channel of a run's crossbars and what closing it costs.
+
+    Traces of every crossbar read, a reconstruction attack, leakage per layer and timestep,
+    and countermeasures with their hardware cost."""
     from spikecim.report import write_report
     from spikecim.security.analysis import analyse_run
 

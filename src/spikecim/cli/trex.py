@@ -37,8 +37,10 @@ def trex_cmd(
         2, help="Epochs each candidate of the chosen reuse count trains for, >= 1."
     ),
 ) -> None:
-    """TReX (Moitra et al.): replace the attention of some encoders by a transformation of the
-    previous encoder's. The number of reuse encoders is the smallest whose latency on --arch
+    """TReX attention reuse (Moitra et al.): search reuse encoders for a latency target.
+
+    Replaces the attention of some encoders by a transformation of the previous encoder's.
+    The number of reuse encoders is the smallest whose latency on --arch
     meets the target; its reuse patterns (strided, contiguous, pyramid) are briefly trained,
     and the best is trained fully beside the baseline through the run's stages. Writes
     <run>/trex.json and prints EDAP, TOPS/mm² and accuracy (digital, analog) against the baseline."""
