@@ -1,5 +1,7 @@
 """The reconstruction attack, its metrics, the leakage probe and the command's bad input."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -122,9 +124,11 @@ def test_report_section_shows_the_written_results_and_is_empty_without_them(tmp_
         "leakage_first_layer": [{"probe_r2": 0.25, "max_corr": 0.5}],
         "overhead_fraction": {"energy": 0.019, "latency": 0.0, "area": 0.001},
     }
+    leakage = {"0": [{"probe_r2": 0.75}, {"probe_r2": 0.5}], "3": [{"probe_r2": 0.25}, {"probe_r2": 0.125}]}
     results = {
         "config": {"trace": {"sampling": "read", "encoding": "amplitude"}, "countermeasure_noise": 0.2},
-        "variants": {"snn": {"noise": [row], "countermeasures": {"shuffle": cm}}},
+        "variants": {"snn": {"noise": [row], "countermeasures": {"shuffle": cm}, "leakage": leakage}},
+        "countermeasure_names": ["shuffle"],
         "plots": {"noise": "a.png", "grid": "b.png", "leakage": "c.png", "countermeasures": "d.png"},
     }
     (tmp_path / "security").mkdir()
@@ -132,3 +136,14 @@ def test_report_section_shows_the_written_results_and_is_empty_without_them(tmp_
     html = section.fn({}, tmp_path)
     for cell in ("<td>0.812</td>", "<td>15.50</td>", "<td>shuffle</td>", "<td>0.333</td>", "<td>1.90%</td>"):
         assert cell in html
+    # The interactive charts carry the results' numbers, not pictures of them.
+    found = re.findall(r'data-chart="([^"]+)"[^>]*>.*?class="chart-spec">(.*?)</script>', html)
+    charts = {name: json.loads(spec) for name, spec in found}
+    assert set(charts) == {"security-noise", "security-countermeasures", "security-leakage-snn"}
+    noise = {t["name"]: (t["x"], t["y"]) for t in charts["security-noise"]["data"]}
+    assert noise == {"snn inverse": ([20.0], [0.812]), "mean image": ([20.0], [0.371])}
+    bars = charts["security-countermeasures"]["data"][0]
+    assert (bars["x"], bars["y"]) == (["none", "shuffle"], [0.812, 0.333])
+    (heat,) = charts["security-leakage-snn"]["data"]
+    assert heat["z"] == [[0.75, 0.5], [0.25, 0.125]] and heat["y"] == ["layer 0", "layer 3"]
+    assert "data-file" not in html  # no PNG was written, so report.md links none

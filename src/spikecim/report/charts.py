@@ -17,7 +17,9 @@ __all__ = [
     "base_figure",
     "component_shares",
     "grouped_bars",
+    "heatmap",
     "layer_energy",
+    "lines",
     "palette",
     "ratio_bars",
     "sweep",
@@ -109,10 +111,15 @@ def training_curves(histories: Mapping[str, Sequence[Mapping]]):
 
 
 def grouped_bars(
-    series: Mapping[str, Mapping[str, float]], title: str, y_title: str, unit: str, log: bool = False
+    series: Mapping[str, Mapping[str, float]],
+    title: str,
+    y_title: str,
+    unit: str,
+    log: bool = False,
+    x_title: str = "layer",
 ):
-    """One bar group per layer (first-seen order), one bar per series; ``y_title`` names the
-    unit, ``unit`` is what the hover writes after a value."""
+    """One bar group per layer (or other ``x_title`` category, first-seen order), one bar per
+    series; ``y_title`` names the unit, ``unit`` is what the hover writes after a value."""
     layers: list[str] = []
     for per_layer in series.values():
         layers += [name for name in per_layer if name not in layers]
@@ -126,7 +133,7 @@ def grouped_bars(
             marker_color=palette(i),
             hovertemplate=f"%{{x}}: %{{y:.4g}} {unit}<extra>%{{fullData.name}}</extra>",
         )
-    fig.update_xaxes(title_text="layer", type="category")
+    fig.update_xaxes(title_text=x_title, type="category")
     fig.update_yaxes(title_text=y_title + (" (log scale)" if log else ""), type="log" if log else "linear")
     return fig
 
@@ -371,4 +378,62 @@ def accuracy_vs_energy(points: Sequence[Mapping], unit: tuple[str, float], title
     fig.update_layout(template="none", height=_HEIGHT + 40, title=title)
     fig.update_xaxes(title_text=f"energy per inference ({unit[0]})")
     fig.update_yaxes(title_text="test accuracy (%)", row=1, col=1)
+    return fig
+
+
+def lines(
+    curves: Mapping[str, Mapping],
+    title: str,
+    x_title: str,
+    y_title: str,
+    unit: str = "",
+    log_x: bool = False,
+    categories: bool = False,
+):
+    """One line per curve, ``curves[name] = {"x", "y"}`` with an optional ``"dash": True``
+    (a reference, e.g. a baseline) and ``"group"`` (curves of one group share a colour);
+    ``unit`` is what the hover writes after a value. ``categories``: the x values are labels."""
+    fig = base_figure(title=title)
+    colours: dict[str, str] = {}
+    for name, c in curves.items():
+        group = c.get("group", name)
+        colour = colours.setdefault(group, palette(len(colours)))
+        fig.add_scatter(
+            x=list(c["x"]),
+            y=list(c["y"]),
+            mode="lines+markers",
+            name=name,
+            line={"color": colour, "dash": "dash" if c.get("dash") else "solid"},
+            hovertemplate=f"{x_title} %{{x}}: %{{y:.4g}} {unit}<extra>%{{fullData.name}}</extra>",
+        )
+    x_type = "category" if categories else "log" if log_x else "linear"
+    fig.update_xaxes(title_text=x_title + (" (log scale)" if log_x else ""), type=x_type)
+    fig.update_yaxes(title_text=y_title)
+    return fig
+
+
+def heatmap(
+    z: Sequence[Sequence[float | None]],
+    x: Sequence[str],
+    y: Sequence[str],
+    title: str,
+    z_title: str,
+    x_title: str = "",
+    z_range: tuple[float, float] | None = None,
+):
+    """A grid of values ``z[row][column]``, rows ``y`` top to bottom, columns ``x``; None
+    cells stay blank. ``z_range`` fixes the colour scale (e.g. 0 to 1 for R²)."""
+    fig = base_figure(title=title)
+    fig.add_heatmap(
+        z=[list(r) for r in z],
+        x=list(x),
+        y=list(y),
+        colorscale="Viridis",
+        zmin=None if z_range is None else z_range[0],
+        zmax=None if z_range is None else z_range[1],
+        colorbar={"title": {"text": z_title}},
+        hovertemplate=f"%{{y}}, {x_title} %{{x}}: {z_title} %{{z:.3f}}<extra></extra>",
+    )
+    fig.update_xaxes(type="category", title_text=x_title)
+    fig.update_yaxes(type="category", autorange="reversed")
     return fig

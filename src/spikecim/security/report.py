@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from spikecim.report import charts
 from spikecim.report.fmt import pct
-from spikecim.report.sections import embed_png, html_table, register_section
+from spikecim.report.sections import embed_chart, embed_png, html_table, register_section
 
 __all__ = ["security_section"]
 
@@ -56,9 +57,13 @@ def security_section(metrics, run_dir: Path) -> str:
         "SSIM mean image",
     ]
     parts.append(html_table(headers, rows))
-    for key, alt in (("noise", "metrics against noise"), ("grid", "reconstructions next to the originals")):
-        if (plots / results["plots"][key]).exists():
-            parts.append(embed_png(plots / results["plots"][key], alt))
+    parts.append(
+        embed_chart(
+            _noise_chart(results), _png(plots, results, "noise"), "SSIM against noise", "security-noise"
+        )
+    )
+    if (plots / results["plots"]["grid"]).exists():
+        parts.append(embed_png(plots / results["plots"]["grid"], "reconstructions next to the originals"))
     parts.append(
         f"<h3>Countermeasures (probe noise {pct(cfg['countermeasure_noise'])}; overhead on the imc model)</h3>"
     )
@@ -90,9 +95,62 @@ def security_section(metrics, run_dir: Path) -> str:
         "+area",
     ]
     parts.append(html_table(headers, rows))
-    if (plots / results["plots"]["countermeasures"]).exists():
-        parts.append(embed_png(plots / results["plots"]["countermeasures"], "countermeasures"))
+    png = _png(plots, results, "countermeasures")
+    parts.append(
+        embed_chart(_countermeasure_chart(results), png, "countermeasures", "security-countermeasures")
+    )
     parts.append("<h3>Leakage without an attacker (linear probe R² per layer and timestep)</h3>")
-    if (plots / results["plots"]["leakage"]).exists():
-        parts.append(embed_png(plots / results["plots"]["leakage"], "leakage map"))
+    for i, (variant, entry) in enumerate(results["variants"].items()):
+        if not entry.get("leakage"):
+            continue
+        png = _png(plots, results, "leakage") if i == 0 else None  # one PNG holds every variant
+        parts.append(
+            embed_chart(_leakage_chart(variant, entry), png, "leakage map", f"security-leakage-{variant}")
+        )
     return "\n".join(parts)
+
+
+def _png(plots: Path, results: dict, key: str) -> Path | None:
+    """The static rendering ``report.md`` links in place of a chart, when it was written."""
+    path = plots / results["plots"][key]
+    return path if path.exists() else None
+
+
+def _noise_chart(results: dict):
+    """SSIM of the reconstructions against probe noise, per variant and attack, beside the
+    mean image's."""
+    curves = {}
+    for variant, entry in results["variants"].items():
+        rows = entry["noise"]
+        x = [100 * r["noise"] for r in rows]
+        for tag in ("inverse", "gan"):
+            if f"ssim_{tag}" in rows[0]:
+                y = [r[f"ssim_{tag}"] for r in rows]
+                curves[f"{variant} {tag}"] = {"x": x, "y": y, "group": variant, "dash": tag == "gan"}
+    first = next(iter(results["variants"].values()))["noise"]
+    x = [100 * r["noise"] for r in first]
+    curves["mean image"] = {"x": x, "y": [r["ssim_mean_image"] for r in first], "dash": True}
+    return charts.lines(
+        curves, "Reconstruction SSIM against probe noise", "probe noise σ (% of max signal)", "SSIM"
+    )
+
+
+def _countermeasure_chart(results: dict):
+    """The attack's SSIM with no countermeasure and under each one, per variant."""
+    series = {}
+    for variant, entry in results["variants"].items():
+        ssim = {"none": entry["noise"][0]["ssim_inverse"]}
+        for name in results.get("countermeasure_names", entry["countermeasures"]):
+            ssim[name] = entry["countermeasures"][name]["metrics"]["ssim_inverse"]
+        series[variant] = ssim
+    title = "Reconstruction SSIM under each countermeasure (lower: less leakage)"
+    return charts.grouped_bars(series, title, "SSIM", "", x_title="countermeasure")
+
+
+def _leakage_chart(variant: str, entry: dict):
+    """Linear-probe R² per layer (rows) and timestep (columns)."""
+    layers = list(entry["leakage"])
+    z = [[b["probe_r2"] for b in entry["leakage"][name]] for name in layers]
+    steps = [str(t) for t in range(max(len(r) for r in z))]
+    title = f"{variant}: linear-probe R² of the input from each layer's trace"
+    return charts.heatmap(z, steps, [f"layer {n}" for n in layers], title, "R²", "timestep", (0.0, 1.0))
