@@ -4,6 +4,8 @@ patterns against hand lists, and the search's refusals."""
 from __future__ import annotations
 
 import copy
+import json
+import re
 
 import pytest
 import torch
@@ -179,3 +181,9 @@ def test_trex_report_section_shows_the_search_and_the_variants(tmp_path):
         "800 ns",
     ):
         assert text in page, text
+    # The chart: the trex variant's cost as multiples of the baseline's (500 / 1234.5 EDAP).
+    (spec,) = re.findall(r'data-chart="trex"[^>]*>.*?class="chart-spec">(.*?)</script>', page)
+    bars = {t["name"]: (t["x"], t["y"]) for t in json.loads(spec)["data"]}
+    assert bars["TREX EDAP"] == (["imc-rram-65nm"], [500.0 / 1234.5])
+    assert bars["TREX latency"] == (["imc-rram-65nm"], [1.0])
+    assert bars["TREX TOPS/mm²"] == (["imc-rram-65nm"], [1.0])

@@ -31,7 +31,9 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from spikecim.errors import SpikecimError
-from spikecim.report.sections import register_section
+from spikecim.report import charts
+from spikecim.report.fmt import pct
+from spikecim.report.sections import embed_chart, html_table, register_section
 
 __all__ = ["TrexCandidate", "TrexResult", "TrexVariant", "trex_search"]
 
@@ -177,33 +179,67 @@ def trex_search(
 
 @register_section("trex", "TReX attention reuse", order=65)
 def trex_section(metrics: dict, run_dir: Path) -> str:
-    """The search's ``trex.json``: candidates, choice, and the variants' EDAP, TOPS/mm², accuracy."""
+    """The search's ``trex.json``: candidates, choice, and the variants' EDAP, TOPS/mm²,
+    accuracy, with a chart of each variant's cost against the baseline's."""
     path = Path(run_dir) / "trex.json"
     if not path.is_file():
         return ""
     r = TrexResult.model_validate_json(path.read_text())
     num = lambda v: "" if v is None else f"{v:.4g}"
-    pct = lambda a: "" if a is None else f"{100 * a:.2f}%"
-    cands = "".join(
-        f"<tr><td>{html.escape(c.pattern)}{' (chosen)' if c == r.chosen else ''}</td><td>{c.reuse}</td>"
-        f"<td>{num(c.latency_ns)}</td><td>{pct(c.brief_accuracy)}</td></tr>"
+    candidates = [
+        [
+            f"{c.pattern}{' (chosen)' if c == r.chosen else ''}",
+            str(c.reuse),
+            num(c.latency_ns),
+            pct(c.brief_accuracy),
+        ]
         for c in r.candidates
-    )
-    rows = "".join(
-        f"<tr><td>{html.escape(name)}</td><td>{v.reuse}</td><td>{num(v.latency_ns)}</td>"
-        f"<td>{num(v.edap_pj_ns_mm2)}</td><td>{num(v.tops_per_mm2)}</td><td>{pct(v.accuracy)}</td>"
-        f"<td>{pct(v.analog_accuracy)}</td></tr>"
+    ]
+    variants = [
+        [
+            name,
+            str(v.reuse),
+            num(v.latency_ns),
+            num(v.edap_pj_ns_mm2),
+            num(v.tops_per_mm2),
+            pct(v.accuracy),
+            pct(v.analog_accuracy),
+        ]
         for name, v in r.variants.items()
-    )
-    return (
-        f"<p>Encoders reusing attention chosen for a latency target of {num(r.latency_target_ns)} ns on "
-        f"{html.escape(r.arch)} (baseline '{html.escape(r.variant)}': {num(r.baseline_latency_ns)} ns): "
-        f"{r.reuse_count} reuse encoder(s).</p>"
-        "<table><tr><th>pattern</th><th>reuse encoders</th><th>latency (ns)</th><th>brief accuracy</th></tr>"
-        f"{cands}</table>"
-        "<table><tr><th>variant</th><th>reuse</th><th>latency (ns)</th><th>EDAP (pJ·ns·mm²)</th>"
-        f"<th>TOPS/mm²</th><th>accuracy</th><th>analog</th></tr>{rows}</table>"
-    )
+    ]
+    parts = [
+        (
+            f"<p>Encoders reusing attention chosen for a latency target of {num(r.latency_target_ns)} ns on "
+            f"{html.escape(r.arch)} (baseline '{html.escape(r.variant)}': {num(r.baseline_latency_ns)} ns): "
+            f"{r.reuse_count} reuse encoder(s).</p>"
+        ),
+        html_table(["pattern", "reuse encoders", "latency (ns)", "brief accuracy"], candidates),
+        html_table(
+            ["variant", "reuse", "latency (ns)", "EDAP (pJ·ns·mm²)", "TOPS/mm²", "accuracy", "analog"],
+            variants,
+        ),
+    ]
+    base = r.variants.get(r.variant)
+    if base is not None and len(r.variants) > 1:
+        ratios = {name: {r.arch: _ratios(v, base)} for name, v in r.variants.items() if name != r.variant}
+        title = f"Cost on {r.arch} against the baseline (EDAP: lower is better; TOPS/mm²: higher is better)"
+        parts.append(
+            embed_chart(
+                charts.ratio_bars(ratios, r.variant, title), None, "TReX against the baseline", "trex"
+            )
+        )
+    return "\n".join(parts)
+
+
+def _ratios(v: TrexVariant, base: TrexVariant) -> dict[str, float | None]:
+    """A variant's latency, energy, EDAP and TOPS/mm² as multiples of the baseline's."""
+    ratio = lambda a, b: None if a is None or not b else a / b
+    return {
+        "latency": ratio(v.latency_ns, base.latency_ns),
+        "energy": ratio(v.energy_pj, base.energy_pj),
+        "EDAP": ratio(v.edap_pj_ns_mm2, base.edap_pj_ns_mm2),
+        "TOPS/mm²": ratio(v.tops_per_mm2, base.tops_per_mm2),
+    }
 
 
 def _model(cfg, variant, reuse: list[int], data):
