@@ -12,6 +12,14 @@ pre-norm encoder with an MLP, mean pooling) is trained digitally on digits, then
    calibrated on 256 training images (``--operand-range``, ``--percentile``), before and
    after hardware-aware (variation-aware) training;
    mean over programming seeds. Writes ``attention_write_noise.png`` and the JSON.
+   ``--k-outlier M`` first adds to the first K channel of every head a constant M times the
+   largest |K| of that attention on 256 training images (through the bias of the K
+   projection): every query's scores move by the same amount for every key, so softmax and
+   the digital model are unchanged (checked: the logits before and after agree to 1e-4),
+   but K now has the outlier channel, constant across tokens, that sets its range. This
+   tests ClipFormer's premise that the clip cuts a few large entries the output does not
+   need (BENCHMARKS.md#attention-on-crossbars). ``--shift alpha`` uses the paper's shift
+   by α·G_min instead of (α − 1)·G_min.
 2. **Speed**: the noisy analog forward (write noise γ = 5, ClipFormer, PCM read noise on the
    static layers) against the digital forward of the same model and batch, median of
    ``--repeats`` runs, side by side in one process.
@@ -124,6 +132,34 @@ def train(model, x, y, epochs: int, seed: int = 0, lr: float = 3e-3) -> nn.Modul
     return model
 
 
+def add_key_outlier(model: nn.Module, x: torch.Tensor, mult: float) -> nn.Module:
+    """``model`` (changed in place) with ``mult`` × max|K| added to the first K channel of
+    every head of every attention (module docstring): q·(k + c·e_j) = q·k + c·q_j is the same
+    for every key, and softmax ignores a constant added to a row of scores."""
+    attentions = [
+        m for m in model.modules() if isinstance(getattr(m, "k", None), nn.Linear) and hasattr(m, "heads")
+    ]
+    if not attentions:
+        raise SystemExit("--k-outlier: the model has no attention with a K projection")
+    keys = {}
+    hooks = [
+        a.k.register_forward_hook(lambda mod, i, o, a=a: keys.__setitem__(a, o.detach())) for a in attentions
+    ]
+    with torch.no_grad():
+        before = model(x)
+        for h in hooks:
+            h.remove()
+        for a in attentions:
+            head_dim = a.k.out_features // a.heads
+            a.k.bias[::head_dim] += mult * float(keys[a].abs().max())
+        diff = float((model(x) - before).abs().max())
+    if diff > 1e-4 * max(1.0, float(before.abs().max())):
+        raise SystemExit(
+            f"--k-outlier: the logits moved by {diff:g}; the outlier must leave softmax unchanged"
+        )
+    return model
+
+
 def accuracy(model, x, y) -> float:
     with torch.no_grad():
         return float((model(x).argmax(-1) == y).float().mean())
@@ -156,6 +192,18 @@ def main() -> None:
     )
     ap.add_argument("--beta", type=float, default=0.25, help="ClipFormer's clip β (α = 2)")
     ap.add_argument(
+        "--shift",
+        choices=["alpha_minus_one", "alpha"],
+        default="alpha_minus_one",
+        help="ClipFormer's shift: (α − 1)·G_min (α = 1: none) or α·G_min (the paper's formula as printed)",
+    )
+    ap.add_argument(
+        "--k-outlier",
+        type=float,
+        default=0.0,
+        help="add a K channel constant across tokens, this many times max|K|, to every head (softmax-invariant)",
+    )
+    ap.add_argument(
         "--percentile",
         type=float,
         default=100.0,
@@ -179,6 +227,8 @@ def main() -> None:
     model = train(
         build(args.model), data.x_train, data.y_train, args.epochs, lr=3e-3 if args.model == "tiny" else 2e-3
     )
+    if args.k_outlier:
+        model = add_key_outlier(model, data.x_train[:256], args.k_outlier)
     vat = hwa_train(
         model,
         data.x_train,
@@ -193,7 +243,7 @@ def main() -> None:
     crossbar["dynamic"] = {
         "operand_range": args.operand_range,
         "operand_percentile": args.percentile,
-        "clipformer": {"alpha": 2.0, "beta": args.beta},
+        "clipformer": {"alpha": 2.0, "beta": args.beta, "shift": args.shift},
     }
     if args.sigma is not None:
         crossbar["dynamic"]["write_noise_sigma"] = args.sigma
@@ -212,6 +262,8 @@ def main() -> None:
     )
     sweep_s = time.perf_counter() - start
     title = f"{args.model} on digits, K/V range {args.operand_range}, RRAM 8-bit/2-bit cells, σ = {cfg.dynamic.write_noise_sigma:g}"
+    if args.k_outlier:
+        title += f", K outlier {args.k_outlier:g}× max|K|"
     plot_write_noise_sweep(sweep, ideal, out / "attention_write_noise.png", title)
 
     # speed: noisy analog (write noise γ = 5 + ClipFormer + PCM read noise) vs digital forward
@@ -227,6 +279,7 @@ def main() -> None:
         t_digital = median_time(lambda: model(x), args.repeats)
         t_analog = median_time(lambda: am(x), args.repeats)
     result = {
+        "k_outlier": args.k_outlier,
         "ideal": ideal,
         "crossbar": crossbar,
         "write_noise_sigma": cfg.dynamic.write_noise_sigma,

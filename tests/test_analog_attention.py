@@ -84,7 +84,9 @@ def test_an_operator_name_that_matches_no_matmul_is_refused_in_one_line(model):
     assert "\n" not in str(e.value)
 
 
-@pytest.mark.parametrize(("field", "value"), [("alpha", 0.5), ("beta", 0.0), ("beta", 1.5), ("shift", "half")])
+@pytest.mark.parametrize(
+    ("field", "value"), [("alpha", 0.5), ("beta", 0.0), ("beta", 1.5), ("shift", "half")]
+)
 def test_clipformer_bounds_are_checked_naming_the_field(field, value):
     with pytest.raises(SpikecimError, match=f"dynamic.clipformer.{field}"):
         load_crossbar_config(_cfg(clipformer={field: value}))
