@@ -261,9 +261,12 @@ def main() -> None:
         {"plain": model, "hwa": vat}, x_test, y_test, cfg, gammas, seeds, ModelInput(None), data.x_train[:256]
     )
     sweep_s = time.perf_counter() - start
-    title = f"{args.model} on digits, K/V range {args.operand_range}, RRAM 8-bit/2-bit cells, σ = {cfg.dynamic.write_noise_sigma:g}"
+    title = (
+        f"{args.model} on digits, K/V range {args.operand_range}, β = {args.beta:g}\n"
+        f"RRAM, 8-bit entries in 2-bit cells, σ = {cfg.dynamic.write_noise_sigma:g}"
+    )
     if args.k_outlier:
-        title += f", K outlier {args.k_outlier:g}× max|K|"
+        title += f", K outlier {args.k_outlier:g} × max|K|"
     plot_write_noise_sweep(sweep, ideal, out / "attention_write_noise.png", title)
 
     # speed: noisy analog (write noise γ = 5 + ClipFormer + PCM read noise) vs digital forward
