@@ -2,7 +2,10 @@
 
 vit-tiny (``--model vit-tiny``, the default) or a one-encoder softmax-attention classifier
 (``--model tiny``: 8×8 images in 2×2 patches, 16 tokens of 4 pixels, width 32, 2 heads,
-pre-norm encoder with an MLP, mean pooling) is trained digitally on digits, then:
+pre-norm encoder with an MLP, mean pooling) or spikformer-tiny (``--model spikformer-tiny``:
+the image repeated over 4 time steps, logits averaged) is trained digitally on digits. The
+written operands (K and V) are described on 256 training images: the kurtosis of their
+entries, the largest in standard deviations, the share above β of the largest. Then:
 
 1. **Write-noise sweep** (ClipFormer's experiment, :func:`spikecim.analog.write_sweep.write_noise_sweep`):
    K and V written into RRAM-like crossbars at every inference (g_max 10 µS = 1/100 kΩ,
@@ -110,12 +113,54 @@ class OneStep(nn.Module):
         return self.model(x[None])[0]
 
 
+class RateCoded(nn.Module):
+    """A spiking model on ``x[B, ...]``: the image repeated over ``steps`` time steps (direct
+    input), the logits averaged over them."""
+
+    def __init__(self, model: nn.Module, steps: int = 4):
+        super().__init__()
+        self.model, self.steps = model, steps
+
+    def forward(self, x):
+        return self.model(x[None].expand(self.steps, *x.shape)).mean(0)
+
+
 def build(name: str) -> nn.Module:
     if name == "tiny":
         return TinyViT()
     from spikecim.models import create_model
 
-    return OneStep(create_model("vit-tiny", spiking=False, num_classes=10, in_channels=1, input_size=8))
+    kw = {"num_classes": 10, "in_channels": 1, "input_size": 8}
+    if name == "spikformer-tiny":
+        return RateCoded(create_model("spikformer-tiny", spiking=True, **kw))
+    return OneStep(create_model("vit-tiny", spiking=False, **kw))
+
+
+def written_operand_stats(model: nn.Module, x: torch.Tensor, beta: float) -> dict[str, dict]:
+    """Per MatMul, over the written operands ``b`` of ``model(x)``: the kurtosis of the entries
+    (3 for a Gaussian), the largest |entry| in standard deviations, and the share of entries
+    above β of the largest |entry| (those ClipFormer's clip cuts with a range fixed at it)."""
+    seen: dict[str, list[torch.Tensor]] = {}
+    hooks = [
+        m.register_forward_pre_hook(lambda mod, args, name=name: seen.setdefault(name, []).append(args[1]))
+        for name, m in model.named_modules()
+        if isinstance(m, ops.MatMul)
+    ]
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    stats = {}
+    for name, parts in seen.items():
+        b = torch.cat([p.flatten() for p in parts]).double()
+        c = b - b.mean()
+        largest = float(b.abs().max())
+        stats[name] = {
+            "kurtosis": float((c**4).mean() / (c**2).mean() ** 2),
+            "max_over_std": largest / float(b.std()),
+            "above_beta": float((b.abs() > beta * largest).double().mean()),
+        }
+    return stats
 
 
 def train(model, x, y, epochs: int, seed: int = 0, lr: float = 3e-3) -> nn.Module:
@@ -179,9 +224,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
         "--model",
-        choices=["vit-tiny", "tiny"],
+        choices=["vit-tiny", "tiny", "spikformer-tiny"],
         default="vit-tiny",
-        help="vit-tiny (registered) or the one-encoder model above",
+        help="vit-tiny (registered), the one-encoder model above, or spikformer-tiny (4 steps, direct input)",
     )
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument(
@@ -229,6 +274,12 @@ def main() -> None:
     )
     if args.k_outlier:
         model = add_key_outlier(model, data.x_train[:256], args.k_outlier)
+    stats = written_operand_stats(model, data.x_train[:256], args.beta)
+    for name, st in stats.items():
+        print(
+            f"written {name}: kurtosis {st['kurtosis']:.1f}, largest {st['max_over_std']:.1f} std, "
+            f"{st['above_beta'] * 100:.1f} % above β of the largest"
+        )
     vat = hwa_train(
         model,
         data.x_train,
@@ -283,6 +334,7 @@ def main() -> None:
         t_analog = median_time(lambda: am(x), args.repeats)
     result = {
         "k_outlier": args.k_outlier,
+        "written_operands": stats,
         "ideal": ideal,
         "crossbar": crossbar,
         "write_noise_sigma": cfg.dynamic.write_noise_sigma,
