@@ -2,7 +2,10 @@
 
 vit-tiny (``--model vit-tiny``, the default) or a one-encoder softmax-attention classifier
 (``--model tiny``: 8×8 images in 2×2 patches, 16 tokens of 4 pixels, width 32, 2 heads,
-pre-norm encoder with an MLP, mean pooling) is trained digitally on digits, then:
+pre-norm encoder with an MLP, mean pooling) or spikformer-tiny (``--model spikformer-tiny``:
+the image repeated over 4 time steps, logits averaged) is trained digitally on digits. The
+written operands (K and V) are described on 256 training images: the kurtosis of their
+entries, the largest in standard deviations, the share above β of the largest. Then:
 
 1. **Write-noise sweep** (ClipFormer's experiment, :func:`spikecim.analog.write_sweep.write_noise_sweep`):
    K and V written into RRAM-like crossbars at every inference (g_max 10 µS = 1/100 kΩ,
@@ -12,6 +15,14 @@ pre-norm encoder with an MLP, mean pooling) is trained digitally on digits, then
    calibrated on 256 training images (``--operand-range``, ``--percentile``), before and
    after hardware-aware (variation-aware) training;
    mean over programming seeds. Writes ``attention_write_noise.png`` and the JSON.
+   ``--k-outlier M`` first adds to the first K channel of every head a constant M times the
+   largest |K| of that attention on 256 training images (through the bias of the K
+   projection): every query's scores move by the same amount for every key, so softmax and
+   the digital model are unchanged (checked: the logits before and after agree to 1e-4),
+   but K now has the outlier channel, constant across tokens, that sets its range. This
+   tests ClipFormer's premise that the clip cuts a few large entries the output does not
+   need (BENCHMARKS.md#attention-on-crossbars). ``--shift alpha`` uses the paper's shift
+   by α·G_min instead of (α − 1)·G_min.
 2. **Speed**: the noisy analog forward (write noise γ = 5, ClipFormer, PCM read noise on the
    static layers) against the digital forward of the same model and batch, median of
    ``--repeats`` runs, side by side in one process.
@@ -102,12 +113,54 @@ class OneStep(nn.Module):
         return self.model(x[None])[0]
 
 
+class RateCoded(nn.Module):
+    """A spiking model on ``x[B, ...]``: the image repeated over ``steps`` time steps (direct
+    input), the logits averaged over them."""
+
+    def __init__(self, model: nn.Module, steps: int = 4):
+        super().__init__()
+        self.model, self.steps = model, steps
+
+    def forward(self, x):
+        return self.model(x[None].expand(self.steps, *x.shape)).mean(0)
+
+
 def build(name: str) -> nn.Module:
     if name == "tiny":
         return TinyViT()
     from spikecim.models import create_model
 
-    return OneStep(create_model("vit-tiny", spiking=False, num_classes=10, in_channels=1, input_size=8))
+    kw = {"num_classes": 10, "in_channels": 1, "input_size": 8}
+    if name == "spikformer-tiny":
+        return RateCoded(create_model("spikformer-tiny", spiking=True, **kw))
+    return OneStep(create_model("vit-tiny", spiking=False, **kw))
+
+
+def written_operand_stats(model: nn.Module, x: torch.Tensor, beta: float) -> dict[str, dict]:
+    """Per MatMul, over the written operands ``b`` of ``model(x)``: the kurtosis of the entries
+    (3 for a Gaussian), the largest |entry| in standard deviations, and the share of entries
+    above β of the largest |entry| (those ClipFormer's clip cuts with a range fixed at it)."""
+    seen: dict[str, list[torch.Tensor]] = {}
+    hooks = [
+        m.register_forward_pre_hook(lambda mod, args, name=name: seen.setdefault(name, []).append(args[1]))
+        for name, m in model.named_modules()
+        if isinstance(m, ops.MatMul)
+    ]
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    stats = {}
+    for name, parts in seen.items():
+        b = torch.cat([p.flatten() for p in parts]).double()
+        c = b - b.mean()
+        largest = float(b.abs().max())
+        stats[name] = {
+            "kurtosis": float((c**4).mean() / (c**2).mean() ** 2),
+            "max_over_std": largest / float(b.std()),
+            "above_beta": float((b.abs() > beta * largest).double().mean()),
+        }
+    return stats
 
 
 def train(model, x, y, epochs: int, seed: int = 0, lr: float = 3e-3) -> nn.Module:
@@ -121,6 +174,34 @@ def train(model, x, y, epochs: int, seed: int = 0, lr: float = 3e-3) -> nn.Modul
             opt.step()
         sched.step()
     model.eval()
+    return model
+
+
+def add_key_outlier(model: nn.Module, x: torch.Tensor, mult: float) -> nn.Module:
+    """``model`` (changed in place) with ``mult`` × max|K| added to the first K channel of
+    every head of every attention (module docstring): q·(k + c·e_j) = q·k + c·q_j is the same
+    for every key, and softmax ignores a constant added to a row of scores."""
+    attentions = [
+        m for m in model.modules() if isinstance(getattr(m, "k", None), nn.Linear) and hasattr(m, "heads")
+    ]
+    if not attentions:
+        raise SystemExit("--k-outlier: the model has no attention with a K projection")
+    keys = {}
+    hooks = [
+        a.k.register_forward_hook(lambda mod, i, o, a=a: keys.__setitem__(a, o.detach())) for a in attentions
+    ]
+    with torch.no_grad():
+        before = model(x)
+        for h in hooks:
+            h.remove()
+        for a in attentions:
+            head_dim = a.k.out_features // a.heads
+            a.k.bias[::head_dim] += mult * float(keys[a].abs().max())
+        diff = float((model(x) - before).abs().max())
+    if diff > 1e-4 * max(1.0, float(before.abs().max())):
+        raise SystemExit(
+            f"--k-outlier: the logits moved by {diff:g}; the outlier must leave softmax unchanged"
+        )
     return model
 
 
@@ -143,9 +224,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
         "--model",
-        choices=["vit-tiny", "tiny"],
+        choices=["vit-tiny", "tiny", "spikformer-tiny"],
         default="vit-tiny",
-        help="vit-tiny (registered) or the one-encoder model above",
+        help="vit-tiny (registered), the one-encoder model above, or spikformer-tiny (4 steps, direct input)",
     )
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument(
@@ -155,6 +236,18 @@ def main() -> None:
         help="K/V mapping: each tile by its abs-max, or one range per product calibrated on 256 training images",
     )
     ap.add_argument("--beta", type=float, default=0.25, help="ClipFormer's clip β (α = 2)")
+    ap.add_argument(
+        "--shift",
+        choices=["alpha_minus_one", "alpha"],
+        default="alpha_minus_one",
+        help="ClipFormer's shift: (α − 1)·G_min (α = 1: none) or α·G_min (the paper's formula as printed)",
+    )
+    ap.add_argument(
+        "--k-outlier",
+        type=float,
+        default=0.0,
+        help="add a K channel constant across tokens, this many times max|K|, to every head (softmax-invariant)",
+    )
     ap.add_argument(
         "--percentile",
         type=float,
@@ -179,6 +272,14 @@ def main() -> None:
     model = train(
         build(args.model), data.x_train, data.y_train, args.epochs, lr=3e-3 if args.model == "tiny" else 2e-3
     )
+    if args.k_outlier:
+        model = add_key_outlier(model, data.x_train[:256], args.k_outlier)
+    stats = written_operand_stats(model, data.x_train[:256], args.beta)
+    for name, st in stats.items():
+        print(
+            f"written {name}: kurtosis {st['kurtosis']:.1f}, largest {st['max_over_std']:.1f} std, "
+            f"{st['above_beta'] * 100:.1f} % above β of the largest"
+        )
     vat = hwa_train(
         model,
         data.x_train,
@@ -193,7 +294,7 @@ def main() -> None:
     crossbar["dynamic"] = {
         "operand_range": args.operand_range,
         "operand_percentile": args.percentile,
-        "clipformer": {"alpha": 2.0, "beta": args.beta},
+        "clipformer": {"alpha": 2.0, "beta": args.beta, "shift": args.shift},
     }
     if args.sigma is not None:
         crossbar["dynamic"]["write_noise_sigma"] = args.sigma
@@ -211,7 +312,12 @@ def main() -> None:
         {"plain": model, "hwa": vat}, x_test, y_test, cfg, gammas, seeds, ModelInput(None), data.x_train[:256]
     )
     sweep_s = time.perf_counter() - start
-    title = f"{args.model} on digits, K/V range {args.operand_range}, RRAM 8-bit/2-bit cells, σ = {cfg.dynamic.write_noise_sigma:g}"
+    title = (
+        f"{args.model} on digits, K/V range {args.operand_range}, β = {args.beta:g}\n"
+        f"RRAM, 8-bit entries in 2-bit cells, σ = {cfg.dynamic.write_noise_sigma:g}"
+    )
+    if args.k_outlier:
+        title += f", K outlier {args.k_outlier:g} × max|K|"
     plot_write_noise_sweep(sweep, ideal, out / "attention_write_noise.png", title)
 
     # speed: noisy analog (write noise γ = 5 + ClipFormer + PCM read noise) vs digital forward
@@ -227,6 +333,8 @@ def main() -> None:
         t_digital = median_time(lambda: model(x), args.repeats)
         t_analog = median_time(lambda: am(x), args.repeats)
     result = {
+        "k_outlier": args.k_outlier,
+        "written_operands": stats,
         "ideal": ideal,
         "crossbar": crossbar,
         "write_noise_sigma": cfg.dynamic.write_noise_sigma,

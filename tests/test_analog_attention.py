@@ -84,7 +84,9 @@ def test_an_operator_name_that_matches_no_matmul_is_refused_in_one_line(model):
     assert "\n" not in str(e.value)
 
 
-@pytest.mark.parametrize(("field", "value"), [("alpha", 0.5), ("beta", 0.0), ("beta", 1.5)])
+@pytest.mark.parametrize(
+    ("field", "value"), [("alpha", 0.5), ("beta", 0.0), ("beta", 1.5), ("shift", "half")]
+)
 def test_clipformer_bounds_are_checked_naming_the_field(field, value):
     with pytest.raises(SpikecimError, match=f"dynamic.clipformer.{field}"):
         load_crossbar_config(_cfg(clipformer={field: value}))
@@ -176,6 +178,54 @@ def test_clipformer_shifts_by_alpha_gmin_and_clips_at_beta_gmax():
     g, _, _ = AnalogMatMul(cfg, "crossbar").conductances(b)
     # max(G − (2 − 1)·1, 1) = 8, 4, 2, 1; then min(·, 0.5·9)
     assert g[0, 0].flatten().tolist() == [4.5, 4.0, 2.0, 1.0]
+
+
+def test_clipformer_paper_shift_moves_by_alpha_gmin_and_clips_at_beta_gmax():
+    """``shift: alpha``, the paper's formula as printed: G ← max(G − α·G_min, G_min)."""
+    cfg = load_crossbar_config(
+        {
+            "g_min_us": 1.0,
+            "g_max_us": 9.0,
+            "dynamic": {
+                "unit": "crossbar",
+                "clipformer": {"enabled": True, "alpha": 2.0, "beta": 0.5, "shift": "alpha"},
+            },
+        }
+    )
+    b = torch.tensor([[[1.0, 0.5, 0.25, 0.125, 0.0]]])  # G = 9, 5, 3, 2, 1 µS before ClipFormer
+    g, _, _ = AnalogMatMul(cfg, "crossbar").conductances(b)
+    # max(G − 2·1, 1) = 7, 3, 1, 1, 1; then min(·, 0.5·9)
+    assert g[0, 0].flatten().tolist() == [4.5, 3.0, 1.0, 1.0, 1.0]
+
+
+def test_clipformer_paper_shift_at_alpha_one_beta_one_still_moves_every_entry_by_gmin():
+    """The paper's form has no identity for α ≥ 1: α = 1 lowers every entry above G_min by
+    G_min (entries below 2·G_min to G_min); the default form leaves them (test above)."""
+    on = {"enabled": True, "alpha": 1.0, "beta": 1.0, "shift": "alpha"}
+    cfg = {"g_min_us": 1.0, "g_max_us": 9.0, "dynamic": {"unit": "crossbar", "clipformer": on}}
+    b = torch.tensor([[[1.0, 0.5, 0.25, 0.0]]])  # G = 9, 5, 3, 1 µS
+    g, _, _ = AnalogMatMul(load_crossbar_config(cfg), "crossbar").conductances(b)
+    assert g[0, 0].flatten().tolist() == [8.0, 4.0, 2.0, 1.0]
+
+
+@pytest.mark.parametrize(
+    ("clip", "digits"),
+    [(None, [3, 3, 3, 1]), (0.5, [3, 3, 3, 0]), (0.25, [3, 3, 1, 0])],
+)
+def test_clipformer_clip_empties_the_top_cells_of_a_bit_sliced_entry(clip, digits):
+    """ClipFormer's setup (R_on 100 kΩ, on/off 100: G = 0.1–10 µS; signed 8 bits, 2-bit
+    cells): the largest entry is 127 = 1·64 + 3·16 + 3·4 + 3. Clipped at β·G_max (after the
+    shift by (α − 1)·G_min = 0.1 µS), u = (β·10 − 0.1)/9.9, i.e. round(127·u) = 63 = 0·64 +
+    3·16 + 3·4 + 3 at β = 0.5 and 31 = 1·16 + 3·4 + 3 at β = 0.25: the top cell at G_min."""
+    dynamic = {"unit": "crossbar"}
+    if clip is not None:
+        dynamic["clipformer"] = {"enabled": True, "alpha": 2.0, "beta": clip}
+    cfg = load_crossbar_config(
+        {"r_on_ohm": 1e5, "r_off_ohm": 1e7, "weight_bits": 8, "bits_per_cell": 2, "dynamic": dynamic}
+    )
+    g, _, _ = AnalogMatMul(cfg, "crossbar").conductances(torch.ones(1, 1, 1))
+    expected = [0.1 + d / 3 * 9.9 for d in digits]  # least significant cell first
+    assert g[0].flatten().tolist() == pytest.approx(expected, rel=1e-6)
 
 
 def test_clipformer_with_alpha_one_and_beta_one_is_the_identity_for_gmin_above_zero():

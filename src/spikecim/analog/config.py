@@ -152,12 +152,19 @@ DynamicUnit = Literal["digital", "crossbar", "sram"]
 class ClipFormerConfig(_Section):
     """ClipFormer (Bhattacharjee, Moitra, Panda, IEEE TCAD 2024; docs/references.md#clipformer),
     at inference only, on the conductances written at run time (K and V of attention):
-    G ← max(G − (α − 1)·G_min, G_min), then G ← min(G, β·G_max): α = 1 and β = 1 leave every
-    written conductance in [G_min, G_max] where it is (docs/transformers.md#clipformer)."""
+    G ← max(G − s·G_min, G_min), then G ← min(G, β·G_max), with the shift s = α − 1
+    (``shift: alpha_minus_one``, the default: α = 1 and β = 1 leave every written conductance
+    in [G_min, G_max] where it is) or s = α (``shift: alpha``, the paper's formula as printed:
+    no α ≥ 1 is the identity) (docs/transformers.md#clipformer)."""
 
     enabled: bool = False
     alpha: float = Field(2.0, ge=1, le=1e6, description="shift α ≥ 1, in units of G_min")
     beta: float = Field(0.25, gt=0, le=1, description="clip β in (0, 1], in units of G_max")
+    shift: Literal["alpha_minus_one", "alpha"] = Field(
+        "alpha_minus_one",
+        description="the shift in units of G_min: 'alpha_minus_one' (α − 1; α = 1 shifts nothing) "
+        "or 'alpha' (α, the paper's formula as printed)",
+    )
 
 
 class DynamicConfig(_Section):

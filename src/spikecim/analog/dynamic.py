@@ -14,7 +14,8 @@ Q·Kᵀ, V for A·V and for Kᵀ·V) and the rows of ``a [..., M, K]`` are strea
    G = G_min + level·(G_max − G_min).
 2. **ClipFormer** (crossbar only, when enabled; docs/references.md#clipformer), on each
    entry's magnitude before it is sliced and written, as the conductance G it maps to:
-   G ← max(G − (α − 1)·G_min, G_min), then G ← min(G, β·G_max) (α = β = 1: the identity;
+   G ← max(G − s·G_min, G_min), then G ← min(G, β·G_max), the shift s = α − 1 (α = β = 1:
+   the identity) or s = α (``clipformer.shift: alpha``, the paper's formula as printed;
    docs/transformers.md#clipformer).
 3. **Write noise** (crossbar only; TxSim form used by ClipFormer, docs/references.md#write-noise):
    G' = max(G + γ·sqrt((G − G_min)(G_max − G_min))·σ·N(0, 1), 0), a fresh draw from the
@@ -63,10 +64,12 @@ def write_noise(u: torch.Tensor, gamma: float, sigma: float, floor: float) -> to
 
 
 def clipformer(u: torch.Tensor, g_min_us: float, g_max_us: float, cfg: ClipFormerConfig) -> torch.Tensor:
-    """Shift then clip, G ← max(G − (α − 1)·G_min, G_min), G ← min(G, β·G_max), in units of
-    the span u = (G − G_min)/(G_max − G_min) (a new tensor)."""
+    """Shift then clip, G ← max(G − s·G_min, G_min), G ← min(G, β·G_max) with s = α − 1
+    (``cfg.shift`` ``alpha_minus_one``) or s = α (``alpha``, the paper's formula as printed), in
+    units of the span u = (G − G_min)/(G_max − G_min) (a new tensor)."""
     span = g_max_us - g_min_us
-    shifted = (u - (cfg.alpha - 1.0) * g_min_us / span).clamp_(min=0.0)
+    s = cfg.alpha - 1.0 if cfg.shift == "alpha_minus_one" else cfg.alpha
+    shifted = (u - s * g_min_us / span).clamp_(min=0.0)
     return shifted.clamp_(max=(cfg.beta * g_max_us - g_min_us) / span)
 
 
