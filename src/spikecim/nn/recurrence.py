@@ -1,8 +1,9 @@
 """Element-wise recurrences over the token axis of the efficient language models.
 
 Both take time-major ``[L, B, D]`` (tokens, batch, channels) and are pure functions: one step-by-step
-loop each, the CPU reference. A fused kernel would plug in as a replacement of the loop and
-be tested against it.
+loop each, the reference. WKV also has a fused CPU kernel (:mod:`spikecim.nn.kernels.wkv_cpu`,
+forward and backward in C, tested against the loop), which :func:`wkv` runs on CPU tensors
+when it is built; ``backend="reference"`` forces the loop.
 
 - :func:`mlgru_scan`: the MLGRU / HGRN recurrence of the MatMul-free LM,
   ``h_t = f_t ⊙ h_{t−1} + i_t`` (``ridgerchu/matmulfreellm``, ``mmfreelm/ops/hgrn/naive.py``;
@@ -22,7 +23,9 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["mlgru_scan", "wkv"]
+from spikecim.errors import SpikecimError
+
+__all__ = ["WKV_BACKENDS", "mlgru_scan", "wkv"]
 
 
 def mlgru_scan(i: torch.Tensor, f: torch.Tensor, h0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -35,8 +38,33 @@ def mlgru_scan(i: torch.Tensor, f: torch.Tensor, h0: torch.Tensor | None = None)
     return torch.stack(out), h
 
 
-def wkv(w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """RWKV-4 WKV of ``k, v [L, B, D]`` with log-decay ``w [D]`` (negative) and bonus ``u [D]``."""
+WKV_BACKENDS = ("auto", "reference", "cpu")
+
+
+def wkv(w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: str = "auto") -> torch.Tensor:
+    """RWKV-4 WKV of ``k, v [L, B, D]`` with log-decay ``w [D]`` (negative) and bonus ``u [D]``.
+
+    ``backend``: ``"auto"`` runs the fused CPU kernel when the call is one it implements (CPU
+    tensors of one dtype, float32 or float64) and the reference loop otherwise; ``"reference"``
+    forces the loop; ``"cpu"`` forces the kernel and fails in one line when it cannot run.
+    """
+    if backend not in WKV_BACKENDS:
+        raise SpikecimError(f"backend: unknown '{backend}', allowed: {', '.join(WKV_BACKENDS)}")
+    if backend != "reference":
+        from spikecim.nn.kernels import wkv_cpu
+
+        if wkv_cpu.supports(w, u, k, v):
+            return wkv_cpu.wkv_cpu(w, u, k, v)
+        if backend == "cpu":
+            raise SpikecimError(
+                f"backend: 'cpu' cannot run this call (device {k.device.type}, dtype {k.dtype}, "
+                f"k {tuple(k.shape)}, w {tuple(w.shape)}); use 'auto' or 'reference'"
+            )
+    return _wkv_loop(w, u, k, v)
+
+
+def _wkv_loop(w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """The reference: the token loop with the overflow-safe carry ``a, b, p``."""
     _, b_, d = k.shape
     a = k.new_zeros(b_, d)
     b = k.new_zeros(b_, d)
