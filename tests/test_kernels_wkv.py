@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from spikecim.errors import SpikecimError
-from spikecim.nn.kernels import cbuild, wkv_cpu
+from spikecim.nn.kernels import cbuild, recurrence_cpu
 from spikecim.nn.recurrence import wkv
 
 pytestmark = pytest.mark.skipif(
-    not wkv_cpu.available(torch.float64), reason="no C compiler: the WKV kernel is not built"
+    not recurrence_cpu.available("wkv", torch.float64), reason="no C compiler: the WKV kernel is not built"
 )
 
 
@@ -159,15 +159,39 @@ def test_without_a_c_compiler_wkv_falls_back_to_the_reference(monkeypatch, tmp_p
     monkeypatch.setenv("PATH", str(tmp_path / "bin"))
     with pytest.raises(OSError, match="no C compiler"):
         cbuild.compiler()
-    wkv_cpu._library.cache_clear()
+    recurrence_cpu._library.cache_clear()
     try:
         ts = _inputs(9, 2, 3, dtype=torch.float32)
         with pytest.warns(UserWarning, match="WKV CPU kernel could not be built"):
-            assert not wkv_cpu.available(torch.float32)
+            assert not recurrence_cpu.available("wkv", torch.float32)
         got, ref = _run(ts, "auto"), _run(ts, "reference")
         for a, b in zip(got, ref, strict=True):
             assert torch.equal(a, b)
         with pytest.raises(SpikecimError, match="backend: 'cpu' cannot run this call"):
             wkv(*ts[:4], "cpu")
     finally:
-        wkv_cpu._library.cache_clear()
+        recurrence_cpu._library.cache_clear()
+
+
+def test_spikegpt_tiny_gives_the_same_logits_and_gradients_with_the_kernel_and_the_loop():
+    from spikecim.models import create_model
+
+    tokens = torch.randint(0, 256, (16, 3), generator=torch.Generator().manual_seed(8))
+    out = {}
+    for backend in ("auto", "reference"):
+        torch.manual_seed(0)
+        model = create_model("spikegpt-tiny", input_size=16, d_model=32, wkv_backend=backend).double()
+        logits = model(tokens)
+        logits.logsumexp(-1).sum().backward()
+        out[backend] = (logits.detach(), *(p.grad for p in model.parameters()))
+    for a, b in zip(out["auto"], out["reference"], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_spikegpt_tiny_refuses_an_unknown_wkv_backend():
+    from spikecim.models import create_model
+
+    with pytest.raises(
+        SpikecimError, match="model.kwargs.wkv_backend: unknown 'fast', allowed: auto, reference, cpu"
+    ):
+        create_model("spikegpt-tiny", wkv_backend="fast")

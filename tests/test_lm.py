@@ -75,10 +75,11 @@ def test_bitlinear_gradients_are_straight_through():
     torch.testing.assert_close(layer.weight.grad, xq.sum(0).expand(3, 5), rtol=1e-4, atol=1e-5)
 
 
-def test_mlgru_scan_equals_step_loop_and_closed_form():
+@pytest.mark.parametrize("backend", ["reference", "auto"])
+def test_mlgru_scan_equals_step_loop_and_closed_form(backend):
     torch.manual_seed(5)
     i, f = torch.randn(7, 2, 3), torch.rand(7, 2, 3)  # [L, B, D]
-    h_all, h_last = mlgru_scan(i, f)
+    h_all, h_last = mlgru_scan(i, f, backend=backend)
     h = torch.zeros(2, 3)
     for t in range(7):  # h_t = f_t ⊙ h_{t−1} + i_t
         h = f[t] * h + i[t]
