@@ -60,16 +60,16 @@ def cpu_ms(fn, repeats: int) -> float:
 def recurrence_alone(kernel: str, batch: int, repeats: int) -> dict:
     """The recurrence's forward and forward + backward, CPU ms, per path, at ``[64, batch, 128]``."""
     g = torch.Generator().manual_seed(0)
-    a = torch.randn(128, generator=g).requires_grad_()
-    b = torch.randn(128, generator=g).requires_grad_()
+    decay = torch.randn(128, generator=g).requires_grad_()
+    bonus = torch.randn(128, generator=g).requires_grad_()
     x = torch.randn(64, batch, 128, generator=g).requires_grad_()
     y = torch.rand(64, batch, 128, generator=g).requires_grad_()
     gy = torch.randn(64, batch, 128, generator=g)
 
     def run(backend):
-        if kernel == "wkv":  # w = −exp(decay), as SpikeGPT feeds it
-            return wkv(-torch.exp(a), b, x, y, backend)
-        return mlgru_scan(x, y, None, backend)[0]
+        if kernel == "wkv":  # w = −exp(decay), as SpikeGPT feeds it; k = x, v = y
+            return wkv(-torch.exp(decay), bonus, x, y, backend)
+        return mlgru_scan(x, y, None, backend)[0]  # i = x, f = y in (0, 1)
 
     def forward(backend):
         with torch.no_grad():
