@@ -1,7 +1,7 @@
 /* RWKV-4's WKV recurrence for the CPU: the token loop of spikecim.nn.recurrence.wkv forward,
  * and its exact gradients for w, u, k, v backward, in one call each.
  *
- * Built by spikecim/nn/kernels/wkv_cpu.py with `cc -O2 -ffp-contract=off -DREAL=float` (and
+ * Built by spikecim/nn/kernels/recurrence_cpu.py with `cc -O2 -ffp-contract=off -DREAL=float` (and
  * once more with double). Per channel c (one (batch, channel) pair) and token t:
  *
  *   y_t = (N_t + e^{u+k_t} v_t) / (D_t + e^{u+k_t}),
@@ -50,13 +50,14 @@ typedef REAL real;
 #define IVDEP
 #endif
 
-/* e^x for x <= 0 in float, written so the compiler vectorises the loops that call it (libm's
- * expf is one call per value): x = n ln2 + r with |r| <= ln2/2, e^r by Cephes' degree-6
- * polynomial (expf.c, relative error under 2e-7), times 2^n built in the exponent bits.
- * Below -87.33 (2^-126) it returns 0 rather than a subnormal. Doubles use libm's exp. */
+/* e^x in float, written so the compiler vectorises the loops that call it (libm's expf is
+ * one call per value); every argument here is <= 0 up to rounding: x = n ln2 + r with
+ * |r| <= ln2/2, e^r by Cephes' degree-6 polynomial (expf.c, relative error under 2e-7),
+ * times 2^n built in the exponent bits. Below -87.33 (2^-126) it returns 0 rather than a
+ * subnormal, above 88 infinity. Doubles use libm's exp. */
 INLINE float exp_neg_f(float x) {
-    const float lo = -87.33f;
-    const float xc = x < lo ? lo : x;
+    const float lo = -87.33f, hi = 88.0f;
+    const float xc = x < lo ? lo : (x > hi ? hi : x);
     const float shift = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
     const float n = (xc * 1.44269504088896341f + shift) - shift;
     const float r = (xc - n * 0.693359375f) - n * -2.12194440e-4f;
@@ -71,7 +72,7 @@ INLINE float exp_neg_f(float x) {
         int32_t i;
         float f;
     } two_n = {.i = ((int32_t)n + 127) << 23};
-    return x < lo ? 0.0f : er * two_n.f;
+    return x < lo ? 0.0f : (x > hi ? HUGE_VALF : er * two_n.f);
 }
 #define EXP_NEG(x) _Generic((x), float: exp_neg_f, default: exp)(x)
 
