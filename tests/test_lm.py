@@ -75,10 +75,11 @@ def test_bitlinear_gradients_are_straight_through():
     torch.testing.assert_close(layer.weight.grad, xq.sum(0).expand(3, 5), rtol=1e-4, atol=1e-5)
 
 
-def test_mlgru_scan_equals_step_loop_and_closed_form():
+@pytest.mark.parametrize("backend", ["reference", "auto"])
+def test_mlgru_scan_equals_step_loop_and_closed_form(backend):
     torch.manual_seed(5)
     i, f = torch.randn(7, 2, 3), torch.rand(7, 2, 3)  # [L, B, D]
-    h_all, h_last = mlgru_scan(i, f)
+    h_all, h_last = mlgru_scan(i, f, backend=backend)
     h = torch.zeros(2, 3)
     for t in range(7):  # h_t = f_t ⊙ h_{t−1} + i_t
         h = f[t] * h + i[t]
@@ -103,14 +104,15 @@ def _wkv_direct(w, u, k, v):
     return out
 
 
-def test_wkv_equals_the_direct_sum_with_gradients():
+@pytest.mark.parametrize("backend", ["reference", "auto"])
+def test_wkv_equals_the_direct_sum_with_gradients(backend):
     torch.manual_seed(6)
     d = 4
     w = (-torch.exp(torch.randn(d, dtype=torch.float64))).requires_grad_()
     u = torch.randn(d, dtype=torch.float64, requires_grad=True)
     k = torch.randn(6, 2, d, dtype=torch.float64, requires_grad=True)
     v = torch.randn(6, 2, d, dtype=torch.float64, requires_grad=True)
-    got, ref = wkv(w, u, k, v), _wkv_direct(w, u, k, v)
+    got, ref = wkv(w, u, k, v, backend), _wkv_direct(w, u, k, v)
     torch.testing.assert_close(got, ref, rtol=1e-9, atol=1e-9)
     g_got = torch.autograd.grad(got.sum(), (w, u, k, v))
     g_ref = torch.autograd.grad(ref.sum(), (w, u, k, v))
@@ -118,9 +120,10 @@ def test_wkv_equals_the_direct_sum_with_gradients():
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
 
 
-def test_wkv_stays_finite_where_the_direct_sum_overflows():
+@pytest.mark.parametrize("backend", ["reference", "auto"])
+def test_wkv_stays_finite_where_the_direct_sum_overflows(backend):
     k = torch.full((4, 1, 2), 800.0)  # e^800 overflows float64
-    out = wkv(torch.full((2,), -0.5), torch.zeros(2), k, torch.ones(4, 1, 2))
+    out = wkv(torch.full((2,), -0.5), torch.zeros(2), k, torch.ones(4, 1, 2), backend)
     torch.testing.assert_close(out, torch.ones(4, 1, 2))  # a weighted mean of ones
 
 

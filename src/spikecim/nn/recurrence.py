@@ -1,8 +1,9 @@
 """Element-wise recurrences over the token axis of the efficient language models.
 
 Both take time-major ``[L, B, D]`` (tokens, batch, channels) and are pure functions: one step-by-step
-loop each, the CPU reference. A fused kernel would plug in as a replacement of the loop and
-be tested against it.
+loop each, the reference. Each also has a fused CPU kernel
+(:mod:`spikecim.nn.kernels.recurrence_cpu`, forward and backward in C, tested against the
+loop), which runs on CPU tensors when it is built; ``backend="reference"`` forces the loop.
 
 - :func:`mlgru_scan`: the MLGRU / HGRN recurrence of the MatMul-free LM,
   ``h_t = f_t ⊙ h_{t−1} + i_t`` (``ridgerchu/matmulfreellm``, ``mmfreelm/ops/hgrn/naive.py``;
@@ -22,11 +23,25 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["mlgru_scan", "wkv"]
+from spikecim.errors import SpikecimError
+
+__all__ = ["BACKENDS", "mlgru_scan", "wkv"]
+
+BACKENDS = ("auto", "reference", "cpu")
 
 
-def mlgru_scan(i: torch.Tensor, f: torch.Tensor, h0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``h_t = f_t ⊙ h_{t−1} + i_t`` over ``L``; returns every ``h_t`` ``[L, B, D]`` and the last."""
+def mlgru_scan(
+    i: torch.Tensor, f: torch.Tensor, h0: torch.Tensor | None = None, backend: str = "auto"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``h_t = f_t ⊙ h_{t−1} + i_t`` over ``L``; returns every ``h_t`` ``[L, B, D]`` and the last.
+
+    ``backend`` as for :func:`wkv` (the kernel takes ``i``, ``f`` and ``h0`` of one dtype).
+    """
+    from spikecim.nn.kernels import recurrence_cpu
+
+    ts = f"i {tuple(i.shape)}, f {tuple(f.shape)}"
+    if _use_kernel(backend, lambda: recurrence_cpu.supports_mlgru(i, f, h0), i, ts):
+        return recurrence_cpu.mlgru_cpu(i, f, h0)
     h = torch.zeros_like(i[0]) if h0 is None else h0
     out = []
     for t in range(i.shape[0]):
@@ -35,8 +50,40 @@ def mlgru_scan(i: torch.Tensor, f: torch.Tensor, h0: torch.Tensor | None = None)
     return torch.stack(out), h
 
 
-def wkv(w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """RWKV-4 WKV of ``k, v [L, B, D]`` with log-decay ``w [D]`` (negative) and bonus ``u [D]``."""
+def wkv(w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: str = "auto") -> torch.Tensor:
+    """RWKV-4 WKV of ``k, v [L, B, D]`` with log-decay ``w [D]`` (negative) and bonus ``u [D]``.
+
+    ``backend``: ``"auto"`` runs the fused CPU kernel when the call is one it implements (CPU
+    tensors of one dtype, float32 or float64) and the reference loop otherwise; ``"reference"``
+    forces the loop; ``"cpu"`` forces the kernel and fails in one line when it cannot run.
+    """
+    from spikecim.nn.kernels import recurrence_cpu
+
+    ts = f"k {tuple(k.shape)}, w {tuple(w.shape)}"
+    if _use_kernel(backend, lambda: recurrence_cpu.supports_wkv(w, u, k, v), k, ts):
+        return recurrence_cpu.wkv_cpu(w, u, k, v)
+    return _wkv_loop(w, u, k, v)
+
+
+def _use_kernel(backend: str, supported, x: torch.Tensor, shapes: str) -> bool:
+    """Whether to run the CPU kernel: ``supported()`` under ``auto``, always under ``cpu``
+    (a one-line error when it cannot), never under ``reference``."""
+    if backend not in BACKENDS:
+        raise SpikecimError(f"backend: unknown '{backend}', allowed: {', '.join(BACKENDS)}")
+    if backend == "reference":
+        return False
+    if supported():
+        return True
+    if backend == "cpu":
+        raise SpikecimError(
+            f"backend: 'cpu' cannot run this call (device {x.device.type}, dtype {x.dtype}, {shapes}); "
+            "use 'auto' or 'reference'"
+        )
+    return False
+
+
+def _wkv_loop(w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """The reference: the token loop with the overflow-safe carry ``a, b, p``."""
     _, b_, d = k.shape
     a = k.new_zeros(b_, d)
     b = k.new_zeros(b_, d)

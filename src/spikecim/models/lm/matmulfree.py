@@ -13,8 +13,9 @@ Block: ``x += MLGRU(RMSNorm x)``; ``x += GLU(RMSNorm x)``.
   (:func:`~spikecim.nn.recurrence.mlgru_scan`); ``o = W_o(RMSNorm(W_g x) ⊙ h ⊙ σ(h))``.
 - GLU channel mixer: ``W_down(SiLU(W_gate x) ⊙ W_up x)``, hidden ``256·⌈(8d/3)/256⌉``.
 
-The recurrence is a step-by-step loop over the tokens; at the tiny sizes the projections,
-not the loop, take most of the time (docs/lm.md), so no fused kernel is used.
+The recurrence runs as one compiled C call forward and one backward on the CPU (the token
+loop with ``scan_backend="reference"``); at the tiny sizes the projections take most of the
+time either way (docs/lm.md).
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spikecim.errors import SpikecimError
 from spikecim.models._registry import register_model
 from spikecim.models.lm._common import TokenModel, check_size
 from spikecim.nn.bitlinear import BitLinear
-from spikecim.nn.recurrence import mlgru_scan
+from spikecim.nn.recurrence import BACKENDS, mlgru_scan
 
 __all__ = ["MLGRU", "LayerBlock", "MatMulFreeLM", "glu_hidden", "lower_bounds"]
 
@@ -41,9 +43,10 @@ def glu_hidden(d_model: int) -> int:
 class MLGRU(nn.Module):
     """The MatMul-free linear GRU token mixer (HGRN-bit attention)."""
 
-    def __init__(self, d_model: int, layer: int) -> None:
+    def __init__(self, d_model: int, layer: int, scan_backend: str = "auto") -> None:
         super().__init__()
         self.layer = layer
+        self.scan_backend = scan_backend
         self.recurrent_state = ("mlgru", d_model)  # h, read and written every token (the tracer)
         self.i_proj = BitLinear(d_model, d_model)
         self.f_proj = BitLinear(d_model, d_model)
@@ -63,7 +66,7 @@ class MLGRU(nn.Module):
 
     def forward(self, x: torch.Tensor, lower_bound: torch.Tensor) -> torch.Tensor:
         i, f = self.gates(x, lower_bound)
-        h, _ = mlgru_scan(i, f)
+        h, _ = mlgru_scan(i, f, backend=self.scan_backend)
         return self.o_proj(self.g_norm(self.g_proj(x)) * h * torch.sigmoid(h))
 
 
@@ -80,10 +83,10 @@ class GLU(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, d_model: int, layer: int) -> None:
+    def __init__(self, d_model: int, layer: int, scan_backend: str = "auto") -> None:
         super().__init__()
         self.attn_norm = nn.RMSNorm(d_model, eps=1e-6)
-        self.attn = MLGRU(d_model, layer)
+        self.attn = MLGRU(d_model, layer, scan_backend)
         self.mlp_norm = nn.RMSNorm(d_model, eps=1e-6)
         self.mlp = GLU(d_model)
 
@@ -114,12 +117,14 @@ class LayerBlock(nn.Module):
 
 
 class MatMulFreeLM(TokenModel):
-    def __init__(self, vocab: int, context: int, d_model: int, layers: int) -> None:
+    def __init__(
+        self, vocab: int, context: int, d_model: int, layers: int, scan_backend: str = "auto"
+    ) -> None:
         super().__init__(vocab, context)
         self.embed = nn.Embedding(vocab, d_model)
         nn.init.normal_(self.embed.weight, std=0.02)
         self.lower_bounds = nn.Parameter(torch.zeros(layers, d_model))
-        self.blocks = nn.ModuleList(Block(d_model, i) for i in range(layers))
+        self.blocks = nn.ModuleList(Block(d_model, i, scan_backend) for i in range(layers))
         self.norm = nn.RMSNorm(d_model, eps=1e-6)
         self.head = BitLinear(d_model, vocab)
 
@@ -156,6 +161,13 @@ def matmulfree_tiny(
     layers: int = 2,
     neuron: str = "lif",
     neuron_kw: dict | None = None,
+    scan_backend: str = "auto",
 ) -> MatMulFreeLM:
+    """``scan_backend``: ``"auto"`` (the fused CPU kernel where it runs) or ``"reference"``
+    (the token loop), see :func:`spikecim.nn.recurrence.mlgru_scan`."""
     check_size("matmulfree-tiny", d_model=d_model, layers=layers)
-    return MatMulFreeLM(num_classes, input_size, d_model, layers)
+    if scan_backend not in BACKENDS:
+        raise SpikecimError(
+            f"model.kwargs.scan_backend: unknown {scan_backend!r}, allowed: {', '.join(BACKENDS)}"
+        )
+    return MatMulFreeLM(num_classes, input_size, d_model, layers, scan_backend)

@@ -10,8 +10,8 @@ axis of the time-major ``[L, B, D]``: tokens are time.
 - token shift with learned mixes: ``x^k_t = μ_k ⊙ x_t + (1 − μ_k) ⊙ x_{t−1}`` (likewise
   ``v``, ``r``; ``x_{−1} = 0``);
 - SRWKV: ``k = W_k x^k``, ``v = W_v x^v``, ``r = W_r x^r``; the WKV recurrence with
-  ``w = −exp(decay)`` and bonus ``u`` (:func:`~spikecim.nn.recurrence.wkv`);
-  output ``W_o(σ(r) ⊙ wkv)``;
+  ``w = −exp(decay)`` and bonus ``u`` (:func:`~spikecim.nn.recurrence.wkv`; the fused CPU
+  kernel, or the token loop with ``wkv_backend="reference"``); output ``W_o(σ(r) ⊙ wkv)``;
 - SRFFN: ``σ(W_r x^r) ⊙ W_v(ReLU(W_k x^k)²)``, hidden ``4d``;
 - the embedding is binarised: Heaviside forward, arctan surrogate backward.
 
@@ -25,9 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spikecim.errors import SpikecimError
 from spikecim.models._registry import make_activation, register_model
 from spikecim.models.lm._common import TokenModel, check_size
-from spikecim.nn.recurrence import wkv
+from spikecim.nn.recurrence import BACKENDS, wkv
 from spikecim.nn.surrogate import atan
 
 __all__ = ["SpikeGPT", "token_shift"]
@@ -47,8 +48,9 @@ def _mix(d_model: int, layer: int, layers: int, power: float = 1.0) -> torch.Ten
 class TimeMix(nn.Module):
     """SRWKV: token shift, ``k, v, r`` projections, the WKV recurrence, ``W_o(σ(r) ⊙ wkv)``."""
 
-    def __init__(self, d_model: int, layer: int, layers: int) -> None:
+    def __init__(self, d_model: int, layer: int, layers: int, wkv_backend: str = "auto") -> None:
         super().__init__()
+        self.wkv_backend = wkv_backend
         self.recurrent_state = ("wkv", 3 * d_model)  # a, b, p, read and written every token (the tracer)
         ratio = layer / max(1, layers - 1)
         c = torch.arange(d_model, dtype=torch.float32) / max(1, d_model - 1)
@@ -68,7 +70,9 @@ class TimeMix(nn.Module):
         k = self.key(self.mix_k * x + (1 - self.mix_k) * prev)
         v = self.value(self.mix_v * x + (1 - self.mix_v) * prev)
         r = self.receptance(self.mix_r * x + (1 - self.mix_r) * prev)
-        return self.output(torch.sigmoid(r) * wkv(-torch.exp(self.time_decay), self.time_first, k, v))
+        return self.output(
+            torch.sigmoid(r) * wkv(-torch.exp(self.time_decay), self.time_first, k, v, self.wkv_backend)
+        )
 
 
 class ChannelMix(nn.Module):
@@ -90,10 +94,10 @@ class ChannelMix(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, d_model: int, layer: int, layers: int, act) -> None:
+    def __init__(self, d_model: int, layer: int, layers: int, act, wkv_backend: str = "auto") -> None:
         super().__init__()
         self.ln1 = nn.LayerNorm(d_model)
-        self.att = TimeMix(d_model, layer, layers)
+        self.att = TimeMix(d_model, layer, layers, wkv_backend)
         self.act1 = act()
         self.ln2 = nn.LayerNorm(d_model)
         self.ffn = ChannelMix(d_model, layer, layers)
@@ -120,13 +124,22 @@ class Embedding(nn.Module):
 
 
 class SpikeGPT(TokenModel):
-    def __init__(self, vocab: int, context: int, d_model: int, layers: int, spiking: bool, act) -> None:
+    def __init__(
+        self,
+        vocab: int,
+        context: int,
+        d_model: int,
+        layers: int,
+        spiking: bool,
+        act,
+        wkv_backend: str = "auto",
+    ) -> None:
         super().__init__(vocab, context)
         self.spiking = spiking
         self.embed = nn.Embedding(vocab, d_model)
         nn.init.uniform_(self.embed.weight, -1e-4, 1e-4)  # RWKV's embedding initialisation
         self.binarise = atan(2.0)
-        self.blocks = nn.ModuleList(Block(d_model, i, layers, act) for i in range(layers))
+        self.blocks = nn.ModuleList(Block(d_model, i, layers, act, wkv_backend) for i in range(layers))
         self.ln_out = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, vocab, bias=False)
         nn.init.normal_(self.head.weight, std=0.02)
@@ -160,7 +173,14 @@ def spikegpt_tiny(
     layers: int = 2,
     neuron: str = "lif",
     neuron_kw: dict | None = None,
+    wkv_backend: str = "auto",
 ) -> SpikeGPT:
+    """``wkv_backend``: ``"auto"`` (the fused CPU kernel where it runs) or ``"reference"``
+    (the token loop), see :func:`spikecim.nn.recurrence.wkv`."""
     check_size("spikegpt-tiny", d_model=d_model, layers=layers)
+    if wkv_backend not in BACKENDS:
+        raise SpikecimError(
+            f"model.kwargs.wkv_backend: unknown {wkv_backend!r}, allowed: {', '.join(BACKENDS)}"
+        )
     act = make_activation(spiking, neuron, **(neuron_kw or {}))
-    return SpikeGPT(num_classes, input_size, d_model, layers, spiking, act)
+    return SpikeGPT(num_classes, input_size, d_model, layers, spiking, act, wkv_backend)

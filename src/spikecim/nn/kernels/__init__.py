@@ -14,6 +14,10 @@ backend    device          what runs
 ``backend="auto"`` picks the kernel for the tensors' device; ``"reference"`` forces the
 loop; a kernel's name forces that kernel and fails with a one-line error if it cannot run
 the call.
+
+The token recurrences of the language models (SpikeGPT's WKV, the MLGRU scan) have CPU
+kernels of their own, ``wkv_cpu.c`` and ``mlgru_cpu.c`` (:mod:`.recurrence_cpu`), chosen
+in the same way by :mod:`spikecim.nn.recurrence`.
 """
 
 from __future__ import annotations

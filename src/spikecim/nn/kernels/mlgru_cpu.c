@@ -1,0 +1,113 @@
+/* The MLGRU / HGRN recurrence of the MatMul-free LM for the CPU: the token loop of
+ * spikecim.nn.recurrence.mlgru_scan forward, and its gradients backward, in one call each.
+ *
+ * Built by spikecim/nn/kernels/recurrence_cpu.py with `cc -O2 -ffp-contract=off -DREAL=float`
+ * (and once more with double). Per element (one (batch, channel) pair) and token t:
+ *
+ *   h_t = f_t h_{t-1} + i_t,   h_{-1} = h0,
+ *
+ * computed as the reference loop computes it (no fused multiply-add: bit for bit). Backward,
+ * with g_t = dL/dh_t from the outputs and G_t the whole gradient reaching h_t:
+ *
+ *   G_{L-1} = g_{L-1},  G_t = g_t + f_{t+1} G_{t+1},
+ *   dL/di_t = G_t,  dL/df_t = G_t h_{t-1},  dL/dh0 = f_0 G_0.
+ *
+ * Layout: i, f, h, gh, gi, gf are time-major [L, M] contiguous (M = batch x channels); h0
+ * and gh0 are [M]. Work is split over elements: a thread takes a chunk of CHUNK elements and
+ * runs every token on it.
+ */
+#include <pthread.h>
+#include <stdint.h>
+
+#ifndef REAL
+#define REAL float
+#endif
+typedef REAL real;
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(NO_CLONES)
+#define CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define CLONES
+#endif
+#if defined(__GNUC__) && !defined(__clang__)
+#define IVDEP _Pragma("GCC ivdep")
+#else
+#define IVDEP
+#endif
+
+#ifndef CHUNK
+#define CHUNK 512
+#endif
+#define MAX_THREADS 64
+
+typedef struct {
+    int64_t L, M;
+    const real *i, *f, *h0;
+    real *h;              /* forward output, read again by the backward pass */
+    const real *gh;       /* backward: dL/dh of every token */
+    real *gi, *gf, *gh0;  /* backward outputs */
+} mlgru_args;
+
+CLONES static void fwd_chunk(const mlgru_args *a, int64_t i0, int64_t n) {
+    for (int64_t t = 0; t < a->L; t++) {
+        const int64_t off = t * a->M + i0;
+        const real *restrict x = a->i + off, *restrict f = a->f + off;
+        const real *restrict prev = t > 0 ? a->h + off - a->M : a->h0 + i0;
+        real *restrict h = a->h + off;
+        IVDEP
+        for (int64_t j = 0; j < n; j++) h[j] = f[j] * prev[j] + x[j];
+    }
+}
+
+CLONES static void bwd_chunk(const mlgru_args *a, int64_t i0, int64_t n) {
+    real G[CHUNK];
+    for (int64_t j = 0; j < n; j++) G[j] = 0;
+    for (int64_t t = a->L - 1; t >= 0; t--) {
+        const int64_t off = t * a->M + i0;
+        const real *restrict g = a->gh + off;
+        const real *restrict fnext = t + 1 < a->L ? a->f + off + a->M : 0;
+        const real *restrict prev = t > 0 ? a->h + off - a->M : a->h0 + i0;
+        real *restrict gi = a->gi + off, *restrict gf = a->gf + off;
+        IVDEP
+        for (int64_t j = 0; j < n; j++) {
+            const real Gt = fnext ? g[j] + fnext[j] * G[j] : g[j];
+            gi[j] = Gt;
+            gf[j] = Gt * prev[j];
+            G[j] = Gt;
+        }
+    }
+    const real *restrict f0 = a->f + i0;
+    for (int64_t j = 0; j < n; j++) a->gh0[i0 + j] = f0[j] * G[j];
+}
+
+typedef struct {
+    const mlgru_args *a;
+    int64_t chunks;
+    int64_t next; /* the next chunk to take (atomic) */
+    int backward;
+} pool;
+
+static void *run_pool(void *p) {
+    pool *q = (pool *)p;
+    for (;;) {
+        const int64_t c = __atomic_fetch_add(&q->next, 1, __ATOMIC_RELAXED);
+        if (c >= q->chunks) return 0;
+        const int64_t i0 = c * CHUNK, n = i0 + CHUNK < q->a->M ? CHUNK : q->a->M - i0;
+        if (q->backward) bwd_chunk(q->a, i0, n);
+        else fwd_chunk(q->a, i0, n);
+    }
+}
+
+static void run_parallel(const mlgru_args *a, int threads, int backward) {
+    pool q = {a, (a->M + CHUNK - 1) / CHUNK, 0, backward};
+    if (threads > q.chunks) threads = (int)q.chunks;
+    if (threads > MAX_THREADS) threads = MAX_THREADS;
+    pthread_t tid[MAX_THREADS];
+    int started[MAX_THREADS] = {0};
+    for (int t = 1; t < threads; t++) started[t] = pthread_create(&tid[t], 0, run_pool, &q) == 0;
+    run_pool(&q); /* the caller works too; chunks a thread could not take are done here */
+    for (int t = 1; t < threads; t++)
+        if (started[t]) pthread_join(tid[t], 0);
+}
+
+void mlgru_forward(const mlgru_args *a, int threads) { run_parallel(a, threads, 0); }
+void mlgru_backward(const mlgru_args *a, int threads) { run_parallel(a, threads, 1); }
