@@ -36,8 +36,9 @@ from torch import nn
 
 from spikecim import ops
 from spikecim.analog.hwa_config import HwaConverters
-from spikecim.analog.quant import abs_max_scale, quantize
+from spikecim.analog.quant import abs_max_scale, level_count
 from spikecim.errors import SpikecimError
+from spikecim.quant import levels
 
 __all__ = ["HwaLayer", "clip_weights", "digital_layers", "hwa_layers", "tile_sizes"]
 
@@ -80,67 +81,93 @@ class HwaLayer(nn.Module):
         m = self.module
         w = m.weight.reshape(m.weight.shape[0], -1)
         if not isinstance(m, nn.Conv2d):
-            out = self._tiles(x, w, dim=-1)
+            out = self._tiles(w, lambda t, start, wt: self._matmul(x, -1, t, start, wt))
             return out if m.bias is None else out + m.bias
         from spikecim.ops.conv import _padding
 
-        padding = _padding(m)
-        patches = F.unfold(x, m.kernel_size, m.dilation, padding, m.stride)  # [B, K, L]
-        out = self._tiles(patches, w, dim=-2)  # [B, M, L]
+        geometry = (m.stride, _padding(m), m.dilation)
+        if self._on_image():
+            out = self._tiles(w, lambda t, start, wt: self._conv(x, geometry, t, start, wt))
+            return out if m.bias is None else out + m.bias.view(1, -1, 1, 1)
+        patches = F.unfold(x, m.kernel_size, m.dilation, geometry[1], m.stride)  # [B, K, L]
+        out = self._tiles(w, lambda t, start, wt: self._matmul(patches, -2, t, start, wt))  # [B, M, L]
         if m.bias is not None:
             out = out + m.bias.view(1, -1, 1)
-        h = (x.shape[-2] + 2 * padding[0] - m.dilation[0] * (m.kernel_size[0] - 1) - 1) // m.stride[0] + 1
-        return out.view(x.shape[0], w.shape[0], h, -1)
+        p, d, k, s = geometry[1][0], m.dilation[0], m.kernel_size[0], m.stride[0]
+        return out.view(x.shape[0], w.shape[0], (x.shape[-2] + 2 * p - d * (k - 1) - 1) // s + 1, -1)
 
-    def _tiles(self, x: torch.Tensor, w: torch.Tensor, dim: int) -> torch.Tensor:
-        """Σ_t ŷ_t for inputs ``x`` whose vectors lie along ``dim`` (-1: ``[..., K]``,
-        -2: patches ``[B, K, L]``)."""
+    def _on_image(self) -> bool:
+        """Whether a convolution runs on the image (a native convolution per tile) rather
+        than on its patches: not with a per-patch abs-max range."""
+        return self.converters.input_range != "abs-max"
+
+    def _tiles(self, w: torch.Tensor, product) -> torch.Tensor:
+        """Σ_t ŷ_t; ``product(t, start, W_t)`` gives the tile's x̂_t Ŵ_tᵀ and its range r_t."""
         c = self.converters
         noisy = self.training and self.modifier is not None
         if noisy:
             from spikecim.analog.mitigation import weight_noise  # mitigation builds these layers
         out, start = None, 0
         for t, size in enumerate(self.sizes):
-            xt = x.narrow(dim, start, size)
             wt = w.narrow(1, start, size)
-            start += size
-            xt, r = self._range(xt, t, dim)
-            if c.dac_bits is not None:
-                xt = quantize(xt, c.dac_bits, r)
             w_max = wt.detach().abs().amax() if c.out_bound is not None else None
             if noisy:
                 wt = wt + weight_noise(wt, self.modifier, self.generator)
-            yt = F.linear(xt, wt) if dim == -1 else torch.matmul(wt, xt)
+            yt, r = product(t, start, wt)
+            start += size
             if c.out_bound is not None:
-                bound = r * c.out_bound * w_max
-                if c.adc_bits is not None:
-                    yt = quantize(yt, c.adc_bits, bound, ste="saturated")
-                else:
-                    yt = torch.clamp(yt, -bound, bound)
+                yt = _Adc.apply(yt, r * c.out_bound * w_max, c.adc_bits)
             out = yt if out is None else out + yt
         return out
 
-    def _range(self, xt: torch.Tensor, t: int, dim: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The tile's inputs (clipped to a learned range) and their range (no gradient)."""
+    def _matmul(self, x: torch.Tensor, dim: int, t: int, start: int, wt: torch.Tensor):
+        """x̂_t Ŵ_tᵀ on input vectors along ``dim`` (-1: ``[..., K]``, -2: patches ``[B, K, L]``)."""
+        xt, r = self._inputs(x.narrow(dim, start, wt.shape[1]), t, dim)
+        return (F.linear(xt, wt) if dim == -1 else torch.matmul(wt, xt)), r
+
+    def _conv(self, x: torch.Tensor, geometry, t: int, start: int, wt: torch.Tensor):
+        """x̂_t Ŵ_tᵀ of a convolution tile as a convolution of the channels the tile touches,
+        the kernel entries outside the tile zero (module docstring: the same numbers and
+        gradients as on the patches)."""
+        m, c = self.module, self.converters
+        window = m.kernel_size[0] * m.kernel_size[1]
+        size = wt.shape[1]
+        first, last = start // window, (start + size - 1) // window + 1
+        pad = (start - first * window, last * window - start - size)
+        kernel = F.pad(wt, pad).view(wt.shape[0], last - first, *m.kernel_size)
+        xt = x[:, first:last]
+        if c.input_range is None:
+            return F.conv2d(xt, kernel, None, *geometry), None
+        inside = F.pad(xt.new_ones(1, size), pad).view(1, last - first, *m.kernel_size)
+        if self.training and self._initialising(t):
+            self._init_range(t, _patch_std(xt.detach(), inside, geometry))
+        r = self.input_range[t]
+        y = _ConvTile.apply(xt, kernel, r, c.dac_bits, geometry, inside, c.range_decay, c.range_min_unclipped)
+        return y, r.detach()
+
+    def _inputs(self, xt: torch.Tensor, t: int, dim: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The tile's inputs after the range and the DAC, and their range (no gradient)."""
         c = self.converters
-        if c.input_range == "abs-max":
-            return xt, abs_max_scale(xt, dim)
         if c.input_range is None:
             return xt, None
-        if self.training:
-            self._init_range(xt, t)
+        if c.input_range == "abs-max":
+            r = abs_max_scale(xt, dim)
+            return _Dac.apply(xt, r, c.dac_bits, 0.0, 1.0), r
+        if self.training and self._initialising(t):
+            self._init_range(t, xt.detach().std())
         r = self.input_range[t]
-        return _ClipToRange.apply(xt, r, c.range_decay, c.range_min_unclipped), r.detach()
+        return _Dac.apply(xt, r, c.dac_bits, c.range_decay, c.range_min_unclipped), r.detach()
+
+    def _initialising(self, t: int) -> bool:
+        return int(self.range_updates[t]) < self.converters.range_init_batches
 
     @torch.no_grad()
-    def _init_range(self, xt: torch.Tensor, t: int) -> None:
-        """Move the learned range towards range_init_std·std(x_t) for the first batches. It
-        writes the parameter's ``.data`` (as aihwkit-lightning does), so a forward called
-        again before the backward (one call per time step) keeps its graph."""
+    def _init_range(self, t: int, std: torch.Tensor) -> None:
+        """Move the learned range towards range_init_std·std (the std of the tile's inputs,
+        as patches for a convolution) for the first batches. It writes the parameter's
+        ``.data`` (as aihwkit-lightning does), so a forward called again before the backward
+        (one call per time step) keeps its graph."""
         c, i = self.converters, int(self.range_updates[t])
-        if i >= c.range_init_batches:
-            return
-        std = xt.std()
         r = self.input_range.data
         if std > 0:
             r[t] = (r[t] * i + c.range_init_std * std) / (i + 1)
@@ -148,28 +175,167 @@ class HwaLayer(nn.Module):
         r[t] = r[t].abs()
 
 
-class _ClipToRange(torch.autograd.Function):
-    """clamp(x, −r, r) with the learned range's gradients (module docstring)."""
+def _patch_std(x: torch.Tensor, inside: torch.Tensor, geometry) -> torch.Tensor:
+    """The unbiased std of a convolution tile's patch entries (padding zeros included)
+    without the patches: each input counts once per window that covers it with a kernel
+    entry of the tile (``inside``), sums by convolutions with ``inside``; mean first, then
+    the squared deviations (padding entries deviate by the mean)."""
+    stride, padding, dilation = geometry
+    inside = inside.to(x.dtype)
+    per_sample = F.conv2d(x[:1].new_ones(1, *x.shape[1:]), inside, None, stride, padding, dilation)
+    count = x.shape[0] * per_sample.numel() * float(inside.sum())  # patch entries, padding included
+    real = x.shape[0] * float(per_sample.sum())  # of which inside the image
+    mean = F.conv2d(x, inside, None, stride, padding, dilation).sum() / count
+    squares = F.conv2d((x - mean).square_(), inside, None, stride, padding, dilation).sum()
+    return ((squares + (count - real) * mean.square()) / (count - 1)).sqrt()
+
+
+class _Dac(torch.autograd.Function):
+    """The inputs clipped to ±r, then on the ``bits``-bit grid over ±r (``bits`` None: no
+    grid): straight-through, except that a clipped input gets no gradient (one exactly at ±r
+    keeps it); a range ``r`` that needs a gradient (learned) gets the one of the module
+    docstring. One pass per step of the equation, the masks only when an input reaches ±r."""
 
     @staticmethod
-    def forward(ctx, x, r, decay: float, min_unclipped: float):
-        upper, lower = x >= r, x <= -r
-        inside = x.abs() <= r  # an input exactly at ±r keeps its gradient
-        ctx.save_for_backward(upper, lower, inside, r)
-        ctx.decay, ctx.min_unclipped = decay, min_unclipped
-        return torch.clamp(x, -r, r)
+    def forward(ctx, x, r, bits: int | None, decay: float, min_unclipped: float):
+        y = torch.clamp(x, -r, r)
+        learned = ctx.needs_input_grad[1]
+        upper = lower = outside = None
+        reached = False
+        if r.dim() == 0:  # a learned range (an abs-max one per vector is never exceeded)
+            lo, hi = torch.aminmax(x)
+            reached = bool(hi >= r or lo <= -r)
+        if reached:  # some input reaches ±r (never with a per-vector abs-max range)
+            upper, lower = x >= r, x <= -r
+            outside = y != x
+        ctx.save_for_backward(upper, lower, outside, r)
+        ctx.reached, ctx.decay, ctx.min_unclipped = reached, decay, min_unclipped
+        if learned and decay > 0:
+            clipped = int(upper.count_nonzero() + lower.count_nonzero()) if reached else 0
+            ctx.unclipped = 1.0 - clipped / x.numel()
+        if bits is None:
+            return y
+        n = level_count(bits)
+        return levels(y, n / r, ste=None, inplace=True).mul_(r / n)  # inputs lie inside ±r: no clip
 
     @staticmethod
     def backward(ctx, g):
-        upper, lower, inside, r = ctx.saved_tensors
+        upper, lower, outside, r = ctx.saved_tensors
+        grad_x = g.masked_fill(outside, 0) if ctx.reached else g
         grad_r = None
         if ctx.needs_input_grad[1]:
-            grad_r = (g.clamp(max=0) * upper).sum() - (g.clamp(min=0) * lower).sum()
+            grad_r = torch.zeros_like(r)
+            if ctx.reached:
+                grad_r = grad_r + g[upper].clamp(max=0).sum() - g[lower].clamp(min=0).sum()
             grad_r = grad_r * r
-            if ctx.decay > 0:
-                unclipped = 1.0 - (upper | lower).sum() / upper.numel()
-                grad_r = grad_r + ctx.decay * r * (unclipped > ctx.min_unclipped)
-        return g * inside, grad_r, None, None
+            if ctx.decay > 0 and ctx.unclipped > ctx.min_unclipped:
+                grad_r = grad_r + ctx.decay * r
+        return grad_x, grad_r, None, None, None
+
+
+class _Adc(torch.autograd.Function):
+    """The outputs on the ``bits``-bit grid over ±bound (``bits`` None: no grid), clipped to
+    ±bound; the gradient is straight-through inside ±bound and 0 outside (a saturated output)."""
+
+    @staticmethod
+    def forward(ctx, y, bound, bits: int | None):
+        if bits is None:
+            mask = (y > bound) | (y < -bound)
+            saturated = bool(mask.any())
+            out = torch.clamp(y, -bound, bound)
+        else:
+            n = level_count(bits)
+            k = levels(y, n / bound, ste=None)
+            lo, hi = torch.aminmax(k)
+            saturated = bool(lo < -n or hi > n)
+            mask = (k > n) | (k < -n) if saturated else None
+            out = (k.clamp_(-n, n) if saturated else k).mul_(bound / n)
+        ctx.save_for_backward(mask)
+        ctx.saturated = saturated
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        (mask,) = ctx.saved_tensors
+        return (g.masked_fill(mask, 0) if ctx.saturated else g), None, None
+
+
+class _ConvTile(torch.autograd.Function):
+    """A convolution tile on the image: the inputs through :class:`_Dac` (clip to ±r, DAC),
+    then ``conv2d`` with the tile's kernel. The backward gives what the patch form gives:
+    each image input is a patch entry once per window that covers it, so its clip and the
+    range's gradient are counted per covering window (``inside``: the kernel entries that
+    belong to the tile), from the output gradient G at the few clipped inputs only:
+    g_patch = Σ_m W[m, c, i, j] · G[b, m, window]."""
+
+    @staticmethod
+    def forward(ctx, x, kernel, r, bits, geometry, inside, decay: float, min_unclipped: float):
+        stride, padding, dilation = geometry
+        y = torch.clamp(x, -r, r)
+        lo, hi = torch.aminmax(x)
+        reached = bool(hi >= r or lo <= -r)
+        upper = lower = outside = None
+        if reached:
+            upper, lower = x >= r, x <= -r
+            outside = y != x
+        if bits is not None:
+            n = level_count(bits)
+            y = levels(y, n / r, ste=None, inplace=True).mul_(r / n)
+        out = F.conv2d(y, kernel, None, stride, padding, dilation)
+        ctx.save_for_backward(y, kernel, r, upper, lower, outside)
+        ctx.geometry, ctx.reached, ctx.decay, ctx.min_unclipped = geometry, reached, decay, min_unclipped
+        if ctx.needs_input_grad[2] and decay > 0:
+            clipped = 0.0
+            if reached:  # clipped patch entries: each clipped input once per covering window
+                copies = F.conv2d(
+                    (upper | lower).to(x.dtype), inside.to(x.dtype), None, stride, padding, dilation
+                )
+                clipped = float(copies.sum())
+            ctx.unclipped = 1.0 - clipped / (out.shape[0] * out.shape[2] * out.shape[3] * float(inside.sum()))
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        y, kernel, r, upper, lower, outside = ctx.saved_tensors
+        stride, padding, dilation = ctx.geometry
+        grad_x = grad_k = grad_r = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.nn.grad.conv2d_input(y.shape, kernel, g, stride, padding, dilation)
+            if ctx.reached:
+                grad_x = grad_x.masked_fill_(outside, 0)
+        if ctx.needs_input_grad[1]:
+            grad_k = torch.nn.grad.conv2d_weight(y, kernel.shape, g, stride, padding, dilation)
+        if ctx.needs_input_grad[2]:
+            grad_r = torch.zeros_like(r)
+            if ctx.reached:
+                grad_r = grad_r + _patch_grads(upper, kernel, g, ctx.geometry).clamp(max=0).sum()
+                grad_r = grad_r - _patch_grads(lower, kernel, g, ctx.geometry).clamp(min=0).sum()
+            grad_r = grad_r * r
+            if ctx.decay > 0 and ctx.unclipped > ctx.min_unclipped:
+                grad_r = grad_r + ctx.decay * r
+        return grad_x, grad_k, grad_r, None, None, None, None, None
+
+
+def _patch_grads(mask: torch.Tensor, kernel: torch.Tensor, g: torch.Tensor, geometry) -> torch.Tensor:
+    """The gradient at every patch entry copied from an input where ``mask`` [B, C, H, W] is
+    set: ``[n, kh, kw]``, 0 for a window outside the output (or off the stride)."""
+    stride, padding, dilation = geometry
+    b, c, yy, xx = mask.nonzero(as_tuple=True)
+    kh, kw = kernel.shape[2:]
+    i = torch.arange(kh)
+    j = torch.arange(kw)
+    oy = yy[:, None] + padding[0] - i[None] * dilation[0]  # [n, kh], before the stride
+    ox = xx[:, None] + padding[1] - j[None] * dilation[1]
+    ho, wo = g.shape[2:]
+    vy = (oy % stride[0] == 0) & (oy >= 0) & (oy // stride[0] < ho)
+    vx = (ox % stride[1] == 0) & (ox >= 0) & (ox // stride[1] < wo)
+    oy, ox = (oy // stride[0]).clamp(0, ho - 1), (ox // stride[1]).clamp(0, wo - 1)
+    rows = ((b[:, None, None] * ho + oy[:, :, None]) * wo + ox[:, None, :]).flatten()
+    gp = g.permute(0, 2, 3, 1).reshape(-1, g.shape[1]).index_select(0, rows)  # [n·kh·kw, M]
+    taps = ((c[:, None, None] * kh + i[None, :, None]) * kw + j[None, None, :]).flatten()
+    wp = kernel.permute(1, 2, 3, 0).reshape(-1, kernel.shape[0]).index_select(0, taps)
+    valid = (vy[:, :, None] & vx[:, None, :]).flatten()
+    return torch.linalg.vecdot(gp, wp).masked_fill_(~valid, 0)
 
 
 def hwa_layers(model: nn.Module, converters: HwaConverters, modifier=None, generator=None) -> nn.Module:
