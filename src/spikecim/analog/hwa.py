@@ -308,34 +308,38 @@ class _ConvTile(torch.autograd.Function):
         if ctx.needs_input_grad[2]:
             grad_r = torch.zeros_like(r)
             if ctx.reached:
-                grad_r = grad_r + _patch_grads(upper, kernel, g, ctx.geometry).clamp(max=0).sum()
-                grad_r = grad_r - _patch_grads(lower, kernel, g, ctx.geometry).clamp(min=0).sum()
+                grad_r = grad_r + _clipped_patch_grads(upper, lower, kernel, g, ctx.geometry)
             grad_r = grad_r * r
             if ctx.decay > 0 and ctx.unclipped > ctx.min_unclipped:
                 grad_r = grad_r + ctx.decay * r
         return grad_x, grad_k, grad_r, None, None, None, None, None
 
 
-def _patch_grads(mask: torch.Tensor, kernel: torch.Tensor, g: torch.Tensor, geometry) -> torch.Tensor:
-    """The gradient at every patch entry copied from an input where ``mask`` [B, C, H, W] is
-    set: ``[n, kh, kw]``, 0 for a window outside the output (or off the stride)."""
+def _clipped_patch_grads(
+    upper: torch.Tensor, lower: torch.Tensor, kernel: torch.Tensor, g: torch.Tensor, geometry
+) -> torch.Tensor:
+    """Σ min(g_patch, 0) over the patch entries copied from an input where ``upper`` is set,
+    minus Σ max(g_patch, 0) where ``lower`` is: the gradient at every patch entry
+    (Wᵀ·G per window, one matmul) read at the windows that cover each clipped input."""
     stride, padding, dilation = geometry
-    b, c, yy, xx = mask.nonzero(as_tuple=True)
     kh, kw = kernel.shape[2:]
-    i = torch.arange(kh)
-    j = torch.arange(kw)
-    oy = yy[:, None] + padding[0] - i[None] * dilation[0]  # [n, kh], before the stride
-    ox = xx[:, None] + padding[1] - j[None] * dilation[1]
     ho, wo = g.shape[2:]
-    vy = (oy % stride[0] == 0) & (oy >= 0) & (oy // stride[0] < ho)
-    vx = (ox % stride[1] == 0) & (ox >= 0) & (ox // stride[1] < wo)
-    oy, ox = (oy // stride[0]).clamp(0, ho - 1), (ox // stride[1]).clamp(0, wo - 1)
-    rows = ((b[:, None, None] * ho + oy[:, :, None]) * wo + ox[:, None, :]).flatten()
-    gp = g.permute(0, 2, 3, 1).reshape(-1, g.shape[1]).index_select(0, rows)  # [n·kh·kw, M]
-    taps = ((c[:, None, None] * kh + i[None, :, None]) * kw + j[None, None, :]).flatten()
-    wp = kernel.permute(1, 2, 3, 0).reshape(-1, kernel.shape[0]).index_select(0, taps)
-    valid = (vy[:, :, None] & vx[:, None, :]).flatten()
-    return torch.linalg.vecdot(gp, wp).masked_fill_(~valid, 0)
+    cols = torch.matmul(kernel.reshape(kernel.shape[0], -1).t(), g.flatten(2))  # [B, C·kh·kw, L]
+    total = torch.zeros((), dtype=g.dtype)
+    i, j = torch.arange(kh), torch.arange(kw)
+    for mask, sign in ((upper, 1.0), (lower, -1.0)):
+        b, c, yy, xx = mask.nonzero(as_tuple=True)
+        oy = yy[:, None] + padding[0] - i[None] * dilation[0]  # [n, kh], before the stride
+        ox = xx[:, None] + padding[1] - j[None] * dilation[1]
+        vy = (oy % stride[0] == 0) & (oy >= 0) & (oy // stride[0] < ho)
+        vx = (ox % stride[1] == 0) & (ox >= 0) & (ox // stride[1] < wo)
+        oy, ox = (oy // stride[0]).clamp(0, ho - 1), (ox // stride[1]).clamp(0, wo - 1)
+        k = (c[:, None, None] * kh + i[None, :, None]) * kw + j[None, None, :]
+        at = (b[:, None, None] * cols.shape[1] + k) * cols.shape[2] + oy[:, :, None] * wo + ox[:, None, :]
+        gp = cols.reshape(-1)[at.flatten()] * sign
+        valid = (vy[:, :, None] & vx[:, None, :]).flatten()
+        total = total + gp.masked_fill_(~valid, 0).clamp_(max=0).sum()  # min(±g, 0)
+    return total
 
 
 def hwa_layers(model: nn.Module, converters: HwaConverters, modifier=None, generator=None) -> nn.Module:
