@@ -298,13 +298,12 @@ class _ConvTile(torch.autograd.Function):
     def backward(ctx, g):
         y, kernel, r, upper, lower, outside = ctx.saved_tensors
         stride, padding, dilation = ctx.geometry
-        grad_x = grad_k = grad_r = None
-        if ctx.needs_input_grad[0]:
-            grad_x = torch.nn.grad.conv2d_input(y.shape, kernel, g, stride, padding, dilation)
-            if ctx.reached:
-                grad_x = grad_x.masked_fill_(outside, 0)
-        if ctx.needs_input_grad[1]:
-            grad_k = torch.nn.grad.conv2d_weight(y, kernel.shape, g, stride, padding, dilation)
+        grad_r = None
+        grad_x, grad_k, _ = torch.ops.aten.convolution_backward(
+            g, y, kernel, None, stride, padding, dilation, False, [0, 0], 1, [*ctx.needs_input_grad[:2], False]
+        )  # torch's convolution backward, input and kernel in one call
+        if grad_x is not None and ctx.reached:
+            grad_x = grad_x.masked_fill_(outside, 0)
         if ctx.needs_input_grad[2]:
             grad_r = torch.zeros_like(r)
             if ctx.reached:
