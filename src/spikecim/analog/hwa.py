@@ -11,8 +11,11 @@ sizes, as aihwkit-lightning 2.1's ``get_split_sizes``), each tile t with inputs 
     b_t  = out_bound · r_t · max|W_t|              (clean weights, no gradient)
     ŷ_t  = clip(Q_adc(y_t; ±b_t), ±b_t)            (straight-through inside ±b_t, 0 outside)
 
-and the layer returns Σ_t ŷ_t + bias. A convolution runs on its input patches (im2col),
-each patch one input vector. The learned range follows aihwkit-lightning's
+and the layer returns Σ_t ŷ_t + bias. A convolution's input vectors are its patches; a
+tile runs as a native convolution of the image's channels it touches (the kernel entries
+outside the tile zero), each input counted once per window that covers it, so the numbers
+and gradients are the patch form's (with a per-vector abs-max range it runs on the patches,
+im2col). The learned range follows aihwkit-lightning's
 ``TorchLinear.apply_input_range`` and ``InputRangeForward``
 (``aihwkit_lightning/nn/modules/torch_utils/torch_linear.py``): for the first
 ``range_init_batches`` training batches r ← (r·i + range_init_std·std(x_t))/(i + 1); the
@@ -20,15 +23,18 @@ gradient of a clipped input is 0 (an input exactly at ±r keeps it), and
 
     ∂L/∂r = r · (Σ_{x ≥ r} min(g, 0) − Σ_{x ≤ −r} max(g, 0)) + range_decay · r · [unclipped fraction > range_min_unclipped]
 
-with g the gradient at the layer's (quantised) input. The converters are
-:func:`spikecim.analog.quant.quantize` on a grid of 2^(b−1)−1 levels each side of zero,
-aihwkit's ``res = 2/(2^b − 2)`` (docs/references.md#adc-dac).
+with g the gradient at the layer's (quantised) input. The converters are the crossbar's
+(:mod:`spikecim.analog.quant`: :func:`spikecim.quant.levels` on a grid of 2^(b−1)−1 levels
+each side of zero, aihwkit's ``res = 2/(2^b − 2)``, docs/references.md#adc-dac), fused with
+their straight-through gradients in one autograd function each.
 
 :func:`hwa_layers` puts an :class:`HwaLayer` around every operator of :mod:`spikecim.ops`
 with a programmed weight (linear, conv2d); :func:`digital_layers` takes them off again.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -190,33 +196,55 @@ def _patch_std(x: torch.Tensor, inside: torch.Tensor, geometry) -> torch.Tensor:
     return ((squares + (count - real) * mean.square()) / (count - 1)).sqrt()
 
 
+class _Clip(NamedTuple):
+    """Where the inputs met a learned range: ``upper`` x ≥ r, ``lower`` x ≤ −r, ``outside``
+    |x| > r (no gradient); all None when no input reached ±r."""
+
+    upper: torch.Tensor | None
+    lower: torch.Tensor | None
+    outside: torch.Tensor | None
+
+
+def _clip_and_dac(x: torch.Tensor, r: torch.Tensor, bits: int | None) -> tuple[torch.Tensor, _Clip]:
+    """x clipped to ±r, then on the ``bits``-bit grid over ±r (``bits`` None: no grid), and
+    where it clipped; the masks are built only when some input reaches ±r (never for a
+    per-vector abs-max range)."""
+    y = torch.clamp(x, -r, r)
+    clip = _Clip(None, None, None)
+    if r.dim() == 0:
+        lo, hi = torch.aminmax(x)
+        if hi >= r or lo <= -r:
+            clip = _Clip(x >= r, x <= -r, y != x)
+    if bits is not None:
+        n = level_count(bits)
+        y = levels(y, n / r, ste=None, inplace=True).mul_(r / n)  # inside ±r already: no clip
+    return y, clip
+
+
+def _range_grad(r: torch.Tensor, clipped_grad, unclipped: float, decay: float, min_unclipped: float):
+    """∂L/∂r = r · (Σ_{x≥r} min(g, 0) − Σ_{x≤−r} max(g, 0)) + decay · r while the unclipped
+    fraction exceeds ``min_unclipped`` (``clipped_grad``: the sums, 0 when nothing clipped)."""
+    grad = (torch.zeros_like(r) + clipped_grad) * r
+    if decay > 0 and unclipped > min_unclipped:
+        grad = grad + decay * r
+    return grad
+
+
 class _Dac(torch.autograd.Function):
-    """The inputs clipped to ±r, then on the ``bits``-bit grid over ±r (``bits`` None: no
-    grid): straight-through, except that a clipped input gets no gradient (one exactly at ±r
-    keeps it); a range ``r`` that needs a gradient (learned) gets the one of the module
-    docstring. One pass per step of the equation, the masks only when an input reaches ±r."""
+    """:func:`_clip_and_dac` with straight-through gradients, except that a clipped input
+    gets none (one exactly at ±r keeps it); a range that needs a gradient (learned) gets
+    :func:`_range_grad`."""
 
     @staticmethod
     def forward(ctx, x, r, bits: int | None, decay: float, min_unclipped: float):
-        y = torch.clamp(x, -r, r)
-        learned = ctx.needs_input_grad[1]
-        upper = lower = outside = None
-        reached = False
-        if r.dim() == 0:  # a learned range (an abs-max one per vector is never exceeded)
-            lo, hi = torch.aminmax(x)
-            reached = bool(hi >= r or lo <= -r)
-        if reached:  # some input reaches ±r (never with a per-vector abs-max range)
-            upper, lower = x >= r, x <= -r
-            outside = y != x
-        ctx.save_for_backward(upper, lower, outside, r)
-        ctx.reached, ctx.decay, ctx.min_unclipped = reached, decay, min_unclipped
-        if learned and decay > 0:
-            clipped = int(upper.count_nonzero() + lower.count_nonzero()) if reached else 0
-            ctx.unclipped = 1.0 - clipped / x.numel()
-        if bits is None:
-            return y
-        n = level_count(bits)
-        return levels(y, n / r, ste=None, inplace=True).mul_(r / n)  # inputs lie inside ±r: no clip
+        y, clip = _clip_and_dac(x, r, bits)
+        ctx.save_for_backward(*clip, r)
+        ctx.decay, ctx.min_unclipped = decay, min_unclipped
+        reached = clip.upper is not None
+        ctx.reached = reached
+        clipped = int(clip.upper.count_nonzero() + clip.lower.count_nonzero()) if reached else 0
+        ctx.unclipped = 1.0 - clipped / x.numel()
+        return y
 
     @staticmethod
     def backward(ctx, g):
@@ -224,12 +252,8 @@ class _Dac(torch.autograd.Function):
         grad_x = g.masked_fill(outside, 0) if ctx.reached else g
         grad_r = None
         if ctx.needs_input_grad[1]:
-            grad_r = torch.zeros_like(r)
-            if ctx.reached:
-                grad_r = grad_r + g[upper].clamp(max=0).sum() - g[lower].clamp(min=0).sum()
-            grad_r = grad_r * r
-            if ctx.decay > 0 and ctx.unclipped > ctx.min_unclipped:
-                grad_r = grad_r + ctx.decay * r
+            clipped = g[upper].clamp(max=0).sum() - g[lower].clamp(min=0).sum() if ctx.reached else 0.0
+            grad_r = _range_grad(r, clipped, ctx.unclipped, ctx.decay, ctx.min_unclipped)
         return grad_x, grad_r, None, None, None
 
 
@@ -271,27 +295,16 @@ class _ConvTile(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, kernel, r, bits, geometry, inside, decay: float, min_unclipped: float):
         stride, padding, dilation = geometry
-        y = torch.clamp(x, -r, r)
-        lo, hi = torch.aminmax(x)
-        reached = bool(hi >= r or lo <= -r)
-        upper = lower = outside = None
-        if reached:
-            upper, lower = x >= r, x <= -r
-            outside = y != x
-        if bits is not None:
-            n = level_count(bits)
-            y = levels(y, n / r, ste=None, inplace=True).mul_(r / n)
+        y, clip = _clip_and_dac(x, r, bits)
         out = F.conv2d(y, kernel, None, stride, padding, dilation)
-        ctx.save_for_backward(y, kernel, r, upper, lower, outside)
+        ctx.save_for_backward(y, kernel, r, *clip)
+        reached = clip.upper is not None
         ctx.geometry, ctx.reached, ctx.decay, ctx.min_unclipped = geometry, reached, decay, min_unclipped
-        if ctx.needs_input_grad[2] and decay > 0:
-            clipped = 0.0
-            if reached:  # clipped patch entries: each clipped input once per covering window
-                copies = F.conv2d(
-                    (upper | lower).to(x.dtype), inside.to(x.dtype), None, stride, padding, dilation
-                )
-                clipped = float(copies.sum())
-            ctx.unclipped = 1.0 - clipped / (out.shape[0] * out.shape[2] * out.shape[3] * float(inside.sum()))
+        clipped = 0.0
+        if reached and decay > 0:  # clipped patch entries: each clipped input once per covering window
+            mask = (clip.upper | clip.lower).to(x.dtype)
+            clipped = float(F.conv2d(mask, inside.to(x.dtype), None, stride, padding, dilation).sum())
+        ctx.unclipped = 1.0 - clipped / (out.shape[0] * out.shape[2] * out.shape[3] * float(inside.sum()))
         return out
 
     @staticmethod
@@ -300,17 +313,23 @@ class _ConvTile(torch.autograd.Function):
         stride, padding, dilation = ctx.geometry
         grad_r = None
         grad_x, grad_k, _ = torch.ops.aten.convolution_backward(
-            g, y, kernel, None, stride, padding, dilation, False, [0, 0], 1, [*ctx.needs_input_grad[:2], False]
+            g,
+            y,
+            kernel,
+            None,
+            stride,
+            padding,
+            dilation,
+            False,
+            [0, 0],
+            1,
+            [*ctx.needs_input_grad[:2], False],
         )  # torch's convolution backward, input and kernel in one call
         if grad_x is not None and ctx.reached:
             grad_x = grad_x.masked_fill_(outside, 0)
         if ctx.needs_input_grad[2]:
-            grad_r = torch.zeros_like(r)
-            if ctx.reached:
-                grad_r = grad_r + _clipped_patch_grads(upper, lower, kernel, g, ctx.geometry)
-            grad_r = grad_r * r
-            if ctx.decay > 0 and ctx.unclipped > ctx.min_unclipped:
-                grad_r = grad_r + ctx.decay * r
+            clipped = _clipped_patch_grads(upper, lower, kernel, g, ctx.geometry) if ctx.reached else 0.0
+            grad_r = _range_grad(r, clipped, ctx.unclipped, ctx.decay, ctx.min_unclipped)
         return grad_x, grad_k, grad_r, None, None, None, None, None
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from spikecim.quant import STE, levels
+from spikecim.quant import levels
 
 __all__ = ["Converter", "abs_max_scale", "level_count", "nonzero_scale", "quantize"]
 
@@ -36,14 +36,12 @@ class Converter:
 
 
 def quantize(
-    x: torch.Tensor, bits: int, bound: float | torch.Tensor, normalised: bool = False, ste: STE = "identity"
+    x: torch.Tensor, bits: int, bound: float | torch.Tensor, normalised: bool = False
 ) -> torch.Tensor:
     """Round ``x`` to the ``bits``-bit grid over ±bound and clip to the bounds
-    (``normalised=True`` returns Q(x)/bound, on the grid over ±1). The gradient is
-    straight-through, through the clipping too (``ste="identity"``) or 0 outside ±bound
-    (``"saturated"``)."""
+    (``normalised=True`` returns Q(x)/bound, on the grid over ±1)."""
     n = level_count(bits)
-    k = levels(x, n / bound, 0, -n, n, ste=ste)
+    k = levels(x, n / bound, 0, -n, n, ste="identity")
     # k/n·bound: the ends land exactly on ±bound.
     return k / n if normalised else k / n * bound
 
