@@ -145,10 +145,14 @@ class HwaLayer(nn.Module):
         if c.input_range is None:
             return F.conv2d(xt, kernel, None, *geometry), None
         inside = F.pad(xt.new_ones(1, size), pad).view(1, last - first, *m.kernel_size)
+        copies, windows = _copies(inside, xt.shape[2:], geometry)
         if self.training and self._initialising(t):
-            self._init_range(t, _patch_std(xt.detach(), inside, geometry))
+            self._init_range(t, _patch_std(xt.detach(), copies, windows * size))
         r = self.input_range[t]
-        y = _ConvTile.apply(xt, kernel, r, c.dac_bits, geometry, inside, c.range_decay, c.range_min_unclipped)
+        entries = xt.shape[0] * windows * size  # patch entries of the tile in the batch
+        y = _ConvTile.apply(
+            xt, kernel, r, c.dac_bits, geometry, copies, entries, c.range_decay, c.range_min_unclipped
+        )
         return y, r.detach()
 
     def _inputs(self, xt: torch.Tensor, t: int, dim: int) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -181,19 +185,30 @@ class HwaLayer(nn.Module):
         r[t] = r[t].abs()
 
 
-def _patch_std(x: torch.Tensor, inside: torch.Tensor, geometry) -> torch.Tensor:
-    """The unbiased std of a convolution tile's patch entries (padding zeros included)
-    without the patches: each input counts once per window that covers it with a kernel
-    entry of the tile (``inside``), sums by convolutions with ``inside``; mean first, then
-    the squared deviations (padding entries deviate by the mean)."""
+def _copies(inside: torch.Tensor, size: torch.Size, geometry) -> tuple[torch.Tensor, int]:
+    """How many patch entries of a convolution tile copy each input ``[C, H, W]`` (the
+    windows that cover it with a kernel entry of the tile, ``inside`` ``[1, C, kh, kw]``: the
+    transposed convolution of a map of ones over the output), and the windows per sample."""
     stride, padding, dilation = geometry
-    inside = inside.to(x.dtype)
-    per_sample = F.conv2d(x[:1].new_ones(1, *x.shape[1:]), inside, None, stride, padding, dilation)
-    count = x.shape[0] * per_sample.numel() * float(inside.sum())  # patch entries, padding included
-    real = x.shape[0] * float(per_sample.sum())  # of which inside the image
-    mean = F.conv2d(x, inside, None, stride, padding, dilation).sum() / count
-    squares = F.conv2d((x - mean).square_(), inside, None, stride, padding, dilation).sum()
-    return ((squares + (count - real) * mean.square()) / (count - 1)).sqrt()
+    kernel = inside.shape[2:]
+    dims = list(zip(size, padding, dilation, kernel, stride, strict=True))
+    out = [(n + 2 * p - d * (k - 1) - 1) // s + 1 for n, p, d, k, s in dims]
+    reach = [(o - 1) * s - 2 * p + d * (k - 1) + 1 for o, (_, p, d, k, s) in zip(out, dims, strict=True)]
+    ones = inside.new_ones(1, 1, *out)
+    copies = F.conv_transpose2d(ones, inside, None, stride, padding, 0, 1, dilation)
+    copies = F.pad(copies, (0, size[1] - reach[1], 0, size[0] - reach[0]))  # inputs no window reaches
+    return copies[0], out[0] * out[1]
+
+
+def _patch_std(x: torch.Tensor, copies: torch.Tensor, entries: int) -> torch.Tensor:
+    """The unbiased std of a convolution tile's ``entries`` patch entries per sample (padding
+    zeros included) without the patches: Σx and Σx² weighted by each input's ``copies``,
+    accumulated in float64."""
+    n = x.shape[0] * entries
+    weights = copies.to(torch.float64)
+    s1 = (x.sum(0, dtype=torch.float64) * weights).sum()
+    s2 = (x.square().sum(0, dtype=torch.float64) * weights).sum()
+    return ((s2 - s1 * s1 / n) / (n - 1)).clamp(min=0).sqrt().to(x.dtype)
 
 
 class _Clip(NamedTuple):
@@ -288,12 +303,12 @@ class _ConvTile(torch.autograd.Function):
     """A convolution tile on the image: the inputs through :class:`_Dac` (clip to ±r, DAC),
     then ``conv2d`` with the tile's kernel. The backward gives what the patch form gives:
     each image input is a patch entry once per window that covers it, so its clip and the
-    range's gradient are counted per covering window (``inside``: the kernel entries that
-    belong to the tile), from the output gradient G at the few clipped inputs only:
+    range's gradient are counted per covering window (``copies`` of each input, of
+    ``entries`` in all), from the output gradient G at the few clipped inputs only:
     g_patch = Σ_m W[m, c, i, j] · G[b, m, window]."""
 
     @staticmethod
-    def forward(ctx, x, kernel, r, bits, geometry, inside, decay: float, min_unclipped: float):
+    def forward(ctx, x, kernel, r, bits, geometry, copies, entries: int, decay: float, min_unclipped: float):
         stride, padding, dilation = geometry
         y, clip = _clip_and_dac(x, r, bits)
         out = F.conv2d(y, kernel, None, stride, padding, dilation)
@@ -302,9 +317,8 @@ class _ConvTile(torch.autograd.Function):
         ctx.geometry, ctx.reached, ctx.decay, ctx.min_unclipped = geometry, reached, decay, min_unclipped
         clipped = 0.0
         if reached and decay > 0:  # clipped patch entries: each clipped input once per covering window
-            mask = (clip.upper | clip.lower).to(x.dtype)
-            clipped = float(F.conv2d(mask, inside.to(x.dtype), None, stride, padding, dilation).sum())
-        ctx.unclipped = 1.0 - clipped / (out.shape[0] * out.shape[2] * out.shape[3] * float(inside.sum()))
+            clipped = float(((clip.upper | clip.lower).sum(0) * copies).sum())
+        ctx.unclipped = 1.0 - clipped / entries
         return out
 
     @staticmethod
@@ -330,7 +344,7 @@ class _ConvTile(torch.autograd.Function):
         if ctx.needs_input_grad[2]:
             clipped = _clipped_patch_grads(upper, lower, kernel, g, ctx.geometry) if ctx.reached else 0.0
             grad_r = _range_grad(r, clipped, ctx.unclipped, ctx.decay, ctx.min_unclipped)
-        return grad_x, grad_k, grad_r, None, None, None, None, None
+        return grad_x, grad_k, grad_r, None, None, None, None, None, None
 
 
 def _clipped_patch_grads(
