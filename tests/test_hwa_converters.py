@@ -252,3 +252,26 @@ def test_the_run_settings_reach_the_converters():
     ).analog
     assert sc.hwa_converters() == HwaConverters(dac_bits=6, adc_bits=8, out_bound=10.0, input_range="learned")
     assert not load_config().analog.hwa_converters().in_forward  # off by default: weight noise only
+
+
+@pytest.mark.parametrize(
+    "layer, message",
+    [
+        (nn.Conv2d(4, 4, 3, groups=2), "grouped convolution"),
+        (nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect"), "padding_mode"),
+    ],
+)
+def test_layers_the_converters_cannot_compute_are_refused_in_one_line(layer, message):
+    from spikecim.errors import SpikecimError
+
+    with pytest.raises(SpikecimError, match=message) as err:
+        HwaLayer(layer, HwaConverters(dac_bits=8))
+    assert "\n" not in str(err.value)
+
+
+def test_a_layer_with_its_own_forward_is_refused():
+    from spikecim.errors import SpikecimError
+    from spikecim.nn.bitlinear import BitLinear
+
+    with pytest.raises(SpikecimError, match="BitLinear has its own forward"):
+        HwaLayer(BitLinear(8, 4), HwaConverters(dac_bits=8))

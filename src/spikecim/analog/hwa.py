@@ -66,6 +66,11 @@ class HwaLayer(nn.Module):
 
     def __init__(self, module: nn.Module, converters: HwaConverters, modifier=None, generator=None):
         super().__init__()
+        if type(module).forward not in (nn.Linear.forward, nn.Conv2d.forward):
+            raise SpikecimError(
+                f"analog.hwa converters: {type(module).__name__} has its own forward; the converters "
+                "support layers computing nn.Linear's or nn.Conv2d's forward"
+            )
         if isinstance(module, nn.Conv2d) and (module.groups != 1 or module.padding_mode != "zeros"):
             raise SpikecimError(
                 "analog.hwa converters: a grouped convolution or one with padding_mode other than 'zeros' "
