@@ -34,6 +34,7 @@ with a programmed weight (linear, conv2d); :func:`digital_layers` takes them off
 
 from __future__ import annotations
 
+import itertools
 from typing import NamedTuple
 
 import torch
@@ -92,20 +93,45 @@ class HwaLayer(nn.Module):
         m = self.module
         w = m.weight.reshape(m.weight.shape[0], -1)
         if not isinstance(m, nn.Conv2d):
-            out = self._tiles(w, lambda t, start, wt: self._matmul(x, -1, t, start, wt))
+            parts = x.split(self.sizes, -1)  # one split: its backward is one concatenation
+            out = self._tiles(w, lambda t, start, wt: self._matmul(parts[t], -1, t, wt))
             return out if m.bias is None else out + m.bias
         from spikecim.ops.conv import _padding
 
         geometry = (m.stride, _padding(m), m.dilation)
         if self._on_image():
-            out = self._tiles(w, lambda t, start, wt: self._conv(x, geometry, t, start, wt))
+            parts = self._channels(x)
+            out = self._tiles(w, lambda t, start, wt: self._conv(parts[t], geometry, t, start, wt))
             return out if m.bias is None else out + m.bias.view(1, -1, 1, 1)
-        patches = F.unfold(x, m.kernel_size, m.dilation, geometry[1], m.stride)  # [B, K, L]
-        out = self._tiles(w, lambda t, start, wt: self._matmul(patches, -2, t, start, wt))  # [B, M, L]
+        patches = F.unfold(x, m.kernel_size, m.dilation, geometry[1], m.stride).split(self.sizes, -2)
+        out = self._tiles(w, lambda t, start, wt: self._matmul(patches[t], -2, t, wt))  # [B, M, L]
         if m.bias is not None:
             out = out + m.bias.view(1, -1, 1)
         p, d, k, s = geometry[1][0], m.dilation[0], m.kernel_size[0], m.stride[0]
         return out.view(x.shape[0], w.shape[0], (x.shape[-2] + 2 * p - d * (k - 1) - 1) // s + 1, -1)
+
+    def _channel_ranges(self) -> list[tuple[int, int]]:
+        """The input channels [first, last) each convolution tile touches (neighbours share
+        a channel when a tile ends inside a channel's kernel window)."""
+        window = self.module.kernel_size[0] * self.module.kernel_size[1]
+        ranges, start = [], 0
+        for size in self.sizes:
+            ranges.append((start // window, (start + size - 1) // window + 1))
+            start += size
+        return ranges
+
+    def _channels(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Each tile's input channels, from one split of ``x`` at every tile's ends (so the
+        backward concatenates once instead of filling a full-size gradient per tile)."""
+        ranges = self._channel_ranges()
+        if len(ranges) == 1:
+            return [x]
+        cuts = sorted({0, x.shape[1], *(e for r in ranges for e in r)})
+        pieces = x.split([b - a for a, b in itertools.pairwise(cuts)], 1)
+        at = {c: i for i, c in enumerate(cuts)}
+        return [
+            pieces[at[a]] if at[b] - at[a] == 1 else torch.cat(pieces[at[a] : at[b]], 1) for a, b in ranges
+        ]
 
     def _on_image(self) -> bool:
         """Whether a convolution runs on the image (a native convolution per tile) rather
@@ -119,8 +145,7 @@ class HwaLayer(nn.Module):
         if noisy:
             from spikecim.analog.mitigation import weight_noise  # mitigation builds these layers
         out, start = None, 0
-        for t, size in enumerate(self.sizes):
-            wt = w.narrow(1, start, size)
+        for t, (size, wt) in enumerate(zip(self.sizes, w.split(self.sizes, 1), strict=True)):
             w_max = wt.detach().abs().amax() if c.out_bound is not None else None
             if noisy:
                 wt = wt + weight_noise(wt, self.modifier, self.generator)
@@ -131,22 +156,22 @@ class HwaLayer(nn.Module):
             out = yt if out is None else out + yt
         return out
 
-    def _matmul(self, x: torch.Tensor, dim: int, t: int, start: int, wt: torch.Tensor):
-        """x̂_t Ŵ_tᵀ on input vectors along ``dim`` (-1: ``[..., K]``, -2: patches ``[B, K, L]``)."""
-        xt, r = self._inputs(x.narrow(dim, start, wt.shape[1]), t, dim)
+    def _matmul(self, xt: torch.Tensor, dim: int, t: int, wt: torch.Tensor):
+        """x̂_t Ŵ_tᵀ of the tile's inputs, vectors along ``dim`` (-1: ``[..., K_t]``, -2:
+        patches ``[B, K_t, L]``)."""
+        xt, r = self._inputs(xt, t, dim)
         return (F.linear(xt, wt) if dim == -1 else torch.matmul(wt, xt)), r
 
-    def _conv(self, x: torch.Tensor, geometry, t: int, start: int, wt: torch.Tensor):
-        """x̂_t Ŵ_tᵀ of a convolution tile as a convolution of the channels the tile touches,
-        the kernel entries outside the tile zero (module docstring: the same numbers and
-        gradients as on the patches)."""
+    def _conv(self, xt: torch.Tensor, geometry, t: int, start: int, wt: torch.Tensor):
+        """x̂_t Ŵ_tᵀ of a convolution tile as a convolution of the channels it touches
+        (``xt``), the kernel entries outside the tile zero (module docstring: the same numbers
+        and gradients as on the patches)."""
         m, c = self.module, self.converters
         window = m.kernel_size[0] * m.kernel_size[1]
         size = wt.shape[1]
-        first, last = start // window, (start + size - 1) // window + 1
+        first, last = self._channel_ranges()[t]
         pad = (start - first * window, last * window - start - size)
         kernel = F.pad(wt, pad).view(wt.shape[0], last - first, *m.kernel_size)
-        xt = x[:, first:last]
         if c.input_range is None:
             return F.conv2d(xt, kernel, None, *geometry), None
         inside = F.pad(xt.new_ones(1, size), pad).view(1, last - first, *m.kernel_size)
