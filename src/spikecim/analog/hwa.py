@@ -386,7 +386,10 @@ def _clipped_patch_grads(
     stride, padding, dilation = geometry
     kh, kw = kernel.shape[2:]
     ho, wo = g.shape[2:]
-    cols = torch.matmul(kernel.reshape(kernel.shape[0], -1).t(), g.flatten(2))  # [B, C·kh·kw, L]
+    taps = kernel.shape[1] * kh * kw
+    cols = torch.matmul(g.flatten(2).transpose(1, 2), kernel.reshape(kernel.shape[0], taps)).reshape(
+        -1
+    )  # [B, L, taps]
     total = torch.zeros((), dtype=g.dtype)
     i, j = torch.arange(kh), torch.arange(kw)
     for mask, sign in ((upper, 1.0), (lower, -1.0)):
@@ -397,8 +400,8 @@ def _clipped_patch_grads(
         vx = (ox % stride[1] == 0) & (ox >= 0) & (ox // stride[1] < wo)
         oy, ox = (oy // stride[0]).clamp(0, ho - 1), (ox // stride[1]).clamp(0, wo - 1)
         k = (c[:, None, None] * kh + i[None, :, None]) * kw + j[None, None, :]
-        at = (b[:, None, None] * cols.shape[1] + k) * cols.shape[2] + oy[:, :, None] * wo + ox[:, None, :]
-        gp = cols.reshape(-1)[at.flatten()] * sign
+        window = (b[:, None, None] * ho + oy[:, :, None]) * wo + ox[:, None, :]
+        gp = cols[(window * taps + k).flatten()] * sign
         valid = (vy[:, :, None] & vx[:, None, :]).flatten()
         total = total + gp.masked_fill_(~valid, 0).clamp_(max=0).sum()  # min(±g, 0)
     return total
