@@ -5,7 +5,10 @@
   taken at the noisy weights, update applied to the clean ones):
   ``add_normal`` W + σ·max|W|·N, ``mult_normal`` W·(1 + σ·N), ``pcm`` the PCM programming
   noise (docs/references.md#pcm-programming-noise) mapped to weight units,
-  σ_W = σ_prog(g)/g_max·max|W| with g = |W|/max|W|·g_max, scaled by ``std``.
+  σ_W = σ_prog(g)/g_max·max|W| with g = |W|/max|W|·g_max, scaled by ``std``. With
+  ``converters`` (:class:`~spikecim.analog.hwa_config.HwaConverters`: DAC, ADC, output
+  bound, learned input range, tiles, weight clipping) the training forward also runs the
+  crossbar's periphery, as aihwkit-lightning 2.1 does (:mod:`spikecim.analog.hwa`).
 - **Batch-norm fine-tuning** (``bn_finetune``): with the weights frozen on the programmed
   crossbar, only the BatchNorm affine parameters (γ, β: :func:`bn_parameters`) are trained
   on a small calibration set, through the noisy analog forward pass (the batch-norm
