@@ -57,6 +57,7 @@ def test_bench_hwa_json_has_a_row_per_model_and_library(capsys):
     assert main(["bench", "--suite", "hwa", "--quick", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["threads"] == 1 and data["noise_std"] == hwa_benchmark.NOISE_STD
+    assert data["settings"] == hwa_benchmark.SETTINGS
     assert len(data["rows"]) == 6 and len(data["conversion"]) == 2
 
 
@@ -67,17 +68,21 @@ def test_bench_hwa_refuses_options_of_other_suites(option, capsys):
     assert len(lines) == 1 and "only for --suite lif" in lines[0]
 
 
-def test_the_peers_run_the_same_network_as_spikecim_with_the_noise_off():
-    """In evaluation the weight modifier is off: the converted networks compute the digital model."""
+def test_the_peers_run_the_same_network_and_converters_as_spikecim_with_the_noise_off():
+    """In evaluation the weight modifier is off: the converted networks compute spikecim's
+    hardware-aware forward with the benchmark's DAC, ADC, bound, input range and tiles."""
     pytest.importorskip("aihwkit_lightning")
     pytest.importorskip("aihwkit")
+    import copy
+
+    from spikecim.analog.hwa import hwa_layers
     from spikecim.models import create_model
 
     torch.manual_seed(0)
-    model = create_model("convnet", spiking=True, width=0.25).eval()
-    x = torch.rand(2, 4, 1, 8, 8)
+    model = create_model("convnet", spiking=False, width=0.25).eval()
+    x = torch.rand(1, 4, 1, 8, 8)
     with torch.no_grad():
-        expected = model(x)
-        assert expected.abs().sum() > 0
+        expected = hwa_layers(copy.deepcopy(model), hwa_benchmark._converters()).eval()(x)
+        assert (expected - model(x)).abs().max() > 1e-3  # the converters change the output
         for peer in (hwa_benchmark._lightning(model), hwa_benchmark._aihwkit(model)):
             torch.testing.assert_close(peer.eval()(x), expected, atol=1e-5, rtol=1e-4)

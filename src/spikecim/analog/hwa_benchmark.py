@@ -1,23 +1,27 @@
-"""Speed of a hardware-aware training step against aihwkit-lightning 2.1 and aihwkit 1.1, and of
+r"""Speed of a hardware-aware training step against aihwkit-lightning 2.1 and aihwkit 1.1, and of
 the conversion of a trained model to its analog twin.
 
 1. **One hardware-aware training step**, the same network and batch in every library, the
    libraries alternating in every round, median of ``repeats`` rounds after a warm-up:
-   additive Gaussian weight noise of ``std`` × max|W| per layer drawn afresh for the step
-   (the ``add_normal`` modifier of :mod:`spikecim.analog.mitigation`), forward and backward
-   at the noisy weights, the update applied to the clean weights by Adam, cross-entropy of
-   the logits averaged over time.
+   forward and backward through the converters and the noisy weights, the update applied to
+   the clean weights by Adam, then the weight clipping; cross-entropy of the logits averaged
+   over time. The settings (:data:`SETTINGS`) are matched field by field:
 
-   | name | what runs |
-   | --- | --- |
-   | ``spikecim`` | :func:`spikecim.analog.mitigation.hwa_step`, the step of the analog stage's HWA training |
-   | ``aihwkit-lightning`` | ``convert_to_analog`` with ``TorchInferenceRPUConfig``: ``modifier.noise_type = ADD_NORMAL``, ``std_dev = std`` (relative to the layer's max\\|W\\|) |
-   | ``aihwkit`` | aihwkit 1.1's ``convert_to_analog`` with ``TorchInferenceRPUConfig``: ``modifier.type = ADD_NORMAL``, ``rel_to_actual_wmax = True``, ``forward.is_perfect = True`` |
+   | setting | spikecim (:class:`~spikecim.analog.hwa_config.HwaConverters`) | aihwkit-lightning ``TorchInferenceRPUConfig`` | aihwkit 1.1 ``TorchInferenceRPUConfig`` |
+   | --- | --- | --- | --- |
+   | weight noise std × max\|W\| of the tile, drawn once per step | ``WeightModifier("add_normal", std)`` | ``modifier.noise_type = ADD_NORMAL``, ``std_dev`` | ``modifier.type = ADD_NORMAL``, ``std_dev``, ``rel_to_actual_wmax`` |
+   | input DAC bits b | ``dac_bits`` | ``forward.inp_res = 2^b − 2`` | ``forward.inp_res = 2^b − 2`` |
+   | output ADC bits b | ``adc_bits`` | ``forward.out_res = 2^b − 2`` | ``forward.out_res = 2^b − 2`` |
+   | output bound (× input range × max\|W\|) | ``out_bound`` | ``forward.out_bound`` | ``forward.out_bound``, with ``mapping.weight_scaling_omega = 1`` (max\|W\| of a tile mapped to 1) |
+   | learned input range (init 3, from 100 batches at 3 std, decay 0.001) | ``input_range = "learned"`` | ``pre_post.input_range.enable`` | ``pre_post.input_range.enable`` |
+   | inputs per tile | ``tile_rows`` | ``mapping.max_input_size`` | ``mapping.max_input_size`` |
+   | weight clipping at σ·std(W) after each step | ``weight_clip_sigma`` | ``clip.type = LAYER_GAUSSIAN``, ``clip.sigma`` (``AnalogOptimizer``) | ``clip.type = LAYER_GAUSSIAN``, ``clip.sigma`` (``AnalogAdam``) |
 
-   Converters: spikecim's hardware-aware training injects weight noise only (no DAC, ADC or
-   weight clipping in the training forward), so the peers run with theirs off too
-   (aihwkit-lightning's defaults ``inp_res = out_res = -1``, no clipping; aihwkit's
-   ``is_perfect``): the same arithmetic in every library.
+   aihwkit 1.1 runs with ``forward.is_perfect = False`` and its own noise terms and
+   managements off, so the arithmetic is the same: ``inp_noise = out_noise = w_noise = 0``,
+   ``ir_drop = 0``, ``out_nonlinearity = 0``, ``noise_management = bound_management = NONE``,
+   ``inp_bound = 1``, no stochastic rounding. aihwkit-lightning's forward equals spikecim's to
+   1e-6 (tests/test_hwa_converters.py).
 2. **ANN-to-analog conversion**: spikecim's ``to_analog(model, "pcm-aihwkit")`` (the copy,
    the tiles and their programming) against aihwkit 1.1's ``convert_to_analog`` on
    ``TorchInferenceRPUConfig`` followed by ``program_analog_weights``, and
@@ -44,6 +48,14 @@ __all__ = ["HWA_LIBRARIES", "HwaBenchReport", "format_report", "run_hwa_benchmar
 
 HWA_LIBRARIES = {"spikecim": None, "aihwkit-lightning": "aihwkit_lightning", "aihwkit": "aihwkit"}
 NOISE_STD = 0.05
+SETTINGS = {
+    "dac_bits": 8,
+    "adc_bits": 8,
+    "out_bound": 10.0,
+    "input_range": "learned",
+    "tile_rows": 256,
+    "weight_clip_sigma": 2.5,
+}
 MISSING = "—"
 
 
@@ -67,6 +79,7 @@ class ConversionRow:
 @dataclass
 class HwaBenchReport:
     noise_std: float
+    settings: dict
     repeats: int
     threads: int
     torch_version: str
@@ -119,25 +132,35 @@ def _repeat(image: torch.Tensor, steps: int) -> torch.Tensor:
     return image.expand(steps, *image.shape).contiguous()
 
 
+def _converters():
+    from spikecim.analog.hwa_config import HwaConverters
+
+    return HwaConverters(**SETTINGS)
+
+
 def _spikecim_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
     import copy
 
     from spikecim import ops
+    from spikecim.analog.hwa import hwa_layers
     from spikecim.analog.mitigation import WeightModifier, hwa_step
     from spikecim.train.evaluate import ModelInput
 
-    model = copy.deepcopy(model).train()
-    weights = ops.programmed_weights(model)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    converters = _converters()
     modifier = WeightModifier(kind="add_normal", std=NOISE_STD)
-    inputs = ModelInput.from_encoder(x.shape[0], "direct")
     gen = torch.Generator().manual_seed(0)
-    image = x[0]  # direct encoding repeats it over the T steps
-    return lambda: hwa_step(model, weights, opt, image, y, modifier, inputs, gen)
-
-
-def _peer_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
+    model = copy.deepcopy(model)
+    weights = ops.programmed_weights(model)
+    model = hwa_layers(model, converters, modifier, gen).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    inputs = ModelInput.from_encoder(x.shape[0], "direct")
+    image = x[0]  # direct encoding repeats it over the T steps
+    return lambda: hwa_step(model, weights, opt, image, y, modifier, inputs, gen, converters)
+
+
+def _peer_step(
+    model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor
+) -> Callable[[], None]:
     model.train()
 
     def step() -> None:
@@ -148,31 +171,76 @@ def _peer_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[
     return step
 
 
+def _lightning_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
+    from aihwkit_lightning.optim import AnalogOptimizer
+
+    analog = _lightning(model)
+    opt = AnalogOptimizer(torch.optim.Adam, analog.analog_layers, analog.parameters(), lr=1e-3)
+    return _peer_step(analog, opt, x, y)
+
+
+def _aihwkit_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
+    with quiet_stderr():
+        from aihwkit.optim import AnalogAdam
+
+    analog = _aihwkit(model)
+    opt = AnalogAdam(analog.parameters(), lr=1e-3)
+    opt.regroup_param_groups(analog)
+    return _peer_step(analog, opt, x, y)
+
+
 def _lightning(model: nn.Module) -> nn.Module:
     import copy
 
     with quiet_stderr():
         from aihwkit_lightning.nn.conversion import convert_to_analog
         from aihwkit_lightning.simulator.configs import TorchInferenceRPUConfig
-        from aihwkit_lightning.simulator.parameters.enums import WeightNoiseInjectionType
+        from aihwkit_lightning.simulator.parameters.enums import WeightClipType, WeightNoiseInjectionType
 
+    c = _converters()
     cfg = TorchInferenceRPUConfig()
     cfg.modifier.noise_type = WeightNoiseInjectionType.ADD_NORMAL
     cfg.modifier.std_dev = NOISE_STD
+    cfg.forward.inp_res = 2**c.dac_bits - 2
+    cfg.forward.out_res = 2**c.adc_bits - 2
+    cfg.forward.out_bound = c.out_bound
+    cfg.pre_post.input_range.enable = True
+    cfg.mapping.max_input_size = c.tile_rows
+    cfg.clip.type, cfg.clip.sigma = WeightClipType.LAYER_GAUSSIAN, c.weight_clip_sigma
     return convert_to_analog(copy.deepcopy(model), cfg)
 
 
 def _aihwkit_config(training: bool):
     with quiet_stderr():
         from aihwkit.simulator.configs import TorchInferenceRPUConfig
-        from aihwkit.simulator.parameters.enums import WeightModifierType
+        from aihwkit.simulator.parameters.enums import (
+            BoundManagementType,
+            NoiseManagementType,
+            WeightClipType,
+            WeightModifierType,
+        )
 
     cfg = TorchInferenceRPUConfig()
     if training:
+        c = _converters()
         cfg.modifier.type = WeightModifierType.ADD_NORMAL
         cfg.modifier.std_dev = NOISE_STD
         cfg.modifier.rel_to_actual_wmax = True
-        cfg.forward.is_perfect = True
+        f = cfg.forward
+        f.is_perfect = False
+        f.inp_res, f.out_res, f.out_bound, f.inp_bound = (
+            2**c.dac_bits - 2,
+            2**c.adc_bits - 2,
+            c.out_bound,
+            1.0,
+        )
+        f.inp_noise = f.out_noise = f.w_noise = f.ir_drop = f.out_nonlinearity = 0.0
+        f.noise_management, f.bound_management = NoiseManagementType.NONE, BoundManagementType.NONE
+        f.inp_sto_round = f.out_sto_round = False
+        cfg.pre_post.input_range.enable = True
+        cfg.mapping.max_input_size = c.tile_rows
+        cfg.mapping.weight_scaling_omega = 1.0
+        cfg.clip.type, cfg.clip.sigma = WeightClipType.LAYER_GAUSSIAN, c.weight_clip_sigma
     return cfg
 
 
@@ -190,7 +258,9 @@ def run_hwa_benchmark(repeats: int = 5, threads: int | None = 1, quick: bool = F
     ``quick``: two tiny models, 2 rounds."""
     with torch_threads(threads):
         repeats = 2 if quick else repeats
-        report = HwaBenchReport(NOISE_STD, repeats, torch.get_num_threads(), torch.__version__)
+        report = HwaBenchReport(
+            NOISE_STD, dict(SETTINGS), repeats, torch.get_num_threads(), torch.__version__
+        )
         peers = []
         for name, module in HWA_LIBRARIES.items():
             if module is None:
@@ -203,9 +273,9 @@ def run_hwa_benchmark(repeats: int = 5, threads: int | None = 1, quick: bool = F
             y = torch.randint(0, 10, (x.shape[1],), generator=torch.Generator().manual_seed(0))
             steps = {"spikecim": _spikecim_step(model, x, y)}
             if "aihwkit-lightning" in peers:
-                steps["aihwkit-lightning"] = _peer_step(_lightning(model), x, y)
+                steps["aihwkit-lightning"] = _lightning_step(model, x, y)
             if "aihwkit" in peers:
-                steps["aihwkit"] = _peer_step(_aihwkit(model), x, y)
+                steps["aihwkit"] = _aihwkit_step(model, x, y)
             times = _interleaved(list(steps.values()), repeats)
             ours = statistics.median(times[0])
             for library, ts in zip(steps, times, strict=True):
@@ -256,6 +326,14 @@ def _interleaved(fns: list[Callable[[], object]], repeats: int) -> list[list[flo
     return times
 
 
+def _settings(settings: dict) -> str:
+    return (
+        f"DAC {settings['dac_bits']} b, ADC {settings['adc_bits']} b, output bound {settings['out_bound']:g}, "
+        f"{settings['input_range']} input range, {settings['tile_rows']} inputs per tile, "
+        f"weight clipping at {settings['weight_clip_sigma']:g} std"
+    )
+
+
 def format_report(report: HwaBenchReport) -> str:
     """The two Markdown tables, then the columns' meaning and any notes."""
 
@@ -267,9 +345,9 @@ def format_report(report: HwaBenchReport) -> str:
 
     lines = [
         (
-            f"Hardware-aware training step (weight noise {report.noise_std:g} x max|W|, forward + backward + "
-            f"Adam), median of {report.repeats} interleaved steps; torch {report.torch_version}, "
-            f"threads: {report.threads}"
+            f"Hardware-aware training step (weight noise {report.noise_std:g} x max|W|, "
+            f"{_settings(report.settings)}; forward + backward + Adam + clipping), median of {report.repeats} "
+            f"interleaved steps; torch {report.torch_version}, threads: {report.threads}"
         ),
         "",
         "| model | library | median ms | min ms | spikecim speed-up |",
@@ -296,8 +374,8 @@ def format_report(report: HwaBenchReport) -> str:
     lines += [
         "",
         (
-            "spikecim speed-up: the library's median / spikecim's. Converters (DAC, ADC) and weight clipping "
-            "are off in every library: spikecim's hardware-aware training injects weight noise only."
+            "spikecim speed-up: the library's median / spikecim's. Every library runs the same DAC, ADC, "
+            "output bound, learned input range, tiles and weight clipping (hwa_benchmark's docstring)."
         ),
     ]
     lines += [f"note: {n}" for n in report.notes]

@@ -5,7 +5,10 @@
   taken at the noisy weights, update applied to the clean ones):
   ``add_normal`` W + σ·max|W|·N, ``mult_normal`` W·(1 + σ·N), ``pcm`` the PCM programming
   noise (docs/references.md#pcm-programming-noise) mapped to weight units,
-  σ_W = σ_prog(g)/g_max·max|W| with g = |W|/max|W|·g_max, scaled by ``std``.
+  σ_W = σ_prog(g)/g_max·max|W| with g = |W|/max|W|·g_max, scaled by ``std``. With
+  ``converters`` (:class:`~spikecim.analog.hwa_config.HwaConverters`: DAC, ADC, output
+  bound, learned input range, tiles, weight clipping) the training forward also runs the
+  crossbar's periphery, as aihwkit-lightning 2.1 does (:mod:`spikecim.analog.hwa`).
 - **Batch-norm fine-tuning** (``bn_finetune``): with the weights frozen on the programmed
   crossbar, only the BatchNorm affine parameters (γ, β: :func:`bn_parameters`) are trained
   on a small calibration set, through the noisy analog forward pass (the batch-norm
@@ -30,6 +33,8 @@ from torch import nn
 from spikecim import ops
 from spikecim.analog.devices import PCMDevice
 from spikecim.analog.evaluate import _inputs
+from spikecim.analog.hwa import clip_weights, digital_layers, hwa_layers
+from spikecim.analog.hwa_config import HwaConverters
 from spikecim.errors import SpikecimError
 from spikecim.schema import Schema
 from spikecim.train.evaluate import ModelInput
@@ -42,6 +47,7 @@ __all__ = [
     "hwa_step",
     "hwa_train",
     "modify_weight",
+    "weight_noise",
 ]
 
 
@@ -53,17 +59,24 @@ class WeightModifier(Schema):
 def modify_weight(
     w: torch.Tensor, modifier: WeightModifier, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """A noisy copy of ``w`` (no gradient through the noise)."""
+    """A noisy copy of ``w`` (no gradient through the noise): ``w + weight_noise(w)``."""
+    return w.detach() + weight_noise(w, modifier, generator)
+
+
+def weight_noise(
+    w: torch.Tensor, modifier: WeightModifier, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """The noise ``modifier`` adds to ``w`` (no gradient), its scale max|W| taken over ``w``."""
     n = torch.randn(w.shape, generator=generator, dtype=w.dtype)
     w = w.detach()
     w_max = w.abs().max().clamp(min=1e-12)
     if modifier.kind == "add_normal":
-        return w + modifier.std * w_max * n
+        return modifier.std * w_max * n
     if modifier.kind == "mult_normal":
-        return w * (1 + modifier.std * n)
+        return w * (modifier.std * n)
     g_max_us = 25.0  # cancels: σ_W = σ_prog(g)/g_max · max|W| depends on g/g_max only
     sigma_us = PCMDevice().prog_noise_std_us(w.abs() / w_max * g_max_us, g_max_us)
-    return w + modifier.std * sigma_us / g_max_us * w_max * n
+    return modifier.std * sigma_us / g_max_us * w_max * n
 
 
 def _loss(
@@ -84,29 +97,35 @@ def hwa_train(
     encoder: str | ModelInput = "direct",
     batch_size: int = 64,
     seed: int = 0,
+    converters: HwaConverters | None = None,
 ) -> nn.Module:
-    """A copy of the digital ``model`` fine-tuned with weight noise (module docstring).
+    """A copy of the digital ``model`` fine-tuned with weight noise (module docstring), and
+    with the ``converters`` in its forward when they are on (:mod:`spikecim.analog.hwa`).
 
     ``timesteps`` and ``encoder`` as in :func:`~spikecim.analog.evaluate.accuracy`; one
-    generator seeded with ``seed`` draws the shuffling, the weight noise and the encoding."""
+    generator seeded with ``seed`` draws the shuffling, the weight noise and the encoding.
+    The copy returned is digital again (the learned input ranges are not kept)."""
     inputs = _inputs(timesteps, encoder)
     modifier = modifier or WeightModifier()
+    converters = converters or HwaConverters()
     if epochs < 0:
         raise SpikecimError(f"analog.hwa_epochs: must be >= 0, got {epochs}")
     model = copy.deepcopy(model)
     weights = ops.programmed_weights(model)
     if not weights:
         raise SpikecimError("hwa_train: the model has no layer with programmed weights (linear or conv)")
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
+    if converters.in_forward:
+        hwa_layers(model, converters, modifier, gen)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
     for _ in range(epochs):
         order = torch.randperm(len(x), generator=gen)
         for i in range(0, len(x), batch_size):
             idx = order[i : i + batch_size]
-            hwa_step(model, weights, opt, x[idx], y[idx], modifier, inputs, gen)
+            hwa_step(model, weights, opt, x[idx], y[idx], modifier, inputs, gen, converters)
     model.eval()
-    return model
+    return digital_layers(model)
 
 
 def hwa_step(
@@ -118,19 +137,30 @@ def hwa_step(
     modifier: WeightModifier,
     inputs: ModelInput,
     gen: torch.Generator,
+    converters: HwaConverters | None = None,
 ) -> None:
-    """One step of :func:`hwa_train`: noise into ``weights`` (the model's programmed weights),
-    forward and backward at the noisy weights, the clean weights back, the optimiser's update."""
-    clean = [w.detach().clone() for w in weights]
-    with torch.no_grad():
-        for w in weights:
-            w.copy_(modify_weight(w, modifier, gen))
+    """One step of :func:`hwa_train` on ``weights`` (the model's programmed weights).
+
+    Converters off: the noise goes into ``weights``, the forward and backward run at the
+    noisy weights, the clean weights come back, the optimiser updates them. Converters on
+    (``model``'s layers wrapped by :func:`spikecim.analog.hwa.hwa_layers`): the layers draw
+    the noise in their forward. Then, with ``weight_clip_sigma``, every weight is clipped."""
+    converters = converters or HwaConverters()
+    inject = not converters.in_forward
+    if inject:
+        clean = [w.detach().clone() for w in weights]
+        with torch.no_grad():
+            for w in weights:
+                w.add_(weight_noise(w, modifier, gen))
     opt.zero_grad()
     _loss(model, x, y, inputs, gen).backward()
-    with torch.no_grad():
-        for w, c in zip(weights, clean, strict=True):
-            w.copy_(c)
+    if inject:
+        with torch.no_grad():
+            for w, c in zip(weights, clean, strict=True):
+                w.copy_(c)
     opt.step()
+    if converters.weight_clip_sigma is not None:
+        clip_weights(weights, converters.weight_clip_sigma)
 
 
 def _batchnorms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:

@@ -60,6 +60,27 @@ class AnalogStageConfig(Schema):
     hwa_noise_std: float = Field(1.0, ge=0, description="noise scale of the modifier (1.0: PCM noise as is)")
     hwa_epochs: int = Field(2, ge=0)
     hwa_lr: float = Field(5e-4, gt=0, le=MAX_LR, description="learning rate, in (0, 10]")
+    hwa_dac_bits: int | None = Field(
+        None, ge=2, le=16, description="input DAC bits in the HWA training forward, 2 to 16 (None: off)"
+    )
+    hwa_adc_bits: int | None = Field(
+        None,
+        ge=2,
+        le=16,
+        description="output ADC bits in the HWA training forward, 2 to 16 (None: off); needs hwa_out_bound",
+    )
+    hwa_out_bound: float | None = Field(
+        None, gt=0, description="HWA output bound, in input range x max|W| of the tile (None: unbounded)"
+    )
+    hwa_input_range: Literal["learned", "abs-max"] | None = Field(
+        None, description="HWA input range: learned or abs-max (None: learned when a DAC or bound is on)"
+    )
+    hwa_tile_rows: int | None = Field(
+        None, gt=0, description="inputs per tile in the HWA forward (None: one tile)"
+    )
+    hwa_weight_clip_sigma: float | None = Field(
+        None, gt=0, description="clip weights to ±sigma·std(W) after each HWA step (None: off)"
+    )
     bn_finetune: bool = Field(True, description="retrain only BatchNorm on the programmed crossbar")
     bn_epochs: int = Field(3, ge=0)
     bn_lr: float = Field(1e-2, gt=0, le=MAX_LR, description="learning rate, in (0, 10]")
@@ -92,6 +113,28 @@ class AnalogStageConfig(Schema):
         if any(not 1 <= b <= 16 for b in v):
             raise ValueError("ADC bits must be between 1 and 16")
         return v
+
+    @model_validator(mode="after")
+    def _hwa(self) -> AnalogStageConfig:
+        if self.hwa_adc_bits is not None and self.hwa_out_bound is None:
+            raise ValueError(
+                "hwa_adc_bits needs hwa_out_bound (the ADC's full scale, in input range x max|W|)"
+            )
+        return self
+
+    def hwa_converters(self):
+        """The converters of the hardware-aware training forward
+        (:class:`~spikecim.analog.hwa_config.HwaConverters`)."""
+        from spikecim.analog.hwa_config import HwaConverters
+
+        return HwaConverters(
+            dac_bits=self.hwa_dac_bits,
+            adc_bits=self.hwa_adc_bits,
+            out_bound=self.hwa_out_bound,
+            input_range=self.hwa_input_range,
+            tile_rows=self.hwa_tile_rows,
+            weight_clip_sigma=self.hwa_weight_clip_sigma,
+        )
 
     @model_validator(mode="after")
     def _crossbar(self) -> AnalogStageConfig:

@@ -8,7 +8,7 @@
     spikecim bench --suite train        VGG-9 and ResNet-19 training steps against SpikingJelly, snnTorch
     spikecim bench --suite train --batch 16 --library spikecim --library spikingjelly
     spikecim bench --suite train --model vgg9 --batch 16 --repeats 3
-    spikecim bench --suite hwa          hardware-aware training step against aihwkit-lightning, aihwkit
+    spikecim bench --suite hwa          hardware-aware training step (DAC, ADC, clipping) against aihwkit-lightning, aihwkit
 
 A thin shell over :func:`spikecim.nn.kernels.benchmark.run_lif_benchmark` (``--suite lif``),
 :func:`spikecim.analog.benchmark.run_analog_benchmark` (``--suite analog``),
@@ -52,7 +52,8 @@ def bench_cmd(
             help="lif: Linear + LIF against snnTorch, SpikingJelly, Norse; "
             "analog: noisy crossbar inference against aihwkit, and IR drop; "
             "train: VGG-9 and ResNet-19 training steps (T=4, 3x32x32) against SpikingJelly, snnTorch; "
-            "hwa: hardware-aware training step and analog conversion against aihwkit-lightning, aihwkit",
+            "hwa: hardware-aware training step (weight noise, 8-bit DAC and ADC, output bound, learned input "
+            "range, 256-input tiles, weight clipping) and analog conversion against aihwkit-lightning, aihwkit",
         ),
     ] = "lif",
     quick: Annotated[

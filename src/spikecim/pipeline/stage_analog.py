@@ -148,7 +148,16 @@ def _variant(
         mod = WeightModifier(kind=sc.hwa_modifier, std=sc.hwa_noise_std)
         start = time.perf_counter()
         trained = hwa_train(
-            model, data.x_train, data.y_train, mod, sc.hwa_epochs, sc.hwa_lr, None, inputs, seed=sc.seed
+            model,
+            data.x_train,
+            data.y_train,
+            mod,
+            sc.hwa_epochs,
+            sc.hwa_lr,
+            None,
+            inputs,
+            seed=sc.seed,
+            converters=sc.hwa_converters(),
         )
         seconds = time.perf_counter() - start
         tick("hardware-aware training")

@@ -1,0 +1,440 @@
+"""The hardware-aware training forward with converters: input range, DAC, weight noise,
+output bound and ADC per tile (:class:`~spikecim.analog.hwa_config.HwaConverters`).
+
+For a weight W [M, K] split along its K inputs into tiles of at most ``tile_rows`` (equal
+sizes, as aihwkit-lightning 2.1's ``get_split_sizes``), each tile t with inputs x_t computes
+
+    r_t    learned: a parameter, the inputs clipped to ±r_t;  abs-max: max|x_t| per input vector
+    x̂_t  = Q_dac(x_t; ±r_t)                       (straight-through)
+    Ŵ_t  = W_t + noise(W_t)                        (the weight modifier, training only; ∂/∂W = 1)
+    y_t  = x̂_t Ŵ_tᵀ
+    b_t  = out_bound · r_t · max|W_t|              (clean weights, no gradient)
+    ŷ_t  = clip(Q_adc(y_t; ±b_t), ±b_t)            (straight-through inside ±b_t, 0 outside)
+
+and the layer returns Σ_t ŷ_t + bias. A convolution's input vectors are its patches; a
+tile runs as a native convolution of the image's channels it touches (the kernel entries
+outside the tile zero), each input counted once per window that covers it, so the numbers
+and gradients are the patch form's (with a per-vector abs-max range it runs on the patches,
+im2col). The learned range follows aihwkit-lightning's
+``TorchLinear.apply_input_range`` and ``InputRangeForward``
+(``aihwkit_lightning/nn/modules/torch_utils/torch_linear.py``): for the first
+``range_init_batches`` training batches r ← (r·i + range_init_std·std(x_t))/(i + 1); the
+gradient of a clipped input is 0 (an input exactly at ±r keeps it), and
+
+    ∂L/∂r = r · (Σ_{x ≥ r} min(g, 0) − Σ_{x ≤ −r} max(g, 0)) + range_decay · r · [unclipped fraction > range_min_unclipped]
+
+with g the gradient at the layer's (quantised) input. The converters are the crossbar's
+(:mod:`spikecim.analog.quant`: :func:`spikecim.quant.levels` on a grid of 2^(b−1)−1 levels
+each side of zero, aihwkit's ``res = 2/(2^b − 2)``, docs/references.md#adc-dac), fused with
+their straight-through gradients in one autograd function each.
+
+:func:`hwa_layers` puts an :class:`HwaLayer` around every operator of :mod:`spikecim.ops`
+with a programmed weight (linear, conv2d); :func:`digital_layers` takes them off again.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from spikecim import ops
+from spikecim.analog.hwa_config import HwaConverters
+from spikecim.analog.quant import abs_max_scale, level_count
+from spikecim.errors import SpikecimError
+from spikecim.quant import levels
+
+__all__ = ["HwaLayer", "clip_weights", "digital_layers", "hwa_layers", "tile_sizes"]
+
+
+def tile_sizes(inputs: int, tile_rows: int | None) -> list[int]:
+    """``inputs`` split into the fewest tiles of at most ``tile_rows``, sizes differing by at
+    most one (the first ones larger), as aihwkit-lightning's ``get_split_sizes``."""
+    if tile_rows is None:
+        return [inputs]
+    n = -(-inputs // tile_rows)
+    base, extra = divmod(inputs, n)
+    return [base + (i < extra) for i in range(n)]
+
+
+class HwaLayer(nn.Module):
+    """A linear or conv2d ``module`` (its parameters shared, not copied) computing the forward
+    of the module docstring; ``modifier`` and ``generator`` draw the weight noise at every
+    training call (none in evaluation, or when ``modifier`` is None)."""
+
+    def __init__(self, module: nn.Module, converters: HwaConverters, modifier=None, generator=None):
+        super().__init__()
+        if type(module).forward not in (nn.Linear.forward, nn.Conv2d.forward):
+            raise SpikecimError(
+                f"analog.hwa converters: {type(module).__name__} has its own forward; the converters "
+                "support layers computing nn.Linear's or nn.Conv2d's forward"
+            )
+        if isinstance(module, nn.Conv2d) and (module.groups != 1 or module.padding_mode != "zeros"):
+            raise SpikecimError(
+                "analog.hwa converters: a grouped convolution or one with padding_mode other than 'zeros' "
+                "is not supported"
+            )
+        self.module, self.converters, self.modifier, self.generator = module, converters, modifier, generator
+        self.sizes = tile_sizes(module.weight[0].numel(), converters.tile_rows)
+        learned = converters.input_range == "learned"
+        self.input_range = (
+            nn.Parameter(torch.full((len(self.sizes),), converters.range_init, dtype=module.weight.dtype))
+            if learned
+            else None
+        )
+        self.register_buffer(
+            "range_updates", torch.zeros(len(self.sizes), dtype=torch.long) if learned else None
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.module
+        w = m.weight.reshape(m.weight.shape[0], -1)
+        if not isinstance(m, nn.Conv2d):
+            parts = x.split(self.sizes, -1)  # one split: its backward is one concatenation
+            out = self._tiles(w, lambda t, start, wt: self._matmul(parts[t], -1, t, wt))
+            return out if m.bias is None else out + m.bias
+        from spikecim.ops.conv import _padding
+
+        geometry = (m.stride, _padding(m), m.dilation)
+        if self._on_image():
+            parts = self._channels(x)
+            out = self._tiles(w, lambda t, start, wt: self._conv(parts[t], geometry, t, start, wt))
+            return out if m.bias is None else out + m.bias.view(1, -1, 1, 1)
+        patches = F.unfold(x, m.kernel_size, m.dilation, geometry[1], m.stride).split(self.sizes, -2)
+        out = self._tiles(w, lambda t, start, wt: self._matmul(patches[t], -2, t, wt))  # [B, M, L]
+        if m.bias is not None:
+            out = out + m.bias.view(1, -1, 1)
+        p, d, k, s = geometry[1][0], m.dilation[0], m.kernel_size[0], m.stride[0]
+        return out.view(x.shape[0], w.shape[0], (x.shape[-2] + 2 * p - d * (k - 1) - 1) // s + 1, -1)
+
+    def _channel_ranges(self) -> list[tuple[int, int]]:
+        """The input channels [first, last) each convolution tile touches (neighbours share
+        a channel when a tile ends inside a channel's kernel window)."""
+        window = self.module.kernel_size[0] * self.module.kernel_size[1]
+        ranges, start = [], 0
+        for size in self.sizes:
+            ranges.append((start // window, (start + size - 1) // window + 1))
+            start += size
+        return ranges
+
+    def _channels(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Each tile's input channels, from one split of ``x`` at every tile's ends (so the
+        backward concatenates once instead of filling a full-size gradient per tile)."""
+        ranges = self._channel_ranges()
+        if len(ranges) == 1:
+            return [x]
+        cuts = sorted({0, x.shape[1], *(e for r in ranges for e in r)})
+        pieces = x.split([b - a for a, b in itertools.pairwise(cuts)], 1)
+        at = {c: i for i, c in enumerate(cuts)}
+        return [
+            pieces[at[a]] if at[b] - at[a] == 1 else torch.cat(pieces[at[a] : at[b]], 1) for a, b in ranges
+        ]
+
+    def _on_image(self) -> bool:
+        """Whether a convolution runs on the image (a native convolution per tile) rather
+        than on its patches: not with a per-patch abs-max range."""
+        return self.converters.input_range != "abs-max"
+
+    def _tiles(self, w: torch.Tensor, product) -> torch.Tensor:
+        """Σ_t ŷ_t; ``product(t, start, W_t)`` gives the tile's x̂_t Ŵ_tᵀ and its range r_t."""
+        c = self.converters
+        noisy = self.training and self.modifier is not None
+        if noisy:
+            from spikecim.analog.mitigation import weight_noise  # mitigation builds these layers
+        out, start = None, 0
+        for t, (size, wt) in enumerate(zip(self.sizes, w.split(self.sizes, 1), strict=True)):
+            w_max = wt.detach().abs().amax() if c.out_bound is not None else None
+            if noisy:
+                wt = wt + weight_noise(wt, self.modifier, self.generator)
+            yt, r = product(t, start, wt)
+            start += size
+            if c.out_bound is not None:
+                yt = _Adc.apply(yt, r * c.out_bound * w_max, c.adc_bits)
+            out = yt if out is None else out + yt
+        return out
+
+    def _matmul(self, xt: torch.Tensor, dim: int, t: int, wt: torch.Tensor):
+        """x̂_t Ŵ_tᵀ of the tile's inputs, vectors along ``dim`` (-1: ``[..., K_t]``, -2:
+        patches ``[B, K_t, L]``)."""
+        xt, r = self._inputs(xt, t, dim)
+        return (F.linear(xt, wt) if dim == -1 else torch.matmul(wt, xt)), r
+
+    def _conv(self, xt: torch.Tensor, geometry, t: int, start: int, wt: torch.Tensor):
+        """x̂_t Ŵ_tᵀ of a convolution tile as a convolution of the channels it touches
+        (``xt``), the kernel entries outside the tile zero (module docstring: the same numbers
+        and gradients as on the patches)."""
+        m, c = self.module, self.converters
+        window = m.kernel_size[0] * m.kernel_size[1]
+        size = wt.shape[1]
+        first, last = self._channel_ranges()[t]
+        pad = (start - first * window, last * window - start - size)
+        kernel = F.pad(wt, pad).view(wt.shape[0], last - first, *m.kernel_size)
+        if c.input_range is None:
+            return F.conv2d(xt, kernel, None, *geometry), None
+        inside = F.pad(xt.new_ones(1, size), pad).view(1, last - first, *m.kernel_size)
+        copies, windows = _copies(inside, xt.shape[2:], geometry)
+        if self.training and self._initialising(t):
+            self._init_range(t, _patch_std(xt.detach(), copies, windows * size))
+        r = self.input_range[t]
+        entries = xt.shape[0] * windows * size  # patch entries of the tile in the batch
+        y = _ConvTile.apply(
+            xt, kernel, r, c.dac_bits, geometry, copies, entries, c.range_decay, c.range_min_unclipped
+        )
+        return y, r.detach()
+
+    def _inputs(self, xt: torch.Tensor, t: int, dim: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The tile's inputs after the range and the DAC, and their range (no gradient)."""
+        c = self.converters
+        if c.input_range is None:
+            return xt, None
+        if c.input_range == "abs-max":
+            r = abs_max_scale(xt, dim)
+            return _Dac.apply(xt, r, c.dac_bits, 0.0, 1.0), r
+        if self.training and self._initialising(t):
+            self._init_range(t, xt.detach().std())
+        r = self.input_range[t]
+        return _Dac.apply(xt, r, c.dac_bits, c.range_decay, c.range_min_unclipped), r.detach()
+
+    def _initialising(self, t: int) -> bool:
+        return int(self.range_updates[t]) < self.converters.range_init_batches
+
+    @torch.no_grad()
+    def _init_range(self, t: int, std: torch.Tensor) -> None:
+        """Move the learned range towards range_init_std·std (the std of the tile's inputs,
+        as patches for a convolution) for the first batches. It writes the parameter's
+        ``.data`` (as aihwkit-lightning does), so a forward called again before the backward
+        (one call per time step) keeps its graph."""
+        c, i = self.converters, int(self.range_updates[t])
+        r = self.input_range.data
+        if std > 0:
+            r[t] = (r[t] * i + c.range_init_std * std) / (i + 1)
+            self.range_updates[t] += 1
+        r[t] = r[t].abs()
+
+
+def _copies(inside: torch.Tensor, size: torch.Size, geometry) -> tuple[torch.Tensor, int]:
+    """How many patch entries of a convolution tile copy each input ``[C, H, W]`` (the
+    windows that cover it with a kernel entry of the tile, ``inside`` ``[1, C, kh, kw]``: the
+    transposed convolution of a map of ones over the output), and the windows per sample."""
+    stride, padding, dilation = geometry
+    kernel = inside.shape[2:]
+    dims = list(zip(size, padding, dilation, kernel, stride, strict=True))
+    out = [(n + 2 * p - d * (k - 1) - 1) // s + 1 for n, p, d, k, s in dims]
+    reach = [(o - 1) * s - 2 * p + d * (k - 1) + 1 for o, (_, p, d, k, s) in zip(out, dims, strict=True)]
+    ones = inside.new_ones(1, 1, *out)
+    copies = F.conv_transpose2d(ones, inside, None, stride, padding, 0, 1, dilation)
+    copies = F.pad(copies, (0, size[1] - reach[1], 0, size[0] - reach[0]))  # inputs no window reaches
+    return copies[0], out[0] * out[1]
+
+
+def _patch_std(x: torch.Tensor, copies: torch.Tensor, entries: int) -> torch.Tensor:
+    """The unbiased std of a convolution tile's ``entries`` patch entries per sample (padding
+    zeros included) without the patches: Σx and Σx² weighted by each input's ``copies``,
+    accumulated in float64."""
+    n = x.shape[0] * entries
+    weights = copies.to(torch.float64)
+    s1 = (x.sum(0, dtype=torch.float64) * weights).sum()
+    s2 = (x.square().sum(0, dtype=torch.float64) * weights).sum()
+    return ((s2 - s1 * s1 / n) / (n - 1)).clamp(min=0).sqrt().to(x.dtype)
+
+
+class _Clip(NamedTuple):
+    """Where the inputs met a learned range: ``upper`` x ≥ r, ``lower`` x ≤ −r, ``outside``
+    |x| > r (no gradient); all None when no input reached ±r."""
+
+    upper: torch.Tensor | None
+    lower: torch.Tensor | None
+    outside: torch.Tensor | None
+
+
+def _clip_and_dac(x: torch.Tensor, r: torch.Tensor, bits: int | None) -> tuple[torch.Tensor, _Clip]:
+    """x clipped to ±r, then on the ``bits``-bit grid over ±r (``bits`` None: no grid), and
+    where it clipped; the masks are built only when some input reaches ±r (never for a
+    per-vector abs-max range)."""
+    y = torch.clamp(x, -r, r)
+    clip = _Clip(None, None, None)
+    if r.dim() == 0:
+        lo, hi = torch.aminmax(x)
+        if hi >= r or lo <= -r:
+            clip = _Clip(x >= r, x <= -r, y != x)
+    if bits is not None:
+        n = level_count(bits)
+        y = levels(y, n / r, ste=None, inplace=True).mul_(r / n)  # inside ±r already: no clip
+    return y, clip
+
+
+def _range_grad(r: torch.Tensor, clipped_grad, unclipped: float, decay: float, min_unclipped: float):
+    """∂L/∂r = r · (Σ_{x≥r} min(g, 0) − Σ_{x≤−r} max(g, 0)) + decay · r while the unclipped
+    fraction exceeds ``min_unclipped`` (``clipped_grad``: the sums, 0 when nothing clipped)."""
+    grad = (torch.zeros_like(r) + clipped_grad) * r
+    if decay > 0 and unclipped > min_unclipped:
+        grad = grad + decay * r
+    return grad
+
+
+class _Dac(torch.autograd.Function):
+    """:func:`_clip_and_dac` with straight-through gradients, except that a clipped input
+    gets none (one exactly at ±r keeps it); a range that needs a gradient (learned) gets
+    :func:`_range_grad`."""
+
+    @staticmethod
+    def forward(ctx, x, r, bits: int | None, decay: float, min_unclipped: float):
+        y, clip = _clip_and_dac(x, r, bits)
+        ctx.save_for_backward(*clip, r)
+        ctx.decay, ctx.min_unclipped = decay, min_unclipped
+        reached = clip.upper is not None
+        ctx.reached = reached
+        clipped = int(clip.upper.count_nonzero() + clip.lower.count_nonzero()) if reached else 0
+        ctx.unclipped = 1.0 - clipped / x.numel()
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        upper, lower, outside, r = ctx.saved_tensors
+        grad_x = g.masked_fill(outside, 0) if ctx.reached else g
+        grad_r = None
+        if ctx.needs_input_grad[1]:
+            clipped = g[upper].clamp(max=0).sum() - g[lower].clamp(min=0).sum() if ctx.reached else 0.0
+            grad_r = _range_grad(r, clipped, ctx.unclipped, ctx.decay, ctx.min_unclipped)
+        return grad_x, grad_r, None, None, None
+
+
+class _Adc(torch.autograd.Function):
+    """The outputs on the ``bits``-bit grid over ±bound (``bits`` None: no grid), clipped to
+    ±bound; the gradient is straight-through inside ±bound and 0 outside (a saturated output)."""
+
+    @staticmethod
+    def forward(ctx, y, bound, bits: int | None):
+        if bits is None:
+            mask = (y > bound) | (y < -bound)
+            saturated = bool(mask.any())
+            out = torch.clamp(y, -bound, bound)
+        else:
+            n = level_count(bits)
+            k = levels(y, n / bound, ste=None)
+            lo, hi = torch.aminmax(k)
+            saturated = bool(lo < -n or hi > n)
+            mask = (k > n) | (k < -n) if saturated else None
+            out = (k.clamp_(-n, n) if saturated else k).mul_(bound / n)
+        ctx.save_for_backward(mask)
+        ctx.saturated = saturated
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        (mask,) = ctx.saved_tensors
+        return (g.masked_fill(mask, 0) if ctx.saturated else g), None, None
+
+
+class _ConvTile(torch.autograd.Function):
+    """A convolution tile on the image: the inputs through :class:`_Dac` (clip to ±r, DAC),
+    then ``conv2d`` with the tile's kernel. The backward gives what the patch form gives:
+    each image input is a patch entry once per window that covers it, so its clip and the
+    range's gradient are counted per covering window (``copies`` of each input, of
+    ``entries`` in all), from the output gradient G at the few clipped inputs only:
+    g_patch = Σ_m W[m, c, i, j] · G[b, m, window]."""
+
+    @staticmethod
+    def forward(ctx, x, kernel, r, bits, geometry, copies, entries: int, decay: float, min_unclipped: float):
+        stride, padding, dilation = geometry
+        y, clip = _clip_and_dac(x, r, bits)
+        out = F.conv2d(y, kernel, None, stride, padding, dilation)
+        ctx.save_for_backward(y, kernel, r, *clip)
+        reached = clip.upper is not None
+        ctx.geometry, ctx.reached, ctx.decay, ctx.min_unclipped = geometry, reached, decay, min_unclipped
+        clipped = 0.0
+        if reached and decay > 0:  # clipped patch entries: each clipped input once per covering window
+            clipped = float(((clip.upper | clip.lower).sum(0) * copies).sum())
+        ctx.unclipped = 1.0 - clipped / entries
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        y, kernel, r, upper, lower, outside = ctx.saved_tensors
+        stride, padding, dilation = ctx.geometry
+        grad_r = None
+        grad_x, grad_k, _ = torch.ops.aten.convolution_backward(
+            g,
+            y,
+            kernel,
+            None,
+            stride,
+            padding,
+            dilation,
+            False,
+            [0, 0],
+            1,
+            [*ctx.needs_input_grad[:2], False],
+        )  # torch's convolution backward, input and kernel in one call
+        if grad_x is not None and ctx.reached:
+            grad_x = grad_x.masked_fill_(outside, 0)
+        if ctx.needs_input_grad[2]:
+            clipped = _clipped_patch_grads(upper, lower, kernel, g, ctx.geometry) if ctx.reached else 0.0
+            grad_r = _range_grad(r, clipped, ctx.unclipped, ctx.decay, ctx.min_unclipped)
+        return grad_x, grad_k, grad_r, None, None, None, None, None, None
+
+
+def _clipped_patch_grads(
+    upper: torch.Tensor, lower: torch.Tensor, kernel: torch.Tensor, g: torch.Tensor, geometry
+) -> torch.Tensor:
+    """Σ min(g_patch, 0) over the patch entries copied from an input where ``upper`` is set,
+    minus Σ max(g_patch, 0) where ``lower`` is: the gradient at every patch entry
+    (Wᵀ·G per window, one matmul) read at the windows that cover each clipped input."""
+    stride, padding, dilation = geometry
+    kh, kw = kernel.shape[2:]
+    ho, wo = g.shape[2:]
+    taps = kernel.shape[1] * kh * kw
+    cols = torch.matmul(g.flatten(2).transpose(1, 2), kernel.reshape(kernel.shape[0], taps)).reshape(
+        -1
+    )  # [B, L, taps]
+    total = torch.zeros((), dtype=g.dtype)
+    i, j = torch.arange(kh), torch.arange(kw)
+    for mask, sign in ((upper, 1.0), (lower, -1.0)):
+        b, c, yy, xx = mask.nonzero(as_tuple=True)
+        oy = yy[:, None] + padding[0] - i[None] * dilation[0]  # [n, kh], before the stride
+        ox = xx[:, None] + padding[1] - j[None] * dilation[1]
+        vy = (oy % stride[0] == 0) & (oy >= 0) & (oy // stride[0] < ho)
+        vx = (ox % stride[1] == 0) & (ox >= 0) & (ox // stride[1] < wo)
+        oy, ox = (oy // stride[0]).clamp(0, ho - 1), (ox // stride[1]).clamp(0, wo - 1)
+        k = (c[:, None, None] * kh + i[None, :, None]) * kw + j[None, None, :]
+        window = (b[:, None, None] * ho + oy[:, :, None]) * wo + ox[:, None, :]
+        gp = cols[(window * taps + k).flatten()] * sign
+        valid = (vy[:, :, None] & vx[:, None, :]).flatten()
+        total = total + gp.masked_fill_(~valid, 0).clamp_(max=0).sum()  # min(±g, 0)
+    return total
+
+
+def hwa_layers(model: nn.Module, converters: HwaConverters, modifier=None, generator=None) -> nn.Module:
+    """``model`` (in place) with an :class:`HwaLayer` around every operator with a programmed
+    weight (:func:`spikecim.ops.programmed_weights`)."""
+    from spikecim.analog.convert import _swap
+
+    def wrap(_name: str, m: nn.Module) -> nn.Module | None:
+        op = ops.find(m)
+        if op is None or not op.on_crossbar or op.static_weight(m) is None:
+            return None
+        return HwaLayer(m, converters, modifier, generator)
+
+    _swap(model, wrap)
+    return model
+
+
+def digital_layers(model: nn.Module) -> nn.Module:
+    """``model`` (in place) with every :class:`HwaLayer` replaced by the module it wraps
+    (the learned input ranges are dropped: the crossbar has its own converters)."""
+    from spikecim.analog.convert import _swap
+
+    _swap(model, lambda _n, m: m.module if isinstance(m, HwaLayer) else None)
+    return model
+
+
+@torch.no_grad()
+def clip_weights(weights: list[torch.Tensor], sigma: float) -> None:
+    """Clip each weight in place to ±σ·std(W) (unbiased std over the whole tensor:
+    aihwkit-lightning's ``LAYER_GAUSSIAN`` clipping, ``clip_weights`` of its layers)."""
+    for w in weights:
+        bound = sigma * w.std()
+        w.clamp_(-bound, bound)

@@ -1,0 +1,277 @@
+"""The hardware-aware training forward with converters (spikecim.analog.hwa) against
+aihwkit-lightning 2.1's TorchLinear path: the same layer, the same settings, noise off."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from spikecim.analog.hwa import HwaLayer, hwa_layers, tile_sizes
+from spikecim.analog.hwa_config import HwaConverters
+from spikecim.analog.mitigation import WeightModifier, hwa_step, hwa_train
+from spikecim.train.evaluate import ModelInput
+
+SETTINGS = {
+    "DAC 6 b, ADC 8 b, bound 10, learned range": {"dac_bits": 6, "adc_bits": 8, "out_bound": 10.0},
+    "DAC 4 b, ADC 5 b, bound 2, 3 tiles": {"dac_bits": 4, "adc_bits": 5, "out_bound": 2.0, "tile_rows": 10},
+    "learned range from 0.5, no data init (many clipped)": {
+        "dac_bits": 8,
+        "adc_bits": 6,
+        "out_bound": 4.0,
+        "range_init": 0.5,
+        "range_init_batches": 0,
+    },
+    "DAC and ADC on the abs-max range, 2 tiles": {
+        "dac_bits": 5,
+        "adc_bits": 6,
+        "out_bound": 3.0,
+        "input_range": "abs-max",
+        "tile_rows": 16,
+    },
+    "output bound without ADC": {"dac_bits": 8, "out_bound": 1.0},
+    "tiles only": {"tile_rows": 7},
+}
+
+
+def lightning_config(c: HwaConverters):
+    from aihwkit_lightning.simulator.configs import TorchInferenceRPUConfig, WeightClipType
+
+    cfg = TorchInferenceRPUConfig()
+    cfg.forward.inp_res = 2**c.dac_bits - 2 if c.dac_bits else -1
+    cfg.forward.out_res = 2**c.adc_bits - 2 if c.adc_bits else -1
+    cfg.forward.out_bound = c.out_bound or 0.0
+    ir = cfg.pre_post.input_range
+    ir.enable = c.input_range is not None
+    ir.dynamic = c.input_range == "abs-max"
+    ir.init_value, ir.init_from_data, ir.init_std_alpha = c.range_init, c.range_init_batches, c.range_init_std
+    ir.decay, ir.input_min_percentage = c.range_decay, c.range_min_unclipped
+    cfg.mapping.max_input_size = c.tile_rows or -1
+    if c.weight_clip_sigma is not None:
+        cfg.clip.type, cfg.clip.sigma = WeightClipType.LAYER_GAUSSIAN, c.weight_clip_sigma
+    return cfg
+
+
+def peer(layer: nn.Module, c: HwaConverters) -> nn.Module:
+    from aihwkit_lightning.nn import AnalogConv2d, AnalogLinear
+
+    cls = AnalogConv2d if isinstance(layer, nn.Conv2d) else AnalogLinear
+    return cls.from_digital(copy.deepcopy(layer), lightning_config(c)).train()
+
+
+def forward_backward(layer: nn.Module, x: torch.Tensor, g: torch.Tensor, range_param: str | None):
+    x = x.clone().requires_grad_(True)
+    out = layer(x)
+    (out * g).sum().backward()
+    params = dict(layer.named_parameters())
+    weight = next(p for n, p in params.items() if n.endswith("weight"))
+    bias = next(p for n, p in params.items() if n.endswith("bias"))
+    r = params.get(range_param) if range_param else None
+    return out.detach(), x.grad, weight.grad, bias.grad, None if r is None else (r.detach().clone(), r.grad)
+
+
+def clipped(w: torch.Tensor) -> int:
+    """How many weights sit at the largest |w| (1 for an unclipped Gaussian-like weight)."""
+    a = w.detach().abs()
+    return int((a == a.max()).sum())
+
+
+def heavy_tailed(*shape) -> torch.Tensor:
+    g = torch.Generator().manual_seed(1)
+    return (
+        torch.randn(*shape, generator=g, dtype=torch.float64)
+        * torch.rand(*shape, generator=g, dtype=torch.float64).mul(3).exp()
+    )
+
+
+@pytest.mark.parametrize("name", list(SETTINGS))
+@pytest.mark.parametrize("kind", ["linear", "conv2d", "conv2d strided"])
+def test_hwa_forward_and_gradients_equal_aihwkit_lightning(kind, name):
+    pytest.importorskip("aihwkit_lightning", reason="aihwkit-lightning (the peer) is not installed")
+    c = HwaConverters(**SETTINGS[name])
+    torch.manual_seed(0)
+    if kind == "linear":
+        layer = nn.Linear(30, 12).double()
+        x = heavy_tailed(16, 30)
+    elif kind == "conv2d":
+        layer = nn.Conv2d(3, 5, 3, padding=1).double()  # 27 inputs per patch
+        x = heavy_tailed(4, 3, 6, 6)
+    else:
+        layer = nn.Conv2d(3, 5, 3, padding=2, stride=2, dilation=2).double()
+        x = heavy_tailed(4, 3, 7, 7)
+    g = torch.randn(layer(x).shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    ours = forward_backward(HwaLayer(copy.deepcopy(layer), c).train(), x, g, "input_range")
+    theirs = forward_backward(peer(layer, c), x, g, "input_range")
+    names = ["output", "input gradient", "weight gradient", "bias gradient"]
+    for what, a, b in zip(names, ours[:4], theirs[:4], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6, msg=lambda m, w=what: f"{w}: {m}")
+    if c.input_range == "learned":
+        (r, r_grad), (r_peer, r_grad_peer) = ours[4], theirs[4]
+        torch.testing.assert_close(r, r_peer, rtol=1e-6, atol=1e-6)  # the range initialised from the data
+        torch.testing.assert_close(r_grad, r_grad_peer, rtol=1e-6, atol=1e-6)
+        assert r_grad.abs().sum() > 0
+
+
+def test_the_converters_act_on_the_output():
+    """The settings above are not trivially passed through: the ADC grid shows in the output."""
+    c = HwaConverters(dac_bits=4, adc_bits=3, out_bound=1.0)
+    layer = HwaLayer(nn.Linear(30, 12).double(), c).train()
+    x = heavy_tailed(16, 30)
+    out = layer(x).detach() - layer.module.bias.detach()
+    step = (
+        float(layer.input_range[0].detach()) * 1.0 * float(layer.module.weight.detach().abs().max()) / 3
+    )  # 2^(3-1)-1 levels
+    k = out / step
+    torch.testing.assert_close(k, k.round(), atol=1e-9, rtol=0)
+    assert k.abs().max() == 3
+
+
+def test_weight_clipping_after_a_step_equals_aihwkit_lightning():
+    pytest.importorskip("aihwkit_lightning", reason="aihwkit-lightning (the peer) is not installed")
+    from aihwkit_lightning.optim import AnalogOptimizer
+
+    c = HwaConverters(dac_bits=6, adc_bits=8, out_bound=10.0, weight_clip_sigma=1.5, tile_rows=40)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)).double()
+    x = heavy_tailed(8, 1, 8, 8)
+    y = torch.arange(8) % 10
+    theirs = copy.deepcopy(model)
+    from aihwkit_lightning.nn.conversion import convert_to_analog
+
+    theirs = convert_to_analog(theirs, lightning_config(c)).train()
+    opt = AnalogOptimizer(torch.optim.Adam, theirs.analog_layers, theirs.parameters(), lr=0.05)
+    opt.zero_grad()
+    nn.functional.cross_entropy(theirs(x), y).backward()
+    opt.step()
+
+    ours = hwa_layers(copy.deepcopy(model), c).train()
+    weights = [m.weight for m in ours.modules() if isinstance(m, nn.Linear)]
+    opt = torch.optim.Adam(ours.parameters(), lr=0.05)
+    gen = torch.Generator().manual_seed(0)
+    hwa_step(
+        ours,
+        weights,
+        opt,
+        x,
+        y,
+        WeightModifier(kind="add_normal", std=0.0),
+        ModelInput.from_encoder(None, "direct"),
+        gen,
+        c,
+    )
+    for w, w_peer in zip(
+        weights, [m.weight for m in theirs.modules() if isinstance(m, nn.Linear)], strict=True
+    ):
+        torch.testing.assert_close(w, w_peer, rtol=1e-6, atol=1e-6)
+        assert clipped(w) > 1  # the clipping acted: several weights at the same ±bound
+
+
+def test_tile_sizes_split_like_aihwkit_lightning():
+    assert tile_sizes(30, 10) == [10, 10, 10]
+    assert tile_sizes(27, 10) == [9, 9, 9]
+    assert tile_sizes(64, 40) == [32, 32]
+    assert tile_sizes(65, 16) == [13, 13, 13, 13, 13]
+    assert tile_sizes(5, None) == [5]
+
+
+@pytest.mark.parametrize("spiking", [False, True], ids=["ANN", "SNN"])
+def test_hwa_train_with_converters_returns_a_digital_model_that_learned(spiking):
+    from spikecim.models import create_model
+
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(96) % 2
+    x = 0.1 * torch.rand(96, 1, 8, 8, generator=g)
+    x[y == 0, :, :4] += 0.8
+    x[y == 1, :, 4:] += 0.8
+    model = create_model("convnet", spiking=spiking, num_classes=2, width=0.25)
+    timesteps = 2 if spiking else 1
+    c = HwaConverters(dac_bits=4, adc_bits=6, out_bound=10.0, tile_rows=32, weight_clip_sigma=1.5)
+    trained = hwa_train(
+        model, x, y, WeightModifier(kind="add_normal", std=0.02), 8, 1e-2, timesteps, converters=c
+    )
+    assert not any(isinstance(m, HwaLayer) for m in trained.modules())
+    assert {n for n, _ in trained.named_parameters()} == {n for n, _ in model.named_parameters()}
+    with torch.no_grad():
+        accuracy = (
+            (trained(x.expand(timesteps, *x.shape)).mean(0).argmax(-1) == y).float().mean()
+        )  # [T, B, ...]
+    assert accuracy > 0.9  # two separable classes, chance 0.5
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"adc_bits": 8}, "adc_bits needs out_bound"),
+        ({"dac_bits": 1}, "dac_bits"),
+        ({"tile_rows": 0}, "tile_rows"),
+        ({"weight_clip_sigma": -1.0}, "weight_clip_sigma"),
+        ({"input_range": "minmax"}, "input_range"),
+    ],
+)
+def test_bad_converter_settings_are_refused_naming_the_field(fields, message):
+    with pytest.raises(ValueError, match=message):
+        HwaConverters(**fields)
+
+
+def test_a_dac_alone_turns_the_learned_input_range_on():
+    assert HwaConverters(dac_bits=8).input_range == "learned"
+    assert HwaConverters(weight_clip_sigma=2.0).input_range is None
+    assert not HwaConverters(weight_clip_sigma=2.0).in_forward
+
+
+@pytest.mark.parametrize(
+    "override, field, allowed",
+    [
+        ("analog.hwa_adc_bits=8", "config.analog", "hwa_adc_bits needs hwa_out_bound"),
+        ("analog.hwa_dac_bits=1", "config.analog.hwa_dac_bits", "greater than or equal to 2"),
+        ("analog.hwa_input_range=minmax", "config.analog.hwa_input_range", "'learned' or 'abs-max'"),
+        ("analog.hwa_weight_clip_sigma=0", "config.analog.hwa_weight_clip_sigma", "greater than 0"),
+    ],
+)
+def test_bad_hwa_run_settings_give_one_line_naming_the_field(override, field, allowed, capsys):
+    from spikecim.cli.main import main
+    from spikecim.config import load_config
+    from spikecim.errors import SpikecimError
+
+    with pytest.raises(SpikecimError) as err:
+        load_config(overrides=[override])
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith(field) and allowed in msg
+    assert main(["run", "--set", override]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"error: {msg}"]
+
+
+def test_the_run_settings_reach_the_converters():
+    from spikecim.config import load_config
+
+    sc = load_config(
+        overrides=["analog.hwa_dac_bits=6", "analog.hwa_adc_bits=8", "analog.hwa_out_bound=10"]
+    ).analog
+    assert sc.hwa_converters() == HwaConverters(dac_bits=6, adc_bits=8, out_bound=10.0, input_range="learned")
+    assert not load_config().analog.hwa_converters().in_forward  # off by default: weight noise only
+
+
+@pytest.mark.parametrize(
+    "layer, message",
+    [
+        (nn.Conv2d(4, 4, 3, groups=2), "grouped convolution"),
+        (nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect"), "padding_mode"),
+    ],
+)
+def test_layers_the_converters_cannot_compute_are_refused_in_one_line(layer, message):
+    from spikecim.errors import SpikecimError
+
+    with pytest.raises(SpikecimError, match=message) as err:
+        HwaLayer(layer, HwaConverters(dac_bits=8))
+    assert "\n" not in str(err.value)
+
+
+def test_a_layer_with_its_own_forward_is_refused():
+    from spikecim.errors import SpikecimError
+    from spikecim.nn.bitlinear import BitLinear
+
+    with pytest.raises(SpikecimError, match="BitLinear has its own forward"):
+        HwaLayer(BitLinear(8, 4), HwaConverters(dac_bits=8))
