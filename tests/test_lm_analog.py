@@ -154,3 +154,14 @@ def test_ptq_of_matmulfree_is_refused_in_one_line_when_the_config_is_read(tmp_pa
     assert main(cli) == 2
     out = capsys.readouterr().err
     assert "stages:" in out and "Traceback" not in out and not any(tmp_path.iterdir())  # nothing trained
+
+
+def test_evaluate_command_scores_a_language_model_run_on_the_crossbar_in_perplexity(transformer_run, capsys):
+    cfg, ctx = transformer_run
+    capsys.readouterr()
+    assert main(["evaluate", str(cfg.run_dir), "--analog", "ideal", "--seeds", "2", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)["analog"]["ann"]
+    expected = math.exp(_hand_cross_entropy(ctx.models["ann"], ctx.data.x_test, ctx.data.y_test))
+    assert out["metric"] == "perplexity"
+    assert out["ideal"] == pytest.approx(expected, rel=1e-5)
+    assert out["accuracies"] == pytest.approx([expected] * 2, rel=1e-5)

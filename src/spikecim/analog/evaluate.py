@@ -177,13 +177,18 @@ def evaluate_analog(
     batch_size: int = 256,
     seed: int = 0,
     input_seed: int = 0,
+    task: str = "classification",
 ) -> dict[str, Any]:
     """Digital accuracy and analog accuracy (mean ± std over ``n_seeds`` programming seeds)
     of ``model`` on ``dataset`` (a :class:`spikecim.data.Dataset`: test split evaluated,
     the first ``calibration_samples`` training samples calibrate the ADC range).
 
     ``encoder`` None: ``"frames"`` for a spike-frame data set, ``"direct"`` otherwise; a
-    :class:`~spikecim.train.evaluate.ModelInput` says everything (``timesteps`` unused)."""
+    :class:`~spikecim.train.evaluate.ModelInput` says everything (``timesteps`` unused).
+    ``task`` scores the model (:meth:`spikecim.tasks.Task.scores`): the figures are of its
+    ``metric``, named in the result (``lm``: perplexity)."""
+    from spikecim.tasks import get_task
+
     if encoder is None:
         encoder = "frames" if getattr(dataset, "frames", False) else "direct"
     if n_seeds < 1:
@@ -193,11 +198,16 @@ def evaluate_analog(
     if max_samples is not None:
         x, y = x[:max_samples], y[:max_samples]
     calib = dataset.x_train[:calibration_samples] if calibration_samples > 0 else None
-    ideal = accuracy(model, x, y, timesteps, encoder, batch_size, input_seed)
+    scorer = get_task(task)
+    ideal = scorer.scores(model, x, y, _inputs(timesteps, encoder), batch_size, input_seed)[scorer.metric]
     am = to_analog(model, cfg)
     seeds = [seed + k for k in range(n_seeds)]
-    accs = monte_carlo(am, x, y, seeds, t_inference_s, timesteps, encoder, calib, batch_size, input_seed)
+    scores = monte_carlo_scores(
+        am, x, y, seeds, t_inference_s, timesteps, encoder, calib, batch_size, input_seed, task=task
+    )
+    accs = [s[scorer.metric] for s in scores]
     return {
+        "metric": scorer.metric,
         "ideal": ideal,
         "mean": statistics.fmean(accs),
         "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,

@@ -299,7 +299,12 @@ class AnalogEvaluation(RootModel[dict[str, SeedAccuracy]]):
     """``spikecim evaluate RUN --analog``: per variant :func:`~spikecim.analog.evaluate_analog`."""
 
     def summary_rows(self) -> list[tuple[str, str]]:
-        return [(v, f"accuracy {r.text(len(r.accuracies) or None)}") for v, r in self.root.items()]
+        rows = []
+        for v, r in self.root.items():
+            metric = getattr(r, "metric", None) or "accuracy"  # older results hold no name: accuracy
+            label = "accuracy" if metric == "accuracy" else metric_label(metric)
+            rows.append((v, f"{label} {r.text(len(r.accuracies) or None, metric)}"))
+        return rows
 
 
 # ---- hardware -------------------------------------------------------------------------------

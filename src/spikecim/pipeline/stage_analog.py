@@ -59,8 +59,8 @@ def evaluate_run_analog(
     max_samples: int | None = None,
 ) -> dict[str, dict]:
     """:func:`evaluate_analog` for every variant of a loaded run (``ctx.models``,
-    ``ctx.data``, ``ctx.config``); ``t_inference_s`` None takes the run's
-    ``analog.t_inference_s``."""
+    ``ctx.data``, ``ctx.config``), scored by the run's task (a language model: perplexity);
+    ``t_inference_s`` None takes the run's ``analog.t_inference_s``."""
     cfg = load_crossbar_config(config)
     if t_inference_s is None:
         t_inference_s = float(getattr(getattr(ctx.config, "analog", None), "t_inference_s", 0.0))
@@ -78,6 +78,7 @@ def evaluate_run_analog(
             max_samples,
             seed=ctx.config.seed,
             input_seed=ctx.config.seed,
+            task=ctx.config.task,
         )
     return out
 
