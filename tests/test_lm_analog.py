@@ -118,7 +118,7 @@ def test_report_and_summary_show_the_crossbar_perplexity_with_its_direction(tran
     ((_, text),) = result.summary_rows()
     assert text.startswith("perplexity (lower is better): ideal") and f"{mean:.4g}" in text
     html = (cfg.run_dir / "report.html").read_text()
-    assert "<th>analog perplexity</th>" in html and "crossbar perplexity" in html
+    assert "<th>analog perplexity</th>" in html and "perplexity, digital → crossbar" in html
     assert "perplexity (lower is better)" in html and f"{mean:.4g} ± " in html
 
 

@@ -31,8 +31,10 @@ def language_model_section(metrics: dict, run_dir: Path) -> str:
             seeds = a.analog if a is not None else None
             bits = a.metrics.get("bits_per_char") if a is not None else None
             row += [
-                metric_spread("perplexity", seeds.mean, seeds.std, analog.n_seeds) if seeds else MISSING,
-                metric_text("bits_per_char", bits.mean) if bits else MISSING,
+                f"{metric_text('perplexity', a.ideal)} → {metric_spread('perplexity', seeds.mean, seeds.std, analog.n_seeds)}"
+                if seeds
+                else MISSING,
+                f"{metric_text('bits_per_char', bits.ideal)} → {metric_text('bits_per_char', bits.mean)}" if bits else MISSING,
             ]
         rows.append(row)
     if not rows:
@@ -40,10 +42,12 @@ def language_model_section(metrics: dict, run_dir: Path) -> str:
     headers = ["model", "bits per character", "perplexity", "cross-entropy (nats)", "next-byte accuracy", "tokens"]
     intro = "<p>Validation split, every byte predicted from the bytes before it in its window."
     if crossbar:
-        headers += ["crossbar perplexity", "crossbar bits per character"]
+        headers += ["perplexity, digital → crossbar", "bits per character, digital → crossbar"]
         intro += (
             f" Crossbar: preset <code>{html.escape(str(analog.preset))}</code> read "
             f"{analog.t_inference_s:g} s after programming, mean ± std over {analog.n_seeds} programming "
-            "seeds (the analog section has every metric). Lower is better for all but the accuracy."
+            "seeds, beside the digital model on the same windows (all of the split, or the first "
+            "<code>analog.max_samples</code>; the analog section has every metric). Lower is better for "
+            "all but the accuracy."
         )
     return intro + "</p>" + html_table(headers, rows)
