@@ -197,12 +197,18 @@ class _RunConfig(_Section):
 
     @model_validator(mode="after")
     def _variants(self) -> RunConfig:
-        from spikecim.models import has_spiking_form, list_models, model_task
+        from spikecim.models import has_float_weights, has_spiking_form, list_models, model_task
 
         if model_task(self.model.name) != self.task:
             raise ValueError(
                 f"model.name: {self.model.name} is a {model_task(self.model.name)} model but the task is "
                 f"{self.task}; allowed: {', '.join(list_models(self.task))}"
+            )
+        ptq = getattr(self, "ptq", None)
+        if "ptq" in self.stages and ptq is not None and ptq.enabled and not has_float_weights(self.model.name):
+            raise ValueError(
+                f"stages: the ptq stage has no weight layer to quantise in {self.model.name} (its BitLinear "
+                "layers are ternary already); leave ptq out of the stages"
             )
         if self.task == "lm" and self.train.loss != "mean":
             raise ValueError(

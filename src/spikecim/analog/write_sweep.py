@@ -8,7 +8,8 @@ unit), γ takes each value of ``gammas``, ClipFormer is off then on (the config'
 each point is the Monte-Carlo accuracy over programming seeds
 (:func:`spikecim.analog.evaluate.monte_carlo`: the write noise is drawn at every call from
 the RNG seeded with the seed). ``models`` maps a training label (``plain``, ``hwa``) to the
-digital model evaluated.
+digital model evaluated. ``task`` names the task whose metric scores each point
+(:attr:`spikecim.tasks.Task.metric`: accuracy, or a language model's perplexity).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from torch import nn
 from spikecim import ops
 from spikecim.analog.config import CrossbarConfig
 from spikecim.analog.convert import to_analog
-from spikecim.analog.evaluate import monte_carlo
+from spikecim.analog.evaluate import monte_carlo_scores
 from spikecim.errors import SpikecimError
 from spikecim.train.evaluate import ModelInput
 
@@ -57,6 +58,7 @@ def write_noise_sweep(
     calibration_x: torch.Tensor | None = None,
     t_inference_s: float = 0.0,
     input_seed: int = 0,
+    task: str = "classification",
 ) -> dict:
     """Accuracy per (training, ClipFormer, γ): ``{"gamma": [...], "curves": [{"training",
     "clipformer", "mean": [...], "std": [...]}, ...]}`` (module docstring)."""
@@ -69,6 +71,9 @@ def write_noise_sweep(
             raise SpikecimError(
                 f"write_noise_gammas: model '{label}' has no MatMul of two activations to write"
             )
+    from spikecim.tasks import get_task
+
+    metric = get_task(task).metric
     curves = []
     for label, model in models.items():
         model.eval()
@@ -76,27 +81,33 @@ def write_noise_sweep(
             means, stds = [], []
             for gamma in gammas:
                 am = to_analog(model, sweep_config(config, gamma, clip))
-                accs = monte_carlo(
-                    am, x, y, seeds, t_inference_s, None, inputs, calibration_x, input_seed=input_seed
+                scores = monte_carlo_scores(
+                    am, x, y, seeds, t_inference_s, None, inputs, calibration_x, input_seed=input_seed, task=task
                 )
+                accs = [s[metric] for s in scores]
                 means.append(statistics.fmean(accs))
                 stds.append(statistics.stdev(accs) if len(accs) > 1 else 0.0)
             curves.append({"training": label, "clipformer": clip, "mean": means, "std": stds})
     return {"gamma": list(gammas), "curves": curves}
 
 
-def plot_write_noise_sweep(sweep: dict, ideal: dict[str, float], path, title: str = "") -> None:
-    """Accuracy (%) against γ, one line per (training, ClipFormer), the digital accuracy dashed."""
+def plot_write_noise_sweep(
+    sweep: dict, ideal: dict[str, float], path, title: str = "", metric: str = "accuracy"
+) -> None:
+    """Accuracy (%) against γ, one line per (training, ClipFormer), the digital accuracy dashed
+    (``metric`` other than accuracy, e.g. perplexity, as it is)."""
+    from spikecim.report.fmt import metric_axis
     from spikecim.report.plots import plt, save_figure
 
+    scale, _, ylabel = metric_axis(metric)
     fig, ax = plt.subplots(figsize=(5, 3.4))
     labels = list(dict.fromkeys(c["training"] for c in sweep["curves"]))
     for c in sweep["curves"]:
         color = f"C{labels.index(c['training'])}"
         ax.errorbar(
             sweep["gamma"],
-            [v * 100 for v in c["mean"]],
-            yerr=[v * 100 for v in c["std"]],
+            [v * scale for v in c["mean"]],
+            yerr=[v * scale for v in c["std"]],
             marker="o" if c["clipformer"] else "s",
             ms=3,
             capsize=3,
@@ -105,9 +116,9 @@ def plot_write_noise_sweep(sweep: dict, ideal: dict[str, float], path, title: st
             label=f"{c['training']}, ClipFormer {'on' if c['clipformer'] else 'off'}",
         )
     for label, acc in ideal.items():
-        ax.axhline(acc * 100, ls="--", lw=1, color=f"C{labels.index(label)}" if label in labels else "k")
+        ax.axhline(acc * scale, ls="--", lw=1, color=f"C{labels.index(label)}" if label in labels else "k")
     ax.set_xlabel("write-noise factor γ")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(title or "written K/V: accuracy vs γ", fontsize=9)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title or f"written K/V: {metric} vs γ", fontsize=9)
     ax.legend(fontsize=7)
     save_figure(fig, path, dpi=100)

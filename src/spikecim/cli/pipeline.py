@@ -169,7 +169,7 @@ def evaluate_cmd(
     analog: str | None = typer.Option(
         None,
         help="Also evaluate on a simulated crossbar: a preset (ideal, pcm-aihwkit, rram-65nm, "
-        "sram-digital) or a crossbar YAML file.",
+        "sram-digital) or a crossbar YAML file; a language-model run is scored in perplexity.",
     ),
     seeds: int = typer.Option(5, min=1, help="Monte-Carlo programming seeds for --analog."),
     dataset: str | None = NIR_DATASET,

@@ -9,6 +9,7 @@ The language models (:mod:`spikecim.models.lm`: ``transformer-tiny``, ``matmulfr
 from spikecim.models import convnet, lm, mlp, resnet19, spikformer, vgg, vit  # noqa: F401  (registration)
 from spikecim.models._registry import (
     create_model,
+    has_float_weights,
     has_spiking_form,
     list_models,
     make_activation,
@@ -16,4 +17,12 @@ from spikecim.models._registry import (
     register_model,
 )
 
-__all__ = ["create_model", "has_spiking_form", "list_models", "make_activation", "model_task", "register_model"]
+__all__ = [
+    "create_model",
+    "has_float_weights",
+    "has_spiking_form",
+    "list_models",
+    "make_activation",
+    "model_task",
+    "register_model",
+]

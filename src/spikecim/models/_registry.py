@@ -19,17 +19,30 @@ from torch import nn
 from spikecim.errors import SpikecimError
 from spikecim.nn import create_neuron, list_neurons
 
-__all__ = ["create_model", "has_spiking_form", "list_models", "make_activation", "model_task", "register_model"]
+__all__ = [
+    "create_model",
+    "has_float_weights",
+    "has_spiking_form",
+    "list_models",
+    "make_activation",
+    "model_task",
+    "register_model",
+]
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 _ANN_ONLY: set[str] = set()
 _TASKS: dict[str, str] = {}
+_QUANTISED: set[str] = set()
 
 
-def register_model(name: str, spiking_form: bool = True, task: str = "classification") -> Callable:
+def register_model(
+    name: str, spiking_form: bool = True, task: str = "classification", float_weights: bool = True
+) -> Callable:
     """Register a builder for ``task`` (:mod:`spikecim.tasks`); ``spiking_form=False`` for a
     model that exists only as an ANN (its builder refuses ``spiking=True``; a run's default
-    variants are then just ``ann``)."""
+    variants are then just ``ann``); ``float_weights=False`` for a model whose every weight
+    layer quantises its own weight (BitLinear), so post-training quantisation has nothing to
+    quantise (the run config refuses its ``ptq`` stage before training)."""
 
     def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _MODELS:
@@ -38,6 +51,8 @@ def register_model(name: str, spiking_form: bool = True, task: str = "classifica
         _TASKS[name] = task
         if not spiking_form:
             _ANN_ONLY.add(name)
+        if not float_weights:
+            _QUANTISED.add(name)
         return fn
 
     return deco
@@ -46,6 +61,12 @@ def register_model(name: str, spiking_form: bool = True, task: str = "classifica
 def has_spiking_form(name: str) -> bool:
     """Whether model ``name`` can be built with ``spiking=True`` (unknown names: True)."""
     return name not in _ANN_ONLY
+
+
+def has_float_weights(name: str) -> bool:
+    """Whether model ``name`` has a weight layer that post-training quantisation can quantise
+    (False for ``matmulfree-tiny``, all ternary BitLinear; unknown names: True)."""
+    return name not in _QUANTISED
 
 
 def model_task(name: str) -> str | None:

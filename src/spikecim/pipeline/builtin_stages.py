@@ -51,7 +51,7 @@ register_stage(
     "analog",
     "spikecim.pipeline.stage_analog:analog_stage",
     requires=("train",),
-    description="accuracy on simulated crossbars (Monte-Carlo, drift, ADC bits, mitigation)",
+    description="accuracy (lm: perplexity) on simulated crossbars (Monte-Carlo, drift, ADC bits, mitigation)",
     config=AnalogStageConfig,
     result=f"{_RESULTS}:AnalogResult",
 )

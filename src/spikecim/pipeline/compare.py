@@ -55,7 +55,9 @@ def compare_methods(
     early (``average_steps``)."""
     ev = evaluate.variants if evaluate is not None else {}
     tr = trace.variants if trace is not None else {}
-    an = analog.variants if analog is not None and analog.enabled else {}
+    # the table's analog column is an accuracy: a language model's crossbar perplexity stays
+    # in the analog stage's own table
+    an = analog.variants if analog is not None and analog.enabled and analog.metric == "accuracy" else {}
     hw = hardware.variants if hardware is not None and hardware.enabled else {}
     base_hw = hw.get(baseline, {})
     base_footprint = tr[baseline].footprint_bytes if baseline in tr else None

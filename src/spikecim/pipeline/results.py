@@ -17,7 +17,17 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, model_validator
 
-from spikecim.report.fmt import MISSING, count, energy, energy_unit, pct, pct_spread
+from spikecim.report.fmt import (
+    MISSING,
+    count,
+    energy,
+    energy_unit,
+    metric_label,
+    metric_spread,
+    metric_text,
+    pct,
+    pct_spread,
+)
 
 __all__ = [
     "AnalogEvaluation",
@@ -160,15 +170,17 @@ class TraceResult(_PerVariant[TraceVariant]):
 
 # ---- analog ---------------------------------------------------------------------------------
 class SeedAccuracy(_Lenient):
-    """Accuracy over programming seeds: mean, sample standard deviation, each seed's value."""
+    """A task metric over programming seeds: mean, sample standard deviation, each seed's
+    value (``accuracies``: the name metrics.json has always used; for a language model the
+    values are perplexities, see :attr:`AnalogResult.metric`)."""
 
     mean: float | None = None
     std: float | None = None
     accuracies: list[float] = Field(default_factory=list)
-    ideal: float | None = None  # the digital accuracy (after HWA training: of the trained copy)
+    ideal: float | None = None  # the digital value (after HWA training: of the trained copy)
 
-    def text(self, n_seeds: int | None) -> str:
-        return pct_spread(self.mean, self.std, n_seeds)
+    def text(self, n_seeds: int | None, metric: str = "accuracy") -> str:
+        return metric_spread(metric, self.mean, self.std, n_seeds)
 
 
 class HwaResult(SeedAccuracy):
@@ -235,9 +247,14 @@ class WriteNoiseSweep(_Lenient):
 
 
 class AnalogVariant(_Lenient):
+    """One variant on the crossbar, every figure in the result's ``metric`` (digital ``ideal``,
+    ``analog`` over the seeds, the sweeps, the mitigations); ``metrics`` holds every scalar
+    metric of the task at the headline read time: digital (``ideal``) and per seed."""
+
     timesteps: int | None = None
     ideal: float | None = None
     analog: SeedAccuracy | None = None
+    metrics: dict[str, SeedAccuracy] = Field(default_factory=dict)
     drift: DriftSweep | None = None
     adc_bits: AdcSweep | None = None
     hwa: HwaResult | None = None
@@ -246,9 +263,11 @@ class AnalogVariant(_Lenient):
 
 
 class AnalogResult(StageResult):
-    """``analog``: per variant digital and analog accuracy, the sweeps and the mitigations."""
+    """``analog``: per variant digital and analog scores, the sweeps and the mitigations, in
+    the task's ``metric`` (accuracy for classification, perplexity for a language model)."""
 
     enabled: bool = True
+    metric: str = "accuracy"
     preset: str | None = None
     crossbar: dict[str, Any] = Field(default_factory=dict)
     n_seeds: int | None = None
@@ -260,11 +279,18 @@ class AnalogResult(StageResult):
     def summary_rows(self) -> list[tuple[str, str]]:
         rows = []
         for v, r in self.variants.items():
-            text = f"ideal {pct(r.ideal)}, analog {r.analog.text(self.n_seeds)}" if r.analog else ""
+            k = self.metric
+            lead = "" if k == "accuracy" else f"{metric_label(k)}: "
+            text = (
+                f"{lead}ideal {metric_text(k, r.ideal)}, analog {r.analog.text(self.n_seeds, k)}" if r.analog else ""
+            )
+            bpc = r.metrics.get("bits_per_char")
+            if bpc is not None and bpc.mean is not None:
+                text += f"; bits/byte {metric_text('bits_per_char', bpc.ideal)} → {bpc.text(self.n_seeds, 'bits_per_char')}"
             for name in ("hwa", "bn_finetune"):
                 m = getattr(r, name)
                 if m is not None and m.mean is not None:
-                    text += f", {name} {m.text(self.n_seeds)} [{m.cost()}]"
+                    text += f", {name} {m.text(self.n_seeds, k)} [{m.cost()}]"
             rows.append((v, f"{text} ({self.preset}, t = {_fig(self.t_inference_s)} s)"))
         return rows
 
@@ -273,7 +299,12 @@ class AnalogEvaluation(RootModel[dict[str, SeedAccuracy]]):
     """``spikecim evaluate RUN --analog``: per variant :func:`~spikecim.analog.evaluate_analog`."""
 
     def summary_rows(self) -> list[tuple[str, str]]:
-        return [(v, f"accuracy {r.text(len(r.accuracies) or None)}") for v, r in self.root.items()]
+        rows = []
+        for v, r in self.root.items():
+            metric = getattr(r, "metric", None) or "accuracy"  # older results hold no name: accuracy
+            label = "accuracy" if metric == "accuracy" else metric_label(metric)
+            rows.append((v, f"{label} {r.text(len(r.accuracies) or None, metric)}"))
+        return rows
 
 
 # ---- hardware -------------------------------------------------------------------------------
@@ -447,12 +478,6 @@ class DtSweepResult(StageResult):
 
 
 # ---- ptq ------------------------------------------------------------------------------------
-def metric_text(name: str, value: float | None) -> str:
-    """A task metric as the report shows it: accuracy as a percentage, others (perplexity,
-    bits per character) with 4 significant digits."""
-    return pct(value) if name == "accuracy" else _fig(value)
-
-
 class PtqRun(_Lenient):
     """One quantised model: its method and bits, the task's metrics (test split), the
     reconstruction's output MSE per block (final hard rounding; RTN's beside it), the

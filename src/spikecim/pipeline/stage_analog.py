@@ -3,8 +3,13 @@
 For each trained variant (``snn``, ``ann``): digital accuracy; analog accuracy (mean ± std
 over ``n_seeds`` programming seeds) at ``t_inference_s``; accuracy vs time since
 programming (1 s to 1 year) and vs ADC bits; and after mitigation (hardware-aware
-training of a copy; BN fine-tuning on the programmed crossbar). A model with products of
-two activations (attention's ``MatMul``) also gets the write-noise sweep when
+training of a copy; BN fine-tuning on the programmed crossbar).
+
+"Accuracy" is the run task's metric (:attr:`spikecim.tasks.Task.metric`): every model is
+scored by the task (:meth:`~spikecim.tasks.Task.scores`), so a language-model run
+(``task: lm``) reports validation perplexity everywhere (lower is better), and per seed
+every scalar metric of the task beside it (bits per byte, cross-entropy, next-byte
+accuracy). A model with products of two activations (attention's ``MatMul``) also gets the write-noise sweep when
 ``analog.write_noise_gammas`` is set: accuracy against γ of the K/V written into crossbars,
 ClipFormer off and on, before and after hardware-aware training
 (:mod:`spikecim.analog.write_sweep`). Plots go to ``plots/analog_drift.png``,
@@ -22,7 +27,7 @@ import torch
 
 from spikecim.analog.config import CrossbarConfig, load_crossbar_config
 from spikecim.analog.convert import calibrate_adc, drift, program, to_analog
-from spikecim.analog.evaluate import accuracy, evaluate_analog, monte_carlo
+from spikecim.analog.evaluate import evaluate_analog, monte_carlo_scores
 from spikecim.analog.mitigation import WeightModifier, bn_finetune, bn_parameters, bn_running_stats, hwa_train
 from spikecim.analog.stage_config import check_calibration
 from spikecim.analog.write_sweep import has_dynamic_products, plot_write_noise_sweep, write_noise_sweep
@@ -31,8 +36,9 @@ from spikecim.pipeline.results import AnalogResult, BnFinetuneResult, HwaResult,
 from spikecim.pipeline.run import variant_input
 from spikecim.pipeline.stages import RunContext
 from spikecim.progress import progress_bar
-from spikecim.report.fmt import MISSING, pct
+from spikecim.report.fmt import MISSING, metric_axis, metric_label, metric_text
 from spikecim.report.sections import embed_chart, embed_png, register_section
+from spikecim.tasks import Task, get_task
 from spikecim.train.evaluate import ModelInput
 from spikecim.train.seeding import seeded
 
@@ -53,8 +59,8 @@ def evaluate_run_analog(
     max_samples: int | None = None,
 ) -> dict[str, dict]:
     """:func:`evaluate_analog` for every variant of a loaded run (``ctx.models``,
-    ``ctx.data``, ``ctx.config``); ``t_inference_s`` None takes the run's
-    ``analog.t_inference_s``."""
+    ``ctx.data``, ``ctx.config``), scored by the run's task (a language model: perplexity);
+    ``t_inference_s`` None takes the run's ``analog.t_inference_s``."""
     cfg = load_crossbar_config(config)
     if t_inference_s is None:
         t_inference_s = float(getattr(getattr(ctx.config, "analog", None), "t_inference_s", 0.0))
@@ -72,6 +78,7 @@ def evaluate_run_analog(
             max_samples,
             seed=ctx.config.seed,
             input_seed=ctx.config.seed,
+            task=ctx.config.task,
         )
     return out
 
@@ -85,8 +92,16 @@ def _summary(accs: list[float]) -> dict:
 
 
 def _variant(
-    model, data, cfg: CrossbarConfig, sc, inputs: ModelInput, input_seed: int, tick: _Ticker
+    model,
+    data,
+    cfg: CrossbarConfig,
+    sc,
+    inputs: ModelInput,
+    input_seed: int,
+    tick: _Ticker,
+    task: Task | None = None,
 ) -> dict:
+    """One variant's figures, scored by ``task`` (None: classification)."""
     x, y = data.x_test, data.y_test
     if sc.max_samples is not None:
         x, y = x[: sc.max_samples], y[: sc.max_samples]
@@ -101,11 +116,14 @@ def _variant(
     passes = 1 + len(sc.drift_times_s) + len(sc.adc_bits_sweep) + hwa_on + bn_on + bool(sweep_gammas)
     tick.start(len(seeds) * passes + hwa_on)
 
-    def acc(m):
-        return accuracy(m, x, y, None, inputs, input_seed=input_seed)
+    task = task or get_task("classification")
+    metric = task.metric
 
-    def per_seed(am, t_s: float, what: str) -> dict:
-        accs = monte_carlo(
+    def acc(m):
+        return task.scores(m, x, y, inputs, seed=input_seed)[metric]
+
+    def seed_scores(am, t_s: float, what: str) -> list[dict[str, float]]:
+        return monte_carlo_scores(
             am,
             x,
             y,
@@ -118,11 +136,20 @@ def _variant(
             workers=sc.workers,
             ray_address=sc.ray_address,
             on_seed=lambda s, _: tick(f"{what}, seed {s}"),
+            task=task.name,
         )
-        return _summary(accs)
 
-    out: dict = {"timesteps": inputs.timesteps, "ideal": acc(model)}
-    out["analog"] = per_seed(to_analog(model, cfg), sc.t_inference_s, "analog")
+    def per_seed(am, t_s: float, what: str) -> dict:
+        return _summary([s[metric] for s in seed_scores(am, t_s, what)])
+
+    digital = task.scores(model, x, y, inputs, seed=input_seed)
+    scores = seed_scores(to_analog(model, cfg), sc.t_inference_s, "analog")
+    out: dict = {
+        "timesteps": inputs.timesteps,
+        "ideal": digital[metric],
+        "analog": _summary([s[metric] for s in scores]),
+        "metrics": {k: {**_summary([s[k] for s in scores]), "ideal": digital[k]} for k in task.scalar_metrics},
+    }
     am = to_analog(model, cfg)
     sweep = [per_seed(am, t, f"drift {t:g} s") for t in sc.drift_times_s]
     out["drift"] = {
@@ -192,7 +219,7 @@ def _variant(
     if sweep_gammas:
         models = {"plain": model} if trained is None else {"plain": model, "hwa": trained}
         out["write_noise"] = write_noise_sweep(
-            models, x, y, cfg, sweep_gammas, seeds, inputs, calib_x, sc.t_inference_s, input_seed
+            models, x, y, cfg, sweep_gammas, seeds, inputs, calib_x, sc.t_inference_s, input_seed, task.name
         )
         tick.progress.update(tick.task, advance=len(seeds), info="write-noise sweep")
     return out
@@ -214,8 +241,9 @@ class _Ticker:
 
 
 def analog_stage(ctx: RunContext) -> AnalogResult:
-    """Analog accuracy of every trained variant; see the module docstring."""
+    """Analog accuracy (the task's metric) of every trained variant; see the module docstring."""
     sc = ctx.config.analog
+    task = get_task(ctx.config.task)
     if not sc.enabled:
         return AnalogResult(enabled=False)
     cfg = crossbar_config_for_run(sc)
@@ -226,6 +254,7 @@ def analog_stage(ctx: RunContext) -> AnalogResult:
     start = time.perf_counter()
     result: dict = {
         "enabled": True,
+        "metric": task.metric,
         "preset": sc.preset,
         "crossbar": cfg.model_dump(mode="json"),
         "n_seeds": sc.n_seeds,
@@ -236,7 +265,7 @@ def analog_stage(ctx: RunContext) -> AnalogResult:
         for name, model in ctx.models.items():
             inputs = variant_input(ctx.config, name, ctx.data)
             tick = _Ticker(progress, name)
-            result["variants"][name] = _variant(model, ctx.data, cfg, sc, inputs, ctx.config.seed, tick)
+            result["variants"][name] = _variant(model, ctx.data, cfg, sc, inputs, ctx.config.seed, tick, task)
     result["plots"] = _plots(result, ctx.plots_dir) + _write_noise_plots(result, ctx.plots_dir)
     result["seconds"] = time.perf_counter() - start
     return AnalogResult.model_validate(result)
@@ -245,6 +274,7 @@ def analog_stage(ctx: RunContext) -> AnalogResult:
 def _plots(result: dict, plots_dir: Path) -> list[str]:
     from spikecim.report.plots import plt, save_figure
 
+    scale, _, ylabel = metric_axis(result.get("metric", "accuracy"))
     names = []
     for key, fname, xlabel, xlog in (
         ("drift", "analog_drift.png", "time since programming (s)", True),
@@ -257,19 +287,19 @@ def _plots(result: dict, plots_dir: Path) -> list[str]:
             xs = m[key]["t_s" if key == "drift" else "bits"]
             ax.errorbar(
                 xs,
-                [v * 100 for v in m[key]["mean"]],
-                yerr=[v * 100 for v in m[key]["std"]],
+                [v * scale for v in m[key]["mean"]],
+                yerr=[v * scale for v in m[key]["std"]],
                 marker="o",
                 ms=3,
                 capsize=3,
                 color=f"C{i}",
                 label=f"{variant.upper()} analog",
             )
-            ax.axhline(m["ideal"] * 100, ls="--", color=f"C{i}", lw=1, label=f"{variant.upper()} digital")
+            ax.axhline(m["ideal"] * scale, ls="--", color=f"C{i}", lw=1, label=f"{variant.upper()} digital")
         if xlog:
             ax.set_xscale("log")
         ax.set_xlabel(xlabel)
-        ax.set_ylabel("test accuracy (%)")
+        ax.set_ylabel(ylabel)
         ax.set_title(f"{result['preset']}: mean ± std over {result['n_seeds']} seeds", fontsize=9)
         ax.legend(fontsize=7)
         save_figure(fig, plots_dir / fname, dpi=100)
@@ -289,7 +319,7 @@ def _write_noise_plots(result: dict, plots_dir: Path) -> list[str]:
         title = (
             f"{variant.upper()}, {result['preset']}: written K/V, mean ± std over {result['n_seeds']} seeds"
         )
-        plot_write_noise_sweep(m["write_noise"], ideal, plots_dir / name, title)
+        plot_write_noise_sweep(m["write_noise"], ideal, plots_dir / name, title, result.get("metric", "accuracy"))
         names.append(name)
     return names
 
@@ -301,7 +331,7 @@ def _write_noise_table(a: AnalogResult) -> str:
         if m.write_noise is None:
             continue
         for c in m.write_noise.curves:
-            cells = "".join(f"<td>{pct(x)}</td>" for x in c.mean)
+            cells = "".join(f"<td>{metric_text(a.metric, x)}</td>" for x in c.mean)
             rows.append(
                 f"<tr><td>{html.escape(v.upper())}</td><td>{html.escape(c.training)}</td>"
                 f"<td>{'on' if c.clipformer else 'off'}</td>{cells}</tr>"
@@ -311,14 +341,14 @@ def _write_noise_table(a: AnalogResult) -> str:
         return ""
     return (
         "<p>Attention's dynamic products with K and V written into crossbars at every inference: "
-        "accuracy against the write-noise factor γ (G' = G + γ·sqrt((G − G_min)(G_max − G_min))·N(0, σ²)), "
+        f"{html.escape(a.metric)} against the write-noise factor γ (G' = G + γ·sqrt((G − G_min)(G_max − G_min))·N(0, σ²)), "
         "ClipFormer shift-and-clip off and on, without and with hardware-aware training.</p>"
         f"<table><tr><th>variant</th><th>training</th><th>ClipFormer</th>{gammas}</tr>{''.join(rows)}</table>"
     )
 
 
-def _pm(m: SeedAccuracy | None, n_seeds: int | None) -> str:
-    return m.text(n_seeds) if m else MISSING
+def _pm(m: SeedAccuracy | None, n_seeds: int | None, metric: str) -> str:
+    return m.text(n_seeds, metric) if m else MISSING
 
 
 def _cost(m: HwaResult | BnFinetuneResult | None) -> str:
@@ -327,29 +357,33 @@ def _cost(m: HwaResult | BnFinetuneResult | None) -> str:
 
 @register_section("analog", "Analog crossbar accuracy", order=60, stage="analog")
 def analog_section(a: AnalogResult | None, run_dir: Path) -> str:
-    """Digital vs analog accuracy per variant, before and after mitigation, and the sweeps."""
+    """Digital vs analog score (the task's metric) per variant, before and after mitigation,
+    the sweeps, and for a task with several metrics (a language model) each of them."""
     if a is None or not a.enabled:
         return ""
-    n = a.n_seeds or 1
+    n, k = a.n_seeds or 1, a.metric
     rows = []
     for v, m in a.variants.items():
         rows.append(
-            f"<tr><td>{html.escape(v.upper())}</td><td>{pct(m.ideal)}</td><td>{_pm(m.analog, n)}</td>"
-            f"<td>{_pm(m.bn_finetune, n)}</td><td>{_cost(m.bn_finetune)}</td>"
-            f"<td>{_pm(m.hwa, n)}</td><td>{_cost(m.hwa)}</td></tr>"
+            f"<tr><td>{html.escape(v.upper())}</td><td>{metric_text(k, m.ideal)}</td><td>{_pm(m.analog, n, k)}</td>"
+            f"<td>{_pm(m.bn_finetune, n, k)}</td><td>{_cost(m.bn_finetune)}</td>"
+            f"<td>{_pm(m.hwa, n, k)}</td><td>{_cost(m.hwa)}</td></tr>"
         )
     parts = [
         (
             f"<p>Crossbar preset <code>{html.escape(str(a.preset))}</code>, read {a.t_inference_s:g} s after "
             f"programming; analog figures are the mean{' ± standard deviation' if n > 1 else ''} over "
-            f"{n} programming seed{'s' if n != 1 else ''}.</p>"
+            f"{n} programming seed{'s' if n != 1 else ''}; every figure is the "
+            f"{html.escape(metric_label(k))}.</p>"
         ),
         (
-            "<table><tr><th>variant</th><th>digital</th><th>analog</th><th>after BN fine-tuning</th>"
+            f"<table><tr><th>variant</th><th>digital {html.escape(k)}</th><th>analog {html.escape(k)}</th>"
+            "<th>after BN fine-tuning</th>"
             "<th>BN fine-tuning cost</th><th>after HWA training</th><th>HWA training cost</th></tr>"
             + "".join(rows)
             + "</table>"
         ),
+        _metrics_table(a),
         (
             "<p>BN fine-tuning trains only the BatchNorm affine parameters (γ, β) of each programmed "
             "crossbar on the calibration samples, re-estimating the running mean and variance on the "
@@ -366,6 +400,35 @@ def analog_section(a: AnalogResult | None, run_dir: Path) -> str:
     return "\n".join(parts)
 
 
+def _metrics_table(a: AnalogResult) -> str:
+    """Every scalar metric of a task that has more than one (a language model): digital and
+    on the crossbar, per variant; empty for classification (its one metric is the table above)."""
+    names = [k for k in next((m.metrics for m in a.variants.values() if m.metrics), {})]
+    if len(names) < 2:
+        return ""
+    n = a.n_seeds or 1
+    headers = "".join(
+        f"<th>{html.escape(metric_label(k, False))}, digital</th><th>{html.escape(metric_label(k, False))}, analog</th>"
+        for k in names
+    )
+    rows = []
+    for v, m in a.variants.items():
+        cells = "".join(
+            f"<td>{metric_text(k, m.metrics[k].ideal)}</td><td>{_pm(m.metrics[k], n, k)}</td>"
+            if k in m.metrics
+            else f"<td>{MISSING}</td><td>{MISSING}</td>"
+            for k in names
+        )
+        rows.append(f"<tr><td>{html.escape(v.upper())}</td>{cells}</tr>")
+    return (
+        "<p>Every metric of the task on the same programmed crossbars: "
+        f"{html.escape(', '.join(metric_label(k) for k in names))}. For a language model: the "
+        "validation split, every byte predicted from the bytes before it in its window "
+        "(bits per byte = cross-entropy / ln 2, perplexity = exp(cross-entropy)).</p>"
+        f"<table><tr><th>variant</th>{headers}</tr>{''.join(rows)}</table>"
+    )
+
+
 def _charts(a: AnalogResult, run_dir: Path) -> list[str]:
     """Accuracy per variant with every seed beside the mean ± std, and the drift and ADC
     sweeps (each with its PNG for report.md, when it was written)."""
@@ -379,8 +442,10 @@ def _charts(a: AnalogResult, run_dir: Path) -> list[str]:
     }
     out = []
     if seeds:
-        fig = charts.accuracy_seeds(seeds, f"Analog accuracy over {a.n_seeds} programming seeds ({title})")
-        out.append(embed_chart(fig, None, "analog accuracy per seed", name="analog-seeds"))
+        fig = charts.accuracy_seeds(
+            seeds, f"Analog {a.metric} over {a.n_seeds} programming seeds ({title})", a.metric
+        )
+        out.append(embed_chart(fig, None, f"analog {a.metric} per seed", name="analog-seeds"))
     for key, fname, x_key, x_title, log_x in (
         ("drift", "analog_drift.png", "t_s", "time since programming (s)", True),
         ("adc_bits", "analog_adc_bits.png", "bits", "ADC resolution (bits)", False),
@@ -392,6 +457,6 @@ def _charts(a: AnalogResult, run_dir: Path) -> list[str]:
                 curves[v] = {"x": getattr(sweep, x_key), "mean": sweep.mean, "std": sweep.std, "digital": m.ideal}
         if curves:
             png = run_dir / "plots" / fname
-            fig = charts.sweep(curves, f"{a.preset}: mean ± std over {a.n_seeds} seeds", x_title, log_x)
+            fig = charts.sweep(curves, f"{a.preset}: mean ± std over {a.n_seeds} seeds", x_title, log_x, a.metric)
             out.append(embed_chart(fig, png if png.exists() else None, fname, name=f"analog-{key.replace('_', '-')}"))
     return out

@@ -1,18 +1,20 @@
 """The ``ptq`` stage of ``spikecim run`` and its report section: weight-only post-training
 quantisation of every trained variant (:func:`spikecim.quant.tesseraq.post_training_quantize`)
 at each bit width of ``ptq.bits`` with each method of ``ptq.methods``, every quantised copy
-scored on the test split and, with ``ptq.analog``, on the analog stage's crossbar.
+scored on the test split and, with ``ptq.analog``, on the analog stage's crossbar in the
+same metric (a language model's perplexity on the crossbar, mean ± std over the seeds).
 
 The calibration samples are the first ``ptq.calibration_samples`` of the training split,
 encoded as the variant takes them (seeded with the run seed). Scoring goes through
 :func:`task_evaluator`, the one place that knows the task: the run's task's
 :meth:`~spikecim.tasks.Task.evaluate` on the test split (the numbers the ``evaluate`` stage
-reports), compared in the task's ``quantisation_metric``: accuracy for classification,
+reports), compared in the task's ``metric``: accuracy for classification,
 perplexity for a language model (bits per character and cross-entropy beside it).
 
 A layer that quantises its own weight (BitLinear) is not quantised again
-(:func:`~spikecim.quant.groupwise.quantizable_layers`); a variant left with no weight layer
-(``matmulfree-tiny``, whose every projection is a ternary BitLinear) is refused in one line.
+(:func:`~spikecim.quant.groupwise.quantizable_layers`); a model left with no weight layer
+(``matmulfree-tiny``, whose every projection is a ternary BitLinear) is refused in one line
+when the run config is read, before training (``has_float_weights`` of the model registry).
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ def task_evaluator(ctx: RunContext, variant: str) -> tuple[str, Callable[[nn.Mod
         r = task.evaluate(model, ctx.data.x_test, ctx.data.y_test, inputs, seed=ctx.config.seed)
         return {k: float(v) for k, v in r.items() if k not in ("samples", "tokens") and isinstance(v, (int, float))}
 
-    return task.quantisation_metric, score
+    return task.metric, score
 
 
 def ptq_stage(ctx: RunContext) -> PtqResult:
@@ -65,8 +67,6 @@ def ptq_stage(ctx: RunContext) -> PtqResult:
     for v in sc.variants or []:
         if v not in names:
             raise SpikecimError(f"ptq.variants: unknown variant '{v}', allowed: {', '.join(names)}")
-    if sc.analog and cfg.task != "classification":
-        raise SpikecimError(f"ptq.analog: scores accuracy on the crossbar, for classification runs only (task is {cfg.task})")
     analog = _analog_scorer(ctx) if sc.analog else None
     thresholds = tuple(sc.thresholds) if sc.thresholds is not None else PAPER_THRESHOLDS
     start = time.perf_counter()
@@ -132,13 +132,15 @@ def ptq_stage(ctx: RunContext) -> PtqResult:
 
 
 def _analog_scorer(ctx: RunContext) -> Callable[[nn.Module, str], SeedAccuracy]:
-    """Accuracy on the analog stage's crossbar (its preset, overrides, seeds and read time),
-    mean ± std over the programming seeds; refused when the analog stage is switched off."""
+    """The task's metric (accuracy, or a language model's perplexity) on the analog stage's
+    crossbar (its preset, overrides, seeds and read time), mean ± std over the programming
+    seeds; refused when the analog stage is switched off."""
     import statistics
 
     from spikecim.analog.convert import to_analog
-    from spikecim.analog.evaluate import monte_carlo
+    from spikecim.analog.evaluate import monte_carlo_scores
     from spikecim.pipeline.stage_analog import crossbar_config_for_run
+    from spikecim.tasks import get_task
 
     ac = ctx.config.analog
     if not ac.enabled:
@@ -150,12 +152,15 @@ def _analog_scorer(ctx: RunContext) -> Callable[[nn.Module, str], SeedAccuracy]:
         x, y = x[: ac.max_samples], y[: ac.max_samples]
     calib_x = ctx.data.x_train[: ac.calibration_samples] if ac.calibration_samples else None
 
+    task = get_task(ctx.config.task)
+
     def score(model: nn.Module, variant: str) -> SeedAccuracy:
         inputs = variant_input(ctx.config, variant, ctx.data)
-        accs = monte_carlo(
+        scores = monte_carlo_scores(
             to_analog(model, crossbar), x, y, seeds, ac.t_inference_s, None, inputs, calib_x,
-            input_seed=ctx.config.seed,
+            input_seed=ctx.config.seed, workers=ac.workers, ray_address=ac.ray_address, task=task.name,
         )  # fmt: skip
+        accs = [s[task.metric] for s in scores]
         std = statistics.stdev(accs) if len(accs) > 1 else 0.0
         return SeedAccuracy(mean=statistics.fmean(accs), std=std, accuracies=accs)
 
@@ -170,16 +175,16 @@ def ptq_section(result: PtqResult | None, run_dir: Path) -> str:
         return ""
     m = result.metric
     analog = any(r.analog_full_precision is not None for r in result.variants.values())
-    headers = ["variant", "weights", f"full precision {m}", *(["full precision analog"] if analog else [])]
+    headers = ["variant", "weights", f"full precision {m}", *([f"full precision analog {m}"] if analog else [])]
     for method in result.methods:
-        headers += [f"{method} {m}", *([f"{method} analog"] if analog else []), f"{method} time (s)"]
+        headers += [f"{method} {m}", *([f"{method} analog {m}"] if analog else []), f"{method} time (s)"]
         if method != "rtn":
             headers.append(f"{method} error / RTN")
     rows = []
     for v, r in result.variants.items():
         fp = [metric_text(m, r.full_precision.get(m))]
         if analog:
-            fp.append(_spread(r.analog_full_precision, result.n_seeds))
+            fp.append(_spread(r.analog_full_precision, result.n_seeds, m))
         for bits in result.bits:
             line = [v, f"W{bits}", *fp]
             for method in result.methods:
@@ -189,7 +194,7 @@ def ptq_section(result: PtqResult | None, run_dir: Path) -> str:
                     continue
                 line.append(metric_text(m, run.metrics.get(m)))
                 if analog:
-                    line.append(_spread(run.analog, result.n_seeds))
+                    line.append(_spread(run.analog, result.n_seeds, m))
                 line.append(MISSING if run.seconds is None else f"{run.seconds:.3g}")
                 if method != "rtn":
                     line.append(_error_ratio(run))
@@ -209,8 +214,8 @@ def ptq_section(result: PtqResult | None, run_dir: Path) -> str:
     return intro + html_table(headers, rows)
 
 
-def _spread(s: SeedAccuracy | None, n_seeds: int | None) -> str:
-    return s.text(n_seeds) if s is not None else MISSING
+def _spread(s: SeedAccuracy | None, n_seeds: int | None, metric: str) -> str:
+    return s.text(n_seeds, metric) if s is not None else MISSING
 
 
 def _error_ratio(run: PtqRun) -> str:

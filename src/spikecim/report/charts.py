@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from spikecim.report.fmt import metric_axis
+
 __all__ = [
     "accuracy_seeds",
     "accuracy_vs_energy",
@@ -138,16 +140,18 @@ def grouped_bars(
     return fig
 
 
-def accuracy_seeds(variants: Mapping[str, Mapping], title: str):
+def accuracy_seeds(variants: Mapping[str, Mapping], title: str, metric: str = "accuracy"):
     """Per variant: the digital accuracy, the mean ± std over seeds and every seed's accuracy.
 
     ``variants[name] = {"digital": fraction | None, "mean": fraction, "std": fraction,
     "seeds": [fraction, ...]}``; the seeds are drawn beside the mean so their spread shows.
+    ``metric`` other than accuracy (a language model's perplexity) is drawn as it is, not in %.
     """
+    k, u, y_title = metric_axis(metric)
     names = list(variants)
     fig = base_figure(title=title)
     digital = [
-        (i - 0.2, variants[v]["digital"] * 100, v)
+        (i - 0.2, variants[v]["digital"] * k, v)
         for i, v in enumerate(names)
         if variants[v].get("digital") is not None
     ]
@@ -159,10 +163,10 @@ def accuracy_seeds(variants: Mapping[str, Mapping], title: str):
             name="digital",
             marker={"symbol": "diamond", "size": 10, "color": "#7f7f7f"},
             text=[d[2].upper() for d in digital],
-            hovertemplate="%{text} digital: %{y:.2f} %<extra></extra>",
+            hovertemplate=f"%{{text}} digital: %{{y:.4g}}{u}<extra></extra>",
         )
     means = [
-        (i, variants[v]["mean"] * 100, (variants[v].get("std") or 0.0) * 100, v)
+        (i, variants[v]["mean"] * k, (variants[v].get("std") or 0.0) * k, v)
         for i, v in enumerate(names)
         if variants[v].get("mean") is not None
     ]
@@ -176,10 +180,10 @@ def accuracy_seeds(variants: Mapping[str, Mapping], title: str):
             marker={"size": 12, "color": palette(0)},
             text=[m[3].upper() for m in means],
             customdata=[m[2] for m in means],
-            hovertemplate="%{text} analog: %{y:.2f} % ± %{customdata:.2f} %<extra></extra>",
+            hovertemplate=f"%{{text}} analog: %{{y:.4g}}{u} ± %{{customdata:.2g}}{u}<extra></extra>",
         )
     seeds = [
-        (i + 0.2 + 0.04 * (k - (len(variants[v]["seeds"]) - 1) / 2), a * 100, f"{v.upper()} seed {k}")
+        (i + 0.2 + 0.04 * (k - (len(variants[v]["seeds"]) - 1) / 2), a * k, f"{v.upper()} seed {k}")
         for i, v in enumerate(names)
         for k, a in enumerate(variants[v].get("seeds") or [])
     ]
@@ -191,7 +195,7 @@ def accuracy_seeds(variants: Mapping[str, Mapping], title: str):
             name="each seed",
             marker={"size": 7, "color": palette(1), "symbol": "circle-open"},
             text=[s[2] for s in seeds],
-            hovertemplate="%{text}: %{y:.2f} %<extra></extra>",
+            hovertemplate=f"%{{text}}: %{{y:.4g}}{u}<extra></extra>",
         )
     fig.update_xaxes(
         tickvals=list(range(len(names))),
@@ -199,38 +203,40 @@ def accuracy_seeds(variants: Mapping[str, Mapping], title: str):
         title_text="variant",
         range=[-0.6, len(names) - 0.4],
     )
-    fig.update_yaxes(title_text="test accuracy (%)")
+    fig.update_yaxes(title_text=y_title)
     return fig
 
 
-def sweep(curves: Mapping[str, Mapping], title: str, x_title: str, log_x: bool = False):
+def sweep(curves: Mapping[str, Mapping], title: str, x_title: str, log_x: bool = False, metric: str = "accuracy"):
     """Accuracy (mean ± std over seeds, %) along a sweep, one line per variant, with its
-    digital accuracy as a dashed line. ``curves[name] = {"x", "mean", "std", "digital"}``."""
+    digital accuracy as a dashed line. ``curves[name] = {"x", "mean", "std", "digital"}``;
+    ``metric`` as in :func:`accuracy_seeds`."""
+    k, u, y_title = metric_axis(metric)
     fig = base_figure(title=title)
     for i, (name, c) in enumerate(curves.items()):
         fig.add_scatter(
             x=list(c["x"]),
-            y=[m * 100 for m in c["mean"]],
+            y=[m * k for m in c["mean"]],
             mode="lines+markers",
             name=f"{name.upper()} analog",
-            error_y={"type": "data", "array": [s * 100 for s in c["std"]], "visible": True},
+            error_y={"type": "data", "array": [s * k for s in c["std"]], "visible": True},
             line={"color": palette(i)},
-            customdata=[s * 100 for s in c["std"]],
-            hovertemplate=f"{x_title} %{{x}}: %{{y:.2f}} % ± %{{customdata:.2f}} %<extra>%{{fullData.name}}</extra>",
+            customdata=[s * k for s in c["std"]],
+            hovertemplate=f"{x_title} %{{x}}: %{{y:.4g}}{u} ± %{{customdata:.2g}}{u}<extra>%{{fullData.name}}</extra>",
         )
         if c.get("digital") is not None and len(c["x"]):
             fig.add_scatter(
                 x=[min(c["x"]), max(c["x"])],
-                y=[c["digital"] * 100] * 2,
+                y=[c["digital"] * k] * 2,
                 mode="lines",
                 name=f"{name.upper()} digital",
                 line={"color": palette(i), "dash": "dash", "width": 1},
-                hovertemplate="digital: %{y:.2f} %<extra>%{fullData.name}</extra>",
+                hovertemplate=f"digital: %{{y:.4g}}{u}<extra>%{{fullData.name}}</extra>",
             )
     fig.update_xaxes(
         title_text=x_title + (" (log scale)" if log_x else ""), type="log" if log_x else "linear"
     )
-    fig.update_yaxes(title_text="test accuracy (%)")
+    fig.update_yaxes(title_text=y_title)
     return fig
 
 

@@ -9,6 +9,10 @@ figure reads the same everywhere.
 - ``energy_unit([3.2e6, 5e4])`` -> ``("µJ", 1e6)``: the one unit of a table of energies,
   chosen from its largest value; ``energy(3.2e6, "µJ")`` -> ``"3.2"``
 - a missing value (``None``) -> ``"—"``
+- a task metric (:func:`metric_text`, :func:`metric_spread`): accuracy as a percentage,
+  perplexity, bits per byte and cross-entropy with 4 significant digits
+  (``metric_spread("perplexity", 3.912, 0.041, 3)`` -> ``"3.912 ± 0.041 (3 seeds)"``);
+  :func:`metric_label` names one with its direction (``"perplexity (lower is better)"``)
 """
 
 from __future__ import annotations
@@ -16,7 +20,20 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-__all__ = ["MISSING", "count", "energy", "energy_unit", "pct", "pct_spread", "rate"]
+__all__ = [
+    "LOWER_IS_BETTER",
+    "MISSING",
+    "count",
+    "energy",
+    "energy_unit",
+    "metric_axis",
+    "metric_label",
+    "metric_spread",
+    "metric_text",
+    "pct",
+    "pct_spread",
+    "rate",
+]
 
 MISSING = "—"
 # (unit, picojoules per unit), smallest first.
@@ -35,6 +52,44 @@ def pct_spread(mean: float | None, std: float | None, n_seeds: int | None) -> st
     if std is None or (n_seeds is not None and n_seeds < 2):
         return f"{pct(mean)}{seeds}"
     return f"{pct(mean)} ± {pct(std)}{seeds}"
+
+
+#: task metrics where a smaller value is the better model (the language model's)
+LOWER_IS_BETTER = frozenset({"perplexity", "bits_per_char", "cross_entropy"})
+_METRIC_NAMES = {"bits_per_char": "bits per byte", "cross_entropy": "cross-entropy (nats)"}
+
+
+def metric_text(name: str, value: float | None) -> str:
+    """A task metric: accuracy as a percentage, others (perplexity, bits per byte,
+    cross-entropy) with 4 significant digits."""
+    if value is None:
+        return MISSING
+    return pct(value) if name == "accuracy" else f"{value:.4g}"
+
+
+def metric_spread(name: str, mean: float | None, std: float | None, n_seeds: int | None) -> str:
+    """:func:`pct_spread` for any task metric (:func:`metric_text` of the mean and the std)."""
+    if name == "accuracy" or mean is None:
+        return pct_spread(mean, std, n_seeds)
+    seeds = "" if n_seeds is None else f" ({n_seeds} seed{'s' if n_seeds != 1 else ''})"
+    if std is None or (n_seeds is not None and n_seeds < 2):
+        return f"{metric_text(name, mean)}{seeds}"
+    return f"{metric_text(name, mean)} ± {std:.2g}{seeds}"
+
+
+def metric_label(name: str, direction: bool = True) -> str:
+    """The metric's name as tables show it, with its direction unless ``direction`` is False."""
+    label = _METRIC_NAMES.get(name, name)
+    if not direction:
+        return label
+    return f"{label} ({'lower' if name in LOWER_IS_BETTER else 'higher'} is better)"
+
+
+def metric_axis(name: str) -> tuple[float, str, str]:
+    """``(scale, unit, axis title)`` of a plot of the metric: accuracy in percent, others as they are."""
+    if name == "accuracy":
+        return 100.0, " %", "test accuracy (%)"
+    return 1.0, "", f"validation {_METRIC_NAMES.get(name, name)}, {'lower' if name in LOWER_IS_BETTER else 'higher'} is better"
 
 
 def count(value: float | None) -> str:

@@ -29,8 +29,11 @@ class Task(ABC):
     name: ClassVar[str] = ""
     #: the metric tables and plots lead with (its key in :meth:`evaluate`'s result)
     headline: ClassVar[str] = "accuracy"
-    #: the metric the ``ptq`` stage compares quantised models in (a key of :meth:`evaluate`'s result)
-    quantisation_metric: ClassVar[str] = "accuracy"
+    #: the metric crossbars (``analog`` stage) and quantised copies (``ptq`` stage) are compared
+    #: in: a key of :meth:`evaluate`'s result and the first of :attr:`scalar_metrics`
+    metric: ClassVar[str] = "accuracy"
+    #: the scalar metrics of :meth:`evaluate` that :meth:`scores` returns
+    scalar_metrics: ClassVar[tuple[str, ...]] = ("accuracy",)
     #: the data sets this task reads (their ``Dataset.task``)
     data_kind: ClassVar[str] = ""
 
@@ -60,6 +63,20 @@ class Task(ABC):
     ) -> dict:
         """Metrics of ``model`` on ``(x, y)``; always ``accuracy``, ``samples`` and ``spike_rates``."""
 
+    def scores(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        inputs,
+        batch_size: int = 256,
+        seed: int = 0,
+    ) -> dict[str, float]:
+        """The :attr:`scalar_metrics` of :meth:`evaluate` (what the analog stage records per
+        programming seed), :attr:`metric` first."""
+        r = self.evaluate(model, x, y, inputs, batch_size=batch_size, seed=seed)
+        return {k: float(r[k]) for k in self.scalar_metrics}
+
 
 _TASKS: dict[str, Task] = {}
 
@@ -70,6 +87,8 @@ def register_task(cls: type[Task]) -> type[Task]:
         raise TypeError(f"{cls.__name__}: a task needs a name")
     if cls.name in _TASKS:
         raise ValueError(f"task '{cls.name}' registered twice")
+    if cls.scalar_metrics[:1] != (cls.metric,):
+        raise TypeError(f"{cls.__name__}: scalar_metrics must start with its metric '{cls.metric}'")
     _TASKS[cls.name] = cls()
     return cls
 

@@ -167,7 +167,8 @@ def generate(
 class LanguageModelling(Task):
     name = "lm"
     headline = "bits_per_char"
-    quantisation_metric = "perplexity"
+    metric = "perplexity"
+    scalar_metrics = ("perplexity", "bits_per_char", "cross_entropy", "accuracy")
     data_kind = "lm"
 
     def model_input(self, timesteps, encoder, spiking, frames):

@@ -151,7 +151,7 @@ class MatMulFreeLM(TokenModel):
         ]
 
 
-@register_model("matmulfree-tiny", spiking_form=False, task="lm")
+@register_model("matmulfree-tiny", spiking_form=False, task="lm", float_weights=False)
 def matmulfree_tiny(
     spiking: bool = False,
     num_classes: int = 256,
