@@ -4,6 +4,7 @@ quantised here with torch's fake quantiser, the report section and one-line conf
 import copy
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 import torch
@@ -104,3 +105,30 @@ def test_ptq_on_the_ideal_crossbar_matches_the_digital_accuracy(ptq_run):
     assert abs(variant["analog_full_precision"]["mean"] - variant["full_precision"]["accuracy"]) <= one
     for r in variant["runs"]:
         assert abs(r["analog"]["mean"] - r["metrics"]["accuracy"]) <= one
+
+
+def test_ptq_section_charts_each_method_against_the_bits_with_the_full_precision_line():
+    import re
+
+    from spikecim.pipeline.results import PtqResult, PtqRun, PtqVariant
+    from spikecim.pipeline.stage_ptq import ptq_section
+
+    runs = [
+        PtqRun(method="rtn", bits=2, metrics={"perplexity": 9.5}),
+        PtqRun(method="rtn", bits=4, metrics={"perplexity": 6.25}),
+        PtqRun(method="tesseraq", bits=2, metrics={"perplexity": 7.0}),
+        PtqRun(method="tesseraq", bits=4, metrics={"perplexity": 6.0}),
+    ]
+    result = PtqResult(
+        metric="perplexity", methods=["rtn", "tesseraq"], bits=[2, 4],
+        variants={"ann": PtqVariant(full_precision={"perplexity": 5.5}, runs=runs)},
+    )  # fmt: skip
+    page = ptq_section(result, Path("."))
+    (spec,) = re.findall(r'data-chart="ptq"[^>]*>.*?class="chart-spec">(.*?)</script>', page)
+    lines = {t["name"]: (t["x"], t["y"]) for t in json.loads(spec)["data"]}
+    assert lines == {
+        "ann rtn": ([2, 4], [9.5, 6.25]),
+        "ann tesseraq": ([2, 4], [7.0, 6.0]),
+        "ann full precision": ([2, 4], [5.5, 5.5]),
+    }
+    assert "lower is better" in json.loads(spec)["layout"]["yaxis"]["title"]["text"]

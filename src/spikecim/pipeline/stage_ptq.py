@@ -33,7 +33,7 @@ from spikecim.pipeline.run import variant_input
 from spikecim.pipeline.stages import RunContext
 from spikecim.progress import progress_bar
 from spikecim.report.fmt import MISSING
-from spikecim.report.sections import html_table, register_section
+from spikecim.report.sections import embed_chart, html_table, register_section
 
 __all__ = ["ptq_section", "ptq_stage", "task_evaluator"]
 
@@ -50,7 +50,11 @@ def task_evaluator(ctx: RunContext, variant: str) -> tuple[str, Callable[[nn.Mod
 
     def score(model: nn.Module) -> dict[str, float]:
         r = task.evaluate(model, ctx.data.x_test, ctx.data.y_test, inputs, seed=ctx.config.seed)
-        return {k: float(v) for k, v in r.items() if k not in ("samples", "tokens") and isinstance(v, (int, float))}
+        return {
+            k: float(v)
+            for k, v in r.items()
+            if k not in ("samples", "tokens") and isinstance(v, (int, float))
+        }
 
     return task.metric, score
 
@@ -80,7 +84,9 @@ def ptq_stage(ctx: RunContext) -> PtqResult:
                     "(BitLinear layers, all of matmulfree-tiny's, are ternary already); leave it out"
                 )
             inputs = variant_input(cfg, v, ctx.data)
-            calib = inputs.encode(ctx.data.x_train[: sc.calibration_samples], torch.Generator().manual_seed(cfg.seed))
+            calib = inputs.encode(
+                ctx.data.x_train[: sc.calibration_samples], torch.Generator().manual_seed(cfg.seed)
+            )
             batch_dim = inputs.batch_dim
             metric, score = task_evaluator(ctx, v)
             runs = []
@@ -175,7 +181,12 @@ def ptq_section(result: PtqResult | None, run_dir: Path) -> str:
         return ""
     m = result.metric
     analog = any(r.analog_full_precision is not None for r in result.variants.values())
-    headers = ["variant", "weights", f"full precision {m}", *([f"full precision analog {m}"] if analog else [])]
+    headers = [
+        "variant",
+        "weights",
+        f"full precision {m}",
+        *([f"full precision analog {m}"] if analog else []),
+    ]
     for method in result.methods:
         headers += [f"{method} {m}", *([f"{method} analog {m}"] if analog else []), f"{method} time (s)"]
         if method != "rtn":
@@ -199,7 +210,11 @@ def ptq_section(result: PtqResult | None, run_dir: Path) -> str:
                 if method != "rtn":
                     line.append(_error_ratio(run))
             rows.append(line)
-    group = "one group per output channel" if result.group_size is None else f"groups of {result.group_size} inputs"
+    group = (
+        "one group per output channel"
+        if result.group_size is None
+        else f"groups of {result.group_size} inputs"
+    )
     batch = "all of them" if result.batch_size is None else f"{result.batch_size}"
     schedule = f"{len(result.thresholds)} stages of {result.steps} Adam steps"
     intro = (
@@ -211,7 +226,40 @@ def ptq_section(result: PtqResult | None, run_dir: Path) -> str:
         f"{html.escape(m)} on the test split; error / RTN: the mean over blocks of the block-output "
         "mean squared error after the final hard rounding, divided by RTN's.</p>"
     )
-    return intro + html_table(headers, rows)
+    return (
+        intro
+        + html_table(headers, rows)
+        + embed_chart(_ptq_chart(result), None, "PTQ methods against bits", "ptq")
+    )
+
+
+def _ptq_chart(result: PtqResult):
+    """The task metric against the weight bits, one line per variant and method, the full
+    precision model as a dashed line."""
+    from spikecim.report import charts
+    from spikecim.report.fmt import metric_axis
+
+    scale, unit, axis = metric_axis(result.metric)
+    curves = {}
+    for v, r in result.variants.items():
+        for method in result.methods:
+            pts = [
+                (b, run.metrics.get(result.metric))
+                for b in result.bits
+                if (run := r.run(method, b)) is not None
+            ]
+            pts = [(b, y) for b, y in pts if y is not None]
+            if pts:
+                curves[f"{v} {method}"] = {
+                    "x": [b for b, _ in pts],
+                    "y": [y * scale for _, y in pts],
+                }
+        full = r.full_precision.get(result.metric)
+        if full is not None and result.bits:
+            xs = [min(result.bits), max(result.bits)]
+            curves[f"{v} full precision"] = {"x": xs, "y": [full * scale] * 2, "dash": True}
+    title = "Post-training quantisation: the task metric against the weight bits"
+    return charts.lines(curves, title, "weight bits", axis, unit.strip())
 
 
 def _spread(s: SeedAccuracy | None, n_seeds: int | None, metric: str) -> str:
