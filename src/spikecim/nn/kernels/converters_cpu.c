@@ -138,9 +138,11 @@ CLONES static void dac_one(const dac_args *a, int64_t n) {
     }
 }
 
-/* patch row r (channel c, kernel offset ki, kj) of one sample's image xn into dst[Ho·Wo],
- * zero where the kernel lies on the padding: the row r of F.unfold */
-static void gather_row(const unfold_args *a, const real *xn, int64_t r, real *dst) {
+/* patch row r (channel c, kernel offset ki, kj) of one sample's image xn, in levels:
+ * dst[l] = rint(patch value · g[l]), the row r of F.unfold times the gains, 0 where the
+ * kernel lies on the padding (rint(0·g) = +0 as well) */
+#define INLINE static inline __attribute__((always_inline))
+INLINE void gather_levels(const unfold_args *a, const real *xn, int64_t r, const real *g, real *dst) {
     const int64_t per = a->kh * a->kw, c = r / per, ki = (r % per) / a->kw, kj = r % a->kw;
     const int64_t H = a->H, W = a->W, Ho = a->Ho, Wo = a->Wo, sw = a->sw;
     const int64_t off = kj * a->dw - a->pw; /* input column of output column wo: wo·sw + off */
@@ -149,7 +151,7 @@ static void gather_row(const unfold_args *a, const real *xn, int64_t r, real *ds
     if (hi > Wo) hi = Wo;
     if (lo > hi) lo = hi;
     const real *xc = xn + c * H * W;
-    for (int64_t ho = 0; ho < Ho; ho++, dst += Wo) {
+    for (int64_t ho = 0; ho < Ho; ho++, dst += Wo, g += Wo) {
         const int64_t h = ho * a->sh - a->ph + ki * a->dh;
         if (h < 0 || h >= H) {
             for (int64_t wo = 0; wo < Wo; wo++) dst[wo] = 0;
@@ -158,17 +160,62 @@ static void gather_row(const unfold_args *a, const real *xn, int64_t r, real *ds
         const real *src = xc + h * W + off;
         for (int64_t wo = 0; wo < lo; wo++) dst[wo] = 0;
         if (sw == 1)
-            for (int64_t wo = lo; wo < hi; wo++) dst[wo] = src[wo];
+            for (int64_t wo = lo; wo < hi; wo++) dst[wo] = rint(src[wo] * g[wo]);
         else
-            for (int64_t wo = lo; wo < hi; wo++) dst[wo] = src[wo * sw];
+            for (int64_t wo = lo; wo < hi; wo++) dst[wo] = rint(src[wo * sw] * g[wo]);
         for (int64_t wo = hi; wo < Wo; wo++) dst[wo] = 0;
     }
 }
 
-/* input tile i of sample n: the abs-max per patch over the tile's rows, gathered from the
- * image; then each row gathered again into its place in the patches and turned into
- * levels while it is in L1 (the image is far smaller than its patches and stays cached,
- * so the patches are written once and never read back) */
+INLINE void max_into(ubits *m, const real *x, int64_t n) {
+    for (int64_t p = 0; p < n; p++) m[p] = abs_bits(x[p]) > m[p] ? abs_bits(x[p]) : m[p];
+}
+
+/* m[l] = the abs-max of patch l over input tile rows [r0, r1), from the image: per kernel
+ * offset k = (ki, kj), the largest |x| over the tile's channels with row (c, k) (every
+ * channel the tile covers whole, plus the rows of the channels it cuts), then per patch the
+ * largest of those maps at the pixels under the kernel (padding adds 0). That reads the
+ * image about once instead of gathering every row of the patches. */
+INLINE void tile_abs_max(const unfold_args *a, const real *xn, int64_t r0, int64_t r1, ubits *m, ubits *maps) {
+    const int64_t per = a->kh * a->kw, HW = a->H * a->W, W = a->W, Ho = a->Ho, Wo = a->Wo, sw = a->sw;
+    ubits *full = maps + per * HW;
+    for (int64_t p = 0; p < HW; p++) full[p] = 0;
+    int cut = 0;
+    for (int64_t c = r0 / per; c <= (r1 - 1) / per; c++) {
+        if (c * per >= r0 && (c + 1) * per <= r1) max_into(full, xn + c * HW, HW);
+        else cut = 1;
+    }
+    if (cut) {
+        for (int64_t k = 0; k < per; k++) memcpy(maps + k * HW, full, HW * sizeof *full);
+        for (int64_t r = r0; r < r1; r++) {
+            const int64_t c = r / per;
+            if (!(c * per >= r0 && (c + 1) * per <= r1)) max_into(maps + (r % per) * HW, xn + c * HW, HW);
+        }
+    }
+    for (int64_t l = 0; l < Ho * Wo; l++) m[l] = 0;
+    for (int64_t k = 0; k < per; k++) {
+        const ubits *map = cut ? maps + k * HW : full;
+        const int64_t ki = k / a->kw, kj = k % a->kw, off = kj * a->dw - a->pw;
+        int64_t lo = off >= 0 ? 0 : (-off + sw - 1) / sw;
+        int64_t hi = W - off <= 0 ? 0 : (W - off + sw - 1) / sw;
+        if (hi > Wo) hi = Wo;
+        if (lo > hi) lo = hi;
+        for (int64_t ho = 0; ho < Ho; ho++) {
+            const int64_t h = ho * a->sh - a->ph + ki * a->dh;
+            if (h < 0 || h >= a->H) continue;
+            const ubits *src = map + h * W + off;
+            ubits *dst = m + ho * Wo;
+            if (sw == 1)
+                for (int64_t wo = lo; wo < hi; wo++) dst[wo] = src[wo] > dst[wo] ? src[wo] : dst[wo];
+            else
+                for (int64_t wo = lo; wo < hi; wo++) dst[wo] = src[wo * sw] > dst[wo] ? src[wo * sw] : dst[wo];
+        }
+    }
+}
+
+/* input tile i of sample n: the abs-max of every patch (tile_abs_max), then each row of the
+ * tile gathered into its place in the patches as levels: the patches are written once and
+ * never read back */
 CLONES static void unfold_one(const unfold_args *a, int64_t item) {
     const int64_t n = item / a->n_in, i = item % a->n_in, L = a->Ho * a->Wo;
     const int64_t K = a->C * a->kh * a->kw, r0 = i * a->R, r1 = r0 + a->R < K ? r0 + a->R : K;
@@ -176,25 +223,18 @@ CLONES static void unfold_one(const unfold_args *a, int64_t item) {
     real *out = a->out + n * K * L;
     real *scale = a->scale + (i * a->N + n) * L;
     ubits *m = malloc(L * sizeof *m);
-    real *g = malloc(L * sizeof *g), *buf = malloc(L * sizeof *buf);
-    if (m == 0 || g == 0 || buf == 0) abort();
-    for (int64_t l = 0; l < L; l++) m[l] = 0;
-    for (int64_t r = r0; r < r1; r++) {
-        gather_row(a, xn, r, buf);
-        for (int64_t l = 0; l < L; l++) m[l] = abs_bits(buf[l]) > m[l] ? abs_bits(buf[l]) : m[l];
-    }
+    ubits *maps = malloc((a->kh * a->kw + 1) * a->H * a->W * sizeof *maps);
+    real *g = malloc(L * sizeof *g);
+    if (m == 0 || maps == 0 || g == 0) abort();
+    tile_abs_max(a, xn, r0, r1, m, maps);
     for (int64_t l = 0; l < L; l++) {
         scale[l] = scale_of(m[l]);
         g[l] = gain_of(scale[l], a->n_dac);
     }
-    for (int64_t r = r0; r < r1; r++) {
-        real *row = out + r * L;
-        gather_row(a, xn, r, row);
-        for (int64_t l = 0; l < L; l++) row[l] = rint(row[l] * g[l]);
-    }
+    for (int64_t r = r0; r < r1; r++) gather_levels(a, xn, r, g, out + r * L);
     free(m);
+    free(maps);
     free(g);
-    free(buf);
 }
 
 static inline real adc_level(real v, real k, real q) {
