@@ -138,35 +138,7 @@ CLONES static void dac_one(const dac_args *a, int64_t n) {
     }
 }
 
-/* patch row r (channel c, kernel offset ki, kj) of one sample's image xn, in levels:
- * dst[l] = rint(patch value · g[l]), the row r of F.unfold times the gains, 0 where the
- * kernel lies on the padding (rint(0·g) = +0 as well) */
 #define INLINE static inline __attribute__((always_inline))
-INLINE void gather_levels(const unfold_args *a, const real *xn, int64_t r, const real *g, real *dst) {
-    const int64_t per = a->kh * a->kw, c = r / per, ki = (r % per) / a->kw, kj = r % a->kw;
-    const int64_t H = a->H, W = a->W, Ho = a->Ho, Wo = a->Wo, sw = a->sw;
-    const int64_t off = kj * a->dw - a->pw; /* input column of output column wo: wo·sw + off */
-    int64_t lo = off >= 0 ? 0 : (-off + sw - 1) / sw;      /* first wo inside the image */
-    int64_t hi = W - off <= 0 ? 0 : (W - off + sw - 1) / sw; /* first wo past its right edge */
-    if (hi > Wo) hi = Wo;
-    if (lo > hi) lo = hi;
-    const real *xc = xn + c * H * W;
-    for (int64_t ho = 0; ho < Ho; ho++, dst += Wo, g += Wo) {
-        const int64_t h = ho * a->sh - a->ph + ki * a->dh;
-        if (h < 0 || h >= H) {
-            for (int64_t wo = 0; wo < Wo; wo++) dst[wo] = 0;
-            continue;
-        }
-        const real *src = xc + h * W + off;
-        for (int64_t wo = 0; wo < lo; wo++) dst[wo] = 0;
-        if (sw == 1)
-            for (int64_t wo = lo; wo < hi; wo++) dst[wo] = rint(src[wo] * g[wo]);
-        else
-            for (int64_t wo = lo; wo < hi; wo++) dst[wo] = rint(src[wo * sw] * g[wo]);
-        for (int64_t wo = hi; wo < Wo; wo++) dst[wo] = 0;
-    }
-}
-
 INLINE void max_into(ubits *m, const real *x, int64_t n) {
     for (int64_t p = 0; p < n; p++) m[p] = abs_bits(x[p]) > m[p] ? abs_bits(x[p]) : m[p];
 }
@@ -214,27 +186,47 @@ INLINE void tile_abs_max(const unfold_args *a, const real *xn, int64_t r0, int64
 }
 
 /* input tile i of sample n: the abs-max of every patch (tile_abs_max), then each row of the
- * tile gathered into its place in the patches as levels: the patches are written once and
- * never read back */
+ * tile written as levels into its place in the patches, gathered through a table of
+ * indices into a zero-padded copy of the tile's channels (one loop over the patches per
+ * row, whatever the image width): the patches are written once and never read back */
 CLONES static void unfold_one(const unfold_args *a, int64_t item) {
-    const int64_t n = item / a->n_in, i = item % a->n_in, L = a->Ho * a->Wo;
-    const int64_t K = a->C * a->kh * a->kw, r0 = i * a->R, r1 = r0 + a->R < K ? r0 + a->R : K;
-    const real *xn = a->x + n * a->C * a->H * a->W;
+    const int64_t n = item / a->n_in, i = item % a->n_in, L = a->Ho * a->Wo, per = a->kh * a->kw;
+    const int64_t K = a->C * per, r0 = i * a->R, r1 = r0 + a->R < K ? r0 + a->R : K;
+    const int64_t c0 = r0 / per, c1 = (r1 - 1) / per + 1, H = a->H, W = a->W;
+    const int64_t Hp = H + 2 * a->ph, Wp = W + 2 * a->pw, HWp = Hp * Wp;
+    const real *xn = a->x + n * a->C * H * W;
     real *out = a->out + n * K * L;
     real *scale = a->scale + (i * a->N + n) * L;
     ubits *m = malloc(L * sizeof *m);
-    ubits *maps = malloc((a->kh * a->kw + 1) * a->H * a->W * sizeof *maps);
-    real *g = malloc(L * sizeof *g);
-    if (m == 0 || maps == 0 || g == 0) abort();
+    ubits *maps = malloc((per + 1) * H * W * sizeof *maps);
+    real *g = malloc(L * sizeof *g), *pad = calloc((c1 - c0) * HWp, sizeof *pad);
+    int32_t *idx = malloc(per * L * sizeof *idx);
+    if (m == 0 || maps == 0 || g == 0 || pad == 0 || idx == 0) abort();
     tile_abs_max(a, xn, r0, r1, m, maps);
     for (int64_t l = 0; l < L; l++) {
         scale[l] = scale_of(m[l]);
         g[l] = gain_of(scale[l], a->n_dac);
     }
-    for (int64_t r = r0; r < r1; r++) gather_levels(a, xn, r, g, out + r * L);
+    for (int64_t c = c0; c < c1; c++)
+        for (int64_t h = 0; h < H; h++)
+            memcpy(pad + (c - c0) * HWp + (h + a->ph) * Wp + a->pw, xn + (c * H + h) * W, W * sizeof *pad);
+    for (int64_t k = 0; k < per; k++) {
+        const int64_t ki = k / a->kw, kj = k % a->kw;
+        for (int64_t ho = 0; ho < a->Ho; ho++)
+            for (int64_t wo = 0; wo < a->Wo; wo++)
+                idx[k * L + ho * a->Wo + wo] = (int32_t)((ho * a->sh + ki * a->dh) * Wp + wo * a->sw + kj * a->dw);
+    }
+    for (int64_t r = r0; r < r1; r++) {
+        const real *src = pad + (r / per - c0) * HWp;
+        const int32_t *ix = idx + (r % per) * L;
+        real *dst = out + r * L;
+        for (int64_t l = 0; l < L; l++) dst[l] = rint(src[ix[l]] * g[l]);
+    }
     free(m);
     free(maps);
     free(g);
+    free(pad);
+    free(idx);
 }
 
 static inline real adc_level(real v, real k, real q) {
