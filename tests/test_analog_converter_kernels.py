@@ -212,3 +212,26 @@ def test_noisy_analog_forward_is_the_same_without_a_compiler(dtype, request):
     assert sum("converter kernels could not be built" in str(w.message) for w in caught) == 1
     for a, b in zip(fused, fallback, strict=True):
         assert torch.equal(a, b)
+
+
+def test_noisy_analog_matmul_is_the_same_without_a_compiler(request):
+    """The crossbar that holds an operand written at run time (attention's products): its DAC
+    runs in the kernel where one is built, with the same levels as the torch passes."""
+    from spikecim.analog.config import load_crossbar_config
+    from spikecim.analog.dynamic import AnalogMatMul
+
+    layer = AnalogMatMul(load_crossbar_config({"preset": "pcm-aihwkit", "tile_rows": 8}), "crossbar")
+    g = torch.Generator().manual_seed(6)
+    a, b = torch.randn(3, 5, 20, generator=g), torch.randn(3, 20, 7, generator=g)
+
+    def forward():
+        torch.manual_seed(7)
+        with torch.no_grad():
+            return layer(a, b)
+
+    fused = forward()
+    request.getfixturevalue("no_compiler")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert not ck.available(a)
+        assert torch.equal(forward(), fused)
