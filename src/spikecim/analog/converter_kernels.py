@@ -39,8 +39,14 @@ _PARALLEL_MIN = 1 << 16  # elements below which one thread is faster than waking
 
 
 def available(x: torch.Tensor) -> bool:
-    """Whether the kernels run for ``x`` (a CPU tensor of float32 or float64, compiler found)."""
-    return x.device.type == "cpu" and x.dtype in _REALS and _library(x.dtype) is not None
+    """Whether the kernels run for ``x`` (a non-empty CPU tensor of float32 or float64, below
+    2^31 elements so every index fits the kernels' 32-bit tables; compiler found)."""
+    return (
+        x.device.type == "cpu"
+        and x.dtype in _REALS
+        and 0 < x.numel() < 2**31
+        and _library(x.dtype) is not None
+    )
 
 
 def dac_levels(
@@ -105,6 +111,8 @@ def unfold_dac(
     sizes = (N, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo, tile_rows, n_in)
     a = Args(x.data_ptr(), out.data_ptr(), scale.data_ptr(), *sizes, float(n_dac))
     lib.unfold_dac(ctypes.byref(a), _threads(out.numel()))
+    if a.failed:
+        raise MemoryError("analog: no memory for the patch DAC's work buffers")
     return out, scale
 
 
@@ -171,7 +179,8 @@ def _structs(real) -> tuple[type[ctypes.Structure], type[ctypes.Structure]]:
 def _unfold_struct(real) -> type[ctypes.Structure]:
     names = ("N", "C", "H", "W", "kh", "kw", "sh", "sw", "ph", "pw", "dh", "dw", "Ho", "Wo", "R", "n_in")
     fields = [(n, ctypes.c_void_p) for n in ("x", "out", "scale")] + [(n, ctypes.c_int64) for n in names]
-    return type("UnfoldArgs", (ctypes.Structure,), {"_fields_": [*fields, ("n_dac", real)]})
+    fields += [("n_dac", real), ("failed", ctypes.c_int32)]
+    return type("UnfoldArgs", (ctypes.Structure,), {"_fields_": fields})
 
 
 @functools.cache

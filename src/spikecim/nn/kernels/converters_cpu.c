@@ -25,7 +25,7 @@
 #include <tgmath.h> /* rint in the precision of its argument */
 #include <pthread.h>
 #include <stdint.h>
-#include <stdlib.h>
+#include <stdlib.h> /* malloc */
 #include <string.h>
 
 #ifndef REAL
@@ -55,6 +55,7 @@ typedef struct {
     real *out, *scale; /* [N, K, L] contiguous (K = C·kh·kw, L = Ho·Wo), [n_in, N, L] */
     int64_t N, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo, R, n_in;
     real n_dac;
+    int32_t failed; /* set when a work buffer could not be allocated */
 } unfold_args;
 
 typedef struct {
@@ -197,11 +198,19 @@ CLONES static void unfold_one(const unfold_args *a, int64_t item) {
     const real *xn = a->x + n * a->C * H * W;
     real *out = a->out + n * K * L;
     real *scale = a->scale + (i * a->N + n) * L;
-    ubits *m = malloc(L * sizeof *m);
-    ubits *maps = malloc((per + 1) * H * W * sizeof *maps);
-    real *g = malloc(L * sizeof *g), *pad = calloc((c1 - c0) * HWp, sizeof *pad);
-    int32_t *idx = malloc(per * L * sizeof *idx);
-    if (m == 0 || maps == 0 || g == 0 || pad == 0 || idx == 0) abort();
+    ubits *m = malloc((L + 1) * sizeof *m);
+    ubits *maps = malloc(((per + 1) * H * W + 1) * sizeof *maps);
+    real *g = malloc((L + 1) * sizeof *g), *pad = calloc((c1 - c0) * HWp + 1, sizeof *pad);
+    int32_t *idx = malloc((per * L + 1) * sizeof *idx);
+    if (m == 0 || maps == 0 || g == 0 || pad == 0 || idx == 0) {
+        __atomic_store_n(&((unfold_args *)a)->failed, 1, __ATOMIC_RELAXED); /* the caller raises */
+        free(m);
+        free(maps);
+        free(g);
+        free(pad);
+        free(idx);
+        return;
+    }
     tile_abs_max(a, xn, r0, r1, m, maps);
     for (int64_t l = 0; l < L; l++) {
         scale[l] = scale_of(m[l]);
