@@ -20,7 +20,10 @@ Forward of one layer, ``x[N, in] -> y[N, out]``, split into tiles of ``tile_rows
    input's abs-max, partial sums of the tiles added, global drift compensation.
 
 Between stages the signals stay in converter levels; stage 5 applies every step size and
-gain at once. Every stage is the identity when its switch is off, so with everything
+gain at once. In inference on the CPU, stage 1 and stages 4 (ADC) – 5 run in the one-pass C
+kernels of :mod:`spikecim.analog.converter_kernels`, which give exactly the values of the
+torch passes here (these remain for gradients, other devices and machines without a C
+compiler). Every stage is the identity when its switch is off, so with everything
 ideal the result is ``x @ W.T`` up to float rounding (tiled or not, bit-sliced or not for
 weights on the grid). Units: conductances in µS; column outputs in normalised units (1 =
 one full-scale input on one g_max cell), the units of ``adc.range`` and ``out_noise_std``
