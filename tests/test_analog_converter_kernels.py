@@ -235,3 +235,18 @@ def test_noisy_analog_matmul_is_the_same_without_a_compiler(request):
         warnings.simplefilter("ignore")
         assert not ck.available(a)
         assert torch.equal(forward(), fused)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_binary_check_equals_torch_comparison(dtype):
+    """The direct-convolution test 'every value is 0 or 1' against ((x == 0) | (x == 1)).all():
+    −0 counts as 0; 0.5, 2, −1, NaN and inf anywhere (also past the first 4096-value block)
+    do not."""
+    base = (torch.rand(3, 5000, generator=torch.Generator().manual_seed(8)) < 0.4).to(dtype)
+    assert ck.all_binary(base)
+    for value in (-0.0, 0.5, 2.0, -1.0, float("nan"), float("inf"), 1.0 + 2**-20):
+        for where in (0, 4095, 4096, 14999):
+            x = base.clone().view(-1)
+            x[where] = value
+            assert ck.all_binary(x) == bool(((x == 0) | (x == 1)).all()), (value, where)
+    assert ck.all_binary(base[:, ::2])  # a strided view is checked on a contiguous copy

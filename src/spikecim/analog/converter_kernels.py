@@ -1,6 +1,6 @@
 """The crossbar's converters in one pass each on the CPU: ``converters_cpu.c`` through ctypes.
 
-Two inference kernels of the noisy forward (:mod:`spikecim.analog.tiles`), each equal bit
+The inference kernels of the noisy forward (:mod:`spikecim.analog.tiles`), each equal bit
 for bit to the torch passes it replaces (docs/analog.md, "Passes of the noisy forward"):
 
 - :func:`dac_levels`: the input DAC of one input tile, ``rint(x·n_dac/s)`` with ``s`` the
@@ -8,7 +8,10 @@ for bit to the torch passes it replaces (docs/analog.md, "Passes of the noisy fo
   levels, instead of ``amax``, ``amin``, ``mul``, ``round`` over the whole tile;
 - :func:`adc_accumulate`: the column ADC and the digital stage, ``Σ_i Σ_s clamp(rint(y·k),
   −q, q)·gain[i, o, s]·row_scale[i, n, l]``, one read of the column outputs and one write
-  of the layer's output instead of five passes and a sum over tiles and slices.
+  of the layer's output instead of five passes and a sum over tiles and slices;
+- :func:`unfold_dac`: a convolution's patches gathered straight into DAC levels;
+- :func:`all_binary`: whether a convolution's input is binary spikes (they take the direct
+  convolution), one pass instead of two comparisons, an ``or`` and an ``all``.
 
 The C file is compiled once per machine by :func:`spikecim.nn.kernels.cbuild.build`. When no
 compiler works, :func:`available` is False (with one warning) and the torch passes run. Only
@@ -29,7 +32,7 @@ import torch
 
 from spikecim.nn.kernels import cbuild
 
-__all__ = ["adc_accumulate", "available", "dac_levels", "unfold_dac"]
+__all__ = ["adc_accumulate", "all_binary", "available", "dac_levels", "unfold_dac"]
 
 _SOURCE = Path(cbuild.__file__).with_name("converters_cpu.c")
 _REALS = {torch.float32: ("float", ctypes.c_float), torch.float64: ("double", ctypes.c_double)}
@@ -47,6 +50,14 @@ def available(x: torch.Tensor) -> bool:
         and 0 < x.numel() < 2**31
         and _library(x.dtype) is not None
     )
+
+
+def all_binary(x: torch.Tensor) -> bool:
+    """Whether every value of the contiguous ``x`` is exactly 0 or 1, as
+    ``((x == 0) | (x == 1)).all()`` in one pass without temporaries."""
+    x = x.contiguous()
+    lib = _library(x.dtype)[0]
+    return bool(lib.all_binary(ctypes.c_void_p(x.data_ptr()), ctypes.c_int64(x.numel())))
 
 
 def dac_levels(
@@ -200,6 +211,8 @@ def _library(dtype: torch.dtype):
             stacklevel=2,
         )
         return None
+    lib.all_binary.argtypes = [ctypes.c_void_p, ctypes.c_int64]
+    lib.all_binary.restype = ctypes.c_int32
     dac, adc = _structs(real)
     for name, Args in (("dac_levels", dac), ("adc_accumulate", adc), ("unfold_dac", _unfold_struct(real))):
         fn = getattr(lib, name)

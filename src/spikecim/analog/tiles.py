@@ -501,7 +501,11 @@ def direct_conv_applies(x: torch.Tensor, state: TileState, cfg: CrossbarConfig) 
     if not cfg.dac.enabled:
         return True
     head = x.reshape(-1)[:4096]  # analog inputs almost always show it here: skip the full check
-    return bool(((head == 0) | (head == 1)).all()) and bool(((x == 0) | (x == 1)).all())
+    if not bool(((head == 0) | (head == 1)).all()):
+        return False
+    if converter_kernels.available(x):
+        return converter_kernels.all_binary(x)  # the same test in one pass
+    return bool(((x == 0) | (x == 1)).all())
 
 
 def _columns_to_output(

@@ -18,6 +18,9 @@
  * Unfold + DAC: the patches of F.unfold(x) for x [N, C, H, W], [N, C·kh·kw, Ho·Wo], each
  * input tile's rows (R of them) turned into levels as above, s per tile and patch.
  *
+ * all_binary: whether a convolution's input is binary spikes, which need no DAC (the
+ * direct-convolution path).
+ *
  * ADC: y is [n_in, N, n_out, S, C, L] contiguous, out [N, out_f, L] contiguous. For every
  * element, v = clamp(rint(y·k), −q, q) (adc on), v = v·gain[i, o, s], v = v·rs[i, n, l]
  * (row_scale given), and out is the left-to-right sum over (i, s), i outer.
@@ -324,6 +327,20 @@ static void dac_item(const void *a, int64_t n) { dac_one((const dac_args *)a, n)
 static void unfold_item(const void *a, int64_t i) { unfold_one((const unfold_args *)a, i); }
 static void adc_item(const void *a, int64_t i) { adc_one((const adc_args *)a, i); }
 
+/* 1 when every one of the n values is exactly 0 or 1 (−0 counts as 0, NaN as neither), as
+ * torch's ((x == 0) | (x == 1)).all(); blocks of 4096 values, stopping at the first block
+ * with another value */
+CLONES static int32_t binary_scan(const real *x, int64_t n) {
+    for (int64_t b = 0; b < n; b += 4096) {
+        const int64_t e = n - b < 4096 ? n : b + 4096;
+        int ok = 1;
+        for (int64_t j = b; j < e; j++) ok &= (x[j] == 0) | (x[j] == 1);
+        if (!ok) return 0;
+    }
+    return 1;
+}
+
+int32_t all_binary(const real *x, int64_t n) { return binary_scan(x, n); }
 void dac_levels(const dac_args *a, int threads) { run_parallel(a, dac_item, a->N, threads); }
 void unfold_dac(const unfold_args *a, int threads) {
     run_parallel(a, unfold_item, a->N * a->n_in, threads);
