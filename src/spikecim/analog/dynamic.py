@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
+from spikecim.analog import converter_kernels
 from spikecim.analog.config import ClipFormerConfig, CrossbarConfig, DynamicUnit
 from spikecim.analog.devices import noisy_read
 from spikecim.analog.quant import abs_max_scale, level_count, nonzero_scale
@@ -221,7 +222,12 @@ class AnalogMatMul(nn.Module):
         x = F.pad(a, (0, n_in * R - K)).view(Bn, M, n_in, R).transpose(1, 2)  # [B, n_in, M, R]
         unit = 1.0
         dac_scale = None
-        if cfg.dac.enabled:
+        if cfg.dac.enabled and converter_kernels.available(x):  # the same levels in one pass
+            unit = float(level_count(cfg.dac.bits))
+            levels, dac_scale = converter_kernels.dac_levels(x.transpose(1, 2).reshape(-1, R, 1), int(unit))
+            x = levels.view(Bn, M, n_in, R).transpose(1, 2)
+            dac_scale = dac_scale.view(Bn, M, n_in, 1).transpose(1, 2)  # [B, n_in, M, 1]
+        elif cfg.dac.enabled:
             unit = float(level_count(cfg.dac.bits))
             dac_scale = abs_max_scale(x, dim=-1)  # [B, n_in, M, 1]
             x = quant_levels(x, dac_scale.reciprocal() * unit, ste="identity")

@@ -24,8 +24,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
+from spikecim.analog import converter_kernels
 from spikecim.analog.config import CrossbarConfig
-from spikecim.analog.quant import Converter, nonzero_scale
+from spikecim.analog.quant import Converter, level_count, nonzero_scale
 from spikecim.analog.scratch import Scratch
 from spikecim.analog.tiles import (
     TileState,
@@ -157,6 +158,16 @@ class AnalogConv2d(AnalogLayer):
                 "dilation": self.dilation,
             }
             y = crossbar_conv2d(x, self.tiles, self.config, self.adc(), conv, hook, self._scratch)
+        elif (
+            self.config.dac.enabled
+            and not (torch.is_grad_enabled() and x.requires_grad)
+            and converter_kernels.available(x)
+        ):
+            # the patches gathered straight into DAC levels, written once (converter_kernels.py)
+            cols, levels_scale = self._unfold_levels(x)
+            y = crossbar_patches(
+                cols, self.tiles, self.config, self.adc(), hook, True, None, self._scratch, levels_scale
+            )
         else:
             cols = self._unfold(x)  # [N, C*kh*kw, L]
             scale = self._patch_abs_max(x) if self.config.dac.enabled else None
@@ -184,6 +195,18 @@ class AnalogConv2d(AnalogLayer):
         work = self._scratch.take("patches", view.shape, x)
         work.copy_(view)
         return work.view(x.shape[0], -1, view.shape[4] * view.shape[5])
+
+    def _unfold_levels(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The patches in DAC levels, in the layer's scratch, and their scales per input tile
+        (:func:`converter_kernels.unfold_dac`; inference only)."""
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = self.kernel_size, self.stride, self.padding, self.dilation
+        n, _, h, w = x.shape
+        L = ((h + 2 * ph - dh * (kh - 1) - 1) // sh + 1) * ((w + 2 * pw - dw * (kw - 1) - 1) // sw + 1)
+        work = self._scratch.take("patches", (n, self.in_channels * kh * kw, L), x)
+        n_dac = level_count(self.config.dac.bits)
+        return converter_kernels.unfold_dac(
+            x, self.kernel_size, self.stride, self.padding, self.dilation, self.tiles.grid[2], n_dac, work
+        )
 
     def _patch_abs_max(self, x: torch.Tensor) -> torch.Tensor | None:
         """Every patch's abs-max ``[N, 1, L]`` without unfolding: a max-pool of the largest

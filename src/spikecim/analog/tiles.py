@@ -20,7 +20,10 @@ Forward of one layer, ``x[N, in] -> y[N, out]``, split into tiles of ``tile_rows
    input's abs-max, partial sums of the tiles added, global drift compensation.
 
 Between stages the signals stay in converter levels; stage 5 applies every step size and
-gain at once. Every stage is the identity when its switch is off, so with everything
+gain at once. In inference on the CPU, stage 1 and stages 4 (ADC) – 5 run in the one-pass C
+kernels of :mod:`spikecim.analog.converter_kernels`, which give exactly the values of the
+torch passes here (these remain for gradients, other devices and machines without a C
+compiler). Every stage is the identity when its switch is off, so with everything
 ideal the result is ``x @ W.T`` up to float rounding (tiled or not, bit-sliced or not for
 weights on the grid). Units: conductances in µS; column outputs in normalised units (1 =
 one full-scale input on one g_max cell), the units of ``adc.range`` and ``out_noise_std``
@@ -36,6 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from spikecim.analog import converter_kernels
 from spikecim.analog.circuit import effective_conductance, effective_conductance_fast
 from spikecim.analog.config import CrossbarConfig
 from spikecim.analog.devices import noisy_read
@@ -325,6 +329,7 @@ def _tile_products(
     overwrite: bool,
     dac_scale: torch.Tensor | None = None,
     scratch: Scratch | None = None,
+    levels_scale: torch.Tensor | None = None,
 ):
     """Stages 1–3 for every input tile: DAC per input vector and tile, one read, the MVM.
 
@@ -336,22 +341,30 @@ def _tile_products(
     offset mapping, each vector's normalised sum ``[n_in, N, 1, L]`` (None otherwise).
     ``overwrite=True``: ``x`` is scratch the DAC may overwrite in inference; ``dac_scale``:
     the vectors' abs-max when the caller has it (one input tile only); ``scratch``: the
-    layer's work tensors (used in inference only)."""
+    layer's work tensors (used in inference only); ``levels_scale [n_in, N, 1, L]``: ``x``
+    is already in DAC levels (:func:`converter_kernels.unfold_dac`) with these scales."""
     _, n_in, R = state.grid[:3]
     N, L = x.shape[0], x.shape[2] if x.dim() == 3 else 1
     inference = _inference(x)
     scratch = scratch if inference else None
     m = read_matrix(state, cfg, scratch).to(x.dtype)  # 2. one read of all tiles [n_in, R, n_out*S*C]
     n_dac = level_count(cfg.dac.bits)
-    y = _columns(state, scratch, (n_in, N, m.shape[2], L), x) if inference else None
+    y = _columns(state, cfg, scratch, (n_in, N, m.shape[2], L), x) if inference else None
+    fused = inference and converter_kernels.available(x)
     parts, scales, sums = [], [], []
     for i in range(n_in):
         xi = x[:, i * R : (i + 1) * R]
         mi = m[i, : xi.shape[1]]
         if cfg.dac.enabled:  # 1. DAC: abs-max per vector, |x·n/s| ≤ n so no clipping is needed
-            s = dac_scale if dac_scale is not None and n_in == 1 else abs_max_scale(xi, dim=1)
-            gain = s.reciprocal().mul_(n_dac)
-            xi = quant_levels(xi, gain, ste="identity", inplace=overwrite and inference)
+            known = dac_scale if dac_scale is not None and n_in == 1 else None
+            if levels_scale is not None:
+                s = levels_scale[i]
+            elif fused:  # the same levels in one kernel call (converter_kernels.py)
+                xi, s = _fused_dac(xi, n_dac, known, overwrite, scratch)
+            else:
+                s = known if known is not None else abs_max_scale(xi, dim=1)
+                gain = s.reciprocal().mul_(n_dac)
+                xi = quant_levels(xi, gain, ste="identity", inplace=overwrite and inference)
             scales.append(s)
         if cfg.mapping == "offset":
             sums.append(xi.sum(1, keepdim=True) / (n_dac if cfg.dac.enabled else 1))
@@ -366,6 +379,23 @@ def _tile_products(
     scale = torch.stack(scales).view(n_in, N, 1, -1) if scales else None
     row_sums = torch.stack(sums).view(n_in, N, 1, -1) if sums else None
     return y, scale, row_sums
+
+
+def _fused_dac(
+    xi: torch.Tensor, n_dac: int, known: torch.Tensor | None, overwrite: bool, scratch: Scratch | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`converter_kernels.dac_levels` on one input tile ``xi`` (``[N, R]`` rows or
+    ``[N, R, L]`` patches): its levels, shaped as ``xi`` (in ``xi``'s memory when
+    ``overwrite``, else in ``scratch`` or a new tensor), and the vectors' scales."""
+    x3 = xi if xi.dim() == 3 else xi.unsqueeze(-1)
+    if overwrite:
+        out = x3
+    elif scratch is not None:
+        out = scratch.take("dac", x3.shape, x3)
+    else:
+        out = torch.empty(x3.shape, dtype=x3.dtype)
+    levels, s = converter_kernels.dac_levels(x3, n_dac, known, out)
+    return levels.view(xi.shape), s
 
 
 def crossbar_matmul(
@@ -395,13 +425,15 @@ def crossbar_patches(
     overwrite: bool = False,
     dac_scale: torch.Tensor | None = None,
     scratch: Scratch | None = None,
+    levels_scale: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """:func:`crossbar_matmul` on unfolded convolution patches ``cols[N, in, L]`` (the layout
     ``F.unfold`` returns), each patch one input vector: returns ``[N, out, L]``
     (channel-major, as a convolution). ``overwrite=True``: ``cols`` is scratch the DAC may
     overwrite in inference; ``dac_scale [N, 1, L]``: the patches' abs-max, if known;
-    ``scratch``: work tensors kept by the layer (inference only)."""
-    y, scale, row_sums = _tile_products(cols, state, cfg, overwrite, dac_scale, scratch)
+    ``scratch``: work tensors kept by the layer (inference only); ``levels_scale [n_in, N, 1,
+    L]``: ``cols`` already holds the DAC's levels, with these scales (the DAC is skipped)."""
+    y, scale, row_sums = _tile_products(cols, state, cfg, overwrite, dac_scale, scratch, levels_scale)
     return _columns_to_output(y, state, cfg, adc, pre_adc_hook, scale, row_sums, scratch)
 
 
@@ -446,16 +478,18 @@ def crossbar_conv2d(
     elif scratch is None:  # with a gradient
         y = torch.stack(parts)
     else:
-        y = torch.stack(parts, out=_columns(state, scratch, (n_in, *parts[0].shape), x))
+        y = torch.stack(parts, out=_columns(state, cfg, scratch, (n_in, *parts[0].shape), x))
     return _columns_to_output(y, state, cfg, adc, pre_adc_hook, None, None, scratch)
 
 
-def _columns(state: TileState, scratch: Scratch | None, shape: tuple[int, ...], like: torch.Tensor):
+def _columns(
+    state: TileState, cfg: CrossbarConfig, scratch: Scratch | None, shape: tuple[int, ...], like: torch.Tensor
+):
     """Where the column outputs ``[n_in, N, n_out*S*C, L]`` go: the layer's work tensor when
-    stage 5 sums tiles or slices into a new tensor anyway (never returned to the caller), a
-    new tensor otherwise."""
+    stage 5 writes a new tensor anyway (it sums tiles or slices, or runs in the converter
+    kernel), so the columns are never returned to the caller; a new tensor otherwise."""
     _, n_in, _, _, S, _ = state.grid
-    if scratch is not None and (n_in > 1 or S > 1):
+    if scratch is not None and (n_in > 1 or S > 1 or _fused_output(cfg, like)):
         return scratch.take("columns", shape, like)
     return like.new_empty(shape)
 
@@ -467,7 +501,11 @@ def direct_conv_applies(x: torch.Tensor, state: TileState, cfg: CrossbarConfig) 
     if not cfg.dac.enabled:
         return True
     head = x.reshape(-1)[:4096]  # analog inputs almost always show it here: skip the full check
-    return bool(((head == 0) | (head == 1)).all()) and bool(((x == 0) | (x == 1)).all())
+    if not bool(((head == 0) | (head == 1)).all()):
+        return False
+    if converter_kernels.available(x):
+        return converter_kernels.all_binary(x)  # the same test in one pass
+    return bool(((x == 0) | (x == 1)).all())
 
 
 def _columns_to_output(
@@ -502,15 +540,22 @@ def _columns_to_output(
             y = y + cfg.out_noise_std * unit * torch.randn_like(y)
     if pre_adc_hook is not None:
         pre_adc_hook(y, unit)
+    fused = _fused_output(cfg, y)
+    adc_levels = None
     if adc is not None:
         bound = float(R) if adc.bound is None else adc.bound
         n = level_count(adc.bits)
-        y = quant_levels(y, n / (bound * unit), 0, -n, n, ste="identity", inplace=inplace)
+        adc_levels = (n / (bound * unit), n)
+        if not fused:
+            y = quant_levels(y, adc_levels[0], 0, -n, n, ste="identity", inplace=inplace)
         unit = n / bound  # ADC levels per normalised unit
     # 5. digital: shift-and-add, scales, tile sums, in as few passes as the mapping allows
     y = y.view(n_in, N, n_out, S, C, L)
     gain = (state.slice_gain / unit).to(y.dtype).view(1, 1, 1, S, 1, 1)
     w_scale = state.w_scale.to(y.dtype).view(n_in, 1, n_out, 1, 1, 1)
+    if fused:  # the ADC and stage 5 in one pass, the same values (converter_kernels.py)
+        factor = gain * w_scale * state.drift_gain
+        return converter_kernels.adc_accumulate(y, factor, row_scale, adc_levels, state.out_features)
     if row_sums is None:
         y = _scale(y, gain * w_scale * state.drift_gain, inplace)
     else:  # offset mapping: subtract the reference column (its normalised row sum) per slice sum
@@ -521,6 +566,12 @@ def _columns_to_output(
     if n_in > 1 or y.shape[3] > 1:
         y = _sum_tiles_and_slices(y) if inplace else y.sum((0, 3))
     return y.reshape(N, n_out * C, L)[:, : state.out_features]
+
+
+def _fused_output(cfg: CrossbarConfig, y: torch.Tensor) -> bool:
+    """Whether stages 4 (the ADC) and 5 run in :func:`converter_kernels.adc_accumulate`: in
+    inference, for the differential mapping, where the kernel is built."""
+    return cfg.mapping == "differential" and _inference(y) and converter_kernels.available(y)
 
 
 def _sum_tiles_and_slices(y: torch.Tensor) -> torch.Tensor:

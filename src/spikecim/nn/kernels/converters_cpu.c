@@ -1,0 +1,350 @@
+/* The crossbar's converters for the CPU, each in one pass: the input DAC (abs-max per input
+ * vector, scale, round), the same fused with the unfolding of convolution patches, and the
+ * column ADC with the digital stage (scale, round, clamp, times the slice / tile / drift
+ * gain and the DAC's per-vector scale, summed over input tiles and bit slices).
+ * spikecim/analog/tiles.py holds the torch passes they replace (docs/analog.md, "Passes of
+ * the noisy forward"); spikecim/analog/converter_kernels.py builds and calls this file.
+ *
+ * Built with `cc -O2 -ftree-vectorize -ffp-contract=off -DREAL=float`, and once more with
+ * `-DREAL=double -DREAL_IS_DOUBLE=1`. The arithmetic follows the torch passes operation by
+ * operation (no fused multiply-add; rint rounds half to even in the default rounding mode,
+ * as torch.round), so the results are bit-identical to them.
+ *
+ * DAC: x is [N, R, L] with element strides (sn, sr) and unit stride along L (L = 1 for a
+ * matmul's rows). For every (n, l): s = max_r |x|, s = 1 where !(s > 0) (an all-zero
+ * vector, or a NaN in it: torch.where(s > 0, s, 1) after amax); gain = (1/s)·n_dac;
+ * out = rint(x·gain). With `given`, s is read from `scale`. out may be x (in place).
+ *
+ * Unfold + DAC: the patches of F.unfold(x) for x [N, C, H, W], [N, C·kh·kw, Ho·Wo], each
+ * input tile's rows (R of them) turned into levels as above, s per tile and patch.
+ *
+ * all_binary: whether a convolution's input is binary spikes, which need no DAC (the
+ * direct-convolution path).
+ *
+ * ADC: y is [n_in, N, n_out, S, C, L] contiguous, out [N, out_f, L] contiguous. For every
+ * element, v = clamp(rint(y·k), −q, q) (adc on), v = v·gain[i, o, s], v = v·rs[i, n, l]
+ * (row_scale given), and out is the left-to-right sum over (i, s), i outer.
+ */
+#include <tgmath.h> /* rint in the precision of its argument */
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h> /* malloc */
+#include <string.h>
+
+#ifndef REAL
+#define REAL float
+#endif
+typedef REAL real;
+
+#define MAX_THREADS 64
+#define LCHUNK 256 /* patches per DAC block: R x LCHUNK stays in L2 between its two passes */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(NO_CLONES)
+#define CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define CLONES
+#endif
+
+typedef struct {
+    real *x, *out, *scale; /* scale: [N, L] contiguous, written (or read with given) */
+    int64_t N, R, L;
+    int64_t sn, sr;   /* element strides of x along N and R */
+    int64_t on, orow; /* element strides of out along N and R */
+    int32_t given;
+    real n_dac;
+} dac_args;
+
+typedef struct {
+    const real *x;     /* [N, C, H, W] contiguous */
+    real *out, *scale; /* [N, K, L] contiguous (K = C·kh·kw, L = Ho·Wo), [n_in, N, L] */
+    int64_t N, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo, R, n_in;
+    real n_dac;
+    int32_t failed; /* set when a work buffer could not be allocated */
+} unfold_args;
+
+typedef struct {
+    const real *y, *gain, *row_scale; /* row_scale may be NULL */
+    real *out;
+    int64_t n_in, N, n_out, S, C, L, out_f;
+    int32_t adc;
+    real k, q;
+} adc_args;
+
+/* |v| as its bit pattern without the sign: for non-negative floats the unsigned order of the
+ * bits is the order of the values, and every NaN lies above +inf, so an integer max (which
+ * vectorises) is the abs-max with NaN propagating, as torch's amax. */
+#if REAL_IS_DOUBLE
+typedef uint64_t ubits;
+#define ABS_MASK 0x7fffffffffffffffULL
+#define INF_BITS 0x7ff0000000000000ULL
+#else
+typedef uint32_t ubits;
+#define ABS_MASK 0x7fffffffU
+#define INF_BITS 0x7f800000U
+#endif
+
+static inline ubits abs_bits(real v) {
+    ubits b;
+    memcpy(&b, &v, sizeof b);
+    return b & ABS_MASK;
+}
+
+/* the scale of an abs-max given as bits: 1 for an all-zero vector and for NaN (torch.where(s > 0, s, 1)) */
+static inline real scale_of(ubits m) {
+    real s;
+    memcpy(&s, &m, sizeof s);
+    return (m == 0 || m > INF_BITS) ? (real)1 : s;
+}
+
+static inline real gain_of(real s, real n_dac) {
+    const real r = (real)1 / s;
+    return r * n_dac;
+}
+
+CLONES static void dac_one(const dac_args *a, int64_t n) {
+    const real *x = a->x + n * a->sn;
+    real *out = a->out + n * a->on;
+    real *scale = a->scale + n * a->L;
+    const int64_t R = a->R, L = a->L, sr = a->sr, orow = a->orow;
+    if (L == 1) {
+        if (!a->given) {
+            ubits m = 0;
+            if (sr == 1)
+                for (int64_t r = 0; r < R; r++) m = abs_bits(x[r]) > m ? abs_bits(x[r]) : m;
+            else
+                for (int64_t r = 0; r < R; r++) m = abs_bits(x[r * sr]) > m ? abs_bits(x[r * sr]) : m;
+            scale[0] = scale_of(m);
+        }
+        const real g = gain_of(scale[0], a->n_dac);
+        if (sr == 1 && orow == 1)
+            for (int64_t r = 0; r < R; r++) out[r] = rint(x[r] * g);
+        else
+            for (int64_t r = 0; r < R; r++) out[r * orow] = rint(x[r * sr] * g);
+        return;
+    }
+    ubits m[LCHUNK];
+    real g[LCHUNK];
+    for (int64_t l0 = 0; l0 < L; l0 += LCHUNK) {
+        const int64_t nl = L - l0 < LCHUNK ? L - l0 : LCHUNK;
+        if (!a->given) {
+            for (int64_t l = 0; l < nl; l++) m[l] = 0;
+            for (int64_t r = 0; r < R; r++) {
+                const real *row = x + r * sr + l0;
+                for (int64_t l = 0; l < nl; l++) m[l] = abs_bits(row[l]) > m[l] ? abs_bits(row[l]) : m[l];
+            }
+            for (int64_t l = 0; l < nl; l++) scale[l0 + l] = scale_of(m[l]);
+        }
+        for (int64_t l = 0; l < nl; l++) g[l] = gain_of(scale[l0 + l], a->n_dac);
+        for (int64_t r = 0; r < R; r++) {
+            const real *row = x + r * sr + l0;
+            real *dst = out + r * orow + l0;
+            for (int64_t l = 0; l < nl; l++) dst[l] = rint(row[l] * g[l]);
+        }
+    }
+}
+
+#define INLINE static inline __attribute__((always_inline))
+INLINE void max_into(ubits *m, const real *x, int64_t n) {
+    for (int64_t p = 0; p < n; p++) m[p] = abs_bits(x[p]) > m[p] ? abs_bits(x[p]) : m[p];
+}
+
+/* m[l] = the abs-max of patch l over input tile rows [r0, r1), from the image: per kernel
+ * offset k = (ki, kj), the largest |x| over the tile's channels with row (c, k) (every
+ * channel the tile covers whole, plus the rows of the channels it cuts), then per patch the
+ * largest of those maps at the pixels under the kernel (padding adds 0). That reads the
+ * image about once instead of gathering every row of the patches. */
+INLINE void tile_abs_max(const unfold_args *a, const real *xn, int64_t r0, int64_t r1, ubits *m, ubits *maps) {
+    const int64_t per = a->kh * a->kw, HW = a->H * a->W, W = a->W, Ho = a->Ho, Wo = a->Wo, sw = a->sw;
+    ubits *full = maps + per * HW;
+    for (int64_t p = 0; p < HW; p++) full[p] = 0;
+    int cut = 0;
+    for (int64_t c = r0 / per; c <= (r1 - 1) / per; c++) {
+        if (c * per >= r0 && (c + 1) * per <= r1) max_into(full, xn + c * HW, HW);
+        else cut = 1;
+    }
+    if (cut) {
+        for (int64_t k = 0; k < per; k++) memcpy(maps + k * HW, full, HW * sizeof *full);
+        for (int64_t r = r0; r < r1; r++) {
+            const int64_t c = r / per;
+            if (!(c * per >= r0 && (c + 1) * per <= r1)) max_into(maps + (r % per) * HW, xn + c * HW, HW);
+        }
+    }
+    for (int64_t l = 0; l < Ho * Wo; l++) m[l] = 0;
+    for (int64_t k = 0; k < per; k++) {
+        const ubits *map = cut ? maps + k * HW : full;
+        const int64_t ki = k / a->kw, kj = k % a->kw, off = kj * a->dw - a->pw;
+        int64_t lo = off >= 0 ? 0 : (-off + sw - 1) / sw;
+        int64_t hi = W - off <= 0 ? 0 : (W - off + sw - 1) / sw;
+        if (hi > Wo) hi = Wo;
+        if (lo > hi) lo = hi;
+        for (int64_t ho = 0; ho < Ho; ho++) {
+            const int64_t h = ho * a->sh - a->ph + ki * a->dh;
+            if (h < 0 || h >= a->H) continue;
+            const ubits *src = map + h * W + off;
+            ubits *dst = m + ho * Wo;
+            if (sw == 1)
+                for (int64_t wo = lo; wo < hi; wo++) dst[wo] = src[wo] > dst[wo] ? src[wo] : dst[wo];
+            else
+                for (int64_t wo = lo; wo < hi; wo++) dst[wo] = src[wo * sw] > dst[wo] ? src[wo * sw] : dst[wo];
+        }
+    }
+}
+
+/* input tile i of sample n: the abs-max of every patch (tile_abs_max), then each row of the
+ * tile written as levels into its place in the patches, gathered through a table of
+ * indices into a zero-padded copy of the tile's channels (one loop over the patches per
+ * row, whatever the image width): the patches are written once and never read back */
+CLONES static void unfold_one(const unfold_args *a, int64_t item) {
+    const int64_t n = item / a->n_in, i = item % a->n_in, L = a->Ho * a->Wo, per = a->kh * a->kw;
+    const int64_t K = a->C * per, r0 = i * a->R, r1 = r0 + a->R < K ? r0 + a->R : K;
+    const int64_t c0 = r0 / per, c1 = (r1 - 1) / per + 1, H = a->H, W = a->W;
+    const int64_t Hp = H + 2 * a->ph, Wp = W + 2 * a->pw, HWp = Hp * Wp;
+    const real *xn = a->x + n * a->C * H * W;
+    real *out = a->out + n * K * L;
+    real *scale = a->scale + (i * a->N + n) * L;
+    ubits *m = malloc((L + 1) * sizeof *m);
+    ubits *maps = malloc(((per + 1) * H * W + 1) * sizeof *maps);
+    real *g = malloc((L + 1) * sizeof *g), *pad = calloc((c1 - c0) * HWp + 1, sizeof *pad);
+    int32_t *idx = malloc((per * L + 1) * sizeof *idx);
+    if (m == 0 || maps == 0 || g == 0 || pad == 0 || idx == 0) {
+        __atomic_store_n(&((unfold_args *)a)->failed, 1, __ATOMIC_RELAXED); /* the caller raises */
+        free(m);
+        free(maps);
+        free(g);
+        free(pad);
+        free(idx);
+        return;
+    }
+    tile_abs_max(a, xn, r0, r1, m, maps);
+    for (int64_t l = 0; l < L; l++) {
+        scale[l] = scale_of(m[l]);
+        g[l] = gain_of(scale[l], a->n_dac);
+    }
+    for (int64_t c = c0; c < c1; c++)
+        for (int64_t h = 0; h < H; h++)
+            memcpy(pad + (c - c0) * HWp + (h + a->ph) * Wp + a->pw, xn + (c * H + h) * W, W * sizeof *pad);
+    for (int64_t k = 0; k < per; k++) {
+        const int64_t ki = k / a->kw, kj = k % a->kw;
+        for (int64_t ho = 0; ho < a->Ho; ho++)
+            for (int64_t wo = 0; wo < a->Wo; wo++)
+                idx[k * L + ho * a->Wo + wo] = (int32_t)((ho * a->sh + ki * a->dh) * Wp + wo * a->sw + kj * a->dw);
+    }
+    for (int64_t r = r0; r < r1; r++) {
+        const real *src = pad + (r / per - c0) * HWp;
+        const int32_t *ix = idx + (r % per) * L;
+        real *dst = out + r * L;
+        for (int64_t l = 0; l < L; l++) dst[l] = rint(src[ix[l]] * g[l]);
+    }
+    free(m);
+    free(maps);
+    free(g);
+    free(pad);
+    free(idx);
+}
+
+static inline real adc_level(real v, real k, real q) {
+    v = rint(v * k);
+    return v < -q ? -q : (v > q ? q : v); /* NaN stays, as torch.clamp */
+}
+
+/* dst (+)= f(src)·g (·rs[l]) over a block of nc columns × L patches */
+CLONES static void adc_block(const adc_args *a, real *dst, const real *src, real g, const real *rs,
+                             int64_t nc, int first) {
+    const int64_t L = a->L, B = nc * L;
+    const real k = a->k, q = a->q;
+    if (rs == 0 || L == 1) {
+        const int scaled = rs != 0;
+        const real r = scaled ? rs[0] : (real)1;
+        if (a->adc && scaled) {
+            if (first) for (int64_t j = 0; j < B; j++) dst[j] = (adc_level(src[j], k, q) * g) * r;
+            else for (int64_t j = 0; j < B; j++) dst[j] = dst[j] + (adc_level(src[j], k, q) * g) * r;
+        } else if (a->adc) {
+            if (first) for (int64_t j = 0; j < B; j++) dst[j] = adc_level(src[j], k, q) * g;
+            else for (int64_t j = 0; j < B; j++) dst[j] = dst[j] + adc_level(src[j], k, q) * g;
+        } else if (scaled) {
+            if (first) for (int64_t j = 0; j < B; j++) dst[j] = (src[j] * g) * r;
+            else for (int64_t j = 0; j < B; j++) dst[j] = dst[j] + (src[j] * g) * r;
+        } else {
+            if (first) for (int64_t j = 0; j < B; j++) dst[j] = src[j] * g;
+            else for (int64_t j = 0; j < B; j++) dst[j] = dst[j] + src[j] * g;
+        }
+        return;
+    }
+    for (int64_t c = 0; c < nc; c++) {
+        const real *s = src + c * L;
+        real *d = dst + c * L;
+        if (a->adc) {
+            if (first) for (int64_t l = 0; l < L; l++) d[l] = (adc_level(s[l], k, q) * g) * rs[l];
+            else for (int64_t l = 0; l < L; l++) d[l] = d[l] + (adc_level(s[l], k, q) * g) * rs[l];
+        } else {
+            if (first) for (int64_t l = 0; l < L; l++) d[l] = (s[l] * g) * rs[l];
+            else for (int64_t l = 0; l < L; l++) d[l] = d[l] + (s[l] * g) * rs[l];
+        }
+    }
+}
+
+static void adc_one(const adc_args *a, int64_t item) {
+    const int64_t n = item / a->n_out, o = item % a->n_out;
+    const int64_t N = a->N, n_out = a->n_out, S = a->S, C = a->C, L = a->L;
+    const int64_t nc = a->out_f - o * C < C ? a->out_f - o * C : C;
+    real *dst = a->out + (n * a->out_f + o * C) * L;
+    for (int64_t i = 0; i < a->n_in; i++) {
+        const real *rs = a->row_scale ? a->row_scale + (i * N + n) * L : 0;
+        for (int64_t s = 0; s < S; s++) {
+            const real *src = a->y + (((i * N + n) * n_out + o) * S + s) * C * L;
+            adc_block(a, dst, src, a->gain[(i * n_out + o) * S + s], rs, nc, i == 0 && s == 0);
+        }
+    }
+}
+
+typedef struct {
+    const void *args;
+    void (*one)(const void *, int64_t);
+    int64_t items, next;
+} pool;
+
+static void *run_pool(void *p) {
+    pool *q = (pool *)p;
+    for (;;) {
+        const int64_t i = __atomic_fetch_add(&q->next, 1, __ATOMIC_RELAXED);
+        if (i >= q->items) return 0;
+        q->one(q->args, i);
+    }
+}
+
+static void run_parallel(const void *args, void (*one)(const void *, int64_t), int64_t items, int threads) {
+    pool q = {args, one, items, 0};
+    if (threads > items) threads = (int)items;
+    if (threads > MAX_THREADS) threads = MAX_THREADS;
+    pthread_t tid[MAX_THREADS];
+    int started[MAX_THREADS] = {0};
+    for (int t = 1; t < threads; t++) started[t] = pthread_create(&tid[t], 0, run_pool, &q) == 0;
+    run_pool(&q); /* the caller works too; items a thread could not take are done here */
+    for (int t = 1; t < threads; t++)
+        if (started[t]) pthread_join(tid[t], 0);
+}
+
+static void dac_item(const void *a, int64_t n) { dac_one((const dac_args *)a, n); }
+static void unfold_item(const void *a, int64_t i) { unfold_one((const unfold_args *)a, i); }
+static void adc_item(const void *a, int64_t i) { adc_one((const adc_args *)a, i); }
+
+/* 1 when every one of the n values is exactly 0 or 1 (−0 counts as 0, NaN as neither), as
+ * torch's ((x == 0) | (x == 1)).all(); blocks of 4096 values, stopping at the first block
+ * with another value */
+CLONES static int32_t binary_scan(const real *x, int64_t n) {
+    for (int64_t b = 0; b < n; b += 4096) {
+        const int64_t e = n - b < 4096 ? n : b + 4096;
+        int ok = 1;
+        for (int64_t j = b; j < e; j++) ok &= (x[j] == 0) | (x[j] == 1);
+        if (!ok) return 0;
+    }
+    return 1;
+}
+
+int32_t all_binary(const real *x, int64_t n) { return binary_scan(x, n); }
+void dac_levels(const dac_args *a, int threads) { run_parallel(a, dac_item, a->N, threads); }
+void unfold_dac(const unfold_args *a, int threads) {
+    run_parallel(a, unfold_item, a->N * a->n_in, threads);
+}
+void adc_accumulate(const adc_args *a, int threads) {
+    run_parallel(a, adc_item, a->N * a->n_out, threads);
+}
