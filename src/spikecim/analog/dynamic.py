@@ -17,8 +17,9 @@ Q·Kᵀ, V for A·V and for Kᵀ·V) and the rows of ``a [..., M, K]`` are strea
    G ← max(G − (α − 1)·G_min, G_min), then G ← min(G, β·G_max) (α = β = 1: the identity;
    docs/transformers.md#clipformer).
 3. **Write noise** (crossbar only; TxSim form used by ClipFormer, docs/references.md#write-noise):
-   G' = max(G + γ·sqrt((G − G_min)(G_max − G_min))·σ·N(0, 1), 0), a fresh draw from the
-   global torch RNG at every call (seeded by the Monte-Carlo loop, as the read noise).
+   G' = max(G + γ·sqrt((G − G_min)(G_max − G_min))·σ·N(0, 1), 0), a fresh draw at every call
+   keyed by the global torch generator (:mod:`spikecim.analog.noise`; seeded by the
+   Monte-Carlo loop, as the read noise).
 4. **Read**: the device's read noise at t = 0 (just written: no drift), normalised to
    (G − G_min)/(G_max − G_min), G+ − G− (or minus the offset reference).
 5. **DAC** on each row of ``a`` per input tile (abs-max, ``dac.bits``), the MVM, output
@@ -40,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
+from spikecim.analog import noise
 from spikecim.analog.config import ClipFormerConfig, CrossbarConfig, DynamicUnit
 from spikecim.analog.devices import noisy_read
 from spikecim.analog.quant import abs_max_scale, level_count, nonzero_scale
@@ -58,8 +60,7 @@ def write_noise(u: torch.Tensor, gamma: float, sigma: float, floor: float) -> to
     ``u`` ≥ 0 (written levels); returns a new tensor (``u`` itself when γ·σ = 0)."""
     if gamma == 0 or sigma == 0:
         return u
-    std = torch.sqrt(u).mul_(gamma * sigma)
-    return torch.randn_like(u).mul_(std).add_(u).clamp_(min=floor)
+    return noise.write_noise(u, gamma * sigma, floor)  # one fused pass
 
 
 def clipformer(u: torch.Tensor, g_min_us: float, g_max_us: float, cfg: ClipFormerConfig) -> torch.Tensor:
@@ -225,8 +226,8 @@ class AnalogMatMul(nn.Module):
         row_sums = x.sum(-1) / unit if cfg.mapping == "offset" else None  # normalised, per input tile
         mt = m.permute(1, 2, 3, 4, 0, 5).reshape(Bn, n_in, R, n_out * S * C)
         y = torch.matmul(x, mt.to(x.dtype))  # [B, n_in, M, n_out*S*C]
-        if cfg.out_noise_std > 0:
-            y = y + cfg.out_noise_std * unit * torch.randn_like(y)
+        if cfg.out_noise_std > 0:  # y is a new tensor without a gradient (a and b detached)
+            y = noise.add_normal_(y, cfg.out_noise_std * unit)
         if self._adc_observers:
             for obs in self._adc_observers.values():
                 obs.observe(y.detach() / unit)
