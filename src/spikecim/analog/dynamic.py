@@ -200,7 +200,7 @@ class AnalogMatMul(nn.Module):
             return u
         span = cfg.g_max_us - cfg.g_min_us
         g = u * span + cfg.g_min_us
-        g = noisy_read(g, cfg.device.read_noise_std_us(g, g, 0.0, cfg.g_max_us))
+        g = noisy_read(g, cfg.device.read_noise_std_us(g, g, 0.0, cfg.g_max_us), out=g)  # g: ours
         return g.sub_(cfg.g_min_us).div_(span)
 
     def _crossbar(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
