@@ -168,15 +168,16 @@ class PCMDevice(DeviceModel):
         return noise.mul_(sig).add_(mu).abs_().mul_(self.drift_scale)
 
     def read_noise_std_rel(
-        self, g_prog_us: torch.Tensor, t_inference_s: float, g_max_us: float
+        self, g_prog_us: torch.Tensor, t_inference_s: float, g_max_us: float, gain: float = 1.0
     ) -> torch.Tensor:
+        """σ_read relative to the conductance (times ``gain``)."""
         t = t_inference_s + self.t0_s
         # Q_s = min(0.0088 / max((|g|/g_max)^0.65, 1e-3), 0.2)
-        # x^0.65 as exp(0.65 ln x) (0 for x = 0): torch's pow with a float exponent is ~4x slower,
-        # and crossbars written at run time evaluate this at every inference
-        q_s = g_prog_us.abs().div_(g_max_us).log_().mul_(0.65).exp_().clamp_(min=1e-3).reciprocal_()
-        q_s.mul_(0.0088).clamp_(max=0.2)
-        return q_s.mul_(math.sqrt(math.log((t + self.t_read_s) / (2 * self.t_read_s))))
+        # Crossbars written at run time evaluate this at every inference, so in few passes:
+        # x^0.65 as exp(0.65 ln x) (0 for x = 0; torch's pow with a float exponent is ~4x
+        # slower), and min(0.0088 / max(x^0.65, 1e-3), 0.2) = 0.0088 / max(x^0.65, 0.044)
+        q_s = g_prog_us.abs().div_(g_max_us).log_().mul_(0.65).exp_().clamp_(min=0.044).reciprocal_()
+        return q_s.mul_(0.0088 * math.sqrt(math.log((t + self.t_read_s) / (2 * self.t_read_s))) * gain)
 
     def drift(self, g_prog_us, nu, t_inference_s):
         t = t_inference_s + self.t0_s
@@ -185,8 +186,8 @@ class PCMDevice(DeviceModel):
     def read_noise_std_us(self, g_drift_us, g_prog_us, t_inference_s, g_max_us):
         if not self.has_read_noise:
             return None
-        std = self.read_noise_std_rel(g_prog_us, t_inference_s, g_max_us)
-        return std.mul_(g_drift_us).abs_().mul_(self.read_noise_scale)  # |g|·σ_rel, σ_rel ≥ 0
+        std = self.read_noise_std_rel(g_prog_us, t_inference_s, g_max_us, self.read_noise_scale)
+        return std.mul_(g_drift_us).abs_()  # |g|·σ_rel, σ_rel ≥ 0
 
     @property
     def has_read_noise(self) -> bool:
