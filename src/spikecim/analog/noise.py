@@ -148,12 +148,14 @@ def write_noise(
     u: torch.Tensor,
     scale: float,
     floor: float,
+    out: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     seed: int | None = None,
 ) -> torch.Tensor:
-    """``max(u + (sqrt(u)·scale)·N(0, 1), floor)`` elementwise for ``u ≥ 0`` (a new tensor)."""
+    """``max(u + (sqrt(u)·scale)·N(0, 1), floor)`` elementwise for ``u ≥ 0``, into ``out``
+    (default a new tensor; it may be ``u``)."""
     u = u.contiguous()
-    out = torch.empty_like(u)
+    out = torch.empty_like(u) if out is None else out
     if _fast(out, u):
         _run("write", out, _seed(seed, generator), g=u, alpha=scale, floor=floor)
         return out
