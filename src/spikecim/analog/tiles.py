@@ -277,10 +277,11 @@ def read_matrix(state: TileState, cfg: CrossbarConfig, scratch: Scratch | None =
     """One read of all tiles: the signed normalised matrix ``[n_in, R, n_out*S*C]``.
 
     Conductances at t plus a fresh read-noise draw (:func:`~spikecim.analog.devices.noisy_read`,
-    the device model's read, on the drift and σ kept in the state; for G+/G− pairs without IR
-    drop draw, clip and difference in one pass, :func:`spikecim.analog.noise.differential_read`), through the IR-drop effective
+    the device model's read, on the drift and σ kept in the state), through the IR-drop effective
     matrix when enabled (the effective matrix at t plus the read-noise deviation, a
     first-order treatment of the noise), normalised to (G − g_min)/(g_max − g_min), G+ − G−.
+    G+/G− pairs without IR drop are drawn, clipped and subtracted in one pass
+    (:func:`spikecim.analog.noise.differential_read`).
     With ``scratch`` the draw and the result live in its work tensors (inference only: the
     result is valid until the next read).
     """
