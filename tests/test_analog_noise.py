@@ -189,6 +189,22 @@ def test_noisy_read_is_max_of_g_plus_std_times_z_and_zero(dtype):
     assert torch.equal(noise.noisy_read(out, std, out=out, seed=SEED), expected)
 
 
+def test_fused_passes_propagate_nan_as_torch_clamp_does():
+    g = torch.tensor([[0.5, float("nan"), 0.2], [0.1, 0.3, float("nan")]])
+    std = torch.full_like(g, 0.1)
+    read = noise.noisy_read(g, std, seed=SEED)
+    assert torch.equal(torch.isnan(read), torch.isnan(g))
+    diff = noise.differential_read(g, std, seed=SEED)
+    assert torch.isnan(diff).tolist() == [False, True, True]
+    assert torch.isnan(
+        noise.write_noise(torch.tensor([float("nan"), 0.5]), 0.1, 0.0, seed=SEED)
+    ).tolist() == [
+        True,
+        False,
+    ]
+    assert noise.standard_normal((0,), SEED).shape == (0,)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("n", [4096, 1001])  # odd n: the G- half starts inside a word
 def test_differential_read_is_the_difference_of_two_clipped_reads(dtype, n):

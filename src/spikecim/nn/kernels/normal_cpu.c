@@ -256,15 +256,15 @@ CLONES static void apply(const noise_args *a, int64_t i0, int64_t n, const real 
     case OP_READ:
         for (int64_t k = 0; k < n; k++) {
             const real v = z[k] * sd[k] + g[k];
-            out[k] = v > zero ? v : zero;
+            out[k] = v < zero ? zero : v; /* NaN stays NaN, as torch.clamp */
         }
         break;
     case OP_DIFF_READ: {
         const real *g1 = g + a->n, *s1 = sd + a->n;
         for (int64_t k = 0; k < n; k++) {
             real v0 = z[k] * sd[k] + g[k], v1 = z1[k] * s1[k] + g1[k];
-            v0 = v0 > zero ? v0 : zero;
-            v1 = v1 > zero ? v1 : zero;
+            v0 = v0 < zero ? zero : v0;
+            v1 = v1 < zero ? zero : v1;
             out[k] = v0 - v1;
         }
         break;
@@ -275,7 +275,7 @@ CLONES static void apply(const noise_args *a, int64_t i0, int64_t n, const real 
     default: /* OP_WRITE */
         for (int64_t k = 0; k < n; k++) {
             const real v = z[k] * (SQRT(g[k]) * alpha) + g[k];
-            out[k] = v > lo ? v : lo;
+            out[k] = v < lo ? lo : v;
         }
         break;
     }
