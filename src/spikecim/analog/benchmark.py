@@ -9,7 +9,10 @@
    every forward) is ``drift_analog_weights`` + forward: both are timed. The callables are
    interleaved in every round (:func:`_median_times`), so a change of load on a shared
    machine hits all of them alike. The same model's digital forward is timed in the same
-   rounds: the noisy forward's cost over the digital floor (``times_digital``).
+   rounds: the noisy forward's cost over the digital floor (``times_digital``). vit-tiny
+   (untrained, 8×8 inputs) runs with K and V written into crossbars at every inference
+   (``VIT_CROSSBAR``: write noise, ClipFormer, PCM read noise); aihwkit has no such
+   crossbars, so its columns read "—" there.
 2. Exact IR drop: one factorisation plus 1000 input vectors for 128×128 and 256×256 arrays,
    and the factorisation of a 128×128 array by SuperLU for comparison.
 3. The fast IR-drop model: its relative error against the exact solver (``kappa``
@@ -40,6 +43,12 @@ __all__ = ["AnalogBenchReport", "IRDropRow", "InferenceRow", "format_report", "r
 DRIFT_S = 3600.0  # both libraries read the weights 1 h after programming
 MC_DRAWS = 5  # program, drift, forward: this many times per Monte-Carlo loop
 MISSING = "—"
+# vit-tiny's four activation products on crossbars written at every inference: write noise
+# γ = 5 and ClipFormer (as benchmarks/bench_attention.py's speed run), PCM static layers
+VIT_CROSSBAR = {
+    "preset": "pcm-aihwkit",
+    "dynamic": {"unit": "crossbar", "write_noise_gamma": 5.0, "clipformer": {"enabled": True}},
+}
 
 
 @dataclass(frozen=True)
@@ -163,25 +172,28 @@ def _run(repeats: int, quick: bool) -> AnalogBenchReport:
     with_aihwkit = importlib.util.find_spec("aihwkit") is not None
     if not with_aihwkit:
         report.notes.append("aihwkit: not installed, only spikecim timed (pip install 'spikecim[peers]')")
-    for name, model, x in _models(quick):
-        report.rows.append(_inference_row(name, model, x, repeats, with_aihwkit))
+    for name, model, x, crossbar in _models(quick):
+        peer = with_aihwkit and crossbar == "pcm-aihwkit"  # aihwkit has no crossbars written at run time
+        report.rows.append(_inference_row(name, model, x, repeats, peer, crossbar))
     sizes, vectors = ((32,), 100) if quick else ((128, 256), 1000)
     report.ir_drop = _ir_drop_rows(sizes, vectors)
     return report
 
 
-def _models(quick: bool) -> list[tuple[str, nn.Module, torch.Tensor]]:
+def _models(quick: bool) -> list[tuple[str, nn.Module, torch.Tensor, str | dict]]:
+    """``(row name, model, input, crossbar config)`` of every timed model."""
     from spikecim.models import create_model
 
     torch.manual_seed(0)
     if quick:
         mlp = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
         return [
-            ("MLP 64-32-10, batch 8", mlp.eval(), torch.rand(8, 1, 8, 8)),
+            ("MLP 64-32-10, batch 8", mlp.eval(), torch.rand(8, 1, 8, 8), "pcm-aihwkit"),
             (
                 "convnet SNN T=2 (digits), batch 4",
                 create_model("convnet", spiking=True).eval(),
                 torch.rand(2, 4, 1, 8, 8),
+                "pcm-aihwkit",
             ),
         ]
     mlp = nn.Sequential(
@@ -191,21 +203,29 @@ def _models(quick: bool) -> list[tuple[str, nn.Module, torch.Tensor]]:
     snn = create_model("convnet", spiking=True)
     vgg = create_model("vgg9", spiking=False)  # CIFAR-10 size: 3×32×32, 5.9 M weights
     vgg_snn = create_model("vgg9", spiking=True)
+    vit = create_model("vit-tiny", spiking=False, num_classes=10, in_channels=1, input_size=8)
+    pcm = "pcm-aihwkit"
     return [
-        ("MLP 1024-512-512-10, batch 256", mlp.eval(), torch.rand(256, 1, 32, 32)),
-        ("convnet ANN (digits), batch 256", conv.eval(), torch.rand(1, 256, 1, 8, 8)),
-        ("convnet SNN T=4 (digits), batch 64", snn.eval(), torch.rand(4, 64, 1, 8, 8)),
-        ("VGG-9 ANN (CIFAR-10 size), batch 32", vgg.eval(), torch.rand(1, 32, 3, 32, 32)),
-        ("VGG-9 SNN T=4 (CIFAR-10 size), batch 8", vgg_snn.eval(), torch.rand(4, 8, 3, 32, 32)),
+        ("MLP 1024-512-512-10, batch 256", mlp.eval(), torch.rand(256, 1, 32, 32), pcm),
+        ("convnet ANN (digits), batch 256", conv.eval(), torch.rand(1, 256, 1, 8, 8), pcm),
+        ("convnet SNN T=4 (digits), batch 64", snn.eval(), torch.rand(4, 64, 1, 8, 8), pcm),
+        ("VGG-9 ANN (CIFAR-10 size), batch 32", vgg.eval(), torch.rand(1, 32, 3, 32, 32), pcm),
+        ("VGG-9 SNN T=4 (CIFAR-10 size), batch 8", vgg_snn.eval(), torch.rand(4, 8, 3, 32, 32), pcm),
+        (
+            "vit-tiny (digits), K/V written with write noise, batch 256",
+            vit.eval(),
+            torch.rand(1, 256, 1, 8, 8),
+            VIT_CROSSBAR,
+        ),
     ]
 
 
 def _inference_row(
-    name: str, model: nn.Module, x: torch.Tensor, repeats: int, with_aihwkit: bool
+    name: str, model: nn.Module, x: torch.Tensor, repeats: int, with_aihwkit: bool, crossbar: str | dict
 ) -> InferenceRow:
-    from spikecim.analog import drift, program, to_analog
+    from spikecim.analog import drift, load_crossbar_config, program, to_analog
 
-    ours = to_analog(model, "pcm-aihwkit")
+    ours = to_analog(model, load_crossbar_config(crossbar))
     program(ours, 0)
     drift(ours, DRIFT_S)
 

@@ -18,8 +18,9 @@ Q·Kᵀ, V for A·V and for Kᵀ·V) and the rows of ``a [..., M, K]`` are strea
    the identity) or s = α (``clipformer.shift: alpha``, the paper's formula as printed;
    docs/transformers.md#clipformer).
 3. **Write noise** (crossbar only; TxSim form used by ClipFormer, docs/references.md#write-noise):
-   G' = max(G + γ·sqrt((G − G_min)(G_max − G_min))·σ·N(0, 1), 0), a fresh draw from the
-   global torch RNG at every call (seeded by the Monte-Carlo loop, as the read noise).
+   G' = max(G + γ·sqrt((G − G_min)(G_max − G_min))·σ·N(0, 1), 0), a fresh draw at every call
+   keyed by the global torch generator (:mod:`spikecim.analog.noise`; seeded by the
+   Monte-Carlo loop, as the read noise).
 4. **Read**: the device's read noise at t = 0 (just written: no drift), normalised to
    (G − G_min)/(G_max − G_min), G+ − G− (or minus the offset reference).
 5. **DAC** on each row of ``a`` per input tile (abs-max, ``dac.bits``), the MVM, output
@@ -41,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from spikecim.analog import converter_kernels
+from spikecim.analog import converter_kernels, noise
 from spikecim.analog.config import ClipFormerConfig, CrossbarConfig, DynamicUnit
 from spikecim.analog.devices import noisy_read
 from spikecim.analog.quant import abs_max_scale, level_count, nonzero_scale
@@ -53,15 +54,17 @@ from spikecim.quant import levels as quant_levels
 __all__ = ["AnalogMatMul", "clipformer", "dynamic_layers", "write_noise"]
 
 
-def write_noise(u: torch.Tensor, gamma: float, sigma: float, floor: float) -> torch.Tensor:
+def write_noise(
+    u: torch.Tensor, gamma: float, sigma: float, floor: float, out: torch.Tensor | None = None
+) -> torch.Tensor:
     """The write noise in units of the conductance span, u = (G − G_min)/(G_max − G_min):
     G' = max(G + γ·sqrt((G − G_min)(G_max − G_min))·N(0, σ²), 0) divided through by the span
     is u' = max(u + γ·σ·sqrt(u)·N(0, 1), floor) with floor = −G_min/(G_max − G_min).
-    ``u`` ≥ 0 (written levels); returns a new tensor (``u`` itself when γ·σ = 0)."""
+    ``u`` ≥ 0 (written levels); returns ``out`` (default a new tensor; it may be ``u``), or
+    ``u`` itself when γ·σ = 0."""
     if gamma == 0 or sigma == 0:
         return u
-    std = torch.sqrt(u).mul_(gamma * sigma)
-    return torch.randn_like(u).mul_(std).add_(u).clamp_(min=floor)
+    return noise.write_noise(u, gamma * sigma, floor, out)  # one fused pass
 
 
 def clipformer(u: torch.Tensor, g_min_us: float, g_max_us: float, cfg: ClipFormerConfig) -> torch.Tensor:
@@ -178,7 +181,7 @@ class AnalogMatMul(nn.Module):
         u, gain = normalised_to_levels(wn, cfg, magnitude=signed)  # signed: the cell of |b| only
         if self.unit == "crossbar":
             floor = -cfg.g_min_us / (cfg.g_max_us - cfg.g_min_us)  # G' ≥ 0
-            u = write_noise(u, dyn.write_noise_gamma, dyn.write_noise_sigma, floor)
+            u = write_noise(u, dyn.write_noise_gamma, dyn.write_noise_sigma, floor, out=u)  # u: ours
         return u, w_scale, gain.to(b.device), torch.sign(wn) if signed else None
 
     def _idle_cell_exact(self) -> bool:
@@ -196,14 +199,15 @@ class AnalogMatMul(nn.Module):
         return std is None or bool((std == 0).all())
 
     def _read(self, u: torch.Tensor) -> torch.Tensor:
-        """One read of cells ``u`` (units of the span): the device's read noise on a crossbar,
-        none on SRAM."""
+        """One read of cells ``u`` (units of the span, written by this call: overwritten):
+        the device's read noise on a crossbar, none on SRAM. In place: every fresh tensor of
+        the size of the written cells costs page faults at each inference."""
         cfg = self.config
         if self.unit != "crossbar" or not cfg.device.has_read_noise:
             return u
         span = cfg.g_max_us - cfg.g_min_us
-        g = u * span + cfg.g_min_us
-        g = noisy_read(g, cfg.device.read_noise_std_us(g, g, 0.0, cfg.g_max_us))
+        g = u.mul_(span).add_(cfg.g_min_us)
+        g = noisy_read(g, cfg.device.read_noise_std_us(g, g, 0.0, cfg.g_max_us), out=g)
         return g.sub_(cfg.g_min_us).div_(span)
 
     def _crossbar(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -213,8 +217,8 @@ class AnalogMatMul(nn.Module):
         a = a.detach()
         u, w_scale, gain, sign = self._written(b, self._idle_cell_exact())
         u = self._read(u)
-        if sign is not None:  # one cell per entry, its partner at G_min
-            m = u[0] * sign
+        if sign is not None:  # one cell per entry, its partner at G_min (u: ours)
+            m = u[0].mul_(sign)
         else:  # G+ − G−, or G − G_min against the offset reference
             m = u[0] - u[1] if u.shape[0] == 2 else u[0]
         # m: [S, B, n_in, R, n_out, C], signed, units of the span
@@ -234,8 +238,8 @@ class AnalogMatMul(nn.Module):
         row_sums = x.sum(-1) / unit if cfg.mapping == "offset" else None  # normalised, per input tile
         mt = m.permute(1, 2, 3, 4, 0, 5).reshape(Bn, n_in, R, n_out * S * C)
         y = torch.matmul(x, mt.to(x.dtype))  # [B, n_in, M, n_out*S*C]
-        if cfg.out_noise_std > 0:
-            y = y + cfg.out_noise_std * unit * torch.randn_like(y)
+        if cfg.out_noise_std > 0:  # y is a new tensor without a gradient (a and b detached)
+            y = noise.add_normal_(y, cfg.out_noise_std * unit)
         if self._adc_observers:
             for obs in self._adc_observers.values():
                 obs.observe(y.detach() / unit)

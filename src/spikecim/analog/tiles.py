@@ -39,7 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from spikecim.analog import converter_kernels
+from spikecim.analog import converter_kernels, noise
 from spikecim.analog.circuit import effective_conductance, effective_conductance_fast
 from spikecim.analog.config import CrossbarConfig
 from spikecim.analog.devices import noisy_read
@@ -283,18 +283,24 @@ def read_matrix(state: TileState, cfg: CrossbarConfig, scratch: Scratch | None =
     the device model's read, on the drift and σ kept in the state), through the IR-drop effective
     matrix when enabled (the effective matrix at t plus the read-noise deviation, a
     first-order treatment of the noise), normalised to (G − g_min)/(g_max − g_min), G+ − G−.
+    G+/G− pairs without IR drop are drawn, clipped and subtracted in one pass
+    (:func:`spikecim.analog.noise.differential_read`).
     With ``scratch`` the draw and the result live in its work tensors (inference only: the
     result is valid until the next read).
     """
     if state.m_static is not None:
         return state.m_static
     base = state.g_drift_k
+    P, n_in, R, n_out, S, C = base.shape
+    if P == 2 and state.ir_eff_k is None and state.read_std_k is not None:  # one fused pass
+        out = None if scratch is None else scratch.take("signed", base.shape[1:], base)
+        signed = noise.differential_read(base, state.read_std_k, out)
+        return signed.view(n_in, R, n_out * S * C)
     g = state.ir_eff_k if state.ir_eff_k is not None else base
     if state.read_std_k is not None:
         out = None if scratch is None else scratch.take("read", base.shape, base)
         noisy = noisy_read(base, state.read_std_k, out)  # the device's read (devices.py)
         g = noisy.sub_(base).add_(g) if state.ir_eff_k is not None else noisy
-    P, n_in, R, n_out, S, C = g.shape
     out = None if scratch is None else scratch.take("signed", g.shape[1:], g)
     if P == 2:
         signed = torch.sub(g[0], g[1], out=out)
@@ -524,7 +530,7 @@ def _columns_to_output(
     With ``row_scale`` (``[n_in, N, 1, L]``: the DAC's per-vector scales) ``y``
     holds DAC level units: n_dac per normalised unit. The output noise, the ADC and the
     digital gains take that unit into account, so no pass over ``y`` converts it. ``y`` is
-    overwritten in inference, where the output noise is drawn into ``scratch`` if given."""
+    overwritten in inference, where the output noise is added in place (one fused pass)."""
     _, n_in, R, n_out, S, C = state.grid
     N, L = y.shape[1], y.shape[3]
     unit = float(level_count(cfg.dac.bits)) if row_scale is not None else 1.0
@@ -532,12 +538,9 @@ def _columns_to_output(
     # 4. output noise and ADC
     if cfg.out_noise_std > 0:
         if inplace:
-            noise = (
-                torch.randn_like(y) if scratch is None else scratch.take("out_noise", y.shape, y).normal_()
-            )
-            y = y.add_(noise, alpha=cfg.out_noise_std * unit)
+            y = noise.add_normal_(y, cfg.out_noise_std * unit)
         else:
-            y = y + cfg.out_noise_std * unit * torch.randn_like(y)
+            y = y + cfg.out_noise_std * unit * noise.normal_like(y)
     if pre_adc_hook is not None:
         pre_adc_hook(y, unit)
     fused = _fused_output(cfg, y)

@@ -50,7 +50,8 @@ def bench_cmd(
         typer.Option(
             "--suite",
             help="lif: Linear + LIF against snnTorch, SpikingJelly, Norse; "
-            "analog: noisy crossbar inference against aihwkit, and IR drop; "
+            "analog: noisy crossbar inference against aihwkit and against the digital forward "
+            "(with vit-tiny, K/V written into crossbars), and IR drop; "
             "train: VGG-9 and ResNet-19 training steps (T=4, 3x32x32) against SpikingJelly, snnTorch; "
             "hwa: hardware-aware training step (weight noise, 8-bit DAC and ADC, output bound, learned input "
             "range, 256-input tiles, weight clipping) and analog conversion against aihwkit-lightning, aihwkit",

@@ -1,0 +1,258 @@
+"""Gaussian draws of the analog simulator: a counter-based generator and fused noise passes.
+
+Every Gaussian an analog forward draws (read noise, output noise, the write noise of
+crossbars written at run time) and the programming noise come from here. On the CPU a C
+kernel (``nn/kernels/normal_cpu.c``, built once per machine by
+:func:`spikecim.nn.kernels.cbuild.build`) draws them:
+
+- **generator**: Philox4x64-10 (Salmon et al., SC 2011; docs/references.md#philox), key
+  ``(seed, 0)``, counter ``(b, 0, 0, 0)`` for block b; its raw words are numpy's
+  ``numpy.random.Philox(key=seed, counter=b - 1).random_raw()``;
+- **transform**: Box-Muller, word j of the stream gives the normals of elements 2j and 2j+1
+  (u1 = (low 32 bits + 1)/2^32, u2 = high 32 bits/2^32, R = sqrt(−2 ln u1),
+  z = R cos 2πu2, R sin 2πu2);
+- **seed**: a fresh 64-bit key per call, drawn from torch's generator (the global one unless
+  a ``generator`` is given), so ``torch.manual_seed`` (or an explicit generator) reproduces
+  a run exactly as before; **counter** = element index, so the draws do not depend on the
+  number of threads (``torch.get_num_threads()``).
+
+Each entry point is one pass over memory: draw, scale, add, clip (and subtract the pair)
+together. Elsewhere (a GPU tensor, a dtype other than float32/float64, or no C compiler,
+which warns once) the same formulas run as torch operations on ``torch.randn``.
+The statistics of the draws are tested in tests/test_analog_noise.py (docs/analog.md#noise).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import subprocess
+import warnings
+from pathlib import Path
+
+import torch
+
+import spikecim.nn.kernels as _kernels_pkg
+from spikecim.nn.kernels import cbuild
+
+__all__ = [
+    "add_normal_",
+    "available",
+    "differential_read",
+    "draw_seed",
+    "noisy_read",
+    "normal_like",
+    "philox_raw",
+    "standard_normal",
+    "write_noise",
+]
+
+_SOURCE = Path(_kernels_pkg.__file__).with_name("normal_cpu.c")
+_REALS = {
+    torch.float32: ("float", ctypes.c_float, []),
+    torch.float64: ("double", ctypes.c_double, ["-DREAL_IS_DOUBLE", "-DNO_CLONES"]),
+}
+_OPS = {"normal": 0, "read": 1, "diff_read": 2, "add": 3, "write": 4}
+# Below this many elements one thread beats waking more (the pass takes well under 1 ms).
+_PARALLEL_MIN = 1 << 17
+_MASK64 = (1 << 64) - 1
+
+
+def available(dtype: torch.dtype = torch.float32) -> bool:
+    """Whether the compiled generator runs for ``dtype`` on this machine."""
+    return dtype in _REALS and _library(dtype) is not None
+
+
+def draw_seed(generator: torch.Generator | None = None) -> int:
+    """A 64-bit Philox key drawn from ``generator`` (None: torch's global generator)."""
+    s = torch.randint(-(2**63), 2**63 - 1, (1,), generator=generator, dtype=torch.int64)
+    return int(s) & _MASK64
+
+
+def standard_normal(
+    shape: tuple[int, ...] | torch.Size, seed: int, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """N(0, 1) draws of the kernel for key ``seed``: element i (row-major) is the i-th normal
+    of the stream. The CPU kernel is required (raises RuntimeError without it)."""
+    out = torch.empty(tuple(shape), dtype=dtype)
+    _run("normal", out, seed)
+    return out
+
+
+def normal_like(t: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A new tensor of N(0, 1) draws with ``t``'s shape, dtype and device."""
+    out = torch.empty(t.shape, dtype=t.dtype, device=t.device)
+    if _fast(out):
+        _run("normal", out, draw_seed(generator))
+        return out
+    return _randn(t.shape, t, generator, None)
+
+
+def philox_raw(seed: int, first_word: int, count: int) -> list[int]:
+    """Words ``first_word`` … of the Philox4x64-10 stream of key ``(seed, 0)`` (for tests)."""
+    lib, _ = _require(torch.float64)
+    buf = (ctypes.c_uint64 * count)()
+    lib.philox_raw(ctypes.c_uint64(seed & _MASK64), first_word, count, buf)
+    return list(buf)
+
+
+def noisy_read(
+    g: torch.Tensor,
+    std: torch.Tensor,
+    out: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    seed: int | None = None,
+) -> torch.Tensor:
+    """``max(g + std·N(0, 1), 0)`` elementwise (``std`` of ``g``'s shape) into ``out`` (default a
+    new tensor; it may be ``g``). ``seed``: the key (default drawn from ``generator``)."""
+    out = torch.empty_like(g, memory_format=torch.contiguous_format) if out is None else out
+    if _fast(out, g, std):
+        _run("read", out, _seed(seed, generator), g=g, std=std)
+        return out
+    noise = _randn(g.shape, g, generator, seed)
+    return out.copy_(noise.mul_(std).add_(g).clamp_(min=0.0))
+
+
+def differential_read(
+    g: torch.Tensor,
+    std: torch.Tensor,
+    out: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    seed: int | None = None,
+) -> torch.Tensor:
+    """One read of G+/G− pairs ``g[2, ...]`` (σ ``std[2, ...]``):
+    ``max(g[0] + std[0]·z0, 0) − max(g[1] + std[1]·z1, 0)`` where ``z`` are the normals of
+    ``g``'s elements (the same draws as :func:`noisy_read` on ``g`` with the same key), into
+    ``out`` of shape ``g.shape[1:]`` (default a new tensor)."""
+    if g.shape[0] != 2:
+        raise ValueError(f"differential_read: g must be [2, ...] (G+, G-), got {list(g.shape)}")
+    out = g.new_empty(g.shape[1:]) if out is None else out
+    if _fast(out, g, std, per_out=2):
+        _run("diff_read", out, _seed(seed, generator), g=g, std=std)
+        return out
+    noisy = noisy_read(g, std, None, generator, seed)
+    return torch.sub(noisy[0], noisy[1], out=out)
+
+
+def add_normal_(
+    y: torch.Tensor, alpha: float, generator: torch.Generator | None = None, seed: int | None = None
+) -> torch.Tensor:
+    """``y += alpha·N(0, 1)`` in place (output noise); returns ``y``."""
+    if _fast(y):
+        _run("add", y, _seed(seed, generator), alpha=alpha)
+        return y
+    return y.add_(_randn(y.shape, y, generator, seed), alpha=alpha)
+
+
+def write_noise(
+    u: torch.Tensor,
+    scale: float,
+    floor: float,
+    out: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    seed: int | None = None,
+) -> torch.Tensor:
+    """``max(u + (sqrt(u)·scale)·N(0, 1), floor)`` elementwise for ``u ≥ 0``, into ``out``
+    (default a new tensor; it may be ``u``)."""
+    u = u.contiguous()
+    out = torch.empty_like(u) if out is None else out
+    if _fast(out, u):
+        _run("write", out, _seed(seed, generator), g=u, alpha=scale, floor=floor)
+        return out
+    std = torch.sqrt(u).mul_(scale)
+    return out.copy_(_randn(u.shape, u, generator, seed).mul_(std).add_(u).clamp_(min=floor))
+
+
+# -- the kernel ---------------------------------------------------------------------------
+
+
+def _fast(out: torch.Tensor, *inputs: torch.Tensor, per_out: int = 1) -> bool:
+    """Whether the kernel takes this call: CPU, contiguous, one float dtype, ``per_out``
+    input elements per output element, no gradient needed."""
+    dtype = out.dtype
+    if out.device.type != "cpu" or dtype not in _REALS or not out.is_contiguous():
+        return False
+    for t in inputs:
+        if t.device.type != "cpu" or t.dtype != dtype or not t.is_contiguous():
+            return False
+        if t.numel() != per_out * out.numel():
+            return False
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (out, *inputs)):
+        return False
+    return available(dtype)
+
+
+def _seed(seed: int | None, generator: torch.Generator | None) -> int:
+    return draw_seed(generator) if seed is None else int(seed) & _MASK64
+
+
+def _randn(shape, like: torch.Tensor, generator: torch.Generator | None, seed: int | None) -> torch.Tensor:
+    """torch's normals for the fallback: from ``generator``, or from a generator keyed by
+    ``seed`` when one is given."""
+    if seed is not None and like.device.type == "cpu":
+        generator = torch.Generator().manual_seed(int(seed) & (2**63 - 1))
+    if generator is not None and generator.device != like.device:
+        return torch.randn(shape, generator=generator, dtype=like.dtype).to(like.device)
+    return torch.randn(shape, generator=generator, dtype=like.dtype, device=like.device)
+
+
+def _run(op: str, out: torch.Tensor, seed: int, g=None, std=None, alpha: float = 0.0, floor: float = 0.0):
+    lib, Args = _require(out.dtype)
+    a = Args(
+        n=out.numel(),
+        seed=seed,
+        op=_OPS[op],
+        alpha=alpha,
+        floor=floor,
+        out=out.data_ptr(),
+        g=None if g is None else g.data_ptr(),
+        std=None if std is None else std.data_ptr(),
+    )
+    work = out.numel() * (2 if op == "diff_read" else 1)
+    threads = 1 if work < _PARALLEL_MIN else max(1, torch.get_num_threads())
+    lib.noise_run(ctypes.byref(a), threads)
+
+
+def _require(dtype: torch.dtype):
+    lib = _library(dtype) if dtype in _REALS else None
+    if lib is None:
+        raise RuntimeError(f"the compiled Gaussian generator is not available for {dtype}")
+    return lib
+
+
+def _args_struct(real) -> type[ctypes.Structure]:
+    ptr = ctypes.c_void_p
+    fields = [("n", ctypes.c_int64), ("seed", ctypes.c_uint64), ("op", ctypes.c_int32)]
+    fields += [("alpha", real), ("floor", real), ("out", ptr), ("g", ptr), ("std", ptr)]
+    return type("NoiseArgs", (ctypes.Structure,), {"_fields_": fields})
+
+
+@functools.cache
+def _library(dtype: torch.dtype):
+    """``(ctypes library, argument struct)`` for ``dtype``, built once; None (one warning)
+    when no library can be built."""
+    real_c, real, extra = _REALS[dtype]
+    try:
+        path = cbuild.build(_SOURCE, f"normal_cpu_{real_c}", [*cbuild.FLAGS, f"-DREAL={real_c}", *extra])
+        lib = ctypes.CDLL(str(path))
+    except (OSError, subprocess.SubprocessError) as e:
+        detail = str(e)
+        if isinstance(e, subprocess.CalledProcessError):
+            detail = f"{e.cmd[0]} exited with status {e.returncode}"
+        warnings.warn(
+            f"spikecim: the compiled Gaussian generator could not be built ({detail}); "
+            "analog noise is drawn with torch.randn",
+            stacklevel=3,
+        )
+        return None
+    Args = _args_struct(real)
+    lib.noise_run.argtypes = [ctypes.POINTER(Args), ctypes.c_int]
+    lib.noise_run.restype = None
+    lib.philox_raw.argtypes = [
+        ctypes.c_uint64,
+        ctypes.c_int64,
+        ctypes.c_int64,
+        ctypes.POINTER(ctypes.c_uint64),
+    ]
+    lib.philox_raw.restype = None
+    return lib, Args

@@ -1,0 +1,272 @@
+"""The Gaussian generator of the analog simulator (spikecim.analog.noise): its raw stream
+against numpy's Philox4x64-10 and the Random123 known-answer vector, its normals against
+Box-Muller computed here from numpy's words, its statistics against the normal distribution
+(scipy.stats.norm), and every fused pass against its formula evaluated by torch on the same
+normals."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from spikecim.analog import noise
+from spikecim.nn.kernels import cbuild
+
+pytestmark = pytest.mark.skipif(
+    not noise.available(torch.float32), reason="no C compiler: the Gaussian kernel is not built"
+)
+
+N_STATS = 1 << 21  # 2.1 M samples for the moment and distribution tests
+SEED = 0x5EED_1234_ABCD_0042
+
+
+def numpy_words(seed: int, first_word: int, count: int) -> np.ndarray:
+    """Words of numpy's Philox4x64-10 with key (seed, 0): numpy steps the counter before
+    each block, so block b is numpy's counter b - 1 (all ones for b = 0: it wraps to 0)."""
+    block, lane = divmod(first_word, 4)
+    counter = [block - 1, 0, 0, 0] if block > 0 else [2**64 - 1] * 4
+    raw = np.random.Philox(key=seed, counter=counter).random_raw(lane + count)
+    return raw[lane:]
+
+
+def box_muller(words: np.ndarray) -> np.ndarray:
+    """Normals 2j, 2j+1 from word j: u1 = (lo + 1)/2^32, u2 = hi/2^32, R = sqrt(-2 ln u1)."""
+    lo = (words & np.uint64(0xFFFFFFFF)).astype(np.float64)
+    hi = (words >> np.uint64(32)).astype(np.float64)
+    r = np.sqrt(-2.0 * np.log((lo + 1.0) / 2.0**32))
+    t = 2.0 * np.pi * hi / 2.0**32
+    return np.stack([r * np.cos(t), r * np.sin(t)], axis=1).reshape(-1)
+
+
+@pytest.fixture(scope="module")
+def z64() -> np.ndarray:
+    return noise.standard_normal((N_STATS,), SEED, torch.float64).numpy()
+
+
+@pytest.fixture(scope="module")
+def z32() -> np.ndarray:
+    return noise.standard_normal((N_STATS,), SEED, torch.float32).numpy().astype(np.float64)
+
+
+# -- the raw stream ------------------------------------------------------------------------
+
+
+def test_philox_matches_the_random123_known_answer_for_zero_key_and_counter():
+    # Random123 kat_vectors: philox4x64 10, counter 0, key 0
+    expected = [0x16554D9ECA36314C, 0xDB20FE9D672D0FDC, 0xD7E772CEE186176B, 0x7E68B68AEC7BA23B]
+    assert noise.philox_raw(0, 0, 4) == expected
+
+
+@pytest.mark.parametrize("first_word", [0, 3, 4, 1001])
+def test_philox_stream_equals_numpy_philox_bit_for_bit(first_word):
+    ours = np.array(noise.philox_raw(SEED, first_word, 37), dtype=np.uint64)
+    assert np.array_equal(ours, numpy_words(SEED, first_word, 37))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_normals_are_box_muller_of_numpy_philox_words(dtype):
+    n = 100_001  # odd: the last word's second normal is not used
+    z = noise.standard_normal((n,), SEED, dtype).numpy()
+    ref = box_muller(numpy_words(SEED, 0, (n + 1) // 2))[:n]
+    if dtype == torch.float64:  # libm against numpy: a few ulp
+        np.testing.assert_allclose(z, ref, rtol=1e-13, atol=1e-13)
+    else:  # float32 polynomials: |error| about 1e-6, more only where R is tiny (u1 near 1)
+        np.testing.assert_allclose(z, ref, rtol=2e-6, atol=5e-5)
+
+
+# -- statistics ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("which", ["z64", "z32"])
+def test_moments_are_those_of_the_standard_normal_within_5_sigma(which, request):
+    z = request.getfixturevalue(which)
+    n = len(z)
+    # sampling standard errors of mean, variance, skewness and kurtosis for N(0, 1)
+    assert abs(z.mean()) < 5 * math.sqrt(1 / n)
+    assert abs(z.var() - 1) < 5 * math.sqrt(2 / n)
+    assert abs(stats.skew(z)) < 5 * math.sqrt(6 / n)
+    assert abs(stats.kurtosis(z)) < 5 * math.sqrt(24 / n)  # excess kurtosis
+
+
+@pytest.mark.parametrize("which", ["z64", "z32"])
+def test_kolmogorov_smirnov_against_scipy_norm_accepts(which, request):
+    z = request.getfixturevalue(which)
+    assert stats.kstest(z, stats.norm.cdf).pvalue > 1e-3
+
+
+def test_tail_frequency_beyond_4_sigma_matches_the_normal(z32):
+    n = len(z32)
+    p = 2 * stats.norm.sf(4.0)  # 6.3e-5
+    count = int((np.abs(z32) > 4).sum())
+    assert abs(count - n * p) < 5 * math.sqrt(n * p * (1 - p))
+
+
+def test_lag_one_and_word_pair_correlations_vanish(z32):
+    n = len(z32)
+    bound = 5 / math.sqrt(n)
+    assert abs(np.corrcoef(z32[:-1], z32[1:])[0, 1]) < bound  # includes the pair of one word
+    assert abs(np.corrcoef(z32[1:-1:2], z32[2::2])[0, 1]) < 5 / math.sqrt(n // 2)  # across words
+    # squares of one word's pair share R: they must still be uncorrelated (Box-Muller)
+    assert abs(np.corrcoef(z32[0::2] ** 2, z32[1::2] ** 2)[0, 1]) < 5 / math.sqrt(n // 2)
+
+
+def test_draws_across_thread_chunk_boundaries_are_uncorrelated():
+    # chunks of 4096 elements: pairs of elements on either side of each boundary
+    n_chunks = 512
+    z = noise.standard_normal((n_chunks * 4096,), SEED ^ 7).numpy().astype(np.float64)
+    ends = np.arange(1, n_chunks) * 4096
+    for lag in (1, 2, 3):
+        a, b = z[ends - lag], z[ends + lag - 1]
+        assert abs(np.corrcoef(a, b)[0, 1]) < 5 / math.sqrt(len(ends))
+    # and between whole consecutive chunks
+    chunks = z.reshape(n_chunks, 4096)
+    assert abs(np.corrcoef(chunks[:-1].ravel(), chunks[1:].ravel())[0, 1]) < 5 / math.sqrt(chunks[1:].size)
+
+
+def test_two_calls_from_the_global_generator_are_independent():
+    torch.manual_seed(3)
+    a = noise.normal_like(torch.empty(1 << 18)).double().numpy()
+    b = noise.normal_like(torch.empty(1 << 18)).double().numpy()
+    assert abs(np.corrcoef(a, b)[0, 1]) < 5 / math.sqrt(len(a))
+    assert not np.array_equal(a, b)
+
+
+def test_same_global_seed_gives_the_same_draws():
+    torch.manual_seed(11)
+    a = noise.normal_like(torch.empty(1000))
+    torch.manual_seed(11)
+    b = noise.normal_like(torch.empty(1000))
+    assert torch.equal(a, b)
+
+
+def test_explicit_generator_keys_the_draw_and_leaves_the_global_one_alone():
+    torch.manual_seed(5)
+    before = torch.get_rng_state()
+    g1 = torch.Generator().manual_seed(9)
+    g2 = torch.Generator().manual_seed(9)
+    a = noise.normal_like(torch.empty(300), generator=g1)
+    b = noise.normal_like(torch.empty(300), generator=g2)
+    assert torch.equal(a, b)
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_draws_do_not_depend_on_the_thread_count():
+    n = 3 * (1 << 17) + 5  # above the parallel threshold, not a multiple of the chunk
+    threads = torch.get_num_threads()
+    g = torch.rand(2, n)
+    std = torch.rand(2, n) * 0.3
+    try:
+        out = {}
+        for t in (1, 2, 3):
+            torch.set_num_threads(t)
+            out[t] = (
+                noise.standard_normal((n,), SEED),
+                noise.differential_read(g, std, seed=SEED),
+            )
+    finally:
+        torch.set_num_threads(threads)
+    for t in (2, 3):
+        assert torch.equal(out[t][0], out[1][0])
+        assert torch.equal(out[t][1], out[1][1])
+
+
+# -- fused passes against their formulas on the same normals -------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_noisy_read_is_max_of_g_plus_std_times_z_and_zero(dtype):
+    g = torch.rand(3, 1001, dtype=dtype) - 0.1
+    std = torch.rand(3, 1001, dtype=dtype) * 0.5
+    z = noise.standard_normal(g.shape, SEED, dtype)
+    expected = torch.clamp(z * std + g, min=0.0)
+    assert torch.equal(noise.noisy_read(g, std, seed=SEED), expected)
+    out = g.clone()  # in place over g
+    assert torch.equal(noise.noisy_read(out, std, out=out, seed=SEED), expected)
+
+
+def test_fused_passes_propagate_nan_as_torch_clamp_does():
+    g = torch.tensor([[0.5, float("nan"), 0.2], [0.1, 0.3, float("nan")]])
+    std = torch.full_like(g, 0.1)
+    read = noise.noisy_read(g, std, seed=SEED)
+    assert torch.equal(torch.isnan(read), torch.isnan(g))
+    diff = noise.differential_read(g, std, seed=SEED)
+    assert torch.isnan(diff).tolist() == [False, True, True]
+    assert torch.isnan(
+        noise.write_noise(torch.tensor([float("nan"), 0.5]), 0.1, 0.0, seed=SEED)
+    ).tolist() == [
+        True,
+        False,
+    ]
+    assert noise.standard_normal((0,), SEED).shape == (0,)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n", [4096, 1001])  # odd n: the G- half starts inside a word
+def test_differential_read_is_the_difference_of_two_clipped_reads(dtype, n):
+    g = torch.rand(2, n, dtype=dtype)
+    std = torch.rand(2, n, dtype=dtype) * 0.5
+    z = noise.standard_normal(g.shape, SEED, dtype)
+    v = torch.clamp(z * std + g, min=0.0)
+    assert torch.equal(noise.differential_read(g, std, seed=SEED), v[0] - v[1])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_add_normal_adds_alpha_times_z(dtype):
+    y = torch.randn(5, 777, dtype=dtype)
+    z = noise.standard_normal(y.shape, SEED, dtype)
+    expected = y + 0.37 * z
+    assert torch.equal(noise.add_normal_(y.clone(), 0.37, seed=SEED), expected)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_write_noise_is_u_plus_sqrt_u_scale_z_clipped_at_the_floor(dtype):
+    u = torch.rand(4, 999, dtype=dtype)
+    z = noise.standard_normal(u.shape, SEED, dtype)
+    sqrt_u = torch.from_numpy(np.sqrt(u.numpy()))  # IEEE sqrt (torch's float32 one can be 1 ulp off)
+    expected = torch.clamp(z * (sqrt_u * 0.8) + u, min=-0.05)
+    assert torch.equal(noise.write_noise(u, 0.8, -0.05, seed=SEED), expected)
+
+
+def test_crossbar_read_matrix_is_the_fused_differential_read_of_its_state():
+    from spikecim.analog.config import load_crossbar_config
+    from spikecim.analog.tiles import program_tiles, read_matrix, set_time
+
+    cfg = load_crossbar_config("pcm-aihwkit")
+    state = set_time(program_tiles(torch.randn(40, 70), cfg, seed=1), cfg, 3600.0)
+    torch.manual_seed(21)
+    m = read_matrix(state, cfg)
+    torch.manual_seed(21)
+    seed = noise.draw_seed()
+    z = noise.standard_normal(state.g_drift_k.shape, seed)
+    v = torch.clamp(z * state.read_std_k + state.g_drift_k, min=0.0)
+    assert torch.equal(m, (v[0] - v[1]).view_as(m))
+
+
+def test_without_a_c_compiler_noise_falls_back_to_torch_with_one_warning(monkeypatch, tmp_path):
+    monkeypatch.setenv("SPIKECIM_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("CC", raising=False)
+    (tmp_path / "bin").mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    with pytest.raises(OSError, match="no C compiler"):
+        cbuild.compiler()
+    noise._library.cache_clear()
+    try:
+        g = torch.rand(2, 5000)
+        std = torch.full((2, 5000), 0.1)
+        torch.manual_seed(2)
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always")
+            m = noise.differential_read(g, std)
+            noise.noisy_read(g, std)
+        assert len([w for w in record if "could not be built" in str(w.message)]) == 1
+        # the fallback is torch's draw: the same formula on torch.randn after the same seed
+        torch.manual_seed(2)
+        v = torch.randn(2, 5000).mul_(std).add_(g).clamp_(min=0.0)
+        assert torch.equal(m, v[0] - v[1])
+    finally:
+        noise._library.cache_clear()
