@@ -29,6 +29,7 @@ import spikecim.train.checkpoint
 from spikecim.analog.circuit import effective_conductance
 from spikecim.analog.config import CrossbarConfig, load_crossbar_config
 from spikecim.analog.devices import DEVICES
+from spikecim.analog.hwa_config import HwaConverters
 from spikecim.analog.mitigation import WeightModifier
 from spikecim.cli.main import main
 from spikecim.config import RunConfig, load_config
@@ -170,6 +171,7 @@ def _roots():
         ),
         ("crossbar", {}, load_crossbar_config, numeric_fields(CrossbarConfig, seen=REACHED)),
         ("weight-modifier", {}, WeightModifier.model_validate, numeric_fields(WeightModifier, seen=REACHED)),
+        ("hwa-converters", {}, HwaConverters.model_validate, numeric_fields(HwaConverters, seen=REACHED)),
         (
             "architecture",
             {"name": "chip", "estimator": "imc"},
