@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -56,6 +58,32 @@ def test_worker_processes_give_the_serial_outputs_bit_for_bit_in_seed_order(prob
     assert not torch.equal(serial[0], serial[1])  # the seeds draw different noise
     for a, b in zip(serial, parallel, strict=True):
         assert torch.equal(a, b)
+
+
+def test_workers_run_torch_on_several_threads_after_this_process_did(tmp_path):
+    # GNU libgomp does not survive a fork once its threads have run: a forked worker that
+    # runs torch on two threads hangs. The job runs in a fresh interpreter with a timeout, so
+    # a hang fails the test instead of stopping the suite.
+    script = tmp_path / "threads.py"
+    script.write_text(
+        "import torch\n"
+        "from spikecim.analog.parallel import map_seeds\n"
+        "def job(seed):  # a torch reduction on two OpenMP threads in the worker\n"
+        "    torch.set_num_threads(2)\n"
+        "    x = torch.arange(4_000_000, dtype=torch.float64) * seed\n"
+        "    return float((x * 2.0 + 1.0).sum())\n"
+        "if __name__ == '__main__':\n"
+        "    torch.set_num_threads(4)\n"
+        "    (torch.randn(4_000_000) * 2 + 1).sum()  # this process's OpenMP threads have run\n"
+        "    print(map_seeds(job, [1, 2], workers=2))\n"
+    )
+    # a deadlock guard, not a speed limit: the script takes seconds
+    done = subprocess.run(
+        [sys.executable, str(script)], check=False, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr
+    n = 4_000_000  # sum of 2·s·i + 1 over i < n, by hand
+    assert done.stdout.strip() == str([float(s * n * (n - 1) + n) for s in (1, 2)])
 
 
 def test_a_seeds_monte_carlo_accuracy_does_not_depend_on_the_seeds_before_it(problem):

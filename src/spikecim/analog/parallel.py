@@ -6,9 +6,11 @@ and the seed, so the seeds can run anywhere in any order: :func:`map_seeds` retu
 results in the order of the seeds, identical to the serial loop's.
 
 - ``workers = 1``: the serial loop, in this process.
-- ``workers = N > 1``: N worker processes on this machine (forked on Linux, so the model
-  is not copied through a pipe; spawned elsewhere). Each worker runs torch with
-  ``max(1, threads // N)`` threads, ``threads`` this process's count.
+- ``workers = N > 1``: N worker processes on this machine, started fresh ("spawn") with the
+  job pickled to each. Not forked: torch's OpenMP runtime (GNU libgomp) does not survive a
+  fork once its threads have run, and a forked worker that runs torch on two or more
+  threads hangs. Each worker runs torch with ``max(1, threads // N)`` threads, ``threads``
+  this process's count.
 - ``ray_address``: one Ray task per seed on the cluster at that address (``"local"``
   starts one on this machine); needs ``pip install ray``.
 """
@@ -16,7 +18,6 @@ results in the order of the seeds, identical to the serial loop's.
 from __future__ import annotations
 
 import multiprocessing
-import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
@@ -58,8 +59,7 @@ def map_seeds(
         return results
     workers = min(workers, len(seeds))
     threads = max(1, torch.get_num_threads() // workers)
-    method = "fork" if sys.platform == "linux" else "spawn"
-    ctx = multiprocessing.get_context(method)
+    ctx = multiprocessing.get_context("spawn")  # not fork: see the module docstring
     results = []
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init, initargs=(job, threads)) as pool:
         for s, r in zip(seeds, pool.map(_run, seeds), strict=True):
