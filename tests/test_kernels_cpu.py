@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from spikecim.errors import SpikecimError
-from spikecim.nn import kernels
+from spikecim.nn import LIF, kernels
 from spikecim.nn.functional import LIFParams, LIFState, lif
 from spikecim.nn.kernels import cbuild, cpu
 from spikecim.nn.surrogate import SURROGATES
@@ -159,18 +159,22 @@ def test_fused_lif_with_a_zero_dim_float64_beta_matches_the_reference():
 
 
 @pytest.mark.parametrize(
-    "reset_delay, reset, expected_saved",
+    "reset_delay, reset, learn_beta, expected_saved",
     [
-        (True, "subtract", {"membrane"}),
-        (True, "zero", {"membrane"}),
-        (False, "subtract", {"membrane", "uint8"}),
-        (False, "zero", {"pre-reset membrane"}),
+        (True, "subtract", False, {"membrane"}),
+        (True, "zero", False, {"membrane"}),
+        (False, "subtract", False, {"V - theta"}),
+        (False, "subtract", True, {"membrane", "uint8"}),
+        (False, "zero", False, {"V"}),
     ],
 )
-def test_backward_keeps_one_float_sequence_and_spikes_as_bytes(reset_delay, reset, expected_saved):
-    """Only what the backward pass needs: never a float copy of the spikes."""
+def test_backward_keeps_one_float_sequence_and_spikes_as_bytes(reset_delay, reset, learn_beta, expected_saved):
+    """Only what the backward pass needs: never a float copy of the spikes, and no initial
+    membrane unless a gradient reads it."""
     T, B, N = 8, 3, 5
     x = torch.randn(T, B, N, requires_grad=True)
+    beta = torch.tensor(0.9, requires_grad=learn_beta)
+    mem0 = torch.randn(B, N)
     saved = []
 
     def pack(t):
@@ -178,7 +182,20 @@ def test_backward_keeps_one_float_sequence_and_spikes_as_bytes(reset_delay, rese
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        spk, (mem,) = lif(x, None, LIFParams(0.9, 1.0, reset, reset_delay), "cpu")
+        spk, (mem,) = lif(x, LIFState(mem0), LIFParams(beta, 1.0, reset, reset_delay), "cpu")
+    # the same recurrence written out: V[t] = beta U[t-1] + x[t], U[t] after the reset
+    u, v_seq, b = mem0, [], beta.detach()
+    for t in range(T):
+        xt = x[t].detach()
+        if reset_delay:
+            r = (u > 1.0).float()
+            v = u = (b * u + xt) - r if reset == "subtract" else (b * (1 - r)) * u + xt
+        else:
+            v = b * u + xt
+            s = (v > 1.0).float()
+            u = v - s if reset == "subtract" else (1 - s) * v
+        v_seq.append(v)
+    v_seq = torch.stack(v_seq)
     full = [t for t in saved if t.shape == x.shape]
     kinds = set()
     for t in full:
@@ -186,13 +203,26 @@ def test_backward_keeps_one_float_sequence_and_spikes_as_bytes(reset_delay, rese
             kinds.add("uint8")
         elif t.data_ptr() == mem.data_ptr():
             kinds.add("membrane")
-        else:
-            kinds.add("pre-reset membrane")
+        elif torch.equal(t, v_seq):
+            kinds.add("V")
+        elif torch.equal(t, v_seq - 1.0):
+            kinds.add("V - theta")
         assert t.data_ptr() != spk.data_ptr()
     assert kinds == expected_saved
     assert len(full) == len(expected_saved)
     # everything else saved is per neuron (one step), not per step
     assert all(t.numel() <= B * N for t in saved if t.shape != x.shape)
+    # the initial membrane only when beta's gradient reads U[-1]
+    assert any(t.data_ptr() == mem0.data_ptr() for t in saved) == learn_beta
+
+
+def test_a_lif_module_from_rest_keeps_no_zeros_for_backward():
+    """From the zero state the kernel starts from zeros itself: nothing of one step's size is kept."""
+    x = torch.randn(6, 4, 8, requires_grad=True)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        LIF(beta=0.8, threshold=1.0, reset_delay=False)(x)
+    assert [tuple(t.shape) for t in saved if t.numel() > 1] == [tuple(x.shape)]
 
 
 def test_without_a_c_compiler_lif_falls_back_to_the_reference(monkeypatch, tmp_path):

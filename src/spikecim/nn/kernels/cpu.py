@@ -55,6 +55,7 @@ class _CPULauncher:
     """Runs ``lif_forward`` / ``lif_backward`` of the compiled library on CPU tensors."""
 
     takes_scalars = True  # beta, theta may come as one value for every neuron (no [M] copy)
+    saves_v_minus_theta = True  # same-step subtract keeps V - theta, not U and spike bytes
 
     def forward(self, x, beta, th, m0, spk, mem, vsave, sbits, params) -> None:
         lib, Args = _library(x.dtype)

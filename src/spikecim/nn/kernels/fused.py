@@ -7,13 +7,19 @@ sequences and ``[*step]`` for per-neuron values; ``None`` stands for "not needed
 incoming gradient may instead be one value broadcast to the whole sequence (all strides
 0, as the gradient of ``.sum()`` arrives), which the launcher reads as that value.
 
-What the backward pass keeps (never a float copy of the spikes):
+What the backward pass keeps (one float per neuron and step, never a float copy of the spikes):
 
 =========================  =============================================================
 delayed reset              the membrane output U (S[t] = U[t] > theta, R[t] = U[t-1] > theta)
-same-step, subtract        U and the spikes as bytes (V - theta = U if S else U - theta)
+same-step, subtract        U and the spikes as bytes (V - theta = U if S else U - theta); a
+                           launcher with ``saves_v_minus_theta`` keeps V - theta alone instead
+                           (S = V - theta > 0, exact for a float difference) unless beta is
+                           learnt, as its gradient reads U[t-1]
 same-step, zero            the pre-reset membrane V (S = V > theta, U = 0 if S else V)
 =========================  =============================================================
+
+The initial membrane is kept only when the backward pass reads it: for the gradients of
+beta or theta (through U[-1]), and of the initial membrane itself under a delayed zero reset.
 """
 
 from __future__ import annotations
@@ -82,17 +88,22 @@ class _FusedLIF(torch.autograd.Function):
         x = x.contiguous()
         spk, mem = torch.empty_like(x), torch.empty_like(x)
         m0 = mem0.contiguous() if mem0 is not None else None
-        training = any(ctx.needs_input_grad[:4])
+        _, need_beta, need_th, need_m0 = ctx.needs_input_grad[:4]
+        training = need_beta or need_th or need_m0 or ctx.needs_input_grad[0]
         same_step, subtract = not params.reset_delay, params.reset == "subtract"
-        sbits = None
-        if training and same_step and subtract:
+        sbits = vsave = None
+        v_minus_theta = getattr(launcher, "saves_v_minus_theta", False) and not need_beta
+        if training and same_step and subtract and not v_minus_theta:
             sbits = torch.empty(x.shape, dtype=torch.uint8, device=x.device)
-        vsave = torch.empty_like(x) if training and same_step and not subtract else None
+        elif training and same_step:
+            vsave = torch.empty_like(x)  # V - theta (subtract) or V (zero)
         b, h = (_per_neuron(v, x, launcher) for v in (beta, th))
         launcher.forward(x, b, h, m0, spk, mem, vsave, sbits, params)
         if training:
+            keep_m0 = need_beta or need_th or (need_m0 and params.reset_delay and not subtract)
             # beta and theta are kept as given (a scalar stays a scalar), expanded again below
-            ctx.save_for_backward(vsave if vsave is not None else mem, sbits, beta, th, m0)
+            saved = vsave if vsave is not None else mem
+            ctx.save_for_backward(saved, sbits, beta, th, m0 if keep_m0 else None)
             ctx.params, ctx.launcher = params, launcher
         return spk, mem
 
