@@ -293,3 +293,35 @@ def test_a_layer_split_over_threads_equals_the_reference(reset_delay, reset, mon
         torch.set_num_threads(before)
     for a, b in zip(out["cpu"], out["reference"]):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+def test_a_compiler_without_openmp_builds_the_threaded_kernel_that_equals_the_reference(monkeypatch, tmp_path):
+    """A compiler that rejects -fopenmp (as Apple's clang does) still gives the kernel, on plain threads."""
+    cc = tmp_path / "cc-no-openmp"
+    cc.write_text(
+        '#!/bin/sh\ncase " $* " in *" -fopenmp "*) echo "unsupported option -fopenmp" >&2; exit 1;; esac\n'
+        f'exec {cbuild.compiler()} "$@"\n'
+    )
+    cc.chmod(0o755)
+    monkeypatch.setenv("SPIKECIM_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("CC", str(cc))
+    monkeypatch.setattr(cpu, "_PARALLEL_MIN", 1)
+    cpu._library.cache_clear()
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert cpu.available(torch.float64)
+        built = sorted(p.name for p in (tmp_path / "cache" / "kernels").glob("*.so"))
+        assert len(built) == 1  # the OpenMP build failed, the plain one is loaded
+        g = torch.Generator().manual_seed(3)
+        x0 = torch.randn(10, 5, 301, generator=g, dtype=torch.float64) * 1.5  # M = 1505: three chunks
+        out = {}
+        for backend in ("reference", "cpu"):
+            x = x0.clone().requires_grad_()
+            s, (m,) = lif(x, None, LIFParams(0.8, 0.7, "subtract", False), backend)
+            out[backend] = (s, m, *torch.autograd.grad(s.sum() + m.sum(), [x]))
+    finally:
+        torch.set_num_threads(before)
+        cpu._library.cache_clear()
+    for a, b in zip(out["cpu"], out["reference"]):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)

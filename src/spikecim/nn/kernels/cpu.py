@@ -2,7 +2,9 @@
 
 The C file runs the whole time loop of :func:`spikecim.nn.functional.lif` forward, and the
 reverse-time surrogate-gradient loop backward, over chunks of neurons on
-``torch.get_num_threads()`` threads. It is compiled once per machine by
+``torch.get_num_threads()`` threads: OpenMP threads when the compiler builds it with
+``-fopenmp`` (the libgomp torch has loaded is the one used, so its threads, already awake
+from the layer before, take the chunks), else threads started for the call. It is compiled once per machine by
 :func:`spikecim.nn.kernels.cbuild.build` (the system C compiler, a verified cache); the
 build takes a few seconds once. When no compiler works, :func:`available` is False and
 :func:`spikecim.nn.kernels.select` runs the reference loop (with a warning).
@@ -138,8 +140,10 @@ def _library(dtype: torch.dtype):
     """``(ctypes library, argument struct)`` for ``dtype``, building it once; None on failure."""
     real_c, real = _REALS[dtype]
     try:
-        path = _build(real_c)
-        lib = ctypes.CDLL(str(path))
+        try:
+            lib = ctypes.CDLL(str(_build(real_c)))
+        except (OSError, subprocess.SubprocessError):  # no OpenMP: the version on plain threads
+            lib = ctypes.CDLL(str(_build(real_c, openmp=False)))
     except (OSError, subprocess.SubprocessError) as e:
         detail = str(e)
         if isinstance(e, subprocess.CalledProcessError):
@@ -159,6 +163,8 @@ def _library(dtype: torch.dtype):
     return lib, Args
 
 
-def _build(real_c: str) -> Path:
-    """The path of a verified library of ``lif_cpu.c`` for ``real_c`` (see :mod:`.cbuild`)."""
-    return cbuild.build(_SOURCE, f"lif_cpu_{real_c}", [*cbuild.FLAGS, f"-DREAL={real_c}", *_EXTRA[real_c]])
+def _build(real_c: str, openmp: bool = True) -> Path:
+    """The path of a verified library of ``lif_cpu.c`` for ``real_c`` (see :mod:`.cbuild`),
+    with ``-fopenmp`` (the one :func:`_library` tries first) or without."""
+    flags = [*cbuild.FLAGS, f"-DREAL={real_c}", *_EXTRA[real_c], *(["-fopenmp"] if openmp else [])]
+    return cbuild.build(_SOURCE, f"lif_cpu_{real_c}", flags)

@@ -256,8 +256,28 @@ CLONES static void bwd_range(const lif_args *a, int64_t i0, int64_t i1) {
     }
 }
 
-/* Whole chunks of CHUNK neurons are handed out one at a time from a shared counter, so a
- * thread that the OS delays (a busy or shared machine) leaves its work to the others. */
+/* Whole chunks of CHUNK neurons are handed out one at a time, so a thread that the OS
+ * delays (a busy or shared machine) leaves its work to the others. Built with OpenMP
+ * (-fopenmp), the chunks run on the OpenMP threads torch already keeps awake (the same
+ * libgomp is loaded once per process); otherwise on fresh pthreads. */
+static void run_chunk(const lif_args *a, int64_t c, int backward) {
+    const int64_t i0 = c * CHUNK, i1 = i0 + CHUNK < a->M ? i0 + CHUNK : a->M;
+    if (backward) bwd_range(a, i0, i1);
+    else fwd_range(a, i0, i1);
+}
+
+#ifdef _OPENMP
+static void run_parallel(const lif_args *a, int threads, int backward) {
+    const int64_t chunks = (a->M + CHUNK - 1) / CHUNK;
+    if (threads > chunks) threads = (int)chunks;
+    if (threads <= 1) {
+        for (int64_t c = 0; c < chunks; c++) run_chunk(a, c, backward);
+        return;
+    }
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+    for (int64_t c = 0; c < chunks; c++) run_chunk(a, c, backward);
+}
+#else
 typedef struct {
     const lif_args *a;
     int64_t chunks;
@@ -270,9 +290,7 @@ static void *run_pool(void *p) {
     for (;;) {
         const int64_t c = __atomic_fetch_add(&q->next, 1, __ATOMIC_RELAXED);
         if (c >= q->chunks) return 0;
-        const int64_t i0 = c * CHUNK, i1 = i0 + CHUNK < q->a->M ? i0 + CHUNK : q->a->M;
-        if (q->backward) bwd_range(q->a, i0, i1);
-        else fwd_range(q->a, i0, i1);
+        run_chunk(q->a, c, q->backward);
     }
 }
 
@@ -287,6 +305,7 @@ static void run_parallel(const lif_args *a, int threads, int backward) {
     for (int k = 1; k < threads; k++)
         if (started[k]) pthread_join(tid[k], 0);
 }
+#endif
 
 void lif_forward(const lif_args *a, int threads) { run_parallel(a, threads, 0); }
 void lif_backward(const lif_args *a, int threads) { run_parallel(a, threads, 1); }
