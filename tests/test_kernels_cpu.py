@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from spikecim.errors import SpikecimError
 from spikecim.nn import LIF, kernels
-from spikecim.nn.functional import LIFParams, LIFState, lif
+from spikecim.nn.functional import LIFParams, LIFState, lif, lif_spikes
 from spikecim.nn.kernels import cbuild, cpu
 from spikecim.nn.surrogate import SURROGATES
 
@@ -325,3 +325,35 @@ def test_a_compiler_without_openmp_builds_the_threaded_kernel_that_equals_the_re
         cpu._library.cache_clear()
     for a, b in zip(out["cpu"], out["reference"]):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("reset_delay, reset, learn_beta", [
+    (True, "subtract", False), (False, "subtract", False), (False, "subtract", True), (False, "zero", False),
+])  # fmt: skip
+def test_spikes_alone_equal_the_reference_in_spikes_and_gradients(reset_delay, reset, learn_beta, monkeypatch):
+    """``lif_spikes`` (what ``LIF.forward`` runs) writes no membrane sequence, on two threads too."""
+    g = torch.Generator().manual_seed(4)
+    x0 = torch.randn(12, 3, 700, generator=g, dtype=torch.float64) * 1.5  # M = 2100: five chunks
+    w = torch.randn(12, 3, 700, generator=g, dtype=torch.float64)
+    monkeypatch.setattr(cpu, "_PARALLEL_MIN", 1)
+    out = {}
+    for backend in ("reference", "cpu"):
+        x, beta = x0.clone().requires_grad_(), torch.tensor(0.85, dtype=torch.float64, requires_grad=learn_beta)
+        s = lif_spikes(x, None, LIFParams(beta, 0.9, reset, reset_delay), backend)
+        out[backend] = (s, *torch.autograd.grad((s * w).sum(), [x, beta] if learn_beta else [x]))
+    for a, b in zip(out["cpu"], out["reference"]):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+def test_spikes_alone_allocate_one_sequence_where_lif_allocates_two():
+    """Inference from rest: the spikes (T*B*N*4 bytes) and no membrane sequence."""
+    from spikecim.timing import peak_mib
+
+    x = torch.randn(16, 8, 2048)  # 1 MiB per float32 sequence
+    one = x.numel() * 4 / 2**20
+    p = LIFParams(0.9, 1.0, "subtract", False)
+    with torch.no_grad():
+        spikes_only = peak_mib(lambda: lif_spikes(x, None, p, "cpu"))
+        both = peak_mib(lambda: lif(x, None, p, "cpu"))
+    assert spikes_only == pytest.approx(one, abs=0.01)
+    assert both == pytest.approx(2 * one, abs=0.01)

@@ -25,7 +25,7 @@ import torch
 
 from spikecim.nn.kernels import cbuild, fused
 
-__all__ = ["SURROGATE_IDS", "available", "lif_cpu", "supports"]
+__all__ = ["SURROGATE_IDS", "available", "lif_cpu", "lif_cpu_spikes", "supports"]
 
 SURROGATE_IDS = {"atan": 0, "fast_sigmoid": 1, "sigmoid": 2, "triangular": 3, "straight_through": 4}
 _SOURCE = Path(__file__).with_name("lif_cpu.c")
@@ -55,11 +55,17 @@ def lif_cpu(x: torch.Tensor, params, mem0: torch.Tensor | None = None) -> tuple[
     return fused.fused_lif(_CPU, x, params, mem0)
 
 
+def lif_cpu_spikes(x: torch.Tensor, params, mem0: torch.Tensor | None = None) -> torch.Tensor:
+    """The spikes of :func:`lif_cpu` alone (no membrane sequence is written where backward does not read it)."""
+    return fused.fused_spikes(_CPU, x, params, mem0)
+
+
 class _CPULauncher:
     """Runs ``lif_forward`` / ``lif_backward`` of the compiled library on CPU tensors."""
 
     takes_scalars = True  # beta, theta may come as one value for every neuron (no [M] copy)
     saves_v_minus_theta = True  # same-step subtract keeps V - theta, not U and spike bytes
+    membrane_optional = True  # mem may be None: the loop then writes no membrane sequence
 
     def forward(self, x, beta, th, m0, spk, mem, vsave, sbits, params) -> None:
         lib, Args = _library(x.dtype)

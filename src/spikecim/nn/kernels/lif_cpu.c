@@ -53,7 +53,8 @@ typedef struct {
     const real *beta, *th, *m0;     /* m0 may be NULL (zeros) */
     /* forward */
     const real *x;
-    real *spk, *mem, *vsave; /* vsave: V (same-step zero) or V - theta (same-step subtract), may be NULL */
+    real *spk, *mem, *vsave; /* mem may be NULL (spikes only, same-step reset); vsave: V (same-step
+                                zero) or V - theta (same-step subtract), may be NULL */
     uint8_t *sbits;          /* same-step subtract only, may be NULL (then vsave or nothing) */
     /* backward */
     const real *gs, *gm;          /* incoming grads of spikes and membrane, may be NULL */
@@ -97,8 +98,10 @@ INLINE const real *chunk_values(const real *v, int scalar, int64_t i0, int64_t n
     return fill;
 }
 
-/* save: 0 nothing, 1 the spikes as bytes (subtract) or V (zero), 2 V - theta (subtract) */
-INLINE void fwd_chunk(const lif_args *a, int64_t i0, int64_t n, const int delayed, const int subtract, const int save) {
+/* save: 0 nothing, 1 the spikes as bytes (subtract) or V (zero), 2 V - theta (subtract);
+ * keep: the membrane sequence is written (else only the state carried in u) */
+INLINE void fwd_chunk(const lif_args *a, int64_t i0, int64_t n, const int delayed, const int subtract, const int save,
+                      const int keep) {
     real u[CHUNK], bfill[CHUNK], hfill[CHUNK];
     const real *restrict beta = chunk_values(a->beta, a->beta_scalar, i0, n, bfill);
     const real *restrict th = chunk_values(a->th, a->th_scalar, i0, n, hfill);
@@ -106,7 +109,7 @@ INLINE void fwd_chunk(const lif_args *a, int64_t i0, int64_t n, const int delaye
     for (int64_t t = 0; t < a->T; t++) {
         const int64_t off = t * a->M + i0;
         const real *restrict x = a->x + off;
-        real *restrict spk = a->spk + off, *restrict mem = a->mem + off;
+        real *restrict spk = a->spk + off, *restrict mem = keep ? a->mem + off : 0;
         uint8_t *restrict sbits = save == 1 && !delayed && subtract ? a->sbits + off : 0;
         real *restrict vsave = save && !delayed && (save == 2 || !subtract) ? a->vsave + off : 0;
         for (int64_t k = 0; k < n; k++) {
@@ -123,7 +126,7 @@ INLINE void fwd_chunk(const lif_args *a, int64_t i0, int64_t n, const int delaye
                 m = subtract ? v - s * h : ((real)1 - s) * v;
             }
             spk[k] = s;
-            mem[k] = m;
+            if (keep) mem[k] = m;
             u[k] = m;
             if (save == 1 && !delayed && subtract) sbits[k] = (uint8_t)(v > h);
             if (save == 2 && !delayed && subtract) vsave[k] = v - h;
@@ -216,18 +219,25 @@ INLINE void bwd_chunk(const lif_args *a, int64_t i0, int64_t n, const int delaye
 }
 
 /* Specialise the chunk bodies on the mode and the surrogate (constants after inlining). */
+#define FWD_MODES(KEEP)                                                    \
+    switch (a->delayed * 6 + a->subtract * 3 + save) {                     \
+    case 0: fwd_chunk(a, i, n, 0, 0, 0, KEEP); break;                      \
+    case 1: case 2: fwd_chunk(a, i, n, 0, 0, 1, KEEP); break;              \
+    case 3: fwd_chunk(a, i, n, 0, 1, 0, KEEP); break;                      \
+    case 4: fwd_chunk(a, i, n, 0, 1, 1, KEEP); break;                      \
+    case 5: fwd_chunk(a, i, n, 0, 1, 2, KEEP); break;                      \
+    case 6: case 7: case 8: fwd_chunk(a, i, n, 1, 0, 0, KEEP); break;      \
+    default: fwd_chunk(a, i, n, 1, 1, 0, KEEP); break;                     \
+    }
+
 CLONES static void fwd_range(const lif_args *a, int64_t i0, int64_t i1) {
     const int save = a->sbits ? 1 : a->vsave ? (a->subtract ? 2 : 1) : 0;
     for (int64_t i = i0; i < i1; i += CHUNK) {
         const int64_t n = i1 - i < CHUNK ? i1 - i : CHUNK;
-        switch (a->delayed * 6 + a->subtract * 3 + save) {
-        case 0: fwd_chunk(a, i, n, 0, 0, 0); break;
-        case 1: case 2: fwd_chunk(a, i, n, 0, 0, 1); break;
-        case 3: fwd_chunk(a, i, n, 0, 1, 0); break;
-        case 4: fwd_chunk(a, i, n, 0, 1, 1); break;
-        case 5: fwd_chunk(a, i, n, 0, 1, 2); break;
-        case 6: case 7: case 8: fwd_chunk(a, i, n, 1, 0, 0); break;
-        default: fwd_chunk(a, i, n, 1, 1, 0); break;
+        if (a->mem) {
+            FWD_MODES(1)
+        } else {
+            FWD_MODES(0)
         }
     }
 }
