@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from spikecim.errors import SpikecimError
-from spikecim.nn import kernels
-from spikecim.nn.functional import LIFParams, LIFState, lif
+from spikecim.nn import LIF, kernels
+from spikecim.nn.functional import LIFParams, LIFState, lif, lif_spikes
 from spikecim.nn.kernels import cbuild, cpu
 from spikecim.nn.surrogate import SURROGATES
 
@@ -159,18 +159,22 @@ def test_fused_lif_with_a_zero_dim_float64_beta_matches_the_reference():
 
 
 @pytest.mark.parametrize(
-    "reset_delay, reset, expected_saved",
+    "reset_delay, reset, learn_beta, expected_saved",
     [
-        (True, "subtract", {"membrane"}),
-        (True, "zero", {"membrane"}),
-        (False, "subtract", {"membrane", "uint8"}),
-        (False, "zero", {"pre-reset membrane"}),
+        (True, "subtract", False, {"membrane"}),
+        (True, "zero", False, {"membrane"}),
+        (False, "subtract", False, {"V - theta"}),
+        (False, "subtract", True, {"membrane", "uint8"}),
+        (False, "zero", False, {"V"}),
     ],
 )
-def test_backward_keeps_one_float_sequence_and_spikes_as_bytes(reset_delay, reset, expected_saved):
-    """Only what the backward pass needs: never a float copy of the spikes."""
+def test_backward_keeps_one_float_sequence_and_spikes_as_bytes(reset_delay, reset, learn_beta, expected_saved):
+    """Only what the backward pass needs: never a float copy of the spikes, and no initial
+    membrane unless a gradient reads it."""
     T, B, N = 8, 3, 5
     x = torch.randn(T, B, N, requires_grad=True)
+    beta = torch.tensor(0.9, requires_grad=learn_beta)
+    mem0 = torch.randn(B, N)
     saved = []
 
     def pack(t):
@@ -178,7 +182,20 @@ def test_backward_keeps_one_float_sequence_and_spikes_as_bytes(reset_delay, rese
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        spk, (mem,) = lif(x, None, LIFParams(0.9, 1.0, reset, reset_delay), "cpu")
+        spk, (mem,) = lif(x, LIFState(mem0), LIFParams(beta, 1.0, reset, reset_delay), "cpu")
+    # the same recurrence written out: V[t] = beta U[t-1] + x[t], U[t] after the reset
+    u, v_seq, b = mem0, [], beta.detach()
+    for t in range(T):
+        xt = x[t].detach()
+        if reset_delay:
+            r = (u > 1.0).float()
+            v = u = (b * u + xt) - r if reset == "subtract" else (b * (1 - r)) * u + xt
+        else:
+            v = b * u + xt
+            s = (v > 1.0).float()
+            u = v - s if reset == "subtract" else (1 - s) * v
+        v_seq.append(v)
+    v_seq = torch.stack(v_seq)
     full = [t for t in saved if t.shape == x.shape]
     kinds = set()
     for t in full:
@@ -186,13 +203,26 @@ def test_backward_keeps_one_float_sequence_and_spikes_as_bytes(reset_delay, rese
             kinds.add("uint8")
         elif t.data_ptr() == mem.data_ptr():
             kinds.add("membrane")
-        else:
-            kinds.add("pre-reset membrane")
+        elif torch.equal(t, v_seq):
+            kinds.add("V")
+        elif torch.equal(t, v_seq - 1.0):
+            kinds.add("V - theta")
         assert t.data_ptr() != spk.data_ptr()
     assert kinds == expected_saved
     assert len(full) == len(expected_saved)
     # everything else saved is per neuron (one step), not per step
     assert all(t.numel() <= B * N for t in saved if t.shape != x.shape)
+    # the initial membrane only when beta's gradient reads U[-1]
+    assert any(t.data_ptr() == mem0.data_ptr() for t in saved) == learn_beta
+
+
+def test_a_lif_module_from_rest_keeps_no_zeros_for_backward():
+    """From the zero state the kernel starts from zeros itself: nothing of one step's size is kept."""
+    x = torch.randn(6, 4, 8, requires_grad=True)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        LIF(beta=0.8, threshold=1.0, reset_delay=False)(x)
+    assert [tuple(t.shape) for t in saved if t.numel() > 1] == [tuple(x.shape)]
 
 
 def test_without_a_c_compiler_lif_falls_back_to_the_reference(monkeypatch, tmp_path):
@@ -263,3 +293,67 @@ def test_a_layer_split_over_threads_equals_the_reference(reset_delay, reset, mon
         torch.set_num_threads(before)
     for a, b in zip(out["cpu"], out["reference"]):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+def test_a_compiler_without_openmp_builds_the_threaded_kernel_that_equals_the_reference(monkeypatch, tmp_path):
+    """A compiler that rejects -fopenmp (as Apple's clang does) still gives the kernel, on plain threads."""
+    cc = tmp_path / "cc-no-openmp"
+    cc.write_text(
+        '#!/bin/sh\ncase " $* " in *" -fopenmp "*) echo "unsupported option -fopenmp" >&2; exit 1;; esac\n'
+        f'exec {cbuild.compiler()} "$@"\n'
+    )
+    cc.chmod(0o755)
+    monkeypatch.setenv("SPIKECIM_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("CC", str(cc))
+    monkeypatch.setattr(cpu, "_PARALLEL_MIN", 1)
+    cpu._library.cache_clear()
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert cpu.available(torch.float64)
+        built = sorted(p.name for p in (tmp_path / "cache" / "kernels").glob("*.so"))
+        assert len(built) == 1  # the OpenMP build failed, the plain one is loaded
+        g = torch.Generator().manual_seed(3)
+        x0 = torch.randn(10, 5, 301, generator=g, dtype=torch.float64) * 1.5  # M = 1505: three chunks
+        out = {}
+        for backend in ("reference", "cpu"):
+            x = x0.clone().requires_grad_()
+            s, (m,) = lif(x, None, LIFParams(0.8, 0.7, "subtract", False), backend)
+            out[backend] = (s, m, *torch.autograd.grad(s.sum() + m.sum(), [x]))
+    finally:
+        torch.set_num_threads(before)
+        cpu._library.cache_clear()
+    for a, b in zip(out["cpu"], out["reference"]):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("reset_delay, reset, learn_beta", [
+    (True, "subtract", False), (False, "subtract", False), (False, "subtract", True), (False, "zero", False),
+])  # fmt: skip
+def test_spikes_alone_equal_the_reference_in_spikes_and_gradients(reset_delay, reset, learn_beta, monkeypatch):
+    """``lif_spikes`` (what ``LIF.forward`` runs) writes no membrane sequence, on two threads too."""
+    g = torch.Generator().manual_seed(4)
+    x0 = torch.randn(12, 3, 700, generator=g, dtype=torch.float64) * 1.5  # M = 2100: five chunks
+    w = torch.randn(12, 3, 700, generator=g, dtype=torch.float64)
+    monkeypatch.setattr(cpu, "_PARALLEL_MIN", 1)
+    out = {}
+    for backend in ("reference", "cpu"):
+        x, beta = x0.clone().requires_grad_(), torch.tensor(0.85, dtype=torch.float64, requires_grad=learn_beta)
+        s = lif_spikes(x, None, LIFParams(beta, 0.9, reset, reset_delay), backend)
+        out[backend] = (s, *torch.autograd.grad((s * w).sum(), [x, beta] if learn_beta else [x]))
+    for a, b in zip(out["cpu"], out["reference"]):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+def test_spikes_alone_allocate_one_sequence_where_lif_allocates_two():
+    """Inference from rest: the spikes (T*B*N*4 bytes) and no membrane sequence."""
+    from spikecim.timing import peak_mib
+
+    x = torch.randn(16, 8, 2048)  # 1 MiB per float32 sequence
+    one = x.numel() * 4 / 2**20
+    p = LIFParams(0.9, 1.0, "subtract", False)
+    with torch.no_grad():
+        spikes_only = peak_mib(lambda: lif_spikes(x, None, p, "cpu"))
+        both = peak_mib(lambda: lif(x, None, p, "cpu"))
+    assert spikes_only == pytest.approx(one, abs=0.01)
+    assert both == pytest.approx(2 * one, abs=0.01)

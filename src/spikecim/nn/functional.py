@@ -80,6 +80,7 @@ __all__ = [
     "last",
     "leaky_integrate",
     "lif",
+    "lif_spikes",
     "lif_step",
     "synaptic",
     "synaptic_step",
@@ -202,6 +203,25 @@ def lif(
         spikes.append(spk)
         mems.append(state.v)
     return torch.stack(spikes), LIFState(torch.stack(mems))
+
+
+def lif_spikes(
+    x: torch.Tensor,
+    state: LIFState | None = None,
+    p: LIFParams = LIFParams(),
+    backend: Literal["auto", "reference"] | str = "auto",
+) -> torch.Tensor:
+    """The spikes of :func:`lif` alone, ``spikes[T, B, ...]``. A fused kernel then writes no
+    membrane sequence where the backward pass does not read it (the same-step reset)."""
+    _check_sequence(x, {"beta": p.beta, "threshold": p.threshold})
+    mem0 = None if state is None else state.v
+    if backend != "reference":
+        from spikecim.nn import kernels
+
+        fused = kernels.select_spikes(x, p, mem0, backend)
+        if fused is not None:
+            return fused(x, p, mem0)
+    return lif(x, state, p, "reference")[0]
 
 
 def leaky_integrate(x: torch.Tensor, alpha: Scalar, state0: torch.Tensor | None = None) -> torch.Tensor:

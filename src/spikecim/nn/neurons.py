@@ -196,6 +196,20 @@ class LIF(Neuron):
     def initial_state(self, x: torch.Tensor) -> F.LIFState:
         return F.LIFState(torch.zeros_like(x))
 
+    def run(self, x: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
+        """As :meth:`Neuron.run`; from LIF's zero state, :func:`~spikecim.nn.functional.lif`
+        starts from zeros itself, so no zeros tensor is filled and kept for the backward pass."""
+        if state is None and getattr(self.initial_state, "__func__", None) is not LIF.initial_state:
+            state = self.initial_state(x[0])  # another start (e.g. a NIR node's membrane)
+        return type(self).steps_fn(x, state, self.params(), self.backend)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The spikes; from LIF's zero state through :func:`~spikecim.nn.functional.lif_spikes`,
+        so a fused kernel writes no membrane sequence that nobody reads."""
+        if type(self).steps_fn is not F.lif or getattr(self.initial_state, "__func__", None) is not LIF.initial_state:
+            return super().forward(x)
+        return F.lif_spikes(x, None, self.params(), self.backend)
+
     def extra_repr(self) -> str:
         b = self.beta.item() if self.beta.numel() == 1 else f"[{self.beta.numel()}]"
         th = self.threshold.item() if self.threshold.numel() == 1 else f"[{self.threshold.numel()}]"

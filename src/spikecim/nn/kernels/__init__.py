@@ -30,7 +30,7 @@ from spikecim.errors import SpikecimError
 
 Kernel = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 
-__all__ = ["BACKENDS", "select"]
+__all__ = ["BACKENDS", "select", "select_spikes"]
 
 BACKENDS = ("auto", "reference", "cpu", "triton")
 
@@ -49,6 +49,19 @@ def select(x: torch.Tensor, params, mem0, backend: str = "auto") -> Kernel | Non
             f"surrogate {params.surrogate.name}); use 'auto' or 'reference'"
         )
     return kernel
+
+
+def select_spikes(x: torch.Tensor, params, mem0, backend: str = "auto") -> Callable[..., torch.Tensor] | None:
+    """As :func:`select`, for a caller that wants the spikes alone: the kernel may then skip
+    writing the membrane sequence."""
+    kernel = select(x, params, mem0, backend)
+    if kernel is None:
+        return None
+    from spikecim.nn.kernels import cpu
+
+    if kernel is cpu.lif_cpu:
+        return cpu.lif_cpu_spikes
+    return lambda x, p, m: kernel(x, p, m)[0]
 
 
 def _kernel(name: str | None, x: torch.Tensor, params, mem0) -> Kernel | None:

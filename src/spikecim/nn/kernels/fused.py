@@ -7,13 +7,19 @@ sequences and ``[*step]`` for per-neuron values; ``None`` stands for "not needed
 incoming gradient may instead be one value broadcast to the whole sequence (all strides
 0, as the gradient of ``.sum()`` arrives), which the launcher reads as that value.
 
-What the backward pass keeps (never a float copy of the spikes):
+What the backward pass keeps (one float per neuron and step, never a float copy of the spikes):
 
 =========================  =============================================================
 delayed reset              the membrane output U (S[t] = U[t] > theta, R[t] = U[t-1] > theta)
-same-step, subtract        U and the spikes as bytes (V - theta = U if S else U - theta)
+same-step, subtract        U and the spikes as bytes (V - theta = U if S else U - theta); a
+                           launcher with ``saves_v_minus_theta`` keeps V - theta alone instead
+                           (S = V - theta > 0, exact for a float difference) unless beta is
+                           learnt, as its gradient reads U[t-1]
 same-step, zero            the pre-reset membrane V (S = V > theta, U = 0 if S else V)
 =========================  =============================================================
+
+The initial membrane is kept only when the backward pass reads it: for the gradients of
+beta or theta (through U[-1]), and of the initial membrane itself under a delayed zero reset.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from typing import Protocol
 
 import torch
 
-__all__ = ["Launcher", "fused_lif", "supports"]
+__all__ = ["Launcher", "fused_lif", "fused_spikes", "supports"]
 
 
 class Launcher(Protocol):
@@ -53,11 +59,22 @@ def supports(x: torch.Tensor, params, mem0, device_type: str, dtypes, surrogates
 
 def fused_lif(launcher: Launcher, x: torch.Tensor, params, mem0: torch.Tensor | None):
     """``(spikes, membrane)`` of the LIF over ``x[T, B, ...]``, same contract as the reference."""
-    beta, th = (
+    beta, th = _as_tensors(params, x)
+    return _FusedLIF.apply(x, beta, th, mem0, params, launcher, True)
+
+
+def fused_spikes(launcher: Launcher, x: torch.Tensor, params, mem0: torch.Tensor | None) -> torch.Tensor:
+    """The spikes of :func:`fused_lif` alone. A launcher with ``membrane_optional`` then writes
+    no membrane sequence under a same-step reset, whose backward pass does not read it."""
+    beta, th = _as_tensors(params, x)
+    return _FusedLIF.apply(x, beta, th, mem0, params, launcher, False)[0]
+
+
+def _as_tensors(params, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return tuple(
         v if isinstance(v, torch.Tensor) else torch.tensor(float(v), dtype=x.dtype)
         for v in (params.beta, params.threshold)
     )
-    return _FusedLIF.apply(x, beta, th, mem0, params, launcher)
 
 
 def _per_neuron(value: torch.Tensor, x: torch.Tensor, launcher: Launcher) -> torch.Tensor:
@@ -77,31 +94,38 @@ def _broadcast_scalar(grad: torch.Tensor | None) -> bool:
 
 class _FusedLIF(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, beta, th, mem0, params, launcher):
+    def forward(ctx, x, beta, th, mem0, params, launcher, membrane):
         ctx.set_materialize_grads(False)
         x = x.contiguous()
-        spk, mem = torch.empty_like(x), torch.empty_like(x)
         m0 = mem0.contiguous() if mem0 is not None else None
-        training = any(ctx.needs_input_grad[:4])
+        _, need_beta, need_th, need_m0 = ctx.needs_input_grad[:4]
+        training = need_beta or need_th or need_m0 or ctx.needs_input_grad[0]
         same_step, subtract = not params.reset_delay, params.reset == "subtract"
-        sbits = None
-        if training and same_step and subtract:
+        sbits = vsave = None
+        v_minus_theta = getattr(launcher, "saves_v_minus_theta", False) and not need_beta
+        if training and same_step and subtract and not v_minus_theta:
             sbits = torch.empty(x.shape, dtype=torch.uint8, device=x.device)
-        vsave = torch.empty_like(x) if training and same_step and not subtract else None
+        elif training and same_step:
+            vsave = torch.empty_like(x)  # V - theta (subtract) or V (zero)
+        # the membrane is written when returned, or when the backward pass reads it
+        write_mem = membrane or (training and vsave is None) or not getattr(launcher, "membrane_optional", False)
+        spk, mem = torch.empty_like(x), torch.empty_like(x) if write_mem else None
         b, h = (_per_neuron(v, x, launcher) for v in (beta, th))
         launcher.forward(x, b, h, m0, spk, mem, vsave, sbits, params)
         if training:
+            keep_m0 = need_beta or need_th or (need_m0 and params.reset_delay and not subtract)
             # beta and theta are kept as given (a scalar stays a scalar), expanded again below
-            ctx.save_for_backward(vsave if vsave is not None else mem, sbits, beta, th, m0)
+            saved = vsave if vsave is not None else mem
+            ctx.save_for_backward(saved, sbits, beta, th, m0 if keep_m0 else None)
             ctx.params, ctx.launcher = params, launcher
-        return spk, mem
+        return spk, mem if membrane else None
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_spk, grad_mem):
         saved, sbits, beta, th, m0 = ctx.saved_tensors
         if grad_spk is None and grad_mem is None:
-            return None, None, None, None, None, None
+            return None, None, None, None, None, None, None
         _, need_beta, need_th, need_m0 = ctx.needs_input_grad[:4]
         beta_full, th_full = (_per_neuron(v, saved, ctx.launcher) for v in (beta, th))
         gx = torch.empty_like(saved)
@@ -116,4 +140,4 @@ class _FusedLIF(torch.autograd.Function):
             gbeta = gbeta.sum_to_size(beta.shape).to(beta.dtype)
         if gth is not None:
             gth = gth.sum_to_size(th.shape).to(th.dtype)
-        return gx, gbeta, gth, gm0, None, None
+        return gx, gbeta, gth, gm0, None, None, None

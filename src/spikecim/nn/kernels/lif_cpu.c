@@ -13,7 +13,9 @@
  *
  * What the backward pass reads (store only what it needs):
  *   delayed reset          the membrane output U (S[t] = U[t] > theta, R[t] = U[t-1] > theta)
- *   same-step, subtract    the membrane output U and the spikes as bytes (V - theta = S ? U : U - theta)
+ *   same-step, subtract    V - theta alone (S = V - theta > 0: the sign of a float difference is
+ *                          exact), or, when beta is learnt (its gradient reads U[t-1]), the
+ *                          membrane output U and the spikes as bytes (V - theta = S ? U : U - theta)
  *   same-step, zero        the pre-reset membrane V (S = V > theta, U = S ? 0 : V)
  */
 #include <math.h>
@@ -51,12 +53,14 @@ typedef struct {
     const real *beta, *th, *m0;     /* m0 may be NULL (zeros) */
     /* forward */
     const real *x;
-    real *spk, *mem, *vsave; /* vsave: same-step zero only, may be NULL */
-    uint8_t *sbits;          /* same-step subtract only, may be NULL */
+    real *spk, *mem, *vsave; /* mem may be NULL (spikes only, same-step reset); vsave: V (same-step
+                                zero) or V - theta (same-step subtract), may be NULL */
+    uint8_t *sbits;          /* same-step subtract only, may be NULL (then vsave or nothing) */
     /* backward */
     const real *gs, *gm;          /* incoming grads of spikes and membrane, may be NULL */
     int32_t gs_scalar, gm_scalar; /* the grad is one value broadcast to [T, M] (as from .sum()) */
-    const real *saved;            /* U (delayed, same-step subtract) or V (same-step zero) */
+    const real *saved;            /* U (delayed; same-step subtract with sbits_in), V - theta
+                                     (same-step subtract without), or V (same-step zero) */
     const uint8_t *sbits_in;
     real *gx, *gbeta, *gth, *gm0; /* gbeta, gth, gm0 may be NULL; gbeta/gth are per neuron [M] */
     int32_t sg, detach;
@@ -94,7 +98,10 @@ INLINE const real *chunk_values(const real *v, int scalar, int64_t i0, int64_t n
     return fill;
 }
 
-INLINE void fwd_chunk(const lif_args *a, int64_t i0, int64_t n, const int delayed, const int subtract, const int save) {
+/* save: 0 nothing, 1 the spikes as bytes (subtract) or V (zero), 2 V - theta (subtract);
+ * keep: the membrane sequence is written (else only the state carried in u) */
+INLINE void fwd_chunk(const lif_args *a, int64_t i0, int64_t n, const int delayed, const int subtract, const int save,
+                      const int keep) {
     real u[CHUNK], bfill[CHUNK], hfill[CHUNK];
     const real *restrict beta = chunk_values(a->beta, a->beta_scalar, i0, n, bfill);
     const real *restrict th = chunk_values(a->th, a->th_scalar, i0, n, hfill);
@@ -102,9 +109,9 @@ INLINE void fwd_chunk(const lif_args *a, int64_t i0, int64_t n, const int delaye
     for (int64_t t = 0; t < a->T; t++) {
         const int64_t off = t * a->M + i0;
         const real *restrict x = a->x + off;
-        real *restrict spk = a->spk + off, *restrict mem = a->mem + off;
-        uint8_t *restrict sbits = save && !delayed && subtract ? a->sbits + off : 0;
-        real *restrict vsave = save && !delayed && !subtract ? a->vsave + off : 0;
+        real *restrict spk = a->spk + off, *restrict mem = keep ? a->mem + off : 0;
+        uint8_t *restrict sbits = save == 1 && !delayed && subtract ? a->sbits + off : 0;
+        real *restrict vsave = save && !delayed && (save == 2 || !subtract) ? a->vsave + off : 0;
         for (int64_t k = 0; k < n; k++) {
             const real b = beta[k], h = th[k], uk = u[k];
             real v, m, s;
@@ -119,15 +126,18 @@ INLINE void fwd_chunk(const lif_args *a, int64_t i0, int64_t n, const int delaye
                 m = subtract ? v - s * h : ((real)1 - s) * v;
             }
             spk[k] = s;
-            mem[k] = m;
+            if (keep) mem[k] = m;
             u[k] = m;
-            if (save && !delayed && subtract) sbits[k] = (uint8_t)(v > h);
+            if (save == 1 && !delayed && subtract) sbits[k] = (uint8_t)(v > h);
+            if (save == 2 && !delayed && subtract) vsave[k] = v - h;
             if (save && !delayed && !subtract) vsave[k] = v;
         }
     }
 }
 
-INLINE void bwd_chunk(const lif_args *a, int64_t i0, int64_t n, const int delayed, const int subtract, const int sg) {
+/* vmh: same-step subtract only, saved holds V - theta (no U, no spike bytes; no beta gradient) */
+INLINE void bwd_chunk(const lif_args *a, int64_t i0, int64_t n, const int delayed, const int subtract, const int vmh_saved,
+                      const int sg) {
     real g[CHUNK], gb[CHUNK], gt[CHUNK], u0[CHUNK], zeros[CHUNK], gs_fill[CHUNK], gm_fill[CHUNK];
     real bfill[CHUNK], hfill[CHUNK];
     static const uint8_t no_bits[CHUNK];
@@ -151,7 +161,7 @@ INLINE void bwd_chunk(const lif_args *a, int64_t i0, int64_t n, const int delaye
         /* a missing incoming gradient reads as zeros, a broadcast one as its value (no branch in the loop) */
         const real *restrict gs = !a->gs ? zeros : a->gs_scalar ? gs_fill : a->gs + off;
         const real *restrict gm = !a->gm ? zeros : a->gm_scalar ? gm_fill : a->gm + off;
-        const uint8_t *restrict sb = (!delayed && subtract) ? a->sbits_in + off : no_bits;
+        const uint8_t *restrict sb = (!delayed && subtract && !vmh_saved) ? a->sbits_in + off : no_bits;
         real *restrict gx = a->gx + off;
         for (int64_t k = 0; k < n; k++) {
             const real b = beta[k], h = th[k];
@@ -170,7 +180,12 @@ INLINE void bwd_chunk(const lif_args *a, int64_t i0, int64_t n, const int delaye
                 }
             } else {
                 real s, vmh, v, up;
-                if (subtract) {
+                if (subtract && vmh_saved) {
+                    vmh = cur[k];
+                    s = vmh > 0 ? (real)1 : (real)0;
+                    v = 0;
+                    up = 0; /* U[t-1] is only read by the beta gradient, not asked for here */
+                } else if (subtract) {
                     s = (real)sb[k];
                     vmh = s > 0 ? cur[k] : cur[k] - h; /* U = fl(V - theta) after a spike */
                     v = 0;
@@ -204,27 +219,38 @@ INLINE void bwd_chunk(const lif_args *a, int64_t i0, int64_t n, const int delaye
 }
 
 /* Specialise the chunk bodies on the mode and the surrogate (constants after inlining). */
+#define FWD_MODES(KEEP)                                                    \
+    switch (a->delayed * 6 + a->subtract * 3 + save) {                     \
+    case 0: fwd_chunk(a, i, n, 0, 0, 0, KEEP); break;                      \
+    case 1: case 2: fwd_chunk(a, i, n, 0, 0, 1, KEEP); break;              \
+    case 3: fwd_chunk(a, i, n, 0, 1, 0, KEEP); break;                      \
+    case 4: fwd_chunk(a, i, n, 0, 1, 1, KEEP); break;                      \
+    case 5: fwd_chunk(a, i, n, 0, 1, 2, KEEP); break;                      \
+    case 6: case 7: case 8: fwd_chunk(a, i, n, 1, 0, 0, KEEP); break;      \
+    default: fwd_chunk(a, i, n, 1, 1, 0, KEEP); break;                     \
+    }
+
 CLONES static void fwd_range(const lif_args *a, int64_t i0, int64_t i1) {
-    const int save = a->sbits != 0 || a->vsave != 0;
+    const int save = a->sbits ? 1 : a->vsave ? (a->subtract ? 2 : 1) : 0;
     for (int64_t i = i0; i < i1; i += CHUNK) {
         const int64_t n = i1 - i < CHUNK ? i1 - i : CHUNK;
-        switch (a->delayed * 4 + a->subtract * 2 + save) {
-        case 0: fwd_chunk(a, i, n, 0, 0, 0); break;
-        case 1: fwd_chunk(a, i, n, 0, 0, 1); break;
-        case 2: fwd_chunk(a, i, n, 0, 1, 0); break;
-        case 3: fwd_chunk(a, i, n, 0, 1, 1); break;
-        case 4: case 5: fwd_chunk(a, i, n, 1, 0, 0); break;
-        default: fwd_chunk(a, i, n, 1, 1, 0); break;
+        if (a->mem) {
+            FWD_MODES(1)
+        } else {
+            FWD_MODES(0)
         }
     }
 }
 
-#define BWD_MODES(SG)                                          \
-    switch (a->delayed * 2 + a->subtract) {                    \
-    case 0: bwd_chunk(a, i, n, 0, 0, SG); break;               \
-    case 1: bwd_chunk(a, i, n, 0, 1, SG); break;               \
-    case 2: bwd_chunk(a, i, n, 1, 0, SG); break;               \
-    default: bwd_chunk(a, i, n, 1, 1, SG); break;              \
+#define BWD_MODES(SG)                                                      \
+    switch (a->delayed * 2 + a->subtract) {                                \
+    case 0: bwd_chunk(a, i, n, 0, 0, 0, SG); break;                        \
+    case 1:                                                                \
+        if (a->sbits_in) bwd_chunk(a, i, n, 0, 1, 0, SG);                  \
+        else bwd_chunk(a, i, n, 0, 1, 1, SG);                              \
+        break;                                                             \
+    case 2: bwd_chunk(a, i, n, 1, 0, 0, SG); break;                        \
+    default: bwd_chunk(a, i, n, 1, 1, 0, SG); break;                       \
     }
 
 CLONES static void bwd_range(const lif_args *a, int64_t i0, int64_t i1) {
@@ -240,8 +266,28 @@ CLONES static void bwd_range(const lif_args *a, int64_t i0, int64_t i1) {
     }
 }
 
-/* Whole chunks of CHUNK neurons are handed out one at a time from a shared counter, so a
- * thread that the OS delays (a busy or shared machine) leaves its work to the others. */
+/* Whole chunks of CHUNK neurons are handed out one at a time, so a thread that the OS
+ * delays (a busy or shared machine) leaves its work to the others. Built with OpenMP
+ * (-fopenmp), the chunks run on the OpenMP threads torch already keeps awake (the same
+ * libgomp is loaded once per process); otherwise on fresh pthreads. */
+static void run_chunk(const lif_args *a, int64_t c, int backward) {
+    const int64_t i0 = c * CHUNK, i1 = i0 + CHUNK < a->M ? i0 + CHUNK : a->M;
+    if (backward) bwd_range(a, i0, i1);
+    else fwd_range(a, i0, i1);
+}
+
+#ifdef _OPENMP
+static void run_parallel(const lif_args *a, int threads, int backward) {
+    const int64_t chunks = (a->M + CHUNK - 1) / CHUNK;
+    if (threads > chunks) threads = (int)chunks;
+    if (threads <= 1) {
+        for (int64_t c = 0; c < chunks; c++) run_chunk(a, c, backward);
+        return;
+    }
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+    for (int64_t c = 0; c < chunks; c++) run_chunk(a, c, backward);
+}
+#else
 typedef struct {
     const lif_args *a;
     int64_t chunks;
@@ -254,9 +300,7 @@ static void *run_pool(void *p) {
     for (;;) {
         const int64_t c = __atomic_fetch_add(&q->next, 1, __ATOMIC_RELAXED);
         if (c >= q->chunks) return 0;
-        const int64_t i0 = c * CHUNK, i1 = i0 + CHUNK < q->a->M ? i0 + CHUNK : q->a->M;
-        if (q->backward) bwd_range(q->a, i0, i1);
-        else fwd_range(q->a, i0, i1);
+        run_chunk(q->a, c, q->backward);
     }
 }
 
@@ -271,6 +315,7 @@ static void run_parallel(const lif_args *a, int threads, int backward) {
     for (int k = 1; k < threads; k++)
         if (started[k]) pthread_join(tid[k], 0);
 }
+#endif
 
 void lif_forward(const lif_args *a, int threads) { run_parallel(a, threads, 0); }
 void lif_backward(const lif_args *a, int threads) { run_parallel(a, threads, 1); }
