@@ -3,8 +3,8 @@
 spikecim's CPU kernels are plain C files called through ctypes. :func:`build` compiles one
 with the system C compiler (``$CC``, else ``cc``/``gcc``/``clang``) into a cache folder
 (``$SPIKECIM_CACHE_DIR``, else ``$XDG_CACHE_HOME/spikecim`` or ``~/.cache/spikecim``, in
-``kernels/``), keyed by a hash of the source, the compiler, the flags and the platform; the
-build needs neither torch headers nor ninja.
+``kernels/``), keyed by a hash of the source, the headers beside it (``parallel.h``), the
+compiler, the flags and the platform; the build needs neither torch headers nor ninja.
 
 Beside every ``.so`` lies a ``.json`` record of the build key and the file's size and
 SHA-256. A library whose record is missing or does not match (a truncated or overwritten
@@ -57,8 +57,9 @@ def build(source: Path, name: str, flags: list[str]) -> Path:
     OSError or subprocess.SubprocessError when no library can be built.
     """
     cc = compiler()
+    headers = [h.read_text() for h in sorted(source.parent.glob("*.h"))]  # what it may #include
     key = hashlib.sha256(
-        "\0".join([source.read_text(), cc, *flags, platform.machine(), platform.system()]).encode()
+        "\0".join([source.read_text(), *headers, cc, *flags, platform.machine(), platform.system()]).encode()
     ).hexdigest()
     out = _cache_dir() / f"{name}_{key[:16]}.so"
     if _verified(out, key):

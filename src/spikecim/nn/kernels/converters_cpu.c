@@ -26,17 +26,17 @@
  * (row_scale given), and out is the left-to-right sum over (i, s), i outer.
  */
 #include <tgmath.h> /* rint in the precision of its argument */
-#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h> /* malloc */
 #include <string.h>
+
+#include "parallel.h"
 
 #ifndef REAL
 #define REAL float
 #endif
 typedef REAL real;
 
-#define MAX_THREADS 64
 #define LCHUNK 256 /* patches per DAC block: R x LCHUNK stays in L2 between its two passes */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(NO_CLONES)
 #define CLONES __attribute__((target_clones("avx2", "default")))
@@ -296,32 +296,6 @@ static void adc_one(const adc_args *a, int64_t item) {
     }
 }
 
-typedef struct {
-    const void *args;
-    void (*one)(const void *, int64_t);
-    int64_t items, next;
-} pool;
-
-static void *run_pool(void *p) {
-    pool *q = (pool *)p;
-    for (;;) {
-        const int64_t i = __atomic_fetch_add(&q->next, 1, __ATOMIC_RELAXED);
-        if (i >= q->items) return 0;
-        q->one(q->args, i);
-    }
-}
-
-static void run_parallel(const void *args, void (*one)(const void *, int64_t), int64_t items, int threads) {
-    pool q = {args, one, items, 0};
-    if (threads > items) threads = (int)items;
-    if (threads > MAX_THREADS) threads = MAX_THREADS;
-    pthread_t tid[MAX_THREADS];
-    int started[MAX_THREADS] = {0};
-    for (int t = 1; t < threads; t++) started[t] = pthread_create(&tid[t], 0, run_pool, &q) == 0;
-    run_pool(&q); /* the caller works too; items a thread could not take are done here */
-    for (int t = 1; t < threads; t++)
-        if (started[t]) pthread_join(tid[t], 0);
-}
 
 static void dac_item(const void *a, int64_t n) { dac_one((const dac_args *)a, n); }
 static void unfold_item(const void *a, int64_t i) { unfold_one((const unfold_args *)a, i); }
@@ -341,10 +315,10 @@ CLONES static int32_t binary_scan(const real *x, int64_t n) {
 }
 
 int32_t all_binary(const real *x, int64_t n) { return binary_scan(x, n); }
-void dac_levels(const dac_args *a, int threads) { run_parallel(a, dac_item, a->N, threads); }
+void dac_levels(const dac_args *a, int threads) { run_items(a, dac_item, a->N, threads); }
 void unfold_dac(const unfold_args *a, int threads) {
-    run_parallel(a, unfold_item, a->N * a->n_in, threads);
+    run_items(a, unfold_item, a->N * a->n_in, threads);
 }
 void adc_accumulate(const adc_args *a, int threads) {
-    run_parallel(a, adc_item, a->N * a->n_out, threads);
+    run_items(a, adc_item, a->N * a->n_out, threads);
 }

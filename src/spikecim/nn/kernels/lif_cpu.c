@@ -19,8 +19,9 @@
  *   same-step, zero        the pre-reset membrane V (S = V > theta, U = S ? 0 : V)
  */
 #include <math.h>
-#include <pthread.h>
 #include <stdint.h>
+
+#include "parallel.h"
 
 #ifndef M_PI
 #define M_PI 3.14159265358979323846
@@ -33,7 +34,6 @@ typedef REAL real;
 #ifndef CHUNK
 #define CHUNK 512
 #endif
-#define MAX_THREADS 64
 #define INLINE static inline __attribute__((always_inline))
 /* x86-64: an AVX2 copy of the loops as well, picked at load time on CPUs that have it
  * (no FMA: the arithmetic stays the reference's). */
@@ -266,56 +266,19 @@ CLONES static void bwd_range(const lif_args *a, int64_t i0, int64_t i1) {
     }
 }
 
-/* Whole chunks of CHUNK neurons are handed out one at a time, so a thread that the OS
- * delays (a busy or shared machine) leaves its work to the others. Built with OpenMP
- * (-fopenmp), the chunks run on the OpenMP threads torch already keeps awake (the same
- * libgomp is loaded once per process); otherwise on fresh pthreads. */
-static void run_chunk(const lif_args *a, int64_t c, int backward) {
-    const int64_t i0 = c * CHUNK, i1 = i0 + CHUNK < a->M ? i0 + CHUNK : a->M;
-    if (backward) bwd_range(a, i0, i1);
-    else fwd_range(a, i0, i1);
+/* One item: a chunk of CHUNK neurons over all T steps (parallel.h hands them out; with
+ * -fopenmp on the OpenMP threads torch keeps awake). */
+static void fwd_item(const void *p, int64_t c) {
+    const lif_args *a = (const lif_args *)p;
+    const int64_t i0 = c * CHUNK;
+    fwd_range(a, i0, i0 + CHUNK < a->M ? i0 + CHUNK : a->M);
 }
 
-#ifdef _OPENMP
-static void run_parallel(const lif_args *a, int threads, int backward) {
-    const int64_t chunks = (a->M + CHUNK - 1) / CHUNK;
-    if (threads > chunks) threads = (int)chunks;
-    if (threads <= 1) {
-        for (int64_t c = 0; c < chunks; c++) run_chunk(a, c, backward);
-        return;
-    }
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
-    for (int64_t c = 0; c < chunks; c++) run_chunk(a, c, backward);
-}
-#else
-typedef struct {
-    const lif_args *a;
-    int64_t chunks;
-    int64_t next; /* the next chunk to take (atomic) */
-    int backward;
-} pool;
-
-static void *run_pool(void *p) {
-    pool *q = (pool *)p;
-    for (;;) {
-        const int64_t c = __atomic_fetch_add(&q->next, 1, __ATOMIC_RELAXED);
-        if (c >= q->chunks) return 0;
-        run_chunk(q->a, c, q->backward);
-    }
+static void bwd_item(const void *p, int64_t c) {
+    const lif_args *a = (const lif_args *)p;
+    const int64_t i0 = c * CHUNK;
+    bwd_range(a, i0, i0 + CHUNK < a->M ? i0 + CHUNK : a->M);
 }
 
-static void run_parallel(const lif_args *a, int threads, int backward) {
-    pool q = {a, (a->M + CHUNK - 1) / CHUNK, 0, backward};
-    if (threads > q.chunks) threads = (int)q.chunks;
-    if (threads > MAX_THREADS) threads = MAX_THREADS;
-    pthread_t tid[MAX_THREADS];
-    int started[MAX_THREADS] = {0};
-    for (int k = 1; k < threads; k++) started[k] = pthread_create(&tid[k], 0, run_pool, &q) == 0;
-    run_pool(&q); /* the caller works too; chunks a thread could not take are done here */
-    for (int k = 1; k < threads; k++)
-        if (started[k]) pthread_join(tid[k], 0);
-}
-#endif
-
-void lif_forward(const lif_args *a, int threads) { run_parallel(a, threads, 0); }
-void lif_backward(const lif_args *a, int threads) { run_parallel(a, threads, 1); }
+void lif_forward(const lif_args *a, int threads) { run_items(a, fwd_item, (a->M + CHUNK - 1) / CHUNK, threads); }
+void lif_backward(const lif_args *a, int threads) { run_items(a, bwd_item, (a->M + CHUNK - 1) / CHUNK, threads); }

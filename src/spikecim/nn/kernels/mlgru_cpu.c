@@ -16,8 +16,9 @@
  * and gh0 are [M]. Work is split over elements: a thread takes a chunk of CHUNK elements and
  * runs every token on it.
  */
-#include <pthread.h>
 #include <stdint.h>
+
+#include "parallel.h"
 
 #ifndef REAL
 #define REAL float
@@ -37,7 +38,6 @@ typedef REAL real;
 #ifndef CHUNK
 #define CHUNK 512
 #endif
-#define MAX_THREADS 64
 
 typedef struct {
     int64_t L, M;
@@ -79,35 +79,18 @@ CLONES static void bwd_chunk(const mlgru_args *a, int64_t i0, int64_t n) {
     for (int64_t j = 0; j < n; j++) a->gh0[i0 + j] = f0[j] * G[j];
 }
 
-typedef struct {
-    const mlgru_args *a;
-    int64_t chunks;
-    int64_t next; /* the next chunk to take (atomic) */
-    int backward;
-} pool;
-
-static void *run_pool(void *p) {
-    pool *q = (pool *)p;
-    for (;;) {
-        const int64_t c = __atomic_fetch_add(&q->next, 1, __ATOMIC_RELAXED);
-        if (c >= q->chunks) return 0;
-        const int64_t i0 = c * CHUNK, n = i0 + CHUNK < q->a->M ? CHUNK : q->a->M - i0;
-        if (q->backward) bwd_chunk(q->a, i0, n);
-        else fwd_chunk(q->a, i0, n);
-    }
+/* One item: a chunk of CHUNK elements, forward or backward (parallel.h hands them out). */
+static void fwd_item(const void *p, int64_t c) {
+    const mlgru_args *a = (const mlgru_args *)p;
+    const int64_t i0 = c * CHUNK;
+    fwd_chunk(a, i0, i0 + CHUNK < a->M ? CHUNK : a->M - i0);
 }
 
-static void run_parallel(const mlgru_args *a, int threads, int backward) {
-    pool q = {a, (a->M + CHUNK - 1) / CHUNK, 0, backward};
-    if (threads > q.chunks) threads = (int)q.chunks;
-    if (threads > MAX_THREADS) threads = MAX_THREADS;
-    pthread_t tid[MAX_THREADS];
-    int started[MAX_THREADS] = {0};
-    for (int t = 1; t < threads; t++) started[t] = pthread_create(&tid[t], 0, run_pool, &q) == 0;
-    run_pool(&q); /* the caller works too; chunks a thread could not take are done here */
-    for (int t = 1; t < threads; t++)
-        if (started[t]) pthread_join(tid[t], 0);
+static void bwd_item(const void *p, int64_t c) {
+    const mlgru_args *a = (const mlgru_args *)p;
+    const int64_t i0 = c * CHUNK;
+    bwd_chunk(a, i0, i0 + CHUNK < a->M ? CHUNK : a->M - i0);
 }
 
-void mlgru_forward(const mlgru_args *a, int threads) { run_parallel(a, threads, 0); }
-void mlgru_backward(const mlgru_args *a, int threads) { run_parallel(a, threads, 1); }
+void mlgru_forward(const mlgru_args *a, int threads) { run_items(a, fwd_item, (a->M + CHUNK - 1) / CHUNK, threads); }
+void mlgru_backward(const mlgru_args *a, int threads) { run_items(a, bwd_item, (a->M + CHUNK - 1) / CHUNK, threads); }
