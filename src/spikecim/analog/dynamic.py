@@ -269,13 +269,17 @@ class AnalogMatMul(nn.Module):
         elif cfg.adc.enabled:
             bound = float(R) if self.adc_bound is None else self.adc_bound
             n = level_count(cfg.adc.bits)
-            y = quant_levels(y, n / (bound * unit), 0, -n, n, ste="identity")
+            y = quant_levels(y, n / (bound * unit), 0, -n, n, ste="identity", inplace=True)  # y: ours
             unit = n / bound
-        y = y.view(Bn, n_in, M, n_out, S, C) * (gain.to(y.dtype) / unit).view(1, 1, 1, 1, S, 1)
-        y = y.sum(4)  # [B, n_in, M, n_out, C]
-        if row_sums is not None:  # offset mapping: minus the reference column
-            y = y - row_sums[..., None, None]
-        y = y * w_scale.to(y.dtype)  # [B, n_in, 1, n_out, 1]: each tile's scale
+        if S == 1 and row_sums is None:  # one slice: its gain joins the tile's scale, in place
+            y = y.view(Bn, n_in, M, n_out, C).mul_(w_scale.to(y.dtype) * (float(gain[0]) / unit))
+        else:
+            y = y.view(Bn, n_in, M, n_out, S, C) * (gain.to(y.dtype) / unit).view(1, 1, 1, 1, S, 1)
+            y = y.sum(4)  # [B, n_in, M, n_out, C]
+            if row_sums is not None:  # offset mapping: minus the reference column
+                y = y - row_sums[..., None, None]
+            y = y * w_scale.to(y.dtype)  # [B, n_in, 1, n_out, 1]: each tile's scale
         if dac_scale is not None:
-            y = y * dac_scale.unsqueeze(-1)
-        return y.sum(1).reshape(Bn, M, n_out * C)[..., :N]
+            y = y.mul_(dac_scale.unsqueeze(-1))
+        y = y.sum(1) if n_in > 1 else y[:, 0]  # over the input tiles
+        return y.reshape(Bn, M, n_out * C)[..., :N]
