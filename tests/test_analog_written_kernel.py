@@ -171,3 +171,14 @@ def test_analog_matmul_takes_the_fused_pass_only_for_read_noise_it_has():
     rram = load_crossbar_config({"device": {"name": "rram", "read_noise_std_rel": 0.05}})
     assert written_kernel.fused_device(rram, "crossbar") is None
     assert written_kernel.read_matrix(torch.randn(1, 4, 4), rram, "crossbar", None, SEED) is None
+
+
+def test_a_nan_in_the_operand_stays_nan_in_its_cell_as_in_the_torch_path():
+    cfg = crossbar(device="pcm")
+    b = torch.randn(2, 37, 21, generator=torch.Generator().manual_seed(9))
+    b[0, 20, 3] = float("nan")  # input tile 1, output tile 0 of matrix 0
+    mt, scale, _ = run_kernel(b, cfg)
+    want, _ = expected(b, cfg, None, normals_for(mt, b.dtype))
+    torch.testing.assert_close(mt, want, rtol=1e-6, atol=1e-6, equal_nan=True)
+    assert float(scale[0, 1, 0, 0, 0]) == 1.0  # nonzero_scale maps the tile's NaN abs-max to 1
+    assert int(torch.isnan(mt).sum()) == 1  # the NaN entry's one cell

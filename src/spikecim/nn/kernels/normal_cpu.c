@@ -434,9 +434,9 @@ CLONES static void written_magnitudes(real *x, real *sg, int64_t n, real scale, 
             mg = mg < 0 ? 0 : mg;
             mg = mg > top ? top : mg;
         }
-        const real s = wn > 0 ? (real)1 : (wn < 0 ? (real)-1 : (real)0);
+        const real s = (real)((wn > 0) - (wn < 0));
         x[c] = mg;
-        sg[c] = mg > 0 ? s : (mg != mg ? mg : (real)0); /* NaN stays NaN */
+        sg[c] = (mg > 0 ? s : (real)0) + (mg - mg); /* + 0, or NaN: NaN stays NaN */
     }
 }
 
@@ -469,8 +469,9 @@ static void written_item(const written_args *a, int64_t item, real *mag, real *s
             const int64_t r_end = K - i * R < R ? K - i * R : R, c_end = N - o * C < C ? N - o * C : C;
             int nan = 0;
             for (int64_t r = 0; r < r_end; r++) m = abs_max(bm + (i * R + r) * N + o * C, c_end, m, &nan);
-            m = m > 0 ? m : 1;
-            if (nan) m = (real)NAN; /* NaN propagates, as amax */
+            /* all zero, or a NaN (amax is NaN, which nonzero_scale maps to 1): 1; a NaN entry
+             * stays NaN in its cells */
+            m = m > 0 && !nan ? m : 1;
         }
         scale[o] = m;
     }
