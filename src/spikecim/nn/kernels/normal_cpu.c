@@ -401,8 +401,10 @@ INLINE float pow065(float x) {
 }
 #endif
 
-/* The noise of elements j0 .. j0+n-1 of mt, in place on their levels u. */
-CLONES static void written_noise(const written_args *a, int64_t n, const real *zw, const real *zr, real *u) {
+/* The noise of elements j0 .. j0+n-1 of mt, in place on their levels u, then the signs sg
+ * (NULL: none). */
+CLONES static void written_noise(const written_args *a, int64_t n, const real *zw, const real *zr, const real *sg,
+                                 real *u) {
     const real ws = a->ws, lo = a->floor, span = a->span, g_min = a->g_min, g_max = a->g_max, c0 = a->c0;
     if (zw)
         for (int64_t k = 0; k < n; k++) {
@@ -419,6 +421,8 @@ CLONES static void written_noise(const written_args *a, int64_t n, const real *z
             v = v < 0 ? 0 : v;
             u[k] = (v - g_min) / span;
         }
+    if (sg)
+        for (int64_t k = 0; k < n; k++) u[k] = u[k] * sg[k];
 }
 
 /* x[0 .. n) (one row of one tile) -> |wn| after ClipFormer in x, the sign in sg. */
@@ -478,6 +482,7 @@ static void written_item(const written_args *a, int64_t item, real *mag, real *s
     /* |entry| after ClipFormer, and its sign: each row padded with zeros, then loops the
      * compiler vectorises (no branch on the entries' signs) */
     const real bound = a->bound, shift = a->shift, top = a->top;
+    if (S == 1) mag = out; /* one slice: mt's layout is (r, o, c), the magnitudes' own */
     for (int64_t r = 0; r < R; r++) {
         const int64_t k = i * R + r, valid = k < K ? N : 0;
         real *mr = mag + r * NC, *sr = sgn + r * NC;
@@ -501,7 +506,7 @@ static void written_item(const written_args *a, int64_t item, real *mag, real *s
                         q = q > q_max ? q_max : q;
                         u[c] = (real)((((int64_t)q) >> (s * bpc)) & digit_mask) / top_digit;
                     }
-                else
+                else if (u != mr)
                     for (int64_t c = 0; c < C; c++) u[c] = mr[c];
                 if (a->cond_n)
                     for (int64_t c = 0; c < C; c++) {
@@ -510,23 +515,25 @@ static void written_item(const written_args *a, int64_t item, real *mag, real *s
                         u[c] = q / cond_n;
                     }
             }
-    /* write and read noise over the item's contiguous elements */
-    if (a->ws != 0 || a->read_pcm)
+    /* write and read noise over the item's contiguous elements (and, for one slice, whose
+     * signs are in mt's layout, the sign) */
+    if (a->ws != 0 || a->read_pcm || S == 1)
         for (int64_t j0 = 0; j0 < L; j0 += CHUNK) {
             const int64_t n = L - j0 < CHUNK ? L - j0 : CHUNK, first = item * L + j0;
             const real *pw = 0, *pr = 0;
             if (a->ws != 0) pw = zw + normals(a->seed, first, n, w, zw);
             if (a->read_pcm) pr = zr + normals(a->seed, total + first, n, w, zr);
-            written_noise(a, n, pw, pr, out + j0);
+            written_noise(a, n, pw, pr, S == 1 ? sgn + j0 : 0, out + j0);
         }
-    /* the sign */
-    for (int64_t r = 0; r < R; r++)
-        for (int64_t o = 0; o < n_out; o++)
-            for (int64_t s = 0; s < S; s++) {
-                const real *sr = sgn + r * NC + o * C;
-                real *u = out + r * W + (o * S + s) * C;
-                for (int64_t c = 0; c < C; c++) u[c] = u[c] * sr[c];
-            }
+    /* the sign of several slices */
+    if (S > 1)
+        for (int64_t r = 0; r < R; r++)
+            for (int64_t o = 0; o < n_out; o++)
+                for (int64_t s = 0; s < S; s++) {
+                    const real *sr = sgn + r * NC + o * C;
+                    real *u = out + r * W + (o * S + s) * C;
+                    for (int64_t c = 0; c < C; c++) u[c] = u[c] * sr[c];
+                }
 }
 
 static void *written_worker(void *p) {
