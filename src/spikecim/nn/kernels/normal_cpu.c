@@ -24,6 +24,9 @@
  *   OP_ADD        out += alpha*z                                  (output noise)
  *   OP_WRITE      out = max(g + (sqrt(g)*alpha)*z, floor)         (write noise, g >= 0)
  *
+ * written_run (at the end of this file): the crossbars written at run time, from the operand
+ * to the signed read matrix in one pass (wrapped by spikecim/analog/written_kernel.py).
+ *
  * Built by spikecim/analog/noise.py with cbuild.FLAGS (-ffp-contract=off: no fused
  * multiply-add, so the fused passes equal the same expressions evaluated by torch).
  */
