@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from spikecim.analog import converter_kernels, noise
+from spikecim.analog import converter_kernels, noise, written_kernel
 from spikecim.analog.config import ClipFormerConfig, CrossbarConfig, DynamicUnit
 from spikecim.analog.devices import noisy_read
 from spikecim.analog.quant import abs_max_scale, level_count, nonzero_scale
@@ -163,15 +163,9 @@ class AnalogMatMul(nn.Module):
         n_in, n_out = -(-K // R), -(-N // C)
         bt = F.pad(b.detach(), (0, n_out * C - N, 0, n_in * R - K)).view(Bn, n_in, R, n_out, C)
         if cfg.dynamic.operand_range == "calibrated":
-            if self.operand_bound is None:
-                raise SpikecimError(
-                    "analog.dynamic.operand_range: 'calibrated' needs calibration samples "
-                    "(calibrate_adc) before the forward; give some, or use 'tile'"
-                )
-            w_scale = torch.full(
-                (Bn, n_in, 1, n_out, 1), self.operand_bound, dtype=bt.dtype, device=bt.device
-            )
-            wn = (bt / self.operand_bound).clamp_(-1.0, 1.0)  # beyond the range: G_max
+            bound = self._calibrated_bound()
+            w_scale = torch.full((Bn, n_in, 1, n_out, 1), bound, dtype=bt.dtype, device=bt.device)
+            wn = (bt / bound).clamp_(-1.0, 1.0)  # beyond the range: G_max
         else:
             w_scale = nonzero_scale(bt.abs().amax(dim=(2, 4), keepdim=True))  # [B, n_in, 1, n_out, 1]
             wn = bt / w_scale
@@ -210,19 +204,49 @@ class AnalogMatMul(nn.Module):
         g = noisy_read(g, cfg.device.read_noise_std_us(g, g, 0.0, cfg.g_max_us), out=g)
         return g.sub_(cfg.g_min_us).div_(span)
 
-    def _crossbar(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    def _read_matrix(self, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Stages 1–4 for ``b [B, K, N]``: the signed read matrix ``mt [B, n_in, R,
+        n_out·S·C]`` (units of the span; column (o, s, c) of row r of input tile i), each
+        tile's scale ``[B, n_in, 1, n_out, 1]`` and the slice gains ``[S]``. One compiled
+        pass (:mod:`spikecim.analog.written_kernel`) where it applies, else torch passes."""
         cfg = self.config
-        Bn, M, K = a.shape
-        N = b.shape[-1]
-        a = a.detach()
-        u, w_scale, gain, sign = self._written(b, self._idle_cell_exact())
+        signed = self._idle_cell_exact()
+        if signed and written_kernel.fused_device(cfg, self.unit) is not None:
+            bound = None
+            if cfg.dynamic.operand_range == "calibrated":
+                bound = self._calibrated_bound()
+            if not (torch.is_grad_enabled() and b.requires_grad) and written_kernel.available(b.dtype):
+                fused = written_kernel.read_matrix(b.contiguous(), cfg, self.unit, bound, noise.draw_seed())
+                if fused is not None:
+                    mt, w_scale, gain = fused
+                    return mt, w_scale, gain.to(b.device)
+        u, w_scale, gain, sign = self._written(b, signed)
         u = self._read(u)
         if sign is not None:  # one cell per entry, its partner at G_min (u: ours)
             m = u[0].mul_(sign)
         else:  # G+ − G−, or G − G_min against the offset reference
             m = u[0] - u[1] if u.shape[0] == 2 else u[0]
         # m: [S, B, n_in, R, n_out, C], signed, units of the span
-        S, _, n_in, R, n_out, C = m.shape
+        S, Bn, n_in, R, n_out, C = m.shape
+        return m.permute(1, 2, 3, 4, 0, 5).reshape(Bn, n_in, R, n_out * S * C), w_scale, gain
+
+    def _calibrated_bound(self) -> float:
+        if self.operand_bound is None:
+            raise SpikecimError(
+                "analog.dynamic.operand_range: 'calibrated' needs calibration samples "
+                "(calibrate_adc) before the forward; give some, or use 'tile'"
+            )
+        return self.operand_bound
+
+    def _crossbar(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        Bn, M, K = a.shape
+        N = b.shape[-1]
+        a = a.detach()
+        mt, w_scale, gain = self._read_matrix(b.detach())
+        S = gain.numel()
+        R, C = min(cfg.tile_rows, K), min(cfg.tile_cols, N)
+        n_in, n_out = -(-K // R), -(-N // C)
         x = F.pad(a, (0, n_in * R - K)).view(Bn, M, n_in, R).transpose(1, 2)  # [B, n_in, M, R]
         unit = 1.0
         dac_scale = None
@@ -236,7 +260,6 @@ class AnalogMatMul(nn.Module):
             dac_scale = abs_max_scale(x, dim=-1)  # [B, n_in, M, 1]
             x = quant_levels(x, dac_scale.reciprocal() * unit, ste="identity")
         row_sums = x.sum(-1) / unit if cfg.mapping == "offset" else None  # normalised, per input tile
-        mt = m.permute(1, 2, 3, 4, 0, 5).reshape(Bn, n_in, R, n_out * S * C)
         y = torch.matmul(x, mt.to(x.dtype))  # [B, n_in, M, n_out*S*C]
         if cfg.out_noise_std > 0:  # y is a new tensor without a gradient (a and b detached)
             y = noise.add_normal_(y, cfg.out_noise_std * unit)
@@ -246,13 +269,17 @@ class AnalogMatMul(nn.Module):
         elif cfg.adc.enabled:
             bound = float(R) if self.adc_bound is None else self.adc_bound
             n = level_count(cfg.adc.bits)
-            y = quant_levels(y, n / (bound * unit), 0, -n, n, ste="identity")
+            y = quant_levels(y, n / (bound * unit), 0, -n, n, ste="identity", inplace=True)  # y: ours
             unit = n / bound
-        y = y.view(Bn, n_in, M, n_out, S, C) * (gain.to(y.dtype) / unit).view(1, 1, 1, 1, S, 1)
-        y = y.sum(4)  # [B, n_in, M, n_out, C]
-        if row_sums is not None:  # offset mapping: minus the reference column
-            y = y - row_sums[..., None, None]
-        y = y * w_scale.to(y.dtype)  # [B, n_in, 1, n_out, 1]: each tile's scale
+        if S == 1 and row_sums is None:  # one slice: its gain joins the tile's scale, in place
+            y = y.view(Bn, n_in, M, n_out, C).mul_(w_scale.to(y.dtype) * (float(gain[0]) / unit))
+        else:
+            y = y.view(Bn, n_in, M, n_out, S, C) * (gain.to(y.dtype) / unit).view(1, 1, 1, 1, S, 1)
+            y = y.sum(4)  # [B, n_in, M, n_out, C]
+            if row_sums is not None:  # offset mapping: minus the reference column
+                y = y - row_sums[..., None, None]
+            y = y * w_scale.to(y.dtype)  # [B, n_in, 1, n_out, 1]: each tile's scale
         if dac_scale is not None:
-            y = y * dac_scale.unsqueeze(-1)
-        return y.sum(1).reshape(Bn, M, n_out * C)[..., :N]
+            y = y.mul_(dac_scale.unsqueeze(-1))
+        y = y.sum(1) if n_in > 1 else y[:, 0]  # over the input tiles
+        return y.reshape(Bn, M, n_out * C)[..., :N]

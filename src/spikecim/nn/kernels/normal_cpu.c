@@ -24,12 +24,16 @@
  *   OP_ADD        out += alpha*z                                  (output noise)
  *   OP_WRITE      out = max(g + (sqrt(g)*alpha)*z, floor)         (write noise, g >= 0)
  *
+ * written_run (at the end of this file): the crossbars written at run time, from the operand
+ * to the signed read matrix in one pass (wrapped by spikecim/analog/written_kernel.py).
+ *
  * Built by spikecim/analog/noise.py with cbuild.FLAGS (-ffp-contract=off: no fused
  * multiply-add, so the fused passes equal the same expressions evaluated by torch).
  */
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #ifndef REAL
@@ -38,8 +42,10 @@
 typedef REAL real;
 #if defined(REAL_IS_DOUBLE)
 #define SQRT sqrt
+#define FABS fabs
 #else
 #define SQRT sqrtf
+#define FABS fabsf
 #endif
 
 #define CHUNK 4096 /* elements per work item (even: a word's two normals stay together) */
@@ -321,3 +327,254 @@ void noise_run(const noise_args *a, int threads) {
 
 /* The raw stream, for tests against numpy's Philox: words w0 .. w0+nw-1 of `seed`. */
 void philox_raw(uint64_t seed, int64_t w0, int64_t nw, uint64_t *w) { philox_words(seed, w0, nw, w); }
+
+/* ---- crossbars written at run time: operand tiles to the signed read matrix ----------
+ *
+ * spikecim/analog/dynamic.py (AnalogMatMul) writes b [B, K, N] into tiles of R rows x C
+ * columns at every call. For the differential mapping whose idle cell (G_min) reads
+ * exactly, this pass goes from b to the matrix the product needs,
+ *     mt[b, i, r, (o*S + s)*C + c]  (b's entry k = i*R + r, n = o*C + c; 0 beyond K, N)
+ * in one read of b and one write of mt, with, per entry (units of the span
+ * u = (G - G_min)/(G_max - G_min)):
+ *   wn    = v / scale[b, i, o]  (tile: scale = abs-max of the tile, 1 if it is all zero)
+ *         = clamp(v / bound, -1, 1)                (calibrated range)
+ *   ClipFormer on |wn|: a = min(max(|wn| - shift, 0), top)   (shift = s*G_min/span,
+ *         top = (beta*G_max - G_min)/span); the sign is that of the clipped entry
+ *   slice s: q = rint(a*q_max), level = ((q / base^s) mod base)/(base - 1)
+ *         (no weight_bits: level = a); conductance levels: rint(level*n)/n
+ *   write noise (TxSim): u = max(u + (sqrt(u)*ws)*z_w, floor), z_w = normal of element j
+ *   PCM read noise at t = 0 (aihwkit's PCMLikeNoiseModel, Nandakumar et al., ICECS 2019;
+ *         spikecim/analog/devices.py PCMDevice.read_noise_std_us):
+ *         g = u*span + G_min, Q_s = 1/max(exp(0.65 ln(|g|/G_max)), 0.044)
+ *         (= min(0.0088/max((|g|/G_max)^0.65, 1e-3), 0.2) / 0.0088),
+ *         sigma = |Q_s*c0*g| with c0 = 0.0088*sqrt(ln((t0 + t_read)/(2 t_read)))*scale,
+ *         g = max(g + sigma*z_r, 0), u = (g - G_min)/span, z_r = normal of element total + j
+ *   mt = u * sign
+ * where j is the element's flat index in mt and total = B*n_in*R*n_out*S*C: the normals are
+ * those of noise_run's stream for the same seed, whatever the number of threads. */
+
+typedef struct {
+    int64_t B, K, N, R, C, n_in, n_out, S;
+    uint64_t seed;
+    int32_t calibrated, clip, q_max, base, cond_n, read_pcm;
+    real bound, shift, top, ws, floor, span, g_min, g_max, c0;
+    const real *b;
+    real *out;   /* mt */
+    real *scale; /* [B, n_in, n_out] */
+} written_args;
+
+typedef struct {
+    const written_args *a;
+    int64_t items, next;
+} written_pool;
+
+#if defined(REAL_IS_DOUBLE)
+INLINE double pow065(double x) { return exp(log(x) * 0.65); }
+#else
+/* exp(y) for |y| < 80, Cephes expf: y = n ln 2 + f, |f| <= ln 2 / 2, a degree-5 polynomial
+ * of f, 2^n put in the exponent bits (relative error about 1e-7, in loops the compiler
+ * vectorises, where libm's expf is a call per element). */
+INLINE float exp_small(float y) {
+    const float t = y * 1.44269504088896341f;
+    const int32_t n = (int32_t)(t + (t < 0 ? -0.5f : 0.5f));
+    const float fn = (float)n;
+    float f = y - fn * 0.693359375f;
+    f = f - fn * -2.12194440e-4f;
+    const float z = f * f;
+    float p = 1.9875691500e-4f;
+    p = p * f + 1.3981999507e-3f;
+    p = p * f + 8.3334519073e-3f;
+    p = p * f + 4.1665795894e-2f;
+    p = p * f + 1.6666665459e-1f;
+    p = p * f + 5.0000001201e-1f;
+    p = p * z + f + 1.0f;
+    const uint32_t bits = (uint32_t)(n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, 4);
+    return p * scale;
+}
+
+/* x^0.65 = exp(0.65 ln x) for the PCM read noise, whose Q_s only uses it above 0.044, i.e.
+ * for x above 0.044^(1/0.65) = 0.00828: smaller x (0, subnormals) are evaluated at 0.008,
+ * which gives 0.0434 < 0.044 and the same Q_s. log_unit (Cephes logf) holds for every
+ * positive normal float. */
+INLINE float pow065(float x) {
+    x = x > 0.008f ? x : 0.008f;
+    return exp_small(log_unit(x) * 0.65f);
+}
+#endif
+
+/* The noise of elements j0 .. j0+n-1 of mt, in place on their levels u, then the signs sg
+ * (NULL: none). */
+CLONES static void written_noise(const written_args *a, int64_t n, const real *zw, const real *zr, const real *sg,
+                                 real *u) {
+    const real ws = a->ws, lo = a->floor, span = a->span, g_min = a->g_min, g_max = a->g_max, c0 = a->c0;
+    if (zw)
+        for (int64_t k = 0; k < n; k++) {
+            const real v = zw[k] * (SQRT(u[k]) * ws) + u[k];
+            u[k] = v < lo ? lo : v;
+        }
+    if (zr)
+        for (int64_t k = 0; k < n; k++) {
+            const real g = u[k] * span + g_min;
+            real p = pow065(FABS(g) / g_max);
+            p = p < (real)0.044 ? (real)0.044 : p;
+            const real sd = (real)1 / p * c0 * g, sigma = sd < 0 ? -sd : sd;
+            real v = zr[k] * sigma + g;
+            v = v < 0 ? 0 : v;
+            u[k] = (v - g_min) / span;
+        }
+    if (sg)
+        for (int64_t k = 0; k < n; k++) u[k] = u[k] * sg[k];
+}
+
+/* x[0 .. n) (one row of one tile) -> |wn| after ClipFormer in x, the sign in sg. */
+CLONES static void written_magnitudes(real *x, real *sg, int64_t n, real scale, int calibrated, int clip,
+                                      real bound, real shift, real top) {
+    (void)bound;
+    for (int64_t c = 0; c < n; c++) {
+        real wn = x[c] / scale;
+        if (calibrated) wn = wn < -1 ? -1 : (wn > 1 ? 1 : wn);
+        real mg = FABS(wn);
+        if (clip) {
+            mg = mg - shift;
+            mg = mg < 0 ? 0 : mg;
+            mg = mg > top ? top : mg;
+        }
+        const real s = (real)((wn > 0) - (wn < 0));
+        x[c] = mg;
+        sg[c] = (mg > 0 ? s : (real)0) + (mg - mg); /* + 0, or NaN: NaN stays NaN */
+    }
+}
+
+/* max(m, |x[0 .. n)|); *nan set when an x is NaN. */
+CLONES static real abs_max(const real *x, int64_t n, real m, int *nan) {
+    int bad = 0;
+    for (int64_t c = 0; c < n; c++) {
+        const real ax = FABS(x[c]);
+        m = ax > m ? ax : m;
+        bad |= ax != ax;
+    }
+    *nan |= bad;
+    return m;
+}
+
+/* One work item: rows i*R .. i*R+R-1 of matrix b (item = b*n_in + i), the contiguous
+ * elements item*R*W .. of mt. mag, sgn: R*n_out*C reals each. */
+static void written_item(const written_args *a, int64_t item, real *mag, real *sgn, uint64_t *w, real *zw,
+                         real *zr) {
+    const int64_t R = a->R, C = a->C, n_out = a->n_out, K = a->K, N = a->N, S = a->S, NC = n_out * C;
+    const int64_t bi = item / a->n_in, i = item % a->n_in, W = n_out * S * C, L = R * W;
+    const int64_t total = a->B * a->n_in * L;
+    const real *bm = a->b + bi * K * N;
+    real *scale = a->scale + item * n_out, *out = a->out + item * L;
+    for (int64_t o = 0; o < n_out; o++) {
+        real m = 0;
+        if (a->calibrated) {
+            m = a->bound;
+        } else {
+            const int64_t r_end = K - i * R < R ? K - i * R : R, c_end = N - o * C < C ? N - o * C : C;
+            int nan = 0;
+            for (int64_t r = 0; r < r_end; r++) m = abs_max(bm + (i * R + r) * N + o * C, c_end, m, &nan);
+            /* all zero, or a NaN (amax is NaN, which nonzero_scale maps to 1): 1; a NaN entry
+             * stays NaN in its cells */
+            m = m > 0 && !nan ? m : 1;
+        }
+        scale[o] = m;
+    }
+    /* |entry| after ClipFormer, and its sign: each row padded with zeros, then loops the
+     * compiler vectorises (no branch on the entries' signs) */
+    const real bound = a->bound, shift = a->shift, top = a->top;
+    if (S == 1) mag = out; /* one slice: mt's layout is (r, o, c), the magnitudes' own */
+    for (int64_t r = 0; r < R; r++) {
+        const int64_t k = i * R + r, valid = k < K ? N : 0;
+        real *mr = mag + r * NC, *sr = sgn + r * NC;
+        if (valid) memcpy(mr, bm + k * N, sizeof(real) * (size_t)N);
+        memset(mr + valid, 0, sizeof(real) * (size_t)(NC - valid));
+        for (int64_t o = 0; o < n_out; o++)
+            written_magnitudes(mr + o * C, sr + o * C, C, scale[o], a->calibrated, a->clip, bound, shift, top);
+    }
+    /* the target levels of each slice, in mt's order (r, o, s, c) */
+    const int bpc = __builtin_ctz((unsigned)a->base);
+    const int64_t digit_mask = a->base - 1;
+    const real q_max = (real)a->q_max, cond_n = (real)a->cond_n, top_digit = (real)(a->base - 1);
+    for (int64_t r = 0; r < R; r++)
+        for (int64_t o = 0; o < n_out; o++)
+            for (int64_t s = 0; s < S; s++) {
+                const real *mr = mag + r * NC + o * C;
+                real *u = out + r * W + (o * S + s) * C;
+                if (a->q_max)
+                    for (int64_t c = 0; c < C; c++) {
+                        real q = (real)rint(mr[c] * q_max);
+                        q = q > q_max ? q_max : q;
+                        u[c] = (real)((((int64_t)q) >> (s * bpc)) & digit_mask) / top_digit;
+                    }
+                else if (u != mr)
+                    for (int64_t c = 0; c < C; c++) u[c] = mr[c];
+                if (a->cond_n)
+                    for (int64_t c = 0; c < C; c++) {
+                        real q = (real)rint(u[c] * cond_n);
+                        q = q < 0 ? 0 : (q > cond_n ? cond_n : q);
+                        u[c] = q / cond_n;
+                    }
+            }
+    /* write and read noise over the item's contiguous elements (and, for one slice, whose
+     * signs are in mt's layout, the sign) */
+    if (a->ws != 0 || a->read_pcm || S == 1)
+        for (int64_t j0 = 0; j0 < L; j0 += CHUNK) {
+            const int64_t n = L - j0 < CHUNK ? L - j0 : CHUNK, first = item * L + j0;
+            const real *pw = 0, *pr = 0;
+            if (a->ws != 0) pw = zw + normals(a->seed, first, n, w, zw);
+            if (a->read_pcm) pr = zr + normals(a->seed, total + first, n, w, zr);
+            written_noise(a, n, pw, pr, S == 1 ? sgn + j0 : 0, out + j0);
+        }
+    /* the sign of several slices */
+    if (S > 1)
+        for (int64_t r = 0; r < R; r++)
+            for (int64_t o = 0; o < n_out; o++)
+                for (int64_t s = 0; s < S; s++) {
+                    const real *sr = sgn + r * NC + o * C;
+                    real *u = out + r * W + (o * S + s) * C;
+                    for (int64_t c = 0; c < C; c++) u[c] = u[c] * sr[c];
+                }
+}
+
+static void *written_worker(void *p) {
+    written_pool *q = (written_pool *)p;
+    const written_args *a = q->a;
+    const int64_t width = a->R * a->n_out * a->C;
+    real *buf = (real *)malloc(sizeof(real) * (size_t)(2 * width + 2 * (CHUNK + 2)));
+    uint64_t *w = (uint64_t *)malloc(sizeof(uint64_t) * (CHUNK / 2 + 1));
+    if (!buf || !w) {
+        free(buf);
+        free(w);
+        return (void *)1;
+    }
+    for (;;) {
+        const int64_t it = __atomic_fetch_add(&q->next, 1, __ATOMIC_RELAXED);
+        if (it >= q->items) break;
+        written_item(a, it, buf, buf + width, w, buf + 2 * width, buf + 2 * width + CHUNK + 2);
+    }
+    free(buf);
+    free(w);
+    return 0;
+}
+
+/* Returns 0, or 1 when a work buffer could not be allocated (the caller falls back). */
+int written_run(const written_args *a, int threads) {
+    written_pool q = {a, a->B * a->n_in, 0};
+    if (threads > q.items) threads = (int)q.items;
+    if (threads > MAX_THREADS) threads = MAX_THREADS;
+    if (threads < 1) threads = 1;
+    pthread_t tid[MAX_THREADS];
+    int started[MAX_THREADS] = {0};
+    for (int k = 1; k < threads; k++) started[k] = pthread_create(&tid[k], 0, written_worker, &q) == 0;
+    int failed = written_worker(&q) != 0;
+    for (int k = 1; k < threads; k++)
+        if (started[k]) {
+            void *r = 0;
+            pthread_join(tid[k], &r);
+            failed |= r != 0;
+        }
+    return failed;
+}
