@@ -36,6 +36,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "parallel.h"
+
 #ifndef REAL
 #define REAL float
 #endif
@@ -296,34 +298,15 @@ static void run_chunk(const noise_args *a, int64_t i0, int64_t n) {
     apply(a, i0, n, z + s0, z1 + s1);
 }
 
-/* Chunks handed out from a shared counter (as lif_cpu.c): a delayed thread leaves its work
- * to the others; which thread draws a chunk changes nothing in it. */
-typedef struct {
-    const noise_args *a;
-    int64_t chunks, next;
-} pool;
-
-static void *run_pool(void *p) {
-    pool *q = (pool *)p;
-    for (;;) {
-        const int64_t c = __atomic_fetch_add(&q->next, 1, __ATOMIC_RELAXED);
-        if (c >= q->chunks) return 0;
-        const int64_t i0 = c * CHUNK, n = q->a->n - i0 < CHUNK ? q->a->n - i0 : CHUNK;
-        run_chunk(q->a, i0, n);
-    }
+/* One item: a chunk of CHUNK values (parallel.h hands them out); which thread draws a chunk
+ * changes nothing in it. */
+static void noise_item(const void *p, int64_t c) {
+    const noise_args *a = (const noise_args *)p;
+    const int64_t i0 = c * CHUNK;
+    run_chunk(a, i0, a->n - i0 < CHUNK ? a->n - i0 : CHUNK);
 }
 
-void noise_run(const noise_args *a, int threads) {
-    pool q = {a, (a->n + CHUNK - 1) / CHUNK, 0};
-    if (threads > q.chunks) threads = (int)q.chunks;
-    if (threads > MAX_THREADS) threads = MAX_THREADS;
-    pthread_t tid[MAX_THREADS];
-    int started[MAX_THREADS] = {0};
-    for (int k = 1; k < threads; k++) started[k] = pthread_create(&tid[k], 0, run_pool, &q) == 0;
-    run_pool(&q);
-    for (int k = 1; k < threads; k++)
-        if (started[k]) pthread_join(tid[k], 0);
-}
+void noise_run(const noise_args *a, int threads) { run_items(a, noise_item, (a->n + CHUNK - 1) / CHUNK, threads); }
 
 /* The raw stream, for tests against numpy's Philox: words w0 .. w0+nw-1 of `seed`. */
 void philox_raw(uint64_t seed, int64_t w0, int64_t nw, uint64_t *w) { philox_words(seed, w0, nw, w); }
