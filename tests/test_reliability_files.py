@@ -429,11 +429,11 @@ def _damage_garbage(path: Path) -> None:
 @pytest.fixture(scope="module")
 def built_kernel() -> list[Path]:
     """The float64 library and its record, as built (or found verified) in the default cache."""
-    from spikecim.nn.kernels import cpu
+    from spikecim.nn.kernels import cbuild, cpu
 
     if not cpu.available(torch.float64):
         pytest.skip("no C compiler: the CPU kernel is not built")
-    lib = cpu._build("double")
+    lib = cbuild.build(cpu._SOURCE, "lif_cpu_double", cpu._flag_sets("double")[0])
     return [lib, lib.with_suffix(".json")]
 
 

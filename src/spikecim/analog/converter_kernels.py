@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import subprocess
-import warnings
 from pathlib import Path
 
 import torch
@@ -200,16 +198,10 @@ def _library(dtype: torch.dtype):
     None (with a warning) when no compiler works."""
     real_c, real = _REALS[dtype]
     flags = [*cbuild.FLAGS, f"-DREAL={real_c}", *_EXTRA[real_c]]
-    try:
-        lib = ctypes.CDLL(str(cbuild.build(_SOURCE, f"converters_cpu_{real_c}", flags)))
-    except (OSError, subprocess.SubprocessError) as e:
-        detail = str(e)
-        if isinstance(e, subprocess.CalledProcessError):
-            detail = f"{e.cmd[0]} exited with status {e.returncode}"
-        warnings.warn(
-            f"spikecim: the CPU converter kernels could not be built ({detail}); using the torch passes",
-            stacklevel=2,
-        )
+    lib = cbuild.load(
+        _SOURCE, f"converters_cpu_{real_c}", [flags], "CPU converter kernels", "using the torch passes"
+    )
+    if lib is None:
         return None
     lib.all_binary.argtypes = [ctypes.c_void_p, ctypes.c_int64]
     lib.all_binary.restype = ctypes.c_int32

@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import subprocess
-import warnings
 from pathlib import Path
 
 import torch
@@ -232,18 +230,10 @@ def _library(dtype: torch.dtype):
     """``(ctypes library, argument struct)`` for ``dtype``, built once; None (one warning)
     when no library can be built."""
     real_c, real, extra = _REALS[dtype]
-    try:
-        path = cbuild.build(_SOURCE, f"normal_cpu_{real_c}", [*cbuild.FLAGS, f"-DREAL={real_c}", *extra])
-        lib = ctypes.CDLL(str(path))
-    except (OSError, subprocess.SubprocessError) as e:
-        detail = str(e)
-        if isinstance(e, subprocess.CalledProcessError):
-            detail = f"{e.cmd[0]} exited with status {e.returncode}"
-        warnings.warn(
-            f"spikecim: the compiled Gaussian generator could not be built ({detail}); "
-            "analog noise is drawn with torch.randn",
-            stacklevel=3,
-        )
+    flags = [*cbuild.FLAGS, f"-DREAL={real_c}", *extra]
+    what, instead = "compiled Gaussian generator", "analog noise is drawn with torch.randn"
+    lib = cbuild.load(_SOURCE, f"normal_cpu_{real_c}", [flags], what, instead)
+    if lib is None:
         return None
     Args = _args_struct(real)
     lib.noise_run.argtypes = [ctypes.POINTER(Args), ctypes.c_int]

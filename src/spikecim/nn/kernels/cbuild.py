@@ -15,6 +15,7 @@ processes building the same library wait for each other.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import os
@@ -25,7 +26,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
-__all__ = ["FLAGS", "build", "compiler"]
+__all__ = ["FLAGS", "build", "compiler", "load"]
 
 # -ffp-contract=off: no fused multiply-add, so results equal a torch reference bit for bit;
 # no -march=native, so a cache folder shared by different machines stays valid.
@@ -48,6 +49,25 @@ def compiler() -> str:
         if cc and shutil.which(cc):
             return cc
     raise OSError("no C compiler found (set CC)")
+
+
+def load(source: Path, name: str, flag_sets: list[list[str]], what: str, instead: str) -> ctypes.CDLL | None:
+    """The library of ``source`` built with the first of ``flag_sets`` that builds and loads,
+    or None with one warning ("the {what} could not be built (why); {instead}") when none
+    does: every kernel has a torch path to fall back on."""
+    error: Exception | None = None
+    for flags in flag_sets:
+        try:
+            return ctypes.CDLL(str(build(source, name, flags)))
+        except (OSError, subprocess.SubprocessError) as e:
+            error = e
+    detail = str(error)
+    if isinstance(error, subprocess.CalledProcessError):
+        detail = f"{error.cmd[0]} exited with status {error.returncode}"
+        if error.stderr and error.stderr.strip():
+            detail += ": " + error.stderr.decode(errors="replace").strip().splitlines()[-1]
+    warnings.warn(f"spikecim: the {what} could not be built ({detail}); {instead}", stacklevel=3)
+    return None
 
 
 def build(source: Path, name: str, flags: list[str]) -> Path:

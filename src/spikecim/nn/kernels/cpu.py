@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import subprocess
-import warnings
 from pathlib import Path
 
 import torch
@@ -147,21 +145,9 @@ def _args_struct(real) -> type[ctypes.Structure]:
 def _library(dtype: torch.dtype):
     """``(ctypes library, argument struct)`` for ``dtype``, building it once; None on failure."""
     real_c, real = _REALS[dtype]
-    try:
-        try:
-            lib = ctypes.CDLL(str(_build(real_c)))
-        except (OSError, subprocess.SubprocessError):  # no OpenMP: the version on plain threads
-            lib = ctypes.CDLL(str(_build(real_c, openmp=False)))
-    except (OSError, subprocess.SubprocessError) as e:
-        detail = str(e)
-        if isinstance(e, subprocess.CalledProcessError):
-            detail = f"{e.cmd[0]} exited with status {e.returncode}"
-            if e.stderr and e.stderr.strip():
-                detail += ": " + e.stderr.decode(errors="replace").strip().splitlines()[-1]
-        warnings.warn(
-            f"spikecim: the fused CPU LIF kernel could not be built ({detail}); using the reference loop",
-            stacklevel=2,
-        )
+    what = "fused CPU LIF kernel"
+    lib = cbuild.load(_SOURCE, f"lif_cpu_{real_c}", _flag_sets(real_c), what, "using the reference loop")
+    if lib is None:
         return None
     Args = _args_struct(real)
     for name in ("lif_forward", "lif_backward"):
@@ -171,8 +157,8 @@ def _library(dtype: torch.dtype):
     return lib, Args
 
 
-def _build(real_c: str, openmp: bool = True) -> Path:
-    """The path of a verified library of ``lif_cpu.c`` for ``real_c`` (see :mod:`.cbuild`),
-    with ``-fopenmp`` (the one :func:`_library` tries first) or without."""
-    flags = [*cbuild.FLAGS, f"-DREAL={real_c}", *_EXTRA[real_c], *(["-fopenmp"] if openmp else [])]
-    return cbuild.build(_SOURCE, f"lif_cpu_{real_c}", flags)
+def _flag_sets(real_c: str) -> list[list[str]]:
+    """The flags :func:`_library` tries in turn: with ``-fopenmp`` first, then without (a
+    compiler without OpenMP builds the version on plain threads)."""
+    flags = [*cbuild.FLAGS, f"-DREAL={real_c}", *_EXTRA[real_c]]
+    return [[*flags, "-fopenmp"], flags]

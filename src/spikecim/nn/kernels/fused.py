@@ -108,7 +108,9 @@ class _FusedLIF(torch.autograd.Function):
         elif training and same_step:
             vsave = torch.empty_like(x)  # V - theta (subtract) or V (zero)
         # the membrane is written when returned, or when the backward pass reads it
-        write_mem = membrane or (training and vsave is None) or not getattr(launcher, "membrane_optional", False)
+        write_mem = (
+            membrane or (training and vsave is None) or not getattr(launcher, "membrane_optional", False)
+        )
         spk, mem = torch.empty_like(x), torch.empty_like(x) if write_mem else None
         b, h = (_per_neuron(v, x, launcher) for v in (beta, th))
         launcher.forward(x, b, h, m0, spk, mem, vsave, sbits, params)

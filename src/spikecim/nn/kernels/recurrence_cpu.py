@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import subprocess
-import warnings
 from pathlib import Path
 
 import torch
@@ -143,21 +141,11 @@ def _library(kernel: str, dtype: torch.dtype):
     title, fields = KERNELS[kernel]
     real_c = _REALS[dtype]
     source = Path(__file__).with_name(f"{kernel}_cpu.c")
-    try:
-        path = cbuild.build(
-            source, f"{kernel}_cpu_{real_c}", [*cbuild.FLAGS, f"-DREAL={real_c}", *_EXTRA[real_c]]
-        )
-        lib = ctypes.CDLL(str(path))
-    except (OSError, subprocess.SubprocessError) as e:
-        detail = str(e)
-        if isinstance(e, subprocess.CalledProcessError):
-            detail = f"{e.cmd[0]} exited with status {e.returncode}"
-            if e.stderr and e.stderr.strip():
-                detail += ": " + e.stderr.decode(errors="replace").strip().splitlines()[-1]
-        warnings.warn(
-            f"spikecim: the {title} CPU kernel could not be built ({detail}); using the reference loop",
-            stacklevel=2,
-        )
+    flags = [*cbuild.FLAGS, f"-DREAL={real_c}", *_EXTRA[real_c]]
+    lib = cbuild.load(
+        source, f"{kernel}_cpu_{real_c}", [flags], f"{title} CPU kernel", "using the reference loop"
+    )
+    if lib is None:
         return None
     Args = type(f"{kernel}_args", (ctypes.Structure,), {"_fields_": fields})
     for direction in ("forward", "backward"):
