@@ -46,3 +46,37 @@ def group_rtn(w: torch.Tensor, bits: int, group: int) -> torch.Tensor:
     scale = ((hi - lo) / qmax).clamp(min=torch.finfo(torch.float32).eps)
     zero = (-torch.round(lo / scale)).clamp(0, qmax).to(torch.int32)
     return torch.fake_quantize_per_channel_affine(rows, scale, zero, 0, 0, qmax).reshape(w.shape)
+
+
+def _kernel_loaders():
+    """Every cached loader of a compiled CPU kernel (cleared around a no-compiler test)."""
+    from spikecim.analog import converter_kernels, noise, written_kernel
+    from spikecim.nn.kernels import cpu, recurrence_cpu
+
+    return [
+        cpu._library,
+        recurrence_cpu._library,
+        noise._library,
+        converter_kernels._library,
+        written_kernel._library,
+    ]
+
+
+@pytest.fixture
+def no_c_compiler(monkeypatch, tmp_path):
+    """A machine without a C compiler, for real: an empty kernel cache, CC unset and a PATH
+    holding no cc, gcc or clang, so the compiler search itself fails; every kernel loader
+    forgets what it loaded before and after the test."""
+    from spikecim.nn.kernels import cbuild
+
+    monkeypatch.setenv("SPIKECIM_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("CC", raising=False)
+    (tmp_path / "bin").mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    with pytest.raises(OSError, match="no C compiler"):
+        cbuild.compiler()
+    for loader in _kernel_loaders():
+        loader.cache_clear()
+    yield
+    for loader in _kernel_loaders():
+        loader.cache_clear()

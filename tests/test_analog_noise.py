@@ -15,7 +15,6 @@ import torch
 from scipy import stats
 
 from spikecim.analog import noise
-from spikecim.nn.kernels import cbuild
 
 pytestmark = pytest.mark.skipif(
     not noise.available(torch.float32), reason="no C compiler: the Gaussian kernel is not built"
@@ -247,26 +246,16 @@ def test_crossbar_read_matrix_is_the_fused_differential_read_of_its_state():
     assert torch.equal(m, (v[0] - v[1]).view_as(m))
 
 
-def test_without_a_c_compiler_noise_falls_back_to_torch_with_one_warning(monkeypatch, tmp_path):
-    monkeypatch.setenv("SPIKECIM_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("CC", raising=False)
-    (tmp_path / "bin").mkdir()
-    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
-    with pytest.raises(OSError, match="no C compiler"):
-        cbuild.compiler()
-    noise._library.cache_clear()
-    try:
-        g = torch.rand(2, 5000)
-        std = torch.full((2, 5000), 0.1)
-        torch.manual_seed(2)
-        with warnings.catch_warnings(record=True) as record:
-            warnings.simplefilter("always")
-            m = noise.differential_read(g, std)
-            noise.noisy_read(g, std)
-        assert len([w for w in record if "could not be built" in str(w.message)]) == 1
-        # the fallback is torch's draw: the same formula on torch.randn after the same seed
-        torch.manual_seed(2)
-        v = torch.randn(2, 5000).mul_(std).add_(g).clamp_(min=0.0)
-        assert torch.equal(m, v[0] - v[1])
-    finally:
-        noise._library.cache_clear()
+def test_without_a_c_compiler_noise_falls_back_to_torch_with_one_warning(no_c_compiler):
+    g = torch.rand(2, 5000)
+    std = torch.full((2, 5000), 0.1)
+    torch.manual_seed(2)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        m = noise.differential_read(g, std)
+        noise.noisy_read(g, std)
+    assert len([w for w in record if "could not be built" in str(w.message)]) == 1
+    # the fallback is torch's draw: the same formula on torch.randn after the same seed
+    torch.manual_seed(2)
+    v = torch.randn(2, 5000).mul_(std).add_(g).clamp_(min=0.0)
+    assert torch.equal(m, v[0] - v[1])

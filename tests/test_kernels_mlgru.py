@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from spikecim.errors import SpikecimError
-from spikecim.nn.kernels import cbuild, recurrence_cpu
+from spikecim.nn.kernels import recurrence_cpu
 from spikecim.nn.recurrence import mlgru_scan
 
 pytestmark = pytest.mark.skipif(
@@ -116,20 +116,10 @@ def test_matmulfree_tiny_gives_the_same_logits_and_gradients_with_the_kernel_and
         create_model("matmulfree-tiny", spiking=False, scan_backend="fast")
 
 
-def test_without_a_c_compiler_the_scan_falls_back_to_the_reference(monkeypatch, tmp_path):
-    monkeypatch.setenv("SPIKECIM_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("CC", raising=False)
-    (tmp_path / "bin").mkdir()
-    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
-    with pytest.raises(OSError, match="no C compiler"):
-        cbuild.compiler()
-    recurrence_cpu._library.cache_clear()
-    try:
-        ts = _inputs(9, 2, 3, dtype=torch.float32)
-        with pytest.warns(UserWarning, match="MLGRU scan CPU kernel could not be built"):
-            assert not recurrence_cpu.available("mlgru", torch.float32)
-        got, ref = _run(ts, "auto"), _run(ts, "reference")
-        for a, b in zip(got, ref, strict=True):
-            assert torch.equal(a, b)
-    finally:
-        recurrence_cpu._library.cache_clear()
+def test_without_a_c_compiler_the_scan_falls_back_to_the_reference(no_c_compiler):
+    ts = _inputs(9, 2, 3, dtype=torch.float32)
+    with pytest.warns(UserWarning, match="MLGRU scan CPU kernel could not be built"):
+        assert not recurrence_cpu.available("mlgru", torch.float32)
+    got, ref = _run(ts, "auto"), _run(ts, "reference")
+    for a, b in zip(got, ref, strict=True):
+        assert torch.equal(a, b)

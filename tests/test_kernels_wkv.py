@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from spikecim.errors import SpikecimError
-from spikecim.nn.kernels import cbuild, recurrence_cpu
+from spikecim.nn.kernels import recurrence_cpu
 from spikecim.nn.recurrence import wkv
 
 pytestmark = pytest.mark.skipif(
@@ -150,27 +150,15 @@ def test_unknown_backend_and_a_call_the_kernel_cannot_run_fail_in_one_line():
     torch.testing.assert_close(wkv(w.float(), u, k, v), _softmax_form(w.float().double(), u, k, v))
 
 
-def test_without_a_c_compiler_wkv_falls_back_to_the_reference(monkeypatch, tmp_path):
-    # A machine without a compiler, for real: an empty cache, CC unset and a PATH holding
-    # no cc, gcc or clang, so the compiler search itself fails.
-    monkeypatch.setenv("SPIKECIM_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("CC", raising=False)
-    (tmp_path / "bin").mkdir()
-    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
-    with pytest.raises(OSError, match="no C compiler"):
-        cbuild.compiler()
-    recurrence_cpu._library.cache_clear()
-    try:
-        ts = _inputs(9, 2, 3, dtype=torch.float32)
-        with pytest.warns(UserWarning, match="WKV CPU kernel could not be built"):
-            assert not recurrence_cpu.available("wkv", torch.float32)
-        got, ref = _run(ts, "auto"), _run(ts, "reference")
-        for a, b in zip(got, ref, strict=True):
-            assert torch.equal(a, b)
-        with pytest.raises(SpikecimError, match="backend: 'cpu' cannot run this call"):
-            wkv(*ts[:4], "cpu")
-    finally:
-        recurrence_cpu._library.cache_clear()
+def test_without_a_c_compiler_wkv_falls_back_to_the_reference(no_c_compiler):
+    ts = _inputs(9, 2, 3, dtype=torch.float32)
+    with pytest.warns(UserWarning, match="WKV CPU kernel could not be built"):
+        assert not recurrence_cpu.available("wkv", torch.float32)
+    got, ref = _run(ts, "auto"), _run(ts, "reference")
+    for a, b in zip(got, ref, strict=True):
+        assert torch.equal(a, b)
+    with pytest.raises(SpikecimError, match="backend: 'cpu' cannot run this call"):
+        wkv(*ts[:4], "cpu")
 
 
 def test_spikegpt_tiny_gives_the_same_logits_and_gradients_with_the_kernel_and_the_loop():
