@@ -166,7 +166,7 @@ def adc_accumulate(
 
 
 def _threads(work: int) -> int:
-    return 1 if work < _PARALLEL_MIN else max(1, torch.get_num_threads())
+    return cbuild.threads(work, _PARALLEL_MIN)
 
 
 def _structs(real) -> tuple[type[ctypes.Structure], type[ctypes.Structure]]:

@@ -207,8 +207,7 @@ def _run(op: str, out: torch.Tensor, seed: int, g=None, std=None, alpha: float =
         std=None if std is None else std.data_ptr(),
     )
     work = out.numel() * (2 if op == "diff_read" else 1)
-    threads = 1 if work < _PARALLEL_MIN else max(1, torch.get_num_threads())
-    lib.noise_run(ctypes.byref(a), threads)
+    lib.noise_run(ctypes.byref(a), cbuild.threads(work, _PARALLEL_MIN))
 
 
 def _require(dtype: torch.dtype):

@@ -29,6 +29,7 @@ import torch
 from spikecim.analog import noise
 from spikecim.analog.config import CrossbarConfig
 from spikecim.analog.devices import PCMDevice
+from spikecim.nn.kernels import cbuild
 
 __all__ = ["available", "fused_device", "read_matrix"]
 
@@ -101,7 +102,7 @@ def read_matrix(
         b=b.data_ptr(), out=out.data_ptr(), scale=scale.data_ptr(),
     )  # fmt: skip
     if threads is None:
-        threads = 1 if out.numel() < _PARALLEL_MIN else max(1, torch.get_num_threads())
+        threads = cbuild.threads(out.numel(), _PARALLEL_MIN)
     if written_run(ctypes.byref(args), int(threads)) != 0:
         return None  # a work buffer could not be allocated
     return out, scale, gain

@@ -7,7 +7,7 @@ from torch import nn
 
 from spikecim.errors import SpikecimError
 
-__all__ = ["TokenModel", "check_size"]
+__all__ = ["TokenModel", "check_backend", "check_size"]
 
 
 def check_size(model: str, **sizes: int) -> None:
@@ -15,6 +15,14 @@ def check_size(model: str, **sizes: int) -> None:
     for key, v in sizes.items():
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise SpikecimError(f"model.kwargs.{key}: {model} needs a positive integer, got {v!r}")
+
+
+def check_backend(key: str, value: str) -> None:
+    """A recurrence backend of :mod:`spikecim.nn.recurrence`, else one line naming ``model.kwargs.<key>``."""
+    from spikecim.nn.recurrence import BACKENDS
+
+    if value not in BACKENDS:
+        raise SpikecimError(f"model.kwargs.{key}: unknown {value!r}, allowed: {', '.join(BACKENDS)}")
 
 
 class TokenModel(nn.Module):

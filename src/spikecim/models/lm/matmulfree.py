@@ -26,11 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spikecim.errors import SpikecimError
 from spikecim.models._registry import register_model
-from spikecim.models.lm._common import TokenModel, check_size
+from spikecim.models.lm._common import TokenModel, check_backend, check_size
 from spikecim.nn.bitlinear import BitLinear
-from spikecim.nn.recurrence import BACKENDS, mlgru_scan
+from spikecim.nn.recurrence import mlgru_scan
 
 __all__ = ["MLGRU", "LayerBlock", "MatMulFreeLM", "glu_hidden", "lower_bounds"]
 
@@ -166,8 +165,5 @@ def matmulfree_tiny(
     """``scan_backend``: ``"auto"`` (the fused CPU kernel where it runs) or ``"reference"``
     (the token loop), see :func:`spikecim.nn.recurrence.mlgru_scan`."""
     check_size("matmulfree-tiny", d_model=d_model, layers=layers)
-    if scan_backend not in BACKENDS:
-        raise SpikecimError(
-            f"model.kwargs.scan_backend: unknown {scan_backend!r}, allowed: {', '.join(BACKENDS)}"
-        )
+    check_backend("scan_backend", scan_backend)
     return MatMulFreeLM(num_classes, input_size, d_model, layers, scan_backend)

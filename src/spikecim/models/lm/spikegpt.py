@@ -25,10 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spikecim.errors import SpikecimError
 from spikecim.models._registry import make_activation, register_model
-from spikecim.models.lm._common import TokenModel, check_size
-from spikecim.nn.recurrence import BACKENDS, wkv
+from spikecim.models.lm._common import TokenModel, check_backend, check_size
+from spikecim.nn.recurrence import wkv
 from spikecim.nn.surrogate import atan
 
 __all__ = ["SpikeGPT", "token_shift"]
@@ -178,9 +177,6 @@ def spikegpt_tiny(
     """``wkv_backend``: ``"auto"`` (the fused CPU kernel where it runs) or ``"reference"``
     (the token loop), see :func:`spikecim.nn.recurrence.wkv`."""
     check_size("spikegpt-tiny", d_model=d_model, layers=layers)
-    if wkv_backend not in BACKENDS:
-        raise SpikecimError(
-            f"model.kwargs.wkv_backend: unknown {wkv_backend!r}, allowed: {', '.join(BACKENDS)}"
-        )
+    check_backend("wkv_backend", wkv_backend)
     act = make_activation(spiking, neuron, **(neuron_kw or {}))
     return SpikeGPT(num_classes, input_size, d_model, layers, spiking, act, wkv_backend)

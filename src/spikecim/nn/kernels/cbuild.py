@@ -26,7 +26,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
-__all__ = ["FLAGS", "build", "compiler", "load"]
+__all__ = ["FLAGS", "build", "compiler", "load", "threads"]
 
 # -ffp-contract=off: no fused multiply-add, so results equal a torch reference bit for bit;
 # no -march=native, so a cache folder shared by different machines stays valid.
@@ -49,6 +49,14 @@ def compiler() -> str:
         if cc and shutil.which(cc):
             return cc
     raise OSError("no C compiler found (set CC)")
+
+
+def threads(work: int, parallel_min: int) -> int:
+    """Threads for a kernel call over ``work`` items: one below ``parallel_min`` (waking more
+    costs more than the pass, each kernel measures its own threshold), else torch's count."""
+    import torch
+
+    return 1 if work < parallel_min else max(1, torch.get_num_threads())
 
 
 def load(source: Path, name: str, flag_sets: list[list[str]], what: str, instead: str) -> ctypes.CDLL | None:

@@ -127,7 +127,7 @@ def _is_scalar(t: torch.Tensor | None) -> int:
 
 
 def _threads(work: int) -> int:
-    return 1 if work < _PARALLEL_MIN else max(1, torch.get_num_threads())
+    return cbuild.threads(work, _PARALLEL_MIN)
 
 
 def _args_struct(real) -> type[ctypes.Structure]:

@@ -131,7 +131,7 @@ def _call(kernel: str, direction: str, x: torch.Tensor, **fields) -> None:
     """Run ``<kernel>_<direction>`` over ``x [L, ...]``: sizes from ``x``, tensors as pointers."""
     lib, Args = _library(kernel, x.dtype)
     args = {n: ctypes.c_void_p(t.data_ptr()) if isinstance(t, torch.Tensor) else t for n, t in fields.items()}
-    threads = 1 if x.numel() < _PARALLEL_MIN else max(1, torch.get_num_threads())
+    threads = cbuild.threads(x.numel(), _PARALLEL_MIN)
     getattr(lib, f"{kernel}_{direction}")(ctypes.byref(Args(L=x.shape[0], M=x[0].numel(), **args)), threads)
 
 
