@@ -15,6 +15,7 @@ import torch
 from scipy import stats
 
 from spikecim.analog import noise
+from spikecim.timing import torch_threads
 
 pytestmark = pytest.mark.skipif(
     not noise.available(torch.float32), reason="no C compiler: the Gaussian kernel is not built"
@@ -156,19 +157,12 @@ def test_explicit_generator_keys_the_draw_and_leaves_the_global_one_alone():
 
 def test_draws_do_not_depend_on_the_thread_count():
     n = 3 * (1 << 17) + 5  # above the parallel threshold, not a multiple of the chunk
-    threads = torch.get_num_threads()
     g = torch.rand(2, n)
     std = torch.rand(2, n) * 0.3
-    try:
-        out = {}
-        for t in (1, 2, 3):
-            torch.set_num_threads(t)
-            out[t] = (
-                noise.standard_normal((n,), SEED),
-                noise.differential_read(g, std, seed=SEED),
-            )
-    finally:
-        torch.set_num_threads(threads)
+    out = {}
+    for t in (1, 2, 3):
+        with torch_threads(t):
+            out[t] = (noise.standard_normal((n,), SEED), noise.differential_read(g, std, seed=SEED))
     for t in (2, 3):
         assert torch.equal(out[t][0], out[1][0])
         assert torch.equal(out[t][1], out[1][1])

@@ -10,6 +10,7 @@ import torch
 from spikecim.errors import SpikecimError
 from spikecim.nn.kernels import recurrence_cpu
 from spikecim.nn.recurrence import mlgru_scan
+from spikecim.timing import torch_threads
 
 pytestmark = pytest.mark.skipif(
     not recurrence_cpu.available("mlgru", torch.float64),
@@ -77,14 +78,10 @@ def test_gradients_pass_gradcheck_against_finite_differences():
 
 def test_thread_count_does_not_change_results():
     ts = _inputs(64, 16, 128, seed=5, dtype=torch.float32)  # above the size that starts threads
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
+    with torch_threads(1):
         one = _run(ts, "cpu")
-        torch.set_num_threads(3)
+    with torch_threads(3):
         three = _run(ts, "cpu")
-    finally:
-        torch.set_num_threads(threads)
     for a, b in zip(one, three, strict=True):
         assert torch.equal(a, b)
 

@@ -10,6 +10,7 @@ import torch
 from spikecim.errors import SpikecimError
 from spikecim.nn.kernels import recurrence_cpu
 from spikecim.nn.recurrence import wkv
+from spikecim.timing import torch_threads
 
 pytestmark = pytest.mark.skipif(
     not recurrence_cpu.available("wkv", torch.float64), reason="no C compiler: the WKV kernel is not built"
@@ -121,14 +122,10 @@ def test_decay_parametrised_as_minus_exp_gets_the_chain_rule():
 
 def test_thread_count_does_not_change_results():
     ts = _inputs(64, 8, 128, seed=6, dtype=torch.float32)  # above the size that starts threads
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
+    with torch_threads(1):
         one = _run(ts, "cpu")
-        torch.set_num_threads(3)
+    with torch_threads(3):
         three = _run(ts, "cpu")
-    finally:
-        torch.set_num_threads(threads)
     for a, b in zip(one, three, strict=True):
         assert torch.equal(a, b)
 
