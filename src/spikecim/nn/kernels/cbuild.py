@@ -26,6 +26,8 @@ import tempfile
 import warnings
 from pathlib import Path
 
+import torch
+
 __all__ = ["FLAGS", "build", "compiler", "load", "threads"]
 
 # -ffp-contract=off: no fused multiply-add, so results equal a torch reference bit for bit;
@@ -54,8 +56,6 @@ def compiler() -> str:
 def threads(work: int, parallel_min: int) -> int:
     """Threads for a kernel call over ``work`` items: one below ``parallel_min`` (waking more
     costs more than the pass, each kernel measures its own threshold), else torch's count."""
-    import torch
-
     return 1 if work < parallel_min else max(1, torch.get_num_threads())
 
 
