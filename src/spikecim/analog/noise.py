@@ -87,15 +87,22 @@ def normal_like(t: torch.Tensor, generator: torch.Generator | None = None) -> to
     return _randn(t.shape, t, generator, None)
 
 
+_ISAS = {"auto": 0, "scalar": 1, "avx2": 2, "avx512": 3}
+
+
 def philox_raw(
-    key: tuple[int, int], counter: tuple[int, int, int, int], blocks: int
+    key: tuple[int, int], counter: tuple[int, int, int, int], blocks: int, isa: str = "auto"
 ) -> list[tuple[int, ...]]:
     """Raw Philox4x32-10 blocks (for tests): ``blocks`` blocks under ``key`` ``(k0, k1)``, the
-    first at ``counter`` ``(c0, c1, c2, c3)``, each next one with ``c0 + 2^32·c1`` one higher."""
+    first at ``counter`` ``(c0, c1, c2, c3)``, each next one with ``c0 + 2^32·c1`` one higher,
+    computed by the loop ``isa`` names ("auto": the one this CPU runs, "scalar", "avx2",
+    "avx512"; RuntimeError where this CPU has no such loop)."""
     lib, _ = _require(torch.float32)
     buf = (ctypes.c_uint32 * (4 * blocks))()
     c0, c1, c2, c3 = (int(c) & _MASK32 for c in counter)
-    lib.philox_raw(c0 | c1 << 32, c2, c3, int(key[0]) & _MASK32, int(key[1]) & _MASK32, blocks, buf)
+    k0, k1 = (int(k) & _MASK32 for k in key)
+    if lib.philox_raw(c0 | c1 << 32, c2, c3, k0, k1, blocks, buf, _ISAS[isa]) != 0:
+        raise RuntimeError(f"philox_raw: this CPU has no {isa} loop")
     return [tuple(buf[4 * j : 4 * j + 4]) for j in range(blocks)]
 
 
@@ -243,6 +250,15 @@ def _library(dtype: torch.dtype):
     lib.noise_run.argtypes = [ctypes.POINTER(Args), ctypes.c_int]
     lib.noise_run.restype = None
     u32 = ctypes.c_uint32
-    lib.philox_raw.argtypes = [ctypes.c_uint64, u32, u32, u32, u32, ctypes.c_int64, ctypes.POINTER(u32)]
-    lib.philox_raw.restype = None
+    lib.philox_raw.argtypes = [
+        ctypes.c_uint64,
+        u32,
+        u32,
+        u32,
+        u32,
+        ctypes.c_int64,
+        ctypes.POINTER(u32),
+        ctypes.c_int,
+    ]
+    lib.philox_raw.restype = ctypes.c_int
     return lib, Args

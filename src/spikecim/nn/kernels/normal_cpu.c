@@ -4,11 +4,11 @@
  * Philox4x32-10 with key (seed mod 2^32, seed / 2^32), block b at counter
  * (b mod 2^32, b / 2^32, 0, 0), and Box-Muller, block b giving the normals of elements
  * 4b .. 4b+3. Element i's normal depends on (seed, i) only: the result does not depend on
- * how the work is split over threads. Philox runs eight blocks per AVX2 loop step
- * (vpmuludq: 32 x 32 -> 64-bit products), Box-Muller (float32: Cephes logf and sinf/cosf
- * polynomials, absolute error of z about 1e-6; float64: libm) in loops the compiler
- * vectorises: about 1.4 ns per float32 normal on one AVX-512 core, 0.7 of them Philox
- * (benchmarks/bench_noise.py).
+ * how the work is split over threads. Philox runs 16 (AVX-512) or 8 (AVX2) blocks per loop
+ * step (vpmuludq: 32 x 32 -> 64-bit products), Box-Muller (float32: Cephes logf and
+ * sinf/cosf polynomials, absolute error of z about 1e-6; float64: libm) in a loop the
+ * compiler vectorises: about 1 ns per float32 normal on one AVX-512 core, 0.35 of it
+ * Philox (benchmarks/bench_noise.py).
  *
  * Fused passes, one pass over memory each (out may alias g):
  *   OP_NORMAL     out = z
@@ -127,16 +127,26 @@ static void noise_item(const void *p, int64_t c) {
 void noise_run(const noise_args *a, int threads) { run_items(a, noise_item, (a->n + CHUNK - 1) / CHUNK, threads); }
 
 /* Raw Philox4x32-10 blocks, for tests: counters (b0 + j mod 2^32, (b0 + j) / 2^32, c2, c3) for
- * j < nb under key (k0, k1), into w[4j .. 4j+3]. */
-void philox_raw(uint64_t b0, uint32_t c2, uint32_t c3, uint32_t k0, uint32_t k1, int64_t nb, uint32_t *w) {
+ * j < nb under key (k0, k1), into w[4j .. 4j+3], by the loop `isa` names (0: the one this
+ * CPU runs, 1: one block after the other, 2: AVX2, 3: AVX-512). Returns -1 when this CPU or
+ * build has no such loop, else 0. */
+int philox_raw(uint64_t b0, uint32_t c2, uint32_t c3, uint32_t k0, uint32_t k1, int64_t nb, uint32_t *w, int isa) {
+    void (*run)(uint64_t, uint32_t, uint32_t, uint32_t, uint32_t, int64_t, philox_words) = philox4x32_10_blocks;
+    if (isa == 1) run = philox4x32_10_scalar;
+#ifdef PHILOX_SIMD
+    if (isa == 2 && __builtin_cpu_supports("avx2")) run = philox4x32_10_avx2;
+    if (isa == 3 && __builtin_cpu_supports("avx512f")) run = philox4x32_10_avx512;
+#endif
+    if (isa > 1 && run == philox4x32_10_blocks) return -1;
     uint32_t x[4][PHILOX_GROUP];
     const philox_words words = {x[0], x[1], x[2], x[3]};
     for (int64_t j0 = 0; j0 < nb; j0 += PHILOX_GROUP) {
         const int64_t m = nb - j0 < PHILOX_GROUP ? nb - j0 : PHILOX_GROUP;
-        philox4x32_10_blocks(b0 + (uint64_t)j0, c2, c3, k0, k1, m, words);
+        run(b0 + (uint64_t)j0, c2, c3, k0, k1, m, words);
         for (int64_t j = 0; j < m; j++)
             for (int k = 0; k < 4; k++) w[4 * (j0 + j) + k] = x[k][j];
     }
+    return 0;
 }
 
 /* ---- crossbars written at run time: operand tiles to the signed read matrix ----------

@@ -15,17 +15,17 @@
  * Element i's normal depends on (seed, i) only, not on how the work is split over threads.
  *
  * Speed (one core, CPU time, benchmarks/bench_noise.py): Philox4x32's 32 x 32 -> 64-bit
- * products are vpmuludq on AVX2, so philox4x32_10_avx2 runs a block per 64-bit vector lane,
- * eight blocks per step (about 0.7 ns per word, where Philox4x64-10's scalar 128-bit products
- * took 1.4 ns per normal). float32 Box-Muller: Cephes' logf polynomial, and Cephes' sinf and
- * cosf polynomials on [-pi/4, pi/4] after an exact quadrant reduction of u2's bits (absolute
- * error of z about 1e-6), in a loop the compiler vectorises, cloned for AVX-512, AVX2 and a
- * default target (about 0.6, 0.9 and 1.5 ns per normal); the clones give the same bits (the
- * same IEEE operations, no contraction: cbuild.FLAGS has -ffp-contract=off). float64:
- * libm, one pair after the other.
+ * products are vpmuludq, so philox4x32_10_avx512 and _avx2 run a block per 64-bit vector
+ * lane, 16 or 8 blocks per step (about 0.35 and 0.7 ns per word, where Philox4x64-10's
+ * scalar 128-bit products took 1.4 ns per normal), chosen at run time. float32 Box-Muller:
+ * Cephes' logf polynomial, and Cephes' sinf and cosf polynomials on [-pi/4, pi/4] after an
+ * exact quadrant reduction of u2's bits (absolute error of z about 1e-6), in a loop the
+ * compiler vectorises, cloned for AVX-512, AVX2 and a default target (about 0.6, 0.9 and
+ * 1.5 ns per normal); the clones give the same bits (the same IEEE operations, no
+ * contraction: cbuild.FLAGS has -ffp-contract=off). float64: libm, one pair after the other.
  *
- * Include it in a kernel built with cbuild.FLAGS (no -march=native: the AVX2 Philox loop
- * is chosen at run time, the Box-Muller loops are target clones).
+ * Include it in a kernel built with cbuild.FLAGS (no -march=native: the Philox loops carry
+ * their own target attributes, the Box-Muller loop is a target clone).
  */
 #ifndef SPIKECIM_PHILOX_H
 #define SPIKECIM_PHILOX_H
@@ -84,61 +84,80 @@ static void philox4x32_10_scalar(uint64_t b0, uint32_t c2, uint32_t c3, uint32_t
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
-#define PHILOX_LANES 8 /* blocks per loop step: two vectors of four 64-bit lanes */
+#define PHILOX_SIMD 1
 
-/* AVX2: a block per 64-bit lane, its words in the lanes' low halves (vpmuludq multiplies the
- * low halves; the high halves hold junk that never reaches a low half: xor is bitwise and
- * the product's high half is shifted down from a clean product), two vectors in flight to
- * hide the product's latency. */
+/* One body for the AVX2 and AVX-512 loops: a block per 64-bit vector lane, its words in the
+ * lanes' low halves (vpmuludq multiplies the low halves; the high halves hold junk that
+ * never reaches a low half: xor is bitwise and a product's high half is shifted down from
+ * a clean product), two vectors in flight to hide the product's latency. V: the vector
+ * type, L: its lanes, SET1, ADD, SRLI, MUL, XOR: its operations, LANE: (0, 1, .., L-1),
+ * STORE(dst, x): the low halves of x's lanes to dst[0 .. L). */
+#define PHILOX_SIMD_BODY(V, L, SET1, ADD, SRLI, MUL, XOR, LANE, STORE)                           \
+    const V m0 = SET1(0xD2511F53), m1 = SET1(0xCD9E8D57), lane = LANE;                          \
+    V ka[10], kb[10];                                                                           \
+    for (int r = 0; r < 10; r++) {                                                              \
+        ka[r] = SET1(k0 + (uint32_t)r * 0x9E3779B9u);                                           \
+        kb[r] = SET1(k1 + (uint32_t)r * 0xBB67AE85u);                                           \
+    }                                                                                           \
+    int64_t j = 0;                                                                              \
+    for (; j + 2 * (L) <= nb; j += 2 * (L)) {                                                   \
+        V x0[2], x1[2], x2[2], x3[2];                                                           \
+        for (int v = 0; v < 2; v++) {                                                           \
+            x0[v] = ADD(SET1((int64_t)(b0 + (uint64_t)(j + (L) * v))), lane);                   \
+            x1[v] = SRLI(x0[v], 32);                                                            \
+            x2[v] = SET1(c2);                                                                   \
+            x3[v] = SET1(c3);                                                                   \
+        }                                                                                       \
+        _Pragma("GCC unroll 10") for (int r = 0; r < 10; r++)                                   \
+            _Pragma("GCC unroll 2") for (int v = 0; v < 2; v++) {                               \
+            const V p0 = MUL(x0[v], m0), p1 = MUL(x2[v], m1);                                   \
+            x0[v] = XOR(XOR(SRLI(p1, 32), x1[v]), ka[r]);                                       \
+            x2[v] = XOR(XOR(SRLI(p0, 32), x3[v]), kb[r]);                                       \
+            x1[v] = p1;                                                                         \
+            x3[v] = p0;                                                                         \
+        }                                                                                       \
+        for (int v = 0; v < 2; v++) {                                                           \
+            STORE(w.w0 + j + (L) * v, x0[v]);                                                   \
+            STORE(w.w1 + j + (L) * v, x1[v]);                                                   \
+            STORE(w.w2 + j + (L) * v, x2[v]);                                                   \
+            STORE(w.w3 + j + (L) * v, x3[v]);                                                   \
+        }                                                                                       \
+    }                                                                                           \
+    const philox_words rest = {w.w0 + j, w.w1 + j, w.w2 + j, w.w3 + j};                         \
+    philox4x32_10_scalar(b0 + (uint64_t)j, c2, c3, k0, k1, nb - j, rest);
+
+/* the low halves of four 64-bit lanes: gather them in the low 128 bits */
+#define PHILOX_STORE_AVX2(dst, x)                                                               \
+    _mm_storeu_si128((__m128i *)(dst),                                                          \
+                     _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(x, _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7))))
+#define PHILOX_STORE_AVX512(dst, x) _mm256_storeu_si256((__m256i *)(dst), _mm512_cvtepi64_epi32(x))
+
 __attribute__((target("avx2"))) static void philox4x32_10_avx2(uint64_t b0, uint32_t c2, uint32_t c3,
                                                                  uint32_t k0, uint32_t k1, int64_t nb,
                                                                  philox_words w) {
-    const __m256i m0 = _mm256_set1_epi64x(0xD2511F53), m1 = _mm256_set1_epi64x(0xCD9E8D57);
-    const __m256i lane = _mm256_setr_epi64x(0, 1, 2, 3), pack = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
-    __m256i ka[10], kb[10];
-    for (int r = 0; r < 10; r++) {
-        ka[r] = _mm256_set1_epi64x(k0 + (uint32_t)r * 0x9E3779B9u);
-        kb[r] = _mm256_set1_epi64x(k1 + (uint32_t)r * 0xBB67AE85u);
-    }
-    int64_t j = 0;
-    for (; j + PHILOX_LANES <= nb; j += PHILOX_LANES) {
-        __m256i x0[2], x1[2], x2[2], x3[2];
-        for (int v = 0; v < 2; v++) {
-            x0[v] = _mm256_add_epi64(_mm256_set1_epi64x((int64_t)(b0 + (uint64_t)j + 4u * v)), lane);
-            x1[v] = _mm256_srli_epi64(x0[v], 32);
-            x2[v] = _mm256_set1_epi64x(c2);
-            x3[v] = _mm256_set1_epi64x(c3);
-        }
-#pragma GCC unroll 10
-        for (int r = 0; r < 10; r++)
-#pragma GCC unroll 2
-            for (int v = 0; v < 2; v++) {
-                const __m256i p0 = _mm256_mul_epu32(x0[v], m0), p1 = _mm256_mul_epu32(x2[v], m1);
-                x0[v] = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64(p1, 32), x1[v]), ka[r]);
-                x2[v] = _mm256_xor_si256(_mm256_xor_si256(_mm256_srli_epi64(p0, 32), x3[v]), kb[r]);
-                x1[v] = p1;
-                x3[v] = p0;
-            }
-        /* the low halves of the two vectors of each word, in block order */
-#define PHILOX_STORE(X, DST)                                                                        \
-    _mm256_storeu_si256((__m256i *)(DST + j),                                                       \
-                        _mm256_permute2x128_si256(_mm256_permutevar8x32_epi32(X[0], pack),          \
-                                                  _mm256_permutevar8x32_epi32(X[1], pack), 0x20))
-        PHILOX_STORE(x0, w.w0);
-        PHILOX_STORE(x1, w.w1);
-        PHILOX_STORE(x2, w.w2);
-        PHILOX_STORE(x3, w.w3);
-#undef PHILOX_STORE
-    }
-    const philox_words rest = {w.w0 + j, w.w1 + j, w.w2 + j, w.w3 + j};
-    philox4x32_10_scalar(b0 + (uint64_t)j, c2, c3, k0, k1, nb - j, rest);
+    PHILOX_SIMD_BODY(__m256i, 4, _mm256_set1_epi64x, _mm256_add_epi64, _mm256_srli_epi64, _mm256_mul_epu32,
+                     _mm256_xor_si256, _mm256_setr_epi64x(0, 1, 2, 3), PHILOX_STORE_AVX2)
 }
+
+__attribute__((target("avx512f"))) static void philox4x32_10_avx512(uint64_t b0, uint32_t c2, uint32_t c3,
+                                                                      uint32_t k0, uint32_t k1, int64_t nb,
+                                                                      philox_words w) {
+    PHILOX_SIMD_BODY(__m512i, 8, _mm512_set1_epi64, _mm512_add_epi64, _mm512_srli_epi64, _mm512_mul_epu32,
+                     _mm512_xor_si512, _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7), PHILOX_STORE_AVX512)
+}
+#undef PHILOX_SIMD_BODY
+#undef PHILOX_STORE_AVX2
+#undef PHILOX_STORE_AVX512
 #endif
 
-/* philox4x32_10_avx2 where the CPU has AVX2, else one block after the other. */
+/* philox4x32_10_avx512 or _avx2 where the CPU has them, else one block after the other. */
 static __attribute__((unused)) void philox4x32_10_blocks(uint64_t b0, uint32_t c2, uint32_t c3, uint32_t k0,
                                                         uint32_t k1, int64_t nb, philox_words w) {
-#ifdef PHILOX_LANES
+#ifdef PHILOX_SIMD
+    if (__builtin_cpu_supports("avx512f")) {
+        philox4x32_10_avx512(b0, c2, c3, k0, k1, nb, w);
+        return;
+    }
     if (__builtin_cpu_supports("avx2")) {
         philox4x32_10_avx2(b0, c2, c3, k0, k1, nb, w);
         return;
