@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from spikecim.analog import converter_kernels as ck
-from spikecim.analog import drift, program, to_analog
+from spikecim.analog import drift, noise, program, to_analog
 from spikecim.nn.kernels import cbuild
 
 DTYPES = [torch.float32, torch.float64]
@@ -112,6 +112,35 @@ def test_adc_kernel_equals_adc_and_digital_stage_written_out(dtype, threads, sha
     if adc is not None:  # both clipping ends are reached
         levels = torch.clamp(torch.round(y * adc[0]), -adc[1], adc[1])
         assert (levels == adc[1]).any() and (levels == -adc[1]).any()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize(
+    "shape,out_features",
+    [((3, 40, 2, 2, 8, 1), 13), ((2, 3, 2, 2, 64, 37), 100)],
+    ids=["rows-sliced-padded", "patches-longer-than-a-noise-piece"],
+)
+@pytest.mark.parametrize("adc", [(0.5, 20), None], ids=["adc", "no-adc"])
+def test_adc_kernel_with_output_noise_equals_the_noise_pass_then_the_adc(
+    dtype, threads, shape, out_features, adc
+):
+    torch.set_num_threads(threads)
+    g = torch.Generator().manual_seed(2)
+    n_in, N, n_out, S, _, L = shape
+    y = torch.randn(shape, generator=g, dtype=dtype) * 30
+    gain = torch.rand(n_in, 1, n_out, S, 1, 1, generator=g, dtype=dtype)
+    row_scale = torch.rand(n_in, N, 1, L, generator=g, dtype=dtype)
+    alpha, seed = 2.5, 0xC0FFEE_1234
+    before = y.clone()
+    got = ck.adc_accumulate(y, gain, row_scale, adc, out_features, out_noise=(alpha, seed))
+    assert torch.equal(y, before)  # the columns are only read
+    # the unfused path: the output-noise pass over the columns, then the ADC kernel
+    noisy = noise.add_normal_(y.clone(), alpha, seed=seed)
+    assert torch.equal(got, ck.adc_accumulate(noisy, gain, row_scale, adc, out_features))
+    # and the formula written out on the same normals
+    z = noise.standard_normal(shape, seed, dtype)
+    assert torch.equal(got, adc_written_out(y + z * alpha, gain, row_scale, adc, out_features))
 
 
 def test_adc_kernel_rounds_ties_to_even_and_clamps_both_ends():

@@ -1,11 +1,12 @@
-"""The Gaussian generator of the analog simulator (spikecim.analog.noise): its raw stream
-against numpy's Philox4x64-10 and the Random123 known-answer vector, its normals against
-Box-Muller computed here from numpy's words, its statistics against the normal distribution
-(scipy.stats.norm), and every fused pass against its formula evaluated by torch on the same
-normals."""
+"""The Gaussian generator of the analog simulator (spikecim.analog.noise): its raw
+Philox4x32-10 blocks against the Random123 known-answer vectors and a Philox4x32-10 written
+here from the paper's round function, its normals against Box-Muller computed here from
+those words, its statistics against the normal distribution (scipy.stats.norm), and every
+fused pass against its formula evaluated by torch on the same normals."""
 
 from __future__ import annotations
 
+import ctypes
 import math
 import warnings
 
@@ -25,21 +26,38 @@ N_STATS = 1 << 21  # 2.1 M samples for the moment and distribution tests
 SEED = 0x5EED_1234_ABCD_0042
 
 
-def numpy_words(seed: int, first_word: int, count: int) -> np.ndarray:
-    """Words of numpy's Philox4x64-10 with key (seed, 0): numpy steps the counter before
-    each block, so block b is numpy's counter b - 1 (all ones for b = 0: it wraps to 0)."""
-    block, lane = divmod(first_word, 4)
-    counter = [block - 1, 0, 0, 0] if block > 0 else [2**64 - 1] * 4
-    raw = np.random.Philox(key=seed, counter=counter).random_raw(lane + count)
-    return raw[lane:]
+M0, M1 = 0xD2511F53, 0xCD9E8D57  # Salmon et al., SC 2011, Table 2 (Philox4x32)
+W0, W1 = 0x9E3779B9, 0xBB67AE85  # the Weyl key increments
+MASK32 = 0xFFFFFFFF
+
+
+def philox4x32_10(counter: tuple[int, int, int, int], key: tuple[int, int]) -> tuple[int, int, int, int]:
+    """One Philox4x32-10 block, the paper's round: (c0, c1, c2, c3) <- (hi(M1 c2) ^ c1 ^ k0,
+    lo(M1 c2), hi(M0 c0) ^ c3 ^ k1, lo(M0 c0)), the key bumped by (W0, W1) between rounds."""
+    c0, c1, c2, c3 = counter
+    k0, k1 = key
+    for r in range(10):
+        if r:
+            k0, k1 = (k0 + W0) & MASK32, (k1 + W1) & MASK32
+        p0, p1 = M0 * c0, M1 * c2
+        c0, c1, c2, c3 = (p1 >> 32) ^ c1 ^ k0, p1 & MASK32, (p0 >> 32) ^ c3 ^ k1, p0 & MASK32
+    return c0, c1, c2, c3
+
+
+def stream_words(seed: int, first_block: int, blocks: int) -> np.ndarray:
+    """Words of the stream of ``seed``: key (seed mod 2^32, seed / 2^32), block b at counter
+    (b mod 2^32, b / 2^32, 0, 0); [blocks, 4]."""
+    key = (seed & MASK32, seed >> 32)
+    rows = [philox4x32_10((b & MASK32, b >> 32, 0, 0), key) for b in range(first_block, first_block + blocks)]
+    return np.array(rows, dtype=np.uint64)
 
 
 def box_muller(words: np.ndarray) -> np.ndarray:
-    """Normals 2j, 2j+1 from word j: u1 = (lo + 1)/2^32, u2 = hi/2^32, R = sqrt(-2 ln u1)."""
-    lo = (words & np.uint64(0xFFFFFFFF)).astype(np.float64)
-    hi = (words >> np.uint64(32)).astype(np.float64)
-    r = np.sqrt(-2.0 * np.log((lo + 1.0) / 2.0**32))
-    t = 2.0 * np.pi * hi / 2.0**32
+    """Normals 4b .. 4b+3 from block b: (w0, w1) then (w2, w3), u1 = (w0 + 1)/2^32,
+    u2 = w1/2^32, R = sqrt(-2 ln u1), (R cos 2 pi u2, R sin 2 pi u2)."""
+    pairs = words.reshape(-1, 2).astype(np.float64)
+    r = np.sqrt(-2.0 * np.log((pairs[:, 0] + 1.0) / 2.0**32))
+    t = 2.0 * np.pi * pairs[:, 1] / 2.0**32
     return np.stack([r * np.cos(t), r * np.sin(t)], axis=1).reshape(-1)
 
 
@@ -56,27 +74,85 @@ def z32() -> np.ndarray:
 # -- the raw stream ------------------------------------------------------------------------
 
 
-def test_philox_matches_the_random123_known_answer_for_zero_key_and_counter():
-    # Random123 kat_vectors: philox4x64 10, counter 0, key 0
-    expected = [0x16554D9ECA36314C, 0xDB20FE9D672D0FDC, 0xD7E772CEE186176B, 0x7E68B68AEC7BA23B]
-    assert noise.philox_raw(0, 0, 4) == expected
+# Random123 kat_vectors, "philox4x32 10" lines: counter, key, expected block
+KAT = [
+    ((0, 0, 0, 0), (0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
+    ((MASK32,) * 4, (MASK32, MASK32), (0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD)),
+    (
+        (0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344),
+        (0xA4093822, 0x299F31D0),
+        (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1),
+    ),
+]
 
 
-@pytest.mark.parametrize("first_word", [0, 3, 4, 1001])
-def test_philox_stream_equals_numpy_philox_bit_for_bit(first_word):
-    ours = np.array(noise.philox_raw(SEED, first_word, 37), dtype=np.uint64)
-    assert np.array_equal(ours, numpy_words(SEED, first_word, 37))
+ISAS = ["scalar", "avx2", "avx512"]
+
+
+def raw_or_skip(key, counter, blocks, isa):
+    try:
+        return noise.philox_raw(key, counter, blocks, isa)
+    except RuntimeError:
+        pytest.skip(f"this CPU has no {isa}")
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize(("counter", "key", "expected"), KAT, ids=["zeros", "ones", "pi"])
+def test_philox4x32_10_matches_the_random123_known_answers(counter, key, expected, isa):
+    # 32 blocks from the vector's counter: the first goes through the vector loop
+    assert raw_or_skip(key, counter, 32, isa)[0] == expected
+    assert philox4x32_10(counter, key) == expected  # the reference of the next test
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize(
+    ("counter", "key"),
+    [((MASK32 - 40, 7, 0, 0), (0x1234_5678, 0x9ABC_DEF0)), ((3, 0, 0xDEAD_BEEF, 1), (MASK32, 0))],
+    ids=["carry-into-c1", "c2-c3"],
+)
+def test_philox_blocks_equal_the_papers_round_function_written_in_python(counter, key, isa):
+    blocks = 75  # 300 words: whole vector steps of 8 or 16 blocks and a tail one at a time
+    ours = raw_or_skip(key, counter, blocks, isa)
+    start = counter[0] | counter[1] << 32
+    for j, block in enumerate(ours):
+        b = (start + j) & (2**64 - 1)
+        assert block == philox4x32_10((b & MASK32, b >> 32, counter[2], counter[3]), key), j
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_normals_are_box_muller_of_numpy_philox_words(dtype):
-    n = 100_001  # odd: the last word's second normal is not used
+def test_normals_are_box_muller_of_the_python_philox_stream(dtype):
+    n = 4003  # not a multiple of 4: the last block's last normal is not used
     z = noise.standard_normal((n,), SEED, dtype).numpy()
-    ref = box_muller(numpy_words(SEED, 0, (n + 1) // 2))[:n]
+    ref = box_muller(stream_words(SEED, 0, (n + 3) // 4))[:n]
     if dtype == torch.float64:  # libm against numpy: a few ulp
         np.testing.assert_allclose(z, ref, rtol=1e-13, atol=1e-13)
     else:  # float32 polynomials: |error| about 1e-6, more only where R is tiny (u1 near 1)
         np.testing.assert_allclose(z, ref, rtol=2e-6, atol=5e-5)
+
+
+def test_normals_of_a_range_starting_inside_a_block_are_the_streams():
+    # differential_read's G- half starts at element n: n = 1001 starts inside block 250
+    n = 1001
+    g = torch.zeros(2, n, dtype=torch.float64)
+    std = torch.ones(2, n, dtype=torch.float64)
+    diff = noise.differential_read(g, std, seed=SEED).numpy()
+    z = box_muller(stream_words(SEED, 0, (2 * n + 3) // 4))[: 2 * n]
+    np.testing.assert_allclose(diff, np.maximum(z[:n], 0) - np.maximum(z[n:], 0), rtol=1e-13, atol=1e-13)
+
+
+def test_float32_normals_have_the_same_bits_with_and_without_the_vector_clones():
+    # the library built with only the default target (no AVX2/AVX-512 loops) against the
+    # one noise uses: same IEEE operations, no contraction, so the same bits
+    from spikecim.nn.kernels import cbuild
+
+    flags = [*cbuild.FLAGS, "-DREAL=float", "-DNO_CLONES"]
+    lib = ctypes.CDLL(str(cbuild.build(noise._SOURCE, "normal_cpu_float_noclones", flags)))
+    _, Args = noise._library(torch.float32)
+    n = 50_001
+    plain = torch.empty(n)
+    args = Args(n=n, seed=SEED, op=0, alpha=0.0, floor=0.0, out=plain.data_ptr(), g=None, std=None)
+    lib.noise_run(ctypes.byref(args), 1)
+    assert torch.equal(plain, noise.standard_normal((n,), SEED))
 
 
 # -- statistics ----------------------------------------------------------------------------

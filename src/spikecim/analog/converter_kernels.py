@@ -8,7 +8,9 @@ for bit to the torch passes it replaces (docs/analog.md, "Passes of the noisy fo
   levels, instead of ``amax``, ``amin``, ``mul``, ``round`` over the whole tile;
 - :func:`adc_accumulate`: the column ADC and the digital stage, ``Σ_i Σ_s clamp(rint(y·k),
   −q, q)·gain[i, o, s]·row_scale[i, n, l]``, one read of the column outputs and one write
-  of the layer's output instead of five passes and a sum over tiles and slices;
+  of the layer's output instead of five passes and a sum over tiles and slices; with the
+  output noise ``y + α·z`` drawn in the same pass (the normals and sum of
+  :func:`spikecim.analog.noise.add_normal_`);
 - :func:`unfold_dac`: a convolution's patches gathered straight into DAC levels;
 - :func:`all_binary`: whether a convolution's input is binary spikes (they take the direct
   convolution), one pass instead of two comparisons, an ``or`` and an ``all``.
@@ -131,12 +133,15 @@ def adc_accumulate(
     row_scale: torch.Tensor | None,
     adc: tuple[float, int] | None,
     out_features: int,
+    out_noise: tuple[float, int] | None = None,
 ) -> torch.Tensor:
     """``out[N, out_features, L]`` from the column outputs ``y[n_in, N, n_out, S, C, L]``
     (contiguous): ``Σ_i Σ_s f(y)·gain[i, o, s]·row_scale[i, n, l]`` with ``f(v) = clamp(rint(v·k),
     −q, q)`` for ``adc = (k, q)`` (None: ``f(v) = v``), the sum left to right, i outer.
     ``gain`` broadcasts to ``[n_in, 1, n_out, S, 1, 1]``; ``row_scale`` holds ``n_in·N·L`` values
-    in the order ``[n_in, N, L]`` (None: 1)."""
+    in the order ``[n_in, N, L]`` (None: 1). ``out_noise = (alpha, seed)``: ``y + alpha·z``
+    goes into ``f`` instead of ``y``, z the normals of ``noise.standard_normal(y.shape, seed)``
+    (what ``noise.add_normal_(y, alpha, seed=seed)`` adds; ``y`` is left as it is)."""
     n_in, N, n_out, S, C, L = y.shape
     y = y.contiguous()
     gain = gain.to(y.dtype).expand(n_in, 1, n_out, S, 1, 1).contiguous()
@@ -144,6 +149,7 @@ def adc_accumulate(
         row_scale = row_scale.to(y.dtype).reshape(n_in, N, L).contiguous()
     out = torch.empty(N, out_features, L, dtype=y.dtype)
     k, q = adc if adc is not None else (1.0, 0)
+    alpha, seed = out_noise if out_noise is not None else (0.0, 0)
     lib, _, Args = _library(y.dtype)
     a = Args(
         y=y.data_ptr(),
@@ -158,8 +164,11 @@ def adc_accumulate(
         L=L,
         out_f=out_features,
         adc=int(adc is not None),
+        out_noise=int(out_noise is not None),
         k=k,
         q=float(q),
+        alpha=float(alpha),
+        seed=int(seed) & (2**64 - 1),
     )
     lib.adc_accumulate(ctypes.byref(a), _threads(y.numel()))
     return out
@@ -177,7 +186,8 @@ def _structs(real) -> tuple[type[ctypes.Structure], type[ctypes.Structure]]:
     dac += [("given", int_), ("n_dac", real)]
     adc = [(n, ptr) for n in ("y", "gain", "row_scale", "out")]
     adc += [(n, long) for n in ("n_in", "N", "n_out", "S", "C", "L", "out_f")]
-    adc += [("adc", int_), ("k", real), ("q", real)]
+    adc += [("adc", int_), ("out_noise", int_), ("k", real), ("q", real), ("alpha", real)]
+    adc += [("seed", ctypes.c_uint64)]
     return (
         type("DACArgs", (ctypes.Structure,), {"_fields_": dac}),
         type("ADCArgs", (ctypes.Structure,), {"_fields_": adc}),

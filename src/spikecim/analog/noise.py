@@ -5,12 +5,12 @@ crossbars written at run time) and the programming noise come from here. On the 
 kernel (``nn/kernels/normal_cpu.c``, built once per machine by
 :func:`spikecim.nn.kernels.cbuild.build`) draws them:
 
-- **generator**: Philox4x64-10 (Salmon et al., SC 2011; docs/references.md#philox), key
-  ``(seed, 0)``, counter ``(b, 0, 0, 0)`` for block b; its raw words are numpy's
-  ``numpy.random.Philox(key=seed, counter=b - 1).random_raw()``;
-- **transform**: Box-Muller, word j of the stream gives the normals of elements 2j and 2j+1
-  (u1 = (low 32 bits + 1)/2^32, u2 = high 32 bits/2^32, R = sqrt(−2 ln u1),
-  z = R cos 2πu2, R sin 2πu2);
+- **generator**: Philox4x32-10 (Salmon et al., SC 2011; docs/references.md#philox), key
+  ``(seed mod 2^32, seed / 2^32)``, counter ``(b mod 2^32, b / 2^32, 0, 0)`` for block b
+  (four 32-bit words w0 … w3), evaluated one block per vector lane (``nn/kernels/philox.h``);
+- **transform**: Box-Muller, block b gives the normals of elements 4b … 4b+3, words
+  (w0, w1) the first pair and (w2, w3) the second (u1 = (w0 + 1)/2^32, u2 = w1/2^32,
+  R = sqrt(−2 ln u1), z = R cos 2πu2, R sin 2πu2);
 - **seed**: a fresh 64-bit key per call, drawn from torch's generator (the global one unless
   a ``generator`` is given), so ``torch.manual_seed`` (or an explicit generator) reproduces
   a run exactly as before; **counter** = element index, so the draws do not depend on the
@@ -54,6 +54,7 @@ _OPS = {"normal": 0, "read": 1, "diff_read": 2, "add": 3, "write": 4}
 # Below this many elements one thread beats waking more (the pass takes well under 1 ms).
 _PARALLEL_MIN = 1 << 17
 _MASK64 = (1 << 64) - 1
+_MASK32 = (1 << 32) - 1
 
 
 def available(dtype: torch.dtype = torch.float32) -> bool:
@@ -86,12 +87,23 @@ def normal_like(t: torch.Tensor, generator: torch.Generator | None = None) -> to
     return _randn(t.shape, t, generator, None)
 
 
-def philox_raw(seed: int, first_word: int, count: int) -> list[int]:
-    """Words ``first_word`` … of the Philox4x64-10 stream of key ``(seed, 0)`` (for tests)."""
-    lib, _ = _require(torch.float64)
-    buf = (ctypes.c_uint64 * count)()
-    lib.philox_raw(ctypes.c_uint64(seed & _MASK64), first_word, count, buf)
-    return list(buf)
+_ISAS = {"auto": 0, "scalar": 1, "avx2": 2, "avx512": 3}
+
+
+def philox_raw(
+    key: tuple[int, int], counter: tuple[int, int, int, int], blocks: int, isa: str = "auto"
+) -> list[tuple[int, ...]]:
+    """Raw Philox4x32-10 blocks (for tests): ``blocks`` blocks under ``key`` ``(k0, k1)``, the
+    first at ``counter`` ``(c0, c1, c2, c3)``, each next one with ``c0 + 2^32·c1`` one higher,
+    computed by the loop ``isa`` names ("auto": the one this CPU runs, "scalar", "avx2",
+    "avx512"; RuntimeError where this CPU has no such loop)."""
+    lib, _ = _require(torch.float32)
+    buf = (ctypes.c_uint32 * (4 * blocks))()
+    c0, c1, c2, c3 = (int(c) & _MASK32 for c in counter)
+    k0, k1 = (int(k) & _MASK32 for k in key)
+    if lib.philox_raw(c0 | c1 << 32, c2, c3, k0, k1, blocks, buf, _ISAS[isa]) != 0:
+        raise RuntimeError(f"philox_raw: this CPU has no {isa} loop")
+    return [tuple(buf[4 * j : 4 * j + 4]) for j in range(blocks)]
 
 
 def noisy_read(
@@ -237,11 +249,16 @@ def _library(dtype: torch.dtype):
     Args = _args_struct(real)
     lib.noise_run.argtypes = [ctypes.POINTER(Args), ctypes.c_int]
     lib.noise_run.restype = None
+    u32 = ctypes.c_uint32
     lib.philox_raw.argtypes = [
         ctypes.c_uint64,
+        u32,
+        u32,
+        u32,
+        u32,
         ctypes.c_int64,
-        ctypes.c_int64,
-        ctypes.POINTER(ctypes.c_uint64),
+        ctypes.POINTER(u32),
+        ctypes.c_int,
     ]
-    lib.philox_raw.restype = None
+    lib.philox_raw.restype = ctypes.c_int
     return lib, Args

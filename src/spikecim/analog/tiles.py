@@ -535,15 +535,19 @@ def _columns_to_output(
     N, L = y.shape[1], y.shape[3]
     unit = float(level_count(cfg.dac.bits)) if row_scale is not None else 1.0
     inplace = _inference(y)
-    # 4. output noise and ADC
+    fused = _fused_output(cfg, y)
+    # 4. output noise and ADC (the noise drawn in the converter kernel's pass when it runs)
+    out_noise = None
     if cfg.out_noise_std > 0:
-        if inplace:
-            y = noise.add_normal_(y, cfg.out_noise_std * unit)
+        alpha = cfg.out_noise_std * unit
+        if fused and pre_adc_hook is None and y.is_contiguous():
+            out_noise = (alpha, noise.draw_seed())
+        elif inplace:
+            y = noise.add_normal_(y, alpha)
         else:
-            y = y + cfg.out_noise_std * unit * noise.normal_like(y)
+            y = y + alpha * noise.normal_like(y)
     if pre_adc_hook is not None:
         pre_adc_hook(y, unit)
-    fused = _fused_output(cfg, y)
     adc_levels = None
     if adc is not None:
         bound = float(R) if adc.bound is None else adc.bound
@@ -558,7 +562,9 @@ def _columns_to_output(
     w_scale = state.w_scale.to(y.dtype).view(n_in, 1, n_out, 1, 1, 1)
     if fused:  # the ADC and stage 5 in one pass, the same values (converter_kernels.py)
         factor = gain * w_scale * state.drift_gain
-        return converter_kernels.adc_accumulate(y, factor, row_scale, adc_levels, state.out_features)
+        return converter_kernels.adc_accumulate(
+            y, factor, row_scale, adc_levels, state.out_features, out_noise
+        )
     if row_sums is None:
         y = _scale(y, gain * w_scale * state.drift_gain, inplace)
     else:  # offset mapping: subtract the reference column (its normalised row sum) per slice sum

@@ -22,8 +22,10 @@
  * direct-convolution path).
  *
  * ADC: y is [n_in, N, n_out, S, C, L] contiguous, out [N, out_f, L] contiguous. For every
- * element, v = clamp(rint(y·k), −q, q) (adc on), v = v·gain[i, o, s], v = v·rs[i, n, l]
- * (row_scale given), and out is the left-to-right sum over (i, s), i outer.
+ * element, with out_noise: y = y + z·alpha, z the normal of the element's flat index in the
+ * stream of `seed` (philox.h: the draws and the sum of noise.add_normal_ on y); then
+ * v = clamp(rint(y·k), −q, q) (adc on), v = v·gain[i, o, s], v = v·rs[i, n, l] (row_scale
+ * given), and out is the left-to-right sum over (i, s), i outer. y is only read.
  */
 #include <tgmath.h> /* rint in the precision of its argument */
 #include <stdint.h>
@@ -31,6 +33,7 @@
 #include <string.h>
 
 #include "parallel.h"
+#include "philox.h"
 
 #ifndef REAL
 #define REAL float
@@ -65,8 +68,9 @@ typedef struct {
     const real *y, *gain, *row_scale; /* row_scale may be NULL */
     real *out;
     int64_t n_in, N, n_out, S, C, L, out_f;
-    int32_t adc;
-    real k, q;
+    int32_t adc, out_noise;
+    real k, q, alpha;
+    uint64_t seed; /* out_noise: the key of the output noise's normals */
 } adc_args;
 
 /* |v| as its bit pattern without the sign: for non-negative floats the unsigned order of the
@@ -246,39 +250,63 @@ static inline real adc_level(real v, real k, real q) {
     return v < -q ? -q : (v > q ? q : v); /* NaN stays, as torch.clamp */
 }
 
-/* dst (+)= f(src)·g (·rs[l]) over a block of nc columns × L patches */
-CLONES static void adc_block(const adc_args *a, real *dst, const real *src, real g, const real *rs,
-                             int64_t nc, int first) {
-    const int64_t L = a->L, B = nc * L;
+/* dst (+)= f(src)·g (·rs[l]) over m elements of a block of columns × L patches, the first
+ * at patch l0 of its column */
+CLONES static void adc_block(const adc_args *a, real *dst, const real *src, real g, const real *rs, int64_t l0,
+                             int64_t m, int first) {
+    const int64_t L = a->L;
     const real k = a->k, q = a->q;
     if (rs == 0 || L == 1) {
         const int scaled = rs != 0;
         const real r = scaled ? rs[0] : (real)1;
         if (a->adc && scaled) {
-            if (first) for (int64_t j = 0; j < B; j++) dst[j] = (adc_level(src[j], k, q) * g) * r;
-            else for (int64_t j = 0; j < B; j++) dst[j] = dst[j] + (adc_level(src[j], k, q) * g) * r;
+            if (first) for (int64_t j = 0; j < m; j++) dst[j] = (adc_level(src[j], k, q) * g) * r;
+            else for (int64_t j = 0; j < m; j++) dst[j] = dst[j] + (adc_level(src[j], k, q) * g) * r;
         } else if (a->adc) {
-            if (first) for (int64_t j = 0; j < B; j++) dst[j] = adc_level(src[j], k, q) * g;
-            else for (int64_t j = 0; j < B; j++) dst[j] = dst[j] + adc_level(src[j], k, q) * g;
+            if (first) for (int64_t j = 0; j < m; j++) dst[j] = adc_level(src[j], k, q) * g;
+            else for (int64_t j = 0; j < m; j++) dst[j] = dst[j] + adc_level(src[j], k, q) * g;
         } else if (scaled) {
-            if (first) for (int64_t j = 0; j < B; j++) dst[j] = (src[j] * g) * r;
-            else for (int64_t j = 0; j < B; j++) dst[j] = dst[j] + (src[j] * g) * r;
+            if (first) for (int64_t j = 0; j < m; j++) dst[j] = (src[j] * g) * r;
+            else for (int64_t j = 0; j < m; j++) dst[j] = dst[j] + (src[j] * g) * r;
         } else {
-            if (first) for (int64_t j = 0; j < B; j++) dst[j] = src[j] * g;
-            else for (int64_t j = 0; j < B; j++) dst[j] = dst[j] + src[j] * g;
+            if (first) for (int64_t j = 0; j < m; j++) dst[j] = src[j] * g;
+            else for (int64_t j = 0; j < m; j++) dst[j] = dst[j] + src[j] * g;
         }
         return;
     }
-    for (int64_t c = 0; c < nc; c++) {
-        const real *s = src + c * L;
-        real *d = dst + c * L;
+    for (int64_t j = 0; j < m;) { /* one run per column: patches l .. l+n-1 */
+        const int64_t l = (l0 + j) % L, n = L - l < m - j ? L - l : m - j;
+        const real *s = src + j, *r = rs + l;
+        real *d = dst + j;
         if (a->adc) {
-            if (first) for (int64_t l = 0; l < L; l++) d[l] = (adc_level(s[l], k, q) * g) * rs[l];
-            else for (int64_t l = 0; l < L; l++) d[l] = d[l] + (adc_level(s[l], k, q) * g) * rs[l];
+            if (first) for (int64_t t = 0; t < n; t++) d[t] = (adc_level(s[t], k, q) * g) * r[t];
+            else for (int64_t t = 0; t < n; t++) d[t] = d[t] + (adc_level(s[t], k, q) * g) * r[t];
         } else {
-            if (first) for (int64_t l = 0; l < L; l++) d[l] = (s[l] * g) * rs[l];
-            else for (int64_t l = 0; l < L; l++) d[l] = d[l] + (s[l] * g) * rs[l];
+            if (first) for (int64_t t = 0; t < n; t++) d[t] = (s[t] * g) * r[t];
+            else for (int64_t t = 0; t < n; t++) d[t] = d[t] + (s[t] * g) * r[t];
         }
+        j += n;
+    }
+}
+
+#if REAL_IS_DOUBLE
+#define normals philox_normals_f64
+#else
+#define normals philox_normals_f32
+#endif
+#define ZCHUNK 2048 /* output-noise normals per piece of a block */
+
+/* The output noise and adc_block on the m elements of a block whose first element has flat
+ * index e0 in y, in pieces of ZCHUNK: y + z·alpha (noise.add_normal_'s sum) in a buffer. */
+CLONES static void adc_noisy_block(const adc_args *a, real *dst, const real *src, real g, const real *rs,
+                                   int64_t m, int first, int64_t e0) {
+    real z[ZCHUNK], v[ZCHUNK];
+    const real alpha = a->alpha;
+    for (int64_t j0 = 0; j0 < m; j0 += ZCHUNK) {
+        const int64_t n = m - j0 < ZCHUNK ? m - j0 : ZCHUNK;
+        normals(a->seed, e0 + j0, n, z);
+        for (int64_t t = 0; t < n; t++) v[t] = src[j0 + t] + z[t] * alpha;
+        adc_block(a, dst + j0, v, g, rs, j0, n, first);
     }
 }
 
@@ -290,8 +318,10 @@ static void adc_one(const adc_args *a, int64_t item) {
     for (int64_t i = 0; i < a->n_in; i++) {
         const real *rs = a->row_scale ? a->row_scale + (i * N + n) * L : 0;
         for (int64_t s = 0; s < S; s++) {
-            const real *src = a->y + (((i * N + n) * n_out + o) * S + s) * C * L;
-            adc_block(a, dst, src, a->gain[(i * n_out + o) * S + s], rs, nc, i == 0 && s == 0);
+            const int64_t e0 = (((i * N + n) * n_out + o) * S + s) * C * L;
+            const real g = a->gain[(i * n_out + o) * S + s];
+            if (a->out_noise) adc_noisy_block(a, dst, a->y + e0, g, rs, nc * L, i == 0 && s == 0, e0);
+            else adc_block(a, dst, a->y + e0, g, rs, 0, nc * L, i == 0 && s == 0);
         }
     }
 }

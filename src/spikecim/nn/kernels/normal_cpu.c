@@ -1,20 +1,14 @@
 /* Gaussian draws for the analog crossbars: a counter-based generator and fused noise passes.
  *
- * Generator: Philox4x64-10 (Salmon, Moraes, Dror, Shaw, "Parallel random numbers: as easy
- * as 1, 2, 3", SC 2011; docs/references.md#philox), key (seed, 0), counter (b, 0, 0, 0) for
- * block b: its four 64-bit words are words 4b .. 4b+3 of the stream, the same words as
- * numpy.random.Philox(key=seed, counter=b - 1).random_raw() (numpy steps its counter before
- * each block).
- *
- * Transform: Box-Muller. Word j gives the normals of elements 2j and 2j + 1: with
- * r1 = its low 32 bits, r2 = its high 32 bits, u1 = (r1 + 1)/2^32 in (0, 1],
- * u2 = r2/2^32 in [0, 1), R = sqrt(-2 ln u1):
- *     z[2j] = R cos(2 pi u2),  z[2j + 1] = R sin(2 pi u2).
- * Element i's normal depends on (seed, i) only: the result does not depend on how the work
- * is split over threads. float64 evaluates the formula with libm; float32 with Cephes'
- * logf polynomial and Taylor polynomials of sin and cos on a quadrant (absolute error of z
- * about 1e-6) in loops the compiler vectorises. Philox4x64 is scalar (64x64 -> 128-bit
- * products): about 1.3 ns per normal on one core, Box-Muller about 1 ns.
+ * Generator and transform: philox.h (beside this file; docs/references.md#philox):
+ * Philox4x32-10 with key (seed mod 2^32, seed / 2^32), block b at counter
+ * (b mod 2^32, b / 2^32, 0, 0), and Box-Muller, block b giving the normals of elements
+ * 4b .. 4b+3. Element i's normal depends on (seed, i) only: the result does not depend on
+ * how the work is split over threads. Philox runs 16 (AVX-512) or 8 (AVX2) blocks per loop
+ * step (vpmuludq: 32 x 32 -> 64-bit products), Box-Muller (float32: Cephes logf and
+ * sinf/cosf polynomials, absolute error of z about 1e-6; float64: libm) in a loop the
+ * compiler vectorises: about 1 ns per float32 normal on one AVX-512 core, 0.35 of it
+ * Philox (benchmarks/bench_noise.py).
  *
  * Fused passes, one pass over memory each (out may alias g):
  *   OP_NORMAL     out = z
@@ -37,6 +31,7 @@
 #include <string.h>
 
 #include "parallel.h"
+#include "philox.h"
 
 #ifndef REAL
 #define REAL float
@@ -50,7 +45,7 @@ typedef REAL real;
 #define FABS fabsf
 #endif
 
-#define CHUNK 4096 /* elements per work item (even: a word's two normals stay together) */
+#define CHUNK 4096 /* elements per work item */
 #define MAX_THREADS 64
 #define INLINE static inline __attribute__((always_inline))
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(NO_CLONES)
@@ -70,186 +65,11 @@ typedef struct {
     const real *g, *std;
 } noise_args;
 
-/* ---- Philox4x64-10 ------------------------------------------------------------------ */
-
-#define PHILOX_M0 0xD2E7470EE14C6C93ULL
-#define PHILOX_M1 0xCA5A826395121157ULL
-#define PHILOX_W0 0x9E3779B97F4A7C15ULL
-#define PHILOX_W1 0xBB67AE8584CAA73BULL
-
-INLINE void philox4x64_10(uint64_t block, uint64_t k0, uint64_t k1, uint64_t out[4]) {
-    uint64_t c0 = block, c1 = 0, c2 = 0, c3 = 0;
-    for (int r = 0; r < 10; r++) {
-        if (r) {
-            k0 += PHILOX_W0;
-            k1 += PHILOX_W1;
-        }
-        const __uint128_t p0 = (__uint128_t)PHILOX_M0 * c0;
-        const __uint128_t p1 = (__uint128_t)PHILOX_M1 * c2;
-        const uint64_t hi0 = (uint64_t)(p0 >> 64), lo0 = (uint64_t)p0;
-        const uint64_t hi1 = (uint64_t)(p1 >> 64), lo1 = (uint64_t)p1;
-        c0 = hi1 ^ c1 ^ k0;
-        c1 = lo1;
-        c2 = hi0 ^ c3 ^ k1;
-        c3 = lo0;
-    }
-    out[0] = c0;
-    out[1] = c1;
-    out[2] = c2;
-    out[3] = c3;
-}
-
-/* Two blocks in lockstep: their products are independent, so the CPU overlaps them (one
- * block alone waits on the latency of every round; more than two spill registers). Not
- * vectorised: AVX2 has no 64 x 64 -> 128-bit product. */
-__attribute__((optimize("no-tree-vectorize", "unroll-loops"))) static void philox_pair(
-    uint64_t block0, uint64_t seed, uint64_t *w) {
-    uint64_t c0[2] = {block0, block0 + 1}, c1[2] = {0, 0}, c2[2] = {0, 0}, c3[2] = {0, 0};
-    uint64_t k0 = seed, k1 = 0;
-    for (int r = 0; r < 10; r++) {
-        if (r) {
-            k0 += PHILOX_W0;
-            k1 += PHILOX_W1;
-        }
-        for (int l = 0; l < 2; l++) {
-            const __uint128_t p0 = (__uint128_t)PHILOX_M0 * c0[l];
-            const __uint128_t p1 = (__uint128_t)PHILOX_M1 * c2[l];
-            const uint64_t n0 = (uint64_t)(p1 >> 64) ^ c1[l] ^ k0, n2 = (uint64_t)(p0 >> 64) ^ c3[l] ^ k1;
-            c1[l] = (uint64_t)p1;
-            c3[l] = (uint64_t)p0;
-            c0[l] = n0;
-            c2[l] = n2;
-        }
-    }
-    for (int l = 0; l < 2; l++) {
-        w[4 * l] = c0[l];
-        w[4 * l + 1] = c1[l];
-        w[4 * l + 2] = c2[l];
-        w[4 * l + 3] = c3[l];
-    }
-}
-
-/* Words w0 .. w0+nw-1 of the stream of `seed`. */
-static void philox_words(uint64_t seed, int64_t w0, int64_t nw, uint64_t *w) {
-    int64_t j = 0;
-    uint64_t buf[4];
-    while (j < nw) {
-        const int64_t word = w0 + j, lane = word & 3;
-        if (lane == 0 && nw - j >= 8) { /* two whole blocks straight into w */
-            philox_pair((uint64_t)(word >> 2), seed, w + j);
-            j += 8;
-            continue;
-        }
-        philox4x64_10((uint64_t)(word >> 2), seed, 0, buf);
-        for (int64_t k = lane; k < 4 && j < nw; k++) w[j++] = buf[k];
-    }
-}
-
-/* ---- Box-Muller ------------------------------------------------------------------- */
-
 #if defined(REAL_IS_DOUBLE)
-CLONES static void box_muller(const uint64_t *w, int64_t nw, real *z) {
-    for (int64_t j = 0; j < nw; j++) {
-        const double u1 = ((double)(uint32_t)w[j] + 1.0) * 0x1p-32;
-        const double u2 = (double)(uint32_t)(w[j] >> 32) * 0x1p-32;
-        const double r = sqrt(-2.0 * log(u1)), t = 2.0 * M_PI * u2;
-        z[2 * j] = r * cos(t);
-        z[2 * j + 1] = r * sin(t);
-    }
-}
+#define normals philox_normals_f64
 #else
-/* ln x for x in (0, 1], Cephes logf (the mantissa in [sqrt(1/2), sqrt(2)), a degree-9
- * polynomial, the exponent's ln 2 in two parts). */
-INLINE float log_unit(float x) {
-    uint32_t ix;
-    memcpy(&ix, &x, 4);
-    int32_t e = (int32_t)(ix >> 23) - 126; /* x = m * 2^e, m in [0.5, 1) */
-    ix = (ix & 0x007fffffu) | 0x3f000000u;
-    float m;
-    memcpy(&m, &ix, 4);
-    const int small = m < 0.707106781186547524f;
-    e -= small;
-    const float f = (small ? m + m : m) - 1.0f;
-    const float z = f * f;
-    float p = 7.0376836292e-2f;
-    p = p * f - 1.1514610310e-1f;
-    p = p * f + 1.1676998740e-1f;
-    p = p * f - 1.2420140846e-1f;
-    p = p * f + 1.4249322787e-1f;
-    p = p * f - 1.6668057665e-1f;
-    p = p * f + 2.0000714765e-1f;
-    p = p * f - 2.4999993993e-1f;
-    p = p * f + 3.3333331174e-1f;
-    const float fe = (float)e;
-    float y = f * z * p;
-    y += -2.12194440e-4f * fe;
-    y += -0.5f * z;
-    return f + y + 0.693359375f * fe;
-}
-
-/* Box-Muller on words w[0 .. nw) (nw <= BM_BLOCK), in three loops the compiler vectorises
- * eight lanes wide: split the words, transform, interleave the pairs. */
-#define BM_BLOCK 512
-CLONES static void box_muller_block(const uint64_t *w, int64_t nw, real *z) {
-    uint32_t lo[BM_BLOCK], hi[BM_BLOCK];
-    float zc[BM_BLOCK], zs[BM_BLOCK];
-    const float half_pi = 1.57079632679489662f;
-    for (int64_t j = 0; j < nw; j++) {
-        lo[j] = (uint32_t)w[j];
-        hi[j] = (uint32_t)(w[j] >> 32);
-    }
-    for (int64_t j = 0; j < nw; j++) {
-        const uint32_t r1 = lo[j], r2 = hi[j];
-        /* (r1 + 1)/2^32 rounded once: both parts are exact in float */
-        const float u1 = ((float)(int32_t)(r1 >> 16) * 65536.0f + (float)(int32_t)((r1 & 0xffffu) + 1u)) * 0x1p-32f;
-        const float r = sqrtf(-2.0f * log_unit(u1));
-        /* 2 pi u2 = q pi/2 + t: quadrant q from the top two bits, t in [0, pi/2) */
-        const int32_t q = (int32_t)(r2 >> 30);
-        const float t = (float)(int32_t)(r2 & 0x3fffffffu) * (0x1p-30f * half_pi);
-        const float t2 = t * t;
-        /* Taylor to t^13 and t^14: remainders below 6e-8 and 7e-9 on [0, pi/2) */
-        float s = -1.6059043836821614e-10f;
-        s = s * t2 + 2.5052108385441720e-8f;
-        s = s * t2 - 2.7557319223985893e-6f;
-        s = s * t2 + 1.9841269841269841e-4f;
-        s = s * t2 - 8.3333333333333333e-3f;
-        s = s * t2 + 1.6666666666666667e-1f;
-        s = t - t * t2 * s;
-        float c = 1.1470745597729725e-11f;
-        c = c * t2 - 2.0876756987868099e-9f;
-        c = c * t2 + 2.7557319223985888e-7f;
-        c = c * t2 - 2.4801587301587302e-5f;
-        c = c * t2 + 1.3888888888888889e-3f;
-        c = c * t2 - 4.1666666666666667e-2f;
-        c = c * t2 + 0.5f;
-        c = 1.0f - t2 * c;
-        /* rotate by q quarter turns: (cos, sin) -> (-sin, cos) per quarter */
-        const int32_t odd = q & 1;
-        const float cq = odd ? s : c, sq = odd ? c : s;
-        const float sign_c = ((q + 1) & 2) ? -1.0f : 1.0f; /* q = 1, 2 */
-        const float sign_s = (q & 2) ? -1.0f : 1.0f;     /* q = 2, 3 */
-        zc[j] = r * (sign_c * cq);
-        zs[j] = r * (sign_s * sq);
-    }
-    for (int64_t j = 0; j < nw; j++) {
-        z[2 * j] = zc[j];
-        z[2 * j + 1] = zs[j];
-    }
-}
-
-static void box_muller(const uint64_t *w, int64_t nw, real *z) {
-    for (int64_t j = 0; j < nw; j += BM_BLOCK)
-        box_muller_block(w + j, nw - j < BM_BLOCK ? nw - j : BM_BLOCK, z + 2 * j);
-}
+#define normals philox_normals_f32
 #endif
-
-/* The normals of elements i0 .. i0+n-1 (n <= CHUNK) in z[skip ...]: returns skip (0 or 1). */
-static int64_t normals(uint64_t seed, int64_t i0, int64_t n, uint64_t *w, real *z) {
-    const int64_t skip = i0 & 1, nw = (skip + n + 1) >> 1;
-    philox_words(seed, i0 >> 1, nw, w);
-    box_muller(w, nw, z);
-    return skip;
-}
 
 /* ---- the fused passes ------------------------------------------------------------- */
 
@@ -290,12 +110,10 @@ CLONES static void apply(const noise_args *a, int64_t i0, int64_t n, const real 
 }
 
 static void run_chunk(const noise_args *a, int64_t i0, int64_t n) {
-    uint64_t w[CHUNK / 2 + 1];
-    real z[CHUNK + 2], z1[CHUNK + 2];
-    const int64_t s0 = normals(a->seed, i0, n, w, z);
-    int64_t s1 = 0;
-    if (a->op == OP_DIFF_READ) s1 = normals(a->seed, a->n + i0, n, w, z1);
-    apply(a, i0, n, z + s0, z1 + s1);
+    real z[CHUNK], z1[CHUNK];
+    normals(a->seed, i0, n, z);
+    if (a->op == OP_DIFF_READ) normals(a->seed, a->n + i0, n, z1);
+    apply(a, i0, n, z, z1);
 }
 
 /* One item: a chunk of CHUNK values (parallel.h hands them out); which thread draws a chunk
@@ -308,8 +126,28 @@ static void noise_item(const void *p, int64_t c) {
 
 void noise_run(const noise_args *a, int threads) { run_items(a, noise_item, (a->n + CHUNK - 1) / CHUNK, threads); }
 
-/* The raw stream, for tests against numpy's Philox: words w0 .. w0+nw-1 of `seed`. */
-void philox_raw(uint64_t seed, int64_t w0, int64_t nw, uint64_t *w) { philox_words(seed, w0, nw, w); }
+/* Raw Philox4x32-10 blocks, for tests: counters (b0 + j mod 2^32, (b0 + j) / 2^32, c2, c3) for
+ * j < nb under key (k0, k1), into w[4j .. 4j+3], by the loop `isa` names (0: the one this
+ * CPU runs, 1: one block after the other, 2: AVX2, 3: AVX-512). Returns -1 when this CPU or
+ * build has no such loop, else 0. */
+int philox_raw(uint64_t b0, uint32_t c2, uint32_t c3, uint32_t k0, uint32_t k1, int64_t nb, uint32_t *w, int isa) {
+    void (*run)(uint64_t, uint32_t, uint32_t, uint32_t, uint32_t, int64_t, philox_words) = philox4x32_10_blocks;
+    if (isa == 1) run = philox4x32_10_scalar;
+#ifdef PHILOX_SIMD
+    if (isa == 2 && __builtin_cpu_supports("avx2")) run = philox4x32_10_avx2;
+    if (isa == 3 && __builtin_cpu_supports("avx512f")) run = philox4x32_10_avx512;
+#endif
+    if (isa > 1 && run == philox4x32_10_blocks) return -1;
+    uint32_t x[4][PHILOX_GROUP];
+    const philox_words words = {x[0], x[1], x[2], x[3]};
+    for (int64_t j0 = 0; j0 < nb; j0 += PHILOX_GROUP) {
+        const int64_t m = nb - j0 < PHILOX_GROUP ? nb - j0 : PHILOX_GROUP;
+        run(b0 + (uint64_t)j0, c2, c3, k0, k1, m, words);
+        for (int64_t j = 0; j < m; j++)
+            for (int k = 0; k < 4; k++) w[4 * (j0 + j) + k] = x[k][j];
+    }
+    return 0;
+}
 
 /* ---- crossbars written at run time: operand tiles to the signed read matrix ----------
  *
@@ -444,7 +282,7 @@ CLONES static real abs_max(const real *x, int64_t n, real m, int *nan) {
 
 /* One work item: rows i*R .. i*R+R-1 of matrix b (item = b*n_in + i), the contiguous
  * elements item*R*W .. of mt. mag, sgn: R*n_out*C reals each. */
-static void written_item(const written_args *a, int64_t item, real *mag, real *sgn, uint64_t *w, real *zw,
+static void written_item(const written_args *a, int64_t item, real *mag, real *sgn, real *zw,
                          real *zr) {
     const int64_t R = a->R, C = a->C, n_out = a->n_out, K = a->K, N = a->N, S = a->S, NC = n_out * C;
     const int64_t bi = item / a->n_in, i = item % a->n_in, W = n_out * S * C, L = R * W;
@@ -507,8 +345,8 @@ static void written_item(const written_args *a, int64_t item, real *mag, real *s
         for (int64_t j0 = 0; j0 < L; j0 += CHUNK) {
             const int64_t n = L - j0 < CHUNK ? L - j0 : CHUNK, first = item * L + j0;
             const real *pw = 0, *pr = 0;
-            if (a->ws != 0) pw = zw + normals(a->seed, first, n, w, zw);
-            if (a->read_pcm) pr = zr + normals(a->seed, total + first, n, w, zr);
+            if (a->ws != 0) normals(a->seed, first, n, zw), pw = zw;
+            if (a->read_pcm) normals(a->seed, total + first, n, zr), pr = zr;
             written_noise(a, n, pw, pr, S == 1 ? sgn + j0 : 0, out + j0);
         }
     /* the sign of several slices */
@@ -527,19 +365,13 @@ static void *written_worker(void *p) {
     const written_args *a = q->a;
     const int64_t width = a->R * a->n_out * a->C;
     real *buf = (real *)malloc(sizeof(real) * (size_t)(2 * width + 2 * (CHUNK + 2)));
-    uint64_t *w = (uint64_t *)malloc(sizeof(uint64_t) * (CHUNK / 2 + 1));
-    if (!buf || !w) {
-        free(buf);
-        free(w);
-        return (void *)1;
-    }
+    if (!buf) return (void *)1;
     for (;;) {
         const int64_t it = __atomic_fetch_add(&q->next, 1, __ATOMIC_RELAXED);
         if (it >= q->items) break;
-        written_item(a, it, buf, buf + width, w, buf + 2 * width, buf + 2 * width + CHUNK + 2);
+        written_item(a, it, buf, buf + width, buf + 2 * width, buf + 2 * width + CHUNK + 2);
     }
     free(buf);
-    free(w);
     return 0;
 }
 
