@@ -25,7 +25,9 @@ Q·Kᵀ, V for A·V and for Kᵀ·V) and the rows of ``a [..., M, K]`` are strea
    (G − G_min)/(G_max − G_min), G+ − G− (or minus the offset reference).
 5. **DAC** on each row of ``a`` per input tile (abs-max, ``dac.bits``), the MVM, output
    noise, **ADC** (``adc.range``: ``max`` is the tile's rows, a number, or ``calibrated``
-   by :func:`spikecim.analog.calibrate_adc`), then the digital shift-and-add and scales.
+   by :func:`spikecim.analog.calibrate_adc`), then the digital shift-and-add and scales
+   (on the CPU, for the differential mapping, in the two compiled passes of
+   :mod:`spikecim.analog.matmul_kernel`).
 
 ``sram`` cells hold exact bits: no write noise, no ClipFormer, no read noise; the
 converters stay. With every effect off the result is ``a @ b`` up to float rounding.
