@@ -126,7 +126,9 @@ class AnalogMatMul(nn.Module):
             raise SpikecimError(
                 f"AnalogMatMul: operands {list(a.shape)} and {list(b.shape)} do not multiply (a[..., M, K] @ b[..., K, N])"
             )
-        lead = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        lead = a.shape[:-2]
+        if lead != b.shape[:-2]:  # torch.broadcast_shapes costs tens of µs: only when needed
+            lead = torch.broadcast_shapes(lead, b.shape[:-2])
         (M, K), N = a.shape[-2:], b.shape[-1]
         a3 = a.expand(*lead, M, K).reshape(-1, M, K)
         b3 = b.expand(*lead, K, N).reshape(-1, K, N)
