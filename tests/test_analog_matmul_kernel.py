@@ -9,6 +9,7 @@ import torch
 
 from spikecim.analog import load_crossbar_config, matmul_kernel
 from spikecim.analog.dynamic import AnalogMatMul
+from spikecim.timing import torch_threads
 
 needs_kernel = pytest.mark.skipif(not matmul_kernel.available(torch.ones(1), 1), reason="no C compiler")
 
@@ -74,6 +75,21 @@ def test_compiled_product_with_adc_differs_from_torch_passes_by_at_most_one_leve
     diff = (fused - plain).abs()
     assert bool((diff <= step * 1.0001 + 1e-6).all())
     assert int((diff > 1e-5 * step).sum()) <= diff.numel() // 1000
+
+
+@needs_kernel
+def test_compiled_product_does_not_depend_on_the_number_of_threads():
+    # each matrix of the batch is one work item of one thread: 3 threads give the bits of 1
+    torch.manual_seed(5)
+    a, b = torch.rand(512, 16, 40), torch.randn(512, 40, 20)  # above the one-thread threshold
+    cfg = config(out_noise=0.06)
+    m = AnalogMatMul(cfg, "crossbar")
+    outs = []
+    for threads in (1, 3):
+        with torch.no_grad(), torch_threads(threads):
+            torch.manual_seed(6)
+            outs.append(m(a, b))
+    assert torch.equal(outs[0], outs[1])
 
 
 @needs_kernel
