@@ -115,12 +115,15 @@ CASES = {
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("case", list(CASES))
-def test_fused_read_matrix_equals_the_written_out_formulas_on_ragged_tiles(case, dtype):
+@pytest.mark.parametrize("N", [21, 6])
+def test_fused_read_matrix_equals_the_written_out_formulas_on_ragged_tiles(case, dtype, N):
     opts = dict(CASES[case])
     bound = opts.pop("bound", None)
     cfg = crossbar(**opts)
     gen = torch.Generator().manual_seed(3)
-    b = torch.randn(3, 37, 21, generator=gen, dtype=dtype)  # K = 37, N = 21: tiles of 16 x 8, ragged
+    # K = 37: tiles of 16 rows, the last ragged; N = 21: three ragged column tiles of 8, or
+    # N = 6: one column tile, whose rows the kernel reads as one block
+    b = torch.randn(3, 37, N, generator=gen, dtype=dtype)
     b[1, :16, :8] = 0  # an all-zero tile: scale 1
     mt, scale, gain = run_kernel(b, cfg, bound)
     want, want_scale = expected(b, cfg, bound, normals_for(mt, dtype))

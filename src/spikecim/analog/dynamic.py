@@ -25,7 +25,9 @@ Q·Kᵀ, V for A·V and for Kᵀ·V) and the rows of ``a [..., M, K]`` are strea
    (G − G_min)/(G_max − G_min), G+ − G− (or minus the offset reference).
 5. **DAC** on each row of ``a`` per input tile (abs-max, ``dac.bits``), the MVM, output
    noise, **ADC** (``adc.range``: ``max`` is the tile's rows, a number, or ``calibrated``
-   by :func:`spikecim.analog.calibrate_adc`), then the digital shift-and-add and scales.
+   by :func:`spikecim.analog.calibrate_adc`), then the digital shift-and-add and scales
+   (on the CPU, for the differential mapping, in the two compiled passes of
+   :mod:`spikecim.analog.matmul_kernel`).
 
 ``sram`` cells hold exact bits: no write noise, no ClipFormer, no read noise; the
 converters stay. With every effect off the result is ``a @ b`` up to float rounding.
@@ -42,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from spikecim.analog import converter_kernels, noise, written_kernel
+from spikecim.analog import converter_kernels, matmul_kernel, noise, written_kernel
 from spikecim.analog.config import ClipFormerConfig, CrossbarConfig, DynamicUnit
 from spikecim.analog.devices import noisy_read
 from spikecim.analog.quant import abs_max_scale, level_count, nonzero_scale
@@ -124,7 +126,9 @@ class AnalogMatMul(nn.Module):
             raise SpikecimError(
                 f"AnalogMatMul: operands {list(a.shape)} and {list(b.shape)} do not multiply (a[..., M, K] @ b[..., K, N])"
             )
-        lead = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        lead = a.shape[:-2]
+        if lead != b.shape[:-2]:  # torch.broadcast_shapes costs tens of µs: only when needed
+            lead = torch.broadcast_shapes(lead, b.shape[:-2])
         (M, K), N = a.shape[-2:], b.shape[-1]
         a3 = a.expand(*lead, M, K).reshape(-1, M, K)
         b3 = b.expand(*lead, K, N).reshape(-1, K, N)
@@ -239,13 +243,25 @@ class AnalogMatMul(nn.Module):
         return self.operand_bound
 
     def _crossbar(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        mt, w_scale, gain = self._read_matrix(b.detach())
+        a = a.detach()
+        if (
+            self.config.mapping == "differential"
+            and not self._adc_observers
+            and matmul_kernel.available(a, mt.shape[2])
+        ):
+            return self._products_fused(a, mt, w_scale, gain, b.shape[-1])
+        return self._products(a, mt, w_scale, gain, b.shape[-1])
+
+    def _products(
+        self, a: torch.Tensor, mt: torch.Tensor, w_scale: torch.Tensor, gain: torch.Tensor, N: int
+    ) -> torch.Tensor:
+        """Stage 5 in torch passes: the rows of ``a [B, M, K]`` through the read matrix ``mt``
+        of :meth:`_read_matrix` (scales ``w_scale``, slice gains ``gain``) into ``[B, M, N]``."""
         cfg = self.config
         Bn, M, K = a.shape
-        N = b.shape[-1]
-        a = a.detach()
-        mt, w_scale, gain = self._read_matrix(b.detach())
         S = gain.numel()
-        R, C = min(cfg.tile_rows, K), min(cfg.tile_cols, N)
+        R, C = mt.shape[2], min(cfg.tile_cols, N)
         n_in, n_out = -(-K // R), -(-N // C)
         x = F.pad(a, (0, n_in * R - K)).view(Bn, M, n_in, R).transpose(1, 2)  # [B, n_in, M, R]
         unit = 1.0
@@ -283,3 +299,27 @@ class AnalogMatMul(nn.Module):
             y = y.mul_(dac_scale.unsqueeze(-1))
         y = y.sum(1) if n_in > 1 else y[:, 0]  # over the input tiles
         return y.reshape(Bn, M, n_out * C)[..., :N]
+
+    def _products_fused(
+        self, a: torch.Tensor, mt: torch.Tensor, w_scale: torch.Tensor, gain: torch.Tensor, N: int
+    ) -> torch.Tensor:
+        """:meth:`_products` in the compiled passes of :mod:`spikecim.analog.matmul_kernel`
+        (the differential mapping): DAC and MVM, the output noise (the same draws), then ADC
+        and the digital stage; the same levels, the MVM's sums in their own order."""
+        cfg = self.config
+        n_out = -(-N // min(cfg.tile_cols, N))
+        n_dac = level_count(cfg.dac.bits) if cfg.dac.enabled else None
+        unit = float(n_dac) if n_dac is not None else 1.0
+        y, dac_scale = matmul_kernel.columns(a, mt.to(a.dtype), n_dac)  # [B, n_in, M, n_out*S*C]
+        if cfg.out_noise_std > 0:
+            y = noise.add_normal_(y, cfg.out_noise_std * unit)
+        adc = None
+        if cfg.adc.enabled:
+            bound = float(mt.shape[2]) if self.adc_bound is None else self.adc_bound
+            n = level_count(cfg.adc.bits)
+            adc, unit = (n / (bound * unit), n), n / bound
+        if gain.numel() == 1:  # as the torch path: the one slice's gain over the unit in float64
+            gains = torch.full((1,), float(gain[0]) / unit, dtype=y.dtype)
+        else:
+            gains = gain.to(y.dtype) / unit
+        return matmul_kernel.output(y, w_scale, gains, dac_scale, adc, n_out, N)

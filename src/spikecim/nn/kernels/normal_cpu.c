@@ -227,9 +227,11 @@ INLINE float pow065(float x) {
 
 /* The noise of elements j0 .. j0+n-1 of mt, in place on their levels u, then the signs sg
  * (NULL: none). */
-CLONES static void written_noise(const written_args *a, int64_t n, const real *zw, const real *zr, const real *sg,
+INLINE void written_noise(const written_args *a, int64_t n, const real *zw, const real *zr, const real *sg,
                                  real *u) {
-    const real ws = a->ws, lo = a->floor, span = a->span, g_min = a->g_min, g_max = a->g_max, c0 = a->c0;
+    const real ws = a->ws, lo = a->floor, span = a->span, g_min = a->g_min, c0 = a->c0;
+    /* reciprocals: a product instead of a division per cell (the values move by an ulp) */
+    const real inv_g_max = (real)1 / a->g_max, inv_span = (real)1 / span;
     if (zw)
         for (int64_t k = 0; k < n; k++) {
             const real v = zw[k] * (SQRT(u[k]) * ws) + u[k];
@@ -238,19 +240,19 @@ CLONES static void written_noise(const written_args *a, int64_t n, const real *z
     if (zr)
         for (int64_t k = 0; k < n; k++) {
             const real g = u[k] * span + g_min;
-            real p = pow065(FABS(g) / g_max);
+            real p = pow065(FABS(g) * inv_g_max);
             p = p < (real)0.044 ? (real)0.044 : p;
             const real sd = (real)1 / p * c0 * g, sigma = sd < 0 ? -sd : sd;
             real v = zr[k] * sigma + g;
             v = v < 0 ? 0 : v;
-            u[k] = (v - g_min) / span;
+            u[k] = (v - g_min) * inv_span;
         }
     if (sg)
         for (int64_t k = 0; k < n; k++) u[k] = u[k] * sg[k];
 }
 
 /* x[0 .. n) (one row of one tile) -> |wn| after ClipFormer in x, the sign in sg. */
-CLONES static void written_magnitudes(real *x, real *sg, int64_t n, real scale, int calibrated, int clip,
+INLINE void written_magnitudes(real *x, real *sg, int64_t n, real scale, int calibrated, int clip,
                                       real bound, real shift, real top) {
     (void)bound;
     for (int64_t c = 0; c < n; c++) {
@@ -268,21 +270,40 @@ CLONES static void written_magnitudes(real *x, real *sg, int64_t n, real scale, 
     }
 }
 
-/* max(m, |x[0 .. n)|); *nan set when an x is NaN. */
-CLONES static real abs_max(const real *x, int64_t n, real m, int *nan) {
-    int bad = 0;
+/* |v| as its bit pattern: for non-negative reals the unsigned order of the bits is the order
+ * of the values and every NaN lies above +inf, so an integer max (which vectorises, where a
+ * compare of reals with a NaN test is a chain of scalar steps) finds the abs-max. */
+#if defined(REAL_IS_DOUBLE)
+typedef uint64_t real_bits;
+#define ABS_MASK 0x7fffffffffffffffULL
+#define INF_BITS 0x7ff0000000000000ULL
+#else
+typedef uint32_t real_bits;
+#define ABS_MASK 0x7fffffffU
+#define INF_BITS 0x7f800000U
+#endif
+
+/* max(m, |x[0 .. n)|); *nan set when an x is NaN (m is then returned unchanged). */
+INLINE real abs_max(const real *x, int64_t n, real m, int *nan) {
+    real_bits mb = 0;
     for (int64_t c = 0; c < n; c++) {
-        const real ax = FABS(x[c]);
-        m = ax > m ? ax : m;
-        bad |= ax != ax;
+        real_bits b;
+        memcpy(&b, x + c, sizeof b);
+        b &= ABS_MASK;
+        mb = b > mb ? b : mb;
     }
-    *nan |= bad;
-    return m;
+    if (mb > INF_BITS) {
+        *nan = 1;
+        return m;
+    }
+    real v;
+    memcpy(&v, &mb, sizeof v);
+    return v > m ? v : m;
 }
 
 /* One work item: rows i*R .. i*R+R-1 of matrix b (item = b*n_in + i), the contiguous
  * elements item*R*W .. of mt. mag, sgn: R*n_out*C reals each. */
-static void written_item(const written_args *a, int64_t item, real *mag, real *sgn, real *zw,
+CLONES static void written_item(const written_args *a, int64_t item, real *mag, real *sgn, real *zw,
                          real *zr) {
     const int64_t R = a->R, C = a->C, n_out = a->n_out, K = a->K, N = a->N, S = a->S, NC = n_out * C;
     const int64_t bi = item / a->n_in, i = item % a->n_in, W = n_out * S * C, L = R * W;
@@ -307,6 +328,12 @@ static void written_item(const written_args *a, int64_t item, real *mag, real *s
      * compiler vectorises (no branch on the entries' signs) */
     const real bound = a->bound, shift = a->shift, top = a->top;
     if (S == 1) mag = out; /* one slice: mt's layout is (r, o, c), the magnitudes' own */
+    if (n_out == 1) { /* N = C: the item's rows are one contiguous block of b, one pass */
+        const int64_t rows = K - i * R < R ? K - i * R : R;
+        memcpy(mag, bm + i * R * N, sizeof(real) * (size_t)(rows * N));
+        memset(mag + rows * N, 0, sizeof(real) * (size_t)((R - rows) * N));
+        written_magnitudes(mag, sgn, R * N, scale[0], a->calibrated, a->clip, bound, shift, top);
+    } else
     for (int64_t r = 0; r < R; r++) {
         const int64_t k = i * R + r, valid = k < K ? N : 0;
         real *mr = mag + r * NC, *sr = sgn + r * NC;
