@@ -53,9 +53,12 @@ def lif_cpu(x: torch.Tensor, params, mem0: torch.Tensor | None = None) -> tuple[
     return fused.fused_lif(_CPU, x, params, mem0)
 
 
-def lif_cpu_spikes(x: torch.Tensor, params, mem0: torch.Tensor | None = None) -> torch.Tensor:
-    """The spikes of :func:`lif_cpu` alone (no membrane sequence is written where backward does not read it)."""
-    return fused.fused_spikes(_CPU, x, params, mem0)
+def lif_cpu_spikes(
+    x: torch.Tensor, params, mem0: torch.Tensor | None = None, inplace: bool = False
+) -> torch.Tensor:
+    """The spikes of :func:`lif_cpu` alone (no membrane sequence is written where backward does
+    not read it); ``inplace``: written over ``x`` (contiguous), which is returned."""
+    return fused.fused_spikes(_CPU, x, params, mem0, inplace)
 
 
 class _CPULauncher:
