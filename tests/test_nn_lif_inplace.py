@@ -208,3 +208,46 @@ def test_trace_and_nir_export_of_an_in_place_model_equal_those_of_the_out_of_pla
         for field, value in vars(node).items():
             other = vars(g_out.nodes[key])[field]
             assert str(value) == str(other), (key, field)
+
+
+@pytest.mark.skipif(not cpu.available(torch.float64), reason="no C compiler: the CPU kernel is not built")
+@pytest.mark.parametrize("reset_delay, reset", [(True, "subtract"), (False, "subtract"), (False, "zero")])
+def test_a_second_backward_pass_fails_with_torchs_version_error_as_the_gradient_overwrote_what_was_kept(
+    reset_delay, reset
+):
+    """The CPU kernel writes the input gradient over the sequence it kept for backward."""
+    lin, _, x = _layer_outputs()
+    s = LIF(reset=reset, reset_delay=reset_delay, backend="cpu", inplace=True).double()(lin(x))
+    (s * _weights()).sum().backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        (s * _weights()).sum().backward()
+
+
+@pytest.mark.skipif(not cpu.available(torch.float32), reason="no C compiler: the CPU kernel is not built")
+def test_inplace_training_backward_allocates_no_gradient_sequence():
+    """Out of place the LIF's backward pass allocates the input gradient (one sequence of
+    T*B*N*4 bytes) before ``leaf * 1.0`` passes it on in a second one; in place it writes it
+    over V - theta, so the second sequence is the whole peak."""
+    from spikecim.timing import peak_mib
+
+    leaf = torch.randn(16, 8, 2048, requires_grad=True)
+    one = leaf.numel() * 4 / 2**20
+    out = {}
+    for inplace in (False, True):
+        s = LIF(reset_delay=False, inplace=inplace)(leaf * 1.0)
+        grad = torch.ones_like(s)
+        out[inplace] = peak_mib(lambda s=s, grad=grad: torch.autograd.grad(s, leaf, grad))
+    assert out[False] == pytest.approx(2 * one, abs=0.01)  # the gradient, then the gradient of leaf * 1.0
+    assert out[True] == pytest.approx(one, abs=0.01)  # the gradient of leaf * 1.0 alone
+
+
+def test_without_a_c_compiler_the_inplace_lif_copies_the_reference_spikes_over_its_input(no_c_compiler):
+    lin, twin, x = _layer_outputs()
+    s_ref = LIF(backend="reference").double()(lin(x))
+    h = twin(x)
+    with pytest.warns(UserWarning, match="could not be built"):
+        s = LIF(inplace=True).double()(h)
+    assert torch.equal(h, s_ref) and torch.equal(s, s_ref)
+    (s_ref * _weights()).sum().backward()
+    (s * _weights()).sum().backward()
+    assert torch.equal(twin.weight.grad, lin.weight.grad)

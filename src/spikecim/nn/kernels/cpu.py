@@ -67,6 +67,7 @@ class _CPULauncher:
     takes_scalars = True  # beta, theta may come as one value for every neuron (no [M] copy)
     saves_v_minus_theta = True  # same-step subtract keeps V - theta, not U and spike bytes
     membrane_optional = True  # mem may be None: the loop then writes no membrane sequence
+    writes_in_place = True  # spk may be x, and gx the kept sequence (each element read before written)
 
     def forward(self, x, beta, th, m0, spk, mem, vsave, sbits, params) -> None:
         lib, Args = _library(x.dtype)

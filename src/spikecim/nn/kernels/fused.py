@@ -69,10 +69,10 @@ def fused_spikes(
     """The spikes of :func:`fused_lif` alone. A launcher with ``membrane_optional`` then writes
     no membrane sequence under a same-step reset, whose backward pass does not read it.
 
-    ``inplace``: the spikes are written over ``x`` (contiguous, by a launcher with
-    ``writes_in_place``) and ``x`` is returned, marked dirty for autograd (as ``relu_``)."""
+    ``inplace``: a launcher with ``writes_in_place`` writes the spikes over ``x`` (contiguous)
+    and returns ``x``, marked dirty for autograd (as ``relu_``); another returns new spikes."""
     beta, th = _as_tensors(params, x)
-    if inplace:
+    if inplace and getattr(launcher, "writes_in_place", False):
         target = whole_base(x)
         return _FusedSpikesInPlace.apply(target, beta, th, mem0, params, launcher, x.shape).view(x.shape)
     return _FusedLIF.apply(x, beta, th, mem0, params, launcher, False)[0]
@@ -147,14 +147,18 @@ def _forward(ctx, x, beta, th, mem0, params, launcher, membrane: bool, spk=None)
     return spk, mem if membrane else None
 
 
-def _backward(ctx, grad_spk, grad_mem):
-    """``(grad x, grad beta, grad theta, grad mem0)`` from the reverse-time loop."""
+def _backward(ctx, grad_spk, grad_mem, over_saved: bool = False):
+    """``(grad x, grad beta, grad theta, grad mem0)`` from the reverse-time loop.
+
+    ``over_saved``: the input gradient is written over the kept sequence (no fresh
+    allocation), whose version is then bumped, so that a second backward pass through the
+    same graph (``retain_graph=True``) fails with torch's in-place error instead of reading it."""
     saved, sbits, beta, th, m0 = ctx.saved_tensors
     if grad_spk is None and grad_mem is None:
         return None, None, None, None
     _, need_beta, need_th, need_m0 = ctx.needs_input_grad[:4]
     beta_full, th_full = (_per_neuron(v, saved, ctx.launcher) for v in (beta, th))
-    gx = torch.empty_like(saved)
+    gx = saved if over_saved else torch.empty_like(saved)
     # the parameter gradients are per neuron even for a scalar beta or theta (summed below)
     gbeta = torch.empty_like(saved[0]) if need_beta else None
     gth = torch.empty_like(saved[0]) if need_th else None
@@ -162,6 +166,8 @@ def _backward(ctx, grad_spk, grad_mem):
     # a gradient broadcast from one value is passed as that value, not materialised
     grads = [g if g is None or _broadcast_scalar(g) else g.contiguous() for g in (grad_spk, grad_mem)]
     ctx.launcher.backward(*grads, saved, sbits, beta_full, th_full, m0, gx, gbeta, gth, gm0, ctx.params)
+    if over_saved:
+        torch.autograd.graph.increment_version(saved)
     if gbeta is not None:
         gbeta = gbeta.sum_to_size(beta.shape).to(beta.dtype)
     if gth is not None:
@@ -185,7 +191,8 @@ class _FusedLIF(torch.autograd.Function):
 class _FusedSpikesInPlace(torch.autograd.Function):
     """The spikes written over ``target`` (contiguous, read as a sequence of ``shape``), which
     is returned and marked dirty. One output only: autograd rebases the history of a view
-    modified in place only then."""
+    modified in place only then. Its backward pass writes the input gradient over the kept
+    sequence as well (a launcher with ``writes_in_place``): one backward pass per forward."""
 
     @staticmethod
     def forward(ctx, target, beta, th, mem0, params, launcher, shape):
@@ -200,5 +207,5 @@ class _FusedSpikesInPlace(torch.autograd.Function):
     def backward(ctx, grad_spk):
         if grad_spk is None:
             return None, None, None, None, None, None, None
-        gx, gbeta, gth, gm0 = _backward(ctx, grad_spk.view(ctx.shape), None)
+        gx, gbeta, gth, gm0 = _backward(ctx, grad_spk.view(ctx.shape), None, over_saved=True)
         return gx.view(grad_spk.shape), gbeta, gth, gm0, None, None, None

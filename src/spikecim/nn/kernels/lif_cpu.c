@@ -6,8 +6,8 @@
  * expression by expression (no fused multiply-add), so spikes and membrane are
  * bit-identical to it.
  *
- * In place: spikes may be x itself (spk == x); each element of x is read before its spike is
- * written over it.
+ * In place: spikes may be x itself (spk == x), and the input gradient may be written over what
+ * the forward pass kept (gx == saved); each element is read before it is overwritten.
  *
  * Layout: x, spikes, membrane are [T, M] contiguous (M = neurons per step, batch folded
  * in); beta, theta, mem0 are [M], or beta and theta one value for every neuron
@@ -140,9 +140,11 @@ INLINE void fwd_chunk(const lif_args *a, int64_t i0, int64_t n, const int delaye
     }
 }
 
-/* vmh: same-step subtract only, saved holds V - theta (no U, no spike bytes; no beta gradient) */
+/* vmh: same-step subtract only, saved holds V - theta (no U, no spike bytes; no beta gradient);
+ * over: gx is saved itself (the gradient overwrites what was kept): row t of saved is then read
+ * through gx alone, before gx[t] is written; row t - 1 (prev) is not written until the next step */
 INLINE void bwd_chunk(const lif_args *a, int64_t i0, int64_t n, const int delayed, const int subtract, const int vmh_saved,
-                      const int sg) {
+                      const int sg, const int over) {
     real g[CHUNK], gb[CHUNK], gt[CHUNK], u0[CHUNK], zeros[CHUNK], gs_fill[CHUNK], gm_fill[CHUNK];
     real bfill[CHUNK], hfill[CHUNK];
     static const uint8_t no_bits[CHUNK];
@@ -160,7 +162,7 @@ INLINE void bwd_chunk(const lif_args *a, int64_t i0, int64_t n, const int delaye
     }
     for (int64_t t = a->T - 1; t >= 0; t--) {
         const int64_t off = t * M + i0;
-        const real *restrict cur = a->saved + off;
+        const real *restrict cur = over ? 0 : a->saved + off;
         const real *restrict prev = t > 0 ? a->saved + off - M : u0;
         const int after_first = t > 0;
         /* a missing incoming gradient reads as zeros, a broadcast one as its value (no branch in the loop) */
@@ -170,10 +172,10 @@ INLINE void bwd_chunk(const lif_args *a, int64_t i0, int64_t n, const int delaye
         real *restrict gx = a->gx + off;
         for (int64_t k = 0; k < n; k++) {
             const real b = beta[k], h = th[k];
-            const real gsi = gs[k], gmi = gm[k];
+            const real gsi = gs[k], gmi = gm[k], ck = over ? gx[k] : cur[k];
             real gout;
             if (delayed) {
-                const real u = cur[k], up = prev[k];
+                const real u = ck, up = prev[k];
                 const real rn = u > h ? (real)1 : (real)0; /* R[t+1] */
                 const real carry = subtract ? g[k] * b : g[k] * (b * ((real)1 - rn));
                 const real gsurr = gsi * surrogate_grad(u - h, sg, p, c_atan, p_half);
@@ -186,17 +188,17 @@ INLINE void bwd_chunk(const lif_args *a, int64_t i0, int64_t n, const int delaye
             } else {
                 real s, vmh, v, up;
                 if (subtract && vmh_saved) {
-                    vmh = cur[k];
+                    vmh = ck;
                     s = vmh > 0 ? (real)1 : (real)0;
                     v = 0;
                     up = 0; /* U[t-1] is only read by the beta gradient, not asked for here */
                 } else if (subtract) {
                     s = (real)sb[k];
-                    vmh = s > 0 ? cur[k] : cur[k] - h; /* U = fl(V - theta) after a spike */
+                    vmh = s > 0 ? ck : ck - h; /* U = fl(V - theta) after a spike */
                     v = 0;
                     up = prev[k];
                 } else {
-                    v = cur[k];
+                    v = ck;
                     s = v > h ? (real)1 : (real)0;
                     vmh = v - h;
                     up = (after_first & (prev[k] > h)) ? (real)0 : prev[k];
@@ -248,15 +250,21 @@ CLONES static void fwd_range(const lif_args *a, int64_t i0, int64_t i1) {
     }
 }
 
-#define BWD_MODES(SG)                                                      \
+#define BWD_MODES_OVER(SG, OVER)                                           \
     switch (a->delayed * 2 + a->subtract) {                                \
-    case 0: bwd_chunk(a, i, n, 0, 0, 0, SG); break;                        \
+    case 0: bwd_chunk(a, i, n, 0, 0, 0, SG, OVER); break;                  \
     case 1:                                                                \
-        if (a->sbits_in) bwd_chunk(a, i, n, 0, 1, 0, SG);                  \
-        else bwd_chunk(a, i, n, 0, 1, 1, SG);                              \
+        if (a->sbits_in) bwd_chunk(a, i, n, 0, 1, 0, SG, OVER);            \
+        else bwd_chunk(a, i, n, 0, 1, 1, SG, OVER);                        \
         break;                                                             \
-    case 2: bwd_chunk(a, i, n, 1, 0, 0, SG); break;                        \
-    default: bwd_chunk(a, i, n, 1, 1, 0, SG); break;                       \
+    case 2: bwd_chunk(a, i, n, 1, 0, 0, SG, OVER); break;                  \
+    default: bwd_chunk(a, i, n, 1, 1, 0, SG, OVER); break;                 \
+    }
+#define BWD_MODES(SG)                                                      \
+    if (a->gx == a->saved) {                                               \
+        BWD_MODES_OVER(SG, 1)                                              \
+    } else {                                                               \
+        BWD_MODES_OVER(SG, 0)                                              \
     }
 
 CLONES static void bwd_range(const lif_args *a, int64_t i0, int64_t i1) {
