@@ -251,3 +251,30 @@ def test_without_a_c_compiler_the_inplace_lif_copies_the_reference_spikes_over_i
     (s_ref * _weights()).sum().backward()
     (s * _weights()).sum().backward()
     assert torch.equal(twin.weight.grad, lin.weight.grad)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("reset_delay", [True, False])
+def test_a_time_major_view_of_a_folded_batchnorm_output_is_overwritten_with_the_out_of_place_gradients(
+    backend, reset_delay
+):
+    """What spikecim.nn.Sequential hands a neuron: ``bn(y)[T*B, C, H, W]`` viewed as
+    ``[T, B, C, H, W]``; the loss a plain ``.sum()`` (its gradient one broadcast value)."""
+    torch.manual_seed(0)
+    bn = nn.BatchNorm2d(4).double()
+    y = torch.randn(12, 4, 5, 5, dtype=torch.float64)
+    out = {}
+    for inplace in (False, True):
+        bn.zero_grad()
+        h = bn(y)
+        s = LIF(reset_delay=reset_delay, backend=backend, inplace=inplace).double()(h.view(3, 4, 4, 5, 5))
+        s.sum().backward()
+        out[inplace] = (s.detach().clone(), h.detach().clone(), bn.weight.grad.clone(), bn.bias.grad.clone())
+    s_ref, h_ref, *g_ref = out[False]
+    s, h, *g = out[True]
+    assert (
+        torch.equal(s, s_ref)
+        and torch.equal(h.view(s.shape), s_ref)
+        and not torch.equal(h_ref.view(s.shape), s_ref)
+    )
+    assert all(torch.equal(a, b) for a, b in zip(g, g_ref))
