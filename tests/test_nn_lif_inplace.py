@@ -278,3 +278,22 @@ def test_a_time_major_view_of_a_folded_batchnorm_output_is_overwritten_with_the_
         and not torch.equal(h_ref.view(s.shape), s_ref)
     )
     assert all(torch.equal(a, b) for a, b in zip(g, g_ref))
+
+
+@pytest.mark.skipif(not cpu.available(torch.float64), reason="no C compiler: the CPU kernel is not built")
+@pytest.mark.parametrize(
+    "reset_delay, reset", [(True, "subtract"), (True, "zero"), (False, "subtract"), (False, "zero")]
+)
+def test_an_inplace_layer_split_over_threads_equals_the_out_of_place_layer(reset_delay, reset, monkeypatch):
+    """M = 2100 neurons per step: five chunks of the kernel, handed to two threads."""
+    monkeypatch.setattr(cpu, "_PARALLEL_MIN", 1)
+    g = torch.Generator().manual_seed(5)
+    x0 = torch.randn(12, 3, 700, generator=g, dtype=torch.float64) * 1.5
+    w = torch.randn(12, 3, 700, generator=g, dtype=torch.float64)
+    out = {}
+    for inplace in (False, True):
+        leaf = x0.clone().requires_grad_()
+        s = LIF(0.85, 0.9, reset, reset_delay, backend="cpu", inplace=inplace).double()(leaf * 1.0)
+        (s * w).sum().backward()
+        out[inplace] = (s.detach(), leaf.grad)
+    assert torch.equal(out[True][0], out[False][0]) and torch.equal(out[True][1], out[False][1])
