@@ -77,6 +77,7 @@ __all__ = [
     "SynapticParams",
     "SynapticState",
     "check_broadcast",
+    "check_inplace",
     "last",
     "leaky_integrate",
     "lif",
