@@ -18,6 +18,7 @@ from torch import nn
 
 from spikecim.errors import SpikecimError
 from spikecim.nn import create_neuron, list_neurons
+from spikecim.nn.registry import neuron_arguments
 
 __all__ = [
     "create_model",
@@ -79,11 +80,16 @@ def list_models(task: str | None = None) -> list[str]:
     return sorted(n for n in _MODELS if task is None or _TASKS[n] == task)
 
 
-def make_activation(spiking: bool, neuron: str = "lif", **neuron_kw: Any) -> Callable[[], nn.Module]:
+def make_activation(spiking: bool, neuron: str = "lif", **neuron_kw: Any) -> Callable[..., nn.Module]:
     """A factory for the model's nonlinearity: a neuron from the registry of
-    :mod:`spikecim.nn.registry` when spiking, ReLU for the ANN twin."""
+    :mod:`spikecim.nn.registry` when spiking, ReLU for the ANN twin.
+
+    The factory takes ``inplace``: a model passes True where nothing reads the activation's
+    input again (a BatchNorm, Linear or sum output); a neuron that declares ``inplace`` (LIF,
+    IF) then writes its spikes over that input, unless ``neuron_kw`` sets ``inplace`` itself.
+    The ANN twin's ReLU stays out of place."""
     if not spiking:
-        return nn.ReLU
+        return lambda inplace=False: nn.ReLU()
     if neuron not in list_neurons():
         raise SpikecimError(f"model.neuron: unknown '{neuron}', allowed: {', '.join(list_neurons())}")
     try:
@@ -96,7 +102,13 @@ def make_activation(spiking: bool, neuron: str = "lif", **neuron_kw: Any) -> Cal
             else f"model.neuron_kw.{msg}"
         )
         raise SpikecimError(field) from None
-    return lambda: create_neuron(neuron, **neuron_kw)
+    takes_inplace = "inplace" in neuron_arguments(neuron) and neuron_kw.get("inplace") is None
+
+    def factory(inplace: bool = False) -> nn.Module:
+        kw = {**neuron_kw, "inplace": True} if inplace and takes_inplace else neuron_kw
+        return create_neuron(neuron, **kw)
+
+    return factory
 
 
 def create_model(

@@ -31,13 +31,13 @@ class BasicBlock(TemporalModule):
     def __init__(self, in_ch: int, out_ch: int, stride: int, act: Callable[[], nn.Module]) -> None:
         super().__init__()
         self.conv1, self.bn1 = conv_bn(in_ch, out_ch, 3, stride)
-        self.act1 = act()
+        self.act1 = act(inplace=True)  # reads the BatchNorm output alone
         self.conv2, self.bn2 = conv_bn(out_ch, out_ch, 3, 1)
         if stride != 1 or in_ch != out_ch:
             self.shortcut: nn.Module = nn.Sequential(*conv_bn(in_ch, out_ch, 1, stride))
         else:
             self.shortcut = nn.Identity()
-        self.act2 = act()
+        self.act2 = act(inplace=True)  # reads the sum alone (x stays as it is)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.act1(apply_folded(lambda z: self.bn1(self.conv1(z)), x))
@@ -59,7 +59,7 @@ def build_resnet(
     then global average pooling and ``[Linear(h) -> act]`` for h in ``hidden``, Linear(classes)."""
     width = check_width(name, width)
     ch = scaled(stem, width)
-    layers: list[nn.Module] = [*conv_bn(in_channels, ch), act()]
+    layers: list[nn.Module] = [*conv_bn(in_channels, ch), act(inplace=True)]
     for base, blocks, stride in stages:
         out = scaled(base, width)
         for i in range(blocks):
@@ -68,7 +68,7 @@ def build_resnet(
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
     for h in hidden:
         h = scaled(h, width)
-        layers += [nn.Linear(ch, h), act()]
+        layers += [nn.Linear(ch, h), act(inplace=True)]
         ch = h
     layers.append(nn.Linear(ch, num_classes))
     return Sequential(*layers)

@@ -42,13 +42,13 @@ def build_vgg(
                 size //= 2
             continue
         out = scaled(int(item), width)
-        layers += [*conv_bn(ch, out), act()]
+        layers += [*conv_bn(ch, out), act(inplace=True)]
         ch = out
     layers.append(nn.Flatten())
     feat = ch * size * size
     for h in hidden:
         h = scaled(h, width)
-        layers += [nn.Linear(feat, h), act()]
+        layers += [nn.Linear(feat, h), act(inplace=True)]
         feat = h
     layers.append(nn.Linear(feat, num_classes))
     return Sequential(*layers)

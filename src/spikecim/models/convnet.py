@@ -33,12 +33,12 @@ def convnet(
     s = input_size // 2 if pool else input_size
     return Sequential(
         *conv_bn(in_channels, c1),
-        act(),
+        act(inplace=True),
         *conv_bn(c1, c2),
-        act(),
+        act(inplace=True),
         *([nn.MaxPool2d(2)] if pool else []),
         nn.Flatten(),
         nn.Linear(c2 * s * s, h),
-        act(),
+        act(inplace=True),
         nn.Linear(h, num_classes),
     )

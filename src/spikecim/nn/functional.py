@@ -77,6 +77,7 @@ __all__ = [
     "SynapticParams",
     "SynapticState",
     "check_broadcast",
+    "check_inplace",
     "last",
     "leaky_integrate",
     "lif",
@@ -210,18 +211,34 @@ def lif_spikes(
     state: LIFState | None = None,
     p: LIFParams = LIFParams(),
     backend: Literal["auto", "reference"] | str = "auto",
+    inplace: bool = False,
 ) -> torch.Tensor:
     """The spikes of :func:`lif` alone, ``spikes[T, B, ...]``. A fused kernel then writes no
-    membrane sequence where the backward pass does not read it (the same-step reset)."""
+    membrane sequence where the backward pass does not read it (the same-step reset).
+
+    ``inplace=True`` writes the spikes over ``x`` and returns ``x``, as ``torch.relu_`` does:
+    the CPU kernel writes them there directly (a contiguous ``x``), so the forward pass
+    allocates only what the backward pass keeps; any other path computes them and copies
+    them into ``x`` (same result, no memory saved). Autograd's version counter then refuses a
+    backward pass through an operation that saved ``x`` before (one-line error from torch).
+    A leaf tensor that requires grad is refused (torch forbids writing over it).
+    """
     _check_sequence(x, {"beta": p.beta, "threshold": p.threshold})
+    if inplace:
+        check_inplace(x)
     mem0 = None if state is None else state.v
+    spk = None
     if backend != "reference":
         from spikecim.nn import kernels
 
-        fused = kernels.select_spikes(x, p, mem0, backend)
+        fused = kernels.select_spikes(x, p, mem0, backend, inplace)
         if fused is not None:
-            return fused(x, p, mem0)
-    return lif(x, state, p, "reference")[0]
+            spk = fused(x, p, mem0)
+    if spk is None:
+        spk = lif(x, state, p, "reference")[0]
+    if inplace and spk.data_ptr() != x.data_ptr():
+        spk = x.copy_(spk)
+    return spk
 
 
 def leaky_integrate(x: torch.Tensor, alpha: Scalar, state0: torch.Tensor | None = None) -> torch.Tensor:
@@ -258,6 +275,17 @@ def synaptic(
     i = leaky_integrate(x, p.alpha, None if state is None else state.i)
     spk, mem = lif(i, None if state is None else LIFState(state.v), p.lif, backend)
     return spk, SynapticState(i, mem.v)
+
+
+def check_inplace(x: torch.Tensor) -> None:
+    """Refuse to write a neuron's spikes over ``x`` where torch forbids it: a leaf tensor that
+    requires grad, or a view of one (while autograd records)."""
+    base = x if x._base is None else x._base
+    if torch.is_grad_enabled() and base.is_leaf and base.requires_grad:
+        raise SpikecimError(
+            "inplace: the neuron's input is (a view of) a leaf tensor that requires grad and "
+            "cannot be overwritten; use inplace=False"
+        )
 
 
 def check_broadcast(name: str, value: Scalar, step_shape: torch.Size) -> None:

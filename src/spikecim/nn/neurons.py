@@ -142,6 +142,14 @@ class LIF(Neuron):
         backend: ``"auto"`` runs a fused kernel (``spikecim.nn.kernels``) when one supports the
             call, ``"reference"`` the loop over :func:`~spikecim.nn.functional.lif_step`, a
             kernel's name forces that kernel.
+        inplace: :meth:`forward` writes the spikes over its input and returns it, like
+            ``torch.nn.ReLU(inplace=True)``: the CPU kernel then allocates only what the
+            backward pass keeps (no fresh spike sequence). Use it only where nothing reads the
+            input again (the output of a BatchNorm, a Linear or a convolution, or of a sum:
+            their backward passes do not keep it); a backward pass through an operation that
+            saved the input fails with torch's in-place error, never silently. A leaf input
+            that requires grad is refused. ``forward_state``, ``forward_with_mem`` and
+            ``step`` leave their input as it is.
     """
 
     step_fn = staticmethod(F.lif_step)
@@ -158,11 +166,13 @@ class LIF(Neuron):
         learn_beta: bool = False,
         learn_threshold: bool = False,
         backend: str = "auto",
+        inplace: bool = False,
     ) -> None:
         super().__init__()
         if backend not in BACKENDS:
             raise SpikecimError(f"backend: unknown '{backend}', allowed: {', '.join(BACKENDS)}")
         self.backend = backend
+        self.inplace = bool(inplace)
         _check_unit(beta, "beta")
         if not (_as_tensor(threshold, "threshold") > 0).all():
             raise SpikecimError(f"threshold: must be > 0, got {threshold}")
@@ -205,10 +215,17 @@ class LIF(Neuron):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The spikes; from LIF's zero state through :func:`~spikecim.nn.functional.lif_spikes`,
-        so a fused kernel writes no membrane sequence that nobody reads."""
-        if type(self).steps_fn is not F.lif or getattr(self.initial_state, "__func__", None) is not LIF.initial_state:
-            return super().forward(x)
-        return F.lif_spikes(x, None, self.params(), self.backend)
+        so a fused kernel writes no membrane sequence that nobody reads (and, ``inplace``, no
+        spike sequence either: the spikes overwrite ``x``)."""
+        if (
+            type(self).steps_fn is not F.lif
+            or getattr(self.initial_state, "__func__", None) is not LIF.initial_state
+        ):
+            if not self.inplace:
+                return super().forward(x)
+            F.check_inplace(x)
+            return x.copy_(super().forward(x))
+        return F.lif_spikes(x, None, self.params(), self.backend, self.inplace)
 
     def extra_repr(self) -> str:
         b = self.beta.item() if self.beta.numel() == 1 else f"[{self.beta.numel()}]"
@@ -216,6 +233,7 @@ class LIF(Neuron):
         return (
             f"beta={b}, threshold={th}, reset={self.reset}, reset_delay={self.reset_delay}, "
             f"surrogate={self.surrogate.name}({self.surrogate.param:g})"
+            + (", inplace=True" if self.inplace else "")
         )
 
 
@@ -232,9 +250,19 @@ class IF(LIF):
         surrogate: str | Surrogate = "atan",
         learn_threshold: bool = False,
         backend: str = "auto",
+        inplace: bool = False,
     ) -> None:
         super().__init__(
-            1.0, threshold, reset, reset_delay, detach_reset, surrogate, False, learn_threshold, backend
+            1.0,
+            threshold,
+            reset,
+            reset_delay,
+            detach_reset,
+            surrogate,
+            False,
+            learn_threshold,
+            backend,
+            inplace,
         )
 
 

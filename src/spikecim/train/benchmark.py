@@ -9,7 +9,7 @@ in the same step, arctan surrogate (alpha 2), BatchNorm over ``T*B`` (tdBN).
 
 | name | what runs |
 | --- | --- |
-| ``spikecim`` | the model of :func:`spikecim.models.create_model` (LIF ``reset_delay=False``) |
+| ``spikecim`` | the model of :func:`spikecim.models.create_model` (LIF ``reset_delay=False``; every LIF in place, ``inplace=True``, as the built-in models build it: its spikes overwrite the BatchNorm, Linear or residual-sum output it reads, an option neither peer has) |
 | ``spikingjelly`` | the same layers, each stateless one in ``layer.SeqToANNContainer`` (what its multi-step ``layer.Conv2d`` does), ``neuron.LIFNode(step_mode="m")`` (its multi-step function, torch on CPU), ``functional.reset_net`` before every step |
 | ``snntorch`` | the same stateless layers run once over ``T*B``, each neuron an ``snn.Leaky(reset_delay=False)`` stepped in a Python loop (snnTorch has no multi-step layers) |
 
@@ -289,6 +289,7 @@ def format_report(report: TrainBenchReport) -> str:
             "allocations during one step (profiler memory events): activations and gradients, "
             "not the weights or optimiser state."
         ),
+        "spikecim's neurons run in place (LIF(inplace=True), as the built-in models build them); the peers have no such option.",
     ]
     lines += [f"note: {n}" for n in report.notes]
     return "\n".join(lines)

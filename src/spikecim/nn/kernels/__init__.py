@@ -51,15 +51,20 @@ def select(x: torch.Tensor, params, mem0, backend: str = "auto") -> Kernel | Non
     return kernel
 
 
-def select_spikes(x: torch.Tensor, params, mem0, backend: str = "auto") -> Callable[..., torch.Tensor] | None:
+def select_spikes(
+    x: torch.Tensor, params, mem0, backend: str = "auto", inplace: bool = False
+) -> Callable[..., torch.Tensor] | None:
     """As :func:`select`, for a caller that wants the spikes alone: the kernel may then skip
-    writing the membrane sequence."""
+    writing the membrane sequence. ``inplace``: where the kernel can, it writes the spikes over
+    a contiguous ``x`` (the CPU kernel); elsewhere it returns a new tensor as usual."""
     kernel = select(x, params, mem0, backend)
     if kernel is None:
         return None
     from spikecim.nn.kernels import cpu
 
     if kernel is cpu.lif_cpu:
+        if inplace and x.is_contiguous():
+            return lambda x, p, m: cpu.lif_cpu_spikes(x, p, m, inplace=True)
         return cpu.lif_cpu_spikes
     return lambda x, p, m: kernel(x, p, m)[0]
 

@@ -8,7 +8,7 @@ neuron can make the layer faster than it.
 
 | name | what runs |
 | --- | --- |
-| ``spikecim`` | ``torch.nn.Linear`` + ``spikecim.nn.LIF`` (the fused kernel when available) |
+| ``spikecim`` | ``torch.nn.Linear`` + ``spikecim.nn.LIF(inplace=True)`` (the fused kernel when available; the spikes overwrite the Linear output, an option none of the peers has) |
 | ``snntorch`` | ``torch.nn.Linear`` on the sequence, then ``snn.Leaky`` stepped in a Python loop |
 | ``spikingjelly`` | ``layer.Linear`` + ``neuron.LIFNode(tau=10, decay_input=False, v_reset=None)``, step_mode ``m`` |
 | ``norse`` | ``torch.nn.Linear`` on the sequence, then ``LIFBoxCell`` stepped in a Python loop |
@@ -56,7 +56,7 @@ def _library(name: str, requires: str | None = None):
 def _spikecim(features: int):
     from spikecim.nn import LIF
 
-    lin, neuron = torch.nn.Linear(features, features), LIF(beta=0.9, threshold=1.0)
+    lin, neuron = torch.nn.Linear(features, features), LIF(beta=0.9, threshold=1.0, inplace=True)
     return (lambda x: neuron(lin(x))), list(lin.parameters())
 
 
@@ -219,6 +219,7 @@ def format_report(report: BenchReport) -> str:
     lines += [
         "",
         "x floor: median / Linear-alone median. spikecim speed-up: this library's median / spikecim's.",
+        "spikecim's LIF runs in place (LIF(inplace=True): the spikes overwrite the Linear output); the peers have no such option.",
         (
             "peak MiB: highest torch CPU allocation total in one forward+backward (profiler events); "
             "saved MiB: tensors kept for backward."

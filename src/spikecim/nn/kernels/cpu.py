@@ -53,9 +53,12 @@ def lif_cpu(x: torch.Tensor, params, mem0: torch.Tensor | None = None) -> tuple[
     return fused.fused_lif(_CPU, x, params, mem0)
 
 
-def lif_cpu_spikes(x: torch.Tensor, params, mem0: torch.Tensor | None = None) -> torch.Tensor:
-    """The spikes of :func:`lif_cpu` alone (no membrane sequence is written where backward does not read it)."""
-    return fused.fused_spikes(_CPU, x, params, mem0)
+def lif_cpu_spikes(
+    x: torch.Tensor, params, mem0: torch.Tensor | None = None, inplace: bool = False
+) -> torch.Tensor:
+    """The spikes of :func:`lif_cpu` alone (no membrane sequence is written where backward does
+    not read it); ``inplace``: written over ``x`` (contiguous), which is returned."""
+    return fused.fused_spikes(_CPU, x, params, mem0, inplace)
 
 
 class _CPULauncher:
@@ -64,6 +67,7 @@ class _CPULauncher:
     takes_scalars = True  # beta, theta may come as one value for every neuron (no [M] copy)
     saves_v_minus_theta = True  # same-step subtract keeps V - theta, not U and spike bytes
     membrane_optional = True  # mem may be None: the loop then writes no membrane sequence
+    writes_in_place = True  # spk may be x, and gx the kept sequence (each element read before written)
 
     def forward(self, x, beta, th, m0, spk, mem, vsave, sbits, params) -> None:
         lib, Args = _library(x.dtype)

@@ -63,11 +63,36 @@ def fused_lif(launcher: Launcher, x: torch.Tensor, params, mem0: torch.Tensor | 
     return _FusedLIF.apply(x, beta, th, mem0, params, launcher, True)
 
 
-def fused_spikes(launcher: Launcher, x: torch.Tensor, params, mem0: torch.Tensor | None) -> torch.Tensor:
+def fused_spikes(
+    launcher: Launcher, x: torch.Tensor, params, mem0: torch.Tensor | None, inplace: bool = False
+) -> torch.Tensor:
     """The spikes of :func:`fused_lif` alone. A launcher with ``membrane_optional`` then writes
-    no membrane sequence under a same-step reset, whose backward pass does not read it."""
+    no membrane sequence under a same-step reset, whose backward pass does not read it.
+
+    ``inplace``: a launcher with ``writes_in_place`` writes the spikes over ``x`` (contiguous)
+    and returns ``x``, marked dirty for autograd (as ``relu_``); another returns new spikes."""
     beta, th = _as_tensors(params, x)
+    if inplace and getattr(launcher, "writes_in_place", False):
+        target = whole_base(x)
+        return _FusedSpikesInPlace.apply(target, beta, th, mem0, params, launcher, x.shape).view(x.shape)
     return _FusedLIF.apply(x, beta, th, mem0, params, launcher, False)[0]
+
+
+def whole_base(x: torch.Tensor) -> torch.Tensor:
+    """The tensor an in-place write over ``x`` should modify: ``x``'s base when ``x`` is a
+    contiguous view of all of it (a time-major ``[T, B, ...]`` view of a ``[T*B, ...]`` layer
+    output), else ``x``. Writing over the base itself spares autograd the replay of an
+    in-place write through a view (a full-size scatter and copy in the backward pass)."""
+    base = x._base
+    if (
+        base is not None
+        and x.is_contiguous()
+        and base.is_contiguous()
+        and base.numel() == x.numel()
+        and base.data_ptr() == x.data_ptr()
+    ):
+        return base
+    return x
 
 
 def _as_tensors(params, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,54 +117,95 @@ def _broadcast_scalar(grad: torch.Tensor | None) -> bool:
     return grad is not None and grad.numel() > 0 and all(s == 0 for s in grad.stride())
 
 
+def _forward(ctx, x, beta, th, mem0, params, launcher, membrane: bool, spk=None):
+    """Runs the loop; fills ``spk`` when given (the input itself, in place), else a new tensor.
+    Returns ``(spikes, membrane or None)`` and saves what :func:`_backward` reads."""
+    ctx.set_materialize_grads(False)
+    x = x.contiguous()
+    m0 = mem0.contiguous() if mem0 is not None else None
+    _, need_beta, need_th, need_m0 = ctx.needs_input_grad[:4]
+    training = need_beta or need_th or need_m0 or ctx.needs_input_grad[0]
+    same_step, subtract = not params.reset_delay, params.reset == "subtract"
+    sbits = vsave = None
+    v_minus_theta = getattr(launcher, "saves_v_minus_theta", False) and not need_beta
+    if training and same_step and subtract and not v_minus_theta:
+        sbits = torch.empty(x.shape, dtype=torch.uint8, device=x.device)
+    elif training and same_step:
+        vsave = torch.empty_like(x)  # V - theta (subtract) or V (zero)
+    # the membrane is written when returned, or when the backward pass reads it
+    write_mem = membrane or (training and vsave is None) or not getattr(launcher, "membrane_optional", False)
+    spk = torch.empty_like(x) if spk is None else spk
+    mem = torch.empty_like(x) if write_mem else None
+    b, h = (_per_neuron(v, x, launcher) for v in (beta, th))
+    launcher.forward(x, b, h, m0, spk, mem, vsave, sbits, params)
+    if training:
+        keep_m0 = need_beta or need_th or (need_m0 and params.reset_delay and not subtract)
+        # beta and theta are kept as given (a scalar stays a scalar), expanded again below
+        saved = vsave if vsave is not None else mem
+        ctx.save_for_backward(saved, sbits, beta, th, m0 if keep_m0 else None)
+        ctx.params, ctx.launcher = params, launcher
+    return spk, mem if membrane else None
+
+
+def _backward(ctx, grad_spk, grad_mem, over_saved: bool = False):
+    """``(grad x, grad beta, grad theta, grad mem0)`` from the reverse-time loop.
+
+    ``over_saved``: the input gradient is written over the kept sequence (no fresh
+    allocation), whose version is then bumped, so that a second backward pass through the
+    same graph (``retain_graph=True``) fails with torch's in-place error instead of reading it."""
+    saved, sbits, beta, th, m0 = ctx.saved_tensors
+    if grad_spk is None and grad_mem is None:
+        return None, None, None, None
+    _, need_beta, need_th, need_m0 = ctx.needs_input_grad[:4]
+    beta_full, th_full = (_per_neuron(v, saved, ctx.launcher) for v in (beta, th))
+    gx = saved if over_saved else torch.empty_like(saved)
+    # the parameter gradients are per neuron even for a scalar beta or theta (summed below)
+    gbeta = torch.empty_like(saved[0]) if need_beta else None
+    gth = torch.empty_like(saved[0]) if need_th else None
+    gm0 = torch.empty_like(saved[0]) if need_m0 else None
+    # a gradient broadcast from one value is passed as that value, not materialised
+    grads = [g if g is None or _broadcast_scalar(g) else g.contiguous() for g in (grad_spk, grad_mem)]
+    ctx.launcher.backward(*grads, saved, sbits, beta_full, th_full, m0, gx, gbeta, gth, gm0, ctx.params)
+    if over_saved:
+        torch.autograd.graph.increment_version(saved)
+    if gbeta is not None:
+        gbeta = gbeta.sum_to_size(beta.shape).to(beta.dtype)
+    if gth is not None:
+        gth = gth.sum_to_size(th.shape).to(th.dtype)
+    return gx, gbeta, gth, gm0
+
+
 class _FusedLIF(torch.autograd.Function):
+    """Spikes and membrane (or the spikes and None when ``membrane`` is False)."""
+
     @staticmethod
     def forward(ctx, x, beta, th, mem0, params, launcher, membrane):
-        ctx.set_materialize_grads(False)
-        x = x.contiguous()
-        m0 = mem0.contiguous() if mem0 is not None else None
-        _, need_beta, need_th, need_m0 = ctx.needs_input_grad[:4]
-        training = need_beta or need_th or need_m0 or ctx.needs_input_grad[0]
-        same_step, subtract = not params.reset_delay, params.reset == "subtract"
-        sbits = vsave = None
-        v_minus_theta = getattr(launcher, "saves_v_minus_theta", False) and not need_beta
-        if training and same_step and subtract and not v_minus_theta:
-            sbits = torch.empty(x.shape, dtype=torch.uint8, device=x.device)
-        elif training and same_step:
-            vsave = torch.empty_like(x)  # V - theta (subtract) or V (zero)
-        # the membrane is written when returned, or when the backward pass reads it
-        write_mem = (
-            membrane or (training and vsave is None) or not getattr(launcher, "membrane_optional", False)
-        )
-        spk, mem = torch.empty_like(x), torch.empty_like(x) if write_mem else None
-        b, h = (_per_neuron(v, x, launcher) for v in (beta, th))
-        launcher.forward(x, b, h, m0, spk, mem, vsave, sbits, params)
-        if training:
-            keep_m0 = need_beta or need_th or (need_m0 and params.reset_delay and not subtract)
-            # beta and theta are kept as given (a scalar stays a scalar), expanded again below
-            saved = vsave if vsave is not None else mem
-            ctx.save_for_backward(saved, sbits, beta, th, m0 if keep_m0 else None)
-            ctx.params, ctx.launcher = params, launcher
-        return spk, mem if membrane else None
+        return _forward(ctx, x, beta, th, mem0, params, launcher, membrane)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_spk, grad_mem):
-        saved, sbits, beta, th, m0 = ctx.saved_tensors
-        if grad_spk is None and grad_mem is None:
+        return *_backward(ctx, grad_spk, grad_mem), None, None, None
+
+
+class _FusedSpikesInPlace(torch.autograd.Function):
+    """The spikes written over ``target`` (contiguous, read as a sequence of ``shape``), which
+    is returned and marked dirty. One output only: autograd rebases the history of a view
+    modified in place only then. Its backward pass writes the input gradient over the kept
+    sequence as well (a launcher with ``writes_in_place``): one backward pass per forward."""
+
+    @staticmethod
+    def forward(ctx, target, beta, th, mem0, params, launcher, shape):
+        ctx.mark_dirty(target)
+        ctx.shape = shape
+        x = target.view(shape)
+        _forward(ctx, x, beta, th, mem0, params, launcher, False, spk=x)
+        return target
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_spk):
+        if grad_spk is None:
             return None, None, None, None, None, None, None
-        _, need_beta, need_th, need_m0 = ctx.needs_input_grad[:4]
-        beta_full, th_full = (_per_neuron(v, saved, ctx.launcher) for v in (beta, th))
-        gx = torch.empty_like(saved)
-        # the parameter gradients are per neuron even for a scalar beta or theta (summed below)
-        gbeta = torch.empty_like(saved[0]) if need_beta else None
-        gth = torch.empty_like(saved[0]) if need_th else None
-        gm0 = torch.empty_like(saved[0]) if need_m0 else None
-        # a gradient broadcast from one value is passed as that value, not materialised
-        grads = [g if g is None or _broadcast_scalar(g) else g.contiguous() for g in (grad_spk, grad_mem)]
-        ctx.launcher.backward(*grads, saved, sbits, beta_full, th_full, m0, gx, gbeta, gth, gm0, ctx.params)
-        if gbeta is not None:
-            gbeta = gbeta.sum_to_size(beta.shape).to(beta.dtype)
-        if gth is not None:
-            gth = gth.sum_to_size(th.shape).to(th.dtype)
-        return gx, gbeta, gth, gm0, None, None, None
+        gx, gbeta, gth, gm0 = _backward(ctx, grad_spk.view(ctx.shape), None, over_saved=True)
+        return gx.view(grad_spk.shape), gbeta, gth, gm0, None, None, None

@@ -6,6 +6,9 @@
  * expression by expression (no fused multiply-add), so spikes and membrane are
  * bit-identical to it.
  *
+ * In place: spikes may be x itself (spk == x), and the input gradient may be written over what
+ * the forward pass kept (gx == saved); each element is read before it is overwritten.
+ *
  * Layout: x, spikes, membrane are [T, M] contiguous (M = neurons per step, batch folded
  * in); beta, theta, mem0 are [M], or beta and theta one value for every neuron
  * (beta_scalar, th_scalar: no [M] copy of a scalar is made). Work is split over neurons: a thread takes a chunk of
@@ -99,29 +102,31 @@ INLINE const real *chunk_values(const real *v, int scalar, int64_t i0, int64_t n
 }
 
 /* save: 0 nothing, 1 the spikes as bytes (subtract) or V (zero), 2 V - theta (subtract);
- * keep: the membrane sequence is written (else only the state carried in u) */
+ * keep: the membrane sequence is written (else only the state carried in u);
+ * inplace: spk is x (the spikes overwrite the input): x is then read through spk alone, so no
+ * two restrict pointers reach the same element */
 INLINE void fwd_chunk(const lif_args *a, int64_t i0, int64_t n, const int delayed, const int subtract, const int save,
-                      const int keep) {
+                      const int keep, const int inplace) {
     real u[CHUNK], bfill[CHUNK], hfill[CHUNK];
     const real *restrict beta = chunk_values(a->beta, a->beta_scalar, i0, n, bfill);
     const real *restrict th = chunk_values(a->th, a->th_scalar, i0, n, hfill);
     for (int64_t k = 0; k < n; k++) u[k] = a->m0 ? a->m0[i0 + k] : (real)0;
     for (int64_t t = 0; t < a->T; t++) {
         const int64_t off = t * a->M + i0;
-        const real *restrict x = a->x + off;
+        const real *restrict x = inplace ? 0 : a->x + off;
         real *restrict spk = a->spk + off, *restrict mem = keep ? a->mem + off : 0;
         uint8_t *restrict sbits = save == 1 && !delayed && subtract ? a->sbits + off : 0;
         real *restrict vsave = save && !delayed && (save == 2 || !subtract) ? a->vsave + off : 0;
         for (int64_t k = 0; k < n; k++) {
-            const real b = beta[k], h = th[k], uk = u[k];
+            const real b = beta[k], h = th[k], uk = u[k], xk = inplace ? spk[k] : x[k];
             real v, m, s;
             if (delayed) {
                 const real r = uk > h ? (real)1 : (real)0; /* R[t] = H(U[t-1] - theta) */
-                v = subtract ? (b * uk + x[k]) - r * h : (b * ((real)1 - r)) * uk + x[k];
+                v = subtract ? (b * uk + xk) - r * h : (b * ((real)1 - r)) * uk + xk;
                 s = v > h ? (real)1 : (real)0;
                 m = v;
             } else {
-                v = b * uk + x[k];
+                v = b * uk + xk;
                 s = v > h ? (real)1 : (real)0;
                 m = subtract ? v - s * h : ((real)1 - s) * v;
             }
@@ -135,9 +140,11 @@ INLINE void fwd_chunk(const lif_args *a, int64_t i0, int64_t n, const int delaye
     }
 }
 
-/* vmh: same-step subtract only, saved holds V - theta (no U, no spike bytes; no beta gradient) */
+/* vmh: same-step subtract only, saved holds V - theta (no U, no spike bytes; no beta gradient);
+ * over: gx is saved itself (the gradient overwrites what was kept): row t of saved is then read
+ * through gx alone, before gx[t] is written; row t - 1 (prev) is not written until the next step */
 INLINE void bwd_chunk(const lif_args *a, int64_t i0, int64_t n, const int delayed, const int subtract, const int vmh_saved,
-                      const int sg) {
+                      const int sg, const int over) {
     real g[CHUNK], gb[CHUNK], gt[CHUNK], u0[CHUNK], zeros[CHUNK], gs_fill[CHUNK], gm_fill[CHUNK];
     real bfill[CHUNK], hfill[CHUNK];
     static const uint8_t no_bits[CHUNK];
@@ -155,7 +162,7 @@ INLINE void bwd_chunk(const lif_args *a, int64_t i0, int64_t n, const int delaye
     }
     for (int64_t t = a->T - 1; t >= 0; t--) {
         const int64_t off = t * M + i0;
-        const real *restrict cur = a->saved + off;
+        const real *restrict cur = over ? 0 : a->saved + off;
         const real *restrict prev = t > 0 ? a->saved + off - M : u0;
         const int after_first = t > 0;
         /* a missing incoming gradient reads as zeros, a broadcast one as its value (no branch in the loop) */
@@ -165,10 +172,10 @@ INLINE void bwd_chunk(const lif_args *a, int64_t i0, int64_t n, const int delaye
         real *restrict gx = a->gx + off;
         for (int64_t k = 0; k < n; k++) {
             const real b = beta[k], h = th[k];
-            const real gsi = gs[k], gmi = gm[k];
+            const real gsi = gs[k], gmi = gm[k], ck = over ? gx[k] : cur[k];
             real gout;
             if (delayed) {
-                const real u = cur[k], up = prev[k];
+                const real u = ck, up = prev[k];
                 const real rn = u > h ? (real)1 : (real)0; /* R[t+1] */
                 const real carry = subtract ? g[k] * b : g[k] * (b * ((real)1 - rn));
                 const real gsurr = gsi * surrogate_grad(u - h, sg, p, c_atan, p_half);
@@ -181,17 +188,17 @@ INLINE void bwd_chunk(const lif_args *a, int64_t i0, int64_t n, const int delaye
             } else {
                 real s, vmh, v, up;
                 if (subtract && vmh_saved) {
-                    vmh = cur[k];
+                    vmh = ck;
                     s = vmh > 0 ? (real)1 : (real)0;
                     v = 0;
                     up = 0; /* U[t-1] is only read by the beta gradient, not asked for here */
                 } else if (subtract) {
                     s = (real)sb[k];
-                    vmh = s > 0 ? cur[k] : cur[k] - h; /* U = fl(V - theta) after a spike */
+                    vmh = s > 0 ? ck : ck - h; /* U = fl(V - theta) after a spike */
                     v = 0;
                     up = prev[k];
                 } else {
-                    v = cur[k];
+                    v = ck;
                     s = v > h ? (real)1 : (real)0;
                     vmh = v - h;
                     up = (after_first & (prev[k] > h)) ? (real)0 : prev[k];
@@ -219,38 +226,45 @@ INLINE void bwd_chunk(const lif_args *a, int64_t i0, int64_t n, const int delaye
 }
 
 /* Specialise the chunk bodies on the mode and the surrogate (constants after inlining). */
-#define FWD_MODES(KEEP)                                                    \
+#define FWD_MODES(KEEP, INPLACE)                                           \
     switch (a->delayed * 6 + a->subtract * 3 + save) {                     \
-    case 0: fwd_chunk(a, i, n, 0, 0, 0, KEEP); break;                      \
-    case 1: case 2: fwd_chunk(a, i, n, 0, 0, 1, KEEP); break;              \
-    case 3: fwd_chunk(a, i, n, 0, 1, 0, KEEP); break;                      \
-    case 4: fwd_chunk(a, i, n, 0, 1, 1, KEEP); break;                      \
-    case 5: fwd_chunk(a, i, n, 0, 1, 2, KEEP); break;                      \
-    case 6: case 7: case 8: fwd_chunk(a, i, n, 1, 0, 0, KEEP); break;      \
-    default: fwd_chunk(a, i, n, 1, 1, 0, KEEP); break;                     \
+    case 0: fwd_chunk(a, i, n, 0, 0, 0, KEEP, INPLACE); break;             \
+    case 1: case 2: fwd_chunk(a, i, n, 0, 0, 1, KEEP, INPLACE); break;     \
+    case 3: fwd_chunk(a, i, n, 0, 1, 0, KEEP, INPLACE); break;             \
+    case 4: fwd_chunk(a, i, n, 0, 1, 1, KEEP, INPLACE); break;             \
+    case 5: fwd_chunk(a, i, n, 0, 1, 2, KEEP, INPLACE); break;             \
+    case 6: case 7: case 8: fwd_chunk(a, i, n, 1, 0, 0, KEEP, INPLACE); break; \
+    default: fwd_chunk(a, i, n, 1, 1, 0, KEEP, INPLACE); break;            \
     }
 
 CLONES static void fwd_range(const lif_args *a, int64_t i0, int64_t i1) {
     const int save = a->sbits ? 1 : a->vsave ? (a->subtract ? 2 : 1) : 0;
     for (int64_t i = i0; i < i1; i += CHUNK) {
         const int64_t n = i1 - i < CHUNK ? i1 - i : CHUNK;
+        const int inplace = a->spk == a->x;
         if (a->mem) {
-            FWD_MODES(1)
+            if (inplace) { FWD_MODES(1, 1) } else { FWD_MODES(1, 0) }
         } else {
-            FWD_MODES(0)
+            if (inplace) { FWD_MODES(0, 1) } else { FWD_MODES(0, 0) }
         }
     }
 }
 
-#define BWD_MODES(SG)                                                      \
+#define BWD_MODES_OVER(SG, OVER)                                           \
     switch (a->delayed * 2 + a->subtract) {                                \
-    case 0: bwd_chunk(a, i, n, 0, 0, 0, SG); break;                        \
+    case 0: bwd_chunk(a, i, n, 0, 0, 0, SG, OVER); break;                  \
     case 1:                                                                \
-        if (a->sbits_in) bwd_chunk(a, i, n, 0, 1, 0, SG);                  \
-        else bwd_chunk(a, i, n, 0, 1, 1, SG);                              \
+        if (a->sbits_in) bwd_chunk(a, i, n, 0, 1, 0, SG, OVER);            \
+        else bwd_chunk(a, i, n, 0, 1, 1, SG, OVER);                        \
         break;                                                             \
-    case 2: bwd_chunk(a, i, n, 1, 0, 0, SG); break;                        \
-    default: bwd_chunk(a, i, n, 1, 1, 0, SG); break;                       \
+    case 2: bwd_chunk(a, i, n, 1, 0, 0, SG, OVER); break;                  \
+    default: bwd_chunk(a, i, n, 1, 1, 0, SG, OVER); break;                 \
+    }
+#define BWD_MODES(SG)                                                      \
+    if (a->gx == a->saved) {                                               \
+        BWD_MODES_OVER(SG, 1)                                              \
+    } else {                                                               \
+        BWD_MODES_OVER(SG, 0)                                              \
     }
 
 CLONES static void bwd_range(const lif_args *a, int64_t i0, int64_t i1) {
