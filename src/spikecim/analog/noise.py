@@ -38,6 +38,7 @@ __all__ = [
     "available",
     "differential_read",
     "draw_seed",
+    "icdf_raw",
     "noisy_read",
     "normal_like",
     "philox_raw",
@@ -104,6 +105,20 @@ def philox_raw(
     if lib.philox_raw(c0 | c1 << 32, c2, c3, k0, k1, blocks, buf, _ISAS[isa]) != 0:
         raise RuntimeError(f"philox_raw: this CPU has no {isa} loop")
     return [tuple(buf[4 * j : 4 * j + 4]) for j in range(blocks)]
+
+
+def icdf_raw(words: list[int], isa: str = "auto") -> torch.Tensor:
+    """The float32 transform of raw 32-bit ``words`` (for tests): normal k is that of word k,
+    computed by the loop ``isa`` names (as :func:`philox_raw`; ``len(words)`` a multiple of 4,
+    the words of whole blocks)."""
+    if len(words) % 4:
+        raise ValueError(f"icdf_raw: words must be whole blocks of 4, got {len(words)}")
+    lib, _ = _require(torch.float32)
+    buf = (ctypes.c_uint32 * len(words))(*(int(w) & _MASK32 for w in words))
+    out = torch.empty(len(words), dtype=torch.float32)
+    if lib.icdf_raw(buf, len(words) // 4, ctypes.c_void_p(out.data_ptr()), _ISAS[isa]) != 0:
+        raise RuntimeError(f"icdf_raw: this CPU has no {isa} loop")
+    return out
 
 
 def noisy_read(
@@ -261,4 +276,6 @@ def _library(dtype: torch.dtype):
         ctypes.c_int,
     ]
     lib.philox_raw.restype = ctypes.c_int
+    lib.icdf_raw.argtypes = [ctypes.POINTER(u32), ctypes.c_int64, ctypes.c_void_p, ctypes.c_int]
+    lib.icdf_raw.restype = ctypes.c_int
     return lib, Args

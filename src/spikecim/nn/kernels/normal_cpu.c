@@ -149,6 +149,28 @@ int philox_raw(uint64_t b0, uint32_t c2, uint32_t c3, uint32_t k0, uint32_t k1, 
     return 0;
 }
 
+/* The float32 transform of words w[0 .. 4nb), for tests: z[4j + k] = icdf_f32(w[4j + k]) (the
+ * words of block j) by the loop `isa` names (0: the one this CPU runs, 1: one word after the
+ * other, 2: AVX2, 3: AVX-512). Returns -1 when this CPU or build has no such loop, else 0. */
+int icdf_raw(const uint32_t *w, int64_t nb, float *z, int isa) {
+    void (*run)(const uint32_t *, const uint32_t *, const uint32_t *, const uint32_t *, int64_t, float *) =
+        icdf_blocks_f32;
+    if (isa == 1) run = icdf_blocks_scalar;
+#ifdef PHILOX_SIMD
+    if (isa == 2 && __builtin_cpu_supports("avx2")) run = icdf_blocks_avx2;
+    if (isa == 3 && __builtin_cpu_supports("avx512f")) run = icdf_blocks_avx512;
+#endif
+    if (isa > 1 && run == icdf_blocks_f32) return -1;
+    uint32_t x[4][PHILOX_GROUP];
+    for (int64_t j0 = 0; j0 < nb; j0 += PHILOX_GROUP) {
+        const int64_t m = nb - j0 < PHILOX_GROUP ? nb - j0 : PHILOX_GROUP;
+        for (int64_t j = 0; j < m; j++)
+            for (int k = 0; k < 4; k++) x[k][j] = w[4 * (j0 + j) + k];
+        run(x[0], x[1], x[2], x[3], m, z + 4 * j0);
+    }
+    return 0;
+}
+
 /* ---- crossbars written at run time: operand tiles to the signed read matrix ----------
  *
  * spikecim/analog/dynamic.py (AnalogMatMul) writes b [B, K, N] into tiles of R rows x C
