@@ -236,16 +236,21 @@ static double philox_inverse_normal_lower(double p) {
  * that f = 2^32 reads a right edge too. */
 #define PHILOX_ICDF_K 7
 #define PHILOX_ICDF_BINS (32 << PHILOX_ICDF_K)
-static float philox_icdf_table[PHILOX_ICDF_BINS + 2];
+/* bin i's two edges side by side, (2i, 2i + 1): one 64-bit gather reads both */
+static float philox_icdf_table[2 * (PHILOX_ICDF_BINS + 1)];
 
 __attribute__((constructor)) static void philox_icdf_table_init(void) {
-    for (int i = 0; i <= PHILOX_ICDF_BINS; i++) {
+    float edge[PHILOX_ICDF_BINS + 2];
+    for (int i = 0; i < PHILOX_ICDF_BINS; i++) {
         const double u = ldexp(1.0 + (double)(i & ((1 << PHILOX_ICDF_K) - 1)) / (1 << PHILOX_ICDF_K),
                                (i >> PHILOX_ICDF_K) - 33);
-        philox_icdf_table[i] = (float)-philox_inverse_normal_lower(u);
+        edge[i] = (float)-philox_inverse_normal_lower(u);
     }
-    philox_icdf_table[PHILOX_ICDF_BINS] = 0.0f; /* u = 1/2 */
-    philox_icdf_table[PHILOX_ICDF_BINS + 1] = 0.0f;
+    edge[PHILOX_ICDF_BINS] = edge[PHILOX_ICDF_BINS + 1] = 0.0f; /* u = 1/2 */
+    for (int i = 0; i <= PHILOX_ICDF_BINS; i++) {
+        philox_icdf_table[2 * i] = edge[i];
+        philox_icdf_table[2 * i + 1] = edge[i + 1];
+    }
 }
 
 /* The normal of word r: |z| = -Phi^-1(u) interpolated linearly inside u's bin with the
@@ -258,7 +263,7 @@ PHILOX_INLINE float icdf_f32(uint32_t r) {
     memcpy(&bits, &f, 4);
     const int32_t i = (int32_t)(bits >> (23 - PHILOX_ICDF_K)) - (127 << PHILOX_ICDF_K);
     const float t = (float)(int32_t)(bits & ((1u << (23 - PHILOX_ICDF_K)) - 1u)) * 0x1p-16f;
-    const float lo = philox_icdf_table[i], hi = philox_icdf_table[i + 1];
+    const float lo = philox_icdf_table[2 * i], hi = philox_icdf_table[2 * i + 1];
     const float a = lo + (hi - lo) * t;
     uint32_t za;
     memcpy(&za, &a, 4);
@@ -294,8 +299,12 @@ __attribute__((target("avx2"))) static inline __m256 icdf_avx2(const uint32_t *w
     const __m256 t = _mm256_mul_ps(
         _mm256_cvtepi32_ps(_mm256_and_si256(bits, _mm256_set1_epi32((1 << (23 - PHILOX_ICDF_K)) - 1))),
         _mm256_set1_ps(0x1p-16f));
-    const __m256 lo = _mm256_i32gather_ps(philox_icdf_table, i, 4);
-    const __m256 hi = _mm256_i32gather_ps(philox_icdf_table + 1, i, 4);
+    /* the pairs of elements (0 1 4 5) and (2 3 6 7): per 128-bit half the even floats are
+     * the left edges of four elements in order, the odd ones the right edges */
+    const __m256i ip = _mm256_permute4x64_epi64(i, 0xD8);
+    const __m256 g0 = _mm256_castpd_ps(_mm256_i32gather_pd((const double *)philox_icdf_table, _mm256_castsi256_si128(ip), 8));
+    const __m256 g1 = _mm256_castpd_ps(_mm256_i32gather_pd((const double *)philox_icdf_table, _mm256_extracti128_si256(ip, 1), 8));
+    const __m256 lo = _mm256_shuffle_ps(g0, g1, 0x88), hi = _mm256_shuffle_ps(g0, g1, 0xDD);
     const __m256 a = _mm256_add_ps(lo, _mm256_mul_ps(_mm256_sub_ps(hi, lo), t));
     return _mm256_xor_ps(a, _mm256_castsi256_ps(_mm256_and_si256(r, _mm256_set1_epi32((int)0x80000000u))));
 }
@@ -311,8 +320,12 @@ __attribute__((target("avx512f"))) static inline __m512 icdf_avx512(const uint32
     const __m512 t = _mm512_mul_ps(
         _mm512_cvtepi32_ps(_mm512_and_si512(bits, _mm512_set1_epi32((1 << (23 - PHILOX_ICDF_K)) - 1))),
         _mm512_set1_ps(0x1p-16f));
-    const __m512 lo = _mm512_i32gather_ps(i, philox_icdf_table, 4);
-    const __m512 hi = _mm512_i32gather_ps(i, philox_icdf_table + 1, 4);
+    /* the pairs of elements 4l, 4l+1 (l = 0 .. 3) and of 4l+2, 4l+3: per 128-bit lane the
+     * even floats are the left edges of four elements in order, the odd ones the right edges */
+    const __m512i ip = _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7), i);
+    const __m512 g0 = _mm512_castpd_ps(_mm512_i32gather_pd(_mm512_castsi512_si256(ip), philox_icdf_table, 8));
+    const __m512 g1 = _mm512_castpd_ps(_mm512_i32gather_pd(_mm512_extracti64x4_epi64(ip, 1), philox_icdf_table, 8));
+    const __m512 lo = _mm512_shuffle_ps(g0, g1, 0x88), hi = _mm512_shuffle_ps(g0, g1, 0xDD);
     const __m512 a = _mm512_add_ps(lo, _mm512_mul_ps(_mm512_sub_ps(hi, lo), t));
     return _mm512_castsi512_ps(
         _mm512_xor_si512(_mm512_castps_si512(a), _mm512_and_si512(r, _mm512_set1_epi32((int)0x80000000u))));
