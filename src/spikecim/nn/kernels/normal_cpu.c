@@ -2,13 +2,13 @@
  *
  * Generator and transform: philox.h (beside this file; docs/references.md#philox):
  * Philox4x32-10 with key (seed mod 2^32, seed / 2^32), block b at counter
- * (b mod 2^32, b / 2^32, 0, 0), and Box-Muller, block b giving the normals of elements
- * 4b .. 4b+3. Element i's normal depends on (seed, i) only: the result does not depend on
- * how the work is split over threads. Philox runs 16 (AVX-512) or 8 (AVX2) blocks per loop
- * step (vpmuludq: 32 x 32 -> 64-bit products), Box-Muller (float32: Cephes logf and
- * sinf/cosf polynomials, absolute error of z about 1e-6; float64: libm) in a loop the
- * compiler vectorises: about 1 ns per float32 normal on one AVX-512 core, 0.35 of it
- * Philox (benchmarks/bench_noise.py).
+ * (b mod 2^32, b / 2^32, 0, 0), block b giving the normals of elements 4b .. 4b+3.
+ * Element i's normal depends on (seed, i) only: the result does not depend on how the work
+ * is split over threads. Philox runs 16 (AVX-512) or 8 (AVX2) blocks per loop step
+ * (vpmuludq: 32 x 32 -> 64-bit products). float32: the table inverse CDF, the normal of
+ * element i from word i alone (|error| at most 3.3e-6; gathers, AVX-512 or AVX2 chosen at
+ * run time); float64: Box-Muller with libm. About 1.2 ns per float32 normal added in place
+ * on one AVX-512 core, 0.35 of it Philox and 0.35 the transform (benchmarks/bench_noise.py).
  *
  * Fused passes, one pass over memory each (out may alias g):
  *   OP_NORMAL     out = z

@@ -1,4 +1,4 @@
-/* Philox4x32-10 and the Box-Muller transform: the N(0, 1) draws of spikecim's C kernels.
+/* Philox4x32-10 and its normal transforms: the N(0, 1) draws of spikecim's C kernels.
  *
  * Generator: Philox4x32-10 (Salmon, Moraes, Dror, Shaw, "Parallel random numbers: as easy
  * as 1, 2, 3", SC 2011; Random123's philox.h; docs/references.md#philox). A block is four
@@ -8,24 +8,34 @@
  * (0x9E3779B9, 0xBB67AE85) between rounds. The stream of a 64-bit seed: key
  * (seed mod 2^32, seed / 2^32), block b at counter (b mod 2^32, b / 2^32, 0, 0).
  *
- * Transform: Box-Muller. Block b gives the normals of elements 4b .. 4b+3, words (w0, w1)
- * the first pair and (w2, w3) the second: with u1 = (w0 + 1)/2^32 in (0, 1],
- * u2 = w1/2^32 in [0, 1), R = sqrt(-2 ln u1),
- *     z[4b] = R cos(2 pi u2),  z[4b + 1] = R sin(2 pi u2)      (w2, w3: z[4b + 2], z[4b + 3]).
- * Element i's normal depends on (seed, i) only, not on how the work is split over threads.
+ * float32 transform: the inverse CDF by table interpolation (the method of Intel MKL's
+ * VSL_RNG_METHOD_GAUSSIAN_ICDF; docs/references.md#gaussian-icdf), one normal per word:
+ * element 4b + k is the normal of word k of block b. Word r gives u = v 2^-33 in (0, 1/2)
+ * (v = 2 (r mod 2^31) + 1, rounded once to float) and z = +-|Phi^-1(u)|, negative when r's
+ * top bit is set. |Phi^-1| comes from a table over u's float binades (2^-33 .. 1/2) and the
+ * top 7 bits of its mantissa (4097 edges, both edges of a bin side by side: 32 KB), computed
+ * once at load time in double precision (Acklam's rational approximation and a Halley step),
+ * linearly interpolated with the remaining 16 mantissa bits: |error| at most 3.3e-6 (the
+ * interpolation remainder h^2/8 |Phi^-1''|, largest near |z| = 1.15), |z| up to 6.34.
+ * float64 transform: Box-Muller with libm, block b giving elements 4b .. 4b+3 from the pairs
+ * (w0, w1) and (w2, w3): with u1 = (w0 + 1)/2^32 in (0, 1], u2 = w1/2^32 in [0, 1),
+ * R = sqrt(-2 ln u1), z[4b] = R cos(2 pi u2), z[4b + 1] = R sin(2 pi u2). float32 and
+ * float64 draws of one key therefore differ. Element i's normal depends on (seed, i) only,
+ * not on how the work is split over threads.
  *
  * Speed (one core, CPU time, benchmarks/bench_noise.py): Philox4x32's 32 x 32 -> 64-bit
  * products are vpmuludq, so philox4x32_10_avx512 and _avx2 run a block per 64-bit vector
  * lane, 16 or 8 blocks per step (about 0.35 and 0.7 ns per word, where Philox4x64-10's
- * scalar 128-bit products took 1.4 ns per normal), chosen at run time. float32 Box-Muller:
- * Cephes' logf polynomial, and Cephes' sinf and cosf polynomials on [-pi/4, pi/4] after an
- * exact quadrant reduction of u2's bits (absolute error of z about 1e-6), in a loop the
- * compiler vectorises, cloned for AVX-512, AVX2 and a default target (about 0.6, 0.9 and
- * 1.5 ns per normal); the clones give the same bits (the same IEEE operations, no
- * contraction: cbuild.FLAGS has -ffp-contract=off). float64: libm, one pair after the other.
+ * scalar 128-bit products took 1.4 ns per normal), chosen at run time. The float32
+ * transform: icdf_blocks_avx512 and _avx2 read both edges of 8 or 4 bins per 64-bit gather
+ * (_mm512_i32gather_pd, _mm256_i32gather_pd) and interleave the four words' normals into
+ * element order (about 0.35 and 0.45 ns per normal where Box-Muller's Cephes polynomials
+ * took 0.6 and 0.9), chosen at run time, icdf_blocks_scalar elsewhere (1.2 ns); all three
+ * give the same bits (the same IEEE operations, no contraction: cbuild.FLAGS has
+ * -ffp-contract=off). float64: libm, one pair after the other.
  *
- * Include it in a kernel built with cbuild.FLAGS (no -march=native: the Philox loops carry
- * their own target attributes, the Box-Muller loop is a target clone).
+ * Include it in a kernel built with cbuild.FLAGS (no -march=native: the vector loops carry
+ * their own target attributes; -DNO_CLONES keeps the transform to its scalar loop).
  */
 #ifndef SPIKECIM_PHILOX_H
 #define SPIKECIM_PHILOX_H
