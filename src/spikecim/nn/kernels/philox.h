@@ -246,6 +246,8 @@ static double philox_inverse_normal_lower(double p) {
  * that f = 2^32 reads a right edge too. */
 #define PHILOX_ICDF_K 7
 #define PHILOX_ICDF_BINS (32 << PHILOX_ICDF_K)
+#define PHILOX_ICDF_FRAC ((1u << (23 - PHILOX_ICDF_K)) - 1u) /* the mantissa bits below the bin's */
+#define PHILOX_ICDF_STEP (1.0f / (float)(1u << (23 - PHILOX_ICDF_K)))
 /* bin i's two edges side by side, (2i, 2i + 1): one 64-bit gather reads both */
 static float philox_icdf_table[2 * (PHILOX_ICDF_BINS + 1)];
 
@@ -272,7 +274,7 @@ PHILOX_INLINE float icdf_f32(uint32_t r) {
     uint32_t bits;
     memcpy(&bits, &f, 4);
     const int32_t i = (int32_t)(bits >> (23 - PHILOX_ICDF_K)) - (127 << PHILOX_ICDF_K);
-    const float t = (float)(int32_t)(bits & ((1u << (23 - PHILOX_ICDF_K)) - 1u)) * 0x1p-16f;
+    const float t = (float)(int32_t)(bits & PHILOX_ICDF_FRAC) * PHILOX_ICDF_STEP;
     const float lo = philox_icdf_table[2 * i], hi = philox_icdf_table[2 * i + 1];
     const float a = lo + (hi - lo) * t;
     uint32_t za;
@@ -307,8 +309,7 @@ __attribute__((target("avx2"))) static inline __m256 icdf_avx2(const uint32_t *w
     const __m256i i = _mm256_sub_epi32(_mm256_srli_epi32(bits, 23 - PHILOX_ICDF_K),
                                        _mm256_set1_epi32(127 << PHILOX_ICDF_K));
     const __m256 t = _mm256_mul_ps(
-        _mm256_cvtepi32_ps(_mm256_and_si256(bits, _mm256_set1_epi32((1 << (23 - PHILOX_ICDF_K)) - 1))),
-        _mm256_set1_ps(0x1p-16f));
+        _mm256_cvtepi32_ps(_mm256_and_si256(bits, _mm256_set1_epi32(PHILOX_ICDF_FRAC))), _mm256_set1_ps(PHILOX_ICDF_STEP));
     /* the pairs of elements (0 1 4 5) and (2 3 6 7): per 128-bit half the even floats are
      * the left edges of four elements in order, the odd ones the right edges */
     const __m256i ip = _mm256_permute4x64_epi64(i, 0xD8);
@@ -322,14 +323,12 @@ __attribute__((target("avx2"))) static inline __m256 icdf_avx2(const uint32_t *w
 __attribute__((target("avx512f"))) static inline __m512 icdf_avx512(const uint32_t *w) {
     const __m512i r = _mm512_loadu_si512(w);
     const __m512i v = _mm512_or_si512(_mm512_slli_epi32(r, 1), _mm512_set1_epi32(1));
-    const __m512 f = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(v, 16)), _mm512_set1_ps(65536.0f)),
-                                   _mm512_cvtepi32_ps(_mm512_and_si512(v, _mm512_set1_epi32(0xffff))));
+    const __m512 f = _mm512_cvtepu32_ps(v); /* rounded to nearest, as the two exact parts' sum */
     const __m512i bits = _mm512_castps_si512(f);
     const __m512i i = _mm512_sub_epi32(_mm512_srli_epi32(bits, 23 - PHILOX_ICDF_K),
                                        _mm512_set1_epi32(127 << PHILOX_ICDF_K));
     const __m512 t = _mm512_mul_ps(
-        _mm512_cvtepi32_ps(_mm512_and_si512(bits, _mm512_set1_epi32((1 << (23 - PHILOX_ICDF_K)) - 1))),
-        _mm512_set1_ps(0x1p-16f));
+        _mm512_cvtepi32_ps(_mm512_and_si512(bits, _mm512_set1_epi32(PHILOX_ICDF_FRAC))), _mm512_set1_ps(PHILOX_ICDF_STEP));
     /* the pairs of elements 4l, 4l+1 (l = 0 .. 3) and of 4l+2, 4l+3: per 128-bit lane the
      * even floats are the left edges of four elements in order, the odd ones the right edges */
     const __m512i ip = _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7), i);
