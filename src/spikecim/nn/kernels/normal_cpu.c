@@ -7,8 +7,8 @@
  * is split over threads. Philox runs 16 (AVX-512) or 8 (AVX2) blocks per loop step
  * (vpmuludq: 32 x 32 -> 64-bit products). float32: the table inverse CDF, the normal of
  * element i from word i alone (|error| at most 3.3e-6; gathers, AVX-512 or AVX2 chosen at
- * run time); float64: Box-Muller with libm. About 1.2 ns per float32 normal added in place
- * on one AVX-512 core, 0.35 of it Philox and 0.35 the transform (benchmarks/bench_noise.py).
+ * run time); float64: Box-Muller with libm. About 1.1 ns per float32 normal added in place
+ * on one AVX-512 core, 0.35 of it Philox and 0.3 the transform (benchmarks/bench_noise.py).
  *
  * Fused passes, one pass over memory each (out may alias g):
  *   OP_NORMAL     out = z

@@ -29,7 +29,7 @@
  * scalar 128-bit products took 1.4 ns per normal), chosen at run time. The float32
  * transform: icdf_blocks_avx512 and _avx2 read both edges of 8 or 4 bins per 64-bit gather
  * (_mm512_i32gather_pd, _mm256_i32gather_pd) and interleave the four words' normals into
- * element order (about 0.35 and 0.45 ns per normal where Box-Muller's Cephes polynomials
+ * element order (about 0.3 and 0.5 ns per normal where Box-Muller's Cephes polynomials
  * took 0.6 and 0.9), chosen at run time, icdf_blocks_scalar elsewhere (1.2 ns); all three
  * give the same bits (the same IEEE operations, no contraction: cbuild.FLAGS has
  * -ffp-contract=off). float64: libm, one pair after the other.
