@@ -1,8 +1,8 @@
 """The Gaussian generator of the analog simulator (not a test): ``python benchmarks/bench_noise.py``.
 
-1. N(0, 1) draws added in place: spikecim's Philox4x32-10 Box-Muller kernel
-   (:mod:`spikecim.analog.noise`, ``add_normal_``) against torch's ``normal_`` on the same
-   8.4 M-element tensor;
+1. float32 N(0, 1) draws added in place: spikecim's Philox4x32-10 kernel with its table
+   inverse CDF (:mod:`spikecim.analog.noise`, ``add_normal_``) against torch's ``normal_``
+   on the same 8.4 M-element tensor;
 2. one noisy read of every crossbar of VGG-9 (the ANN at CIFAR-10 size, ``pcm-aihwkit``,
    12.6 M cells in G+/G− pairs): ``read_matrix`` (one fused pass per layer) against torch's
    passes (``normal_``, ``mul_``, ``add_``, ``clamp_``, then G+ − G−) on the same state.

@@ -1,8 +1,10 @@
 """The Gaussian generator of the analog simulator (spikecim.analog.noise): its raw
 Philox4x32-10 blocks against the Random123 known-answer vectors and a Philox4x32-10 written
-here from the paper's round function, its normals against Box-Muller computed here from
-those words, its statistics against the normal distribution (scipy.stats.norm), and every
-fused pass against its formula evaluated by torch on the same normals."""
+here from the paper's round function, its float64 normals against Box-Muller computed here
+from those words, its float32 normals against the table inverse CDF re-implemented here in
+numpy (and against scipy's norm.ppf within the interpolation bound), its statistics against
+the normal distribution (scipy.stats.norm), and every fused pass against its formula
+evaluated by torch on the same normals."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from scipy import stats
+from scipy import special, stats
 
 from spikecim.analog import noise
 from spikecim.timing import torch_threads
@@ -119,15 +121,98 @@ def test_philox_blocks_equal_the_papers_round_function_written_in_python(counter
         assert block == philox4x32_10((b & MASK32, b >> 32, counter[2], counter[3]), key), j
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_normals_are_box_muller_of_the_python_philox_stream(dtype):
+def test_float64_normals_are_box_muller_of_the_python_philox_stream():
     n = 4003  # not a multiple of 4: the last block's last normal is not used
-    z = noise.standard_normal((n,), SEED, dtype).numpy()
+    z = noise.standard_normal((n,), SEED, torch.float64).numpy()
     ref = box_muller(stream_words(SEED, 0, (n + 3) // 4))[:n]
-    if dtype == torch.float64:  # libm against numpy: a few ulp
-        np.testing.assert_allclose(z, ref, rtol=1e-13, atol=1e-13)
-    else:  # float32 polynomials: |error| about 1e-6, more only where R is tiny (u1 near 1)
-        np.testing.assert_allclose(z, ref, rtol=2e-6, atol=5e-5)
+    np.testing.assert_allclose(z, ref, rtol=1e-13, atol=1e-13)  # libm against numpy: a few ulp
+
+
+ICDF_K = 7  # mantissa bits of u's float that pick the bin inside its binade
+
+
+def icdf_parts(words: np.ndarray):
+    """u of each word and its bin: v = 2 (w mod 2^31) + 1 rounded to float32 f, u = f 2^-33;
+    the bin's left edge u0 = 2^(e - 33) (1 + j / 2^K) (e: f's exponent, j: its top K mantissa
+    bits), width h = 2^(e - 33) / 2^K, and t = the remaining mantissa bits / 2^(23 - K)."""
+    v = ((words.astype(np.uint64) << 1) | 1) & MASK32
+    f = v.astype(np.uint32).astype(np.float32)  # one IEEE rounding, as the kernel
+    bits = f.view(np.uint32).astype(np.int64)
+    e = (bits >> 23) - 127
+    j = (bits >> (23 - ICDF_K)) & ((1 << ICDF_K) - 1)
+    u0 = np.ldexp(1.0 + j / 2**ICDF_K, e - 33)
+    h = np.ldexp(1.0, e - 33 - ICDF_K)
+    t = (bits & ((1 << (23 - ICDF_K)) - 1)).astype(np.float32) * np.float32(2.0 ** -(23 - ICDF_K))
+    return f.astype(np.float64) * 2.0**-33, u0, h, t
+
+
+def icdf_numpy(words: np.ndarray) -> np.ndarray:
+    """The float32 transform from raw words: |z| = -Phi^-1 at the bin's two edges (scipy's
+    ndtri, rounded to float32) interpolated linearly in float32 arithmetic with t, negated
+    when the word's top bit is set."""
+    _, u0, h, t = icdf_parts(words)
+    lo = (-special.ndtri(u0)).astype(np.float32)
+    hi = (-special.ndtri(np.minimum(u0 + h, 0.5))).astype(np.float32)
+    a = lo + (hi - lo) * t  # float32 operations, one rounding each
+    return np.where(words >> 31 == 1, -a, a)
+
+
+def awkward_words() -> np.ndarray:
+    """Words at the ends of u's range and around every binade edge of v = 2w + 1, both signs,
+    and random ones: a multiple of 4 (whole blocks)."""
+    edges = [(1 << e) - 1 for e in range(32)] + [1 << e for e in range(31)]
+    edges += [(1 << e) + 1 for e in range(31)] + [0x7FFFFFFE, 0x7FFFFFFF]
+    ws = np.array(edges, dtype=np.uint64) >> 1
+    rng = np.random.default_rng(8)
+    words = np.concatenate([ws, ws | 0x8000_0000, rng.integers(0, 2**32, size=1 << 18, dtype=np.uint64)])
+    return words[: len(words) // 4 * 4]
+
+
+def test_float32_normals_are_the_table_inverse_cdf_of_the_python_philox_stream():
+    n = 4003  # not a multiple of 4: element i is the normal of word i of the stream
+    z = noise.standard_normal((n,), SEED, torch.float32).numpy()
+    words = stream_words(SEED, 0, (n + 3) // 4).reshape(-1)[:n]
+    ref = icdf_numpy(words)
+    # the kernel's table comes from its own double-precision quantile: an edge may round to
+    # the neighbouring float; two ulp of the result cover that
+    assert np.all(np.abs(z - ref) <= 2 * np.spacing(np.abs(ref))), np.abs(z - ref).max()
+
+
+def test_float32_normal_i_takes_its_sign_from_word_i_and_shrinks_with_its_low_31_bits():
+    n = 1 << 14
+    z = noise.standard_normal((n,), SEED ^ 3, torch.float32).numpy()
+    words = stream_words(SEED ^ 3, 0, n // 4).reshape(-1)
+    assert np.array_equal(z < 0, (words >> 31) == 1)
+    order = np.argsort(words & 0x7FFF_FFFF, kind="stable")
+    assert np.all(np.diff(np.abs(z[order])) <= 0)  # u grows with the low bits, |z| falls
+
+
+def test_float32_transform_is_within_the_interpolation_bound_of_scipy_ppf():
+    """|z - (-Phi^-1(u))| on the kernel's own u (f 2^-33, f the float32 of 2w + 1) is at most
+    the linear-interpolation remainder h^2/8 max|g''| over the bin, g = Phi^-1, g''(u) =
+    z / phi(z)^2 (|g''| falls from the bin's left edge u0 towards 1/2, so max|g''| is at u0),
+    plus float32 rounding: two table entries, the subtraction, product and sum, each half an
+    ulp of a value at most |z(u0)|, so 3 ulp of |z(u0)| in all."""
+    words = awkward_words()
+    z = noise.icdf_raw(words.tolist()).numpy().astype(np.float64)
+    u, u0, h, _ = icdf_parts(words)
+    exact = np.where(words >> 31 == 1, 1.0, -1.0) * special.ndtri(u)
+    z0 = -special.ndtri(u0)
+    g2 = z0 / stats.norm.pdf(z0) ** 2
+    bound = h**2 / 8 * g2 + 3 * 2.0**-24 * np.maximum(z0, 2.0**-126)
+    err = np.abs(z - exact)
+    assert np.all(err <= bound), (err / bound).max()
+    assert err.max() < 4e-6  # K = 7: the remainder peaks near |z| = 1.15 at 3.3e-6
+
+
+@pytest.mark.parametrize("isa", ["avx2", "avx512"])
+def test_float32_transform_has_the_same_bits_on_every_vector_loop(isa):
+    words = awkward_words().tolist()
+    try:
+        vec = noise.icdf_raw(words, isa)
+    except RuntimeError:
+        pytest.skip(f"this CPU has no {isa}")
+    assert torch.equal(vec.view(torch.int32), noise.icdf_raw(words, "scalar").view(torch.int32))
 
 
 def test_normals_of_a_range_starting_inside_a_block_are_the_streams():
@@ -182,13 +267,15 @@ def test_tail_frequency_beyond_4_sigma_matches_the_normal(z32):
     assert abs(count - n * p) < 5 * math.sqrt(n * p * (1 - p))
 
 
-def test_lag_one_and_word_pair_correlations_vanish(z32):
-    n = len(z32)
-    bound = 5 / math.sqrt(n)
-    assert abs(np.corrcoef(z32[:-1], z32[1:])[0, 1]) < bound  # includes the pair of one word
-    assert abs(np.corrcoef(z32[1:-1:2], z32[2::2])[0, 1]) < 5 / math.sqrt(n // 2)  # across words
-    # squares of one word's pair share R: they must still be uncorrelated (Box-Muller)
-    assert abs(np.corrcoef(z32[0::2] ** 2, z32[1::2] ** 2)[0, 1]) < 5 / math.sqrt(n // 2)
+@pytest.mark.parametrize("which", ["z64", "z32"])
+def test_lag_one_and_neighbour_pair_correlations_vanish(which, request):
+    z = request.getfixturevalue(which)
+    n = len(z)
+    # float64: elements 2m, 2m+1 are one Box-Muller pair; float32: one word each
+    assert abs(np.corrcoef(z[:-1], z[1:])[0, 1]) < 5 / math.sqrt(n)  # within and across pairs
+    assert abs(np.corrcoef(z[1:-1:2], z[2::2])[0, 1]) < 5 / math.sqrt(n // 2)  # across pairs
+    # squares of one pair (a Box-Muller pair shares R) must be uncorrelated too
+    assert abs(np.corrcoef(z[0::2] ** 2, z[1::2] ** 2)[0, 1]) < 5 / math.sqrt(n // 2)
 
 
 def test_draws_across_thread_chunk_boundaries_are_uncorrelated():

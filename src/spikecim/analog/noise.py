@@ -8,9 +8,15 @@ kernel (``nn/kernels/normal_cpu.c``, built once per machine by
 - **generator**: Philox4x32-10 (Salmon et al., SC 2011; docs/references.md#philox), key
   ``(seed mod 2^32, seed / 2^32)``, counter ``(b mod 2^32, b / 2^32, 0, 0)`` for block b
   (four 32-bit words w0 … w3), evaluated one block per vector lane (``nn/kernels/philox.h``);
-- **transform**: Box-Muller, block b gives the normals of elements 4b … 4b+3, words
-  (w0, w1) the first pair and (w2, w3) the second (u1 = (w0 + 1)/2^32, u2 = w1/2^32,
-  R = sqrt(−2 ln u1), z = R cos 2πu2, R sin 2πu2);
+- **transform, float32**: the inverse CDF by table interpolation (as Intel MKL's
+  ``VSL_RNG_METHOD_GAUSSIAN_ICDF``; docs/references.md#gaussian-icdf), element 4b + k from
+  word k of block b alone: the top bit the sign, u = (2 (w mod 2^31) + 1)·2^−33 in (0, ½),
+  ``|z| = −Φ⁻¹(u)`` interpolated in a table over u's float binades and top 7 mantissa bits
+  (|error| ≤ 3.3e-6, |z| ≤ 6.34);
+- **transform, float64**: Box-Muller with libm, block b gives the normals of elements
+  4b … 4b+3, words (w0, w1) the first pair and (w2, w3) the second (u1 = (w0 + 1)/2^32,
+  u2 = w1/2^32, R = sqrt(−2 ln u1), z = R cos 2πu2, R sin 2πu2): float32 and float64 draws
+  of one key differ;
 - **seed**: a fresh 64-bit key per call, drawn from torch's generator (the global one unless
   a ``generator`` is given), so ``torch.manual_seed`` (or an explicit generator) reproduces
   a run exactly as before; **counter** = element index, so the draws do not depend on the
@@ -38,6 +44,7 @@ __all__ = [
     "available",
     "differential_read",
     "draw_seed",
+    "icdf_raw",
     "noisy_read",
     "normal_like",
     "philox_raw",
@@ -104,6 +111,20 @@ def philox_raw(
     if lib.philox_raw(c0 | c1 << 32, c2, c3, k0, k1, blocks, buf, _ISAS[isa]) != 0:
         raise RuntimeError(f"philox_raw: this CPU has no {isa} loop")
     return [tuple(buf[4 * j : 4 * j + 4]) for j in range(blocks)]
+
+
+def icdf_raw(words: list[int], isa: str = "auto") -> torch.Tensor:
+    """The float32 transform of raw 32-bit ``words`` (for tests): normal k is that of word k,
+    computed by the loop ``isa`` names (as :func:`philox_raw`; ``len(words)`` a multiple of 4,
+    the words of whole blocks)."""
+    if len(words) % 4:
+        raise ValueError(f"icdf_raw: words must be whole blocks of 4, got {len(words)}")
+    lib, _ = _require(torch.float32)
+    buf = (ctypes.c_uint32 * len(words))(*(int(w) & _MASK32 for w in words))
+    out = torch.empty(len(words), dtype=torch.float32)
+    if lib.icdf_raw(buf, len(words) // 4, ctypes.c_void_p(out.data_ptr()), _ISAS[isa]) != 0:
+        raise RuntimeError(f"icdf_raw: this CPU has no {isa} loop")
+    return out
 
 
 def noisy_read(
@@ -261,4 +282,6 @@ def _library(dtype: torch.dtype):
         ctypes.c_int,
     ]
     lib.philox_raw.restype = ctypes.c_int
+    lib.icdf_raw.argtypes = [ctypes.POINTER(u32), ctypes.c_int64, ctypes.c_void_p, ctypes.c_int]
+    lib.icdf_raw.restype = ctypes.c_int
     return lib, Args

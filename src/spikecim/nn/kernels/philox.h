@@ -1,4 +1,4 @@
-/* Philox4x32-10 and the Box-Muller transform: the N(0, 1) draws of spikecim's C kernels.
+/* Philox4x32-10 and its normal transforms: the N(0, 1) draws of spikecim's C kernels.
  *
  * Generator: Philox4x32-10 (Salmon, Moraes, Dror, Shaw, "Parallel random numbers: as easy
  * as 1, 2, 3", SC 2011; Random123's philox.h; docs/references.md#philox). A block is four
@@ -8,24 +8,34 @@
  * (0x9E3779B9, 0xBB67AE85) between rounds. The stream of a 64-bit seed: key
  * (seed mod 2^32, seed / 2^32), block b at counter (b mod 2^32, b / 2^32, 0, 0).
  *
- * Transform: Box-Muller. Block b gives the normals of elements 4b .. 4b+3, words (w0, w1)
- * the first pair and (w2, w3) the second: with u1 = (w0 + 1)/2^32 in (0, 1],
- * u2 = w1/2^32 in [0, 1), R = sqrt(-2 ln u1),
- *     z[4b] = R cos(2 pi u2),  z[4b + 1] = R sin(2 pi u2)      (w2, w3: z[4b + 2], z[4b + 3]).
- * Element i's normal depends on (seed, i) only, not on how the work is split over threads.
+ * float32 transform: the inverse CDF by table interpolation (the method of Intel MKL's
+ * VSL_RNG_METHOD_GAUSSIAN_ICDF; docs/references.md#gaussian-icdf), one normal per word:
+ * element 4b + k is the normal of word k of block b. Word r gives u = v 2^-33 in (0, 1/2)
+ * (v = 2 (r mod 2^31) + 1, rounded once to float) and z = +-|Phi^-1(u)|, negative when r's
+ * top bit is set. |Phi^-1| comes from a table over u's float binades (2^-33 .. 1/2) and the
+ * top 7 bits of its mantissa (4097 edges, both edges of a bin side by side: 32 KB), computed
+ * once at load time in double precision (Acklam's rational approximation and a Halley step),
+ * linearly interpolated with the remaining 16 mantissa bits: |error| at most 3.3e-6 (the
+ * interpolation remainder h^2/8 |Phi^-1''|, largest near |z| = 1.15), |z| up to 6.34.
+ * float64 transform: Box-Muller with libm, block b giving elements 4b .. 4b+3 from the pairs
+ * (w0, w1) and (w2, w3): with u1 = (w0 + 1)/2^32 in (0, 1], u2 = w1/2^32 in [0, 1),
+ * R = sqrt(-2 ln u1), z[4b] = R cos(2 pi u2), z[4b + 1] = R sin(2 pi u2). float32 and
+ * float64 draws of one key therefore differ. Element i's normal depends on (seed, i) only,
+ * not on how the work is split over threads.
  *
  * Speed (one core, CPU time, benchmarks/bench_noise.py): Philox4x32's 32 x 32 -> 64-bit
  * products are vpmuludq, so philox4x32_10_avx512 and _avx2 run a block per 64-bit vector
  * lane, 16 or 8 blocks per step (about 0.35 and 0.7 ns per word, where Philox4x64-10's
- * scalar 128-bit products took 1.4 ns per normal), chosen at run time. float32 Box-Muller:
- * Cephes' logf polynomial, and Cephes' sinf and cosf polynomials on [-pi/4, pi/4] after an
- * exact quadrant reduction of u2's bits (absolute error of z about 1e-6), in a loop the
- * compiler vectorises, cloned for AVX-512, AVX2 and a default target (about 0.6, 0.9 and
- * 1.5 ns per normal); the clones give the same bits (the same IEEE operations, no
- * contraction: cbuild.FLAGS has -ffp-contract=off). float64: libm, one pair after the other.
+ * scalar 128-bit products took 1.4 ns per normal), chosen at run time. The float32
+ * transform: icdf_blocks_avx512 and _avx2 read both edges of 8 or 4 bins per 64-bit gather
+ * (_mm512_i32gather_pd, _mm256_i32gather_pd) and interleave the four words' normals into
+ * element order (about 0.3 and 0.5 ns per normal where Box-Muller's Cephes polynomials
+ * took 0.6 and 0.9), chosen at run time, icdf_blocks_scalar elsewhere (1.2 ns); all three
+ * give the same bits (the same IEEE operations, no contraction: cbuild.FLAGS has
+ * -ffp-contract=off). float64: libm, one pair after the other.
  *
- * Include it in a kernel built with cbuild.FLAGS (no -march=native: the Philox loops carry
- * their own target attributes, the Box-Muller loop is a target clone).
+ * Include it in a kernel built with cbuild.FLAGS (no -march=native: the vector loops carry
+ * their own target attributes; -DNO_CLONES keeps the transform to its scalar loop).
  */
 #ifndef SPIKECIM_PHILOX_H
 #define SPIKECIM_PHILOX_H
@@ -166,7 +176,7 @@ static __attribute__((unused)) void philox4x32_10_blocks(uint64_t b0, uint32_t c
     philox4x32_10_scalar(b0, c2, c3, k0, k1, nb, w);
 }
 
-/* ---- Box-Muller, float32 -------------------------------------------------------------- */
+/* ---- ln, float32 (Cephes logf; the PCM read noise of normal_cpu.c's written_run) -------- */
 
 /* ln x for x in (0, 1] (and every positive normal float), Cephes logf: the mantissa in
  * [sqrt(1/2), sqrt(2)), a degree-9 polynomial, the exponent's ln 2 in two parts. */
@@ -197,43 +207,207 @@ PHILOX_INLINE float log_unit(float x) {
     return f + y + 0.693359375f * fe;
 }
 
-/* The pair (R cos 2 pi u2, R sin 2 pi u2) of words r1 (u1 = (r1 + 1)/2^32), r2 (u2 = r2/2^32). */
-PHILOX_INLINE void box_muller_f32(uint32_t r1, uint32_t r2, float *zc, float *zs) {
-    /* (r1 + 1)/2^32 rounded once: both parts are exact in float */
-    const float u1 = ((float)(int32_t)(r1 >> 16) * 65536.0f + (float)(int32_t)((r1 & 0xffffu) + 1u)) * 0x1p-32f;
-    const float r = sqrtf(-2.0f * log_unit(u1));
-    /* 2 pi u2 = q pi/2 + t, t in [-pi/4, pi/4): an eighth of a turn added to r2 (mod 2^32)
-     * puts the quadrant q in its top two bits */
-    const uint32_t v = r2 + 0x20000000u;
-    const int32_t q = (int32_t)(v >> 30);
-    const float t = (float)((int32_t)(v & 0x3fffffffu) - 0x20000000) * (0x1p-30f * 1.57079632679489662f);
-    const float t2 = t * t;
-    /* Cephes sinf and cosf on [-pi/4, pi/4] */
-    float s = -1.9515295891e-4f;
-    s = s * t2 + 8.3321608736e-3f;
-    s = s * t2 - 1.6666654611e-1f;
-    s = s * t2 * t + t;
-    float c = 2.443315711809948e-5f;
-    c = c * t2 - 1.388731625493765e-3f;
-    c = c * t2 + 4.166664568298827e-2f;
-    c = c * t2 * t2 - 0.5f * t2 + 1.0f;
-    /* rotate by q quarter turns: (cos, sin) -> (-sin, cos) per quarter */
-    const int32_t odd = q & 1;
-    const float cq = odd ? s : c, sq = odd ? c : s;
-    const float sign_c = ((q + 1) & 2) ? -1.0f : 1.0f; /* q = 1, 2 */
-    const float sign_s = (q & 2) ? -1.0f : 1.0f;     /* q = 2, 3 */
-    *zc = r * (sign_c * cq);
-    *zs = r * (sign_s * sq);
+/* ---- inverse CDF by table interpolation, float32 --------------------------------------- */
+
+/* Phi^-1(p), the standard normal quantile, for p in (0, 1/2], in double precision: Acklam's
+ * rational approximations (P. J. Acklam, "An algorithm for computing the inverse normal
+ * cumulative distribution function", 2003; relative error below 1.15e-9) and one step of
+ * Halley's method on erfc, as Acklam gives it, which brings it to about double precision. */
+static double philox_inverse_normal_lower(double p) {
+    static const double a[6] = {-3.969683028665376e+01, 2.209460984245205e+02, -2.759285104469687e+02,
+                                1.383577518672690e+02,  -3.066479806614716e+01, 2.506628277459239e+00};
+    static const double b[5] = {-5.447609879822406e+01, 1.615858368580409e+02, -1.556989798598866e+02,
+                                6.680131188771972e+01, -1.328068155288572e+01};
+    static const double c[6] = {-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e+00,
+                                -2.549732539343734e+00, 4.374664141464968e+00,  2.938163982698783e+00};
+    static const double d[4] = {7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e+00,
+                                3.754408661907416e+00};
+    double x;
+    if (p < 0.02425) {
+        const double q = sqrt(-2.0 * log(p));
+        x = (((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) /
+            ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1.0);
+    } else {
+        const double q = p - 0.5, r = q * q;
+        x = (((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5]) * q /
+            (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1.0);
+    }
+    const double e = 0.5 * erfc(-x / sqrt(2.0)) - p;
+    const double u = e * sqrt(2.0 * M_PI) * exp(x * x / 2.0);
+    return x - u / (1.0 + x * u / 2.0);
 }
 
-/* Box-Muller of nb blocks' words into z[0 .. 4nb), one block per vector lane. */
-PHILOX_CLONES static void box_muller_blocks_f32(const uint32_t *restrict w0, const uint32_t *restrict w1,
-                                                const uint32_t *restrict w2, const uint32_t *restrict w3,
-                                                int64_t nb, float *restrict z) {
-    for (int64_t j = 0; j < nb; j++) {
-        box_muller_f32(w0[j], w1[j], z + 4 * j, z + 4 * j + 1);
-        box_muller_f32(w2[j], w3[j], z + 4 * j + 2, z + 4 * j + 3);
+/* The table: word r's u is v * 2^-33 with v = 2 (r mod 2^31) + 1 (odd, so u in (0, 1/2),
+ * never 0), v rounded once to float f in [1, 2^32]. f's exponent e (0 .. 32) and the top
+ * PHILOX_ICDF_K bits j of its mantissa name the bin i = e * 2^K + j (i is f's bit pattern
+ * shifted right by 23 - K, less 127 * 2^K), whose left edge is u_i = 2^(e - 33) (1 + j/2^K);
+ * the next bin's left edge is this bin's right edge, also across binades. The table holds
+ * -Phi^-1(u_i) >= 0 rounded to float, u_{32 * 2^K} = 1/2 (z = 0), and one entry more so
+ * that f = 2^32 reads a right edge too. */
+#define PHILOX_ICDF_K 7
+#define PHILOX_ICDF_BINS (32 << PHILOX_ICDF_K)
+#define PHILOX_ICDF_FRAC ((1u << (23 - PHILOX_ICDF_K)) - 1u) /* the mantissa bits below the bin's */
+#define PHILOX_ICDF_STEP (1.0f / (float)(1u << (23 - PHILOX_ICDF_K)))
+/* bin i's two edges side by side, (2i, 2i + 1): one 64-bit gather reads both */
+static float philox_icdf_table[2 * (PHILOX_ICDF_BINS + 1)];
+
+__attribute__((constructor)) static void philox_icdf_table_init(void) {
+    float edge[PHILOX_ICDF_BINS + 2];
+    for (int i = 0; i < PHILOX_ICDF_BINS; i++) {
+        const double u = ldexp(1.0 + (double)(i & ((1 << PHILOX_ICDF_K) - 1)) / (1 << PHILOX_ICDF_K),
+                               (i >> PHILOX_ICDF_K) - 33);
+        edge[i] = (float)-philox_inverse_normal_lower(u);
     }
+    edge[PHILOX_ICDF_BINS] = edge[PHILOX_ICDF_BINS + 1] = 0.0f; /* u = 1/2 */
+    for (int i = 0; i <= PHILOX_ICDF_BINS; i++) {
+        philox_icdf_table[2 * i] = edge[i];
+        philox_icdf_table[2 * i + 1] = edge[i + 1];
+    }
+}
+
+/* The normal of word r: |z| = -Phi^-1(u) interpolated linearly inside u's bin with the
+ * remaining 23 - K mantissa bits of f, z = -|z| when r's top bit is set. */
+PHILOX_INLINE float icdf_f32(uint32_t r) {
+    const uint32_t v = (r << 1) | 1u;
+    /* v rounded once: both parts are exact in float */
+    const float f = (float)(int32_t)(v >> 16) * 65536.0f + (float)(int32_t)(v & 0xffffu);
+    uint32_t bits;
+    memcpy(&bits, &f, 4);
+    const int32_t i = (int32_t)(bits >> (23 - PHILOX_ICDF_K)) - (127 << PHILOX_ICDF_K);
+    const float t = (float)(int32_t)(bits & PHILOX_ICDF_FRAC) * PHILOX_ICDF_STEP;
+    const float lo = philox_icdf_table[2 * i], hi = philox_icdf_table[2 * i + 1];
+    const float a = lo + (hi - lo) * t;
+    uint32_t za;
+    memcpy(&za, &a, 4);
+    za ^= r & 0x80000000u;
+    float z;
+    memcpy(&z, &za, 4);
+    return z;
+}
+
+/* The transform of nb blocks' words into z[0 .. 4nb): z[4j + k] = icdf_f32(wk[j]). */
+static void icdf_blocks_scalar(const uint32_t *restrict w0, const uint32_t *restrict w1,
+                               const uint32_t *restrict w2, const uint32_t *restrict w3, int64_t nb,
+                               float *restrict z) {
+    for (int64_t j = 0; j < nb; j++) {
+        z[4 * j] = icdf_f32(w0[j]);
+        z[4 * j + 1] = icdf_f32(w1[j]);
+        z[4 * j + 2] = icdf_f32(w2[j]);
+        z[4 * j + 3] = icdf_f32(w3[j]);
+    }
+}
+
+#ifdef PHILOX_SIMD
+/* icdf_f32 on 8 (AVX2) or 16 (AVX-512) words: the same IEEE operations, the table read by
+ * gathers (_mm256_i32gather_ps, _mm512_i32gather_ps). */
+__attribute__((target("avx2"))) static inline __m256 icdf_avx2(const uint32_t *w) {
+    const __m256i r = _mm256_loadu_si256((const __m256i *)w);
+    const __m256i v = _mm256_or_si256(_mm256_slli_epi32(r, 1), _mm256_set1_epi32(1));
+    const __m256 f = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(v, 16)), _mm256_set1_ps(65536.0f)),
+                                   _mm256_cvtepi32_ps(_mm256_and_si256(v, _mm256_set1_epi32(0xffff))));
+    const __m256i bits = _mm256_castps_si256(f);
+    const __m256i i = _mm256_sub_epi32(_mm256_srli_epi32(bits, 23 - PHILOX_ICDF_K),
+                                       _mm256_set1_epi32(127 << PHILOX_ICDF_K));
+    const __m256 t = _mm256_mul_ps(
+        _mm256_cvtepi32_ps(_mm256_and_si256(bits, _mm256_set1_epi32(PHILOX_ICDF_FRAC))), _mm256_set1_ps(PHILOX_ICDF_STEP));
+    /* the pairs of elements (0 1 4 5) and (2 3 6 7): per 128-bit half the even floats are
+     * the left edges of four elements in order, the odd ones the right edges */
+    const __m256i ip = _mm256_permute4x64_epi64(i, 0xD8);
+    const __m256 g0 = _mm256_castpd_ps(_mm256_i32gather_pd((const double *)philox_icdf_table, _mm256_castsi256_si128(ip), 8));
+    const __m256 g1 = _mm256_castpd_ps(_mm256_i32gather_pd((const double *)philox_icdf_table, _mm256_extracti128_si256(ip, 1), 8));
+    const __m256 lo = _mm256_shuffle_ps(g0, g1, 0x88), hi = _mm256_shuffle_ps(g0, g1, 0xDD);
+    const __m256 a = _mm256_add_ps(lo, _mm256_mul_ps(_mm256_sub_ps(hi, lo), t));
+    return _mm256_xor_ps(a, _mm256_castsi256_ps(_mm256_and_si256(r, _mm256_set1_epi32((int)0x80000000u))));
+}
+
+__attribute__((target("avx512f"))) static inline __m512 icdf_avx512(const uint32_t *w) {
+    const __m512i r = _mm512_loadu_si512(w);
+    const __m512i v = _mm512_or_si512(_mm512_slli_epi32(r, 1), _mm512_set1_epi32(1));
+    const __m512 f = _mm512_cvtepu32_ps(v); /* rounded to nearest, as the two exact parts' sum */
+    const __m512i bits = _mm512_castps_si512(f);
+    const __m512i i = _mm512_sub_epi32(_mm512_srli_epi32(bits, 23 - PHILOX_ICDF_K),
+                                       _mm512_set1_epi32(127 << PHILOX_ICDF_K));
+    const __m512 t = _mm512_mul_ps(
+        _mm512_cvtepi32_ps(_mm512_and_si512(bits, _mm512_set1_epi32(PHILOX_ICDF_FRAC))), _mm512_set1_ps(PHILOX_ICDF_STEP));
+    /* the pairs of elements 4l, 4l+1 (l = 0 .. 3) and of 4l+2, 4l+3: per 128-bit lane the
+     * even floats are the left edges of four elements in order, the odd ones the right edges */
+    const __m512i ip = _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7), i);
+    const __m512 g0 = _mm512_castpd_ps(_mm512_i32gather_pd(_mm512_castsi512_si256(ip), philox_icdf_table, 8));
+    const __m512 g1 = _mm512_castpd_ps(_mm512_i32gather_pd(_mm512_extracti64x4_epi64(ip, 1), philox_icdf_table, 8));
+    const __m512 lo = _mm512_shuffle_ps(g0, g1, 0x88), hi = _mm512_shuffle_ps(g0, g1, 0xDD);
+    const __m512 a = _mm512_add_ps(lo, _mm512_mul_ps(_mm512_sub_ps(hi, lo), t));
+    return _mm512_castsi512_ps(
+        _mm512_xor_si512(_mm512_castps_si512(a), _mm512_and_si512(r, _mm512_set1_epi32((int)0x80000000u))));
+}
+
+/* 8 blocks' normals: a, b, c, d (words 0 .. 3 of blocks j .. j+7) interleaved into z[0 .. 32) */
+__attribute__((target("avx2"))) static void icdf_blocks_avx2(const uint32_t *restrict w0, const uint32_t *restrict w1,
+                                                             const uint32_t *restrict w2, const uint32_t *restrict w3,
+                                                             int64_t nb, float *restrict z) {
+    int64_t j = 0;
+    for (; j + 8 <= nb; j += 8) {
+        const __m256 a = icdf_avx2(w0 + j), b = icdf_avx2(w1 + j), c = icdf_avx2(w2 + j), d = icdf_avx2(w3 + j);
+        /* per 128-bit half h: ab_lo = (a0 b0 a1 b1), ab_hi = (a2 b2 a3 b3) of its four blocks */
+        const __m256d ab_lo = _mm256_castps_pd(_mm256_unpacklo_ps(a, b)), ab_hi = _mm256_castps_pd(_mm256_unpackhi_ps(a, b));
+        const __m256d cd_lo = _mm256_castps_pd(_mm256_unpacklo_ps(c, d)), cd_hi = _mm256_castps_pd(_mm256_unpackhi_ps(c, d));
+        /* tk: block 4h + k of each half h */
+        const __m256 t0 = _mm256_castpd_ps(_mm256_unpacklo_pd(ab_lo, cd_lo));
+        const __m256 t1 = _mm256_castpd_ps(_mm256_unpackhi_pd(ab_lo, cd_lo));
+        const __m256 t2 = _mm256_castpd_ps(_mm256_unpacklo_pd(ab_hi, cd_hi));
+        const __m256 t3 = _mm256_castpd_ps(_mm256_unpackhi_pd(ab_hi, cd_hi));
+        float *o = z + 4 * j;
+        _mm256_storeu_ps(o, _mm256_permute2f128_ps(t0, t1, 0x20));
+        _mm256_storeu_ps(o + 8, _mm256_permute2f128_ps(t2, t3, 0x20));
+        _mm256_storeu_ps(o + 16, _mm256_permute2f128_ps(t0, t1, 0x31));
+        _mm256_storeu_ps(o + 24, _mm256_permute2f128_ps(t2, t3, 0x31));
+    }
+    icdf_blocks_scalar(w0 + j, w1 + j, w2 + j, w3 + j, nb - j, z + 4 * j);
+}
+
+__attribute__((target("avx512f"))) static void icdf_blocks_avx512(const uint32_t *restrict w0,
+                                                                  const uint32_t *restrict w1,
+                                                                  const uint32_t *restrict w2,
+                                                                  const uint32_t *restrict w3, int64_t nb,
+                                                                  float *restrict z) {
+    int64_t j = 0;
+    for (; j + 16 <= nb; j += 16) {
+        const __m512 a = icdf_avx512(w0 + j), b = icdf_avx512(w1 + j), c = icdf_avx512(w2 + j),
+                     d = icdf_avx512(w3 + j);
+        const __m512d ab_lo = _mm512_castps_pd(_mm512_unpacklo_ps(a, b)), ab_hi = _mm512_castps_pd(_mm512_unpackhi_ps(a, b));
+        const __m512d cd_lo = _mm512_castps_pd(_mm512_unpacklo_ps(c, d)), cd_hi = _mm512_castps_pd(_mm512_unpackhi_ps(c, d));
+        /* tk: block 4l + k of each 128-bit lane l */
+        const __m512 t0 = _mm512_castpd_ps(_mm512_unpacklo_pd(ab_lo, cd_lo));
+        const __m512 t1 = _mm512_castpd_ps(_mm512_unpackhi_pd(ab_lo, cd_lo));
+        const __m512 t2 = _mm512_castpd_ps(_mm512_unpacklo_pd(ab_hi, cd_hi));
+        const __m512 t3 = _mm512_castpd_ps(_mm512_unpackhi_pd(ab_hi, cd_hi));
+        /* the 4 x 4 transpose of 128-bit lanes: u0 = blocks (0 4 1 5), u1 = (2 6 3 7), u2 = (8 12 9 13), u3 = (10 14 11 15) */
+        const __m512 u0 = _mm512_shuffle_f32x4(t0, t1, 0x44), u1 = _mm512_shuffle_f32x4(t2, t3, 0x44);
+        const __m512 u2 = _mm512_shuffle_f32x4(t0, t1, 0xEE), u3 = _mm512_shuffle_f32x4(t2, t3, 0xEE);
+        float *o = z + 4 * j;
+        _mm512_storeu_ps(o, _mm512_shuffle_f32x4(u0, u1, 0x88));
+        _mm512_storeu_ps(o + 16, _mm512_shuffle_f32x4(u0, u1, 0xDD));
+        _mm512_storeu_ps(o + 32, _mm512_shuffle_f32x4(u2, u3, 0x88));
+        _mm512_storeu_ps(o + 48, _mm512_shuffle_f32x4(u2, u3, 0xDD));
+    }
+    icdf_blocks_scalar(w0 + j, w1 + j, w2 + j, w3 + j, nb - j, z + 4 * j);
+}
+#endif
+
+/* icdf_blocks_avx512 or _avx2 where the CPU has them (not in a NO_CLONES build), else
+ * icdf_blocks_scalar: the same bits. */
+static __attribute__((unused)) void icdf_blocks_f32(const uint32_t *w0, const uint32_t *w1, const uint32_t *w2,
+                                                   const uint32_t *w3, int64_t nb, float *z) {
+#if defined(PHILOX_SIMD) && !defined(NO_CLONES)
+    if (__builtin_cpu_supports("avx512f")) {
+        icdf_blocks_avx512(w0, w1, w2, w3, nb, z);
+        return;
+    }
+    if (__builtin_cpu_supports("avx2")) {
+        icdf_blocks_avx2(w0, w1, w2, w3, nb, z);
+        return;
+    }
+#endif
+    icdf_blocks_scalar(w0, w1, w2, w3, nb, z);
 }
 
 /* The normals of blocks b0 .. b0+nb-1 (nb <= PHILOX_GROUP) into z[0 .. 4nb). */
@@ -241,7 +415,7 @@ static __attribute__((unused)) void philox_normal_blocks_f32(uint64_t seed, uint
     uint32_t w[4][PHILOX_GROUP];
     const philox_words words = {w[0], w[1], w[2], w[3]};
     philox4x32_10_blocks(b0, 0, 0, (uint32_t)seed, (uint32_t)(seed >> 32), nb, words);
-    box_muller_blocks_f32(w[0], w[1], w[2], w[3], nb, z);
+    icdf_blocks_f32(w[0], w[1], w[2], w[3], nb, z);
 }
 
 /* ---- Box-Muller, float64 (libm) ------------------------------------------------------- */
