@@ -112,14 +112,18 @@ def conv_range_grad(code: torch.Tensor, kernel: torch.Tensor, g: torch.Tensor, g
     M, _, kh, kw = kernel.shape
     Ho, Wo = g.shape[2:]
     kt = kernel.detach().permute(1, 2, 3, 0).contiguous()  # [C, kh, kw, M]: each tap's column
-    gt = g.permute(0, 2, 3, 1).contiguous()  # [B, Ho, Wo, M]: each window's gradient
+    g = g.contiguous()
+    gt = torch.empty(B, Ho, Wo, M, dtype=g.dtype)  # each window's gradient, filled by the kernel
     partial = torch.empty(B, dtype=torch.float64)
+    windows = torch.empty(H * kh + W * kw, dtype=torch.int64)
     lib, structs = _library()
     a = structs["range"](
         code=code.contiguous().data_ptr(),
         kt=kt.data_ptr(),
+        g=g.data_ptr(),
         gt=gt.data_ptr(),
         partial=partial.data_ptr(),
+        windows=windows.data_ptr(),
         B=B, C=C, H=H, W=W, M=M, kh=kh, kw=kw, Ho=Ho, Wo=Wo,
         sh=stride[0], sw=stride[1], ph=padding[0], pw=padding[1], dh=dilation[0], dw=dilation[1],
     )  # fmt: skip
@@ -191,7 +195,7 @@ def _library():
         "dac_back": _struct("DacBackArgs", ("g", "code", "grad", "sums"), ("n", "chunk"), (), False),
         "range": _struct(
             "RangeArgs",
-            ("code", "kt", "gt", "partial"),
+            ("code", "kt", "g", "gt", "partial", "windows"),
             ("B", "C", "H", "W", "M", "kh", "kw", "Ho", "Wo", "sh", "sw", "ph", "pw", "dh", "dw"),
             (),
             False,

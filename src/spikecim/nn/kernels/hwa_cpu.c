@@ -58,12 +58,15 @@ typedef struct {
 /* The clipped inputs' share of a convolution tile's range gradient, per sample b:
  * partial[b] = Σ over inputs (b, c, y, x) with code UPPER (LOWER), over the kernel taps (i, j)
  * whose window (oy, ox) = ((y + ph − i·dh)/sh, (x + pw − j·dw)/sw) exists, of min(±gp, 0),
- * gp = Σ_m kt[c, i, j, m] · gt[b, oy, ox, m] (the patch entry's gradient Wᵀ·G). */
+ * gp = Σ_m kt[c, i, j, m] · g[b, m, oy, ox] (the patch entry's gradient Wᵀ·G), read from g
+ * transposed (each window's M values side by side) in blocks of 16 × 16. */
 typedef struct {
     const uint8_t *code; /* [B, C, H, W] */
     const float *kt;     /* [C, kh, kw, M] */
-    const float *gt;     /* [B, Ho, Wo, M] */
+    const float *g;      /* [B, M, Ho, Wo]: the output gradient */
+    float *gt;           /* [B, Ho, Wo, M] work space: g transposed, per sample that clipped */
     double *partial;     /* [B] */
+    int64_t *windows;    /* [H·kh + W·kw] work space: window_table's rows, then columns */
     int64_t B, C, H, W, M, kh, kw, Ho, Wo, sh, sw, ph, pw, dh, dw;
 } range_args;
 
@@ -89,22 +92,11 @@ CLONES static void dac_chunk(const void *p, int64_t c) {
     float *restrict y = a->y;
     uint8_t *restrict code = a->code;
     int64_t count = 0;
-    if (a->quantise) {
-        for (int64_t i = lo; i < hi; i++) {
-            const float x = xs[i];
-            float v = x < nr ? nr : x;
-            v = v > r ? r : v;
-            y[i] = rintf(v * inv) * step;
-        }
-    } else {
-        for (int64_t i = lo; i < hi; i++) {
-            const float x = xs[i];
-            const float v = x < nr ? nr : x;
-            y[i] = v > r ? r : v;
-        }
-    }
     for (int64_t i = lo; i < hi; i++) {
         const float x = xs[i];
+        float v = x < nr ? nr : x;
+        v = v > r ? r : v;
+        y[i] = a->quantise ? rintf(v * inv) * step : v;
         const int up = x >= r, down = x <= nr;
         code[i] = (uint8_t)(up * UPPER + down * LOWER + !(x >= nr && x <= r) * OUTSIDE);
         count += up + down;
@@ -147,89 +139,157 @@ void hwa_dac_backward(const dac_back_args *a, int threads) {
     run_items(a, dac_back_chunk, (a->n + a->chunk - 1) / a->chunk, threads);
 }
 
-/* Σ_m w[m]·g[m] over LANES interleaved partial sums (they vectorise), then the lanes. */
-#define LANES 8
-CLONES static float dot(const float *restrict w, const float *restrict g, int64_t M) {
-    float acc[LANES] = {0};
-    int64_t m = 0;
-    for (; m + LANES <= M; m += LANES)
-        for (int l = 0; l < LANES; l++) acc[l] += w[m + l] * g[m + l];
-    float s = 0.0f;
+/* Up to TAPS dot products Σ_m w[t][m]·g[t][m] of length M at once: each in its own vector
+ * of 8 partial sums (independent chains, so they run at the loads' pace), then the lanes.
+ * TAPS = 9 holds a 3 × 3 kernel's taps; a full set unrolls, accumulators in registers. */
+#define TAPS 9
+typedef float v8 __attribute__((vector_size(32)));
+
+static inline v8 load8(const float *p) {
+    v8 v;
+    __builtin_memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline float lanes(v8 v, const float *w, const float *g, int64_t m, int64_t M) {
+    float s = ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
     for (; m < M; m++) s += w[m] * g[m];
-    for (int l = 0; l < LANES; l++) s += acc[l];
     return s;
 }
 
-static void range_sample(const void *p, int64_t b) {
-    const range_args *a = (const range_args *)p;
-    const int64_t M = a->M, plane = a->H * a->W;
+static inline void dots(const float *const *w, const float *const *g, int n, int64_t M, float *out) {
+    v8 acc[TAPS];
+    int64_t m = 0;
+    if (n == TAPS) {
+#pragma GCC unroll 9
+        for (int t = 0; t < TAPS; t++) acc[t] = (v8){0};
+        for (; m + 8 <= M; m += 8)
+#pragma GCC unroll 9
+            for (int t = 0; t < TAPS; t++) acc[t] += load8(w[t] + m) * load8(g[t] + m);
+    } else {
+        for (int t = 0; t < n; t++) acc[t] = (v8){0};
+        for (; m + 8 <= M; m += 8)
+            for (int t = 0; t < n; t++) acc[t] += load8(w[t] + m) * load8(g[t] + m);
+    }
+    for (int t = 0; t < n; t++) out[t] = lanes(acc[t], w[t], g[t], m, M);
+}
+
+/* Σ of min(gp, 0) (UPPER) and min(−gp, 0) (LOWER) over the n taps' dot products. */
+static inline double clipped_sum(uint8_t k, const float *const *w, const float *const *g, int n, int64_t M) {
+    float gp[TAPS];
     double s = 0.0;
+    dots(w, g, n, M, gp);
+    for (int t = 0; t < n; t++) {
+        if (k & UPPER) s += gp[t] < 0.0f ? gp[t] : 0.0f;
+        if (k & LOWER) s += -gp[t] < 0.0f ? -gp[t] : 0.0f;
+    }
+    return s;
+}
+
+CLONES static void range_sample(const void *p, int64_t b) {
+    const range_args *a = (const range_args *)p;
+    const int64_t M = a->M, W = a->W, plane = a->H * a->W, kh = a->kh, kw = a->kw;
+    const int64_t *rows = a->windows, *cols = a->windows + a->H * kh;
+    const float *ws[TAPS], *gs[TAPS];
+    double s = 0.0;
+    int any = 0;
+    for (int64_t i = 0; i < a->C * plane && !any; i++) any = a->code[b * a->C * plane + i] & (UPPER | LOWER);
+    if (!any) {
+        a->partial[b] = 0.0;
+        return;
+    }
+    const int64_t L = a->Ho * a->Wo;
+    const float *src = a->g + b * M * L;
+    float *dst = a->gt + b * L * M;
+    for (int64_t m0 = 0; m0 < M; m0 += 16)
+        for (int64_t l0 = 0; l0 < L; l0 += 16)
+            for (int64_t m = m0; m < m0 + 16 && m < M; m++)
+                for (int64_t l = l0; l < l0 + 16 && l < L; l++) dst[l * M + m] = src[m * L + l];
     for (int64_t c = 0; c < a->C; c++) {
         const uint8_t *code = a->code + (b * a->C + c) * plane;
+        const float *kc = a->kt + c * kh * kw * M;
         for (int64_t yx = 0; yx < plane; yx++) {
-            const uint8_t k = code[yx];
-            if (!(k & (UPPER | LOWER))) continue;
-            const int64_t y = yx / a->W, x = yx % a->W;
-            for (int64_t i = 0; i < a->kh; i++) {
-                const int64_t oy = y + a->ph - i * a->dh;
-                if (oy < 0 || oy % a->sh || oy / a->sh >= a->Ho) continue;
-                for (int64_t j = 0; j < a->kw; j++) {
-                    const int64_t ox = x + a->pw - j * a->dw;
-                    if (ox < 0 || ox % a->sw || ox / a->sw >= a->Wo) continue;
-                    const float *w = a->kt + ((c * a->kh + i) * a->kw + j) * M;
-                    const float *g = a->gt + ((b * a->Ho + oy / a->sh) * a->Wo + ox / a->sw) * M;
-                    const float gp = dot(w, g, M);
-                    if (k & UPPER) s += gp < 0.0f ? gp : 0.0f;
-                    if (k & LOWER) s += -gp < 0.0f ? -gp : 0.0f;
+            if (yx + 8 <= plane) { /* eight inputs at once: most clip nowhere */
+                uint64_t word;
+                __builtin_memcpy(&word, code + yx, 8);
+                if (!(word & 0x0303030303030303ULL)) {
+                    yx += 7;
+                    continue;
                 }
             }
+            const uint8_t k = code[yx];
+            if (!(k & (UPPER | LOWER))) continue;
+            const int64_t y = yx / W, x = yx - y * W;
+            int n = 0; /* taps gathered for the next dots() */
+            for (int64_t i = 0; i < kh; i++) {
+                const int64_t oy = rows[y * kh + i];
+                if (oy < 0) continue;
+                for (int64_t j = 0; j < kw; j++) {
+                    const int64_t ox = cols[x * kw + j];
+                    if (ox < 0) continue;
+                    ws[n] = kc + (i * kw + j) * M;
+                    gs[n] = a->gt + ((b * a->Ho + oy) * a->Wo + ox) * M;
+                    if (++n == TAPS) {
+                        s += clipped_sum(k, ws, gs, n, M);
+                        n = 0;
+                    }
+                }
+            }
+            if (n) s += clipped_sum(k, ws, gs, n, M);
         }
     }
     a->partial[b] = s;
 }
 
-void hwa_conv_range_grad(const range_args *a, int threads) { run_items(a, range_sample, a->B, threads); }
+/* The window (output row, column) that input row y (column x) meets through kernel row i
+ * (column j), or −1 where the stride skips it or it lies outside the output. */
+static void window_table(int64_t *t, int64_t n, int64_t k, int64_t pad, int64_t dil, int64_t stride, int64_t out) {
+    for (int64_t y = 0; y < n; y++)
+        for (int64_t i = 0; i < k; i++) {
+            const int64_t o = y + pad - i * dil;
+            t[y * k + i] = (o < 0 || o % stride || o / stride >= out) ? -1 : o / stride;
+        }
+}
+
+void hwa_conv_range_grad(const range_args *a, int threads) {
+    window_table(a->windows, a->H, a->kh, a->ph, a->dh, a->sh, a->Ho);
+    window_table(a->windows + a->H * a->kh, a->W, a->kw, a->pw, a->dw, a->sw, a->Wo);
+    run_items(a, range_sample, a->B, threads);
+}
 
 CLONES static void adc_chunk(const void *p, int64_t c) {
     const adc_args *a = (const adc_args *)p;
     const int64_t lo = c * a->chunk, hi = lo + a->chunk < a->n ? lo + a->chunk : a->n;
-    const float *restrict ys = a->y, *restrict prev = a->prev;
+    const float *ys = a->y, *prev = a->prev;
     float *out = a->out; /* may be y or prev */
     uint8_t *restrict mask = a->mask;
+    const float inv = a->inv, step = a->step, q = a->q, nq = -q, b = a->bound, nb = -b;
     int64_t saturated = 0;
-    if (a->quantise) {
-        const float inv = a->inv, step = a->step, q = a->q, nq = -q;
+    if (a->quantise && prev)
         for (int64_t i = lo; i < hi; i++) {
             const float k = rintf(ys[i] * inv);
             const int o = k > q || k < nq;
             mask[i] = (uint8_t)o;
             saturated += o;
+            out[i] = prev[i] + (k < nq ? nq : (k > q ? q : k)) * step;
         }
-        if (prev)
-            for (int64_t i = lo; i < hi; i++) {
-                const float k = rintf(ys[i] * inv);
-                out[i] = prev[i] + (k < nq ? nq : (k > q ? q : k)) * step;
-            }
-        else
-            for (int64_t i = lo; i < hi; i++) {
-                const float k = rintf(ys[i] * inv);
-                out[i] = (k < nq ? nq : (k > q ? q : k)) * step;
-            }
-    } else {
-        const float b = a->bound, nb = -b;
+    else if (a->quantise)
+        for (int64_t i = lo; i < hi; i++) {
+            const float k = rintf(ys[i] * inv);
+            const int o = k > q || k < nq;
+            mask[i] = (uint8_t)o;
+            saturated += o;
+            out[i] = (k < nq ? nq : (k > q ? q : k)) * step;
+        }
+    else
         for (int64_t i = lo; i < hi; i++) {
             const float y = ys[i];
             const int o = y > b || y < nb;
             mask[i] = (uint8_t)o;
             saturated += o;
-        }
-        for (int64_t i = lo; i < hi; i++) {
-            const float y = ys[i];
-            float v = y < nb ? nb : y;
-            v = v > b ? b : v;
+            const float v = y < nb ? nb : (y > b ? b : y);
             out[i] = prev ? prev[i] + v : v;
         }
-    }
     a->saturated[c] = saturated;
 }
 
