@@ -167,3 +167,18 @@ def test_without_a_compiler_the_torch_passes_run_with_one_warning(no_c_compiler)
     messages = [str(w.message) for w in caught if "hardware-aware training kernels" in str(w.message)]
     assert len(messages) == 1 and "using the torch passes" in messages[0]
     assert layer.module.weight.grad.isfinite().all() and layer.input_range.grad.abs().sum() > 0
+
+
+def test_the_learned_range_initialises_from_the_data_in_float32_as_torch_computes_it():
+    """aihwkit-lightning's running mean r ← (r·i + 3·std)/(i + 1), written out with float32
+    tensors, against the layer's range after each of 5 batches (a linear layer, 2 tiles)."""
+    c = HwaConverters(dac_bits=8, tile_rows=50)
+    layer = HwaLayer(nn.Linear(100, 8), c).train()
+    r = torch.full((2,), 3.0)
+    for i in range(5):
+        x = inputs(32, 100, seed=20 + i)
+        layer(x)
+        for t, xt in enumerate(x.split(50, -1)):
+            r[t] = ((r[t] * i + 3.0 * xt.std()) / (i + 1)).abs()
+        assert torch.equal(layer.input_range.detach(), r)
+    assert layer.range_updates.tolist() == [5, 5]

@@ -26,6 +26,7 @@ import ctypes
 import functools
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from spikecim.nn.kernels import cbuild
@@ -48,35 +49,36 @@ def dac(
 ) -> tuple[torch.Tensor, torch.Tensor, int, float]:
     """``(y, code, clipped, weighted)``: y = clamp(x, −r, r), on the grid of ``bits_levels``
     levels each side of zero over ±r when given (rint(y·(n/r))·(r/n), the scalars computed
-    by torch as :func:`spikecim.quant.levels` receives them); each input's clip code;
+    as torch computes ``n / r`` and ``r / n`` in float32: :func:`grid`); each input's clip code;
     #(x ≥ r) + #(x ≤ −r); and Σ ``copies`` (``[C, H, W]`` of an input ``[B, C, H, W]``) over
     the inputs with x ≥ r or x ≤ −r (0.0 without ``copies``)."""
     x = x.contiguous()
     n = x.numel()
     items = -(-n // _CHUNK)
     y, code = torch.empty_like(x), torch.empty(x.shape, dtype=torch.uint8)
-    count = torch.empty(items, dtype=torch.int64)
-    weighted = torch.empty(items, dtype=torch.float64) if copies is not None else None
+    count = (ctypes.c_int64 * items)()
+    weighted = (ctypes.c_double * items)() if copies is not None else None
     copies = None if copies is None else copies.to(torch.float32).contiguous()
-    inv, step = (bits_levels / r, r / bits_levels) if bits_levels is not None else (r, r)
+    r = float(r)
+    inv, step = grid(r, bits_levels)
     lib, structs = _library()
     a = structs["dac"](
         x=x.data_ptr(),
         copies=copies.data_ptr() if copies is not None else None,
         y=y.data_ptr(),
         code=code.data_ptr(),
-        count=count.data_ptr(),
-        weighted=weighted.data_ptr() if weighted is not None else None,
+        count=ctypes.addressof(count),
+        weighted=ctypes.addressof(weighted) if weighted is not None else None,
         n=n,
         chunk=_CHUNK,
         inner=copies.numel() if copies is not None else 1,
-        r=float(r),
-        inv=float(inv),
-        step=float(step),
+        r=r,
+        inv=inv,
+        step=step,
         quantise=bits_levels is not None,
     )
     lib.hwa_dac_forward(ctypes.byref(a), cbuild.threads(n, _PARALLEL_MIN))
-    return y, code, int(count.sum()), float(weighted.sum()) if weighted is not None else 0.0
+    return y, code, sum(count), sum(weighted) if weighted is not None else 0.0
 
 
 def dac_backward(
@@ -88,18 +90,18 @@ def dac_backward(
     grad = g if inplace else torch.empty_like(g)
     n = g.numel()
     items = -(-n // _CHUNK)
-    partial = torch.empty(items, dtype=torch.float64) if sums else None
+    partial = (ctypes.c_double * items)() if sums else None
     lib, structs = _library()
     a = structs["dac_back"](
         g=g.data_ptr(),
         code=code.data_ptr(),
         grad=grad.data_ptr(),
-        sums=partial.data_ptr() if partial is not None else None,
+        sums=ctypes.addressof(partial) if partial is not None else None,
         n=n,
         chunk=_CHUNK,
     )
     lib.hwa_dac_backward(ctypes.byref(a), cbuild.threads(n, _PARALLEL_MIN))
-    return grad, float(partial.sum()) if partial is not None else 0.0
+    return grad, sum(partial) if partial is not None else 0.0
 
 
 def conv_range_grad(code: torch.Tensor, kernel: torch.Tensor, g: torch.Tensor, geometry) -> float:
@@ -114,7 +116,7 @@ def conv_range_grad(code: torch.Tensor, kernel: torch.Tensor, g: torch.Tensor, g
     kt = kernel.detach().permute(1, 2, 3, 0).contiguous()  # [C, kh, kw, M]: each tap's column
     g = g.contiguous()
     gt = torch.empty(B, Ho, Wo, M, dtype=g.dtype)  # each window's gradient, filled by the kernel
-    partial = torch.empty(B, dtype=torch.float64)
+    partial = (ctypes.c_double * B)()
     windows = torch.empty(H * kh + W * kw, dtype=torch.int64)
     lib, structs = _library()
     a = structs["range"](
@@ -122,13 +124,13 @@ def conv_range_grad(code: torch.Tensor, kernel: torch.Tensor, g: torch.Tensor, g
         kt=kt.data_ptr(),
         g=g.data_ptr(),
         gt=gt.data_ptr(),
-        partial=partial.data_ptr(),
+        partial=ctypes.addressof(partial),
         windows=windows.data_ptr(),
         B=B, C=C, H=H, W=W, M=M, kh=kh, kw=kw, Ho=Ho, Wo=Wo,
         sh=stride[0], sw=stride[1], ph=padding[0], pw=padding[1], dh=dilation[0], dw=dilation[1],
     )  # fmt: skip
     lib.hwa_conv_range_grad(ctypes.byref(a), cbuild.threads(code.numel(), _PARALLEL_MIN))
-    return float(partial.sum())
+    return sum(partial)
 
 
 def adc(
@@ -143,25 +145,37 @@ def adc(
     mask = torch.empty(y.shape, dtype=torch.uint8)
     n = y.numel()
     items = -(-n // _CHUNK)
-    saturated = torch.empty(items, dtype=torch.int64)
-    inv, step = (bits_levels / bound, bound / bits_levels) if bits_levels is not None else (bound, bound)
+    saturated = (ctypes.c_int64 * items)()
+    bound = float(bound)
+    inv, step = grid(bound, bits_levels)
     lib, structs = _library()
     a = structs["adc"](
         y=y.data_ptr(),
         prev=prev.data_ptr() if prev is not None else None,
         out=out.data_ptr(),
         mask=mask.data_ptr(),
-        saturated=saturated.data_ptr(),
+        saturated=ctypes.addressof(saturated),
         n=n,
         chunk=_CHUNK,
-        inv=float(inv),
-        step=float(step),
+        inv=inv,
+        step=step,
         q=float(bits_levels or 0),
-        bound=float(bound),
+        bound=bound,
         quantise=bits_levels is not None,
     )
     lib.hwa_adc_forward(ctypes.byref(a), cbuild.threads(n, _PARALLEL_MIN))
-    return out, mask, bool(saturated.any())
+    return out, mask, any(saturated)
+
+
+def grid(scale: float, levels: int | None) -> tuple[float, float]:
+    """``(n / s, s / n)`` for the float32 ``scale`` s and ``levels`` n as torch computes them
+    on a float32 tensor s (``n / s`` is ``s.reciprocal() * n``), each operation rounded to
+    float32; ``(s, s)`` without levels (unused)."""
+    if levels is None:
+        return scale, scale
+    s, n = np.float32(scale), np.float32(levels)
+    with np.errstate(divide="ignore", invalid="ignore"):  # a zero range gives inf, as in torch
+        return float(np.float32(1) / s * n), float(s / n)
 
 
 def _struct(name: str, pointers: tuple[str, ...], ints: tuple[str, ...], floats: tuple[str, ...], flag: bool):

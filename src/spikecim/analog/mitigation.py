@@ -71,7 +71,7 @@ def weight_noise(
     w = w.detach()
     w_max = w.abs().max().clamp(min=1e-12)
     if modifier.kind == "add_normal":
-        return modifier.std * w_max * n
+        return n.mul_(modifier.std * w_max)  # (std·max|W|)·N, in the draw's memory
     if modifier.kind == "mult_normal":
         return w * (modifier.std * n)
     g_max_us = 25.0  # cancels: σ_W = σ_prog(g)/g_max · max|W| depends on g/g_max only
