@@ -182,3 +182,26 @@ def test_the_learned_range_initialises_from_the_data_in_float32_as_torch_compute
             r[t] = ((r[t] * i + 3.0 * xt.std()) / (i + 1)).abs()
         assert torch.equal(layer.input_range.detach(), r)
     assert layer.range_updates.tolist() == [5, 5]
+
+
+@pytest.mark.parametrize("threads", THREADS)
+def test_conv_patch_moments_kernel_equals_the_sums_over_the_unfolded_patches(threads):
+    x = inputs(4, 8, 64, 64, seed=11)  # 2^17 inputs
+    copies = torch.randint(0, 10, (8, 64, 64)).float()
+    with torch_threads(threads):
+        s1, s2 = hwa_kernels.moments(x, copies)
+    w = copies.double()
+    assert s1 == pytest.approx(float((x.double() * w).sum()), rel=1e-12)
+    assert s2 == pytest.approx(float((x.square().double() * w).sum()), rel=1e-12)
+
+
+def test_a_conv_tile_range_initialises_from_the_std_of_its_unfolded_patches():
+    """The first batch sets r = 3·std of the tile's patch entries (padding zeros included),
+    the std taken over F.unfold's patches, here in float64."""
+    c = HwaConverters(dac_bits=8, tile_rows=30, range_init_batches=5)
+    layer = HwaLayer(nn.Conv2d(6, 4, 3, padding=1, stride=2), c).train()  # 54 inputs: 2 tiles of 27
+    x = inputs(8, 6, 20, 20, seed=12)
+    layer(x)
+    patches = nn.functional.unfold(x.double(), 3, 1, 1, 2).split(27, 1)
+    expected = torch.stack([3 * p.std() for p in patches]).float()
+    torch.testing.assert_close(layer.input_range.detach(), expected, rtol=1e-6, atol=0)

@@ -35,6 +35,7 @@ with a programmed weight (linear, conv2d); :func:`digital_layers` takes them off
 from __future__ import annotations
 
 import itertools
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -238,17 +239,23 @@ def _copies(inside: torch.Tensor, size: torch.Size, geometry) -> tuple[torch.Ten
     dims = list(zip(size, padding, dilation, kernel, stride, strict=True))
     out = [(n + 2 * p - d * (k - 1) - 1) // s + 1 for n, p, d, k, s in dims]
     reach = [(o - 1) * s - 2 * p + d * (k - 1) + 1 for o, (_, p, d, k, s) in zip(out, dims, strict=True)]
+    # the last (size − reach) < stride inputs: the transposed convolution's output padding, which
+    # computes them (the last window covers some when the padding on the right is cut short)
+    extra = [n - r for n, r in zip(size, reach, strict=True)]
     ones = inside.new_ones(1, 1, *out)
-    copies = F.conv_transpose2d(ones, inside, None, stride, padding, 0, 1, dilation)
-    copies = F.pad(copies, (0, size[1] - reach[1], 0, size[0] - reach[0]))  # inputs no window reaches
+    copies = F.conv_transpose2d(ones, inside, None, stride, padding, extra, 1, dilation)
     return copies[0], out[0] * out[1]
 
 
 def _patch_std(x: torch.Tensor, copies: torch.Tensor, entries: int) -> torch.Tensor:
     """The unbiased std of a convolution tile's ``entries`` patch entries per sample (padding
     zeros included) without the patches: Σx and Σx² weighted by each input's ``copies``,
-    accumulated in float64."""
+    accumulated in float64 (one pass of :func:`spikecim.analog.hwa_kernels.moments` where
+    it runs)."""
     n = x.shape[0] * entries
+    if hwa_kernels.available(x):
+        s1, s2 = hwa_kernels.moments(x, copies)
+        return torch.tensor(math.sqrt(max((s2 - s1 * s1 / n) / (n - 1), 0.0)), dtype=x.dtype)
     weights = copies.to(torch.float64)
     s1 = (x.sum(0, dtype=torch.float64) * weights).sum()
     s2 = (x.square().sum(0, dtype=torch.float64) * weights).sum()

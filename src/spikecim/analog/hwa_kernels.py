@@ -11,7 +11,9 @@ through ctypes (float32; :mod:`spikecim.analog.hwa` runs the torch passes for an
 - :func:`conv_range_grad`: a convolution tile's clipped patch entries' gradient Wᵀ·G read
   only at the clipped inputs, instead of the gradient at every patch entry (one matmul of
   the size of the convolution) and index arithmetic over the clipped inputs;
-- :func:`adc`: the ADC's levels, the bound, the saturation mask and the sum over tiles.
+- :func:`adc`: the ADC's levels, the bound, the saturation mask and the sum over tiles;
+- :func:`moments`: Σx and Σx² over a convolution tile's patch entries, each input weighted
+  by its copies, in one read instead of two sums over the batch, a square and two products.
 
 The DAC's and the ADC's outputs equal the torch passes bit for bit (same operations in the
 same order, no fused multiply-add); the sums accumulate in double. The C file is compiled
@@ -31,7 +33,18 @@ import torch
 
 from spikecim.nn.kernels import cbuild
 
-__all__ = ["LOWER", "OUTSIDE", "UPPER", "adc", "available", "conv_range_grad", "dac", "dac_backward"]
+__all__ = [
+    "LOWER",
+    "OUTSIDE",
+    "UPPER",
+    "adc",
+    "available",
+    "conv_range_grad",
+    "dac",
+    "dac_backward",
+    "grid",
+    "moments",
+]
 
 UPPER, LOWER, OUTSIDE = 1, 2, 4  # the clip code's bits (hwa_cpu.c)
 _SOURCE = Path(cbuild.__file__).with_name("hwa_cpu.c")
@@ -167,15 +180,37 @@ def adc(
     return out, mask, any(saturated)
 
 
+def moments(x: torch.Tensor, copies: torch.Tensor) -> tuple[float, float]:
+    """``(Σ copies·x, Σ copies·x²)`` in double over an input ``x`` ``[B, C, H, W]`` with
+    ``copies`` ``[C, H, W]`` (x² rounded to float32 first, as ``x.square()``)."""
+    x = x.contiguous()
+    copies = copies.to(torch.float32).contiguous()
+    n = x.numel()
+    items = -(-n // _CHUNK)
+    s1, s2 = (ctypes.c_double * items)(), (ctypes.c_double * items)()
+    lib, structs = _library()
+    a = structs["moments"](
+        x=x.data_ptr(),
+        copies=copies.data_ptr(),
+        s1=ctypes.addressof(s1),
+        s2=ctypes.addressof(s2),
+        n=n,
+        chunk=_CHUNK,
+        inner=copies.numel(),
+    )
+    lib.hwa_moments(ctypes.byref(a), cbuild.threads(n, _PARALLEL_MIN))
+    return sum(s1), sum(s2)
+
+
 def grid(scale: float, levels: int | None) -> tuple[float, float]:
     """``(n / s, s / n)`` for the float32 ``scale`` s and ``levels`` n as torch computes them
     on a float32 tensor s (``n / s`` is ``s.reciprocal() * n``), each operation rounded to
-    float32; ``(s, s)`` without levels (unused)."""
+    float32 (done in double, then rounded: exact for one division or one product of float32
+    values); ``(s, s)`` without levels (unused)."""
     if levels is None:
         return scale, scale
-    s, n = np.float32(scale), np.float32(levels)
-    with np.errstate(divide="ignore", invalid="ignore"):  # a zero range gives inf, as in torch
-        return float(np.float32(1) / s * n), float(s / n)
+    inv = float(np.float32(1.0 / scale)) if scale != 0 else float("inf")  # torch: 1/0 = inf
+    return float(np.float32(inv * levels)), float(np.float32(scale / levels))
 
 
 def _struct(name: str, pointers: tuple[str, ...], ints: tuple[str, ...], floats: tuple[str, ...], flag: bool):
@@ -214,6 +249,7 @@ def _library():
             (),
             False,
         ),
+        "moments": _struct("MomentsArgs", ("x", "copies", "s1", "s2"), ("n", "chunk", "inner"), (), False),
         "adc": _struct(
             "AdcArgs",
             ("y", "prev", "out", "mask", "saturated"),
@@ -227,6 +263,7 @@ def _library():
         ("hwa_dac_backward", "dac_back"),
         ("hwa_conv_range_grad", "range"),
         ("hwa_adc_forward", "adc"),
+        ("hwa_moments", "moments"),
     ):
         f = getattr(lib, fn)
         f.argtypes = [ctypes.POINTER(structs[key]), ctypes.c_int]

@@ -2,7 +2,8 @@
  * tensors: the input DAC with a learned range (clip, levels, the clip masks and their count),
  * its backward (the masked input gradient and the range's share from the clipped inputs),
  * the clipped inputs' share of a convolution tile's range gradient read straight from the
- * output gradient, and the output ADC (levels, bound, saturation mask, the sum over tiles).
+ * output gradient, the moments of a convolution tile's patch entries (for the learned
+ * range's initialisation) without the patches, and the output ADC (levels, bound, saturation mask, the sum over tiles).
  * spikecim/analog/hwa.py holds the torch passes they replace and their equations;
  * spikecim/analog/hwa_kernels.py builds and calls this file.
  *
@@ -83,6 +84,35 @@ typedef struct {
     float inv, step, q, bound;
     int32_t quantise;
 } adc_args;
+
+/* Moments of a convolution tile's patch entries without the patches, per chunk:
+ * s1[c] = Σ copies[i % inner]·x[i], s2[c] = Σ copies[i % inner]·(x[i]·x[i]) (the square
+ * rounded to float, as torch's x.square()), in double. */
+typedef struct {
+    const float *x, *copies;
+    double *s1, *s2;
+    int64_t n, chunk, inner;
+} moments_args;
+
+static void moments_chunk(const void *p, int64_t c) {
+    const moments_args *a = (const moments_args *)p;
+    const int64_t lo = c * a->chunk, hi = lo + a->chunk < a->n ? lo + a->chunk : a->n;
+    double s1 = 0.0, s2 = 0.0;
+    int64_t pos = lo % a->inner;
+    for (int64_t i = lo; i < hi; i++) {
+        const float x = a->x[i];
+        const double w = a->copies[pos];
+        s1 += w * x;
+        s2 += w * (double)(x * x);
+        if (++pos == a->inner) pos = 0;
+    }
+    a->s1[c] = s1;
+    a->s2[c] = s2;
+}
+
+void hwa_moments(const moments_args *a, int threads) {
+    run_items(a, moments_chunk, (a->n + a->chunk - 1) / a->chunk, threads);
+}
 
 CLONES static void dac_chunk(const void *p, int64_t c) {
     const dac_args *a = (const dac_args *)p;
