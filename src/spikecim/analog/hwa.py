@@ -347,19 +347,22 @@ class _Dac(torch.autograd.Function):
 
 
 class _Adc(torch.autograd.Function):
-    """``prev`` (the tiles before, or None) plus the outputs on the ``bits``-bit grid over
-    ±bound (``bits`` None: no grid), clipped to ±bound; the gradient is straight-through
-    inside ±bound and 0 outside (a saturated output)."""
+    """``prev`` (the sum of the tiles before, or None) plus the outputs on the ``bits``-bit
+    grid over ±bound (``bits`` None: no grid), clipped to ±bound, written into ``prev`` (no
+    one else holds it); the gradient is straight-through inside ±bound and 0 outside (a
+    saturated output)."""
 
     @staticmethod
     def forward(ctx, y, bound, bits: int | None, prev):
         n = level_count(bits) if bits is not None else None
-        if hwa_kernels.available(y) and (prev is None or prev.dtype == y.dtype):
+        if prev is not None:
+            ctx.mark_dirty(prev)
+        if hwa_kernels.available(y) and (prev is None or (prev.dtype == y.dtype and prev.is_contiguous())):
             out, mask, saturated = hwa_kernels.adc(y, prev, bound, n)
             mask = mask.view(torch.bool)
         else:
             out, mask, saturated = _adc(y, bound, n)
-            out = out if prev is None else prev + out
+            out = out if prev is None else prev.add_(out)
         ctx.save_for_backward(mask if saturated else None)
         ctx.saturated, ctx.prev = saturated, prev is not None
         return out

@@ -151,10 +151,12 @@ def adc(
 ) -> tuple[torch.Tensor, torch.Tensor, bool]:
     """``(out, mask, saturated)``: with ``bits_levels`` = n, k = rint(y·(n/bound)) and
     v = clamp(k, −n, n)·(bound/n), mask = |k| > n; else v = clamp(y, ±bound), mask = |y| >
-    bound; out = prev + v (v without ``prev``); saturated: whether any mask is set."""
+    bound; out = prev + v, written into ``prev`` (contiguous; a new tensor of v without
+    ``prev``); saturated: whether any mask is set."""
     y = y.contiguous()
-    prev = None if prev is None else prev.contiguous()
-    out = torch.empty_like(y)
+    if prev is not None and not prev.is_contiguous():
+        raise ValueError("adc: prev must be contiguous (the sum is written into it)")
+    out = torch.empty_like(y) if prev is None else prev
     mask = torch.empty(y.shape, dtype=torch.uint8)
     n = y.numel()
     items = -(-n // _CHUNK)
