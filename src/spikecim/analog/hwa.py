@@ -358,19 +358,19 @@ class _Adc(torch.autograd.Function):
         if prev is not None:
             ctx.mark_dirty(prev)
         if hwa_kernels.available(y) and (prev is None or (prev.dtype == y.dtype and prev.is_contiguous())):
-            out, mask, saturated = hwa_kernels.adc(y, prev, bound, n)
-            mask = mask.view(torch.bool)
+            out, code, saturated = hwa_kernels.adc(y, prev, bound, n)
         else:
             out, mask, saturated = _adc(y, bound, n)
             out = out if prev is None else prev.add_(out)
-        ctx.save_for_backward(mask if saturated else None)
-        ctx.saturated, ctx.prev = saturated, prev is not None
+            code = mask.to(torch.uint8) * OUTSIDE if saturated else None
+        ctx.save_for_backward(code if saturated else None)
+        ctx.prev = prev is not None
         return out
 
     @staticmethod
     def backward(ctx, g):
-        (mask,) = ctx.saved_tensors
-        grad_y = g.masked_fill(mask, 0) if ctx.saturated else g
+        (code,) = ctx.saved_tensors
+        grad_y, _ = _dac_grad(g, code, False)  # 0 at a saturated output (code OUTSIDE)
         return grad_y, None, None, (g if ctx.prev else None)
 
 

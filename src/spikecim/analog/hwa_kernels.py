@@ -149,9 +149,9 @@ def conv_range_grad(code: torch.Tensor, kernel: torch.Tensor, g: torch.Tensor, g
 def adc(
     y: torch.Tensor, prev: torch.Tensor | None, bound: torch.Tensor, bits_levels: int | None
 ) -> tuple[torch.Tensor, torch.Tensor, bool]:
-    """``(out, mask, saturated)``: with ``bits_levels`` = n, k = rint(y·(n/bound)) and
-    v = clamp(k, −n, n)·(bound/n), mask = |k| > n; else v = clamp(y, ±bound), mask = |y| >
-    bound; out = prev + v, written into ``prev`` (contiguous; a new tensor of v without
+    """``(out, code, saturated)``: with ``bits_levels`` = n, k = rint(y·(n/bound)) and
+    v = clamp(k, −n, n)·(bound/n), code ``OUTSIDE`` where |k| > n; else v = clamp(y, ±bound),
+    code ``OUTSIDE`` where |y| > bound (:func:`dac_backward` masks the gradient with it); out = prev + v, written into ``prev`` (contiguous; a new tensor of v without
     ``prev``); saturated: whether any mask is set."""
     y = y.contiguous()
     if prev is not None and not prev.is_contiguous():

@@ -72,8 +72,8 @@ typedef struct {
 } range_args;
 
 /* ADC: out = prev + v (prev may be NULL: out = v), with `quantise` k = rint(y·inv),
- * v = clamp(k, −q, q)·step, mask = k > q or k < −q; else v = clamp(y, −bound, bound),
- * mask = y > bound or y < −bound. saturated[c]: the chunk's count of masked outputs.
+ * v = clamp(k, −q, q)·step, mask = OUTSIDE where k > q or k < −q; else v = clamp(y, −bound,
+ * bound), mask = OUTSIDE where y > bound or y < −bound (hwa_dac_backward masks the gradient). saturated[c]: the chunk's count of masked outputs.
  * out may be y or prev (in place). */
 typedef struct {
     const float *y, *prev;
@@ -187,6 +187,26 @@ static inline float lanes(v8 v, const float *w, const float *g, int64_t m, int64
     return s;
 }
 
+/* The lane sums of eight vectors as one vector (s[t] = Σ lanes of a[t]): three levels of
+ * pairwise shuffles and adds instead of eight sequential reductions. */
+#if defined(__clang__)
+#define SHUF(a, b, i0, i1, i2, i3, i4, i5, i6, i7) __builtin_shufflevector(a, b, i0, i1, i2, i3, i4, i5, i6, i7)
+#else
+typedef int32_t i8v __attribute__((vector_size(32)));
+#define SHUF(a, b, i0, i1, i2, i3, i4, i5, i6, i7) __builtin_shuffle(a, b, (i8v){i0, i1, i2, i3, i4, i5, i6, i7})
+#endif
+
+static inline v8 sums8(const v8 *a) {
+    v8 p[4], q[2];
+    for (int i = 0; i < 4; i++) /* [a0+a1, b0+b1, a2+a3, b2+b3, ...] */
+        p[i] = SHUF(a[2 * i], a[2 * i + 1], 0, 8, 2, 10, 4, 12, 6, 14) +
+               SHUF(a[2 * i], a[2 * i + 1], 1, 9, 3, 11, 5, 13, 7, 15);
+    for (int i = 0; i < 2; i++) /* [a0..3, b0..3, c0..3, d0..3, a4..7, b4..7, c4..7, d4..7] */
+        q[i] = SHUF(p[2 * i], p[2 * i + 1], 0, 1, 8, 9, 4, 5, 12, 13) +
+               SHUF(p[2 * i], p[2 * i + 1], 2, 3, 10, 11, 6, 7, 14, 15);
+    return SHUF(q[0], q[1], 0, 1, 2, 3, 8, 9, 10, 11) + SHUF(q[0], q[1], 4, 5, 6, 7, 12, 13, 14, 15);
+}
+
 static inline void dots(const float *const *w, const float *const *g, int n, int64_t M, float *out) {
     v8 acc[TAPS];
     int64_t m = 0;
@@ -196,6 +216,14 @@ static inline void dots(const float *const *w, const float *const *g, int n, int
         for (; m + 8 <= M; m += 8)
 #pragma GCC unroll 9
             for (int t = 0; t < TAPS; t++) acc[t] += load8(w[t] + m) * load8(g[t] + m);
+        const v8 s8 = sums8(acc);
+        for (int t = 0; t < 8; t++) {
+            float s = s8[t];
+            for (int64_t r = m; r < M; r++) s += w[t][r] * g[t][r];
+            out[t] = s;
+        }
+        out[8] = lanes(acc[8], w[8], g[8], m, M);
+        return;
     } else {
         for (int t = 0; t < n; t++) acc[t] = (v8){0};
         for (; m + 8 <= M; m += 8)
@@ -299,7 +327,7 @@ CLONES static void adc_chunk(const void *p, int64_t c) {
         for (int64_t i = lo; i < hi; i++) {
             const float k = rintf(ys[i] * inv);
             const int o = k > q || k < nq;
-            mask[i] = (uint8_t)o;
+            mask[i] = (uint8_t)(o * OUTSIDE);
             saturated += o;
             out[i] = prev[i] + (k < nq ? nq : (k > q ? q : k)) * step;
         }
@@ -307,7 +335,7 @@ CLONES static void adc_chunk(const void *p, int64_t c) {
         for (int64_t i = lo; i < hi; i++) {
             const float k = rintf(ys[i] * inv);
             const int o = k > q || k < nq;
-            mask[i] = (uint8_t)o;
+            mask[i] = (uint8_t)(o * OUTSIDE);
             saturated += o;
             out[i] = (k < nq ? nq : (k > q ? q : k)) * step;
         }
@@ -315,7 +343,7 @@ CLONES static void adc_chunk(const void *p, int64_t c) {
         for (int64_t i = lo; i < hi; i++) {
             const float y = ys[i];
             const int o = y > b || y < nb;
-            mask[i] = (uint8_t)o;
+            mask[i] = (uint8_t)(o * OUTSIDE);
             saturated += o;
             const float v = y < nb ? nb : (y > b ? b : y);
             out[i] = prev ? prev[i] + v : v;
