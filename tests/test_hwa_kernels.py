@@ -205,3 +205,21 @@ def test_a_conv_tile_range_initialises_from_the_std_of_its_unfolded_patches():
     patches = nn.functional.unfold(x.double(), 3, 1, 1, 2).split(27, 1)
     expected = torch.stack([3 * p.std() for p in patches]).float()
     torch.testing.assert_close(layer.input_range.detach(), expected, rtol=1e-6, atol=0)
+
+
+def test_the_hwa_optimizer_updates_as_torchs_per_operation_adam():
+    from spikecim.analog.mitigation import hwa_optimizer
+
+    torch.manual_seed(0)
+    ours, ref = nn.Linear(40, 12), nn.Linear(40, 12)
+    ref.load_state_dict(ours.state_dict())
+    opts = [hwa_optimizer(list(ours.parameters()), 1e-2), torch.optim.Adam(ref.parameters(), lr=1e-2)]
+    assert opts[0].defaults["fused"] is True
+    for step in range(5):
+        x = inputs(16, 40, seed=30 + step)
+        for m, opt in zip((ours, ref), opts, strict=True):
+            opt.zero_grad()
+            m(x).square().mean().backward()
+            opt.step()
+    for a, b in zip(ours.parameters(), ref.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
