@@ -99,7 +99,7 @@ def dac_backward(
 ) -> tuple[torch.Tensor, float]:
     """``(grad, clipped)``: ``g`` zeroed where the code is ``OUTSIDE`` (written into ``g``
     with ``inplace``), and with ``sums`` Σ_{UPPER} min(g, 0) − Σ_{LOWER} max(g, 0) (else 0.0)."""
-    g = g.contiguous()
+    g, code = g.contiguous(), code.contiguous()
     grad = g if inplace else torch.empty_like(g)
     n = g.numel()
     items = -(-n // _CHUNK)
