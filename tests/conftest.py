@@ -50,7 +50,7 @@ def group_rtn(w: torch.Tensor, bits: int, group: int) -> torch.Tensor:
 
 def _kernel_loaders():
     """Every cached loader of a compiled CPU kernel (cleared around a no-compiler test)."""
-    from spikecim.analog import converter_kernels, matmul_kernel, noise, written_kernel
+    from spikecim.analog import converter_kernels, hwa_kernels, matmul_kernel, noise, written_kernel
     from spikecim.nn.kernels import cpu, recurrence_cpu
 
     return [
@@ -60,6 +60,7 @@ def _kernel_loaders():
         converter_kernels._library,
         written_kernel._library,
         matmul_kernel._library,
+        hwa_kernels._library,
     ]
 
 

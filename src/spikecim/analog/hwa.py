@@ -35,19 +35,25 @@ with a programmed weight (linear, conv2d); :func:`digital_layers` takes them off
 from __future__ import annotations
 
 import itertools
+import math
 from typing import NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from spikecim import ops
+from spikecim.analog import hwa_kernels
 from spikecim.analog.hwa_config import HwaConverters
+from spikecim.analog.hwa_kernels import LOWER, OUTSIDE, UPPER
 from spikecim.analog.quant import abs_max_scale, level_count
 from spikecim.errors import SpikecimError
 from spikecim.quant import levels
 
 __all__ = ["HwaLayer", "clip_weights", "digital_layers", "hwa_layers", "tile_sizes"]
+
+_REALS = {torch.float32: np.float32, torch.float64: np.float64}  # numpy scalars rounding as torch's
 
 
 def tile_sizes(inputs: int, tile_rows: int | None) -> list[int]:
@@ -151,9 +157,10 @@ class HwaLayer(nn.Module):
                 wt = wt + weight_noise(wt, self.modifier, self.generator)
             yt, r = product(t, start, wt)
             start += size
-            if c.out_bound is not None:
-                yt = _Adc.apply(yt, r * c.out_bound * w_max, c.adc_bits)
-            out = yt if out is None else out + yt
+            if c.out_bound is not None:  # the ADC adds the tile to the tiles before
+                out = _Adc.apply(yt, r * c.out_bound * w_max, c.adc_bits, out)
+            else:
+                out = yt if out is None else out + yt
         return out
 
     def _matmul(self, xt: torch.Tensor, dim: int, t: int, wt: torch.Tensor):
@@ -209,10 +216,18 @@ class HwaLayer(nn.Module):
         (one call per time step) keeps its graph."""
         c, i = self.converters, int(self.range_updates[t])
         r = self.input_range.data
-        if std > 0:
-            r[t] = (r[t] * i + c.range_init_std * std) / (i + 1)
-            self.range_updates[t] += 1
-        r[t] = r[t].abs()
+        real = _REALS.get(r.dtype)
+        if real is None:  # a dtype numpy does not compute like torch: torch's scalar operations
+            if std > 0:
+                r[t] = (r[t] * i + c.range_init_std * std) / (i + 1)
+                self.range_updates[t] += 1
+            r[t] = r[t].abs()
+            return
+        rt, sd = real(float(r[t])), real(float(std))  # the same operations on numpy scalars of r's dtype
+        if sd > 0:
+            rt = (rt * real(i) + real(c.range_init_std) * sd) / real(i + 1)
+            self.range_updates[t] = i + 1
+        r[t] = float(abs(rt))
 
 
 def _copies(inside: torch.Tensor, size: torch.Size, geometry) -> tuple[torch.Tensor, int]:
@@ -224,17 +239,23 @@ def _copies(inside: torch.Tensor, size: torch.Size, geometry) -> tuple[torch.Ten
     dims = list(zip(size, padding, dilation, kernel, stride, strict=True))
     out = [(n + 2 * p - d * (k - 1) - 1) // s + 1 for n, p, d, k, s in dims]
     reach = [(o - 1) * s - 2 * p + d * (k - 1) + 1 for o, (_, p, d, k, s) in zip(out, dims, strict=True)]
+    # the last (size − reach) < stride inputs: the transposed convolution's output padding, which
+    # computes them (the last window covers some when the padding on the right is cut short)
+    extra = [n - r for n, r in zip(size, reach, strict=True)]
     ones = inside.new_ones(1, 1, *out)
-    copies = F.conv_transpose2d(ones, inside, None, stride, padding, 0, 1, dilation)
-    copies = F.pad(copies, (0, size[1] - reach[1], 0, size[0] - reach[0]))  # inputs no window reaches
+    copies = F.conv_transpose2d(ones, inside, None, stride, padding, extra, 1, dilation)
     return copies[0], out[0] * out[1]
 
 
 def _patch_std(x: torch.Tensor, copies: torch.Tensor, entries: int) -> torch.Tensor:
     """The unbiased std of a convolution tile's ``entries`` patch entries per sample (padding
     zeros included) without the patches: Σx and Σx² weighted by each input's ``copies``,
-    accumulated in float64."""
+    accumulated in float64 (one pass of :func:`spikecim.analog.hwa_kernels.moments` where
+    it runs)."""
     n = x.shape[0] * entries
+    if hwa_kernels.available(x):
+        s1, s2 = hwa_kernels.moments(x, copies)
+        return torch.tensor(math.sqrt(max((s2 - s1 * s1 / n) / (n - 1), 0.0)), dtype=x.dtype)
     weights = copies.to(torch.float64)
     s1 = (x.sum(0, dtype=torch.float64) * weights).sum()
     s2 = (x.square().sum(0, dtype=torch.float64) * weights).sum()
@@ -242,28 +263,55 @@ def _patch_std(x: torch.Tensor, copies: torch.Tensor, entries: int) -> torch.Ten
 
 
 class _Clip(NamedTuple):
-    """Where the inputs met a learned range: ``upper`` x ≥ r, ``lower`` x ≤ −r, ``outside``
-    |x| > r (no gradient); all None when no input reached ±r."""
+    """Where the inputs met a learned range: ``code`` one byte per input (bits ``UPPER``
+    x ≥ r, ``LOWER`` x ≤ −r, ``OUTSIDE`` |x| > r: no gradient), None when no input reached
+    ±r; ``clipped`` #(x ≥ r) + #(x ≤ −r); ``weighted`` the inputs with x ≥ r or x ≤ −r
+    counted once per patch entry that copies them (with ``copies``, else 0)."""
 
-    upper: torch.Tensor | None
-    lower: torch.Tensor | None
-    outside: torch.Tensor | None
+    code: torch.Tensor | None
+    clipped: int
+    weighted: float
 
 
-def _clip_and_dac(x: torch.Tensor, r: torch.Tensor, bits: int | None) -> tuple[torch.Tensor, _Clip]:
+def _clip_and_dac(
+    x: torch.Tensor, r: torch.Tensor, bits: int | None, copies: torch.Tensor | None = None
+) -> tuple[torch.Tensor, _Clip]:
     """x clipped to ±r, then on the ``bits``-bit grid over ±r (``bits`` None: no grid), and
-    where it clipped; the masks are built only when some input reaches ±r (never for a
-    per-vector abs-max range)."""
+    where it clipped (never for a per-vector abs-max range); ``copies`` ``[C, H, W]``: how
+    many patch entries copy each input of a convolution tile ``[B, C, H, W]``. One pass of
+    :func:`spikecim.analog.hwa_kernels.dac` where it runs, else the torch passes."""
+    n = level_count(bits) if bits is not None else None
+    if r.dim() == 0 and hwa_kernels.available(x):
+        y, code, clipped, weighted = hwa_kernels.dac(x, r, n, copies)
+        return y, _Clip(code if clipped else None, clipped, weighted)
     y = torch.clamp(x, -r, r)
-    clip = _Clip(None, None, None)
+    clip = _Clip(None, 0, 0.0)
     if r.dim() == 0:
         lo, hi = torch.aminmax(x)
         if hi >= r or lo <= -r:
-            clip = _Clip(x >= r, x <= -r, y != x)
-    if bits is not None:
-        n = level_count(bits)
+            upper, lower = x >= r, x <= -r
+            code = upper.to(torch.uint8) * UPPER + lower.to(torch.uint8) * LOWER
+            code += (y != x).to(torch.uint8) * OUTSIDE
+            weighted = float(((upper | lower).sum(0) * copies).sum()) if copies is not None else 0.0
+            clip = _Clip(code, int(upper.count_nonzero() + lower.count_nonzero()), weighted)
+    if n is not None:
         y = levels(y, n / r, ste=None, inplace=True).mul_(r / n)  # inside ±r already: no clip
     return y, clip
+
+
+def _dac_grad(g: torch.Tensor, code: torch.Tensor | None, sums: bool, inplace: bool = False):
+    """``(grad, clipped)``: ``g`` zeroed where ``code`` is ``OUTSIDE``, and with ``sums``
+    Σ_{x≥r} min(g, 0) − Σ_{x≤−r} max(g, 0) (0.0 without a ``code``: nothing clipped)."""
+    if code is None:
+        return g, 0.0
+    if hwa_kernels.available(g):
+        return hwa_kernels.dac_backward(g, code, sums, inplace)
+    outside = (code & OUTSIDE).bool()
+    grad = g.masked_fill_(outside, 0) if inplace else g.masked_fill(outside, 0)
+    if not sums:
+        return grad, 0.0
+    upper, lower = (code & UPPER).bool(), (code & LOWER).bool()
+    return grad, g[upper].clamp(max=0).sum() - g[lower].clamp(min=0).sum()
 
 
 def _range_grad(r: torch.Tensor, clipped_grad, unclipped: float, decay: float, min_unclipped: float):
@@ -283,50 +331,62 @@ class _Dac(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, r, bits: int | None, decay: float, min_unclipped: float):
         y, clip = _clip_and_dac(x, r, bits)
-        ctx.save_for_backward(*clip, r)
+        ctx.save_for_backward(clip.code, r)
         ctx.decay, ctx.min_unclipped = decay, min_unclipped
-        reached = clip.upper is not None
-        ctx.reached = reached
-        clipped = int(clip.upper.count_nonzero() + clip.lower.count_nonzero()) if reached else 0
-        ctx.unclipped = 1.0 - clipped / x.numel()
+        ctx.unclipped = 1.0 - clip.clipped / x.numel()
         return y
 
     @staticmethod
     def backward(ctx, g):
-        upper, lower, outside, r = ctx.saved_tensors
-        grad_x = g.masked_fill(outside, 0) if ctx.reached else g
+        code, r = ctx.saved_tensors
+        grad_x, clipped = _dac_grad(g, code, ctx.needs_input_grad[1])
         grad_r = None
         if ctx.needs_input_grad[1]:
-            clipped = g[upper].clamp(max=0).sum() - g[lower].clamp(min=0).sum() if ctx.reached else 0.0
             grad_r = _range_grad(r, clipped, ctx.unclipped, ctx.decay, ctx.min_unclipped)
         return grad_x, grad_r, None, None, None
 
 
 class _Adc(torch.autograd.Function):
-    """The outputs on the ``bits``-bit grid over ±bound (``bits`` None: no grid), clipped to
-    ±bound; the gradient is straight-through inside ±bound and 0 outside (a saturated output)."""
+    """``prev`` (the sum of the tiles before, or None) plus the outputs on the ``bits``-bit
+    grid over ±bound (``bits`` None: no grid), clipped to ±bound, written into ``prev`` (no
+    one else holds it); the gradient is straight-through inside ±bound and 0 outside (a
+    saturated output)."""
 
     @staticmethod
-    def forward(ctx, y, bound, bits: int | None):
-        if bits is None:
-            mask = (y > bound) | (y < -bound)
-            saturated = bool(mask.any())
-            out = torch.clamp(y, -bound, bound)
+    def forward(ctx, y, bound, bits: int | None, prev):
+        n = level_count(bits) if bits is not None else None
+        if prev is not None:
+            ctx.mark_dirty(prev)
+        if hwa_kernels.available(y) and (prev is None or (prev.dtype == y.dtype and prev.is_contiguous())):
+            out, code, saturated = hwa_kernels.adc(y, prev, bound, n)
         else:
-            n = level_count(bits)
-            k = levels(y, n / bound, ste=None)
-            lo, hi = torch.aminmax(k)
-            saturated = bool(lo < -n or hi > n)
-            mask = (k > n) | (k < -n) if saturated else None
-            out = (k.clamp_(-n, n) if saturated else k).mul_(bound / n)
-        ctx.save_for_backward(mask)
-        ctx.saturated = saturated
+            out, mask, saturated = _adc(y, bound, n)
+            out = out if prev is None else prev.add_(out)
+            code = mask.to(torch.uint8) * OUTSIDE if saturated else None
+        ctx.save_for_backward(code if saturated else None)
+        ctx.prev = prev is not None
         return out
 
     @staticmethod
     def backward(ctx, g):
-        (mask,) = ctx.saved_tensors
-        return (g.masked_fill(mask, 0) if ctx.saturated else g), None, None
+        (code,) = ctx.saved_tensors
+        grad_y, _ = _dac_grad(g, code, False)  # 0 at a saturated output (code OUTSIDE)
+        return grad_y, None, None, (g if ctx.prev else None)
+
+
+def _adc(
+    y: torch.Tensor, bound: torch.Tensor, n: int | None
+) -> tuple[torch.Tensor, torch.Tensor | None, bool]:
+    """The torch passes of :class:`_Adc`: ``(out, mask, saturated)``, the mask built only
+    when some output saturates."""
+    if n is None:
+        mask = (y > bound) | (y < -bound)
+        return torch.clamp(y, -bound, bound), mask, bool(mask.any())
+    k = levels(y, n / bound, ste=None)
+    lo, hi = torch.aminmax(k)
+    saturated = bool(lo < -n or hi > n)
+    mask = (k > n) | (k < -n) if saturated else None
+    return (k.clamp_(-n, n) if saturated else k).mul_(bound / n), mask, saturated
 
 
 class _ConvTile(torch.autograd.Function):
@@ -340,20 +400,16 @@ class _ConvTile(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, kernel, r, bits, geometry, copies, entries: int, decay: float, min_unclipped: float):
         stride, padding, dilation = geometry
-        y, clip = _clip_and_dac(x, r, bits)
+        y, clip = _clip_and_dac(x, r, bits, copies if decay > 0 else None)
         out = F.conv2d(y, kernel, None, stride, padding, dilation)
-        ctx.save_for_backward(y, kernel, r, *clip)
-        reached = clip.upper is not None
-        ctx.geometry, ctx.reached, ctx.decay, ctx.min_unclipped = geometry, reached, decay, min_unclipped
-        clipped = 0.0
-        if reached and decay > 0:  # clipped patch entries: each clipped input once per covering window
-            clipped = float(((clip.upper | clip.lower).sum(0) * copies).sum())
-        ctx.unclipped = 1.0 - clipped / entries
+        ctx.save_for_backward(y, kernel, r, clip.code)
+        ctx.geometry, ctx.decay, ctx.min_unclipped = geometry, decay, min_unclipped
+        ctx.unclipped = 1.0 - clip.weighted / entries  # clipped patch entries: once per covering window
         return out
 
     @staticmethod
     def backward(ctx, g):
-        y, kernel, r, upper, lower, outside = ctx.saved_tensors
+        y, kernel, r, code = ctx.saved_tensors
         stride, padding, dilation = ctx.geometry
         grad_r = None
         grad_x, grad_k, _ = torch.ops.aten.convolution_backward(
@@ -369,20 +425,21 @@ class _ConvTile(torch.autograd.Function):
             1,
             [*ctx.needs_input_grad[:2], False],
         )  # torch's convolution backward, input and kernel in one call
-        if grad_x is not None and ctx.reached:
-            grad_x = grad_x.masked_fill_(outside, 0)
+        if grad_x is not None:
+            grad_x, _ = _dac_grad(grad_x, code, False, inplace=True)
         if ctx.needs_input_grad[2]:
-            clipped = _clipped_patch_grads(upper, lower, kernel, g, ctx.geometry) if ctx.reached else 0.0
+            clipped = _clipped_patch_grads(code, kernel, g, ctx.geometry) if code is not None else 0.0
             grad_r = _range_grad(r, clipped, ctx.unclipped, ctx.decay, ctx.min_unclipped)
         return grad_x, grad_k, grad_r, None, None, None, None, None, None
 
 
-def _clipped_patch_grads(
-    upper: torch.Tensor, lower: torch.Tensor, kernel: torch.Tensor, g: torch.Tensor, geometry
-) -> torch.Tensor:
-    """Σ min(g_patch, 0) over the patch entries copied from an input where ``upper`` is set,
-    minus Σ max(g_patch, 0) where ``lower`` is: the gradient at every patch entry
-    (Wᵀ·G per window, one matmul) read at the windows that cover each clipped input."""
+def _clipped_patch_grads(code: torch.Tensor, kernel: torch.Tensor, g: torch.Tensor, geometry):
+    """Σ min(g_patch, 0) over the patch entries copied from an input coded ``UPPER``, minus
+    Σ max(g_patch, 0) over those coded ``LOWER``: :func:`spikecim.analog.hwa_kernels.conv_range_grad`
+    where it runs, else the gradient at every patch entry (Wᵀ·G per window, one matmul)
+    read at the windows that cover each clipped input."""
+    if hwa_kernels.available(g) and kernel.dtype == g.dtype:
+        return hwa_kernels.conv_range_grad(code, kernel, g, geometry)
     stride, padding, dilation = geometry
     kh, kw = kernel.shape[2:]
     ho, wo = g.shape[2:]
@@ -392,8 +449,8 @@ def _clipped_patch_grads(
     )  # [B, L, taps]
     total = torch.zeros((), dtype=g.dtype)
     i, j = torch.arange(kh), torch.arange(kw)
-    for mask, sign in ((upper, 1.0), (lower, -1.0)):
-        b, c, yy, xx = mask.nonzero(as_tuple=True)
+    for bit, sign in ((UPPER, 1.0), (LOWER, -1.0)):
+        b, c, yy, xx = (code & bit).nonzero(as_tuple=True)
         oy = yy[:, None] + padding[0] - i[None] * dilation[0]  # [n, kh], before the stride
         ox = xx[:, None] + padding[1] - j[None] * dilation[1]
         vy = (oy % stride[0] == 0) & (oy >= 0) & (oy // stride[0] < ho)

@@ -143,7 +143,7 @@ def _spikecim_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callab
 
     from spikecim import ops
     from spikecim.analog.hwa import hwa_layers
-    from spikecim.analog.mitigation import WeightModifier, hwa_step
+    from spikecim.analog.mitigation import WeightModifier, hwa_optimizer, hwa_step
     from spikecim.train.evaluate import ModelInput
 
     converters = _converters()
@@ -152,7 +152,7 @@ def _spikecim_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callab
     model = copy.deepcopy(model)
     weights = ops.programmed_weights(model)
     model = hwa_layers(model, converters, modifier, gen).train()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    opt = hwa_optimizer(list(model.parameters()), 1e-3)  # Adam as hwa_train runs it
     inputs = ModelInput.from_encoder(x.shape[0], "direct")
     image = x[0]  # direct encoding repeats it over the T steps
     return lambda: hwa_step(model, weights, opt, image, y, modifier, inputs, gen, converters)

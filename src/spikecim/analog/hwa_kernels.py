@@ -1,0 +1,273 @@
+"""The converters of hardware-aware training in one pass each on the CPU: ``hwa_cpu.c``
+through ctypes (float32; :mod:`spikecim.analog.hwa` runs the torch passes for anything else).
+
+- :func:`dac`: clip to the learned range ±r, the DAC's levels, each input's clip code
+  (``UPPER`` x ≥ r, ``LOWER`` x ≤ −r, ``OUTSIDE`` |x| > r) and the count of clipped inputs
+  (weighted by their patch copies for a convolution tile), instead of ``clamp``, ``aminmax``,
+  three comparisons, two counts, ``mul``, ``round``, ``mul``;
+- :func:`dac_backward`: the input gradient zeroed where ``OUTSIDE`` and the clipped inputs'
+  sum for the range's gradient, instead of ``masked_fill``, two boolean gathers, two clamps
+  and two sums;
+- :func:`conv_range_grad`: a convolution tile's clipped patch entries' gradient Wᵀ·G read
+  only at the clipped inputs, instead of the gradient at every patch entry (one matmul of
+  the size of the convolution) and index arithmetic over the clipped inputs;
+- :func:`adc`: the ADC's levels, the bound, the saturation mask and the sum over tiles;
+- :func:`moments`: Σx and Σx² over a convolution tile's patch entries, each input weighted
+  by its copies, in one read instead of two sums over the batch, a square and two products.
+
+The DAC's and the ADC's outputs equal the torch passes bit for bit (same operations in the
+same order, no fused multiply-add); the sums accumulate in double. The C file is compiled
+once per machine by :func:`spikecim.nn.kernels.cbuild.load`; when no compiler works,
+:func:`available` is False (one warning) and the torch passes run. Work is split into chunks
+(samples for :func:`conv_range_grad`) over ``torch.get_num_threads()`` threads.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from spikecim.nn.kernels import cbuild
+
+__all__ = [
+    "LOWER",
+    "OUTSIDE",
+    "UPPER",
+    "adc",
+    "available",
+    "conv_range_grad",
+    "dac",
+    "dac_backward",
+    "grid",
+    "moments",
+]
+
+UPPER, LOWER, OUTSIDE = 1, 2, 4  # the clip code's bits (hwa_cpu.c)
+_SOURCE = Path(cbuild.__file__).with_name("hwa_cpu.c")
+_CHUNK = 1 << 14  # elements per work item
+_PARALLEL_MIN = 1 << 16  # elements below which one thread is faster than waking more
+
+
+def available(x: torch.Tensor) -> bool:
+    """Whether the kernels run for ``x`` (a non-empty float32 CPU tensor; compiler found)."""
+    return x.device.type == "cpu" and x.dtype == torch.float32 and x.numel() > 0 and _library() is not None
+
+
+def dac(
+    x: torch.Tensor, r: torch.Tensor, bits_levels: int | None, copies: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, int, float]:
+    """``(y, code, clipped, weighted)``: y = clamp(x, −r, r), on the grid of ``bits_levels``
+    levels each side of zero over ±r when given (rint(y·(n/r))·(r/n), the scalars computed
+    as torch computes ``n / r`` and ``r / n`` in float32: :func:`grid`); each input's clip code;
+    #(x ≥ r) + #(x ≤ −r); and Σ ``copies`` (``[C, H, W]`` of an input ``[B, C, H, W]``) over
+    the inputs with x ≥ r or x ≤ −r (0.0 without ``copies``)."""
+    x = x.contiguous()
+    n = x.numel()
+    items = -(-n // _CHUNK)
+    y, code = torch.empty_like(x), torch.empty(x.shape, dtype=torch.uint8)
+    count = (ctypes.c_int64 * items)()
+    weighted = (ctypes.c_double * items)() if copies is not None else None
+    copies = None if copies is None else copies.to(torch.float32).contiguous()
+    r = float(r)
+    inv, step = grid(r, bits_levels)
+    lib, structs = _library()
+    a = structs["dac"](
+        x=x.data_ptr(),
+        copies=copies.data_ptr() if copies is not None else None,
+        y=y.data_ptr(),
+        code=code.data_ptr(),
+        count=ctypes.addressof(count),
+        weighted=ctypes.addressof(weighted) if weighted is not None else None,
+        n=n,
+        chunk=_CHUNK,
+        inner=copies.numel() if copies is not None else 1,
+        r=r,
+        inv=inv,
+        step=step,
+        quantise=bits_levels is not None,
+    )
+    lib.hwa_dac_forward(ctypes.byref(a), cbuild.threads(n, _PARALLEL_MIN))
+    return y, code, sum(count), sum(weighted) if weighted is not None else 0.0
+
+
+def dac_backward(
+    g: torch.Tensor, code: torch.Tensor, sums: bool, inplace: bool = False
+) -> tuple[torch.Tensor, float]:
+    """``(grad, clipped)``: ``g`` zeroed where the code is ``OUTSIDE`` (written into ``g``
+    with ``inplace``), and with ``sums`` Σ_{UPPER} min(g, 0) − Σ_{LOWER} max(g, 0) (else 0.0)."""
+    g, code = g.contiguous(), code.contiguous()
+    grad = g if inplace else torch.empty_like(g)
+    n = g.numel()
+    items = -(-n // _CHUNK)
+    partial = (ctypes.c_double * items)() if sums else None
+    lib, structs = _library()
+    a = structs["dac_back"](
+        g=g.data_ptr(),
+        code=code.data_ptr(),
+        grad=grad.data_ptr(),
+        sums=ctypes.addressof(partial) if partial is not None else None,
+        n=n,
+        chunk=_CHUNK,
+    )
+    lib.hwa_dac_backward(ctypes.byref(a), cbuild.threads(n, _PARALLEL_MIN))
+    return grad, sum(partial) if partial is not None else 0.0
+
+
+def conv_range_grad(code: torch.Tensor, kernel: torch.Tensor, g: torch.Tensor, geometry) -> float:
+    """Σ over the patch entries copied from an input coded ``UPPER`` of min(g_patch, 0), plus
+    over those coded ``LOWER`` of min(−g_patch, 0); g_patch = Σ_m W[m, c, i, j]·G[b, m, window]
+    for the input ``code`` ``[B, C, H, W]``, the tile's ``kernel`` ``[M, C, kh, kw]`` and the
+    output gradient ``g`` ``[B, M, Ho, Wo]``."""
+    stride, padding, dilation = geometry
+    B, C, H, W = code.shape
+    M, _, kh, kw = kernel.shape
+    Ho, Wo = g.shape[2:]
+    kt = kernel.detach().permute(1, 2, 3, 0).contiguous()  # [C, kh, kw, M]: each tap's column
+    g = g.contiguous()
+    gt = torch.empty(B, Ho, Wo, M, dtype=g.dtype)  # each window's gradient, filled by the kernel
+    partial = (ctypes.c_double * B)()
+    windows = torch.empty(H * kh + W * kw, dtype=torch.int64)
+    lib, structs = _library()
+    a = structs["range"](
+        code=code.contiguous().data_ptr(),
+        kt=kt.data_ptr(),
+        g=g.data_ptr(),
+        gt=gt.data_ptr(),
+        partial=ctypes.addressof(partial),
+        windows=windows.data_ptr(),
+        B=B, C=C, H=H, W=W, M=M, kh=kh, kw=kw, Ho=Ho, Wo=Wo,
+        sh=stride[0], sw=stride[1], ph=padding[0], pw=padding[1], dh=dilation[0], dw=dilation[1],
+    )  # fmt: skip
+    lib.hwa_conv_range_grad(ctypes.byref(a), cbuild.threads(code.numel(), _PARALLEL_MIN))
+    return sum(partial)
+
+
+def adc(
+    y: torch.Tensor, prev: torch.Tensor | None, bound: torch.Tensor, bits_levels: int | None
+) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """``(out, code, saturated)``: with ``bits_levels`` = n, k = rint(y·(n/bound)) and
+    v = clamp(k, −n, n)·(bound/n), code ``OUTSIDE`` where |k| > n; else v = clamp(y, ±bound),
+    code ``OUTSIDE`` where |y| > bound (:func:`dac_backward` masks the gradient with it); out = prev + v, written into ``prev`` (contiguous; a new tensor of v without
+    ``prev``); saturated: whether any mask is set."""
+    y = y.contiguous()
+    if prev is not None and not prev.is_contiguous():
+        raise ValueError("adc: prev must be contiguous (the sum is written into it)")
+    out = torch.empty_like(y) if prev is None else prev
+    mask = torch.empty(y.shape, dtype=torch.uint8)
+    n = y.numel()
+    items = -(-n // _CHUNK)
+    saturated = (ctypes.c_int64 * items)()
+    bound = float(bound)
+    inv, step = grid(bound, bits_levels)
+    lib, structs = _library()
+    a = structs["adc"](
+        y=y.data_ptr(),
+        prev=prev.data_ptr() if prev is not None else None,
+        out=out.data_ptr(),
+        mask=mask.data_ptr(),
+        saturated=ctypes.addressof(saturated),
+        n=n,
+        chunk=_CHUNK,
+        inv=inv,
+        step=step,
+        q=float(bits_levels or 0),
+        bound=bound,
+        quantise=bits_levels is not None,
+    )
+    lib.hwa_adc_forward(ctypes.byref(a), cbuild.threads(n, _PARALLEL_MIN))
+    return out, mask, any(saturated)
+
+
+def moments(x: torch.Tensor, copies: torch.Tensor) -> tuple[float, float]:
+    """``(Σ copies·x, Σ copies·x²)`` in double over an input ``x`` ``[B, C, H, W]`` with
+    ``copies`` ``[C, H, W]`` (x² rounded to float32 first, as ``x.square()``)."""
+    x = x.contiguous()
+    copies = copies.to(torch.float32).contiguous()
+    n = x.numel()
+    items = -(-n // _CHUNK)
+    s1, s2 = (ctypes.c_double * items)(), (ctypes.c_double * items)()
+    lib, structs = _library()
+    a = structs["moments"](
+        x=x.data_ptr(),
+        copies=copies.data_ptr(),
+        s1=ctypes.addressof(s1),
+        s2=ctypes.addressof(s2),
+        n=n,
+        chunk=_CHUNK,
+        inner=copies.numel(),
+    )
+    lib.hwa_moments(ctypes.byref(a), cbuild.threads(n, _PARALLEL_MIN))
+    return sum(s1), sum(s2)
+
+
+def grid(scale: float, levels: int | None) -> tuple[float, float]:
+    """``(n / s, s / n)`` for the float32 ``scale`` s and ``levels`` n as torch computes them
+    on a float32 tensor s (``n / s`` is ``s.reciprocal() * n``), each operation rounded to
+    float32 (done in double, then rounded: exact for one division or one product of float32
+    values); ``(s, s)`` without levels (unused)."""
+    if levels is None:
+        return scale, scale
+    inv = float(np.float32(1.0 / scale)) if scale != 0 else float("inf")  # torch: 1/0 = inf
+    return float(np.float32(inv * levels)), float(np.float32(scale / levels))
+
+
+def _struct(name: str, pointers: tuple[str, ...], ints: tuple[str, ...], floats: tuple[str, ...], flag: bool):
+    fields = [(p, ctypes.c_void_p) for p in pointers] + [(i, ctypes.c_int64) for i in ints]
+    fields += [(f, ctypes.c_float) for f in floats] + ([("quantise", ctypes.c_int32)] if flag else [])
+    return type(name, (ctypes.Structure,), {"_fields_": fields})
+
+
+@functools.cache
+def _library():
+    """``(ctypes library, {name: argument struct})``, built once; None (with a warning) when
+    no compiler works."""
+    flags = list(cbuild.FLAGS)
+    lib = cbuild.load(
+        _SOURCE,
+        "hwa_cpu",
+        [[*flags, "-fopenmp"], flags],
+        "hardware-aware training kernels",
+        "using the torch passes",
+    )
+    if lib is None:
+        return None
+    structs = {
+        "dac": _struct(
+            "DacArgs",
+            ("x", "copies", "y", "code", "count", "weighted"),
+            ("n", "chunk", "inner"),
+            ("r", "inv", "step"),
+            True,
+        ),
+        "dac_back": _struct("DacBackArgs", ("g", "code", "grad", "sums"), ("n", "chunk"), (), False),
+        "range": _struct(
+            "RangeArgs",
+            ("code", "kt", "g", "gt", "partial", "windows"),
+            ("B", "C", "H", "W", "M", "kh", "kw", "Ho", "Wo", "sh", "sw", "ph", "pw", "dh", "dw"),
+            (),
+            False,
+        ),
+        "moments": _struct("MomentsArgs", ("x", "copies", "s1", "s2"), ("n", "chunk", "inner"), (), False),
+        "adc": _struct(
+            "AdcArgs",
+            ("y", "prev", "out", "mask", "saturated"),
+            ("n", "chunk"),
+            ("inv", "step", "q", "bound"),
+            True,
+        ),
+    }
+    for fn, key in (
+        ("hwa_dac_forward", "dac"),
+        ("hwa_dac_backward", "dac_back"),
+        ("hwa_conv_range_grad", "range"),
+        ("hwa_adc_forward", "adc"),
+        ("hwa_moments", "moments"),
+    ):
+        f = getattr(lib, fn)
+        f.argtypes = [ctypes.POINTER(structs[key]), ctypes.c_int]
+        f.restype = None
+    return lib, structs
