@@ -91,7 +91,6 @@ def heavy_tailed(*shape) -> torch.Tensor:
 def test_hwa_forward_and_gradients_equal_aihwkit_lightning(kind, name):
     pytest.importorskip("aihwkit_lightning", reason="aihwkit-lightning (the peer) is not installed")
     c = HwaConverters(**SETTINGS[name])
-    torch.manual_seed(0)  # the layer's initial weights: the same case whatever ran before
     torch.manual_seed(0)
     if kind == "linear":
         layer = nn.Linear(30, 12).double()
