@@ -33,19 +33,10 @@
 #include <string.h>
 
 #include "parallel.h"
+#include "real.h"
 #include "philox.h"
 
-#ifndef REAL
-#define REAL float
-#endif
-typedef REAL real;
-
 #define LCHUNK 256 /* patches per DAC block: R x LCHUNK stays in L2 between its two passes */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(NO_CLONES)
-#define CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define CLONES
-#endif
 
 typedef struct {
     real *x, *out, *scale; /* scale: [N, L] contiguous, written (or read with given) */
@@ -72,25 +63,6 @@ typedef struct {
     real k, q, alpha;
     uint64_t seed; /* out_noise: the key of the output noise's normals */
 } adc_args;
-
-/* |v| as its bit pattern without the sign: for non-negative floats the unsigned order of the
- * bits is the order of the values, and every NaN lies above +inf, so an integer max (which
- * vectorises) is the abs-max with NaN propagating, as torch's amax. */
-#if REAL_IS_DOUBLE
-typedef uint64_t ubits;
-#define ABS_MASK 0x7fffffffffffffffULL
-#define INF_BITS 0x7ff0000000000000ULL
-#else
-typedef uint32_t ubits;
-#define ABS_MASK 0x7fffffffU
-#define INF_BITS 0x7f800000U
-#endif
-
-static inline ubits abs_bits(real v) {
-    ubits b;
-    memcpy(&b, &v, sizeof b);
-    return b & ABS_MASK;
-}
 
 /* the scale of an abs-max given as bits: 1 for an all-zero vector and for NaN (torch.where(s > 0, s, 1)) */
 static inline real scale_of(ubits m) {
@@ -325,7 +297,6 @@ static void adc_one(const adc_args *a, int64_t item) {
         }
     }
 }
-
 
 static void dac_item(const void *a, int64_t n) { dac_one((const dac_args *)a, n); }
 static void unfold_item(const void *a, int64_t i) { unfold_one((const unfold_args *)a, i); }

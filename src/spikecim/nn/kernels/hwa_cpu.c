@@ -19,16 +19,11 @@
 #include <stdint.h>
 
 #include "parallel.h"
+#include "real.h"
 
 #define UPPER 1
 #define LOWER 2
 #define OUTSIDE 4
-
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define CLONES
-#endif
 
 /* DAC forward over n inputs in chunks of `chunk`. y = clamp(x, -r, r), then with `quantise`
  * rint(y·inv)·step (inv = n_levels/r, step = r/n_levels, computed by torch). Per chunk:

@@ -25,26 +25,16 @@
 #include <stdint.h>
 
 #include "parallel.h"
+#include "real.h"
 
 #ifndef M_PI
 #define M_PI 3.14159265358979323846
 #endif
-#ifndef REAL
-#define REAL float
-#endif
-typedef REAL real;
 
 #ifndef CHUNK
 #define CHUNK 512
 #endif
 #define INLINE static inline __attribute__((always_inline))
-/* x86-64: an AVX2 copy of the loops as well, picked at load time on CPUs that have it
- * (no FMA: the arithmetic stays the reference's). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(NO_CLONES)
-#define CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define CLONES
-#endif
 
 enum { SG_ATAN = 0, SG_FAST_SIGMOID = 1, SG_SIGMOID = 2, SG_TRIANGULAR = 3, SG_STRAIGHT = 4 };
 

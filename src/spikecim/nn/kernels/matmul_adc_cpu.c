@@ -27,17 +27,7 @@
 #include <tgmath.h> /* rint in the precision of its argument */
 
 #include "parallel.h"
-
-#ifndef REAL
-#define REAL float
-#endif
-typedef REAL real;
-
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(NO_CLONES)
-#define CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define CLONES
-#endif
+#include "real.h"
 
 #define MAX_ROWS 4096 /* R above this: the caller uses the torch passes */
 
@@ -56,24 +46,6 @@ typedef struct {
     int32_t adc;
     real k, q;
 } output_args;
-
-/* |v| as its bit pattern: for non-negative floats the unsigned order of the bits is the
- * order of the values and every NaN lies above +inf (converters_cpu.c's abs-max). */
-#if defined(REAL_IS_DOUBLE)
-typedef uint64_t ubits;
-#define ABS_MASK 0x7fffffffffffffffULL
-#define INF_BITS 0x7ff0000000000000ULL
-#else
-typedef uint32_t ubits;
-#define ABS_MASK 0x7fffffffU
-#define INF_BITS 0x7f800000U
-#endif
-
-static inline ubits abs_bits(real v) {
-    ubits b;
-    memcpy(&b, &v, sizeof b);
-    return b & ABS_MASK;
-}
 
 /* GCC vector extensions: 32 bytes of reals (eight floats or four doubles), kept in registers
  * while the rows of a tile are accumulated (a loop over memory would store and reload the

@@ -19,16 +19,8 @@
 #include <stdint.h>
 
 #include "parallel.h"
+#include "real.h"
 
-#ifndef REAL
-#define REAL float
-#endif
-typedef REAL real;
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(NO_CLONES)
-#define CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define CLONES
-#endif
 #if defined(__GNUC__) && !defined(__clang__)
 #define IVDEP _Pragma("GCC ivdep")
 #else

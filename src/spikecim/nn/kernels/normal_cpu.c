@@ -31,12 +31,9 @@
 #include <string.h>
 
 #include "parallel.h"
+#include "real.h"
 #include "philox.h"
 
-#ifndef REAL
-#define REAL float
-#endif
-typedef REAL real;
 #if defined(REAL_IS_DOUBLE)
 #define SQRT sqrt
 #define FABS fabs
@@ -48,11 +45,6 @@ typedef REAL real;
 #define CHUNK 4096 /* elements per work item */
 #define MAX_THREADS 64
 #define INLINE static inline __attribute__((always_inline))
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(NO_CLONES)
-#define CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define CLONES
-#endif
 
 enum { OP_NORMAL = 0, OP_READ = 1, OP_DIFF_READ = 2, OP_ADD = 3, OP_WRITE = 4 };
 
@@ -292,26 +284,11 @@ INLINE void written_magnitudes(real *x, real *sg, int64_t n, real scale, int cal
     }
 }
 
-/* |v| as its bit pattern: for non-negative reals the unsigned order of the bits is the order
- * of the values and every NaN lies above +inf, so an integer max (which vectorises, where a
- * compare of reals with a NaN test is a chain of scalar steps) finds the abs-max. */
-#if defined(REAL_IS_DOUBLE)
-typedef uint64_t real_bits;
-#define ABS_MASK 0x7fffffffffffffffULL
-#define INF_BITS 0x7ff0000000000000ULL
-#else
-typedef uint32_t real_bits;
-#define ABS_MASK 0x7fffffffU
-#define INF_BITS 0x7f800000U
-#endif
-
 /* max(m, |x[0 .. n)|); *nan set when an x is NaN (m is then returned unchanged). */
 INLINE real abs_max(const real *x, int64_t n, real m, int *nan) {
-    real_bits mb = 0;
+    ubits mb = 0;
     for (int64_t c = 0; c < n; c++) {
-        real_bits b;
-        memcpy(&b, x + c, sizeof b);
-        b &= ABS_MASK;
+        const ubits b = abs_bits(x[c]);
         mb = b > mb ? b : mb;
     }
     if (mb > INF_BITS) {

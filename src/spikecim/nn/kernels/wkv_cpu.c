@@ -31,18 +31,8 @@
 #include <stdint.h>
 
 #include "parallel.h"
+#include "real.h"
 
-#ifndef REAL
-#define REAL float
-#endif
-typedef REAL real;
-/* x86-64: an AVX2 copy of the loops as well, picked at load time on CPUs that have it
- * (no FMA: the arithmetic stays the reference's). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(NO_CLONES)
-#define CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define CLONES
-#endif
 #define INLINE static inline __attribute__((always_inline))
 /* the arrays a token loop reads and writes never overlap: vectorise without alias checks */
 #if defined(__GNUC__) && !defined(__clang__)
