@@ -44,7 +44,7 @@ def trex_cmd(
     meets the target; its reuse patterns (strided, contiguous, pyramid) are briefly trained,
     and the best is trained fully beside the baseline through the run's stages. Writes
     <run>/trex.json and prints EDAP, TOPS/mm² and accuracy (digital, analog) against the baseline."""
-    from spikecim.pipeline.trex_search import trex_search
+    from spikecim.pipeline.trex_search import trex_search, trex_tables
 
     named = config is not None or any(o.startswith("model.name=") for o in set_ or [])
     model = model or (None if named else "vit-tiny")
@@ -59,30 +59,17 @@ def trex_cmd(
         console=_rank_console(),
     )
     out = Console()
-    cands = Table(title=f"TReX candidates on {r.arch} (target {r.latency_target_ns:.4g} ns)")
-    for col in ("pattern", "reuse encoders", "latency (ns)", "brief accuracy"):
-        cands.add_column(col)
-    for c in r.candidates:
-        acc = "" if c.brief_accuracy is None else f"{100 * c.brief_accuracy:.2f}%"
-        mark = " (chosen)" if c == r.chosen else ""
-        cands.add_row(c.pattern + mark, str(c.reuse), f"{c.latency_ns:.4g}", acc)
-    out.print(cands)
-    t = Table(title=f"TReX against the baseline '{r.variant}' — {cfg.run_dir / 'trex.json'}")
-    for col in ("variant", "reuse", "latency (ns)", "EDAP (pJ·ns·mm²)", "TOPS/mm²", "accuracy", "analog"):
-        t.add_column(col)
-    pct = lambda a: "" if a is None else f"{100 * a:.2f}%"
-    num = lambda v: "" if v is None else f"{v:.4g}"
-    for name_, v in r.variants.items():
-        t.add_row(
-            name_,
-            str(v.reuse),
-            num(v.latency_ns),
-            num(v.edap_pj_ns_mm2),
-            num(v.tops_per_mm2),
-            pct(v.accuracy),
-            pct(v.analog_accuracy),
-        )
-    out.print(t)
+    titles = (
+        f"TReX candidates on {r.arch} (target {r.latency_target_ns:.4g} ns)",
+        f"TReX against the baseline '{r.variant}' — {cfg.run_dir / 'trex.json'}",
+    )
+    for title, (headers, rows) in zip(titles, trex_tables(r), strict=True):
+        t = Table(title=title)
+        for col in headers:
+            t.add_column(col)
+        for row in rows:
+            t.add_row(*row)
+        out.print(t)
 
 
 def register(app: typer.Typer) -> None:

@@ -177,20 +177,18 @@ def trex_search(
     return result
 
 
-@register_section("trex", "TReX attention reuse", order=65)
-def trex_section(metrics: dict, run_dir: Path) -> str:
-    """The search's ``trex.json``: candidates, choice, and the variants' EDAP, TOPS/mm²,
-    accuracy, with a chart of each variant's cost against the baseline's."""
-    path = Path(run_dir) / "trex.json"
-    if not path.is_file():
-        return ""
-    r = TrexResult.model_validate_json(path.read_text())
-    num = lambda v: "" if v is None else f"{v:.4g}"
+def _num(v: float | None) -> str:
+    return "" if v is None else f"{v:.4g}"
+
+
+def trex_tables(r: TrexResult) -> list[tuple[list[str], list[list[str]]]]:
+    """``[(headers, rows)]`` of the candidates and of the variants, as text: the report's
+    tables and ``spikecim trex``'s."""
     candidates = [
         [
             f"{c.pattern}{' (chosen)' if c == r.chosen else ''}",
             str(c.reuse),
-            num(c.latency_ns),
+            _num(c.latency_ns),
             pct(c.brief_accuracy),
         ]
         for c in r.candidates
@@ -199,25 +197,40 @@ def trex_section(metrics: dict, run_dir: Path) -> str:
         [
             name,
             str(v.reuse),
-            num(v.latency_ns),
-            num(v.edap_pj_ns_mm2),
-            num(v.tops_per_mm2),
+            _num(v.latency_ns),
+            _num(v.edap_pj_ns_mm2),
+            _num(v.tops_per_mm2),
             pct(v.accuracy),
             pct(v.analog_accuracy),
         ]
         for name, v in r.variants.items()
     ]
-    parts = [
+    return [
+        (["pattern", "reuse encoders", "latency (ns)", "brief accuracy"], candidates),
         (
-            f"<p>Encoders reusing attention chosen for a latency target of {num(r.latency_target_ns)} ns on "
-            f"{html.escape(r.arch)} (baseline '{html.escape(r.variant)}': {num(r.baseline_latency_ns)} ns): "
-            f"{r.reuse_count} reuse encoder(s).</p>"
-        ),
-        html_table(["pattern", "reuse encoders", "latency (ns)", "brief accuracy"], candidates),
-        html_table(
             ["variant", "reuse", "latency (ns)", "EDAP (pJ·ns·mm²)", "TOPS/mm²", "accuracy", "analog"],
             variants,
         ),
+    ]
+
+
+@register_section("trex", "TReX attention reuse", order=65)
+def trex_section(metrics: dict, run_dir: Path) -> str:
+    """The search's ``trex.json``: candidates, choice, and the variants' EDAP, TOPS/mm²,
+    accuracy, with a chart of each variant's cost against the baseline's."""
+    path = Path(run_dir) / "trex.json"
+    if not path.is_file():
+        return ""
+    r = TrexResult.model_validate_json(path.read_text())
+    (cand_head, candidates), (var_head, variants) = trex_tables(r)
+    parts = [
+        (
+            f"<p>Encoders reusing attention chosen for a latency target of {_num(r.latency_target_ns)} ns on "
+            f"{html.escape(r.arch)} (baseline '{html.escape(r.variant)}': {_num(r.baseline_latency_ns)} ns): "
+            f"{r.reuse_count} reuse encoder(s).</p>"
+        ),
+        html_table(cand_head, candidates),
+        html_table(var_head, variants),
     ]
     base = r.variants.get(r.variant)
     if base is not None and len(r.variants) > 1:
