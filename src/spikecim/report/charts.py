@@ -183,9 +183,9 @@ def accuracy_seeds(variants: Mapping[str, Mapping], title: str, metric: str = "a
             hovertemplate=f"%{{text}} analog: %{{y:.4g}}{u} ± %{{customdata:.2g}}{u}<extra></extra>",
         )
     seeds = [
-        (i + 0.2 + 0.04 * (k - (len(variants[v]["seeds"]) - 1) / 2), a * k, f"{v.upper()} seed {k}")
+        (i + 0.2 + 0.04 * (j - (len(variants[v]["seeds"]) - 1) / 2), a * k, f"{v.upper()} seed {j}")
         for i, v in enumerate(names)
-        for k, a in enumerate(variants[v].get("seeds") or [])
+        for j, a in enumerate(variants[v].get("seeds") or [])
     ]
     if seeds:
         fig.add_scatter(
