@@ -297,3 +297,19 @@ def test_an_inplace_layer_split_over_threads_equals_the_out_of_place_layer(reset
         (s * w).sum().backward()
         out[inplace] = (s.detach(), leaf.grad)
     assert torch.equal(out[True][0], out[False][0]) and torch.equal(out[True][1], out[False][1])
+
+
+def test_the_kernels_spikes_over_a_non_contiguous_input_equal_the_reference_loop():
+    """``lif_cpu_spikes(..., inplace=True)`` called directly on a transposed view: new spikes,
+    equal to the reference loop's (the kernel writes in place only over contiguous memory)."""
+    from spikecim.nn.functional import LIFParams, lif
+    from spikecim.nn.kernels import cpu
+
+    if not cpu.available(torch.float64):
+        pytest.skip("no C compiler: the CPU kernel is not built")
+    x = torch.randn(4, 3, 5, dtype=torch.float64).transpose(1, 2)  # [4, 5, 3], not contiguous
+    p = LIFParams(beta=0.9, threshold=0.5, reset_delay=False)
+    ref, _ = lif(x, None, p, backend="reference")
+    y = x.clone()  # the same strides
+    assert not y.is_contiguous()
+    assert torch.equal(cpu.lif_cpu_spikes(y, p, None, inplace=True), ref)

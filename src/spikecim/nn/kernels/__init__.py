@@ -22,6 +22,7 @@ in the same way by :mod:`spikecim.nn.recurrence`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
@@ -63,9 +64,7 @@ def select_spikes(
     from spikecim.nn.kernels import cpu
 
     if kernel is cpu.lif_cpu:
-        if inplace and x.is_contiguous():
-            return lambda x, p, m: cpu.lif_cpu_spikes(x, p, m, inplace=True)
-        return cpu.lif_cpu_spikes
+        return functools.partial(cpu.lif_cpu_spikes, inplace=inplace)
     return lambda x, p, m: kernel(x, p, m)[0]
 
 

@@ -69,10 +69,10 @@ def fused_spikes(
     """The spikes of :func:`fused_lif` alone. A launcher with ``membrane_optional`` then writes
     no membrane sequence under a same-step reset, whose backward pass does not read it.
 
-    ``inplace``: a launcher with ``writes_in_place`` writes the spikes over ``x`` (contiguous)
-    and returns ``x``, marked dirty for autograd (as ``relu_``); another returns new spikes."""
+    ``inplace``: a launcher with ``writes_in_place`` writes the spikes over a contiguous ``x``
+    and returns ``x``, marked dirty for autograd (as ``relu_``); otherwise new spikes."""
     beta, th = _as_tensors(params, x)
-    if inplace and getattr(launcher, "writes_in_place", False):
+    if inplace and x.is_contiguous() and getattr(launcher, "writes_in_place", False):
         target = whole_base(x)
         return _FusedSpikesInPlace.apply(target, beta, th, mem0, params, launcher, x.shape).view(x.shape)
     return _FusedLIF.apply(x, beta, th, mem0, params, launcher, False)[0]
