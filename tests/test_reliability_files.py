@@ -433,7 +433,7 @@ def built_kernel() -> list[Path]:
 
     if not cpu.available(torch.float64):
         pytest.skip("no C compiler: the CPU kernel is not built")
-    lib = cbuild.build(cpu._SOURCE, "lif_cpu_double", cpu._flag_sets("double")[0])
+    lib = cbuild.build(cpu._SOURCE, "lif_cpu_double", cbuild.flag_sets("double")[0])
     return [lib, lib.with_suffix(".json")]
 
 

@@ -37,7 +37,6 @@ __all__ = ["adc_accumulate", "all_binary", "available", "dac_levels", "unfold_da
 _SOURCE = Path(cbuild.__file__).with_name("converters_cpu.c")
 _REALS = {torch.float32: ("float", ctypes.c_float), torch.float64: ("double", ctypes.c_double)}
 # float64 is for checking, not speed: one plain build
-_EXTRA = {"float": [], "double": ["-DREAL_IS_DOUBLE=1", "-DNO_CLONES"]}
 _PARALLEL_MIN = 1 << 16  # elements below which one thread is faster than waking more
 
 
@@ -207,9 +206,12 @@ def _library(dtype: torch.dtype):
     """``(ctypes library, DAC argument struct, ADC argument struct)`` for ``dtype``, built once;
     None (with a warning) when no compiler works."""
     real_c, real = _REALS[dtype]
-    flags = [*cbuild.FLAGS, f"-DREAL={real_c}", *_EXTRA[real_c]]
     lib = cbuild.load(
-        _SOURCE, f"converters_cpu_{real_c}", [flags], "CPU converter kernels", "using the torch passes"
+        _SOURCE,
+        f"converters_cpu_{real_c}",
+        cbuild.flag_sets(real_c),
+        "CPU converter kernels",
+        "using the torch passes",
     )
     if lib is None:
         return None

@@ -225,11 +225,10 @@ def _struct(name: str, pointers: tuple[str, ...], ints: tuple[str, ...], floats:
 def _library():
     """``(ctypes library, {name: argument struct})``, built once; None (with a warning) when
     no compiler works."""
-    flags = list(cbuild.FLAGS)
     lib = cbuild.load(
         _SOURCE,
         "hwa_cpu",
-        [[*flags, "-fopenmp"], flags],
+        cbuild.flag_sets(),
         "hardware-aware training kernels",
         "using the torch passes",
     )

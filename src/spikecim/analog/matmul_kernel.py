@@ -33,7 +33,6 @@ __all__ = ["available", "columns", "output"]
 
 _SOURCE = Path(cbuild.__file__).with_name("matmul_adc_cpu.c")
 _REALS = {torch.float32: ("float", ctypes.c_float), torch.float64: ("double", ctypes.c_double)}
-_EXTRA = {"float": [], "double": ["-DREAL_IS_DOUBLE=1", "-DNO_CLONES"]}  # float64: for checking
 _PARALLEL_MIN = 1 << 16  # column outputs below which one thread beats waking more
 
 
@@ -117,11 +116,10 @@ def _library(dtype: torch.dtype):
     """``(ctypes library, columns struct, output struct, the most rows a tile may have)`` for
     ``dtype``, built once; None (with a warning) when no compiler works."""
     real_c, real = _REALS[dtype]
-    flags = [*cbuild.FLAGS, f"-DREAL={real_c}", *_EXTRA[real_c]]
     lib = cbuild.load(
         _SOURCE,
         f"matmul_adc_cpu_{real_c}",
-        [flags],
+        cbuild.flag_sets(real_c),
         "kernels of the written crossbars' product",
         "using the torch passes",
     )

@@ -54,8 +54,8 @@ __all__ = [
 
 _SOURCE = Path(_kernels_pkg.__file__).with_name("normal_cpu.c")
 _REALS = {
-    torch.float32: ("float", ctypes.c_float, []),
-    torch.float64: ("double", ctypes.c_double, ["-DREAL_IS_DOUBLE", "-DNO_CLONES"]),
+    torch.float32: ("float", ctypes.c_float),
+    torch.float64: ("double", ctypes.c_double),
 }
 _OPS = {"normal": 0, "read": 1, "diff_read": 2, "add": 3, "write": 4}
 # Below this many elements one thread beats waking more (the pass takes well under 1 ms).
@@ -261,10 +261,9 @@ def _args_struct(real) -> type[ctypes.Structure]:
 def _library(dtype: torch.dtype):
     """``(ctypes library, argument struct)`` for ``dtype``, built once; None (one warning)
     when no library can be built."""
-    real_c, real, extra = _REALS[dtype]
-    flags = [*cbuild.FLAGS, f"-DREAL={real_c}", *extra]
+    real_c, real = _REALS[dtype]
     what, instead = "compiled Gaussian generator", "analog noise is drawn with torch.randn"
-    lib = cbuild.load(_SOURCE, f"normal_cpu_{real_c}", [flags], what, instead)
+    lib = cbuild.load(_SOURCE, f"normal_cpu_{real_c}", cbuild.flag_sets(real_c), what, instead)
     if lib is None:
         return None
     Args = _args_struct(real)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["FLAGS", "build", "compiler", "load", "threads"]
+__all__ = ["FLAGS", "build", "compiler", "flag_sets", "load", "threads"]
 
 # -ffp-contract=off: no fused multiply-add, so results equal a torch reference bit for bit;
 # no -march=native, so a cache folder shared by different machines stays valid.
@@ -43,6 +43,20 @@ FLAGS = [
     "-shared",
     "-pthread",
 ]
+
+
+def flag_sets(real: str | None = None) -> list[list[str]]:
+    """The flag sets a kernel's loader gives :func:`load`: :data:`FLAGS` with the element type
+    of ``real`` ("float", or "double" with ``-DREAL_IS_DOUBLE -DNO_CLONES``: float64 is for
+    checking, it needs no vector clones; None: a kernel without one), first with
+    ``-fopenmp`` (the chunks of ``parallel.h`` then run on torch's OpenMP threads), then
+    without (a compiler without OpenMP, e.g. Apple's clang: threads started per call)."""
+    flags = list(FLAGS)
+    if real is not None:
+        flags.append(f"-DREAL={real}")
+    if real == "double":
+        flags += ["-DREAL_IS_DOUBLE", "-DNO_CLONES"]
+    return [[*flags, "-fopenmp"], flags]
 
 
 def compiler() -> str:

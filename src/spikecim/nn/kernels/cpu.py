@@ -30,7 +30,6 @@ _SOURCE = Path(__file__).with_name("lif_cpu.c")
 
 _REALS = {torch.float32: ("float", ctypes.c_float), torch.float64: ("double", ctypes.c_double)}
 # float64 is for checking, not speed: one plain build (no AVX2 copy) halves its build time.
-_EXTRA = {"float": [], "double": ["-DNO_CLONES"]}
 # Below this many neuron-steps one thread does it all. On torch's OpenMP threads (awake from
 # the layer before) a second thread pays already at two chunks: on 2 cores, T=100, 512
 # neurons, B=2 (102 400) 262 against 301 us median forward+backward, and Linear+LIF at B=16
@@ -150,7 +149,9 @@ def _library(dtype: torch.dtype):
     """``(ctypes library, argument struct)`` for ``dtype``, building it once; None on failure."""
     real_c, real = _REALS[dtype]
     what = "fused CPU LIF kernel"
-    lib = cbuild.load(_SOURCE, f"lif_cpu_{real_c}", _flag_sets(real_c), what, "using the reference loop")
+    lib = cbuild.load(
+        _SOURCE, f"lif_cpu_{real_c}", cbuild.flag_sets(real_c), what, "using the reference loop"
+    )
     if lib is None:
         return None
     Args = _args_struct(real)
@@ -159,10 +160,3 @@ def _library(dtype: torch.dtype):
         fn.argtypes = [ctypes.POINTER(Args), ctypes.c_int]
         fn.restype = None
     return lib, Args
-
-
-def _flag_sets(real_c: str) -> list[list[str]]:
-    """The flags :func:`_library` tries in turn: with ``-fopenmp`` first, then without (a
-    compiler without OpenMP builds the version on plain threads)."""
-    flags = [*cbuild.FLAGS, f"-DREAL={real_c}", *_EXTRA[real_c]]
-    return [[*flags, "-fopenmp"], flags]

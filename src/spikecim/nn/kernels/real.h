@@ -1,7 +1,7 @@
 /* What every CPU kernel of spikecim declares alike.
  *
  * real: the element type. A kernel is built once per dtype: float by default, double with
- *     -DREAL=double -DREAL_IS_DOUBLE (the Python loaders pass both).
+ *     -DREAL=double -DREAL_IS_DOUBLE (cbuild.flag_sets gives both).
  * CLONES: an AVX2 copy of a hot loop beside the default one, picked when the library loads
  *     on CPUs that have AVX2 (GCC's function multi-versioning; no FMA, so the arithmetic
  *     stays the reference's). -DNO_CLONES builds the default alone.

@@ -28,7 +28,6 @@ __all__ = ["KERNELS", "available", "mlgru_cpu", "supports_mlgru", "supports_wkv"
 
 _REALS = {torch.float32: "float", torch.float64: "double"}
 # float64 is for checking, not speed: one plain build (no AVX2 copy; WKV uses libm's exp).
-_EXTRA = {"float": [], "double": ["-DNO_CLONES"]}
 # Below this many token-channel steps one thread is faster than starting more.
 _PARALLEL_MIN = 1 << 16
 
@@ -141,9 +140,12 @@ def _library(kernel: str, dtype: torch.dtype):
     title, fields = KERNELS[kernel]
     real_c = _REALS[dtype]
     source = Path(__file__).with_name(f"{kernel}_cpu.c")
-    flags = [*cbuild.FLAGS, f"-DREAL={real_c}", *_EXTRA[real_c]]
     lib = cbuild.load(
-        source, f"{kernel}_cpu_{real_c}", [flags], f"{title} CPU kernel", "using the reference loop"
+        source,
+        f"{kernel}_cpu_{real_c}",
+        cbuild.flag_sets(real_c),
+        f"{title} CPU kernel",
+        "using the reference loop",
     )
     if lib is None:
         return None
