@@ -9,7 +9,7 @@ the conversion of a trained model to its analog twin.
 
    | setting | spikecim (:class:`~spikecim.analog.hwa_config.HwaConverters`) | aihwkit-lightning ``TorchInferenceRPUConfig`` | aihwkit 1.1 ``TorchInferenceRPUConfig`` |
    | --- | --- | --- | --- |
-   | weight noise std × max\|W\| of the tile, drawn once per step | ``WeightModifier("add_normal", std)`` | ``modifier.noise_type = ADD_NORMAL``, ``std_dev`` | ``modifier.type = ADD_NORMAL``, ``std_dev``, ``rel_to_actual_wmax`` |
+   | weight noise std × max\|W\| of the tile, drawn in each forward call (once per step here) | ``WeightModifier("add_normal", std)`` | ``modifier.noise_type = ADD_NORMAL``, ``std_dev`` | ``modifier.type = ADD_NORMAL``, ``std_dev``, ``rel_to_actual_wmax`` |
    | input DAC bits b | ``dac_bits`` | ``forward.inp_res = 2^b − 2`` | ``forward.inp_res = 2^b − 2`` |
    | output ADC bits b | ``adc_bits`` | ``forward.out_res = 2^b − 2`` | ``forward.out_res = 2^b − 2`` |
    | output bound (× input range × max\|W\|) | ``out_bound`` | ``forward.out_bound`` | ``forward.out_bound``, with ``mapping.weight_scaling_omega = 1`` (max\|W\| of a tile mapped to 1) |
