@@ -12,6 +12,7 @@ import torch
 
 from spikecim.analog import load_crossbar_config, noise, written_kernel
 from spikecim.analog.dynamic import AnalogMatMul
+from spikecim.timing import torch_threads
 
 pytestmark = pytest.mark.skipif(not written_kernel.available(), reason="no C compiler")
 
@@ -86,8 +87,8 @@ def expected(b, cfg, bound, z):
     )
 
 
-def run_kernel(b, cfg, bound=None, threads=1):
-    got = written_kernel.read_matrix(b, cfg, "crossbar", bound, SEED, threads=threads)
+def run_kernel(b, cfg, bound=None):
+    got = written_kernel.read_matrix(b, cfg, "crossbar", bound, SEED)
     assert got is not None
     return got
 
@@ -141,11 +142,14 @@ def test_fused_read_matrix_equals_the_written_out_formulas_on_ragged_tiles(case,
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_fused_read_matrix_is_identical_on_one_and_two_threads(dtype):
+def test_fused_read_matrix_is_identical_on_one_and_two_threads(dtype, monkeypatch):
     cfg = crossbar(device="pcm", clip="alpha_minus_one", weight_bits=8, bits_per_cell=2)
     b = torch.randn(64, 40, 24, generator=torch.Generator().manual_seed(5), dtype=dtype)
-    one = run_kernel(b, cfg, threads=1)
-    two = run_kernel(b, cfg, threads=2)
+    monkeypatch.setattr(written_kernel, "_PARALLEL_MIN", 0)  # every call on torch's threads
+    with torch_threads(1):
+        one = run_kernel(b, cfg)
+    with torch_threads(2):
+        two = run_kernel(b, cfg)
     assert all(torch.equal(x, y) for x, y in zip(one, two))
 
 

@@ -171,13 +171,18 @@ class PCMDevice(DeviceModel):
         self, g_prog_us: torch.Tensor, t_inference_s: float, g_max_us: float, gain: float = 1.0
     ) -> torch.Tensor:
         """σ_read relative to the conductance (times ``gain``)."""
-        t = t_inference_s + self.t0_s
         # Q_s = min(0.0088 / max((|g|/g_max)^0.65, 1e-3), 0.2)
         # Crossbars written at run time evaluate this at every inference, so in few passes:
         # x^0.65 as exp(0.65 ln x) (0 for x = 0; torch's pow with a float exponent is ~4x
         # slower), and min(0.0088 / max(x^0.65, 1e-3), 0.2) = 0.0088 / max(x^0.65, 0.044)
         q_s = g_prog_us.abs().div_(g_max_us).log_().mul_(0.65).exp_().clamp_(min=0.044).reciprocal_()
-        return q_s.mul_(0.0088 * math.sqrt(math.log((t + self.t_read_s) / (2 * self.t_read_s))) * gain)
+        return q_s.mul_(self.read_noise_coeff(t_inference_s, gain))
+
+    def read_noise_coeff(self, t_inference_s: float, gain: float = 1.0) -> float:
+        """The factor of Q_s in σ_read/g: 0.0088·√ln((t + t_read)/(2·t_read))·``gain`` at
+        t = ``t_inference_s`` + t0 (aihwkit's ``PCMLikeNoiseModel``)."""
+        t = t_inference_s + self.t0_s
+        return 0.0088 * math.sqrt(math.log((t + self.t_read_s) / (2 * self.t_read_s))) * gain
 
     def drift(self, g_prog_us, nu, t_inference_s):
         t = t_inference_s + self.t0_s

@@ -219,6 +219,7 @@ class AnalogMatMul(nn.Module):
             bound = None
             if cfg.dynamic.operand_range == "calibrated":
                 bound = self._calibrated_bound()
+            # checked before the key is drawn: a call the kernel refuses leaves the generator as it was
             if not (torch.is_grad_enabled() and b.requires_grad) and written_kernel.available(b.dtype):
                 fused = written_kernel.read_matrix(b.contiguous(), cfg, self.unit, bound, noise.draw_seed())
                 if fused is not None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import math
 
 import torch
 
@@ -52,7 +51,6 @@ def read_matrix(
     unit: str,
     bound: float | None,
     seed: int,
-    threads: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
     """``(mt [B, n_in, R, n_out·S·C], w_scale [B, n_in, 1, n_out, 1], gain [S])`` of the
     contiguous ``b [B, K, N]`` written into crossbars of ``cfg`` (differential mapping, idle
@@ -85,11 +83,7 @@ def read_matrix(
     clip = unit == "crossbar" and dyn.clipformer.enabled
     s = dyn.clipformer.alpha - 1.0 if dyn.clipformer.shift == "alpha_minus_one" else dyn.clipformer.alpha
     ws = dyn.write_noise_gamma * dyn.write_noise_sigma if unit == "crossbar" else 0.0
-    c0 = 0.0
-    if device == "pcm":
-        pcm = cfg.device
-        t = pcm.t0_s  # just written: t_inference = 0
-        c0 = 0.0088 * math.sqrt(math.log((t + pcm.t_read_s) / (2 * pcm.t_read_s))) * pcm.read_noise_scale
+    c0 = cfg.device.read_noise_coeff(0.0, cfg.device.read_noise_scale) if device == "pcm" else 0.0  # just written
     args = Args(
         B=Bn, K=K, N=N, R=R, C=C, n_in=n_in, n_out=n_out, S=S,
         seed=seed & ((1 << 64) - 1),
@@ -101,9 +95,7 @@ def read_matrix(
         ws=ws, floor=-cfg.g_min_us / span, span=span, g_min=cfg.g_min_us, g_max=cfg.g_max_us, c0=c0,
         b=b.data_ptr(), out=out.data_ptr(), scale=scale.data_ptr(),
     )  # fmt: skip
-    if threads is None:
-        threads = cbuild.threads(out.numel(), _PARALLEL_MIN)
-    if written_run(ctypes.byref(args), int(threads)) != 0:
+    if written_run(ctypes.byref(args), cbuild.threads(out.numel(), _PARALLEL_MIN)) != 0:
         return None  # a work buffer could not be allocated
     return out, scale, gain
 

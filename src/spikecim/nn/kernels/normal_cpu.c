@@ -7,8 +7,7 @@
  * is split over threads. Philox runs 16 (AVX-512) or 8 (AVX2) blocks per loop step
  * (vpmuludq: 32 x 32 -> 64-bit products). float32: the table inverse CDF, the normal of
  * element i from word i alone (|error| at most 3.3e-6; gathers, AVX-512 or AVX2 chosen at
- * run time); float64: Box-Muller with libm. About 1.1 ns per float32 normal added in place
- * on one AVX-512 core, 0.35 of it Philox and 0.3 the transform (benchmarks/bench_noise.py).
+ * run time); float64: Box-Muller with libm. Its cost: benchmarks/bench_noise.py.
  *
  * Fused passes, one pass over memory each (out may alias g):
  *   OP_NORMAL     out = z
@@ -266,9 +265,8 @@ INLINE void written_noise(const written_args *a, int64_t n, const real *zw, cons
 }
 
 /* x[0 .. n) (one row of one tile) -> |wn| after ClipFormer in x, the sign in sg. */
-INLINE void written_magnitudes(real *x, real *sg, int64_t n, real scale, int calibrated, int clip,
-                                      real bound, real shift, real top) {
-    (void)bound;
+INLINE void written_magnitudes(real *x, real *sg, int64_t n, real scale, int calibrated, int clip, real shift,
+                               real top) {
     for (int64_t c = 0; c < n; c++) {
         real wn = x[c] / scale;
         if (calibrated) wn = wn < -1 ? -1 : (wn > 1 ? 1 : wn);
@@ -325,13 +323,13 @@ CLONES static void written_item(const written_args *a, int64_t item, real *mag, 
     }
     /* |entry| after ClipFormer, and its sign: each row padded with zeros, then loops the
      * compiler vectorises (no branch on the entries' signs) */
-    const real bound = a->bound, shift = a->shift, top = a->top;
+    const real shift = a->shift, top = a->top;
     if (S == 1) mag = out; /* one slice: mt's layout is (r, o, c), the magnitudes' own */
     if (n_out == 1) { /* N = C: the item's rows are one contiguous block of b, one pass */
         const int64_t rows = K - i * R < R ? K - i * R : R;
         memcpy(mag, bm + i * R * N, sizeof(real) * (size_t)(rows * N));
         memset(mag + rows * N, 0, sizeof(real) * (size_t)((R - rows) * N));
-        written_magnitudes(mag, sgn, R * N, scale[0], a->calibrated, a->clip, bound, shift, top);
+        written_magnitudes(mag, sgn, R * N, scale[0], a->calibrated, a->clip, shift, top);
     } else
     for (int64_t r = 0; r < R; r++) {
         const int64_t k = i * R + r, valid = k < K ? N : 0;
@@ -339,7 +337,7 @@ CLONES static void written_item(const written_args *a, int64_t item, real *mag, 
         if (valid) memcpy(mr, bm + k * N, sizeof(real) * (size_t)N);
         memset(mr + valid, 0, sizeof(real) * (size_t)(NC - valid));
         for (int64_t o = 0; o < n_out; o++)
-            written_magnitudes(mr + o * C, sr + o * C, C, scale[o], a->calibrated, a->clip, bound, shift, top);
+            written_magnitudes(mr + o * C, sr + o * C, C, scale[o], a->calibrated, a->clip, shift, top);
     }
     /* the target levels of each slice, in mt's order (r, o, s, c) */
     const int bpc = __builtin_ctz((unsigned)a->base);

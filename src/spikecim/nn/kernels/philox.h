@@ -23,15 +23,12 @@
  * float64 draws of one key therefore differ. Element i's normal depends on (seed, i) only,
  * not on how the work is split over threads.
  *
- * Speed (one core, CPU time, benchmarks/bench_noise.py): Philox4x32's 32 x 32 -> 64-bit
- * products are vpmuludq, so philox4x32_10_avx512 and _avx2 run a block per 64-bit vector
- * lane, 16 or 8 blocks per step (about 0.35 and 0.7 ns per word, where Philox4x64-10's
- * scalar 128-bit products took 1.4 ns per normal), chosen at run time. The float32
- * transform: icdf_blocks_avx512 and _avx2 read both edges of 8 or 4 bins per 64-bit gather
- * (_mm512_i32gather_pd, _mm256_i32gather_pd) and interleave the four words' normals into
- * element order (about 0.3 and 0.5 ns per normal where Box-Muller's Cephes polynomials
- * took 0.6 and 0.9), chosen at run time, icdf_blocks_scalar elsewhere (1.2 ns); all three
- * give the same bits (the same IEEE operations, no contraction: cbuild.FLAGS has
+ * Vector loops: Philox4x32's 32 x 32 -> 64-bit products are vpmuludq, so
+ * philox4x32_10_avx512 and _avx2 run a block per 64-bit vector lane, 16 or 8 blocks per
+ * step, chosen at run time. The float32 transform: icdf_blocks_avx512 and _avx2 read both
+ * edges of 8 or 4 bins per 64-bit gather (_mm512_i32gather_pd, _mm256_i32gather_pd) and
+ * interleave the four words' normals into element order, chosen at run time,
+ * icdf_blocks_scalar elsewhere; all three give the same bits (the same IEEE operations, no contraction: cbuild.FLAGS has
  * -ffp-contract=off). float64: libm, one pair after the other.
  *
  * Include it in a kernel built with cbuild.FLAGS (no -march=native: the vector loops carry
@@ -45,11 +42,6 @@
 #include <string.h>
 
 #define PHILOX_INLINE static inline __attribute__((always_inline))
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(NO_CLONES)
-#define PHILOX_CLONES __attribute__((target_clones("avx512f", "avx2", "default"), unused))
-#else
-#define PHILOX_CLONES __attribute__((unused))
-#endif
 #define PHILOX_GROUP 256 /* blocks per pass of the vectorised loops (1024 normals) */
 
 /* ---- Philox4x32-10 -------------------------------------------------------------------- */
@@ -299,7 +291,7 @@ static void icdf_blocks_scalar(const uint32_t *restrict w0, const uint32_t *rest
 
 #ifdef PHILOX_SIMD
 /* icdf_f32 on 8 (AVX2) or 16 (AVX-512) words: the same IEEE operations, the table read by
- * gathers (_mm256_i32gather_ps, _mm512_i32gather_ps). */
+ * 64-bit gathers of a bin's two edges (_mm256_i32gather_pd, _mm512_i32gather_pd). */
 __attribute__((target("avx2"))) static inline __m256 icdf_avx2(const uint32_t *w) {
     const __m256i r = _mm256_loadu_si256((const __m256i *)w);
     const __m256i v = _mm256_or_si256(_mm256_slli_epi32(r, 1), _mm256_set1_epi32(1));
