@@ -40,23 +40,13 @@ __all__ = ["ptq_section", "ptq_stage", "task_evaluator"]
 
 def task_evaluator(ctx: RunContext, variant: str) -> tuple[str, Callable[[nn.Module], dict[str, float]]]:
     """The task's quantisation metric and a function scoring a model of ``variant`` on the
-    test split with the task's own evaluation: its scalar metrics (``accuracy`` for
-    classification; ``perplexity``, ``bits_per_char``, ``cross_entropy`` and ``accuracy``
-    for a language model)."""
+    test split with the task's own evaluation: :meth:`spikecim.tasks.Task.scores`."""
     from spikecim.tasks import get_task
 
     task = get_task(ctx.config.task)
     inputs = variant_input(ctx.config, variant, ctx.data)
-
-    def score(model: nn.Module) -> dict[str, float]:
-        r = task.evaluate(model, ctx.data.x_test, ctx.data.y_test, inputs, seed=ctx.config.seed)
-        return {
-            k: float(v)
-            for k, v in r.items()
-            if k not in ("samples", "tokens") and isinstance(v, (int, float))
-        }
-
-    return task.metric, score
+    data, seed = ctx.data, ctx.config.seed
+    return task.metric, lambda model: task.scores(model, data.x_test, data.y_test, inputs, seed=seed)
 
 
 def ptq_stage(ctx: RunContext) -> PtqResult:
