@@ -37,7 +37,7 @@ from spikecim.pipeline.run import variant_input
 from spikecim.pipeline.stages import RunContext
 from spikecim.progress import progress_bar
 from spikecim.report.fmt import MISSING, metric_axis, metric_label, metric_text
-from spikecim.report.sections import embed_chart, embed_png, register_section
+from spikecim.report.sections import embed_chart, embed_png, html_table, register_section
 from spikecim.tasks import Task, get_task
 from spikecim.train.evaluate import ModelInput
 from spikecim.train.seeding import seeded
@@ -407,25 +407,21 @@ def _metrics_table(a: AnalogResult) -> str:
     if len(names) < 2:
         return ""
     n = a.n_seeds or 1
-    headers = "".join(
-        f"<th>{html.escape(metric_label(k, False))}, digital</th><th>{html.escape(metric_label(k, False))}, analog</th>"
-        for k in names
-    )
+    headers = ["variant"]
+    for k in names:
+        headers += [f"{metric_label(k, False)}, digital", f"{metric_label(k, False)}, analog"]
     rows = []
     for v, m in a.variants.items():
-        cells = "".join(
-            f"<td>{metric_text(k, m.metrics[k].ideal)}</td><td>{_pm(m.metrics[k], n, k)}</td>"
-            if k in m.metrics
-            else f"<td>{MISSING}</td><td>{MISSING}</td>"
-            for k in names
-        )
-        rows.append(f"<tr><td>{html.escape(v.upper())}</td>{cells}</tr>")
+        row = [v.upper()]
+        for k in names:
+            row += [metric_text(k, m.metrics[k].ideal), _pm(m.metrics[k], n, k)] if k in m.metrics else [MISSING] * 2
+        rows.append(row)
     return (
         "<p>Every metric of the task on the same programmed crossbars: "
         f"{html.escape(', '.join(metric_label(k) for k in names))}. For a language model: the "
         "validation split, every byte predicted from the bytes before it in its window "
         "(bits per byte = cross-entropy / ln 2, perplexity = exp(cross-entropy)).</p>"
-        f"<table><tr><th>variant</th>{headers}</tr>{''.join(rows)}</table>"
+        + html_table(headers, rows)
     )
 
 
