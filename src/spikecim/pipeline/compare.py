@@ -23,7 +23,7 @@ from spikecim.pipeline.results import (
     TraceResult,
 )
 
-__all__ = ["COSTS", "compare_methods", "method_label"]
+__all__ = ["COSTS", "compare_methods", "method_label", "ratio_to"]
 
 # The costs compared per architecture: (field of ArchCost / MethodCost, field of its ratio).
 COSTS = (
@@ -71,7 +71,7 @@ def compare_methods(
             b = base_hw.get(arch)
             cost = {key: getattr(c, key) for key, _ in COSTS}
             for key, ratio in COSTS:
-                cost[ratio] = _ratio(cost[key], getattr(b, key) if b is not None else None)
+                cost[ratio] = ratio_to(cost[key], getattr(b, key) if b is not None else None)
             costs[arch] = MethodCost(**cost)
         rows[variant] = MethodRow(
             methods=list(labels),
@@ -83,7 +83,7 @@ def compare_methods(
             params=t.params if t is not None else None,
             footprint_bytes=t.footprint_bytes if t is not None else None,
             footprint_reduction_vs_fp32=t.footprint_reduction_vs_fp32 if t is not None else None,
-            footprint_ratio=_ratio(t.footprint_bytes, base_footprint) if t is not None else None,
+            footprint_ratio=ratio_to(t.footprint_bytes, base_footprint) if t is not None else None,
             hardware=costs,
         )
     archs = list(hardware.archs) if hardware is not None and hardware.enabled else []
@@ -97,5 +97,6 @@ def compare_methods(
     )
 
 
-def _ratio(value: float | None, base: float | None) -> float | None:
+def ratio_to(value: float | None, base: float | None) -> float | None:
+    """``value / base``; None when either is missing or the base is 0."""
     return value / base if value is not None and base else None

@@ -246,12 +246,13 @@ def trex_section(metrics: dict, run_dir: Path) -> str:
 
 def _ratios(v: TrexVariant, base: TrexVariant) -> dict[str, float | None]:
     """A variant's latency, energy, EDAP and TOPS/mm² as multiples of the baseline's."""
-    ratio = lambda a, b: None if a is None or not b else a / b
+    from spikecim.pipeline.compare import ratio_to
+
     return {
-        "latency": ratio(v.latency_ns, base.latency_ns),
-        "energy": ratio(v.energy_pj, base.energy_pj),
-        "EDAP": ratio(v.edap_pj_ns_mm2, base.edap_pj_ns_mm2),
-        "TOPS/mm²": ratio(v.tops_per_mm2, base.tops_per_mm2),
+        "latency": ratio_to(v.latency_ns, base.latency_ns),
+        "energy": ratio_to(v.energy_pj, base.energy_pj),
+        "EDAP": ratio_to(v.edap_pj_ns_mm2, base.edap_pj_ns_mm2),
+        "TOPS/mm²": ratio_to(v.tops_per_mm2, base.tops_per_mm2),
     }
 
 

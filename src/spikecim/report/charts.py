@@ -393,12 +393,10 @@ def lines(
     x_title: str,
     y_title: str,
     unit: str = "",
-    log_x: bool = False,
-    categories: bool = False,
 ):
     """One line per curve, ``curves[name] = {"x", "y"}`` with an optional ``"dash": True``
     (a reference, e.g. a baseline) and ``"group"`` (curves of one group share a colour);
-    ``unit`` is what the hover writes after a value. ``categories``: the x values are labels."""
+    ``unit`` is what the hover writes after a value."""
     fig = base_figure(title=title)
     colours: dict[str, str] = {}
     for name, c in curves.items():
@@ -412,8 +410,7 @@ def lines(
             line={"color": colour, "dash": "dash" if c.get("dash") else "solid"},
             hovertemplate=f"{x_title} %{{x}}: %{{y:.4g}} {unit}<extra>%{{fullData.name}}</extra>",
         )
-    x_type = "category" if categories else "log" if log_x else "linear"
-    fig.update_xaxes(title_text=x_title + (" (log scale)" if log_x else ""), type=x_type)
+    fig.update_xaxes(title_text=x_title)
     fig.update_yaxes(title_text=y_title)
     return fig
 

@@ -100,13 +100,14 @@ def security_section(metrics, run_dir: Path) -> str:
         embed_chart(_countermeasure_chart(results), png, "countermeasures", "security-countermeasures")
     )
     parts.append("<h3>Leakage without an attacker (linear probe R² per layer and timestep)</h3>")
-    for i, (variant, entry) in enumerate(results["variants"].items()):
+    png = _png(plots, results, "leakage")  # one PNG holds every variant: linked once
+    for variant, entry in results["variants"].items():
         if not entry.get("leakage"):
             continue
-        png = _png(plots, results, "leakage") if i == 0 else None  # one PNG holds every variant
         parts.append(
             embed_chart(_leakage_chart(variant, entry), png, "leakage map", f"security-leakage-{variant}")
         )
+        png = None
     return "\n".join(parts)
 
 
