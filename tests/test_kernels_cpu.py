@@ -19,6 +19,7 @@ from spikecim.nn import LIF, kernels
 from spikecim.nn.functional import LIFParams, LIFState, lif, lif_spikes
 from spikecim.nn.kernels import cbuild, cpu
 from spikecim.nn.surrogate import SURROGATES
+from spikecim.timing import torch_threads
 
 pytestmark = pytest.mark.skipif(
     not cpu.available(torch.float64), reason="no C compiler: the CPU kernel is not built"
@@ -336,8 +337,9 @@ def test_spikes_alone_equal_the_reference_in_spikes_and_gradients(
             x0.clone().requires_grad_(),
             torch.tensor(0.85, dtype=torch.float64, requires_grad=learn_beta),
         )
-        s = lif_spikes(x, None, LIFParams(beta, 0.9, reset, reset_delay), backend)
-        out[backend] = (s, *torch.autograd.grad((s * w).sum(), [x, beta] if learn_beta else [x]))
+        with torch_threads(2):
+            s = lif_spikes(x, None, LIFParams(beta, 0.9, reset, reset_delay), backend)
+            out[backend] = (s, *torch.autograd.grad((s * w).sum(), [x, beta] if learn_beta else [x]))
     for a, b in zip(out["cpu"], out["reference"]):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
 

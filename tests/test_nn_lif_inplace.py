@@ -17,6 +17,7 @@ from spikecim.errors import SpikecimError
 from spikecim.models import create_model
 from spikecim.nn import IF, LIF
 from spikecim.nn.kernels import cpu
+from spikecim.timing import torch_threads
 
 T, B, N = 12, 3, 40
 BACKENDS = ["reference", pytest.param("cpu", marks=pytest.mark.skipif(
@@ -293,8 +294,9 @@ def test_an_inplace_layer_split_over_threads_equals_the_out_of_place_layer(reset
     out = {}
     for inplace in (False, True):
         leaf = x0.clone().requires_grad_()
-        s = LIF(0.85, 0.9, reset, reset_delay, backend="cpu", inplace=inplace).double()(leaf * 1.0)
-        (s * w).sum().backward()
+        with torch_threads(2):
+            s = LIF(0.85, 0.9, reset, reset_delay, backend="cpu", inplace=inplace).double()(leaf * 1.0)
+            (s * w).sum().backward()
         out[inplace] = (s.detach(), leaf.grad)
     assert torch.equal(out[True][0], out[False][0]) and torch.equal(out[True][1], out[False][1])
 
