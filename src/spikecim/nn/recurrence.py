@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import torch
 
-from spikecim.errors import SpikecimError
-
 __all__ = ["BACKENDS", "mlgru_scan", "wkv"]
 
 BACKENDS = ("auto", "reference", "cpu")
@@ -68,17 +66,15 @@ def wkv(w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Tensor, back
 def _use_kernel(backend: str, supported, x: torch.Tensor, shapes: str) -> bool:
     """Whether to run the CPU kernel: ``supported()`` under ``auto``, always under ``cpu``
     (a one-line error when it cannot), never under ``reference``."""
-    if backend not in BACKENDS:
-        raise SpikecimError(f"backend: unknown '{backend}', allowed: {', '.join(BACKENDS)}")
+    from spikecim.nn.kernels import cannot_run, check_backend
+
+    check_backend(backend, BACKENDS)
     if backend == "reference":
         return False
     if supported():
         return True
     if backend == "cpu":
-        raise SpikecimError(
-            f"backend: 'cpu' cannot run this call (device {x.device.type}, dtype {x.dtype}, {shapes}); "
-            "use 'auto' or 'reference'"
-        )
+        raise cannot_run(backend, x, shapes)
     return False
 
 

@@ -31,24 +31,34 @@ from spikecim.errors import SpikecimError
 
 Kernel = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 
-__all__ = ["BACKENDS", "select", "select_spikes"]
+__all__ = ["BACKENDS", "cannot_run", "check_backend", "select", "select_spikes"]
 
 BACKENDS = ("auto", "reference", "cpu", "triton")
 
 
+def check_backend(backend: str, allowed: tuple[str, ...]) -> None:
+    """The one-line error for a ``backend`` outside ``allowed``."""
+    if backend not in allowed:
+        raise SpikecimError(f"backend: unknown '{backend}', allowed: {', '.join(allowed)}")
+
+
+def cannot_run(backend: str, x: torch.Tensor, detail: str) -> SpikecimError:
+    """The one-line error for a kernel named explicitly that cannot take this call."""
+    return SpikecimError(
+        f"backend: '{backend}' cannot run this call (device {x.device.type}, dtype {x.dtype}, {detail}); "
+        "use 'auto' or 'reference'"
+    )
+
+
 def select(x: torch.Tensor, params, mem0, backend: str = "auto") -> Kernel | None:
     """The fused kernel for this call, or ``None`` to run the reference loop."""
+    check_backend(backend, BACKENDS)
     if backend == "reference":
         return None
-    if backend not in BACKENDS:
-        raise SpikecimError(f"backend: unknown '{backend}', allowed: {', '.join(BACKENDS)}")
     name = backend if backend != "auto" else {"cpu": "cpu", "cuda": "triton"}.get(x.device.type)
     kernel = _kernel(name, x, params, mem0)
     if kernel is None and backend != "auto":
-        raise SpikecimError(
-            f"backend: '{backend}' cannot run this call (device {x.device.type}, dtype {x.dtype}, "
-            f"surrogate {params.surrogate.name}); use 'auto' or 'reference'"
-        )
+        raise cannot_run(backend, x, f"surrogate {params.surrogate.name}")
     return kernel
 
 
