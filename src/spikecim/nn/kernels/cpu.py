@@ -31,9 +31,9 @@ _SOURCE = Path(__file__).with_name("lif_cpu.c")
 _REALS = {torch.float32: ("float", ctypes.c_float), torch.float64: ("double", ctypes.c_double)}
 # float64 is for checking, not speed: one plain build (no AVX2 copy) halves its build time.
 # Below this many neuron-steps one thread does it all. On torch's OpenMP threads (awake from
-# the layer before) a second thread pays already at two chunks: on 2 cores, T=100, 512
-# neurons, B=2 (102 400) 262 against 301 us median forward+backward, and Linear+LIF at B=16
-# 1.23x instead of 1.36x the Linear alone. Threads started per call (no OpenMP) cost more.
+# the layer before) a second thread pays already at two chunks (the Linear+LIF layer of
+# `spikecim bench --suite lif` on 2 cores, B = 2 and 16); threads started per call (no
+# OpenMP) cost more.
 _PARALLEL_MIN = 1 << 16
 
 
