@@ -94,7 +94,8 @@ def test_hwa_forward_and_gradients_equal_aihwkit_lightning(kind, name):
     # Seeded: where an output rounds to the ADC's top level q = n exactly, aihwkit-lightning
     # clamps q·(2·bound/(2n)) against the bound, which one float ulp can put above it (a zero
     # gradient there); spikecim counts only levels beyond n as saturated. Such a tie occurs
-    # for 4 of 60 weight seeds of the 5-bit ADC with the stride-2 convolution.
+    # for 4 of the weight seeds 0-59 of the 5-bit ADC with the stride-2 convolution (this
+    # test's layer and input, each seed run against the peer).
     torch.manual_seed(0)
     if kind == "linear":
         layer = nn.Linear(30, 12).double()
