@@ -286,7 +286,7 @@ class AnalogResult(StageResult):
             )
             bpc = r.metrics.get("bits_per_char")
             if bpc is not None and bpc.mean is not None:
-                text += f"; bits/byte {metric_text('bits_per_char', bpc.ideal)} → {bpc.text(self.n_seeds, 'bits_per_char')}"
+                text += f"; {metric_label('bits_per_char', False)} {metric_text('bits_per_char', bpc.ideal)} → {bpc.text(self.n_seeds, 'bits_per_char')}"
             for name in ("hwa", "bn_finetune"):
                 m = getattr(r, name)
                 if m is not None and m.mean is not None:

@@ -8,7 +8,7 @@ import html
 from pathlib import Path
 
 from spikecim.pipeline.results import AnalogResult, EvaluateResult
-from spikecim.report.fmt import MISSING, metric_spread, metric_text, pct
+from spikecim.report.fmt import MISSING, metric_label, metric_spread, metric_text, pct
 from spikecim.report.sections import html_table, register_section
 
 __all__ = ["language_model_section"]
@@ -39,10 +39,10 @@ def language_model_section(metrics: dict, run_dir: Path) -> str:
         rows.append(row)
     if not rows:
         return ""
-    headers = ["model", "bits per character", "perplexity", "cross-entropy (nats)", "next-byte accuracy", "tokens"]
+    headers = ["model", metric_label("bits_per_char", False), "perplexity", "cross-entropy (nats)", "next-byte accuracy", "tokens"]
     intro = "<p>Validation split, every byte predicted from the bytes before it in its window."
     if crossbar:
-        headers += ["perplexity, digital → crossbar", "bits per character, digital → crossbar"]
+        headers += ["perplexity, digital → crossbar", f"{metric_label('bits_per_char', False)}, digital → crossbar"]
         intro += (
             f" Crossbar: preset <code>{html.escape(str(analog.preset))}</code> read "
             f"{analog.t_inference_s:g} s after programming, mean ± std over {analog.n_seeds} programming "
