@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from spikecim.analog.hwa import HwaLayer, hwa_layers, tile_sizes
+from spikecim.analog.hwa_benchmark import lightning_rpu_config
 from spikecim.analog.hwa_config import HwaConverters
 from spikecim.analog.mitigation import WeightModifier, hwa_step, hwa_train
 from spikecim.train.evaluate import ModelInput
@@ -36,29 +37,11 @@ SETTINGS = {
 }
 
 
-def lightning_config(c: HwaConverters):
-    from aihwkit_lightning.simulator.configs import TorchInferenceRPUConfig, WeightClipType
-
-    cfg = TorchInferenceRPUConfig()
-    cfg.forward.inp_res = 2**c.dac_bits - 2 if c.dac_bits else -1
-    cfg.forward.out_res = 2**c.adc_bits - 2 if c.adc_bits else -1
-    cfg.forward.out_bound = c.out_bound or 0.0
-    ir = cfg.pre_post.input_range
-    ir.enable = c.input_range is not None
-    ir.dynamic = c.input_range == "abs-max"
-    ir.init_value, ir.init_from_data, ir.init_std_alpha = c.range_init, c.range_init_batches, c.range_init_std
-    ir.decay, ir.input_min_percentage = c.range_decay, c.range_min_unclipped
-    cfg.mapping.max_input_size = c.tile_rows or -1
-    if c.weight_clip_sigma is not None:
-        cfg.clip.type, cfg.clip.sigma = WeightClipType.LAYER_GAUSSIAN, c.weight_clip_sigma
-    return cfg
-
-
 def peer(layer: nn.Module, c: HwaConverters) -> nn.Module:
     from aihwkit_lightning.nn import AnalogConv2d, AnalogLinear
 
     cls = AnalogConv2d if isinstance(layer, nn.Conv2d) else AnalogLinear
-    return cls.from_digital(copy.deepcopy(layer), lightning_config(c)).train()
+    return cls.from_digital(copy.deepcopy(layer), lightning_rpu_config(c)).train()
 
 
 def forward_backward(layer: nn.Module, x: torch.Tensor, g: torch.Tensor, range_param: str | None):
@@ -147,7 +130,7 @@ def test_weight_clipping_after_a_step_equals_aihwkit_lightning():
     theirs = copy.deepcopy(model)
     from aihwkit_lightning.nn.conversion import convert_to_analog
 
-    theirs = convert_to_analog(theirs, lightning_config(c)).train()
+    theirs = convert_to_analog(theirs, lightning_rpu_config(c)).train()
     opt = AnalogOptimizer(torch.optim.Adam, theirs.analog_layers, theirs.parameters(), lr=0.05)
     opt.zero_grad()
     nn.functional.cross_entropy(theirs(x), y).backward()
