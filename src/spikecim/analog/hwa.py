@@ -47,6 +47,7 @@ from spikecim import ops
 from spikecim.analog import hwa_kernels
 from spikecim.analog.hwa_config import HwaConverters
 from spikecim.analog.hwa_kernels import LOWER, OUTSIDE, UPPER
+from spikecim.analog.hwa_noise import weight_noise
 from spikecim.analog.quant import abs_max_scale, level_count
 from spikecim.errors import SpikecimError
 from spikecim.quant import levels
@@ -85,6 +86,8 @@ class HwaLayer(nn.Module):
             )
         self.module, self.converters, self.modifier, self.generator = module, converters, modifier, generator
         self.sizes = tile_sizes(module.weight[0].numel(), converters.tile_rows)
+        self.starts = list(itertools.accumulate(self.sizes, initial=0))[:-1]  # each tile's first input
+        self.channel_ranges = self._channel_ranges() if isinstance(module, nn.Conv2d) else None
         learned = converters.input_range == "learned"
         self.input_range = (
             nn.Parameter(torch.full((len(self.sizes),), converters.range_init, dtype=module.weight.dtype))
@@ -129,7 +132,7 @@ class HwaLayer(nn.Module):
     def _channels(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Each tile's input channels, from one split of ``x`` at every tile's ends (so the
         backward concatenates once instead of filling a full-size gradient per tile)."""
-        ranges = self._channel_ranges()
+        ranges = self.channel_ranges
         if len(ranges) == 1:
             return [x]
         cuts = sorted({0, x.shape[1], *(e for r in ranges for e in r)})
@@ -148,15 +151,12 @@ class HwaLayer(nn.Module):
         """Σ_t ŷ_t; ``product(t, start, W_t)`` gives the tile's x̂_t Ŵ_tᵀ and its range r_t."""
         c = self.converters
         noisy = self.training and self.modifier is not None
-        if noisy:
-            from spikecim.analog.mitigation import weight_noise  # mitigation builds these layers
-        out, start = None, 0
-        for t, (size, wt) in enumerate(zip(self.sizes, w.split(self.sizes, 1), strict=True)):
-            w_max = wt.detach().abs().amax() if c.out_bound is not None else None
+        out = None
+        for t, (start, wt) in enumerate(zip(self.starts, w.split(self.sizes, 1), strict=True)):
+            w_max = wt.detach().abs().amax() if c.out_bound is not None or noisy else None  # clean W_t
             if noisy:
-                wt = wt + weight_noise(wt, self.modifier, self.generator)
+                wt = wt + weight_noise(wt, self.modifier, self.generator, w_max)
             yt, r = product(t, start, wt)
-            start += size
             if c.out_bound is not None:  # the ADC adds the tile to the tiles before
                 out = _Adc.apply(yt, r * c.out_bound * w_max, c.adc_bits, out)
             else:
@@ -176,7 +176,7 @@ class HwaLayer(nn.Module):
         m, c = self.module, self.converters
         window = m.kernel_size[0] * m.kernel_size[1]
         size = wt.shape[1]
-        first, last = self._channel_ranges()[t]
+        first, last = self.channel_ranges[t]
         pad = (start - first * window, last * window - start - size)
         kernel = F.pad(wt, pad).view(wt.shape[0], last - first, *m.kernel_size)
         if c.input_range is None:
