@@ -38,7 +38,6 @@ import itertools
 import math
 from typing import NamedTuple
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -53,9 +52,6 @@ from spikecim.errors import SpikecimError
 from spikecim.quant import levels
 
 __all__ = ["HwaLayer", "clip_weights", "digital_layers", "hwa_layers", "tile_sizes"]
-
-_REALS = {torch.float32: np.float32, torch.float64: np.float64}  # numpy scalars rounding as torch's
-
 
 def tile_sizes(inputs: int, tile_rows: int | None) -> list[int]:
     """``inputs`` split into the fewest tiles of at most ``tile_rows``, sizes differing by at
@@ -215,19 +211,11 @@ class HwaLayer(nn.Module):
         ``.data`` (as aihwkit-lightning does), so a forward called again before the backward
         (one call per time step) keeps its graph."""
         c, i = self.converters, int(self.range_updates[t])
-        r = self.input_range.data
-        real = _REALS.get(r.dtype)
-        if real is None:  # a dtype numpy does not compute like torch: torch's scalar operations
-            if std > 0:
-                r[t] = (r[t] * i + c.range_init_std * std) / (i + 1)
-                self.range_updates[t] += 1
-            r[t] = r[t].abs()
-            return
-        rt, sd = real(float(r[t])), real(float(std))  # the same operations on numpy scalars of r's dtype
-        if sd > 0:
-            rt = (rt * real(i) + real(c.range_init_std) * sd) / real(i + 1)
-            self.range_updates[t] = i + 1
-        r[t] = float(abs(rt))
+        r, std = self.input_range.data, std.to(self.input_range.dtype)
+        if std > 0:
+            r[t] = (r[t] * i + c.range_init_std * std) / (i + 1)
+            self.range_updates[t] += 1
+        r[t] = r[t].abs()
 
 
 def _copies(inside: torch.Tensor, size: torch.Size, geometry) -> tuple[torch.Tensor, int]:
