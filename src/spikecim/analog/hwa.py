@@ -53,6 +53,7 @@ from spikecim.quant import levels
 
 __all__ = ["HwaLayer", "clip_weights", "digital_layers", "hwa_layers", "tile_sizes"]
 
+
 def tile_sizes(inputs: int, tile_rows: int | None) -> list[int]:
     """``inputs`` split into the fewest tiles of at most ``tile_rows``, sizes differing by at
     most one (the first ones larger), as aihwkit-lightning's ``get_split_sizes``."""
@@ -345,7 +346,8 @@ class _Adc(torch.autograd.Function):
         n = level_count(bits) if bits is not None else None
         if prev is not None:
             ctx.mark_dirty(prev)
-        if hwa_kernels.available(y) and (prev is None or (prev.dtype == y.dtype and prev.is_contiguous())):
+        # prev, the sum of the tiles before, has y's dtype; the kernel writes into a contiguous one
+        if hwa_kernels.available(y) and (prev is None or prev.is_contiguous()):
             out, code, saturated = hwa_kernels.adc(y, prev, bound, n)
         else:
             out, mask, saturated = _adc(y, bound, n)

@@ -158,8 +158,9 @@ def _spikecim_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callab
     model = hwa_layers(model, converters, modifier, gen).train()
     opt = hwa_optimizer(list(model.parameters()), 1e-3)  # Adam as hwa_train runs it
     inputs = ModelInput.from_encoder(x.shape[0], "direct")
-    image = x[0]  # direct encoding repeats it over the T steps
-    return lambda: hwa_step(model, weights, opt, image, y, modifier, inputs, gen, converters)
+    image = x[0]  # direct encoding repeats it over the T steps (no draw: no generator)
+    # the layers hold the modifier and the generator of the weight noise
+    return lambda: hwa_step(model, weights, opt, image, y, None, inputs, None, converters)
 
 
 def _peer_step(

@@ -113,19 +113,21 @@ def hwa_step(
     opt: torch.optim.Optimizer,
     x: torch.Tensor,
     y: torch.Tensor,
-    modifier: WeightModifier,
+    modifier: WeightModifier | None,
     inputs: ModelInput,
-    gen: torch.Generator,
+    gen: torch.Generator | None,
     converters: HwaConverters | None = None,
 ) -> None:
-    """One step of :func:`hwa_train` on ``weights`` (the model's programmed weights).
+    """One step of :func:`hwa_train` on ``weights`` (the model's programmed weights);
+    ``gen`` draws the input encoding and the noise injected here.
 
-    Converters off: the noise goes into ``weights``, the forward and backward run at the
-    noisy weights, the clean weights come back, the optimiser updates them. Converters on
-    (``model``'s layers wrapped by :func:`spikecim.analog.hwa.hwa_layers`): the layers draw
-    the noise in their forward. Then, with ``weight_clip_sigma``, every weight is clipped."""
+    Converters off: ``modifier``'s noise goes into ``weights`` (None: no noise), the forward
+    and backward run at the noisy weights, the clean weights come back, the optimiser updates
+    them. Converters on (``model``'s layers wrapped by :func:`spikecim.analog.hwa.hwa_layers`):
+    the layers draw the noise in their forward with their own modifier and generator, and
+    ``modifier`` is not read. Then, with ``weight_clip_sigma``, every weight is clipped."""
     converters = converters or HwaConverters()
-    inject = not converters.in_forward
+    inject = not converters.in_forward and modifier is not None
     if inject:
         clean = [w.detach().clone() for w in weights]
         with torch.no_grad():
