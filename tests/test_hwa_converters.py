@@ -265,3 +265,35 @@ def test_a_layer_with_its_own_forward_is_refused():
 
     with pytest.raises(SpikecimError, match="BitLinear has its own forward"):
         HwaLayer(BitLinear(8, 4), HwaConverters(dac_bits=8))
+
+
+def test_the_weight_noise_in_the_forward_has_std_s_max_w_per_tile_and_is_redrawn_each_call():
+    """aihwkit's ``add_normal`` modifier per tile: Ŵ_t = W_t + s·max|W_t|·N(0, 1), drawn
+    anew in each training forward, none in evaluation. The identity as input reads Ŵᵀ from
+    the layer's output (no bias: out[k, m] = Ŵ[m, k], the other terms exact zeros)."""
+    s, calls = 0.05, 20
+    torch.manual_seed(0)
+    layer = nn.Linear(200, 64, bias=False).double()
+    with torch.no_grad():
+        layer.weight[:, 100:] *= 3.0  # the second tile's max|W_t| three times the first's
+    w = layer.weight.detach().clone()
+    hwa = HwaLayer(
+        layer,
+        HwaConverters(tile_rows=100),
+        WeightModifier(kind="add_normal", std=s),
+        torch.Generator().manual_seed(1),
+    ).train()
+    eye = torch.eye(200, dtype=torch.float64)
+    with torch.no_grad():
+        noise = torch.stack([hwa(eye).T - w for _ in range(calls)])  # [calls, 64, 200]
+    for cols in (slice(0, 100), slice(100, 200)):
+        tile = noise[:, :, cols]
+        expected = s * float(w[:, cols].abs().max())  # s·max|W_t| of the clean tile
+        n = tile.numel()
+        assert abs(float(tile.mean())) < 5 * expected / n**0.5  # 5 sampling sigmas of the mean
+        assert float(tile.std()) == pytest.approx(expected, rel=5 / (2 * n) ** 0.5)
+        # independent draws in successive calls: their difference has std √2·s·max|W_t|
+        diff = tile[1:] - tile[:-1]
+        assert float(diff.std()) == pytest.approx(2**0.5 * expected, rel=5 / (2 * diff.numel()) ** 0.5)
+    with torch.no_grad():
+        assert torch.equal(hwa.eval()(eye).T, w)  # no noise in evaluation
