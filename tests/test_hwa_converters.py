@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from spikecim.analog.hwa import HwaLayer, hwa_layers, tile_sizes
+from spikecim.analog.hwa_benchmark import lightning_rpu_config
 from spikecim.analog.hwa_config import HwaConverters
 from spikecim.analog.mitigation import WeightModifier, hwa_step, hwa_train
 from spikecim.train.evaluate import ModelInput
@@ -36,29 +37,11 @@ SETTINGS = {
 }
 
 
-def lightning_config(c: HwaConverters):
-    from aihwkit_lightning.simulator.configs import TorchInferenceRPUConfig, WeightClipType
-
-    cfg = TorchInferenceRPUConfig()
-    cfg.forward.inp_res = 2**c.dac_bits - 2 if c.dac_bits else -1
-    cfg.forward.out_res = 2**c.adc_bits - 2 if c.adc_bits else -1
-    cfg.forward.out_bound = c.out_bound or 0.0
-    ir = cfg.pre_post.input_range
-    ir.enable = c.input_range is not None
-    ir.dynamic = c.input_range == "abs-max"
-    ir.init_value, ir.init_from_data, ir.init_std_alpha = c.range_init, c.range_init_batches, c.range_init_std
-    ir.decay, ir.input_min_percentage = c.range_decay, c.range_min_unclipped
-    cfg.mapping.max_input_size = c.tile_rows or -1
-    if c.weight_clip_sigma is not None:
-        cfg.clip.type, cfg.clip.sigma = WeightClipType.LAYER_GAUSSIAN, c.weight_clip_sigma
-    return cfg
-
-
 def peer(layer: nn.Module, c: HwaConverters) -> nn.Module:
     from aihwkit_lightning.nn import AnalogConv2d, AnalogLinear
 
     cls = AnalogConv2d if isinstance(layer, nn.Conv2d) else AnalogLinear
-    return cls.from_digital(copy.deepcopy(layer), lightning_config(c)).train()
+    return cls.from_digital(copy.deepcopy(layer), lightning_rpu_config(c)).train()
 
 
 def forward_backward(layer: nn.Module, x: torch.Tensor, g: torch.Tensor, range_param: str | None):
@@ -148,7 +131,7 @@ def test_weight_clipping_after_a_step_equals_aihwkit_lightning():
     theirs = copy.deepcopy(model)
     from aihwkit_lightning.nn.conversion import convert_to_analog
 
-    theirs = convert_to_analog(theirs, lightning_config(c)).train()
+    theirs = convert_to_analog(theirs, lightning_rpu_config(c)).train()
     opt = AnalogOptimizer(torch.optim.Adam, theirs.analog_layers, theirs.parameters(), lr=0.05)
     opt.zero_grad()
     nn.functional.cross_entropy(theirs(x), y).backward()
@@ -283,3 +266,35 @@ def test_a_layer_with_its_own_forward_is_refused():
 
     with pytest.raises(SpikecimError, match="BitLinear has its own forward"):
         HwaLayer(BitLinear(8, 4), HwaConverters(dac_bits=8))
+
+
+def test_the_weight_noise_in_the_forward_has_std_s_max_w_per_tile_and_is_redrawn_each_call():
+    """aihwkit's ``add_normal`` modifier per tile: Ŵ_t = W_t + s·max|W_t|·N(0, 1), drawn
+    anew in each training forward, none in evaluation. The identity as input reads Ŵᵀ from
+    the layer's output (no bias: out[k, m] = Ŵ[m, k], the other terms exact zeros)."""
+    s, calls = 0.05, 20
+    torch.manual_seed(0)
+    layer = nn.Linear(200, 64, bias=False).double()
+    with torch.no_grad():
+        layer.weight[:, 100:] *= 3.0  # the second tile's max|W_t| three times the first's
+    w = layer.weight.detach().clone()
+    hwa = HwaLayer(
+        layer,
+        HwaConverters(tile_rows=100),
+        WeightModifier(kind="add_normal", std=s),
+        torch.Generator().manual_seed(1),
+    ).train()
+    eye = torch.eye(200, dtype=torch.float64)
+    with torch.no_grad():
+        noise = torch.stack([hwa(eye).T - w for _ in range(calls)])  # [calls, 64, 200]
+    for cols in (slice(0, 100), slice(100, 200)):
+        tile = noise[:, :, cols]
+        expected = s * float(w[:, cols].abs().max())  # s·max|W_t| of the clean tile
+        n = tile.numel()
+        assert abs(float(tile.mean())) < 5 * expected / n**0.5  # 5 sampling sigmas of the mean
+        assert float(tile.std()) == pytest.approx(expected, rel=5 / (2 * n) ** 0.5)
+        # independent draws in successive calls: their difference has std √2·s·max|W_t|
+        diff = tile[1:] - tile[:-1]
+        assert float(diff.std()) == pytest.approx(2**0.5 * expected, rel=5 / (2 * diff.numel()) ** 0.5)
+    with torch.no_grad():
+        assert torch.equal(hwa.eval()(eye).T, w)  # no noise in evaluation

@@ -38,7 +38,6 @@ import itertools
 import math
 from typing import NamedTuple
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -47,13 +46,12 @@ from spikecim import ops
 from spikecim.analog import hwa_kernels
 from spikecim.analog.hwa_config import HwaConverters
 from spikecim.analog.hwa_kernels import LOWER, OUTSIDE, UPPER
+from spikecim.analog.hwa_noise import weight_noise
 from spikecim.analog.quant import abs_max_scale, level_count
 from spikecim.errors import SpikecimError
 from spikecim.quant import levels
 
 __all__ = ["HwaLayer", "clip_weights", "digital_layers", "hwa_layers", "tile_sizes"]
-
-_REALS = {torch.float32: np.float32, torch.float64: np.float64}  # numpy scalars rounding as torch's
 
 
 def tile_sizes(inputs: int, tile_rows: int | None) -> list[int]:
@@ -85,6 +83,8 @@ class HwaLayer(nn.Module):
             )
         self.module, self.converters, self.modifier, self.generator = module, converters, modifier, generator
         self.sizes = tile_sizes(module.weight[0].numel(), converters.tile_rows)
+        self.starts = list(itertools.accumulate(self.sizes, initial=0))[:-1]  # each tile's first input
+        self.channel_ranges = self._channel_ranges() if isinstance(module, nn.Conv2d) else None
         learned = converters.input_range == "learned"
         self.input_range = (
             nn.Parameter(torch.full((len(self.sizes),), converters.range_init, dtype=module.weight.dtype))
@@ -129,7 +129,7 @@ class HwaLayer(nn.Module):
     def _channels(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Each tile's input channels, from one split of ``x`` at every tile's ends (so the
         backward concatenates once instead of filling a full-size gradient per tile)."""
-        ranges = self._channel_ranges()
+        ranges = self.channel_ranges
         if len(ranges) == 1:
             return [x]
         cuts = sorted({0, x.shape[1], *(e for r in ranges for e in r)})
@@ -148,15 +148,12 @@ class HwaLayer(nn.Module):
         """Σ_t ŷ_t; ``product(t, start, W_t)`` gives the tile's x̂_t Ŵ_tᵀ and its range r_t."""
         c = self.converters
         noisy = self.training and self.modifier is not None
-        if noisy:
-            from spikecim.analog.mitigation import weight_noise  # mitigation builds these layers
-        out, start = None, 0
-        for t, (size, wt) in enumerate(zip(self.sizes, w.split(self.sizes, 1), strict=True)):
-            w_max = wt.detach().abs().amax() if c.out_bound is not None else None
+        out = None
+        for t, (start, wt) in enumerate(zip(self.starts, w.split(self.sizes, 1), strict=True)):
+            w_max = wt.detach().abs().amax() if c.out_bound is not None or noisy else None  # clean W_t
             if noisy:
-                wt = wt + weight_noise(wt, self.modifier, self.generator)
+                wt = wt + weight_noise(wt, self.modifier, self.generator, w_max)
             yt, r = product(t, start, wt)
-            start += size
             if c.out_bound is not None:  # the ADC adds the tile to the tiles before
                 out = _Adc.apply(yt, r * c.out_bound * w_max, c.adc_bits, out)
             else:
@@ -176,7 +173,7 @@ class HwaLayer(nn.Module):
         m, c = self.module, self.converters
         window = m.kernel_size[0] * m.kernel_size[1]
         size = wt.shape[1]
-        first, last = self._channel_ranges()[t]
+        first, last = self.channel_ranges[t]
         pad = (start - first * window, last * window - start - size)
         kernel = F.pad(wt, pad).view(wt.shape[0], last - first, *m.kernel_size)
         if c.input_range is None:
@@ -215,19 +212,11 @@ class HwaLayer(nn.Module):
         ``.data`` (as aihwkit-lightning does), so a forward called again before the backward
         (one call per time step) keeps its graph."""
         c, i = self.converters, int(self.range_updates[t])
-        r = self.input_range.data
-        real = _REALS.get(r.dtype)
-        if real is None:  # a dtype numpy does not compute like torch: torch's scalar operations
-            if std > 0:
-                r[t] = (r[t] * i + c.range_init_std * std) / (i + 1)
-                self.range_updates[t] += 1
-            r[t] = r[t].abs()
-            return
-        rt, sd = real(float(r[t])), real(float(std))  # the same operations on numpy scalars of r's dtype
-        if sd > 0:
-            rt = (rt * real(i) + real(c.range_init_std) * sd) / real(i + 1)
-            self.range_updates[t] = i + 1
-        r[t] = float(abs(rt))
+        r, std = self.input_range.data, std.to(self.input_range.dtype)
+        if std > 0:
+            r[t] = (r[t] * i + c.range_init_std * std) / (i + 1)
+            self.range_updates[t] += 1
+        r[t] = r[t].abs()
 
 
 def _copies(inside: torch.Tensor, size: torch.Size, geometry) -> tuple[torch.Tensor, int]:
@@ -357,7 +346,8 @@ class _Adc(torch.autograd.Function):
         n = level_count(bits) if bits is not None else None
         if prev is not None:
             ctx.mark_dirty(prev)
-        if hwa_kernels.available(y) and (prev is None or (prev.dtype == y.dtype and prev.is_contiguous())):
+        # prev, the sum of the tiles before, has y's dtype; the kernel writes into a contiguous one
+        if hwa_kernels.available(y) and (prev is None or prev.is_contiguous()):
             out, code, saturated = hwa_kernels.adc(y, prev, bound, n)
         else:
             out, mask, saturated = _adc(y, bound, n)

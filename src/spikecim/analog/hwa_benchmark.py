@@ -38,13 +38,17 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from spikecim.timing import quiet_stderr, torch_threads
 
-__all__ = ["HWA_LIBRARIES", "HwaBenchReport", "format_report", "run_hwa_benchmark"]
+if TYPE_CHECKING:
+    from spikecim.analog.hwa_config import HwaConverters
+
+__all__ = ["HWA_LIBRARIES", "HwaBenchReport", "format_report", "lightning_rpu_config", "run_hwa_benchmark"]
 
 HWA_LIBRARIES = {"spikecim": None, "aihwkit-lightning": "aihwkit_lightning", "aihwkit": "aihwkit"}
 NOISE_STD = 0.05
@@ -154,8 +158,9 @@ def _spikecim_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callab
     model = hwa_layers(model, converters, modifier, gen).train()
     opt = hwa_optimizer(list(model.parameters()), 1e-3)  # Adam as hwa_train runs it
     inputs = ModelInput.from_encoder(x.shape[0], "direct")
-    image = x[0]  # direct encoding repeats it over the T steps
-    return lambda: hwa_step(model, weights, opt, image, y, modifier, inputs, gen, converters)
+    image = x[0]  # direct encoding repeats it over the T steps (no draw: no generator)
+    # the layers hold the modifier and the generator of the weight noise
+    return lambda: hwa_step(model, weights, opt, image, y, None, inputs, None, converters)
 
 
 def _peer_step(
@@ -189,25 +194,40 @@ def _aihwkit_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callabl
     return _peer_step(analog, opt, x, y)
 
 
+def lightning_rpu_config(converters: HwaConverters, noise_std: float = 0.0):
+    """aihwkit-lightning 2.1's ``TorchInferenceRPUConfig`` for ``converters``
+    (:class:`~spikecim.analog.hwa_config.HwaConverters`, field by field as in its module
+    docstring) and, with ``noise_std`` > 0, the ``add_normal`` weight noise of that std
+    (× max|W| of the tile); every setting left off keeps aihwkit-lightning's default (off)."""
+    with quiet_stderr():
+        from aihwkit_lightning.simulator.configs import TorchInferenceRPUConfig
+        from aihwkit_lightning.simulator.parameters.enums import WeightClipType, WeightNoiseInjectionType
+
+    c = converters
+    cfg = TorchInferenceRPUConfig()
+    if noise_std > 0:
+        cfg.modifier.noise_type, cfg.modifier.std_dev = WeightNoiseInjectionType.ADD_NORMAL, noise_std
+    cfg.forward.inp_res = 2**c.dac_bits - 2 if c.dac_bits is not None else -1
+    cfg.forward.out_res = 2**c.adc_bits - 2 if c.adc_bits is not None else -1
+    cfg.forward.out_bound = c.out_bound if c.out_bound is not None else 0.0
+    ir = cfg.pre_post.input_range
+    ir.enable = c.input_range is not None
+    ir.dynamic = c.input_range == "abs-max"
+    ir.init_value, ir.init_from_data, ir.init_std_alpha = c.range_init, c.range_init_batches, c.range_init_std
+    ir.decay, ir.input_min_percentage = c.range_decay, c.range_min_unclipped
+    cfg.mapping.max_input_size = c.tile_rows if c.tile_rows is not None else -1
+    if c.weight_clip_sigma is not None:
+        cfg.clip.type, cfg.clip.sigma = WeightClipType.LAYER_GAUSSIAN, c.weight_clip_sigma
+    return cfg
+
+
 def _lightning(model: nn.Module) -> nn.Module:
     import copy
 
     with quiet_stderr():
         from aihwkit_lightning.nn.conversion import convert_to_analog
-        from aihwkit_lightning.simulator.configs import TorchInferenceRPUConfig
-        from aihwkit_lightning.simulator.parameters.enums import WeightClipType, WeightNoiseInjectionType
 
-    c = _converters()
-    cfg = TorchInferenceRPUConfig()
-    cfg.modifier.noise_type = WeightNoiseInjectionType.ADD_NORMAL
-    cfg.modifier.std_dev = NOISE_STD
-    cfg.forward.inp_res = 2**c.dac_bits - 2
-    cfg.forward.out_res = 2**c.adc_bits - 2
-    cfg.forward.out_bound = c.out_bound
-    cfg.pre_post.input_range.enable = True
-    cfg.mapping.max_input_size = c.tile_rows
-    cfg.clip.type, cfg.clip.sigma = WeightClipType.LAYER_GAUSSIAN, c.weight_clip_sigma
-    return convert_to_analog(copy.deepcopy(model), cfg)
+    return convert_to_analog(copy.deepcopy(model), lightning_rpu_config(_converters(), NOISE_STD))
 
 
 def _aihwkit_config(training: bool):

@@ -151,11 +151,9 @@ def adc(
 ) -> tuple[torch.Tensor, torch.Tensor, bool]:
     """``(out, code, saturated)``: with ``bits_levels`` = n, k = rint(y·(n/bound)) and
     v = clamp(k, −n, n)·(bound/n), code ``OUTSIDE`` where |k| > n; else v = clamp(y, ±bound),
-    code ``OUTSIDE`` where |y| > bound (:func:`dac_backward` masks the gradient with it); out = prev + v, written into ``prev`` (contiguous; a new tensor of v without
-    ``prev``); saturated: whether any mask is set."""
+    code ``OUTSIDE`` where |y| > bound (:func:`dac_backward` masks the gradient with it); out = prev + v, written into ``prev`` (contiguous, ``y``'s dtype: the caller's check; a new
+    tensor of v without ``prev``); saturated: whether any mask is set."""
     y = y.contiguous()
-    if prev is not None and not prev.is_contiguous():
-        raise ValueError("adc: prev must be contiguous (the sum is written into it)")
     out = torch.empty_like(y) if prev is None else prev
     mask = torch.empty(y.shape, dtype=torch.uint8)
     n = y.numel()

@@ -8,7 +8,8 @@
   σ_W = σ_prog(g)/g_max·max|W| with g = |W|/max|W|·g_max, scaled by ``std``. With
   ``converters`` (:class:`~spikecim.analog.hwa_config.HwaConverters`: DAC, ADC, output
   bound, learned input range, tiles, weight clipping) the training forward also runs the
-  crossbar's periphery, as aihwkit-lightning 2.1 does (:mod:`spikecim.analog.hwa`).
+  crossbar's periphery, as aihwkit-lightning 2.1 does (:mod:`spikecim.analog.hwa`). The weight
+  noise itself is :mod:`spikecim.analog.hwa_noise`.
 - **Batch-norm fine-tuning** (``bn_finetune``): with the weights frozen on the programmed
   crossbar, only the BatchNorm affine parameters (γ, β: :func:`bn_parameters`) are trained
   on a small calibration set, through the noisy analog forward pass (the batch-norm
@@ -23,20 +24,17 @@
 from __future__ import annotations
 
 import copy
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import nn
 
 from spikecim import ops
-from spikecim.analog.devices import PCMDevice
 from spikecim.analog.evaluate import _inputs
 from spikecim.analog.hwa import clip_weights, digital_layers, hwa_layers
 from spikecim.analog.hwa_config import HwaConverters
+from spikecim.analog.hwa_noise import WeightModifier, modify_weight, weight_noise
 from spikecim.errors import SpikecimError
-from spikecim.schema import Schema
 from spikecim.train.evaluate import ModelInput
 
 __all__ = [
@@ -50,34 +48,6 @@ __all__ = [
     "modify_weight",
     "weight_noise",
 ]
-
-
-class WeightModifier(Schema):
-    kind: Literal["add_normal", "mult_normal", "pcm"] = "pcm"
-    std: float = Field(0.05, ge=0, description="noise scale (relative; 1.0 = the PCM model as is for 'pcm')")
-
-
-def modify_weight(
-    w: torch.Tensor, modifier: WeightModifier, generator: torch.Generator | None = None
-) -> torch.Tensor:
-    """A noisy copy of ``w`` (no gradient through the noise): ``w + weight_noise(w)``."""
-    return w.detach() + weight_noise(w, modifier, generator)
-
-
-def weight_noise(
-    w: torch.Tensor, modifier: WeightModifier, generator: torch.Generator | None = None
-) -> torch.Tensor:
-    """The noise ``modifier`` adds to ``w`` (no gradient), its scale max|W| taken over ``w``."""
-    n = torch.randn(w.shape, generator=generator, dtype=w.dtype)
-    w = w.detach()
-    w_max = w.abs().max().clamp(min=1e-12)
-    if modifier.kind == "add_normal":
-        return n.mul_(modifier.std * w_max)  # (std·max|W|)·N, in the draw's memory
-    if modifier.kind == "mult_normal":
-        return w * (modifier.std * n)
-    g_max_us = 25.0  # cancels: σ_W = σ_prog(g)/g_max · max|W| depends on g/g_max only
-    sigma_us = PCMDevice().prog_noise_std_us(w.abs() / w_max * g_max_us, g_max_us)
-    return modifier.std * sigma_us / g_max_us * w_max * n
 
 
 def _loss(
@@ -143,19 +113,21 @@ def hwa_step(
     opt: torch.optim.Optimizer,
     x: torch.Tensor,
     y: torch.Tensor,
-    modifier: WeightModifier,
+    modifier: WeightModifier | None,
     inputs: ModelInput,
-    gen: torch.Generator,
+    gen: torch.Generator | None,
     converters: HwaConverters | None = None,
 ) -> None:
-    """One step of :func:`hwa_train` on ``weights`` (the model's programmed weights).
+    """One step of :func:`hwa_train` on ``weights`` (the model's programmed weights);
+    ``gen`` draws the input encoding and the noise injected here.
 
-    Converters off: the noise goes into ``weights``, the forward and backward run at the
-    noisy weights, the clean weights come back, the optimiser updates them. Converters on
-    (``model``'s layers wrapped by :func:`spikecim.analog.hwa.hwa_layers`): the layers draw
-    the noise in their forward. Then, with ``weight_clip_sigma``, every weight is clipped."""
+    Converters off: ``modifier``'s noise goes into ``weights`` (None: no noise), the forward
+    and backward run at the noisy weights, the clean weights come back, the optimiser updates
+    them. Converters on (``model``'s layers wrapped by :func:`spikecim.analog.hwa.hwa_layers`):
+    the layers draw the noise in their forward with their own modifier and generator, and
+    ``modifier`` is not read. Then, with ``weight_clip_sigma``, every weight is clipped."""
     converters = converters or HwaConverters()
-    inject = not converters.in_forward
+    inject = not converters.in_forward and modifier is not None
     if inject:
         clean = [w.detach().clone() for w in weights]
         with torch.no_grad():

@@ -3,15 +3,20 @@ pydantic only; the crossbar itself is validated when the stage runs)."""
 
 from __future__ import annotations
 
+import functools
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, TypeAdapter, ValidationError, ValidationInfo, field_validator, model_validator
 
+from spikecim.analog.hwa_config import HwaConverters
+from spikecim.errors import one_line_validation_error
 from spikecim.schema import MAX_INT, MAX_LR, Schema
 
 _PRESET_DIR = Path(__file__).parent / "presets"
 _YEAR_S = 365 * 24 * 3600.0
+_HWA_FIELDS = ("dac_bits", "adc_bits", "out_bound", "input_range", "tile_rows", "weight_clip_sigma")
 
 
 class AnalogStageConfig(Schema):
@@ -60,26 +65,23 @@ class AnalogStageConfig(Schema):
     hwa_noise_std: float = Field(1.0, ge=0, description="noise scale of the modifier (1.0: PCM noise as is)")
     hwa_epochs: int = Field(2, ge=0)
     hwa_lr: float = Field(5e-4, gt=0, le=MAX_LR, description="learning rate, in (0, 10]")
+    # the converters of the HWA training forward, flat in the run config; HwaConverters
+    # (spikecim.analog.hwa_config) declares their bounds and checks them (_hwa_field, _hwa)
     hwa_dac_bits: int | None = Field(
-        None, ge=2, le=16, description="input DAC bits in the HWA training forward, 2 to 16 (None: off)"
+        None, description="input DAC bits in the HWA training forward (None: off)"
     )
     hwa_adc_bits: int | None = Field(
-        None,
-        ge=2,
-        le=16,
-        description="output ADC bits in the HWA training forward, 2 to 16 (None: off); needs hwa_out_bound",
+        None, description="output ADC bits in the HWA training forward (None: off); needs hwa_out_bound"
     )
     hwa_out_bound: float | None = Field(
-        None, gt=0, description="HWA output bound, in input range x max|W| of the tile (None: unbounded)"
+        None, description="HWA output bound, in input range x max|W| of the tile (None: unbounded)"
     )
-    hwa_input_range: Literal["learned", "abs-max"] | None = Field(
+    hwa_input_range: str | None = Field(
         None, description="HWA input range: learned or abs-max (None: learned when a DAC or bound is on)"
     )
-    hwa_tile_rows: int | None = Field(
-        None, gt=0, description="inputs per tile in the HWA forward (None: one tile)"
-    )
+    hwa_tile_rows: int | None = Field(None, description="inputs per tile in the HWA forward (None: one tile)")
     hwa_weight_clip_sigma: float | None = Field(
-        None, gt=0, description="clip weights to ±sigma·std(W) after each HWA step (None: off)"
+        None, description="clip weights to ±sigma·std(W) after each HWA step (None: off)"
     )
     bn_finetune: bool = Field(True, description="retrain only BatchNorm on the programmed crossbar")
     bn_epochs: int = Field(3, ge=0)
@@ -114,27 +116,31 @@ class AnalogStageConfig(Schema):
             raise ValueError("ADC bits must be between 1 and 16")
         return v
 
+    @field_validator(*(f"hwa_{name}" for name in _HWA_FIELDS), mode="before")
+    @classmethod
+    def _hwa_field(cls, v: Any, info: ValidationInfo) -> Any:
+        """The value checked by the matching field of HwaConverters (its bounds, its choices)."""
+        name = info.field_name.removeprefix("hwa_")
+        try:
+            return _converter_field(name).validate_python(v)
+        except ValidationError as e:
+            raise ValueError(one_line_validation_error(e)) from None
+
     @model_validator(mode="after")
     def _hwa(self) -> AnalogStageConfig:
-        if self.hwa_adc_bits is not None and self.hwa_out_bound is None:
-            raise ValueError(
-                "hwa_adc_bits needs hwa_out_bound (the ADC's full scale, in input range x max|W|)"
-            )
+        """The settings together, as HwaConverters checks them (adc_bits needs out_bound),
+        its message naming the run config's keys."""
+        try:
+            self.hwa_converters()
+        except ValidationError as e:
+            msg = one_line_validation_error(e)
+            raise ValueError(re.sub(rf"\b({'|'.join(_HWA_FIELDS)})\b", r"hwa_\1", msg)) from None
         return self
 
     def hwa_converters(self):
         """The converters of the hardware-aware training forward
         (:class:`~spikecim.analog.hwa_config.HwaConverters`)."""
-        from spikecim.analog.hwa_config import HwaConverters
-
-        return HwaConverters(
-            dac_bits=self.hwa_dac_bits,
-            adc_bits=self.hwa_adc_bits,
-            out_bound=self.hwa_out_bound,
-            input_range=self.hwa_input_range,
-            tile_rows=self.hwa_tile_rows,
-            weight_clip_sigma=self.hwa_weight_clip_sigma,
-        )
+        return HwaConverters(**{name: getattr(self, f"hwa_{name}") for name in _HWA_FIELDS})
 
     @model_validator(mode="after")
     def _crossbar(self) -> AnalogStageConfig:
@@ -148,6 +154,13 @@ class AnalogStageConfig(Schema):
                 crossbar = crossbar.with_updates(**self.overrides)
             check_calibration(crossbar, self)
         return self
+
+
+@functools.cache
+def _converter_field(name: str) -> TypeAdapter:
+    """A validator of HwaConverters's field ``name`` alone (its type and bounds)."""
+    field = HwaConverters.model_fields[name]
+    return TypeAdapter(Annotated[field.annotation, field])
 
 
 def check_calibration(crossbar, stage: AnalogStageConfig) -> None:
