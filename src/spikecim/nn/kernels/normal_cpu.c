@@ -32,6 +32,7 @@
 #include "parallel.h"
 #include "real.h"
 #include "philox.h"
+#include "cephes.h"
 
 #if defined(REAL_IS_DOUBLE)
 #define SQRT sqrt
@@ -205,36 +206,20 @@ typedef struct {
 #if defined(REAL_IS_DOUBLE)
 INLINE double pow065(double x) { return exp(log(x) * 0.65); }
 #else
-/* exp(y) for |y| < 80, Cephes expf: y = n ln 2 + f, |f| <= ln 2 / 2, a degree-5 polynomial
- * of f, 2^n put in the exponent bits (relative error about 1e-7, in loops the compiler
- * vectorises, where libm's expf is a call per element). */
+/* exp(y) for |y| < 80 (cephes.h), n = y log2(e) rounded half away from zero. */
 INLINE float exp_small(float y) {
     const float t = y * 1.44269504088896341f;
     const int32_t n = (int32_t)(t + (t < 0 ? -0.5f : 0.5f));
-    const float fn = (float)n;
-    float f = y - fn * 0.693359375f;
-    f = f - fn * -2.12194440e-4f;
-    const float z = f * f;
-    float p = 1.9875691500e-4f;
-    p = p * f + 1.3981999507e-3f;
-    p = p * f + 8.3334519073e-3f;
-    p = p * f + 4.1665795894e-2f;
-    p = p * f + 1.6666665459e-1f;
-    p = p * f + 5.0000001201e-1f;
-    p = p * z + f + 1.0f;
-    const uint32_t bits = (uint32_t)(n + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, 4);
-    return p * scale;
+    return cephes_exp_reduced(y, (float)n) * cephes_pow2(n);
 }
 
 /* x^0.65 = exp(0.65 ln x) for the PCM read noise, whose Q_s only uses it above 0.044, i.e.
  * for x above 0.044^(1/0.65) = 0.00828: smaller x (0, subnormals) are evaluated at 0.008,
- * which gives 0.0434 < 0.044 and the same Q_s. log_unit (Cephes logf) holds for every
- * positive normal float. */
+ * which gives 0.0434 < 0.044 and the same Q_s. cephes_logf holds for every positive normal
+ * float. */
 INLINE float pow065(float x) {
     x = x > 0.008f ? x : 0.008f;
-    return exp_small(log_unit(x) * 0.65f);
+    return exp_small(cephes_logf(x) * 0.65f);
 }
 #endif
 
