@@ -24,7 +24,6 @@
  * multiply-add, so the fused passes equal the same expressions evaluated by torch).
  */
 #include <math.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,7 +42,6 @@
 #endif
 
 #define CHUNK 4096 /* elements per work item */
-#define MAX_THREADS 64
 #define INLINE static inline __attribute__((always_inline))
 
 enum { OP_NORMAL = 0, OP_READ = 1, OP_DIFF_READ = 2, OP_ADD = 3, OP_WRITE = 4 };
@@ -198,11 +196,6 @@ typedef struct {
     real *scale; /* [B, n_in, n_out] */
 } written_args;
 
-typedef struct {
-    const written_args *a;
-    int64_t items, next;
-} written_pool;
-
 #if defined(REAL_IS_DOUBLE)
 INLINE double pow065(double x) { return exp(log(x) * 0.65); }
 #else
@@ -284,7 +277,8 @@ INLINE real abs_max(const real *x, int64_t n, real m, int *nan) {
 }
 
 /* One work item: rows i*R .. i*R+R-1 of matrix b (item = b*n_in + i), the contiguous
- * elements item*R*W .. of mt. mag, sgn: R*n_out*C reals each. */
+ * elements item*R*W .. of mt. mag, sgn: R*n_out*C reals each (mag unused, may be NULL, with
+ * one slice); zw, zr: CHUNK reals each. */
 CLONES static void written_item(const written_args *a, int64_t item, real *mag, real *sgn, real *zw,
                          real *zr) {
     const int64_t R = a->R, C = a->C, n_out = a->n_out, K = a->K, N = a->N, S = a->S, NC = n_out * C;
@@ -369,36 +363,32 @@ CLONES static void written_item(const written_args *a, int64_t item, real *mag, 
                 }
 }
 
-static void *written_worker(void *p) {
-    written_pool *q = (written_pool *)p;
-    const written_args *a = q->a;
+/* The work of written_run: set `failed` when an item's buffer could not be allocated. */
+typedef struct {
+    const written_args *a;
+    int32_t failed;
+} written_job;
+
+/* One item (parallel.h hands them out): its magnitudes and signs, R*n_out*C reals each (one
+ * slice writes its magnitudes straight into mt), in a buffer of its own; its normals, CHUNK
+ * at a time, on the stack as run_chunk's. */
+static void written_one(const void *p, int64_t item) {
+    written_job *job = (written_job *)p;
+    const written_args *a = job->a;
     const int64_t width = a->R * a->n_out * a->C;
-    real *buf = (real *)malloc(sizeof(real) * (size_t)(2 * width + 2 * (CHUNK + 2)));
-    if (!buf) return (void *)1;
-    for (;;) {
-        const int64_t it = __atomic_fetch_add(&q->next, 1, __ATOMIC_RELAXED);
-        if (it >= q->items) break;
-        written_item(a, it, buf, buf + width, buf + 2 * width, buf + 2 * width + CHUNK + 2);
+    real *buf = (real *)malloc(sizeof(real) * (size_t)((a->S == 1 ? 1 : 2) * width));
+    if (!buf) {
+        __atomic_store_n(&job->failed, 1, __ATOMIC_RELAXED);
+        return;
     }
+    real zw[CHUNK], zr[CHUNK];
+    written_item(a, item, a->S == 1 ? 0 : buf + width, buf, zw, zr);
     free(buf);
-    return 0;
 }
 
 /* Returns 0, or 1 when a work buffer could not be allocated (the caller falls back). */
 int written_run(const written_args *a, int threads) {
-    written_pool q = {a, a->B * a->n_in, 0};
-    if (threads > q.items) threads = (int)q.items;
-    if (threads > MAX_THREADS) threads = MAX_THREADS;
-    if (threads < 1) threads = 1;
-    pthread_t tid[MAX_THREADS];
-    int started[MAX_THREADS] = {0};
-    for (int k = 1; k < threads; k++) started[k] = pthread_create(&tid[k], 0, written_worker, &q) == 0;
-    int failed = written_worker(&q) != 0;
-    for (int k = 1; k < threads; k++)
-        if (started[k]) {
-            void *r = 0;
-            pthread_join(tid[k], &r);
-            failed |= r != 0;
-        }
-    return failed;
+    written_job job = {a, 0};
+    run_items(&job, written_one, a->B * a->n_in, threads);
+    return job.failed;
 }
