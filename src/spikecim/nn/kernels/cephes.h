@@ -4,11 +4,11 @@
  *
  * cephes_logf(x): ln x for every positive normal float (the PCM read noise of normal_cpu.c's
  *     written crossbars).
- * cephes_exp_reduced(x, n) * cephes_pow2(n): e^x = 2^n e^r for an integer n near x log2(e)
+ * cephes_exp_reduced(x, n): e^r for e^x = 2^n e^r with an integer n near x log2(e)
  *     (|r| <= ln 2 / 2 when n is x log2(e) rounded), r = x - n ln 2 with ln 2 in two parts
  *     (0.693359375 is exact in float), e^r by expf.c's polynomial in r (relative error
- *     about 1e-7). Each caller rounds x log2(e) to n and bounds x its own way
- *     (normal_cpu.c's exp_small, wkv_cpu.c's exp_neg_f).
+ *     about 1e-7). Each caller rounds x log2(e) to n, bounds x and builds 2^n in the
+ *     exponent bits its own way (normal_cpu.c's exp_small, wkv_cpu.c's exp_neg_f).
  *
  * Built with cbuild.FLAGS (-ffp-contract=off): the operations run as written, no fused
  * multiply-add. float only: the double kernels use libm.
@@ -60,14 +60,6 @@ CEPHES_INLINE float cephes_exp_reduced(float x, float n) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     return (p * (r * r) + r) + 1.0f;
-}
-
-/* 2^n for -126 <= n <= 127, built in the exponent bits. */
-CEPHES_INLINE float cephes_pow2(int32_t n) {
-    const uint32_t bits = (uint32_t)(n + 127) << 23;
-    float v;
-    memcpy(&v, &bits, 4);
-    return v;
 }
 
 #endif

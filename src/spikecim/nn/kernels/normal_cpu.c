@@ -203,7 +203,11 @@ INLINE double pow065(double x) { return exp(log(x) * 0.65); }
 INLINE float exp_small(float y) {
     const float t = y * 1.44269504088896341f;
     const int32_t n = (int32_t)(t + (t < 0 ? -0.5f : 0.5f));
-    return cephes_exp_reduced(y, (float)n) * cephes_pow2(n);
+    const float p = cephes_exp_reduced(y, (float)n);
+    const uint32_t bits = (uint32_t)(n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, 4);
+    return p * scale;
 }
 
 /* x^0.65 = exp(0.65 ln x) for the PCM read noise, whose Q_s only uses it above 0.044, i.e.

@@ -51,8 +51,12 @@ INLINE float exp_neg_f(float x) {
     const float xc = x < lo ? lo : (x > hi ? hi : x);
     const float shift = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
     const float n = (xc * 1.44269504088896341f + shift) - shift;
-    const float er = cephes_exp_reduced(xc, n), two_n = cephes_pow2((int32_t)n);
-    return x < lo ? 0.0f : (x > hi ? HUGE_VALF : er * two_n);
+    const float er = cephes_exp_reduced(xc, n);
+    union {
+        int32_t i;
+        float f;
+    } two_n = {.i = ((int32_t)n + 127) << 23};
+    return x < lo ? 0.0f : (x > hi ? HUGE_VALF : er * two_n.f);
 }
 #define EXP_NEG(x) _Generic((x), float: exp_neg_f, default: exp)(x)
 
