@@ -35,6 +35,7 @@
 #include "parallel.h"
 #include "real.h"
 #include "philox.h"
+#include "converters.h"
 
 #define LCHUNK 256 /* patches per DAC block: R x LCHUNK stays in L2 between its two passes */
 
@@ -63,18 +64,6 @@ typedef struct {
     real k, q, alpha;
     uint64_t seed; /* out_noise: the key of the output noise's normals */
 } adc_args;
-
-/* the scale of an abs-max given as bits: 1 for an all-zero vector and for NaN (torch.where(s > 0, s, 1)) */
-static inline real scale_of(ubits m) {
-    real s;
-    memcpy(&s, &m, sizeof s);
-    return (m == 0 || m > INF_BITS) ? (real)1 : s;
-}
-
-static inline real gain_of(real s, real n_dac) {
-    const real r = (real)1 / s;
-    return r * n_dac;
-}
 
 CLONES static void dac_one(const dac_args *a, int64_t n) {
     const real *x = a->x + n * a->sn;
@@ -215,11 +204,6 @@ CLONES static void unfold_one(const unfold_args *a, int64_t item) {
     free(g);
     free(pad);
     free(idx);
-}
-
-static inline real adc_level(real v, real k, real q) {
-    v = rint(v * k);
-    return v < -q ? -q : (v > q ? q : v); /* NaN stays, as torch.clamp */
 }
 
 /* dst (+)= f(src)·g (·rs[l]) over m elements of a block of columns × L patches, the first

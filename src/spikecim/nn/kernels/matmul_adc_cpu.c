@@ -28,6 +28,7 @@
 
 #include "parallel.h"
 #include "real.h"
+#include "converters.h"
 
 #define MAX_ROWS 4096 /* R above this: the caller uses the torch passes */
 
@@ -93,10 +94,7 @@ CLONES static void columns_item(const void *p, int64_t item) {
         if (a->dac) {
             ubits mx = 0;
             for (int64_t r = 0; r < rows; r++) mx = abs_bits(src[r]) > mx ? abs_bits(src[r]) : mx;
-            real s;
-            memcpy(&s, &mx, sizeof s);
-            s = (mx == 0 || mx > INF_BITS) ? (real)1 : s;
-            const real g = ((real)1 / s) * a->n_dac;
+            const real s = scale_of(mx), g = gain_of(s, a->n_dac);
             for (int64_t r = 0; r < rows; r++) x[r] = rint(src[r] * g);
             a->dac_scale[item * M + m] = s;
         } else {
@@ -112,10 +110,7 @@ static inline __attribute__((always_inline)) void one_slice(const real *restrict
                                                           real k, real q, real g, real ds, int adc, int first) {
     for (int64_t c = 0; c < nc; c++) {
         real u = ys[c];
-        if (adc) {
-            u = rint(u * k);
-            u = u < -q ? -q : (u > q ? q : u);
-        }
+        if (adc) u = adc_level(u, k, q);
         u = u * g;
         u = u * ds;
         dst[c] = first ? u : dst[c] + u;
@@ -137,11 +132,7 @@ static void slices(const output_args *a, const real *y, real *out, const real *w
                 const real *ys = y + (o * S + s) * C + c0;
                 const real g = a->gain[s];
                 if (a->adc)
-                    for (int64_t c = 0; c < nc; c++) {
-                        real u = rint(ys[c] * k);
-                        u = u < -q ? -q : (u > q ? q : u);
-                        t[c] = u * g;
-                    }
+                    for (int64_t c = 0; c < nc; c++) t[c] = adc_level(ys[c], k, q) * g;
                 else
                     for (int64_t c = 0; c < nc; c++) t[c] = ys[c] * g;
                 for (int64_t c = 0; c < nc; c++) v[c] = s ? v[c] + t[c] : t[c];

@@ -24,7 +24,6 @@
  * multiply-add, so the fused passes equal the same expressions evaluated by torch).
  */
 #include <math.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +31,7 @@
 #include "parallel.h"
 #include "real.h"
 #include "philox.h"
+#include "cephes.h"
 
 #if defined(REAL_IS_DOUBLE)
 #define SQRT sqrt
@@ -42,7 +42,6 @@
 #endif
 
 #define CHUNK 4096 /* elements per work item */
-#define MAX_THREADS 64
 #define INLINE static inline __attribute__((always_inline))
 
 enum { OP_NORMAL = 0, OP_READ = 1, OP_DIFF_READ = 2, OP_ADD = 3, OP_WRITE = 4 };
@@ -197,31 +196,14 @@ typedef struct {
     real *scale; /* [B, n_in, n_out] */
 } written_args;
 
-typedef struct {
-    const written_args *a;
-    int64_t items, next;
-} written_pool;
-
 #if defined(REAL_IS_DOUBLE)
 INLINE double pow065(double x) { return exp(log(x) * 0.65); }
 #else
-/* exp(y) for |y| < 80, Cephes expf: y = n ln 2 + f, |f| <= ln 2 / 2, a degree-5 polynomial
- * of f, 2^n put in the exponent bits (relative error about 1e-7, in loops the compiler
- * vectorises, where libm's expf is a call per element). */
+/* exp(y) for |y| < 80 (cephes.h), n = y log2(e) rounded half away from zero. */
 INLINE float exp_small(float y) {
     const float t = y * 1.44269504088896341f;
     const int32_t n = (int32_t)(t + (t < 0 ? -0.5f : 0.5f));
-    const float fn = (float)n;
-    float f = y - fn * 0.693359375f;
-    f = f - fn * -2.12194440e-4f;
-    const float z = f * f;
-    float p = 1.9875691500e-4f;
-    p = p * f + 1.3981999507e-3f;
-    p = p * f + 8.3334519073e-3f;
-    p = p * f + 4.1665795894e-2f;
-    p = p * f + 1.6666665459e-1f;
-    p = p * f + 5.0000001201e-1f;
-    p = p * z + f + 1.0f;
+    const float p = cephes_exp_reduced(y, (float)n);
     const uint32_t bits = (uint32_t)(n + 127) << 23;
     float scale;
     memcpy(&scale, &bits, 4);
@@ -230,11 +212,11 @@ INLINE float exp_small(float y) {
 
 /* x^0.65 = exp(0.65 ln x) for the PCM read noise, whose Q_s only uses it above 0.044, i.e.
  * for x above 0.044^(1/0.65) = 0.00828: smaller x (0, subnormals) are evaluated at 0.008,
- * which gives 0.0434 < 0.044 and the same Q_s. log_unit (Cephes logf) holds for every
- * positive normal float. */
+ * which gives 0.0434 < 0.044 and the same Q_s. cephes_logf holds for every positive normal
+ * float. */
 INLINE float pow065(float x) {
     x = x > 0.008f ? x : 0.008f;
-    return exp_small(log_unit(x) * 0.65f);
+    return exp_small(cephes_logf(x) * 0.65f);
 }
 #endif
 
@@ -299,7 +281,8 @@ INLINE real abs_max(const real *x, int64_t n, real m, int *nan) {
 }
 
 /* One work item: rows i*R .. i*R+R-1 of matrix b (item = b*n_in + i), the contiguous
- * elements item*R*W .. of mt. mag, sgn: R*n_out*C reals each. */
+ * elements item*R*W .. of mt. mag, sgn: R*n_out*C reals each (mag unused, may be NULL, with
+ * one slice); zw, zr: CHUNK reals each. */
 CLONES static void written_item(const written_args *a, int64_t item, real *mag, real *sgn, real *zw,
                          real *zr) {
     const int64_t R = a->R, C = a->C, n_out = a->n_out, K = a->K, N = a->N, S = a->S, NC = n_out * C;
@@ -384,36 +367,32 @@ CLONES static void written_item(const written_args *a, int64_t item, real *mag, 
                 }
 }
 
-static void *written_worker(void *p) {
-    written_pool *q = (written_pool *)p;
-    const written_args *a = q->a;
+/* The work of written_run: set `failed` when an item's buffer could not be allocated. */
+typedef struct {
+    const written_args *a;
+    int32_t failed;
+} written_job;
+
+/* One item (parallel.h hands them out): its magnitudes and signs, R*n_out*C reals each (one
+ * slice writes its magnitudes straight into mt), in a buffer of its own; its normals, CHUNK
+ * at a time, on the stack as run_chunk's. */
+static void written_one(const void *p, int64_t item) {
+    written_job *job = (written_job *)p;
+    const written_args *a = job->a;
     const int64_t width = a->R * a->n_out * a->C;
-    real *buf = (real *)malloc(sizeof(real) * (size_t)(2 * width + 2 * (CHUNK + 2)));
-    if (!buf) return (void *)1;
-    for (;;) {
-        const int64_t it = __atomic_fetch_add(&q->next, 1, __ATOMIC_RELAXED);
-        if (it >= q->items) break;
-        written_item(a, it, buf, buf + width, buf + 2 * width, buf + 2 * width + CHUNK + 2);
+    real *buf = (real *)malloc(sizeof(real) * (size_t)((a->S == 1 ? 1 : 2) * width));
+    if (!buf) {
+        __atomic_store_n(&job->failed, 1, __ATOMIC_RELAXED);
+        return;
     }
+    real zw[CHUNK], zr[CHUNK];
+    written_item(a, item, a->S == 1 ? 0 : buf + width, buf, zw, zr);
     free(buf);
-    return 0;
 }
 
 /* Returns 0, or 1 when a work buffer could not be allocated (the caller falls back). */
 int written_run(const written_args *a, int threads) {
-    written_pool q = {a, a->B * a->n_in, 0};
-    if (threads > q.items) threads = (int)q.items;
-    if (threads > MAX_THREADS) threads = MAX_THREADS;
-    if (threads < 1) threads = 1;
-    pthread_t tid[MAX_THREADS];
-    int started[MAX_THREADS] = {0};
-    for (int k = 1; k < threads; k++) started[k] = pthread_create(&tid[k], 0, written_worker, &q) == 0;
-    int failed = written_worker(&q) != 0;
-    for (int k = 1; k < threads; k++)
-        if (started[k]) {
-            void *r = 0;
-            pthread_join(tid[k], &r);
-            failed |= r != 0;
-        }
-    return failed;
+    written_job job = {a, 0};
+    run_items(&job, written_one, a->B * a->n_in, threads);
+    return job.failed;
 }

@@ -168,37 +168,6 @@ static __attribute__((unused)) void philox4x32_10_blocks(uint64_t b0, uint32_t c
     philox4x32_10_scalar(b0, c2, c3, k0, k1, nb, w);
 }
 
-/* ---- ln, float32 (Cephes logf; the PCM read noise of normal_cpu.c's written_run) -------- */
-
-/* ln x for x in (0, 1] (and every positive normal float), Cephes logf: the mantissa in
- * [sqrt(1/2), sqrt(2)), a degree-9 polynomial, the exponent's ln 2 in two parts. */
-PHILOX_INLINE float log_unit(float x) {
-    uint32_t ix;
-    memcpy(&ix, &x, 4);
-    int32_t e = (int32_t)(ix >> 23) - 126; /* x = m * 2^e, m in [0.5, 1) */
-    ix = (ix & 0x007fffffu) | 0x3f000000u;
-    float m;
-    memcpy(&m, &ix, 4);
-    const int small = m < 0.707106781186547524f;
-    e -= small;
-    const float f = (small ? m + m : m) - 1.0f;
-    const float z = f * f;
-    float p = 7.0376836292e-2f;
-    p = p * f - 1.1514610310e-1f;
-    p = p * f + 1.1676998740e-1f;
-    p = p * f - 1.2420140846e-1f;
-    p = p * f + 1.4249322787e-1f;
-    p = p * f - 1.6668057665e-1f;
-    p = p * f + 2.0000714765e-1f;
-    p = p * f - 2.4999993993e-1f;
-    p = p * f + 3.3333331174e-1f;
-    const float fe = (float)e;
-    float y = f * z * p;
-    y += -2.12194440e-4f * fe;
-    y += -0.5f * z;
-    return f + y + 0.693359375f * fe;
-}
-
 /* ---- inverse CDF by table interpolation, float32 --------------------------------------- */
 
 /* Phi^-1(p), the standard normal quantile, for p in (0, 1/2], in double precision: Acklam's

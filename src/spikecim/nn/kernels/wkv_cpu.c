@@ -32,6 +32,7 @@
 
 #include "parallel.h"
 #include "real.h"
+#include "cephes.h"
 
 #define INLINE static inline __attribute__((always_inline))
 /* the arrays a token loop reads and writes never overlap: vectorise without alias checks */
@@ -41,24 +42,16 @@
 #define IVDEP
 #endif
 
-/* e^x in float, written so the compiler vectorises the loops that call it (libm's expf is
- * one call per value); every argument here is <= 0 up to rounding: x = n ln2 + r with
- * |r| <= ln2/2, e^r by Cephes' degree-6 polynomial (expf.c, relative error under 2e-7),
- * times 2^n built in the exponent bits. Below -87.33 (2^-126) it returns 0 rather than a
- * subnormal, above 88 infinity. Doubles use libm's exp. */
+/* e^x in float by Cephes expf (cephes.h), in loops the compiler vectorises (libm's expf is
+ * one call per value); every argument here is <= 0 up to rounding. n = x log2(e) rounded to
+ * the nearest integer (adding 1.5 * 2^23 rounds). Below -87.33 (2^-126) it returns 0 rather
+ * than a subnormal, above 88 infinity. Doubles use libm's exp. */
 INLINE float exp_neg_f(float x) {
     const float lo = -87.33f, hi = 88.0f;
     const float xc = x < lo ? lo : (x > hi ? hi : x);
     const float shift = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
     const float n = (xc * 1.44269504088896341f + shift) - shift;
-    const float r = (xc - n * 0.693359375f) - n * -2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    const float er = (p * (r * r) + r) + 1.0f;
+    const float er = cephes_exp_reduced(xc, n);
     union {
         int32_t i;
         float f;
