@@ -253,38 +253,66 @@ CLONES static void adc_block(const adc_args *a, real *dst, const real *src, real
 #define ZCHUNK 2048 /* output-noise normals per piece of a block */
 
 /* The output noise and adc_block on the m elements of a block whose first element has flat
- * index e0 in y, in pieces of ZCHUNK: y + z·alpha (noise.add_normal_'s sum) in a buffer. */
+ * index e0 in y, in pieces of ZCHUNK: y + z·alpha (noise.add_normal_'s sum) in a buffer.
+ * z: the block's normals when the caller drew them (m <= ZCHUNK), else NULL. */
 CLONES static void adc_noisy_block(const adc_args *a, real *dst, const real *src, real g, const real *rs,
-                                   int64_t m, int first, int64_t e0) {
-    real z[ZCHUNK], v[ZCHUNK];
+                                   int64_t m, int first, int64_t e0, const real *z) {
+    real zb[ZCHUNK], v[ZCHUNK];
     const real alpha = a->alpha;
     for (int64_t j0 = 0; j0 < m; j0 += ZCHUNK) {
         const int64_t n = m - j0 < ZCHUNK ? m - j0 : ZCHUNK;
-        normals(a->seed, e0 + j0, n, z);
-        for (int64_t t = 0; t < n; t++) v[t] = src[j0 + t] + z[t] * alpha;
+        const real *zj = z ? z + j0 : zb;
+        if (!z) normals(a->seed, e0 + j0, n, zb);
+        for (int64_t t = 0; t < n; t++) v[t] = src[j0 + t] + zj[t] * alpha;
         adc_block(a, dst + j0, v, g, rs, j0, n, first);
     }
 }
 
-static void adc_one(const adc_args *a, int64_t item) {
-    const int64_t n = item / a->n_out, o = item % a->n_out;
-    const int64_t N = a->N, n_out = a->n_out, S = a->S, C = a->C, L = a->L;
-    const int64_t nc = a->out_f - o * C < C ? a->out_f - o * C : C;
-    real *dst = a->out + (n * a->out_f + o * C) * L;
-    for (int64_t i = 0; i < a->n_in; i++) {
-        const real *rs = a->row_scale ? a->row_scale + (i * N + n) * L : 0;
-        for (int64_t s = 0; s < S; s++) {
-            const int64_t e0 = (((i * N + n) * n_out + o) * S + s) * C * L;
-            const real g = a->gain[(i * n_out + o) * S + s];
-            if (a->out_noise) adc_noisy_block(a, dst, a->y + e0, g, rs, nc * L, i == 0 && s == 0, e0);
-            else adc_block(a, dst, a->y + e0, g, rs, 0, nc * L, i == 0 && s == 0);
-        }
-    }
+/* Samples per work item: 1, or, for noisy blocks that lie back to back in y (one column tile
+ * holding every output, one slice) and are shorter than ZCHUNK, as many as fill ZCHUNK, so
+ * that their normals come from one draw of the generator instead of one short draw each. */
+static int64_t adc_group(const adc_args *a) {
+    const int64_t block = a->C * a->L;
+    if (!a->out_noise || a->n_out != 1 || a->S != 1 || a->out_f != a->C || block >= ZCHUNK) return 1;
+    return ZCHUNK / block;
 }
+
+/* item = (group of samples, column tile o): for every input tile i and slice s, the blocks
+ * of the group's samples (their normals drawn at once when the group has several), each
+ * summed into its sample's outputs, i outer, s inner. */
+static void adc_one(const adc_args *a, int64_t item, int64_t group) {
+    const int64_t n0 = item / a->n_out * group, o = item % a->n_out;
+    const int64_t N = a->N, n_out = a->n_out, S = a->S, C = a->C, L = a->L;
+    const int64_t n1 = n0 + group < N ? n0 + group : N;
+    const int64_t nc = a->out_f - o * C < C ? a->out_f - o * C : C, m = nc * L;
+    real z[ZCHUNK];
+    for (int64_t i = 0; i < a->n_in; i++)
+        for (int64_t s = 0; s < S; s++) {
+            const real g = a->gain[(i * n_out + o) * S + s];
+            const int64_t first_e = (((i * N + n0) * n_out + o) * S + s) * C * L;
+            if (group > 1) normals(a->seed, first_e, (n1 - n0) * m, z);
+            for (int64_t n = n0; n < n1; n++) {
+                const real *rs = a->row_scale ? a->row_scale + (i * N + n) * L : 0;
+                const int64_t e0 = (((i * N + n) * n_out + o) * S + s) * C * L;
+                real *dst = a->out + (n * a->out_f + o * C) * L;
+                const int first = i == 0 && s == 0;
+                if (a->out_noise) adc_noisy_block(a, dst, a->y + e0, g, rs, m, first, e0, group > 1 ? z + (n - n0) * m : 0);
+                else adc_block(a, dst, a->y + e0, g, rs, 0, m, first);
+            }
+        }
+}
+
+typedef struct {
+    const adc_args *a;
+    int64_t group;
+} adc_job;
 
 static void dac_item(const void *a, int64_t n) { dac_one((const dac_args *)a, n); }
 static void unfold_item(const void *a, int64_t i) { unfold_one((const unfold_args *)a, i); }
-static void adc_item(const void *a, int64_t i) { adc_one((const adc_args *)a, i); }
+static void adc_item(const void *p, int64_t i) {
+    const adc_job *job = (const adc_job *)p;
+    adc_one(job->a, i, job->group);
+}
 
 /* 1 when every one of the n values is exactly 0 or 1 (−0 counts as 0, NaN as neither), as
  * torch's ((x == 0) | (x == 1)).all(); blocks of 4096 values, stopping at the first block
@@ -305,5 +333,6 @@ void unfold_dac(const unfold_args *a, int threads) {
     run_items(a, unfold_item, a->N * a->n_in, threads);
 }
 void adc_accumulate(const adc_args *a, int threads) {
-    run_items(a, adc_item, a->N * a->n_out, threads);
+    const adc_job job = {a, adc_group(a)};
+    run_items(&job, adc_item, (a->N + job.group - 1) / job.group * a->n_out, threads);
 }
