@@ -171,8 +171,9 @@ def unfold_dac_written_out(x, geometry, tile_rows, n_dac):
         ({"kernel_size": (3, 2), "stride": (2, 3), "padding": (2, 0), "dilation": 1}, 3, 7),
         ({"kernel_size": (2, 3), "stride": 1, "padding": (0, 3), "dilation": (2, 3)}, 2, 5),
         ({"kernel_size": (1, 1), "stride": 2, "padding": 0, "dilation": 1}, 5, 3),
+        ({"kernel_size": (3, 3), "stride": (2, 1), "padding": 1, "dilation": (1, 2)}, 3, 11),
     ],
-    ids=["3x3", "3x3-cut", "strided-padded", "dilated-wide-pad", "1x1-stride2"],
+    ids=["3x3", "3x3-cut", "strided-padded", "dilated-wide-pad", "1x1-stride2", "row-strided-dilated"],
 )
 def test_unfold_dac_kernel_equals_unfold_then_dac_per_tile(dtype, threads, geometry, channels, tile_rows):
     torch.set_num_threads(threads)

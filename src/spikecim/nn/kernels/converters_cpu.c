@@ -155,9 +155,10 @@ INLINE void tile_abs_max(const unfold_args *a, const real *xn, int64_t r0, int64
 }
 
 /* input tile i of sample n: the abs-max of every patch (tile_abs_max), then each row of the
- * tile written as levels into its place in the patches, gathered through a table of
- * indices into a zero-padded copy of the tile's channels (one loop over the patches per
- * row, whatever the image width): the patches are written once and never read back */
+ * tile written as levels into its place in the patches, read from a zero-padded copy of the
+ * tile's channels: with a column stride of 1 each output row of patches is a run of that
+ * copy (vector loads), otherwise gathered through a table of indices (one loop over the
+ * patches per row, whatever the image width). The patches are written once, never read back. */
 CLONES static void unfold_one(const unfold_args *a, int64_t item) {
     const int64_t n = item / a->n_in, i = item % a->n_in, L = a->Ho * a->Wo, per = a->kh * a->kw;
     const int64_t K = a->C * per, r0 = i * a->R, r1 = r0 + a->R < K ? r0 + a->R : K;
@@ -187,17 +188,29 @@ CLONES static void unfold_one(const unfold_args *a, int64_t item) {
     for (int64_t c = c0; c < c1; c++)
         for (int64_t h = 0; h < H; h++)
             memcpy(pad + (c - c0) * HWp + (h + a->ph) * Wp + a->pw, xn + (c * H + h) * W, W * sizeof *pad);
-    for (int64_t k = 0; k < per; k++) {
-        const int64_t ki = k / a->kw, kj = k % a->kw;
-        for (int64_t ho = 0; ho < a->Ho; ho++)
-            for (int64_t wo = 0; wo < a->Wo; wo++)
-                idx[k * L + ho * a->Wo + wo] = (int32_t)((ho * a->sh + ki * a->dh) * Wp + wo * a->sw + kj * a->dw);
-    }
-    for (int64_t r = r0; r < r1; r++) {
-        const real *src = pad + (r / per - c0) * HWp;
-        const int32_t *ix = idx + (r % per) * L;
-        real *dst = out + r * L;
-        for (int64_t l = 0; l < L; l++) dst[l] = rint(src[ix[l]] * g[l]);
+    if (a->sw == 1) /* a row of patches along wo is a run of the padded image: vector loads */
+        for (int64_t r = r0; r < r1; r++) {
+            const int64_t k = r % per, ki = k / a->kw, kj = k % a->kw, Wo = a->Wo;
+            const real *src = pad + (r / per - c0) * HWp + ki * a->dh * Wp + kj * a->dw;
+            for (int64_t ho = 0; ho < a->Ho; ho++) {
+                const real *s = src + ho * a->sh * Wp, *gl = g + ho * Wo;
+                real *dst = out + r * L + ho * Wo;
+                for (int64_t wo = 0; wo < Wo; wo++) dst[wo] = rint(s[wo] * gl[wo]);
+            }
+        }
+    else {
+        for (int64_t k = 0; k < per; k++) {
+            const int64_t ki = k / a->kw, kj = k % a->kw;
+            for (int64_t ho = 0; ho < a->Ho; ho++)
+                for (int64_t wo = 0; wo < a->Wo; wo++)
+                    idx[k * L + ho * a->Wo + wo] = (int32_t)((ho * a->sh + ki * a->dh) * Wp + wo * a->sw + kj * a->dw);
+        }
+        for (int64_t r = r0; r < r1; r++) {
+            const real *src = pad + (r / per - c0) * HWp;
+            const int32_t *ix = idx + (r % per) * L;
+            real *dst = out + r * L;
+            for (int64_t l = 0; l < L; l++) dst[l] = rint(src[ix[l]] * g[l]);
+        }
     }
     free(m);
     free(maps);
