@@ -334,14 +334,22 @@ CLONES static void adc_chunk(const void *p, int64_t c) {
             saturated += o;
             out[i] = (k < nq ? nq : (k > q ? q : k)) * step;
         }
+    else if (prev) /* the branch outside the loop: `prev ? prev[i] + v : v` inside it compiles
+                    * to masked loads from prev's address, a microcode assist each with prev NULL */
+        for (int64_t i = lo; i < hi; i++) {
+            const float y = ys[i];
+            const int o = y > b || y < nb;
+            mask[i] = (uint8_t)(o * OUTSIDE);
+            saturated += o;
+            out[i] = prev[i] + (y < nb ? nb : (y > b ? b : y));
+        }
     else
         for (int64_t i = lo; i < hi; i++) {
             const float y = ys[i];
             const int o = y > b || y < nb;
             mask[i] = (uint8_t)(o * OUTSIDE);
             saturated += o;
-            const float v = y < nb ? nb : (y > b ? b : y);
-            out[i] = prev ? prev[i] + v : v;
+            out[i] = y < nb ? nb : (y > b ? b : y);
         }
     a->saturated[c] = saturated;
 }

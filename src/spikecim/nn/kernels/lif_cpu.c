@@ -91,6 +91,15 @@ INLINE const real *chunk_values(const real *v, int scalar, int64_t i0, int64_t n
     return fill;
 }
 
+/* u[0 .. n) = m0[i0 .. i0+n) or zeros, the branch outside the loop: `m0 ? m0[i0 + k] : 0`
+ * inside it compiles to masked vector loads from m0's address, each of which costs a
+ * microcode assist when m0 is NULL (the masked-off lanes would fault): most of the forward
+ * pass's time before. */
+INLINE void initial_state(const real *m0, int64_t i0, int64_t n, real *u) {
+    if (m0) memcpy(u, m0 + i0, sizeof(real) * (size_t)n);
+    else memset(u, 0, sizeof(real) * (size_t)n);
+}
+
 /* save: 0 nothing, 1 the spikes as bytes (subtract) or V (zero), 2 V - theta (subtract);
  * keep: the membrane sequence is written (else only the state carried in u);
  * inplace: spk is x (the spikes overwrite the input): x is then read through spk alone, so no
@@ -100,7 +109,7 @@ INLINE void fwd_chunk(const lif_args *a, int64_t i0, int64_t n, const int delaye
     real u[CHUNK], bfill[CHUNK], hfill[CHUNK];
     const real *restrict beta = chunk_values(a->beta, a->beta_scalar, i0, n, bfill);
     const real *restrict th = chunk_values(a->th, a->th_scalar, i0, n, hfill);
-    for (int64_t k = 0; k < n; k++) u[k] = a->m0 ? a->m0[i0 + k] : (real)0;
+    initial_state(a->m0, i0, n, u);
     for (int64_t t = 0; t < a->T; t++) {
         const int64_t off = t * a->M + i0;
         const real *restrict x = inplace ? 0 : a->x + off;
@@ -144,12 +153,14 @@ INLINE void bwd_chunk(const lif_args *a, int64_t i0, int64_t n, const int delaye
     const real c_atan = (real)(M_PI / 2 * (double)p), p_half = (real)((double)p / 2);
     const int detach = a->detach;
     const int64_t M = a->M;
+    const real gs_one = a->gs && a->gs_scalar ? a->gs[0] : (real)0;
+    const real gm_one = a->gm && a->gm_scalar ? a->gm[0] : (real)0;
     for (int64_t k = 0; k < n; k++) {
         g[k] = gb[k] = gt[k] = zeros[k] = 0;
-        gs_fill[k] = a->gs && a->gs_scalar ? a->gs[0] : (real)0;
-        gm_fill[k] = a->gm && a->gm_scalar ? a->gm[0] : (real)0;
-        u0[k] = a->m0 ? a->m0[i0 + k] : (real)0;
+        gs_fill[k] = gs_one;
+        gm_fill[k] = gm_one;
     }
+    initial_state(a->m0, i0, n, u0);
     for (int64_t t = a->T - 1; t >= 0; t--) {
         const int64_t off = t * M + i0;
         const real *restrict cur = over ? 0 : a->saved + off;

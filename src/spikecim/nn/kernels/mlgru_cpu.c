@@ -59,12 +59,21 @@ CLONES static void bwd_chunk(const mlgru_args *a, int64_t i0, int64_t n) {
         const real *restrict fnext = t + 1 < a->L ? a->f + off + a->M : 0;
         const real *restrict prev = t > 0 ? a->h + off - a->M : a->h0 + i0;
         real *restrict gi = a->gi + off, *restrict gf = a->gf + off;
-        IVDEP
-        for (int64_t j = 0; j < n; j++) {
-            const real Gt = fnext ? g[j] + fnext[j] * G[j] : g[j];
-            gi[j] = Gt;
-            gf[j] = Gt * prev[j];
-            G[j] = Gt;
+        if (fnext) { /* the branch outside the loop (inside it: masked loads from a NULL fnext) */
+            IVDEP
+            for (int64_t j = 0; j < n; j++) {
+                const real Gt = g[j] + fnext[j] * G[j];
+                gi[j] = Gt;
+                gf[j] = Gt * prev[j];
+                G[j] = Gt;
+            }
+        } else {
+            IVDEP
+            for (int64_t j = 0; j < n; j++) {
+                gi[j] = g[j];
+                gf[j] = g[j] * prev[j];
+                G[j] = g[j];
+            }
         }
     }
     const real *restrict f0 = a->f + i0;
