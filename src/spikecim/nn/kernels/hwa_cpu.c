@@ -310,47 +310,44 @@ void hwa_conv_range_grad(const range_args *a, int threads) {
     run_items(a, range_sample, a->B, threads);
 }
 
-CLONES static void adc_chunk(const void *p, int64_t c) {
-    const adc_args *a = (const adc_args *)p;
-    const int64_t lo = c * a->chunk, hi = lo + a->chunk < a->n ? lo + a->chunk : a->n;
+/* The ADC over elements lo .. hi-1, quantise and add (out = prev + v) constants at each call:
+ * one body, no branch on them inside the loop (`prev ? prev[i] + v : v` inside it compiles to
+ * masked loads from prev's address, a microcode assist each with prev NULL). Returns the
+ * count of saturated elements. */
+static inline __attribute__((always_inline)) int64_t adc_range(const adc_args *a, int64_t lo, int64_t hi,
+                                                              const int quantise, const int add) {
     const float *ys = a->y, *prev = a->prev;
     float *out = a->out; /* may be y or prev */
     uint8_t *restrict mask = a->mask;
     const float inv = a->inv, step = a->step, q = a->q, nq = -q, b = a->bound, nb = -b;
     int64_t saturated = 0;
-    if (a->quantise && prev)
-        for (int64_t i = lo; i < hi; i++) {
+    for (int64_t i = lo; i < hi; i++) {
+        float v;
+        int o;
+        if (quantise) {
             const float k = rintf(ys[i] * inv);
-            const int o = k > q || k < nq;
-            mask[i] = (uint8_t)(o * OUTSIDE);
-            saturated += o;
-            out[i] = prev[i] + (k < nq ? nq : (k > q ? q : k)) * step;
-        }
-    else if (a->quantise)
-        for (int64_t i = lo; i < hi; i++) {
-            const float k = rintf(ys[i] * inv);
-            const int o = k > q || k < nq;
-            mask[i] = (uint8_t)(o * OUTSIDE);
-            saturated += o;
-            out[i] = (k < nq ? nq : (k > q ? q : k)) * step;
-        }
-    else if (prev) /* the branch outside the loop: `prev ? prev[i] + v : v` inside it compiles
-                    * to masked loads from prev's address, a microcode assist each with prev NULL */
-        for (int64_t i = lo; i < hi; i++) {
+            o = k > q || k < nq;
+            v = (k < nq ? nq : (k > q ? q : k)) * step;
+        } else {
             const float y = ys[i];
-            const int o = y > b || y < nb;
-            mask[i] = (uint8_t)(o * OUTSIDE);
-            saturated += o;
-            out[i] = prev[i] + (y < nb ? nb : (y > b ? b : y));
+            o = y > b || y < nb;
+            v = y < nb ? nb : (y > b ? b : y);
         }
-    else
-        for (int64_t i = lo; i < hi; i++) {
-            const float y = ys[i];
-            const int o = y > b || y < nb;
-            mask[i] = (uint8_t)(o * OUTSIDE);
-            saturated += o;
-            out[i] = y < nb ? nb : (y > b ? b : y);
-        }
+        mask[i] = (uint8_t)(o * OUTSIDE);
+        saturated += o;
+        out[i] = add ? prev[i] + v : v;
+    }
+    return saturated;
+}
+
+CLONES static void adc_chunk(const void *p, int64_t c) {
+    const adc_args *a = (const adc_args *)p;
+    const int64_t lo = c * a->chunk, hi = lo + a->chunk < a->n ? lo + a->chunk : a->n;
+    int64_t saturated;
+    if (a->quantise && a->prev) saturated = adc_range(a, lo, hi, 1, 1);
+    else if (a->quantise) saturated = adc_range(a, lo, hi, 1, 0);
+    else if (a->prev) saturated = adc_range(a, lo, hi, 0, 1);
+    else saturated = adc_range(a, lo, hi, 0, 0);
     a->saturated[c] = saturated;
 }
 

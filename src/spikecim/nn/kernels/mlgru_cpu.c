@@ -50,31 +50,32 @@ CLONES static void fwd_chunk(const mlgru_args *a, int64_t i0, int64_t n) {
     }
 }
 
+/* One step of the reverse recursion over a chunk, has_next a constant at each call: the
+ * branch on fnext outside the loop (inside it: masked loads from a NULL fnext, a microcode
+ * assist each). */
+static inline __attribute__((always_inline)) void bwd_step(const real *restrict g, const real *restrict fnext,
+                                                          const real *restrict prev, real *restrict gi,
+                                                          real *restrict gf, real *restrict G, int64_t n,
+                                                          const int has_next) {
+    IVDEP
+    for (int64_t j = 0; j < n; j++) {
+        const real Gt = has_next ? g[j] + fnext[j] * G[j] : g[j];
+        gi[j] = Gt;
+        gf[j] = Gt * prev[j];
+        G[j] = Gt;
+    }
+}
+
 CLONES static void bwd_chunk(const mlgru_args *a, int64_t i0, int64_t n) {
     real G[CHUNK];
     for (int64_t j = 0; j < n; j++) G[j] = 0;
     for (int64_t t = a->L - 1; t >= 0; t--) {
         const int64_t off = t * a->M + i0;
         const real *restrict g = a->gh + off;
-        const real *restrict fnext = t + 1 < a->L ? a->f + off + a->M : 0;
         const real *restrict prev = t > 0 ? a->h + off - a->M : a->h0 + i0;
         real *restrict gi = a->gi + off, *restrict gf = a->gf + off;
-        if (fnext) { /* the branch outside the loop (inside it: masked loads from a NULL fnext) */
-            IVDEP
-            for (int64_t j = 0; j < n; j++) {
-                const real Gt = g[j] + fnext[j] * G[j];
-                gi[j] = Gt;
-                gf[j] = Gt * prev[j];
-                G[j] = Gt;
-            }
-        } else {
-            IVDEP
-            for (int64_t j = 0; j < n; j++) {
-                gi[j] = g[j];
-                gf[j] = g[j] * prev[j];
-                G[j] = g[j];
-            }
-        }
+        if (t + 1 < a->L) bwd_step(g, a->f + off + a->M, prev, gi, gf, G, n, 1);
+        else bwd_step(g, 0, prev, gi, gf, G, n, 0);
     }
     const real *restrict f0 = a->f + i0;
     for (int64_t j = 0; j < n; j++) a->gh0[i0 + j] = f0[j] * G[j];
