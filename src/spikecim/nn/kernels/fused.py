@@ -28,7 +28,7 @@ from typing import Protocol
 
 import torch
 
-__all__ = ["Launcher", "fused_lif", "fused_spikes", "supports"]
+__all__ = ["Launcher", "fused_lif", "fused_spikes", "memory_order", "supports"]
 
 
 class Launcher(Protocol):
@@ -58,9 +58,16 @@ def supports(x: torch.Tensor, params, mem0, device_type: str, dtypes, surrogates
 
 
 def fused_lif(launcher: Launcher, x: torch.Tensor, params, mem0: torch.Tensor | None):
-    """``(spikes, membrane)`` of the LIF over ``x[T, B, ...]``, same contract as the reference."""
+    """``(spikes, membrane)`` of the LIF over ``x[T, B, ...]``, same contract as the reference.
+    A dense ``x`` whose dimensions lie in another order, time outermost (a channels-last
+    layer output), is read as it lies (:func:`memory_order`); the results have its layout."""
     beta, th = _as_tensors(params, x)
-    return _FusedLIF.apply(x, beta, th, mem0, params, launcher, True)
+    order = memory_order(x)
+    if order is None or order == sorted(order):
+        return _FusedLIF.apply(x, beta, th, mem0, params, launcher, True)
+    spk, mem = _FusedLIF.apply(*_permuted(order, x, beta, th, mem0), params, launcher, True)
+    back = _inverse(order)
+    return spk.permute(back), mem.permute(back)
 
 
 def fused_spikes(
@@ -69,30 +76,65 @@ def fused_spikes(
     """The spikes of :func:`fused_lif` alone. A launcher with ``membrane_optional`` then writes
     no membrane sequence under a same-step reset, whose backward pass does not read it.
 
-    ``inplace``: a launcher with ``writes_in_place`` writes the spikes over a contiguous ``x``
-    and returns ``x``, marked dirty for autograd (as ``relu_``); otherwise new spikes."""
+    ``inplace``: a launcher with ``writes_in_place`` writes the spikes over ``x`` (dense, in
+    any order of its dimensions with time outermost) and returns ``x``, marked dirty for
+    autograd (as ``relu_``); otherwise new spikes."""
     beta, th = _as_tensors(params, x)
-    if inplace and x.is_contiguous() and getattr(launcher, "writes_in_place", False):
-        target = whole_base(x)
-        return _FusedSpikesInPlace.apply(target, beta, th, mem0, params, launcher, x.shape).view(x.shape)
-    return _FusedLIF.apply(x, beta, th, mem0, params, launcher, False)[0]
+    order = memory_order(x)
+    if order is None:  # not one dense block: the kernel reads a contiguous copy
+        return _FusedLIF.apply(x, beta, th, mem0, params, launcher, False)[0]
+    xp, beta, th, mem0 = _permuted(order, x, beta, th, mem0)
+    if inplace and getattr(launcher, "writes_in_place", False):
+        spk = _FusedSpikesInPlace.apply(whole_base(x), beta, th, mem0, params, launcher, x.shape, order)
+        return spk.view(x.shape)
+    spk = _FusedLIF.apply(xp, beta, th, mem0, params, launcher, False)[0]
+    return spk if xp is x else spk.permute(_inverse(order))
+
+
+def memory_order(x: torch.Tensor) -> list[int] | None:
+    """The order of ``x``'s dimensions in memory, time first (``x.permute(order)`` is
+    contiguous), or ``None`` when ``x`` is not one dense block with time outermost. A
+    channels-last layer output ``[T*B, C, H, W]`` seen as ``[T, B, C, H, W]`` has the order
+    ``[0, 1, 3, 4, 2]``: the kernel runs over its memory as it lies, without a copy."""
+    if x.is_contiguous():
+        return list(range(x.dim()))
+    order = [0, *sorted(range(1, x.dim()), key=lambda d: -x.stride(d))]
+    return order if x.permute(order).is_contiguous() else None
+
+
+def _inverse(order: list[int]) -> list[int]:
+    back = [0] * len(order)
+    for i, d in enumerate(order):
+        back[d] = i
+    return back
+
+
+def _permuted(order: list[int], x, beta, th, mem0):
+    """``x`` in memory order, and each per-neuron value (and ``mem0``) in the same order
+    (all as given when the order is the dimensions' own)."""
+    if order == sorted(order):
+        return x, beta, th, mem0
+    step = [d - 1 for d in order[1:]]
+
+    def per_neuron(v):
+        return v if v is None or v.dim() == 0 else v.expand(x.shape[1:]).permute(step)
+
+    return x.permute(order), per_neuron(beta), per_neuron(th), None if mem0 is None else mem0.permute(step)
 
 
 def whole_base(x: torch.Tensor) -> torch.Tensor:
     """The tensor an in-place write over ``x`` should modify: ``x``'s base when ``x`` is a
-    contiguous view of all of it (a time-major ``[T, B, ...]`` view of a ``[T*B, ...]`` layer
-    output), else ``x``. Writing over the base itself spares autograd the replay of an
+    view of all of it in the same layout (a time-major ``[T, B, ...]`` view of a ``[T*B,
+    ...]`` layer output), else ``x``. Writing over the base itself spares autograd the replay of an
     in-place write through a view (a full-size scatter and copy in the backward pass)."""
     base = x._base
-    if (
-        base is not None
-        and x.is_contiguous()
-        and base.is_contiguous()
-        and base.numel() == x.numel()
-        and base.data_ptr() == x.data_ptr()
-    ):
-        return base
-    return x
+    if base is None or base.numel() != x.numel() or base.data_ptr() != x.data_ptr():
+        return x
+    try:
+        same = base.view(x.shape).stride() == x.stride()
+    except RuntimeError:  # base's layout cannot be read with x's shape
+        return x
+    return base if same else x
 
 
 def _as_tensors(params, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -195,10 +237,10 @@ class _FusedSpikesInPlace(torch.autograd.Function):
     sequence as well (a launcher with ``writes_in_place``): one backward pass per forward."""
 
     @staticmethod
-    def forward(ctx, target, beta, th, mem0, params, launcher, shape):
+    def forward(ctx, target, beta, th, mem0, params, launcher, shape, order):
         ctx.mark_dirty(target)
-        ctx.shape = shape
-        x = target.view(shape)
+        ctx.shape, ctx.order = shape, order
+        x = target.view(shape).permute(order)
         _forward(ctx, x, beta, th, mem0, params, launcher, False, spk=x)
         return target
 
@@ -206,6 +248,16 @@ class _FusedSpikesInPlace(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_spk):
         if grad_spk is None:
-            return None, None, None, None, None, None, None
-        gx, gbeta, gth, gm0 = _backward(ctx, grad_spk.view(ctx.shape), None, over_saved=True)
-        return gx.view(grad_spk.shape), gbeta, gth, gm0, None, None, None
+            return (None,) * 8
+        grad = grad_spk.reshape(ctx.shape).permute(ctx.order)
+        gx, gbeta, gth, gm0 = _backward(ctx, grad, None, over_saved=True)
+        return (
+            gx.permute(_inverse(ctx.order)).reshape(grad_spk.shape),
+            gbeta,
+            gth,
+            gm0,
+            None,
+            None,
+            None,
+            None,
+        )
