@@ -78,6 +78,29 @@ def test_compiled_product_with_adc_differs_from_torch_passes_by_at_most_one_leve
 
 
 @needs_kernel
+def test_compiled_product_reads_head_split_operands_where_they_lie():
+    # attention's queries and keys: [B, heads, M, K] views of [B, M, heads*K] projections
+    # (the keys transposed); the product equals the torch passes on [B*heads, M, K] copies,
+    # the same read matrix and output-noise draws
+    torch.manual_seed(7)
+    q = torch.rand(4, 10, 3 * 24).view(4, 10, 3, 24).transpose(1, 2)  # [4, 3, 10, 24]
+    k = torch.randn(4, 12, 3 * 24).view(4, 12, 3, 24).transpose(1, 2)  # [4, 3, 12, 24]
+    cfg = config(dac=True, adc=False, out_noise=0.06)
+    m = AnalogMatMul(cfg, "crossbar")
+    kt = k.transpose(-2, -1)  # [4, 3, 24, 12], not mergeable into [12, 24, 12] without a copy
+    with torch.no_grad():
+        torch.manual_seed(8)
+        got = m(q, kt)
+        torch.manual_seed(8)
+        mt, w_scale, gain = m._read_matrix(kt.reshape(12, 24, 12))
+        plain = m._products(q.reshape(12, 10, 24), mt, w_scale, gain, 12)
+    assert got.shape == (4, 3, 10, 12)
+    torch.testing.assert_close(
+        got.reshape(12, 10, 12), plain, rtol=1e-6, atol=1e-6 * float(plain.abs().max())
+    )
+
+
+@needs_kernel
 def test_compiled_product_does_not_depend_on_the_number_of_threads():
     # each matrix of the batch is one work item of one thread: 3 threads give the bits of 1
     torch.manual_seed(5)

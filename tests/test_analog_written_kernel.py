@@ -141,6 +141,30 @@ def test_fused_read_matrix_equals_the_written_out_formulas_on_ragged_tiles(case,
         assert gain.tolist() == pytest.approx([(base - 1) * base**k / q_max for k in range(cfg.n_slices)])
 
 
+def heads_view(b: torch.Tensor, heads: int) -> torch.Tensor:
+    """``b [B*heads, K, N]`` as attention holds its keys: a ``[B, heads, K, N]`` view, with K
+    fastest and N strided, of a ``[B, N, heads, K]`` buffer (a projection's output split into
+    heads and transposed), whose leading dimensions cannot be merged without a copy."""
+    Bh, K, N = b.shape
+    buf = b.reshape(Bh // heads, heads, K, N).permute(0, 3, 1, 2).contiguous()  # [B, N, heads, K]
+    return buf.permute(0, 2, 3, 1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("case", ["pcm-tile", "pcm-8bit-2bit-cells"])
+def test_fused_read_matrix_reads_a_head_split_transposed_operand_where_it_lies(case, dtype):
+    opts = dict(CASES[case])
+    cfg = crossbar(**opts)
+    b = torch.randn(6, 37, 21, generator=torch.Generator().manual_seed(4), dtype=dtype)
+    view = heads_view(b, 3)
+    assert torch.equal(view.reshape(6, 37, 21), b) and view.stride(-1) != 1
+    mt, scale, _ = run_kernel(view, cfg)
+    want, want_scale = expected(b, cfg, None, normals_for(mt, dtype))
+    tol = 1e-6 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(mt, want, rtol=tol, atol=tol)
+    assert torch.equal(scale, torch.where(want_scale > 0, want_scale, torch.ones_like(want_scale)))
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_fused_read_matrix_is_identical_on_one_and_two_threads(dtype, monkeypatch):
     cfg = crossbar(device="pcm", clip="alpha_minus_one", weight_bits=8, bits_per_cell=2)

@@ -130,17 +130,16 @@ class AnalogMatMul(nn.Module):
         if lead != b.shape[:-2]:  # torch.broadcast_shapes costs tens of µs: only when needed
             lead = torch.broadcast_shapes(lead, b.shape[:-2])
         (M, K), N = a.shape[-2:], b.shape[-1]
-        a3 = a.expand(*lead, M, K).reshape(-1, M, K)
-        b3 = b.expand(*lead, K, N).reshape(-1, K, N)
+        a, b = a.expand(*lead, M, K), b.expand(*lead, K, N)
         if self._operand_observers:
             for obs in self._operand_observers.values():
-                obs.observe(b3.detach())
-            return torch.bmm(a3, b3).reshape(*lead, M, N)
-        y = self._crossbar(a3, b3)
+                obs.observe(b.detach().reshape(-1, K, N))
+            return torch.matmul(a, b)
+        y = self._crossbar(a, b)
         if torch.is_grad_enabled() and (a.requires_grad or b.requires_grad):
-            exact = torch.bmm(a3, b3)  # straight-through: the crossbar's value, the gradient of a @ b
+            exact = torch.matmul(a, b)  # straight-through: the crossbar's value, the gradient of a @ b
             y = exact + (y - exact).detach()
-        return y.reshape(*lead, M, N)
+        return y
 
     # -- the staged pipeline --------------------------------------------------------------
 
@@ -221,11 +220,11 @@ class AnalogMatMul(nn.Module):
                 bound = self._calibrated_bound()
             # checked before the key is drawn: a call the kernel refuses leaves the generator as it was
             if not (torch.is_grad_enabled() and b.requires_grad) and written_kernel.available(b.dtype):
-                fused = written_kernel.read_matrix(b.contiguous(), cfg, self.unit, bound, noise.draw_seed())
+                fused = written_kernel.read_matrix(b, cfg, self.unit, bound, noise.draw_seed())
                 if fused is not None:
                     mt, w_scale, gain = fused
                     return mt, w_scale, gain.to(b.device)
-        u, w_scale, gain, sign = self._written(b, signed)
+        u, w_scale, gain, sign = self._written(b.reshape(-1, *b.shape[-2:]), signed)
         u = self._read(u)
         if sign is not None:  # one cell per entry, its partner at G_min (u: ours)
             m = u[0].mul_(sign)
@@ -244,6 +243,14 @@ class AnalogMatMul(nn.Module):
         return self.operand_bound
 
     def _crossbar(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """``a [..., M, K] @ b [..., K, N]`` (the same leading dimensions) on the written
+        crossbars, ``[..., M, N]``. The compiled passes read ``[B, M, K]`` and ``[B1, B2, M,
+        K]`` operands through their strides, so the heads of attention (views of the
+        projections' outputs) are not copied; other shapes, and the torch passes, take
+        ``[B, M, K]`` copies."""
+        lead, (M, K), N = a.shape[:-2], a.shape[-2:], b.shape[-1]
+        if len(lead) != 2:
+            a, b = a.reshape(-1, M, K), b.reshape(-1, K, N)
         mt, w_scale, gain = self._read_matrix(b.detach())
         a = a.detach()
         if (
@@ -251,8 +258,10 @@ class AnalogMatMul(nn.Module):
             and not self._adc_observers
             and matmul_kernel.available(a, mt.shape[2])
         ):
-            return self._products_fused(a, mt, w_scale, gain, b.shape[-1])
-        return self._products(a, mt, w_scale, gain, b.shape[-1])
+            y = self._products_fused(a, mt, w_scale, gain, N)
+        else:
+            y = self._products(a.reshape(-1, M, K), mt, w_scale, gain, N)
+        return y.reshape(*lead, M, N)
 
     def _products(
         self, a: torch.Tensor, mt: torch.Tensor, w_scale: torch.Tensor, gain: torch.Tensor, N: int

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from spikecim.analog import written_kernel
 from spikecim.nn.kernels import cbuild
 
 __all__ = ["available", "columns", "output"]
@@ -49,16 +50,19 @@ def columns(a: torch.Tensor, mt: torch.Tensor, n_dac: int | None) -> tuple[torch
     """The column outputs ``y [B, n_in, M, W]`` of the rows of ``a [B, M, K]`` through the read
     matrix ``mt [B, n_in, R, W]`` (one input tile per R rows of ``a``), in DAC levels with
     ``n_dac`` (levels each side of zero; None: the DAC off), and the rows' DAC scales
-    ``[B, n_in, M]`` (None with the DAC off)."""
-    a, mt = a.contiguous(), mt.contiguous()
-    Bn, M, K = a.shape
-    _, n_in, R, W = mt.shape
+    ``[B, n_in, M]`` (None with the DAC off). ``a`` may also be ``[B1, B2, M, K]`` (``B =
+    B1·B2``) and is read where it lies, through its strides (queries split into heads)."""
+    mt = mt.contiguous()
+    *_, M, K = a.shape
+    Bn, n_in, R, W = mt.shape
+    L1, s0, s1 = written_kernel.lead_strides(a)
     y = torch.empty(Bn, n_in, M, W, dtype=a.dtype)
     scale = torch.empty(Bn, n_in, M, dtype=a.dtype) if n_dac is not None else None
     lib, Columns, _, _ = _library(a.dtype)
     args = Columns(
         a=a.data_ptr(), mt=mt.data_ptr(), y=y.data_ptr(), dac_scale=None if scale is None else scale.data_ptr(),
-        B=Bn, M=M, K=K, R=R, n_in=n_in, W=W, dac=int(n_dac is not None), n_dac=float(n_dac or 0),
+        B=Bn, M=M, K=K, R=R, n_in=n_in, W=W, L1=L1, s0=s0, s1=s1, sM=a.stride(-2), sK=a.stride(-1),
+        dac=int(n_dac is not None), n_dac=float(n_dac or 0),
     )  # fmt: skip
     lib.written_columns(ctypes.byref(args), cbuild.threads(y.numel(), _PARALLEL_MIN))
     return y, scale
@@ -99,7 +103,7 @@ def output(
 def _structs(real) -> tuple[type[ctypes.Structure], type[ctypes.Structure]]:
     ptr, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32
     cols = [(n, ptr) for n in ("a", "mt", "y", "dac_scale")] + [
-        (n, i64) for n in ("B", "M", "K", "R", "n_in", "W")
+        (n, i64) for n in ("B", "M", "K", "R", "n_in", "W", "L1", "s0", "s1", "sM", "sK")
     ]
     cols += [("dac", i32), ("n_dac", real)]
     outs = [(n, ptr) for n in ("y", "w_scale", "gain", "dac_scale", "out")]

@@ -30,7 +30,7 @@ from spikecim.analog.config import CrossbarConfig
 from spikecim.analog.devices import PCMDevice
 from spikecim.nn.kernels import cbuild
 
-__all__ = ["available", "fused_device", "read_matrix"]
+__all__ = ["available", "fused_device", "lead_strides", "read_matrix"]
 
 _PARALLEL_MIN = 1 << 15  # cells below which one thread beats waking more
 
@@ -52,20 +52,26 @@ def read_matrix(
     bound: float | None,
     seed: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
-    """``(mt [B, n_in, R, n_out·S·C], w_scale [B, n_in, 1, n_out, 1], gain [S])`` of the
-    contiguous ``b [B, K, N]`` written into crossbars of ``cfg`` (differential mapping, idle
-    cell exact) with the normals of key ``seed``; ``bound``: the calibrated operand range
-    (None: each tile's abs-max). None when the kernel cannot take the call."""
+    """``(mt [B, n_in, R, n_out·S·C], w_scale [B, n_in, 1, n_out, 1], gain [S])`` of
+    ``b [B, K, N]`` written into crossbars of ``cfg`` (differential mapping, idle cell
+    exact) with the normals of key ``seed``; ``bound``: the calibrated operand range (None:
+    each tile's abs-max). None when the kernel cannot take the call.
+
+    ``b`` is read where it lies, through its strides: ``[B, K, N]`` or ``[B1, B2, K, N]``
+    (matrices ``B = B1·B2``, in row-major order), such as the keys of attention split into
+    heads and transposed, a view of the projection's output, without a copy."""
     device = fused_device(cfg, unit)
-    if device is None or cfg.mapping != "differential" or b.dim() != 3:
+    if device is None or cfg.mapping != "differential" or b.dim() not in (3, 4):
         return None
-    if b.device.type != "cpu" or b.dtype not in (torch.float32, torch.float64) or not b.is_contiguous():
+    if b.device.type != "cpu" or b.dtype not in (torch.float32, torch.float64):
         return None
     lib = _library(b.dtype)
     if lib is None or b.requires_grad and torch.is_grad_enabled():
         return None
     written_run, Args = lib
-    Bn, K, N = b.shape
+    L1, s0, s1 = lead_strides(b)
+    *_, K, N = b.shape
+    Bn = b.numel() // max(K * N, 1)
     R, C = min(cfg.tile_rows, K), min(cfg.tile_cols, N)
     n_in, n_out = -(-K // R), -(-N // C)
     if cfg.weight_bits is None:
@@ -83,9 +89,11 @@ def read_matrix(
     clip = unit == "crossbar" and dyn.clipformer.enabled
     s = dyn.clipformer.alpha - 1.0 if dyn.clipformer.shift == "alpha_minus_one" else dyn.clipformer.alpha
     ws = dyn.write_noise_gamma * dyn.write_noise_sigma if unit == "crossbar" else 0.0
-    c0 = cfg.device.read_noise_coeff(0.0, cfg.device.read_noise_scale) if device == "pcm" else 0.0  # just written
+    # the read just after the write: t = 0
+    c0 = cfg.device.read_noise_coeff(0.0, cfg.device.read_noise_scale) if device == "pcm" else 0.0
     args = Args(
         B=Bn, K=K, N=N, R=R, C=C, n_in=n_in, n_out=n_out, S=S,
+        L1=L1, s0=s0, s1=s1, sK=b.stride(-2), sN=b.stride(-1),
         seed=seed & ((1 << 64) - 1),
         calibrated=int(bound is not None), clip=int(clip), q_max=q_max, base=base,
         cond_n=0 if cfg.conductance_levels is None else cfg.conductance_levels - 1,
@@ -100,9 +108,19 @@ def read_matrix(
     return out, scale, gain
 
 
+def lead_strides(t: torch.Tensor) -> tuple[int, int, int]:
+    """``(L1, s0, s1)`` for ``t [L0, L1, rows, cols]`` (strides ``s0``, ``s1`` of its leading
+    dimensions) or ``t [B, rows, cols]`` (as ``[1, B, ...]``): matrix ``j`` of the batch
+    starts ``(j // L1)·s0 + (j % L1)·s1`` elements in, the addressing of the compiled
+    kernels that read a batch of matrices through a view."""
+    if t.dim() == 3:
+        return t.shape[0], 0, t.stride(0)
+    return t.shape[1], t.stride(0), t.stride(1)
+
+
 def _args_struct(real) -> type[ctypes.Structure]:
     i64, i32, ptr = ctypes.c_int64, ctypes.c_int32, ctypes.c_void_p
-    fields = [(n, i64) for n in ("B", "K", "N", "R", "C", "n_in", "n_out", "S")]
+    fields = [(n, i64) for n in ("B", "K", "N", "R", "C", "n_in", "n_out", "S", "L1", "s0", "s1", "sK", "sN")]
     fields += [("seed", ctypes.c_uint64)]
     fields += [(n, i32) for n in ("calibrated", "clip", "q_max", "base", "cond_n", "read_pcm")]
     fields += [(n, real) for n in ("bound", "shift", "top", "ws", "floor", "span", "g_min", "g_max", "c0")]

@@ -6,7 +6,9 @@
  * Built with cbuild.FLAGS (-ffp-contract=off: no fused multiply-add) and -DREAL=float, once
  * more with -DREAL=double -DREAL_IS_DOUBLE=1.
  *
- * Columns: a is [B, M, K] contiguous, mt [B, n_in, R, W] contiguous (W = n_out*S*C, the
+ * Columns: a is [B, M, K], read through strides (entry (m, k) of matrix b at
+ * a[(b / L1)*s0 + (b % L1)*s1 + m*sM + k*sK]: a view such as the queries of attention split
+ * into heads is read where it lies), mt [B, n_in, R, W] contiguous (W = n_out*S*C, the
  * signed read matrix of spikecim/analog/written_kernel.py), y [B, n_in, M, W]. For every
  * (b, i, m), the row x = a[b, m, i*R .. i*R + R) (rows beyond K hold no entry: zero), with the
  * DAC on: s = max |x|, s = 1 where !(s > 0) (an all-zero row, or a NaN in it: torch.where(s >
@@ -36,6 +38,7 @@ typedef struct {
     const real *a, *mt;
     real *y, *dac_scale; /* dac_scale: [B, n_in, M], written with the DAC on */
     int64_t B, M, K, R, n_in, W;
+    int64_t L1, s0, s1, sM, sK; /* a's strides (above) */
     int32_t dac;
     real n_dac;
 } columns_args;
@@ -87,18 +90,22 @@ CLONES static void columns_item(const void *p, int64_t item) {
     const int64_t b = item / a->n_in, i = item % a->n_in, R = a->R, W = a->W, M = a->M, K = a->K;
     const int64_t rows = K - i * R < R ? K - i * R : R;
     const real *mt = a->mt + item * R * W;
+    const real *am = a->a + (b / a->L1) * a->s0 + (b % a->L1) * a->s1 + i * R * a->sK;
+    const int64_t sM = a->sM, sK = a->sK;
     real x[MAX_ROWS];
     for (int64_t m = 0; m < M; m++) {
-        const real *src = a->a + (b * M + m) * K + i * R;
+        const real *src = am + m * sM;
         real *restrict y = a->y + (item * M + m) * W;
+        if (sK == 1)
+            memcpy(x, src, sizeof(real) * (size_t)rows);
+        else
+            for (int64_t r = 0; r < rows; r++) x[r] = src[r * sK];
         if (a->dac) {
             ubits mx = 0;
-            for (int64_t r = 0; r < rows; r++) mx = abs_bits(src[r]) > mx ? abs_bits(src[r]) : mx;
+            for (int64_t r = 0; r < rows; r++) mx = abs_bits(x[r]) > mx ? abs_bits(x[r]) : mx;
             const real s = scale_of(mx), g = gain_of(s, a->n_dac);
-            for (int64_t r = 0; r < rows; r++) x[r] = rint(src[r] * g);
+            for (int64_t r = 0; r < rows; r++) x[r] = rint(x[r] * g);
             a->dac_scale[item * M + m] = s;
-        } else {
-            for (int64_t r = 0; r < rows; r++) x[r] = src[r];
         }
         row_times_tile(y, mt, x, rows, W);
     }

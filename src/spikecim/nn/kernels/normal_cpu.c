@@ -164,7 +164,9 @@ int icdf_raw(const uint32_t *w, int64_t nb, float *z, int isa) {
 /* ---- crossbars written at run time: operand tiles to the signed read matrix ----------
  *
  * spikecim/analog/dynamic.py (AnalogMatMul) writes b [B, K, N] into tiles of R rows x C
- * columns at every call. For the differential mapping whose idle cell (G_min) reads
+ * columns at every call. b is read through strides: entry (k, n) of matrix bi lies at
+ * b[(bi / L1)*s0 + (bi % L1)*s1 + k*sK + n*sN], so a head-split or transposed operand
+ * (K of attention, [batch, heads, K, N] seen through a view) is read where it lies. For the differential mapping whose idle cell (G_min) reads
  * exactly, this pass goes from b to the matrix the product needs,
  *     mt[b, i, r, (o*S + s)*C + c]  (b's entry k = i*R + r, n = o*C + c; 0 beyond K, N)
  * in one read of b and one write of mt, with, per entry (units of the span
@@ -188,6 +190,7 @@ int icdf_raw(const uint32_t *w, int64_t nb, float *z, int isa) {
 
 typedef struct {
     int64_t B, K, N, R, C, n_in, n_out, S;
+    int64_t L1, s0, s1, sK, sN; /* b's strides (above) */
     uint64_t seed;
     int32_t calibrated, clip, q_max, base, cond_n, read_pcm;
     real bound, shift, top, ws, floor, span, g_min, g_max, c0;
@@ -287,41 +290,46 @@ CLONES static void written_item(const written_args *a, int64_t item, real *mag, 
                          real *zr) {
     const int64_t R = a->R, C = a->C, n_out = a->n_out, K = a->K, N = a->N, S = a->S, NC = n_out * C;
     const int64_t bi = item / a->n_in, i = item % a->n_in, W = n_out * S * C, L = R * W;
-    const int64_t total = a->B * a->n_in * L;
-    const real *bm = a->b + bi * K * N;
+    const int64_t total = a->B * a->n_in * L, sK = a->sK, sN = a->sN;
+    const real *bm = a->b + (bi / a->L1) * a->s0 + (bi % a->L1) * a->s1;
     real *scale = a->scale + item * n_out, *out = a->out + item * L;
+    if (S == 1) mag = out; /* one slice: mt's layout is (r, o, c), the magnitudes' own */
+    /* the item's rows of b, each padded with zeros to n_out*C (rows beyond K: zeros) */
+    const int64_t rows = K - i * R < R ? K - i * R : R;
+    for (int64_t r = 0; r < rows; r++) {
+        const real *src = bm + (i * R + r) * sK;
+        real *mr = mag + r * NC;
+        if (sN == 1)
+            memcpy(mr, src, sizeof(real) * (size_t)N);
+        else
+            for (int64_t c = 0; c < N; c++) mr[c] = src[c * sN];
+        memset(mr + N, 0, sizeof(real) * (size_t)(NC - N));
+    }
+    memset(mag + rows * NC, 0, sizeof(real) * (size_t)((R - rows) * NC));
     for (int64_t o = 0; o < n_out; o++) {
         real m = 0;
         if (a->calibrated) {
             m = a->bound;
         } else {
-            const int64_t r_end = K - i * R < R ? K - i * R : R, c_end = N - o * C < C ? N - o * C : C;
+            const int64_t c_end = N - o * C < C ? N - o * C : C;
             int nan = 0;
-            for (int64_t r = 0; r < r_end; r++) m = abs_max(bm + (i * R + r) * N + o * C, c_end, m, &nan);
+            for (int64_t r = 0; r < rows; r++) m = abs_max(mag + r * NC + o * C, c_end, m, &nan);
             /* all zero, or a NaN (amax is NaN, which nonzero_scale maps to 1): 1; a NaN entry
              * stays NaN in its cells */
             m = m > 0 && !nan ? m : 1;
         }
         scale[o] = m;
     }
-    /* |entry| after ClipFormer, and its sign: each row padded with zeros, then loops the
-     * compiler vectorises (no branch on the entries' signs) */
+    /* |entry| after ClipFormer, and its sign: loops the compiler vectorises (no branch on
+     * the entries' signs) */
     const real shift = a->shift, top = a->top;
-    if (S == 1) mag = out; /* one slice: mt's layout is (r, o, c), the magnitudes' own */
-    if (n_out == 1) { /* N = C: the item's rows are one contiguous block of b, one pass */
-        const int64_t rows = K - i * R < R ? K - i * R : R;
-        memcpy(mag, bm + i * R * N, sizeof(real) * (size_t)(rows * N));
-        memset(mag + rows * N, 0, sizeof(real) * (size_t)((R - rows) * N));
+    if (n_out == 1) /* N = C: the item's rows are one block, one pass */
         written_magnitudes(mag, sgn, R * N, scale[0], a->calibrated, a->clip, shift, top);
-    } else
-    for (int64_t r = 0; r < R; r++) {
-        const int64_t k = i * R + r, valid = k < K ? N : 0;
-        real *mr = mag + r * NC, *sr = sgn + r * NC;
-        if (valid) memcpy(mr, bm + k * N, sizeof(real) * (size_t)N);
-        memset(mr + valid, 0, sizeof(real) * (size_t)(NC - valid));
-        for (int64_t o = 0; o < n_out; o++)
-            written_magnitudes(mr + o * C, sr + o * C, C, scale[o], a->calibrated, a->clip, shift, top);
-    }
+    else
+        for (int64_t r = 0; r < R; r++)
+            for (int64_t o = 0; o < n_out; o++)
+                written_magnitudes(mag + r * NC + o * C, sgn + r * NC + o * C, C, scale[o], a->calibrated, a->clip,
+                                   shift, top);
     /* the target levels of each slice, in mt's order (r, o, s, c) */
     const int bpc = __builtin_ctz((unsigned)a->base);
     const int64_t digit_mask = a->base - 1;
