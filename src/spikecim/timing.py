@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 
 import torch
 
-__all__ = ["peak_mib", "quiet_stderr", "torch_threads"]
+__all__ = ["peak_bytes", "peak_mib", "quiet_stderr", "torch_threads"]
 
 
 @contextlib.contextmanager
@@ -45,12 +45,22 @@ def quiet_stderr() -> Iterator[None]:
 
 def peak_mib(step: Callable[[], None]) -> float | None:
     """Peak of torch CPU allocations during ``step`` in MiB, what existed before excluded, from
-    the torch profiler's memory events (None where this torch's profiler API differs)."""
+    the torch profiler's memory events (None where this torch's profiler API differs).
+
+    Each allocation event carries the allocator's running total (``total_allocated``),
+    computed in the order the allocations happened: the peak is the largest total less the
+    total before the step, whatever order the events' timestamps give (two events a
+    microsecond apart can swap in the profiler's clock conversion, and a running sum in
+    timestamp order would then miss a peak). Where the event tree lacks the total, the sum
+    of the events' sizes in timestamp order is used."""
     from torch.profiler import ProfilerActivity, profile
 
     try:
         with quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
             step()
+        totals = _allocation_totals(prof.profiler.kineto_results)
+        if totals is not None:
+            return peak_bytes(totals) / 2**20
         events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
     except (AttributeError, RuntimeError):
         return None
@@ -60,3 +70,33 @@ def peak_mib(step: Callable[[], None]) -> float | None:
         live += e.nbytes()
         peak = max(peak, live)
     return peak / 2**20
+
+
+def peak_bytes(events: list[tuple[int, int, int]]) -> int:
+    """The peak above the total before the first event, of allocation events ``(time ns,
+    size, the allocator's running total after it)`` (frees: negative sizes). Only the first
+    event's time is used: the totals themselves carry the true order."""
+    if not events:
+        return 0
+    first = min(events)
+    return max(0, max(total for _, _, total in events) - (first[2] - first[1]))
+
+
+def _allocation_totals(results) -> list[tuple[int, int, int]] | None:
+    """``(time ns, size, running total)`` of every CPU allocation and free in the profiler's
+    event tree (frees have negative sizes); None where the tree or its fields are missing."""
+    try:
+        from torch._C._profiler import _EventType
+
+        roots = results.experimental_event_tree()
+    except (ImportError, AttributeError, RuntimeError):
+        return None
+    found, stack = [], list(roots)
+    while stack:
+        node = stack.pop()
+        if node.tag == _EventType.Allocation:
+            extra = node.extra_fields
+            if extra.device.type == "cpu":
+                found.append((node.start_time_ns, int(extra.alloc_size), int(extra.total_allocated)))
+        stack.extend(node.children)
+    return found
