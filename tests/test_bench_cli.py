@@ -7,6 +7,7 @@ import json
 from decimal import Decimal
 
 import pytest
+import torch
 
 from spikecim.cli.main import main
 from spikecim.nn.kernels.benchmark import LIBRARIES
@@ -74,6 +75,23 @@ def test_bench_json_has_one_row_per_library_and_batch(capsys):
 def test_bench_bad_option_is_a_one_line_error(argv, message, capsys):
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+@pytest.mark.parametrize("suite", ["lif", "train"])
+def test_bench_on_a_gpu_torch_does_not_see_is_a_one_line_error(suite, capsys):
+    assert main(["bench", "--suite", suite, "--quick", "--device", "cuda"]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert lines == ["error: --device: 'cuda': torch sees no CUDA GPU on this machine; use cpu"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_bench_quick_on_the_gpu_names_the_card_and_times_every_library(capsys):
+    assert main(["bench", "--quick", "--device", "cuda"]) == 0
+    out = capsys.readouterr().out
+    assert f"device: cuda:0 ({torch.cuda.get_device_name(0)})" in out
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert rows and all(float(r.split("|")[3]) > 0 for r in rows)  # every median time
 
 
 def test_a_peer_that_is_not_installed_is_skipped_with_a_note(monkeypatch):
@@ -183,6 +201,8 @@ def test_bench_analog_without_aihwkit_times_spikecim_alone_with_a_note(monkeypat
         (["bench", "--suite", "analog", "--timesteps", "5"], "--timesteps: only for --suite lif or train"),
         (["bench", "--suite", "analog", "--features", "8"], "--features: only for --suite lif"),
         (["bench", "--suite", "digital"], "--suite: unknown 'digital', allowed: lif, analog, train, hwa"),
+        (["bench", "--suite", "analog", "--device", "cpu"], "--device: only for --suite lif or train"),
+        (["bench", "--quick", "--device", "tpu"], "--device: unknown 'tpu', allowed: cpu, cuda, cuda:N"),
     ],
 )
 def test_bench_option_of_another_suite_is_a_one_line_error(argv, message, capsys):

@@ -106,3 +106,12 @@ def test_the_snntorch_network_steps_snntorch_leaky_in_place_of_every_lif():
     assert not any(isinstance(m, LIF) for m in theirs.modules())
     x = torch.rand(8, 5, 64) * 0.9
     torch.testing.assert_close(theirs(x), ours(x))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_bench_train_quick_on_the_gpu_names_the_card_and_times_every_library(capsys):
+    assert main(["bench", "--suite", "train", "--quick", "--model", "vgg9", "--device", "cuda"]) == 0
+    out = capsys.readouterr().out
+    assert f"device: cuda:0 ({torch.cuda.get_device_name(0)})" in out
+    rows = _rows(out)[1:]
+    assert rows and all(float(r[3]) > 0 and float(r[6]) > 0 for r in rows)  # median time, peak

@@ -1,5 +1,6 @@
 """What the benchmarks (``spikecim bench``) share: a torch thread count for one run, a
-stderr silenced around peers that print from C++, and the peak of torch's CPU allocations."""
+stderr silenced around peers that print from C++, the device a suite runs on (and waiting
+for it before a clock is read), and the peak of torch's allocations."""
 
 from __future__ import annotations
 
@@ -10,7 +11,17 @@ from collections.abc import Callable, Iterator
 
 import torch
 
-__all__ = ["peak_bytes", "peak_mib", "quiet_stderr", "torch_threads"]
+from spikecim.errors import SpikecimError
+
+__all__ = [
+    "bench_device",
+    "device_name",
+    "peak_bytes",
+    "peak_mib",
+    "quiet_stderr",
+    "synchronize",
+    "torch_threads",
+]
 
 
 @contextlib.contextmanager
@@ -43,9 +54,44 @@ def quiet_stderr() -> Iterator[None]:
         os.close(devnull)
 
 
-def peak_mib(step: Callable[[], None]) -> float | None:
-    """Peak of torch CPU allocations during ``step`` in MiB, what existed before excluded, from
-    the torch profiler's memory events (None where this torch's profiler API differs).
+def bench_device(device: str) -> torch.device:
+    """The device a benchmark runs on: ``cpu``, or ``cuda``/``cuda:N`` where torch sees that
+    GPU; a one-line error naming ``--device`` otherwise."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise SpikecimError(f"--device: unknown '{device}', allowed: cpu, cuda, cuda:N") from None
+    if dev.type == "cpu":
+        return dev
+    if dev.type != "cuda":
+        raise SpikecimError(f"--device: '{device}' is not supported, allowed: cpu, cuda, cuda:N")
+    if not torch.cuda.is_available():
+        raise SpikecimError(f"--device: '{device}': torch sees no CUDA GPU on this machine; use cpu")
+    index = dev.index if dev.index is not None else torch.cuda.current_device()
+    if index >= torch.cuda.device_count():
+        raise SpikecimError(f"--device: '{device}': this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    return torch.device("cuda", index)
+
+
+def device_name(device: torch.device) -> str:
+    """``cpu``, or ``cuda:N (the card's name)`` for the tables."""
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return str(device)
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on ``device`` (a GPU runs asynchronously: a clock read
+    without this times the launch, not the work); nothing to do on the CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def peak_mib(step: Callable[[], None], device: torch.device | None = None) -> float | None:
+    """Peak of torch's allocations during ``step`` in MiB, what existed before excluded.
+    On a CUDA ``device``: torch's caching allocator's peak (``max_memory_allocated``) less
+    what was allocated before. On the CPU: from the torch profiler's memory events (None
+    where this torch's profiler API differs).
 
     Each allocation event carries the allocator's running total (``total_allocated``),
     computed in the order the allocations happened: the peak is the largest total less the
@@ -53,6 +99,13 @@ def peak_mib(step: Callable[[], None]) -> float | None:
     microsecond apart can swap in the profiler's clock conversion, and a running sum in
     timestamp order would then miss a peak). Where the event tree lacks the total, the sum
     of the events' sizes in timestamp order is used."""
+    if device is not None and device.type == "cuda":
+        synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        step()
+        synchronize(device)
+        return (torch.cuda.max_memory_allocated(device) - before) / 2**20
     from torch.profiler import ProfilerActivity, profile
 
     try:

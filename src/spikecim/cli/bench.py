@@ -9,6 +9,7 @@
     spikecim bench --suite train --batch 16 --library spikecim --library spikingjelly
     spikecim bench --suite train --model vgg9 --batch 16 --repeats 3
     spikecim bench --suite hwa          hardware-aware training step (DAC, ADC, clipping) against aihwkit-lightning, aihwkit
+    spikecim bench --device cuda        the layer on a GPU (--suite lif or train)
 
 A thin shell over :func:`spikecim.nn.kernels.benchmark.run_lif_benchmark` (``--suite lif``),
 :func:`spikecim.analog.benchmark.run_analog_benchmark` (``--suite analog``),
@@ -32,9 +33,9 @@ TRAIN_QUICK = {"batches": (2,), "timesteps": 2, "input_size": 8, "width": 1 / 16
 TRAIN_DEFAULTS = {"batches": (16, 64), "timesteps": 4, "repeats": 5}
 # the options each suite takes beyond --quick, --repeats, --threads, --json
 SUITE_OPTIONS = {
-    "lif": ("batch", "timesteps", "features", "library"),
+    "lif": ("batch", "timesteps", "features", "library", "device"),
     "analog": (),
-    "train": ("batch", "timesteps", "library", "model"),
+    "train": ("batch", "timesteps", "library", "model", "device"),
     "hwa": (),
 }
 HWA_DEFAULTS = {"repeats": 5, "threads": 1}
@@ -109,6 +110,14 @@ def bench_cmd(
         list[str] | None,
         typer.Option("--model", "-m", help="train only: only this network (vgg9, resnet19); repeatable"),
     ] = None,
+    device: Annotated[
+        str | None,
+        typer.Option(
+            "--device",
+            help="lif, train: where every library runs, cpu or cuda[:N] (a GPU torch sees; default: cpu); "
+            "on a GPU each timed run waits for it before the clock is read",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", metavar="", help="print the results as JSON")] = False,
 ) -> None:
     """Time spikecim against peer libraries, with the ratios side by side.
@@ -126,7 +135,14 @@ def bench_cmd(
             raise SpikecimError(f"--{name}: must be >= 1, got {value}")
     if batch and min(batch) < 1:
         raise SpikecimError(f"--batch: must be >= 1, got {min(batch)}")
-    given = {"batch": batch, "timesteps": timesteps, "features": features, "library": library, "model": model}
+    given = {
+        "batch": batch,
+        "timesteps": timesteps,
+        "features": features,
+        "library": library,
+        "model": model,
+        "device": device,
+    }
     for name, value in given.items():
         if value is not None and name not in SUITE_OPTIONS[suite]:
             takes = [s for s in SUITES if name in SUITE_OPTIONS[s]]
@@ -134,7 +150,7 @@ def bench_cmd(
     if suite == "analog":
         _analog(quick, repeats, threads, as_json)
     elif suite == "train":
-        _train(quick, batch, timesteps, repeats, library, model, threads, as_json)
+        _train(quick, batch, timesteps, repeats, library, model, threads, device, as_json)
     elif suite == "hwa":
         from spikecim.analog.hwa_benchmark import format_report, run_hwa_benchmark
 
@@ -145,7 +161,7 @@ def bench_cmd(
         )
         print(report.to_json() if as_json else format_report(report))
     else:
-        _lif(quick, batch, timesteps, features, repeats, library, threads, as_json)
+        _lif(quick, batch, timesteps, features, repeats, library, threads, device, as_json)
 
 
 def _analog(quick: bool, repeats: int | None, threads: int | None, as_json: bool) -> None:
@@ -167,6 +183,7 @@ def _train(
     library: list[str] | None,
     model: list[str] | None,
     threads: int | None,
+    device: str | None,
     as_json: bool,
 ) -> None:
     from spikecim.train.benchmark import TRAIN_LIBRARIES, TRAIN_MODELS, format_report, run_train_benchmark
@@ -188,7 +205,7 @@ def _train(
     if not quick:
         given["repeats"] = repeats
     kw |= {k: (tuple(v) if isinstance(v, list) else v) for k, v in given.items() if v is not None}
-    report = run_train_benchmark(threads=threads, **kw)
+    report = run_train_benchmark(threads=threads, device=device or "cpu", **kw)
     print(report.to_json() if as_json else format_report(report))
 
 
@@ -200,6 +217,7 @@ def _lif(
     repeats: int | None,
     library: list[str] | None,
     threads: int | None,
+    device: str | None,
     as_json: bool,
 ) -> None:
     from spikecim.nn.kernels.benchmark import LIBRARIES, format_report, run_lif_benchmark
@@ -218,5 +236,5 @@ def _lif(
         kw["libraries"] = tuple(library)
     if threads is not None:
         kw["threads"] = threads
-    report = run_lif_benchmark(**kw)
+    report = run_lif_benchmark(device=device or "cpu", **kw)
     print(report.to_json() if as_json else format_report(report))

@@ -18,6 +18,11 @@ after ``warmup`` rounds is reported. Peak memory: the highest total of torch CPU
 allocations during one training step, from the torch profiler's allocation and free
 events (the weights, gradients and optimiser state that exist before the step excluded).
 A peer that is not installed is skipped with a note.
+
+``device="cuda"`` runs every library's step on the GPU (spikecim's LIF then takes its
+Triton kernel where Triton is installed, else the reference loop; SpikingJelly its torch
+multi-step path, as its ``backend`` default): each timed step waits for the GPU before the
+clock is read, and the peak is torch's CUDA allocator's.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from spikecim.timing import peak_mib, torch_threads
+from spikecim.timing import bench_device, device_name, peak_mib, synchronize, torch_threads
 
 __all__ = [
     "TRAIN_LIBRARIES",
@@ -73,6 +78,7 @@ class TrainBenchReport:
     repeats: int
     threads: int
     torch_version: str
+    device: str = "cpu"
     rows: list[TrainBenchRow] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -189,6 +195,11 @@ def _build(library: str, model: nn.Module) -> tuple[nn.Module, Callable[[nn.Modu
     return spikingjelly_model(model), functional.reset_net
 
 
+def _on(dev: torch.device, net: nn.Module, before: Callable[[nn.Module], None]):
+    """``(net moved to dev, before)``."""
+    return net.to(dev), before
+
+
 def _step_fn(net: nn.Module, before: Callable[[nn.Module], None], x: torch.Tensor, y: torch.Tensor):
     opt = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9)
     net.train()
@@ -214,11 +225,20 @@ def run_train_benchmark(
     libraries: tuple[str, ...] | None = None,
     seed: int = 0,
     threads: int | None = None,
+    device: str = "cpu",
 ) -> TrainBenchReport:
-    """Time one training step of every model in every library; see the module docstring."""
+    """Time one training step of every model in every library; see the module docstring.
+    ``device``: ``cpu`` or ``cuda[:N]`` (a one-line error where torch sees no such GPU)."""
+    dev = bench_device(device)
     with torch_threads(threads):
         report = TrainBenchReport(
-            timesteps, input_size, width, repeats, torch.get_num_threads(), torch.__version__
+            timesteps,
+            input_size,
+            width,
+            repeats,
+            torch.get_num_threads(),
+            torch.__version__,
+            device_name(dev),
         )
         names = []
         for name in libraries or TRAIN_LIBRARIES:
@@ -230,18 +250,20 @@ def run_train_benchmark(
         for model_name in models:
             torch.manual_seed(seed)
             model = spikecim_model(model_name, width, input_size)
-            nets = {name: _build(name, model) for name in names}
+            nets = {name: _on(dev, *_build(name, model)) for name in names}
             for batch in batches:
                 gen = torch.Generator().manual_seed(seed)
                 image = torch.rand(batch, 3, input_size, input_size, generator=gen)
-                x = image.expand(timesteps, *image.shape).contiguous()
-                y = torch.randint(0, 10, (batch,), generator=gen)
+                x = image.expand(timesteps, *image.shape).contiguous().to(dev)
+                y = torch.randint(0, 10, (batch,), generator=gen).to(dev)
                 steps = {name: _step_fn(net, before, x, y) for name, (net, before) in nets.items()}
                 times: dict[str, list[float]] = {name: [] for name in steps}
                 for round_ in range(warmup + repeats):
                     for name, step in steps.items():
+                        synchronize(dev)
                         t0 = time.perf_counter()
                         step()
+                        synchronize(dev)
                         if round_ >= warmup:
                             times[name].append(time.perf_counter() - t0)
                 medians = {name: statistics.median(ts) for name, ts in times.items()}
@@ -255,7 +277,7 @@ def run_train_benchmark(
                             median_ms=medians[name] * 1e3,
                             min_ms=min(times[name]) * 1e3,
                             spikecim_speedup=medians[name] / ours if ours else None,
-                            peak_mib=peak_mib(step),
+                            peak_mib=peak_mib(step, dev),
                         )
                     )
         return report
@@ -271,7 +293,8 @@ def format_report(report: TrainBenchReport) -> str:
         (
             f"SNN training step (forward + backward + SGD step), T = {report.timesteps}, "
             f"3x{report.input_size}x{report.input_size} input, width {report.width:g}, median of "
-            f"{report.repeats} interleaved steps; torch {report.torch_version}, threads: {report.threads}"
+            f"{report.repeats} interleaved steps; torch {report.torch_version}, threads: {report.threads}, "
+            f"device: {report.device}"
         ),
         "",
         "| model | library | B | median ms | min ms | spikecim speed-up | peak MiB |",
@@ -285,9 +308,9 @@ def format_report(report: TrainBenchReport) -> str:
     lines += [
         "",
         (
-            "spikecim speed-up: this library's median / spikecim's. peak MiB: highest total of torch CPU "
-            "allocations during one step (profiler memory events): activations and gradients, "
-            "not the weights or optimiser state."
+            "spikecim speed-up: this library's median / spikecim's. peak MiB: highest total of torch's "
+            "allocations during one step (CPU: profiler memory events; CUDA: the caching allocator's peak): "
+            "activations and gradients, not the weights or optimiser state."
         ),
         "spikecim's neurons run in place (LIF(inplace=True), as the built-in models build them); the peers have no such option.",
     ]

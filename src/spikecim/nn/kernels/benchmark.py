@@ -22,6 +22,10 @@ Memory, two figures per run, both excluding the input and the weights that exist
   (``torch.autograd.graph.saved_tensors_hooks``), the part of memory that grows with T.
 
 A peer that is not installed is skipped with a note.
+
+``device="cuda"`` runs every library on the GPU (spikecim's LIF then takes its Triton
+kernel where Triton is installed, else the reference loop): each timed run waits for the
+GPU before the clock is read, and the peak is torch's CUDA allocator's.
 """
 
 from __future__ import annotations
@@ -35,12 +39,13 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from spikecim.timing import peak_mib, torch_threads
+from spikecim.timing import bench_device, device_name, peak_mib, synchronize, torch_threads
 
 __all__ = ["LIBRARIES", "BenchReport", "BenchRow", "format_report", "run_lif_benchmark"]
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
-# name -> (module that must be importable, or None; builder(features) -> (forward, parameters))
+# name -> (module that must be importable, or None; builder(features) -> (forward, parameters));
+# the runner calls a builder inside the device's context, so its modules are made there
 LIBRARIES: dict[str, tuple[str | None, Callable[[int], tuple[Forward, list[torch.Tensor]]]]] = {}
 
 
@@ -133,6 +138,7 @@ class BenchReport:
     repeats: int
     threads: int
     torch_version: str
+    device: str = "cpu"
     rows: list[BenchRow] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -149,18 +155,23 @@ def run_lif_benchmark(
     libraries: tuple[str, ...] | None = None,
     seed: int = 0,
     threads: int | None = None,
+    device: str = "cpu",
 ) -> BenchReport:
     """Time every library on the Linear + LIF workload; see the module docstring.
 
     ``threads`` sets ``torch.set_num_threads`` for the run (restored after); None keeps it.
+    ``device``: ``cpu`` or ``cuda[:N]`` (a one-line error where torch sees no such GPU).
     """
+    dev = bench_device(device)
     with torch_threads(threads):
-        return _run(batches, timesteps, features, repeats, warmup, libraries, seed)
+        return _run(batches, timesteps, features, repeats, warmup, libraries, seed, dev)
 
 
-def _run(batches, timesteps, features, repeats, warmup, libraries, seed) -> BenchReport:
+def _run(batches, timesteps, features, repeats, warmup, libraries, seed, dev) -> BenchReport:
     names = list(libraries or LIBRARIES)
-    report = BenchReport(timesteps, features, repeats, torch.get_num_threads(), torch.__version__)
+    report = BenchReport(
+        timesteps, features, repeats, torch.get_num_threads(), torch.__version__, device_name(dev)
+    )
     cases = {}
     for name in names:
         requires, build = LIBRARIES[name]
@@ -168,19 +179,20 @@ def _run(batches, timesteps, features, repeats, warmup, libraries, seed) -> Benc
             report.notes.append(f"{name}: skipped, not installed (pip install 'spikecim[peers]')")
             continue
         torch.manual_seed(seed)
-        cases[name] = build(features)
+        with dev:  # the modules' parameters and buffers are made on the device
+            cases[name] = build(features)
     for batch in batches:
-        x = torch.rand(timesteps, batch, features, generator=torch.Generator().manual_seed(seed))
+        x = torch.rand(timesteps, batch, features, generator=torch.Generator().manual_seed(seed)).to(dev)
         times = {name: [] for name in cases}
         for round_ in range(warmup + repeats):
             for name, (forward, params) in cases.items():
-                dt = _time_once(forward, params, x)
+                dt = _time_once(forward, params, x, dev)
                 if round_ >= warmup:
                     times[name].append(dt)
         medians = {name: statistics.median(ts) for name, ts in times.items()}
         floor, ours = medians.get("linear-floor"), medians.get("spikecim")
         for name, (forward, params) in cases.items():
-            peak, saved = _memory(forward, params, x)
+            peak, saved = _memory(forward, params, x, dev)
             report.rows.append(
                 BenchRow(
                     library=name,
@@ -205,7 +217,8 @@ def format_report(report: BenchReport) -> str:
     lines = [
         (
             f"Linear({report.features}->{report.features}) + LIF, T = {report.timesteps}, forward + backward, "
-            f"median of {report.repeats} interleaved runs; torch {report.torch_version}, threads: {report.threads}"
+            f"median of {report.repeats} interleaved runs; torch {report.torch_version}, threads: {report.threads}, "
+            f"device: {report.device}"
         ),
         "",
         "| library | B | median ms | min ms | x floor | spikecim speed-up | peak MiB | saved MiB |",
@@ -221,24 +234,26 @@ def format_report(report: BenchReport) -> str:
         "x floor: median / Linear-alone median. spikecim speed-up: this library's median / spikecim's.",
         "spikecim's LIF runs in place (LIF(inplace=True): the spikes overwrite the Linear output); the peers have no such option.",
         (
-            "peak MiB: highest torch CPU allocation total in one forward+backward (profiler events); "
-            "saved MiB: tensors kept for backward."
+            "peak MiB: highest total of torch's allocations in one forward+backward (CPU: profiler events; "
+            "CUDA: the caching allocator's peak); saved MiB: tensors kept for backward."
         ),
     ]
     lines += [f"note: {n}" for n in report.notes]
     return "\n".join(lines)
 
 
-def _time_once(forward: Forward, params: list[torch.Tensor], x: torch.Tensor) -> float:
+def _time_once(forward: Forward, params: list[torch.Tensor], x: torch.Tensor, dev: torch.device) -> float:
     for p in params:
         p.grad = None
+    synchronize(dev)
     t0 = time.perf_counter()
     forward(x).sum().backward()
+    synchronize(dev)
     return time.perf_counter() - t0
 
 
 def _memory(
-    forward: Forward, params: list[torch.Tensor], x: torch.Tensor
+    forward: Forward, params: list[torch.Tensor], x: torch.Tensor, dev: torch.device
 ) -> tuple[float | None, float | None]:
     for p in params:
         p.grad = None
@@ -257,4 +272,4 @@ def _memory(
     del out
     for p in params:
         p.grad = None
-    return peak_mib(lambda: forward(x).sum().backward()), saved
+    return peak_mib(lambda: forward(x).sum().backward(), dev), saved
