@@ -324,7 +324,15 @@ def _epoch(run: Path) -> int:
 
 
 def _start_and_wait_for_first_epoch(cmd: list[str], run: Path) -> subprocess.Popen:
-    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # A suite started in the background of a non-interactive shell (`make test &`) has SIGINT
+    # ignored, which a child inherits, and Python then installs no KeyboardInterrupt handler:
+    # the run would never see the signal this test sends. A handled signal is reset to its
+    # default action in the child, so the child starts with Ctrl-C's usual behaviour.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     while proc.poll() is None and _epoch(run) < 1:
         time.sleep(0.005)
     return proc
