@@ -115,3 +115,20 @@ def test_bench_train_quick_on_the_gpu_names_the_card_and_times_every_library(cap
     assert f"device: cuda:0 ({torch.cuda.get_device_name(0)})" in out
     rows = _rows(out)[1:]
     assert rows and all(float(r[3]) > 0 and float(r[6]) > 0 for r in rows)  # median time, peak
+
+
+@pytest.mark.parametrize("library", ["spikecim", "spikingjelly", "snntorch"])
+def test_every_library_s_network_moves_whole_to_the_benchmark_device(library):
+    # torch's "meta" device stands in for a GPU: every parameter and buffer must follow
+    # the network there, and a training step on meta tensors refuses any tensor left on the
+    # CPU (snnTorch's neuron reads a value with .item(), which meta tensors cannot give, so
+    # its step is not run here)
+    if library != "spikecim":
+        pytest.importorskip(library)
+    meta = torch.device("meta")
+    net, before = benchmark._on(meta, *benchmark._build(library, benchmark.spikecim_model("vgg9", 1 / 16, 8)))
+    assert {t.device for t in (*net.parameters(), *net.buffers())} == {meta}
+    if library != "snntorch":
+        x, y = torch.rand(2, 2, 3, 8, 8, device=meta), torch.randint(0, 10, (2,), device=meta)
+        benchmark._step_fn(net, before, x, y)()
+        assert all(p.grad is not None and p.grad.device == meta for p in net.parameters())
