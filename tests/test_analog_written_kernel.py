@@ -152,12 +152,18 @@ def heads_view(b: torch.Tensor, heads: int) -> torch.Tensor:
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("case", ["pcm-tile", "pcm-8bit-2bit-cells"])
-def test_fused_read_matrix_reads_a_head_split_transposed_operand_where_it_lies(case, dtype):
+@pytest.mark.parametrize("layout", ["heads_transposed", "broadcast"])
+def test_fused_read_matrix_reads_a_head_split_transposed_operand_where_it_lies(case, dtype, layout):
     opts = dict(CASES[case])
     cfg = crossbar(**opts)
     b = torch.randn(6, 37, 21, generator=torch.Generator().manual_seed(4), dtype=dtype)
-    view = heads_view(b, 3)
-    assert torch.equal(view.reshape(6, 37, 21), b) and view.stride(-1) != 1
+    if layout == "broadcast":  # one matrix for all six (strides 0), each written on its own
+        view = b[0].expand(2, 3, 37, 21)
+        b = view.reshape(6, 37, 21)
+    else:
+        view = heads_view(b, 3)
+        assert view.stride(-1) != 1
+    assert torch.equal(view.reshape(6, 37, 21), b)
     mt, scale, _ = run_kernel(view, cfg)
     want, want_scale = expected(b, cfg, None, normals_for(mt, dtype))
     tol = 1e-6 if dtype == torch.float32 else 1e-12
