@@ -166,8 +166,9 @@ int icdf_raw(const uint32_t *w, int64_t nb, float *z, int isa) {
  * spikecim/analog/dynamic.py (AnalogMatMul) writes b [B, K, N] into tiles of R rows x C
  * columns at every call. b is read through strides: entry (k, n) of matrix bi lies at
  * b[(bi / L1)*s0 + (bi % L1)*s1 + k*sK + n*sN], so a head-split or transposed operand
- * (K of attention, [batch, heads, K, N] seen through a view) is read where it lies. For the differential mapping whose idle cell (G_min) reads
- * exactly, this pass goes from b to the matrix the product needs,
+ * (K of attention, [batch, heads, K, N] seen through a view) is read where it lies. For
+ * the differential mapping whose idle cell (G_min) reads exactly, this pass goes from b to
+ * the matrix the product needs,
  *     mt[b, i, r, (o*S + s)*C + c]  (b's entry k = i*R + r, n = o*C + c; 0 beyond K, N)
  * in one read of b and one write of mt, with, per entry (units of the span
  * u = (G - G_min)/(G_max - G_min)):
