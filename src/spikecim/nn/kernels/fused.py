@@ -63,9 +63,12 @@ def fused_lif(launcher: Launcher, x: torch.Tensor, params, mem0: torch.Tensor | 
     layer output), is read as it lies (:func:`memory_order`); the results have its layout."""
     beta, th = _as_tensors(params, x)
     order = memory_order(x)
-    if order is None or order == sorted(order):
+    if order is None:  # not one dense block: the kernel reads a contiguous copy
         return _FusedLIF.apply(x, beta, th, mem0, params, launcher, True)
-    spk, mem = _FusedLIF.apply(*_permuted(order, x, beta, th, mem0), params, launcher, True)
+    xp, beta, th, mem0 = _permuted(order, x, beta, th, mem0)
+    spk, mem = _FusedLIF.apply(xp, beta, th, mem0, params, launcher, True)
+    if xp is x:
+        return spk, mem
     back = _inverse(order)
     return spk.permute(back), mem.permute(back)
 
