@@ -97,8 +97,7 @@ def peak_mib(step: Callable[[], None], device: torch.device | None = None) -> fl
     computed in the order the allocations happened: the peak is the largest total less the
     total before the step, whatever order the events' timestamps give (two events a
     microsecond apart can swap in the profiler's clock conversion, and a running sum in
-    timestamp order would then miss a peak). Where the event tree lacks the total, the sum
-    of the events' sizes in timestamp order is used."""
+    timestamp order would then miss a peak)."""
     if device is not None and device.type == "cuda":
         synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
@@ -112,17 +111,9 @@ def peak_mib(step: Callable[[], None], device: torch.device | None = None) -> fl
         with quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
             step()
         totals = _allocation_totals(prof.profiler.kineto_results)
-        if totals is not None:
-            return peak_bytes(totals) / 2**20
-        events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
     except (AttributeError, RuntimeError):
         return None
-    events.sort(key=lambda e: e.start_ns())
-    live = peak = 0
-    for e in events:
-        live += e.nbytes()
-        peak = max(peak, live)
-    return peak / 2**20
+    return None if totals is None else peak_bytes(totals) / 2**20
 
 
 def peak_bytes(events: list[tuple[int, int, int]]) -> int:
