@@ -21,6 +21,17 @@ from spikecim.errors import SpikecimError
         ("analog.overrides.tile_rows=-3", "config.analog", "tile_rows: Input should be greater than 0"),
         ("analog.preset=warp-drive", "config.analog.preset", "unknown preset 'warp-drive'"),
         ("hardware.archs=[tpu-v9]", "config.hardware.archs", "unknown architecture 'tpu-v9'"),
+        # a switch is not a number, nor a number or a string a switch (pydantic's lax mode reads them as 1, False)
+        ("train.epochs=true", "config.train.epochs", "must be a number, got true"),
+        ("data.batch_size=true", "config.data.batch_size", "must be a number, got true"),
+        ("seed=false", "config.seed", "must be a number, got false"),
+        (
+            "variants=[{name: snn, spiking: 'no'}]",
+            "config.variants.0.spiking",
+            "must be true or false, got 'no'",
+        ),
+        ("variants=[{name: snn, spiking: 1}]", "config.variants.0.spiking", "must be true or false, got 1"),
+        ("stages=[]", "config.stages", "at least 1 item"),
     ],
 )
 def test_bad_config_gives_one_line_naming_the_field(override, field, allowed, capsys):
@@ -91,3 +102,22 @@ def test_usage_errors_are_one_line_with_exit_code_2(argv, capsys):
 def test_bare_command_prints_help(capsys):
     assert main([]) == 0
     assert "run" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv,line",
+    [
+        (["--stages", ""], "--stages: a comma-separated list of stage names, got ''"),
+        (
+            ["--stages", "train,,evaluate"],
+            "--stages: a comma-separated list of stage names, got 'train,,evaluate'",
+        ),
+        (["--name", ""], "name: must not be empty"),
+        (["--model", ""], "model.name: must not be empty"),
+        (["--dataset", ""], "data.name: must not be empty"),
+    ],
+)
+def test_an_empty_option_value_is_refused_not_read_as_the_default(argv, line, tmp_path, capsys):
+    assert main(["run", "--set", f"output_dir={tmp_path}", *argv]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {line}"
+    assert not any(tmp_path.iterdir())

@@ -154,9 +154,22 @@ def test_perplexity_is_exp_of_the_mean_next_token_cross_entropy_by_hand():
     assert got["cross_entropy"] == pytest.approx(ce, rel=1e-5)
     assert got["perplexity"] == pytest.approx(math.exp(ce), rel=1e-5)
     assert got["bits_per_char"] == pytest.approx(ce / math.log(2), rel=1e-5)
-    right = sum(int(table[a].argmax()) == b for a, b in zip(x.flatten().tolist(), y.flatten().tolist(), strict=True))
+    right = sum(
+        int(table[a].argmax()) == b for a, b in zip(x.flatten().tolist(), y.flatten().tolist(), strict=True)
+    )
     assert got["accuracy"] == pytest.approx(right / 15)
     assert got["tokens"] == 15
+
+
+def test_perplexity_beyond_a_float_is_refused_in_one_line_not_overflowed():
+    # every logit 0 except 1000 on a byte that is never the target: cross-entropy 1000 nats
+    # (ln of e^1000 + 255) and perplexity e^1000, beyond float64's 1.8e308
+    table = torch.zeros(256, 256)
+    table[:, 0] = 1000.0
+    x, y = torch.ones(2, 3, dtype=torch.int64), torch.ones(2, 3, dtype=torch.int64)
+    with pytest.raises(SpikecimError, match=r"^evaluate: .*perplexity") as e:
+        evaluate_lm(_Bigram(table), [(x, y)])
+    assert "\n" not in str(e.value)
 
 
 def test_seeded_generation_is_reproducible_and_greedy_is_the_argmax():
@@ -178,6 +191,24 @@ def test_generation_refuses_bad_input_with_one_line():
         generate(model, "a", temperature=-1.0)
     with pytest.raises(SpikecimError, match="prompt"):
         generate(model, "")
+    with pytest.raises(SpikecimError, match=r"^seed: .*2\*\*63"):
+        generate(model, "a", seed=2**64)
+
+
+def test_sampling_at_a_vanishing_temperature_is_the_greedy_choice():
+    torch.manual_seed(9)
+    model = _Bigram(torch.randn(256, 256))
+    nxt, out = ord("q"), []
+    for _ in range(6):  # greedy by hand
+        nxt = int(model.table[nxt].argmax())
+        out.append(nxt)
+    assert generate(model, "q", tokens=6, temperature=1e-40, seed=1) == decode(out)
+
+
+def test_generation_from_a_model_with_non_finite_logits_is_refused():
+    model = _Bigram(torch.full((256, 256), float("nan")))
+    with pytest.raises(SpikecimError, match="^generate: .*not finite"):
+        generate(model, "a", tokens=1, temperature=1.0)
 
 
 def test_bytes_round_trip():
@@ -284,7 +315,11 @@ def test_run_config_for_lm_defaults_to_pydoc_and_refuses_mismatched_models():
     from spikecim.config import RunConfig
 
     cfg = RunConfig.model_validate({"task": "lm"})
-    assert (cfg.data.name, cfg.model.name, [v.name for v in cfg.variants]) == ("pydoc", "transformer-tiny", ["ann"])
+    assert (cfg.data.name, cfg.model.name, [v.name for v in cfg.variants]) == (
+        "pydoc",
+        "transformer-tiny",
+        ["ann"],
+    )
     spk = RunConfig.model_validate({"task": "lm", "model": {"name": "spikegpt-tiny"}})
     assert [v.spiking for v in spk.variants] == [True, False]
     with pytest.raises(ValueError, match="model.name"):
@@ -321,7 +356,9 @@ def test_systolic_costs_a_ternary_weight_as_an_add_and_a_float_weight_as_a_multi
         w = trace(tiny(name), [torch.randint(0, 256, (8, 2))])
         report = estimate(w, "systolic-sata", dense=True)
         head = next(layer for layer in report.layers if layer.name == "head")
-        assert head.energy_pj["compute"] == pytest.approx(16 * 256 * 8 * per_op)  # d·V MACs per token, 8 tokens
+        assert head.energy_pj["compute"] == pytest.approx(
+            16 * 256 * 8 * per_op
+        )  # d·V MACs per token, 8 tokens
 
 
 def test_imc_maps_a_ternary_weight_to_two_single_level_cells():
@@ -349,4 +386,3 @@ def test_ideal_crossbar_bitlinear_equals_the_digital_layer_and_holds_the_ternary
     assert programmed <= {-1.0, 0.0, 1.0}
     x = torch.randn(4, 12)
     torch.testing.assert_close(analog(x), layer(x), rtol=1e-4, atol=1e-5)
-

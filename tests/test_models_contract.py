@@ -160,6 +160,14 @@ def test_bad_model_argument_raises_one_line_error_naming_field(kwargs, field):
     assert "\n" not in str(e.value) and str(e.value).startswith(field)
 
 
+def test_a_model_larger_than_any_address_space_is_refused_naming_its_arguments():
+    # width 1e11 asks for petabytes in one weight: beyond a 47-bit address space, so the
+    # allocation fails even where the kernel overcommits memory
+    with pytest.raises(SpikecimError) as e:
+        create_model("mlp", width=1e11)
+    assert "\n" not in str(e.value) and str(e.value).startswith("model.kwargs: mlp with {'width'")
+
+
 def test_unknown_model_name_lists_the_allowed_names():
     with pytest.raises(SpikecimError, match=r"^model.name: unknown 'vgg99', allowed: .*resnet19"):
         create_model("vgg99")

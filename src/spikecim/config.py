@@ -142,7 +142,7 @@ class _RunConfig(_Section):
     )
     seed: int = Field(0, ge=0, lt=MAX_INT, description="seed of every random draw, 0 <= seed < 2**63")
     output_dir: str = Field("runs", description="folder that holds the run folders")
-    stages: list[str] = Field(default_factory=lambda: list(DEFAULT_STAGES))
+    stages: list[str] = Field(default_factory=lambda: list(DEFAULT_STAGES), min_length=1)
     task: str = Field("classification", description="what the run learns: classification | lm (spikecim.tasks)")
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()

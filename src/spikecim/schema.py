@@ -19,9 +19,10 @@ once, so a field added later is covered without further code.
 from __future__ import annotations
 
 import math
-from typing import Any
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
 __all__ = ["MAX_FLOAT", "MAX_INT", "MAX_LR", "RANGE_RULE", "Schema", "check_number", "check_numbers"]
 
@@ -36,6 +37,18 @@ class Schema(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_number(cls, v: Any, info: ValidationInfo) -> Any:
+        """``true`` is not a number and ``1`` or ``"no"`` not a switch: pydantic's lax mode
+        would read them as 1 and False."""
+        kind = _scalar_kind(cls.model_fields[info.field_name].annotation)
+        if kind == "number" and isinstance(v, bool):
+            raise ValueError(f"must be a number, got {str(v).lower()}")
+        if kind == "bool" and v is not None and not isinstance(v, bool):
+            raise ValueError(f"must be true or false, got {v!r}")
+        return v
+
     @field_validator("*", mode="after")
     @classmethod
     def _finite_numbers(cls, v: Any) -> Any:
@@ -43,6 +56,23 @@ class Schema(BaseModel):
         if problem is not None:
             raise ValueError(problem)
         return v
+
+
+def _scalar_kind(annotation: Any) -> str | None:
+    """``"number"`` for an int or float field, ``"bool"`` for a bool field (either optional),
+    None for anything else (unions of other types, lists, nested schemas, literals)."""
+    if get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    if get_origin(annotation) in (Union, UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        if len(args) != 1:
+            return None
+        annotation = args[0]
+    if annotation is bool:
+        return "bool"
+    if annotation in (int, float):
+        return "number"
+    return None
 
 
 def check_number(v: Any) -> str | None:

@@ -49,8 +49,21 @@ def _rank_console() -> Console:
 def _config(config: Path | None, overrides: list[str] | None, **flags):
     from spikecim.config import load_config
 
+    for k, v in flags.items():
+        if v == "":
+            raise SpikecimError(f"{k}: must not be empty")
     extra = [f"{k}={v}" for k, v in flags.items() if v is not None]
     return load_config(config, list(overrides or []) + extra)
+
+
+def _stage_list(stages: str | None) -> str | None:
+    """``--stages a,b`` as the YAML list ``[a, b]``; an empty name is refused."""
+    if stages is None:
+        return None
+    names = [x.strip() for x in stages.split(",")]
+    if not all(names):
+        raise SpikecimError(f"--stages: a comma-separated list of stage names, got '{stages}'")
+    return "[" + ", ".join(names) + "]"
 
 
 def run_cmd(
@@ -94,7 +107,7 @@ def run_cmd(
     from spikecim.config import add_method_variants
     from spikecim.pipeline.run import run
 
-    st = f"[{stages}]" if stages else None
+    st = _stage_list(stages)
     cfg = _config(
         config,
         set_,
@@ -133,8 +146,38 @@ NIR_DATASET = typer.Option(
 )
 NIR_ROOT = typer.Option(None, help="For a .nir model: folder holding the data set files.")
 NIR_STEPS = typer.Option(
-    10, min=1, help="For a .nir model: timesteps per sample (frame data sets bring their own)."
+    None, min=1, help="For a .nir model: timesteps per sample (default 10; frame data sets bring their own)."
 )
+NIR_DEFAULT_STEPS = 10
+
+
+def _refuse_nir_options(source: Path, **given) -> None:
+    """A run folder takes its data set, timesteps and samples from its config.yaml: an option
+    meant for a .nir model is refused rather than ignored."""
+    for flag, value in given.items():
+        if value is not None:
+            raise SpikecimError(
+                f"--{flag.replace('_', '-')}: applies to a .nir model only; {source} is a run folder, "
+                "whose data set and timesteps are in its config.yaml"
+            )
+
+
+def _workload_output(path: Path) -> Path:
+    """``path`` where a workload JSON may be written: a new file, or a workload JSON spikecim
+    wrote before (replaced). Any other existing file is the user's and is never overwritten."""
+    from spikecim.trace import Workload
+
+    if path.is_dir():
+        raise SpikecimError(f"--output: {path} is a folder; give the workload JSON's file name")
+    if path.exists():
+        try:
+            Workload.load(path)
+        except SpikecimError:
+            raise SpikecimError(
+                f"--output: {path} exists and is not a workload JSON; spikecim replaces only "
+                "its own workload files (choose a new file name)"
+            ) from None
+    return path
 
 
 def _load_nir_eval(source: Path, dataset: str | None, root: str | None, timesteps: int, limit: int | None):
@@ -174,7 +217,7 @@ def evaluate_cmd(
     seeds: int = typer.Option(5, min=1, help="Monte-Carlo programming seeds for --analog."),
     dataset: str | None = NIR_DATASET,
     root: str | None = NIR_ROOT,
-    timesteps: int = NIR_STEPS,
+    timesteps: int | None = NIR_STEPS,
     limit: int | None = typer.Option(
         None, min=1, help="For a .nir model: evaluate at most this many test samples."
     ),
@@ -185,10 +228,16 @@ def evaluate_cmd(
     from spikecim.pipeline.results import AnalogEvaluation, EvaluateResult, result_json
     from spikecim.pipeline.sources import is_model_file
 
+    if analog == "":
+        raise SpikecimError(
+            "--analog: a preset (ideal, pcm-aihwkit, rram-65nm, sram-digital) or a crossbar YAML file"
+        )
+
     if is_model_file(source):
         from spikecim.train import evaluate
 
-        model, data, steps = _load_nir_eval(source, dataset, root, timesteps, limit)
+        steps = NIR_DEFAULT_STEPS if timesteps is None else timesteps
+        model, data, steps = _load_nir_eval(source, dataset, root, steps, limit)
         out = {
             "evaluate": EvaluateResult.model_validate(
                 {"snn": evaluate(model, data.x_test, data.y_test, steps, "direct", frames=data.frames)}
@@ -204,6 +253,7 @@ def evaluate_cmd(
         from spikecim.pipeline.core_stages import evaluate_stage
         from spikecim.pipeline.run import load_run
 
+        _refuse_nir_options(source, dataset=dataset, root=root, timesteps=timesteps, limit=limit)
         ctx = load_run(source, console, allow_partial=allow_partial)
         out = {"evaluate": evaluate_stage(ctx)}
         if analog is not None:
@@ -232,11 +282,13 @@ def trace_cmd(
     ),
     dataset: str | None = NIR_DATASET,
     root: str | None = NIR_ROOT,
-    timesteps: int = NIR_STEPS,
-    input_rate: float = typer.Option(
-        0.2, help="For a .nir model without --dataset: Bernoulli input spike probability per step, in (0, 1]."
+    timesteps: int | None = NIR_STEPS,
+    input_rate: float | None = typer.Option(
+        None,
+        help="For a .nir model without --dataset: Bernoulli input spike probability per step, in (0, 1] "
+        "(default 0.2).",
     ),
-    samples: int = typer.Option(64, min=1, help="For a .nir model: samples to trace."),
+    samples: int | None = typer.Option(None, min=1, help="For a .nir model: samples to trace (default 64)."),
     allow_partial: bool = PARTIAL_OPT,
 ) -> None:
     """Record the Workload (shapes, bits, measured activity) of a trained model."""
@@ -245,22 +297,44 @@ def trace_cmd(
     if is_model_file(source):
         from spikecim.pipeline.sources import workload_from_model_file
 
-        w = workload_from_model_file(source, timesteps, samples, input_rate, dataset, root)
-        w.save(output or source.with_suffix(".workload.json"))
+        if variant is not None:
+            raise SpikecimError("--variant: applies to a run folder only; a .nir file holds one model")
+        if input_rate is not None and dataset is not None:
+            raise SpikecimError(
+                "--input-rate: applies without --dataset only (the data set's samples are the input)"
+            )
+        target = _workload_output(output or source.with_suffix(".workload.json"))
+        w = workload_from_model_file(
+            source,
+            NIR_DEFAULT_STEPS if timesteps is None else timesteps,
+            64 if samples is None else samples,
+            0.2 if input_rate is None else input_rate,
+            dataset,
+            root,
+        )
+        w.save(target)
         _summary({"trace": {"snn": w.metrics()}}, source)
         return
     from spikecim.pipeline.core_stages import trace_stage
     from spikecim.pipeline.run import load_run
 
+    _refuse_nir_options(
+        source, dataset=dataset, root=root, timesteps=timesteps, input_rate=input_rate, samples=samples
+    )
     ctx = load_run(source, console, allow_partial=allow_partial)
+    names = [v.name for v in ctx.config.variants]
+    if variant is not None and output is None:
+        raise SpikecimError("--variant: names the variant --output writes; give --output too")
+    if variant is None:
+        variant = next((v.name for v in ctx.config.variants if v.spiking), names[0])
+    if variant not in names:
+        raise SpikecimError(f"--variant: unknown variant '{variant}', allowed: {', '.join(names)}")
+    target = None if output is None else _workload_output(output)
     metrics = trace_stage(ctx)
-    if output is not None:
-        names = [v.name for v in ctx.config.variants]
-        if variant is None:
-            variant = next((v.name for v in ctx.config.variants if v.spiking), names[0])
+    if target is not None:
         if variant not in ctx.workloads:
-            raise SpikecimError(f"--variant: unknown variant '{variant}', allowed: {', '.join(names)}")
-        ctx.workloads[variant].save(output)
+            raise SpikecimError(f"--variant: {variant} has no workload ({', '.join(ctx.workloads)} have)")
+        ctx.workloads[variant].save(target)
     _summary({"trace": metrics}, source)
 
 
@@ -271,8 +345,11 @@ def generate_cmd(
     temperature: float = typer.Option(
         0.0, min=0.0, help="0: the most likely byte each step (greedy); > 0: sample from softmax(logits / T)."
     ),
-    seed: int = typer.Option(0, min=0, help="Seed of the sampling generator (same seed, same text)."),
+    seed: int = typer.Option(
+        0, min=0, max=2**63 - 1, help="Seed of the sampling generator (same seed, same text)."
+    ),
     variant: str | None = typer.Option(None, help="The variant that writes (default: the run's first)."),
+    allow_partial: bool = PARTIAL_OPT,
 ) -> None:
     """Continue a prompt with a trained language model (spikecim run --task lm)."""
     from spikecim.config import load_config
@@ -285,7 +362,7 @@ def generate_cmd(
     if cfg.task != "lm":
         raise SpikecimError(f"generate: {run_dir} is a {cfg.task} run; generate needs a run with task lm")
     name = variant if variant is not None else cfg.variants[0].name
-    ctx = load_run(run_dir, console, variants=[name])
+    ctx = load_run(run_dir, console, variants=[name], allow_partial=allow_partial)
     print(prompt + generate(ctx.models[name], prompt, tokens, temperature, seed))
 
 

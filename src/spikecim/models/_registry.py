@@ -11,6 +11,7 @@ topology with ReLU in place of each neuron and is run with T = 1.
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -138,6 +139,15 @@ def create_model(
         model = _MODELS[name](spiking=spiking, neuron_kw=dict(neuron_kw or {}), **args)
     except TypeError as e:
         raise SpikecimError(f"model.{name}: {e}") from None
+    except (MemoryError, RuntimeError) as e:
+        if not isinstance(e, MemoryError) and "can't allocate memory" not in str(e):
+            raise
+        asked = re.search(r"allocate (\d+) bytes", str(e))
+        size = f" ({int(asked.group(1)) / 2**30:.3g} GiB for one tensor)" if asked else ""
+        raise SpikecimError(
+            f"model.kwargs: {name} with {kw or 'these arguments'} needs more memory than is available{size}; "
+            "make it smaller (width, depth, hidden sizes)"
+        ) from None
     model.spiking = spiking  # what was built, for tools that read a model (trace, NIR export)
     model.model_name = name
     model.input_shape = _input_shape(_MODELS[name], args)

@@ -22,6 +22,7 @@ the same text).
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -111,6 +112,11 @@ def evaluate_lm(
     ce = ce_sum / tokens
     if not math.isfinite(ce):
         raise SpikecimError("evaluate: the model's next-token cross-entropy is not finite")
+    if ce > math.log(sys.float_info.max):
+        raise SpikecimError(
+            f"evaluate: the next-token cross-entropy is {ce:.4g} nats, so the perplexity exp(ce) "
+            "is beyond a float: far worse than guessing every byte uniformly (ln 256 ≈ 5.5 nats)"
+        )
     return {
         "accuracy": correct / tokens,
         "cross_entropy": ce,
@@ -140,6 +146,8 @@ def generate(
         raise SpikecimError(f"tokens: must be a non-negative integer, got {tokens!r}")
     if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature >= 0):
         raise SpikecimError(f"temperature: must be a finite number >= 0, got {temperature!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise SpikecimError(f"seed: must be an integer in [0, 2**63), got {seed!r}")
     ids = encode(prompt)
     if ids.numel() == 0:
         raise SpikecimError("prompt: must hold at least one character")
@@ -152,10 +160,13 @@ def generate(
         for _ in range(tokens):
             x = torch.tensor(out[-context:], dtype=torch.int64)[:, None]  # [L, 1], time-major
             logits = model(x)[-1, 0].float()
+            if not bool(torch.isfinite(logits).all()):
+                raise SpikecimError("generate: the model's logits are not finite numbers (a diverged model)")
             if temperature == 0:
                 nxt = int(logits.argmax())
             else:
-                probs = torch.softmax(logits / temperature, dim=-1)
+                # shifted so the top logit is 0: a tiny temperature gives -inf, never inf/inf
+                probs = torch.softmax((logits - logits.max()) / temperature, dim=-1)
                 nxt = int(torch.multinomial(probs, 1, generator=gen))
             out.append(nxt)
     finally:
@@ -176,7 +187,9 @@ class LanguageModelling(Task):
 
     def loss(self, out, y, mode):
         if mode != "mean":
-            raise SpikecimError(f"train.loss: the lm task trains on the next-token cross-entropy (mean), got '{mode}'")
+            raise SpikecimError(
+                f"train.loss: the lm task trains on the next-token cross-entropy (mean), got '{mode}'"
+            )
         return lm_loss(out.transpose(0, 1), y)  # the model's [L, B, V] against y[B, L]
 
     def correct(self, out, y):

@@ -1,0 +1,86 @@
+"""``spikecim trace`` / ``evaluate`` options: what applies to a run folder, what to a .nir
+file, and where ``--output`` may write. Refusals are exit code 2 with one line, and every file
+that was there before is compared byte for byte."""
+
+from pathlib import Path
+
+import pytest
+
+from conftest import SHARED_DATA
+from spikecim.cli.main import main
+from spikecim.trace import Workload
+from test_reliability_run import TINY, run_args, snapshot, the_line
+
+CNN = SHARED_DATA / "nir-paper" / "cnn_sinabs.nir"
+
+
+@pytest.fixture(scope="module")
+def traced_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("traced")
+    assert main(run_args(out, "base", *TINY, "--stages", "train,evaluate,trace")) == 0
+    return out / "base"
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "metrics.json"])
+def test_trace_output_never_overwrites_a_file_that_is_not_a_workload(traced_run, name, capsys):
+    before = snapshot(traced_run)
+    assert main(["trace", str(traced_run), "-o", str(traced_run / name)]) == 2
+    line = the_line(capsys.readouterr().err)
+    assert "--output" in line and "not a workload JSON" in line
+    assert snapshot(traced_run) == before
+
+
+def test_trace_output_never_overwrites_a_users_file(traced_run, tmp_path, capsys):
+    mine = tmp_path / "notes.txt"
+    mine.write_text("my notes\n")
+    assert main(["trace", str(traced_run), "-o", str(mine)]) == 2
+    assert "--output" in the_line(capsys.readouterr().err)
+    assert mine.read_text() == "my notes\n"
+
+
+def test_trace_output_replaces_an_earlier_workload_json(traced_run, tmp_path):
+    out = tmp_path / "w.json"
+    out.write_text("{}")  # not a workload: refused below
+    assert main(["trace", str(traced_run), "-o", str(out)]) == 2
+    out.unlink()
+    assert main(["trace", str(traced_run), "-o", str(out)]) == 0
+    assert main(["trace", str(traced_run), "-o", str(out)]) == 0  # its own file: replaced
+    assert Workload.load(out).model == "mlp"
+
+
+@pytest.mark.parametrize(
+    "cmd,extra,flag",
+    [
+        ("evaluate", ["--dataset", "nope"], "--dataset"),
+        ("evaluate", ["--root", "/nonexistent"], "--root"),
+        ("evaluate", ["--limit", "5"], "--limit"),
+        ("evaluate", ["--timesteps", "3"], "--timesteps"),
+        ("trace", ["--input-rate", "5"], "--input-rate"),
+        ("trace", ["--samples", "8"], "--samples"),
+        ("trace", ["--dataset", "nope"], "--dataset"),
+    ],
+)
+def test_options_for_a_nir_model_are_refused_for_a_run_folder(traced_run, cmd, extra, flag, capsys):
+    assert main([cmd, str(traced_run), *extra]) == 2
+    line = the_line(capsys.readouterr().err)
+    assert f"{flag}: applies to a .nir model only" in line
+
+
+def test_trace_refuses_an_unknown_variant_before_rewriting_the_workloads(traced_run, tmp_path, capsys):
+    before = snapshot(traced_run)
+    assert main(["trace", str(traced_run), "--variant", "nope", "-o", str(tmp_path / "w.json")]) == 2
+    assert "--variant: unknown variant 'nope', allowed: snn" in the_line(capsys.readouterr().err)
+    assert snapshot(traced_run) == before and not (tmp_path / "w.json").exists()
+
+
+def test_trace_variant_without_output_is_refused_not_ignored(traced_run, capsys):
+    assert main(["trace", str(traced_run), "--variant", "snn"]) == 2
+    assert "--variant" in the_line(capsys.readouterr().err)
+
+
+def test_trace_of_a_nir_file_refuses_an_input_rate_beside_a_dataset(tmp_path, capsys):
+    nir = tmp_path / CNN.name
+    nir.write_bytes(CNN.read_bytes())
+    assert main(["trace", str(nir), "--dataset", "digits", "--input-rate", "0.5"]) == 2
+    assert "--input-rate: applies without --dataset" in the_line(capsys.readouterr().err)
+    assert not nir.with_suffix(".workload.json").exists()
