@@ -162,6 +162,17 @@ def test_other_variants_files_are_never_removed(epochs, tmp_path):
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("ann.")} == ann_files
 
 
+def test_saves_never_remove_weights_placed_by_hand(epochs, tmp_path):
+    m1, o1, s1, st1, _, _ = epochs[1]
+    m2, o2, s2, st2, _, _ = epochs[2]
+    save_file({k: v.contiguous() for k, v in m1.state_dict().items()}, str(tmp_path / "snn.safetensors"))
+    (tmp_path / "snn.optim.safetensors").write_bytes(b"placed by hand")
+    placed = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    save_checkpoint(tmp_path, "snn", m1, o1, s1, st1)
+    save_checkpoint(tmp_path, "snn", m2, o2, s2, st2)
+    assert {name: (tmp_path / name).read_bytes() for name in placed} == placed
+
+
 def _old_layout(folder: Path, model, opt, sched, state) -> None:
     """A checkpoint as spikecim wrote it before atomic checkpoints: fixed names, no hashes."""
     folder.mkdir(parents=True)

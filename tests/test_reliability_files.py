@@ -213,6 +213,112 @@ def test_intact_checkpoint_resumes_and_fresh_replaces_a_damaged_one(run_copy, ca
     assert json.loads(state.read_text())["epoch"] == 1
 
 
+@pytest.mark.parametrize(
+    ("name", "damage"), [(STATE, lambda p: p.write_text("")), (WEIGHTS, lambda p: p.unlink())]
+)
+@pytest.mark.parametrize("command", ["evaluate", "trace"])
+def test_evaluate_and_trace_name_a_damaged_checkpoint_as_run_does(run_copy, capsys, name, damage, command):
+    path = _file(run_copy / "r" / "checkpoint", name)
+    damage(path)
+    capsys.readouterr()
+    assert main([command, str(run_copy / "r")]) == 2
+    line = _one_error_line(capsys)
+    assert str(path) in line and "--fresh" in line and "no checkpoint" not in line, line
+    assert main(_run_args(run_copy)) == 2
+    assert _one_error_line(capsys) == line
+
+
+def _with_stages(argv: list[str], stages: str) -> list[str]:
+    out = list(argv)
+    out[out.index("--stages") + 1] = stages
+    return out
+
+
+def test_training_beside_weights_placed_by_hand_is_refused_and_leaves_them_as_they_were(run_copy, capsys):
+    ckpt = run_copy / "r" / "checkpoint"
+    placed = ckpt / "snn.safetensors"
+    _file(ckpt, WEIGHTS).rename(placed)
+    for f in ckpt.iterdir():
+        if f != placed:
+            f.unlink()
+    raw = placed.read_bytes()
+    capsys.readouterr()
+    assert main(_with_stages(_run_args(run_copy), "train,evaluate")) == 2
+    line = _one_error_line(capsys)
+    assert str(placed) in line and "placed by hand" in line, line
+    assert sorted(ckpt.iterdir()) == [placed] and placed.read_bytes() == raw
+    assert main(_with_stages(_run_args(run_copy), "evaluate")) == 0  # used as they are
+    assert sorted(ckpt.iterdir()) == [placed] and placed.read_bytes() == raw
+
+
+def test_training_that_diverges_stops_before_saving_the_epoch_and_can_resume(tmp_path, capsys, monkeypatch):
+    from spikecim.tasks.classification import Classification
+    from spikecim.train import trainer
+
+    epoch_now = []
+    real_generator, real_loss = trainer.epoch_generator, Classification.loss
+
+    def generator(seed, epoch):
+        epoch_now.append(epoch)
+        return real_generator(seed, epoch)
+
+    def loss(self, out, y, mode):  # the second epoch's loss (and so its weights) turn NaN
+        value = real_loss(self, out, y, mode)
+        return value * float("nan") if epoch_now[-1] == 1 else value
+
+    monkeypatch.setattr(trainer, "epoch_generator", generator)
+    monkeypatch.setattr(Classification, "loss", loss)
+    assert main(_run_args(tmp_path, epochs=2)) == 2
+    line = _one_error_line(capsys)
+    assert "the snn diverged in epoch 2 of 2" in line and "train.lr" in line, line
+    ckpt = tmp_path / "r" / "checkpoint"
+    assert json.loads((ckpt / STATE).read_text(), parse_constant=float)["epoch"] == 1
+    assert all(torch.isfinite(t).all() for t in load_file(str(_file(ckpt, WEIGHTS))).values())
+    monkeypatch.undo()
+    assert main(_run_args(tmp_path, epochs=2)) == 0  # the last good epoch resumes
+    assert json.loads((ckpt / STATE).read_text())["epoch"] == 2
+
+
+def test_training_that_diverges_in_its_first_epoch_leaves_no_run_behind(tmp_path, capsys):
+    argv = _run_args(tmp_path, epochs=2)
+    argv += ["--set", "train.lr=10", "--set", "train.optimizer=sgd", "--set", "train.weight_decay=1e12"]
+    argv += ["--set", "data.batch_size=4"]  # 8 steps of x(1 - 1e13): past float32's range
+    assert main(argv) == 2
+    line = _one_error_line(capsys)
+    assert "the snn diverged in epoch 1 of 2" in line and "train.weight_decay" in line, line
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_run_of_zero_epochs_saves_the_untrained_weights_for_evaluate_and_trace(tmp_path):
+    from spikecim.config import load_config
+    from spikecim.data import dataset_from_config
+    from spikecim.pipeline.run import build_models
+
+    assert main(_run_args(tmp_path, epochs=0)) == 0
+    run = tmp_path / "r"
+    assert json.loads((run / "checkpoint" / STATE).read_text())["epoch"] == 0
+    cfg = load_config(run / "config.yaml")
+    untrained = build_models(cfg, dataset_from_config(cfg.data))["snn"].state_dict()
+    saved = load_file(str(_file(run / "checkpoint", WEIGHTS)))
+    assert saved.keys() == untrained.keys() and all(torch.equal(saved[k], untrained[k]) for k in saved)
+    assert main(["evaluate", str(run)]) == 0
+    assert main(["trace", str(run)]) == 0
+
+
+def test_a_damaged_workload_json_stops_a_stage_that_needs_it_but_not_evaluate_or_trace(run_copy, capsys):
+    run = run_copy / "r"
+    assert main(["trace", str(run)]) == 0
+    workload = run / "workload.json"
+    workload.write_bytes(workload.read_bytes()[:20])
+    assert main(["evaluate", str(run)]) == 0
+    capsys.readouterr()
+    assert main(_with_stages(_run_args(run_copy), "hardware")) == 2
+    line = _one_error_line(capsys)
+    assert str(workload) in line and "not valid JSON" in line, line
+    assert main(["trace", str(run)]) == 0
+    assert json.loads(workload.read_text())["layers"]
+
+
 # ---- user files that are not UTF-8 text ---------------------------------------------------
 _GARBAGE = b"name: r\n\x89PNG\r\n\x1a\n\xff\xfe binary"  # 0x89 is the first byte that is not UTF-8
 _BAD_OFFSET = _GARBAGE.index(b"\x89")

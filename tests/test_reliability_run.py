@@ -230,6 +230,50 @@ def test_a_stage_result_with_a_non_finite_number_is_an_error_naming_stage_and_ke
     assert set(json.loads(metrics.read_text(), parse_constant=no_constants)) == {"test_ok", "timing_s"}
 
 
+@pytest.mark.parametrize(("written", "shown"), [("1e999", "inf"), ("NaN", "nan")])
+@pytest.mark.parametrize("command", ["run", "report", "evaluate"])
+def test_a_metrics_json_holding_a_non_finite_number_is_refused_naming_the_file_and_key(
+    written, shown, command, copy_of_run, capsys
+):
+    metrics = copy_of_run / "metrics.json"
+    doc = json.loads(metrics.read_text())
+    doc["evaluate"]["snn"]["accuracy"] = "HERE"
+    metrics.write_text(json.dumps(doc).replace('"HERE"', written))  # as a hand edit would leave it
+    before = metrics.read_bytes()
+    argv = {
+        "run": run_args(copy_of_run.parent, "base", *TINY, "--stages", "report"),
+        "report": ["report", str(copy_of_run)],
+        "evaluate": ["evaluate", str(copy_of_run)],
+    }[command]
+    capsys.readouterr()
+    assert main(argv) == 2
+    line = the_line(capsys.readouterr().err)
+    assert f"{metrics}: evaluate.snn.accuracy is {shown}, not a finite number" in line
+    assert metrics.read_bytes() == before
+    assert not (copy_of_run / "report.html").exists()
+
+
+@pytest.mark.parametrize(
+    ("damage", "what"),
+    [
+        (lambda p: p.write_bytes(p.read_bytes()[:30]), "is not valid JSON"),
+        (lambda p: p.write_text("[1, 2]"), "must hold a mapping"),
+        (lambda p: p.write_text(""), "must hold a mapping"),
+    ],
+)
+def test_a_run_refuses_to_replace_a_damaged_metrics_json_and_says_how_to_recover(
+    damage, what, copy_of_run, capsys
+):
+    metrics = copy_of_run / "metrics.json"
+    damage(metrics)
+    before = metrics.read_bytes()
+    capsys.readouterr()
+    assert main(run_args(copy_of_run.parent, "base", *TINY, "--stages", "evaluate")) == 2
+    line = the_line(capsys.readouterr().err)
+    assert str(metrics) in line and what in line and "--fresh" in line
+    assert metrics.read_bytes() == before
+
+
 # --- 6. default run name; make clean ------------------------------------------------------
 
 
@@ -247,7 +291,9 @@ def test_the_default_run_name_is_the_data_set_and_the_model(extra, folder, tmp_p
 
 
 def test_make_clean_leaves_the_runs_folder_alone():
-    r = subprocess.run(["make", "--no-print-directory", "-n", "clean"], cwd=REPO, capture_output=True, text=True, check=True)
+    r = subprocess.run(
+        ["make", "--no-print-directory", "-n", "clean"], cwd=REPO, capture_output=True, text=True, check=True
+    )
     assert r.stdout.split() == ["rm", "-rf", ".venv", ".pytest_cache"]
 
 

@@ -6,11 +6,14 @@ state, NIR import metadata) goes through this module, so a missing file, a file 
 UTF-8 text, a parse error and a non-mapping document read the same everywhere:
 ``<field>: file not found: PATH``, ``<field>: PATH is not UTF-8 text (byte 0xff at offset 12)``,
 ``<field>: PATH is not valid YAML (first line)``, ``<field>: PATH must hold a mapping <of what>``.
+A run folder's ``metrics.json`` is read by :func:`read_metrics`, which also refuses a number
+that is not finite: ``<field>: PATH: evaluate.snn.accuracy is nan, not a finite number``.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +21,7 @@ import yaml
 
 from spikecim.errors import SpikecimError
 
-__all__ = ["read_bytes", "read_document", "read_mapping", "read_text"]
+__all__ = ["first_non_finite", "read_bytes", "read_document", "read_mapping", "read_metrics", "read_text"]
 
 
 def read_mapping(path: str | Path, field: str, holds: str = "of settings") -> dict:
@@ -32,6 +35,48 @@ def read_mapping(path: str | Path, field: str, holds: str = "of settings") -> di
     if not isinstance(data, dict):
         raise SpikecimError(f"{field}: {path} must hold a mapping {holds}")
     return data
+
+
+def read_metrics(path: str | Path, field: str) -> dict:
+    """A run folder's ``metrics.json``: a mapping of stage results whose every number is finite.
+
+    spikecim writes it as strict JSON, so a NaN or an infinity (``NaN``, ``Infinity``, or a
+    number too large for a float such as ``1e999``) means the file was edited or damaged: it is
+    refused naming the key path, never passed on. An empty file or one that is not a mapping
+    is refused too."""
+    path = Path(path)
+    data = read_document(path, field)
+    if not isinstance(data, dict):
+        raise SpikecimError(f"{field}: {path} must hold a mapping of stage results")
+    for key, value in data.items():
+        bad = first_non_finite(value, str(key))
+        if bad is not None:
+            raise SpikecimError(f"{field}: {path}: {bad[0]} is {bad[1]}, not a finite number")
+    return data
+
+
+def first_non_finite(value: Any, path: str) -> tuple[str, float] | None:
+    """The first (key path, value) in nested mappings and lists that is NaN or infinite, or None.
+
+    Key paths read ``stage.variant.key`` and ``stage.curve[1]``; anything ``float()`` accepts
+    (a 0-d tensor, a numpy number) counts as a number."""
+    if isinstance(value, dict):
+        items = ((f"{path}.{k}", v) for k, v in value.items())
+    elif isinstance(value, (list, tuple)):
+        items = ((f"{path}[{i}]", v) for i, v in enumerate(value))
+    elif value is None or isinstance(value, (str, bool, int)):
+        return None
+    else:
+        try:
+            x = float(value)
+        except (TypeError, ValueError):
+            return None
+        return None if math.isfinite(x) else (path, x)
+    for p, v in items:
+        bad = first_non_finite(v, p)
+        if bad is not None:
+            return bad
+    return None
 
 
 def read_document(path: str | Path, field: str) -> Any:

@@ -15,6 +15,7 @@ from spikecim.pipeline.stages import RunContext
 from spikecim.trace import trace
 from spikecim.train import FitSpec, fit
 from spikecim.train.batches import iterate_batches
+from spikecim.train.checkpoint import refuse_weights_placed_by_hand
 from spikecim.variants import workload_filename
 
 __all__ = ["evaluate_stage", "trace_stage", "train_stage", "variants"]
@@ -26,7 +27,10 @@ def variants(ctx: RunContext) -> list[str]:
 
 
 def train_stage(ctx: RunContext) -> TrainResult:
-    """Train every variant; a finished or interrupted checkpoint is resumed, not redone."""
+    """Train every variant; a finished or interrupted checkpoint is resumed, not redone.
+    Weights placed by hand for any variant are refused before the first one trains."""
+    for v in variants(ctx):
+        refuse_weights_placed_by_hand(ctx.run_dir / "checkpoint", v)
     out = {}
     for v in variants(ctx):
         out[v] = fit(

@@ -10,11 +10,11 @@ completed epoch, and the other stages are recomputed from the checkpoints.
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import time
 import warnings
 import zlib
+from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 
 import torch
@@ -27,8 +27,8 @@ from spikecim.models import create_model
 from spikecim.pipeline import folder
 from spikecim.pipeline.results import result_json
 from spikecim.pipeline.stages import RunContext, get_stage, read_result
-from spikecim.readers import read_mapping, read_text
-from spikecim.train.checkpoint import weights_path
+from spikecim.readers import first_non_finite, read_mapping, read_metrics
+from spikecim.train.checkpoint import trained_weights, weights_path
 from spikecim.train.distributed import is_main_process
 from spikecim.train.seeding import seeded
 from spikecim.variants import workload_filename
@@ -133,16 +133,18 @@ def trained_epochs(run_dir: Path) -> dict[str, int]:
 def check_trained(run_dir: Path, cfg: RunConfig, variants, allow_partial: bool = False) -> list[str]:
     """Refuse variants trained for fewer than ``train.epochs`` epochs (an interrupted run).
 
-    A variant without weights is always refused; one whose ``<variant>.state.json`` counts
-    fewer epochs is refused unless ``allow_partial``, and then named in the returned notes.
-    Weights without a state file (placed by hand) are taken as they are.
+    A variant without weights is always refused; a damaged checkpoint (its ``state.json``
+    unreadable, the weights file it names missing) is refused naming the file, as ``spikecim
+    run`` refuses to resume it; one whose ``<variant>.state.json`` counts fewer epochs is
+    refused unless ``allow_partial``, and then named in the returned notes. Weights without a
+    state file (placed by hand) are taken as they are.
     """
     run_dir = Path(run_dir)
     done = trained_epochs(run_dir)
     notes = []
     for v in variants:
         n = cfg.train_for(cfg.variant(v)).epochs
-        if not weights_path(run_dir / "checkpoint", v).exists():
+        if trained_weights(run_dir / "checkpoint", v) is None:
             raise SpikecimError(
                 f"run: {run_dir}: the {v} trained 0 of {n} epochs (no checkpoint); "
                 "run `spikecim run` again to finish"
@@ -201,21 +203,19 @@ def _reuse_earlier_results(ctx: RunContext) -> None:
     from spikecim.train.checkpoint import load_variant_weights
 
     cfg, run_dir = ctx.config, ctx.run_dir
-    if (run_dir / "metrics.json").exists():
+    metrics = run_dir / "metrics.json"
+    if metrics.exists():
         try:
-            # NaN/Infinity from an older spikecim are read as null: metrics.json stays strict JSON
-            text = read_text(run_dir / "metrics.json", "run")
-            ctx.metrics = _typed_metrics(json.loads(text, parse_constant=lambda c: None))
-        except (SpikecimError, json.JSONDecodeError):
-            ctx.metrics = {}
+            ctx.metrics = _typed_metrics(read_metrics(metrics, "run"))
+        except SpikecimError as e:  # rewriting it would lose every earlier result
+            raise SpikecimError(f"{e}; repair it or move it away, or pass --fresh to start over") from None
     users = _needs_earlier_results(cfg)
     if "train" in users:
         for v, m in ctx.models.items():
-            path = weights_path(run_dir / "checkpoint", v)
-            if not path.exists():
+            if trained_weights(run_dir / "checkpoint", v) is None:
                 raise SpikecimError(
-                    f"stages: no trained weights at {path} (needed by {', '.join(users['train'])}); "
-                    "add train to the stages"
+                    f"stages: no trained weights at {weights_path(run_dir / 'checkpoint', v)} "
+                    f"(needed by {', '.join(users['train'])}); add train to the stages"
                 )
             load_variant_weights(m, run_dir / "checkpoint", v)
             m.eval()
@@ -341,7 +341,7 @@ def _run_stage(ctx: RunContext, name: str, write: bool) -> None:
             result = stage.result_type.model_validate(result)
         except ValidationError as e:
             raise SpikecimError(one_line_validation_error(e, prefix=f"stage '{name}' result: ")) from None
-    bad = _first_non_finite(result.model_dump(exclude_unset=True), name)
+    bad = first_non_finite(result.model_dump(exclude_unset=True), name)
     if bad is not None:
         raise SpikecimError(
             f"stage '{name}': {bad[0]} is {bad[1]}, not a finite number; metrics.json is left as it was"
@@ -352,36 +352,14 @@ def _run_stage(ctx: RunContext, name: str, write: bool) -> None:
         write_metrics(ctx)
 
 
-def _typed_metrics(raw) -> dict:
-    """A ``metrics.json`` read back: each stage's entry as its typed result where it fits
-    (others kept as they are, so no earlier result is lost), ``timing_s`` as it is."""
-    if not isinstance(raw, dict):
-        return {}
+def _typed_metrics(raw: dict) -> dict:
+    """A ``metrics.json`` read back (:func:`~spikecim.readers.read_metrics`): each stage's entry
+    as its typed result where it fits (others kept as they are, so no earlier result is lost),
+    ``timing_s`` as it is."""
     out = {}
     for k, v in raw.items():
         out[k] = v if k == "timing_s" else (read_result(k, v) or v)
     return out
-
-
-def _first_non_finite(value, path: str) -> tuple[str, object] | None:
-    """The first (key path, value) in a stage result that is NaN or infinite, or None."""
-    if isinstance(value, dict):
-        items = ((f"{path}.{k}", v) for k, v in value.items())
-    elif isinstance(value, (list, tuple)):
-        items = ((f"{path}[{i}]", v) for i, v in enumerate(value))
-    elif value is None or isinstance(value, (str, bool, int)):
-        return None
-    else:
-        try:
-            x = float(value)
-        except (TypeError, ValueError):
-            return None
-        return None if math.isfinite(x) else (path, x)
-    for p, v in items:
-        bad = _first_non_finite(v, p)
-        if bad is not None:
-            return bad
-    return None
 
 
 def _checkpoint_stamp(run_dir: Path) -> dict[str, tuple[int, int]]:
@@ -419,10 +397,12 @@ def load_run(
     run_dir: str | Path, console=None, variants: list[str] | None = None, allow_partial: bool = False
 ) -> RunContext:
     """Rebuild a finished run: config, data, models with their trained weights (of
-    ``variants`` only when given: the others are left out of ``ctx.models``).
+    ``variants`` only when given: the others are left out of ``ctx.models``), its results.
 
     A run whose training was interrupted is refused (see :func:`check_trained`) unless
-    ``allow_partial``; then each partly trained variant is named in a warning.
+    ``allow_partial``; then each partly trained variant is named in a warning. The traced
+    workloads are read from ``workload*.json`` when first asked for: evaluating or tracing
+    again does not need them, a damaged one is refused where it is used.
     """
     from spikecim.train.checkpoint import load_variant_weights
 
@@ -446,22 +426,51 @@ def load_run(
         m.eval()
     metrics = run_dir / "metrics.json"
     if metrics.exists():
-        try:
-            ctx.metrics = _typed_metrics(json.loads(read_text(metrics, "run"), parse_constant=lambda c: None))
-        except json.JSONDecodeError as e:
-            raise SpikecimError(f"run: {metrics} is not valid JSON ({e.msg}, line {e.lineno})") from None
-    ctx.workloads = load_workloads(cfg, run_dir)
+        ctx.metrics = _typed_metrics(read_metrics(metrics, "run"))
+    ctx.workloads = _SavedWorkloads(cfg, run_dir)
     return ctx
 
 
 def load_workloads(cfg: RunConfig, run_dir: Path) -> dict:
     """The traced workloads of the run's variants found in ``run_dir`` (see
-    :func:`~spikecim.variants.workload_filename`)."""
-    from spikecim.trace.workload import Workload
+    :func:`~spikecim.variants.workload_filename`), all read now."""
+    saved = _SavedWorkloads(cfg, run_dir)
+    return {v: saved[v] for v in saved}
 
-    out = {}
-    for v in cfg.variants:
-        path = run_dir / workload_filename(cfg.variants, v.name)
-        if path.exists():
-            out[v.name] = Workload.load(path)
-    return out
+
+class _SavedWorkloads(MutableMapping):
+    """The traced workloads of a run folder by variant, each read from its ``workload*.json``
+    the first time it is asked for (a damaged file is refused then, naming it). A workload set
+    here (the trace stage's) replaces the file's; the keys are the variants that have either."""
+
+    def __init__(self, cfg: RunConfig, run_dir: Path) -> None:
+        self._files = {v.name: Path(run_dir) / workload_filename(cfg.variants, v.name) for v in cfg.variants}
+        self._held: dict = {}
+
+    def __getitem__(self, variant: str):
+        from spikecim.trace.workload import Workload
+
+        if variant not in self._held:
+            if variant not in self:
+                raise KeyError(variant)
+            self._held[variant] = Workload.load(self._files[variant])
+        return self._held[variant]
+
+    def __setitem__(self, variant: str, workload) -> None:
+        self._held[variant] = workload
+
+    def __delitem__(self, variant: str) -> None:
+        if variant not in self:
+            raise KeyError(variant)
+        self._held.pop(variant, None)
+        self._files.pop(variant, None)
+
+    def __contains__(self, variant: object) -> bool:
+        return variant in self._held or (variant in self._files and self._files[variant].is_file())
+
+    def __iter__(self) -> Iterator[str]:
+        yield from (v for v in self._files if v in self)
+        yield from (v for v in self._held if v not in self._files)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)

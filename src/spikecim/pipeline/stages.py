@@ -11,7 +11,7 @@ without importing torch. The stages spikecim ships are listed in
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from importlib import import_module
 from pathlib import Path
@@ -38,7 +38,8 @@ class RunContext:
     """What the stages of one run share.
 
     ``models`` maps a variant (``"snn"``, ``"ann"``) to its trained torch module,
-    ``workloads`` maps the same variants to traced :class:`~spikecim.trace.Workload` objects,
+    ``workloads`` maps the same variants to traced :class:`~spikecim.trace.Workload` objects
+    (a rebuilt run reads each from its file when first asked for),
     ``metrics`` holds each finished stage's typed result under the stage's name (and the
     run loop's ``timing_s``).
     """
@@ -47,7 +48,7 @@ class RunContext:
     run_dir: Path
     data: Any = None  # spikecim.data.Dataset
     models: dict[str, Any] = field(default_factory=dict)
-    workloads: dict[str, Any] = field(default_factory=dict)
+    workloads: MutableMapping[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     console: Any = None  # rich.console.Console
 

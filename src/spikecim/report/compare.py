@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from spikecim.errors import SpikecimError
-from spikecim.readers import read_mapping
+from spikecim.readers import read_mapping, read_metrics
 from spikecim.report.fmt import MISSING, count, energy, energy_unit, pct, pct_spread
 from spikecim.report.page import page_html, section_html, toc
 from spikecim.report.sections import embed_chart, html_table
@@ -72,7 +72,7 @@ def load_run_summary(run_dir: str | Path) -> RunSummary:
     path = run_dir / "metrics.json"
     if not path.is_file():
         raise SpikecimError(f"compare: {run_dir} is not a run folder (no metrics.json)")
-    metrics = read_mapping(path, "compare", "of stage results")
+    metrics = read_metrics(path, "compare")
     config = (
         read_mapping(run_dir / "config.yaml", "compare", "of settings")
         if (run_dir / "config.yaml").is_file()

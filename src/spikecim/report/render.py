@@ -24,7 +24,7 @@ import yaml
 
 import spikecim
 from spikecim.errors import SpikecimError
-from spikecim.readers import read_mapping
+from spikecim.readers import read_mapping, read_metrics
 from spikecim.report.page import page_html, section_html, toc
 from spikecim.report.sections import Section, html_table, list_sections
 from spikecim.report.summary import summary_html
@@ -89,7 +89,7 @@ def _render(run_dir: Path) -> _Rendered:
     path = run_dir / "metrics.json"
     if not path.exists():
         raise SpikecimError(f"report: metrics.json not found in {run_dir}")
-    metrics = _typed(read_mapping(path, "report", "of stage results"))
+    metrics = _typed(read_metrics(path, "report"))
     config = None
     if (run_dir / "config.yaml").exists():
         config = read_mapping(run_dir / "config.yaml", "report", "of sections")
@@ -100,7 +100,9 @@ def _render(run_dir: Path) -> _Rendered:
         fragment = _render_section(section, metrics, run_dir)
         if fragment.strip():
             blocks.append((section, fragment))
-    return _Rendered(run_name, config, blocks, summary_html({k: v for k, v in metrics.items() if k != "timing_s"}))
+    return _Rendered(
+        run_name, config, blocks, summary_html({k: v for k, v in metrics.items() if k != "timing_s"})
+    )
 
 
 def _typed(raw: dict) -> dict:

@@ -20,7 +20,9 @@ next save removes. Loading follows ``state.json`` and checks each file against i
 A folder written before this layout (``<variant>.safetensors``, ``<variant>.optim.safetensors``
 and a ``state.json`` without ``files``) still loads and resumes; its next save moves it to
 this layout. Weights placed by hand as ``<variant>.safetensors`` without a ``state.json``
-are taken as they are.
+are taken as they are for evaluation; training refuses to start beside them
+(:func:`refuse_weights_placed_by_hand`: it would start from the seed's initial weights, not
+from them), and no save ever removes them.
 
 Nothing is unpickled on load. Every file is checked before anything is restored:
 ``state.json`` against :class:`TrainingState` (``0 <= epoch <= train.epochs``, one history
@@ -64,8 +66,10 @@ __all__ = [
     "load_checkpoint",
     "load_variant_weights",
     "load_weights",
+    "refuse_weights_placed_by_hand",
     "remove_stale",
     "save_checkpoint",
+    "trained_weights",
     "weights_path",
     "write_durably",
 ]
@@ -137,17 +141,57 @@ def weights_path(ckpt_dir: Path, variant: str) -> Path:
     return _committed(Path(ckpt_dir), variant)[0]
 
 
+def trained_weights(ckpt_dir: Path, variant: str) -> Path | None:
+    """The weights file of ``variant``'s committed checkpoint, or None where there is none (no
+    ``state.json`` and no ``<variant>.safetensors``).
+
+    A damaged checkpoint (a ``state.json`` that cannot be read or does not fit its schema, or
+    the weights file it names missing) is the one-line error that resuming it gives, naming
+    the file: never taken for a missing checkpoint."""
+    ckpt_dir = Path(ckpt_dir)
+    try:
+        path = weights_path(ckpt_dir, variant)
+    except SpikecimError as e:
+        raise SpikecimError(f"{e}; {_ADVICE}") from None
+    if path.is_file():
+        return path
+    if (ckpt_dir / f"{variant}.state.json").exists():
+        raise SpikecimError(f"checkpoint: {path} is missing; {_ADVICE}")
+    return None
+
+
+def refuse_weights_placed_by_hand(ckpt_dir: Path, variant: str) -> None:
+    """Refuse to train ``variant`` beside weights placed by hand (``<variant>.safetensors``
+    without a ``state.json``): training starts from the seed's initial weights, not from them,
+    and its checkpoint would take their place."""
+    ckpt_dir = Path(ckpt_dir)
+    placed = ckpt_dir / f"{variant}.safetensors"
+    if placed.exists() and not (ckpt_dir / f"{variant}.state.json").exists():
+        raise SpikecimError(
+            f"checkpoint: {placed} holds weights placed by hand (no {variant}.state.json), which training "
+            "does not start from; leave train out of the stages to use them as they are, or move the file "
+            f"out of {ckpt_dir} to train the {variant} from scratch"
+        )
+
+
 def save_checkpoint(ckpt_dir: Path, variant: str, model, optimizer, scheduler, state: dict[str, Any]) -> None:
     """Save everything needed to continue training after ``state["epoch"]``, atomically.
 
     The writes of :func:`checkpoint_writes` are made in order with :func:`write_durably`
-    (``state.json`` last: the commit), then :func:`remove_stale` drops the previous epoch's files.
+    (``state.json`` last: the commit), then :func:`remove_stale` drops the previous epoch's files,
+    and the fixed-name files of a checkpoint of the older layout (named by the ``state.json``
+    this save replaced) go too.
     """
     ckpt_dir = Path(ckpt_dir)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
+    older = _older_layout(ckpt_dir, variant)
     for name, data in checkpoint_writes(variant, model, optimizer, scheduler, state):
         write_durably(ckpt_dir / name, data)
     remove_stale(ckpt_dir, variant)
+    for f in older:
+        f.unlink(missing_ok=True)
+    if older:
+        _fsync_dir(ckpt_dir)
 
 
 def checkpoint_writes(
@@ -187,21 +231,19 @@ def write_durably(path: Path, data: bytes) -> None:
 
 def remove_stale(ckpt_dir: Path, variant: str) -> None:
     """Remove ``variant``'s checkpoint files that its ``state.json`` does not name: earlier
-    epochs, an interrupted save's files and temporary files, the older layout's files once
-    the new layout is committed. Nothing is removed while ``state.json`` cannot be read."""
+    epochs, an interrupted save's files and temporary files. Nothing is removed while
+    ``state.json`` cannot be read, and the fixed names ``<variant>.safetensors`` and
+    ``<variant>.optim.safetensors`` never are: they may hold weights placed by hand."""
     ckpt_dir = Path(ckpt_dir)
     try:
-        weights, optim, hashes = _committed(ckpt_dir, variant)
+        weights, optim, _ = _committed(ckpt_dir, variant)
     except SpikecimError:
         return
     keep = {weights.name, optim.name}
-    old_layout = {f"{variant}.safetensors", f"{variant}.optim.safetensors"}
     for f in ckpt_dir.iterdir():
         name = f.name
-        stale = (
-            (_EPOCH_FILE.fullmatch(name) is not None and name.startswith(f"{variant}.epoch"))
-            or (hashes is not None and name in old_layout)
-            or (name.startswith(f"{variant}.") and name.endswith(".tmp"))
+        stale = (_EPOCH_FILE.fullmatch(name) is not None and name.startswith(f"{variant}.epoch")) or (
+            name.startswith(f"{variant}.") and name.endswith(".tmp")
         )
         if stale and name not in keep and f.is_file() and not f.is_symlink():
             f.unlink(missing_ok=True)
@@ -300,23 +342,37 @@ def _restore(
 
 def _committed(ckpt_dir: Path, variant: str) -> tuple[Path, Path, tuple[str, str] | None]:
     """The weights and optimizer files of the committed checkpoint and their SHA-256 (None for
-    the older layout and for weights without a ``state.json``)."""
+    the older layout and for weights without a ``state.json``). A ``state.json`` that does not
+    fit :class:`TrainingState` (an empty one too) is an error naming it."""
     state_file = ckpt_dir / f"{variant}.state.json"
     plain = (ckpt_dir / f"{variant}.safetensors", ckpt_dir / f"{variant}.optim.safetensors", None)
     if not state_file.exists():
         return plain
     data = read_mapping(state_file, "checkpoint", "with epoch, history, optimizer and scheduler")
-    if data.get("files") is None:
-        return plain
     try:
-        files = _Files.model_validate(data["files"])
+        files = TrainingState.model_validate(data).files
     except ValidationError as e:
-        raise SpikecimError(f"checkpoint: {state_file}: files.{one_line_validation_error(e)}") from None
+        raise SpikecimError(f"checkpoint: {state_file}: {one_line_validation_error(e)}") from None
+    if files is None:
+        return plain
     return (
         ckpt_dir / files.weights.name,
         ckpt_dir / files.optimizer.name,
         (files.weights.sha256, files.optimizer.sha256),
     )
+
+
+def _older_layout(ckpt_dir: Path, variant: str) -> tuple[Path, ...]:
+    """The fixed-name files of ``variant``'s checkpoint when its ``state.json`` is one of the
+    layout before atomic checkpoints (it names them); nothing otherwise, and never weights
+    placed by hand without a ``state.json``."""
+    if not (ckpt_dir / f"{variant}.state.json").exists():
+        return ()
+    try:
+        weights, optim, hashes = _committed(ckpt_dir, variant)
+    except SpikecimError:
+        return ()
+    return (weights, optim) if hashes is None else ()
 
 
 def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], str]:

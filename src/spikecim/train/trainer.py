@@ -6,12 +6,18 @@ bars, and checkpoints after every epoch. Called again with the same arguments it
 after the last completed epoch and ends with the same weights as an uninterrupted run:
 the shuffle order and the encoder's randomness of epoch ``e`` depend only on
 ``(seed, e)``, and the model, optimizer and schedule states are restored exactly.
+
+With ``epochs = 0`` the initial (untrained) weights are saved as the epoch-0 checkpoint, so
+every later stage and command can use them. An epoch whose loss or weights are NaN or
+infinite (training diverged) is an error before it is saved: the last good epoch stays the
+committed checkpoint.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -24,7 +30,7 @@ from torch import nn
 from spikecim.errors import SpikecimError, one_line_validation_error
 from spikecim.progress import progress_bar
 from spikecim.train.batches import epoch_generator, iterate_batches
-from spikecim.train.checkpoint import load_checkpoint, save_checkpoint
+from spikecim.train.checkpoint import load_checkpoint, refuse_weights_placed_by_hand, save_checkpoint
 from spikecim.train.distributed import DistInfo, init_distributed
 
 __all__ = ["FitSpec", "fit", "make_optimizer", "resolve_device"]
@@ -106,7 +112,6 @@ def make_optimizer(model: nn.Module, spec: FitSpec):
     return opt, sched
 
 
-
 def fit(
     model: nn.Module,
     data,
@@ -125,6 +130,11 @@ def fit(
 
     ``stop_after_epoch`` ends training early after that epoch (checkpoint written), as an
     interruption would; it exists for resume tests and for splitting long runs.
+
+    With ``spec.epochs == 0`` the untrained weights are saved as the epoch-0 checkpoint. An
+    epoch whose mean loss or weights are not finite stops training with a one-line
+    :class:`SpikecimError` before that epoch is saved. Weights placed by hand in ``ckpt_dir``
+    (``<variant>.safetensors`` without a ``state.json``) are refused before training starts.
     """
     device = resolve_device(spec.device)
     dist_info: DistInfo = init_distributed(device)
@@ -136,6 +146,10 @@ def fit(
         restored = load_checkpoint(ckpt_dir, variant, model, opt, sched, spec.epochs, spec.fingerprint())
         if restored is not None:
             state = restored
+        else:
+            refuse_weights_placed_by_hand(ckpt_dir, variant)
+            if spec.epochs == 0 and dist_info.is_main:
+                save_checkpoint(ckpt_dir, variant, model, opt, sched, state)
     train_model: nn.Module = model
     if dist_info.world > 1:
         train_model = nn.parallel.DistributedDataParallel(model)
@@ -173,6 +187,9 @@ def fit(
             if sched is not None:
                 sched.step()
             progress.remove_task(b_task)
+            _check_finite(
+                model, loss_sum / max(1, seen), variant, epoch + 1, spec.epochs, ckpt_dir is not None
+            )
             test = learn.evaluate(model, data.x_test, data.y_test, inputs, seed=spec.seed, device=device)
             row = {
                 "epoch": epoch + 1,
@@ -193,3 +210,21 @@ def fit(
     model.eval()
     final = state["history"][-1]["test_acc"] if state["history"] else None
     return {"history": state["history"], "epochs": state["epoch"], "test_acc": final}
+
+
+def _check_finite(model: nn.Module, loss: float, variant: str, epoch: int, epochs: int, saving: bool) -> None:
+    """Refuse an epoch that diverged (its mean loss or a weight NaN or infinite) before it is saved."""
+    if math.isfinite(loss):
+        bad = next((n for n, p in model.named_parameters() if not bool(torch.isfinite(p).all())), None)
+        if bad is None:
+            return
+        what = f"'{bad}' holds NaN or infinite values"
+    else:
+        what = f"the loss is {loss}, not a finite number"
+    kept = ""
+    if saving:
+        kept = f"; its checkpoint stays at epoch {epoch - 1}" if epoch > 1 else "; no epoch of it is saved"
+    raise SpikecimError(
+        f"train: the {variant} diverged in epoch {epoch} of {epochs} ({what}){kept}; "
+        "lower train.lr or train.weight_decay and train again with --fresh or another --name"
+    )
