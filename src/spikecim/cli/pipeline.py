@@ -260,6 +260,12 @@ def evaluate_cmd(
             from spikecim.pipeline.stage_analog import evaluate_run_analog
 
             out["analog"] = AnalogEvaluation.model_validate(evaluate_run_analog(ctx, analog, n_seeds=seeds))
+    from spikecim.readers import first_non_finite
+
+    for stage, result in out.items():
+        bad = first_non_finite(result_json(result), stage)
+        if bad is not None:
+            raise SpikecimError(f"evaluate: {bad[0]} is {bad[1]}, not a finite number")
     if json_out:
         print(json.dumps({k: result_json(v) for k, v in out.items()}, indent=1, default=float))
     else:
