@@ -158,3 +158,32 @@ def test_node_scaling_keeps_a_constant_set_with_it(run_dir, capsys):
     assert main([*args, "--set", "e_mux_pj=0.5", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["energy_pj"] == pytest.approx(expected.energy_pj) and out["area_um2"] == pytest.approx(expected.area_um2)
+
+
+@pytest.mark.parametrize(
+    "extra,line",
+    [
+        (["--set", "adc_bits=["], "--set adc_bits: '[' is not a YAML value"),
+        (["--set", "=3"], "--set: expected key=value, got '=3'"),
+        (["--node-nm", "1e-300"], "node_nm: must be a number in [1, 10000] nm"),
+        (["--timesteps", "3"], "--timesteps: applies to a .nir model only"),
+        (["--input-rate", "0.5"], "--input-rate: applies to a .nir model only"),
+        (["--dataset", "digits"], "--dataset: applies to a .nir model only"),
+    ],
+)
+def test_estimate_refuses_bad_or_inapplicable_options_in_one_line(run_dir, capsys, extra, line):
+    assert main(["hw", "estimate", str(run_dir), *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {line}") and len(err.strip().splitlines()) == 1
+
+
+def test_spikesim_layer_pooled_larger_than_its_convolution_is_refused_naming_it(tmp_path, capsys):
+    # a 'same' 3x3 convolution of a 32x32 map gives 32x32: out_dim (after pooling) cannot be 64
+    spec = tmp_path / "layers.yaml"
+    spec.write_text("layers: [{in_ch: 3, out_ch: 64, in_dim: 32, out_dim: 64}]\n")
+    assert main(["hw", "spikesim", str(spec)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"error: {spec}: layers.0.out_dim: 64 is larger than the convolution's output 32 "
+        "(in_dim 32, kernel 3): out_dim is after pooling"
+    )

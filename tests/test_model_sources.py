@@ -65,3 +65,15 @@ def test_trace_cli_writes_workload_for_nir_file(tmp_path):
 def test_evaluate_nir_without_dataset_is_one_line_error(capsys):
     assert main(["evaluate", str(CNN)]) == 2
     assert "--dataset" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "extra,line",
+    [
+        (["--variant", "snn"], "--variant: applies to a run folder only"),
+        (["--dataset", "digits", "--input-rate", "0.5"], "--input-rate: applies without --dataset only"),
+    ],
+)
+def test_hw_estimate_of_a_nir_file_refuses_options_it_cannot_use(extra, line, capsys):
+    assert main(["hw", "estimate", str(CNN), *extra]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {line}")

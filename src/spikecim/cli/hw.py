@@ -26,8 +26,13 @@ def _parse_sets(items: list[str]) -> dict:
     for item in items:
         if "=" not in item:
             raise SpikecimError(f"--set: expected key=value, got '{item}'")
-        k, v = item.split("=", 1)
-        out[k.strip()] = yaml.safe_load(v)
+        k, v = (x.strip() for x in item.split("=", 1))
+        if not k:
+            raise SpikecimError(f"--set: expected key=value, got '{item}'")
+        try:
+            out[k] = yaml.safe_load(v)
+        except yaml.YAMLError:
+            raise SpikecimError(f"--set {k}: '{v}' is not a YAML value") from None
     return out
 
 
@@ -62,14 +67,16 @@ def estimate_cmd(
     ] = "imc-rram-65nm",
     variant: Annotated[
         str | None,
-        typer.Option(help="in a run folder: the variant to cost (its config's names; default: the first spiking one)"),
+        typer.Option(
+            help="in a run folder: the variant to cost (its config's names; default: the first spiking one)"
+        ),
     ] = None,
     dense: Annotated[
         bool, typer.Option("--dense", metavar="", help="ignore the traced activity (upper bound)")
     ] = False,
     node_nm: Annotated[
         float | None,
-        typer.Option("--node-nm", help="scale the table to this technology node in nm, > 0 (first order)"),
+        typer.Option("--node-nm", help="scale the table to this technology node in nm, 1 to 10000 (first order)"),
     ] = None,
     set_: Annotated[
         list[str] | None,
@@ -90,13 +97,16 @@ def estimate_cmd(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", metavar="", help="print the CostReport as JSON")] = False,
     out: Annotated[Path | None, typer.Option(help="also save the CostReport JSON here")] = None,
-    timesteps: Annotated[int, typer.Option(help="for a .nir model: steps to trace, 1 to 10000")] = 10,
+    timesteps: Annotated[
+        int | None, typer.Option(help="for a .nir model: steps to trace, 1 to 10000 (default 10)")
+    ] = None,
     input_rate: Annotated[
-        float,
+        float | None,
         typer.Option(
-            help="for a .nir model without --dataset: Bernoulli input spike probability per step, in (0, 1]"
+            help="for a .nir model without --dataset: Bernoulli input spike probability per step, "
+            "in (0, 1] (default 0.2)"
         ),
-    ] = 0.2,
+    ] = None,
     dataset: Annotated[
         str | None, typer.Option(help="for a .nir model: trace on this data set (`spikecim list datasets`)")
     ] = None,
@@ -115,13 +125,36 @@ def estimate_cmd(
     from spikecim.hw.layers import MAX_TIMESTEPS
     from spikecim.pipeline.sources import is_model_file
 
-    if not 1 <= timesteps <= MAX_TIMESTEPS:
+    if timesteps is not None and not 1 <= timesteps <= MAX_TIMESTEPS:
         raise SpikecimError(f"--timesteps: must be from 1 to {MAX_TIMESTEPS}, got {timesteps}")
     if is_model_file(workload):
         from spikecim.pipeline.sources import workload_from_model_file
 
-        wl = workload_from_model_file(workload, timesteps, input_rate=input_rate, dataset=dataset, root=root)
+        if variant is not None:
+            raise SpikecimError("--variant: applies to a run folder only; a .nir model holds one network")
+        if input_rate is not None and dataset is not None:
+            raise SpikecimError(
+                "--input-rate: applies without --dataset only (the data set's samples are the input)"
+            )
+        wl = workload_from_model_file(
+            workload,
+            10 if timesteps is None else timesteps,
+            input_rate=0.2 if input_rate is None else input_rate,
+            dataset=dataset,
+            root=root,
+        )
     else:
+        for flag, value in {
+            "timesteps": timesteps,
+            "input-rate": input_rate,
+            "dataset": dataset,
+            "root": root,
+        }.items():
+            if value is not None:
+                raise SpikecimError(
+                    f"--{flag}: applies to a .nir model only; {workload} is a traced workload, "
+                    "whose steps and activity were measured"
+                )
         wl = load_workload(workload, variant=variant)
     a = load_architecture(arch, node_nm=node_nm, **_parse_sets(set_ or []))
     if dynamic_products is not None:

@@ -31,7 +31,7 @@ from spikecim.schema import Schema
 __all__ = ["TABLES_DIR", "Architecture", "list_architectures", "load_architecture"]
 
 TABLES_DIR = Path(__file__).parent / "tables"
-MAX_NODE_NM = 1e4  # technology nodes: from ~1 nm to 10 µm
+MIN_NODE_NM, MAX_NODE_NM = 1.0, 1e4  # technology nodes: from 1 nm to 10 µm
 
 
 class Architecture(Schema):
@@ -41,7 +41,7 @@ class Architecture(Schema):
     estimator: str
     description: str = ""
     technology_nm: float | None = Field(
-        None, gt=0, le=MAX_NODE_NM, description="technology node, (0, 1e4] nm"
+        None, ge=MIN_NODE_NM, le=MAX_NODE_NM, description="technology node, [1, 1e4] nm"
     )
     params: dict[str, Any] = Field(default_factory=dict)
     exit_unit: str = Field(
@@ -83,9 +83,9 @@ class Architecture(Schema):
         if (
             isinstance(node_nm, bool)
             or not isinstance(node_nm, (int, float))
-            or not 0 < node_nm <= MAX_NODE_NM
+            or not MIN_NODE_NM <= node_nm <= MAX_NODE_NM
         ):
-            raise SpikecimError(f"node_nm: must be a number in (0, {MAX_NODE_NM:g}] nm, got {node_nm}")
+            raise SpikecimError(f"node_nm: must be a number in [{MIN_NODE_NM:g}, {MAX_NODE_NM:g}] nm, got {node_nm}")
         s = node_nm / self.technology_nm
         params = {}
         for k, v in self.params.items():

@@ -34,7 +34,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from spikecim.errors import SpikecimError
 from spikecim.hw.units import first_error
@@ -192,6 +192,19 @@ class SpikeSimSpec(_Spec):
     device: Literal["rram", "sram"] = "rram"
     kernel: int = Field(3, gt=0, le=MAX_SIZE)
     layers: list[SpikeSimLayer] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _pooled_within_the_convolution(self) -> SpikeSimSpec:
+        """``out_dim`` is after pooling: at most the 'same' convolution's output."""
+        k = self.kernel
+        for i, layer in enumerate(self.layers):
+            conv_dim = layer.in_dim + 2 * (k // 2) - k + 1
+            if layer.out_dim > conv_dim:
+                raise ValueError(
+                    f"layers.{i}.out_dim: {layer.out_dim} is larger than the convolution's output "
+                    f"{conv_dim} (in_dim {layer.in_dim}, kernel {k}): out_dim is after pooling"
+                )
+        return self
 
 
 def spikesim_from_spec(spec: dict, source: str = "spikesim"):
