@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 from decimal import Decimal
 
 import pytest
@@ -70,6 +71,13 @@ def test_bench_json_has_one_row_per_library_and_batch(capsys):
     [
         (["bench", "--timesteps", "0"], "--timesteps: must be >= 1"),
         (["bench", "--library", "brian"], "--library: unknown 'brian'"),
+        (
+            ["bench", "--quick", "--threads", str((os.cpu_count() or 1) + 1)],
+            f"--threads: at most this machine's {os.cpu_count() or 1} logical CPUs",
+        ),
+        # petabytes for one input: beyond any address space, so the allocation fails even
+        # where the kernel overcommits memory
+        (["bench", "--quick", "--batch", "9999999999999", "--library", "spikecim"], "bench: the sizes asked for"),
     ],
 )
 def test_bench_bad_option_is_a_one_line_error(argv, message, capsys):

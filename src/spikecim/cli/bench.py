@@ -19,6 +19,7 @@ A thin shell over :func:`spikecim.nn.kernels.benchmark.run_lif_benchmark` (``--s
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
@@ -135,6 +136,9 @@ def bench_cmd(
             raise SpikecimError(f"--{name}: must be >= 1, got {value}")
     if batch and min(batch) < 1:
         raise SpikecimError(f"--batch: must be >= 1, got {min(batch)}")
+    cpus = os.cpu_count() or 1
+    if threads is not None and threads > cpus:
+        raise SpikecimError(f"--threads: at most this machine's {cpus} logical CPUs, got {threads}")
     given = {
         "batch": batch,
         "timesteps": timesteps,
@@ -147,6 +151,22 @@ def bench_cmd(
         if value is not None and name not in SUITE_OPTIONS[suite]:
             takes = [s for s in SUITES if name in SUITE_OPTIONS[s]]
             raise SpikecimError(f"--{name}: only for --suite {' or '.join(takes)}")
+    try:
+        _run_suite(
+            suite, quick, batch, timesteps, features, repeats, library, model, threads, device, as_json
+        )
+    except (MemoryError, RuntimeError) as e:
+        if not isinstance(e, MemoryError) and "allocate" not in str(e):
+            raise
+        raise SpikecimError(
+            "bench: the sizes asked for need more memory than is available; lower --batch, --features "
+            "or --timesteps"
+        ) from None
+
+
+def _run_suite(
+    suite, quick, batch, timesteps, features, repeats, library, model, threads, device, as_json
+) -> None:
     if suite == "analog":
         _analog(quick, repeats, threads, as_json)
     elif suite == "train":
