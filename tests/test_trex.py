@@ -146,6 +146,14 @@ def test_trex_command_needs_exactly_one_latency_target(tmp_path, capsys):
     assert "trex: give one of latency_target_ns" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("target", ["inf", "nan", "-5"])
+def test_trex_command_refuses_a_latency_target_that_is_not_a_finite_positive_number(tmp_path, capsys, target):
+    assert main(["trex", "--set", f"output_dir={tmp_path}", "--latency-target-ns", target]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: trex.latency_target_ns: must be a finite number > 0") and "\n" not in err
+    assert not any(tmp_path.iterdir())
+
+
 def test_trex_report_section_shows_the_search_and_the_variants(tmp_path):
     from spikecim.pipeline.trex_search import TrexCandidate, TrexResult, TrexVariant, trex_section
 

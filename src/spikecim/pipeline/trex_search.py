@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -92,8 +93,8 @@ def trex_search(
 
     if (latency_target_ns is None) == (latency_ratio is None):
         raise SpikecimError("trex: give one of latency_target_ns (> 0) or latency_ratio (in (0, 1])")
-    if latency_target_ns is not None and not latency_target_ns > 0:
-        raise SpikecimError(f"trex.latency_target_ns: must be > 0, got {latency_target_ns}")
+    if latency_target_ns is not None and not (math.isfinite(latency_target_ns) and latency_target_ns > 0):
+        raise SpikecimError(f"trex.latency_target_ns: must be a finite number > 0, got {latency_target_ns}")
     if latency_ratio is not None and not 0 < latency_ratio <= 1:
         raise SpikecimError(f"trex.latency_ratio: must be in (0, 1], got {latency_ratio}")
     if brief_epochs < 1:
