@@ -147,3 +147,29 @@ def test_report_section_shows_the_written_results_and_is_empty_without_them(tmp_
     (heat,) = charts["security-leakage-snn"]["data"]
     assert heat["z"] == [[0.75, 0.5], [0.25, 0.125]] and heat["y"] == ["layer 0", "layer 3"]
     assert "data-file" not in html  # no PNG was written, so report.md links none
+
+
+def test_an_interrupted_run_is_refused_unless_allow_partial_as_the_error_says(tmp_path, capsys):
+    # one epoch saved of the three the config asks for: what an interrupted run leaves
+    args = ["run", "--set", f"output_dir={tmp_path}", "--name", "p", "--set", "model.name=mlp"]
+    args += [
+        "--set",
+        "train.ann_twin=false",
+        "--set",
+        "data.limit=200",
+        "--epochs",
+        "1",
+        "--stages",
+        "train,trace",
+    ]
+    assert main(args) == 0
+    config = tmp_path / "p" / "config.yaml"
+    config.write_text(config.read_text().replace("\n  epochs: 1\n", "\n  epochs: 3\n"))
+    capsys.readouterr()
+    assert main(["security", str(tmp_path / "p"), "--quick"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(
+        "the snn trained 1 of 3 epochs; run `spikecim run` again to finish, or pass --allow-partial"
+    )
+    assert main(["security", str(tmp_path / "p"), "--quick", "--allow-partial"]) == 0
+    assert (tmp_path / "p" / "security" / "results.json").is_file()

@@ -59,6 +59,14 @@ def security_cmd(
             "--quick", metavar="", help="300 samples per side and a short attack: a check in seconds"
         ),
     ] = False,
+    allow_partial: Annotated[
+        bool,
+        typer.Option(
+            "--allow-partial",
+            metavar="",
+            help="Accept a run whose training was interrupted (fewer epochs than train.epochs), with a warning.",
+        ),
+    ] = False,
 ) -> None:
     """Measure the power side channel of a run's crossbars and what closing it costs.
 
@@ -81,7 +89,7 @@ def security_cmd(
     }
     cfg = load_security_config(spec)
     console = Console(stderr=True)
-    results = analyse_run(run_dir, cfg, console)
+    results = analyse_run(run_dir, cfg, console, allow_partial=allow_partial)
     for variant, entry in results["variants"].items():
         first = entry["noise"][0]
         console.print(

@@ -40,19 +40,21 @@ IMC_ACTIVITY = ("crossbar", "adc", "mux", "shift_add")  # the imc components a r
 GRID_SAMPLES = 8
 
 
-def analyse_run(run_dir: str | Path, scfg: SecurityConfig, console=None) -> dict:
+def analyse_run(run_dir: str | Path, scfg: SecurityConfig, console=None, allow_partial: bool = False) -> dict:
     """Run the analysis (module docstring); returns what ``results.json`` holds. Torch runs
     on one thread meanwhile: the attacker's networks and a digits model are far too small to
-    gain from more, and on a busy machine extra threads only wait for each other."""
+    gain from more, and on a busy machine extra threads only wait for each other. A run whose
+    training was interrupted is refused unless ``allow_partial``
+    (:func:`spikecim.pipeline.run.load_run`)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _analyse(run_dir, scfg, console)
+        return _analyse(run_dir, scfg, console, allow_partial)
     finally:
         torch.set_num_threads(threads)
 
 
-def _analyse(run_dir: str | Path, scfg: SecurityConfig, console) -> dict:
+def _analyse(run_dir: str | Path, scfg: SecurityConfig, console, allow_partial: bool) -> dict:
     from spikecim.analog import to_analog
     from spikecim.hw.arch import load_architecture
     from spikecim.hw.estimate import estimate
@@ -61,7 +63,7 @@ def _analyse(run_dir: str | Path, scfg: SecurityConfig, console) -> dict:
 
     start = time.perf_counter()
     run_dir = Path(run_dir)
-    ctx = load_run(run_dir)
+    ctx = load_run(run_dir, console, allow_partial=allow_partial)
     xbar = crossbar_config_for_run(ctx.config.analog)
     arch = load_architecture(scfg.trace.arch)
     data = ctx.data
