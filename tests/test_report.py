@@ -215,10 +215,17 @@ def test_run_time_lists_each_stage_and_the_total(full_run):
 
 def test_every_figure_is_an_inline_chart_with_its_png_saved_for_markdown(full_run):
     run_dir, page = full_run
-    figures = re.findall(r'<figure class="chart"[^>]*data-file="([^"]+)"[^>]*>.*?'
-                         r'<script type="application/json" class="chart-spec">(.*?)</script></figure>', page)
+    figures = re.findall(
+        r'<figure class="chart"[^>]*data-file="([^"]+)"[^>]*>.*?'
+        r'<script type="application/json" class="chart-spec">(.*?)</script></figure>',
+        page,
+    )
     # training curves, spike rates, operations per layer
-    assert sorted(f for f, _ in figures) == ["plots/spike_rates.png", "plots/training.png", "plots/workload_ops.png"]
+    assert sorted(f for f, _ in figures) == [
+        "plots/spike_rates.png",
+        "plots/training.png",
+        "plots/workload_ops.png",
+    ]
     for file, spec in figures:
         assert (run_dir / file).read_bytes().startswith(PNG_MAGIC)
         assert json.loads(spec)["data"], file
@@ -255,7 +262,9 @@ def test_section_registered_elsewhere_appears_in_its_order(tmp_path, monkeypatch
 
     @register_section("crossbar-test", "Crossbar test section", order=25, stage="analog")
     def _crossbar(result, run_dir: Path) -> str:
-        return "" if result is None else f"<p>analog preset {result.preset}, {len(result.variants)} variant</p>"
+        return (
+            "" if result is None else f"<p>analog preset {result.preset}, {len(result.variants)} variant</p>"
+        )
 
     @register_section("empty-test", "Never shown", order=26)
     def _empty(metrics: dict, run_dir: Path) -> str:
@@ -268,7 +277,9 @@ def test_section_registered_elsewhere_appears_in_its_order(tmp_path, monkeypatch
     }
     page = write_report(_write_run(tmp_path, metrics, workloads=False)).read_text(encoding="utf-8")
     assert _section_ids(page) == ["evaluation", "crossbar-test", "workload"]
-    assert "<h2>Crossbar test section</h2></summary><p>analog preset ideal, 1 variant</p>" in page.replace("\n", "")
+    assert "<h2>Crossbar test section</h2></summary><p>analog preset ideal, 1 variant</p>" in page.replace(
+        "\n", ""
+    )
     assert "Never shown" not in page
 
 
@@ -290,6 +301,25 @@ def test_failing_section_shows_its_error_and_the_others_still_render(tmp_path, m
 def test_missing_metrics_file_is_a_one_line_error(tmp_path):
     with pytest.raises(SpikecimError, match="metrics.json not found"):
         write_report(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "entry,problem",
+    [
+        ({"snn": {"accuracy": -5}}, "evaluate.snn.accuracy: Input should be greater than or equal to 0"),
+        ({"snn": {"accuracy": 1.5}}, "evaluate.snn.accuracy: Input should be less than or equal to 1"),
+        ({"snn": {"accuracy": "high"}}, "evaluate.snn.accuracy: Input should be a valid number"),
+    ],
+)
+def test_a_stage_result_out_of_range_or_of_the_wrong_type_is_refused_not_left_out(tmp_path, entry, problem):
+    from spikecim.report.compare import load_run_summary
+
+    run = _write_run(tmp_path, {"evaluate": entry}, workloads=False)
+    for read in (write_report, load_run_summary):
+        with pytest.raises(SpikecimError) as e:
+            read(run)
+        assert str(e.value).startswith(f"{run / 'metrics.json'}: {problem}")
+    assert not (run / "report.html").exists()
 
 
 def test_markdown_report_holds_the_same_tables_and_links_the_plots(full_run):

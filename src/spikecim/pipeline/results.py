@@ -13,7 +13,7 @@ in the number formats of :mod:`spikecim.report.fmt`. This module is pydantic onl
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, model_validator
 
@@ -66,6 +66,10 @@ def _fig(v: float | None) -> str:
     return MISSING if v is None else f"{v:.4g}"
 
 
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]  # an accuracy, a sparsity
+Amount = Annotated[float, Field(ge=0.0)]  # an energy, a latency, an area, a count, a ratio of two
+
+
 class _Lenient(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -106,16 +110,16 @@ def result_json(result: Any) -> Any:
 class Epoch(_Lenient):
     epoch: int
     loss: float | None = None
-    train_acc: float | None = None
-    test_acc: float | None = None
-    lr: float | None = None
-    seconds: float | None = None
+    train_acc: Fraction | None = None
+    test_acc: Fraction | None = None
+    lr: Amount | None = None
+    seconds: Amount | None = None
 
 
 class TrainVariant(_Lenient):
     history: list[Epoch] = Field(default_factory=list)
     epochs: int | None = None
-    test_acc: float | None = None
+    test_acc: Fraction | None = None
 
     def summary(self) -> str:
         return f"accuracy {pct(self.test_acc)}"
@@ -127,7 +131,7 @@ class TrainResult(_PerVariant[TrainVariant]):
 
 # ---- evaluate -------------------------------------------------------------------------------
 class EvaluateVariant(_Lenient):
-    accuracy: float | None = None
+    accuracy: Fraction | None = None
     samples: int | None = None
     spike_rates: dict[str, float] = Field(default_factory=dict)
 
@@ -136,7 +140,9 @@ class EvaluateVariant(_Lenient):
         bpc = getattr(self, "bits_per_char", None)  # language modelling (task lm)
         if bpc is not None:
             return f"{bpc:.3f} bits/char, perplexity {self.perplexity:.2f}, next-byte accuracy {pct(self.accuracy)}"
-        return f"accuracy {pct(self.accuracy)}" + (f", {steps:.2f} steps on average" if steps is not None else "")
+        return f"accuracy {pct(self.accuracy)}" + (
+            f", {steps:.2f} steps on average" if steps is not None else ""
+        )
 
 
 class EvaluateResult(_PerVariant[EvaluateVariant]):
@@ -147,15 +153,15 @@ class EvaluateResult(_PerVariant[EvaluateVariant]):
 class TraceVariant(_Lenient):
     """:meth:`~spikecim.trace.Workload.metrics` of one variant's traced workload."""
 
-    dense_macs: float | None = None
-    effective_acs: float | None = None
-    activation_sparsity: float | None = None
-    params: float | None = None
-    weight_bytes: float | None = None
-    membrane_bytes: float | None = None
-    footprint_bytes: float | None = None
+    dense_macs: Amount | None = None
+    effective_acs: Amount | None = None
+    activation_sparsity: Fraction | None = None
+    params: Amount | None = None
+    weight_bytes: Amount | None = None
+    membrane_bytes: Amount | None = None
+    footprint_bytes: Amount | None = None
     footprint_reduction_vs_fp32: float | None = None
-    neurons: float | None = None
+    neurons: Amount | None = None
 
     def summary(self) -> str:
         return (
@@ -282,7 +288,9 @@ class AnalogResult(StageResult):
             k = self.metric
             lead = "" if k == "accuracy" else f"{metric_label(k)}: "
             text = (
-                f"{lead}ideal {metric_text(k, r.ideal)}, analog {r.analog.text(self.n_seeds, k)}" if r.analog else ""
+                f"{lead}ideal {metric_text(k, r.ideal)}, analog {r.analog.text(self.n_seeds, k)}"
+                if r.analog
+                else ""
             )
             bpc = r.metrics.get("bits_per_char")
             if bpc is not None and bpc.mean is not None:
@@ -312,11 +320,11 @@ class ArchCost(_Lenient):
     """:meth:`~spikecim.hw.CostReport.summary` of one variant on one architecture."""
 
     estimator: str | None = None
-    energy_pj: float | None = None
-    latency_ns: float | None = None
-    area_um2: float | None = None
-    edp_pj_ns: float | None = None
-    tops_per_w: float | None = None
+    energy_pj: Amount | None = None
+    latency_ns: Amount | None = None
+    area_um2: Amount | None = None
+    edp_pj_ns: Amount | None = None
+    tops_per_w: Amount | None = None
     energy_by_component_pj: dict[str, float] = Field(default_factory=dict)
     energy_by_layer_pj: dict[str, float] = Field(default_factory=dict)
 
@@ -330,9 +338,9 @@ class ArchCost(_Lenient):
 
 
 class CostRatio(_Lenient):
-    energy_pj: float | None = None
-    latency_ns: float | None = None
-    edp_pj_ns: float | None = None
+    energy_pj: Amount | None = None
+    latency_ns: Amount | None = None
+    edp_pj_ns: Amount | None = None
 
 
 class HardwareFiles(_Lenient):
@@ -394,14 +402,14 @@ class MethodCost(_Lenient):
     """One variant on one architecture: the cost and its ratio to the baseline variant's cost
     on the same architecture (None where either is missing or the baseline's is 0)."""
 
-    energy_pj: float | None = None
-    latency_ns: float | None = None
-    area_um2: float | None = None
-    edp_pj_ns: float | None = None
-    energy_ratio: float | None = None
-    latency_ratio: float | None = None
-    area_ratio: float | None = None
-    edp_ratio: float | None = None
+    energy_pj: Amount | None = None
+    latency_ns: Amount | None = None
+    area_um2: Amount | None = None
+    edp_pj_ns: Amount | None = None
+    energy_ratio: Amount | None = None
+    latency_ratio: Amount | None = None
+    area_ratio: Amount | None = None
+    edp_ratio: Amount | None = None
 
 
 class MethodRow(_Lenient):
@@ -522,7 +530,9 @@ class PtqResult(StageResult):
     def summary_rows(self) -> list[tuple[str, str]]:
         rows = []
         for v, r in self.variants.items():
-            parts = [f"{self.metric} {metric_text(self.metric, r.full_precision.get(self.metric))} full precision"]
+            parts = [
+                f"{self.metric} {metric_text(self.metric, r.full_precision.get(self.metric))} full precision"
+            ]
             for b in self.bits:
                 cells = [
                     f"{m} {metric_text(self.metric, run.metrics.get(self.metric))}"

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from spikecim.errors import SpikecimError
+from spikecim.errors import SpikecimError, one_line_validation_error
 
 __all__ = [
     "RunContext",
@@ -170,11 +170,22 @@ def read_result(name: str, value: Any) -> BaseModel | None:
         return None
 
 
-def read_results(metrics: dict) -> dict[str, BaseModel]:
-    """The stage entries of ``metrics.json`` (not ``timing_s``) as typed results, in order;
-    entries that do not fit their type are left out."""
+def read_results(metrics: dict, source: str | None = None) -> dict[str, BaseModel]:
+    """The stage entries of ``metrics.json`` (not ``timing_s``) as typed results, in order.
+    Entries that do not fit their type are left out, or, given the file's name as
+    ``source``, refused naming the stage and the first problem."""
     out = {}
     for name, value in metrics.items():
-        if name != "timing_s" and (r := read_result(name, value)) is not None:
+        if name == "timing_s":
+            continue
+        r = read_result(name, value)
+        if r is None and source is not None:
+            _load_builtin()
+            kind = _resolve(_STAGES[name].result if name in _STAGES else _GENERIC_RESULT)
+            try:
+                kind.model_validate(value)
+            except ValidationError as e:
+                raise SpikecimError(one_line_validation_error(e, prefix=f"{source}: {name}.")) from None
+        if r is not None:
             out[name] = r
     return out

@@ -79,7 +79,7 @@ def load_run_summary(run_dir: str | Path) -> RunSummary:
         else {}
     )
     name = str(config.get("name") or run_dir.name)
-    return RunSummary(name=name, path=run_dir, config=config, results=read_results(metrics))
+    return RunSummary(name=name, path=run_dir, config=config, results=read_results(metrics, source=str(path)))
 
 
 def find_runs(root: str | Path) -> tuple[list[Path], list[Path]]:

@@ -89,7 +89,7 @@ def _render(run_dir: Path) -> _Rendered:
     path = run_dir / "metrics.json"
     if not path.exists():
         raise SpikecimError(f"report: metrics.json not found in {run_dir}")
-    metrics = _typed(read_metrics(path, "report"))
+    metrics = _typed(read_metrics(path, "report"), str(path))
     config = None
     if (run_dir / "config.yaml").exists():
         config = read_mapping(run_dir / "config.yaml", "report", "of sections")
@@ -105,13 +105,13 @@ def _render(run_dir: Path) -> _Rendered:
     )
 
 
-def _typed(raw: dict) -> dict:
-    """``metrics.json`` with each stage's entry read as its typed result (an entry that does
-    not fit its type is left out); ``timing_s`` as it is."""
+def _typed(raw: dict, source: str) -> dict:
+    """``metrics.json`` (the file ``source``) with each stage's entry read as its typed result
+    (an entry that does not fit its type is refused naming it); ``timing_s`` as it is."""
     from spikecim.pipeline.stages import read_results
 
     timing = raw.get("timing_s")
-    return {**read_results(raw), **({"timing_s": timing} if isinstance(timing, dict) else {})}
+    return {**read_results(raw, source), **({"timing_s": timing} if isinstance(timing, dict) else {})}
 
 
 def _render_section(section: Section, metrics: dict, run_dir: Path) -> str:
