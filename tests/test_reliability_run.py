@@ -121,6 +121,25 @@ def test_fresh_refuses_a_folder_without_the_run_marker(tmp_path, capsys):
     assert snapshot(tmp_path) == before
 
 
+def test_a_folder_made_by_hand_is_used_but_never_marked_so_fresh_cannot_clear_it(
+    trained_run, tmp_path, capsys
+):
+    # a run folder set up by hand: the config and the weights, as docs/pipeline.md describes
+    hand = tmp_path / "runs" / "base"
+    (hand / "checkpoint").mkdir(parents=True)
+    (hand / "config.yaml").write_bytes((trained_run / "config.yaml").read_bytes())
+    (hand / "checkpoint" / "snn.safetensors").write_bytes(
+        weights_path(trained_run / "checkpoint", "snn").read_bytes()
+    )
+    assert main(run_args(tmp_path / "runs", "base", *TINY, "--stages", "evaluate")) == 0
+    assert not (hand / ".spikecim-run").exists()
+    before = snapshot(hand)
+    capsys.readouterr()
+    assert main(run_args(tmp_path / "runs", "base", "--fresh", *TINY, "--stages", "train,evaluate")) == 2
+    assert ".spikecim-run" in the_line(capsys.readouterr().err)
+    assert snapshot(hand) == before
+
+
 def test_a_run_into_a_folder_that_is_not_a_run_folder_is_refused(tmp_path, capsys):
     keep = tmp_path / "keep"
     keep.mkdir()

@@ -249,6 +249,9 @@ def run(cfg: RunConfig, console=None, fresh: bool = False) -> RunContext:
         return ctx
     run_dir = ctx.run_dir
     created = not run_dir.exists()
+    # marked as spikecim's only when spikecim makes it: a folder made by hand (weights placed
+    # in it, say) is never taken for one --fresh may clear
+    ours = created or (run_dir.is_dir() and not any(run_dir.iterdir()))
     folder.check_owned(run_dir, fresh)
     with folder.locked(run_dir):
         aside = folder.Aside(run_dir) if fresh else None
@@ -262,7 +265,8 @@ def run(cfg: RunConfig, console=None, fresh: bool = False) -> RunContext:
                 _reuse_earlier_results(ctx)
             else:
                 aside.move()
-            folder.mark(run_dir)
+            if ours:
+                folder.mark(run_dir)
             config.write_text(cfg.to_yaml())
             for name in cfg.stages:
                 _run_stage(ctx, name, write=True)
