@@ -24,6 +24,8 @@ def test_missing_broken_and_non_mapping_files_are_one_line_errors_naming_the_fie
         "missing.yaml": (None, "file not found"),
         "broken.yaml": ("a: [1, 2\nb: 3\n", "is not valid YAML"),
         "list.yaml": ("- 1\n- 2\n", "must hold a mapping"),
+        # PyYAML alone keeps the last of two equal keys: half of what was written would be ignored
+        "twice.yaml": ("name: a\nname: b\n", "key 'name' given twice (line 2)"),
     }
     for name, (text, expected) in cases.items():
         path = tmp_path / name
@@ -49,3 +51,11 @@ def test_cost_report_with_invalid_content_is_a_one_line_error_naming_the_field(t
         CostReport.load(path)
     msg = str(err.value)
     assert "\n" not in msg and msg.startswith("cost report ") and "layers" in msg, msg
+
+
+def test_a_merge_key_may_be_overridden_without_counting_as_a_key_given_twice(tmp_path):
+    from spikecim.readers import read_document
+
+    path = tmp_path / "merge.yaml"
+    path.write_text("base: &b {x: 1, y: 2}\nrun:\n  <<: *b\n  x: 3\n")
+    assert read_document(path, "t") == {"base": {"x": 1, "y": 2}, "run": {"x": 3, "y": 2}}

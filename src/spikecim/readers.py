@@ -91,12 +91,37 @@ def read_document(path: str | Path, field: str) -> Any:
         except RecursionError:
             raise SpikecimError(f"{field}: {path} is not valid JSON (nested too deeply)") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader
     except yaml.YAMLError as e:
         first = str(e).splitlines()[0] if str(e).strip() else e.__class__.__name__
         raise SpikecimError(f"{field}: {path} is not valid YAML ({first})") from None
     except RecursionError:
         raise SpikecimError(f"{field}: {path} is not valid YAML (nested too deeply)") from None
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.safe_load`` that refuses a key given twice in one mapping (PyYAML keeps the last
+    silently, so a setting written twice would be half ignored)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # '<<: *base' may be overridden
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+            except TypeError:  # an unhashable key: SafeLoader's own error names it
+                break
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key '{key}' given twice (line {key_node.start_mark.line + 1})",
+                    key_node.start_mark,
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
 def read_bytes(path: str | Path, field: str) -> bytes:
