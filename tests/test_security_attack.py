@@ -16,6 +16,7 @@ from spikecim.security.leakage import probe_r2
 from spikecim.security.measure import record_traces
 from spikecim.security.traces import Periphery
 from spikecim.train.evaluate import ModelInput
+from test_reliability_run import TINY, run_args
 
 
 def test_ssim_of_a_hand_case_with_one_window_over_the_image():
@@ -151,17 +152,7 @@ def test_report_section_shows_the_written_results_and_is_empty_without_them(tmp_
 
 def test_an_interrupted_run_is_refused_unless_allow_partial_as_the_error_says(tmp_path, capsys):
     # one epoch saved of the three the config asks for: what an interrupted run leaves
-    args = ["run", "--set", f"output_dir={tmp_path}", "--name", "p", "--set", "model.name=mlp"]
-    args += [
-        "--set",
-        "train.ann_twin=false",
-        "--set",
-        "data.limit=200",
-        "--epochs",
-        "1",
-        "--stages",
-        "train,trace",
-    ]
+    args = run_args(tmp_path, "p", *TINY, "--stages", "train,trace")
     assert main(args) == 0
     config = tmp_path / "p" / "config.yaml"
     config.write_text(config.read_text().replace("\n  epochs: 1\n", "\n  epochs: 3\n"))
