@@ -291,9 +291,12 @@ def test_random_nir_yaml_structures_read_as_valid_settings_or_one_line(meta):
     except SpikecimError as e:
         _one_line(e)
         return
-    # What is read is usable as it is: dt a number of seconds, a known convention.
-    assert read.get("dt") is None or (isinstance(read["dt"], float) and 0 < read["dt"] <= 1e3)
-    assert read.get("convention") in (None, "euler", "snntorch")
+    # What is read is usable as it is: dt a number of seconds, a known convention, sizes >= 1.
+    assert read.dt is None or (isinstance(read.dt, float) and 0 < read.dt <= 1e3)
+    assert read.convention in (None, "euler", "snntorch")
+    for shape in (read.input_shape, read.output_shape):
+        assert shape is None or all(type(s) is int and s >= 1 for s in shape)
+    assert read.input_shape is None or len(read.input_shape) >= 1
 
 
 @settings(FUZZ, max_examples=120)
@@ -313,7 +316,7 @@ def test_random_bytes_as_nir_yaml_load_or_are_refused_in_one_line(raw):
 def test_nir_inspect_and_trace_of_a_folder_with_a_hostile_nir_yaml_answer_0_or_one_error_line(capsys):
     for meta in (b"dt: .inf\n", b"dt: [1, 2]\n", b"convention: {a: 1}\n", b"\xff\xfe", b"- 1\n- 2\n"):
         folder = _folder(meta)
-        _inspect_answers(folder, capsys)  # inspect reads model.nir alone
+        _inspect_answers(folder, capsys)
         capsys.readouterr()
         assert main(["trace", str(folder)]) == 2  # trace builds the model with nir.yaml's settings
         err = capsys.readouterr().err

@@ -20,16 +20,17 @@ def inspect_cmd(
     file: Annotated[Path, typer.Argument(help="a .nir file or a `nir import` folder")],
     dt: Annotated[float | None, typer.Option(help="step in seconds (default: the file's, else 1e-4)")] = None,
 ) -> None:
-    """Print the graph's nodes in execution order: type, shapes and parameters."""
+    """Print the graph's nodes in execution order: type, shapes and parameters.
+
+    A `nir import` folder is read with the dt and convention of its nir.yaml (--dt wins)."""
     from rich.console import Console
     from rich.table import Table
 
     from spikecim.interop.describe import describe
+    from spikecim.interop.loader import nir_source
 
-    if file.is_dir() and (file / "model.nir").is_file():
-        file = file / "model.nir"
-
-    rows, used_dt = describe(file, dt=dt)
+    file, dt, convention = nir_source(file, dt)
+    rows, used_dt = describe(file, dt=dt, convention=convention)
     table = Table(title=f"{file.name}  (dt = {used_dt:g} s)", show_lines=False)
     for col in ("node", "type", "input", "output", "from", "parameters"):
         table.add_column(col, overflow="fold")

@@ -32,11 +32,11 @@ class NodeRow:
 
 
 def describe(
-    path_or_graph: str | Path | nir.NIRGraph, dt: float | None = None
+    path_or_graph: str | Path | nir.NIRGraph, dt: float | None = None, convention: str = "euler"
 ) -> tuple[list[NodeRow], float]:
-    """Rows in execution order and the dt (s) the graph is read with."""
+    """Rows in execution order and the dt (s) the graph is read with (built with ``convention``)."""
     graph = path_or_graph if isinstance(path_or_graph, nir.NIRGraph) else read_graph(path_or_graph)
-    module = from_nir(graph, dt=dt)
+    module = from_nir(graph, dt=dt, convention=convention)
     flat = flatten_graph(graph)
     rows = []
     for name in flat.order:

@@ -33,7 +33,14 @@ from spikecim.errors import SpikecimError
 from spikecim.interop import modules as M
 from spikecim.interop.discretise import check_convention, discretise
 from spikecim.interop.graph import FlatGraph, GraphModule, flatten_graph
-from spikecim.interop.nirfile import check_elements, max_elements, read_graph
+from spikecim.interop.nirfile import (
+    COUNT_FIELDS,
+    check_elements,
+    integers,
+    max_elements,
+    number_problem,
+    read_graph,
+)
 from spikecim.nn import Sequential, TemporalModule
 
 __all__ = ["BUILDERS", "DEFAULT_DT", "check_dt", "from_nir"]
@@ -121,7 +128,7 @@ def _build(name: str, node: nir.NIRNode, ctx: Context) -> nn.Module:
         _check_finite_tensors(module, ctx.dtype)
     except SpikecimError as e:
         raise SpikecimError(f"node '{name}' ({kind}): {e}") from None
-    except (ValueError, TypeError, RuntimeError, AttributeError, IndexError) as e:
+    except (ValueError, TypeError, RuntimeError, AttributeError, IndexError, ArithmeticError) as e:
         msg = str(e).splitlines()[0] if str(e) else e.__class__.__name__
         raise SpikecimError(f"node '{name}' ({kind}): {msg}") from None
     module.nir_name = name
@@ -132,15 +139,22 @@ _SHAPE_FIELDS = ("input_type", "output_type", "metadata")
 
 
 def _check_finite_fields(node: nir.NIRNode) -> None:
-    """Every numeric parameter of the node is finite (NaN or inf would reach every output)."""
+    """Every parameter of the node is real numbers (not text, complex or true/false, which
+    torch would convert or drop) and finite (NaN or inf would reach every output). The counts
+    of a convolution or pooling (stride, padding...) are checked by its builder."""
+    counts = COUNT_FIELDS.get(type(node).__name__, {})
     for field in getattr(node, "__dataclass_fields__", {}):
-        if field in _SHAPE_FIELDS:
+        value = getattr(node, field, None)
+        if field in _SHAPE_FIELDS or field in counts or value is None:
             continue
+        problem = number_problem(value)
+        if problem:
+            raise SpikecimError(f"{field}: {problem}")
         try:
-            a = np.asarray(getattr(node, field, None))
+            a = np.asarray(value)
         except (TypeError, ValueError):  # ragged: the builder names it
             continue
-        if a.dtype.kind in "fc" and not np.all(np.isfinite(a)):
+        if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
             raise SpikecimError(f"{field}: must be finite numbers, found NaN or inf")
 
 
@@ -158,6 +172,8 @@ def _input_shape(flat: FlatGraph) -> tuple[int, ...]:
     if shape is None:
         raise SpikecimError(f"node '{flat.input}': the Input node has no shape")
     shape = np.atleast_1d(shape).reshape(-1).tolist()
+    if not shape:  # no size at all: as undeclared as no shape (a model's input needs its sizes)
+        raise SpikecimError(f"node '{flat.input}' (Input): shape: must list the sizes of one sample, got []")
     check_elements(shape, f"node '{flat.input}' (Input): input shape")
     return tuple(int(s) for s in shape)
 
@@ -179,7 +195,8 @@ def _check_declared_sizes(flat: FlatGraph) -> None:
         spatial = getattr(node, "input_shape", None)
         weight = getattr(node, "weight", None)
         if spatial is not None and np.size(spatial) and weight is not None and np.ndim(weight) >= 2:
-            channels = np.shape(weight)[1] * int(np.asarray(getattr(node, "groups", 1)))
+            groups = integers(getattr(node, "groups", 1), f"node '{name}' ({kind}): groups", 1, one=True)[0]
+            channels = np.shape(weight)[1] * groups
             shape = [channels, *np.atleast_1d(spatial).reshape(-1).tolist()]
             check_elements(shape, f"node '{name}' ({kind}): input_shape with its channels", limit)
 
@@ -282,13 +299,15 @@ def _tensor(a, ctx: Context) -> torch.Tensor:
     return torch.as_tensor(np.asarray(a), dtype=ctx.dtype).clone()
 
 
-def _pair(v, n: int, field: str = "", least: int | None = None) -> tuple:
-    """``v`` as ``n`` integers (one value repeated); ``least`` bounds each from below."""
-    if isinstance(v, str):
-        return v
-    a = np.atleast_1d(np.asarray(v)).astype(int).tolist()
+def _counts(node, field: str, n: int) -> tuple[int, ...] | str:
+    """A convolution's or pooling's ``field`` as ``n`` integers (one value repeated), each in
+    the range :data:`~spikecim.interop.nirfile.COUNT_FIELDS` gives, or its allowed text."""
+    least, _, words = COUNT_FIELDS[type(node).__name__][field]
+    a = integers(getattr(node, field), field, least, words=words)
+    if isinstance(a, str):
+        return a
     a = tuple(a * n if len(a) == 1 else a)
-    if least is not None and (len(a) != n or min(a) < least):
+    if len(a) != n:
         raise SpikecimError(f"{field}: must be {n} integer(s) >= {least}, got {list(a)}")
     return a
 
@@ -315,11 +334,9 @@ def _conv(node, ctx: Context) -> nn.Module:
     if nd not in (1, 2):
         raise SpikecimError(f"weight: must be (out, in/groups, k...) with 1 or 2 kernel dims, got {w.shape}")
     cls = nn.Conv1d if nd == 1 else nn.Conv2d
-    groups = int(np.asarray(node.groups))
-    if groups < 1:
-        raise SpikecimError(f"groups: must be an integer >= 1, got {groups}")
-    layer = cls(w.shape[1] * groups, w.shape[0], w.shape[2:], stride=_pair(node.stride, nd, "stride", 1),
-                padding=_pair(node.padding, nd, "padding", 0), dilation=_pair(node.dilation, nd, "dilation", 1),
+    groups = integers(node.groups, "groups", 1, one=True)[0]
+    layer = cls(w.shape[1] * groups, w.shape[0], w.shape[2:], stride=_counts(node, "stride", nd),
+                padding=_counts(node, "padding", nd), dilation=_counts(node, "dilation", nd),
                 groups=groups, bias=node.bias is not None, dtype=ctx.dtype)  # fmt: skip
     with torch.no_grad():
         layer.weight.copy_(_tensor(w, ctx))
@@ -330,8 +347,7 @@ def _conv(node, ctx: Context) -> nn.Module:
 
 def _pool(node, ctx: Context) -> nn.Module:
     kind = type(node).__name__
-    return nn.AvgPool2d(_pair(node.kernel_size, 2, "kernel_size", 1), _pair(node.stride, 2, "stride", 1),
-                        _pair(node.padding, 2, "padding", 0),
+    return nn.AvgPool2d(_counts(node, "kernel_size", 2), _counts(node, "stride", 2), _counts(node, "padding", 2),
                         divisor_override=1 if kind == "SumPool2d" else None)  # fmt: skip
 
 

@@ -5,7 +5,7 @@
 - a ``.nir`` file: built with :func:`~spikecim.interop.from_nir` (dt from the file's
   metadata, else 1e-4 s; forward Euler);
 - a folder written by ``spikecim nir import``: ``model.nir`` plus ``nir.yaml`` (the dt and
-  convention chosen at import);
+  convention chosen at import; :class:`NirMeta`, read by :func:`read_meta`);
 - a run folder written by ``spikecim run``: its first spiking variant, loaded by
   :func:`spikecim.pipeline.run.load_run` (``input_shape`` set from the data set).
 
@@ -19,19 +19,54 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Annotated
 
 import torch
 import yaml
+from pydantic import Field, ValidationError, field_validator
 from torch import nn
 
-from spikecim.errors import SpikecimError
-from spikecim.interop.importer import from_nir
+from spikecim.errors import SpikecimError, one_line_validation_error
+from spikecim.interop.discretise import CONVENTIONS
+from spikecim.interop.importer import MAX_DT, check_dt, from_nir
 from spikecim.readers import read_mapping
+from spikecim.schema import Schema
 
-__all__ = ["NIR_FILE", "NIR_META", "import_run", "load_model", "load_run_model"]
+__all__ = [
+    "NIR_FILE", "NIR_META", "NirMeta", "import_run", "load_model", "load_run_model", "nir_source", "read_meta",
+]  # fmt: skip
 
 NIR_FILE = "model.nir"
 NIR_META = "nir.yaml"
+
+
+Size = Annotated[int, Field(strict=True, ge=1)]
+
+
+class NirMeta(Schema):
+    """``nir.yaml`` of a ``nir import`` folder: what the graph is built with (``dt``,
+    ``convention``) and, for the reader, where it came from and its shapes."""
+
+    source: str | None = Field(None, description="the .nir file it was imported from")
+    dt: float | None = Field(None, description=f"step in seconds, in (0, {MAX_DT:g}]")
+    convention: str | None = Field(None, description=f"discretisation: {' or '.join(CONVENTIONS)}")
+    input_shape: list[Size] | None = Field(None, min_length=1, description="one input sample's sizes")
+    output_shape: list[Size] | None = Field(None, description="one output sample's sizes")
+
+    @field_validator("dt", mode="before")
+    @classmethod
+    def _seconds(cls, v):
+        try:
+            return None if v is None else check_dt(v, "dt")
+        except SpikecimError as e:  # the message without its field (pydantic adds it)
+            raise ValueError(str(e).removeprefix("dt: ")) from None
+
+    @field_validator("convention", mode="before")
+    @classmethod
+    def _known(cls, v):
+        if v is not None and (not isinstance(v, str) or v not in CONVENTIONS):
+            raise ValueError(f"must be one of {', '.join(CONVENTIONS)}, got {v!r}")
+        return v
 
 
 def load_model(
@@ -44,12 +79,8 @@ def load_model(
     path = Path(path)
     if path.is_dir():
         if (path / NIR_FILE).is_file():
-            meta = read_meta(path)
-            return from_nir(
-                path / NIR_FILE,
-                dt=dt or meta.get("dt"),
-                convention=convention or meta.get("convention", "euler"),
-            )
+            nir_file, dt, convention = nir_source(path, dt, convention)
+            return from_nir(nir_file, dt=dt, convention=convention)
         if (path / "config.yaml").is_file():
             return load_run_model(path, allow_partial=allow_partial)
         raise SpikecimError(f"{path}: neither a NIR folder ({NIR_FILE}) nor a run folder (config.yaml)")
@@ -58,24 +89,31 @@ def load_model(
     return from_nir(path, dt=dt, convention=convention or "euler")
 
 
-def read_meta(run_dir: Path) -> dict:
-    """``nir.yaml`` of a NIR folder: ``dt`` a number of seconds and ``convention`` one of
-    :data:`~spikecim.interop.CONVENTIONS` when present (other keys are informative)."""
-    from spikecim.interop.discretise import CONVENTIONS
-    from spikecim.interop.importer import check_dt
+def nir_source(
+    path: str | Path, dt: float | None = None, convention: str | None = None
+) -> tuple[Path, float | None, str]:
+    """The ``.nir`` file of ``path`` (a file, or a ``nir import`` folder) and the dt and
+    convention to build it with: the ones given, else the folder's ``nir.yaml``, else the
+    file's dt (None) and ``"euler"``."""
+    path = Path(path)
+    if path.is_dir() and (path / NIR_FILE).is_file():
+        meta = read_meta(path)
+        dt = meta.dt if dt is None else dt
+        return path / NIR_FILE, dt, convention or meta.convention or "euler"
+    return path, dt, convention or "euler"
 
+
+def read_meta(run_dir: str | Path) -> NirMeta:
+    """``nir.yaml`` of a NIR folder (:class:`NirMeta`; all None when there is none): an
+    unknown key, a dt outside (0, 1000] s, an unknown convention or a size below 1 is one line
+    naming the file and the key."""
     meta_path = Path(run_dir) / NIR_META
     if not meta_path.is_file():
-        return {}
-    meta = read_mapping(meta_path, "nir import metadata")
-    if meta.get("dt") is not None:
-        meta["dt"] = check_dt(meta["dt"], f"{meta_path}: dt")
-    convention = meta.get("convention")
-    if convention is not None and (not isinstance(convention, str) or convention not in CONVENTIONS):
-        raise SpikecimError(
-            f"{meta_path}: convention: must be one of {', '.join(CONVENTIONS)}, got {convention!r}"
-        )
-    return meta
+        return NirMeta()
+    try:
+        return NirMeta.model_validate(read_mapping(meta_path, "nir import metadata"))
+    except ValidationError as e:
+        raise SpikecimError(f"{meta_path}: {one_line_validation_error(e)}") from None
 
 
 def load_run_model(run_dir: str | Path, variant: str | None = None, allow_partial: bool = False) -> nn.Module:
@@ -110,18 +148,18 @@ def import_run(
     model = from_nir(nir_file, dt=dt, convention=convention)
     if run_dir.exists() and any(run_dir.iterdir()):
         raise SpikecimError(f"-o: {run_dir} exists and is not empty; choose another folder")
-    meta = {
-        "source": str(nir_file),
-        "dt": model.nir_dt,
-        "convention": model.nir_convention,
-        "input_shape": list(model.input_shape),
-        "output_shape": list(_output_shape(model)),
-    }
+    meta = NirMeta(
+        source=str(nir_file),
+        dt=model.nir_dt,
+        convention=model.nir_convention,
+        input_shape=list(model.input_shape),
+        output_shape=list(_output_shape(model)),
+    )
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.", dir=run_dir.parent))
     try:
         shutil.copyfile(nir_file, tmp / NIR_FILE)
-        (tmp / NIR_META).write_text(yaml.safe_dump(meta, sort_keys=False))
+        (tmp / NIR_META).write_text(yaml.safe_dump(meta.model_dump(), sort_keys=False))
         if run_dir.exists():
             run_dir.rmdir()
         tmp.rename(run_dir)

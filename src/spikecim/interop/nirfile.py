@@ -25,7 +25,10 @@ import numpy as np
 
 from spikecim.errors import SpikecimError
 
-__all__ = ["MAX_ELEMENTS_ENV", "NODE_TYPES", "check_elements", "max_elements", "read_graph", "write_graph"]
+__all__ = [
+    "COUNT_FIELDS", "MAX_ELEMENTS_ENV", "NODE_TYPES", "check_elements", "integers", "max_elements", "number_problem",
+    "read_graph", "write_graph",
+]  # fmt: skip
 
 MAX_ELEMENTS_ENV = "SPIKECIM_MAX_ELEMENTS"
 DEFAULT_MAX_ELEMENTS = 2**28
@@ -34,6 +37,20 @@ NODE_TYPES = (
     "Input", "Output", "Affine", "Linear", "Scale", "Conv1d", "Conv2d", "SumPool2d", "AvgPool2d",
     "Flatten", "Delay", "Threshold", "I", "IF", "LI", "LIF", "CubaLI", "CubaLIF", "NIRGraph",
 )  # fmt: skip
+
+# Fields that count something, per node type: field -> (least value, one value only, text allowed).
+_CONV_COUNTS = {
+    "stride": (1, False, ()), "dilation": (1, False, ()), "groups": (1, True, ()),
+    "padding": (0, False, ("same", "valid")),
+}  # fmt: skip
+_POOL_COUNTS = {"kernel_size": (1, False, ()), "stride": (1, False, ()), "padding": (0, False, ())}
+_MAX_COUNT = 2**63 - 1  # what torch and nir hold in an int64
+COUNT_FIELDS = {
+    "Conv1d": _CONV_COUNTS,
+    "Conv2d": _CONV_COUNTS,
+    "SumPool2d": _POOL_COUNTS,
+    "AvgPool2d": _POOL_COUNTS,
+}
 
 
 def read_graph(path: str | Path) -> nir.NIRGraph:
@@ -106,6 +123,74 @@ def check_elements(shape, what: str, limit: int | None = None) -> int:
     return n
 
 
+def number_problem(value: Any) -> str | None:
+    """Why ``value`` is not one real number or an array of them (text, a group of fields,
+    complex, true/false or Python objects), or None when it is. A ragged list is None too:
+    the node's builder names what does not fit."""
+    if isinstance(value, str | bytes):
+        return f"must be numbers, got the text {_text(value)!r}"
+    if isinstance(value, dict):
+        return "must be numbers, got a group of fields"
+    try:
+        kind = np.asarray(value).dtype.kind
+    except (TypeError, ValueError):
+        return None
+    if kind in "iuf":
+        return None
+    if kind == "c":
+        return "must be real numbers, got complex"
+    if kind == "b":
+        return "must be numbers, got true/false values"
+    if kind in "SU":
+        return "must be numbers, got text"
+    return f"must be numbers, got {np.asarray(value).dtype} values"
+
+
+def integers(
+    value: Any, field: str, least: int, one: bool = False, words: tuple[str, ...] = ()
+) -> list[int] | str:
+    """``value`` (one number or a 1-D array) as whole numbers ``>= least``: a single one when
+    ``one``; a text in ``words`` is returned as it is. Anything else (text, complex,
+    true/false, 1.5, NaN) is a one-line error naming ``field``."""
+    if isinstance(value, str) and value in words:
+        return value
+    ints = None
+    try:
+        a = np.atleast_1d(np.asarray(value))
+        whole = a.dtype.kind in "iu" or (
+            a.dtype.kind == "f" and bool(np.all(np.isfinite(a)) and np.all(a == np.round(a)))
+        )
+        if whole and a.ndim == 1 and a.size >= 1 and not (one and a.size != 1):
+            ints = [int(v) for v in a.tolist()]
+    except (TypeError, ValueError, OverflowError):
+        ints = None
+    if ints is None or min(ints) < least or max(ints) > _MAX_COUNT:
+        what = "an integer" if one else "integers"
+        also = "".join(f" or '{w}'" for w in words)
+        big = " and <= 2**63-1" if ints is not None and max(ints) > _MAX_COUNT else ""
+        raise SpikecimError(f"{field}: must be {what} >= {least}{big}{also}, got {_shown(value)}")
+    return ints
+
+
+def _shown(value: Any) -> str:
+    """``value`` as an error message quotes it: text quoted, a number as it is, an array as a
+    list (at most 8 values)."""
+    if isinstance(value, str | bytes):
+        return repr(_text(value))
+    try:
+        a = np.asarray(value)
+        if a.ndim == 0:
+            return str(a.item())
+        flat = a.reshape(-1).tolist()
+        return str(flat) if len(flat) <= 8 else f"{str(flat[:8])[:-1]}, ...] ({a.size} values)"
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def _text(value: str | bytes) -> str:
+    return value if isinstance(value, str) else value.decode("utf8", "replace")
+
+
 def _listed(shape) -> str:
     try:
         return str(list(np.asarray(shape).reshape(-1).tolist()))
@@ -155,6 +240,7 @@ def build_node(tree: dict, name: str) -> nir.NIRNode:
         except ValueError:
             raise SpikecimError(f"node '{name}': 'edges' must be a list of (source, target) pairs") from None
         return nir.NIRGraph(nodes=nodes, edges=edges, metadata=tree.get("metadata", {}), type_check=False)
+    _check_fields(tree, name, kind)
     try:
         return nir.dict2NIRNode(tree)
     except SpikecimError:
@@ -165,7 +251,30 @@ def build_node(tree: dict, name: str) -> nir.NIRNode:
         ) from None
     except (KeyError, TypeError) as e:
         raise SpikecimError(f"node '{name}' ({kind}): missing or unexpected field ({e})") from None
-    except (ValueError, IndexError) as e:
+    except (ValueError, IndexError, AttributeError, ArithmeticError) as e:
         raise SpikecimError(
             f"node '{name}' ({kind}): {str(e).splitlines()[0] if str(e) else 'bad value'}"
         ) from None
+
+
+def _check_fields(tree: dict, name: str, kind: str) -> None:
+    """Every field of a node read from a file holds what ``nir`` builds the node from: real
+    numbers, and whole numbers in range for the counts of a convolution or pooling (stride,
+    dilation, kernel size, groups >= 1, padding >= 0). Checked before ``nir`` computes the
+    output size with them (a stride of 0 divides by zero there)."""
+    counts = COUNT_FIELDS.get(kind, {})
+    for field, value in tree.items():
+        if field in ("type", "metadata"):
+            continue
+        where = f"node '{name}' ({kind}): {field}"
+        if field in counts:
+            integers(value, where, *counts[field])
+        elif isinstance(value, dict) and field in ("input_type", "output_type"):  # shapes by port
+            for port, v in value.items():
+                problem = number_problem(v) if v is not None else None
+                if problem:
+                    raise SpikecimError(f"{where}.{port}: {problem}")
+        else:
+            problem = number_problem(value)
+            if problem:
+                raise SpikecimError(f"{where}: {problem}")
