@@ -38,6 +38,23 @@ BAD = {
         _space(constraints=[{"metric": "power_w", "op": "<=", "bound": 1}]),
         "constraints: unknown metric 'power_w'",
     ),
+    "accuracy bound in percent": (
+        _space(constraints=[{"metric": "accuracy", "op": ">=", "bound": 90}]),
+        "constraints.0.bound: accuracy is a fraction, allowed: 0 to 1",
+    ),
+    "analog accuracy bound above 1": (
+        _space(
+            constraints=[
+                {"metric": "energy_uj", "op": "<=", "bound": 5},
+                {"metric": "analog_accuracy", "op": ">=", "bound": 5.0},
+            ]
+        ),
+        "constraints.1.bound: analog_accuracy is a fraction, allowed: 0 to 1",
+    ),
+    "negative bound on the analog accuracy's spread": (
+        _space(constraints=[{"metric": "analog_accuracy_std", "op": "<=", "bound": -0.1}]),
+        "constraints.0.bound: analog_accuracy_std is a fraction",
+    ),
     "value out of range": (
         _space(knobs=[{"path": "data.timesteps", "low": 0, "high": 4}]),
         "knobs.data.timesteps = 0: data.timesteps: Input should be greater than 0",

@@ -8,6 +8,7 @@ spikecim dse --resume --out dse/digits-xbar --trials 80
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated
 
@@ -74,6 +75,7 @@ def dse_cmd(
     from rich.console import Console
 
     from spikecim.dse.space import load_space
+    from spikecim.dse.workers import check_command, explore
 
     if trials is not None and trials < 1:
         raise SpikecimError(f"--trials: must be >= 1, got {trials}")
@@ -92,24 +94,30 @@ def dse_cmd(
     journal_exists = (out / "study.journal").exists() or storage is not None
     if (resume or status) and not journal_exists:
         raise SpikecimError(f"--{'resume' if resume else 'status'}: {out} holds no study (no study.journal)")
-    _keep_space(sp, space, out)
-    console = Console(stderr=True)
-    if status:
+    if status:  # reads, creates nothing
+        _keep_space(sp, space, out, write=False)
         _print_status(sp, out, storage)
         return
-    from spikecim.dse.workers import explore
-
-    with _Bar(console, sp, trials or sp.trials) as bar:
-        doc = explore(
-            sp,
-            out,
-            trials=trials,
-            workers=workers,
-            ray_address=ray_address,
-            random_baseline=random_baseline,
-            url=storage,
-            progress=bar.update,
-        )
+    # everything that can fail at the door fails before a file is written (the space, its
+    # workload and baseline were checked by load_space)
+    check_command(out, storage, workers, ray_address)
+    created = [p for p in (out, out / SPACE_COPY, out / "study.journal", out / "dse.lock") if not p.exists()]
+    try:
+        _keep_space(sp, space, out)
+        with _Bar(Console(stderr=True), sp, trials or sp.trials) as bar:
+            doc = explore(
+                sp,
+                out,
+                trials=trials,
+                workers=workers,
+                ray_address=ray_address,
+                random_baseline=random_baseline,
+                url=storage,
+                progress=bar.update,
+            )
+    except BaseException:
+        _remove_if_no_trial(created, sp, out, storage)
+        raise
     front = sum(t["pareto"] for t in doc["trials"])
     print(
         f"{len(doc['trials'])} trials, {sum(t['feasible'] for t in doc['trials'])} feasible, "
@@ -117,8 +125,9 @@ def dse_cmd(
     )
 
 
-def _keep_space(sp, given: Path | None, out: Path) -> None:
-    """Keep the space in the output folder; refuse a folder that holds another space's study."""
+def _keep_space(sp, given: Path | None, out: Path, write: bool = True) -> None:
+    """Keep the space in the output folder (``write``); refuse a folder that holds another
+    space's study."""
     import yaml
 
     copy = out / SPACE_COPY
@@ -130,6 +139,8 @@ def _keep_space(sp, given: Path | None, out: Path) -> None:
             if load_space(copy).model_dump(exclude={"folder"}) != sp.model_dump(exclude={"folder"}):
                 raise SpikecimError(f"dse: {out} holds a study of another space; choose another --out")
         return
+    if not write:
+        return
     out.mkdir(parents=True, exist_ok=True)
     data = sp.model_dump(mode="json")
     if data["folder"]:
@@ -137,13 +148,38 @@ def _keep_space(sp, given: Path | None, out: Path) -> None:
     copy.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
+def _remove_if_no_trial(created: list[Path], sp, out: Path, url: str | None) -> None:
+    """After a command failed: remove the files (and the folder) it created, when its study
+    holds no trial, so the corrected command starts afresh; keep everything when a trial
+    exists or the storage cannot be read."""
+    import optuna
+
+    from spikecim.dse.study import JOURNAL, storage_for
+
+    if (out / JOURNAL).exists() or url:
+        try:
+            storage = storage_for(out, url, read_only=True)
+            names = {sp.name, f"{sp.name}-random"}
+            summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
+        except Exception:  # noqa: BLE001 - cannot tell whether a trial exists: keep
+            return
+        if any(s.n_trials for s in summaries if s.study_name in names):
+            return
+    for p in reversed(created):  # the files, then the folder
+        with contextlib.suppress(OSError):  # a folder that holds anything else stays
+            if p == out:
+                p.rmdir()
+            else:
+                p.unlink(missing_ok=True)
+
+
 def _print_status(sp, out: Path, url: str | None) -> None:
     from optuna.trial import TrialState
 
     from spikecim.dse.outputs import summarise
-    from spikecim.dse.study import open_study
+    from spikecim.dse.study import load_study
 
-    study = open_study(sp, out, url)
+    study = load_study(sp, out, url)
     doc = summarise(study, sp, importance=False)
     counts = {s.name: 0 for s in TrialState}
     for t in doc["trials"]:

@@ -32,6 +32,7 @@ class Metric:
     source: Literal["hardware", "workload", "train", "analog"]
     bounded: bool  # the structural workload's value is a lower bound
     description: str
+    fraction: bool = False  # a value in [0, 1] (accuracies: 0.9, not 90)
 
 
 METRICS: dict[str, Metric] = {
@@ -48,11 +49,13 @@ METRICS: dict[str, Metric] = {
     "tops_per_mm2": Metric("TOPS/mm²", "maximize", "hardware", False, "throughput per area"),
     "footprint_bytes": Metric("B", "minimize", "workload", True, "weights and membranes at their bits"),
     "params": Metric("", "minimize", "workload", True, "weights"),
-    "accuracy": Metric("", "maximize", "train", False, "test accuracy, digital"),
+    "accuracy": Metric("", "maximize", "train", False, "test accuracy, digital", fraction=True),
     "analog_accuracy": Metric(
-        "", "maximize", "analog", False, "test accuracy on the crossbar, mean over seeds"
+        "", "maximize", "analog", False, "test accuracy on the crossbar, mean over seeds", fraction=True
     ),
-    "analog_accuracy_std": Metric("", "minimize", "analog", False, "std of the analog accuracy over seeds"),
+    "analog_accuracy_std": Metric(
+        "", "minimize", "analog", False, "std of the analog accuracy over seeds", fraction=True
+    ),
 }
 
 _SCALE = {

@@ -215,6 +215,14 @@ class Space(Schema):
     )
     folder: str = Field("", description="where relative paths are read from (set when the file is read)")
 
+    @model_validator(mode="after")
+    def _sampler_fits(self) -> Space:
+        if self.sampler.name == "gp" and len(self.objectives) > 1:
+            raise ValueError(
+                f"sampler.name: gp takes one objective, got {len(self.objectives)}; use nsga2 for several"
+            )
+        return self
+
     @property
     def hardware_only(self) -> bool:
         return self.workload is not None
@@ -286,14 +294,25 @@ def check_space(data: dict | Space) -> Space:
         raise SpikecimError("space: give base (trials train) or workload (hardware-only), not both")
     for o in space.objectives:
         check_metric(o.metric, "objectives", space.hardware_only)
-    for c in space.constraints:
-        check_metric(c.metric, "constraints", space.hardware_only)
+    for i, c in enumerate(space.constraints):
+        if check_metric(c.metric, "constraints", space.hardware_only).fraction and not 0 <= c.bound <= 1:
+            raise SpikecimError(
+                f"space: constraints.{i}.bound: {c.metric} is a fraction, allowed: 0 to 1 "
+                f"(0.9 for 90 %), got {c.bound:g}"
+            )
     if space.sampler.name == "grid" and any(k.grid() is None for k in space.knobs):
         raise SpikecimError("space: sampler.grid needs discrete knobs (choices, int ranges or a step)")
-    if space.baseline is not None:
-        for n in space.baseline:
-            space.knob(n)
+    if space.hardware_only:
+        from spikecim.hw.layers import load_workload
+
+        try:
+            load_workload(space.path(space.workload))
+        except SpikecimError as e:
+            msg = str(e) if str(e).startswith("workload") else f"workload: {e}"
+            raise SpikecimError(f"space: {msg}") from None
     base = base_config(space)
+    if space.baseline is not None:
+        _check_baseline(space, base)
     for k in space.knobs:
         for v in k.extremes():
             try:
@@ -303,6 +322,21 @@ def check_space(data: dict | Space) -> Space:
             except SpikecimError as e:
                 raise SpikecimError(f"space: knobs.{k.name} = {v!r}: {e}") from None
     return space
+
+
+def _check_baseline(space: Space, base: dict | None) -> None:
+    """The baseline names knobs, takes a label of a choice mapping, and builds (its
+    architecture and config validate); it is evaluated after the trials."""
+    for n, v in space.baseline.items():
+        k = space.knob(n)
+        if isinstance(k.choices, dict) and v not in k.choices:
+            raise SpikecimError(
+                f"space: baseline.{n}: unknown label {v!r}, allowed: {', '.join(map(str, k.choices))}"
+            )
+    try:
+        build(space, dict(space.baseline), base)
+    except SpikecimError as e:
+        raise SpikecimError(f"space: baseline: {e}") from None
 
 
 def _check_model(config: dict) -> None:

@@ -2,7 +2,9 @@
 
 - Sampler, chosen explicitly (Optuna 5 defaults every study to TPE): NSGA-II with the space's
   ``population_size`` for several objectives, TPE for one, or the one ``sampler.name`` asks
-  for (``gp``, ``random``, ``grid``), seeded with ``sampler.seed``.
+  for (``gp``, ``random``, ``grid``), seeded with ``sampler.seed`` in a new study's first
+  worker and with a seed drawn from it, the trials already in the study and the worker's
+  index otherwise (:func:`sampler_seed`), so resuming or a second worker never replays.
 - Constraints go through ``trial.set_constraint`` (feasible when every value is <= 0), so
   ``study.best_trials`` is the feasible Pareto front.
 - A trial whose knobs equal a finished trial's (NSGA-II re-suggests them in small discrete
@@ -10,9 +12,10 @@
   user attribute ``reused_from``.
 - A trial whose training is skipped by the lower bound is told PRUNED, with its constraints
   and the reason (user attribute ``skipped``).
-- Storage: a journal file ``<out>/study.journal`` by default (many processes on one machine),
-  an RDB URL on request. RDB storage runs heartbeats, so a trial whose worker died is failed
-  and retried by ``RetryHeartbeatStaleTrialCallback``; with the journal (no heartbeats) a trial still
+- Storage: a journal file ``<out>/study.journal`` by default (many processes on one machine;
+  a torn last line is cut before the next append, :class:`Journal`), an RDB URL on request.
+  RDB storage runs heartbeats, so a trial whose worker died is failed and retried by
+  ``RetryHeartbeatStaleTrialCallback``; with the journal (no heartbeats) a trial still
   RUNNING when the study is opened again belonged to a stopped command: :func:`recover` tells
   it FAIL and enqueues its knobs, so it runs again first.
 """
@@ -20,6 +23,8 @@
 from __future__ import annotations
 
 import math
+import os
+import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -35,12 +40,15 @@ from spikecim.errors import SpikecimError
 
 __all__ = [
     "JOURNAL",
+    "Journal",
     "PageCacheJournal",
     "directions",
+    "load_study",
     "make_sampler",
     "open_study",
     "recover",
     "run_trials",
+    "sampler_seed",
     "storage_for",
 ]
 
@@ -55,35 +63,109 @@ def directions(space: Space) -> list[str]:
     return [o.direction or METRICS[o.metric].direction for o in space.objectives]
 
 
-def make_sampler(space: Space, random: bool = False) -> optuna.samplers.BaseSampler:
-    """The space's sampler (``random``: RandomSampler with the same seed, the baseline)."""
+def sampler_seed(seed: int, history: int = 0, worker: int = 0) -> int:
+    """The seed of one command's sampler: ``seed`` itself for the first worker of a new study
+    (so a study run in one go is the same as ever), otherwise drawn from ``seed``, the
+    trials already in the study (``history``) and the worker's index by NumPy's
+    ``SeedSequence``: a resumed study or a second worker never replays the draws of the first,
+    and the same history gives the same seed again."""
+    if history == 0 and worker == 0:
+        return seed
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, history, worker]).generate_state(1)[0])
+
+
+def make_sampler(space: Space, random: bool = False, seed: int | None = None) -> optuna.samplers.BaseSampler:
+    """The space's sampler (``random``: RandomSampler, the baseline), seeded with ``seed``
+    (default: the space's ``sampler.seed``; see :func:`sampler_seed`)."""
     s = space.sampler
+    seed = s.seed if seed is None else seed
     name = "random" if random else (s.name or ("nsga2" if len(space.objectives) > 1 else "tpe"))
     if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(population_size=s.population_size, seed=s.seed)
+        return optuna.samplers.NSGAIISampler(population_size=s.population_size, seed=seed)
     if name == "tpe":
-        return optuna.samplers.TPESampler(seed=s.seed, multivariate=True)
-    if name == "gp":
-        if len(space.objectives) > 1:
-            raise SpikecimError("space: sampler.gp takes one objective; use nsga2 for several")
-        return optuna.samplers.GPSampler(seed=s.seed)
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True)
+    if name == "gp":  # one objective: checked by Space
+        return optuna.samplers.GPSampler(seed=seed)
     # grid: every design is enqueued when the study is created (open_study), so parallel
     # workers take each one once; Optuna's GridSampler stops the study from a callback, which
     # an ask/tell loop has not.
-    return optuna.samplers.RandomSampler(seed=s.seed)
+    return optuna.samplers.RandomSampler(seed=seed)
 
 
-def storage_for(out_dir: str | Path, url: str | None = None, fsync: bool = True):
-    """The journal file in ``out_dir`` (default) or an RDB storage with heartbeats.
+def storage_for(out_dir: str | Path, url: str | None = None, fsync: bool = True, read_only: bool = False):
+    """The journal file in ``out_dir`` (default) or an RDB storage with heartbeats, checked
+    when opened: a URL that cannot be opened or a damaged journal is a one-line error.
 
     ``fsync=False`` writes journal lines to the kernel without waiting for the disk (see
-    :class:`PageCacheJournal`)."""
+    :class:`PageCacheJournal`). ``read_only`` (``--status``) creates nothing: no folder, no
+    journal, no database, no tables; a storage that holds no study is a one-line error."""
     if url:
-        import warnings
+        return _rdb(url, read_only)
+    from optuna.storages import JournalStorage
 
-        from optuna.exceptions import ExperimentalWarning
-        from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+    path = Path(out_dir) / JOURNAL
+    if read_only and not path.is_file():
+        raise SpikecimError(f"dse: no study in {out_dir} ({path} not found)")
+    try:
+        if not read_only:
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
+        storage = JournalStorage((Journal if fsync else PageCacheJournal)(str(path)))  # replays every line
+        _check_last_line(path)
+    except OSError as e:
+        raise SpikecimError(f"dse: cannot open {path}: {e.strerror or e}") from None
+    except Exception as e:  # noqa: BLE001 - whatever Optuna's reader or replay raises
+        raise SpikecimError(
+            f"dse: {path} is damaged ({_damage(path, e)}); it was left as it is: "
+            "restore it from a copy or choose another --out"
+        ) from None
+    return storage
 
+
+def _damage(path: Path, err: Exception) -> str:
+    """What is wrong with a journal Optuna failed to read: the first complete line that is not
+    a JSON record, else the replay's error."""
+    import json
+
+    with open(path, "rb") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.endswith(b"\n"):
+                break  # a torn last line: skipped when read
+            try:
+                value = json.loads(line)
+                if isinstance(value, dict):
+                    continue
+                why = f"a JSON {type(value).__name__}, not an object"
+            except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+                why = (str(e).splitlines() or [type(e).__name__])[0]
+            return f"line {number} is not a JSON record: {why}"
+    why = (str(err).splitlines() or [""])[0]
+    return f"a record Optuna cannot replay: {type(err).__name__}{': ' + why if why else ''}"
+
+
+def _rdb(url: str, read_only: bool):
+    """Optuna's RDBStorage of ``url`` (heartbeats on), or a one-line error."""
+    import sqlalchemy
+    from optuna.exceptions import ExperimentalWarning
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+    shown = _shown(url)
+    try:
+        if read_only:  # RDBStorage writes its tables and version into a database without them
+            parsed = sqlalchemy.engine.make_url(url)
+            if parsed.get_backend_name() == "sqlite" and not (
+                parsed.database and parsed.database != ":memory:" and Path(parsed.database).is_file()
+            ):
+                raise SpikecimError(f"dse: no study in {shown} (no database file)")
+            engine = sqlalchemy.create_engine(url)
+            try:
+                tables = set(sqlalchemy.inspect(engine).get_table_names())
+            finally:
+                engine.dispose()
+            if not {"studies", "version_info", "alembic_version"} <= tables:
+                raise SpikecimError(f"dse: no study in {shown} (no Optuna tables)")
+            return RDBStorage(url, skip_table_creation=True, skip_compatibility_check=True)
         with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5.1
             warnings.simplefilter("ignore", ExperimentalWarning)
             return RDBStorage(
@@ -92,44 +174,124 @@ def storage_for(out_dir: str | Path, url: str | None = None, fsync: bool = True)
                 grace_period=3 * HEARTBEAT_S,
                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
             )
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
+    except SpikecimError:
+        raise
+    except Exception as e:  # noqa: BLE001 - SQLAlchemy's and the drivers' errors, ImportError
+        why = (str(e).splitlines() or [type(e).__name__])[0]
+        if isinstance(e, ImportError) and e.__cause__ is not None:  # Optuna's, over the driver's
+            why += f" ({e.__cause__})"
+        raise SpikecimError(f"--storage: cannot open {shown}: {why}") from None
 
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    backend = JournalFileBackend if fsync else PageCacheJournal
-    return JournalStorage(backend(str(Path(out_dir) / JOURNAL)))
+
+def _shown(url: str) -> str:
+    """``url`` as it may be printed: without its password."""
+    import sqlalchemy
+
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not even a URL: shown as given
+        return url
 
 
-def _page_cache_journal():
+def _check_last_line(path: Path) -> None:
+    """Raise when the journal's last complete line is not a JSON record. Optuna's reader
+    raises on any other bad line but skips a bad last one, until a line appended after it
+    makes every later read fail; a last line without its ``\\n`` is a torn write instead,
+    skipped when read and cut before the next append (:class:`Journal`)."""
+    import json
+
+    with open(path, "rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        chunk = 4096
+        while True:
+            start = max(0, size - chunk)
+            f.seek(start)
+            tail = f.read(size - start)
+            lines = tail[: tail.rfind(b"\n") + 1].split(b"\n")  # [..., last complete, b""]
+            if len(lines) >= 3 or start == 0:
+                break
+            chunk *= 2
+    if len(lines) >= 2 and not isinstance(json.loads(lines[-2]), dict):
+        raise ValueError("its last line is not a journal record")
+
+
+def _journal_classes():
     from optuna.storages.journal import JournalFileBackend
     from optuna.storages.journal._file import get_lock_file
 
-    class PageCacheJournal(JournalFileBackend):
-        """Optuna's journal file without the ``fsync`` after each write: a line is in the
-        kernel when the call returns, so a killed process (SIGKILL included) loses nothing,
-        but a crash of the machine may lose the last lines. Optuna's reader skips a torn last
-        line. On a busy disk the fsync, not the sampler, limits a hardware-only study
-        (BENCHMARKS.md)."""
+    class Journal(JournalFileBackend):
+        """Optuna's journal file, with a torn last line cut before each append.
+
+        A process killed in the middle of a write (or a machine that crashed) can leave a last
+        line without its ``\\n``. Optuna's reader skips it, but Optuna appends the next lines
+        onto it, and the line it makes is not JSON: every later read fails, and every finished
+        trial with it. Under the journal's lock (so no write is in progress), the bytes after
+        the last ``\\n`` are cut before the new lines are written."""
+
+        fsync = True
 
         def append_logs(self, logs: list[dict[str, Any]]) -> None:
             import json
 
             text = "\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n"
             # the same lock and file as JournalFileBackend
-            with get_lock_file(self._lock), open(self._file_path, "ab") as f:
+            with get_lock_file(self._lock), open(self._file_path, "a+b") as f:
+                _cut_torn_tail(f, self._file_path)
                 f.write(text.encode("utf-8"))
+                if self.fsync:
+                    f.flush()
+                    os.fsync(f.fileno())
 
-    return PageCacheJournal
+    class PageCacheJournal(Journal):
+        """The journal without the ``fsync`` after each write: a line is in the kernel when
+        the call returns, so a killed process (SIGKILL included) loses nothing, but a crash of
+        the machine may lose the last lines (a torn last line is cut, :class:`Journal`). On a
+        busy disk the fsync, not the sampler, limits a hardware-only study (BENCHMARKS.md)."""
+
+        fsync = False
+
+    return Journal, PageCacheJournal
 
 
-PageCacheJournal = _page_cache_journal()
+Journal, PageCacheJournal = _journal_classes()
+
+
+def _cut_torn_tail(f, path: str) -> None:
+    """Cut ``f`` (open for reading and appending) back to just after its last ``\\n``."""
+    end = f.seek(0, os.SEEK_END)
+    if end == 0:
+        return
+    f.seek(end - 1)
+    if f.read(1) == b"\n":
+        return
+    pos = end
+    while pos > 0:
+        step = min(65536, pos)
+        pos -= step
+        f.seek(pos)
+        cut = f.read(step).rfind(b"\n")
+        if cut >= 0:
+            pos += cut + 1
+            break
+    f.truncate(pos)
+    sys.stderr.write(
+        f"dse: {path}: cut {end - pos} bytes after its last complete line (a write torn by a "
+        "stopped command; Optuna never read them)\n"
+    )
 
 
 def open_study(
-    space: Space, out_dir: str | Path, url: str | None = None, random: bool = False
+    space: Space,
+    out_dir: str | Path,
+    url: str | None = None,
+    random: bool = False,
+    worker: int = 0,
+    history: int | None = None,
 ) -> optuna.Study:
     """The space's study (created or loaded); ``random`` the random-search baseline study
-    ``<name>-random`` in the same storage."""
+    ``<name>-random`` in the same storage. Its sampler is seeded by :func:`sampler_seed` from
+    the trials in the study (``history``: as counted by the command that started this worker,
+    default: now) and the worker's index."""
     name = f"{space.name}-random" if random else space.name
     study = optuna.create_study(
         study_name=name,
@@ -138,10 +300,28 @@ def open_study(
         directions=directions(space),
         load_if_exists=True,
     )
-    if space.sampler.name == "grid" and not random and not study.get_trials(deepcopy=False):
+    trials = study.get_trials(deepcopy=False)
+    n = len(trials) if history is None else history
+    if n or worker:
+        study.sampler = make_sampler(space, random, sampler_seed(space.sampler.seed, n, worker))
+    if space.sampler.name == "grid" and not random and not trials:
         for params in grid_designs(space):
             study.enqueue_trial(params)
     return study
+
+
+def load_study(
+    space: Space, out_dir: str | Path, url: str | None = None, random: bool = False
+) -> optuna.Study:
+    """The space's study as it is, to read (``--status``): nothing is created or written; a
+    storage without the study is a one-line error."""
+    name = f"{space.name}-random" if random else space.name
+    storage = storage_for(out_dir, url, read_only=True)
+    try:
+        return optuna.load_study(study_name=name, storage=storage, sampler=make_sampler(space, random))
+    except KeyError:
+        where = _shown(url) if url else Path(out_dir) / JOURNAL
+        raise SpikecimError(f"dse: no study '{name}' in {where}") from None
 
 
 def grid_designs(space: Space) -> list[dict[str, Any]]:

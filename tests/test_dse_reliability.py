@@ -1,0 +1,389 @@
+"""spikecim dse when things go wrong: bad storage URLs, damaged and torn journals, commands
+that fail at the door, resumed and parallel studies that must not replay designs, too many
+workers, unreachable Ray clusters, --status that must create nothing. Every study here is a
+hardware-only space on the shipped workload file: a trial takes milliseconds."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
+
+from spikecim.cli.main import main
+from spikecim.dse.space import load_space
+from spikecim.dse.workers import run_worker
+from spikecim.errors import SpikecimError
+
+WORKLOAD = Path(__file__).resolve().parents[1] / "examples" / "dse" / "digits-convnet-workload.json"
+ADC = {"path": "arch.params.adc_bits", "low": 3, "high": 8}
+CLOCK = {"name": "clock", "path": "arch.params.clock_mhz", "low": 100.0, "high": 1000.0, "type": "float"}
+
+
+def _space(tmp_path: Path, file: str = "s.yaml", **over) -> Path:
+    shutil.copy(WORKLOAD, tmp_path / "wl.json")
+    space = {
+        "name": "t",
+        "workload": "wl.json",
+        "knobs": [ADC],
+        "objectives": [{"metric": "energy_uj"}],
+        "sampler": {"name": "tpe", "seed": 0},
+        "trials": 3,
+        **over,
+    }
+    path = tmp_path / file
+    path.write_text(yaml.safe_dump(space))
+    return path
+
+
+def _dse(capsys, *args) -> tuple[int, str]:
+    capsys.readouterr()
+    code = main(["dse", *map(str, args)])
+    return code, capsys.readouterr().err
+
+
+def _one_error_line(err: str) -> str:
+    """The one ``error:`` line of stderr (no traceback)."""
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def _trials(out: Path, name: str = "t") -> list[optuna.trial.FrozenTrial]:
+    """The study's trials as Optuna's own journal reader sees them."""
+    storage = JournalStorage(JournalFileBackend(str(out / "study.journal")))
+    return optuna.load_study(study_name=name, storage=storage).get_trials()
+
+
+# ---- 1. --storage URLs that cannot be opened ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "foo://bar",  # no such dialect
+        "sqlite:////nonexistent-folder/x.db",  # the folder does not exist
+        "sqlite:///{tmp}/wl.json",  # a file that is not a database
+        "postgresql://user:secret@localhost/db",  # no driver installed
+        "not a url",
+    ],
+)
+def test_a_storage_url_that_cannot_be_opened_is_one_line_and_writes_nothing(url, tmp_path, capsys):
+    pytest.importorskip("sqlalchemy")
+    if url.startswith("postgresql"):
+        for driver in ("psycopg2", "psycopg"):
+            try:
+                __import__(driver)
+                pytest.skip(f"{driver} is installed: the URL would reach for a server")
+            except ImportError:
+                pass
+    space = _space(tmp_path)
+    before = (tmp_path / "wl.json").read_bytes()
+    out = tmp_path / "o"
+    code, err = _dse(capsys, space, "--out", out, "--storage", url.format(tmp=tmp_path))
+    assert code == 2
+    line = _one_error_line(err)
+    assert line.startswith("error: --storage: cannot open "), line
+    assert "secret" not in line  # the password is not printed
+    assert not out.exists()
+    assert (tmp_path / "wl.json").read_bytes() == before  # the non-database file is untouched
+
+
+# ---- 2. a damaged journal --------------------------------------------------------------------
+
+DAMAGE = {
+    "a line of text": b"garbage\n",
+    "bytes that are not UTF-8": b"\x8b\xff\x00\x9c\n",
+    "an operation Optuna does not know": b'{"op_code": 99}\n',
+    "a bad line in the middle": None,  # line 3 replaced, below
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_a_damaged_journal_is_one_line_and_left_as_it_is(damage, tmp_path, capsys):
+    space = _space(tmp_path)
+    out = tmp_path / "o"
+    assert _dse(capsys, space, "--out", out)[0] == 0
+    journal = out / "study.journal"
+    if DAMAGE[damage] is None:
+        lines = journal.read_bytes().splitlines(keepends=True)
+        lines[2] = b"[1, 2]\n"
+        journal.write_bytes(b"".join(lines))
+    else:
+        with open(journal, "ab") as f:
+            f.write(DAMAGE[damage])
+    damaged = journal.read_bytes()
+    for args in (
+        ["--status", "--out", out],
+        ["--resume", "--out", out, "--trials", 5],
+        [space, "--out", out],
+    ):
+        code, err = _dse(capsys, *args)
+        assert code == 2, args
+        line = _one_error_line(err)
+        assert f"dse: {journal} is damaged (" in line, line
+        assert journal.read_bytes() == damaged  # never modified
+    if DAMAGE[damage] is None:
+        assert "line 3 is not a JSON record" in line
+
+
+# ---- 3. a torn last line ------------------------------------------------------------------------
+
+
+def _cut_inside_last_completion(journal: Path) -> int:
+    """Cut the journal in the middle of its last line that finishes a trial (op 6, state
+    COMPLETE), as a crash in that write leaves it; returns that trial's id."""
+    data = journal.read_bytes()
+    lines = data.splitlines(keepends=True)
+    last = max(
+        i
+        for i, ln in enumerate(lines)
+        if json.loads(ln)["op_code"] == 6 and json.loads(ln).get("state") == TrialState.COMPLETE.value
+    )
+    keep = sum(len(ln) for ln in lines[:last]) + len(lines[last]) // 2
+    journal.write_bytes(data[:keep])
+    return json.loads(lines[last])["trial_id"]
+
+
+@pytest.mark.parametrize("cut", ["20 bytes", "inside a trial's completion"])
+def test_a_torn_last_line_is_cut_before_appending_and_no_finished_trial_is_lost(cut, tmp_path, capsys):
+    space = _space(tmp_path, knobs=[CLOCK])
+    out = tmp_path / "o"
+    assert _dse(capsys, space, "--out", out)[0] == 0
+    journal = out / "study.journal"
+    if cut == "20 bytes":  # truncate -s -20
+        journal.write_bytes(journal.read_bytes()[:-20])
+    else:
+        _cut_inside_last_completion(journal)
+    assert not journal.read_bytes().endswith(b"\n")
+    finished = {t.number: (t.params, t.values) for t in _trials(out) if t.state == TrialState.COMPLETE}
+    assert len(finished) == (3 if cut == "20 bytes" else 2)
+
+    code, err = _dse(capsys, space, "--out", out, "--trials", 5)
+    assert code == 0, err
+    assert "cut " in err and "after its last complete line" in err
+
+    # every line is a JSON record again, and Optuna's own reader sees every finished trial
+    for line in journal.read_bytes().splitlines():
+        assert isinstance(json.loads(line), dict)
+    trials = _trials(out)
+    for number, (params, values) in finished.items():
+        assert trials[number].state == TrialState.COMPLETE
+        assert (trials[number].params, trials[number].values) == (params, values)
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 5
+    code, err = _dse(capsys, "--status", "--out", out)
+    assert code == 0, err
+
+
+# ---- 4. a command that fails at the door writes nothing --------------------------------------
+
+FAILS = {
+    "workload typo": ({"workload": "wl_typo.json"}, [], "error: space: workload: file not found"),
+    "baseline outside the table's range": (
+        {"baseline": {"arch.params.adc_bits": 99}},
+        [],
+        "error: space: baseline: ",
+    ),
+    "gp with two objectives": (
+        {"sampler": {"name": "gp"}, "objectives": [{"metric": "energy_uj"}, {"metric": "area_mm2"}]},
+        [],
+        "error: space: sampler.name: gp takes one objective",
+    ),
+    "bad --storage": ({}, ["--storage", "sqlite:////nonexistent-folder/x.db"], "error: --storage: "),
+    "bad --ray-address": ({}, ["--ray-address", "127.0.0.1:1"], "error: --ray-address: "),
+}
+
+
+@pytest.mark.parametrize("case", list(FAILS))
+def test_a_command_that_fails_at_the_door_leaves_no_folder_and_the_corrected_one_runs(case, tmp_path, capsys):
+    over, flags, message = FAILS[case]
+    out = tmp_path / "o"
+    code, err = _dse(capsys, _space(tmp_path, "bad.yaml", **over), "--out", out, *flags)
+    assert code == 2
+    assert _one_error_line(err).startswith(message), err
+    assert not out.exists()
+    code, err = _dse(capsys, _space(tmp_path), "--out", out)
+    assert code == 0, err
+    assert len(_trials(out)) == 3
+
+
+class _Broken:
+    def __init__(self, *a, **k):
+        raise SpikecimError("workload: the file went away")
+
+
+def test_a_failure_before_the_first_trial_removes_only_the_files_the_command_created(
+    tmp_path, capsys, monkeypatch
+):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    monkeypatch.setattr("spikecim.dse.evaluate.Evaluator", _Broken)
+    code, err = _dse(capsys, _space(tmp_path), "--out", out)
+    assert code == 2 and "the file went away" in err
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    monkeypatch.undo()
+    code, err = _dse(capsys, _space(tmp_path), "--out", out)
+    assert code == 0, err
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_a_failure_once_trials_exist_removes_nothing(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "o"
+    assert _dse(capsys, _space(tmp_path), "--out", out)[0] == 0
+    names = sorted(p.name for p in out.iterdir())
+    monkeypatch.setattr("spikecim.dse.evaluate.Evaluator", _Broken)
+    code, _ = _dse(capsys, _space(tmp_path), "--out", out, "--trials", 5)
+    assert code == 2
+    assert sorted(p.name for p in out.iterdir()) == names
+    assert sum(t.state == TrialState.COMPLETE for t in _trials(out)) == 3
+
+
+# ---- 5. resuming and parallel workers do not replay designs ------------------------------------
+
+
+def _clocks(out: Path) -> list[float]:
+    return [t.params["clock"] for t in _trials(out, "c")]
+
+
+def test_a_resumed_study_draws_new_designs_and_the_same_ones_when_repeated(tmp_path, capsys):
+    space = _space(tmp_path, name="c", knobs=[CLOCK])
+    runs = []
+    for folder in ("a", "b"):
+        out = tmp_path / folder
+        assert _dse(capsys, space, "--out", out, "--trials", 3)[0] == 0
+        assert _dse(capsys, space, "--out", out, "--trials", 6)[0] == 0
+        runs.append(_clocks(out))
+    assert len(runs[0]) == 6
+    assert len(set(runs[0])) == 6  # six distinct designs, counted by hand
+    assert runs[0] == runs[1]  # the same history continued the same way: the same designs
+    # a new study's first command is seeded with sampler.seed itself: Optuna's TPE, seed 0
+    ref = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0, multivariate=True))
+    assert runs[0][:3] == [ref.ask().suggest_float("clock", 100.0, 1000.0) for _ in range(3)]
+
+
+def test_a_second_worker_never_replays_the_first_workers_draws(tmp_path):
+    # the workers of one command, one after the other so the order is fixed: both see the
+    # study as the command found it (history 0); TPE's first ten trials are random draws
+    space = load_space(_space(tmp_path, name="c", knobs=[CLOCK], trials=8))
+    out = tmp_path / "w"
+    assert run_worker(space, str(out), 4, worker=0, history=0) == 4
+    assert run_worker(space, str(out), 8, worker=1, history=0) == 4
+    clocks = _clocks(out)
+    assert len(clocks) == 8
+    assert len(set(clocks)) == 8  # counted by hand: no design drawn twice
+    assert not any("reused_from" in t.user_attrs for t in _trials(out, "c"))
+
+
+def test_two_workers_draw_distinct_designs(tmp_path, capsys):
+    space = _space(
+        tmp_path,
+        name="c",
+        knobs=[CLOCK],
+        objectives=[{"metric": "energy_uj"}, {"metric": "latency_us"}],
+        sampler={"name": "nsga2", "population_size": 4, "seed": 0},
+        trials=8,
+    )
+    out = tmp_path / "w"
+    code, err = _dse(capsys, space, "--out", out, "--workers", 2)
+    assert code == 0, err
+    clocks = _clocks(out)
+    assert len(clocks) == 8
+    assert len(set(clocks)) == 8
+
+
+# ---- 6. --workers -------------------------------------------------------------------------------
+
+
+def test_more_workers_than_the_cap_is_one_line_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "o"
+    start = time.monotonic()
+    code, err = _dse(capsys, _space(tmp_path), "--out", out, "--workers", 100000, "--trials", 1)
+    assert code == 2
+    line = _one_error_line(err)
+    assert line.startswith("error: --workers: at most ") and "got 100000" in line, line
+    assert time.monotonic() - start < 30
+    assert not out.exists()
+
+
+def test_workers_beyond_the_budget_are_not_started(tmp_path, capsys, monkeypatch):
+    def no_pool(*a, **k):
+        raise AssertionError("a process pool was started for a one-trial budget")
+
+    monkeypatch.setattr("spikecim.dse.workers.multiprocessing.get_context", no_pool)
+    out = tmp_path / "o"
+    code, err = _dse(capsys, _space(tmp_path), "--out", out, "--workers", 2, "--trials", 1)
+    assert code == 0, err
+    assert len(_trials(out)) == 1
+
+
+# ---- 7. --ray-address ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("address", ["bogus.invalid:1", "127.0.0.1:1", "no-port"])
+def test_an_unreachable_ray_address_fails_fast_in_one_line(address, tmp_path, capsys):
+    out = tmp_path / "o"
+    start = time.monotonic()
+    code, err = _dse(capsys, _space(tmp_path), "--out", out, "--ray-address", address)
+    assert code == 2
+    assert _one_error_line(err).startswith("error: --ray-address: "), err
+    assert time.monotonic() - start < 30
+    assert not out.exists()
+
+
+def test_a_ray_init_error_is_one_line(tmp_path, capsys, monkeypatch):
+    ray = pytest.importorskip("ray")
+
+    def refuse(*a, **k):
+        raise ConnectionError("Could not find any running Ray instance.\nmore text")
+
+    monkeypatch.setattr(ray, "init", refuse)
+    code, err = _dse(capsys, _space(tmp_path), "--out", tmp_path / "o", "--ray-address", "auto")
+    assert code == 2
+    assert _one_error_line(err) == (
+        "error: --ray-address: cannot connect to auto: Could not find any running Ray instance."
+    )
+
+
+# ---- 9. --status creates nothing ----------------------------------------------------------------
+
+
+def test_status_on_a_database_that_does_not_exist_creates_nothing(tmp_path, capsys):
+    out = tmp_path / "o"
+    assert _dse(capsys, _space(tmp_path), "--out", out)[0] == 0
+    journal = (out / "study.journal").read_bytes()
+    db = tmp_path / "new.db"
+    code, err = _dse(capsys, "--status", "--out", out, "--storage", f"sqlite:///{db}")
+    assert code == 2
+    assert _one_error_line(err).startswith("error: dse: no study in "), err
+    assert not db.exists()
+    # a database without this study: no study, and no table or study written into it
+    other = tmp_path / "other.db"
+    sqlite3.connect(other).close()
+    code, err = _dse(capsys, "--status", "--out", out, "--storage", f"sqlite:///{other}")
+    assert code == 2 and "no study" in _one_error_line(err)
+    with sqlite3.connect(other) as con:
+        assert con.execute("select name from sqlite_master").fetchall() == []
+    # and on the journal --status reads without appending
+    code, err = _dse(capsys, "--status", "--out", out)
+    assert code == 0, err
+    assert (out / "study.journal").read_bytes() == journal
+
+
+def test_status_of_a_space_in_a_new_folder_creates_no_folder(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    assert _dse(capsys, _space(tmp_path), "--out", tmp_path / "o", "--storage", url)[0] == 0
+    other = _space(tmp_path, "s2.yaml", name="u")
+    code, err = _dse(capsys, other, "--status", "--out", tmp_path / "new", "--storage", url)
+    assert code == 2
+    assert "no study 'u'" in _one_error_line(err)
+    assert not (tmp_path / "new").exists()
