@@ -155,7 +155,7 @@ class TraceVariant(_Lenient):
 
     dense_macs: Amount | None = None
     effective_acs: Amount | None = None
-    activation_sparsity: Fraction | None = None
+    activation_sparsity: float | None = None  # 1 − nonzero/inputs: may round a hair below 0
     params: Amount | None = None
     weight_bytes: Amount | None = None
     membrane_bytes: Amount | None = None
