@@ -42,6 +42,7 @@ from spikecim.hw.estimators import get_estimator, list_estimators
 from spikecim.hw.exit_unit import ExitUnitParams
 from spikecim.hw.layers import LayerSpec, NetworkSpec, SpikeSimLayer, SpikeSimSpec
 from spikecim.interop import from_nir, read_graph
+from spikecim.interop.loader import NirMeta
 from spikecim.nn.tt_method import TTOptions
 from spikecim.pipeline.stage_analog import analog_stage
 from spikecim.pipeline.stages import RunContext
@@ -205,6 +206,7 @@ def _roots():
             numeric_fields(Space, seen=REACHED),
         ),
         ("security", {}, SecurityConfig.model_validate, numeric_fields(SecurityConfig, seen=REACHED)),
+        ("nir-yaml", {"dt": 1e-4}, NirMeta.model_validate, numeric_fields(NirMeta, seen=REACHED)),
     ]
     for name, cls in DEVICES.items():
         fields = numeric_fields(cls, "device.", seen=REACHED)
