@@ -26,3 +26,12 @@ def test_every_command_summary_is_a_single_line():
         summary = (cmd.short_help or cmd.help or "").strip().split("\n\n")[0]
         assert summary, f"{name}: no help text"
         assert "\n" not in summary, f"{name}: summary spans lines: {summary!r}"
+
+
+def test_calling_main_again_registers_no_command_twice(capsys):
+    # Typer keeps every registration: registering at each call made every later call slower
+    for _ in range(3):
+        assert main.main(["list", "tasks"]) == 0
+    names = [c.name or c.callback.__name__ for c in main.app.registered_commands]
+    groups = [g.name for g in main.app.registered_groups]
+    assert len(names) == len(set(names)) and len(groups) == len(set(groups)) == 2  # hw, nir

@@ -54,7 +54,16 @@ def _options(
     pass
 
 
+_registered = False
+
+
 def _register() -> None:
+    """Add the sub-commands to ``app``, once per process: Typer keeps every registration, so
+    registering again at each :func:`main` call would make every later call slower."""
+    global _registered
+    if _registered:
+        return
+    _registered = True
     from spikecim.cli import bench, compare, dse, hw, nir, pipeline, security, trex
 
     pipeline.register(app)
