@@ -82,7 +82,9 @@ def run_one(name: str, spiking: bool, data, args) -> dict:
     gen_cpu_s = time.process_time() - t0
     x_a, y_a = data.x_test[: args.analog_windows], data.y_test[: args.analog_windows]
     analog = {}
-    for seed in range(args.analog_seeds):  # PCM crossbar (aihwkit's statistical model), one hour after programming
+    for seed in range(
+        args.analog_seeds
+    ):  # PCM crossbar (aihwkit's statistical model), one hour after programming
         am = drift(program(to_analog(model, "pcm-aihwkit"), seed), 3600.0)
         with seeded(seed):
             analog[seed] = evaluate_lm(am, iterate_batches(x_a, y_a, 64))["perplexity"]
@@ -131,12 +133,17 @@ def main() -> None:
         print(json.dumps(row), flush=True)
         if args.json:
             args.json.write_text(json.dumps(rows, indent=1))
-    print("| model | params | train tokens / CPU s | tokens seen | val bits/char | generation tokens / CPU s | "
-          + " | ".join(f"{a} pJ/token" for a in ARCHS) + " |")
+    print(
+        "| model | params | train tokens / CPU s | tokens seen | val bits/char | generation tokens / CPU s | "
+        + " | ".join(f"{a} pJ/token" for a in ARCHS)
+        + " |"
+    )
     for r in rows:
         e = " | ".join(f"{r['energy_per_token_pj'][a]:.3g}" for a in ARCHS)
-        print(f"| {r['model']} | {r['params']} | {r['train_tokens_per_cpu_s']:.0f} | {r['train_tokens']} | "
-              f"{r['val_bits_per_char']:.3f} | {r['generation_tokens_per_cpu_s']:.1f} | {e} |")
+        print(
+            f"| {r['model']} | {r['params']} | {r['train_tokens_per_cpu_s']:.0f} | {r['train_tokens']} | "
+            f"{r['val_bits_per_char']:.3f} | {r['generation_tokens_per_cpu_s']:.1f} | {e} |"
+        )
 
 
 if __name__ == "__main__":

@@ -118,8 +118,18 @@ def test_adc_kernel_equals_adc_and_digital_stage_written_out(dtype, threads, sha
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize(
     "shape,out_features",
-    [((3, 40, 2, 2, 8, 1), 13), ((2, 3, 2, 2, 64, 37), 100), ((2, 300, 1, 1, 24, 1), 24), ((1, 50, 1, 1, 16, 5), 16)],
-    ids=["rows-sliced-padded", "patches-longer-than-a-noise-piece", "samples-drawn-together", "patches-drawn-together"],
+    [
+        ((3, 40, 2, 2, 8, 1), 13),
+        ((2, 3, 2, 2, 64, 37), 100),
+        ((2, 300, 1, 1, 24, 1), 24),
+        ((1, 50, 1, 1, 16, 5), 16),
+    ],
+    ids=[
+        "rows-sliced-padded",
+        "patches-longer-than-a-noise-piece",
+        "samples-drawn-together",
+        "patches-drawn-together",
+    ],
 )
 @pytest.mark.parametrize("adc", [(0.5, 20), None], ids=["adc", "no-adc"])
 def test_adc_kernel_with_output_noise_equals_the_noise_pass_then_the_adc(

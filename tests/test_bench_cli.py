@@ -77,7 +77,10 @@ def test_bench_json_has_one_row_per_library_and_batch(capsys):
         ),
         # petabytes for one input: beyond any address space, so the allocation fails even
         # where the kernel overcommits memory
-        (["bench", "--quick", "--batch", "9999999999999", "--library", "spikecim"], "bench: the sizes asked for"),
+        (
+            ["bench", "--quick", "--batch", "9999999999999", "--library", "spikecim"],
+            "bench: the sizes asked for",
+        ),
     ],
 )
 def test_bench_bad_option_is_a_one_line_error(argv, message, capsys):

@@ -111,7 +111,10 @@ def test_study_page_plots_the_brute_force_front_among_every_trial(searched, tmp_
     designs, front = _brute_force(tmp_path)
     write_outputs(doc, tmp_path / "out")
     page = (tmp_path / "out" / "study.html").read_text()
-    specs = [json.loads(m) for m in re.findall(r'<script type="application/json" class="chart-spec">(.*?)</script>', page)]
+    specs = [
+        json.loads(m)
+        for m in re.findall(r'<script type="application/json" class="chart-spec">(.*?)</script>', page)
+    ]
     first = specs[0]["data"]  # energy against latency
     assert sum(len(trace["x"]) for trace in first) == len(doc["trials"])  # every trial drawn
     pareto = next(trace for trace in first if trace["name"] == "Pareto-optimal")

@@ -72,7 +72,13 @@ def test_two_runs_interleaved_in_one_process_match_each_run_alone(tmp_path):
 
     def config(seed, where):
         return load_config(
-            overrides=[*TINY, "data.encoder=rate", f"seed={seed}", f"output_dir={tmp_path / where}", f"stages={stages}"]
+            overrides=[
+                *TINY,
+                "data.encoder=rate",
+                f"seed={seed}",
+                f"output_dir={tmp_path / where}",
+                f"stages={stages}",
+            ]
         )
 
     alone_ctx = {seed: run(config(seed, f"alone{seed}")) for seed in (0, 1)}
@@ -85,11 +91,14 @@ def test_two_runs_interleaved_in_one_process_match_each_run_alone(tmp_path):
             ctx.metrics[name] = result_json(get_stage(name).fn(ctx))
     for seed, ctx in ctxs.items():
         for name in ("evaluate", "trace"):
-            assert json.dumps(ctx.metrics[name], sort_keys=True) == json.dumps(result_json(alone[seed][name]), sort_keys=True)
+            assert json.dumps(ctx.metrics[name], sort_keys=True) == json.dumps(
+                result_json(alone[seed][name]), sort_keys=True
+            )
         mixed, single = _weights(ctx.run_dir), _weights(alone_ctx[seed].run_dir)
         for v in mixed:
             assert all(torch.equal(mixed[v][k], single[v][k]) for k in single[v]), (seed, v)
     # And the two seeds are different runs.
     assert _weights(ctxs[0].run_dir)["snn"] != {} and not all(
-        torch.equal(a, b) for a, b in zip(_weights(ctxs[0].run_dir)["snn"].values(), _weights(ctxs[1].run_dir)["snn"].values())
+        torch.equal(a, b)
+        for a, b in zip(_weights(ctxs[0].run_dir)["snn"].values(), _weights(ctxs[1].run_dir)["snn"].values())
     )

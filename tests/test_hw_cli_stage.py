@@ -112,7 +112,9 @@ def test_hardware_stage_costs_snn_and_ann_side_by_side(run_dir):
     assert m["baseline"] == "ann" and set(m["ratios"]) == {"snn_over_ann"}
     for arch in m["archs"]:
         s, a = m["variants"]["snn"][arch], m["variants"]["ann"][arch]
-        assert m["ratios"]["snn_over_ann"][arch]["energy_pj"] == pytest.approx(s["energy_pj"] / a["energy_pj"])
+        assert m["ratios"]["snn_over_ann"][arch]["energy_pj"] == pytest.approx(
+            s["energy_pj"] / a["energy_pj"]
+        )
         assert (run_dir / m["files"]["reports"]["snn"][arch]).exists()
         assert sum(s["energy_by_layer_pj"].values()) == pytest.approx(s["energy_pj"])
     assert len(m["files"]["plots"]) == 2 and all((run_dir / p).exists() for p in m["files"]["plots"])
@@ -157,7 +159,9 @@ def test_node_scaling_keeps_a_constant_set_with_it(run_dir, capsys):
     args = ["hw", "estimate", str(run_dir), "--arch", "imc-rram-65nm", "--node-nm", "32.5"]
     assert main([*args, "--set", "e_mux_pj=0.5", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["energy_pj"] == pytest.approx(expected.energy_pj) and out["area_um2"] == pytest.approx(expected.area_um2)
+    assert out["energy_pj"] == pytest.approx(expected.energy_pj) and out["area_um2"] == pytest.approx(
+        expected.area_um2
+    )
 
 
 @pytest.mark.parametrize(

@@ -80,7 +80,9 @@ def test_ideal_crossbar_perplexity_equals_exp_of_the_hand_cross_entropy_of_the_d
     m = analog["variants"][variant]
     assert m["ideal"] == pytest.approx(math.exp(ce), rel=1e-5)
     assert m["analog"]["accuracies"] == pytest.approx([math.exp(ce)] * N_SEEDS, rel=1e-5)
-    assert m["analog"]["mean"] == pytest.approx(math.exp(ce), rel=1e-5) and m["analog"]["std"] == pytest.approx(0, abs=1e-6)
+    assert m["analog"]["mean"] == pytest.approx(math.exp(ce), rel=1e-5) and m["analog"][
+        "std"
+    ] == pytest.approx(0, abs=1e-6)
     per = m["metrics"]
     assert per["cross_entropy"]["accuracies"] == pytest.approx([ce] * N_SEEDS, rel=1e-5)
     assert per["bits_per_char"]["accuracies"] == pytest.approx([ce / math.log(2)] * N_SEEDS, rel=1e-5)
@@ -106,7 +108,9 @@ def test_ptq_analog_scores_each_quantised_language_model_on_the_crossbar_in_perp
                 layer.weight.copy_(group_rtn(layer.weight, 4, group))
     (rtn,) = stage["runs"]
     expected = math.exp(_hand_cross_entropy(q, ctx.data.x_test, ctx.data.y_test))
-    assert rtn["method"] == "rtn" and rtn["analog"]["accuracies"] == pytest.approx([expected] * N_SEEDS, rel=1e-5)
+    assert rtn["method"] == "rtn" and rtn["analog"]["accuracies"] == pytest.approx(
+        [expected] * N_SEEDS, rel=1e-5
+    )
 
 
 def test_report_and_summary_show_the_crossbar_perplexity_with_its_direction(transformer_run):
@@ -150,7 +154,17 @@ def test_ptq_of_matmulfree_is_refused_in_one_line_when_the_config_is_read(tmp_pa
     with pytest.raises(SpikecimError, match=r"stages: the ptq stage .*matmulfree-tiny.*ternary") as err:
         load_config(None, args)
     assert "\n" not in str(err.value)
-    cli = ["run", "--task", "lm", "--model", "matmulfree-tiny", "--stages", "train,ptq", "--set", f"output_dir={tmp_path}"]
+    cli = [
+        "run",
+        "--task",
+        "lm",
+        "--model",
+        "matmulfree-tiny",
+        "--stages",
+        "train,ptq",
+        "--set",
+        f"output_dir={tmp_path}",
+    ]
     assert main(cli) == 2
     out = capsys.readouterr().err
     assert "stages:" in out and "Traceback" not in out and not any(tmp_path.iterdir())  # nothing trained

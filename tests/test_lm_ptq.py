@@ -24,7 +24,12 @@ TEXT = "The quick brown fox jumps over the lazy dog. " * 20  # 900 bytes
 
 @pytest.mark.parametrize(
     ("name", "spiking"),
-    [("transformer-tiny", False), ("matmulfree-tiny", False), ("spikegpt-tiny", True), ("spikegpt-tiny", False)],
+    [
+        ("transformer-tiny", False),
+        ("matmulfree-tiny", False),
+        ("spikegpt-tiny", True),
+        ("spikegpt-tiny", False),
+    ],
 )
 def test_lm_reconstruction_blocks_chain_into_the_model_output(name, spiking):
     torch.manual_seed(0)
@@ -91,15 +96,21 @@ def test_lm_ptq_reports_perplexity_equal_to_exp_of_the_hand_cross_entropy(lm_ptq
     (variant,) = result["variants"]
     model, data = ctx.models[variant], ctx.data
     stage = result["variants"][variant]
-    assert stage["full_precision"]["perplexity"] == pytest.approx(_hand_perplexity(model, data.x_test, data.y_test), rel=1e-6)  # float32 logits
+    assert stage["full_precision"]["perplexity"] == pytest.approx(
+        _hand_perplexity(model, data.x_test, data.y_test), rel=1e-6
+    )  # float32 logits
     calib = data.x_train[:16].t()
     for bits in (2, 4):
-        rc = ReconstructionConfig(method="tesseraq", thresholds=(0.5, 0.0), steps=2, batch_size=8, seed=cfg.seed)
+        rc = ReconstructionConfig(
+            method="tesseraq", thresholds=(0.5, 0.0), steps=2, batch_size=8, seed=cfg.seed
+        )
         q = post_training_quantize(model, WeightQuantSpec(bits, 32), "tesseraq", calib, rc, batch_dim=1).model
         run_ = next(r for r in stage["runs"] if r["method"] == "tesseraq" and r["bits"] == bits)
         expected = _hand_perplexity(q, data.x_test, data.y_test)
         assert run_["metrics"]["perplexity"] == pytest.approx(expected, rel=1e-6)  # float32 logits
-        assert run_["metrics"]["bits_per_char"] == pytest.approx(math.log2(expected), rel=1e-6)  # float32 logits
+        assert run_["metrics"]["bits_per_char"] == pytest.approx(
+            math.log2(expected), rel=1e-6
+        )  # float32 logits
         # blocks.0 and the head hold weight layers; the embedding holds none
         assert len(run_["block_mse"]) == 2
 
@@ -117,7 +128,9 @@ def test_lm_ptq_rtn_perplexity_equals_the_model_quantised_with_torch_fake_quanti
                     group = 32 if fan_in > 32 and fan_in % 32 == 0 else fan_in
                     m.weight.copy_(group_rtn(m.weight, bits, group))
         rtn = next(r for r in stage[variant]["runs"] if r["method"] == "rtn" and r["bits"] == bits)
-        assert rtn["metrics"]["perplexity"] == pytest.approx(_hand_perplexity(q, ctx.data.x_test, ctx.data.y_test), rel=1e-6)  # float32 logits
+        assert rtn["metrics"]["perplexity"] == pytest.approx(
+            _hand_perplexity(q, ctx.data.x_test, ctx.data.y_test), rel=1e-6
+        )  # float32 logits
 
 
 def test_lm_ptq_refuses_matmulfree_in_one_line_before_training(tmp_path):

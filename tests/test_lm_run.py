@@ -50,7 +50,18 @@ def test_lm_workload_counts_one_step_per_token_and_the_macs_by_hand(lm_run):
 
 def test_generate_continues_the_prompt_reproducibly(lm_run, capsys):
     capsys.readouterr()
-    args = ["generate", str(lm_run), "--prompt", "The ", "--tokens", "12", "--temperature", "1.0", "--seed", "5"]
+    args = [
+        "generate",
+        str(lm_run),
+        "--prompt",
+        "The ",
+        "--tokens",
+        "12",
+        "--temperature",
+        "1.0",
+        "--seed",
+        "5",
+    ]
     assert main(args) == 0
     first = capsys.readouterr().out
     assert main(args) == 0

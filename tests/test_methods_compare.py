@@ -31,7 +31,13 @@ def _hand_results():
         {"base": {"accuracy": 0.9}, "fast": {"accuracy": 0.8, "average_steps": 2.5}}
     )
     analog = AnalogResult.model_validate(
-        {"n_seeds": 3, "variants": {"base": {"analog": {"mean": 0.85, "std": 0.02}}, "fast": {"analog": {"mean": 0.7, "std": 0.04}}}}
+        {
+            "n_seeds": 3,
+            "variants": {
+                "base": {"analog": {"mean": 0.85, "std": 0.02}},
+                "fast": {"analog": {"mean": 0.7, "std": 0.04}},
+            },
+        }
     )
     trace = TraceResult.model_validate(
         {
@@ -109,8 +115,16 @@ def test_comparison_leaves_the_columns_of_stages_that_did_not_run_empty():
         ("[dt-snn, dt-snn]", "'dt-snn' twice", "timesteps"),
     ],
 )
-def test_methods_changing_one_aspect_are_refused_in_one_line_with_exit_2(tmp_path, capsys, methods, pair, aspect):
-    args = ["run", "--set", f"output_dir={tmp_path}", "--set", f"variants=[{{name: both, methods: {methods}}}]"]
+def test_methods_changing_one_aspect_are_refused_in_one_line_with_exit_2(
+    tmp_path, capsys, methods, pair, aspect
+):
+    args = [
+        "run",
+        "--set",
+        f"output_dir={tmp_path}",
+        "--set",
+        f"variants=[{{name: both, methods: {methods}}}]",
+    ]
     assert main([*args, "--set", "baseline=both"]) == 2
     err = capsys.readouterr().err
     lines = [line for line in err.strip().splitlines() if line.strip()]
@@ -121,7 +135,14 @@ def test_methods_changing_one_aspect_are_refused_in_one_line_with_exit_2(tmp_pat
 
 @pytest.mark.parametrize(
     "methods",
-    [["mint", "dt-snn"], ["dt-snn", "mint"], ["shared-lif", "squat"], ["squat", "shared-lif"], ["weight-qat", "squat"], ["tt", "mint"]],
+    [
+        ["mint", "dt-snn"],
+        ["dt-snn", "mint"],
+        ["shared-lif", "squat"],
+        ["squat", "shared-lif"],
+        ["weight-qat", "squat"],
+        ["tt", "mint"],
+    ],
 )
 def test_methods_changing_different_aspects_combine(methods):
     cfg = RunConfig.model_validate({"variants": [{"name": "v", "methods": methods}], "baseline": "v"})
@@ -135,7 +156,9 @@ def test_a_method_declared_compatible_combines_although_it_changes_the_same_aspe
         register_method("probe-c", changes={"weight-quant"})(lambda model: model)
         check_combination(["probe-a", "probe-b"])
         check_combination(["probe-b", "probe-a"])
-        with pytest.raises(SpikecimError, match="lists 'probe-a' and 'probe-c', which both change the weight-quant"):
+        with pytest.raises(
+            SpikecimError, match="lists 'probe-a' and 'probe-c', which both change the weight-quant"
+        ):
             check_combination(["probe-a", "probe-c"])
         with pytest.raises(SpikecimError, match="unknown aspect 'colour'"):
             register_method("probe-d", changes={"colour"})

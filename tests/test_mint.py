@@ -65,8 +65,15 @@ def test_footprint_of_two_bit_weights_and_membranes_is_93_75_percent_smaller():
 
 def _tiny(seed=0, bits=2):
     torch.manual_seed(seed)
-    m = create_model("convnet", spiking=True, num_classes=10, in_channels=1, input_size=8, width=0.25,
-                     neuron_kw={"reset_delay": False, "beta": 0.5})
+    m = create_model(
+        "convnet",
+        spiking=True,
+        num_classes=10,
+        in_channels=1,
+        input_size=8,
+        width=0.25,
+        neuron_kw={"reset_delay": False, "beta": 0.5},
+    )
     return apply_methods(m, [MethodConfig(name="mint", bits=bits, integer=True)])
 
 
@@ -120,8 +127,15 @@ def test_integer_state_uses_only_the_configured_levels():
 
 def test_integer_path_refuses_a_leak_that_is_not_a_shift_and_the_paper_variant():
     torch.manual_seed(0)
-    m = create_model("convnet", spiking=True, num_classes=10, in_channels=1, input_size=8, width=0.25,
-                     neuron_kw={"reset_delay": False, "beta": 0.9})
+    m = create_model(
+        "convnet",
+        spiking=True,
+        num_classes=10,
+        in_channels=1,
+        input_size=8,
+        width=0.25,
+        neuron_kw={"reset_delay": False, "beta": 0.9},
+    )
     m = apply_methods(m, [MethodConfig(name="mint", bits=2, integer=True)])
     with pytest.raises(SpikecimError, match="beta must be a power of two"):
         integer_model(m)
@@ -133,8 +147,10 @@ def test_integer_path_refuses_a_leak_that_is_not_a_shift_and_the_paper_variant()
         integer_model(paper)
 
 
-@pytest.mark.parametrize("options,match", [({"bits": 1}, "mint.bits"), ({"bits": 16}, "mint.bits"),
-                                           ({"integer": "yes"}, "mint.integer")])
+@pytest.mark.parametrize(
+    "options,match",
+    [({"bits": 1}, "mint.bits"), ({"bits": 16}, "mint.bits"), ({"integer": "yes"}, "mint.integer")],
+)
 def test_bad_mint_options_name_the_field(options, match):
     m = create_model("convnet", spiking=True, width=0.25, neuron_kw={"reset_delay": False})
     with pytest.raises(SpikecimError, match=match):

@@ -61,7 +61,10 @@ def test_ptq_rtn_accuracy_equals_the_model_quantised_with_torch_fake_quantiser(p
     model = ctx.models["ann"]
     inputs = variant_input(cfg, "ann", ctx.data)
     data = ctx.data
-    assert metrics["full_precision"]["accuracy"] == evaluate(model, data.x_test, data.y_test, inputs, seed=cfg.seed)["accuracy"]
+    assert (
+        metrics["full_precision"]["accuracy"]
+        == evaluate(model, data.x_test, data.y_test, inputs, seed=cfg.seed)["accuracy"]
+    )
     for bits in (2, 4):
         q = copy.deepcopy(model)
         with torch.no_grad():
@@ -69,7 +72,11 @@ def test_ptq_rtn_accuracy_equals_the_model_quantised_with_torch_fake_quantiser(p
                 if isinstance(m, (nn.Conv2d, nn.Linear)):
                     fan_in = m.weight[0].numel()
                     group = 32 if fan_in > 32 and fan_in % 32 == 0 else fan_in
-                    m.weight.copy_(group_rtn(m.weight.reshape(m.weight.shape[0], -1), bits, group).reshape(m.weight.shape))
+                    m.weight.copy_(
+                        group_rtn(m.weight.reshape(m.weight.shape[0], -1), bits, group).reshape(
+                            m.weight.shape
+                        )
+                    )
         expected = evaluate(q, data.x_test, data.y_test, inputs, seed=cfg.seed)["accuracy"]
         rtn = next(r for r in metrics["runs"] if r["method"] == "rtn" and r["bits"] == bits)
         assert rtn["metrics"]["accuracy"] == expected

@@ -182,7 +182,12 @@ def _roots():
         ("layer-list", _layers(), workload_from_layers, numeric_fields(NetworkSpec, seen=REACHED)),
         ("spikesim", _spikesim(), spikesim_from_spec, numeric_fields(SpikeSimSpec, seen=REACHED)),
         ("method-tt", {"rank": 2}, TTOptions.model_validate, numeric_fields(TTOptions, seen=REACHED)),
-        ("exit-unit", _exit_unit(), ExitUnitParams.model_validate, numeric_fields(ExitUnitParams, seen=REACHED)),
+        (
+            "exit-unit",
+            _exit_unit(),
+            ExitUnitParams.model_validate,
+            numeric_fields(ExitUnitParams, seen=REACHED),
+        ),
         (
             "digital-unit",
             dict(load_digital_unit("digital-unit-45nm").model_dump()),

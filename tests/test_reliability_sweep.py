@@ -519,7 +519,9 @@ def test_default_run_name_holds_the_model_and_the_data_set(tmp_path):
 def test_make_clean_leaves_runs_alone():
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
-    dry = subprocess.run(["make", "--no-print-directory", "-n", "clean"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    dry = subprocess.run(
+        ["make", "--no-print-directory", "-n", "clean"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
     assert dry.strip() and "runs" not in dry
 
 

@@ -19,5 +19,7 @@ def test_accuracy_seeds_draws_every_seed_and_the_mean_in_percent():
 
 
 def test_accuracy_seeds_draws_a_perplexity_as_it_is():
-    fig = charts.accuracy_seeds({"lm": {"mean": 5.5, "std": 0.1, "seeds": [5.4, 5.6]}}, "lm", metric="perplexity")
+    fig = charts.accuracy_seeds(
+        {"lm": {"mean": 5.5, "std": 0.1, "seeds": [5.4, 5.6]}}, "lm", metric="perplexity"
+    )
     assert list(_trace(fig, "each seed").y) == [5.4, 5.6]

@@ -89,18 +89,27 @@ def test_squat_lif_equals_snntorch_leaky_with_state_quant(levels):
 
 
 def _convnet(**neuron_kw):
-    return create_model("convnet", spiking=True, num_classes=10, in_channels=1, input_size=8, width=0.25,
-                        neuron_kw=neuron_kw)
+    return create_model(
+        "convnet", spiking=True, num_classes=10, in_channels=1, input_size=8, width=0.25, neuron_kw=neuron_kw
+    )
 
 
 def test_mint_and_squat_on_one_membrane_are_refused_weight_qat_and_squat_combine():
-    with pytest.raises(SpikecimError, match="'(mint|squat)' and '(mint|squat)', which both change the membrane-quant"):
+    with pytest.raises(
+        SpikecimError, match="'(mint|squat)' and '(mint|squat)', which both change the membrane-quant"
+    ):
         apply_methods(_convnet(reset_delay=False), [MethodConfig(name="mint"), MethodConfig(name="squat")])
-    with pytest.raises(SpikecimError, match="'(mint|squat)' and '(mint|squat)', which both change the membrane-quant"):
+    with pytest.raises(
+        SpikecimError, match="'(mint|squat)' and '(mint|squat)', which both change the membrane-quant"
+    ):
         apply_methods(_convnet(reset_delay=False), [MethodConfig(name="squat"), MethodConfig(name="mint")])
     with pytest.raises(SpikecimError, match="'weight-qat' and 'mint', which both change the weight-quant"):
-        apply_methods(_convnet(reset_delay=False), [MethodConfig(name="weight-qat"), MethodConfig(name="mint")])
-    m = apply_methods(_convnet(), [MethodConfig(name="weight-qat", bits=4), MethodConfig(name="squat", bits=2)])
+        apply_methods(
+            _convnet(reset_delay=False), [MethodConfig(name="weight-qat"), MethodConfig(name="mint")]
+        )
+    m = apply_methods(
+        _convnet(), [MethodConfig(name="weight-qat", bits=4), MethodConfig(name="squat", bits=2)]
+    )
     w = m[3].weight
     assert len(torch.unique(w)) <= 2**4 - 1  # narrow signed 4-bit grid: at most 15 values
     assert m[5].membrane_bits == 2 and m[3].weight_bits == 4
@@ -130,8 +139,18 @@ def test_tiny_run_traces_the_configured_bits_of_squat_and_mint_variants(tmp_path
         "  - {name: mint2, methods: [{name: mint, bits: 2}]}\n"
         "baseline: snn\n"
     )
-    args = ["run", str(cfg), "--set", f"output_dir={tmp_path}", "--epochs", "1", "--set", "data.limit=64",
-            "--stages", "train,evaluate,trace"]
+    args = [
+        "run",
+        str(cfg),
+        "--set",
+        f"output_dir={tmp_path}",
+        "--epochs",
+        "1",
+        "--set",
+        "data.limit=64",
+        "--stages",
+        "train,evaluate,trace",
+    ]
     assert main(args) == 0, capsys.readouterr().err
     run = tmp_path / "q"
     sq = Workload.load(run / "workload_sq.json")

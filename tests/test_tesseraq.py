@@ -35,7 +35,9 @@ def digits():
 def trained_mlp(digits):
     """A small ANN (64-48-32-10) trained on the digits to ~95 %: a plain torch model, batch first."""
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 48), nn.ReLU(), nn.Linear(48, 32), nn.ReLU(), nn.Linear(32, 10))
+    model = nn.Sequential(
+        nn.Flatten(), nn.Linear(64, 48), nn.ReLU(), nn.Linear(48, 32), nn.ReLU(), nn.Linear(32, 10)
+    )
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(100):
         loss = nn.functional.cross_entropy(model(digits.x_train), digits.y_train)
@@ -50,7 +52,9 @@ def trained_mlp(digits):
 
 def test_rectified_sigmoid_is_the_stretched_clamped_sigmoid_and_its_inverse_recovers_the_fraction():
     nu = torch.linspace(-8, 8, 101)
-    assert torch.allclose(rectified_sigmoid(nu), torch.clamp(1.2 / (1 + torch.exp(-nu)) - 0.1, 0, 1), atol=1e-7)
+    assert torch.allclose(
+        rectified_sigmoid(nu), torch.clamp(1.2 / (1 + torch.exp(-nu)) - 0.1, 0, 1), atol=1e-7
+    )
     frac = torch.linspace(0, 0.999, 50)
     assert torch.allclose(rectified_sigmoid(rectified_sigmoid_inverse(frac)), frac, atol=1e-5)
     assert float(rectified_sigmoid(torch.tensor(0.0))) == pytest.approx(0.5)
@@ -106,7 +110,9 @@ def test_reconstruction_lowers_the_loss_within_every_stage_and_ends_below_rtn(tr
     stage's steps end below where its hardening left the loss, and the final hard rounding
     ends below RTN's error in every block."""
     cfg = ReconstructionConfig(thresholds=SHORT, steps=25, lr=1e-2)
-    out = post_training_quantize(trained_mlp, WeightQuantSpec(2, 16), "tesseraq", digits.x_train[:256], cfg, 0)
+    out = post_training_quantize(
+        trained_mlp, WeightQuantSpec(2, 16), "tesseraq", digits.x_train[:256], cfg, 0
+    )
     assert [b.layers for b in out.blocks] == [["1"], ["1"], ["1"]]
     for block in out.blocks:
         assert [s.threshold for s in block.stages] == list(SHORT)

@@ -80,8 +80,10 @@ def test_variant_settings_and_methods_shape_the_built_models():
         cfg = load_config(
             overrides=[
                 "model.name=mlp",
-                ("variants=[{name: plain}, {name: slow, neuron: {beta: 0.9}, "
-                "methods: [{name: zero-first-bias, value: 0.25}]}, {name: ann, spiking: false}]"),
+                (
+                    "variants=[{name: plain}, {name: slow, neuron: {beta: 0.9}, "
+                    "methods: [{name: zero-first-bias, value: 0.25}]}, {name: ann, spiking: false}]"
+                ),
             ]
         )
         models = build_models(cfg, load_dataset("digits", limit=64))

@@ -143,7 +143,9 @@ class _RunConfig(_Section):
     seed: int = Field(0, ge=0, lt=MAX_INT, description="seed of every random draw, 0 <= seed < 2**63")
     output_dir: str = Field("runs", description="folder that holds the run folders")
     stages: list[str] = Field(default_factory=lambda: list(DEFAULT_STAGES), min_length=1)
-    task: str = Field("classification", description="what the run learns: classification | lm (spikecim.tasks)")
+    task: str = Field(
+        "classification", description="what the run learns: classification | lm (spikecim.tasks)"
+    )
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
@@ -205,7 +207,12 @@ class _RunConfig(_Section):
                 f"{self.task}; allowed: {', '.join(list_models(self.task))}"
             )
         ptq = getattr(self, "ptq", None)
-        if "ptq" in self.stages and ptq is not None and ptq.enabled and not has_float_weights(self.model.name):
+        if (
+            "ptq" in self.stages
+            and ptq is not None
+            and ptq.enabled
+            and not has_float_weights(self.model.name)
+        ):
             raise ValueError(
                 f"stages: the ptq stage has no weight layer to quantise in {self.model.name} (its BitLinear "
                 "layers are ternary already); leave ptq out of the stages"
@@ -238,7 +245,9 @@ class _RunConfig(_Section):
                 check_combination(v.methods, v.name)
             except SpikecimError as e:
                 raise ValueError(f"variants.{i}.methods: {e}") from None
-            _check_section(NeuronConfig, {**self.model.neuron.model_dump(), **v.neuron}, f"variants.{i}.neuron.")
+            _check_section(
+                NeuronConfig, {**self.model.neuron.model_dump(), **v.neuron}, f"variants.{i}.neuron."
+            )
             _check_section(TrainConfig, self._train_values(v), f"variants.{i}.train.")
         for v in self.hardware.variants or []:
             if v not in names:

@@ -131,7 +131,9 @@ def check_combination(methods: Iterable[Any], variant: str = "") -> None:
             shared = method_changes(a) & method_changes(b)
             if not shared or b in _COMPATIBLE[a] or a in _COMPATIBLE[b]:
                 continue
-            listed = f"lists '{a}' and '{b}', which both change" if a != b else f"lists '{a}' twice, which changes"
+            listed = (
+                f"lists '{a}' and '{b}', which both change" if a != b else f"lists '{a}' twice, which changes"
+            )
             raise SpikecimError(f"{where}: {listed} the {min(shared)}; list only one of them")
 
 

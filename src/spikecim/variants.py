@@ -56,7 +56,9 @@ class VariantConfig(Schema):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(
-        min_length=1, pattern=r"^[A-Za-z0-9_-]+$", description="names files and table rows: letters, digits, _ -"
+        min_length=1,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="names files and table rows: letters, digits, _ -",
     )
     spiking: bool = Field(True, description="the spiking model, or its ANN twin (ReLU, T = 1)")
     timesteps: int | None = Field(
@@ -68,13 +70,17 @@ class VariantConfig(Schema):
     methods: list[MethodConfig] = Field(
         default_factory=list, description="method transforms applied in order when the model is built"
     )
-    train: dict[str, Any] = Field(default_factory=dict, description="train fields this variant sets otherwise")
+    train: dict[str, Any] = Field(
+        default_factory=dict, description="train fields this variant sets otherwise"
+    )
 
     @model_validator(mode="after")
     def _ann(self) -> VariantConfig:
         if not self.spiking:
             if self.timesteps not in (None, 1):
-                raise ValueError(f"variant '{self.name}': an ANN variant runs T = 1, got timesteps {self.timesteps}")
+                raise ValueError(
+                    f"variant '{self.name}': an ANN variant runs T = 1, got timesteps {self.timesteps}"
+                )
             if self.neuron:
                 raise ValueError(f"variant '{self.name}': neuron settings apply to spiking variants only")
         return self

@@ -122,7 +122,9 @@ def monte_carlo_scores(
             layer for layer in analog_layers(analog_model)
             if layer.config.adc.enabled and layer.config.adc.range == "calibrated"
         ]  # fmt: skip
-        calibrated += [m for m in dynamic_layers(analog_model) if m.config.dynamic.operand_range == "calibrated"]
+        calibrated += [
+            m for m in dynamic_layers(analog_model) if m.config.dynamic.operand_range == "calibrated"
+        ]
         if calibrated:
             raise SpikecimError(
                 "calibration_samples: the crossbar's adc.range or dynamic.operand_range is 'calibrated' "
@@ -130,7 +132,15 @@ def monte_carlo_scores(
                 "number and dynamic.operand_range to 'tile'"
             )
     job = _SeedScores(
-        analog_model, x, y, t_inference_s, _inputs(timesteps, encoder), calibration_x, batch_size, input_seed, task
+        analog_model,
+        x,
+        y,
+        t_inference_s,
+        _inputs(timesteps, encoder),
+        calibration_x,
+        batch_size,
+        input_seed,
+        task,
     )
     return map_seeds(job, seeds, workers, ray_address, on_seed)
 

@@ -82,7 +82,16 @@ def write_noise_sweep(
             for gamma in gammas:
                 am = to_analog(model, sweep_config(config, gamma, clip))
                 scores = monte_carlo_scores(
-                    am, x, y, seeds, t_inference_s, None, inputs, calibration_x, input_seed=input_seed, task=task
+                    am,
+                    x,
+                    y,
+                    seeds,
+                    t_inference_s,
+                    None,
+                    inputs,
+                    calibration_x,
+                    input_seed=input_seed,
+                    task=task,
                 )
                 accs = [s[metric] for s in scores]
                 means.append(statistics.fmean(accs))

@@ -76,7 +76,9 @@ def estimate_cmd(
     ] = False,
     node_nm: Annotated[
         float | None,
-        typer.Option("--node-nm", help="scale the table to this technology node in nm, 1 to 10000 (first order)"),
+        typer.Option(
+            "--node-nm", help="scale the table to this technology node in nm, 1 to 10000 (first order)"
+        ),
     ] = None,
     set_: Annotated[
         list[str] | None,

@@ -85,7 +85,9 @@ class Architecture(Schema):
             or not isinstance(node_nm, (int, float))
             or not MIN_NODE_NM <= node_nm <= MAX_NODE_NM
         ):
-            raise SpikecimError(f"node_nm: must be a number in [{MIN_NODE_NM:g}, {MAX_NODE_NM:g}] nm, got {node_nm}")
+            raise SpikecimError(
+                f"node_nm: must be a number in [{MIN_NODE_NM:g}, {MAX_NODE_NM:g}] nm, got {node_nm}"
+            )
         s = node_nm / self.technology_nm
         params = {}
         for k, v in self.params.items():

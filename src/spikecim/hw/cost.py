@@ -242,7 +242,11 @@ class CostReport(BaseModel):
             lines.append(
                 f"written cells: {_fmt(self.extras['writes_per_cell_per_inference'])} writes per cell per "
                 "inference; lifetime "
-                + (f"{_fmt(life / _S_PER_YEAR)} years" if life is not None else "unlimited (no endurance limit)")
+                + (
+                    f"{_fmt(life / _S_PER_YEAR)} years"
+                    if life is not None
+                    else "unlimited (no endurance limit)"
+                )
             )
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)

@@ -19,7 +19,9 @@ class HardwareStageConfig(Schema):
         min_length=1,
     )
     variants: list[str] | None = Field(
-        None, description="which variants' traced workloads to cost; None: every variant of the run", min_length=1
+        None,
+        description="which variants' traced workloads to cost; None: every variant of the run",
+        min_length=1,
     )
     dense: bool = Field(False, description="ignore traced activity (upper bound) instead of event mode")
     plots: bool = True

@@ -48,7 +48,9 @@ def mlgru_scan(
     return torch.stack(out), h
 
 
-def wkv(w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: str = "auto") -> torch.Tensor:
+def wkv(
+    w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: str = "auto"
+) -> torch.Tensor:
     """RWKV-4 WKV of ``k, v [L, B, D]`` with log-decay ``w [D]`` (negative) and bonus ``u [D]``.
 
     ``backend``: ``"auto"`` runs the fused CPU kernel when the call is one it implements (CPU

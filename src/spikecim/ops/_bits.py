@@ -21,4 +21,8 @@ def weight_bits(module, weight: torch.Tensor) -> int:
 
 def static_operand(module, weight: torch.Tensor) -> dict:
     """The Workload description of a weight programmed once: its bits and its share of zeros."""
-    return {"kind": "static", "bits": weight_bits(module, weight), "sparsity": float((weight == 0).float().mean())}
+    return {
+        "kind": "static",
+        "bits": weight_bits(module, weight),
+        "sparsity": float((weight == 0).float().mean()),
+    }

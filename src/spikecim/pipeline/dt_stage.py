@@ -274,7 +274,11 @@ def dt_section(result, run_dir: Path) -> str:
             )
     pngs = [Path(run_dir) / p for p in m.get("files", {}).get("plots", []) if (Path(run_dir) / p).exists()]
     fig = _chart(m["variants"])
-    parts.append(embed_chart(fig, pngs[0] if pngs else None, "dynamic timesteps: accuracy against EDP", name="dt-sweep"))
+    parts.append(
+        embed_chart(
+            fig, pngs[0] if pngs else None, "dynamic timesteps: accuracy against EDP", name="dt-sweep"
+        )
+    )
     return "\n".join(parts)
 
 
@@ -294,28 +298,48 @@ def _chart(results: dict):
         x_title = f"{kind} on {arch} / static (×)"
         xs = [_figure(p["hardware"][arch]) / base for p in r["points"]]
         fig.add_scatter(
-            x=xs, y=[p["accuracy"] * 100 for p in r["points"]], mode="lines+markers",
-            name=f"{variant} ({r['rule']} θ sweep)", line={"color": palette(i)},
+            x=xs,
+            y=[p["accuracy"] * 100 for p in r["points"]],
+            mode="lines+markers",
+            name=f"{variant} ({r['rule']} θ sweep)",
+            line={"color": palette(i)},
             text=[f"θ = {p['threshold']:g}, {p['average_steps']:.2f} steps" for p in r["points"]],
             hovertemplate=f"%{{text}}: %{{y:.2f}} %, %{{x:.3f}}× the static {kind}<extra>{variant}</extra>",
-            row=1, col=1,
+            row=1,
+            col=1,
         )
         fig.add_scatter(
-            x=[1.0], y=[r["static"]["accuracy"] * 100], mode="markers", name=f"{variant} static, T = {r['timesteps']}",
+            x=[1.0],
+            y=[r["static"]["accuracy"] * 100],
+            mode="markers",
+            name=f"{variant} static, T = {r['timesteps']}",
             marker={"symbol": "star", "size": 14, "color": palette(i)},
-            hovertemplate=f"static, T = {r['timesteps']}: %{{y:.2f}} %<extra>{variant}</extra>", row=1, col=1,
+            hovertemplate=f"static, T = {r['timesteps']}: %{{y:.2f}} %<extra>{variant}</extra>",
+            row=1,
+            col=1,
         )
         ref = r.get("reference")
         if ref and arch in ref["hardware"] and ref["hardware"][arch].get("energy_pj"):
             fig.add_scatter(
-                x=[_figure(ref["hardware"][arch]) / base], y=[ref["accuracy"] * 100], mode="markers",
-                name=f"{ref['variant']} (static SNN trained alone)", marker={"symbol": "square", "size": 9, "color": "#333"},
-                hovertemplate="%{y:.2f} %, %{x:.3f}×<extra>" + ref["variant"] + "</extra>", row=1, col=1,
+                x=[_figure(ref["hardware"][arch]) / base],
+                y=[ref["accuracy"] * 100],
+                mode="markers",
+                name=f"{ref['variant']} (static SNN trained alone)",
+                marker={"symbol": "square", "size": 9, "color": "#333"},
+                hovertemplate="%{y:.2f} %, %{x:.3f}×<extra>" + ref["variant"] + "</extra>",
+                row=1,
+                col=1,
             )
         fig.add_scatter(
-            x=[p["threshold"] for p in r["points"]], y=[p["average_steps"] for p in r["points"]], mode="lines+markers",
-            name=f"{variant} steps", line={"color": palette(i)}, showlegend=False,
-            hovertemplate="θ = %{x:g}: %{y:.2f} steps<extra>" + variant + "</extra>", row=1, col=2,
+            x=[p["threshold"] for p in r["points"]],
+            y=[p["average_steps"] for p in r["points"]],
+            mode="lines+markers",
+            name=f"{variant} steps",
+            line={"color": palette(i)},
+            showlegend=False,
+            hovertemplate="θ = %{x:g}: %{y:.2f} steps<extra>" + variant + "</extra>",
+            row=1,
+            col=2,
         )
     fig.update_layout(template="none", height=400, title="Dynamic timesteps: accuracy against cost")
     fig.update_xaxes(title_text=x_title, row=1, col=1)

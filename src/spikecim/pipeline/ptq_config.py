@@ -35,7 +35,9 @@ class PtqStageConfig(Schema):
     )
     learn_scale: bool = Field(True, description="TesseraQ's dequantisation-scale factor 2σ(φ) per group")
     variants: list[str] | None = Field(None, description="variants to quantise (null: all)")
-    analog: bool = Field(False, description="also score each quantised model on the analog stage's crossbar (lm: perplexity)")
+    analog: bool = Field(
+        False, description="also score each quantised model on the analog stage's crossbar (lm: perplexity)"
+    )
 
     @field_validator("methods")
     @classmethod

@@ -148,7 +148,9 @@ def _variant(
         "timesteps": inputs.timesteps,
         "ideal": digital[metric],
         "analog": _summary([s[metric] for s in scores]),
-        "metrics": {k: {**_summary([s[k] for s in scores]), "ideal": digital[k]} for k in task.scalar_metrics},
+        "metrics": {
+            k: {**_summary([s[k] for s in scores]), "ideal": digital[k]} for k in task.scalar_metrics
+        },
     }
     am = to_analog(model, cfg)
     sweep = [per_seed(am, t, f"drift {t:g} s") for t in sc.drift_times_s]
@@ -319,7 +321,9 @@ def _write_noise_plots(result: dict, plots_dir: Path) -> list[str]:
         title = (
             f"{variant.upper()}, {result['preset']}: written K/V, mean ± std over {result['n_seeds']} seeds"
         )
-        plot_write_noise_sweep(m["write_noise"], ideal, plots_dir / name, title, result.get("metric", "accuracy"))
+        plot_write_noise_sweep(
+            m["write_noise"], ideal, plots_dir / name, title, result.get("metric", "accuracy")
+        )
         names.append(name)
     return names
 
@@ -414,7 +418,11 @@ def _metrics_table(a: AnalogResult) -> str:
     for v, m in a.variants.items():
         row = [v.upper()]
         for k in names:
-            row += [metric_text(k, m.metrics[k].ideal), _pm(m.metrics[k], n, k)] if k in m.metrics else [MISSING] * 2
+            row += (
+                [metric_text(k, m.metrics[k].ideal), _pm(m.metrics[k], n, k)]
+                if k in m.metrics
+                else [MISSING] * 2
+            )
         rows.append(row)
     return (
         "<p>Every metric of the task on the same programmed crossbars: "
@@ -450,9 +458,18 @@ def _charts(a: AnalogResult, run_dir: Path) -> list[str]:
         for v, m in a.variants.items():
             sweep = getattr(m, key, None)
             if sweep is not None and sweep.mean:
-                curves[v] = {"x": getattr(sweep, x_key), "mean": sweep.mean, "std": sweep.std, "digital": m.ideal}
+                curves[v] = {
+                    "x": getattr(sweep, x_key),
+                    "mean": sweep.mean,
+                    "std": sweep.std,
+                    "digital": m.ideal,
+                }
         if curves:
             png = run_dir / "plots" / fname
-            fig = charts.sweep(curves, f"{a.preset}: mean ± std over {a.n_seeds} seeds", x_title, log_x, a.metric)
-            out.append(embed_chart(fig, png if png.exists() else None, fname, name=f"analog-{key.replace('_', '-')}"))
+            fig = charts.sweep(
+                curves, f"{a.preset}: mean ± std over {a.n_seeds} seeds", x_title, log_x, a.metric
+            )
+            out.append(
+                embed_chart(fig, png if png.exists() else None, fname, name=f"analog-{key.replace('_', '-')}")
+            )
     return out

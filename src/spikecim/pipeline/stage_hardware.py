@@ -179,6 +179,7 @@ def hardware_parts_section(m: HardwareResult | None, run_dir: Path) -> str:
         )
     )
 
+
 def _provenance(m: HardwareResult) -> str:
     """Which estimator and table produced each architecture's numbers, and the modes."""
     seen: dict[str, str] = {}
@@ -205,23 +206,40 @@ def _charts(m: HardwareResult, run_dir: Path) -> list[str]:
     }
     out = []
     if bars:
-        fig = charts.component_shares(bars, unit, f"Energy per inference by component (share of the total)<br><sub>{html.escape(source)}</sub>")
-        out.append(embed_chart(fig, pngs.get("hw_components"), "energy shares by component", name="hw-components"))
+        fig = charts.component_shares(
+            bars,
+            unit,
+            f"Energy per inference by component (share of the total)<br><sub>{html.escape(source)}</sub>",
+        )
+        out.append(
+            embed_chart(fig, pngs.get("hw_components"), "energy shares by component", name="hw-components")
+        )
     per_arch: dict = {}
     for v, archs in m.variants.items():
         for arch, r in archs.items():
-            if r.energy_by_layer_pj and (r.latency_ns or 0) > 0:  # hardware models (the naive estimate has no layers' latency)
+            if (
+                r.energy_by_layer_pj and (r.latency_ns or 0) > 0
+            ):  # hardware models (the naive estimate has no layers' latency)
                 per_arch.setdefault(arch, {})[v] = r.energy_by_layer_pj
     if per_arch:
-        fig = charts.layer_energy(per_arch, unit, f"Energy per layer (linear, one scale per architecture)<br><sub>{html.escape(source)}</sub>")
+        fig = charts.layer_energy(
+            per_arch,
+            unit,
+            f"Energy per layer (linear, one scale per architecture)<br><sub>{html.escape(source)}</sub>",
+        )
         out.append(embed_chart(fig, pngs.get("hw_layers"), "energy per layer", name="hw-layers"))
     if m.ratios and m.baseline:
         ratios = {
             key.split("_over_")[0]: {
-                a: {"energy": r.energy_pj, "latency": r.latency_ns, "EDP": r.edp_pj_ns} for a, r in per.items()
+                a: {"energy": r.energy_pj, "latency": r.latency_ns, "EDP": r.edp_pj_ns}
+                for a, r in per.items()
             }
             for key, per in m.ratios.items()
         }
-        fig = charts.ratio_bars(ratios, m.baseline, f"Ratios to the baseline {m.baseline.upper()}<br><sub>{html.escape(source)}</sub>")
+        fig = charts.ratio_bars(
+            ratios,
+            m.baseline,
+            f"Ratios to the baseline {m.baseline.upper()}<br><sub>{html.escape(source)}</sub>",
+        )
         out.append(embed_chart(fig, None, f"ratios to {m.baseline}", name="hw-ratios"))
     return out

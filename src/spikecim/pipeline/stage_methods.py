@@ -107,16 +107,26 @@ def methods_section(result: MethodsResult | None, run_dir: Path) -> str:
     headers += ["average timesteps", "parameters", "footprint (bytes)", "×", "footprint saved vs 32-bit"]
     table = []
     for v, r in rows.items():
-        steps = MISSING if r.timesteps is None else (f"{r.timesteps:.2f}" if r.early_exit else f"{r.timesteps:g}")
+        steps = (
+            MISSING if r.timesteps is None else (f"{r.timesteps:.2f}" if r.early_exit else f"{r.timesteps:g}")
+        )
         line = [v, " + ".join(r.methods) or MISSING, pct(r.accuracy)]
         if analog:
             line.append(pct_spread(r.analog_mean, r.analog_std, result.n_seeds))
-        line += [steps, count(r.params), count(r.footprint_bytes), _x(r.footprint_ratio), pct(r.footprint_reduction_vs_fp32)]
+        line += [
+            steps,
+            count(r.params),
+            count(r.footprint_bytes),
+            _x(r.footprint_ratio),
+            pct(r.footprint_reduction_vs_fp32),
+        ]
         table.append(line)
     parts = [
-        ("<p>Accuracy on the test set (analog: on the simulated crossbar, mean ± std over programming "
-        "seeds); average timesteps with early exit, else the variant's T; footprint: weights and "
-        f"membranes at their bits (× {html.escape(str(result.baseline))}).</p>"),
+        (
+            "<p>Accuracy on the test set (analog: on the simulated crossbar, mean ± std over programming "
+            "seeds); average timesteps with early exit, else the variant's T; footprint: weights and "
+            f"membranes at their bits (× {html.escape(str(result.baseline))}).</p>"
+        ),
         html_table(headers, table),
     ]
     if result.archs:
@@ -145,8 +155,18 @@ def methods_section(result: MethodsResult | None, run_dir: Path) -> str:
         )
         parts.append(
             html_table(
-                ["variant", "architecture", f"energy ({unit})", "×", "latency (µs)", "×", "area (mm²)", "×",
-                 "EDP (pJ·ns)", "×"],
+                [
+                    "variant",
+                    "architecture",
+                    f"energy ({unit})",
+                    "×",
+                    "latency (µs)",
+                    "×",
+                    "area (mm²)",
+                    "×",
+                    "EDP (pJ·ns)",
+                    "×",
+                ],
                 cost_rows,
             )
         )
@@ -154,7 +174,9 @@ def methods_section(result: MethodsResult | None, run_dir: Path) -> str:
     if any(r.accuracy is not None or r.footprint_bytes is not None for r in rows.values()):
         parts.append(
             embed_chart(
-                methods_chart(result), pngs[0] if pngs else None, "methods: accuracy against energy, memory footprint",
+                methods_chart(result),
+                pngs[0] if pngs else None,
+                "methods: accuracy against energy, memory footprint",
                 name="methods",
             )
         )
@@ -179,17 +201,29 @@ def methods_chart(result: MethodsResult):
         ]
         if pts:
             fig.add_scatter(
-                x=[p[0] for p in pts], y=[p[1] for p in pts], text=[p[2] for p in pts], mode="markers+text",
-                textposition="top center", name=arch, marker={"size": 10, "color": palette(i)},
+                x=[p[0] for p in pts],
+                y=[p[1] for p in pts],
+                text=[p[2] for p in pts],
+                mode="markers+text",
+                textposition="top center",
+                name=arch,
+                marker={"size": 10, "color": palette(i)},
                 hovertemplate=f"%{{text}}: %{{y:.2f}} %, %{{x:.3g}}× the {base}'s energy<extra>{arch}</extra>",
-                row=1, col=1,
+                row=1,
+                col=1,
             )
     names = list(result.variants)
     fig.add_bar(
-        x=names, y=[(r.footprint_bytes or 0.0) / 1e3 for r in result.variants.values()], name="footprint",
+        x=names,
+        y=[(r.footprint_bytes or 0.0) / 1e3 for r in result.variants.values()],
+        name="footprint",
         text=[MISSING if r.timesteps is None else f"T {r.timesteps:.3g}" for r in result.variants.values()],
-        textposition="outside", showlegend=False, marker_color=palette(len(result.archs)),
-        hovertemplate="%{x}: %{y:.4g} kB (%{text})<extra>weights + membranes</extra>", row=1, col=2,
+        textposition="outside",
+        showlegend=False,
+        marker_color=palette(len(result.archs)),
+        hovertemplate="%{x}: %{y:.4g} kB (%{text})<extra>weights + membranes</extra>",
+        row=1,
+        col=2,
     )
     fig.update_layout(template="none", height=400, title="Methods compared")
     fig.update_xaxes(title_text=f"energy / {base} on the same architecture (×)", row=1, col=1)

@@ -41,7 +41,9 @@ class WeightQuantSpec:
         if not 2 <= self.bits <= 8:
             raise ValueError(f"bits: must be between 2 and 8, got {self.bits}")
         if self.group_size is not None and self.group_size < 1:
-            raise ValueError(f"group_size: must be >= 1 (or None for one group per row), got {self.group_size}")
+            raise ValueError(
+                f"group_size: must be >= 1 (or None for one group per row), got {self.group_size}"
+            )
 
     @property
     def qrange(self) -> tuple[int, int]:

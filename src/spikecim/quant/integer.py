@@ -56,7 +56,9 @@ class IntegerConv2d(nn.Module):
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, conv: nn.Conv2d):
         super().__init__()
         if conv.groups != 1 or not isinstance(conv.padding, tuple) or conv.padding_mode != "zeros":
-            raise SpikecimError("integer_model: only ungrouped, zero-padded Conv2d layers with numeric padding")
+            raise SpikecimError(
+                "integer_model: only ungrouped, zero-padded Conv2d layers with numeric padding"
+            )
         self.register_buffer("weight", weight)
         self.register_buffer("bias", bias)
         self.kernel, self.stride, self.padding, self.dilation = (
@@ -131,8 +133,12 @@ def integer_model(model: nn.Module) -> nn.Module:
         for child_name, child in list(parent.named_children()):
             if id(child) in replace:
                 setattr(parent, child_name, replace[id(child)])
-            elif isinstance(child, nn.modules.batchnorm._BatchNorm) and _follows_integer(parent, child_name, replace):
-                raise SpikecimError(f"integer_model: BatchNorm '{child_name}' follows a MINT layer; train with integer: true")
+            elif isinstance(child, nn.modules.batchnorm._BatchNorm) and _follows_integer(
+                parent, child_name, replace
+            ):
+                raise SpikecimError(
+                    f"integer_model: BatchNorm '{child_name}' follows a MINT layer; train with integer: true"
+                )
     return model
 
 

@@ -64,14 +64,18 @@ def mint_alpha_init(weight: torch.Tensor, bits: int) -> torch.Tensor:
     return (weight.detach().abs().mean() * 2 / math.sqrt(n_levels(bits))).clone()
 
 
-def mint_levels(x: torch.Tensor, alpha: torch.Tensor | float, bits: int, squash: Squash = "tanh") -> torch.Tensor:
+def mint_levels(
+    x: torch.Tensor, alpha: torch.Tensor | float, bits: int, squash: Squash = "tanh"
+) -> torch.Tensor:
     """The integer levels k = round(clamp(f(x)/α, −1, 1)·n) as floats, straight-through."""
     n = n_levels(bits)
     fx = torch.tanh(x) if squash == "tanh" else x
     return levels(torch.clamp(fx / alpha, -1.0, 1.0), n, ste="identity")
 
 
-def mint_quantize(x: torch.Tensor, alpha: torch.Tensor | float, bits: int, squash: Squash = "tanh") -> torch.Tensor:
+def mint_quantize(
+    x: torch.Tensor, alpha: torch.Tensor | float, bits: int, squash: Squash = "tanh"
+) -> torch.Tensor:
     """q(x) = round(clamp(f(x)/α, −1, 1)·n)·α/n (module docstring)."""
     return mint_levels(x, alpha, bits, squash) * alpha / n_levels(bits)
 

@@ -247,7 +247,9 @@ def _quantize(fp, spec, method, calibration, config, batch_dim) -> tuple[nn.Modu
     gen = torch.Generator().manual_seed(config.seed)
     logs = []
     x_fp = x_q = calibration
-    for (name, fp_block), (_, q_block) in zip(reconstruction_blocks(fp), reconstruction_blocks(qmodel), strict=True):
+    for (name, fp_block), (_, q_block) in zip(
+        reconstruction_blocks(fp), reconstruction_blocks(qmodel), strict=True
+    ):
         with torch.no_grad():
             target = fp_block(x_fp)
         layers = quantizable_layers(q_block)
@@ -264,7 +266,13 @@ class _Block:
     samples, relative to RTN's."""
 
     def __init__(self, block, roundings, x, target, batch_dim):
-        self.block, self.roundings, self.x, self.target, self.batch_dim = block, roundings, x, target, batch_dim
+        self.block, self.roundings, self.x, self.target, self.batch_dim = (
+            block,
+            roundings,
+            x,
+            target,
+            batch_dim,
+        )
 
     def output(self, x: torch.Tensor, weights: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         if weights is None:
@@ -285,7 +293,10 @@ class _Block:
 
 
 def _reconstruct(name, block, layers, x, target, spec, config, batch_dim, gen) -> BlockLog:
-    roundings = {n: Rounding(m.weight, spec, config.learn_scale and config.method == "tesseraq") for n, m in layers.items()}
+    roundings = {
+        n: Rounding(m.weight, spec, config.learn_scale and config.method == "tesseraq")
+        for n, m in layers.items()
+    }
     b = _Block(block, roundings, x, target, batch_dim)
     rtn_mse = b.mse({_weight_key(n): rtn_weight(m.weight, spec) for n, m in layers.items()})
     norm = rtn_mse if rtn_mse > 0 else 1.0

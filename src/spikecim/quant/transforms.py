@@ -123,7 +123,9 @@ def mint(model: nn.Module, bits: int = 2, integer: bool = False) -> nn.Module:
     pairs = layer_neuron_pairs(model)
     chosen = [(name, layer, neuron) for name, layer, neuron in pairs[1:] if neuron is not None]
     if not chosen:
-        raise SpikecimError("mint: the model has no synaptic layer followed by a neuron after its first layer")
+        raise SpikecimError(
+            "mint: the model has no synaptic layer followed by a neuron after its first layer"
+        )
     owners: dict[int, str] = {}
     for name, layer, neuron in chosen:
         if id(neuron) in owners:
@@ -174,7 +176,9 @@ def squat(
     """SQUAT on every neuron's membrane (module docstring)."""
     neurons = {id(m): m for m in model.modules() if isinstance(m, Neuron)}
     if not neurons:
-        raise SpikecimError("squat: the model has no neuron (an ANN variant?); squat applies to spiking variants")
+        raise SpikecimError(
+            "squat: the model has no neuron (an ANN variant?); squat applies to spiking variants"
+        )
     for neuron in neurons.values():
         th = neuron.threshold
         if isinstance(th, nn.Parameter) or th.numel() != 1:

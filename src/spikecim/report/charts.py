@@ -207,7 +207,9 @@ def accuracy_seeds(variants: Mapping[str, Mapping], title: str, metric: str = "a
     return fig
 
 
-def sweep(curves: Mapping[str, Mapping], title: str, x_title: str, log_x: bool = False, metric: str = "accuracy"):
+def sweep(
+    curves: Mapping[str, Mapping], title: str, x_title: str, log_x: bool = False, metric: str = "accuracy"
+):
     """Accuracy (mean ± std over seeds, %) along a sweep, one line per variant, with its
     digital accuracy as a dashed line. ``curves[name] = {"x", "mean", "std", "digital"}``;
     ``metric`` as in :func:`accuracy_seeds`."""

@@ -65,7 +65,9 @@ def training_section(result: TrainResult | None, run_dir: Path) -> str:
     histories = {v: [h.model_dump() for h in m.history] for v, m in train.items() if m.history}
     if histories:
         png = plots.training_curves(histories, run_dir / "plots" / "training.png")
-        out += embed_chart(charts.training_curves(histories), png, "accuracy and loss per epoch", name="training")
+        out += embed_chart(
+            charts.training_curves(histories), png, "accuracy and loss per epoch", name="training"
+        )
     return out
 
 
@@ -76,7 +78,9 @@ def evaluation_section(result: EvaluateResult | None, run_dir: Path) -> str:
     if not evaluate:
         return ""
     headers = ["model", "test accuracy", "samples"]
-    rows = [[v.upper(), pct(m.accuracy), MISSING if m.samples is None else m.samples] for v, m in evaluate.items()]
+    rows = [
+        [v.upper(), pct(m.accuracy), MISSING if m.samples is None else m.samples] for v, m in evaluate.items()
+    ]
     steps = {v: getattr(m, "average_steps", None) for v, m in evaluate.items()}
     if any(s is not None for s in steps.values()):  # early exit (DT-SNN)
         headers.append("average timesteps")

@@ -89,7 +89,11 @@ def metric_axis(name: str) -> tuple[float, str, str]:
     """``(scale, unit, axis title)`` of a plot of the metric: accuracy in percent, others as they are."""
     if name == "accuracy":
         return 100.0, " %", "test accuracy (%)"
-    return 1.0, "", f"validation {_METRIC_NAMES.get(name, name)}, {'lower' if name in LOWER_IS_BETTER else 'higher'} is better"
+    return (
+        1.0,
+        "",
+        f"validation {_METRIC_NAMES.get(name, name)}, {'lower' if name in LOWER_IS_BETTER else 'higher'} is better",
+    )
 
 
 def count(value: float | None) -> str:

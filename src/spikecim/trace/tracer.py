@@ -365,7 +365,9 @@ def _recurrent_state(model: nn.Module, steps: int) -> list[RecurrentStateWorkloa
         kind, elements = state
         p = next(m.parameters(), None)
         bits = torch.finfo(p.dtype).bits if p is not None and p.is_floating_point() else 32
-        out.append(RecurrentStateWorkload(name=name, kind=kind, elements=elements, bits=bits, timesteps=steps))
+        out.append(
+            RecurrentStateWorkload(name=name, kind=kind, elements=elements, bits=bits, timesteps=steps)
+        )
     return out
 
 
@@ -470,7 +472,9 @@ def _walk(model: nn.Module) -> tuple[list[_Record], dict[int, list[_Record]], di
     return records, neuron_of, pool_of
 
 
-def _entry(rec: _Record, steps: int, running: list[float], weight_bits: int | None, input_bits: int) -> OpWorkload:
+def _entry(
+    rec: _Record, steps: int, running: list[float], weight_bits: int | None, input_bits: int
+) -> OpWorkload:
     """The Workload entry of one record; ``running[t]`` samples ran step t (the divisor of
     every per-step mean)."""
     m, op = rec.module, rec.op
