@@ -213,8 +213,15 @@ def test_intact_checkpoint_resumes_and_fresh_replaces_a_damaged_one(run_copy, ca
     assert json.loads(state.read_text())["epoch"] == 1
 
 
+def _flip_last_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
 @pytest.mark.parametrize(
-    ("name", "damage"), [(STATE, lambda p: p.write_text("")), (WEIGHTS, lambda p: p.unlink())]
+    ("name", "damage"),
+    [(STATE, lambda p: p.write_text("")), (WEIGHTS, lambda p: p.unlink()), (WEIGHTS, _flip_last_byte)],
 )
 @pytest.mark.parametrize("command", ["evaluate", "trace"])
 def test_evaluate_and_trace_name_a_damaged_checkpoint_as_run_does(run_copy, capsys, name, damage, command):

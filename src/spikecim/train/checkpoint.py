@@ -265,7 +265,13 @@ def load_variant_weights(model, ckpt_dir: Path, variant: str) -> None:
     if not weights.exists():
         raise SpikecimError(f"checkpoint: no weights at {weights}")
     sha = None if hashes is None else (hashes[0], Path(ckpt_dir) / f"{variant}.state.json")
-    model.load_state_dict(_checked_tensors(weights, model.state_dict(), sha))
+    try:
+        tensors = _checked_tensors(weights, model.state_dict(), sha)
+    except SpikecimError as e:
+        if hashes is None:  # weights placed by hand: --fresh would not clear them
+            raise
+        raise SpikecimError(f"{e}; {_ADVICE}") from None
+    model.load_state_dict(tensors)
 
 
 def load_checkpoint(
