@@ -54,16 +54,16 @@ def _options(
     pass
 
 
-_registered = False
+_command = None  # the click command tree, built once per process by _register()
 
 
-def _register() -> None:
-    """Add the sub-commands to ``app``, once per process: Typer keeps every registration, so
-    registering again at each :func:`main` call would make every later call slower."""
-    global _registered
-    if _registered:
-        return
-    _registered = True
+def _register():
+    """Add the sub-commands to ``app`` and build its command tree, once per process: Typer
+    keeps every registration, so registering again at each :func:`main` call would make every
+    later call slower. Returns the tree :func:`main` runs."""
+    global _command
+    if _command is not None:
+        return _command
     from spikecim.cli import bench, compare, dse, hw, nir, pipeline, security, trex
 
     pipeline.register(app)
@@ -74,14 +74,29 @@ def _register() -> None:
     security.register(app)
     trex.register(app)
     dse.register(app)
+    _command = typer.main.get_command(app)
+    _unlabel_flags(_command)
+    return _command
+
+
+def _unlabel_flags(command, parent=None) -> None:
+    """Give every flag (``--help`` included) an empty metavar: Typer's rich help labels a
+    flag without one ``<bool>``, though a flag takes no value."""
+    ctx = command.context_class(command, info_name=command.name, parent=parent)
+    flags = [p for p in command.params if getattr(p, "is_flag", False)]
+    for option in [*flags, command.get_help_option(ctx)]:
+        if option is not None:
+            option.metavar = ""
+    for sub in getattr(command, "commands", {}).values():
+        _unlabel_flags(sub, ctx)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 2 bad input, 130 interrupted)."""
-    _register()
+    command = _register()
     try:
         # Without standalone mode click hands back the code of an Exit (130 after Ctrl-C).
-        code = app(args=argv, standalone_mode=False)
+        code = command(args=argv, standalone_mode=False)
     except RunInterrupted as e:
         print(e, file=sys.stderr)
         return 130
