@@ -63,7 +63,7 @@ def test_footprint_of_two_bit_weights_and_membranes_is_93_75_percent_smaller():
     assert mixed.reduction == pytest.approx(1 - (2000 + 320 + 1200) / (1310 * 32))
 
 
-def _tiny(seed=0, bits=2):
+def _tiny(seed=0, bits=2, beta=0.5):
     torch.manual_seed(seed)
     m = create_model(
         "convnet",
@@ -72,7 +72,7 @@ def _tiny(seed=0, bits=2):
         in_channels=1,
         input_size=8,
         width=0.25,
-        neuron_kw={"reset_delay": False, "beta": 0.5},
+        neuron_kw={"reset_delay": False, "beta": beta},
     )
     return apply_methods(m, [MethodConfig(name="mint", bits=bits, integer=True)])
 
@@ -126,17 +126,7 @@ def test_integer_state_uses_only_the_configured_levels():
 
 
 def test_integer_path_refuses_a_leak_that_is_not_a_shift_and_the_paper_variant():
-    torch.manual_seed(0)
-    m = create_model(
-        "convnet",
-        spiking=True,
-        num_classes=10,
-        in_channels=1,
-        input_size=8,
-        width=0.25,
-        neuron_kw={"reset_delay": False, "beta": 0.9},
-    )
-    m = apply_methods(m, [MethodConfig(name="mint", bits=2, integer=True)])
+    m = _tiny(0, 2, beta=0.9)
     with pytest.raises(SpikecimError, match="beta must be a power of two"):
         integer_model(m)
     paper = apply_methods(
