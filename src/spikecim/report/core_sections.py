@@ -13,6 +13,7 @@ import html
 from pathlib import Path
 
 from spikecim.pipeline.results import EvaluateResult, TraceResult, TrainResult
+from spikecim.readers import read_mapping
 from spikecim.report import charts, plots
 from spikecim.report.fmt import MISSING, count, pct, rate
 from spikecim.report.sections import embed_chart, html_table, register_section
@@ -176,13 +177,10 @@ def _layer_row(layer) -> list[str]:
 
 def run_variants(run_dir: Path) -> list:
     """The variants of the run folder's ``config.yaml`` (the default pair without one)."""
-    import yaml
-
     from spikecim.variants import resolve_variants
 
     path = Path(run_dir) / "config.yaml"
-    config = yaml.safe_load(path.read_text()) if path.exists() else None
-    return resolve_variants(config if isinstance(config, dict) else None)
+    return resolve_variants(read_mapping(path, "report", "of sections") if path.exists() else None)
 
 
 @register_section("timing", "Run time", order=90)
