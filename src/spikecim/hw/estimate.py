@@ -28,7 +28,9 @@ def estimate(workload, arch: Architecture | str | Path, dense: bool = False) -> 
     arch = load_architecture(arch)
     est = get_estimator(arch.estimator)
     p = arch.p
-    unit = load_digital_unit(arch.digital_unit)
+    # read, like the exit unit, only when something runs on it
+    on_unit = workload.digital or arch.dynamic_products == "digital"
+    unit = load_digital_unit(arch.digital_unit) if on_unit else None
     elsewhere = arch.dynamic_products is not None
     costed = [
         layer
@@ -126,7 +128,7 @@ def _state_rows(workload, p) -> tuple[list[LayerCost], str | None]:
 
 
 def _dynamic_rows(
-    workload, where: str, unit: DigitalUnitParams, dense: bool
+    workload, where: str, unit: DigitalUnitParams | None, dense: bool
 ) -> tuple[dict[int, LayerCost], dict[str, float], list[str]]:
     """The rows of the products of two activations costed away from the main table: on the
     table ``where`` names (its estimator, its constants; its extras prefixed ``dynamic_``,
