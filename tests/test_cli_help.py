@@ -5,6 +5,8 @@ Typer's rich help prints a command's first docstring paragraph in the command li
 hard line breaks, so a summary written over several lines wraps raggedly there.
 """
 
+import itertools
+
 from spikecim.cli import main
 
 
@@ -44,3 +46,19 @@ def test_no_flag_is_labelled_as_taking_a_value(capsys):
         page = capsys.readouterr().out
         assert "--help" in page, name
         assert "<bool>" not in page, f"{name or 'spikecim'} --help labels a flag <bool>"
+
+
+def test_every_description_paragraph_wraps_at_the_page_width(capsys, monkeypatch):
+    # Greedy wrapping ends a line only where the next word would not fit: a line that breaks
+    # earlier is a hard line break of the docstring, kept by Typer's rich help.
+    monkeypatch.setenv("COLUMNS", "80")
+    root = main._register()
+    for name, _ in _commands(root):
+        main.main([*name.split(), "--help"])
+        page = capsys.readouterr().out.splitlines()
+        start = next(i for i, line in enumerate(page) if "Usage:" in line) + 1
+        end = next(i for i, line in enumerate(page) if line.lstrip().startswith("╭"))
+        lines = [line.strip() for line in page[start:end]]
+        for line, after in itertools.pairwise(lines):
+            if line and after:  # two lines of one paragraph
+                assert len(line) + 1 + len(after.split()[0]) > 70, f"{name}: breaks early at {line!r}"

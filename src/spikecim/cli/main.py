@@ -7,6 +7,7 @@ code 2 (never a traceback).
 
 from __future__ import annotations
 
+import inspect
 import sys
 
 import typer
@@ -75,20 +76,25 @@ def _register():
     trex.register(app)
     dse.register(app)
     _command = typer.main.get_command(app)
-    _unlabel_flags(_command)
+    _tidy_help(_command)
     return _command
 
 
-def _unlabel_flags(command, parent=None) -> None:
-    """Give every flag (``--help`` included) an empty metavar: Typer's rich help labels a
-    flag without one ``<bool>``, though a flag takes no value."""
+def _tidy_help(command, parent=None) -> None:
+    """Reflow every paragraph of each command's description, and give every flag (``--help``
+    included) an empty metavar: Typer's rich help keeps a docstring's hard line breaks after
+    its first paragraph, so those paragraphs wrapped raggedly, and it labels a flag without a
+    metavar ``<bool>``, though a flag takes no value."""
+    if command.help:
+        paragraphs = inspect.cleandoc(command.help).split("\n\n")
+        command.help = "\n\n".join(p if p.startswith("\b") else " ".join(p.split()) for p in paragraphs)
     ctx = command.context_class(command, info_name=command.name, parent=parent)
     flags = [p for p in command.params if getattr(p, "is_flag", False)]
     for option in [*flags, command.get_help_option(ctx)]:
         if option is not None:
             option.metavar = ""
     for sub in getattr(command, "commands", {}).values():
-        _unlabel_flags(sub, ctx)
+        _tidy_help(sub, ctx)
 
 
 def main(argv: list[str] | None = None) -> int:
