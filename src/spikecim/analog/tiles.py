@@ -39,7 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from spikecim.analog import converter_kernels, noise
+from spikecim.analog import converter_kernels, gemm, noise
 from spikecim.analog.circuit import effective_conductance, effective_conductance_fast
 from spikecim.analog.config import CrossbarConfig
 from spikecim.analog.devices import noisy_read
@@ -376,9 +376,9 @@ def _tile_products(
             sums.append(xi.sum(1, keepdim=True) / (n_dac if cfg.dac.enabled else 1))
         # 3. MVM of the tile
         if inference and x.dim() == 3:
-            torch.matmul(mi.T, xi, out=y[i])
+            gemm.patch_product(mi, xi, y[i])
         elif inference:
-            torch.mm(xi, mi, out=y[i, :, :, 0])
+            gemm.rows_product(xi, mi, y[i, :, :, 0])
         else:
             parts.append(torch.matmul(mi.T, xi) if x.dim() == 3 else (xi @ mi).unsqueeze(-1))
     y = y if inference else torch.stack(parts)

@@ -1,0 +1,103 @@
+"""The tile products of the noisy forward (not a test): ``python benchmarks/bench_gemm.py``.
+
+Records the matrix products one noisy forward of VGG-9 (the ANN at CIFAR-10 size, batch 32,
+``pcm-aihwkit``) asks for, then times each on the same operands through
+:mod:`spikecim.analog.gemm` (oneDNN where it applies) and through torch's product
+(``torch.matmul`` / ``torch.mm``, MKL), interleaved in every round, median of ``--repeats``,
+CPU time of the calling thread, 1 torch thread by default. Prints one row per distinct shape
+and the totals per forward.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections import Counter
+
+import torch
+
+from spikecim.analog import drift, gemm, load_crossbar_config, program, to_analog
+from spikecim.models import create_model
+
+
+def recorded_products(batch: int) -> Counter:
+    """``(kind, m shape, x shape)``: how often one forward calls each product."""
+    model = create_model("vgg9", spiking=False).eval()
+    am = to_analog(model, load_crossbar_config("pcm-aihwkit"))
+    program(am, 0)
+    drift(am, 3600.0)
+    seen: Counter = Counter()
+    patch, rows = gemm.patch_product, gemm.rows_product
+
+    def patch_seen(m, x, out):
+        seen["patches", tuple(m.shape), tuple(x.shape)] += 1
+        return patch(m, x, out)
+
+    def rows_seen(x, m, out):
+        seen["rows", tuple(m.shape), tuple(x.shape)] += 1
+        return rows(x, m, out)
+
+    gemm.patch_product, gemm.rows_product = patch_seen, rows_seen
+    try:
+        with torch.no_grad():
+            am(torch.rand(1, batch, 3, 32, 32))
+    finally:
+        gemm.patch_product, gemm.rows_product = patch, rows
+    return seen
+
+
+def timed_pair(kind: str, m: torch.Tensor, x: torch.Tensor):
+    """``([torch's product, spikecim's], FLOPs)`` of one recorded product."""
+    if kind == "patches":
+        out = torch.empty(x.shape[0], m.shape[1], x.shape[2])
+        fns = [lambda: torch.matmul(m.T, x, out=out), lambda: gemm.patch_product(m, x, out)]
+        return fns, 2 * x.shape[0] * m.shape[0] * m.shape[1] * x.shape[2]
+    out = torch.empty(x.shape[0], m.shape[1])
+    return [lambda: torch.mm(x, m, out=out), lambda: gemm.rows_product(x, m, out)], 2 * x.shape[0] * m.numel()
+
+
+def cpu_median(fns, repeats: int) -> list[float]:
+    for fn in fns:
+        fn()
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, ts in zip(fns, times, strict=True):
+            t0 = time.thread_time()
+            fn()
+            ts.append(time.thread_time() - t0)
+    return [statistics.median(ts) for ts in times]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=9)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--batch", type=int, default=32)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"oneDNN GEMM reachable: {gemm.available()}; torch {torch.__version__}, {args.threads} thread(s)")
+    print(
+        "| product | m | x | calls | torch (ms) | spikecim.analog.gemm (ms) | speed-up | GFLOP/s torch / gemm |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    total_torch = total_ours = 0.0
+    for (kind, m_shape, x_shape), calls in sorted(recorded_products(args.batch).items()):
+        g = torch.Generator().manual_seed(0)
+        m, x = torch.randn(m_shape, generator=g), torch.randn(x_shape, generator=g)
+        fns, flops = timed_pair(kind, m, x)
+        t_torch, t_ours = cpu_median(fns, args.repeats)
+        total_torch += calls * t_torch
+        total_ours += calls * t_ours
+        print(
+            f"| {kind} | {list(m_shape)} | {list(x_shape)} | {calls} | {t_torch * 1e3:.2f} | {t_ours * 1e3:.2f} "
+            f"| {t_torch / t_ours:.2f}× | {flops / t_torch / 1e9:.0f} / {flops / t_ours / 1e9:.0f} |"
+        )
+    print(
+        f"\nper forward: torch {total_torch * 1e3:.1f} ms, spikecim.analog.gemm {total_ours * 1e3:.1f} ms "
+        f"({total_torch / total_ours:.2f}×)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""The noisy forward's tile products through oneDNN's GEMM, where torch carries it.
+
+torch's CPU matrix products (``mm``, ``matmul``) call its BLAS, MKL; its convolutions call
+oneDNN. On CPUs whose vector units MKL does not use to the full (on AMD's AVX-512 cores MKL
+takes its AVX2 kernels) oneDNN's float32 GEMM is about twice as fast: on one Zen 5 core,
+190–250 GFLOP/s against 50–110 GFLOP/s for ``torch.matmul`` on the shapes of VGG-9's tiles
+(``python benchmarks/bench_gemm.py``). torch reaches that GEMM through
+``torch.ops.mkldnn._linear_pointwise``, the kernel its compiler uses for frozen linear layers.
+
+:func:`rows_product` and :func:`patch_product` take it for float32 CPU tensors when it is
+there and gives ``torch.mm``'s values on a probe at first use, and torch's product
+otherwise. Both orders of summation are float rounding apart, nothing more; with
+``SPIKECIM_GEMM=torch`` in the environment torch's product always runs (for bit-for-bit
+comparisons with it). Inference only: no gradient flows through :func:`_linear`.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import torch
+
+__all__ = ["available", "patch_product", "rows_product"]
+
+# Multiply-adds per sample below which one torch.matmul over the batch beats a oneDNN call
+# per sample (the calls' overhead; measured on VGG-9's and the convnet's tile shapes).
+PER_SAMPLE_MIN_MACS = 1 << 22
+ROWS_MIN = 16  # fewer input vectors or columns: torch.mm (the call's overhead would dominate)
+
+
+@functools.cache
+def available() -> bool:
+    """Whether oneDNN's GEMM is reachable and gives ``torch.mm``'s values on a probe."""
+    if os.environ.get("SPIKECIM_GEMM", "").lower() == "torch":
+        return False
+    op = getattr(torch.ops.mkldnn, "_linear_pointwise", None)
+    if op is None or not torch.backends.mkldnn.is_available():
+        return False
+    gen = torch.Generator().manual_seed(0)
+    a, w = torch.randn(37, 70, generator=gen), torch.randn(19, 70, generator=gen)
+    try:
+        got = _linear(a, w)
+    except RuntimeError:
+        return False
+    want = a.double() @ w.double().T
+    return got.shape == want.shape and bool(torch.allclose(got.double(), want, rtol=1e-5, atol=1e-4))
+
+
+def rows_product(x: torch.Tensor, m: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """``out[M, C] = x[M, K] @ m[K, C]`` (``torch.mm(x, m, out=out)``)."""
+    if _applies(x, m) and min(x.shape[0], m.shape[1]) >= ROWS_MIN:
+        return out.copy_(_linear(x, m.T))
+    return torch.mm(x, m, out=out)
+
+
+def patch_product(m: torch.Tensor, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """``out[N, C, L] = m[R, C]ᵀ @ x[N, R, L]`` for every sample n
+    (``torch.matmul(m.T, x, out=out)``): one oneDNN call per sample where a sample's product
+    is large enough (:data:`PER_SAMPLE_MIN_MACS`)."""
+    R, C = m.shape
+    if not (_applies(x, m) and R * C * x.shape[2] >= PER_SAMPLE_MIN_MACS):
+        return torch.matmul(m.T, x, out=out)
+    m_t = m.T.contiguous()
+    for n in range(x.shape[0]):  # out[n] = m_t @ x[n]: a linear layer of weight x[n]ᵀ
+        out[n].copy_(_linear(m_t, x[n].T))
+    return out
+
+
+def _applies(x: torch.Tensor, m: torch.Tensor) -> bool:
+    return (
+        x.dtype == m.dtype == torch.float32
+        and x.device.type == m.device.type == "cpu"
+        and not (x.requires_grad or m.requires_grad)
+        and available()
+    )
+
+
+def _linear(a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """``a @ wᵀ`` by oneDNN (``a[M, K]``, ``w[C, K]``)."""
+    return torch.ops.mkldnn._linear_pointwise(a, w, None, "none", [], "")
