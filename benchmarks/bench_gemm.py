@@ -19,6 +19,7 @@ import torch
 
 from spikecim.analog import drift, gemm, load_crossbar_config, program, to_analog
 from spikecim.models import create_model
+from spikecim.timing import interleaved_times
 
 
 def recorded_products(batch: int) -> Counter:
@@ -57,18 +58,6 @@ def timed_pair(kind: str, m: torch.Tensor, x: torch.Tensor):
     return [lambda: torch.mm(x, m, out=out), lambda: gemm.rows_product(x, m, out)], 2 * x.shape[0] * m.numel()
 
 
-def cpu_median(fns, repeats: int) -> list[float]:
-    for fn in fns:
-        fn()
-    times = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, ts in zip(fns, times, strict=True):
-            t0 = time.thread_time()
-            fn()
-            ts.append(time.thread_time() - t0)
-    return [statistics.median(ts) for ts in times]
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=9)
@@ -86,7 +75,9 @@ def main() -> None:
         g = torch.Generator().manual_seed(0)
         m, x = torch.randn(m_shape, generator=g), torch.randn(x_shape, generator=g)
         fns, flops = timed_pair(kind, m, x)
-        t_torch, t_ours = cpu_median(fns, args.repeats)
+        t_torch, t_ours = [
+            statistics.median(ts) for ts in interleaved_times(fns, args.repeats, clock=time.thread_time)
+        ]
         total_torch += calls * t_torch
         total_ours += calls * t_ours
         print(

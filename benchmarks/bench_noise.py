@@ -24,6 +24,7 @@ from spikecim.analog import drift, noise, program, to_analog
 from spikecim.analog.scratch import Scratch
 from spikecim.analog.tiles import read_matrix
 from spikecim.models import create_model
+from spikecim.timing import interleaved_times
 
 
 def torch_read(state, out: torch.Tensor, work: torch.Tensor) -> torch.Tensor:
@@ -33,15 +34,7 @@ def torch_read(state, out: torch.Tensor, work: torch.Tensor) -> torch.Tensor:
 
 
 def median_cpu_times(fns, repeats: int) -> list[float]:
-    for fn in fns:
-        fn()
-    times = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, ts in zip(fns, times, strict=True):
-            t = time.thread_time()
-            fn()
-            ts.append(time.thread_time() - t)
-    return [statistics.median(ts) for ts in times]
+    return [statistics.median(ts) for ts in interleaved_times(fns, repeats, clock=time.thread_time)]
 
 
 def main() -> None:

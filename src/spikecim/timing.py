@@ -1,12 +1,14 @@
-"""What the benchmarks (``spikecim bench``) share: a torch thread count for one run, a
-stderr silenced around peers that print from C++, the device a suite runs on (and waiting
-for it before a clock is read), and the peak of torch's allocations."""
+"""What the benchmarks (``spikecim bench``) share: timing callables interleaved round by
+round, a torch thread count for one run, a stderr silenced around peers that print from C++,
+the device a suite runs on (and waiting for it before a clock is read), and the peak of
+torch's allocations."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 
 import torch
@@ -16,12 +18,30 @@ from spikecim.errors import SpikecimError
 __all__ = [
     "bench_device",
     "device_name",
+    "interleaved_times",
     "peak_bytes",
     "peak_mib",
     "quiet_stderr",
     "synchronize",
     "torch_threads",
 ]
+
+
+def interleaved_times(
+    fns: list[Callable[[], object]], repeats: int, clock: Callable[[], float] = time.perf_counter
+) -> list[list[float]]:
+    """Seconds of each callable per round: one warm-up call of each, then ``repeats`` rounds
+    of one call each, so a change of load on a shared machine hits all of them alike.
+    ``clock``: wall time by default; ``time.thread_time`` for the calling thread's CPU time."""
+    for fn in fns:
+        fn()
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, ts in zip(fns, times, strict=True):
+            t = clock()
+            fn()
+            ts.append(clock() - t)
+    return times
 
 
 @contextlib.contextmanager

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from spikecim.timing import quiet_stderr, torch_threads
+from spikecim.timing import interleaved_times, quiet_stderr, torch_threads
 
 __all__ = ["AnalogBenchReport", "IRDropRow", "InferenceRow", "format_report", "run_analog_benchmark"]
 
@@ -325,17 +325,8 @@ def _ir_drop_rows(sizes: tuple[int, ...], vectors: int) -> list[IRDropRow]:
 
 
 def _median_times(fns: list[Callable[[], object]], repeats: int) -> list[float]:
-    """Median seconds of each callable, the callables interleaved in every round (so a change
-    of load on a shared machine hits all of them alike), after one warm-up call each."""
-    for fn in fns:
-        fn()
-    times: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, ts in zip(fns, times, strict=True):
-            t = time.perf_counter()
-            fn()
-            ts.append(time.perf_counter() - t)
-    return [statistics.median(ts) for ts in times]
+    """Median seconds of each callable, the callables interleaved in every round."""
+    return [statistics.median(ts) for ts in interleaved_times(fns, repeats)]
 
 
 def _ratio(theirs: float | None, ours: float) -> float | None:

@@ -35,7 +35,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import statistics
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
@@ -43,7 +42,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from spikecim.timing import quiet_stderr, torch_threads
+from spikecim.timing import interleaved_times, quiet_stderr, torch_threads
 
 if TYPE_CHECKING:
     from spikecim.analog.hwa_config import HwaConverters
@@ -296,7 +295,7 @@ def run_hwa_benchmark(repeats: int = 5, threads: int | None = 1, quick: bool = F
                 steps["aihwkit-lightning"] = _lightning_step(model, x, y)
             if "aihwkit" in peers:
                 steps["aihwkit"] = _aihwkit_step(model, x, y)
-            times = _interleaved(list(steps.values()), repeats)
+            times = interleaved_times(list(steps.values()), repeats)
             ours = statistics.median(times[0])
             for library, ts in zip(steps, times, strict=True):
                 med = statistics.median(ts)
@@ -323,7 +322,7 @@ def _conversion_row(name: str, model: nn.Module, peers: list[str], repeats: int)
             analog.program_analog_weights()
 
         fns.append(aihwkit_convert)
-    medians = [statistics.median(ts) for ts in _interleaved(fns, repeats)]
+    medians = [statistics.median(ts) for ts in interleaved_times(fns, repeats)]
     ours, rest = medians[0], iter(medians[1:])
     return ConversionRow(
         name,
@@ -331,19 +330,6 @@ def _conversion_row(name: str, model: nn.Module, peers: list[str], repeats: int)
         next(rest) if "aihwkit-lightning" in peers else None,
         next(rest) if "aihwkit" in peers else None,
     )
-
-
-def _interleaved(fns: list[Callable[[], object]], repeats: int) -> list[list[float]]:
-    """Seconds of each callable per round, one call of each per round, after one warm-up call."""
-    for fn in fns:
-        fn()
-    times: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, ts in zip(fns, times, strict=True):
-            t = time.perf_counter()
-            fn()
-            ts.append(time.perf_counter() - t)
-    return times
 
 
 def _settings(settings: dict) -> str:
