@@ -20,9 +20,11 @@ import argparse
 from pathlib import Path
 
 from spikecim.analog.benchmark import format_report, run_analog_benchmark
+from spikecim.memory import keep_freed_memory
 
 
 def main() -> None:
+    keep_freed_memory()  # as the spikecim command does
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--json", type=Path, help="also write the results here")

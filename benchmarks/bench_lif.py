@@ -13,10 +13,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from spikecim.memory import keep_freed_memory
 from spikecim.nn.kernels.benchmark import format_report, run_lif_benchmark
 
 
 def main() -> None:
+    keep_freed_memory()  # as the spikecim command does
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
         "--batch", type=int, action="append", help="batch size; repeat for several (default 16, 64)"

@@ -13,6 +13,7 @@ import sys
 import typer
 
 from spikecim.errors import RunInterrupted, SpikecimError
+from spikecim.memory import keep_freed_memory
 
 app = typer.Typer(
     name="spikecim",
@@ -99,6 +100,7 @@ def _tidy_help(command, parent=None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 2 bad input, 130 interrupted)."""
+    keep_freed_memory()  # the process is spikecim's: no page faults for reused tensors
     command = _register()
     try:
         # Without standalone mode click hands back the code of an Exit (130 after Ctrl-C).

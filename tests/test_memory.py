@@ -1,0 +1,59 @@
+"""memory.keep_freed_memory: a large tensor allocated again and again faults in no pages.
+
+The oracle is the kernel's count of minor page faults (getrusage): a fresh 64 MiB block
+mapped by glibc costs one fault per page touched; a block reused from the heap, none."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from spikecim import memory
+
+_PROBE = """
+import json, resource, sys
+import torch
+from spikecim.memory import keep_freed_memory
+kept = keep_freed_memory() if sys.argv[1] == "keep" else False
+faults = []
+for _ in range(30):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    x = torch.empty(16 * 1024 * 1024)  # 64 MiB of float32
+    x.fill_(1.0)  # touch every page
+    del x
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(json.dumps({"kept": kept, "faults": faults}))
+"""
+
+
+def _probe(mode: str, env: dict | None = None) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE, mode], capture_output=True, text=True, check=True, env=env
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(memory._glibc() is None, reason="the C library is not glibc")
+def test_a_freed_large_tensor_is_reused_without_page_faults():
+    pages = 64 * 1024 * 1024 // 4096
+    plain, kept = _probe("plain"), _probe("keep")
+    assert not plain["kept"] and kept["kept"]
+    # without: every allocation maps fresh memory (4 KiB pages, or 2 MiB ones where the
+    # kernel backs the block with huge pages: at least pages / 512 faults)
+    assert all(f >= pages // 512 for f in plain["faults"])
+    # with: once the heap holds a free block of that size (glibc may first leave a few behind
+    # small allocations made in between), every allocation reuses one
+    assert all(f < pages // 512 for f in kept["faults"][-10:])
+
+
+def test_the_users_own_allocator_settings_are_left_alone(monkeypatch):
+    for name, value in [
+        ("SPIKECIM_KEEP_FREED_MEMORY", "0"),
+        ("MALLOC_MMAP_THRESHOLD_", "268435456"),
+        ("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=0"),
+        ("LD_PRELOAD", "libjemalloc.so.2"),
+    ]:
+        with monkeypatch.context() as m:
+            m.setenv(name, value)
+            assert memory.keep_freed_memory() is False, name
