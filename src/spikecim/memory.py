@@ -21,7 +21,7 @@ not glibc, where the user has tuned the allocator (``MALLOC_MMAP_THRESHOLD_``,
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import functools
 import os
 
 __all__ = ["KEEP_BYTES", "keep_freed_memory"]
@@ -43,14 +43,14 @@ def keep_freed_memory() -> bool:
     )
 
 
+@functools.cache
 def _glibc():
     """The process's C library if it is glibc (it has ``gnu_get_libc_version``), else None."""
-    name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name) if name else None
+        libc = ctypes.CDLL(None)  # the symbols the process has loaded, the C library's among them
     except OSError:
         return None
-    if libc is None or not hasattr(libc, "gnu_get_libc_version") or not hasattr(libc, "mallopt"):
+    if not hasattr(libc, "gnu_get_libc_version") or not hasattr(libc, "mallopt"):
         return None
     libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     libc.mallopt.restype = ctypes.c_int
