@@ -70,6 +70,20 @@ def test_read_noise_std_matches_1_over_f_formula(g_rel, t_s):
     assert float(((out - g) / g).std()) == pytest.approx(sigma_rel, rel=0.03)
 
 
+def test_read_noise_std_equals_the_formula_for_idle_capped_and_programmed_cells():
+    """σ_read/g over the whole range of |g|/g_max: 0 (the idle device of a pair), below and
+    around 0.044^(1/0.65) ≈ 0.00824 where Q_s meets its cap of 0.2, and above."""
+    dev = PCMDevice()
+    g_rel = [0.0, 1e-9, 0.005, 0.0082, 0.00825, 0.0083, 0.05, 0.3, 1.0]
+    got = dev.read_noise_std_rel(torch.tensor(g_rel, dtype=torch.float64) * G_MAX_US, 3600.0, G_MAX_US)
+    t = 3600.0 + 20.0
+    want = [
+        min(0.0088 / max(x**0.65, 1e-3), 0.2) * math.sqrt(math.log((t + 250e-9) / (2 * 250e-9)))
+        for x in g_rel
+    ]
+    torch.testing.assert_close(got, torch.tensor(want, dtype=torch.float64), rtol=1e-12, atol=0)
+
+
 def test_read_noise_is_drawn_afresh_at_every_read():
     dev = PCMDevice(drift_enabled=False)
     g = torch.full((1000,), 10.0, dtype=torch.float64)

@@ -33,6 +33,8 @@ from pydantic import Field
 from spikecim.analog import noise
 from spikecim.schema import Schema
 
+_PCM_READ_X_MIN = 0.044 ** (1 / 0.65)  # below it PCM's Q_s is at its cap (PCMDevice.read_noise_std_rel)
+
 __all__ = [
     "DEVICES",
     "DeviceModel",
@@ -173,9 +175,12 @@ class PCMDevice(DeviceModel):
         """σ_read relative to the conductance (times ``gain``)."""
         # Q_s = min(0.0088 / max((|g|/g_max)^0.65, 1e-3), 0.2)
         # Crossbars written at run time evaluate this at every inference, so in few passes:
-        # x^0.65 as exp(0.65 ln x) (0 for x = 0; torch's pow with a float exponent is ~4x
-        # slower), and min(0.0088 / max(x^0.65, 1e-3), 0.2) = 0.0088 / max(x^0.65, 0.044)
-        q_s = g_prog_us.abs().div_(g_max_us).log_().mul_(0.65).exp_().clamp_(min=0.044).reciprocal_()
+        # x^0.65 as exp(0.65 ln x) (torch's pow with a float exponent is ~4x slower), and
+        # min(0.0088 / max(x^0.65, 1e-3), 0.2) = 0.0088 / max(x^0.65, 0.044). x is clamped to
+        # 0.044^(1/0.65) first, where x^0.65 reaches 0.044: the idle device of a pair (x = 0)
+        # then never reaches the log, whose path for 0 takes about 5x as long as for others.
+        x = g_prog_us.abs().div_(g_max_us).clamp_(min=_PCM_READ_X_MIN)
+        q_s = x.log_().mul_(0.65).exp_().clamp_(min=0.044).reciprocal_()
         return q_s.mul_(self.read_noise_coeff(t_inference_s, gain))
 
     def read_noise_coeff(self, t_inference_s: float, gain: float = 1.0) -> float:
@@ -186,7 +191,11 @@ class PCMDevice(DeviceModel):
 
     def drift(self, g_prog_us, nu, t_inference_s):
         t = t_inference_s + self.t0_s
-        return torch.pow(t / self.t0_s, -nu).mul_(g_prog_us) if t > self.t0_s else g_prog_us.clone()
+        if t <= self.t0_s:
+            return g_prog_us.clone()
+        # (t/t0)^(−ν) as exp(−ν·ln(t/t0)): the base is one number, so one exp per cell
+        # (torch's pow of a number to a tensor takes twice as long; equal to float rounding)
+        return torch.mul(nu, -math.log(t / self.t0_s)).exp_().mul_(g_prog_us)
 
     def read_noise_std_us(self, g_drift_us, g_prog_us, t_inference_s, g_max_us):
         if not self.has_read_noise:
