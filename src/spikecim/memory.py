@@ -12,7 +12,8 @@ B = 16) holds many such tensors (``[64, 128, 32, 32]`` float32 is 33.5 MiB): 420
 blocks up to that size are reused from the heap and the heap is not trimmed: the faults go,
 and the process keeps its peak memory until it exits, as jemalloc, tcmalloc and PyTorch's
 CUDA caching allocator do. The ``spikecim`` command calls it at start, for the process it
-owns; importing spikecim never changes the allocator. It does nothing where the C library is
+owns, and so do the worker processes spikecim starts (``analog.workers``, ``dse --workers``);
+importing spikecim never changes the allocator. It does nothing where the C library is
 not glibc, where the user has tuned the allocator (``MALLOC_MMAP_THRESHOLD_``,
 ``MALLOC_TRIM_THRESHOLD_``, ``GLIBC_TUNABLES`` or a preloaded allocator), or with
 ``SPIKECIM_KEEP_FREED_MEMORY=0``.

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from spikecim.errors import SpikecimError
+from spikecim.memory import keep_freed_memory
 
 __all__ = ["map_seeds"]
 
@@ -73,6 +74,7 @@ def _init(job: Callable[[int], Any], threads: int) -> None:
     global _JOB
     _JOB = job
     torch.set_num_threads(threads)
+    keep_freed_memory()  # a process spikecim owns, as the spikecim command's
 
 
 def _run(seed: int) -> Any:

@@ -26,6 +26,7 @@ from typing import Any
 
 from spikecim.dse.space import Space
 from spikecim.errors import SpikecimError
+from spikecim.memory import keep_freed_memory
 
 __all__ = ["check_command", "explore", "max_workers", "run_worker"]
 
@@ -194,7 +195,7 @@ def _run(space, out, n, workers, ray_address, url, random, study, progress, hist
             progress(study)
         return
     ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(workers) as pool:
+    with ctx.Pool(workers, initializer=keep_freed_memory) as pool:  # processes spikecim owns
         # each worker gets its share of the cores: torch's default of one thread per core in
         # every worker oversubscribes them (measured: twice the CPU time for the same trials)
         threads = max(1, (os.cpu_count() or 1) // workers)
