@@ -19,6 +19,13 @@ def one_line(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
+def first_line(err: BaseException) -> str:
+    """The first line of ``err``'s message, or its type's name when the message is empty: what
+    a one-line error quotes of an exception raised by a library."""
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
+
+
 class RunInterrupted(Exception):
     """A run stopped by Ctrl-C: the message is one line saying what was saved (exit code 130)."""
 

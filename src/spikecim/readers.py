@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from spikecim.errors import SpikecimError
+from spikecim.errors import SpikecimError, first_line
 
 __all__ = ["first_non_finite", "read_bytes", "read_document", "read_mapping", "read_metrics", "read_text"]
 
@@ -133,7 +133,7 @@ def _yaml_problem(e: yaml.YAMLError) -> str:
     problem = getattr(e, "problem", None) or getattr(e, "context", None)
     mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
     if not problem:
-        problem = str(e).splitlines()[0] if str(e).strip() else e.__class__.__name__
+        problem = first_line(e)
     where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
     return where + " ".join(str(problem).split())
 

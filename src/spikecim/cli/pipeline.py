@@ -141,14 +141,16 @@ def train_cmd(
     _summary(ctx.metrics, cfg.run_dir)
 
 
+NIR_DEFAULT_STEPS, NIR_DEFAULT_SAMPLES, NIR_DEFAULT_RATE = 10, 64, 0.2  # a .nir model's trace and evaluation
 NIR_DATASET = typer.Option(
     None, help="For a .nir model: the data set to use (`spikecim list datasets`, e.g. nmnist)."
 )
 NIR_ROOT = typer.Option(None, help="For a .nir model: folder holding the data set files.")
 NIR_STEPS = typer.Option(
-    None, min=1, help="For a .nir model: timesteps per sample (default 10; frame data sets bring their own)."
+    None,
+    min=1,
+    help=f"For a .nir model: timesteps per sample (default {NIR_DEFAULT_STEPS}; frame data sets bring their own).",
 )
-NIR_DEFAULT_STEPS = 10
 
 
 def _refuse_nir_options(source: Path, **given) -> None:
@@ -292,9 +294,11 @@ def trace_cmd(
     input_rate: float | None = typer.Option(
         None,
         help="For a .nir model without --dataset: Bernoulli input spike probability per step, in (0, 1] "
-        "(default 0.2).",
+        f"(default {NIR_DEFAULT_RATE}).",
     ),
-    samples: int | None = typer.Option(None, min=1, help="For a .nir model: samples to trace (default 64)."),
+    samples: int | None = typer.Option(
+        None, min=1, help=f"For a .nir model: samples to trace (default {NIR_DEFAULT_SAMPLES})."
+    ),
     allow_partial: bool = PARTIAL_OPT,
 ) -> None:
     """Record the Workload (shapes, bits, measured activity) of a trained model."""
@@ -313,8 +317,8 @@ def trace_cmd(
         w = workload_from_model_file(
             source,
             NIR_DEFAULT_STEPS if timesteps is None else timesteps,
-            64 if samples is None else samples,
-            0.2 if input_rate is None else input_rate,
+            NIR_DEFAULT_SAMPLES if samples is None else samples,
+            NIR_DEFAULT_RATE if input_rate is None else input_rate,
             dataset,
             root,
         )

@@ -36,7 +36,7 @@ from optuna.trial import TrialState
 from spikecim.dse.evaluate import Evaluator, Outcome
 from spikecim.dse.objectives import METRICS, constraint_values
 from spikecim.dse.space import Space, sample
-from spikecim.errors import SpikecimError
+from spikecim.errors import SpikecimError, first_line
 
 __all__ = [
     "JOURNAL",
@@ -138,7 +138,7 @@ def _damage(path: Path, err: Exception) -> str:
                     continue
                 why = f"a JSON {type(value).__name__}, not an object"
             except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
-                why = (str(e).splitlines() or [type(e).__name__])[0]
+                why = first_line(e)
             return f"line {number} is not a JSON record: {why}"
     why = (str(err).splitlines() or [""])[0]
     return f"a record Optuna cannot replay: {type(err).__name__}{': ' + why if why else ''}"
@@ -177,7 +177,7 @@ def _rdb(url: str, read_only: bool):
     except SpikecimError:
         raise
     except Exception as e:  # noqa: BLE001 - SQLAlchemy's and the drivers' errors, ImportError
-        why = (str(e).splitlines() or [type(e).__name__])[0]
+        why = first_line(e)
         if isinstance(e, ImportError) and e.__cause__ is not None:  # Optuna's, over the driver's
             why += f" ({e.__cause__})"
         raise SpikecimError(f"--storage: cannot open {shown}: {why}") from None

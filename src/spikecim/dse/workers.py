@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from spikecim.dse.space import Space
-from spikecim.errors import SpikecimError
+from spikecim.errors import SpikecimError, first_line
 from spikecim.memory import keep_freed_memory
 
 __all__ = ["check_command", "explore", "max_workers", "run_worker"]
@@ -179,7 +179,7 @@ def _run(space, out, n, workers, ray_address, url, random, study, progress, hist
     from spikecim.dse.study import run_trials
 
     if ray_address is not None:
-        _run_ray(space, out, n, max(workers, 1), ray_address, url, random, study, progress, history)
+        _run_ray(space, out, n, workers, ray_address, url, random, study, progress, history)
         return
     if workers == 1:
         last = [0.0]
@@ -225,8 +225,7 @@ def _run_ray(space, out, n, workers, address, url, random, study, progress, hist
                 log_to_driver=False,
             )
         except Exception as e:  # noqa: BLE001 - Ray's ConnectionError, RuntimeError, ValueError
-            why = (str(e).splitlines() or [type(e).__name__])[0]
-            raise SpikecimError(f"--ray-address: cannot connect to {address}: {why}") from None
+            raise SpikecimError(f"--ray-address: cannot connect to {address}: {first_line(e)}") from None
     try:
         task = ray.remote(num_cpus=1)(run_worker)
         where = str(Path(out).resolve())

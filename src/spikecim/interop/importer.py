@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from spikecim.errors import SpikecimError
+from spikecim.errors import SpikecimError, first_line
 from spikecim.interop import modules as M
 from spikecim.interop.discretise import check_convention, discretise
 from spikecim.interop.graph import FlatGraph, GraphModule, flatten_graph
@@ -129,8 +129,7 @@ def _build(name: str, node: nir.NIRNode, ctx: Context) -> nn.Module:
     except SpikecimError as e:
         raise SpikecimError(f"node '{name}' ({kind}): {e}") from None
     except (ValueError, TypeError, RuntimeError, AttributeError, IndexError, ArithmeticError) as e:
-        msg = str(e).splitlines()[0] if str(e) else e.__class__.__name__
-        raise SpikecimError(f"node '{name}' ({kind}): {msg}") from None
+        raise SpikecimError(f"node '{name}' ({kind}): {first_line(e)}") from None
     module.nir_name = name
     return module
 

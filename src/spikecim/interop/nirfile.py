@@ -23,7 +23,7 @@ from typing import Any
 import nir
 import numpy as np
 
-from spikecim.errors import SpikecimError
+from spikecim.errors import SpikecimError, first_line
 
 __all__ = [
     "COUNT_FIELDS", "MAX_ELEMENTS_ENV", "NODE_TYPES", "check_elements", "integers", "max_elements", "number_problem",
@@ -70,8 +70,9 @@ def read_graph(path: str | Path) -> nir.NIRGraph:
     except SpikecimError:
         raise
     except Exception as e:  # noqa: BLE001  (h5py raises OSError, KeyError, RuntimeError...)
-        first = str(e).splitlines()[0] if str(e) else e.__class__.__name__
-        raise SpikecimError(f"{path}: not a readable NIR file (corrupt or truncated HDF5: {first})") from None
+        raise SpikecimError(
+            f"{path}: not a readable NIR file (corrupt or truncated HDF5: {first_line(e)})"
+        ) from None
     node = build_node(tree, "graph")
     if not isinstance(node, nir.NIRGraph):
         raise SpikecimError(f"{path}: the root node is a {type(node).__name__}, expected a NIRGraph")

@@ -57,7 +57,7 @@ from pydantic import (
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as safetensors_bytes
 
-from spikecim.errors import SpikecimError, one_line_validation_error
+from spikecim.errors import SpikecimError, first_line, one_line_validation_error
 from spikecim.readers import read_bytes, read_mapping
 
 __all__ = [
@@ -392,8 +392,9 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], str]:
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as e:  # noqa: BLE001 - safetensors' Rust panics are BaseExceptions
-        first = (str(e).splitlines() or [e.__class__.__name__])[0][:120]
-        raise SpikecimError(f"checkpoint: {path} is not a readable safetensors file ({first})") from None
+        raise SpikecimError(
+            f"checkpoint: {path} is not a readable safetensors file ({first_line(e)[:120]})"
+        ) from None
 
 
 def _checked_tensors(
