@@ -24,6 +24,7 @@ seconds. Without aihwkit the spikecim times are still measured; its columns read
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 import platform
@@ -277,7 +278,9 @@ def _aihwkit_model(model: nn.Module) -> nn.Module:
         from aihwkit.nn.conversion import convert_to_analog
         from aihwkit.simulator.configs import TorchInferenceRPUConfig
 
-    theirs = convert_to_analog(model, TorchInferenceRPUConfig())
+    from spikecim.nn.pool import torch_pooling
+
+    theirs = convert_to_analog(torch_pooling(copy.deepcopy(model)), TorchInferenceRPUConfig())
     theirs.eval()
     theirs.drift_analog_weights(DRIFT_S)
     return theirs

@@ -226,7 +226,11 @@ def _lightning(model: nn.Module) -> nn.Module:
     with quiet_stderr():
         from aihwkit_lightning.nn.conversion import convert_to_analog
 
-    return convert_to_analog(copy.deepcopy(model), lightning_rpu_config(_converters(), NOISE_STD))
+    from spikecim.nn.pool import torch_pooling
+
+    return convert_to_analog(
+        torch_pooling(copy.deepcopy(model)), lightning_rpu_config(_converters(), NOISE_STD)
+    )
 
 
 def _aihwkit_config(training: bool):
@@ -269,7 +273,9 @@ def _aihwkit(model: nn.Module) -> nn.Module:
     with quiet_stderr():
         from aihwkit.nn.conversion import convert_to_analog
 
-    return convert_to_analog(copy.deepcopy(model), _aihwkit_config(training=True))
+    from spikecim.nn.pool import torch_pooling
+
+    return convert_to_analog(torch_pooling(copy.deepcopy(model)), _aihwkit_config(training=True))
 
 
 def run_hwa_benchmark(repeats: int = 5, threads: int | None = 1, quick: bool = False) -> HwaBenchReport:

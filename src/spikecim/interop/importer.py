@@ -41,7 +41,7 @@ from spikecim.interop.nirfile import (
     number_problem,
     read_graph,
 )
-from spikecim.nn import Sequential, TemporalModule
+from spikecim.nn import AvgPool2d, Sequential, TemporalModule
 
 __all__ = ["BUILDERS", "DEFAULT_DT", "check_dt", "from_nir"]
 
@@ -346,8 +346,8 @@ def _conv(node, ctx: Context) -> nn.Module:
 
 def _pool(node, ctx: Context) -> nn.Module:
     kind = type(node).__name__
-    return nn.AvgPool2d(_counts(node, "kernel_size", 2), _counts(node, "stride", 2), _counts(node, "padding", 2),
-                        divisor_override=1 if kind == "SumPool2d" else None)  # fmt: skip
+    return AvgPool2d(_counts(node, "kernel_size", 2), _counts(node, "stride", 2), _counts(node, "padding", 2),
+                     divisor_override=1 if kind == "SumPool2d" else None)  # fmt: skip
 
 
 def _flatten(node, ctx: Context) -> nn.Module:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from torch import nn
 
 from spikecim.models._layers import check_width, conv_bn, scaled
-from spikecim.nn import Sequential
+from spikecim.nn import AvgPool2d, Sequential
 
 __all__ = ["build_vgg"]
 
@@ -38,7 +38,7 @@ def build_vgg(
     for item in cfg:
         if item == "P":
             if size >= 2:
-                layers.append(nn.AvgPool2d(2))
+                layers.append(AvgPool2d(2))
                 size //= 2
             continue
         out = scaled(int(item), width)

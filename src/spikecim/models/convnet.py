@@ -12,7 +12,7 @@ from torch import nn
 
 from spikecim.models._layers import check_width, conv_bn, scaled
 from spikecim.models._registry import make_activation, register_model
-from spikecim.nn import Sequential
+from spikecim.nn import MaxPool2d, Sequential
 
 
 @register_model("convnet")
@@ -36,7 +36,7 @@ def convnet(
         act(inplace=True),
         *conv_bn(c1, c2),
         act(inplace=True),
-        *([nn.MaxPool2d(2)] if pool else []),
+        *([MaxPool2d(2)] if pool else []),
         nn.Flatten(),
         nn.Linear(c2 * s * s, h),
         act(inplace=True),

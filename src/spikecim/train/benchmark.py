@@ -120,11 +120,12 @@ class _SnnTorchLIF(nn.Module):
 def snntorch_model(model: nn.Module) -> nn.Module:
     """A copy of a spikecim model with every LIF replaced by a stepped ``snn.Leaky``."""
     from spikecim.nn import LIF, TemporalModule
+    from spikecim.nn.pool import torch_pooling
 
     class SnnTorchLIF(_SnnTorchLIF, TemporalModule):
         pass
 
-    peer = copy.deepcopy(model)
+    peer = torch_pooling(copy.deepcopy(model))
     _replace(peer, lambda m: isinstance(m, LIF), lambda m: SnnTorchLIF())
     return peer
 
@@ -135,6 +136,7 @@ def spikingjelly_model(model: nn.Module) -> nn.Module:
 
     from spikecim.models._resnet import BasicBlock
     from spikecim.nn import LIF, Sequential
+    from spikecim.nn.pool import torch_pooling
 
     def lif() -> nn.Module:
         return neuron.LIFNode(
@@ -155,7 +157,7 @@ def spikingjelly_model(model: nn.Module) -> nn.Module:
             return _SpikingJellyBlock(m, lif, layer.SeqToANNContainer)
         return layer.SeqToANNContainer(copy.deepcopy(m))
 
-    return convert(model)
+    return torch_pooling(convert(model))
 
 
 class _SpikingJellyBlock(nn.Module):

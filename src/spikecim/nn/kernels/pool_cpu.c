@@ -1,0 +1,207 @@
+/* 2-D average and max pooling on the CPU, for windows that tile the image: kernel = stride,
+ * no padding, no dilation, the last partial window dropped (floor). Forward and backward, in
+ * the order torch's CPU kernels (aten/src/ATen/native/cpu/AvgPoolKernel.cpp and
+ * MaxPoolKernel.cpp) compute them, so the values are theirs bit for bit.
+ *
+ * Built by spikecim/nn/kernels/pool_cpu.py with `cc -O2 -ffp-contract=off -DREAL=float`
+ * (and once more with double). Layout: x and gx are [planes, H, W], y, gy and idx
+ * [planes, OH, OW], all contiguous (planes = batch x channels). Per output (oh, ow), with the
+ * window's entries v_0 ... v_{kh*kw-1} in row-major order:
+ *
+ *   average:  y = (((0 + v_0) + v_1) + ...) / (kh*kw);   gx_i = gy / (kh*kw)
+ *   max:      y = the first v_i that is larger than every earlier entry, or the last NaN
+ *             (torch's `val > maxval || isnan(val)` from maxval = -inf); idx = its i;
+ *             gx_i = gy where i = idx, else 0.
+ *
+ * torch's kernels walk one window at a time and branch per entry; here each pass runs along
+ * a row of outputs with the comparison as a select, so the loops vectorise and nothing
+ * mispredicts (a ReLU output has no pattern to predict). idx holds the offset within the
+ * window as a byte (kh*kw <= 255; torch keeps an int64 index into the plane).
+ */
+#include <math.h>
+#include <stdint.h>
+
+#include "parallel.h"
+#include "real.h"
+
+typedef struct {
+    int64_t planes, H, W, kh, kw, OH, OW;
+    int64_t per_item; /* planes per work item */
+    const real *x;    /* forward input */
+    real *y;          /* forward output */
+    uint8_t *idx;     /* max: offset of each output's entry within its window */
+    const real *gy;   /* backward: gradient of y */
+    real *gx;         /* backward output */
+} pool_args;
+
+#define INLINE static inline __attribute__((always_inline))
+
+/* The bodies over one plane, with the window and the width as arguments: the wrappers below
+ * call them with constants for the common 2x2 windows on rows of 8 to 64, so that the short
+ * rows of small feature maps are unrolled and vectorised whole, and with the layer's values
+ * otherwise. Loops run along the outputs of a row (j), each window column (k) inside. */
+INLINE void avg_forward_plane(const real *restrict x, real *restrict y, const int64_t OH, const int64_t kh,
+                              const int64_t kw, const int64_t OW, const int64_t W) {
+    const real count = (real)(kh * kw);
+    for (int64_t oh = 0; oh < OH; oh++) {
+        real *restrict yr = y + oh * OW;
+        for (int64_t j = 0; j < OW; j++) yr[j] = 0;
+        for (int64_t i = 0; i < kh; i++) {
+            const real *restrict xr = x + (oh * kh + i) * W;
+            for (int64_t j = 0; j < OW; j++)
+                for (int64_t k = 0; k < kw; k++) yr[j] += xr[j * kw + k];
+        }
+        for (int64_t j = 0; j < OW; j++) yr[j] /= count;
+    }
+}
+
+INLINE void max_forward_plane(const real *restrict x, real *restrict y, uint8_t *restrict idx, const int64_t OH,
+                              const int64_t kh, const int64_t kw, const int64_t OW, const int64_t W) {
+    for (int64_t oh = 0; oh < OH; oh++) {
+        real *restrict yr = y + oh * OW;
+        uint8_t *restrict ir = idx + oh * OW;
+        for (int64_t j = 0; j < OW; j++) {
+            yr[j] = -INFINITY;
+            ir[j] = 0;
+        }
+        for (int64_t i = 0; i < kh; i++) {
+            const real *restrict xr = x + (oh * kh + i) * W;
+            for (int64_t j = 0; j < OW; j++)
+                for (int64_t k = 0; k < kw; k++) {
+                    const real v = xr[j * kw + k];
+                    const int take = (v > yr[j]) | (v != v);
+                    yr[j] = take ? v : yr[j];
+                    ir[j] = take ? (uint8_t)(i * kw + k) : ir[j];
+                }
+        }
+    }
+}
+
+/* The rows and columns past the last whole window receive no gradient. */
+INLINE void zero_margins(real *gx, const int64_t H, const int64_t OH, const int64_t kh, const int64_t kw,
+                         const int64_t OW, const int64_t W) {
+    const int64_t used_w = OW * kw;
+    if (used_w < W)
+        for (int64_t h = 0; h < OH * kh; h++)
+            for (int64_t w = used_w; w < W; w++) gx[h * W + w] = 0;
+    for (int64_t h = OH * kh; h < H; h++)
+        for (int64_t w = 0; w < W; w++) gx[h * W + w] = 0;
+}
+
+INLINE void avg_backward_plane(const real *restrict gy, real *restrict gx, const int64_t H, const int64_t OH,
+                               const int64_t kh, const int64_t kw, const int64_t OW, const int64_t W) {
+    const real count = (real)(kh * kw);
+    for (int64_t oh = 0; oh < OH; oh++) {
+        const real *restrict gr = gy + oh * OW;
+        for (int64_t i = 0; i < kh; i++) {
+            real *restrict xr = gx + (oh * kh + i) * W;
+            for (int64_t j = 0; j < OW; j++)
+                for (int64_t k = 0; k < kw; k++) xr[j * kw + k] = gr[j] / count;
+        }
+    }
+    zero_margins(gx, H, OH, kh, kw, OW, W);
+}
+
+/* The max's gradient: zeros, then each output's gradient written at its entry (one store
+ * per output; a select per entry is slower). */
+INLINE void max_backward_plane(const real *restrict gy, const uint8_t *restrict idx, real *restrict gx,
+                               const int64_t H, const int64_t OH, const int64_t kh, const int64_t kw,
+                               const int64_t OW, const int64_t W) {
+    memset(gx, 0, sizeof(real) * (size_t)(H * W));
+    for (int64_t oh = 0; oh < OH; oh++)
+        for (int64_t j = 0; j < OW; j++) {
+            const int64_t at = idx[oh * OW + j];
+            gx[(oh * kh + at / kw) * W + j * kw + at % kw] = gy[oh * OW + j];
+        }
+    (void)kh;
+}
+
+/* The 2x2 window written out, along one row of outputs: the window's four entries in
+ * registers, so the loop vectorises (a window loop keeps a running max in memory, which it
+ * does not). */
+INLINE void max2_forward_row(const real *restrict r0, const real *restrict r1, real *restrict yr,
+                             uint8_t *restrict ir, const int64_t OW) {
+    for (int64_t j = 0; j < OW; j++) {
+        /* from -inf: the first entry is taken unless it is -inf, which leaves -inf at 0 */
+        const real a = r0[2 * j], b = r0[2 * j + 1], c = r1[2 * j], d = r1[2 * j + 1];
+        const int tb = (b > a) | (b != b);
+        real m = tb ? b : a;
+        const int tc = (c > m) | (c != c);
+        m = tc ? c : m;
+        const int td = (d > m) | (d != d);
+        yr[j] = td ? d : m;
+        ir[j] = (uint8_t)(td ? 3 : tc ? 2 : tb);
+    }
+}
+
+INLINE void max2_forward_plane(const real *restrict x, real *restrict y, uint8_t *restrict idx, const int64_t OH,
+                               const int64_t OW, const int64_t W) {
+    for (int64_t oh = 0; oh < OH; oh++)
+        max2_forward_row(x + 2 * oh * W, x + (2 * oh + 1) * W, y + oh * OW, idx + oh * OW, OW);
+}
+
+/* Planes [p0, p1) of one pass, for one window and width (constants or the layer's). */
+#define PASSES(suffix, KH, KW, WW)                                                                            \
+    CLONES static void avg_forward_##suffix(const pool_args *a, int64_t p0, int64_t p1) {                     \
+        const int64_t ow = (WW) / (KW);                                                                       \
+        for (int64_t p = p0; p < p1; p++)                                                                     \
+            avg_forward_plane(a->x + p * a->H * (WW), a->y + p * a->OH * ow, a->OH, KH, KW, ow, WW);          \
+    }                                                                                                         \
+    CLONES static void max_forward_##suffix(const pool_args *a, int64_t p0, int64_t p1) {                     \
+        const int64_t ow = (WW) / (KW);                                                                       \
+        for (int64_t p = p0; p < p1; p++) {                                                                   \
+            const int64_t o = p * a->OH * ow;                                                                 \
+            MAX_FORWARD(a->x + p * a->H * (WW), a->y + o, a->idx + o, a->OH, KH, KW, ow, WW);                 \
+        }                                                                                                     \
+    }                                                                                                         \
+    CLONES static void avg_backward_##suffix(const pool_args *a, int64_t p0, int64_t p1) {                    \
+        const int64_t ow = (WW) / (KW);                                                                       \
+        for (int64_t p = p0; p < p1; p++)                                                                     \
+            avg_backward_plane(a->gy + p * a->OH * ow, a->gx + p * a->H * (WW), a->H, a->OH, KH, KW, ow, WW); \
+    }                                                                                                         \
+    CLONES static void max_backward_##suffix(const pool_args *a, int64_t p0, int64_t p1) {                    \
+        const int64_t ow = (WW) / (KW);                                                                       \
+        for (int64_t p = p0; p < p1; p++) {                                                                   \
+            const int64_t o = p * a->OH * ow;                                                                 \
+            MAX_BACKWARD(a->gy + o, a->idx + o, a->gx + p * a->H * (WW), a->H, a->OH, KH, KW, ow, WW);        \
+        }                                                                                                     \
+    }
+
+#define MAX_FORWARD(x, y, idx, OH, kh, kw, OW, W) max2_forward_plane(x, y, idx, OH, OW, W)
+#define MAX_BACKWARD max_backward_plane
+PASSES(2x2_w8, 2, 2, 8)
+PASSES(2x2_w16, 2, 2, 16)
+PASSES(2x2_w32, 2, 2, 32)
+PASSES(2x2_w64, 2, 2, 64)
+PASSES(2x2, 2, 2, a->W)
+#undef MAX_FORWARD
+#define MAX_FORWARD max_forward_plane
+PASSES(any, a->kh, a->kw, a->W)
+
+/* One work item: planes [item * per_item, ...), on the variant for the layer's window. */
+#define ITEM(pass)                                                                          \
+    static void pass##_item(const void *args, int64_t item) {                               \
+        const pool_args *a = (const pool_args *)args;                                       \
+        const int64_t p0 = item * a->per_item;                                              \
+        const int64_t p1 = p0 + a->per_item < a->planes ? p0 + a->per_item : a->planes;     \
+        if (a->kh == 2 && a->kw == 2) switch (a->W) {                                       \
+                case 8: pass##_2x2_w8(a, p0, p1); return;                                   \
+                case 16: pass##_2x2_w16(a, p0, p1); return;                                 \
+                case 32: pass##_2x2_w32(a, p0, p1); return;                                 \
+                case 64: pass##_2x2_w64(a, p0, p1); return;                                 \
+                default: pass##_2x2(a, p0, p1); return;                                     \
+            }                                                                               \
+        pass##_any(a, p0, p1);                                                              \
+    }
+
+ITEM(avg_forward)
+ITEM(max_forward)
+ITEM(avg_backward)
+ITEM(max_backward)
+
+static int64_t items(const pool_args *a) { return (a->planes + a->per_item - 1) / a->per_item; }
+
+void avg_pool_forward(const pool_args *a, int threads) { run_items(a, avg_forward_item, items(a), threads); }
+void max_pool_forward(const pool_args *a, int threads) { run_items(a, max_forward_item, items(a), threads); }
+void avg_pool_backward(const pool_args *a, int threads) { run_items(a, avg_backward_item, items(a), threads); }
+void max_pool_backward(const pool_args *a, int threads) { run_items(a, max_backward_item, items(a), threads); }

@@ -1,0 +1,199 @@
+"""Average and max pooling whose windows tile the image, on the CPU: ``pool_cpu.c`` compiled
+on first use and called through ctypes.
+
+torch's CPU pooling of a contiguous (NCHW) tensor walks one window at a time with a branch
+per entry: on a 2-core AMD EPYC (Zen 5) ``avg_pool2d`` of a ``[64, 128, 32, 32]`` float32
+spike tensor takes 11 ms forward, about seven times a copy of the same tensor, and
+``max_pool2d`` of a ReLU output about 4 ns per entry, most of it mispredicted branches.
+The kernel runs along rows of outputs with selects instead, so its loops vectorise; the
+values, the gradients and the max's choice among equal entries are torch's bit for bit
+(``tests/test_nn_pool.py`` checks them against torch). The max keeps the offset of each
+output's entry in its window as one byte, where torch keeps an int64 per output.
+
+The kernel applies to float32 and float64 CPU tensors ``[N, C, H, W]`` or ``[C, H, W]`` in
+the default (contiguous) layout, with kernel = stride, no padding, no dilation and no
+``ceil_mode``; everything else, channels-last tensors included (torch's channels-last
+kernels already vectorise), runs torch's pooling. So does every call made while a torch
+function or dispatch mode is active, or under ``torch.compile``: op counters (SpikingJelly's,
+torch's ``FlopCounterMode``), tracers and the compiler then see torch's pooling op, which
+they know. ``SPIKECIM_POOL=torch`` turns the kernel off.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
+from torch.utils._python_dispatch import _get_current_dispatch_mode
+
+from spikecim.nn.kernels import cbuild
+
+__all__ = ["applies", "available", "avg_pool2d", "max_pool2d"]
+
+_REALS = {torch.float32: "float", torch.float64: "double"}
+_PARALLEL_MIN = 1 << 16  # entries below which one thread is faster than waking another
+_ITEM_ENTRIES = 1 << 14  # entries of input per work item (whole planes)
+_PTR, _LONG = ctypes.c_void_p, ctypes.c_int64
+
+
+class _Args(ctypes.Structure):
+    _fields_ = [(n, _LONG) for n in ("planes", "H", "W", "kh", "kw", "OH", "OW", "per_item")] + [
+        (n, _PTR) for n in ("x", "y", "idx", "gy", "gx")
+    ]
+
+
+def _pair(v) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def available(dtype: torch.dtype = torch.float32) -> bool:
+    """Whether the compiled kernel runs for ``dtype`` here (and is not turned off)."""
+    return os.environ.get("SPIKECIM_POOL") != "torch" and dtype in _REALS and _library(dtype) is not None
+
+
+def applies(x: torch.Tensor, kernel_size, stride, padding, dilation=1, ceil_mode: bool = False) -> bool:
+    """Whether the kernel computes this pooling (else torch's runs)."""
+    kernel = _pair(kernel_size)
+    if stride is None or (isinstance(stride, (list, tuple)) and len(stride) == 0):
+        stride = kernel
+    if (
+        x.device.type != "cpu"
+        or x.dim() not in (3, 4)
+        or not x.is_contiguous()
+        or ceil_mode
+        or _pair(stride) != kernel
+        or _pair(padding) != (0, 0)
+        or _pair(dilation) != (1, 1)
+        or kernel[0] * kernel[1] > 255
+        or min(kernel) < 1
+        or x.shape[-2] < kernel[0]
+        or x.shape[-1] < kernel[1]
+        or x.numel() == 0
+        or _observed()
+    ):
+        return False
+    return available(x.dtype)
+
+
+def _observed() -> bool:
+    """Whether a tool is watching torch's ops: a function or dispatch mode, or the compiler."""
+    return (
+        torch._C._is_torch_function_mode_enabled()
+        or _get_current_dispatch_mode() is not None
+        or torch.compiler.is_compiling()
+    )
+
+
+def avg_pool2d(
+    x: torch.Tensor,
+    kernel_size,
+    stride=None,
+    padding=0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+) -> torch.Tensor:
+    """``F.avg_pool2d`` (the same arguments and values), on the kernel where it applies."""
+    if divisor_override is None and applies(x, kernel_size, stride, padding, 1, ceil_mode):
+        return _AvgPool.apply(x, _pair(kernel_size))
+    return F.avg_pool2d(x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
+
+
+def max_pool2d(
+    x: torch.Tensor,
+    kernel_size,
+    stride=None,
+    padding=0,
+    dilation=1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+) -> torch.Tensor:
+    """``F.max_pool2d`` (the same arguments and values), on the kernel where it applies."""
+    if not return_indices and applies(x, kernel_size, stride, padding, dilation, ceil_mode):
+        return _MaxPool.apply(x, _pair(kernel_size))
+    return F.max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
+
+
+class _AvgPool(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:
+        y = x.new_empty(_out_shape(x.shape, kernel))
+        _call("avg_pool_forward", x.shape, kernel, x=x, y=y)
+        ctx.shape, ctx.kernel = x.shape, kernel
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, gy: torch.Tensor):
+        gy = gy.contiguous()
+        gx = gy.new_empty(ctx.shape)
+        _call("avg_pool_backward", ctx.shape, ctx.kernel, gy=gy, gx=gx)
+        return gx, None
+
+
+class _MaxPool(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:
+        shape = _out_shape(x.shape, kernel)
+        y = x.new_empty(shape)
+        idx = torch.empty(shape, dtype=torch.uint8)
+        _call("max_pool_forward", x.shape, kernel, x=x, y=y, idx=idx)
+        ctx.save_for_backward(idx)
+        ctx.shape, ctx.kernel = x.shape, kernel
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, gy: torch.Tensor):
+        (idx,) = ctx.saved_tensors
+        gy = gy.contiguous()
+        gx = gy.new_empty(ctx.shape)
+        _call("max_pool_backward", ctx.shape, ctx.kernel, gy=gy, idx=idx, gx=gx)
+        return gx, None
+
+
+def _out_shape(shape: torch.Size, kernel: tuple[int, int]) -> tuple[int, ...]:
+    return (*shape[:-2], shape[-2] // kernel[0], shape[-1] // kernel[1])
+
+
+def _call(fn: str, shape: torch.Size, kernel: tuple[int, int], **tensors: torch.Tensor) -> None:
+    """Run ``fn`` of the library over the planes of ``shape`` ([..., H, W])."""
+    H, W = shape[-2:]
+    planes = shape.numel() // (H * W)
+    dtype = next(t.dtype for n, t in tensors.items() if n != "idx")
+    args = _Args(
+        planes=planes,
+        H=H,
+        W=W,
+        kh=kernel[0],
+        kw=kernel[1],
+        OH=H // kernel[0],
+        OW=W // kernel[1],
+        per_item=max(1, _ITEM_ENTRIES // (H * W)),
+        **{n: ctypes.c_void_p(t.data_ptr()) for n, t in tensors.items()},
+    )
+    getattr(_library(dtype), fn)(ctypes.byref(args), cbuild.threads(shape.numel(), _PARALLEL_MIN))
+
+
+@functools.cache
+def _library(dtype: torch.dtype):
+    """The ctypes library for ``dtype``, built once; None when it cannot be built."""
+    real_c = _REALS[dtype]
+    lib = cbuild.load(
+        Path(__file__).with_name("pool_cpu.c"),
+        f"pool_cpu_{real_c}",
+        cbuild.flag_sets(real_c),
+        "pooling CPU kernel",
+        "using torch's pooling",
+    )
+    if lib is None:
+        return None
+    for fn in ("avg_pool_forward", "max_pool_forward", "avg_pool_backward", "max_pool_backward"):
+        getattr(lib, fn).argtypes = [ctypes.POINTER(_Args), ctypes.c_int]
+        getattr(lib, fn).restype = None
+    return lib
