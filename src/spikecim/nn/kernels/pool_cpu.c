@@ -13,13 +13,15 @@
  *             (torch's `val > maxval || isnan(val)` from maxval = -inf); idx = its i;
  *             gx_i = gy where i = idx, else 0.
  *
- * torch's kernels walk one window at a time and branch per entry; here each pass runs along
- * a row of outputs with the comparison as a select, so the loops vectorise and nothing
- * mispredicts (a ReLU output has no pattern to predict). idx holds the offset within the
- * window as a byte (kh*kw <= 255; torch keeps an int64 index into the plane).
+ * torch's kernels walk one window at a time and branch per entry; here the forward passes
+ * run along a row of outputs with the comparison as a select, so the loops vectorise and
+ * nothing mispredicts (a ReLU output has no pattern to predict). The max's backward writes
+ * zeros, then one gradient per output. idx holds the offset within the window as a byte
+ * (kh*kw <= 255; torch keeps an int64 index into the plane).
  */
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "parallel.h"
 #include "real.h"
@@ -113,7 +115,6 @@ INLINE void max_backward_plane(const real *restrict gy, const uint8_t *restrict 
             const int64_t at = idx[oh * OW + j];
             gx[(oh * kh + at / kw) * W + j * kw + at % kw] = gy[oh * OW + j];
         }
-    (void)kh;
 }
 
 /* The 2x2 window written out, along one row of outputs: the window's four entries in
