@@ -23,10 +23,12 @@ pytestmark = pytest.mark.skipif(
 )
 
 POOLS = [(pool_cpu.avg_pool2d, F.avg_pool2d), (pool_cpu.max_pool2d, F.max_pool2d)]
-# (input shape, kernel): the specialised 2x2 widths, odd sizes (a margin without a window),
-# other widths, a 3x3 and a non-square window, a [C, H, W] input
+# (input shape, kernel): the 2x2 widths with their own code (8: two stages; 16, 32, 64: one),
+# odd sizes (a margin without a window), other widths (even: two stages; odd: one), a 3x3 and
+# a non-square window, a [C, H, W] input
 CASES = [
     ((2, 3, 8, 8), 2),
+    ((2, 2, 7, 8), 2),
     ((2, 2, 16, 16), 2),
     ((1, 2, 32, 32), 2),
     ((1, 1, 6, 64), 2),

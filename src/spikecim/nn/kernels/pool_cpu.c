@@ -15,12 +15,14 @@
  *
  * torch's kernels walk one window at a time and branch per entry; here the forward passes
  * run along a row of outputs with the comparison as a select, so the loops vectorise and
- * nothing mispredicts (a ReLU output has no pattern to predict). The max's backward writes
+ * nothing mispredicts (a ReLU output has no pattern to predict); the 2x2 max of short rows
+ * runs in two stages (max2_forward_staged). The max's backward writes
  * zeros, then one gradient per output. idx holds the offset within the window as a byte
  * (kh*kw <= 255; torch keeps an int64 index into the plane).
  */
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "parallel.h"
@@ -141,6 +143,63 @@ INLINE void max2_forward_plane(const real *restrict x, real *restrict y, uint8_t
         max2_forward_row(x + 2 * oh * W, x + (2 * oh + 1) * W, y + oh * OW, idx + oh * OW, OW);
 }
 
+/* The 2x2 max in two stages, for rows of 4 outputs (8x8 maps: too short for the loop above
+ * to fill a vector) and widths without a constant copy above: first the larger of each horizontal pair over a flat run of
+ * whole rows (W even, so no pair straddles two rows: one long vectorised loop), then the
+ * larger of the two rows' winners, row by row. The order of comparisons is the window's:
+ * each stage takes the later entry only if it is larger or NaN, which is what the scan of
+ * the four entries takes. */
+CLONES static void max2_pairs(const real *restrict x, real *restrict h, uint8_t *restrict hi, const int64_t n) {
+    for (int64_t q = 0; q < n; q++) {
+        const real a = x[2 * q], b = x[2 * q + 1];
+        const int t = (b > a) | (b != b);
+        h[q] = t ? b : a;
+        hi[q] = (uint8_t)t;
+    }
+}
+
+/* (Plain pointers: with restrict ones GCC 12 leaves the constant-width copies scalar.) */
+INLINE void max2_rows(const real *h0, const uint8_t *i0, const real *h1, const uint8_t *i1, real *y, uint8_t *idx,
+                      const int64_t OW) {
+    for (int64_t j = 0; j < OW; j++) {
+        const int t = (h1[j] > h0[j]) | (h1[j] != h1[j]);
+        y[j] = t ? h1[j] : h0[j];
+        idx[j] = t ? (uint8_t)(2 + i1[j]) : i0[j];
+    }
+}
+
+#define VERTICAL(suffix, OWC)                                                                          \
+    CLONES static void max2_vertical_##suffix(const pool_args *a, const real *h, const uint8_t *hi,  \
+                                              int64_t p0, int64_t p1) {                              \
+        const int64_t ow = (OWC);                                                                    \
+        for (int64_t p = p0; p < p1; p++)                                                            \
+            for (int64_t oh = 0; oh < a->OH; oh++) {                                                 \
+                const int64_t r = ((p - p0) * a->H + 2 * oh) * ow, o = (p * a->OH + oh) * ow;        \
+                max2_rows(h + r, hi + r, h + r + ow, hi + r + ow, a->y + o, a->idx + o, ow);          \
+            }                                                                                        \
+    }
+
+VERTICAL(w8, 4)
+VERTICAL(any, a->W / 2)
+
+/* Planes [p0, p1) by the two stages; 0 when the buffer between them cannot be had. */
+static int max2_forward_staged(const pool_args *a, int64_t p0, int64_t p1) {
+    const int64_t half = (p1 - p0) * a->H * (a->W / 2);
+    real *h = (real *)malloc(sizeof(real) * (size_t)half);
+    uint8_t *hi = (uint8_t *)malloc((size_t)half);
+    const int ok = h && hi;
+    if (ok) {
+        max2_pairs(a->x + p0 * a->H * a->W, h, hi, half);
+        if (a->W == 8)
+            max2_vertical_w8(a, h, hi, p0, p1);
+        else
+            max2_vertical_any(a, h, hi, p0, p1);
+    }
+    free(h);
+    free(hi);
+    return ok;
+}
+
 /* Planes [p0, p1) of one pass, for one window and width (constants or the layer's). */
 #define PASSES(suffix, KH, KW, WW)                                                                            \
     CLONES static void avg_forward_##suffix(const pool_args *a, int64_t p0, int64_t p1) {                     \
@@ -148,7 +207,7 @@ INLINE void max2_forward_plane(const real *restrict x, real *restrict y, uint8_t
         for (int64_t p = p0; p < p1; p++)                                                                     \
             avg_forward_plane(a->x + p * a->H * (WW), a->y + p * a->OH * ow, a->OH, KH, KW, ow, WW);          \
     }                                                                                                         \
-    CLONES static void max_forward_##suffix(const pool_args *a, int64_t p0, int64_t p1) {                     \
+    CLONES static void max_forward_rows_##suffix(const pool_args *a, int64_t p0, int64_t p1) {                \
         const int64_t ow = (WW) / (KW);                                                                       \
         for (int64_t p = p0; p < p1; p++) {                                                                   \
             const int64_t o = p * a->OH * ow;                                                                 \
@@ -196,9 +255,20 @@ PASSES(any, a->kh, a->kw, a->W)
     }
 
 ITEM(avg_forward)
-ITEM(max_forward)
+ITEM(max_forward_rows)
 ITEM(avg_backward)
 ITEM(max_backward)
+
+static void max_forward_item(const void *args, int64_t item) {
+    const pool_args *a = (const pool_args *)args;
+    /* rows of 8, 16 and 32 outputs fill their vectors in one stage */
+    if (a->kh == 2 && a->kw == 2 && a->W % 2 == 0 && a->W != 16 && a->W != 32 && a->W != 64) {
+        const int64_t p0 = item * a->per_item;
+        const int64_t p1 = p0 + a->per_item < a->planes ? p0 + a->per_item : a->planes;
+        if (max2_forward_staged(a, p0, p1)) return;
+    }
+    max_forward_rows_item(args, item);
+}
 
 static int64_t items(const pool_args *a) { return (a->planes + a->per_item - 1) / a->per_item; }
 
