@@ -128,6 +128,13 @@ def test_op_counters_see_torchs_pooling_op():
     assert type(pool_cpu.avg_pool2d(x, 2).grad_fn).__name__ != "AvgPool2DBackward0"
 
 
+def test_a_jit_trace_records_torchs_pooling_op():
+    traced = torch.jit.trace(AvgPool2d(2), torch.randn(2, 4, 8, 8))
+    assert "aten::avg_pool2d" in str(traced.graph)
+    x = torch.randn(3, 4, 8, 8)
+    assert torch.equal(traced(x), F.avg_pool2d(x, 2))
+
+
 def test_spikecim_pool_torch_turns_the_kernel_off(monkeypatch):
     x = torch.randn(2, 4, 8, 8, requires_grad=True)
     monkeypatch.setenv("SPIKECIM_POOL", "torch")

@@ -14,7 +14,7 @@ The kernel applies to float32 and float64 CPU tensors ``[N, C, H, W]`` or ``[C, 
 the default (contiguous) layout, with kernel = stride, no padding, no dilation and no
 ``ceil_mode``; everything else, channels-last tensors included (torch's channels-last
 kernels already vectorise), runs torch's pooling. So does every call made while a torch
-function or dispatch mode is active, or under ``torch.compile``: op counters (SpikingJelly's,
+function or dispatch mode is active, under ``torch.compile`` or ``torch.jit.trace``: op counters (SpikingJelly's,
 torch's ``FlopCounterMode``), tracers and the compiler then see torch's pooling op, which
 they know. ``SPIKECIM_POOL=torch`` turns the kernel off.
 """
@@ -81,11 +81,13 @@ def applies(x: torch.Tensor, kernel_size, stride, padding, dilation=1, ceil_mode
 
 
 def _observed() -> bool:
-    """Whether a tool is watching torch's ops: a function or dispatch mode, or the compiler."""
+    """Whether a tool is watching torch's ops: a function or dispatch mode, the compiler or
+    the JIT tracer."""
     return (
         torch._C._is_torch_function_mode_enabled()
         or _get_current_dispatch_mode() is not None
         or torch.compiler.is_compiling()
+        or torch.jit.is_tracing()
     )
 
 
