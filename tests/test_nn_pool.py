@@ -16,7 +16,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from spikecim.models import create_model
 from spikecim.nn import AvgPool2d, MaxPool2d
 from spikecim.nn.kernels import pool_cpu
-from spikecim.nn.pool import torch_pooling
+from spikecim.nn.twins import torch_layers
 
 pytestmark = pytest.mark.skipif(
     not pool_cpu.available(torch.float64), reason="no C compiler: the kernel is not built"
@@ -160,7 +160,7 @@ def test_built_in_models_pool_with_the_layers_and_peers_get_torchs():
     assert pools and all(type(m) is AvgPool2d for m in pools)
     assert any(type(m) is MaxPool2d for m in conv.modules())
     x = torch.rand(2, 2, 3, 32, 32)
-    peer = torch_pooling(copy.deepcopy(vgg))
+    peer = torch_layers(copy.deepcopy(vgg))
     assert all(type(m) is nn.AvgPool2d for m in peer.modules() if isinstance(m, nn.AvgPool2d))
     assert torch.equal(vgg(x), peer(x))
     assert repr(peer) == repr(vgg)

@@ -278,9 +278,9 @@ def _aihwkit_model(model: nn.Module) -> nn.Module:
         from aihwkit.nn.conversion import convert_to_analog
         from aihwkit.simulator.configs import TorchInferenceRPUConfig
 
-    from spikecim.nn.pool import torch_pooling
+    from spikecim.nn.twins import torch_layers
 
-    theirs = convert_to_analog(torch_pooling(copy.deepcopy(model)), TorchInferenceRPUConfig())
+    theirs = convert_to_analog(torch_layers(copy.deepcopy(model)), TorchInferenceRPUConfig())
     theirs.eval()
     theirs.drift_analog_weights(DRIFT_S)
     return theirs

@@ -226,10 +226,10 @@ def _lightning(model: nn.Module) -> nn.Module:
     with quiet_stderr():
         from aihwkit_lightning.nn.conversion import convert_to_analog
 
-    from spikecim.nn.pool import torch_pooling
+    from spikecim.nn.twins import torch_layers
 
     return convert_to_analog(
-        torch_pooling(copy.deepcopy(model)), lightning_rpu_config(_converters(), NOISE_STD)
+        torch_layers(copy.deepcopy(model)), lightning_rpu_config(_converters(), NOISE_STD)
     )
 
 
@@ -273,9 +273,9 @@ def _aihwkit(model: nn.Module) -> nn.Module:
     with quiet_stderr():
         from aihwkit.nn.conversion import convert_to_analog
 
-    from spikecim.nn.pool import torch_pooling
+    from spikecim.nn.twins import torch_layers
 
-    return convert_to_analog(torch_pooling(copy.deepcopy(model)), _aihwkit_config(training=True))
+    return convert_to_analog(torch_layers(copy.deepcopy(model)), _aihwkit_config(training=True))
 
 
 def run_hwa_benchmark(repeats: int = 5, threads: int | None = 1, quick: bool = False) -> HwaBenchReport:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from torch import nn
 
 from spikecim.errors import SpikecimError
+from spikecim.nn.norm import BatchNorm2d
 
 __all__ = ["check_width", "conv_bn", "scaled"]
 
@@ -32,4 +33,4 @@ def scaled(base: int, width: float) -> int:
 
 def conv_bn(in_ch: int, out_ch: int, kernel: int = 3, stride: int = 1) -> list[nn.Module]:
     """``Conv2d(bias=False) -> BatchNorm2d``, 'same' padding for odd kernels."""
-    return [nn.Conv2d(in_ch, out_ch, kernel, stride, kernel // 2, bias=False), nn.BatchNorm2d(out_ch)]
+    return [nn.Conv2d(in_ch, out_ch, kernel, stride, kernel // 2, bias=False), BatchNorm2d(out_ch)]

@@ -10,6 +10,7 @@ from spikecim.nn import functional, surrogate
 from spikecim.nn.container import Sequential, apply_folded, fold, unfold
 from spikecim.nn.dynamic import DynamicTimesteps
 from spikecim.nn.neurons import IF, LIF, Neuron, SynapticLIF, TemporalModule
+from spikecim.nn.norm import BatchNorm2d
 from spikecim.nn.pool import AvgPool2d, MaxPool2d
 from spikecim.nn.registry import create_neuron, get_neuron, list_neurons, neuron_arguments, register_neuron
 from spikecim.nn.shared import MembraneCell, SharedLIF, SharedStage
@@ -19,6 +20,7 @@ __all__ = [
     "IF",
     "LIF",
     "AvgPool2d",
+    "BatchNorm2d",
     "DynamicTimesteps",
     "MaxPool2d",
     "MembraneCell",

@@ -14,7 +14,7 @@ from torch import nn
 
 from spikecim.nn.kernels import pool_cpu
 
-__all__ = ["AvgPool2d", "MaxPool2d", "torch_pooling"]
+__all__ = ["AvgPool2d", "MaxPool2d"]
 
 
 class AvgPool2d(nn.AvgPool2d):
@@ -39,24 +39,3 @@ class MaxPool2d(nn.MaxPool2d):
         return pool_cpu.max_pool2d(
             x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode, self.return_indices
         )
-
-
-def torch_pooling(model: nn.Module) -> nn.Module:
-    """``model`` with each of these layers replaced by torch's own, in place (returned): the
-    pooling a model built with another library runs. The benchmarks build the peers' copies
-    of a spikecim model with it, so that no peer is timed on spikecim's kernel."""
-    for name, child in model.named_children():
-        if isinstance(child, AvgPool2d):
-            setattr(model, name, _as(nn.AvgPool2d, child))
-        elif isinstance(child, MaxPool2d):
-            setattr(model, name, _as(nn.MaxPool2d, child))
-        else:
-            torch_pooling(child)
-    return model
-
-
-def _as(cls: type[nn.Module], layer: nn.Module) -> nn.Module:
-    """A ``cls`` with the same settings as ``layer`` (a subclass of it that adds none)."""
-    twin = cls.__new__(cls)
-    twin.__dict__.update(layer.__dict__)
-    return twin

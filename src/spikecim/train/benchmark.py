@@ -120,12 +120,12 @@ class _SnnTorchLIF(nn.Module):
 def snntorch_model(model: nn.Module) -> nn.Module:
     """A copy of a spikecim model with every LIF replaced by a stepped ``snn.Leaky``."""
     from spikecim.nn import LIF, TemporalModule
-    from spikecim.nn.pool import torch_pooling
+    from spikecim.nn.twins import torch_layers
 
     class SnnTorchLIF(_SnnTorchLIF, TemporalModule):
         pass
 
-    peer = torch_pooling(copy.deepcopy(model))
+    peer = torch_layers(copy.deepcopy(model))
     _replace(peer, lambda m: isinstance(m, LIF), lambda m: SnnTorchLIF())
     return peer
 
@@ -136,7 +136,7 @@ def spikingjelly_model(model: nn.Module) -> nn.Module:
 
     from spikecim.models._resnet import BasicBlock
     from spikecim.nn import LIF, Sequential
-    from spikecim.nn.pool import torch_pooling
+    from spikecim.nn.twins import torch_layers
 
     def lif() -> nn.Module:
         return neuron.LIFNode(
@@ -157,7 +157,7 @@ def spikingjelly_model(model: nn.Module) -> nn.Module:
             return _SpikingJellyBlock(m, lif, layer.SeqToANNContainer)
         return layer.SeqToANNContainer(copy.deepcopy(m))
 
-    return torch_pooling(convert(model))
+    return torch_layers(convert(model))
 
 
 class _SpikingJellyBlock(nn.Module):
