@@ -150,3 +150,25 @@ def test_built_in_models_normalise_with_the_layer_and_their_torch_twins_compute_
         torch.equal(a, b)
         for a, b in zip(model.state_dict().values(), peer.state_dict().values(), strict=True)
     )
+
+
+def test_without_torchs_vector_kernels_the_multiply_adds_round_twice_as_torchs_do():
+    """``ATEN_CPU_CAPABILITY=default`` makes torch run its build without fused multiply-adds;
+    the kernel reads the capability and follows (in a fresh process: torch reads it once)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import torch, torch.nn.functional as F\n"
+        "from spikecim.nn.kernels import bn_cpu\n"
+        "assert torch.backends.cpu.get_cpu_capability() == 'DEFAULT'\n"
+        "g = torch.Generator().manual_seed(0)\n"
+        "x = torch.randn(16, 8, 9, 9, generator=g) * 3 + 1\n"
+        "w, b = torch.randn(8, generator=g), torch.randn(8, generator=g)\n"
+        "y = bn_cpu.batch_norm(x, None, None, w, b, True)\n"
+        "assert bn_cpu.applies(x, True, w, b) and bn_cpu._fused(x.dtype) == 0\n"
+        "assert torch.equal(y, F.batch_norm(x, None, None, w, b, True))\n"
+    )
+    env = {**__import__("os").environ, "ATEN_CPU_CAPABILITY": "default"}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]

@@ -14,9 +14,9 @@
  *   running_var  = m·(double)(var_sum / (n − 1)) + (1 − m)·running_var
  *   y = x·alpha + beta,  alpha = invstd·weight,  beta = bias − mean·alpha   in real
  *
- * torch's CPU kernels are compiled with fused multiply-adds where the CPU has them, so there
- * beta = fma(−mean, alpha, bias) and y = fma(x, alpha, beta); so here too (`fused`, from
- * the CPU's flags), and two roundings each on a CPU without FMA.
+ * torch's AVX2 and AVX-512 kernels are compiled with fused multiply-adds, so there
+ * beta = fma(−mean, alpha, bias) and y = fma(x, alpha, beta); so here too (`fused`: the
+ * caller's reading of the kernels torch runs), and two roundings each otherwise.
  *
  * torch sums each channel in one scalar chain of double additions; here eight chains run
  * side by side (one vector of doubles), so the sums can differ from torch's in the last bits
@@ -48,7 +48,7 @@ typedef struct {
     real *running_mean, *running_var; /* updated in place; NULL: not tracked */
     real *alpha, *beta;              /* out: the output pass's coefficients */
     double eps, momentum;
-    int fused; /* the CPU has FMA: torch's kernels fuse the multiply-adds of beta and y */
+    int fused; /* torch's kernels here fuse the multiply-adds of beta and y */
 } bn_args;
 
 /* Σ of one channel's entries (squares 0), or of their squared deviations from mean
@@ -125,16 +125,6 @@ static void output_item(const void *args, int64_t item) {
     if (a->fused) return output_fma(a, item);
 #endif
     output_plain(a, item);
-}
-
-/* Whether torch's kernels on this CPU fuse multiply-adds (its AVX2 and AVX-512 builds do). */
-int bn_fused(void) {
-#if defined(__x86_64__) && defined(__GNUC__)
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("fma") && __builtin_cpu_supports("avx2");
-#else
-    return 0;
-#endif
 }
 
 void bn_forward(const bn_args *a, int threads) {

@@ -137,8 +137,9 @@ class _BatchNorm(torch.autograd.Function):
 
 @functools.cache
 def _fused(dtype: torch.dtype) -> int:
-    """Whether torch's CPU kernels here fuse multiply-adds (the kernel then does too)."""
-    return int(_library(dtype).bn_fused())
+    """Whether the CPU kernels torch runs here fuse multiply-adds (its AVX2 and AVX-512 builds;
+    ``ATEN_CPU_CAPABILITY=default`` picks the build without): the kernel then does too."""
+    return int(torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512"))
 
 
 @functools.cache
@@ -156,5 +157,4 @@ def _library(dtype: torch.dtype):
         return None
     lib.bn_forward.argtypes = [ctypes.POINTER(_Args), ctypes.c_int]
     lib.bn_forward.restype = None
-    lib.bn_fused.argtypes, lib.bn_fused.restype = [], ctypes.c_int
     return lib
