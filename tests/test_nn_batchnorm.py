@@ -170,5 +170,7 @@ def test_without_torchs_vector_kernels_the_multiply_adds_round_twice_as_torchs_d
         "assert torch.equal(y, F.batch_norm(x, None, None, w, b, True))\n"
     )
     env = {**__import__("os").environ, "ATEN_CPU_CAPABILITY": "default"}
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], check=False, env=env, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr[-2000:]

@@ -127,15 +127,13 @@ def conv_range_grad(code: torch.Tensor, kernel: torch.Tensor, g: torch.Tensor, g
     M, _, kh, kw = kernel.shape
     Ho, Wo = g.shape[2:]
     kt = kernel.detach().permute(1, 2, 3, 0).contiguous()  # [C, kh, kw, M]: each tap's column
-    g = g.contiguous()
-    gt = torch.empty(B, Ho, Wo, M, dtype=g.dtype)  # each window's gradient, filled by the kernel
+    gt = g.permute(0, 2, 3, 1).contiguous()  # [B, Ho, Wo, M]: each window's M values side by side
     partial = (ctypes.c_double * B)()
     windows = torch.empty(H * kh + W * kw, dtype=torch.int64)
     lib, structs = _library()
     a = structs["range"](
         code=code.contiguous().data_ptr(),
         kt=kt.data_ptr(),
-        g=g.data_ptr(),
         gt=gt.data_ptr(),
         partial=ctypes.addressof(partial),
         windows=windows.data_ptr(),
@@ -243,7 +241,7 @@ def _library():
         "dac_back": _struct("DacBackArgs", ("g", "code", "grad", "sums"), ("n", "chunk"), (), False),
         "range": _struct(
             "RangeArgs",
-            ("code", "kt", "g", "gt", "partial", "windows"),
+            ("code", "kt", "gt", "partial", "windows"),
             ("B", "C", "H", "W", "M", "kh", "kw", "Ho", "Wo", "sh", "sw", "ph", "pw", "dh", "dw"),
             (),
             False,

@@ -14,6 +14,7 @@ import torch
 from pydantic import Field
 
 from spikecim.analog.devices import PCMDevice
+from spikecim.analog.noise import normal_like
 from spikecim.schema import Schema
 
 __all__ = ["WeightModifier", "modify_weight", "weight_noise"]
@@ -38,8 +39,10 @@ def weight_noise(
     w_max: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The noise ``modifier`` adds to ``w`` (no gradient), its scale max|W| taken over ``w``
-    (``w_max``: that maximum when the caller has it already)."""
-    n = torch.randn(w.shape, generator=generator, dtype=w.dtype)
+    (``w_max``: that maximum when the caller has it already). The normals come from
+    spikecim's compiled generator keyed by one draw of ``generator``
+    (:func:`spikecim.analog.noise.normal_like`; torch's ``randn`` where it does not run)."""
+    n = normal_like(w, generator)
     w = w.detach()
     w_max = (w.abs().amax() if w_max is None else w_max).clamp(min=1e-12)
     if modifier.kind == "add_normal":

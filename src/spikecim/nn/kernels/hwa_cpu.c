@@ -17,6 +17,7 @@
  */
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "parallel.h"
 #include "real.h"
@@ -54,16 +55,16 @@ typedef struct {
 /* The clipped inputs' share of a convolution tile's range gradient, per sample b:
  * partial[b] = Σ over inputs (b, c, y, x) with code UPPER (LOWER), over the kernel taps (i, j)
  * whose window (oy, ox) = ((y + ph − i·dh)/sh, (x + pw − j·dw)/sw) exists, of min(±gp, 0),
- * gp = Σ_m kt[c, i, j, m] · g[b, m, oy, ox] (the patch entry's gradient Wᵀ·G), read from g
- * transposed (each window's M values side by side) in blocks of 16 × 16. */
+ * gp = Σ_m kt[c, i, j, m] · g[b, m, oy, ox] (the patch entry's gradient Wᵀ·G), read from gt,
+ * g with each window's M values side by side (the caller's one permuted copy). */
 typedef struct {
     const uint8_t *code; /* [B, C, H, W] */
     const float *kt;     /* [C, kh, kw, M] */
-    const float *g;      /* [B, M, Ho, Wo]: the output gradient */
-    float *gt;           /* [B, Ho, Wo, M] work space: g transposed, per sample that clipped */
+    const float *gt;     /* [B, Ho, Wo, M]: the output gradient, each window's M values side by side */
     double *partial;     /* [B] */
     int64_t *windows;    /* [H·kh + W·kw] work space: window_table's rows, then columns */
     int64_t B, C, H, W, M, kh, kw, Ho, Wo, sh, sw, ph, pw, dh, dw;
+    const float *zeros;  /* [M] zeros (set by hwa_conv_range_grad): the taps that fill a set */
 } range_args;
 
 /* ADC: out = prev + v (prev may be NULL: out = v), with `quantise` k = rint(y·inv),
@@ -170,13 +171,13 @@ void hwa_dac_backward(const dac_back_args *a, int threads) {
 #define TAPS 9
 typedef float v8 __attribute__((vector_size(32)));
 
-static inline v8 load8(const float *p) {
+static inline __attribute__((always_inline)) v8 load8(const float *p) {
     v8 v;
     __builtin_memcpy(&v, p, sizeof v);
     return v;
 }
 
-static inline float lanes(v8 v, const float *w, const float *g, int64_t m, int64_t M) {
+static inline __attribute__((always_inline)) float lanes(v8 v, const float *w, const float *g, int64_t m, int64_t M) {
     float s = ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
     for (; m < M; m++) s += w[m] * g[m];
     return s;
@@ -191,7 +192,7 @@ typedef int32_t i8v __attribute__((vector_size(32)));
 #define SHUF(a, b, i0, i1, i2, i3, i4, i5, i6, i7) __builtin_shuffle(a, b, (i8v){i0, i1, i2, i3, i4, i5, i6, i7})
 #endif
 
-static inline v8 sums8(const v8 *a) {
+static inline __attribute__((always_inline)) v8 sums8(const v8 *a) {
     v8 p[4], q[2];
     for (int i = 0; i < 4; i++) /* [a0+a1, b0+b1, a2+a3, b2+b3, ...] */
         p[i] = SHUF(a[2 * i], a[2 * i + 1], 0, 8, 2, 10, 4, 12, 6, 14) +
@@ -202,7 +203,7 @@ static inline v8 sums8(const v8 *a) {
     return SHUF(q[0], q[1], 0, 1, 2, 3, 8, 9, 10, 11) + SHUF(q[0], q[1], 4, 5, 6, 7, 12, 13, 14, 15);
 }
 
-static inline void dots(const float *const *w, const float *const *g, int n, int64_t M, float *out) {
+static inline __attribute__((always_inline)) void dots(const float *const *w, const float *const *g, int n, int64_t M, float *out) {
     v8 acc[TAPS];
     int64_t m = 0;
     if (n == TAPS) {
@@ -228,13 +229,17 @@ static inline void dots(const float *const *w, const float *const *g, int n, int
 }
 
 /* Σ of min(gp, 0) (UPPER) and min(−gp, 0) (LOWER) over the n taps' dot products. */
-static inline double clipped_sum(uint8_t k, const float *const *w, const float *const *g, int n, int64_t M) {
-    float gp[TAPS];
+static inline __attribute__((always_inline)) double clipped_sum(uint8_t k, const float *const *w, const float *const *g, int n, int64_t M) {
+    float gp[TAPS], up[TAPS], lo[TAPS];
     double s = 0.0;
     dots(w, g, n, M, gp);
+    for (int t = 0; t < n; t++) { /* selects (min against 0), not branches on the sign */
+        up[t] = gp[t] < 0.0f ? gp[t] : 0.0f;
+        lo[t] = -gp[t] < 0.0f ? -gp[t] : 0.0f;
+    }
     for (int t = 0; t < n; t++) {
-        if (k & UPPER) s += gp[t] < 0.0f ? gp[t] : 0.0f;
-        if (k & LOWER) s += -gp[t] < 0.0f ? -gp[t] : 0.0f;
+        if (k & UPPER) s += up[t];
+        if (k & LOWER) s += lo[t];
     }
     return s;
 }
@@ -245,19 +250,6 @@ CLONES static void range_sample(const void *p, int64_t b) {
     const int64_t *rows = a->windows, *cols = a->windows + a->H * kh;
     const float *ws[TAPS], *gs[TAPS];
     double s = 0.0;
-    int any = 0;
-    for (int64_t i = 0; i < a->C * plane && !any; i++) any = a->code[b * a->C * plane + i] & (UPPER | LOWER);
-    if (!any) {
-        a->partial[b] = 0.0;
-        return;
-    }
-    const int64_t L = a->Ho * a->Wo;
-    const float *src = a->g + b * M * L;
-    float *dst = a->gt + b * L * M;
-    for (int64_t m0 = 0; m0 < M; m0 += 16)
-        for (int64_t l0 = 0; l0 < L; l0 += 16)
-            for (int64_t m = m0; m < m0 + 16 && m < M; m++)
-                for (int64_t l = l0; l < l0 + 16 && l < L; l++) dst[l * M + m] = src[m * L + l];
     for (int64_t c = 0; c < a->C; c++) {
         const uint8_t *code = a->code + (b * a->C + c) * plane;
         const float *kc = a->kt + c * kh * kw * M;
@@ -288,7 +280,11 @@ CLONES static void range_sample(const void *p, int64_t b) {
                     }
                 }
             }
-            if (n) s += clipped_sum(k, ws, gs, n, M);
+            if (n && a->zeros) { /* filled with zero taps (gp = 0 adds nothing): the unrolled set */
+                for (int t = n; t < TAPS; t++) ws[t] = gs[t] = a->zeros;
+                s += clipped_sum(k, ws, gs, TAPS, M);
+            } else if (n)
+                s += clipped_sum(k, ws, gs, n, M);
         }
     }
     a->partial[b] = s;
@@ -307,7 +303,16 @@ static void window_table(int64_t *t, int64_t n, int64_t k, int64_t pad, int64_t 
 void hwa_conv_range_grad(const range_args *a, int threads) {
     window_table(a->windows, a->H, a->kh, a->ph, a->dh, a->sh, a->Ho);
     window_table(a->windows + a->H * a->kh, a->W, a->kw, a->pw, a->dw, a->sw, a->Wo);
-    run_items(a, range_sample, a->B, threads);
+    range_args b = *a;
+    float *zeros = (float *)calloc((size_t)a->M, sizeof(float));
+    b.zeros = zeros;
+    if (zeros) {
+        run_items(&b, range_sample, a->B, threads);
+        free(zeros);
+    } else { /* no room for M zeros: each partial set as it is */
+        b.zeros = 0;
+        run_items(&b, range_sample, a->B, threads);
+    }
 }
 
 /* The ADC over elements lo .. hi-1, quantise and add (out = prev + v) constants at each call:
