@@ -145,16 +145,7 @@ def _fused(dtype: torch.dtype) -> int:
 @functools.cache
 def _library(dtype: torch.dtype):
     """The ctypes library for ``dtype``, built once; None when it cannot be built."""
-    real_c = _REALS[dtype]
-    lib = cbuild.load(
-        Path(__file__).with_name("bn_cpu.c"),
-        f"bn_cpu_{real_c}",
-        cbuild.flag_sets(real_c),
-        "BatchNorm CPU kernel",
-        "using torch's BatchNorm",
+    source = Path(__file__).with_name("bn_cpu.c")
+    return cbuild.load_real(
+        source, _REALS[dtype], "BatchNorm CPU kernel", "using torch's BatchNorm", {"bn_forward": _Args}
     )
-    if lib is None:
-        return None
-    lib.bn_forward.argtypes = [ctypes.POINTER(_Args), ctypes.c_int]
-    lib.bn_forward.restype = None
-    return lib

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["FLAGS", "build", "compiler", "flag_sets", "load", "threads"]
+__all__ = ["FLAGS", "build", "compiler", "flag_sets", "load", "load_real", "threads"]
 
 # -ffp-contract=off: no fused multiply-add, so results equal a torch reference bit for bit;
 # no -march=native, so a cache folder shared by different machines stays valid.
@@ -90,6 +90,20 @@ def load(source: Path, name: str, flag_sets: list[list[str]], what: str, instead
             detail += ": " + error.stderr.decode(errors="replace").strip().splitlines()[-1]
     warnings.warn(f"spikecim: the {what} could not be built ({detail}); {instead}", stacklevel=3)
     return None
+
+
+def load_real(
+    source: Path, real: str, what: str, instead: str, functions: dict[str, type]
+) -> ctypes.CDLL | None:
+    """:func:`load` of a kernel built per element type (``real`` "float" or "double", the
+    library ``<source stem>_<real>``) whose ``functions`` each take a pointer to their
+    argument struct and a thread count and return nothing; None when it cannot be built."""
+    lib = load(source, f"{source.stem}_{real}", flag_sets(real), what, instead)
+    if lib is not None:
+        for fn, args in functions.items():
+            getattr(lib, fn).argtypes = [ctypes.POINTER(args), ctypes.c_int]
+            getattr(lib, fn).restype = None
+    return lib
 
 
 def build(source: Path, name: str, flags: list[str]) -> Path:

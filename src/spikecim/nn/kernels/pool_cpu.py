@@ -185,17 +185,8 @@ def _call(fn: str, shape: torch.Size, kernel: tuple[int, int], **tensors: torch.
 @functools.cache
 def _library(dtype: torch.dtype):
     """The ctypes library for ``dtype``, built once; None when it cannot be built."""
-    real_c = _REALS[dtype]
-    lib = cbuild.load(
-        Path(__file__).with_name("pool_cpu.c"),
-        f"pool_cpu_{real_c}",
-        cbuild.flag_sets(real_c),
-        "pooling CPU kernel",
-        "using torch's pooling",
+    passes = ("avg_pool_forward", "max_pool_forward", "avg_pool_backward", "max_pool_backward")
+    source = Path(__file__).with_name("pool_cpu.c")
+    return cbuild.load_real(
+        source, _REALS[dtype], "pooling CPU kernel", "using torch's pooling", dict.fromkeys(passes, _Args)
     )
-    if lib is None:
-        return None
-    for fn in ("avg_pool_forward", "max_pool_forward", "avg_pool_backward", "max_pool_backward"):
-        getattr(lib, fn).argtypes = [ctypes.POINTER(_Args), ctypes.c_int]
-        getattr(lib, fn).restype = None
-    return lib
