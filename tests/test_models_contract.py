@@ -138,7 +138,8 @@ def test_transformers_hold_only_position_and_class_token_outside_conv_linear_and
         extra = {
             name
             for mname, m in model.named_modules()
-            if type(m) not in (nn.Conv2d, nn.Linear, nn.BatchNorm2d, nn.BatchNorm1d, nn.LayerNorm)
+            if type(m)
+            not in (nn.Conv2d, nn.Linear, nn.BatchNorm2d, nn.BatchNorm1d, snn.BatchNorm2d, nn.LayerNorm)
             for name, _ in m.named_parameters(prefix=mname, recurse=False)
         }
         assert extra <= {"embed.position", "embed.cls"} and "embed.position" in extra

@@ -35,7 +35,7 @@ from spikecim.errors import SpikecimError
 from spikecim.models._layers import check_width, scaled
 from spikecim.models._registry import register_model
 from spikecim.models.attention import SoftmaxAttention
-from spikecim.nn import apply_folded
+from spikecim.nn import BatchNorm2d, apply_folded
 
 __all__ = ["Encoder", "PatchEmbedding", "VisionTransformer", "patch_for", "vit_tiny"]
 
@@ -71,7 +71,7 @@ class PatchEmbedding(nn.Module):
         super().__init__()
         kernel, pad = (2 * patch - 1, patch - 1) if overlap else (patch, 0)
         self.conv = nn.Conv2d(in_channels, dim, kernel, patch, pad, bias=not norm)
-        self.bn = nn.BatchNorm2d(dim) if norm else nn.Identity()
+        self.bn = BatchNorm2d(dim) if norm else nn.Identity()
         self.cls = nn.Parameter(torch.zeros(1, 1, dim)) if cls_token else None
         self.position = nn.Parameter(torch.randn(grid * grid + int(cls_token), dim) * 0.02)
 
