@@ -400,3 +400,39 @@ def test_status_of_a_space_in_a_new_folder_creates_no_folder(tmp_path, capsys):
     assert code == 2
     assert "no study 'u'" in _one_error_line(err)
     assert not (tmp_path / "new").exists()
+
+
+def test_workers_holding_the_budget_lock_never_overshoot_the_budget(tmp_path, monkeypatch):
+    """Two workers on one journal, each waiting 50 ms between counting the trials and asking
+    for one (the window in which both can see one trial left): with the lock the workers of
+    a command share, the study ends at the budget exactly. (The same two workers without the
+    lock end with 6 trials of 5: they count and ask in step.)"""
+    import threading
+    import time
+
+    from spikecim.dse.evaluate import Evaluator
+    from spikecim.dse.study import open_study, run_trials
+
+    space_path = _space(tmp_path, name="c", knobs=[CLOCK], trials=5)
+    space, out = load_space(space_path), tmp_path / "w"
+    out.mkdir()
+    ask = optuna.Study.ask
+
+    def slow_ask(self, *a, **k):
+        time.sleep(0.05)
+        return ask(self, *a, **k)
+
+    monkeypatch.setattr(optuna.Study, "ask", slow_ask)
+    lock = threading.Lock()
+    studies = [open_study(space, str(out), None, False, worker=i, history=0) for i in range(2)]
+    threads = [
+        threading.Thread(
+            target=run_trials, args=(s, space, Evaluator(space, str(out)), 5), kwargs={"lock": lock}
+        )
+        for s in studies
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(_trials(out, "c")) == 5

@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
@@ -372,10 +373,13 @@ def run_trials(
     evaluate: Evaluator | Callable[[dict], Outcome],
     trials: int,
     on_trial: Callable[[optuna.trial.FrozenTrial], None] | None = None,
+    lock: contextlib.AbstractContextManager | None = None,
 ) -> None:
     """Ask, evaluate and tell until the study holds ``trials`` trials that count against the
     budget (:func:`done`, counting those of other workers on the same storage), or a grid is
-    exhausted."""
+    exhausted. ``lock``: held by the workers of one command around counting and asking, so
+    two workers that both see one trial left do not both take it (without it, workers on
+    one storage can overshoot the budget by one trial each)."""
     from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enabled
 
     if is_heartbeat_enabled(study._storage):
@@ -384,8 +388,11 @@ def run_trials(
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
     seen = _Designs()
-    while seen.update(study.get_trials(deepcopy=False)) < trials and not exhausted(study, space):
-        trial = _take_rerun(study) or study.ask()
+    while True:
+        with lock if lock is not None else contextlib.nullcontext():
+            if seen.update(study.get_trials(deepcopy=False)) >= trials or exhausted(study, space):
+                break
+            trial = _take_rerun(study) or study.ask()  # RUNNING: counted by the next look
         params = sample(space, trial)
         prev = seen.finished.get(_key(params))
         if prev is not None and prev.number != trial.number:

@@ -60,8 +60,19 @@ def run_worker(
 
     study = open_study(space, out_dir, url, random, worker=worker, history=history)
     ran = []
-    run_trials(study, space, Evaluator(space, out_dir), trials, on_trial=ran.append)
+    run_trials(study, space, Evaluator(space, out_dir), trials, on_trial=ran.append, lock=_budget_lock)
     return len(ran)
+
+
+_budget_lock = None  # in a worker of the local pool: the lock its command's workers share
+
+
+def _init_worker(lock) -> None:
+    """A local pool worker: freed memory kept (as the spikecim command does), and the lock
+    the workers hold while they count the trials and ask for one."""
+    global _budget_lock
+    keep_freed_memory()
+    _budget_lock = lock
 
 
 def explore(
@@ -195,7 +206,9 @@ def _run(space, out, n, workers, ray_address, url, random, study, progress, hist
             progress(study)
         return
     ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(workers, initializer=keep_freed_memory) as pool:  # processes spikecim owns
+    with ctx.Pool(
+        workers, initializer=_init_worker, initargs=(ctx.Lock(),)
+    ) as pool:  # processes spikecim owns
         # each worker gets its share of the cores: torch's default of one thread per core in
         # every worker oversubscribes them (measured: twice the CPU time for the same trials)
         threads = max(1, (os.cpu_count() or 1) // workers)
