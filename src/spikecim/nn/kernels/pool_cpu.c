@@ -144,11 +144,11 @@ INLINE void max2_forward_plane(const real *restrict x, real *restrict y, uint8_t
 }
 
 /* The 2x2 max in two stages, for rows of 4 outputs (8x8 maps: too short for the loop above
- * to fill a vector) and widths without a constant copy above: first the larger of each horizontal pair over a flat run of
- * whole rows (W even, so no pair straddles two rows: one long vectorised loop), then the
- * larger of the two rows' winners, row by row. The order of comparisons is the window's:
- * each stage takes the later entry only if it is larger or NaN, which is what the scan of
- * the four entries takes. */
+ * to fill a vector) and for widths without a constant copy of it: first the larger of each
+ * horizontal pair over a flat run of whole rows (W even, so no pair straddles two rows: one
+ * long vectorised loop), then the larger of the two rows' winners, row by row. The order of
+ * comparisons is the window's: each stage takes the later entry only if it is larger or
+ * NaN, which is what the scan of the four entries takes. */
 CLONES static void max2_pairs(const real *restrict x, real *restrict h, uint8_t *restrict hi, const int64_t n) {
     for (int64_t q = 0; q < n; q++) {
         const real a = x[2 * q], b = x[2 * q + 1];
@@ -158,7 +158,6 @@ CLONES static void max2_pairs(const real *restrict x, real *restrict h, uint8_t 
     }
 }
 
-/* (Plain pointers: with restrict ones GCC 12 leaves the constant-width copies scalar.) */
 INLINE void max2_rows(const real *h0, const uint8_t *i0, const real *h1, const uint8_t *i1, real *y, uint8_t *idx,
                       const int64_t OW) {
     for (int64_t j = 0; j < OW; j++) {
