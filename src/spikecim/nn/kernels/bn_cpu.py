@@ -30,7 +30,6 @@ import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 from spikecim.nn.kernels import cbuild
-from spikecim.nn.kernels.pool_cpu import _observed
 
 __all__ = ["applies", "available", "batch_norm"]
 
@@ -66,7 +65,7 @@ def applies(x: torch.Tensor, training: bool, *params: torch.Tensor | None) -> bo
         and all(
             p is None or (p.dtype == x.dtype and p.device.type == "cpu" and p.is_contiguous()) for p in params
         )
-        and not _observed()
+        and not cbuild.watched()
         and available(x.dtype)
     )
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["FLAGS", "build", "compiler", "flag_sets", "load", "load_real", "threads"]
+__all__ = ["FLAGS", "build", "compiler", "flag_sets", "load", "load_real", "threads", "watched"]
 
 # -ffp-contract=off: no fused multiply-add, so results equal a torch reference bit for bit;
 # no -march=native, so a cache folder shared by different machines stays valid.
@@ -71,6 +71,20 @@ def threads(work: int, parallel_min: int) -> int:
     """Threads for a kernel call over ``work`` items: one below ``parallel_min`` (waking more
     costs more than the pass, each kernel measures its own threshold), else torch's count."""
     return 1 if work < parallel_min else max(1, torch.get_num_threads())
+
+
+def watched() -> bool:
+    """Whether a tool is watching torch's ops (a torch function or dispatch mode: op counters
+    such as SpikingJelly's or ``FlopCounterMode``; ``torch.compile``; the JIT tracer): a
+    kernel that stands in for a torch op then lets the op run, which the tool knows."""
+    from torch.utils._python_dispatch import _get_current_dispatch_mode
+
+    return (
+        torch._C._is_torch_function_mode_enabled()
+        or _get_current_dispatch_mode() is not None
+        or torch.compiler.is_compiling()
+        or torch.jit.is_tracing()
+    )
 
 
 def load(source: Path, name: str, flag_sets: list[list[str]], what: str, instead: str) -> ctypes.CDLL | None:

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
-from torch.utils._python_dispatch import _get_current_dispatch_mode
+from torch.nn.modules.utils import _pair
 
 from spikecim.nn.kernels import cbuild
 
@@ -45,10 +45,6 @@ class _Args(ctypes.Structure):
     _fields_ = [(n, _LONG) for n in ("planes", "H", "W", "kh", "kw", "OH", "OW", "per_item")] + [
         (n, _PTR) for n in ("x", "y", "idx", "gy", "gx")
     ]
-
-
-def _pair(v) -> tuple[int, int]:
-    return (v, v) if isinstance(v, int) else tuple(v)
 
 
 def available(dtype: torch.dtype = torch.float32) -> bool:
@@ -74,21 +70,10 @@ def applies(x: torch.Tensor, kernel_size, stride, padding, dilation=1, ceil_mode
         or x.shape[-2] < kernel[0]
         or x.shape[-1] < kernel[1]
         or x.numel() == 0
-        or _observed()
+        or cbuild.watched()
     ):
         return False
     return available(x.dtype)
-
-
-def _observed() -> bool:
-    """Whether a tool is watching torch's ops: a function or dispatch mode, the compiler or
-    the JIT tracer."""
-    return (
-        torch._C._is_torch_function_mode_enabled()
-        or _get_current_dispatch_mode() is not None
-        or torch.compiler.is_compiling()
-        or torch.jit.is_tracing()
-    )
 
 
 def avg_pool2d(

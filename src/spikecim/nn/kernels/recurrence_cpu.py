@@ -138,20 +138,12 @@ def _call(kernel: str, direction: str, x: torch.Tensor, **fields) -> None:
 def _library(kernel: str, dtype: torch.dtype):
     """``(ctypes library, argument struct)`` of ``kernel`` for ``dtype``, built once; None on failure."""
     title, fields = KERNELS[kernel]
-    real_c = _REALS[dtype]
-    source = Path(__file__).with_name(f"{kernel}_cpu.c")
-    lib = cbuild.load(
-        source,
-        f"{kernel}_cpu_{real_c}",
-        cbuild.flag_sets(real_c),
+    Args = type(f"{kernel}_args", (ctypes.Structure,), {"_fields_": fields})
+    lib = cbuild.load_real(
+        Path(__file__).with_name(f"{kernel}_cpu.c"),
+        _REALS[dtype],
         f"{title} CPU kernel",
         "using the reference loop",
+        {f"{kernel}_{direction}": Args for direction in ("forward", "backward")},
     )
-    if lib is None:
-        return None
-    Args = type(f"{kernel}_args", (ctypes.Structure,), {"_fields_": fields})
-    for direction in ("forward", "backward"):
-        fn = getattr(lib, f"{kernel}_{direction}")
-        fn.argtypes = [ctypes.POINTER(Args), ctypes.c_int]
-        fn.restype = None
-    return lib, Args
+    return None if lib is None else (lib, Args)
