@@ -4,7 +4,8 @@ through ctypes; the backward is torch's own (``aten::native_batch_norm_backward`
 torch's CPU BatchNorm sums each channel of a contiguous ``[N, C, H, W]`` tensor in one
 scalar chain of double additions, twice (the mean, then the squared deviations): on a
 2-core AMD EPYC (Zen 5, both threads) its training forward of a ``[64, 128, 32, 32]``
-float32 tensor takes 6.8 ms where its inference forward (one vectorised pass) takes 1.1 ms. The kernel runs the
+float32 tensor takes 6.8 ms where its inference forward (one vectorised pass) takes 1.1 ms
+(median of 15 interleaved calls; ``benchmarks/bench_layers.py`` times the kernel against it). The kernel runs the
 same arithmetic with eight chains side by side, then the output pass
 ``y = x·alpha + beta`` with torch's ``alpha`` and ``beta``; the batch statistics it saves
 for the backward, the running statistics and the output are torch's (a double sum taken in

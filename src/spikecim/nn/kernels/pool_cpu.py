@@ -5,7 +5,8 @@ torch's CPU pooling of a contiguous (NCHW) tensor walks one window at a time wit
 per entry: on a 2-core AMD EPYC (Zen 5) ``avg_pool2d`` of a ``[64, 128, 32, 32]`` float32
 spike tensor takes 11 ms forward, about seven times a copy of the same tensor, and
 ``max_pool2d`` of a ReLU output about 4 ns per entry, most of it mispredicted branches.
-The kernel runs along rows of outputs with selects instead, so its loops vectorise; the
+The kernel runs along rows of outputs with selects instead, so its loops vectorise
+(``benchmarks/bench_layers.py`` times both; docs/speed.md, "Pooling", its figures); the
 values, the gradients and the max's choice among equal entries are torch's bit for bit
 (``tests/test_nn_pool.py`` checks them against torch). The max keeps the offset of each
 output's entry in its window as one byte, where torch keeps an int64 per output.
