@@ -23,7 +23,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 POOLS = [(pool_cpu.avg_pool2d, F.avg_pool2d), (pool_cpu.max_pool2d, F.max_pool2d)]
-# (input shape, kernel): the 2x2 widths with their own code (8: two stages; 16, 32, 64: one),
+# (input shape, kernel): the 2x2 widths with their own code (8, 16: two stages; 32, 64: one),
 # odd sizes (a margin without a window), other widths (even: two stages; odd: one), a 3x3 and
 # a non-square window, a [C, H, W] input
 CASES = [

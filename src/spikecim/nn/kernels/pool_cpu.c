@@ -143,10 +143,10 @@ INLINE void max2_forward_plane(const real *restrict x, real *restrict y, uint8_t
         max2_forward_row(x + 2 * oh * W, x + (2 * oh + 1) * W, y + oh * OW, idx + oh * OW, OW);
 }
 
-/* The 2x2 max in two stages, for rows of 4 outputs (8x8 maps: too short for the loop above
- * to fill a vector) and for widths without a constant copy of it: first the larger of each
+/* The 2x2 max in two stages, for rows of 4 and 8 outputs (8x8 and 16x16 maps: too short for
+ * the loop above to fill a vector) and for widths without a constant copy of it: first the larger of each
  * horizontal pair over a flat run of whole rows (W even, so no pair straddles two rows: one
- * long vectorised loop), then the larger of the two rows' winners, row by row. The order of
+ * long vectorised loop), then the larger of the two rows' winners (max2_vertical). The order of
  * comparisons is the window's: each stage takes the later entry only if it is larger or
  * NaN, which is what the scan of the four entries takes. */
 CLONES static void max2_pairs(const real *restrict x, real *restrict h, uint8_t *restrict hi, const int64_t n) {
@@ -158,44 +158,55 @@ CLONES static void max2_pairs(const real *restrict x, real *restrict h, uint8_t 
     }
 }
 
-INLINE void max2_rows(const real *h0, const uint8_t *i0, const real *h1, const uint8_t *i1, real *y, uint8_t *idx,
-                      const int64_t OW) {
-    for (int64_t j = 0; j < OW; j++) {
-        const int t = (h1[j] > h0[j]) | (h1[j] != h1[j]);
-        y[j] = t ? h1[j] : h0[j];
-        idx[j] = t ? (uint8_t)(2 + i1[j]) : i0[j];
+/* The second stage, in two steps: the larger of every row of first-stage winners and the row
+ * below it, as one flat loop over the run (vectorised; a loop per row of 4 compiles to a
+ * branch per output, mispredicted on real activations), then the rows of even offset within
+ * their plane copied out. n = entries of the run less one row. */
+CLONES static void max2_below(const real *restrict h, const uint8_t *restrict hi, real *restrict m,
+                              uint8_t *restrict mi, const int64_t n, const int64_t ow) {
+    for (int64_t q = 0; q < n; q++) { /* the choice as a byte first: GCC does not vectorise */
+        const real u = h[q], v = h[q + ow]; /* a select of bytes on a comparison of reals */
+        const int t = (v > u) | (v != v);
+        m[q] = t ? v : u;
+        mi[q] = (uint8_t)t;
+    }
+    for (int64_t q = 0; q < n; q++) { /* and as masks: GCC branches on a select of bytes */
+        const uint8_t later = (uint8_t)-mi[q];
+        mi[q] = (uint8_t)((hi[q] & (uint8_t)~later) | ((uint8_t)(2 + hi[q + ow]) & later));
     }
 }
 
-#define VERTICAL(suffix, OWC)                                                                          \
-    CLONES static void max2_vertical_##suffix(const pool_args *a, const real *h, const uint8_t *hi,  \
-                                              int64_t p0, int64_t p1) {                              \
-        const int64_t ow = (OWC);                                                                    \
-        for (int64_t p = p0; p < p1; p++)                                                            \
-            for (int64_t oh = 0; oh < a->OH; oh++) {                                                 \
-                const int64_t r = ((p - p0) * a->H + 2 * oh) * ow, o = (p * a->OH + oh) * ow;        \
-                max2_rows(h + r, hi + r, h + r + ow, hi + r + ow, a->y + o, a->idx + o, ow);          \
-            }                                                                                        \
-    }
+static void max2_vertical(const pool_args *a, const real *h, const uint8_t *hi, real *m, uint8_t *mi, int64_t p0,
+                          int64_t p1) {
+    const int64_t ow = a->W / 2, n = (p1 - p0) * a->H * ow - ow;
+    max2_below(h, hi, m, mi, n, ow);
+    for (int64_t p = p0; p < p1; p++)
+        for (int64_t oh = 0; oh < a->OH; oh++) {
+            const int64_t r = ((p - p0) * a->H + 2 * oh) * ow, o = (p * a->OH + oh) * ow;
+            if (ow == 4) { /* 8x8 maps: copies of a constant size, one move each */
+                memcpy(a->y + o, m + r, 4 * sizeof *m);
+                memcpy(a->idx + o, mi + r, 4);
+            } else {
+                memcpy(a->y + o, m + r, ow * sizeof *m);
+                memcpy(a->idx + o, mi + r, ow);
+            }
+        }
+}
 
-VERTICAL(w8, 4)
-VERTICAL(any, a->W / 2)
-
-/* Planes [p0, p1) by the two stages; 0 when the buffer between them cannot be had. */
+/* Planes [p0, p1) by the two stages; 0 when the buffers between them cannot be had. */
 static int max2_forward_staged(const pool_args *a, int64_t p0, int64_t p1) {
     const int64_t half = (p1 - p0) * a->H * (a->W / 2);
-    real *h = (real *)malloc(sizeof(real) * (size_t)half);
-    uint8_t *hi = (uint8_t *)malloc((size_t)half);
-    const int ok = h && hi;
+    real *h = (real *)malloc(sizeof(real) * (size_t)half), *m = (real *)malloc(sizeof(real) * (size_t)half);
+    uint8_t *hi = (uint8_t *)malloc((size_t)half), *mi = (uint8_t *)malloc((size_t)half);
+    const int ok = h && hi && m && mi;
     if (ok) {
         max2_pairs(a->x + p0 * a->H * a->W, h, hi, half);
-        if (a->W == 8)
-            max2_vertical_w8(a, h, hi, p0, p1);
-        else
-            max2_vertical_any(a, h, hi, p0, p1);
+        max2_vertical(a, h, hi, m, mi, p0, p1);
     }
     free(h);
     free(hi);
+    free(m);
+    free(mi);
     return ok;
 }
 
@@ -260,8 +271,9 @@ ITEM(max_backward)
 
 static void max_forward_item(const void *args, int64_t item) {
     const pool_args *a = (const pool_args *)args;
-    /* rows of 8, 16 and 32 outputs fill their vectors in one stage */
-    if (a->kh == 2 && a->kw == 2 && a->W % 2 == 0 && a->W != 16 && a->W != 32 && a->W != 64) {
+    /* rows of 16 and 32 outputs fill their vectors in one stage (W = 16 runs faster staged:
+     * 0.26 against 0.54 ms for [64, 64, 16, 16], benchmarks/bench_layers.py) */
+    if (a->kh == 2 && a->kw == 2 && a->W % 2 == 0 && a->W != 32 && a->W != 64) {
         const int64_t p0 = item * a->per_item;
         const int64_t p1 = p0 + a->per_item < a->planes ? p0 + a->per_item : a->planes;
         if (max2_forward_staged(a, p0, p1)) return;
