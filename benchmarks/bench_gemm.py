@@ -1,7 +1,9 @@
 """The tile products of the noisy forward (not a test): ``python benchmarks/bench_gemm.py``.
 
 Records the matrix products one noisy forward of VGG-9 (the ANN at CIFAR-10 size, batch 32,
-``pcm-aihwkit``) asks for, then times each on the same operands through
+``pcm-aihwkit``; ``--model convnet``: the convnet ANN on 8×8 digits, whose convolutions'
+patches are laid out as rows, ``gemm.prefers_rows``) asks for, then times each on the same
+operands through
 :mod:`spikecim.analog.gemm` (oneDNN where it applies) and through torch's product
 (``torch.matmul`` / ``torch.mm``, MKL), interleaved in every round, median of ``--repeats``,
 CPU time of the calling thread, 1 torch thread by default. Prints one row per distinct shape
@@ -21,10 +23,12 @@ from spikecim.analog import drift, gemm, load_crossbar_config, program, to_analo
 from spikecim.models import create_model
 from spikecim.timing import interleaved_times
 
+INPUTS = {"vgg9": (3, 32), "convnet": (1, 8)}  # channels, image size
 
-def recorded_products(batch: int) -> Counter:
-    """``(kind, m shape, x shape)``: how often one forward calls each product."""
-    model = create_model("vgg9", spiking=False).eval()
+
+def recorded_products(name: str, batch: int) -> Counter:
+    """``(kind, m shape, x shape)``: how often one forward of model ``name`` calls each product."""
+    model = create_model(name, spiking=False).eval()
     am = to_analog(model, load_crossbar_config("pcm-aihwkit"))
     program(am, 0)
     drift(am, 3600.0)
@@ -35,14 +39,15 @@ def recorded_products(batch: int) -> Counter:
         seen["patches", tuple(m.shape), tuple(x.shape)] += 1
         return patch(m, x, out)
 
-    def rows_seen(x, m, out):
+    def rows_seen(x, m, out=None):
         seen["rows", tuple(m.shape), tuple(x.shape)] += 1
         return rows(x, m, out)
 
     gemm.patch_product, gemm.rows_product = patch_seen, rows_seen
     try:
         with torch.no_grad():
-            am(torch.rand(1, batch, 3, 32, 32))
+            channels, size = INPUTS[name]
+            am(torch.rand(1, batch, channels, size, size))
     finally:
         gemm.patch_product, gemm.rows_product = patch, rows
     return seen
@@ -63,6 +68,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=9)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--model", choices=sorted(INPUTS), default="vgg9")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(f"oneDNN GEMM reachable: {gemm.available()}; torch {torch.__version__}, {args.threads} thread(s)")
@@ -71,7 +77,7 @@ def main() -> None:
     )
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     total_torch = total_ours = 0.0
-    for (kind, m_shape, x_shape), calls in sorted(recorded_products(args.batch).items()):
+    for (kind, m_shape, x_shape), calls in sorted(recorded_products(args.model, args.batch).items()):
         g = torch.Generator().manual_seed(0)
         m, x = torch.randn(m_shape, generator=g), torch.randn(x_shape, generator=g)
         fns, flops = timed_pair(kind, m, x)

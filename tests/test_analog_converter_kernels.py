@@ -196,6 +196,70 @@ def test_unfold_dac_kernel_equals_unfold_then_dac_per_tile(dtype, threads, geome
     assert torch.equal(got, want) and torch.equal(got_s, want_s)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize(
+    "geometry,channels,tile_rows",
+    [
+        ({"kernel_size": (3, 3), "stride": 1, "padding": 1, "dilation": 1}, 4, 512),
+        ({"kernel_size": (3, 3), "stride": 1, "padding": 1, "dilation": 1}, 6, 20),  # tiles cut channels
+        ({"kernel_size": (3, 2), "stride": (2, 3), "padding": (2, 0), "dilation": 1}, 3, 7),
+        ({"kernel_size": (1, 1), "stride": 2, "padding": 0, "dilation": 1}, 40, 17),
+    ],
+    ids=["3x3", "3x3-cut", "strided-padded", "1x1-wide"],
+)
+def test_unfold_dac_kernel_as_rows_equals_unfold_then_dac_per_tile_transposed(
+    dtype, threads, geometry, channels, tile_rows
+):
+    """The rows layout: tile i's levels of every patch as the rows of one [N·L, R_i] matrix
+    (16 × 16 blocks and their partial edges: 36, 20 and 17 rows, 99 and 30 patches)."""
+    torch.set_num_threads(threads)
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(3, channels, 9, 11, generator=g, dtype=dtype)
+    x[1] = 0
+    want, want_s = unfold_dac_written_out(x, geometry, tile_rows, 63)
+    sizes = [geometry[k] if isinstance(geometry[k], tuple) else (geometry[k],) * 2 for k in geometry]
+    got, got_s = ck.unfold_dac(x, *sizes, tile_rows, 63, rows=True)
+    N, K, L = want.shape
+    assert len(got) == -(-K // tile_rows)
+    for i, tile in enumerate(got):
+        rows = want[:, i * tile_rows : (i + 1) * tile_rows]
+        assert torch.equal(tile, rows.transpose(1, 2).reshape(N * L, rows.shape[1]))
+    assert torch.equal(got_s, want_s)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize(
+    "shape,out_features",
+    [
+        ((2, 3, 2, 2, 64, 37), 100),
+        ((1, 2, 1, 1, 3, 2100), 3),
+        ((2, 40, 1, 1, 20, 9), 20),
+        ((3, 5, 2, 1, 17, 33), 30),
+    ],
+    ids=["tiles-sliced-padded", "longer-than-a-noise-piece", "samples-drawn-together", "partial-blocks"],
+)
+@pytest.mark.parametrize("noisy", [True, False], ids=["noise", "no-noise"])
+def test_adc_kernel_on_rows_equals_adc_and_digital_stage_written_out(
+    dtype, threads, shape, out_features, noisy
+):
+    """Column outputs laid out as rows, [n_in, N, L, n_out, S, C]: the ADC kernel's result is
+    the formula on the first layout, the output noise drawn by each element's index there."""
+    torch.set_num_threads(threads)
+    g = torch.Generator().manual_seed(4)
+    n_in, N, n_out, S, _, L = shape
+    y = torch.randn(shape, generator=g, dtype=dtype) * 30
+    gain = torch.rand(n_in, 1, n_out, S, 1, 1, generator=g, dtype=dtype)
+    row_scale = torch.rand(n_in, N, 1, L, generator=g, dtype=dtype)
+    alpha, seed = 2.5, 0x5EED_0042
+    z = noise.standard_normal(shape, seed, dtype) if noisy else torch.zeros(shape, dtype=dtype)
+    rows = y.permute(0, 1, 5, 2, 3, 4).contiguous()
+    out_noise = (alpha, seed) if noisy else None
+    got = ck.adc_accumulate(rows, gain, row_scale, (0.5, 20), out_features, out_noise, rows=True)
+    assert torch.equal(got, adc_written_out(y + z * alpha, gain, row_scale, (0.5, 20), out_features))
+
+
 def _layers():
     torch.manual_seed(3)
     return nn.Sequential(

@@ -103,3 +103,32 @@ def test_noisy_conv_layer_on_onednn_equals_it_on_torchs_product_to_float32_round
     assert _linear_calls(forward) == 0
     want = forward()
     torch.testing.assert_close(got, want, rtol=0, atol=1e-5 * want.abs().max().item())
+
+
+@needs_onednn
+def test_small_conv_products_run_as_one_product_per_tile_over_the_patches_as_rows(monkeypatch, fresh_probe):
+    """A convolution too small per sample for a oneDNN call each (72 rows × 16 columns × 64
+    positions): its patches laid out as rows, one product per input tile over the batch (two
+    tiles of 40 and 32 rows, two column tiles), the ADC kernel reading the rows. Against the
+    same crossbar on torch's batched product over F.unfold's layout (SPIKECIM_GEMM=torch): the
+    same DAC levels, read matrix and output-noise normals, so the outputs differ by the
+    products' rounding alone."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(8, 16, 3, padding=1)
+    crossbar = {"preset": "pcm-aihwkit", "tile_rows": 40, "tile_cols": 10, "adc": {"enabled": False}}
+    am = to_analog(conv, crossbar)
+    x = torch.randn(4, 8, 8, 8, generator=torch.Generator().manual_seed(1))
+    assert gemm.prefers_rows(x, 40, 16, 64)
+
+    def forward():
+        torch.manual_seed(2)
+        with torch.no_grad():
+            return am(x)
+
+    assert _linear_calls(forward) == 2  # one per input tile
+    got = forward()
+    monkeypatch.setenv("SPIKECIM_GEMM", "torch")
+    gemm.available.cache_clear()
+    assert _linear_calls(forward) == 0
+    want = forward()
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5 * want.abs().max().item())

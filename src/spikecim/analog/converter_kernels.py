@@ -11,7 +11,9 @@ for bit to the torch passes it replaces (docs/analog.md, "Passes of the noisy fo
   of the layer's output instead of five passes and a sum over tiles and slices; with the
   output noise ``y + α·z`` drawn in the same pass (the normals and sum of
   :func:`spikecim.analog.noise.add_normal_`);
-- :func:`unfold_dac`: a convolution's patches gathered straight into DAC levels;
+- :func:`unfold_dac`: a convolution's patches gathered straight into DAC levels, as
+  ``F.unfold`` lays them out or as rows (one matrix of patches per input tile, the layout
+  of one large product: :func:`spikecim.analog.gemm.prefers_rows`);
 - :func:`all_binary`: whether a convolution's input is binary spikes (they take the direct
   convolution), one pass instead of two comparisons, an ``or`` and an ``all``.
 
@@ -103,11 +105,14 @@ def unfold_dac(
     tile_rows: int,
     n_dac: int,
     out: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    rows: bool = False,
+) -> tuple[torch.Tensor | list[torch.Tensor], torch.Tensor]:
     """``F.unfold(x)``'s patches ``[N, C·kh·kw, L]`` already in DAC levels, and the scales
     ``[n_in, N, 1, L]``: the abs-max of every patch over each input tile's ``tile_rows`` rows
     (1 for an all-zero patch), as :func:`dac_levels` on the unfolded tiles. The patches are
-    gathered from ``x[N, C, H, W]`` and written once (into ``out`` if given)."""
+    gathered from ``x[N, C, H, W]`` and written once (into ``out`` if given: ``N·C·kh·kw·L``
+    elements). ``rows=True``: the same levels as one matrix per input tile, ``[N·L, R_i]``
+    (tile i's rows of every patch, patch ``n·L + l`` in row ``n·L + l``), in a list."""
     x = x.contiguous()
     N, C, H, W = x.shape
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
@@ -116,14 +121,20 @@ def unfold_dac(
     K, L = C * kh * kw, Ho * Wo
     n_in = -(-K // tile_rows)
     out = torch.empty(N, K, L, dtype=x.dtype) if out is None else out
+    if not out.is_contiguous() or out.numel() != N * K * L:
+        raise ValueError(f"unfold_dac: out needs {N * K * L} contiguous elements")
     scale = torch.empty(n_in, N, 1, L, dtype=x.dtype)
     lib, Args = _library(x.dtype)[0], _unfold_struct(_REALS[x.dtype][1])
     sizes = (N, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo, tile_rows, n_in)
-    a = Args(x.data_ptr(), out.data_ptr(), scale.data_ptr(), *sizes, float(n_dac))
+    a = Args(x.data_ptr(), out.data_ptr(), scale.data_ptr(), *sizes, float(n_dac), int(rows))
     lib.unfold_dac(ctypes.byref(a), _threads(out.numel()))
     if a.failed:
         raise MemoryError("analog: no memory for the patch DAC's work buffers")
-    return out, scale
+    if not rows:
+        return out.view(N, K, L), scale
+    flat, M = out.view(-1), N * L
+    widths = [min(tile_rows, K - i * tile_rows) for i in range(n_in)]
+    return [flat[i * M * tile_rows :][: M * w].view(M, w) for i, w in enumerate(widths)], scale
 
 
 def adc_accumulate(
@@ -133,6 +144,7 @@ def adc_accumulate(
     adc: tuple[float, int] | None,
     out_features: int,
     out_noise: tuple[float, int] | None = None,
+    rows: bool = False,
 ) -> torch.Tensor:
     """``out[N, out_features, L]`` from the column outputs ``y[n_in, N, n_out, S, C, L]``
     (contiguous): ``Σ_i Σ_s f(y)·gain[i, o, s]·row_scale[i, n, l]`` with ``f(v) = clamp(rint(v·k),
@@ -140,8 +152,14 @@ def adc_accumulate(
     ``gain`` broadcasts to ``[n_in, 1, n_out, S, 1, 1]``; ``row_scale`` holds ``n_in·N·L`` values
     in the order ``[n_in, N, L]`` (None: 1). ``out_noise = (alpha, seed)``: ``y + alpha·z``
     goes into ``f`` instead of ``y``, z the normals of ``noise.standard_normal(y.shape, seed)``
-    (what ``noise.add_normal_(y, alpha, seed=seed)`` adds; ``y`` is left as it is)."""
-    n_in, N, n_out, S, C, L = y.shape
+    (what ``noise.add_normal_(y, alpha, seed=seed)`` adds; ``y`` is left as it is).
+    ``rows=True``: ``y`` is ``[n_in, N, L, n_out, S, C]``, the column outputs of the patches
+    as rows (:func:`unfold_dac` with ``rows``); the result is exactly that of
+    ``y.permute(0, 1, 3, 4, 5, 2)`` in the first layout, normals included."""
+    if rows:
+        n_in, N, L, n_out, S, C = y.shape
+    else:
+        n_in, N, n_out, S, C, L = y.shape
     y = y.contiguous()
     gain = gain.to(y.dtype).expand(n_in, 1, n_out, S, 1, 1).contiguous()
     if row_scale is not None:
@@ -164,6 +182,7 @@ def adc_accumulate(
         out_f=out_features,
         adc=int(adc is not None),
         out_noise=int(out_noise is not None),
+        rows=int(rows),
         k=k,
         q=float(q),
         alpha=float(alpha),
@@ -185,7 +204,7 @@ def _structs(real) -> tuple[type[ctypes.Structure], type[ctypes.Structure]]:
     dac += [("given", int_), ("n_dac", real)]
     adc = [(n, ptr) for n in ("y", "gain", "row_scale", "out")]
     adc += [(n, long) for n in ("n_in", "N", "n_out", "S", "C", "L", "out_f")]
-    adc += [("adc", int_), ("out_noise", int_), ("k", real), ("q", real), ("alpha", real)]
+    adc += [("adc", int_), ("out_noise", int_), ("rows", int_), ("k", real), ("q", real), ("alpha", real)]
     adc += [("seed", ctypes.c_uint64)]
     return (
         type("DACArgs", (ctypes.Structure,), {"_fields_": dac}),
@@ -197,7 +216,7 @@ def _structs(real) -> tuple[type[ctypes.Structure], type[ctypes.Structure]]:
 def _unfold_struct(real) -> type[ctypes.Structure]:
     names = ("N", "C", "H", "W", "kh", "kw", "sh", "sw", "ph", "pw", "dh", "dw", "Ho", "Wo", "R", "n_in")
     fields = [(n, ctypes.c_void_p) for n in ("x", "out", "scale")] + [(n, ctypes.c_int64) for n in names]
-    fields += [("n_dac", real), ("failed", ctypes.c_int32)]
+    fields += [("n_dac", real), ("rows", ctypes.c_int32), ("failed", ctypes.c_int32)]
     return type("UnfoldArgs", (ctypes.Structure,), {"_fields_": fields})
 
 

@@ -10,7 +10,11 @@ on one Zen 5 core, 90 against 150–180 GFLOP/s on the largest
 
 :func:`rows_product` and :func:`patch_product` take it for float32 CPU tensors when it is
 there and gives ``torch.mm``'s values on a probe at first use, and torch's product
-otherwise. Both orders of summation are float rounding apart, nothing more; with
+otherwise. A convolution whose products are too small per sample for a oneDNN call each
+(:data:`PER_SAMPLE_MIN_MACS`) runs them on its patches laid out as rows instead
+(:func:`prefers_rows`): one call per input tile over every patch of the batch, 3.2 against
+7.2 ms through torch's product for the convnet's second layer at batch 256
+(``python benchmarks/bench_gemm.py --model convnet --batch 256``). Both orders of summation are float rounding apart, nothing more; with
 ``SPIKECIM_GEMM=torch`` in the environment torch's product always runs (for bit-for-bit
 comparisons with it). Inference only: no gradient flows through :func:`_linear`.
 """
@@ -22,7 +26,7 @@ import os
 
 import torch
 
-__all__ = ["available", "patch_product", "rows_product"]
+__all__ = ["available", "patch_product", "prefers_rows", "rows_product"]
 
 # Multiply-adds per sample below which one torch.matmul over the batch beats a oneDNN call
 # per sample (the calls' overhead; measured on VGG-9's and the convnet's tile shapes).
@@ -48,11 +52,27 @@ def available() -> bool:
     return got.shape == want.shape and bool(torch.allclose(got.double(), want, rtol=1e-5, atol=1e-4))
 
 
-def rows_product(x: torch.Tensor, m: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """``out[M, C] = x[M, K] @ m[K, C]`` (``torch.mm(x, m, out=out)``)."""
+def rows_product(x: torch.Tensor, m: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """``out[M, C] = x[M, K] @ m[K, C]`` (``torch.mm(x, m, out=out)``; ``out=None``: a new
+    tensor, without the copy oneDNN's result would need)."""
     if _applies(x, m) and min(x.shape[0], m.shape[1]) >= ROWS_MIN:
-        return out.copy_(_linear(x, m.T))
+        product = _linear(x, m.T)
+        return product if out is None else out.copy_(product)
     return torch.mm(x, m, out=out)
+
+
+def prefers_rows(x: torch.Tensor, rows: int, columns: int, patches: int) -> bool:
+    """Whether a convolution's tile products on input ``x`` (``rows`` × ``columns`` per tile,
+    ``patches`` per sample) run as one oneDNN product over the patches laid out as rows:
+    where :func:`patch_product` would fall back to ``torch.matmul``, the per-sample products
+    being too small for a oneDNN call each."""
+    return (
+        x.dtype == torch.float32
+        and x.device.type == "cpu"
+        and rows * columns * patches < PER_SAMPLE_MIN_MACS
+        and min(x.shape[0] * patches, columns) >= ROWS_MIN
+        and available()
+    )
 
 
 def patch_product(m: torch.Tensor, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:

@@ -32,8 +32,10 @@ from spikecim.analog.tiles import (
     TileState,
     crossbar_conv2d,
     crossbar_matmul,
+    crossbar_patch_rows,
     crossbar_patches,
     direct_conv_applies,
+    patch_rows_apply,
     program_tiles,
     to_device,
 )
@@ -163,24 +165,39 @@ class AnalogConv2d(AnalogLayer):
             and not (torch.is_grad_enabled() and x.requires_grad)
             and converter_kernels.available(x)
         ):
-            # the patches gathered straight into DAC levels, written once (converter_kernels.py)
-            cols, levels_scale = self._unfold_levels(x)
-            y = crossbar_patches(
-                cols, self.tiles, self.config, self.adc(), hook, True, None, self._scratch, levels_scale
-            )
+            # the patches gathered straight into DAC levels, written once (converter_kernels.py),
+            # as rows where one product over the batch beats a product per sample (gemm.py)
+            rows = patch_rows_apply(x, self.tiles, self.config, self._patches(h, w), hook is not None)
+            cols, levels_scale = self._unfold_levels(x, rows)
+            if rows:
+                y = crossbar_patch_rows(
+                    cols, levels_scale, self.tiles, self.config, self.adc(), self._scratch
+                )
+            else:
+                y = crossbar_patches(
+                    cols, self.tiles, self.config, self.adc(), hook, True, None, self._scratch, levels_scale
+                )
         else:
             cols = self._unfold(x)  # [N, C*kh*kw, L]
             scale = self._patch_abs_max(x) if self.config.dac.enabled else None
             y = crossbar_patches(cols, self.tiles, self.config, self.adc(), hook, True, scale, self._scratch)
+        h_out, w_out = self._output_size(h, w)
+        if self.bias is not None:
+            y = self._add_bias(y, self.bias[:, None])
+        return y.reshape(n, self.out_channels, h_out, w_out)
+
+    def _output_size(self, h: int, w: int) -> tuple[int, int]:
         h_out, w_out = (
             (size + 2 * p - d * (k - 1) - 1) // s + 1
             for size, p, d, k, s in zip(
                 (h, w), self.padding, self.dilation, self.kernel_size, self.stride, strict=True
             )
         )
-        if self.bias is not None:
-            y = self._add_bias(y, self.bias[:, None])
-        return y.reshape(n, self.out_channels, h_out, w_out)
+        return h_out, w_out
+
+    def _patches(self, h: int, w: int) -> int:
+        h_out, w_out = self._output_size(h, w)
+        return h_out * w_out
 
     def _unfold(self, x: torch.Tensor) -> torch.Tensor:
         """``F.unfold(x)``: the patches ``[N, C*kh*kw, L]``. In inference they are copied from a
@@ -196,17 +213,18 @@ class AnalogConv2d(AnalogLayer):
         work.copy_(view)
         return work.view(x.shape[0], -1, view.shape[4] * view.shape[5])
 
-    def _unfold_levels(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The patches in DAC levels, in the layer's scratch, and their scales per input tile
-        (:func:`converter_kernels.unfold_dac`; inference only)."""
-        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = self.kernel_size, self.stride, self.padding, self.dilation
+    def _unfold_levels(
+        self, x: torch.Tensor, rows: bool
+    ) -> tuple[torch.Tensor | list[torch.Tensor], torch.Tensor]:
+        """The patches in DAC levels, in the layer's scratch (as rows: one matrix per input
+        tile), and their scales per input tile (:func:`converter_kernels.unfold_dac`;
+        inference only)."""
+        kh, kw = self.kernel_size
         n, _, h, w = x.shape
-        L = ((h + 2 * ph - dh * (kh - 1) - 1) // sh + 1) * ((w + 2 * pw - dw * (kw - 1) - 1) // sw + 1)
-        work = self._scratch.take("patches", (n, self.in_channels * kh * kw, L), x)
+        work = self._scratch.take("patches", (n, self.in_channels * kh * kw, self._patches(h, w)), x)
         n_dac = level_count(self.config.dac.bits)
-        return converter_kernels.unfold_dac(
-            x, self.kernel_size, self.stride, self.padding, self.dilation, self.tiles.grid[2], n_dac, work
-        )
+        geometry = (self.kernel_size, self.stride, self.padding, self.dilation)
+        return converter_kernels.unfold_dac(x, *geometry, self.tiles.grid[2], n_dac, work, rows)
 
     def _patch_abs_max(self, x: torch.Tensor) -> torch.Tensor | None:
         """Every patch's abs-max ``[N, 1, L]`` without unfolding: a max-pool of the largest

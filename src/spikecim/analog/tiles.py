@@ -11,9 +11,10 @@ Forward of one layer, ``x[N, in] -> y[N, out]``, split into tiles of ``tile_rows
    draw, normalised to ``(G − g_min)/(g_max − g_min)``, G+ − G− per weight column,
    through the IR-drop effective matrix when enabled.
 3. **MVM**: column outputs of every tile and slice, one matrix product per input tile on
-   rows (:func:`crossbar_matmul`) or on ``F.unfold``'s patches in place
-   (:func:`crossbar_patches`), or one ``conv2d`` for convolutions whose input needs no DAC
-   (:func:`crossbar_conv2d`) — the injected piece; stages 4–5 are shared.
+   rows (:func:`crossbar_matmul`), on ``F.unfold``'s patches in place
+   (:func:`crossbar_patches`) or on the patches laid out as rows
+   (:func:`crossbar_patch_rows`), or one ``conv2d`` for convolutions whose input needs no
+   DAC (:func:`crossbar_conv2d`) — the injected piece; stages 4–5 are shared.
 4. **Output noise** ``+ out_noise_std·N(0,1)`` and the **ADC** (``levels`` over its bound; the
    layer passes no ADC while the ADC's range is being calibrated).
 5. **Digital**: shift-and-add of the slices, times the tile's weight scale and the
@@ -52,6 +53,7 @@ __all__ = [
     "TileState",
     "crossbar_conv2d",
     "crossbar_matmul",
+    "crossbar_patch_rows",
     "direct_conv_applies",
     "normalised_to_levels",
     "program_tiles",
@@ -443,6 +445,49 @@ def crossbar_patches(
     return _columns_to_output(y, state, cfg, adc, pre_adc_hook, scale, row_sums, scratch)
 
 
+def crossbar_patch_rows(
+    patches: list[torch.Tensor],
+    levels_scale: torch.Tensor,
+    state: TileState,
+    cfg: CrossbarConfig,
+    adc: Converter | None,
+    scratch: Scratch,
+) -> torch.Tensor:
+    """:func:`crossbar_patches` on patches laid out as rows, for inference: ``patches[i]`` is
+    input tile i's ``[N·L, R_i]`` DAC levels and ``levels_scale [n_in, N, 1, L]`` their
+    scales (:func:`converter_kernels.unfold_dac` with ``rows``). One product per tile over
+    every patch of the batch (:func:`gemm.prefers_rows`), read by the ADC kernel in the rows
+    layout: the values of :func:`crossbar_patches` on the same levels, the same output-noise
+    normals included, up to the products' float rounding. Returns ``[N, out, L]``. Only where
+    :func:`patch_rows_apply` holds."""
+    n_in = state.grid[1]
+    M, L = patches[0].shape[0], levels_scale.shape[3]
+    m = read_matrix(state, cfg, scratch).to(patches[0].dtype)  # [n_in, R, n_out*S*C]
+    if n_in == 1:
+        y = gemm.rows_product(patches[0], m[0, : patches[0].shape[1]])
+    else:
+        y = scratch.take("columns", (n_in, M, m.shape[2]), patches[0])
+        for i, xi in enumerate(patches):
+            gemm.rows_product(xi, m[i, : xi.shape[1]], y[i])
+    y = y.view(n_in, M // L, L, m.shape[2])
+    return _columns_to_output(y, state, cfg, adc, None, levels_scale, None, scratch, rows=True)
+
+
+def patch_rows_apply(
+    x: torch.Tensor, state: TileState, cfg: CrossbarConfig, patches: int, hooked: bool
+) -> bool:
+    """Whether a convolution on ``x`` (``patches`` per sample; DAC on, inference, converter
+    kernels built) runs through :func:`crossbar_patch_rows`: its products are faster on rows
+    (:func:`gemm.prefers_rows`), the ADC and the digital stage run in the converter kernel
+    (:func:`_fused_output`) and no pre-ADC hook watches the column outputs."""
+    _, _, R, n_out, S, C = state.grid
+    return (
+        not hooked
+        and _fused_output(cfg, x)
+        and gemm.prefers_rows(x, min(R, state.in_features), n_out * S * C, patches)
+    )
+
+
 def crossbar_conv2d(
     x: torch.Tensor,
     state: TileState,
@@ -523,19 +568,25 @@ def _columns_to_output(
     row_scale: torch.Tensor | None,
     row_sums: torch.Tensor | None,
     scratch: Scratch | None = None,
+    rows: bool = False,
 ) -> torch.Tensor:
     """Stages 4 and 5 on the column outputs ``y[n_in, N, n_out*S*C, L]`` (L = 1 for a
-    matmul, patches for a convolution); returns ``[N, out, L]``.
+    matmul, patches for a convolution); returns ``[N, out, L]``. ``rows=True``: ``y`` is
+    ``[n_in, N, L, n_out*S*C]`` (:func:`crossbar_patch_rows`; the converter kernel only).
 
     With ``row_scale`` (``[n_in, N, 1, L]``: the DAC's per-vector scales) ``y``
     holds DAC level units: n_dac per normalised unit. The output noise, the ADC and the
     digital gains take that unit into account, so no pass over ``y`` converts it. ``y`` is
     overwritten in inference, where the output noise is added in place (one fused pass)."""
     _, n_in, R, n_out, S, C = state.grid
-    N, L = y.shape[1], y.shape[3]
+    N, L = (y.shape[1], y.shape[2]) if rows else (y.shape[1], y.shape[3])
     unit = float(level_count(cfg.dac.bits)) if row_scale is not None else 1.0
     inplace = _inference(y)
     fused = _fused_output(cfg, y)
+    if rows and not (fused and pre_adc_hook is None):
+        raise ValueError(
+            "the rows layout of the column outputs needs the converter kernel (patch_rows_apply)"
+        )
     # 4. output noise and ADC (the noise drawn in the converter kernel's pass when it runs)
     out_noise = None
     if cfg.out_noise_std > 0:
@@ -557,13 +608,13 @@ def _columns_to_output(
             y = quant_levels(y, adc_levels[0], 0, -n, n, ste="identity", inplace=inplace)
         unit = n / bound  # ADC levels per normalised unit
     # 5. digital: shift-and-add, scales, tile sums, in as few passes as the mapping allows
-    y = y.view(n_in, N, n_out, S, C, L)
+    y = y.view(n_in, N, L, n_out, S, C) if rows else y.view(n_in, N, n_out, S, C, L)
     gain = (state.slice_gain / unit).to(y.dtype).view(1, 1, 1, S, 1, 1)
     w_scale = state.w_scale.to(y.dtype).view(n_in, 1, n_out, 1, 1, 1)
     if fused:  # the ADC and stage 5 in one pass, the same values (converter_kernels.py)
         factor = gain * w_scale * state.drift_gain
         return converter_kernels.adc_accumulate(
-            y, factor, row_scale, adc_levels, state.out_features, out_noise
+            y, factor, row_scale, adc_levels, state.out_features, out_noise, rows
         )
     if row_sums is None:
         y = _scale(y, gain * w_scale * state.drift_gain, inplace)

@@ -16,16 +16,21 @@
  * out = rint(x·gain). With `given`, s is read from `scale`. out may be x (in place).
  *
  * Unfold + DAC: the patches of F.unfold(x) for x [N, C, H, W], [N, C·kh·kw, Ho·Wo], each
- * input tile's rows (R of them) turned into levels as above, s per tile and patch.
+ * input tile's rows (R of them) turned into levels as above, s per tile and patch. With
+ * `rows`, the same levels laid out as rows, tile by tile: tile i's patches are an
+ * [N·Ho·Wo, R_i] matrix (R_i its rows: R, or fewer for the last tile) at element i·N·L·R.
  *
  * all_binary: whether a convolution's input is binary spikes, which need no DAC (the
  * direct-convolution path).
  *
- * ADC: y is [n_in, N, n_out, S, C, L] contiguous, out [N, out_f, L] contiguous. For every
- * element, with out_noise: y = y + z·alpha, z the normal of the element's flat index in the
- * stream of `seed` (philox.h: the draws and the sum of noise.add_normal_ on y); then
- * v = clamp(rint(y·k), −q, q) (adc on), v = v·gain[i, o, s], v = v·rs[i, n, l] (row_scale
- * given), and out is the left-to-right sum over (i, s), i outer. y is only read.
+ * ADC: y is [n_in, N, n_out, S, C, L] contiguous (with `rows`: [n_in, N, L, n_out, S, C], a
+ * matrix product's column outputs for the N·L patches as rows; every element keeps the
+ * flat index it has in the first layout, so the noise and the sums are the same), out
+ * [N, out_f, L] contiguous. For every element, with out_noise: y = y + z·alpha, z the
+ * normal of the element's flat index in the stream of `seed` (philox.h: the draws and the
+ * sum of noise.add_normal_ on y); then v = clamp(rint(y·k), −q, q) (adc on),
+ * v = v·gain[i, o, s], v = v·rs[i, n, l] (row_scale given), and out is the left-to-right
+ * sum over (i, s), i outer. y is only read.
  */
 #include <tgmath.h> /* rint in the precision of its argument */
 #include <stdint.h>
@@ -38,6 +43,66 @@
 #include "converters.h"
 
 #define LCHUNK 256 /* patches per DAC block: R x LCHUNK stays in L2 between its two passes */
+
+/* transpose(dst, ds, src, ss, nr, nl): dst[l·ds + r] = src[r·ss + l] for r < nr, l < nl,
+ * the rows layout's only reordering. In blocks of 16 × 16 through AVX-512 shuffles where the
+ * CPU has them (GCC does not vectorise a strided read), else one element at a time. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(REAL_IS_DOUBLE) && !defined(NO_CLONES)
+#define TRANSPOSE_AVX512 1
+/* One block of at most 16 × 16: rows past nr read as zeros, lanes past nl are not loaded or
+ * stored. Pairs of rows interleaved by 1, 2, 4 and 8 lanes in turn, every loop unrolled so
+ * the 16 rows stay in registers (rolled, they go through the stack at 3× the time). */
+__attribute__((target("avx512f"))) static void transpose16_avx512(float *dst, int64_t ds, const float *src,
+                                                                  int64_t ss, int nr, int nl) {
+    const __mmask16 lanes = nl >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nl) - 1);
+    const __mmask16 rows = nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1);
+    __m512 v[16], t[16];
+    #pragma GCC unroll 16
+    for (int r = 0; r < 16; r++) v[r] = r < nr ? _mm512_maskz_loadu_ps(lanes, src + r * ss) : _mm512_setzero_ps();
+    #pragma GCC unroll 16
+    for (int r = 0; r < 16; r += 2) {
+        t[r] = _mm512_unpacklo_ps(v[r], v[r + 1]);
+        t[r + 1] = _mm512_unpackhi_ps(v[r], v[r + 1]);
+    }
+    #pragma GCC unroll 16
+    for (int r = 0; r < 16; r += 4) {
+        v[r] = _mm512_shuffle_ps(t[r], t[r + 2], 0x44);
+        v[r + 1] = _mm512_shuffle_ps(t[r], t[r + 2], 0xEE);
+        v[r + 2] = _mm512_shuffle_ps(t[r + 1], t[r + 3], 0x44);
+        v[r + 3] = _mm512_shuffle_ps(t[r + 1], t[r + 3], 0xEE);
+    }
+    #pragma GCC unroll 16
+    for (int r = 0; r < 4; r++) {
+        t[r] = _mm512_shuffle_f32x4(v[r], v[r + 4], 0x88);
+        t[r + 4] = _mm512_shuffle_f32x4(v[r], v[r + 4], 0xDD);
+        t[r + 8] = _mm512_shuffle_f32x4(v[r + 8], v[r + 12], 0x88);
+        t[r + 12] = _mm512_shuffle_f32x4(v[r + 8], v[r + 12], 0xDD);
+    }
+    #pragma GCC unroll 16
+    for (int r = 0; r < 8; r++) {
+        v[r] = _mm512_shuffle_f32x4(t[r], t[r + 8], 0x88);
+        v[r + 8] = _mm512_shuffle_f32x4(t[r], t[r + 8], 0xDD);
+    }
+    #pragma GCC unroll 16
+    for (int l = 0; l < 16; l++)
+        if (l < nl) _mm512_mask_storeu_ps(dst + l * ds, rows, v[l]);
+}
+#endif
+
+static void transpose(real *dst, int64_t ds, const real *src, int64_t ss, int64_t nr, int64_t nl) {
+#ifdef TRANSPOSE_AVX512
+    if (__builtin_cpu_supports("avx512f")) {
+        for (int64_t r = 0; r < nr; r += 16)
+            for (int64_t l = 0; l < nl; l += 16)
+                transpose16_avx512(dst + l * ds + r, ds, src + r * ss + l, ss, (int)(nr - r < 16 ? nr - r : 16),
+                                   (int)(nl - l < 16 ? nl - l : 16));
+        return;
+    }
+#endif
+    for (int64_t r0 = 0; r0 < nr; r0 += 16) /* 16 × 16 blocks: the reads stay in a few lines */
+        for (int64_t l = 0; l < nl; l++)
+            for (int64_t r = r0; r < nr && r < r0 + 16; r++) dst[l * ds + r] = src[r * ss + l];
+}
 
 typedef struct {
     real *x, *out, *scale; /* scale: [N, L] contiguous, written (or read with given) */
@@ -53,6 +118,7 @@ typedef struct {
     real *out, *scale; /* [N, K, L] contiguous (K = C·kh·kw, L = Ho·Wo), [n_in, N, L] */
     int64_t N, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo, R, n_in;
     real n_dac;
+    int32_t rows;   /* the patches as rows, tile by tile (header) */
     int32_t failed; /* set when a work buffer could not be allocated */
 } unfold_args;
 
@@ -60,7 +126,7 @@ typedef struct {
     const real *y, *gain, *row_scale; /* row_scale may be NULL */
     real *out;
     int64_t n_in, N, n_out, S, C, L, out_f;
-    int32_t adc, out_noise;
+    int32_t adc, out_noise, rows; /* rows: y in the rows layout (header) */
     real k, q, alpha;
     uint64_t seed; /* out_noise: the key of the output noise's normals */
 } adc_args;
@@ -165,21 +231,26 @@ CLONES static void unfold_one(const unfold_args *a, int64_t item) {
     const int64_t c0 = r0 / per, c1 = (r1 - 1) / per + 1, H = a->H, W = a->W;
     const int64_t Hp = H + 2 * a->ph, Wp = W + 2 * a->pw, HWp = Hp * Wp;
     const real *xn = a->x + n * a->C * H * W;
-    real *out = a->out + n * K * L;
     real *scale = a->scale + (i * a->N + n) * L;
     ubits *m = malloc((L + 1) * sizeof *m);
     ubits *maps = malloc(((per + 1) * H * W + 1) * sizeof *maps);
     real *g = malloc((L + 1) * sizeof *g), *pad = calloc((c1 - c0) * HWp + 1, sizeof *pad);
     int32_t *idx = malloc((per * L + 1) * sizeof *idx);
-    if (m == 0 || maps == 0 || g == 0 || pad == 0 || idx == 0) {
+    /* the rows layout: the tile's levels in F.unfold's layout here first, then transposed */
+    real *tile = a->rows ? malloc(((r1 - r0) * L + 1) * sizeof *tile) : 0;
+    if (m == 0 || maps == 0 || g == 0 || pad == 0 || idx == 0 || (a->rows && tile == 0)) {
         __atomic_store_n(&((unfold_args *)a)->failed, 1, __ATOMIC_RELAXED); /* the caller raises */
         free(m);
         free(maps);
         free(g);
         free(pad);
         free(idx);
+        free(tile);
         return;
     }
+    /* row r of the patches goes to out + (r − first)·L */
+    real *out = a->rows ? tile : a->out + n * K * L;
+    const int64_t first = a->rows ? r0 : 0;
     tile_abs_max(a, xn, r0, r1, m, maps);
     for (int64_t l = 0; l < L; l++) {
         scale[l] = scale_of(m[l]);
@@ -194,7 +265,7 @@ CLONES static void unfold_one(const unfold_args *a, int64_t item) {
             const real *src = pad + (r / per - c0) * HWp + ki * a->dh * Wp + kj * a->dw;
             for (int64_t ho = 0; ho < a->Ho; ho++) {
                 const real *s = src + ho * a->sh * Wp, *gl = g + ho * Wo;
-                real *dst = out + r * L + ho * Wo;
+                real *dst = out + (r - first) * L + ho * Wo;
                 for (int64_t wo = 0; wo < Wo; wo++) dst[wo] = rint(s[wo] * gl[wo]);
             }
         }
@@ -208,15 +279,18 @@ CLONES static void unfold_one(const unfold_args *a, int64_t item) {
         for (int64_t r = r0; r < r1; r++) {
             const real *src = pad + (r / per - c0) * HWp;
             const int32_t *ix = idx + (r % per) * L;
-            real *dst = out + r * L;
+            real *dst = out + (r - first) * L;
             for (int64_t l = 0; l < L; l++) dst[l] = rint(src[ix[l]] * g[l]);
         }
     }
+    if (a->rows) /* tile i's [N·L, r1 − r0] matrix starts at i·N·L·R (the tiles before are R wide) */
+        transpose(a->out + i * a->N * L * a->R + n * L * (r1 - r0), r1 - r0, tile, L, r1 - r0, L);
     free(m);
     free(maps);
     free(g);
     free(pad);
     free(idx);
+    free(tile);
 }
 
 /* dst (+)= f(src)·g (·rs[l]) over m elements of a block of columns × L patches, the first
@@ -269,7 +343,7 @@ CLONES static void adc_block(const adc_args *a, real *dst, const real *src, real
  * index e0 in y, in pieces of ZCHUNK: y + z·alpha (noise.add_normal_'s sum) in a buffer.
  * z: the block's normals when the caller drew them (m <= ZCHUNK), else NULL. */
 CLONES static void adc_noisy_block(const adc_args *a, real *dst, const real *src, real g, const real *rs,
-                                   int64_t m, int first, int64_t e0, const real *z) {
+                                   int64_t m, int first, int64_t e0, const real *z, int64_t l0) {
     real zb[ZCHUNK], v[ZCHUNK];
     const real alpha = a->alpha;
     for (int64_t j0 = 0; j0 < m; j0 += ZCHUNK) {
@@ -277,8 +351,19 @@ CLONES static void adc_noisy_block(const adc_args *a, real *dst, const real *src
         const real *zj = z ? z + j0 : zb;
         if (!z) normals(a->seed, e0 + j0, n, zb);
         for (int64_t t = 0; t < n; t++) v[t] = src[j0 + t] + zj[t] * alpha;
-        adc_block(a, dst + j0, v, g, rs, j0, n, first);
+        adc_block(a, dst + j0, v, g, rs, l0 + j0, n, first);
     }
+}
+
+/* The rows layout: the piece of block (i, n, o, s) with columns c0 .. c0 + nc − 1 and
+ * patches l0 .. l0 + nl − 1 (whole columns, nl = L, or a part of one column), in the first
+ * layout's order, transposed from the rows of y into t. */
+static const real *rows_piece(const adc_args *a, int64_t i, int64_t n, int64_t o, int64_t s, int64_t c0,
+                              int64_t nc, int64_t l0, int64_t nl, real *t) {
+    const int64_t cols = a->n_out * a->S * a->C;
+    const real *rows = a->y + ((i * a->N + n) * a->L + l0) * cols + (o * a->S + s) * a->C + c0;
+    transpose(t, nl, rows, cols, nl, nc);
+    return t;
 }
 
 /* Samples per work item: 1, or, for noisy blocks that lie back to back in y (one column tile
@@ -298,7 +383,7 @@ static void adc_one(const adc_args *a, int64_t item, int64_t group) {
     const int64_t N = a->N, n_out = a->n_out, S = a->S, C = a->C, L = a->L;
     const int64_t n1 = n0 + group < N ? n0 + group : N;
     const int64_t nc = a->out_f - o * C < C ? a->out_f - o * C : C, m = nc * L;
-    real z[ZCHUNK];
+    real z[ZCHUNK], t[ZCHUNK];
     for (int64_t i = 0; i < a->n_in; i++)
         for (int64_t s = 0; s < S; s++) {
             const real g = a->gain[(i * n_out + o) * S + s];
@@ -309,8 +394,24 @@ static void adc_one(const adc_args *a, int64_t item, int64_t group) {
                 const int64_t e0 = (((i * N + n) * n_out + o) * S + s) * C * L;
                 real *dst = a->out + (n * a->out_f + o * C) * L;
                 const int first = i == 0 && s == 0;
-                if (a->out_noise) adc_noisy_block(a, dst, a->y + e0, g, rs, m, first, e0, group > 1 ? z + (n - n0) * m : 0);
-                else adc_block(a, dst, a->y + e0, g, rs, 0, m, first);
+                const real *zn = group > 1 ? z + (n - n0) * m : 0;
+                if (!a->rows) {
+                    if (a->out_noise) adc_noisy_block(a, dst, a->y + e0, g, rs, m, first, e0, zn, 0);
+                    else adc_block(a, dst, a->y + e0, g, rs, 0, m, first);
+                    continue;
+                }
+                /* the block in pieces of whole columns (of one column's patches where L > ZCHUNK),
+                 * each a run of flat indices j0 .. j0 + len − 1, read from the rows */
+                const int64_t piece_c = L <= ZCHUNK ? ZCHUNK / L : 1, piece_l = L <= ZCHUNK ? L : ZCHUNK;
+                for (int64_t c0 = 0; c0 < nc; c0 += piece_c)
+                    for (int64_t l0 = 0; l0 < L; l0 += piece_l) {
+                        const int64_t pc = nc - c0 < piece_c ? nc - c0 : piece_c;
+                        const int64_t pl = L - l0 < piece_l ? L - l0 : piece_l, j0 = c0 * L + l0, len = pc * pl;
+                        const real *src = rows_piece(a, i, n, o, s, c0, pc, l0, pl, t);
+                        if (a->out_noise)
+                            adc_noisy_block(a, dst + j0, src, g, rs, len, first, e0 + j0, zn ? zn + j0 : 0, j0);
+                        else adc_block(a, dst + j0, src, g, rs, j0, len, first);
+                    }
             }
         }
 }
