@@ -103,6 +103,38 @@ def test_monte_carlo_in_workers_equals_the_serial_loop(problem):
     assert parallel == serial
 
 
+class _Pid:
+    """A job that says which process ran it."""
+
+    def __init__(self, job) -> None:
+        self.job = job
+
+    def __call__(self, seed: int):
+        return os.getpid(), self.job(seed)
+
+
+def test_a_kept_pool_runs_every_call_in_the_same_processes_with_the_serial_results(problem):
+    """Two passes (different models, as a stage's variants) inside one worker_pool: each
+    gives the serial outputs, both run in the pool's processes (a pool per call would start
+    new ones), and the pool's job files are gone after the block."""
+    from spikecim.analog import parallel
+
+    model, x, _ = problem
+    other = nn.Sequential(nn.Flatten(), nn.Linear(64, 10)).eval()
+    jobs = [_NoisyOutputs(to_analog(m, "pcm-aihwkit"), x) for m in (model, other)]
+    serial = [[job(s) for s in SEEDS] for job in jobs]
+    with parallel.worker_pool(2):
+        folder = parallel._POOL[2]
+        runs = [map_seeds(_Pid(job), SEEDS, workers=2) for job in jobs]
+    first, second = ({pid for pid, _ in run} for run in runs)
+    assert first & second and os.getpid() not in first | second  # a pool per call shares none
+    assert len(first | second) <= 2
+    for want, run in zip(serial, runs, strict=True):
+        for a, (_, b) in zip(want, run, strict=True):
+            assert torch.equal(a, b)
+    assert parallel._POOL is None and not folder.exists()
+
+
 @pytest.mark.parametrize("workers", [0, -2, 1.5, True])
 def test_a_worker_count_below_one_or_not_an_integer_is_refused(workers):
     with pytest.raises(SpikecimError, match="analog.workers: must be an integer >= 1"):

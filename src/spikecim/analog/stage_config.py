@@ -53,7 +53,10 @@ class AnalogStageConfig(Schema):
         1,
         ge=1,
         le=256,
-        description="processes for the Monte-Carlo loop over seeds (1: serial); the same results for any count",
+        description=(
+            "processes for the Monte-Carlo loop over seeds, kept for all the stage's passes (1: serial); "
+            "the same results for any count"
+        ),
     )
     ray_address: str | None = Field(
         None,

@@ -29,6 +29,7 @@ from spikecim.analog.config import CrossbarConfig, load_crossbar_config
 from spikecim.analog.convert import calibrate_adc, drift, program, to_analog
 from spikecim.analog.evaluate import evaluate_analog, monte_carlo_scores
 from spikecim.analog.mitigation import WeightModifier, bn_finetune, bn_parameters, bn_running_stats, hwa_train
+from spikecim.analog.parallel import worker_pool
 from spikecim.analog.stage_config import check_calibration
 from spikecim.analog.write_sweep import has_dynamic_products, plot_write_noise_sweep, write_noise_sweep
 from spikecim.errors import SpikecimError
@@ -263,7 +264,8 @@ def analog_stage(ctx: RunContext) -> AnalogResult:
         "t_inference_s": sc.t_inference_s,
         "variants": {},
     }
-    with progress_bar(ctx.console) as progress:
+    # one set of worker processes for every Monte-Carlo pass of the stage (analog/parallel.py)
+    with progress_bar(ctx.console) as progress, worker_pool(sc.workers if sc.ray_address is None else 1):
         for name, model in ctx.models.items():
             inputs = variant_input(ctx.config, name, ctx.data)
             tick = _Ticker(progress, name)

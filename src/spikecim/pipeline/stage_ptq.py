@@ -51,6 +51,7 @@ def task_evaluator(ctx: RunContext, variant: str) -> tuple[str, Callable[[nn.Mod
 
 def ptq_stage(ctx: RunContext) -> PtqResult:
     """Quantise every variant's weights post-training (RTN, AdaRound-style, TesseraQ) and score them."""
+    from spikecim.analog.parallel import worker_pool
     from spikecim.quant.groupwise import WeightQuantSpec, quantizable_layers
     from spikecim.quant.tesseraq import PAPER_THRESHOLDS, ReconstructionConfig, post_training_quantize
 
@@ -65,7 +66,9 @@ def ptq_stage(ctx: RunContext) -> PtqResult:
     thresholds = tuple(sc.thresholds) if sc.thresholds is not None else PAPER_THRESHOLDS
     start = time.perf_counter()
     metric, variants = "accuracy", {}
-    with progress_bar(ctx.console) as progress:
+    ac = ctx.config.analog  # the crossbar scores' worker processes, kept for the whole stage
+    workers = ac.workers if analog is not None and ac.ray_address is None else 1
+    with progress_bar(ctx.console) as progress, worker_pool(workers):
         for v in sc.variants or names:
             model = ctx.models[v]
             if not quantizable_layers(model):
