@@ -98,7 +98,12 @@ def adc_written_out(y, gain, row_scale, adc, out_features):
 )
 @pytest.mark.parametrize("dac", [True, False])
 @pytest.mark.parametrize("adc", [(0.5, 20), None], ids=["adc", "no-adc"])
-def test_adc_kernel_equals_adc_and_digital_stage_written_out(dtype, threads, shape, out_features, dac, adc):
+@pytest.mark.parametrize("rows", [False, True], ids=["columns", "rows"])
+def test_adc_kernel_equals_adc_and_digital_stage_written_out(
+    dtype, threads, shape, out_features, dac, adc, rows
+):
+    """The column outputs as the kernel's first layout reads them, or as rows (``[n_in, N, L,
+    n_out, S, C]``: the patches' products as rows), against the formula on the first."""
     torch.set_num_threads(threads)
     g = torch.Generator().manual_seed(1)
     n_in, N, n_out, S, C, L = shape
@@ -107,7 +112,7 @@ def test_adc_kernel_equals_adc_and_digital_stage_written_out(dtype, threads, sha
     gain = torch.rand(n_in, 1, n_out, S, 1, 1, generator=g, dtype=dtype)
     row_scale = torch.rand(n_in, N, 1, L, generator=g, dtype=dtype) if dac else None
     want = adc_written_out(y, gain, row_scale, adc, out_features)
-    got = ck.adc_accumulate(y, gain, row_scale, adc, out_features)
+    got = ck.adc_accumulate(_layout(y, rows), gain, row_scale, adc, out_features, rows=rows)
     assert torch.equal(got, want)
     if adc is not None:  # both clipping ends are reached
         levels = torch.clamp(torch.round(y * adc[0]), -adc[1], adc[1])
@@ -123,18 +128,24 @@ def test_adc_kernel_equals_adc_and_digital_stage_written_out(dtype, threads, sha
         ((2, 3, 2, 2, 64, 37), 100),
         ((2, 300, 1, 1, 24, 1), 24),
         ((1, 50, 1, 1, 16, 5), 16),
+        ((1, 2, 1, 1, 3, 2100), 3),
+        ((3, 5, 2, 1, 17, 33), 30),
     ],
     ids=[
         "rows-sliced-padded",
         "patches-longer-than-a-noise-piece",
         "samples-drawn-together",
         "patches-drawn-together",
+        "patches-of-a-column-longer-than-a-noise-piece",
+        "partial-transpose-blocks",
     ],
 )
 @pytest.mark.parametrize("adc", [(0.5, 20), None], ids=["adc", "no-adc"])
+@pytest.mark.parametrize("rows", [False, True], ids=["columns", "rows"])
 def test_adc_kernel_with_output_noise_equals_the_noise_pass_then_the_adc(
-    dtype, threads, shape, out_features, adc
+    dtype, threads, shape, out_features, adc, rows
 ):
+    """In either layout every output gets the normal of its index in the first layout."""
     torch.set_num_threads(threads)
     g = torch.Generator().manual_seed(2)
     n_in, N, n_out, S, _, L = shape
@@ -142,15 +153,21 @@ def test_adc_kernel_with_output_noise_equals_the_noise_pass_then_the_adc(
     gain = torch.rand(n_in, 1, n_out, S, 1, 1, generator=g, dtype=dtype)
     row_scale = torch.rand(n_in, N, 1, L, generator=g, dtype=dtype)
     alpha, seed = 2.5, 0xC0FFEE_1234
-    before = y.clone()
-    got = ck.adc_accumulate(y, gain, row_scale, adc, out_features, out_noise=(alpha, seed))
-    assert torch.equal(y, before)  # the columns are only read
+    laid_out = _layout(y, rows)
+    before = laid_out.clone()
+    got = ck.adc_accumulate(laid_out, gain, row_scale, adc, out_features, out_noise=(alpha, seed), rows=rows)
+    assert torch.equal(laid_out, before)  # the columns are only read
     # the unfused path: the output-noise pass over the columns, then the ADC kernel
     noisy = noise.add_normal_(y.clone(), alpha, seed=seed)
     assert torch.equal(got, ck.adc_accumulate(noisy, gain, row_scale, adc, out_features))
     # and the formula written out on the same normals
     z = noise.standard_normal(shape, seed, dtype)
     assert torch.equal(got, adc_written_out(y + z * alpha, gain, row_scale, adc, out_features))
+
+
+def _layout(y: torch.Tensor, rows: bool) -> torch.Tensor:
+    """``y[n_in, N, n_out, S, C, L]`` as the ADC kernel reads it: as is, or as rows."""
+    return y.permute(0, 1, 5, 2, 3, 4).contiguous() if rows else y
 
 
 def test_adc_kernel_rounds_ties_to_even_and_clamps_both_ends():
@@ -182,82 +199,40 @@ def unfold_dac_written_out(x, geometry, tile_rows, n_dac):
         ({"kernel_size": (2, 3), "stride": 1, "padding": (0, 3), "dilation": (2, 3)}, 2, 5),
         ({"kernel_size": (1, 1), "stride": 2, "padding": 0, "dilation": 1}, 5, 3),
         ({"kernel_size": (3, 3), "stride": (2, 1), "padding": 1, "dilation": (1, 2)}, 3, 11),
+        ({"kernel_size": (1, 1), "stride": 2, "padding": 0, "dilation": 1}, 40, 17),
     ],
-    ids=["3x3", "3x3-cut", "strided-padded", "dilated-wide-pad", "1x1-stride2", "row-strided-dilated"],
+    ids=[
+        "3x3",
+        "3x3-cut",
+        "strided-padded",
+        "dilated-wide-pad",
+        "1x1-stride2",
+        "row-strided-dilated",
+        "1x1-wide",
+    ],
 )
-def test_unfold_dac_kernel_equals_unfold_then_dac_per_tile(dtype, threads, geometry, channels, tile_rows):
+@pytest.mark.parametrize("rows", [False, True], ids=["columns", "rows"])
+def test_unfold_dac_kernel_equals_unfold_then_dac_per_tile(
+    dtype, threads, geometry, channels, tile_rows, rows
+):
+    """As ``F.unfold`` lays the patches out, or as rows: tile i's levels of every patch in
+    one ``[N·L, R_i]`` matrix (16 × 16 transposes and their partial edges)."""
     torch.set_num_threads(threads)
     g = torch.Generator().manual_seed(2)
     x = torch.randn(3, channels, 9, 11, generator=g, dtype=dtype)
     x[1] = 0
     want, want_s = unfold_dac_written_out(x, geometry, tile_rows, 63)
     sizes = [geometry[k] if isinstance(geometry[k], tuple) else (geometry[k],) * 2 for k in geometry]
-    got, got_s = ck.unfold_dac(x, *sizes, tile_rows, 63)
-    assert torch.equal(got, want) and torch.equal(got_s, want_s)
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize(
-    "geometry,channels,tile_rows",
-    [
-        ({"kernel_size": (3, 3), "stride": 1, "padding": 1, "dilation": 1}, 4, 512),
-        ({"kernel_size": (3, 3), "stride": 1, "padding": 1, "dilation": 1}, 6, 20),  # tiles cut channels
-        ({"kernel_size": (3, 2), "stride": (2, 3), "padding": (2, 0), "dilation": 1}, 3, 7),
-        ({"kernel_size": (1, 1), "stride": 2, "padding": 0, "dilation": 1}, 40, 17),
-    ],
-    ids=["3x3", "3x3-cut", "strided-padded", "1x1-wide"],
-)
-def test_unfold_dac_kernel_as_rows_equals_unfold_then_dac_per_tile_transposed(
-    dtype, threads, geometry, channels, tile_rows
-):
-    """The rows layout: tile i's levels of every patch as the rows of one [N·L, R_i] matrix
-    (16 × 16 blocks and their partial edges: 36, 20 and 17 rows, 99 and 30 patches)."""
-    torch.set_num_threads(threads)
-    g = torch.Generator().manual_seed(3)
-    x = torch.randn(3, channels, 9, 11, generator=g, dtype=dtype)
-    x[1] = 0
-    want, want_s = unfold_dac_written_out(x, geometry, tile_rows, 63)
-    sizes = [geometry[k] if isinstance(geometry[k], tuple) else (geometry[k],) * 2 for k in geometry]
-    got, got_s = ck.unfold_dac(x, *sizes, tile_rows, 63, rows=True)
+    got, got_s = ck.unfold_dac(x, *sizes, tile_rows, 63, rows=rows)
+    assert torch.equal(got_s, want_s)
+    if not rows:
+        assert torch.equal(got, want)
+        return
     N, K, L = want.shape
     assert len(got) == -(-K // tile_rows)
     for i, tile in enumerate(got):
-        rows = want[:, i * tile_rows : (i + 1) * tile_rows]
-        assert torch.equal(tile, rows.transpose(1, 2).reshape(N * L, rows.shape[1]))
-    assert torch.equal(got_s, want_s)
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize(
-    "shape,out_features",
-    [
-        ((2, 3, 2, 2, 64, 37), 100),
-        ((1, 2, 1, 1, 3, 2100), 3),
-        ((2, 40, 1, 1, 20, 9), 20),
-        ((3, 5, 2, 1, 17, 33), 30),
-    ],
-    ids=["tiles-sliced-padded", "longer-than-a-noise-piece", "samples-drawn-together", "partial-blocks"],
-)
-@pytest.mark.parametrize("noisy", [True, False], ids=["noise", "no-noise"])
-def test_adc_kernel_on_rows_equals_adc_and_digital_stage_written_out(
-    dtype, threads, shape, out_features, noisy
-):
-    """Column outputs laid out as rows, [n_in, N, L, n_out, S, C]: the ADC kernel's result is
-    the formula on the first layout, the output noise drawn by each element's index there."""
-    torch.set_num_threads(threads)
-    g = torch.Generator().manual_seed(4)
-    n_in, N, n_out, S, _, L = shape
-    y = torch.randn(shape, generator=g, dtype=dtype) * 30
-    gain = torch.rand(n_in, 1, n_out, S, 1, 1, generator=g, dtype=dtype)
-    row_scale = torch.rand(n_in, N, 1, L, generator=g, dtype=dtype)
-    alpha, seed = 2.5, 0x5EED_0042
-    z = noise.standard_normal(shape, seed, dtype) if noisy else torch.zeros(shape, dtype=dtype)
-    rows = y.permute(0, 1, 5, 2, 3, 4).contiguous()
-    out_noise = (alpha, seed) if noisy else None
-    got = ck.adc_accumulate(rows, gain, row_scale, (0.5, 20), out_features, out_noise, rows=True)
-    assert torch.equal(got, adc_written_out(y + z * alpha, gain, row_scale, (0.5, 20), out_features))
+        part = want[:, i * tile_rows : (i + 1) * tile_rows]
+        assert torch.equal(tile, part.transpose(1, 2).reshape(N * L, part.shape[1]))
 
 
 def _layers():

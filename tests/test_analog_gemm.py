@@ -79,53 +79,38 @@ def test_float64_gradients_and_the_environment_switch_take_torchs_product(monkey
 
 
 @needs_onednn
-def test_noisy_conv_layer_on_onednn_equals_it_on_torchs_product_to_float32_rounding(monkeypatch, fresh_probe):
-    """A convolution whose tile products are large enough for oneDNN (576 rows × 64 columns ×
-    256 positions per sample), DAC on, read and output noise drawn from one seed: against the same
-    crossbar with torch's product (SPIKECIM_GEMM=torch). The DAC levels and the read matrix
-    are the same, so the outputs differ by the products' rounding alone."""
+@pytest.mark.parametrize(
+    ("channels", "size", "batch", "tiles", "calls"),
+    [((64, 64), 16, 2, (576, 64), 2), ((8, 16), 8, 4, (40, 10), 2)],
+    ids=["per-sample", "rows"],
+)
+def test_noisy_conv_layer_on_onednn_equals_it_on_torchs_product_to_float32_rounding(
+    monkeypatch, fresh_probe, channels, size, batch, tiles, calls
+):
+    """A convolution, DAC on, read and output noise drawn from one seed, against the same
+    crossbar on torch's product (SPIKECIM_GEMM=torch): the DAC levels, the read matrix and
+    the output-noise normals are the same, so the outputs differ by the products' rounding
+    alone. per-sample: products large enough for a oneDNN call per sample (576 rows × 64
+    columns × 256 positions). rows: too small for that (72 rows × 16 columns × 64 positions),
+    so the patches are laid out as rows, one call per input tile over the batch (two tiles
+    of 40 and 32 rows, two column tiles), the ADC kernel reading the rows."""
     torch.manual_seed(0)
-    conv = nn.Conv2d(64, 64, 3, padding=1)
-    am = to_analog(
-        conv, {"preset": "pcm-aihwkit", "tile_rows": 576, "tile_cols": 64, "adc": {"enabled": False}}
-    )
-    x = torch.randn(2, 64, 16, 16, generator=torch.Generator().manual_seed(1))
-
-    def forward():
-        torch.manual_seed(2)
-        with torch.no_grad():
-            return am(x)
-
-    assert _linear_calls(forward) == 2  # one per sample
-    got = forward()
-    monkeypatch.setenv("SPIKECIM_GEMM", "torch")
-    gemm.available.cache_clear()
-    assert _linear_calls(forward) == 0
-    want = forward()
-    torch.testing.assert_close(got, want, rtol=0, atol=1e-5 * want.abs().max().item())
-
-
-@needs_onednn
-def test_small_conv_products_run_as_one_product_per_tile_over_the_patches_as_rows(monkeypatch, fresh_probe):
-    """A convolution too small per sample for a oneDNN call each (72 rows × 16 columns × 64
-    positions): its patches laid out as rows, one product per input tile over the batch (two
-    tiles of 40 and 32 rows, two column tiles), the ADC kernel reading the rows. Against the
-    same crossbar on torch's batched product over F.unfold's layout (SPIKECIM_GEMM=torch): the
-    same DAC levels, read matrix and output-noise normals, so the outputs differ by the
-    products' rounding alone."""
-    torch.manual_seed(0)
-    conv = nn.Conv2d(8, 16, 3, padding=1)
-    crossbar = {"preset": "pcm-aihwkit", "tile_rows": 40, "tile_cols": 10, "adc": {"enabled": False}}
+    conv = nn.Conv2d(*channels, 3, padding=1)
+    crossbar = {
+        "preset": "pcm-aihwkit",
+        "tile_rows": tiles[0],
+        "tile_cols": tiles[1],
+        "adc": {"enabled": False},
+    }
     am = to_analog(conv, crossbar)
-    x = torch.randn(4, 8, 8, 8, generator=torch.Generator().manual_seed(1))
-    assert gemm.prefers_rows(x, 40, 16, 64)
+    x = torch.randn(batch, channels[0], size, size, generator=torch.Generator().manual_seed(1))
 
     def forward():
         torch.manual_seed(2)
         with torch.no_grad():
             return am(x)
 
-    assert _linear_calls(forward) == 2  # one per input tile
+    assert _linear_calls(forward) == calls
     got = forward()
     monkeypatch.setenv("SPIKECIM_GEMM", "torch")
     gemm.available.cache_clear()
