@@ -169,14 +169,16 @@ def test_without_a_compiler_the_torch_passes_run_with_one_warning(no_c_compiler)
     assert layer.module.weight.grad.isfinite().all() and layer.input_range.grad.abs().sum() > 0
 
 
-def test_the_learned_range_initialises_from_the_data_in_float32_as_torch_computes_it():
-    """aihwkit-lightning's running mean r ← (r·i + 3·std)/(i + 1), written out with float32
-    tensors, against the layer's range after each of 5 batches (a linear layer, 2 tiles)."""
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_learned_range_initialises_from_the_data_in_its_dtype_as_torch_computes_it(dtype):
+    """aihwkit-lightning's running mean r ← (r·i + 3·std)/(i + 1), written out with tensors of
+    the layer's dtype, against the layer's range after each of 5 batches (a linear layer, 2
+    tiles), bit for bit."""
     c = HwaConverters(dac_bits=8, tile_rows=50)
-    layer = HwaLayer(nn.Linear(100, 8), c).train()
-    r = torch.full((2,), 3.0)
+    layer = HwaLayer(nn.Linear(100, 8).to(dtype), c).train()
+    r = torch.full((2,), 3.0, dtype=dtype)
     for i in range(5):
-        x = inputs(32, 100, seed=20 + i)
+        x = inputs(32, 100, seed=20 + i).to(dtype)
         layer(x)
         for t, xt in enumerate(x.split(50, -1)):
             r[t] = ((r[t] * i + 3.0 * xt.std()) / (i + 1)).abs()

@@ -38,6 +38,7 @@ import itertools
 import math
 from typing import NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -94,6 +95,7 @@ class HwaLayer(nn.Module):
         self.register_buffer(
             "range_updates", torch.zeros(len(self.sizes), dtype=torch.long) if learned else None
         )
+        self._copies_of: dict = {}  # a convolution tile's _copies per input size (shapes only)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         m = self.module
@@ -178,8 +180,11 @@ class HwaLayer(nn.Module):
         kernel = F.pad(wt, pad).view(wt.shape[0], last - first, *m.kernel_size)
         if c.input_range is None:
             return F.conv2d(xt, kernel, None, *geometry), None
-        inside = F.pad(xt.new_ones(1, size), pad).view(1, last - first, *m.kernel_size)
-        copies, windows = _copies(inside, xt.shape[2:], geometry)
+        key = (t, tuple(xt.shape[2:]), xt.dtype, xt.device)
+        if key not in self._copies_of:  # they depend on the shapes only: computed once
+            inside = F.pad(xt.new_ones(1, size), pad).view(1, last - first, *m.kernel_size)
+            self._copies_of[key] = _copies(inside, xt.shape[2:], geometry)
+        copies, windows = self._copies_of[key]
         if self.training and self._initialising(t):
             self._init_range(t, _patch_std(xt.detach(), copies, windows * size))
         r = self.input_range[t]
@@ -210,13 +215,28 @@ class HwaLayer(nn.Module):
         """Move the learned range towards range_init_std·std (the std of the tile's inputs,
         as patches for a convolution) for the first batches. It writes the parameter's
         ``.data`` (as aihwkit-lightning does), so a forward called again before the backward
-        (one call per time step) keeps its graph."""
+        (one call per time step) keeps its graph. The arithmetic is torch's on the 0-dim
+        tensors, ``|(r·i + range_init_std·std) / (i + 1)|`` in the range's dtype, one rounding
+        per operation, done on numpy scalars of that dtype (the same IEEE operations, without
+        a tensor operation's overhead)."""
         c, i = self.converters, int(self.range_updates[t])
-        r, std = self.input_range.data, std.to(self.input_range.dtype)
-        if std > 0:
-            r[t] = (r[t] * i + c.range_init_std * std) / (i + 1)
-            self.range_updates[t] += 1
-        r[t] = r[t].abs()
+        r = self.input_range.data
+        real = _NUMPY_REALS.get(r.dtype)
+        if real is None:  # another dtype: torch's operations
+            std = std.to(r.dtype)
+            if std > 0:
+                r[t] = (r[t] * i + c.range_init_std * std) / (i + 1)
+                self.range_updates[t] += 1
+            r[t] = r[t].abs()
+            return
+        value, s = real(r[t].item()), real(std.item())
+        if s > 0:
+            value = (value * real(i) + real(c.range_init_std) * s) / real(i + 1)
+            self.range_updates[t] = i + 1
+        r[t] = float(abs(value))
+
+
+_NUMPY_REALS = {torch.float32: np.float32, torch.float64: np.float64}
 
 
 def _copies(inside: torch.Tensor, size: torch.Size, geometry) -> tuple[torch.Tensor, int]:
