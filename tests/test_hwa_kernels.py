@@ -169,7 +169,7 @@ def test_without_a_compiler_the_torch_passes_run_with_one_warning(no_c_compiler)
     assert layer.module.weight.grad.isfinite().all() and layer.input_range.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
 def test_the_learned_range_initialises_from_the_data_in_its_dtype_as_torch_computes_it(dtype):
     """aihwkit-lightning's running mean r ← (r·i + 3·std)/(i + 1), written out with tensors of
     the layer's dtype, against the layer's range after each of 5 batches (a linear layer, 2

@@ -217,18 +217,11 @@ class HwaLayer(nn.Module):
         ``.data`` (as aihwkit-lightning does), so a forward called again before the backward
         (one call per time step) keeps its graph. The arithmetic is torch's on the 0-dim
         tensors, ``|(r·i + range_init_std·std) / (i + 1)|`` in the range's dtype, one rounding
-        per operation, done on numpy scalars of that dtype (the same IEEE operations, without
-        a tensor operation's overhead)."""
+        per operation, on numpy scalars of that dtype (the same IEEE operations, without a
+        tensor operation's overhead; 0-dim tensors for dtypes numpy lacks)."""
         c, i = self.converters, int(self.range_updates[t])
         r = self.input_range.data
-        real = _NUMPY_REALS.get(r.dtype)
-        if real is None:  # another dtype: torch's operations
-            std = std.to(r.dtype)
-            if std > 0:
-                r[t] = (r[t] * i + c.range_init_std * std) / (i + 1)
-                self.range_updates[t] += 1
-            r[t] = r[t].abs()
-            return
+        real = _NUMPY_REALS.get(r.dtype) or (lambda v: torch.tensor(v, dtype=r.dtype))
         value, s = real(r[t].item()), real(std.item())
         if s > 0:
             value = (value * real(i) + real(c.range_init_std) * s) / real(i + 1)
