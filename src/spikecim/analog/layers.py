@@ -151,6 +151,7 @@ class AnalogConv2d(AnalogLayer):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, _, h, w = x.shape
+        h_out, w_out = self._output_size(h, w)
         hook = self._ready(x)
         if direct_conv_applies(x, self.tiles, self.config):
             conv = {
@@ -167,8 +168,8 @@ class AnalogConv2d(AnalogLayer):
         ):
             # the patches gathered straight into DAC levels, written once (converter_kernels.py),
             # as rows where one product over the batch beats a product per sample (gemm.py)
-            rows = patch_rows_apply(x, self.tiles, self.config, self._patches(h, w), hook is not None)
-            cols, levels_scale = self._unfold_levels(x, rows)
+            rows = patch_rows_apply(x, self.tiles, self.config, h_out * w_out, hook is not None)
+            cols, levels_scale = self._unfold_levels(x, h_out * w_out, rows)
             if rows:
                 y = crossbar_patch_rows(
                     cols, levels_scale, self.tiles, self.config, self.adc(), self._scratch
@@ -181,7 +182,6 @@ class AnalogConv2d(AnalogLayer):
             cols = self._unfold(x)  # [N, C*kh*kw, L]
             scale = self._patch_abs_max(x) if self.config.dac.enabled else None
             y = crossbar_patches(cols, self.tiles, self.config, self.adc(), hook, True, scale, self._scratch)
-        h_out, w_out = self._output_size(h, w)
         if self.bias is not None:
             y = self._add_bias(y, self.bias[:, None])
         return y.reshape(n, self.out_channels, h_out, w_out)
@@ -194,10 +194,6 @@ class AnalogConv2d(AnalogLayer):
             )
         )
         return h_out, w_out
-
-    def _patches(self, h: int, w: int) -> int:
-        h_out, w_out = self._output_size(h, w)
-        return h_out * w_out
 
     def _unfold(self, x: torch.Tensor) -> torch.Tensor:
         """``F.unfold(x)``: the patches ``[N, C*kh*kw, L]``. In inference they are copied from a
@@ -214,14 +210,13 @@ class AnalogConv2d(AnalogLayer):
         return work.view(x.shape[0], -1, view.shape[4] * view.shape[5])
 
     def _unfold_levels(
-        self, x: torch.Tensor, rows: bool
+        self, x: torch.Tensor, patches: int, rows: bool
     ) -> tuple[torch.Tensor | list[torch.Tensor], torch.Tensor]:
-        """The patches in DAC levels, in the layer's scratch (as rows: one matrix per input
-        tile), and their scales per input tile (:func:`converter_kernels.unfold_dac`;
-        inference only)."""
+        """The ``patches`` per sample in DAC levels, in the layer's scratch (as rows: one
+        matrix per input tile), and their scales per input tile
+        (:func:`converter_kernels.unfold_dac`; inference only)."""
         kh, kw = self.kernel_size
-        n, _, h, w = x.shape
-        work = self._scratch.take("patches", (n, self.in_channels * kh * kw, self._patches(h, w)), x)
+        work = self._scratch.take("patches", (x.shape[0], self.in_channels * kh * kw, patches), x)
         n_dac = level_count(self.config.dac.bits)
         geometry = (self.kernel_size, self.stride, self.padding, self.dilation)
         return converter_kernels.unfold_dac(x, *geometry, self.tiles.grid[2], n_dac, work, rows)
