@@ -41,7 +41,9 @@
 #include "real.h"
 #include "philox.h"
 #include "converters.h"
+#include "patches.h"
 
+#define INLINE static inline __attribute__((always_inline))
 #define LCHUNK 256 /* patches per DAC block: R x LCHUNK stays in L2 between its two passes */
 
 /* transpose(dst, ds, src, ss, nr, nl): dst[l·ds + r] = src[r·ss + l] for r < nr, l < nl,
@@ -116,7 +118,7 @@ typedef struct {
 typedef struct {
     const real *x;     /* [N, C, H, W] contiguous */
     real *out, *scale; /* [N, K, L] contiguous (K = C·kh·kw, L = Ho·Wo), [n_in, N, L] */
-    int64_t N, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, Ho, Wo, R, n_in;
+    patch_geometry g;
     real n_dac;
     int32_t rows;   /* the patches as rows, tile by tile (header) */
     int32_t failed; /* set when a work buffer could not be allocated */
@@ -173,65 +175,18 @@ CLONES static void dac_one(const dac_args *a, int64_t n) {
     }
 }
 
-#define INLINE static inline __attribute__((always_inline))
-INLINE void max_into(ubits *m, const real *x, int64_t n) {
-    for (int64_t p = 0; p < n; p++) m[p] = abs_bits(x[p]) > m[p] ? abs_bits(x[p]) : m[p];
-}
-
-/* m[l] = the abs-max of patch l over input tile rows [r0, r1), from the image: per kernel
- * offset k = (ki, kj), the largest |x| over the tile's channels with row (c, k) (every
- * channel the tile covers whole, plus the rows of the channels it cuts), then per patch the
- * largest of those maps at the pixels under the kernel (padding adds 0). That reads the
- * image about once instead of gathering every row of the patches. */
-INLINE void tile_abs_max(const unfold_args *a, const real *xn, int64_t r0, int64_t r1, ubits *m, ubits *maps) {
-    const int64_t per = a->kh * a->kw, HW = a->H * a->W, W = a->W, Ho = a->Ho, Wo = a->Wo, sw = a->sw;
-    ubits *full = maps + per * HW;
-    for (int64_t p = 0; p < HW; p++) full[p] = 0;
-    int cut = 0;
-    for (int64_t c = r0 / per; c <= (r1 - 1) / per; c++) {
-        if (c * per >= r0 && (c + 1) * per <= r1) max_into(full, xn + c * HW, HW);
-        else cut = 1;
-    }
-    if (cut) {
-        for (int64_t k = 0; k < per; k++) memcpy(maps + k * HW, full, HW * sizeof *full);
-        for (int64_t r = r0; r < r1; r++) {
-            const int64_t c = r / per;
-            if (!(c * per >= r0 && (c + 1) * per <= r1)) max_into(maps + (r % per) * HW, xn + c * HW, HW);
-        }
-    }
-    for (int64_t l = 0; l < Ho * Wo; l++) m[l] = 0;
-    for (int64_t k = 0; k < per; k++) {
-        const ubits *map = cut ? maps + k * HW : full;
-        const int64_t ki = k / a->kw, kj = k % a->kw, off = kj * a->dw - a->pw;
-        int64_t lo = off >= 0 ? 0 : (-off + sw - 1) / sw;
-        int64_t hi = W - off <= 0 ? 0 : (W - off + sw - 1) / sw;
-        if (hi > Wo) hi = Wo;
-        if (lo > hi) lo = hi;
-        for (int64_t ho = 0; ho < Ho; ho++) {
-            const int64_t h = ho * a->sh - a->ph + ki * a->dh;
-            if (h < 0 || h >= a->H) continue;
-            const ubits *src = map + h * W + off;
-            ubits *dst = m + ho * Wo;
-            if (sw == 1)
-                for (int64_t wo = lo; wo < hi; wo++) dst[wo] = src[wo] > dst[wo] ? src[wo] : dst[wo];
-            else
-                for (int64_t wo = lo; wo < hi; wo++) dst[wo] = src[wo * sw] > dst[wo] ? src[wo * sw] : dst[wo];
-        }
-    }
-}
-
 /* input tile i of sample n: the abs-max of every patch (tile_abs_max), then each row of the
  * tile written as levels into its place in the patches, read from a zero-padded copy of the
  * tile's channels: with a column stride of 1 each output row of patches is a run of that
  * copy (vector loads), otherwise gathered through a table of indices (one loop over the
  * patches per row, whatever the image width). The patches are written once, never read back. */
 CLONES static void unfold_one(const unfold_args *a, int64_t item) {
-    const int64_t n = item / a->n_in, i = item % a->n_in, L = a->Ho * a->Wo, per = a->kh * a->kw;
-    const int64_t K = a->C * per, r0 = i * a->R, r1 = r0 + a->R < K ? r0 + a->R : K;
-    const int64_t c0 = r0 / per, c1 = (r1 - 1) / per + 1, H = a->H, W = a->W;
-    const int64_t Hp = H + 2 * a->ph, Wp = W + 2 * a->pw, HWp = Hp * Wp;
-    const real *xn = a->x + n * a->C * H * W;
-    real *scale = a->scale + (i * a->N + n) * L;
+    const int64_t n = item / a->g.n_in, i = item % a->g.n_in, L = a->g.Ho * a->g.Wo, per = a->g.kh * a->g.kw;
+    const int64_t K = a->g.C * per, r0 = i * a->g.R, r1 = r0 + a->g.R < K ? r0 + a->g.R : K;
+    const int64_t c0 = r0 / per, c1 = (r1 - 1) / per + 1, H = a->g.H, W = a->g.W;
+    const int64_t Hp = H + 2 * a->g.ph, Wp = W + 2 * a->g.pw, HWp = Hp * Wp;
+    const real *xn = a->x + n * a->g.C * H * W;
+    real *scale = a->scale + (i * a->g.N + n) * L;
     ubits *m = malloc((L + 1) * sizeof *m);
     ubits *maps = malloc(((per + 1) * H * W + 1) * sizeof *maps);
     real *g = malloc((L + 1) * sizeof *g), *pad = calloc((c1 - c0) * HWp + 1, sizeof *pad);
@@ -251,30 +206,30 @@ CLONES static void unfold_one(const unfold_args *a, int64_t item) {
     /* row r of the patches goes to out + (r − first)·L */
     real *out = a->rows ? tile : a->out + n * K * L;
     const int64_t first = a->rows ? r0 : 0;
-    tile_abs_max(a, xn, r0, r1, m, maps);
+    tile_abs_max(&a->g, xn, r0, r1, m, maps);
     for (int64_t l = 0; l < L; l++) {
         scale[l] = scale_of(m[l]);
         g[l] = gain_of(scale[l], a->n_dac);
     }
     for (int64_t c = c0; c < c1; c++)
         for (int64_t h = 0; h < H; h++)
-            memcpy(pad + (c - c0) * HWp + (h + a->ph) * Wp + a->pw, xn + (c * H + h) * W, W * sizeof *pad);
-    if (a->sw == 1) /* a row of patches along wo is a run of the padded image: vector loads */
+            memcpy(pad + (c - c0) * HWp + (h + a->g.ph) * Wp + a->g.pw, xn + (c * H + h) * W, W * sizeof *pad);
+    if (a->g.sw == 1) /* a row of patches along wo is a run of the padded image: vector loads */
         for (int64_t r = r0; r < r1; r++) {
-            const int64_t k = r % per, ki = k / a->kw, kj = k % a->kw, Wo = a->Wo;
-            const real *src = pad + (r / per - c0) * HWp + ki * a->dh * Wp + kj * a->dw;
-            for (int64_t ho = 0; ho < a->Ho; ho++) {
-                const real *s = src + ho * a->sh * Wp, *gl = g + ho * Wo;
+            const int64_t k = r % per, ki = k / a->g.kw, kj = k % a->g.kw, Wo = a->g.Wo;
+            const real *src = pad + (r / per - c0) * HWp + ki * a->g.dh * Wp + kj * a->g.dw;
+            for (int64_t ho = 0; ho < a->g.Ho; ho++) {
+                const real *s = src + ho * a->g.sh * Wp, *gl = g + ho * Wo;
                 real *dst = out + (r - first) * L + ho * Wo;
                 for (int64_t wo = 0; wo < Wo; wo++) dst[wo] = rint(s[wo] * gl[wo]);
             }
         }
     else {
         for (int64_t k = 0; k < per; k++) {
-            const int64_t ki = k / a->kw, kj = k % a->kw;
-            for (int64_t ho = 0; ho < a->Ho; ho++)
-                for (int64_t wo = 0; wo < a->Wo; wo++)
-                    idx[k * L + ho * a->Wo + wo] = (int32_t)((ho * a->sh + ki * a->dh) * Wp + wo * a->sw + kj * a->dw);
+            const int64_t ki = k / a->g.kw, kj = k % a->g.kw;
+            for (int64_t ho = 0; ho < a->g.Ho; ho++)
+                for (int64_t wo = 0; wo < a->g.Wo; wo++)
+                    idx[k * L + ho * a->g.Wo + wo] = (int32_t)((ho * a->g.sh + ki * a->g.dh) * Wp + wo * a->g.sw + kj * a->g.dw);
         }
         for (int64_t r = r0; r < r1; r++) {
             const real *src = pad + (r / per - c0) * HWp;
@@ -284,7 +239,7 @@ CLONES static void unfold_one(const unfold_args *a, int64_t item) {
         }
     }
     if (a->rows) /* tile i's [N·L, r1 − r0] matrix starts at i·N·L·R (the tiles before are R wide) */
-        transpose(a->out + i * a->N * L * a->R + n * L * (r1 - r0), r1 - r0, tile, L, r1 - r0, L);
+        transpose(a->out + i * a->g.N * L * a->g.R + n * L * (r1 - r0), r1 - r0, tile, L, r1 - r0, L);
     free(m);
     free(maps);
     free(g);
@@ -444,7 +399,7 @@ CLONES static int32_t binary_scan(const real *x, int64_t n) {
 int32_t all_binary(const real *x, int64_t n) { return binary_scan(x, n); }
 void dac_levels(const dac_args *a, int threads) { run_items(a, dac_item, a->N, threads); }
 void unfold_dac(const unfold_args *a, int threads) {
-    run_items(a, unfold_item, a->N * a->n_in, threads);
+    run_items(a, unfold_item, a->g.N * a->g.n_in, threads);
 }
 void adc_accumulate(const adc_args *a, int threads) {
     const adc_job job = {a, adc_group(a)};
