@@ -94,6 +94,7 @@ def test_noisy_conv_layer_on_onednn_equals_it_on_torchs_product_to_float32_round
     columns × 256 positions). rows: too small for that (72 rows × 16 columns × 64 positions),
     so the patches are laid out as rows, one call per input tile over the batch (two tiles
     of 40 and 32 rows, two column tiles), the ADC kernel reading the rows."""
+    monkeypatch.setenv("SPIKECIM_GEMM", "onednn")  # the passes, not the one-pass kernel (conv_kernel.py)
     torch.manual_seed(0)
     conv = nn.Conv2d(*channels, 3, padding=1)
     crossbar = {

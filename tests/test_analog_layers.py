@@ -273,7 +273,8 @@ def test_dac_and_adc_equal_the_quantisers_written_out_per_tile(dac, mapping):
         torch.testing.assert_close(am(x), ref, rtol=0, atol=1e-5)
 
 
-def test_saved_analog_convolution_leaves_its_work_tensors_behind_and_computes_the_same(tmp_path):
+def test_saved_analog_convolution_leaves_its_work_tensors_behind_and_computes_the_same(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPIKECIM_GEMM", "onednn")  # the passes, which keep work tensors (conv_kernel.py)
     torch.manual_seed(9)
     am = to_analog(nn.Conv2d(16, 8, 3, padding=1), "pcm-aihwkit")
     x = torch.rand(32, 16, 16, 16)

@@ -31,10 +31,12 @@ from spikecim.analog.scratch import Scratch
 from spikecim.analog.tiles import (
     TileState,
     crossbar_conv2d,
+    crossbar_conv_fused,
     crossbar_matmul,
     crossbar_patch_rows,
     crossbar_patches,
     direct_conv_applies,
+    fused_conv_applies,
     patch_rows_apply,
     program_tiles,
     to_device,
@@ -166,18 +168,7 @@ class AnalogConv2d(AnalogLayer):
             and not (torch.is_grad_enabled() and x.requires_grad)
             and converter_kernels.available(x)
         ):
-            # the patches gathered straight into DAC levels, written once (converter_kernels.py),
-            # as rows where one product over the batch beats a product per sample (gemm.py)
-            rows = patch_rows_apply(x, self.tiles, self.config, h_out * w_out, hook is not None)
-            cols, levels_scale = self._unfold_levels(x, h_out * w_out, rows)
-            if rows:
-                y = crossbar_patch_rows(
-                    cols, levels_scale, self.tiles, self.config, self.adc(), self._scratch
-                )
-            else:
-                y = crossbar_patches(
-                    cols, self.tiles, self.config, self.adc(), hook, True, None, self._scratch, levels_scale
-                )
+            y = self._dac_forward(x, h_out * w_out, hook)
         else:
             cols = self._unfold(x)  # [N, C*kh*kw, L]
             scale = self._patch_abs_max(x) if self.config.dac.enabled else None
@@ -185,6 +176,22 @@ class AnalogConv2d(AnalogLayer):
         if self.bias is not None:
             y = self._add_bias(y, self.bias[:, None])
         return y.reshape(n, self.out_channels, h_out, w_out)
+
+    def _dac_forward(self, x: torch.Tensor, patches: int, hook) -> torch.Tensor:
+        """Inference with the DAC on and the converter kernels built: ``[N, out, L]``. The
+        convolution and its converters in one pass where that kernel runs (conv_kernel.py);
+        else the patches gathered straight into DAC levels, written once
+        (converter_kernels.py), as rows where one product over the batch beats a product per
+        sample (gemm.py)."""
+        tiles, cfg, adc = self.tiles, self.config, self.adc()
+        if fused_conv_applies(x, cfg, hook is not None):
+            geometry = (self.kernel_size, self.stride, self.padding, self.dilation)
+            return crossbar_conv_fused(x, tiles, cfg, adc, geometry, self._scratch)
+        rows = patch_rows_apply(x, tiles, cfg, patches, hook is not None)
+        cols, levels_scale = self._unfold_levels(x, patches, rows)
+        if rows:
+            return crossbar_patch_rows(cols, levels_scale, tiles, cfg, adc, self._scratch)
+        return crossbar_patches(cols, tiles, cfg, adc, hook, True, None, self._scratch, levels_scale)
 
     def _output_size(self, h: int, w: int) -> tuple[int, int]:
         h_out, w_out = (

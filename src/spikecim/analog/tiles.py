@@ -40,7 +40,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from spikecim.analog import converter_kernels, gemm, noise
+from spikecim.analog import conv_kernel, converter_kernels, gemm, noise
 from spikecim.analog.circuit import effective_conductance, effective_conductance_fast
 from spikecim.analog.config import CrossbarConfig
 from spikecim.analog.devices import noisy_read
@@ -52,9 +52,11 @@ from spikecim.quant import levels as quant_levels
 __all__ = [
     "TileState",
     "crossbar_conv2d",
+    "crossbar_conv_fused",
     "crossbar_matmul",
     "crossbar_patch_rows",
     "direct_conv_applies",
+    "fused_conv_applies",
     "normalised_to_levels",
     "program_tiles",
     "read_matrix",
@@ -601,21 +603,19 @@ def _columns_to_output(
         pre_adc_hook(y, unit)
     adc_levels = None
     if adc is not None:
-        bound = float(R) if adc.bound is None else adc.bound
-        n = level_count(adc.bits)
-        adc_levels = (n / (bound * unit), n)
+        adc_levels, unit = _adc_levels(adc, R, unit)
         if not fused:
+            n = adc_levels[1]
             y = quant_levels(y, adc_levels[0], 0, -n, n, ste="identity", inplace=inplace)
-        unit = n / bound  # ADC levels per normalised unit
     # 5. digital: shift-and-add, scales, tile sums, in as few passes as the mapping allows
     y = y.view(n_in, N, L, n_out, S, C) if rows else y.view(n_in, N, n_out, S, C, L)
-    gain = (state.slice_gain / unit).to(y.dtype).view(1, 1, 1, S, 1, 1)
-    w_scale = state.w_scale.to(y.dtype).view(n_in, 1, n_out, 1, 1, 1)
     if fused:  # the ADC and stage 5 in one pass, the same values (converter_kernels.py)
-        factor = gain * w_scale * state.drift_gain
+        factor = _output_factor(state, unit, y.dtype)
         return converter_kernels.adc_accumulate(
             y, factor, row_scale, adc_levels, state.out_features, out_noise, rows
         )
+    gain = (state.slice_gain / unit).to(y.dtype).view(1, 1, 1, S, 1, 1)
+    w_scale = state.w_scale.to(y.dtype).view(n_in, 1, n_out, 1, 1, 1)
     if row_sums is None:
         y = _scale(y, gain * w_scale * state.drift_gain, inplace)
     else:  # offset mapping: subtract the reference column (its normalised row sum) per slice sum
@@ -626,6 +626,56 @@ def _columns_to_output(
     if n_in > 1 or y.shape[3] > 1:
         y = _sum_tiles_and_slices(y) if inplace else y.sum((0, 3))
     return y.reshape(N, n_out * C, L)[:, : state.out_features]
+
+
+def _adc_levels(adc: Converter, rows: int, unit: float) -> tuple[tuple[float, int], float]:
+    """The ADC's ``(k, q)`` for column outputs in ``unit`` per normalised unit (levels
+    ``clamp(rint(y·k), −q, q)``; its bound in normalised units, ``rows`` when None), and the
+    ADC levels per normalised unit after it."""
+    bound = float(rows) if adc.bound is None else adc.bound
+    n = level_count(adc.bits)
+    return (n / (bound * unit), n), n / bound
+
+
+def _output_factor(state: TileState, unit: float, dtype: torch.dtype) -> torch.Tensor:
+    """Stage 5's factor per tile, column tile and slice, ``[n_in, 1, n_out, S, 1, 1]``: the
+    slice gain over ``unit``, times the tile's weight scale and the drift gain."""
+    _, n_in, _, n_out, S, _ = state.grid
+    gain = (state.slice_gain / unit).to(dtype).view(1, 1, 1, S, 1, 1)
+    return gain * state.w_scale.to(dtype).view(n_in, 1, n_out, 1, 1, 1) * state.drift_gain
+
+
+def crossbar_conv_fused(
+    x: torch.Tensor,
+    state: TileState,
+    cfg: CrossbarConfig,
+    adc: Converter | None,
+    geometry: tuple,
+    scratch: Scratch,
+) -> torch.Tensor:
+    """:func:`crossbar_patches` on the patches of ``x [N, C, H, W]`` (``geometry``: kernel
+    size, stride, padding, dilation) with the DAC on, in inference, in one compiled pass
+    (:func:`conv_kernel.conv_adc`): the same read, DAC and ADC levels and output-noise
+    normals, the products to float rounding. Returns ``[N, out, L]``. Only where
+    :func:`fused_conv_applies` holds."""
+    _, n_in, R, n_out, S, C = state.grid
+    m = read_matrix(state, cfg, scratch).to(x.dtype)  # [n_in, R, n_out*S*C]
+    unit = float(level_count(cfg.dac.bits))
+    out_noise = (cfg.out_noise_std * unit, noise.draw_seed()) if cfg.out_noise_std > 0 else None
+    adc_levels = None
+    if adc is not None:
+        adc_levels, unit = _adc_levels(adc, R, unit)
+    factor = _output_factor(state, unit, x.dtype).view(n_in, n_out, S)
+    n_dac = level_count(cfg.dac.bits)
+    return conv_kernel.conv_adc(x, geometry, m, n_dac, factor, adc_levels, state.out_features, C, out_noise)
+
+
+def fused_conv_applies(x: torch.Tensor, cfg: CrossbarConfig, hooked: bool) -> bool:
+    """Whether a convolution on ``x`` (DAC on, inference) runs through
+    :func:`crossbar_conv_fused`: the ADC and the digital stage run in a converter kernel
+    (:func:`_fused_output`), no pre-ADC hook watches the column outputs, and the kernel
+    runs for ``x`` (:func:`conv_kernel.available`)."""
+    return not hooked and _fused_output(cfg, x) and conv_kernel.available(x)
 
 
 def _fused_output(cfg: CrossbarConfig, y: torch.Tensor) -> bool:

@@ -206,7 +206,7 @@ CLONES static void unfold_one(const unfold_args *a, int64_t item) {
     /* row r of the patches goes to out + (r − first)·L */
     real *out = a->rows ? tile : a->out + n * K * L;
     const int64_t first = a->rows ? r0 : 0;
-    tile_abs_max(&a->g, xn, r0, r1, m, maps);
+    tile_abs_max(&a->g, xn, r0, r1, 0, a->g.Ho, m, maps);
     for (int64_t l = 0; l < L; l++) {
         scale[l] = scale_of(m[l]);
         g[l] = gain_of(scale[l], a->n_dac);

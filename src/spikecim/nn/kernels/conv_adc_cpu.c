@@ -1,0 +1,227 @@
+/* An analog convolution with its converters in one pass, float32 on CPUs with AVX-512: the
+ * patch DAC, the tile products and the column ADC with the digital stage, without writing
+ * the patches or the column outputs to memory (an implicit GEMM).
+ *
+ * The values are those of the three passes it replaces (spikecim/analog/tiles.py with
+ * converters_cpu.c; formulas at the top of that file), for x [N, C, H, W] contiguous and
+ * input tiles of R rows (patches.h):
+ *   DAC: per input tile i and patch l of sample n, s = the abs-max of the patch's rows on
+ *       tile i (scale_of: 1 when it is zero or NaN), levels = rint(x·gain_of(s, n_dac));
+ *   MVM: y[i, n, col, l] = Σ_r m[i, r, col]·levels[r, l] over the tile's rows r ascending,
+ *       one fused multiply-add per row (where the passes multiply with oneDNN's blocking:
+ *       the two agree to float rounding, as two BLAS libraries do);
+ *   output noise (out_noise): y + z·alpha, z the normal of y's flat index in
+ *       [n_in, N, cols, L] in the stream of `seed` (philox.h): the passes' normals;
+ *   ADC and digital stage: v = clamp(rint(y·k), −q, q) (adc on), (v·gain[i, o, s])·s, and
+ *       out[n, o·c_tile + c, l] the left-to-right sum over (i, s), i outer, s inner, for
+ *       col = (o·S + s)·c_tile + c.
+ *
+ * Work: one item per sample and panel of whole output rows (about PANEL patches). An item
+ * writes its patches' levels for one input tile into a panel [R_i, ldp] (ldp: the patches
+ * rounded up to 16; it stays in L2), multiplies it with the packed read matrix NR columns at
+ * a time (micro-tiles of NR columns × 64 or 16 patches held in 24 or 6 vector registers,
+ * one broadcast of m and one load of levels per row and vector), and passes each micro-tile's
+ * columns through the ADC into the output, tile after tile. The packed read matrix
+ * b[i][p][r][j] = m[i, r, p·NR + j] (0 past the last column) is built by the caller.
+ *
+ * Built with cbuild.FLAGS (-ffp-contract=off: the DAC and ADC arithmetic is the passes'
+ * operation by operation; the MVM's multiply-adds are explicit) and -DREAL=float.
+ */
+#include <tgmath.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "parallel.h"
+#include "real.h"
+#include "philox.h"
+#include "converters.h"
+#include "patches.h"
+
+#define NR 6                 /* columns per micro-tile */
+#define PANEL 256            /* patches per item, about: whole output rows */
+
+typedef struct {
+    const float *x;    /* [N, C, H, W] contiguous */
+    const float *b;    /* packed read matrix [n_in][panels][R][NR] */
+    const float *gain; /* [n_in, n_out, S] */
+    float *out;        /* [N, out_f, L] */
+    patch_geometry g;
+    int64_t cols, n_out, S, c_tile, out_f, ho_rows; /* ho_rows: output rows per item */
+    float n_dac, k, q, alpha;
+    int32_t adc, out_noise, failed;
+    uint64_t seed;
+} conv_adc_args;
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+/* y[j·ldy + l] = Σ_{r < K} b[r·NR + j]·a[r·lda + l] for j < NR, l < 16·MV, r ascending */
+#define MICRO_TILE(NAME, MV)                                                                           \
+    __attribute__((target("avx512f"))) static void NAME(int64_t K, const float *a, int64_t lda,         \
+                                                        const float *b, float *y, int64_t ldy) {       \
+        __m512 acc[NR][MV];                                                                           \
+        _Pragma("GCC unroll 8") for (int j = 0; j < NR; j++)                                          \
+            _Pragma("GCC unroll 8") for (int v = 0; v < MV; v++) acc[j][v] = _mm512_setzero_ps();     \
+        for (int64_t r = 0; r < K; r++) {                                                             \
+            __m512 av[MV];                                                                            \
+            _Pragma("GCC unroll 8") for (int v = 0; v < MV; v++) av[v] = _mm512_load_ps(a + r * lda + 16 * v); \
+            _Pragma("GCC unroll 8") for (int j = 0; j < NR; j++) {                                    \
+                const __m512 bj = _mm512_set1_ps(b[r * NR + j]);                                      \
+                _Pragma("GCC unroll 8") for (int v = 0; v < MV; v++) acc[j][v] = _mm512_fmadd_ps(av[v], bj, acc[j][v]); \
+            }                                                                                         \
+        }                                                                                             \
+        _Pragma("GCC unroll 8") for (int j = 0; j < NR; j++)                                          \
+            _Pragma("GCC unroll 8") for (int v = 0; v < MV; v++) _mm512_store_ps(y + j * ldy + 16 * v, acc[j][v]); \
+    }
+MICRO_TILE(micro_tile_64, 4)
+MICRO_TILE(micro_tile_16, 1)
+#undef MICRO_TILE
+
+int conv_adc_available(void) { return __builtin_cpu_supports("avx512f") ? 1 : 0; }
+
+/* The input rows that output rows ho0 .. ho0 + nho − 1 read, of the tile's channels
+ * c0 .. c1 − 1, zero-padded: pad[(c − c0)·rows·Wp + t·Wp + pw + w] = x[c, ho0·sh − ph + t, w]
+ * (rows = (nho − 1)·sh + (kh − 1)·dh + 1, Wp = W + 2·pw). */
+static void pad_rows(const patch_geometry *g, const float *xn, int64_t c0, int64_t c1, int64_t ho0, int64_t nho,
+                     float *pad) {
+    const int64_t rows = (nho - 1) * g->sh + (g->kh - 1) * g->dh + 1, Wp = g->W + 2 * g->pw;
+    const int64_t h0 = ho0 * g->sh - g->ph;
+    for (int64_t c = c0; c < c1; c++)
+        for (int64_t t = 0; t < rows; t++) {
+            float *d = pad + ((c - c0) * rows + t) * Wp;
+            const int64_t h = h0 + t;
+            if (h < 0 || h >= g->H) {
+                memset(d, 0, (size_t)Wp * sizeof *d);
+                continue;
+            }
+            memset(d, 0, (size_t)g->pw * sizeof *d);
+            memcpy(d + g->pw, xn + (c * g->H + h) * g->W, (size_t)g->W * sizeof *d);
+            memset(d + g->pw + g->W, 0, (size_t)g->pw * sizeof *d);
+        }
+}
+
+/* The levels of patches l0 .. l0 + nl − 1 (nho output rows) on input tile rows r0 .. r1 − 1
+ * into panel[(r − r0)·ldp + l − l0] (zeros up to ldp): rint(x·gain) from the padded rows
+ * (pad_rows), gains gl[l − l0]. With a column stride of 1 each output row is a run of a
+ * padded row, 16 lanes at a time (the last vector masked). */
+__attribute__((target("avx512f"))) static void pack_levels(const patch_geometry *g, const float *pad, int64_t c0,
+                                                           int64_t r0, int64_t r1, int64_t nho, int64_t ldp,
+                                                           const float *gl, float *panel) {
+    const int64_t per = g->kh * g->kw, Wo = g->Wo, sw = g->sw, nl = nho * Wo, Wp = g->W + 2 * g->pw;
+    const int64_t rows = (nho - 1) * g->sh + (g->kh - 1) * g->dh + 1, step = g->sh * Wp;
+    const int64_t full = Wo / 16 * 16;
+    const __mmask16 tail = (__mmask16)((1u << (Wo - full)) - 1u);
+    for (int64_t r = r0; r < r1; r++) {
+        const int64_t kk = r % per, ki = kk / g->kw, kj = kk % g->kw;
+        const float *src = pad + (r / per - c0) * rows * Wp + ki * g->dh * Wp + kj * g->dw;
+        float *dst = panel + (r - r0) * ldp;
+        for (int64_t ho = 0; ho < nho; ho++, src += step) {
+            float *d = dst + ho * Wo;
+            const float *gw = gl + ho * Wo;
+            if (sw != 1) {
+                for (int64_t wo = 0; wo < Wo; wo++) d[wo] = rint(src[wo * sw] * gw[wo]);
+                continue;
+            }
+            int64_t wo = 0;
+            for (; wo < full; wo += 16) {
+                const __m512 v = _mm512_mul_ps(_mm512_loadu_ps(src + wo), _mm512_loadu_ps(gw + wo));
+                _mm512_storeu_ps(d + wo, _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+            }
+            if (tail) {
+                const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, src + wo), _mm512_maskz_loadu_ps(tail, gw + wo));
+                _mm512_mask_storeu_ps(d + wo, tail, _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+            }
+        }
+        for (int64_t l = nl; l < ldp; l++) dst[l] = 0;
+    }
+}
+
+/* The output noise, the ADC and the digital stage of one column's nl outputs y (z: their
+ * normals), into dst (first: the first term of the sum): v = y + z·alpha, v = rint(v·k)
+ * clamped to ±q (NaN stays NaN: the compares are false for it), (v·gain)·rs[l]. */
+__attribute__((target("avx512f"))) static void adc_column(const conv_adc_args *a, float *dst, const float *y,
+                                                          const float *z, float gain, const float *rs, int64_t nl,
+                                                          int first) {
+    const __m512 k = _mm512_set1_ps(a->k), q = _mm512_set1_ps(a->q), nq = _mm512_set1_ps(-a->q);
+    const __m512 alpha = _mm512_set1_ps(a->alpha), gv = _mm512_set1_ps(gain);
+    for (int64_t l = 0; l < nl; l += 16) {
+        const __mmask16 lanes = nl - l >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (nl - l)) - 1u);
+        __m512 v = _mm512_maskz_loadu_ps(lanes, y + l);
+        if (a->out_noise) v = _mm512_add_ps(v, _mm512_mul_ps(_mm512_maskz_loadu_ps(lanes, z + l), alpha));
+        if (a->adc) {
+            v = _mm512_roundscale_ps(_mm512_mul_ps(v, k), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, nq, _CMP_LT_OQ), v, nq);
+            v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, q, _CMP_GT_OQ), v, q);
+        }
+        v = _mm512_mul_ps(_mm512_mul_ps(v, gv), _mm512_maskz_loadu_ps(lanes, rs + l));
+        if (!first) v = _mm512_add_ps(_mm512_maskz_loadu_ps(lanes, dst + l), v);
+        _mm512_mask_storeu_ps(dst + l, lanes, v);
+    }
+}
+
+static void conv_item(const void *p, int64_t item) {
+    const conv_adc_args *a = (const conv_adc_args *)p;
+    const patch_geometry *g = &a->g;
+    const int64_t chunks = (g->Ho + a->ho_rows - 1) / a->ho_rows, n = item / chunks, ho0 = item % chunks * a->ho_rows;
+    const int64_t ho1 = ho0 + a->ho_rows < g->Ho ? ho0 + a->ho_rows : g->Ho;
+    const int64_t L = g->Ho * g->Wo, l0 = ho0 * g->Wo, nl = (ho1 - ho0) * g->Wo, ldp = (nl + 15) / 16 * 16;
+    const int64_t per = g->kh * g->kw, K = g->C * per, R = g->R, cols = a->cols, panels = (cols + NR - 1) / NR;
+    const int64_t S = a->S, ct = a->c_tile;
+    const float *xn = a->x + n * g->C * g->H * g->W;
+    float *panel = aligned_alloc(64, (size_t)(R * ldp + 16) * sizeof(float));
+    float *y = aligned_alloc(64, (size_t)(NR * ldp + 16) * sizeof(float));
+    float *z = malloc((size_t)(NR * nl + 1) * sizeof(float));
+    float *gl = malloc((size_t)(2 * nl + 1) * sizeof(float)), *rs = gl + nl;
+    ubits *m = malloc((size_t)(L + 1) * sizeof(ubits));
+    ubits *maps = malloc((size_t)((per + 1) * g->H * g->W + 1) * sizeof(ubits));
+    const int64_t channels = (R + per - 1) / per + 1, pad_rows_n = (ho1 - ho0 - 1) * g->sh + (g->kh - 1) * g->dh + 1;
+    float *pad = malloc((size_t)(channels * pad_rows_n * (g->W + 2 * g->pw) + 1) * sizeof(float));
+    if (!panel || !y || !z || !gl || !m || !maps || !pad) {
+        __atomic_store_n(&((conv_adc_args *)a)->failed, 1, __ATOMIC_RELAXED); /* the caller raises */
+        free(panel), free(y), free(z), free(gl), free(m), free(maps), free(pad);
+        return;
+    }
+    for (int64_t i = 0; i < g->n_in; i++) {
+        const int64_t r0 = i * R, r1 = r0 + R < K ? r0 + R : K;
+        tile_abs_max(g, xn, r0, r1, ho0, ho1, m, maps);
+        for (int64_t l = 0; l < nl; l++) {
+            rs[l] = scale_of(m[l0 + l]);
+            gl[l] = gain_of(rs[l], a->n_dac);
+        }
+        const int64_t c0 = r0 / per, c1 = (r1 - 1) / per + 1;
+        pad_rows(g, xn, c0, c1, ho0, ho1 - ho0, pad);
+        pack_levels(g, pad, c0, r0, r1, ho1 - ho0, ldp, gl, panel);
+        for (int64_t pn = 0; pn < panels; pn++) {
+            const float *bp = a->b + (i * panels + pn) * R * NR;
+            int64_t l = 0;
+            for (; l + 64 <= ldp; l += 64) micro_tile_64(r1 - r0, panel + l, ldp, bp, y + l, ldp);
+            for (; l < ldp; l += 16) micro_tile_16(r1 - r0, panel + l, ldp, bp, y + l, ldp);
+            const int64_t col0 = pn * NR, nc = cols - col0 < NR ? cols - col0 : NR;
+            /* the normals of the micro-tile's columns: one run when the item holds whole columns */
+            const int64_t e0 = ((i * g->N + n) * cols + col0) * L + l0;
+            if (a->out_noise && nl == L) philox_normals_f32(a->seed, e0, nc * L, z);
+            for (int64_t j = 0; j < nc; j++) {
+                const int64_t col = col0 + j, o = col / (S * ct), s = col / ct % S, oc = o * ct + col % ct;
+                if (oc >= a->out_f) continue;
+                const float *zj = z + j * nl;
+                if (a->out_noise && nl != L) philox_normals_f32(a->seed, e0 + j * L, nl, z + j * nl);
+                adc_column(a, a->out + (n * a->out_f + oc) * L + l0, y + j * ldp, zj,
+                           a->gain[(i * a->n_out + o) * S + s], rs, nl, i == 0 && s == 0);
+            }
+        }
+    }
+    free(panel), free(y), free(z), free(gl), free(m), free(maps), free(pad);
+}
+
+void conv_adc(const conv_adc_args *a, int threads) {
+    const int64_t chunks = (a->g.Ho + a->ho_rows - 1) / a->ho_rows;
+    run_items(a, conv_item, a->g.N * chunks, threads);
+}
+#else
+int conv_adc_available(void) { return 0; }
+void conv_adc(const conv_adc_args *a, int threads) {
+    (void)threads;
+    ((conv_adc_args *)a)->failed = 1;
+}
+#endif

@@ -1,0 +1,109 @@
+"""The analog convolution in one compiled pass (spikecim.analog.conv_kernel) against the three
+passes it replaces: the patch DAC (converter_kernels.unfold_dac), the tile products and the
+ADC with the digital stage (converter_kernels.adc_accumulate)."""
+
+import pytest
+import torch
+from torch import nn
+from torch.profiler import ProfilerActivity, profile
+
+from spikecim.analog import conv_kernel, converter_kernels, to_analog
+
+pytestmark = pytest.mark.skipif(
+    not conv_kernel.available(torch.ones(1)), reason="needs a CPU with AVX-512 and a C compiler"
+)
+
+# (batch, channels, height, width, kernel, stride, padding, dilation, tile rows, column tiles,
+# slices, columns per tile, outputs)
+GEOMETRIES = {
+    "convnet": (3, 32, 8, 8, 3, 1, 1, 1, 512, 1, 1, 64, 64),
+    "two tiles, 32 x 32": (2, 64, 32, 32, 3, 1, 1, 1, 512, 1, 1, 64, 64),
+    "wide rows in panels": (2, 4, 20, 37, 3, 1, 1, 1, 20, 1, 1, 16, 16),
+    "stride 2, slices": (2, 5, 9, 7, 3, 2, 1, 1, 16, 2, 2, 7, 11),
+    "dilation 2, padding 2": (2, 3, 12, 10, 5, 1, 2, 2, 20, 3, 1, 5, 13),
+}
+
+
+def _passes(x, geometry, m, n_dac, factor, adc, out_f, c_tile, out_noise):
+    """The same convolution through the passes: the patches' levels, the products of each
+    tile (in float64, then rounded to ``m``'s dtype) and the ADC kernel."""
+    n_in, R, cols = m.shape
+    patches, scale = converter_kernels.unfold_dac(x, *geometry, R, n_dac)
+    N, _, L = patches.shape
+    y = torch.empty(n_in, N, cols, L, dtype=m.dtype)
+    for i in range(n_in):
+        xi = patches[:, i * R : (i + 1) * R]
+        y[i] = torch.matmul(m[i, : xi.shape[1]].T.double(), xi.double()).to(m.dtype)
+    n_out, S = factor.shape[1:]
+    y = y.view(n_in, N, n_out, S, c_tile, L)
+    return converter_kernels.adc_accumulate(
+        y, factor.view(n_in, 1, n_out, S, 1, 1), scale, adc, out_f, out_noise
+    )
+
+
+def _case(name, integer_matrix):
+    N, C, H, W, k, s, p, d, R, n_out, S, c_tile, out_f = GEOMETRIES[name]
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(N, C, H, W, generator=gen)
+    n_in = -(-C * k * k // R)
+    shape = (n_in, R, n_out * S * c_tile)
+    m = (
+        torch.randint(-8, 9, shape, generator=gen).float()
+        if integer_matrix
+        else torch.randn(shape, generator=gen)
+    )
+    factor = torch.rand(n_in, n_out, S, generator=gen) + 0.5
+    return x, ((k, k), (s, s), (p, p), (d, d)), m, factor, out_f, c_tile
+
+
+@pytest.mark.parametrize("name", list(GEOMETRIES))
+@pytest.mark.parametrize("adc", [None, (0.01, 127)], ids=["adc off", "adc on"])
+@pytest.mark.parametrize("out_noise", [None, (3.0, 1234)], ids=["no noise", "output noise"])
+def test_one_pass_equals_the_passes_bit_for_bit_where_the_products_are_exact(name, adc, out_noise):
+    """With integer read values every product and partial sum is an integer below 2^24, exact
+    in any order of summation: the DAC levels, the output-noise normals, the ADC and the sums
+    over slices and tiles must then give the passes' bits."""
+    x, geometry, m, factor, out_f, c_tile = _case(name, integer_matrix=True)
+    got = conv_kernel.conv_adc(x, geometry, m, 127, factor, adc, out_f, c_tile, out_noise)
+    want = _passes(x, geometry, m, 127, factor, adc, out_f, c_tile, out_noise)
+    assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("name", list(GEOMETRIES))
+def test_one_pass_is_within_float32_rounding_of_the_exact_convolution(name):
+    """Real read values, no ADC: each tile's column outputs within K·u·(|m|ᵀ|levels|) of the
+    exact product (u = 2^-24; any order of summation of K products), so the output within
+    that bound carried through the factors and DAC scales, plus the rounding of the sums."""
+    x, geometry, m, factor, out_f, c_tile = _case(name, integer_matrix=False)
+    got = conv_kernel.conv_adc(x, geometry, m, 127, factor, None, out_f, c_tile, None).double()
+    exact = _passes(x, geometry, m.double(), 127, factor.double(), None, out_f, c_tile, None)
+    # |x| has the same DAC scales and the levels' magnitudes (rint(−v) = −rint(v))
+    bound = _passes(x.abs(), geometry, m.abs().double(), 127, factor.double(), None, out_f, c_tile, None)
+    K = min(m.shape[1], x.shape[1] * geometry[0][0] * geometry[0][1])
+    assert ((got - exact).abs() <= K * 2.0**-24 * bound + 4 * 2.0**-24 * exact.abs() + 1e-12).all()
+
+
+def test_the_noisy_conv_layer_runs_in_one_pass_and_matches_the_passes():
+    """A noisy PCM convolution layer (read and output noise, DAC and ADC on): no convolution
+    or GEMM call of torch runs, and its output equals that of the passes on oneDNN's product
+    for the same seed (SPIKECIM_GEMM=onednn), up to the rare output whose column sum lies on
+    an ADC rounding boundary and moves one level."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(32, 64, 3, padding=1)
+    am = to_analog(conv, "pcm-aihwkit")
+    x = torch.relu(torch.randn(8, 32, 16, 16, generator=torch.Generator().manual_seed(1)))
+
+    def forward():
+        torch.manual_seed(2)
+        with torch.no_grad():
+            return am(x)
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        got = forward()
+    ops = {e.key for e in prof.key_averages()}
+    assert not ops & {"aten::mkldnn_convolution", "mkldnn::_linear_pointwise", "aten::mm", "aten::bmm"}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SPIKECIM_GEMM", "onednn")
+        want = forward()
+    apart = (got - want).abs() > 1e-5 * want.abs().max()
+    assert apart.float().mean() < 1e-3
