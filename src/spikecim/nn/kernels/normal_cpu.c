@@ -121,7 +121,7 @@ void noise_run(const noise_args *a, int threads) { run_items(a, noise_item, (a->
  * CPU runs, 1: one block after the other, 2: AVX2, 3: AVX-512). Returns -1 when this CPU or
  * build has no such loop, else 0. */
 int philox_raw(uint64_t b0, uint32_t c2, uint32_t c3, uint32_t k0, uint32_t k1, int64_t nb, uint32_t *w, int isa) {
-    void (*run)(uint64_t, uint32_t, uint32_t, uint32_t, uint32_t, int64_t, philox_words) = philox4x32_10_blocks;
+    void (*run)(uint64_t, uint32_t, uint32_t, uint32_t, uint32_t, int64_t, uint32_t *, int64_t) = philox4x32_10_blocks;
     if (isa == 1) run = philox4x32_10_scalar;
 #ifdef PHILOX_SIMD
     if (isa == 2 && __builtin_cpu_supports("avx2")) run = philox4x32_10_avx2;
@@ -129,10 +129,9 @@ int philox_raw(uint64_t b0, uint32_t c2, uint32_t c3, uint32_t k0, uint32_t k1, 
 #endif
     if (isa > 1 && run == philox4x32_10_blocks) return -1;
     uint32_t x[4][PHILOX_GROUP];
-    const philox_words words = {x[0], x[1], x[2], x[3]};
     for (int64_t j0 = 0; j0 < nb; j0 += PHILOX_GROUP) {
         const int64_t m = nb - j0 < PHILOX_GROUP ? nb - j0 : PHILOX_GROUP;
-        run(b0 + (uint64_t)j0, c2, c3, k0, k1, m, words);
+        run(b0 + (uint64_t)j0, c2, c3, k0, k1, m, x[0], PHILOX_GROUP);
         for (int64_t j = 0; j < m; j++)
             for (int k = 0; k < 4; k++) w[4 * (j0 + j) + k] = x[k][j];
     }

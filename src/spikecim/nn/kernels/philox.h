@@ -66,21 +66,16 @@ PHILOX_INLINE void philox4x32_10(uint64_t b, uint32_t c2, uint32_t c3, uint32_t 
     w[3] = x3;
 }
 
-/* The four words of blocks b0 .. b0+nb-1 (counter words 2, 3: c2, c3) as four arrays:
- * w[k][j] is word k of block b0 + j. */
-typedef struct {
-    uint32_t *restrict w0, *restrict w1, *restrict w2, *restrict w3;
-} philox_words;
-
+/* The loops below write the four words of blocks b0 .. b0+nb-1 (counter words 2, 3: c2, c3)
+ * as four arrays ws apart: w[k·ws + j] is word k of block b0 + j. (A pointer and a stride in
+ * registers: a struct of four pointers passed by value is stored in four parts and loaded
+ * in one, which stalls the load at every call.) */
 static void philox4x32_10_scalar(uint64_t b0, uint32_t c2, uint32_t c3, uint32_t k0, uint32_t k1, int64_t nb,
-                                 philox_words w) {
+                                 uint32_t *w, int64_t ws) {
     for (int64_t j = 0; j < nb; j++) {
         uint32_t x[4];
         philox4x32_10(b0 + (uint64_t)j, c2, c3, k0, k1, x);
-        w.w0[j] = x[0];
-        w.w1[j] = x[1];
-        w.w2[j] = x[2];
-        w.w3[j] = x[3];
+        for (int k = 0; k < 4; k++) w[k * ws + j] = x[k];
     }
 }
 
@@ -119,14 +114,13 @@ static void philox4x32_10_scalar(uint64_t b0, uint32_t c2, uint32_t c3, uint32_t
             x3[v] = p0;                                                                         \
         }                                                                                       \
         for (int v = 0; v < 2; v++) {                                                           \
-            STORE(w.w0 + j + (L) * v, x0[v]);                                                   \
-            STORE(w.w1 + j + (L) * v, x1[v]);                                                   \
-            STORE(w.w2 + j + (L) * v, x2[v]);                                                   \
-            STORE(w.w3 + j + (L) * v, x3[v]);                                                   \
+            STORE(w + 0 * ws + j + (L) * v, x0[v]);                                                   \
+            STORE(w + 1 * ws + j + (L) * v, x1[v]);                                                   \
+            STORE(w + 2 * ws + j + (L) * v, x2[v]);                                                   \
+            STORE(w + 3 * ws + j + (L) * v, x3[v]);                                                   \
         }                                                                                       \
     }                                                                                           \
-    const philox_words rest = {w.w0 + j, w.w1 + j, w.w2 + j, w.w3 + j};                         \
-    philox4x32_10_scalar(b0 + (uint64_t)j, c2, c3, k0, k1, nb - j, rest);
+    philox4x32_10_scalar(b0 + (uint64_t)j, c2, c3, k0, k1, nb - j, w + j, ws);
 
 /* the low halves of four 64-bit lanes: gather them in the low 128 bits */
 #define PHILOX_STORE_AVX2(dst, x)                                                               \
@@ -136,14 +130,14 @@ static void philox4x32_10_scalar(uint64_t b0, uint32_t c2, uint32_t c3, uint32_t
 
 __attribute__((target("avx2"))) static void philox4x32_10_avx2(uint64_t b0, uint32_t c2, uint32_t c3,
                                                                  uint32_t k0, uint32_t k1, int64_t nb,
-                                                                 philox_words w) {
+                                                                 uint32_t *w, int64_t ws) {
     PHILOX_SIMD_BODY(__m256i, 4, _mm256_set1_epi64x, _mm256_add_epi64, _mm256_srli_epi64, _mm256_mul_epu32,
                      _mm256_xor_si256, _mm256_setr_epi64x(0, 1, 2, 3), PHILOX_STORE_AVX2)
 }
 
 __attribute__((target("avx512f"))) static void philox4x32_10_avx512(uint64_t b0, uint32_t c2, uint32_t c3,
                                                                       uint32_t k0, uint32_t k1, int64_t nb,
-                                                                      philox_words w) {
+                                                                      uint32_t *w, int64_t ws) {
     PHILOX_SIMD_BODY(__m512i, 8, _mm512_set1_epi64, _mm512_add_epi64, _mm512_srli_epi64, _mm512_mul_epu32,
                      _mm512_xor_si512, _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7), PHILOX_STORE_AVX512)
 }
@@ -154,18 +148,18 @@ __attribute__((target("avx512f"))) static void philox4x32_10_avx512(uint64_t b0,
 
 /* philox4x32_10_avx512 or _avx2 where the CPU has them, else one block after the other. */
 static __attribute__((unused)) void philox4x32_10_blocks(uint64_t b0, uint32_t c2, uint32_t c3, uint32_t k0,
-                                                        uint32_t k1, int64_t nb, philox_words w) {
+                                                        uint32_t k1, int64_t nb, uint32_t *w, int64_t ws) {
 #ifdef PHILOX_SIMD
     if (__builtin_cpu_supports("avx512f")) {
-        philox4x32_10_avx512(b0, c2, c3, k0, k1, nb, w);
+        philox4x32_10_avx512(b0, c2, c3, k0, k1, nb, w, ws);
         return;
     }
     if (__builtin_cpu_supports("avx2")) {
-        philox4x32_10_avx2(b0, c2, c3, k0, k1, nb, w);
+        philox4x32_10_avx2(b0, c2, c3, k0, k1, nb, w, ws);
         return;
     }
 #endif
-    philox4x32_10_scalar(b0, c2, c3, k0, k1, nb, w);
+    philox4x32_10_scalar(b0, c2, c3, k0, k1, nb, w, ws);
 }
 
 /* ---- inverse CDF by table interpolation, float32 --------------------------------------- */
@@ -374,8 +368,7 @@ static __attribute__((unused)) void icdf_blocks_f32(const uint32_t *w0, const ui
 /* The normals of blocks b0 .. b0+nb-1 (nb <= PHILOX_GROUP) into z[0 .. 4nb). */
 static __attribute__((unused)) void philox_normal_blocks_f32(uint64_t seed, uint64_t b0, int64_t nb, float *z) {
     uint32_t w[4][PHILOX_GROUP];
-    const philox_words words = {w[0], w[1], w[2], w[3]};
-    philox4x32_10_blocks(b0, 0, 0, (uint32_t)seed, (uint32_t)(seed >> 32), nb, words);
+    philox4x32_10_blocks(b0, 0, 0, (uint32_t)seed, (uint32_t)(seed >> 32), nb, w[0], PHILOX_GROUP);
     icdf_blocks_f32(w[0], w[1], w[2], w[3], nb, z);
 }
 
@@ -384,8 +377,7 @@ static __attribute__((unused)) void philox_normal_blocks_f32(uint64_t seed, uint
 /* The normals of blocks b0 .. b0+nb-1 (nb <= PHILOX_GROUP) into z[0 .. 4nb). */
 static __attribute__((unused)) void philox_normal_blocks_f64(uint64_t seed, uint64_t b0, int64_t nb, double *z) {
     uint32_t w[4][PHILOX_GROUP];
-    const philox_words words = {w[0], w[1], w[2], w[3]};
-    philox4x32_10_blocks(b0, 0, 0, (uint32_t)seed, (uint32_t)(seed >> 32), nb, words);
+    philox4x32_10_blocks(b0, 0, 0, (uint32_t)seed, (uint32_t)(seed >> 32), nb, w[0], PHILOX_GROUP);
     for (int64_t j = 0; j < 2 * nb; j++) {
         const uint32_t *lo = j & 1 ? w[2] : w[0], *hi = j & 1 ? w[3] : w[1];
         const double u1 = ((double)lo[j >> 1] + 1.0) * 0x1p-32, u2 = (double)hi[j >> 1] * 0x1p-32;
