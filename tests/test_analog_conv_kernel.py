@@ -21,6 +21,7 @@ GEOMETRIES = {
     "wide rows in panels": (2, 4, 20, 37, 3, 1, 1, 1, 20, 1, 1, 16, 16),
     "stride 2, slices": (2, 5, 9, 7, 3, 2, 1, 1, 16, 2, 2, 7, 11),
     "dilation 2, padding 2": (2, 3, 12, 10, 5, 1, 2, 2, 20, 3, 1, 5, 13),
+    "narrow rows, odd count": (2, 6, 7, 5, 3, 1, 1, 1, 30, 1, 1, 8, 8),
 }
 
 

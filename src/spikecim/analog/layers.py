@@ -179,12 +179,13 @@ class AnalogConv2d(AnalogLayer):
 
     def _dac_forward(self, x: torch.Tensor, patches: int, hook) -> torch.Tensor:
         """Inference with the DAC on and the converter kernels built: ``[N, out, L]``. The
-        convolution and its converters in one pass where that kernel runs (conv_kernel.py);
-        else the patches gathered straight into DAC levels, written once
-        (converter_kernels.py), as rows where one product over the batch beats a product per
-        sample (gemm.py)."""
+        convolution and its converters in one pass where that kernel runs; else the patches
+        gathered straight into DAC levels, written once (converter_kernels.py), as rows where
+        one product over the batch beats a product per sample (gemm.py). Binary spikes do
+        not come here: the direct convolution (oneDNN's) and the ADC pass are faster for them
+        than the kernel's pass, their DAC being the identity."""
         tiles, cfg, adc = self.tiles, self.config, self.adc()
-        if fused_conv_applies(x, cfg, hook is not None):
+        if fused_conv_applies(x, cfg, hook is not None):  # DAC, products and ADC in one pass (conv_kernel.py)
             geometry = (self.kernel_size, self.stride, self.padding, self.dilation)
             return crossbar_conv_fused(x, tiles, cfg, adc, geometry, self._scratch)
         rows = patch_rows_apply(x, tiles, cfg, patches, hook is not None)

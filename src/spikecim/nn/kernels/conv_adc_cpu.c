@@ -104,8 +104,9 @@ static void pad_rows(const patch_geometry *g, const float *xn, int64_t c0, int64
 /* The levels of patches l0 .. l0 + nl − 1 (nho output rows) on input tile rows r0 .. r1 − 1
  * into panel[(r − r0)·ldp + l − l0] (zeros up to ldp): rint(x·gain) from the padded rows
  * (pad_rows), gains gl[l − l0]. With a column stride of 1 each output row is a run of a
- * padded row, 16 lanes at a time (the last vector masked). */
-__attribute__((target("avx512f"))) static void pack_levels(const patch_geometry *g, const float *pad, int64_t c0,
+ * padded row, 16 lanes at a time (the last vector masked), two rows to a vector when they
+ * are 8 or fewer patches wide. */
+__attribute__((target("avx512f"), noinline)) static void pack_levels(const patch_geometry *g, const float *pad, int64_t c0,
                                                            int64_t r0, int64_t r1, int64_t nho, int64_t ldp,
                                                            const float *gl, float *panel) {
     const int64_t per = g->kh * g->kw, Wo = g->Wo, sw = g->sw, nl = nho * Wo, Wp = g->W + 2 * g->pw;
@@ -116,7 +117,17 @@ __attribute__((target("avx512f"))) static void pack_levels(const patch_geometry 
         const int64_t kk = r % per, ki = kk / g->kw, kj = kk % g->kw;
         const float *src = pad + (r / per - c0) * rows * Wp + ki * g->dh * Wp + kj * g->dw;
         float *dst = panel + (r - r0) * ldp;
-        for (int64_t ho = 0; ho < nho; ho++, src += step) {
+        int64_t ho = 0;
+        if (sw == 1 && Wo <= 8) /* rows ho and ho + 1 in lanes 0 .. Wo − 1 and Wo .. 2·Wo − 1 */
+            for (; ho + 2 <= nho; ho += 2, src += 2 * step) {
+                const __mmask16 first = (__mmask16)((1u << Wo) - 1u), both = (__mmask16)((1u << 2 * Wo) - 1u);
+                __m512 v = _mm512_maskz_loadu_ps(first, src);
+                v = _mm512_mask_loadu_ps(v, (__mmask16)(both & ~first), src + step - Wo);
+                v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(both, gl + ho * Wo));
+                _mm512_mask_storeu_ps(dst + ho * Wo, both,
+                                      _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+            }
+        for (; ho < nho; ho++, src += step) {
             float *d = dst + ho * Wo;
             const float *gw = gl + ho * Wo;
             if (sw != 1) {
@@ -160,7 +171,7 @@ __attribute__((target("avx512f"))) static void adc_column(const conv_adc_args *a
     }
 }
 
-static void conv_item(const void *p, int64_t item) {
+__attribute__((target("avx512f"))) static void conv_item(const void *p, int64_t item) {
     const conv_adc_args *a = (const conv_adc_args *)p;
     const patch_geometry *g = &a->g;
     const int64_t chunks = (g->Ho + a->ho_rows - 1) / a->ho_rows, n = item / chunks, ho0 = item % chunks * a->ho_rows;
