@@ -7,12 +7,15 @@ operands through
 :mod:`spikecim.analog.gemm` (oneDNN where it applies) and through torch's product
 (``torch.matmul`` / ``torch.mm``, MKL), interleaved in every round, median of ``--repeats``,
 CPU time of the calling thread, 1 torch thread by default. Prints one row per distinct shape
-and the totals per forward.
+and the totals per forward. These are the products of the three passes (the forward is
+recorded with ``SPIKECIM_GEMM=onednn``); on AVX-512 CPUs the analog-input convolutions run
+in one pass instead (``benchmarks/bench_conv_kernel.py``).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from collections import Counter
@@ -44,12 +47,18 @@ def recorded_products(name: str, batch: int) -> Counter:
         return rows(x, m, out)
 
     gemm.patch_product, gemm.rows_product = patch_seen, rows_seen
+    saved = os.environ.get("SPIKECIM_GEMM")
+    os.environ["SPIKECIM_GEMM"] = "onednn"  # the passes' products, not the one-pass kernel's (conv_kernel.py)
     try:
         with torch.no_grad():
             channels, size = INPUTS[name]
             am(torch.rand(1, batch, channels, size, size))
     finally:
         gemm.patch_product, gemm.rows_product = patch, rows
+        if saved is None:
+            del os.environ["SPIKECIM_GEMM"]
+        else:
+            os.environ["SPIKECIM_GEMM"] = saved
     return seen
 
 
