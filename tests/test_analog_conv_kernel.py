@@ -84,15 +84,20 @@ def test_one_pass_is_within_float32_rounding_of_the_exact_convolution(name):
     assert ((got - exact).abs() <= K * 2.0**-24 * bound + 4 * 2.0**-24 * exact.abs() + 1e-12).all()
 
 
-def test_the_noisy_conv_layer_runs_in_one_pass_and_matches_the_passes():
+@pytest.mark.parametrize(
+    ("channels", "spikes"), [(32, False), (64, True)], ids=["analog input", "spikes over two tiles"]
+)
+def test_the_noisy_conv_layer_runs_in_one_pass_and_matches_the_passes(channels, spikes):
     """A noisy PCM convolution layer (read and output noise, DAC and ADC on): no convolution
-    or GEMM call of torch runs, and its output equals that of the passes on oneDNN's product
-    for the same seed (SPIKECIM_GEMM=onednn), up to the rare output whose column sum lies on
-    an ADC rounding boundary and moves one level."""
+    or GEMM call of torch runs, and its output equals that of the passes for the same seed
+    (SPIKECIM_GEMM=onednn: the patch DAC and oneDNN's products, or for spikes the direct
+    convolution), up to the rare output whose column sum lies on an ADC rounding boundary
+    and moves one level. Spikes over 64·9 = 576 rows span two 512-row tiles."""
     torch.manual_seed(0)
-    conv = nn.Conv2d(32, 64, 3, padding=1)
+    conv = nn.Conv2d(channels, 64, 3, padding=1)
     am = to_analog(conv, "pcm-aihwkit")
-    x = torch.relu(torch.randn(8, 32, 16, 16, generator=torch.Generator().manual_seed(1)))
+    x = torch.relu(torch.randn(8, channels, 16, 16, generator=torch.Generator().manual_seed(1)))
+    x = (x > 1).float() if spikes else x
 
     def forward():
         torch.manual_seed(2)

@@ -155,7 +155,11 @@ class AnalogConv2d(AnalogLayer):
         n, _, h, w = x.shape
         h_out, w_out = self._output_size(h, w)
         hook = self._ready(x)
-        if direct_conv_applies(x, self.tiles, self.config):
+        if self.tiles.grid[1] > 1 and self._one_pass(x, hook):
+            # several input tiles: one pass beats the direct convolution even on spikes
+            geometry = (self.kernel_size, self.stride, self.padding, self.dilation)
+            y = crossbar_conv_fused(x, self.tiles, self.config, self.adc(), geometry, self._scratch)
+        elif direct_conv_applies(x, self.tiles, self.config):
             conv = {
                 "weight_shape": self.weight.shape,
                 "stride": self.stride,
@@ -181,11 +185,9 @@ class AnalogConv2d(AnalogLayer):
         """Inference with the DAC on and the converter kernels built: ``[N, out, L]``. The
         convolution and its converters in one pass where that kernel runs; else the patches
         gathered straight into DAC levels, written once (converter_kernels.py), as rows where
-        one product over the batch beats a product per sample (gemm.py). Binary spikes do
-        not come here: the direct convolution (oneDNN's) and the ADC pass are faster for them
-        than the kernel's pass, their DAC being the identity."""
+        one product over the batch beats a product per sample (gemm.py)."""
         tiles, cfg, adc = self.tiles, self.config, self.adc()
-        if fused_conv_applies(x, cfg, hook is not None):  # DAC, products and ADC in one pass (conv_kernel.py)
+        if self._one_pass(x, hook):  # DAC, products and ADC in one pass (conv_kernel.py)
             geometry = (self.kernel_size, self.stride, self.padding, self.dilation)
             return crossbar_conv_fused(x, tiles, cfg, adc, geometry, self._scratch)
         rows = patch_rows_apply(x, tiles, cfg, patches, hook is not None)
@@ -193,6 +195,18 @@ class AnalogConv2d(AnalogLayer):
         if rows:
             return crossbar_patch_rows(cols, levels_scale, tiles, cfg, adc, self._scratch)
         return crossbar_patches(cols, tiles, cfg, adc, hook, True, None, self._scratch, levels_scale)
+
+    def _one_pass(self, x: torch.Tensor, hook) -> bool:
+        """Whether this forward may run in one compiled pass (:func:`fused_conv_applies`,
+        inference, DAC on). Binary spikes, whose DAC levels are the spikes times the level
+        count (the direct convolution's values, to float rounding), take it only over several
+        input tiles: over one, the direct convolution (oneDNN's) and the ADC pass are faster
+        (benchmarks/bench_conv_kernel.py)."""
+        return (
+            self.config.dac.enabled
+            and not (torch.is_grad_enabled() and x.requires_grad)
+            and fused_conv_applies(x, self.config, hook is not None)
+        )
 
     def _output_size(self, h: int, w: int) -> tuple[int, int]:
         h_out, w_out = (
