@@ -1,13 +1,15 @@
-"""The analog convolutions in one pass against the three passes (not a test):
+"""Analog convolutions as spikecim runs them against the passes (not a test):
 ``python benchmarks/bench_conv_kernel.py``.
 
-Every analog-input convolution of one noisy forward (``pcm-aihwkit``, drifted to 1 h: read
-and output noise, 7-bit DAC, 9-bit ADC) of VGG-9 (the ANN at CIFAR-10 size, batch 32) or, with
-``--model convnet``, the convnet ANN (8×8 digits, batch 256), each layer on the input it
-receives in that forward, timed three ways, interleaved in every round, median of
-``--repeats``, wall clock, 1 torch thread by default: the digital ``Conv2d``; the analog
-layer through the passes (patch DAC, oneDNN products, ADC kernel: ``SPIKECIM_GEMM=onednn``);
-the analog layer in one pass (:mod:`spikecim.analog.conv_kernel`). Needs a CPU with AVX-512.
+Every convolution of one noisy forward (``pcm-aihwkit``, drifted to 1 h: read and output
+noise, 7-bit DAC, 9-bit ADC) of ``--model``: VGG-9 (the ANN at CIFAR-10 size, batch 32; the SNN
+at T = 4, batch 8) or the convnet (8×8 digits; the ANN at batch 256, the SNN at T = 4, batch
+64), each layer on the input it receives in that forward, timed three ways, interleaved in
+every round, median of ``--repeats``, wall clock, 1 torch thread by default: the digital
+``Conv2d``; the analog layer through the passes (``SPIKECIM_GEMM=onednn``: the patch DAC,
+oneDNN's products and the ADC kernel, or for spikes the direct convolution and the ADC
+kernel); the analog layer as spikecim runs it (in one pass, :mod:`spikecim.analog.conv_kernel`,
+except spikes on one input tile). Needs a CPU with AVX-512.
 """
 
 from __future__ import annotations
@@ -23,13 +25,19 @@ from spikecim.memory import keep_freed_memory
 from spikecim.models import create_model
 from spikecim.timing import interleaved_times
 
-INPUTS = {"vgg9": (3, 32, 32), "convnet": (1, 8, 256)}  # channels, image size, batch
+MODELS = {  # model, spiking, input [T, B, C, H, W]
+    "vgg9": ("vgg9", False, (1, 32, 3, 32, 32)),
+    "vgg9-snn": ("vgg9", True, (4, 8, 3, 32, 32)),
+    "convnet": ("convnet", False, (1, 256, 1, 8, 8)),
+    "convnet-snn": ("convnet", True, (4, 64, 1, 8, 8)),
+}
 
 
 def layer_inputs(name: str) -> list[tuple[str, torch.nn.Module, AnalogConv2d, torch.Tensor]]:
     """``(name, digital conv, analog conv, its input)`` of every convolution of one forward."""
     torch.manual_seed(0)
-    model = create_model(name, spiking=False).eval()
+    arch, spiking, shape = MODELS[name]
+    model = create_model(arch, spiking=spiking).eval()
     am = to_analog(model, load_crossbar_config("pcm-aihwkit"))
     program(am, 0)
     drift(am, 3600.0)
@@ -40,9 +48,8 @@ def layer_inputs(name: str) -> list[tuple[str, torch.nn.Module, AnalogConv2d, to
         for n, m in am.named_modules()
         if isinstance(m, AnalogConv2d)
     ]
-    channels, size, batch = INPUTS[name]
     with torch.no_grad():
-        am(torch.rand(1, batch, channels, size, size))
+        am(torch.rand(shape))
     for h in hooks:
         h.remove()
     return seen
@@ -52,7 +59,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--model", choices=sorted(INPUTS), default="vgg9")
+    ap.add_argument("--model", choices=sorted(MODELS), default="vgg9")
     args = ap.parse_args()
     if not conv_kernel.available(torch.ones(1)):
         raise SystemExit(
@@ -70,7 +77,7 @@ def main() -> None:
 
     print(f"{args.model}, torch {torch.__version__}, {args.threads} thread(s), median of {args.repeats}")
     print(
-        "| layer | input | digital (ms) | passes (ms) | one pass (ms) | passes ÷ one pass | one pass ÷ digital |"
+        "| layer | input | digital (ms) | passes (ms) | spikecim (ms) | passes ÷ spikecim | spikecim ÷ digital |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- |")
     totals = [0.0, 0.0, 0.0]
