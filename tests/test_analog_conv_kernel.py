@@ -4,6 +4,7 @@ ADC with the digital stage (converter_kernels.adc_accumulate)."""
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
@@ -26,10 +27,16 @@ GEOMETRIES = {
 
 
 def _passes(x, geometry, m, n_dac, factor, adc, out_f, c_tile, out_noise):
-    """The same convolution through the passes: the patches' levels, the products of each
-    tile (in float64, then rounded to ``m``'s dtype) and the ADC kernel."""
+    """The same convolution through the passes: the patches' levels (``n_dac`` None: the
+    patches themselves), the products of each tile (in float64, then rounded to ``m``'s
+    dtype) and the ADC kernel."""
     n_in, R, cols = m.shape
-    patches, scale = converter_kernels.unfold_dac(x, *geometry, R, n_dac)
+    if n_dac is None:  # no DAC: the patches as they are, scale 1
+        (kernel, stride, padding, dilation) = geometry
+        patches = F.unfold(x, kernel, dilation=dilation, padding=padding, stride=stride)
+        scale = torch.ones(n_in, patches.shape[0], 1, patches.shape[2])
+    else:
+        patches, scale = converter_kernels.unfold_dac(x, *geometry, R, n_dac)
     N, _, L = patches.shape
     y = torch.empty(n_in, N, cols, L, dtype=m.dtype)
     for i in range(n_in):
@@ -60,39 +67,50 @@ def _case(name, integer_matrix):
 @pytest.mark.parametrize("name", list(GEOMETRIES))
 @pytest.mark.parametrize("adc", [None, (0.01, 127)], ids=["adc off", "adc on"])
 @pytest.mark.parametrize("out_noise", [None, (3.0, 1234)], ids=["no noise", "output noise"])
-def test_one_pass_equals_the_passes_bit_for_bit_where_the_products_are_exact(name, adc, out_noise):
+@pytest.mark.parametrize("n_dac", [127, None], ids=["dac", "no dac, spikes"])
+def test_one_pass_equals_the_passes_bit_for_bit_where_the_products_are_exact(name, adc, out_noise, n_dac):
     """With integer read values every product and partial sum is an integer below 2^24, exact
-    in any order of summation: the DAC levels, the output-noise normals, the ADC and the sums
-    over slices and tiles must then give the passes' bits."""
+    in any order of summation: the DAC levels (or, without a DAC, binary spikes as they
+    are), the output-noise normals, the ADC and the sums over slices and tiles must then
+    give the passes' bits."""
     x, geometry, m, factor, out_f, c_tile = _case(name, integer_matrix=True)
-    got = conv_kernel.conv_adc(x, geometry, m, 127, factor, adc, out_f, c_tile, out_noise)
-    want = _passes(x, geometry, m, 127, factor, adc, out_f, c_tile, out_noise)
+    x = x if n_dac is not None else (x > 0.5).float()
+    got = conv_kernel.conv_adc(x, geometry, m, n_dac, factor, adc, out_f, c_tile, out_noise)
+    want = _passes(x, geometry, m, n_dac, factor, adc, out_f, c_tile, out_noise)
     assert torch.equal(got, want)
 
 
 @pytest.mark.parametrize("name", list(GEOMETRIES))
-def test_one_pass_is_within_float32_rounding_of_the_exact_convolution(name):
+@pytest.mark.parametrize("n_dac", [127, None], ids=["dac", "no dac"])
+def test_one_pass_is_within_float32_rounding_of_the_exact_convolution(name, n_dac):
     """Real read values, no ADC: each tile's column outputs within K·u·(|m|ᵀ|levels|) of the
     exact product (u = 2^-24; any order of summation of K products), so the output within
-    that bound carried through the factors and DAC scales, plus the rounding of the sums."""
+    that bound carried through the factors and DAC scales, plus the rounding of the sums.
+    Without a DAC the levels are the real inputs themselves."""
     x, geometry, m, factor, out_f, c_tile = _case(name, integer_matrix=False)
-    got = conv_kernel.conv_adc(x, geometry, m, 127, factor, None, out_f, c_tile, None).double()
-    exact = _passes(x, geometry, m.double(), 127, factor.double(), None, out_f, c_tile, None)
+    got = conv_kernel.conv_adc(x, geometry, m, n_dac, factor, None, out_f, c_tile, None).double()
+    exact = _passes(x, geometry, m.double(), n_dac, factor.double(), None, out_f, c_tile, None)
     # |x| has the same DAC scales and the levels' magnitudes (rint(−v) = −rint(v))
-    bound = _passes(x.abs(), geometry, m.abs().double(), 127, factor.double(), None, out_f, c_tile, None)
+    bound = _passes(x.abs(), geometry, m.abs().double(), n_dac, factor.double(), None, out_f, c_tile, None)
     K = min(m.shape[1], x.shape[1] * geometry[0][0] * geometry[0][1])
     assert ((got - exact).abs() <= K * 2.0**-24 * bound + 4 * 2.0**-24 * exact.abs() + 1e-12).all()
 
 
 @pytest.mark.parametrize(
-    ("channels", "spikes"), [(32, False), (64, True)], ids=["analog input", "spikes over two tiles"]
+    ("channels", "spikes", "one_pass"),
+    [(32, False, True), (32, True, False), (64, True, True)],
+    ids=["analog input", "spikes on one tile", "spikes over two tiles"],
 )
-def test_the_noisy_conv_layer_runs_in_one_pass_and_matches_the_passes(channels, spikes):
+def test_a_noisy_conv_layer_takes_the_one_pass_where_it_is_faster_and_matches_the_passes(
+    channels, spikes, one_pass
+):
     """A noisy PCM convolution layer (read and output noise, DAC and ADC on): no convolution
     or GEMM call of torch runs, and its output equals that of the passes for the same seed
-    (SPIKECIM_GEMM=onednn: the patch DAC and oneDNN's products, or for spikes the direct
-    convolution), up to the rare output whose column sum lies on an ADC rounding boundary
-    and moves one level. Spikes over 64·9 = 576 rows span two 512-row tiles."""
+    (SPIKECIM_GEMM=onednn: the patch DAC and oneDNN's products, or for spikes, which the DAC
+    leaves unchanged, the direct convolution), up to the rare output whose column sum lies
+    on an ADC rounding boundary and moves one level. Spikes over 64·9 = 576 rows span two
+    512-row tiles; on one tile (32·9 rows) they keep torch's direct convolution, faster
+    there."""
     torch.manual_seed(0)
     conv = nn.Conv2d(channels, 64, 3, padding=1)
     am = to_analog(conv, "pcm-aihwkit")
@@ -107,7 +125,8 @@ def test_the_noisy_conv_layer_runs_in_one_pass_and_matches_the_passes(channels, 
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         got = forward()
     ops = {e.key for e in prof.key_averages()}
-    assert not ops & {"aten::mkldnn_convolution", "mkldnn::_linear_pointwise", "aten::mm", "aten::bmm"}
+    torch_products = ops & {"aten::mkldnn_convolution", "mkldnn::_linear_pointwise", "aten::mm", "aten::bmm"}
+    assert torch_products == (set() if one_pass else {"aten::mkldnn_convolution"})
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SPIKECIM_GEMM", "onednn")
         want = forward()

@@ -53,7 +53,7 @@ def conv_adc(
     x: torch.Tensor,
     geometry: tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int]],
     m: torch.Tensor,
-    n_dac: int,
+    n_dac: int | None,
     factor: torch.Tensor,
     adc: tuple[float, int] | None,
     out_features: int,
@@ -63,7 +63,8 @@ def conv_adc(
     """``out [N, out_features, L]``: the convolution of ``x [N, C, H, W]`` (``geometry``:
     kernel size, stride, padding, dilation) through the read matrix ``m [n_in, R, n_out·S·C]``
     (input tile i takes patch rows ``i·R …``), the patches in DAC levels with ``n_dac``
-    levels each side of zero, the column outputs ``y`` through ``f(y + alpha·z)`` with
+    levels each side of zero (None: the patches as they are, scale 1: the DAC off, or
+    binary spikes, which it leaves unchanged), the column outputs ``y`` through ``f(y + alpha·z)`` with
     ``f(v) = clamp(rint(v·k), −q, q)`` for ``adc = (k, q)`` (None: ``f(v) = v``), z the
     normals of ``out_noise = (alpha, seed)`` (None: no noise), times ``factor [n_in, n_out,
     S]`` and the patch's DAC scale, summed over slices and tiles: what
@@ -88,8 +89,9 @@ def conv_adc(
         x=x.data_ptr(), b=packed.data_ptr(), gain=factor.data_ptr(), out=out.data_ptr(),
         N=N, C=C, H=H, W=W, kh=kh, kw=kw, sh=sh, sw=sw, ph=ph, pw=pw, dh=dh, dw=dw, Ho=Ho, Wo=Wo,
         R=R, n_in=n_in, cols=cols, n_out=n_out, S=S, c_tile=c_tile, out_f=out_features,
-        ho_rows=min(Ho, max(1, _PANEL // Wo)), n_dac=float(n_dac), k=k, q=float(q), alpha=float(alpha),
-        adc=int(adc is not None), out_noise=int(out_noise is not None), failed=0, seed=int(seed) & (2**64 - 1),
+        ho_rows=min(Ho, max(1, _PANEL // Wo)), n_dac=float(n_dac or 0), k=k, q=float(q), alpha=float(alpha),
+        dac=int(n_dac is not None), adc=int(adc is not None), out_noise=int(out_noise is not None), failed=0,
+        seed=int(seed) & (2**64 - 1),
     )  # fmt: skip
     lib.conv_adc(ctypes.byref(a), cbuild.threads(N * Ho * Wo * C * kh * kw * cols, _PARALLEL_MIN))
     if a.failed:
@@ -118,7 +120,7 @@ def _library():
     fields = [(n, ctypes.c_void_p) for n in ("x", "b", "gain", "out")] + [(n, i64) for n in geometry]
     fields += [(n, i64) for n in ("cols", "n_out", "S", "c_tile", "out_f", "ho_rows")]
     fields += [(n, ctypes.c_float) for n in ("n_dac", "k", "q", "alpha")]
-    fields += [(n, i32) for n in ("adc", "out_noise", "failed")] + [("seed", ctypes.c_uint64)]
+    fields += [(n, i32) for n in ("dac", "adc", "out_noise", "failed")] + [("seed", ctypes.c_uint64)]
     Args = type("ConvADCArgs", (ctypes.Structure,), {"_fields_": fields})
     lib.conv_adc.argtypes = [ctypes.POINTER(Args), ctypes.c_int]
     lib.conv_adc.restype = None

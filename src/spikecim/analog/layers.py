@@ -3,11 +3,15 @@
 Each layer holds the digital weight and bias (parameters, as in the layer it replaces), the
 crossbar config, and its programmed :class:`~spikecim.analog.tiles.TileState` (set only by
 :func:`spikecim.analog.program` and :func:`spikecim.analog.drift`). The bias is added
-digitally. A convolution is unfolded into patches (``F.unfold``) and each patch is one
-input vector of the crossbar, as in aihwkit's analog convolutions (the patches stay in
-``unfold``'s layout, never copied into rows); when the patches need no DAC (binary spikes,
-or the DAC off) and fit one input tile, the same column outputs come from one ``conv2d``
-with the read matrix as kernel (no unfolding).
+digitally. Each patch of a convolution is one input vector of the crossbar, as in
+aihwkit's analog convolutions. In inference on a CPU with AVX-512 (float32, the differential
+mapping, no ADC observer) a convolution runs in one compiled pass
+(:mod:`spikecim.analog.conv_kernel`: the patches' DAC, the tile products and the ADC per
+panel of patches, the patches never written out), except where its patches need no DAC
+(binary spikes, or the DAC off) and fit one input tile: there one ``conv2d`` with the read
+matrix as kernel gives the same column outputs faster, as it does per input tile where
+the one pass does not run. Otherwise the patches are unfolded (``F.unfold``'s layout, or
+rows where the products are small, written by the patch DAC kernel).
 
 ADC range calibration observes the column outputs before the ADC through
 :meth:`AnalogLayer.attach_adc_observer` (used with :func:`spikecim.quant.observing`): while
@@ -155,11 +159,14 @@ class AnalogConv2d(AnalogLayer):
         n, _, h, w = x.shape
         h_out, w_out = self._output_size(h, w)
         hook = self._ready(x)
-        if self.tiles.grid[1] > 1 and self._one_pass(x, hook):
-            # several input tiles: one pass beats the direct convolution even on spikes
+        direct = direct_conv_applies(x, self.tiles, self.config)  # no DAC needed: spikes, or the DAC off
+        if fused_conv_applies(x, self.config, hook is not None) and (not direct or self.tiles.grid[1] > 1):
+            # one pass (conv_kernel.py); over one input tile the direct convolution is faster
             geometry = (self.kernel_size, self.stride, self.padding, self.dilation)
-            y = crossbar_conv_fused(x, self.tiles, self.config, self.adc(), geometry, self._scratch)
-        elif direct_conv_applies(x, self.tiles, self.config):
+            y = crossbar_conv_fused(
+                x, self.tiles, self.config, self.adc(), geometry, self._scratch, not direct
+            )
+        elif direct:
             conv = {
                 "weight_shape": self.weight.shape,
                 "stride": self.stride,
@@ -182,31 +189,16 @@ class AnalogConv2d(AnalogLayer):
         return y.reshape(n, self.out_channels, h_out, w_out)
 
     def _dac_forward(self, x: torch.Tensor, patches: int, hook) -> torch.Tensor:
-        """Inference with the DAC on and the converter kernels built: ``[N, out, L]``. The
-        convolution and its converters in one pass where that kernel runs; else the patches
-        gathered straight into DAC levels, written once (converter_kernels.py), as rows where
-        one product over the batch beats a product per sample (gemm.py)."""
+        """Inference with the DAC on and the converter kernels built, where the one-pass
+        kernel does not run: ``[N, out, L]``, the patches gathered straight into DAC levels,
+        written once (converter_kernels.py), as rows where one product over the batch beats
+        a product per sample (gemm.py)."""
         tiles, cfg, adc = self.tiles, self.config, self.adc()
-        if self._one_pass(x, hook):  # DAC, products and ADC in one pass (conv_kernel.py)
-            geometry = (self.kernel_size, self.stride, self.padding, self.dilation)
-            return crossbar_conv_fused(x, tiles, cfg, adc, geometry, self._scratch)
         rows = patch_rows_apply(x, tiles, cfg, patches, hook is not None)
         cols, levels_scale = self._unfold_levels(x, patches, rows)
         if rows:
             return crossbar_patch_rows(cols, levels_scale, tiles, cfg, adc, self._scratch)
         return crossbar_patches(cols, tiles, cfg, adc, hook, True, None, self._scratch, levels_scale)
-
-    def _one_pass(self, x: torch.Tensor, hook) -> bool:
-        """Whether this forward may run in one compiled pass (:func:`fused_conv_applies`,
-        inference, DAC on). Binary spikes, whose DAC levels are the spikes times the level
-        count (the direct convolution's values, to float rounding), take it only over several
-        input tiles: over one, the direct convolution (oneDNN's) and the ADC pass are faster
-        (benchmarks/bench_conv_kernel.py)."""
-        return (
-            self.config.dac.enabled
-            and not (torch.is_grad_enabled() and x.requires_grad)
-            and fused_conv_applies(x, self.config, hook is not None)
-        )
 
     def _output_size(self, h: int, w: int) -> tuple[int, int]:
         h_out, w_out = (

@@ -652,29 +652,32 @@ def crossbar_conv_fused(
     adc: Converter | None,
     geometry: tuple,
     scratch: Scratch,
+    dac: bool = True,
 ) -> torch.Tensor:
     """:func:`crossbar_patches` on the patches of ``x [N, C, H, W]`` (``geometry``: kernel
-    size, stride, padding, dilation) with the DAC on, in inference, in one compiled pass
+    size, stride, padding, dilation), in inference, in one compiled pass
     (:func:`conv_kernel.conv_adc`): the same read, DAC and ADC levels and output-noise
-    normals, the products to float rounding. Returns ``[N, out, L]``. Only where
-    :func:`fused_conv_applies` holds."""
+    normals, the products to float rounding. ``dac=False`` (the DAC off, or binary spikes,
+    which it leaves unchanged): the patches as they are, the values of
+    :func:`crossbar_conv2d`. Returns ``[N, out, L]``. Only where :func:`fused_conv_applies`
+    holds."""
     _, n_in, R, n_out, S, C = state.grid
     m = read_matrix(state, cfg, scratch).to(x.dtype)  # [n_in, R, n_out*S*C]
-    unit = float(level_count(cfg.dac.bits))
+    n_dac = level_count(cfg.dac.bits) if dac else None
+    unit = float(n_dac) if dac else 1.0
     out_noise = (cfg.out_noise_std * unit, noise.draw_seed()) if cfg.out_noise_std > 0 else None
     adc_levels = None
     if adc is not None:
         adc_levels, unit = _adc_levels(adc, R, unit)
     factor = _output_factor(state, unit, x.dtype).view(n_in, n_out, S)
-    n_dac = level_count(cfg.dac.bits)
     return conv_kernel.conv_adc(x, geometry, m, n_dac, factor, adc_levels, state.out_features, C, out_noise)
 
 
 def fused_conv_applies(x: torch.Tensor, cfg: CrossbarConfig, hooked: bool) -> bool:
-    """Whether a convolution on ``x`` (DAC on, inference) runs through
-    :func:`crossbar_conv_fused`: the ADC and the digital stage run in a converter kernel
-    (:func:`_fused_output`), no pre-ADC hook watches the column outputs, and the kernel
-    runs for ``x`` (:func:`conv_kernel.available`)."""
+    """Whether a convolution on ``x`` runs through :func:`crossbar_conv_fused`: in inference,
+    the ADC and the digital stage run in a converter kernel (:func:`_fused_output`), no
+    pre-ADC hook watches the column outputs, and the kernel runs for ``x``
+    (:func:`conv_kernel.available`)."""
     return not hooked and _fused_output(cfg, x) and conv_kernel.available(x)
 
 

@@ -7,6 +7,8 @@
  * input tiles of R rows (patches.h):
  *   DAC: per input tile i and patch l of sample n, s = the abs-max of the patch's rows on
  *       tile i (scale_of: 1 when it is zero or NaN), levels = rint(x·gain_of(s, n_dac));
+ *       with `dac` 0 (the DAC off, or binary spikes, which it leaves unchanged) levels = x
+ *       and s = 1, as the direct convolution of the passes;
  *   MVM: y[i, n, col, l] = Σ_r m[i, r, col]·levels[r, l] over the tile's rows r ascending,
  *       one fused multiply-add per row (where the passes multiply with oneDNN's blocking:
  *       the two agree to float rounding, as two BLAS libraries do);
@@ -39,6 +41,7 @@
 #include "patches.h"
 
 #define NR 6                 /* columns per micro-tile */
+#define ROUND(v) _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC) /* rint */
 #define PANEL 256            /* patches per item, about: whole output rows */
 
 typedef struct {
@@ -49,7 +52,7 @@ typedef struct {
     patch_geometry g;
     int64_t cols, n_out, S, c_tile, out_f, ho_rows; /* ho_rows: output rows per item */
     float n_dac, k, q, alpha;
-    int32_t adc, out_noise, failed;
+    int32_t dac, adc, out_noise, failed; /* dac 0: the input is the levels (DAC off, or spikes) */
     uint64_t seed;
 } conv_adc_args;
 
@@ -103,12 +106,12 @@ static void pad_rows(const patch_geometry *g, const float *xn, int64_t c0, int64
 
 /* The levels of patches l0 .. l0 + nl − 1 (nho output rows) on input tile rows r0 .. r1 − 1
  * into panel[(r − r0)·ldp + l − l0] (zeros up to ldp): rint(x·gain) from the padded rows
- * (pad_rows), gains gl[l − l0]. With a column stride of 1 each output row is a run of a
- * padded row, 16 lanes at a time (the last vector masked), two rows to a vector when they
- * are 8 or fewer patches wide. */
+ * (pad_rows), gains gl[l − l0]; without `levels` (no DAC) x·1, x itself. With a column
+ * stride of 1 each output row is a run of a padded row, 16 lanes at a time (the last
+ * vector masked), two rows to a vector when they are 8 or fewer patches wide. */
 __attribute__((target("avx512f"), noinline)) static void pack_levels(const patch_geometry *g, const float *pad, int64_t c0,
                                                            int64_t r0, int64_t r1, int64_t nho, int64_t ldp,
-                                                           const float *gl, float *panel) {
+                                                           const float *gl, int levels, float *panel) {
     const int64_t per = g->kh * g->kw, Wo = g->Wo, sw = g->sw, nl = nho * Wo, Wp = g->W + 2 * g->pw;
     const int64_t rows = (nho - 1) * g->sh + (g->kh - 1) * g->dh + 1, step = g->sh * Wp;
     const int64_t full = Wo / 16 * 16;
@@ -125,23 +128,23 @@ __attribute__((target("avx512f"), noinline)) static void pack_levels(const patch
                 v = _mm512_mask_loadu_ps(v, (__mmask16)(both & ~first), src + step - Wo);
                 v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(both, gl + ho * Wo));
                 _mm512_mask_storeu_ps(dst + ho * Wo, both,
-                                      _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+                                      levels ? ROUND(v) : v);
             }
         for (; ho < nho; ho++, src += step) {
             float *d = dst + ho * Wo;
             const float *gw = gl + ho * Wo;
             if (sw != 1) {
-                for (int64_t wo = 0; wo < Wo; wo++) d[wo] = rint(src[wo * sw] * gw[wo]);
+                for (int64_t wo = 0; wo < Wo; wo++) d[wo] = levels ? rint(src[wo * sw] * gw[wo]) : src[wo * sw];
                 continue;
             }
             int64_t wo = 0;
             for (; wo < full; wo += 16) {
                 const __m512 v = _mm512_mul_ps(_mm512_loadu_ps(src + wo), _mm512_loadu_ps(gw + wo));
-                _mm512_storeu_ps(d + wo, _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+                _mm512_storeu_ps(d + wo, levels ? ROUND(v) : v);
             }
             if (tail) {
                 const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, src + wo), _mm512_maskz_loadu_ps(tail, gw + wo));
-                _mm512_mask_storeu_ps(d + wo, tail, _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+                _mm512_mask_storeu_ps(d + wo, tail, levels ? ROUND(v) : v);
             }
         }
         for (int64_t l = nl; l < ldp; l++) dst[l] = 0;
@@ -161,7 +164,7 @@ __attribute__((target("avx512f"))) static void adc_column(const conv_adc_args *a
         __m512 v = _mm512_maskz_loadu_ps(lanes, y + l);
         if (a->out_noise) v = _mm512_add_ps(v, _mm512_mul_ps(_mm512_maskz_loadu_ps(lanes, z + l), alpha));
         if (a->adc) {
-            v = _mm512_roundscale_ps(_mm512_mul_ps(v, k), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            v = ROUND(_mm512_mul_ps(v, k));
             v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, nq, _CMP_LT_OQ), v, nq);
             v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, q, _CMP_GT_OQ), v, q);
         }
@@ -195,14 +198,17 @@ __attribute__((target("avx512f"))) static void conv_item(const void *p, int64_t 
     }
     for (int64_t i = 0; i < g->n_in; i++) {
         const int64_t r0 = i * R, r1 = r0 + R < K ? r0 + R : K;
-        tile_abs_max(g, xn, r0, r1, ho0, ho1, m, maps);
-        for (int64_t l = 0; l < nl; l++) {
-            rs[l] = scale_of(m[l0 + l]);
-            gl[l] = gain_of(rs[l], a->n_dac);
-        }
+        if (a->dac) {
+            tile_abs_max(g, xn, r0, r1, ho0, ho1, m, maps);
+            for (int64_t l = 0; l < nl; l++) {
+                rs[l] = scale_of(m[l0 + l]);
+                gl[l] = gain_of(rs[l], a->n_dac);
+            }
+        } else /* no DAC: the input as it is (rint(x·1) = x for spikes) */
+            for (int64_t l = 0; l < nl; l++) rs[l] = gl[l] = 1;
         const int64_t c0 = r0 / per, c1 = (r1 - 1) / per + 1;
         pad_rows(g, xn, c0, c1, ho0, ho1 - ho0, pad);
-        pack_levels(g, pad, c0, r0, r1, ho1 - ho0, ldp, gl, panel);
+        pack_levels(g, pad, c0, r0, r1, ho1 - ho0, ldp, gl, a->dac, panel);
         for (int64_t pn = 0; pn < panels; pn++) {
             const float *bp = a->b + (i * panels + pn) * R * NR;
             int64_t l = 0;
