@@ -23,6 +23,7 @@ GEOMETRIES = {
     "stride 2, slices": (2, 5, 9, 7, 3, 2, 1, 1, 16, 2, 2, 7, 11),
     "dilation 2, padding 2": (2, 3, 12, 10, 5, 1, 2, 2, 20, 3, 1, 5, 13),
     "narrow rows, odd count": (2, 6, 7, 5, 3, 1, 1, 1, 30, 1, 1, 8, 8),
+    "a row wider than a panel": (1, 2, 3, 300, 3, 1, 1, 1, 20, 1, 1, 8, 8),
 }
 
 
@@ -132,3 +133,18 @@ def test_a_noisy_conv_layer_takes_the_one_pass_where_it_is_faster_and_matches_th
         want = forward()
     apart = (got - want).abs() > 1e-5 * want.abs().max()
     assert apart.float().mean() < 1e-3
+
+
+def test_one_pass_gives_the_same_bits_on_one_and_two_threads():
+    """Each work item (a sample and panel of patches) is computed whole by one thread, so
+    the result does not depend on how the items are shared out."""
+    x, geometry, m, factor, out_f, c_tile = _case("two tiles, 32 x 32", integer_matrix=False)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = conv_kernel.conv_adc(x, geometry, m, 127, factor, (0.01, 127), out_f, c_tile, (3.0, 7))
+        torch.set_num_threads(2)
+        two = conv_kernel.conv_adc(x, geometry, m, 127, factor, (0.01, 127), out_f, c_tile, (3.0, 7))
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(one, two)
