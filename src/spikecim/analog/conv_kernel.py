@@ -33,8 +33,7 @@ from spikecim.nn.kernels import cbuild
 __all__ = ["available", "conv_adc"]
 
 _SOURCE = Path(cbuild.__file__).with_name("conv_adc_cpu.c")
-_NR = 6  # columns per micro-tile (conv_adc_cpu.c)
-_PANEL = 256  # patches per work item, about (conv_adc_cpu.c)
+_PANEL = 256  # patches per work item, about: 512 rows × 256 patches of levels stay in L2
 _PARALLEL_MIN = 1 << 20  # multiply-adds below which one thread beats waking more
 
 
@@ -64,8 +63,9 @@ def conv_adc(
     kernel size, stride, padding, dilation) through the read matrix ``m [n_in, R, n_out·S·C]``
     (input tile i takes patch rows ``i·R …``), the patches in DAC levels with ``n_dac``
     levels each side of zero (None: the patches as they are, scale 1: the DAC off, or
-    binary spikes, which it leaves unchanged), the column outputs ``y`` through ``f(y + alpha·z)`` with
-    ``f(v) = clamp(rint(v·k), −q, q)`` for ``adc = (k, q)`` (None: ``f(v) = v``), z the
+    binary spikes, which it leaves unchanged), the column outputs ``y`` through
+    ``f(y + alpha·z)`` with ``f(v) = clamp(rint(v·k), −q, q)`` for ``adc = (k, q)`` (None:
+    ``f(v) = v``), z the
     normals of ``out_noise = (alpha, seed)`` (None: no noise), times ``factor [n_in, n_out,
     S]`` and the patch's DAC scale, summed over slices and tiles: what
     :func:`converter_kernels.unfold_dac`, the tile products and
@@ -77,14 +77,14 @@ def conv_adc(
     Wo = (W + 2 * pw - dw * (kw - 1) - 1) // sw + 1
     n_in, R, cols = m.shape
     n_out, S = factor.shape[1:]
-    panels = -(-cols // _NR)
-    packed = F.pad(m.to(torch.float32), (0, panels * _NR - cols))  # [n_in, R, panels·NR]
-    packed = packed.view(n_in, R, panels, _NR).transpose(1, 2).contiguous()
+    lib, Args, nr = _library()
+    panels = -(-cols // nr)  # blocks of the micro-tile's nr columns
+    packed = F.pad(m.to(torch.float32), (0, panels * nr - cols))  # [n_in, R, panels·nr]
+    packed = packed.view(n_in, R, panels, nr).transpose(1, 2).contiguous()
     factor = factor.to(torch.float32).contiguous()
     out = torch.empty(N, out_features, Ho * Wo, dtype=torch.float32)
     k, q = adc if adc is not None else (1.0, 0)
     alpha, seed = out_noise if out_noise is not None else (0.0, 0)
-    lib, Args = _library()
     a = Args(
         x=x.data_ptr(), b=packed.data_ptr(), gain=factor.data_ptr(), out=out.data_ptr(),
         N=N, C=C, H=H, W=W, kh=kh, kw=kw, sh=sh, sw=sw, ph=ph, pw=pw, dh=dh, dw=dw, Ho=Ho, Wo=Wo,
@@ -101,8 +101,8 @@ def conv_adc(
 
 @functools.cache
 def _library():
-    """``(ctypes library, argument struct)``, built once; None where the CPU has no AVX-512
-    or no compiler works (one warning)."""
+    """``(ctypes library, argument struct, columns per micro-tile)``, built once; None where
+    the CPU has no AVX-512 or no compiler works (one warning)."""
     lib = cbuild.load(
         _SOURCE,
         "conv_adc_cpu_float",
@@ -124,4 +124,5 @@ def _library():
     Args = type("ConvADCArgs", (ctypes.Structure,), {"_fields_": fields})
     lib.conv_adc.argtypes = [ctypes.POINTER(Args), ctypes.c_int]
     lib.conv_adc.restype = None
-    return lib, Args
+    lib.conv_adc_tile_columns.restype = ctypes.c_int
+    return lib, Args, int(lib.conv_adc_tile_columns())

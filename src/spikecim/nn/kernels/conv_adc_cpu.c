@@ -18,7 +18,8 @@
  *       out[n, o·c_tile + c, l] the left-to-right sum over (i, s), i outer, s inner, for
  *       col = (o·S + s)·c_tile + c.
  *
- * Work: one item per sample and panel of whole output rows (about PANEL patches). An item
+ * Work: one item per sample and panel of ho_rows whole output rows (the caller picks about
+ * 256 patches: panels of 512 rows × 256 patches stay in L2). An item
  * writes its patches' levels for one input tile into a panel [R_i, ldp] (ldp: the patches
  * rounded up to 16; it stays in L2), multiplies it with the packed read matrix NR columns at
  * a time (micro-tiles of NR columns × 64 or 16 patches held in 24 or 6 vector registers,
@@ -42,7 +43,6 @@
 
 #define NR 6                 /* columns per micro-tile */
 #define ROUND(v) _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC) /* rint */
-#define PANEL 256            /* patches per item, about: whole output rows */
 
 typedef struct {
     const float *x;    /* [N, C, H, W] contiguous */
@@ -82,6 +82,7 @@ MICRO_TILE(micro_tile_16, 1)
 #undef MICRO_TILE
 
 int conv_adc_available(void) { return __builtin_cpu_supports("avx512f") ? 1 : 0; }
+int conv_adc_tile_columns(void) { return NR; } /* the packed read matrix's column blocks */
 
 /* The input rows that output rows ho0 .. ho0 + nho − 1 read, of the tile's channels
  * c0 .. c1 − 1, zero-padded: pad[(c − c0)·rows·Wp + t·Wp + pw + w] = x[c, ho0·sh − ph + t, w]
@@ -237,6 +238,7 @@ void conv_adc(const conv_adc_args *a, int threads) {
 }
 #else
 int conv_adc_available(void) { return 0; }
+int conv_adc_tile_columns(void) { return NR; }
 void conv_adc(const conv_adc_args *a, int threads) {
     (void)threads;
     ((conv_adc_args *)a)->failed = 1;
