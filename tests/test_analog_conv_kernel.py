@@ -148,3 +148,19 @@ def test_one_pass_gives_the_same_bits_on_one_and_two_threads():
     finally:
         torch.set_num_threads(before)
     assert torch.equal(one, two)
+
+
+def test_an_ideal_crossbar_over_several_tiles_in_one_pass_equals_the_digital_convolution():
+    """The ideal preset (no noise, no converters): a convolution of real inputs over five
+    input tiles of 128 rows runs in the one pass without a DAC (no torch convolution runs)
+    and gives torch's digital convolution to float rounding."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(64, 16, 3, padding=1)
+    am = to_analog(conv, "ideal")
+    x = torch.randn(4, 64, 12, 12, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad(), profile(activities=[ProfilerActivity.CPU]) as prof:
+        got = am(x)
+    assert "aten::mkldnn_convolution" not in {e.key for e in prof.key_averages()}
+    with torch.no_grad():
+        want = conv(x)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5 * want.abs().max().item())
