@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from spikecim.analog import converter_kernels
 from spikecim.nn.kernels import cbuild
 
 __all__ = ["available", "conv_adc"]
@@ -73,8 +74,7 @@ def conv_adc(
     x = x.contiguous()
     N, C, H, W = x.shape
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = geometry
-    Ho = (H + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-    Wo = (W + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    Ho, Wo = converter_kernels.output_size((H, W), *geometry)
     n_in, R, cols = m.shape
     n_out, S = factor.shape[1:]
     lib, Args, nr = _library()
@@ -116,8 +116,7 @@ def _library():
     if not lib.conv_adc_available():
         return None
     i64, i32 = ctypes.c_int64, ctypes.c_int32
-    geometry = ("N", "C", "H", "W", "kh", "kw", "sh", "sw", "ph", "pw", "dh", "dw", "Ho", "Wo", "R", "n_in")
-    fields = [(n, ctypes.c_void_p) for n in ("x", "b", "gain", "out")] + [(n, i64) for n in geometry]
+    fields = [(n, ctypes.c_void_p) for n in ("x", "b", "gain", "out")] + converter_kernels.GEOMETRY_FIELDS
     fields += [(n, i64) for n in ("cols", "n_out", "S", "c_tile", "out_f", "ho_rows")]
     fields += [(n, ctypes.c_float) for n in ("n_dac", "k", "q", "alpha")]
     fields += [(n, i32) for n in ("dac", "adc", "out_noise", "failed")] + [("seed", ctypes.c_uint64)]

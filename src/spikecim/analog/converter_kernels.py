@@ -34,7 +34,15 @@ import torch
 
 from spikecim.nn.kernels import cbuild
 
-__all__ = ["adc_accumulate", "all_binary", "available", "dac_levels", "unfold_dac"]
+__all__ = [
+    "GEOMETRY_FIELDS",
+    "adc_accumulate",
+    "all_binary",
+    "available",
+    "dac_levels",
+    "output_size",
+    "unfold_dac",
+]
 
 _SOURCE = Path(cbuild.__file__).with_name("converters_cpu.c")
 _REALS = {torch.float32: ("float", ctypes.c_float), torch.float64: ("double", ctypes.c_double)}
@@ -96,6 +104,28 @@ def dac_levels(
     return out, scale
 
 
+# patches.h's patch_geometry, as the fields of a ctypes structure that embeds it
+GEOMETRY_FIELDS = [
+    (n, ctypes.c_int64)
+    for n in ("N", "C", "H", "W", "kh", "kw", "sh", "sw", "ph", "pw", "dh", "dw", "Ho", "Wo", "R", "n_in")
+]
+
+
+def output_size(
+    size: tuple[int, int],
+    kernel_size: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int],
+) -> tuple[int, int]:
+    """A convolution's output height and width for an input of ``size`` (as ``nn.Conv2d``)."""
+    h, w = (
+        (n + 2 * p - d * (k - 1) - 1) // s + 1
+        for n, k, s, p, d in zip(size, kernel_size, stride, padding, dilation, strict=True)
+    )
+    return h, w
+
+
 def unfold_dac(
     x: torch.Tensor,
     kernel_size: tuple[int, int],
@@ -116,8 +146,7 @@ def unfold_dac(
     x = x.contiguous()
     N, C, H, W = x.shape
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
-    Ho = (H + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-    Wo = (W + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    Ho, Wo = output_size((H, W), kernel_size, stride, padding, dilation)
     K, L = C * kh * kw, Ho * Wo
     n_in = -(-K // tile_rows)
     out = torch.empty(N, K, L, dtype=x.dtype) if out is None else out
@@ -214,8 +243,7 @@ def _structs(real) -> tuple[type[ctypes.Structure], type[ctypes.Structure]]:
 
 @functools.cache
 def _unfold_struct(real) -> type[ctypes.Structure]:
-    names = ("N", "C", "H", "W", "kh", "kw", "sh", "sw", "ph", "pw", "dh", "dw", "Ho", "Wo", "R", "n_in")
-    fields = [(n, ctypes.c_void_p) for n in ("x", "out", "scale")] + [(n, ctypes.c_int64) for n in names]
+    fields = [(n, ctypes.c_void_p) for n in ("x", "out", "scale")] + GEOMETRY_FIELDS
     fields += [("n_dac", real), ("rows", ctypes.c_int32), ("failed", ctypes.c_int32)]
     return type("UnfoldArgs", (ctypes.Structure,), {"_fields_": fields})
 

@@ -157,7 +157,9 @@ class AnalogConv2d(AnalogLayer):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, _, h, w = x.shape
-        h_out, w_out = self._output_size(h, w)
+        h_out, w_out = converter_kernels.output_size(
+            (h, w), self.kernel_size, self.stride, self.padding, self.dilation
+        )
         hook = self._ready(x)
         direct = direct_conv_applies(x, self.tiles, self.config)  # no DAC needed: spikes, or the DAC off
         if fused_conv_applies(x, self.config, hook is not None) and (not direct or self.tiles.grid[1] > 1):
@@ -199,15 +201,6 @@ class AnalogConv2d(AnalogLayer):
         if rows:
             return crossbar_patch_rows(cols, levels_scale, tiles, cfg, adc, self._scratch)
         return crossbar_patches(cols, tiles, cfg, adc, hook, True, None, self._scratch, levels_scale)
-
-    def _output_size(self, h: int, w: int) -> tuple[int, int]:
-        h_out, w_out = (
-            (size + 2 * p - d * (k - 1) - 1) // s + 1
-            for size, p, d, k, s in zip(
-                (h, w), self.padding, self.dilation, self.kernel_size, self.stride, strict=True
-            )
-        )
-        return h_out, w_out
 
     def _unfold(self, x: torch.Tensor) -> torch.Tensor:
         """``F.unfold(x)``: the patches ``[N, C*kh*kw, L]``. In inference they are copied from a
