@@ -127,9 +127,9 @@ def test_every_synaptic_layer_is_a_plain_torch_conv_or_linear(name):
         for m in model.modules()
         if any(p is not None for p in m.parameters(recurse=False)) and not isinstance(m, PatchEmbedding)
     ]
-    # spikecim.nn.BatchNorm2d: nn.BatchNorm2d's parameters and buffers, a faster CPU forward
+    # spikecim.nn.BatchNorm2d and Conv2d: torch's layers' parameters and buffers, faster CPU code
     norms = (nn.BatchNorm2d, nn.BatchNorm1d, snn.BatchNorm2d)
-    assert all(type(m) in (nn.Conv2d, nn.Linear, *norms) for m in weighted)
+    assert all(type(m) in (nn.Conv2d, snn.Conv2d, nn.Linear, *norms) for m in weighted)
 
 
 def test_transformers_hold_only_position_and_class_token_outside_conv_linear_and_norms():

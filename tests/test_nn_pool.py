@@ -154,7 +154,8 @@ def test_the_max_keeps_one_byte_per_output_for_backward():
     assert saved == []
 
 
-def test_built_in_models_pool_with_the_layers_and_peers_get_torchs():
+def test_built_in_models_pool_with_the_layers_and_peers_get_torchs(monkeypatch):
+    monkeypatch.setenv("SPIKECIM_CONV", "torch")  # the event-driven convolutions round otherwise
     vgg, conv = create_model("vgg9", spiking=True), create_model("convnet", spiking=False)
     pools = [m for m in vgg.modules() if isinstance(m, nn.AvgPool2d)]
     assert pools and all(type(m) is AvgPool2d for m in pools)

@@ -38,7 +38,6 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from spikecim.analog import conv_kernel, converter_kernels, gemm, noise
 from spikecim.analog.circuit import effective_conductance, effective_conductance_fast
@@ -47,6 +46,7 @@ from spikecim.analog.devices import noisy_read
 from spikecim.analog.quant import Converter, abs_max_scale, level_count
 from spikecim.analog.scratch import Scratch
 from spikecim.errors import SpikecimError
+from spikecim.nn.kernels import spike_conv_cpu
 from spikecim.quant import levels as quant_levels
 
 __all__ = [
@@ -502,7 +502,8 @@ def crossbar_conv2d(
     """The same pipeline for a convolution whose patches need no DAC (DAC off, or binary
     spikes, which the DAC leaves unchanged): the MVM of every patch on input tile i is one
     ``conv2d`` over the input channels that tile's rows touch, with the read matrix as
-    kernel (zero where a row of the kernel lies on another tile). Returns ``[N, out, L]``
+    kernel (zero where a row of the kernel lies on another tile; event-driven on sparse
+    spikes, :mod:`spikecim.nn.kernels.spike_conv_cpu`). Returns ``[N, out, L]``
     as :func:`crossbar_patches`. ``conv``: ``weight_shape``, ``stride``, ``padding``,
     ``dilation`` of the layer; ``scratch``: work tensors kept by the layer (inference only)."""
     _, n_in, R = state.grid[:3]
@@ -524,7 +525,9 @@ def crossbar_conv2d(
                 ]
             )
         kernel = rows.T.reshape(-1, c1 - c0, kh, kw)
-        y = F.conv2d(x[:, c0:c1], kernel, None, conv["stride"], conv["padding"], conv["dilation"])
+        y = spike_conv_cpu.conv2d(
+            x[:, c0:c1], kernel, None, conv["stride"], conv["padding"], conv["dilation"]
+        )
         parts.append(y.flatten(2))
     if n_in == 1:
         y = parts[0].unsqueeze(0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from torch import nn
 
 from spikecim.errors import SpikecimError
+from spikecim.nn.conv import Conv2d
 from spikecim.nn.norm import BatchNorm2d
 
 __all__ = ["check_width", "conv_bn", "scaled"]
@@ -32,5 +33,6 @@ def scaled(base: int, width: float) -> int:
 
 
 def conv_bn(in_ch: int, out_ch: int, kernel: int = 3, stride: int = 1) -> list[nn.Module]:
-    """``Conv2d(bias=False) -> BatchNorm2d``, 'same' padding for odd kernels."""
-    return [nn.Conv2d(in_ch, out_ch, kernel, stride, kernel // 2, bias=False), BatchNorm2d(out_ch)]
+    """``Conv2d(bias=False) -> BatchNorm2d``, 'same' padding for odd kernels (spikecim's
+    :class:`~spikecim.nn.Conv2d`: event-driven on spikes)."""
+    return [Conv2d(in_ch, out_ch, kernel, stride, kernel // 2, bias=False), BatchNorm2d(out_ch)]

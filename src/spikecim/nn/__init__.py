@@ -8,6 +8,7 @@ by name: ``create_neuron("lif", beta=0.9)``, ``list_neurons()``.
 
 from spikecim.nn import functional, surrogate
 from spikecim.nn.container import Sequential, apply_folded, fold, unfold
+from spikecim.nn.conv import Conv2d
 from spikecim.nn.dynamic import DynamicTimesteps
 from spikecim.nn.neurons import IF, LIF, Neuron, SynapticLIF, TemporalModule
 from spikecim.nn.norm import BatchNorm2d
@@ -21,6 +22,7 @@ __all__ = [
     "LIF",
     "AvgPool2d",
     "BatchNorm2d",
+    "Conv2d",
     "DynamicTimesteps",
     "MaxPool2d",
     "MembraneCell",

@@ -32,6 +32,7 @@ from torch import nn
 
 from spikecim.errors import SpikecimError, one_line_validation_error
 from spikecim.methods import register_method
+from spikecim.nn.conv import Conv2d
 from spikecim.nn.tt import TTConv2d
 from spikecim.schema import Schema
 
@@ -90,7 +91,7 @@ def tt(model: nn.Module, **options) -> nn.Module:
 
 def _decomposable(m: nn.Module) -> bool:
     return (
-        type(m) is nn.Conv2d  # subclasses (analog, quantised) are other layers
+        type(m) in (nn.Conv2d, Conv2d)  # other subclasses (analog, quantised) are other layers
         and min(m.kernel_size) > 1
         and m.groups == 1
         and tuple(m.dilation) == (1, 1)

@@ -1,5 +1,5 @@
 """torch's own twins of the layers that run spikecim's CPU kernels (:class:`~spikecim.nn.AvgPool2d`,
-:class:`~spikecim.nn.MaxPool2d`, :class:`~spikecim.nn.BatchNorm2d`): what a model built
+:class:`~spikecim.nn.MaxPool2d`, :class:`~spikecim.nn.BatchNorm2d`, :class:`~spikecim.nn.Conv2d`): what a model built
 with another library runs. The benchmarks build the peers' copies of a spikecim model with
 :func:`torch_layers`, so that no peer is timed on spikecim's kernels."""
 
@@ -7,12 +7,18 @@ from __future__ import annotations
 
 from torch import nn
 
+from spikecim.nn.conv import Conv2d
 from spikecim.nn.norm import BatchNorm2d
 from spikecim.nn.pool import AvgPool2d, MaxPool2d
 
 __all__ = ["torch_layers"]
 
-TWINS = ((AvgPool2d, nn.AvgPool2d), (MaxPool2d, nn.MaxPool2d), (BatchNorm2d, nn.BatchNorm2d))
+TWINS = (
+    (AvgPool2d, nn.AvgPool2d),
+    (MaxPool2d, nn.MaxPool2d),
+    (BatchNorm2d, nn.BatchNorm2d),
+    (Conv2d, nn.Conv2d),
+)
 
 
 def torch_layers(model: nn.Module) -> nn.Module:

@@ -1,0 +1,27 @@
+"""The convolution of the built-in models: ``torch.nn.Conv2d``, event-driven on spikes.
+
+:class:`Conv2d` is ``nn.Conv2d`` (same arguments, state, ``forward`` and ``isinstance``)
+whose product runs :mod:`spikecim.nn.kernels.spike_conv_cpu` where its input turns out to
+be sparse binary spikes on a CPU (stride 1, one group; the kernel's docstring lists the
+conditions) and torch's convolution everywhere else: the values agree to float rounding,
+the gradients too. In a spiking VGG or ResNet every convolution after the first reads the
+spikes of a LIF layer.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from spikecim.nn.kernels import spike_conv_cpu
+
+__all__ = ["Conv2d"]
+
+
+class Conv2d(nn.Conv2d):
+    """``nn.Conv2d`` whose product of spikes adds the weights under each spike."""
+
+    def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        if self.padding_mode != "zeros":
+            return super()._conv_forward(x, weight, bias)
+        return spike_conv_cpu.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)

@@ -1,0 +1,295 @@
+/* Convolutions of binary spike maps, event-driven, float32 on CPUs with AVX-512 (F, BW, VL).
+ *
+ * For x [N, C, H, W] whose entries are all 0 or 1, a weight w [Co, C, KH, KW], stride 1,
+ * dilation 1, one group and zero padding (ph, pw) (Ho = H + 2ph − KH + 1, Wo likewise):
+ *   forward:        y[n, o, i, j] = Σ_{(c, a, b): x[n, c, i + a − ph, j + b − pw] = 1} w[o, c, a, b]
+ *   weight gradient: gw[o, c, a, b] = Σ_{(n, i, j): x[n, c, i + a − ph, j + b − pw] = 1} gy[n, o, i, j]
+ * the same sums as the dense convolution's, over the spikes only: multiplying by 1 is exact
+ * and the terms of the zeros are 0, so the two differ by the order of the float additions.
+ * The dense convolution does C·KH·KW multiply-adds per output; these do one addition per
+ * spike in the window, a quarter of them at a spike rate of 25 %.
+ *
+ * spike_masks: the spikes as bits twice: per (n, padded row, padded column) over the
+ *   channels, mask[N][Hp][Wp][CW] uint16 (Hp = H + 2ph, Wp = W + 2pw, CW = ceil(C/16), bit
+ *   c % 16 of word c / 16; the border and the bits past C stay as the caller zeroed them),
+ *   and per (n, c, row) over the columns, rowbits[N][C][H][JW] (JW = ceil(W/16)); per work
+ *   item (n, word) the number of ones, or −1 where an entry is neither 0 nor 1 (the caller
+ *   then runs the dense convolution).
+ * spike_conv_forward: work items of `rows` output rows (n·Ho + i, across samples). Per block
+ *   of 16 input channels an item lists, per output position, the weight rows of the spikes in
+ *   its window (vpcompressd of the mask word, tap by tap), then adds those rows into the
+ *   position's outputs, 64 output channels at a time (4 vector accumulators, the block's
+ *   weights KH·KW·16·64 floats, 37 KB at 3×3, in L1), the partial sums staged per position
+ *   [P][Cop]; the staged rows are transposed into y at the end. wt is w as
+ *   [Cop/64][KH][KW][C][64], Cop = Co rounded up to 64 (zeros past Co): one pass's weights are
+ *   KH·KW runs of 4 KB (16 channels × 64 floats), which share no L1 set within a run.
+ * spike_conv_weight_grad: work items of `cbw` (16, 32 or 64) output channels, each item owning
+ *   gw's columns (no two threads add into the same entry). Per block of `nblock` samples ×
+ *   `rblock` input rows (whole small images, or rows of a large one): the list of each
+ *   channel's spikes (vpcompressd of rowbits) and gy's block transposed into
+ *   S [nblock][rblock + KH − 1][W + KW − 1][cbw], zeros where the output position lies outside
+ *   the image; for every channel and kernel row the KW·cbw/16 accumulators take S at each
+ *   spike shifted by the tap, then are added into gw [KH][KW][C][Cop]. KW is 1 or 3.
+ *
+ * Every output's and weight's sum runs in one order whatever the thread count. Built with
+ * cbuild.FLAGS (-ffp-contract=off) and -DREAL=float; the vector code carries its own target
+ * attributes and spike_conv_available() says whether this CPU runs it.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "parallel.h"
+
+typedef struct {
+    const float *x;  /* [N, C, H, W] contiguous */
+    uint16_t *mask;  /* [N][Hp][Wp][CW], zeroed by the caller */
+    uint16_t *rowbits; /* [N][C][H][JW]: bit j % 16 of word j / 16 set where x[n, c, i, j] = 1 */
+    const float *wt; /* [Cop/64][KH][KW][C][64] */
+    float *y;        /* [N, Co, Ho, Wo] */
+    const float *gy; /* [N, Co, Ho, Wo] contiguous */
+    float *gw;       /* [KH][KW][C][Cop], zeroed by the caller */
+    int64_t *counts; /* [N·CW]: spikes per (n, word), −1: an entry neither 0 nor 1 */
+    int64_t N, C, H, W, Co, Cop, KH, KW, ph, pw, Ho, Wo, CW, JW;
+    int64_t rows, cbw, rblock, nblock; /* forward: rows per item; weight gradient: channels, rows, samples */
+    int32_t failed;            /* set when an item could not allocate its buffers */
+} spike_conv_args;
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+#define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl")))
+#define FCB 64 /* forward: output channels per accumulation pass */
+
+int spike_conv_available(void) {
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl");
+}
+
+/* ---- masks ------------------------------------------------------------------------------ */
+
+/* Item (n, word): the 16 channels' bits at every position, from 16 loads of 16 positions (one
+ * compare each, a word per channel whose bit j is position j), transposed by shifting bit j
+ * to the sign of each 16-bit lane and taking the lanes' signs (vpmovw2m). */
+AVX512 static void masks_item(const void *p, int64_t item) {
+    const spike_conv_args *a = (const spike_conv_args *)p;
+    const int64_t n = item / a->CW, cw = item % a->CW, Hp = a->H + 2 * a->ph, Wp = a->W + 2 * a->pw;
+    const int64_t nc = a->C - 16 * cw < 16 ? a->C - 16 * cw : 16, H = a->H, W = a->W;
+    const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f);
+    int64_t spikes = 0;
+    for (int64_t i = 0; i < H; i++)
+        for (int64_t j0 = 0; j0 < W; j0 += 16) {
+            const int64_t nj = W - j0 < 16 ? W - j0 : 16;
+            const __mmask16 in = (__mmask16)((1u << nj) - 1u);
+            uint16_t k[16] = {0};
+            __mmask16 odd = 0;
+            for (int64_t c = 0; c < nc; c++) {
+                const __m512 v = _mm512_maskz_loadu_ps(in, a->x + ((n * a->C + 16 * cw + c) * H + i) * W + j0);
+                const __mmask16 nz = _mm512_cmp_ps_mask(v, zero, _CMP_NEQ_UQ);
+                odd |= nz & _mm512_cmp_ps_mask(v, one, _CMP_NEQ_UQ);
+                k[c] = nz;
+                a->rowbits[((n * a->C + 16 * cw + c) * H + i) * a->JW + j0 / 16] = nz;
+                spikes += __builtin_popcount(nz);
+            }
+            if (odd) {
+                a->counts[item] = -1;
+                return;
+            }
+            const __m256i kv = _mm256_loadu_si256((const __m256i *)k);
+            uint16_t *m = a->mask + ((n * Hp + i + a->ph) * Wp + j0 + a->pw) * a->CW + cw;
+            for (int64_t j = 0; j < nj; j++)
+                m[j * a->CW] = _mm256_movepi16_mask(_mm256_sll_epi16(kv, _mm_cvtsi64_si128(15 - j)));
+        }
+    a->counts[item] = spikes;
+}
+
+void spike_masks(const spike_conv_args *a, int threads) { run_items(a, masks_item, a->N * a->CW, threads); }
+
+/* ---- forward ---------------------------------------------------------------------------- */
+
+/* The weight rows of position p's spikes on channel block cw: offsets (tap·C + c)·Cop into
+ * wt, tap by tap; returns their number. L has room for KH·KW·16 + 16 entries. */
+AVX512 static int64_t spike_list(const spike_conv_args *a, int64_t n, int64_t i, int64_t j, int64_t cw,
+                                 __m512i lane_cop, int32_t *L) {
+    const int64_t Hp = a->H + 2 * a->ph, Wp = a->W + 2 * a->pw;
+    int64_t cnt = 0;
+    for (int64_t ka = 0; ka < a->KH; ka++) {
+        const uint16_t *m = a->mask + ((n * Hp + i + ka) * Wp + j) * a->CW + cw;
+        for (int64_t kb = 0; kb < a->KW; kb++) {
+            const __mmask16 k = m[kb * a->CW];
+            const int32_t base = (int32_t)(((ka * a->KW + kb) * a->C + 16 * cw) * FCB);
+            _mm512_storeu_si512(L + cnt, _mm512_maskz_compress_epi32(k, _mm512_add_epi32(lane_cop, _mm512_set1_epi32(base))));
+            cnt += __builtin_popcount(k);
+        }
+    }
+    return cnt;
+}
+
+AVX512 static void forward_item(const void *p, int64_t item) {
+    spike_conv_args *a = (spike_conv_args *)p;
+    const int64_t Ho = a->Ho, Wo = a->Wo, Cop = a->Cop, r0 = item * a->rows;
+    const int64_t nr = a->N * Ho - r0 < a->rows ? a->N * Ho - r0 : a->rows, np = nr * Wo;
+    const int64_t maxl = a->KH * a->KW * 16 + 16;
+    int32_t *lists = malloc(sizeof(int32_t) * (size_t)(np * maxl));
+    int64_t *cnts = malloc(sizeof(int64_t) * (size_t)np);
+    float *stage = aligned_alloc(64, sizeof(float) * (size_t)(np * Cop));
+    if (!lists || !cnts || !stage) {
+        a->failed = 1;
+        free(lists), free(cnts), free(stage);
+        return;
+    }
+    const __m512i lane_cop = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                                _mm512_set1_epi32(FCB));
+    for (int64_t cw = 0; cw < a->CW; cw++) {
+        for (int64_t q = 0; q < np; q++) {
+            const int64_t r = r0 + q / Wo;
+            cnts[q] = spike_list(a, r / Ho, r % Ho, q % Wo, cw, lane_cop, lists + q * maxl);
+        }
+        for (int64_t cb = 0; cb < Cop; cb += FCB) {
+            const float *wb = a->wt + cb * a->KH * a->KW * a->C;
+            for (int64_t q = 0; q < np; q++) {
+                float *st = stage + q * Cop + cb;
+                __m512 s0, s1, s2, s3;
+                if (cw == 0) {
+                    s0 = s1 = s2 = s3 = _mm512_setzero_ps();
+                } else {
+                    s0 = _mm512_load_ps(st), s1 = _mm512_load_ps(st + 16);
+                    s2 = _mm512_load_ps(st + 32), s3 = _mm512_load_ps(st + 48);
+                }
+                /* the even and the odd spikes in two sets of accumulators: eight chains of
+                 * additions hide the adder's latency, four do not */
+                __m512 t0 = _mm512_setzero_ps(), t1 = t0, t2 = t0, t3 = t0;
+                const int32_t *L = lists + q * maxl;
+                const int64_t cnt = cnts[q];
+                int64_t e = 0;
+                for (; e + 1 < cnt; e += 2) {
+                    const float *u = wb + L[e], *v = wb + L[e + 1];
+                    s0 = _mm512_add_ps(s0, _mm512_load_ps(u)), t0 = _mm512_add_ps(t0, _mm512_load_ps(v));
+                    s1 = _mm512_add_ps(s1, _mm512_load_ps(u + 16)), t1 = _mm512_add_ps(t1, _mm512_load_ps(v + 16));
+                    s2 = _mm512_add_ps(s2, _mm512_load_ps(u + 32)), t2 = _mm512_add_ps(t2, _mm512_load_ps(v + 32));
+                    s3 = _mm512_add_ps(s3, _mm512_load_ps(u + 48)), t3 = _mm512_add_ps(t3, _mm512_load_ps(v + 48));
+                }
+                if (e < cnt) {
+                    const float *u = wb + L[e];
+                    s0 = _mm512_add_ps(s0, _mm512_load_ps(u)), s1 = _mm512_add_ps(s1, _mm512_load_ps(u + 16));
+                    s2 = _mm512_add_ps(s2, _mm512_load_ps(u + 32)), s3 = _mm512_add_ps(s3, _mm512_load_ps(u + 48));
+                }
+                _mm512_store_ps(st, _mm512_add_ps(s0, t0)), _mm512_store_ps(st + 16, _mm512_add_ps(s1, t1));
+                _mm512_store_ps(st + 32, _mm512_add_ps(s2, t2)), _mm512_store_ps(st + 48, _mm512_add_ps(s3, t3));
+            }
+        }
+    }
+    for (int64_t q0 = 0; q0 < np; q0 += Wo) {
+        const int64_t r = r0 + q0 / Wo, n = r / Ho, i = r % Ho;
+        for (int64_t o = 0; o < a->Co; o++) {
+            float *dst = a->y + ((n * a->Co + o) * Ho + i) * Wo;
+            const float *src = stage + q0 * Cop + o;
+            for (int64_t j = 0; j < Wo; j++) dst[j] = src[j * Cop];
+        }
+    }
+    free(lists), free(cnts), free(stage);
+}
+
+void spike_conv_forward(spike_conv_args *a, int threads) {
+    a->failed = 0;
+    run_items(a, forward_item, (a->N * a->Ho + a->rows - 1) / a->rows, threads);
+}
+
+/* ---- weight gradient -------------------------------------------------------------------- */
+
+/* For channel c's spikes L[0 .. cnt) (offsets (i − i0)·Ws + j) and kernel row ka: the KW·NACC
+ * accumulators take S at each spike, tap kb at column offset −kb, and go into gw. */
+#define WGRAD_ROW(NAME, KW_, NACC)                                                                  \
+    AVX512 static void NAME(const spike_conv_args *a, const float *S, int64_t Ws, const int32_t *L, \
+                            int64_t cnt, int64_t c, int64_t ka, int64_t cb) {                       \
+        const int64_t cbw = 16 * NACC;                                                              \
+        __m512 acc[KW_][NACC];                                                                      \
+        for (int kb = 0; kb < KW_; kb++)                                                            \
+            for (int v = 0; v < NACC; v++) acc[kb][v] = _mm512_setzero_ps();                        \
+        const float *base = S + ((a->KH - 1 - ka) * Ws + KW_ - 1) * cbw;                            \
+        for (int64_t e = 0; e < cnt; e++) {                                                         \
+            const float *s = base + (int64_t)L[e] * cbw;                                            \
+            _Pragma("GCC unroll 3") for (int kb = 0; kb < KW_; kb++)                                \
+                _Pragma("GCC unroll 4") for (int v = 0; v < NACC; v++)                              \
+                    acc[kb][v] = _mm512_add_ps(acc[kb][v], _mm512_load_ps(s - kb * cbw + 16 * v));  \
+        }                                                                                           \
+        for (int kb = 0; kb < KW_; kb++) {                                                          \
+            float *g = a->gw + ((ka * KW_ + kb) * a->C + c) * a->Cop + cb;                          \
+            for (int v = 0; v < NACC; v++)                                                          \
+                _mm512_storeu_ps(g + 16 * v, _mm512_add_ps(_mm512_loadu_ps(g + 16 * v), acc[kb][v])); \
+        }                                                                                           \
+    }
+WGRAD_ROW(wgrad_row_3_1, 3, 1)
+WGRAD_ROW(wgrad_row_3_2, 3, 2)
+WGRAD_ROW(wgrad_row_3_4, 3, 4)
+WGRAD_ROW(wgrad_row_1_1, 1, 1)
+WGRAD_ROW(wgrad_row_1_2, 1, 2)
+WGRAD_ROW(wgrad_row_1_4, 1, 4)
+
+AVX512 static void wgrad_item(const void *p, int64_t item) {
+    spike_conv_args *a = (spike_conv_args *)p;
+    const int64_t cbw = a->cbw, cb = item * cbw, H = a->H, C = a->C, R = a->rblock, NB = a->nblock;
+    const int64_t Ws = a->W + a->KW - 1, Rs = R + a->KH - 1, per_c = NB * R * 16 * a->JW;
+    int32_t *lists = malloc(sizeof(int32_t) * (size_t)(C * per_c + 16));
+    int64_t *cnts = malloc(sizeof(int64_t) * (size_t)C);
+    float *S = aligned_alloc(64, sizeof(float) * (size_t)(NB * Rs * Ws * cbw));
+    if (!lists || !cnts || !S) {
+        a->failed = 1;
+        free(lists), free(cnts), free(S);
+        return;
+    }
+    void (*row)(const spike_conv_args *, const float *, int64_t, const int32_t *, int64_t, int64_t, int64_t, int64_t) =
+        a->KW == 3 ? (cbw == 16 ? wgrad_row_3_1 : cbw == 32 ? wgrad_row_3_2 : wgrad_row_3_4)
+                   : (cbw == 16 ? wgrad_row_1_1 : cbw == 32 ? wgrad_row_1_2 : wgrad_row_1_4);
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const int64_t no = a->Co - cb < cbw ? a->Co - cb : cbw;
+    const int64_t j_lo = a->KW - 1 - a->pw > 0 ? a->KW - 1 - a->pw : 0;
+    const int64_t j_hi = a->Wo + a->KW - 1 - a->pw < Ws ? a->Wo + a->KW - 1 - a->pw : Ws;
+    for (int64_t n0 = 0; n0 < a->N; n0 += NB)
+        for (int64_t i0 = 0; i0 < H; i0 += R) {
+            const int64_t nn = a->N - n0 < NB ? a->N - n0 : NB, ni = H - i0 < R ? H - i0 : R;
+            /* channel c's spikes in these rows of these samples: offsets (s·Rs + i)·Ws + j */
+            for (int64_t c = 0; c < C; c++) {
+                int32_t *L = lists + c * per_c, cnt = 0;
+                for (int64_t s = 0; s < nn; s++)
+                    for (int64_t i = 0; i < ni; i++) {
+                        const uint16_t *bits = a->rowbits + (((n0 + s) * C + c) * H + i0 + i) * a->JW;
+                        const int32_t at = (int32_t)((s * Rs + i) * Ws);
+                        for (int64_t jw = 0; jw < a->JW; jw++) {
+                            const __mmask16 k = bits[jw];
+                            _mm512_storeu_si512(L + cnt, _mm512_maskz_compress_epi32(
+                                                             k, _mm512_add_epi32(lane, _mm512_set1_epi32(at + (int32_t)(16 * jw)))));
+                            cnt += __builtin_popcount(k);
+                        }
+                    }
+                cnts[c] = cnt;
+            }
+            /* S[s][si][sj][v] = gy[n0 + s, cb + v, i0 + si − (KH − 1) + ph, sj − (KW − 1) + pw], 0 outside */
+            memset(S, 0, sizeof(float) * (size_t)(NB * Rs * Ws * cbw));
+            for (int64_t s = 0; s < nn; s++)
+                for (int64_t si = 0; si < Rs; si++) {
+                    const int64_t io = i0 + si - (a->KH - 1) + a->ph;
+                    if (io < 0 || io >= a->Ho) continue;
+                    for (int64_t v = 0; v < no; v++) {
+                        const float *src = a->gy + (((n0 + s) * a->Co + cb + v) * a->Ho + io) * a->Wo - (a->KW - 1) + a->pw;
+                        float *dst = S + (s * Rs + si) * Ws * cbw + v;
+                        for (int64_t sj = j_lo; sj < j_hi; sj++) dst[sj * cbw] = src[sj];
+                    }
+                }
+            for (int64_t c = 0; c < C; c++)
+                if (cnts[c])
+                    for (int64_t ka = 0; ka < a->KH; ka++) row(a, S, Ws, lists + c * per_c, cnts[c], c, ka, cb);
+        }
+    free(lists), free(cnts), free(S);
+}
+
+void spike_conv_weight_grad(spike_conv_args *a, int threads) {
+    a->failed = 0;
+    run_items(a, wgrad_item, (a->Cop + a->cbw - 1) / a->cbw, threads);
+}
+#else
+int spike_conv_available(void) { return 0; }
+void spike_masks(const spike_conv_args *a, int threads) { (void)a, (void)threads; }
+void spike_conv_forward(spike_conv_args *a, int threads) { (void)threads, a->failed = 1; }
+void spike_conv_weight_grad(spike_conv_args *a, int threads) { (void)threads, a->failed = 1; }
+#endif

@@ -1,0 +1,232 @@
+"""Event-driven convolutions of spike maps on the CPU: ``spike_conv_cpu.c`` through ctypes.
+
+A convolution whose input holds only 0s and 1s (the spikes of a LIF layer) needs no
+multiplications: each output is the sum of the weights under the spikes in its window. The
+kernel adds exactly those, one vector of 64 output channels per spike and tap, and computes
+the weight gradient the same way (each weight's gradient is the sum of the output gradient
+at the positions its input spiked); the input gradient stays torch's convolution, whose
+output gradient has no zeros to skip. At a spike rate of 25 % the forward does a quarter
+of the dense convolution's additions, in 0.5–0.75 of its time on one core, the weight
+gradient in about half (``benchmarks/bench_spike_conv.py``; docs/speed.md, "Spiking
+convolutions"). For the weight gradient the spikes are kept as bits, not as the float
+input torch's convolution keeps.
+
+:func:`conv2d` runs it where it applies and torch's ``conv2d`` everywhere else, with the
+same values to float rounding (the sums run in another order) and the same gradients: a
+float32 CPU input ``[N, C, H, W]``, stride 1, dilation 1, one group, numeric padding, a
+kernel 1 or 3 wide, a CPU with AVX-512 (F, BW, VL), every entry 0 or 1 (checked in the pass
+that reads the spikes, which stops at the first other value) and at most
+:data:`DENSE_FROM` of them 1 (above, the dense product is faster). A call made while a
+torch function or dispatch mode is active (op counters, ``torch.compile``, tracers) runs
+torch's op, which they know; so does every call with ``SPIKECIM_CONV=torch`` in the
+environment.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
+from torch.nn.modules.utils import _pair
+
+from spikecim.nn.kernels import cbuild
+
+__all__ = ["DENSE_FROM", "applies", "available", "conv2d"]
+
+DENSE_FROM = 0.4  # spike rate above which the dense convolution is faster
+_SOURCE = Path(cbuild.__file__).with_name("spike_conv_cpu.c")
+_PANEL = 256  # output positions per forward work item, about
+_COLUMNS = 64  # the forward's output channels per pass (FCB in the C file)
+_WGRAD_POSITIONS = 512  # input positions per block of the weight gradient (rows of one or more samples)
+_PARALLEL_MIN = 1 << 18  # additions below which one thread beats waking another
+_FIELDS = ("x", "mask", "rowbits", "wt", "y", "gy", "gw", "counts")
+_SIZES = (
+    "N",
+    "C",
+    "H",
+    "W",
+    "Co",
+    "Cop",
+    "KH",
+    "KW",
+    "ph",
+    "pw",
+    "Ho",
+    "Wo",
+    "CW",
+    "JW",
+    "rows",
+    "cbw",
+    "rblock",
+    "nblock",
+)
+
+
+def available() -> bool:
+    """Whether the compiled kernel runs here: a CPU with AVX-512 F, BW and VL, a C compiler,
+    and ``SPIKECIM_CONV`` not set to ``torch``."""
+    return os.environ.get("SPIKECIM_CONV", "").lower() != "torch" and _library() is not None
+
+
+def applies(x: torch.Tensor, weight: torch.Tensor, stride, padding, dilation, groups: int) -> bool:
+    """Whether the kernel may compute this convolution, before its input is read (the pass
+    over the spikes then checks that they are 0s and 1s and few enough)."""
+    if isinstance(padding, str) or x.dim() != 4 or weight.dim() != 4:
+        return False
+    co, c, kh, kw = weight.shape
+    h, w = x.shape[-2:]
+    ph, pw = _pair(padding)
+    if (
+        x.device.type != "cpu"
+        or x.dtype != torch.float32
+        or weight.dtype != torch.float32
+        or groups != 1
+        or _pair(stride) != (1, 1)
+        or _pair(dilation) != (1, 1)
+        or kw not in (1, 3)
+        or min(ph, pw) < 0
+        or h + 2 * ph < kh
+        or w + 2 * pw < kw
+        or x.numel() == 0
+        or kh * kw * c * _round_up(co, _COLUMNS) >= 2**31
+        or cbuild.watched()
+    ):
+        return False
+    return available()
+
+
+def conv2d(x: torch.Tensor, weight: torch.Tensor, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """``F.conv2d`` (the same arguments, values to float rounding, and gradients), event-driven
+    where :func:`applies` and the input turns out to be sparse spikes."""
+    if applies(x, weight, stride, padding, dilation, groups):
+        x = x.contiguous()
+        bits = _spike_bits(x, _pair(padding))
+        if bits is not None:
+            return _SpikeConv.apply(x, weight, bias, *bits, _pair(padding))
+    return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+
+
+class _SpikeConv(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, mask, rowbits, padding):
+        y = _forward(x, weight, mask, padding)
+        if bias is not None:
+            y += bias.view(1, -1, 1, 1)
+        ctx.save_for_backward(rowbits, weight)  # the spikes as bits: x itself is not kept
+        ctx.padding, ctx.has_bias, ctx.shape = padding, bias is not None, x.shape
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, gy):
+        rowbits, weight = ctx.saved_tensors
+        gy = gy.contiguous()
+        gx = gw = gb = None
+        if ctx.needs_input_grad[0]:  # stride 1: the transposed convolution is the input gradient
+            gx = F.conv_transpose2d(gy, weight, padding=ctx.padding)
+        if ctx.needs_input_grad[1]:
+            gw = _weight_grad(ctx.shape, rowbits, gy, weight.shape, ctx.padding)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            gb = gy.sum((0, 2, 3))
+        return gx, gw, gb, None, None, None
+
+
+def _round_up(n: int, m: int) -> int:
+    return -(-n // m) * m
+
+
+def _args(x_shape: torch.Size, shape: torch.Size, padding: tuple[int, int], **tensors) -> ctypes.Structure:
+    Args = _library()[1]
+    n, c, h, w = x_shape
+    co, _, kh, kw = shape
+    ph, pw = padding
+    ho, wo = h + 2 * ph - kh + 1, w + 2 * pw - kw + 1
+    rblock = min(h, _WGRAD_POSITIONS // w) or 1
+    nblock = max(1, _WGRAD_POSITIONS // (h * w)) if rblock == h else 1
+    return Args(
+        **{name: t.data_ptr() for name, t in tensors.items()},
+        N=n, C=c, H=h, W=w, Co=co, Cop=_round_up(co, _COLUMNS), KH=kh, KW=kw, ph=ph, pw=pw, Ho=ho, Wo=wo,
+        CW=-(-c // 16), JW=-(-w // 16), rows=max(1, _PANEL // wo), cbw=16, rblock=rblock, nblock=nblock,
+    )  # fmt: skip
+
+
+def _spike_bits(x: torch.Tensor, padding: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The spikes of ``x`` as bits twice: over the channels at each padded position
+    (``[N][H + 2ph][W + 2pw][ceil(C/16)]`` words, for the forward) and over the columns of
+    each row (``[N][C][H][ceil(W/16)]``, for the weight gradient); None when an entry is
+    not 0 or 1 or more than :data:`DENSE_FROM` of them are 1."""
+    n, c, h, w = x.shape
+    ph, pw = padding
+    mask = torch.zeros(n, h + 2 * ph, w + 2 * pw, -(-c // 16), dtype=torch.int16)
+    rowbits = torch.empty(n, c, h, -(-w // 16), dtype=torch.int16)
+    counts = torch.empty(n * mask.shape[-1], dtype=torch.int64)
+    a = _args(x.shape, torch.Size((1, c, 1, 1)), padding, x=x, mask=mask, rowbits=rowbits, counts=counts)
+    _library()[0].spike_masks(ctypes.byref(a), cbuild.threads(x.numel(), _PARALLEL_MIN))
+    if bool((counts < 0).any()) or int(counts.sum()) > DENSE_FROM * x.numel():
+        return None
+    return mask, rowbits
+
+
+def _forward(
+    x: torch.Tensor, weight: torch.Tensor, mask: torch.Tensor, padding: tuple[int, int]
+) -> torch.Tensor:
+    co, c, kh, kw = weight.shape
+    cop = _round_up(co, _COLUMNS)  # [Cop/64][KH][KW][C][64]
+    wt = F.pad(weight.detach(), (0, 0, 0, 0, 0, 0, 0, cop - co)).view(cop // _COLUMNS, _COLUMNS, c, kh, kw)
+    wt = wt.permute(0, 3, 4, 2, 1).contiguous()
+    n, _, h, w = x.shape
+    y = x.new_empty(n, co, h + 2 * padding[0] - kh + 1, w + 2 * padding[1] - kw + 1)
+    a = _args(x.shape, weight.shape, padding, mask=mask, wt=wt, y=y)
+    _library()[0].spike_conv_forward(ctypes.byref(a), cbuild.threads(x.numel() * kh * kw * co, _PARALLEL_MIN))
+    if a.failed:
+        raise MemoryError("spiking convolution: no memory for the kernel's work buffers")
+    return y
+
+
+def _weight_grad(
+    x_shape: torch.Size, rowbits: torch.Tensor, gy: torch.Tensor, shape: torch.Size, padding: tuple[int, int]
+) -> torch.Tensor:
+    co, c, kh, kw = shape
+    gw = torch.zeros(kh, kw, c, _round_up(co, _COLUMNS))
+    a = _args(x_shape, shape, padding, rowbits=rowbits, gy=gy, gw=gw)
+    a.cbw = _weight_grad_columns(x_shape[-2] * x_shape[-1])
+    work = x_shape.numel() * kh * kw * co
+    _library()[0].spike_conv_weight_grad(ctypes.byref(a), cbuild.threads(work, _PARALLEL_MIN))
+    if a.failed:
+        raise MemoryError("spiking convolution: no memory for the kernel's work buffers")
+    return gw[..., :co].permute(3, 2, 0, 1).contiguous()
+
+
+def _weight_grad_columns(positions: int) -> int:
+    """Output channels per weight-gradient item: the accumulators of a kernel row hold
+    KW·cbw/16 vectors; small images amortise their transposed gradient block over more."""
+    return 16 if positions >= 1024 else 32 if positions >= 256 else 64
+
+
+@functools.cache
+def _library():
+    """``(ctypes library, argument struct)``, built once; None where the CPU lacks AVX-512
+    F/BW/VL or no compiler works (one warning)."""
+    lib = cbuild.load(
+        _SOURCE,
+        "spike_conv_cpu_float",
+        cbuild.flag_sets("float"),
+        "spiking convolution kernel",
+        "using torch's",
+    )
+    if lib is None:
+        return None
+    lib.spike_conv_available.restype = ctypes.c_int
+    if not lib.spike_conv_available():
+        return None
+    fields = [(f, ctypes.c_void_p) for f in _FIELDS] + [(f, ctypes.c_int64) for f in _SIZES]
+    Args = type("SpikeConvArgs", (ctypes.Structure,), {"_fields_": [*fields, ("failed", ctypes.c_int32)]})
+    for fn in ("spike_masks", "spike_conv_forward", "spike_conv_weight_grad"):
+        getattr(lib, fn).argtypes = [ctypes.POINTER(Args), ctypes.c_int]
+        getattr(lib, fn).restype = None
+    return lib, Args

@@ -1,0 +1,209 @@
+"""Event-driven convolutions of spikes (spikecim.nn.kernels.spike_conv_cpu, spikecim.nn.Conv2d).
+
+The oracle is torch's convolution in float64: the kernel's forward, weight gradient and input
+gradient must lie within float32's summation bound ``n·u·Σ|a·b|`` of it (n terms, u = 2^-24;
+the kernel adds the same products in another order). Which path ran is read from torch's own
+autograd node: ``ConvolutionBackward0`` is torch's convolution."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from spikecim.models import create_model
+from spikecim.nn import Conv2d
+from spikecim.nn.kernels import spike_conv_cpu
+from spikecim.nn.twins import torch_layers
+
+pytestmark = pytest.mark.skipif(
+    not spike_conv_cpu.available(),
+    reason="no AVX-512 (F, BW, VL) CPU or no C compiler: the kernel does not run",
+)
+
+U = 2.0**-24
+TORCH = "ConvolutionBackward0"
+# (N, C, H, W, Co, kernel, padding, spike rate): channels off the 16-bit words and widths off
+# 16 columns; rows split into blocks (H·W > 512) and several samples per block (small images);
+# output channels over one and several blocks of 64; 1×1, 3×3, 5×3 and 2×3 windows; padding
+# 0, 1, 2 and unequal
+CASES = [
+    (2, 5, 7, 9, 3, 3, 1, 0.3),
+    (3, 20, 6, 5, 70, 3, 0, 0.2),
+    (2, 17, 8, 8, 33, 1, 0, 0.3),
+    (2, 16, 5, 6, 16, (5, 3), 2, 0.3),
+    (4, 40, 11, 13, 100, (2, 3), (1, 2), 0.25),
+    (2, 24, 37, 19, 130, 3, 1, 0.1),
+    (9, 32, 4, 4, 64, 3, 1, 0.35),
+    (1, 3, 1, 1, 5, 3, 1, 1.0 / 3),
+]
+
+
+def _spikes(shape, rate: float, seed: int) -> torch.Tensor:
+    return (torch.rand(shape, generator=torch.Generator().manual_seed(seed)) < rate).float()
+
+
+def _bound(terms: int, magnitude: torch.Tensor) -> torch.Tensor:
+    """float32's bound on a sum of ``terms`` products of magnitude sum ``magnitude`` (plus
+    one rounding of the result)."""
+    return (terms + 1) * U * magnitude + 1e-30
+
+
+@pytest.mark.parametrize("n, c, h, w, co, kernel, padding, rate", CASES)
+def test_values_and_gradients_lie_within_float32s_bound_of_torchs_float64_convolution(
+    n, c, h, w, co, kernel, padding, rate
+):
+    kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+    x = _spikes((n, c, h, w), rate, seed=1).requires_grad_()
+    g = torch.Generator().manual_seed(2)
+    weight = torch.randn(co, c, kh, kw, generator=g, requires_grad=True)
+    bias = torch.randn(co, generator=g, requires_grad=True)
+    y = spike_conv_cpu.conv2d(x, weight, bias, 1, padding)
+    assert type(y.grad_fn).__name__ != TORCH
+    gy = torch.randn(y.shape, generator=g)
+    gx, gw, gb = torch.autograd.grad(y, (x, weight, bias), gy)
+
+    x64, w64, b64, gy64 = x.detach().double(), weight.detach().double(), bias.detach().double(), gy.double()
+    ref = F.conv2d(x64, w64, b64, 1, padding)
+    assert y.shape == ref.shape
+    assert (
+        (y.double() - ref).abs() <= _bound(c * kh * kw + 1, F.conv2d(x64, w64.abs(), b64.abs(), 1, padding))
+    ).all()
+    ref_gx, ref_gw = torch.ops.aten.convolution_backward(
+        gy64, x64, w64, None, [1, 1], list(torch.nn.modules.utils._pair(padding)), [1, 1], False, [0, 0], 1,
+        [True, True, False],
+    )[:2]  # fmt: skip
+    mag_gx, mag_gw = torch.ops.aten.convolution_backward(
+        gy64.abs(), x64, w64.abs(), None, [1, 1], list(torch.nn.modules.utils._pair(padding)), [1, 1], False,
+        [0, 0], 1, [True, True, False],
+    )[:2]  # fmt: skip
+    assert ((gx.double() - ref_gx).abs() <= _bound(co * kh * kw, mag_gx)).all()
+    assert ((gw.double() - ref_gw).abs() <= _bound(n * y.shape[2] * y.shape[3], mag_gw)).all()
+    assert (
+        (gb.double() - gy64.sum((0, 2, 3))).abs() <= _bound(gy[0, 0].numel() * n, gy64.abs().sum((0, 2, 3)))
+    ).all()
+
+
+def test_spikes_are_added_not_multiplied_so_integer_weights_give_torchs_exact_values():
+    """With small integer weights every partial sum is an exact float: the kernel's result
+    then equals torch's to the bit, whatever the order of the additions."""
+    x = _spikes((3, 21, 12, 18), 0.3, seed=4)
+    weight = torch.randint(-8, 9, (70, 21, 3, 3), generator=torch.Generator().manual_seed(5)).float()
+    gy = torch.randint(-8, 9, (3, 70, 12, 18), generator=torch.Generator().manual_seed(6)).float()
+    leaf, wl = x.clone().requires_grad_(), weight.clone().requires_grad_()
+    y = spike_conv_cpu.conv2d(leaf, wl, None, 1, 1)
+    y.backward(gy)
+    assert torch.equal(y, F.conv2d(x, weight, None, 1, 1))
+    ref_gw = torch.ops.aten.convolution_backward(
+        gy, x, weight, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1, [False, True, False]
+    )[1]
+    assert torch.equal(wl.grad, ref_gw)
+
+
+def test_inputs_that_are_not_sparse_spikes_run_torchs_convolution():
+    weight = torch.randn(8, 4, 3, 3)
+    spikes = _spikes((2, 4, 9, 9), 0.2, seed=7)
+    half = spikes.clone()
+    half[1, 3, 8, 8] = 0.5  # one entry neither 0 nor 1, in the last block the pass reads
+    nan = spikes.clone()
+    nan[0, 0, 0, 0] = float("nan")
+    dense = _spikes((2, 4, 9, 9), 0.9, seed=8)
+    assert dense.mean() > spike_conv_cpu.DENSE_FROM
+    for x in (half, nan, dense, spikes.double()):
+        y = spike_conv_cpu.conv2d(x.requires_grad_(), weight.to(x.dtype), None, 1, 1)
+        assert type(y.grad_fn).__name__ == TORCH
+        torch.testing.assert_close(
+            y, F.conv2d(x, weight.to(x.dtype), None, 1, 1), equal_nan=True, rtol=0, atol=0
+        )
+    for stride, dilation, groups, kw in ((2, 1, 1, 3), (1, 2, 1, 3), (1, 1, 2, 3), (1, 1, 1, 5)):
+        w = torch.randn(8, 4 // groups, 3, kw)
+        assert not spike_conv_cpu.applies(spikes, w, stride, 1, dilation, groups)
+        y = spike_conv_cpu.conv2d(spikes, w.requires_grad_(), None, stride, 1, dilation, groups)
+        assert type(y.grad_fn).__name__ == TORCH
+    assert not spike_conv_cpu.applies(spikes, weight, 1, "same", 1, 1)
+    assert spike_conv_cpu.applies(spikes, weight, 1, 1, 1, 1)
+
+
+def test_op_counters_see_torchs_convolution():
+    x, weight = _spikes((2, 4, 8, 8), 0.2, seed=9), torch.randn(8, 4, 3, 3, requires_grad=True)
+    with FlopCounterMode(display=False) as counter:
+        y = spike_conv_cpu.conv2d(x, weight, None, 1, 1)
+    assert type(y.grad_fn).__name__ == TORCH
+    assert counter.get_total_flops() == 2 * 2 * 8 * 8 * 8 * 4 * 9  # 2·N·Co·Ho·Wo·C·KH·KW
+
+
+def test_a_jit_trace_records_torchs_convolution():
+    layer = Conv2d(4, 8, 3, padding=1, bias=False)
+    x = _spikes((2, 4, 8, 8), 0.2, seed=16)
+    traced = torch.jit.trace(layer, x)
+    assert "aten::_convolution" in str(traced.graph)
+    torch.testing.assert_close(traced(x), F.conv2d(x, layer.weight, None, 1, 1), rtol=0, atol=0)
+
+
+def test_spikecim_conv_torch_turns_the_kernel_off(monkeypatch):
+    x, weight = _spikes((2, 4, 8, 8), 0.2, seed=10), torch.randn(8, 4, 3, 3, requires_grad=True)
+    assert type(spike_conv_cpu.conv2d(x, weight, None, 1, 1).grad_fn).__name__ != TORCH
+    monkeypatch.setenv("SPIKECIM_CONV", "torch")
+    assert type(spike_conv_cpu.conv2d(x, weight, None, 1, 1).grad_fn).__name__ == TORCH
+
+
+def test_the_spikes_are_kept_for_backward_as_bits_not_floats():
+    """torch's convolution keeps its float input for the weight gradient; the kernel keeps two
+    bit maps of it, 1/16 of its bytes (with the padding and the words' rounding)."""
+    x, weight = _spikes((4, 32, 16, 16), 0.2, seed=11), torch.randn(16, 32, 3, 3, requires_grad=True)
+    saved: list[torch.Tensor] = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        spike_conv_cpu.conv2d(x, weight, None, 1, 1)
+    kept = sum(t.numel() * t.element_size() for t in saved if t is not weight)
+    assert kept == 4 * 32 * 16 * 1 * 2  # [N][C][H][ceil(W/16)] 16-bit words
+    assert kept <= x.numel() * x.element_size() / 16
+
+
+def test_split_over_threads_every_sum_keeps_its_order():
+    x = _spikes((8, 32, 32, 32), 0.25, seed=12)
+    weight = torch.randn(128, 32, 3, 3, generator=torch.Generator().manual_seed(13))
+    gy = torch.randn(8, 128, 32, 32, generator=torch.Generator().manual_seed(14))
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for t in (1, 2):
+            torch.set_num_threads(t)
+            wl = weight.clone().requires_grad_()
+            y = spike_conv_cpu.conv2d(x, wl, None, 1, 1)
+            y.backward(gy)
+            results.append((y, wl.grad))
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
+
+
+def test_the_layer_is_nn_conv2d_and_matches_it():
+    ours = Conv2d(6, 10, 3, padding=1, bias=True)
+    theirs = nn.Conv2d(6, 10, 3, padding=1, bias=True)
+    theirs.load_state_dict(ours.state_dict())
+    assert isinstance(ours, nn.Conv2d) and type(ours).forward is nn.Conv2d.forward
+    x = _spikes((3, 6, 10, 10), 0.2, seed=15)
+    y = ours(x)
+    assert type(y.grad_fn).__name__ != TORCH
+    torch.testing.assert_close(y, theirs(x), rtol=1e-5, atol=1e-5)
+    reflect = Conv2d(6, 10, 3, padding=1, padding_mode="reflect")
+    assert type(reflect(x.requires_grad_()).grad_fn).__name__ == TORCH
+
+
+def test_built_in_spiking_models_convolve_with_the_layer_and_peers_get_torchs():
+    vgg = create_model("vgg9", spiking=True, width=0.25)
+    convs = [m for m in vgg.modules() if isinstance(m, nn.Conv2d)]
+    assert convs and all(type(m) is Conv2d for m in convs)
+    peer = torch_layers(copy.deepcopy(vgg))
+    assert all(type(m) is nn.Conv2d for m in peer.modules() if isinstance(m, nn.Conv2d))
+    assert repr(peer) == repr(vgg)
+    seen: list[str] = []
+    for m in convs[1:]:  # every convolution after the first reads a LIF's spikes
+        m.register_forward_hook(lambda mod, inp, out: seen.append(type(out.grad_fn).__name__))
+    vgg(torch.rand(2, 2, 3, 32, 32)).sum().backward()
+    assert len(seen) == len(convs) - 1
+    assert "_SpikeConvBackward" in seen
