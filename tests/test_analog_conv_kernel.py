@@ -98,25 +98,26 @@ def test_one_pass_is_within_float32_rounding_of_the_exact_convolution(name, n_da
 
 
 @pytest.mark.parametrize(
-    ("channels", "spikes", "one_pass"),
-    [(32, False, True), (32, True, False), (64, True, True)],
-    ids=["analog input", "spikes on one tile", "spikes over two tiles"],
+    ("channels", "spike_above", "one_pass"),
+    [(32, None, True), (32, 1.0, False), (64, 1.0, False), (64, 0.0, True)],
+    ids=["analog input", "sparse spikes on one tile", "sparse spikes over two tiles", "dense spikes over two tiles"],
 )
 def test_a_noisy_conv_layer_takes_the_one_pass_where_it_is_faster_and_matches_the_passes(
-    channels, spikes, one_pass
+    channels, spike_above, one_pass
 ):
     """A noisy PCM convolution layer (read and output noise, DAC and ADC on): no convolution
     or GEMM call of torch runs, and its output equals that of the passes for the same seed
     (SPIKECIM_GEMM=onednn: the patch DAC and oneDNN's products, or for spikes, which the DAC
     leaves unchanged, the direct convolution), up to the rare output whose column sum lies
-    on an ADC rounding boundary and moves one level. Spikes over 64·9 = 576 rows span two
-    512-row tiles; on one tile (32·9 rows) they keep the direct convolution, which runs on
-    the event-driven kernel of spikes (spikecim.nn.kernels.spike_conv_cpu), not torch's."""
+    on an ADC rounding boundary and moves one level. Sparse spikes (16 % ones) keep the
+    direct convolution of each tile, which runs on the event-driven kernel of spikes
+    (spikecim.nn.kernels.spike_conv_cpu), not torch's; dense ones (half ones) over two
+    512-row tiles (64·9 = 576 rows) take the one pass."""
     torch.manual_seed(0)
     conv = nn.Conv2d(channels, 64, 3, padding=1)
     am = to_analog(conv, "pcm-aihwkit")
     x = torch.relu(torch.randn(8, channels, 16, 16, generator=torch.Generator().manual_seed(1)))
-    x = (x > 1).float() if spikes else x
+    x = x if spike_above is None else (x > spike_above).float()
 
     def forward():
         torch.manual_seed(2)

@@ -8,9 +8,10 @@ aihwkit's analog convolutions. In inference on a CPU with AVX-512 (float32, the 
 mapping, no ADC observer) a convolution runs in one compiled pass
 (:mod:`spikecim.analog.conv_kernel`: the patches' DAC, the tile products and the ADC per
 panel of patches, the patches never written out), except where its patches need no DAC
-(binary spikes, or the DAC off) and fit one input tile: there one ``conv2d`` with the read
-matrix as kernel gives the same column outputs faster, as it does per input tile where
-the one pass does not run. Otherwise the patches are unfolded (``F.unfold``'s layout, or
+(binary spikes, or the DAC off) and either fit one input tile or are sparse spikes: there
+one ``conv2d`` per input tile with the read matrix as kernel gives the same column outputs
+faster (on sparse spikes the event-driven one of :mod:`spikecim.nn.kernels.spike_conv_cpu`),
+as it does where the one pass does not run. Otherwise the patches are unfolded (``F.unfold``'s layout, or
 rows where the products are small, written by the patch DAC kernel).
 
 ADC range calibration observes the column outputs before the ADC through
@@ -46,6 +47,7 @@ from spikecim.analog.tiles import (
     to_device,
 )
 from spikecim.errors import SpikecimError
+from spikecim.nn.kernels import spike_conv_cpu
 from spikecim.quant import Observer
 
 __all__ = ["AnalogConv2d", "AnalogLayer", "AnalogLinear"]
@@ -162,7 +164,16 @@ class AnalogConv2d(AnalogLayer):
         )
         hook = self._ready(x)
         direct = direct_conv_applies(x, self.tiles, self.config)  # no DAC needed: spikes, or the DAC off
-        if fused_conv_applies(x, self.config, hook is not None) and (not direct or self.tiles.grid[1] > 1):
+        # sparse spikes: the direct convolution of each tile adds the rows under the spikes
+        # (nn/kernels/spike_conv_cpu.py), faster than the one pass's dense products
+        events = direct and spike_conv_cpu.sparse_spikes_likely(
+            x, self.weight, self.stride, self.padding, self.dilation
+        )
+        if (
+            fused_conv_applies(x, self.config, hook is not None)
+            and not events
+            and (not direct or self.tiles.grid[1] > 1)
+        ):
             # one pass (conv_kernel.py); over one input tile the direct convolution is faster
             geometry = (self.kernel_size, self.stride, self.padding, self.dilation)
             y = crossbar_conv_fused(

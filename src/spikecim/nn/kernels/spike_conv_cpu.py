@@ -36,7 +36,7 @@ from torch.nn.modules.utils import _pair
 
 from spikecim.nn.kernels import cbuild
 
-__all__ = ["DENSE_FROM", "applies", "available", "conv2d"]
+__all__ = ["DENSE_FROM", "applies", "available", "conv2d", "sparse_spikes_likely"]
 
 DENSE_FROM = 0.4  # spike rate above which the dense convolution is faster
 _SOURCE = Path(cbuild.__file__).with_name("spike_conv_cpu.c")
@@ -98,6 +98,18 @@ def applies(x: torch.Tensor, weight: torch.Tensor, stride, padding, dilation, gr
     ):
         return False
     return available()
+
+
+def sparse_spikes_likely(x: torch.Tensor, weight: torch.Tensor, stride, padding, dilation) -> bool:
+    """Whether :func:`conv2d` of ``x`` will most likely run the kernel: it applies, and a
+    strided sample of ``x`` (one entry in 61, cheap) holds only 0s and 1s, at most
+    :data:`DENSE_FROM` of them ones. For callers that choose between this and another fast
+    path; :func:`conv2d` itself checks every entry."""
+    if not applies(x, weight, stride, padding, dilation, 1):
+        return False
+    sample = x.detach().reshape(-1)[::61]
+    ones = sample == 1
+    return bool((ones | (sample == 0)).all()) and float(ones.float().mean()) <= DENSE_FROM
 
 
 def conv2d(x: torch.Tensor, weight: torch.Tensor, bias=None, stride=1, padding=0, dilation=1, groups=1):
