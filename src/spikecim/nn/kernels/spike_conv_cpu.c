@@ -20,7 +20,7 @@
  *   its window (vpcompressd of the mask word, tap by tap), then adds those rows into the
  *   position's outputs, 64 output channels at a time (4 vector accumulators, the block's
  *   weights KH·KW·16·64 floats, 37 KB at 3×3, in L1), the partial sums staged per position
- *   [P][Cop]; the staged rows are transposed into y at the end. wt is w as
+ *   [P][Cop]; the staged rows are transposed into y at the end (16 × 16 blocks, transpose.h). wt is w as
  *   [Cop/64][KH][KW][C][64], Cop = Co rounded up to 64 (zeros past Co): one pass's weights are
  *   KH·KW runs of 4 KB (16 channels × 64 floats), which share no L1 set within a run.
  * spike_conv_weight_grad: work items of `cbw` (16, 32 or 64) output channels, each item owning
@@ -40,6 +40,7 @@
 #include <string.h>
 
 #include "parallel.h"
+#include "transpose.h"
 
 typedef struct {
     const float *x;  /* [N, C, H, W] contiguous */
@@ -179,13 +180,12 @@ AVX512 static void forward_item(const void *p, int64_t item) {
             }
         }
     }
-    for (int64_t q0 = 0; q0 < np; q0 += Wo) {
+    for (int64_t q0 = 0; q0 < np; q0 += Wo) { /* stage [positions][Cop] -> y [Co][positions] by row */
         const int64_t r = r0 + q0 / Wo, n = r / Ho, i = r % Ho;
-        for (int64_t o = 0; o < a->Co; o++) {
-            float *dst = a->y + ((n * a->Co + o) * Ho + i) * Wo;
-            const float *src = stage + q0 * Cop + o;
-            for (int64_t j = 0; j < Wo; j++) dst[j] = src[j * Cop];
-        }
+        for (int64_t j0 = 0; j0 < Wo; j0 += 16)
+            for (int64_t o0 = 0; o0 < a->Co; o0 += 16)
+                transpose16_avx512(a->y + ((n * a->Co + o0) * Ho + i) * Wo + j0, Ho * Wo, stage + (q0 + j0) * Cop + o0,
+                                   Cop, (int)(Wo - j0 < 16 ? Wo - j0 : 16), (int)(a->Co - o0 < 16 ? a->Co - o0 : 16));
     }
     free(lists), free(cnts), free(stage);
 }
