@@ -100,7 +100,12 @@ def test_one_pass_is_within_float32_rounding_of_the_exact_convolution(name, n_da
 @pytest.mark.parametrize(
     ("channels", "spike_above", "one_pass"),
     [(32, None, True), (32, 1.0, False), (64, 1.0, False), (64, 0.0, True)],
-    ids=["analog input", "sparse spikes on one tile", "sparse spikes over two tiles", "dense spikes over two tiles"],
+    ids=[
+        "analog input",
+        "sparse spikes on one tile",
+        "sparse spikes over two tiles",
+        "dense spikes over two tiles",
+    ],
 )
 def test_a_noisy_conv_layer_takes_the_one_pass_where_it_is_faster_and_matches_the_passes(
     channels, spike_above, one_pass

@@ -125,6 +125,8 @@ def test_inputs_that_are_not_sparse_spikes_run_torchs_convolution():
         y = spike_conv_cpu.conv2d(spikes, w.requires_grad_(), None, stride, 1, dilation, groups)
         assert type(y.grad_fn).__name__ == TORCH
     assert not spike_conv_cpu.applies(spikes, weight, 1, "same", 1, 1)
+    assert not spike_conv_cpu.applies(spikes.to(memory_format=torch.channels_last), weight, 1, 1, 1, 1)
+    assert spike_conv_cpu.applies(spikes[:, 1:3], weight[:, 1:3], 1, 1, 1, 1)  # a slice of channels
     assert spike_conv_cpu.applies(spikes, weight, 1, 1, 1, 1)
 
 

@@ -13,9 +13,10 @@ input torch's convolution keeps.
 
 :func:`conv2d` runs it where it applies and torch's ``conv2d`` everywhere else, with the
 same values to float rounding (the sums run in another order) and the same gradients: a
-float32 CPU input ``[N, C, H, W]``, stride 1, dilation 1, one group, numeric padding, a
-kernel 1 or 3 wide, a CPU with AVX-512 (F, BW, VL), every entry 0 or 1 (checked in the pass
-that reads the spikes, which stops at the first other value) and at most
+float32 CPU input ``[N, C, H, W]`` not in channels-last layout (torch's convolution keeps
+that layout; the kernel writes the default one), stride 1, dilation 1, one group, numeric
+padding, a kernel 1 or 3 wide, a CPU with AVX-512 (F, BW, VL), every entry 0 or 1 (checked
+in the pass that reads the spikes, which stops at the first other value) and at most
 :data:`DENSE_FROM` of them 1 (above, the dense product is faster). A call made while a
 torch function or dispatch mode is active (op counters, ``torch.compile``, tracers) runs
 torch's op, which they know; so does every call with ``SPIKECIM_CONV=torch`` in the
@@ -93,6 +94,7 @@ def applies(x: torch.Tensor, weight: torch.Tensor, stride, padding, dilation, gr
         or h + 2 * ph < kh
         or w + 2 * pw < kw
         or x.numel() == 0
+        or (x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous())
         or kh * kw * c * _round_up(co, _COLUMNS) >= 2**31
         or cbuild.watched()
     ):
