@@ -108,10 +108,11 @@ void spike_masks(const spike_conv_args *a, int threads) { run_items(a, masks_ite
 
 /* ---- forward ---------------------------------------------------------------------------- */
 
-/* The weight rows of position p's spikes on channel block cw: offsets (tap·C + c)·Cop into
- * wt, tap by tap; returns their number. L has room for KH·KW·16 + 16 entries. */
+/* The weight rows of position (n, i, j)'s spikes on channel block cw: offsets (tap·C + c)·64
+ * into one pass's block of wt, tap by tap; returns their number. L has room for
+ * KH·KW·16 + 16 entries (each compress stores 16). */
 AVX512 static int64_t spike_list(const spike_conv_args *a, int64_t n, int64_t i, int64_t j, int64_t cw,
-                                 __m512i lane_cop, int32_t *L) {
+                                 __m512i lane64, int32_t *L) {
     const int64_t Hp = a->H + 2 * a->ph, Wp = a->W + 2 * a->pw;
     int64_t cnt = 0;
     for (int64_t ka = 0; ka < a->KH; ka++) {
@@ -119,7 +120,7 @@ AVX512 static int64_t spike_list(const spike_conv_args *a, int64_t n, int64_t i,
         for (int64_t kb = 0; kb < a->KW; kb++) {
             const __mmask16 k = m[kb * a->CW];
             const int32_t base = (int32_t)(((ka * a->KW + kb) * a->C + 16 * cw) * FCB);
-            _mm512_storeu_si512(L + cnt, _mm512_maskz_compress_epi32(k, _mm512_add_epi32(lane_cop, _mm512_set1_epi32(base))));
+            _mm512_storeu_si512(L + cnt, _mm512_maskz_compress_epi32(k, _mm512_add_epi32(lane64, _mm512_set1_epi32(base))));
             cnt += __builtin_popcount(k);
         }
     }
@@ -139,12 +140,12 @@ AVX512 static void forward_item(const void *p, int64_t item) {
         free(lists), free(cnts), free(stage);
         return;
     }
-    const __m512i lane_cop = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+    const __m512i lane64 = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                                 _mm512_set1_epi32(FCB));
     for (int64_t cw = 0; cw < a->CW; cw++) {
         for (int64_t q = 0; q < np; q++) {
             const int64_t r = r0 + q / Wo;
-            cnts[q] = spike_list(a, r / Ho, r % Ho, q % Wo, cw, lane_cop, lists + q * maxl);
+            cnts[q] = spike_list(a, r / Ho, r % Ho, q % Wo, cw, lane64, lists + q * maxl);
         }
         for (int64_t cb = 0; cb < Cop; cb += FCB) {
             const float *wb = a->wt + cb * a->KH * a->KW * a->C;
