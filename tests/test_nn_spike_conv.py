@@ -166,9 +166,14 @@ def test_the_spikes_are_kept_for_backward_as_bits_not_floats():
 
 
 def test_split_over_threads_every_sum_keeps_its_order():
+    """On two threads the weight gradient's items hold 16 output channels instead of 32 (two
+    items per thread); each weight's sum runs over the same blocks either way."""
     x = _spikes((8, 32, 32, 32), 0.25, seed=12)
-    weight = torch.randn(128, 32, 3, 3, generator=torch.Generator().manual_seed(13))
-    gy = torch.randn(8, 128, 32, 32, generator=torch.Generator().manual_seed(14))
+    weight = torch.randn(64, 32, 3, 3, generator=torch.Generator().manual_seed(13))
+    gy = torch.randn(8, 64, 32, 32, generator=torch.Generator().manual_seed(14))
+    assert spike_conv_cpu._weight_grad_columns(32 * 32, 64, 1) != spike_conv_cpu._weight_grad_columns(
+        32 * 32, 64, 2
+    )
     threads = torch.get_num_threads()
     results = []
     try:

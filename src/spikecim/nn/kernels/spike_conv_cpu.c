@@ -271,11 +271,13 @@ AVX512 static void wgrad_item(const void *p, int64_t item) {
                 for (int64_t si = 0; si < Rs; si++) {
                     const int64_t io = i0 + si - (a->KH - 1) + a->ph;
                     if (io < 0 || io >= a->Ho) continue;
-                    for (int64_t v = 0; v < no; v++) {
-                        const float *src = a->gy + (((n0 + s) * a->Co + cb + v) * a->Ho + io) * a->Wo - (a->KW - 1) + a->pw;
-                        float *dst = S + (s * Rs + si) * Ws * cbw + v;
-                        for (int64_t sj = j_lo; sj < j_hi; sj++) dst[sj * cbw] = src[sj];
-                    }
+                    /* S's row: [sj][v] from gy's rows [v][xo], 16 × 16 blocks (transpose.h) */
+                    const float *src = a->gy + (((n0 + s) * a->Co + cb) * a->Ho + io) * a->Wo - (a->KW - 1) + a->pw;
+                    float *dst = S + (s * Rs + si) * Ws * cbw;
+                    for (int64_t sj = j_lo; sj < j_hi; sj += 16)
+                        for (int64_t v = 0; v < no; v += 16)
+                            transpose16_avx512(dst + sj * cbw + v, cbw, src + v * a->Ho * a->Wo + sj, a->Ho * a->Wo,
+                                               (int)(no - v < 16 ? no - v : 16), (int)(j_hi - sj < 16 ? j_hi - sj : 16));
                 }
             for (int64_t c = 0; c < C; c++)
                 if (cnts[c])

@@ -43,7 +43,7 @@ DENSE_FROM = 0.4  # spike rate above which the dense convolution is faster
 _SOURCE = Path(cbuild.__file__).with_name("spike_conv_cpu.c")
 _PANEL = 256  # output positions per forward work item, about
 _COLUMNS = 64  # the forward's output channels per pass (FCB in the C file)
-_WGRAD_POSITIONS = 512  # input positions per block of the weight gradient (rows of one or more samples)
+_WGRAD_POSITIONS = 256  # input positions per block of the weight gradient (rows of one or more samples)
 _PARALLEL_MIN = 1 << 18  # additions below which one thread beats waking another
 _FIELDS = ("x", "mask", "rowbits", "wt", "y", "gy", "gw", "counts")
 _SIZES = (
@@ -208,18 +208,25 @@ def _weight_grad(
     co, c, kh, kw = shape
     gw = torch.zeros(kh, kw, c, _round_up(co, _COLUMNS))
     a = _args(x_shape, shape, padding, rowbits=rowbits, gy=gy, gw=gw)
-    a.cbw = _weight_grad_columns(x_shape[-2] * x_shape[-1])
-    work = x_shape.numel() * kh * kw * co
-    _library()[0].spike_conv_weight_grad(ctypes.byref(a), cbuild.threads(work, _PARALLEL_MIN))
+    threads = cbuild.threads(x_shape.numel() * kh * kw * co, _PARALLEL_MIN)
+    a.cbw = _weight_grad_columns(x_shape[-2] * x_shape[-1], a.Cop, threads)
+    _library()[0].spike_conv_weight_grad(ctypes.byref(a), threads)
     if a.failed:
         raise MemoryError("spiking convolution: no memory for the kernel's work buffers")
     return gw[..., :co].permute(3, 2, 0, 1).contiguous()
 
 
-def _weight_grad_columns(positions: int) -> int:
-    """Output channels per weight-gradient item: the accumulators of a kernel row hold
-    KW·cbw/16 vectors; small images amortise their transposed gradient block over more."""
-    return 16 if positions >= 1024 else 32 if positions >= 256 else 64
+def _weight_grad_columns(positions: int, columns: int, threads: int) -> int:
+    """Output channels per weight-gradient item (the accumulators of a kernel row hold
+    KW·cbw/16 vectors): 32, or 64 for maps under 16×16, whose blocks hold several samples
+    (the fastest of 16, 32 and 64 with blocks of 128 to 1024 positions on VGG-9's and
+    ResNet-19's spiking layers, benchmarks/bench_spike_conv.py's shapes, 1 thread); halved
+    down to 16 until there are two items per thread. Each weight's sum runs over the same
+    blocks in the same order whatever the items, so the result does not depend on it."""
+    cbw = 32 if positions >= 256 else 64
+    while cbw > 16 and columns // cbw < 2 * threads:
+        cbw //= 2
+    return cbw
 
 
 @functools.cache
