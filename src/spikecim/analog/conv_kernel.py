@@ -77,7 +77,7 @@ def conv_adc(
     Ho, Wo = converter_kernels.output_size((H, W), *geometry)
     n_in, R, cols = m.shape
     n_out, S = factor.shape[1:]
-    lib, Args, nr = _library()
+    lib, nr = _library()
     panels = -(-cols // nr)  # blocks of the micro-tile's nr columns
     packed = F.pad(m.to(torch.float32), (0, panels * nr - cols))  # [n_in, R, panels·nr]
     packed = packed.view(n_in, R, panels, nr).transpose(1, 2).contiguous()
@@ -85,7 +85,7 @@ def conv_adc(
     out = torch.empty(N, out_features, Ho * Wo, dtype=torch.float32)
     k, q = adc if adc is not None else (1.0, 0)
     alpha, seed = out_noise if out_noise is not None else (0.0, 0)
-    a = Args(
+    a = _Args(
         x=x.data_ptr(), b=packed.data_ptr(), gain=factor.data_ptr(), out=out.data_ptr(),
         N=N, C=C, H=H, W=W, kh=kh, kw=kw, sh=sh, sw=sw, ph=ph, pw=pw, dh=dh, dw=dw, Ho=Ho, Wo=Wo,
         R=R, n_in=n_in, cols=cols, n_out=n_out, S=S, c_tile=c_tile, out_f=out_features,
@@ -99,29 +99,28 @@ def conv_adc(
     return out
 
 
+class _Args(ctypes.Structure):  # conv_adc_args of the C file
+    _fields_ = [
+        *((n, ctypes.c_void_p) for n in ("x", "b", "gain", "out")),
+        *converter_kernels.GEOMETRY_FIELDS,
+        *((n, ctypes.c_int64) for n in ("cols", "n_out", "S", "c_tile", "out_f", "ho_rows")),
+        *((n, ctypes.c_float) for n in ("n_dac", "k", "q", "alpha")),
+        *((n, ctypes.c_int32) for n in ("dac", "adc", "out_noise", "failed")),
+        ("seed", ctypes.c_uint64),
+    ]
+
+
 @functools.cache
 def _library():
-    """``(ctypes library, argument struct, columns per micro-tile)``, built once; None where
-    the CPU has no AVX-512 or no compiler works (one warning)."""
-    lib = cbuild.load(
-        _SOURCE,
-        "conv_adc_cpu_float",
-        cbuild.flag_sets("float"),
-        "analog convolution kernel",
-        "using the passes",
+    """``(ctypes library, columns per micro-tile)``, built once; None where the CPU has no
+    AVX-512 or no compiler works (one warning)."""
+    lib = cbuild.load_real(
+        _SOURCE, "float", "analog convolution kernel", "using the passes", {"conv_adc": _Args}
     )
     if lib is None:
         return None
     lib.conv_adc_available.restype = ctypes.c_int
     if not lib.conv_adc_available():
         return None
-    i64, i32 = ctypes.c_int64, ctypes.c_int32
-    fields = [(n, ctypes.c_void_p) for n in ("x", "b", "gain", "out")] + converter_kernels.GEOMETRY_FIELDS
-    fields += [(n, i64) for n in ("cols", "n_out", "S", "c_tile", "out_f", "ho_rows")]
-    fields += [(n, ctypes.c_float) for n in ("n_dac", "k", "q", "alpha")]
-    fields += [(n, i32) for n in ("dac", "adc", "out_noise", "failed")] + [("seed", ctypes.c_uint64)]
-    Args = type("ConvADCArgs", (ctypes.Structure,), {"_fields_": fields})
-    lib.conv_adc.argtypes = [ctypes.POINTER(Args), ctypes.c_int]
-    lib.conv_adc.restype = None
     lib.conv_adc_tile_columns.restype = ctypes.c_int
-    return lib, Args, int(lib.conv_adc_tile_columns())
+    return lib, int(lib.conv_adc_tile_columns())

@@ -68,6 +68,14 @@ _SIZES = (
 )
 
 
+class _Args(ctypes.Structure):  # spike_conv_args of the C file
+    _fields_ = [
+        *((f, ctypes.c_void_p) for f in _FIELDS),
+        *((f, ctypes.c_int64) for f in _SIZES),
+        ("failed", ctypes.c_int32),
+    ]
+
+
 def available() -> bool:
     """Whether the compiled kernel runs here: a CPU with AVX-512 F, BW and VL, a C compiler,
     and ``SPIKECIM_CONV`` not set to ``torch``."""
@@ -155,14 +163,13 @@ def _round_up(n: int, m: int) -> int:
 
 
 def _args(x_shape: torch.Size, shape: torch.Size, padding: tuple[int, int], **tensors) -> ctypes.Structure:
-    Args = _library()[1]
     n, c, h, w = x_shape
     co, _, kh, kw = shape
     ph, pw = padding
     ho, wo = h + 2 * ph - kh + 1, w + 2 * pw - kw + 1
     rblock = min(h, _WGRAD_POSITIONS // w) or 1
     nblock = max(1, _WGRAD_POSITIONS // (h * w)) if rblock == h else 1
-    return Args(
+    return _Args(
         **{name: t.data_ptr() for name, t in tensors.items()},
         N=n, C=c, H=h, W=w, Co=co, Cop=_round_up(co, _COLUMNS), KH=kh, KW=kw, ph=ph, pw=pw, Ho=ho, Wo=wo,
         CW=-(-c // 16), JW=-(-w // 16), rows=max(1, _PANEL // wo), cbw=16, rblock=rblock, nblock=nblock,
@@ -180,7 +187,7 @@ def _spike_bits(x: torch.Tensor, padding: tuple[int, int]) -> tuple[torch.Tensor
     rowbits = torch.empty(n, c, h, -(-w // 16), dtype=torch.int16)
     counts = torch.empty(n * mask.shape[-1], dtype=torch.int64)
     a = _args(x.shape, torch.Size((1, c, 1, 1)), padding, x=x, mask=mask, rowbits=rowbits, counts=counts)
-    _library()[0].spike_masks(ctypes.byref(a), cbuild.threads(x.numel(), _PARALLEL_MIN))
+    _library().spike_masks(ctypes.byref(a), cbuild.threads(x.numel(), _PARALLEL_MIN))
     if bool((counts < 0).any()) or int(counts.sum()) > DENSE_FROM * x.numel():
         return None
     return mask, rowbits
@@ -196,7 +203,7 @@ def _forward(
     n, _, h, w = x.shape
     y = x.new_empty(n, co, h + 2 * padding[0] - kh + 1, w + 2 * padding[1] - kw + 1)
     a = _args(x.shape, weight.shape, padding, mask=mask, wt=wt, y=y)
-    _library()[0].spike_conv_forward(ctypes.byref(a), cbuild.threads(x.numel() * kh * kw * co, _PARALLEL_MIN))
+    _library().spike_conv_forward(ctypes.byref(a), cbuild.threads(x.numel() * kh * kw * co, _PARALLEL_MIN))
     if a.failed:
         raise MemoryError("spiking convolution: no memory for the kernel's work buffers")
     return y
@@ -210,7 +217,7 @@ def _weight_grad(
     a = _args(x_shape, shape, padding, rowbits=rowbits, gy=gy, gw=gw)
     threads = cbuild.threads(x_shape.numel() * kh * kw * co, _PARALLEL_MIN)
     a.cbw = _weight_grad_columns(x_shape[-2] * x_shape[-1], a.Cop, threads)
-    _library()[0].spike_conv_weight_grad(ctypes.byref(a), threads)
+    _library().spike_conv_weight_grad(ctypes.byref(a), threads)
     if a.failed:
         raise MemoryError("spiking convolution: no memory for the kernel's work buffers")
     return gw[..., :co].permute(3, 2, 0, 1).contiguous()
@@ -231,23 +238,13 @@ def _weight_grad_columns(positions: int, columns: int, threads: int) -> int:
 
 @functools.cache
 def _library():
-    """``(ctypes library, argument struct)``, built once; None where the CPU lacks AVX-512
-    F/BW/VL or no compiler works (one warning)."""
-    lib = cbuild.load(
-        _SOURCE,
-        "spike_conv_cpu_float",
-        cbuild.flag_sets("float"),
-        "spiking convolution kernel",
-        "using torch's",
+    """The ctypes library, built once; None where the CPU lacks AVX-512 F/BW/VL or no
+    compiler works (one warning)."""
+    passes = ("spike_masks", "spike_conv_forward", "spike_conv_weight_grad")
+    lib = cbuild.load_real(
+        _SOURCE, "float", "spiking convolution kernel", "using torch's", dict.fromkeys(passes, _Args)
     )
     if lib is None:
         return None
     lib.spike_conv_available.restype = ctypes.c_int
-    if not lib.spike_conv_available():
-        return None
-    fields = [(f, ctypes.c_void_p) for f in _FIELDS] + [(f, ctypes.c_int64) for f in _SIZES]
-    Args = type("SpikeConvArgs", (ctypes.Structure,), {"_fields_": [*fields, ("failed", ctypes.c_int32)]})
-    for fn in ("spike_masks", "spike_conv_forward", "spike_conv_weight_grad"):
-        getattr(lib, fn).argtypes = [ctypes.POINTER(Args), ctypes.c_int]
-        getattr(lib, fn).restype = None
-    return lib, Args
+    return lib if lib.spike_conv_available() else None
