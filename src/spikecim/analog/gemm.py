@@ -1,30 +1,28 @@
 """The noisy forward's tile products through oneDNN's GEMM, where torch carries it.
 
-torch's CPU matrix products (``mm``, ``matmul``) call its BLAS, MKL; its convolutions call
-oneDNN. On CPUs whose vector units MKL does not use to the full (on AMD's AVX-512 cores MKL's
-sgemm runs at about the AVX2 rate) oneDNN's float32 GEMM is faster: the tile products of one noisy
-VGG-9 forward (ANN, batch 32) take 74 ms through it against 135 ms through ``torch.matmul``
-on one Zen 5 core, 90 against 150–180 GFLOP/s on the largest
-(``python benchmarks/bench_gemm.py``). torch reaches that GEMM through
-``torch.ops.mkldnn._linear_pointwise``, the kernel its compiler uses for frozen linear layers.
+On CPUs whose vector units MKL does not use to the full, oneDNN's float32 GEMM
+(:mod:`spikecim.nn.kernels.onednn`) is faster than torch's products: the tile products of
+one noisy VGG-9 forward (ANN, batch 32) take 74 ms through it against 135 ms through
+``torch.matmul`` on one Zen 5 core, 90 against 150–180 GFLOP/s on the largest
+(``python benchmarks/bench_gemm.py``).
 
-:func:`rows_product` and :func:`patch_product` take it for float32 CPU tensors when it is
-there and gives ``torch.mm``'s values on a probe at first use, and torch's product
-otherwise. A convolution whose products are too small per sample for a oneDNN call each
-(:data:`PER_SAMPLE_MIN_MACS`) runs them on its patches laid out as rows instead
-(:func:`prefers_rows`): one call per input tile over every patch of the batch, 3.2 against
-7.2 ms through torch's product for the convnet's second layer at batch 256
-(``python benchmarks/bench_gemm.py --model convnet --batch 256``). Both orders of summation are float rounding apart, nothing more; with
+:func:`rows_product` and :func:`patch_product` take it for float32 CPU tensors when
+:func:`~spikecim.nn.kernels.onednn.available`, and torch's product otherwise. A convolution
+whose products are too small per sample for a oneDNN call each (:data:`PER_SAMPLE_MIN_MACS`)
+runs them on its patches laid out as rows instead (:func:`prefers_rows`): one call per input
+tile over every patch of the batch, 3.2 against 7.2 ms through torch's product for the
+convnet's second layer at batch 256 (``python benchmarks/bench_gemm.py --model convnet
+--batch 256``). Both orders of summation are float rounding apart, nothing more; with
 ``SPIKECIM_GEMM=torch`` in the environment torch's product always runs (for bit-for-bit
 comparisons with it). Inference only: no gradient flows through :func:`_linear`.
 """
 
 from __future__ import annotations
 
-import functools
-import os
-
 import torch
+
+from spikecim.nn.kernels import onednn
+from spikecim.nn.kernels.onednn import available
 
 __all__ = ["available", "patch_product", "prefers_rows", "rows_product"]
 
@@ -32,24 +30,6 @@ __all__ = ["available", "patch_product", "prefers_rows", "rows_product"]
 # per sample (the calls' overhead; measured on VGG-9's and the convnet's tile shapes).
 PER_SAMPLE_MIN_MACS = 1 << 22
 ROWS_MIN = 16  # fewer input vectors or columns: torch.mm (the call's overhead would dominate)
-
-
-@functools.cache
-def available() -> bool:
-    """Whether oneDNN's GEMM is reachable and gives ``torch.mm``'s values on a probe."""
-    if os.environ.get("SPIKECIM_GEMM", "").lower() == "torch":
-        return False
-    op = getattr(torch.ops.mkldnn, "_linear_pointwise", None)
-    if op is None or not torch.backends.mkldnn.is_available():
-        return False
-    gen = torch.Generator().manual_seed(0)
-    a, w = torch.randn(37, 70, generator=gen), torch.randn(19, 70, generator=gen)
-    try:
-        got = _linear(a, w)
-    except RuntimeError:
-        return False
-    want = a.double() @ w.double().T
-    return got.shape == want.shape and bool(torch.allclose(got.double(), want, rtol=1e-5, atol=1e-4))
 
 
 def rows_product(x: torch.Tensor, m: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -99,4 +79,4 @@ def _applies(x: torch.Tensor, m: torch.Tensor) -> bool:
 
 def _linear(a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """``a @ wᵀ`` by oneDNN (``a[M, K]``, ``w[C, K]``)."""
-    return torch.ops.mkldnn._linear_pointwise(a, w, None, "none", [], "")
+    return onednn.linear(a, w)
