@@ -108,24 +108,24 @@ void spike_masks(const spike_conv_args *a, int threads) { run_items(a, masks_ite
 
 /* ---- forward ---------------------------------------------------------------------------- */
 
-/* The weight rows of position (n, i, j)'s spikes on channel block cw: offsets (tap·C + c)·64
- * into one pass's block of wt, tap by tap; returns their number. L has room for
- * KH·KW·16 + 16 entries (each compress stores 16). */
-AVX512 static int64_t spike_list(const spike_conv_args *a, int64_t n, int64_t i, int64_t j, int64_t cw,
-                                 __m512i lane64, int32_t *L) {
-    const int64_t Hp = a->H + 2 * a->ph, Wp = a->W + 2 * a->pw;
-    int64_t cnt = 0;
-    for (int64_t ka = 0; ka < a->KH; ka++) {
-        const uint16_t *m = a->mask + ((n * Hp + i + ka) * Wp + j) * a->CW + cw;
-        for (int64_t kb = 0; kb < a->KW; kb++) {
-            const __mmask16 k = m[kb * a->CW];
-            const int32_t base = (int32_t)(((ka * a->KW + kb) * a->C + 16 * cw) * FCB);
-            _mm512_storeu_si512(L + cnt, _mm512_maskz_compress_epi32(k, _mm512_add_epi32(lane64, _mm512_set1_epi32(base))));
-            cnt += __builtin_popcount(k);
-        }
+/* The weight rows of one output position's spikes on one channel block: offsets
+ * (tap·C + c)·64 into one pass's block of wt, tap by tap; returns their number. m: the mask
+ * word of the window's top-left tap; base[t]: tap t's offsets of the block's 16 channels.
+ * L has room for KH·KW·16 + 16 entries (each compress stores 16). */
+#define SPIKE_LIST(NAME, KW_)                                                                   \
+    AVX512 static inline int64_t NAME(const uint16_t *m, int64_t row_stride, int64_t col_stride, \
+                                      int64_t KH, const __m512i *base, int32_t *L) {            \
+        int64_t cnt = 0;                                                                        \
+        for (int64_t ka = 0; ka < KH; ka++, m += row_stride, base += KW_)                       \
+            _Pragma("GCC unroll 3") for (int kb = 0; kb < KW_; kb++) {                          \
+                const __mmask16 k = m[kb * col_stride];                                         \
+                _mm512_storeu_si512(L + cnt, _mm512_maskz_compress_epi32(k, base[kb]));         \
+                cnt += __builtin_popcount(k);                                                   \
+            }                                                                                   \
+        return cnt;                                                                             \
     }
-    return cnt;
-}
+SPIKE_LIST(spike_list_3, 3)
+SPIKE_LIST(spike_list_1, 1)
 
 AVX512 static void forward_item(const void *p, int64_t item) {
     spike_conv_args *a = (spike_conv_args *)p;
@@ -142,10 +142,25 @@ AVX512 static void forward_item(const void *p, int64_t item) {
     }
     const __m512i lane64 = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                                 _mm512_set1_epi32(FCB));
-    for (int64_t cw = 0; cw < a->CW; cw++) {
-        for (int64_t q = 0; q < np; q++) {
-            const int64_t r = r0 + q / Wo;
-            cnts[q] = spike_list(a, r / Ho, r % Ho, q % Wo, cw, lane64, lists + q * maxl);
+    const int64_t Hp = a->H + 2 * a->ph, Wp = a->W + 2 * a->pw, CW = a->CW, taps = a->KH * a->KW;
+    __m512i *base = aligned_alloc(64, sizeof(__m512i) * (size_t)taps);
+    if (!base) {
+        a->failed = 1;
+        free(lists), free(cnts), free(stage);
+        return;
+    }
+    for (int64_t cw = 0; cw < CW; cw++) {
+        for (int64_t t = 0; t < taps; t++)
+            base[t] = _mm512_add_epi32(lane64, _mm512_set1_epi32((int32_t)((t * a->C + 16 * cw) * FCB)));
+        for (int64_t rr = 0, q = 0; rr < nr; rr++) {
+            const int64_t r = r0 + rr, n = r / Ho, i = r % Ho;
+            const uint16_t *m = a->mask + (n * Hp + i) * Wp * CW + cw;
+            if (a->KW == 3)
+                for (int64_t j = 0; j < Wo; j++, q++)
+                    cnts[q] = spike_list_3(m + j * CW, Wp * CW, CW, a->KH, base, lists + q * maxl);
+            else
+                for (int64_t j = 0; j < Wo; j++, q++)
+                    cnts[q] = spike_list_1(m + j * CW, Wp * CW, CW, a->KH, base, lists + q * maxl);
         }
         for (int64_t cb = 0; cb < Cop; cb += FCB) {
             const float *wb = a->wt + cb * a->KH * a->KW * a->C;
@@ -188,7 +203,7 @@ AVX512 static void forward_item(const void *p, int64_t item) {
                 transpose16_avx512(a->y + ((n * a->Co + o0) * Ho + i) * Wo + j0, Ho * Wo, stage + (q0 + j0) * Cop + o0,
                                    Cop, (int)(Wo - j0 < 16 ? Wo - j0 : 16), (int)(a->Co - o0 < 16 ? a->Co - o0 : 16));
     }
-    free(lists), free(cnts), free(stage);
+    free(lists), free(cnts), free(stage), free(base);
 }
 
 void spike_conv_forward(spike_conv_args *a, int threads) {
