@@ -127,9 +127,9 @@ def test_every_synaptic_layer_is_a_plain_torch_conv_or_linear(name):
         for m in model.modules()
         if any(p is not None for p in m.parameters(recurse=False)) and not isinstance(m, PatchEmbedding)
     ]
-    # spikecim.nn.BatchNorm2d and Conv2d: torch's layers' parameters and buffers, faster CPU code
+    # spikecim.nn.BatchNorm2d, Conv2d and Linear: torch's layers' parameters and buffers, faster CPU code
     norms = (nn.BatchNorm2d, nn.BatchNorm1d, snn.BatchNorm2d)
-    assert all(type(m) in (nn.Conv2d, snn.Conv2d, nn.Linear, *norms) for m in weighted)
+    assert all(type(m) in (nn.Conv2d, snn.Conv2d, nn.Linear, snn.Linear, *norms) for m in weighted)
 
 
 def test_transformers_hold_only_position_and_class_token_outside_conv_linear_and_norms():
@@ -139,7 +139,15 @@ def test_transformers_hold_only_position_and_class_token_outside_conv_linear_and
             name
             for mname, m in model.named_modules()
             if type(m)
-            not in (nn.Conv2d, nn.Linear, nn.BatchNorm2d, nn.BatchNorm1d, snn.BatchNorm2d, nn.LayerNorm)
+            not in (
+                nn.Conv2d,
+                nn.Linear,
+                snn.Linear,
+                nn.BatchNorm2d,
+                nn.BatchNorm1d,
+                snn.BatchNorm2d,
+                nn.LayerNorm,
+            )
             for name, _ in m.named_parameters(prefix=mname, recurse=False)
         }
         assert extra <= {"embed.position", "embed.cls"} and "embed.position" in extra

@@ -50,6 +50,7 @@ from spikecim.analog.hwa_kernels import LOWER, OUTSIDE, UPPER
 from spikecim.analog.hwa_noise import weight_noise
 from spikecim.analog.quant import abs_max_scale, level_count
 from spikecim.errors import SpikecimError
+from spikecim.nn.linear import Linear
 from spikecim.quant import levels
 
 __all__ = ["HwaLayer", "clip_weights", "digital_layers", "hwa_layers", "tile_sizes"]
@@ -72,7 +73,7 @@ class HwaLayer(nn.Module):
 
     def __init__(self, module: nn.Module, converters: HwaConverters, modifier=None, generator=None):
         super().__init__()
-        if type(module).forward not in (nn.Linear.forward, nn.Conv2d.forward):
+        if type(module).forward not in (nn.Linear.forward, Linear.forward, nn.Conv2d.forward):
             raise SpikecimError(
                 f"analog.hwa converters: {type(module).__name__} has its own forward; the converters "
                 "support layers computing nn.Linear's or nn.Conv2d's forward"

@@ -21,6 +21,7 @@ from torch import nn
 
 from spikecim.models._layers import check_width, conv_bn, scaled
 from spikecim.nn import Sequential, TemporalModule, apply_folded
+from spikecim.nn.linear import Linear
 
 __all__ = ["BasicBlock", "build_resnet"]
 
@@ -68,7 +69,7 @@ def build_resnet(
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
     for h in hidden:
         h = scaled(h, width)
-        layers += [nn.Linear(ch, h), act(inplace=True)]
+        layers += [Linear(ch, h), act(inplace=True)]
         ch = h
-    layers.append(nn.Linear(ch, num_classes))
+    layers.append(Linear(ch, num_classes))
     return Sequential(*layers)

@@ -18,6 +18,7 @@ from torch import nn
 
 from spikecim.models._layers import check_width, conv_bn, scaled
 from spikecim.nn import AvgPool2d, Sequential
+from spikecim.nn.linear import Linear
 
 __all__ = ["build_vgg"]
 
@@ -48,7 +49,7 @@ def build_vgg(
     feat = ch * size * size
     for h in hidden:
         h = scaled(h, width)
-        layers += [nn.Linear(feat, h), act(inplace=True)]
+        layers += [Linear(feat, h), act(inplace=True)]
         feat = h
-    layers.append(nn.Linear(feat, num_classes))
+    layers.append(Linear(feat, num_classes))
     return Sequential(*layers)

@@ -37,6 +37,7 @@ from torch import nn
 
 from spikecim.errors import SpikecimError
 from spikecim.nn import TemporalModule
+from spikecim.nn.linear import Linear
 from spikecim.ops import MatMul
 
 __all__ = ["SoftmaxAttention", "SpikingSelfAttention", "chunk_sum", "heads_split", "linear_bn"]
@@ -75,11 +76,11 @@ class SoftmaxAttention(nn.Module):
             raise SpikecimError(f"model.heads: must divide the embedding width {dim}, got {heads}")
         self.heads = heads
         self.scale = (dim // heads) ** -0.5
-        self.q, self.k, self.v = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
+        self.q, self.k, self.v = Linear(dim, dim), Linear(dim, dim), Linear(dim, dim)
         self.qk = MatMul()
         self.softmax = nn.Softmax(dim=-1)
         self.av = MatMul()
-        self.proj = nn.Linear(dim, dim)
+        self.proj = Linear(dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q = heads_split(self.q(x), self.heads) * self.scale
@@ -123,15 +124,15 @@ class SpikingSelfAttention(TemporalModule):
         self.scale = (
             float(scale) if scale is not None else (0.125 if block_steps is None else 1.0 / grid_height)
         )
-        self.q, self.q_bn, self.q_act = nn.Linear(dim, dim, bias=False), nn.BatchNorm1d(dim), act()
-        self.k, self.k_bn, self.k_act = nn.Linear(dim, dim, bias=False), nn.BatchNorm1d(dim), act()
-        self.v, self.v_bn, self.v_act = nn.Linear(dim, dim, bias=False), nn.BatchNorm1d(dim), act()
+        self.q, self.q_bn, self.q_act = Linear(dim, dim, bias=False), nn.BatchNorm1d(dim), act()
+        self.k, self.k_bn, self.k_act = Linear(dim, dim, bias=False), nn.BatchNorm1d(dim), act()
+        self.v, self.v_bn, self.v_act = Linear(dim, dim, bias=False), nn.BatchNorm1d(dim), act()
         if block_steps is None:
             self.qk, self.av = MatMul(), MatMul()
         else:
             self.kv, self.qkv = MatMul(), MatMul()
         self.attn_act = attn_act()
-        self.proj, self.proj_bn, self.proj_act = nn.Linear(dim, dim), nn.BatchNorm1d(dim), act()
+        self.proj, self.proj_bn, self.proj_act = Linear(dim, dim), nn.BatchNorm1d(dim), act()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q = heads_split(self.q_act(linear_bn(self.q, self.q_bn, x)), self.heads)

@@ -13,6 +13,7 @@ from torch import nn
 from spikecim.models._layers import check_width, conv_bn, scaled
 from spikecim.models._registry import make_activation, register_model
 from spikecim.nn import MaxPool2d, Sequential
+from spikecim.nn.linear import Linear
 
 
 @register_model("convnet")
@@ -38,7 +39,7 @@ def convnet(
         act(inplace=True),
         *([MaxPool2d(2)] if pool else []),
         nn.Flatten(),
-        nn.Linear(c2 * s * s, h),
+        Linear(c2 * s * s, h),
         act(inplace=True),
-        nn.Linear(h, num_classes),
+        Linear(h, num_classes),
     )

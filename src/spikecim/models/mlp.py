@@ -7,6 +7,7 @@ from torch import nn
 from spikecim.models._layers import check_width, scaled
 from spikecim.models._registry import make_activation, register_model
 from spikecim.nn import Sequential
+from spikecim.nn.linear import Linear
 
 
 @register_model("mlp")
@@ -26,7 +27,7 @@ def mlp(
     feat = in_channels * input_size * input_size
     for h in hidden:
         h = scaled(h, width)
-        layers += [nn.Linear(feat, h), act()]
+        layers += [Linear(feat, h), act()]
         feat = h
-    layers.append(nn.Linear(feat, num_classes))
+    layers.append(Linear(feat, num_classes))
     return Sequential(*layers)

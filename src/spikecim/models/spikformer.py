@@ -28,6 +28,7 @@ from spikecim.models._registry import make_activation, register_model
 from spikecim.models.attention import SpikingSelfAttention, linear_bn
 from spikecim.models.vit import PatchEmbedding, check_embed, patch_for, transformer_sizes
 from spikecim.nn import TemporalModule, apply_folded
+from spikecim.nn.linear import Linear
 
 __all__ = ["Spikformer", "SpikformerBlock", "SpikingMLP", "spikformer_tiny"]
 
@@ -37,8 +38,8 @@ class SpikingMLP(TemporalModule):
 
     def __init__(self, dim: int, hidden: int, act: Callable[[], nn.Module]) -> None:
         super().__init__()
-        self.fc1, self.bn1, self.act1 = nn.Linear(dim, hidden), nn.BatchNorm1d(hidden), act()
-        self.fc2, self.bn2, self.act2 = nn.Linear(hidden, dim), nn.BatchNorm1d(dim), act()
+        self.fc1, self.bn1, self.act1 = Linear(dim, hidden), nn.BatchNorm1d(hidden), act()
+        self.fc2, self.bn2, self.act2 = Linear(hidden, dim), nn.BatchNorm1d(dim), act()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act2(linear_bn(self.fc2, self.bn2, self.act1(linear_bn(self.fc1, self.bn1, x))))
@@ -89,7 +90,7 @@ class Spikformer(TemporalModule):
             for _ in range(depth)
         )
         self.head_act = act()
-        self.head = nn.Linear(dim, num_classes)
+        self.head = Linear(dim, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         t = apply_folded(self.embed, x)

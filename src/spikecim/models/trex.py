@@ -29,6 +29,7 @@ from torch import nn
 
 from spikecim.errors import SpikecimError
 from spikecim.methods import register_method
+from spikecim.nn.linear import Linear
 
 __all__ = ["PATTERNS", "ReuseEncoder", "TransformBlock", "candidates", "encoders_of", "reuse_pattern", "trex"]
 
@@ -41,7 +42,7 @@ class TransformBlock(nn.Module):
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(dim)
-        self.linear = nn.Linear(dim, dim)
+        self.linear = Linear(dim, dim)
         self.act = nn.GELU()
 
     def forward(self, a: torch.Tensor) -> torch.Tensor:

@@ -36,6 +36,7 @@ from spikecim.models._layers import check_width, scaled
 from spikecim.models._registry import register_model
 from spikecim.models.attention import SoftmaxAttention
 from spikecim.nn import BatchNorm2d, apply_folded
+from spikecim.nn.linear import Linear
 
 __all__ = ["Encoder", "PatchEmbedding", "VisionTransformer", "patch_for", "vit_tiny"]
 
@@ -90,7 +91,7 @@ class Encoder(nn.Module):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
         self.attn = SoftmaxAttention(dim, heads)
-        self.mlp = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+        self.mlp = nn.Sequential(nn.LayerNorm(dim), Linear(dim, hidden), nn.GELU(), Linear(hidden, dim))
 
     def forward(self, x: torch.Tensor, prev: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         a = self.attn(self.norm1(x))
@@ -123,7 +124,7 @@ class VisionTransformer(nn.Module):
         )
         self.blocks = nn.ModuleList(Encoder(dim, heads, hidden) for _ in range(depth))
         self.norm = nn.LayerNorm(dim)
-        self.head = nn.Linear(dim, num_classes)
+        self.head = Linear(dim, num_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         t, prev = self.embed(x), None

@@ -10,6 +10,7 @@ from spikecim.nn import functional, surrogate
 from spikecim.nn.container import Sequential, apply_folded, fold, unfold
 from spikecim.nn.conv import Conv2d
 from spikecim.nn.dynamic import DynamicTimesteps
+from spikecim.nn.linear import Linear
 from spikecim.nn.neurons import IF, LIF, Neuron, SynapticLIF, TemporalModule
 from spikecim.nn.norm import BatchNorm2d
 from spikecim.nn.pool import AvgPool2d, MaxPool2d
@@ -24,6 +25,7 @@ __all__ = [
     "BatchNorm2d",
     "Conv2d",
     "DynamicTimesteps",
+    "Linear",
     "MaxPool2d",
     "MembraneCell",
     "Neuron",

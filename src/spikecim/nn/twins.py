@@ -1,13 +1,15 @@
 """torch's own twins of the layers that run spikecim's CPU kernels (:class:`~spikecim.nn.AvgPool2d`,
-:class:`~spikecim.nn.MaxPool2d`, :class:`~spikecim.nn.BatchNorm2d`, :class:`~spikecim.nn.Conv2d`): what a model built
-with another library runs. The benchmarks build the peers' copies of a spikecim model with
-:func:`torch_layers`, so that no peer is timed on spikecim's kernels."""
+:class:`~spikecim.nn.MaxPool2d`, :class:`~spikecim.nn.BatchNorm2d`, :class:`~spikecim.nn.Conv2d`,
+:class:`~spikecim.nn.Linear`): what a model built with another library runs. The benchmarks
+build the peers' copies of a spikecim model with :func:`torch_layers`, so that no peer is
+timed on spikecim's kernels."""
 
 from __future__ import annotations
 
 from torch import nn
 
 from spikecim.nn.conv import Conv2d
+from spikecim.nn.linear import Linear
 from spikecim.nn.norm import BatchNorm2d
 from spikecim.nn.pool import AvgPool2d, MaxPool2d
 
@@ -18,6 +20,7 @@ TWINS = (
     (MaxPool2d, nn.MaxPool2d),
     (BatchNorm2d, nn.BatchNorm2d),
     (Conv2d, nn.Conv2d),
+    (Linear, nn.Linear),
 )
 
 

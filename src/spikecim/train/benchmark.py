@@ -9,12 +9,12 @@ in the same step, arctan surrogate (alpha 2), BatchNorm over ``T*B`` (tdBN).
 
 | name | what runs |
 | --- | --- |
-| ``spikecim`` | the model of :func:`spikecim.models.create_model` (LIF ``reset_delay=False``; every LIF in place, ``inplace=True``, as the built-in models build it: its spikes overwrite the BatchNorm, Linear or residual-sum output it reads, an option neither peer has; its convolutions of spikes event-driven, :class:`spikecim.nn.Conv2d`) |
+| ``spikecim`` | the model of :func:`spikecim.models.create_model` (LIF ``reset_delay=False``; every LIF in place, ``inplace=True``, as the built-in models build it: its spikes overwrite the BatchNorm, Linear or residual-sum output it reads, an option neither peer has; its convolutions of spikes event-driven, :class:`spikecim.nn.Conv2d`; its linear layers' products on oneDNN's GEMM, :class:`spikecim.nn.Linear`) |
 | ``spikingjelly`` | the same layers, each stateless one in ``layer.SeqToANNContainer`` (what its multi-step ``layer.Conv2d`` does), ``neuron.LIFNode(step_mode="m")`` (its multi-step function, torch on CPU), ``functional.reset_net`` before every step |
 | ``snntorch`` | the same stateless layers run once over ``T*B``, each neuron an ``snn.Leaky(reset_delay=False)`` stepped in a Python loop (snnTorch has no multi-step layers) |
 
-Both peers' copies hold torch's ``nn.Conv2d``, pooling and BatchNorm layers where the model
-holds spikecim's (:func:`spikecim.nn.twins.torch_layers`). The libraries alternate in every
+Both peers' copies hold torch's ``nn.Conv2d``, ``nn.Linear``, pooling and BatchNorm layers where
+the model holds spikecim's (:func:`spikecim.nn.twins.torch_layers`). The libraries alternate in every
 round (one step each); the median of ``repeats`` rounds after ``warmup`` rounds is reported. Peak memory: the highest total of torch CPU
 allocations during one training step, from the torch profiler's allocation and free
 events (the weights, gradients and optimiser state that exist before the step excluded).

@@ -27,6 +27,7 @@ from torch import nn
 
 from spikecim.models._registry import make_activation, register_model
 from spikecim.models.lm._common import TokenModel, check_backend, check_size
+from spikecim.nn.linear import Linear
 from spikecim.nn.recurrence import wkv
 from spikecim.nn.surrogate import atan
 
@@ -59,10 +60,10 @@ class TimeMix(nn.Module):
         self.mix_k = nn.Parameter(_mix(d_model, layer, layers))
         self.mix_v = nn.Parameter(_mix(d_model, layer, layers) + 0.3 * ratio)
         self.mix_r = nn.Parameter(_mix(d_model, layer, layers, 0.5))
-        self.key = nn.Linear(d_model, d_model, bias=False)
-        self.value = nn.Linear(d_model, d_model, bias=False)
-        self.receptance = nn.Linear(d_model, d_model, bias=False)
-        self.output = nn.Linear(d_model, d_model, bias=False)
+        self.key = Linear(d_model, d_model, bias=False)
+        self.value = Linear(d_model, d_model, bias=False)
+        self.receptance = Linear(d_model, d_model, bias=False)
+        self.output = Linear(d_model, d_model, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         prev = token_shift(x)
@@ -81,9 +82,9 @@ class ChannelMix(nn.Module):
         super().__init__()
         self.mix_k = nn.Parameter(_mix(d_model, layer, layers))
         self.mix_r = nn.Parameter(_mix(d_model, layer, layers))
-        self.key = nn.Linear(d_model, 4 * d_model, bias=False)
-        self.value = nn.Linear(4 * d_model, d_model, bias=False)
-        self.receptance = nn.Linear(d_model, d_model, bias=False)
+        self.key = Linear(d_model, 4 * d_model, bias=False)
+        self.value = Linear(4 * d_model, d_model, bias=False)
+        self.receptance = Linear(d_model, d_model, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         prev = token_shift(x)
@@ -140,7 +141,7 @@ class SpikeGPT(TokenModel):
         self.binarise = atan(2.0)
         self.blocks = nn.ModuleList(Block(d_model, i, layers, act, wkv_backend) for i in range(layers))
         self.ln_out = nn.LayerNorm(d_model)
-        self.head = nn.Linear(d_model, vocab, bias=False)
+        self.head = Linear(d_model, vocab, bias=False)
         nn.init.normal_(self.head.weight, std=0.02)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,7 @@ from torch import nn
 from spikecim.errors import SpikecimError
 from spikecim.models._registry import register_model
 from spikecim.models.lm._common import TokenModel, check_size
+from spikecim.nn.linear import Linear
 from spikecim.ops.matmul import MatMul
 
 __all__ = ["TokenEmbedding", "TransformerLM"]
@@ -27,11 +28,11 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, d_model: int, heads: int) -> None:
         super().__init__()
         self.heads = heads
-        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.qkv = Linear(d_model, 3 * d_model)
         self.scores = MatMul()
         self.softmax = nn.Softmax(dim=-1)
         self.mix = MatMul()
-        self.proj = nn.Linear(d_model, d_model)
+        self.proj = Linear(d_model, d_model)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, b, d = x.shape  # [L, B, D]
@@ -52,7 +53,7 @@ class Block(nn.Module):
         self.ln1 = nn.LayerNorm(d_model)
         self.attn = CausalSelfAttention(d_model, heads)
         self.ln2 = nn.LayerNorm(d_model)
-        self.mlp = nn.Sequential(nn.Linear(d_model, 4 * d_model), nn.GELU(), nn.Linear(4 * d_model, d_model))
+        self.mlp = nn.Sequential(Linear(d_model, 4 * d_model), nn.GELU(), Linear(4 * d_model, d_model))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.ln1(x))
@@ -78,7 +79,7 @@ class TransformerLM(TokenModel):
         self.pos = nn.Parameter(torch.zeros(context, d_model))
         self.blocks = nn.ModuleList(Block(d_model, heads) for _ in range(layers))
         self.ln_out = nn.LayerNorm(d_model)
-        self.head = nn.Linear(d_model, vocab)
+        self.head = Linear(d_model, vocab)
         for m in self.modules():
             if isinstance(m, (nn.Linear, nn.Embedding)):
                 nn.init.normal_(m.weight, std=0.02)

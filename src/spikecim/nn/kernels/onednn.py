@@ -1,10 +1,11 @@
-"""oneDNN's float32 GEMM, where torch carries it: the products of the noisy forward's
-crossbar tiles (:mod:`spikecim.analog.gemm`).
+"""oneDNN's float32 GEMM, where torch carries it: the products of :class:`spikecim.nn.Linear`
+and of the noisy forward's crossbar tiles (:mod:`spikecim.analog.gemm`).
 
 torch's CPU matrix products (``mm``, ``addmm``, ``linear``) call its BLAS, MKL; its
 convolutions call oneDNN. On CPUs whose vector units MKL does not use to the full (on AMD's
 AVX-512 cores MKL's sgemm runs at about the AVX2 rate) oneDNN's GEMM is about twice as fast
-(``python benchmarks/bench_gemm.py``). torch reaches it
+(``python benchmarks/bench_linear.py``, ``python benchmarks/bench_gemm.py``; docs/speed.md,
+"Linear layers"). torch reaches it
 through ``torch.ops.mkldnn._linear_pointwise``, the kernel its compiler uses for frozen
 linear layers; :func:`available` probes it once against ``torch.mm``. With
 ``SPIKECIM_GEMM=torch`` in the environment it is never used (torch's products run, bit for
