@@ -155,3 +155,11 @@ def test_the_training_benchmark_times_the_peers_on_torchs_linear():
     for peer in (benchmark.snntorch_model(model), benchmark.spikingjelly_model(model)):
         layers = [m for m in peer.modules() if isinstance(m, nn.Linear)]
         assert layers and all(type(m) is nn.Linear for m in layers)
+
+
+def test_under_cpu_autocast_torchs_linear_runs_in_its_precision():
+    layer, x = Linear(512, 256), _randn(64, 512, seed=19)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not linear_module.applies(x, layer.weight, layer.bias)
+        y, want = layer(x), F.linear(x, layer.weight, layer.bias)
+    assert y.dtype == want.dtype == torch.bfloat16 and torch.equal(y, want)

@@ -146,6 +146,14 @@ def test_a_jit_trace_records_torchs_convolution():
     torch.testing.assert_close(traced(x), F.conv2d(x, layer.weight, None, 1, 1), rtol=0, atol=0)
 
 
+def test_under_cpu_autocast_torchs_convolution_runs_in_its_precision():
+    x, weight = _spikes((2, 4, 8, 8), 0.2, seed=17), torch.randn(8, 4, 3, 3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not spike_conv_cpu.applies(x, weight, 1, 1, 1, 1)
+        y, want = spike_conv_cpu.conv2d(x, weight, None, 1, 1), F.conv2d(x, weight, None, 1, 1)
+    assert y.dtype == want.dtype == torch.bfloat16 and torch.equal(y, want)
+
+
 def test_spikecim_conv_torch_turns_the_kernel_off(monkeypatch):
     x, weight = _spikes((2, 4, 8, 8), 0.2, seed=10), torch.randn(8, 4, 3, 3, requires_grad=True)
     assert type(spike_conv_cpu.conv2d(x, weight, None, 1, 1).grad_fn).__name__ != TORCH

@@ -10,7 +10,7 @@ cores) the forward and both gradients take about half the time: VGG-9's classifi
 float rounding apart from torch's (another order of summation), the gradients too.
 
 Like spikecim's other kernels it steps aside for tools that watch torch's ops (a torch
-function or dispatch mode such as ``FlopCounterMode``, ``torch.compile``, ``jit.trace``):
+function or dispatch mode such as ``FlopCounterMode``, ``torch.compile``, ``jit.trace``; CPU autocast):
 those see ``aten::linear``. ``SPIKECIM_GEMM=torch`` turns it off.
 """
 

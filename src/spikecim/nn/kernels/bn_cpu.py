@@ -15,7 +15,7 @@ compares the outputs, statistics and gradients with torch's).
 
 It applies to float32 and float64 CPU tensors ``[N, C, H, W]`` in the default layout with
 more than one value per channel, in training (batch statistics); everything else, and every
-call under a torch function or dispatch mode, ``torch.compile`` or ``torch.jit.trace``,
+call under a torch function or dispatch mode, ``torch.compile``, ``torch.jit.trace`` or CPU autocast,
 runs ``F.batch_norm``. ``SPIKECIM_BATCHNORM=torch`` turns the kernel off.
 """
 

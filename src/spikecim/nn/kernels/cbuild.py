@@ -74,9 +74,10 @@ def threads(work: int, parallel_min: int) -> int:
 
 
 def watched() -> bool:
-    """Whether a tool is watching torch's ops (a torch function or dispatch mode: op counters
-    such as SpikingJelly's or ``FlopCounterMode``; ``torch.compile``; the JIT tracer): a
-    kernel that stands in for a torch op then lets the op run, which the tool knows."""
+    """Whether a tool is watching or rewriting torch's ops (a torch function or dispatch mode:
+    op counters such as SpikingJelly's or ``FlopCounterMode``; ``torch.compile``; the JIT
+    tracer; CPU autocast, which runs some ops in a lower precision): a kernel that stands in
+    for a torch op then lets the op run, which the tool knows."""
     from torch.utils._python_dispatch import _get_current_dispatch_mode
 
     return (
@@ -84,6 +85,7 @@ def watched() -> bool:
         or _get_current_dispatch_mode() is not None
         or torch.compiler.is_compiling()
         or torch.jit.is_tracing()
+        or torch.is_autocast_enabled("cpu")
     )
 
 

@@ -15,9 +15,10 @@ The kernel applies to float32 and float64 CPU tensors ``[N, C, H, W]`` or ``[C, 
 the default (contiguous) layout, with kernel = stride, no padding, no dilation and no
 ``ceil_mode``; everything else, channels-last tensors included (torch's channels-last
 kernels already vectorise), runs torch's pooling. So does every call made while a torch
-function or dispatch mode is active, under ``torch.compile`` or ``torch.jit.trace``: op counters (SpikingJelly's,
-torch's ``FlopCounterMode``), tracers and the compiler then see torch's pooling op, which
-they know. ``SPIKECIM_POOL=torch`` turns the kernel off.
+function or dispatch mode is active, under ``torch.compile``, ``torch.jit.trace`` or CPU
+autocast: op counters (SpikingJelly's, torch's ``FlopCounterMode``), tracers and the
+compiler then see torch's pooling op, which they know. ``SPIKECIM_POOL=torch`` turns the
+kernel off.
 """
 
 from __future__ import annotations
