@@ -235,3 +235,25 @@ def test_the_training_benchmark_times_the_peers_on_torchs_convolutions():
         for peer in (benchmark.snntorch_model(model), benchmark.spikingjelly_model(model)):
             convs = [m for m in peer.modules() if isinstance(m, nn.Conv2d)]
             assert convs and all(type(m) is nn.Conv2d for m in convs)
+
+
+def test_a_slice_of_channels_is_read_in_place_and_the_output_written_into_a_given_tensor():
+    """The crossbar's direct convolution runs one kernel call per input tile on a slice of
+    channels and gathers the tiles' outputs in one tensor; the values are those of the
+    convolution of a contiguous copy (the same kernel), and torch's within the bound."""
+    x = _spikes((3, 40, 9, 11), 0.2, seed=18)
+    weight = torch.randn(70, 24, 3, 3, generator=torch.Generator().manual_seed(19))
+    part = x[:, 8:32]
+    assert not part.is_contiguous()
+    out = torch.full((2, 3, 70, 9 * 11), float("nan"))
+    with torch.no_grad():
+        assert spike_conv_cpu.conv2d_into(part, weight, 1, out[1])
+        want = spike_conv_cpu.conv2d(part.contiguous(), weight, None, 1, 1)
+    assert torch.equal(out[1].view_as(want), want) and bool(out[0].isnan().all())
+    exact = F.conv2d(part.double(), weight.double(), None, 1, 1)
+    magnitude = F.conv2d(part.double(), weight.double().abs(), None, 1, 1)
+    assert bool(((want.double() - exact).abs() <= _bound(24 * 9, magnitude)).all())
+    dense = torch.rand(3, 24, 9, 11, generator=torch.Generator().manual_seed(20))
+    with torch.no_grad():
+        assert not spike_conv_cpu.conv2d_into(dense, weight, 1, out[0])
+    assert bool(out[0].isnan().all())

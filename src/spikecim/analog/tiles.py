@@ -38,6 +38,7 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import torch
+from torch.nn.modules.utils import _pair
 
 from spikecim.analog import conv_kernel, converter_kernels, gemm, noise
 from spikecim.analog.circuit import effective_conductance, effective_conductance_fast
@@ -511,6 +512,18 @@ def crossbar_conv2d(
     per_channel = kh * kw
     scratch = scratch if _inference(x) else None
     m = read_matrix(state, cfg, scratch).to(x.dtype)  # [n_in, R, n_out*S*C], rows = (channel, kh, kw)
+    columns = None  # inference: the tiles' outputs written in place, where the event-driven kernel runs
+    if (
+        scratch is not None
+        and conv["stride"] in (1, (1, 1))
+        and conv["dilation"] in (1, (1, 1))
+        and spike_conv_cpu.available()
+    ):
+        n, _, h, w = x.shape
+        ph, pw = _pair(conv["padding"]) if not isinstance(conv["padding"], str) else (-1, -1)
+        if min(ph, pw) >= 0:
+            shape = (n_in, n, m.shape[2], (h + 2 * ph - kh + 1) * (w + 2 * pw - kw + 1))
+            columns = _columns(state, cfg, scratch, shape, x)
     parts = []
     for i in range(n_in):
         first, last = i * R, min((i + 1) * R, state.in_features)
@@ -525,11 +538,21 @@ def crossbar_conv2d(
                 ]
             )
         kernel = rows.T.reshape(-1, c1 - c0, kh, kw)
+        if columns is not None and spike_conv_cpu.conv2d_into(
+            x[:, c0:c1], kernel, conv["padding"], columns[i]
+        ):
+            parts.append(columns[i])
+            continue
         y = spike_conv_cpu.conv2d(
             x[:, c0:c1], kernel, None, conv["stride"], conv["padding"], conv["dilation"]
         )
         parts.append(y.flatten(2))
-    if n_in == 1:
+    if columns is not None:
+        for i, p in enumerate(parts):
+            if p.data_ptr() != columns[i].data_ptr():  # torch's convolution ran for this tile
+                columns[i].copy_(p)
+        y = columns
+    elif n_in == 1:
         y = parts[0].unsqueeze(0)
     elif scratch is None:  # with a gradient
         y = torch.stack(parts)

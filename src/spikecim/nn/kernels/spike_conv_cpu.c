@@ -1,6 +1,7 @@
 /* Convolutions of binary spike maps, event-driven, float32 on CPUs with AVX-512 (F, BW, VL).
  *
- * For x [N, C, H, W] whose entries are all 0 or 1, a weight w [Co, C, KH, KW], stride 1,
+ * For x [N, C, H, W] (each sample contiguous, the samples any stride apart: a slice of
+ * channels) whose entries are all 0 or 1, a weight w [Co, C, KH, KW], stride 1,
  * dilation 1, one group and zero padding (ph, pw) (Ho = H + 2ph − KH + 1, Wo likewise):
  *   forward:        y[n, o, i, j] = Σ_{(c, a, b): x[n, c, i + a − ph, j + b − pw] = 1} w[o, c, a, b]
  *   weight gradient: gw[o, c, a, b] = Σ_{(n, i, j): x[n, c, i + a − ph, j + b − pw] = 1} gy[n, o, i, j]
@@ -43,7 +44,7 @@
 #include "transpose.h"
 
 typedef struct {
-    const float *x;  /* [N, C, H, W] contiguous */
+    const float *x;  /* [N, C, H, W], each sample contiguous, samples xs apart */
     uint16_t *mask;  /* [N][Hp][Wp][CW], zeroed by the caller */
     uint16_t *rowbits; /* [N][C][H][JW]: bit j % 16 of word j / 16 set where x[n, c, i, j] = 1 */
     const float *wt; /* [Cop/64][KH][KW][C][64] */
@@ -51,7 +52,7 @@ typedef struct {
     const float *gy; /* [N, Co, Ho, Wo] contiguous */
     float *gw;       /* [KH][KW][C][Cop], zeroed by the caller */
     int64_t *counts; /* [N·CW]: spikes per (n, word), −1: an entry neither 0 nor 1 */
-    int64_t N, C, H, W, Co, Cop, KH, KW, ph, pw, Ho, Wo, CW, JW;
+    int64_t N, C, H, W, Co, Cop, KH, KW, ph, pw, Ho, Wo, CW, JW, xs;
     int64_t rows, cbw, rblock, nblock; /* forward: rows per item; weight gradient: channels, rows, samples */
     int32_t failed;            /* set when an item could not allocate its buffers */
 } spike_conv_args;
@@ -85,7 +86,7 @@ AVX512 static void masks_item(const void *p, int64_t item) {
             uint16_t k[16] = {0};
             __mmask16 odd = 0;
             for (int64_t c = 0; c < nc; c++) {
-                const __m512 v = _mm512_maskz_loadu_ps(in, a->x + ((n * a->C + 16 * cw + c) * H + i) * W + j0);
+                const __m512 v = _mm512_maskz_loadu_ps(in, a->x + n * a->xs + ((16 * cw + c) * H + i) * W + j0);
                 const __mmask16 nz = _mm512_cmp_ps_mask(v, zero, _CMP_NEQ_UQ);
                 odd |= nz & _mm512_cmp_ps_mask(v, one, _CMP_NEQ_UQ);
                 k[c] = nz;

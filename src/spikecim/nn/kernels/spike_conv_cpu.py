@@ -37,9 +37,10 @@ from torch.nn.modules.utils import _pair
 
 from spikecim.nn.kernels import cbuild
 
-__all__ = ["DENSE_FROM", "applies", "available", "conv2d", "sparse_spikes_likely"]
+__all__ = ["DENSE_FROM", "applies", "available", "conv2d", "conv2d_into", "sparse_spikes_likely"]
 
 DENSE_FROM = 0.4  # spike rate above which the dense convolution is faster
+PROFILER_NAME = "spikecim::spike_conv"  # conv2d_into's record in torch's profiler (conv2d's: _SpikeConv)
 _SOURCE = Path(cbuild.__file__).with_name("spike_conv_cpu.c")
 _PANEL = 256  # output positions per forward work item, about
 _COLUMNS = 64  # the forward's output channels per pass (FCB in the C file)
@@ -61,6 +62,7 @@ _SIZES = (
     "Wo",
     "CW",
     "JW",
+    "xs",
     "rows",
     "cbw",
     "rblock",
@@ -126,11 +128,39 @@ def conv2d(x: torch.Tensor, weight: torch.Tensor, bias=None, stride=1, padding=0
     """``F.conv2d`` (the same arguments, values to float rounding, and gradients), event-driven
     where :func:`applies` and the input turns out to be sparse spikes."""
     if applies(x, weight, stride, padding, dilation, groups):
-        x = x.contiguous()
+        x = _samples_contiguous(x)
         bits = _spike_bits(x, _pair(padding))
         if bits is not None:
             return _SpikeConv.apply(x, weight, bias, *bits, _pair(padding))
     return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+
+
+def conv2d_into(x: torch.Tensor, weight: torch.Tensor, padding, out: torch.Tensor) -> bool:
+    """``out[N, Co, Ho, Wo] = F.conv2d(x, weight, None, 1, padding)`` written in place, without
+    a gradient, where the kernel takes the call (:func:`applies` with stride 1, and ``x``
+    sparse spikes); returns whether it did (else ``out`` is untouched). ``x`` may be a slice
+    of channels, read in place; ``out`` must be contiguous: for callers that gather several
+    convolutions' outputs in one tensor."""
+    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
+        return False
+    if not (out.is_contiguous() and out.dtype == torch.float32 and applies(x, weight, 1, padding, 1, 1)):
+        return False
+    with torch.profiler.record_function(PROFILER_NAME):  # what a profile of the caller shows
+        x = _samples_contiguous(x)
+        bits = _spike_bits(x, _pair(padding))
+        if bits is None:
+            return False
+        _forward(x, weight, bits[0], _pair(padding), out=out)
+    return True
+
+
+def _samples_contiguous(x: torch.Tensor) -> torch.Tensor:
+    """``x`` itself when each sample is contiguous (a slice of channels is: the kernel reads
+    the samples ``x.stride(0)`` apart), else a contiguous copy."""
+    n, c, h, w = x.shape
+    if x.is_contiguous() or (x.stride()[1:] == (h * w, w, 1) and (n == 1 or x.stride(0) >= c * h * w)):
+        return x
+    return x.contiguous()
 
 
 class _SpikeConv(torch.autograd.Function):
@@ -162,7 +192,9 @@ def _round_up(n: int, m: int) -> int:
     return -(-n // m) * m
 
 
-def _args(x_shape: torch.Size, shape: torch.Size, padding: tuple[int, int], **tensors) -> ctypes.Structure:
+def _args(
+    x_shape: torch.Size, shape: torch.Size, padding: tuple[int, int], xs: int = 0, **tensors
+) -> ctypes.Structure:
     n, c, h, w = x_shape
     co, _, kh, kw = shape
     ph, pw = padding
@@ -172,7 +204,8 @@ def _args(x_shape: torch.Size, shape: torch.Size, padding: tuple[int, int], **te
     return _Args(
         **{name: t.data_ptr() for name, t in tensors.items()},
         N=n, C=c, H=h, W=w, Co=co, Cop=_round_up(co, _COLUMNS), KH=kh, KW=kw, ph=ph, pw=pw, Ho=ho, Wo=wo,
-        CW=-(-c // 16), JW=-(-w // 16), rows=max(1, _PANEL // wo), cbw=16, rblock=rblock, nblock=nblock,
+        CW=-(-c // 16), JW=-(-w // 16), xs=xs or c * h * w, rows=max(1, _PANEL // wo), cbw=16, rblock=rblock,
+        nblock=nblock,
     )  # fmt: skip
 
 
@@ -186,7 +219,16 @@ def _spike_bits(x: torch.Tensor, padding: tuple[int, int]) -> tuple[torch.Tensor
     mask = torch.zeros(n, h + 2 * ph, w + 2 * pw, -(-c // 16), dtype=torch.int16)
     rowbits = torch.empty(n, c, h, -(-w // 16), dtype=torch.int16)
     counts = torch.empty(n * mask.shape[-1], dtype=torch.int64)
-    a = _args(x.shape, torch.Size((1, c, 1, 1)), padding, x=x, mask=mask, rowbits=rowbits, counts=counts)
+    a = _args(
+        x.shape,
+        torch.Size((1, c, 1, 1)),
+        padding,
+        x.stride(0),
+        x=x,
+        mask=mask,
+        rowbits=rowbits,
+        counts=counts,
+    )
     _library().spike_masks(ctypes.byref(a), cbuild.threads(x.numel(), _PARALLEL_MIN))
     if bool((counts < 0).any()) or int(counts.sum()) > DENSE_FROM * x.numel():
         return None
@@ -194,14 +236,19 @@ def _spike_bits(x: torch.Tensor, padding: tuple[int, int]) -> tuple[torch.Tensor
 
 
 def _forward(
-    x: torch.Tensor, weight: torch.Tensor, mask: torch.Tensor, padding: tuple[int, int]
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    mask: torch.Tensor,
+    padding: tuple[int, int],
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     co, c, kh, kw = weight.shape
     cop = _round_up(co, _COLUMNS)  # [Cop/64][KH][KW][C][64]
     wt = F.pad(weight.detach(), (0, 0, 0, 0, 0, 0, 0, cop - co)).view(cop // _COLUMNS, _COLUMNS, c, kh, kw)
     wt = wt.permute(0, 3, 4, 2, 1).contiguous()
     n, _, h, w = x.shape
-    y = x.new_empty(n, co, h + 2 * padding[0] - kh + 1, w + 2 * padding[1] - kw + 1)
+    shape = (n, co, h + 2 * padding[0] - kh + 1, w + 2 * padding[1] - kw + 1)
+    y = x.new_empty(shape) if out is None else out.view(shape)
     a = _args(x.shape, weight.shape, padding, mask=mask, wt=wt, y=y)
     _library().spike_conv_forward(ctypes.byref(a), cbuild.threads(x.numel() * kh * kw * co, _PARALLEL_MIN))
     if a.failed:
