@@ -7,7 +7,9 @@ import json
 
 import pytest
 import torch
+from torch import nn
 
+from spikecim import nn as snn
 from spikecim.cli.main import main
 from spikecim.train import benchmark
 
@@ -132,3 +134,25 @@ def test_every_library_s_network_moves_whole_to_the_benchmark_device(library):
         x, y = torch.rand(2, 2, 3, 8, 8, device=meta), torch.randint(0, 10, (2,), device=meta)
         benchmark._step_fn(net, before, x, y)()
         assert all(p.grad is not None and p.grad.device == meta for p in net.parameters())
+
+
+@pytest.mark.parametrize(
+    ("model", "ours", "theirs"),
+    [
+        ("vgg9", snn.Conv2d, nn.Conv2d),
+        ("resnet19", snn.Conv2d, nn.Conv2d),
+        ("vgg9", snn.Linear, nn.Linear),
+        ("vgg9", snn.AvgPool2d, nn.AvgPool2d),
+        ("resnet19", snn.BatchNorm2d, nn.BatchNorm2d),
+    ],
+)
+def test_the_peers_are_timed_on_torchs_layers_where_spikecims_model_has_its_own(model, ours, theirs):
+    """No peer runs a spikecim kernel: their copies hold torch's layer where the model holds
+    spikecim's (spikecim.nn.twins)."""
+    pytest.importorskip("spikingjelly")
+    pytest.importorskip("snntorch")
+    net = benchmark.spikecim_model(model, 0.25, 32)
+    assert any(type(m) is ours for m in net.modules())
+    for peer in (benchmark.snntorch_model(net), benchmark.spikingjelly_model(net)):
+        layers = [m for m in peer.modules() if isinstance(m, theirs)]
+        assert layers and all(type(m) is theirs for m in layers)

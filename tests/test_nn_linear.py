@@ -145,18 +145,6 @@ def test_built_in_models_use_the_layer_and_peers_get_torchs():
         assert repr(peer) == repr(model)
 
 
-def test_the_training_benchmark_times_the_peers_on_torchs_linear():
-    pytest.importorskip("spikingjelly")
-    pytest.importorskip("snntorch")
-    from spikecim.train import benchmark
-
-    model = benchmark.spikecim_model("vgg9", 0.25, 32)
-    assert any(type(m) is Linear for m in model.modules())
-    for peer in (benchmark.snntorch_model(model), benchmark.spikingjelly_model(model)):
-        layers = [m for m in peer.modules() if isinstance(m, nn.Linear)]
-        assert layers and all(type(m) is nn.Linear for m in layers)
-
-
 def test_under_cpu_autocast_torchs_linear_runs_in_its_precision():
     layer, x = Linear(512, 256), _randn(64, 512, seed=19)
     with torch.autocast("cpu", dtype=torch.bfloat16):

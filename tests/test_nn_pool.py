@@ -180,15 +180,3 @@ def test_pooling_split_over_threads_equals_torch():
             assert torch.equal(y, y_ref) and torch.equal(gx, gx_ref)
     finally:
         torch.set_num_threads(threads)
-
-
-def test_the_training_benchmark_times_the_peers_on_torchs_pooling():
-    pytest.importorskip("spikingjelly")
-    pytest.importorskip("snntorch")
-    from spikecim.train import benchmark
-
-    model = benchmark.spikecim_model("vgg9", 0.25, 32)
-    assert any(type(m) is AvgPool2d for m in model.modules())
-    for peer in (benchmark.snntorch_model(model), benchmark.spikingjelly_model(model)):
-        pools = [m for m in peer.modules() if isinstance(m, nn.AvgPool2d)]
-        assert pools and all(type(m) is nn.AvgPool2d for m in pools)

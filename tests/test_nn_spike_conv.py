@@ -224,19 +224,6 @@ def test_built_in_spiking_models_convolve_with_the_layer_and_peers_get_torchs():
     assert "_SpikeConvBackward" in seen
 
 
-def test_the_training_benchmark_times_the_peers_on_torchs_convolutions():
-    pytest.importorskip("spikingjelly")
-    pytest.importorskip("snntorch")
-    from spikecim.train import benchmark
-
-    for name in ("vgg9", "resnet19"):
-        model = benchmark.spikecim_model(name, 0.25, 32)
-        assert any(type(m) is Conv2d for m in model.modules())
-        for peer in (benchmark.snntorch_model(model), benchmark.spikingjelly_model(model)):
-            convs = [m for m in peer.modules() if isinstance(m, nn.Conv2d)]
-            assert convs and all(type(m) is nn.Conv2d for m in convs)
-
-
 def test_a_slice_of_channels_is_read_in_place_and_the_output_written_into_a_given_tensor():
     """The crossbar's direct convolution runs one kernel call per input tile on a slice of
     channels and gathers the tiles' outputs in one tensor; the values are those of the
