@@ -41,7 +41,7 @@ from spikecim.interop.nirfile import (
     number_problem,
     read_graph,
 )
-from spikecim.nn import AvgPool2d, Sequential, TemporalModule
+from spikecim.nn import AvgPool2d, Conv2d, Linear, Sequential, TemporalModule
 
 __all__ = ["BUILDERS", "DEFAULT_DT", "check_dt", "from_nir"]
 
@@ -316,7 +316,7 @@ def _affine(node, ctx: Context) -> nn.Module:
     if w.ndim != 2:
         raise SpikecimError(f"weight: must be 2-D (out, in), got shape {w.shape}")
     bias = getattr(node, "bias", None)
-    layer = nn.Linear(w.shape[1], w.shape[0], bias=bias is not None, dtype=ctx.dtype)
+    layer = Linear(w.shape[1], w.shape[0], bias=bias is not None, dtype=ctx.dtype)
     with torch.no_grad():
         layer.weight.copy_(_tensor(w, ctx))
         if bias is not None:
@@ -332,7 +332,7 @@ def _conv(node, ctx: Context) -> nn.Module:
     nd = w.ndim - 2
     if nd not in (1, 2):
         raise SpikecimError(f"weight: must be (out, in/groups, k...) with 1 or 2 kernel dims, got {w.shape}")
-    cls = nn.Conv1d if nd == 1 else nn.Conv2d
+    cls = nn.Conv1d if nd == 1 else Conv2d
     groups = integers(node.groups, "groups", 1, one=True)[0]
     layer = cls(w.shape[1] * groups, w.shape[0], w.shape[2:], stride=_counts(node, "stride", nd),
                 padding=_counts(node, "padding", nd), dilation=_counts(node, "dilation", nd),
