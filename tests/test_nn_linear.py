@@ -151,3 +151,16 @@ def test_under_cpu_autocast_torchs_linear_runs_in_its_precision():
         assert not linear_module.applies(x, layer.weight, layer.bias)
         y, want = layer(x), F.linear(x, layer.weight, layer.bias)
     assert y.dtype == want.dtype == torch.bfloat16 and torch.equal(y, want)
+
+
+def test_a_second_derivative_flows_through_the_backward():
+    """With ``create_graph=True`` the backward builds a graph (torch's products), so a
+    gradient of a gradient exists: for L = Σ c∘linear(x, W), ∂L/∂x = c·W, and the gradient of
+    Σ d∘(c·W) with respect to W is cᵀ·d, whatever x and W are."""
+    x, weight = _randn(64, 512, seed=21).requires_grad_(), _randn(256, 512, seed=22).requires_grad_()
+    c, d = _randn(64, 256, seed=23), _randn(64, 512, seed=24)
+    y = linear(x, weight)
+    assert type(y.grad_fn).__name__ == OURS
+    (gx,) = torch.autograd.grad((y * c).sum(), x, create_graph=True)
+    (second,) = torch.autograd.grad((gx * d).sum(), weight)
+    _within(second, c.T, d)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.autograd.function import once_differentiable
 
 from spikecim.nn.kernels import cbuild, onednn
 
@@ -74,15 +73,17 @@ class _Linear(torch.autograd.Function):
         return onednn.linear(x, weight, bias)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, gy):
         x, weight = ctx.saved_tensors
+        # a backward that builds a graph (create_graph=True, for a second derivative) takes
+        # torch's products, which autograd can differentiate again; the others oneDNN's
+        product = torch.mm if torch.is_grad_enabled() else lambda a, b: onednn.linear(a, b.t())
         gy = gy.contiguous()
         gx = gw = gb = None
-        if ctx.needs_input_grad[0]:  # gy @ W: a linear layer of weight Wᵀ
-            gx = onednn.linear(gy, weight.t())
-        if ctx.needs_input_grad[1]:  # gyᵀ @ x: a linear layer of weight xᵀ
-            gw = onednn.linear(gy.t(), x.t())
+        if ctx.needs_input_grad[0]:
+            gx = product(gy, weight)
+        if ctx.needs_input_grad[1]:
+            gw = product(gy.t(), x)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             gb = gy.sum(0)
         return gx, gw, gb
