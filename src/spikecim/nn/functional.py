@@ -227,16 +227,13 @@ def lif_spikes(
     if inplace:
         check_inplace(x)
     mem0 = None if state is None else state.v
-    spk = None
+    fused = None
     if backend != "reference":
         from spikecim.nn import kernels
 
         fused = kernels.select_spikes(x, p, mem0, backend, inplace)
-        if fused is not None:
-            spk = fused(x, p, mem0)
-    if spk is None:
-        spk = lif(x, state, p, "reference")[0]
-    if inplace and spk.data_ptr() != x.data_ptr():
+    spk = fused(x, p, mem0) if fused is not None else lif(x, state, p, "reference")[0]
+    if inplace and (fused is None or spk.data_ptr() != x.data_ptr()):
         spk = x.copy_(spk)
     return spk
 

@@ -67,13 +67,20 @@ _GRADS: dict[str, Callable[[torch.Tensor, float], torch.Tensor]] = {
 
 
 class _Heaviside(torch.autograd.Function):
-    """Strict step forward, surrogate derivative backward."""
+    """Strict step forward, surrogate derivative backward; its forward and context set up
+    apart (and a vmap rule generated), so ``torch.func``'s transforms take it too."""
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, u: torch.Tensor, surrogate: Surrogate) -> torch.Tensor:
+    def forward(u: torch.Tensor, surrogate: Surrogate) -> torch.Tensor:
+        return (u > 0).to(u.dtype)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        u, surrogate = inputs
         ctx.save_for_backward(u)
         ctx.surrogate = surrogate
-        return (u > 0).to(u.dtype)
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):

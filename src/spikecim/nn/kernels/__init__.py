@@ -55,6 +55,10 @@ def select(x: torch.Tensor, params, mem0, backend: str = "auto") -> Kernel | Non
     check_backend(backend, BACKENDS)
     if backend == "reference":
         return None
+    if torch._C._are_functorch_transforms_active():  # torch.func's vmap, grad: torch ops only
+        if backend != "auto":
+            raise cannot_run(backend, x, "under a torch.func transform")
+        return None
     name = backend if backend != "auto" else {"cpu": "cpu", "cuda": "triton"}.get(x.device.type)
     kernel = _kernel(name, x, params, mem0)
     if kernel is None and backend != "auto":

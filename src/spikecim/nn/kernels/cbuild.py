@@ -76,8 +76,9 @@ def threads(work: int, parallel_min: int) -> int:
 def watched() -> bool:
     """Whether a tool is watching or rewriting torch's ops (a torch function or dispatch mode:
     op counters such as SpikingJelly's or ``FlopCounterMode``; ``torch.compile``; the JIT
-    tracer; CPU autocast, which runs some ops in a lower precision): a kernel that stands in
-    for a torch op then lets the op run, which the tool knows."""
+    tracer; CPU autocast, which runs some ops in a lower precision; ``torch.func``'s
+    transforms, ``vmap`` and ``grad``): a kernel that stands in for a torch op then lets the
+    op run, which the tool knows."""
     from torch.utils._python_dispatch import _get_current_dispatch_mode
 
     return (
@@ -86,6 +87,7 @@ def watched() -> bool:
         or torch.compiler.is_compiling()
         or torch.jit.is_tracing()
         or torch.is_autocast_enabled("cpu")
+        or torch._C._are_functorch_transforms_active()
     )
 
 
