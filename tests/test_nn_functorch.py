@@ -1,7 +1,7 @@
 """``torch.func``'s transforms over spikecim's networks: under ``grad`` and ``vmap`` every
 CPU kernel (the fused LIF, the event-driven convolution, the linear layers' oneDNN products,
-pooling, BatchNorm) lets torch's ops run, and the surrogate spike function is a transformable
-autograd function. The oracle is the ordinary backward pass through the kernels, which their
+pooling, BatchNorm, the language models' token recurrences) lets torch's ops run, and the
+surrogate spike function and the quantisers' rounding are transformable autograd functions. The oracle is the ordinary backward pass through the kernels, which their
 own tests hold to torch's convolutions, snnTorch's and SpikingJelly's neurons."""
 
 from __future__ import annotations
@@ -29,6 +29,23 @@ def test_grad_of_a_spiking_network_equals_its_backward_pass(name, inplace):
     got = torch.func.grad(lambda p: torch.func.functional_call(model, p, (x,)).sum())(params)
     want = torch.autograd.grad(model(x).sum(), list(model.parameters()))
     for (key, g), w in zip(got.items(), want, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-5 * float(w.abs().max()) + 1e-12, msg=key)
+
+
+@pytest.mark.parametrize(("name", "spiking"), [("spikegpt-tiny", True), ("matmulfree-tiny", False)])
+def test_grad_of_a_language_model_equals_its_backward_pass(name, spiking):
+    """The token recurrences (SpikeGPT's WKV, the MLGRU scan) run their token loops under a
+    transform, the ternary weights' rounding its straight-through estimator."""
+    torch.manual_seed(0)
+    model = create_model(name, spiking=spiking).eval()
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    tokens = torch.randint(0, 100, (2, 16), generator=torch.Generator().manual_seed(3))
+    got = torch.func.grad(lambda p: torch.func.functional_call(model, p, (tokens,)).sum())(params)
+    want = torch.autograd.grad(model(tokens).sum(), list(model.parameters()), allow_unused=True)
+    for (key, g), w in zip(got.items(), want, strict=True):
+        if w is None:
+            assert not g.any(), key
+            continue
         torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-5 * float(w.abs().max()) + 1e-12, msg=key)
 
 

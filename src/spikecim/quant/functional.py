@@ -41,11 +41,18 @@ STE = Literal["saturated", "identity"] | None
 
 
 class _RoundSTE(torch.autograd.Function):
-    """round(x) forward, identity backward."""
+    """round(x) forward, identity backward (forward and context apart, a vmap rule generated:
+    ``torch.func``'s transforms take it)."""
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, x):
+    def forward(x):
         return torch.round(x)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        pass
 
     @staticmethod
     def backward(ctx, grad):
