@@ -277,6 +277,8 @@ def synaptic(
 def check_inplace(x: torch.Tensor) -> None:
     """Refuse to write a neuron's spikes over ``x`` where torch forbids it: a leaf tensor that
     requires grad, or a view of one (while autograd records)."""
+    if torch.compiler.is_compiling():  # the compiler's graph has no views' bases; torch checks the write
+        return
     base = x if x._base is None else x._base
     if torch.is_grad_enabled() and base.is_leaf and base.requires_grad:
         raise SpikecimError(
