@@ -9,9 +9,10 @@ cores) the forward and both gradients take about half the time: VGG-9's classifi
 (``python benchmarks/bench_linear.py``; docs/speed.md, "Linear layers"). The values are
 float rounding apart from torch's (another order of summation), the gradients too.
 
-Like spikecim's other kernels it steps aside for tools that watch torch's ops (a torch
-function or dispatch mode such as ``FlopCounterMode``, ``torch.compile``, ``jit.trace``; CPU autocast):
-those see ``aten::linear``. ``SPIKECIM_GEMM=torch`` turns it off.
+Like spikecim's other kernels it steps aside for tools that watch or rewrite torch's ops (a
+torch function or dispatch mode such as ``FlopCounterMode``, ``torch.compile``,
+``jit.trace``, CPU autocast, ``torch.func``'s transforms): those see ``aten::linear``.
+``SPIKECIM_GEMM=torch`` turns it off.
 """
 
 from __future__ import annotations

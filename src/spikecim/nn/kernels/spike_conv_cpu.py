@@ -18,9 +18,9 @@ that layout; the kernel writes the default one), stride 1, dilation 1, one group
 padding, a kernel 1 or 3 wide, a CPU with AVX-512 (F, BW, VL), every entry 0 or 1 (checked
 in the pass that reads the spikes, which stops at the first other value) and at most
 :data:`DENSE_FROM` of them 1 (above, the dense product is faster). A call made while a
-torch function or dispatch mode is active (op counters, ``torch.compile``, tracers) or CPU autocast runs
-torch's op, which they know; so does every call with ``SPIKECIM_CONV=torch`` in the
-environment.
+torch function or dispatch mode is active (op counters, ``torch.compile``, tracers), under
+CPU autocast or a ``torch.func`` transform runs torch's op, which they know; so does every
+call with ``SPIKECIM_CONV=torch`` in the environment.
 """
 
 from __future__ import annotations
