@@ -104,6 +104,29 @@ def test_the_layer_equals_nn_batchnorm2d_over_steps_in_training_and_evaluation()
         assert torch.equal(ours(x), theirs(x))
 
 
+def test_second_derivatives_equal_torchs():
+    """With ``create_graph=True`` the backward runs torch's batch norm as a graph, so the
+    gradient of an input gradient (here with respect to the input and the weight) is
+    ``nn.BatchNorm2d``'s, in float64 to its last places."""
+    ours, theirs = BatchNorm2d(8).double(), nn.BatchNorm2d(8).double()
+    with torch.no_grad():
+        ours.weight.copy_(torch.linspace(0.5, 1.5, 8, dtype=torch.float64))
+        ours.bias.copy_(torch.linspace(-0.5, 0.5, 8, dtype=torch.float64))
+    theirs.load_state_dict(ours.state_dict())
+    x = torch.randn(
+        4, 8, 5, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(7)
+    ).requires_grad_()
+    results = []
+    for layer in (ours, theirs):
+        (gx,) = torch.autograd.grad(layer(x).pow(3).sum(), x, create_graph=True)
+        results.append(torch.autograd.grad(gx.pow(2).sum(), (x, layer.weight, layer.bias), allow_unused=True))
+    assert type(ours(x).grad_fn).__name__ == "_BatchNormBackward"
+    for got, want in zip(*results, strict=True):
+        assert (got is None) == (want is None)
+        if want is not None:
+            torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
+
+
 def test_more_than_one_value_per_channel_is_still_required():
     with pytest.raises(ValueError, match="more than 1 value per channel"):
         BatchNorm2d(3)(torch.randn(1, 3, 1, 1))
