@@ -180,3 +180,23 @@ def test_pooling_split_over_threads_equals_torch():
             assert torch.equal(y, y_ref) and torch.equal(gx, gx_ref)
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("kind", ["avg", "max"])
+@pytest.mark.parametrize("kernel", [2, (2, 3), 3])
+def test_second_derivatives_equal_torchs(kind, kernel):
+    """With ``create_graph=True`` the backward runs the same map in torch ops (windows laid
+    back over the input; the max's chosen entries from its bytes), so the gradient of an
+    input gradient is torch's pooling's, on a 7 × 8 map whose last rows and columns no window
+    reaches."""
+    ours = (AvgPool2d if kind == "avg" else MaxPool2d)(kernel)
+    theirs = (nn.AvgPool2d if kind == "avg" else nn.MaxPool2d)(kernel)
+    gen = torch.Generator().manual_seed(11)
+    x = torch.randn(3, 4, 7, 8, dtype=torch.float64, generator=gen).requires_grad_()
+    weights = torch.randn(theirs(x).shape, dtype=torch.float64, generator=gen)
+    results = []
+    for layer in (ours, theirs):
+        (gx,) = torch.autograd.grad((layer(x).pow(3) * weights).sum(), x, create_graph=True)
+        results.append(torch.autograd.grad(gx.pow(2).sum(), x)[0])
+    assert type(ours(x).grad_fn).__name__ in ("_AvgPoolBackward", "_MaxPoolBackward")
+    torch.testing.assert_close(results[0], results[1], rtol=1e-12, atol=1e-12)

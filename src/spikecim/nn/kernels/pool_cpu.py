@@ -30,7 +30,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.autograd.function import once_differentiable
 from torch.nn.modules.utils import _pair
 
 from spikecim.nn.kernels import cbuild
@@ -117,8 +116,12 @@ class _AvgPool(torch.autograd.Function):
         return y
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, gy: torch.Tensor):
+        if torch.is_grad_enabled():  # create_graph=True: the same map in torch ops, differentiable
+            kh, kw = ctx.kernel
+            return _to_windows(
+                gy.unsqueeze(-1).expand(*gy.shape, kh * kw) / (kh * kw), ctx.shape, ctx.kernel
+            ), None
         gy = gy.contiguous()
         gx = gy.new_empty(ctx.shape)
         _call("avg_pool_backward", ctx.shape, ctx.kernel, gy=gy, gx=gx)
@@ -137,13 +140,26 @@ class _MaxPool(torch.autograd.Function):
         return y
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, gy: torch.Tensor):
         (idx,) = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: the same map in torch ops, differentiable
+            kh, kw = ctx.kernel
+            chosen = F.one_hot(idx.long(), kh * kw).to(gy.dtype)  # each output's window entry
+            return _to_windows(gy.unsqueeze(-1) * chosen, ctx.shape, ctx.kernel), None
         gy = gy.contiguous()
         gx = gy.new_empty(ctx.shape)
         _call("max_pool_backward", ctx.shape, ctx.kernel, gy=gy, idx=idx, gx=gx)
         return gx, None
+
+
+def _to_windows(per_entry: torch.Tensor, shape: torch.Size, kernel: tuple[int, int]) -> torch.Tensor:
+    """The input gradient ``[..., H, W]`` from each output's gradient per window entry
+    (``per_entry[..., Ho, Wo, kh·kw]``, row-major in the window): the windows laid back over
+    the input, zeros where no window reaches (the rows and columns past ``Ho·kh``, ``Wo·kw``)."""
+    kh, kw = kernel
+    *lead, ho, wo, _ = per_entry.shape
+    grid = per_entry.reshape(*lead, ho, wo, kh, kw).transpose(-3, -2).reshape(*lead, ho * kh, wo * kw)
+    return F.pad(grid, (0, shape[-1] - wo * kw, 0, shape[-2] - ho * kh))
 
 
 def _out_shape(shape: torch.Size, kernel: tuple[int, int]) -> tuple[int, ...]:
