@@ -15,6 +15,7 @@ from spikecim.errors import SpikecimError
 from spikecim.hw import estimate, get_estimator, list_architectures, load_architecture
 from spikecim.hw.estimators import Estimator, register_estimator
 from spikecim.interop import to_nir
+from spikecim.ops.conv import output_size
 from spikecim.trace import Workload, trace
 from spikecim.trace.workload import MatMulWorkload
 
@@ -253,3 +254,14 @@ def test_traced_operations_equal_spikingjelly_synop_counter(name):
     for layer in w.layers:
         theirs = sum(counts.get(f"{prefix}.{layer.name}", {}).values())
         assert sum(layer.acs_per_step) * w.samples == pytest.approx(theirs), layer.name
+
+
+@pytest.mark.parametrize("size", [(7, 9), (4, 5), (16, 16)])
+@pytest.mark.parametrize(
+    ("kernel", "stride", "padding", "dilation"),
+    [((3, 3), (1, 1), (1, 1), (1, 1)), ((2, 3), (2, 1), (0, 2), (1, 2)), ((1, 1), (3, 2), (0, 0), (1, 1))],
+)
+def test_conv_output_size_is_the_extent_torchs_convolution_gives(size, kernel, stride, padding, dilation):
+    x, w = torch.zeros(1, 1, *size), torch.zeros(1, 1, *kernel)
+    y = torch.nn.functional.conv2d(x, w, None, stride, padding, dilation)
+    assert output_size(size, kernel, stride, padding, dilation) == tuple(y.shape[2:])

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from spikecim.analog import converter_kernels
 from spikecim.nn.kernels import cbuild
+from spikecim.ops.conv import output_size
 
 __all__ = ["available", "conv_adc"]
 
@@ -74,7 +75,7 @@ def conv_adc(
     x = x.contiguous()
     N, C, H, W = x.shape
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = geometry
-    Ho, Wo = converter_kernels.output_size((H, W), *geometry)
+    Ho, Wo = output_size((H, W), *geometry)
     n_in, R, cols = m.shape
     n_out, S = factor.shape[1:]
     lib, nr = _library()

@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 
 from spikecim.nn.kernels import cbuild
+from spikecim.ops.conv import output_size
 
 __all__ = [
     "GEOMETRY_FIELDS",
@@ -40,7 +41,6 @@ __all__ = [
     "all_binary",
     "available",
     "dac_levels",
-    "output_size",
     "unfold_dac",
 ]
 
@@ -109,21 +109,6 @@ GEOMETRY_FIELDS = [
     (n, ctypes.c_int64)
     for n in ("N", "C", "H", "W", "kh", "kw", "sh", "sw", "ph", "pw", "dh", "dw", "Ho", "Wo", "R", "n_in")
 ]
-
-
-def output_size(
-    size: tuple[int, int],
-    kernel_size: tuple[int, int],
-    stride: tuple[int, int],
-    padding: tuple[int, int],
-    dilation: tuple[int, int],
-) -> tuple[int, int]:
-    """A convolution's output height and width for an input of ``size`` (as ``nn.Conv2d``)."""
-    h, w = (
-        (n + 2 * p - d * (k - 1) - 1) // s + 1
-        for n, k, s, p, d in zip(size, kernel_size, stride, padding, dilation, strict=True)
-    )
-    return h, w
 
 
 def unfold_dac(

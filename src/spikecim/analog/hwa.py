@@ -51,6 +51,7 @@ from spikecim.analog.hwa_noise import weight_noise
 from spikecim.analog.quant import abs_max_scale, level_count
 from spikecim.errors import SpikecimError
 from spikecim.nn.linear import Linear
+from spikecim.ops.conv import output_size
 from spikecim.quant import levels
 
 __all__ = ["HwaLayer", "clip_weights", "digital_layers", "hwa_layers", "tile_sizes"]
@@ -116,8 +117,8 @@ class HwaLayer(nn.Module):
         out = self._tiles(w, lambda t, start, wt: self._matmul(patches[t], -2, t, wt))  # [B, M, L]
         if m.bias is not None:
             out = out + m.bias.view(1, -1, 1)
-        p, d, k, s = geometry[1][0], m.dilation[0], m.kernel_size[0], m.stride[0]
-        return out.view(x.shape[0], w.shape[0], (x.shape[-2] + 2 * p - d * (k - 1) - 1) // s + 1, -1)
+        ho = output_size(x.shape[-2:], m.kernel_size, m.stride, geometry[1], m.dilation)[0]
+        return out.view(x.shape[0], w.shape[0], ho, -1)
 
     def _channel_ranges(self) -> list[tuple[int, int]]:
         """The input channels [first, last) each convolution tile touches (neighbours share
@@ -240,7 +241,7 @@ def _copies(inside: torch.Tensor, size: torch.Size, geometry) -> tuple[torch.Ten
     stride, padding, dilation = geometry
     kernel = inside.shape[2:]
     dims = list(zip(size, padding, dilation, kernel, stride, strict=True))
-    out = [(n + 2 * p - d * (k - 1) - 1) // s + 1 for n, p, d, k, s in dims]
+    out = list(output_size(size, kernel, stride, padding, dilation))
     reach = [(o - 1) * s - 2 * p + d * (k - 1) + 1 for o, (_, p, d, k, s) in zip(out, dims, strict=True)]
     # the last (size − reach) < stride inputs: the transposed convolution's output padding, which
     # computes them (the last window covers some when the padding on the right is cut short)

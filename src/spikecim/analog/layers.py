@@ -48,6 +48,7 @@ from spikecim.analog.tiles import (
 )
 from spikecim.errors import SpikecimError
 from spikecim.nn.kernels import spike_conv_cpu
+from spikecim.ops.conv import output_size
 from spikecim.quant import Observer
 
 __all__ = ["AnalogConv2d", "AnalogLayer", "AnalogLinear"]
@@ -159,9 +160,7 @@ class AnalogConv2d(AnalogLayer):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, _, h, w = x.shape
-        h_out, w_out = converter_kernels.output_size(
-            (h, w), self.kernel_size, self.stride, self.padding, self.dilation
-        )
+        h_out, w_out = output_size((h, w), self.kernel_size, self.stride, self.padding, self.dilation)
         hook = self._ready(x)
         direct = direct_conv_applies(x, self.tiles, self.config)  # no DAC needed: spikes, or the DAC off
         # sparse spikes: the direct convolution of each tile adds the rows under the spikes

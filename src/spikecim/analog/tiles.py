@@ -48,6 +48,7 @@ from spikecim.analog.quant import Converter, abs_max_scale, level_count
 from spikecim.analog.scratch import Scratch
 from spikecim.errors import SpikecimError
 from spikecim.nn.kernels import spike_conv_cpu
+from spikecim.ops.conv import output_size
 from spikecim.quant import levels as quant_levels
 
 __all__ = [
@@ -522,7 +523,8 @@ def crossbar_conv2d(
         n, _, h, w = x.shape
         ph, pw = _pair(conv["padding"]) if not isinstance(conv["padding"], str) else (-1, -1)
         if min(ph, pw) >= 0:
-            shape = (n_in, n, m.shape[2], (h + 2 * ph - kh + 1) * (w + 2 * pw - kw + 1))
+            ho, wo = output_size((h, w), (kh, kw), (1, 1), (ph, pw), (1, 1))
+            shape = (n_in, n, m.shape[2], ho * wo)
             columns = _columns(state, cfg, scratch, shape, x)
     parts = []
     for i in range(n_in):

@@ -42,6 +42,7 @@ from spikecim.interop.nirfile import (
     read_graph,
 )
 from spikecim.nn import AvgPool2d, Conv2d, Linear, Sequential, TemporalModule
+from spikecim.ops.conv import output_size
 
 __all__ = ["BUILDERS", "DEFAULT_DT", "check_dt", "from_nir"]
 
@@ -260,7 +261,7 @@ def _output_elements(layer: nn.Module, in_shape: tuple[int, ...]) -> list[int] |
             out = list(spatial) if pad == "same" else [n - d[i] * (k[i] - 1) for i, n in enumerate(spatial)]
         else:
             pad = per_dim(pad)
-            out = [(n + 2 * pad[i] - d[i] * (k[i] - 1) - 1) // s[i] + 1 for i, n in enumerate(spatial)]
+            out = list(output_size(spatial, k, s, pad, d))
         if min(out) < 1:
             return None
         channels = [layer.out_channels] if isinstance(layer, (nn.Conv1d, nn.Conv2d)) else list(in_shape[:-nd])

@@ -80,6 +80,15 @@ class _Conv(Op):
         return writer.add(name, node)
 
 
+def output_size(size, kernel_size, stride, padding, dilation) -> tuple[int, ...]:
+    """A convolution's output extent in each spatial dimension for an input of ``size``, as
+    ``nn.Conv1d`` and ``nn.Conv2d`` compute it: ``⌊(n + 2p − d·(k − 1) − 1) / s⌋ + 1``."""
+    return tuple(
+        (n + 2 * p - d * (k - 1) - 1) // s + 1
+        for n, k, s, p, d in zip(size, kernel_size, stride, padding, dilation, strict=True)
+    )
+
+
 def _padding(module) -> tuple[int, ...]:
     """Numeric padding; ``'same'`` as the symmetric padding that keeps the size (odd windows),
     ``'valid'`` as 0."""

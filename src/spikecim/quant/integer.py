@@ -28,6 +28,7 @@ from torch.nn.utils import parametrize
 
 from spikecim.errors import SpikecimError
 from spikecim.nn.neurons import Neuron, TemporalModule
+from spikecim.ops.conv import output_size
 from spikecim.quant.mint import mint_levels, n_levels
 from spikecim.quant.transforms import MintMembrane, MintWeight
 
@@ -73,8 +74,7 @@ class IntegerConv2d(nn.Module):
         n, _, h, w = s.shape
         cols = TF.unfold(s, self.kernel, self.dilation, self.padding, self.stride).to(torch.int64)
         out = self.weight.reshape(self.weight.shape[0], -1) @ cols
-        ho = (h + 2 * self.padding[0] - self.dilation[0] * (self.kernel[0] - 1) - 1) // self.stride[0] + 1
-        wo = (w + 2 * self.padding[1] - self.dilation[1] * (self.kernel[1] - 1) - 1) // self.stride[1] + 1
+        ho, wo = output_size((h, w), self.kernel, self.stride, self.padding, self.dilation)
         out = out.reshape(n, -1, ho, wo)
         return out if self.bias is None else out + self.bias.reshape(1, -1, 1, 1)
 

@@ -45,6 +45,7 @@ from spikecim.analog.layers import AnalogConv2d, AnalogLayer
 from spikecim.analog.quant import abs_max_scale, level_count
 from spikecim.analog.tiles import TileState
 from spikecim.errors import SpikecimError
+from spikecim.ops.conv import output_size
 
 __all__ = [
     "LayerTrace",
@@ -222,12 +223,7 @@ def layer_vectors(layer: AnalogLayer, x: torch.Tensor) -> tuple[torch.Tensor, tu
     convolution's reads (L = H·W, raster order; None for a linear layer, L = 1)."""
     if isinstance(layer, AnalogConv2d):
         cols = torch.nn.functional.unfold(x, layer.kernel_size, layer.dilation, layer.padding, layer.stride)
-        h, w = (
-            (size + 2 * p - d * (k - 1) - 1) // s + 1
-            for size, p, d, k, s in zip(
-                x.shape[2:], layer.padding, layer.dilation, layer.kernel_size, layer.stride, strict=True
-            )
-        )
+        h, w = output_size(x.shape[2:], layer.kernel_size, layer.stride, layer.padding, layer.dilation)
         return cols, (h, w)
     return x.reshape(-1, x.shape[-1]).unsqueeze(-1), None
 

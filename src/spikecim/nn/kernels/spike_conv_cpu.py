@@ -36,6 +36,7 @@ from torch.autograd.function import once_differentiable
 from torch.nn.modules.utils import _pair
 
 from spikecim.nn.kernels import cbuild
+from spikecim.ops.conv import output_size
 
 __all__ = ["DENSE_FROM", "applies", "available", "conv2d", "conv2d_into", "sparse_spikes_likely"]
 
@@ -198,7 +199,7 @@ def _args(
     n, c, h, w = x_shape
     co, _, kh, kw = shape
     ph, pw = padding
-    ho, wo = h + 2 * ph - kh + 1, w + 2 * pw - kw + 1
+    ho, wo = output_size((h, w), (kh, kw), (1, 1), padding, (1, 1))
     rblock = min(h, _WGRAD_POSITIONS // w) or 1
     nblock = max(1, _WGRAD_POSITIONS // (h * w)) if rblock == h else 1
     return _Args(
@@ -247,7 +248,7 @@ def _forward(
     wt = F.pad(weight.detach(), (0, 0, 0, 0, 0, 0, 0, cop - co)).view(cop // _COLUMNS, _COLUMNS, c, kh, kw)
     wt = wt.permute(0, 3, 4, 2, 1).contiguous()
     n, _, h, w = x.shape
-    shape = (n, co, h + 2 * padding[0] - kh + 1, w + 2 * padding[1] - kw + 1)
+    shape = (n, co, *output_size((h, w), (kh, kw), (1, 1), padding, (1, 1)))
     y = x.new_empty(shape) if out is None else out.view(shape)
     a = _args(x.shape, weight.shape, padding, mask=mask, wt=wt, y=y)
     _library().spike_conv_forward(ctypes.byref(a), cbuild.threads(x.numel() * kh * kw * co, _PARALLEL_MIN))
