@@ -69,12 +69,12 @@ def _use_kernel(backend: str, supported, x: torch.Tensor, shapes: str) -> bool:
     """Whether to run the CPU kernel: ``supported()`` under ``auto``, always under ``cpu``
     (a one-line error when it cannot), never under ``reference`` or a ``torch.func``
     transform (the token loop's torch ops are transformable)."""
-    from spikecim.nn.kernels import cannot_run, check_backend
+    from spikecim.nn.kernels import cannot_run, cbuild, check_backend
 
     check_backend(backend, BACKENDS)
     if backend == "reference":
         return False
-    if torch._C._are_functorch_transforms_active():  # torch.func's vmap, grad: torch ops only
+    if cbuild.transformed():  # torch.func's vmap, grad: torch ops only
         if backend == "cpu":
             raise cannot_run(backend, x, "under a torch.func transform")
         return False

@@ -55,7 +55,9 @@ def select(x: torch.Tensor, params, mem0, backend: str = "auto") -> Kernel | Non
     check_backend(backend, BACKENDS)
     if backend == "reference":
         return None
-    if torch._C._are_functorch_transforms_active():  # torch.func's vmap, grad: torch ops only
+    from spikecim.nn.kernels import cbuild
+
+    if cbuild.transformed():  # torch.func's vmap, grad: torch ops only
         if backend != "auto":
             raise cannot_run(backend, x, "under a torch.func transform")
         return None

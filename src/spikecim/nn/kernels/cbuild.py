@@ -73,6 +73,12 @@ def threads(work: int, parallel_min: int) -> int:
     return 1 if work < parallel_min else max(1, torch.get_num_threads())
 
 
+def transformed() -> bool:
+    """Whether a ``torch.func`` transform (``grad``, ``vmap``, ...) is running: its tensors
+    wrap others and have no storage of their own, so only torch's ops take them."""
+    return torch._C._are_functorch_transforms_active()
+
+
 def watched() -> bool:
     """Whether a tool is watching or rewriting torch's ops (a torch function or dispatch mode:
     op counters such as SpikingJelly's or ``FlopCounterMode``; ``torch.compile``; the JIT
@@ -87,7 +93,7 @@ def watched() -> bool:
         or torch.compiler.is_compiling()
         or torch.jit.is_tracing()
         or torch.is_autocast_enabled("cpu")
-        or torch._C._are_functorch_transforms_active()
+        or transformed()
     )
 
 
