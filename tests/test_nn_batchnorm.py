@@ -127,6 +127,18 @@ def test_second_derivatives_equal_torchs():
             torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
 
 
+def test_a_graph_building_backward_with_only_the_bias_to_differentiate_gives_torchs():
+    ours, theirs = BatchNorm2d(4).double(), nn.BatchNorm2d(4).double()
+    for layer in (ours, theirs):
+        layer.weight.requires_grad_(False)
+    x = torch.randn(3, 4, 5, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(8))
+    got, want = (
+        torch.autograd.grad(layer(x).pow(2).sum(), layer.bias, create_graph=True)[0]
+        for layer in (ours, theirs)
+    )
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
 def test_more_than_one_value_per_channel_is_still_required():
     with pytest.raises(ValueError, match="more than 1 value per channel"):
         BatchNorm2d(3)(torch.randn(1, 3, 1, 1))

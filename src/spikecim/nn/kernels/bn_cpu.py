@@ -129,10 +129,9 @@ class _BatchNorm(torch.autograd.Function):
         needs = ctx.needs_input_grad
         if torch.is_grad_enabled():  # create_graph=True: torch's batch norm again, differentiable twice
             return (*_differentiable_grads(x, weight, gy, ctx.eps, needs[:3]), None, None, None, None)
-        with torch.no_grad():
-            gx, gw, gb = torch.ops.aten.native_batch_norm_backward(
-                gy, x, weight, None, None, mean, invstd, True, ctx.eps, [needs[0], needs[1], needs[2]]
-            )
+        gx, gw, gb = torch.ops.aten.native_batch_norm_backward(
+            gy, x, weight, None, None, mean, invstd, True, ctx.eps, [needs[0], needs[1], needs[2]]
+        )
         return gx, gw, gb, None, None, None, None
 
 
@@ -141,11 +140,8 @@ def _differentiable_grads(x, weight, gy, eps: float, needs) -> tuple:
     second derivative): torch's ``F.batch_norm`` on the kept input, its gradients taken with
     ``create_graph``; the bias gradient is the sum of ``gy`` (the bias only shifts)."""
     inputs = [t for t, need in zip((x, weight), needs[:2], strict=True) if need]
-    grads = iter(
-        torch.autograd.grad(
-            F.batch_norm(x, None, None, weight, None, True, 0.0, eps), inputs, gy, create_graph=True
-        )
-    )
+    y = F.batch_norm(x, None, None, weight, None, True, 0.0, eps) if inputs else None
+    grads = iter(torch.autograd.grad(y, inputs, gy, create_graph=True) if inputs else ())
     gx = next(grads) if needs[0] else None
     gw = next(grads) if needs[1] else None
     gb = gy.sum((0, 2, 3)) if needs[2] else None
