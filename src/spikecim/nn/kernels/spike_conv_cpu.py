@@ -40,10 +40,16 @@ from spikecim.ops.conv import output_size
 
 __all__ = ["DENSE_FROM", "applies", "available", "conv2d", "conv2d_into", "sparse_spikes_likely"]
 
-DENSE_FROM = 0.4  # spike rate above which the dense convolution is faster
+# Spike rate above which torch's dense convolution takes the call. At 0.4 the kernel still ran
+# forward and both gradients 1.08-1.22x faster than torch on the layers where it ran, at 0.5
+# none ran and the pass over the spikes cost 2-7 % (python benchmarks/bench_spike_conv.py
+# --rate 0.4 --rate 0.5, 1 thread, 2026-12-06): the cut lies on the safe side of the crossover.
+DENSE_FROM = 0.4
 PROFILER_NAME = "spikecim::spike_conv"  # conv2d_into's record in torch's profiler (conv2d's: _SpikeConv)
 _SOURCE = Path(cbuild.__file__).with_name("spike_conv_cpu.c")
-_PANEL = 256  # output positions per forward work item, about
+# Output positions per forward work item, about: 128 and 256 ran within 5 % of each other on
+# VGG-9's and ResNet-19's spiking layers at rate 0.25 (1 and 2 threads, interleaved, 2026-12-06).
+_PANEL = 256
 _COLUMNS = 64  # the forward's output channels per pass (FCB in the C file)
 _WGRAD_POSITIONS = 256  # input positions per block of the weight gradient (rows of one or more samples)
 _PARALLEL_MIN = 1 << 18  # additions below which one thread beats waking another
