@@ -42,7 +42,7 @@ __all__ = ["DENSE_FROM", "applies", "available", "conv2d", "conv2d_into", "spars
 
 # Spike rate above which torch's dense convolution takes the call. At 0.4 the kernel still ran
 # forward and both gradients 1.08-1.22x faster than torch on the layers where it ran, at 0.5
-# none ran and the pass over the spikes cost 2-7 % (python benchmarks/bench_spike_conv.py
+# none ran and the pass over the spikes cost 1-5 % (python benchmarks/bench_spike_conv.py
 # --rate 0.4 --rate 0.5, 1 thread, 2026-12-06): the cut lies on the safe side of the crossover.
 DENSE_FROM = 0.4
 PROFILER_NAME = "spikecim::spike_conv"  # conv2d_into's record in torch's profiler (conv2d's: _SpikeConv)
