@@ -173,6 +173,61 @@ def test_the_spikes_are_kept_for_backward_as_bits_not_floats():
     assert kept <= x.numel() * x.element_size() / 16
 
 
+def _hessian_vector_product(conv, x, weight, bias, wrt, v):
+    """``d/d(weight, bias) of <d loss/d wrt, v>`` for ``loss = sum(conv(x)^3)``: a second
+    derivative through the convolution's backward."""
+    y = conv(x, weight, bias, 1, 1)
+    (g,) = torch.autograd.grad(y.pow(3).sum(), wrt, create_graph=True)
+    return torch.autograd.grad((g * v).sum(), (weight, bias))
+
+
+def test_second_derivatives_through_the_weight_gradient_equal_torchs_float64_ones():
+    """With ``create_graph=True`` the backward is torch ops on the spikes the bits hold, so a
+    Hessian-vector product over the weights is torch's (input without a gradient)."""
+    x = _spikes((2, 5, 9, 11), 0.2, seed=21)
+    g = torch.Generator().manual_seed(22)
+    w, b, v = (
+        torch.randn(7, 5, 3, 3, generator=g),
+        torch.randn(7, generator=g),
+        torch.randn(7, 5, 3, 3, generator=g),
+    )
+    wl, bl = w.clone().requires_grad_(), b.clone().requires_grad_()
+    ours = _hessian_vector_product(spike_conv_cpu.conv2d, x, wl, bl, wl, v)
+    w64, b64 = w.double().requires_grad_(), b.double().requires_grad_()
+    ref = _hessian_vector_product(F.conv2d, x.double(), w64, b64, w64, v.double())
+    for a, r in zip(ours, ref):
+        assert torch.allclose(a.double(), r, rtol=1e-4, atol=1e-4 * float(r.abs().max()))
+
+
+def test_second_derivatives_through_the_input_gradient_equal_torchs_float64_ones():
+    x = _spikes((2, 6, 8, 8), 0.25, seed=23)
+    g = torch.Generator().manual_seed(24)
+    w, b, v = (
+        torch.randn(4, 6, 3, 3, generator=g),
+        torch.randn(4, generator=g),
+        torch.randn(x.shape, generator=g),
+    )
+    xl, wl, bl = x.clone().requires_grad_(), w.clone().requires_grad_(), b.clone().requires_grad_()
+    y = spike_conv_cpu.conv2d(xl, wl, bl, 1, 1)
+    assert type(y.grad_fn).__name__ != TORCH
+    ours = _hessian_vector_product(spike_conv_cpu.conv2d, xl, wl, bl, xl, v)
+    x64, w64, b64 = x.double().requires_grad_(), w.double().requires_grad_(), b.double().requires_grad_()
+    ref = _hessian_vector_product(F.conv2d, x64, w64, b64, x64, v.double())
+    for a, r in zip(ours, ref):
+        assert torch.allclose(a.double(), r, rtol=1e-4, atol=1e-4 * float(r.abs().max()))
+
+
+def test_a_second_derivative_through_the_weight_gradient_of_spikes_with_a_graph_is_a_clear_error():
+    """The bits carry no graph to the spikes' source: differentiating the weight gradient
+    again raises one error naming the way out, instead of dropping the input's term."""
+    x = _spikes((2, 4, 6, 6), 0.3, seed=25).requires_grad_()
+    weight = torch.randn(3, 4, 3, 3, requires_grad=True)
+    y = spike_conv_cpu.conv2d(x, weight, None, 1, 1)
+    (gw,) = torch.autograd.grad(y.pow(2).sum(), weight, create_graph=True)
+    with pytest.raises(RuntimeError, match="SPIKECIM_CONV=torch"):
+        torch.autograd.grad(gw.sum(), weight)
+
+
 def test_split_over_threads_every_sum_keeps_its_order():
     """On two threads the weight gradient's items hold 16 output channels instead of 32 (two
     items per thread); each weight's sum runs over the same blocks either way."""

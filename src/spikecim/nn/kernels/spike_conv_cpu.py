@@ -20,7 +20,10 @@ in the pass that reads the spikes, which stops at the first other value) and at 
 :data:`DENSE_FROM` of them 1 (above, the dense product is faster). A call made while a
 torch function or dispatch mode is active (op counters, ``torch.compile``, tracers), under
 CPU autocast or a ``torch.func`` transform runs torch's op, which they know; so does every
-call with ``SPIKECIM_CONV=torch`` in the environment.
+call with ``SPIKECIM_CONV=torch`` in the environment. A backward with ``create_graph=True``
+runs torch's gradient ops on the spikes the bits hold, so second derivatives are torch's,
+except through the weight gradient where the input requires a gradient: the bits have no
+graph to the spikes' source, and that derivative raises (:class:`_NoSecondDerivative`).
 """
 
 from __future__ import annotations
@@ -32,7 +35,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.autograd.function import once_differentiable
 from torch.nn.modules.utils import _pair
 
 from spikecim.nn.kernels import cbuild
@@ -181,9 +183,10 @@ class _SpikeConv(torch.autograd.Function):
         return y
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, gy):
         rowbits, weight = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: a backward that is itself differentiable
+            return _backward_graph(ctx, gy, rowbits, weight)
         gy = gy.contiguous()
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:  # stride 1: the transposed convolution is the input gradient
@@ -193,6 +196,50 @@ class _SpikeConv(torch.autograd.Function):
         if ctx.has_bias and ctx.needs_input_grad[2]:
             gb = gy.sum((0, 2, 3))
         return gx, gw, gb, None, None, None
+
+
+def _backward_graph(ctx, gy, rowbits, weight):
+    """The gradients as torch ops that build a graph, for second derivatives: the input
+    gradient and the bias's as in the plain backward, the weight's as torch's convolution
+    gradient of the spikes the bits hold (0 and 1, exact). The bits carry no graph to the
+    layer that made the spikes: where the input requires a gradient, the weight gradient's
+    own derivatives are an error (:class:`_NoSecondDerivative`) rather than missing a term."""
+    gx = gw = gb = None
+    if ctx.needs_input_grad[0]:
+        gx = torch.nn.grad.conv2d_input(ctx.shape, weight, gy, padding=ctx.padding)
+    if ctx.needs_input_grad[1]:
+        x = _unpack_rowbits(rowbits, ctx.shape[-1]).to(gy.dtype)
+        gw = torch.nn.grad.conv2d_weight(x, weight.shape, gy, padding=ctx.padding)
+        if ctx.needs_input_grad[0]:
+            gw = _NoSecondDerivative.apply(gw)
+    if ctx.has_bias and ctx.needs_input_grad[2]:
+        gb = gy.sum((0, 2, 3))
+    return gx, gw, gb, None, None, None
+
+
+def _unpack_rowbits(rowbits: torch.Tensor, width: int) -> torch.Tensor:
+    """The spikes ``[N, C, H, W]`` (0 or 1, uint8) of the bits over each row's columns
+    (bit ``j % 16`` of word ``j // 16`` is column j)."""
+    shifts = torch.arange(16, dtype=torch.int32)
+    bits = (rowbits.to(torch.int32).unsqueeze(-1) >> shifts) & 1
+    return bits.flatten(-2)[..., :width].to(torch.uint8)
+
+
+class _NoSecondDerivative(torch.autograd.Function):
+    """The weight gradient as it is, whose derivatives raise one clear error: the
+    event-driven convolution keeps its input as bits, with no graph to the spikes' source."""
+
+    @staticmethod
+    def forward(ctx, gw):
+        return gw.view_as(gw)
+
+    @staticmethod
+    def backward(ctx, _):
+        raise RuntimeError(
+            "spiking convolution: a second derivative through its weight gradient needs the "
+            "input's graph, which the event-driven kernel does not keep (it stores the spikes as "
+            "bits); set SPIKECIM_CONV=torch to run torch's convolution"
+        )
 
 
 def _round_up(n: int, m: int) -> int:
