@@ -184,10 +184,11 @@ def _run(repeats: int, quick: bool) -> AnalogBenchReport:
 def _models(quick: bool) -> list[tuple[str, nn.Module, torch.Tensor, str | dict]]:
     """``(row name, model, input, crossbar config)`` of every timed model."""
     from spikecim.models import create_model
+    from spikecim.nn import Linear  # as the built-in models' layers: the digital floor on oneDNN
 
     torch.manual_seed(0)
     if quick:
-        mlp = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+        mlp = nn.Sequential(nn.Flatten(), Linear(64, 32), nn.ReLU(), Linear(32, 10))
         return [
             ("MLP 64-32-10, batch 8", mlp.eval(), torch.rand(8, 1, 8, 8), "pcm-aihwkit"),
             (
@@ -198,7 +199,7 @@ def _models(quick: bool) -> list[tuple[str, nn.Module, torch.Tensor, str | dict]
             ),
         ]
     mlp = nn.Sequential(
-        nn.Flatten(), nn.Linear(1024, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 10)
+        nn.Flatten(), Linear(1024, 512), nn.ReLU(), Linear(512, 512), nn.ReLU(), Linear(512, 10)
     )
     conv = create_model("convnet", spiking=False)
     snn = create_model("convnet", spiking=True)
