@@ -123,8 +123,8 @@ def test_a_kept_pool_runs_every_call_in_the_same_processes_with_the_serial_resul
     other = nn.Sequential(nn.Flatten(), nn.Linear(64, 10)).eval()
     jobs = [_NoisyOutputs(to_analog(m, "pcm-aihwkit"), x) for m in (model, other)]
     serial = [[job(s) for s in SEEDS] for job in jobs]
-    with parallel.worker_pool(2):
-        folder = parallel._POOL[2]
+    with parallel.worker_pool(2) as folder:
+        assert folder.is_dir()
         runs = [map_seeds(_Pid(job), SEEDS, workers=2) for job in jobs]
     first, second = ({pid for pid, _ in run} for run in runs)
     assert first & second and os.getpid() not in first | second  # a pool per call shares none
@@ -132,7 +132,7 @@ def test_a_kept_pool_runs_every_call_in_the_same_processes_with_the_serial_resul
     for want, run in zip(serial, runs, strict=True):
         for a, (_, b) in zip(want, run, strict=True):
             assert torch.equal(a, b)
-    assert parallel._POOL is None and not folder.exists()
+    assert not folder.exists()
 
 
 @pytest.mark.parametrize("workers", [0, -2, 1.5, True])

@@ -45,13 +45,15 @@ _CALLS = itertools.count()  # numbers the job files of the kept pools
 
 
 @contextlib.contextmanager
-def worker_pool(workers: int) -> Iterator[None]:
+def worker_pool(workers: int) -> Iterator[Path | None]:
     """Keep ``workers`` worker processes for every :func:`map_seeds` call with that count in
-    the block (module docstring); they stop at its end. ``workers = 1``: nothing to keep."""
+    the block (module docstring); they stop at its end, and the folder of their job files,
+    which the block gets, is removed. ``workers = 1``: nothing to keep (None); inside another
+    kept pool: that pool's folder."""
     global _POOL
     _check(workers)
     if workers == 1 or _POOL is not None:  # serial, or a pool is already kept
-        yield
+        yield None if _POOL is None else _POOL[2]
         return
     jobs = Path(tempfile.mkdtemp(prefix="spikecim-jobs-"))
     pool = ProcessPoolExecutor(
@@ -62,7 +64,7 @@ def worker_pool(workers: int) -> Iterator[None]:
     )
     _POOL = (workers, pool, jobs)
     try:
-        yield
+        yield jobs
     finally:
         _POOL = None
         pool.shutdown(cancel_futures=True)

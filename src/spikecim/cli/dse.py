@@ -114,6 +114,7 @@ def dse_cmd(
                 random_baseline=random_baseline,
                 url=storage,
                 progress=bar.update,
+                checked=True,
             )
     except BaseException:
         _remove_if_no_trial(created, sp, out, storage)

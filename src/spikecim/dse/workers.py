@@ -85,17 +85,20 @@ def explore(
     url: str | None = None,
     progress: Callable[[Any], None] | None = None,
     write: bool = True,
+    checked: bool = False,
 ) -> dict:
     """Run (or continue) the study of ``space`` in ``out_dir`` up to ``trials`` trials
     (default: the space's), then the random-search baseline at the same budget when asked,
     and write the output folder; returns the ``dse.json`` document. The command is checked
-    first (:func:`check_command`): a bad one writes nothing."""
+    first (:func:`check_command`; ``checked``: the caller already did): a bad one writes
+    nothing."""
     from spikecim.dse.outputs import summarise, write_outputs
     from spikecim.dse.study import open_study, recover
 
     out = str(Path(out_dir))
     n = trials or space.trials
-    check_command(out, url, workers, ray_address)
+    if not checked:
+        check_command(out, url, workers, ray_address)
     workers = min(workers, n)
     studies = [False, True] if random_baseline else [False]
     with _one_command(Path(out)):
