@@ -25,6 +25,7 @@ GEOMETRIES = {
     "dilation 2, padding 2": (2, 3, 12, 10, 5, 1, 2, 2, 20, 3, 1, 5, 13),
     "narrow rows, odd count": (2, 6, 7, 5, 3, 1, 1, 1, 30, 1, 1, 8, 8),
     "a row wider than a panel": (1, 2, 3, 300, 3, 1, 1, 1, 20, 1, 1, 8, 8),
+    "samples 4 to an item, 8 wide, odd rows": (5, 3, 7, 8, 3, 1, 1, 1, 27, 1, 1, 8, 8),
 }
 
 

@@ -90,7 +90,7 @@ def conv_adc(
         x=x.data_ptr(), b=packed.data_ptr(), gain=factor.data_ptr(), out=out.data_ptr(),
         N=N, C=C, H=H, W=W, kh=kh, kw=kw, sh=sh, sw=sw, ph=ph, pw=pw, dh=dh, dw=dw, Ho=Ho, Wo=Wo,
         R=R, n_in=n_in, cols=cols, n_out=n_out, S=S, c_tile=c_tile, out_f=out_features,
-        ho_rows=min(Ho, max(1, _PANEL // Wo)), n_dac=float(n_dac or 0), k=k, q=float(q), alpha=float(alpha),
+        ho_rows=min(Ho, max(1, _PANEL // Wo)), samples=max(1, _PANEL // (Ho * Wo)), n_dac=float(n_dac or 0), k=k, q=float(q), alpha=float(alpha),
         dac=int(n_dac is not None), adc=int(adc is not None), out_noise=int(out_noise is not None), failed=0,
         seed=int(seed) & (2**64 - 1),
     )  # fmt: skip
@@ -104,7 +104,7 @@ class _Args(ctypes.Structure):  # conv_adc_args of the C file
     _fields_ = [
         *((n, ctypes.c_void_p) for n in ("x", "b", "gain", "out")),
         *converter_kernels.GEOMETRY_FIELDS,
-        *((n, ctypes.c_int64) for n in ("cols", "n_out", "S", "c_tile", "out_f", "ho_rows")),
+        *((n, ctypes.c_int64) for n in ("cols", "n_out", "S", "c_tile", "out_f", "ho_rows", "samples")),
         *((n, ctypes.c_float) for n in ("n_dac", "k", "q", "alpha")),
         *((n, ctypes.c_int32) for n in ("dac", "adc", "out_noise", "failed")),
         ("seed", ctypes.c_uint64),

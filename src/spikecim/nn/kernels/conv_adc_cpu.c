@@ -19,7 +19,8 @@
  *       col = (o·S + s)·c_tile + c.
  *
  * Work: one item per sample and panel of ho_rows whole output rows (the caller picks about
- * 256 patches: panels of 512 rows × 256 patches stay in L2). An item
+ * 256 patches: panels of 512 rows × 256 patches stay in L2), or per `samples` samples where
+ * a panel holds a whole map (8 × 8: 4 samples an item, one set of work buffers). An item
  * writes its patches' levels for one input tile into a panel [R_i, ldp] (ldp: the patches
  * rounded up to 16; it stays in L2), multiplies it with the packed read matrix NR columns at
  * a time (micro-tiles of NR columns × 64 or 16 patches held in 24 or 6 vector registers,
@@ -50,7 +51,7 @@ typedef struct {
     const float *gain; /* [n_in, n_out, S] */
     float *out;        /* [N, out_f, L] */
     patch_geometry g;
-    int64_t cols, n_out, S, c_tile, out_f, ho_rows; /* ho_rows: output rows per item */
+    int64_t cols, n_out, S, c_tile, out_f, ho_rows, samples; /* per item: ho_rows output rows of `samples` samples */
     float n_dac, k, q, alpha;
     int32_t dac, adc, out_noise, failed; /* dac 0: the input is the levels (DAC off, or spikes) */
     uint64_t seed;
@@ -117,12 +118,19 @@ __attribute__((target("avx512f"), noinline)) static void pack_levels(const patch
     const int64_t rows = (nho - 1) * g->sh + (g->kh - 1) * g->dh + 1, step = g->sh * Wp;
     const int64_t full = Wo / 16 * 16;
     const __mmask16 tail = (__mmask16)((1u << (Wo - full)) - 1u);
+    int64_t c = r0 / per, ki = r0 % per / g->kw, kj = r0 % g->kw; /* row r's (channel, tap), counted along */
     for (int64_t r = r0; r < r1; r++) {
-        const int64_t kk = r % per, ki = kk / g->kw, kj = kk % g->kw;
-        const float *src = pad + (r / per - c0) * rows * Wp + ki * g->dh * Wp + kj * g->dw;
+        const float *src = pad + (c - c0) * rows * Wp + ki * g->dh * Wp + kj * g->dw;
         float *dst = panel + (r - r0) * ldp;
         int64_t ho = 0;
-        if (sw == 1 && Wo <= 8) /* rows ho and ho + 1 in lanes 0 .. Wo − 1 and Wo .. 2·Wo − 1 */
+        if (sw == 1 && Wo == 8) /* rows ho and ho + 1 in the two halves, by plain 8-lane loads */
+            for (; ho + 2 <= nho; ho += 2, src += 2 * step) {
+                const __m512d lo = _mm512_castps_pd(_mm512_castps256_ps512(_mm256_loadu_ps(src)));
+                __m512 v = _mm512_castpd_ps(_mm512_insertf64x4(lo, _mm256_castps_pd(_mm256_loadu_ps(src + step)), 1));
+                v = _mm512_mul_ps(v, _mm512_loadu_ps(gl + ho * Wo));
+                _mm512_storeu_ps(dst + ho * Wo, levels ? ROUND(v) : v);
+            }
+        if (sw == 1 && Wo < 8) /* rows ho and ho + 1 in lanes 0 .. Wo − 1 and Wo .. 2·Wo − 1 */
             for (; ho + 2 <= nho; ho += 2, src += 2 * step) {
                 const __mmask16 first = (__mmask16)((1u << Wo) - 1u), both = (__mmask16)((1u << 2 * Wo) - 1u);
                 __m512 v = _mm512_maskz_loadu_ps(first, src);
@@ -149,6 +157,10 @@ __attribute__((target("avx512f"), noinline)) static void pack_levels(const patch
             }
         }
         for (int64_t l = nl; l < ldp; l++) dst[l] = 0;
+        if (++kj == g->kw) { /* the next row: the next tap, or the next channel's first */
+            kj = 0;
+            if (++ki == g->kh) ki = 0, c++;
+        }
     }
 }
 
@@ -178,41 +190,34 @@ __attribute__((target("avx512f"))) static void adc_column(const conv_adc_args *a
     }
 }
 
-__attribute__((target("avx512f"))) static void conv_item(const void *p, int64_t item) {
-    const conv_adc_args *a = (const conv_adc_args *)p;
+/* An item's work buffers, allocated once for its samples (conv_item). */
+typedef struct {
+    float *panel, *y, *z, *gl, *rs, *pad;
+    ubits *m, *maps;
+} conv_buffers;
+
+/* Output rows ho0 .. ho1 − 1 of sample n, every input tile after the other. */
+__attribute__((target("avx512f"))) static void conv_rows(const conv_adc_args *a, int64_t n, int64_t ho0, int64_t ho1,
+                                                         const conv_buffers *w) {
     const patch_geometry *g = &a->g;
-    const int64_t chunks = (g->Ho + a->ho_rows - 1) / a->ho_rows, n = item / chunks, ho0 = item % chunks * a->ho_rows;
-    const int64_t ho1 = ho0 + a->ho_rows < g->Ho ? ho0 + a->ho_rows : g->Ho;
     const int64_t L = g->Ho * g->Wo, l0 = ho0 * g->Wo, nl = (ho1 - ho0) * g->Wo, ldp = (nl + 15) / 16 * 16;
     const int64_t per = g->kh * g->kw, K = g->C * per, R = g->R, cols = a->cols, panels = (cols + NR - 1) / NR;
     const int64_t S = a->S, ct = a->c_tile;
     const float *xn = a->x + n * g->C * g->H * g->W;
-    float *panel = aligned_alloc(64, (size_t)(R * ldp + 16) * sizeof(float));
-    float *y = aligned_alloc(64, (size_t)(NR * ldp + 16) * sizeof(float));
-    float *z = malloc((size_t)(NR * nl + 1) * sizeof(float));
-    float *gl = malloc((size_t)(2 * nl + 1) * sizeof(float)), *rs = gl + nl;
-    ubits *m = malloc((size_t)(L + 1) * sizeof(ubits));
-    ubits *maps = malloc((size_t)((per + 1) * g->H * g->W + 1) * sizeof(ubits));
-    const int64_t channels = (R + per - 1) / per + 1, pad_rows_n = (ho1 - ho0 - 1) * g->sh + (g->kh - 1) * g->dh + 1;
-    float *pad = malloc((size_t)(channels * pad_rows_n * (g->W + 2 * g->pw) + 1) * sizeof(float));
-    if (!panel || !y || !z || !gl || !m || !maps || !pad) {
-        __atomic_store_n(&((conv_adc_args *)a)->failed, 1, __ATOMIC_RELAXED); /* the caller raises */
-        free(panel), free(y), free(z), free(gl), free(m), free(maps), free(pad);
-        return;
-    }
+    float *panel = w->panel, *y = w->y, *z = w->z, *gl = w->gl, *rs = w->rs;
     for (int64_t i = 0; i < g->n_in; i++) {
         const int64_t r0 = i * R, r1 = r0 + R < K ? r0 + R : K;
         if (a->dac) {
-            tile_abs_max(g, xn, r0, r1, ho0, ho1, m, maps);
+            tile_abs_max(g, xn, r0, r1, ho0, ho1, w->m, w->maps);
             for (int64_t l = 0; l < nl; l++) {
-                rs[l] = scale_of(m[l0 + l]);
+                rs[l] = scale_of(w->m[l0 + l]);
                 gl[l] = gain_of(rs[l], a->n_dac);
             }
         } else /* no DAC: the input as it is (rint(x·1) = x for spikes) */
             for (int64_t l = 0; l < nl; l++) rs[l] = gl[l] = 1;
         const int64_t c0 = r0 / per, c1 = (r1 - 1) / per + 1;
-        pad_rows(g, xn, c0, c1, ho0, ho1 - ho0, pad);
-        pack_levels(g, pad, c0, r0, r1, ho1 - ho0, ldp, gl, a->dac, panel);
+        pad_rows(g, xn, c0, c1, ho0, ho1 - ho0, w->pad);
+        pack_levels(g, w->pad, c0, r0, r1, ho1 - ho0, ldp, gl, a->dac, panel);
         for (int64_t pn = 0; pn < panels; pn++) {
             const float *bp = a->b + (i * panels + pn) * R * NR;
             int64_t l = 0;
@@ -232,12 +237,38 @@ __attribute__((target("avx512f"))) static void conv_item(const void *p, int64_t 
             }
         }
     }
-    free(panel), free(y), free(z), free(gl), free(m), free(maps), free(pad);
+}
+
+/* Item: `samples` samples' output rows ho0 .. ho1 − 1 (several samples only when each item
+ * holds whole maps), with one set of work buffers. */
+__attribute__((target("avx512f"))) static void conv_item(const void *p, int64_t item) {
+    const conv_adc_args *a = (const conv_adc_args *)p;
+    const patch_geometry *g = &a->g;
+    const int64_t chunks = (g->Ho + a->ho_rows - 1) / a->ho_rows, ho0 = item % chunks * a->ho_rows;
+    const int64_t n0 = item / chunks * a->samples, n1 = n0 + a->samples < g->N ? n0 + a->samples : g->N;
+    const int64_t ho1 = ho0 + a->ho_rows < g->Ho ? ho0 + a->ho_rows : g->Ho;
+    const int64_t L = g->Ho * g->Wo, nl = (ho1 - ho0) * g->Wo, ldp = (nl + 15) / 16 * 16, per = g->kh * g->kw;
+    const int64_t channels = (g->R + per - 1) / per + 1, pad_rows_n = (ho1 - ho0 - 1) * g->sh + (g->kh - 1) * g->dh + 1;
+    conv_buffers w = {
+        .panel = aligned_alloc(64, (size_t)(g->R * ldp + 16) * sizeof(float)),
+        .y = aligned_alloc(64, (size_t)(NR * ldp + 16) * sizeof(float)),
+        .z = malloc((size_t)(NR * nl + 1) * sizeof(float)),
+        .gl = malloc((size_t)(2 * nl + 1) * sizeof(float)),
+        .pad = malloc((size_t)(channels * pad_rows_n * (g->W + 2 * g->pw) + 1) * sizeof(float)),
+        .m = malloc((size_t)(L + 1) * sizeof(ubits)),
+        .maps = malloc((size_t)((per + 1) * g->H * g->W + 1) * sizeof(ubits)),
+    };
+    if (w.panel && w.y && w.z && w.gl && w.pad && w.m && w.maps) {
+        w.rs = w.gl + nl;
+        for (int64_t n = n0; n < n1; n++) conv_rows(a, n, ho0, ho1, &w);
+    } else
+        __atomic_store_n(&((conv_adc_args *)a)->failed, 1, __ATOMIC_RELAXED); /* the caller raises */
+    free(w.panel), free(w.y), free(w.z), free(w.gl), free(w.pad), free(w.m), free(w.maps);
 }
 
 void conv_adc(const conv_adc_args *a, int threads) {
     const int64_t chunks = (a->g.Ho + a->ho_rows - 1) / a->ho_rows;
-    run_items(a, conv_item, a->g.N * chunks, threads);
+    run_items(a, conv_item, (a->g.N + a->samples - 1) / a->samples * chunks, threads);
 }
 #else
 int conv_adc_available(void) { return 0; }
