@@ -298,7 +298,8 @@ def _forward(
 ) -> torch.Tensor:
     co, c, kh, kw = weight.shape
     cop = _round_up(co, _COLUMNS)  # [Cop/64][KH][KW][C][64]
-    wt = F.pad(weight.detach(), (0, 0, 0, 0, 0, 0, 0, cop - co)).view(cop // _COLUMNS, _COLUMNS, c, kh, kw)
+    wt = weight.detach() if cop == co else F.pad(weight.detach(), (0, 0, 0, 0, 0, 0, 0, cop - co))  # pad copies
+    wt = wt.reshape(cop // _COLUMNS, _COLUMNS, c, kh, kw)
     wt = wt.permute(0, 3, 4, 2, 1).contiguous()
     n, _, h, w = x.shape
     shape = (n, co, *output_size((h, w), (kh, kw), (1, 1), padding, (1, 1)))
