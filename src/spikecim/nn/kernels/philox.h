@@ -26,7 +26,7 @@
  * Vector loops: Philox4x32's 32 x 32 -> 64-bit products are vpmuludq, so
  * philox4x32_10_avx512 and _avx2 run a block per 64-bit vector lane, 16 or 8 blocks per
  * step, chosen at run time. The float32 transform: icdf_blocks_avx512 and _avx2 read both
- * edges of 8 or 4 bins per 64-bit gather (_mm512_i32gather_pd, _mm256_i32gather_pd) and
+ * edges of 4 bins per 64-bit gather (_mm256_i32gather_pd) and
  * interleave the four words' normals into element order, chosen at run time,
  * icdf_blocks_scalar elsewhere; all three give the same bits (the same IEEE operations, no contraction: cbuild.FLAGS has
  * -ffp-contract=off). float64: libm, one pair after the other.
@@ -254,7 +254,7 @@ static void icdf_blocks_scalar(const uint32_t *restrict w0, const uint32_t *rest
 
 #ifdef PHILOX_SIMD
 /* icdf_f32 on 8 (AVX2) or 16 (AVX-512) words: the same IEEE operations, the table read by
- * 64-bit gathers of a bin's two edges (_mm256_i32gather_pd, _mm512_i32gather_pd). */
+ * 4-lane 64-bit gathers of a bin's two edges (_mm256_i32gather_pd). */
 __attribute__((target("avx2"))) static inline __m256 icdf_avx2(const uint32_t *w) {
     const __m256i r = _mm256_loadu_si256((const __m256i *)w);
     const __m256i v = _mm256_or_si256(_mm256_slli_epi32(r, 1), _mm256_set1_epi32(1));
@@ -284,12 +284,20 @@ __attribute__((target("avx512f"))) static inline __m512 icdf_avx512(const uint32
                                        _mm512_set1_epi32(127 << PHILOX_ICDF_K));
     const __m512 t = _mm512_mul_ps(
         _mm512_cvtepi32_ps(_mm512_and_si512(bits, _mm512_set1_epi32(PHILOX_ICDF_FRAC))), _mm512_set1_ps(PHILOX_ICDF_STEP));
-    /* the pairs of elements 4l, 4l+1 (l = 0 .. 3) and of 4l+2, 4l+3: per 128-bit lane the
-     * even floats are the left edges of four elements in order, the odd ones the right edges */
-    const __m512i ip = _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7), i);
-    const __m512 g0 = _mm512_castpd_ps(_mm512_i32gather_pd(_mm512_castsi512_si256(ip), philox_icdf_table, 8));
-    const __m512 g1 = _mm512_castpd_ps(_mm512_i32gather_pd(_mm512_extracti64x4_epi64(ip, 1), philox_icdf_table, 8));
-    const __m512 lo = _mm512_shuffle_ps(g0, g1, 0x88), hi = _mm512_shuffle_ps(g0, g1, 0xDD);
+    /* the edge pairs of elements 0 .. 7 in g0 and 8 .. 15 in g1, by four 4-lane gathers (on
+     * Zen 5 6 % faster than two 8-lane ones: benchmarks/bench_cpu_limits.py); the even floats
+     * are the left edges, the odd ones the right edges */
+    const __m256i i0 = _mm512_castsi512_si256(i), i1 = _mm512_extracti64x4_epi64(i, 1);
+    const double *table = (const double *)philox_icdf_table;
+    const __m256d p0 = _mm256_i32gather_pd(table, _mm256_castsi256_si128(i0), 8);
+    const __m256d p1 = _mm256_i32gather_pd(table, _mm256_extracti128_si256(i0, 1), 8);
+    const __m256d p2 = _mm256_i32gather_pd(table, _mm256_castsi256_si128(i1), 8);
+    const __m256d p3 = _mm256_i32gather_pd(table, _mm256_extracti128_si256(i1, 1), 8);
+    const __m512 g0 = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(p0), p1, 1));
+    const __m512 g1 = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(p2), p3, 1));
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512 lo = _mm512_permutex2var_ps(g0, even, g1);
+    const __m512 hi = _mm512_permutex2var_ps(g0, _mm512_add_epi32(even, _mm512_set1_epi32(1)), g1);
     const __m512 a = _mm512_add_ps(lo, _mm512_mul_ps(_mm512_sub_ps(hi, lo), t));
     return _mm512_castsi512_ps(
         _mm512_xor_si512(_mm512_castps_si512(a), _mm512_and_si512(r, _mm512_set1_epi32((int)0x80000000u))));
