@@ -298,7 +298,9 @@ def _forward(
 ) -> torch.Tensor:
     co, c, kh, kw = weight.shape
     cop = _round_up(co, _COLUMNS)  # [Cop/64][KH][KW][C][64]
-    wt = weight.detach() if cop == co else F.pad(weight.detach(), (0, 0, 0, 0, 0, 0, 0, cop - co))  # pad copies
+    wt = weight.detach()
+    if cop != co:  # F.pad copies even with nothing to pad
+        wt = F.pad(wt, (0, 0, 0, 0, 0, 0, 0, cop - co))
     wt = wt.reshape(cop // _COLUMNS, _COLUMNS, c, kh, kw)
     wt = wt.permute(0, 3, 4, 2, 1).contiguous()
     n, _, h, w = x.shape
