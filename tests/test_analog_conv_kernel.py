@@ -148,10 +148,12 @@ def test_a_noisy_conv_layer_takes_the_one_pass_where_it_is_faster_and_matches_th
     assert apart.float().mean() < 1e-3
 
 
-def test_one_pass_gives_the_same_bits_on_one_and_two_threads():
-    """Each work item (a sample and panel of patches) is computed whole by one thread, so
-    the result does not depend on how the items are shared out."""
-    x, geometry, m, factor, out_f, c_tile = _case("two tiles, 32 x 32", integer_matrix=False)
+@pytest.mark.parametrize("name", ["two tiles, 32 x 32", "samples 4 to an item, 8 wide, odd rows"])
+def test_one_pass_gives_the_same_bits_on_one_and_two_threads(name):
+    """Each work item (a sample and panel of patches, or several samples' whole maps) is
+    computed whole by one thread, so the result does not depend on how the items are
+    shared out."""
+    x, geometry, m, factor, out_f, c_tile = _case(name, integer_matrix=False)
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
