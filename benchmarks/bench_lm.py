@@ -13,7 +13,8 @@ validation windows (:func:`spikecim.tasks.evaluate_lm`), generates ``--gen-token
 greedily, is run on a PCM crossbar (``pcm-aihwkit``, one hour of drift, ``--analog-seeds``
 programming seeds) on the first ``--analog-windows`` validation windows, and is traced on 8
 validation windows and costed on ``naive``, ``systolic`` and
-``imc`` (energy per window / tokens per window = energy per token).
+``imc`` (energy and latency per window / tokens per window = per token; the layers in
+sequence), with the weight and membrane footprint of its operators at the bits it stores.
 """
 
 from __future__ import annotations
@@ -90,7 +91,8 @@ def run_one(name: str, spiking: bool, data, args) -> dict:
             analog[seed] = evaluate_lm(am, iterate_batches(x_a, y_a, 64))["perplexity"]
     digital_subset = evaluate_lm(model, iterate_batches(x_a, y_a, 64))["perplexity"]
     w = trace(model, [inputs.encode(data.x_test[:8])], model_name=name, dataset="pydoc")
-    energy = {a: estimate(w, a).energy_pj / data.input_size for a in ARCHS}
+    reports = {a: estimate(w, a) for a in ARCHS}
+    footprint = w.metrics()
     return {
         "model": name,
         "spiking": spiking,
@@ -103,7 +105,10 @@ def run_one(name: str, spiking: bool, data, args) -> dict:
         "analog_windows": len(x_a),
         "digital_perplexity_on_analog_windows": digital_subset,
         "analog_perplexity_per_seed": list(analog.values()),
-        "energy_per_token_pj": energy,
+        "energy_per_token_pj": {a: r.energy_pj / data.input_size for a, r in reports.items()},
+        "latency_per_token_ns": {a: r.latency_ns / data.input_size for a, r in reports.items()},
+        "weight_bytes": footprint["weight_bytes"],
+        "membrane_bytes": footprint["membrane_bytes"],
         "sample": sample,
     }
 
@@ -136,13 +141,17 @@ def main() -> None:
     print(
         "| model | params | train tokens / CPU s | tokens seen | val bits/char | generation tokens / CPU s | "
         + " | ".join(f"{a} pJ/token" for a in ARCHS)
-        + " |"
+        + " | "
+        + " | ".join(f"{a} ns/token" for a in ARCHS)
+        + " | weight KB | membrane KB |"
     )
     for r in rows:
         e = " | ".join(f"{r['energy_per_token_pj'][a]:.3g}" for a in ARCHS)
+        t = " | ".join(f"{r['latency_per_token_ns'][a]:.3g}" for a in ARCHS)
         print(
             f"| {r['model']} | {r['params']} | {r['train_tokens_per_cpu_s']:.0f} | {r['train_tokens']} | "
-            f"{r['val_bits_per_char']:.3f} | {r['generation_tokens_per_cpu_s']:.1f} | {e} |"
+            f"{r['val_bits_per_char']:.3f} | {r['generation_tokens_per_cpu_s']:.1f} | {e} | {t} | "
+            f"{r['weight_bytes'] / 1000:.0f} | {r['membrane_bytes'] / 1000:.1f} |"
         )
 
 
