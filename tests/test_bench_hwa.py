@@ -8,6 +8,7 @@ import json
 
 import pytest
 import torch
+from torch import nn
 
 from spikecim.analog import hwa_benchmark
 from spikecim.cli.main import main
@@ -86,3 +87,22 @@ def test_the_peers_run_the_same_network_and_converters_as_spikecim_with_the_nois
         assert (expected - model(x)).abs().max() > 1e-3  # the converters change the output
         for peer in (hwa_benchmark._lightning(model), hwa_benchmark._aihwkit(model)):
             torch.testing.assert_close(peer.eval()(x), expected, atol=1e-5, rtol=1e-4)
+
+
+def test_the_conversion_timed_for_aihwkit_puts_every_layer_on_its_tiles():
+    """The built-in models hold spikecim's Linear and Conv2d, which aihwkit does not know: its
+    copy gets torch's layers first, so every product becomes one of aihwkit's analog layers
+    (else aihwkit converts and programs nothing, and its conversion time means nothing)."""
+    pytest.importorskip("aihwkit")
+    from spikecim.models import create_model
+
+    model = create_model("convnet", spiking=False, width=0.25).eval()
+    products = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    analog = hwa_benchmark._aihwkit_programmed(model)
+    kinds = [type(m).__name__ for m in analog.modules()]
+    assert len(products) == 4 and kinds.count("AnalogConv2d") == 2 and kinds.count("AnalogLinear") == 2
+    assert not [
+        m
+        for m in analog.modules()
+        if isinstance(m, (nn.Linear, nn.Conv2d)) and "Analog" not in type(m).__name__
+    ]

@@ -267,7 +267,9 @@ def _aihwkit_config(training: bool):
     return cfg
 
 
-def _aihwkit(model: nn.Module) -> nn.Module:
+def _aihwkit(model: nn.Module, training: bool = True) -> nn.Module:
+    """aihwkit 1.1's copy of ``model``: torch's layers in place of spikecim's (which aihwkit
+    does not know, and would leave digital), then its analog layers."""
     import copy
 
     with quiet_stderr():
@@ -275,7 +277,14 @@ def _aihwkit(model: nn.Module) -> nn.Module:
 
     from spikecim.nn.twins import torch_layers
 
-    return convert_to_analog(torch_layers(copy.deepcopy(model)), _aihwkit_config(training=True))
+    return convert_to_analog(torch_layers(copy.deepcopy(model)), _aihwkit_config(training=training))
+
+
+def _aihwkit_programmed(model: nn.Module) -> nn.Module:
+    """aihwkit 1.1's inference copy of ``model``, programmed: the conversion it is timed on."""
+    analog = _aihwkit(model, training=False).eval()
+    analog.program_analog_weights()
+    return analog
 
 
 def run_hwa_benchmark(repeats: int = 5, threads: int | None = 1, quick: bool = False) -> HwaBenchReport:
@@ -317,17 +326,7 @@ def _conversion_row(name: str, model: nn.Module, peers: list[str], repeats: int)
     if "aihwkit-lightning" in peers:
         fns.append(lambda: _lightning(model))
     if "aihwkit" in peers:
-        with quiet_stderr():
-            from aihwkit.nn.conversion import convert_to_analog
-
-        def aihwkit_convert():
-            import copy
-
-            analog = convert_to_analog(copy.deepcopy(model), _aihwkit_config(training=False))
-            analog.eval()
-            analog.program_analog_weights()
-
-        fns.append(aihwkit_convert)
+        fns.append(lambda: _aihwkit_programmed(model))
     medians = [statistics.median(ts) for ts in interleaved_times(fns, repeats)]
     ours, rest = medians[0], iter(medians[1:])
     return ConversionRow(
