@@ -250,14 +250,14 @@ def _quantize(fp, spec, method, calibration, config, batch_dim) -> tuple[nn.Modu
     for (name, fp_block), (_, q_block) in zip(
         reconstruction_blocks(fp), reconstruction_blocks(qmodel), strict=True
     ):
-        with torch.no_grad():
-            target = fp_block(x_fp)
+        with torch.no_grad():  # a block may write over its input (_Block.output), so it gets a copy
+            target = fp_block(x_fp.clone())
         layers = quantizable_layers(q_block)
         if layers:
             with torch.enable_grad():
                 logs.append(_reconstruct(name, q_block, layers, x_q, target, spec, config, batch_dim, gen))
         with torch.no_grad():
-            x_fp, x_q = target, q_block(x_q)
+            x_fp, x_q = target, q_block(x_q.clone())
     return qmodel, logs
 
 
@@ -275,9 +275,12 @@ class _Block:
         )
 
     def output(self, x: torch.Tensor, weights: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """The block's output on a copy of ``x``: a block that starts with an in-place neuron
+        (every block after the first in the built-in SNNs: the previous block ends at its
+        BatchNorm) writes its spikes over its input, which is the cached calibration input."""
         if weights is None:
             weights = {_weight_key(n): r.weight() for n, r in self.roundings.items()}
-        return functional_call(self.block, weights, (x,))
+        return functional_call(self.block, weights, (x.clone(),))
 
     @torch.no_grad()
     def mse(self, weights: dict[str, torch.Tensor] | None = None) -> float:
