@@ -277,7 +277,8 @@ class _Block:
     def output(self, x: torch.Tensor, weights: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """The block's output on a copy of ``x``: a block that starts with an in-place neuron
         (every block after the first in the built-in SNNs: the previous block ends at its
-        BatchNorm) writes its spikes over its input, which is the cached calibration input."""
+        BatchNorm) writes its spikes over its input, which is the cached calibration input
+        (the ANNs' in-place ReLU does too, harmlessly: ReLU of its own output is the same)."""
         if weights is None:
             weights = {_weight_key(n): r.weight() for n, r in self.roundings.items()}
         return functional_call(self.block, weights, (x.clone(),))
