@@ -4,9 +4,10 @@
 
 For each sharing setting: forward and backward membrane bytes of one training step,
 measured (:func:`spikecim.nn.membrane_memory.measure`) and by formula from the traced
-Workload (forward = B·Σ stored membranes·4 bytes; backward = T·B·Σ_layers out_size·4 bytes
-plus the initial membranes the fused kernel keeps, = forward), and the ratios to the plain
-network. Prints a Markdown table.
+Workload (forward = B·Σ stored membranes·4 bytes; backward = T·B·Σ_layers out_size·4 bytes:
+the fused kernel keeps V − θ of every update, and the initial membrane only when a gradient
+reads it, a learned β or θ, which these models' neurons do not have), and the ratios to the
+plain network. Prints a Markdown table.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def formula(model, x) -> tuple[int, int]:
     w = trace(model, [x[:, :1]])
     forward = B * int(w.metrics()["membrane_bytes"])  # float32: 32-bit membranes
     updates = sum(layer.out_size for layer in w.layers if layer.has_neuron)
-    return forward, T * B * updates * 4 + forward
+    return forward, T * B * updates * 4
 
 
 def main() -> None:
