@@ -89,7 +89,7 @@ def test_bench_bad_option_is_a_one_line_error(argv, message, capsys):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
-@pytest.mark.parametrize("suite", ["lif", "train"])
+@pytest.mark.parametrize("suite", ["lif", "analog", "train"])
 def test_bench_on_a_gpu_torch_does_not_see_is_a_one_line_error(suite, capsys):
     assert main(["bench", "--suite", suite, "--quick", "--device", "cuda"]) == 2
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
@@ -152,6 +152,7 @@ def test_bench_analog_quick_prints_a_row_per_model_and_the_ir_drop_table(capsys)
     pytest.importorskip("aihwkit")
     assert main(["bench", "--suite", "analog", "--quick"]) == 0
     out = capsys.readouterr().out
+    assert out.splitlines()[0].endswith(", device: cpu")  # the default device, named in the header
     forward = _table(out, "| model | spikecim (s) | aihwkit 1.1, forward reusing")
     assert forward[0][3] == forward[0][5] == "speed-up"
     assert [r[0] for r in forward[1:]] == ANALOG_QUICK_MODELS
@@ -187,6 +188,23 @@ def test_bench_analog_json_speedups_are_the_ratios_of_the_times(capsys):
     assert [r["vectors"] for r in data["ir_drop"]] == [100, 100]
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_bench_analog_on_the_gpu_times_spikecim_there_and_says_what_stays_on_the_cpu(capsys):
+    """On a GPU the models and inputs run there (the crossbars programmed on the CPU, the tiles
+    moved at the first read); aihwkit 1.1's CPU build and the scipy IR-drop solvers are not
+    timed, and the notes say so."""
+    assert main(["bench", "--suite", "analog", "--quick", "--device", "cuda", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["device"] == f"cuda:0 ({torch.cuda.get_device_name(0)})"
+    assert [r["model"] for r in data["rows"]] == ANALOG_QUICK_MODELS
+    for r in data["rows"]:
+        assert r["spikecim_s"] > 0 and r["digital_s"] > 0 and r["mc_spikecim_s"] > 0
+        assert r["times_digital"] == pytest.approx(r["spikecim_s"] / r["digital_s"])
+        assert r["aihwkit_s"] is r["mc_aihwkit_s"] is None
+    assert data["ir_drop"] == []
+    assert [n.split(":")[0] for n in data["notes"]] == ["aihwkit", "IR drop"]
+
+
 def test_bench_analog_without_aihwkit_times_spikecim_alone_with_a_note(monkeypatch):
     from spikecim.analog import benchmark
 
@@ -212,7 +230,7 @@ def test_bench_analog_without_aihwkit_times_spikecim_alone_with_a_note(monkeypat
         (["bench", "--suite", "analog", "--timesteps", "5"], "--timesteps: only for --suite lif or train"),
         (["bench", "--suite", "analog", "--features", "8"], "--features: only for --suite lif"),
         (["bench", "--suite", "digital"], "--suite: unknown 'digital', allowed: lif, analog, train, hwa"),
-        (["bench", "--suite", "analog", "--device", "cpu"], "--device: only for --suite lif or train"),
+        (["bench", "--suite", "hwa", "--device", "cpu"], "--device: only for --suite lif or analog or train"),
         (["bench", "--quick", "--device", "tpu"], "--device: unknown 'tpu', allowed: cpu, cuda, cuda:N"),
     ],
 )

@@ -20,6 +20,12 @@
 
 ``quick=True`` runs a tiny MLP and convnet and one 32×32 array with 100 vectors, in
 seconds. Without aihwkit the spikecim times are still measured; its columns read "—".
+
+``device="cuda"`` runs the models and their inputs on that GPU: the crossbars are programmed
+and drifted on the CPU, as always, and the layers move their tiles to the input's device at
+the next read; every timed call waits for the GPU before the clock is read. aihwkit 1.1's
+CPU build and the IR-drop solvers (scipy) run on the CPU only, so on a GPU the suite times
+spikecim's noisy and digital forwards and its Monte-Carlo loop, and says so in its notes.
 """
 
 from __future__ import annotations
@@ -37,7 +43,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from spikecim.timing import interleaved_times, quiet_stderr, torch_threads
+from spikecim.timing import (
+    bench_device,
+    device_name,
+    interleaved_times,
+    quiet_stderr,
+    synchronize,
+    torch_threads,
+)
 
 __all__ = ["AnalogBenchReport", "IRDropRow", "InferenceRow", "format_report", "run_analog_benchmark"]
 
@@ -84,6 +97,7 @@ class AnalogBenchReport:
     torch_version: str
     threads: int
     repeats: int
+    device: str = "cpu"  # where the models ran: cpu, or cuda:N (the card's name)
     rows: list[InferenceRow] = field(default_factory=list)
     ir_drop: list[IRDropRow] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -92,21 +106,28 @@ class AnalogBenchReport:
         return json.dumps(asdict(self), indent=2, ensure_ascii=False)
 
 
-def run_analog_benchmark(repeats: int = 5, threads: int | None = 1, quick: bool = False) -> AnalogBenchReport:
+def run_analog_benchmark(
+    repeats: int = 5, threads: int | None = 1, quick: bool = False, device: str = "cpu"
+) -> AnalogBenchReport:
     """Time noisy inference against aihwkit and the IR-drop solvers; see the module docstring.
 
     ``repeats``: timed rounds of one forward (the Monte-Carlo loop gets ``repeats // 3``,
     at least 1); ``quick`` uses 2. ``threads`` sets ``torch.set_num_threads`` for both
-    libraries during the run (restored after); None keeps it.
+    libraries during the run (restored after); None keeps it. ``device``: ``cpu`` or
+    ``cuda``/``cuda:N`` (a GPU torch sees; a one-line error naming ``--device`` otherwise).
     """
+    dev = bench_device(device)
     with torch_threads(threads):
-        return _run(repeats, quick)
+        return _run(repeats, quick, dev)
 
 
 def format_report(report: AnalogBenchReport) -> str:
     """The Markdown tables: one noisy forward, the Monte-Carlo loop, IR drop; then any notes."""
     lines = [
-        f"machine: {report.machine}, {report.threads} torch threads, torch {report.torch_version}",
+        (
+            f"machine: {report.machine}, {report.threads} torch threads, torch {report.torch_version}, "
+            f"device: {report.device}"
+        ),
         "",
         "One noisy forward (median); spikecim draws the read noise afresh in every forward:",
         "",
@@ -162,22 +183,31 @@ def format_report(report: AnalogBenchReport) -> str:
     return "\n".join(lines)
 
 
-def _run(repeats: int, quick: bool) -> AnalogBenchReport:
+def _run(repeats: int, quick: bool, dev: torch.device) -> AnalogBenchReport:
     repeats = 2 if quick else repeats
     report = AnalogBenchReport(
         machine=platform.processor() or platform.machine(),
         torch_version=torch.__version__,
         threads=torch.get_num_threads(),
         repeats=repeats,
+        device=device_name(dev),
     )
-    with_aihwkit = importlib.util.find_spec("aihwkit") is not None
-    if not with_aihwkit:
+    on_cpu = dev.type == "cpu"
+    with_aihwkit = on_cpu and importlib.util.find_spec("aihwkit") is not None
+    if not on_cpu:
+        report.notes.append(
+            f"aihwkit: not timed on {dev} (aihwkit 1.1's CPU build); run --device cpu for its columns"
+        )
+    elif not with_aihwkit:
         report.notes.append("aihwkit: not installed, only spikecim timed (pip install 'spikecim[peers]')")
     for name, model, x, crossbar in _models(quick):
         peer = with_aihwkit and crossbar == "pcm-aihwkit"  # aihwkit has no crossbars written at run time
-        report.rows.append(_inference_row(name, model, x, repeats, peer, crossbar))
-    sizes, vectors = ((32,), 100) if quick else ((128, 256), 1000)
-    report.ir_drop = _ir_drop_rows(sizes, vectors)
+        report.rows.append(_inference_row(name, model.to(dev), x.to(dev), repeats, peer, crossbar))
+    if on_cpu:
+        sizes, vectors = ((32,), 100) if quick else ((128, 256), 1000)
+        report.ir_drop = _ir_drop_rows(sizes, vectors)
+    else:
+        report.notes.append("IR drop: its solvers run on the CPU (scipy); run --device cpu for its table")
     return report
 
 
@@ -237,7 +267,11 @@ def _inference_row(
             drift(ours, DRIFT_S)
             ours(x)
 
-    forwards, loops = [lambda: ours(x), lambda: model(x)], [mc_ours]
+    def waited(fn: Callable[[], object]) -> Callable[[], None]:
+        """``fn`` and then a wait for the device's queue (a GPU runs asynchronously)."""
+        return lambda: (fn(), synchronize(x.device))
+
+    forwards, loops = [waited(lambda: ours(x)), waited(lambda: model(x))], [waited(mc_ours)]
     if with_aihwkit:
         theirs = _aihwkit_model(model)
 

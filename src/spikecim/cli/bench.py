@@ -9,7 +9,7 @@
     spikecim bench --suite train --batch 16 --library spikecim --library spikingjelly
     spikecim bench --suite train --model vgg9 --batch 16 --repeats 3
     spikecim bench --suite hwa          hardware-aware training step (DAC, ADC, clipping) against aihwkit-lightning, aihwkit
-    spikecim bench --device cuda        the layer on a GPU (--suite lif or train)
+    spikecim bench --device cuda        the layer on a GPU (--suite lif, analog or train)
 
 A thin shell over :func:`spikecim.nn.kernels.benchmark.run_lif_benchmark` (``--suite lif``),
 :func:`spikecim.analog.benchmark.run_analog_benchmark` (``--suite analog``),
@@ -35,7 +35,7 @@ TRAIN_DEFAULTS = {"batches": (16, 64), "timesteps": 4, "repeats": 5}
 # the options each suite takes beyond --quick, --repeats, --threads, --json
 SUITE_OPTIONS = {
     "lif": ("batch", "timesteps", "features", "library", "device"),
-    "analog": (),
+    "analog": ("device",),
     "train": ("batch", "timesteps", "library", "model", "device"),
     "hwa": (),
 }
@@ -115,8 +115,9 @@ def bench_cmd(
         str | None,
         typer.Option(
             "--device",
-            help="lif, train: where every library runs, cpu or cuda[:N] (a GPU torch sees; default: cpu); "
-            "on a GPU each timed run waits for it before the clock is read",
+            help="lif, analog, train: where every library runs, cpu or cuda[:N] (a GPU torch sees; "
+            "default: cpu); on a GPU each timed run waits for it before the clock is read; analog: aihwkit and "
+            "the IR-drop solvers stay on the CPU, timed with --device cpu",
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", metavar="", help="print the results as JSON")] = False,
@@ -168,7 +169,7 @@ def _run_suite(
     suite, quick, batch, timesteps, features, repeats, library, model, threads, device, as_json
 ) -> None:
     if suite == "analog":
-        _analog(quick, repeats, threads, as_json)
+        _analog(quick, repeats, threads, device, as_json)
     elif suite == "train":
         _train(quick, batch, timesteps, repeats, library, model, threads, device, as_json)
     elif suite == "hwa":
@@ -184,13 +185,14 @@ def _run_suite(
         _lif(quick, batch, timesteps, features, repeats, library, threads, device, as_json)
 
 
-def _analog(quick: bool, repeats: int | None, threads: int | None, as_json: bool) -> None:
+def _analog(quick: bool, repeats: int | None, threads: int | None, device: str | None, as_json: bool) -> None:
     from spikecim.analog.benchmark import format_report, run_analog_benchmark
 
     report = run_analog_benchmark(
         repeats=ANALOG_DEFAULTS["repeats"] if repeats is None else repeats,
         threads=ANALOG_DEFAULTS["threads"] if threads is None else threads,
         quick=quick,
+        device=device or "cpu",
     )
     print(report.to_json() if as_json else format_report(report))
 
