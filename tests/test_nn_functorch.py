@@ -90,3 +90,37 @@ def test_a_kernel_named_explicitly_under_a_transform_is_a_one_line_error():
     x = torch.rand(4, 2, 8)
     with pytest.raises(SpikecimError, match="backend: 'cpu' cannot run this call .*torch.func"):
         torch.func.grad(lambda xi: neuron(xi).sum())(x)
+
+
+@pytest.mark.parametrize("spiking", [False, True])
+def test_grad_of_hardware_aware_training_equals_its_backward_pass(spiking):
+    """The converters' autograd functions (DAC, ADC, convolution tiles) take ``torch.func``:
+    under ``grad`` the compiled converter passes let torch's run. In training mode the first
+    batches initialise the learned input ranges and BatchNorm tracks its statistics, so the
+    buffers go in as an argument (a transform does not let a function write to tensors it
+    captured), as torch's documentation does for BatchNorm. No weight noise here: under a
+    transform its normals come from torch's generator, not from spikecim's."""
+    from spikecim.analog.hwa import hwa_layers
+    from spikecim.analog.hwa_config import HwaConverters
+
+    torch.manual_seed(0)
+    converters = HwaConverters(dac_bits=8, adc_bits=8, out_bound=10.0, input_range="learned", tile_rows=64)
+    model = hwa_layers(create_model("convnet", spiking=spiking, width=0.25), converters).train()
+    x = torch.rand(2, 8, 1, 8, 8, generator=torch.Generator().manual_seed(3))  # T = 2, digits-size
+    y = torch.randint(0, 10, (8,), generator=torch.Generator().manual_seed(4))
+    params = {k: v.detach().clone() for k, v in model.named_parameters()}
+
+    def loss(p, buffers):
+        return F.cross_entropy(torch.func.functional_call(model, (p, buffers), (x,)).mean(0), y)
+
+    buffers = {k: v.clone() for k, v in model.named_buffers()}
+    got = torch.func.grad(loss)(params, buffers)
+    fresh = {k: v.clone().requires_grad_() for k, v in params.items()}
+    ordinary = {k: v.clone() for k, v in model.named_buffers()}
+    loss(fresh, ordinary).backward()
+    assert any("input_range" in key for key in got)
+    for key, g in got.items():
+        want = fresh[key].grad
+        torch.testing.assert_close(g, want, rtol=1e-4, atol=1e-5 * float(want.abs().max()) + 1e-12, msg=key)
+    for key, b in buffers.items():  # the same range updates and BatchNorm statistics
+        torch.testing.assert_close(b, ordinary[key], msg=key)

@@ -159,7 +159,7 @@ class HwaLayer(nn.Module):
                 wt = wt + weight_noise(wt, self.modifier, self.generator, w_max)
             yt, r = product(t, start, wt)
             if c.out_bound is not None:  # the ADC adds the tile to the tiles before
-                out = _Adc.apply(yt, r * c.out_bound * w_max, c.adc_bits, out)
+                out = _Adc.apply(yt, r * c.out_bound * w_max, c.adc_bits, out)[0]
             else:
                 out = yt if out is None else out + yt
         return out
@@ -193,7 +193,7 @@ class HwaLayer(nn.Module):
         entries = xt.shape[0] * windows * size  # patch entries of the tile in the batch
         y = _ConvTile.apply(
             xt, kernel, r, c.dac_bits, geometry, copies, entries, c.range_decay, c.range_min_unclipped
-        )
+        )[0]
         return y, r.detach()
 
     def _inputs(self, xt: torch.Tensor, t: int, dim: int) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -203,11 +203,11 @@ class HwaLayer(nn.Module):
             return xt, None
         if c.input_range == "abs-max":
             r = abs_max_scale(xt, dim)
-            return _Dac.apply(xt, r, c.dac_bits, 0.0, 1.0), r
+            return _dac(xt, r, c.dac_bits, 0.0, 1.0), r
         if self.training and self._initialising(t):
             self._init_range(t, xt.detach().std())
         r = self.input_range[t]
-        return _Dac.apply(xt, r, c.dac_bits, c.range_decay, c.range_min_unclipped), r.detach()
+        return _dac(xt, r, c.dac_bits, c.range_decay, c.range_min_unclipped), r.detach()
 
     def _initialising(self, t: int) -> bool:
         return int(self.range_updates[t]) < self.converters.range_init_batches
@@ -327,21 +327,34 @@ def _range_grad(r: torch.Tensor, clipped_grad, unclipped: float, decay: float, m
     return grad
 
 
+def _dac(x: torch.Tensor, r: torch.Tensor, bits: int | None, decay: float, min_unclipped: float):
+    """The tile's inputs through :class:`_Dac`."""
+    return _Dac.apply(x, r, bits, decay, min_unclipped)[0]
+
+
 class _Dac(torch.autograd.Function):
     """:func:`_clip_and_dac` with straight-through gradients, except that a clipped input
     gets none (one exactly at ±r keeps it); a range that needs a gradient (learned) gets
-    :func:`_range_grad`."""
+    :func:`_range_grad`. Its outputs besides the first (where it clipped, the unclipped
+    fraction) carry what the backward needs (the form ``torch.func`` takes: no context in
+    the forward)."""
 
     @staticmethod
-    def forward(ctx, x, r, bits: int | None, decay: float, min_unclipped: float):
+    def forward(x, r, bits: int | None, decay: float, min_unclipped: float):
         y, clip = _clip_and_dac(x, r, bits)
-        ctx.save_for_backward(clip.code, r)
-        ctx.decay, ctx.min_unclipped = decay, min_unclipped
-        ctx.unclipped = 1.0 - clip.clipped / x.numel()
-        return y
+        return y, clip.code, 1.0 - clip.clipped / x.numel()
 
     @staticmethod
-    def backward(ctx, g):
+    def setup_context(ctx, inputs, output):
+        _, r, _, decay, min_unclipped = inputs
+        _, code, unclipped = output
+        if code is not None:
+            ctx.mark_non_differentiable(code)
+        ctx.save_for_backward(code, r)
+        ctx.decay, ctx.min_unclipped, ctx.unclipped = decay, min_unclipped, unclipped
+
+    @staticmethod
+    def backward(ctx, g, _code, _unclipped):
         code, r = ctx.saved_tensors
         grad_x, clipped = _dac_grad(g, code, ctx.needs_input_grad[1])
         grad_r = None
@@ -357,10 +370,8 @@ class _Adc(torch.autograd.Function):
     saturated output)."""
 
     @staticmethod
-    def forward(ctx, y, bound, bits: int | None, prev):
+    def forward(y, bound, bits: int | None, prev):
         n = level_count(bits) if bits is not None else None
-        if prev is not None:
-            ctx.mark_dirty(prev)
         # prev, the sum of the tiles before, has y's dtype; the kernel writes into a contiguous one
         if hwa_kernels.available(y) and (prev is None or prev.is_contiguous()):
             out, code, saturated = hwa_kernels.adc(y, prev, bound, n)
@@ -368,12 +379,21 @@ class _Adc(torch.autograd.Function):
             out, mask, saturated = _adc(y, bound, n)
             out = out if prev is None else prev.add_(out)
             code = mask.to(torch.uint8) * OUTSIDE if saturated else None
-        ctx.save_for_backward(code if saturated else None)
-        ctx.prev = prev is not None
-        return out
+        return out, (code if saturated else None)
 
     @staticmethod
-    def backward(ctx, g):
+    def setup_context(ctx, inputs, output):
+        prev = inputs[3]
+        if prev is not None:
+            ctx.mark_dirty(prev)
+        code = output[1]
+        if code is not None:
+            ctx.mark_non_differentiable(code)
+        ctx.save_for_backward(code)
+        ctx.prev = prev is not None
+
+    @staticmethod
+    def backward(ctx, g, _code):
         (code,) = ctx.saved_tensors
         grad_y, _ = _dac_grad(g, code, False)  # 0 at a saturated output (code OUTSIDE)
         return grad_y, None, None, (g if ctx.prev else None)
@@ -403,17 +423,23 @@ class _ConvTile(torch.autograd.Function):
     g_patch = Σ_m W[m, c, i, j] · G[b, m, window]."""
 
     @staticmethod
-    def forward(ctx, x, kernel, r, bits, geometry, copies, entries: int, decay: float, min_unclipped: float):
+    def forward(x, kernel, r, bits, geometry, copies, entries: int, decay: float, min_unclipped: float):
         stride, padding, dilation = geometry
         y, clip = _clip_and_dac(x, r, bits, copies if decay > 0 else None)
         out = F.conv2d(y, kernel, None, stride, padding, dilation)
-        ctx.save_for_backward(y, kernel, r, clip.code)
-        ctx.geometry, ctx.decay, ctx.min_unclipped = geometry, decay, min_unclipped
-        ctx.unclipped = 1.0 - clip.weighted / entries  # clipped patch entries: once per covering window
-        return out
+        # besides the output, what the backward needs (the form torch.func takes, as _Dac's)
+        return out, y, clip.code, 1.0 - clip.weighted / entries  # clipped entries: once per window
 
     @staticmethod
-    def backward(ctx, g):
+    def setup_context(ctx, inputs, output):
+        _, kernel, r, _, geometry, _, _, decay, min_unclipped = inputs
+        _, y, code, unclipped = output
+        ctx.mark_non_differentiable(*(t for t in (y, code) if t is not None))
+        ctx.save_for_backward(y, kernel, r, code)
+        ctx.geometry, ctx.decay, ctx.min_unclipped, ctx.unclipped = geometry, decay, min_unclipped, unclipped
+
+    @staticmethod
+    def backward(ctx, g, _y, _code, _unclipped):
         y, kernel, r, code = ctx.saved_tensors
         stride, padding, dilation = ctx.geometry
         grad_r = None

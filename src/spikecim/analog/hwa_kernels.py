@@ -53,8 +53,15 @@ _PARALLEL_MIN = 1 << 16  # elements below which one thread is faster than waking
 
 
 def available(x: torch.Tensor) -> bool:
-    """Whether the kernels run for ``x`` (a non-empty float32 CPU tensor; compiler found)."""
-    return x.device.type == "cpu" and x.dtype == torch.float32 and x.numel() > 0 and _library() is not None
+    """Whether the kernels run for ``x``: a non-empty float32 CPU tensor, no ``torch.func``
+    transform running (its tensors have no storage of their own), compiler found."""
+    return (
+        x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and x.numel() > 0
+        and not cbuild.transformed()
+        and _library() is not None
+    )
 
 
 def dac(

@@ -199,9 +199,10 @@ def write_noise(
 
 def _fast(out: torch.Tensor, *inputs: torch.Tensor, per_out: int = 1) -> bool:
     """Whether the kernel takes this call: CPU, contiguous, one float dtype, ``per_out``
-    input elements per output element, no gradient needed."""
+    input elements per output element, no gradient needed, no ``torch.func`` transform
+    running (its tensors have no storage of their own: torch's normals then)."""
     dtype = out.dtype
-    if out.device.type != "cpu" or dtype not in _REALS or not out.is_contiguous():
+    if out.device.type != "cpu" or dtype not in _REALS or not out.is_contiguous() or cbuild.transformed():
         return False
     for t in inputs:
         if t.device.type != "cpu" or t.dtype != dtype or not t.is_contiguous():
