@@ -28,18 +28,26 @@ __all__ = [
 
 
 def interleaved_times(
-    fns: list[Callable[[], object]], repeats: int, clock: Callable[[], float] = time.perf_counter
+    fns: list[Callable[[], object]],
+    repeats: int,
+    clock: Callable[[], float] = time.perf_counter,
+    device: torch.device | None = None,
 ) -> list[list[float]]:
     """Seconds of each callable per round: one warm-up call of each, then ``repeats`` rounds
     of one call each, so a change of load on a shared machine hits all of them alike.
-    ``clock``: wall time by default; ``time.thread_time`` for the calling thread's CPU time."""
+    ``clock``: wall time by default; ``time.thread_time`` for the calling thread's CPU time.
+    ``device``: a GPU the callables queue work on, waited for before each clock read."""
     for fn in fns:
         fn()
     times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
         for fn, ts in zip(fns, times, strict=True):
+            if device is not None:
+                synchronize(device)
             t = clock()
             fn()
+            if device is not None:
+                synchronize(device)
             ts.append(clock() - t)
     return times
 

@@ -48,7 +48,6 @@ from spikecim.timing import (
     device_name,
     interleaved_times,
     quiet_stderr,
-    synchronize,
     torch_threads,
 )
 
@@ -267,11 +266,7 @@ def _inference_row(
             drift(ours, DRIFT_S)
             ours(x)
 
-    def waited(fn: Callable[[], object]) -> Callable[[], None]:
-        """``fn`` and then a wait for the device's queue (a GPU runs asynchronously)."""
-        return lambda: (fn(), synchronize(x.device))
-
-    forwards, loops = [waited(lambda: ours(x)), waited(lambda: model(x))], [waited(mc_ours)]
+    forwards, loops = [lambda: ours(x), lambda: model(x)], [mc_ours]
     if with_aihwkit:
         theirs = _aihwkit_model(model)
 
@@ -288,8 +283,8 @@ def _inference_row(
         forwards += [lambda: theirs(x), fresh_read]
         loops.append(mc_theirs)
     with torch.no_grad():
-        t_ours, t_digital, *t_theirs = _median_times(forwards, repeats)
-        t_mc_ours, *t_mc_theirs = _median_times(loops, max(1, repeats // 3))
+        t_ours, t_digital, *t_theirs = _median_times(forwards, repeats, x.device)
+        t_mc_ours, *t_mc_theirs = _median_times(loops, max(1, repeats // 3), x.device)
     t_reuse, t_fresh = t_theirs or (None, None)
     t_mc = t_mc_theirs[0] if t_mc_theirs else None
     return InferenceRow(
@@ -362,9 +357,10 @@ def _ir_drop_rows(sizes: tuple[int, ...], vectors: int) -> list[IRDropRow]:
     return rows
 
 
-def _median_times(fns: list[Callable[[], object]], repeats: int) -> list[float]:
-    """Median seconds of each callable, the callables interleaved in every round."""
-    return [statistics.median(ts) for ts in interleaved_times(fns, repeats)]
+def _median_times(fns: list[Callable[[], object]], repeats: int, device: torch.device) -> list[float]:
+    """Median seconds of each callable, the callables interleaved in every round (on a GPU,
+    waited for before each clock read)."""
+    return [statistics.median(ts) for ts in interleaved_times(fns, repeats, device=device)]
 
 
 def _ratio(theirs: float | None, ours: float) -> float | None:
