@@ -34,7 +34,7 @@ from spikecim.timing import interleaved_times
 
 HERE = Path(__file__).parent / "c"
 KERNELS = Path(cbuild.__file__).parent
-PROGRAMS = {  # program: (figure, unit)
+PROGRAMS = {  # program: the unit of its figures
     "row_adds": "G vector adds / s",
     "micro_tile": "GFLOP/s",
     "icdf_reads": "ns per normal",
