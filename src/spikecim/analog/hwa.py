@@ -49,6 +49,7 @@ from spikecim.analog.hwa_config import HwaConverters
 from spikecim.analog.hwa_kernels import LOWER, OUTSIDE, UPPER
 from spikecim.analog.hwa_noise import weight_noise
 from spikecim.analog.quant import abs_max_scale, level_count
+from spikecim.autograd import Function
 from spikecim.errors import SpikecimError
 from spikecim.nn.linear import Linear
 from spikecim.ops.conv import output_size
@@ -332,7 +333,7 @@ def _dac(x: torch.Tensor, r: torch.Tensor, bits: int | None, decay: float, min_u
     return _Dac.apply(x, r, bits, decay, min_unclipped)[0]
 
 
-class _Dac(torch.autograd.Function):
+class _Dac(Function):
     """:func:`_clip_and_dac` with straight-through gradients, except that a clipped input
     gets none (one exactly at ±r keeps it); a range that needs a gradient (learned) gets
     :func:`_range_grad`. Its outputs besides the first (where it clipped, the unclipped
@@ -363,7 +364,7 @@ class _Dac(torch.autograd.Function):
         return grad_x, grad_r, None, None, None
 
 
-class _Adc(torch.autograd.Function):
+class _Adc(Function):
     """``prev`` (the sum of the tiles before, or None) plus the outputs on the ``bits``-bit
     grid over ±bound (``bits`` None: no grid), clipped to ±bound, written into ``prev`` (no
     one else holds it); the gradient is straight-through inside ±bound and 0 outside (a
@@ -414,7 +415,7 @@ def _adc(
     return (k.clamp_(-n, n) if saturated else k).mul_(bound / n), mask, saturated
 
 
-class _ConvTile(torch.autograd.Function):
+class _ConvTile(Function):
     """A convolution tile on the image: the inputs through :class:`_Dac` (clip to ±r, DAC),
     then ``conv2d`` with the tile's kernel. The backward gives what the patch form gives:
     each image input is a patch entry once per window that covers it, so its clip and the

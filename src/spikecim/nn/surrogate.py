@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
+from spikecim.autograd import Function
 from spikecim.errors import SpikecimError
 
 __all__ = [
@@ -66,7 +67,7 @@ _GRADS: dict[str, Callable[[torch.Tensor, float], torch.Tensor]] = {
 }
 
 
-class _Heaviside(torch.autograd.Function):
+class _Heaviside(Function):
     """Strict step forward, surrogate derivative backward; its forward and context set up
     apart (and a vmap rule generated), so ``torch.func``'s transforms take it too."""
 

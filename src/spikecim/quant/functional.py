@@ -28,6 +28,8 @@ from typing import Literal
 
 import torch
 
+from spikecim.autograd import Function
+
 __all__ = [
     "STE",
     "dequantize",
@@ -40,7 +42,7 @@ __all__ = [
 STE = Literal["saturated", "identity"] | None
 
 
-class _RoundSTE(torch.autograd.Function):
+class _RoundSTE(Function):
     """round(x) forward, identity backward (forward and context apart, a vmap rule generated:
     ``torch.func``'s transforms take it)."""
 
