@@ -225,3 +225,114 @@ def test_the_hwa_optimizer_updates_as_torchs_per_operation_adam():
             opt.step()
     for a, b in zip(ours.parameters(), ref.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+LAYOUTS = ["channels-last", "channel slice of channels-last"]
+
+
+def laid_out(x: torch.Tensor, layout: str) -> torch.Tensor:
+    """``x`` (``[B, C, H, W]``) with the same values in ``layout``: channels-last, or a slice
+    of the channels of a wider channels-last tensor (not dense: the kernels lay it out)."""
+    if layout == "channels-last":
+        return x.contiguous(memory_format=torch.channels_last)
+    wide = torch.cat([x, x[:, :3]], 1).contiguous(memory_format=torch.channels_last)
+    return wide[:, : x.shape[1]]
+
+
+@pytest.mark.parametrize("threads", THREADS)
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_dac_and_its_backward_on_channels_last_equal_the_default_layout(layout, threads):
+    x = inputs(4, 12, 16, 16, seed=11)
+    copies = torch.randint(1, 10, (12, 16, 16)).float()
+    g = torch.randn(x.shape, generator=torch.Generator().manual_seed(12))
+    r = torch.tensor(1.0)
+    with torch_threads(threads):
+        y, code, clipped, weighted = hwa_kernels.dac(laid_out(x, layout), r, 31, copies)
+        grad, sums = hwa_kernels.dac_backward(laid_out(g, layout), code, True)
+    y_ref, code_ref, clipped_ref, _ = hwa_kernels.dac(x, r, 31, copies)
+    assert y.is_contiguous(memory_format=torch.channels_last)  # the convolution reads it as it lies
+    assert code.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(y, y_ref) and torch.equal(code, code_ref) and clipped == clipped_ref
+    hand = float((((x >= 1) | (x <= -1)).sum(0).double() * copies.double()).sum())
+    assert weighted == pytest.approx(hand, rel=1e-12)
+    assert torch.equal(grad, g.masked_fill((x > 1) | (x < -1), 0))
+    assert grad.is_contiguous(memory_format=torch.channels_last)
+    hand = float(g.double()[x >= 1].clamp(max=0).sum() - g.double()[x <= -1].clamp(min=0).sum())
+    assert sums == pytest.approx(hand, rel=1e-9)
+
+
+@pytest.mark.parametrize("threads", THREADS)
+@pytest.mark.parametrize("with_prev", [False, True])
+def test_adc_on_channels_last_equals_the_default_layout_and_writes_into_prev(with_prev, threads):
+    y = inputs(4, 8, 16, 16, seed=13) * 3
+    prev = inputs(4, 8, 16, 16, seed=14) if with_prev else None
+    bound = torch.tensor(2.5)
+    ref, mask_ref, saturated_ref = hwa_kernels.adc(y, None if prev is None else prev.clone(), bound, 31)
+    target = None if prev is None else laid_out(prev, "channels-last")
+    with torch_threads(threads):
+        out, mask, saturated = hwa_kernels.adc(laid_out(y, "channels-last"), target, bound, 31)
+    assert torch.equal(out, ref) and torch.equal(mask, mask_ref) and saturated == saturated_ref
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    if with_prev:
+        assert out.data_ptr() == target.data_ptr()  # the sum over tiles, in place
+    # a default-layout output into a channels-last sum: read in the sum's layout
+    mixed = None if prev is None else laid_out(prev, "channels-last")
+    out2, _, _ = hwa_kernels.adc(y, mixed, bound, 31)
+    assert torch.equal(out2, ref)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_conv_patch_moments_on_channels_last_equal_the_sums_over_the_patches(layout):
+    x = inputs(4, 6, 12, 12, seed=15)
+    inside = torch.ones(1, 6, 3, 3)
+    copies, _ = hwa._copies(inside, x.shape[2:], ((1, 1), (1, 1), (1, 1)))
+    s1, s2 = hwa_kernels.moments(laid_out(x, layout), copies)
+    patches = nn.functional.unfold(x, (3, 3), 1, 1, 1).double()  # the padding zeros add nothing
+    assert s1 == pytest.approx(float(patches.sum()), rel=1e-9)
+    assert s2 == pytest.approx(float(x.square().double().sum((0,)).mul(copies.double()).sum()), rel=1e-9)
+    assert s2 == pytest.approx(float(patches.square().sum()), rel=1e-6)
+
+
+@pytest.mark.parametrize("threads", THREADS)
+@pytest.mark.parametrize("name", list(GEOMETRIES))
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_conv_range_gradient_kernel_on_channels_last_equals_the_patch_gradients(layout, name, threads):
+    stride, padding, dilation = GEOMETRIES[name]
+    x = inputs(4, 11, 20, 20, seed=16)  # 11 channels: a run of 8 codes and a rest
+    kernel = torch.randn(6, 11, 3, 3, generator=torch.Generator().manual_seed(17))
+    out = torch.nn.functional.conv2d(x, kernel, None, stride, padding, dilation)
+    g = torch.randn(out.shape, generator=torch.Generator().manual_seed(18))
+    _, code, _, _ = hwa_kernels.dac(laid_out(x, layout), torch.tensor(1.0), 8)
+    with torch_threads(threads):
+        got = hwa_kernels.conv_range_grad(
+            code, kernel, laid_out(g, "channels-last"), (stride, padding, dilation)
+        )
+    cols = torch.matmul(kernel.reshape(6, -1).t().double(), g.flatten(2).double())  # [B, taps, L]
+    patches = nn.functional.unfold(x, (3, 3), dilation, padding, stride)
+    hand = float(cols[patches >= 1].clamp(max=0).sum() - cols[patches <= -1].clamp(min=0).sum())
+    assert got == pytest.approx(hand, rel=1e-5)
+
+
+def test_a_conv_layer_on_the_cpu_runs_its_tiles_in_channels_last_with_the_patch_forms_numbers():
+    c = HwaConverters(
+        dac_bits=6, adc_bits=None, out_bound=2.0, tile_rows=40, range_init=0.5, range_init_batches=0
+    )  # the ADC's bound alone: no level boundary for the summation order to cross
+    torch.manual_seed(0)
+    layer = HwaLayer(nn.Conv2d(9, 16, 3, padding=1), c).train()  # 81 inputs: 3 tiles
+    x = inputs(8, 9, 12, 12, seed=19).requires_grad_(True)
+    out = layer(x)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    # the patch form by hand: each tile's unfolded inputs through the DAC, times its weights
+    patches = nn.functional.unfold(x.detach(), (3, 3), 1, 1, 1)  # [B, 81, L]
+    w = layer.module.weight.detach().reshape(16, 81)
+    total = torch.zeros(8, 16, 144)
+    for t, (start, size) in enumerate(zip(layer.starts, layer.sizes, strict=True)):
+        r = float(layer.input_range[t].detach())
+        xt = patches[:, start : start + size].clamp(-r, r)
+        n = 31
+        xt = torch.round(xt * (n / r)) * (r / n)
+        yt = torch.matmul(w[:, start : start + size], xt)
+        bound = 2.0 * r * float(w[:, start : start + size].abs().max())
+        total += yt.clamp(-bound, bound)
+    total += layer.module.bias.detach().view(1, -1, 1)
+    torch.testing.assert_close(out.detach(), total.view(8, 16, 12, 12), rtol=1e-4, atol=1e-4)

@@ -15,7 +15,11 @@ and the layer returns Σ_t ŷ_t + bias. A convolution's input vectors are its pa
 tile runs as a native convolution of the image's channels it touches (the kernel entries
 outside the tile zero), each input counted once per window that covers it, so the numbers
 and gradients are the patch form's (with a per-vector abs-max range it runs on the patches,
-im2col). The learned range follows aihwkit-lightning's
+im2col). On the CPU the tiles' convolutions run in ``torch.channels_last`` (the layer's
+input is laid out so once; its output keeps the layout): oneDNN reads that layout as it
+lies, where in torch's default layout it reorders every tile's input and output and pads
+the tile's channels to a multiple of 16 (VGG-9's 32×32 layer at batch 32, 22 of 64 input
+channels: 7.8 against 22.6 ms, one thread on an AMD EPYC of the Zen 4 family). The learned range follows aihwkit-lightning's
 ``TorchLinear.apply_input_range`` and ``InputRangeForward``
 (``aihwkit_lightning/nn/modules/torch_utils/torch_linear.py``): for the first
 ``range_init_batches`` training batches r ← (r·i + range_init_std·std(x_t))/(i + 1); the
@@ -111,6 +115,8 @@ class HwaLayer(nn.Module):
 
         geometry = (m.stride, _padding(m), m.dilation)
         if self._on_image():
+            if x.device.type == "cpu":  # module docstring: the tiles' convolutions in channels-last
+                x = x.contiguous(memory_format=torch.channels_last)
             parts = self._channels(x)
             out = self._tiles(w, lambda t, start, wt: self._conv(parts[t], geometry, t, start, wt))
             return out if m.bias is None else out + m.bias.view(1, -1, 1, 1)
@@ -373,8 +379,8 @@ class _Adc(Function):
     @staticmethod
     def forward(y, bound, bits: int | None, prev):
         n = level_count(bits) if bits is not None else None
-        # prev, the sum of the tiles before, has y's dtype; the kernel writes into a contiguous one
-        if hwa_kernels.available(y) and (prev is None or prev.is_contiguous()):
+        # prev, the sum of the tiles before, has y's dtype; the kernel writes into a dense one
+        if hwa_kernels.available(y) and (prev is None or hwa_kernels.dense(prev)):
             out, code, saturated = hwa_kernels.adc(y, prev, bound, n)
         else:
             out, mask, saturated = _adc(y, bound, n)

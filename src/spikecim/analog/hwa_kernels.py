@@ -20,6 +20,13 @@ same order, no fused multiply-add); the sums accumulate in double. The C file is
 once per machine by :func:`spikecim.nn.kernels.cbuild.load`; when no compiler works,
 :func:`available` is False (one warning) and the torch passes run. Work is split into chunks
 (samples for :func:`conv_range_grad`) over ``torch.get_num_threads()`` threads.
+
+A convolution tile's tensors ``[B, C, H, W]`` may lie in torch's default layout or in
+``torch.channels_last`` (the layout :class:`spikecim.analog.hwa.HwaLayer` runs its
+convolutions in on the CPU): the elementwise passes run over the elements in the order they
+lie, with each input's ``copies`` read in that order, and their outputs take the input's
+layout; :func:`conv_range_grad` reads the codes in either order. Any other layout is copied
+into the default one first.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ __all__ = [
     "conv_range_grad",
     "dac",
     "dac_backward",
+    "dense",
     "grid",
     "moments",
 ]
@@ -50,6 +58,34 @@ UPPER, LOWER, OUTSIDE = 1, 2, 4  # the clip code's bits (hwa_cpu.c)
 _SOURCE = Path(cbuild.__file__).with_name("hwa_cpu.c")
 _CHUNK = 1 << 14  # elements per work item
 _PARALLEL_MIN = 1 << 16  # elements below which one thread is faster than waking more
+
+
+def _dense(t: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    """``(t, nhwc)``: ``t`` dense in its layout (a copy when it is neither), and whether
+    that is channels-last (a 4-d tensor not also in the default layout)."""
+    if t.is_contiguous():
+        return t, False
+    if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last):
+        return t, True
+    if t.dim() == 4 and t.stride(1) == 1:  # a channel slice of a channels-last tensor
+        return t.contiguous(memory_format=torch.channels_last), True
+    return t.contiguous(), False
+
+
+def dense(t: torch.Tensor) -> bool:
+    """Whether ``t`` lies dense in torch's default layout or in channels-last (the layouts the
+    kernels write into in place)."""
+    return t.is_contiguous() or (t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last))
+
+
+def _layout(nhwc: bool) -> torch.memory_format:
+    return torch.channels_last if nhwc else torch.contiguous_format
+
+
+def _storage_order(copies: torch.Tensor, nhwc: bool) -> torch.Tensor:
+    """``copies`` ``[C, H, W]`` as float32 in the order of a channels-last input's elements
+    (``[H, W, C]``) with ``nhwc``, else in its own."""
+    return (copies.permute(1, 2, 0) if nhwc else copies).to(torch.float32).contiguous()
 
 
 def available(x: torch.Tensor) -> bool:
@@ -72,13 +108,14 @@ def dac(
     as torch computes ``n / r`` and ``r / n`` in float32: :func:`grid`); each input's clip code;
     #(x ≥ r) + #(x ≤ −r); and Σ ``copies`` (``[C, H, W]`` of an input ``[B, C, H, W]``) over
     the inputs with x ≥ r or x ≤ −r (0.0 without ``copies``)."""
-    x = x.contiguous()
+    x, nhwc = _dense(x)
     n = x.numel()
     items = -(-n // _CHUNK)
-    y, code = torch.empty_like(x), torch.empty(x.shape, dtype=torch.uint8)
+    y = torch.empty_like(x, memory_format=_layout(nhwc))
+    code = torch.empty_like(x, dtype=torch.uint8, memory_format=_layout(nhwc))
     count = (ctypes.c_int64 * items)()
     weighted = (ctypes.c_double * items)() if copies is not None else None
-    copies = None if copies is None else copies.to(torch.float32).contiguous()
+    copies = None if copies is None else _storage_order(copies, nhwc)
     r = float(r)
     inv, step = grid(r, bits_levels)
     lib, structs = _library()
@@ -105,9 +142,11 @@ def dac_backward(
     g: torch.Tensor, code: torch.Tensor, sums: bool, inplace: bool = False
 ) -> tuple[torch.Tensor, float]:
     """``(grad, clipped)``: ``g`` zeroed where the code is ``OUTSIDE`` (written into ``g``
-    with ``inplace``), and with ``sums`` Σ_{UPPER} min(g, 0) − Σ_{LOWER} max(g, 0) (else 0.0)."""
-    g, code = g.contiguous(), code.contiguous()
-    grad = g if inplace else torch.empty_like(g)
+    with ``inplace``), and with ``sums`` Σ_{UPPER} min(g, 0) − Σ_{LOWER} max(g, 0) (else 0.0);
+    ``code`` is read in ``g``'s layout."""
+    g, nhwc = _dense(g)
+    code = code.contiguous(memory_format=_layout(nhwc))
+    grad = g if inplace else torch.empty_like(g, memory_format=_layout(nhwc))
     n = g.numel()
     items = -(-n // _CHUNK)
     partial = (ctypes.c_double * items)() if sums else None
@@ -128,24 +167,26 @@ def conv_range_grad(code: torch.Tensor, kernel: torch.Tensor, g: torch.Tensor, g
     """Σ over the patch entries copied from an input coded ``UPPER`` of min(g_patch, 0), plus
     over those coded ``LOWER`` of min(−g_patch, 0); g_patch = Σ_m W[m, c, i, j]·G[b, m, window]
     for the input ``code`` ``[B, C, H, W]``, the tile's ``kernel`` ``[M, C, kh, kw]`` and the
-    output gradient ``g`` ``[B, M, Ho, Wo]``."""
+    output gradient ``g`` ``[B, M, Ho, Wo]`` (channels-last: no copy of it)."""
     stride, padding, dilation = geometry
     B, C, H, W = code.shape
     M, _, kh, kw = kernel.shape
     Ho, Wo = g.shape[2:]
+    code, nhwc = _dense(code)  # kept referenced while the kernel reads it
     kt = kernel.detach().permute(1, 2, 3, 0).contiguous()  # [C, kh, kw, M]: each tap's column
     gt = g.permute(0, 2, 3, 1).contiguous()  # [B, Ho, Wo, M]: each window's M values side by side
     partial = (ctypes.c_double * B)()
     windows = torch.empty(H * kh + W * kw, dtype=torch.int64)
     lib, structs = _library()
     a = structs["range"](
-        code=code.contiguous().data_ptr(),
+        code=code.data_ptr(),
         kt=kt.data_ptr(),
         gt=gt.data_ptr(),
         partial=ctypes.addressof(partial),
         windows=windows.data_ptr(),
         B=B, C=C, H=H, W=W, M=M, kh=kh, kw=kw, Ho=Ho, Wo=Wo,
         sh=stride[0], sw=stride[1], ph=padding[0], pw=padding[1], dh=dilation[0], dw=dilation[1],
+        nhwc=nhwc,
     )  # fmt: skip
     lib.hwa_conv_range_grad(ctypes.byref(a), cbuild.threads(code.numel(), _PARALLEL_MIN))
     return sum(partial)
@@ -156,11 +197,16 @@ def adc(
 ) -> tuple[torch.Tensor, torch.Tensor, bool]:
     """``(out, code, saturated)``: with ``bits_levels`` = n, k = rint(y·(n/bound)) and
     v = clamp(k, −n, n)·(bound/n), code ``OUTSIDE`` where |k| > n; else v = clamp(y, ±bound),
-    code ``OUTSIDE`` where |y| > bound (:func:`dac_backward` masks the gradient with it); out = prev + v, written into ``prev`` (contiguous, ``y``'s dtype: the caller's check; a new
-    tensor of v without ``prev``); saturated: whether any mask is set."""
-    y = y.contiguous()
-    out = torch.empty_like(y) if prev is None else prev
-    mask = torch.empty(y.shape, dtype=torch.uint8)
+    code ``OUTSIDE`` where |y| > bound (:func:`dac_backward` masks the gradient with it); out = prev + v, written into ``prev`` (dense in its layout, ``y``'s dtype: the caller's check; ``y``
+    is read in that layout), a new tensor of v in ``y``'s layout without ``prev``; the mask in
+    ``out``'s layout; saturated: whether any mask is set."""
+    if prev is None:
+        y, nhwc = _dense(y)
+    else:
+        nhwc = _dense(prev)[1]
+        y = y.contiguous(memory_format=_layout(nhwc))
+    out = torch.empty_like(y, memory_format=_layout(nhwc)) if prev is None else prev
+    mask = torch.empty_like(y, dtype=torch.uint8, memory_format=_layout(nhwc))
     n = y.numel()
     items = -(-n // _CHUNK)
     saturated = (ctypes.c_int64 * items)()
@@ -188,8 +234,8 @@ def adc(
 def moments(x: torch.Tensor, copies: torch.Tensor) -> tuple[float, float]:
     """``(Σ copies·x, Σ copies·x²)`` in double over an input ``x`` ``[B, C, H, W]`` with
     ``copies`` ``[C, H, W]`` (x² rounded to float32 first, as ``x.square()``)."""
-    x = x.contiguous()
-    copies = copies.to(torch.float32).contiguous()
+    x, nhwc = _dense(x)
+    copies = _storage_order(copies, nhwc)
     n = x.numel()
     items = -(-n // _CHUNK)
     s1, s2 = (ctypes.c_double * items)(), (ctypes.c_double * items)()
@@ -249,7 +295,7 @@ def _library():
         "range": _struct(
             "RangeArgs",
             ("code", "kt", "gt", "partial", "windows"),
-            ("B", "C", "H", "W", "M", "kh", "kw", "Ho", "Wo", "sh", "sw", "ph", "pw", "dh", "dw"),
+            ("B", "C", "H", "W", "M", "kh", "kw", "Ho", "Wo", "sh", "sw", "ph", "pw", "dh", "dw", "nhwc"),
             (),
             False,
         ),

@@ -58,12 +58,12 @@ typedef struct {
  * gp = Σ_m kt[c, i, j, m] · g[b, m, oy, ox] (the patch entry's gradient Wᵀ·G), read from gt,
  * g with each window's M values side by side (the caller's one permuted copy). */
 typedef struct {
-    const uint8_t *code; /* [B, C, H, W] */
+    const uint8_t *code; /* [B, C, H, W], or [B, H, W, C] with nhwc (a channels-last input's) */
     const float *kt;     /* [C, kh, kw, M] */
     const float *gt;     /* [B, Ho, Wo, M]: the output gradient, each window's M values side by side */
     double *partial;     /* [B] */
     int64_t *windows;    /* [H·kh + W·kw] work space: window_table's rows, then columns */
-    int64_t B, C, H, W, M, kh, kw, Ho, Wo, sh, sw, ph, pw, dh, dw;
+    int64_t B, C, H, W, M, kh, kw, Ho, Wo, sh, sw, ph, pw, dh, dw, nhwc;
     const float *zeros;  /* [M] zeros (set by hwa_conv_range_grad): the taps that fill a set */
 } range_args;
 
@@ -244,47 +244,74 @@ static inline __attribute__((always_inline)) double clipped_sum(uint8_t k, const
     return s;
 }
 
-CLONES static void range_sample(const void *p, int64_t b) {
-    const range_args *a = (const range_args *)p;
-    const int64_t M = a->M, W = a->W, plane = a->H * a->W, kh = a->kh, kw = a->kw;
+/* The share of input (b, c, y, x), clip code k (UPPER or LOWER set): its taps' dot products
+ * gathered TAPS at a time. */
+static inline __attribute__((always_inline)) double input_share(const range_args *a, int64_t b, int64_t c, int64_t y,
+                                                                int64_t x, uint8_t k) {
+    const int64_t M = a->M, kh = a->kh, kw = a->kw;
     const int64_t *rows = a->windows, *cols = a->windows + a->H * kh;
+    const float *kc = a->kt + c * kh * kw * M;
     const float *ws[TAPS], *gs[TAPS];
     double s = 0.0;
-    for (int64_t c = 0; c < a->C; c++) {
-        const uint8_t *code = a->code + (b * a->C + c) * plane;
-        const float *kc = a->kt + c * kh * kw * M;
+    int n = 0; /* taps gathered for the next dots() */
+    for (int64_t i = 0; i < kh; i++) {
+        const int64_t oy = rows[y * kh + i];
+        if (oy < 0) continue;
+        for (int64_t j = 0; j < kw; j++) {
+            const int64_t ox = cols[x * kw + j];
+            if (ox < 0) continue;
+            ws[n] = kc + (i * kw + j) * M;
+            gs[n] = a->gt + ((b * a->Ho + oy) * a->Wo + ox) * M;
+            if (++n == TAPS) {
+                s += clipped_sum(k, ws, gs, n, M);
+                n = 0;
+            }
+        }
+    }
+    if (n && a->zeros) { /* filled with zero taps (gp = 0 adds nothing): the unrolled set */
+        for (int t = n; t < TAPS; t++) ws[t] = gs[t] = a->zeros;
+        s += clipped_sum(k, ws, gs, TAPS, M);
+    } else if (n)
+        s += clipped_sum(k, ws, gs, n, M);
+    return s;
+}
+
+/* Whether none of the 8 codes at p is UPPER or LOWER (most inputs clip nowhere). */
+static inline __attribute__((always_inline)) int none_clipped8(const uint8_t *p) {
+    uint64_t word;
+    __builtin_memcpy(&word, p, 8);
+    return !(word & 0x0303030303030303ULL);
+}
+
+/* Sample b's inputs in the order the codes lie: channel by channel (NCHW), or position by
+ * position with the channels side by side (NHWC); eight codes skipped at once where none
+ * clipped. */
+CLONES static void range_sample(const void *p, int64_t b) {
+    const range_args *a = (const range_args *)p;
+    const int64_t C = a->C, W = a->W, plane = a->H * a->W;
+    double s = 0.0;
+    if (a->nhwc) {
         for (int64_t yx = 0; yx < plane; yx++) {
-            if (yx + 8 <= plane) { /* eight inputs at once: most clip nowhere */
-                uint64_t word;
-                __builtin_memcpy(&word, code + yx, 8);
-                if (!(word & 0x0303030303030303ULL)) {
+            const uint8_t *code = a->code + (b * plane + yx) * C;
+            const int64_t y = yx / W, x = yx - y * W;
+            for (int64_t c = 0; c < C; c++) {
+                if (c + 8 <= C && none_clipped8(code + c)) {
+                    c += 7;
+                    continue;
+                }
+                if (code[c] & (UPPER | LOWER)) s += input_share(a, b, c, y, x, code[c]);
+            }
+        }
+    } else {
+        for (int64_t c = 0; c < C; c++) {
+            const uint8_t *code = a->code + (b * C + c) * plane;
+            for (int64_t yx = 0; yx < plane; yx++) {
+                if (yx + 8 <= plane && none_clipped8(code + yx)) {
                     yx += 7;
                     continue;
                 }
+                if (code[yx] & (UPPER | LOWER)) s += input_share(a, b, c, yx / W, yx % W, code[yx]);
             }
-            const uint8_t k = code[yx];
-            if (!(k & (UPPER | LOWER))) continue;
-            const int64_t y = yx / W, x = yx - y * W;
-            int n = 0; /* taps gathered for the next dots() */
-            for (int64_t i = 0; i < kh; i++) {
-                const int64_t oy = rows[y * kh + i];
-                if (oy < 0) continue;
-                for (int64_t j = 0; j < kw; j++) {
-                    const int64_t ox = cols[x * kw + j];
-                    if (ox < 0) continue;
-                    ws[n] = kc + (i * kw + j) * M;
-                    gs[n] = a->gt + ((b * a->Ho + oy) * a->Wo + ox) * M;
-                    if (++n == TAPS) {
-                        s += clipped_sum(k, ws, gs, n, M);
-                        n = 0;
-                    }
-                }
-            }
-            if (n && a->zeros) { /* filled with zero taps (gp = 0 adds nothing): the unrolled set */
-                for (int t = n; t < TAPS; t++) ws[t] = gs[t] = a->zeros;
-                s += clipped_sum(k, ws, gs, TAPS, M);
-            } else if (n)
-                s += clipped_sum(k, ws, gs, n, M);
         }
     }
     a->partial[b] = s;
