@@ -336,3 +336,23 @@ def test_a_conv_layer_on_the_cpu_runs_its_tiles_in_channels_last_with_the_patch_
         total += yt.clamp(-bound, bound)
     total += layer.module.bias.detach().view(1, -1, 1)
     torch.testing.assert_close(out.detach(), total.view(8, 16, 12, 12), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("channels", [1, 5])
+def test_a_conv_layer_hands_back_its_input_gradient_in_the_inputs_layout(channels):
+    c = HwaConverters(
+        dac_bits=6, adc_bits=6, out_bound=2.0, tile_rows=40, range_init=0.5, range_init_batches=0
+    )
+    layer = HwaLayer(nn.Conv2d(channels, 8, 3, padding=1), c).train()
+    leaf = inputs(4, channels, 10, 10, seed=20).requires_grad_(True)
+    x = (
+        leaf * 1.0
+    )  # torch's default layout, the output of a layer before (a leaf's .grad takes its layout anyway)
+    seen = []
+    x.register_hook(seen.append)
+    out = layer(x)
+    assert out.stride(1) == 1 and out.is_contiguous(memory_format=torch.channels_last)  # also for one channel
+    out.backward(torch.randn(out.shape, generator=torch.Generator().manual_seed(21)))
+    assert seen[0].is_contiguous() and (
+        channels == 1 or seen[0].stride(1) != 1
+    )  # the layers before see one layout

@@ -16,7 +16,8 @@ tile runs as a native convolution of the image's channels it touches (the kernel
 outside the tile zero), each input counted once per window that covers it, so the numbers
 and gradients are the patch form's (with a per-vector abs-max range it runs on the patches,
 im2col). On the CPU the tiles' convolutions run in ``torch.channels_last`` (the layer's
-input is laid out so once; its output keeps the layout): oneDNN reads that layout as it
+input is laid out so once, its gradient handed back in the input's layout; the output
+keeps channels-last): oneDNN reads that layout as it
 lies, where in torch's default layout it reorders every tile's input and output and pads
 the tile's channels to a multiple of 16 (VGG-9's 32×32 layer at batch 32, 22 of 64 input
 channels: 7.8 against 22.6 ms, one thread on an AMD EPYC of the Zen 4 family). The learned range follows aihwkit-lightning's
@@ -115,8 +116,9 @@ class HwaLayer(nn.Module):
 
         geometry = (m.stride, _padding(m), m.dilation)
         if self._on_image():
-            if x.device.type == "cpu":  # module docstring: the tiles' convolutions in channels-last
-                x = x.contiguous(memory_format=torch.channels_last)
+            cpu = x.device.type == "cpu"  # module docstring: the tiles' convolutions in channels-last
+            if cpu and not hwa_kernels.channels_last(x):
+                x = _ChannelsLast.apply(x)
             parts = self._channels(x)
             out = self._tiles(w, lambda t, start, wt: self._conv(parts[t], geometry, t, start, wt))
             return out if m.bias is None else out + m.bias.view(1, -1, 1, 1)
@@ -337,6 +339,24 @@ def _range_grad(r: torch.Tensor, clipped_grad, unclipped: float, decay: float, m
 def _dac(x: torch.Tensor, r: torch.Tensor, bits: int | None, decay: float, min_unclipped: float):
     """The tile's inputs through :class:`_Dac`."""
     return _Dac.apply(x, r, bits, decay, min_unclipped)[0]
+
+
+class _ChannelsLast(Function):
+    """A channels-last copy of ``x`` (channel stride 1 also for one channel, so that the
+    convolution writes channels-last); its gradient laid out as ``x`` was (torch's default
+    layout, or left as it comes), so the layers before see one layout forward and back."""
+
+    @staticmethod
+    def forward(x):
+        return torch.empty_like(x, memory_format=torch.channels_last).copy_(x)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.default = inputs[0].is_contiguous()
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.contiguous() if ctx.default else g
 
 
 class _Dac(Function):

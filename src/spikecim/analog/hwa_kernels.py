@@ -46,6 +46,7 @@ __all__ = [
     "UPPER",
     "adc",
     "available",
+    "channels_last",
     "conv_range_grad",
     "dac",
     "dac_backward",
@@ -60,13 +61,20 @@ _CHUNK = 1 << 14  # elements per work item
 _PARALLEL_MIN = 1 << 16  # elements below which one thread is faster than waking more
 
 
+def channels_last(t: torch.Tensor) -> bool:
+    """Whether ``t`` lies dense in channels-last with the channels' stride 1, as torch lays
+    it out (for one channel the elements lie as in the default layout, and the strides say
+    which layout torch's convolution writes)."""
+    return t.dim() == 4 and t.stride(1) == 1 and t.is_contiguous(memory_format=torch.channels_last)
+
+
 def _dense(t: torch.Tensor) -> tuple[torch.Tensor, bool]:
     """``(t, nhwc)``: ``t`` dense in its layout (a copy when it is neither), and whether
-    that is channels-last (a 4-d tensor not also in the default layout)."""
+    that is channels-last (:func:`channels_last`)."""
+    if channels_last(t):
+        return t, True
     if t.is_contiguous():
         return t, False
-    if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last):
-        return t, True
     if t.dim() == 4 and t.stride(1) == 1:  # a channel slice of a channels-last tensor
         return t.contiguous(memory_format=torch.channels_last), True
     return t.contiguous(), False
