@@ -68,7 +68,7 @@ def channels_last(t: torch.Tensor) -> bool:
     return t.dim() == 4 and t.stride(1) == 1 and t.is_contiguous(memory_format=torch.channels_last)
 
 
-def _dense(t: torch.Tensor) -> tuple[torch.Tensor, bool]:
+def _as_laid_out(t: torch.Tensor) -> tuple[torch.Tensor, bool]:
     """``(t, nhwc)``: ``t`` dense in its layout (a copy when it is neither), and whether
     that is channels-last (:func:`channels_last`)."""
     if channels_last(t):
@@ -116,7 +116,7 @@ def dac(
     as torch computes ``n / r`` and ``r / n`` in float32: :func:`grid`); each input's clip code;
     #(x ≥ r) + #(x ≤ −r); and Σ ``copies`` (``[C, H, W]`` of an input ``[B, C, H, W]``) over
     the inputs with x ≥ r or x ≤ −r (0.0 without ``copies``)."""
-    x, nhwc = _dense(x)
+    x, nhwc = _as_laid_out(x)
     n = x.numel()
     items = -(-n // _CHUNK)
     y = torch.empty_like(x, memory_format=_layout(nhwc))
@@ -152,7 +152,7 @@ def dac_backward(
     """``(grad, clipped)``: ``g`` zeroed where the code is ``OUTSIDE`` (written into ``g``
     with ``inplace``), and with ``sums`` Σ_{UPPER} min(g, 0) − Σ_{LOWER} max(g, 0) (else 0.0);
     ``code`` is read in ``g``'s layout."""
-    g, nhwc = _dense(g)
+    g, nhwc = _as_laid_out(g)
     code = code.contiguous(memory_format=_layout(nhwc))
     grad = g if inplace else torch.empty_like(g, memory_format=_layout(nhwc))
     n = g.numel()
@@ -180,7 +180,7 @@ def conv_range_grad(code: torch.Tensor, kernel: torch.Tensor, g: torch.Tensor, g
     B, C, H, W = code.shape
     M, _, kh, kw = kernel.shape
     Ho, Wo = g.shape[2:]
-    code, nhwc = _dense(code)  # kept referenced while the kernel reads it
+    code, nhwc = _as_laid_out(code)  # kept referenced while the kernel reads it
     kt = kernel.detach().permute(1, 2, 3, 0).contiguous()  # [C, kh, kw, M]: each tap's column
     gt = g.permute(0, 2, 3, 1).contiguous()  # [B, Ho, Wo, M]: each window's M values side by side
     partial = (ctypes.c_double * B)()
@@ -209,9 +209,9 @@ def adc(
     is read in that layout), a new tensor of v in ``y``'s layout without ``prev``; the mask in
     ``out``'s layout; saturated: whether any mask is set."""
     if prev is None:
-        y, nhwc = _dense(y)
+        y, nhwc = _as_laid_out(y)
     else:
-        nhwc = _dense(prev)[1]
+        nhwc = channels_last(prev)
         y = y.contiguous(memory_format=_layout(nhwc))
     out = torch.empty_like(y, memory_format=_layout(nhwc)) if prev is None else prev
     mask = torch.empty_like(y, dtype=torch.uint8, memory_format=_layout(nhwc))
@@ -242,7 +242,7 @@ def adc(
 def moments(x: torch.Tensor, copies: torch.Tensor) -> tuple[float, float]:
     """``(Σ copies·x, Σ copies·x²)`` in double over an input ``x`` ``[B, C, H, W]`` with
     ``copies`` ``[C, H, W]`` (x² rounded to float32 first, as ``x.square()``)."""
-    x, nhwc = _dense(x)
+    x, nhwc = _as_laid_out(x)
     copies = _storage_order(copies, nhwc)
     n = x.numel()
     items = -(-n // _CHUNK)
