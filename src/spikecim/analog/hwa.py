@@ -379,9 +379,12 @@ class _Dac(Function):
             ctx.mark_non_differentiable(code)
         ctx.save_for_backward(code, r)
         ctx.decay, ctx.min_unclipped, ctx.unclipped = decay, min_unclipped, unclipped
+        ctx.set_materialize_grads(False)  # no zeros for the outputs besides the first
 
     @staticmethod
     def backward(ctx, g, _code, _unclipped):
+        if g is None:
+            return None, None, None, None, None
         code, r = ctx.saved_tensors
         grad_x, clipped = _dac_grad(g, code, ctx.needs_input_grad[1])
         grad_r = None
@@ -418,9 +421,12 @@ class _Adc(Function):
             ctx.mark_non_differentiable(code)
         ctx.save_for_backward(code)
         ctx.prev = prev is not None
+        ctx.set_materialize_grads(False)  # no zeros for the code
 
     @staticmethod
     def backward(ctx, g, _code):
+        if g is None:
+            return None, None, None, None
         (code,) = ctx.saved_tensors
         grad_y, _ = _dac_grad(g, code, False)  # 0 at a saturated output (code OUTSIDE)
         return grad_y, None, None, (g if ctx.prev else None)
@@ -464,9 +470,12 @@ class _ConvTile(Function):
         ctx.mark_non_differentiable(*(t for t in (y, code) if t is not None))
         ctx.save_for_backward(y, kernel, r, code)
         ctx.geometry, ctx.decay, ctx.min_unclipped, ctx.unclipped = geometry, decay, min_unclipped, unclipped
+        ctx.set_materialize_grads(False)  # no zeros for the DAC's output and the code
 
     @staticmethod
     def backward(ctx, g, _y, _code, _unclipped):
+        if g is None:
+            return (None,) * 9
         y, kernel, r, code = ctx.saved_tensors
         stride, padding, dilation = ctx.geometry
         grad_r = None
