@@ -83,7 +83,7 @@ def _as_laid_out(t: torch.Tensor) -> tuple[torch.Tensor, bool]:
 def dense(t: torch.Tensor) -> bool:
     """Whether ``t`` lies dense in torch's default layout or in channels-last (the layouts the
     kernels write into in place)."""
-    return t.is_contiguous() or (t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last))
+    return t.is_contiguous() or channels_last(t)
 
 
 def _layout(nhwc: bool) -> torch.memory_format:
