@@ -241,7 +241,7 @@ def laid_out(x: torch.Tensor, layout: str) -> torch.Tensor:
 
 @pytest.mark.parametrize("threads", THREADS)
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_dac_and_its_backward_on_channels_last_equal_the_default_layout(layout, threads):
+def test_dac_and_its_backward_on_channels_last_equal_the_torch_passes(layout, threads, torch_passes):
     x = inputs(4, 12, 16, 16, seed=11)
     copies = torch.randint(1, 10, (12, 16, 16)).float()
     g = torch.randn(x.shape, generator=torch.Generator().manual_seed(12))
@@ -249,7 +249,9 @@ def test_dac_and_its_backward_on_channels_last_equal_the_default_layout(layout, 
     with torch_threads(threads):
         y, code, clipped, weighted = hwa_kernels.dac(laid_out(x, layout), r, 31, copies)
         grad, sums = hwa_kernels.dac_backward(laid_out(g, layout), code, True)
-    y_ref, code_ref, clipped_ref, _ = hwa_kernels.dac(x, r, 31, copies)
+    torch_passes(True)
+    y_ref, ref = hwa._clip_and_dac(x, r, 6, copies)  # 6 bits: 31 levels each side, as the kernel call
+    code_ref, clipped_ref = ref.code, ref.clipped
     assert y.is_contiguous(memory_format=torch.channels_last)  # the convolution reads it as it lies
     assert code.is_contiguous(memory_format=torch.channels_last)
     assert torch.equal(y, y_ref) and torch.equal(code, code_ref) and clipped == clipped_ref
@@ -263,11 +265,13 @@ def test_dac_and_its_backward_on_channels_last_equal_the_default_layout(layout, 
 
 @pytest.mark.parametrize("threads", THREADS)
 @pytest.mark.parametrize("with_prev", [False, True])
-def test_adc_on_channels_last_equals_the_default_layout_and_writes_into_prev(with_prev, threads):
+def test_adc_on_channels_last_equals_the_torch_passes_and_writes_into_prev(with_prev, threads):
     y = inputs(4, 8, 16, 16, seed=13) * 3
     prev = inputs(4, 8, 16, 16, seed=14) if with_prev else None
     bound = torch.tensor(2.5)
-    ref, mask_ref, saturated_ref = hwa_kernels.adc(y, None if prev is None else prev.clone(), bound, 31)
+    ref, mask_ref, saturated_ref = hwa._adc(y, bound, 31)  # the torch passes
+    ref = ref if prev is None else prev + ref
+    mask_ref = mask_ref.to(torch.uint8) * hwa_kernels.OUTSIDE
     target = None if prev is None else laid_out(prev, "channels-last")
     with torch_threads(threads):
         out, mask, saturated = hwa_kernels.adc(laid_out(y, "channels-last"), target, bound, 31)
