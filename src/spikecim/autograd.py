@@ -3,9 +3,9 @@
 torch's :meth:`torch.autograd.Function.apply` binds every call's arguments to the signature
 of ``forward`` (``inspect.signature``, ``bind``, ``apply_defaults``) when the function sets
 up its context apart, the form ``torch.func``'s transforms need. That binding costs more
-than the call itself: about 36 against 9 µs a call for nine arguments on a 2-core AMD EPYC
-(Zen 4), paid per time step by a surrogate spike function and per tile by the
-hardware-aware converters. :class:`Function` binds only when it has something to do: a call
+than the call itself (one call of the hardware-aware DAC: 18.8 µs here against 42.3 µs
+through torch's ``apply``, ``benchmarks/bench_hwa_parts.py``, docs/speed.md), paid per time
+step by a surrogate spike function and per tile by the hardware-aware converters. :class:`Function` binds only when it has something to do: a call
 that passes every argument of ``forward`` by position, outside a transform and outside the
 compiler, goes straight to torch's C++ apply, as an old-style function's call does. Any
 other call (a transform running, ``torch.compile`` tracing, an argument left to its default

@@ -19,8 +19,8 @@ im2col). On the CPU the tiles' convolutions run in ``torch.channels_last`` (the 
 input is laid out so once, its gradient handed back in the input's layout; the output
 keeps channels-last): oneDNN reads that layout as it lies, where in torch's default layout
 it reorders every tile's input and output and pads the tile's channels to a multiple of 16
-(VGG-9's 32×32 layer at batch 32, 22 of 64 input channels: 7.8 against 22.6 ms, one thread
-on an AMD EPYC of the Zen 4 family). The learned range follows aihwkit-lightning's
+(VGG-9's 32×32 layer at batch 32, 22 of 64 input channels: 7.9 against 12.5 ms forward, one
+thread, ``benchmarks/bench_hwa_parts.py``). The learned range follows aihwkit-lightning's
 ``TorchLinear.apply_input_range`` and ``InputRangeForward``
 (``aihwkit_lightning/nn/modules/torch_utils/torch_linear.py``): for the first
 ``range_init_batches`` training batches r ← (r·i + range_init_std·std(x_t))/(i + 1); the
