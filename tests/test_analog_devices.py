@@ -88,3 +88,25 @@ def test_crossbar_read_is_the_device_models_read_normalised(device):
     expected = ((g[0] - g[1]) / (cfg.g_max_us - cfg.g_min_us)).view_as(got)
     assert torch.allclose(got.double(), expected.double(), rtol=1e-5, atol=1e-6)
     assert not torch.equal(read_matrix(state, cfg), got)  # a fresh draw at every read
+
+
+def test_drifted_tiles_hold_the_drift_formula_in_real_cells_and_g_min_without_noise_in_padding():
+    """After drift, a layer whose last tiles are part padding (700 inputs on 64-row tiles,
+    600 outputs on 48-column tiles): the real cells hold g_prog·((t + t0)/t0)^(−ν) in units of
+    the span (the PCM drift of aihwkit's PCMLikeNoiseModel), the padding cells hold g_min and
+    no read noise, so they add nothing to a column."""
+    from spikecim.analog.tiles import program_tiles, set_time
+
+    cfg = CrossbarConfig(device="pcm", g_min_us=2.0, g_max_us=25.0, tile_rows=64, tile_cols=48)
+    state = set_time(program_tiles(torch.randn(600, 700), cfg, seed=5), cfg, 3600.0)
+    P, n_in, R, n_out, S, C = state.grid
+    rows = (torch.arange(n_in * R) < 700).view(1, n_in, R, 1, 1, 1)  # by hand: 11 tiles, 4 rows past
+    cols = (torch.arange(n_out * C) < 600).view(1, 1, 1, n_out, 1, C)  # 13 tiles, 24 columns past
+    real = (rows & cols).expand(P, n_in, R, n_out, S, C)
+    assert (n_in * R - 700, n_out * C - 600) == (4, 24)
+    t0 = cfg.device.t0_s
+    g = state.g_prog_us.double() * ((3600.0 + t0) / t0) ** (-state.nu.double())
+    span = cfg.g_max_us - cfg.g_min_us
+    assert torch.allclose(state.g_drift_k.double()[real], (g / span)[real], rtol=1e-5, atol=0)
+    assert (state.g_drift_k[~real] == cfg.g_min_us / span).all()
+    assert (state.read_std_k[~real] == 0).all() and (state.read_std_k[real] > 0).any()

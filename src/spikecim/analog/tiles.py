@@ -245,12 +245,11 @@ def set_time(
     std = cfg.device.read_noise_std_us(g_drift, state.g_prog_us, t_inference_s, cfg.g_max_us)
     ir = _ir_effective(g_drift * state.mask, cfg) if cfg.ir_drop.enabled else None
     span = cfg.g_max_us - cfg.g_min_us
-    empty = ~state.mask
 
     def kernel(g_us: torch.Tensor, empty_us: float) -> torch.Tensor:
         """µS -> float32 in units of the span, in ``g_us``'s memory (a new tensor the device
         model returned), cells without a weight set to ``empty_us``."""
-        return g_us.float().div_(span).masked_fill_(empty, empty_us / span)
+        return _fill_unused(g_us.float().div_(span), state, empty_us / span)
 
     state = replace(
         state,
@@ -266,6 +265,18 @@ def set_time(
     if cfg.drift_compensation.enabled and state.readout_ref is not None:
         state = replace(state, drift_gain=state.readout_ref / _readout(state, cfg, scratch))
     return state
+
+
+def _fill_unused(cells: torch.Tensor, state: TileState, value: float) -> torch.Tensor:
+    """``cells`` (kernel layout) with the cells that hold no weight (``~state.mask``) set to
+    ``value`` in place. They are the rows past the layer's inputs and the columns past its
+    outputs, all in the last tile of their direction: two slice fills, which touch only the
+    padding (a fill through the broadcast mask reads every cell: 14 ms for VGG-9's
+    classifier, one thread)."""
+    _, n_in, R, n_out, _, C = cells.shape
+    cells[:, n_in - 1, state.in_features - (n_in - 1) * R :].fill_(value)
+    cells[:, :, :, n_out - 1, :, state.out_features - (n_out - 1) * C :].fill_(value)
+    return cells
 
 
 def _ir_effective(g_us: torch.Tensor, cfg: CrossbarConfig) -> torch.Tensor:
