@@ -78,3 +78,24 @@ def test_torch_func_grad_takes_the_function():
     x = torch.linspace(-2, 2, 5)
     g = torch.func.grad(lambda v: _Scale.apply(v, 4.0, 1.0).square().sum())(x)
     torch.testing.assert_close(g, 2 * (4.0 * x + 1.0) * 4.0)  # d/dx Σ(4x + 1)²
+
+
+def test_the_compiler_traces_a_call_into_one_graph_as_it_does_torchs_function():
+    """``torch.compile`` takes the function as it takes torch's own ``Function``: one graph, no
+    break (``torch._dynamo.explain`` counts both). The compiler runs the function's
+    ``forward`` itself, not the overridden ``apply``: a graph break written into ``apply``
+    does not show here."""
+    import torch._dynamo as dynamo
+
+    class _Torchs(torch.autograd.Function):
+        forward, setup_context, backward = _Scale.forward, _Scale.setup_context, _Scale.backward
+
+    counts = []
+    for cls in (_Scale, _Torchs):
+        dynamo.reset()
+        explained = dynamo.explain(lambda x, cls=cls: (cls.apply(x * 2.0, 3.0, 1.0) * x).sum())(
+            torch.randn(5)
+        )
+        counts.append((explained.graph_count, explained.graph_break_count))
+    dynamo.reset()
+    assert counts[0] == counts[1] == (1, 0)

@@ -9,7 +9,8 @@ step by a surrogate spike function and per tile by the hardware-aware converters
 that passes every argument of ``forward`` by position, outside a transform and outside the
 compiler, goes straight to torch's C++ apply, as an old-style function's call does. Any
 other call (a transform running, ``torch.compile`` tracing, an argument left to its default
-or passed by name) takes torch's own path.
+or passed by name) takes torch's own path. ``torch.compile`` does not call this ``apply``:
+the compiler runs ``forward`` itself, as for torch's own functions, in one graph.
 """
 
 from __future__ import annotations
