@@ -271,8 +271,8 @@ def _fill_unused(cells: torch.Tensor, state: TileState, value: float) -> torch.T
     """``cells`` (kernel layout) with the cells that hold no weight (``~state.mask``) set to
     ``value`` in place. They are the rows past the layer's inputs and the columns past its
     outputs, all in the last tile of their direction: two slice fills, which touch only the
-    padding (a fill through the broadcast mask reads every cell: 14 ms for VGG-9's
-    classifier, one thread)."""
+    padding. A fill through the broadcast mask read every cell: 60 ms of one program and
+    drift of VGG-9 on ``pcm-aihwkit`` (torch profiler, one thread; BENCHMARKS.md)."""
     _, n_in, R, n_out, _, C = cells.shape
     cells[:, n_in - 1, state.in_features - (n_in - 1) * R :].fill_(value)
     cells[:, :, :, n_out - 1, :, state.out_features - (n_out - 1) * C :].fill_(value)
