@@ -175,3 +175,44 @@ def test_shuffle_and_noise_injection_costs_count_table_entries():
     assert noise["area_um2"] == pytest.approx(27 * p.a_cell_um2)
     assert noise["energy_pj"] == pytest.approx(4 * 64 * 27 * 0.5 * p.e_cell_read_pj)
     assert noise["latency_ns"] == 0.0
+
+
+def test_tokens_read_by_a_linear_layer_are_reads_of_their_step_not_extra_steps():
+    # a transformer's linear layer reads [T, N, S, in]: at each of T = 2 steps, S = 2 token reads
+    tokens = [X, [1.0, 0.0, 0.5]]
+    lin = nn.Linear(3, 2, bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor(W))
+    xcfg = load_crossbar_config({"preset": "ideal"})
+    periphery = Periphery(0.0, 0.0, T_READ_NS, "hand")
+    tr = record_traces(
+        to_analog(lin, xcfg), torch.tensor([tokens]), ModelInput(2), xcfg, TraceConfig(), periphery
+    )
+    reads = tr.layers[0].reads_pj
+    assert reads.shape == (1, 2, 2, 1, 1)  # [N, T, reads, bit reads, tiles]
+    unit = V_READ * V_READ * T_READ_NS * 1e-3
+    hand = [unit * sum(x * g for x, g in zip(token, ROW_G_US, strict=True)) for token in tokens]
+    for t in range(2):  # direct encoding: the same tokens at every step
+        np.testing.assert_allclose(reads[0, t, :, 0, 0], hand, rtol=1e-6)
+
+
+def test_the_same_seed_gives_the_same_traces_behind_a_noisy_layer_whatever_the_global_state():
+    """The second layer reads the first one's noisy outputs: its traces follow the read noise,
+    which ``seed`` fixes, and the caller's global generator is left as it was."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 6), nn.ReLU(), nn.Linear(6, 4))
+    xcfg = load_crossbar_config("pcm-aihwkit")
+    analog = to_analog(model, xcfg, seed=0).eval()
+    x = torch.rand(5, 8, generator=torch.Generator().manual_seed(1))
+    periphery = Periphery(0.0, 0.0, T_READ_NS, "hand")
+
+    def second_layer(seed: int, global_seed: int) -> np.ndarray:
+        torch.manual_seed(global_seed)
+        before = torch.get_rng_state()
+        tr = record_traces(analog, x, ModelInput(None), xcfg, TraceConfig(), periphery, seed=seed)
+        assert torch.equal(torch.get_rng_state(), before)
+        return tr.layers[1].reads_pj
+
+    first = second_layer(seed=3, global_seed=10)
+    np.testing.assert_array_equal(second_layer(seed=3, global_seed=11), first)
+    assert not np.array_equal(second_layer(seed=4, global_seed=10), first)  # the noise is there

@@ -33,6 +33,7 @@ from spikecim.security.countermeasures import overhead
 from spikecim.security.leakage import leakage_map
 from spikecim.security.measure import record_traces
 from spikecim.security.traces import measure_noise, periphery_from_arch
+from spikecim.train.seeding import seeded
 
 __all__ = ["analyse_run"]
 
@@ -83,7 +84,8 @@ def _analyse(run_dir: str | Path, scfg: SecurityConfig, console, allow_partial: 
             )
         _say(console, f"security: {variant}")
         mi = variant_input(ctx.config, variant, data)
-        analog = to_analog(model, xbar, seed=ctx.config.analog.seed).eval()
+        with seeded(ctx.config.analog.seed):  # programming's readouts draw read noise
+            analog = to_analog(model, xbar, seed=ctx.config.analog.seed).eval()
         periphery = periphery_from_arch(scfg.trace.arch, mi.spiking)
         imc = estimate(ctx.workloads[variant], arch)
 

@@ -2,9 +2,10 @@
 
 A forward pre-hook on every analog layer sees the inputs it reads, batch by batch, while
 the analog model runs its ordinary forward (a spiking model's layers read ``[T·B, ...]``,
-one read sequence per timestep). Countermeasures that act on the reads (``balance``,
-``shuffle``, ``dummy_reads``, ``noise_injection``; :mod:`spikecim.security.countermeasures`)
-are applied here, as the hardware would apply them during inference.
+one read sequence per timestep; a linear layer on tokens reads each token at each step).
+Countermeasures that act on the reads (``balance``, ``shuffle``, ``dummy_reads``,
+``noise_injection``; :mod:`spikecim.security.countermeasures`) are applied here, as the
+hardware would apply them during inference.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from spikecim.security.traces import (
     neuron_layers,
     row_conductance_us,
 )
+from spikecim.train.seeding import seeded
 
 __all__ = ["record_traces"]
 
@@ -47,7 +49,9 @@ def record_traces(
     batch_size: int = 256,
 ) -> Traces:
     """Clean traces (no probe noise) of every analog layer of ``analog_model`` on ``x``
-    (encoded by ``model_input``, a :class:`~spikecim.train.evaluate.ModelInput`)."""
+    (encoded by ``model_input``, a :class:`~spikecim.train.evaluate.ModelInput`). ``seed``
+    seeds the encoder, the countermeasures' draws and the crossbars' read noise (drawn in a
+    forked global state, left as it was found), so the same seed gives the same traces."""
     cm = countermeasures or CountermeasureConfig()
     gen = np.random.default_rng(seed)
     t_read_ns = trace.t_read_ns if trace.t_read_ns is not None else periphery.t_clock_ns
@@ -81,14 +85,16 @@ def record_traces(
     handles = [layer.register_forward_pre_hook(hook) for layer in layers]
     enc_gen = torch.Generator().manual_seed(seed)
     try:
-        for start in range(0, x.shape[0], batch_size):
-            xb = x[start : start + batch_size]
-            analog_model(model_input.encode(xb, enc_gen))
-            for st in state.values():
-                calls = np.concatenate(st["calls"]) if st["calls"] else np.zeros((0,))
-                st["calls"] = []
-                steps = calls.shape[0] // xb.shape[0]
-                st["batches"].append(calls.reshape(steps, xb.shape[0], *calls.shape[1:]).swapaxes(0, 1))
+        with seeded(seed):  # the crossbars' read noise comes from the global generator
+            for start in range(0, x.shape[0], batch_size):
+                xb = x[start : start + batch_size]
+                encoded = model_input.encode(xb, enc_gen)
+                steps = encoded.shape[0] if model_input.batch_dim == 1 else 1
+                analog_model(encoded)
+                for st in state.values():
+                    calls = np.concatenate(st["calls"]) if st["calls"] else np.zeros((0,))
+                    st["calls"] = []
+                    st["batches"].append(_per_sample(calls, steps, xb.shape[0]))
     finally:
         for h in handles:
             h.remove()
@@ -114,6 +120,14 @@ def record_traces(
         "samples": int(x.shape[0]),
     }
     return Traces(out, meta)
+
+
+def _per_sample(calls: np.ndarray, steps: int, n: int) -> np.ndarray:
+    """A batch's reads ``[T·N·S, L, B, n_in]`` (time-major, then sample, then token) as
+    ``[N, T, S·L, B, n_in]``: the S tokens a linear layer reads at a step (a transformer's
+    ``[T, N, S, in]``) are S reads of that step, in token order; S = 1 without tokens."""
+    tokens = calls.shape[0] // (steps * n)
+    return calls.reshape(steps, n, tokens * calls.shape[1], *calls.shape[2:]).swapaxes(0, 1)
 
 
 def _layer_reads(layer, x, st, cfg, trace, periphery, has_neuron, unit, cm, gen):
