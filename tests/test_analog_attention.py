@@ -436,6 +436,22 @@ def test_dynamic_products_on_sram_cim_cost_sram_writes_and_never_wear_out(model)
     assert "lifetime_s" not in report.extras  # SRAM: no endurance limit
 
 
+def test_dynamic_products_on_a_table_whose_estimator_has_no_matmul_are_listed_as_not_costed(model):
+    from spikecim.hw.estimate import estimate
+
+    workload = trace(model, [_x(1, 2)])
+    arch = load_architecture("imc-rram-65nm").model_copy(update={"dynamic_products": "spikesim-rram-65nm"})
+    report = estimate(workload, arch)
+    rows = {r.name: r for r in report.layers}
+    for name in ("qk", "av"):  # the SpikeSim script has no product of two activations
+        assert rows[name].skipped and rows[name].total_energy_pj == 0 and rows[name].latency_ns == 0
+    assert any(n.endswith("its estimator spikesim does not model them: not costed") for n in report.notes)
+    assert not any(k.startswith("dynamic_") for k in report.extras)
+    alone = {r.name: r for r in estimate(workload, "imc-rram-65nm").layers}
+    others = [n for n in alone if n not in ("qk", "av")]
+    assert report.energy_pj == pytest.approx(sum(alone[n].total_energy_pj for n in others))
+
+
 def test_dynamic_products_on_the_digital_unit_cost_a_multiply_and_an_add_per_mac(model):
     from spikecim.hw.estimate import estimate
 

@@ -127,3 +127,65 @@ def test_run_config_names_the_hardware_field():
     with pytest.raises(SpikecimError) as e:
         load_config(overrides=["hardware.archs=[tpu]"])
     assert "config.hardware.archs" in one_line(e) and "unknown architecture 'tpu'" in one_line(e)
+
+
+def naive_table(tmp_path, params: dict):
+    path = tmp_path / "naive.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {"name": "chip", "estimator": "naive", "technology_nm": 45, "params": params}, sort_keys=False
+        )
+    )
+    return path
+
+
+def test_node_scaling_scales_a_constant_written_in_another_unit(tmp_path):
+    path = naive_table(tmp_path, {"e_mac_fj": 4600.0, "e_ac_pj": 0.9})
+    p = load_architecture(path, node_nm=90).p
+    assert p.e_mac_pj == pytest.approx(4.6 * 90 / 45)  # first order: energy × node / table node
+    assert p.e_ac_pj == pytest.approx(0.9 * 90 / 45)
+
+
+def test_table_giving_one_constant_in_two_units_is_refused(tmp_path):
+    path = naive_table(tmp_path, {"e_mac_pj": 4.6, "e_mac_fj": 9000.0, "e_ac_pj": 0.9})
+    with pytest.raises(SpikecimError) as e:
+        load_architecture(path)
+    assert one_line(e) == "chip: params.e_mac_fj: e_mac_pj is given twice (e_mac_pj and e_mac_fj); keep one"
+
+
+def test_table_constant_without_its_unit_is_named_with_the_units_allowed(tmp_path):
+    path = naive_table(tmp_path, {"e_mac": 4.6, "e_ac_pj": 0.9})
+    with pytest.raises(SpikecimError) as e:
+        load_architecture(path)
+    assert one_line(e) == (
+        "chip: params.e_mac: the unit is missing, write it as e_mac_pj (or another energy unit: fj, nj, pj, uj)"
+    )
+
+
+def test_set_in_another_unit_replaces_the_table_constant():
+    assert load_architecture("naive-45nm", e_mac_fj=9000.0).p.e_mac_pj == pytest.approx(9.0)
+    assert load_architecture("naive-45nm", node_nm=90, e_mac_fj=4600.0).p.e_mac_pj == pytest.approx(4.6)
+
+
+def test_estimate_out_never_overwrites_a_file_spikecim_did_not_write(tmp_path, capsys):
+    layers = tmp_path / "l.yaml"
+    layers.write_text(
+        yaml.safe_dump({"timesteps": 2, "layers": [{"kind": "linear", "in_ch": 4, "out_ch": 2}]})
+    )
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    assert main(["hw", "estimate", str(layers), "--out", str(notes)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: --out: {notes} exists and is not a CostReport JSON; spikecim replaces only its "
+        "own reports (choose a new file name)\n"
+    )
+    assert notes.read_text() == "my notes\n"
+    assert main(["hw", "estimate", str(layers), "--out", str(tmp_path)]) == 2
+    assert (
+        capsys.readouterr().err
+        == f"error: --out: {tmp_path} is a folder; give the CostReport JSON's file name\n"
+    )
+    report = tmp_path / "cost.json"
+    for arch in ("naive-45nm", "imc-rram-65nm"):  # a report spikecim saved is replaced
+        assert main(["hw", "estimate", str(layers), "--arch", arch, "--out", str(report)]) == 0
+    assert yaml.safe_load(report.read_text())["architecture"] == "imc-rram-65nm"

@@ -229,3 +229,22 @@ def test_nir_yaml_as_import_writes_it_is_read_back(tmp_path, capsys):
     assert main(["nir", "inspect", str(folder)]) == 0
     assert main(["nir", "export", str(folder), "-o", str(tmp_path / "again.nir")]) == 0
     assert (tmp_path / "again.nir").is_file()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "other"), [("start_dim", 5, -1), ("end_dim", 3, 0), ("start_dim", -4, -1)]
+)
+def test_flatten_dimension_outside_its_input_is_refused_naming_the_field(
+    tmp_path, capsys, field, value, other
+):
+    # cnn_sinabs.nir's Flatten '8' takes [8, 4, 4] (from 0 to 2, or -3 to -1)
+    path = _mutated(tmp_path, CNN, f"8/{field}", value)
+    with h5py.File(path, "r+") as f:
+        name = "end_dim" if field == "start_dim" else "start_dim"
+        del f[f"node/nodes/8/{name}"]
+        f[f"node/nodes/8/{name}"] = other
+    for line in _refused_everywhere(capsys, tmp_path, path):
+        assert line == (
+            f"error: node '8' (Flatten): {field}: {value} is not a dimension of the input [8, 4, 4] "
+            "(allowed: -3 to 2)"
+        )

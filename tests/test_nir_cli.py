@@ -96,3 +96,42 @@ def test_export_writes_the_trained_run_model(tmp_path, capsys):
     x = torch.rand(4, 3, 1, 8, 8) * 2
     torch.testing.assert_close(again(x), model(x), atol=1e-5, rtol=0)
     assert again(x).abs().sum() > 0
+
+
+def test_export_never_overwrites_a_file_spikecim_did_not_write(tmp_path, capsys):
+    run, _ = _run_folder(tmp_path)
+    mine = tmp_path / "mine.nir"
+    mine.write_text("my notes\n")
+    assert main(["nir", "export", str(run), "-o", str(mine)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: -o: {mine} exists and is not a NIR file spikecim exported; spikecim replaces only "
+        "its own exports (choose a new file name)\n"
+    )
+    assert mine.read_text() == "my notes\n"
+    assert main(["nir", "export", str(run), "-o", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"error: -o: {tmp_path} is a folder; give the .nir file's name\n"
+
+
+def test_export_replaces_a_nir_file_it_exported_and_no_other(tmp_path, capsys):
+    run, _ = _run_folder(tmp_path)
+    target = tmp_path / "mlp.nir"
+    assert main(["nir", "export", str(run), "-o", str(target), "--dt", "1e-4"]) == 0
+    assert main(["nir", "export", str(run), "-o", str(target), "--dt", "2e-4"]) == 0
+    assert float(nir.read(str(target)).metadata["dt"]) == 2e-4  # the nir package's own reader
+    other = tmp_path / "other.nir"
+    graph = nir.read(str(target))
+    nir.write(str(other), nir.NIRGraph(nodes=graph.nodes, edges=graph.edges, metadata={}, type_check=False))
+    before = other.read_bytes()
+    capsys.readouterr()
+    assert main(["nir", "export", str(run), "-o", str(other)]) == 2
+    assert "is not a NIR file spikecim exported" in capsys.readouterr().err
+    assert other.read_bytes() == before
+
+
+@needs_data
+def test_import_into_a_path_that_is_a_file_is_refused_naming_the_option(tmp_path, capsys):
+    mine = tmp_path / "mine.txt"
+    mine.write_text("x")
+    assert main(["nir", "import", str(DATA / "lif_norse.nir"), "-o", str(mine)]) == 2
+    assert capsys.readouterr().err == f"error: -o: {mine} is a file; give the name of a folder to create\n"
+    assert mine.read_text() == "x"

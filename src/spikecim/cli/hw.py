@@ -36,6 +36,23 @@ def _parse_sets(items: list[str]) -> dict:
     return out
 
 
+def _report_output(path: Path) -> None:
+    """``path`` may be written: a new file, or a CostReport spikecim saved before (replaced).
+    Any other existing file is the user's and is never overwritten."""
+    from spikecim.hw import CostReport
+
+    if path.is_dir():
+        raise SpikecimError(f"--out: {path} is a folder; give the CostReport JSON's file name")
+    if path.exists():
+        try:
+            CostReport.load(path)
+        except SpikecimError:
+            raise SpikecimError(
+                f"--out: {path} exists and is not a CostReport JSON; spikecim replaces only its "
+                "own reports (choose a new file name)"
+            ) from None
+
+
 @app.command("list")
 def list_cmd() -> None:
     """List the shipped architecture tables and the estimators."""
@@ -98,7 +115,12 @@ def estimate_cmd(
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", metavar="", help="print the CostReport as JSON")] = False,
-    out: Annotated[Path | None, typer.Option(help="also save the CostReport JSON here")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="also save the CostReport JSON here (a new file, or a CostReport spikecim saved before)"
+        ),
+    ] = None,
     timesteps: Annotated[
         int | None, typer.Option(help="for a .nir model: steps to trace, 1 to 10000 (default 10)")
     ] = None,
@@ -127,6 +149,8 @@ def estimate_cmd(
     from spikecim.hw.layers import MAX_TIMESTEPS
     from spikecim.pipeline.sources import is_model_file
 
+    if out is not None:
+        _report_output(out)
     if timesteps is not None and not 1 <= timesteps <= MAX_TIMESTEPS:
         raise SpikecimError(f"--timesteps: must be from 1 to {MAX_TIMESTEPS}, got {timesteps}")
     if is_model_file(workload):

@@ -12,6 +12,8 @@ from typing import Annotated
 
 import typer
 
+from spikecim.errors import SpikecimError
+
 app = typer.Typer(help="Import, export and inspect NIR graphs.", no_args_is_help=True)
 
 
@@ -46,7 +48,10 @@ def export_cmd(
     run_dir: Annotated[
         Path, typer.Argument(help="a run folder (spikecim run) or a NIR folder (spikecim nir import)")
     ],
-    output: Annotated[Path, typer.Option("-o", "--output", help="the .nir file to write")],
+    output: Annotated[
+        Path,
+        typer.Option("-o", "--output", help="the .nir file to write (a new file, or one spikecim exported)"),
+    ],
     dt: Annotated[float, typer.Option(help="step in seconds the discrete neurons are written for")] = 1e-4,
     allow_partial: Annotated[
         bool,
@@ -57,11 +62,14 @@ def export_cmd(
         ),
     ] = False,
 ) -> None:
-    """Write a run's trained spiking model as a NIR graph."""
+    """Write a run's trained spiking model as a NIR graph.
+
+    A file spikecim exported before is replaced; any other existing file is refused."""
     import warnings
 
     from spikecim.interop import load_model, to_nir, write_graph
 
+    _nir_output(output)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model = load_model(run_dir, allow_partial=allow_partial)
@@ -87,6 +95,20 @@ def import_cmd(
         f"wrote {output}/model.nir and nir.yaml: input {_shape(model.input_shape)}, "
         f"dt = {model.nir_dt:g} s, convention {model.nir_convention}"
     )
+
+
+def _nir_output(path: Path) -> None:
+    """``path`` may be written: a new file, or a NIR file spikecim exported before. Any other
+    existing file is the user's and is never overwritten."""
+    from spikecim.interop.nirfile import written_by_spikecim
+
+    if path.is_dir():
+        raise SpikecimError(f"-o: {path} is a folder; give the .nir file's name")
+    if path.exists() and not written_by_spikecim(path):
+        raise SpikecimError(
+            f"-o: {path} exists and is not a NIR file spikecim exported; spikecim replaces only "
+            "its own exports (choose a new file name)"
+        )
 
 
 def _shape(shape) -> str:

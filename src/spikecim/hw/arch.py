@@ -24,7 +24,7 @@ from typing import Any
 from pydantic import Field, PrivateAttr, ValidationError
 
 from spikecim.errors import SpikecimError
-from spikecim.hw.units import first_error, normalise_keys
+from spikecim.hw.units import UNITS, first_error, normalise_keys, split_unit
 from spikecim.readers import read_mapping
 from spikecim.schema import Schema
 
@@ -32,6 +32,7 @@ __all__ = ["TABLES_DIR", "Architecture", "list_architectures", "load_architectur
 
 TABLES_DIR = Path(__file__).parent / "tables"
 MIN_NODE_NM, MAX_NODE_NM = 1.0, 1e4  # technology nodes: from 1 nm to 10 µm
+NODE_SCALING = {"energy": 1, "power": 1, "area": 2}  # first order: a unit's dimension -> power of s
 
 
 class Architecture(Schema):
@@ -73,9 +74,10 @@ class Architecture(Schema):
     def scaled_to(self, node_nm: float) -> Architecture:
         """First-order scaling to another technology node (documented in docs/hardware.md).
 
-        With s = node_nm / technology_nm: energies (``*_pj``) and powers (``*_uw``) scale by
-        s (switched capacitance at constant voltage), areas (``*_um2``) by s², everything
-        else (sizes, bits, clocks, times) is kept. Coarse by design: for a calibrated node,
+        With s = node_nm / technology_nm: energies (``*_pj``, ``*_fj``, ...) and powers
+        (``*_uw``, ``*_mw``, ...) scale by s (switched capacitance at constant voltage), areas
+        (``*_um2``, ``*_mm2``, ...) by s², whatever unit a key is written in; everything else
+        (sizes, bits, clocks, times) is kept. Coarse by design: for a calibrated node,
         write its constants in a table instead.
         """
         if self.technology_nm is None:
@@ -91,11 +93,10 @@ class Architecture(Schema):
         s = node_nm / self.technology_nm
         params = {}
         for k, v in self.params.items():
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
-                if k.endswith(("_pj", "_uw")):
-                    v = v * s
-                elif k.endswith("_um2"):
-                    v = v * s * s
+            _, unit = split_unit(k)
+            exponent = NODE_SCALING.get(UNITS[unit][0]) if unit is not None else None
+            if exponent is not None and isinstance(v, (int, float)) and not isinstance(v, bool):
+                v = v * s**exponent
             params[k] = v
         update = {"params": params, "technology_nm": float(node_nm), "name": f"{self.name}@{node_nm:g}nm"}
         new = self.model_copy(update=update)
@@ -104,11 +105,20 @@ class Architecture(Schema):
         return new
 
     def with_params(self, **changes: Any) -> Architecture:
-        """A copy with some constants changed (validated again), e.g. ``xbar_rows=256``."""
-        new = self.model_copy(update={"params": {**self.params, **changes}})
+        """A copy with some constants changed (validated again), e.g. ``xbar_rows=256``; a
+        change in another unit (``e_mux_fj=90``) replaces the constant (``e_mux_pj``)."""
+        changed = {_quantity(k) for k in changes}
+        kept = {k: v for k, v in self.params.items() if _quantity(k) not in changed}
+        new = self.model_copy(update={"params": {**kept, **changes}})
         new._parsed = None
         _ = new.p
         return new
+
+
+def _quantity(key: str) -> tuple[str, str | None]:
+    """What a constant measures: ``e_mux_pj`` and ``e_mux_fj`` -> ``('e_mux', 'energy')``."""
+    stem, unit = split_unit(key)
+    return (stem, UNITS[unit][0]) if unit is not None else (key, None)
 
 
 def _validate_params(estimator: str, params: dict, where: str):

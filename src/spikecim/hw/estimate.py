@@ -153,26 +153,29 @@ def _dynamic_rows(
     other = load_architecture(where)
     est = get_estimator(other.estimator)
     q = other.p
-    latencies = est.latencies_ns(dynamic, workload, q, dense)
-    areas = est.layer_areas_um2(dynamic, workload, q)
-    rows = {
-        id(layer): LayerCost(
-            name=layer.name,
-            kind=layer.kind,
-            energy_pj=est.layer_energy_pj(layer, workload, q, dense),
-            latency_ns=lat,
-            area_um2=area,
-            ops=dense_ops(layer),
-        )
-        for layer, lat, area in zip(dynamic, latencies, areas)
-    }
-    wear = ("writes_per_cell_per_inference", "cell_writes_per_inference", "lifetime_s")
-    extras = {(k if k in wear else f"dynamic_{k}"): v for k, v in est.extras(dynamic, workload, q).items()}
-    return (
-        rows,
-        extras,
-        [f"products of two activations on {other.name} ({other.description or other.estimator})"],
+    costed = [layer for layer in dynamic if est.costs_layer(layer, workload, q)]
+    latencies = est.latencies_ns(costed, workload, q, dense)
+    areas = est.layer_areas_um2(costed, workload, q)
+    rows = {id(layer): LayerCost(name=layer.name, kind=layer.kind, skipped=True) for layer in dynamic}
+    rows.update(
+        {
+            id(layer): LayerCost(
+                name=layer.name,
+                kind=layer.kind,
+                energy_pj=est.layer_energy_pj(layer, workload, q, dense),
+                latency_ns=lat,
+                area_um2=area,
+                ops=dense_ops(layer),
+            )
+            for layer, lat, area in zip(costed, latencies, areas)
+        }
     )
+    wear = ("writes_per_cell_per_inference", "cell_writes_per_inference", "lifetime_s")
+    extras = {(k if k in wear else f"dynamic_{k}"): v for k, v in est.extras(costed, workload, q).items()}
+    note = f"products of two activations on {other.name} ({other.description or other.estimator})"
+    if len(costed) < len(dynamic):
+        note += f"; its estimator {est.name} does not model them: not costed"
+    return (rows, extras if costed else {}, [note])
 
 
 def _exit_row(workload, arch: Architecture, latency_modelled: bool) -> LayerCost:

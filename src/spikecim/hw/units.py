@@ -67,26 +67,40 @@ def normalise_keys(values: dict, declared: set[str], where: str) -> dict:
         stem, unit = split_unit(name)
         if unit is not None:
             by_stem[stem] = (name, unit)
-    out = {}
+    out, given_as = {}, {}
     for key, value in values.items():
-        if key in declared:
-            out[key] = value
-            continue
-        stem, _, suffix = key.rpartition("_")
-        if stem in by_stem:
-            target, unit = by_stem[stem]
-            dim, base = UNITS[unit]
-            allowed = sorted(u for u, (d, _) in UNITS.items() if d == dim)
-            if suffix not in UNITS or UNITS[suffix][0] != dim:
+        target = key
+        if key not in declared:
+            stem, _, suffix = key.rpartition("_")
+            if key in by_stem:
+                target, unit = by_stem[key]
                 raise SpikecimError(
-                    f"{where}.{key}: unknown unit '{suffix}' for {stem}, allowed: {', '.join(allowed)}"
+                    f"{where}.{key}: the unit is missing, write it as {target} (or another "
+                    f"{UNITS[unit][0]} unit: {', '.join(_same_dimension(unit))})"
                 )
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
-                raise SpikecimError(f"{where}.{key}: expected a number")
-            out[target] = value * UNITS[suffix][1] / base
-            continue
-        out[key] = value
+            if stem in by_stem:
+                target, unit = by_stem[stem]
+                dim, base = UNITS[unit]
+                if suffix not in UNITS or UNITS[suffix][0] != dim:
+                    raise SpikecimError(
+                        f"{where}.{key}: unknown unit '{suffix}' for {stem}, "
+                        f"allowed: {', '.join(_same_dimension(unit))}"
+                    )
+                if not isinstance(value, (int, float)) or isinstance(value, bool):
+                    raise SpikecimError(f"{where}.{key}: expected a number")
+                value = value * UNITS[suffix][1] / base
+        if target in given_as:
+            raise SpikecimError(
+                f"{where}.{key}: {target} is given twice ({given_as[target]} and {key}); keep one"
+            )
+        given_as[target] = key
+        out[target] = value
     return out
+
+
+def _same_dimension(unit: str) -> list[str]:
+    dim = UNITS[unit][0]
+    return sorted(u for u, (d, _) in UNITS.items() if d == dim)
 
 
 def first_error(err, prefix: str = "") -> str:

@@ -219,6 +219,8 @@ def _dry_run(layers: dict, flat: FlatGraph, shape: tuple, dtype: torch.dtype) ->
             raise SpikecimError(f"node '{name}': its inputs have different shapes {ins} ({', '.join(srcs)})")
         layer = layers[name]
         h = values[srcs[0]]
+        if isinstance(layer, nn.Flatten):
+            _check_flatten_dims(layer, ins[0], f"node '{name}' (Flatten)")
         predicted = _output_elements(layer, ins[0])
         if predicted is not None:
             check_elements(predicted, f"node '{name}' ({_kind(flat, name)}): output for input {list(ins[0])}")
@@ -240,6 +242,19 @@ def _dry_run(layers: dict, flat: FlatGraph, shape: tuple, dtype: torch.dtype) ->
                 f"{tuple(values[flat.sources(b)[0]].shape[2:])}"
             )
     return shapes
+
+
+def _check_flatten_dims(layer: nn.Flatten, in_shape: tuple[int, ...], where: str) -> None:
+    """A Flatten's ``start_dim`` and ``end_dim`` name dimensions of its input, counted as NIR
+    counts them (one sample, from 0, or from the end when negative)."""
+    rank = len(in_shape)
+    for field, dim in (("start_dim", layer.start_dim), ("end_dim", layer.end_dim)):
+        nir_dim = dim - 1 if dim > 0 else dim  # _flatten shifted a dimension from 0 past the batch
+        if not -rank <= nir_dim < rank:
+            raise SpikecimError(
+                f"{where}: {field}: {nir_dim} is not a dimension of the input {list(in_shape)} "
+                f"(allowed: {-rank} to {rank - 1})"
+            )
 
 
 def _output_elements(layer: nn.Module, in_shape: tuple[int, ...]) -> list[int] | None:

@@ -146,6 +146,8 @@ def import_run(
     """Check ``nir_file`` by building it, then write ``run_dir/model.nir`` and ``nir.yaml``."""
     nir_file, run_dir = Path(nir_file), Path(run_dir)
     model = from_nir(nir_file, dt=dt, convention=convention)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise SpikecimError(f"-o: {run_dir} is a file; give the name of a folder to create")
     if run_dir.exists() and any(run_dir.iterdir()):
         raise SpikecimError(f"-o: {run_dir} exists and is not empty; choose another folder")
     meta = NirMeta(

@@ -27,7 +27,7 @@ from spikecim.errors import SpikecimError, first_line
 
 __all__ = [
     "COUNT_FIELDS", "MAX_ELEMENTS_ENV", "NODE_TYPES", "check_elements", "integers", "max_elements", "number_problem",
-    "read_graph", "write_graph",
+    "read_graph", "write_graph", "written_by_spikecim",
 ]  # fmt: skip
 
 MAX_ELEMENTS_ENV = "SPIKECIM_MAX_ELEMENTS"
@@ -88,6 +88,20 @@ def write_graph(graph: nir.NIRGraph, path: str | Path) -> Path:
     except OSError as e:
         raise SpikecimError(f"{path}: cannot write ({e.strerror or e})") from None
     return path
+
+
+def written_by_spikecim(path: str | Path) -> bool:
+    """Whether ``path`` is a NIR file spikecim exported (its graph's metadata names spikecim as
+    ``producer``, as :func:`spikecim.interop.to_nir` writes it): the only kind of existing file
+    an export may replace."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            producer = f["node/metadata/producer"][()]
+    except Exception:  # noqa: BLE001  (not HDF5, no such entry, unreadable: not spikecim's)
+        return False
+    return producer in (b"spikecim", "spikecim")
 
 
 def max_elements() -> int:
