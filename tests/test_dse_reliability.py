@@ -197,6 +197,12 @@ FAILS = {
         [],
         "error: space: sampler.name: gp takes one objective",
     ),
+    "a constraint the architecture does not model": (
+        {"arch": "naive-45nm", "knobs": [{"path": "arch.params.e_mac_pj", "choices": [1.0, 2.0]}]}
+        | {"constraints": [{"metric": "latency_us", "op": "<=", "bound": 5}]},
+        [],
+        "error: space: constraints.0: naive-45nm does not model latency_us, allowed: energy_pj, ",
+    ),
     "bad --storage": ({}, ["--storage", "sqlite:////nonexistent-folder/x.db"], "error: --storage: "),
     "bad --ray-address": ({}, ["--ray-address", "127.0.0.1:1"], "error: --ray-address: "),
 }
@@ -298,6 +304,19 @@ def test_two_workers_draw_distinct_designs(tmp_path, capsys):
     clocks = _clocks(out)
     assert len(clocks) == 8
     assert len(set(clocks)) == 8
+
+
+def test_a_grid_larger_than_the_budget_lists_only_the_trials_that_ran(tmp_path, capsys):
+    space = _space(tmp_path, sampler={"name": "grid", "seed": 0})  # 6 designs: ADC bits 3 to 8
+    out = tmp_path / "g"
+    assert main(["dse", str(space), "--out", str(out), "--trials", "4"]) == 0
+    assert capsys.readouterr().out.startswith("4 trials, 4 feasible, ")
+    doc = json.loads((out / "dse.json").read_text())
+    assert [t["state"] for t in doc["trials"]] == ["COMPLETE"] * 4
+    assert len((out / "trials.csv").read_text().splitlines()) == 1 + 4
+    assert "; 4 trials, 4 complete," in (out / "summary.md").read_text()
+    assert main(["dse", "--status", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.startswith(f"study t in {out}: 4 trials (4 complete), 2 designs waiting, ")
 
 
 # ---- 6. --workers -------------------------------------------------------------------------------

@@ -101,6 +101,49 @@ BAD = {
         _space(knobs=[{"path": "arch.params.xbar_rowz", "choices": [64]}]),
         "xbar_rowz",
     ),
+    "log range with a step": (
+        _space(knobs=[{"path": "train.lr", "low": 0.001, "high": 0.01, "log": True, "step": 0.001}]),
+        "knob 'train.lr': a log range takes no step, got step 0.001",
+    ),
+    "step that does not divide the range": (
+        _space(knobs=[{"path": "data.timesteps", "low": 2, "high": 7, "step": 2}]),
+        "knob 'data.timesteps': step 2 does not divide the range 2 to 7",
+    ),
+    "two knobs writing one path": (
+        _space(
+            knobs=[
+                {"name": "t", "path": "data.timesteps", "choices": [2]},
+                {"name": "u", "path": ["train.epochs", "data.timesteps"], "choices": [4]},
+            ]
+        ),
+        "knobs.u: the path 'data.timesteps' is also written by knobs.t",
+    ),
+    "condition on a continuous knob": (
+        _space(
+            knobs=[
+                {"path": "train.lr", "low": 0.001, "high": 0.01},
+                {"path": "data.timesteps", "choices": [2, 4], "when": {"train.lr": 0.005}},
+            ]
+        ),
+        "knobs.data.timesteps.when: 'train.lr' is a continuous range",
+    ),
+    "one quantity as two objectives": (
+        _space(objectives=[{"metric": "energy_uj"}, {"metric": "energy_pj", "direction": "maximize"}]),
+        "objectives.1: energy_pj measures what objectives.0 (energy_uj) does",
+    ),
+    "constraints that no design meets together": (
+        _space(
+            constraints=[
+                {"metric": "area_mm2", "op": "<=", "bound": 1},
+                {"metric": "area_um2", "op": ">=", "bound": 2e6},
+            ]
+        ),
+        "constraints.1: area_um2 >= 2e+06 contradicts constraints.0 (area_mm2 <= 1): no design meets both",
+    ),
+    "baseline on an unknown knob": (
+        _space(baseline={"timesteps": 4}),
+        "baseline.timesteps: unknown knob, allowed: data.timesteps",
+    ),
     "training metric in a hardware-only space": (
         _space(base=None, workload="w.yaml", knobs=[{"path": "arch.params.adc_bits", "choices": [4]}]),
         "unknown metric 'accuracy', a hardware-only space offers",
@@ -156,6 +199,24 @@ def test_knob_values_land_at_their_paths_and_tied_paths_share_one_value():
     ]  # the base's first spiking variant, alone
     # first-order node scaling: energies × 22/65 (the shipped table is at 65 nm)
     assert trial.arch.params["e_mux_pj"] == pytest.approx(0.094245 * 22 / 65)
+
+
+def test_knobs_on_one_path_are_accepted_when_their_conditions_exclude_each_other():
+    space = check_space(
+        _space(
+            knobs=[
+                {
+                    "name": "q",
+                    "path": "variants.0.methods",
+                    "choices": {"fp": [], "q4": [{"name": "weight-qat", "bits": 4}]},
+                },
+                {"name": "t_fp", "path": "data.timesteps", "choices": [1, 2], "when": {"q": "fp"}},
+                {"name": "t_q4", "path": "data.timesteps", "choices": [4, 8], "when": {"q": ["q4"]}},
+            ]
+        )
+    )
+    assert build(space, {"q": "fp", "t_fp": 2}).config["data"]["timesteps"] == 2
+    assert build(space, {"q": "q4", "t_q4": 8}).config["data"]["timesteps"] == 8
 
 
 @pytest.mark.parametrize(

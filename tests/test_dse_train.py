@@ -13,6 +13,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 import yaml
 from optuna.trial import TrialState
 
@@ -106,8 +107,35 @@ def _journal_trials(out: Path, name: str) -> list:
     return optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
 
 
-def test_resume_after_sigkill_keeps_finished_trials_and_reruns_the_killed_one(tmp_path):
-    # every design trains (the seed changes training), so a trial takes long enough to be killed in
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine where train.device=cuda fails")
+def test_a_baseline_that_fails_is_recorded_and_the_study_files_are_written(tmp_path, capsys):
+    from spikecim.cli.main import main
+
+    space = _space(
+        tmp_path,
+        name="base",
+        knobs=[{"name": "device", "path": "train.device", "choices": ["cpu", "cuda"]}],
+        constraints=[],
+        trials=2,
+        baseline={"device": "cuda"},
+    )
+    out = tmp_path / "out"
+    assert main(["dse", space, "--out", str(out)]) == 0
+    doc = json.loads((out / "dse.json").read_text())
+    failed = "train.device: 'cuda' requested but no CUDA device is available"
+    assert doc["baseline"]["params"] == {"device": "cuda"} and doc["baseline"]["values"] == {}
+    assert doc["baseline"]["error"].startswith(failed)
+    assert sorted(t["state"] for t in doc["trials"]) == ["COMPLETE", "FAIL"]  # the cpu and cuda designs
+    assert f"dse: the baseline was not evaluated: {failed}" in capsys.readouterr().err
+    for name in ("summary.md", "pareto.csv", "trials.csv", "study.html"):
+        assert (out / name).is_file(), name
+
+
+def _stop_in_a_trial(tmp_path, sig: int):
+    """Start a study whose every design trains (the seed changes training, so a trial takes
+    long enough to be stopped in), and send ``sig`` once a trial has finished and the next one
+    runs. Returns the command, its environment, output folder, the stopped trial, and the
+    exit code and stderr of the stopped command."""
     space = _space(
         tmp_path,
         name="kill",
@@ -118,8 +146,8 @@ def test_resume_after_sigkill_keeps_finished_trials_and_reruns_the_killed_one(tm
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "spikecim.cli.main", "dse", space, "--out", str(out), "--trials", "3"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    killed = None
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    killed, err = None, ""
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and proc.poll() is None:
@@ -132,12 +160,30 @@ def test_resume_after_sigkill_keeps_finished_trials_and_reruns_the_killed_one(tm
                 running = [t for t in trials if t.state == TrialState.RUNNING]
                 if len(done) >= 1 and running and running[0].params:
                     killed = running[0]
-                    proc.send_signal(signal.SIGKILL)
+                    proc.send_signal(sig)
                     break
             time.sleep(0.05)
     finally:
-        proc.wait()
-    assert killed is not None, "the study finished before a trial could be killed"
+        err = proc.communicate()[1]
+    assert killed is not None, "the study finished before a trial could be stopped"
+    return cmd, env, out, killed, (proc.returncode, err)
+
+
+def test_ctrl_c_in_a_trial_says_how_many_finished_trials_are_kept(tmp_path):
+    _, _, out, _, (code, err) = _stop_in_a_trial(tmp_path, signal.SIGINT)
+    assert code == 130, err
+    kept = sum(t.state == TrialState.COMPLETE for t in _journal_trials(out, "kill"))
+    assert kept >= 1
+    last = err.strip().splitlines()[-1]
+    assert last == (
+        f"dse: interrupted; {kept} finished trials are kept in {out / JOURNAL} (a trial that was "
+        "running runs again first): run the same command again to continue"
+    ), err
+    assert "Traceback" not in err
+
+
+def test_resume_after_sigkill_keeps_finished_trials_and_reruns_the_killed_one(tmp_path):
+    cmd, env, out, killed, _ = _stop_in_a_trial(tmp_path, signal.SIGKILL)
     before = {t.number: t.params for t in _journal_trials(out, "kill") if t.state == TrialState.COMPLETE}
     assert len(before) >= 1
 

@@ -141,6 +141,26 @@ def test_trex_command_refuses_an_unreachable_latency_target(tmp_path, capsys):
     assert "\n" not in err and not (tmp_path / "digits-vit-tiny").exists()
 
 
+def test_trex_command_refuses_an_architecture_without_a_latency_model(tmp_path, capsys):
+    args = ["trex", "--set", f"output_dir={tmp_path}", "--set", "data.limit=64", "--set"]
+    args += ["model.kwargs={width: 0.25}", "--latency-ratio", "0.9", "--arch", "naive-45nm"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "error: trex.arch: naive-45nm does not model latency (the baseline costs 0 ns), and the "
+        "reuse count is chosen by latency; allowed: an architecture that models it"
+    )
+    assert not (tmp_path / "digits-vit-tiny").exists()
+
+
+def test_trex_help_names_the_transformer_that_runs_without_a_config(capsys):
+    assert main(["trex", "--help"]) == 0
+    text = " ".join(ln.strip(" │") for ln in capsys.readouterr().out.splitlines())
+    text = " ".join(text.split())
+    assert "(convnet on digits)" not in text  # the embedded default's model, which trex replaces
+    assert "Omit to run the embedded default (digits) with --model's transformer" in text
+
+
 def test_trex_command_needs_exactly_one_latency_target(tmp_path, capsys):
     assert main(["trex", "--set", f"output_dir={tmp_path}"]) == 2
     assert "trex: give one of latency_target_ns" in capsys.readouterr().err

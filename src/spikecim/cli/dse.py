@@ -9,12 +9,13 @@ spikecim dse --resume --out dse/digits-xbar --trials 80
 from __future__ import annotations
 
 import contextlib
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from spikecim.errors import SpikecimError
+from spikecim.errors import RunInterrupted, SpikecimError
 
 SPACE_COPY = "space.yaml"
 
@@ -116,10 +117,15 @@ def dse_cmd(
                 progress=bar.update,
                 checked=True,
             )
+    except (KeyboardInterrupt, RunInterrupted):  # Ctrl-C, also inside a trial's training
+        _remove_if_no_trial(created, sp, out, storage)
+        raise RunInterrupted(_interrupted_line(sp, out, storage)) from None
     except BaseException:
         _remove_if_no_trial(created, sp, out, storage)
         raise
     front = sum(t["pareto"] for t in doc["trials"])
+    if doc["baseline"] and "error" in doc["baseline"]:
+        print(f"dse: the baseline was not evaluated: {doc['baseline']['error']}", file=sys.stderr)
     print(
         f"{len(doc['trials'])} trials, {sum(t['feasible'] for t in doc['trials'])} feasible, "
         f"{front} on the Pareto front; results in {out}/ (dse.json, summary.md, pareto.png)"
@@ -174,6 +180,26 @@ def _remove_if_no_trial(created: list[Path], sp, out: Path, url: str | None) -> 
                 p.unlink(missing_ok=True)
 
 
+def _interrupted_line(sp, out: Path, url: str | None) -> str:
+    """What an interrupted command kept: the finished trials of its studies, and how to go on."""
+    from spikecim.dse.study import FINISHED, JOURNAL, _shown, load_study
+
+    finished = 0
+    for random in (False, True):
+        try:
+            study = load_study(sp, out, url, random=random)
+        except SpikecimError:  # no study (yet): nothing kept
+            continue
+        finished += len(study.get_trials(deepcopy=False, states=FINISHED))
+    if not finished:
+        return "dse: interrupted before a trial finished; nothing was kept"
+    where = _shown(url) if url else out / JOURNAL
+    return (
+        f"dse: interrupted; {finished} finished trials are kept in {where} "
+        "(a trial that was running runs again first): run the same command again to continue"
+    )
+
+
 def _print_status(sp, out: Path, url: str | None) -> None:
     from optuna.trial import TrialState
 
@@ -185,12 +211,14 @@ def _print_status(sp, out: Path, url: str | None) -> None:
     counts = {s.name: 0 for s in TrialState}
     for t in doc["trials"]:
         counts[t["state"]] += 1
+    waiting = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
     hv = doc["hypervolume"][-1]["search"] if doc["hypervolume"] else 0.0
     print(
         f"study {study.study_name} in {out}: {len(doc['trials'])} trials ("
         + ", ".join(f"{v} {k.lower()}" for k, v in counts.items() if v)
-        + f"), "
-        f"{sum(t['feasible'] for t in doc['trials'])} feasible, {sum(t['pareto'] for t in doc['trials'])} "
+        + "), "
+        + (f"{waiting} designs waiting, " if waiting else "")
+        + f"{sum(t['feasible'] for t in doc['trials'])} feasible, {sum(t['pareto'] for t in doc['trials'])} "
         f"on the Pareto front, hypervolume {hv:.6g}"
     )
 

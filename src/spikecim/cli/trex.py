@@ -8,7 +8,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from spikecim.cli.pipeline import CONFIG_ARG, NAME_OPT, SET_OPT, _config, _rank_console
+from spikecim.cli.pipeline import NAME_OPT, SET_OPT, _config, _rank_console
+
+CONFIG_ARG = typer.Argument(
+    None, help="Run config (YAML). Omit to run the embedded default (digits) with --model's transformer."
+)
 
 
 def trex_cmd(

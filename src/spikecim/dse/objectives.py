@@ -22,7 +22,16 @@ from typing import Literal
 
 from spikecim.errors import SpikecimError
 
-__all__ = ["METRICS", "Metric", "check_metric", "constraint_values", "hardware_metrics", "violated_by_bound"]
+__all__ = [
+    "METRICS",
+    "Metric",
+    "check_metric",
+    "constraint_values",
+    "hardware_metrics",
+    "in_base_unit",
+    "quantity",
+    "violated_by_bound",
+]
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,17 @@ _SCALE = {
     "latency_ms": ("latency_ns", 1e-6),
     "area_mm2": ("area_um2", 1e-6),
 }
+
+
+def quantity(name: str) -> str:
+    """The quantity a metric measures, named by its metric in the base unit
+    (``energy_uj`` → ``energy_pj``)."""
+    return _SCALE[name][0] if name in _SCALE else name
+
+
+def in_base_unit(name: str, value: float) -> float:
+    """``value`` of metric ``name`` in the unit of :func:`quantity` (2 µJ → 2e6 pJ)."""
+    return value / _SCALE[name][1] if name in _SCALE else value
 
 
 def check_metric(name: str, field: str, hardware_only: bool) -> Metric:

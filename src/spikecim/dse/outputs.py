@@ -1,7 +1,8 @@
 """The output folder of ``spikecim dse``: the study read back as files.
 
 - ``dse.json``: objectives (name, direction, unit), constraints, the baseline design,
-  every trial (number, state, params, values of every metric computed, feasible, pareto),
+  every trial that ran or runs (number, state, params, values of every metric computed,
+  feasible, pareto; a design still waiting in the queue is not listed),
   the hypervolume after each trial (search, and random search at the same budget when run),
   the reference point it is measured from, and the knobs' importance
 - ``pareto.csv`` / ``pareto.json``: the feasible Pareto front; ``trials.csv``: every trial
@@ -116,8 +117,10 @@ def summarise(
 ) -> dict[str, Any]:
     """The ``dse.json`` document of a study (see the module docstring)."""
     dirs = directions(space)
-    trials = study.get_trials(deepcopy=False)
-    rtrials = random.get_trials(deepcopy=False) if random is not None else []
+    # a design waiting in the queue (a grid's rest, a rerun not started) is no trial yet
+    ran = [s for s in TrialState if s != TrialState.WAITING]
+    trials = study.get_trials(deepcopy=False, states=ran)
+    rtrials = random.get_trials(deepcopy=False, states=ran) if random is not None else []
     front = pareto_numbers(trials, dirs)
     ref = reference_point([trials, rtrials], dirs)
     hv = hypervolume_history(
@@ -340,7 +343,11 @@ def _markdown(doc: dict, path: Path) -> Path:
             "Baseline design "
             + ", ".join(f"{k}={v}" for k, v in b["params"].items())
             + ": "
-            + ", ".join(f"{m} {_fmt(b['values'].get(m))}" for m in objs if m in b["values"])
+            + (
+                f"not evaluated ({b['error']})"
+                if "error" in b
+                else ", ".join(f"{m} {_fmt(b['values'].get(m))}" for m in objs if m in b["values"])
+            )
             + ".",
         ]
     params = sorted({k for t in front for k in t["params"]})

@@ -99,6 +99,15 @@ class Knob(Schema):
             raise ValueError(f"knob '{self.name}': empty range, low {self.low:g} > high {self.high:g}")
         if self.log and self.low <= 0:
             raise ValueError(f"knob '{self.name}': a log range needs low > 0, got {self.low:g}")
+        if self.log and self.step is not None:
+            raise ValueError(f"knob '{self.name}': a log range takes no step, got step {self.step:g}")
+        if self.step is not None:
+            n = (self.high - self.low) / self.step
+            if abs(n - round(n)) > 1e-9 * max(1.0, abs(n)):
+                raise ValueError(
+                    f"knob '{self.name}': step {self.step:g} does not divide the range "
+                    f"{self.low:g} to {self.high:g}, allowed: a step that divides high - low"
+                )
         if self.type is None:
             ints = all(float(x).is_integer() for x in (self.low, self.high, self.step or 1))
             object.__setattr__(self, "type", "int" if ints else "float")
@@ -278,8 +287,13 @@ def check_space(data: dict | Space) -> Space:
                     f"{', '.join(names[:i]) or 'none'}"
                 )
             grid = space.knob(other).grid()
+            if grid is None:
+                raise SpikecimError(
+                    f"space: knobs.{k.name}.when: '{other}' is a continuous range, which never takes one "
+                    "value again; allowed: a knob with choices, an int range or a step"
+                )
             for w in wanted if isinstance(wanted, list) else [wanted]:
-                if grid is not None and w not in grid:
+                if w not in grid:
                     raise SpikecimError(
                         f"space: knobs.{k.name}.when: {other} never takes {w!r}, allowed: {', '.join(map(repr, grid))}"
                     )
@@ -290,44 +304,132 @@ def check_space(data: dict | Space) -> Space:
                         f"space: knobs.{k.name}: '{p}' is not an arch.* path; a hardware-only space "
                         "(workload) searches the architecture only"
                     )
+    _check_shared_paths(space)
     if space.hardware_only and space.base is not None:
         raise SpikecimError("space: give base (trials train) or workload (hardware-only), not both")
     for o in space.objectives:
         check_metric(o.metric, "objectives", space.hardware_only)
+    _check_objectives_differ(space)
     for i, c in enumerate(space.constraints):
         if check_metric(c.metric, "constraints", space.hardware_only).fraction and not 0 <= c.bound <= 1:
             raise SpikecimError(
                 f"space: constraints.{i}.bound: {c.metric} is a fraction, allowed: 0 to 1 "
                 f"(0.9 for 90 %), got {c.bound:g}"
             )
+    _check_constraints_agree(space)
     if space.sampler.name == "grid" and any(k.grid() is None for k in space.knobs):
         raise SpikecimError("space: sampler.grid needs discrete knobs (choices, int ranges or a step)")
     if space.hardware_only:
         from spikecim.hw.layers import load_workload
 
         try:
-            load_workload(space.path(space.workload))
+            workload = load_workload(space.path(space.workload))
         except SpikecimError as e:
             msg = str(e) if str(e).startswith("workload") else f"workload: {e}"
             raise SpikecimError(f"space: {msg}") from None
     base = base_config(space)
     if space.baseline is not None:
         _check_baseline(space, base)
+    if space.hardware_only:
+        try:
+            _check_modelled(space, build(space, {}, base).arch, workload)
+        except SpikecimError as e:
+            raise SpikecimError(f"space: {e}") from None
     for k in space.knobs:
         for v in k.extremes():
             try:
                 trial = build(space, {k.name: v}, base)
                 if trial.config is not None and any(not p.startswith(("arch.", "analog.")) for p in k.paths):
                     _check_model(trial.config)
+                if space.hardware_only and "arch.name" in k.paths:
+                    _check_modelled(space, trial.arch, workload)
             except SpikecimError as e:
                 raise SpikecimError(f"space: knobs.{k.name} = {v!r}: {e}") from None
     return space
 
 
+def _check_shared_paths(space: Space) -> None:
+    """Two knobs may write one path only when they are never sampled together: both
+    conditional on one earlier knob, on values that do not overlap. Otherwise the later knob
+    overwrites the earlier one's value, and the study records a value no trial ran."""
+    writers: dict[str, Knob] = {}
+    for k in space.knobs:
+        for p in k.paths:
+            other = writers.setdefault(p, k)
+            if other is not k and not _exclusive(other, k):
+                raise SpikecimError(
+                    f"space: knobs.{k.name}: the path '{p}' is also written by knobs.{other.name}; "
+                    "allowed: one knob per path, or knobs whose when conditions never hold together"
+                )
+
+
+def _exclusive(a: Knob, b: Knob) -> bool:
+    """Whether the ``when`` conditions of ``a`` and ``b`` exclude each other (one knob they
+    both depend on, with no value in common)."""
+
+    def values(w: Any) -> list:
+        return w if isinstance(w, list) else [w]
+
+    return any(
+        n in b.when and not set(map(repr, values(w))) & set(map(repr, values(b.when[n])))
+        for n, w in a.when.items()
+    )
+
+
+def _check_objectives_differ(space: Space) -> None:
+    """Each objective measures another quantity (``energy_uj`` and ``energy_pj`` are one)."""
+    from spikecim.dse.objectives import quantity
+
+    seen: dict[str, int] = {}
+    for i, o in enumerate(space.objectives):
+        j = seen.setdefault(quantity(o.metric), i)
+        if j != i:
+            same = space.objectives[j].metric
+            raise SpikecimError(
+                f"space: objectives.{i}: {o.metric} measures what objectives.{j} ({same}) does; "
+                "allowed: each quantity once"
+            )
+
+
+def _check_constraints_agree(space: Space) -> None:
+    """No two constraints on one quantity that no value meets together (``area_mm2 <= 1``
+    and ``area_mm2 >= 5``): every trial would be infeasible."""
+    from spikecim.dse.objectives import in_base_unit, quantity
+
+    for i, c in enumerate(space.constraints):
+        for j, d in enumerate(space.constraints[:i]):
+            if quantity(c.metric) != quantity(d.metric) or c.op == d.op:
+                continue
+            upper, lower = (c, d) if c.op == "<=" else (d, c)
+            if in_base_unit(lower.metric, lower.bound) > in_base_unit(upper.metric, upper.bound):
+                raise SpikecimError(
+                    f"space: constraints.{i}: {c.metric} {c.op} {c.bound:g} contradicts constraints.{j} "
+                    f"({d.metric} {d.op} {d.bound:g}): no design meets both"
+                )
+
+
+def _check_modelled(space: Space, arch, workload) -> None:
+    """Every objective and constraint of a hardware-only space is a metric the architecture's
+    estimator computes (``naive`` models no latency or area): otherwise every trial fails."""
+    from spikecim.dse.objectives import hardware_metrics
+    from spikecim.hw.estimate import estimate
+
+    computed = hardware_metrics(estimate(workload, arch, dense=space.dense), workload)
+    for field, items in (("objectives", space.objectives), ("constraints", space.constraints)):
+        for i, item in enumerate(items):
+            if item.metric not in computed:
+                raise SpikecimError(
+                    f"{field}.{i}: {arch.name} does not model {item.metric}, allowed: {', '.join(computed)}"
+                )
+
+
 def _check_baseline(space: Space, base: dict | None) -> None:
     """The baseline names knobs, takes a label of a choice mapping, and builds (its
     architecture and config validate); it is evaluated after the trials."""
+    names = [k.name for k in space.knobs]
     for n, v in space.baseline.items():
+        if n not in names:
+            raise SpikecimError(f"space: baseline.{n}: unknown knob, allowed: {', '.join(names)}")
         k = space.knob(n)
         if isinstance(k.choices, dict) and v not in k.choices:
             raise SpikecimError(

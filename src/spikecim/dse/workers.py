@@ -259,10 +259,15 @@ def _run_ray(space, out, n, workers, address, url, random, study, progress, hist
 
 def _baseline(space: Space, out: str) -> dict | None:
     """The hand-picked design of ``space.baseline`` with its values (evaluated once, reusing
-    a cached trained network)."""
+    a cached trained network); one that fails (its training diverged, say) is recorded with
+    its ``error`` and no values, like a failed trial: the study's files are written all the
+    same."""
     if space.baseline is None:
         return None
     from spikecim.dse.evaluate import Evaluator
 
-    outcome = Evaluator(space, out)(dict(space.baseline))
+    try:
+        outcome = Evaluator(space, out)(dict(space.baseline))
+    except SpikecimError as e:
+        return {"params": dict(space.baseline), "values": {}, "error": str(e)}
     return {"params": dict(space.baseline), "values": outcome.values or outcome.bounds}

@@ -107,6 +107,11 @@ def trex_search(
 
     depth = len(encoders_of(_model(cfg, base, [], data)))
     baseline_ns = latency([])
+    if not baseline_ns > 0:  # an estimator without a latency model reports 0 ns for every candidate
+        raise SpikecimError(
+            f"trex.arch: {arch} does not model latency (the baseline costs {baseline_ns:g} ns), "
+            "and the reuse count is chosen by latency; allowed: an architecture that models it"
+        )
     target = latency_target_ns if latency_target_ns is not None else latency_ratio * baseline_ns
     found: list[TrexCandidate] = []
     count = None
