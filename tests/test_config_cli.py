@@ -32,6 +32,8 @@ from spikecim.errors import SpikecimError
         ),
         ("variants=[{name: snn, spiking: 1}]", "config.variants.0.spiking", "must be true or false, got 1"),
         ("stages=[]", "config.stages", "at least 1 item"),
+        ("output_dir=~no-such-user-x/runs", "config.output_dir", "no home folder for ~no-such-user-x"),
+        ("data.root=~no-such-user-x/data", "config.data.root", "no home folder for ~no-such-user-x"),
     ],
 )
 def test_bad_config_gives_one_line_naming_the_field(override, field, allowed, capsys):
@@ -66,6 +68,20 @@ def test_yaml_config_and_overrides_resolve_to_fields(tmp_path):
     again.write_text(cfg.to_yaml())
     assert load_config(again) == cfg
     assert RunConfig().train.epochs == 15
+
+
+def test_a_path_starting_with_a_tilde_is_in_the_home_folder_not_a_folder_named_tilde(tmp_path, monkeypatch):
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    config = work / "run.yaml"
+    config.write_text("output_dir: ~/runs\nmodel: {name: mlp}\ntrain: {epochs: 0}\nstages: [train]\n")
+    assert main(["run", str(config), "--name", "r"]) == 0
+    assert (home / "runs" / "r" / "config.yaml").is_file()
+    assert sorted(p.name for p in work.iterdir()) == ["run.yaml"]
+    assert load_config(overrides=["data.root=~/data"]).data.root == str(home / "data")
 
 
 def test_help_lists_every_command(capsys):
@@ -104,6 +120,15 @@ def test_bare_command_prints_help(capsys):
     assert "run" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("key", ["", ".epochs", "train.", "train..epochs"])
+def test_a_set_key_with_an_empty_part_is_refused_naming_the_option(key, tmp_path, capsys):
+    assert main(["run", "--set", f"output_dir={tmp_path}", "--set", f"{key}=1"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: --set: '{key}' does not name a field (section.field=value)"
+    )
+    assert not any(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize(
     "argv,line",
     [
@@ -120,4 +145,17 @@ def test_bare_command_prints_help(capsys):
 def test_an_empty_option_value_is_refused_not_read_as_the_default(argv, line, tmp_path, capsys):
     assert main(["run", "--set", f"output_dir={tmp_path}", *argv]) == 2
     assert capsys.readouterr().err.strip() == f"error: {line}"
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    "fraction, split", [("0.999", "1 training and 1796 test"), ("0.001", "1795 training and 2 test")]
+)
+def test_a_digits_split_without_every_class_on_both_sides_is_refused(fraction, split, tmp_path, capsys):
+    # 1797 images of 10 classes: each split needs 10 at least, ceil(f * 1797) of them test images
+    assert main(["run", "--set", f"output_dir={tmp_path}", "--set", f"data.test_fraction={fraction}"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: data.test_fraction: {fraction} leaves {split} images of 1797, and each split needs "
+        "an image of each of the 10 classes; allowed: 0.0051 to 0.9944"
+    )
     assert not any(tmp_path.iterdir())

@@ -215,6 +215,28 @@ def test_a_failing_first_run_leaves_no_folder_behind(tmp_path, test_stages, caps
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    ("variants", "change"),
+    [
+        ("[{name: snn, neuron: {beta: 0.9}}]", "neuron.beta=0.5 (now 0.9)"),
+        ("[{name: snn, methods: [squat]}]", "methods=[] (now [{'name': 'squat'}])"),
+        ("[{name: snn, spiking: false}]", "spiking=True (now False)"),
+    ],
+)
+def test_a_trained_variant_built_otherwise_is_refused_and_the_folder_left_as_it_was(
+    variants, change, copy_of_run, capsys
+):
+    before = snapshot(copy_of_run.parent)
+    args = run_args(copy_of_run.parent, "base", *TINY, "--stages", "train,evaluate")
+    assert main([*args, "--set", f"variants={variants}"]) == 2
+    assert the_line(capsys.readouterr().err) == (
+        f"error: run: {copy_of_run} holds the snn trained with {change}; choose another --name or pass --fresh"
+    )
+    assert snapshot(copy_of_run.parent) == before
+    # the same settings written out in full are the same variant
+    assert main([*args, "--set", "variants=[{name: snn, neuron: {beta: 0.5}}]"]) == 0
+
+
 # --- 5. metrics.json is strict JSON --------------------------------------------------------
 
 
@@ -463,6 +485,36 @@ def test_a_run_without_a_checkpoint_is_refused_even_with_allow_partial(interrupt
     shutil.rmtree(work / "checkpoint")
     assert main(["evaluate", str(work), "--allow-partial"]) == 2
     assert "the snn trained 0 of 4 epochs (no checkpoint)" in the_line(capsys.readouterr().err)
+
+
+def test_sigterm_during_a_fresh_run_puts_the_previous_run_back_unchanged(trained_run, tmp_path):
+    out = tmp_path / "runs"
+    shutil.copytree(trained_run, out / "r")
+    before = {k: v for k, v in snapshot(out).items() if not k.endswith(".spikecim-lock")}
+    proc = subprocess.Popen(
+        _train_cmd(out, "--fresh"), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    # the previous run is set aside, and the new one has saved an epoch of its own
+    while proc.poll() is None and not (list(out.glob(".r.previous-*")) and _epoch(out / "r") >= 1):
+        time.sleep(0.005)
+    if proc.poll() is not None:
+        pytest.skip("the run finished before it could be stopped")
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate()
+    assert proc.returncode == 130
+    assert the_line(err, "interrupted") == (
+        f"interrupted before anything new was saved: the previous run in {out / 'r'} is restored"
+    )
+    assert {k: v for k, v in snapshot(out).items() if not k.endswith(".spikecim-lock")} == before
+
+
+def test_a_folder_left_holding_only_the_lock_is_taken_as_a_new_run_folder(tmp_path, capsys):
+    # what a run killed between creating its folder and marking it leaves
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / ".spikecim-lock").write_text("12345\n")
+    assert main(run_args(tmp_path, "r", *TINY, "--stages", "train")) == 0
+    assert (tmp_path / "r" / ".spikecim-run").is_file()  # spikecim's: --fresh may clear it
+    assert main(run_args(tmp_path, "r", *TINY, "--stages", "train", "--fresh")) == 0
 
 
 # A run whose last stage waits until it is killed: it holds the folder's lock meanwhile.

@@ -309,6 +309,8 @@ def test_missing_metrics_file_is_a_one_line_error(tmp_path):
         ({"snn": {"accuracy": -5}}, "evaluate.snn.accuracy: Input should be greater than or equal to 0"),
         ({"snn": {"accuracy": 1.5}}, "evaluate.snn.accuracy: Input should be less than or equal to 1"),
         ({"snn": {"accuracy": "high"}}, "evaluate.snn.accuracy: Input should be a valid number"),
+        (None, "evaluate: must be a mapping of results (a JSON object), got null"),
+        ([0.5], "evaluate: must be a mapping of results (a JSON object), got [0.5]"),
     ],
 )
 def test_a_stage_result_out_of_range_or_of_the_wrong_type_is_refused_not_left_out(tmp_path, entry, problem):
@@ -320,6 +322,30 @@ def test_a_stage_result_out_of_range_or_of_the_wrong_type_is_refused_not_left_ou
             read(run)
         assert str(e.value).startswith(f"{run / 'metrics.json'}: {problem}")
     assert not (run / "report.html").exists()
+
+
+@pytest.mark.parametrize("page", ["compare.html", "index.html"])
+def test_compare_never_overwrites_a_page_that_spikecim_did_not_write(page, tmp_path, capsys):
+    from spikecim.cli.main import main
+
+    runs = tmp_path / "runs"
+    for name in ("a", "b"):
+        _write_run(runs / name, {"evaluate": {"snn": {"accuracy": 0.5}}}, workloads=False)
+    args = [str(runs / "a"), str(runs / "b")] if page == "compare.html" else [str(runs)]
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / page).write_bytes(b"<html>the user's own page</html>\n")
+    assert main(["compare", *args, "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: compare: {out / page} exists and was not written by spikecim, so it is not replaced; "
+        "choose another --out"
+    )
+    assert (out / page).read_bytes() == b"<html>the user's own page</html>\n"
+    # a page spikecim wrote is replaced by the next one
+    mine = tmp_path / "mine"
+    for _ in range(2):
+        assert main(["compare", *args, "--out", str(mine)]) == 0
+    assert capsys.readouterr().out.splitlines() == [str(mine / page)] * 2
 
 
 def test_markdown_report_holds_the_same_tables_and_links_the_plots(full_run):

@@ -63,6 +63,11 @@ class DataConfig(_Section):
     limit: int | None = Field(None, gt=0, description="use at most this many training samples")
     context: int = Field(64, ge=2, le=4096, description="text data sets: tokens per window (task lm)")
 
+    @field_validator("root")
+    @classmethod
+    def _root_home(cls, v: str | None) -> str | None:
+        return None if v is None else expand_home(v)
+
     @field_validator("name")
     @classmethod
     def _known(cls, v: str) -> str:
@@ -170,6 +175,11 @@ class _RunConfig(_Section):
             elif isinstance(section, dict) and "name" not in section:
                 data[key] = {**section, "name": default}
         return data
+
+    @field_validator("output_dir")
+    @classmethod
+    def _output_home(cls, v: str) -> str:
+        return expand_home(v)
 
     @field_validator("task")
     @classmethod
@@ -370,6 +380,17 @@ def resolve_paths(data: dict, folder: Path) -> dict:
     return data
 
 
+def expand_home(path: str) -> str:
+    """``path`` with a leading ``~`` or ``~user`` expanded as a shell expands it, so that no
+    folder named ``~`` is ever made in the current one; a user without a home is refused."""
+    if not path.startswith("~"):
+        return path
+    try:
+        return str(Path(path).expanduser())
+    except RuntimeError:
+        raise ValueError(f"'{path}': no home folder for {path.split('/', 1)[0]}") from None
+
+
 def _section_name(section: Any, default: str) -> str:
     """The ``name`` of a data or model section given as a dict or a built section."""
     if isinstance(section, dict):
@@ -391,6 +412,8 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
             raise SpikecimError(f"--set: expected section.field=value, got '{item}'")
         key, value = item.split("=", 1)
         parts = key.strip().split(".")
+        if not all(parts):
+            raise SpikecimError(f"--set: '{key}' does not name a field (section.field=value)")
         node = data
         for p in parts[:-1]:
             node = node.setdefault(p, {})

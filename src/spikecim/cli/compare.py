@@ -27,7 +27,7 @@ def compare_cmd(
         typer.Option(
             "--out",
             help="folder to write compare.html (or index.html) into; default: the runs' common folder "
-            "(for an index: the folder itself)",
+            "(for an index: the folder itself). A file of that name spikecim did not write is refused.",
         ),
     ] = None,
     index: Annotated[

@@ -28,7 +28,7 @@ try:  # POSIX; elsewhere runs are not locked
 except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
-__all__ = ["LOCK", "MARKER", "Aside", "check_owned", "first_unknown", "locked", "mark"]
+__all__ = ["LOCK", "MARKER", "Aside", "check_owned", "first_unknown", "is_empty", "locked", "mark"]
 
 MARKER = ".spikecim-run"
 LOCK = ".spikecim-lock"
@@ -62,7 +62,7 @@ def check_owned(run_dir: Path, fresh: bool) -> None:
         return
     if not run_dir.is_dir():
         raise SpikecimError(f"run: {run_dir} exists and is not a folder; choose another --name")
-    if not any(run_dir.iterdir()):
+    if is_empty(run_dir):
         return
     marked = (run_dir / MARKER).is_file()
     if fresh:
@@ -81,6 +81,12 @@ def check_owned(run_dir: Path, fresh: bool) -> None:
         raise SpikecimError(
             f"run: {run_dir} exists and is not a run folder (no config.yaml); choose another --name or output_dir"
         )
+
+
+def is_empty(run_dir: Path) -> bool:
+    """``run_dir`` holds nothing but, perhaps, the lock: a run killed between creating the
+    folder and marking it leaves only that."""
+    return all(entry.name == LOCK for entry in run_dir.iterdir())
 
 
 @contextmanager

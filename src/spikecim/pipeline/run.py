@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import threading
 import time
 import warnings
 import zlib
 from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -181,6 +184,39 @@ def _check_same_run(cfg: RunConfig) -> None:
                     f"run: {cfg.run_dir} holds a run trained with train.{key}={old_t[key]!r} "
                     f"(now {new_t[key]!r}); choose another --name or pass --fresh"
                 )
+    _check_same_variants(cfg, prev)
+
+
+def _check_same_variants(cfg: RunConfig, prev: dict) -> None:
+    """Refuse to resume a trained variant whose model is now built otherwise: spiking or not,
+    its neuron settings (over ``model.neuron``, as that section is compared) or its methods.
+    Its timesteps and training settings are checked with its checkpoint."""
+    from spikecim.config import VariantConfig
+
+    trained = {f.name.removesuffix(".state.json") for f in (cfg.run_dir / "checkpoint").glob("*.state.json")}
+    before = {}
+    for entry in prev.get("variants") or []:
+        try:
+            v = VariantConfig.model_validate(entry)
+        except ValidationError:
+            continue  # an entry this version cannot read: the checkpoint check judges it
+        before[v.name] = v
+    for v in cfg.variants:
+        old = before.get(v.name)
+        if v.name not in trained or old is None:
+            continue
+        was_neuron, now_neuron = cfg.neuron_for(old).model_dump(), cfg.neuron_for(v).model_dump()
+        changes = [
+            ("spiking", old.spiking, v.spiking),
+            *((f"neuron.{k}", was_neuron[k], now_neuron[k]) for k in was_neuron),
+            ("methods", [m.model_dump() for m in old.methods], [m.model_dump() for m in v.methods]),
+        ]
+        for key, was, now in changes:
+            if was != now:
+                raise SpikecimError(
+                    f"run: {cfg.run_dir} holds the {v.name} trained with {key}={was!r} (now {now!r}); "
+                    "choose another --name or pass --fresh"
+                )
 
 
 def _needs_earlier_results(cfg: RunConfig) -> dict[str, list[str]]:
@@ -235,8 +271,14 @@ def run(cfg: RunConfig, console=None, fresh: bool = False) -> RunContext:
     is inside ``output_dir`` and spikecim's own, the stage order, the device, the data set,
     the models and the encoder. ``fresh`` sets the previous run aside and deletes it once the
     first stage has finished. A failure before anything new is saved leaves the folder as it
-    was; Ctrl-C raises :class:`~spikecim.errors.RunInterrupted` saying what was saved.
+    was; Ctrl-C, or SIGTERM (``kill``, a batch scheduler's stop), raises
+    :class:`~spikecim.errors.RunInterrupted` saying what was saved.
     """
+    with _terminate_as_interrupt():
+        return _run(cfg, console, fresh)
+
+
+def _run(cfg: RunConfig, console, fresh: bool) -> RunContext:
     try:
         ctx = _prepare(cfg, console, fresh)
     except KeyboardInterrupt:
@@ -251,7 +293,7 @@ def run(cfg: RunConfig, console=None, fresh: bool = False) -> RunContext:
     created = not run_dir.exists()
     # marked as spikecim's only when spikecim makes it: a folder made by hand (weights placed
     # in it, say) is never taken for one --fresh may clear
-    ours = created or (run_dir.is_dir() and not any(run_dir.iterdir()))
+    ours = created or (run_dir.is_dir() and folder.is_empty(run_dir))
     folder.check_owned(run_dir, fresh)
     with folder.locked(run_dir):
         aside = folder.Aside(run_dir) if fresh else None
@@ -295,6 +337,29 @@ def run(cfg: RunConfig, console=None, fresh: bool = False) -> RunContext:
                 raise RunInterrupted(_interrupted_line(cfg, done, what)) from None
             raise
     return ctx
+
+
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM handled as Ctrl-C while the block runs: Python's default action ends the process
+    at once, which would leave a ``--fresh`` run's previous files set aside and a new folder
+    half made. Only in the main thread, and only over the default action (a handler the
+    caller installed stays)."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    ):
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _prepare(cfg: RunConfig, console, fresh: bool) -> RunContext:

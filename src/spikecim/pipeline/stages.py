@@ -11,6 +11,7 @@ without importing torch. The stages spikecim ships are listed in
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from importlib import import_module
@@ -180,6 +181,10 @@ def read_results(metrics: dict, source: str | None = None) -> dict[str, BaseMode
             continue
         r = read_result(name, value)
         if r is None and source is not None:
+            if not isinstance(value, dict):
+                raise SpikecimError(
+                    f"{source}: {name}: must be a mapping of results (a JSON object), got {json.dumps(value)[:40]}"
+                )
             _load_builtin()
             kind = _resolve(_STAGES[name].result if name in _STAGES else _GENERIC_RESULT)
             try:

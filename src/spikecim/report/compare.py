@@ -101,8 +101,8 @@ def write_compare_page(
         raise SpikecimError("compare: give at least one run folder")
     runs = [load_run_summary(d) for d in run_dirs]
     out_dir = Path(out_dir)
+    path = _page_path(out_dir / filename)
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / filename
     body = _body(runs, [], out_dir)
     path.write_text(
         page_html("spikecim: runs compared", "Runs compared", body, meta=_meta(runs)), encoding="utf-8"
@@ -117,12 +117,33 @@ def write_index_page(root: str | Path, out_dir: str | Path | None = None) -> Pat
     if not runs_dirs and not studies:
         raise SpikecimError(f"compare: no run folder (metrics.json) or study (dse.json) under {root}")
     out_dir = Path(out_dir) if out_dir is not None else root
-    out_dir.mkdir(parents=True, exist_ok=True)
     runs = [load_run_summary(d) for d in runs_dirs]
-    path = out_dir / "index.html"
+    path = _page_path(out_dir / "index.html")
+    out_dir.mkdir(parents=True, exist_ok=True)
     body = _body(runs, studies, out_dir)
     title = f"spikecim runs: {root.resolve().name}"
     path.write_text(page_html(title, title, body, meta=_meta(runs)), encoding="utf-8")
+    return path
+
+
+_GENERATOR = b'<meta name="generator" content="spikecim '  # in the head of every page spikecim writes
+
+
+def _page_path(path: Path) -> Path:
+    """``path`` where a page may be written: a new file, or a page spikecim wrote (replaced).
+    Any other file there is the user's and is never overwritten."""
+    if path.parent.exists() and not path.parent.is_dir():
+        raise SpikecimError(f"compare: --out {path.parent} is a file; give a folder")
+    if path.is_dir():
+        raise SpikecimError(f"compare: {path} is a folder; choose another --out")
+    if path.exists():
+        with path.open("rb") as f:
+            head = f.read(4096)
+        if _GENERATOR not in head:
+            raise SpikecimError(
+                f"compare: {path} exists and was not written by spikecim, so it is not replaced; "
+                "choose another --out"
+            )
     return path
 
 
