@@ -276,6 +276,23 @@ def test_a_resumed_study_draws_new_designs_and_the_same_ones_when_repeated(tmp_p
     assert runs[0][:3] == [ref.ask().suggest_float("clock", 100.0, 1000.0) for _ in range(3)]
 
 
+def test_a_larger_budget_in_the_space_file_continues_the_study_and_a_new_knob_range_is_refused(
+    tmp_path, capsys
+):
+    out = tmp_path / "c"
+    assert _dse(capsys, _space(tmp_path, name="c", knobs=[CLOCK], trials=3), "--out", out)[0] == 0
+    code, err = _dse(capsys, _space(tmp_path, name="c", knobs=[CLOCK], trials=5), "--out", out)
+    assert code == 0, err
+    assert len(_clocks(out)) == 5  # 3 kept + 2 new, counted by Optuna's own reader
+    assert yaml.safe_load((out / "space.yaml").read_text())["trials"] == 5  # --resume takes the new budget
+    assert _dse(capsys, "--resume", "--out", out)[0] == 0
+    assert len(_clocks(out)) == 5
+    wider = _space(tmp_path, name="c", knobs=[{**CLOCK, "high": 2000.0}], trials=5)
+    assert _one_error_line(_dse(capsys, wider, "--out", out)[1]) == (
+        f"error: dse: {out} holds a study of another space; choose another --out"
+    )
+
+
 def test_a_second_worker_never_replays_the_first_workers_draws(tmp_path):
     # the workers of one command, one after the other so the order is fixed: both see the
     # study as the command found it (history 0); TPE's first ten trials are random draws

@@ -134,17 +134,22 @@ def dse_cmd(
 
 def _keep_space(sp, given: Path | None, out: Path, write: bool = True) -> None:
     """Keep the space in the output folder (``write``); refuse a folder that holds another
-    space's study."""
+    space's study. The budget (``trials``) is no part of the study: a space that changes only
+    it continues the study, and the kept copy takes the new budget."""
     import yaml
 
     copy = out / SPACE_COPY
     text = yaml.safe_dump(sp.model_dump(mode="json", exclude={"folder"}), sort_keys=False)
     if copy.exists():
-        if given is not None and copy.read_text() != text:
-            from spikecim.dse.space import load_space
+        if given is None or copy.read_text() == text:
+            return
+        from spikecim.dse.space import load_space
 
-            if load_space(copy).model_dump(exclude={"folder"}) != sp.model_dump(exclude={"folder"}):
-                raise SpikecimError(f"dse: {out} holds a study of another space; choose another --out")
+        kept = load_space(copy)
+        if kept.model_dump(exclude={"folder", "trials"}) != sp.model_dump(exclude={"folder", "trials"}):
+            raise SpikecimError(f"dse: {out} holds a study of another space; choose another --out")
+        if kept.trials != sp.trials and write:  # the kept copy's paths stay as they were
+            copy.write_text(yaml.safe_dump({**yaml.safe_load(copy.read_text()), "trials": sp.trials}, sort_keys=False))
         return
     if not write:
         return
