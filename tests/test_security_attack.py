@@ -1,5 +1,6 @@
 """The reconstruction attack, its metrics, the leakage probe and the command's bad input."""
 
+import json
 import re
 
 import numpy as np
@@ -16,7 +17,7 @@ from spikecim.security.leakage import probe_r2
 from spikecim.security.measure import record_traces
 from spikecim.security.traces import Periphery
 from spikecim.train.evaluate import ModelInput
-from test_reliability_run import TINY, run_args
+from test_reliability_run import TINY, run_args, the_line
 
 
 def test_ssim_of_a_hand_case_with_one_window_over_the_image():
@@ -105,6 +106,26 @@ def test_unknown_countermeasure_exits_2_naming_the_allowed_ones(tmp_path, capsys
     assert "moat" in err and "noise_injection" in err and len(err.splitlines()) == 1
 
 
+@pytest.mark.parametrize(
+    ("option", "line"),
+    [
+        (
+            ["--noise", "11"],
+            "--noise: must be from 0 to 10 (a fraction of the max signal, 0.2: 20 %), got 11",
+        ),
+        (
+            ["--noise", "nan"],
+            "--noise: must be from 0 to 10 (a fraction of the max signal, 0.2: 20 %), got nan",
+        ),
+        (["--sampling", "window"], "--sampling: Input should be 'read', 'tile' or 'layer'"),
+        (["--encoding", "rate"], "--encoding: Input should be 'amplitude' or 'bit_serial'"),
+    ],
+)
+def test_a_bad_option_is_named_before_the_run_folder_is_read(option, line, tmp_path, capsys):
+    assert main(["security", str(tmp_path / "nothing"), *option]) == 2
+    assert capsys.readouterr().err == f"error: {line}\n"
+
+
 def test_a_folder_that_is_no_run_exits_2(tmp_path, capsys):
     assert main(["security", str(tmp_path / "nothing")]) == 2
     assert "not a run folder" in capsys.readouterr().err
@@ -164,3 +185,14 @@ def test_an_interrupted_run_is_refused_unless_allow_partial_as_the_error_says(tm
     )
     assert main(["security", str(tmp_path / "p"), "--quick", "--allow-partial"]) == 0
     assert (tmp_path / "p" / "security" / "results.json").is_file()
+
+
+def test_results_are_written_before_the_figures_so_a_failed_figure_loses_none(tmp_path, capsys):
+    assert main(run_args(tmp_path, "f", *TINY, "--stages", "train,trace")) == 0
+    (tmp_path / "f" / "plots").write_text("not a folder\n")  # no figure can be saved there
+    capsys.readouterr()
+    assert main(["security", str(tmp_path / "f"), "--quick"]) == 2
+    assert the_line(capsys.readouterr().err) == f"error: {tmp_path / 'f' / 'plots'}: File exists"
+    results = json.loads((tmp_path / "f" / "security" / "results.json").read_text())
+    assert list(results["variants"]) == ["snn"]  # the one variant TINY trains
+    assert (tmp_path / "f" / "plots").read_text() == "not a folder\n"

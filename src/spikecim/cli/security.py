@@ -75,10 +75,12 @@ def security_cmd(
     from spikecim.report import write_report
     from spikecim.security.analysis import analyse_run
 
-    if not (run_dir / "config.yaml").exists():
-        raise SpikecimError(f"security: {run_dir} is not a run folder (no config.yaml)")
+    if not 0 <= noise <= 10:  # NaN too
+        raise SpikecimError(
+            f"--noise: must be from 0 to 10 (a fraction of the max signal, 0.2: 20 %), got {noise:g}"
+        )
     levels = [0.0, 0.1, 0.2, 0.3, 0.4]
-    if noise not in levels and 0 <= noise:
+    if noise not in levels:
         levels = sorted([*levels, noise])
     spec = {
         "noise_levels": levels,
@@ -87,7 +89,9 @@ def security_cmd(
         "trace": {"sampling": sampling, "encoding": encoding},
         **(QUICK if quick else {}),
     }
-    cfg = load_security_config(spec)
+    cfg = _config(spec)
+    if not (run_dir / "config.yaml").exists():
+        raise SpikecimError(f"security: {run_dir} is not a run folder (no config.yaml)")
     console = Console(stderr=True)
     results = analyse_run(run_dir, cfg, console, allow_partial=allow_partial)
     for variant, entry in results["variants"].items():
@@ -101,3 +105,22 @@ def security_cmd(
     if (run_dir / "metrics.json").exists():
         write_report(run_dir)
     print(run_dir / "security" / "results.json")
+
+
+_OPTIONS = {  # the config fields the options set
+    "trace.sampling": "--sampling",
+    "trace.encoding": "--encoding",
+    "countermeasures.names": "--countermeasure",
+}
+
+
+def _config(spec: dict):
+    """The security config of the options; a bad value names its option."""
+    try:
+        return load_security_config(spec)
+    except SpikecimError as e:
+        message = str(e).removeprefix("security: ")
+        for field, option in _OPTIONS.items():
+            if message.startswith(f"{field}:"):
+                raise SpikecimError(option + message.removeprefix(field)) from None
+        raise

@@ -137,12 +137,13 @@ def _analyse(run_dir: str | Path, scfg: SecurityConfig, console, allow_partial: 
     results["seconds"] = time.perf_counter() - start
     from spikecim.security import plots
 
-    results["plots"] = plots.write_all(results, grids, vic_x[:GRID_SAMPLES], run_dir / "plots")
+    results["plots"] = dict(plots.FILES)
     try:
         text = json.dumps(results, indent=1, allow_nan=False, default=float)
     except ValueError:
         raise SpikecimError("security: a result is not finite (NaN or inf); nothing written") from None
-    (out_dir / "results.json").write_text(text)
+    (out_dir / "results.json").write_text(text)  # before the figures: a failed figure loses no result
+    plots.write_all(results, grids, vic_x[:GRID_SAMPLES], run_dir / "plots")
     return results
 
 

@@ -13,17 +13,22 @@ import torch
 
 from spikecim.report.plots import save_figure
 
-__all__ = ["write_all"]
+__all__ = ["FILES", "write_all"]
+
+FILES = {  # the figures' file names under the run's plots/, by kind
+    "noise": "security_noise.png",
+    "grid": "security_grid.png",
+    "leakage": "security_leakage.png",
+    "countermeasures": "security_countermeasures.png",
+}
 
 
-def write_all(results: dict, grids: dict, originals: torch.Tensor, plots_dir: Path) -> dict[str, str]:
-    """Write every figure under ``plots_dir``; returns their file names by kind."""
-    return {
-        "noise": noise_curves(results, plots_dir / "security_noise.png").name,
-        "grid": reconstruction_grid(grids, originals, plots_dir / "security_grid.png").name,
-        "leakage": leakage_maps(results, plots_dir / "security_leakage.png").name,
-        "countermeasures": countermeasure_bars(results, plots_dir / "security_countermeasures.png").name,
-    }
+def write_all(results: dict, grids: dict, originals: torch.Tensor, plots_dir: Path) -> None:
+    """Write every figure of :data:`FILES` under ``plots_dir``."""
+    noise_curves(results, plots_dir / FILES["noise"])
+    reconstruction_grid(grids, originals, plots_dir / FILES["grid"])
+    leakage_maps(results, plots_dir / FILES["leakage"])
+    countermeasure_bars(results, plots_dir / FILES["countermeasures"])
 
 
 def noise_curves(results: dict, path: Path) -> Path:
