@@ -18,6 +18,11 @@ from spikecim.errors import SpikecimError
         ("train.optimizer=lion", "config.train.optimizer", "'adam' or 'sgd'"),
         ("colour=red", "config.colour", "unknown key"),
         ("stages=[train,fly]", "config.stages", "unknown stage 'fly'"),
+        (
+            "stages=[train,evaluate,train]",
+            "config.stages",
+            "'train' is listed twice; each stage runs once per run",
+        ),
         ("analog.overrides.tile_rows=-3", "config.analog", "tile_rows: Input should be greater than 0"),
         ("analog.preset=warp-drive", "config.analog.preset", "unknown preset 'warp-drive'"),
         ("hardware.archs=[tpu-v9]", "config.hardware.archs", "unknown architecture 'tpu-v9'"),

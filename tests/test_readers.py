@@ -22,6 +22,11 @@ LOADERS = [
 def test_missing_broken_and_non_mapping_files_are_one_line_errors_naming_the_field(tmp_path, field, load):
     cases = {
         "missing.yaml": (None, "file not found"),
+        # made as a folder below; a workload's folder is a run folder, read for its workload.json
+        "folder.yaml": (
+            "/",
+            "file not found" if field == "workload" else "folder.yaml is a folder, not a file",
+        ),
         "broken.yaml": ("a: [1, 2\nb: 3\n", "is not valid YAML (line 2, column "),  # the list is not closed
         "list.yaml": ("- 1\n- 2\n", "must hold a mapping"),
         # PyYAML alone keeps the last of two equal keys: half of what was written would be ignored
@@ -29,7 +34,9 @@ def test_missing_broken_and_non_mapping_files_are_one_line_errors_naming_the_fie
     }
     for name, (text, expected) in cases.items():
         path = tmp_path / name
-        if text is not None:
+        if text == "/":
+            path.mkdir()
+        elif text is not None:
             path.write_text(text)
         with pytest.raises(SpikecimError) as err:
             load(path)

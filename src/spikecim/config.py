@@ -314,9 +314,11 @@ class _RunConfig(_Section):
     @classmethod
     def _stages(cls, v: list[str]) -> list[str]:
         known = list_stages()
-        for s in v:
+        for i, s in enumerate(v):
             if s not in known:
                 raise ValueError(f"unknown stage '{s}', allowed: {', '.join(known)}")
+            if s in v[:i]:
+                raise ValueError(f"'{s}' is listed twice; each stage runs once per run")
         return v
 
     @property

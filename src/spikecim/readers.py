@@ -4,7 +4,7 @@ Every user-supplied file (run config, crossbar description, architecture table, 
 workload, a run folder's ``config.yaml`` and ``metrics.json``, a checkpoint's training
 state, NIR import metadata) goes through this module, so a missing file, a file that is not
 UTF-8 text, a parse error and a non-mapping document read the same everywhere:
-``<field>: file not found: PATH``, ``<field>: PATH is not UTF-8 text (byte 0xff at offset 12)``,
+``<field>: file not found: PATH``, ``<field>: PATH is a folder, not a file``, ``<field>: PATH is not UTF-8 text (byte 0xff at offset 12)``,
 ``<field>: PATH is not valid YAML (first line)``, ``<field>: PATH must hold a mapping <of what>``.
 A run folder's ``metrics.json`` is read by :func:`read_metrics`, which also refuses a number
 that is not finite: ``<field>: PATH: evaluate.snn.accuracy is nan, not a finite number``.
@@ -141,6 +141,8 @@ def _yaml_problem(e: yaml.YAMLError) -> str:
 def read_bytes(path: str | Path, field: str) -> bytes:
     """The file's bytes; a missing or unreadable file is one line naming ``field`` and the path."""
     path = Path(path)
+    if path.is_dir():
+        raise SpikecimError(f"{field}: {path} is a folder, not a file")
     if not path.is_file():
         raise SpikecimError(f"{field}: file not found: {path}")
     try:
