@@ -120,6 +120,7 @@ BAD = [
     ("spikes above neurons", _set("layers.0.out_spikes_per_step.0", 257.0), "conv1", "out_spikes_per_step"),
     ("accumulates above MACs", _set("layers.1.acs_per_step.0", 641.0), "fc", "acs_per_step"),
     ("running fraction above 1", _set("running_per_step", [1.0, 1.5]), None, "running_per_step"),
+    ("running fraction rising", _set("running_per_step", [0.5, 1.0]), None, "running_per_step.1"),
     ("negative padding", _set("layers.0.padding", [-1, 1]), "conv1", "padding"),
     ("sparsity above 1", _set("layers.1.operands.weight.sparsity", 2.0), "fc", "sparsity"),
 ]

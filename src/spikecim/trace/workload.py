@@ -33,7 +33,7 @@ compute). ``exit_test`` describes the test that decides the exits (its rule and 
 it runs over), which the cost side charges once per running sample per step.
 
 Validation (a reliability requirement; a bad file is one line naming the layer and the
-field): every number finite; fractions in [0, 1]; non-zero inputs ≤ inputs, accumulates ≤
+field): every number finite; fractions in [0, 1], ``running_per_step`` never rising; non-zero inputs ≤ inputs, accumulates ≤
 dense MACs, spikes ≤ neurons at every step; geometry consistent (sizes, kernel, stride ≥ 1,
 padding ≥ 0, groups dividing the channels, ``out_hw`` equal to
 ``⌊(in + 2·padding − dilation·(kernel − 1) − 1)/stride⌋ + 1``).
@@ -556,10 +556,15 @@ class Workload(_Strict):
     def _check(self) -> Workload:
         if not self.layers:
             raise ValueError("layers: at least one layer is needed")
-        if self.running_per_step is not None and len(self.running_per_step) != self.timesteps:
-            raise ValueError(
-                f"running_per_step has {len(self.running_per_step)} entries, timesteps is {self.timesteps}"
-            )
+        running = self.running_per_step
+        if running is not None and len(running) != self.timesteps:
+            raise ValueError(f"running_per_step has {len(running)} entries, timesteps is {self.timesteps}")
+        for t in range(1, len(running or [])):
+            if running[t] > running[t - 1]:
+                raise ValueError(
+                    f"running_per_step.{t}: {running[t]} is more than step {t - 1}'s {running[t - 1]}; "
+                    "a sample that exits runs no later step, so the fraction never rises"
+                )
         entries = [("layers", i, x) for i, x in enumerate(self.layers)]
         for where, i, layer in entries + [("digital", i, x) for i, x in enumerate(self.digital)]:
             if layer.timesteps > self.timesteps:
