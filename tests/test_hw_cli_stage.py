@@ -72,6 +72,24 @@ def test_estimate_ann_variant_and_table_output(run_dir, capsys, tmp_path):
     assert f"{saved['energy_pj']:,.2f}" in total_row and f"{compute:,.2f}" in total_row
 
 
+def test_the_table_prints_no_latency_or_area_for_the_op_count_model_which_has_none(run_dir, capsys):
+    # naive-45nm counts operations only (docs/hardware.md): no latency, no area
+    assert main(["hw", "estimate", str(run_dir), "--arch", "naive-45nm"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    head = next(line for line in lines if line.startswith("| layer |")).split(" | ")
+    rows = [
+        line.split(" | ")
+        for line in lines
+        if line.startswith("| ") and not line.startswith(("| layer", "|---"))
+    ]
+    columns = head.index("latency_ns"), head.index("area_um2")
+    assert rows and all(row[c] == "n/a" for row in rows for c in columns)
+    assert any("slowest stage n/a ns, frame latency n/a ns" in line for line in lines)
+    assert main(["hw", "estimate", str(run_dir), "--arch", "imc-rram-65nm"]) == 0
+    total = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| **total**"))
+    assert all(cell != "n/a" for cell in total.split(" | ")[1:4])  # a model with latency and area
+
+
 def test_estimate_accepts_a_user_yaml_table_and_set_overrides(run_dir, tmp_path, capsys):
     import shutil
 

@@ -201,20 +201,23 @@ class CostReport(BaseModel):
             raise SpikecimError(one_line_validation_error(e, prefix=f"cost report {path}: ")) from None
 
     def table(self) -> str:
-        """A Markdown table: one row per layer, then the totals."""
+        """A Markdown table: one row per layer, then the totals. Latency and area read "n/a"
+        where the estimator models none (every layer's is 0: ``naive``)."""
         comps = list(self.energy_by_component_pj)
         head = ["layer", "energy_pj", "latency_ns", "area_um2"] + [f"{c}_pj" for c in comps]
         rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        latency = _fmt if self.latency_ns > 0 else lambda _: "n/a"
+        area = _fmt if self.area_um2 > 0 else lambda _: "n/a"
         for layer in self.layers:
             cells = [
                 layer.name + (" (not costed)" if layer.skipped else ""),
                 _fmt(layer.total_energy_pj),
-                _fmt(layer.latency_ns),
-                _fmt(layer.total_area_um2),
+                latency(layer.latency_ns),
+                area(layer.total_area_um2),
             ]
             cells += [_fmt(layer.energy_pj.get(c, 0.0)) for c in comps]
             rows.append("| " + " | ".join(cells) + " |")
-        total = ["**total**", _fmt(self.energy_pj), _fmt(self.latency_ns), _fmt(self.area_um2)]
+        total = ["**total**", _fmt(self.energy_pj), latency(self.latency_ns), area(self.area_um2)]
         total += [_fmt(self.energy_by_component_pj[c]) for c in comps]
         rows.append("| " + " | ".join(total) + " |")
         lines = [f"{self.estimator} on {self.architecture} ({self.mode}), workload {self.workload}", ""]
@@ -228,7 +231,7 @@ class CostReport(BaseModel):
             (
                 f"layers in sequence: {_fmt(self.frames_per_s_sequential)} frames/s; pipelined (layers on "
                 f"their own tiles): {_fmt(self.frames_per_s)} frames/s, slowest stage "
-                f"{_fmt(self.stage_latency_ns)} ns, frame latency {_fmt(self.pipelined_latency_ns)} ns"
+                f"{latency(self.stage_latency_ns)} ns, frame latency {latency(self.pipelined_latency_ns)} ns"
             ),
         ]
         if any(layer.kind in ("matmul", "softmax", "layernorm", "gelu") for layer in self.layers):
