@@ -248,3 +248,15 @@ def test_flatten_dimension_outside_its_input_is_refused_naming_the_field(
             f"error: node '8' (Flatten): {field}: {value} is not a dimension of the input [8, 4, 4] "
             "(allowed: -3 to 2)"
         )
+
+
+@pytest.mark.parametrize(("value", "shown"), [(1.5, "1.5"), (np.nan, "nan"), (np.array([0, 1]), "[0, 1]")])
+def test_flatten_dimension_that_is_not_one_whole_number_is_refused_naming_the_field(
+    tmp_path, capsys, value, shown
+):
+    path = _mutated(tmp_path, CNN, "8/start_dim", value)  # cnn_sinabs.nir's Flatten '8'
+    for line in _refused_everywhere(capsys, tmp_path, path):
+        assert line == (
+            "error: node '8' (Flatten): start_dim: must be one whole number (a dimension; negative "
+            f"counts from the end), got {shown}"
+        )

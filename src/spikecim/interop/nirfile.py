@@ -51,6 +51,7 @@ COUNT_FIELDS = {
     "SumPool2d": _POOL_COUNTS,
     "AvgPool2d": _POOL_COUNTS,
 }
+DIMENSION_FIELDS = {"Flatten": ("start_dim", "end_dim")}  # one dimension each, negative from the end
 
 
 def read_graph(path: str | Path) -> nir.NIRGraph:
@@ -187,6 +188,17 @@ def integers(
     return ints
 
 
+def _dimension(value: Any, field: str) -> int:
+    """``value`` as one dimension index (a whole number, negative counting from the end);
+    anything else (1.5, NaN, several values, text) is a one-line error naming ``field``."""
+    try:
+        return integers(value, field, -_MAX_COUNT, one=True)[0]
+    except SpikecimError:
+        raise SpikecimError(
+            f"{field}: must be one whole number (a dimension; negative counts from the end), got {_shown(value)}"
+        ) from None
+
+
 def _shown(value: Any) -> str:
     """``value`` as an error message quotes it: text quoted, a number as it is, an array as a
     list (at most 8 values)."""
@@ -284,6 +296,8 @@ def _check_fields(tree: dict, name: str, kind: str) -> None:
         where = f"node '{name}' ({kind}): {field}"
         if field in counts:
             integers(value, where, *counts[field])
+        elif field in DIMENSION_FIELDS.get(kind, ()):
+            _dimension(value, where)
         elif isinstance(value, dict) and field in ("input_type", "output_type"):  # shapes by port
             for port, v in value.items():
                 problem = number_problem(v) if v is not None else None
