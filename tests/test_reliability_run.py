@@ -553,7 +553,17 @@ def test_a_second_run_into_a_locked_folder_is_refused_and_a_killed_run_leaves_no
             "wait for it to finish or choose another --name"
         )
         assert snapshot(run) == before
-        assert proc.poll() is None  # the refused run did not disturb the first one
+        # trace rewrites the run's workloads: refused too (in a process that knows the stage)
+        trace = subprocess.run(
+            [sys.executable, "-c", WAITING_RUN, "trace", str(run)], env=_env(), capture_output=True, text=True
+        )
+        assert trace.returncode == 2
+        assert the_line(trace.stderr) == (
+            f"error: trace: {run} is in use by another spikecim run (pid {proc.pid}); "
+            "wait for it to finish and trace it then"
+        )
+        assert snapshot(run) == before
+        assert proc.poll() is None  # the refused commands did not disturb the first run
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.communicate()

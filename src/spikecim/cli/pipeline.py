@@ -325,6 +325,7 @@ def trace_cmd(
         w.save(target)
         _summary({"trace": {"snn": w.metrics()}}, source)
         return
+    from spikecim.pipeline import folder
     from spikecim.pipeline.core_stages import trace_stage
     from spikecim.pipeline.run import load_run
 
@@ -340,7 +341,8 @@ def trace_cmd(
     if variant not in names:
         raise SpikecimError(f"--variant: unknown variant '{variant}', allowed: {', '.join(names)}")
     target = None if output is None else _workload_output(output)
-    metrics = trace_stage(ctx)
+    with folder.locked(source, "trace", "and trace it then"):  # a run writes these workloads too
+        metrics = trace_stage(ctx)
     if target is not None:
         if variant not in ctx.workloads:
             raise SpikecimError(f"--variant: {variant} has no workload ({', '.join(ctx.workloads)} have)")

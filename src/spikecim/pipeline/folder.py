@@ -90,8 +90,9 @@ def is_empty(run_dir: Path) -> bool:
 
 
 @contextmanager
-def locked(run_dir: Path) -> Iterator[None]:
-    """Create ``run_dir`` if needed and hold its lock until the block ends."""
+def locked(run_dir: Path, command: str = "run", advice: str = "or choose another --name") -> Iterator[None]:
+    """Create ``run_dir`` if needed and hold its lock until the block ends; a folder another
+    spikecim process holds is one line from ``command`` (``advice`` after "wait for it to finish")."""
     run_dir.mkdir(parents=True, exist_ok=True)
     if fcntl is None:  # pragma: no cover - Windows
         yield
@@ -104,8 +105,7 @@ def locked(run_dir: Path) -> Iterator[None]:
             pid = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
             holder = f" (pid {pid})" if pid.isdigit() else ""
             raise SpikecimError(
-                f"run: {run_dir} is in use by another spikecim run{holder}; "
-                "wait for it to finish or choose another --name"
+                f"{command}: {run_dir} is in use by another spikecim run{holder}; wait for it to finish {advice}"
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
