@@ -189,3 +189,12 @@ def test_estimate_out_never_overwrites_a_file_spikecim_did_not_write(tmp_path, c
     for arch in ("naive-45nm", "imc-rram-65nm"):  # a report spikecim saved is replaced
         assert main(["hw", "estimate", str(layers), "--arch", arch, "--out", str(report)]) == 0
     assert yaml.safe_load(report.read_text())["architecture"] == "imc-rram-65nm"
+
+
+@pytest.mark.parametrize("name", ["sram-unit", "exit-unit-45nm"])  # exit-unit-45nm is the exit test's table
+def test_an_unknown_digital_unit_lists_only_the_digital_unit_tables(name):
+    from spikecim.hw.digital_unit import load_digital_unit
+
+    with pytest.raises(SpikecimError) as e:
+        load_digital_unit(name)
+    assert one_line(e) == f"digital_unit: unknown unit '{name}', allowed: digital-unit-45nm or a YAML file"

@@ -122,9 +122,10 @@ def load_unit_table(name_or_path: str | Path, params: type[P], what: str) -> P:
     text = str(name_or_path)
     path = Path(text)
     if path.suffix not in (".yaml", ".yml"):
+        kind = what.replace(" ", "-")  # the shipped tables of this unit: digital-unit-45nm, ...
         path = UNITS_DIR / f"{text}.yaml"
-        if not path.exists():
-            known = ", ".join(sorted(p.stem for p in UNITS_DIR.glob("*.yaml")))
+        if not (text.startswith(f"{kind}-") and path.exists()):
+            known = ", ".join(sorted(p.stem for p in UNITS_DIR.glob(f"{kind}-*.yaml")))
             raise SpikecimError(
                 f"{what.replace(' ', '_')}: unknown unit '{text}', allowed: {known} or a YAML file"
             )
