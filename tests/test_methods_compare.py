@@ -168,6 +168,22 @@ def test_a_method_declared_compatible_combines_although_it_changes_the_same_aspe
                 table.pop(name, None)
 
 
+def test_a_missing_required_method_option_is_named_and_an_unknown_one_listed():
+    try:
+        register_method("probe-k")(lambda model, k, j=1: model)
+        with pytest.raises(SpikecimError) as e:
+            apply_methods(torch.nn.Linear(2, 2), [MethodConfig(name="probe-k", j=2)])
+        assert (
+            str(e.value) == "methods.probe-k: option 'k' is required; set it in the variant's methods entry"
+        )
+        with pytest.raises(SpikecimError) as e:
+            apply_methods(torch.nn.Linear(2, 2), [MethodConfig(name="probe-k", k=1, z=2)])
+        assert str(e.value) == "methods.probe-k: unknown option 'z', allowed: k, j"
+    finally:
+        for table in (_METHODS, _TRAIN, _CHANGES, _COMPATIBLE):
+            table.pop("probe-k", None)
+
+
 def _convnet():
     torch.manual_seed(0)
     return create_model("convnet", spiking=True, num_classes=10, in_channels=1, input_size=8, width=0.25)

@@ -9,7 +9,8 @@ timesteps, ...) is one function registered under a name::
 
 and a variant lists it in the run config (``methods: [{name: my-method, bits: 4}]``). The
 transforms run in the listed order when the run builds the variant's model, before training.
-An option the function does not take is refused with one line naming the allowed ones.
+An option the function does not take is refused with one line naming the allowed ones, and
+a required option left out with one line naming it.
 
 A method may declare the training settings it needs (``register_method("dt-snn",
 train={"loss": "per_step"})``): they apply to every variant that lists it, under the
@@ -55,6 +56,7 @@ ASPECTS = frozenset(
 )
 
 MethodFn = Callable[..., Any]  # (model, **options) -> model
+_NAMED = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
 
 _METHODS: dict[str, MethodFn] = {}
 _TRAIN: dict[str, dict[str, Any]] = {}
@@ -157,11 +159,17 @@ def apply_methods(model: Any, methods: Iterable[Any]) -> Any:
         try:
             inspect.signature(fn).bind(model, **m.options)
         except TypeError:
-            allowed = [p for p in list(inspect.signature(fn).parameters)[1:]]
+            params = list(inspect.signature(fn).parameters.values())[1:]
+            allowed = [p.name for p in params]
             unknown = sorted(set(m.options) - set(allowed))
+            if unknown:
+                raise SpikecimError(
+                    f"methods.{m.name}: unknown option '{unknown[0]}', allowed: {', '.join(allowed) or 'none'}"
+                ) from None
+            required = [p.name for p in params if p.default is p.empty and p.kind in _NAMED]
+            missing = [name for name in required if name not in m.options] or ["?"]
             raise SpikecimError(
-                f"methods.{m.name}: unknown option '{unknown[0] if unknown else '?'}', "
-                f"allowed: {', '.join(allowed) or 'none'}"
+                f"methods.{m.name}: option '{missing[0]}' is required; set it in the variant's methods entry"
             ) from None
         model = fn(model, **m.options)
     return model

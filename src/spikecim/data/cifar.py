@@ -26,7 +26,10 @@ __all__ = ["load_cifar10", "load_cifar100", "read_cifar_records", "read_cifar_sp
 
 _PIXELS = 3 * 32 * 32
 _CIFAR10_TRAIN = [f"data_batch_{i}.bin" for i in range(1, 6)]
-_LABELS_100 = {"fine": (1, 100), "coarse": (0, 20)}
+_LABELS_100 = {"fine": 1, "coarse": 0}  # the label byte each kind reads
+# A record's label bytes, in order: (name, number of classes). Every one is checked, also
+# the one a run does not read: a value beyond its classes means a corrupt or foreign file.
+_LABEL_BYTES = {"cifar10": (("label", 10),), "cifar100": (("coarse label", 20), ("fine label", 100))}
 _PICKLED = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
 
 
@@ -35,8 +38,9 @@ def load_cifar10(root: str | None = None, limit: int | None = None, test_limit: 
     names = [*_CIFAR10_TRAIN, "test_batch.bin"]
     folder = require_root(root, "cifar10", f"cifar-10-batches-bin/{{{','.join(names)}}}")
     paths = _find(folder, "cifar-10-batches-bin", names, "cifar10")
-    x_tr, y_tr = read_cifar_split(paths[:5], 1, 0, 10, limit)
-    x_te, y_te = read_cifar_split(paths[5:], 1, 0, 10, test_limit)
+    labels = _LABEL_BYTES["cifar10"]
+    x_tr, y_tr = read_cifar_split(paths[:5], labels, 0, limit)
+    x_te, y_te = read_cifar_split(paths[5:], labels, 0, test_limit)
     return Dataset("cifar10", x_tr, y_tr, x_te, y_te, 10, sources=(_names(paths[:5]), _names(paths[5:])))
 
 
@@ -45,28 +49,31 @@ def load_cifar100(
     root: str | None = None, label: str = "fine", limit: int | None = None, test_limit: int | None = None
 ) -> Dataset:
     """``label="fine"`` gives the 100 classes, ``label="coarse"`` the 20 superclasses."""
-    if label not in _LABELS_100:
+    if not isinstance(label, str) or label not in _LABELS_100:
         raise SpikecimError(f"data.label: unknown '{label}', allowed: {', '.join(_LABELS_100)}")
-    index, num_classes = _LABELS_100[label]
+    index, labels = _LABELS_100[label], _LABEL_BYTES["cifar100"]
+    num_classes = labels[index][1]
     folder = require_root(root, "cifar100", "cifar-100-binary/{train,test}.bin")
     tr, te = _find(folder, "cifar-100-binary", ["train.bin", "test.bin"], "cifar100")
-    x_tr, y_tr = read_cifar_split([tr], 2, index, num_classes, limit)
-    x_te, y_te = read_cifar_split([te], 2, index, num_classes, test_limit)
+    x_tr, y_tr = read_cifar_split([tr], labels, index, limit)
+    x_te, y_te = read_cifar_split([te], labels, index, test_limit)
     return Dataset("cifar100", x_tr, y_tr, x_te, y_te, num_classes, sources=(str(tr), str(te)))
 
 
 def read_cifar_split(
-    paths: list[Path], label_bytes: int, label_index: int, num_classes: int, limit: int | None = None
+    paths: list[Path], labels: tuple[tuple[str, int], ...], label_index: int, limit: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first ``limit`` images ``[N, 3, 32, 32]`` in [0, 1] and labels ``[N]`` of these files.
+    """The first ``limit`` images ``[N, 3, 32, 32]`` in [0, 1] and labels ``[N]`` (label byte
+    ``label_index`` of ``labels``, the record's ``(name, classes)``) of these files.
 
     Files are read in order and only until ``limit`` records are in hand.
     """
+    label_bytes = len(labels)
     parts, held = [], 0
     for path in paths:
         if limit is not None and held >= limit:
             break
-        rows = read_cifar_records(path, label_bytes, label_index, num_classes)
+        rows = read_cifar_records(path, labels)
         parts.append(rows)
         held += len(rows)
     rows = np.concatenate(parts)[:limit]
@@ -75,20 +82,22 @@ def read_cifar_split(
     return x, y
 
 
-def read_cifar_records(path: Path, label_bytes: int, label_index: int, num_classes: int) -> np.ndarray:
-    """One binary CIFAR file as ``uint8`` records ``[N, label_bytes + 3072]``, labels checked."""
+def read_cifar_records(path: Path, labels: tuple[tuple[str, int], ...]) -> np.ndarray:
+    """One binary CIFAR file as ``uint8`` records ``[N, len(labels) + 3072]``; every label
+    byte checked against its ``(name, classes)`` in ``labels``."""
     buf = read_bytes(path)
-    record = label_bytes + _PIXELS
+    record = len(labels) + _PIXELS
     if len(buf) == 0 or len(buf) % record:
         raise SpikecimError(
             f"data: {path} holds {len(buf)} bytes, not a whole number of {record}-byte records; it is truncated or corrupt"
         )
     rows = np.frombuffer(buf, dtype=np.uint8).reshape(-1, record)
-    top = rows[:, label_index].max()
-    if top >= num_classes:
-        raise SpikecimError(
-            f"data: {path} holds label {top}, allowed 0..{num_classes - 1}; the file is corrupt"
-        )
+    for column, (name, classes) in enumerate(labels):
+        top = rows[:, column].max()
+        if top >= classes:
+            raise SpikecimError(
+                f"data: {path} holds {name} {top}, allowed 0..{classes - 1}; the file is corrupt"
+            )
     return rows
 
 

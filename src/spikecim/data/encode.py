@@ -15,6 +15,7 @@ Use :func:`get_encoder` with ``frames=dataset.frames``: on a frames data set ``d
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 
 import torch
@@ -25,23 +26,23 @@ __all__ = ["ENCODERS", "direct", "frames", "get_encoder", "latency", "rate"]
 
 
 def direct(x: torch.Tensor, steps: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    return x.unsqueeze(0).expand(steps, *x.shape)
+    return x.unsqueeze(0).expand(_check_steps(steps), *x.shape)
 
 
 def rate(x: torch.Tensor, steps: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    p = x.clamp(0, 1).unsqueeze(0).expand(steps, *x.shape)
+    p = x.clamp(0, 1).unsqueeze(0).expand(_check_steps(steps), *x.shape)
     return torch.bernoulli(p, generator=generator)
 
 
 def latency(x: torch.Tensor, steps: int, generator: torch.Generator | None = None) -> torch.Tensor:
     x = x.clamp(0, 1)
-    t_fire = torch.round((1 - x) * (steps - 1)).long()
+    t_fire = torch.round((1 - x) * (_check_steps(steps) - 1)).long()
     t = torch.arange(steps, device=x.device).view(steps, *([1] * x.dim()))
     return ((t == t_fire.unsqueeze(0)) & (x.unsqueeze(0) > 0)).to(x.dtype)
 
 
 def frames(x: torch.Tensor, steps: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    if x.dim() < 2 or x.shape[1] != steps:
+    if x.dim() < 2 or x.shape[1] != _check_steps(steps):
         held = x.shape[1] if x.dim() >= 2 else "no"
         raise SpikecimError(
             f"data.timesteps: the frames hold {held} steps per sample but {steps} were asked; set them equal"
@@ -69,3 +70,11 @@ def get_encoder(name: str, frames: bool = False) -> Callable[..., torch.Tensor]:
             f"data.encoder: '{name}' is not an encoder for {kind}, allowed: {', '.join(allowed)}"
         )
     return ENCODERS["frames"] if frames else ENCODERS[name]
+
+
+def _check_steps(steps: int) -> int:
+    # expand() reads -1 as "keep the size": a negative T would silently give one step.
+    n = None if isinstance(steps, bool) or not hasattr(steps, "__index__") else operator.index(steps)
+    if n is None or n < 1:
+        raise SpikecimError(f"data.timesteps: must be a positive integer, got {steps!r}")
+    return n

