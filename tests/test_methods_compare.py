@@ -184,6 +184,16 @@ def test_a_missing_required_method_option_is_named_and_an_unknown_one_listed():
             table.pop("probe-k", None)
 
 
+def test_a_bad_method_option_names_the_variant_that_lists_it(tmp_path, capsys):
+    variants = "variants=[{name: a}, {name: b, methods: [{name: mint, bits: 9}]}]"  # MINT: 2 to 8 bits
+    argv = ["run", "--set", f"output_dir={tmp_path}", "--set", "model.name=mlp", "--set", variants]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "error: variants.b: mint.bits: must be an integer from 2 to 8, got 9"
+    )
+    assert not any(tmp_path.iterdir())  # refused before anything was written
+
+
 def _convnet():
     torch.manual_seed(0)
     return create_model("convnet", spiking=True, num_classes=10, in_channels=1, input_size=8, width=0.25)

@@ -78,7 +78,10 @@ def build_models(cfg: RunConfig, data) -> dict[str, torch.nn.Module]:
                 neuron_kw=neuron.module_kwargs(),
                 **cfg.model.kwargs,
             )
-            models[v.name] = apply_methods(model, v.methods)
+            try:
+                models[v.name] = apply_methods(model, v.methods)
+            except SpikecimError as e:  # which variant's methods, when several list one
+                raise SpikecimError(f"variants.{v.name}: {e}") from None
     return models
 
 
