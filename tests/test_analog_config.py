@@ -131,3 +131,62 @@ def test_stage_config_validates_preset_and_sweeps_in_run_config():
     ]:
         with pytest.raises(SpikecimError, match=match):
             load_config(None, [bad])
+
+
+def test_an_on_off_ratio_below_1_1_is_refused_and_1_1_still_computes_the_digital_product():
+    """The weights are differences of float32 conductances: with g_min = 25 − 1e-9 µS the
+    ideal crossbar's products were off by ~1 (the weights lost), with g_max = 1e-300 µS NaN."""
+    for fields, message in [
+        (
+            {"g_min_us": 24.999999999, "g_max_us": 25.0},
+            (
+                "analog: g_min_us must be at most g_max_us / 1.1 (an on/off ratio of at least 1.1), "
+                "got g_min_us=24.999999999, g_max_us=25.0"
+            ),
+        ),
+        ({"g_max_us": 1e-300}, "analog: g_max_us: Input should be greater than or equal to 0.000001"),
+    ]:
+        with pytest.raises(SpikecimError) as e:
+            load_crossbar_config(fields)
+        assert str(e.value) == message
+    # an on/off ratio of 1.1 still computes the digital product (ideal device, no converters)
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(64, 16)
+    x = torch.randn(8, 64)
+    for mapping in ("differential", "offset"):
+        am = to_analog(lin, {"g_min_us": 25.0 / 1.1, "g_max_us": 25.0, "mapping": mapping})
+        torch.testing.assert_close(am(x), lin(x), rtol=0, atol=1e-5)
+
+
+def test_adc_range_true_is_not_read_as_one():
+    with pytest.raises(SpikecimError) as e:
+        load_crossbar_config({"adc": {"enabled": True, "range": True}})
+    assert str(e.value) == "analog: adc.range: must be 'max', 'calibrated' or a number > 0, got true"
+
+
+@pytest.mark.parametrize("device", [{"t0_s": 1e-7}, {"t_read_s": 100.0}])
+def test_pcm_reference_time_below_the_read_pulse_is_a_one_line_error(device):
+    """σ_read ∝ √ln((t0 + t + t_read)/(2·t_read)) is real only for t0 + t ≥ t_read: before,
+    t0_s = 1e-7 s reached math.sqrt of a negative number (a traceback) at the first drift."""
+    with pytest.raises(SpikecimError) as e:
+        load_crossbar_config({"preset": "pcm-aihwkit", "device": {"name": "pcm", **device}})
+    t0, t_read = device.get("t0_s", 20.0), device.get("t_read_s", 2.5e-7)
+    assert str(e.value) == (
+        f"analog: device: t0_s must be at least t_read_s (the read noise needs t0 + t >= t_read), "
+        f"got t0_s={t0}, t_read_s={t_read}"
+    )
+
+
+def test_run_config_overrides_take_the_flat_spellings():
+    """``--set analog.overrides.adc_bits=6`` was refused as 'given twice' against the preset's
+    own adc.bits; it means adc.bits = 6 with the ADC on, as in a crossbar file."""
+    cfg = load_config(
+        None,
+        ["analog.overrides.adc_bits=6", "analog.overrides.r_on_ohm=50000", "analog.overrides.out_noise=0.01"],
+    )
+    c = load_crossbar_config(cfg.analog.preset).with_updates(**cfg.analog.overrides)
+    assert (c.adc.enabled, c.adc.bits, c.adc.range) == (True, 6, 12.0)  # range kept from pcm-aihwkit
+    assert c.g_max_us == pytest.approx(1e6 / 50e3)  # G = 1/R: 20 µS
+    assert c.out_noise_std == 0.01
+    with pytest.raises(SpikecimError, match="adc.bits is given twice"):
+        load_crossbar_config("ideal").with_updates(adc_bits=4, adc={"bits": 5})

@@ -310,3 +310,98 @@ def test_adc_calibration_leaves_config_hooks_and_state_dict_as_they_were():
     assert after == before and list(am.state_dict()) == keys
     assert all(lyr.adc() is not None for lyr in analog_layers(am))  # ADCs convert again
     assert all(lyr.adc_bound is not None for lyr in analog_layers(am))  # bounds set
+
+
+@pytest.mark.parametrize("preset", ["ideal", "pcm-aihwkit", "rram-65nm"])
+def test_input_of_the_wrong_width_is_refused_as_digital_layers_refuse_it(preset):
+    """A Linear(8, 4) fed 7 or 9 features, a Conv2d(3, ...) fed 2 channels: the digital layers
+    raise; the analog ones returned an output computed from the wrong rows."""
+    from spikecim.errors import SpikecimError
+
+    torch.manual_seed(0)
+    lin, conv = nn.Linear(8, 4), nn.Conv2d(3, 4, 3)
+    for bad in (torch.randn(3, 7), torch.randn(3, 9)):
+        with pytest.raises(RuntimeError):
+            lin(bad)
+        with pytest.raises(SpikecimError) as e:
+            to_analog(lin, preset)(bad)
+        assert str(e.value) == (
+            "analog: AnalogLinear takes 8 input features in the last dimension, "
+            f"got an input of shape {tuple(bad.shape)}"
+        )
+    for bad in (torch.randn(1, 2, 5, 5), (torch.rand(1, 2, 5, 5) < 0.5).float()):
+        with pytest.raises(RuntimeError):
+            conv(bad)
+        with pytest.raises(SpikecimError) as e:
+            to_analog(conv, preset)(bad)
+        assert str(e.value) == (
+            "analog: AnalogConv2d takes [N, 3, H, W] or [3, H, W], got an input of shape (1, 2, 5, 5)"
+        )
+
+
+@pytest.mark.parametrize("fields", [{}, {"mapping": "offset", "dac_bits": 4}, {"preset": "pcm-aihwkit"}])
+def test_an_empty_batch_gives_an_empty_output_as_the_digital_layer_does(fields):
+    torch.manual_seed(0)
+    lin, conv = nn.Linear(300, 4), nn.Conv2d(3, 4, 3)
+    for layer, x in [(lin, torch.randn(0, 300)), (conv, torch.randn(0, 3, 6, 6))]:
+        y = to_analog(layer, {"tile_rows": 128, **fields})(x)
+        assert y.shape == layer(x).shape
+
+
+def test_one_unbatched_image_convolves_as_nn_conv2d_does():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 4, 3, padding=1)
+    x = torch.randn(3, 6, 6)
+    torch.testing.assert_close(to_analog(conv, "ideal")(x), conv(x), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("seed", [-1, 2**63, 1.5, float("nan"), "3", True])
+def test_program_refuses_a_seed_that_is_not_an_integer_below_2_pow_63(seed):
+    """Before: -1 and nan raised numpy's ValueError, 1.5 was truncated to 1 without a word."""
+    from spikecim.errors import SpikecimError
+
+    am = to_analog(nn.Linear(3, 2), "ideal")
+    with pytest.raises(SpikecimError) as e:
+        program(am, seed)
+    assert str(e.value) == f"program: seed must be an integer, 0 <= seed < 2**63, got {seed!r}"
+
+
+def test_drift_refuses_a_time_that_is_not_a_number_and_a_model_with_nothing_to_drift():
+    """Before: drift(model, '10') drifted to 10 s, True to 1 s, None raised a TypeError, and
+    drift of a digital model did nothing without a word (program refuses it)."""
+    from spikecim.errors import SpikecimError
+
+    am = to_analog(nn.Linear(3, 2), "ideal")
+    for t in ("10", True, None):
+        with pytest.raises(SpikecimError) as e:
+            drift(am, t)
+        assert str(e.value) == f"drift: t_s must be a number of seconds, finite and >= 0, got {t!r}"
+    with pytest.raises(SpikecimError) as e:
+        drift(nn.Linear(3, 2), 10.0)
+    assert str(e.value) == "drift: the model has no analog layers; call to_analog first"
+
+
+@pytest.mark.parametrize("t_s", [1.0, 3600.0, 86400.0 * 365])
+def test_pcm_drift_scales_every_weight_by_the_power_law_of_the_device_paper(t_s):
+    """One ν for every cell, no programming or read noise, no compensation: both cells of a
+    pair drift by ((t + t0)/t0)^−ν (Ambrogio et al.; aihwkit PCMLikeNoiseModel, t0 = 20 s),
+    so the output is the digital product times that factor."""
+    torch.manual_seed(0)
+    lin = nn.Linear(8, 4, bias=False)
+    x = torch.randn(3, 8)
+    device = {"name": "pcm", "prog_noise_enabled": False, "read_noise_enabled": False, "drift_nu_fixed": 0.05}
+    am = drift(to_analog(lin, {"device": device}), t_s)
+    torch.testing.assert_close(am(x), lin(x) * ((t_s + 20.0) / 20.0) ** -0.05, rtol=1e-5, atol=1e-6)
+
+
+def test_adc_of_a_known_column_output_equals_the_hand_quantisation():
+    """3-bit ADC over ±1: n = 2^(3−1) − 1 = 3 levels a side, Δ = 1/3; a single weight of 1 on
+    a g_max cell reads its input as the column output (DAC off)."""
+    lin = nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[1.0, 0.0]]))
+    am = to_analog(lin, {"adc": {"enabled": True, "bits": 3, "range": 1.0}})
+    x = torch.tensor([[0.1, 0.0], [0.2, 0.0], [0.5, 0.0], [0.9, 0.0], [1.5, 0.0], [-0.4, 0.0]])
+    # round(3x) clipped to ±3, times 1/3: 0.3→0, 0.6→1, 1.5→2, 2.7→3, 4.5→3, −1.2→−1
+    expected = torch.tensor([0.0, 1.0, 2.0, 3.0, 3.0, -1.0]) / 3
+    torch.testing.assert_close(am(x)[:, 0], expected, rtol=0, atol=1e-6)

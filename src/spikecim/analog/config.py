@@ -54,6 +54,13 @@ MIN_WIRE_OHM = 1e-6
 MAX_WIRE_OHM = 1e4
 # A cell of 1 Ω: far beyond any memory device (PCM/RRAM g_max is tens of µS).
 MAX_G_US = 1e6
+# A cell of 1 TΩ at its highest conductance (1 pS): below any memory device's on-state.
+MIN_G_MAX_US = 1e-6
+# Conductances are held in float32 (relative resolution 6e-8) and a weight is read as a
+# fraction of the span g_max − g_min: an on/off ratio g_max/g_min of 1.1 keeps the ideal
+# crossbar within 1e-5 of the digital product with either mapping (1.01: 2e-5, 1 + 1e-10:
+# the weights lost). Memory devices have ratios of 10 to 1000.
+MIN_ON_OFF_RATIO = 1.1
 
 
 class _Section(Schema):
@@ -76,6 +83,15 @@ class ADCConfig(ConverterConfig):
 
     range: Literal["max", "calibrated"] | float = "max"
     calibration_percentile: float = Field(99.99, gt=0, le=100)
+
+    @field_validator("range", mode="before")
+    @classmethod
+    def _not_bool(cls, v):
+        # a union field: Schema's check of plain number fields misses it (ValueError: pydantic
+        # turns it into a field error)
+        if isinstance(v, bool):
+            raise ValueError(f"must be 'max', 'calibrated' or a number > 0, got {str(v).lower()}")  # noqa: TRY004
+        return v
 
     @field_validator("range")
     @classmethod
@@ -207,7 +223,7 @@ class CrossbarConfig(_Section):
         0.0, ge=0, le=MAX_G_US, description="lowest programmable conductance, 0 to 1e6 µS"
     )
     g_max_us: float = Field(
-        25.0, gt=0, le=MAX_G_US, description="highest programmable conductance, (0, 1e6] µS"
+        25.0, ge=MIN_G_MAX_US, le=MAX_G_US, description="highest programmable conductance, 1e-6 to 1e6 µS"
     )
     weight_bits: int | None = Field(
         None, ge=2, le=16, description="signed weight bits (None: analog weights)"
@@ -249,8 +265,11 @@ class CrossbarConfig(_Section):
 
     @model_validator(mode="after")
     def _ranges(self):
-        if self.g_min_us >= self.g_max_us:
-            raise ValueError("g_min_us must be below g_max_us")
+        if self.g_min_us * MIN_ON_OFF_RATIO > self.g_max_us:
+            raise ValueError(
+                f"g_min_us must be at most g_max_us / {MIN_ON_OFF_RATIO:g} (an on/off ratio of at least "
+                f"{MIN_ON_OFF_RATIO:g}), got g_min_us={self.g_min_us}, g_max_us={self.g_max_us}"
+            )
         if self.bits_per_cell > 1 and self.weight_bits is None:
             raise ValueError("bits_per_cell > 1 needs weight_bits (bit slicing splits integer weights)")
         return self
@@ -269,7 +288,12 @@ class CrossbarConfig(_Section):
         return 1 if self.weight_bits is None else -(-self.magnitude_bits // self.bits_per_cell)
 
     def with_updates(self, **fields: Any) -> CrossbarConfig:
-        """A validated copy with some fields replaced (nested sections as dicts)."""
+        """A validated copy with some fields replaced (nested sections as dicts; the flat
+        spellings, ``adc_bits`` or ``r_on_ohm``, replace the fields they stand for)."""
+        try:
+            fields = _flat_spellings(fields)
+        except ValueError as e:
+            raise SpikecimError(f"analog: {e}") from None
         data = self.model_dump()
         for k, v in fields.items():
             if isinstance(v, dict) and isinstance(data.get(k), dict):

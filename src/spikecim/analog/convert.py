@@ -17,6 +17,8 @@ timestep while the membrane state stays digital.
 from __future__ import annotations
 
 import copy
+import math
+import numbers
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -31,6 +33,7 @@ from spikecim.analog.quant import level_count
 from spikecim.analog.tiles import set_time
 from spikecim.errors import SpikecimError
 from spikecim.quant import PercentileObserver, observing
+from spikecim.schema import MAX_INT
 
 __all__ = [
     "analog_layers",
@@ -114,7 +117,10 @@ def to_digital(model: nn.Module) -> nn.Module:
 
 def program(model: nn.Module, seed: int) -> nn.Module:
     """Program (write) every crossbar once: write noise, variation, faults and drift
-    exponents drawn from ``seed`` (each layer gets its own stream). Returns the model."""
+    exponents drawn from ``seed`` (an integer, 0 <= seed < 2**63; each layer gets its own
+    stream). Returns the model."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < MAX_INT:
+        raise SpikecimError(f"program: seed must be an integer, 0 <= seed < 2**63, got {seed!r}")
     layers = analog_layers(model)
     if not layers and not dynamic_layers(model):
         raise SpikecimError("program: the model has no analog layers; call to_analog first")
@@ -127,6 +133,10 @@ def program(model: nn.Module, seed: int) -> nn.Module:
 def drift(model: nn.Module, t_s: float) -> nn.Module:
     """Set the time since programming to ``t_s`` seconds (drift, read-noise level and drift
     compensation follow). Returns the model."""
+    if isinstance(t_s, bool) or not isinstance(t_s, numbers.Real):
+        raise SpikecimError(f"drift: t_s must be a number of seconds, finite and >= 0, got {t_s!r}")
+    if not analog_layers(model) and not dynamic_layers(model):
+        raise SpikecimError("drift: the model has no analog layers; call to_analog first")
     for layer in analog_layers(model):
         if layer.tiles is None:
             raise SpikecimError("drift: layer not programmed; call program(model, seed) first")
@@ -152,8 +162,7 @@ def calibrate_operands(model: nn.Module, batches: Iterable[torch.Tensor]) -> nn.
         for x in batches:
             model(x)
     for layer, obs in zip(layers, obs_, strict=True):
-        bound = float(obs.compute_range()[1])
-        layer.operand_bound = bound if bound > 0 else 1.0
+        layer.operand_bound = _observed_bound(obs, "calibrate_operands", "written operands")
     return model
 
 
@@ -190,6 +199,19 @@ def calibrate_adc(
         for x in batches:
             model(x)
     for layer, obs in zip(layers, observers, strict=True):
-        bound = float(obs.compute_range()[1])
-        layer.adc_bound = bound if bound > 0 else 1.0
+        layer.adc_bound = _observed_bound(obs, "calibrate_adc", "column outputs")
     return model
+
+
+def _observed_bound(obs: PercentileObserver, where: str, what: str) -> float:
+    """The upper end of ``obs``'s range (1.0 where everything observed was 0); refused when
+    nothing was observed or the values were not finite, rather than a made-up range."""
+    if obs.count == 0:
+        raise SpikecimError(f"{where}: no calibration inputs (the batches are empty)")
+    bound = float(obs.compute_range()[1])
+    if not math.isfinite(bound):
+        raise SpikecimError(
+            f"{where}: the {what} on the calibration inputs are not finite (NaN or inf); "
+            "check the calibration inputs"
+        )
+    return bound if bound > 0 else 1.0

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from typing import Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from spikecim.analog import noise
 from spikecim.schema import Schema
@@ -143,6 +143,16 @@ class PCMDevice(DeviceModel):
     drift_nu_fixed: float | None = Field(
         None, ge=0, description="use this ν for every cell instead of drawing it"
     )
+
+    @model_validator(mode="after")
+    def _read_after_reference(self):
+        """σ_read holds √ln((t + t_read)/(2·t_read)) with t ≥ t0: real only for t0 ≥ t_read."""
+        if self.t0_s < self.t_read_s:
+            raise ValueError(
+                f"t0_s must be at least t_read_s (the read noise needs t0 + t >= t_read), "
+                f"got t0_s={self.t0_s}, t_read_s={self.t_read_s}"
+            )
+        return self
 
     # Each method allocates one or two tensors and updates them in place: a model holds
     # millions of cells and every fresh full-size tensor costs as much as the arithmetic.

@@ -131,6 +131,11 @@ class AnalogLinear(AnalogLayer):
         self._setup(linear.weight, linear.bias, config)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 0 or x.shape[-1] != self.in_features:
+            raise SpikecimError(
+                f"analog: AnalogLinear takes {self.in_features} input features in the last "
+                f"dimension, got an input of shape {tuple(x.shape)}"
+            )
         lead = x.shape[:-1]
         y = self.matmul(x.reshape(-1, x.shape[-1]))
         if self.bias is not None:
@@ -159,6 +164,13 @@ class AnalogConv2d(AnalogLayer):
         self._setup(conv.weight, conv.bias, config)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 3:  # one unbatched image [C, H, W], as nn.Conv2d takes it
+            return self.forward(x.unsqueeze(0)).squeeze(0)
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise SpikecimError(
+                f"analog: AnalogConv2d takes [N, {self.in_channels}, H, W] or [{self.in_channels}, H, W], "
+                f"got an input of shape {tuple(x.shape)}"
+            )
         n, _, h, w = x.shape
         h_out, w_out = output_size((h, w), self.kernel_size, self.stride, self.padding, self.dilation)
         hook = self._ready(x)
@@ -224,7 +236,7 @@ class AnalogConv2d(AnalogLayer):
         view = view[..., ::dh, ::dw].permute(0, 1, 4, 5, 2, 3)  # [N, C, kh, kw, H', W']
         work = self._scratch.take("patches", view.shape, x)
         work.copy_(view)
-        return work.view(x.shape[0], -1, view.shape[4] * view.shape[5])
+        return work.view(x.shape[0], self.in_channels * kh * kw, view.shape[4] * view.shape[5])
 
     def _unfold_levels(
         self, x: torch.Tensor, patches: int, rows: bool

@@ -399,8 +399,8 @@ def _tile_products(
         else:
             parts.append(torch.matmul(mi.T, xi) if x.dim() == 3 else (xi @ mi).unsqueeze(-1))
     y = y if inference else torch.stack(parts)
-    scale = torch.stack(scales).view(n_in, N, 1, -1) if scales else None
-    row_sums = torch.stack(sums).view(n_in, N, 1, -1) if sums else None
+    scale = torch.stack(scales).view(n_in, N, 1, L) if scales else None
+    row_sums = torch.stack(sums).view(n_in, N, 1, L) if sums else None
     return y, scale, row_sums
 
 
