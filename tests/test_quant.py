@@ -211,6 +211,48 @@ def test_percentile_observer_equals_numpy_percentile(axis, absolute):
     assert np.allclose(lo.numpy(), expected_lo, rtol=1e-6)
 
 
+@pytest.mark.parametrize(
+    "bits,narrow", [(0, False), (33, False), (65, False), (1.5, False), (True, False), (1, True)]
+)
+def test_int_range_refuses_bits_that_are_not_an_integer_it_can_hold(bits, narrow):
+    """Before: 65 bits gave a range no int32 or int64 holds, 1.5 bits a range of floats,
+    1 narrow bit the empty range (0, 0)."""
+    low = 2 if narrow else 1
+    with pytest.raises(ValueError) as e:
+        int_range(bits, narrow=narrow)
+    assert str(e.value) == f"bits must be an integer from {low} to 32, got {bits!r}"
+    assert int_range(32) == (-(2**31), 2**31 - 1) and int_range(1) == (-1, 0)
+
+
+def test_a_range_with_an_infinite_end_gives_no_quantiser():
+    """Before: hi = inf gave Δ = inf, accepted, and every fake-quantised value NaN."""
+    with pytest.raises(ValueError, match="scale must be finite and > 0"):
+        qparams_from_range(-1.0, float("inf"), -8, 7, symmetric=False)
+
+
+@pytest.mark.parametrize(
+    "observer",
+    [MinMaxObserver, AbsMaxObserver, lambda: PercentileObserver(100.0)],
+    ids=["minmax", "absmax", "pct"],
+)
+def test_observers_skip_an_empty_batch_as_torch_observers_do(observer):
+    """torch's MinMaxObserver returns an empty input untouched; ours raised an IndexError."""
+    torch_obs = torch.ao.quantization.MinMaxObserver()
+    obs = observer()
+    x = torch.tensor([-1.5, 0.25, 3.0])
+    for batch in (torch.zeros(0), x, torch.zeros(0, 3)):
+        torch_obs(batch)
+        obs.observe(batch)
+    lo, hi = obs.compute_range()
+    if observer is MinMaxObserver:
+        assert (float(lo), float(hi)) == (float(torch_obs.min_val), float(torch_obs.max_val))
+    assert float(hi) == 3.0 and obs.count == 1
+    with pytest.raises(RuntimeError, match="before any observe"):
+        empty = observer()
+        empty.observe(torch.zeros(0))
+        empty.compute_range()
+
+
 def test_observer_refuses_to_compute_before_observing():
     with pytest.raises(RuntimeError, match="before any observe"):
         AbsMaxObserver().compute_qparams()

@@ -189,6 +189,21 @@ def test_bad_settings_are_refused_naming_the_field():
     assert math.isclose(PAPER_THRESHOLDS[0], 0.8) and PAPER_THRESHOLDS[-1] == 0.005
 
 
+@pytest.mark.parametrize(
+    "bits,group_size,message",
+    [
+        (2.5, 16, "bits: must be an integer between 2 and 8, got 2.5"),
+        (4, 2.5, "group_size: must be an integer >= 1 (or None for one group per row), got 2.5"),
+        (4, True, "group_size: must be an integer >= 1 (or None for one group per row), got True"),
+    ],
+)
+def test_weight_spec_refuses_fractional_bits_and_group_sizes(bits, group_size, message):
+    """Before: 2.5 bits quantised to a range of 2^2.5 − 1 levels, group_size True grouped by 1."""
+    with pytest.raises(ValueError) as e:
+        WeightQuantSpec(bits, group_size)
+    assert str(e.value) == message
+
+
 class _TwoStage(nn.Module):
     """A model that lists its own reconstruction blocks (as a language model does)."""
 

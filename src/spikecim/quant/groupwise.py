@@ -18,6 +18,7 @@ layer whose ``fan_in`` is not a multiple of ``group_size`` (e.g. a first convolu
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -38,11 +39,19 @@ class WeightQuantSpec:
     symmetric: bool = False
 
     def __post_init__(self):
-        if not 2 <= self.bits <= 8:
-            raise ValueError(f"bits: must be between 2 and 8, got {self.bits}")
-        if self.group_size is not None and self.group_size < 1:
+        if (
+            isinstance(self.bits, bool)
+            or not isinstance(self.bits, numbers.Integral)
+            or not 2 <= self.bits <= 8
+        ):
+            raise ValueError(f"bits: must be an integer between 2 and 8, got {self.bits!r}")
+        if self.group_size is not None and (
+            isinstance(self.group_size, bool)
+            or not isinstance(self.group_size, numbers.Integral)
+            or self.group_size < 1
+        ):
             raise ValueError(
-                f"group_size: must be >= 1 (or None for one group per row), got {self.group_size}"
+                f"group_size: must be an integer >= 1 (or None for one group per row), got {self.group_size!r}"
             )
 
     @property

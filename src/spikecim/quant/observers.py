@@ -41,7 +41,10 @@ class Observer(ABC):
         self.count = 0  # batches observed
 
     def observe(self, x: torch.Tensor) -> None:
-        """Update the statistics with ``x``."""
+        """Update the statistics with ``x``. An empty ``x`` holds no statistic and is skipped
+        (as torch's observers return an empty input untouched)."""
+        if x.numel() == 0:
+            return
         with torch.no_grad():
             self._update(x.detach())
         self.count += 1

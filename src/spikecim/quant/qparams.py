@@ -13,6 +13,7 @@ usable quantiser.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -26,9 +27,11 @@ _EPS = float(torch.finfo(torch.float32).eps)
 
 def int_range(bits: int, signed: bool = True, narrow: bool = False) -> tuple[int, int]:
     """(qmin, qmax) of a ``bits``-bit integer: signed [−2^(b−1), 2^(b−1) − 1] (``narrow``:
-    [−(2^(b−1) − 1), 2^(b−1) − 1], symmetric about 0), unsigned [0, 2^b − 1]."""
-    if bits < 1:
-        raise ValueError(f"bits must be >= 1, got {bits}")
+    [−(2^(b−1) − 1), 2^(b−1) − 1], symmetric about 0), unsigned [0, 2^b − 1]. ``bits`` is an
+    integer from 1 (2 when ``narrow``: one bit holds no level besides 0) to 32."""
+    low = 2 if signed and narrow else 1
+    if isinstance(bits, bool) or not isinstance(bits, numbers.Integral) or not low <= bits <= 32:
+        raise ValueError(f"bits must be an integer from {low} to 32, got {bits!r}")
     if not signed:
         return 0, 2**bits - 1
     hi = 2 ** (bits - 1) - 1
@@ -51,8 +54,8 @@ class QParams:
     def __post_init__(self):
         if not self.qmin < self.qmax:
             raise ValueError(f"QParams: qmin ({self.qmin}) must be < qmax ({self.qmax})")
-        if not bool((self.scale > 0).all()):
-            raise ValueError("QParams: scale must be > 0")
+        if not bool(((self.scale > 0) & torch.isfinite(self.scale)).all()):
+            raise ValueError("QParams: scale must be finite and > 0 (is the range finite?)")
         if self.scale.shape != self.zero_point.shape:
             raise ValueError(
                 f"QParams: scale {tuple(self.scale.shape)} and zero_point "
