@@ -71,6 +71,7 @@ def test_bench_json_has_one_row_per_library_and_batch(capsys):
     [
         (["bench", "--timesteps", "0"], "--timesteps: must be >= 1"),
         (["bench", "--library", "brian"], "--library: unknown 'brian'"),
+        (["bench", "--quick", "--device", ""], "--device: empty, allowed: cpu, cuda, cuda:N"),
         (
             ["bench", "--quick", "--threads", str((os.cpu_count() or 1) + 1)],
             f"--threads: at most this machine's {os.cpu_count() or 1} logical CPUs",

@@ -137,6 +137,8 @@ def bench_cmd(
             raise SpikecimError(f"--{name}: must be >= 1, got {value}")
     if batch and min(batch) < 1:
         raise SpikecimError(f"--batch: must be >= 1, got {min(batch)}")
+    if device is not None and not device.strip():  # not the default: an empty value is a mistake
+        raise SpikecimError("--device: empty, allowed: cpu, cuda, cuda:N")
     cpus = os.cpu_count() or 1
     if threads is not None and threads > cpus:
         raise SpikecimError(f"--threads: at most this machine's {cpus} logical CPUs, got {threads}")
