@@ -149,7 +149,9 @@ def _keep_space(sp, given: Path | None, out: Path, write: bool = True) -> None:
         if kept.model_dump(exclude={"folder", "trials"}) != sp.model_dump(exclude={"folder", "trials"}):
             raise SpikecimError(f"dse: {out} holds a study of another space; choose another --out")
         if kept.trials != sp.trials and write:  # the kept copy's paths stay as they were
-            copy.write_text(yaml.safe_dump({**yaml.safe_load(copy.read_text()), "trials": sp.trials}, sort_keys=False))
+            copy.write_text(
+                yaml.safe_dump({**yaml.safe_load(copy.read_text()), "trials": sp.trials}, sort_keys=False)
+            )
         return
     if not write:
         return
