@@ -78,6 +78,19 @@ def test_trace_variant_without_output_is_refused_not_ignored(traced_run, capsys)
     assert "--variant" in the_line(capsys.readouterr().err)
 
 
+def test_evaluate_seeds_without_analog_is_refused_not_ignored(traced_run, capsys):
+    assert main(["evaluate", str(traced_run), "--seeds", "3"]) == 2
+    assert the_line(capsys.readouterr().err) == (
+        "error: --seeds: applies to the crossbar evaluation; give --analog too"
+    )
+
+
+def test_evaluate_seeds_beyond_the_run_configs_limit_is_refused(traced_run, capsys):
+    # the analog stage's n_seeds takes 1 to 1000: the option takes the same
+    assert main(["evaluate", str(traced_run), "--analog", "ideal", "--seeds", "1001"]) == 2
+    assert "1000" in the_line(capsys.readouterr().err)
+
+
 def test_trace_of_a_nir_file_refuses_an_input_rate_beside_a_dataset(tmp_path, capsys):
     nir = tmp_path / CNN.name
     nir.write_bytes(CNN.read_bytes())

@@ -216,7 +216,9 @@ def evaluate_cmd(
         help="Also evaluate on a simulated crossbar: a preset (ideal, pcm-aihwkit, rram-65nm, "
         "sram-digital) or a crossbar YAML file; a language-model run is scored in perplexity.",
     ),
-    seeds: int = typer.Option(5, min=1, help="Monte-Carlo programming seeds for --analog."),
+    seeds: int | None = typer.Option(
+        None, min=1, max=1000, help="Monte-Carlo programming seeds for --analog, 1 to 1000 (default 5)."
+    ),
     dataset: str | None = NIR_DATASET,
     root: str | None = NIR_ROOT,
     timesteps: int | None = NIR_STEPS,
@@ -234,6 +236,9 @@ def evaluate_cmd(
         raise SpikecimError(
             "--analog: a preset (ideal, pcm-aihwkit, rram-65nm, sram-digital) or a crossbar YAML file"
         )
+    if seeds is not None and analog is None:
+        raise SpikecimError("--seeds: applies to the crossbar evaluation; give --analog too")
+    seeds = 5 if seeds is None else seeds
 
     if is_model_file(source):
         from spikecim.train import evaluate
