@@ -52,16 +52,7 @@ def estimate(workload, arch: Architecture | str | Path, dense: bool = False) -> 
             rows.append(LayerCost(name=layer.name, kind=layer.kind, skipped=True))
             continue
         lat, area = by_name[id(layer)]
-        rows.append(
-            LayerCost(
-                name=layer.name,
-                kind=layer.kind,
-                energy_pj=est.layer_energy_pj(layer, workload, p, dense),
-                latency_ns=lat,
-                area_um2=area,
-                ops=dense_ops(layer),
-            )
-        )
+        rows.append(_costed(est, layer, workload, p, dense, lat, area))
     latency_modelled = any(r.latency_ns > 0 for r in rows)
     for entry in workload.digital:
         e, lat = digital_op_cost(entry, workload, unit)
@@ -159,14 +150,7 @@ def _dynamic_rows(
     rows = {id(layer): LayerCost(name=layer.name, kind=layer.kind, skipped=True) for layer in dynamic}
     rows.update(
         {
-            id(layer): LayerCost(
-                name=layer.name,
-                kind=layer.kind,
-                energy_pj=est.layer_energy_pj(layer, workload, q, dense),
-                latency_ns=lat,
-                area_um2=area,
-                ops=dense_ops(layer),
-            )
+            id(layer): _costed(est, layer, workload, q, dense, lat, area)
             for layer, lat, area in zip(costed, latencies, areas)
         }
     )
@@ -176,6 +160,18 @@ def _dynamic_rows(
     if len(costed) < len(dynamic):
         note += f"; its estimator {est.name} does not model them: not costed"
     return (rows, extras if costed else {}, [note])
+
+
+def _costed(est, layer, workload, params, dense: bool, latency_ns: float, area_um2: dict) -> LayerCost:
+    """The row of a layer the estimator ``est`` costs, with its latency and area."""
+    return LayerCost(
+        name=layer.name,
+        kind=layer.kind,
+        energy_pj=est.layer_energy_pj(layer, workload, params, dense),
+        latency_ns=latency_ns,
+        area_um2=area_um2,
+        ops=dense_ops(layer),
+    )
 
 
 def _exit_row(workload, arch: Architecture, latency_modelled: bool) -> LayerCost:
