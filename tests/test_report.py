@@ -251,6 +251,27 @@ def test_missing_stage_leaves_its_section_out(tmp_path):
     assert "Configuration" not in page  # no config.yaml in this run folder
 
 
+def test_stages_of_the_config_without_a_result_are_named_as_unfinished(tmp_path):
+    # an interrupted run: config.yaml lists five stages, metrics.json holds the first two
+    config = {"stages": ["train", "evaluate", "trace", "hardware", "report"]}
+    metrics = {"train": METRICS["train"], "evaluate": METRICS["evaluate"]}
+    run = _write_run(tmp_path / "interrupted", metrics, workloads=False, config=config)
+    page = write_report(run).read_text(encoding="utf-8")
+    assert re.findall(r'<p class="error" id="unfinished">([^<]*)</p>', page) == [
+        (
+            "No result in metrics.json for the stages trace, hardware of config.yaml: the run stopped "
+            "before them (interrupted or failed) or is still running, so their sections are left out."
+        )
+    ]
+    assert "No result in metrics.json for the stages trace, hardware" in write_markdown(run).read_text(
+        encoding="utf-8"
+    )
+    # a run of only some stages, every one finished: no note
+    config = {"stages": ["train", "evaluate", "report"]}
+    run = _write_run(tmp_path / "partial", metrics, workloads=False, config=config)
+    assert 'id="unfinished"' not in write_report(run).read_text(encoding="utf-8")
+
+
 def test_run_name_falls_back_to_the_folder_name(tmp_path):
     page = write_report(_write_run(tmp_path / "folder-name", {}, workloads=False)).read_text(encoding="utf-8")
     assert "<title>spikecim report: folder-name</title>" in page
@@ -346,6 +367,88 @@ def test_compare_never_overwrites_a_page_that_spikecim_did_not_write(page, tmp_p
     for _ in range(2):
         assert main(["compare", *args, "--out", str(mine)]) == 0
     assert capsys.readouterr().out.splitlines() == [str(mine / page)] * 2
+
+
+def test_index_lists_a_run_folder_it_cannot_read_and_still_shows_the_others(tmp_path, capsys):
+    from spikecim.cli.main import main
+
+    runs = tmp_path / "runs"
+    _write_run(runs / "good", {"evaluate": {"snn": {"accuracy": 0.625}}}, workloads=False)
+    (runs / "broken").mkdir()
+    (runs / "broken" / "metrics.json").write_text('{"evaluate": {"snn": {"accuracy": NaN}}}')
+    assert main(["compare", str(runs)]) == 0
+    assert capsys.readouterr().out.strip() == str(runs / "index.html")
+    page = (runs / "index.html").read_text(encoding="utf-8")
+    table = re.findall(r'<table id="variants">.*?</table>', page, re.DOTALL)[0]
+    assert re.findall(r"<tr><td>([^<]*)</td><td>snn</td><td>([^<]*)</td>", table) == [("good", "62.50%")]
+    unreadable = re.findall(r'<section id="unreadable">.*?</section>', page, re.DOTALL)[0]
+    assert re.findall(r"<tr><td>([^<]*)</td><td>([^<]*)</td></tr>", unreadable) == [
+        (
+            "broken",
+            f"compare: {runs / 'broken' / 'metrics.json'}: evaluate.snn.accuracy is nan, not a finite number",
+        )
+    ]
+
+
+def test_compare_keeps_runs_that_share_a_name_apart_in_its_table_and_charts(tmp_path):
+    from spikecim.report.compare import write_compare_page
+
+    layers = {"a": {"fc1": 3000.0, "fc2": 1000.0}, "b": {"fc1": 500.0, "fc2": 7000.0}}  # pJ
+    for folder, accuracy in (("a", 0.5), ("b", 0.75)):
+        cost = {"energy_pj": sum(layers[folder].values()), "latency_ns": 10.0,
+                "energy_by_layer_pj": layers[folder]}  # fmt: skip
+        metrics = {
+            "evaluate": {"snn": {"accuracy": accuracy}},
+            "hardware": {"baseline": "snn", "variants": {"snn": {"imc": cost}}},
+        }
+        _write_run(tmp_path / folder / "run", metrics, workloads=False, config={"name": "Same"})
+    runs = [tmp_path / "a" / "run", tmp_path / "b" / "run", tmp_path / "a" / "run"]  # a given twice
+    page = write_compare_page(runs, tmp_path).read_text(encoding="utf-8")
+    table = re.findall(r'<table id="variants">.*?</table>', page, re.DOTALL)[0]
+    assert re.findall(r"<tr><td>([^<]*)</td><td>snn</td><td>([^<]*)</td>", table) == [
+        ("Same (a/run)", "50.00%"),
+        ("Same (b/run)", "75.00%"),
+    ]
+    specs = {
+        name: json.loads(spec)
+        for name, spec in re.findall(r'data-chart="([^"]+)"[^>]*>.*?class="chart-spec">(.*?)</script>', page)
+    }
+    # energy per layer, in nJ (the largest layer: 7000 pJ): each run's own bars
+    bars = {t["name"]: dict(zip(t["x"], t["y"], strict=True)) for t in specs["compare-layers"]["data"]}
+    assert bars == {
+        "SAME (A/RUN) / SNN": {"fc1": 3.0, "fc2": 1.0},
+        "SAME (B/RUN) / SNN": {"fc1": 0.5, "fc2": 7.0},
+    }
+    points = specs["compare-accuracy-energy"]["data"]
+    assert [(t["name"], t["y"]) for t in points] == [("Same (a/run)", [50.0]), ("Same (b/run)", [75.0])]
+
+
+@pytest.mark.parametrize("name", ["report.html", "report.md"])
+def test_report_never_overwrites_a_file_that_spikecim_did_not_write(name, tmp_path, capsys):
+    from spikecim.cli.main import main
+
+    run = _write_run(tmp_path / "run", {"evaluate": {"snn": {"accuracy": 0.5}}}, workloads=False)
+    write = write_report if name == "report.html" else write_markdown
+    (run / name).write_bytes(b"the user's own notes\n")
+    with pytest.raises(SpikecimError) as e:
+        write(run)
+    assert str(e.value) == (
+        f"report: {run / name} exists and was not written by spikecim, so it is not replaced; move it away"
+    )
+    assert (run / name).read_bytes() == b"the user's own notes\n"
+    if name == "report.html":  # `spikecim report` says so in one line, exit 2
+        assert main(["report", str(run)]) == 2
+        assert capsys.readouterr().err.strip() == f"error: {e.value}"
+        (run / name).unlink()
+        (run / name).mkdir()
+        assert main(["report", str(run)]) == 2
+        assert capsys.readouterr().err.strip() == f"error: report: {run / name} is a folder; move it away"
+        (run / name).rmdir()
+    # a report spikecim wrote is replaced by the next one
+    (run / name).unlink(missing_ok=True)
+    write(run)
+    (run / "metrics.json").write_text(json.dumps({"evaluate": {"snn": {"accuracy": 0.25}}}))
+    assert "25.00%" in write(run).read_text(encoding="utf-8")
 
 
 def test_markdown_report_holds_the_same_tables_and_links_the_plots(full_run):

@@ -458,6 +458,21 @@ def test_study_page_draws_every_trial_in_the_browser(runs, browser):
         opened.close()
 
 
+def test_study_page_never_overwrites_a_file_that_spikecim_did_not_write(tmp_path):
+    (tmp_path / "dse.json").write_text(json.dumps(DSE))
+    (tmp_path / "study.html").write_bytes(b"<html>the user's own notes</html>")
+    with pytest.raises(SpikecimError) as e:
+        write_study_page(tmp_path)
+    assert str(e.value) == (
+        f"study: {tmp_path / 'study.html'} exists and was not written by spikecim, so it is not replaced; "
+        "move it away"
+    )
+    assert (tmp_path / "study.html").read_bytes() == b"<html>the user's own notes</html>"
+    (tmp_path / "study.html").unlink()
+    first = write_study_page(tmp_path).read_text(encoding="utf-8")
+    assert write_study_page(tmp_path).read_text(encoding="utf-8") == first  # its own page is replaced
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

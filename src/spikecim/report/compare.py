@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import html
 import os
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from spikecim.errors import SpikecimError
 from spikecim.readers import read_mapping, read_metrics
 from spikecim.report.fmt import MISSING, count, energy, energy_unit, pct, pct_spread
-from spikecim.report.page import page_html, section_html, toc
+from spikecim.report.page import page_html, replaceable, section_html, toc
 from spikecim.report.sections import embed_chart, html_table
 from spikecim.variants import ratio_key
 
@@ -99,8 +100,8 @@ def write_compare_page(
     """``out_dir/filename``: every run's variants in one table and one set of charts."""
     if not run_dirs:
         raise SpikecimError("compare: give at least one run folder")
-    runs = [load_run_summary(d) for d in run_dirs]
     out_dir = Path(out_dir)
+    runs = _distinct([load_run_summary(d) for d in run_dirs], out_dir)
     path = _page_path(out_dir / filename)
     out_dir.mkdir(parents=True, exist_ok=True)
     body = _body(runs, [], out_dir)
@@ -117,16 +118,33 @@ def write_index_page(root: str | Path, out_dir: str | Path | None = None) -> Pat
     if not runs_dirs and not studies:
         raise SpikecimError(f"compare: no run folder (metrics.json) or study (dse.json) under {root}")
     out_dir = Path(out_dir) if out_dir is not None else root
-    runs = [load_run_summary(d) for d in runs_dirs]
+    readable, unreadable = [], []
+    for d in runs_dirs:
+        try:
+            readable.append(load_run_summary(d))
+        except SpikecimError as e:  # one broken run folder does not hide the others
+            unreadable.append((d, str(e)))
+    runs = _distinct(readable, out_dir)
     path = _page_path(out_dir / "index.html")
     out_dir.mkdir(parents=True, exist_ok=True)
-    body = _body(runs, studies, out_dir)
+    body = _body(runs, studies, out_dir, unreadable)
     title = f"spikecim runs: {root.resolve().name}"
     path.write_text(page_html(title, title, body, meta=_meta(runs)), encoding="utf-8")
     return path
 
 
-_GENERATOR = b'<meta name="generator" content="spikecim '  # in the head of every page spikecim writes
+def _distinct(runs: list[RunSummary], out_dir: Path) -> list[RunSummary]:
+    """Each run folder once, named so that no two runs read alike: a name several runs share
+    (ignoring case, as the charts' legends upper-case it) gets each run's folder, relative to
+    the page, beside it, e.g. ``digits (a/digits)`` and ``digits (b/digits)``."""
+    by_folder: dict[Path, RunSummary] = {}
+    for r in runs:
+        by_folder.setdefault(r.path.resolve(), r)
+    shared = Counter(r.name.casefold() for r in by_folder.values())
+    return [
+        replace(r, name=f"{r.name} ({_link(r.path, out_dir)})") if shared[r.name.casefold()] > 1 else r
+        for r in by_folder.values()
+    ]
 
 
 def _page_path(path: Path) -> Path:
@@ -134,17 +152,7 @@ def _page_path(path: Path) -> Path:
     Any other file there is the user's and is never overwritten."""
     if path.parent.exists() and not path.parent.is_dir():
         raise SpikecimError(f"compare: --out {path.parent} is a file; give a folder")
-    if path.is_dir():
-        raise SpikecimError(f"compare: {path} is a folder; choose another --out")
-    if path.exists():
-        with path.open("rb") as f:
-            head = f.read(4096)
-        if _GENERATOR not in head:
-            raise SpikecimError(
-                f"compare: {path} exists and was not written by spikecim, so it is not replaced; "
-                "choose another --out"
-            )
-    return path
+    return replaceable(path, "compare", hint="choose another --out")
 
 
 # ---- the page --------------------------------------------------------------------------------
@@ -156,8 +164,14 @@ def _link(target: Path, out_dir: Path) -> str:
     return Path(os.path.relpath(target.resolve(), out_dir.resolve())).as_posix()
 
 
-def _body(runs: list[RunSummary], studies: list[Path], out_dir: Path) -> list[str]:
+def _body(
+    runs: list[RunSummary], studies: list[Path], out_dir: Path, unreadable: Sequence[tuple[Path, str]] = ()
+) -> list[str]:
     sections = [("runs", "Runs", _runs_table(runs, out_dir))]
+    if unreadable:
+        rows = [[_link(d, out_dir), reason] for d, reason in unreadable]
+        table = html_table(["run folder", "why it is left out"], rows)
+        sections.append(("unreadable", "Run folders that could not be read", table))
     if runs:
         sections.append(("variants", "Variants side by side", _variants_table(runs)))
         charts = _charts(runs)

@@ -17,8 +17,12 @@ from functools import cache
 from pathlib import Path
 
 import spikecim
+from spikecim.errors import SpikecimError
 
-__all__ = ["PLOTLY_JS", "page_html", "plotly_js", "section_html", "toc"]
+__all__ = ["GENERATOR", "PLOTLY_JS", "page_html", "plotly_js", "replaceable", "section_html", "toc"]
+
+# In the head of every page spikecim writes (``page_html``): how a page is told from the user's.
+GENERATOR = b'<meta name="generator" content="spikecim '
 
 # The vendored plotly.js bundle (see vendor/README.md): version and file.
 PLOTLY_JS = Path(__file__).parent / "vendor" / "plotly-cartesian.min.js"
@@ -120,6 +124,22 @@ _SCRIPT = """
 """
 
 
+def replaceable(path: Path, command: str, marker: bytes = GENERATOR, hint: str = "move it away") -> Path:
+    """``path`` where ``command`` may write a file: a new one, or one spikecim wrote (``marker``
+    in its first 4 kB), which is replaced. Any other file there is the user's and is never
+    overwritten: a one-line error naming ``command`` and ending with ``hint``."""
+    if path.is_dir():
+        raise SpikecimError(f"{command}: {path} is a folder; {hint}")
+    if path.exists():
+        with path.open("rb") as f:
+            head = f.read(4096)
+        if marker not in head:
+            raise SpikecimError(
+                f"{command}: {path} exists and was not written by spikecim, so it is not replaced; {hint}"
+            )
+    return path
+
+
 @cache
 def plotly_js() -> str:
     """The vendored plotly.js bundle, with ``</script`` made safe for an inline script."""
@@ -152,7 +172,7 @@ def page_html(title: str, heading: str, body: Sequence[str], meta: str = "") -> 
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8"/>',
         '<meta name="viewport" content="width=device-width, initial-scale=1"/>',
-        f'<meta name="generator" content="spikecim {html.escape(spikecim.__version__)}"/>',
+        f'{GENERATOR.decode()}{html.escape(spikecim.__version__)}"/>',
         f"<title>{html.escape(title)}</title>",
         f"<style>{CSS}</style>",
     ]

@@ -25,7 +25,7 @@ import yaml
 import spikecim
 from spikecim.errors import SpikecimError
 from spikecim.readers import read_mapping, read_metrics
-from spikecim.report.page import page_html, section_html, toc
+from spikecim.report.page import page_html, replaceable, section_html, toc
 from spikecim.report.sections import Section, html_table, list_sections
 from spikecim.report.summary import summary_html
 from spikecim.variants import resolve_variants
@@ -100,8 +100,27 @@ def _render(run_dir: Path) -> _Rendered:
         fragment = _render_section(section, metrics, run_dir)
         if fragment.strip():
             blocks.append((section, fragment))
-    return _Rendered(
-        run_name, config, blocks, summary_html({k: v for k, v in metrics.items() if k != "timing_s"})
+    summary = _unfinished_html(config, metrics) + summary_html(
+        {k: v for k, v in metrics.items() if k != "timing_s"}
+    )
+    return _Rendered(run_name, config, blocks, summary)
+
+
+def _unfinished_html(config: dict | None, metrics: dict) -> str:
+    """A note naming the stages ``config.yaml`` lists (``report`` aside, which writes this page)
+    that have no result in ``metrics.json``: the run was interrupted or failed before them, or
+    is still running. ``""`` when every stage finished or the config names none."""
+    stages = (config or {}).get("stages")
+    if not isinstance(stages, list):
+        return ""
+    missing = [str(s) for s in stages if str(s) != "report" and str(s) not in metrics]
+    if not missing:
+        return ""
+    return (
+        f'<p class="error" id="unfinished">No result in metrics.json for the stage{"s" if len(missing) > 1 else ""} '
+        f"{html.escape(', '.join(missing))} of config.yaml: the run stopped before "
+        f"{'them' if len(missing) > 1 else 'it'} (interrupted or failed) or is still running, so "
+        f"{'their sections are' if len(missing) > 1 else 'its section is'} left out.</p>"
     )
 
 
@@ -187,14 +206,17 @@ def _write_html(run_dir: Path, r: _Rendered) -> Path:
         body,
         meta=f"run <strong>{name}</strong> · spikecim {html.escape(spikecim.__version__)}",
     )
-    path = run_dir / "report.html"
+    path = replaceable(run_dir / "report.html", "report")
     path.write_text(page, encoding="utf-8")
     return path
 
 
 # ---- Markdown ------------------------------------------------------------------------------
+_MARKDOWN_TITLE = "# spikecim report"  # the first line of every report.md spikecim writes
+
+
 def _write_markdown(run_dir: Path, r: _Rendered) -> Path:
-    parts = ["# spikecim report", f"run **{md_escape(r.run_name)}** · spikecim {spikecim.__version__}"]
+    parts = [_MARKDOWN_TITLE, f"run **{md_escape(r.run_name)}** · spikecim {spikecim.__version__}"]
     if r.summary:
         parts += ["## Summary", html_to_markdown(r.summary)]
     if r.config is not None:
@@ -204,7 +226,7 @@ def _write_markdown(run_dir: Path, r: _Rendered) -> Path:
         ]
     for section, fragment in r.blocks:
         parts += [f"## {section.title}", html_to_markdown(fragment)]
-    path = run_dir / "report.md"
+    path = replaceable(run_dir / "report.md", "report", marker=_MARKDOWN_TITLE.encode())
     path.write_text("\n\n".join(p for p in parts if p) + "\n", encoding="utf-8")
     return path
 

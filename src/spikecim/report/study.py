@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from spikecim.errors import SpikecimError, one_line_validation_error
 from spikecim.readers import read_mapping
-from spikecim.report.page import page_html, section_html, toc
+from spikecim.report.page import page_html, replaceable, section_html, toc
 from spikecim.report.sections import embed_chart, html_table
 
 __all__ = ["Study", "load_study", "write_study_page"]
@@ -119,7 +119,7 @@ def write_study_page(dse_dir: str | Path) -> Path:
         f"{sum(t.feasible for t in complete)} feasible, {sum(t.pareto for t in study.trials)} Pareto-optimal"
     )
     body = [toc([(a, t) for a, t, _ in sections])] + [section_html(a, t, f) for a, t, f in sections]
-    path = dse_dir / "study.html"
+    path = replaceable(dse_dir / "study.html", "study")
     title = f"spikecim study: {dse_dir.resolve().name}"
     path.write_text(page_html(title, title, body, meta=html.escape(meta)), encoding="utf-8")
     return path
