@@ -416,8 +416,8 @@ def test_compare_keeps_runs_that_share_a_name_apart_in_its_table_and_charts(tmp_
     # energy per layer, in nJ (the largest layer: 7000 pJ): each run's own bars
     bars = {t["name"]: dict(zip(t["x"], t["y"], strict=True)) for t in specs["compare-layers"]["data"]}
     assert bars == {
-        "SAME (A/RUN) / SNN": {"fc1": 3.0, "fc2": 1.0},
-        "SAME (B/RUN) / SNN": {"fc1": 0.5, "fc2": 7.0},
+        "Same (a/run) / SNN": {"fc1": 3.0, "fc2": 1.0},  # the run as the table names it
+        "Same (b/run) / SNN": {"fc1": 0.5, "fc2": 7.0},
     }
     points = specs["compare-accuracy-energy"]["data"]
     assert [(t["name"], t["y"]) for t in points] == [("Same (a/run)", [50.0]), ("Same (b/run)", [75.0])]

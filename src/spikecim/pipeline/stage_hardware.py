@@ -220,7 +220,7 @@ def _charts(m: HardwareResult, run_dir: Path) -> list[str]:
             if (
                 r.energy_by_layer_pj and (r.latency_ns or 0) > 0
             ):  # hardware models (the naive estimate has no layers' latency)
-                per_arch.setdefault(arch, {})[v] = r.energy_by_layer_pj
+                per_arch.setdefault(arch, {})[v.upper()] = r.energy_by_layer_pj
     if per_arch:
         fig = charts.layer_energy(
             per_arch,

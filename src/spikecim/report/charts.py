@@ -290,7 +290,8 @@ def layer_energy(
     per_arch: Mapping[str, Mapping[str, Mapping[str, float]]], unit: tuple[str, float], title: str
 ):
     """Energy per layer on a linear axis, one panel per architecture (each its own scale),
-    one bar colour per variant. ``per_arch[arch][variant] = {layer: energy in pJ}``."""
+    one bar colour per variant. ``per_arch[arch][label] = {layer: energy in pJ}``, the label
+    as the legend shows it."""
     from plotly.subplots import make_subplots
 
     archs = list(per_arch)
@@ -306,11 +307,11 @@ def layer_energy(
             fig.add_bar(
                 x=list(layers),
                 y=[e / unit[1] for e in layers.values()],
-                name=v.upper(),
+                name=v,
                 marker_color=palette(i),
                 legendgroup=v,
                 showlegend=col == 1,
-                hovertemplate=f"layer %{{x}}: %{{y:.4g}} {unit[0]}<extra>{v.upper()} on {arch}</extra>",
+                hovertemplate=f"layer %{{x}}: %{{y:.4g}} {unit[0]}<extra>{v} on {arch}</extra>",
                 row=1,
                 col=col,
             )

@@ -135,7 +135,7 @@ def write_index_page(root: str | Path, out_dir: str | Path | None = None) -> Pat
 
 def _distinct(runs: list[RunSummary], out_dir: Path) -> list[RunSummary]:
     """Each run folder once, named so that no two runs read alike: a name several runs share
-    (ignoring case, as the charts' legends upper-case it) gets each run's folder, relative to
+    (ignoring case: ``Digits`` and ``digits`` read alike) gets each run's folder, relative to
     the page, beside it, e.g. ``digits (a/digits)`` and ``digits (b/digits)``."""
     by_folder: dict[Path, RunSummary] = {}
     for r in runs:
@@ -285,7 +285,7 @@ def _charts(runs: list[RunSummary]) -> str:
         for v in r.variants:
             for a, c in r.hardware(v).items():
                 if c.energy_by_layer_pj and (c.latency_ns or 0) > 0:
-                    per_arch.setdefault(a, {})[f"{r.name} / {v}"] = c.energy_by_layer_pj
+                    per_arch.setdefault(a, {})[f"{r.name} / {v.upper()}"] = c.energy_by_layer_pj
     if per_arch:
         layer_unit = energy_unit(
             e for per in per_arch.values() for layers in per.values() for e in layers.values()
