@@ -195,6 +195,38 @@ def test_generation_refuses_bad_input_with_one_line():
         generate(model, "a", seed=2**64)
 
 
+def test_a_prompt_that_utf8_cannot_encode_is_refused_in_one_line():
+    # "\udc80": how Python reads the byte 0x80 of a command line that is not UTF-8
+    with pytest.raises(SpikecimError) as e:
+        generate(_Bigram(torch.zeros(256, 256)), "ab\udc80", tokens=1)
+    assert str(e.value) == "prompt: must be UTF-8 text; character 2 is '\\udc80', which UTF-8 cannot encode"
+
+
+@pytest.mark.parametrize("context", [0, -1, 9, 2.5, True])
+def test_generation_context_outside_one_to_the_models_context_is_refused_in_one_line(context):
+    model = tiny("transformer-tiny", context=8)
+    with pytest.raises(SpikecimError) as e:
+        generate(model, "abc", tokens=2, context=context)
+    assert str(e.value) == f"context: must be an integer in [1, 8] (the model's context), got {context!r}"
+
+
+def test_generation_with_a_shorter_context_feeds_only_the_last_bytes():
+    """context 2: the continuation of "xyab" is that of "ab", whatever came before."""
+    model = tiny("transformer-tiny", context=8)
+    assert generate(model, "xyab", tokens=1, context=2) == generate(model, "ab", tokens=1)
+
+
+@pytest.mark.parametrize("name", LMS)
+def test_token_ids_outside_the_vocabulary_are_refused_in_one_line(name):
+    torch.manual_seed(0)
+    model = create_model(name, spiking=False, num_classes=16, input_size=8, d_model=16, layers=1)
+    with pytest.raises(SpikecimError) as e:
+        model(torch.tensor([[3], [16]]))
+    assert str(e.value) == "tokens: ids must lie in [0, 15] (the model's vocabulary of 16), got 3 to 16"
+    with pytest.raises(SpikecimError, match=r"^tokens: ids must lie in \[0, 15\]"):
+        generate(model, "a", tokens=1)  # the byte 97 is beyond a 16-token vocabulary
+
+
 def test_sampling_at_a_vanishing_temperature_is_the_greedy_choice():
     torch.manual_seed(9)
     model = _Bigram(torch.randn(256, 256))

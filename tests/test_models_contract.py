@@ -172,6 +172,22 @@ def test_bad_model_argument_raises_one_line_error_naming_field(kwargs, field):
     assert "\n" not in str(e.value) and str(e.value).startswith(field)
 
 
+@pytest.mark.parametrize("value", [None, 8])
+def test_an_argument_the_builder_does_not_take_is_refused_even_when_null(value):
+    # YAML's {d_model:8} (no space after the colon) is the key "d_model:8" set to null
+    with pytest.raises(SpikecimError) as e:
+        create_model("transformer-tiny", spiking=False, **{"d_model:8": value})
+    assert str(e.value) == (
+        "model.kwargs: unknown argument 'd_model:8' of transformer-tiny, allowed: d_model, layers, heads"
+    )
+
+
+def test_an_infinite_width_is_refused_in_one_line():
+    with pytest.raises(SpikecimError) as e:
+        create_model("vgg9", width=float("inf"))
+    assert str(e.value) == "model.vgg9.width: must be a finite number > 0, got inf"
+
+
 def test_a_model_larger_than_any_address_space_is_refused_naming_its_arguments():
     # width 1e11 asks for petabytes in one weight: beyond a 47-bit address space, so the
     # allocation fails even where the kernel overcommits memory

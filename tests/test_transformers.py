@@ -159,6 +159,40 @@ def test_vit_tiny_pool_option_is_checked():
         create_model("vit-tiny", spiking=False, pool="max")
 
 
+@pytest.mark.parametrize(
+    "spiking,kwargs,error",
+    [
+        (True, {"pool": "max"}, "model.pool: must be 'cls' or 'mean', got 'max'"),
+        (False, {"block_steps": 0}, "model.block_steps: must be a positive integer or None, got 0"),
+        (True, {"width": 0}, "model.vit-tiny.width: must be > 0, got 0"),
+    ],
+)
+def test_vit_tiny_checks_the_arguments_of_both_forms_whichever_is_built(spiking, kwargs, error):
+    with pytest.raises(SpikecimError) as e:
+        create_model("vit-tiny", spiking=spiking, **kwargs)
+    assert str(e.value) == error
+
+
+@pytest.mark.parametrize("name", ["vit-tiny", "spikformer-tiny"])
+@pytest.mark.parametrize("mlp_ratio", [float("inf"), float("nan"), True, 0])
+def test_an_mlp_ratio_that_is_not_a_finite_positive_number_is_refused(name, mlp_ratio):
+    with pytest.raises(SpikecimError) as e:
+        create_model(name, spiking=False, mlp_ratio=mlp_ratio)
+    assert str(e.value) == f"model.mlp_ratio: must be a finite number > 0, got {mlp_ratio!r}"
+
+
+@pytest.mark.parametrize(
+    "size,patch",
+    [(34, 2), (28, 4), (32, 4), (8, 2), (7, 1), (5, 1), (3, 1)],  # 34: N-MNIST's sensor
+)
+def test_default_patch_is_the_largest_side_up_to_the_rule_that_divides_the_input(size, patch):
+    """the rule: 1 below 4 pixels, 2 up to 16, 4 above; 34 = 2 · 17, so 2 (17 × 17 tokens)."""
+    for spiking in (False, True):
+        model = create_model("vit-tiny", spiking=spiking, in_channels=2, input_size=size, width=0.25)
+        assert model.embed.conv.stride == (patch, patch)
+        assert model.embed.position.shape[0] == (size // patch) ** 2
+
+
 def test_statten_products_are_traced_per_step_with_hand_counted_shapes():
     """width 0.25: 4 heads of d = 4, 16 tokens; kv = Kᵀ[4, 16]·V[16, 4], qkv = Q[16, 4]·(KᵀV)[4, 4]."""
     from spikecim.trace import trace

@@ -7,6 +7,8 @@ test or a quick sweep can shrink a published architecture without changing its t
 
 from __future__ import annotations
 
+import math
+
 from torch import nn
 
 from spikecim.errors import SpikecimError
@@ -24,6 +26,8 @@ def check_width(name: str, width: float) -> float:
         raise SpikecimError(f"model.{name}.width: must be a number > 0, got {width!r}") from None
     if not w > 0:
         raise SpikecimError(f"model.{name}.width: must be > 0, got {width}")
+    if not math.isfinite(w):
+        raise SpikecimError(f"model.{name}.width: must be a finite number > 0, got {width}")
     return w
 
 

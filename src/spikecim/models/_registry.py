@@ -122,13 +122,15 @@ def create_model(
     neuron_kw: dict[str, Any] | None = None,
     **kw: Any,
 ) -> nn.Module:
-    """Build a registered model. ``None`` arguments keep the builder's defaults."""
+    """Build a registered model. ``None`` arguments keep the builder's defaults; an argument
+    the builder does not take is refused in one line, even as ``None``."""
     if name not in _MODELS:
         raise SpikecimError(f"model.name: unknown '{name}', allowed: {', '.join(list_models())}")
     if spiking and name in _ANN_ONLY:
         raise SpikecimError(
             f"variants: model {name} has no spiking form; give it variants with spiking: false"
         )
+    _check_arguments(name, kw)
     args = dict(num_classes=num_classes, in_channels=in_channels, input_size=input_size, neuron=neuron, **kw)
     args = {k: v for k, v in args.items() if v is not None}
     for field in ("num_classes", "in_channels", "input_size"):
@@ -152,6 +154,22 @@ def create_model(
     model.model_name = name
     model.input_shape = _input_shape(_MODELS[name], args)
     return model
+
+
+_SET_BY_THE_RUN = ("spiking", "num_classes", "in_channels", "input_size", "neuron", "neuron_kw")
+
+
+def _check_arguments(name: str, kw: dict[str, Any]) -> None:
+    """Refuse an extra argument the builder does not take, before ``None`` values are dropped:
+    a misspelt key whose value is ``None`` (YAML's ``{d_model:8}``, without the space, is the
+    key ``"d_model:8"`` set to null) would otherwise vanish and the defaults hold silently."""
+    params = inspect.signature(_MODELS[name]).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    for key in kw:
+        if key not in params:
+            allowed = ", ".join(k for k in params if k not in _SET_BY_THE_RUN)
+            raise SpikecimError(f"model.kwargs: unknown argument {key!r} of {name}, allowed: {allowed}")
 
 
 def _input_shape(builder: Callable[..., nn.Module], args: dict[str, Any]) -> tuple[int, int, int] | None:

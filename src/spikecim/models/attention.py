@@ -40,7 +40,14 @@ from spikecim.nn import TemporalModule
 from spikecim.nn.linear import Linear
 from spikecim.ops import MatMul
 
-__all__ = ["SoftmaxAttention", "SpikingSelfAttention", "chunk_sum", "heads_split", "linear_bn"]
+__all__ = [
+    "SoftmaxAttention",
+    "SpikingSelfAttention",
+    "check_block_steps",
+    "chunk_sum",
+    "heads_split",
+    "linear_bn",
+]
 
 
 def heads_split(x: torch.Tensor, heads: int) -> torch.Tensor:
@@ -65,6 +72,15 @@ def chunk_sum(x: torch.Tensor, block_steps: int) -> torch.Tensor:
     T = x.shape[0]
     chunks = x.reshape(T // block_steps, block_steps, *x.shape[1:]).sum(1, keepdim=True)
     return chunks.expand(-1, block_steps, *x.shape[1:]).reshape(x.shape)
+
+
+def check_block_steps(block_steps: int | None) -> int | None:
+    """STAtten's chunk length B_t checked at the door: a positive integer, or None (Spikformer)."""
+    if block_steps is not None and (
+        isinstance(block_steps, bool) or not isinstance(block_steps, int) or block_steps < 1
+    ):
+        raise SpikecimError(f"model.block_steps: must be a positive integer or None, got {block_steps!r}")
+    return block_steps
 
 
 class SoftmaxAttention(nn.Module):
@@ -116,11 +132,7 @@ class SpikingSelfAttention(TemporalModule):
         super().__init__()
         if dim % heads:
             raise SpikecimError(f"model.heads: must divide the embedding width {dim}, got {heads}")
-        if block_steps is not None and (
-            isinstance(block_steps, bool) or not isinstance(block_steps, int) or block_steps < 1
-        ):
-            raise SpikecimError(f"model.block_steps: must be a positive integer or None, got {block_steps!r}")
-        self.heads, self.block_steps = heads, block_steps
+        self.heads, self.block_steps = heads, check_block_steps(block_steps)
         self.scale = (
             float(scale) if scale is not None else (0.125 if block_steps is None else 1.0 / grid_height)
         )

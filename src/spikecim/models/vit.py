@@ -10,7 +10,8 @@ patches (64 tokens).
 Defaults: width 64, depth 2, 4 heads, MLP ratio 2, mean pooling, overlapping patches (2
 encoders: 4 overfit digits without augmentation, docs/transformers.md).
 ``width`` (the multiplier every model takes) scales the width per head. The patch is 2 for
-inputs up to 16 pixels, 4 above (1 below 4 pixels); it must divide the input size.
+inputs up to 16 pixels, 4 above (1 below 4 pixels), or the largest patch under that which
+divides the input; ``patch_size`` sets it, and it must divide the input size.
 ``embed="overlap"`` reads overlapping patches (kernel 2p − 1, stride p: the same token grid,
 the convolutional stem of Xiao et al. 2021, "Early convolutions help transformers see
 better"), which small data sets without augmentation need (docs/transformers.md: on digits
@@ -28,13 +29,15 @@ reads the previous encoder's.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
 from spikecim.errors import SpikecimError
 from spikecim.models._layers import check_width, scaled
 from spikecim.models._registry import register_model
-from spikecim.models.attention import SoftmaxAttention
+from spikecim.models.attention import SoftmaxAttention, check_block_steps
 from spikecim.nn import BatchNorm2d, apply_folded
 from spikecim.nn.linear import Linear
 
@@ -42,8 +45,12 @@ __all__ = ["Encoder", "PatchEmbedding", "VisionTransformer", "patch_for", "vit_t
 
 
 def patch_for(input_size: int, patch_size: int | None) -> int:
-    """The patch side: ``patch_size``, else 1 below 4 pixels, 2 up to 16, 4 above; it must divide the input."""
-    p = patch_size if patch_size is not None else (1 if input_size < 4 else 2 if input_size <= 16 else 4)
+    """The patch side: ``patch_size``, which must divide the input; else 1 below 4 pixels, 2 up
+    to 16, 4 above, or the largest side under that which divides the input (2 for 34 pixels)."""
+    p = patch_size
+    if p is None:
+        p = 1 if input_size < 4 else 2 if input_size <= 16 else 4
+        p = max(d for d in range(1, p + 1) if input_size % d == 0)
     if isinstance(p, bool) or not isinstance(p, int) or p < 1 or input_size % p:
         raise SpikecimError(
             f"model.patch_size: must be a positive divisor of the input size {input_size}, got {p!r}"
@@ -116,9 +123,7 @@ class VisionTransformer(nn.Module):
         embed: str,
     ) -> None:
         super().__init__()
-        if pool not in ("cls", "mean"):
-            raise SpikecimError(f"model.pool: must be 'cls' or 'mean', got {pool!r}")
-        self.pool = pool
+        self.pool = check_pool(pool)
         self.embed = PatchEmbedding(
             in_channels, dim, patch, input_size // patch, pool == "cls", overlap=check_embed(embed)
         )
@@ -156,7 +161,13 @@ def vit_tiny(
     neuron_kw: dict | None = None,
 ) -> nn.Module:
     """The ViT (``spiking=False``) or, as its spiking form, the Spikformer of the same size
-    (``pool`` is the ViT's; ``block_steps`` the Spikformer's STAtten option)."""
+    (``pool`` is the ViT's; ``block_steps`` the Spikformer's STAtten option). Every argument
+    of either form is checked at the door, whichever form is built."""
+    check_pool(pool)
+    check_embed(embed)
+    check_block_steps(block_steps)
+    sizes = transformer_sizes("vit-tiny", width, dim, depth, heads, mlp_ratio)
+    patch = patch_for(input_size, patch_size)
     if spiking:
         from spikecim.models.spikformer import spikformer_tiny
 
@@ -176,11 +187,17 @@ def vit_tiny(
             neuron=neuron,
             neuron_kw=neuron_kw,
         )
-    dim, hidden = transformer_sizes("vit-tiny", width, dim, depth, heads, mlp_ratio)
-    patch = patch_for(input_size, patch_size)
+    dim, hidden = sizes
     return VisionTransformer(
         in_channels, input_size, num_classes, dim, depth, heads, hidden, patch, pool, embed
     )
+
+
+def check_pool(pool: str) -> str:
+    """``pool`` checked at the door: ``"cls"`` (the class token) or ``"mean"`` (over the tokens)."""
+    if pool not in ("cls", "mean"):
+        raise SpikecimError(f"model.pool: must be 'cls' or 'mean', got {pool!r}")
+    return pool
 
 
 def check_embed(embed: str) -> bool:
@@ -201,7 +218,12 @@ def transformer_sizes(
             raise SpikecimError(f"model.{field}: must be a positive integer, got {v!r}")
     if dim % heads:
         raise SpikecimError(f"model.heads: must divide model.dim {dim}, got {heads}")
-    if not (isinstance(mlp_ratio, (int, float)) and mlp_ratio > 0):
-        raise SpikecimError(f"model.mlp_ratio: must be a number > 0, got {mlp_ratio!r}")
+    if not (
+        isinstance(mlp_ratio, (int, float))
+        and not isinstance(mlp_ratio, bool)
+        and math.isfinite(mlp_ratio)
+        and mlp_ratio > 0
+    ):
+        raise SpikecimError(f"model.mlp_ratio: must be a finite number > 0, got {mlp_ratio!r}")
     d = heads * scaled(dim // heads, width)
     return d, max(1, round(d * mlp_ratio))

@@ -137,7 +137,8 @@ def generate(
     seed: int = 0,
     context: int | None = None,
 ) -> str:
-    """``prompt`` continued by ``tokens`` bytes; each step feeds the last ``context`` tokens.
+    """``prompt`` continued by ``tokens`` bytes; each step feeds the last ``context`` tokens
+    (default and at most the model's ``context``).
 
     ``temperature`` 0 picks the most likely byte (greedy); above 0 it samples from
     ``softmax(logits / temperature)`` with a generator seeded by ``seed``.
@@ -148,10 +149,22 @@ def generate(
         raise SpikecimError(f"temperature: must be a finite number >= 0, got {temperature!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
         raise SpikecimError(f"seed: must be an integer in [0, 2**63), got {seed!r}")
-    ids = encode(prompt)
+    if not isinstance(prompt, str):
+        raise SpikecimError(f"prompt: must be text (str), got {type(prompt).__name__}")
+    try:
+        ids = encode(prompt)
+    except UnicodeEncodeError as e:  # a lone surrogate, e.g. a byte of argv that is not UTF-8
+        raise SpikecimError(
+            f"prompt: must be UTF-8 text; character {e.start} is {prompt[e.start]!r}, which UTF-8 cannot encode"
+        ) from None
     if ids.numel() == 0:
         raise SpikecimError("prompt: must hold at least one character")
-    context = context or int(getattr(model, "context", ids.numel() + tokens))
+    limit = getattr(model, "context", None)
+    if context is None:
+        context = int(limit) if limit is not None else ids.numel() + tokens
+    elif isinstance(context, bool) or not isinstance(context, int) or not 1 <= context <= (limit or context):
+        allowed = f"[1, {limit}] (the model's context)" if limit is not None else ">= 1"
+        raise SpikecimError(f"context: must be an integer in {allowed}, got {context!r}")
     gen = torch.Generator().manual_seed(int(seed))
     was_training = model.training
     model.eval()

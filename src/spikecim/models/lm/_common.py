@@ -34,8 +34,13 @@ class TokenModel(nn.Module):
         self.context = context
 
     def check_tokens(self, tokens: torch.Tensor) -> None:
-        """Time-major integer ids ``[L, B]`` with ``L ≤ context``, else one line."""
+        """Time-major integer ids ``[L, B]`` with ``L ≤ context``, each in ``[0, vocab)``, else one line."""
         if tokens.dim() != 2 or tokens.dtype not in (torch.int64, torch.int32):
             raise SpikecimError(f"tokens: need integer ids [L, B], got {tokens.dtype} {list(tokens.shape)}")
         if tokens.shape[0] > self.context:
             raise SpikecimError(f"tokens: {tokens.shape[0]} tokens exceed the model's context {self.context}")
+        if bool(((tokens < 0) | (tokens >= self.vocab)).any()):
+            raise SpikecimError(
+                f"tokens: ids must lie in [0, {self.vocab - 1}] (the model's vocabulary of {self.vocab}), "
+                f"got {int(tokens.min())} to {int(tokens.max())}"
+            )
