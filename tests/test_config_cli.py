@@ -18,6 +18,7 @@ from spikecim.errors import SpikecimError
         ("train.optimizer=lion", "config.train.optimizer", "'adam' or 'sgd'"),
         ("colour=red", "config.colour", "unknown key"),
         ("stages=[train,fly]", "config.stages", "unknown stage 'fly'"),
+        ("model.kwargs={num_classes: 10}", "config.model.kwargs", "num_classes: set by the data set"),
         (
             "stages=[train,evaluate,train]",
             "config.stages",

@@ -89,3 +89,23 @@ def test_lm_run_refuses_mismatched_settings_in_one_line_before_writing(tmp_path,
     err = capsys.readouterr().err
     assert err.startswith(f"error: {field}") or f" {field}:" in err or f"{field}:" in err
     assert "Traceback" not in err and not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("cross_entropy", "shown"),
+    [(5.502016, "245.19"), (349.22, "4.617e+151")],  # e^5.502016 = 245.19; e^349.22 = 4.6166e151
+)
+def test_the_summary_quotes_perplexity_with_two_decimals_and_a_diverged_one_in_scientific_notation(
+    cross_entropy, shown
+):
+    from spikecim.pipeline.results import EvaluateVariant
+
+    row = EvaluateVariant.model_validate(
+        {
+            "accuracy": 0.5,
+            "cross_entropy": cross_entropy,
+            "bits_per_char": cross_entropy / math.log(2),
+            "perplexity": math.exp(cross_entropy),
+        }
+    )
+    assert f"perplexity {shown}, " in row.summary()

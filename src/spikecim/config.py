@@ -120,6 +120,25 @@ class ModelConfig(_Section):
             raise ValueError(f"unknown model '{v}', allowed: {', '.join(list_models())}")
         return v
 
+    @field_validator("kwargs")
+    @classmethod
+    def _not_set_by_the_run(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for key, where in _SET_BY_THE_RUN.items():
+            if key in v:
+                raise ValueError(f"{key}: set by {where}; leave it out of model.kwargs")
+        return v
+
+
+# Builder arguments the run sets itself, and from where: not model.kwargs' to give.
+_SET_BY_THE_RUN = {
+    "num_classes": "the data set",
+    "in_channels": "the data set",
+    "input_size": "the data set",
+    "spiking": "the variant (variants[].spiking)",
+    "neuron": "model.neuron.kind",
+    "neuron_kw": "model.neuron",
+}
+
 
 class TrainConfig(_Section):
     epochs: int = Field(15, ge=0)

@@ -139,7 +139,7 @@ class EvaluateVariant(_Lenient):
         steps = getattr(self, "average_steps", None)  # early exit (DT-SNN)
         bpc = getattr(self, "bits_per_char", None)  # language modelling (task lm)
         if bpc is not None:
-            return f"{bpc:.3f} bits/char, perplexity {self.perplexity:.2f}, next-byte accuracy {pct(self.accuracy)}"
+            return f"{bpc:.3f} bits/char, perplexity {_perplexity(self.perplexity)}, next-byte accuracy {pct(self.accuracy)}"
         return f"accuracy {pct(self.accuracy)}" + (
             f", {steps:.2f} steps on average" if steps is not None else ""
         )
@@ -542,3 +542,9 @@ class PtqResult(StageResult):
                 parts.append(f"W{b}: " + ", ".join(cells))
             rows.append((v, "; ".join(parts)))
         return rows
+
+
+def _perplexity(value: float) -> str:
+    """Two decimals, as a language model's perplexity is quoted; a diverged model's (e^349 is
+    a number of 152 digits) in scientific notation."""
+    return f"{value:.2f}" if value < 1e6 else f"{value:.4g}"
