@@ -160,6 +160,31 @@ CORRUPTIONS = {
         "lr",
     ),
     "state-scheduler-junk": (STATE, _edit_state(_set("scheduler", {"last_epoch": 1})), "scheduler"),
+    "state-adam-betas-changed": (
+        STATE,
+        _edit_state(lambda s: s["optimizer"]["param_groups"][0].__setitem__("betas", [0.5, 0.5])),
+        "optimizer.param_groups.0.betas is [0.5, 0.5], the run's settings give [0.9, 0.999]",
+    ),
+    "state-adam-maximize": (
+        STATE,
+        _edit_state(lambda s: s["optimizer"]["param_groups"][0].__setitem__("maximize", True)),
+        "optimizer.param_groups.0.maximize is True, the run's settings give False",
+    ),
+    "state-adam-amsgrad": (
+        STATE,
+        _edit_state(lambda s: s["optimizer"]["param_groups"][0].__setitem__("amsgrad", True)),
+        "optimizer.param_groups.0.amsgrad is True, the run's settings give False",
+    ),
+    "state-lr-off-the-schedule": (
+        STATE,
+        _edit_state(lambda s: s["optimizer"]["param_groups"][0].__setitem__("lr", 5.0)),
+        "optimizer.param_groups.0.lr is 5.0, the scheduler's last learning rate is 0.0",
+    ),
+    "state-optimizer-scalar-text": (
+        STATE,
+        _edit_state(lambda s: s["optimizer"]["scalars"].__setitem__("0.step", "abc")),
+        "holds '0.step' = 'abc', not a finite number",
+    ),
     "weights-nan": (WEIGHTS, _edit_tensors(_nan_weight), "NaN"),
     "weights-wrong-shape": (WEIGHTS, _edit_tensors(_wrong_shape), "shape"),
     "weights-missing-key": (WEIGHTS, _edit_tensors(_drop("weight")), "missing"),
@@ -233,6 +258,19 @@ def test_evaluate_and_trace_name_a_damaged_checkpoint_as_run_does(run_copy, caps
     assert str(path) in line and "--fresh" in line and "no checkpoint" not in line, line
     assert main(_run_args(run_copy)) == 2
     assert _one_error_line(capsys) == line
+
+
+@pytest.mark.parametrize("epoch", [10**30, 10**12])
+def test_evaluate_refuses_a_state_json_with_a_huge_epoch_in_one_line(run_copy, capsys, epoch):
+    # 10**30 overflowed the history check, 10**12 made it build a list of 10**12 epochs
+    state = run_copy / "r" / "checkpoint" / STATE
+    _edit_state(_set("epoch", epoch))(state)
+    capsys.readouterr()
+    assert main(["evaluate", str(run_copy / "r")]) == 2
+    line = _one_error_line(capsys)
+    assert line.startswith(
+        f"error: checkpoint: {state}: history must hold one row for each of epochs 1..{epoch}"
+    )
 
 
 def _with_stages(argv: list[str], stages: str) -> list[str]:

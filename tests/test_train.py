@@ -123,6 +123,66 @@ def test_torchrun_two_processes_equal_single_process_training(tmp_path, python, 
         assert torch.allclose(a[k], b[k], atol=1e-5), k
 
 
+def _torchrun_cmd(python, out: Path, extra):
+    return [
+        python,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "spikecim.cli.main",
+    ] + _train_cmd(python, out, extra)[3:]
+
+
+def test_torchrun_with_batches_split_unevenly_equals_single_process_training(
+    tmp_path, python, subprocess_env
+):
+    # 255 samples in batches of 64: the last batch of 63 splits 32 / 31 over the two processes,
+    # whose gradients must count 32/63 and 31/63 (as one process's mean over 63), not 1/2 each
+    if not torch.distributed.is_gloo_available():
+        pytest.skip("gloo backend not available")
+    extra = ["--set", "model.name=mlp", "--set", "data.limit=255", "--set", "train.epochs=2"]
+    extra += ["--set", "train.schedule=none"]
+    single, ddp = tmp_path / "single", tmp_path / "ddp"
+    subprocess.run(_train_cmd(python, single, extra), check=True, env=subprocess_env, capture_output=True)
+    r = subprocess.run(
+        _torchrun_cmd(python, ddp, extra), check=False, env=subprocess_env, capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    a = load_file(weights_path(single / "r" / "checkpoint", "snn"))
+    b = load_file(weights_path(ddp / "r" / "checkpoint", "snn"))
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-5), k
+
+
+def test_torchrun_with_a_batch_smaller_than_the_processes_is_refused_in_one_line(
+    tmp_path, python, subprocess_env
+):
+    # 257 samples in batches of 64 leave a last batch of 1: the second process would have no
+    # share of it and the first would wait for its gradient for ever
+    if not torch.distributed.is_gloo_available():
+        pytest.skip("gloo backend not available")
+    extra = ["--set", "model.name=mlp", "--set", "data.limit=257", "--set", "train.epochs=1"]
+    r = subprocess.run(
+        _torchrun_cmd(python, tmp_path, extra),
+        check=False,
+        env=subprocess_env,
+        capture_output=True,
+        text=True,
+        timeout=600,  # against a hang only
+    )
+    expected = (
+        "error: data.batch_size: under torchrun each of the 2 processes takes a share of every batch, "
+        "but batches of 64 leave a last batch of 1 of the 257 training samples; choose a batch_size "
+        "that leaves at least 2 (or none) in the last batch"
+    )
+    assert r.returncode != 0
+    assert expected in r.stderr.splitlines() + r.stdout.splitlines(), r.stderr[-2000:]
+    assert not (tmp_path / "r" / "checkpoint").exists() or not any((tmp_path / "r" / "checkpoint").iterdir())
+
+
 def test_checkpoint_that_is_not_safetensors_is_refused(tmp_path):
     bad = tmp_path / "snn.safetensors"
     torch.save({"w": torch.ones(1)}, bad)  # a pickle: must not be loaded
@@ -150,3 +210,39 @@ def test_fit_spec_defaults_and_checks_are_the_run_configs():
         with pytest.raises(SpikecimError) as err:
             FitSpec(**bad)
         assert str(err.value).startswith(field) and "\n" not in str(err.value)
+
+
+def test_fit_spec_keeps_values_as_the_run_config_reads_them():
+    # the run config reads "0.1" as 0.1 and 16.0 as 16; fit then trains with numbers, not text
+    spec = FitSpec(lr="0.1", batch_size=16.0, epochs="1", timesteps=2)
+    assert (spec.lr, spec.batch_size, spec.epochs) == (0.1, 16, 1)
+    assert spec.fingerprint() == FitSpec(lr=0.1, batch_size=16, epochs=1, timesteps=2).fingerprint()
+    torch.manual_seed(0)
+    hist = fit(create_model("mlp", hidden=(8,)), load_dataset("digits", limit=40), spec)
+    assert hist["epochs"] == 1
+
+
+@pytest.mark.parametrize("seed", [-1, 2**63, True])
+def test_fit_spec_seed_outside_the_run_configs_range_is_one_line_error(seed):
+    with pytest.raises(SpikecimError) as err:
+        FitSpec(seed=seed)
+    assert str(err.value) == f"seed: must be an integer from 0 to 2**63 - 1, got {seed!r}"
+
+
+def test_largest_run_seed_trains(tmp_path, python, subprocess_env):
+    # the shuffle of epoch e is seeded with (seed * 100003 + e) mod 2**63 (torch takes < 2**64)
+    seed = 2**63 - 1
+    from spikecim.train.batches import epoch_generator
+
+    assert epoch_generator(seed, 1).initial_seed() == (seed * 100003 + 1) % 2**63
+    assert epoch_generator(7, 2).initial_seed() == 7 * 100003 + 2  # seeds in use stay as they were
+    extra = ["--set", "model.name=mlp", "--set", "data.limit=64", "--set", f"seed={seed}"]
+    r = subprocess.run(
+        _train_cmd(python, tmp_path, [*extra, "--set", "train.epochs=1"]),
+        check=False,
+        env=subprocess_env,
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads((tmp_path / "r" / "checkpoint" / "snn.state.json").read_text())["epoch"] == 1

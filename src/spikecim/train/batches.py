@@ -17,7 +17,9 @@ __all__ = ["epoch_generator", "iterate_batches", "to_model_input"]
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed * 100_003 + epoch)
+    """The generator of epoch ``epoch``: seeded with ``(seed * 100003 + epoch) mod 2**63``, so
+    every run seed (0 <= seed < 2**63) gives a seed ``torch.Generator`` takes."""
+    return torch.Generator().manual_seed((seed * 100_003 + epoch) % 2**63)
 
 
 def iterate_batches(

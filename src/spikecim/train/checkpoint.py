@@ -130,7 +130,8 @@ class TrainingState(BaseModel):
         epochs = (info.context or {}).get("epochs")
         if epochs is not None and self.epoch > epochs:
             raise ValueError(f"epoch {self.epoch} is past train.epochs = {epochs}")
-        if [h.epoch for h in self.history] != list(range(1, self.epoch + 1)):
+        numbers = [h.epoch for h in self.history]
+        if len(numbers) != self.epoch or numbers != list(range(1, self.epoch + 1)):
             raise ValueError(f"history must hold one row for each of epochs 1..{self.epoch}")
         return self
 
@@ -314,12 +315,19 @@ def _restore(
     fresh_opt = optimizer.state_dict()
     groups = state.optimizer.param_groups
     _same_structure(groups, fresh_opt["param_groups"], state_file, "optimizer.param_groups")
-    for i, (saved, fresh) in enumerate(zip(groups, fresh_opt["param_groups"], strict=True)):
-        _same_settings(saved, fresh, ("lr",), state_file, f"optimizer.param_groups.{i}")
     fresh_sched = scheduler.state_dict() if scheduler else None
     _same_structure(state.scheduler, fresh_sched, state_file, "scheduler")
+    scheduled = ("lr",) if fresh_sched is not None else ()  # without a schedule, lr is a setting
+    for i, (saved, fresh) in enumerate(zip(groups, fresh_opt["param_groups"], strict=True)):
+        _same_settings(saved, fresh, scheduled, state_file, f"optimizer.param_groups.{i}")
     if fresh_sched is not None:
         _same_settings(state.scheduler, fresh_sched, _SCHEDULER_PROGRESS, state_file, "scheduler")
+        for i, (group, last_lr) in enumerate(zip(groups, state.scheduler["_last_lr"], strict=True)):
+            if group["lr"] != last_lr:
+                raise SpikecimError(
+                    f"checkpoint: {state_file}: optimizer.param_groups.{i}.lr is {group['lr']!r}, "
+                    f"the scheduler's last learning rate is {last_lr!r}"
+                )
         if state.scheduler["last_epoch"] != state.epoch:
             raise SpikecimError(
                 f"checkpoint: {state_file}: scheduler.last_epoch is {state.scheduler['last_epoch']}, "
@@ -454,7 +462,7 @@ def _checked_optimizer(
             )
         names.setdefault(int(pid_text), set()).add(name)
         if value is None:
-            _finite_scalar(meta.scalars[key], path, key)
+            _finite_scalar(meta.scalars[key], state_file, key)  # scalars live in state.json
             continue
         param = by_index[int(pid_text)]
         if value.dim() > 0 and tuple(value.shape) != tuple(param.shape):
@@ -476,22 +484,38 @@ def _finite(t: torch.Tensor, path: Path, key: str) -> None:
 
 
 def _finite_scalar(v: Any, path: Path, key: str) -> None:
-    if isinstance(v, float) and not math.isfinite(v):
+    """An optimizer value that is not a tensor: a finite number, or None (e.g. SGD's
+    ``momentum_buffer`` without momentum)."""
+    if v is None:
+        return
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise SpikecimError(f"checkpoint: {path} holds '{key}' = {v!r}, not a finite number")
+    if not math.isfinite(v):
         raise SpikecimError(f"checkpoint: {path} holds a NaN or infinite '{key}'")
 
 
 def _same_settings(saved: dict, fresh: dict, progress: tuple[str, ...], path: Path, where: str) -> None:
-    """Settings the run's config fixes (numbers and lists of numbers outside ``progress``) must
-    equal the fresh ones; numbers that training moves (``progress``) must not be negative."""
+    """Settings the run's config fixes (every value outside ``progress``: numbers, flags such as
+    Adam's ``maximize``, tuples such as its ``betas``) must equal the fresh ones; numbers that
+    training moves (``progress``) must not be negative."""
     for key, value in fresh.items():
         if key in progress:
             moved = saved[key] if isinstance(saved[key], list) else [saved[key]]
             if any(isinstance(v, int | float) and v < 0 for v in moved):
                 raise SpikecimError(f"checkpoint: {path}: {where}.{key} is negative")
-        elif isinstance(value, int | float | list) and not isinstance(value, bool) and saved[key] != value:
+        elif _as_json(saved[key]) != _as_json(value):
             raise SpikecimError(
-                f"checkpoint: {path}: {where}.{key} is {saved[key]!r}, the run's settings give {value!r}"
+                f"checkpoint: {path}: {where}.{key} is {saved[key]!r}, the run's settings give {_as_json(value)!r}"
             )
+
+
+def _as_json(value: Any) -> Any:
+    """``value`` as JSON gives it back (tuples as lists), to compare a saved setting with a fresh one."""
+    if isinstance(value, list | tuple):
+        return [_as_json(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _as_json(v) for k, v in value.items()}
+    return value
 
 
 def _same_structure(saved: Any, fresh: Any, path: Path, where: str) -> None:

@@ -29,9 +29,10 @@ from torch import nn
 
 from spikecim.errors import SpikecimError, one_line_validation_error
 from spikecim.progress import progress_bar
+from spikecim.schema import MAX_INT
 from spikecim.train.batches import epoch_generator, iterate_batches
 from spikecim.train.checkpoint import load_checkpoint, refuse_weights_placed_by_hand, save_checkpoint
-from spikecim.train.distributed import DistInfo, init_distributed
+from spikecim.train.distributed import DistInfo, check_shares, init_distributed, share_weight
 
 __all__ = ["FitSpec", "fit", "make_optimizer", "resolve_device"]
 
@@ -44,8 +45,9 @@ class FitSpec:
     config, the data batching (``batch_size``, ``timesteps``, ``encoder``) and the seed.
 
     The defaults are the run config's; values are checked by the run config's own schema
-    (:class:`~spikecim.config.TrainConfig`, :class:`~spikecim.config.DataConfig`), so a
-    library call and a config file accept exactly the same settings.
+    (:class:`~spikecim.config.TrainConfig`, :class:`~spikecim.config.DataConfig`, and ``seed``
+    from 0 to 2**63 - 1), so a library call and a config file accept exactly the same
+    settings, and are kept as that schema reads them (``lr="0.1"`` is the number 0.1).
     """
 
     epochs: int = 15
@@ -67,9 +69,13 @@ class FitSpec:
         values = self.__dict__
         for schema, section in ((TrainConfig, "train"), (DataConfig, "data")):
             try:
-                schema.model_validate({k: v for k, v in values.items() if k in schema.model_fields})
+                read = schema.model_validate({k: v for k, v in values.items() if k in schema.model_fields})
             except ValidationError as e:
                 raise SpikecimError(one_line_validation_error(e, prefix=f"{section}.")) from None
+            for k in read.model_fields_set:
+                object.__setattr__(self, k, getattr(read, k))
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < MAX_INT:
+            raise SpikecimError(f"seed: must be an integer from 0 to 2**63 - 1, got {self.seed!r}")
 
     @classmethod
     def from_config(cls, cfg, variant: str | None = None) -> FitSpec:
@@ -138,6 +144,7 @@ def fit(
     """
     device = resolve_device(spec.device)
     dist_info: DistInfo = init_distributed(device)
+    check_shares(len(data.y_train), spec.batch_size, dist_info.world)
     spiking = bool(getattr(model, "spiking", True))
     model.to(device)
     opt, sched = make_optimizer(model, spec)
@@ -169,13 +176,18 @@ def fit(
             b_task = progress.add_task(f"  epoch {epoch + 1}", total=n_batches, info="")
             model.train()
             loss_sum, correct, seen = 0.0, 0, 0
-            for xb, yb in iterate_batches(x_tr, y_tr, spec.batch_size, gen, dist_info.rank, dist_info.world):
+            batches = iterate_batches(x_tr, y_tr, spec.batch_size, gen, dist_info.rank, dist_info.world)
+            for step, (xb, yb) in enumerate(batches):
                 inp = inputs.encode(xb, gen).to(device)
                 yb = yb.to(device)
                 logits = train_model(inp)
                 loss = learn.loss(logits, yb, spec.loss)
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                if dist_info.world > 1:
+                    batch = min(spec.batch_size, len(y_tr) - step * spec.batch_size)
+                    (loss * share_weight(len(yb), batch, dist_info.world)).backward()
+                else:
+                    loss.backward()
                 opt.step()
                 right, decisions = learn.correct(logits, yb)
                 loss_sum += float(loss.detach()) * decisions
