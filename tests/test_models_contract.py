@@ -231,3 +231,19 @@ def test_every_neuron_kind_builds_and_runs(name, neuron):
     assert acts and all(type(m) is get_neuron(neuron) for m in acts)
     y = model(_input(True))
     assert y.shape == (T, B, CLASSES) and torch.isfinite(y).all()
+
+
+@pytest.mark.parametrize("hidden", [(0,), (-3,), (2.5,), 5, ("a",), (True,)])
+@pytest.mark.parametrize("name", ["mlp", "vgg5", "resnet19"])
+def test_hidden_sizes_that_are_not_positive_integers_are_refused_in_one_line(name, hidden):
+    # before the width multiplier, which would turn 0 or -3 into one unit
+    with pytest.raises(SpikecimError) as e:
+        create_model(name, width=0.1, hidden=hidden)
+    assert str(e.value) == f"model.{name}.hidden: must be a list of positive integers, got {hidden!r}"
+
+
+@pytest.mark.parametrize("hidden", [0, -3, 2.5, (8,)])
+def test_convnet_hidden_size_that_is_not_a_positive_integer_is_refused_in_one_line(hidden):
+    with pytest.raises(SpikecimError) as e:
+        create_model("convnet", width=0.1, hidden=hidden)
+    assert str(e.value) == f"model.convnet.hidden: must be a positive integer, got {hidden!r}"

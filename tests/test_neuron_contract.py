@@ -275,3 +275,25 @@ def test_lif_state_and_params_are_small_typed_objects():
     p = F.LIFParams(0.5, 1.0)
     with pytest.raises(AttributeError):
         p.beta = 0.7  # frozen
+
+
+@pytest.mark.parametrize("call", ["forward", "forward_state", "forward_with_mem"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_input_without_time_steps_or_of_no_real_dtype_is_a_one_line_error(kind, call):
+    neuron = create_neuron(kind)
+    cases = [
+        (torch.zeros(0, 2, 5), "x: must hold at least one time step, got shape (0, 2, 5)"),
+        (torch.tensor(1.0), "x: must be time-major [T, ...], got a scalar"),
+        (
+            torch.ones(3, 2, 5, dtype=torch.bool),
+            "x: dtype torch.bool is not allowed; allowed: floating point or integer",
+        ),
+        (
+            torch.ones(3, 2, dtype=torch.complex64),
+            "x: dtype torch.complex64 is not allowed; allowed: floating point or integer",
+        ),
+    ]
+    for x, message in cases:
+        with pytest.raises(SpikecimError) as err:
+            getattr(neuron, call)(x)
+        assert str(err.value) == message

@@ -15,7 +15,7 @@ from spikecim.errors import SpikecimError
 from spikecim.nn.conv import Conv2d
 from spikecim.nn.norm import BatchNorm2d
 
-__all__ = ["check_width", "conv_bn", "scaled"]
+__all__ = ["check_hidden", "check_width", "conv_bn", "scaled"]
 
 
 def check_width(name: str, width: float) -> float:
@@ -29,6 +29,16 @@ def check_width(name: str, width: float) -> float:
     if not math.isfinite(w):
         raise SpikecimError(f"model.{name}.width: must be a finite number > 0, got {width}")
     return w
+
+
+def check_hidden(name: str, hidden) -> tuple[int, ...]:
+    """Validate hidden sizes at the door: a list of positive integers (empty: none), before the
+    width multiplier (which would turn 0 or -3 into one unit)."""
+    if not isinstance(hidden, list | tuple) or not all(
+        isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in hidden
+    ):
+        raise SpikecimError(f"model.{name}.hidden: must be a list of positive integers, got {hidden!r}")
+    return tuple(hidden)
 
 
 def scaled(base: int, width: float) -> int:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from spikecim.models._layers import check_width, conv_bn, scaled
+from spikecim.models._layers import check_hidden, check_width, conv_bn, scaled
 from spikecim.nn import Sequential, TemporalModule, apply_folded
 from spikecim.nn.linear import Linear
 
@@ -59,6 +59,7 @@ def build_resnet(
     """``stem``: channels of the first 3x3 conv; ``stages``: (channels, blocks, stride) each;
     then global average pooling and ``[Linear(h) -> act]`` for h in ``hidden``, Linear(classes)."""
     width = check_width(name, width)
+    hidden = check_hidden(name, hidden)
     ch = scaled(stem, width)
     layers: list[nn.Module] = [*conv_bn(in_channels, ch), act(inplace=True)]
     for base, blocks, stride in stages:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 from torch import nn
 
-from spikecim.models._layers import check_width, conv_bn, scaled
+from spikecim.models._layers import check_hidden, check_width, conv_bn, scaled
 from spikecim.nn import AvgPool2d, Sequential
 from spikecim.nn.linear import Linear
 
@@ -34,6 +34,7 @@ def build_vgg(
     width: float,
 ) -> Sequential:
     width = check_width(name, width)
+    hidden = check_hidden(name, hidden)
     layers: list[nn.Module] = []
     ch, size = in_channels, input_size
     for item in cfg:

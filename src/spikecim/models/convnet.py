@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from spikecim.errors import SpikecimError
 from spikecim.models._layers import check_width, conv_bn, scaled
 from spikecim.models._registry import make_activation, register_model
 from spikecim.nn import MaxPool2d, Sequential
@@ -29,6 +30,8 @@ def convnet(
 ) -> Sequential:
     act = make_activation(spiking, neuron, **(neuron_kw or {}))
     width = check_width("convnet", width)
+    if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
+        raise SpikecimError(f"model.convnet.hidden: must be a positive integer, got {hidden!r}")
     c1, c2, h = scaled(32, width), scaled(64, width), scaled(hidden, width)
     pool = input_size >= 2
     s = input_size // 2 if pool else input_size

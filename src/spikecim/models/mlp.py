@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from spikecim.models._layers import check_width, scaled
+from spikecim.models._layers import check_hidden, check_width, scaled
 from spikecim.models._registry import make_activation, register_model
 from spikecim.nn import Sequential
 from spikecim.nn.linear import Linear
@@ -23,6 +23,7 @@ def mlp(
 ) -> Sequential:
     act = make_activation(spiking, neuron, **(neuron_kw or {}))
     width = check_width("mlp", width)
+    hidden = check_hidden("mlp", hidden)
     layers: list[nn.Module] = [nn.Flatten()]
     feat = in_channels * input_size * input_size
     for h in hidden:

@@ -78,6 +78,7 @@ __all__ = [
     "SynapticState",
     "check_broadcast",
     "check_inplace",
+    "check_time_major",
     "last",
     "leaky_integrate",
     "lif",
@@ -302,8 +303,17 @@ def check_broadcast(name: str, value: Scalar, step_shape: torch.Size) -> None:
         )
 
 
-def _check_sequence(x: torch.Tensor, values: dict[str, Scalar]) -> None:
+def check_time_major(x: torch.Tensor) -> None:
+    """``x`` must be a sequence ``x[T, ...]`` of at least one step, of real numbers."""
+    if x.dtype == torch.bool or x.is_complex():
+        raise SpikecimError(f"x: dtype {x.dtype} is not allowed; allowed: floating point or integer")
     if x.dim() < 1:
         raise SpikecimError("x: must be time-major [T, ...], got a scalar")
+    if x.shape[0] == 0:
+        raise SpikecimError(f"x: must hold at least one time step, got shape {tuple(x.shape)}")
+
+
+def _check_sequence(x: torch.Tensor, values: dict[str, Scalar]) -> None:
+    check_time_major(x)
     for name, value in values.items():
         check_broadcast(name, value, x.shape[1:])

@@ -72,6 +72,7 @@ class Neuron(TemporalModule):
 
     def run(self, x: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
         """``(spikes[T, ...], states)``: every state field stacked over the T steps."""
+        F.check_time_major(x)
         state = self.initial_state(x[0]) if state is None else state
         return type(self).steps_fn(x, state, self.params(), self.backend)
 
@@ -210,6 +211,7 @@ class LIF(Neuron):
         """As :meth:`Neuron.run`; from LIF's zero state, :func:`~spikecim.nn.functional.lif`
         starts from zeros itself, so no zeros tensor is filled and kept for the backward pass."""
         if state is None and getattr(self.initial_state, "__func__", None) is not LIF.initial_state:
+            F.check_time_major(x)
             state = self.initial_state(x[0])  # another start (e.g. a NIR node's membrane)
         return type(self).steps_fn(x, state, self.params(), self.backend)
 
