@@ -62,3 +62,15 @@ def test_every_description_paragraph_wraps_at_the_page_width(capsys, monkeypatch
         for line, after in itertools.pairwise(lines):
             if line and after:  # two lines of one paragraph
                 assert len(line) + 1 + len(after.split()[0]) > 70, f"{name}: breaks early at {line!r}"
+
+
+def test_python_dash_m_spikecim_runs_the_command_line():
+    import subprocess
+    import sys
+
+    import spikecim
+
+    out = subprocess.run(
+        [sys.executable, "-m", "spikecim", "--version"], capture_output=True, text=True, check=False
+    )
+    assert (out.returncode, out.stdout.strip()) == (0, f"spikecim {spikecim.__version__}")
