@@ -8,6 +8,7 @@ traceback; the kernel cache is rebuilt instead.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import struct
@@ -271,6 +272,20 @@ def test_evaluate_refuses_a_state_json_with_a_huge_epoch_in_one_line(run_copy, c
     assert line.startswith(
         f"error: checkpoint: {state}: history must hold one row for each of epochs 1..{epoch}"
     )
+
+
+@pytest.mark.parametrize("damage", ["nested", "fifo"])
+def test_evaluate_refuses_a_state_json_nested_too_deep_or_not_a_file_in_one_line(run_copy, capsys, damage):
+    # json's parser recursed past Python's limit on the first; reading a pipe never ended
+    state = run_copy / "r" / "checkpoint" / STATE
+    state.unlink()
+    if damage == "nested":
+        state.write_text("[" * 100_000 + "]" * 100_000)
+    else:
+        os.mkfifo(state)
+    capsys.readouterr()
+    assert main(["evaluate", str(run_copy / "r")]) == 2
+    assert str(state) in _one_error_line(capsys)
 
 
 def _with_stages(argv: list[str], stages: str) -> list[str]:

@@ -129,10 +129,12 @@ def trained_epochs(run_dir: Path) -> dict[str, int]:
     """Completed epochs per variant, from ``checkpoint/<variant>.state.json``."""
     out = {}
     for f in sorted((Path(run_dir) / "checkpoint").glob("*.state.json")):
+        if not f.is_file():  # a pipe or a device would block or never end: the checkpoint check names it
+            continue
         try:
             out[f.name.removesuffix(".state.json")] = int(json.loads(f.read_text())["epoch"])
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
+        except (OSError, ValueError, KeyError, TypeError, RecursionError):
+            continue  # damaged: the checkpoint check names it
     return out
 
 
