@@ -246,3 +246,21 @@ def test_largest_run_seed_trains(tmp_path, python, subprocess_env):
     )
     assert r.returncode == 0, r.stderr[-2000:]
     assert json.loads((tmp_path / "r" / "checkpoint" / "snn.state.json").read_text())["epoch"] == 1
+
+
+def test_a_batch_that_needs_more_memory_than_there_is_is_one_line_naming_what_to_lower():
+    from spikecim.errors import allocation_failed
+    from spikecim.train.trainer import _refuse_allocation_failure
+
+    try:
+        torch.empty(2**58)  # 1 EiB of float32, past any address space: torch's CPU allocator refuses it
+    except RuntimeError as e:
+        refused = e
+    assert allocation_failed(refused) == " (1.07e+09 GiB for one tensor)"  # 2**60 bytes / 2**30
+    with pytest.raises(SpikecimError) as err:
+        _refuse_allocation_failure(refused, "snn", 3, 15, saving=True)
+    assert str(err.value) == (
+        "train: the snn needs more memory than is available in epoch 3 of 15 (1.07e+09 GiB for one tensor); "
+        "its checkpoint stays at epoch 2; lower data.batch_size (or data.context, data.timesteps, the model's size)"
+    )
+    assert allocation_failed(RuntimeError("mat1 and mat2 shapes cannot be multiplied")) is None

@@ -26,6 +26,19 @@ def first_line(err: BaseException) -> str:
     return lines[0] if lines else type(err).__name__
 
 
+def allocation_failed(err: BaseException) -> str | None:
+    """For an allocation that failed (``MemoryError``, or torch's CPU allocator: "can't
+    allocate memory: you tried to allocate N bytes"): the size one tensor asked for, as
+    `` (X GiB for one tensor)``, or ``""`` when the message does not say; ``None`` for any
+    other error."""
+    import re
+
+    if not isinstance(err, MemoryError) and "can't allocate memory" not in str(err):
+        return None
+    asked = re.search(r"allocate (\d+) bytes", str(err))
+    return f" ({int(asked.group(1)) / 2**30:.3g} GiB for one tensor)" if asked else ""
+
+
 class RunInterrupted(Exception):
     """A run stopped by Ctrl-C: the message is one line saying what was saved (exit code 130)."""
 

@@ -11,13 +11,12 @@ topology with ReLU in place of each neuron and is run with T = 1.
 from __future__ import annotations
 
 import inspect
-import re
 from collections.abc import Callable
 from typing import Any
 
 from torch import nn
 
-from spikecim.errors import SpikecimError
+from spikecim.errors import SpikecimError, allocation_failed
 from spikecim.nn import create_neuron, list_neurons
 from spikecim.nn.registry import neuron_arguments
 
@@ -142,10 +141,9 @@ def create_model(
     except TypeError as e:
         raise SpikecimError(f"model.{name}: {e}") from None
     except (MemoryError, RuntimeError) as e:
-        if not isinstance(e, MemoryError) and "can't allocate memory" not in str(e):
+        size = allocation_failed(e)
+        if size is None:
             raise
-        asked = re.search(r"allocate (\d+) bytes", str(e))
-        size = f" ({int(asked.group(1)) / 2**30:.3g} GiB for one tensor)" if asked else ""
         raise SpikecimError(
             f"model.kwargs: {name} with {kw or 'these arguments'} needs more memory than is available{size}; "
             "make it smaller (width, depth, hidden sizes)"

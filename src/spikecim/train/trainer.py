@@ -27,7 +27,7 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
-from spikecim.errors import SpikecimError, one_line_validation_error
+from spikecim.errors import SpikecimError, allocation_failed, one_line_validation_error
 from spikecim.progress import progress_bar
 from spikecim.schema import MAX_INT
 from spikecim.train.batches import epoch_generator, iterate_batches
@@ -177,25 +177,29 @@ def fit(
             model.train()
             loss_sum, correct, seen = 0.0, 0, 0
             batches = iterate_batches(x_tr, y_tr, spec.batch_size, gen, dist_info.rank, dist_info.world)
-            for step, (xb, yb) in enumerate(batches):
-                inp = inputs.encode(xb, gen).to(device)
-                yb = yb.to(device)
-                logits = train_model(inp)
-                loss = learn.loss(logits, yb, spec.loss)
-                opt.zero_grad(set_to_none=True)
-                if dist_info.world > 1:
-                    batch = min(spec.batch_size, len(y_tr) - step * spec.batch_size)
-                    (loss * share_weight(len(yb), batch, dist_info.world)).backward()
-                else:
-                    loss.backward()
-                opt.step()
-                right, decisions = learn.correct(logits, yb)
-                loss_sum += float(loss.detach()) * decisions
-                correct += right
-                seen += decisions
-                progress.update(
-                    b_task, advance=1, info=f"loss {loss_sum / seen:.3f} acc {correct / seen:.3f}"
-                )
+            try:
+                for step, (xb, yb) in enumerate(batches):
+                    inp = inputs.encode(xb, gen).to(device)
+                    yb = yb.to(device)
+                    logits = train_model(inp)
+                    loss = learn.loss(logits, yb, spec.loss)
+                    opt.zero_grad(set_to_none=True)
+                    if dist_info.world > 1:
+                        batch = min(spec.batch_size, len(y_tr) - step * spec.batch_size)
+                        (loss * share_weight(len(yb), batch, dist_info.world)).backward()
+                    else:
+                        loss.backward()
+                    opt.step()
+                    right, decisions = learn.correct(logits, yb)
+                    loss_sum += float(loss.detach()) * decisions
+                    correct += right
+                    seen += decisions
+                    progress.update(
+                        b_task, advance=1, info=f"loss {loss_sum / seen:.3f} acc {correct / seen:.3f}"
+                    )
+            except (MemoryError, RuntimeError) as e:
+                _refuse_allocation_failure(e, variant, epoch + 1, spec.epochs, ckpt_dir is not None)
+                raise
             if sched is not None:
                 sched.step()
             progress.remove_task(b_task)
@@ -222,6 +226,22 @@ def fit(
     model.eval()
     final = state["history"][-1]["test_acc"] if state["history"] else None
     return {"history": state["history"], "epochs": state["epoch"], "test_acc": final}
+
+
+def _refuse_allocation_failure(
+    err: BaseException, variant: str, epoch: int, epochs: int, saving: bool
+) -> None:
+    """A batch that needed more memory than there is: one line naming what makes it smaller."""
+    size = allocation_failed(err)
+    if size is None:
+        return
+    kept = ""
+    if saving:
+        kept = f"; its checkpoint stays at epoch {epoch - 1}" if epoch > 1 else "; no epoch of it is saved"
+    raise SpikecimError(
+        f"train: the {variant} needs more memory than is available in epoch {epoch} of {epochs}{size}{kept}; "
+        "lower data.batch_size (or data.context, data.timesteps, the model's size)"
+    ) from None
 
 
 def _check_finite(model: nn.Module, loss: float, variant: str, epoch: int, epochs: int, saving: bool) -> None:
