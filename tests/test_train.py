@@ -105,17 +105,9 @@ def test_torchrun_two_processes_equal_single_process_training(tmp_path, python, 
     extra = ["--set", "model.name=mlp", "--set", "data.limit=256", "--set", "train.epochs=2"]
     single, ddp = tmp_path / "single", tmp_path / "ddp"
     subprocess.run(_train_cmd(python, single, extra), check=True, env=subprocess_env, capture_output=True)
-    cmd = [
-        python,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        "-m",
-        "spikecim.cli.main",
-    ] + _train_cmd(python, ddp, extra)[3:]
-    r = subprocess.run(cmd, check=False, env=subprocess_env, capture_output=True, text=True)
+    r = subprocess.run(
+        _torchrun_cmd(python, ddp, extra), check=False, env=subprocess_env, capture_output=True, text=True
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     a = load_file(weights_path(single / "r" / "checkpoint", "snn"))
     b = load_file(weights_path(ddp / "r" / "checkpoint", "snn"))
@@ -132,7 +124,7 @@ def _torchrun_cmd(python, out: Path, extra):
         "--nproc_per_node",
         "2",
         "-m",
-        "spikecim.cli.main",
+        "spikecim",
     ] + _train_cmd(python, out, extra)[3:]
 
 
