@@ -131,6 +131,41 @@ def test_a_baseline_that_fails_is_recorded_and_the_study_files_are_written(tmp_p
         assert (out / name).is_file(), name
 
 
+def test_a_training_that_raises_a_library_error_fails_its_trial_and_the_study_goes_on(tmp_path, monkeypatch):
+    """A design whose training raises what torch raises (CUDA out of memory) is one failed
+    trial with its reason, not a stopped command whose rerun would run it first and stop again."""
+    import spikecim.pipeline.run as pipeline_run
+
+    train = pipeline_run.run
+
+    def run(cfg):
+        if cfg.seed == 1:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore")
+        return train(cfg)
+
+    monkeypatch.setattr(pipeline_run, "run", run)
+    space = _space(
+        tmp_path,
+        name="oom",
+        knobs=[{"name": "seed", "path": "seed", "choices": [0, 1, 2]}],
+        constraints=[],
+        trials=3,
+        baseline={"seed": 1},
+    )
+    out = tmp_path / "out"
+    doc = explore(load_space(space), out)
+    oom = "OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"
+    trials = _journal_trials(out, "oom")  # as Optuna's own reader sees the journal
+    assert sorted((t.params["seed"], t.state) for t in trials) == [
+        (0, TrialState.COMPLETE),
+        (1, TrialState.FAIL),
+        (2, TrialState.COMPLETE),
+    ]
+    assert [t.user_attrs.get("error") for t in trials if t.params["seed"] == 1] == [oom]
+    assert doc["baseline"] == {"params": {"seed": 1}, "values": {}, "error": oom}
+    assert (out / "study.html").is_file()
+
+
 def _stop_in_a_trial(tmp_path, sig: int):
     """Start a study whose every design trains (the seed changes training, so a trial takes
     long enough to be stopped in), and send ``sig`` once a trial has finished and the next one

@@ -37,13 +37,14 @@ from optuna.trial import TrialState
 from spikecim.dse.evaluate import Evaluator, Outcome
 from spikecim.dse.objectives import METRICS, constraint_values
 from spikecim.dse.space import Space, sample
-from spikecim.errors import SpikecimError, first_line
+from spikecim.errors import RunInterrupted, SpikecimError, first_line
 
 __all__ = [
     "JOURNAL",
     "Journal",
     "PageCacheJournal",
     "directions",
+    "failure",
     "load_study",
     "make_sampler",
     "open_study",
@@ -403,13 +404,23 @@ def run_trials(
                 # only; a null thread for the journal)
                 with get_heartbeat_thread(trial._trial_id, study._storage):
                     outcome = evaluate(params)
-            except SpikecimError as e:  # this design cannot be built: recorded, the study goes on
-                trial.set_user_attr("error", str(e))
+            except RunInterrupted:  # Ctrl-C in the training: the trial stays RUNNING, runs again
+                raise
+            except Exception as e:  # noqa: BLE001 - this design failed: recorded, the study goes on
+                trial.set_user_attr("error", failure(e))
                 study.tell(trial, state=TrialState.FAIL)
             else:
                 _tell(study, space, trial, outcome)
         if on_trial is not None:
             on_trial(study.get_trials(deepcopy=False)[trial.number])
+
+
+def failure(err: Exception) -> str:
+    """Why a design failed, in one line: spikecim's own message (a design that cannot be
+    built, a training that diverged), or a library's error with its type
+    (``OutOfMemoryError: CUDA out of memory…``). Either way the design, not the study, failed:
+    a command that stopped on it would run it again first (:func:`recover`) and stop again."""
+    return str(err) if isinstance(err, SpikecimError) else f"{type(err).__name__}: {first_line(err)}"
 
 
 def _counts(t: optuna.trial.FrozenTrial) -> bool:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from spikecim.dse.space import Space
-from spikecim.errors import SpikecimError, first_line
+from spikecim.errors import RunInterrupted, SpikecimError, first_line
 from spikecim.memory import keep_freed_memory
 
 __all__ = ["check_command", "explore", "max_workers", "run_worker"]
@@ -265,9 +265,12 @@ def _baseline(space: Space, out: str) -> dict | None:
     if space.baseline is None:
         return None
     from spikecim.dse.evaluate import Evaluator
+    from spikecim.dse.study import failure
 
     try:
         outcome = Evaluator(space, out)(dict(space.baseline))
-    except SpikecimError as e:
-        return {"params": dict(space.baseline), "values": {}, "error": str(e)}
+    except RunInterrupted:
+        raise
+    except Exception as e:  # noqa: BLE001 - as a trial's failure (run_trials)
+        return {"params": dict(space.baseline), "values": {}, "error": failure(e)}
     return {"params": dict(space.baseline), "values": outcome.values or outcome.bounds}
