@@ -255,4 +255,5 @@ def test_a_batch_that_needs_more_memory_than_there_is_is_one_line_naming_what_to
         "train: the snn needs more memory than is available in epoch 3 of 15 (1.07e+09 GiB for one tensor); "
         "its checkpoint stays at epoch 2; lower data.batch_size (or data.context, data.timesteps, the model's size)"
     )
+    assert allocation_failed(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")) == ""
     assert allocation_failed(RuntimeError("mat1 and mat2 shapes cannot be multiplied")) is None

@@ -27,13 +27,14 @@ def first_line(err: BaseException) -> str:
 
 
 def allocation_failed(err: BaseException) -> str | None:
-    """For an allocation that failed (``MemoryError``, or torch's CPU allocator: "can't
-    allocate memory: you tried to allocate N bytes"): the size one tensor asked for, as
-    `` (X GiB for one tensor)``, or ``""`` when the message does not say; ``None`` for any
-    other error."""
+    """For an allocation that failed (``MemoryError``, torch's ``OutOfMemoryError`` on a GPU,
+    or torch's CPU allocator: "can't allocate memory: you tried to allocate N bytes"): the
+    size one tensor asked for, as `` (X GiB for one tensor)``, or ``""`` when the message
+    does not say; ``None`` for any other error."""
     import re
 
-    if not isinstance(err, MemoryError) and "can't allocate memory" not in str(err):
+    cuda = type(err).__name__ == "OutOfMemoryError"  # torch.OutOfMemoryError: a GPU's memory
+    if not (cuda or isinstance(err, MemoryError) or "can't allocate memory" in str(err)):
         return None
     asked = re.search(r"allocate (\d+) bytes", str(err))
     return f" ({int(asked.group(1)) / 2**30:.3g} GiB for one tensor)" if asked else ""
