@@ -103,10 +103,15 @@ def test_torchrun_two_processes_equal_single_process_training(tmp_path, python, 
     if not torch.distributed.is_gloo_available():
         pytest.skip("gloo backend not available")
     extra = ["--set", "model.name=mlp", "--set", "data.limit=256", "--set", "train.epochs=2"]
+    _assert_torchrun_equals_one_process(tmp_path, python, subprocess_env, extra)
+
+
+def _assert_torchrun_equals_one_process(tmp_path, python, env, extra) -> None:
+    """The weights of two torchrun processes equal those of one process on the same settings."""
     single, ddp = tmp_path / "single", tmp_path / "ddp"
-    subprocess.run(_train_cmd(python, single, extra), check=True, env=subprocess_env, capture_output=True)
+    subprocess.run(_train_cmd(python, single, extra), check=True, env=env, capture_output=True)
     r = subprocess.run(
-        _torchrun_cmd(python, ddp, extra), check=False, env=subprocess_env, capture_output=True, text=True
+        _torchrun_cmd(python, ddp, extra), check=False, env=env, capture_output=True, text=True
     )
     assert r.returncode == 0, r.stderr[-2000:]
     a = load_file(weights_path(single / "r" / "checkpoint", "snn"))
@@ -137,16 +142,7 @@ def test_torchrun_with_batches_split_unevenly_equals_single_process_training(
         pytest.skip("gloo backend not available")
     extra = ["--set", "model.name=mlp", "--set", "data.limit=255", "--set", "train.epochs=2"]
     extra += ["--set", "train.schedule=none"]
-    single, ddp = tmp_path / "single", tmp_path / "ddp"
-    subprocess.run(_train_cmd(python, single, extra), check=True, env=subprocess_env, capture_output=True)
-    r = subprocess.run(
-        _torchrun_cmd(python, ddp, extra), check=False, env=subprocess_env, capture_output=True, text=True
-    )
-    assert r.returncode == 0, r.stderr[-2000:]
-    a = load_file(weights_path(single / "r" / "checkpoint", "snn"))
-    b = load_file(weights_path(ddp / "r" / "checkpoint", "snn"))
-    for k in a:
-        assert torch.allclose(a[k], b[k], atol=1e-5), k
+    _assert_torchrun_equals_one_process(tmp_path, python, subprocess_env, extra)
 
 
 def test_torchrun_with_a_batch_smaller_than_the_processes_is_refused_in_one_line(
