@@ -6,8 +6,13 @@ hardware-only space on the shipped workload file: a trial takes milliseconds."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import optuna
@@ -472,3 +477,28 @@ def test_workers_holding_the_budget_lock_never_overshoot_the_budget(tmp_path, mo
     for t in threads:
         t.join()
     assert len(_trials(out, "c")) == 5
+
+
+def test_sigterm_between_trials_stops_as_ctrl_c_does_and_says_what_is_kept(tmp_path):
+    """A hardware-only study spends its time outside any training: SIGTERM there ended the
+    process at once, without a word; it stops as Ctrl-C does (exit 130, the finished trials
+    counted)."""
+    space = _space(tmp_path, name="c", knobs=[CLOCK], trials=100_000)  # never done before the signal
+    out = tmp_path / "t"
+    cmd = [sys.executable, "-m", "spikecim", "dse", str(space), "--out", str(out)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        while proc.poll() is None:
+            if (out / "study.journal").exists() and b'"state":1' in (out / "study.journal").read_bytes():
+                proc.send_signal(signal.SIGTERM)  # a trial has finished (COMPLETE is state 1)
+                break
+            time.sleep(0.05)
+    finally:
+        err = proc.communicate()[1]
+    assert proc.returncode == 130, err
+    kept = sum(t.state == TrialState.COMPLETE for t in _trials(out, "c"))
+    assert err.strip().splitlines()[-1] == (
+        f"dse: interrupted; {kept} finished trials are kept in {out / 'study.journal'} (a trial that was "
+        "running runs again first): run the same command again to continue"
+    )

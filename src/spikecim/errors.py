@@ -1,9 +1,14 @@
-"""User-facing errors.
+"""User-facing errors, and how a command stops (Ctrl-C, SIGTERM).
 
 A :class:`SpikecimError` carries one line that names the offending field and what is
 allowed. The CLI prints it without a traceback and exits non-zero; library callers can
 catch it like any ``ValueError``.
 """
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 class SpikecimError(ValueError):
@@ -54,3 +59,27 @@ def one_line_validation_error(err, prefix: str = "") -> str:
             msg = "unknown key"
         parts.append(f"{prefix}{loc}: {msg}" if loc else f"{prefix}{msg}")
     return "; ".join(parts).replace("\r", "\\r").replace("\n", "\\n")  # one line, even for odd keys
+
+
+@contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (``kill``, a batch scheduler's stop) handled as Ctrl-C while the block runs, so
+    a command stops as it does on Ctrl-C: what it keeps is kept and said. Python's default
+    action ends the process at once (a ``--fresh`` run's previous files left set aside, a
+    study stopped without a word). Only in the main thread, and only over the default action
+    (a handler the caller installed stays)."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    ):
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from spikecim.errors import RunInterrupted, SpikecimError
+from spikecim.errors import RunInterrupted, SpikecimError, terminate_as_interrupt
 
 SPACE_COPY = "space.yaml"
 
@@ -105,7 +105,7 @@ def dse_cmd(
     created = [p for p in (out, out / SPACE_COPY, out / "study.journal", out / "dse.lock") if not p.exists()]
     try:
         _keep_space(sp, space, out)
-        with _Bar(Console(stderr=True), sp, trials or sp.trials) as bar:
+        with terminate_as_interrupt(), _Bar(Console(stderr=True), sp, trials or sp.trials) as bar:
             doc = explore(
                 sp,
                 out,

@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
-import threading
 import time
 import warnings
 import zlib
 from collections.abc import Iterator, MutableMapping
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -25,7 +22,7 @@ from pydantic import ValidationError
 
 from spikecim.config import RunConfig, load_config
 from spikecim.data import dataset_from_config
-from spikecim.errors import RunInterrupted, SpikecimError, one_line_validation_error
+from spikecim.errors import RunInterrupted, SpikecimError, one_line_validation_error, terminate_as_interrupt
 from spikecim.models import create_model
 from spikecim.pipeline import folder
 from spikecim.pipeline.results import result_json
@@ -279,7 +276,7 @@ def run(cfg: RunConfig, console=None, fresh: bool = False) -> RunContext:
     was; Ctrl-C, or SIGTERM (``kill``, a batch scheduler's stop), raises
     :class:`~spikecim.errors.RunInterrupted` saying what was saved.
     """
-    with _terminate_as_interrupt():
+    with terminate_as_interrupt():
         return _run(cfg, console, fresh)
 
 
@@ -342,29 +339,6 @@ def _run(cfg: RunConfig, console, fresh: bool) -> RunContext:
                 raise RunInterrupted(_interrupted_line(cfg, done, what)) from None
             raise
     return ctx
-
-
-@contextmanager
-def _terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM handled as Ctrl-C while the block runs: Python's default action ends the process
-    at once, which would leave a ``--fresh`` run's previous files set aside and a new folder
-    half made. Only in the main thread, and only over the default action (a handler the
-    caller installed stays)."""
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
-    ):
-        yield
-        return
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _prepare(cfg: RunConfig, console, fresh: bool) -> RunContext:
