@@ -3,6 +3,8 @@ the lower bound never trains), the training cache, and resuming after SIGKILL.""
 
 from __future__ import annotations
 
+import csv
+import html
 import json
 import os
 import signal
@@ -163,7 +165,9 @@ def test_a_training_that_raises_a_library_error_fails_its_trial_and_the_study_go
     ]
     assert [t.user_attrs.get("error") for t in trials if t.params["seed"] == 1] == [oom]
     assert doc["baseline"] == {"params": {"seed": 1}, "values": {}, "error": oom}
-    assert (out / "study.html").is_file()
+    with (out / "trials.csv").open(newline="") as f:  # the reason in the table files too
+        assert {r["seed"]: r["error"] for r in csv.DictReader(f)} == {"0": "", "1": oom, "2": ""}
+    assert f"<td>{html.escape(oom)}</td>" in (out / "study.html").read_text(encoding="utf-8")
 
 
 def _stop_in_a_trial(tmp_path, sig: int):

@@ -204,12 +204,13 @@ def _csv(trials: list[dict], path: Path) -> Path:
     metrics = sorted({k for t in trials for k in t["values"]})
     with path.open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["number", "state", "feasible", "pareto", *params, *metrics])
+        w.writerow(["number", "state", "feasible", "pareto", *params, *metrics, "error"])
         for t in trials:
             w.writerow(
                 [t["number"], t["state"], t["feasible"], t["pareto"]]
                 + [t["params"].get(p, "") for p in params]
                 + [t["values"].get(m, "") for m in metrics]
+                + [t.get("error", "")]  # why a failed trial failed
             )
     return path
 

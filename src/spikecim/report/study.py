@@ -63,6 +63,7 @@ class Trial(_Read):
     values: dict[str, float | None] = Field(default_factory=dict)
     feasible: bool = True
     pareto: bool = False
+    error: str | None = None  # why a failed trial failed
 
 
 class HypervolumePoint(_Read):
@@ -275,7 +276,10 @@ def _trials_table(study: Study) -> str:
     names = [o.name for o in study.objectives]
     for t in study.trials:
         names += [m for m in t.values if m not in names]
-    headers = ["trial", "state", "feasible", "Pareto-optimal", *params, *names]
+    failed = any(t.error for t in study.trials)
+    headers = ["trial", "state", "feasible", "Pareto-optimal", *params, *names] + (
+        ["why it failed"] if failed else []
+    )
     rows = [
         [
             t.number,
@@ -285,6 +289,7 @@ def _trials_table(study: Study) -> str:
             *(_param(t.params.get(p)) for p in params),
             *("—" if t.values.get(m) is None else f"{t.values[m]:.4g}" for m in names),
         ]
+        + ([t.error or ""] if failed else [])
         for t in study.trials
     ]
     return html_table(headers, rows)
