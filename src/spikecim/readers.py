@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,16 @@ import yaml
 
 from spikecim.errors import SpikecimError, first_line
 
-__all__ = ["first_non_finite", "read_bytes", "read_document", "read_mapping", "read_metrics", "read_text"]
+__all__ = [
+    "first_non_finite",
+    "loads",
+    "read_bytes",
+    "read_document",
+    "read_mapping",
+    "read_metrics",
+    "read_text",
+    "replaceable",
+]
 
 
 def read_mapping(path: str | Path, field: str, holds: str = "of settings") -> dict:
@@ -161,3 +171,30 @@ def read_text(path: str | Path, field: str) -> str:
         raise SpikecimError(
             f"{field}: {path} is not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start})"
         ) from None
+
+
+def replaceable(path: Path, ours: Callable[[Path], bool], field: str, is_folder: str, not_ours: str) -> Path:
+    """``path`` where spikecim may write a file: a new one, or one that ``ours`` says spikecim
+    wrote (it is replaced). Any other file there is the user's and is never overwritten. A
+    folder there is ``{field}: {path} {is_folder}``, another file ``{field}: {path} exists and
+    {not_ours}``, each one line."""
+    path = Path(path)
+    if path.is_dir():
+        raise SpikecimError(f"{field}: {path} {is_folder}")
+    if path.exists() and not ours(path):
+        raise SpikecimError(f"{field}: {path} exists and {not_ours}")
+    return path
+
+
+def loads(load: Callable[[Path], Any]) -> Callable[[Path], bool]:
+    """``ours`` for :func:`replaceable`: the file is spikecim's when ``load`` reads it (a
+    schema of spikecim's own, such as a CostReport or a Workload)."""
+
+    def ours(path: Path) -> bool:
+        try:
+            load(path)
+        except SpikecimError:
+            return False
+        return True
+
+    return ours

@@ -40,17 +40,15 @@ def _report_output(path: Path) -> None:
     """``path`` may be written: a new file, or a CostReport spikecim saved before (replaced).
     Any other existing file is the user's and is never overwritten."""
     from spikecim.hw import CostReport
+    from spikecim.readers import loads, replaceable
 
-    if path.is_dir():
-        raise SpikecimError(f"--out: {path} is a folder; give the CostReport JSON's file name")
-    if path.exists():
-        try:
-            CostReport.load(path)
-        except SpikecimError:
-            raise SpikecimError(
-                f"--out: {path} exists and is not a CostReport JSON; spikecim replaces only its "
-                "own reports (choose a new file name)"
-            ) from None
+    replaceable(
+        path,
+        loads(CostReport.load),
+        "--out",
+        "is a folder; give the CostReport JSON's file name",
+        "is not a CostReport JSON; spikecim replaces only its own reports (choose a new file name)",
+    )
 
 
 @app.command("list")

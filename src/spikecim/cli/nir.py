@@ -12,8 +12,6 @@ from typing import Annotated
 
 import typer
 
-from spikecim.errors import SpikecimError
-
 app = typer.Typer(help="Import, export and inspect NIR graphs.", no_args_is_help=True)
 
 
@@ -101,14 +99,15 @@ def _nir_output(path: Path) -> None:
     """``path`` may be written: a new file, or a NIR file spikecim exported before. Any other
     existing file is the user's and is never overwritten."""
     from spikecim.interop.nirfile import written_by_spikecim
+    from spikecim.readers import replaceable
 
-    if path.is_dir():
-        raise SpikecimError(f"-o: {path} is a folder; give the .nir file's name")
-    if path.exists() and not written_by_spikecim(path):
-        raise SpikecimError(
-            f"-o: {path} exists and is not a NIR file spikecim exported; spikecim replaces only "
-            "its own exports (choose a new file name)"
-        )
+    replaceable(
+        path,
+        written_by_spikecim,
+        "-o",
+        "is a folder; give the .nir file's name",
+        "is not a NIR file spikecim exported; spikecim replaces only its own exports (choose a new file name)",
+    )
 
 
 def _shape(shape) -> str:

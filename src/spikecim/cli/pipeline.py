@@ -167,19 +167,16 @@ def _refuse_nir_options(source: Path, **given) -> None:
 def _workload_output(path: Path) -> Path:
     """``path`` where a workload JSON may be written: a new file, or a workload JSON spikecim
     wrote before (replaced). Any other existing file is the user's and is never overwritten."""
+    from spikecim.readers import loads, replaceable
     from spikecim.trace import Workload
 
-    if path.is_dir():
-        raise SpikecimError(f"--output: {path} is a folder; give the workload JSON's file name")
-    if path.exists():
-        try:
-            Workload.load(path)
-        except SpikecimError:
-            raise SpikecimError(
-                f"--output: {path} exists and is not a workload JSON; spikecim replaces only "
-                "its own workload files (choose a new file name)"
-            ) from None
-    return path
+    return replaceable(
+        path,
+        loads(Workload.load),
+        "--output",
+        "is a folder; give the workload JSON's file name",
+        "is not a workload JSON; spikecim replaces only its own workload files (choose a new file name)",
+    )
 
 
 def _load_nir_eval(source: Path, dataset: str | None, root: str | None, timesteps: int, limit: int | None):

@@ -17,7 +17,6 @@ from functools import cache
 from pathlib import Path
 
 import spikecim
-from spikecim.errors import SpikecimError
 
 __all__ = ["GENERATOR", "PLOTLY_JS", "page_html", "plotly_js", "replaceable", "section_html", "toc"]
 
@@ -127,17 +126,21 @@ _SCRIPT = """
 def replaceable(path: Path, command: str, marker: bytes = GENERATOR, hint: str = "move it away") -> Path:
     """``path`` where ``command`` may write a file: a new one, or one spikecim wrote (``marker``
     in its first 4 kB), which is replaced. Any other file there is the user's and is never
-    overwritten: a one-line error naming ``command`` and ending with ``hint``."""
-    if path.is_dir():
-        raise SpikecimError(f"{command}: {path} is a folder; {hint}")
-    if path.exists():
-        with path.open("rb") as f:
-            head = f.read(4096)
-        if marker not in head:
-            raise SpikecimError(
-                f"{command}: {path} exists and was not written by spikecim, so it is not replaced; {hint}"
-            )
-    return path
+    overwritten: a one-line error naming ``command`` and ending with ``hint``
+    (:func:`spikecim.readers.replaceable`)."""
+    from spikecim.readers import replaceable as own_file
+
+    def ours(p: Path) -> bool:
+        with p.open("rb") as f:
+            return marker in f.read(4096)
+
+    return own_file(
+        path,
+        ours,
+        command,
+        f"is a folder; {hint}",
+        f"was not written by spikecim, so it is not replaced; {hint}",
+    )
 
 
 @cache
