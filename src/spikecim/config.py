@@ -123,21 +123,12 @@ class ModelConfig(_Section):
     @field_validator("kwargs")
     @classmethod
     def _not_set_by_the_run(cls, v: dict[str, Any]) -> dict[str, Any]:
-        for key, where in _SET_BY_THE_RUN.items():
+        from spikecim.models._registry import SET_BY_THE_RUN
+
+        for key, where in SET_BY_THE_RUN.items():
             if key in v:
                 raise ValueError(f"{key}: set by {where}; leave it out of model.kwargs")
         return v
-
-
-# Builder arguments the run sets itself, and from where: not model.kwargs' to give.
-_SET_BY_THE_RUN = {
-    "num_classes": "the data set",
-    "in_channels": "the data set",
-    "input_size": "the data set",
-    "spiking": "the variant (variants[].spiking)",
-    "neuron": "model.neuron.kind",
-    "neuron_kw": "model.neuron",
-}
 
 
 class TrainConfig(_Section):

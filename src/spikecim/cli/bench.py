@@ -24,7 +24,7 @@ from typing import Annotated
 
 import typer
 
-from spikecim.errors import SpikecimError
+from spikecim.errors import SpikecimError, allocation_failed
 
 SUITES = ("lif", "analog", "train", "hwa")
 QUICK = {"batches": (2,), "timesteps": 5, "features": 16, "repeats": 2, "warmup": 1}
@@ -159,10 +159,11 @@ def bench_cmd(
             suite, quick, batch, timesteps, features, repeats, library, model, threads, device, as_json
         )
     except (MemoryError, RuntimeError) as e:
-        if not isinstance(e, MemoryError) and "allocate" not in str(e):
+        size = allocation_failed(e)
+        if size is None:
             raise
         raise SpikecimError(
-            "bench: the sizes asked for need more memory than is available; lower --batch, --features "
+            f"bench: the sizes asked for need more memory than is available{size}; lower --batch, --features "
             "or --timesteps"
         ) from None
 

@@ -154,7 +154,15 @@ def create_model(
     return model
 
 
-_SET_BY_THE_RUN = ("spiking", "num_classes", "in_channels", "input_size", "neuron", "neuron_kw")
+# Builder arguments a run sets itself, and from where: not model.kwargs' to give.
+SET_BY_THE_RUN = {
+    "num_classes": "the data set",
+    "in_channels": "the data set",
+    "input_size": "the data set",
+    "spiking": "the variant (variants[].spiking)",
+    "neuron": "model.neuron.kind",
+    "neuron_kw": "model.neuron",
+}
 
 
 def _check_arguments(name: str, kw: dict[str, Any]) -> None:
@@ -166,7 +174,7 @@ def _check_arguments(name: str, kw: dict[str, Any]) -> None:
         return
     for key in kw:
         if key not in params:
-            allowed = ", ".join(k for k in params if k not in _SET_BY_THE_RUN)
+            allowed = ", ".join(k for k in params if k not in SET_BY_THE_RUN)
             raise SpikecimError(f"model.kwargs: unknown argument {key!r} of {name}, allowed: {allowed}")
 
 
