@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from types import UnionType
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
@@ -42,9 +42,13 @@ class Schema(BaseModel):
     def _no_bool_for_number(cls, v: Any, info: ValidationInfo) -> Any:
         """``true`` is not a number and ``1`` or ``"no"`` not a switch: pydantic's lax mode
         would read them as 1 and False."""
-        kind = _scalar_kind(cls.model_fields[info.field_name].annotation)
+        annotation = cls.model_fields[info.field_name].annotation
+        kind = _scalar_kind(annotation)
         if kind == "number" and isinstance(v, bool):
             raise ValueError(f"must be a number, got {str(v).lower()}")
+        words = _words_or_number(annotation)
+        if words is not None and isinstance(v, bool):  # a number or a word (adc.range: "max" or 1.5)
+            raise ValueError(f"must be {' '.join(words)}, got {str(v).lower()}")
         if kind == "bool" and v is not None and not isinstance(v, bool):
             raise ValueError(f"must be true or false, got {v!r}")
         return v
@@ -73,6 +77,20 @@ def _scalar_kind(annotation: Any) -> str | None:
     if annotation in (int, float):
         return "number"
     return None
+
+
+def _words_or_number(annotation: Any) -> list[str] | None:
+    """For a field that takes one of some words or a number (``Literal["max", "calibrated"] |
+    float``), the allowed values as a phrase (``'max', 'calibrated' or a number``); else None."""
+    if get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    if get_origin(annotation) not in (Union, UnionType):
+        return None
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    words = [repr(w) for a in args if get_origin(a) is Literal for w in get_args(a)]
+    if not words or bool in args or not any(a in (int, float) for a in args):
+        return None
+    return [*(f"{w}," for w in words[:-1]), words[-1], "or a number"]
 
 
 def check_number(v: Any) -> str | None:

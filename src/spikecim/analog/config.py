@@ -84,15 +84,6 @@ class ADCConfig(ConverterConfig):
     range: Literal["max", "calibrated"] | float = "max"
     calibration_percentile: float = Field(99.99, gt=0, le=100)
 
-    @field_validator("range", mode="before")
-    @classmethod
-    def _not_bool(cls, v):
-        # a union field: Schema's check of plain number fields misses it (ValueError: pydantic
-        # turns it into a field error)
-        if isinstance(v, bool):
-            raise ValueError(f"must be 'max', 'calibrated' or a number > 0, got {str(v).lower()}")  # noqa: TRY004
-        return v
-
     @field_validator("range")
     @classmethod
     def _positive(cls, v):
