@@ -135,9 +135,10 @@ def drift(model: nn.Module, t_s: float) -> nn.Module:
     compensation follow). Returns the model."""
     if isinstance(t_s, bool) or not isinstance(t_s, numbers.Real):
         raise SpikecimError(f"drift: t_s must be a number of seconds, finite and >= 0, got {t_s!r}")
-    if not analog_layers(model) and not dynamic_layers(model):
+    layers = analog_layers(model)
+    if not layers and not dynamic_layers(model):
         raise SpikecimError("drift: the model has no analog layers; call to_analog first")
-    for layer in analog_layers(model):
+    for layer in layers:
         if layer.tiles is None:
             raise SpikecimError("drift: layer not programmed; call program(model, seed) first")
         layer.tiles = set_time(layer.tiles, layer.config, float(t_s), layer._scratch)
