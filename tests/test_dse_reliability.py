@@ -188,6 +188,41 @@ def test_a_torn_last_line_is_cut_before_appending_and_no_finished_trial_is_lost(
     assert code == 0, err
 
 
+@pytest.mark.parametrize("at", ["symlink", "open", "write", "fsync", "rename", "unlink"])
+def test_an_interrupt_inside_a_journal_write_waits_until_the_lock_is_released(at, tmp_path):
+    """SIGTERM (as Ctrl-C) that lands between two steps of Optuna's lock left the lock file
+    behind (every later command waited for it), or surfaced as ``FileNotFoundError`` from
+    the lock's cleanup in place of the interrupt. The signal is sent just before the named
+    system call of the append; it must come out as the interrupt, after a whole line and
+    with no lock file left."""
+    from spikecim.dse.study import Journal
+
+    journal = Journal(str(tmp_path / "study.journal"))
+
+    def interrupt_before(frame, event, arg):
+        if event == "c_call" and getattr(arg, "__name__", "") == at:
+            sys.setprofile(None)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            sys.setprofile(interrupt_before)
+            try:
+                journal.append_logs([{"op_code": 0, "worker_id": "w", "study_name": "s", "directions": [1]}])
+            finally:
+                sys.setprofile(None)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["study.journal"]  # no lock, no rename file
+    assert [json.loads(ln)["study_name"] for ln in (tmp_path / "study.journal").read_text().splitlines()] == [
+        "s"
+    ]
+
+
 # ---- 4. a command that fails at the door writes nothing --------------------------------------
 
 FAILS = {

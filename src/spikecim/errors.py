@@ -83,3 +83,27 @@ def terminate_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Ctrl-C and SIGTERM held back while the block runs, then delivered as they would have
+    been, so a write that must be whole is not cut in the middle. Optuna's journal lock, for
+    one: an interrupt between its ``rename`` and ``unlink`` leaves the lock file behind, and
+    one before the ``rename`` ends in ``FileNotFoundError`` in place of the interrupt. Only
+    in the main thread (where Python runs signal handlers); nests."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(signum) is not None:  # None: a handler not set from Python, left alone
+            previous[signum] = signal.signal(signum, lambda signum, frame: held.append(signum))
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(held):  # each once, in the order they came
+            signal.raise_signal(signum)

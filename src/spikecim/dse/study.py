@@ -37,7 +37,7 @@ from optuna.trial import TrialState
 from spikecim.dse.evaluate import Evaluator, Outcome
 from spikecim.dse.objectives import METRICS, constraint_values
 from spikecim.dse.space import Space, sample
-from spikecim.errors import RunInterrupted, SpikecimError, first_line
+from spikecim.errors import RunInterrupted, SpikecimError, first_line, interrupts_deferred
 
 __all__ = [
     "JOURNAL",
@@ -228,7 +228,8 @@ def _journal_classes():
         line without its ``\\n``. Optuna's reader skips it, but Optuna appends the next lines
         onto it, and the line it makes is not JSON: every later read fails, and every finished
         trial with it. Under the journal's lock (so no write is in progress), the bytes after
-        the last ``\\n`` are cut before the new lines are written."""
+        the last ``\\n`` are cut before the new lines are written. Ctrl-C and SIGTERM wait
+        until the lines are written and the lock is released."""
 
         fsync = True
 
@@ -236,8 +237,9 @@ def _journal_classes():
             import json
 
             text = "\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n"
-            # the same lock and file as JournalFileBackend
-            with get_lock_file(self._lock), open(self._file_path, "a+b") as f:
+            # the same lock and file as JournalFileBackend; an interrupt waits until the lock
+            # is released, or it could leave the lock file behind (interrupts_deferred)
+            with interrupts_deferred(), get_lock_file(self._lock), open(self._file_path, "a+b") as f:
                 _cut_torn_tail(f, self._file_path)
                 f.write(text.encode("utf-8"))
                 if self.fsync:
