@@ -50,6 +50,7 @@ from spikecim.analog.devices import noisy_read
 from spikecim.analog.quant import abs_max_scale, level_count, nonzero_scale
 from spikecim.analog.tiles import normalised_to_levels
 from spikecim.errors import SpikecimError
+from spikecim.ops.matmul import matmul_shared
 from spikecim.quant import Observer
 from spikecim.quant import levels as quant_levels
 
@@ -134,10 +135,10 @@ class AnalogMatMul(nn.Module):
         if self._operand_observers:
             for obs in self._operand_observers.values():
                 obs.observe(b.detach().reshape(-1, K, N))
-            return torch.matmul(a, b)
+            return matmul_shared(a, b)
         y = self._crossbar(a, b)
         if torch.is_grad_enabled() and (a.requires_grad or b.requires_grad):
-            exact = torch.matmul(a, b)  # straight-through: the crossbar's value, the gradient of a @ b
+            exact = matmul_shared(a, b)  # straight-through: the crossbar's value, the gradient of a @ b
             y = exact + (y - exact).detach()
         return y
 

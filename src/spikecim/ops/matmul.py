@@ -25,14 +25,40 @@ from torch import nn
 from spikecim.errors import SpikecimError
 from spikecim.ops import Op, register_op
 
-__all__ = ["MatMul"]
+__all__ = ["MatMul", "matmul_shared"]
 
 
 class MatMul(nn.Module):
-    """``forward(a, b) = a @ b`` (``torch.matmul``), a module so tools can see it."""
+    """``forward(a, b) = a @ b`` (``torch.matmul``'s broadcasting), a module so tools can see it."""
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return matmul_shared(a, b)
+
+
+def matmul_shared(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``torch.matmul(a, b)`` without copying ``b`` along the batch dimensions where it is
+    broadcast. ``torch.matmul`` copies an expanded ``b`` to one matrix per product; attention
+    written per token (each query against the same keys, expanded over the ``L`` queries) would
+    hold ``L`` copies of the keys, ``L²·d`` values per sample (8.6 GB at ``L = 4096``,
+    ``d = 128``). Here the rows of ``a`` that meet the same matrix of ``b`` are stacked into
+    one product; the result is a view in ``a @ b``'s shape and order."""
+    if a.dim() < 3 or b.dim() < 3:
         return torch.matmul(a, b)
+    lead = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    (m, k), n = a.shape[-2:], b.shape[-1]
+    b = b.expand(*lead, k, n)
+    shared = [i for i, size in enumerate(lead) if size > 1 and b.stride(i) == 0]
+    if not shared:
+        return torch.matmul(a, b)
+    rest = [i for i in range(len(lead)) if i not in shared]
+    order = rest + shared  # b's own dimensions, then those it is broadcast along
+    a = a.expand(*lead, m, k).permute(*order, -2, -1)
+    b = b[tuple(0 if i in shared else slice(None) for i in range(len(lead)))]
+    rows = math.prod(lead[i] for i in shared) * m
+    out = torch.matmul(a.reshape(*(lead[i] for i in rest), rows, k), b)
+    out = out.view(*(lead[i] for i in order), m, n)
+    back = sorted(range(len(order)), key=order.__getitem__)  # the inverse of order
+    return out.permute(*back, -2, -1)
 
 
 @register_op
