@@ -7,6 +7,7 @@ import csv
 import html
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -244,3 +245,35 @@ def test_resume_after_sigkill_keeps_finished_trials_and_reruns_the_killed_one(tm
     assert sorted(t["number"] for t in doc["trials"] if t["state"] == "COMPLETE") == sorted(
         t.number for t in complete
     )
+
+
+def test_a_design_whose_training_diverges_is_a_failed_trial_without_the_command_lines_advice(tmp_path):
+    """A design that diverges fails as a trial. Its recorded reason is the finding only: the
+    advice of `spikecim run` (train again with --fresh or another --name) does not apply to a
+    trial, whose training is the study's to run."""
+    space = _space(
+        tmp_path,
+        name="div",
+        base={
+            **BASE,
+            "train": {"epochs": 1, "lr": 10, "optimizer": "sgd"},
+            "data": {"limit": 128, "batch_size": 4},
+        },
+        # 32 steps of x(1 - 1e13) pass float32's range; 0 trains
+        knobs=[{"name": "decay", "path": "train.weight_decay", "choices": [0.0, 1e12]}],
+        objectives=[{"metric": "accuracy"}],
+        constraints=[],
+        trials=2,
+    )
+    out = tmp_path / "out"
+    explore(load_space(space), out)
+    trials = {t.params["decay"]: t for t in _journal_trials(out, "div")}
+    assert trials[0.0].state == TrialState.COMPLETE
+    assert trials[1e12].state == TrialState.FAIL
+    error = trials[1e12].user_attrs["error"]
+    assert re.fullmatch(r"train: the snn diverged in epoch 1 of 1 \(.+\); no epoch of it is saved", error), (
+        error
+    )
+    summary = (out / "summary.md").read_text()
+    number = trials[1e12].number
+    assert f"| {number} | decay=1e+12 | {error} |" in summary.split("## Failed trials")[1], summary

@@ -13,10 +13,15 @@ from contextlib import contextmanager
 
 class SpikecimError(ValueError):
     """Bad input from the user: the message is one line naming the field (a line break or
-    other control character from the input is written escaped, ``\\n``)."""
+    other control character from the input is written escaped, ``\\n``).
 
-    def __init__(self, message: object = "", *args: object) -> None:
-        super().__init__(one_line(str(message)), *args)
+    ``advice`` is what to do about it on the command line, written after the finding (``…;
+    lower train.lr …``); :attr:`finding` is the message without it, for where that advice
+    does not apply (a design's failure recorded in a study)."""
+
+    def __init__(self, message: object = "", *args: object, advice: str = "") -> None:
+        self.finding = one_line(str(message))
+        super().__init__(f"{self.finding}; {one_line(advice)}" if advice else self.finding, *args)
 
 
 def one_line(text: str) -> str:

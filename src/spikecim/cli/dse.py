@@ -189,7 +189,7 @@ def _remove_if_no_trial(created: list[Path], sp, out: Path, url: str | None) -> 
 
 def _interrupted_line(sp, out: Path, url: str | None) -> str:
     """What an interrupted command kept: the finished trials of its studies, and how to go on."""
-    from spikecim.dse.study import FINISHED, JOURNAL, _shown, load_study
+    from spikecim.dse.study import FINISHED, JOURNAL, load_study, shown_url
 
     finished = 0
     for random in (False, True):
@@ -200,7 +200,7 @@ def _interrupted_line(sp, out: Path, url: str | None) -> str:
         finished += len(study.get_trials(deepcopy=False, states=FINISHED))
     if not finished:
         return "dse: interrupted before a trial finished; nothing was kept"
-    where = _shown(url) if url else out / JOURNAL
+    where = shown_url(url) if url else out / JOURNAL
     return (
         f"dse: interrupted; {finished} finished trials are kept in {where} "
         "(a trial that was running runs again first): run the same command again to continue"

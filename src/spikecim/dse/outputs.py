@@ -363,6 +363,13 @@ def _markdown(doc: dict, path: Path) -> Path:
         cells = [str(t["number"])] + [_fmt(t["params"].get(p, "")) for p in params]
         cells += [_fmt(t["values"].get(m, "")) for m in objs]
         lines.append("| " + " | ".join(cells) + " |")
+    failed = [t for t in trials if "error" in t]
+    if failed:
+        lines += ["", "## Failed trials", "", "| trial | design | why it failed |", "|---|---|---|"]
+        for t in failed:
+            design = ", ".join(f"{k}={_fmt(v)}" for k, v in t["params"].items())
+            why = t["error"].replace("|", "\\|")  # a | would end the cell
+            lines.append(f"| {t['number']} | {design} | {why} |")
     if doc["importance"]:
         lines += ["", f"## Knob importance for {objs[0]} (fANOVA)", ""]
         lines += [f"- {k}: {v:.3f}" for k, v in doc["importance"].items()]

@@ -51,6 +51,7 @@ __all__ = [
     "recover",
     "run_trials",
     "sampler_seed",
+    "shown_url",
     "storage_for",
 ]
 
@@ -152,7 +153,7 @@ def _rdb(url: str, read_only: bool):
     from optuna.exceptions import ExperimentalWarning
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
-    shown = _shown(url)
+    shown = shown_url(url)
     try:
         if read_only:  # RDBStorage writes its tables and version into a database without them
             parsed = sqlalchemy.engine.make_url(url)
@@ -185,7 +186,7 @@ def _rdb(url: str, read_only: bool):
         raise SpikecimError(f"--storage: cannot open {shown}: {why}") from None
 
 
-def _shown(url: str) -> str:
+def shown_url(url: str) -> str:
     """``url`` as it may be printed: without its password."""
     import sqlalchemy
 
@@ -324,7 +325,7 @@ def load_study(
     try:
         return optuna.load_study(study_name=name, storage=storage, sampler=make_sampler(space, random))
     except KeyError:
-        where = _shown(url) if url else Path(out_dir) / JOURNAL
+        where = shown_url(url) if url else Path(out_dir) / JOURNAL
         raise SpikecimError(f"dse: no study '{name}' in {where}") from None
 
 
@@ -422,7 +423,9 @@ def failure(err: Exception) -> str:
     built, a training that diverged), or a library's error with its type
     (``OutOfMemoryError: CUDA out of memory…``). Either way the design, not the study, failed:
     a command that stopped on it would run it again first (:func:`recover`) and stop again."""
-    return str(err) if isinstance(err, SpikecimError) else f"{type(err).__name__}: {first_line(err)}"
+    if isinstance(err, SpikecimError):
+        return err.finding  # without the command line's advice (--fresh, --name): not for a trial
+    return f"{type(err).__name__}: {first_line(err)}"
 
 
 def _counts(t: optuna.trial.FrozenTrial) -> bool:

@@ -153,11 +153,11 @@ def trained_weights(ckpt_dir: Path, variant: str) -> Path | None:
     try:
         path = weights_path(ckpt_dir, variant)
     except SpikecimError as e:
-        raise SpikecimError(f"{e}; {_ADVICE}") from None
+        raise SpikecimError(e, advice=_ADVICE) from None
     if path.is_file():
         return path
     if (ckpt_dir / f"{variant}.state.json").exists():
-        raise SpikecimError(f"checkpoint: {path} is missing; {_ADVICE}")
+        raise SpikecimError(f"checkpoint: {path} is missing", advice=_ADVICE)
     return None
 
 
@@ -271,7 +271,7 @@ def load_variant_weights(model, ckpt_dir: Path, variant: str) -> None:
     except SpikecimError as e:
         if hashes is None:  # weights placed by hand: --fresh would not clear them
             raise
-        raise SpikecimError(f"{e}; {_ADVICE}") from None
+        raise SpikecimError(e, advice=_ADVICE) from None
     model.load_state_dict(tensors)
 
 
@@ -297,7 +297,7 @@ def load_checkpoint(
     try:
         return _restore(ckpt_dir, variant, model, optimizer, scheduler, epochs, fingerprint)
     except SpikecimError as e:
-        raise SpikecimError(f"{e}; {_ADVICE}") from None
+        raise SpikecimError(e, advice=_ADVICE) from None
 
 
 def _restore(

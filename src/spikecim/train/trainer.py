@@ -257,6 +257,6 @@ def _check_finite(model: nn.Module, loss: float, variant: str, epoch: int, epoch
     if saving:
         kept = f"; its checkpoint stays at epoch {epoch - 1}" if epoch > 1 else "; no epoch of it is saved"
     raise SpikecimError(
-        f"train: the {variant} diverged in epoch {epoch} of {epochs} ({what}){kept}; "
-        "lower train.lr or train.weight_decay and train again with --fresh or another --name"
+        f"train: the {variant} diverged in epoch {epoch} of {epochs} ({what}){kept}",
+        advice="lower train.lr or train.weight_decay and train again with --fresh or another --name",
     )
