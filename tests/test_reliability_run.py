@@ -209,6 +209,42 @@ def test_a_fresh_run_replaces_the_old_one_once_its_first_stage_finished(copy_of_
     assert set(json.loads((copy_of_run / "metrics.json").read_text())) == {"test_ok", "timing_s"}
 
 
+def test_a_second_ctrl_c_while_a_fresh_run_puts_the_previous_one_back_does_not_cut_it_short(
+    copy_of_run, capsys
+):
+    """Ctrl-C pressed twice: the second lands while the previous run's files are moved back.
+    It used to stop the restore half done, the rest of the previous run left in a hidden
+    folder beside it. The second Ctrl-C is sent just before the restore's first rename."""
+    armed = []
+
+    def interrupt(ctx):  # the first Ctrl-C, in a stage of the new run
+        armed.append(True)
+        raise KeyboardInterrupt
+
+    def second_ctrl_c(frame, event, arg):
+        if armed and event == "c_call" and getattr(arg, "__name__", "") == "rename":
+            sys.setprofile(None)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    register_stage("test_interrupt_twice")(interrupt)
+    before = snapshot(copy_of_run.parent)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    sys.setprofile(second_ctrl_c)
+    try:
+        code = main(
+            run_args(copy_of_run.parent, "base", *TINY, "--fresh", "--stages", "test_interrupt_twice")
+        )
+    finally:
+        sys.setprofile(None)
+        signal.signal(signal.SIGINT, previous)
+        _STAGES.pop("test_interrupt_twice", None)
+    assert armed and code == 130
+    assert the_line(capsys.readouterr().err, "interrupted") == (
+        f"interrupted before anything new was saved: the previous run in {copy_of_run} is restored"
+    )
+    assert snapshot(copy_of_run.parent) == before
+
+
 def test_a_failing_first_run_leaves_no_folder_behind(tmp_path, test_stages, capsys):
     assert main(run_args(tmp_path, "new", *TINY, "--stages", "test_fail")) == 2
     assert "test_fail" in the_line(capsys.readouterr().err)

@@ -91,12 +91,14 @@ def terminate_as_interrupt() -> Iterator[None]:
 
 
 @contextmanager
-def interrupts_deferred() -> Iterator[None]:
+def interrupts_deferred(drop: bool = False) -> Iterator[None]:
     """Ctrl-C and SIGTERM held back while the block runs, then delivered as they would have
     been, so a write that must be whole is not cut in the middle. Optuna's journal lock, for
     one: an interrupt between its ``rename`` and ``unlink`` leaves the lock file behind, and
-    one before the ``rename`` ends in ``FileNotFoundError`` in place of the interrupt. Only
-    in the main thread (where Python runs signal handlers); nests."""
+    one before the ``rename`` ends in ``FileNotFoundError`` in place of the interrupt.
+    ``drop=True`` drops them instead: the cleanup of a command already stopping, which a
+    second Ctrl-C must not cut short. Only in the main thread (where Python runs signal
+    handlers); nests."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -110,5 +112,5 @@ def interrupts_deferred() -> Iterator[None]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        for signum in dict.fromkeys(held):  # each once, in the order they came
+        for signum in dict.fromkeys(() if drop else held):  # each once, in the order they came
             signal.raise_signal(signum)

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from spikecim.errors import SpikecimError
+from spikecim.errors import SpikecimError, interrupts_deferred
 
 try:  # POSIX; elsewhere runs are not locked
     import fcntl
@@ -128,7 +128,9 @@ class Aside:
     """The previous run's files, moved to a hidden sibling folder while a ``--fresh`` run starts.
 
     ``move()`` empties the run folder (marker and lock stay); ``restore()`` removes what the
-    new run wrote and puts the previous files back; ``discard()`` deletes them.
+    new run wrote and puts the previous files back; ``discard()`` deletes them. Each is done
+    whole: Ctrl-C waits until it is (a hidden folder holding part of the previous run would
+    be left otherwise).
     """
 
     def __init__(self, run_dir: Path) -> None:
@@ -137,13 +139,27 @@ class Aside:
         self.path: Path | None = None
 
     def move(self) -> None:
+        with interrupts_deferred():
+            self._move()
+
+    def restore(self) -> None:
+        with interrupts_deferred():
+            self._restore()
+
+    def discard(self) -> None:
+        with interrupts_deferred():
+            if self.path is not None:
+                shutil.rmtree(self.path)
+                self.path = None
+
+    def _move(self) -> None:
         if not self.names:
             return
         self.path = Path(tempfile.mkdtemp(prefix=f".{self.run_dir.name}.previous-", dir=self.run_dir.parent))
         for name in self.names:
             os.rename(self.run_dir / name, self.path / name)
 
-    def restore(self) -> None:
+    def _restore(self) -> None:
         for name in os.listdir(self.run_dir):
             if name not in (MARKER, LOCK) and name not in self.names:
                 _remove(self.run_dir / name)
@@ -155,11 +171,6 @@ class Aside:
             os.rename(self.path / name, self.run_dir / name)
         self.path.rmdir()
         self.path = None
-
-    def discard(self) -> None:
-        if self.path is not None:
-            shutil.rmtree(self.path)
-            self.path = None
 
 
 def _is_file(p: Path) -> bool:

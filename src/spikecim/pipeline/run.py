@@ -22,7 +22,13 @@ from pydantic import ValidationError
 
 from spikecim.config import RunConfig, load_config
 from spikecim.data import dataset_from_config
-from spikecim.errors import RunInterrupted, SpikecimError, one_line_validation_error, terminate_as_interrupt
+from spikecim.errors import (
+    RunInterrupted,
+    SpikecimError,
+    interrupts_deferred,
+    one_line_validation_error,
+    terminate_as_interrupt,
+)
 from spikecim.models import create_model
 from spikecim.pipeline import folder
 from spikecim.pipeline.results import result_json
@@ -320,25 +326,33 @@ def _run(cfg: RunConfig, console, fresh: bool) -> RunContext:
             if aside is not None:
                 aside.discard()
         except BaseException as e:
-            if aside is not None and aside.path is not None:
-                aside.restore()
-                what = f"the previous run in {run_dir} is restored"
-            elif not done and _checkpoint_stamp(run_dir) == before:
-                if created:  # only this run wrote into it
-                    shutil.rmtree(run_dir)
-                    what = f"nothing was written to {run_dir}"
-                else:
-                    if old_config is None:
-                        config.unlink(missing_ok=True)
-                    else:
-                        config.write_bytes(old_config)
-                    what = f"{run_dir} is as it was"
-            else:
-                what = None
+            with interrupts_deferred(drop=True):  # a second Ctrl-C does not cut the cleanup short
+                what = _clean_up(run_dir, aside, done, created, before, config, old_config)
             if isinstance(e, KeyboardInterrupt):
                 raise RunInterrupted(_interrupted_line(cfg, done, what)) from None
             raise
     return ctx
+
+
+def _clean_up(
+    run_dir: Path, aside, done: list[str], created: bool, before, config: Path, old_config
+) -> str | None:
+    """After a run failed or was interrupted: put the previous run back (``--fresh``), or undo
+    what a run that saved nothing wrote. Returns what the folder now holds, or None when the
+    stages that finished are kept."""
+    if aside is not None and aside.path is not None:
+        aside.restore()
+        return f"the previous run in {run_dir} is restored"
+    if done or _checkpoint_stamp(run_dir) != before:
+        return None
+    if created:  # only this run wrote into it
+        shutil.rmtree(run_dir)
+        return f"nothing was written to {run_dir}"
+    if old_config is None:
+        config.unlink(missing_ok=True)
+    else:
+        config.write_bytes(old_config)
+    return f"{run_dir} is as it was"
 
 
 def _prepare(cfg: RunConfig, console, fresh: bool) -> RunContext:
