@@ -186,7 +186,14 @@ def _stop_in_a_trial(tmp_path, sig: int):
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "spikecim.cli.main", "dse", space, "--out", str(out), "--trials", "3"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # A suite started in the background of a non-interactive shell has SIGINT ignored, which a
+    # child inherits: the study would never see the Ctrl-C this test sends. A handled signal
+    # is reset to its default action in the child, so the child starts with Ctrl-C's usual one.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     killed, err = None, ""
     try:
         deadline = time.monotonic() + 300
