@@ -537,3 +537,44 @@ def test_sigterm_between_trials_stops_as_ctrl_c_does_and_says_what_is_kept(tmp_p
         f"dse: interrupted; {kept} finished trials are kept in {out / 'study.journal'} (a trial that was "
         "running runs again first): run the same command again to continue"
     )
+
+
+def test_a_second_ctrl_c_while_dse_stops_still_says_what_is_kept(tmp_path, capsys):
+    """Ctrl-C pressed twice: the second lands while the command counts the finished trials it
+    keeps (reading the journal). It used to end the command with a bare "interrupted", the
+    count lost. The first Ctrl-C is sent as the second trial is told, from a trace function
+    (its exception switches tracing off, not profiling); the second from a profile function,
+    at the next file opened."""
+    space = _space(tmp_path, name="c", knobs=[CLOCK], trials=100)
+    out = tmp_path / "t"
+    told, armed = [], []
+
+    def first_ctrl_c(frame, event, arg):
+        if event == "call" and frame.f_code.co_name == "_tell":
+            told.append(1)
+            if len(told) == 2:
+                armed.append(1)
+                sys.settrace(None)
+                os.kill(os.getpid(), signal.SIGINT)
+
+    def second_ctrl_c(frame, event, arg):
+        if armed and event == "c_call" and getattr(arg, "__name__", "") == "open":
+            sys.setprofile(None)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    sys.settrace(first_ctrl_c)
+    sys.setprofile(second_ctrl_c)
+    try:
+        code, err = _dse(capsys, space, "--out", out)
+    finally:
+        sys.settrace(None)
+        sys.setprofile(None)
+        signal.signal(signal.SIGINT, previous)
+    assert armed and code == 130
+    kept = sum(t.state == TrialState.COMPLETE for t in _trials(out, "c"))
+    assert kept >= 1
+    assert err.strip().splitlines()[-1] == (
+        f"dse: interrupted; {kept} finished trials are kept in {out / 'study.journal'} (a trial that was "
+        "running runs again first): run the same command again to continue"
+    )

@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from spikecim.errors import RunInterrupted, SpikecimError, terminate_as_interrupt
+from spikecim.errors import RunInterrupted, SpikecimError, interrupts_deferred, terminate_as_interrupt
 
 SPACE_COPY = "space.yaml"
 
@@ -118,10 +118,13 @@ def dse_cmd(
                 checked=True,
             )
     except (KeyboardInterrupt, RunInterrupted):  # Ctrl-C, also inside a trial's training
-        _remove_if_no_trial(created, sp, out, storage)
-        raise RunInterrupted(_interrupted_line(sp, out, storage)) from None
+        with interrupts_deferred(drop=True):  # a second Ctrl-C does not cut this short
+            _remove_if_no_trial(created, sp, out, storage)
+            line = _interrupted_line(sp, out, storage)
+        raise RunInterrupted(line) from None
     except BaseException:
-        _remove_if_no_trial(created, sp, out, storage)
+        with interrupts_deferred(drop=True):
+            _remove_if_no_trial(created, sp, out, storage)
         raise
     front = sum(t["pareto"] for t in doc["trials"])
     if doc["baseline"] and "error" in doc["baseline"]:
