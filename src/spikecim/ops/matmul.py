@@ -41,13 +41,15 @@ def matmul_shared(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     written per token (each query against the same keys, expanded over the ``L`` queries) would
     hold ``L`` copies of the keys, ``L²·d`` values per sample (8.6 GB at ``L = 4096``,
     ``d = 128``). Here the rows of ``a`` that meet the same matrix of ``b`` are stacked into
-    one product; the result is a view in ``a @ b``'s shape and order."""
+    one product; the result is a view in ``a @ b``'s shape and order. Pass ``b`` with size 1
+    along those dimensions where it can: an expanded ``b`` (stride 0) also works, but autograd
+    gives it a gradient of its full expanded size, which its expand's backward then sums."""
     if a.dim() < 3 or b.dim() < 3:
         return torch.matmul(a, b)
     lead = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     (m, k), n = a.shape[-2:], b.shape[-1]
-    b = b.expand(*lead, k, n)
-    shared = [i for i, size in enumerate(lead) if size > 1 and b.stride(i) == 0]
+    b = b.reshape((1,) * (len(lead) + 2 - b.dim()) + b.shape)  # as many batch dimensions as a @ b
+    shared = [i for i, size in enumerate(lead) if size > 1 and (b.shape[i] == 1 or b.stride(i) == 0)]
     if not shared:
         return torch.matmul(a, b)
     rest = [i for i in range(len(lead)) if i not in shared]

@@ -201,7 +201,7 @@ def trace(
         layout = _layout(xs[0], T, B, rec.op.sample_ndim(mod), rec.calls, what)
         if layout is None:
             return
-        _check_operands(xs, layout, what)
+        xs = _check_operands(xs, layout, what)
         if rec.origin and rec.calls and len(layout.steps) == T:
             raise SpikecimError(
                 f"trace: {what} ran again over all {T} steps in one forward (a loop?); one call "
@@ -400,17 +400,22 @@ def _add_batch(records: list[_Record], ran: torch.Tensor) -> None:
             rec.per_sample.extend(kept["nonzero"].T.tolist())
 
 
-def _check_operands(xs: tuple[torch.Tensor, ...], layout: _Layout, what: str) -> None:
-    """Both operands of a matmul carry the call's leading (time, batch) dimensions and a matrix."""
+def _check_operands(xs: tuple[torch.Tensor, ...], layout: _Layout, what: str) -> tuple[torch.Tensor, ...]:
+    """Both operands of a matmul carry the call's leading (time, batch) dimensions and a matrix;
+    an operand of size 1 there is the same at every step or sample (broadcast, as ``a @ b``
+    takes it) and is returned expanded (a view)."""
     if len(xs) < 2:
-        return
+        return xs
     lead = tuple(xs[0].shape[: layout.lead])
+    if all(x.dim() >= layout.lead + 2 and all(n in (1, m) for n, m in zip(x.shape, lead)) for x in xs[1:]):
+        xs = (xs[0], *(x.expand(*lead, *x.shape[layout.lead :]) for x in xs[1:]))
     if any(tuple(x.shape[: layout.lead]) != lead or x.dim() < layout.lead + 2 for x in xs):
         shapes = " and ".join(str(list(x.shape)) for x in xs)
         raise SpikecimError(
             f"trace: {what} multiplies {shapes}; both operands need the leading dimensions "
             f"{list(lead)} and a matrix per sample"
         )
+    return xs
 
 
 def _in_order(records: list[_Record], captured: list[_Record]) -> list[_Record]:

@@ -39,9 +39,10 @@ class CausalSelfAttention(nn.Module):
         q, k, v = self.qkv(x).view(n, b, 3, self.heads, d // self.heads).unbind(2)  # [L, B, H, dh] each
         # Per token t (time-major, so the tracer counts the work of each step): the query row
         # q_t [1, dh] against every key and value of the window, the future ones masked. The
-        # expansions are views: MatMul does not copy them (spikecim.ops.matmul.matmul_shared).
-        keys = k.permute(1, 2, 3, 0).expand(n, b, self.heads, d // self.heads, n)  # [L, B, H, dh, L]
-        values = v.permute(1, 2, 0, 3).expand(n, b, self.heads, n, d // self.heads)  # [L, B, H, L, dh]
+        # keys and values are the same for every query: broadcast (size 1), not copied
+        # (spikecim.ops.matmul.matmul_shared).
+        keys = k.permute(1, 2, 3, 0).unsqueeze(0)  # [1, B, H, dh, L]
+        values = v.permute(1, 2, 0, 3).unsqueeze(0)  # [1, B, H, L, dh]
         att = self.scores(q.unsqueeze(-2), keys) / math.sqrt(d // self.heads)  # [L, B, H, 1, L]
         future = torch.ones(n, n, dtype=torch.bool, device=x.device).triu(1).view(n, 1, 1, 1, n)
         att = self.softmax(att.masked_fill(future, float("-inf")))
