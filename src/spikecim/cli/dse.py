@@ -117,14 +117,13 @@ def dse_cmd(
                 progress=bar.update,
                 checked=True,
             )
-    except (KeyboardInterrupt, RunInterrupted):  # Ctrl-C, also inside a trial's training
+    except BaseException as e:
+        interrupted = isinstance(e, (KeyboardInterrupt, RunInterrupted))  # Ctrl-C, also in a trial
         with interrupts_deferred(drop=True):  # a second Ctrl-C does not cut this short
             _remove_if_no_trial(created, sp, out, storage)
-            line = _interrupted_line(sp, out, storage)
-        raise RunInterrupted(line) from None
-    except BaseException:
-        with interrupts_deferred(drop=True):
-            _remove_if_no_trial(created, sp, out, storage)
+            line = _interrupted_line(sp, out, storage) if interrupted else None
+        if line is not None:
+            raise RunInterrupted(line) from None
         raise
     front = sum(t["pareto"] for t in doc["trials"])
     if doc["baseline"] and "error" in doc["baseline"]:
