@@ -201,7 +201,7 @@ def trace(
         layout = _layout(xs[0], T, B, rec.op.sample_ndim(mod), rec.calls, what)
         if layout is None:
             return
-        xs = _check_operands(xs, layout, what)
+        xs = _checked_operands(xs, layout, what)
         if rec.origin and rec.calls and len(layout.steps) == T:
             raise SpikecimError(
                 f"trace: {what} ran again over all {T} steps in one forward (a loop?); one call "
@@ -400,7 +400,7 @@ def _add_batch(records: list[_Record], ran: torch.Tensor) -> None:
             rec.per_sample.extend(kept["nonzero"].T.tolist())
 
 
-def _check_operands(xs: tuple[torch.Tensor, ...], layout: _Layout, what: str) -> tuple[torch.Tensor, ...]:
+def _checked_operands(xs: tuple[torch.Tensor, ...], layout: _Layout, what: str) -> tuple[torch.Tensor, ...]:
     """Both operands of a matmul carry the call's leading (time, batch) dimensions and a matrix;
     an operand of size 1 there is the same at every step or sample (broadcast, as ``a @ b``
     takes it) and is returned expanded (a view)."""
