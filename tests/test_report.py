@@ -514,3 +514,42 @@ def test_broken_import_inside_a_section_module_is_not_hidden(tmp_path, monkeypat
     monkeypatch.setattr(render, "_SECTION_MODULES", ("probe_broken_sections",))
     with pytest.raises(ModuleNotFoundError, match="probe_dependency_that_is_missing"):
         write_report(_write_run(tmp_path / "run", {}, workloads=False))
+
+
+def test_a_cost_ratio_reads_the_same_in_the_console_the_report_and_the_compare_page(tmp_path):
+    from spikecim.pipeline.results import HardwareResult
+    from spikecim.pipeline.stage_hardware import hardware_section
+    from spikecim.report.compare import write_compare_page
+    from spikecim.report.summary import estimate_sentence
+
+    energy_pj = {
+        "snn": {"naive-45nm": 1.15e6, "imc": 632_200.0},
+        "ann": {"naive-45nm": 6.12e6, "imc": 626_800.0},
+    }
+    estimators = {"naive-45nm": "naive", "imc": "imc"}
+    # snn / ann by hand: 1.15 / 6.12 = 0.18791 and 0.6322 / 0.6268 = 1.008615, at 4 significant digits
+    hardware = {
+        "baseline": "ann",
+        "variants": {
+            v: {a: {"estimator": estimators[a], "energy_pj": e, "latency_ns": 1000.0} for a, e in per.items()}
+            for v, per in energy_pj.items()
+        },
+        "ratios": {
+            "snn_over_ann": {a: {"energy_pj": energy_pj["snn"][a] / energy_pj["ann"][a]} for a in estimators}
+        },
+    }
+    hw = HardwareResult.model_validate(hardware)
+    assert hw.summary_rows()[-1] == ("snn/ann", "naive-45nm: 0.1879× energy, imc: 1.009× energy")
+    assert (
+        "SNN takes 0.1879× the energy of ANN; on the hardware models it takes 1.009× (imc)"
+        in estimate_sentence(hw)
+    )
+    section = hardware_section(hw, tmp_path)
+    assert "<td>snn</td><td>imc</td><td>1.009</td>" in section
+    run = _write_run(
+        tmp_path / "run", {"evaluate": {"snn": {"accuracy": 0.5}}, "hardware": hardware}, workloads=False
+    )
+    page = write_compare_page([run], tmp_path / "out").read_text(encoding="utf-8")
+    table = re.findall(r'<table id="variants">.*?</table>', page, re.DOTALL)[0]
+    assert re.findall(r"<td>(\d[^<]*×)</td>", table) == ["0.1879×", "1.009×"]
+

@@ -27,6 +27,7 @@ from spikecim.report.fmt import (
     metric_text,
     pct,
     pct_spread,
+    ratio,
 )
 
 __all__ = [
@@ -392,7 +393,7 @@ class HardwareResult(StageResult):
         ]
         for key, per_arch in self.ratios.items():
             v = key.split("_over_")[0]
-            text = ", ".join(f"{a}: {_num(r.energy_pj)}× energy" for a, r in per_arch.items())
+            text = ", ".join(f"{a}: {ratio(r.energy_pj)} energy" for a, r in per_arch.items())
             rows.append((f"{v}/{self.baseline}", text))
         return rows
 

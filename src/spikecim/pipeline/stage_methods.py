@@ -16,7 +16,7 @@ from pathlib import Path
 from spikecim.pipeline.compare import compare_methods, method_label
 from spikecim.pipeline.results import MethodsResult
 from spikecim.pipeline.stages import RunContext
-from spikecim.report.fmt import MISSING, count, energy, energy_unit, pct, pct_spread
+from spikecim.report.fmt import MISSING, count, energy, energy_unit, pct, pct_spread, ratio
 from spikecim.report.sections import embed_chart, html_table, register_section
 
 __all__ = ["methods_chart", "methods_section", "methods_stage", "plot_methods"]
@@ -87,10 +87,6 @@ def plot_methods(result: MethodsResult, path: Path) -> Path:
     return save_figure(fig, path)
 
 
-def _x(v: float | None) -> str:
-    return MISSING if v is None else f"{v:.3g}×"
-
-
 def _num(v: float | None, scale: float = 1.0) -> str:
     return MISSING if v is None else f"{v / scale:.4g}"
 
@@ -117,7 +113,7 @@ def methods_section(result: MethodsResult | None, run_dir: Path) -> str:
             steps,
             count(r.params),
             count(r.footprint_bytes),
-            _x(r.footprint_ratio),
+            ratio(r.footprint_ratio),
             pct(r.footprint_reduction_vs_fp32),
         ]
         table.append(line)
@@ -136,13 +132,13 @@ def methods_section(result: MethodsResult | None, run_dir: Path) -> str:
                 v,
                 arch,
                 energy(c.energy_pj, unit),
-                _x(c.energy_ratio),
+                ratio(c.energy_ratio),
                 _num(c.latency_ns or None, 1e3),
-                _x(c.latency_ratio),
+                ratio(c.latency_ratio),
                 _num(c.area_um2 or None, 1e6),
-                _x(c.area_ratio),
+                ratio(c.area_ratio),
                 _num(c.edp_pj_ns),
-                _x(c.edp_ratio),
+                ratio(c.edp_ratio),
             ]
             for arch in result.archs
             for v, r in rows.items()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from spikecim.report.fmt import metric_axis
+from spikecim.report.fmt import metric_axis, ratio
 
 __all__ = [
     "accuracy_seeds",
@@ -340,7 +340,7 @@ def ratio_bars(ratios: Mapping[str, Mapping[str, Mapping[str, float | None]]], b
                 y=[per_arch[a][metric] for a in xs],
                 name=f"{variant.upper()} {metric}",
                 marker_color=palette(i),
-                text=[f"{per_arch[a][metric]:.3g}×" for a in xs],
+                text=[ratio(per_arch[a][metric]) for a in xs],
                 textposition="outside",
                 hovertemplate=f"%{{x}}: {metric} %{{y:.4g}}× the {baseline.upper()}'s<extra>%{{fullData.name}}</extra>",
             )

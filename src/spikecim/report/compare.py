@@ -22,7 +22,7 @@ from pathlib import Path
 
 from spikecim.errors import SpikecimError
 from spikecim.readers import read_mapping, read_metrics
-from spikecim.report.fmt import MISSING, count, energy, energy_unit, pct, pct_spread
+from spikecim.report.fmt import MISSING, count, energy, energy_unit, pct, pct_spread, ratio
 from spikecim.report.page import page_html, replaceable, section_html, toc
 from spikecim.report.sections import embed_chart, html_table
 from spikecim.variants import ratio_key
@@ -240,7 +240,7 @@ def _variants_table(runs: list[RunSummary]) -> str:
             )
             t = trace.variants.get(v) if trace is not None else None
             cost = r.hardware(v)
-            ratio = (
+            ratios = (
                 hw.ratios.get(ratio_key(v, hw.baseline), {})
                 if hw is not None and hw.enabled and hw.baseline
                 else {}
@@ -258,7 +258,7 @@ def _variants_table(runs: list[RunSummary]) -> str:
             if hw is not None and v == hw.baseline:
                 row += ["1 (baseline)" if a in cost else MISSING for a in archs]
             else:
-                row += [_times(ratio[a].energy_pj) if a in ratio else MISSING for a in archs]
+                row += [ratio(ratios[a].energy_pj) if a in ratios else MISSING for a in archs]
             rows.append(row)
     return html_table(headers, rows).replace("<table>", '<table id="variants">', 1)
 
@@ -307,7 +307,3 @@ def _studies_table(studies: list[Path], out_dir: Path) -> str:
 
 def _us(latency_ns: float | None) -> str:
     return MISSING if not latency_ns else f"{latency_ns / 1e3:.4g}"
-
-
-def _times(ratio: float | None) -> str:
-    return MISSING if ratio is None else f"{ratio:.3g}×"

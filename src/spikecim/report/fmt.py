@@ -6,6 +6,7 @@ figure reads the same everywhere.
   is not shown: ``pct_spread(0.9, 0.0, 1)`` -> ``"90.00% (1 seed)"``
 - ``count(12345.4)`` -> ``"12,345"`` (operation, parameter and byte counts, rounded)
 - ``rate(0.08123)`` -> ``"0.0812"`` (spikes per neuron per step, 4 decimals)
+- ``ratio(1.00862)`` -> ``"1.009×"`` (a cost relative to a baseline's, 4 significant digits)
 - ``energy_unit([3.2e6, 5e4])`` -> ``("µJ", 1e6)``: the one unit of a table of energies,
   chosen from its largest value; ``energy(3.2e6, "µJ")`` -> ``"3.2"``
 - a missing value (``None``) -> ``"—"``
@@ -33,6 +34,7 @@ __all__ = [
     "pct",
     "pct_spread",
     "rate",
+    "ratio",
 ]
 
 MISSING = "—"
@@ -102,6 +104,10 @@ def count(value: float | None) -> str:
 
 def rate(value: float | None) -> str:
     return MISSING if value is None else f"{value:.4f}"
+
+
+def ratio(value: float | None) -> str:
+    return MISSING if value is None else f"{value:.4g}×"
 
 
 def energy_unit(values_pj: Iterable[float | None]) -> tuple[str, float]:

@@ -9,6 +9,7 @@ import html
 from collections.abc import Mapping
 
 from spikecim.pipeline.results import HardwareResult
+from spikecim.report.fmt import ratio
 from spikecim.report.sections import html_table
 
 __all__ = ["estimate_sentence", "headline_rows", "summary_html"]
@@ -42,12 +43,12 @@ def estimate_sentence(hw: HardwareResult | None) -> str:
         }
         naive = [a for a in per_arch if estimators[a] == "naive" and per_arch[a].energy_pj is not None]
         models = [a for a in per_arch if a not in naive and per_arch[a].energy_pj is not None]
-        hw_text = _join([f"{per_arch[a].energy_pj:.3g}× ({a})" for a in models])
+        hw_text = _join([f"{ratio(per_arch[a].energy_pj)} ({a})" for a in models])
         v = variant.upper()
         if naive and models:
             est = per_arch[naive[0]].energy_pj
             text = (
-                f"Counting operations ({naive[0]}), {v} takes {est:.3g}× the energy of {base}; "
+                f"Counting operations ({naive[0]}), {v} takes {ratio(est)} the energy of {base}; "
                 f"on the hardware models it takes {hw_text}"
             )
             flipped = [a for a in models if (per_arch[a].energy_pj < 1) != (est < 1)]
@@ -58,7 +59,7 @@ def estimate_sentence(hw: HardwareResult | None) -> str:
             sentences.append(f"On the hardware models, {v} takes {hw_text} the energy of {base}.")
         elif naive:
             sentences.append(
-                f"Counting operations ({naive[0]}), {v} takes {per_arch[naive[0]].energy_pj:.3g}× the energy of {base}."
+                f"Counting operations ({naive[0]}), {v} takes {ratio(per_arch[naive[0]].energy_pj)} the energy of {base}."
             )
     return " ".join(sentences)
 
