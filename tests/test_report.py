@@ -553,3 +553,25 @@ def test_a_cost_ratio_reads_the_same_in_the_console_the_report_and_the_compare_p
     table = re.findall(r'<table id="variants">.*?</table>', page, re.DOTALL)[0]
     assert re.findall(r"<td>(\d[^<]*×)</td>", table) == ["0.1879×", "1.009×"]
 
+
+def test_index_shows_a_study_but_not_the_networks_it_trained_for_its_designs(tmp_path, capsys):
+    from spikecim.cli.main import main
+
+    runs = tmp_path / "runs"
+    _write_run(runs / "digits", {"evaluate": {"snn": {"accuracy": 0.625}}}, workloads=False)
+    # a study's folder as `spikecim dse` leaves it: its journal, results and the trained networks' cache
+    for study, marker in (("done", "dse.json"), ("interrupted", "study.journal")):
+        (runs / study).mkdir()
+        (runs / study / marker).write_text("{}")
+        _write_run(
+            runs / study / "cache" / "0f3a", {"evaluate": {"snn": {"accuracy": 0.25}}}, workloads=False
+        )
+    assert main(["compare", str(runs)]) == 0
+    assert capsys.readouterr().out.strip() == str(runs / "index.html")
+    page = (runs / "index.html").read_text(encoding="utf-8")
+    table = re.findall(r'<table id="variants">.*?</table>', page, re.DOTALL)[0]
+    assert re.findall(r"<tr><td>([^<]*)</td><td>snn</td><td>([^<]*)</td>", table) == [("digits", "62.50%")]
+    # the studies table: the finished study (no study.html here, so its name without a link)
+    assert re.findall(r"<tr><td>([^<]*)</td><td>([^<]*dse\.json)</td></tr>", page) == [
+        ("done", "done/dse.json")
+    ]

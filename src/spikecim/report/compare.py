@@ -85,12 +85,15 @@ def load_run_summary(run_dir: str | Path) -> RunSummary:
 
 def find_runs(root: str | Path) -> tuple[list[Path], list[Path]]:
     """Run folders (holding ``metrics.json``) and study folders (holding ``dse.json``) under
-    ``root``, each sorted by path."""
+    ``root``, each sorted by path. The networks a study trained for its designs (its
+    ``cache/``) belong to the study, not to the runs: a run folder inside a study folder
+    (one holding ``dse.json`` or ``study.journal``) is left out."""
     root = Path(root)
     if not root.is_dir():
         raise SpikecimError(f"compare: {root} is not a folder")
-    runs = sorted(p.parent for p in root.rglob("metrics.json"))
     studies = sorted(p.parent for p in root.rglob("dse.json"))
+    in_study = {p.parent for p in root.rglob("study.journal")} | set(studies)
+    runs = sorted(p.parent for p in root.rglob("metrics.json") if in_study.isdisjoint(p.parent.parents))
     return runs, studies
 
 
