@@ -566,11 +566,16 @@ def test_index_shows_a_study_but_not_the_networks_it_trained_for_its_designs(tmp
         _write_run(
             runs / study / "cache" / "0f3a", {"evaluate": {"snn": {"accuracy": 0.25}}}, workloads=False
         )
+    # a run of the user's own that happens to lie in a study's folder is still a run
+    _write_run(runs / "done" / "mine", {"evaluate": {"snn": {"accuracy": 0.75}}}, workloads=False)
     assert main(["compare", str(runs)]) == 0
     assert capsys.readouterr().out.strip() == str(runs / "index.html")
     page = (runs / "index.html").read_text(encoding="utf-8")
     table = re.findall(r'<table id="variants">.*?</table>', page, re.DOTALL)[0]
-    assert re.findall(r"<tr><td>([^<]*)</td><td>snn</td><td>([^<]*)</td>", table) == [("digits", "62.50%")]
+    assert re.findall(r"<tr><td>([^<]*)</td><td>snn</td><td>([^<]*)</td>", table) == [
+        ("digits", "62.50%"),
+        ("mine", "75.00%"),
+    ]
     # the studies table: the finished study (no study.html here, so its name without a link)
     assert re.findall(r"<tr><td>([^<]*)</td><td>([^<]*dse\.json)</td></tr>", page) == [
         ("done", "done/dse.json")

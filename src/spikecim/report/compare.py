@@ -85,15 +85,19 @@ def load_run_summary(run_dir: str | Path) -> RunSummary:
 
 def find_runs(root: str | Path) -> tuple[list[Path], list[Path]]:
     """Run folders (holding ``metrics.json``) and study folders (holding ``dse.json``) under
-    ``root``, each sorted by path. The networks a study trained for its designs (its
-    ``cache/``) belong to the study, not to the runs: a run folder inside a study folder
-    (one holding ``dse.json`` or ``study.journal``) is left out."""
+    ``root``, each sorted by path. The networks a study trained for its designs
+    (``<study>/cache/<key>/``, :mod:`spikecim.dse.evaluate`) belong to the study, not to the
+    runs: they are left out (a study folder holds ``dse.json`` or ``study.journal``)."""
     root = Path(root)
     if not root.is_dir():
         raise SpikecimError(f"compare: {root} is not a folder")
     studies = sorted(p.parent for p in root.rglob("dse.json"))
-    in_study = {p.parent for p in root.rglob("study.journal")} | set(studies)
-    runs = sorted(p.parent for p in root.rglob("metrics.json") if in_study.isdisjoint(p.parent.parents))
+    study_dirs = {p.parent for p in root.rglob("study.journal")} | set(studies)
+    runs = sorted(
+        p.parent
+        for p in root.rglob("metrics.json")
+        if not (p.parent.parent.name == "cache" and p.parent.parent.parent in study_dirs)
+    )
     return runs, studies
 
 
