@@ -20,8 +20,8 @@ import torch
 import yaml
 from optuna.trial import TrialState
 
+from spikecim.dse.layout import JOURNAL
 from spikecim.dse.space import load_space
-from spikecim.dse.study import JOURNAL
 from spikecim.dse.workers import explore
 from spikecim.hw import estimate, list_architectures, load_architecture
 from spikecim.hw.layers import load_workload

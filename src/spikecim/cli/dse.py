@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 
+from spikecim.dse.layout import JOURNAL
 from spikecim.errors import RunInterrupted, SpikecimError, interrupts_deferred, terminate_as_interrupt
 
 SPACE_COPY = "space.yaml"
@@ -92,9 +93,9 @@ def dse_cmd(
     else:
         sp = load_space(space)
     out = out or Path("dse") / sp.name
-    journal_exists = (out / "study.journal").exists() or storage is not None
+    journal_exists = (out / JOURNAL).exists() or storage is not None
     if (resume or status) and not journal_exists:
-        raise SpikecimError(f"--{'resume' if resume else 'status'}: {out} holds no study (no study.journal)")
+        raise SpikecimError(f"--{'resume' if resume else 'status'}: {out} holds no study (no {JOURNAL})")
     if status:  # reads, creates nothing
         _keep_space(sp, space, out, write=False)
         _print_status(sp, out, storage)
@@ -102,7 +103,7 @@ def dse_cmd(
     # everything that can fail at the door fails before a file is written (the space, its
     # workload and baseline were checked by load_space)
     check_command(out, storage, workers, ray_address)
-    created = [p for p in (out, out / SPACE_COPY, out / "study.journal", out / "dse.lock") if not p.exists()]
+    created = [p for p in (out, out / SPACE_COPY, out / JOURNAL, out / "dse.lock") if not p.exists()]
     try:
         _keep_space(sp, space, out)
         with terminate_as_interrupt(), _Bar(Console(stderr=True), sp, trials or sp.trials) as bar:
@@ -170,7 +171,7 @@ def _remove_if_no_trial(created: list[Path], sp, out: Path, url: str | None) -> 
     exists or the storage cannot be read."""
     import optuna
 
-    from spikecim.dse.study import JOURNAL, storage_for
+    from spikecim.dse.study import storage_for
 
     if (out / JOURNAL).exists() or url:
         try:
@@ -191,7 +192,7 @@ def _remove_if_no_trial(created: list[Path], sp, out: Path, url: str | None) -> 
 
 def _interrupted_line(sp, out: Path, url: str | None) -> str:
     """What an interrupted command kept: the finished trials of its studies, and how to go on."""
-    from spikecim.dse.study import FINISHED, JOURNAL, load_study, shown_url
+    from spikecim.dse.study import FINISHED, load_study, shown_url
 
     finished = 0
     for random in (False, True):

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from spikecim.dse.layout import CACHE
 from spikecim.dse.objectives import METRICS, hardware_metrics, violated_by_bound
 from spikecim.dse.space import Space, base_config, build
 
@@ -106,7 +107,7 @@ class Evaluator:
         from spikecim.config import RunConfig
         from spikecim.pipeline.run import load_run, run
 
-        cache = self.out_dir / "cache"
+        cache = self.out_dir / CACHE
         cache.mkdir(parents=True, exist_ok=True)
         run_dir = cache / key
         with _file_lock(cache / f"{key}.lock"):

@@ -29,6 +29,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from spikecim.dse.layout import RESULTS
 from spikecim.dse.objectives import METRICS
 from spikecim.dse.space import Space
 from spikecim.dse.study import directions
@@ -185,7 +186,7 @@ def write_outputs(doc: dict[str, Any], out_dir: str | Path) -> list[Path]:
     """Write the output folder from a :func:`summarise` document; returns the paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = [out / "dse.json"]
+    paths = [out / RESULTS]
     paths[0].write_text(json.dumps(doc, indent=1, allow_nan=False, default=float))
     front = [t for t in doc["trials"] if t["pareto"]]
     (out / "pareto.json").write_text(json.dumps(front, indent=1, allow_nan=False))

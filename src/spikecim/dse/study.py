@@ -35,12 +35,12 @@ import optuna
 from optuna.trial import TrialState
 
 from spikecim.dse.evaluate import Evaluator, Outcome
+from spikecim.dse.layout import JOURNAL
 from spikecim.dse.objectives import METRICS, constraint_values
 from spikecim.dse.space import Space, sample
 from spikecim.errors import RunInterrupted, SpikecimError, first_line, interrupts_deferred
 
 __all__ = [
-    "JOURNAL",
     "Journal",
     "PageCacheJournal",
     "directions",
@@ -55,7 +55,6 @@ __all__ = [
     "storage_for",
 ]
 
-JOURNAL = "study.journal"
 HEARTBEAT_S = 10
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 

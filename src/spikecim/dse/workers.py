@@ -126,7 +126,8 @@ def check_command(
     """Everything about a command that can fail before it writes anything, each a one-line
     error: the worker count, Ray and the cluster's address, the storage (an RDB URL opened; a
     journal that exists read and checked for damage)."""
-    from spikecim.dse.study import JOURNAL, storage_for
+    from spikecim.dse.layout import JOURNAL
+    from spikecim.dse.study import storage_for
 
     cap = max_workers(ray_address)
     if workers < 1:

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from spikecim.dse import layout
 from spikecim.errors import SpikecimError
 from spikecim.readers import read_mapping, read_metrics
 from spikecim.report.fmt import MISSING, count, energy, energy_unit, pct, pct_spread, ratio
@@ -87,17 +88,12 @@ def find_runs(root: str | Path) -> tuple[list[Path], list[Path]]:
     """Run folders (holding ``metrics.json``) and study folders (holding ``dse.json``) under
     ``root``, each sorted by path. The networks a study trained for its designs
     (``<study>/cache/<key>/``, :mod:`spikecim.dse.evaluate`) belong to the study, not to the
-    runs: they are left out (a study folder holds ``dse.json`` or ``study.journal``)."""
+    runs: they are left out (:func:`spikecim.dse.layout.in_cache`)."""
     root = Path(root)
     if not root.is_dir():
         raise SpikecimError(f"compare: {root} is not a folder")
-    studies = sorted(p.parent for p in root.rglob("dse.json"))
-    study_dirs = {p.parent for p in root.rglob("study.journal")} | set(studies)
-    runs = sorted(
-        p.parent
-        for p in root.rglob("metrics.json")
-        if not (p.parent.parent.name == "cache" and p.parent.parent.parent in study_dirs)
-    )
+    studies = sorted(p.parent for p in root.rglob(layout.RESULTS))
+    runs = sorted(p.parent for p in root.rglob("metrics.json") if not layout.in_cache(p.parent))
     return runs, studies
 
 

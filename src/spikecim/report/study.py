@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from spikecim.dse.layout import RESULTS
 from spikecim.errors import SpikecimError, one_line_validation_error
 from spikecim.readers import read_mapping
 from spikecim.report.page import page_html, replaceable, section_html, toc
@@ -91,9 +92,9 @@ class Study(_Read):
 
 def load_study(dse_dir: str | Path) -> Study:
     """``dse_dir/dse.json`` read and checked (one-line error naming the field)."""
-    path = Path(dse_dir) / "dse.json"
+    path = Path(dse_dir) / RESULTS
     if not path.is_file():
-        raise SpikecimError(f"study: {dse_dir} holds no dse.json")
+        raise SpikecimError(f"study: {dse_dir} holds no {RESULTS}")
     raw = read_mapping(path, "study", "of study results")
     try:
         return Study.model_validate(raw)
