@@ -4,7 +4,9 @@
 Every convolution of one noisy forward (``pcm-aihwkit``, drifted to 1 h: read and output
 noise, 7-bit DAC, 9-bit ADC) of ``--model``: VGG-9 (the ANN at CIFAR-10 size, batch 32; the SNN
 at T = 4, batch 8) or the convnet (8×8 digits; the ANN at batch 256, the SNN at T = 4, batch
-64), each layer on the input it receives in that forward, timed three ways, interleaved in
+64; BatchNorm's running statistics those of the input, as the analog suite sets them:
+:func:`spikecim.analog.benchmark.batchnorm_statistics`), each layer on the input it
+receives in that forward, timed three ways, interleaved in
 every round, median of ``--repeats``, wall clock, 1 torch thread by default: the digital
 ``Conv2d``; the analog layer through the passes (``SPIKECIM_GEMM=onednn``: the patch DAC,
 oneDNN's products and the ADC kernel, or for spikes the direct convolution and the ADC
@@ -21,6 +23,7 @@ import statistics
 import torch
 
 from spikecim.analog import AnalogConv2d, conv_kernel, drift, load_crossbar_config, program, to_analog
+from spikecim.analog.benchmark import batchnorm_statistics
 from spikecim.memory import keep_freed_memory
 from spikecim.models import create_model
 from spikecim.timing import interleaved_times
@@ -37,7 +40,8 @@ def layer_inputs(name: str) -> list[tuple[str, torch.nn.Module, AnalogConv2d, to
     """``(name, digital conv, analog conv, its input)`` of every convolution of one forward."""
     torch.manual_seed(0)
     arch, spiking, shape = MODELS[name]
-    model = create_model(arch, spiking=spiking).eval()
+    x = torch.rand(shape)
+    model = batchnorm_statistics(create_model(arch, spiking=spiking), x)
     am = to_analog(model, load_crossbar_config("pcm-aihwkit"))
     program(am, 0)
     drift(am, 3600.0)
@@ -49,7 +53,7 @@ def layer_inputs(name: str) -> list[tuple[str, torch.nn.Module, AnalogConv2d, to
         if isinstance(m, AnalogConv2d)
     ]
     with torch.no_grad():
-        am(torch.rand(shape))
+        am(x)
     for h in hooks:
         h.remove()
     return seen

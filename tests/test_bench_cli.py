@@ -162,9 +162,12 @@ def test_bench_analog_quick_prints_a_row_per_model_and_the_ir_drop_table(capsys)
         assert _speedup_matches_printed_times(speedup_fresh, fresh, ours)
     versus_digital = _table(out, "| model | digital forward (s) | noisy crossbar forward (s) | × digital")
     assert [r[0] for r in versus_digital[1:]] == ANALOG_QUICK_MODELS
-    for (_, digital, noisy, ratio), forward_row in zip(versus_digital[1:], forward[1:], strict=True):
+    for (_, digital, noisy, ratio, _), forward_row in zip(versus_digital[1:], forward[1:], strict=True):
         assert noisy == forward_row[1]  # the same noisy forward as in the aihwkit table
         assert _speedup_matches_printed_times(ratio, noisy, digital)
+    mlp_rate, snn_rate = (r[4] for r in versus_digital[1:])
+    assert mlp_rate == "—"  # no layer of the MLP takes spikes
+    assert 0 < float(snn_rate.rstrip("%")) <= 100
     monte_carlo = _table(out, "| model | spikecim (s) | aihwkit 1.1 torch tile (s)")
     assert [r[0] for r in monte_carlo[1:]] == ANALOG_QUICK_MODELS
     for _, ours, theirs, speedup in monte_carlo[1:]:
@@ -173,6 +176,53 @@ def test_bench_analog_quick_prints_a_row_per_model_and_the_ir_drop_table(capsys)
     assert [r[0] for r in ir_drop[1:]] == ["32x32", "32x32 (SuperLU, for comparison)"]
     assert float(ir_drop[1][3]) < float(ir_drop[1][4])  # the fast model beats ignoring IR drop
     assert "note: aihwkit" not in out
+
+
+def test_the_analog_suite_gives_batchnorm_the_statistics_of_the_benchmark_input():
+    """Running mean and variance equal the batch mean and unbiased variance of what reaches
+    each BatchNorm layer, computed here from the layer's captured input."""
+    from spikecim.analog.benchmark import batchnorm_statistics
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(2, 4, 3),
+        torch.nn.BatchNorm2d(4),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(4, 3, 3),
+        torch.nn.BatchNorm2d(3),
+    )
+    x = 3 + 2 * torch.randn(6, 2, 9, 9)
+    seen = []
+    hooks = [
+        bn.register_forward_pre_hook(lambda m, inp: seen.append(inp[0].detach().clone()))
+        for bn in (model[1], model[4])
+    ]
+    batchnorm_statistics(model, x)
+    for h in hooks:
+        h.remove()
+    assert not model.training and model[1].momentum == model[4].momentum == 0.1
+    for bn, v in zip((model[1], model[4]), seen, strict=True):
+        flat = v.transpose(0, 1).reshape(v.shape[1], -1).double()
+        assert torch.allclose(bn.running_mean.double(), flat.mean(1), rtol=1e-5, atol=1e-6)
+        assert torch.allclose(bn.running_var.double(), flat.var(1, unbiased=True), rtol=1e-5, atol=1e-6)
+
+
+def test_the_analog_suite_counts_the_spikes_of_binary_crossbar_inputs_only():
+    """The rate is the ones of the layer inputs that hold only zeros and ones, over their
+    entries: here the first layer's spikes (a hand-made count); the second layer's input,
+    the first's analog output, is not spikes and is left out."""
+    from spikecim.analog import load_crossbar_config, program, to_analog
+    from spikecim.analog.benchmark import _input_spike_rate
+
+    model = to_analog(
+        torch.nn.Sequential(torch.nn.Linear(8, 5), torch.nn.Linear(5, 3)), load_crossbar_config("ideal")
+    )
+    program(model, 0)
+    spikes = torch.zeros(4, 8)
+    spikes[0, :3] = 1
+    spikes[2, 5:] = 1  # 6 ones in 32 entries
+    assert _input_spike_rate(model, spikes) == pytest.approx(6 / 32)
+    assert _input_spike_rate(model, spikes + 0.5) is None  # no layer takes spikes
 
 
 def test_bench_analog_json_speedups_are_the_ratios_of_the_times(capsys):

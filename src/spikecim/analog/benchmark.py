@@ -12,7 +12,13 @@
    rounds: the noisy forward's cost over the digital floor (``times_digital``). vit-tiny
    (untrained, 8×8 inputs) runs with K and V written into crossbars at every inference
    (``VIT_CROSSBAR``: write noise, ClipFormer, PCM read noise); aihwkit has no such
-   crossbars, so its columns read "—" there.
+   crossbars, so its columns read "—" there. The models are untrained; before timing, their
+   BatchNorm layers take the running statistics of the benchmark's own input
+   (:func:`batchnorm_statistics`), as a trained network's hold those of its data. With
+   BatchNorm's initial statistics (mean 0, variance 1) the untrained spiking VGG-9's
+   layers after the second convolution never fire, and its digital forward, event-driven,
+   has almost nothing to add. ``input_spike_rate`` is the share of ones among the binary
+   inputs of the crossbar layers in one noisy forward.
 2. Exact IR drop: one factorisation plus 1000 input vectors for 128×128 and 256×256 arrays,
    and the factorisation of a 128×128 array by SuperLU for comparison.
 3. The fast IR-drop model: its relative error against the exact solver (``kappa``
@@ -51,7 +57,14 @@ from spikecim.timing import (
     torch_threads,
 )
 
-__all__ = ["AnalogBenchReport", "IRDropRow", "InferenceRow", "format_report", "run_analog_benchmark"]
+__all__ = [
+    "AnalogBenchReport",
+    "IRDropRow",
+    "InferenceRow",
+    "batchnorm_statistics",
+    "format_report",
+    "run_analog_benchmark",
+]
 
 DRIFT_S = 3600.0  # both libraries read the weights 1 h after programming
 MC_DRAWS = 5  # program, drift, forward: this many times per Monte-Carlo loop
@@ -77,6 +90,7 @@ class InferenceRow:
     mc_speedup: float | None  # mc_aihwkit_s / mc_spikecim_s
     digital_s: float  # the same model's digital forward, same input, median
     times_digital: float  # spikecim_s / digital_s: what the noisy crossbar costs over the digital floor
+    input_spike_rate: float | None = None  # ones ÷ entries of the crossbar layers' binary inputs (None: none)
 
 
 @dataclass(frozen=True)
@@ -148,11 +162,14 @@ def format_report(report: AnalogBenchReport) -> str:
             "model's digital forward, same input, timed in the same rounds:"
         ),
         "",
-        "| model | digital forward (s) | noisy crossbar forward (s) | × digital |",
-        "| --- | --- | --- | --- |",
+        "| model | digital forward (s) | noisy crossbar forward (s) | × digital | spikes in the crossbar inputs |",
+        "| --- | --- | --- | --- | --- |",
     ]
     for r in report.rows:
-        lines.append(f"| {r.model} | {_s(r.digital_s)} | {_s(r.spikecim_s)} | {r.times_digital:.2f}× |")
+        rate = MISSING if r.input_spike_rate is None else f"{r.input_spike_rate:.1%}"
+        lines.append(
+            f"| {r.model} | {_s(r.digital_s)} | {_s(r.spikecim_s)} | {r.times_digital:.2f}× | {rate} |"
+        )
     lines += [
         "",
         f"Monte-Carlo: {MC_DRAWS} × (program, drift to 1 h, one noisy forward):",
@@ -200,6 +217,7 @@ def _run(repeats: int, quick: bool, dev: torch.device) -> AnalogBenchReport:
     elif not with_aihwkit:
         report.notes.append("aihwkit: not installed, only spikecim timed (pip install 'spikecim[peers]')")
     for name, model, x, crossbar in _models(quick):
+        batchnorm_statistics(model, x)
         peer = with_aihwkit and crossbar == "pcm-aihwkit"  # aihwkit has no crossbars written at run time
         report.rows.append(_inference_row(name, model.to(dev), x.to(dev), repeats, peer, crossbar))
     if on_cpu:
@@ -259,6 +277,7 @@ def _inference_row(
     ours = to_analog(model, load_crossbar_config(crossbar))
     program(ours, 0)
     drift(ours, DRIFT_S)
+    spike_rate = _input_spike_rate(ours, x)
 
     def mc_ours():
         for seed in range(MC_DRAWS):
@@ -299,7 +318,53 @@ def _inference_row(
         mc_speedup=_ratio(t_mc, t_mc_ours),
         digital_s=t_digital,
         times_digital=t_ours / t_digital,
+        input_spike_rate=spike_rate,
     )
+
+
+def batchnorm_statistics(model: nn.Module, x: torch.Tensor) -> nn.Module:
+    """Set every BatchNorm layer's running mean and variance to those of ``model(x)`` (one
+    training-mode forward without a gradient, averaged exactly: ``momentum=None``, torch's
+    cumulative average, which after one batch is that batch's statistics) and return the
+    model in eval mode. An untrained model's layers otherwise hold BatchNorm's initial
+    statistics (mean 0, variance 1), which do not describe its activations."""
+    batchnorms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in batchnorms]
+    for m in batchnorms:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for m, momentum in zip(batchnorms, momenta, strict=True):
+            m.momentum = momentum
+        model.eval()
+    return model
+
+
+def _input_spike_rate(model: nn.Module, x: torch.Tensor) -> float | None:
+    """The share of ones among the entries of the crossbar layers' inputs that hold only
+    zeros and ones, in one forward of ``model`` (None where no such input reaches a layer)."""
+    from spikecim.analog.layers import AnalogLayer
+
+    counts = [0, 0]
+
+    def count(_module, inputs):
+        v = inputs[0]
+        if bool(((v == 0) | (v == 1)).all()):
+            counts[0] += int(v.count_nonzero())
+            counts[1] += v.numel()
+
+    hooks = [m.register_forward_pre_hook(count) for m in model.modules() if isinstance(m, AnalogLayer)]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return counts[0] / counts[1] if counts[1] else None
 
 
 def _aihwkit_model(model: nn.Module) -> nn.Module:
