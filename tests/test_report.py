@@ -545,7 +545,7 @@ def test_a_cost_ratio_reads_the_same_in_the_console_the_report_and_the_compare_p
         in estimate_sentence(hw)
     )
     section = hardware_section(hw, tmp_path)
-    assert "<td>snn</td><td>imc</td><td>1.009</td>" in section
+    assert "<td>snn</td><td>imc</td><td>1.009×</td>" in section  # the ratio table under the costs
     run = _write_run(
         tmp_path / "run", {"evaluate": {"snn": {"accuracy": 0.5}}, "hardware": hardware}, workloads=False
     )

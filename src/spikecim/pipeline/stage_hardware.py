@@ -21,7 +21,7 @@ from pathlib import Path
 
 from spikecim.pipeline.results import HardwareResult
 from spikecim.pipeline.stages import RunContext
-from spikecim.report.fmt import energy, pct
+from spikecim.report.fmt import energy, pct, ratio
 from spikecim.report.sections import embed_chart, html_table, register_section
 from spikecim.variants import ratio_key
 
@@ -119,8 +119,8 @@ def hardware_section(m: HardwareResult | None, run_dir: Path) -> str:
     ]
     if m.ratios:
         ratio_rows = "".join(
-            f"<tr><td>{html.escape(key.split('_over_')[0])}</td><td>{html.escape(a)}</td><td>{_num(v.energy_pj)}</td>"
-            f"<td>{_num(v.latency_ns)}</td><td>{_num(v.edp_pj_ns)}</td></tr>"
+            f"<tr><td>{html.escape(key.split('_over_')[0])}</td><td>{html.escape(a)}</td><td>{ratio(v.energy_pj)}</td>"
+            f"<td>{ratio(v.latency_ns)}</td><td>{ratio(v.edp_pj_ns)}</td></tr>"
             for key, per_arch in m.ratios.items()
             for a, v in per_arch.items()
         )
