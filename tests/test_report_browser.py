@@ -341,6 +341,46 @@ def test_user_strings_in_charts_stay_text_in_the_browser(browser, tmp_path):
         opened.close()
 
 
+def test_hover_labels_print_numbers_as_the_tables_do_without_trailing_zeros(browser, tmp_path):
+    """plotly's ``.4g`` keeps trailing zeros (1.000) where Python's, which the tables and the
+    bars' own labels use, drops them (1): a ratio of exactly 1 reads 1× in its hover too."""
+    cost = {"estimator": "imc", "energy_pj": 2.0, "latency_ns": 1.0, "energy_by_component_pj": {"adc": 2.0},
+            "energy_by_layer_pj": {"fc1": 2.0}}  # fmt: skip
+    ratios = {"energy_pj": 0.5, "latency_ns": 1.0, "edp_pj_ns": 2.0}
+    metrics = {
+        "hardware": {
+            "enabled": True,
+            "baseline": "ann",
+            "archs": ["imc"],
+            "variants": {"snn": {"imc": cost}, "ann": {"imc": cost}},
+            "ratios": {"snn_over_ann": {"imc": ratios}},
+        },
+    }
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
+    from spikecim.report import write_report
+
+    write_report(tmp_path)
+    opened = Opened(browser, tmp_path / "report.html")
+    try:
+        gd = "document.querySelector('figure[data-chart=\"hw-ratios\"] .chart-plot')"
+        hovers = []
+        for i in range(opened.page.evaluate(f"() => {gd}.data.length")):
+            opened.page.wait_for_timeout(100)  # plotly ignores a hover within 50 ms of the last
+            hovers.append(
+                opened.page.evaluate(
+                    f"""() => {{ Plotly.Fx.hover({gd}, [{{curveNumber: {i}, pointNumber: 0}}]);
+                               return {gd}.querySelector('.hoverlayer .hovertext').textContent; }}"""
+                )
+            )
+        assert opened.errors == []
+        # one bar per ratio, in the order the chart lists energy, latency, EDP
+        assert [h.split(":")[1].split(" the")[0].strip() for h in hovers] == [
+            f"{name} {v:.4g}×" for name, v in zip(("energy", "latency", "EDP"), ratios.values(), strict=True)
+        ]
+    finally:
+        opened.close()
+
+
 # ---- compare and index pages -----------------------------------------------------------------
 def test_compare_page_of_two_runs_shows_both_runs_figures_equal_to_metrics_json(runs, browser, tmp_path):
     assert main(["compare", str(runs / "tiny"), str(runs / "tiny2"), "--out", str(tmp_path)]) == 0

@@ -133,7 +133,7 @@ def grouped_bars(
             y=[per_layer[n] for n in names],
             name=label,
             marker_color=palette(i),
-            hovertemplate=f"%{{x}}: %{{y:.4g}} {unit}<extra>%{{fullData.name}}</extra>",
+            hovertemplate=f"%{{x}}: %{{y:.4~g}} {unit}<extra>%{{fullData.name}}</extra>",
         )
     fig.update_xaxes(title_text=x_title, type="category")
     fig.update_yaxes(title_text=y_title + (" (log scale)" if log else ""), type="log" if log else "linear")
@@ -163,7 +163,7 @@ def accuracy_seeds(variants: Mapping[str, Mapping], title: str, metric: str = "a
             name="digital",
             marker={"symbol": "diamond", "size": 10, "color": "#7f7f7f"},
             text=[d[2].upper() for d in digital],
-            hovertemplate=f"%{{text}} digital: %{{y:.4g}}{u}<extra></extra>",
+            hovertemplate=f"%{{text}} digital: %{{y:.4~g}}{u}<extra></extra>",
         )
     means = [
         (i, variants[v]["mean"] * k, (variants[v].get("std") or 0.0) * k, v)
@@ -180,7 +180,7 @@ def accuracy_seeds(variants: Mapping[str, Mapping], title: str, metric: str = "a
             marker={"size": 12, "color": palette(0)},
             text=[m[3].upper() for m in means],
             customdata=[m[2] for m in means],
-            hovertemplate=f"%{{text}} analog: %{{y:.4g}}{u} ± %{{customdata:.2g}}{u}<extra></extra>",
+            hovertemplate=f"%{{text}} analog: %{{y:.4~g}}{u} ± %{{customdata:.2~g}}{u}<extra></extra>",
         )
     seeds = [
         (i + 0.2 + 0.04 * (j - (len(variants[v]["seeds"]) - 1) / 2), a * k, f"{v.upper()} seed {j}")
@@ -195,7 +195,7 @@ def accuracy_seeds(variants: Mapping[str, Mapping], title: str, metric: str = "a
             name="each seed",
             marker={"size": 7, "color": palette(1), "symbol": "circle-open"},
             text=[s[2] for s in seeds],
-            hovertemplate=f"%{{text}}: %{{y:.4g}}{u}<extra></extra>",
+            hovertemplate=f"%{{text}}: %{{y:.4~g}}{u}<extra></extra>",
         )
     fig.update_xaxes(
         tickvals=list(range(len(names))),
@@ -224,7 +224,7 @@ def sweep(
             error_y={"type": "data", "array": [s * k for s in c["std"]], "visible": True},
             line={"color": palette(i)},
             customdata=[s * k for s in c["std"]],
-            hovertemplate=f"{x_title} %{{x}}: %{{y:.4g}}{u} ± %{{customdata:.2g}}{u}<extra>%{{fullData.name}}</extra>",
+            hovertemplate=f"{x_title} %{{x}}: %{{y:.4~g}}{u} ± %{{customdata:.2~g}}{u}<extra>%{{fullData.name}}</extra>",
         )
         if c.get("digital") is not None and len(c["x"]):
             fig.add_scatter(
@@ -233,7 +233,7 @@ def sweep(
                 mode="lines",
                 name=f"{name.upper()} digital",
                 line={"color": palette(i), "dash": "dash", "width": 1},
-                hovertemplate=f"digital: %{{y:.4g}}{u}<extra>%{{fullData.name}}</extra>",
+                hovertemplate=f"digital: %{{y:.4~g}}{u}<extra>%{{fullData.name}}</extra>",
             )
     fig.update_xaxes(
         title_text=x_title + (" (log scale)" if log_x else ""), type="log" if log_x else "linear"
@@ -263,7 +263,7 @@ def component_shares(bars: Mapping[str, Mapping[str, float]], unit: tuple[str, f
             name=comp,
             marker_color=palette(i),
             customdata=[bars[k][comp] / unit[1] for k in xs],
-            hovertemplate=f"{comp}: %{{y:.3g}} % (%{{customdata:.4g}} {unit[0]})<extra>%{{x}}</extra>",
+            hovertemplate=f"{comp}: %{{y:.3~g}} % (%{{customdata:.4~g}} {unit[0]})<extra>%{{x}}</extra>",
         )
     fig.update_layout(
         annotations=[
@@ -311,7 +311,7 @@ def layer_energy(
                 marker_color=palette(i),
                 legendgroup=v,
                 showlegend=col == 1,
-                hovertemplate=f"layer %{{x}}: %{{y:.4g}} {unit[0]}<extra>{v} on {arch}</extra>",
+                hovertemplate=f"layer %{{x}}: %{{y:.4~g}} {unit[0]}<extra>{v} on {arch}</extra>",
                 row=1,
                 col=col,
             )
@@ -342,7 +342,7 @@ def ratio_bars(ratios: Mapping[str, Mapping[str, Mapping[str, float | None]]], b
                 marker_color=palette(i),
                 text=[ratio(per_arch[a][metric]) for a in xs],
                 textposition="outside",
-                hovertemplate=f"%{{x}}: {metric} %{{y:.4g}}× the {baseline.upper()}'s<extra>%{{fullData.name}}</extra>",
+                hovertemplate=f"%{{x}}: {metric} %{{text}} the {baseline.upper()}'s<extra>%{{fullData.name}}</extra>",
             )
             i += 1
     fig.add_hline(
@@ -380,7 +380,7 @@ def accuracy_vs_energy(points: Sequence[Mapping], unit: tuple[str, float], title
                 legendgroup=g,
                 showlegend=col == 1,
                 marker={"size": 10, "color": palette(i)},
-                hovertemplate=f"%{{text}}: %{{y:.2f}} %, %{{x:.4g}} {unit[0]}<extra>{g} on {arch}</extra>",
+                hovertemplate=f"%{{text}}: %{{y:.2f}} %, %{{x:.4~g}} {unit[0]}<extra>{g} on {arch}</extra>",
                 row=1,
                 col=col,
             )
@@ -411,7 +411,7 @@ def lines(
             mode="lines+markers",
             name=name,
             line={"color": colour, "dash": "dash" if c.get("dash") else "solid"},
-            hovertemplate=f"{x_title} %{{x}}: %{{y:.4g}} {unit}<extra>%{{fullData.name}}</extra>",
+            hovertemplate=f"{x_title} %{{x}}: %{{y:.4~g}} {unit}<extra>%{{fullData.name}}</extra>",
         )
     fig.update_xaxes(title_text=x_title)
     fig.update_yaxes(title_text=y_title)

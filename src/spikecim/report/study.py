@@ -216,7 +216,7 @@ def _front(trials: list[Trial], baseline: Baseline | None, x_obj: Objective | No
                 name="baseline",
                 marker={"size": 16, "symbol": "star", "color": "#ff7f0e"},
                 text=[f"baseline<br>{_params_text(baseline.params)}"],
-                hovertemplate="%{text}<br>%{x:.4g}, %{y:.4g}<extra></extra>",
+                hovertemplate="%{text}<br>%{x:.4~g}, %{y:.4~g}<extra></extra>",
             )
     fig.update_xaxes(title_text=_label(x_obj) if x_obj is not None else "trial number")
     fig.update_yaxes(title_text=_label(y_obj))
@@ -233,7 +233,7 @@ def _hypervolume(study: Study) -> str:
         y=[p.search for p in pts],
         mode="lines+markers",
         name="search",
-        hovertemplate="after trial %{x}: %{y:.4g}<extra>search</extra>",
+        hovertemplate="after trial %{x}: %{y:.4~g}<extra>search</extra>",
     )
     rnd = [p for p in pts if p.random is not None]
     if rnd:
@@ -243,7 +243,7 @@ def _hypervolume(study: Study) -> str:
             mode="lines+markers",
             name="random sampling",
             line={"dash": "dash"},
-            hovertemplate="after trial %{x}: %{y:.4g}<extra>random sampling</extra>",
+            hovertemplate="after trial %{x}: %{y:.4~g}<extra>random sampling</extra>",
         )
     fig.update_xaxes(title_text="trial number")
     units = " × ".join(o.unit for o in study.objectives if o.unit)
