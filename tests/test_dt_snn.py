@@ -100,6 +100,27 @@ def test_confidence_rule_stops_at_the_first_step_whose_top_probability_reaches_t
     assert out.mean(0)[2].tolist() == pytest.approx([0.0, 0.0])
 
 
+def test_confidence_rule_without_a_threshold_waits_for_a_top_probability_of_0_9():
+    """SEENN's default. The entropy rule's 0.1 would stop every sample at its first step: a
+    top probability over K classes is at least 1/K."""
+    k = 10
+    a, c = math.log(0.8 * (k - 1) / 0.2), math.log(0.95 * (k - 1) / 0.05)
+    h = torch.zeros(3, 1, k, dtype=torch.float64)
+    h[0, 0, 0] = h[1, 0, 0] = a  # the running mean's top probability: 0.8, 0.8, then 0.95
+    h[2, 0, 0] = 3 * c - 2 * a  # by hand: softmax of (c, 0, ..., 0) has top probability 0.95
+    model = apply_methods(_mlp(), [MethodConfig(name="dt-snn", rule="confidence")])
+    assert model.threshold == 0.9
+
+    class Fixed(torch.nn.Module):
+        def forward(self, x):
+            return h
+
+    assert DynamicTimesteps(Fixed(), "confidence").eval().forward_with_exits(
+        torch.zeros(3, 1)
+    ).steps.tolist() == [3]
+    assert DynamicTimesteps(Fixed(), "entropy").threshold == 0.1
+
+
 def test_dt_snn_method_wraps_the_model_and_trains_at_every_step_unless_the_variant_says_otherwise():
     model = apply_methods(_mlp(), [MethodConfig(name="dt-snn", rule="confidence", threshold=0.9)])
     assert isinstance(model, DynamicTimesteps) and (model.rule, model.threshold) == ("confidence", 0.9)

@@ -9,7 +9,9 @@ Eq. 1), and a sample stops at the first t where
 - ``confidence`` rule (as in the related public code SEENN): max_k p_k ≥ θ;
 
 otherwise it runs all T steps. θ = 0 with the entropy rule never stops early (H ≥ 0), so
-the network is the static SNN exactly.
+the network is the static SNN exactly. Without a θ each rule takes its own default
+(:data:`DEFAULT_THRESHOLD`): 0.1 for the entropy, 0.9 for the confidence (SEENN's), since a
+top probability is at least 1/K and a low θ would stop every sample at its first step.
 
 :class:`DynamicTimesteps` wraps a time-major model ``[T, B, ...] -> [T, B, K]``. While
 training it is the model itself (train it with ``train.loss: per_step`` so that every prefix
@@ -37,6 +39,7 @@ from torch import nn
 from spikecim.errors import SpikecimError
 
 __all__ = [
+    "DEFAULT_THRESHOLD",
     "RULES",
     "DynamicTimesteps",
     "Exits",
@@ -49,6 +52,7 @@ __all__ = [
 
 RULES = ("entropy", "confidence")
 Rule = Literal["entropy", "confidence"]
+DEFAULT_THRESHOLD = {"entropy": 0.1, "confidence": 0.9}  # θ when none is given
 
 
 class Exits(NamedTuple):
@@ -99,10 +103,12 @@ def hold_after_exit(logits: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
 class DynamicTimesteps(nn.Module):
     """A time-major model that stops each sample early (see the module docstring)."""
 
-    def __init__(self, model: nn.Module, rule: Rule = "entropy", threshold: float = 0.1) -> None:
+    def __init__(self, model: nn.Module, rule: Rule = "entropy", threshold: float | None = None) -> None:
         super().__init__()
         if rule not in RULES:
             raise SpikecimError(f"dt-snn.rule: unknown rule {rule!r}, allowed: {', '.join(RULES)}")
+        if threshold is None:
+            threshold = DEFAULT_THRESHOLD[rule]
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
             raise SpikecimError(f"dt-snn.threshold: must be a number in [0, 1], got {threshold!r}")
         if not getattr(model, "spiking", True):
@@ -135,9 +141,10 @@ def _register() -> None:
     from spikecim.methods import register_method
 
     @register_method("dt-snn", train={"loss": "per_step"}, changes={"timesteps"})
-    def dt_snn(model: nn.Module, rule: Rule = "entropy", threshold: float = 0.1) -> nn.Module:
-        """Dynamic timesteps: wrap the model in :class:`DynamicTimesteps`; trained with a loss
-        at every step unless the variant sets ``train.loss``."""
+    def dt_snn(model: nn.Module, rule: Rule = "entropy", threshold: float | None = None) -> nn.Module:
+        """Dynamic timesteps: wrap the model in :class:`DynamicTimesteps` (``threshold``: θ,
+        by default the rule's own, :data:`DEFAULT_THRESHOLD`); trained with a loss at every
+        step unless the variant sets ``train.loss``."""
         return DynamicTimesteps(model, rule, threshold)
 
 
