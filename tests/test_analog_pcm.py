@@ -118,6 +118,18 @@ def test_global_drift_compensation_without_other_noise_restores_t0_output():
     torch.testing.assert_close(y0, lin(x), rtol=1e-5, atol=1e-6)
 
 
+def test_drift_compensation_of_a_layer_whose_weights_are_all_zero_leaves_its_output_the_bias():
+    """No cell reads a signal, at programming or at t: there is no gain to restore, and the
+    output is the bias alone (every weight zero, by hand), not a division by zero."""
+    lin, cfg = _pcm_only_drift_layer()
+    with torch.no_grad():
+        lin.weight.zero_()
+    x = torch.rand(20, 40)
+    am = drift(to_analog(lin, {**cfg, "drift_compensation": {"enabled": True}}), 1e6)
+    bias = torch.zeros(lin.out_features) if lin.bias is None else lin.bias.detach()
+    torch.testing.assert_close(am(x), bias.expand(20, -1), rtol=0, atol=0)
+
+
 def test_without_compensation_output_shrinks_by_drift_factor():
     lin, cfg = _pcm_only_drift_layer()
     x = torch.rand(20, 40)

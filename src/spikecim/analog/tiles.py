@@ -263,7 +263,9 @@ def set_time(
     if std is None:
         state = replace(state, m_static=read_matrix(state, cfg))
     if cfg.drift_compensation.enabled and state.readout_ref is not None:
-        state = replace(state, drift_gain=state.readout_ref / _readout(state, cfg, scratch))
+        now = _readout(state, cfg, scratch)
+        # cells that read no signal at all (every weight zero, no read noise): no gain to restore
+        state = replace(state, drift_gain=state.readout_ref / now if now > 0 else 1.0)
     return state
 
 
