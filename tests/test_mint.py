@@ -63,6 +63,37 @@ def test_footprint_of_two_bit_weights_and_membranes_is_93_75_percent_smaller():
     assert mixed.reduction == pytest.approx(1 - (2000 + 320 + 1200) / (1310 * 32))
 
 
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
+def test_mint_neuron_equals_the_public_lifspike_step_for_step(reset):
+    """spike_related.py of RuokaiYin/MINT_Quantization, LIFSpike.forward with quant_u and
+    share: H = s + U; S = (H − θ > 0); U = (H − S·θ)·leak (soft reset) or H·leak·(1 − S)
+    (hard), then U = u_q(U) with the layer's α: the leak acts before the quantiser."""
+    torch.manual_seed(0)
+    model = create_model(
+        "convnet", spiking=True, num_classes=10, in_channels=1, input_size=8, width=0.25,
+        neuron_kw={"reset_delay": False, "beta": 0.5, "threshold": 0.5, "reset": reset},
+    )  # fmt: skip
+    model = apply_methods(model, [MethodConfig(name="mint", bits=2)])
+    neuron = model[5]  # after the second convolution, a MINT layer
+    alpha = neuron.membrane_quant.weight_q.alpha.detach()
+    x = torch.rand(20, 4, *_second_conv_output(model), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        spikes, membrane = neuron.forward_with_mem(x)
+    u = torch.zeros_like(x[0])
+    for t in range(x.shape[0]):
+        h = x[t] + u
+        s = (h - 0.5 > 0).float()
+        u = (h - s * 0.5) * 0.5 if reset == "subtract" else h * 0.5 * (1 - s)
+        u = _paper_q(u, alpha, 2)
+        assert torch.equal(spikes[t], s) and torch.equal(membrane[t], u), t
+    assert 0 < spikes.mean() < 1
+
+
+def _second_conv_output(model):
+    """The [C, H, W] of what reaches model[5]: the second convolution's output."""
+    return model[3].out_channels, 8, 8
+
+
 def _tiny(seed=0, bits=2, beta=0.5):
     torch.manual_seed(seed)
     m = create_model(

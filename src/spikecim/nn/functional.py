@@ -48,10 +48,14 @@ the params, applied at one point of the same body (``quantize_after``):
 - ``"update"`` (SQUAT, snnTorch ``state_quant``): the charged membrane is quantised before
   the threshold test, U[t] = q(β·U[t−1] + I[t] − R[t]·θ) with the delayed reset,
   V = q(β·U[t−1] + I[t]) with the same-step reset;
-- ``"reset"`` (MINT's reference LIF): the membrane stored after the same-step reset,
-  U[t] = q(V − S[t]·θ) (or q((1 − S[t])·V)); the threshold test sees the unquantised
-  V = β·U[t−1] + I[t]. With the delayed reset the stored membrane is the one tested, so the
-  two points coincide.
+- ``"reset"`` (MINT's reference LIF, ``LIFSpike`` in ``spike_related.py`` of
+  RuokaiYin/MINT_Quantization): the leak and the quantiser act on the membrane left after
+  the same-step reset, U[t] = q(β·(V − S[t]·θ)) (or q(β·(1 − S[t])·V)), and the next step
+  adds the input to it without a further leak, V = U[t−1] + I[t]: the stored membrane lies
+  on the quantiser's grid, and the threshold test sees the unquantised V. Without the
+  quantiser the spikes are those of the other points (the stored membrane is β times
+  theirs). With the delayed reset the stored membrane is the one tested, so the two points
+  coincide.
 """
 
 from __future__ import annotations
@@ -166,14 +170,15 @@ def lif_step(x: torch.Tensor, state: LIFState, p: LIFParams) -> tuple[torch.Tens
         if q is not None:
             mem = q(mem)
         return p.surrogate(mem - p.threshold), LIFState(mem)
-    v = p.beta * mem + x
+    leaked = q is not None and p.quantize_after == "reset"  # MINT: the stored membrane holds its leak
+    v = (mem if leaked else p.beta * mem) + x
     if q is not None and p.quantize_after == "update":
         v = q(v)
     spk = p.surrogate(v - p.threshold)
     r = spk.detach() if p.detach_reset else spk
     mem = v - r * p.threshold if p.reset == "subtract" else (1 - r) * v
-    if q is not None and p.quantize_after == "reset":
-        mem = q(mem)
+    if leaked:
+        mem = q(p.beta * mem)
     return spk, LIFState(mem)
 
 

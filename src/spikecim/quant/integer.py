@@ -6,10 +6,10 @@ MINT layers and neurons compute with integers only:
 - weights W_int = round(clamp(tanh(W)/α, −1, 1)·n) (int64), the bias b_int = round(b/s);
   a layer outputs the integer current I_int = W_int·S + b_int (spikes S are 0/1);
 - the neuron keeps an integer membrane U_int ∈ [−n, n] and a fixed-point accumulator with f
-  fractional bits: V = (U_int << (f − k)) + (I_int << f) (the leak β = 2^−k as a shift),
-  spike when V > θ_acc with the integer threshold θ_acc = θ·2^f/s, reset V − S·θ_acc
-  (subtract) or (1 − S)·V (zero), then U_int = clamp(round(V/2^f), −n, n) by a rounding
-  shift (half to even, as ``torch.round``).
+  fractional bits: V = (U_int + I_int) << f, spike when V > θ_acc with the integer
+  threshold θ_acc = θ·2^f/s, reset V − S·θ_acc (subtract) or (1 − S)·V (zero), then the
+  leak β = 2^−k and the rounding in one rounding shift, U_int = clamp(round(V/2^(f+k)), −n, n)
+  (half to even, as ``torch.round``): MINT's U = q(β·(H − S·θ)), H = s + U.
 
 With the step s a power of two every value of the fake-quantised model is a small dyadic
 number its float arithmetic holds exactly, so the two paths agree bit for bit. The first
@@ -98,10 +98,10 @@ class IntegerLIF(TemporalModule):
         u = torch.zeros_like(current[0])
         spikes = []
         for t in range(current.shape[0]):
-            v = (u << (self.f - self.k)) + (current[t] << self.f)
+            v = (u + current[t]) << self.f
             s = v > self.threshold
             v = v - s.to(v.dtype) * self.threshold if self.reset == "subtract" else torch.where(s, 0, v)
-            u = _round_shift(v, self.f).clamp_(-self.n, self.n)
+            u = _round_shift(v, self.f + self.k).clamp_(-self.n, self.n)
             spikes.append(s.to(self.dtype))
         return torch.stack(spikes)
 
@@ -173,7 +173,7 @@ def _integer_neuron(name: str, neuron: Neuron, wq: MintWeight, dtype) -> Integer
         )
     k = 1 - exp  # beta = 2^-k
     ratio = float(theta) / float(wq.step())  # exact: the step is a power of two
-    f = next((f for f in range(k, _MAX_FRACTION_BITS + 1) if float(ratio * 2**f).is_integer()), None)
+    f = next((f for f in range(_MAX_FRACTION_BITS + 1) if float(ratio * 2**f).is_integer()), None)
     if f is None:
         raise SpikecimError(
             f"integer_model: threshold/step of the neuron after '{name}' ({ratio:g}) needs more than "
