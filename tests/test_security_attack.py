@@ -32,6 +32,31 @@ def test_ssim_of_a_hand_case_with_one_window_over_the_image():
     assert float(ssim(x, x, 1.0)) == pytest.approx(1.0)
 
 
+def test_ssim_of_a_colour_image_is_the_mean_of_its_channels_hand_cases():
+    """scikit-image's ``channel_axis``: SSIM per channel, averaged. Channel 0 is the hand case
+    above; channel 1 equals its reference (SSIM 1)."""
+    x0 = torch.tensor([[0.0, 1.0, 0.0], [1.0, 1.0, 1.0], [0.0, 1.0, 0.0]])
+    mu_x, mu_y, var_x = 5 / 9, 0.5, 5 / 9 - 25 / 81
+    c1, c2 = (0.01 * 1.0) ** 2, (0.03 * 1.0) ** 2
+    first = ((2 * mu_x * mu_y + c1) * c2) / ((mu_x**2 + mu_y**2 + c1) * (var_x + c2))
+    x = torch.stack([x0, torch.full_like(x0, 0.25)])[None]
+    y = torch.stack([torch.full_like(x0, 0.5), torch.full_like(x0, 0.25)])[None]
+    assert float(ssim(x, y, 1.0, window=torch.ones(3, 3))) == pytest.approx((first + 1.0) / 2, rel=1e-9)
+
+
+def test_the_attack_reconstructs_colour_images_in_their_channels():
+    """[N, 3, H, W] inputs: the inverse, the GAN's discriminator and the metrics take the three
+    channels (a CIFAR-shaped run recorded its traces and then failed in the attack)."""
+    g = torch.Generator().manual_seed(0)
+    x_tr, x_te = torch.rand(64, 3, 8, 8, generator=g), torch.rand(16, 3, 8, 8, generator=g)
+    mix = torch.rand(3 * 64, 20, generator=g).double().numpy()
+    feats_tr, feats_te = x_tr.flatten(1).double().numpy() @ mix, x_te.flatten(1).double().numpy() @ mix
+    cfg = AttackConfig(epochs=5, gan_epochs=2)
+    result = reconstruct(feats_tr, x_tr, feats_te, x_te, cfg)
+    assert result.reconstructions.shape == (16, 3, 8, 8) and result.inverse_only.shape == (16, 3, 8, 8)
+    assert 0 < result.metrics["ssim_gan"] <= 1
+
+
 def test_psnr_is_ten_log_range_squared_over_mse():
     x = torch.zeros(1, 1, 2, 2)
     y = torch.full_like(x, 0.1)  # MSE = 0.01 -> 20 dB

@@ -177,6 +177,54 @@ def test_shuffle_and_noise_injection_costs_count_table_entries():
     assert noise["latency_ns"] == 0.0
 
 
+def test_noise_injection_and_balance_columns_are_driven_at_every_bit_serial_read():
+    from spikecim.hw.arch import load_architecture
+    from spikecim.security.countermeasures import overhead
+
+    p = load_architecture("imc-rram-65nm").p
+    layer = {"reads": 64, "steps": 4, "rows": 9, "g_extra_us": [60.0], "g_max_us": 25.0, "row_activity": 0.5,
+             "bit_reads": 7}  # fmt: skip
+    cm = CountermeasureConfig()
+    # hand count: 64 reads × 4 steps × 7 bit planes, 3 columns of 9 cells, half of them driven
+    assert overhead("noise_injection", [layer], p, cm)["energy_pj"] == pytest.approx(
+        4 * 64 * 7 * 27 * 0.5 * p.e_cell_read_pj
+    )
+    assert overhead("balance", [layer], p, cm)["energy_pj"] == pytest.approx(
+        4 * 64 * 7 * 27 * 0.5 * p.e_cell_read_pj
+    )
+
+
+def test_shuffle_draws_one_order_per_inference_for_all_its_steps():
+    from spikecim.security.countermeasures import shuffle_reads
+
+    reads = np.broadcast_to(np.arange(3 * 50, dtype=float).reshape(3, 1, 50, 1, 1), (3, 4, 50, 1, 1))
+    out = shuffle_reads(reads, np.random.default_rng(0))
+    for n in range(3):
+        assert sorted(out[n, 0, :, 0, 0]) == list(reads[n, 0, :, 0, 0])  # a permutation of the sample's reads
+        assert not np.array_equal(out[n, 0], reads[n, 0])
+        for t in range(1, 4):  # the same order at every step of the inference
+            assert np.array_equal(out[n, t], out[n, 0])
+    assert not np.array_equal(out[0, 0, :, 0, 0] - 0, out[1, 0, :, 0, 0] - 50)  # another order per sample
+
+
+def test_dummy_reads_of_analog_inputs_with_the_dac_off_are_analog_levels_not_bits():
+    """The convolution's fast path reads its inputs as levels when the DAC is off; its dummy
+    reads are then uniform levels (many distinct energies), bits only for binary inputs."""
+    conv = nn.Conv2d(1, 2, 3, padding=1, bias=False)
+    xcfg = load_crossbar_config({"preset": "ideal"})
+    model = to_analog(conv, xcfg)
+    periphery = Periphery(0.0, 0.0, T_READ_NS, "hand")
+    x = torch.rand(1, 1, 6, 6, generator=torch.Generator().manual_seed(0))
+    cm = CountermeasureConfig(names=["dummy_reads"], dummy_read_fraction=1.0)
+    for inputs, most in ((x, None), ((x > 0.5).float(), 2**9)):
+        tr = record_traces(model, inputs, ModelInput(None), xcfg, TraceConfig(), periphery, cm)
+        energies = np.unique(tr.layers[0].reads_pj.round(9))
+        if most is None:  # 36 windows of real levels and 36 of uniform random levels
+            assert len(energies) > 60
+        else:  # binary windows: at most one energy per on/off pattern of the 9 taps
+            assert len(energies) <= most
+
+
 def test_tokens_read_by_a_linear_layer_are_reads_of_their_step_not_extra_steps():
     # a transformer's linear layer reads [T, N, S, in]: at each of T = 2 steps, S = 2 token reads
     tokens = [X, [1.0, 0.0, 0.5]]

@@ -11,7 +11,8 @@ discriminator (a small convolution whose every output judges one patch), conditi
 the map resized to the image when there is one.
 
 Metrics: SSIM (Wang et al. 2004: Gaussian window σ = 1.5, 11 wide or the image size if
-smaller, K1 = 0.01, K2 = 0.03), PSNR = 10·log10(range²/MSE), MSE, all against the true
+smaller, K1 = 0.01, K2 = 0.03; of a colour image the mean over its channels, as
+scikit-image's ``channel_axis``), PSNR = 10·log10(range²/MSE), MSE, all against the true
 input; the baseline reconstructs every input as the attacker's mean image.
 """
 
@@ -37,8 +38,8 @@ GAN_BATCH = 128  # samples per GAN step
 def ssim(
     x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, window: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Mean SSIM per image of ``x, y [N, 1, H, W]`` (module docstring); ``window`` [k, k]
-    (weights summing to 1) replaces the Gaussian."""
+    """Mean SSIM per image of ``x, y [N, C, H, W]`` over its positions and channels (module
+    docstring); ``window`` [k, k] (weights summing to 1) replaces the Gaussian."""
     if window is None:
         k = min(WINDOW_SIZE, x.shape[-1], x.shape[-2])
         k -= 1 - k % 2  # odd
@@ -46,12 +47,17 @@ def ssim(
         g = torch.exp(-(t**2) / (2 * WINDOW_SIGMA**2))
         window = torch.outer(g, g)
     window = window.to(torch.float64)
-    w = (window / window.sum())[None, None]
+    c = x.shape[1]
+    w = (window / window.sum())[None, None].expand(c, 1, *window.shape)  # one per channel
+
+    def blur(v: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(v, w, groups=c)
+
     x, y = x.to(torch.float64), y.to(torch.float64)
-    mu_x, mu_y = F.conv2d(x, w), F.conv2d(y, w)
-    var_x = F.conv2d(x * x, w) - mu_x**2
-    var_y = F.conv2d(y * y, w) - mu_y**2
-    cov = F.conv2d(x * y, w) - mu_x * mu_y
+    mu_x, mu_y = blur(x), blur(y)
+    var_x = blur(x * x) - mu_x**2
+    var_y = blur(y * y) - mu_y**2
+    cov = blur(x * y) - mu_x * mu_y
     c1, c2 = (K1 * data_range) ** 2, (K2 * data_range) ** 2
     s = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
     return s.flatten(1).mean(1)
@@ -80,7 +86,7 @@ def preprocess(samples: np.ndarray, map_shape: tuple[int, int] | None) -> np.nda
 @dataclass
 class AttackResult:
     metrics: dict[str, float]
-    reconstructions: torch.Tensor  # [N, 1, H, W] of the victim's inputs (GAN-refined when run)
+    reconstructions: torch.Tensor  # [N, C, H, W] of the victim's inputs (GAN-refined when run)
     inverse_only: torch.Tensor  # the same before refinement
 
 
@@ -162,7 +168,7 @@ def _refine(inverse, z_tr, x_tr, z_te, cfg, map_shape) -> torch.Tensor:
     """pix2pix fine-tuning of ``inverse`` against a patch discriminator; returns the
     refined reconstructions of ``z_te``."""
     cond = _condition(z_tr, map_shape, x_tr.shape)
-    disc = _patch_discriminator(1 if cond is None else 2)
+    disc = _patch_discriminator(x_tr.shape[1] + (0 if cond is None else 1))
     opt_g = torch.optim.Adam(inverse.parameters(), lr=cfg.lr / 3, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr / 3, betas=(0.5, 0.999))
 

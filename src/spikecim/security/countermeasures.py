@@ -58,9 +58,11 @@ def balance_rows(g_row_us: torch.Tensor, rows_real: int) -> tuple[torch.Tensor, 
 
 
 def shuffle_reads(reads: np.ndarray, gen: np.random.Generator) -> np.ndarray:
-    """``reads[N, T, L, ...]`` with the L reads of every sample and step in a random order."""
-    order = np.argsort(gen.random(reads.shape[:3]), axis=2)
-    order = order.reshape(*order.shape, *([1] * (reads.ndim - 3)))
+    """``reads[N, T, L, ...]`` with the L reads of every sample in a random order, one order
+    per inference (sample) for all its T steps, as one permutation table holds it."""
+    n, t, L = reads.shape[:3]
+    order = np.argsort(gen.random((n, 1, L)), axis=2)
+    order = np.broadcast_to(order, (n, t, L)).reshape(n, t, L, *([1] * (reads.ndim - 3)))
     return np.take_along_axis(reads, order, axis=2)
 
 
@@ -115,7 +117,8 @@ def overhead(name: str, layers: list[dict], p, cm) -> dict[str, float]:
     ``name`` on the ``imc`` table ``p``. ``layers``: per analog layer, ``reads`` (per step),
     ``steps``, ``rows`` (real rows of a full tile), ``imc_energy_pj``
     (its crossbar, ADC, multiplexer and shift-and-add energy), ``imc_latency_ns``,
-    ``row_activity`` (the share of rows driven per read),
+    ``row_activity`` (the share of rows driven per read, of every bit-serial read),
+    ``bit_reads`` (B, the bit-serial reads of one read: 1 for spikes and amplitude inputs),
     ``g_extra_us`` (noise injection: g_d, balance: the largest deficit, per tile) and
     ``g_max_us``; ``cm`` the countermeasure settings."""
     energy = latency = area = 0.0
@@ -125,7 +128,7 @@ def overhead(name: str, layers: list[dict], p, cm) -> dict[str, float]:
             cols = [math.ceil(g / layer["g_max_us"]) if g > 0 else 0 for g in layer["g_extra_us"]]
             cells = rows * sum(cols)
             active = 0.5 if name == "noise_injection" else layer["row_activity"]
-            energy += reads * steps * cells * active * p.e_cell_read_pj
+            energy += reads * steps * layer.get("bit_reads", 1) * cells * active * p.e_cell_read_pj
             area += cells * p.a_cell_um2
         elif name == "shuffle":
             bits = reads * max(math.ceil(math.log2(reads)), 1) if reads > 1 else 0

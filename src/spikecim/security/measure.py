@@ -136,7 +136,8 @@ def _layer_reads(layer, x, st, cfg, trace, periphery, has_neuron, unit, cm, gen)
     rows = layer.tiles.grid[2]
     if isinstance(layer, AnalogConv2d) and _levels_are_inputs(x, cfg, trace.encoding):
         reads, driven, map_shape = _conv_energies(layer, x, st["g_row"], periphery, unit)
-        levels_shape, binary, rate = (x.shape[0], 1, st["g_row"].numel(), reads.shape[1]), True, driven
+        levels_shape, rate = (x.shape[0], 1, st["g_row"].numel(), reads.shape[1]), driven
+        binary = bool(((x == 0) | (x == 1)).all())  # or analog levels with the DAC off
     else:
         vectors, map_shape = layer_vectors(layer, x)
         levels = input_levels(vectors, rows, cfg, trace.encoding)  # [M, B, in, L]
