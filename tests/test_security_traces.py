@@ -116,10 +116,29 @@ def test_probe_quantisation_rounds_to_its_steps():
 def test_injected_dummy_current_has_the_requested_sigma():
     reads = np.full((400, 1, 250, 1, 1), 5.0)
     rows, unit = np.array([64.0]), 0.01
-    out, g_d = inject_noise(reads, 0.1, rows, unit, np.random.default_rng(1))
-    # Binomial(64, 1/2) bits through g_d: σ = unit·g_d·√64/2, requested 0.1 × the largest read (5 pJ)
-    assert unit * g_d[0] * 8 / 2 == pytest.approx(0.5)
-    assert np.std(out - reads) == pytest.approx(0.5, rel=0.02)
+    out, g_d = inject_noise(reads, 0.1, np.array([7.0]), rows, unit, np.random.default_rng(1))
+    # Binomial(64, 1/2) bits through g_d: σ = unit·g_d·√64/2, requested 0.1 × the tile's largest read (7 pJ)
+    assert unit * g_d[0] * 8 / 2 == pytest.approx(0.7)
+    assert np.std(out - reads) == pytest.approx(0.7, rel=0.02)
+
+
+def test_the_dummy_column_is_sized_on_the_crossbar_not_on_the_inputs_recorded():
+    """g_d is hardware: the tile's largest read is every row at full scale, here
+    v_read²·t_read·Σ_i G_i over the three rows (ROW_G_US), whatever inputs are recorded."""
+    cm = CountermeasureConfig(names=["noise_injection"], noise_injection_level=0.1)
+    unit = V_READ**2 * T_READ_NS * 1e-3  # pJ per µS of a full-scale row
+    top = unit * sum(ROW_G_US)
+    for x in (X, [0.1, 0.0, 0.2]):
+        lin = nn.Linear(3, 2, bias=False)
+        with torch.no_grad():
+            lin.weight.copy_(torch.tensor(W))
+        xcfg = load_crossbar_config({"preset": "ideal"})
+        tr = record_traces(
+            to_analog(lin, xcfg), torch.tensor([x]), ModelInput(None), xcfg, TraceConfig(),
+            Periphery(0.0, 0.0, T_READ_NS, "hand"), cm,
+        )  # fmt: skip
+        (g_d,) = tr.layers[0].info["g_extra_us"]
+        assert unit * g_d * np.sqrt(3) / 2 == pytest.approx(0.1 * top)  # σ of Binomial(3, 1/2) bits
 
 
 def test_shuffled_reads_give_exactly_the_same_conv_outputs():

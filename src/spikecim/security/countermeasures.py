@@ -3,7 +3,8 @@
 - ``noise_injection``: a dummy column per input tile, ``R`` cells at conductance ``g_d``
   driven by random bits (p = 1/2, an LFSR) at every read, draws
   ``v_read²·t_read·g_d·Binomial(R, 1/2)``: σ = v_read²·t_read·g_d·√R/2, set to
-  ``level`` × the tile's largest read energy. Cost: ⌈g_d/g_max⌉ extra columns of R cells,
+  ``level`` × the tile's largest read energy (every row at full scale, each column
+  converted: a property of the crossbar, the same whatever inputs are recorded). Cost: ⌈g_d/g_max⌉ extra columns of R cells,
   half of them read per read; no ADC (the column is not converted).
 - ``shuffle``: the reads of a layer step (a convolution's sliding windows) run in a random
   order drawn per inference, each output written back to its own address: the outputs
@@ -79,13 +80,18 @@ def insert_dummy_reads(reads: np.ndarray, dummy: np.ndarray, gen: np.random.Gene
 
 
 def inject_noise(
-    reads: np.ndarray, level: float, rows: np.ndarray, unit_pj_per_us: float, gen: np.random.Generator
+    reads: np.ndarray,
+    level: float,
+    top_pj: np.ndarray,
+    rows: np.ndarray,
+    unit_pj_per_us: float,
+    gen: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Dummy-column current added to ``reads[N, T, L, B, n_in]`` (pJ); ``rows[n_in]`` the
-    real rows of each tile, ``unit_pj_per_us`` = v_read²·t_read·1e-3 (the energy of one
-    full-scale row on 1 µS). Returns the new reads and each tile's dummy conductance g_d (µS)."""
-    top = reads.max(axis=(0, 1, 2, 3))  # [n_in]
-    sigma = level * top
+    """Dummy-column current added to ``reads[N, T, L, B, n_in]`` (pJ); ``top_pj[n_in]`` each
+    tile's largest read energy, ``rows[n_in]`` its real rows, ``unit_pj_per_us`` =
+    v_read²·t_read·1e-3 (the energy of one full-scale row on 1 µS). Returns the new reads and
+    each tile's dummy conductance g_d (µS)."""
+    sigma = level * np.asarray(top_pj, dtype=np.float64)
     g_d = sigma / (unit_pj_per_us * np.sqrt(rows) / 2)
     on = gen.binomial(rows.astype(np.int64), 0.5, size=reads.shape)
     return reads + on * unit_pj_per_us * g_d, g_d

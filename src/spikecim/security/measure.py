@@ -107,7 +107,8 @@ def record_traces(
             reads = cms.shuffle_reads(reads, gen)
         if "noise_injection" in cm.names:
             rows = np.array(info["rows_per_tile"], dtype=np.float64)
-            reads, g_d = cms.inject_noise(reads, cm.noise_injection_level, rows, unit, gen)
+            top = _largest_reads(layer, st["g_row"], periphery, unit, names[layer] in with_neuron)
+            reads, g_d = cms.inject_noise(reads, cm.noise_injection_level, top, rows, unit, gen)
             info["g_extra_us"] = [float(g) for g in g_d]
         shuffled = "shuffle" in cm.names or "dummy_reads" in cm.names
         out.append(LayerTrace(names[layer], reads, None if shuffled else st["map"], info))
@@ -198,6 +199,16 @@ def _tile_energies(levels, g_row, rows, layer, periphery, unit) -> np.ndarray:
         active = (li != 0).any(dim=2).transpose(1, 2)  # [M, L, B]
         parts.append(e + active * (n_cols * periphery.e_conversion_pj))
     return torch.stack(parts, dim=-1).double().numpy()
+
+
+def _largest_reads(layer, g_row, periphery, unit, has_neuron: bool) -> np.ndarray:
+    """Each tile's largest read energy ``[n_in]`` (pJ): every real row at full scale, every
+    column converted, and the neuron updates where :func:`_layer_reads` adds them."""
+    ones = torch.ones(1, 1, layer.tiles.in_features, 1)
+    top = _tile_energies(ones, g_row, layer.tiles.grid[2], layer, periphery, unit)[0, 0, 0]
+    if has_neuron:
+        top[0] += layer.weight.shape[0] * periphery.e_neuron_pj
+    return top
 
 
 def _dummy_levels(shape, binary: bool, rate: float, cfg, gen) -> torch.Tensor:
