@@ -124,6 +124,27 @@ def test_subtract_reset_warns_writes_metadata_and_is_restored(tmp_path):
     torch.testing.assert_close(again(x), model(x), atol=1e-12, rtol=0)
 
 
+def test_a_quantised_or_channel_shared_membrane_warns_and_is_named_in_metadata(tmp_path):
+    """NIR's LIF holds neither a membrane quantiser (SQUAT, MINT) nor a membrane shared by
+    channel groups (EfficientLIF-Net): the node is written as the plain neuron, with a warning
+    and the lost state in its metadata, never silently."""
+    from spikecim.methods import apply_methods
+    from spikecim.nn.shared import SharedLIF
+    from spikecim.variants import MethodConfig
+
+    neuron = {"beta": 0.9, "threshold": 0.3, "reset": "zero", "reset_delay": False}
+    squat = apply_methods(Sequential(nn.Linear(4, 5), LIF(**neuron)), [MethodConfig(name="squat", bits=2)])
+    shared = Sequential(nn.Linear(4, 8), SharedLIF(**neuron, channel_groups=2))
+    for model, words, meta in (
+        (squat, r"membrane quantiser \(2 bits\)", {"membrane_bits": 2}),
+        (shared, "membrane shared by 2 channel groups", {"channel_groups": 2}),
+    ):
+        with pytest.warns(UserWarning, match=f"node '1': its {words}"):
+            path = write_graph(to_nir(model), tmp_path / "lost.nir")
+        node = nir.read(path).nodes["1"]
+        assert {k: int(node.metadata[k]) for k in meta} == meta
+
+
 def test_graph_without_the_flag_imports_as_nir_zero_reset(tmp_path):
     model = Sequential(nn.Linear(4, 5), LIF(beta=0.9, threshold=0.3, reset="subtract", reset_delay=False))
     with warnings.catch_warnings():

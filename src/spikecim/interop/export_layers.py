@@ -226,6 +226,30 @@ def _reset_meta(m: LIF, name: str) -> dict:
     return meta
 
 
+def _unexported_state(m: LIF, name: str) -> dict:
+    """Metadata and a warning for what a NIR LIF cannot hold: a quantised membrane (MINT,
+    SQUAT) or a membrane shared by channel groups (EfficientLIF-Net); the node is written as
+    the plain neuron, which behaves otherwise."""
+    meta, lost = {}, []
+    if getattr(m, "membrane_quant", None) is not None:
+        bits = getattr(m, "membrane_bits", None)
+        if bits is not None:
+            meta["membrane_bits"] = int(bits)
+        lost.append("its membrane quantiser" + ("" if bits is None else f" ({bits} bits)"))
+    groups = getattr(m, "channel_groups", 1)
+    if groups > 1:
+        meta["channel_groups"] = groups
+        lost.append(f"its membrane shared by {groups} channel groups")
+    if lost:
+        warnings.warn(
+            f"node '{name}': {' and '.join(lost)} has no NIR equivalent; written as a plain neuron "
+            f"with metadata {meta} (other tools, and spikecim's import, run it unquantised and unshared)",
+            UserWarning,
+            stacklevel=4,
+        )
+    return meta
+
+
 def _neuron(w, m: LIF, name: str, prev):
     shape = w.shape(m, name, 1)
     beta = full(m.beta.clamp(0, 1) if isinstance(m.beta, nn.Parameter) else m.beta, shape)
@@ -233,7 +257,7 @@ def _neuron(w, m: LIF, name: str, prev):
     bias = full(getattr(m, "bias", 0.0), shape)
     v_reset = full(getattr(m, "offset", 0.0), shape)
     v_th = full(m.threshold, shape) + v_reset
-    meta = _reset_meta(m, name)
+    meta = {**_reset_meta(m, name), **_unexported_state(m, name)}
     synaptic = isinstance(m, SynapticLIF)
     if not synaptic and np.all(beta == 1.0) and not bias.any():
         return w.add(name, nir.IF(r=gain, v_threshold=v_th, v_reset=v_reset, metadata=meta), True)
