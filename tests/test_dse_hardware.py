@@ -231,3 +231,37 @@ def test_an_rdb_storage_with_heartbeats_records_the_whole_grid(tmp_path):
     assert set(done) == set(designs)
     for key, values in done.items():
         assert values == pytest.approx(designs[key], rel=1e-12)
+
+
+def test_a_trial_whose_worker_died_during_the_run_is_failed_and_retried_before_the_next_trial(
+    tmp_path, monkeypatch
+):
+    """With RDB storage a dead worker's trial stops beating; study.optimize fails it before
+    every trial, and its retry runs. The check ran only when a command started, so a worker
+    that died after that left its trial RUNNING until the next command."""
+    import time
+
+    from spikecim.dse import study as study_module
+    from spikecim.dse.evaluate import Evaluator
+    from spikecim.dse.study import run_trials
+
+    monkeypatch.setattr(study_module, "HEARTBEAT_S", 0.5)  # stale after 1.5 s without a beat
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    space = load_space(_space(tmp_path, trials=6))
+    study = open_study(space, str(tmp_path / "rdb"), url)
+    dead = study.ask()
+    dead.suggest_categorical("xbar", XBAR)
+    study._storage.record_heartbeat(dead._trial_id)  # its worker beat once, then died
+    evaluate, calls = Evaluator(space, str(tmp_path / "rdb")), []
+
+    def slow_first(params):  # the run's first trial outlasts the dead one's grace period
+        calls.append(params)
+        if len(calls) == 1:
+            time.sleep(2.0)
+        return evaluate(params)
+
+    run_trials(study, space, slow_first, 6)
+    trials = study.get_trials(deepcopy=False)
+    assert trials[dead.number].state == optuna.trial.TrialState.FAIL
+    retries = [t for t in trials if t.system_attrs.get("failed_trial") == dead.number]
+    assert len(retries) == 1 and retries[0].state == optuna.trial.TrialState.COMPLETE

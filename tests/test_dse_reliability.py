@@ -376,6 +376,20 @@ def test_a_grid_larger_than_the_budget_lists_only_the_trials_that_ran(tmp_path, 
     assert capsys.readouterr().out.startswith(f"study t in {out}: 4 trials (4 complete), 2 designs waiting, ")
 
 
+def test_status_gives_the_hypervolume_of_dse_json_with_a_random_baseline(tmp_path, capsys):
+    """The hypervolume's reference point spans both studies (docs/dse.md); --status took it
+    from the search alone and printed another number than dse.json for the same study."""
+    space = _space(tmp_path, name="c", knobs=[CLOCK, ADC], objectives=[{"metric": "energy_uj"}, {"metric": "latency_us"}],
+                   trials=40)  # fmt: skip
+    out = tmp_path / "r"
+    assert main(["dse", str(space), "--out", str(out), "--random-baseline"]) == 0
+    written = json.loads((out / "dse.json").read_text())["hypervolume"][-1]["search"]
+    capsys.readouterr()
+    assert main(["dse", "--status", "--out", str(out)]) == 0
+    printed = float(capsys.readouterr().out.rsplit("hypervolume ", 1)[1])
+    assert printed == pytest.approx(written, rel=1e-5)  # 6 significant digits printed
+
+
 # ---- 6. --workers -------------------------------------------------------------------------------
 
 
@@ -537,6 +551,58 @@ def test_sigterm_between_trials_stops_as_ctrl_c_does_and_says_what_is_kept(tmp_p
         f"dse: interrupted; {kept} finished trials are kept in {out / 'study.journal'} (a trial that was "
         "running runs again first): run the same command again to continue"
     )
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc")
+def test_sigkill_of_a_command_with_workers_stops_its_workers_and_the_rerun_finishes_the_study(tmp_path):
+    """SIGKILL gives the command no chance to stop its pool: its workers went on with the
+    study (re-parented to init), and the rerun, taking a trial they had just finished as
+    lost, ended in a traceback ("Cannot tell a COMPLETE trial"). The workers now stop with
+    the command, and the rerun completes the budget."""
+    budget = 150
+    space = _space(tmp_path, name="c", knobs=[CLOCK], trials=budget)
+    out = tmp_path / "w"
+    cmd = [sys.executable, "-m", "spikecim", "dse", str(space), "--out", str(out), "--workers", "2"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    workers: list[int] = []
+    try:
+        while proc.poll() is None:
+            journal = out / "study.journal"
+            if journal.exists() and b'"state":1' in journal.read_bytes():  # a trial has finished
+                workers = _children(proc.pid)
+                proc.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.02)
+    finally:
+        proc.communicate()
+    assert proc.returncode == -signal.SIGKILL and len(workers) >= 2
+    while any(Path(f"/proc/{w}").exists() and "Z" not in _state(w) for w in workers):
+        time.sleep(0.05)  # the workers stop on their own (a hung test here means they do not)
+    assert sum(t.state == TrialState.COMPLETE for t in _trials(out, "c")) < budget  # stopped, not finished
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    assert again.returncode == 0 and "Traceback" not in again.stderr, again.stderr
+    assert sum(t.state == TrialState.COMPLETE for t in _trials(out, "c")) == budget
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"
 
 
 def test_a_second_ctrl_c_while_dse_stops_still_says_what_is_kept(tmp_path, capsys):

@@ -217,7 +217,11 @@ def _print_status(sp, out: Path, url: str | None) -> None:
     from spikecim.dse.study import load_study
 
     study = load_study(sp, out, url)
-    doc = summarise(study, sp, importance=False)
+    try:  # the reference point over both studies, as dse.json takes it
+        rstudy = load_study(sp, out, url, random=True)
+    except SpikecimError:
+        rstudy = None
+    doc = summarise(study, sp, rstudy, importance=False)
     counts = {s.name: 0 for s in TrialState}
     for t in doc["trials"]:
         counts[t["state"]] += 1

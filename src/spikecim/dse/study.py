@@ -348,13 +348,17 @@ def recover(study: optuna.Study, rdb: bool = False) -> list[int]:
     returns their numbers. With RDB storage, only trials whose heartbeat stopped."""
     if rdb:  # run_trials fails the trials whose heartbeat stopped, and their retries run
         return []
-    lost = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    for t in lost:
-        study.tell(t.number, state=TrialState.FAIL)
+    lost = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        try:
+            study.tell(t.number, state=TrialState.FAIL)
+        except ValueError:  # finished meanwhile, by a worker of the stopped command: kept as it is
+            continue
+        lost.append(t.number)
         waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
         if not any(w.system_attrs.get("fixed_params") == t.params for w in waiting):
             study.enqueue_trial(t.params, user_attrs={"rerun_of": t.number})
-    return [t.number for t in lost]
+    return lost
 
 
 def done(study: optuna.Study) -> int:
@@ -385,14 +389,18 @@ def run_trials(
     one storage can overshoot the budget by one trial each)."""
     from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enabled
 
-    if is_heartbeat_enabled(study._storage):
+    heartbeats = is_heartbeat_enabled(study._storage)
+    if heartbeats:
         # the heartbeats run from this loop (below), as study.optimize runs them
         warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
     seen = _Designs()
     while True:
         with lock if lock is not None else contextlib.nullcontext():
+            if (
+                heartbeats
+            ):  # before every trial, as study.optimize: a dead worker's trial fails and is retried
+                optuna.storages.fail_stale_trials(study)
             if seen.update(study.get_trials(deepcopy=False)) >= trials or exhausted(study, space):
                 break
             trial = _take_rerun(study) or study.ask()  # RUNNING: counted by the next look

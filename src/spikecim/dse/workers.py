@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import multiprocessing.connection
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -73,6 +76,24 @@ def _init_worker(lock) -> None:
     global _budget_lock
     keep_freed_memory()
     _budget_lock = lock
+    _exit_with_parent()
+
+
+def _exit_with_parent() -> None:
+    """Stop this worker when the command that started it dies (a SIGKILL gives it no chance
+    to stop its pool): its trial stays RUNNING, and the next command runs it again. The stop
+    is a SIGTERM to itself, which a journal write holds back until it is whole
+    (:func:`~spikecim.errors.interrupts_deferred`): a worker ended inside one would leave
+    Optuna's journal lock behind, and the next command would wait out its grace period."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def explore(
