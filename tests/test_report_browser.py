@@ -481,7 +481,8 @@ def test_study_page_shows_every_trial_the_baseline_hypervolume_and_importance(ru
     assert (front["baseline"]["x"], front["baseline"]["y"]) == ([80.0], [2000.0])
     hv = {t["name"]: t for t in specs["hypervolume"]["data"]}
     assert hv["search"]["y"] == [1.0, 2.0, 2.5]
-    assert (hv["random sampling"]["x"], hv["random sampling"]["y"]) == ([0, 2], [0.5, 1.0])
+    # entry k of dse.json's hypervolume is after k + 1 finished trials (the axis counts them)
+    assert (hv["random sampling"]["x"], hv["random sampling"]["y"]) == ([1, 3], [0.5, 1.0])
     (imp,) = specs["importance"]["data"]
     assert dict(zip(imp["y"], imp["x"], strict=True)) == DSE["importance"]
     assert "5 trials, 4 complete, 3 feasible, 2 Pareto-optimal" in page

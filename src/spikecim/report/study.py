@@ -226,26 +226,27 @@ def _front(trials: list[Trial], baseline: Baseline | None, x_obj: Objective | No
 def _hypervolume(study: Study) -> str:
     from spikecim.report.charts import base_figure
 
+    # entry k: after the first k + 1 finished trials (a failed one adds none), not trial number k
     pts = sorted(study.hypervolume, key=lambda p: p.trial)
-    fig = base_figure(title="Hypervolume of the Pareto front after each trial (higher is better)")
+    fig = base_figure(title="Hypervolume of the Pareto front as trials finish (higher is better)")
     fig.add_scatter(
-        x=[p.trial for p in pts],
+        x=[p.trial + 1 for p in pts],
         y=[p.search for p in pts],
         mode="lines+markers",
         name="search",
-        hovertemplate="after trial %{x}: %{y:.4~g}<extra>search</extra>",
+        hovertemplate="after %{x} finished trials: %{y:.4~g}<extra>search</extra>",
     )
     rnd = [p for p in pts if p.random is not None]
     if rnd:
         fig.add_scatter(
-            x=[p.trial for p in rnd],
+            x=[p.trial + 1 for p in rnd],
             y=[p.random for p in rnd],
             mode="lines+markers",
             name="random sampling",
             line={"dash": "dash"},
-            hovertemplate="after trial %{x}: %{y:.4~g}<extra>random sampling</extra>",
+            hovertemplate="after %{x} finished trials: %{y:.4~g}<extra>random sampling</extra>",
         )
-    fig.update_xaxes(title_text="trial number")
+    fig.update_xaxes(title_text="finished trials")
     units = " × ".join(o.unit for o in study.objectives if o.unit)
     fig.update_yaxes(
         title_text=f"hypervolume ({units})" if units else "hypervolume (objective units multiplied)"
