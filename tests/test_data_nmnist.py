@@ -68,6 +68,23 @@ def test_labels_come_from_digit_folders_and_shapes_are_frames(tmp_path):
         assert x[0, 1].sum() == 1 and x[3, 0].sum() == 1 and x.sum() == 2
 
 
+def test_gzip_compressed_samples_count_beside_plain_ones_and_a_folder_named_bin_is_no_sample(tmp_path):
+    """docs/data.md: any file may be stored gzip-compressed as <name>.gz, plain and compressed
+    mixed. The listing took only *.bin: the .bin.gz samples were left out without a word."""
+    import gzip
+
+    write_nmnist(tmp_path / "N-MNIST")
+    for d in range(10):  # each digit's second training sample compressed, and a folder named like a sample
+        folder = tmp_path / "N-MNIST" / "Train" / str(d)
+        (folder / "00001.bin").rename(folder / "00001.bin.tmp")
+        (folder / "00001.bin.gz").write_bytes(gzip.compress((folder / "00001.bin.tmp").read_bytes()))
+        (folder / "00001.bin.tmp").unlink()
+        (folder / "notes.bin").mkdir()
+    ds = load_dataset("nmnist", root=str(tmp_path), timesteps=4)
+    assert ds.x_train.shape[0] == 20  # 10 plain + 10 compressed, by hand
+    assert sorted(ds.y_train.tolist()) == sorted(list(range(10)) * 2)
+
+
 def test_samples_are_shuffled_so_limit_mixes_classes(tmp_path):
     write_nmnist(tmp_path, per_digit=(3, 1))
     ds = load_dataset("nmnist", root=str(tmp_path), timesteps=2, limit=10)

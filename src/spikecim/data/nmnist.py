@@ -49,7 +49,12 @@ def load_nmnist(
 
 def list_samples(split_dir: Path) -> list[tuple[Path, int]]:
     """``(file, digit)`` pairs of one split in the fixed shuffled order."""
-    samples = [(p, d) for d in range(10) for p in sorted((split_dir / str(d)).glob("*.bin"))]
+    samples = [
+        (p, d)
+        for d in range(10)
+        for p in sorted((split_dir / str(d)).iterdir() if (split_dir / str(d)).is_dir() else [])
+        if p.is_file() and p.name.endswith((".bin", ".bin.gz"))  # plain or gzip-compressed (_files.py)
+    ]
     if not samples:
         raise SpikecimError(f"data.root: no nmnist samples in {split_dir}; place {_WANTED} there")
     order = np.random.default_rng(0).permutation(len(samples))
