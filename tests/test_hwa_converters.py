@@ -105,6 +105,26 @@ def test_hwa_forward_and_gradients_equal_aihwkit_lightning(kind, name):
         assert r_grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("kind", ["linear", "conv2d"])
+def test_an_abs_max_range_with_an_output_bound_runs_in_float32_as_aihwkit_lightning(kind):
+    """A per-vector abs-max range gives the ADC a bound per input vector; the float32 CPU
+    kernel takes one bound, and the forward ended in "only one element tensors can be
+    converted to Python scalars". It now runs the torch passes there, as the peer does."""
+    pytest.importorskip("aihwkit_lightning", reason="aihwkit-lightning (the peer) is not installed")
+    c = HwaConverters(**SETTINGS["DAC and ADC on the abs-max range, 2 tiles"])
+    torch.manual_seed(0)
+    layer, x = (
+        (nn.Linear(30, 12), heavy_tailed(16, 30).float())
+        if kind == "linear"
+        else (nn.Conv2d(3, 5, 3, padding=1), heavy_tailed(4, 3, 6, 6).float())
+    )
+    g = torch.randn(layer(x).shape, generator=torch.Generator().manual_seed(2))
+    ours = forward_backward(HwaLayer(copy.deepcopy(layer), c).train(), x, g, None)
+    theirs = forward_backward(peer(layer, c), x, g, None)
+    for what, a, b in zip(["output", "input gradient", "weight gradient"], ours[:3], theirs[:3], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5, msg=lambda m, w=what: f"{w}: {m}")
+
+
 def test_the_converters_act_on_the_output():
     """The settings above are not trivially passed through: the ADC grid shows in the output."""
     c = HwaConverters(dac_bits=4, adc_bits=3, out_bound=1.0)

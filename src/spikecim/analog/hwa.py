@@ -402,8 +402,10 @@ class _Adc(Function):
     @staticmethod
     def forward(y, bound, bits: int | None, prev):
         n = level_count(bits) if bits is not None else None
-        # prev, the sum of the tiles before, has y's dtype; the kernel writes into a dense one
-        if hwa_kernels.available(y) and (prev is None or hwa_kernels.dense(prev)):
+        # prev, the sum of the tiles before, has y's dtype; the kernel writes into a dense one,
+        # on one bound (an abs-max range gives every input vector its own: the torch passes)
+        one_bound = not isinstance(bound, torch.Tensor) or bound.numel() == 1
+        if one_bound and hwa_kernels.available(y) and (prev is None or hwa_kernels.dense(prev)):
             out, code, saturated = hwa_kernels.adc(y, prev, bound, n)
         else:
             out, mask, saturated = _adc(y, bound, n)
