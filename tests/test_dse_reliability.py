@@ -390,6 +390,24 @@ def test_status_gives_the_hypervolume_of_dse_json_with_a_random_baseline(tmp_pat
     assert printed == pytest.approx(written, rel=1e-5)  # 6 significant digits printed
 
 
+def test_an_out_folder_of_someone_elses_files_is_refused_and_left_as_it_was(tmp_path, capsys):
+    """The study's outputs (summary.md, pareto.png, trials.csv) overwrote a folder's own files
+    of those names; such a folder without a study of spikecim dse is refused in one line (a
+    folder with other files of its own takes the study beside them: the test above)."""
+    space = _space(tmp_path, name="c", knobs=[CLOCK], trials=3)
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "summary.md").write_text("my notes\n")
+    code, err = _dse(capsys, space, "--out", out)
+    assert code == 2
+    assert _one_error_line(err) == (
+        f"error: --out: {out} holds summary.md, which spikecim dse did not write (no study.journal) and would "
+        "overwrite; move it out or choose another folder"
+    )
+    assert sorted(p.name for p in out.iterdir()) == ["summary.md"]
+    assert (out / "summary.md").read_text() == "my notes\n"
+
+
 # ---- 6. --workers -------------------------------------------------------------------------------
 
 

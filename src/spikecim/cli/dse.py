@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from spikecim.dse.layout import JOURNAL
+from spikecim.dse.layout import JOURNAL, is_study
 from spikecim.errors import RunInterrupted, SpikecimError, interrupts_deferred, terminate_as_interrupt
 
 SPACE_COPY = "space.yaml"
@@ -103,6 +103,7 @@ def dse_cmd(
     # everything that can fail at the door fails before a file is written (the space, its
     # workload and baseline were checked by load_space)
     check_command(out, storage, workers, ray_address)
+    _check_out_is_ours(out)
     created = [p for p in (out, out / SPACE_COPY, out / JOURNAL, out / "dse.lock") if not p.exists()]
     try:
         _keep_space(sp, space, out)
@@ -208,6 +209,23 @@ def _interrupted_line(sp, out: Path, url: str | None) -> str:
         f"dse: interrupted; {finished} finished trials are kept in {where} "
         "(a trial that was running runs again first): run the same command again to continue"
     )
+
+
+OUTPUTS = ("summary.md", "pareto.json", "pareto.csv", "trials.csv", "pareto.png", "hypervolume.png",
+           "importance.png", "study.html")  # fmt: skip  # what a study writes besides dse.json
+
+
+def _check_out_is_ours(out: Path) -> None:
+    """Refuse an ``--out`` folder without a study of spikecim dse that holds a file of the name
+    of one of the study's outputs: writing them would replace it (other files stay as they are)."""
+    if not out.is_dir() or is_study(out) or (out / SPACE_COPY).is_file() or (out / "dse.lock").is_file():
+        return
+    theirs = next((name for name in OUTPUTS if (out / name).exists()), None)
+    if theirs is not None:
+        raise SpikecimError(
+            f"--out: {out} holds {theirs}, which spikecim dse did not write (no {JOURNAL}) and would "
+            "overwrite; move it out or choose another folder"
+        )
 
 
 def _print_status(sp, out: Path, url: str | None) -> None:
