@@ -178,8 +178,9 @@ def generate(
             if temperature == 0:
                 nxt = int(logits.argmax())
             else:
-                # shifted so the top logit is 0: a tiny temperature gives -inf, never inf/inf
-                probs = torch.softmax((logits - logits.max()) / temperature, dim=-1)
+                # shifted so the top logit is 0: a tiny temperature gives -inf, never inf/inf;
+                # in float64, where a temperature below float32's range (1e-300) is no 0
+                probs = torch.softmax((logits.double() - logits.max()) / temperature, dim=-1)
                 nxt = int(torch.multinomial(probs, 1, generator=gen))
             out.append(nxt)
     finally:
