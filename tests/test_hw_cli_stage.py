@@ -191,6 +191,8 @@ def test_node_scaling_keeps_a_constant_set_with_it(run_dir, capsys):
         (["--timesteps", "3"], "--timesteps: applies to a .nir model only"),
         (["--input-rate", "0.5"], "--input-rate: applies to a .nir model only"),
         (["--dataset", "digits"], "--dataset: applies to a .nir model only"),
+        # a clock of 1e-300 MHz: each layer's latency near 1e306 ns, the EDP beyond float's range
+        (["--set", "clock_mhz=1e-300"], "hw: on architecture 'imc-rram-65nm' the energy-delay product of"),
     ],
 )
 def test_estimate_refuses_bad_or_inapplicable_options_in_one_line(run_dir, capsys, extra, line):

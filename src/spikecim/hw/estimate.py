@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
+from spikecim.errors import SpikecimError
 from spikecim.hw.arch import Architecture, load_architecture
 from spikecim.hw.cost import CostReport, LayerCost
 from spikecim.hw.digital_unit import DigitalUnitParams, digital_op_cost, load_digital_unit
@@ -77,7 +79,7 @@ def estimate(workload, arch: Architecture | str | Path, dense: bool = False) -> 
             f"exit unit ({arch.exit_unit}): the {workload.exit_test.rule} test over "
             f"{workload.exit_test.classes} classes after every step a sample runs but the last"
         )
-    return CostReport(
+    report = CostReport(
         estimator=est.name,
         architecture=arch.name,
         workload=workload.model,
@@ -89,6 +91,20 @@ def estimate(workload, arch: Architecture | str | Path, dense: bool = False) -> 
         extras={**est.extras(costed, workload, p), **dyn_extras},
         notes=notes,
     )
+    edp = report.edp_pj_ns or 0.0
+    for what, value in (
+        ("energy", report.energy_pj),
+        ("latency", report.latency_ns),
+        ("area", report.area_um2),
+        ("energy-delay product", edp),
+        ("energy-delay-area product", edp * report.area_um2),
+    ):
+        if not math.isfinite(value):
+            raise SpikecimError(
+                f"hw: on architecture '{arch.name}' the {what} of {workload.model} comes out as {value}; "
+                "a parameter lies outside what the model can cost (a clock of 1e-300 MHz, say)"
+            )
+    return report
 
 
 def sram_pj_per_bit(p) -> float | None:
