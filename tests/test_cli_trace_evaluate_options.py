@@ -97,3 +97,14 @@ def test_trace_of_a_nir_file_refuses_an_input_rate_beside_a_dataset(tmp_path, ca
     assert main(["trace", str(nir), "--dataset", "digits", "--input-rate", "0.5"]) == 2
     assert "--input-rate: applies without --dataset" in the_line(capsys.readouterr().err)
     assert not nir.with_suffix(".workload.json").exists()
+
+
+@pytest.mark.parametrize("cmd", ["evaluate", "trace"])
+def test_timesteps_of_a_nir_model_beyond_a_runs_limit_are_refused_in_one_line(cmd, capsys):
+    """data.timesteps of a run takes 1 to 10000; --timesteps of a .nir model took any number,
+    and 10^11 steps ended in an allocation traceback."""
+    extra = ["--dataset", "nmnist"] if cmd == "evaluate" else []
+    assert main([cmd, str(CNN), *extra, "--timesteps", "100000000000"]) == 2
+    err = capsys.readouterr().err
+    assert "--timesteps" in err and "10000" in err and len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err

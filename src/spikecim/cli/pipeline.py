@@ -149,7 +149,9 @@ NIR_ROOT = typer.Option(None, help="For a .nir model: folder holding the data se
 NIR_STEPS = typer.Option(
     None,
     min=1,
-    help=f"For a .nir model: timesteps per sample (default {NIR_DEFAULT_STEPS}; frame data sets bring their own).",
+    max=10000,  # as data.timesteps of a run
+    help=f"For a .nir model: timesteps per sample, 1 to 10000 (default {NIR_DEFAULT_STEPS}; frame data sets "
+    "bring their own).",
 )
 
 
