@@ -69,7 +69,9 @@ def test_bench_json_has_one_row_per_library_and_batch(capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["bench", "--timesteps", "0"], "--timesteps: must be >= 1"),
+        (["bench", "--timesteps", "0"], "--timesteps: must be from 1 to 10,000,000, got 0"),
+        # beyond int64 a tensor size overflowed: "TypeError: rand(): ... Overflow when unpacking long long"
+        (["bench", "--batch", "99999999999999999999999"], "--batch: must be from 1 to 10,000,000"),
         (["bench", "--library", "brian"], "--library: unknown 'brian'"),
         (["bench", "--quick", "--device", ""], "--device: empty, allowed: cpu, cuda, cuda:N"),
         (
@@ -79,7 +81,17 @@ def test_bench_json_has_one_row_per_library_and_batch(capsys):
         # petabytes for one input: beyond any address space, so the allocation fails even
         # where the kernel overcommits memory
         (
-            ["bench", "--quick", "--batch", "9999999999999", "--library", "spikecim"],
+            [
+                "bench",
+                "--batch",
+                "10000000",
+                "--features",
+                "10000000",
+                "--timesteps",
+                "10",
+                "--library",
+                "spikecim",
+            ],
             "bench: the sizes asked for",
         ),
     ],

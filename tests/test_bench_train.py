@@ -63,7 +63,7 @@ def test_bench_train_json_keeps_the_models_libraries_and_batches_asked_for(capsy
             "--library: unknown 'norse', allowed: spikecim",
         ),
         (["bench", "--suite", "train", "--features", "8"], "--features: only for --suite lif"),
-        (["bench", "--suite", "train", "--batch", "0"], "--batch: must be >= 1, got 0"),
+        (["bench", "--suite", "train", "--batch", "0"], "--batch: must be from 1 to 10,000,000, got 0"),
     ],
 )
 def test_bench_train_bad_option_is_a_one_line_error(argv, message, capsys):

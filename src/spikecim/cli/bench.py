@@ -27,6 +27,7 @@ import typer
 from spikecim.errors import SpikecimError, allocation_failed
 
 SUITES = ("lif", "analog", "train", "hwa")
+MAX_SIZE = 10_000_000  # timesteps, batch, features, repeats, threads: beyond, a tensor's size overflows
 QUICK = {"batches": (2,), "timesteps": 5, "features": 16, "repeats": 2, "warmup": 1}
 LIF_DEFAULTS = {"batches": (16, 64), "timesteps": 100, "features": 512, "repeats": 7}
 ANALOG_DEFAULTS = {"repeats": 5, "threads": 1}  # 1 thread: stable timings on a shared machine
@@ -132,11 +133,9 @@ def bench_cmd(
     if suite not in SUITES:
         raise SpikecimError(f"--suite: unknown '{suite}', allowed: {', '.join(SUITES)}")
     checks = [("timesteps", timesteps), ("features", features), ("repeats", repeats), ("threads", threads)]
-    for name, value in checks:
-        if value is not None and value < 1:
-            raise SpikecimError(f"--{name}: must be >= 1, got {value}")
-    if batch and min(batch) < 1:
-        raise SpikecimError(f"--batch: must be >= 1, got {min(batch)}")
+    for name, value in [*checks, *(("batch", b) for b in batch or ())]:
+        if value is not None and not 1 <= value <= MAX_SIZE:
+            raise SpikecimError(f"--{name}: must be from 1 to {MAX_SIZE:,}, got {value}")
     if device is not None and not device.strip():  # not the default: an empty value is a mistake
         raise SpikecimError("--device: empty, allowed: cpu, cuda, cuda:N")
     cpus = os.cpu_count() or 1
