@@ -73,24 +73,29 @@ def bench_cmd(
     batch: Annotated[
         list[int] | None,
         typer.Option(
-            "--batch", "-b", help="lif, train: batch size, >= 1; repeat for several (default: 16 and 64)"
+            "--batch",
+            "-b",
+            help="lif, train: batch size, 1 to 10,000,000; repeat for several (default: 16 and 64)",
         ),
     ] = None,
     timesteps: Annotated[
         int | None,
         typer.Option(
-            "--timesteps", "-t", help="lif, train: sequence length T, >= 1 (default: lif 100, train 4)"
+            "--timesteps",
+            "-t",
+            help="lif, train: sequence length T, 1 to 10,000,000 (default: lif 100, train 4)",
         ),
     ] = None,
     features: Annotated[
-        int | None, typer.Option("--features", help="lif only: Linear width F (F -> F), >= 1 (default: 512)")
+        int | None,
+        typer.Option("--features", help="lif only: Linear width F (F -> F), 1 to 10,000,000 (default: 512)"),
     ] = None,
     repeats: Annotated[
         int | None,
         typer.Option(
             "--repeats",
             "-r",
-            help="timed rounds, >= 1; the median is reported (default: lif 7, analog 5, train 5, hwa 5)",
+            help="timed rounds, 1 to 10,000,000; the median is reported (default: lif 7, analog 5, train 5, hwa 5)",
         ),
     ] = None,
     library: Annotated[
@@ -105,7 +110,8 @@ def bench_cmd(
     threads: Annotated[
         int | None,
         typer.Option(
-            "--threads", help="torch threads, >= 1 (default: lif and train torch's, analog and hwa 1)"
+            "--threads",
+            help="torch threads, 1 to 10,000,000 (default: lif and train torch's, analog and hwa 1)",
         ),
     ] = None,
     model: Annotated[
