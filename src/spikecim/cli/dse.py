@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from spikecim.dse.layout import JOURNAL, is_study
+from spikecim.dse.layout import JOURNAL, OUTPUTS, is_study
 from spikecim.errors import RunInterrupted, SpikecimError, interrupts_deferred, terminate_as_interrupt
 
 SPACE_COPY = "space.yaml"
@@ -209,10 +209,6 @@ def _interrupted_line(sp, out: Path, url: str | None) -> str:
         f"dse: interrupted; {finished} finished trials are kept in {where} "
         "(a trial that was running runs again first): run the same command again to continue"
     )
-
-
-OUTPUTS = ("summary.md", "pareto.json", "pareto.csv", "trials.csv", "pareto.png", "hypervolume.png",
-           "importance.png", "study.html")  # fmt: skip  # what a study writes besides dse.json
 
 
 def _check_out_is_ours(out: Path) -> None:
