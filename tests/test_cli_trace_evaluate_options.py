@@ -108,3 +108,21 @@ def test_timesteps_of_a_nir_model_beyond_a_runs_limit_are_refused_in_one_line(cm
     err = capsys.readouterr().err
     assert "--timesteps" in err and "10000" in err and len(err.strip().splitlines()) == 1
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("cmd", ["evaluate", "trace"])
+def test_an_emptied_config_of_a_run_folder_is_refused_not_read_as_the_defaults(
+    traced_run, tmp_path, cmd, capsys
+):
+    """spikecim writes a run's whole config; an empty config.yaml (a damaged copy) was read as
+    the default config, and the command went on with another run's settings."""
+    import shutil
+
+    run = tmp_path / "copy"
+    shutil.copytree(traced_run, run)
+    (run / "config.yaml").write_text("")
+    assert main([cmd, str(run)]) == 2
+    assert the_line(capsys.readouterr().err) == (
+        f"error: run: {run / 'config.yaml'} is empty, where spikecim wrote the run's whole config; "
+        "restore it from a copy"
+    )

@@ -124,11 +124,10 @@ def load_run_model(run_dir: str | Path, variant: str | None = None, allow_partia
     A variant trained for fewer epochs than ``train.epochs`` (an interrupted run) is refused
     unless ``allow_partial``; then a warning names it.
     """
-    from spikecim.config import load_config
-    from spikecim.pipeline.run import load_run
+    from spikecim.pipeline.run import load_run, run_config
 
     run_dir = Path(run_dir)
-    cfg = load_config(run_dir / "config.yaml")
+    cfg = run_config(run_dir)
     if variant is None:
         variant = next((v.name for v in cfg.variants if v.spiking), cfg.variants[0].name)
     if variant not in {v.name for v in cfg.variants}:

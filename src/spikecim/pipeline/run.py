@@ -272,6 +272,20 @@ def _reuse_earlier_results(ctx: RunContext) -> None:
             )
 
 
+def run_config(run_dir: Path) -> RunConfig:
+    """The config of the run folder ``run_dir``, which spikecim writes whole: a folder without
+    one, or with an empty one (damaged: read as the defaults, it would describe another run),
+    is refused in one line."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.exists():
+        raise SpikecimError(f"run: {run_dir} is not a run folder (no config.yaml)")
+    if not read_mapping(path, "run"):
+        raise SpikecimError(
+            f"run: {path} is empty, where spikecim wrote the run's whole config; restore it from a copy"
+        )
+    return load_config(path)
+
+
 def run(cfg: RunConfig, console=None, fresh: bool = False) -> RunContext:
     """Run ``cfg.stages`` in order; returns the context (models, workloads, metrics).
 
@@ -469,9 +483,7 @@ def load_run(
     from spikecim.train.checkpoint import load_variant_weights
 
     run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").exists():
-        raise SpikecimError(f"run: {run_dir} is not a run folder (no config.yaml)")
-    cfg = load_config(run_dir / "config.yaml")
+    cfg = run_config(run_dir)
     cfg = cfg.model_copy(update={"output_dir": str(run_dir.parent), "name": run_dir.name})
     ctx = build_context(cfg, console)
     if variants is not None:
