@@ -165,3 +165,25 @@ def test_a_digits_split_without_every_class_on_both_sides_is_refused(fraction, s
         "an image of each of the 10 classes; allowed: 0.0051 to 0.9944"
     )
     assert not any(tmp_path.iterdir())
+
+
+def test_a_set_key_with_a_list_index_sets_that_item_or_says_how_to_set_the_list(tmp_path, capsys):
+    """`variants.0.timesteps` was read as a mapping named "0" and refused as "config.variants:
+    Input should be a valid list". An item of a list the config file gives is set; one the
+    config does not list is one line saying to set the whole list."""
+    from spikecim.config import apply_overrides
+
+    data = {"variants": [{"name": "snn"}, {"name": "ann", "spiking": False}]}
+    assert apply_overrides(data, ["variants.1.timesteps=3"])["variants"][1] == {
+        "name": "ann", "spiking": False, "timesteps": 3,
+    }  # fmt: skip
+    with pytest.raises(
+        SpikecimError, match=r"^--set: 'variants.2.timesteps': variants has items 0 to 1, got '2'$"
+    ):
+        apply_overrides(data, ["variants.2.timesteps=3"])
+    assert main(["run", "--set", f"output_dir={tmp_path}", "--set", "variants.0.timesteps=2"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: --set: 'variants.0.timesteps' indexes variants, which the config does not list; "
+        "set the whole list: --set 'variants=[...]'"
+    )
+    assert not any(tmp_path.iterdir())

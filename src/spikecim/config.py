@@ -427,10 +427,24 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         if not all(parts):
             raise SpikecimError(f"--set: '{key}' does not name a field (section.field=value)")
         node = data
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
+        for depth, p in enumerate(parts[:-1]):
+            if isinstance(node, list):  # an item of a list the config file gives
+                if not (p.isdigit() and int(p) < len(node)):
+                    raise SpikecimError(
+                        f"--set: '{key}': {'.'.join(parts[:depth])} has items 0 to {len(node) - 1}, got '{p}'"
+                    )
+                node = node[int(p)]
+            elif p.isdigit() and depth > 0 and not node:
+                raise SpikecimError(
+                    f"--set: '{key}' indexes {'.'.join(parts[:depth])}, which the config does not list; "
+                    f"set the whole list: --set '{'.'.join(parts[:depth])}=[...]'"
+                )
+            else:
+                node = node.setdefault(p, {})
+            if not isinstance(node, dict | list):
                 raise SpikecimError(f"--set: '{key}' does not name a field")
+        if isinstance(node, list):
+            raise SpikecimError(f"--set: '{key}' names an item of a list, not a field")
         node[parts[-1]] = _parse_value(value)
     return data
 
