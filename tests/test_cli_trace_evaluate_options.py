@@ -126,3 +126,18 @@ def test_an_emptied_config_of_a_run_folder_is_refused_not_read_as_the_defaults(
         f"error: run: {run / 'config.yaml'} is empty, where spikecim wrote the run's whole config; "
         "restore it from a copy"
     )
+
+
+def test_a_path_error_names_the_option_that_gave_the_path(traced_run, tmp_path, capsys):
+    """`-o bad/afile/w.json` with bad/afile a file said only "bad/afile: File exists"; the
+    one line now names the option too, and --set names its field."""
+    blocker = tmp_path / "afile"
+    blocker.write_text("mine")
+    assert main(["trace", str(traced_run), "-o", str(blocker / "w.json")]) == 2
+    assert the_line(capsys.readouterr().err) == f"error: -o: {blocker}: File exists"
+    assert main(["run", "--set", f"output_dir={blocker}", "--epochs", "1"]) == 2
+    assert (
+        the_line(capsys.readouterr().err)
+        == f"error: --set output_dir: {blocker / 'digits-convnet'}: Not a directory"
+    )
+    assert blocker.read_text() == "mine"

@@ -8,7 +8,9 @@ code 2 (never a traceback).
 from __future__ import annotations
 
 import inspect
+import os
 import sys
+from pathlib import Path
 
 import typer
 
@@ -98,6 +100,30 @@ def _tidy_help(command, parent=None) -> None:
         _tidy_help(sub, ctx)
 
 
+def _option_of(filename, argv: list[str]) -> str | None:
+    """The option of ``argv`` whose path value is ``filename``, lies inside it (``-o
+    bad/afile/w.json`` for ``bad/afile``) or holds it (``--set output_dir=bad/afile`` for
+    ``bad/afile/run``), to name it in the error; None if none does."""
+    if not filename:
+        return None
+    failed = Path(os.fsdecode(filename))
+    for i, arg in enumerate(argv):
+        name, eq, value = arg.partition("=")
+        if not arg.startswith("-"):
+            continue
+        if not eq:
+            if i + 1 >= len(argv):
+                continue
+            value = argv[i + 1]
+        if name == "--set":  # --set key=value: the key is the field
+            key, _, value = value.partition("=")
+            name = f"--set {key}"
+        given = Path(value)
+        if value and (given == failed or failed in given.parents or given in failed.parents):
+            return name
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 ok, 2 bad input, 130 interrupted)."""
     keep_freed_memory()  # the process is spikecim's: no page faults for reused tensors
@@ -113,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except OSError as e:  # a path that cannot be read or written (permissions, no space, ...)
         where = f"{e.filename}: " if e.filename else ""
-        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
+        option = _option_of(e.filename, sys.argv[1:] if argv is None else argv)
+        print(f"error: {option + ': ' if option else ''}{where}{e.strerror or e}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, typer.Abort):
         code = 130
