@@ -15,10 +15,8 @@ from typing import Annotated
 
 import typer
 
-from spikecim.dse.layout import JOURNAL, OUTPUTS, is_study
+from spikecim.dse.layout import JOURNAL, LOCK, OUTPUTS, SPACE, is_study
 from spikecim.errors import RunInterrupted, SpikecimError, interrupts_deferred, terminate_as_interrupt
-
-SPACE_COPY = "space.yaml"
 
 
 def register(app: typer.Typer) -> None:
@@ -86,7 +84,7 @@ def dse_cmd(
     if space is None and out is None:
         raise SpikecimError("dse: give a SPACE file, or --out of an existing study with --resume or --status")
     if space is None:
-        copy = out / SPACE_COPY
+        copy = out / SPACE
         if not copy.exists():
             raise SpikecimError(f"dse: {out} holds no study ({copy} not found); give the SPACE file")
         sp = load_space(copy)
@@ -104,7 +102,7 @@ def dse_cmd(
     # workload and baseline were checked by load_space)
     check_command(out, storage, workers, ray_address)
     _check_out_is_ours(out)
-    created = [p for p in (out, out / SPACE_COPY, out / JOURNAL, out / "dse.lock") if not p.exists()]
+    created = [p for p in (out, out / SPACE, out / JOURNAL, out / LOCK) if not p.exists()]
     try:
         _keep_space(sp, space, out)
         with terminate_as_interrupt(), _Bar(Console(stderr=True), sp, trials or sp.trials) as bar:
@@ -142,7 +140,7 @@ def _keep_space(sp, given: Path | None, out: Path, write: bool = True) -> None:
     it continues the study, and the kept copy takes the new budget."""
     import yaml
 
-    copy = out / SPACE_COPY
+    copy = out / SPACE
     text = yaml.safe_dump(sp.model_dump(mode="json", exclude={"folder"}), sort_keys=False)
     if copy.exists():
         if given is None or copy.read_text() == text:
@@ -214,7 +212,7 @@ def _interrupted_line(sp, out: Path, url: str | None) -> str:
 def _check_out_is_ours(out: Path) -> None:
     """Refuse an ``--out`` folder without a study of spikecim dse that holds a file of the name
     of one of the study's outputs: writing them would replace it (other files stay as they are)."""
-    if not out.is_dir() or is_study(out) or (out / SPACE_COPY).is_file() or (out / "dse.lock").is_file():
+    if not out.is_dir() or is_study(out) or (out / SPACE).is_file() or (out / LOCK).is_file():
         return
     theirs = next((name for name in OUTPUTS if (out / name).exists()), None)
     if theirs is not None:

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["CACHE", "JOURNAL", "OUTPUTS", "RESULTS", "in_cache", "is_study"]
+__all__ = ["CACHE", "JOURNAL", "LOCK", "OUTPUTS", "RESULTS", "SPACE", "in_cache", "is_study"]
 
 JOURNAL = "study.journal"  # Optuna's journal: the study itself, appended trial by trial
 RESULTS = "dse.json"  # the summary written when the study ends (outputs.write_outputs)
 CACHE = "cache"  # the networks trained for the designs, one run folder per key: CACHE/<key>/
+SPACE = "space.yaml"  # the space as the command read it, kept to continue the study
+LOCK = "dse.lock"  # held by the one command that drives the folder
 # what a study writes beside RESULTS when it ends (outputs.write_outputs, report.study)
 OUTPUTS = ("summary.md", "pareto.json", "pareto.csv", "trials.csv", "pareto.png", "hypervolume.png",
            "importance.png", "study.html")  # fmt: skip

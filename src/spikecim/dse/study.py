@@ -397,9 +397,8 @@ def run_trials(
     seen = _Designs()
     while True:
         with lock if lock is not None else contextlib.nullcontext():
-            if (
-                heartbeats
-            ):  # before every trial, as study.optimize: a dead worker's trial fails and is retried
+            # before every trial, as study.optimize does: a dead worker's trial fails and is retried
+            if heartbeats:
                 optuna.storages.fail_stale_trials(study)
             if seen.update(study.get_trials(deepcopy=False)) >= trials or exhausted(study, space):
                 break

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from spikecim.dse.layout import LOCK
 from spikecim.dse.space import Space
 from spikecim.errors import RunInterrupted, SpikecimError, first_line
 from spikecim.memory import keep_freed_memory
@@ -197,7 +198,7 @@ def _one_command(out: Path):
         yield
         return
     out.mkdir(parents=True, exist_ok=True)
-    fd = os.open(out / "dse.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -91,13 +91,12 @@ def estimate(workload, arch: Architecture | str | Path, dense: bool = False) -> 
         extras={**est.extras(costed, workload, p), **dyn_extras},
         notes=notes,
     )
-    edp = report.edp_pj_ns or 0.0
     for what, value in (
         ("energy", report.energy_pj),
         ("latency", report.latency_ns),
         ("area", report.area_um2),
-        ("energy-delay product", edp),
-        ("energy-delay-area product", edp * report.area_um2),
+        ("energy-delay product", report.edp_pj_ns or 0.0),
+        ("energy-delay-area product", report.edap_pj_ns_mm2 or 0.0),
     ):
         if not math.isfinite(value):
             raise SpikecimError(

@@ -4,8 +4,9 @@
   driven by random bits (p = 1/2, an LFSR) at every read, draws
   ``v_read²·t_read·g_d·Binomial(R, 1/2)``: σ = v_read²·t_read·g_d·√R/2, set to
   ``level`` × the tile's largest read energy (every row at full scale, each column
-  converted: a property of the crossbar, the same whatever inputs are recorded). Cost: ⌈g_d/g_max⌉ extra columns of R cells,
-  half of them read per read; no ADC (the column is not converted).
+  converted: a property of the crossbar, the same whatever inputs are recorded). Cost:
+  ⌈g_d/g_max⌉ extra columns of R cells, half of them read per read; no ADC (the column is
+  not converted).
 - ``shuffle``: the reads of a layer step (a convolution's sliding windows) run in a random
   order drawn per inference, each output written back to its own address: the outputs
   are unchanged (:func:`shuffled_conv_forward`). Cost: a permutation table of

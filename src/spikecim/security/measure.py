@@ -147,7 +147,7 @@ def _layer_reads(layer, x, st, cfg, trace, periphery, has_neuron, unit, cm, gen)
         driven = rate = float((levels != 0).float().mean())
         levels_shape = levels.shape
     if has_neuron:  # every output of a read updates its neuron once, shared over the tiles
-        reads[:, :, 0, :] += layer.weight.shape[0] * periphery.e_neuron_pj / reads.shape[3]
+        reads[:, :, 0, :] += _neuron_updates_pj(layer, periphery) / reads.shape[3]
     if "dummy_reads" in cm.names:
         m, b, _, n_reads = levels_shape
         d = max(round(cm.dummy_read_fraction * n_reads), 1)
@@ -207,8 +207,14 @@ def _largest_reads(layer, g_row, periphery, unit, has_neuron: bool) -> np.ndarra
     ones = torch.ones(1, 1, layer.tiles.in_features, 1)
     top = _tile_energies(ones, g_row, layer.tiles.grid[2], layer, periphery, unit)[0, 0, 0]
     if has_neuron:
-        top[0] += layer.weight.shape[0] * periphery.e_neuron_pj
+        top[0] += _neuron_updates_pj(layer, periphery)
     return top
+
+
+def _neuron_updates_pj(layer, periphery) -> float:
+    """One read's neuron updates: every output of the layer updates its neuron once (charged
+    to the first tile, shared over a read's bit-serial reads)."""
+    return layer.weight.shape[0] * periphery.e_neuron_pj
 
 
 def _dummy_levels(shape, binary: bool, rate: float, cfg, gen) -> torch.Tensor:
