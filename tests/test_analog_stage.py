@@ -111,6 +111,18 @@ def test_pcm_weight_modifier_noise_std_follows_programming_polynomial():
     assert float((noisy - w)[1:].std()) == pytest.approx(sigma_w / 25.0, rel=0.03)
 
 
+def test_default_weight_modifier_is_the_run_configs_pcm_noise_as_is():
+    """``hwa_train(model, x, y)`` injects what ``spikecim run`` does by default: the PCM
+    programming noise at scale 1 (docs/references.md#pcm-programming-noise)."""
+    analog = RunConfig().analog
+    assert (analog.hwa_modifier, analog.hwa_noise_std) == ("pcm", 1.0)
+    w = torch.full((100_000,), 0.5, dtype=torch.float64)
+    w[0] = 1.0
+    noisy = modify_weight(w, WeightModifier(), torch.Generator().manual_seed(0))
+    sigma_w = 0.26348 + 1.9650 * 0.5 - 1.1731 * 0.5**2
+    assert float((noisy - w)[1:].std()) == pytest.approx(sigma_w / 25.0, rel=0.03)
+
+
 def test_additive_and_multiplicative_modifiers_have_configured_std():
     w = torch.full((100_000,), 0.5, dtype=torch.float64)
     w[0] = 2.0

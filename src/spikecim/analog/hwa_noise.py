@@ -21,8 +21,11 @@ __all__ = ["WeightModifier", "modify_weight", "weight_noise"]
 
 
 class WeightModifier(Schema):
+    """The weight noise of hardware-aware training; the defaults are the run config's
+    (``analog.hwa_modifier``, ``analog.hwa_noise_std``): the PCM programming noise as is."""
+
     kind: Literal["add_normal", "mult_normal", "pcm"] = "pcm"
-    std: float = Field(0.05, ge=0, description="noise scale (relative; 1.0 = the PCM model as is for 'pcm')")
+    std: float = Field(1.0, ge=0, description="noise scale (relative; 1.0 = the PCM model as is for 'pcm')")
 
 
 def modify_weight(
