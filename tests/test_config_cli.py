@@ -169,8 +169,9 @@ def test_a_digits_split_without_every_class_on_both_sides_is_refused(fraction, s
 
 def test_a_set_key_with_a_list_index_sets_that_item_or_says_how_to_set_the_list(tmp_path, capsys):
     """`variants.0.timesteps` was read as a mapping named "0" and refused as "config.variants:
-    Input should be a valid list". An item of a list the config file gives is set; one the
-    config does not list is one line saying to set the whole list."""
+    Input should be a valid list". An item of a list the config file gives is set; without a
+    resolver, one the config does not list is one line saying to set the whole list (the run
+    config's loader resolves it: tests/test_cli_bad_input_more.py)."""
     from spikecim.config import apply_overrides
 
     data = {"variants": [{"name": "snn"}, {"name": "ann", "spiking": False}]}
@@ -181,9 +182,14 @@ def test_a_set_key_with_a_list_index_sets_that_item_or_says_how_to_set_the_list(
         SpikecimError, match=r"^--set: 'variants.2.timesteps': variants has items 0 to 1, got '2'$"
     ):
         apply_overrides(data, ["variants.2.timesteps=3"])
-    assert main(["run", "--set", f"output_dir={tmp_path}", "--set", "variants.0.timesteps=2"]) == 2
+    with pytest.raises(
+        SpikecimError,
+        match=r"^--set: 'variants.0.timesteps' indexes variants, which the config does not list; "
+        r"set the whole list: --set 'variants=\[\.\.\.\]'$",
+    ):
+        apply_overrides({}, ["variants.0.timesteps=2"])
+    assert main(["run", "--set", f"output_dir={tmp_path}", "--set", "variants.2.timesteps=2"]) == 2
     assert capsys.readouterr().err.strip() == (
-        "error: --set: 'variants.0.timesteps' indexes variants, which the config does not list; "
-        "set the whole list: --set 'variants=[...]'"
+        "error: --set: 'variants.2.timesteps': variants has items 0 to 1, got '2'"
     )
     assert not any(tmp_path.iterdir())

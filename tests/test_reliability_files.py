@@ -230,11 +230,17 @@ def test_damaged_checkpoint_is_one_line_naming_the_file_and_exit_2(run_copy, cap
     assert "--fresh" in line and "--name" in line
 
 
-def test_intact_checkpoint_resumes_and_fresh_replaces_a_damaged_one(run_copy, capsys):
+def test_intact_checkpoint_resumes_and_fresh_replaces_a_damaged_one_once_it_is_moved_out(run_copy, capsys):
     assert main(_run_args(run_copy)) == 0  # resumes: epoch 1 of 1 already done
     state = run_copy / "r" / "checkpoint" / STATE
     state.write_text("")
     assert main(_run_args(run_copy)) == 2
+    capsys.readouterr()
+    # changed since spikecim wrote it: --fresh does not delete it, it names it
+    assert main([*_run_args(run_copy), "--fresh"]) == 2
+    assert f"holds checkpoint/{STATE}, which changed since spikecim wrote it" in _one_error_line(capsys)
+    assert state.read_text() == ""
+    state.rename(run_copy / STATE)
     assert main([*_run_args(run_copy), "--fresh"]) == 0
     assert json.loads(state.read_text())["epoch"] == 1
 
@@ -375,6 +381,10 @@ def test_a_damaged_workload_json_stops_a_stage_that_needs_it_but_not_evaluate_or
     assert main(_with_stages(_run_args(run_copy), "hardware")) == 2
     line = _one_error_line(capsys)
     assert str(workload) in line and "not valid JSON" in line, line
+    # changed since spikecim wrote it: trace does not replace it until it is moved away
+    assert main(["trace", str(run)]) == 2
+    assert f"trace: {workload} changed since spikecim wrote it" in _one_error_line(capsys)
+    workload.unlink()
     assert main(["trace", str(run)]) == 0
     assert json.loads(workload.read_text())["layers"]
 

@@ -260,6 +260,7 @@ def test_every_input_schema_and_numeric_field_is_enumerated():
         "spikecim.pipeline.results",  # stage results: outputs
         "spikecim.pipeline.trex_search",  # trex.json: the search's output
         "spikecim.report.study",  # dse.json read back (finite numbers checked there)
+        "spikecim.pipeline.folder",  # a run folder's manifest: written by spikecim, read back
     }
     plain = {
         c.__qualname__

@@ -21,6 +21,7 @@ from safetensors.torch import load_file
 
 from spikecim.cli.main import main
 from spikecim.errors import SpikecimError
+from spikecim.pipeline import folder
 from spikecim.pipeline.stages import _STAGES, register_stage
 from spikecim.train.checkpoint import weights_path
 
@@ -196,7 +197,8 @@ def test_a_run_that_fails_before_its_first_stage_finishes_leaves_the_folder_as_i
 
 
 def test_a_fresh_run_replaces_the_old_one_once_its_first_stage_finished(copy_of_run, test_stages, capsys):
-    (copy_of_run / "workload.json").write_text("{}")  # a file of the old run the new one does not write
+    # a file of the old run (written by spikecim, so recorded) that the new one does not write
+    folder.write_file(copy_of_run / "workload.json", b"{}")
     assert main(run_args(copy_of_run.parent, "base", *TINY, "--fresh", "--stages", "test_ok,test_fail")) == 2
     assert "test_fail" in the_line(capsys.readouterr().err)
     assert sorted(p.name for p in copy_of_run.parent.iterdir()) == ["base"]  # nothing left aside

@@ -197,11 +197,14 @@ def test_report_section_shows_the_written_results_and_is_empty_without_them(tmp_
 
 
 def test_an_interrupted_run_is_refused_unless_allow_partial_as_the_error_says(tmp_path, capsys):
-    # one epoch saved of the three the config asks for: what an interrupted run leaves
+    from spikecim.pipeline import folder
+
+    # one epoch saved of the three the config asks for: what an interrupted run leaves (its
+    # config.yaml written by spikecim, so recorded in the run folder's manifest)
     args = run_args(tmp_path, "p", *TINY, "--stages", "train,trace")
     assert main(args) == 0
     config = tmp_path / "p" / "config.yaml"
-    config.write_text(config.read_text().replace("\n  epochs: 1\n", "\n  epochs: 3\n"))
+    folder.write_file(config, config.read_text().replace("\n  epochs: 1\n", "\n  epochs: 3\n").encode())
     capsys.readouterr()
     assert main(["security", str(tmp_path / "p"), "--quick"]) == 2
     err = capsys.readouterr().err.strip()

@@ -9,6 +9,7 @@ out of range fail with one line naming the field.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,7 +27,7 @@ from pydantic import (
 from spikecim.errors import SpikecimError, one_line_validation_error
 from spikecim.pipeline.builtin_stages import DEFAULT_STAGES
 from spikecim.pipeline.stages import list_stages, stage_sections
-from spikecim.readers import read_mapping
+from spikecim.readers import read_settings
 from spikecim.schema import MAX_INT, MAX_LR, Schema
 from spikecim.variants import VariantConfig, default_variants, legacy_variants
 
@@ -417,8 +418,16 @@ def _parse_value(text: str) -> Any:
         return text
 
 
-def apply_overrides(data: dict, overrides: list[str]) -> dict:
-    """Apply ``section.field=value`` strings to a plain config dict (values parsed as YAML)."""
+def apply_overrides(
+    data: dict, overrides: list[str], resolve: Callable[[dict, list[str]], list] | None = None
+) -> dict:
+    """Apply ``section.field=value`` strings to a plain config dict (values parsed as YAML).
+
+    A number indexes a list: one the config gives, else the list ``resolve(data, path)``
+    returns, the one the run would use (:func:`load_config`: ``variants.0`` is the default
+    ``snn``). Such overrides are applied after the others, so that list is resolved with every
+    other setting given; without ``resolve`` they are refused, saying to set the whole list."""
+    later = []
     for item in overrides:
         if "=" not in item:
             raise SpikecimError(f"--set: expected section.field=value, got '{item}'")
@@ -426,27 +435,65 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         parts = key.strip().split(".")
         if not all(parts):
             raise SpikecimError(f"--set: '{key}' does not name a field (section.field=value)")
-        node = data
-        for depth, p in enumerate(parts[:-1]):
-            if isinstance(node, list):  # an item of a list the config file gives
-                if not (p.isdigit() and int(p) < len(node)):
-                    raise SpikecimError(
-                        f"--set: '{key}': {'.'.join(parts[:depth])} has items 0 to {len(node) - 1}, got '{p}'"
-                    )
-                node = node[int(p)]
-            elif p.isdigit() and depth > 0 and not node:
-                raise SpikecimError(
-                    f"--set: '{key}' indexes {'.'.join(parts[:depth])}, which the config does not list; "
-                    f"set the whole list: --set '{'.'.join(parts[:depth])}=[...]'"
-                )
-            else:
-                node = node.setdefault(p, {})
-            if not isinstance(node, dict | list):
-                raise SpikecimError(f"--set: '{key}' does not name a field")
-        if isinstance(node, list):
-            raise SpikecimError(f"--set: '{key}' names an item of a list, not a field")
-        node[parts[-1]] = _parse_value(value)
+        depth = _unlisted(data, parts)
+        if depth is None:
+            _set(data, key, parts, value)
+        elif resolve is None:
+            raise SpikecimError(
+                f"--set: '{key}' indexes {'.'.join(parts[:depth])}, which the config does not list; "
+                f"set the whole list: --set '{'.'.join(parts[:depth])}=[...]'"
+            )
+        else:
+            later.append((key, parts, value, depth))
+    for key, parts, value, depth in later:
+        if _unlisted(data, parts) == depth:
+            _put(data, parts[:depth], resolve(data, parts[:depth]))
+        _set(data, key, parts, value)
     return data
+
+
+def _unlisted(data: dict, parts: list[str]) -> int | None:
+    """How many of ``parts`` name a list the config does not give, which the next part
+    indexes (``variants.0.timesteps`` on a config without ``variants``: 1); None otherwise."""
+    node: Any = data
+    for depth, p in enumerate(parts[:-1]):
+        if isinstance(node, list):
+            if not (p.isdigit() and int(p) < len(node)):
+                return None  # _set says what is wrong
+            node = node[int(p)]
+        elif isinstance(node, dict):
+            if p.isdigit() and depth > 0 and not node:
+                return depth
+            node = node.get(p, {})
+        else:
+            return None
+    return None
+
+
+def _set(data: dict, key: str, parts: list[str], value: str) -> None:
+    """``data`` at ``parts`` set to ``value`` parsed as YAML, the sections on the way made."""
+    node: Any = data
+    for depth, p in enumerate(parts[:-1]):
+        if isinstance(node, list):  # an item of a list the config gives
+            if not (p.isdigit() and int(p) < len(node)):
+                items = f"items 0 to {len(node) - 1}" if node else "no items"
+                raise SpikecimError(f"--set: '{key}': {'.'.join(parts[:depth])} has {items}, got '{p}'")
+            node = node[int(p)]
+        else:
+            node = node.setdefault(p, {})
+        if not isinstance(node, dict | list):
+            raise SpikecimError(f"--set: '{key}' does not name a field")
+    if isinstance(node, list):
+        raise SpikecimError(f"--set: '{key}' names an item of a list, not a field")
+    node[parts[-1]] = _parse_value(value)
+
+
+def _put(data: dict, path: list[str], value: list) -> None:
+    """``data`` at ``path`` (field names and list indices) set to ``value``."""
+    node: Any = data
+    for p in path[:-1]:
+        node = node[int(p)] if isinstance(node, list) else node.setdefault(p, {})
+    node[path[-1]] = value
 
 
 def parse_method_spec(spec: str) -> dict[str, Any]:
@@ -493,11 +540,34 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
     Relative file paths written in the file (``analog.preset: xbar.yaml``, ``hardware.archs``
     entries ending in ``.yaml``, ``data.root``) are read from the file's folder; paths given
-    in ``overrides`` stay relative to the current folder."""
+    in ``overrides`` stay relative to the current folder. An override may index a list the
+    file does not give: ``variants.0.timesteps=8`` sets the first of the variants the run
+    would have (by default ``snn``)."""
     data: dict = {}
     if path is not None:
-        data = resolve_paths(read_mapping(path, "config", "of sections"), Path(path).parent)
-    data = apply_overrides(data, overrides or [])
+        data = read_settings(
+            path, "config", "of sections", "write the run's settings in it, or {} for the defaults"
+        )
+        data = resolve_paths(data, Path(path).parent)
+    data = apply_overrides(data, overrides or [], resolve=_resolved_list)
+    return _validated(data)
+
+
+def _resolved_list(data: dict, path: list[str]) -> list:
+    """The list at ``path`` of the run that ``data`` describes (the default's where ``data``
+    gives none), each item written out in full."""
+    node: Any = _validated(data).model_dump(mode="json")
+    for p in path:
+        if isinstance(node, list) and p.isdigit() and int(p) < len(node):
+            node = node[int(p)]
+        else:
+            node = node.get(p) if isinstance(node, dict) else None
+    if not isinstance(node, list):
+        raise SpikecimError(f"--set: {'.'.join(path)} is not a list, so a number does not index it")
+    return node
+
+
+def _validated(data: dict) -> RunConfig:
     try:
         return RunConfig.model_validate(data)
     except ValidationError as e:

@@ -6,6 +6,8 @@ state, NIR import metadata) goes through this module, so a missing file, a file 
 UTF-8 text, a parse error and a non-mapping document read the same everywhere:
 ``<field>: file not found: PATH``, ``<field>: PATH is a folder, not a file``, ``<field>: PATH is not UTF-8 text (byte 0xff at offset 12)``,
 ``<field>: PATH is not valid YAML (first line)``, ``<field>: PATH must hold a mapping <of what>``.
+A settings file the user gives is read by :func:`read_settings`, which also refuses an empty
+one (``<field>: PATH is empty; ...``) rather than read it as the defaults.
 A run folder's ``metrics.json`` is read by :func:`read_metrics`, which also refuses a number
 that is not finite: ``<field>: PATH: evaluate.snn.accuracy is nan, not a finite number``.
 """
@@ -29,6 +31,7 @@ __all__ = [
     "read_document",
     "read_mapping",
     "read_metrics",
+    "read_settings",
     "read_text",
     "replaceable",
 ]
@@ -42,6 +45,23 @@ def read_mapping(path: str | Path, field: str, holds: str = "of settings") -> di
     path = Path(path)
     data = read_document(path, field)
     data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise SpikecimError(f"{field}: {path} must hold a mapping {holds}")
+    return data
+
+
+def read_settings(
+    path: str | Path, field: str, holds: str = "of settings", advice: str = "write its settings in it"
+) -> dict:
+    """The mapping of settings in the file ``path`` that the user gave, as :func:`read_mapping`
+    reads it, except that an empty file (nothing but blanks, comments or ``null``) is refused:
+    read as the defaults it would run something the user did not ask for, and an empty file
+    is most often a copy cut short. ``{}`` asks for the defaults. ``advice`` says what to do
+    (``{field}: {path} is empty; {advice}``)."""
+    path = Path(path)
+    data = read_document(path, field)
+    if data is None:
+        raise SpikecimError(f"{field}: {path} is empty", advice=advice)
     if not isinstance(data, dict):
         raise SpikecimError(f"{field}: {path} must hold a mapping {holds}")
     return data

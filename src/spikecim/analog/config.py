@@ -27,7 +27,7 @@ from pydantic import (
 
 from spikecim.analog.devices import DEVICES, DeviceModel
 from spikecim.errors import SpikecimError, one_line_validation_error
-from spikecim.readers import read_mapping
+from spikecim.readers import read_mapping, read_settings
 from spikecim.schema import MAX_INT, Schema
 
 __all__ = [
@@ -390,7 +390,10 @@ def load_crossbar_config(spec: str | Path | dict | CrossbarConfig | None = None)
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.exists():
             raise SpikecimError(f"analog: file not found: {path}")
-        return _validate(_resolve(read_mapping(path, "analog", "of crossbar fields")), f"analog {path.name}")
+        data = read_settings(
+            path, "analog", "of crossbar fields", "write the crossbar's fields in it, or {} for the defaults"
+        )
+        return _validate(_resolve(data), f"analog {path.name}")
     raise SpikecimError(
         f"analog: unknown preset '{text}', allowed: {', '.join(list_presets())} or a YAML file"
     )

@@ -16,7 +16,7 @@ import typer
 import yaml
 
 from spikecim.errors import SpikecimError
-from spikecim.readers import read_mapping
+from spikecim.readers import read_settings
 
 app = typer.Typer(help="Cost a workload on hardware models: energy, latency, area.", no_args_is_help=True)
 
@@ -83,7 +83,8 @@ def estimate_cmd(
     variant: Annotated[
         str | None,
         typer.Option(
-            help="in a run folder: the variant to cost (its config's names; default: the first spiking one)"
+            help="in a run folder: the variant to cost (its config's names; default: the first spiking one); "
+            "a workload file or a .nir model holds one network and takes no --variant"
         ),
     ] = None,
     dense: Annotated[
@@ -151,11 +152,11 @@ def estimate_cmd(
         _report_output(out)
     if timesteps is not None and not 1 <= timesteps <= MAX_TIMESTEPS:
         raise SpikecimError(f"--timesteps: must be from 1 to {MAX_TIMESTEPS}, got {timesteps}")
+    if variant is not None and (is_model_file(workload) or workload.is_file()):
+        raise SpikecimError(f"--variant: applies to a run folder only; {workload} holds one network")
     if is_model_file(workload):
         from spikecim.pipeline.sources import workload_from_model_file
 
-        if variant is not None:
-            raise SpikecimError("--variant: applies to a run folder only; a .nir model holds one network")
         if input_rate is not None and dataset is not None:
             raise SpikecimError(
                 "--input-rate: applies without --dataset only (the data set's samples are the input)"
@@ -208,7 +209,9 @@ def spikesim_cmd(
     """The public SpikeSim energy/latency/area script, reproduced (quirks included)."""
     from spikecim.hw import estimate, spikesim_from_spec
 
-    spec = read_mapping(layers, "layers", "with xbar_size, ..., layers")
+    spec = read_settings(
+        layers, "layers", "with xbar_size, ..., layers", "write the network and its layers in it"
+    )
     wl, arch = spikesim_from_spec(spec, source=str(layers))
     r = estimate(wl, arch)
     result = {

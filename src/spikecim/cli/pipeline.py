@@ -29,7 +29,8 @@ FRESH_OPT = typer.Option(
     metavar="",
     help="Start the run over instead of resuming: the previous run's files are set aside and deleted "
     "once the first stage has finished (put back if it fails or is interrupted). Only a folder "
-    "spikecim created, holding only files it wrote, is cleared.",
+    "spikecim created, holding only files it wrote and unchanged since (each recorded with its "
+    "SHA-256 in .spikecim-run), is cleared.",
 )
 PARTIAL_OPT = typer.Option(
     False,
@@ -238,6 +239,11 @@ def evaluate_cmd(
     if seeds is not None and analog is None:
         raise SpikecimError("--seeds: applies to the crossbar evaluation; give --analog too")
     seeds = 5 if seeds is None else seeds
+    crossbar = None
+    if analog is not None:  # a bad preset or file is refused before the evaluation runs
+        from spikecim.analog import load_crossbar_config
+
+        crossbar = load_crossbar_config(analog)
 
     if is_model_file(source):
         from spikecim.train import evaluate
@@ -253,7 +259,7 @@ def evaluate_cmd(
             from spikecim.analog import evaluate_analog
 
             out["analog"] = AnalogEvaluation.model_validate(
-                {"snn": evaluate_analog(model, data, analog, timesteps=steps, n_seeds=seeds)}
+                {"snn": evaluate_analog(model, data, crossbar, timesteps=steps, n_seeds=seeds)}
             )
     else:
         from spikecim.pipeline.core_stages import evaluate_stage
@@ -265,7 +271,7 @@ def evaluate_cmd(
         if analog is not None:
             from spikecim.pipeline.stage_analog import evaluate_run_analog
 
-            out["analog"] = AnalogEvaluation.model_validate(evaluate_run_analog(ctx, analog, n_seeds=seeds))
+            out["analog"] = AnalogEvaluation.model_validate(evaluate_run_analog(ctx, crossbar, n_seeds=seeds))
     from spikecim.readers import first_non_finite
 
     for stage, result in out.items():
@@ -301,7 +307,11 @@ def trace_cmd(
         f"(default {NIR_DEFAULT_RATE}).",
     ),
     samples: int | None = typer.Option(
-        None, min=1, help=f"For a .nir model: samples to trace (default {NIR_DEFAULT_SAMPLES})."
+        None,
+        min=1,
+        max=10000,  # spikecim.pipeline.sources.MAX_SAMPLES
+        help=f"For a .nir model: samples to trace, 1 to 10000 (default {NIR_DEFAULT_SAMPLES}; with --dataset "
+        "at most its test set).",
     ),
     allow_partial: bool = PARTIAL_OPT,
 ) -> None:
@@ -357,7 +367,12 @@ def trace_cmd(
 def generate_cmd(
     run_dir: Path = typer.Argument(..., help="A language-model run folder (runs/<name>, task lm)."),
     prompt: str = typer.Option(..., help="The text to continue."),
-    tokens: int = typer.Option(200, min=0, help="Bytes (tokens) to generate."),
+    tokens: int = typer.Option(
+        200,
+        min=0,
+        max=100_000,  # spikecim.tasks.lm.MAX_TOKENS
+        help="Bytes (tokens) to generate, 0 to 100000 (100 kB of text; one forward pass each).",
+    ),
     temperature: float = typer.Option(
         0.0, min=0.0, help="0: the most likely byte each step (greedy); > 0: sample from softmax(logits / T)."
     ),
@@ -386,7 +401,9 @@ def report_cmd(run_dir: Path = typer.Argument(..., help="A run folder (runs/<nam
     """Write report.html for a run folder: one offline page with interactive charts.
 
     The page is self-contained (plotly.js inlined once, no network request); see also
-    `spikecim compare` for several runs side by side."""
+    `spikecim compare` for several runs side by side. A section that cannot be rendered shows
+    its error in its place and is named in a warning line on stderr; the rest of the page is
+    written and the exit code is 0."""
     from spikecim.report import write_report
 
     if not (run_dir / "metrics.json").exists():

@@ -41,7 +41,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, model_validator
 
 from spikecim.errors import SpikecimError, one_line_validation_error
-from spikecim.readers import read_mapping
+from spikecim.readers import read_settings
 from spikecim.schema import Schema
 
 __all__ = [
@@ -259,7 +259,7 @@ def load_space(path: str | Path) -> Space:
     """Read and check a space file: schema, knob names and conditions, every objective and
     constraint metric, and every knob value on the base config (so a bad file fails with one
     line before any trial)."""
-    data = read_mapping(path, "space", "with knobs and objectives")
+    data = read_settings(path, "space", "with knobs and objectives", "write its knobs and objectives in it")
     data.setdefault("folder", str(Path(path).parent))
     return check_space(data)
 
@@ -461,7 +461,10 @@ def base_config(space: Space) -> dict | None:
         return None
     if isinstance(space.base, str):
         path = space.path(space.base)
-        data = resolve_paths(read_mapping(path, "space.base", "of sections"), path.parent)
+        base = read_settings(
+            path, "space.base", "of sections", "write the run's settings in it, or {} for the defaults"
+        )
+        data = resolve_paths(base, path.parent)
     else:
         data = copy.deepcopy(space.base or {})
     try:

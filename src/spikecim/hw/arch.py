@@ -25,7 +25,7 @@ from pydantic import Field, PrivateAttr, ValidationError
 
 from spikecim.errors import SpikecimError
 from spikecim.hw.units import UNITS, first_error, normalise_keys, split_unit
-from spikecim.readers import read_mapping
+from spikecim.readers import read_settings
 from spikecim.schema import Schema
 
 __all__ = ["TABLES_DIR", "Architecture", "list_architectures", "load_architecture"]
@@ -160,7 +160,9 @@ def load_architecture(
             raise SpikecimError(
                 f"arch: unknown architecture '{text}', allowed: {', '.join(list_architectures())} or a YAML file"
             )
-    data = read_mapping(path, "arch", "with name, estimator and params")
+    data = read_settings(
+        path, "arch", "with name, estimator and params", "write its estimator and params in it"
+    )
     data.setdefault("name", path.stem)
     data["source"] = str(path)
     if not isinstance(data.get("params", {}), dict):

@@ -186,10 +186,11 @@ class CostReport(BaseModel):
         return out
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.model_dump_json(indent=1))
-        return path
+        """Write the report as JSON (parent folders made; in a run folder, recorded in its
+        manifest: :func:`spikecim.pipeline.folder.write_file`)."""
+        from spikecim.pipeline import folder
+
+        return folder.write_file(Path(path), self.model_dump_json(indent=1).encode())
 
     @classmethod
     def load(cls, path: str | Path) -> CostReport:

@@ -41,7 +41,7 @@ from pydantic import ConfigDict, Field, ValidationError
 
 from spikecim.errors import SpikecimError
 from spikecim.hw.units import first_error
-from spikecim.readers import read_mapping
+from spikecim.readers import read_settings
 from spikecim.schema import Schema
 
 __all__ = [
@@ -129,7 +129,7 @@ def load_unit_table(name_or_path: str | Path, params: type[P], what: str) -> P:
             raise SpikecimError(
                 f"{what.replace(' ', '_')}: unknown unit '{text}', allowed: {known} or a YAML file"
             )
-    data = read_mapping(path, what, "with name and params")
+    data = read_settings(path, what, "with name and params", "write its name and params in it")
     try:
         table = _UnitTable.model_validate(data)
         return params.model_validate(table.params)

@@ -38,7 +38,7 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator, mo
 
 from spikecim.errors import SpikecimError
 from spikecim.hw.units import first_error
-from spikecim.readers import read_mapping
+from spikecim.readers import read_mapping, read_settings
 from spikecim.schema import Schema
 from spikecim.trace.workload import LayerWorkload, Workload
 
@@ -245,7 +245,7 @@ def spikesim_from_spec(spec: dict, source: str = "spikesim"):
 
 
 def _read(path: Path) -> dict:
-    return read_mapping(path, "workload", "with 'layers'")
+    return read_settings(path, "workload", "with 'layers'", "give a traced workload or a layer list")
 
 
 def load_workload(path: str | Path, variant: str | None = None) -> Workload:

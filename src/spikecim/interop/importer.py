@@ -36,6 +36,7 @@ from spikecim.interop.graph import FlatGraph, GraphModule, flatten_graph
 from spikecim.interop.nirfile import (
     COUNT_FIELDS,
     check_elements,
+    check_weight_rank,
     integers,
     max_elements,
     number_problem,
@@ -328,9 +329,7 @@ def _counts(node, field: str, n: int) -> tuple[int, ...] | str:
 
 
 def _affine(node, ctx: Context) -> nn.Module:
-    w = np.asarray(node.weight)
-    if w.ndim != 2:
-        raise SpikecimError(f"weight: must be 2-D (out, in), got shape {w.shape}")
+    w = check_weight_rank(node.weight, type(node).__name__)
     bias = getattr(node, "bias", None)
     layer = Linear(w.shape[1], w.shape[0], bias=bias is not None, dtype=ctx.dtype)
     with torch.no_grad():
@@ -344,10 +343,8 @@ def _affine(node, ctx: Context) -> nn.Module:
 
 
 def _conv(node, ctx: Context) -> nn.Module:
-    w = np.asarray(node.weight)
-    nd = w.ndim - 2
-    if nd not in (1, 2):
-        raise SpikecimError(f"weight: must be (out, in/groups, k...) with 1 or 2 kernel dims, got {w.shape}")
+    w = check_weight_rank(node.weight, type(node).__name__)
+    nd = w.ndim - 2  # Conv1d: 1 kernel dimension, Conv2d: 2
     cls = nn.Conv1d if nd == 1 else Conv2d
     groups = integers(node.groups, "groups", 1, one=True)[0]
     layer = cls(w.shape[1] * groups, w.shape[0], w.shape[2:], stride=_counts(node, "stride", nd),

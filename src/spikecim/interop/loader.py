@@ -29,7 +29,7 @@ from torch import nn
 from spikecim.errors import SpikecimError, one_line_validation_error
 from spikecim.interop.discretise import CONVENTIONS
 from spikecim.interop.importer import MAX_DT, check_dt, from_nir
-from spikecim.readers import read_mapping
+from spikecim.readers import read_settings
 from spikecim.schema import Schema
 
 __all__ = [
@@ -111,7 +111,12 @@ def read_meta(run_dir: str | Path) -> NirMeta:
     if not meta_path.is_file():
         return NirMeta()
     try:
-        return NirMeta.model_validate(read_mapping(meta_path, "nir import metadata"))
+        meta = read_settings(
+            meta_path,
+            "nir import metadata",
+            advice="write dt and convention in it, or delete it to use the .nir file's",
+        )
+        return NirMeta.model_validate(meta)
     except ValidationError as e:
         raise SpikecimError(f"{meta_path}: {one_line_validation_error(e)}") from None
 

@@ -26,8 +26,8 @@ import numpy as np
 from spikecim.errors import SpikecimError, first_line
 
 __all__ = [
-    "COUNT_FIELDS", "MAX_ELEMENTS_ENV", "NODE_TYPES", "check_elements", "integers", "max_elements", "number_problem",
-    "read_graph", "write_graph", "written_by_spikecim",
+    "COUNT_FIELDS", "MAX_ELEMENTS_ENV", "NODE_TYPES", "WEIGHT_DIMS", "check_elements", "check_weight_rank",
+    "integers", "max_elements", "number_problem", "read_graph", "write_graph", "written_by_spikecim",
 ]  # fmt: skip
 
 MAX_ELEMENTS_ENV = "SPIKECIM_MAX_ELEMENTS"
@@ -52,6 +52,11 @@ COUNT_FIELDS = {
     "AvgPool2d": _POOL_COUNTS,
 }
 DIMENSION_FIELDS = {"Flatten": ("start_dim", "end_dim")}  # one dimension each, negative from the end
+# The dimensions of a node's weight, per node type: a weight of another rank is refused.
+WEIGHT_DIMS = {
+    "Affine": ("out", "in"), "Linear": ("out", "in"),
+    "Conv1d": ("out", "in/groups", "k"), "Conv2d": ("out", "in/groups", "kH", "kW"),
+}  # fmt: skip
 
 
 def read_graph(path: str | Path) -> nir.NIRGraph:
@@ -188,6 +193,19 @@ def integers(
     return ints
 
 
+def check_weight_rank(weight: Any, kind: str) -> np.ndarray:
+    """``weight`` of a ``kind`` node as an array with the dimensions :data:`WEIGHT_DIMS`
+    names (a ``Conv2d`` weight is ``(out, in/groups, kH, kW)``); another rank is a one-line
+    error, before ``nir`` or torch index a dimension that is not there."""
+    a = np.asarray(weight)
+    dims = WEIGHT_DIMS[kind]
+    if a.ndim != len(dims):
+        raise SpikecimError(
+            f"weight: must have {len(dims)} dimensions ({', '.join(dims)}), got shape {tuple(a.shape)}"
+        )
+    return a
+
+
 def _dimension(value: Any, field: str) -> int:
     """``value`` as one dimension index (a whole number, negative counting from the end);
     anything else (1.5, NaN, several values, text) is a one-line error naming ``field``."""
@@ -307,3 +325,8 @@ def _check_fields(tree: dict, name: str, kind: str) -> None:
             problem = number_problem(value)
             if problem:
                 raise SpikecimError(f"{where}: {problem}")
+            if field == "weight" and kind in WEIGHT_DIMS:
+                try:
+                    check_weight_rank(value, kind)
+                except SpikecimError as e:
+                    raise SpikecimError(f"node '{name}' ({kind}): {e}") from None

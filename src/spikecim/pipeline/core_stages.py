@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from spikecim.pipeline import folder
 from spikecim.pipeline.results import EvaluateResult, TraceResult, TrainResult
 from spikecim.pipeline.run import variant_input
 from spikecim.pipeline.stages import RunContext
@@ -77,7 +78,10 @@ def trace_inputs(ctx: RunContext, variant: str, limit: int = 512):
 
 
 def trace_stage(ctx: RunContext) -> TraceResult:
-    """Trace every variant, write its ``workload*.json`` and return its totals."""
+    """Trace every variant, write its ``workload*.json`` and return its totals. Each file it
+    replaces must be one spikecim wrote (checked before any is traced)."""
+    files = {v: ctx.run_dir / workload_filename(ctx.config.variants, v) for v in variants(ctx)}
+    folder.check_replaceable(files.values(), "trace")
     out = {}
     for v in variants(ctx):
         w = trace(
@@ -86,7 +90,7 @@ def trace_stage(ctx: RunContext) -> TraceResult:
             model_name=ctx.config.model.name,
             dataset=ctx.config.data.name,
         )
-        w.save(ctx.run_dir / workload_filename(ctx.config.variants, v))
+        w.save(files[v])
         ctx.workloads[v] = w
         out[v] = w.metrics()
     return TraceResult.model_validate(out)

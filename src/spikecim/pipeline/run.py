@@ -4,7 +4,9 @@ A run folder ``runs/<name>/`` holds ``config.yaml`` (the fully resolved config),
 ``checkpoint/`` (safetensors weights + JSON training state), ``metrics.json`` (each finished
 stage's result under its name, written after every stage), ``workload*.json`` and the
 report. Running the same command again resumes: training continues after the last
-completed epoch, and the other stages are recomputed from the checkpoints.
+completed epoch, and the other stages are recomputed from the checkpoints. Every file
+spikecim writes there is recorded with its hash in ``.spikecim-run``, which decides what
+``--fresh`` may clear and what a command may replace (:mod:`spikecim.pipeline.folder`).
 """
 
 from __future__ import annotations
@@ -120,12 +122,9 @@ _TEXT_DATASETS = ("pydoc", "shakespeare", "text")
 def write_metrics(ctx: RunContext) -> Path:
     """Write ``metrics.json`` atomically (each result's :func:`result_json`); every number in
     it is finite (strict JSON)."""
-    path = ctx.run_dir / "metrics.json"
-    tmp = path.with_name("metrics.json.tmp")
     data = {k: result_json(v) for k, v in ctx.metrics.items()}
-    tmp.write_text(json.dumps(data, indent=1, default=float, allow_nan=False))
-    tmp.replace(path)
-    return path
+    text = json.dumps(data, indent=1, default=float, allow_nan=False)
+    return folder.write_file(ctx.run_dir / "metrics.json", text.encode())
 
 
 def trained_epochs(run_dir: Path) -> dict[str, int]:
@@ -171,10 +170,12 @@ def check_trained(run_dir: Path, cfg: RunConfig, variants, allow_partial: bool =
 
 
 def _check_same_run(cfg: RunConfig) -> None:
-    """Refuse to resume a run folder written with another model or data set."""
+    """Refuse to resume a run folder written with another model or data set, or whose
+    config.yaml was changed since spikecim wrote it (:func:`~spikecim.pipeline.folder.check_config`)."""
     old = cfg.run_dir / "config.yaml"
     if not old.exists():
         return
+    folder.check_config(cfg.run_dir, "run")
     prev = read_mapping(old, "run", "of sections")
     now = cfg.model_dump(mode="json")
     for key in ("model", "data", "seed"):
@@ -274,7 +275,8 @@ def _reuse_earlier_results(ctx: RunContext) -> None:
 
 def run_config(run_dir: Path) -> RunConfig:
     """The config of the run folder ``run_dir``, which spikecim writes whole: a folder without
-    one, or with an empty one (damaged: read as the defaults, it would describe another run),
+    one, with an empty one (damaged: read as the defaults, it would describe another run), or
+    with one changed since spikecim wrote it (:func:`~spikecim.pipeline.folder.check_config`)
     is refused in one line."""
     path = Path(run_dir) / "config.yaml"
     if not path.exists():
@@ -283,6 +285,7 @@ def run_config(run_dir: Path) -> RunConfig:
         raise SpikecimError(
             f"run: {path} is empty, where spikecim wrote the run's whole config; restore it from a copy"
         )
+    folder.check_config(run_dir, "run")
     return load_config(path)
 
 
@@ -319,8 +322,9 @@ def _run(cfg: RunConfig, console, fresh: bool) -> RunContext:
     folder.check_owned(run_dir, fresh)
     with folder.locked(run_dir):
         aside = folder.Aside(run_dir) if fresh else None
-        config = run_dir / "config.yaml"
+        config, marker = run_dir / "config.yaml", run_dir / folder.MARKER
         old_config = config.read_bytes() if config.is_file() else None
+        old_marker = marker.read_bytes() if marker.is_file() else None
         before = _checkpoint_stamp(run_dir)
         done: list[str] = []
         try:
@@ -331,7 +335,7 @@ def _run(cfg: RunConfig, console, fresh: bool) -> RunContext:
                 aside.move()
             if ours:
                 folder.mark(run_dir)
-            config.write_text(cfg.to_yaml())
+            folder.write_file(config, cfg.to_yaml().encode())
             for name in cfg.stages:
                 _run_stage(ctx, name, write=True)
                 done.append(name)
@@ -341,7 +345,7 @@ def _run(cfg: RunConfig, console, fresh: bool) -> RunContext:
                 aside.discard()
         except BaseException as e:
             with interrupts_deferred(drop=True):  # a second Ctrl-C does not cut the cleanup short
-                what = _clean_up(run_dir, aside, done, created, before, config, old_config)
+                what = _clean_up(run_dir, aside, done, created, before, config, old_config, old_marker)
             if isinstance(e, KeyboardInterrupt):
                 raise RunInterrupted(_interrupted_line(cfg, done, what)) from None
             raise
@@ -349,11 +353,11 @@ def _run(cfg: RunConfig, console, fresh: bool) -> RunContext:
 
 
 def _clean_up(
-    run_dir: Path, aside, done: list[str], created: bool, before, config: Path, old_config
+    run_dir: Path, aside, done: list[str], created: bool, before, config: Path, old_config, old_marker
 ) -> str | None:
     """After a run failed or was interrupted: put the previous run back (``--fresh``), or undo
-    what a run that saved nothing wrote. Returns what the folder now holds, or None when the
-    stages that finished are kept."""
+    what a run that saved nothing wrote (its config.yaml, and the manifest that records it).
+    Returns what the folder now holds, or None when the stages that finished are kept."""
     if aside is not None and aside.path is not None:
         aside.restore()
         return f"the previous run in {run_dir} is restored"
@@ -366,6 +370,8 @@ def _clean_up(
         config.unlink(missing_ok=True)
     else:
         config.write_bytes(old_config)
+    if old_marker is not None:
+        folder.restore_marker(run_dir, old_marker)
     return f"{run_dir} is as it was"
 
 

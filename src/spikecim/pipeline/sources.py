@@ -16,7 +16,15 @@ import torch
 
 from spikecim.errors import SpikecimError
 
-__all__ = ["dataset_batches", "is_model_file", "random_spike_batches", "workload_from_model_file"]
+__all__ = [
+    "MAX_SAMPLES",
+    "dataset_batches",
+    "is_model_file",
+    "random_spike_batches",
+    "workload_from_model_file",
+]
+
+MAX_SAMPLES = 10000  # samples a NIR model is traced on: a test set's size (MNIST, CIFAR-10, N-MNIST)
 
 
 def is_model_file(path: str | Path) -> bool:
@@ -70,11 +78,14 @@ def workload_from_model_file(
     encoder: str = "direct",
     seed: int = 0,
 ):
-    """Trace the model in ``path`` (NIR file or folder) and return its Workload."""
+    """Trace the model in ``path`` (NIR file or folder) on ``samples`` inputs, 1 to
+    :data:`MAX_SAMPLES`, and return its Workload."""
     from spikecim import ops
     from spikecim.interop import load_model
     from spikecim.trace import trace
 
+    if isinstance(samples, bool) or not isinstance(samples, int) or not 1 <= samples <= MAX_SAMPLES:
+        raise SpikecimError(f"samples: must be an integer from 1 to {MAX_SAMPLES}, got {samples!r}")
     path = Path(path)
     model = load_model(path)
     shape = _input_shape(model, path)

@@ -70,8 +70,9 @@ class TrexResult(BaseModel):
     variants: dict[str, TrexVariant] = Field(default_factory=dict)
 
     def save(self, path: Path) -> Path:
-        path.write_text(json.dumps(self.model_dump(mode="json"), indent=2))
-        return path
+        from spikecim.pipeline import folder
+
+        return folder.write_file(path, json.dumps(self.model_dump(mode="json"), indent=2).encode())
 
 
 def trex_search(

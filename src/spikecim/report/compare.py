@@ -5,7 +5,8 @@ accuracy, operations, energy and latency on each hardware model, energy ratio to
 baseline) and one set of charts (accuracy against energy on each hardware model, energy per
 layer), and links each run's ``report.html``. :func:`write_index_page` does the same for every
 run folder under a root (a folder holding ``metrics.json``) and links every design-space
-study there (a folder holding ``dse.json``, see :mod:`spikecim.report.study`).
+study there (a folder holding ``dse.json``, see :mod:`spikecim.report.study`). A run folder
+or a study whose files cannot be read is listed with the reason instead.
 
 Everything is read from the run folders' ``metrics.json`` and ``config.yaml``; the page is
 self-contained like a run's report (:mod:`spikecim.report.page`).
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from spikecim.dse import layout
 from spikecim.errors import SpikecimError
-from spikecim.readers import read_mapping, read_metrics
+from spikecim.readers import read_document, read_mapping, read_metrics
 from spikecim.report.fmt import MISSING, count, energy, energy_unit, pct, pct_spread, ratio
 from spikecim.report.page import page_html, replaceable, section_html, toc
 from spikecim.report.sections import embed_chart, html_table
@@ -121,19 +122,35 @@ def write_index_page(root: str | Path, out_dir: str | Path | None = None) -> Pat
     if not runs_dirs and not studies:
         raise SpikecimError(f"compare: no run folder (metrics.json) or study (dse.json) under {root}")
     out_dir = Path(out_dir) if out_dir is not None else root
-    readable, unreadable = [], []
+    readable, readable_studies, unreadable = [], [], []
     for d in runs_dirs:
         try:
             readable.append(load_run_summary(d))
         except SpikecimError as e:  # one broken run folder does not hide the others
             unreadable.append((d, str(e)))
+    for s in studies:
+        try:
+            _check_results(s / layout.RESULTS)
+            readable_studies.append(s)
+        except SpikecimError as e:  # a dse.json cut short or damaged: said, not linked as a study
+            unreadable.append((s, str(e)))
     runs = _distinct(readable, out_dir)
     path = _page_path(out_dir / "index.html")
     out_dir.mkdir(parents=True, exist_ok=True)
-    body = _body(runs, studies, out_dir, unreadable)
+    body = _body(runs, readable_studies, out_dir, unreadable)
     title = f"spikecim runs: {root.resolve().name}"
     path.write_text(page_html(title, title, body, meta=_meta(runs)), encoding="utf-8")
     return path
+
+
+def _check_results(path: Path) -> None:
+    """A study's ``dse.json`` can be read: a JSON mapping (its page checks the fields); an
+    empty file, a file cut short or another document is one line naming it."""
+    data = read_document(path, "study")
+    if data is None:
+        raise SpikecimError(f"study: {path} is empty")
+    if not isinstance(data, dict):
+        raise SpikecimError(f"study: {path} must hold a mapping of study results")
 
 
 def _distinct(runs: list[RunSummary], out_dir: Path) -> list[RunSummary]:
@@ -173,8 +190,8 @@ def _body(
     sections = [("runs", "Runs", _runs_table(runs, out_dir))]
     if unreadable:
         rows = [[_link(d, out_dir), reason] for d, reason in unreadable]
-        table = html_table(["run folder", "why it is left out"], rows)
-        sections.append(("unreadable", "Run folders that could not be read", table))
+        table = html_table(["run or study folder", "why it is left out"], rows)
+        sections.append(("unreadable", "Run and study folders that could not be read", table))
     if runs:
         sections.append(("variants", "Variants side by side", _variants_table(runs)))
         charts = _charts(runs)

@@ -6,6 +6,7 @@ so they can be called from notebooks with any numbers.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -97,10 +98,14 @@ def _grouped_bars(series: Mapping[str, Mapping[str, float]], log: bool):
 def save_figure(fig: Figure, path: str | Path, dpi: int = _DPI) -> Path:
     """Lay out ``fig``, write it as a PNG (parent folders made, no software stamp, so the
     same figure gives the same bytes), close it and return the path. Every spikecim plot
-    is written through here."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    is written through here, and so through :func:`spikecim.pipeline.folder.write_file`
+    (in a run folder: never over a user's file, and recorded in its manifest)."""
+    from spikecim.pipeline import folder
+
     fig.tight_layout()
-    fig.savefig(path, dpi=dpi, format="png", metadata={"Software": None})
-    plt.close(fig)
-    return path
+    png = io.BytesIO()
+    try:
+        fig.savefig(png, dpi=dpi, format="png", metadata={"Software": None})
+    finally:
+        plt.close(fig)
+    return folder.write_file(Path(path), png.getvalue())

@@ -7,13 +7,19 @@ resources. It holds the run name, the summary (the console's headline table and 
 every registered section (:mod:`spikecim.report.sections`) in order, each collapsible,
 leaving out the empty ones. The Markdown report holds the same text and tables and links
 the PNGs under ``plots/``.
+
+A report writes into a run folder all or nothing
+(:func:`spikecim.pipeline.folder.all_or_nothing`): the page and the PNGs its sections draw
+are held until it is rendered, then written only if none of them would replace a file that
+is not spikecim's as the folder's manifest records it. A ``config.yaml`` changed since
+spikecim wrote it is refused: it would describe another run.
 """
 
 from __future__ import annotations
 
 import html
 import re
-import warnings
+import sys
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
@@ -23,7 +29,8 @@ from urllib.parse import quote
 import yaml
 
 import spikecim
-from spikecim.errors import SpikecimError
+from spikecim.errors import SpikecimError, one_line
+from spikecim.pipeline import folder
 from spikecim.readers import read_mapping, read_metrics
 from spikecim.report.page import page_html, replaceable, section_html, toc
 from spikecim.report.sections import Section, html_table, list_sections
@@ -67,13 +74,17 @@ _SECTION_MODULES = (
 def write_report(run_dir: str | Path) -> Path:
     """Render ``run_dir/report.html`` from ``run_dir/metrics.json`` and return its path."""
     run_dir = Path(run_dir)
-    return _write_html(run_dir, _render(run_dir))
+    with folder.all_or_nothing("report"):
+        path = _write_html(run_dir, _render(run_dir))
+    return path
 
 
 def write_markdown(run_dir: str | Path) -> Path:
     """Render ``run_dir/report.md`` (same content, images linked from ``plots/``)."""
     run_dir = Path(run_dir)
-    return _write_markdown(run_dir, _render(run_dir))
+    with folder.all_or_nothing("report"):
+        path = _write_markdown(run_dir, _render(run_dir))
+    return path
 
 
 # ---- rendering ---------------------------------------------------------------------------
@@ -92,6 +103,7 @@ def _render(run_dir: Path) -> _Rendered:
     metrics = _typed(read_metrics(path, "report"), str(path))
     config = None
     if (run_dir / "config.yaml").exists():
+        folder.check_config(run_dir, "report")
         config = read_mapping(run_dir / "config.yaml", "report", "of sections")
     run_name = str((config or {}).get("name") or run_dir.name)
     _load_section_modules()
@@ -134,13 +146,18 @@ def _typed(raw: dict, source: str) -> dict:
 
 
 def _render_section(section: Section, metrics: dict, run_dir: Path) -> str:
-    """A failing section shows its error in place; the rest of the report still renders."""
+    """A failing section shows its error in place and one line on stderr says it is missing
+    from the report; the rest of the report still renders (and the command exits 0)."""
     try:
         if section.stage is not None:
             return section.fn(metrics.get(section.stage), run_dir)
         return section.fn(metrics, run_dir)
     except Exception as e:  # noqa: BLE001 - one broken section must not lose the whole report
-        warnings.warn(f"report: section '{section.name}' failed: {e.__class__.__name__}: {e}", stacklevel=2)
+        print(
+            f"warning: report: section '{section.name}' is missing from the report (its place shows "
+            f"the error): {one_line(f'{e.__class__.__name__}: {e}')}",
+            file=sys.stderr,
+        )
         return f'<p class="error">This section could not be rendered: {html.escape(f"{e.__class__.__name__}: {e}")}</p>'
 
 
@@ -207,8 +224,7 @@ def _write_html(run_dir: Path, r: _Rendered) -> Path:
         meta=f"run <strong>{name}</strong> · spikecim {html.escape(spikecim.__version__)}",
     )
     path = replaceable(run_dir / "report.html", "report")
-    path.write_text(page, encoding="utf-8")
-    return path
+    return folder.write_file(path, page.encode("utf-8"))
 
 
 # ---- Markdown ------------------------------------------------------------------------------
@@ -227,8 +243,7 @@ def _write_markdown(run_dir: Path, r: _Rendered) -> Path:
     for section, fragment in r.blocks:
         parts += [f"## {section.title}", html_to_markdown(fragment)]
     path = replaceable(run_dir / "report.md", "report", marker=_MARKDOWN_TITLE.encode())
-    path.write_text("\n\n".join(p for p in parts if p) + "\n", encoding="utf-8")
-    return path
+    return folder.write_file(path, ("\n\n".join(p for p in parts if p) + "\n").encode("utf-8"))
 
 
 def md_escape(text: str) -> str:

@@ -14,7 +14,8 @@ split, never seen by the attacker), then
 
 Files: ``results.json`` (every number), ``traces_<variant>.npz/.json`` (the victim's clean
 traces and their metadata), and ``RUN_DIR/plots/security_*.png``; the report section reads them
-(:mod:`spikecim.security.report`).
+(:mod:`spikecim.security.report`). Each file it replaces must be one spikecim wrote, checked
+before the analysis starts (:func:`spikecim.pipeline.folder.check_replaceable`).
 """
 
 from __future__ import annotations
@@ -59,8 +60,10 @@ def _analyse(run_dir: str | Path, scfg: SecurityConfig, console, allow_partial: 
     from spikecim.analog import to_analog
     from spikecim.hw.arch import load_architecture
     from spikecim.hw.estimate import estimate
+    from spikecim.pipeline import folder
     from spikecim.pipeline.run import load_run, variant_input
     from spikecim.pipeline.stage_analog import crossbar_config_for_run
+    from spikecim.security import plots
 
     start = time.perf_counter()
     run_dir = Path(run_dir)
@@ -73,7 +76,9 @@ def _analyse(run_dir: str | Path, scfg: SecurityConfig, console, allow_partial: 
     if data.frames or att_x.dim() != 4:
         raise SpikecimError("security: the attack needs image inputs [N, C, H, W] (not event frames)")
     out_dir = run_dir / "security"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    traces_files = [out_dir / f"traces_{v}{suffix}" for v in ctx.models for suffix in (".npz", ".json")]
+    plot_files = [run_dir / "plots" / name for name in plots.FILES.values()]
+    folder.check_replaceable([out_dir / "results.json", *traces_files, *plot_files], "security")
     names = scfg.countermeasures.names or list(COUNTERMEASURES)
     results: dict = {"config": scfg.model_dump(mode="json"), "variants": {}, "countermeasure_names": names}
     grids = {}
@@ -135,14 +140,13 @@ def _analyse(run_dir: str | Path, scfg: SecurityConfig, console, allow_partial: 
             }
         results["variants"][variant] = entry
     results["seconds"] = time.perf_counter() - start
-    from spikecim.security import plots
-
     results["plots"] = dict(plots.FILES)
     try:
         text = json.dumps(results, indent=1, allow_nan=False, default=float)
     except ValueError:
         raise SpikecimError("security: a result is not finite (NaN or inf); nothing written") from None
-    (out_dir / "results.json").write_text(text)  # before the figures: a failed figure loses no result
+    # before the figures: a failed figure loses no result
+    folder.write_file(out_dir / "results.json", text.encode())
     plots.write_all(results, grids, vic_x[:GRID_SAMPLES], run_dir / "plots")
     return results
 

@@ -31,6 +31,7 @@ largest sample) and its quantisation.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from dataclasses import dataclass, field
@@ -163,18 +164,22 @@ class Traces:
         return {lt.name: sample(lt.reads_pj, sampling) for lt in self.layers}
 
     def save(self, path: str | Path, sampling: str) -> Path:
-        """Write ``<path>.npz`` (samples per layer, pJ) and ``<path>.json`` (metadata)."""
+        """Write ``<path>.npz`` (samples per layer, pJ) and ``<path>.json`` (metadata), each
+        through :func:`spikecim.pipeline.folder.write_file`."""
+        from spikecim.pipeline import folder
+
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         arrays = {lt.name: sample(lt.reads_pj, sampling).astype(np.float32) for lt in self.layers}
-        np.savez_compressed(path.with_suffix(".npz"), **arrays)
+        npz = io.BytesIO()
+        np.savez_compressed(npz, **arrays)
+        folder.write_file(path.with_suffix(".npz"), npz.getvalue())
         meta = {
             **self.meta,
             "sampling": sampling,
             "unit": "pJ per sample",
             "layers": [{"name": lt.name, "map_shape": lt.map_shape, **lt.info} for lt in self.layers],
         }
-        path.with_suffix(".json").write_text(json.dumps(meta, indent=1))
+        folder.write_file(path.with_suffix(".json"), json.dumps(meta, indent=1).encode())
         return path.with_suffix(".npz")
 
 

@@ -36,6 +36,7 @@ from spikecim.train.batches import iterate_batches
 from spikecim.train.evaluate import ModelInput, record_activity
 
 __all__ = [
+    "MAX_TOKENS",
     "VOCAB_SIZE",
     "LanguageModelling",
     "TokenInput",
@@ -47,6 +48,7 @@ __all__ = [
 ]
 
 VOCAB_SIZE = 256  # bytes
+MAX_TOKENS = 100_000  # bytes generate writes at most: 100 kB of text, one forward pass each
 
 
 def encode(text: str) -> torch.Tensor:
@@ -137,14 +139,14 @@ def generate(
     seed: int = 0,
     context: int | None = None,
 ) -> str:
-    """``prompt`` continued by ``tokens`` bytes; each step feeds the last ``context`` tokens
-    (default and at most the model's ``context``).
+    """``prompt`` continued by ``tokens`` bytes (0 to :data:`MAX_TOKENS`); each step feeds the
+    last ``context`` tokens (default and at most the model's ``context``).
 
     ``temperature`` 0 picks the most likely byte (greedy); above 0 it samples from
     ``softmax(logits / temperature)`` with a generator seeded by ``seed``.
     """
-    if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0:
-        raise SpikecimError(f"tokens: must be a non-negative integer, got {tokens!r}")
+    if isinstance(tokens, bool) or not isinstance(tokens, int) or not 0 <= tokens <= MAX_TOKENS:
+        raise SpikecimError(f"tokens: must be an integer from 0 to {MAX_TOKENS}, got {tokens!r}")
     if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature >= 0):
         raise SpikecimError(f"temperature: must be a finite number >= 0, got {temperature!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:

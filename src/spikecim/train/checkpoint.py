@@ -16,6 +16,10 @@ flushed to disk with ``fsync``, renamed), then ``state.json`` is replaced in one
 (Ctrl-C, SIGKILL, power loss) leaves ``state.json`` naming either the complete previous
 epoch or the complete new one, never a mix; files it does not name are left-overs that the
 next save removes. Loading follows ``state.json`` and checks each file against its SHA-256.
+In a run folder each write and removal also goes to the folder's manifest
+(:func:`spikecim.pipeline.folder.write_file`, recorded before the file is written), so
+``--fresh`` knows the files for spikecim's; a file the manifest does not record as
+spikecim's (one a user placed under a checkpoint's name) is never removed.
 
 A folder written before this layout (``<variant>.safetensors``, ``<variant>.optim.safetensors``
 and a ``state.json`` without ``files``) still loads and resumes; its next save moves it to
@@ -38,7 +42,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -58,6 +61,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as safetensors_bytes
 
 from spikecim.errors import SpikecimError, first_line, one_line_validation_error
+from spikecim.pipeline import folder
 from spikecim.readers import read_bytes, read_mapping
 
 __all__ = [
@@ -190,9 +194,9 @@ def save_checkpoint(ckpt_dir: Path, variant: str, model, optimizer, scheduler, s
         write_durably(ckpt_dir / name, data)
     remove_stale(ckpt_dir, variant)
     for f in older:
-        f.unlink(missing_ok=True)
+        folder.remove_file(f)
     if older:
-        _fsync_dir(ckpt_dir)
+        folder.fsync_dir(ckpt_dir)
 
 
 def checkpoint_writes(
@@ -219,15 +223,9 @@ def checkpoint_writes(
 
 def write_durably(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` all or nothing: a temporary file, ``fsync``, a rename, and an
-    ``fsync`` of the folder so the rename itself survives a power loss."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    ``fsync`` of the folder so the rename itself survives a power loss (in a run folder,
+    recorded in its manifest first: :func:`spikecim.pipeline.folder.write_file`)."""
+    folder.write_file(Path(path), data, durable=True)
 
 
 def remove_stale(ckpt_dir: Path, variant: str) -> None:
@@ -247,8 +245,8 @@ def remove_stale(ckpt_dir: Path, variant: str) -> None:
             name.startswith(f"{variant}.") and name.endswith(".tmp")
         )
         if stale and name not in keep and f.is_file() and not f.is_symlink():
-            f.unlink(missing_ok=True)
-    _fsync_dir(ckpt_dir)
+            folder.remove_file(f)
+    folder.fsync_dir(ckpt_dir)
 
 
 def load_weights(model, path: Path) -> None:
@@ -552,19 +550,6 @@ def _same_structure(saved: Any, fresh: Any, path: Path, where: str) -> None:
 
 
 _EPOCH_FILE = re.compile(r"[A-Za-z0-9_-]+\.epoch\d+\.[0-9a-f]{12}(\.optim)?\.safetensors")
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # pragma: no cover - folders cannot be opened on Windows
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover - some file systems refuse fsync on folders
-        pass
-    finally:
-        os.close(fd)
 
 
 def _flat_optimizer(opt_state: dict) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
