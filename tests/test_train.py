@@ -98,14 +98,6 @@ def test_killed_run_resumed_ends_with_identical_weights(tmp_path, python, subpro
     assert interrupted_at < 3 or pytest.skip("the run finished before it could be interrupted")
 
 
-def test_torchrun_two_processes_equal_single_process_training(tmp_path, python, subprocess_env):
-    pytest.importorskip("torch.distributed")
-    if not torch.distributed.is_gloo_available():
-        pytest.skip("gloo backend not available")
-    extra = ["--set", "model.name=mlp", "--set", "data.limit=256", "--set", "train.epochs=2"]
-    _assert_torchrun_equals_one_process(tmp_path, python, subprocess_env, extra)
-
-
 def _assert_torchrun_equals_one_process(tmp_path, python, env, extra) -> None:
     """The weights of two torchrun processes equal those of one process on the same settings."""
     single, ddp = tmp_path / "single", tmp_path / "ddp"
@@ -133,15 +125,16 @@ def _torchrun_cmd(python, out: Path, extra):
     ] + _train_cmd(python, out, extra)[3:]
 
 
-def test_torchrun_with_batches_split_unevenly_equals_single_process_training(
+def test_torchrun_two_processes_equal_single_process_training_with_a_last_batch_split_unevenly(
     tmp_path, python, subprocess_env
 ):
-    # 255 samples in batches of 64: the last batch of 63 splits 32 / 31 over the two processes,
-    # whose gradients must count 32/63 and 31/63 (as one process's mean over 63), not 1/2 each
+    # 255 samples in batches of 64: three batches split 32 / 32 over the two processes and the
+    # last, of 63, splits 32 / 31, whose gradients must count 32/63 and 31/63 (as one process's
+    # mean over 63), not 1/2 each; the learning-rate schedule is the default one
+    pytest.importorskip("torch.distributed")
     if not torch.distributed.is_gloo_available():
         pytest.skip("gloo backend not available")
     extra = ["--set", "model.name=mlp", "--set", "data.limit=255", "--set", "train.epochs=2"]
-    extra += ["--set", "train.schedule=none"]
     _assert_torchrun_equals_one_process(tmp_path, python, subprocess_env, extra)
 
 
