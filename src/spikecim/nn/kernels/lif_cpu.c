@@ -226,19 +226,29 @@ INLINE void bwd_chunk(const lif_args *a, int64_t i0, int64_t n, const int delaye
     }
 }
 
-/* Specialise the chunk bodies on the mode and the surrogate (constants after inlining). */
-#define FWD_MODES(KEEP, INPLACE)                                           \
+/* Specialise the chunk bodies on the mode and the surrogate (constants after inlining), one
+ * function each: a compiler's passes cost more than linearly in a function's size. */
+#define FWD_FN(D, S, V, K, I) \
+    CLONES static void fwd_##D##S##V##K##I(const lif_args *a, int64_t i, int64_t n) { fwd_chunk(a, i, n, D, S, V, K, I); }
+#define FWD_FNS(K, I) FWD_FN(0, 0, 0, K, I) FWD_FN(0, 0, 1, K, I) FWD_FN(0, 1, 0, K, I) FWD_FN(0, 1, 1, K, I) \
+    FWD_FN(0, 1, 2, K, I) FWD_FN(1, 0, 0, K, I) FWD_FN(1, 1, 0, K, I)
+FWD_FNS(0, 0)
+FWD_FNS(0, 1)
+FWD_FNS(1, 0)
+FWD_FNS(1, 1)
+
+#define FWD_MODES(K, I)                                                    \
     switch (a->delayed * 6 + a->subtract * 3 + save) {                     \
-    case 0: fwd_chunk(a, i, n, 0, 0, 0, KEEP, INPLACE); break;             \
-    case 1: case 2: fwd_chunk(a, i, n, 0, 0, 1, KEEP, INPLACE); break;     \
-    case 3: fwd_chunk(a, i, n, 0, 1, 0, KEEP, INPLACE); break;             \
-    case 4: fwd_chunk(a, i, n, 0, 1, 1, KEEP, INPLACE); break;             \
-    case 5: fwd_chunk(a, i, n, 0, 1, 2, KEEP, INPLACE); break;             \
-    case 6: case 7: case 8: fwd_chunk(a, i, n, 1, 0, 0, KEEP, INPLACE); break; \
-    default: fwd_chunk(a, i, n, 1, 1, 0, KEEP, INPLACE); break;            \
+    case 0: fwd_000##K##I(a, i, n); break;                                 \
+    case 1: case 2: fwd_001##K##I(a, i, n); break;                         \
+    case 3: fwd_010##K##I(a, i, n); break;                                 \
+    case 4: fwd_011##K##I(a, i, n); break;                                 \
+    case 5: fwd_012##K##I(a, i, n); break;                                 \
+    case 6: case 7: case 8: fwd_100##K##I(a, i, n); break;                 \
+    default: fwd_110##K##I(a, i, n); break;                                \
     }
 
-CLONES static void fwd_range(const lif_args *a, int64_t i0, int64_t i1) {
+static void fwd_range(const lif_args *a, int64_t i0, int64_t i1) {
     const int save = a->sbits ? 1 : a->vsave ? (a->subtract ? 2 : 1) : 0;
     for (int64_t i = i0; i < i1; i += CHUNK) {
         const int64_t n = i1 - i < CHUNK ? i1 - i : CHUNK;
@@ -251,15 +261,24 @@ CLONES static void fwd_range(const lif_args *a, int64_t i0, int64_t i1) {
     }
 }
 
-#define BWD_MODES_OVER(SG, OVER)                                           \
+#define BWD_FN(D, S, V, SG, O) \
+    CLONES static void bwd_##D##S##V##_##SG##_##O(const lif_args *a, int64_t i, int64_t n) { bwd_chunk(a, i, n, D, S, V, SG, O); }
+#define BWD_FNS(SG, O) BWD_FN(0, 0, 0, SG, O) BWD_FN(0, 1, 0, SG, O) BWD_FN(0, 1, 1, SG, O) BWD_FN(1, 0, 0, SG, O) \
+    BWD_FN(1, 1, 0, SG, O)
+#define BWD_SGS(O) BWD_FNS(SG_ATAN, O) BWD_FNS(SG_FAST_SIGMOID, O) BWD_FNS(SG_SIGMOID, O) \
+    BWD_FNS(SG_TRIANGULAR, O) BWD_FNS(SG_STRAIGHT, O)
+BWD_SGS(0)
+BWD_SGS(1)
+
+#define BWD_MODES_OVER(SG, O)                                              \
     switch (a->delayed * 2 + a->subtract) {                                \
-    case 0: bwd_chunk(a, i, n, 0, 0, 0, SG, OVER); break;                  \
+    case 0: bwd_000_##SG##_##O(a, i, n); break;                            \
     case 1:                                                                \
-        if (a->sbits_in) bwd_chunk(a, i, n, 0, 1, 0, SG, OVER);            \
-        else bwd_chunk(a, i, n, 0, 1, 1, SG, OVER);                        \
+        if (a->sbits_in) bwd_010_##SG##_##O(a, i, n);                      \
+        else bwd_011_##SG##_##O(a, i, n);                                  \
         break;                                                             \
-    case 2: bwd_chunk(a, i, n, 1, 0, 0, SG, OVER); break;                  \
-    default: bwd_chunk(a, i, n, 1, 1, 0, SG, OVER); break;                 \
+    case 2: bwd_100_##SG##_##O(a, i, n); break;                            \
+    default: bwd_110_##SG##_##O(a, i, n); break;                           \
     }
 #define BWD_MODES(SG)                                                      \
     if (a->gx == a->saved) {                                               \
@@ -268,7 +287,7 @@ CLONES static void fwd_range(const lif_args *a, int64_t i0, int64_t i1) {
         BWD_MODES_OVER(SG, 0)                                              \
     }
 
-CLONES static void bwd_range(const lif_args *a, int64_t i0, int64_t i1) {
+static void bwd_range(const lif_args *a, int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; i += CHUNK) {
         const int64_t n = i1 - i < CHUNK ? i1 - i : CHUNK;
         switch (a->sg) {
