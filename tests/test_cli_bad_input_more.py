@@ -21,6 +21,7 @@ import torch
 from spikecim.cli.main import main
 from spikecim.config import load_config
 from spikecim.errors import SpikecimError
+from test_fuzz_nir import small_graph
 
 REPO = Path(__file__).resolve().parents[1]
 WORKLOAD = REPO / "examples" / "dse" / "digits-convnet-workload.json"  # a traced workload
@@ -38,30 +39,11 @@ def _one_line(capsys, argv: list[str], code: int = 2, prefix: str = "error: ") -
     return lines[0]
 
 
-def _small_graph(weight: np.ndarray | None = None) -> nir.NIRGraph:
-    """Input [3] -> Affine (2 x 3) -> LIF -> Output [2]."""
-    return nir.NIRGraph(
-        nodes={
-            "input": nir.Input(input_type={"input": np.array([3])}),
-            "fc": nir.Affine(weight=np.ones((2, 3), np.float32), bias=np.zeros(2, np.float32)),
-            "lif": nir.LIF(
-                tau=np.full(2, 1e-3, np.float32),
-                r=np.ones(2, np.float32),
-                v_leak=np.zeros(2, np.float32),
-                v_threshold=np.ones(2, np.float32),
-                v_reset=np.zeros(2, np.float32),
-            ),
-            "output": nir.Output(output_type={"output": np.array([2])}),
-        },
-        edges=[("input", "fc"), ("fc", "lif"), ("lif", "output")],
-    )
-
-
 def _nir_folder(tmp_path: Path, meta: str) -> Path:
     """A ``nir import`` folder: ``model.nir`` and ``nir.yaml`` holding ``meta``."""
     folder = tmp_path / "imported"
     folder.mkdir()
-    nir.write(folder / "model.nir", _small_graph())
+    nir.write(folder / "model.nir", small_graph())
     (folder / "nir.yaml").write_text(meta)
     return folder
 
@@ -182,7 +164,7 @@ def test_a_conv2d_weight_of_another_rank_is_refused_naming_node_and_shape(
 
 def test_trace_samples_above_the_bound_is_refused_before_tracing(tmp_path, capsys):
     path = tmp_path / "small.nir"
-    nir.write(path, _small_graph())
+    nir.write(path, small_graph())
     line = _one_line(capsys, ["trace", path, "--samples", 10001])  # --help: 1 to 10000
     assert "'--samples'" in line and "less than or equal to 10000" in line, line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["small.nir"]  # no workload written

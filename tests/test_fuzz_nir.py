@@ -236,11 +236,9 @@ _STRUCTURES = st.recursive(
 _VALID: list[bytes] = []
 
 
-def _valid_nir() -> bytes:
-    """The bytes of a small valid NIR file (Input -> Affine -> LIF -> Output)."""
-    if _VALID:
-        return _VALID[0]
-    graph = nir.NIRGraph(
+def small_graph() -> nir.NIRGraph:
+    """Input [3] -> Affine (2 x 3) -> LIF -> Output [2], valid."""
+    return nir.NIRGraph(
         nodes={
             "input": nir.Input(input_type={"input": np.array([3])}),
             "fc": nir.Affine(weight=np.ones((2, 3), np.float32), bias=np.zeros(2, np.float32)),
@@ -255,6 +253,13 @@ def _valid_nir() -> bytes:
         },
         edges=[("input", "fc"), ("fc", "lif"), ("lif", "output")],
     )
+
+
+def _valid_nir() -> bytes:
+    """The bytes of a small valid NIR file (Input -> Affine -> LIF -> Output)."""
+    if _VALID:
+        return _VALID[0]
+    graph = small_graph()
     path = _TMP / "valid.nir"
     write_graph(graph, path)
     _VALID.append(path.read_bytes())
