@@ -130,6 +130,28 @@ def test_fresh_clears_a_run_folder_spikecim_wrote_and_records_the_new_run(run_di
     assert recorded(run_dir) == hashed(after)
 
 
+def test_the_advice_for_a_damaged_checkpoint_leads_to_a_fresh_run(run_dir, capsys):
+    """The error names the steps that work: --fresh alone keeps the damaged file (spikecim
+    wrote other bytes there), and moved out first, --fresh starts the run over."""
+    state = json.loads((run_dir / "checkpoint" / "snn.state.json").read_text())
+    weights = run_dir / "checkpoint" / state["files"]["weights"]["name"]
+    weights.write_bytes(weights.read_bytes()[:100])  # cut short
+    resume = run_args(run_dir.parent, "base", *TINY, "--stages", "train,evaluate")
+    assert main(resume) == 2
+    line = the_line(capsys.readouterr().err)
+    assert line.endswith(
+        "start training again with --fresh (move out first any file changed since spikecim wrote it) "
+        "or choose another --name"
+    ), line
+    assert main(fresh_args(run_dir)) == 2
+    assert (
+        f"holds checkpoint/{weights.name}, which changed since spikecim wrote it" in capsys.readouterr().err
+    )
+    weights.rename(run_dir.parent / weights.name)
+    assert main(fresh_args(run_dir)) == 0
+    assert recorded(run_dir) == hashed(files_in(run_dir))
+
+
 def test_fresh_clears_the_temporary_file_a_stopped_write_of_a_recorded_file_left(run_dir, capsys):
     (run_dir / "plots" / "training.png.tmp").write_bytes(b"\x89PNG half")
     assert main(fresh_args(run_dir)) == 0

@@ -253,7 +253,7 @@ def _reuse_earlier_results(ctx: RunContext) -> None:
         try:
             ctx.metrics = _typed_metrics(read_metrics(metrics, "run"))
         except SpikecimError as e:  # rewriting it would lose every earlier result
-            raise SpikecimError(f"{e}; repair it or move it away, or pass --fresh to start over") from None
+            raise SpikecimError(f"{e}; repair it, or move it away and pass --fresh to start over") from None
     users = _needs_earlier_results(cfg)
     if "train" in users:
         for v, m in ctx.models.items():

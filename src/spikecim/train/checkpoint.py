@@ -80,7 +80,9 @@ __all__ = [
 
 # Scheduler fields that change as training goes on; the others follow from the config.
 _SCHEDULER_PROGRESS = ("last_epoch", "_step_count", "_last_lr")
-_ADVICE = "start training again with --fresh or choose another --name"
+# --fresh clears only files spikecim wrote, as written (spikecim.pipeline.folder): one changed
+# since, a damaged checkpoint say, must be moved out first
+_ADVICE = "start training again with --fresh (move out first any file changed since spikecim wrote it) or choose another --name"
 
 
 class _HistoryRow(BaseModel):
