@@ -252,6 +252,13 @@ def test_hw_estimate_variant_of_a_workload_file_is_refused(tmp_path, capsys):
     assert not out.exists()
 
 
+def test_load_workload_refuses_a_variant_of_a_workload_file():
+    from spikecim.hw import load_workload
+
+    with pytest.raises(SpikecimError, match="variant: applies to a run folder only"):
+        load_workload(WORKLOAD, variant="ann")
+
+
 # ---- --set with a list index --------------------------------------------------------------
 
 

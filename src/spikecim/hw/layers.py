@@ -250,10 +250,12 @@ def _read(path: Path) -> dict:
 
 def load_workload(path: str | Path, variant: str | None = None) -> Workload:
     """A workload from a run folder (one of its variants; None: the first spiking one), a
-    traced JSON/YAML, or a layer list."""
+    traced JSON/YAML, or a layer list (one network each: ``variant`` is refused)."""
     path = Path(path)
     if path.is_dir():
         path = path / _run_workload_file(path, variant)
+    elif variant is not None:
+        raise SpikecimError(f"variant: applies to a run folder only; {path} holds one network")
     if not path.exists():
         raise SpikecimError(f"workload: file not found: {path}")
     data = _read(path)
