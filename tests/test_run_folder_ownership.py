@@ -271,6 +271,18 @@ def test_security_refuses_to_replace_a_users_results_json_before_it_runs(run_dir
     assert snapshot(run_dir.parent) == before
 
 
+def test_security_refuses_a_changed_report_page_before_it_runs(run_dir, capsys):
+    path = run_dir / "report.html"
+    path.write_bytes(USER_BYTES)
+    before = snapshot(run_dir.parent)
+    assert main(["security", str(run_dir), "--quick"]) == 2
+    assert the_line(capsys.readouterr().err) == (
+        f"error: security: {path} changed since spikecim wrote it (hash differs), so it is not replaced; "
+        "move it away and run again"
+    )
+    assert snapshot(run_dir.parent) == before  # no security/ folder: the analysis did not start
+
+
 def test_security_records_what_it_writes_so_fresh_clears_it(run_dir, capsys):
     assert main(["security", str(run_dir), "--quick"]) == 0
     files = files_in(run_dir)

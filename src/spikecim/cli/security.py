@@ -92,6 +92,11 @@ def security_cmd(
     cfg = _config(spec)
     if not (run_dir / "config.yaml").exists():
         raise SpikecimError(f"security: {run_dir} is not a run folder (no config.yaml)")
+    report = (run_dir / "metrics.json").exists()
+    if report:  # rewritten after the analysis: a page spikecim may not replace is refused first
+        from spikecim.pipeline import folder
+
+        folder.check_replaceable([run_dir / "report.html"], "security")
     console = Console(stderr=True)
     results = analyse_run(run_dir, cfg, console, allow_partial=allow_partial)
     for variant, entry in results["variants"].items():
@@ -102,7 +107,7 @@ def security_cmd(
             markup=False,
             highlight=False,
         )
-    if (run_dir / "metrics.json").exists():
+    if report:
         write_report(run_dir)
     print(run_dir / "security" / "results.json")
 
