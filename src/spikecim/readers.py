@@ -37,13 +37,16 @@ __all__ = [
 ]
 
 
-def read_mapping(path: str | Path, field: str, holds: str = "of settings") -> dict:
-    """The mapping in ``path`` (JSON when the suffix is ``.json``, else YAML); an empty file is ``{}``.
+def read_mapping(path: str | Path, field: str, holds: str = "of settings", empty: str | None = None) -> dict:
+    """The mapping in ``path`` (JSON when the suffix is ``.json``, else YAML); an empty file is
+    ``{}``, or, with ``empty`` (advice), a one-line error: ``{field}: {path} is empty; {empty}``.
 
     ``field`` names the setting the file was given for; ``holds`` says what the mapping
     should contain, for the error message."""
     path = Path(path)
     data = read_document(path, field)
+    if data is None and empty is not None:
+        raise SpikecimError(f"{field}: {path} is empty", advice=empty)
     data = {} if data is None else data
     if not isinstance(data, dict):
         raise SpikecimError(f"{field}: {path} must hold a mapping {holds}")
@@ -58,13 +61,7 @@ def read_settings(
     read as the defaults it would run something the user did not ask for, and an empty file
     is most often a copy cut short. ``{}`` asks for the defaults. ``advice`` says what to do
     (``{field}: {path} is empty; {advice}``)."""
-    path = Path(path)
-    data = read_document(path, field)
-    if data is None:
-        raise SpikecimError(f"{field}: {path} is empty", advice=advice)
-    if not isinstance(data, dict):
-        raise SpikecimError(f"{field}: {path} must hold a mapping {holds}")
-    return data
+    return read_mapping(path, field, holds, empty=advice)
 
 
 def read_metrics(path: str | Path, field: str) -> dict:
