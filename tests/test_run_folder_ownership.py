@@ -21,6 +21,9 @@ from test_reliability_run import TINY, run_args, snapshot, the_line
 STAGES = "train,evaluate,trace,hardware,report"
 USER_BYTES = b"the user's own bytes\n"
 OWN = (".spikecim-run", ".spikecim-lock")
+# the reasons of a refusal, as the docs state them (docs/pipeline.md)
+CHANGED = "changed since spikecim wrote it (hash differs)"
+NOT_WRITTEN = "was not written by spikecim"
 
 
 def files_in(run: Path) -> dict[str, bytes]:
@@ -44,6 +47,17 @@ def hashed(files: dict[str, bytes]) -> dict[str, tuple[str, int]]:
 
 def fresh_args(run: Path) -> list[str]:
     return run_args(run.parent, run.name, *TINY, "--stages", "train", "--fresh")
+
+
+def assert_refused(capsys, argv: list[str], run: Path, path: Path, why: str, command: str) -> None:
+    """``argv`` exits 2 with the one line refusing to replace ``path`` for ``why``, and every
+    file of ``run``'s parent folder is as it was."""
+    before = snapshot(run.parent)
+    assert main(argv) == 2
+    assert the_line(capsys.readouterr().err) == (
+        f"error: {command}: {path} {why}, so it is not replaced; move it away and run again"
+    )
+    assert snapshot(run.parent) == before
 
 
 @pytest.fixture(scope="module")
@@ -228,25 +242,13 @@ def test_a_folder_from_before_the_manifest_is_judged_by_name_then_recorded(run_d
 def test_report_refuses_to_replace_a_users_plot_and_writes_nothing(changed, run_dir, capsys):
     path = run_dir / changed
     path.write_bytes(USER_BYTES)
-    before = snapshot(run_dir.parent)
-    assert main(["report", str(run_dir)]) == 2
-    assert the_line(capsys.readouterr().err) == (
-        f"error: report: {path} changed since spikecim wrote it (hash differs), so it is not replaced; "
-        "move it away and run again"
-    )
-    assert snapshot(run_dir.parent) == before
+    assert_refused(capsys, ["report", str(run_dir)], run_dir, path, CHANGED, "report")
 
 
 def test_trace_refuses_to_replace_a_changed_workload_before_it_traces(run_dir, capsys):
     path = run_dir / "workload.json"
     path.write_bytes(path.read_bytes().replace(b'"samples"', b'"samples" ', 1))  # an edit
-    before = snapshot(run_dir.parent)
-    assert main(["trace", str(run_dir)]) == 2
-    assert the_line(capsys.readouterr().err) == (
-        f"error: trace: {path} changed since spikecim wrote it (hash differs), so it is not replaced; "
-        "move it away and run again"
-    )
-    assert snapshot(run_dir.parent) == before
+    assert_refused(capsys, ["trace", str(run_dir)], run_dir, path, CHANGED, "trace")
 
 
 def test_a_resumed_run_refuses_to_replace_a_cost_report_the_user_changed(run_dir, capsys):
@@ -263,24 +265,14 @@ def test_security_refuses_to_replace_a_users_results_json_before_it_runs(run_dir
     path = run_dir / "security" / "results.json"
     path.parent.mkdir()
     path.write_bytes(USER_BYTES)
-    before = snapshot(run_dir.parent)
-    assert main(["security", str(run_dir), "--quick"]) == 2
-    assert the_line(capsys.readouterr().err) == (
-        f"error: security: {path} was not written by spikecim, so it is not replaced; move it away and run again"
-    )
-    assert snapshot(run_dir.parent) == before
+    assert_refused(capsys, ["security", str(run_dir), "--quick"], run_dir, path, NOT_WRITTEN, "security")
 
 
 def test_security_refuses_a_changed_report_page_before_it_runs(run_dir, capsys):
     path = run_dir / "report.html"
     path.write_bytes(USER_BYTES)
-    before = snapshot(run_dir.parent)
-    assert main(["security", str(run_dir), "--quick"]) == 2
-    assert the_line(capsys.readouterr().err) == (
-        f"error: security: {path} changed since spikecim wrote it (hash differs), so it is not replaced; "
-        "move it away and run again"
-    )
-    assert snapshot(run_dir.parent) == before  # no security/ folder: the analysis did not start
+    # no security/ folder after it: the analysis did not start
+    assert_refused(capsys, ["security", str(run_dir), "--quick"], run_dir, path, CHANGED, "security")
 
 
 def test_security_records_what_it_writes_so_fresh_clears_it(run_dir, capsys):
