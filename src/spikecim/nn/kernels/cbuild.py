@@ -28,7 +28,21 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["FLAGS", "build", "compiler", "flag_sets", "load", "load_real", "threads", "watched"]
+from spikecim.cache import cache_root, write_atomic
+from spikecim.errors import SpikecimError
+
+__all__ = [
+    "FLAGS",
+    "ISAS",
+    "build",
+    "compiler",
+    "flag_sets",
+    "isa",
+    "load",
+    "load_real",
+    "threads",
+    "watched",
+]
 
 # -ffp-contract=off: no fused multiply-add, so results equal a torch reference bit for bit;
 # no -march=native, so a cache folder shared by different machines stays valid.
@@ -65,6 +79,24 @@ def compiler() -> str:
         if cc and shutil.which(cc):
             return cc
     raise OSError("no C compiler found (set CC)")
+
+
+# The vector instruction sets the convolution kernels choose between at run time, by the level
+# their C code names them: 2 AVX2 with FMA (256-bit vectors), 3 AVX-512 F, BW and VL.
+ISAS = {"avx2": 2, "avx512": 3}
+
+
+def isa(widest: int) -> int:
+    """The instruction set a kernel that has loops for the levels of :data:`ISAS` runs:
+    ``widest`` (what this CPU supports, as the kernel's C code reports it), or less where
+    ``$SPIKECIM_ISA`` names a narrower one (``avx2`` runs the AVX2 loops on a CPU with
+    AVX-512, as a CPU without it would; the two give the same bits). Read at every call."""
+    name = os.environ.get("SPIKECIM_ISA", "").strip().lower()
+    if not name:
+        return widest
+    if name not in ISAS:
+        raise SpikecimError(f"SPIKECIM_ISA: {name!r} is not an instruction set; allowed: {', '.join(ISAS)}")
+    return min(widest, ISAS[name])
 
 
 def threads(work: int, parallel_min: int) -> int:
@@ -158,7 +190,7 @@ def build(source: Path, name: str, flags: list[str]) -> Path:
             cmd = [cc, *flags, str(source), "-o", tmp, "-lm"]
             subprocess.run(cmd, check=True, capture_output=True, timeout=300)
             record = json.dumps({"key": key, **_fingerprint(Path(tmp))})
-            _write_atomic(_record_path(out), record)
+            write_atomic(_record_path(out), record)
             os.replace(tmp, out)
         finally:
             if os.path.exists(tmp):
@@ -169,11 +201,7 @@ def build(source: Path, name: str, flags: list[str]) -> Path:
 
 
 def _cache_dir() -> Path:
-    root = (
-        os.environ.get("SPIKECIM_CACHE_DIR")
-        or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "spikecim"
-    )
-    return Path(root) / "kernels"
+    return cache_root() / "kernels"
 
 
 def _record_path(lib: Path) -> Path:
@@ -196,13 +224,6 @@ def _verified(lib: Path, key: str) -> bool:
         return _fingerprint(lib) == {"size": record["size"], "sha256": record.get("sha256")}
     except (OSError, ValueError):
         return False
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
 
 
 def _lock(fh) -> None:
