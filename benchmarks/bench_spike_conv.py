@@ -7,7 +7,8 @@ layers of the training benchmark's models fire at 19–31 % at initialisation), 
 :mod:`spikecim.nn.kernels.spike_conv_cpu` and ``F.conv2d``: the forward, the weight
 gradient alone, and forward + backward with both gradients (spikecim's input gradient is
 torch's transposed convolution). Interleaved in every round, median of ``--repeats``
-rounds, wall clock, 1 torch thread by default.
+rounds, wall clock, 1 torch thread by default. ``SPIKECIM_ISA=avx2`` in the environment times
+the kernel's AVX2 loops on a CPU with AVX-512.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def main() -> None:
     args = parser.parse_args()
     if not spike_conv_cpu.available():
         raise SystemExit(
-            "bench_spike_conv: the kernel does not run here (no AVX-512 F/BW/VL CPU or no compiler)"
+            "bench_spike_conv: the kernel does not run here (no AVX-512 F/BW/VL or AVX2 + FMA CPU, or no compiler)"
         )
     keep_freed_memory()
     torch.set_num_threads(args.threads)

@@ -3,7 +3,9 @@
 The oracle is torch's convolution in float64: the kernel's forward, weight gradient and input
 gradient must lie within float32's summation bound ``n·u·Σ|a·b|`` of it (n terms, u = 2^-24;
 the kernel adds the same products in another order). Which path ran is read from torch's own
-autograd node: ``ConvolutionBackward0`` is torch's convolution."""
+autograd node: ``ConvolutionBackward0`` is torch's convolution. The kernel's AVX2 loops
+(``SPIKECIM_ISA=avx2``) are held to the same oracle, and on a CPU with AVX-512 to the bits of
+its AVX-512 loops."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from spikecim.nn.twins import torch_layers
 
 pytestmark = pytest.mark.skipif(
     not spike_conv_cpu.available(),
-    reason="no AVX-512 (F, BW, VL) CPU or no C compiler: the kernel does not run",
+    reason="no AVX-512 (F, BW, VL) or AVX2 (with FMA, POPCNT) CPU or no C compiler: the kernel does not run",
 )
 
 U = 2.0**-24
@@ -53,10 +55,26 @@ def _bound(terms: int, magnitude: torch.Tensor) -> torch.Tensor:
     return (terms + 1) * U * magnitude + 1e-30
 
 
+def _has_avx512() -> bool:
+    return spike_conv_cpu.available() and spike_conv_cpu._library().spike_conv_available() >= 3
+
+
 @pytest.mark.parametrize("n, c, h, w, co, kernel, padding, rate", CASES)
 def test_values_and_gradients_lie_within_float32s_bound_of_torchs_float64_convolution(
     n, c, h, w, co, kernel, padding, rate
 ):
+    _assert_within_float32s_bound(n, c, h, w, co, kernel, padding, rate)
+
+
+@pytest.mark.parametrize("n, c, h, w, co, kernel, padding, rate", CASES)
+def test_the_avx2_loops_lie_within_float32s_bound_of_torchs_float64_convolution(
+    monkeypatch, n, c, h, w, co, kernel, padding, rate
+):
+    monkeypatch.setenv("SPIKECIM_ISA", "avx2")
+    _assert_within_float32s_bound(n, c, h, w, co, kernel, padding, rate)
+
+
+def _assert_within_float32s_bound(n, c, h, w, co, kernel, padding, rate):
     kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
     x = _spikes((n, c, h, w), rate, seed=1).requires_grad_()
     g = torch.Generator().manual_seed(2)
@@ -91,6 +109,15 @@ def test_values_and_gradients_lie_within_float32s_bound_of_torchs_float64_convol
 def test_spikes_are_added_not_multiplied_so_integer_weights_give_torchs_exact_values():
     """With small integer weights every partial sum is an exact float: the kernel's result
     then equals torch's to the bit, whatever the order of the additions."""
+    _assert_integer_weights_give_torchs_exact_values()
+
+
+def test_the_avx2_loops_with_integer_weights_give_torchs_exact_values(monkeypatch):
+    monkeypatch.setenv("SPIKECIM_ISA", "avx2")
+    _assert_integer_weights_give_torchs_exact_values()
+
+
+def _assert_integer_weights_give_torchs_exact_values():
     x = _spikes((3, 21, 12, 18), 0.3, seed=4)
     weight = torch.randint(-8, 9, (70, 21, 3, 3), generator=torch.Generator().manual_seed(5)).float()
     gy = torch.randint(-8, 9, (3, 70, 12, 18), generator=torch.Generator().manual_seed(6)).float()
@@ -299,3 +326,137 @@ def test_a_slice_of_channels_is_read_in_place_and_the_output_written_into_a_give
     with torch.no_grad():
         assert not spike_conv_cpu.conv2d_into(dense, weight, 1, out[0])
     assert bool(out[0].isnan().all())
+
+
+needs_avx512 = pytest.mark.skipif(
+    not _has_avx512(), reason="no AVX-512 (F, BW, VL): no AVX-512 loops to hold the AVX2 loops to"
+)
+
+# (N, C, H, W, Co, kernel, padding, spike rate, threads): channels 3, 17, 40 (off 16 and 8),
+# widths 5, 6, 13, 23, 45 and outputs 5 to 45 wide (off 8 and 16), 1×1, 3×3, 5×3 and 2×3
+# windows, padding 0, 1, 2 and unequal, Co 10, 16, 70, 100 (off 64), rates 0, 0.2 and 1,
+# small maps several samples to a weight-gradient block; the last on two threads, its work
+# above the threshold of every pass
+ISA_CASES = [
+    (2, 3, 5, 5, 10, 3, 1, 0.2, 1),
+    (3, 17, 13, 13, 70, 3, 0, 0.2, 1),
+    (2, 40, 23, 23, 70, 1, 0, 0.2, 1),
+    (2, 40, 5, 23, 10, 3, 1, 0.2, 1),
+    (2, 17, 13, 13, 70, 3, 1, 0.0, 1),
+    (2, 17, 13, 13, 70, 3, 1, 1.0, 1),
+    (3, 40, 23, 5, 70, 1, 1, 1.0, 1),
+    (2, 16, 5, 6, 16, (5, 3), 2, 0.3, 1),
+    (4, 40, 11, 13, 100, (2, 3), (1, 2), 0.25, 1),
+    (8, 17, 45, 45, 10, 3, 1, 0.2, 2),
+]
+
+
+def _kernel_run(x, weight, padding, gy, threads: int = 1):
+    """Which autograd node ran, the forward, and the input and weight gradients of ``gy``."""
+    xl, wl = x.clone().requires_grad_(), weight.clone().requires_grad_()
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        y = spike_conv_cpu.conv2d(xl, wl, None, 1, padding)
+        y.backward(gy)
+    finally:
+        torch.set_num_threads(before)
+    return type(y.grad_fn).__name__, y.detach(), xl.grad, wl.grad
+
+
+def _case(n, c, h, w, co, kernel, padding, rate):
+    kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+    ph, pw = torch.nn.modules.utils._pair(padding)
+    g = torch.Generator().manual_seed(31)
+    weight = torch.randn(co, c, kh, kw, generator=g)
+    gy = torch.randn(n, co, h + 2 * ph - kh + 1, w + 2 * pw - kw + 1, generator=g)
+    return _spikes((n, c, h, w), rate, seed=30), weight, gy
+
+
+@needs_avx512
+@pytest.mark.parametrize("n, c, h, w, co, kernel, padding, rate, threads", ISA_CASES)
+def test_the_avx2_loops_give_the_avx512_loops_bits(
+    monkeypatch, n, c, h, w, co, kernel, padding, rate, threads
+):
+    """Each output's and weight's sum adds the same terms in the same order in both, lane by
+    lane: forward, weight gradient and input gradient agree to the bit."""
+    monkeypatch.setattr(spike_conv_cpu, "DENSE_FROM", 1.0)  # spike rate 1 runs the kernel too
+    x, weight, gy = _case(n, c, h, w, co, kernel, padding, rate)
+    runs = []
+    for isa in ("avx512", "avx2"):
+        monkeypatch.setenv("SPIKECIM_ISA", isa)
+        runs.append(_kernel_run(x, weight, padding, gy, threads))
+    (node, *wide), (node2, *narrow) = runs
+    assert node == node2 != TORCH
+    assert all(torch.equal(a, b) for a, b in zip(wide, narrow))
+
+
+@needs_avx512
+@pytest.mark.parametrize("kernel, h", [(3, 7), (1, 7), (3, 23), (1, 23)])
+def test_the_avx2_weight_gradient_gives_the_avx512_bits_for_items_of_16_32_and_64_channels(
+    monkeypatch, kernel, h
+):
+    """The caller's item width (16, 32 or 64 output channels) changes no weight's sum: each of
+    the six runs, both loops at every width, gives the same bits."""
+    x, weight, gy = _case(3, 17, h, h, 130, kernel, 1, 0.2)
+    grads = []
+    for isa in ("avx512", "avx2"):
+        monkeypatch.setenv("SPIKECIM_ISA", isa)
+        for cbw in (16, 32, 64):
+            monkeypatch.setattr(spike_conv_cpu, "_weight_grad_columns", lambda *_, cbw=cbw: cbw)
+            node, _, _, gw = _kernel_run(x, weight, 1, gy)
+            assert node != TORCH
+            grads.append(gw)
+    assert all(torch.equal(grads[0], gw) for gw in grads[1:])
+
+
+@pytest.mark.parametrize("n, c, h, w, co, kernel, padding, rate, threads", ISA_CASES)
+def test_the_avx2_pass_over_the_spikes_writes_their_bits(
+    monkeypatch, n, c, h, w, co, kernel, padding, rate, threads
+):
+    """The bits the AVX2 pass writes, unpacked, are the spikes: over the channels at each
+    padded position (zeros in the border) and over the columns of each row."""
+    monkeypatch.setattr(spike_conv_cpu, "DENSE_FROM", 1.0)
+    monkeypatch.setenv("SPIKECIM_ISA", "avx2")
+    x = _spikes((n, c, h, w), rate, seed=30)
+    ph, pw = torch.nn.modules.utils._pair(padding)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        mask, rowbits = spike_conv_cpu._spike_bits(x, (ph, pw))
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(spike_conv_cpu._unpack_rowbits(rowbits, w), x.to(torch.uint8))
+    words = ((mask.to(torch.int32).unsqueeze(-1) >> torch.arange(16, dtype=torch.int32)) & 1).flatten(-2)
+    spikes = F.pad(x, (pw, pw, ph, ph, 0, words.shape[-1] - c))  # bits past C stay 0
+    assert torch.equal(words.permute(0, 3, 1, 2), spikes.to(torch.int32))
+
+
+@pytest.mark.parametrize("isa", ["avx512", "avx2"])
+def test_an_entry_neither_0_nor_1_hands_the_call_to_torch_on_either_loops(monkeypatch, isa):
+    if isa == "avx512" and not _has_avx512():
+        pytest.skip("no AVX-512 (F, BW, VL)")
+    monkeypatch.setenv("SPIKECIM_ISA", isa)
+    weight = torch.randn(8, 20, 3, 3, generator=torch.Generator().manual_seed(32))
+    spikes = _spikes((2, 20, 9, 13), 0.2, seed=33)
+    for at, value in (
+        ((1, 19, 8, 12), 0.5),
+        ((0, 3, 4, 5), float("nan")),
+        ((1, 17, 0, 0), 2.0),
+        ((0, 0, 0, 0), -1.0),
+    ):
+        x = spikes.clone()
+        x[at] = value
+        assert spike_conv_cpu._spike_bits(x, (1, 1)) is None
+        y = spike_conv_cpu.conv2d(x.requires_grad_(), weight, None, 1, 1)
+        assert type(y.grad_fn).__name__ == TORCH
+        torch.testing.assert_close(y, F.conv2d(x, weight, None, 1, 1), equal_nan=True, rtol=0, atol=0)
+
+
+def test_spikecim_isa_is_read_at_every_call(monkeypatch):
+    x, weight = _spikes((2, 4, 8, 8), 0.2, seed=34), torch.randn(8, 4, 3, 3)
+    monkeypatch.setenv("SPIKECIM_ISA", "sse4")
+    with pytest.raises(ValueError, match="SPIKECIM_ISA"):
+        spike_conv_cpu.conv2d(x, weight, None, 1, 1)
+    monkeypatch.setenv("SPIKECIM_ISA", "avx2")
+    torch.testing.assert_close(spike_conv_cpu.conv2d(x, weight, None, 1, 1), F.conv2d(x, weight, None, 1, 1))

@@ -1,4 +1,5 @@
-/* Convolutions of binary spike maps, event-driven, float32 on CPUs with AVX-512 (F, BW, VL).
+/* Convolutions of binary spike maps, event-driven, float32 on CPUs with AVX-512 (F, BW, VL) or
+ * AVX2 (with FMA and POPCNT).
  *
  * For x [N, C, H, W] (each sample contiguous, the samples any stride apart: a slice of
  * channels) whose entries are all 0 or 1, a weight w [Co, C, KH, KW], stride 1,
@@ -32,9 +33,16 @@
  *   the image; for every channel and kernel row the KW·cbw/16 accumulators take S at each
  *   spike shifted by the tap, then are added into gw [KH][KW][C][Cop]. KW is 1 or 3.
  *
+ * Every pass has two sets of loops, chosen per call by args.isa: 16 lanes a vector (AVX-512) and
+ * 8 (AVX2, whose names end in _avx2). The AVX2 loops list the spikes with a table of 8-lane
+ * permutations (vpermd) instead of vpcompressd, take the masks' bits from the compares' signs
+ * instead of mask registers, hold the forward's 64 channels in 2 × 8 vectors, run a weight-gradient
+ * row's vectors in runs that fit 16 registers, and transpose in 8 × 8 blocks; each output's and
+ * weight's sum adds the same terms in the same order lane by lane, so the two give the same bits.
+ *
  * Every output's and weight's sum runs in one order whatever the thread count. Built with
  * cbuild.FLAGS (-ffp-contract=off) and -DREAL=float; the vector code carries its own target
- * attributes and spike_conv_available() says whether this CPU runs it.
+ * attributes and spike_conv_available() says which loops this CPU runs.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -55,17 +63,50 @@ typedef struct {
     int64_t N, C, H, W, Co, Cop, KH, KW, ph, pw, Ho, Wo, CW, JW, xs;
     int64_t rows, cbw, rblock, nblock; /* forward: rows per item; weight gradient: channels, rows, samples */
     int32_t failed;            /* set when an item could not allocate its buffers */
+    int32_t isa;               /* the loops to run: 3 AVX-512, 2 AVX2 (at most spike_conv_available()) */
 } spike_conv_args;
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl")))
+#define AVX2 __attribute__((target("avx2,fma,popcnt")))
 #define FCB 64 /* forward: output channels per accumulation pass */
 
+/* The widest loops this CPU runs: 3 AVX-512 F/BW/VL, 2 AVX2 with FMA and POPCNT, 0 none. */
 int spike_conv_available(void) {
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512vl");
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl"))
+        return 3;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("popcnt"))
+        return 2;
+    return 0;
+}
+
+/* compress8[k]: the lanes of k's set bits, lowest first, one byte each (the bytes past them 0):
+ * vpermd by these indices moves the lanes of an 8-lane vector that k selects to its front. */
+static uint64_t compress8[256];
+
+__attribute__((constructor)) static void fill_compress8(void) {
+    for (int k = 0; k < 256; k++) {
+        uint64_t e = 0;
+        for (int b = 0, at = 0; b < 8; b++)
+            if (k >> b & 1) e |= (uint64_t)b << (8 * at++);
+        compress8[k] = e;
+    }
+}
+
+/* The lanes of lo (bits 0–7 of k) and of hi (bits 8–15) whose bits are set, stored to L in
+ * lane order: vpcompressd of a 16-bit mask, 8 lanes at a time. Writes L[0 .. count + 8);
+ * returns the count. */
+AVX2 static inline int64_t compress16_avx2(int32_t *L, unsigned k, __m256i lo, __m256i hi) {
+    const unsigned k0 = k & 0xFFu, k1 = k >> 8;
+    const int64_t n0 = __builtin_popcount(k0);
+    const __m256i i0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(compress8 + k0)));
+    const __m256i i1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(compress8 + k1)));
+    _mm256_storeu_si256((__m256i *)L, _mm256_permutevar8x32_epi32(lo, i0));
+    _mm256_storeu_si256((__m256i *)(L + n0), _mm256_permutevar8x32_epi32(hi, i1));
+    return n0 + __builtin_popcount(k1);
 }
 
 /* ---- masks ------------------------------------------------------------------------------ */
@@ -105,7 +146,53 @@ AVX512 static void masks_item(const void *p, int64_t item) {
     a->counts[item] = spikes;
 }
 
-void spike_masks(const spike_conv_args *a, int threads) { run_items(a, masks_item, a->N * a->CW, threads); }
+/* Item (n, word) as masks_item, 8 lanes a vector: each channel's word of 16 positions from the
+ * signs of two compares (vmovmskps), transposed by shifting bit j to the sign of each 16-bit
+ * lane and packing the lanes to bytes (signed saturation keeps the sign) for the bytes' signs. */
+AVX2 static void masks_item_avx2(const void *p, int64_t item) {
+    const spike_conv_args *a = (const spike_conv_args *)p;
+    const int64_t n = item / a->CW, cw = item % a->CW, Hp = a->H + 2 * a->ph, Wp = a->W + 2 * a->pw;
+    const int64_t nc = a->C - 16 * cw < 16 ? a->C - 16 * cw : 16, H = a->H, W = a->W;
+    const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f);
+    const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    int64_t spikes = 0;
+    for (int64_t i = 0; i < H; i++)
+        for (int64_t j0 = 0; j0 < W; j0 += 16) {
+            const int64_t nj = W - j0 < 16 ? W - j0 : 16;
+            const __m256i in0 = _mm256_cmpgt_epi32(_mm256_set1_epi32((int32_t)nj), iota);
+            const __m256i in1 = _mm256_cmpgt_epi32(_mm256_set1_epi32((int32_t)nj - 8), iota);
+            uint16_t k[16] = {0};
+            unsigned odd = 0;
+            for (int64_t c = 0; c < nc; c++) {
+                const float *x = a->x + n * a->xs + ((16 * cw + c) * H + i) * W + j0;
+                const __m256 v0 = nj == 16 ? _mm256_loadu_ps(x) : _mm256_maskload_ps(x, in0);
+                const __m256 v1 = nj == 16 ? _mm256_loadu_ps(x + 8) : _mm256_maskload_ps(x + 8, in1);
+                const unsigned nz = (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(v0, zero, _CMP_NEQ_UQ)) |
+                                    (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(v1, zero, _CMP_NEQ_UQ)) << 8;
+                odd |= nz & ((unsigned)_mm256_movemask_ps(_mm256_cmp_ps(v0, one, _CMP_NEQ_UQ)) |
+                             (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(v1, one, _CMP_NEQ_UQ)) << 8);
+                k[c] = (uint16_t)nz;
+                a->rowbits[((n * a->C + 16 * cw + c) * H + i) * a->JW + j0 / 16] = (uint16_t)nz;
+                spikes += __builtin_popcount(nz);
+            }
+            if (odd) {
+                a->counts[item] = -1;
+                return;
+            }
+            const __m256i kv = _mm256_loadu_si256((const __m256i *)k);
+            uint16_t *m = a->mask + ((n * Hp + i + a->ph) * Wp + j0 + a->pw) * a->CW + cw;
+            for (int64_t j = 0; j < nj; j++) {
+                const __m256i b = _mm256_sll_epi16(kv, _mm_cvtsi64_si128(15 - j));
+                m[j * a->CW] = (uint16_t)_mm_movemask_epi8(
+                    _mm_packs_epi16(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1)));
+            }
+        }
+    a->counts[item] = spikes;
+}
+
+void spike_masks(const spike_conv_args *a, int threads) {
+    run_items(a, a->isa >= 3 ? masks_item : masks_item_avx2, a->N * a->CW, threads);
+}
 
 /* ---- forward ---------------------------------------------------------------------------- */
 
@@ -207,9 +294,99 @@ AVX512 static void forward_item(const void *p, int64_t item) {
     free(lists), free(cnts), free(stage), free(base);
 }
 
+/* As SPIKE_LIST, 8 lanes at a time: base[2t], base[2t + 1] tap t's offsets of channels 0–7, 8–15. */
+#define SPIKE_LIST_AVX2(NAME, KW_)                                                                  \
+    AVX2 static inline int64_t NAME(const uint16_t *m, int64_t row_stride, int64_t col_stride,       \
+                                    int64_t KH, const __m256i *base, int32_t *L) {                   \
+        int64_t cnt = 0;                                                                            \
+        for (int64_t ka = 0; ka < KH; ka++, m += row_stride, base += 2 * KW_)                       \
+            _Pragma("GCC unroll 3") for (int kb = 0; kb < KW_; kb++)                                \
+                cnt += compress16_avx2(L + cnt, m[kb * col_stride], base[2 * kb], base[2 * kb + 1]); \
+        return cnt;                                                                                 \
+    }
+SPIKE_LIST_AVX2(spike_list_3_avx2, 3)
+SPIKE_LIST_AVX2(spike_list_1_avx2, 1)
+
+/* One position's 64 output channels as forward_item's loop adds them, lane by lane in its
+ * order: st = (st, or 0 where first) + the rows wb + L[e] of the even spikes, + those of the
+ * odd spikes (added last). The two sets of eight accumulators fill AVX2's 16 registers: the
+ * additions take the weights from memory (faster than two runs of 32 channels over the list). */
+AVX2 static inline void add_rows_avx2(float *st, const float *wb, const int32_t *L, int64_t cnt, int first) {
+    __m256 s[FCB / 8], t[FCB / 8];
+    #pragma GCC unroll 8
+    for (int v = 0; v < FCB / 8; v++) {
+        s[v] = first ? _mm256_setzero_ps() : _mm256_load_ps(st + 8 * v);
+        t[v] = _mm256_setzero_ps();
+    }
+    int64_t e = 0;
+    for (; e + 1 < cnt; e += 2) {
+        const float *u = wb + L[e], *w = wb + L[e + 1];
+        #pragma GCC unroll 8
+        for (int v = 0; v < FCB / 8; v++) {
+            s[v] = _mm256_add_ps(s[v], _mm256_load_ps(u + 8 * v));
+            t[v] = _mm256_add_ps(t[v], _mm256_load_ps(w + 8 * v));
+        }
+    }
+    if (e < cnt) {
+        const float *u = wb + L[e];
+        #pragma GCC unroll 8
+        for (int v = 0; v < FCB / 8; v++) s[v] = _mm256_add_ps(s[v], _mm256_load_ps(u + 8 * v));
+    }
+    #pragma GCC unroll 8
+    for (int v = 0; v < FCB / 8; v++) _mm256_store_ps(st + 8 * v, _mm256_add_ps(s[v], t[v]));
+}
+
+/* forward_item, 8 lanes a vector: the spike lists by SPIKE_LIST_AVX2, the sums by add_rows_avx2,
+ * y from 8 × 8 blocks. */
+AVX2 static void forward_item_avx2(const void *p, int64_t item) {
+    spike_conv_args *a = (spike_conv_args *)p;
+    const int64_t Ho = a->Ho, Wo = a->Wo, Cop = a->Cop, r0 = item * a->rows;
+    const int64_t nr = a->N * Ho - r0 < a->rows ? a->N * Ho - r0 : a->rows, np = nr * Wo;
+    const int64_t maxl = a->KH * a->KW * 16 + 16;
+    const int64_t Hp = a->H + 2 * a->ph, Wp = a->W + 2 * a->pw, CW = a->CW, taps = a->KH * a->KW;
+    int32_t *lists = malloc(sizeof(int32_t) * (size_t)(np * maxl));
+    int64_t *cnts = malloc(sizeof(int64_t) * (size_t)np);
+    float *stage = aligned_alloc(64, sizeof(float) * (size_t)(np * Cop));
+    __m256i *base = aligned_alloc(32, sizeof(__m256i) * (size_t)(2 * taps));
+    if (!lists || !cnts || !stage || !base) {
+        a->failed = 1;
+        free(lists), free(cnts), free(stage), free(base);
+        return;
+    }
+    const __m256i lane64 = _mm256_setr_epi32(0, FCB, 2 * FCB, 3 * FCB, 4 * FCB, 5 * FCB, 6 * FCB, 7 * FCB);
+    for (int64_t cw = 0; cw < CW; cw++) {
+        for (int64_t t = 0; t < taps; t++) {
+            base[2 * t] = _mm256_add_epi32(lane64, _mm256_set1_epi32((int32_t)((t * a->C + 16 * cw) * FCB)));
+            base[2 * t + 1] = _mm256_add_epi32(base[2 * t], _mm256_set1_epi32(8 * FCB));
+        }
+        for (int64_t rr = 0, q = 0; rr < nr; rr++) {
+            const int64_t r = r0 + rr, n = r / Ho, i = r % Ho;
+            const uint16_t *m = a->mask + (n * Hp + i) * Wp * CW + cw;
+            if (a->KW == 3)
+                for (int64_t j = 0; j < Wo; j++, q++)
+                    cnts[q] = spike_list_3_avx2(m + j * CW, Wp * CW, CW, a->KH, base, lists + q * maxl);
+            else
+                for (int64_t j = 0; j < Wo; j++, q++)
+                    cnts[q] = spike_list_1_avx2(m + j * CW, Wp * CW, CW, a->KH, base, lists + q * maxl);
+        }
+        for (int64_t cb = 0; cb < Cop; cb += FCB) {
+            const float *wb = a->wt + cb * a->KH * a->KW * a->C;
+            for (int64_t q = 0; q < np; q++) add_rows_avx2(stage + q * Cop + cb, wb, lists + q * maxl, cnts[q], cw == 0);
+        }
+    }
+    for (int64_t q0 = 0; q0 < np; q0 += Wo) { /* stage [positions][Cop] -> y [Co][positions] by row */
+        const int64_t r = r0 + q0 / Wo, n = r / Ho, i = r % Ho;
+        for (int64_t j0 = 0; j0 < Wo; j0 += 8)
+            for (int64_t o0 = 0; o0 < a->Co; o0 += 8)
+                transpose8_avx2(a->y + ((n * a->Co + o0) * Ho + i) * Wo + j0, Ho * Wo, stage + (q0 + j0) * Cop + o0, Cop,
+                                (int)(Wo - j0 < 8 ? Wo - j0 : 8), (int)(a->Co - o0 < 8 ? a->Co - o0 : 8));
+    }
+    free(lists), free(cnts), free(stage), free(base);
+}
+
 void spike_conv_forward(spike_conv_args *a, int threads) {
     a->failed = 0;
-    run_items(a, forward_item, (a->N * a->Ho + a->rows - 1) / a->rows, threads);
+    run_items(a, a->isa >= 3 ? forward_item : forward_item_avx2, (a->N * a->Ho + a->rows - 1) / a->rows, threads);
 }
 
 /* ---- weight gradient -------------------------------------------------------------------- */
@@ -302,9 +479,101 @@ AVX512 static void wgrad_item(const void *p, int64_t item) {
     free(lists), free(cnts), free(S);
 }
 
+/* WGRAD_ROW, 8 lanes a vector: the 2·NACC vectors of each tap in runs of NV (the KW·NV
+ * accumulators stay in AVX2's 16 registers), each run over all the spikes; per lane the same
+ * sums in the same order. */
+#define WGRAD_ROW_AVX2(NAME, KW_, NACC, NV)                                                          \
+    AVX2 static void NAME(const spike_conv_args *a, const float *S, int64_t Ws, const int32_t *L,    \
+                          int64_t cnt, int64_t c, int64_t ka, int64_t cb) {                          \
+        const int64_t cbw = 16 * NACC;                                                               \
+        const float *base = S + ((a->KH - 1 - ka) * Ws + KW_ - 1) * cbw;                             \
+        for (int h = 0; h < 2 * NACC; h += NV) {                                                     \
+            __m256 acc[KW_][NV];                                                                     \
+            for (int kb = 0; kb < KW_; kb++)                                                         \
+                for (int v = 0; v < NV; v++) acc[kb][v] = _mm256_setzero_ps();                       \
+            for (int64_t e = 0; e < cnt; e++) {                                                      \
+                const float *s = base + (int64_t)L[e] * cbw + 8 * h;                                 \
+                _Pragma("GCC unroll 3") for (int kb = 0; kb < KW_; kb++)                             \
+                    _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++)                             \
+                        acc[kb][v] = _mm256_add_ps(acc[kb][v], _mm256_load_ps(s - kb * cbw + 8 * v)); \
+            }                                                                                        \
+            for (int kb = 0; kb < KW_; kb++) {                                                       \
+                float *g = a->gw + ((ka * KW_ + kb) * a->C + c) * a->Cop + cb + 8 * h;               \
+                for (int v = 0; v < NV; v++)                                                         \
+                    _mm256_storeu_ps(g + 8 * v, _mm256_add_ps(_mm256_loadu_ps(g + 8 * v), acc[kb][v])); \
+            }                                                                                        \
+        }                                                                                            \
+    }
+WGRAD_ROW_AVX2(wgrad_row_3_1_avx2, 3, 1, 2)
+WGRAD_ROW_AVX2(wgrad_row_3_2_avx2, 3, 2, 4)
+WGRAD_ROW_AVX2(wgrad_row_3_4_avx2, 3, 4, 4)
+WGRAD_ROW_AVX2(wgrad_row_1_1_avx2, 1, 1, 2)
+WGRAD_ROW_AVX2(wgrad_row_1_2_avx2, 1, 2, 4)
+WGRAD_ROW_AVX2(wgrad_row_1_4_avx2, 1, 4, 8)
+
+/* wgrad_item, 8 lanes a vector: the spike lists by compress16_avx2, S from 8 × 8 blocks, the
+ * sums by WGRAD_ROW_AVX2. */
+AVX2 static void wgrad_item_avx2(const void *p, int64_t item) {
+    spike_conv_args *a = (spike_conv_args *)p;
+    const int64_t cbw = a->cbw, cb = item * cbw, H = a->H, C = a->C, R = a->rblock, NB = a->nblock;
+    const int64_t Ws = a->W + a->KW - 1, Rs = R + a->KH - 1, per_c = NB * R * 16 * a->JW;
+    int32_t *lists = malloc(sizeof(int32_t) * (size_t)(C * per_c + 16));
+    int64_t *cnts = malloc(sizeof(int64_t) * (size_t)C);
+    float *S = aligned_alloc(64, sizeof(float) * (size_t)(NB * Rs * Ws * cbw));
+    if (!lists || !cnts || !S) {
+        a->failed = 1;
+        free(lists), free(cnts), free(S);
+        return;
+    }
+    void (*row)(const spike_conv_args *, const float *, int64_t, const int32_t *, int64_t, int64_t, int64_t, int64_t) =
+        a->KW == 3 ? (cbw == 16 ? wgrad_row_3_1_avx2 : cbw == 32 ? wgrad_row_3_2_avx2 : wgrad_row_3_4_avx2)
+                   : (cbw == 16 ? wgrad_row_1_1_avx2 : cbw == 32 ? wgrad_row_1_2_avx2 : wgrad_row_1_4_avx2);
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const int64_t no = a->Co - cb < cbw ? a->Co - cb : cbw;
+    const int64_t j_lo = a->KW - 1 - a->pw > 0 ? a->KW - 1 - a->pw : 0;
+    const int64_t j_hi = a->Wo + a->KW - 1 - a->pw < Ws ? a->Wo + a->KW - 1 - a->pw : Ws;
+    for (int64_t n0 = 0; n0 < a->N; n0 += NB)
+        for (int64_t i0 = 0; i0 < H; i0 += R) {
+            const int64_t nn = a->N - n0 < NB ? a->N - n0 : NB, ni = H - i0 < R ? H - i0 : R;
+            /* channel c's spikes in these rows of these samples: offsets (s·Rs + i)·Ws + j */
+            for (int64_t c = 0; c < C; c++) {
+                int32_t *L = lists + c * per_c, cnt = 0;
+                for (int64_t s = 0; s < nn; s++)
+                    for (int64_t i = 0; i < ni; i++) {
+                        const uint16_t *bits = a->rowbits + (((n0 + s) * C + c) * H + i0 + i) * a->JW;
+                        const int32_t at = (int32_t)((s * Rs + i) * Ws);
+                        for (int64_t jw = 0; jw < a->JW; jw++) {
+                            const __m256i lo = _mm256_add_epi32(lane, _mm256_set1_epi32(at + (int32_t)(16 * jw)));
+                            const __m256i hi = _mm256_add_epi32(lo, _mm256_set1_epi32(8));
+                            cnt += (int32_t)compress16_avx2(L + cnt, bits[jw], lo, hi);
+                        }
+                    }
+                cnts[c] = cnt;
+            }
+            /* S[s][si][sj][v] = gy[n0 + s, cb + v, i0 + si − (KH − 1) + ph, sj − (KW − 1) + pw], 0 outside */
+            memset(S, 0, sizeof(float) * (size_t)(NB * Rs * Ws * cbw));
+            for (int64_t s = 0; s < nn; s++)
+                for (int64_t si = 0; si < Rs; si++) {
+                    const int64_t io = i0 + si - (a->KH - 1) + a->ph;
+                    if (io < 0 || io >= a->Ho) continue;
+                    /* S's row: [sj][v] from gy's rows [v][xo], 8 × 8 blocks (transpose.h) */
+                    const float *src = a->gy + (((n0 + s) * a->Co + cb) * a->Ho + io) * a->Wo - (a->KW - 1) + a->pw;
+                    float *dst = S + (s * Rs + si) * Ws * cbw;
+                    for (int64_t sj = j_lo; sj < j_hi; sj += 8)
+                        for (int64_t v = 0; v < no; v += 8)
+                            transpose8_avx2(dst + sj * cbw + v, cbw, src + v * a->Ho * a->Wo + sj, a->Ho * a->Wo,
+                                            (int)(no - v < 8 ? no - v : 8), (int)(j_hi - sj < 8 ? j_hi - sj : 8));
+                }
+            for (int64_t c = 0; c < C; c++)
+                if (cnts[c])
+                    for (int64_t ka = 0; ka < a->KH; ka++) row(a, S, Ws, lists + c * per_c, cnts[c], c, ka, cb);
+        }
+    free(lists), free(cnts), free(S);
+}
+
 void spike_conv_weight_grad(spike_conv_args *a, int threads) {
     a->failed = 0;
-    run_items(a, wgrad_item, (a->Cop + a->cbw - 1) / a->cbw, threads);
+    run_items(a, a->isa >= 3 ? wgrad_item : wgrad_item_avx2, (a->Cop + a->cbw - 1) / a->cbw, threads);
 }
 #else
 int spike_conv_available(void) { return 0; }

@@ -15,7 +15,8 @@ input torch's convolution keeps.
 same values to float rounding (the sums run in another order) and the same gradients: a
 float32 CPU input ``[N, C, H, W]`` not in channels-last layout (torch's convolution keeps
 that layout; the kernel writes the default one), stride 1, dilation 1, one group, numeric
-padding, a kernel 1 or 3 wide, a CPU with AVX-512 (F, BW, VL), every entry 0 or 1 (checked
+padding, a kernel 1 or 3 wide, a CPU with AVX-512 (F, BW, VL) or AVX2 (with FMA and POPCNT: the
+kernel has loops for both, chosen per call, with the same bits), every entry 0 or 1 (checked
 in the pass that reads the spikes, which stops at the first other value) and at most
 :data:`DENSE_FROM` of them 1 (above, the dense product is faster). A call made while a
 torch function or dispatch mode is active (op counters, ``torch.compile``, tracers), under
@@ -84,12 +85,13 @@ class _Args(ctypes.Structure):  # spike_conv_args of the C file
         *((f, ctypes.c_void_p) for f in _FIELDS),
         *((f, ctypes.c_int64) for f in _SIZES),
         ("failed", ctypes.c_int32),
+        ("isa", ctypes.c_int32),
     ]
 
 
 def available() -> bool:
-    """Whether the compiled kernel runs here: a CPU with AVX-512 F, BW and VL, a C compiler,
-    and ``SPIKECIM_CONV`` not set to ``torch``."""
+    """Whether the compiled kernel runs here: a CPU with AVX-512 F, BW and VL or with AVX2, FMA
+    and POPCNT, a C compiler, and ``SPIKECIM_CONV`` not set to ``torch``."""
     return os.environ.get("SPIKECIM_CONV", "").lower() != "torch" and _library() is not None
 
 
@@ -259,7 +261,7 @@ def _args(
         **{name: t.data_ptr() for name, t in tensors.items()},
         N=n, C=c, H=h, W=w, Co=co, Cop=_round_up(co, _COLUMNS), KH=kh, KW=kw, ph=ph, pw=pw, Ho=ho, Wo=wo,
         CW=-(-c // 16), JW=-(-w // 16), xs=xs or c * h * w, rows=max(1, _PANEL // wo), cbw=16, rblock=rblock,
-        nblock=nblock,
+        nblock=nblock, isa=cbuild.isa(_library().spike_conv_available()),
     )  # fmt: skip
 
 
@@ -320,21 +322,23 @@ def _weight_grad(
     gw = torch.zeros(kh, kw, c, _round_up(co, _COLUMNS))
     a = _args(x_shape, shape, padding, rowbits=rowbits, gy=gy, gw=gw)
     threads = cbuild.threads(x_shape.numel() * kh * kw * co, _PARALLEL_MIN)
-    a.cbw = _weight_grad_columns(x_shape[-2] * x_shape[-1], a.Cop, threads)
+    a.cbw = _weight_grad_columns(x_shape[-2] * x_shape[-1], a.Cop, threads, a.isa)
     _library().spike_conv_weight_grad(ctypes.byref(a), threads)
     if a.failed:
         raise MemoryError("spiking convolution: no memory for the kernel's work buffers")
     return gw[..., :co].permute(3, 2, 0, 1).contiguous()
 
 
-def _weight_grad_columns(positions: int, columns: int, threads: int) -> int:
+def _weight_grad_columns(positions: int, columns: int, threads: int, isa: int = cbuild.ISAS["avx512"]) -> int:
     """Output channels per weight-gradient item (the accumulators of a kernel row hold
-    KW·cbw/16 vectors): 32, or 64 for maps under 16×16, whose blocks hold several samples
-    (the fastest of 16, 32 and 64 with blocks of 128 to 1024 positions on VGG-9's and
-    ResNet-19's spiking layers, benchmarks/bench_spike_conv.py's shapes, 1 thread); halved
-    down to 16 until there are two items per thread. Each weight's sum runs over the same
-    blocks in the same order whatever the items, so the result does not depend on it."""
-    cbw = 32 if positions >= 256 else 64
+    KW·cbw/16 vectors of 16 lanes): 32, or 64 for maps under 16×16, whose blocks hold several
+    samples (the fastest of 16, 32 and 64 with blocks of 128 to 1024 positions on VGG-9's and
+    ResNet-19's spiking layers, benchmarks/bench_spike_conv.py's shapes, 1 thread); 32 with
+    the AVX2 loops (``isa`` 2), whose 16 registers hold a 3-wide row's accumulators for 32
+    channels: 64 take two passes over the spikes, slower on those layers. Halved down to 16
+    until there are two items per thread. Each weight's sum runs over the same blocks in the
+    same order whatever the items, so the result does not depend on it."""
+    cbw = 32 if positions >= 256 or isa < cbuild.ISAS["avx512"] else 64
     while cbw > 16 and columns // cbw < 2 * threads:
         cbw //= 2
     return cbw
@@ -342,8 +346,9 @@ def _weight_grad_columns(positions: int, columns: int, threads: int) -> int:
 
 @functools.cache
 def _library():
-    """The ctypes library, built once; None where the CPU lacks AVX-512 F/BW/VL or no
-    compiler works (one warning)."""
+    """The ctypes library, built once; None where the CPU has neither AVX-512 F/BW/VL nor
+    AVX2 with FMA and POPCNT (``spike_conv_available()`` 0; else 3 or 2, the widest loops it
+    runs, which :func:`cbuild.isa` may narrow per call) or no compiler works (one warning)."""
     passes = ("spike_masks", "spike_conv_forward", "spike_conv_weight_grad")
     lib = cbuild.load_real(
         _SOURCE, "float", "spiking convolution kernel", "using torch's", dict.fromkeys(passes, _Args)
