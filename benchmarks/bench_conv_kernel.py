@@ -11,7 +11,8 @@ every round, median of ``--repeats``, wall clock, 1 torch thread by default: the
 ``Conv2d``; the analog layer through the passes (``SPIKECIM_GEMM=onednn``: the patch DAC,
 oneDNN's products and the ADC kernel, or for spikes the direct convolution and the ADC
 kernel); the analog layer as spikecim runs it (in one pass, :mod:`spikecim.analog.conv_kernel`,
-except spikes on one input tile). Needs a CPU with AVX-512.
+except spikes on one input tile). Needs a CPU with AVX-512 or AVX2 with FMA;
+``SPIKECIM_ISA=avx2`` in the environment times the one pass's AVX2 loops on a CPU with AVX-512.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def main() -> None:
     args = ap.parse_args()
     if not conv_kernel.available(torch.ones(1)):
         raise SystemExit(
-            "bench_conv_kernel: the one-pass kernel does not run here (needs AVX-512 and a C compiler)"
+            "bench_conv_kernel: the one-pass kernel does not run here (needs AVX-512 or AVX2 with FMA, and a C compiler)"
         )
     keep_freed_memory()
     torch.set_num_threads(args.threads)

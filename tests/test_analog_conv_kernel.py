@@ -1,6 +1,9 @@
 """The analog convolution in one compiled pass (spikecim.analog.conv_kernel) against the three
 passes it replaces: the patch DAC (converter_kernels.unfold_dac), the tile products and the
-ADC with the digital stage (converter_kernels.adc_accumulate)."""
+ADC with the digital stage (converter_kernels.adc_accumulate); and its AVX2 loops against its
+AVX-512 ones."""
+
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,7 +15,8 @@ from spikecim.analog import conv_kernel, converter_kernels, to_analog
 from spikecim.nn.kernels import spike_conv_cpu
 
 pytestmark = pytest.mark.skipif(
-    not conv_kernel.available(torch.ones(1)), reason="needs a CPU with AVX-512 and a C compiler"
+    not conv_kernel.available(torch.ones(1)),
+    reason="needs a CPU with AVX2 and FMA (or AVX-512) and a C compiler",
 )
 
 # (batch, channels, height, width, kernel, stride, padding, dilation, tile rows, column tiles,
@@ -52,8 +56,8 @@ def _passes(x, geometry, m, n_dac, factor, adc, out_f, c_tile, out_noise):
     )
 
 
-def _case(name, integer_matrix):
-    N, C, H, W, k, s, p, d, R, n_out, S, c_tile, out_f = GEOMETRIES[name]
+def _case(name, integer_matrix, geometries=GEOMETRIES):
+    N, C, H, W, k, s, p, d, R, n_out, S, c_tile, out_f = geometries[name]
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(N, C, H, W, generator=gen)
     n_in = -(-C * k * k // R)
@@ -179,3 +183,122 @@ def test_an_ideal_crossbar_over_several_tiles_in_one_pass_equals_the_digital_con
     with torch.no_grad():
         want = conv(x)
     torch.testing.assert_close(got, want, rtol=0, atol=1e-5 * want.abs().max().item())
+
+
+# As GEOMETRIES: micro-tiles of 6 columns left partial (14, 10, 9, 8, 33, 14, 11, 15 columns),
+# rows of 8 patches, of 4 (two to an AVX2 vector) and of 7, 6, 13, 30 (masked tails of 16- and
+# 8-patch vectors), stride 2 (the levels written one by one), several input tiles, samples
+# several to an item and maps split into panels of whole rows.
+ISA_GEOMETRIES = {
+    "C 3, 8 x 8, samples 4 to an item": (5, 3, 8, 8, 3, 1, 1, 1, 27, 2, 1, 7, 13),
+    "C 5, 7 x 9, rows of 7, two tiles, slices": (3, 5, 7, 9, 3, 1, 0, 1, 24, 1, 2, 5, 5),
+    "C 5, 6 x 6, rows of 4": (3, 5, 6, 6, 3, 1, 0, 1, 45, 1, 1, 9, 9),
+    "C 5, 7 x 9, stride 2, three tiles": (3, 5, 7, 9, 3, 2, 1, 1, 20, 2, 1, 4, 7),
+    "C 17, 13 x 13, four tiles": (2, 17, 13, 13, 3, 1, 1, 1, 40, 3, 1, 11, 31),
+    "C 17, 13 x 13, stride 2, slices": (3, 17, 13, 13, 3, 2, 1, 1, 64, 1, 2, 7, 7),
+    "C 3, 24 x 30, panels of 8 rows": (2, 3, 24, 30, 3, 1, 1, 1, 27, 1, 1, 11, 11),
+    "C 3, 12 x 10, dilation 2": (2, 3, 12, 10, 5, 1, 2, 2, 20, 3, 1, 5, 13),
+}
+# (input, ADC on, output noise): the inputs "real" (DAC on), "NaN" (real with one NaN, DAC on),
+# "real, no DAC" and "spikes" (no DAC), the ADC's (k, q) and the noise's alpha scaled to the
+# column outputs' size so that the ADC clamps some of them at ±q
+ISA_SETTINGS = [
+    (i, adc, noise) for i in ("real", "NaN", "real, no DAC", "spikes") for adc in (0, 1) for noise in (0, 1)
+]
+
+
+def _cpu_flags() -> set[str]:
+    """The CPU's features as Linux lists them in /proc/cpuinfo (none elsewhere)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    return {
+        f for line in text.splitlines() if line.startswith("flags") for f in line.partition(":")[2].split()
+    }
+
+
+class _IsaSpy:
+    """The kernel's library, noting the instruction set each call hands the C code."""
+
+    def __init__(self, lib):
+        self.lib, self.isas = lib, []
+
+    def conv_adc(self, args, threads):
+        self.isas.append(args._obj.isa)
+        self.lib.conv_adc(args, threads)
+
+
+def _spy_isa(monkeypatch) -> list[int]:
+    """Route conv_kernel's calls through an :class:`_IsaSpy`; returns its list of isas."""
+    lib, nr, widest = conv_kernel._library()
+    spy = _IsaSpy(lib)
+    monkeypatch.setattr(conv_kernel, "_library", lambda: (spy, nr, widest))
+    return spy.isas
+
+
+def _isa_inputs(x, setting):
+    """``(x, n_dac, adc, out_noise)`` of an ISA_SETTINGS entry."""
+    kind, adc, noise = setting
+    if kind == "NaN":
+        x = x.clone()
+        x[0, 0, 2, 3] = float("nan")
+    if kind == "spikes":
+        x = (x > 0.5).float()
+    dac = kind in ("real", "NaN")
+    adc_levels = ((0.02 if dac else 1.0), 7) if adc else None
+    out_noise = ((30.0 if dac else 0.5), 99) if noise else None
+    return x, 127 if dac else None, adc_levels, out_noise
+
+
+@pytest.mark.skipif(
+    "avx512f" not in _cpu_flags(), reason="needs a CPU with AVX-512 to compare the AVX2 loops with"
+)
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("name", list(ISA_GEOMETRIES))
+def test_avx2_loops_give_the_avx512_loops_bits(name, threads, monkeypatch):
+    """SPIKECIM_ISA=avx2 runs the AVX2 loops (the C code is handed isa 2, against 3 without
+    it), which do the AVX-512 loops' IEEE operations lane by lane: the output's bits are the
+    same, NaN included (compared as integers), for the DAC on and off, spikes, the ADC on and
+    off, output noise on and off, on 1 and 2 threads (on 2 every call of several work items
+    shares them out)."""
+    x, geometry, m, factor, out_f, c_tile = _case(name, integer_matrix=False, geometries=ISA_GEOMETRIES)
+    monkeypatch.setattr(conv_kernel, "_PARALLEL_MIN", 0)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for setting in ISA_SETTINGS:
+            xs, n_dac, adc, out_noise = _isa_inputs(x, setting)
+            outs = []
+            for isa in ("", "avx2"):
+                monkeypatch.setenv("SPIKECIM_ISA", isa)
+                isas = _spy_isa(monkeypatch)
+                outs.append(
+                    conv_kernel.conv_adc(xs, geometry, m, n_dac, factor, adc, out_f, c_tile, out_noise)
+                )
+                assert isas == [2 if isa else 3]
+            wide, narrow = outs
+            assert torch.equal(narrow.view(torch.int32), wide.view(torch.int32)), setting
+            assert wide.isnan().any() == (setting[0] == "NaN"), setting  # the NaN reaches the output
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("name", list(GEOMETRIES))
+def test_avx2_loops_equal_the_passes_bit_for_bit_where_the_products_are_exact(name, monkeypatch):
+    """The AVX2 loops (SPIKECIM_ISA=avx2, what a CPU without AVX-512 runs) against the passes,
+    as test_one_pass_equals_the_passes_bit_for_bit_where_the_products_are_exact checks the
+    widest loops: with integer read values every product and partial sum is exact, so the
+    DAC on or off (spikes), the ADC on or off and output noise on or off give the passes'
+    bits."""
+    x, geometry, m, factor, out_f, c_tile = _case(name, integer_matrix=True)
+    monkeypatch.setenv("SPIKECIM_ISA", "avx2")
+    isas = _spy_isa(monkeypatch)
+    for n_dac in (127, None):
+        xs = x if n_dac is not None else (x > 0.5).float()
+        for adc in (None, (0.01, 127)):
+            for out_noise in (None, (3.0, 1234)):
+                got = conv_kernel.conv_adc(xs, geometry, m, n_dac, factor, adc, out_f, c_tile, out_noise)
+                want = _passes(xs, geometry, m, n_dac, factor, adc, out_f, c_tile, out_noise)
+                assert torch.equal(got, want), (n_dac, adc, out_noise)
+    assert set(isas) == {2}

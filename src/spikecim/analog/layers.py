@@ -4,8 +4,8 @@ Each layer holds the digital weight and bias (parameters, as in the layer it rep
 crossbar config, and its programmed :class:`~spikecim.analog.tiles.TileState` (set only by
 :func:`spikecim.analog.program` and :func:`spikecim.analog.drift`). The bias is added
 digitally. Each patch of a convolution is one input vector of the crossbar, as in
-aihwkit's analog convolutions. In inference on a CPU with AVX-512 (float32, the differential
-mapping, no ADC observer) a convolution runs in one compiled pass
+aihwkit's analog convolutions. In inference on a CPU with AVX-512 or AVX2 with FMA (float32,
+the differential mapping, no ADC observer) a convolution runs in one compiled pass
 (:mod:`spikecim.analog.conv_kernel`: the patches' DAC, the tile products and the ADC per
 panel of patches, the patches never written out), except where its patches need no DAC
 (binary spikes, or the DAC off) and either fit one input tile or are sparse spikes: there

@@ -380,6 +380,16 @@ static __attribute__((unused)) void philox_normal_blocks_f32(uint64_t seed, uint
     icdf_blocks_f32(w[0], w[1], w[2], w[3], nb, z);
 }
 
+#if defined(PHILOX_SIMD) && !defined(NO_CLONES)
+/* philox_normal_blocks_f32 by the AVX2 loops whatever else the CPU has (the same bits): for a
+ * kernel's AVX2 path (conv_adc_cpu.c), which runs on CPUs with AVX-512 too where asked to. */
+static __attribute__((unused)) void philox_normal_blocks_f32_avx2(uint64_t seed, uint64_t b0, int64_t nb, float *z) {
+    uint32_t w[4][PHILOX_GROUP];
+    philox4x32_10_avx2(b0, 0, 0, (uint32_t)seed, (uint32_t)(seed >> 32), nb, w[0], PHILOX_GROUP);
+    icdf_blocks_avx2(w[0], w[1], w[2], w[3], nb, z);
+}
+#endif
+
 /* ---- Box-Muller, float64 (libm) ------------------------------------------------------- */
 
 /* The normals of blocks b0 .. b0+nb-1 (nb <= PHILOX_GROUP) into z[0 .. 4nb). */
@@ -418,6 +428,9 @@ static __attribute__((unused)) void philox_normal_blocks_f64(uint64_t seed, uint
     }
 PHILOX_NORMALS(philox_normals_f32, float, philox_normal_blocks_f32)
 PHILOX_NORMALS(philox_normals_f64, double, philox_normal_blocks_f64)
+#if defined(PHILOX_SIMD) && !defined(NO_CLONES)
+PHILOX_NORMALS(philox_normals_f32_avx2, float, philox_normal_blocks_f32_avx2) /* on a CPU with AVX2 */
+#endif
 #undef PHILOX_NORMALS
 
 #endif
