@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from spikecim.cli.main import main
+from spikecim.nn.kernels import spike_conv_cpu
 from spikecim.nn.kernels.benchmark import LIBRARIES
 
 COLUMNS = ["library", "B", "median ms", "min ms", "x floor", "spikecim speed-up", "peak MiB", "saved MiB"]
@@ -302,3 +303,11 @@ def test_bench_option_of_another_suite_is_a_one_line_error(argv, message, capsys
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.strip()]
     assert lines == [f"error: {message}"]
+
+
+@pytest.mark.skipif(not spike_conv_cpu.available(), reason="the spiking convolution kernel does not run here")
+def test_an_unknown_spikecim_isa_stops_the_bench_with_one_line_and_exit_2(monkeypatch, capsys):
+    monkeypatch.setenv("SPIKECIM_ISA", "sse4")
+    assert main(["bench", "--suite", "train", "--quick", "--library", "spikecim"]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: SPIKECIM_ISA: 'sse4' is not an instruction set; allowed: avx2, avx512\n"

@@ -135,7 +135,10 @@ def bench_cmd(
     floor (--suite lif); noisy analog inference against aihwkit plus the IR-drop solvers
     (--suite analog); a whole-network SNN training step against SpikingJelly and snnTorch
     (--suite train); a hardware-aware training step and the analog conversion against
-    aihwkit-lightning and aihwkit (--suite hwa)."""
+    aihwkit-lightning and aihwkit (--suite hwa).
+
+    SPIKECIM_ISA=avx2 in the environment runs spikecim's convolution kernels on their AVX2
+    loops on a CPU with AVX-512, to time what a CPU without AVX-512 runs (docs/speed.md)."""
     if suite not in SUITES:
         raise SpikecimError(f"--suite: unknown '{suite}', allowed: {', '.join(SUITES)}")
     checks = [("timesteps", timesteps), ("features", features), ("repeats", repeats), ("threads", threads)]
