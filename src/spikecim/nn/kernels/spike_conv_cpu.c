@@ -33,12 +33,14 @@
  *   the image; for every channel and kernel row the KW·cbw/16 accumulators take S at each
  *   spike shifted by the tap, then are added into gw [KH][KW][C][Cop]. KW is 1 or 3.
  *
- * Every pass has two sets of loops, chosen per call by args.isa: 16 lanes a vector (AVX-512) and
- * 8 (AVX2, whose names end in _avx2). The AVX2 loops list the spikes with a table of 8-lane
- * permutations (vpermd) instead of vpcompressd, take the masks' bits from the compares' signs
- * instead of mask registers, hold the forward's 64 channels in 2 × 8 vectors, run a weight-gradient
- * row's vectors in runs that fit 16 registers, and transpose in 8 × 8 blocks; each output's and
- * weight's sum adds the same terms in the same order lane by lane, so the two give the same bits.
+ * Instruction sets: each pass is one body (masks_item, forward_item, wgrad_item) inlined into
+ * two item functions, _avx512 (16 lanes a vector) and _avx2 (8), chosen per call by args.isa;
+ * the body calls the pieces that differ, each in two versions (the AVX2 ones end in _avx2). The
+ * AVX2 pieces list the spikes with a table of 8-lane permutations (vpermd) instead of vpcompressd,
+ * take the masks' bits from the compares' signs instead of mask registers, hold the forward's 64
+ * channels in 2 × 8 vectors, run a weight-gradient row's vectors in runs that fit 16 registers,
+ * and transpose in 8 × 8 blocks; each output's and weight's sum adds the same terms in the same
+ * order lane by lane, so the two give the same bits.
  *
  * Every output's and weight's sum runs in one order whatever the thread count. Built with
  * cbuild.FLAGS (-ffp-contract=off) and -DREAL=float; the vector code carries its own target
@@ -72,6 +74,10 @@ typedef struct {
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512vl")))
 #define AVX2 __attribute__((target("avx2,fma,popcnt")))
 #define FCB 64 /* forward: output channels per accumulation pass */
+/* A pass's one body, inlined into its two item functions with `isa` (3 AVX-512, 2 AVX2) a
+ * constant; it calls the pieces that differ as `isa == 3 ? f : f_avx2`, functions with their own
+ * target attributes (gcc inlines them into the item of their instruction set or calls them). */
+#define ISA_INLINE static inline __attribute__((always_inline))
 
 /* The widest loops this CPU runs: 3 AVX-512 F/BW/VL, 2 AVX2 with FMA and POPCNT, 0 none. */
 int spike_conv_available(void) {
@@ -111,66 +117,71 @@ AVX2 static inline int64_t compress16_avx2(int32_t *L, unsigned k, __m256i lo, _
 
 /* ---- masks ------------------------------------------------------------------------------ */
 
-/* Item (n, word): the 16 channels' bits at every position, from 16 loads of 16 positions (one
- * compare each, a word per channel whose bit j is position j), transposed by shifting bit j
- * to the sign of each 16-bit lane and taking the lanes' signs (vpmovw2m). */
-AVX512 static void masks_item(const void *p, int64_t item) {
-    const spike_conv_args *a = (const spike_conv_args *)p;
-    const int64_t n = item / a->CW, cw = item % a->CW, Hp = a->H + 2 * a->ph, Wp = a->W + 2 * a->pw;
-    const int64_t nc = a->C - 16 * cw < 16 ? a->C - 16 * cw : 16, H = a->H, W = a->W;
-    const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f);
-    int64_t spikes = 0;
-    for (int64_t i = 0; i < H; i++)
-        for (int64_t j0 = 0; j0 < W; j0 += 16) {
-            const int64_t nj = W - j0 < 16 ? W - j0 : 16;
-            const __mmask16 in = (__mmask16)((1u << nj) - 1u);
-            uint16_t k[16] = {0};
-            __mmask16 odd = 0;
-            for (int64_t c = 0; c < nc; c++) {
-                const __m512 v = _mm512_maskz_loadu_ps(in, a->x + n * a->xs + ((16 * cw + c) * H + i) * W + j0);
-                const __mmask16 nz = _mm512_cmp_ps_mask(v, zero, _CMP_NEQ_UQ);
-                odd |= nz & _mm512_cmp_ps_mask(v, one, _CMP_NEQ_UQ);
-                k[c] = nz;
-                a->rowbits[((n * a->C + 16 * cw + c) * H + i) * a->JW + j0 / 16] = nz;
-                spikes += __builtin_popcount(nz);
-            }
-            if (odd) {
-                a->counts[item] = -1;
-                return;
-            }
-            const __m256i kv = _mm256_loadu_si256((const __m256i *)k);
-            uint16_t *m = a->mask + ((n * Hp + i + a->ph) * Wp + j0 + a->pw) * a->CW + cw;
-            for (int64_t j = 0; j < nj; j++)
-                m[j * a->CW] = _mm256_movepi16_mask(_mm256_sll_epi16(kv, _mm_cvtsi64_si128(15 - j)));
-        }
-    a->counts[item] = spikes;
+/* One channel at up to 16 positions x[0 .. nj): the word whose bit j is set where x[j] ≠ 0
+ * (one masked load, a compare to 0 and one to 1); odd takes the bits of the entries neither 0
+ * nor 1. */
+AVX512 static inline unsigned channel_bits(const float *x, int64_t nj, unsigned *odd) {
+    const __m512 v = _mm512_maskz_loadu_ps((__mmask16)((1u << nj) - 1u), x);
+    const __mmask16 nz = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_NEQ_UQ);
+    *odd |= nz & _mm512_cmp_ps_mask(v, _mm512_set1_ps(1.0f), _CMP_NEQ_UQ);
+    return nz;
 }
 
-/* Item (n, word) as masks_item, 8 lanes a vector: each channel's word of 16 positions from the
- * signs of two compares (vmovmskps), transposed by shifting bit j to the sign of each 16-bit
- * lane and packing the lanes to bytes (signed saturation keeps the sign) for the bytes' signs. */
-AVX2 static void masks_item_avx2(const void *p, int64_t item) {
+/* channel_bits, 8 lanes a vector: the bits from the compares' signs (vmovmskps), two vectors
+ * of 8 positions each, loaded masked where nj < 16 (the rare last run of a row). */
+AVX2 static inline unsigned channel_bits_avx2(const float *x, int64_t nj, unsigned *odd) {
+    const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f);
+    const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i in0 = _mm256_cmpgt_epi32(_mm256_set1_epi32((int32_t)nj), iota);
+    const __m256i in1 = _mm256_cmpgt_epi32(_mm256_set1_epi32((int32_t)nj - 8), iota);
+    const int whole = __builtin_expect(nj == 16, 1);
+    const __m256 v0 = whole ? _mm256_loadu_ps(x) : _mm256_maskload_ps(x, in0);
+    const __m256 v1 = whole ? _mm256_loadu_ps(x + 8) : _mm256_maskload_ps(x + 8, in1);
+    const unsigned nz = (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(v0, zero, _CMP_NEQ_UQ)) |
+                        (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(v1, zero, _CMP_NEQ_UQ)) << 8;
+    *odd |= nz & ((unsigned)_mm256_movemask_ps(_mm256_cmp_ps(v0, one, _CMP_NEQ_UQ)) |
+                  (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(v1, one, _CMP_NEQ_UQ)) << 8);
+    return nz;
+}
+
+/* The 16 channels' words k[c] (bit j: position j) as one word per position: bit c of
+ * m[j·stride] = bit j of k[c], for j < nj; bit j shifted to the sign of each 16-bit lane, the
+ * lanes' signs taken (vpmovw2m). */
+AVX512 static inline void position_words(uint16_t *m, int64_t stride, const uint16_t *k, int64_t nj) {
+    const __m256i kv = _mm256_loadu_si256((const __m256i *)k);
+    for (int64_t j = 0; j < nj; j++)
+        m[j * stride] = _mm256_movepi16_mask(_mm256_sll_epi16(kv, _mm_cvtsi64_si128(15 - j)));
+}
+
+/* position_words without mask registers: the shifted lanes packed to bytes (signed saturation
+ * keeps the sign) for the bytes' signs (vpmovmskb). */
+AVX2 static inline void position_words_avx2(uint16_t *m, int64_t stride, const uint16_t *k, int64_t nj) {
+    const __m256i kv = _mm256_loadu_si256((const __m256i *)k);
+    for (int64_t j = 0; j < nj; j++) {
+        const __m256i b = _mm256_sll_epi16(kv, _mm_cvtsi64_si128(15 - j));
+        m[j * stride] = (uint16_t)_mm_movemask_epi8(
+            _mm_packs_epi16(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1)));
+    }
+}
+
+/* Item (n, word), by the loops of `isa` (3 AVX-512, 2 AVX2: a constant where masks_item_avx512
+ * and _avx2 inline it): per input row, 16 positions at a time, each channel's word over the
+ * positions (channel_bits) into rowbits, then the 16 words transposed into mask
+ * (position_words); counts[item]: the number of ones, or −1 where an entry is neither 0 nor 1
+ * (the item stops there). */
+ISA_INLINE void masks_item(const void *p, int64_t item, int isa) {
     const spike_conv_args *a = (const spike_conv_args *)p;
     const int64_t n = item / a->CW, cw = item % a->CW, Hp = a->H + 2 * a->ph, Wp = a->W + 2 * a->pw;
     const int64_t nc = a->C - 16 * cw < 16 ? a->C - 16 * cw : 16, H = a->H, W = a->W;
-    const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f);
-    const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     int64_t spikes = 0;
     for (int64_t i = 0; i < H; i++)
         for (int64_t j0 = 0; j0 < W; j0 += 16) {
             const int64_t nj = W - j0 < 16 ? W - j0 : 16;
-            const __m256i in0 = _mm256_cmpgt_epi32(_mm256_set1_epi32((int32_t)nj), iota);
-            const __m256i in1 = _mm256_cmpgt_epi32(_mm256_set1_epi32((int32_t)nj - 8), iota);
             uint16_t k[16] = {0};
             unsigned odd = 0;
             for (int64_t c = 0; c < nc; c++) {
                 const float *x = a->x + n * a->xs + ((16 * cw + c) * H + i) * W + j0;
-                const __m256 v0 = nj == 16 ? _mm256_loadu_ps(x) : _mm256_maskload_ps(x, in0);
-                const __m256 v1 = nj == 16 ? _mm256_loadu_ps(x + 8) : _mm256_maskload_ps(x + 8, in1);
-                const unsigned nz = (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(v0, zero, _CMP_NEQ_UQ)) |
-                                    (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(v1, zero, _CMP_NEQ_UQ)) << 8;
-                odd |= nz & ((unsigned)_mm256_movemask_ps(_mm256_cmp_ps(v0, one, _CMP_NEQ_UQ)) |
-                             (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(v1, one, _CMP_NEQ_UQ)) << 8);
+                const unsigned nz = (isa == 3 ? channel_bits : channel_bits_avx2)(x, nj, &odd);
                 k[c] = (uint16_t)nz;
                 a->rowbits[((n * a->C + 16 * cw + c) * H + i) * a->JW + j0 / 16] = (uint16_t)nz;
                 spikes += __builtin_popcount(nz);
@@ -179,138 +190,91 @@ AVX2 static void masks_item_avx2(const void *p, int64_t item) {
                 a->counts[item] = -1;
                 return;
             }
-            const __m256i kv = _mm256_loadu_si256((const __m256i *)k);
             uint16_t *m = a->mask + ((n * Hp + i + a->ph) * Wp + j0 + a->pw) * a->CW + cw;
-            for (int64_t j = 0; j < nj; j++) {
-                const __m256i b = _mm256_sll_epi16(kv, _mm_cvtsi64_si128(15 - j));
-                m[j * a->CW] = (uint16_t)_mm_movemask_epi8(
-                    _mm_packs_epi16(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1)));
-            }
+            (isa == 3 ? position_words : position_words_avx2)(m, a->CW, k, nj);
         }
     a->counts[item] = spikes;
 }
 
+AVX512 static void masks_item_avx512(const void *p, int64_t item) { masks_item(p, item, 3); }
+AVX2 static void masks_item_avx2(const void *p, int64_t item) { masks_item(p, item, 2); }
+
 void spike_masks(const spike_conv_args *a, int threads) {
-    run_items(a, a->isa >= 3 ? masks_item : masks_item_avx2, a->N * a->CW, threads);
+    run_items(a, a->isa >= 3 ? masks_item_avx512 : masks_item_avx2, a->N * a->CW, threads);
 }
 
 /* ---- forward ---------------------------------------------------------------------------- */
 
 /* The weight rows of one output position's spikes on one channel block: offsets
  * (tap·C + c)·64 into one pass's block of wt, tap by tap; returns their number. m: the mask
- * word of the window's top-left tap; base[t]: tap t's offsets of the block's 16 channels.
- * L has room for KH·KW·16 + 16 entries (each compress stores 16). */
-#define SPIKE_LIST(NAME, KW_)                                                                   \
-    AVX512 static inline int64_t NAME(const uint16_t *m, int64_t row_stride, int64_t col_stride, \
-                                      int64_t KH, const __m512i *base, int32_t *L) {            \
-        int64_t cnt = 0;                                                                        \
-        for (int64_t ka = 0; ka < KH; ka++, m += row_stride, base += KW_)                       \
-            _Pragma("GCC unroll 3") for (int kb = 0; kb < KW_; kb++) {                          \
-                const __mmask16 k = m[kb * col_stride];                                         \
-                _mm512_storeu_si512(L + cnt, _mm512_maskz_compress_epi32(k, base[kb]));         \
-                cnt += __builtin_popcount(k);                                                   \
-            }                                                                                   \
-        return cnt;                                                                             \
+ * word of the window's top-left tap; base[16t .. 16t + 16): tap t's offsets of the block's 16
+ * channels (64-byte aligned). L has room for KH·KW·16 + 16 entries (each compress stores 16). */
+#define SPIKE_LIST(NAME, KW_)                                                                    \
+    AVX512 static inline int64_t NAME(const uint16_t *m, int64_t row_stride, int64_t col_stride,  \
+                                      int64_t KH, const int32_t *base, int32_t *L) {             \
+        int64_t cnt = 0;                                                                         \
+        for (int64_t ka = 0; ka < KH; ka++, m += row_stride, base += 16 * KW_)                   \
+            _Pragma("GCC unroll 3") for (int kb = 0; kb < KW_; kb++) {                           \
+                const __mmask16 k = m[kb * col_stride];                                          \
+                const __m512i offsets = _mm512_load_si512(base + 16 * kb);                       \
+                _mm512_storeu_si512(L + cnt, _mm512_maskz_compress_epi32(k, offsets));           \
+                cnt += __builtin_popcount(k);                                                    \
+            }                                                                                    \
+        return cnt;                                                                              \
     }
 SPIKE_LIST(spike_list_3, 3)
 SPIKE_LIST(spike_list_1, 1)
 
-AVX512 static void forward_item(const void *p, int64_t item) {
-    spike_conv_args *a = (spike_conv_args *)p;
-    const int64_t Ho = a->Ho, Wo = a->Wo, Cop = a->Cop, r0 = item * a->rows;
-    const int64_t nr = a->N * Ho - r0 < a->rows ? a->N * Ho - r0 : a->rows, np = nr * Wo;
-    const int64_t maxl = a->KH * a->KW * 16 + 16;
-    int32_t *lists = malloc(sizeof(int32_t) * (size_t)(np * maxl));
-    int64_t *cnts = malloc(sizeof(int64_t) * (size_t)np);
-    float *stage = aligned_alloc(64, sizeof(float) * (size_t)(np * Cop));
-    if (!lists || !cnts || !stage) {
-        a->failed = 1;
-        free(lists), free(cnts), free(stage);
-        return;
-    }
-    const __m512i lane64 = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                                _mm512_set1_epi32(FCB));
-    const int64_t Hp = a->H + 2 * a->ph, Wp = a->W + 2 * a->pw, CW = a->CW, taps = a->KH * a->KW;
-    __m512i *base = aligned_alloc(64, sizeof(__m512i) * (size_t)taps);
-    if (!base) {
-        a->failed = 1;
-        free(lists), free(cnts), free(stage);
-        return;
-    }
-    for (int64_t cw = 0; cw < CW; cw++) {
-        for (int64_t t = 0; t < taps; t++)
-            base[t] = _mm512_add_epi32(lane64, _mm512_set1_epi32((int32_t)((t * a->C + 16 * cw) * FCB)));
-        for (int64_t rr = 0, q = 0; rr < nr; rr++) {
-            const int64_t r = r0 + rr, n = r / Ho, i = r % Ho;
-            const uint16_t *m = a->mask + (n * Hp + i) * Wp * CW + cw;
-            if (a->KW == 3)
-                for (int64_t j = 0; j < Wo; j++, q++)
-                    cnts[q] = spike_list_3(m + j * CW, Wp * CW, CW, a->KH, base, lists + q * maxl);
-            else
-                for (int64_t j = 0; j < Wo; j++, q++)
-                    cnts[q] = spike_list_1(m + j * CW, Wp * CW, CW, a->KH, base, lists + q * maxl);
-        }
-        for (int64_t cb = 0; cb < Cop; cb += FCB) {
-            const float *wb = a->wt + cb * a->KH * a->KW * a->C;
-            for (int64_t q = 0; q < np; q++) {
-                float *st = stage + q * Cop + cb;
-                __m512 s0, s1, s2, s3;
-                if (cw == 0) {
-                    s0 = s1 = s2 = s3 = _mm512_setzero_ps();
-                } else {
-                    s0 = _mm512_load_ps(st), s1 = _mm512_load_ps(st + 16);
-                    s2 = _mm512_load_ps(st + 32), s3 = _mm512_load_ps(st + 48);
-                }
-                /* the even and the odd spikes in two sets of accumulators: eight chains of
-                 * additions hide the adder's latency, four do not */
-                __m512 t0 = _mm512_setzero_ps(), t1 = t0, t2 = t0, t3 = t0;
-                const int32_t *L = lists + q * maxl;
-                const int64_t cnt = cnts[q];
-                int64_t e = 0;
-                for (; e + 1 < cnt; e += 2) {
-                    const float *u = wb + L[e], *v = wb + L[e + 1];
-                    s0 = _mm512_add_ps(s0, _mm512_load_ps(u)), t0 = _mm512_add_ps(t0, _mm512_load_ps(v));
-                    s1 = _mm512_add_ps(s1, _mm512_load_ps(u + 16)), t1 = _mm512_add_ps(t1, _mm512_load_ps(v + 16));
-                    s2 = _mm512_add_ps(s2, _mm512_load_ps(u + 32)), t2 = _mm512_add_ps(t2, _mm512_load_ps(v + 32));
-                    s3 = _mm512_add_ps(s3, _mm512_load_ps(u + 48)), t3 = _mm512_add_ps(t3, _mm512_load_ps(v + 48));
-                }
-                if (e < cnt) {
-                    const float *u = wb + L[e];
-                    s0 = _mm512_add_ps(s0, _mm512_load_ps(u)), s1 = _mm512_add_ps(s1, _mm512_load_ps(u + 16));
-                    s2 = _mm512_add_ps(s2, _mm512_load_ps(u + 32)), s3 = _mm512_add_ps(s3, _mm512_load_ps(u + 48));
-                }
-                _mm512_store_ps(st, _mm512_add_ps(s0, t0)), _mm512_store_ps(st + 16, _mm512_add_ps(s1, t1));
-                _mm512_store_ps(st + 32, _mm512_add_ps(s2, t2)), _mm512_store_ps(st + 48, _mm512_add_ps(s3, t3));
-            }
-        }
-    }
-    for (int64_t q0 = 0; q0 < np; q0 += Wo) { /* stage [positions][Cop] -> y [Co][positions] by row */
-        const int64_t r = r0 + q0 / Wo, n = r / Ho, i = r % Ho;
-        for (int64_t j0 = 0; j0 < Wo; j0 += 16)
-            for (int64_t o0 = 0; o0 < a->Co; o0 += 16)
-                transpose16_avx512(a->y + ((n * a->Co + o0) * Ho + i) * Wo + j0, Ho * Wo, stage + (q0 + j0) * Cop + o0,
-                                   Cop, (int)(Wo - j0 < 16 ? Wo - j0 : 16), (int)(a->Co - o0 < 16 ? a->Co - o0 : 16));
-    }
-    free(lists), free(cnts), free(stage), free(base);
-}
-
-/* As SPIKE_LIST, 8 lanes at a time: base[2t], base[2t + 1] tap t's offsets of channels 0–7, 8–15. */
+/* As SPIKE_LIST, 8 lanes at a time: channels 0–7, then 8–15 of each tap. */
 #define SPIKE_LIST_AVX2(NAME, KW_)                                                                  \
     AVX2 static inline int64_t NAME(const uint16_t *m, int64_t row_stride, int64_t col_stride,       \
-                                    int64_t KH, const __m256i *base, int32_t *L) {                   \
+                                    int64_t KH, const int32_t *base, int32_t *L) {                   \
         int64_t cnt = 0;                                                                            \
-        for (int64_t ka = 0; ka < KH; ka++, m += row_stride, base += 2 * KW_)                       \
-            _Pragma("GCC unroll 3") for (int kb = 0; kb < KW_; kb++)                                \
-                cnt += compress16_avx2(L + cnt, m[kb * col_stride], base[2 * kb], base[2 * kb + 1]); \
+        for (int64_t ka = 0; ka < KH; ka++, m += row_stride, base += 16 * KW_)                      \
+            _Pragma("GCC unroll 3") for (int kb = 0; kb < KW_; kb++) {                              \
+                const __m256i *offsets = (const __m256i *)(base + 16 * kb);                         \
+                cnt += compress16_avx2(L + cnt, m[kb * col_stride], offsets[0], offsets[1]);        \
+            }                                                                                       \
         return cnt;                                                                                 \
     }
 SPIKE_LIST_AVX2(spike_list_3_avx2, 3)
 SPIKE_LIST_AVX2(spike_list_1_avx2, 1)
 
-/* One position's 64 output channels as forward_item's loop adds them, lane by lane in its
- * order: st = (st, or 0 where first) + the rows wb + L[e] of the even spikes, + those of the
- * odd spikes (added last). The two sets of eight accumulators fill AVX2's 16 registers: the
- * additions take the weights from memory (faster than two runs of 32 channels over the list). */
+/* One position's 64 output channels: st = (st, or 0 where first) + the rows wb + L[e] of the
+ * even spikes, + those of the odd spikes (added last): two sets of four accumulators, eight
+ * chains of additions that hide the adder's latency (four do not). Always inlined into
+ * forward_item_avx512's loop over the positions (gcc's limits would call it); the vectors
+ * written out one by one, so that each row's address is formed once (lea) for its four loads. */
+AVX512 static inline __attribute__((always_inline)) void add_rows(float *st, const float *wb, const int32_t *L,
+                                                                  int64_t cnt, int first) {
+    __m512 s0, s1, s2, s3;
+    if (first) {
+        s0 = s1 = s2 = s3 = _mm512_setzero_ps();
+    } else {
+        s0 = _mm512_load_ps(st), s1 = _mm512_load_ps(st + 16);
+        s2 = _mm512_load_ps(st + 32), s3 = _mm512_load_ps(st + 48);
+    }
+    __m512 t0 = _mm512_setzero_ps(), t1 = t0, t2 = t0, t3 = t0;
+    int64_t e = 0;
+    for (; e + 1 < cnt; e += 2) {
+        const float *u = wb + L[e], *v = wb + L[e + 1];
+        s0 = _mm512_add_ps(s0, _mm512_load_ps(u)), t0 = _mm512_add_ps(t0, _mm512_load_ps(v));
+        s1 = _mm512_add_ps(s1, _mm512_load_ps(u + 16)), t1 = _mm512_add_ps(t1, _mm512_load_ps(v + 16));
+        s2 = _mm512_add_ps(s2, _mm512_load_ps(u + 32)), t2 = _mm512_add_ps(t2, _mm512_load_ps(v + 32));
+        s3 = _mm512_add_ps(s3, _mm512_load_ps(u + 48)), t3 = _mm512_add_ps(t3, _mm512_load_ps(v + 48));
+    }
+    if (e < cnt) {
+        const float *u = wb + L[e];
+        s0 = _mm512_add_ps(s0, _mm512_load_ps(u)), s1 = _mm512_add_ps(s1, _mm512_load_ps(u + 16));
+        s2 = _mm512_add_ps(s2, _mm512_load_ps(u + 32)), s3 = _mm512_add_ps(s3, _mm512_load_ps(u + 48));
+    }
+    _mm512_store_ps(st, _mm512_add_ps(s0, t0)), _mm512_store_ps(st + 16, _mm512_add_ps(s1, t1));
+    _mm512_store_ps(st + 32, _mm512_add_ps(s2, t2)), _mm512_store_ps(st + 48, _mm512_add_ps(s3, t3));
+}
+
+/* add_rows, 8 lanes a vector, lane by lane in its order. The two sets of eight accumulators
+ * fill AVX2's 16 registers: the additions take the weights from memory (faster than two runs
+ * of 32 channels over the list). */
 AVX2 static inline void add_rows_avx2(float *st, const float *wb, const int32_t *L, int64_t cnt, int first) {
     __m256 s[FCB / 8], t[FCB / 8];
     #pragma GCC unroll 8
@@ -336,60 +300,82 @@ AVX2 static inline void add_rows_avx2(float *st, const float *wb, const int32_t 
     for (int v = 0; v < FCB / 8; v++) _mm256_store_ps(st + 8 * v, _mm256_add_ps(s[v], t[v]));
 }
 
-/* forward_item, 8 lanes a vector: the spike lists by SPIKE_LIST_AVX2, the sums by add_rows_avx2,
- * y from 8 × 8 blocks. */
-AVX2 static void forward_item_avx2(const void *p, int64_t item) {
+/* Item: output rows r0 .. r0 + rows − 1 (n·Ho + i), by the loops of `isa` (3 AVX-512, 2 AVX2:
+ * a constant where forward_item_avx512 and _avx2 inline it). Per block of 16 input channels,
+ * each position's spike list (spike_list_3 or _1), then per 64 output channels each position's
+ * sums into stage (add_rows); stage into y by B × B transposes, B the lanes of a vector. */
+ISA_INLINE void forward_item(const void *p, int64_t item, int isa) {
     spike_conv_args *a = (spike_conv_args *)p;
     const int64_t Ho = a->Ho, Wo = a->Wo, Cop = a->Cop, r0 = item * a->rows;
     const int64_t nr = a->N * Ho - r0 < a->rows ? a->N * Ho - r0 : a->rows, np = nr * Wo;
     const int64_t maxl = a->KH * a->KW * 16 + 16;
     const int64_t Hp = a->H + 2 * a->ph, Wp = a->W + 2 * a->pw, CW = a->CW, taps = a->KH * a->KW;
+    const int64_t B = isa == 3 ? 16 : 8;
     int32_t *lists = malloc(sizeof(int32_t) * (size_t)(np * maxl));
     int64_t *cnts = malloc(sizeof(int64_t) * (size_t)np);
     float *stage = aligned_alloc(64, sizeof(float) * (size_t)(np * Cop));
-    __m256i *base = aligned_alloc(32, sizeof(__m256i) * (size_t)(2 * taps));
+    int32_t *base = aligned_alloc(64, sizeof(int32_t) * (size_t)(16 * taps));
     if (!lists || !cnts || !stage || !base) {
         a->failed = 1;
         free(lists), free(cnts), free(stage), free(base);
         return;
     }
-    const __m256i lane64 = _mm256_setr_epi32(0, FCB, 2 * FCB, 3 * FCB, 4 * FCB, 5 * FCB, 6 * FCB, 7 * FCB);
     for (int64_t cw = 0; cw < CW; cw++) {
-        for (int64_t t = 0; t < taps; t++) {
-            base[2 * t] = _mm256_add_epi32(lane64, _mm256_set1_epi32((int32_t)((t * a->C + 16 * cw) * FCB)));
-            base[2 * t + 1] = _mm256_add_epi32(base[2 * t], _mm256_set1_epi32(8 * FCB));
-        }
-        for (int64_t rr = 0, q = 0; rr < nr; rr++) {
+        /* base[16t + l]: the offset of channel 16·cw + l's weight row at tap t */
+        for (int64_t t = 0; t < taps; t++)
+            for (int64_t l = 0; l < 16; l++) base[16 * t + l] = (int32_t)((t * a->C + 16 * cw + l) * FCB);
+        for (int64_t rr = 0, q = 0; rr < nr; rr++) { /* position q's spikes: L = lists + q·maxl, cnts[q] */
             const int64_t r = r0 + rr, n = r / Ho, i = r % Ho;
-            const uint16_t *m = a->mask + (n * Hp + i) * Wp * CW + cw;
+            const uint16_t *m = a->mask + (n * Hp + i) * Wp * CW + cw; /* the window's top-left mask word */
+            int32_t *L = lists + q * maxl;
             if (a->KW == 3)
-                for (int64_t j = 0; j < Wo; j++, q++)
-                    cnts[q] = spike_list_3_avx2(m + j * CW, Wp * CW, CW, a->KH, base, lists + q * maxl);
+                for (int64_t j = 0; j < Wo; j++, q++, m += CW, L += maxl)
+                    cnts[q] = (isa == 3 ? spike_list_3 : spike_list_3_avx2)(m, Wp * CW, CW, a->KH, base, L);
             else
-                for (int64_t j = 0; j < Wo; j++, q++)
-                    cnts[q] = spike_list_1_avx2(m + j * CW, Wp * CW, CW, a->KH, base, lists + q * maxl);
+                for (int64_t j = 0; j < Wo; j++, q++, m += CW, L += maxl)
+                    cnts[q] = (isa == 3 ? spike_list_1 : spike_list_1_avx2)(m, Wp * CW, CW, a->KH, base, L);
         }
         for (int64_t cb = 0; cb < Cop; cb += FCB) {
             const float *wb = a->wt + cb * a->KH * a->KW * a->C;
-            for (int64_t q = 0; q < np; q++) add_rows_avx2(stage + q * Cop + cb, wb, lists + q * maxl, cnts[q], cw == 0);
+            for (int64_t q = 0; q < np; q++)
+                (isa == 3 ? add_rows : add_rows_avx2)(stage + q * Cop + cb, wb, lists + q * maxl, cnts[q], cw == 0);
         }
     }
     for (int64_t q0 = 0; q0 < np; q0 += Wo) { /* stage [positions][Cop] -> y [Co][positions] by row */
         const int64_t r = r0 + q0 / Wo, n = r / Ho, i = r % Ho;
-        for (int64_t j0 = 0; j0 < Wo; j0 += 8)
-            for (int64_t o0 = 0; o0 < a->Co; o0 += 8)
-                transpose8_avx2(a->y + ((n * a->Co + o0) * Ho + i) * Wo + j0, Ho * Wo, stage + (q0 + j0) * Cop + o0, Cop,
-                                (int)(Wo - j0 < 8 ? Wo - j0 : 8), (int)(a->Co - o0 < 8 ? a->Co - o0 : 8));
+        for (int64_t j0 = 0; j0 < Wo; j0 += B)
+            for (int64_t o0 = 0; o0 < a->Co; o0 += B)
+                (isa == 3 ? transpose16_avx512 : transpose8_avx2)(
+                    a->y + ((n * a->Co + o0) * Ho + i) * Wo + j0, Ho * Wo, stage + (q0 + j0) * Cop + o0, Cop,
+                    (int)(Wo - j0 < B ? Wo - j0 : B), (int)(a->Co - o0 < B ? a->Co - o0 : B));
     }
     free(lists), free(cnts), free(stage), free(base);
 }
 
+AVX512 static void forward_item_avx512(const void *p, int64_t item) { forward_item(p, item, 3); }
+AVX2 static void forward_item_avx2(const void *p, int64_t item) { forward_item(p, item, 2); }
+
 void spike_conv_forward(spike_conv_args *a, int threads) {
     a->failed = 0;
-    run_items(a, a->isa >= 3 ? forward_item : forward_item_avx2, (a->N * a->Ho + a->rows - 1) / a->rows, threads);
+    run_items(a, a->isa >= 3 ? forward_item_avx512 : forward_item_avx2, (a->N * a->Ho + a->rows - 1) / a->rows,
+              threads);
 }
 
 /* ---- weight gradient -------------------------------------------------------------------- */
+
+/* The offsets at + b of k's set bits b, lowest first, to L (writes L[0 .. count + 16));
+ * returns the count. */
+AVX512 static inline int64_t bit_offsets(int32_t *L, unsigned k, int32_t at) {
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    _mm512_storeu_si512(L, _mm512_maskz_compress_epi32((__mmask16)k, _mm512_add_epi32(lane, _mm512_set1_epi32(at))));
+    return __builtin_popcount(k);
+}
+
+/* bit_offsets by compress16_avx2 (writes L[0 .. count + 8)). */
+AVX2 static inline int64_t bit_offsets_avx2(int32_t *L, unsigned k, int32_t at) {
+    const __m256i lo = _mm256_add_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(at));
+    return compress16_avx2(L, k, lo, _mm256_add_epi32(lo, _mm256_set1_epi32(8)));
+}
 
 /* For channel c's spikes L[0 .. cnt) (offsets (i − i0)·Ws + j) and kernel row ka: the KW·NACC
  * accumulators take S at each spike, tap kb at column offset −kb, and go into gw. */
@@ -419,65 +405,6 @@ WGRAD_ROW(wgrad_row_3_4, 3, 4)
 WGRAD_ROW(wgrad_row_1_1, 1, 1)
 WGRAD_ROW(wgrad_row_1_2, 1, 2)
 WGRAD_ROW(wgrad_row_1_4, 1, 4)
-
-AVX512 static void wgrad_item(const void *p, int64_t item) {
-    spike_conv_args *a = (spike_conv_args *)p;
-    const int64_t cbw = a->cbw, cb = item * cbw, H = a->H, C = a->C, R = a->rblock, NB = a->nblock;
-    const int64_t Ws = a->W + a->KW - 1, Rs = R + a->KH - 1, per_c = NB * R * 16 * a->JW;
-    int32_t *lists = malloc(sizeof(int32_t) * (size_t)(C * per_c + 16));
-    int64_t *cnts = malloc(sizeof(int64_t) * (size_t)C);
-    float *S = aligned_alloc(64, sizeof(float) * (size_t)(NB * Rs * Ws * cbw));
-    if (!lists || !cnts || !S) {
-        a->failed = 1;
-        free(lists), free(cnts), free(S);
-        return;
-    }
-    void (*row)(const spike_conv_args *, const float *, int64_t, const int32_t *, int64_t, int64_t, int64_t, int64_t) =
-        a->KW == 3 ? (cbw == 16 ? wgrad_row_3_1 : cbw == 32 ? wgrad_row_3_2 : wgrad_row_3_4)
-                   : (cbw == 16 ? wgrad_row_1_1 : cbw == 32 ? wgrad_row_1_2 : wgrad_row_1_4);
-    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    const int64_t no = a->Co - cb < cbw ? a->Co - cb : cbw;
-    const int64_t j_lo = a->KW - 1 - a->pw > 0 ? a->KW - 1 - a->pw : 0;
-    const int64_t j_hi = a->Wo + a->KW - 1 - a->pw < Ws ? a->Wo + a->KW - 1 - a->pw : Ws;
-    for (int64_t n0 = 0; n0 < a->N; n0 += NB)
-        for (int64_t i0 = 0; i0 < H; i0 += R) {
-            const int64_t nn = a->N - n0 < NB ? a->N - n0 : NB, ni = H - i0 < R ? H - i0 : R;
-            /* channel c's spikes in these rows of these samples: offsets (s·Rs + i)·Ws + j */
-            for (int64_t c = 0; c < C; c++) {
-                int32_t *L = lists + c * per_c, cnt = 0;
-                for (int64_t s = 0; s < nn; s++)
-                    for (int64_t i = 0; i < ni; i++) {
-                        const uint16_t *bits = a->rowbits + (((n0 + s) * C + c) * H + i0 + i) * a->JW;
-                        const int32_t at = (int32_t)((s * Rs + i) * Ws);
-                        for (int64_t jw = 0; jw < a->JW; jw++) {
-                            const __mmask16 k = bits[jw];
-                            _mm512_storeu_si512(L + cnt, _mm512_maskz_compress_epi32(
-                                                             k, _mm512_add_epi32(lane, _mm512_set1_epi32(at + (int32_t)(16 * jw)))));
-                            cnt += __builtin_popcount(k);
-                        }
-                    }
-                cnts[c] = cnt;
-            }
-            /* S[s][si][sj][v] = gy[n0 + s, cb + v, i0 + si − (KH − 1) + ph, sj − (KW − 1) + pw], 0 outside */
-            memset(S, 0, sizeof(float) * (size_t)(NB * Rs * Ws * cbw));
-            for (int64_t s = 0; s < nn; s++)
-                for (int64_t si = 0; si < Rs; si++) {
-                    const int64_t io = i0 + si - (a->KH - 1) + a->ph;
-                    if (io < 0 || io >= a->Ho) continue;
-                    /* S's row: [sj][v] from gy's rows [v][xo], 16 × 16 blocks (transpose.h) */
-                    const float *src = a->gy + (((n0 + s) * a->Co + cb) * a->Ho + io) * a->Wo - (a->KW - 1) + a->pw;
-                    float *dst = S + (s * Rs + si) * Ws * cbw;
-                    for (int64_t sj = j_lo; sj < j_hi; sj += 16)
-                        for (int64_t v = 0; v < no; v += 16)
-                            transpose16_avx512(dst + sj * cbw + v, cbw, src + v * a->Ho * a->Wo + sj, a->Ho * a->Wo,
-                                               (int)(no - v < 16 ? no - v : 16), (int)(j_hi - sj < 16 ? j_hi - sj : 16));
-                }
-            for (int64_t c = 0; c < C; c++)
-                if (cnts[c])
-                    for (int64_t ka = 0; ka < a->KH; ka++) row(a, S, Ws, lists + c * per_c, cnts[c], c, ka, cb);
-        }
-    free(lists), free(cnts), free(S);
-}
 
 /* WGRAD_ROW, 8 lanes a vector: the 2·NACC vectors of each tap in runs of NV (the KW·NV
  * accumulators stay in AVX2's 16 registers), each run over all the spikes; per lane the same
@@ -511,12 +438,15 @@ WGRAD_ROW_AVX2(wgrad_row_1_1_avx2, 1, 1, 2)
 WGRAD_ROW_AVX2(wgrad_row_1_2_avx2, 1, 2, 4)
 WGRAD_ROW_AVX2(wgrad_row_1_4_avx2, 1, 4, 8)
 
-/* wgrad_item, 8 lanes a vector: the spike lists by compress16_avx2, S from 8 × 8 blocks, the
- * sums by WGRAD_ROW_AVX2. */
-AVX2 static void wgrad_item_avx2(const void *p, int64_t item) {
+/* Item: output channels cb .. cb + cbw − 1, by the loops of `isa` (3 AVX-512, 2 AVX2: a constant
+ * where wgrad_item_avx512 and _avx2 inline it). Per block of samples and rows, each channel's
+ * spike list (bit_offsets) and S (B × B transposes, B the lanes of a vector), then per channel
+ * and kernel row the sums (WGRAD_ROW or WGRAD_ROW_AVX2 for KW and cbw). */
+ISA_INLINE void wgrad_item(const void *p, int64_t item, int isa) {
     spike_conv_args *a = (spike_conv_args *)p;
     const int64_t cbw = a->cbw, cb = item * cbw, H = a->H, C = a->C, R = a->rblock, NB = a->nblock;
     const int64_t Ws = a->W + a->KW - 1, Rs = R + a->KH - 1, per_c = NB * R * 16 * a->JW;
+    const int64_t B = isa == 3 ? 16 : 8;
     int32_t *lists = malloc(sizeof(int32_t) * (size_t)(C * per_c + 16));
     int64_t *cnts = malloc(sizeof(int64_t) * (size_t)C);
     float *S = aligned_alloc(64, sizeof(float) * (size_t)(NB * Rs * Ws * cbw));
@@ -526,9 +456,10 @@ AVX2 static void wgrad_item_avx2(const void *p, int64_t item) {
         return;
     }
     void (*row)(const spike_conv_args *, const float *, int64_t, const int32_t *, int64_t, int64_t, int64_t, int64_t) =
-        a->KW == 3 ? (cbw == 16 ? wgrad_row_3_1_avx2 : cbw == 32 ? wgrad_row_3_2_avx2 : wgrad_row_3_4_avx2)
-                   : (cbw == 16 ? wgrad_row_1_1_avx2 : cbw == 32 ? wgrad_row_1_2_avx2 : wgrad_row_1_4_avx2);
-    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        isa == 3 ? a->KW == 3 ? (cbw == 16 ? wgrad_row_3_1 : cbw == 32 ? wgrad_row_3_2 : wgrad_row_3_4)
+                              : (cbw == 16 ? wgrad_row_1_1 : cbw == 32 ? wgrad_row_1_2 : wgrad_row_1_4)
+        : a->KW == 3 ? (cbw == 16 ? wgrad_row_3_1_avx2 : cbw == 32 ? wgrad_row_3_2_avx2 : wgrad_row_3_4_avx2)
+                     : (cbw == 16 ? wgrad_row_1_1_avx2 : cbw == 32 ? wgrad_row_1_2_avx2 : wgrad_row_1_4_avx2);
     const int64_t no = a->Co - cb < cbw ? a->Co - cb : cbw;
     const int64_t j_lo = a->KW - 1 - a->pw > 0 ? a->KW - 1 - a->pw : 0;
     const int64_t j_hi = a->Wo + a->KW - 1 - a->pw < Ws ? a->Wo + a->KW - 1 - a->pw : Ws;
@@ -541,12 +472,9 @@ AVX2 static void wgrad_item_avx2(const void *p, int64_t item) {
                 for (int64_t s = 0; s < nn; s++)
                     for (int64_t i = 0; i < ni; i++) {
                         const uint16_t *bits = a->rowbits + (((n0 + s) * C + c) * H + i0 + i) * a->JW;
-                        const int32_t at = (int32_t)((s * Rs + i) * Ws);
-                        for (int64_t jw = 0; jw < a->JW; jw++) {
-                            const __m256i lo = _mm256_add_epi32(lane, _mm256_set1_epi32(at + (int32_t)(16 * jw)));
-                            const __m256i hi = _mm256_add_epi32(lo, _mm256_set1_epi32(8));
-                            cnt += (int32_t)compress16_avx2(L + cnt, bits[jw], lo, hi);
-                        }
+                        int32_t at = (int32_t)((s * Rs + i) * Ws);
+                        for (int64_t jw = 0; jw < a->JW; jw++, at += 16)
+                            cnt += (int32_t)(isa == 3 ? bit_offsets : bit_offsets_avx2)(L + cnt, bits[jw], at);
                     }
                 cnts[c] = cnt;
             }
@@ -556,13 +484,14 @@ AVX2 static void wgrad_item_avx2(const void *p, int64_t item) {
                 for (int64_t si = 0; si < Rs; si++) {
                     const int64_t io = i0 + si - (a->KH - 1) + a->ph;
                     if (io < 0 || io >= a->Ho) continue;
-                    /* S's row: [sj][v] from gy's rows [v][xo], 8 × 8 blocks (transpose.h) */
+                    /* S's row: [sj][v] from gy's rows [v][xo], B × B blocks (transpose.h) */
                     const float *src = a->gy + (((n0 + s) * a->Co + cb) * a->Ho + io) * a->Wo - (a->KW - 1) + a->pw;
                     float *dst = S + (s * Rs + si) * Ws * cbw;
-                    for (int64_t sj = j_lo; sj < j_hi; sj += 8)
-                        for (int64_t v = 0; v < no; v += 8)
-                            transpose8_avx2(dst + sj * cbw + v, cbw, src + v * a->Ho * a->Wo + sj, a->Ho * a->Wo,
-                                            (int)(no - v < 8 ? no - v : 8), (int)(j_hi - sj < 8 ? j_hi - sj : 8));
+                    for (int64_t sj = j_lo; sj < j_hi; sj += B)
+                        for (int64_t v = 0; v < no; v += B)
+                            (isa == 3 ? transpose16_avx512 : transpose8_avx2)(
+                                dst + sj * cbw + v, cbw, src + v * a->Ho * a->Wo + sj, a->Ho * a->Wo,
+                                (int)(no - v < B ? no - v : B), (int)(j_hi - sj < B ? j_hi - sj : B));
                 }
             for (int64_t c = 0; c < C; c++)
                 if (cnts[c])
@@ -571,9 +500,12 @@ AVX2 static void wgrad_item_avx2(const void *p, int64_t item) {
     free(lists), free(cnts), free(S);
 }
 
+AVX512 static void wgrad_item_avx512(const void *p, int64_t item) { wgrad_item(p, item, 3); }
+AVX2 static void wgrad_item_avx2(const void *p, int64_t item) { wgrad_item(p, item, 2); }
+
 void spike_conv_weight_grad(spike_conv_args *a, int threads) {
     a->failed = 0;
-    run_items(a, a->isa >= 3 ? wgrad_item : wgrad_item_avx2, (a->Cop + a->cbw - 1) / a->cbw, threads);
+    run_items(a, a->isa >= 3 ? wgrad_item_avx512 : wgrad_item_avx2, (a->Cop + a->cbw - 1) / a->cbw, threads);
 }
 #else
 int spike_conv_available(void) { return 0; }
