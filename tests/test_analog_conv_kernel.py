@@ -124,7 +124,7 @@ def test_a_noisy_conv_layer_takes_the_one_pass_where_it_is_faster_and_matches_th
     direct convolution of each tile, which runs on the event-driven kernel of spikes
     (spikecim.nn.kernels.spike_conv_cpu), not torch's; dense ones (half ones) over two
     512-row tiles (64·9 = 576 rows) take the one pass. Without the event-driven kernel
-    (SPIKECIM_CONV=torch, or no AVX-512 BW/VL), spikes over two tiles take the one pass and
+    (SPIKECIM_CONV=torch, or neither AVX-512 BW/VL nor AVX2), spikes over two tiles take the one pass and
     spikes on one tile torch's direct convolution."""
     torch.manual_seed(0)
     conv = nn.Conv2d(channels, 64, 3, padding=1)
