@@ -139,56 +139,107 @@ static void pad_rows(const patch_geometry *g, const float *xn, int64_t c0, int64
         }
 }
 
-/* The levels of patches l0 .. l0 + nl − 1 (nho output rows) on input tile rows r0 .. r1 − 1
- * into panel[(r − r0)·ldp + l − l0] (zeros up to ldp): rint(x·gain) from the padded rows
- * (pad_rows), gains gl[l − l0]; without `levels` (no DAC) x·1, x itself. With a column
- * stride of 1 each output row is a run of a padded row, 16 lanes at a time (the last
+/* One panel row: the levels of output rows 0 .. nho − 1 at one tap of one channel into
+ * dst[ho·Wo + wo], rint(x·gain) from the padded row src (output row ho at src + ho·step,
+ * column stride sw) and the gains gl; without `levels` (no DAC) x·1, x itself. With a column
+ * stride of 1 each output row is a run of the padded row, 16 lanes at a time (the last
  * vector masked), two rows to a vector when they are 8 or fewer patches wide. */
-__attribute__((target("avx512f"), noinline)) static void pack_levels(const patch_geometry *g, const float *pad, int64_t c0,
-                                                           int64_t r0, int64_t r1, int64_t nho, int64_t ldp,
-                                                           const float *gl, int levels, float *panel) {
-    const int64_t per = g->kh * g->kw, Wo = g->Wo, sw = g->sw, nl = nho * Wo, Wp = g->W + 2 * g->pw;
-    const int64_t rows = (nho - 1) * g->sh + (g->kh - 1) * g->dh + 1, step = g->sh * Wp;
+__attribute__((target("avx512f"))) static inline void pack_row(const float *src, int64_t step, float *dst,
+                                                               const float *gl, int64_t Wo, int64_t sw, int64_t nho,
+                                                               int levels) {
     const int64_t full = Wo / 16 * 16;
     const __mmask16 tail = (__mmask16)((1u << (Wo - full)) - 1u);
+    int64_t ho = 0;
+    if (sw == 1 && Wo == 8) /* rows ho and ho + 1 in the two halves, by plain 8-lane loads */
+        for (; ho + 2 <= nho; ho += 2, src += 2 * step) {
+            const __m512d lo = _mm512_castps_pd(_mm512_castps256_ps512(_mm256_loadu_ps(src)));
+            __m512 v = _mm512_castpd_ps(_mm512_insertf64x4(lo, _mm256_castps_pd(_mm256_loadu_ps(src + step)), 1));
+            v = _mm512_mul_ps(v, _mm512_loadu_ps(gl + ho * Wo));
+            _mm512_storeu_ps(dst + ho * Wo, levels ? ROUND(v) : v);
+        }
+    if (sw == 1 && Wo < 8) /* rows ho and ho + 1 in lanes 0 .. Wo − 1 and Wo .. 2·Wo − 1 */
+        for (; ho + 2 <= nho; ho += 2, src += 2 * step) {
+            const __mmask16 first = (__mmask16)((1u << Wo) - 1u), both = (__mmask16)((1u << 2 * Wo) - 1u);
+            __m512 v = _mm512_maskz_loadu_ps(first, src);
+            v = _mm512_mask_loadu_ps(v, (__mmask16)(both & ~first), src + step - Wo);
+            v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(both, gl + ho * Wo));
+            _mm512_mask_storeu_ps(dst + ho * Wo, both,
+                                  levels ? ROUND(v) : v);
+        }
+    for (; ho < nho; ho++, src += step) {
+        float *d = dst + ho * Wo;
+        const float *gw = gl + ho * Wo;
+        if (sw != 1) {
+            for (int64_t wo = 0; wo < Wo; wo++) d[wo] = levels ? rint(src[wo * sw] * gw[wo]) : src[wo * sw];
+            continue;
+        }
+        int64_t wo = 0;
+        for (; wo < full; wo += 16) {
+            const __m512 v = _mm512_mul_ps(_mm512_loadu_ps(src + wo), _mm512_loadu_ps(gw + wo));
+            _mm512_storeu_ps(d + wo, levels ? ROUND(v) : v);
+        }
+        if (tail) {
+            const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, src + wo), _mm512_maskz_loadu_ps(tail, gw + wo));
+            _mm512_mask_storeu_ps(d + wo, tail, levels ? ROUND(v) : v);
+        }
+    }
+}
+
+/* pack_row with 8-lane vectors: a row of 8 patches fills one, two rows go to a vector when
+ * they are 4 or fewer patches wide; the last vector of a row masked. */
+__attribute__((target("avx2,fma"))) static inline void pack_row_avx2(const float *src, int64_t step, float *dst,
+                                                                     const float *gl, int64_t Wo, int64_t sw,
+                                                                     int64_t nho, int levels) {
+    const int64_t full = Wo / 8 * 8;
+    const __m256i tail = lanes_avx2(Wo - full);
+    int64_t ho = 0;
+    if (sw == 1 && Wo == 8) /* row ho in a vector, by plain loads */
+        for (; ho < nho; ho++, src += step) {
+            const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(src), _mm256_loadu_ps(gl + ho * Wo));
+            _mm256_storeu_ps(dst + ho * Wo, levels ? ROUND_AVX2(v) : v);
+        }
+    if (sw == 1 && 2 * Wo <= 8) /* rows ho and ho + 1 in lanes 0 .. Wo − 1 and Wo .. 2·Wo − 1 */
+        for (; ho + 2 <= nho; ho += 2, src += 2 * step) {
+            const __m256i first = lanes_avx2(Wo), both = lanes_avx2(2 * Wo);
+            const __m256i second = _mm256_andnot_si256(first, both);
+            __m256 v = _mm256_blendv_ps(_mm256_maskload_ps(src, first), _mm256_maskload_ps(src + step - Wo, second),
+                                        _mm256_castsi256_ps(second));
+            v = _mm256_mul_ps(v, _mm256_maskload_ps(gl + ho * Wo, both));
+            _mm256_maskstore_ps(dst + ho * Wo, both, levels ? ROUND_AVX2(v) : v);
+        }
+    for (; ho < nho; ho++, src += step) {
+        float *d = dst + ho * Wo;
+        const float *gw = gl + ho * Wo;
+        if (sw != 1) {
+            for (int64_t wo = 0; wo < Wo; wo++) d[wo] = levels ? rint(src[wo * sw] * gw[wo]) : src[wo * sw];
+            continue;
+        }
+        int64_t wo = 0;
+        for (; wo < full; wo += 8) {
+            const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(src + wo), _mm256_loadu_ps(gw + wo));
+            _mm256_storeu_ps(d + wo, levels ? ROUND_AVX2(v) : v);
+        }
+        if (wo < Wo) {
+            const __m256 v = _mm256_mul_ps(_mm256_maskload_ps(src + wo, tail), _mm256_maskload_ps(gw + wo, tail));
+            _mm256_maskstore_ps(d + wo, tail, levels ? ROUND_AVX2(v) : v);
+        }
+    }
+}
+
+#define CONV_INLINE static inline __attribute__((always_inline))
+
+/* The levels of patches l0 .. l0 + nl − 1 (nho output rows) on input tile rows r0 .. r1 − 1
+ * into panel[(r − r0)·ldp + l − l0] (zeros up to ldp), row by row (pack_row, or pack_row_avx2
+ * for `isa` 2) from the padded rows (pad_rows), gains gl[l − l0]. */
+CONV_INLINE void pack_panel(const patch_geometry *g, const float *pad, int64_t c0, int64_t r0, int64_t r1,
+                            int64_t nho, int64_t ldp, const float *gl, int levels, float *panel, int isa) {
+    const int64_t per = g->kh * g->kw, nl = nho * g->Wo, Wp = g->W + 2 * g->pw;
+    const int64_t rows = (nho - 1) * g->sh + (g->kh - 1) * g->dh + 1, step = g->sh * Wp;
     int64_t c = r0 / per, ki = r0 % per / g->kw, kj = r0 % g->kw; /* row r's (channel, tap), counted along */
     for (int64_t r = r0; r < r1; r++) {
         const float *src = pad + (c - c0) * rows * Wp + ki * g->dh * Wp + kj * g->dw;
         float *dst = panel + (r - r0) * ldp;
-        int64_t ho = 0;
-        if (sw == 1 && Wo == 8) /* rows ho and ho + 1 in the two halves, by plain 8-lane loads */
-            for (; ho + 2 <= nho; ho += 2, src += 2 * step) {
-                const __m512d lo = _mm512_castps_pd(_mm512_castps256_ps512(_mm256_loadu_ps(src)));
-                __m512 v = _mm512_castpd_ps(_mm512_insertf64x4(lo, _mm256_castps_pd(_mm256_loadu_ps(src + step)), 1));
-                v = _mm512_mul_ps(v, _mm512_loadu_ps(gl + ho * Wo));
-                _mm512_storeu_ps(dst + ho * Wo, levels ? ROUND(v) : v);
-            }
-        if (sw == 1 && Wo < 8) /* rows ho and ho + 1 in lanes 0 .. Wo − 1 and Wo .. 2·Wo − 1 */
-            for (; ho + 2 <= nho; ho += 2, src += 2 * step) {
-                const __mmask16 first = (__mmask16)((1u << Wo) - 1u), both = (__mmask16)((1u << 2 * Wo) - 1u);
-                __m512 v = _mm512_maskz_loadu_ps(first, src);
-                v = _mm512_mask_loadu_ps(v, (__mmask16)(both & ~first), src + step - Wo);
-                v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(both, gl + ho * Wo));
-                _mm512_mask_storeu_ps(dst + ho * Wo, both,
-                                      levels ? ROUND(v) : v);
-            }
-        for (; ho < nho; ho++, src += step) {
-            float *d = dst + ho * Wo;
-            const float *gw = gl + ho * Wo;
-            if (sw != 1) {
-                for (int64_t wo = 0; wo < Wo; wo++) d[wo] = levels ? rint(src[wo * sw] * gw[wo]) : src[wo * sw];
-                continue;
-            }
-            int64_t wo = 0;
-            for (; wo < full; wo += 16) {
-                const __m512 v = _mm512_mul_ps(_mm512_loadu_ps(src + wo), _mm512_loadu_ps(gw + wo));
-                _mm512_storeu_ps(d + wo, levels ? ROUND(v) : v);
-            }
-            if (tail) {
-                const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, src + wo), _mm512_maskz_loadu_ps(tail, gw + wo));
-                _mm512_mask_storeu_ps(d + wo, tail, levels ? ROUND(v) : v);
-            }
-        }
+        (isa == 3 ? pack_row : pack_row_avx2)(src, step, dst, gl, g->Wo, g->sw, nho, levels);
         for (int64_t l = nl; l < ldp; l++) dst[l] = 0;
         if (++kj == g->kw) { /* the next row: the next tap, or the next channel's first */
             kj = 0;
@@ -197,58 +248,16 @@ __attribute__((target("avx512f"), noinline)) static void pack_levels(const patch
     }
 }
 
-/* pack_levels with 8-lane vectors: a row of 8 patches fills one, two rows go to a vector when
- * they are 4 or fewer patches wide; the last vector of a row masked. */
+__attribute__((target("avx512f"), noinline)) static void pack_levels(const patch_geometry *g, const float *pad, int64_t c0,
+                                                           int64_t r0, int64_t r1, int64_t nho, int64_t ldp,
+                                                           const float *gl, int levels, float *panel) {
+    pack_panel(g, pad, c0, r0, r1, nho, ldp, gl, levels, panel, 3);
+}
 __attribute__((target("avx2,fma"), noinline)) static void pack_levels_avx2(const patch_geometry *g, const float *pad,
                                                                   int64_t c0, int64_t r0, int64_t r1, int64_t nho,
                                                                   int64_t ldp, const float *gl, int levels,
                                                                   float *panel) {
-    const int64_t per = g->kh * g->kw, Wo = g->Wo, sw = g->sw, nl = nho * Wo, Wp = g->W + 2 * g->pw;
-    const int64_t rows = (nho - 1) * g->sh + (g->kh - 1) * g->dh + 1, step = g->sh * Wp;
-    const int64_t full = Wo / 8 * 8;
-    const __m256i tail = lanes_avx2(Wo - full);
-    int64_t c = r0 / per, ki = r0 % per / g->kw, kj = r0 % g->kw; /* row r's (channel, tap), counted along */
-    for (int64_t r = r0; r < r1; r++) {
-        const float *src = pad + (c - c0) * rows * Wp + ki * g->dh * Wp + kj * g->dw;
-        float *dst = panel + (r - r0) * ldp;
-        int64_t ho = 0;
-        if (sw == 1 && Wo == 8) /* row ho in a vector, by plain loads */
-            for (; ho < nho; ho++, src += step) {
-                const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(src), _mm256_loadu_ps(gl + ho * Wo));
-                _mm256_storeu_ps(dst + ho * Wo, levels ? ROUND_AVX2(v) : v);
-            }
-        if (sw == 1 && 2 * Wo <= 8) /* rows ho and ho + 1 in lanes 0 .. Wo − 1 and Wo .. 2·Wo − 1 */
-            for (; ho + 2 <= nho; ho += 2, src += 2 * step) {
-                const __m256i first = lanes_avx2(Wo), both = lanes_avx2(2 * Wo);
-                const __m256i second = _mm256_andnot_si256(first, both);
-                __m256 v = _mm256_blendv_ps(_mm256_maskload_ps(src, first), _mm256_maskload_ps(src + step - Wo, second),
-                                            _mm256_castsi256_ps(second));
-                v = _mm256_mul_ps(v, _mm256_maskload_ps(gl + ho * Wo, both));
-                _mm256_maskstore_ps(dst + ho * Wo, both, levels ? ROUND_AVX2(v) : v);
-            }
-        for (; ho < nho; ho++, src += step) {
-            float *d = dst + ho * Wo;
-            const float *gw = gl + ho * Wo;
-            if (sw != 1) {
-                for (int64_t wo = 0; wo < Wo; wo++) d[wo] = levels ? rint(src[wo * sw] * gw[wo]) : src[wo * sw];
-                continue;
-            }
-            int64_t wo = 0;
-            for (; wo < full; wo += 8) {
-                const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(src + wo), _mm256_loadu_ps(gw + wo));
-                _mm256_storeu_ps(d + wo, levels ? ROUND_AVX2(v) : v);
-            }
-            if (wo < Wo) {
-                const __m256 v = _mm256_mul_ps(_mm256_maskload_ps(src + wo, tail), _mm256_maskload_ps(gw + wo, tail));
-                _mm256_maskstore_ps(d + wo, tail, levels ? ROUND_AVX2(v) : v);
-            }
-        }
-        for (int64_t l = nl; l < ldp; l++) dst[l] = 0;
-        if (++kj == g->kw) { /* the next row: the next tap, or the next channel's first */
-            kj = 0;
-            if (++ki == g->kh) ki = 0, c++;
-        }
-    }
+    pack_panel(g, pad, c0, r0, r1, nho, ldp, gl, levels, panel, 2);
 }
 
 /* The output noise, the ADC and the digital stage of one column's nl outputs y (z: their
@@ -316,7 +325,6 @@ typedef struct {
     ubits *m, *maps;
 } conv_buffers;
 
-#define CONV_INLINE static inline __attribute__((always_inline))
 
 /* Output rows ho0 .. ho1 − 1 of sample n, every input tile after the other, by the loops of
  * `isa` (3 AVX-512, 2 AVX2: a constant where conv_item_avx512 and _avx2 inline it). */
