@@ -79,3 +79,18 @@ def test_a_process_that_finds_the_split_cached_does_not_import_scikit_learn(tmp_
     code = "import sys; from spikecim.data import load_dataset; load_dataset('digits'); print(sorted(m for m in sys.modules if m.startswith('sklearn')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_where_scikit_learn_keeps_its_digits_file_elsewhere_its_load_digits_reads_them(tmp_path, monkeypatch):
+    import importlib.util
+
+    from spikecim.data import digits
+
+    monkeypatch.setenv("SPIKECIM_CACHE_DIR", str(tmp_path))
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        digits.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "sklearn" else real_find_spec(name, *a),
+    )
+    assert_is_sklearns_split(load_dataset("digits"))
