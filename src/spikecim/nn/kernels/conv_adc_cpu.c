@@ -139,25 +139,24 @@ static void pad_rows(const patch_geometry *g, const float *xn, int64_t c0, int64
         }
 }
 
-/* One panel row: the levels of output rows 0 .. nho − 1 at one tap of one channel into
- * dst[ho·Wo + wo], rint(x·gain) from the padded row src (output row ho at src + ho·step,
- * column stride sw) and the gains gl; without `levels` (no DAC) x·1, x itself. With a column
- * stride of 1 each output row is a run of the padded row, 16 lanes at a time (the last
- * vector masked), two rows to a vector when they are 8 or fewer patches wide. */
+/* One panel row of a convolution with column stride 1: the levels of output rows
+ * 0 .. nho − 1 at one tap of one channel into dst[ho·Wo + wo], rint(x·gain) from the padded
+ * row src (output row ho a run at src + ho·step) and the gains gl; without `levels` (no DAC)
+ * x·1, x itself. 16 lanes at a time (the last vector masked), two rows to a vector when they
+ * are 8 or fewer patches wide. */
 __attribute__((target("avx512f"))) static inline void pack_row(const float *src, int64_t step, float *dst,
-                                                               const float *gl, int64_t Wo, int64_t sw, int64_t nho,
-                                                               int levels) {
+                                                               const float *gl, int64_t Wo, int64_t nho, int levels) {
     const int64_t full = Wo / 16 * 16;
     const __mmask16 tail = (__mmask16)((1u << (Wo - full)) - 1u);
     int64_t ho = 0;
-    if (sw == 1 && Wo == 8) /* rows ho and ho + 1 in the two halves, by plain 8-lane loads */
+    if (Wo == 8) /* rows ho and ho + 1 in the two halves, by plain 8-lane loads */
         for (; ho + 2 <= nho; ho += 2, src += 2 * step) {
             const __m512d lo = _mm512_castps_pd(_mm512_castps256_ps512(_mm256_loadu_ps(src)));
             __m512 v = _mm512_castpd_ps(_mm512_insertf64x4(lo, _mm256_castps_pd(_mm256_loadu_ps(src + step)), 1));
             v = _mm512_mul_ps(v, _mm512_loadu_ps(gl + ho * Wo));
             _mm512_storeu_ps(dst + ho * Wo, levels ? ROUND(v) : v);
         }
-    if (sw == 1 && Wo < 8) /* rows ho and ho + 1 in lanes 0 .. Wo − 1 and Wo .. 2·Wo − 1 */
+    if (Wo < 8) /* rows ho and ho + 1 in lanes 0 .. Wo − 1 and Wo .. 2·Wo − 1 */
         for (; ho + 2 <= nho; ho += 2, src += 2 * step) {
             const __mmask16 first = (__mmask16)((1u << Wo) - 1u), both = (__mmask16)((1u << 2 * Wo) - 1u);
             __m512 v = _mm512_maskz_loadu_ps(first, src);
@@ -169,10 +168,6 @@ __attribute__((target("avx512f"))) static inline void pack_row(const float *src,
     for (; ho < nho; ho++, src += step) {
         float *d = dst + ho * Wo;
         const float *gw = gl + ho * Wo;
-        if (sw != 1) {
-            for (int64_t wo = 0; wo < Wo; wo++) d[wo] = levels ? rint(src[wo * sw] * gw[wo]) : src[wo * sw];
-            continue;
-        }
         int64_t wo = 0;
         for (; wo < full; wo += 16) {
             const __m512 v = _mm512_mul_ps(_mm512_loadu_ps(src + wo), _mm512_loadu_ps(gw + wo));
@@ -188,17 +183,17 @@ __attribute__((target("avx512f"))) static inline void pack_row(const float *src,
 /* pack_row with 8-lane vectors: a row of 8 patches fills one, two rows go to a vector when
  * they are 4 or fewer patches wide; the last vector of a row masked. */
 __attribute__((target("avx2,fma"))) static inline void pack_row_avx2(const float *src, int64_t step, float *dst,
-                                                                     const float *gl, int64_t Wo, int64_t sw,
-                                                                     int64_t nho, int levels) {
+                                                                     const float *gl, int64_t Wo, int64_t nho,
+                                                                     int levels) {
     const int64_t full = Wo / 8 * 8;
     const __m256i tail = lanes_avx2(Wo - full);
     int64_t ho = 0;
-    if (sw == 1 && Wo == 8) /* row ho in a vector, by plain loads */
+    if (Wo == 8) /* row ho in a vector, by plain loads */
         for (; ho < nho; ho++, src += step) {
             const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(src), _mm256_loadu_ps(gl + ho * Wo));
             _mm256_storeu_ps(dst + ho * Wo, levels ? ROUND_AVX2(v) : v);
         }
-    if (sw == 1 && 2 * Wo <= 8) /* rows ho and ho + 1 in lanes 0 .. Wo − 1 and Wo .. 2·Wo − 1 */
+    if (2 * Wo <= 8) /* rows ho and ho + 1 in lanes 0 .. Wo − 1 and Wo .. 2·Wo − 1 */
         for (; ho + 2 <= nho; ho += 2, src += 2 * step) {
             const __m256i first = lanes_avx2(Wo), both = lanes_avx2(2 * Wo);
             const __m256i second = _mm256_andnot_si256(first, both);
@@ -210,10 +205,6 @@ __attribute__((target("avx2,fma"))) static inline void pack_row_avx2(const float
     for (; ho < nho; ho++, src += step) {
         float *d = dst + ho * Wo;
         const float *gw = gl + ho * Wo;
-        if (sw != 1) {
-            for (int64_t wo = 0; wo < Wo; wo++) d[wo] = levels ? rint(src[wo * sw] * gw[wo]) : src[wo * sw];
-            continue;
-        }
         int64_t wo = 0;
         for (; wo < full; wo += 8) {
             const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(src + wo), _mm256_loadu_ps(gw + wo));
@@ -230,7 +221,8 @@ __attribute__((target("avx2,fma"))) static inline void pack_row_avx2(const float
 
 /* The levels of patches l0 .. l0 + nl − 1 (nho output rows) on input tile rows r0 .. r1 − 1
  * into panel[(r − r0)·ldp + l − l0] (zeros up to ldp), row by row (pack_row, or pack_row_avx2
- * for `isa` 2) from the padded rows (pad_rows), gains gl[l − l0]. */
+ * for `isa` 2; with a column stride, one level at a time) from the padded rows (pad_rows),
+ * gains gl[l − l0]. */
 CONV_INLINE void pack_panel(const patch_geometry *g, const float *pad, int64_t c0, int64_t r0, int64_t r1,
                             int64_t nho, int64_t ldp, const float *gl, int levels, float *panel, int isa) {
     const int64_t per = g->kh * g->kw, nl = nho * g->Wo, Wp = g->W + 2 * g->pw;
@@ -239,7 +231,14 @@ CONV_INLINE void pack_panel(const patch_geometry *g, const float *pad, int64_t c
     for (int64_t r = r0; r < r1; r++) {
         const float *src = pad + (c - c0) * rows * Wp + ki * g->dh * Wp + kj * g->dw;
         float *dst = panel + (r - r0) * ldp;
-        (isa == 3 ? pack_row : pack_row_avx2)(src, step, dst, gl, g->Wo, g->sw, nho, levels);
+        if (g->sw == 1)
+            (isa == 3 ? pack_row : pack_row_avx2)(src, step, dst, gl, g->Wo, nho, levels);
+        else /* a column stride: the levels one by one */
+            for (int64_t ho = 0; ho < nho; ho++)
+                for (int64_t wo = 0; wo < g->Wo; wo++) {
+                    const float x = src[ho * step + wo * g->sw];
+                    dst[ho * g->Wo + wo] = levels ? rint(x * gl[ho * g->Wo + wo]) : x;
+                }
         for (int64_t l = nl; l < ldp; l++) dst[l] = 0;
         if (++kj == g->kw) { /* the next row: the next tap, or the next channel's first */
             kj = 0;
