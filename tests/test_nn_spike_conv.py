@@ -56,7 +56,7 @@ def _bound(terms: int, magnitude: torch.Tensor) -> torch.Tensor:
 
 
 def _has_avx512() -> bool:
-    return spike_conv_cpu.available() and spike_conv_cpu._library().spike_conv_available() >= 3
+    return spike_conv_cpu.available() and spike_conv_cpu._widest() >= 3
 
 
 @pytest.mark.parametrize("n, c, h, w, co, kernel, padding, rate", CASES)

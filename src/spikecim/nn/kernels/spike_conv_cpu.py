@@ -261,7 +261,7 @@ def _args(
         **{name: t.data_ptr() for name, t in tensors.items()},
         N=n, C=c, H=h, W=w, Co=co, Cop=_round_up(co, _COLUMNS), KH=kh, KW=kw, ph=ph, pw=pw, Ho=ho, Wo=wo,
         CW=-(-c // 16), JW=-(-w // 16), xs=xs or c * h * w, rows=max(1, _PANEL // wo), cbw=16, rblock=rblock,
-        nblock=nblock, isa=cbuild.isa(_library().spike_conv_available()),
+        nblock=nblock, isa=cbuild.isa(_widest()),
     )  # fmt: skip
 
 
@@ -357,3 +357,9 @@ def _library():
         return None
     lib.spike_conv_available.restype = ctypes.c_int
     return lib if lib.spike_conv_available() else None
+
+
+@functools.cache
+def _widest() -> int:
+    """The widest loops this CPU runs (3 AVX-512, 2 AVX2), asked of the library once."""
+    return int(_library().spike_conv_available())
