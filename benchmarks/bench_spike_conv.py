@@ -6,7 +6,8 @@ at T·B = 64 (B = 16, T = 4), on spikes drawn at each ``--rate`` (default 0.1, 0
 layers of the training benchmark's models fire at 19–31 % at initialisation), through
 :mod:`spikecim.nn.kernels.spike_conv_cpu` and ``F.conv2d``: the forward, the weight
 gradient alone, and forward + backward with both gradients (spikecim's input gradient is
-torch's transposed convolution). Interleaved in every round, median of ``--repeats``
+the transposed convolution by Winograd's algorithm, ``benchmarks/bench_winograd.py``;
+``SPIKECIM_WINOGRAD=torch``: torch's). Interleaved in every round, median of ``--repeats``
 rounds, wall clock, 1 torch thread by default. ``SPIKECIM_ISA=avx2`` in the environment times
 the kernel's AVX2 loops on a CPU with AVX-512.
 """

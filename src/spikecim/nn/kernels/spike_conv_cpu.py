@@ -4,15 +4,18 @@ A convolution whose input holds only 0s and 1s (the spikes of a LIF layer) needs
 multiplications: each output is the sum of the weights under the spikes in its window. The
 kernel adds exactly those, one vector of 64 output channels per spike and tap, and computes
 the weight gradient the same way (each weight's gradient is the sum of the output gradient
-at the positions its input spiked); the input gradient stays torch's convolution, whose
-output gradient has no zeros to skip. At a spike rate of 25 % the forward does a quarter
+at the positions its input spiked); the input gradient, whose output gradient has no zeros
+to skip, is the transposed convolution by Winograd's algorithm
+(:func:`spikecim.nn.kernels.winograd.conv_transpose3x3`, torch's below 64 channels). At a spike rate of 25 % the forward does a quarter
 of the dense convolution's additions, in 0.5–0.75 of its time on one core, the weight
 gradient in about half (``benchmarks/bench_spike_conv.py``; docs/speed.md, "Spiking
 convolutions"). For the weight gradient the spikes are kept as bits, not as the float
 input torch's convolution keeps.
 
-:func:`conv2d` runs it where it applies and torch's ``conv2d`` everywhere else, with the
-same values to float rounding (the sums run in another order) and the same gradients: a
+:func:`conv2d` runs it where it applies and torch's ``conv2d`` everywhere else (a dense
+3×3 input of stride 1 that needs a gradient through :func:`spikecim.nn.kernels.winograd.conv2d`:
+torch's forward, the input gradient by Winograd's algorithm), with the same values to float
+rounding (the sums run in another order) and the same gradients: a
 float32 CPU input ``[N, C, H, W]`` not in channels-last layout (torch's convolution keeps
 that layout; the kernel writes the default one), stride 1, dilation 1, one group, numeric
 padding, a kernel 1 or 3 wide, a CPU with AVX-512 (F, BW, VL) or AVX2 (with FMA and POPCNT: the
@@ -38,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.modules.utils import _pair
 
-from spikecim.nn.kernels import cbuild
+from spikecim.nn.kernels import cbuild, winograd
 from spikecim.ops.conv import output_size
 
 __all__ = ["DENSE_FROM", "applies", "available", "conv2d", "conv2d_into", "sparse_spikes_likely"]
@@ -143,6 +146,10 @@ def conv2d(x: torch.Tensor, weight: torch.Tensor, bias=None, stride=1, padding=0
         bits = _spike_bits(x, _pair(padding))
         if bits is not None:
             return _SpikeConv.apply(x, weight, bias, *bits, _pair(padding))
+    if _pair(stride) == (1, 1) and _pair(dilation) == (1, 1) and groups == 1 and not isinstance(padding, str):
+        return winograd.conv2d(
+            x, weight, bias, _pair(padding)
+        )  # a dense input's gradient by Winograd's algorithm
     return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
 
 
@@ -192,7 +199,7 @@ class _SpikeConv(torch.autograd.Function):
         gy = gy.contiguous()
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:  # stride 1: the transposed convolution is the input gradient
-            gx = F.conv_transpose2d(gy, weight, padding=ctx.padding)
+            gx = winograd.conv_transpose3x3(gy, weight, ctx.padding)
         if ctx.needs_input_grad[1]:
             gw = _weight_grad(ctx.shape, rowbits, gy, weight.shape, ctx.padding)
         if ctx.has_bias and ctx.needs_input_grad[2]:

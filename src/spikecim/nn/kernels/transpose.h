@@ -1,5 +1,5 @@
 /* Block transposes of floats in vector registers, for spikecim's CPU kernels (included by
- * converters_cpu.c and spike_conv_cpu.c; cbuild hashes it into their build keys).
+ * converters_cpu.c, spike_conv_cpu.c and winograd_cpu.c; cbuild hashes it into their build keys).
  *
  * transpose16_avx512(dst, ds, src, ss, nr, nl): dst[l·ds + r] = src[r·ss + l] for r < nr ≤ 16,
  * l < nl ≤ 16. The caller checks that the CPU has AVX-512 F.

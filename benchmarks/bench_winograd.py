@@ -1,0 +1,73 @@
+"""The input gradient of a 3×3 convolution by Winograd's F(4×4, 3×3) against torch's
+transposed convolution (not a test): ``python benchmarks/bench_winograd.py``.
+
+The input gradients of the 3×3, stride-1 convolutions of the built-in spiking VGG-9 and
+ResNet-19 at T·B = 64 (B = 16, T = 4): :func:`spikecim.nn.kernels.winograd.conv_transpose3x3`
+against ``F.conv_transpose2d`` with the same output gradient and weights, interleaved in every
+round, median of ``--repeats`` rounds, wall clock, 2 torch threads by default (the training
+benchmark's). Also the largest error of each against torch's float64 result, as a fraction
+of the largest output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+
+import torch
+import torch.nn.functional as F
+
+from spikecim.memory import keep_freed_memory
+from spikecim.nn.kernels import winograd
+from spikecim.timing import interleaved_times
+
+# (C, H = W, Co) of the forward convolution: VGG-9's layers, then ResNet-19's
+SHAPES = [
+    (64, 32, 64),
+    (128, 16, 128),
+    (256, 8, 256),
+    (128, 32, 128),
+    (256, 16, 256),
+    (512, 8, 512),
+    (128, 16, 256),
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=64, help="T·B, the samples of the gradient")
+    args = parser.parse_args()
+    if not winograd.available():
+        raise SystemExit(
+            "bench_winograd: the kernel does not run here (no C compiler, or SPIKECIM_WINOGRAD=torch)"
+        )
+    keep_freed_memory()
+    torch.set_num_threads(args.threads)
+    gen = torch.Generator().manual_seed(0)
+    print(
+        f"torch {torch.__version__}, {args.threads} thread(s), T·B = {args.batch}, median of {args.repeats} rounds, ms"
+    )
+    print("| C ← Co, H×W | torch | Winograd | × | torch error | Winograd error |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for c, hw, co in SHAPES:
+        weight = torch.randn(co, c, 3, 3, generator=gen) * 0.05
+        gy = torch.randn(args.batch, co, hw, hw, generator=gen)
+        calls = [
+            lambda gy=gy, weight=weight: F.conv_transpose2d(gy, weight, padding=1),
+            lambda gy=gy, weight=weight: winograd.conv_transpose3x3(gy, weight, (1, 1)),
+        ]
+        t = interleaved_times(calls, args.repeats)
+        direct, wino = (statistics.median(v) * 1e3 for v in t)
+        exact = F.conv_transpose2d(gy.double(), weight.double(), padding=1)
+        scale = float(exact.abs().max())
+        errors = [float((call().double() - exact).abs().max()) / scale for call in calls]
+        print(
+            f"| {c} ← {co}, {hw}×{hw} | {direct:.1f} | {wino:.1f} | {direct / wino:.2f} | "
+            f"{errors[0]:.1e} | {errors[1]:.1e} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,238 @@
+"""3×3 convolutions of stride 1 by Winograd's F(4×4, 3×3) on the CPU: ``winograd_cpu.c``'s
+transforms through ctypes and one batched matrix product.
+
+Lavin and Gray ("Fast Algorithms for Convolutional Neural Networks", CVPR 2016) compute a
+3×3 convolution as 36 matrix products over the input channels, one per entry of the 6 × 6
+transformed tiles, each tile giving 4 × 4 outputs: 36 multiply-adds per output tile and input
+channel where the direct convolution takes 144. The input and output transforms are compiled
+passes over the tiles (``winograd_cpu.c``), the products one ``torch.bmm``; the samples run in
+groups whose transformed tiles stay within :data:`_GROUP_BYTES`, so the extra memory is
+bounded whatever the batch.
+
+spikecim runs it for the input gradient of its 3×3 convolutions of stride 1: that of the
+event-driven spiking convolutions (:mod:`spikecim.nn.kernels.spike_conv_cpu`) and, through
+:func:`conv2d`, that of the convolutions of dense maps (a spiking VGG's pooled spikes), each a
+dense 3×3 convolution of the output gradient with the kernels turned by 180°: on VGG-9 and
+ResNet-19 these gradients were the largest part of a training step. The forward
+convolutions stay torch's. The values differ from the direct convolution's by float
+rounding of another algorithm: the transforms' constants (1/6, 1/24, 4, 8) enlarge the
+rounding error of the products, within the bound of the bilinear algorithm that
+``tests/test_nn_winograd.py`` computes for every output from the absolute values of the
+transforms (Higham, "Accuracy and Stability of Numerical Algorithms", 2nd ed., section 3.5).
+An infinite entry of the output gradient gives NaN in its tiles (inf − inf in the
+transforms) where the direct convolution gives ±inf or NaN: both are the non-finite gradient
+a trainer must stop on.
+
+``SPIKECIM_WINOGRAD=torch`` runs torch's transposed convolution instead (the values of the
+direct algorithm, bit for bit torch's).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from spikecim.nn.kernels import cbuild
+
+__all__ = ["applies", "available", "conv2d", "conv3x3", "conv_transpose3x3"]
+
+_SOURCE = Path(cbuild.__file__).with_name("winograd_cpu.c")
+# Bytes of transformed tiles per group of samples (the input's and the output's, each): 8 MiB
+# ran within noise of one group for the whole batch on VGG-9's and ResNet-19's 3×3 layers at
+# T·B = 64 (2 threads) and keeps the extra memory of a batch of 256 at 16 MiB.
+_GROUP_BYTES = 8 << 20
+# Below these the direct convolution is used: with fewer than 64 input or output channels, or
+# fewer than 2^22 multiply-adds, the transforms and the product's calls cost more than the
+# multiply-adds they save (the input gradient at T·B = 64 and 256 on 4×4 to 32×32 maps:
+# 16 or 32 channels 0.5-0.85× the direct convolution's speed, 64 and more 1.1-2.5×; 2 threads).
+_MIN_CHANNELS = 64
+_MIN_WORK = 1 << 22
+_PTR, _LONG, _INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32
+_SIZES = ("N", "C", "H", "W", "Ho", "Wo", "ph", "pw", "th", "tw", "xs", "A", "B")
+
+
+class _Args(ctypes.Structure):  # wino_args of the C file
+    _fields_ = [
+        *((f, _PTR) for f in ("x", "v", "m", "y", "g", "u")),
+        *((f, _LONG) for f in _SIZES),
+        *((f, _INT) for f in ("flip", "swap", "isa", "failed")),
+    ]
+
+
+def available() -> bool:
+    """Whether the compiled transforms run here (a C compiler) and ``SPIKECIM_WINOGRAD`` is
+    not set to ``torch``."""
+    return os.environ.get("SPIKECIM_WINOGRAD", "").lower() != "torch" and _library() is not None
+
+
+def applies(x: torch.Tensor, weight: torch.Tensor, padding: tuple[int, int]) -> bool:
+    """Whether :func:`conv3x3` computes ``F.conv2d(x, weight, padding=padding)``: float32 CPU
+    tensors ``x [N, C, H, W]`` and ``weight [Co, C, 3, 3]``, padding 0 to 2 on each side, at
+    least :data:`_MIN_CHANNELS` channels in and out and :data:`_MIN_WORK` multiply-adds per
+    tap, and nothing watching torch's ops (:func:`cbuild.watched`)."""
+    if (
+        x.dim() != 4
+        or weight.dim() != 4
+        or tuple(weight.shape[2:]) != (3, 3)
+        or x.shape[1] != weight.shape[1]
+    ):
+        return False
+    n, c, h, w = x.shape
+    ph, pw = padding
+    return (
+        x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and weight.dtype == torch.float32
+        and 0 <= ph <= 2
+        and 0 <= pw <= 2
+        and h + 2 * ph >= 3
+        and w + 2 * pw >= 3
+        and min(c, weight.shape[0]) >= _MIN_CHANNELS
+        and n * weight.shape[0] * c * (h + 2 * ph - 2) * (w + 2 * pw - 2) >= _MIN_WORK
+        and not cbuild.watched()
+        and available()
+    )
+
+
+def conv3x3(
+    x: torch.Tensor, weight: torch.Tensor, padding: tuple[int, int], *, flip: bool = False
+) -> torch.Tensor:
+    """``F.conv2d(x, weight, padding=padding)`` (stride 1, no bias), or with ``flip`` the
+    convolution by the kernels turned by 180° with their two channel axes exchanged
+    (``weight [C, Co, 3, 3]``), which is the transposed convolution
+    ``F.conv_transpose2d(x, weight, padding=2 - padding)``: the input gradient of a 3×3
+    convolution of padding ``2 - padding``. No gradient flows through it. The caller checks
+    :func:`applies` (with ``weight.transpose(0, 1)`` for ``flip``)."""
+    x = x.detach().contiguous()
+    weight = weight.detach().contiguous()
+    n, c, h, w = x.shape
+    co = weight.shape[0] if not flip else weight.shape[1]
+    ph, pw = padding
+    ho, wo = h + 2 * ph - 2, w + 2 * pw - 2
+    th, tw = -(-ho // 4), -(-wo // 4)
+    lib, isa = _library(), cbuild.isa(_widest())
+    threads = max(1, torch.get_num_threads())
+
+    u = torch.empty(36, c, co)  # U[k] as the right factor: [C in][C out]
+    a, b = weight.shape[:2]
+    args = _Args(g=weight.data_ptr(), u=u.data_ptr(), A=a, B=b, flip=int(flip), swap=int(not flip), isa=isa)
+    lib.wino_weights(ctypes.byref(args), cbuild.threads(a * b * 36, 1 << 16))
+
+    y = x.new_empty(n, co, ho, wo)
+    per_sample = 36 * th * tw * max(c, co) * 4
+    group = max(1, min(n, _GROUP_BYTES // per_sample))
+    for n0 in range(0, n, group):
+        m = min(group, n - n0)
+        v = torch.empty(36, m * th * tw, c)
+        out = torch.empty(36, m * th * tw, co)
+        geometry = {
+            "N": m,
+            "H": h,
+            "W": w,
+            "Ho": ho,
+            "Wo": wo,
+            "ph": ph,
+            "pw": pw,
+            "th": th,
+            "tw": tw,
+            "isa": isa,
+        }
+        args = _Args(x=x[n0].data_ptr(), v=v.data_ptr(), C=c, xs=c * h * w, **geometry)
+        lib.wino_input(ctypes.byref(args), threads)
+        _check(args)
+        torch.bmm(v, u, out=out)
+        args = _Args(m=out.data_ptr(), y=y[n0].data_ptr(), C=co, **geometry)
+        lib.wino_output(ctypes.byref(args), threads)
+        _check(args)
+    return y
+
+
+def conv_transpose3x3(gy: torch.Tensor, weight: torch.Tensor, padding: tuple[int, int]) -> torch.Tensor:
+    """``F.conv_transpose2d(gy, weight, padding=padding)`` for a 3×3 ``weight [Co, C, 3, 3]``
+    and stride 1: the input gradient of ``F.conv2d(x, weight, padding=padding)``, by
+    :func:`conv3x3` where it applies, else torch's."""
+    full = (2 - padding[0], 2 - padding[1])
+    if tuple(weight.shape[2:]) == (3, 3) and applies(gy, weight.transpose(0, 1), full):
+        return conv3x3(gy, weight, full, flip=True)
+    return F.conv_transpose2d(gy, weight, padding=padding)
+
+
+def conv2d(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: tuple[int, int]
+) -> torch.Tensor:
+    """``F.conv2d(x, weight, bias, 1, padding)`` (the same forward, bit for bit) whose input
+    gradient is :func:`conv_transpose3x3`, where ``x`` requires a gradient, the kernel is 3×3
+    and the convolution :func:`applies`; torch's convolution otherwise. The weight's and the
+    bias's gradients are torch's (``convolution_backward``)."""
+    if (
+        torch.is_grad_enabled()
+        and x.requires_grad
+        and not isinstance(padding, str)
+        and tuple(weight.shape[2:]) == (3, 3)
+        and applies(x, weight, padding)
+    ):
+        return _InputGradByWinograd.apply(x, weight, bias, padding)
+    return F.conv2d(x, weight, bias, 1, padding)
+
+
+class _InputGradByWinograd(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, padding):
+        ctx.save_for_backward(x, weight)
+        ctx.padding, ctx.has_bias = padding, bias is not None
+        return F.conv2d(x, weight, bias, 1, padding)
+
+    @staticmethod
+    def backward(ctx, gy):
+        x, weight = ctx.saved_tensors
+        wants_x, wants_w, wants_b = ctx.needs_input_grad[:3]
+        if torch.is_grad_enabled():  # create_graph=True: torch's gradient ops, which build a graph
+            gx = torch.nn.grad.conv2d_input(x.shape, weight, gy, padding=ctx.padding) if wants_x else None
+            gw = torch.nn.grad.conv2d_weight(x, weight.shape, gy, padding=ctx.padding) if wants_w else None
+            gb = gy.sum((0, 2, 3)) if ctx.has_bias and wants_b else None
+            return gx, gw, gb, None
+        gy = gy.contiguous()
+        gx = conv_transpose3x3(gy, weight, ctx.padding) if wants_x else None
+        gw = gb = None
+        if wants_w or (ctx.has_bias and wants_b):
+            _, gw, gb = torch.ops.aten.convolution_backward(
+                gy, x, weight, [weight.shape[0]] if ctx.has_bias else None,
+                [1, 1], list(ctx.padding), [1, 1], False, [0, 0], 1,
+                [False, bool(wants_w), bool(ctx.has_bias and wants_b)],
+            )  # fmt: skip
+        return gx, gw, gb, None
+
+
+def _check(args: _Args) -> None:
+    if args.failed:
+        raise MemoryError("Winograd convolution: no memory for the transforms' work buffers")
+
+
+@functools.cache
+def _library():
+    """The ctypes library, built once; None where no compiler works (one warning)."""
+    lib = cbuild.load(
+        _SOURCE,
+        "winograd_cpu",
+        cbuild.flag_sets(),
+        "Winograd convolution kernel",
+        "using torch's convolution",
+    )
+    if lib is None:
+        return None
+    for fn in ("wino_weights", "wino_input", "wino_output"):
+        getattr(lib, fn).argtypes = [ctypes.POINTER(_Args), ctypes.c_int]
+        getattr(lib, fn).restype = None
+    lib.wino_available.restype = ctypes.c_int
+    return lib
+
+
+@functools.cache
+def _widest() -> int:
+    """The widest loops this CPU runs (3 AVX-512, 2 AVX2, 0 plain C), asked once."""
+    return int(_library().wino_available())

@@ -1,0 +1,245 @@
+"""The Winograd F(4×4, 3×3) convolution (spikecim.nn.kernels.winograd) against torch's float64
+convolution, within the rounding-error bound of the bilinear algorithm, and its use as the
+spiking convolution's input gradient.
+
+The bound (Higham, "Accuracy and Stability of Numerical Algorithms", 2nd ed., section 3.5,
+applied to each path of Lavin and Gray's algorithm): every computed output is the exact
+bilinear form with each term perturbed by at most γ_n = n·u / (1 − n·u), n the longest chain of
+roundings on a path (the transforms of the input, the kernel and the output, at most 8 each,
+the product, and the sum over C channels), so
+|ŷ − y| ≤ γ_(C+25) · |Aᵀ| (Σ_c (|G| |g| |Gᵀ|) ⊙ (|Bᵀ| |d| |B|)) |A|, computed here in float64
+from the absolute values of Lavin and Gray's matrices with torch's unfold and einsum.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from spikecim.nn.kernels import spike_conv_cpu, winograd
+
+pytestmark = pytest.mark.skipif(not winograd.available(), reason="no C compiler for the Winograd kernel")
+
+# Lavin and Gray, CVPR 2016, section 4.1, F(4x4, 3x3).
+BT = torch.tensor(
+    [
+        [4, 0, -5, 0, 1, 0],
+        [0, -4, -4, 1, 1, 0],
+        [0, 4, -4, -1, 1, 0],
+        [0, -2, -1, 2, 1, 0],
+        [0, 2, -1, -2, 1, 0],
+        [0, 4, 0, -5, 0, 1],
+    ],
+    dtype=torch.float64,
+)
+G = torch.tensor(
+    [
+        [1 / 4, 0, 0],
+        [-1 / 6, -1 / 6, -1 / 6],
+        [-1 / 6, 1 / 6, -1 / 6],
+        [1 / 24, 1 / 12, 1 / 6],
+        [1 / 24, -1 / 12, 1 / 6],
+        [0, 0, 1],
+    ],
+    dtype=torch.float64,
+)
+AT = torch.tensor(
+    [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]], dtype=torch.float64
+)
+U = 2.0**-24
+
+
+def error_bound(x: torch.Tensor, weight: torch.Tensor, padding: tuple[int, int]) -> torch.Tensor:
+    """The bound on |ŷ − y| of every output of F.conv2d(x, weight, padding=padding)."""
+    n, c, h, w = x.shape
+    ph, pw = padding
+    ho, wo = h + 2 * ph - 2, w + 2 * pw - 2
+    th, tw = -(-ho // 4), -(-wo // 4)
+    d = F.pad(x.double().abs(), (pw, 4 * tw + 2 - w - pw, ph, 4 * th + 2 - h - ph))
+    tiles = d.unfold(2, 6, 4).unfold(3, 6, 4)  # [N, C, th, tw, 6, 6]
+    v = torch.einsum("ar,ncijrs,bs->ncijab", BT.abs(), tiles, BT.abs())
+    u = torch.einsum("ar,ocrs,bs->ocab", G.abs(), weight.double().abs(), G.abs())
+    m = torch.einsum("ncijab,ocab->noijab", v, u)
+    y = torch.einsum("ea,noijab,fb->noiejf", AT.abs(), m, AT.abs()).reshape(n, -1, 4 * th, 4 * tw)
+    chain = c + 25
+    return chain * U / (1 - chain * U) * y[..., :ho, :wo]
+
+
+@pytest.fixture
+def any_size(monkeypatch):
+    """The kernel on every size, small ones included (it leaves those to torch for speed)."""
+    monkeypatch.setattr(winograd, "_MIN_CHANNELS", 1)
+    monkeypatch.setattr(winograd, "_MIN_WORK", 0)
+
+
+SHAPES = [  # N, C, Co, H, W, padding: channel tails of the 16- and 8-lane loops, partial tiles
+    (2, 3, 5, 7, 9, (1, 1)),
+    (1, 16, 16, 8, 8, (1, 1)),
+    (3, 17, 33, 13, 6, (0, 0)),
+    (2, 40, 20, 5, 11, (2, 2)),
+    (2, 24, 9, 4, 4, (1, 0)),
+    (1, 64, 64, 3, 3, (0, 2)),
+    (4, 8, 70, 16, 15, (1, 1)),
+]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_the_convolution_is_torchs_within_the_bilinear_algorithms_rounding_bound(shape, any_size):
+    n, c, co, h, w, padding = shape
+    gen = torch.Generator().manual_seed(sum(shape[:5]))
+    x, weight = torch.randn(n, c, h, w, generator=gen), torch.randn(co, c, 3, 3, generator=gen)
+    got = winograd.conv3x3(x, weight, padding)
+    want = F.conv2d(x.double(), weight.double(), padding=padding)
+    assert got.shape == want.shape
+    assert bool(((got.double() - want).abs() <= error_bound(x, weight, padding)).all())
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_the_transposed_convolution_is_torchs_within_the_rounding_bound(shape, any_size):
+    n, c, co, h, w, padding = shape  # the input gradient of a convolution c -> co of this padding
+    gen = torch.Generator().manual_seed(sum(shape[:5]) + 1)
+    weight = torch.randn(co, c, 3, 3, generator=gen)
+    gy = torch.randn(n, co, h + 2 * padding[0] - 2, w + 2 * padding[1] - 2, generator=gen)
+    got = winograd.conv_transpose3x3(gy, weight, padding)
+    want = F.conv_transpose2d(gy.double(), weight.double(), padding=padding)
+    turned = weight.flip(2, 3).transpose(0, 1)  # the same convolution as a plain one
+    assert got.shape == want.shape == (n, c, h, w)
+    assert bool(
+        ((got.double() - want).abs() <= error_bound(gy, turned, (2 - padding[0], 2 - padding[1]))).all()
+    )
+
+
+def test_a_wrong_transform_falls_outside_the_bound(any_size):
+    """The bound is tight enough to catch a wrong constant: the same algorithm with one entry
+    of G off by a float32 rounding step of 1/6 is already out of it on some output."""
+    gen = torch.Generator().manual_seed(5)
+    x, weight = torch.randn(2, 32, 12, 12, generator=gen), torch.randn(16, 32, 3, 3, generator=gen)
+    wrong = G.clone()
+    wrong[1, 0] *= 1 + 2**-10
+    d = F.pad(x.double(), (1, 1, 1, 1)).unfold(2, 6, 4).unfold(3, 6, 4)
+    v = torch.einsum("ar,ncijrs,bs->ncijab", BT, d, BT)
+    u = torch.einsum("ar,ocrs,bs->ocab", wrong, weight.double(), wrong)
+    y = torch.einsum("ea,noijab,fb->noiejf", AT, torch.einsum("ncijab,ocab->noijab", v, u), AT).reshape(
+        2, 16, 12, 12
+    )
+    want = F.conv2d(x.double(), weight.double(), padding=1)
+    assert bool(((y - want).abs() > error_bound(x, weight, (1, 1))).any())
+
+
+def test_groups_of_samples_give_the_whole_batchs_values(any_size, monkeypatch):
+    gen = torch.Generator().manual_seed(3)
+    x, weight = torch.randn(7, 20, 9, 10, generator=gen), torch.randn(12, 20, 3, 3, generator=gen)
+    whole = winograd.conv3x3(x, weight, (1, 1))
+    monkeypatch.setattr(winograd, "_GROUP_BYTES", 1)  # one sample per group
+    alone = torch.cat([winograd.conv3x3(x[i : i + 1], weight, (1, 1)) for i in range(7)])
+    assert torch.equal(winograd.conv3x3(x, weight, (1, 1)), alone)
+    assert torch.equal(whole, alone)
+
+
+@pytest.mark.skipif(winograd.available() and winograd._widest() < 2, reason="no AVX2 on this CPU")
+def test_the_vector_loops_and_the_plain_loops_give_the_same_bits(any_size, monkeypatch):
+    """The transforms add the same terms in the same order in every lane, without fused
+    multiply-adds: AVX-512, AVX2 and plain C agree to the bit."""
+    gen = torch.Generator().manual_seed(4)
+    x, weight = torch.randn(3, 37, 11, 14, generator=gen), torch.randn(21, 37, 3, 3, generator=gen)
+    results = []
+    for widest in sorted({winograd._widest(), 2, 0}):
+        monkeypatch.setattr(winograd, "_widest", lambda widest=widest: widest)
+        results.append(winograd.conv3x3(x, weight, (1, 1)))
+        results.append(winograd.conv_transpose3x3(x[:, :21], weight, (1, 1)))
+    assert len(results) >= 4
+    assert all(torch.equal(got, results[0]) for got in results[0::2])
+    assert all(torch.equal(got, results[1]) for got in results[1::2])
+
+
+def test_a_non_finite_output_gradient_stays_non_finite(any_size):
+    gen = torch.Generator().manual_seed(6)
+    weight = torch.randn(16, 16, 3, 3, generator=gen)
+    gy = torch.randn(2, 16, 10, 10, generator=gen)
+    gy[1, 3, 4, 5] = float("inf")
+    gy[0, 7, 0, 0] = float("nan")
+    got = winograd.conv_transpose3x3(gy, weight, (1, 1))
+    want = F.conv_transpose2d(gy, weight, padding=1)
+    assert bool((~torch.isfinite(got[~torch.isfinite(want)])).all())
+    assert not bool(torch.isfinite(want).all())
+
+
+def _spikes(n, c, h, w, rate, seed):
+    gen = torch.Generator().manual_seed(seed)
+    return (torch.rand(n, c, h, w, generator=gen) < rate).float()
+
+
+def test_the_spiking_convolutions_input_gradient_is_the_transposed_convolution_within_the_bound():
+    """At its default sizes (64 channels and more): the input gradient of the event-driven
+    convolution is the Winograd transposed convolution, within its bound of torch's float64."""
+    if not spike_conv_cpu.available():
+        pytest.skip("no spiking-convolution kernel on this CPU")
+    x = _spikes(16, 64, 16, 16, 0.2, 0).requires_grad_()
+    weight = torch.randn(64, 64, 3, 3, generator=torch.Generator().manual_seed(1), requires_grad=True)
+    assert winograd.applies(torch.empty(16, 64, 16, 16), weight.transpose(0, 1), (1, 1))
+    gy = torch.randn(16, 64, 16, 16, generator=torch.Generator().manual_seed(2))
+    (gx,) = torch.autograd.grad(spike_conv_cpu.conv2d(x, weight, padding=1), x, gy)
+    want = F.conv_transpose2d(gy.double(), weight.detach().double(), padding=1)
+    turned = weight.detach().flip(2, 3).transpose(0, 1)
+    assert bool(((gx.double() - want).abs() <= error_bound(gy, turned, (1, 1))).all())
+
+
+def test_winograd_torch_gives_torchs_transposed_convolution_bit_for_bit(monkeypatch):
+    monkeypatch.setenv("SPIKECIM_WINOGRAD", "torch")
+    assert not winograd.available()
+    gen = torch.Generator().manual_seed(7)
+    gy, weight = torch.randn(16, 64, 16, 16, generator=gen), torch.randn(64, 64, 3, 3, generator=gen)
+    assert torch.equal(
+        winograd.conv_transpose3x3(gy, weight, (1, 1)), F.conv_transpose2d(gy, weight, padding=1)
+    )
+
+
+def test_small_convolutions_and_watched_calls_are_left_to_torch():
+    gen = torch.Generator().manual_seed(8)
+    weight = torch.randn(64, 64, 3, 3, generator=gen)
+    assert winograd.applies(torch.empty(16, 64, 16, 16), weight, (1, 1))
+    assert not winograd.applies(
+        torch.empty(16, 32, 16, 16), torch.empty(64, 32, 3, 3), (1, 1)
+    )  # few channels
+    assert not winograd.applies(torch.empty(1, 64, 4, 4), weight, (1, 1))  # little work
+    assert not winograd.applies(torch.empty(16, 64, 16, 16, dtype=torch.float64), weight.double(), (1, 1))
+    assert not winograd.applies(torch.empty(16, 64, 16, 16), weight, (3, 3))
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False):  # an op counter must see torch's convolution
+        assert not winograd.applies(torch.empty(16, 64, 16, 16), weight, (1, 1))
+
+
+def test_a_dense_convolution_keeps_torchs_forward_and_weight_gradient_and_takes_winograds_input_gradient():
+    """A convolution of a dense map (a spiking VGG's pooled spikes) that needs an input
+    gradient: the forward and the weight's and bias's gradients are torch's bit for bit, the
+    input gradient the Winograd transposed convolution within its bound."""
+    gen = torch.Generator().manual_seed(9)
+    x0 = torch.rand(16, 64, 16, 16, generator=gen)
+    w0, b0 = torch.randn(128, 64, 3, 3, generator=gen), torch.randn(128, generator=gen)
+    gy = torch.randn(16, 128, 16, 16, generator=gen)
+    x, weight, bias = (t.clone().requires_grad_() for t in (x0, w0, b0))
+    y = spike_conv_cpu.conv2d(x, weight, bias, 1, 1)
+    y.backward(gy)
+    tx, tw, tb = (t.clone().requires_grad_() for t in (x0, w0, b0))
+    want = F.conv2d(tx, tw, tb, 1, 1)
+    want.backward(gy)
+    assert torch.equal(y, want)
+    assert torch.equal(weight.grad, tw.grad) and torch.equal(bias.grad, tb.grad)
+    exact = F.conv_transpose2d(gy.double(), w0.double(), padding=1)
+    assert not torch.equal(x.grad, tx.grad)  # another algorithm's rounding: Winograd's ran
+    assert bool(
+        ((x.grad.double() - exact).abs() <= error_bound(gy, w0.flip(2, 3).transpose(0, 1), (1, 1))).all()
+    )
+
+
+def test_a_dense_convolutions_second_derivatives_are_torchs():
+    gen = torch.Generator().manual_seed(10)
+    x0, w0 = torch.rand(16, 64, 16, 16, generator=gen), torch.randn(64, 64, 3, 3, generator=gen)
+    grads = []
+    for conv in (spike_conv_cpu.conv2d, F.conv2d):
+        x, weight = x0.clone().requires_grad_(), w0.clone().requires_grad_()
+        (gx,) = torch.autograd.grad(conv(x, weight, None, 1, 1).square().sum(), x, create_graph=True)
+        grads.append(torch.autograd.grad(gx.square().sum(), weight)[0])
+    assert torch.equal(grads[0], grads[1])
