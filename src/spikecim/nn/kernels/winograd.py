@@ -9,11 +9,12 @@ passes over the tiles (``winograd_cpu.c``), the products one ``torch.bmm``; the 
 groups whose transformed tiles stay within :data:`_GROUP_BYTES`, so the extra memory is
 bounded whatever the batch.
 
-spikecim runs it for the input gradient of its 3×3 convolutions of stride 1: that of the
-event-driven spiking convolutions (:mod:`spikecim.nn.kernels.spike_conv_cpu`) and, through
-:func:`conv2d`, that of the convolutions of dense maps (a spiking VGG's pooled spikes), each a
-dense 3×3 convolution of the output gradient with the kernels turned by 180°: on VGG-9 and
-ResNet-19 these gradients were the largest part of a training step. The forward
+spikecim runs it for the gradients of its 3×3 convolutions of stride 1: the input gradient of
+the event-driven spiking convolutions (:mod:`spikecim.nn.kernels.spike_conv_cpu`), a dense
+3×3 convolution of the output gradient with the kernels turned by 180°, and, through
+:func:`conv2d`, the input and weight gradients of the convolutions of dense maps (a spiking
+VGG's pooled spikes; the weight gradient runs the algorithm backwards, :func:`weight_grad3x3`):
+on VGG-9 and ResNet-19 these gradients were the largest part of a training step. The forward
 convolutions stay torch's. The values differ from the direct convolution's by float
 rounding of another algorithm: the transforms' constants (1/6, 1/24, 4, 8) enlarge the
 rounding error of the products, within the bound of the bilinear algorithm that
@@ -23,8 +24,8 @@ An infinite entry of the output gradient gives NaN in its tiles (inf − inf in 
 transforms) where the direct convolution gives ±inf or NaN: both are the non-finite gradient
 a trainer must stop on.
 
-``SPIKECIM_WINOGRAD=torch`` runs torch's transposed convolution instead (the values of the
-direct algorithm, bit for bit torch's).
+``SPIKECIM_WINOGRAD=torch`` runs torch's transposed convolution and weight gradient instead
+(the values of the direct algorithm, bit for bit torch's).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ import torch.nn.functional as F
 
 from spikecim.nn.kernels import cbuild
 
-__all__ = ["applies", "available", "conv2d", "conv3x3", "conv_transpose3x3"]
+__all__ = ["applies", "available", "conv2d", "conv3x3", "conv_transpose3x3", "weight_grad3x3"]
 
 _SOURCE = Path(cbuild.__file__).with_name("winograd_cpu.c")
 # Bytes of transformed tiles per group of samples (the input's and the output's, each): 8 MiB
@@ -152,6 +153,47 @@ def conv3x3(
     return y
 
 
+def weight_grad3x3(x: torch.Tensor, gy: torch.Tensor, padding: tuple[int, int]) -> torch.Tensor:
+    """The gradient ``[Co, C, 3, 3]`` of the weight of ``F.conv2d(x, weight, padding=padding)``
+    (stride 1) for the output gradient ``gy [N, Co, Ho, Wo]``: Gᵀ (Σ_tiles Ĝ ⊙ V) G with
+    V = Bᵀ d B of the input's tiles and Ĝ = A gy Aᵀ of the output gradient's, the sum over
+    the tiles 36 matrix products (``torch.baddbmm``). The caller checks :func:`applies`."""
+    x, gy = x.detach().contiguous(), gy.detach().contiguous()
+    n, c, h, w = x.shape
+    co, ho, wo = gy.shape[1:]
+    th, tw = -(-ho // 4), -(-wo // 4)
+    lib, isa = _library(), cbuild.isa(_widest())
+    threads = max(1, torch.get_num_threads())
+    gu = torch.zeros(36, c, co)
+    group = max(1, min(n, _GROUP_BYTES // (36 * th * tw * max(c, co) * 4)))
+    for n0 in range(0, n, group):
+        m = min(group, n - n0)
+        v, g = torch.empty(36, m * th * tw, c), torch.empty(36, m * th * tw, co)
+        geometry = {
+            "N": m,
+            "H": h,
+            "W": w,
+            "Ho": ho,
+            "Wo": wo,
+            "ph": padding[0],
+            "pw": padding[1],
+            "th": th,
+            "tw": tw,
+        }
+        args = _Args(x=x[n0].data_ptr(), v=v.data_ptr(), C=c, xs=c * h * w, isa=isa, **geometry)
+        lib.wino_input(ctypes.byref(args), threads)
+        _check(args)
+        args = _Args(x=gy[n0].data_ptr(), v=g.data_ptr(), C=co, xs=co * ho * wo, isa=isa, **geometry)
+        lib.wino_grad_tiles(ctypes.byref(args), threads)
+        _check(args)
+        gu.baddbmm_(v.transpose(1, 2), g)
+    gw = torch.empty(co, c, 3, 3)
+    args = _Args(g=gw.data_ptr(), u=gu.data_ptr(), A=co, B=c, isa=isa)
+    lib.wino_weight_grad(ctypes.byref(args), cbuild.threads(36 * c * co, 1 << 16))
+    _check(args)
+    return gw
+
+
 def conv_transpose3x3(gy: torch.Tensor, weight: torch.Tensor, padding: tuple[int, int]) -> torch.Tensor:
     """``F.conv_transpose2d(gy, weight, padding=padding)`` for a 3×3 ``weight [Co, C, 3, 3]``
     and stride 1: the input gradient of ``F.conv2d(x, weight, padding=padding)``, by
@@ -165,10 +207,10 @@ def conv_transpose3x3(gy: torch.Tensor, weight: torch.Tensor, padding: tuple[int
 def conv2d(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: tuple[int, int]
 ) -> torch.Tensor:
-    """``F.conv2d(x, weight, bias, 1, padding)`` (the same forward, bit for bit) whose input
-    gradient is :func:`conv_transpose3x3`, where ``x`` requires a gradient, the kernel is 3×3
-    and the convolution :func:`applies`; torch's convolution otherwise. The weight's and the
-    bias's gradients are torch's (``convolution_backward``)."""
+    """``F.conv2d(x, weight, bias, 1, padding)`` (the same forward, bit for bit) whose input and
+    weight gradients are :func:`conv_transpose3x3` and :func:`weight_grad3x3`, where ``x``
+    requires a gradient, the kernel is 3×3 and the convolution :func:`applies`; torch's
+    convolution otherwise."""
     if (
         torch.is_grad_enabled()
         and x.requires_grad
@@ -176,11 +218,11 @@ def conv2d(
         and tuple(weight.shape[2:]) == (3, 3)
         and applies(x, weight, padding)
     ):
-        return _InputGradByWinograd.apply(x, weight, bias, padding)
+        return _GradientsByWinograd.apply(x, weight, bias, padding)
     return F.conv2d(x, weight, bias, 1, padding)
 
 
-class _InputGradByWinograd(torch.autograd.Function):
+class _GradientsByWinograd(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, padding):
         ctx.save_for_backward(x, weight)
@@ -191,21 +233,15 @@ class _InputGradByWinograd(torch.autograd.Function):
     def backward(ctx, gy):
         x, weight = ctx.saved_tensors
         wants_x, wants_w, wants_b = ctx.needs_input_grad[:3]
+        wants_b = wants_b and ctx.has_bias
         if torch.is_grad_enabled():  # create_graph=True: torch's gradient ops, which build a graph
             gx = torch.nn.grad.conv2d_input(x.shape, weight, gy, padding=ctx.padding) if wants_x else None
             gw = torch.nn.grad.conv2d_weight(x, weight.shape, gy, padding=ctx.padding) if wants_w else None
-            gb = gy.sum((0, 2, 3)) if ctx.has_bias and wants_b else None
-            return gx, gw, gb, None
-        gy = gy.contiguous()
-        gx = conv_transpose3x3(gy, weight, ctx.padding) if wants_x else None
-        gw = gb = None
-        if wants_w or (ctx.has_bias and wants_b):
-            _, gw, gb = torch.ops.aten.convolution_backward(
-                gy, x, weight, [weight.shape[0]] if ctx.has_bias else None,
-                [1, 1], list(ctx.padding), [1, 1], False, [0, 0], 1,
-                [False, bool(wants_w), bool(ctx.has_bias and wants_b)],
-            )  # fmt: skip
-        return gx, gw, gb, None
+        else:
+            gy = gy.contiguous()
+            gx = conv_transpose3x3(gy, weight, ctx.padding) if wants_x else None
+            gw = weight_grad3x3(x, gy, ctx.padding) if wants_w else None
+        return gx, gw, gy.sum((0, 2, 3)) if wants_b else None, None
 
 
 def _check(args: _Args) -> None:
@@ -225,7 +261,7 @@ def _library():
     )
     if lib is None:
         return None
-    for fn in ("wino_weights", "wino_input", "wino_output"):
+    for fn in ("wino_weights", "wino_input", "wino_output", "wino_grad_tiles", "wino_weight_grad"):
         getattr(lib, fn).argtypes = [ctypes.POINTER(_Args), ctypes.c_int]
         getattr(lib, fn).restype = None
     lib.wino_available.restype = ctypes.c_int

@@ -18,6 +18,10 @@
  *
  * wino_weights writes U, wino_input V for every tile, wino_output reads M and writes y; the 36
  * products are the caller's (spikecim/nn/kernels/winograd.py, one batched matrix product).
+ *
+ * The weight gradient runs the same algorithm backwards: with Ĝ = A gy Aᵀ for each 4 × 4 tile of
+ * the output gradient (wino_grad_tiles), the gradient of U is Σ_tiles Ĝ ⊙ V (36 products over
+ * the tiles, the caller's), and that of g is Gᵀ (Σ_tiles Ĝ ⊙ V) G (wino_weight_grad).
  * The transformed values are laid out [36][T][C] (T tiles, tile (n, i, j) at (n·th + i)·tw + j)
  * and U [36][C][Co], so each product is one [T, C] × [C, Co] matrix product, and both tile
  * transforms run along the channels, vectorised. A work item is one row of tiles of one
@@ -34,12 +38,12 @@
 #include "transpose.h"
 
 typedef struct {
-    const float *x;  /* wino_input: [N][C][H][W], the samples xs apart */
-    float *v;        /* wino_input: [36][T][C] */
+    const float *x;  /* wino_input: [N][C][H][W]; wino_grad_tiles: [N][C][Ho][Wo]; the samples xs apart */
+    float *v;        /* wino_input, wino_grad_tiles: [36][T][C] */
     const float *m;  /* wino_output: [36][T][C] */
     float *y;        /* wino_output: [N][C][Ho][Wo] */
-    const float *g;  /* wino_weights: [A][B][3][3] */
-    float *u;        /* wino_weights: [36][A][B], or [36][B][A] with swap */
+    float *g;        /* wino_weights reads it, wino_weight_grad writes it: [A][B][3][3] */
+    float *u;        /* wino_weights: [36][A][B], or [36][B][A] with swap; wino_weight_grad: [36][B][A] */
     int64_t N, C, H, W, Ho, Wo, ph, pw, th, tw, xs;
     int64_t A, B;
     int32_t flip, swap; /* wino_weights: the kernels turned by 180°; U's two channel axes exchanged */
@@ -67,6 +71,28 @@ typedef struct {
         (o)[1] = d12 + 2 * d34;                                  \
         (o)[2] = s12 + 4 * s34;                                  \
         (o)[3] = d12 + 8 * d34 + (m5);                           \
+    } while (0)
+
+/* A applied to four terms (the transpose of Aᵀ): six results. */
+#define A4(g0, g1, g2, g3, o)                                                   \
+    do {                                                                         \
+        const __typeof__((g0) + (g2)) s02 = (g0) + (g2), s13 = (g1) + (g3);      \
+        const __typeof__((g0) + (g2)) t02 = (g0) + 4 * (g2), t13 = 2 * (g1) + 8 * (g3); \
+        (o)[0] = (g0);                                                           \
+        (o)[1] = s02 + s13;                                                      \
+        (o)[2] = s02 - s13;                                                      \
+        (o)[3] = t02 + t13;                                                      \
+        (o)[4] = t02 - t13;                                                      \
+        (o)[5] = (g3);                                                           \
+    } while (0)
+
+/* Gᵀ applied to six terms: three results. */
+#define GT6(u0, u1, u2, u3, u4, u5, o)                                          \
+    do {                                                                         \
+        const __typeof__((u1) + (u2)) s12 = (u1) + (u2), s34 = (u3) + (u4);      \
+        (o)[0] = (u0) / 4 - s12 / 6 + s34 / 24;                                  \
+        (o)[1] = ((u2) - (u1)) / 6 + ((u3) - (u4)) / 12;                         \
+        (o)[2] = (s34 - s12) / 6 + (u5);                                         \
     } while (0)
 
 /* A vector of 16 channels, loaded and stored unaligned; the compiler lowers it to the loops'
@@ -118,6 +144,27 @@ static inline __attribute__((always_inline)) void output_tile(const float *m, fl
     int64_t c = 0;
     for (; c + VL <= C; c += VL) OUTPUT_TILE(vec, c);
     for (; c < C; c++) OUTPUT_TILE(float, c);
+}
+
+/* Ĝ of one 4 × 4 tile of the output gradient: d[r·4 + s] at the C channels of its term (r, s),
+ * v at its 36 rows of C, k_step floats apart. */
+#define GRAD_TILE(T, c)                                                                              \
+    do {                                                                                             \
+        T t[4][6], o[6];                                                                             \
+        for (int r = 0; r < 4; r++)                                                                  \
+            A4(*(const T *)(d[4 * r] + c), *(const T *)(d[4 * r + 1] + c), *(const T *)(d[4 * r + 2] + c), \
+               *(const T *)(d[4 * r + 3] + c), t[r]);                                                \
+        for (int f = 0; f < 6; f++) {                                                                \
+            A4(t[0][f], t[1][f], t[2][f], t[3][f], o);                                               \
+            for (int e = 0; e < 6; e++) *(T *)(v + (6 * e + f) * k_step + c) = o[e];                 \
+        }                                                                                            \
+    } while (0)
+
+static inline __attribute__((always_inline)) void grad_tile(const float *const *d, float *v, int64_t C,
+                                                            int64_t k_step) {
+    int64_t c = 0;
+    for (; c + VL <= C; c += VL) GRAD_TILE(vec, c);
+    for (; c < C; c++) GRAD_TILE(float, c);
 }
 
 /* dst[l·ds + r] = src[r·ss + l] for r < R, l < L, in blocks of 16 × 16 or 8 × 8. */
@@ -176,6 +223,23 @@ static inline __attribute__((always_inline)) void output_row(const wino_args *a,
         transpose(plane + (4 * i + r) * a->Wo, a->Ho * a->Wo, buf + r * SW * C, C, a->Wo, C, isa);
 }
 
+/* Ĝ of the tiles of row i of sample n (item = n·th + i) from the output gradient (x:
+ * [N][C][Ho][Wo]): its four rows, zero past the edge, as a strip [4][4·tw][C] (buf), then
+ * each tile's 36 terms from it. */
+static inline __attribute__((always_inline)) void grad_row(const wino_args *a, int64_t item, float *buf,
+                                                           const int isa) {
+    const int64_t n = item / a->th, i = item % a->th, T = a->N * a->th * a->tw, C = a->C, SW = 4 * a->tw;
+    memset(buf, 0, sizeof(float) * 4 * SW * C);
+    for (int64_t r = 0; r < 4 && 4 * i + r < a->Ho; r++)
+        transpose(buf + r * SW * C, C, a->x + n * a->xs + (4 * i + r) * a->Wo, a->Ho * a->Wo, C, a->Wo, isa);
+    const float *d[16];
+    for (int64_t j = 0; j < a->tw; j++) {
+        for (int r = 0; r < 4; r++)
+            for (int s = 0; s < 4; s++) d[4 * r + s] = buf + (r * SW + 4 * j + s) * C;
+        grad_tile(d, a->v + (item * a->tw + j) * C, C, T * C);
+    }
+}
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #define FOR_ISAS(body)                                                                                   \
     __attribute__((target("avx512f"))) static void body##_avx512(const wino_args *a, int64_t i, float *b) { \
@@ -196,6 +260,7 @@ static inline __attribute__((always_inline)) void output_row(const wino_args *a,
 #endif
 FOR_ISAS(input_row)
 FOR_ISAS(output_row)
+FOR_ISAS(grad_row)
 
 static void with_buffer(const void *p, int64_t item, int64_t floats,
                         void (*row)(const wino_args *, int64_t, float *)) {
@@ -216,6 +281,48 @@ static void input_item(const void *p, int64_t item) {
 static void output_item(const void *p, int64_t item) {
     const wino_args *a = (const wino_args *)p;
     with_buffer(p, item, 16 * a->tw * a->C, output_row_isa);
+}
+
+static void grad_item(const void *p, int64_t item) {
+    const wino_args *a = (const wino_args *)p;
+    with_buffer(p, item, 16 * a->tw * a->C, grad_row_isa);
+}
+
+/* The weight gradient of input channel c (item; B channels in, A out): Gᵀ gU G for the 36
+ * rows gU[k][c][0 .. A) (u), into gw [A][B][3][3] (g), the output channels in vectors. */
+#define WEIGHT_GRAD_COLUMNS(T, q)                                                                   \
+    do {                                                                                            \
+        T t[6][3], o[3];                                                                            \
+        for (int e = 0; e < 6; e++) {                                                               \
+            const float *row = u + 6 * e * k_step + q;                                              \
+            GT6(*(const T *)row, *(const T *)(row + k_step), *(const T *)(row + 2 * k_step),        \
+                *(const T *)(row + 3 * k_step), *(const T *)(row + 4 * k_step),                     \
+                *(const T *)(row + 5 * k_step), t[e]);                                              \
+        }                                                                                           \
+        for (int s = 0; s < 3; s++) {                                                               \
+            GT6(t[0][s], t[1][s], t[2][s], t[3][s], t[4][s], t[5][s], o);                           \
+            for (int r = 0; r < 3; r++) *(T *)(k + (3 * r + s) * Q + q) = o[r];                     \
+        }                                                                                           \
+    } while (0)
+
+static inline __attribute__((always_inline)) void weight_grad_row(const wino_args *a, int64_t c, float *buf,
+                                                                  const int isa) {
+    (void)isa;
+    const int64_t Q = a->A, k_step = a->A * a->B;
+    const float *u = a->u + c * Q;
+    float *restrict k = buf; /* k[tap][output channel] */
+    int64_t q = 0;
+    for (; q + VL <= Q; q += VL) WEIGHT_GRAD_COLUMNS(vec, q);
+    for (; q < Q; q++) WEIGHT_GRAD_COLUMNS(float, q);
+    float *g = a->g + c * 9;
+    for (int64_t o = 0; o < Q; o++)
+        for (int tap = 0; tap < 9; tap++) g[o * a->B * 9 + tap] = k[tap * Q + o];
+}
+FOR_ISAS(weight_grad_row)
+
+static void weight_grad_item(const void *p, int64_t item) {
+    const wino_args *a = (const wino_args *)p;
+    with_buffer(p, item, 9 * a->A, weight_grad_row_isa);
 }
 
 /* G applied to the three terms of a kernel's column (or row). */
@@ -272,6 +379,10 @@ static void weight_item(const void *p, int64_t item) {
 void wino_weights(wino_args *a, int threads) { run_items(a, weight_item, a->swap ? a->B : a->A, threads); }
 
 void wino_input(wino_args *a, int threads) { run_items(a, input_item, a->N * a->th, threads); }
+
+void wino_grad_tiles(wino_args *a, int threads) { run_items(a, grad_item, a->N * a->th, threads); }
+
+void wino_weight_grad(wino_args *a, int threads) { run_items(a, weight_grad_item, a->B, threads); }
 
 void wino_output(wino_args *a, int threads) { run_items(a, output_item, a->N * a->th, threads); }
 
