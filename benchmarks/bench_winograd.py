@@ -1,12 +1,14 @@
-"""The input gradient of a 3×3 convolution by Winograd's F(4×4, 3×3) against torch's
-transposed convolution (not a test): ``python benchmarks/bench_winograd.py``.
+"""The gradients of 3×3 convolutions by Winograd's F(4×4, 3×3) against torch's (not a test):
+``python benchmarks/bench_winograd.py``.
 
 The input gradients of the 3×3, stride-1 convolutions of the built-in spiking VGG-9 and
 ResNet-19 at T·B = 64 (B = 16, T = 4): :func:`spikecim.nn.kernels.winograd.conv_transpose3x3`
 against ``F.conv_transpose2d`` with the same output gradient and weights, interleaved in every
 round, median of ``--repeats`` rounds, wall clock, 2 torch threads by default (the training
 benchmark's). Also the largest error of each against torch's float64 result, as a fraction
-of the largest output.
+of the largest output. A second table times the weight gradient of VGG-9's convolutions of
+dense maps (its pooled spikes) against torch's (``convolution_backward`` for the weight
+alone).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ SHAPES = [
     (512, 8, 512),
     (128, 16, 256),
 ]
+DENSE = [(64, 16, 128), (128, 8, 256)]  # VGG-9's convolutions of pooled spikes
 
 
 def main() -> None:
@@ -65,6 +68,28 @@ def main() -> None:
         errors = [float((call().double() - exact).abs().max()) / scale for call in calls]
         print(
             f"| {c} ← {co}, {hw}×{hw} | {direct:.1f} | {wino:.1f} | {direct / wino:.2f} | "
+            f"{errors[0]:.1e} | {errors[1]:.1e} |"
+        )
+
+    print()
+    print("| weight gradient, C → Co, H×W | torch | Winograd | × | torch error | Winograd error |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for c, hw, co in DENSE:
+        x = torch.rand(args.batch, c, hw, hw, generator=gen)
+        gy = torch.randn(args.batch, co, hw, hw, generator=gen)
+        weight = torch.empty(co, c, 3, 3)
+        calls = [
+            lambda x=x, gy=gy, w=weight: torch.ops.aten.convolution_backward(
+                gy, x, w, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1, [False, True, False]
+            )[1],
+            lambda x=x, gy=gy: winograd.weight_grad3x3(x, gy, (1, 1)),
+        ]
+        direct, wino = (statistics.median(v) * 1e3 for v in interleaved_times(calls, args.repeats))
+        exact = torch.nn.grad.conv2d_weight(x.double(), weight.shape, gy.double(), padding=1)
+        scale = float(exact.abs().max())
+        errors = [float((call().double() - exact).abs().max()) / scale for call in calls]
+        print(
+            f"| {c} → {co}, {hw}×{hw} | {direct:.1f} | {wino:.1f} | {direct / wino:.2f} | "
             f"{errors[0]:.1e} | {errors[1]:.1e} |"
         )
 

@@ -241,10 +241,10 @@ def test_small_convolutions_and_watched_calls_are_left_to_torch():
         assert not winograd.applies(torch.empty(16, 64, 16, 16), weight, (1, 1))
 
 
-def test_a_dense_convolution_keeps_torchs_forward_and_takes_winograds_gradients():
+def test_a_dense_convolution_that_trains_runs_winograds_forward_and_gradients():
     """A convolution of a dense map (a spiking VGG's pooled spikes) that needs an input
-    gradient: the forward is torch's bit for bit, the input and weight gradients Winograd's
-    within their bounds."""
+    gradient: the forward, the input and the weight gradients are Winograd's within their
+    bounds; without a gradient the forward is torch's, bit for bit."""
     gen = torch.Generator().manual_seed(9)
     x0 = torch.rand(16, 64, 16, 16, generator=gen)
     w0, b0 = torch.randn(128, 64, 3, 3, generator=gen), torch.randn(128, generator=gen)
@@ -255,7 +255,13 @@ def test_a_dense_convolution_keeps_torchs_forward_and_takes_winograds_gradients(
     tx, tw, tb = (t.clone().requires_grad_() for t in (x0, w0, b0))
     want = F.conv2d(tx, tw, tb, 1, 1)
     want.backward(gy)
-    assert torch.equal(y, want)
+    plain = (y - b0.view(1, -1, 1, 1)).double()  # the bias added after: one more rounding
+    slack = 2 * U * (y.double().abs() + b0.double().abs().view(1, -1, 1, 1))
+    exact_y = F.conv2d(x0.double(), w0.double(), padding=1)
+    assert bool(((plain - exact_y).abs() <= error_bound(x0, w0, (1, 1)) + slack).all())
+    assert not torch.equal(y, want)  # another algorithm's rounding: Winograd's ran
+    with torch.no_grad():
+        assert torch.equal(spike_conv_cpu.conv2d(x0, w0, b0, 1, 1), F.conv2d(x0, w0, b0, 1, 1))
     gb_exact = gy.double().sum((0, 2, 3))  # the bias gradient: a sum, within its summation bound
     terms = gy.shape[0] * gy.shape[2] * gy.shape[3]
     assert bool(((bias.grad.double() - gb_exact).abs() <= terms * U * gy.double().abs().sum((0, 2, 3))).all())

@@ -4,8 +4,9 @@
 whose product runs :mod:`spikecim.nn.kernels.spike_conv_cpu` where its input turns out to
 be sparse binary spikes on a CPU (stride 1, one group; the kernel's docstring lists the
 conditions) and torch's convolution everywhere else: the values agree to float rounding,
-the gradients too. The input gradient of a 3×3 convolution of stride 1 with 64 channels or
-more in and out is computed by Winograd's algorithm (:mod:`spikecim.nn.kernels.winograd`). In a spiking VGG or ResNet every convolution after the first reads the
+the gradients too. A 3×3 convolution of stride 1 with 64 channels or more in and out computes
+its input gradient, and where its input is dense and needs a gradient also its forward and
+weight gradient, by Winograd's algorithm (:mod:`spikecim.nn.kernels.winograd`). In a spiking VGG or ResNet every convolution after the first reads the
 spikes of a LIF layer.
 """
 

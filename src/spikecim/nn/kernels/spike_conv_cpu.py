@@ -13,9 +13,9 @@ convolutions"). For the weight gradient the spikes are kept as bits, not as the 
 input torch's convolution keeps.
 
 :func:`conv2d` runs it where it applies and torch's ``conv2d`` everywhere else (a dense
-3×3 input of stride 1 that needs a gradient through :func:`spikecim.nn.kernels.winograd.conv2d`:
-torch's forward, the input gradient by Winograd's algorithm), with the same values to float
-rounding (the sums run in another order) and the same gradients: a
+3×3 input of stride 1 that needs a gradient through :func:`spikecim.nn.kernels.winograd.conv2d`,
+Winograd's algorithm), with the same values to float rounding (the sums run in another
+order) and the same gradients: a
 float32 CPU input ``[N, C, H, W]`` not in channels-last layout (torch's convolution keeps
 that layout; the kernel writes the default one), stride 1, dilation 1, one group, numeric
 padding, a kernel 1 or 3 wide, a CPU with AVX-512 (F, BW, VL) or AVX2 (with FMA and POPCNT: the

@@ -9,13 +9,15 @@ passes over the tiles (``winograd_cpu.c``), the products one ``torch.bmm``; the 
 groups whose transformed tiles stay within :data:`_GROUP_BYTES`, so the extra memory is
 bounded whatever the batch.
 
-spikecim runs it for the gradients of its 3×3 convolutions of stride 1: the input gradient of
-the event-driven spiking convolutions (:mod:`spikecim.nn.kernels.spike_conv_cpu`), a dense
-3×3 convolution of the output gradient with the kernels turned by 180°, and, through
-:func:`conv2d`, the input and weight gradients of the convolutions of dense maps (a spiking
-VGG's pooled spikes; the weight gradient runs the algorithm backwards, :func:`weight_grad3x3`):
-on VGG-9 and ResNet-19 these gradients were the largest part of a training step. The forward
-convolutions stay torch's. The values differ from the direct convolution's by float
+spikecim runs it where its 3×3 convolutions of stride 1 train: the input gradient of the
+event-driven spiking convolutions (:mod:`spikecim.nn.kernels.spike_conv_cpu`), a dense 3×3
+convolution of the output gradient with the kernels turned by 180°, and, through
+:func:`conv2d`, the forward, input gradient and weight gradient of the convolutions of dense
+maps whose input needs a gradient (a spiking VGG's pooled spikes, an ANN's activations; the
+weight gradient runs the algorithm backwards, :func:`weight_grad3x3`): on VGG-9 and ResNet-19
+these were the largest part of a training step. A forward without a gradient (evaluation,
+inference, the crossbars' digital reference) stays torch's direct convolution, as cuDNN's
+Winograd kernels are also a training-time choice of the algorithm. The values differ from the direct convolution's by float
 rounding of another algorithm: the transforms' constants (1/6, 1/24, 4, 8) enlarge the
 rounding error of the products, within the bound of the bilinear algorithm that
 ``tests/test_nn_winograd.py`` computes for every output from the absolute values of the
@@ -207,10 +209,10 @@ def conv_transpose3x3(gy: torch.Tensor, weight: torch.Tensor, padding: tuple[int
 def conv2d(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: tuple[int, int]
 ) -> torch.Tensor:
-    """``F.conv2d(x, weight, bias, 1, padding)`` (the same forward, bit for bit) whose input and
-    weight gradients are :func:`conv_transpose3x3` and :func:`weight_grad3x3`, where ``x``
-    requires a gradient, the kernel is 3×3 and the convolution :func:`applies`; torch's
-    convolution otherwise."""
+    """``F.conv2d(x, weight, bias, 1, padding)`` by :func:`conv3x3`, with the input and weight
+    gradients :func:`conv_transpose3x3` and :func:`weight_grad3x3`, where ``x`` requires a
+    gradient (a training forward), the kernel is 3×3 and the convolution :func:`applies`;
+    torch's convolution otherwise (every forward without a gradient)."""
     if (
         torch.is_grad_enabled()
         and x.requires_grad
@@ -227,7 +229,10 @@ class _GradientsByWinograd(torch.autograd.Function):
     def forward(ctx, x, weight, bias, padding):
         ctx.save_for_backward(x, weight)
         ctx.padding, ctx.has_bias = padding, bias is not None
-        return F.conv2d(x, weight, bias, 1, padding)
+        y = conv3x3(x, weight, padding)
+        if bias is not None:
+            y += bias.view(1, -1, 1, 1)
+        return y
 
     @staticmethod
     def backward(ctx, gy):
