@@ -115,43 +115,27 @@ def conv3x3(
     weight = weight.detach().contiguous()
     n, c, h, w = x.shape
     co = weight.shape[0] if not flip else weight.shape[1]
-    ph, pw = padding
-    ho, wo = h + 2 * ph - 2, w + 2 * pw - 2
-    th, tw = -(-ho // 4), -(-wo // 4)
+    ho, wo = h + 2 * padding[0] - 2, w + 2 * padding[1] - 2
     lib, isa = _library(), cbuild.isa(_widest())
-    threads = max(1, torch.get_num_threads())
-
     u = torch.empty(36, c, co)  # U[k] as the right factor: [C in][C out]
     a, b = weight.shape[:2]
-    args = _Args(g=weight.data_ptr(), u=u.data_ptr(), A=a, B=b, flip=int(flip), swap=int(not flip), isa=isa)
-    lib.wino_weights(ctypes.byref(args), cbuild.threads(a * b * 36, 1 << 16))
-
+    _call(
+        lib.wino_weights,
+        cbuild.threads(a * b * 36, 1 << 16),
+        g=weight,
+        u=u,
+        A=a,
+        B=b,
+        flip=int(flip),
+        swap=int(not flip),
+        isa=isa,
+    )
     y = x.new_empty(n, co, ho, wo)
-    per_sample = 36 * th * tw * max(c, co) * 4
-    group = max(1, min(n, _GROUP_BYTES // per_sample))
-    for n0 in range(0, n, group):
-        m = min(group, n - n0)
-        v = torch.empty(36, m * th * tw, c)
-        out = torch.empty(36, m * th * tw, co)
-        geometry = {
-            "N": m,
-            "H": h,
-            "W": w,
-            "Ho": ho,
-            "Wo": wo,
-            "ph": ph,
-            "pw": pw,
-            "th": th,
-            "tw": tw,
-            "isa": isa,
-        }
-        args = _Args(x=x[n0].data_ptr(), v=v.data_ptr(), C=c, xs=c * h * w, **geometry)
-        lib.wino_input(ctypes.byref(args), threads)
-        _check(args)
+    for n0, tiles, geometry in _groups(n, (h, w), (ho, wo), padding, max(c, co), isa):
+        v, out = torch.empty(36, tiles, c), torch.empty(36, tiles, co)
+        _call(lib.wino_input, _threads(), x=x[n0], v=v, C=c, xs=c * h * w, **geometry)
         torch.bmm(v, u, out=out)
-        args = _Args(m=out.data_ptr(), y=y[n0].data_ptr(), C=co, **geometry)
-        lib.wino_output(ctypes.byref(args), threads)
-        _check(args)
+        _call(lib.wino_output, _threads(), m=out, y=y[n0], C=co, **geometry)
     return y
 
 
@@ -163,36 +147,15 @@ def weight_grad3x3(x: torch.Tensor, gy: torch.Tensor, padding: tuple[int, int]) 
     x, gy = x.detach().contiguous(), gy.detach().contiguous()
     n, c, h, w = x.shape
     co, ho, wo = gy.shape[1:]
-    th, tw = -(-ho // 4), -(-wo // 4)
     lib, isa = _library(), cbuild.isa(_widest())
-    threads = max(1, torch.get_num_threads())
     gu = torch.zeros(36, c, co)
-    group = max(1, min(n, _GROUP_BYTES // (36 * th * tw * max(c, co) * 4)))
-    for n0 in range(0, n, group):
-        m = min(group, n - n0)
-        v, g = torch.empty(36, m * th * tw, c), torch.empty(36, m * th * tw, co)
-        geometry = {
-            "N": m,
-            "H": h,
-            "W": w,
-            "Ho": ho,
-            "Wo": wo,
-            "ph": padding[0],
-            "pw": padding[1],
-            "th": th,
-            "tw": tw,
-        }
-        args = _Args(x=x[n0].data_ptr(), v=v.data_ptr(), C=c, xs=c * h * w, isa=isa, **geometry)
-        lib.wino_input(ctypes.byref(args), threads)
-        _check(args)
-        args = _Args(x=gy[n0].data_ptr(), v=g.data_ptr(), C=co, xs=co * ho * wo, isa=isa, **geometry)
-        lib.wino_grad_tiles(ctypes.byref(args), threads)
-        _check(args)
+    for n0, tiles, geometry in _groups(n, (h, w), (ho, wo), padding, max(c, co), isa):
+        v, g = torch.empty(36, tiles, c), torch.empty(36, tiles, co)
+        _call(lib.wino_input, _threads(), x=x[n0], v=v, C=c, xs=c * h * w, **geometry)
+        _call(lib.wino_grad_tiles, _threads(), x=gy[n0], v=g, C=co, xs=co * ho * wo, **geometry)
         gu.baddbmm_(v.transpose(1, 2), g)
     gw = torch.empty(co, c, 3, 3)
-    args = _Args(g=gw.data_ptr(), u=gu.data_ptr(), A=co, B=c, isa=isa)
-    lib.wino_weight_grad(ctypes.byref(args), cbuild.threads(36 * c * co, 1 << 16))
-    _check(args)
+    _call(lib.wino_weight_grad, cbuild.threads(36 * c * co, 1 << 16), g=gw, u=gu, A=co, B=c, isa=isa)
     return gw
 
 
@@ -249,7 +212,28 @@ class _GradientsByWinograd(torch.autograd.Function):
         return gx, gw, gy.sum((0, 2, 3)) if wants_b else None, None
 
 
-def _check(args: _Args) -> None:
+def _groups(
+    n: int, size: tuple[int, int], out: tuple[int, int], padding: tuple[int, int], channels: int, isa: int
+):
+    """``(first sample, tiles, geometry)`` for each group of the ``n`` samples whose
+    transformed tiles (36 rows of ``channels`` per tile) stay within :data:`_GROUP_BYTES`;
+    ``geometry``: the fields of ``_Args`` that describe the group's images and tiles."""
+    th, tw = -(-out[0] // 4), -(-out[1] // 4)
+    group = max(1, min(n, _GROUP_BYTES // (36 * th * tw * channels * 4)))
+    for n0 in range(0, n, group):
+        m = min(group, n - n0)
+        geometry = {"N": m, "H": size[0], "W": size[1], "Ho": out[0], "Wo": out[1], "th": th, "tw": tw}
+        yield n0, m * th * tw, {**geometry, "ph": padding[0], "pw": padding[1], "isa": isa}
+
+
+def _threads() -> int:
+    return max(1, torch.get_num_threads())
+
+
+def _call(fn, threads: int, **fields) -> None:
+    """``fn`` of the C file on an ``_Args`` of ``fields`` (tensors by their data pointer)."""
+    args = _Args(**{k: v.data_ptr() if isinstance(v, torch.Tensor) else v for k, v in fields.items()})
+    fn(ctypes.byref(args), threads)
     if args.failed:
         raise MemoryError("Winograd convolution: no memory for the transforms' work buffers")
 
