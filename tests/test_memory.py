@@ -57,3 +57,33 @@ def test_the_users_own_allocator_settings_are_left_alone(monkeypatch):
         with monkeypatch.context() as m:
             m.setenv(name, value)
             assert memory.keep_freed_memory() is False, name
+
+
+_RELEASE = """
+import json, sys
+import torch
+from spikecim.memory import keep_freed_memory, release_freed_memory
+
+def rss_mib():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+
+keep_freed_memory()
+start = rss_mib()
+blocks = [torch.ones(8 * 1024 * 1024 + i * 4096) for i in range(16)]  # 16 blocks of 32 MiB and more
+small = [torch.ones(16) for _ in range(16)]  # allocated after them: the heap's top is not free
+del blocks
+kept = rss_mib()
+released = release_freed_memory()
+print(json.dumps({"start": start, "kept": kept, "after": rss_mib(), "released": released}))
+"""
+
+
+@pytest.mark.skipif(memory._glibc() is None, reason="the C library is not glibc")
+def test_released_memory_goes_back_to_the_kernel():
+    """The kernel's count of resident pages: 512 MiB freed but kept by the heap stay
+    resident until release_freed_memory hands them back."""
+    out = subprocess.run([sys.executable, "-c", _RELEASE], capture_output=True, text=True, check=True).stdout
+    r = json.loads(out.strip().splitlines()[-1])
+    assert r["released"]
+    assert r["kept"] - r["start"] > 400  # freed, but resident
+    assert r["kept"] - r["after"] > 400  # handed back

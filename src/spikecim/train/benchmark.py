@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from spikecim.memory import release_freed_memory
 from spikecim.timing import bench_device, device_name, peak_mib, synchronize, torch_threads
 
 __all__ = [
@@ -283,6 +284,8 @@ def run_train_benchmark(
                             peak_mib=peak_mib(step, dev),
                         )
                     )
+                del steps
+                release_freed_memory()  # the next batch's or model's tensors have other sizes
         return report
 
 
