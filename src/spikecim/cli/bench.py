@@ -138,7 +138,9 @@ def bench_cmd(
     aihwkit-lightning and aihwkit (--suite hwa).
 
     SPIKECIM_ISA=avx2 in the environment runs spikecim's convolution kernels on their AVX2
-    loops on a CPU with AVX-512, to time what a CPU without AVX-512 runs (docs/speed.md)."""
+    loops on a CPU with AVX-512, to time what a CPU without AVX-512 runs (docs/speed.md).
+    SPIKECIM_WINOGRAD=torch times the training step with torch's direct convolutions in place
+    of Winograd's algorithm for the gradients of 3x3 convolutions (docs/speed.md)."""
     if suite not in SUITES:
         raise SpikecimError(f"--suite: unknown '{suite}', allowed: {', '.join(SUITES)}")
     checks = [("timesteps", timesteps), ("features", features), ("repeats", repeats), ("threads", threads)]
