@@ -45,16 +45,18 @@ from spikecim.nn.kernels import cbuild
 __all__ = ["applies", "available", "conv2d", "conv3x3", "conv_transpose3x3", "weight_grad3x3"]
 
 _SOURCE = Path(cbuild.__file__).with_name("winograd_cpu.c")
-# Bytes of transformed tiles per group of samples (the input's and the output's, each): 8 MiB
-# ran within noise of one group for the whole batch on VGG-9's and ResNet-19's 3×3 layers at
-# T·B = 64 (2 threads) and keeps the extra memory of a batch of 256 at 16 MiB.
+# Bytes of transformed tiles per group of samples (the input's and the output's, each): 2, 4, 8
+# and 32 MiB were within the host's noise of each other on VGG-9's and ResNet-19's 3×3 layers at
+# T·B = 64 (2 threads, a one-off comparison, 2026-12-07); 8 MiB bounds the extra memory of any
+# batch at 16 MiB besides U.
 _GROUP_BYTES = 8 << 20
-# Below these the direct convolution is used: with fewer than 64 input or output channels, or
-# fewer than 2^22 multiply-adds, the transforms and the product's calls cost more than the
-# multiply-adds they save (the input gradient at T·B = 64 and 256 on 4×4 to 32×32 maps:
-# 16 or 32 channels 0.5-0.85× the direct convolution's speed, 64 and more 1.1-2.5×; 2 threads).
+# Below these torch's direct convolution is used: with 16 or 32 channels in or out the input
+# gradient ran at 0.56-0.80x torch's speed, with 64 and more at 1.18-2.02x (8x8 to 32x32 maps;
+# `python benchmarks/bench_winograd.py`, 2 threads, 2026-12-07). 64 channels on 4x4 maps also
+# lost (0.82x at 256 samples), a shape no built-in model trains at.
 _MIN_CHANNELS = 64
 _MIN_WORK = 1 << 22
+_PARALLEL_MIN = 1 << 16  # outputs below which one thread runs (applies() admits only far larger calls)
 _PTR, _LONG, _INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32
 _SIZES = ("N", "C", "H", "W", "Ho", "Wo", "ph", "pw", "th", "tw", "xs", "A", "B")
 
@@ -63,7 +65,7 @@ class _Args(ctypes.Structure):  # wino_args of the C file
     _fields_ = [
         *((f, _PTR) for f in ("x", "v", "m", "y", "g", "u")),
         *((f, _LONG) for f in _SIZES),
-        *((f, _INT) for f in ("flip", "swap", "isa", "failed")),
+        *((f, _INT) for f in ("flip", "isa", "failed")),
     ]
 
 
@@ -127,15 +129,15 @@ def conv3x3(
         A=a,
         B=b,
         flip=int(flip),
-        swap=int(not flip),
         isa=isa,
     )
     y = x.new_empty(n, co, ho, wo)
+    threads = cbuild.threads(y.numel(), _PARALLEL_MIN)
     for n0, tiles, geometry in _groups(n, (h, w), (ho, wo), padding, max(c, co), isa):
         v, out = torch.empty(36, tiles, c), torch.empty(36, tiles, co)
-        _call(lib.wino_input, _threads(), x=x[n0], v=v, C=c, xs=c * h * w, **geometry)
+        _call(lib.wino_input, threads, x=x[n0], v=v, C=c, xs=c * h * w, **geometry)
         torch.bmm(v, u, out=out)
-        _call(lib.wino_output, _threads(), m=out, y=y[n0], C=co, **geometry)
+        _call(lib.wino_output, threads, m=out, y=y[n0], C=co, **geometry)
     return y
 
 
@@ -149,10 +151,11 @@ def weight_grad3x3(x: torch.Tensor, gy: torch.Tensor, padding: tuple[int, int]) 
     co, ho, wo = gy.shape[1:]
     lib, isa = _library(), cbuild.isa(_widest())
     gu = torch.zeros(36, c, co)
+    threads = cbuild.threads(gy.numel(), _PARALLEL_MIN)
     for n0, tiles, geometry in _groups(n, (h, w), (ho, wo), padding, max(c, co), isa):
         v, g = torch.empty(36, tiles, c), torch.empty(36, tiles, co)
-        _call(lib.wino_input, _threads(), x=x[n0], v=v, C=c, xs=c * h * w, **geometry)
-        _call(lib.wino_grad_tiles, _threads(), x=gy[n0], v=g, C=co, xs=co * ho * wo, **geometry)
+        _call(lib.wino_input, threads, x=x[n0], v=v, C=c, xs=c * h * w, **geometry)
+        _call(lib.wino_grad_tiles, threads, x=gy[n0], v=g, C=co, xs=co * ho * wo, **geometry)
         gu.baddbmm_(v.transpose(1, 2), g)
     gw = torch.empty(co, c, 3, 3)
     _call(lib.wino_weight_grad, cbuild.threads(36 * c * co, 1 << 16), g=gw, u=gu, A=co, B=c, isa=isa)
@@ -164,7 +167,7 @@ def conv_transpose3x3(gy: torch.Tensor, weight: torch.Tensor, padding: tuple[int
     and stride 1: the input gradient of ``F.conv2d(x, weight, padding=padding)``, by
     :func:`conv3x3` where it applies, else torch's."""
     full = (2 - padding[0], 2 - padding[1])
-    if tuple(weight.shape[2:]) == (3, 3) and applies(gy, weight.transpose(0, 1), full):
+    if applies(gy, weight.transpose(0, 1), full):
         return conv3x3(gy, weight, full, flip=True)
     return F.conv_transpose2d(gy, weight, padding=padding)
 
@@ -176,13 +179,7 @@ def conv2d(
     gradients :func:`conv_transpose3x3` and :func:`weight_grad3x3`, where ``x`` requires a
     gradient (a training forward), the kernel is 3×3 and the convolution :func:`applies`;
     torch's convolution otherwise (every forward without a gradient)."""
-    if (
-        torch.is_grad_enabled()
-        and x.requires_grad
-        and not isinstance(padding, str)
-        and tuple(weight.shape[2:]) == (3, 3)
-        and applies(x, weight, padding)
-    ):
+    if torch.is_grad_enabled() and x.requires_grad and applies(x, weight, padding):
         return _GradientsByWinograd.apply(x, weight, bias, padding)
     return F.conv2d(x, weight, bias, 1, padding)
 
@@ -226,10 +223,6 @@ def _groups(
         yield n0, m * th * tw, {**geometry, "ph": padding[0], "pw": padding[1], "isa": isa}
 
 
-def _threads() -> int:
-    return max(1, torch.get_num_threads())
-
-
 def _call(fn, threads: int, **fields) -> None:
     """``fn`` of the C file on an ``_Args`` of ``fields`` (tensors by their data pointer)."""
     args = _Args(**{k: v.data_ptr() if isinstance(v, torch.Tensor) else v for k, v in fields.items()})
@@ -241,19 +234,16 @@ def _call(fn, threads: int, **fields) -> None:
 @functools.cache
 def _library():
     """The ctypes library, built once; None where no compiler works (one warning)."""
-    lib = cbuild.load(
+    passes = ("wino_weights", "wino_input", "wino_output", "wino_grad_tiles", "wino_weight_grad")
+    lib = cbuild.load_real(
         _SOURCE,
-        "winograd_cpu",
-        cbuild.flag_sets(),
+        "float",
         "Winograd convolution kernel",
         "using torch's convolution",
+        dict.fromkeys(passes, _Args),
     )
-    if lib is None:
-        return None
-    for fn in ("wino_weights", "wino_input", "wino_output", "wino_grad_tiles", "wino_weight_grad"):
-        getattr(lib, fn).argtypes = [ctypes.POINTER(_Args), ctypes.c_int]
-        getattr(lib, fn).restype = None
-    lib.wino_available.restype = ctypes.c_int
+    if lib is not None:
+        lib.wino_available.restype = ctypes.c_int
     return lib
 
 

@@ -43,10 +43,11 @@ typedef struct {
     const float *m;  /* wino_output: [36][T][C] */
     float *y;        /* wino_output: [N][C][Ho][Wo] */
     float *g;        /* wino_weights reads it, wino_weight_grad writes it: [A][B][3][3] */
-    float *u;        /* wino_weights: [36][A][B], or [36][B][A] with swap; wino_weight_grad: [36][B][A] */
+    float *u;        /* wino_weights: [36][B][A], or [36][A][B] with flip; wino_weight_grad: [36][B][A] */
     int64_t N, C, H, W, Ho, Wo, ph, pw, th, tw, xs;
     int64_t A, B;
-    int32_t flip, swap; /* wino_weights: the kernels turned by 180°; U's two channel axes exchanged */
+    int32_t flip; /* wino_weights: the transposed convolution's kernels, turned by 180° and with U's
+                   * channel axes as g's (a convolution's U exchanges them: [C in][C out]) */
     int32_t isa;        /* the loops to run: 3 AVX-512, 2 AVX2, 0 plain C */
     int32_t failed;     /* set when a work buffer could not be allocated */
 } wino_args;
@@ -356,8 +357,8 @@ static void weight_grad_item(const void *p, int64_t item) {
 static inline __attribute__((always_inline)) void weight_row(const wino_args *a, int64_t p, float *buf,
                                                              const int isa) {
     (void)isa;
-    const int64_t P = a->swap ? a->B : a->A, Q = a->swap ? a->A : a->B;
-    const int64_t gp = a->swap ? 9 : 9 * a->B, gq = a->swap ? 9 * a->B : 9;
+    const int64_t P = a->flip ? a->A : a->B, Q = a->flip ? a->B : a->A;
+    const int64_t gp = a->flip ? 9 * a->B : 9, gq = a->flip ? 9 : 9 * a->B;
     float *restrict k = buf; /* k[tap][q] */
     for (int tap = 0; tap < 9; tap++) {
         const float *src = a->g + p * gp + (a->flip ? 8 - tap : tap);
@@ -373,10 +374,10 @@ FOR_ISAS(weight_row)
 
 static void weight_item(const void *p, int64_t item) {
     const wino_args *a = (const wino_args *)p;
-    with_buffer(p, item, 9 * (a->swap ? a->A : a->B), weight_row_isa);
+    with_buffer(p, item, 9 * (a->flip ? a->B : a->A), weight_row_isa);
 }
 
-void wino_weights(wino_args *a, int threads) { run_items(a, weight_item, a->swap ? a->B : a->A, threads); }
+void wino_weights(wino_args *a, int threads) { run_items(a, weight_item, a->flip ? a->A : a->B, threads); }
 
 void wino_input(wino_args *a, int threads) { run_items(a, input_item, a->N * a->th, threads); }
 
