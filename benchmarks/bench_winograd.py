@@ -8,7 +8,8 @@ round, median of ``--repeats`` rounds, wall clock, 2 torch threads by default (t
 benchmark's). Also the largest error of each against torch's float64 result, as a fraction
 of the largest output. A second table times the weight gradient of VGG-9's convolutions of
 dense maps (its pooled spikes) against torch's (``convolution_backward`` for the weight
-alone).
+alone), and a third the input gradients of layers with fewer channels, which
+``winograd.applies`` leaves to torch.
 """
 
 from __future__ import annotations
@@ -34,6 +35,16 @@ SHAPES = [
     (128, 16, 256),
 ]
 DENSE = [(64, 16, 128), (128, 8, 256)]  # VGG-9's convolutions of pooled spikes
+# (samples, C, H = W, Co) around winograd._MIN_CHANNELS, run through conv3x3 whatever the
+# thresholds: the few-channel layers of small models, which the thresholds leave to torch
+SMALL = [
+    (256, 16, 8, 32),
+    (256, 32, 8, 64),
+    (256, 32, 8, 32),
+    (64, 16, 32, 16),
+    (64, 32, 16, 32),
+    (256, 64, 4, 64),
+]
 
 
 def main() -> None:
@@ -92,6 +103,18 @@ def main() -> None:
             f"| {c} → {co}, {hw}×{hw} | {direct:.1f} | {wino:.1f} | {direct / wino:.2f} | "
             f"{errors[0]:.1e} | {errors[1]:.1e} |"
         )
+    print()
+    print("| below the thresholds: samples, C ← Co, H×W | torch | Winograd | × |")
+    print("| --- | --- | --- | --- |")
+    for n, c, hw, co in SMALL:
+        weight = torch.randn(co, c, 3, 3, generator=gen)
+        gy = torch.randn(n, co, hw, hw, generator=gen)
+        calls = [
+            lambda gy=gy, weight=weight: F.conv_transpose2d(gy, weight, padding=1),
+            lambda gy=gy, weight=weight: winograd.conv3x3(gy, weight, (1, 1), flip=True),
+        ]
+        direct, wino = (statistics.median(v) * 1e3 for v in interleaved_times(calls, args.repeats))
+        print(f"| {n}, {c} ← {co}, {hw}×{hw} | {direct:.2f} | {wino:.2f} | {direct / wino:.2f} |")
 
 
 if __name__ == "__main__":
