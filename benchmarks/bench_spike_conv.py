@@ -10,6 +10,10 @@ the transposed convolution by Winograd's algorithm, ``benchmarks/bench_winograd.
 ``SPIKECIM_WINOGRAD=torch``: torch's). Interleaved in every round, median of ``--repeats``
 rounds, wall clock, 1 torch thread by default. ``SPIKECIM_ISA=avx2`` in the environment times
 the kernel's AVX2 loops on a CPU with AVX-512.
+
+A second table times ResNet-19's projection shortcuts (1×1, stride 2, no padding), forward +
+backward with both gradients, on spikes at 0.3 and on a dense input: torch's strided
+convolution against spikecim's, which convolves the positions the stride lands on.
 """
 
 from __future__ import annotations
@@ -26,21 +30,22 @@ from spikecim.timing import interleaved_times
 
 # (C, H = W, Co): VGG-9's spiking layers share the first two shapes, ResNet-19's the others
 SHAPES = [(64, 32, 64), (128, 16, 128), (128, 32, 128), (256, 16, 256), (512, 8, 512)]
+SHORTCUTS = [(128, 32, 256), (256, 16, 512)]  # (C, H = W, Co) of ResNet-19's 1×1, stride-2 convolutions
 
 
-def _calls(conv, x: torch.Tensor, weight: torch.Tensor, gy: torch.Tensor):
+def _calls(conv, x: torch.Tensor, weight: torch.Tensor, gy: torch.Tensor, stride: int = 1, padding: int = 1):
     leaf, w = x.clone().requires_grad_(), weight.clone().requires_grad_()
     frozen = x.clone()
 
     def weight_grad():
         w.grad = None
-        conv(frozen, w, None, 1, 1).backward(gy)
+        conv(frozen, w, None, stride, padding).backward(gy)
 
     def forward_backward():
         leaf.grad = w.grad = None
-        conv(leaf, w, None, 1, 1).backward(gy)
+        conv(leaf, w, None, stride, padding).backward(gy)
 
-    return [lambda: conv(x, weight, None, 1, 1), weight_grad, forward_backward]
+    return [lambda: conv(x, weight, None, stride, padding), weight_grad, forward_backward]
 
 
 def main() -> None:
@@ -76,6 +81,22 @@ def main() -> None:
                 f"| {c} → {co}, {hw}×{hw} | {rate:g} | {tf:.1f} | {of:.1f} | {tf / of:.2f} | {tw:.1f} | {ow:.1f} | "
                 f"{tw / ow:.2f} | {tb:.1f} | {ob:.1f} | {tb / ob:.2f} |"
             )
+    print("\n| shortcut C → Co, H×W, 1×1 stride 2 | input | torch fwd+bwd | spikecim | × |")
+    print("| --- | --- | --- | --- | --- |")
+    for c, hw, co in SHORTCUTS:
+        weight = torch.randn(co, c, 1, 1, generator=gen) * 0.05
+        gy = torch.randn(64, co, hw // 2, hw // 2, generator=gen)
+        spikes = (torch.rand(64, c, hw, hw, generator=gen) < 0.3).float()
+        for name, x in (("spikes at 0.3", spikes), ("dense", torch.rand(64, c, hw, hw, generator=gen))):
+            t = interleaved_times(
+                [
+                    _calls(F.conv2d, x, weight, gy, 2, 0)[2],
+                    _calls(spike_conv_cpu.conv2d, x, weight, gy, 2, 0)[2],
+                ],
+                args.repeats,
+            )
+            tb, ob = (statistics.median(v) * 1e3 for v in t)
+            print(f"| {c} → {co}, {hw}×{hw} | {name} | {tb:.1f} | {ob:.1f} | {tb / ob:.2f} |")
 
 
 if __name__ == "__main__":

@@ -131,6 +131,63 @@ def _assert_integer_weights_give_torchs_exact_values():
     assert torch.equal(wl.grad, ref_gw)
 
 
+@pytest.mark.parametrize(
+    "shape, co, stride, rate",
+    [
+        ((2, 20, 9, 7), 70, 2, 0.3),
+        ((3, 17, 8, 11), 33, (2, 1), 0.2),
+        ((2, 5, 10, 10), 16, 3, 0.25),
+        ((2, 6, 9, 9), 8, 2, None),
+    ],
+)
+def test_a_strided_1x1_convolution_convolves_the_positions_the_stride_lands_on(shape, co, stride, rate):
+    """A projection shortcut's 1×1, stride-s convolution without padding: on spikes the kernel
+    takes it (torch's strided convolution otherwise would), on a dense input torch's stride-1
+    convolution does; values and all three gradients, the input's zero between the strided
+    positions, within float32's bound of torch's strided convolution in float64."""
+    n, c = shape[:2]
+    x = (
+        _spikes(shape, rate, seed=3)
+        if rate
+        else torch.rand(shape, generator=torch.Generator().manual_seed(3))
+    )
+    x.requires_grad_()
+    g = torch.Generator().manual_seed(4)
+    weight = torch.randn(co, c, 1, 1, generator=g, requires_grad=True)
+    bias = torch.randn(co, generator=g, requires_grad=True)
+    y = spike_conv_cpu.conv2d(x, weight, bias, stride, 0)
+    if rate:
+        assert type(y.grad_fn).__name__ != TORCH
+    gy = torch.randn(y.shape, generator=g)
+    gx, gw, gb = torch.autograd.grad(y, (x, weight, bias), gy)
+
+    x64, w64, b64, gy64 = x.detach().double(), weight.detach().double(), bias.detach().double(), gy.double()
+    ref = F.conv2d(x64, w64, b64, stride)
+    assert y.shape == ref.shape
+    assert ((y.double() - ref).abs() <= _bound(c + 1, F.conv2d(x64, w64.abs(), b64.abs(), stride))).all()
+    strides = list(torch.nn.modules.utils._pair(stride))
+    ref_gx, ref_gw = torch.ops.aten.convolution_backward(
+        gy64, x64, w64, None, strides, [0, 0], [1, 1], False, [0, 0], 1, [True, True, False]
+    )[:2]
+    mag_gx, mag_gw = torch.ops.aten.convolution_backward(
+        gy64.abs(), x64, w64.abs(), None, strides, [0, 0], [1, 1], False, [0, 0], 1, [True, True, False]
+    )[:2]
+    assert ((gx.double() - ref_gx).abs() <= _bound(co, mag_gx)).all()
+    assert ((gw.double() - ref_gw).abs() <= _bound(n * y.shape[2] * y.shape[3], mag_gw)).all()
+    assert (
+        (gb.double() - gy64.sum((0, 2, 3))).abs() <= _bound(n * y[0, 0].numel(), gy64.abs().sum((0, 2, 3)))
+    ).all()
+
+
+def test_a_strided_1x1_convolution_with_padding_or_in_channels_last_runs_torchs_strided_convolution():
+    x, weight = _spikes((2, 8, 8, 8), 0.2, seed=5), torch.randn(16, 8, 1, 1, requires_grad=True)
+    for xi, padding in ((x, 1), (x.to(memory_format=torch.channels_last), 0)):
+        y = spike_conv_cpu.conv2d(xi, weight, None, 2, padding)
+        assert type(y.grad_fn).__name__ == TORCH
+        torch.testing.assert_close(y, F.conv2d(xi, weight, None, 2, padding), rtol=0, atol=0)
+        assert y.is_contiguous(memory_format=torch.channels_last) == (xi is not x)
+
+
 def test_inputs_that_are_not_sparse_spikes_run_torchs_convolution():
     weight = torch.randn(8, 4, 3, 3)
     spikes = _spikes((2, 4, 9, 9), 0.2, seed=7)

@@ -6,8 +6,10 @@ be sparse binary spikes on a CPU (stride 1, one group; the kernel's docstring li
 conditions) and torch's convolution everywhere else: the values agree to float rounding,
 the gradients too. A 3×3 convolution of stride 1 with 64 channels or more in and out computes
 its input gradient, and where its input is dense and needs a gradient also its forward and
-weight gradient, by Winograd's algorithm (:mod:`spikecim.nn.kernels.winograd`). In a spiking VGG or ResNet every convolution after the first reads the
-spikes of a LIF layer.
+weight gradient, by Winograd's algorithm (:mod:`spikecim.nn.kernels.winograd`). A 1×1
+convolution of stride s without padding (a ResNet's projection shortcut) convolves the
+positions the stride lands on at stride 1. In a spiking VGG or ResNet every convolution
+after the first reads the spikes of a LIF layer.
 """
 
 from __future__ import annotations

@@ -28,6 +28,11 @@ call with ``SPIKECIM_CONV=torch`` in the environment. A backward with ``create_g
 runs torch's gradient ops on the spikes the bits hold, so second derivatives are torch's,
 except through the weight gradient where the input requires a gradient: the bits have no
 graph to the spikes' source, and that derivative raises (:class:`_NoSecondDerivative`).
+
+A 1×1 convolution of stride s without padding (a ResNet's projection shortcut) reads only
+the positions the stride lands on: :func:`conv2d` convolves ``x[:, :, ::s, ::s]`` at stride
+1, on the kernel where those are sparse spikes, else on torch's convolution, both faster
+than torch's strided one (``benchmarks/bench_spike_conv.py``, its shortcut table).
 """
 
 from __future__ import annotations
@@ -141,6 +146,12 @@ def sparse_spikes_likely(x: torch.Tensor, weight: torch.Tensor, stride, padding,
 def conv2d(x: torch.Tensor, weight: torch.Tensor, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """``F.conv2d`` (the same arguments, values to float rounding, and gradients), event-driven
     where :func:`applies` and the input turns out to be sparse spikes."""
+    if _pointwise_strided(x, weight, stride, padding):
+        # a 1×1 window without padding reads only the positions the stride lands on: the same
+        # convolution of those alone at stride 1, which the kernel takes (a copy of 1/(sh·sw)
+        # of the input; torch's strided 1×1 convolution and its backward are slower than both)
+        sh, sw = _pair(stride)
+        x, stride, dilation = x[:, :, ::sh, ::sw].contiguous(), 1, 1
     if applies(x, weight, stride, padding, dilation, groups):
         x = _samples_contiguous(x)
         bits = _spike_bits(x, _pair(padding))
@@ -151,6 +162,23 @@ def conv2d(x: torch.Tensor, weight: torch.Tensor, bias=None, stride=1, padding=0
             x, weight, bias, _pair(padding)
         )  # a dense input's gradient by Winograd's algorithm
     return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+
+
+def _pointwise_strided(x: torch.Tensor, weight: torch.Tensor, stride, padding) -> bool:
+    """Whether ``conv2d`` is a 1×1 convolution of stride above 1 and no padding of a CPU input
+    ``[N, C, H, W]`` in the default layout, with the kernel on and nothing watching torch's ops."""
+    return (
+        not isinstance(padding, str)
+        and _pair(padding) == (0, 0)
+        and _pair(stride) != (1, 1)
+        and weight.dim() == 4
+        and tuple(weight.shape[2:]) == (1, 1)
+        and x.dim() == 4
+        and x.device.type == "cpu"
+        and x.is_contiguous()
+        and not cbuild.watched()
+        and available()
+    )
 
 
 def conv2d_into(x: torch.Tensor, weight: torch.Tensor, padding, out: torch.Tensor) -> bool:
