@@ -8,8 +8,10 @@ round, median of ``--repeats`` rounds, wall clock, 2 torch threads by default (t
 benchmark's). Also the largest error of each against torch's float64 result, as a fraction
 of the largest output. A second table times the weight gradient of VGG-9's convolutions of
 dense maps (its pooled spikes) against torch's (``convolution_backward`` for the weight
-alone), and a third the input gradients of layers with fewer channels, which
-``winograd.applies`` leaves to torch.
+alone), a third the input gradients of layers with fewer channels, which
+``winograd.applies`` leaves to torch, and a fourth those of maps whose 4×4 output tiles
+overhang them (2×2 to 14×14: the tiles compute up to 4× the outputs the map has), with that
+factor, which ``winograd.applies`` bounds.
 """
 
 from __future__ import annotations
@@ -44,6 +46,20 @@ SMALL = [
     (64, 16, 32, 16),
     (64, 32, 16, 32),
     (256, 64, 4, 64),
+]
+# (samples, C = Co, H = W): maps 4×4 tiles cover with outputs to spare (and 4, 8: none)
+MAPS = [
+    (64, 512, 2),
+    (64, 256, 3),
+    (64, 256, 4),
+    (64, 256, 5),
+    (64, 256, 6),
+    (64, 512, 6),
+    (64, 256, 7),
+    (64, 256, 8),
+    (64, 128, 9),
+    (64, 128, 13),
+    (64, 256, 14),
 ]
 
 
@@ -115,6 +131,21 @@ def main() -> None:
         ]
         direct, wino = (statistics.median(v) * 1e3 for v in interleaved_times(calls, args.repeats))
         print(f"| {n}, {c} ← {co}, {hw}×{hw} | {direct:.2f} | {wino:.2f} | {direct / wino:.2f} |")
+    print()
+    print("| tiles over the map: samples, C ← C, H×W | tile outputs ÷ outputs | torch | Winograd | × |")
+    print("| --- | --- | --- | --- | --- |")
+    for n, c, hw in MAPS:
+        weight = torch.randn(c, c, 3, 3, generator=gen)
+        gy = torch.randn(n, c, hw, hw, generator=gen)
+        calls = [
+            lambda gy=gy, weight=weight: F.conv_transpose2d(gy, weight, padding=1),
+            lambda gy=gy, weight=weight: winograd.conv3x3(gy, weight, (1, 1), flip=True),
+        ]
+        direct, wino = (statistics.median(v) * 1e3 for v in interleaved_times(calls, args.repeats))
+        print(
+            f"| {n}, {c} ← {c}, {hw}×{hw} | {winograd.tile_overhang(hw, hw):.2f} | {direct:.2f} | {wino:.2f} | "
+            f"{direct / wino:.2f} |"
+        )
 
 
 if __name__ == "__main__":

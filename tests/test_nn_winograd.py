@@ -88,6 +88,7 @@ def any_size(monkeypatch):
     """The kernel on every size, small ones included (it leaves those to torch for speed)."""
     monkeypatch.setattr(winograd, "_MIN_CHANNELS", 1)
     monkeypatch.setattr(winograd, "_MIN_WORK", 0)
+    monkeypatch.setattr(winograd, "_MAX_OVERHANG", 16.0)
 
 
 SHAPES = [  # N, C, Co, H, W, padding: channel tails of the 16- and 8-lane loops, partial tiles
@@ -239,6 +240,25 @@ def test_small_convolutions_and_watched_calls_are_left_to_torch():
 
     with FlopCounterMode(display=False):  # an op counter must see torch's convolution
         assert not winograd.applies(torch.empty(16, 64, 16, 16), weight, (1, 1))
+
+
+def test_maps_whose_tiles_compute_many_spare_outputs_are_left_to_torch():
+    """4×4 output tiles over a map 4 does not divide compute outputs the map does not have:
+    16·⌈H/4⌉·⌈W/4⌉ per H·W outputs (hand counts below)."""
+    assert winograd.tile_overhang(8, 8) == 1.0
+    assert winograd.tile_overhang(2, 2) == 4.0
+    assert winograd.tile_overhang(1, 1) == 16.0
+    assert winograd.tile_overhang(5, 5) == 64 / 25
+    assert winograd.tile_overhang(7, 7) == 64 / 49
+    assert winograd.tile_overhang(4, 9) == 48 / 36
+    gen = torch.Generator().manual_seed(9)
+    weight = torch.randn(256, 256, 3, 3, generator=gen)
+    for hw, runs in ((2, False), (3, False), (5, False), (6, False), (7, True), (8, True), (14, True)):
+        assert winograd.applies(torch.empty(64, 256, hw, hw), weight, (1, 1)) == runs, hw
+    gy = torch.randn(64, 256, 2, 2, generator=gen)
+    assert torch.equal(
+        winograd.conv_transpose3x3(gy, weight, (1, 1)), F.conv_transpose2d(gy, weight, padding=1)
+    )
 
 
 def test_a_dense_convolution_that_trains_runs_winograds_forward_and_gradients():

@@ -52,10 +52,14 @@ _SOURCE = Path(cbuild.__file__).with_name("winograd_cpu.c")
 _GROUP_BYTES = 8 << 20
 # Below these torch's direct convolution is used: with 16 or 32 channels in or out the input
 # gradient ran at 0.56-0.80x torch's speed, with 64 and more at 1.18-2.02x (8x8 to 32x32 maps;
-# `python benchmarks/bench_winograd.py`, 2 threads, 2026-12-07). 64 channels on 4x4 maps also
-# lost (0.82x at 256 samples), a shape no built-in model trains at.
+# `python benchmarks/bench_winograd.py`, 2 threads, 2026-12-07).
 _MIN_CHANNELS = 64
 _MIN_WORK = 1 << 22
+# Above this many tile outputs per output (tile_overhang) torch's direct convolution is used: the
+# input gradient ran at 0.45x torch's speed on 2x2 maps (4 tile outputs per output), 0.68-1.09x on
+# 3x3, 5x5, 6x6 and 9x9 (1.78-2.56), 1.17-1.65x on 7x7, 13x13 and 14x14 (1.31-1.51) and 1.27-1.58x
+# on 4x4 and 8x8 (1.0) (bench_winograd.py's fourth table, 2 threads, 2026-12-07 06:24 UTC).
+_MAX_OVERHANG = 1.6
 _PARALLEL_MIN = 1 << 16  # outputs below which one thread runs (applies() admits only far larger calls)
 _PTR, _LONG, _INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32
 _SIZES = ("N", "C", "H", "W", "Ho", "Wo", "ph", "pw", "th", "tw", "xs", "A", "B")
@@ -79,7 +83,8 @@ def applies(x: torch.Tensor, weight: torch.Tensor, padding: tuple[int, int]) -> 
     """Whether :func:`conv3x3` computes ``F.conv2d(x, weight, padding=padding)``: float32 CPU
     tensors ``x [N, C, H, W]`` and ``weight [Co, C, 3, 3]``, padding 0 to 2 on each side, at
     least :data:`_MIN_CHANNELS` channels in and out and :data:`_MIN_WORK` multiply-adds per
-    tap, and nothing watching torch's ops (:func:`cbuild.watched`)."""
+    tap, an output map whose 4×4 tiles compute at most :data:`_MAX_OVERHANG` times its outputs
+    (:func:`tile_overhang`), and nothing watching torch's ops (:func:`cbuild.watched`)."""
     if (
         x.dim() != 4
         or weight.dim() != 4
@@ -99,9 +104,16 @@ def applies(x: torch.Tensor, weight: torch.Tensor, padding: tuple[int, int]) -> 
         and w + 2 * pw >= 3
         and min(c, weight.shape[0]) >= _MIN_CHANNELS
         and n * weight.shape[0] * c * (h + 2 * ph - 2) * (w + 2 * pw - 2) >= _MIN_WORK
+        and tile_overhang(h + 2 * ph - 2, w + 2 * pw - 2) <= _MAX_OVERHANG
         and not cbuild.watched()
         and available()
     )
+
+
+def tile_overhang(ho: int, wo: int) -> float:
+    """The outputs the 4×4 tiles over an ``ho × wo`` output map compute, per output the map
+    has: 1 where 4 divides both sides, up to 16 on a 1×1 map."""
+    return 16 * -(-ho // 4) * -(-wo // 4) / (ho * wo)
 
 
 def conv3x3(
