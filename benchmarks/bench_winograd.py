@@ -2,8 +2,10 @@
 ``python benchmarks/bench_winograd.py``.
 
 The input gradients of the 3×3, stride-1 convolutions of the built-in spiking VGG-9 and
-ResNet-19 at T·B = 64 (B = 16, T = 4): :func:`spikecim.nn.kernels.winograd.conv_transpose3x3`
-against ``F.conv_transpose2d`` with the same output gradient and weights, interleaved in every
+ResNet-19 at T·B = 64 (B = 16, T = 4): Winograd's transposed convolution
+(:func:`spikecim.nn.kernels.winograd.conv3x3` with ``flip``, run in every table whatever
+``winograd.applies`` says) against ``F.conv_transpose2d`` with the same output gradient and
+weights, interleaved in every
 round, median of ``--repeats`` rounds, wall clock, 2 torch threads by default (the training
 benchmark's). Also the largest error of each against torch's float64 result, as a fraction
 of the largest output. A second table times the weight gradient of VGG-9's convolutions of
@@ -63,6 +65,18 @@ MAPS = [
 ]
 
 
+def _input_gradients(gy: torch.Tensor, weight: torch.Tensor) -> list:
+    """torch's transposed convolution of ``gy`` and Winograd's, whatever the thresholds."""
+    return [
+        lambda: F.conv_transpose2d(gy, weight, padding=1),
+        lambda: winograd.conv3x3(gy, weight, (1, 1), flip=True),
+    ]
+
+
+def _medians_ms(calls: list, repeats: int) -> list[float]:
+    return [statistics.median(v) * 1e3 for v in interleaved_times(calls, repeats)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=9)
@@ -84,12 +98,8 @@ def main() -> None:
     for c, hw, co in SHAPES:
         weight = torch.randn(co, c, 3, 3, generator=gen) * 0.05
         gy = torch.randn(args.batch, co, hw, hw, generator=gen)
-        calls = [
-            lambda gy=gy, weight=weight: F.conv_transpose2d(gy, weight, padding=1),
-            lambda gy=gy, weight=weight: winograd.conv_transpose3x3(gy, weight, (1, 1)),
-        ]
-        t = interleaved_times(calls, args.repeats)
-        direct, wino = (statistics.median(v) * 1e3 for v in t)
+        calls = _input_gradients(gy, weight)
+        direct, wino = _medians_ms(calls, args.repeats)
         exact = F.conv_transpose2d(gy.double(), weight.double(), padding=1)
         scale = float(exact.abs().max())
         errors = [float((call().double() - exact).abs().max()) / scale for call in calls]
@@ -111,7 +121,7 @@ def main() -> None:
             )[1],
             lambda x=x, gy=gy: winograd.weight_grad3x3(x, gy, (1, 1)),
         ]
-        direct, wino = (statistics.median(v) * 1e3 for v in interleaved_times(calls, args.repeats))
+        direct, wino = _medians_ms(calls, args.repeats)
         exact = torch.nn.grad.conv2d_weight(x.double(), weight.shape, gy.double(), padding=1)
         scale = float(exact.abs().max())
         errors = [float((call().double() - exact).abs().max()) / scale for call in calls]
@@ -125,11 +135,7 @@ def main() -> None:
     for n, c, hw, co in SMALL:
         weight = torch.randn(co, c, 3, 3, generator=gen)
         gy = torch.randn(n, co, hw, hw, generator=gen)
-        calls = [
-            lambda gy=gy, weight=weight: F.conv_transpose2d(gy, weight, padding=1),
-            lambda gy=gy, weight=weight: winograd.conv3x3(gy, weight, (1, 1), flip=True),
-        ]
-        direct, wino = (statistics.median(v) * 1e3 for v in interleaved_times(calls, args.repeats))
+        direct, wino = _medians_ms(_input_gradients(gy, weight), args.repeats)
         print(f"| {n}, {c} ← {co}, {hw}×{hw} | {direct:.2f} | {wino:.2f} | {direct / wino:.2f} |")
     print()
     print("| tiles over the map: samples, C ← C, H×W | tile outputs ÷ outputs | torch | Winograd | × |")
@@ -137,11 +143,7 @@ def main() -> None:
     for n, c, hw in MAPS:
         weight = torch.randn(c, c, 3, 3, generator=gen)
         gy = torch.randn(n, c, hw, hw, generator=gen)
-        calls = [
-            lambda gy=gy, weight=weight: F.conv_transpose2d(gy, weight, padding=1),
-            lambda gy=gy, weight=weight: winograd.conv3x3(gy, weight, (1, 1), flip=True),
-        ]
-        direct, wino = (statistics.median(v) * 1e3 for v in interleaved_times(calls, args.repeats))
+        direct, wino = _medians_ms(_input_gradients(gy, weight), args.repeats)
         print(
             f"| {n}, {c} ← {c}, {hw}×{hw} | {winograd.tile_overhang(hw, hw):.2f} | {direct:.2f} | {wino:.2f} | "
             f"{direct / wino:.2f} |"

@@ -119,7 +119,7 @@ def test_the_transposed_convolution_is_torchs_within_the_rounding_bound(shape, a
     gen = torch.Generator().manual_seed(sum(shape[:5]) + 1)
     weight = torch.randn(co, c, 3, 3, generator=gen)
     gy = torch.randn(n, co, h + 2 * padding[0] - 2, w + 2 * padding[1] - 2, generator=gen)
-    got = winograd.conv_transpose3x3(gy, weight, padding)
+    got = winograd.conv_transpose2d(gy, weight, padding)
     want = F.conv_transpose2d(gy.double(), weight.double(), padding=padding)
     turned = weight.flip(2, 3).transpose(0, 1)  # the same convolution as a plain one
     assert got.shape == want.shape == (n, c, h, w)
@@ -177,7 +177,7 @@ def test_the_vector_loops_and_the_plain_loops_give_the_same_bits(any_size, monke
     for widest in sorted({winograd._widest(), 2, 0}):
         monkeypatch.setattr(winograd, "_widest", lambda widest=widest: widest)
         results.append(winograd.conv3x3(x, weight, (1, 1)))
-        results.append(winograd.conv_transpose3x3(x[:, :21], weight, (1, 1)))
+        results.append(winograd.conv_transpose2d(x[:, :21], weight, (1, 1)))
         results.append(winograd.weight_grad3x3(x, x[:, :21], (1, 1)))
     assert len(results) >= 6
     for first in range(3):
@@ -190,7 +190,7 @@ def test_a_non_finite_output_gradient_stays_non_finite(any_size):
     gy = torch.randn(2, 16, 10, 10, generator=gen)
     gy[1, 3, 4, 5] = float("inf")
     gy[0, 7, 0, 0] = float("nan")
-    got = winograd.conv_transpose3x3(gy, weight, (1, 1))
+    got = winograd.conv_transpose2d(gy, weight, (1, 1))
     want = F.conv_transpose2d(gy, weight, padding=1)
     assert bool((~torch.isfinite(got[~torch.isfinite(want)])).all())
     assert not bool(torch.isfinite(want).all())
@@ -222,7 +222,7 @@ def test_winograd_torch_gives_torchs_transposed_convolution_bit_for_bit(monkeypa
     gen = torch.Generator().manual_seed(7)
     gy, weight = torch.randn(16, 64, 16, 16, generator=gen), torch.randn(64, 64, 3, 3, generator=gen)
     assert torch.equal(
-        winograd.conv_transpose3x3(gy, weight, (1, 1)), F.conv_transpose2d(gy, weight, padding=1)
+        winograd.conv_transpose2d(gy, weight, (1, 1)), F.conv_transpose2d(gy, weight, padding=1)
     )
 
 
@@ -257,7 +257,7 @@ def test_maps_whose_tiles_compute_many_spare_outputs_are_left_to_torch():
         assert winograd.applies(torch.empty(64, 256, hw, hw), weight, (1, 1)) == runs, hw
     gy = torch.randn(64, 256, 2, 2, generator=gen)
     assert torch.equal(
-        winograd.conv_transpose3x3(gy, weight, (1, 1)), F.conv_transpose2d(gy, weight, padding=1)
+        winograd.conv_transpose2d(gy, weight, (1, 1)), F.conv_transpose2d(gy, weight, padding=1)
     )
 
 

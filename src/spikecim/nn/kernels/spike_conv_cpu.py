@@ -6,7 +6,7 @@ kernel adds exactly those, one vector of 64 output channels per spike and tap, a
 the weight gradient the same way (each weight's gradient is the sum of the output gradient
 at the positions its input spiked); the input gradient, whose output gradient has no zeros
 to skip, is the transposed convolution by Winograd's algorithm
-(:func:`spikecim.nn.kernels.winograd.conv_transpose3x3`, torch's below 64 channels). At a spike rate of 25 % the forward does a quarter
+(:func:`spikecim.nn.kernels.winograd.conv_transpose2d`, torch's where that does not apply). At a spike rate of 25 % the forward does a quarter
 of the dense convolution's additions, in 0.5–0.75 of its time on one core, the weight
 gradient in about half (``benchmarks/bench_spike_conv.py``; docs/speed.md, "Spiking
 convolutions"). For the weight gradient the spikes are kept as bits, not as the float
@@ -227,7 +227,7 @@ class _SpikeConv(torch.autograd.Function):
         gy = gy.contiguous()
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:  # stride 1: the transposed convolution is the input gradient
-            gx = winograd.conv_transpose3x3(gy, weight, ctx.padding)
+            gx = winograd.conv_transpose2d(gy, weight, ctx.padding)
         if ctx.needs_input_grad[1]:
             gw = _weight_grad(ctx.shape, rowbits, gy, weight.shape, ctx.padding)
         if ctx.has_bias and ctx.needs_input_grad[2]:
@@ -362,7 +362,8 @@ def _weight_grad(
     if a.failed:
         raise MemoryError("spiking convolution: no memory for the kernel's work buffers")
     # [KH][KW][C][Cop] -> [Co][C][KH][KW] in two copies, each taps or channels kept together:
-    # 5.1 against 8.2 ms in one for 512 channels in and out (2 threads, the Zen 4 machine)
+    # 5.1 against 8.2 ms in one for 512 channels in and out (2 threads, a Zen 4 EPYC, a one-off
+    # comparison, 2026-12-07)
     taps = gw.view(kh * kw, c, -1)[:, :, :co].permute(1, 2, 0).contiguous()  # [C][Co][KH·KW]
     return taps.permute(1, 0, 2).contiguous().view(co, c, kh, kw)
 

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 
 from spikecim.nn.kernels import cbuild
 
-__all__ = ["applies", "available", "conv2d", "conv3x3", "conv_transpose3x3", "weight_grad3x3"]
+__all__ = ["applies", "available", "conv2d", "conv3x3", "conv_transpose2d", "weight_grad3x3"]
 
 _SOURCE = Path(cbuild.__file__).with_name("winograd_cpu.c")
 # Bytes of transformed tiles per group of samples (the input's and the output's, each): 2, 4, 8
@@ -60,7 +60,9 @@ _MIN_WORK = 1 << 22
 # 3x3, 5x5, 6x6 and 9x9 (1.78-2.56), 1.17-1.65x on 7x7, 13x13 and 14x14 (1.31-1.51) and 1.27-1.58x
 # on 4x4 and 8x8 (1.0) (bench_winograd.py's fourth table, 2 threads, 2026-12-07 06:24 UTC).
 _MAX_OVERHANG = 1.6
-_PARALLEL_MIN = 1 << 16  # outputs below which one thread runs (applies() admits only far larger calls)
+_PARALLEL_MIN = (
+    1 << 16
+)  # elements a pass writes below which one thread runs (applies() admits far larger calls)
 _PTR, _LONG, _INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32
 _SIZES = ("N", "C", "H", "W", "Ho", "Wo", "ph", "pw", "th", "tw", "xs", "A", "B")
 
@@ -135,7 +137,7 @@ def conv3x3(
     a, b = weight.shape[:2]
     _call(
         lib.wino_weights,
-        cbuild.threads(a * b * 36, 1 << 16),
+        cbuild.threads(a * b * 36, _PARALLEL_MIN),
         g=weight,
         u=u,
         A=a,
@@ -170,14 +172,14 @@ def weight_grad3x3(x: torch.Tensor, gy: torch.Tensor, padding: tuple[int, int]) 
         _call(lib.wino_grad_tiles, threads, x=gy[n0], v=g, C=co, xs=co * ho * wo, **geometry)
         gu.baddbmm_(v.transpose(1, 2), g)
     gw = torch.empty(co, c, 3, 3)
-    _call(lib.wino_weight_grad, cbuild.threads(36 * c * co, 1 << 16), g=gw, u=gu, A=co, B=c, isa=isa)
+    _call(lib.wino_weight_grad, cbuild.threads(36 * c * co, _PARALLEL_MIN), g=gw, u=gu, A=co, B=c, isa=isa)
     return gw
 
 
-def conv_transpose3x3(gy: torch.Tensor, weight: torch.Tensor, padding: tuple[int, int]) -> torch.Tensor:
-    """``F.conv_transpose2d(gy, weight, padding=padding)`` for a 3×3 ``weight [Co, C, 3, 3]``
-    and stride 1: the input gradient of ``F.conv2d(x, weight, padding=padding)``, by
-    :func:`conv3x3` where it applies, else torch's."""
+def conv_transpose2d(gy: torch.Tensor, weight: torch.Tensor, padding: tuple[int, int]) -> torch.Tensor:
+    """``F.conv_transpose2d(gy, weight, padding=padding)`` at stride 1, for any ``weight
+    [Co, C, KH, KW]``: the input gradient of ``F.conv2d(x, weight, padding=padding)``, by
+    :func:`conv3x3` where the kernel is 3×3 and it applies, else torch's."""
     full = (2 - padding[0], 2 - padding[1])
     if applies(gy, weight.transpose(0, 1), full):
         return conv3x3(gy, weight, full, flip=True)
@@ -188,7 +190,7 @@ def conv2d(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: tuple[int, int]
 ) -> torch.Tensor:
     """``F.conv2d(x, weight, bias, 1, padding)`` by :func:`conv3x3`, with the input and weight
-    gradients :func:`conv_transpose3x3` and :func:`weight_grad3x3`, where ``x`` requires a
+    gradients :func:`conv_transpose2d` and :func:`weight_grad3x3`, where ``x`` requires a
     gradient (a training forward), the kernel is 3×3 and the convolution :func:`applies`;
     torch's convolution otherwise (every forward without a gradient)."""
     if torch.is_grad_enabled() and x.requires_grad and applies(x, weight, padding):
@@ -216,7 +218,7 @@ class _GradientsByWinograd(torch.autograd.Function):
             gw = torch.nn.grad.conv2d_weight(x, weight.shape, gy, padding=ctx.padding) if wants_w else None
         else:
             gy = gy.contiguous()
-            gx = conv_transpose3x3(gy, weight, ctx.padding) if wants_x else None
+            gx = conv_transpose2d(gy, weight, ctx.padding) if wants_x else None
             gw = weight_grad3x3(x, gy, ctx.padding) if wants_w else None
         return gx, gw, gy.sum((0, 2, 3)) if wants_b else None, None
 
