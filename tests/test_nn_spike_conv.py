@@ -15,6 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules.utils import _pair
 from torch.utils.flop_counter import FlopCounterMode
 
 from spikecim.models import create_model
@@ -74,31 +75,40 @@ def test_the_avx2_loops_lie_within_float32s_bound_of_torchs_float64_convolution(
     _assert_within_float32s_bound(n, c, h, w, co, kernel, padding, rate)
 
 
-def _assert_within_float32s_bound(n, c, h, w, co, kernel, padding, rate):
+def _assert_within_float32s_bound(n, c, h, w, co, kernel, padding, rate, stride=1):
+    """spike_conv_cpu.conv2d on spikes at ``rate`` (the kernel must run) or, with ``rate``
+    None, on a dense input, against torch's float64 convolution of the same stride."""
     kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
-    x = _spikes((n, c, h, w), rate, seed=1).requires_grad_()
+    shape = (n, c, h, w)
+    x = (
+        _spikes(shape, rate, seed=1)
+        if rate
+        else torch.rand(shape, generator=torch.Generator().manual_seed(1))
+    )
+    x.requires_grad_()
     g = torch.Generator().manual_seed(2)
     weight = torch.randn(co, c, kh, kw, generator=g, requires_grad=True)
     bias = torch.randn(co, generator=g, requires_grad=True)
-    y = spike_conv_cpu.conv2d(x, weight, bias, 1, padding)
-    assert type(y.grad_fn).__name__ != TORCH
+    y = spike_conv_cpu.conv2d(x, weight, bias, stride, padding)
+    if rate:
+        assert type(y.grad_fn).__name__ != TORCH
     gy = torch.randn(y.shape, generator=g)
     gx, gw, gb = torch.autograd.grad(y, (x, weight, bias), gy)
 
     x64, w64, b64, gy64 = x.detach().double(), weight.detach().double(), bias.detach().double(), gy.double()
-    ref = F.conv2d(x64, w64, b64, 1, padding)
+    ref = F.conv2d(x64, w64, b64, stride, padding)
     assert y.shape == ref.shape
     assert (
-        (y.double() - ref).abs() <= _bound(c * kh * kw + 1, F.conv2d(x64, w64.abs(), b64.abs(), 1, padding))
+        (y.double() - ref).abs()
+        <= _bound(c * kh * kw + 1, F.conv2d(x64, w64.abs(), b64.abs(), stride, padding))
     ).all()
+    strides, paddings = list(_pair(stride)), list(_pair(padding))
     ref_gx, ref_gw = torch.ops.aten.convolution_backward(
-        gy64, x64, w64, None, [1, 1], list(torch.nn.modules.utils._pair(padding)), [1, 1], False, [0, 0], 1,
-        [True, True, False],
-    )[:2]  # fmt: skip
+        gy64, x64, w64, None, strides, paddings, [1, 1], False, [0, 0], 1, [True, True, False]
+    )[:2]
     mag_gx, mag_gw = torch.ops.aten.convolution_backward(
-        gy64.abs(), x64, w64.abs(), None, [1, 1], list(torch.nn.modules.utils._pair(padding)), [1, 1], False,
-        [0, 0], 1, [True, True, False],
-    )[:2]  # fmt: skip
+        gy64.abs(), x64, w64.abs(), None, strides, paddings, [1, 1], False, [0, 0], 1, [True, True, False]
+    )[:2]
     assert ((gx.double() - ref_gx).abs() <= _bound(co * kh * kw, mag_gx)).all()
     assert ((gw.double() - ref_gw).abs() <= _bound(n * y.shape[2] * y.shape[3], mag_gw)).all()
     assert (
@@ -142,41 +152,11 @@ def _assert_integer_weights_give_torchs_exact_values():
 )
 def test_a_strided_1x1_convolution_convolves_the_positions_the_stride_lands_on(shape, co, stride, rate):
     """A projection shortcut's 1×1, stride-s convolution without padding: on spikes the kernel
-    takes it (torch's strided convolution otherwise would), on a dense input torch's stride-1
-    convolution does; values and all three gradients, the input's zero between the strided
-    positions, within float32's bound of torch's strided convolution in float64."""
-    n, c = shape[:2]
-    x = (
-        _spikes(shape, rate, seed=3)
-        if rate
-        else torch.rand(shape, generator=torch.Generator().manual_seed(3))
-    )
-    x.requires_grad_()
-    g = torch.Generator().manual_seed(4)
-    weight = torch.randn(co, c, 1, 1, generator=g, requires_grad=True)
-    bias = torch.randn(co, generator=g, requires_grad=True)
-    y = spike_conv_cpu.conv2d(x, weight, bias, stride, 0)
-    if rate:
-        assert type(y.grad_fn).__name__ != TORCH
-    gy = torch.randn(y.shape, generator=g)
-    gx, gw, gb = torch.autograd.grad(y, (x, weight, bias), gy)
-
-    x64, w64, b64, gy64 = x.detach().double(), weight.detach().double(), bias.detach().double(), gy.double()
-    ref = F.conv2d(x64, w64, b64, stride)
-    assert y.shape == ref.shape
-    assert ((y.double() - ref).abs() <= _bound(c + 1, F.conv2d(x64, w64.abs(), b64.abs(), stride))).all()
-    strides = list(torch.nn.modules.utils._pair(stride))
-    ref_gx, ref_gw = torch.ops.aten.convolution_backward(
-        gy64, x64, w64, None, strides, [0, 0], [1, 1], False, [0, 0], 1, [True, True, False]
-    )[:2]
-    mag_gx, mag_gw = torch.ops.aten.convolution_backward(
-        gy64.abs(), x64, w64.abs(), None, strides, [0, 0], [1, 1], False, [0, 0], 1, [True, True, False]
-    )[:2]
-    assert ((gx.double() - ref_gx).abs() <= _bound(co, mag_gx)).all()
-    assert ((gw.double() - ref_gw).abs() <= _bound(n * y.shape[2] * y.shape[3], mag_gw)).all()
-    assert (
-        (gb.double() - gy64.sum((0, 2, 3))).abs() <= _bound(n * y[0, 0].numel(), gy64.abs().sum((0, 2, 3)))
-    ).all()
+    takes it (torch's strided convolution otherwise would), on a dense input (rate None)
+    torch's stride-1 convolution does; values and all three gradients, the input's zero
+    between the strided positions, within float32's bound of torch's strided convolution in
+    float64."""
+    _assert_within_float32s_bound(*shape, co, 1, 0, rate, stride)
 
 
 def test_a_strided_1x1_convolution_with_padding_or_in_channels_last_runs_torchs_strided_convolution():
