@@ -264,10 +264,17 @@ def test_gradient_of_a_plain_sum_equals_the_reference(reset_delay, uses):
 
 
 @pytest.mark.parametrize("reset_delay, reset", [(True, "zero"), (False, "subtract"), (False, "zero")])
-def test_a_layer_split_over_threads_equals_the_reference(reset_delay, reset, monkeypatch):
-    """Large layers share their neurons out over threads in chunks of 512."""
+@pytest.mark.parametrize(
+    "T, B, N",
+    [
+        (20, 7, 601),  # M = 4207 on 3 threads: chunks of 1536 neurons (6 pieces of 256), the last one partial
+        (3, 7, 2000),  # M = 14000: three chunks of the most neurons a chunk holds, 4096, and one of 1712
+    ],
+)
+def test_a_layer_split_over_threads_equals_the_reference(reset_delay, reset, T, B, N, monkeypatch):
+    """Large layers share their neurons out over threads in chunks of at most 4096, each
+    gone through in pieces of 256 (a per-neuron threshold read piece by piece)."""
     g = torch.Generator().manual_seed(2)
-    T, B, N = 20, 7, 601  # M = 4207: eight full chunks and a partial one
     x0 = torch.randn(T, B, N, generator=g, dtype=torch.float64) * 1.5
     th0 = 0.5 + torch.rand(N, generator=g, dtype=torch.float64)
     w = torch.randn(T, B, N, generator=g, dtype=torch.float64)
