@@ -154,6 +154,7 @@ INLINE void fwd_chunk(const lif_args *a, int64_t i0, int64_t n, const int delaye
 }
 
 /* vmh: same-step subtract only, saved holds V - theta (no U, no spike bytes; no beta gradient);
+ * 2: nor a threshold gradient, so no parameter gradient is summed (1: the threshold's is);
  * over: gx is saved itself (the gradient overwrites what was kept): row t of saved is then read
  * through gx alone, before gx[t] is written; row t - 1 (prev) is not written until the next step */
 INLINE void bwd_chunk(const lif_args *a, int64_t i0, int64_t n, const int delayed, const int subtract, const int vmh_saved,
@@ -227,8 +228,10 @@ INLINE void bwd_chunk(const lif_args *a, int64_t i0, int64_t n, const int delaye
                     const real gst = detach ? gsi : gsi + (subtract ? -(am * h) : -(am * v));
                     const real sgv = surrogate_grad(vmh, sg, p, c_atan, p_half);
                     gout = gst * sgv + (subtract ? am : am * ((real)1 - s));
-                    gbc[k] += gout * up;
-                    gtc[k] += -(gst * sgv) - (subtract ? am * s : (real)0);
+                    if (vmh_saved != 2) {
+                        gbc[k] += gout * up;
+                        gtc[k] += -(gst * sgv) - (subtract ? am * s : (real)0);
+                    }
                 }
                 gx[k] = gout;
                 gc[k] = gout;
@@ -283,8 +286,8 @@ static void fwd_range(const lif_args *a, int64_t i0, int64_t i1) {
 
 #define BWD_FN(D, S, V, SG, O) \
     CLONES static void bwd_##D##S##V##_##SG##_##O(const lif_args *a, int64_t i, int64_t n) { bwd_chunk(a, i, n, D, S, V, SG, O); }
-#define BWD_FNS(SG, O) BWD_FN(0, 0, 0, SG, O) BWD_FN(0, 1, 0, SG, O) BWD_FN(0, 1, 1, SG, O) BWD_FN(1, 0, 0, SG, O) \
-    BWD_FN(1, 1, 0, SG, O)
+#define BWD_FNS(SG, O) BWD_FN(0, 0, 0, SG, O) BWD_FN(0, 1, 0, SG, O) BWD_FN(0, 1, 1, SG, O) BWD_FN(0, 1, 2, SG, O) \
+    BWD_FN(1, 0, 0, SG, O) BWD_FN(1, 1, 0, SG, O)
 #define BWD_SGS(O) BWD_FNS(SG_ATAN, O) BWD_FNS(SG_FAST_SIGMOID, O) BWD_FNS(SG_SIGMOID, O) \
     BWD_FNS(SG_TRIANGULAR, O) BWD_FNS(SG_STRAIGHT, O)
 BWD_SGS(0)
@@ -295,7 +298,8 @@ BWD_SGS(1)
     case 0: bwd_000_##SG##_##O(a, i, n); break;                            \
     case 1:                                                                \
         if (a->sbits_in) bwd_010_##SG##_##O(a, i, n);                      \
-        else bwd_011_##SG##_##O(a, i, n);                                  \
+        else if (a->gth || a->gbeta) bwd_011_##SG##_##O(a, i, n);          \
+        else bwd_012_##SG##_##O(a, i, n);                                  \
         break;                                                             \
     case 2: bwd_100_##SG##_##O(a, i, n); break;                            \
     default: bwd_110_##SG##_##O(a, i, n); break;                           \
