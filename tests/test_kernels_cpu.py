@@ -237,6 +237,21 @@ def test_without_a_c_compiler_lif_falls_back_to_the_reference(no_c_compiler):
     assert torch.equal(s, s_ref) and torch.equal(m, m_ref)
 
 
+@pytest.mark.parametrize("reset_delay", [True, False])
+@pytest.mark.parametrize("step", [(0,), (2, 0, 3)])
+def test_a_layer_without_neurons_gives_empty_spikes_and_gradients(reset_delay, step):
+    """A step of no neurons (a dimension of size 0) runs the kernel forward and backward and
+    gives what the reference loop gives: empty spikes, membrane and input gradient."""
+    out = {}
+    for backend in ("reference", "cpu"):
+        x = torch.zeros(4, *step, requires_grad=True)
+        s, (m,) = lif(x, None, LIFParams(0.9, 1.0, "subtract", reset_delay), backend)
+        (gx,) = torch.autograd.grad(s.sum() + m.sum(), [x])
+        out[backend] = (s, m, gx)
+    for a, b in zip(out["cpu"], out["reference"], strict=True):
+        assert a.shape == b.shape == (4, *step)
+
+
 def test_inference_without_grad_runs_the_kernel_and_saves_nothing():
     x = torch.randn(10, 4, 6)
     with torch.no_grad():

@@ -335,7 +335,7 @@ typedef struct {
 static int64_t chunk_size(int64_t M, int threads) {
     const int64_t per_thread = (M + threads - 1) / (threads > 1 ? threads : 1);
     const int64_t pieces = (per_thread + SUB - 1) / SUB * SUB;
-    return pieces < CHUNK ? pieces : CHUNK;
+    return pieces < SUB ? SUB : pieces < CHUNK ? pieces : CHUNK; /* no neurons (M = 0): no chunk */
 }
 
 static void fwd_item(const void *p, int64_t c) {
