@@ -452,7 +452,8 @@ def test_the_avx2_pass_over_the_spikes_writes_their_bits(
     monkeypatch, n, c, h, w, co, kernel, padding, rate, threads
 ):
     """The bits the AVX2 pass writes, unpacked, are the spikes: over the channels at each
-    padded position (zeros in the border) and over the columns of each row."""
+    padded position (zeros in the border) and over the columns of each row; the share of ones
+    it counts is theirs."""
     monkeypatch.setattr(spike_conv_cpu, "DENSE_FROM", 1.0)
     monkeypatch.setenv("SPIKECIM_ISA", "avx2")
     x = _spikes((n, c, h, w), rate, seed=30)
@@ -460,10 +461,11 @@ def test_the_avx2_pass_over_the_spikes_writes_their_bits(
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        mask, rowbits = spike_conv_cpu._spike_bits(x, (ph, pw))
+        mask, rowbits, rate = spike_conv_cpu._spike_bits(x, (ph, pw))
     finally:
         torch.set_num_threads(before)
-    assert torch.equal(spike_conv_cpu._unpack_rowbits(rowbits, w), x.to(torch.uint8))
+    assert torch.equal(spike_conv_cpu._unpack_rowbits(rowbits, w, torch.uint8), x.to(torch.uint8))
+    assert rate == int(x.sum()) / x.numel()
     words = ((mask.to(torch.int32).unsqueeze(-1) >> torch.arange(16, dtype=torch.int32)) & 1).flatten(-2)
     spikes = F.pad(x, (pw, pw, ph, ph, 0, words.shape[-1] - c))  # bits past C stay 0
     assert torch.equal(words.permute(0, 3, 1, 2), spikes.to(torch.int32))

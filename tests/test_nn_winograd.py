@@ -216,6 +216,30 @@ def test_the_spiking_convolutions_input_gradient_is_the_transposed_convolution_w
     assert bool(((gx.double() - want).abs() <= error_bound(gy, turned, (1, 1))).all())
 
 
+@pytest.mark.parametrize("rate", [0.15, 0.35])
+def test_a_spiking_convolution_takes_winograds_weight_gradient_from_its_spike_rate_on(
+    rate, any_size, monkeypatch
+):
+    """Above the rate where Winograd's weight gradient is the faster (here set to 0.25 for 64
+    channels), the event-driven convolution's weight gradient is Winograd's of the unpacked
+    spikes, bit for bit, and within that algorithm's bound of torch's float64 gradient; below
+    it, the event-driven kernel's."""
+    if not spike_conv_cpu.available():
+        pytest.skip("no spiking-convolution kernel on this CPU")
+    monkeypatch.setattr(spike_conv_cpu, "_WINOGRAD_WGRAD_FROM", ((64, 0.25),))
+    x = _spikes(3, 64, 9, 8, rate, 10)
+    weight = torch.randn(64, 64, 3, 3, generator=torch.Generator().manual_seed(11), requires_grad=True)
+    gy = torch.randn(3, 64, 9, 8, generator=torch.Generator().manual_seed(12))
+    (gw,) = torch.autograd.grad(spike_conv_cpu.conv2d(x, weight, padding=1), weight, gy)
+    if rate > 0.25:
+        assert torch.equal(gw, winograd.weight_grad3x3(x, gy, (1, 1)))
+    else:
+        _, rowbits, _ = spike_conv_cpu._spike_bits(x, (1, 1))
+        assert torch.equal(gw, spike_conv_cpu._weight_grad(x.shape, rowbits, gy, weight.shape, (1, 1)))
+    want = torch.nn.grad.conv2d_weight(x.double(), weight.shape, gy.double(), padding=1)
+    assert bool(((gw.double() - want).abs() <= weight_grad_bound(x, gy, (1, 1))).all())
+
+
 def test_winograd_torch_gives_torchs_transposed_convolution_bit_for_bit(monkeypatch):
     monkeypatch.setenv("SPIKECIM_WINOGRAD", "torch")
     assert not winograd.available()

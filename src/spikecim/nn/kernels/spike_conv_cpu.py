@@ -10,7 +10,9 @@ to skip, is the transposed convolution by Winograd's algorithm
 of the dense convolution's additions, in 0.5–0.75 of its time on one core, the weight
 gradient in about half (``benchmarks/bench_spike_conv.py``; docs/speed.md, "Spiking
 convolutions"). For the weight gradient the spikes are kept as bits, not as the float
-input torch's convolution keeps.
+input torch's convolution keeps; where the spike rate makes Winograd's weight gradient the
+faster (:data:`_WINOGRAD_WGRAD_FROM`: many channels, many spikes), the backward pass unpacks
+the bits and runs :func:`spikecim.nn.kernels.winograd.weight_grad3x3` on them.
 
 :func:`conv2d` runs it where it applies and torch's ``conv2d`` everywhere else (a dense
 3×3 input of stride 1 that needs a gradient through :func:`spikecim.nn.kernels.winograd.conv2d`,
@@ -63,6 +65,13 @@ _SOURCE = Path(cbuild.__file__).with_name("spike_conv_cpu.c")
 _PANEL = 256
 _COLUMNS = 64  # the forward's output channels per pass (FCB in the C file)
 _WGRAD_POSITIONS = 256  # input positions per block of the weight gradient (rows of one or more samples)
+# (fewest channels in or out, spike rate) from which Winograd's weight gradient of the unpacked
+# spikes (winograd.weight_grad3x3) beats the event-driven one, whose time grows with the rate
+# where Winograd's does not. The crossovers measured on ResNet-19's and VGG-9's 3×3 layers at
+# T·B = 64 and 256 (2 threads, 2026-12-07, a one-off script): 512 channels at 8×8 0.13 and 0.17,
+# 256 at 16×16 0.19 and 0.23, 256 at 8×8 0.18 and 0.20, 128 at 16×16 and 32×32 0.27-0.29, 64
+# never below 0.4; the rates here lie at or above the larger of each pair.
+_WINOGRAD_WGRAD_FROM = ((512, 0.17), (256, 0.24))
 _PARALLEL_MIN = 1 << 18  # additions below which one thread beats waking another
 _FIELDS = ("x", "mask", "rowbits", "wt", "y", "gy", "gw", "counts")
 _SIZES = (
@@ -156,7 +165,9 @@ def conv2d(x: torch.Tensor, weight: torch.Tensor, bias=None, stride=1, padding=0
         x = _samples_contiguous(x)
         bits = _spike_bits(x, _pair(padding))
         if bits is not None:
-            return _SpikeConv.apply(x, weight, bias, *bits, _pair(padding))
+            mask, rowbits, rate = bits
+            by_winograd = _weight_grad_by_winograd(x, weight, _pair(padding), rate)
+            return _SpikeConv.apply(x, weight, bias, mask, rowbits, _pair(padding), by_winograd)
     if _pair(stride) == (1, 1) and _pair(dilation) == (1, 1) and groups == 1 and not isinstance(padding, str):
         return winograd.conv2d(
             x, weight, bias, _pair(padding)
@@ -209,14 +220,26 @@ def _samples_contiguous(x: torch.Tensor) -> torch.Tensor:
     return x.contiguous()
 
 
+def _weight_grad_by_winograd(
+    x: torch.Tensor, weight: torch.Tensor, padding: tuple[int, int], rate: float
+) -> bool:
+    """Whether the weight gradient of this convolution of spikes at ``rate`` runs Winograd's
+    algorithm on the spikes unpacked from their bits (:data:`_WINOGRAD_WGRAD_FROM`, where
+    :func:`winograd.applies`), not the event-driven kernel."""
+    channels = min(weight.shape[0], weight.shape[1])
+    start = next((r for c, r in _WINOGRAD_WGRAD_FROM if channels >= c), None)
+    return start is not None and rate >= start and winograd.applies(x, weight, padding)
+
+
 class _SpikeConv(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, weight, bias, mask, rowbits, padding):
+    def forward(ctx, x, weight, bias, mask, rowbits, padding, by_winograd: bool):
         y = _forward(x, weight, mask, padding)
         if bias is not None:
             y += bias.view(1, -1, 1, 1)
         ctx.save_for_backward(rowbits, weight)  # the spikes as bits: x itself is not kept
         ctx.padding, ctx.has_bias, ctx.shape = padding, bias is not None, x.shape
+        ctx.by_winograd = by_winograd
         return y
 
     @staticmethod
@@ -228,11 +251,14 @@ class _SpikeConv(torch.autograd.Function):
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:  # stride 1: the transposed convolution is the input gradient
             gx = winograd.conv_transpose2d(gy, weight, ctx.padding)
-        if ctx.needs_input_grad[1]:
+        if ctx.needs_input_grad[1] and ctx.by_winograd:
+            x = _unpack_rowbits(rowbits, ctx.shape[-1], gy.dtype)
+            gw = winograd.weight_grad3x3(x, gy, ctx.padding)
+        elif ctx.needs_input_grad[1]:
             gw = _weight_grad(ctx.shape, rowbits, gy, weight.shape, ctx.padding)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             gb = gy.sum((0, 2, 3))
-        return gx, gw, gb, None, None, None
+        return gx, gw, gb, None, None, None, None
 
 
 def _backward_graph(ctx, gy, rowbits, weight):
@@ -245,21 +271,22 @@ def _backward_graph(ctx, gy, rowbits, weight):
     if ctx.needs_input_grad[0]:
         gx = torch.nn.grad.conv2d_input(ctx.shape, weight, gy, padding=ctx.padding)
     if ctx.needs_input_grad[1]:
-        x = _unpack_rowbits(rowbits, ctx.shape[-1]).to(gy.dtype)
+        x = _unpack_rowbits(rowbits, ctx.shape[-1], gy.dtype)
         gw = torch.nn.grad.conv2d_weight(x, weight.shape, gy, padding=ctx.padding)
         if ctx.needs_input_grad[0]:
             gw = _NoSecondDerivative.apply(gw)
     if ctx.has_bias and ctx.needs_input_grad[2]:
         gb = gy.sum((0, 2, 3))
-    return gx, gw, gb, None, None, None
+    return gx, gw, gb, None, None, None, None
 
 
-def _unpack_rowbits(rowbits: torch.Tensor, width: int) -> torch.Tensor:
-    """The spikes ``[N, C, H, W]`` (0 or 1, uint8) of the bits over each row's columns
+def _unpack_rowbits(rowbits: torch.Tensor, width: int, dtype: torch.dtype) -> torch.Tensor:
+    """The spikes ``[N, C, H, W]`` (0 or 1 of ``dtype``) of the bits over each row's columns
     (bit ``j % 16`` of word ``j // 16`` is column j)."""
-    shifts = torch.arange(16, dtype=torch.int32)
-    bits = (rowbits.to(torch.int32).unsqueeze(-1) >> shifts) & 1
-    return bits.flatten(-2)[..., :width].to(torch.uint8)
+    lanes = torch.ones(16, dtype=torch.int16) << torch.arange(16, dtype=torch.int16)
+    out = torch.empty(*rowbits.shape, 16, dtype=dtype)
+    torch.ne(rowbits.unsqueeze(-1) & lanes, 0, out=out)
+    return out.flatten(-2)[..., :width]
 
 
 class _NoSecondDerivative(torch.autograd.Function):
@@ -300,11 +327,11 @@ def _args(
     )  # fmt: skip
 
 
-def _spike_bits(x: torch.Tensor, padding: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor] | None:
+def _spike_bits(x: torch.Tensor, padding: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, float] | None:
     """The spikes of ``x`` as bits twice: over the channels at each padded position
     (``[N][H + 2ph][W + 2pw][ceil(C/16)]`` words, for the forward) and over the columns of
-    each row (``[N][C][H][ceil(W/16)]``, for the weight gradient); None when an entry is
-    not 0 or 1 or more than :data:`DENSE_FROM` of them are 1."""
+    each row (``[N][C][H][ceil(W/16)]``, for the weight gradient), and the share of ones;
+    None when an entry is not 0 or 1 or more than :data:`DENSE_FROM` of them are 1."""
     n, c, h, w = x.shape
     ph, pw = padding
     mask = torch.zeros(n, h + 2 * ph, w + 2 * pw, -(-c // 16), dtype=torch.int16)
@@ -321,9 +348,10 @@ def _spike_bits(x: torch.Tensor, padding: tuple[int, int]) -> tuple[torch.Tensor
         counts=counts,
     )
     _library().spike_masks(ctypes.byref(a), cbuild.threads(x.numel(), _PARALLEL_MIN))
-    if bool((counts < 0).any()) or int(counts.sum()) > DENSE_FROM * x.numel():
+    ones = int(counts.sum())
+    if bool((counts < 0).any()) or ones > DENSE_FROM * x.numel():
         return None
-    return mask, rowbits
+    return mask, rowbits, ones / x.numel()
 
 
 def _forward(
