@@ -13,7 +13,11 @@ dense maps (its pooled spikes) against torch's (``convolution_backward`` for the
 alone), a third the input gradients of layers with fewer channels, which
 ``winograd.applies`` leaves to torch, and a fourth those of maps whose 4×4 output tiles
 overhang them (2×2 to 14×14: the tiles compute up to 4× the outputs the map has), with that
-factor, which ``winograd.applies`` bounds.
+factor, which ``winograd.applies`` bounds. A fifth times the weight gradient of spikes on the
+first table's layers at spike rates of 0.2 and 0.3: the event-driven sum
+(``spike_conv_cpu._weight_grad`` on the spikes' bits) against Winograd's on the spikes
+unpacked from those bits, the unpacking included, and which of the two
+``spike_conv_cpu._WINOGRAD_WGRAD_FROM`` picks.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from spikecim.memory import keep_freed_memory
-from spikecim.nn.kernels import winograd
+from spikecim.nn.kernels import spike_conv_cpu, winograd
 from spikecim.timing import interleaved_times
 
 # (C, H = W, Co) of the forward convolution: VGG-9's layers, then ResNet-19's
@@ -70,6 +74,17 @@ def _input_gradients(gy: torch.Tensor, weight: torch.Tensor) -> list:
     return [
         lambda: F.conv_transpose2d(gy, weight, padding=1),
         lambda: winograd.conv3x3(gy, weight, (1, 1), flip=True),
+    ]
+
+
+def _weight_gradients_of_spikes(shape: torch.Size, rowbits: torch.Tensor, gy: torch.Tensor, weight) -> list:
+    """The event-driven weight gradient of the spikes ``rowbits`` holds, and Winograd's of the
+    spikes unpacked from them."""
+    return [
+        lambda: spike_conv_cpu._weight_grad(shape, rowbits, gy, weight.shape, (1, 1)),
+        lambda: winograd.weight_grad3x3(
+            spike_conv_cpu._unpack_rowbits(rowbits, shape[-1], gy.dtype), gy, (1, 1)
+        ),
     ]
 
 
@@ -148,6 +163,29 @@ def main() -> None:
             f"| {n}, {c} ← {c}, {hw}×{hw} | {winograd.tile_overhang(hw, hw):.2f} | {direct:.2f} | {wino:.2f} | "
             f"{direct / wino:.2f} |"
         )
+    if spike_conv_cpu.available():
+        _spike_weight_gradients(args, gen)
+
+
+def _spike_weight_gradients(args, gen: torch.Generator) -> None:
+    print()
+    print(
+        "| weight gradient of spikes, C → Co, H×W | rate | event-driven | Winograd + unpacking | × | picked |"
+    )
+    print("| --- | --- | --- | --- | --- | --- |")
+    for c, hw, co in SHAPES:
+        for rate in (0.2, 0.3):
+            x = (torch.rand(args.batch, c, hw, hw, generator=gen) < rate).float()
+            gy = torch.randn(args.batch, co, hw, hw, generator=gen)
+            weight = torch.empty(co, c, 3, 3)
+            _, rowbits, share = spike_conv_cpu._spike_bits(x, (1, 1))
+            event, wino = _medians_ms(_weight_gradients_of_spikes(x.shape, rowbits, gy, weight), args.repeats)
+            picked = (
+                "Winograd" if spike_conv_cpu._weight_grad_by_winograd(x, weight, (1, 1), share) else "event"
+            )
+            print(
+                f"| {c} → {co}, {hw}×{hw} | {share:.2f} | {event:.1f} | {wino:.1f} | {event / wino:.2f} | {picked} |"
+            )
 
 
 if __name__ == "__main__":

@@ -67,10 +67,12 @@ _COLUMNS = 64  # the forward's output channels per pass (FCB in the C file)
 _WGRAD_POSITIONS = 256  # input positions per block of the weight gradient (rows of one or more samples)
 # (fewest channels in or out, spike rate) from which Winograd's weight gradient of the unpacked
 # spikes (winograd.weight_grad3x3) beats the event-driven one, whose time grows with the rate
-# where Winograd's does not. The crossovers measured on ResNet-19's and VGG-9's 3×3 layers at
-# T·B = 64 and 256 (2 threads, 2026-12-07, a one-off script): 512 channels at 8×8 0.13 and 0.17,
-# 256 at 16×16 0.19 and 0.23, 256 at 8×8 0.18 and 0.20, 128 at 16×16 and 32×32 0.27-0.29, 64
-# never below 0.4; the rates here lie at or above the larger of each pair.
+# where Winograd's does not. The crossovers on ResNet-19's and VGG-9's 3×3 layers at T·B = 64
+# and 256, interpolated between rates 0.2 and 0.3 (`python benchmarks/bench_winograd.py
+# --batch 64` and `--batch 256`, its fifth table, 2 threads, 2026-12-07): 512 channels at 8×8
+# 0.13 and 0.17, 256 at 16×16 0.19 and 0.23, 256 at 8×8 0.18 and 0.20, 128 at 16×16 and 32×32
+# 0.27-0.29 at T·B = 64 and none below 0.3 at 256, 64 none below 0.3; the rates here lie at or
+# above the larger of each pair.
 _WINOGRAD_WGRAD_FROM = ((512, 0.17), (256, 0.24))
 _PARALLEL_MIN = 1 << 18  # additions below which one thread beats waking another
 _FIELDS = ("x", "mask", "rowbits", "wt", "y", "gy", "gw", "counts")
