@@ -284,10 +284,12 @@ def _backward_graph(ctx, gy, rowbits, weight):
 
 def _unpack_rowbits(rowbits: torch.Tensor, width: int, dtype: torch.dtype) -> torch.Tensor:
     """The spikes ``[N, C, H, W]`` (0 or 1 of ``dtype``) of the bits over each row's columns
-    (bit ``j % 16`` of word ``j // 16`` is column j)."""
-    lanes = torch.ones(16, dtype=torch.int16) << torch.arange(16, dtype=torch.int16)
-    out = torch.empty(*rowbits.shape, 16, dtype=dtype)
-    torch.ne(rowbits.unsqueeze(-1) & lanes, 0, out=out)
+    (bit ``j % 16`` of word ``j // 16`` is column j): contiguous where ``width`` is at most 16
+    (one word per row, only its ``width`` bits unpacked) or a multiple of 16."""
+    lanes = min(width, 16)
+    bits = torch.ones(lanes, dtype=torch.int16) << torch.arange(lanes, dtype=torch.int16)
+    out = torch.empty(*rowbits.shape, lanes, dtype=dtype)
+    torch.ne(rowbits.unsqueeze(-1) & bits, 0, out=out)
     return out.flatten(-2)[..., :width]
 
 
