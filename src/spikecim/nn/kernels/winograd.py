@@ -159,18 +159,21 @@ def weight_grad3x3(x: torch.Tensor, gy: torch.Tensor, padding: tuple[int, int]) 
     """The gradient ``[Co, C, 3, 3]`` of the weight of ``F.conv2d(x, weight, padding=padding)``
     (stride 1) for the output gradient ``gy [N, Co, Ho, Wo]``: Gᵀ (Σ_tiles Ĝ ⊙ V) G with
     V = Bᵀ d B of the input's tiles and Ĝ = A gy Aᵀ of the output gradient's, the sum over
-    the tiles 36 matrix products (``torch.baddbmm``). The caller checks :func:`applies`."""
+    the tiles 36 matrix products (``torch.bmm``, then ``torch.baddbmm``). The caller checks :func:`applies`."""
     x, gy = x.detach().contiguous(), gy.detach().contiguous()
     n, c, h, w = x.shape
     co, ho, wo = gy.shape[1:]
     lib, isa = _library(), cbuild.isa(_widest())
-    gu = torch.zeros(36, c, co)
+    gu = torch.empty(36, c, co)
     threads = cbuild.threads(gy.numel(), _PARALLEL_MIN)
     for n0, tiles, geometry in _groups(n, (h, w), (ho, wo), padding, max(c, co), isa):
         v, g = torch.empty(36, tiles, c), torch.empty(36, tiles, co)
         _call(lib.wino_input, threads, x=x[n0], v=v, C=c, xs=c * h * w, **geometry)
         _call(lib.wino_grad_tiles, threads, x=gy[n0], v=g, C=co, xs=co * ho * wo, **geometry)
-        gu.baddbmm_(v.transpose(1, 2), g)
+        if n0 == 0:  # the first group's products written, not added to zeros (no pass to clear gu)
+            torch.bmm(v.transpose(1, 2), g, out=gu)
+        else:
+            gu.baddbmm_(v.transpose(1, 2), g)
     gw = torch.empty(co, c, 3, 3)
     _call(lib.wino_weight_grad, cbuild.threads(36 * c * co, _PARALLEL_MIN), g=gw, u=gu, A=co, B=c, isa=isa)
     return gw
