@@ -11,9 +11,12 @@ the transposed convolution by Winograd's algorithm, ``benchmarks/bench_winograd.
 rounds, wall clock, 1 torch thread by default. ``SPIKECIM_ISA=avx2`` in the environment times
 the kernel's AVX2 loops on a CPU with AVX-512.
 
-A second table times ResNet-19's projection shortcuts (1×1, stride 2, no padding), forward +
-backward with both gradients, on spikes at 0.3 and on a dense input: torch's strided
-convolution against spikecim's, which convolves the positions the stride lands on.
+A second table does the same for ResNet-19's 3×3 convolutions of stride 2 (the first of the
+second and third stages), whose forward and weight gradient run on the kernel and whose input
+gradient is torch's transposed convolution. A third times ResNet-19's projection shortcuts
+(1×1, stride 2, no padding), forward + backward with both gradients, on spikes at 0.3 and on
+a dense input: torch's strided convolution against spikecim's, which convolves the positions
+the stride lands on.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from spikecim.timing import interleaved_times
 
 # (C, H = W, Co): VGG-9's spiking layers share the first two shapes, ResNet-19's the others
 SHAPES = [(64, 32, 64), (128, 16, 128), (128, 32, 128), (256, 16, 256), (512, 8, 512)]
+STRIDED = [(128, 32, 256), (256, 16, 512)]  # (C, H = W, Co) of ResNet-19's 3×3, stride-2 convolutions
 SHORTCUTS = [(128, 32, 256), (256, 16, 512)]  # (C, H = W, Co) of ResNet-19's 1×1, stride-2 convolutions
 
 
@@ -48,6 +52,33 @@ def _calls(conv, x: torch.Tensor, weight: torch.Tensor, gy: torch.Tensor, stride
     return [lambda: conv(x, weight, None, stride, padding), weight_grad, forward_backward]
 
 
+def _table(shapes, stride: int, rates, repeats: int, gen: torch.Generator) -> None:
+    """Forward, forward + weight gradient, forward + backward of 3×3 convolutions (padding 1) of
+    ``stride`` on spikes at each rate, torch's against spikecim's: one markdown table."""
+    print(
+        f"| C → Co, H×W, stride {stride} | rate | torch fwd | spikecim fwd | × | torch fwd + weight grad | "
+        "spikecim | × | torch fwd+bwd | spikecim | × |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for c, hw, co in shapes:
+        weight = torch.randn(co, c, 3, 3, generator=gen) * 0.05
+        gy = torch.randn(64, co, hw // stride, hw // stride, generator=gen)
+        for rate in rates:
+            x = (torch.rand(64, c, hw, hw, generator=gen) < rate).float()
+            t = interleaved_times(
+                [
+                    *_calls(F.conv2d, x, weight, gy, stride),
+                    *_calls(spike_conv_cpu.conv2d, x, weight, gy, stride),
+                ],
+                repeats,
+            )
+            tf, tw, tb, of, ow, ob = (statistics.median(v) * 1e3 for v in t)
+            print(
+                f"| {c} → {co}, {hw}×{hw} | {rate:g} | {tf:.1f} | {of:.1f} | {tf / of:.2f} | {tw:.1f} | {ow:.1f} | "
+                f"{tw / ow:.2f} | {tb:.1f} | {ob:.1f} | {tb / ob:.2f} |"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=9)
@@ -62,25 +93,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     gen = torch.Generator().manual_seed(0)
     print(f"torch {torch.__version__}, {args.threads} thread(s), median of {args.repeats} rounds, ms")
-    print(
-        "| C → Co, H×W | rate | torch fwd | spikecim fwd | × | torch fwd + weight grad | spikecim | × "
-        "| torch fwd+bwd | spikecim | × |"
-    )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    for c, hw, co in SHAPES:
-        weight = torch.randn(co, c, 3, 3, generator=gen) * 0.05
-        gy = torch.randn(64, co, hw, hw, generator=gen)
-        for rate in args.rate or (0.1, 0.2, 0.3):
-            x = (torch.rand(64, c, hw, hw, generator=gen) < rate).float()
-            t = interleaved_times(
-                [*_calls(F.conv2d, x, weight, gy), *_calls(spike_conv_cpu.conv2d, x, weight, gy)],
-                args.repeats,
-            )
-            tf, tw, tb, of, ow, ob = (statistics.median(v) * 1e3 for v in t)
-            print(
-                f"| {c} → {co}, {hw}×{hw} | {rate:g} | {tf:.1f} | {of:.1f} | {tf / of:.2f} | {tw:.1f} | {ow:.1f} | "
-                f"{tw / ow:.2f} | {tb:.1f} | {ob:.1f} | {tb / ob:.2f} |"
-            )
+    _table(SHAPES, 1, args.rate or (0.1, 0.2, 0.3), args.repeats, gen)
+    print()
+    _table(STRIDED, 2, args.rate or (0.2, 0.3), args.repeats, gen)
     print("\n| shortcut C → Co, H×W, 1×1 stride 2 | input | torch fwd+bwd | spikecim | × |")
     print("| --- | --- | --- | --- | --- |")
     for c, hw, co in SHORTCUTS:

@@ -174,10 +174,11 @@ def test_output_noise_std_is_in_units_of_the_tile_weight_scale():
     assert float(err.std()) == pytest.approx(0.1 * float(lin.weight.detach().abs().max()), rel=0.03)
 
 
+@pytest.mark.parametrize("stride", [1, 2])  # 2: the event-driven kernel at its stride
 @pytest.mark.parametrize("tile_rows", [128, 10])  # 10: four tiles, three cut a channel's kernel
-def test_direct_conv_path_for_spikes_equals_unfolded_patch_path(tile_rows):
+def test_direct_conv_path_for_spikes_equals_unfolded_patch_path(tile_rows, stride):
     torch.manual_seed(6)
-    conv = nn.Conv2d(4, 6, 3, stride=1, padding=1)
+    conv = nn.Conv2d(4, 6, 3, stride=stride, padding=1)
     cfg = {
         "device": {"name": "pcm", "read_noise_enabled": False},
         "tile_rows": tile_rows,
@@ -186,11 +187,14 @@ def test_direct_conv_path_for_spikes_equals_unfolded_patch_path(tile_rows):
     }
     layer = to_analog(conv, cfg)[0]
     spikes = (torch.rand(5, 4, 7, 7) < 0.4).float()
-    direct = layer(spikes)
-    cols = torch.nn.functional.unfold(spikes, 3, padding=1)  # [N, 36, 49]
-    unfolded = layer.matmul(cols.transpose(1, 2).reshape(-1, 36)) + conv.bias
-    unfolded = unfolded.view(5, 49, 6).transpose(1, 2).reshape(5, 6, 7, 7)
-    torch.testing.assert_close(direct, unfolded, rtol=0, atol=1e-5)
+    for grad in (True, False):  # training, and inference (the tiles' outputs written in place)
+        with torch.set_grad_enabled(grad):
+            direct = layer(spikes)
+        side = (7 + 2 - 3) // stride + 1
+        cols = torch.nn.functional.unfold(spikes, 3, padding=1, stride=stride)  # [N, 36, side²]
+        unfolded = layer.matmul(cols.transpose(1, 2).reshape(-1, 36)) + conv.bias
+        unfolded = unfolded.view(5, side * side, 6).transpose(1, 2).reshape(5, 6, side, side)
+        torch.testing.assert_close(direct, unfolded, rtol=0, atol=1e-5)
 
 
 def test_fast_ir_drop_method_in_a_layer_uses_the_first_order_model():

@@ -159,13 +159,59 @@ def test_a_strided_1x1_convolution_convolves_the_positions_the_stride_lands_on(s
     _assert_within_float32s_bound(*shape, co, 1, 0, rate, stride)
 
 
-def test_a_strided_1x1_convolution_with_padding_or_in_channels_last_runs_torchs_strided_convolution():
-    x, weight = _spikes((2, 8, 8, 8), 0.2, seed=5), torch.randn(16, 8, 1, 1, requires_grad=True)
-    for xi, padding in ((x, 1), (x.to(memory_format=torch.channels_last), 0)):
-        y = spike_conv_cpu.conv2d(xi, weight, None, 2, padding)
-        assert type(y.grad_fn).__name__ == TORCH
-        torch.testing.assert_close(y, F.conv2d(xi, weight, None, 2, padding), rtol=0, atol=0)
-        assert y.is_contiguous(memory_format=torch.channels_last) == (xi is not x)
+# (N, C, H, W, Co, kernel, stride, padding, spike rate): a ResNet's 3×3 downsampling layer at
+# stride 2 (padding 1 and 0, odd and even sizes), strides that differ by axis and exceed the
+# window, a 5×3 window, several blocks of 64 output channels, a padded 1×1 window (which the
+# shortcut's subsampling does not take)
+STRIDED = [
+    (2, 20, 9, 7, 70, 3, 2, 1, 0.3),
+    (3, 17, 8, 11, 33, 3, (2, 1), 1, 0.2),
+    (2, 5, 10, 10, 16, 3, 3, 1, 0.25),
+    (2, 16, 12, 12, 64, 3, 2, 0, 0.3),
+    (1, 40, 33, 35, 130, (5, 3), (2, 3), (1, 2), 0.25),
+    (2, 24, 17, 16, 20, 3, (1, 4), 1, 0.3),
+    (2, 8, 8, 8, 16, 1, 2, 1, 0.2),
+]
+
+
+@pytest.mark.parametrize("n, c, h, w, co, kernel, stride, padding, rate", STRIDED)
+@pytest.mark.parametrize("isa", ["native", "avx2"])
+def test_a_strided_convolution_of_spikes_runs_the_kernel_within_float32s_bound(
+    monkeypatch, isa, n, c, h, w, co, kernel, stride, padding, rate
+):
+    """Strided windows of spikes: the forward and the weight gradient on the kernel (the
+    input gradient is torch's transposed convolution), each within float32's bound of
+    torch's strided convolution in float64."""
+    if isa == "avx2":
+        monkeypatch.setenv("SPIKECIM_ISA", "avx2")
+    _assert_within_float32s_bound(n, c, h, w, co, kernel, padding, rate, stride)
+
+
+@pytest.mark.parametrize("stride", [2, (2, 1), 3])
+def test_a_strided_convolution_with_integer_weights_gives_torchs_exact_values(stride):
+    """Small integers make every partial sum exact: the strided forward and weight gradient
+    equal torch's to the bit, so no term of a window is dropped or added twice."""
+    x = _spikes((3, 21, 13, 18), 0.3, seed=4)
+    weight = torch.randint(-8, 9, (70, 21, 3, 3), generator=torch.Generator().manual_seed(5)).float()
+    leaf, wl = x.clone().requires_grad_(), weight.clone().requires_grad_()
+    y = spike_conv_cpu.conv2d(leaf, wl, None, stride, 1)
+    assert type(y.grad_fn).__name__ != TORCH
+    gy = torch.randint(-8, 9, y.shape, generator=torch.Generator().manual_seed(6)).float()
+    y.backward(gy)
+    assert torch.equal(y, F.conv2d(x, weight, None, stride, 1))
+    ref_gw = torch.ops.aten.convolution_backward(
+        gy, x, weight, None, list(_pair(stride)), [1, 1], [1, 1], False, [0, 0], 1, [False, True, False]
+    )[1]
+    assert torch.equal(wl.grad, ref_gw)
+
+
+def test_a_strided_1x1_convolution_in_channels_last_runs_torchs_strided_convolution():
+    x = _spikes((2, 8, 8, 8), 0.2, seed=5).to(memory_format=torch.channels_last)
+    weight = torch.randn(16, 8, 1, 1, requires_grad=True)
+    y = spike_conv_cpu.conv2d(x, weight, None, 2, 0)
+    assert type(y.grad_fn).__name__ == TORCH
+    torch.testing.assert_close(y, F.conv2d(x, weight, None, 2, 0), rtol=0, atol=0)
+    assert y.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_inputs_that_are_not_sparse_spikes_run_torchs_convolution():
@@ -183,12 +229,15 @@ def test_inputs_that_are_not_sparse_spikes_run_torchs_convolution():
         torch.testing.assert_close(
             y, F.conv2d(x, weight.to(x.dtype), None, 1, 1), equal_nan=True, rtol=0, atol=0
         )
-    for stride, dilation, groups, kw in ((2, 1, 1, 3), (1, 2, 1, 3), (1, 1, 2, 3), (1, 1, 1, 5)):
+    for stride, dilation, groups, kw in ((1, 2, 1, 3), (1, 1, 2, 3), (1, 1, 1, 5)):
         w = torch.randn(8, 4 // groups, 3, kw)
         assert not spike_conv_cpu.applies(spikes, w, stride, 1, dilation, groups)
         y = spike_conv_cpu.conv2d(spikes, w.requires_grad_(), None, stride, 1, dilation, groups)
         assert type(y.grad_fn).__name__ == TORCH
     assert not spike_conv_cpu.applies(spikes, weight, 1, "same", 1, 1)
+    assert not spike_conv_cpu.applies(spikes, torch.randn(8, 4, 17, 3), 1, 8, 1, 1)  # taller than 16
+    assert not spike_conv_cpu.applies(spikes, weight, 17, 1, 1, 1)  # a stride above 16
+    assert spike_conv_cpu.applies(spikes, torch.randn(8, 4, 16, 3), 16, 8, 1, 1)
     assert not spike_conv_cpu.applies(spikes.to(memory_format=torch.channels_last), weight, 1, 1, 1, 1)
     assert spike_conv_cpu.applies(spikes[:, 1:3], weight[:, 1:3], 1, 1, 1, 1)  # a slice of channels
     assert spike_conv_cpu.applies(spikes, weight, 1, 1, 1, 1)

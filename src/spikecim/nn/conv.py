@@ -2,7 +2,7 @@
 
 :class:`Conv2d` is ``nn.Conv2d`` (same arguments, state, ``forward`` and ``isinstance``)
 whose product runs :mod:`spikecim.nn.kernels.spike_conv_cpu` where its input turns out to
-be sparse binary spikes on a CPU (stride 1, one group; the kernel's docstring lists the
+be sparse binary spikes on a CPU (any stride, one group; the kernel's docstring lists the
 conditions) and torch's convolution everywhere else: the values agree to float rounding,
 the gradients too. A 3×3 convolution of stride 1 with 64 channels or more in and out computes
 its input gradient, and where its input is dense and needs a gradient also its forward and

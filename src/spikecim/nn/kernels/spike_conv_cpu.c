@@ -2,10 +2,11 @@
  * AVX2 (with FMA and POPCNT).
  *
  * For x [N, C, H, W] (each sample contiguous, the samples any stride apart: a slice of
- * channels) whose entries are all 0 or 1, a weight w [Co, C, KH, KW], stride 1,
- * dilation 1, one group and zero padding (ph, pw) (Ho = H + 2ph − KH + 1, Wo likewise):
- *   forward:        y[n, o, i, j] = Σ_{(c, a, b): x[n, c, i + a − ph, j + b − pw] = 1} w[o, c, a, b]
- *   weight gradient: gw[o, c, a, b] = Σ_{(n, i, j): x[n, c, i + a − ph, j + b − pw] = 1} gy[n, o, i, j]
+ * channels) whose entries are all 0 or 1, a weight w [Co, C, KH, KW], stride (sh, sw),
+ * dilation 1, one group and zero padding (ph, pw) (Ho = (H + 2ph − KH) / sh + 1 rounded down, Wo
+ * likewise):
+ *   forward:        y[n, o, i, j] = Σ_{(c, a, b): x[n, c, sh·i + a − ph, sw·j + b − pw] = 1} w[o, c, a, b]
+ *   weight gradient: gw[o, c, a, b] = Σ_{(n, i, j): x[n, c, sh·i + a − ph, sw·j + b − pw] = 1} gy[n, o, i, j]
  * the same sums as the dense convolution's, over the spikes only: multiplying by 1 is exact
  * and the terms of the zeros are 0, so the two differ by the order of the float additions.
  * The dense convolution does C·KH·KW multiply-adds per output; these do one addition per
@@ -29,9 +30,15 @@
  *   gw's columns (no two threads add into the same entry). Per block of `nblock` samples ×
  *   `rblock` input rows (whole small images, or rows of a large one): the list of each
  *   channel's spikes (vpcompressd of rowbits) and gy's block transposed into
- *   S [nblock][rblock + KH − 1][W + KW − 1][cbw], zeros where the output position lies outside
- *   the image; for every channel and kernel row the KW·cbw/16 accumulators take S at each
- *   spike shifted by the tap, then are added into gw [KH][KW][C][Cop]. KW is 1 or 3.
+ *   S [nblock][rblock + KH − 1][W + KW − 1][cbw] over the input's grid: S at input position
+ *   (i, j) holds gy at the output position (i − KH + 1 + ph, j − KW + 1 + pw) / (sh, sw),
+ *   zeros where that lies outside the image or off the stride's grid; for every channel and
+ *   kernel row the KW·cbw/16 accumulators take S at each spike shifted by the tap, then are
+ *   added into gw [KH][KW][C][Cop]. KW is 1 or 3. With sh > 1 each channel's spikes are listed
+ *   by their row's class (i + ph) mod sh, and kernel row a takes only the class a mod sh, whose
+ *   rows are the ones S holds for it (the other classes would add S's zero rows); the columns'
+ *   zeros are added (a stride-2 layer adds KW taps per spike and kernel row, of which 1 or 2
+ *   are gy's).
  *
  * Instruction sets: each pass is one body (masks_item, forward_item, wgrad_item) inlined into
  * two item functions, _avx512 (16 lanes a vector) and _avx2 (8), chosen per call by args.isa;
@@ -64,6 +71,7 @@ typedef struct {
     int64_t *counts; /* [N·CW]: spikes per (n, word), −1: an entry neither 0 nor 1 */
     int64_t N, C, H, W, Co, Cop, KH, KW, ph, pw, Ho, Wo, CW, JW, xs;
     int64_t rows, cbw, rblock, nblock; /* forward: rows per item; weight gradient: channels, rows, samples */
+    int64_t sh, sw;                    /* the stride */
     int32_t failed;            /* set when an item could not allocate its buffers */
     int32_t isa;               /* the loops to run: 3 AVX-512, 2 AVX2 (at most spike_conv_available()) */
 } spike_conv_args;
@@ -326,13 +334,14 @@ ISA_INLINE void forward_item(const void *p, int64_t item, int isa) {
             for (int64_t l = 0; l < 16; l++) base[16 * t + l] = (int32_t)((t * a->C + 16 * cw + l) * FCB);
         for (int64_t rr = 0, q = 0; rr < nr; rr++) { /* position q's spikes: L = lists + q·maxl, cnts[q] */
             const int64_t r = r0 + rr, n = r / Ho, i = r % Ho;
-            const uint16_t *m = a->mask + (n * Hp + i) * Wp * CW + cw; /* the window's top-left mask word */
+            const uint16_t *m = a->mask + (n * Hp + i * a->sh) * Wp * CW + cw; /* the window's top-left mask word */
+            const int64_t step = a->sw * CW;
             int32_t *L = lists + q * maxl;
             if (a->KW == 3)
-                for (int64_t j = 0; j < Wo; j++, q++, m += CW, L += maxl)
+                for (int64_t j = 0; j < Wo; j++, q++, m += step, L += maxl)
                     cnts[q] = (isa == 3 ? spike_list_3 : spike_list_3_avx2)(m, Wp * CW, CW, a->KH, base, L);
             else
-                for (int64_t j = 0; j < Wo; j++, q++, m += CW, L += maxl)
+                for (int64_t j = 0; j < Wo; j++, q++, m += step, L += maxl)
                     cnts[q] = (isa == 3 ? spike_list_1 : spike_list_1_avx2)(m, Wp * CW, CW, a->KH, base, L);
         }
         for (int64_t cb = 0; cb < Cop; cb += FCB) {
@@ -377,66 +386,93 @@ AVX2 static inline int64_t bit_offsets_avx2(int32_t *L, unsigned k, int32_t at) 
     return compress16_avx2(L, k, lo, _mm256_add_epi32(lo, _mm256_set1_epi32(8)));
 }
 
-/* For channel c's spikes L[0 .. cnt) (offsets (i − i0)·Ws + j) and kernel row ka: the KW·NACC
- * accumulators take S at each spike, tap kb at column offset −kb, and go into gw. */
-#define WGRAD_ROW(NAME, KW_, NACC)                                                                  \
+/* For channel c's spikes L[0 .. cnt) (offsets (i − i0)·Ws + j) and kernel row ka: the NT·NACC
+ * accumulators take S at each spike, tap kb = kb0 + t·KS (t < NT) at column offset −kb, and go
+ * into gw. A stride-1 row runs every tap (kb0 0, KS 1, NT = KW); a strided one the taps that
+ * meet gy's columns from the spikes' column class (NT = 2 only at stride 2: taps 0 and 2). KS
+ * is a constant so that the taps' offsets are the loads' immediates (a variable one cost the
+ * 64-channel rows 10 %). */
+#define WGRAD_ROW(NAME, NT, KS, NACC)                                                               \
     AVX512 static void NAME(const spike_conv_args *a, const float *S, int64_t Ws, const int32_t *L, \
-                            int64_t cnt, int64_t c, int64_t ka, int64_t cb) {                       \
-        const int64_t cbw = 16 * NACC;                                                              \
-        __m512 acc[KW_][NACC];                                                                      \
-        for (int kb = 0; kb < KW_; kb++)                                                            \
-            for (int v = 0; v < NACC; v++) acc[kb][v] = _mm512_setzero_ps();                        \
-        const float *base = S + ((a->KH - 1 - ka) * Ws + KW_ - 1) * cbw;                            \
+                            int64_t cnt, int64_t c, int64_t ka, int64_t cb, int64_t kb0) {          \
+        const int64_t cbw = 16 * NACC, step = KS * cbw;                                             \
+        __m512 acc[NT][NACC];                                                                       \
+        for (int t = 0; t < NT; t++)                                                                \
+            for (int v = 0; v < NACC; v++) acc[t][v] = _mm512_setzero_ps();                         \
+        const float *base = S + ((a->KH - 1 - ka) * Ws + a->KW - 1 - kb0) * cbw;                    \
         for (int64_t e = 0; e < cnt; e++) {                                                         \
             const float *s = base + (int64_t)L[e] * cbw;                                            \
-            _Pragma("GCC unroll 3") for (int kb = 0; kb < KW_; kb++)                                \
+            _Pragma("GCC unroll 3") for (int t = 0; t < NT; t++)                                    \
                 _Pragma("GCC unroll 4") for (int v = 0; v < NACC; v++)                              \
-                    acc[kb][v] = _mm512_add_ps(acc[kb][v], _mm512_load_ps(s - kb * cbw + 16 * v));  \
+                    acc[t][v] = _mm512_add_ps(acc[t][v], _mm512_load_ps(s - t * step + 16 * v));    \
         }                                                                                           \
-        for (int kb = 0; kb < KW_; kb++) {                                                          \
-            float *g = a->gw + ((ka * KW_ + kb) * a->C + c) * a->Cop + cb;                          \
+        for (int t = 0; t < NT; t++) {                                                              \
+            float *g = a->gw + ((ka * a->KW + kb0 + t * KS) * a->C + c) * a->Cop + cb;              \
             for (int v = 0; v < NACC; v++)                                                          \
-                _mm512_storeu_ps(g + 16 * v, _mm512_add_ps(_mm512_loadu_ps(g + 16 * v), acc[kb][v])); \
+                _mm512_storeu_ps(g + 16 * v, _mm512_add_ps(_mm512_loadu_ps(g + 16 * v), acc[t][v]));  \
         }                                                                                           \
     }
-WGRAD_ROW(wgrad_row_3_1, 3, 1)
-WGRAD_ROW(wgrad_row_3_2, 3, 2)
-WGRAD_ROW(wgrad_row_3_4, 3, 4)
-WGRAD_ROW(wgrad_row_1_1, 1, 1)
-WGRAD_ROW(wgrad_row_1_2, 1, 2)
-WGRAD_ROW(wgrad_row_1_4, 1, 4)
+WGRAD_ROW(wgrad_row_3_1, 3, 1, 1)
+WGRAD_ROW(wgrad_row_3_2, 3, 1, 2)
+WGRAD_ROW(wgrad_row_3_4, 3, 1, 4)
+WGRAD_ROW(wgrad_row_2_1, 2, 2, 1)
+WGRAD_ROW(wgrad_row_2_2, 2, 2, 2)
+WGRAD_ROW(wgrad_row_2_4, 2, 2, 4)
+WGRAD_ROW(wgrad_row_1_1, 1, 1, 1)
+WGRAD_ROW(wgrad_row_1_2, 1, 1, 2)
+WGRAD_ROW(wgrad_row_1_4, 1, 1, 4)
 
-/* WGRAD_ROW, 8 lanes a vector: the 2·NACC vectors of each tap in runs of NV (the KW·NV
+/* WGRAD_ROW, 8 lanes a vector: the 2·NACC vectors of each tap in runs of NV (the NT·NV
  * accumulators stay in AVX2's 16 registers), each run over all the spikes; per lane the same
  * sums in the same order. */
-#define WGRAD_ROW_AVX2(NAME, KW_, NACC, NV)                                                          \
+#define WGRAD_ROW_AVX2(NAME, NT, KS, NACC, NV)                                                       \
     AVX2 static void NAME(const spike_conv_args *a, const float *S, int64_t Ws, const int32_t *L,    \
-                          int64_t cnt, int64_t c, int64_t ka, int64_t cb) {                          \
-        const int64_t cbw = 16 * NACC;                                                               \
-        const float *base = S + ((a->KH - 1 - ka) * Ws + KW_ - 1) * cbw;                             \
+                          int64_t cnt, int64_t c, int64_t ka, int64_t cb, int64_t kb0) {            \
+        const int64_t cbw = 16 * NACC, step = KS * cbw;                                              \
+        const float *base = S + ((a->KH - 1 - ka) * Ws + a->KW - 1 - kb0) * cbw;                     \
         for (int h = 0; h < 2 * NACC; h += NV) {                                                     \
-            __m256 acc[KW_][NV];                                                                     \
-            for (int kb = 0; kb < KW_; kb++)                                                         \
-                for (int v = 0; v < NV; v++) acc[kb][v] = _mm256_setzero_ps();                       \
+            __m256 acc[NT][NV];                                                                      \
+            for (int t = 0; t < NT; t++)                                                             \
+                for (int v = 0; v < NV; v++) acc[t][v] = _mm256_setzero_ps();                        \
             for (int64_t e = 0; e < cnt; e++) {                                                      \
                 const float *s = base + (int64_t)L[e] * cbw + 8 * h;                                 \
-                _Pragma("GCC unroll 3") for (int kb = 0; kb < KW_; kb++)                             \
+                _Pragma("GCC unroll 3") for (int t = 0; t < NT; t++)                                 \
                     _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++)                             \
-                        acc[kb][v] = _mm256_add_ps(acc[kb][v], _mm256_load_ps(s - kb * cbw + 8 * v)); \
+                        acc[t][v] = _mm256_add_ps(acc[t][v], _mm256_load_ps(s - t * step + 8 * v));  \
             }                                                                                        \
-            for (int kb = 0; kb < KW_; kb++) {                                                       \
-                float *g = a->gw + ((ka * KW_ + kb) * a->C + c) * a->Cop + cb + 8 * h;               \
+            for (int t = 0; t < NT; t++) {                                                           \
+                float *g = a->gw + ((ka * a->KW + kb0 + t * KS) * a->C + c) * a->Cop + cb + 8 * h;   \
                 for (int v = 0; v < NV; v++)                                                         \
-                    _mm256_storeu_ps(g + 8 * v, _mm256_add_ps(_mm256_loadu_ps(g + 8 * v), acc[kb][v])); \
+                    _mm256_storeu_ps(g + 8 * v, _mm256_add_ps(_mm256_loadu_ps(g + 8 * v), acc[t][v])); \
             }                                                                                        \
         }                                                                                            \
     }
-WGRAD_ROW_AVX2(wgrad_row_3_1_avx2, 3, 1, 2)
-WGRAD_ROW_AVX2(wgrad_row_3_2_avx2, 3, 2, 4)
-WGRAD_ROW_AVX2(wgrad_row_3_4_avx2, 3, 4, 4)
-WGRAD_ROW_AVX2(wgrad_row_1_1_avx2, 1, 1, 2)
-WGRAD_ROW_AVX2(wgrad_row_1_2_avx2, 1, 2, 4)
-WGRAD_ROW_AVX2(wgrad_row_1_4_avx2, 1, 4, 8)
+WGRAD_ROW_AVX2(wgrad_row_3_1_avx2, 3, 1, 1, 2)
+WGRAD_ROW_AVX2(wgrad_row_3_2_avx2, 3, 1, 2, 4)
+WGRAD_ROW_AVX2(wgrad_row_3_4_avx2, 3, 1, 4, 4)
+WGRAD_ROW_AVX2(wgrad_row_2_1_avx2, 2, 2, 1, 2)
+WGRAD_ROW_AVX2(wgrad_row_2_2_avx2, 2, 2, 2, 4)
+WGRAD_ROW_AVX2(wgrad_row_2_4_avx2, 2, 2, 4, 4)
+WGRAD_ROW_AVX2(wgrad_row_1_1_avx2, 1, 1, 1, 2)
+WGRAD_ROW_AVX2(wgrad_row_1_2_avx2, 1, 1, 2, 4)
+WGRAD_ROW_AVX2(wgrad_row_1_4_avx2, 1, 1, 4, 8)
+
+typedef void (*wgrad_row_fn)(const spike_conv_args *, const float *, int64_t, const int32_t *, int64_t, int64_t,
+                             int64_t, int64_t, int64_t);
+
+/* The row function for NT taps (1 .. 3: 2 only at stride 2) and cbw output channels, by the
+ * loops of `isa`. */
+static wgrad_row_fn wgrad_row_for(int64_t nt, int64_t cbw, int isa) {
+    static const wgrad_row_fn f[2][3][3] = {
+        {{wgrad_row_1_1_avx2, wgrad_row_1_2_avx2, wgrad_row_1_4_avx2},
+         {wgrad_row_2_1_avx2, wgrad_row_2_2_avx2, wgrad_row_2_4_avx2},
+         {wgrad_row_3_1_avx2, wgrad_row_3_2_avx2, wgrad_row_3_4_avx2}},
+        {{wgrad_row_1_1, wgrad_row_1_2, wgrad_row_1_4},
+         {wgrad_row_2_1, wgrad_row_2_2, wgrad_row_2_4},
+         {wgrad_row_3_1, wgrad_row_3_2, wgrad_row_3_4}},
+    };
+    return f[isa == 3][nt - 1][cbw == 16 ? 0 : cbw == 32 ? 1 : 2];
+}
 
 /* Item: output channels cb .. cb + cbw − 1, by the loops of `isa` (3 AVX-512, 2 AVX2: a constant
  * where wgrad_item_avx512 and _avx2 inline it). Per block of samples and rows, each channel's
@@ -446,58 +482,105 @@ ISA_INLINE void wgrad_item(const void *p, int64_t item, int isa) {
     spike_conv_args *a = (spike_conv_args *)p;
     const int64_t cbw = a->cbw, cb = item * cbw, H = a->H, C = a->C, R = a->rblock, NB = a->nblock;
     const int64_t Ws = a->W + a->KW - 1, Rs = R + a->KH - 1, per_c = NB * R * 16 * a->JW;
-    const int64_t B = isa == 3 ? 16 : 8;
+    const int64_t B = isa == 3 ? 16 : 8, sh = a->sh, sw = a->sw, HW = a->Ho * a->Wo;
+    const int64_t classes = sh * sw; /* (row class, column class) */
     int32_t *lists = malloc(sizeof(int32_t) * (size_t)(C * per_c + 16));
-    int64_t *cnts = malloc(sizeof(int64_t) * (size_t)C);
+    /* cnts[c·classes + k], first[..]: the number of channel c's spikes of class k, and where
+     * their list starts in lists */
+    int64_t *cnts = malloc(sizeof(int64_t) * (size_t)(2 * C * classes)), *first = cnts + C * classes;
+    /* colmask[r·JW + jw]: the columns 16·jw + b of column class r, (16·jw + b + pw) mod sw = r */
+    uint16_t *colmask = malloc(sizeof(uint16_t) * (size_t)(sw * a->JW));
     float *S = aligned_alloc(64, sizeof(float) * (size_t)(NB * Rs * Ws * cbw));
-    if (!lists || !cnts || !S) {
+    /* sw > 1: one row of gy transposed, [Wo][cbw], before its columns go to S's grid */
+    float *T = sw > 1 ? aligned_alloc(64, sizeof(float) * (size_t)(((a->Wo + B) * cbw + 15) / 16 * 16)) : 0;
+    if (!lists || !cnts || !colmask || !S || (sw > 1 && !T)) {
         a->failed = 1;
-        free(lists), free(cnts), free(S);
+        free(lists), free(cnts), free(colmask), free(S), free(T);
         return;
     }
-    void (*row)(const spike_conv_args *, const float *, int64_t, const int32_t *, int64_t, int64_t, int64_t, int64_t) =
-        isa == 3 ? a->KW == 3 ? (cbw == 16 ? wgrad_row_3_1 : cbw == 32 ? wgrad_row_3_2 : wgrad_row_3_4)
-                              : (cbw == 16 ? wgrad_row_1_1 : cbw == 32 ? wgrad_row_1_2 : wgrad_row_1_4)
-        : a->KW == 3 ? (cbw == 16 ? wgrad_row_3_1_avx2 : cbw == 32 ? wgrad_row_3_2_avx2 : wgrad_row_3_4_avx2)
-                     : (cbw == 16 ? wgrad_row_1_1_avx2 : cbw == 32 ? wgrad_row_1_2_avx2 : wgrad_row_1_4_avx2);
-    const int64_t no = a->Co - cb < cbw ? a->Co - cb : cbw;
+    /* column class r's row function: its taps r, r + sw, .. below KW (classes from KW on have none) */
+    const int64_t col_classes = sw < a->KW ? sw : a->KW;
+    wgrad_row_fn row[3];
+    for (int64_t r = 0; r < col_classes; r++) row[r] = wgrad_row_for((a->KW - 1 - r) / sw + 1, cbw, isa);
+    /* kernel row ka's row class, times sw (no division in the loops: they cost the 64-channel
+     * layers 10 %) */
+    int64_t ka_class[16]; /* KH <= 16: the caller's limit */
+    for (int64_t ka = 0; ka < a->KH; ka++) ka_class[ka] = ka % sh * sw;
+    for (int64_t r = 0; r < sw; r++)
+        for (int64_t jw = 0; jw < a->JW; jw++) {
+            unsigned m = 0;
+            for (int64_t b = 0; b < 16; b++) m |= (unsigned)((16 * jw + b + a->pw) % sw == r) << b;
+            colmask[r * a->JW + jw] = (uint16_t)m;
+        }
+    /* gy's channels in this item (none in the columns past Co that round Cop up) */
+    const int64_t no = a->Co - cb < cbw ? (a->Co > cb ? a->Co - cb : 0) : cbw;
     const int64_t j_lo = a->KW - 1 - a->pw > 0 ? a->KW - 1 - a->pw : 0;
     const int64_t j_hi = a->Wo + a->KW - 1 - a->pw < Ws ? a->Wo + a->KW - 1 - a->pw : Ws;
     for (int64_t n0 = 0; n0 < a->N; n0 += NB)
         for (int64_t i0 = 0; i0 < H; i0 += R) {
             const int64_t nn = a->N - n0 < NB ? a->N - n0 : NB, ni = H - i0 < R ? H - i0 : R;
-            /* channel c's spikes in these rows of these samples: offsets (s·Rs + i)·Ws + j */
+            /* channel c's spikes in these rows of these samples, offsets (s·Rs + i)·Ws + j, class
+             * by class: k = q·sw + r for the rows i with (i0 + i + ph) mod sh = q and the columns
+             * j with (j + pw) mod sw = r */
+            int64_t i_first[16]; /* the first row of each class (sh <= 16: the caller's limit) */
+            for (int64_t q = 0; q < sh; q++) i_first[q] = ((q - (i0 + a->ph)) % sh + sh) % sh;
             for (int64_t c = 0; c < C; c++) {
-                int32_t *L = lists + c * per_c, cnt = 0;
-                for (int64_t s = 0; s < nn; s++)
-                    for (int64_t i = 0; i < ni; i++) {
-                        const uint16_t *bits = a->rowbits + (((n0 + s) * C + c) * H + i0 + i) * a->JW;
-                        int32_t at = (int32_t)((s * Rs + i) * Ws);
-                        for (int64_t jw = 0; jw < a->JW; jw++, at += 16)
-                            cnt += (int32_t)(isa == 3 ? bit_offsets : bit_offsets_avx2)(L + cnt, bits[jw], at);
+                int32_t *L = lists + c * per_c;
+                int64_t cnt = 0;
+                for (int64_t q = 0; q < sh; q++)
+                    for (int64_t r = 0; r < sw; r++) {
+                        first[c * classes + q * sw + r] = c * per_c + cnt;
+                        const int64_t from = cnt;
+                        const uint16_t *cm = colmask + r * a->JW;
+                        for (int64_t s = 0; s < nn; s++)
+                            for (int64_t i = i_first[q]; i < ni; i += sh) {
+                                const uint16_t *bits = a->rowbits + (((n0 + s) * C + c) * H + i0 + i) * a->JW;
+                                int32_t at = (int32_t)((s * Rs + i) * Ws);
+                                for (int64_t jw = 0; jw < a->JW; jw++, at += 16)
+                                    cnt += (isa == 3 ? bit_offsets : bit_offsets_avx2)(L + cnt, bits[jw] & cm[jw], at);
+                            }
+                        cnts[c * classes + q * sw + r] = cnt - from;
                     }
-                cnts[c] = cnt;
             }
-            /* S[s][si][sj][v] = gy[n0 + s, cb + v, i0 + si − (KH − 1) + ph, sj − (KW − 1) + pw], 0 outside */
+            /* S[s][si][sj][v] = gy[n0 + s, cb + v, io / sh, jo / sw] with io = i0 + si − (KH − 1) + ph,
+             * jo = sj − (KW − 1) + pw; 0 outside the image or where sh does not divide io (sw jo) */
             memset(S, 0, sizeof(float) * (size_t)(NB * Rs * Ws * cbw));
             for (int64_t s = 0; s < nn; s++)
                 for (int64_t si = 0; si < Rs; si++) {
-                    const int64_t io = i0 + si - (a->KH - 1) + a->ph;
-                    if (io < 0 || io >= a->Ho) continue;
+                    const int64_t io = i0 + si - (a->KH - 1) + a->ph, oi = sh == 1 ? io : io / sh;
+                    if (io < 0 || oi * sh != io || oi >= a->Ho) continue;
                     /* S's row: [sj][v] from gy's rows [v][xo], B × B blocks (transpose.h) */
-                    const float *src = a->gy + (((n0 + s) * a->Co + cb) * a->Ho + io) * a->Wo - (a->KW - 1) + a->pw;
+                    const float *row_gy = a->gy + (((n0 + s) * a->Co + cb) * a->Ho + oi) * a->Wo;
                     float *dst = S + (s * Rs + si) * Ws * cbw;
-                    for (int64_t sj = j_lo; sj < j_hi; sj += B)
+                    if (sw == 1) {
+                        const float *src = row_gy - (a->KW - 1) + a->pw;
+                        for (int64_t sj = j_lo; sj < j_hi; sj += B)
+                            for (int64_t v = 0; v < no; v += B)
+                                (isa == 3 ? transpose16_avx512 : transpose8_avx2)(
+                                    dst + sj * cbw + v, cbw, src + v * HW + sj, HW, (int)(no - v < B ? no - v : B),
+                                    (int)(j_hi - sj < B ? j_hi - sj : B));
+                        continue;
+                    }
+                    for (int64_t xo = 0; xo < a->Wo; xo += B) /* T[xo][v] = gy's row, then to columns sw·xo + KW − 1 − pw */
                         for (int64_t v = 0; v < no; v += B)
                             (isa == 3 ? transpose16_avx512 : transpose8_avx2)(
-                                dst + sj * cbw + v, cbw, src + v * a->Ho * a->Wo + sj, a->Ho * a->Wo,
-                                (int)(no - v < B ? no - v : B), (int)(j_hi - sj < B ? j_hi - sj : B));
+                                T + xo * cbw + v, cbw, row_gy + v * HW + xo, HW, (int)(no - v < B ? no - v : B),
+                                (int)(a->Wo - xo < B ? a->Wo - xo : B));
+                    for (int64_t xo = 0; xo < a->Wo; xo++) {
+                        const int64_t sj = sw * xo + a->KW - 1 - a->pw;
+                        if (sj >= 0 && sj < Ws) memcpy(dst + sj * cbw, T + xo * cbw, sizeof(float) * (size_t)no);
+                    }
                 }
+            /* kernel row ka takes the rows of class ka mod sh (S's other rows for it are zeros);
+             * column class r the taps kb = r, r + sw, .. below KW (the others read zeros) */
             for (int64_t c = 0; c < C; c++)
-                if (cnts[c])
-                    for (int64_t ka = 0; ka < a->KH; ka++) row(a, S, Ws, lists + c * per_c, cnts[c], c, ka, cb);
+                for (int64_t ka = 0; ka < a->KH; ka++)
+                    for (int64_t r = 0; r < col_classes; r++) {
+                        const int64_t k = c * classes + ka_class[ka] + r;
+                        if (cnts[k]) row[r](a, S, Ws, lists + first[k], cnts[k], c, ka, cb, r);
+                    }
         }
-    free(lists), free(cnts), free(S);
+    free(lists), free(cnts), free(colmask), free(S), free(T);
 }
 
 AVX512 static void wgrad_item_avx512(const void *p, int64_t item) { wgrad_item(p, item, 3); }

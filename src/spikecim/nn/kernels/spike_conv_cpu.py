@@ -5,8 +5,9 @@ multiplications: each output is the sum of the weights under the spikes in its w
 kernel adds exactly those, one vector of 64 output channels per spike and tap, and computes
 the weight gradient the same way (each weight's gradient is the sum of the output gradient
 at the positions its input spiked); the input gradient, whose output gradient has no zeros
-to skip, is the transposed convolution by Winograd's algorithm
-(:func:`spikecim.nn.kernels.winograd.conv_transpose2d`, torch's where that does not apply). At a spike rate of 25 % the forward does a quarter
+to skip, is the transposed convolution, at stride 1 by Winograd's algorithm
+(:func:`spikecim.nn.kernels.winograd.conv_transpose2d`, torch's where that does not apply),
+at other strides torch's. At a spike rate of 25 % the forward does a quarter
 of the dense convolution's additions, in 0.5–0.75 of its time on one core, the weight
 gradient in about half (``benchmarks/bench_spike_conv.py``; docs/speed.md, "Spiking
 convolutions"). For the weight gradient the spikes are kept as bits, not as the float
@@ -19,8 +20,8 @@ the bits and runs :func:`spikecim.nn.kernels.winograd.weight_grad3x3` on them.
 Winograd's algorithm), with the same values to float rounding (the sums run in another
 order) and the same gradients: a
 float32 CPU input ``[N, C, H, W]`` not in channels-last layout (torch's convolution keeps
-that layout; the kernel writes the default one), stride 1, dilation 1, one group, numeric
-padding, a kernel 1 or 3 wide, a CPU with AVX-512 (F, BW, VL) or AVX2 (with FMA and POPCNT: the
+that layout; the kernel writes the default one), any stride, dilation 1, one group, numeric
+padding, a kernel 1 or 3 wide and at most 16 tall, a stride of at most 16, a CPU with AVX-512 (F, BW, VL) or AVX2 (with FMA and POPCNT: the
 kernel has loops for both, chosen per call, with the same bits), every entry 0 or 1 (checked
 in the pass that reads the spikes, which stops at the first other value) and at most
 :data:`DENSE_FROM` of them 1 (above, the dense product is faster). A call made while a
@@ -34,7 +35,10 @@ graph to the spikes' source, and that derivative raises (:class:`_NoSecondDeriva
 A 1×1 convolution of stride s without padding (a ResNet's projection shortcut) reads only
 the positions the stride lands on: :func:`conv2d` convolves ``x[:, :, ::s, ::s]`` at stride
 1, on the kernel where those are sparse spikes, else on torch's convolution, both faster
-than torch's strided one (``benchmarks/bench_spike_conv.py``, its shortcut table).
+than torch's strided one (``benchmarks/bench_spike_conv.py``, its shortcut table). Other
+strided windows of spikes (a ResNet's 3×3 downsampling convolution) run on the kernel at
+their stride: its weight gradient adds each spike into the taps whose output position the
+stride lands on (``benchmarks/bench_spike_conv.py``, its stride-2 table).
 """
 
 from __future__ import annotations
@@ -64,7 +68,12 @@ _SOURCE = Path(cbuild.__file__).with_name("spike_conv_cpu.c")
 # VGG-9's and ResNet-19's spiking layers at rate 0.25 (1 and 2 threads, interleaved, 2026-12-06).
 _PANEL = 256
 _COLUMNS = 64  # the forward's output channels per pass (FCB in the C file)
-_WGRAD_POSITIONS = 256  # input positions per block of the weight gradient (rows of one or more samples)
+# Input positions per block of the weight gradient (rows of one or more samples), times the
+# stride's sh·sw: a block of a stride-2 layer's spikes splits into four classes of row and
+# column (spike_conv_cpu.c), and blocks of 1024 positions took 0.75-0.80 of the time of blocks
+# of 256 on ResNet-19's two 3×3 stride-2 layers at rates 0.2 and 0.3 (T·B = 64, 2 threads,
+# a one-off comparison on a Zen 4 EPYC, 2026-12-07; 512: 0.78-0.87)
+_WGRAD_POSITIONS = 256
 # (fewest channels in or out, spike rate) from which Winograd's weight gradient of the unpacked
 # spikes (winograd.weight_grad3x3) beats the event-driven one, whose time grows with the rate
 # where Winograd's does not. The crossovers on ResNet-19's and VGG-9's 3×3 layers at T·B = 64
@@ -96,6 +105,8 @@ _SIZES = (
     "cbw",
     "rblock",
     "nblock",
+    "sh",
+    "sw",
 )
 
 
@@ -127,9 +138,11 @@ def applies(x: torch.Tensor, weight: torch.Tensor, stride, padding, dilation, gr
         or x.dtype != torch.float32
         or weight.dtype != torch.float32
         or groups != 1
-        or _pair(stride) != (1, 1)
+        or min(_pair(stride)) < 1
         or _pair(dilation) != (1, 1)
         or kw not in (1, 3)
+        or kh > 16  # the weight gradient's tables of kernel rows and row classes hold 16
+        or max(_pair(stride)) > 16
         or min(ph, pw) < 0
         or h + 2 * ph < kh
         or w + 2 * pw < kw
@@ -168,8 +181,12 @@ def conv2d(x: torch.Tensor, weight: torch.Tensor, bias=None, stride=1, padding=0
         bits = _spike_bits(x, _pair(padding))
         if bits is not None:
             mask, rowbits, rate = bits
-            by_winograd = _weight_grad_by_winograd(x, weight, _pair(padding), rate)
-            return _SpikeConv.apply(x, weight, bias, mask, rowbits, _pair(padding), by_winograd)
+            by_winograd = _pair(stride) == (1, 1) and _weight_grad_by_winograd(
+                x, weight, _pair(padding), rate
+            )
+            return _SpikeConv.apply(
+                x, weight, bias, mask, rowbits, _pair(padding), _pair(stride), by_winograd
+            )
     if _pair(stride) == (1, 1) and _pair(dilation) == (1, 1) and groups == 1 and not isinstance(padding, str):
         return winograd.conv2d(
             x, weight, bias, _pair(padding)
@@ -235,12 +252,12 @@ def _weight_grad_by_winograd(
 
 class _SpikeConv(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, weight, bias, mask, rowbits, padding, by_winograd: bool):
-        y = _forward(x, weight, mask, padding)
+    def forward(ctx, x, weight, bias, mask, rowbits, padding, stride, by_winograd: bool):
+        y = _forward(x, weight, mask, padding, stride=stride)
         if bias is not None:
             y += bias.view(1, -1, 1, 1)
         ctx.save_for_backward(rowbits, weight)  # the spikes as bits: x itself is not kept
-        ctx.padding, ctx.has_bias, ctx.shape = padding, bias is not None, x.shape
+        ctx.padding, ctx.stride, ctx.has_bias, ctx.shape = padding, stride, bias is not None, x.shape
         ctx.by_winograd = by_winograd
         return y
 
@@ -251,16 +268,18 @@ class _SpikeConv(torch.autograd.Function):
             return _backward_graph(ctx, gy, rowbits, weight)
         gy = gy.contiguous()
         gx = gw = gb = None
-        if ctx.needs_input_grad[0]:  # stride 1: the transposed convolution is the input gradient
+        if ctx.needs_input_grad[0] and ctx.stride == (1, 1):  # the transposed convolution
             gx = winograd.conv_transpose2d(gy, weight, ctx.padding)
+        elif ctx.needs_input_grad[0]:
+            gx = torch.nn.grad.conv2d_input(ctx.shape, weight, gy, ctx.stride, ctx.padding)
         if ctx.needs_input_grad[1] and ctx.by_winograd:
             x = _unpack_rowbits(rowbits, ctx.shape[-1], gy.dtype)
             gw = winograd.weight_grad3x3(x, gy, ctx.padding)
         elif ctx.needs_input_grad[1]:
-            gw = _weight_grad(ctx.shape, rowbits, gy, weight.shape, ctx.padding)
+            gw = _weight_grad(ctx.shape, rowbits, gy, weight.shape, ctx.padding, ctx.stride)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             gb = gy.sum((0, 2, 3))
-        return gx, gw, gb, None, None, None, None
+        return gx, gw, gb, None, None, None, None, None
 
 
 def _backward_graph(ctx, gy, rowbits, weight):
@@ -271,15 +290,15 @@ def _backward_graph(ctx, gy, rowbits, weight):
     own derivatives are an error (:class:`_NoSecondDerivative`) rather than missing a term."""
     gx = gw = gb = None
     if ctx.needs_input_grad[0]:
-        gx = torch.nn.grad.conv2d_input(ctx.shape, weight, gy, padding=ctx.padding)
+        gx = torch.nn.grad.conv2d_input(ctx.shape, weight, gy, ctx.stride, ctx.padding)
     if ctx.needs_input_grad[1]:
         x = _unpack_rowbits(rowbits, ctx.shape[-1], gy.dtype)
-        gw = torch.nn.grad.conv2d_weight(x, weight.shape, gy, padding=ctx.padding)
+        gw = torch.nn.grad.conv2d_weight(x, weight.shape, gy, ctx.stride, ctx.padding)
         if ctx.needs_input_grad[0]:
             gw = _NoSecondDerivative.apply(gw)
     if ctx.has_bias and ctx.needs_input_grad[2]:
         gb = gy.sum((0, 2, 3))
-    return gx, gw, gb, None, None, None, None
+    return gx, gw, gb, None, None, None, None, None
 
 
 def _unpack_rowbits(rowbits: torch.Tensor, width: int, dtype: torch.dtype) -> torch.Tensor:
@@ -315,19 +334,25 @@ def _round_up(n: int, m: int) -> int:
 
 
 def _args(
-    x_shape: torch.Size, shape: torch.Size, padding: tuple[int, int], xs: int = 0, **tensors
+    x_shape: torch.Size,
+    shape: torch.Size,
+    padding: tuple[int, int],
+    xs: int = 0,
+    stride: tuple[int, int] = (1, 1),
+    **tensors,
 ) -> ctypes.Structure:
     n, c, h, w = x_shape
     co, _, kh, kw = shape
     ph, pw = padding
-    ho, wo = output_size((h, w), (kh, kw), (1, 1), padding, (1, 1))
-    rblock = min(h, _WGRAD_POSITIONS // w) or 1
-    nblock = max(1, _WGRAD_POSITIONS // (h * w)) if rblock == h else 1
+    ho, wo = output_size((h, w), (kh, kw), stride, padding, (1, 1))
+    positions = _WGRAD_POSITIONS * stride[0] * stride[1]  # about _WGRAD_POSITIONS output positions
+    rblock = min(h, positions // w) or 1
+    nblock = max(1, positions // (h * w)) if rblock == h else 1
     return _Args(
         **{name: t.data_ptr() for name, t in tensors.items()},
         N=n, C=c, H=h, W=w, Co=co, Cop=_round_up(co, _COLUMNS), KH=kh, KW=kw, ph=ph, pw=pw, Ho=ho, Wo=wo,
         CW=-(-c // 16), JW=-(-w // 16), xs=xs or c * h * w, rows=max(1, _PANEL // wo), cbw=16, rblock=rblock,
-        nblock=nblock, isa=cbuild.isa(_widest()),
+        nblock=nblock, sh=stride[0], sw=stride[1], isa=cbuild.isa(_widest()),
     )  # fmt: skip
 
 
@@ -364,6 +389,7 @@ def _forward(
     mask: torch.Tensor,
     padding: tuple[int, int],
     out: torch.Tensor | None = None,
+    stride: tuple[int, int] = (1, 1),
 ) -> torch.Tensor:
     co, c, kh, kw = weight.shape
     cop = _round_up(co, _COLUMNS)  # [Cop/64][KH][KW][C][64]
@@ -373,9 +399,9 @@ def _forward(
     wt = wt.reshape(cop // _COLUMNS, _COLUMNS, c, kh, kw)
     wt = wt.permute(0, 3, 4, 2, 1).contiguous()
     n, _, h, w = x.shape
-    shape = (n, co, *output_size((h, w), (kh, kw), (1, 1), padding, (1, 1)))
+    shape = (n, co, *output_size((h, w), (kh, kw), stride, padding, (1, 1)))
     y = x.new_empty(shape) if out is None else out.view(shape)
-    a = _args(x.shape, weight.shape, padding, mask=mask, wt=wt, y=y)
+    a = _args(x.shape, weight.shape, padding, stride=stride, mask=mask, wt=wt, y=y)
     _library().spike_conv_forward(ctypes.byref(a), cbuild.threads(x.numel() * kh * kw * co, _PARALLEL_MIN))
     if a.failed:
         raise MemoryError("spiking convolution: no memory for the kernel's work buffers")
@@ -383,11 +409,16 @@ def _forward(
 
 
 def _weight_grad(
-    x_shape: torch.Size, rowbits: torch.Tensor, gy: torch.Tensor, shape: torch.Size, padding: tuple[int, int]
+    x_shape: torch.Size,
+    rowbits: torch.Tensor,
+    gy: torch.Tensor,
+    shape: torch.Size,
+    padding: tuple[int, int],
+    stride: tuple[int, int] = (1, 1),
 ) -> torch.Tensor:
     co, c, kh, kw = shape
     gw = torch.zeros(kh, kw, c, _round_up(co, _COLUMNS))
-    a = _args(x_shape, shape, padding, rowbits=rowbits, gy=gy, gw=gw)
+    a = _args(x_shape, shape, padding, stride=stride, rowbits=rowbits, gy=gy, gw=gw)
     threads = cbuild.threads(x_shape.numel() * kh * kw * co, _PARALLEL_MIN)
     a.cbw = _weight_grad_columns(x_shape[-2] * x_shape[-1], a.Cop, threads, a.isa)
     _library().spike_conv_weight_grad(ctypes.byref(a), threads)
