@@ -572,13 +572,22 @@ ISA_INLINE void wgrad_item(const void *p, int64_t item, int isa) {
                     }
                 }
             /* kernel row ka takes the rows of class ka mod sh (S's other rows for it are zeros);
-             * column class r the taps kb = r, r + sw, .. below KW (the others read zeros) */
-            for (int64_t c = 0; c < C; c++)
-                for (int64_t ka = 0; ka < a->KH; ka++)
-                    for (int64_t r = 0; r < col_classes; r++) {
-                        const int64_t k = c * classes + ka_class[ka] + r;
-                        if (cnts[k]) row[r](a, S, Ws, lists + first[k], cnts[k], c, ka, cb, r);
-                    }
+             * column class r the taps kb = r, r + sw, .. below KW (the others read zeros). Stride
+             * 1 has one class, every spike and tap: its own loop (the classes' indexing cost its
+             * 64-channel layers 3 %) */
+            if (classes == 1) {
+                for (int64_t c = 0; c < C; c++)
+                    if (cnts[c])
+                        for (int64_t ka = 0; ka < a->KH; ka++)
+                            row[0](a, S, Ws, lists + c * per_c, cnts[c], c, ka, cb, 0);
+            } else {
+                for (int64_t c = 0; c < C; c++)
+                    for (int64_t ka = 0; ka < a->KH; ka++)
+                        for (int64_t r = 0; r < col_classes; r++) {
+                            const int64_t k = c * classes + ka_class[ka] + r;
+                            if (cnts[k]) row[r](a, S, Ws, lists + first[k], cnts[k], c, ka, cb, r);
+                        }
+            }
         }
     free(lists), free(cnts), free(colmask), free(S), free(T);
 }
