@@ -286,15 +286,16 @@ def test_the_spikes_are_kept_for_backward_as_bits_not_floats():
     assert kept <= x.numel() * x.element_size() / 16
 
 
-def _hessian_vector_product(conv, x, weight, bias, wrt, v):
+def _hessian_vector_product(conv, x, weight, bias, wrt, v, stride=1):
     """``d/d(weight, bias) of <d loss/d wrt, v>`` for ``loss = sum(conv(x)^3)``: a second
     derivative through the convolution's backward."""
-    y = conv(x, weight, bias, 1, 1)
+    y = conv(x, weight, bias, stride, 1)
     (g,) = torch.autograd.grad(y.pow(3).sum(), wrt, create_graph=True)
     return torch.autograd.grad((g * v).sum(), (weight, bias))
 
 
-def test_second_derivatives_through_the_weight_gradient_equal_torchs_float64_ones():
+@pytest.mark.parametrize("stride", [1, 2])
+def test_second_derivatives_through_the_weight_gradient_equal_torchs_float64_ones(stride):
     """With ``create_graph=True`` the backward is torch ops on the spikes the bits hold, so a
     Hessian-vector product over the weights is torch's (input without a gradient)."""
     x = _spikes((2, 5, 9, 11), 0.2, seed=21)
@@ -305,15 +306,16 @@ def test_second_derivatives_through_the_weight_gradient_equal_torchs_float64_one
         torch.randn(7, 5, 3, 3, generator=g),
     )
     wl, bl = w.clone().requires_grad_(), b.clone().requires_grad_()
-    ours = _hessian_vector_product(spike_conv_cpu.conv2d, x, wl, bl, wl, v)
+    ours = _hessian_vector_product(spike_conv_cpu.conv2d, x, wl, bl, wl, v, stride)
     w64, b64 = w.double().requires_grad_(), b.double().requires_grad_()
-    ref = _hessian_vector_product(F.conv2d, x.double(), w64, b64, w64, v.double())
+    ref = _hessian_vector_product(F.conv2d, x.double(), w64, b64, w64, v.double(), stride)
     for a, r in zip(ours, ref):
         assert torch.allclose(a.double(), r, rtol=1e-4, atol=1e-4 * float(r.abs().max()))
 
 
-def test_second_derivatives_through_the_input_gradient_equal_torchs_float64_ones():
-    x = _spikes((2, 6, 8, 8), 0.25, seed=23)
+@pytest.mark.parametrize("stride", [1, 2])
+def test_second_derivatives_through_the_input_gradient_equal_torchs_float64_ones(stride):
+    x = _spikes((2, 6, 9, 8), 0.25, seed=23)
     g = torch.Generator().manual_seed(24)
     w, b, v = (
         torch.randn(4, 6, 3, 3, generator=g),
@@ -321,11 +323,11 @@ def test_second_derivatives_through_the_input_gradient_equal_torchs_float64_ones
         torch.randn(x.shape, generator=g),
     )
     xl, wl, bl = x.clone().requires_grad_(), w.clone().requires_grad_(), b.clone().requires_grad_()
-    y = spike_conv_cpu.conv2d(xl, wl, bl, 1, 1)
+    y = spike_conv_cpu.conv2d(xl, wl, bl, stride, 1)
     assert type(y.grad_fn).__name__ != TORCH
-    ours = _hessian_vector_product(spike_conv_cpu.conv2d, xl, wl, bl, xl, v)
+    ours = _hessian_vector_product(spike_conv_cpu.conv2d, xl, wl, bl, xl, v, stride)
     x64, w64, b64 = x.double().requires_grad_(), w.double().requires_grad_(), b.double().requires_grad_()
-    ref = _hessian_vector_product(F.conv2d, x64, w64, b64, x64, v.double())
+    ref = _hessian_vector_product(F.conv2d, x64, w64, b64, x64, v.double(), stride)
     for a, r in zip(ours, ref):
         assert torch.allclose(a.double(), r, rtol=1e-4, atol=1e-4 * float(r.abs().max()))
 

@@ -69,7 +69,7 @@ _SOURCE = Path(cbuild.__file__).with_name("spike_conv_cpu.c")
 _PANEL = 256
 _COLUMNS = 64  # the forward's output channels per pass (FCB in the C file)
 # Input positions per block of the weight gradient (rows of one or more samples), times the
-# stride's sh·sw: a block of a stride-2 layer's spikes splits into four classes of row and
+# stride's sh·sw up to 4: a block of a stride-2 layer's spikes splits into four classes of row and
 # column (spike_conv_cpu.c), and blocks of 1024 positions took 0.75-0.80 of the time of blocks
 # of 256 on ResNet-19's two 3×3 stride-2 layers at rates 0.2 and 0.3 (T·B = 64, 2 threads,
 # a one-off comparison on a Zen 4 EPYC, 2026-12-07; 512: 0.78-0.87)
@@ -358,7 +358,9 @@ def _args(
     co, _, kh, kw = shape
     ph, pw = padding
     ho, wo = output_size((h, w), (kh, kw), stride, padding, (1, 1))
-    positions = _WGRAD_POSITIONS * stride[0] * stride[1]  # about _WGRAD_POSITIONS output positions
+    # about _WGRAD_POSITIONS output positions, at most 4 × its input positions (the lists of
+    # spikes of a block are per_c·C words)
+    positions = _WGRAD_POSITIONS * min(stride[0] * stride[1], 4)
     rblock = min(h, positions // w) or 1
     nblock = max(1, positions // (h * w)) if rblock == h else 1
     return _Args(
