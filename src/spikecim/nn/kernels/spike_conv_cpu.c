@@ -491,11 +491,9 @@ ISA_INLINE void wgrad_item(const void *p, int64_t item, int isa) {
     /* colmask[r·JW + jw]: the columns 16·jw + b of column class r, (16·jw + b + pw) mod sw = r */
     uint16_t *colmask = malloc(sizeof(uint16_t) * (size_t)(sw * a->JW));
     float *S = aligned_alloc(64, sizeof(float) * (size_t)(NB * Rs * Ws * cbw));
-    /* sw > 1: one row of gy transposed, [Wo][cbw], before its columns go to S's grid */
-    float *T = sw > 1 ? aligned_alloc(64, sizeof(float) * (size_t)(((a->Wo + B) * cbw + 15) / 16 * 16)) : 0;
-    if (!lists || !cnts || !colmask || !S || (sw > 1 && !T)) {
+    if (!lists || !cnts || !colmask || !S) {
         a->failed = 1;
-        free(lists), free(cnts), free(colmask), free(S), free(T);
+        free(lists), free(cnts), free(colmask), free(S);
         return;
     }
     /* column class r's row function: its taps r, r + sw, .. below KW (classes from KW on have none) */
@@ -514,8 +512,9 @@ ISA_INLINE void wgrad_item(const void *p, int64_t item, int isa) {
         }
     /* gy's channels in this item (none in the columns past Co that round Cop up) */
     const int64_t no = a->Co - cb < cbw ? (a->Co > cb ? a->Co - cb : 0) : cbw;
-    const int64_t j_lo = a->KW - 1 - a->pw > 0 ? a->KW - 1 - a->pw : 0;
-    const int64_t j_hi = a->Wo + a->KW - 1 - a->pw < Ws ? a->Wo + a->KW - 1 - a->pw : Ws;
+    /* gy's column xo goes to S's column sw·xo + jo0; the columns xo_lo .. xo_hi − 1 land in [0, Ws) */
+    const int64_t jo0 = a->KW - 1 - a->pw, xo_lo = jo0 >= 0 ? 0 : (sw - 1 - jo0) / sw;
+    const int64_t xo_hi = (Ws - 1 - jo0) / sw + 1 < a->Wo ? (Ws - 1 - jo0) / sw + 1 : a->Wo;
     for (int64_t n0 = 0; n0 < a->N; n0 += NB)
         for (int64_t i0 = 0; i0 < H; i0 += R) {
             const int64_t nn = a->N - n0 < NB ? a->N - n0 : NB, ni = H - i0 < R ? H - i0 : R;
@@ -549,27 +548,15 @@ ISA_INLINE void wgrad_item(const void *p, int64_t item, int isa) {
                 for (int64_t si = 0; si < Rs; si++) {
                     const int64_t io = i0 + si - (a->KH - 1) + a->ph, oi = sh == 1 ? io : io / sh;
                     if (io < 0 || oi * sh != io || oi >= a->Ho) continue;
-                    /* S's row: [sj][v] from gy's rows [v][xo], B × B blocks (transpose.h) */
+                    /* S's row: [sj][v] from gy's rows [v][xo], B × B blocks (transpose.h) written sw
+                     * columns apart */
                     const float *row_gy = a->gy + (((n0 + s) * a->Co + cb) * a->Ho + oi) * a->Wo;
                     float *dst = S + (s * Rs + si) * Ws * cbw;
-                    if (sw == 1) {
-                        const float *src = row_gy - (a->KW - 1) + a->pw;
-                        for (int64_t sj = j_lo; sj < j_hi; sj += B)
-                            for (int64_t v = 0; v < no; v += B)
-                                (isa == 3 ? transpose16_avx512 : transpose8_avx2)(
-                                    dst + sj * cbw + v, cbw, src + v * HW + sj, HW, (int)(no - v < B ? no - v : B),
-                                    (int)(j_hi - sj < B ? j_hi - sj : B));
-                        continue;
-                    }
-                    for (int64_t xo = 0; xo < a->Wo; xo += B) /* T[xo][v] = gy's row, then to columns sw·xo + KW − 1 − pw */
+                    for (int64_t xo = xo_lo; xo < xo_hi; xo += B)
                         for (int64_t v = 0; v < no; v += B)
                             (isa == 3 ? transpose16_avx512 : transpose8_avx2)(
-                                T + xo * cbw + v, cbw, row_gy + v * HW + xo, HW, (int)(no - v < B ? no - v : B),
-                                (int)(a->Wo - xo < B ? a->Wo - xo : B));
-                    for (int64_t xo = 0; xo < a->Wo; xo++) {
-                        const int64_t sj = sw * xo + a->KW - 1 - a->pw;
-                        if (sj >= 0 && sj < Ws) memcpy(dst + sj * cbw, T + xo * cbw, sizeof(float) * (size_t)no);
-                    }
+                                dst + (sw * xo + jo0) * cbw + v, sw * cbw, row_gy + v * HW + xo, HW,
+                                (int)(no - v < B ? no - v : B), (int)(xo_hi - xo < B ? xo_hi - xo : B));
                 }
             /* kernel row ka takes the rows of class ka mod sh (S's other rows for it are zeros);
              * column class r the taps kb = r, r + sw, .. below KW (the others read zeros). Stride
@@ -589,7 +576,7 @@ ISA_INLINE void wgrad_item(const void *p, int64_t item, int isa) {
                         }
             }
         }
-    free(lists), free(cnts), free(colmask), free(S), free(T);
+    free(lists), free(cnts), free(colmask), free(S);
 }
 
 AVX512 static void wgrad_item_avx512(const void *p, int64_t item) { wgrad_item(p, item, 3); }
