@@ -160,11 +160,34 @@ def test_a_wrong_transform_falls_outside_the_bound(any_size):
 def test_groups_of_samples_give_the_whole_batchs_values(any_size, monkeypatch):
     gen = torch.Generator().manual_seed(3)
     x, weight = torch.randn(7, 20, 9, 10, generator=gen), torch.randn(12, 20, 3, 3, generator=gen)
+    gy = torch.randn(7, 12, 9, 10, generator=gen)
     whole = winograd.conv3x3(x, weight, (1, 1))
+    monkeypatch.setattr(winograd, "_MIN_GROUP_TILES", 1)
     monkeypatch.setattr(winograd, "_GROUP_BYTES", 1)  # one sample per group
     alone = torch.cat([winograd.conv3x3(x[i : i + 1], weight, (1, 1)) for i in range(7)])
     assert torch.equal(winograd.conv3x3(x, weight, (1, 1)), alone)
     assert torch.equal(whole, alone)
+    # groups of 3, 3 and 1 sample (9 tiles of 20 channels each), the last in part of the buffer
+    monkeypatch.setattr(winograd, "_GROUP_BYTES", 3 * 36 * 9 * 20 * 4)
+    assert [tiles for _, tiles, _ in winograd._groups(7, (9, 10), (9, 10), (1, 1), 20, 0)] == [27, 27, 9]
+    assert torch.equal(winograd.conv3x3(x, weight, (1, 1)), alone)
+    got = winograd.weight_grad3x3(x, gy, (1, 1))
+    want = torch.nn.grad.conv2d_weight(x.double(), (12, 20, 3, 3), gy.double(), padding=(1, 1))
+    assert bool(((got.double() - want).abs() <= weight_grad_bound(x, gy, (1, 1))).all())
+
+
+def test_a_group_holds_enough_tiles_for_the_products_whatever_its_bytes():
+    """Each group's 36 products have its tiles as rows: with 512 channels on 8 × 8 maps the
+    byte budget alone would give them 112."""
+    th_tw = 4  # an 8 × 8 output map: 2 × 2 tiles of 4 × 4
+    by_bytes = winograd._GROUP_BYTES // (36 * th_tw * 512 * 4)
+    assert by_bytes * th_tw < winograd._MIN_GROUP_TILES
+    groups = list(winograd._groups(256, (8, 8), (8, 8), (1, 1), 512, 0))
+    assert all(tiles >= winograd._MIN_GROUP_TILES for _, tiles, _ in groups[:-1])
+    assert sum(tiles for _, tiles, _ in groups) == 256 * th_tw
+    # where the bytes give more tiles than that, the bytes decide (32 channels on 32 × 32)
+    wide = list(winograd._groups(256, (32, 32), (32, 32), (1, 1), 32, 0))
+    assert wide[0][1] == winograd._GROUP_BYTES // (36 * 64 * 32 * 4) * 64 > winograd._MIN_GROUP_TILES
 
 
 @pytest.mark.skipif(winograd.available() and winograd._widest() < 2, reason="no AVX2 on this CPU")

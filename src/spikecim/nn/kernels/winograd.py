@@ -6,8 +6,9 @@ Lavin and Gray ("Fast Algorithms for Convolutional Neural Networks", CVPR 2016) 
 transformed tiles, each tile giving 4 × 4 outputs: 36 multiply-adds per output tile and input
 channel where the direct convolution takes 144. The input and output transforms are compiled
 passes over the tiles (``winograd_cpu.c``), the products one ``torch.bmm``; the samples run in
-groups whose transformed tiles stay within :data:`_GROUP_BYTES`, so the extra memory is
-bounded whatever the batch.
+groups whose transformed tiles stay within :data:`_GROUP_BYTES` (or hold
+:data:`_MIN_GROUP_TILES` tiles, where that is more), through one buffer reused by every group,
+so the extra memory is bounded whatever the batch.
 
 spikecim runs it where its 3×3 convolutions of stride 1 train: the input gradient of the
 event-driven spiking convolutions (:mod:`spikecim.nn.kernels.spike_conv_cpu`), a dense 3×3
@@ -47,9 +48,15 @@ __all__ = ["applies", "available", "conv2d", "conv3x3", "conv_transpose2d", "wei
 _SOURCE = Path(cbuild.__file__).with_name("winograd_cpu.c")
 # Bytes of transformed tiles per group of samples (the input's and the output's, each): 2, 4, 8
 # and 32 MiB were within the host's noise of each other on VGG-9's and ResNet-19's 3×3 layers at
-# T·B = 64 (2 threads, a one-off comparison, 2026-12-07); 8 MiB bounds the extra memory of any
-# batch at 16 MiB besides U.
+# T·B = 64 (2 threads, a one-off comparison, 2026-12-07). A group's 36 products are [tiles, C] ×
+# [C, Co], and each group packs all of U again: with 256 and 512 channels on 8×8 and 16×16 maps
+# 8 MiB gave them 112-224 tiles, and groups of at least 448 ran 1.04-1.13x faster on 512
+# channels (forward and weight gradient, T·B = 64 and 256, 2 threads, against the groups of
+# 8 MiB in fresh buffers, interleaved in one process, 2026-12-07 11:55 UTC). The extra memory
+# of any batch is 16 MiB besides U, or 2 · 36 · 448 · 4 bytes per channel where that is more
+# (66 MiB at 512 channels).
 _GROUP_BYTES = 8 << 20
+_MIN_GROUP_TILES = 448
 # Below these torch's direct convolution is used: with 16 or 32 channels in or out the input
 # gradient ran at 0.56-0.80x torch's speed, with 64 and more at 1.18-2.02x (8x8 to 32x32 maps;
 # `python benchmarks/bench_winograd.py`, 2 threads, 2026-12-07).
@@ -147,8 +154,10 @@ def conv3x3(
     )
     y = x.new_empty(n, co, ho, wo)
     threads = cbuild.threads(y.numel(), _PARALLEL_MIN)
-    for n0, tiles, geometry in _groups(n, (h, w), (ho, wo), padding, max(c, co), isa):
-        v, out = torch.empty(36, tiles, c), torch.empty(36, tiles, co)
+    groups = list(_groups(n, (h, w), (ho, wo), padding, max(c, co), isa))
+    work_v, work_m = _work(groups, c), _work(groups, co)
+    for n0, tiles, geometry in groups:
+        v, out = _tiles(work_v, tiles, c), _tiles(work_m, tiles, co)
         _call(lib.wino_input, threads, x=x[n0], v=v, C=c, xs=c * h * w, **geometry)
         torch.bmm(v, u, out=out)
         _call(lib.wino_output, threads, m=out, y=y[n0], C=co, **geometry)
@@ -166,8 +175,10 @@ def weight_grad3x3(x: torch.Tensor, gy: torch.Tensor, padding: tuple[int, int]) 
     lib, isa = _library(), cbuild.isa(_widest())
     gu = torch.empty(36, c, co)
     threads = cbuild.threads(gy.numel(), _PARALLEL_MIN)
-    for n0, tiles, geometry in _groups(n, (h, w), (ho, wo), padding, max(c, co), isa):
-        v, g = torch.empty(36, tiles, c), torch.empty(36, tiles, co)
+    groups = list(_groups(n, (h, w), (ho, wo), padding, max(c, co), isa))
+    work_v, work_g = _work(groups, c), _work(groups, co)
+    for n0, tiles, geometry in groups:
+        v, g = _tiles(work_v, tiles, c), _tiles(work_g, tiles, co)
         _call(lib.wino_input, threads, x=x[n0], v=v, C=c, xs=c * h * w, **geometry)
         _call(lib.wino_grad_tiles, threads, x=gy[n0], v=g, C=co, xs=co * ho * wo, **geometry)
         if n0 == 0:  # the first group's products written, not added to zeros (no pass to clear gu)
@@ -230,14 +241,28 @@ def _groups(
     n: int, size: tuple[int, int], out: tuple[int, int], padding: tuple[int, int], channels: int, isa: int
 ):
     """``(first sample, tiles, geometry)`` for each group of the ``n`` samples whose
-    transformed tiles (36 rows of ``channels`` per tile) stay within :data:`_GROUP_BYTES`;
+    transformed tiles (36 rows of ``channels`` per tile) stay within :data:`_GROUP_BYTES`, or
+    that holds :data:`_MIN_GROUP_TILES` tiles where that is more;
     ``geometry``: the fields of ``_Args`` that describe the group's images and tiles."""
     th, tw = -(-out[0] // 4), -(-out[1] // 4)
-    group = max(1, min(n, _GROUP_BYTES // (36 * th * tw * channels * 4)))
+    by_bytes = _GROUP_BYTES // (36 * th * tw * channels * 4)
+    group = max(1, min(n, max(by_bytes, -(-_MIN_GROUP_TILES // (th * tw)))))
     for n0 in range(0, n, group):
         m = min(group, n - n0)
         geometry = {"N": m, "H": size[0], "W": size[1], "Ho": out[0], "Wo": out[1], "th": th, "tw": tw}
         yield n0, m * th * tw, {**geometry, "ph": padding[0], "pw": padding[1], "isa": isa}
+
+
+def _work(groups: list, channels: int) -> torch.Tensor:
+    """One buffer for the transformed tiles of every group, sized for the largest: a fresh
+    buffer per group alternated between two blocks of the heap, twice the memory the
+    transforms and products go through, which then fell out of the cache between groups."""
+    return torch.empty(36 * max(tiles for _, tiles, _ in groups) * channels)
+
+
+def _tiles(work: torch.Tensor, tiles: int, channels: int) -> torch.Tensor:
+    """The ``[36, tiles, channels]`` of a group at the start of ``work``."""
+    return work[: 36 * tiles * channels].view(36, tiles, channels)
 
 
 def _call(fn, threads: int, **fields) -> None:
