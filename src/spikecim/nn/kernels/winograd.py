@@ -52,7 +52,7 @@ _SOURCE = Path(cbuild.__file__).with_name("winograd_cpu.c")
 # [C, Co], and each group packs all of U again: with 256 and 512 channels on 8×8 and 16×16 maps
 # 8 MiB gave them 112-224 tiles, and groups of at least 448 ran 1.04-1.13x faster on 512
 # channels (forward and weight gradient, T·B = 64 and 256, 2 threads, against the groups of
-# 8 MiB in fresh buffers, interleaved in one process, 2026-12-07 11:55 UTC). The extra memory
+# 8 MiB in fresh buffers, interleaved in one process, 2026-12-07 12:00 UTC). The extra memory
 # of any batch is 16 MiB besides U, or 2 · 36 · 448 · 4 bytes per channel where that is more
 # (66 MiB at 512 channels).
 _GROUP_BYTES = 8 << 20
