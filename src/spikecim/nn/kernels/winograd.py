@@ -78,7 +78,7 @@ class _Args(ctypes.Structure):  # wino_args of the C file
     _fields_ = [
         *((f, _PTR) for f in ("x", "v", "m", "y", "g", "u")),
         *((f, _LONG) for f in _SIZES),
-        *((f, _INT) for f in ("flip", "isa", "failed")),
+        *((f, _INT) for f in ("flip", "isa", "failed", "clear")),
     ]
 
 
@@ -156,11 +156,16 @@ def conv3x3(
     threads = cbuild.threads(y.numel(), _PARALLEL_MIN)
     groups = list(_groups(n, (h, w), (ho, wo), padding, max(c, co), isa))
     work_v, work_m = _work(groups, c), _work(groups, co)
-    for n0, tiles, geometry in groups:
+    for k, (n0, tiles, geometry) in enumerate(groups):
         v, out = _tiles(work_v, tiles, c), _tiles(work_m, tiles, co)
         _call(lib.wino_input, threads, x=x[n0], v=v, C=c, xs=c * h * w, **geometry)
-        torch.bmm(v, u, out=out)
-        _call(lib.wino_output, threads, m=out, y=y[n0], C=co, **geometry)
+        # the later groups' products are added to the zeros the output transform leaves where
+        # it read M: torch.bmm has BLAS clear M in a pass of its own (beta = 0), for the first
+        if k == 0:
+            torch.bmm(v, u, out=out)
+        else:
+            out.baddbmm_(v, u)
+        _call(lib.wino_output, threads, m=out, y=y[n0], C=co, clear=int(k < len(groups) - 1), **geometry)
     return y
 
 

@@ -16,7 +16,9 @@
  *          [0  2 −1 −2  1  0]        [1/24 −1/12   1/6]
  *          [0  4  0 −5  0  1]        [   0     0     1]
  *
- * wino_weights writes U, wino_input V for every tile, wino_output reads M and writes y; the 36
+ * wino_weights writes U, wino_input V for every tile, wino_output reads M and writes y (and, with
+ * clear, zeros over M, to which the next group's products are added: the caller's batched
+ * product then has no pass of its own that clears M, as BLAS's does for C = A·B); the 36
  * products are the caller's (spikecim/nn/kernels/winograd.py, one batched matrix product).
  *
  * The weight gradient runs the same algorithm backwards: with Ĝ = A gy Aᵀ for each 4 × 4 tile of
@@ -40,7 +42,7 @@
 typedef struct {
     const float *x;  /* wino_input: [N][C][H][W]; wino_grad_tiles: [N][C][Ho][Wo]; the samples xs apart */
     float *v;        /* wino_input, wino_grad_tiles: [36][T][C] */
-    const float *m;  /* wino_output: [36][T][C] */
+    float *m;        /* wino_output: [36][T][C], set to zeros as it is read where clear */
     float *y;        /* wino_output: [N][C][Ho][Wo] */
     float *g;        /* wino_weights reads it, wino_weight_grad writes it: [A][B][3][3] */
     float *u;        /* wino_weights: [36][B][A], or [36][A][B] with flip; wino_weight_grad: [36][B][A] */
@@ -50,6 +52,7 @@ typedef struct {
                    * channel axes as g's (a convolution's U exchanges them: [C in][C out]) */
     int32_t isa;        /* the loops to run: 3 AVX-512, 2 AVX2, 0 plain C */
     int32_t failed;     /* set when a work buffer could not be allocated */
+    int32_t clear;      /* wino_output: write zeros over m once read, for the next group's products to add to */
 } wino_args;
 
 /* Bᵀ applied to six terms. */
@@ -124,15 +127,17 @@ static inline __attribute__((always_inline)) void input_tile(const float *const 
 }
 
 /* y of one tile: m at its 36 rows of C (k_step floats apart), y[r·4 + s] at the C channels of
- * output (r, s). */
+ * output (r, s); with clear, zeros written over the rows once read. */
 #define OUTPUT_TILE(T, c)                                                                              \
     do {                                                                                               \
         T t[6][4], o[4];                                                                               \
         for (int a = 0; a < 6; a++) {                                                                  \
-            const float *row = m + 6 * a * k_step + c;                                                  \
+            float *row = m + 6 * a * k_step + c;                                                        \
             AT6(*(const T *)row, *(const T *)(row + k_step), *(const T *)(row + 2 * k_step),           \
                 *(const T *)(row + 3 * k_step), *(const T *)(row + 4 * k_step), *(const T *)(row + 5 * k_step), \
                 t[a]);                                                                                 \
+            if (clear)                                                                                 \
+                for (int b = 0; b < 6; b++) *(T *)(row + b * k_step) = (T){0};                         \
         }                                                                                              \
         for (int s = 0; s < 4; s++) {                                                                  \
             AT6(t[0][s], t[1][s], t[2][s], t[3][s], t[4][s], t[5][s], o);                              \
@@ -140,8 +145,8 @@ static inline __attribute__((always_inline)) void input_tile(const float *const 
         }                                                                                              \
     } while (0)
 
-static inline __attribute__((always_inline)) void output_tile(const float *m, float *const *y, int64_t C,
-                                                              int64_t k_step) {
+static inline __attribute__((always_inline)) void output_tile(float *m, float *const *y, int64_t C,
+                                                              int64_t k_step, int clear) {
     int64_t c = 0;
     for (; c + VL <= C; c += VL) OUTPUT_TILE(vec, c);
     for (; c < C; c++) OUTPUT_TILE(float, c);
@@ -217,7 +222,7 @@ static inline __attribute__((always_inline)) void output_row(const wino_args *a,
     for (int64_t j = 0; j < a->tw; j++) {
         for (int r = 0; r < 4; r++)
             for (int s = 0; s < 4; s++) y[4 * r + s] = buf + (r * SW + 4 * j + s) * C;
-        output_tile(a->m + (item * a->tw + j) * C, y, C, T * C);
+        output_tile(a->m + (item * a->tw + j) * C, y, C, T * C, a->clear);
     }
     float *plane = a->y + n * C * a->Ho * a->Wo;
     for (int64_t r = 0; r < 4 && 4 * i + r < a->Ho; r++)
