@@ -33,8 +33,9 @@ from spikecim.timing import interleaved_times
 
 # (C, H = W, Co): VGG-9's spiking layers share the first two shapes, ResNet-19's the others
 SHAPES = [(64, 32, 64), (128, 16, 128), (128, 32, 128), (256, 16, 256), (512, 8, 512)]
-STRIDED = [(128, 32, 256), (256, 16, 512)]  # (C, H = W, Co) of ResNet-19's 3×3, stride-2 convolutions
-SHORTCUTS = [(128, 32, 256), (256, 16, 512)]  # (C, H = W, Co) of ResNet-19's 1×1, stride-2 convolutions
+# (C, H = W, Co) of ResNet-19's downsampling blocks: their 3×3 stride-2 convolutions and their
+# 1×1 stride-2 shortcuts have the same channels and maps
+DOWNSAMPLING = [(128, 32, 256), (256, 16, 512)]
 
 
 def _calls(conv, x: torch.Tensor, weight: torch.Tensor, gy: torch.Tensor, stride: int = 1, padding: int = 1):
@@ -95,10 +96,10 @@ def main() -> None:
     print(f"torch {torch.__version__}, {args.threads} thread(s), median of {args.repeats} rounds, ms")
     _table(SHAPES, 1, args.rate or (0.1, 0.2, 0.3), args.repeats, gen)
     print()
-    _table(STRIDED, 2, args.rate or (0.2, 0.3), args.repeats, gen)
+    _table(DOWNSAMPLING, 2, args.rate or (0.2, 0.3), args.repeats, gen)
     print("\n| shortcut C → Co, H×W, 1×1 stride 2 | input | torch fwd+bwd | spikecim | × |")
     print("| --- | --- | --- | --- | --- |")
-    for c, hw, co in SHORTCUTS:
+    for c, hw, co in DOWNSAMPLING:
         weight = torch.randn(co, c, 1, 1, generator=gen) * 0.05
         gy = torch.randn(64, co, hw // 2, hw // 2, generator=gen)
         spikes = (torch.rand(64, c, hw, hw, generator=gen) < 0.3).float()

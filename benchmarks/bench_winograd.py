@@ -181,7 +181,9 @@ def _spike_weight_gradients(args, gen: torch.Generator) -> None:
             _, rowbits, share = spike_conv_cpu._spike_bits(x, (1, 1))
             event, wino = _medians_ms(_weight_gradients_of_spikes(x.shape, rowbits, gy, weight), args.repeats)
             picked = (
-                "Winograd" if spike_conv_cpu._weight_grad_by_winograd(x, weight, (1, 1), share) else "event"
+                "Winograd"
+                if spike_conv_cpu._weight_grad_by_winograd(x, weight, (1, 1), (1, 1), share)
+                else "event"
             )
             print(
                 f"| {c} → {co}, {hw}×{hw} | {share:.2f} | {event:.1f} | {wino:.1f} | {event / wino:.2f} | {picked} |"

@@ -187,6 +187,13 @@ def test_a_strided_convolution_of_spikes_runs_the_kernel_within_float32s_bound(
     _assert_within_float32s_bound(n, c, h, w, co, kernel, padding, rate, stride)
 
 
+def test_a_strided_convolution_with_many_channels_and_spikes_keeps_the_event_driven_weight_gradient():
+    """At stride 1, 256 channels at a rate of 0.3 take Winograd's weight gradient, which has
+    no stride: at stride 2 the same layer's gradient is the kernel's, within float32's bound."""
+    assert spike_conv_cpu._WINOGRAD_WGRAD_FROM[-1] <= (256, 0.3)
+    _assert_within_float32s_bound(1, 256, 16, 16, 256, 3, 1, 0.3, 2)
+
+
 @pytest.mark.parametrize("stride", [2, (2, 1), 3])
 def test_a_strided_convolution_with_integer_weights_gives_torchs_exact_values(stride):
     """Small integers make every partial sum exact: the strided forward and weight gradient

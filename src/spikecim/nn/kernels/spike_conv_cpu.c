@@ -34,11 +34,11 @@
  *   (i, j) holds gy at the output position (i − KH + 1 + ph, j − KW + 1 + pw) / (sh, sw),
  *   zeros where that lies outside the image or off the stride's grid; for every channel and
  *   kernel row the KW·cbw/16 accumulators take S at each spike shifted by the tap, then are
- *   added into gw [KH][KW][C][Cop]. KW is 1 or 3. With sh > 1 each channel's spikes are listed
- *   by their row's class (i + ph) mod sh, and kernel row a takes only the class a mod sh, whose
- *   rows are the ones S holds for it (the other classes would add S's zero rows); the columns'
- *   zeros are added (a stride-2 layer adds KW taps per spike and kernel row, of which 1 or 2
- *   are gy's).
+ *   added into gw [KH][KW][C][Cop]. KW is 1 or 3. With a stride each channel's spikes are
+ *   listed by their row's class (i + ph) mod sh and their column's class (j + pw) mod sw:
+ *   kernel row a takes only the rows of class a mod sh, and a column class r only the taps
+ *   r, r + sw, .. below KW, the ones whose column S holds for it (the others would add S's
+ *   zeros; at stride 2 and KW 3, taps 0 and 2 or tap 1).
  *
  * Instruction sets: each pass is one body (masks_item, forward_item, wgrad_item) inlined into
  * two item functions, _avx512 (16 lanes a vector) and _avx2 (8), chosen per call by args.isa;

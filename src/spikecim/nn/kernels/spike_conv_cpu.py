@@ -181,9 +181,7 @@ def conv2d(x: torch.Tensor, weight: torch.Tensor, bias=None, stride=1, padding=0
         bits = _spike_bits(x, _pair(padding))
         if bits is not None:
             mask, rowbits, rate = bits
-            by_winograd = _pair(stride) == (1, 1) and _weight_grad_by_winograd(
-                x, weight, _pair(padding), rate
-            )
+            by_winograd = _weight_grad_by_winograd(x, weight, _pair(padding), _pair(stride), rate)
             return _SpikeConv.apply(
                 x, weight, bias, mask, rowbits, _pair(padding), _pair(stride), by_winograd
             )
@@ -240,14 +238,14 @@ def _samples_contiguous(x: torch.Tensor) -> torch.Tensor:
 
 
 def _weight_grad_by_winograd(
-    x: torch.Tensor, weight: torch.Tensor, padding: tuple[int, int], rate: float
+    x: torch.Tensor, weight: torch.Tensor, padding: tuple[int, int], stride: tuple[int, int], rate: float
 ) -> bool:
     """Whether the weight gradient of this convolution of spikes at ``rate`` runs Winograd's
-    algorithm on the spikes unpacked from their bits (:data:`_WINOGRAD_WGRAD_FROM`, where
-    :func:`winograd.applies`), not the event-driven kernel."""
+    algorithm on the spikes unpacked from their bits (:data:`_WINOGRAD_WGRAD_FROM`, at stride 1
+    where :func:`winograd.applies`), not the event-driven kernel."""
     channels = min(weight.shape[0], weight.shape[1])
     start = next((r for c, r in _WINOGRAD_WGRAD_FROM if channels >= c), None)
-    return start is not None and rate >= start and winograd.applies(x, weight, padding)
+    return start is not None and rate >= start and stride == (1, 1) and winograd.applies(x, weight, padding)
 
 
 class _SpikeConv(torch.autograd.Function):
