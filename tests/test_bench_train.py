@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from spikecim import memory
 from spikecim import nn as snn
 from spikecim.cli.main import main
 from spikecim.train import benchmark
@@ -32,7 +33,8 @@ def test_bench_train_quick_prints_every_column_and_a_row_per_model_and_library(c
     pytest.importorskip("spikingjelly")
     pytest.importorskip("snntorch")
     assert main(["bench", "--suite", "train", "--quick"]) == 0
-    rows = _rows(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    rows = _rows(captured.out)
     assert rows[0] == COLUMNS
     expected = [(m, lib) for m in ("vgg9", "resnet19") for lib in ("spikecim", "spikingjelly", "snntorch")]
     assert [(r[0], r[1]) for r in rows[1:]] == expected
@@ -43,6 +45,39 @@ def test_bench_train_quick_prints_every_column_and_a_row_per_model_and_library(c
         # printed to 0.1 ms and 0.01: the ratio of the printed medians agrees to rounding
         assert float(speedup) == pytest.approx(ratio, rel=0.1, abs=0.02)
     assert all(r[5] == "1.00" for r in rows[1:] if r[1] == "spikecim")
+    # each block's line on stderr, written when it was timed, gives the table's medians
+    lines = [line for line in captured.err.splitlines() if " B=2: " in line]
+    assert [line.split(" B=")[0] for line in lines] == ["vgg9", "resnet19"]
+    for line in lines:
+        model = line.split(" B=")[0]
+        for library in ("spikecim", "spikingjelly", "snntorch"):
+            assert f"{library} {medians[(model, library)]:.1f} ms" in line
+
+
+TINY = {"timesteps": 2, "input_size": 8, "width": 1 / 16, "repeats": 1, "libraries": ("spikecim",)}
+
+
+@pytest.mark.skipif(memory.resident_bytes() is None, reason="resident memory is read from Linux's /proc")
+def test_a_block_that_would_need_more_memory_than_the_budget_is_not_run_and_is_noted():
+    blocks = []
+    report = benchmark.run_train_benchmark(
+        models=("vgg9",), batches=(1, 2), memory_budget=0, on_rows=blocks.append, **TINY
+    )
+    # the first block runs (nothing to scale from); the second's need, 2/1 of the first's
+    # growth, is at least the budget of 0 bytes
+    assert [(r.model, r.batch) for r in report.rows] == [("vgg9", 1)]
+    assert [[(r.model, r.batch) for r in rows] for rows in blocks] == [[("vgg9", 1)]]
+    assert len(report.notes) == 1 and report.notes[0].startswith("vgg9 B=2: not run")
+
+
+def test_every_block_within_the_budget_runs_and_reaches_the_caller_when_timed():
+    blocks = []
+    report = benchmark.run_train_benchmark(
+        models=("vgg9", "resnet19"), batches=(1, 2), memory_budget=1 << 50, on_rows=blocks.append, **TINY
+    )
+    expected = [(m, b) for m in ("vgg9", "resnet19") for b in (1, 2)]
+    assert [(r.model, r.batch) for r in report.rows] == expected and not report.notes
+    assert [[(r.model, r.batch) for r in rows] for rows in blocks] == [[block] for block in expected]
 
 
 def test_bench_train_json_keeps_the_models_libraries_and_batches_asked_for(capsys):

@@ -87,3 +87,28 @@ def test_released_memory_goes_back_to_the_kernel():
     assert r["released"]
     assert r["kept"] - r["start"] > 400  # freed, but resident
     assert r["kept"] - r["after"] > 400  # handed back
+
+
+_RESIDENT = """
+import json, resource
+import torch
+from spikecim import memory
+x = torch.ones(80 * 1024 * 1024)  # 320 MiB, touched
+del x  # above glibc's mmap threshold: handed back to the kernel
+peak, maxrss = memory.resident_bytes(peak=True), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+reset = memory.reset_resident_peak()
+print(json.dumps({"peak": peak, "maxrss": maxrss, "reset": reset, "now": memory.resident_bytes(),
+                  "peak_after": memory.resident_bytes(peak=True), "available": memory.available_bytes()}))
+"""
+
+
+@pytest.mark.skipif(memory.resident_bytes() is None, reason="resident memory is read from Linux's /proc")
+def test_the_resident_peak_is_the_kernels_and_starts_again_from_the_resident_memory_when_reset():
+    out = subprocess.run([sys.executable, "-c", _RESIDENT], capture_output=True, text=True, check=True).stdout
+    r = json.loads(out.strip().splitlines()[-1])
+    assert r["peak"] == r["maxrss"] >= 320 << 20  # getrusage's maximum resident set, in KiB
+    assert r["reset"] and r["peak_after"] < r["peak"] - (250 << 20)
+    assert r["now"] <= r["peak_after"] + (1 << 20)
+    with open("/proc/meminfo") as f:
+        total = int(next(line for line in f if line.startswith("MemTotal:")).split()[1]) * 1024
+    assert 0 < r["available"] <= total

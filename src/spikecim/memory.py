@@ -25,7 +25,14 @@ import ctypes
 import functools
 import os
 
-__all__ = ["KEEP_BYTES", "keep_freed_memory", "release_freed_memory"]
+__all__ = [
+    "KEEP_BYTES",
+    "available_bytes",
+    "keep_freed_memory",
+    "release_freed_memory",
+    "reset_resident_peak",
+    "resident_bytes",
+]
 
 KEEP_BYTES = 1 << 30
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's malloc.h
@@ -57,6 +64,41 @@ def release_freed_memory() -> bool:
         return False
     libc.malloc_trim(0)
     return True
+
+
+def available_bytes() -> int | None:
+    """Memory the kernel could give the process without swapping (``MemAvailable`` of
+    ``/proc/meminfo``, Linux), or None where that is not known."""
+    return _proc_kib("/proc/meminfo", "MemAvailable")
+
+
+def resident_bytes(peak: bool = False) -> int | None:
+    """The process's resident memory now (``VmRSS``), or its highest since the last
+    :func:`reset_resident_peak` or since it started (``VmHWM``); None off Linux."""
+    return _proc_kib("/proc/self/status", "VmHWM" if peak else "VmRSS")
+
+
+def reset_resident_peak() -> bool:
+    """Start :func:`resident_bytes`'s peak again from the resident memory now (writing 5 to
+    ``/proc/self/clear_refs``, Linux 4.0 and later); True where that was done."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return False
+    return True
+
+
+def _proc_kib(path: str, field: str) -> int | None:
+    """Bytes of the ``field: N kB`` line of a /proc file, or None."""
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 @functools.cache

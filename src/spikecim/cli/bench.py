@@ -137,6 +137,12 @@ def bench_cmd(
     (--suite train); a hardware-aware training step and the analog conversion against
     aihwkit-lightning and aihwkit (--suite hwa).
 
+    --suite train writes a line to stderr as each model and batch is timed, and its table at
+    the end. Its steps interleaved in one process need several times their peak allocation
+    in resident memory (about 21 GiB for ResNet-19 at batch 64 with all three libraries): a
+    batch whose need, scaled from the model's batch before it, exceeds the available memory
+    is not run, with a note; fewer libraries (--library) or batches (--batch) need less.
+
     SPIKECIM_ISA=avx2 in the environment runs spikecim's convolution kernels on their AVX2
     loops on a CPU with AVX-512, to time what a CPU without AVX-512 runs (docs/speed.md).
     SPIKECIM_WINOGRAD=torch times the training step with torch's direct convolutions in place
@@ -240,8 +246,21 @@ def _train(
     if not quick:
         given["repeats"] = repeats
     kw |= {k: (tuple(v) if isinstance(v, list) else v) for k, v in given.items() if v is not None}
-    report = run_train_benchmark(threads=threads, device=device or "cpu", **kw)
+    report = run_train_benchmark(threads=threads, device=device or "cpu", on_rows=_show_block, **kw)
     print(report.to_json() if as_json else format_report(report))
+
+
+def _show_block(rows) -> None:
+    """One line on stderr per timed block of the training suite (its table comes at the end)."""
+    from rich.console import Console
+
+    times = [
+        f"{r.library} {r.median_ms:.1f} ms"
+        + (f" ({r.spikecim_speedup:.2f}×)" if r.library != "spikecim" and r.spikecim_speedup else "")
+        for r in rows
+    ]
+    line = f"{rows[0].model} B={rows[0].batch}: " + ", ".join(times)
+    Console(stderr=True, highlight=False).print(line, soft_wrap=True)
 
 
 def _lif(

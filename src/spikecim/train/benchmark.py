@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from spikecim.memory import release_freed_memory
+from spikecim.memory import available_bytes, release_freed_memory, reset_resident_peak, resident_bytes
 from spikecim.timing import bench_device, device_name, peak_mib, synchronize, torch_threads
 
 __all__ = [
@@ -230,9 +230,19 @@ def run_train_benchmark(
     seed: int = 0,
     threads: int | None = None,
     device: str = "cpu",
+    on_rows: Callable[[list[TrainBenchRow]], None] | None = None,
+    memory_budget: int | None = None,
 ) -> TrainBenchReport:
     """Time one training step of every model in every library; see the module docstring.
-    ``device``: ``cpu`` or ``cuda[:N]`` (a one-line error where torch sees no such GPU)."""
+    ``device``: ``cpu`` or ``cuda[:N]`` (a one-line error where torch sees no such GPU).
+    ``on_rows``: called with each block's rows (one model at one batch, every library) as
+    soon as they are timed, so a run stopped later keeps them.
+
+    The libraries' steps interleaved in one process, each keeping its freed memory, need
+    several times their peak allocation in resident memory (21 GiB for ResNet-19 at B = 64,
+    BENCHMARKS.md): a block whose need, scaled by batch from the model's block before it,
+    exceeds ``memory_budget`` bytes (default: the memory the kernel reports available,
+    ``MemAvailable``) is not run, and a note says so; the first block of a model always runs."""
     dev = bench_device(device)
     with torch_threads(threads):
         report = TrainBenchReport(
@@ -255,7 +265,13 @@ def run_train_benchmark(
             torch.manual_seed(seed)
             model = spikecim_model(model_name, width, input_size)
             nets = {name: _on(dev, *_build(name, model)) for name in names}
+            grown: tuple[int, int] | None = None  # (batch, resident growth in bytes) of the last block
             for batch in batches:
+                skip = _too_large(model_name, batch, grown, memory_budget)
+                if skip:
+                    report.notes.append(skip)
+                    continue
+                start = resident_bytes() if reset_resident_peak() else None
                 gen = torch.Generator().manual_seed(seed)
                 image = torch.rand(batch, 3, input_size, input_size, generator=gen)
                 x = image.expand(timesteps, *image.shape).contiguous().to(dev)
@@ -272,21 +288,46 @@ def run_train_benchmark(
                             times[name].append(time.perf_counter() - t0)
                 medians = {name: statistics.median(ts) for name, ts in times.items()}
                 ours = medians.get("spikecim")
-                for name, step in steps.items():
-                    report.rows.append(
-                        TrainBenchRow(
-                            model=model_name,
-                            library=name,
-                            batch=batch,
-                            median_ms=medians[name] * 1e3,
-                            min_ms=min(times[name]) * 1e3,
-                            spikecim_speedup=medians[name] / ours if ours else None,
-                            peak_mib=peak_mib(step, dev),
-                        )
+                rows = [
+                    TrainBenchRow(
+                        model=model_name,
+                        library=name,
+                        batch=batch,
+                        median_ms=medians[name] * 1e3,
+                        min_ms=min(times[name]) * 1e3,
+                        spikecim_speedup=medians[name] / ours if ours else None,
+                        peak_mib=peak_mib(step, dev),
                     )
+                    for name, step in steps.items()
+                ]
+                report.rows += rows
+                peak = resident_bytes(peak=True)
+                if start is not None and peak is not None:
+                    grown = (batch, max(0, peak - start))
                 del steps
                 release_freed_memory()  # the next batch's or model's tensors have other sizes
+                if on_rows is not None:
+                    on_rows(rows)
         return report
+
+
+def _too_large(model: str, batch: int, grown: tuple[int, int] | None, budget: int | None) -> str | None:
+    """The note for a block not run because its resident memory, scaled by batch from the
+    growth of the model's block before it (``grown``), would reach ``budget`` bytes (None:
+    what the kernel reports available); None to run it."""
+    if grown is None:
+        return None
+    budget = available_bytes() if budget is None else budget
+    before, growth = grown
+    need = growth * batch / before
+    if budget is None or need < budget:
+        return None
+    gib = 1 << 30
+    return (
+        f"{model} B={batch}: not run: it would need about {need / gib:.1f} GiB more resident memory "
+        f"({batch}/{before} of the {growth / gib:.1f} GiB B={before} took), {budget / gib:.1f} GiB available; "
+        "fewer libraries (--library) need less"
+    )
 
 
 def format_report(report: TrainBenchReport) -> str:
