@@ -191,3 +191,12 @@ def test_the_peers_are_timed_on_torchs_layers_where_spikecims_model_has_its_own(
     for peer in (benchmark.snntorch_model(net), benchmark.spikingjelly_model(net)):
         layers = [m for m in peer.modules() if isinstance(m, theirs)]
         assert layers and all(type(m) is theirs for m in layers)
+
+
+def test_a_run_whose_libraries_are_all_missing_gives_notes_and_no_rows(monkeypatch):
+    monkeypatch.setitem(benchmark.TRAIN_LIBRARIES, "snntorch", "a_module_that_is_not_installed")
+    blocks = []
+    tiny = {**TINY, "libraries": ("snntorch",)}
+    report = benchmark.run_train_benchmark(models=("vgg9",), batches=(1,), on_rows=blocks.append, **tiny)
+    assert report.rows == [] and blocks == []
+    assert report.notes == ["snntorch: skipped, not installed (pip install 'spikecim[peers]')"]

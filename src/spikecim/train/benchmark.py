@@ -241,7 +241,7 @@ def run_train_benchmark(
     The libraries' steps interleaved in one process, each keeping its freed memory, need
     several times their peak allocation in resident memory (21 GiB for ResNet-19 at B = 64,
     BENCHMARKS.md): a block whose need, scaled by batch from the model's block before it,
-    exceeds ``memory_budget`` bytes (default: the memory the kernel reports available,
+    reaches ``memory_budget`` bytes (default: the memory the kernel reports available,
     ``MemAvailable``) is not run, and a note says so; the first block of a model always runs."""
     dev = bench_device(device)
     with torch_threads(threads):
@@ -306,7 +306,7 @@ def run_train_benchmark(
                     grown = (batch, max(0, peak - start))
                 del steps
                 release_freed_memory()  # the next batch's or model's tensors have other sizes
-                if on_rows is not None:
+                if on_rows is not None and rows:  # no rows: no library installed of those asked for
                     on_rows(rows)
         return report
 
