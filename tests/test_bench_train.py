@@ -14,7 +14,7 @@ from spikecim import nn as snn
 from spikecim.cli.main import main
 from spikecim.train import benchmark
 
-COLUMNS = ["model", "library", "B", "median ms", "min ms", "spikecim speed-up", "peak MiB"]
+COLUMNS = ["model", "library", "B", "median ms", "min ms", "spikecim speed-up", "per round", "peak MiB"]
 
 
 def _rows(out: str) -> list[list[str]]:
@@ -39,12 +39,12 @@ def test_bench_train_quick_prints_every_column_and_a_row_per_model_and_library(c
     expected = [(m, lib) for m in ("vgg9", "resnet19") for lib in ("spikecim", "spikingjelly", "snntorch")]
     assert [(r[0], r[1]) for r in rows[1:]] == expected
     medians = {(r[0], r[1]): float(r[3]) for r in rows[1:]}
-    for model, library, batch, median, low, speedup, peak in rows[1:]:
+    for model, library, batch, median, low, speedup, spread, peak in rows[1:]:
         assert batch == "2" and float(median) >= float(low) > 0 and float(peak) > 0
         ratio = medians[(model, library)] / medians[(model, "spikecim")]
         # printed to 0.1 ms and 0.01: the ratio of the printed medians agrees to rounding
         assert float(speedup) == pytest.approx(ratio, rel=0.1, abs=0.02)
-    assert all(r[5] == "1.00" for r in rows[1:] if r[1] == "spikecim")
+    assert all(r[5] == "1.00" and r[6] == "1.00–1.00" for r in rows[1:] if r[1] == "spikecim")
     # each block's line on stderr, written when it was timed, gives the table's medians
     lines = [line for line in captured.err.splitlines() if " B=2: " in line]
     assert [line.split(" B=")[0] for line in lines] == ["vgg9", "resnet19"]
@@ -88,6 +88,19 @@ def test_bench_train_json_keeps_the_models_libraries_and_batches_asked_for(capsy
     assert [(r["model"], r["library"], r["batch"]) for r in data["rows"]] == [
         ("resnet19", "spikecim", b) for b in (1, 3)
     ]
+
+
+def test_every_round_s_step_is_kept_and_the_per_round_ratios_are_those_of_the_same_round():
+    pytest.importorskip("snntorch")
+    tiny = {**TINY, "repeats": 5, "libraries": ("spikecim", "snntorch")}
+    report = benchmark.run_train_benchmark(models=("vgg9",), batches=(1,), **tiny)
+    ours, theirs = report.rows
+    assert len(ours.round_ms) == len(theirs.round_ms) == 5
+    for row in (ours, theirs):
+        assert row.median_ms == sorted(row.round_ms)[2] and row.min_ms == min(row.round_ms)
+    ratios = [t / o for t, o in zip(theirs.round_ms, ours.round_ms)]
+    assert theirs.round_speedups == pytest.approx((min(ratios), max(ratios)))
+    assert ours.round_speedups == (1.0, 1.0)
 
 
 @pytest.mark.parametrize(

@@ -70,6 +70,9 @@ class TrainBenchRow:
     min_ms: float
     spikecim_speedup: float | None  # this library's median / spikecim's (how much faster spikecim is)
     peak_mib: float | None
+    round_ms: tuple[float, ...] = ()  # every timed step, in the order of the rounds
+    # the least and the most of this library's step / spikecim's step in the same round
+    round_speedups: tuple[float, float] | None = None
 
 
 @dataclass
@@ -297,6 +300,8 @@ def run_train_benchmark(
                         min_ms=min(times[name]) * 1e3,
                         spikecim_speedup=medians[name] / ours if ours else None,
                         peak_mib=peak_mib(step, dev),
+                        round_ms=tuple(t * 1e3 for t in times[name]),
+                        round_speedups=_round_speedups(times[name], times.get("spikecim")),
                     )
                     for name, step in steps.items()
                 ]
@@ -309,6 +314,16 @@ def run_train_benchmark(
                 if on_rows is not None and rows:  # no rows: no library installed of those asked for
                     on_rows(rows)
         return report
+
+
+def _round_speedups(theirs: list[float], ours: list[float] | None) -> tuple[float, float] | None:
+    """The least and the most of ``theirs[r] / ours[r]`` over the rounds r: each library's step
+    against spikecim's of the same round, minutes apart at most, so a change of the host's
+    speed between rounds moves both (None without spikecim)."""
+    if not ours:
+        return None
+    ratios = [t / o for t, o in zip(theirs, ours, strict=True)]
+    return min(ratios), max(ratios)
 
 
 def _too_large(model: str, batch: int, grown: tuple[int, int] | None, budget: int | None) -> str | None:
@@ -344,18 +359,20 @@ def format_report(report: TrainBenchReport) -> str:
             f"device: {report.device}"
         ),
         "",
-        "| model | library | B | median ms | min ms | spikecim speed-up | peak MiB |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| model | library | B | median ms | min ms | spikecim speed-up | per round | peak MiB |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in report.rows:
+        spread = "n/a" if r.round_speedups is None else "{:.2f}–{:.2f}".format(*r.round_speedups)
         lines.append(
             f"| {r.model} | {r.library} | {r.batch} | {r.median_ms:.1f} | {r.min_ms:.1f} | "
-            f"{num(r.spikecim_speedup, '.2f')} | {num(r.peak_mib, '.1f')} |"
+            f"{num(r.spikecim_speedup, '.2f')} | {spread} | {num(r.peak_mib, '.1f')} |"
         )
     lines += [
         "",
         (
-            "spikecim speed-up: this library's median / spikecim's. peak MiB: highest total of torch's "
+            "spikecim speed-up: this library's median / spikecim's. per round: the least and the most of "
+            "this library's step / spikecim's step in the same round. peak MiB: highest total of torch's "
             "allocations during one step (CPU: profiler memory events; CUDA: the caching allocator's peak): "
             "activations and gradients, not the weights or optimiser state."
         ),
