@@ -80,7 +80,9 @@ def resident_bytes(peak: bool = False) -> int | None:
 
 def reset_resident_peak() -> bool:
     """Start :func:`resident_bytes`'s peak again from the resident memory now (writing 5 to
-    ``/proc/self/clear_refs``, Linux 4.0 and later); True where that was done."""
+    ``/proc/self/clear_refs``, Linux 4.0 and later); True where that was done. The kernel's
+    maximum resident size of the process (``getrusage``, and what ``/usr/bin/time`` reports
+    at its exit) then starts again too."""
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")

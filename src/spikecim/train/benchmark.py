@@ -245,7 +245,10 @@ def run_train_benchmark(
     several times their peak allocation in resident memory (21 GiB for ResNet-19 at B = 64,
     BENCHMARKS.md): a block whose need, scaled by batch from the model's block before it,
     reaches ``memory_budget`` bytes (default: the memory the kernel reports available,
-    ``MemAvailable``) is not run, and a note says so; the first block of a model always runs."""
+    ``MemAvailable``) is not run, and a note says so; the first block of a model always runs.
+    The growth is read from the process's resident peak (``VmHWM``), which each block starts
+    again (:func:`spikecim.memory.reset_resident_peak`): afterwards the process's maximum
+    resident size (``getrusage``, ``/usr/bin/time``) covers the last block only."""
     dev = bench_device(device)
     with torch_threads(threads):
         report = TrainBenchReport(
