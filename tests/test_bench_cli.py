@@ -175,10 +175,14 @@ def test_bench_analog_quick_prints_a_row_per_model_and_the_ir_drop_table(capsys)
         assert _speedup_matches_printed_times(speedup_fresh, fresh, ours)
     versus_digital = _table(out, "| model | digital forward (s) | noisy crossbar forward (s) | × digital")
     assert [r[0] for r in versus_digital[1:]] == ANALOG_QUICK_MODELS
-    for (_, digital, noisy, ratio, _), forward_row in zip(versus_digital[1:], forward[1:], strict=True):
+    for (_, digital, noisy, ratio, spread, _), forward_row in zip(
+        versus_digital[1:], forward[1:], strict=True
+    ):
         assert noisy == forward_row[1]  # the same noisy forward as in the aihwkit table
         assert _speedup_matches_printed_times(ratio, noisy, digital)
-    mlp_rate, snn_rate = (r[4] for r in versus_digital[1:])
+        low, high = (float(v) for v in spread.rstrip("×").split("–"))
+        assert 0 < low <= high  # the per-round range (its values: the JSON test)
+    mlp_rate, snn_rate = (r[5] for r in versus_digital[1:])
     assert mlp_rate == "—"  # no layer of the MLP takes spikes
     assert 0 < float(snn_rate.rstrip("%")) <= 100
     monte_carlo = _table(out, "| model | spikecim (s) | aihwkit 1.1 torch tile (s)")
@@ -249,6 +253,14 @@ def test_bench_analog_json_speedups_are_the_ratios_of_the_times(capsys):
         assert r["speedup_fresh_read"] == pytest.approx(r["aihwkit_fresh_read_s"] / r["spikecim_s"])
         assert r["mc_speedup"] == pytest.approx(r["mc_aihwkit_s"] / r["mc_spikecim_s"])
         assert r["times_digital"] == pytest.approx(r["spikecim_s"] / r["digital_s"])
+        # every round kept: the medians and the per-round range recomputed from them by hand
+        noisy, digital = r["noisy_round_s"], r["digital_round_s"]
+        assert len(noisy) == len(digital) == 2
+        assert r["spikecim_s"] == pytest.approx(sum(noisy) / 2) and r["digital_s"] == pytest.approx(
+            sum(digital) / 2
+        )
+        ratios = [n / d for n, d in zip(noisy, digital)]
+        assert r["times_digital_per_round"] == pytest.approx([min(ratios), max(ratios)])
     assert [r["vectors"] for r in data["ir_drop"]] == [100, 100]
 
 

@@ -9,7 +9,8 @@
    every forward) is ``drift_analog_weights`` + forward: both are timed. The callables are
    interleaved in every round (:func:`_median_times`), so a change of load on a shared
    machine hits all of them alike. The same model's digital forward is timed in the same
-   rounds: the noisy forward's cost over the digital floor (``times_digital``). vit-tiny
+   rounds: the noisy forward's cost over the digital floor (``times_digital``, and the least and
+   the most of that ratio within one round, ``times_digital_per_round``). vit-tiny
    (untrained, 8×8 inputs) runs with K and V written into crossbars at every inference
    (``VIT_CROSSBAR``: write noise, ClipFormer, PCM read noise); aihwkit has no such
    crossbars, so its columns read "—" there. The models are untrained; before timing, their
@@ -91,6 +92,10 @@ class InferenceRow:
     digital_s: float  # the same model's digital forward, same input, median
     times_digital: float  # spikecim_s / digital_s: what the noisy crossbar costs over the digital floor
     input_spike_rate: float | None = None  # ones ÷ entries of the crossbar layers' binary inputs (None: none)
+    noisy_round_s: tuple[float, ...] = ()  # every timed noisy forward, in the order of the rounds
+    digital_round_s: tuple[float, ...] = ()  # every timed digital forward, the same rounds
+    # the least and the most of the noisy forward / the digital one in the same round
+    times_digital_per_round: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -162,13 +167,18 @@ def format_report(report: AnalogBenchReport) -> str:
             "model's digital forward, same input, timed in the same rounds:"
         ),
         "",
-        "| model | digital forward (s) | noisy crossbar forward (s) | × digital | spikes in the crossbar inputs |",
-        "| --- | --- | --- | --- | --- |",
+        (
+            "| model | digital forward (s) | noisy crossbar forward (s) | × digital | × digital, per round "
+            "| spikes in the crossbar inputs |"
+        ),
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for r in report.rows:
         rate = MISSING if r.input_spike_rate is None else f"{r.input_spike_rate:.1%}"
+        low, high = r.times_digital_per_round or (None, None)
+        spread = MISSING if low is None else f"{low:.2f}–{high:.2f}×"
         lines.append(
-            f"| {r.model} | {_s(r.digital_s)} | {_s(r.spikecim_s)} | {r.times_digital:.2f}× | {rate} |"
+            f"| {r.model} | {_s(r.digital_s)} | {_s(r.spikecim_s)} | {r.times_digital:.2f}× | {spread} | {rate} |"
         )
     lines += [
         "",
@@ -302,7 +312,8 @@ def _inference_row(
         forwards += [lambda: theirs(x), fresh_read]
         loops.append(mc_theirs)
     with torch.no_grad():
-        t_ours, t_digital, *t_theirs = _median_times(forwards, repeats, x.device)
+        rounds = interleaved_times(forwards, repeats, device=x.device)
+        t_ours, t_digital, *t_theirs = (statistics.median(ts) for ts in rounds)
         t_mc_ours, *t_mc_theirs = _median_times(loops, max(1, repeats // 3), x.device)
     t_reuse, t_fresh = t_theirs or (None, None)
     t_mc = t_mc_theirs[0] if t_mc_theirs else None
@@ -319,6 +330,9 @@ def _inference_row(
         digital_s=t_digital,
         times_digital=t_ours / t_digital,
         input_spike_rate=spike_rate,
+        noisy_round_s=tuple(rounds[0]),
+        digital_round_s=tuple(rounds[1]),
+        times_digital_per_round=_range(n / d for n, d in zip(rounds[0], rounds[1], strict=True)),
     )
 
 
@@ -426,6 +440,12 @@ def _median_times(fns: list[Callable[[], object]], repeats: int, device: torch.d
     """Median seconds of each callable, the callables interleaved in every round (on a GPU,
     waited for before each clock read)."""
     return [statistics.median(ts) for ts in interleaved_times(fns, repeats, device=device)]
+
+
+def _range(values) -> tuple[float, float]:
+    """The least and the most of ``values``."""
+    values = list(values)
+    return min(values), max(values)
 
 
 def _ratio(theirs: float | None, ours: float) -> float | None:
