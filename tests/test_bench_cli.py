@@ -14,7 +14,17 @@ from spikecim.cli.main import main
 from spikecim.nn.kernels import spike_conv_cpu
 from spikecim.nn.kernels.benchmark import LIBRARIES
 
-COLUMNS = ["library", "B", "median ms", "min ms", "x floor", "spikecim speed-up", "peak MiB", "saved MiB"]
+COLUMNS = [
+    "library",
+    "B",
+    "median ms",
+    "min ms",
+    "x floor",
+    "x floor, per round",
+    "spikecim speed-up",
+    "peak MiB",
+    "saved MiB",
+]
 
 
 def test_bench_quick_prints_every_column_and_a_row_or_note_per_library(capsys):
@@ -38,7 +48,8 @@ def test_bench_quick_prints_every_column_and_a_row_or_note_per_library(capsys):
         assert float(cells[2]) > 0  # a median time
     # the floor's own ratio is 1 by definition, spikecim's speed-up over itself too
     assert rows["linear-floor"].split("|")[5].strip() == "1.00"
-    assert rows["spikecim"].split("|")[6].strip() == "1.00"
+    assert rows["linear-floor"].split("|")[6].strip() == "1.00–1.00"
+    assert rows["spikecim"].split("|")[7].strip() == "1.00"
 
 
 def test_bench_json_has_one_row_per_library_and_batch(capsys):
@@ -65,6 +76,14 @@ def test_bench_json_has_one_row_per_library_and_batch(capsys):
         (lib, b) for lib in ("spikecim", "linear-floor") for b in (1, 3)
     }
     assert all(r["saved_mib"] >= 0 for r in data["rows"])
+    # every round kept: the per-round range over the floor recomputed from them by hand
+    for batch in (1, 3):
+        ours, floor = (
+            next(r for r in data["rows"] if r["library"] == lib and r["batch"] == batch)
+            for lib in ("spikecim", "linear-floor")
+        )
+        ratios = [t / f for t, f in zip(ours["round_ms"], floor["round_ms"])]
+        assert ours["floor_per_round"] == pytest.approx([min(ratios), max(ratios)])
 
 
 @pytest.mark.parametrize(

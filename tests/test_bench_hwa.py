@@ -13,7 +13,7 @@ from torch import nn
 from spikecim.analog import hwa_benchmark
 from spikecim.cli.main import main
 
-STEP_COLUMNS = ["model", "library", "median ms", "min ms", "spikecim speed-up"]
+STEP_COLUMNS = ["model", "library", "median ms", "min ms", "spikecim speed-up", "per round"]
 QUICK_MODELS = ["MLP 64-32-10, batch 8", "convnet SNN width 0.25, T=2, batch 4"]
 
 
@@ -39,10 +39,12 @@ def test_bench_hwa_quick_prints_every_column_of_both_tables(capsys):
     libraries = ["spikecim", "aihwkit-lightning", "aihwkit"]
     assert [(r[0], r[1]) for r in steps[1:]] == [(m, lib) for m in QUICK_MODELS for lib in libraries]
     medians = {(r[0], r[1]): float(r[2]) for r in steps[1:]}
-    for model, library, median, low, speedup in steps[1:]:
+    for model, library, median, low, speedup, spread in steps[1:]:
         assert float(median) >= float(low) > 0
         ratio = medians[(model, library)] / medians[(model, "spikecim")]
         assert float(speedup) == pytest.approx(ratio, rel=0.02, abs=0.01)  # printed to 0.01
+        least, most = (float(v) for v in spread.split("–"))
+        assert 0 < least <= most and (library != "spikecim" or least == most == 1.0)
     conversion = _table(out, "| model | spikecim to_analog")
     assert len(conversion[0]) == 6
     assert [r[0] for r in conversion[1:]] == QUICK_MODELS
@@ -60,6 +62,19 @@ def test_bench_hwa_json_has_a_row_per_model_and_library(capsys):
     assert data["threads"] == 1 and data["noise_std"] == hwa_benchmark.NOISE_STD
     assert data["settings"] == hwa_benchmark.SETTINGS
     assert len(data["rows"]) == 6 and len(data["conversion"]) == 2
+    # every round kept: the median and the per-round range recomputed from them by hand
+    for model in {r["model"] for r in data["rows"]}:
+        ours = next(r for r in data["rows"] if r["model"] == model and r["library"] == "spikecim")
+        for r in (r for r in data["rows"] if r["model"] == model):
+            rounds = sorted(r["round_ms"])  # the median by hand: the middle one, or the middle two's mean
+            middle = (
+                rounds[len(rounds) // 2 - 1 : len(rounds) // 2 + 1]
+                if len(rounds) % 2 == 0
+                else rounds[len(rounds) // 2 :][:1]
+            )
+            assert r["median_ms"] == pytest.approx(sum(middle) / len(middle))
+            ratios = [t / o for t, o in zip(r["round_ms"], ours["round_ms"])]
+            assert r["round_speedups"] == pytest.approx([min(ratios), max(ratios)])
 
 
 @pytest.mark.parametrize("option", [["--batch", "4"], ["--library", "aihwkit"], ["--timesteps", "2"]])

@@ -22,6 +22,7 @@ __all__ = [
     "peak_bytes",
     "peak_mib",
     "quiet_stderr",
+    "round_ratios",
     "synchronize",
     "torch_threads",
 ]
@@ -50,6 +51,14 @@ def interleaved_times(
                 synchronize(device)
             ts.append(clock() - t)
     return times
+
+
+def round_ratios(theirs: list[float], ours: list[float]) -> tuple[float, float]:
+    """The least and the most of ``theirs[r] / ours[r]`` over the rounds r of two callables
+    timed in the same rounds (:func:`interleaved_times`): each round's pair ran seconds or
+    minutes apart at most, so the range shows how far the ratio moves within one run."""
+    ratios = [t / o for t, o in zip(theirs, ours, strict=True)]
+    return min(ratios), max(ratios)
 
 
 @contextlib.contextmanager

@@ -55,6 +55,7 @@ from spikecim.timing import (
     device_name,
     interleaved_times,
     quiet_stderr,
+    round_ratios,
     torch_threads,
 )
 
@@ -332,7 +333,7 @@ def _inference_row(
         input_spike_rate=spike_rate,
         noisy_round_s=tuple(rounds[0]),
         digital_round_s=tuple(rounds[1]),
-        times_digital_per_round=_range(n / d for n, d in zip(rounds[0], rounds[1], strict=True)),
+        times_digital_per_round=round_ratios(rounds[0], rounds[1]),
     )
 
 
@@ -440,12 +441,6 @@ def _median_times(fns: list[Callable[[], object]], repeats: int, device: torch.d
     """Median seconds of each callable, the callables interleaved in every round (on a GPU,
     waited for before each clock read)."""
     return [statistics.median(ts) for ts in interleaved_times(fns, repeats, device=device)]
-
-
-def _range(values) -> tuple[float, float]:
-    """The least and the most of ``values``."""
-    values = list(values)
-    return min(values), max(values)
 
 
 def _ratio(theirs: float | None, ours: float) -> float | None:

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from spikecim.timing import interleaved_times, quiet_stderr, torch_threads
+from spikecim.timing import interleaved_times, quiet_stderr, round_ratios, torch_threads
 
 if TYPE_CHECKING:
     from spikecim.analog.hwa_config import HwaConverters
@@ -69,6 +69,9 @@ class HwaRow:
     median_ms: float
     min_ms: float
     spikecim_speedup: float | None  # this library's median / spikecim's
+    round_ms: tuple[float, ...] = ()  # every timed step, in the order of the rounds
+    # the least and the most of this library's step / spikecim's step in the same round
+    round_speedups: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -314,7 +317,17 @@ def run_hwa_benchmark(repeats: int = 5, threads: int | None = 1, quick: bool = F
             ours = statistics.median(times[0])
             for library, ts in zip(steps, times, strict=True):
                 med = statistics.median(ts)
-                report.rows.append(HwaRow(name, library, med * 1e3, min(ts) * 1e3, med / ours))
+                report.rows.append(
+                    HwaRow(
+                        name,
+                        library,
+                        med * 1e3,
+                        min(ts) * 1e3,
+                        med / ours,
+                        tuple(t * 1e3 for t in ts),
+                        round_ratios(ts, times[0]),
+                    )
+                )
             report.conversion.append(_conversion_row(name, model.eval(), peers, repeats))
         return report
 
@@ -361,12 +374,15 @@ def format_report(report: HwaBenchReport) -> str:
             f"interleaved steps; torch {report.torch_version}, threads: {report.threads}"
         ),
         "",
-        "| model | library | median ms | min ms | spikecim speed-up |",
-        "| --- | --- | --- | --- | --- |",
+        "| model | library | median ms | min ms | spikecim speed-up | per round |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for r in report.rows:
         speedup = MISSING if r.spikecim_speedup is None else f"{r.spikecim_speedup:.2f}"
-        lines.append(f"| {r.model} | {r.library} | {r.median_ms:.2f} | {r.min_ms:.2f} | {speedup} |")
+        spread = MISSING if r.round_speedups is None else "{:.2f}–{:.2f}".format(*r.round_speedups)
+        lines.append(
+            f"| {r.model} | {r.library} | {r.median_ms:.2f} | {r.min_ms:.2f} | {speedup} | {spread} |"
+        )
     lines += [
         "",
         "Conversion of the trained model to its analog twin (median):",

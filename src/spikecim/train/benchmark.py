@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from spikecim.memory import available_bytes, release_freed_memory, reset_resident_peak, resident_bytes
-from spikecim.timing import bench_device, device_name, peak_mib, synchronize, torch_threads
+from spikecim.timing import bench_device, device_name, peak_mib, round_ratios, synchronize, torch_threads
 
 __all__ = [
     "TRAIN_LIBRARIES",
@@ -306,7 +306,7 @@ def run_train_benchmark(
                         spikecim_speedup=medians[name] / ours if ours else None,
                         peak_mib=peak_mib(step, dev),
                         round_ms=tuple(t * 1e3 for t in times[name]),
-                        round_speedups=_round_speedups(times[name], times.get("spikecim")),
+                        round_speedups=round_ratios(times[name], times["spikecim"]) if ours else None,
                     )
                     for name, step in steps.items()
                 ]
@@ -319,16 +319,6 @@ def run_train_benchmark(
                 if on_rows is not None and rows:  # no rows: no library installed of those asked for
                     on_rows(rows)
         return report
-
-
-def _round_speedups(theirs: list[float], ours: list[float] | None) -> tuple[float, float] | None:
-    """The least and the most of ``theirs[r] / ours[r]`` over the rounds r: each library's step
-    against spikecim's of the same round, minutes apart at most, so a change of the host's
-    speed between rounds moves both (None without spikecim)."""
-    if not ours:
-        return None
-    ratios = [t / o for t, o in zip(theirs, ours, strict=True)]
-    return min(ratios), max(ratios)
 
 
 def _too_large(model: str, batch: int, grown: tuple[int, int] | None, budget: int | None) -> str | None:

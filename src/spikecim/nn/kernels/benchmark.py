@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from spikecim.timing import bench_device, device_name, peak_mib, synchronize, torch_threads
+from spikecim.timing import bench_device, device_name, peak_mib, round_ratios, synchronize, torch_threads
 
 __all__ = ["LIBRARIES", "BenchReport", "BenchRow", "format_report", "run_lif_benchmark"]
 
@@ -129,6 +129,9 @@ class BenchRow:
     spikecim_speedup: float | None  # this library's median / spikecim's (how much faster spikecim is)
     peak_mib: float | None
     saved_mib: float | None
+    round_ms: tuple[float, ...] = ()  # every timed run, in the order of the rounds
+    # the least and the most of this library's run / linear-floor's run in the same round
+    floor_per_round: tuple[float, float] | None = None
 
 
 @dataclass
@@ -203,6 +206,8 @@ def _run(batches, timesteps, features, repeats, warmup, libraries, seed, dev) ->
                     spikecim_speedup=medians[name] / ours if ours else None,
                     peak_mib=peak,
                     saved_mib=saved,
+                    round_ms=tuple(t * 1e3 for t in times[name]),
+                    floor_per_round=round_ratios(times[name], times["linear-floor"]) if floor else None,
                 )
             )
     return report
@@ -221,17 +226,21 @@ def format_report(report: BenchReport) -> str:
             f"device: {report.device}"
         ),
         "",
-        "| library | B | median ms | min ms | x floor | spikecim speed-up | peak MiB | saved MiB |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| library | B | median ms | min ms | x floor | x floor, per round | spikecim speed-up | peak MiB | saved MiB |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in report.rows:
+        spread = "n/a" if r.floor_per_round is None else "{:.2f}–{:.2f}".format(*r.floor_per_round)
         lines.append(
             f"| {r.library} | {r.batch} | {r.median_ms:.2f} | {r.min_ms:.2f} | {num(r.times_floor, '.2f')} | "
-            f"{num(r.spikecim_speedup, '.2f')} | {num(r.peak_mib, '.2f')} | {num(r.saved_mib, '.2f')} |"
+            f"{spread} | {num(r.spikecim_speedup, '.2f')} | {num(r.peak_mib, '.2f')} | {num(r.saved_mib, '.2f')} |"
         )
     lines += [
         "",
-        "x floor: median / Linear-alone median. spikecim speed-up: this library's median / spikecim's.",
+        (
+            "x floor: median / Linear-alone median; per round: the least and the most of this library's run / "
+            "the Linear-alone run in the same round. spikecim speed-up: this library's median / spikecim's."
+        ),
         "spikecim's LIF runs in place (LIF(inplace=True): the spikes overwrite the Linear output); the peers have no such option.",
         (
             "peak MiB: highest total of torch's allocations in one forward+backward (CPU: profiler events; "
