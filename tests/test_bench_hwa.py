@@ -121,3 +121,15 @@ def test_the_conversion_timed_for_aihwkit_puts_every_layer_on_its_tiles():
         for m in analog.modules()
         if isinstance(m, (nn.Linear, nn.Conv2d)) and "Analog" not in type(m).__name__
     ]
+
+
+def test_bench_hwa_json_is_all_that_reaches_stdout_in_a_fresh_process():
+    """aihwkit-lightning's layers print a line on their first import without Triton; in a
+    process that had not imported them, --json's stdout must still be one JSON document."""
+    pytest.importorskip("aihwkit_lightning")
+    import subprocess
+    import sys
+
+    argv = [sys.executable, "-m", "spikecim", "bench", "--suite", "hwa", "--quick", "--json"]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    assert json.loads(out)["repeats"] == 2

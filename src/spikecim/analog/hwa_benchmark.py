@@ -32,9 +32,11 @@ A peer that is not installed is skipped with a note.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import statistics
+import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
@@ -304,8 +306,13 @@ def run_hwa_benchmark(repeats: int = 5, threads: int | None = 1, quick: bool = F
                 continue
             if importlib.util.find_spec(module) is None:
                 report.notes.append(f"{name}: not installed, skipped (pip install 'spikecim[peers]')")
-            else:
-                peers.append(name)
+                continue
+            # aihwkit-lightning's layers print a line to stdout when imported without Triton
+            # (aihwkit_lightning/nn/modules/linear.py, conv.py): onto stderr, so that the
+            # report on stdout (--json) stays what it is
+            with contextlib.redirect_stdout(sys.stderr):
+                importlib.import_module(f"{module}.nn" if module == "aihwkit_lightning" else module)
+            peers.append(name)
         for name, model, x in _models(quick):
             y = torch.randint(0, 10, (x.shape[1],), generator=torch.Generator().manual_seed(0))
             steps = {"spikecim": _spikecim_step(model, x, y)}
