@@ -295,7 +295,10 @@ def _aihwkit_programmed(model: nn.Module) -> nn.Module:
 def run_hwa_benchmark(repeats: int = 5, threads: int | None = 1, quick: bool = False) -> HwaBenchReport:
     """Time the hardware-aware training step and the conversion; see the module docstring.
     ``quick``: two tiny models, 2 rounds."""
-    with torch_threads(threads):
+    # what the peers print while they run (aihwkit-lightning's layers, imported without Triton,
+    # print a line: aihwkit_lightning/nn/modules/linear.py, conv.py) goes to stderr: the report
+    # is returned, and --json prints it on stdout alone
+    with torch_threads(threads), contextlib.redirect_stdout(sys.stderr):
         repeats = 2 if quick else repeats
         report = HwaBenchReport(
             NOISE_STD, dict(SETTINGS), repeats, torch.get_num_threads(), torch.__version__
@@ -306,13 +309,8 @@ def run_hwa_benchmark(repeats: int = 5, threads: int | None = 1, quick: bool = F
                 continue
             if importlib.util.find_spec(module) is None:
                 report.notes.append(f"{name}: not installed, skipped (pip install 'spikecim[peers]')")
-                continue
-            # aihwkit-lightning's layers print a line to stdout when imported without Triton
-            # (aihwkit_lightning/nn/modules/linear.py, conv.py): onto stderr, so that the
-            # report on stdout (--json) stays what it is
-            with contextlib.redirect_stdout(sys.stderr):
-                importlib.import_module(f"{module}.nn" if module == "aihwkit_lightning" else module)
-            peers.append(name)
+            else:
+                peers.append(name)
         for name, model, x in _models(quick):
             y = torch.randint(0, 10, (x.shape[1],), generator=torch.Generator().manual_seed(0))
             steps = {"spikecim": _spikecim_step(model, x, y)}
