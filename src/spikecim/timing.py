@@ -22,6 +22,7 @@ __all__ = [
     "peak_bytes",
     "peak_mib",
     "quiet_stderr",
+    "range_text",
     "round_ratios",
     "synchronize",
     "torch_threads",
@@ -59,6 +60,11 @@ def round_ratios(theirs: list[float], ours: list[float]) -> tuple[float, float]:
     minutes apart at most, so the range shows how far the ratio moves within one run."""
     ratios = [t / o for t, o in zip(theirs, ours, strict=True)]
     return min(ratios), max(ratios)
+
+
+def range_text(pair: tuple[float, float] | None, missing: str, unit: str = "") -> str:
+    """``least–most`` to two decimals (a table cell of :func:`round_ratios`), or ``missing``."""
+    return missing if pair is None else f"{pair[0]:.2f}–{pair[1]:.2f}{unit}"
 
 
 @contextlib.contextmanager

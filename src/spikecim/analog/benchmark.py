@@ -55,6 +55,7 @@ from spikecim.timing import (
     device_name,
     interleaved_times,
     quiet_stderr,
+    range_text,
     round_ratios,
     torch_threads,
 )
@@ -176,8 +177,7 @@ def format_report(report: AnalogBenchReport) -> str:
     ]
     for r in report.rows:
         rate = MISSING if r.input_spike_rate is None else f"{r.input_spike_rate:.1%}"
-        low, high = r.times_digital_per_round or (None, None)
-        spread = MISSING if low is None else f"{low:.2f}–{high:.2f}×"
+        spread = range_text(r.times_digital_per_round, MISSING, "×")
         lines.append(
             f"| {r.model} | {_s(r.digital_s)} | {_s(r.spikecim_s)} | {r.times_digital:.2f}× | {spread} | {rate} |"
         )

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from spikecim.timing import interleaved_times, quiet_stderr, round_ratios, torch_threads
+from spikecim.timing import interleaved_times, quiet_stderr, range_text, round_ratios, torch_threads
 
 if TYPE_CHECKING:
     from spikecim.analog.hwa_config import HwaConverters
@@ -384,7 +384,7 @@ def format_report(report: HwaBenchReport) -> str:
     ]
     for r in report.rows:
         speedup = MISSING if r.spikecim_speedup is None else f"{r.spikecim_speedup:.2f}"
-        spread = MISSING if r.round_speedups is None else "{:.2f}–{:.2f}".format(*r.round_speedups)
+        spread = range_text(r.round_speedups, MISSING)
         lines.append(
             f"| {r.model} | {r.library} | {r.median_ms:.2f} | {r.min_ms:.2f} | {speedup} | {spread} |"
         )

@@ -42,7 +42,15 @@ import torch
 from torch import nn
 
 from spikecim.memory import available_bytes, release_freed_memory, reset_resident_peak, resident_bytes
-from spikecim.timing import bench_device, device_name, peak_mib, round_ratios, synchronize, torch_threads
+from spikecim.timing import (
+    bench_device,
+    device_name,
+    peak_mib,
+    range_text,
+    round_ratios,
+    synchronize,
+    torch_threads,
+)
 
 __all__ = [
     "TRAIN_LIBRARIES",
@@ -358,7 +366,7 @@ def format_report(report: TrainBenchReport) -> str:
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in report.rows:
-        spread = "n/a" if r.round_speedups is None else "{:.2f}–{:.2f}".format(*r.round_speedups)
+        spread = range_text(r.round_speedups, "n/a")
         lines.append(
             f"| {r.model} | {r.library} | {r.batch} | {r.median_ms:.1f} | {r.min_ms:.1f} | "
             f"{num(r.spikecim_speedup, '.2f')} | {spread} | {num(r.peak_mib, '.1f')} |"

@@ -39,7 +39,15 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from spikecim.timing import bench_device, device_name, peak_mib, round_ratios, synchronize, torch_threads
+from spikecim.timing import (
+    bench_device,
+    device_name,
+    peak_mib,
+    range_text,
+    round_ratios,
+    synchronize,
+    torch_threads,
+)
 
 __all__ = ["LIBRARIES", "BenchReport", "BenchRow", "format_report", "run_lif_benchmark"]
 
@@ -230,7 +238,7 @@ def format_report(report: BenchReport) -> str:
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in report.rows:
-        spread = "n/a" if r.floor_per_round is None else "{:.2f}–{:.2f}".format(*r.floor_per_round)
+        spread = range_text(r.floor_per_round, "n/a")
         lines.append(
             f"| {r.library} | {r.batch} | {r.median_ms:.2f} | {r.min_ms:.2f} | {num(r.times_floor, '.2f')} | "
             f"{spread} | {num(r.spikecim_speedup, '.2f')} | {num(r.peak_mib, '.2f')} | {num(r.saved_mib, '.2f')} |"
