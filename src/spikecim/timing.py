@@ -34,15 +34,15 @@ def interleaved_times(
     repeats: int,
     clock: Callable[[], float] = time.perf_counter,
     device: torch.device | None = None,
+    warmup: int = 1,
 ) -> list[list[float]]:
-    """Seconds of each callable per round: one warm-up call of each, then ``repeats`` rounds
-    of one call each, so a change of load on a shared machine hits all of them alike.
-    ``clock``: wall time by default; ``time.thread_time`` for the calling thread's CPU time.
-    ``device``: a GPU the callables queue work on, waited for before each clock read."""
-    for fn in fns:
-        fn()
+    """Seconds of each callable per round: ``warmup`` rounds of one untimed call each, then
+    ``repeats`` rounds of one call each, so a change of load on a shared machine hits all of
+    them alike. ``clock``: wall time by default; ``time.thread_time`` for the calling
+    thread's CPU time. ``device``: a GPU the callables queue work on, waited for before each
+    clock read."""
     times: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeats):
+    for round_ in range(warmup + repeats):
         for fn, ts in zip(fns, times, strict=True):
             if device is not None:
                 synchronize(device)
@@ -50,7 +50,8 @@ def interleaved_times(
             fn()
             if device is not None:
                 synchronize(device)
-            ts.append(clock() - t)
+            if round_ >= warmup:
+                ts.append(clock() - t)
     return times
 
 

@@ -34,7 +34,6 @@ import copy
 import importlib.util
 import json
 import statistics
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
@@ -45,10 +44,10 @@ from spikecim.memory import available_bytes, release_freed_memory, reset_residen
 from spikecim.timing import (
     bench_device,
     device_name,
+    interleaved_times,
     peak_mib,
     range_text,
     round_ratios,
-    synchronize,
     torch_threads,
 )
 
@@ -293,15 +292,8 @@ def run_train_benchmark(
                 x = image.expand(timesteps, *image.shape).contiguous().to(dev)
                 y = torch.randint(0, 10, (batch,), generator=gen).to(dev)
                 steps = {name: _step_fn(net, before, x, y) for name, (net, before) in nets.items()}
-                times: dict[str, list[float]] = {name: [] for name in steps}
-                for round_ in range(warmup + repeats):
-                    for name, step in steps.items():
-                        synchronize(dev)
-                        t0 = time.perf_counter()
-                        step()
-                        synchronize(dev)
-                        if round_ >= warmup:
-                            times[name].append(time.perf_counter() - t0)
+                rounds = interleaved_times(list(steps.values()), repeats, device=dev, warmup=warmup)
+                times = dict(zip(steps, rounds, strict=True))
                 medians = {name: statistics.median(ts) for name, ts in times.items()}
                 ours = medians.get("spikecim")
                 rows = [

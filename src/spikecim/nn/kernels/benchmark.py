@@ -30,10 +30,10 @@ GPU before the clock is read, and the peak is torch's CUDA allocator's.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import statistics
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
@@ -42,10 +42,10 @@ import torch
 from spikecim.timing import (
     bench_device,
     device_name,
+    interleaved_times,
     peak_mib,
     range_text,
     round_ratios,
-    synchronize,
     torch_threads,
 )
 
@@ -194,12 +194,8 @@ def _run(batches, timesteps, features, repeats, warmup, libraries, seed, dev) ->
             cases[name] = build(features)
     for batch in batches:
         x = torch.rand(timesteps, batch, features, generator=torch.Generator().manual_seed(seed)).to(dev)
-        times = {name: [] for name in cases}
-        for round_ in range(warmup + repeats):
-            for name, (forward, params) in cases.items():
-                dt = _time_once(forward, params, x, dev)
-                if round_ >= warmup:
-                    times[name].append(dt)
+        runs = [functools.partial(_run_once, forward, params, x) for forward, params in cases.values()]
+        times = dict(zip(cases, interleaved_times(runs, repeats, device=dev, warmup=warmup), strict=True))
         medians = {name: statistics.median(ts) for name, ts in times.items()}
         floor, ours = medians.get("linear-floor"), medians.get("spikecim")
         for name, (forward, params) in cases.items():
@@ -259,14 +255,10 @@ def format_report(report: BenchReport) -> str:
     return "\n".join(lines)
 
 
-def _time_once(forward: Forward, params: list[torch.Tensor], x: torch.Tensor, dev: torch.device) -> float:
+def _run_once(forward: Forward, params: list[torch.Tensor], x: torch.Tensor) -> None:
     for p in params:
         p.grad = None
-    synchronize(dev)
-    t0 = time.perf_counter()
     forward(x).sum().backward()
-    synchronize(dev)
-    return time.perf_counter() - t0
 
 
 def _memory(
