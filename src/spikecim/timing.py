@@ -38,20 +38,24 @@ def interleaved_times(
 ) -> list[list[float]]:
     """Seconds of each callable per round: ``warmup`` rounds of one untimed call each, then
     ``repeats`` rounds of one call each, so a change of load on a shared machine hits all of
-    them alike. ``clock``: wall time by default; ``time.thread_time`` for the calling
-    thread's CPU time. ``device``: a GPU the callables queue work on, waited for before each
-    clock read."""
+    them alike. Timed round r starts with callable r mod n and goes on in the list's order
+    (a b c, b c a, c a b, ...), so each callable follows each of the others equally often
+    instead of always meeting the same one's leftovers in the caches and the allocator
+    (``times[i]`` stays callable i's, in the order of the rounds). ``clock``: wall time by
+    default; ``time.thread_time`` for the calling thread's CPU time. ``device``: a GPU the
+    callables queue work on, waited for before each clock read."""
     times: list[list[float]] = [[] for _ in fns]
     for round_ in range(warmup + repeats):
-        for fn, ts in zip(fns, times, strict=True):
+        first = max(0, round_ - warmup) % max(1, len(fns))
+        for i in [*range(first, len(fns)), *range(first)]:
             if device is not None:
                 synchronize(device)
             t = clock()
-            fn()
+            fns[i]()
             if device is not None:
                 synchronize(device)
             if round_ >= warmup:
-                ts.append(clock() - t)
+                times[i].append(clock() - t)
     return times
 
 

@@ -7,10 +7,11 @@
    spikecim draws read noise afresh at every forward; aihwkit draws it once per
    ``drift_analog_weights`` call, so the same work on its side (a fresh read-noise draw for
    every forward) is ``drift_analog_weights`` + forward: both are timed. The callables are
-   interleaved in every round (:func:`_median_times`), so a change of load on a shared
-   machine hits all of them alike. The same model's digital forward is timed in the same
+   interleaved in every round, each round starting one callable further on
+   (:func:`spikecim.timing.interleaved_times`), so a change of load on a shared machine hits
+   all of them alike. The same model's digital forward is timed in the same
    rounds: the noisy forward's cost over the digital floor (``times_digital``, and the least and
-   the most of that ratio within one round, ``times_digital_per_round``). vit-tiny
+   the most of that ratio in one round over the rounds, ``times_digital_per_round``). vit-tiny
    (untrained, 8×8 inputs) runs with K and V written into crossbars at every inference
    (``VIT_CROSSBAR``: write noise, ClipFormer, PCM read noise); aihwkit has no such
    crossbars, so its columns read "—" there. The models are untrained; before timing, their

@@ -2,7 +2,8 @@ r"""Speed of a hardware-aware training step against aihwkit-lightning 2.1 and ai
 the conversion of a trained model to its analog twin.
 
 1. **One hardware-aware training step**, the same network and batch in every library, the
-   libraries alternating in every round, median of ``repeats`` rounds after a warm-up:
+   libraries alternating in every round (each round starting one library further on:
+   :func:`spikecim.timing.interleaved_times`), median of ``repeats`` rounds after a warm-up:
    forward and backward through the converters and the noisy weights, the update applied to
    the clean weights by Adam, then the weight clipping; cross-entropy of the logits averaged
    over time. The settings (:data:`SETTINGS`) are matched field by field:

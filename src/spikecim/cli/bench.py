@@ -135,7 +135,9 @@ def bench_cmd(
     floor (--suite lif); noisy analog inference against aihwkit plus the IR-drop solvers
     (--suite analog); a whole-network SNN training step against SpikingJelly and snnTorch
     (--suite train); a hardware-aware training step and the analog conversion against
-    aihwkit-lightning and aihwkit (--suite hwa).
+    aihwkit-lightning and aihwkit (--suite hwa). Every suite runs its libraries in one process,
+    once each per round, each round starting one library further on; the median of the
+    rounds is reported, with the least and the most of each ratio over the rounds.
 
     --suite train writes a line to stderr as each model and batch is timed, and its table at
     the end. Its steps interleaved in one process need several times their peak allocation

@@ -15,7 +15,8 @@ in the same step, arctan surrogate (alpha 2), BatchNorm over ``T*B`` (tdBN).
 
 Both peers' copies hold torch's ``nn.Conv2d``, ``nn.Linear``, pooling and BatchNorm layers where
 the model holds spikecim's (:func:`spikecim.nn.twins.torch_layers`). The libraries alternate in every
-round (one step each); the median of ``repeats`` rounds after ``warmup`` rounds is reported,
+round (one step each, each round starting one library further on:
+:func:`spikecim.timing.interleaved_times`); the median of ``repeats`` rounds after ``warmup`` rounds is reported,
 with every round's time and, per library, the least and the most of its step over spikecim's
 in the same round. Peak memory: the highest total of torch CPU
 allocations during one training step, from the torch profiler's allocation and free

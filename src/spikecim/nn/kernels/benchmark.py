@@ -2,7 +2,8 @@
 
 The workload: ``Linear(F -> F)`` over a whole sequence ``x[T, B, F]`` followed by a LIF
 neuron (beta 0.9, threshold 1, subtract reset), forward and backward of ``spikes.sum()``,
-for each library in one process, interleaved (one run of each library per round), median
+for each library in one process, interleaved (one run of each library per round, each
+round starting one library further on: :func:`spikecim.timing.interleaved_times`), median
 of ``repeats`` rounds after ``warmup`` rounds. ``linear-floor`` is the Linear alone: no
 neuron can make the layer faster than it.
 
