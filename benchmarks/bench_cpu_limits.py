@@ -1,6 +1,6 @@
 """What this CPU's core allows the compiled kernels (not a test): ``python benchmarks/bench_cpu_limits.py``.
 
-Three C programs in ``benchmarks/c/``, built with the system compiler against the kernels'
+Four C programs in ``benchmarks/c/``, built with the system compiler against the kernels'
 own headers and run on one core, give the ceilings that BENCHMARKS.md and docs/speed.md
 measure the kernels against:
 
@@ -11,7 +11,11 @@ measure the kernels against:
    timed here);
 3. ``icdf_reads.c``: the float32 normal transform of ``philox.h`` with its table read in
    other ways (ns per normal; every variant that gives the same bits is checked to), and an
-   8-lane gather with all, half, a quarter or none of its lanes on (ns per gather).
+   8-lane gather with all, half, a quarter or none of its lanes on (ns per gather);
+4. ``cheaper_normals.c``: what a cheaper float32 normal generator would cost against
+   ``philox.h``'s (ns per normal): ARS4x32-7 words on VAES (checked against Random123's
+   known answers) and a per-binade polynomial inverse CDF without table reads (its largest
+   error against the double-precision quantile printed).
 
 Each program takes the best of several rounds, its variants interleaved. Prints a Markdown
 table; ``--json PATH`` also writes the figures.
@@ -38,6 +42,7 @@ PROGRAMS = {  # program: the unit of its figures
     "row_adds": "G vector adds / s",
     "micro_tile": "GFLOP/s",
     "icdf_reads": "ns per normal",
+    "cheaper_normals": "ns per normal",
 }
 
 
