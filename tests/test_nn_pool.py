@@ -1,7 +1,8 @@
 """spikecim's CPU pooling kernel (spikecim.nn.kernels.pool_cpu) and the pooling layers of the
 built-in models. The oracle is torch's own pooling (``F.avg_pool2d``, ``F.max_pool2d``):
 values and every gradient equal bit for bit, NaN and -inf included, and the max's choice
-among equal entries (spikes tie all the time) the same."""
+among equal entries (spikes tie all the time) the same, in the default layout and in
+channels-last (whose outputs and gradients torch also gives in channels-last)."""
 
 from __future__ import annotations
 
@@ -53,11 +54,11 @@ def _input(shape, kind: str, dtype: torch.dtype, seed: int) -> torch.Tensor:
     return x
 
 
-def _run(pool, x: torch.Tensor, kernel, gy_seed: int = 7):
-    leaf = x.clone().requires_grad_()
+def _run(pool, x: torch.Tensor, kernel, gy_seed: int = 7, gy_layout=torch.contiguous_format):
+    leaf = x.clone().requires_grad_()  # clone keeps x's layout
     y = pool(leaf, kernel)
     gy = torch.randn(y.shape, generator=torch.Generator().manual_seed(gy_seed), dtype=x.dtype)
-    y.backward(gy)
+    y.backward(gy.contiguous(memory_format=gy_layout))
     return y.detach(), leaf.grad, y.grad_fn
 
 
@@ -73,6 +74,34 @@ def test_pooling_equals_torch_bit_for_bit_values_and_gradients(shape, kernel, ki
         assert torch.equal(y.isnan(), y_ref.isnan())
         assert torch.equal(y.nan_to_num(), y_ref.nan_to_num()), ours.__name__
         assert torch.equal(gx, gx_ref), ours.__name__
+
+
+# [N, C, H, W] cases with more than one channel and a map larger than one entry: the kernel
+# reads these as channels-last (C = 1 or H = W = 1 is also the default layout)
+CHANNELS_LAST_CASES = [(s, k) for s, k in CASES if len(s) == 4 and s[1] > 1] + [
+    ((2, 64, 8, 8), 2),
+    ((1, 3, 5, 5), 5),
+]
+
+
+@pytest.mark.parametrize("gy_layout", [torch.channels_last, torch.contiguous_format])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("kind", ["normal", "relu", "spikes", "non-finite"])
+@pytest.mark.parametrize(("shape", "kernel"), CHANNELS_LAST_CASES)
+def test_channels_last_pooling_equals_torch_bit_for_bit_in_torchs_layouts(
+    shape, kernel, kind, dtype, gy_layout
+):
+    """The output gradient in either layout (after a flatten it comes in the default one)."""
+    x = _input(shape, kind, dtype, seed=shape[1] * 100 + shape[-1]).to(memory_format=torch.channels_last)
+    assert pool_cpu.applies(x, kernel, None, 0)
+    for ours, theirs in POOLS:
+        y, gx, fn = _run(ours, x, kernel, gy_layout=gy_layout)
+        y_ref, gx_ref, _ = _run(theirs, x, kernel, gy_layout=gy_layout)
+        assert type(fn).__name__ in ("_AvgPoolBackward", "_MaxPoolBackward")  # the kernel ran
+        assert torch.equal(y.isnan(), y_ref.isnan())
+        assert torch.equal(y.nan_to_num(), y_ref.nan_to_num()), ours.__name__
+        assert torch.equal(gx, gx_ref), ours.__name__
+        assert y.stride() == y_ref.stride() and gx.stride() == gx_ref.stride(), ours.__name__
 
 
 def test_the_max_gradient_goes_to_the_first_largest_entry_and_to_the_last_nan():
@@ -98,7 +127,7 @@ def test_layouts_and_settings_the_kernel_does_not_cover_run_torchs_pooling():
         (x, 3, 2, 0, False),  # stride != kernel
         (x, 2, 2, 1, False),  # padding
         (x, 2, 2, 0, True),  # ceil_mode
-        (x.to(memory_format=torch.channels_last), 2, 2, 0, False),
+        (x.to(memory_format=torch.channels_last)[:, :, :, ::2], 2, 2, 0, False),  # channels-last, not dense
         (x[:, :, :, ::2], 2, 2, 0, False),  # not contiguous
         (x.half(), 2, 2, 0, False),
     ]
@@ -167,9 +196,11 @@ def test_built_in_models_pool_with_the_layers_and_peers_get_torchs(monkeypatch):
     assert repr(peer) == repr(vgg)
 
 
-def test_pooling_split_over_threads_equals_torch():
-    """A tensor above the one-thread threshold, over two threads: work items of whole planes."""
-    x = _input((4, 16, 64, 64), "relu", torch.float32, seed=3)
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_pooling_split_over_threads_equals_torch(layout):
+    """A tensor above the one-thread threshold, over two threads: work items of whole planes,
+    or of rows of outputs in channels-last (a 63-row map: its last row has no window)."""
+    x = _input((4, 16, 63, 64), "relu", torch.float32, seed=3).contiguous(memory_format=layout)
     assert x.numel() >= pool_cpu._PARALLEL_MIN
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
@@ -182,9 +213,10 @@ def test_pooling_split_over_threads_equals_torch():
         torch.set_num_threads(threads)
 
 
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
 @pytest.mark.parametrize("kind", ["avg", "max"])
 @pytest.mark.parametrize("kernel", [2, (2, 3), 3])
-def test_second_derivatives_equal_torchs(kind, kernel):
+def test_second_derivatives_equal_torchs(kind, kernel, layout):
     """With ``create_graph=True`` the backward runs the same map in torch ops (windows laid
     back over the input; the max's chosen entries from its bytes), so the gradient of an
     input gradient is torch's pooling's, on a 7 × 8 map whose last rows and columns no window
@@ -192,7 +224,11 @@ def test_second_derivatives_equal_torchs(kind, kernel):
     ours = (AvgPool2d if kind == "avg" else MaxPool2d)(kernel)
     theirs = (nn.AvgPool2d if kind == "avg" else nn.MaxPool2d)(kernel)
     gen = torch.Generator().manual_seed(11)
-    x = torch.randn(3, 4, 7, 8, dtype=torch.float64, generator=gen).requires_grad_()
+    x = (
+        torch.randn(3, 4, 7, 8, dtype=torch.float64, generator=gen)
+        .contiguous(memory_format=layout)
+        .requires_grad_()
+    )
     weights = torch.randn(theirs(x).shape, dtype=torch.float64, generator=gen)
     results = []
     for layer in (ours, theirs):

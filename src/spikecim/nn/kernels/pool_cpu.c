@@ -5,8 +5,10 @@
  *
  * Built by spikecim/nn/kernels/pool_cpu.py with `cc -O2 -ffp-contract=off -DREAL=float`
  * (and once more with double). Layout: x and gx are [planes, H, W], y, gy and idx
- * [planes, OH, OW], all contiguous (planes = batch x channels). Per output (oh, ow), with the
- * window's entries v_0 ... v_{kh*kw-1} in row-major order:
+ * [planes, OH, OW], all contiguous (planes = batch x channels); or, with channels_last, x and
+ * gx [planes, H, W, C], y, gy and idx [planes, OH, OW, C] (planes = batch: torch's
+ * channels-last [N, C, H, W] as it lies in memory). Per output (oh, ow), with the window's
+ * entries v_0 ... v_{kh*kw-1} in row-major order:
  *
  *   average:  y = (((0 + v_0) + v_1) + ...) / (kh*kw);   gx_i = gy / (kh*kw)
  *   max:      y = the first v_i that is larger than every earlier entry, or the last NaN
@@ -18,7 +20,10 @@
  * nothing mispredicts (a ReLU output has no pattern to predict); the 2x2 max of short rows
  * runs in two stages (max2_forward_staged). The max's backward writes
  * zeros, then one gradient per output. idx holds the offset within the window as a byte
- * (kh*kw <= 255; torch keeps an int64 index into the plane).
+ * (kh*kw <= 255; torch keeps an int64 index into the plane). In channels-last the loops run
+ * along the C channels of one position, which lie side by side (torch's channels-last
+ * kernels do the same comparisons and sums per channel); the backward writes every entry
+ * of a window once, the gradient where it was chosen and 0 elsewhere.
  */
 #include <math.h>
 #include <stdint.h>
@@ -36,6 +41,8 @@ typedef struct {
     uint8_t *idx;     /* max: offset of each output's entry within its window */
     const real *gy;   /* backward: gradient of y */
     real *gx;         /* backward output */
+    int64_t C;        /* channels: the innermost dimension when channels_last */
+    int64_t channels_last; /* 0: [planes, H, W] planes; 1: [planes, H, W, C], per_item rows of outputs */
 } pool_args;
 
 #define INLINE static inline __attribute__((always_inline))
@@ -281,9 +288,173 @@ static void max_forward_item(const void *args, int64_t item) {
     max_forward_rows_item(args, item);
 }
 
-static int64_t items(const pool_args *a) { return (a->planes + a->per_item - 1) / a->per_item; }
+/* ---- channels-last: [planes, H, W, C]; a work item is per_item rows of outputs (plane, oh) ---- */
 
-void avg_pool_forward(const pool_args *a, int threads) { run_items(a, avg_forward_item, items(a), threads); }
-void max_pool_forward(const pool_args *a, int threads) { run_items(a, max_forward_item, items(a), threads); }
-void avg_pool_backward(const pool_args *a, int threads) { run_items(a, avg_backward_item, items(a), threads); }
-void max_pool_backward(const pool_args *a, int threads) { run_items(a, max_backward_item, items(a), threads); }
+/* the output row r = plane·OH + oh: its outputs y + r·OW·C, the window's input row i at
+ * x + ((plane·H + oh·kh + i)·W)·C */
+#define CL_ROW(a, r, i) (((r) / (a)->OH * (a)->H + (r) % (a)->OH * (a)->kh + (i)) * (a)->W * (a)->C)
+
+CLONES static void avg_forward_cl(const pool_args *a, int64_t r0, int64_t r1) {
+    const int64_t C = a->C, OW = a->OW, kw = a->kw, n = OW * C;
+    const real count = (real)(a->kh * kw);
+    if (a->kh == 2 && kw == 2) { /* the window's sum in a register, in its order */
+        for (int64_t r = r0; r < r1; r++) {
+            const real *x0 = a->x + CL_ROW(a, r, 0), *x1 = a->x + CL_ROW(a, r, 1);
+            for (int64_t ow = 0; ow < OW; ow++) {
+                const real *restrict p0 = x0 + 2 * ow * C, *restrict p1 = x1 + 2 * ow * C;
+                real *restrict yv = a->y + r * n + ow * C;
+                for (int64_t c = 0; c < C; c++) yv[c] = ((((real)0 + p0[c]) + p0[C + c]) + p1[c]) + p1[C + c];
+                for (int64_t c = 0; c < C; c++) yv[c] /= count;
+            }
+        }
+        return;
+    }
+    for (int64_t r = r0; r < r1; r++) {
+        real *restrict yr = a->y + r * n;
+        for (int64_t j = 0; j < n; j++) yr[j] = 0;
+        for (int64_t i = 0; i < a->kh; i++) {
+            const real *restrict xr = a->x + CL_ROW(a, r, i);
+            for (int64_t ow = 0; ow < OW; ow++)
+                for (int64_t k = 0; k < kw; k++) {
+                    const real *restrict xv = xr + (ow * kw + k) * C;
+                    real *restrict yv = yr + ow * C;
+                    for (int64_t c = 0; c < C; c++) yv[c] += xv[c];
+                }
+        }
+        for (int64_t j = 0; j < n; j++) yr[j] /= count;
+    }
+}
+
+/* the 2x2 window of each channel in registers (max2_forward_row's order), along the channels */
+INLINE void max2_forward_cl_position(const real *restrict p0, const real *restrict p1, const int64_t C,
+                                     real *restrict yv, uint8_t *restrict iv) {
+    for (int64_t c = 0; c < C; c++) {
+        const real a = p0[c], b = p0[C + c], d0 = p1[c], d1 = p1[C + c];
+        const int tb = (b > a) | (b != b);
+        real m = tb ? b : a;
+        const int tc = (d0 > m) | (d0 != d0);
+        m = tc ? d0 : m;
+        const int td = (d1 > m) | (d1 != d1);
+        yv[c] = td ? d1 : m;
+        iv[c] = (uint8_t)(td ? 3 : tc ? 2 : tb);
+    }
+}
+
+CLONES static void max_forward_cl(const pool_args *a, int64_t r0, int64_t r1) {
+    const int64_t C = a->C, OW = a->OW, kw = a->kw, n = OW * C;
+    if (a->kh == 2 && kw == 2) {
+        for (int64_t r = r0; r < r1; r++) {
+            const real *x0 = a->x + CL_ROW(a, r, 0), *x1 = a->x + CL_ROW(a, r, 1);
+            for (int64_t ow = 0; ow < OW; ow++)
+                max2_forward_cl_position(x0 + 2 * ow * C, x1 + 2 * ow * C, C, a->y + r * n + ow * C,
+                                         a->idx + r * n + ow * C);
+        }
+        return;
+    }
+    for (int64_t r = r0; r < r1; r++) {
+        real *restrict yr = a->y + r * n;
+        uint8_t *restrict ir = a->idx + r * n;
+        for (int64_t j = 0; j < n; j++) {
+            yr[j] = -INFINITY;
+            ir[j] = 0;
+        }
+        for (int64_t i = 0; i < a->kh; i++) {
+            const real *restrict xr = a->x + CL_ROW(a, r, i);
+            for (int64_t ow = 0; ow < OW; ow++)
+                for (int64_t k = 0; k < kw; k++) {
+                    const real *restrict xv = xr + (ow * kw + k) * C;
+                    real *restrict yv = yr + ow * C;
+                    uint8_t *restrict iv = ir + ow * C;
+                    const uint8_t at = (uint8_t)(i * kw + k);
+                    for (int64_t c = 0; c < C; c++) {
+                        const real v = xv[c];
+                        const int take = (v > yv[c]) | (v != v);
+                        yv[c] = take ? v : yv[c];
+                        iv[c] = take ? at : iv[c];
+                    }
+                }
+        }
+    }
+}
+
+/* The input rows of output row r that no window covers past its last column, and, for the
+ * plane's last output row, the rows below the last window: zeros. */
+static void zero_margins_cl(const pool_args *a, int64_t r) {
+    const int64_t C = a->C, used = a->OW * a->kw * C, row = a->W * C;
+    if (used < row)
+        for (int64_t i = 0; i < a->kh; i++) memset(a->gx + CL_ROW(a, r, i) + used, 0, sizeof(real) * (size_t)(row - used));
+    if (r % a->OH == a->OH - 1 && a->OH * a->kh < a->H) {
+        real *below = a->gx + CL_ROW(a, r, 0) + a->kh * row;
+        memset(below, 0, sizeof(real) * (size_t)((a->H - a->OH * a->kh) * row));
+    }
+}
+
+CLONES static void avg_backward_cl(const pool_args *a, int64_t r0, int64_t r1) {
+    const int64_t C = a->C, OW = a->OW, kw = a->kw;
+    const real count = (real)(a->kh * kw);
+    for (int64_t r = r0; r < r1; r++) {
+        const real *restrict gr = a->gy + r * OW * C;
+        for (int64_t i = 0; i < a->kh; i++) {
+            real *restrict xr = a->gx + CL_ROW(a, r, i);
+            for (int64_t ow = 0; ow < OW; ow++)
+                for (int64_t k = 0; k < kw; k++) {
+                    real *restrict xv = xr + (ow * kw + k) * C;
+                    const real *restrict gv = gr + ow * C;
+                    for (int64_t c = 0; c < C; c++) xv[c] = gv[c] / count;
+                }
+        }
+        zero_margins_cl(a, r);
+    }
+}
+
+CLONES static void max_backward_cl(const pool_args *a, int64_t r0, int64_t r1) {
+    const int64_t C = a->C, OW = a->OW, kw = a->kw;
+    for (int64_t r = r0; r < r1; r++) {
+        const real *restrict gr = a->gy + r * OW * C;
+        const uint8_t *restrict ir = a->idx + r * OW * C;
+        for (int64_t i = 0; i < a->kh; i++) {
+            real *restrict xr = a->gx + CL_ROW(a, r, i);
+            for (int64_t ow = 0; ow < OW; ow++)
+                for (int64_t k = 0; k < kw; k++) {
+                    real *restrict xv = xr + (ow * kw + k) * C;
+                    const real *restrict gv = gr + ow * C;
+                    const uint8_t *restrict iv = ir + ow * C;
+                    const uint8_t at = (uint8_t)(i * kw + k);
+                    for (int64_t c = 0; c < C; c++) xv[c] = iv[c] == at ? gv[c] : 0;
+                }
+        }
+        zero_margins_cl(a, r);
+    }
+}
+#undef CL_ROW
+
+#define CL_ITEM(pass)                                                                       \
+    static void pass##_cl_item(const void *args, int64_t item) {                            \
+        const pool_args *a = (const pool_args *)args;                                       \
+        const int64_t rows = a->planes * a->OH, r0 = item * a->per_item;                    \
+        pass##_cl(a, r0, r0 + a->per_item < rows ? r0 + a->per_item : rows);                \
+    }
+CL_ITEM(avg_forward)
+CL_ITEM(max_forward)
+CL_ITEM(avg_backward)
+CL_ITEM(max_backward)
+#undef CL_ITEM
+
+/* work items: of planes, or of output rows in channels-last */
+static int64_t items(const pool_args *a) {
+    const int64_t units = a->channels_last ? a->planes * a->OH : a->planes;
+    return (units + a->per_item - 1) / a->per_item;
+}
+
+void avg_pool_forward(const pool_args *a, int threads) {
+    run_items(a, a->channels_last ? avg_forward_cl_item : avg_forward_item, items(a), threads);
+}
+void max_pool_forward(const pool_args *a, int threads) {
+    run_items(a, a->channels_last ? max_forward_cl_item : max_forward_item, items(a), threads);
+}
+void avg_pool_backward(const pool_args *a, int threads) {
+    run_items(a, a->channels_last ? avg_backward_cl_item : avg_backward_item, items(a), threads);
+}
+void max_pool_backward(const pool_args *a, int threads) {
+    run_items(a, a->channels_last ? max_backward_cl_item : max_backward_item, items(a), threads);
+}

@@ -12,9 +12,13 @@ values, the gradients and the max's choice among equal entries are torch's bit f
 output's entry in its window as one byte, where torch keeps an int64 per output.
 
 The kernel applies to float32 and float64 CPU tensors ``[N, C, H, W]`` or ``[C, H, W]`` in
-the default (contiguous) layout, with kernel = stride, no padding, no dilation and no
-``ceil_mode``; everything else, channels-last tensors included (torch's channels-last
-kernels already vectorise), runs torch's pooling. So does every call made while a torch
+the default (contiguous) layout, and ``[N, C, H, W]`` in channels-last (its output and
+input gradient then channels-last too, as torch's), with kernel = stride, no padding, no
+dilation and no ``ceil_mode``; everything else runs torch's pooling. In channels-last the
+loops run along the channels of one position; torch's channels-last max pooling also
+vectorises, but its backward takes a copy of its input and a zero fill of the gradient
+(``[64, 64, 8, 8]``, the convnet's pool in a hardware-aware step: 0.65 against 0.33 ms
+forward and backward, one thread, BENCHMARKS.md). So does every call made while a torch
 function or dispatch mode is active, under ``torch.compile``, ``torch.jit.trace`` or CPU
 autocast: op counters (SpikingJelly's, torch's ``FlopCounterMode``), tracers and the
 compiler then see torch's pooling op, which they know. ``SPIKECIM_POOL=torch`` turns the
@@ -38,14 +42,16 @@ __all__ = ["applies", "available", "avg_pool2d", "max_pool2d"]
 
 _REALS = {torch.float32: "float", torch.float64: "double"}
 _PARALLEL_MIN = 1 << 16  # entries below which one thread is faster than waking another
-_ITEM_ENTRIES = 1 << 14  # entries of input per work item (whole planes)
+_ITEM_ENTRIES = 1 << 14  # entries of input per work item (whole planes, or rows of windows)
 _PTR, _LONG = ctypes.c_void_p, ctypes.c_int64
 
 
 class _Args(ctypes.Structure):
-    _fields_ = [(n, _LONG) for n in ("planes", "H", "W", "kh", "kw", "OH", "OW", "per_item")] + [
-        (n, _PTR) for n in ("x", "y", "idx", "gy", "gx")
-    ]
+    _fields_ = (
+        [(n, _LONG) for n in ("planes", "H", "W", "kh", "kw", "OH", "OW", "per_item")]
+        + [(n, _PTR) for n in ("x", "y", "idx", "gy", "gx")]
+        + [(n, _LONG) for n in ("C", "channels_last")]
+    )
 
 
 def available(dtype: torch.dtype = torch.float32) -> bool:
@@ -61,7 +67,7 @@ def applies(x: torch.Tensor, kernel_size, stride, padding, dilation=1, ceil_mode
     if (
         x.device.type != "cpu"
         or x.dim() not in (3, 4)
-        or not x.is_contiguous()
+        or not (x.is_contiguous() or _channels_last(x))
         or ceil_mode
         or _pair(stride) != kernel
         or _pair(padding) != (0, 0)
@@ -107,12 +113,23 @@ def max_pool2d(
     return F.max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
 
 
+def _channels_last(x: torch.Tensor) -> bool:
+    """Whether the kernel reads ``x`` as channels-last: ``[N, C, H, W]`` laid out so, and not
+    also in the default layout (C = 1, or H = W = 1, is both)."""
+    return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+
+
+def _layout(channels_last: bool) -> torch.memory_format:
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
 class _AvgPool(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:
-        y = x.new_empty(_out_shape(x.shape, kernel))
-        _call("avg_pool_forward", x.shape, kernel, x=x, y=y)
-        ctx.shape, ctx.kernel = x.shape, kernel
+        cl = _channels_last(x)
+        y = torch.empty(_out_shape(x.shape, kernel), dtype=x.dtype, memory_format=_layout(cl))
+        _call("avg_pool_forward", x.shape, kernel, cl, x=x, y=y)
+        ctx.shape, ctx.kernel, ctx.cl = x.shape, kernel, cl
         return y
 
     @staticmethod
@@ -122,21 +139,21 @@ class _AvgPool(torch.autograd.Function):
             return _to_windows(
                 gy.unsqueeze(-1).expand(*gy.shape, kh * kw) / (kh * kw), ctx.shape, ctx.kernel
             ), None
-        gy = gy.contiguous()
-        gx = gy.new_empty(ctx.shape)
-        _call("avg_pool_backward", ctx.shape, ctx.kernel, gy=gy, gx=gx)
+        gy = gy.contiguous(memory_format=_layout(ctx.cl))
+        gx = torch.empty(ctx.shape, dtype=gy.dtype, memory_format=_layout(ctx.cl))
+        _call("avg_pool_backward", ctx.shape, ctx.kernel, ctx.cl, gy=gy, gx=gx)
         return gx, None
 
 
 class _MaxPool(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:
-        shape = _out_shape(x.shape, kernel)
-        y = x.new_empty(shape)
-        idx = torch.empty(shape, dtype=torch.uint8)
-        _call("max_pool_forward", x.shape, kernel, x=x, y=y, idx=idx)
+        shape, cl = _out_shape(x.shape, kernel), _channels_last(x)
+        y = torch.empty(shape, dtype=x.dtype, memory_format=_layout(cl))
+        idx = torch.empty(shape, dtype=torch.uint8, memory_format=_layout(cl))
+        _call("max_pool_forward", x.shape, kernel, cl, x=x, y=y, idx=idx)
         ctx.save_for_backward(idx)
-        ctx.shape, ctx.kernel = x.shape, kernel
+        ctx.shape, ctx.kernel, ctx.cl = x.shape, kernel, cl
         return y
 
     @staticmethod
@@ -146,9 +163,9 @@ class _MaxPool(torch.autograd.Function):
             kh, kw = ctx.kernel
             chosen = F.one_hot(idx.long(), kh * kw).to(gy.dtype)  # each output's window entry
             return _to_windows(gy.unsqueeze(-1) * chosen, ctx.shape, ctx.kernel), None
-        gy = gy.contiguous()
-        gx = gy.new_empty(ctx.shape)
-        _call("max_pool_backward", ctx.shape, ctx.kernel, gy=gy, idx=idx, gx=gx)
+        gy = gy.contiguous(memory_format=_layout(ctx.cl))
+        gx = torch.empty(ctx.shape, dtype=gy.dtype, memory_format=_layout(ctx.cl))
+        _call("max_pool_backward", ctx.shape, ctx.kernel, ctx.cl, gy=gy, idx=idx, gx=gx)
         return gx, None
 
 
@@ -166,11 +183,17 @@ def _out_shape(shape: torch.Size, kernel: tuple[int, int]) -> tuple[int, ...]:
     return (*shape[:-2], shape[-2] // kernel[0], shape[-1] // kernel[1])
 
 
-def _call(fn: str, shape: torch.Size, kernel: tuple[int, int], **tensors: torch.Tensor) -> None:
-    """Run ``fn`` of the library over the planes of ``shape`` ([..., H, W])."""
+def _call(
+    fn: str, shape: torch.Size, kernel: tuple[int, int], channels_last: bool, **tensors: torch.Tensor
+) -> None:
+    """Run ``fn`` of the library over the planes of ``shape`` ([..., H, W]), or over the rows
+    of outputs of a channels-last ``[N, C, H, W]``."""
     H, W = shape[-2:]
-    planes = shape.numel() // (H * W)
+    C = shape[1] if channels_last else 1
+    planes = shape.numel() // (H * W * C)
     dtype = next(t.dtype for n, t in tensors.items() if n != "idx")
+    # entries of input per work item: whole planes, or whole rows of windows in channels-last
+    per_item = max(1, _ITEM_ENTRIES // (kernel[0] * W * C if channels_last else H * W))
     args = _Args(
         planes=planes,
         H=H,
@@ -179,7 +202,9 @@ def _call(fn: str, shape: torch.Size, kernel: tuple[int, int], **tensors: torch.
         kw=kernel[1],
         OH=H // kernel[0],
         OW=W // kernel[1],
-        per_item=max(1, _ITEM_ENTRIES // (H * W)),
+        per_item=per_item,
+        C=C,
+        channels_last=int(channels_last),
         **{n: ctypes.c_void_p(t.data_ptr()) for n, t in tensors.items()},
     )
     getattr(_library(dtype), fn)(ctypes.byref(args), cbuild.threads(shape.numel(), _PARALLEL_MIN))
