@@ -63,11 +63,31 @@ def test_a_block_that_would_need_more_memory_than_the_budget_is_not_run_and_is_n
     report = benchmark.run_train_benchmark(
         models=("vgg9",), batches=(1, 2), memory_budget=0, on_rows=blocks.append, **TINY
     )
-    # the first block runs (nothing to scale from); the second's need, 2/1 of the first's
-    # growth, is at least the budget of 0 bytes
+    # the first block runs (nothing to scale from, and no probe below batch 4); the second's
+    # need, 2/1 of the first's growth, is at least the budget of 0 bytes
     assert [(r.model, r.batch) for r in report.rows] == [("vgg9", 1)]
     assert [[(r.model, r.batch) for r in rows] for rows in blocks] == [[("vgg9", 1)]]
     assert len(report.notes) == 1 and report.notes[0].startswith("vgg9 B=2: not run")
+
+
+def test_the_probe_estimate_scales_the_probes_growth_by_batch_with_the_margin():
+    # 1000 bytes at B = 4, asked for B = 64: 16 times as much, times the margin
+    assert benchmark.PROBE_BATCH == 4
+    assert benchmark.probe_estimate(1000, 64) == benchmark.PROBE_MARGIN * 16_000
+
+
+@pytest.mark.skipif(memory.resident_bytes() is None, reason="resident memory is read from Linux's /proc")
+def test_a_models_first_block_above_the_probe_batches_is_estimated_and_not_run_over_budget():
+    blocks = []
+    batch = benchmark.PROBE_BATCH + 4
+    report = benchmark.run_train_benchmark(
+        models=("vgg9",), batches=(batch,), memory_budget=0, on_rows=blocks.append, **TINY
+    )
+    assert report.rows == [] and blocks == []
+    (note,) = report.notes
+    assert note.startswith(f"vgg9 B={batch}: not run") and f"took at B={benchmark.PROBE_BATCH}" in note
+    report = benchmark.run_train_benchmark(models=("vgg9",), batches=(batch,), memory_budget=1 << 50, **TINY)
+    assert [(r.model, r.batch) for r in report.rows] == [("vgg9", batch)] and not report.notes
 
 
 def test_every_block_within_the_budget_runs_and_reaches_the_caller_when_timed():

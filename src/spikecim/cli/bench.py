@@ -142,8 +142,9 @@ def bench_cmd(
     --suite train writes a line to stderr as each model and batch is timed, and its table at
     the end. Its steps interleaved in one process need several times their peak allocation
     in resident memory (about 21 GiB for ResNet-19 at batch 64 with all three libraries): a
-    batch whose need, scaled from the model's batch before it, exceeds the available memory
-    is not run, with a note; fewer libraries (--library) or batches (--batch) need less.
+    batch whose need, scaled from the model's batch before it (a model's first batch above
+    4: from one step of each library at batch 4, times 1.5), exceeds the available memory is
+    not run, with a note; fewer libraries (--library) or batches (--batch) need less.
 
     SPIKECIM_ISA=avx2 in the environment runs spikecim's convolution kernels on their AVX2
     loops on a CPU with AVX-512, to time what a CPU without AVX-512 runs (docs/speed.md).

@@ -32,6 +32,7 @@ clock is read, and the peak is torch's CUDA allocator's.
 from __future__ import annotations
 
 import copy
+import functools
 import importlib.util
 import json
 import statistics
@@ -53,16 +54,26 @@ from spikecim.timing import (
 )
 
 __all__ = [
+    "PROBE_BATCH",
+    "PROBE_MARGIN",
     "TRAIN_LIBRARIES",
     "TRAIN_MODELS",
     "TrainBenchReport",
     "TrainBenchRow",
     "format_report",
+    "probe_estimate",
     "run_train_benchmark",
 ]
 
 BETA, THRESHOLD = 0.9, 1.0
 TRAIN_MODELS = ("vgg9", "resnet19")
+# A model's first block above this batch: its memory estimated from one step of each library
+# at it, in proportion to the batch and times PROBE_MARGIN. One step understates a block's
+# growth (interleaved rounds leave more of each library's freed memory unused by the
+# others): with the three libraries on the Zen 4 machine of BENCHMARKS.md, a block's growth
+# was 1.44 (VGG-9, B = 16, 7 rounds), 1.14 (VGG-9, B = 64, 3 rounds) and 1.20 (ResNet-19,
+# B = 16, 3 rounds) times the probe's scaled by batch.
+PROBE_BATCH, PROBE_MARGIN = 4, 1.5
 # name -> module that must be importable (None: always runs)
 TRAIN_LIBRARIES: dict[str, str | None] = {
     "spikecim": None,
@@ -255,10 +266,14 @@ def run_train_benchmark(
     several times their peak allocation in resident memory (21 GiB for ResNet-19 at B = 64,
     BENCHMARKS.md): a block whose need, scaled by batch from the model's block before it,
     reaches ``memory_budget`` bytes (default: the memory the kernel reports available,
-    ``MemAvailable``) is not run, and a note says so; the first block of a model always runs.
-    The growth is read from the process's resident peak (``VmHWM``), which each block starts
-    again (:func:`spikecim.memory.reset_resident_peak`): afterwards the process's maximum
-    resident size (``getrusage``, ``/usr/bin/time``) covers the last block only."""
+    ``MemAvailable``) is not run, and a note says so. The first block of a model, above
+    :data:`PROBE_BATCH`, is estimated from one step of every library at that batch (after one
+    not counted), in proportion to the batch and with a margin (:func:`probe_estimate`).
+    The growth is read from the
+    process's resident peak (``VmHWM``), which each block and probe starts again after
+    handing freed memory back (:func:`spikecim.memory.reset_resident_peak`): afterwards the
+    process's maximum resident size (``getrusage``, ``/usr/bin/time``) covers the last block
+    only."""
     dev = bench_device(device)
     with torch_threads(threads):
         report = TrainBenchReport(
@@ -282,17 +297,20 @@ def run_train_benchmark(
             model = spikecim_model(model_name, width, input_size)
             nets = {name: _on(dev, *_build(name, model)) for name in names}
             grown: tuple[int, int] | None = None  # (batch, resident growth in bytes) of the last block
+            steps_at = functools.partial(_steps, nets, timesteps, input_size, seed, dev)
+            probed: int | None = None  # the probe's growth, once per model
             for batch in batches:
-                skip = _too_large(model_name, batch, grown, memory_budget)
+                if grown is None and batch > PROBE_BATCH:
+                    probed = _probe(steps_at) if probed is None else probed
+                    skip = _too_large_by_probe(model_name, batch, probed, memory_budget)
+                else:
+                    skip = _too_large(model_name, batch, grown, memory_budget)
                 if skip:
                     report.notes.append(skip)
                     continue
+                release_freed_memory()  # a probe's freed memory would hide the block's growth
                 start = resident_bytes() if reset_resident_peak() else None
-                gen = torch.Generator().manual_seed(seed)
-                image = torch.rand(batch, 3, input_size, input_size, generator=gen)
-                x = image.expand(timesteps, *image.shape).contiguous().to(dev)
-                y = torch.randint(0, 10, (batch,), generator=gen).to(dev)
-                steps = {name: _step_fn(net, before, x, y) for name, (net, before) in nets.items()}
+                steps = steps_at(batch)
                 rounds = interleaved_times(list(steps.values()), repeats, device=dev, warmup=warmup)
                 times = dict(zip(steps, rounds, strict=True))
                 medians = {name: statistics.median(ts) for name, ts in times.items()}
@@ -320,6 +338,56 @@ def run_train_benchmark(
                 if on_rows is not None and rows:  # no rows: no library installed of those asked for
                     on_rows(rows)
         return report
+
+
+def _steps(
+    nets: dict, timesteps: int, input_size: int, seed: int, dev: torch.device, batch: int
+) -> dict[str, Callable[[], None]]:
+    """Every library's training step on ``batch`` images from ``seed``, each repeated over T
+    (direct encoding), and their labels."""
+    gen = torch.Generator().manual_seed(seed)
+    image = torch.rand(batch, 3, input_size, input_size, generator=gen)
+    x = image.expand(timesteps, *image.shape).contiguous().to(dev)
+    y = torch.randint(0, 10, (batch,), generator=gen).to(dev)
+    return {name: _step_fn(net, before, x, y) for name, (net, before) in nets.items()}
+
+
+def _probe(steps_at: Callable[[int], dict[str, Callable[[], None]]]) -> int | None:
+    """The resident growth in bytes of one step of every library at :data:`PROBE_BATCH`, from
+    freed memory handed back, after one such step not counted (its one-time costs: caches,
+    compiled kernels); None off Linux."""
+    steps = steps_at(PROBE_BATCH)
+    for step in steps.values():
+        step()
+    release_freed_memory()
+    start = resident_bytes() if reset_resident_peak() else None
+    for step in steps.values():
+        step()
+    peak = resident_bytes(peak=True)
+    return None if start is None or peak is None else max(0, peak - start)
+
+
+def probe_estimate(growth: int, batch: int) -> float:
+    """A block's resident growth at ``batch`` from the probe's at :data:`PROBE_BATCH`: in
+    proportion to the batch, times :data:`PROBE_MARGIN`."""
+    return PROBE_MARGIN * growth * batch / PROBE_BATCH
+
+
+def _too_large_by_probe(model: str, batch: int, growth: int | None, budget: int | None) -> str | None:
+    """The note for a model's first block not run because its need, from the probe
+    (:func:`probe_estimate`), would reach ``budget`` bytes; None to run it."""
+    budget = available_bytes() if budget is None else budget
+    if growth is None or budget is None:
+        return None
+    need = probe_estimate(growth, batch)
+    if need < budget:
+        return None
+    gib = 1 << 30
+    return (
+        f"{model} B={batch}: not run: it would need about {need / gib:.1f} GiB more resident memory "
+        f"({PROBE_MARGIN:g} x {batch}/{PROBE_BATCH} of the {growth / gib:.2f} GiB one step of each library took "
+        f"at B={PROBE_BATCH}), {budget / gib:.1f} GiB available; fewer libraries (--library) need less"
+    )
 
 
 def _too_large(model: str, batch: int, grown: tuple[int, int] | None, budget: int | None) -> str | None:
