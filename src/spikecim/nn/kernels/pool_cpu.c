@@ -126,14 +126,15 @@ INLINE void max_backward_plane(const real *restrict gy, const uint8_t *restrict 
         }
 }
 
-/* The 2x2 window written out, along one row of outputs: the window's four entries in
- * registers, so the loop vectorises (a window loop keeps a running max in memory, which it
- * does not). */
-INLINE void max2_forward_row(const real *restrict r0, const real *restrict r1, real *restrict yr,
-                             uint8_t *restrict ir, const int64_t OW) {
-    for (int64_t j = 0; j < OW; j++) {
+/* The 2x2 window written out for n outputs, its entries at r0[s·j], r0[s·j + o], r1[s·j] and
+ * r1[s·j + o] (a row of outputs: s = 2, o = 1; the channels of one position in channels-last:
+ * s = 1, o = C): the window's four entries in registers, so the loop vectorises (a window loop
+ * keeps a running max in memory, which it does not). */
+INLINE void max2_forward_run(const real *restrict r0, const real *restrict r1, real *restrict yr,
+                             uint8_t *restrict ir, const int64_t n, const int64_t s, const int64_t o) {
+    for (int64_t j = 0; j < n; j++) {
         /* from -inf: the first entry is taken unless it is -inf, which leaves -inf at 0 */
-        const real a = r0[2 * j], b = r0[2 * j + 1], c = r1[2 * j], d = r1[2 * j + 1];
+        const real a = r0[s * j], b = r0[s * j + o], c = r1[s * j], d = r1[s * j + o];
         const int tb = (b > a) | (b != b);
         real m = tb ? b : a;
         const int tc = (c > m) | (c != c);
@@ -147,7 +148,7 @@ INLINE void max2_forward_row(const real *restrict r0, const real *restrict r1, r
 INLINE void max2_forward_plane(const real *restrict x, real *restrict y, uint8_t *restrict idx, const int64_t OH,
                                const int64_t OW, const int64_t W) {
     for (int64_t oh = 0; oh < OH; oh++)
-        max2_forward_row(x + 2 * oh * W, x + (2 * oh + 1) * W, y + oh * OW, idx + oh * OW, OW);
+        max2_forward_run(x + 2 * oh * W, x + (2 * oh + 1) * W, y + oh * OW, idx + oh * OW, OW, 2, 1);
 }
 
 /* The 2x2 max in two stages, for rows of 4 and 8 outputs (8x8 and 16x16 maps: too short for
@@ -325,29 +326,14 @@ CLONES static void avg_forward_cl(const pool_args *a, int64_t r0, int64_t r1) {
     }
 }
 
-/* the 2x2 window of each channel in registers (max2_forward_row's order), along the channels */
-INLINE void max2_forward_cl_position(const real *restrict p0, const real *restrict p1, const int64_t C,
-                                     real *restrict yv, uint8_t *restrict iv) {
-    for (int64_t c = 0; c < C; c++) {
-        const real a = p0[c], b = p0[C + c], d0 = p1[c], d1 = p1[C + c];
-        const int tb = (b > a) | (b != b);
-        real m = tb ? b : a;
-        const int tc = (d0 > m) | (d0 != d0);
-        m = tc ? d0 : m;
-        const int td = (d1 > m) | (d1 != d1);
-        yv[c] = td ? d1 : m;
-        iv[c] = (uint8_t)(td ? 3 : tc ? 2 : tb);
-    }
-}
-
 CLONES static void max_forward_cl(const pool_args *a, int64_t r0, int64_t r1) {
     const int64_t C = a->C, OW = a->OW, kw = a->kw, n = OW * C;
     if (a->kh == 2 && kw == 2) {
         for (int64_t r = r0; r < r1; r++) {
             const real *x0 = a->x + CL_ROW(a, r, 0), *x1 = a->x + CL_ROW(a, r, 1);
             for (int64_t ow = 0; ow < OW; ow++)
-                max2_forward_cl_position(x0 + 2 * ow * C, x1 + 2 * ow * C, C, a->y + r * n + ow * C,
-                                         a->idx + r * n + ow * C);
+                max2_forward_run(x0 + 2 * ow * C, x1 + 2 * ow * C, a->y + r * n + ow * C, a->idx + r * n + ow * C,
+                                 C, 1, C);
         }
         return;
     }
