@@ -295,71 +295,68 @@ static void max_forward_item(const void *args, int64_t item) {
  * x + ((plane·H + oh·kh + i)·W)·C */
 #define CL_ROW(a, r, i) (((r) / (a)->OH * (a)->H + (r) % (a)->OH * (a)->kh + (i)) * (a)->W * (a)->C)
 
-CLONES static void avg_forward_cl(const pool_args *a, int64_t r0, int64_t r1) {
+/* Both forwards of output rows [r0, r1) for any window, scanned in row-major order along the
+ * channels: the average's running sum, then the division, or the max's running choice
+ * (max: a constant where the two passes below inline it). */
+INLINE void forward_cl(const pool_args *a, int64_t r0, int64_t r1, const int max) {
     const int64_t C = a->C, OW = a->OW, kw = a->kw, n = OW * C;
     const real count = (real)(a->kh * kw);
-    if (a->kh == 2 && kw == 2) { /* the window's sum in a register, in its order */
-        for (int64_t r = r0; r < r1; r++) {
-            const real *x0 = a->x + CL_ROW(a, r, 0), *x1 = a->x + CL_ROW(a, r, 1);
-            for (int64_t ow = 0; ow < OW; ow++) {
-                const real *restrict p0 = x0 + 2 * ow * C, *restrict p1 = x1 + 2 * ow * C;
-                real *restrict yv = a->y + r * n + ow * C;
-                for (int64_t c = 0; c < C; c++) yv[c] = ((((real)0 + p0[c]) + p0[C + c]) + p1[c]) + p1[C + c];
-                for (int64_t c = 0; c < C; c++) yv[c] /= count;
-            }
-        }
-        return;
-    }
     for (int64_t r = r0; r < r1; r++) {
         real *restrict yr = a->y + r * n;
-        for (int64_t j = 0; j < n; j++) yr[j] = 0;
+        uint8_t *restrict ir = max ? a->idx + r * n : 0;
+        for (int64_t j = 0; j < n; j++) yr[j] = max ? -INFINITY : 0;
+        if (max) memset(ir, 0, (size_t)n);
         for (int64_t i = 0; i < a->kh; i++) {
             const real *restrict xr = a->x + CL_ROW(a, r, i);
             for (int64_t ow = 0; ow < OW; ow++)
                 for (int64_t k = 0; k < kw; k++) {
                     const real *restrict xv = xr + (ow * kw + k) * C;
                     real *restrict yv = yr + ow * C;
-                    for (int64_t c = 0; c < C; c++) yv[c] += xv[c];
+                    const uint8_t at = (uint8_t)(i * kw + k);
+                    if (max)
+                        for (int64_t c = 0; c < C; c++) {
+                            const real v = xv[c];
+                            const int take = (v > yv[c]) | (v != v);
+                            yv[c] = take ? v : yv[c];
+                            ir[ow * C + c] = take ? at : ir[ow * C + c];
+                        }
+                    else
+                        for (int64_t c = 0; c < C; c++) yv[c] += xv[c];
                 }
         }
-        for (int64_t j = 0; j < n; j++) yr[j] /= count;
+        if (!max)
+            for (int64_t j = 0; j < n; j++) yr[j] /= count;
+    }
+}
+
+CLONES static void avg_forward_cl(const pool_args *a, int64_t r0, int64_t r1) {
+    const int64_t C = a->C, n = a->OW * C;
+    if (a->kh != 2 || a->kw != 2) {
+        forward_cl(a, r0, r1, 0);
+        return;
+    }
+    for (int64_t r = r0; r < r1; r++) { /* 2x2: the window's sum in a register, in its order */
+        const real *x0 = a->x + CL_ROW(a, r, 0), *x1 = a->x + CL_ROW(a, r, 1);
+        for (int64_t ow = 0; ow < a->OW; ow++) {
+            const real *restrict p0 = x0 + 2 * ow * C, *restrict p1 = x1 + 2 * ow * C;
+            real *restrict yv = a->y + r * n + ow * C;
+            for (int64_t c = 0; c < C; c++) yv[c] = ((((real)0 + p0[c]) + p0[C + c]) + p1[c]) + p1[C + c];
+            for (int64_t c = 0; c < C; c++) yv[c] /= (real)4;
+        }
     }
 }
 
 CLONES static void max_forward_cl(const pool_args *a, int64_t r0, int64_t r1) {
-    const int64_t C = a->C, OW = a->OW, kw = a->kw, n = OW * C;
-    if (a->kh == 2 && kw == 2) {
-        for (int64_t r = r0; r < r1; r++) {
-            const real *x0 = a->x + CL_ROW(a, r, 0), *x1 = a->x + CL_ROW(a, r, 1);
-            for (int64_t ow = 0; ow < OW; ow++)
-                max2_forward_run(x0 + 2 * ow * C, x1 + 2 * ow * C, a->y + r * n + ow * C, a->idx + r * n + ow * C,
-                                 C, 1, C);
-        }
+    const int64_t C = a->C, n = a->OW * C;
+    if (a->kh != 2 || a->kw != 2) {
+        forward_cl(a, r0, r1, 1);
         return;
     }
-    for (int64_t r = r0; r < r1; r++) {
-        real *restrict yr = a->y + r * n;
-        uint8_t *restrict ir = a->idx + r * n;
-        for (int64_t j = 0; j < n; j++) {
-            yr[j] = -INFINITY;
-            ir[j] = 0;
-        }
-        for (int64_t i = 0; i < a->kh; i++) {
-            const real *restrict xr = a->x + CL_ROW(a, r, i);
-            for (int64_t ow = 0; ow < OW; ow++)
-                for (int64_t k = 0; k < kw; k++) {
-                    const real *restrict xv = xr + (ow * kw + k) * C;
-                    real *restrict yv = yr + ow * C;
-                    uint8_t *restrict iv = ir + ow * C;
-                    const uint8_t at = (uint8_t)(i * kw + k);
-                    for (int64_t c = 0; c < C; c++) {
-                        const real v = xv[c];
-                        const int take = (v > yv[c]) | (v != v);
-                        yv[c] = take ? v : yv[c];
-                        iv[c] = take ? at : iv[c];
-                    }
-                }
-        }
+    for (int64_t r = r0; r < r1; r++) { /* 2x2: the window in registers (max2_forward_run) */
+        const real *x0 = a->x + CL_ROW(a, r, 0), *x1 = a->x + CL_ROW(a, r, 1);
+        for (int64_t ow = 0; ow < a->OW; ow++)
+            max2_forward_run(x0 + 2 * ow * C, x1 + 2 * ow * C, a->y + r * n + ow * C, a->idx + r * n + ow * C, C,
+                             1, C);
     }
 }
 
@@ -375,43 +372,34 @@ static void zero_margins_cl(const pool_args *a, int64_t r) {
     }
 }
 
-CLONES static void avg_backward_cl(const pool_args *a, int64_t r0, int64_t r1) {
+/* Both gradients of output rows [r0, r1), every window entry written once: the average's
+ * gy/(kh·kw), or the max's gy where the entry was chosen and 0 elsewhere (max: a constant
+ * where the two passes below inline it). */
+INLINE void backward_cl(const pool_args *a, int64_t r0, int64_t r1, const int max) {
     const int64_t C = a->C, OW = a->OW, kw = a->kw;
     const real count = (real)(a->kh * kw);
     for (int64_t r = r0; r < r1; r++) {
         const real *restrict gr = a->gy + r * OW * C;
+        const uint8_t *restrict ir = max ? a->idx + r * OW * C : 0;
         for (int64_t i = 0; i < a->kh; i++) {
             real *restrict xr = a->gx + CL_ROW(a, r, i);
             for (int64_t ow = 0; ow < OW; ow++)
                 for (int64_t k = 0; k < kw; k++) {
                     real *restrict xv = xr + (ow * kw + k) * C;
                     const real *restrict gv = gr + ow * C;
-                    for (int64_t c = 0; c < C; c++) xv[c] = gv[c] / count;
+                    const uint8_t at = (uint8_t)(i * kw + k);
+                    if (max)
+                        for (int64_t c = 0; c < C; c++) xv[c] = ir[ow * C + c] == at ? gv[c] : 0;
+                    else
+                        for (int64_t c = 0; c < C; c++) xv[c] = gv[c] / count;
                 }
         }
         zero_margins_cl(a, r);
     }
 }
 
-CLONES static void max_backward_cl(const pool_args *a, int64_t r0, int64_t r1) {
-    const int64_t C = a->C, OW = a->OW, kw = a->kw;
-    for (int64_t r = r0; r < r1; r++) {
-        const real *restrict gr = a->gy + r * OW * C;
-        const uint8_t *restrict ir = a->idx + r * OW * C;
-        for (int64_t i = 0; i < a->kh; i++) {
-            real *restrict xr = a->gx + CL_ROW(a, r, i);
-            for (int64_t ow = 0; ow < OW; ow++)
-                for (int64_t k = 0; k < kw; k++) {
-                    real *restrict xv = xr + (ow * kw + k) * C;
-                    const real *restrict gv = gr + ow * C;
-                    const uint8_t *restrict iv = ir + ow * C;
-                    const uint8_t at = (uint8_t)(i * kw + k);
-                    for (int64_t c = 0; c < C; c++) xv[c] = iv[c] == at ? gv[c] : 0;
-                }
-        }
-        zero_margins_cl(a, r);
-    }
-}
+CLONES static void avg_backward_cl(const pool_args *a, int64_t r0, int64_t r1) { backward_cl(a, r0, r1, 0); }
+CLONES static void max_backward_cl(const pool_args *a, int64_t r0, int64_t r1) { backward_cl(a, r0, r1, 1); }
 #undef CL_ROW
 
 #define CL_ITEM(pass)                                                                       \
