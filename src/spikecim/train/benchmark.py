@@ -373,39 +373,38 @@ def probe_estimate(growth: int, batch: int) -> float:
     return PROBE_MARGIN * growth * batch / PROBE_BATCH
 
 
+_GIB = 1 << 30
+
+
 def _too_large_by_probe(model: str, batch: int, growth: int | None, budget: int | None) -> str | None:
-    """The note for a model's first block not run because its need, from the probe
-    (:func:`probe_estimate`), would reach ``budget`` bytes; None to run it."""
-    budget = available_bytes() if budget is None else budget
-    if growth is None or budget is None:
+    """:func:`_skip_note` for a model's first block, its need from the probe
+    (:func:`probe_estimate`)."""
+    if growth is None:
         return None
-    need = probe_estimate(growth, batch)
-    if need < budget:
-        return None
-    gib = 1 << 30
-    return (
-        f"{model} B={batch}: not run: it would need about {need / gib:.1f} GiB more resident memory "
-        f"({PROBE_MARGIN:g} x {batch}/{PROBE_BATCH} of the {growth / gib:.2f} GiB one step of each library took "
-        f"at B={PROBE_BATCH}), {budget / gib:.1f} GiB available; fewer libraries (--library) need less"
-    )
+    basis = f"{PROBE_MARGIN:g} x {batch}/{PROBE_BATCH} of the {growth / _GIB:.2f} GiB one step of each library took at B={PROBE_BATCH}"
+    return _skip_note(model, batch, probe_estimate(growth, batch), basis, budget)
 
 
 def _too_large(model: str, batch: int, grown: tuple[int, int] | None, budget: int | None) -> str | None:
-    """The note for a block not run because its resident memory, scaled by batch from the
-    growth of the model's block before it (``grown``), would reach ``budget`` bytes (None:
-    what the kernel reports available); None to run it."""
+    """:func:`_skip_note` for a block whose need is scaled by batch from the growth of the
+    model's block before it (``grown``)."""
     if grown is None:
         return None
-    budget = available_bytes() if budget is None else budget
     before, growth = grown
-    need = growth * batch / before
+    basis = f"{batch}/{before} of the {growth / _GIB:.1f} GiB B={before} took"
+    return _skip_note(model, batch, growth * batch / before, basis, budget)
+
+
+def _skip_note(model: str, batch: int, need: float, basis: str, budget: int | None) -> str | None:
+    """The note for a block not run because ``need`` bytes of resident memory (estimated as
+    ``basis`` says) would reach ``budget`` (None: what the kernel reports available); None to
+    run it."""
+    budget = available_bytes() if budget is None else budget
     if budget is None or need < budget:
         return None
-    gib = 1 << 30
     return (
-        f"{model} B={batch}: not run: it would need about {need / gib:.1f} GiB more resident memory "
-        f"({batch}/{before} of the {growth / gib:.1f} GiB B={before} took), {budget / gib:.1f} GiB available; "
-        "fewer libraries (--library) need less"
+        f"{model} B={batch}: not run: it would need about {need / _GIB:.1f} GiB more resident memory "
+        f"({basis}), {budget / _GIB:.1f} GiB available; fewer libraries (--library) need less"
     )
 
 

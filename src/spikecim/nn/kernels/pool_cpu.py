@@ -14,15 +14,17 @@ output's entry in its window as one byte, where torch keeps an int64 per output.
 The kernel applies to float32 and float64 CPU tensors ``[N, C, H, W]`` or ``[C, H, W]`` in
 the default (contiguous) layout, and ``[N, C, H, W]`` in channels-last (its output and
 input gradient then channels-last too, as torch's), with kernel = stride, no padding, no
-dilation and no ``ceil_mode``; everything else runs torch's pooling. In channels-last the
-loops run along the channels of one position; torch's channels-last max pooling also
-vectorises, but its backward takes a copy of its input and a zero fill of the gradient
-(``[64, 64, 8, 8]``, the convnet's pool in a hardware-aware step: 0.65 against 0.33 ms
-forward and backward, one thread, BENCHMARKS.md). So does every call made while a torch
-function or dispatch mode is active, under ``torch.compile``, ``torch.jit.trace`` or CPU
-autocast: op counters (SpikingJelly's, torch's ``FlopCounterMode``), tracers and the
-compiler then see torch's pooling op, which they know. ``SPIKECIM_POOL=torch`` turns the
-kernel off.
+dilation and no ``ceil_mode``; everything else runs torch's pooling. So does every call
+made while a torch function or dispatch mode is active, under ``torch.compile``,
+``torch.jit.trace`` or CPU autocast: op counters (SpikingJelly's, torch's
+``FlopCounterMode``), tracers and the compiler then see torch's pooling op, which they know.
+``SPIKECIM_POOL=torch`` turns the kernel off.
+
+In channels-last the loops run along the channels of one position. torch's channels-last
+pooling vectorises too, but where the output gradient comes in the default layout (after a
+flatten) its backward converts it and copies its input: the convnet's max pool in a
+hardware-aware step, ``[64, 64, 8, 8]``, 0.32 against 0.66 ms forward and backward, one
+thread (docs/speed.md, "Pooling").
 """
 
 from __future__ import annotations
