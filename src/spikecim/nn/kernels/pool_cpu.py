@@ -23,7 +23,7 @@ made while a torch function or dispatch mode is active, under ``torch.compile``,
 In channels-last the loops run along the channels of one position. torch's channels-last
 pooling vectorises too, but where the output gradient comes in the default layout (after a
 flatten) its backward converts it and copies its input: the convnet's max pool in a
-hardware-aware step, ``[64, 64, 8, 8]``, 0.32 against 0.66 ms forward and backward, one
+hardware-aware step, ``[64, 64, 8, 8]``, 0.29 against 0.61 ms forward and backward, one
 thread (docs/speed.md, "Pooling").
 """
 
