@@ -73,7 +73,7 @@ def test_a_block_that_would_need_more_memory_than_the_budget_is_not_run_and_is_n
 def test_the_probe_estimate_scales_the_probes_growth_by_batch_with_the_margin():
     # 1000 bytes at B = 4, asked for B = 64: 16 times as much, times the margin
     assert benchmark.PROBE_BATCH == 4
-    assert benchmark.probe_estimate(1000, 64) == benchmark.PROBE_MARGIN * 16_000
+    assert benchmark._probe_estimate(1000, 64) == benchmark.PROBE_MARGIN * 16_000
 
 
 @pytest.mark.skipif(memory.resident_bytes() is None, reason="resident memory is read from Linux's /proc")

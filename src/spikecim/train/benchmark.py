@@ -38,6 +38,7 @@ import json
 import statistics
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -61,7 +62,6 @@ __all__ = [
     "TrainBenchReport",
     "TrainBenchRow",
     "format_report",
-    "probe_estimate",
     "run_train_benchmark",
 ]
 
@@ -74,6 +74,7 @@ TRAIN_MODELS = ("vgg9", "resnet19")
 # was 1.44 (VGG-9, B = 16, 7 rounds), 1.14 (VGG-9, B = 64, 3 rounds) and 1.20 (ResNet-19,
 # B = 16, 3 rounds) times the probe's scaled by batch.
 PROBE_BATCH, PROBE_MARGIN = 4, 1.5
+_T = TypeVar("_T")
 # name -> module that must be importable (None: always runs)
 TRAIN_LIBRARIES: dict[str, str | None] = {
     "spikecim": None,
@@ -268,7 +269,7 @@ def run_train_benchmark(
     reaches ``memory_budget`` bytes (default: the memory the kernel reports available,
     ``MemAvailable``) is not run, and a note says so. The first block of a model, above
     :data:`PROBE_BATCH`, is estimated from one step of every library at that batch (after one
-    not counted), in proportion to the batch and with a margin (:func:`probe_estimate`).
+    not counted), in proportion to the batch and times :data:`PROBE_MARGIN`.
     The growth is read from the
     process's resident peak (``VmHWM``), which each block and probe starts again after
     handing freed memory back (:func:`spikecim.memory.reset_resident_peak`): afterwards the
@@ -308,32 +309,10 @@ def run_train_benchmark(
                 if skip:
                     report.notes.append(skip)
                     continue
-                release_freed_memory()  # a probe's freed memory would hide the block's growth
-                start = resident_bytes() if reset_resident_peak() else None
-                steps = steps_at(batch)
-                rounds = interleaved_times(list(steps.values()), repeats, device=dev, warmup=warmup)
-                times = dict(zip(steps, rounds, strict=True))
-                medians = {name: statistics.median(ts) for name, ts in times.items()}
-                ours = medians.get("spikecim")
-                rows = [
-                    TrainBenchRow(
-                        model=model_name,
-                        library=name,
-                        batch=batch,
-                        median_ms=medians[name] * 1e3,
-                        min_ms=min(times[name]) * 1e3,
-                        spikecim_speedup=medians[name] / ours if ours else None,
-                        peak_mib=peak_mib(step, dev),
-                        round_ms=tuple(t * 1e3 for t in times[name]),
-                        round_speedups=round_ratios(times[name], times["spikecim"]) if ours else None,
-                    )
-                    for name, step in steps.items()
-                ]
+                rows, growth = _resident_growth(_block, model_name, batch, steps_at, repeats, warmup, dev)
                 report.rows += rows
-                peak = resident_bytes(peak=True)
-                if start is not None and peak is not None:
-                    grown = (batch, max(0, peak - start))
-                del steps
+                if growth is not None:
+                    grown = (batch, growth)
                 release_freed_memory()  # the next batch's or model's tensors have other sizes
                 if on_rows is not None and rows:  # no rows: no library installed of those asked for
                     on_rows(rows)
@@ -352,22 +331,61 @@ def _steps(
     return {name: _step_fn(net, before, x, y) for name, (net, before) in nets.items()}
 
 
-def _probe(steps_at: Callable[[int], dict[str, Callable[[], None]]]) -> int | None:
-    """The resident growth in bytes of one step of every library at :data:`PROBE_BATCH`, from
-    freed memory handed back, after one such step not counted (its one-time costs: caches,
-    compiled kernels); None off Linux."""
-    steps = steps_at(PROBE_BATCH)
-    for step in steps.values():
-        step()
+def _block(
+    model: str,
+    batch: int,
+    steps_at: Callable[[int], dict[str, Callable[[], None]]],
+    repeats: int,
+    warmup: int,
+    dev: torch.device,
+) -> list[TrainBenchRow]:
+    """Every library's row of one model at one batch: its steps timed in interleaved rounds."""
+    steps = steps_at(batch)
+    rounds = interleaved_times(list(steps.values()), repeats, device=dev, warmup=warmup)
+    times = dict(zip(steps, rounds, strict=True))
+    medians = {name: statistics.median(ts) for name, ts in times.items()}
+    ours = medians.get("spikecim")
+    return [
+        TrainBenchRow(
+            model=model,
+            library=name,
+            batch=batch,
+            median_ms=medians[name] * 1e3,
+            min_ms=min(times[name]) * 1e3,
+            spikecim_speedup=medians[name] / ours if ours else None,
+            peak_mib=peak_mib(step, dev),
+            round_ms=tuple(t * 1e3 for t in times[name]),
+            round_speedups=round_ratios(times[name], times["spikecim"]) if ours else None,
+        )
+        for name, step in steps.items()
+    ]
+
+
+def _resident_growth(run: Callable[..., _T], *args) -> tuple[_T, int | None]:
+    """``run(*args)``'s result and the growth in bytes of the process's resident peak while it
+    ran, from freed memory handed back first (a block's or a probe's: what the one before kept
+    would hide it); None for the growth off Linux."""
     release_freed_memory()
     start = resident_bytes() if reset_resident_peak() else None
-    for step in steps.values():
-        step()
+    result = run(*args)
     peak = resident_bytes(peak=True)
-    return None if start is None or peak is None else max(0, peak - start)
+    return result, None if start is None or peak is None else max(0, peak - start)
 
 
-def probe_estimate(growth: int, batch: int) -> float:
+def _probe(steps_at: Callable[[int], dict[str, Callable[[], None]]]) -> int | None:
+    """The resident growth in bytes of one step of every library at :data:`PROBE_BATCH`, after
+    one such step not counted (its one-time costs: caches, compiled kernels); None off Linux."""
+    steps = list(steps_at(PROBE_BATCH).values())
+    _each(steps)
+    return _resident_growth(_each, steps)[1]
+
+
+def _each(steps: list[Callable[[], None]]) -> None:
+    for step in steps:
+        step()
+
+
+def _probe_estimate(growth: int, batch: int) -> float:
     """A block's resident growth at ``batch`` from the probe's at :data:`PROBE_BATCH`: in
     proportion to the batch, times :data:`PROBE_MARGIN`."""
     return PROBE_MARGIN * growth * batch / PROBE_BATCH
@@ -378,11 +396,14 @@ _GIB = 1 << 30
 
 def _too_large_by_probe(model: str, batch: int, growth: int | None, budget: int | None) -> str | None:
     """:func:`_skip_note` for a model's first block, its need from the probe
-    (:func:`probe_estimate`)."""
+    (:func:`_probe_estimate`)."""
     if growth is None:
         return None
-    basis = f"{PROBE_MARGIN:g} x {batch}/{PROBE_BATCH} of the {growth / _GIB:.2f} GiB one step of each library took at B={PROBE_BATCH}"
-    return _skip_note(model, batch, probe_estimate(growth, batch), basis, budget)
+    basis = (
+        f"{PROBE_MARGIN:g} x {batch}/{PROBE_BATCH} of the {growth / _GIB:.2f} GiB one step of each "
+        f"library took at B={PROBE_BATCH}"
+    )
+    return _skip_note(model, batch, _probe_estimate(growth, batch), basis, budget)
 
 
 def _too_large(model: str, batch: int, grown: tuple[int, int] | None, budget: int | None) -> str | None:
