@@ -13,7 +13,7 @@
  *                             four words are elements 4b .. 4b + 3, no transpose).
  * Checks, printed as plain lines: ARS with 10 rounds (the same code) gives Random123's known
  * answers (kat_vectors, "ars4x32 10"), and the polynomial's largest |error| against the
- * double-precision quantile (philox.h's Acklam + Halley) over 430 000 words spread over all
+ * double-precision quantile (philox.h's Acklam + Halley) over every 613th word (7.0 M words) of all
  * 2^32. Best of 15 rounds, the variants interleaved in each. Built by
  * benchmarks/bench_cpu_limits.py with the kernels' folder on the include path. */
 #include <stdio.h>
