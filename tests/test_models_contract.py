@@ -247,3 +247,12 @@ def test_convnet_hidden_size_that_is_not_a_positive_integer_is_refused_in_one_li
     with pytest.raises(SpikecimError) as e:
         create_model("convnet", width=0.1, hidden=hidden)
     assert str(e.value) == f"model.convnet.hidden: must be a positive integer, got {hidden!r}"
+
+
+def test_a_model_without_spiking_form_names_both_ways_to_build_it():
+    # matmulfree-tiny is registered spiking_form=False (an ANN-only language model)
+    with pytest.raises(SpikecimError) as e:
+        create_model("matmulfree-tiny")
+    assert "variants with spiking: false" in str(e.value)
+    assert "create_model(..., spiking=False)" in str(e.value)
+    assert "\n" not in str(e.value)

@@ -127,7 +127,8 @@ def create_model(
         raise SpikecimError(f"model.name: unknown '{name}', allowed: {', '.join(list_models())}")
     if spiking and name in _ANN_ONLY:
         raise SpikecimError(
-            f"variants: model {name} has no spiking form; give it variants with spiking: false"
+            f"variants: model {name} has no spiking form; give it variants with spiking: false "
+            "(in Python: create_model(..., spiking=False))"
         )
     _check_arguments(name, kw)
     args = dict(num_classes=num_classes, in_channels=in_channels, input_size=input_size, neuron=neuron, **kw)
