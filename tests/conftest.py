@@ -10,12 +10,16 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
-@pytest.fixture
-def subprocess_env():
+def one_thread_env() -> dict[str, str]:
     """Environment for spikecim subprocesses: one thread, so results are bit-reproducible."""
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONHASHSEED="0")
     env.pop("WORLD_SIZE", None)
     return env
+
+
+@pytest.fixture
+def subprocess_env():
+    return one_thread_env()
 
 
 @pytest.fixture
