@@ -57,6 +57,36 @@ def _config(config: Path | None, overrides: list[str] | None, **flags):
     return load_config(config, list(overrides or []) + extra)
 
 
+def command_config(
+    config: Path | None,
+    set_: list[str] | None = None,
+    *,
+    name: str | None = None,
+    epochs: int | None = None,
+    timesteps: int | None = None,
+    model: str | None = None,
+    dataset: str | None = None,
+    task: str | None = None,
+    stages: str | None = None,
+    method: list[str] | None = None,
+):
+    """The run config that ``spikecim run`` (and ``train``, with ``stages="train"``) builds
+    from its arguments, checked: the config file, the ``--set`` overrides, the shorthand
+    options and the ``--method`` variants."""
+    from spikecim.config import add_method_variants
+
+    flags = {
+        "name": name,
+        "train.epochs": epochs,
+        "data.timesteps": timesteps,
+        "model.name": model,
+        "data.name": dataset,
+        "task": task,
+        "stages": _stage_list(stages),
+    }
+    return add_method_variants(_config(config, set_, **flags), list(method or []))
+
+
 def _stage_list(stages: str | None) -> str | None:
     """``--stages a,b`` as the YAML list ``[a, b]``; an empty name is refused."""
     if stages is None:
@@ -105,24 +135,20 @@ def run_cmd(
     fresh: bool = FRESH_OPT,
 ) -> None:
     """Train, evaluate, trace, cost and report: the whole pipeline. Resumes when run again."""
-    from spikecim.config import add_method_variants
     from spikecim.pipeline.run import run
 
-    st = _stage_list(stages)
-    cfg = _config(
+    cfg = command_config(
         config,
         set_,
-        **{
-            "name": name,
-            "train.epochs": epochs,
-            "data.timesteps": timesteps,
-            "model.name": model,
-            "data.name": dataset,
-            "task": task,
-            "stages": st,
-        },
+        name=name,
+        epochs=epochs,
+        timesteps=timesteps,
+        model=model,
+        dataset=dataset,
+        task=task,
+        stages=stages,
+        method=method,
     )
-    cfg = add_method_variants(cfg, list(method or []))
     ctx = run(cfg, console=_rank_console(), fresh=fresh)
     _summary(ctx.metrics, cfg.run_dir)
 
@@ -137,7 +163,7 @@ def train_cmd(
     """Train only (every variant of the run config). Works under torchrun for data-parallel training."""
     from spikecim.pipeline.run import run
 
-    cfg = _config(config, set_, **{"name": name, "train.epochs": epochs, "stages": "[train]"})
+    cfg = command_config(config, set_, name=name, epochs=epochs, stages="train")
     ctx = run(cfg, console=_rank_console(), fresh=fresh)
     _summary(ctx.metrics, cfg.run_dir)
 
