@@ -5,10 +5,15 @@ a reader pastes them one after the other, in a folder that holds what the pages 
 (:func:`workspace`): ``runs/digits-convnet`` (``spikecim run`` of the default config, one
 epoch, the stages the examples read), the NIR paper's graphs, and MNIST files under ``~/data``. A failing block is reported
 with the page and line of the statement that raised. A block fenced ```` ```python notest ````
-is a fragment by design (an interface's outline): it is compiled, not run.
+is a fragment by design (an interface's outline): it is compiled, not run. Every
+```` ```yaml KIND ```` block is read as the file it shows: a run config, a crossbar, a design
+space, a layer list, a SpikeSim network or lines of a shipped architecture table (``KINDS``).
+Every ``spikecim ...`` line of a bash or console block parses: its command and options exist
+and take their values, and ``run`` and ``train`` build their run config.
 """
 
 import json
+import shlex
 import shutil
 import subprocess
 import sys
@@ -16,12 +21,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from conftest import SHARED_DATA, one_thread_env
+from spikecim.analog import load_crossbar_config
 from spikecim.cache import cache_root
+from spikecim.cli import main
+from spikecim.cli.pipeline import command_config
+from spikecim.config import load_config
+from spikecim.dse.space import load_space
+from spikecim.hw.arch import TABLES_DIR
+from spikecim.hw.layers import load_workload, spikesim_from_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+READS_SHARED_DATA = {"nir.md"}  # its examples open a graph of ../shared/data/nir-paper
 STAGES = "train,evaluate,trace,hardware,report"  # what the pages' examples read from the run folder
 RUNNER = """
 import json, sys, traceback
@@ -39,20 +53,26 @@ for page, line, code, run in json.load(sys.stdin):
 """
 
 
-def _blocks(page: Path) -> list[tuple[str, int, str, bool]]:
-    """``(page, first code line, code, run)`` of every Python block of ``page``."""
+def _fenced(page: Path, language: str) -> list[tuple[str, int, str, list[str]]]:
+    """``(page, first code line, code, the fence's words after the language)`` of every block
+    of ``language`` on ``page``."""
     blocks, lines, i = [], page.read_text().splitlines(), 0
     while i < len(lines):
-        fence = lines[i].strip()
-        if fence.startswith("```python"):
+        words = lines[i].strip().removeprefix("```").split()
+        if lines[i].strip().startswith("```") and words[:1] == [language]:
             j = i + 1
             while lines[j].strip() != "```":
                 j += 1
             code = "\n".join(lines[i + 1 : j]) + "\n"
-            blocks.append((str(page.relative_to(ROOT)), i + 2, code, "notest" not in fence.split()))
+            blocks.append((str(page.relative_to(ROOT)), i + 2, code, words[1:]))
             i = j
         i += 1
     return blocks
+
+
+def _blocks(page: Path) -> list[tuple[str, int, str, bool]]:
+    """``(page, first code line, code, run)`` of every Python block of ``page``."""
+    return [(name, line, code, "notest" not in words) for name, line, code, words in _fenced(page, "python")]
 
 
 PAGES_WITH_CODE = [p for p in PAGES if _blocks(p)]
@@ -81,7 +101,7 @@ def workspace(tmp_path_factory):
         text=True,
     )
     assert run.returncode == 0, run.stderr[-2000:]
-    for graph in (SHARED_DATA / "nir-paper").glob("*.nir"):
+    for graph in (SHARED_DATA / "nir-paper").glob("*.nir"):  # none where ../shared is absent
         shutil.copy(graph, work)
     data, rng = home / "data", np.random.default_rng(0)
     data.mkdir()
@@ -98,6 +118,8 @@ def test_the_pages_hold_examples_that_run():
 
 @pytest.mark.parametrize("page", PAGES_WITH_CODE, ids=[p.name for p in PAGES_WITH_CODE])
 def test_every_example_of_the_page_runs(page, workspace):
+    if page.name in READS_SHARED_DATA and not (SHARED_DATA / "nir-paper").is_dir():
+        pytest.skip(f"{page.name}'s examples read the NIR paper's graphs from {SHARED_DATA / 'nir-paper'}")
     work, env = workspace
     result = subprocess.run(
         [sys.executable, "-c", RUNNER],
@@ -110,3 +132,125 @@ def test_every_example_of_the_page_runs(page, workspace):
     )
     if result.returncode != 0:
         pytest.fail(result.stderr[-3000:], pytrace=False)
+
+
+# -- every ```yaml KIND block is a valid file of that kind ---------------------------------
+
+
+def _file(code: str, folder: Path) -> Path:
+    path = folder / "block.yaml"
+    path.write_text(code)
+    return path
+
+
+def _table_excerpt(code: str, folder: Path) -> None:
+    """Lines of a shipped architecture table: each value is the table's."""
+    excerpt = yaml.safe_load(code)
+    table = yaml.safe_load((TABLES_DIR / f"{excerpt['name']}.yaml").read_text())
+
+    def within(part: dict, whole: dict, where: str) -> None:
+        for key, value in part.items():
+            assert key in whole, f"{where}{key}: not in the table"
+            if isinstance(value, dict):
+                within(value, whole[key], f"{where}{key}.")
+            else:
+                assert whole[key] == value, f"{where}{key}: {value} here, {whole[key]} in the table"
+
+    within(excerpt, table, "")
+
+
+KINDS = {
+    "config": lambda code, folder: load_config(_file(code, folder)),  # spikecim run FILE.yaml
+    "crossbar": lambda code, folder: load_crossbar_config(yaml.safe_load(code)),  # analog.preset / --analog
+    "space": lambda code, folder: load_space(_file(code, folder)),  # spikecim dse FILE.yaml
+    "layers": lambda code, folder: load_workload(_file(code, folder)),  # spikecim hw estimate FILE.yaml
+    "spikesim": lambda code, folder: spikesim_from_spec(yaml.safe_load(code)),  # spikecim hw spikesim
+    "table-excerpt": _table_excerpt,
+}
+YAML_BLOCKS = [block for page in PAGES for block in _fenced(page, "yaml")]
+
+
+def test_every_yaml_block_names_its_kind():
+    assert len(YAML_BLOCKS) >= 15  # the check below is not vacuous
+    for page, line, _, words in YAML_BLOCKS:
+        assert words[:1] and words[0] in KINDS, (
+            f"{page}:{line - 1}: fence it ```yaml KIND, KIND one of {list(KINDS)}"
+        )
+
+
+@pytest.mark.parametrize("block", YAML_BLOCKS, ids=[f"{b[0]}:{b[1]}" for b in YAML_BLOCKS])
+def test_every_yaml_block_is_a_valid_file_of_its_kind(block, tmp_path):
+    _, _, code, words = block
+    KINDS[words[0]](code, tmp_path)
+
+
+# -- every `spikecim ...` line of a bash or console block parses ---------------------------
+
+
+def _command_lines() -> list[tuple[str, int, list[str]]]:
+    """``(page, line, argv after "spikecim")`` of every spikecim command in the pages' bash and
+    console blocks (also ``python -m spikecim`` under torchrun): comments dropped, continued
+    lines joined, the ``[optional]`` parts of a synopsis left out."""
+    found = []
+    for page in PAGES:
+        for language in ("bash", "console"):
+            for name, first, code, _ in _fenced(page, language):
+                lines, k = code.splitlines(), 0
+                while k < len(lines):
+                    start, text = k, lines[k]
+                    while text.rstrip().endswith("\\"):
+                        k += 1
+                        text = text.rstrip()[:-1] + " " + lines[k]
+                    k += 1
+                    words = shlex.split(text.strip().removeprefix("$ "), comments=True)
+                    if "spikecim" not in words:
+                        continue
+                    at = words.index("spikecim")
+                    if at > 0 and words[at - 1] != "-m":
+                        continue
+                    argv, optional = [], False
+                    for word in words[at + 1 :]:
+                        optional = optional or word.startswith("[")
+                        if not optional:
+                            argv.append(word)
+                        optional = optional and not word.endswith("]")
+                    found.append((name, first + start, argv))
+    return found
+
+
+COMMANDS = _command_lines()
+
+
+def test_the_pages_hold_commands():
+    assert len(COMMANDS) >= 60  # the check below is not vacuous
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=[f"{p}:{n}" for p, n, _ in COMMANDS])
+def test_every_command_of_the_pages_parses(command):
+    """Each command's options exist and take its values; ``run`` and ``train`` also build
+    their run config (every ``--set`` field and ``--method``, on the config file where it
+    ships with spikecim)."""
+    page, line, argv = command
+    if argv == ["--version"]:
+        return
+    # Typer re-exports click or vendors it: its commands and errors are matched by what they
+    # have (a group has sub-commands, a usage error formats its message), as spikecim.cli.main does
+    leaf, rest, path = main._register(), list(argv), []
+    while hasattr(leaf, "commands"):
+        path.append(rest.pop(0))
+        leaf = leaf.get_command(leaf.context_class(leaf), path[-1])
+        assert leaf is not None, f"{page}:{line}: no command 'spikecim {' '.join(path)}'"
+    try:
+        ctx = leaf.make_context(" ".join(path), rest)
+    except Exception as e:
+        if not callable(getattr(e, "format_message", None)):
+            raise
+        pytest.fail(f"{page}:{line}: spikecim {' '.join(argv)}: {e.format_message()}", pytrace=False)
+    if path in (["run"], ["train"]):
+        p = dict(ctx.params)
+        config = p.pop("config")
+        config = ROOT / config if config is not None and (ROOT / config).exists() else None
+        if path == ["train"]:
+            p["stages"] = "train"
+        p.pop("fresh")
+        command_config(config, p.pop("set_"), **p)
