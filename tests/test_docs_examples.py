@@ -3,16 +3,19 @@
 A page's ```` ```python ```` blocks run in order in one fresh interpreter and one namespace, as
 a reader pastes them one after the other, in a folder that holds what the pages say is there
 (:func:`workspace`): ``runs/digits-convnet`` (``spikecim run`` of the default config, one
-epoch, the stages the examples read), the NIR paper's graphs, and MNIST files under ``~/data``. A failing block is reported
+epoch, the stages the examples read), the NIR paper's graphs, docs/hardware.md's SpikeSim network
+as ``vgg9.yaml``, and MNIST files under ``~/data``. A failing block is reported
 with the page and line of the statement that raised. A block fenced ```` ```python notest ````
 is a fragment by design (an interface's outline): it is compiled, not run. Every
 ```` ```yaml KIND ```` block is read as the file it shows: a run config, a crossbar, a design
 space, a layer list, a SpikeSim network or lines of a shipped architecture table (``KINDS``).
 Every ``spikecim ...`` line of a bash or console block parses: its command and options exist
-and take their values, and ``run`` and ``train`` build their run config.
+and take their values, and ``run`` and ``train`` build their run config. A console block's
+command shown with its output runs there and prints that output.
 """
 
 import json
+import re
 import shlex
 import shutil
 import subprocess
@@ -103,6 +106,11 @@ def workspace(tmp_path_factory):
     assert run.returncode == 0, run.stderr[-2000:]
     for graph in (SHARED_DATA / "nir-paper").glob("*.nir"):  # none where ../shared is absent
         shutil.copy(graph, work)
+    # the SpikeSim network docs/hardware.md shows, under the name its commands give it
+    ((_, _, network, _),) = [
+        b for b in _fenced(ROOT / "docs" / "hardware.md", "yaml") if b[3] == ["spikesim"]
+    ]
+    (work / "vgg9.yaml").write_text(network)
     data, rng = home / "data", np.random.default_rng(0)
     data.mkdir()
     for split, n in (("train", 60), ("t10k", 20)):
@@ -254,3 +262,66 @@ def test_every_command_of_the_pages_parses(command):
             p["stages"] = "train"
         p.pop("fresh")
         command_config(config, p.pop("set_"), **p)
+
+
+# -- console transcripts: a command shown with its output prints that output ---------------
+
+
+def _transcripts() -> list[tuple[str, int, str, list[str]]]:
+    """``(page, line, command, shown output lines)`` of every ``$ spikecim ...`` of a console
+    block that the page shows output for."""
+    found = []
+    for page in PAGES:
+        for name, first, code, _ in _fenced(page, "console"):
+            lines = code.splitlines()
+            for k, text in enumerate(lines):
+                if not text.startswith("$ "):
+                    continue
+                shown = []
+                for after in lines[k + 1 :]:
+                    if after.startswith("$ "):
+                        break
+                    shown.append(after)
+                if shown:
+                    found.append((name, first + k, text[2:].split("  #")[0].strip(), shown))
+    return found
+
+
+TRANSCRIPTS = _transcripts()
+
+
+def test_the_pages_hold_transcripts():
+    assert len(TRANSCRIPTS) >= 4  # the check below is not vacuous
+
+
+@pytest.mark.parametrize("transcript", TRANSCRIPTS, ids=[f"{p}:{n}" for p, n, *_ in TRANSCRIPTS])
+def test_a_command_shown_with_its_output_prints_that_output(transcript, workspace):
+    """Run in the examples' folder, the command prints each line the page shows, in that
+    order (``...`` stands for anything); an ``error:`` line is a non-zero exit."""
+    page, line, command, shown = transcript
+    work, env = workspace
+    argv = shlex.split(command)
+    assert argv[0] == "spikecim"
+    result = subprocess.run(  # one stream, unbuffered: the lines in the order a terminal shows them
+        [sys.executable, "-m", "spikecim", *argv[1:]],
+        check=False,
+        cwd=work,
+        env=dict(env, PYTHONUNBUFFERED="1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    printed = result.stdout.splitlines()
+    at = 0
+    for want in shown:
+        pattern = re.compile(".*".join(re.escape(part) for part in want.strip().split("...")))
+        while at < len(printed) and not pattern.fullmatch(printed[at].strip()):
+            at += 1
+        if at == len(printed):
+            pytest.fail(
+                f"{page}:{line}: `{command}` did not print `{want}`; it printed:\n{result.stdout}",
+                pytrace=False,
+            )
+        at += 1
+    failed = any(w.startswith("error:") for w in shown)
+    assert (result.returncode != 0) == failed, f"{page}:{line}: `{command}` exited {result.returncode}"
