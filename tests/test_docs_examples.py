@@ -119,6 +119,11 @@ def workspace(tmp_path_factory):
     return work, env
 
 
+def _skip_without_shared_data(page_name: str) -> None:
+    if Path(page_name).name in READS_SHARED_DATA and not (SHARED_DATA / "nir-paper").is_dir():
+        pytest.skip(f"{page_name}'s examples read the NIR paper's graphs from {SHARED_DATA / 'nir-paper'}")
+
+
 def test_the_pages_hold_examples_that_run():
     runnable = sum(run for p in PAGES for *_, run in _blocks(p))
     assert runnable >= 20  # the check below is not vacuous
@@ -126,8 +131,7 @@ def test_the_pages_hold_examples_that_run():
 
 @pytest.mark.parametrize("page", PAGES_WITH_CODE, ids=[p.name for p in PAGES_WITH_CODE])
 def test_every_example_of_the_page_runs(page, workspace):
-    if page.name in READS_SHARED_DATA and not (SHARED_DATA / "nir-paper").is_dir():
-        pytest.skip(f"{page.name}'s examples read the NIR paper's graphs from {SHARED_DATA / 'nir-paper'}")
+    _skip_without_shared_data(page.name)
     work, env = workspace
     result = subprocess.run(
         [sys.executable, "-c", RUNNER],
@@ -299,6 +303,7 @@ def test_a_command_shown_with_its_output_prints_that_output(transcript, workspac
     """Run in the examples' folder, the command prints each line the page shows, in that
     order (``...`` stands for anything); an ``error:`` line is a non-zero exit."""
     page, line, command, shown = transcript
+    _skip_without_shared_data(page)
     work, env = workspace
     argv = shlex.split(command)
     assert argv[0] == "spikecim"
