@@ -201,6 +201,12 @@ def test_bench_analog_quick_prints_a_row_per_model_and_the_ir_drop_table(capsys)
         assert _speedup_matches_printed_times(ratio, noisy, digital)
         low, high = (float(v) for v in spread.rstrip("×").split("–"))
         assert 0 < low <= high  # the per-round range (its values: the JSON test)
+    noise = _table(out, "| model | × digital | without output noise, × digital")
+    assert noise[0][3] == "also without read (and write) noise, × digital"
+    assert [r[0] for r in noise[1:]] == ANALOG_QUICK_MODELS
+    for row, digital_row in zip(noise[1:], versus_digital[1:], strict=True):
+        assert row[1] == digital_row[3]  # the noisy forward's ratio, as in the table above
+        assert all(float(x.rstrip("×")) > 0 for x in row[2:])
     mlp_rate, snn_rate = (r[5] for r in versus_digital[1:])
     assert mlp_rate == "—"  # no layer of the MLP takes spikes
     assert 0 < float(snn_rate.rstrip("%")) <= 100
@@ -212,6 +218,27 @@ def test_bench_analog_quick_prints_a_row_per_model_and_the_ir_drop_table(capsys)
     assert [r[0] for r in ir_drop[1:]] == ["32x32", "32x32 (SuperLU, for comparison)"]
     assert float(ir_drop[1][3]) < float(ir_drop[1][4])  # the fast model beats ignoring IR drop
     assert "note: aihwkit" not in out
+
+
+def test_the_analog_suite_switches_off_the_output_noise_then_the_read_and_write_noise_and_nothing_else():
+    from spikecim.analog import load_crossbar_config
+    from spikecim.analog.benchmark import VIT_CROSSBAR, parts_off
+
+    pcm = load_crossbar_config("pcm-aihwkit")
+    quiet = pcm.model_copy(update={"out_noise_std": 0.0})
+    silent = quiet.model_copy(
+        update={
+            "device": pcm.device.model_copy(update={"read_noise_enabled": False}),
+            "dynamic": pcm.dynamic.model_copy(update={"write_noise_gamma": 0.0}),
+        }
+    )
+    assert pcm.out_noise_std > 0 and pcm.device.read_noise_enabled  # there is noise to switch off
+    assert [c.model_dump() for c in parts_off("pcm-aihwkit")] == [quiet.model_dump(), silent.model_dump()]
+    vit = load_crossbar_config(VIT_CROSSBAR)
+    assert vit.dynamic.write_noise_gamma == 5.0 and vit.dynamic.clipformer.enabled
+    _, vit_silent = parts_off(VIT_CROSSBAR)
+    assert vit_silent.dynamic == vit.dynamic.model_copy(update={"write_noise_gamma": 0.0})  # ClipFormer kept
+    assert vit_silent.dac == vit.dac and vit_silent.adc == vit.adc  # the converters stay on
 
 
 def test_the_analog_suite_gives_batchnorm_the_statistics_of_the_benchmark_input():
@@ -280,6 +307,8 @@ def test_bench_analog_json_speedups_are_the_ratios_of_the_times(capsys):
         )
         ratios = [n / d for n, d in zip(noisy, digital)]
         assert r["times_digital_per_round"] == pytest.approx([min(ratios), max(ratios)])
+        assert len(r["without_s"]) == 2  # output noise off; read noise off too
+        assert r["times_digital_without"] == pytest.approx([t / r["digital_s"] for t in r["without_s"]])
     assert [r["vectors"] for r in data["ir_drop"]] == [100, 100]
 
 

@@ -20,7 +20,10 @@
    BatchNorm's initial statistics (mean 0, variance 1) the untrained spiking VGG-9's
    layers after the second convolution never fire, and its digital forward, event-driven,
    has almost nothing to add. ``input_spike_rate`` is the share of ones among the binary
-   inputs of the crossbar layers in one noisy forward.
+   inputs of the crossbar layers in one noisy forward. What the Gaussian draws cost: the
+   same model on the same crossbars (the same programming and drift) without its output
+   noise, then without its read (and write) noise too, timed in the same rounds
+   (``without_s``, ``times_digital_without``; :data:`PARTS`, :func:`parts_off`).
 2. Exact IR drop: one factorisation plus 1000 input vectors for 128×128 and 256×256 arrays,
    and the factorisation of a 128×128 array by SuperLU for comparison.
 3. The fast IR-drop model: its relative error against the exact solver (``kappa``
@@ -39,6 +42,7 @@ spikecim's noisy and digital forwards and its Monte-Carlo loop, and says so in i
 from __future__ import annotations
 
 import copy
+import functools
 import importlib.util
 import json
 import platform
@@ -79,6 +83,18 @@ VIT_CROSSBAR = {
     "preset": "pcm-aihwkit",
     "dynamic": {"unit": "crossbar", "write_noise_gamma": 5.0, "clipformer": {"enabled": True}},
 }
+# The noise a forward draws, switched off one after the other (the second column keeps the
+# first off), as column headers: what the Gaussian draws cost over the rest of the forward
+# (the DAC, the tiles' products, the ADC). The DAC and ADC stay on: without them a layer
+# takes other paths (a convolution of analog inputs the direct one), which would not time
+# the converters alone.
+PARTS = (
+    ("without output noise", {"out_noise_std": 0.0}),
+    (
+        "also without read (and write) noise",
+        {"device": {"read_noise_enabled": False}, "dynamic": {"write_noise_gamma": 0.0}},
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -99,6 +115,10 @@ class InferenceRow:
     digital_round_s: tuple[float, ...] = ()  # every timed digital forward, the same rounds
     # the least and the most of the noisy forward / the digital one in the same round
     times_digital_per_round: tuple[float, float] | None = None
+    # the noisy forward with the PARTS switched off, the first k + 1 of them at entry k, median,
+    # timed in the same rounds; and each over the digital forward
+    without_s: tuple[float, ...] = ()
+    times_digital_without: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -182,6 +202,19 @@ def format_report(report: AnalogBenchReport) -> str:
         lines.append(
             f"| {r.model} | {_s(r.digital_s)} | {_s(r.spikecim_s)} | {r.times_digital:.2f}× | {spread} | {rate} |"
         )
+    lines += [
+        "",
+        (
+            "What the noise costs: the same model on the same crossbars with its noise switched off, "
+            "over the digital forward, timed in the same rounds (DAC and ADC on):"
+        ),
+        "",
+        "| model | × digital | " + " | ".join(name + ", × digital" for name, _ in PARTS) + " |",
+        "| --- | --- | " + " | ".join("---" for _ in PARTS) + " |",
+    ]
+    for r in report.rows:
+        parts = " | ".join(f"{x:.2f}×" for x in r.times_digital_without)
+        lines.append(f"| {r.model} | {r.times_digital:.2f}× | {parts} |")
     lines += [
         "",
         f"Monte-Carlo: {MC_DRAWS} × (program, drift to 1 h, one noisy forward):",
@@ -290,6 +323,11 @@ def _inference_row(
     program(ours, 0)
     drift(ours, DRIFT_S)
     spike_rate = _input_spike_rate(ours, x)
+    lighter = []  # the same crossbars with the PARTS switched off, one more each
+    for config in parts_off(crossbar):
+        lighter.append(to_analog(model, config))
+        program(lighter[-1], 0)
+        drift(lighter[-1], DRIFT_S)
 
     def mc_ours():
         for seed in range(MC_DRAWS):
@@ -297,7 +335,8 @@ def _inference_row(
             drift(ours, DRIFT_S)
             ours(x)
 
-    forwards, loops = [lambda: ours(x), lambda: model(x)], [mc_ours]
+    forwards = [lambda: ours(x), lambda: model(x), *(functools.partial(m, x) for m in lighter)]
+    loops = [mc_ours]
     if with_aihwkit:
         theirs = _aihwkit_model(model)
 
@@ -315,7 +354,8 @@ def _inference_row(
         loops.append(mc_theirs)
     with torch.no_grad():
         rounds = interleaved_times(forwards, repeats, device=x.device)
-        t_ours, t_digital, *t_theirs = (statistics.median(ts) for ts in rounds)
+        t_ours, t_digital, *t_rest = (statistics.median(ts) for ts in rounds)
+        t_without, t_theirs = t_rest[: len(lighter)], t_rest[len(lighter) :]
         t_mc_ours, *t_mc_theirs = _median_times(loops, max(1, repeats // 3), x.device)
     t_reuse, t_fresh = t_theirs or (None, None)
     t_mc = t_mc_theirs[0] if t_mc_theirs else None
@@ -335,7 +375,30 @@ def _inference_row(
         noisy_round_s=tuple(rounds[0]),
         digital_round_s=tuple(rounds[1]),
         times_digital_per_round=round_ratios(rounds[0], rounds[1]),
+        without_s=tuple(t_without),
+        times_digital_without=tuple(t / t_digital for t in t_without),
     )
+
+
+def parts_off(crossbar: str | dict) -> list:
+    """The crossbar config ``crossbar`` with the :data:`PARTS` switched off: the first k + 1
+    of them in entry k."""
+    from spikecim.analog import load_crossbar_config
+
+    base = {"preset": crossbar} if isinstance(crossbar, str) else copy.deepcopy(crossbar)
+    configs = []
+    for _, off in PARTS:
+        base = _merged(base, off)
+        configs.append(load_crossbar_config(base))
+    return configs
+
+
+def _merged(base: dict, changes: dict) -> dict:
+    """``base`` with ``changes`` written over it, section by section."""
+    out = dict(base)
+    for key, value in changes.items():
+        out[key] = _merged(out.get(key) or {}, value) if isinstance(value, dict) else value
+    return out
 
 
 def batchnorm_statistics(model: nn.Module, x: torch.Tensor) -> nn.Module:

@@ -54,7 +54,8 @@ def bench_cmd(
             "--suite",
             help="lif: Linear + LIF against snnTorch, SpikingJelly, Norse; "
             "analog: noisy crossbar inference against aihwkit and against the digital forward "
-            "(with vit-tiny, K/V written into crossbars), and IR drop; "
+            "(with vit-tiny, K/V written into crossbars), with the output noise and then the read "
+            "noise switched off (what the draws cost), and IR drop; "
             "train: VGG-9 and ResNet-19 training steps (T=4, 3x32x32) against SpikingJelly, snnTorch; "
             "hwa: hardware-aware training step (weight noise, 8-bit DAC and ADC, output bound, learned input "
             "range, 256-input tiles, weight clipping) and analog conversion against aihwkit-lightning, aihwkit",
