@@ -1,4 +1,4 @@
-"""Every Python example in the README and docs/ runs as written.
+"""Every Python example in the README, BENCHMARKS.md and docs/ runs as written.
 
 A page's ```` ```python ```` blocks run in order in one fresh interpreter and one namespace, as
 a reader pastes them one after the other, in a folder that holds what the pages say is there
@@ -37,7 +37,7 @@ from spikecim.hw.arch import TABLES_DIR
 from spikecim.hw.layers import load_workload, spikesim_from_spec
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+PAGES = [ROOT / "README.md", ROOT / "BENCHMARKS.md", *sorted((ROOT / "docs").glob("*.md"))]
 READS_SHARED_DATA = {"nir.md"}  # its examples open a graph of ../shared/data/nir-paper
 STAGES = "train,evaluate,trace,hardware,report"  # what the pages' examples read from the run folder
 RUNNER = """
