@@ -55,6 +55,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from spikecim.analog.config import CrossbarConfig, load_crossbar_config
 from spikecim.timing import (
     bench_device,
     device_name,
@@ -380,11 +381,9 @@ def _inference_row(
     )
 
 
-def parts_off(crossbar: str | dict) -> list:
+def parts_off(crossbar: str | dict) -> list[CrossbarConfig]:
     """The crossbar config ``crossbar`` with the :data:`PARTS` switched off: the first k + 1
     of them in entry k."""
-    from spikecim.analog import load_crossbar_config
-
     base = {"preset": crossbar} if isinstance(crossbar, str) else copy.deepcopy(crossbar)
     configs = []
     for _, off in PARTS:
