@@ -11,7 +11,9 @@ is a fragment by design (an interface's outline): it is compiled, not run. Every
 space, a layer list, a SpikeSim network or lines of a shipped architecture table (``KINDS``).
 Every ``spikecim ...`` line of a bash or console block parses: its command and options exist
 and take their values, and ``run`` and ``train`` build their run config. A console block's
-command shown with its output runs there and prints that output.
+command shown with its output runs there and prints that output. Every ``python
+benchmarks/...`` command the pages give is parsed by that script's own argument parser
+(and not run).
 """
 
 import json
@@ -220,14 +222,19 @@ def _command_lines() -> list[tuple[str, int, list[str]]]:
                     at = words.index("spikecim")
                     if at > 0 and words[at - 1] != "-m":
                         continue
-                    argv, optional = [], False
-                    for word in words[at + 1 :]:
-                        optional = optional or word.startswith("[")
-                        if not optional:
-                            argv.append(word)
-                        optional = optional and not word.endswith("]")
-                    found.append((name, first + start, argv))
+                    found.append((name, first + start, _required(words[at + 1 :])))
     return found
+
+
+def _required(words: list[str]) -> list[str]:
+    """``words`` without the ``[optional]`` parts of a synopsis."""
+    kept, optional = [], False
+    for word in words:
+        optional = optional or word.startswith("[")
+        if not optional:
+            kept.append(word)
+        optional = optional and not word.endswith("]")
+    return kept
 
 
 COMMANDS = _command_lines()
@@ -330,3 +337,82 @@ def test_a_command_shown_with_its_output_prints_that_output(transcript, workspac
         at += 1
     failed = any(w.startswith("error:") for w in shown)
     assert (result.returncode != 0) == failed, f"{page}:{line}: `{command}` exited {result.returncode}"
+
+
+# -- every `python benchmarks/...` command of the pages parses -----------------------------
+
+SCRIPT_RUNNER = """
+import argparse, contextlib, io, json, os, runpy, sys
+
+class Parsed(Exception):
+    pass
+
+parse_args = argparse.ArgumentParser.parse_args
+
+def parse_and_stop(self, args=None, namespace=None):  # the script's own parser, then no run
+    parse_args(self, args, namespace)
+    raise Parsed
+
+argparse.ArgumentParser.parse_args = parse_and_stop
+results = []
+for script, args in json.load(sys.stdin):
+    sys.argv, said = [script, *args], io.StringIO()
+    sys.path[0] = os.path.dirname(script)  # as `python benchmarks/x.py` sets it
+    try:
+        with contextlib.redirect_stderr(said), contextlib.redirect_stdout(said):
+            runpy.run_path(script, run_name="__main__")
+        results.append("ran without parsing its arguments")
+    except Parsed:
+        results.append(None)
+    except SystemExit as e:
+        results.append(f"exit {e.code}: {said.getvalue().strip()}")
+print(json.dumps(results))
+"""
+
+
+def _script_commands() -> list[tuple[str, str, list[str]]]:
+    """``(page, script, arguments)`` of every ``python benchmarks/...`` command the pages give
+    in code spans or bash blocks, each once; ``[optional]`` parts left out."""
+    texts = []
+    for page in PAGES:
+        text = page.read_text()
+        texts += [(page.name, span) for span in re.findall(r"`([^`]*python\s+benchmarks/[^`]*)`", text)]
+        texts += [(page.name, line) for *_, code, _ in _fenced(page, "bash") for line in code.splitlines()]
+    found = {}
+    for name, text in texts:
+        command = re.search(r"python\s+(benchmarks/\w+\.py)(.*)", " ".join(text.split()))
+        if command:
+            args = tuple(_required(shlex.split(command.group(2), comments=True)))
+            found.setdefault((command.group(1), args), name)
+    return [(name, script, list(args)) for (script, args), name in found.items()]
+
+
+SCRIPTS = _script_commands()
+
+
+@pytest.fixture(scope="module")
+def script_results() -> list[str | None]:
+    """What each of SCRIPTS's parsers said, from one interpreter (None: it took the arguments)."""
+    commands = [(str(ROOT / script), args) for _, script, args in SCRIPTS]
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT_RUNNER],
+        check=False,
+        input=json.dumps(commands),
+        cwd=ROOT,
+        env=one_thread_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_the_pages_hold_benchmark_commands():
+    assert len(SCRIPTS) >= 25  # the check below is not vacuous
+
+
+@pytest.mark.parametrize("index", range(len(SCRIPTS)), ids=[f"{p}:{s} {' '.join(a)}" for p, s, a in SCRIPTS])
+def test_every_benchmark_command_of_the_pages_parses(index, script_results):
+    page, script, args = SCRIPTS[index]
+    said = script_results[index]
+    assert said is None, f"{page}: python {script} {' '.join(args)}: {said}"
