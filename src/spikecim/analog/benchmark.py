@@ -318,7 +318,7 @@ def _models(quick: bool) -> list[tuple[str, nn.Module, torch.Tensor, str | dict]
 def _inference_row(
     name: str, model: nn.Module, x: torch.Tensor, repeats: int, with_aihwkit: bool, crossbar: str | dict
 ) -> InferenceRow:
-    from spikecim.analog import drift, load_crossbar_config, program, to_analog
+    from spikecim.analog import drift, program, to_analog
 
     ours = to_analog(model, load_crossbar_config(crossbar))
     program(ours, 0)
