@@ -272,3 +272,18 @@ def test_run_with_the_method_flag_evaluates_traces_costs_and_sweeps_the_dt_varia
     assert sweep["reference"]["variant"] == "snn"
     assert (run / "plots" / "dt_snn.png").is_file()
     assert "Dynamic timesteps (DT-SNN)" in (run / "report.html").read_text()
+
+
+def test_per_step_loss_is_the_cross_entropy_term_of_tet_as_its_authors_code_sums_it():
+    # TET (Deng et al., ICLR 2022) as SEENN's utils.TET_loss computes it with lamb = 0: a loop
+    # over t of the batch-mean cross-entropy of step t's outputs, divided by T.
+    from spikecim.train import classification_loss
+
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(T, 6, 10, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 10, (6,), generator=g)
+    tet = sum(torch.nn.functional.cross_entropy(logits[t], y) for t in range(T)) / T
+    assert float(classification_loss(logits, y, "per_step")) == pytest.approx(float(tet), rel=1e-12)
+    rate = torch.nn.functional.cross_entropy(logits.sum(0) / T, y)
+    assert float(classification_loss(logits, y, "mean")) == pytest.approx(float(rate), rel=1e-12)
+    assert float(classification_loss(logits, y, "per_step")) != pytest.approx(float(rate), rel=1e-3)

@@ -3,7 +3,10 @@
 - ``mean``: cross-entropy of the logits averaged over steps (rate-decoded output).
 - ``per_step``: the mean over t of the cross-entropy at every step, so the output is
   accurate at every prefix of time (needed for dynamic-timestep inference, DT-SNN:
-  Li et al., DAC 2023; docs/references.md#dt-snn).
+  Li et al., DAC 2023; docs/references.md#dt-snn). It is the cross-entropy term of the
+  temporal efficient training loss (TET: Deng et al., ICLR 2022), ``(1/T)·Σ_t CE(O_t, y)``,
+  which the DT-SNN authors' public early-exit code trains with (SEENN, ``utils.py``
+  ``TET_loss``, called by ``train_snn.py``; its MSE term weighted by λ is not added here).
 """
 
 from __future__ import annotations
