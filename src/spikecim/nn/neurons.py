@@ -36,7 +36,7 @@ from spikecim.nn.kernels import BACKENDS
 from spikecim.nn.registry import register_neuron
 from spikecim.nn.surrogate import Surrogate
 
-__all__ = ["IF", "LIF", "Neuron", "SynapticLIF", "TemporalModule"]
+__all__ = ["IF", "LIF", "Neuron", "SynapticLIF", "TemporalModule", "is_spiking_neuron"]
 
 
 class TemporalModule(nn.Module):
@@ -44,6 +44,12 @@ class TemporalModule(nn.Module):
 
     :class:`spikecim.nn.Sequential` applies every other child to ``[T*B, ...]`` in one call.
     """
+
+
+def is_spiking_neuron(m: nn.Module) -> bool:
+    """Whether ``m`` emits spikes from its own forward: a neuron, or one layer's cell of a
+    shared membrane (both have ``forward_with_mem``)."""
+    return isinstance(m, TemporalModule) and hasattr(m, "forward_with_mem")
 
 
 class Neuron(TemporalModule):

@@ -83,9 +83,9 @@ def accumulates(layer: nn.Module, *inputs: torch.Tensor) -> torch.Tensor:
 
 
 def _is_neuron(m: nn.Module) -> bool:
-    from spikecim.nn import TemporalModule
+    from spikecim.nn import is_spiking_neuron
 
-    return isinstance(m, nn.ReLU) or (isinstance(m, TemporalModule) and hasattr(m, "forward_with_mem"))
+    return isinstance(m, nn.ReLU) or is_spiking_neuron(m)
 
 
 @dataclass

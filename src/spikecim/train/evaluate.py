@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from spikecim.nn import TemporalModule
+from spikecim.nn import is_spiking_neuron
 from spikecim.nn.dynamic import DynamicTimesteps
 from spikecim.train.batches import iterate_batches, to_model_input
 
@@ -77,7 +77,7 @@ def activity_modules(model: nn.Module) -> dict[str, nn.Module]:
     """The neurons of a model (spiking neurons or the ReLUs of its ANN twin), by name."""
     out = {}
     for name, m in model.named_modules():
-        if isinstance(m, nn.ReLU) or (isinstance(m, TemporalModule) and hasattr(m, "forward_with_mem")):
+        if isinstance(m, nn.ReLU) or is_spiking_neuron(m):
             out[name] = m
     return out
 
