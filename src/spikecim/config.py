@@ -140,6 +140,11 @@ class TrainConfig(_Section):
     weight_decay: float = Field(0.0, ge=0.0)
     schedule: Literal["cosine", "none"] = "cosine"
     loss: Literal["mean", "per_step"] = Field("mean", description="CE on mean logits, or at every step")
+    spike_reg: float = Field(
+        0.0,
+        ge=0.0,
+        description="λ of the spike-rate penalty: loss + λ·(mean spikes per neuron per step), spiking variants",
+    )
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 

@@ -115,6 +115,7 @@ class Epoch(_Lenient):
     test_acc: Fraction | None = None
     lr: Amount | None = None
     seconds: Amount | None = None
+    train_spike_rate: Fraction | None = None  # with train.spike_reg: the mean rate it penalised
 
 
 class TrainVariant(_Lenient):

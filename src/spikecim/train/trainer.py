@@ -19,6 +19,7 @@ import hashlib
 import json
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -33,10 +34,12 @@ from spikecim.schema import MAX_INT
 from spikecim.train.batches import epoch_generator, iterate_batches
 from spikecim.train.checkpoint import load_checkpoint, refuse_weights_placed_by_hand, save_checkpoint
 from spikecim.train.distributed import DistInfo, check_shares, init_distributed, share_weight
+from spikecim.train.regularizers import SpikeRate, spike_rate
 
 __all__ = ["FitSpec", "fit", "make_optimizer", "resolve_device"]
 
 _EXTRA_METRICS = ("cross_entropy", "perplexity", "bits_per_char")  # a task's metrics kept per epoch
+_LATER = {"spike_reg": 0.0}  # settings added after checkpoints existed, with their defaults
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,7 @@ class FitSpec:
     weight_decay: float = 0.0
     schedule: str = "cosine"
     loss: str = "mean"
+    spike_reg: float = 0.0
     batch_size: int = 64
     timesteps: int = 4
     encoder: str = "direct"
@@ -91,7 +95,10 @@ class FitSpec:
         return cls(**{f.name: src[f.name] for f in fields(cls)})
 
     def fingerprint(self) -> str:
-        return hashlib.sha256(json.dumps(self.__dict__, sort_keys=True).encode()).hexdigest()[:16]
+        """A hash of the settings; a setting added later counts only away from its default,
+        so checkpoints written before it existed still resume."""
+        settings = {k: v for k, v in self.__dict__.items() if not (k in _LATER and v == _LATER[k])}
+        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -168,14 +175,17 @@ def fit(
     )
     x_tr, y_tr = data.x_train, data.y_train
     n_batches = (len(y_tr) + spec.batch_size - 1) // spec.batch_size
-    with progress_bar(console, dist_info.is_main) as progress:
+    with (
+        progress_bar(console, dist_info.is_main) as progress,
+        _spike_penalty(model, spec.spike_reg) as spikes,
+    ):
         ep_task = progress.add_task(f"{variant} epochs", total=spec.epochs, completed=state["epoch"], info="")
         for epoch in range(state["epoch"], spec.epochs):
             t0 = time.perf_counter()
             gen = epoch_generator(spec.seed, epoch)
             b_task = progress.add_task(f"  epoch {epoch + 1}", total=n_batches, info="")
             model.train()
-            loss_sum, correct, seen = 0.0, 0, 0
+            loss_sum, correct, seen, rate_sum, rate_n = 0.0, 0, 0, 0.0, 0
             batches = iterate_batches(x_tr, y_tr, spec.batch_size, gen, dist_info.rank, dist_info.world)
             try:
                 for step, (xb, yb) in enumerate(batches):
@@ -183,6 +193,10 @@ def fit(
                     yb = yb.to(device)
                     logits = train_model(inp)
                     loss = learn.loss(logits, yb, spec.loss)
+                    if not spikes.empty:
+                        rate = spikes.take()
+                        loss = loss + spec.spike_reg * rate
+                        rate_sum, rate_n = rate_sum + float(rate.detach()) * len(yb), rate_n + len(yb)
                     opt.zero_grad(set_to_none=True)
                     if dist_info.world > 1:
                         batch = min(spec.batch_size, len(y_tr) - step * spec.batch_size)
@@ -216,6 +230,8 @@ def fit(
                 "lr": opt.param_groups[0]["lr"],
                 "seconds": time.perf_counter() - t0,
             }
+            if rate_n:
+                row["train_spike_rate"] = rate_sum / rate_n  # the mean rate the penalty saw
             state["history"].append(row)
             state["epoch"] = epoch + 1
             if ckpt_dir is not None and dist_info.is_main:
@@ -226,6 +242,12 @@ def fit(
     model.eval()
     final = state["history"][-1]["test_acc"] if state["history"] else None
     return {"history": state["history"], "epochs": state["epoch"], "test_acc": final}
+
+
+def _spike_penalty(model: nn.Module, spike_reg: float):
+    """Hooks that keep the spikes of each training forward when ``train.spike_reg`` > 0
+    (:mod:`spikecim.train.regularizers`); otherwise a meter that stays empty."""
+    return spike_rate(model) if spike_reg > 0 else nullcontext(SpikeRate())
 
 
 def _refuse_allocation_failure(
