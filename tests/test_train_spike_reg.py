@@ -9,6 +9,7 @@ from torch import nn
 
 from spikecim.cli.main import main
 from spikecim.data import load_dataset
+from spikecim.errors import SpikecimError
 from spikecim.models import create_model
 from spikecim.train import FitSpec, evaluate, fit
 from spikecim.train.regularizers import spike_rate
@@ -111,3 +112,12 @@ def test_a_bad_penalty_weight_is_one_line_naming_the_field(value, capsys, tmp_pa
     err = capsys.readouterr().err.strip()
     assert code != 0
     assert len(err.splitlines()) == 1 and "train.spike_reg" in err, err
+
+
+def test_a_spiking_model_without_a_neuron_layer_to_penalise_is_refused_in_one_line():
+    model = nn.Sequential(nn.Flatten(2), nn.Linear(64, 10))  # takes [T, B, 1, 8, 8], no neuron
+    model.spiking = True
+    spec = FitSpec(epochs=1, spike_reg=0.5, device="cpu")
+    with pytest.raises(SpikecimError, match=r"^train.spike_reg: the snn has no spiking neuron layer") as err:
+        fit(model, load_dataset("digits"), spec, variant="snn")
+    assert "\n" not in str(err.value)

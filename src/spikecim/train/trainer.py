@@ -1,7 +1,8 @@
 """Training by backpropagation through time (BPTT).
 
 :func:`fit` trains one model variant (the SNN or its ANN twin) with Adam or SGD, an
-optional cosine schedule and a loss over mean logits or at every step, shows rich progress
+optional cosine schedule, a loss over mean logits or at every step and an optional
+spike-rate penalty (:mod:`spikecim.train.regularizers`), shows rich progress
 bars, and checkpoints after every epoch. Called again with the same arguments it resumes
 after the last completed epoch and ends with the same weights as an uninterrupted run:
 the shuffle order and the encoder's randomness of epoch ``e`` depend only on
@@ -193,6 +194,11 @@ def fit(
                     yb = yb.to(device)
                     logits = train_model(inp)
                     loss = learn.loss(logits, yb, spec.loss)
+                    if spiking and spec.spike_reg > 0 and spikes.empty:
+                        raise SpikecimError(
+                            f"train.spike_reg: the {variant} has no spiking neuron layer whose forward "
+                            "emits its spikes (spikecim.nn.is_spiking_neuron); set spike_reg to 0 for it"
+                        )
                     if not spikes.empty:
                         rate = spikes.take()
                         loss = loss + spec.spike_reg * rate
