@@ -19,6 +19,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     create_model,
     field_validator,
     model_validator,
@@ -145,7 +146,24 @@ class TrainConfig(_Section):
         ge=0.0,
         description="λ of the spike-rate penalty: loss + λ·(mean spikes per neuron per step), spiking variants",
     )
+    tet_lambda: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="TET's λ, with loss: per_step: (1 - λ)·loss + λ·MSE(logits, tet_means); 0: none",
+    )
+    tet_means: float = Field(1.0, description="TET's φ: the value its MSE term pulls every logit towards")
     device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    @field_validator("tet_lambda")
+    @classmethod
+    def _tet_goes_with_per_step(cls, v: float, info: ValidationInfo) -> float:
+        loss = info.data.get("loss")
+        if v > 0 and loss != "per_step":
+            raise ValueError(
+                f"TET's MSE term goes with loss: per_step (its cross-entropy term), got loss: {loss}"
+            )
+        return v
 
 
 RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")

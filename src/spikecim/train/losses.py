@@ -6,7 +6,10 @@
   Li et al., DAC 2023; docs/references.md#dt-snn). It is the cross-entropy term of the
   temporal efficient training loss (TET: Deng et al., ICLR 2022), ``(1/T)·Σ_t CE(O_t, y)``,
   which the DT-SNN authors' public early-exit code trains with (SEENN, ``utils.py``
-  ``TET_loss``, called by ``train_snn.py``; its MSE term weighted by λ is not added here).
+  ``TET_loss``, called by ``train_snn.py``).
+- :func:`with_tet_mse`: TET's whole loss, ``(1 − λ)·loss + λ·MSE(O, φ)`` with the MSE over
+  every per-step output (``train.tet_lambda``: λ, ``train.tet_means``: φ; the TET and SEENN
+  code use λ = 10⁻³, φ = 1), added to ``per_step`` by the trainer.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["classification_loss"]
+__all__ = ["classification_loss", "with_tet_mse"]
 
 
 def classification_loss(logits: torch.Tensor, y: torch.Tensor, mode: str = "mean") -> torch.Tensor:
@@ -24,3 +27,9 @@ def classification_loss(logits: torch.Tensor, y: torch.Tensor, mode: str = "mean
         steps = logits.shape[0]
         return F.cross_entropy(logits.flatten(0, 1), y.repeat(steps))
     raise ValueError(f"train.loss: unknown '{mode}', allowed: mean, per_step")
+
+
+def with_tet_mse(loss: torch.Tensor, out: torch.Tensor, lamb: float, means: float) -> torch.Tensor:
+    """TET's loss from its cross-entropy term ``loss``: ``(1 − lamb)·loss + lamb·MSE(out, means)``,
+    the mean squared distance of every per-step output to ``means``."""
+    return (1.0 - lamb) * loss + lamb * F.mse_loss(out, torch.full_like(out, means))

@@ -35,12 +35,17 @@ from spikecim.schema import MAX_INT
 from spikecim.train.batches import epoch_generator, iterate_batches
 from spikecim.train.checkpoint import load_checkpoint, refuse_weights_placed_by_hand, save_checkpoint
 from spikecim.train.distributed import DistInfo, check_shares, init_distributed, share_weight
+from spikecim.train.losses import with_tet_mse
 from spikecim.train.regularizers import SpikeRate, spike_rate
 
 __all__ = ["FitSpec", "fit", "make_optimizer", "resolve_device"]
 
 _EXTRA_METRICS = ("cross_entropy", "perplexity", "bits_per_char")  # a task's metrics kept per epoch
-_LATER = {"spike_reg": 0.0}  # settings added after checkpoints existed, with their defaults
+_LATER = {
+    "spike_reg": 0.0,
+    "tet_lambda": 0.0,
+    "tet_means": 1.0,
+}  # settings added after checkpoints existed, with their defaults
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,8 @@ class FitSpec:
     schedule: str = "cosine"
     loss: str = "mean"
     spike_reg: float = 0.0
+    tet_lambda: float = 0.0
+    tet_means: float = 1.0
     batch_size: int = 64
     timesteps: int = 4
     encoder: str = "direct"
@@ -194,6 +201,8 @@ def fit(
                     yb = yb.to(device)
                     logits = train_model(inp)
                     loss = learn.loss(logits, yb, spec.loss)
+                    if spec.tet_lambda > 0:
+                        loss = with_tet_mse(loss, logits, spec.tet_lambda, spec.tet_means)
                     if spiking and spec.spike_reg > 0 and spikes.empty:
                         raise SpikecimError(
                             f"train.spike_reg: the {variant} has no spiking neuron layer whose forward "

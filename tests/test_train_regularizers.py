@@ -1,4 +1,5 @@
-"""train.spike_reg: the spike-rate penalty against snnTorch's L1 rate penalty, and in training."""
+"""train.spike_reg (the spike-rate penalty, against snnTorch's L1 rate penalty) and train.tet_lambda
+(TET's MSE term, against the TET authors' loss), on their own and in training."""
 
 import hashlib
 import json
@@ -100,10 +101,12 @@ def test_an_ann_twin_trains_exactly_as_without_the_penalty(tmp_path):
 
 def test_checkpoints_written_before_the_setting_existed_keep_their_fingerprint():
     spec = FitSpec()
-    before = {k: v for k, v in vars(spec).items() if k != "spike_reg"}  # the fields as they were
+    later = ("spike_reg", "tet_lambda", "tet_means")
+    before = {k: v for k, v in vars(spec).items() if k not in later}  # the fields as they were
     want = hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:16]
     assert spec.fingerprint() == want
     assert FitSpec(spike_reg=0.1).fingerprint() != want
+    assert FitSpec(loss="per_step", tet_lambda=0.1).fingerprint() != FitSpec(loss="per_step").fingerprint()
 
 
 @pytest.mark.parametrize("value", ["-0.1", "nan", "inf", "lots"])
@@ -121,3 +124,52 @@ def test_a_spiking_model_without_a_neuron_layer_to_penalise_is_refused_in_one_li
     with pytest.raises(SpikecimError, match=r"^train.spike_reg: the snn has no spiking neuron layer") as err:
         fit(model, load_dataset("digits"), spec, variant="snn")
     assert "\n" not in str(err.value)
+
+
+def _tet_loss_as_its_authors_write_it(outputs, labels, means, lamb):
+    # TET (Deng et al., ICLR 2022): functions.TET_loss of brain-intelligence-lab/temporal_efficient_training,
+    # outputs [B, T, classes], criterion nn.CrossEntropyLoss()
+    criterion, t_steps = nn.CrossEntropyLoss(), outputs.size(1)
+    loss_es = sum(criterion(outputs[:, t, ...], labels) for t in range(t_steps)) / t_steps
+    loss_mmd = nn.MSELoss()(outputs, torch.zeros_like(outputs).fill_(means))
+    return (1 - lamb) * loss_es + lamb * loss_mmd
+
+
+def test_per_step_loss_with_tet_mse_equals_the_tet_loss_and_its_gradient():
+    from spikecim.train import classification_loss
+    from spikecim.train.losses import with_tet_mse
+
+    g = torch.Generator().manual_seed(5)
+    logits = torch.randn(T, 6, 10, generator=g, dtype=torch.float64, requires_grad=True)
+    y = torch.randint(0, 10, (6,), generator=g)
+    ours = with_tet_mse(classification_loss(logits, y, "per_step"), logits, 0.2, 1.5)
+    (grad_ours,) = torch.autograd.grad(ours, logits)
+    ref = _tet_loss_as_its_authors_write_it(logits.transpose(0, 1), y, 1.5, 0.2)
+    (grad_ref,) = torch.autograd.grad(ref, logits)
+    assert ours.item() == pytest.approx(ref.item(), rel=1e-12)
+    torch.testing.assert_close(grad_ours, grad_ref, rtol=1e-12, atol=1e-15)
+
+
+def test_training_with_tet_lambda_one_pulls_the_logits_to_tet_means():
+    data = load_dataset("digits")
+    mean_logit = {}
+    for lamb in (0.0, 1.0):
+        torch.manual_seed(0)
+        model = create_model("mlp", spiking=True, hidden=(32,))
+        spec = FitSpec(epochs=2, batch_size=64, loss="per_step", tet_lambda=lamb, tet_means=3.0, lr=5e-3)
+        fit(model, data, spec, variant=f"tet{lamb}", console=None)
+        with torch.no_grad():
+            mean_logit[lamb] = float(
+                model(data.x_test[:64].unsqueeze(0).expand(4, *data.x_test[:64].shape)).mean()
+            )
+    assert abs(mean_logit[1.0] - 3.0) < 0.3, mean_logit
+    assert abs(mean_logit[0.0] - 3.0) > 1.0, mean_logit
+
+
+def test_tet_lambda_without_the_per_step_loss_is_one_line_naming_the_field(capsys):
+    assert main(["run", "--set", "train.tet_lambda=0.001"]) == 2
+    err = capsys.readouterr().err.strip()
+    want = (
+        "error: config.train.tet_lambda: TET's MSE term goes with loss: per_step (its cross-entropy term), "
+    )
+    assert err.splitlines() == [want + "got loss: mean"]
