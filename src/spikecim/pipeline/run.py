@@ -18,6 +18,7 @@ import warnings
 import zlib
 from collections.abc import Iterator, MutableMapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from pydantic import ValidationError
@@ -179,7 +180,7 @@ def _check_same_run(cfg: RunConfig) -> None:
     prev = read_mapping(old, "run", "of sections")
     now = cfg.model_dump(mode="json")
     for key in ("model", "data", "seed"):
-        if prev.get(key) != now.get(key):
+        if _with_later_defaults(prev.get(key), key) != now.get(key):
             raise SpikecimError(
                 f"run: {cfg.run_dir} holds a run with another '{key}'; choose another --name or pass --fresh"
             )
@@ -194,6 +195,18 @@ def _check_same_run(cfg: RunConfig) -> None:
                     f"(now {new_t[key]!r}); choose another --name or pass --fresh"
                 )
     _check_same_variants(cfg, prev)
+
+
+def _with_later_defaults(section: Any, key: str) -> Any:
+    """A section of an earlier config.yaml with the fields added since at their defaults, so
+    that a run written before a field existed resumes as it was (a ``data`` section without
+    ``augment`` was trained without augmentation)."""
+    from spikecim.config import DataConfig, ModelConfig
+
+    schema = {"data": DataConfig, "model": ModelConfig}.get(key)
+    if schema is None or not isinstance(section, dict):
+        return section
+    return {**schema().model_dump(mode="json"), **section}
 
 
 def _check_same_variants(cfg: RunConfig, prev: dict) -> None:
