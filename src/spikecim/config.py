@@ -64,6 +64,19 @@ class DataConfig(_Section):
     test_fraction: float = Field(0.25, gt=0.0, lt=1.0, description="digits only: held-out share")
     limit: int | None = Field(None, gt=0, description="use at most this many training samples")
     context: int = Field(64, ge=2, le=4096, description="text data sets: tokens per window (task lm)")
+    augment: list[Literal["crop", "flip", "cutout"]] = Field(
+        default_factory=list, description="training batches only, in this order: crop, flip, cutout"
+    )
+    crop_padding: int = Field(4, ge=1, le=1024, description="augment crop: zeros padded on each side")
+    cutout_size: int = Field(16, ge=1, le=4096, description="augment cutout: side of the zeroed square")
+
+    @field_validator("augment")
+    @classmethod
+    def _once_each(cls, v: list[str]) -> list[str]:
+        twice = sorted({op for op in v if v.count(op) > 1})
+        if twice:
+            raise ValueError(f"'{twice[0]}' is listed twice; each of crop, flip, cutout at most once")
+        return v
 
     @field_validator("root")
     @classmethod
@@ -260,6 +273,10 @@ class _RunConfig(_Section):
             raise ValueError(
                 f"stages: the ptq stage has no weight layer to quantise in {self.model.name} (its BitLinear "
                 "layers are ternary already); leave ptq out of the stages"
+            )
+        if self.task == "lm" and self.data.augment:
+            raise ValueError(
+                "data.augment: the lm task reads text; augmentation is for images and event frames"
             )
         if self.task == "lm" and self.train.loss != "mean":
             raise ValueError(

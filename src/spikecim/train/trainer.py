@@ -29,6 +29,7 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
+from spikecim.data.augment import augment
 from spikecim.errors import SpikecimError, allocation_failed, one_line_validation_error
 from spikecim.progress import progress_bar
 from spikecim.schema import MAX_INT
@@ -45,6 +46,9 @@ _LATER = {
     "spike_reg": 0.0,
     "tet_lambda": 0.0,
     "tet_means": 1.0,
+    "augment": (),
+    "crop_padding": 4,
+    "cutout_size": 16,
 }  # settings added after checkpoints existed, with their defaults
 
 
@@ -72,6 +76,9 @@ class FitSpec:
     batch_size: int = 64
     timesteps: int = 4
     encoder: str = "direct"
+    augment: tuple[str, ...] = ()
+    crop_padding: int = 4
+    cutout_size: int = 16
     seed: int = 0
     device: str = "auto"
 
@@ -86,6 +93,7 @@ class FitSpec:
                 raise SpikecimError(one_line_validation_error(e, prefix=f"{section}.")) from None
             for k in read.model_fields_set:
                 object.__setattr__(self, k, getattr(read, k))
+        object.__setattr__(self, "augment", tuple(self.augment))
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < MAX_INT:
             raise SpikecimError(f"seed: must be an integer from 0 to 2**63 - 1, got {self.seed!r}")
 
@@ -160,6 +168,11 @@ def fit(
     device = resolve_device(spec.device)
     dist_info: DistInfo = init_distributed(device)
     check_shares(len(data.y_train), spec.batch_size, dist_info.world)
+    if spec.augment and data.x_train.dim() < 4:
+        raise SpikecimError(
+            f"data.augment: needs images [N, C, H, W] or event frames [N, T, C, H, W]; {data.name} holds "
+            f"samples of shape {list(data.x_train.shape[1:])}"
+        )
     spiking = bool(getattr(model, "spiking", True))
     model.to(device)
     opt, sched = make_optimizer(model, spec)
@@ -197,6 +210,8 @@ def fit(
             batches = iterate_batches(x_tr, y_tr, spec.batch_size, gen, dist_info.rank, dist_info.world)
             try:
                 for step, (xb, yb) in enumerate(batches):
+                    if spec.augment:
+                        xb = augment(xb, spec.augment, gen, spec.crop_padding, spec.cutout_size)
                     inp = inputs.encode(xb, gen).to(device)
                     yb = yb.to(device)
                     logits = train_model(inp)
