@@ -149,9 +149,16 @@ class ModelConfig(_Section):
 class TrainConfig(_Section):
     epochs: int = Field(15, ge=0)
     lr: float = Field(2e-3, gt=0.0, le=MAX_LR, description="learning rate, in (0, 10]")
-    optimizer: Literal["adam", "sgd"] = "adam"
+    optimizer: Literal["adam", "adamw", "sgd"] = Field(
+        "adam", description="adam (weight_decay: L2 in the gradient), adamw (decoupled weight decay) or sgd"
+    )
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     weight_decay: float = Field(0.0, ge=0.0)
+    grad_clip: float | None = Field(
+        None,
+        gt=0.0,
+        description="clip the gradients' global L2 norm to this before each step; None: no clipping",
+    )
     schedule: Literal["cosine", "none"] = "cosine"
     loss: Literal["mean", "per_step"] = Field("mean", description="CE on mean logits, or at every step")
     spike_reg: float = Field(

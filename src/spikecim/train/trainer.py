@@ -1,9 +1,10 @@
 """Training by backpropagation through time (BPTT).
 
-:func:`fit` trains one model variant (the SNN or its ANN twin) with Adam or SGD, an
-optional cosine schedule, a loss over mean logits or at every step and an optional
-spike-rate penalty (:mod:`spikecim.train.regularizers`), shows rich progress
-bars, and checkpoints after every epoch. Called again with the same arguments it resumes
+:func:`fit` trains one model variant (the SNN or its ANN twin) with Adam, AdamW or SGD
+(optionally clipping the gradients' norm), an optional cosine schedule, a loss over mean
+logits or at every step and an optional spike-rate penalty
+(:mod:`spikecim.train.regularizers`), shows rich progress bars, and checkpoints after
+every epoch. Called again with the same arguments it resumes
 after the last completed epoch and ends with the same weights as an uninterrupted run:
 the shuffle order and the encoder's randomness of epoch ``e`` depend only on
 ``(seed, e)``, and the model, optimizer and schedule states are restored exactly.
@@ -46,6 +47,7 @@ _LATER = {
     "spike_reg": 0.0,
     "tet_lambda": 0.0,
     "tet_means": 1.0,
+    "grad_clip": None,
     "augment": (),
     "crop_padding": 4,
     "cutout_size": 16,
@@ -68,6 +70,7 @@ class FitSpec:
     optimizer: str = "adam"
     momentum: float = 0.9
     weight_decay: float = 0.0
+    grad_clip: float | None = None
     schedule: str = "cosine"
     loss: str = "mean"
     spike_reg: float = 0.0
@@ -131,6 +134,8 @@ def make_optimizer(model: nn.Module, spec: FitSpec):
     params = [p for p in model.parameters() if p.requires_grad]
     if spec.optimizer == "adam":
         opt = torch.optim.Adam(params, lr=spec.lr, weight_decay=spec.weight_decay)
+    elif spec.optimizer == "adamw":
+        opt = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
     else:
         opt = torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay)
     sched = (
@@ -233,6 +238,8 @@ def fit(
                         (loss * share_weight(len(yb), batch, dist_info.world)).backward()
                     else:
                         loss.backward()
+                    if spec.grad_clip is not None:
+                        nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
                     opt.step()
                     right, decisions = learn.correct(logits, yb)
                     loss_sum += float(loss.detach()) * decisions
