@@ -6,8 +6,9 @@ spikes / total neuron outputs, in [0, 1]). It is snnTorch's L1 rate penalty
 (``snntorch.functional.reg.l1_rate_sparsity``: ``Lambda·Σ spikes``) over all layers with
 ``Lambda = λ / (T·B·N)``, N the neurons of all layers, so one λ means the same for any
 batch, length or width. The gradient reaches each layer's membrane through its surrogate,
-so training trades accuracy for fewer spikes, and the energy and latency measured from the
-traced activity (:mod:`spikecim.trace`) fall with them.
+so training trades accuracy for fewer spikes. What that saves is measured from the traced
+activity (:mod:`spikecim.trace`): much on hardware that skips zero inputs, little on a
+crossbar whose converters run for every column (docs/pipeline.md gives figures).
 
 Only spiking neurons count (LIF, IF, synaptic, shared membranes): an ANN twin's ReLUs do not,
 so an ANN variant trains exactly as with ``λ = 0``.
@@ -27,7 +28,8 @@ __all__ = ["SpikeRate", "spike_rate", "spiking_layers"]
 
 
 def spiking_layers(model: nn.Module) -> dict[str, nn.Module]:
-    """The spiking neuron layers of ``model`` that emit spikes from their own forward, by name."""
+    """The spiking neuron modules of ``model`` by name (a shared stage's neuron too, whose
+    layers' cells emit its spikes: hooks on it never fire, so nothing is counted twice)."""
     return {name: m for name, m in model.named_modules() if is_spiking_neuron(m)}
 
 

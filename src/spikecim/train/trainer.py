@@ -220,18 +220,9 @@ def fit(
                     inp = inputs.encode(xb, gen).to(device)
                     yb = yb.to(device)
                     logits = train_model(inp)
-                    loss = learn.loss(logits, yb, spec.loss)
-                    if spec.tet_lambda > 0:
-                        loss = with_tet_mse(loss, logits, spec.tet_lambda, spec.tet_means)
-                    if spiking and spec.spike_reg > 0 and spikes.empty:
-                        raise SpikecimError(
-                            f"train.spike_reg: the {variant} has no spiking neuron layer whose forward "
-                            "emits its spikes (spikecim.nn.is_spiking_neuron); set spike_reg to 0 for it"
-                        )
-                    if not spikes.empty:
-                        rate = spikes.take()
-                        loss = loss + spec.spike_reg * rate
-                        rate_sum, rate_n = rate_sum + float(rate.detach()) * len(yb), rate_n + len(yb)
+                    loss, rate = _training_loss(learn, logits, yb, spec, spikes, spiking, variant)
+                    if rate is not None:
+                        rate_sum, rate_n = rate_sum + rate * len(yb), rate_n + len(yb)
                     opt.zero_grad(set_to_none=True)
                     if dist_info.world > 1:
                         batch = min(spec.batch_size, len(y_tr) - step * spec.batch_size)
@@ -279,6 +270,23 @@ def fit(
     model.eval()
     final = state["history"][-1]["test_acc"] if state["history"] else None
     return {"history": state["history"], "epochs": state["epoch"], "test_acc": final}
+
+
+def _training_loss(learn, logits, yb, spec: FitSpec, spikes: SpikeRate, spiking: bool, variant: str):
+    """The task's loss of one batch with the terms the spec adds (TET's MSE, the spike-rate
+    penalty), and the spike rate penalised (None without the penalty)."""
+    loss = learn.loss(logits, yb, spec.loss)
+    if spec.tet_lambda > 0:
+        loss = with_tet_mse(loss, logits, spec.tet_lambda, spec.tet_means)
+    if spiking and spec.spike_reg > 0 and spikes.empty:
+        raise SpikecimError(
+            f"train.spike_reg: the {variant} has no spiking neuron layer whose forward "
+            "emits its spikes (spikecim.nn.is_spiking_neuron); set spike_reg to 0 for it"
+        )
+    if spikes.empty:
+        return loss, None
+    rate = spikes.take()
+    return loss + spec.spike_reg * rate, float(rate.detach())
 
 
 def _spike_penalty(model: nn.Module, spike_reg: float):
