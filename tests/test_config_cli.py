@@ -15,7 +15,7 @@ from spikecim.errors import SpikecimError
         ("model.name=resnet1000", "config.model.name", "allowed: "),
         ("data.name=imagenet", "config.data.name", "allowed: "),
         ("train.epochs=three", "config.train.epochs", "integer"),
-        ("train.optimizer=lion", "config.train.optimizer", "'adam' or 'sgd'"),
+        ("train.optimizer=lion", "config.train.optimizer", "'adam', 'adamw' or 'sgd'"),
         ("colour=red", "config.colour", "unknown key"),
         ("stages=[train,fly]", "config.stages", "unknown stage 'fly'"),
         ("model.kwargs={num_classes: 10}", "config.model.kwargs", "num_classes: set by the data set"),
