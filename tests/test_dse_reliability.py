@@ -371,7 +371,8 @@ def test_a_grid_larger_than_the_budget_lists_only_the_trials_that_ran(tmp_path, 
     doc = json.loads((out / "dse.json").read_text())
     assert [t["state"] for t in doc["trials"]] == ["COMPLETE"] * 4
     assert len((out / "trials.csv").read_text().splitlines()) == 1 + 4
-    assert "; 4 trials, 4 complete," in (out / "summary.md").read_text()
+    assert "Sampler grid (each design once); 4 trials, 4 complete," in (out / "summary.md").read_text()
+    assert doc["sampler"] == "grid (each design once)"
     assert main(["dse", "--status", "--out", str(out)]) == 0
     assert capsys.readouterr().out.startswith(f"study t in {out}: 4 trials (4 complete), 2 designs waiting, ")
 

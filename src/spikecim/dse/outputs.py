@@ -133,7 +133,7 @@ def summarise(
     sign = np.array([1.0 if d == "minimize" else -1.0 for d in dirs])
     doc: dict[str, Any] = {
         "study": study.study_name,
-        "sampler": type(study.sampler).__name__,
+        "sampler": _sampler_name(space, study),
         "objectives": [
             {"name": o.metric, "direction": d, "unit": METRICS[o.metric].unit}
             for o, d in zip(space.objectives, dirs)
@@ -382,3 +382,11 @@ def _markdown(doc: dict, path: Path) -> Path:
     ]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _sampler_name(space, study) -> str:
+    """The search's sampler as the space names it: a grid study enqueues its designs and
+    draws with Optuna's RandomSampler, which is not what it searched by."""
+    if space.sampler.name == "grid" and not study.study_name.endswith("-random"):
+        return "grid (each design once)"
+    return type(study.sampler).__name__
