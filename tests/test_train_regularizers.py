@@ -176,3 +176,18 @@ def test_tet_lambda_without_the_per_step_loss_is_one_line_naming_the_field(capsy
         "error: config.train.tet_lambda: TET's MSE term goes with loss: per_step (its cross-entropy term), "
     )
     assert err.splitlines() == [want + "got loss: mean"]
+
+
+def test_a_penalty_that_silences_the_network_is_warned_about():
+    torch.manual_seed(0)
+    model = create_model("mlp", spiking=True, hidden=(64, 32), neuron_kw={"beta": 0.5})
+    spec = FitSpec(epochs=1, timesteps=1, spike_reg=5.0, lr=5e-3)
+    with pytest.warns(UserWarning, match=r"^snn: no neuron fired in epoch 1 under train.spike_reg = 5.0"):
+        history = fit(model, load_dataset("digits"), spec, variant="snn")["history"]
+    assert history[0]["train_spike_rate"] == 0.0
+    assert evaluate(model, *_test_split(), 1)["spike_rates"] == {"2": 0.0, "4": 0.0}  # silent indeed
+
+
+def _test_split():
+    d = load_dataset("digits")
+    return d.x_test, d.y_test

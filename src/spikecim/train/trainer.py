@@ -21,6 +21,7 @@ import hashlib
 import json
 import math
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -260,6 +261,12 @@ def fit(
             }
             if rate_n:
                 row["train_spike_rate"] = rate_sum / rate_n  # the mean rate the penalty saw
+                if rate_sum == 0.0:
+                    _warn(
+                        console,
+                        f"{variant}: no neuron fired in epoch {epoch + 1} under train.spike_reg = {spec.spike_reg}: "
+                        "the network is silent and its gradients vanish; lower train.spike_reg",
+                    )
             state["history"].append(row)
             state["epoch"] = epoch + 1
             if ckpt_dir is not None and dist_info.is_main:
@@ -287,6 +294,13 @@ def _training_loss(learn, logits, yb, spec: FitSpec, spikes: SpikeRate, spiking:
         return loss, None
     rate = spikes.take()
     return loss + spec.spike_reg * rate, float(rate.detach())
+
+
+def _warn(console, note: str) -> None:
+    if console is not None:
+        console.print(f"warning: {note}", markup=False, highlight=False, soft_wrap=True)
+    else:
+        warnings.warn(note, stacklevel=3)
 
 
 def _spike_penalty(model: nn.Module, spike_reg: float):
