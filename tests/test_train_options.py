@@ -70,3 +70,37 @@ def test_clipped_sgd_moves_the_weights_at_most_steps_times_lr_times_the_clip():
 def test_bad_optimizer_settings_are_one_line_naming_the_field(override, message, capsys):
     assert main(["run", "--set", override]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [f"error: {message}"]
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "none"])
+def test_warmup_raises_the_learning_rate_linearly_then_follows_the_schedule(schedule, tmp_path):
+    data = load_dataset("digits", limit=128)
+    epochs, warmup, lr = 6, 2, 0.01
+
+    def want(e):  # the rate of epoch e (from 0), written out: a linear rise, then the cosine
+        if e < warmup:
+            return lr * (e + 1) / (warmup + 1)
+        return lr * (
+            0.5 * (1 + math.cos(math.pi * (e - warmup) / (epochs - warmup))) if schedule == "cosine" else 1
+        )
+
+    def run(ckpt=None, stop=None):
+        torch.manual_seed(0)
+        model = create_model("mlp", spiking=True, hidden=(16,))
+        spec = FitSpec(
+            epochs=epochs, batch_size=64, timesteps=2, lr=lr, schedule=schedule, warmup_epochs=warmup
+        )
+        return model, fit(model, data, spec, ckpt_dir=ckpt, variant="snn", stop_after_epoch=stop)["history"]
+
+    opt, _ = make_optimizer(
+        create_model("mlp", spiking=True, hidden=(16,)),
+        FitSpec(epochs=epochs, lr=lr, schedule=schedule, warmup_epochs=warmup),
+    )
+    assert opt.param_groups[0]["lr"] == pytest.approx(want(0), abs=1e-15)  # the first epoch's rate
+    model, history = run()
+    # a row's lr is the rate set for the next epoch
+    assert [row["lr"] for row in history] == pytest.approx([want(e) for e in range(1, epochs + 1)], abs=1e-12)
+    run(tmp_path, stop=1)  # interrupted inside the warmup, then resumed
+    resumed, _ = run(tmp_path)
+    for a, b in zip(model.parameters(), resumed.parameters(), strict=True):
+        assert torch.equal(a, b)

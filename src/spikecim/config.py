@@ -160,6 +160,12 @@ class TrainConfig(_Section):
         description="clip the gradients' global L2 norm to this before each step; None: no clipping",
     )
     schedule: Literal["cosine", "none"] = "cosine"
+    warmup_epochs: int = Field(
+        0,
+        ge=0,
+        le=100000,
+        description="raise the learning rate linearly over the first N epochs, then the schedule",
+    )
     loss: Literal["mean", "per_step"] = Field("mean", description="CE on mean logits, or at every step")
     spike_reg: float = Field(
         0.0,

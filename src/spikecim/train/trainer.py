@@ -1,13 +1,13 @@
 """Training by backpropagation through time (BPTT).
 
 :func:`fit` trains one model variant (the SNN or its ANN twin) with Adam, AdamW or SGD
-(optionally clipping the gradients' norm), an optional cosine schedule, a loss over mean
-logits or at every step and an optional spike-rate penalty
-(:mod:`spikecim.train.regularizers`), shows rich progress bars, and checkpoints after
-every epoch. Called again with the same arguments it resumes
-after the last completed epoch and ends with the same weights as an uninterrupted run:
-the shuffle order and the encoder's randomness of epoch ``e`` depend only on
-``(seed, e)``, and the model, optimizer and schedule states are restored exactly.
+(optionally clipping the gradients' norm), an optional warmup and cosine schedule, a loss
+over mean logits or at every step and an optional spike-rate penalty
+(:mod:`spikecim.train.regularizers`), shows rich progress bars, and checkpoints after every
+epoch. Called again with the same arguments it resumes after the last completed epoch and
+ends with the same weights as an uninterrupted run: the shuffle order, the augmentation and
+the encoder's randomness of epoch ``e`` depend only on ``(seed, e)``, and the model,
+optimizer and schedule states are restored exactly.
 
 With ``epochs = 0`` the initial (untrained) weights are saved as the epoch-0 checkpoint, so
 every later stage and command can use them. An epoch whose loss or weights are NaN or
@@ -17,6 +17,7 @@ committed checkpoint.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -41,7 +42,7 @@ from spikecim.train.distributed import DistInfo, check_shares, init_distributed,
 from spikecim.train.losses import with_tet_mse
 from spikecim.train.regularizers import SpikeRate, spike_rate
 
-__all__ = ["FitSpec", "fit", "make_optimizer", "resolve_device"]
+__all__ = ["FitSpec", "fit", "lr_factor", "make_optimizer", "resolve_device"]
 
 _EXTRA_METRICS = ("cross_entropy", "perplexity", "bits_per_char")  # a task's metrics kept per epoch
 _LATER = {
@@ -49,6 +50,7 @@ _LATER = {
     "tet_lambda": 0.0,
     "tet_means": 1.0,
     "grad_clip": None,
+    "warmup_epochs": 0,
     "augment": (),
     "crop_padding": 4,
     "cutout_size": 16,
@@ -73,6 +75,7 @@ class FitSpec:
     weight_decay: float = 0.0
     grad_clip: float | None = None
     schedule: str = "cosine"
+    warmup_epochs: int = 0
     loss: str = "mean"
     spike_reg: float = 0.0
     tet_lambda: float = 0.0
@@ -139,12 +142,28 @@ def make_optimizer(model: nn.Module, spec: FitSpec):
         opt = torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
     else:
         opt = torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay)
+    if spec.warmup_epochs > 0:
+        factor = functools.partial(
+            lr_factor, epochs=spec.epochs, warmup=spec.warmup_epochs, cosine=spec.schedule == "cosine"
+        )
+        return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
     sched = (
         torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, spec.epochs))
         if spec.schedule == "cosine"
         else None
     )
     return opt, sched
+
+
+def lr_factor(epoch: int, epochs: int, warmup: int, cosine: bool) -> float:
+    """The learning rate of epoch ``epoch`` (from 0) over ``train.lr`` with a warmup: a linear
+    rise ``(e + 1)/(W + 1)`` over the first W epochs, then ``½·(1 + cos(π·(e − W)/(E − W)))``
+    over the other E − W (cosine; 1 with no schedule)."""
+    if epoch < warmup:
+        return (epoch + 1) / (warmup + 1)
+    if not cosine or epochs <= warmup:
+        return 1.0
+    return 0.5 * (1.0 + math.cos(math.pi * (epoch - warmup) / (epochs - warmup)))
 
 
 def fit(
