@@ -8,6 +8,7 @@ import torch
 
 from spikecim.cli.main import main
 from spikecim.data import load_dataset
+from spikecim.errors import SpikecimError
 from spikecim.models import create_model
 from spikecim.train import FitSpec, fit
 from spikecim.train.trainer import make_optimizer
@@ -104,3 +105,75 @@ def test_warmup_raises_the_learning_rate_linearly_then_follows_the_schedule(sche
     resumed, _ = run(tmp_path)
     for a, b in zip(model.parameters(), resumed.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+def _smoothed_ce(logits, y, eps):
+    # Szegedy et al. (CVPR 2016): cross-entropy against q = (1 − ε)·one-hot + ε/K, written out
+    logp = torch.log_softmax(logits.double(), -1)
+    k = logits.shape[-1]
+    q = torch.full_like(logp, eps / k)
+    q[torch.arange(len(y)), y] += 1 - eps
+    return float(-(q * logp).sum(-1).mean())
+
+
+@pytest.mark.parametrize("mode", ["mean", "per_step"])
+def test_label_smoothing_is_the_cross_entropy_against_the_smoothed_targets(mode):
+    from spikecim.train import classification_loss
+
+    g = torch.Generator().manual_seed(8)
+    logits, y, eps = (
+        torch.randn(3, 5, 7, generator=g, dtype=torch.float64),
+        torch.randint(0, 7, (5,), generator=g),
+        0.1,
+    )
+    got = float(classification_loss(logits, y, mode, label_smoothing=eps))
+    if mode == "mean":
+        want = _smoothed_ce(logits.mean(0), y, eps)
+    else:
+        want = sum(_smoothed_ce(logits[t], y, eps) for t in range(3)) / 3
+    assert got == pytest.approx(want, rel=1e-12)
+    assert got != pytest.approx(float(classification_loss(logits, y, mode)), rel=1e-3)
+
+
+def test_label_smoothing_of_the_language_model_loss():
+    from spikecim.tasks.lm import lm_loss
+
+    g = torch.Generator().manual_seed(9)
+    logits, y = (
+        torch.randn(2, 4, 11, generator=g, dtype=torch.float64),
+        torch.randint(0, 11, (2, 4), generator=g),
+    )
+    got = float(lm_loss(logits, y, label_smoothing=0.2))
+    assert got == pytest.approx(_smoothed_ce(logits.reshape(8, 11), y.reshape(8), 0.2), rel=1e-12)
+
+
+def test_training_with_label_smoothing_lowers_the_confidence_it_ends_with():
+    data = load_dataset("digits", limit=512)
+    top = {}
+    for eps in (0.0, 0.5):
+        torch.manual_seed(0)
+        model = create_model("mlp", spiking=False, hidden=(32,))
+        fit(model, data, FitSpec(epochs=8, lr=1e-2, label_smoothing=eps), variant="ann")
+        with torch.no_grad():
+            top[eps] = float(torch.softmax(model(data.x_test.unsqueeze(0)).mean(0), -1).max(-1).values.mean())
+    # with ε the loss is least where the right class has probability 1 − ε + ε/K (0.55), not 1
+    assert top[0.5] < 0.55 + 0.05 < top[0.0], top
+
+
+def test_label_smoothing_with_a_task_whose_loss_takes_none_is_refused_in_one_line(monkeypatch):
+    from spikecim.tasks import _registry
+    from spikecim.tasks.classification import Classification
+
+    class Plain(Classification):  # a plug-in written before label smoothing existed
+        name = "plain"
+
+        def loss(self, out, y, mode):
+            return super().loss(out, y, mode)
+
+    monkeypatch.setitem(_registry._TASKS, "plain", Plain())
+    model = create_model("mlp", spiking=True, hidden=(8,))
+    spec = FitSpec(epochs=1, label_smoothing=0.1)
+    with pytest.raises(SpikecimError) as err:
+        fit(model, load_dataset("digits", limit=64), spec, task="plain")
+    assert str(err.value) == "train.label_smoothing: the plain task's loss takes none; leave it at 0"
+    fit(model, load_dataset("digits", limit=64), FitSpec(epochs=1), task="plain")  # without it: trains

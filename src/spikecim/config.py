@@ -167,6 +167,9 @@ class TrainConfig(_Section):
         description="raise the learning rate linearly over the first N epochs, then the schedule",
     )
     loss: Literal["mean", "per_step"] = Field("mean", description="CE on mean logits, or at every step")
+    label_smoothing: float = Field(
+        0.0, ge=0.0, lt=1.0, description="ε: cross-entropy against (1 - ε)·one-hot + ε/classes; 0: none"
+    )
     spike_reg: float = Field(
         0.0,
         ge=0.0,

@@ -42,8 +42,12 @@ class Task(ABC):
         """The :class:`~spikecim.train.evaluate.ModelInput` that feeds one variant."""
 
     @abstractmethod
-    def loss(self, out: torch.Tensor, y: torch.Tensor, mode: str) -> torch.Tensor:
-        """The training loss of the model's raw output ``out`` for targets ``y``."""
+    def loss(
+        self, out: torch.Tensor, y: torch.Tensor, mode: str, label_smoothing: float = 0.0
+    ) -> torch.Tensor:
+        """The training loss of the model's raw output ``out`` for targets ``y``; the trainer
+        passes ``label_smoothing`` only when ``train.label_smoothing`` is set (a task whose
+        loss does not take it is refused then)."""
 
     @abstractmethod
     def correct(self, out: torch.Tensor, y: torch.Tensor) -> tuple[int, int]:

@@ -23,8 +23,8 @@ class Classification(Task):
     def model_input(self, timesteps, encoder, spiking, frames):
         return ModelInput(timesteps, encoder, spiking, frames)
 
-    def loss(self, out, y, mode):
-        return classification_loss(out, y, mode)
+    def loss(self, out, y, mode, label_smoothing=0.0):
+        return classification_loss(out, y, mode, label_smoothing)
 
     def correct(self, out, y):
         return int((predict(out.detach()) == y).sum()), len(y)

@@ -79,9 +79,10 @@ class TokenInput(ModelInput):
         return out.transpose(0, 1)
 
 
-def lm_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy of ``logits[B, L, V]`` against ``y[B, L]`` (nats)."""
-    return F.cross_entropy(logits.flatten(0, -2), y.flatten())
+def lm_loss(logits: torch.Tensor, y: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Mean next-token cross-entropy of ``logits[B, L, V]`` against ``y[B, L]`` (nats), with
+    the targets smoothed by ``label_smoothing``."""
+    return F.cross_entropy(logits.flatten(0, -2), y.flatten(), label_smoothing=label_smoothing)
 
 
 @torch.no_grad()
@@ -201,12 +202,12 @@ class LanguageModelling(Task):
     def model_input(self, timesteps, encoder, spiking, frames):
         return TokenInput(spiking=spiking)
 
-    def loss(self, out, y, mode):
+    def loss(self, out, y, mode, label_smoothing=0.0):
         if mode != "mean":
             raise SpikecimError(
                 f"train.loss: the lm task trains on the next-token cross-entropy (mean), got '{mode}'"
             )
-        return lm_loss(out.transpose(0, 1), y)  # the model's [L, B, V] against y[B, L]
+        return lm_loss(out.transpose(0, 1), y, label_smoothing)  # the model's [L, B, V] against y[B, L]
 
     def correct(self, out, y):
         return int((out.detach().argmax(-1).t() == y).sum()), y.numel()

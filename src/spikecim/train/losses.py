@@ -20,12 +20,17 @@ import torch.nn.functional as F
 __all__ = ["classification_loss", "with_tet_mse"]
 
 
-def classification_loss(logits: torch.Tensor, y: torch.Tensor, mode: str = "mean") -> torch.Tensor:
+def classification_loss(
+    logits: torch.Tensor, y: torch.Tensor, mode: str = "mean", label_smoothing: float = 0.0
+) -> torch.Tensor:
+    """The loss of ``mode`` for per-step logits ``[T, B, classes]``, the targets smoothed by
+    ``label_smoothing`` ε: cross-entropy against (1 − ε)·one-hot + ε/classes (Szegedy et al.,
+    CVPR 2016; torch's ``cross_entropy(label_smoothing=ε)``)."""
     if mode == "mean":
-        return F.cross_entropy(logits.mean(0), y)
+        return F.cross_entropy(logits.mean(0), y, label_smoothing=label_smoothing)
     if mode == "per_step":
         steps = logits.shape[0]
-        return F.cross_entropy(logits.flatten(0, 1), y.repeat(steps))
+        return F.cross_entropy(logits.flatten(0, 1), y.repeat(steps), label_smoothing=label_smoothing)
     raise ValueError(f"train.loss: unknown '{mode}', allowed: mean, per_step")
 
 

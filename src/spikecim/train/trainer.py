@@ -51,6 +51,7 @@ _LATER = {
     "tet_means": 1.0,
     "grad_clip": None,
     "warmup_epochs": 0,
+    "label_smoothing": 0.0,
     "augment": (),
     "crop_padding": 4,
     "cutout_size": 16,
@@ -77,6 +78,7 @@ class FitSpec:
     schedule: str = "cosine"
     warmup_epochs: int = 0
     loss: str = "mean"
+    label_smoothing: float = 0.0
     spike_reg: float = 0.0
     tet_lambda: float = 0.0
     tet_means: float = 1.0
@@ -301,7 +303,15 @@ def fit(
 def _training_loss(learn, logits, yb, spec: FitSpec, spikes: SpikeRate, spiking: bool, variant: str):
     """The task's loss of one batch with the terms the spec adds (TET's MSE, the spike-rate
     penalty), and the spike rate penalised (None without the penalty)."""
-    loss = learn.loss(logits, yb, spec.loss)
+    smoothing = {"label_smoothing": spec.label_smoothing} if spec.label_smoothing else {}
+    try:
+        loss = learn.loss(logits, yb, spec.loss, **smoothing)
+    except TypeError as e:
+        if smoothing and "label_smoothing" in str(e):
+            raise SpikecimError(
+                f"train.label_smoothing: the {learn.name} task's loss takes none; leave it at 0"
+            ) from None
+        raise
     if spec.tet_lambda > 0:
         loss = with_tet_mse(loss, logits, spec.tet_lambda, spec.tet_means)
     if spiking and spec.spike_reg > 0 and spikes.empty:
