@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 
+import pytest
+
 from spikecim.report import embed_png, html_table, html_to_markdown, plots
 from spikecim.report.fmt import count, pct, rate
 
@@ -85,3 +87,22 @@ def test_estimate_sentence_says_when_the_counted_saving_reverses_on_a_hardware_m
         "takes 1.5× (imc-rram-65nm) and 0.5× (sys), so the saving the estimate predicts reverses on imc-rram-65nm."
     )
     assert estimate_sentence(HardwareResult(enabled=False)) == ""
+
+
+def test_training_curves_show_the_penalised_spike_rate_when_the_history_has_it(tmp_path):
+    from spikecim.report import charts
+
+    rates = [0.31, 0.22, 0.18]
+    history = [
+        {"epoch": e, "loss": 1.0 / e, "train_acc": 0.5, "test_acc": 0.4, "train_spike_rate": r}
+        for e, r in zip((1, 2, 3), rates, strict=True)
+    ]
+    plain = [{k: v for k, v in h.items() if k != "train_spike_rate"} for h in history]
+    fig = charts.training_curves({"snn": history, "ann": plain})
+    traces = {t.name: t for t in fig.data}
+    assert list(traces["SNN spike rate"].y) == pytest.approx([100 * r for r in rates])
+    assert "ANN spike rate" not in traces
+    assert [a.text for a in fig.layout.annotations][-1] == "training spike rate (%)"
+    assert len(charts.training_curves({"ann": plain}).layout.annotations) == 2  # no third panel without it
+    path = plots.training_curves({"snn": history}, tmp_path / "t.png")
+    assert path.read_bytes().startswith(PNG_MAGIC)

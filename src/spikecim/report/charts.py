@@ -74,10 +74,13 @@ def palette(i: int) -> str:
 
 
 def training_curves(histories: Mapping[str, Sequence[Mapping]]):
-    """Accuracy (train dashed, test solid, %) and loss per epoch, one colour per variant."""
+    """Accuracy (train dashed, test solid, %) and loss per epoch, one colour per variant; with
+    a spike-rate penalty (``train_spike_rate`` in a record), the rate it penalised (%) too."""
     from plotly.subplots import make_subplots
 
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("accuracy (%)", "training loss"))
+    rated = any(h.get("train_spike_rate") is not None for hs in histories.values() for h in hs)
+    titles = ("accuracy (%)", "training loss") + (("training spike rate (%)",) if rated else ())
+    fig = make_subplots(rows=1, cols=len(titles), subplot_titles=titles)
     for i, (variant, history) in enumerate(histories.items()):
         name = variant.upper()
         for key, dash in (("train_acc", "dash"), ("test_acc", "solid")):
@@ -105,10 +108,28 @@ def training_curves(histories: Mapping[str, Sequence[Mapping]]):
                 row=1,
                 col=2,
             )
+        pts = [
+            (h["epoch"], h["train_spike_rate"] * 100)
+            for h in history
+            if h.get("train_spike_rate") is not None
+        ]
+        if pts:
+            fig.add_scatter(
+                x=[p[0] for p in pts],
+                y=[p[1] for p in pts],
+                mode="lines+markers",
+                name=f"{name} spike rate",
+                line={"color": palette(i)},
+                hovertemplate="epoch %{x}: %{y:.2f} % spikes<extra>%{fullData.name}</extra>",
+                row=1,
+                col=3,
+            )
     fig.update_layout(template="none", height=_HEIGHT, title="Accuracy and loss per epoch")
     fig.update_xaxes(title_text="epoch", dtick=1)
     fig.update_yaxes(title_text="accuracy (%)", row=1, col=1)
     fig.update_yaxes(title_text="loss (cross-entropy, nats)", row=1, col=2)
+    if rated:
+        fig.update_yaxes(title_text="spikes per neuron and step (%)", row=1, col=3)
     return fig
 
 

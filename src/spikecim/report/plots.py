@@ -26,9 +26,12 @@ def training_curves(histories: Mapping[str, Sequence[Mapping]], path: str | Path
     """Accuracy (train and test) and loss per epoch, one line per variant and split.
 
     ``histories`` maps a variant (``"snn"``, ``"ann"``) to its per-epoch records
-    ``{"epoch", "loss", "train_acc", "test_acc"}``; a missing field is skipped.
+    ``{"epoch", "loss", "train_acc", "test_acc"}``; a missing field is skipped. Records with
+    ``train_spike_rate`` (a spike-rate penalty) add a third panel with that rate.
     """
-    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(9, 3.4))
+    rated = any(h.get("train_spike_rate") is not None for hs in histories.values() for h in hs)
+    fig, axes = plt.subplots(1, 3 if rated else 2, figsize=(13.5 if rated else 9, 3.4))
+    ax_acc, ax_loss = axes[0], axes[1]
     for i, (variant, history) in enumerate(histories.items()):
         label, color = variant.upper(), f"C{i}"
         for key, style in (("train_acc", "--"), ("test_acc", "-")):
@@ -40,9 +43,18 @@ def training_curves(histories: Mapping[str, Sequence[Mapping]], path: str | Path
         pts = [(h["epoch"], h["loss"]) for h in history if h.get("loss") is not None]
         if pts:
             ax_loss.plot(*zip(*pts), color=color, marker="o", ms=3, label=label)
+        pts = [
+            (h["epoch"], h["train_spike_rate"] * 100)
+            for h in history
+            if h.get("train_spike_rate") is not None
+        ]
+        if pts:
+            axes[2].plot(*zip(*pts), color=color, marker="o", ms=3, label=label)
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy (dashed: train, solid: test)")
     ax_loss.set(xlabel="epoch", ylabel="loss", title="training loss")
-    for ax in (ax_acc, ax_loss):
+    if rated:
+        axes[2].set(xlabel="epoch", ylabel="spikes per neuron and step (%)", title="training spike rate")
+    for ax in axes:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
