@@ -170,6 +170,12 @@ class TrainConfig(_Section):
     label_smoothing: float = Field(
         0.0, ge=0.0, lt=1.0, description="ε: cross-entropy against (1 - ε)·one-hot + ε/classes; 0: none"
     )
+    mixup_alpha: float = Field(
+        0.0, ge=0.0, le=100.0, description="mixup of each training batch, λ ~ Beta(α, α); 0: none"
+    )
+    cutmix_alpha: float = Field(
+        0.0, ge=0.0, le=100.0, description="CutMix of each training batch, λ ~ Beta(α, α); 0: none"
+    )
     spike_reg: float = Field(
         0.0,
         ge=0.0,
@@ -290,6 +296,8 @@ class _RunConfig(_Section):
                 f"stages: the ptq stage has no weight layer to quantise in {self.model.name} (its BitLinear "
                 "layers are ternary already); leave ptq out of the stages"
             )
+        if self.task == "lm" and (self.train.mixup_alpha > 0 or self.train.cutmix_alpha > 0):
+            raise ValueError("train.mixup_alpha: the lm task reads text; mixup and CutMix are for images")
         if self.task == "lm" and self.data.augment:
             raise ValueError(
                 "data.augment: the lm task reads text; augmentation is for images and event frames"

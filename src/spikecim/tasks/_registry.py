@@ -36,6 +36,8 @@ class Task(ABC):
     scalar_metrics: ClassVar[tuple[str, ...]] = ("accuracy",)
     #: the data sets this task reads (their ``Dataset.task``)
     data_kind: ClassVar[str] = ""
+    #: whether :meth:`loss` takes soft targets ``[B, classes]`` (mixup and CutMix give them)
+    soft_targets: ClassVar[bool] = False
 
     @abstractmethod
     def model_input(self, timesteps: int, encoder: str, spiking: bool, frames: bool):

@@ -19,6 +19,7 @@ class Classification(Task):
     name = "classification"
     headline = "accuracy"
     data_kind = "classification"
+    soft_targets = True
 
     def model_input(self, timesteps, encoder, spiking, frames):
         return ModelInput(timesteps, encoder, spiking, frames)

@@ -23,14 +23,16 @@ __all__ = ["classification_loss", "with_tet_mse"]
 def classification_loss(
     logits: torch.Tensor, y: torch.Tensor, mode: str = "mean", label_smoothing: float = 0.0
 ) -> torch.Tensor:
-    """The loss of ``mode`` for per-step logits ``[T, B, classes]``, the targets smoothed by
-    ``label_smoothing`` ε: cross-entropy against (1 − ε)·one-hot + ε/classes (Szegedy et al.,
+    """The loss of ``mode`` for per-step logits ``[T, B, classes]`` and labels ``y[B]`` (or
+    soft targets ``y[B, classes]``, as mixup gives), the targets smoothed by
+    ``label_smoothing`` ε: cross-entropy against (1 − ε)·target + ε/classes (Szegedy et al.,
     CVPR 2016; torch's ``cross_entropy(label_smoothing=ε)``)."""
     if mode == "mean":
         return F.cross_entropy(logits.mean(0), y, label_smoothing=label_smoothing)
     if mode == "per_step":
         steps = logits.shape[0]
-        return F.cross_entropy(logits.flatten(0, 1), y.repeat(steps), label_smoothing=label_smoothing)
+        every = y.repeat(steps, *[1] * (y.dim() - 1))  # the targets of step 0, then of step 1, ...
+        return F.cross_entropy(logits.flatten(0, 1), every, label_smoothing=label_smoothing)
     raise ValueError(f"train.loss: unknown '{mode}', allowed: mean, per_step")
 
 

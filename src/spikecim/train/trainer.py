@@ -40,6 +40,7 @@ from spikecim.train.batches import epoch_generator, iterate_batches
 from spikecim.train.checkpoint import load_checkpoint, refuse_weights_placed_by_hand, save_checkpoint
 from spikecim.train.distributed import DistInfo, check_shares, init_distributed, share_weight
 from spikecim.train.losses import with_tet_mse
+from spikecim.train.mixing import mix_batch
 from spikecim.train.regularizers import SpikeRate, spike_rate
 
 __all__ = ["FitSpec", "fit", "lr_factor", "make_optimizer", "resolve_device"]
@@ -52,6 +53,8 @@ _LATER = {
     "grad_clip": None,
     "warmup_epochs": 0,
     "label_smoothing": 0.0,
+    "mixup_alpha": 0.0,
+    "cutmix_alpha": 0.0,
     "augment": (),
     "crop_padding": 4,
     "cutout_size": 16,
@@ -79,6 +82,8 @@ class FitSpec:
     warmup_epochs: int = 0
     loss: str = "mean"
     label_smoothing: float = 0.0
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
     spike_reg: float = 0.0
     tet_lambda: float = 0.0
     tet_means: float = 1.0
@@ -195,10 +200,17 @@ def fit(
     device = resolve_device(spec.device)
     dist_info: DistInfo = init_distributed(device)
     check_shares(len(data.y_train), spec.batch_size, dist_info.world)
-    if spec.augment and data.x_train.dim() < 4:
+    mixing = spec.mixup_alpha > 0 or spec.cutmix_alpha > 0
+    if (spec.augment or mixing) and data.x_train.dim() < 4:
+        what = "data.augment" if spec.augment else "train.mixup_alpha and cutmix_alpha"
         raise SpikecimError(
-            f"data.augment: needs images [N, C, H, W] or event frames [N, T, C, H, W]; {data.name} holds "
+            f"{what}: needs images [N, C, H, W] or event frames [N, T, C, H, W]; {data.name} holds "
             f"samples of shape {list(data.x_train.shape[1:])}"
+        )
+    if spec.mixup_alpha > 0 and not data.x_train.is_floating_point():
+        raise SpikecimError(
+            f"train.mixup_alpha: mixup blends values; {data.name} holds {data.x_train.dtype} event frames, "
+            "which CutMix (train.cutmix_alpha) mixes without blending"
         )
     spiking = bool(getattr(model, "spiking", True))
     model.to(device)
@@ -218,6 +230,10 @@ def fit(
     from spikecim.tasks import get_task
 
     learn = get_task(task)
+    if mixing and not learn.soft_targets:
+        raise SpikecimError(
+            f"train.mixup_alpha: the {task} task trains on hard targets; mixup and CutMix need soft ones"
+        )
     inputs = learn.model_input(
         spec.timesteps if spiking else 1, spec.encoder, spiking, bool(getattr(data, "frames", False))
     )
@@ -239,10 +255,15 @@ def fit(
                 for step, (xb, yb) in enumerate(batches):
                     if spec.augment:
                         xb = augment(xb, spec.augment, gen, spec.crop_padding, spec.cutout_size)
+                    target = yb
+                    if mixing:
+                        xb, target = mix_batch(
+                            xb, yb, data.num_classes, gen, spec.mixup_alpha, spec.cutmix_alpha
+                        )
                     inp = inputs.encode(xb, gen).to(device)
-                    yb = yb.to(device)
+                    yb, target = yb.to(device), target.to(device)
                     logits = train_model(inp)
-                    loss, rate = _training_loss(learn, logits, yb, spec, spikes, spiking, variant)
+                    loss, rate = _training_loss(learn, logits, target, spec, spikes, spiking, variant)
                     if rate is not None:
                         rate_sum, rate_n = rate_sum + rate * len(yb), rate_n + len(yb)
                     opt.zero_grad(set_to_none=True)
