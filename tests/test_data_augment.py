@@ -163,6 +163,7 @@ def test_a_run_written_before_augmentation_existed_resumes_and_refuses_augmentin
     config = yaml.safe_load(path.read_text())
     for key in ("augment", "crop_padding", "cutout_size"):  # as an earlier spikecim wrote it
         del config["data"][key]
+    del config["model"]["neuron"]["learn_threshold"]  # a nested field, as if added later too
     folder.write_file(path, yaml.safe_dump(config, sort_keys=False).encode())
     assert main([*args, "--epochs", "1"]) == 0, capsys.readouterr().err
     assert main([*args, "--epochs", "1", "--set", "data.augment=[flip]"]) == 2
