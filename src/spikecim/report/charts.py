@@ -81,49 +81,26 @@ def training_curves(histories: Mapping[str, Sequence[Mapping]]):
     rated = any(h.get("train_spike_rate") is not None for hs in histories.values() for h in hs)
     titles = ("accuracy (%)", "training loss") + (("training spike rate (%)",) if rated else ())
     fig = make_subplots(rows=1, cols=len(titles), subplot_titles=titles)
+    curves = (  # (key, scale, name, dash, hover, column)
+        ("train_acc", 100, "train", "dash", "%{y:.2f} %", 1),
+        ("test_acc", 100, "test", "solid", "%{y:.2f} %", 1),
+        ("loss", 1, "loss", "solid", "loss %{y:.4f}", 2),
+        ("train_spike_rate", 100, "spike rate", "solid", "%{y:.2f} % spikes", 3),
+    )
     for i, (variant, history) in enumerate(histories.items()):
-        name = variant.upper()
-        for key, dash in (("train_acc", "dash"), ("test_acc", "solid")):
-            pts = [(h["epoch"], h[key] * 100) for h in history if h.get(key) is not None]
+        for key, scale, label, dash, hover, col in curves:
+            pts = [(h["epoch"], h[key] * scale) for h in history if h.get(key) is not None]
             if pts:
                 fig.add_scatter(
                     x=[p[0] for p in pts],
                     y=[p[1] for p in pts],
                     mode="lines+markers",
-                    name=f"{name} {key.split('_')[0]}",
+                    name=f"{variant.upper()} {label}",
                     line={"color": palette(i), "dash": dash},
-                    hovertemplate="epoch %{x}: %{y:.2f} %<extra>%{fullData.name}</extra>",
+                    hovertemplate=f"epoch %{{x}}: {hover}<extra>%{{fullData.name}}</extra>",
                     row=1,
-                    col=1,
+                    col=col,
                 )
-        pts = [(h["epoch"], h["loss"]) for h in history if h.get("loss") is not None]
-        if pts:
-            fig.add_scatter(
-                x=[p[0] for p in pts],
-                y=[p[1] for p in pts],
-                mode="lines+markers",
-                name=f"{name} loss",
-                line={"color": palette(i)},
-                hovertemplate="epoch %{x}: loss %{y:.4f}<extra>%{fullData.name}</extra>",
-                row=1,
-                col=2,
-            )
-        pts = [
-            (h["epoch"], h["train_spike_rate"] * 100)
-            for h in history
-            if h.get("train_spike_rate") is not None
-        ]
-        if pts:
-            fig.add_scatter(
-                x=[p[0] for p in pts],
-                y=[p[1] for p in pts],
-                mode="lines+markers",
-                name=f"{name} spike rate",
-                line={"color": palette(i)},
-                hovertemplate="epoch %{x}: %{y:.2f} % spikes<extra>%{fullData.name}</extra>",
-                row=1,
-                col=3,
-            )
     fig.update_layout(template="none", height=_HEIGHT, title="Accuracy and loss per epoch")
     fig.update_xaxes(title_text="epoch", dtick=1)
     fig.update_yaxes(title_text="accuracy (%)", row=1, col=1)
