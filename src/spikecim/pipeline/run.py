@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import shutil
 import time
-import warnings
 import zlib
 from collections.abc import Iterator, MutableMapping
 from pathlib import Path
@@ -36,6 +35,7 @@ from spikecim.models import create_model
 from spikecim.pipeline import folder
 from spikecim.pipeline.results import result_json
 from spikecim.pipeline.stages import RunContext, get_stage, read_result
+from spikecim.progress import warn
 from spikecim.readers import first_non_finite, read_mapping, read_metrics
 from spikecim.train.checkpoint import trained_weights, weights_path
 from spikecim.train.distributed import is_main_process
@@ -518,10 +518,7 @@ def load_run(
             cfg.variant(v)  # an unknown name fails here, naming the allowed ones
         ctx.models = {v: m for v, m in ctx.models.items() if v in variants}
     for note in check_trained(run_dir, cfg, list(ctx.models), allow_partial):
-        if console is not None:
-            console.print(f"warning: {note} (--allow-partial)", markup=False, highlight=False, soft_wrap=True)
-        else:
-            warnings.warn(note, stacklevel=2)
+        warn(console, f"{note} (--allow-partial)")
     for v, m in ctx.models.items():
         load_variant_weights(m, run_dir / "checkpoint", v)
         m.eval()

@@ -22,7 +22,6 @@ import hashlib
 import json
 import math
 import time
-import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -34,7 +33,7 @@ from torch import nn
 
 from spikecim.data.augment import augment
 from spikecim.errors import SpikecimError, allocation_failed, one_line_validation_error
-from spikecim.progress import progress_bar
+from spikecim.progress import progress_bar, warn
 from spikecim.schema import MAX_INT
 from spikecim.train.batches import epoch_generator, iterate_batches
 from spikecim.train.checkpoint import load_checkpoint, refuse_weights_placed_by_hand, save_checkpoint
@@ -304,7 +303,7 @@ def fit(
             if rate_n:
                 row["train_spike_rate"] = rate_sum / rate_n  # the mean rate the penalty saw
                 if rate_sum == 0.0:
-                    _warn(
+                    warn(
                         console,
                         f"{variant}: no neuron fired in epoch {epoch + 1} under train.spike_reg = {spec.spike_reg}: "
                         "the network is silent and its gradients vanish; lower train.spike_reg",
@@ -344,13 +343,6 @@ def _training_loss(learn, logits, yb, spec: FitSpec, spikes: SpikeRate, spiking:
         return loss, None
     rate = spikes.take()
     return loss + spec.spike_reg * rate, float(rate.detach())
-
-
-def _warn(console, note: str) -> None:
-    if console is not None:
-        console.print(f"warning: {note}", markup=False, highlight=False, soft_wrap=True)
-    else:
-        warnings.warn(note, stacklevel=3)
 
 
 def _spike_penalty(model: nn.Module, spike_reg: float):
