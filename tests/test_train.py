@@ -142,6 +142,25 @@ def test_torchrun_two_processes_equal_single_process_training_with_a_last_batch_
     _assert_torchrun_equals_one_process(tmp_path, python, subprocess_env, extra)
 
 
+def test_torchrun_two_processes_draw_the_random_transforms_of_one_process(tmp_path, python, subprocess_env):
+    # a rate encoder, augmentation and mixup draw for the whole global batch in every process,
+    # which keeps its share: the same draws as one process, so the same weights
+    pytest.importorskip("torch.distributed")
+    if not torch.distributed.is_gloo_available():
+        pytest.skip("gloo backend not available")
+    extra = ["--set", "model.name=mlp", "--set", "data.limit=256", "--set", "train.epochs=1"]
+    extra += [
+        "--set",
+        "data.encoder=rate",
+        "--set",
+        "data.augment=[crop,flip]",
+        "--set",
+        "data.crop_padding=1",
+    ]
+    extra += ["--set", "train.mixup_alpha=0.5", "--set", "train.cutmix_alpha=1.0"]
+    _assert_torchrun_equals_one_process(tmp_path, python, subprocess_env, extra)
+
+
 def test_torchrun_with_a_batch_smaller_than_the_processes_is_refused_in_one_line(
     tmp_path, python, subprocess_env
 ):

@@ -2,11 +2,13 @@
 
 ``spikecim train`` detects ``WORLD_SIZE > 1`` in the environment that ``torchrun`` sets,
 joins the process group (``gloo`` on the CPU, ``nccl`` on CUDA) and wraps the model in
-DDP. Each process trains on ``batch[rank::world]`` of every global batch and weights its
-loss by its share (:func:`share_weight`), so DDP's average of the gradients is the gradient of
-the mean loss over the global batch, and the result equals single-process training on the
-global batch (for models without batch-norm, whose statistics are per process). Every batch
-needs at least one sample per process (:func:`check_shares`).
+DDP. Each process draws the random transforms of every whole global batch (augmentation,
+mixup and CutMix, a random spike encoder), keeps ``batch[rank::world]`` (:meth:`DistInfo.share`)
+and weights its loss by its share (:func:`share_weight`), so DDP's average of the gradients
+is the gradient of the mean loss over the global batch, and the result equals
+single-process training on the global batch (for models without batch-norm, whose
+statistics are per process). Every batch needs at least one sample per process
+(:func:`check_shares`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,12 @@ class DistInfo:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+    def share(self, t: torch.Tensor, dim: int) -> torch.Tensor:
+        """This process's share ``[rank::world]`` of a global batch along ``dim``."""
+        if self.world == 1:
+            return t
+        return t[(slice(None),) * dim + (slice(self.rank, None, self.world),)]
 
 
 def init_distributed(device: torch.device) -> DistInfo:

@@ -249,7 +249,9 @@ def fit(
             b_task = progress.add_task(f"  epoch {epoch + 1}", total=n_batches, info="")
             model.train()
             loss_sum, correct, seen, rate_sum, rate_n = 0.0, 0, 0, 0.0, 0
-            batches = iterate_batches(x_tr, y_tr, spec.batch_size, gen, dist_info.rank, dist_info.world)
+            # every process draws the whole global batch's augmentation, mixing and encoding,
+            # then keeps its share: the draws are those of one process training alone
+            batches = iterate_batches(x_tr, y_tr, spec.batch_size, gen)
             try:
                 for step, (xb, yb) in enumerate(batches):
                     if spec.augment:
@@ -259,8 +261,10 @@ def fit(
                         xb, target = mix_batch(
                             xb, yb, data.num_classes, gen, spec.mixup_alpha, spec.cutmix_alpha
                         )
-                    inp = inputs.encode(xb, gen).to(device)
-                    yb, target = yb.to(device), target.to(device)
+                    inp = inputs.encode(xb, gen)
+                    share = dist_info.share
+                    inp = share(inp, inputs.batch_dim).to(device)
+                    yb, target = share(yb, 0).to(device), share(target, 0).to(device)
                     logits = train_model(inp)
                     loss, rate = _training_loss(learn, logits, target, spec, spikes, spiking, variant)
                     if rate is not None:
