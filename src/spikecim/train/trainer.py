@@ -249,22 +249,11 @@ def fit(
             b_task = progress.add_task(f"  epoch {epoch + 1}", total=n_batches, info="")
             model.train()
             loss_sum, correct, seen, rate_sum, rate_n = 0.0, 0, 0, 0.0, 0
-            # every process draws the whole global batch's augmentation, mixing and encoding,
-            # then keeps its share: the draws are those of one process training alone
             batches = iterate_batches(x_tr, y_tr, spec.batch_size, gen)
             try:
                 for step, (xb, yb) in enumerate(batches):
-                    if spec.augment:
-                        xb = augment(xb, spec.augment, gen, spec.crop_padding, spec.cutout_size)
-                    target = yb
-                    if mixing:
-                        xb, target = mix_batch(
-                            xb, yb, data.num_classes, gen, spec.mixup_alpha, spec.cutmix_alpha
-                        )
-                    inp = inputs.encode(xb, gen)
-                    share = dist_info.share
-                    inp = share(inp, inputs.batch_dim).to(device)
-                    yb, target = share(yb, 0).to(device), share(target, 0).to(device)
+                    inp, yb, target = _model_batch(xb, yb, spec, inputs, gen, data.num_classes, dist_info)
+                    inp, yb, target = inp.to(device), yb.to(device), target.to(device)
                     logits = train_model(inp)
                     loss, rate = _training_loss(learn, logits, target, spec, spikes, spiking, variant)
                     if rate is not None:
@@ -322,6 +311,21 @@ def fit(
     model.eval()
     final = state["history"][-1]["test_acc"] if state["history"] else None
     return {"history": state["history"], "epochs": state["epoch"], "test_acc": final}
+
+
+def _model_batch(xb, yb, spec: FitSpec, inputs, gen, num_classes: int, dist_info: DistInfo):
+    """``(model input, labels, training targets)`` of this process's share of a global batch:
+    augmented, mixed (soft targets) and encoded as ``spec`` says. Every process draws the
+    transforms of the whole batch and keeps its share, so the draws are those of one process
+    training alone."""
+    if spec.augment:
+        xb = augment(xb, spec.augment, gen, spec.crop_padding, spec.cutout_size)
+    target = yb
+    if spec.mixup_alpha > 0 or spec.cutmix_alpha > 0:
+        xb, target = mix_batch(xb, yb, num_classes, gen, spec.mixup_alpha, spec.cutmix_alpha)
+    inp = inputs.encode(xb, gen)
+    share = dist_info.share
+    return share(inp, inputs.batch_dim), share(yb, 0), share(target, 0)
 
 
 def _training_loss(learn, logits, yb, spec: FitSpec, spikes: SpikeRate, spiking: bool, variant: str):
