@@ -27,16 +27,14 @@ def iterate_batches(
     y: torch.Tensor,
     batch_size: int,
     generator: torch.Generator | None = None,
-    rank: int = 0,
-    world: int = 1,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield ``(x_b, y_b)``; shuffled when ``generator`` is given, in order otherwise."""
+    """Yield ``(x_b, y_b)``; shuffled when ``generator`` is given, in order otherwise (a
+    process under torchrun takes its share of each batch: :meth:`DistInfo.share`)."""
     n = x.shape[0]
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
     for start in range(0, n, batch_size):
-        idx = order[start : start + batch_size][rank::world]
-        if idx.numel():
-            yield x[idx], y[idx]
+        idx = order[start : start + batch_size]
+        yield x[idx], y[idx]
 
 
 def to_model_input(
