@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import inspect
 import json
 import math
 import time
@@ -45,19 +46,11 @@ from spikecim.train.regularizers import SpikeRate, spike_rate
 __all__ = ["FitSpec", "fit", "lr_factor", "make_optimizer", "resolve_device"]
 
 _EXTRA_METRICS = ("cross_entropy", "perplexity", "bits_per_char")  # a task's metrics kept per epoch
-_LATER = {
-    "spike_reg": 0.0,
-    "tet_lambda": 0.0,
-    "tet_means": 1.0,
-    "grad_clip": None,
-    "warmup_epochs": 0,
-    "label_smoothing": 0.0,
-    "mixup_alpha": 0.0,
-    "cutmix_alpha": 0.0,
-    "augment": (),
-    "crop_padding": 4,
-    "cutout_size": 16,
-}  # settings added after checkpoints existed, with their defaults
+# settings added after checkpoints existed: at their defaults they leave the fingerprint as it was
+_LATER = (
+    "spike_reg", "tet_lambda", "tet_means", "grad_clip", "warmup_epochs", "label_smoothing",
+    "mixup_alpha", "cutmix_alpha", "augment", "crop_padding", "cutout_size",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -123,10 +116,16 @@ class FitSpec:
         }
         return cls(**{f.name: src[f.name] for f in fields(cls)})
 
+    @property
+    def mixing(self) -> bool:
+        """Whether training batches are mixed (mixup or CutMix)."""
+        return self.mixup_alpha > 0 or self.cutmix_alpha > 0
+
     def fingerprint(self) -> str:
         """A hash of the settings; a setting added later counts only away from its default,
         so checkpoints written before it existed still resume."""
-        settings = {k: v for k, v in self.__dict__.items() if not (k in _LATER and v == _LATER[k])}
+        defaults = {f.name: f.default for f in fields(self)}
+        settings = {k: v for k, v in self.__dict__.items() if not (k in _LATER and v == defaults[k])}
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -199,8 +198,7 @@ def fit(
     device = resolve_device(spec.device)
     dist_info: DistInfo = init_distributed(device)
     check_shares(len(data.y_train), spec.batch_size, dist_info.world)
-    mixing = spec.mixup_alpha > 0 or spec.cutmix_alpha > 0
-    if (spec.augment or mixing) and data.x_train.dim() < 4:
+    if (spec.augment or spec.mixing) and data.x_train.dim() < 4:
         what = "data.augment" if spec.augment else "train.mixup_alpha and cutmix_alpha"
         raise SpikecimError(
             f"{what}: needs images [N, C, H, W] or event frames [N, T, C, H, W]; {data.name} holds "
@@ -229,7 +227,9 @@ def fit(
     from spikecim.tasks import get_task
 
     learn = get_task(task)
-    if mixing and not learn.soft_targets:
+    if spec.label_smoothing and "label_smoothing" not in inspect.signature(learn.loss).parameters:
+        raise SpikecimError(f"train.label_smoothing: the {task} task's loss takes none; leave it at 0")
+    if spec.mixing and not learn.soft_targets:
         raise SpikecimError(
             f"train.mixup_alpha: the {task} task trains on hard targets; mixup and CutMix need soft ones"
         )
@@ -321,7 +321,7 @@ def _model_batch(xb, yb, spec: FitSpec, inputs, gen, num_classes: int, dist_info
     if spec.augment:
         xb = augment(xb, spec.augment, gen, spec.crop_padding, spec.cutout_size)
     target = yb
-    if spec.mixup_alpha > 0 or spec.cutmix_alpha > 0:
+    if spec.mixing:
         xb, target = mix_batch(xb, yb, num_classes, gen, spec.mixup_alpha, spec.cutmix_alpha)
     inp = inputs.encode(xb, gen)
     share = dist_info.share
@@ -332,14 +332,7 @@ def _training_loss(learn, logits, yb, spec: FitSpec, spikes: SpikeRate, spiking:
     """The task's loss of one batch with the terms the spec adds (TET's MSE, the spike-rate
     penalty), and the spike rate penalised (None without the penalty)."""
     smoothing = {"label_smoothing": spec.label_smoothing} if spec.label_smoothing else {}
-    try:
-        loss = learn.loss(logits, yb, spec.loss, **smoothing)
-    except TypeError as e:
-        if smoothing and "label_smoothing" in str(e):
-            raise SpikecimError(
-                f"train.label_smoothing: the {learn.name} task's loss takes none; leave it at 0"
-            ) from None
-        raise
+    loss = learn.loss(logits, yb, spec.loss, **smoothing)
     if spec.tet_lambda > 0:
         loss = with_tet_mse(loss, logits, spec.tet_lambda, spec.tet_means)
     if spiking and spec.spike_reg > 0 and spikes.empty:
