@@ -193,3 +193,12 @@ def test_a_set_key_with_a_list_index_sets_that_item_or_says_how_to_set_the_list(
         "error: --set: 'variants.2.timesteps': variants has items 0 to 1, got '2'"
     )
     assert not any(tmp_path.iterdir())
+
+
+def test_written_over_keeps_the_other_keys_of_a_nested_section_and_changes_neither_argument():
+    from spikecim.config import written_over
+
+    base = {"a": 1, "b": {"c": 1, "d": 2}, "g": 5}
+    changes = {"b": {"c": 3}, "e": {"f": 1}, "g": {"h": 0}}
+    assert written_over(base, changes) == {"a": 1, "b": {"c": 3, "d": 2}, "e": {"f": 1}, "g": {"h": 0}}
+    assert base == {"a": 1, "b": {"c": 1, "d": 2}, "g": 5} and changes["b"] == {"c": 3}

@@ -43,6 +43,7 @@ __all__ = [
     "apply_overrides",
     "load_config",
     "resolve_paths",
+    "written_over",
 ]
 
 
@@ -455,6 +456,20 @@ def resolve_paths(data: dict, folder: Path) -> dict:
     if isinstance(hardware, dict) and isinstance(hardware.get("archs"), list):
         hardware["archs"] = [here(a) for a in hardware["archs"]]
     return data
+
+
+def written_over(base: dict, changes: dict) -> dict:
+    """``base`` with ``changes`` written over it, nested sections key by key (a change that is
+    a mapping keeps the section's other keys); neither argument is modified."""
+    out = dict(base)
+    for key, value in changes.items():
+        inner = out.get(key)
+        out[key] = (
+            written_over(inner if isinstance(inner, dict) else {}, value)
+            if isinstance(value, dict)
+            else value
+        )
+    return out
 
 
 def expand_home(path: str) -> str:

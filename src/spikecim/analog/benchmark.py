@@ -56,6 +56,7 @@ import torch
 from torch import nn
 
 from spikecim.analog.config import CrossbarConfig, load_crossbar_config
+from spikecim.config import written_over
 from spikecim.timing import (
     bench_device,
     device_name,
@@ -387,17 +388,9 @@ def parts_off(crossbar: str | dict) -> list[CrossbarConfig]:
     base = {"preset": crossbar} if isinstance(crossbar, str) else copy.deepcopy(crossbar)
     configs = []
     for _, off in PARTS:
-        base = _merged(base, off)
+        base = written_over(base, off)
         configs.append(load_crossbar_config(base))
     return configs
-
-
-def _merged(base: dict, changes: dict) -> dict:
-    """``base`` with ``changes`` written over it, section by section."""
-    out = dict(base)
-    for key, value in changes.items():
-        out[key] = _merged(out.get(key) or {}, value) if isinstance(value, dict) else value
-    return out
 
 
 def batchnorm_statistics(model: nn.Module, x: torch.Tensor) -> nn.Module:

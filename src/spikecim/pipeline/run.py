@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from pydantic import ValidationError
 
-from spikecim.config import RunConfig, load_config
+from spikecim.config import RunConfig, load_config, written_over
 from spikecim.data import dataset_from_config
 from spikecim.errors import (
     RunInterrupted,
@@ -206,15 +206,7 @@ def _with_later_defaults(section: Any, key: str) -> Any:
     schema = {"data": DataConfig, "model": ModelConfig}.get(key)
     if schema is None or not isinstance(section, dict):
         return section
-    return _over(schema().model_dump(mode="json"), section)
-
-
-def _over(defaults: dict, given: dict) -> dict:
-    """``given`` over ``defaults``, nested sections (``model.neuron``) key by key."""
-    out = dict(defaults)
-    for k, v in given.items():
-        out[k] = _over(defaults[k], v) if isinstance(v, dict) and isinstance(defaults.get(k), dict) else v
-    return out
+    return written_over(schema().model_dump(mode="json"), section)
 
 
 def _check_same_variants(cfg: RunConfig, prev: dict) -> None:
