@@ -20,13 +20,14 @@ two methods of one variant that change the same aspect are refused when the run 
 validated (:func:`check_combination`), unless one declares the other ``compatible``. The
 shipped methods change: ``dt-snn`` the timesteps; ``mint`` the weight and membrane
 quantisation; ``weight-qat`` the weight quantisation; ``squat`` the membrane quantisation;
-``shared-lif`` the membrane sharing; ``tt`` the convolution structure; ``trex`` the attention. So MINT combines with
+``shared-lif`` the membrane sharing; ``tt`` the convolution structure; ``prune`` the weight
+sparsity; ``trex`` the attention. So MINT combines with
 DT-SNN, SharedLIF with SQUAT and weight QAT with SQUAT, while MINT with SQUAT (one membrane
 quantised twice) or with weight QAT (weights quantised twice) is refused.
 
 Modules that register the shipped methods are named in ``_BUILTIN_MODULES``
 (``dt-snn``: :mod:`spikecim.nn.dynamic`; ``shared-lif``: :mod:`spikecim.nn.shared_transform`;
-``tt``: :mod:`spikecim.nn.tt_method`; ``mint``, ``weight-qat``, ``squat``:
+``tt``: :mod:`spikecim.nn.tt_method`; ``prune``: :mod:`spikecim.nn.prune`; ``mint``, ``weight-qat``, ``squat``:
 :mod:`spikecim.quant.transforms`; ``trex``: :mod:`spikecim.models.trex`).
 """
 
@@ -52,7 +53,15 @@ __all__ = [
 
 # What a method may change in the network; two methods changing one aspect do not combine.
 ASPECTS = frozenset(
-    {"membrane-quant", "weight-quant", "timesteps", "membrane-sharing", "conv-structure", "attention"}
+    {
+        "membrane-quant",
+        "weight-quant",
+        "weight-sparsity",
+        "timesteps",
+        "membrane-sharing",
+        "conv-structure",
+        "attention",
+    }
 )
 
 MethodFn = Callable[..., Any]  # (model, **options) -> model
@@ -66,6 +75,7 @@ _BUILTIN_MODULES: tuple[str, ...] = (
     "spikecim.nn.dynamic",
     "spikecim.nn.shared_transform",
     "spikecim.nn.tt_method",
+    "spikecim.nn.prune",
     "spikecim.quant.transforms",
     "spikecim.models.trex",
 )

@@ -3,7 +3,8 @@
 :func:`fit` trains one model variant (the SNN or its ANN twin) with Adam, AdamW or SGD
 (optionally clipping the gradients' norm), an optional warmup and cosine schedule, a loss
 over mean logits or at every step and an optional spike-rate penalty
-(:mod:`spikecim.train.regularizers`), shows rich progress bars, and checkpoints after every
+(:mod:`spikecim.train.regularizers`), sets the masks of a pruned model at every epoch
+boundary (:mod:`spikecim.nn.prune`), shows rich progress bars, and checkpoints after every
 epoch. Called again with the same arguments it resumes after the last completed epoch and
 ends with the same weights as an uninterrupted run: the shuffle order, the augmentation and
 the encoder's randomness of epoch ``e`` depend only on ``(seed, e)``, and the model,
@@ -34,6 +35,7 @@ from torch import nn
 
 from spikecim.data.augment import augment
 from spikecim.errors import SpikecimError, allocation_failed, one_line_validation_error
+from spikecim.nn.prune import prune_at
 from spikecim.progress import progress_bar, warn
 from spikecim.schema import MAX_INT
 from spikecim.train.batches import epoch_generator, iterate_batches
@@ -211,6 +213,7 @@ def fit(
         )
     spiking = bool(getattr(model, "spiking", True))
     model.to(device)
+    prune_at(model, 0, spec.epochs)  # the masks of boundary 0; a resumed run restores its own below
     opt, sched = make_optimizer(model, spec)
     state: dict[str, Any] = {"epoch": 0, "history": [], "fingerprint": spec.fingerprint()}
     if ckpt_dir is not None:
@@ -279,6 +282,7 @@ def fit(
                 raise
             if sched is not None:
                 sched.step()
+            pruned = prune_at(model, epoch + 1, spec.epochs)
             progress.remove_task(b_task)
             _check_finite(
                 model, loss_sum / max(1, seen), variant, epoch + 1, spec.epochs, ckpt_dir is not None
@@ -293,6 +297,8 @@ def fit(
                 "lr": opt.param_groups[0]["lr"],
                 "seconds": time.perf_counter() - t0,
             }
+            if pruned is not None:
+                row["weight_sparsity"] = pruned
             if rate_n:
                 row["train_spike_rate"] = rate_sum / rate_n  # the mean rate the penalty saw
                 if rate_sum == 0.0:
