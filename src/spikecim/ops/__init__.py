@@ -5,8 +5,9 @@ one :class:`Op` says how it is
 
 - **recognised**: ``isinstance(module, Op.modules)``, so subclasses (``class
   QLinear(nn.Linear)``) are the same operator;
-- **traced**: the accumulates triggered by the non-zero entries of its streamed input, and
-  the kind-specific fields of its :mod:`Workload <spikecim.trace.workload>` entry;
+- **traced**: the accumulates triggered by the non-zero entries of its streamed input, those
+  of them that meet a non-zero weight (pruned, exactly-zero weights skipped), and the
+  kind-specific fields of its :mod:`Workload <spikecim.trace.workload>` entry;
 - **converted to analog**: the crossbar twin ``to_analog`` puts in its place, or ``None``
   when it stays digital (a matmul of two activations has no programmed weight: its twin, a
   crossbar written at every call, exists only when the config's ``dynamic`` section asks);
@@ -35,7 +36,9 @@ __all__ = ["MatMul", "Op", "find", "get_op", "list_ops", "programmed_weights", "
 
 
 class Op(ABC):
-    """One operator kind. Every hook is abstract except ``to_analog`` (default: stays digital)."""
+    """One operator kind. Every hook is abstract except ``weighted_accumulates`` (default: the
+    accumulates, for an operator without a static weight) and ``to_analog`` (default: stays
+    digital)."""
 
     kind: ClassVar[str] = ""
     modules: ClassVar[tuple[type, ...]] = ()
@@ -54,6 +57,13 @@ class Op(ABC):
     def accumulates(self, module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """Accumulates triggered by the non-zero entries of the streamed input, per row:
         ``inputs`` are the forward's activation inputs as ``[N, *sample]``; returns ``[N]``."""
+
+    def weighted_accumulates(self, module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """The accumulates whose two operands are both non-zero, per row ``[N]``: (non-zero
+        input, non-zero weight) pairs, the weight read as ``module.weight`` (a parametrised
+        module gives its effective weight there). Default: ``accumulates``, for an operator
+        without a static weight (a matmul of two activations)."""
+        return self.accumulates(module, inputs)
 
     @abstractmethod
     def describe(

@@ -1,9 +1,12 @@
 """``conv1d`` and ``conv2d``: ``nn.Conv1d`` / ``nn.Conv2d`` and subclasses, groups included.
 
 Accumulates triggered by non-zero inputs, exactly (borders, strides, dilation, groups):
-``(out_ch / groups) · Σ conv(mask(x), ones[1, in_ch, k…])`` — each output position counts
-the non-zero inputs under its kernel window, once per output channel of the group. A 1-D
-convolution is described with ``in_hw = (L, 1)``, ``kernel = (k, 1)``.
+``Σ conv(mask(x), K, groups)`` with ``K[g, i, k…] = out_ch / groups`` — each output position
+counts the non-zero inputs under its kernel window, once per output channel of the group.
+Those on non-zero weights take ``K[g, i, k…] = Σ_{o in group g} [W[o, i, k…] ≠ 0]``: an input
+under offset ``k`` meets the non-zero weights at that offset of its group's output channels.
+Counts are exact integers, returned as float64. A 1-D convolution is described with
+``in_hw = (L, 1)``, ``kernel = (k, 1)``.
 """
 
 from __future__ import annotations
@@ -29,11 +32,28 @@ class _Conv(Op):
         return self.nd + 1
 
     def accumulates(self, module, inputs):
-        mask = (inputs[0] != 0).to(torch.float32)
-        ones = torch.ones(1, module.in_channels, *module.kernel_size, dtype=mask.dtype, device=mask.device)
+        g = module.groups
+        fan_out = torch.full((g, module.in_channels // g, *module.kernel_size), module.out_channels // g)
+        return self._pairs(module, inputs[0], fan_out)
+
+    def weighted_accumulates(self, module, inputs):
+        nonzero = module.weight != 0  # [out_ch, in_ch/groups, k…]
+        g = module.groups
+        fan_out = nonzero.reshape(g, module.out_channels // g, *nonzero.shape[1:]).sum(1)
+        return self._pairs(module, inputs[0], fan_out)
+
+    def _pairs(self, module, x: torch.Tensor, fan_out: torch.Tensor) -> torch.Tensor:
+        """Per row: Σ over output positions of ``conv(mask(x), fan_out, groups)``, where
+        ``fan_out[g, i, k…]`` is the outputs an input of group ``g``, channel ``i``, under
+        offset ``k`` feeds. In float32 when every window sum is below 2**24 (exact), else
+        float64; summed in float64."""
+        largest = int(fan_out.flatten(1).sum(1).max())
+        dtype = torch.float32 if largest < 2**24 else torch.float64
+        mask = (x != 0).to(dtype)
         conv = F.conv2d if self.nd == 2 else F.conv1d
-        window = conv(mask, ones, None, module.stride, module.padding, module.dilation)
-        return window.flatten(1).sum(1) * (module.out_channels // module.groups)
+        kernel = fan_out.to(mask.device, dtype)
+        window = conv(mask, kernel, None, module.stride, module.padding, module.dilation, module.groups)
+        return window.flatten(1).sum(1, dtype=torch.float64)
 
     def describe(self, module, in_shapes, out_shape):
         w = module.weight

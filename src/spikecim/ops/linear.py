@@ -1,8 +1,10 @@
 """``linear``: ``nn.Linear`` and its subclasses, ``y = x·Wᵀ + b`` on the last dimension.
 
-Accumulates: ``nnz(x) · out_features`` (each non-zero input feeds every output). A linear
-layer applied to ``[..., S, F]`` (tokens) acts at every one of the ``S`` positions:
-``positions = S`` (the product of the dimensions before the features).
+Accumulates: ``nnz(x) · out_features`` (each non-zero input feeds every output). Those on
+non-zero weights: ``Σ_f nnz(x[..., f]) · nnz(W[:, f])`` (a non-zero input of feature ``f``
+meets the non-zero weights of column ``f``). A linear layer applied to ``[..., S, F]``
+(tokens) acts at every one of the ``S`` positions: ``positions = S`` (the product of the
+dimensions before the features). Counts are exact integers, returned as float64.
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ class Linear(Op):
         return None
 
     def accumulates(self, module, inputs):
-        mask = (inputs[0] != 0).to(torch.float32)
-        return mask.flatten(1).sum(1) * module.out_features
+        return _pairs(inputs[0], torch.full((module.in_features,), module.out_features))
+
+    def weighted_accumulates(self, module, inputs):
+        return _pairs(inputs[0], (module.weight != 0).sum(0))
 
     def describe(self, module, in_shapes, out_shape):
         w = module.weight
@@ -57,3 +61,10 @@ class Linear(Op):
         if module.bias is not None:
             return writer.add(name, nir.Affine(weight=weight, bias=as_numpy(module.bias)))
         return writer.add(name, nir.Linear(weight=weight))
+
+
+def _pairs(x: torch.Tensor, fan_out: torch.Tensor) -> torch.Tensor:
+    """Per row of ``x[N, ..., F]``: Σ over its non-zero entries of ``fan_out[feature]``, the
+    outputs each one feeds (float64, exact)."""
+    per_feature = (x != 0).reshape(x.shape[0], -1, x.shape[-1]).sum(1).to(torch.float64)
+    return per_feature @ fan_out.to(per_feature.device, torch.float64)

@@ -11,7 +11,9 @@ the estimators cost.
 
 Models use the module explicitly: ``self.attn = MatMul()`` … ``self.attn(q, k.transpose(-2,
 -1))``. Accumulates: ``nnz(a) · N`` (each non-zero entry of a row of ``a`` meets one row of
-``b``, ``N`` outputs).
+``b``, ``N`` outputs). ``b`` has no static weight to prune: the accumulates on non-zero
+weights are the accumulates (:meth:`~spikecim.ops.Op.weighted_accumulates`' default), as
+``b``'s ``sparsity`` in the Workload is 0.
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ class MatMulOp(Op):
 
     def accumulates(self, module, inputs):
         a, b = inputs
-        return (a != 0).to(torch.float32).flatten(1).sum(1) * b.shape[-1]
+        return (a != 0).flatten(1).sum(1).to(torch.float64) * b.shape[-1]
 
     def describe(self, module, in_shapes, out_shape):
         a, b = in_shapes
