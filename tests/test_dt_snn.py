@@ -177,6 +177,31 @@ def test_traced_activity_is_the_mean_over_the_samples_still_running_at_each_step
     assert first == pytest.approx(total)
 
 
+def test_traced_accumulates_on_nonzero_weights_are_the_mean_over_the_samples_still_running():
+    model = _mlp()
+    with torch.no_grad():  # magnitude pruning by hand: the smaller half of every weight is zeroed
+        for layer in (m for m in model.modules() if isinstance(m, torch.nn.Linear)):
+            layer.weight.mul_(layer.weight.abs() >= layer.weight.abs().median())
+    x = _x(12).unsqueeze(0).repeat(T, 1, 1, 1, 1)
+    with torch.no_grad():
+        theta = float(normalised_entropy(model(x)[0]).median())
+    dt = DynamicTimesteps(model, "entropy", theta).eval()
+    steps = dt.forward_with_exits(x).steps.tolist()
+    assert len(set(steps)) > 1
+    w = trace(dt, [x])
+    alone = [trace(model, [x[:e, b : b + 1]]) for b, e in enumerate(steps)]
+    for t in range(T):
+        ran = [b for b, e in enumerate(steps) if e > t]
+        for i, layer in enumerate(w.layers):
+            want = (
+                sum(alone[b].layers[i].acs_nonzero_weights_per_step[t] for b in ran) / len(ran)
+                if ran
+                else 0.0
+            )
+            assert layer.acs_nonzero_weights_per_step[t] == pytest.approx(want), (layer.name, t)
+    assert any(sum(a.acs_nonzero_weights_per_step) < sum(a.acs_per_step) for a in w.layers)
+
+
 # ---- costs: per-step survival and the exit unit, by hand ---------------------------------------
 
 RUNNING = [1.0, 0.5, 0.25]

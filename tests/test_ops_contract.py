@@ -81,6 +81,8 @@ def test_operator_is_traced_with_hand_counted_operations(kind):
     (entry,) = w.layers
     assert entry.kind == kind
     assert entry.acs_per_step == acs and entry.macs == macs
+    # no weight of the examples is zero: every accumulate meets a non-zero weight
+    assert entry.acs_nonzero_weights_per_step == acs
 
 
 def test_grouped_conv2d_counts_each_input_once_per_output_of_its_group():
@@ -152,6 +154,7 @@ def test_every_estimator_costs_every_operator_finitely(kind, arch):
                     **layer.model_dump(),
                     "in_nonzero_per_step": [0.0] * layer.timesteps,
                     "acs_per_step": [0.0] * layer.timesteps,
+                    "acs_nonzero_weights_per_step": [0.0] * layer.timesteps,
                 }
                 for layer in w.layers
             ],

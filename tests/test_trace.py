@@ -79,6 +79,42 @@ def test_strided_conv_accumulates_equal_brute_force_count():
     assert w.layers[0].acs_per_step[0] == pytest.approx(total / 4)
 
 
+def test_accumulates_on_nonzero_weights_equal_a_hand_count_on_a_pruned_linear_snn():
+    fc1 = nn.Linear(3, 2, bias=False)
+    fc2 = nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        # column 0 holds 2 non-zero weights, column 1 none, column 2 one: sparsity 3/6
+        fc1.weight.copy_(torch.tensor([[1.0, 0.0, 2.0], [3.0, 0.0, 0.0]]))
+        fc2.weight.copy_(torch.tensor([[1.0, 1.0]]))
+    model = snn.Sequential(fc1, snn.LIF(beta=1.0, threshold=100.0), fc2)
+    x = torch.tensor(
+        [
+            [[1.0, 1.0, 0.0], [1.0, 0.0, 1.0]],  # t=0: 2 + 0 and 2 + 1 pairs
+            [[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],  # t=1: 0 and 1 pair
+        ]
+    )
+    (l1, l2) = trace(model, [x]).layers
+    assert l1.acs_per_step == [4.0, 2.0]  # (2 + 2) · 2 / 2 samples, (1 + 1) · 2 / 2
+    assert l1.acs_nonzero_weights_per_step == [2.5, 0.5]
+    assert l1.weight_sparsity == 0.5  # so the estimate acs·(1 − sparsity) would be [2, 1]
+    assert [l1.acs_on_nonzero_weights(t) for t in range(2)] == [2.5, 0.5]
+    assert l2.acs_nonzero_weights_per_step == l2.acs_per_step == [0.0, 0.0]  # no spike reaches fc2
+
+
+def test_accumulates_on_nonzero_weights_of_a_conv_count_the_nonzero_kernel_entries_a_spike_meets():
+    conv = nn.Conv2d(1, 2, 3, padding=1, bias=False)
+    with torch.no_grad():
+        conv.weight.fill_(1.0)
+        conv.weight[0, 0, 0, :] = 0.0  # 3 zeros in channel 0 (its top row)
+        conv.weight[1, 0, :, 2] = 0.0  # 3 zeros in channel 1 (its right column)
+        conv.weight[1, 0, 1, 1] = 0.0  # and channel 1's centre: 7 zeros in all
+    x = torch.zeros(1, 1, 1, 3, 3)
+    x[..., 1, 1] = 1.0  # the centre spike lies under every kernel offset once (9 outputs)
+    (layer,) = trace(snn.Sequential(conv, snn.IF(threshold=100.0)), [x]).layers
+    assert layer.acs_per_step == [9 * 2]
+    assert layer.acs_nonzero_weights_per_step == [18 - 7]
+
+
 def test_pooling_after_neuron_sets_pooled_size():
     model = snn.Sequential(
         nn.Conv2d(1, 4, 3, padding=1), snn.LIF(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(16, 2)
@@ -109,6 +145,10 @@ def test_workload_json_round_trip_and_metrics(tmp_path):
     assert back == w
     m = back.metrics()
     assert m["dense_macs"] == (6 + 2) * 3
+    # fc1's weights [[1, 1, 0], [0, 0, 2]] hold one non-zero per column: over 3 steps of
+    # all-ones input it meets 3 non-zero weights per step (of 6 accumulates); fc2 has no zero
+    assert m["effective_acs_on_nonzero_weights"] == 3 * 3 + sum(back.layers[1].acs_per_step)
+    assert m["effective_acs"] == 6 * 3 + sum(back.layers[1].acs_per_step)
     assert m["params"] == 6 + 2
     assert m["weight_bytes"] == 8 * 4
 

@@ -157,6 +157,7 @@ class TraceVariant(_Lenient):
 
     dense_macs: Amount | None = None
     effective_acs: Amount | None = None
+    effective_acs_on_nonzero_weights: Amount | None = None  # traces before it: None
     activation_sparsity: float | None = None  # 1 − nonzero/inputs: may round a hair below 0
     params: Amount | None = None
     weight_bytes: Amount | None = None

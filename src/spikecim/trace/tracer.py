@@ -2,8 +2,9 @@
 
 Every module the operator registry recognises (:func:`spikecim.ops.find`: linear, conv1d,
 conv2d, matmul of two activations, and their subclasses) gets a forward hook that records,
-per step and per sample, the non-zero entries of its streamed input and the accumulates
-they trigger (the operator's own count, :meth:`spikecim.ops.Op.accumulates`). A hook on the
+per step and per sample, the non-zero entries of its streamed input, the accumulates
+they trigger (the operator's own count, :meth:`spikecim.ops.Op.accumulates`) and those of
+them on non-zero weights (:meth:`spikecim.ops.Op.weighted_accumulates`). A hook on the
 neuron that follows each operator (the next LIF/IF/ReLU in module order, before the next
 operator) records its output spikes and membrane width; a pooling layer right after it
 gives the pooled output size. A neuron module used after several operators (shared state)
@@ -23,7 +24,8 @@ nothing at later steps. The wrapped model computes all T steps, so the tracer co
 batch's activity per step and per sample, then keeps only the (step, sample) pairs still
 running. The convention: ``running_per_step[t]`` is the fraction of the traced samples that
 run step t, and every per-step activity (``in_nonzero_per_step``, ``acs_per_step``,
-``out_spikes_per_step``) is the mean over the samples that run step t (0 where none does).
+``acs_nonzero_weights_per_step``, ``out_spikes_per_step``) is the mean over the samples that
+run step t (0 where none does).
 A per-sample total is then Σ_t running_per_step[t]·activity[t], the weighting every estimator
 applies. ``in_nonzero_per_sample`` holds 0 at the steps a sample did not run. Without early
 exit every sample runs every step and ``running_per_step`` is 1.0 throughout.
@@ -98,6 +100,7 @@ class _Record:
     calls: int = 0
     nonzero: list[float] = field(default_factory=list)
     acs: list[float] = field(default_factory=list)
+    acs_nonzero_weights: list[float] = field(default_factory=list)
     per_sample: list[list[float]] | None = None  # [sample][step]
     batch: dict[str, torch.Tensor] = field(default_factory=dict)  # this batch's [T, B] counts
     binary: list[bool] = field(default_factory=list)  # per activation input: all values 0/1
@@ -219,6 +222,7 @@ def trace(
         n = len(layout.steps)
         rows = tuple(v.reshape(n * B, *v.shape[2:]) for v in views)
         acs = rec.op.accumulates(mod, rows).reshape(n, B).to(torch.float64)
+        acs_nz = rec.op.weighted_accumulates(mod, rows).reshape(n, B).to(torch.float64)
         nnz = (views[0] != 0).flatten(2).sum(2).to(torch.float64)
         for i, x in enumerate(xs):
             if rec.binary[i] and not bool(((x == 0) | (x == 1)).all()):
@@ -226,6 +230,7 @@ def trace(
         for j, t in enumerate(layout.steps):
             rec.batch["nonzero"][t] += nnz[j].cpu()
             rec.batch["acs"][t] += acs[j].cpu()
+            rec.batch["acs_nz"][t] += acs_nz[j].cpu()
 
     def on_neuron(mod, args, out):
         recs = neuron_of[id(mod)]
@@ -373,7 +378,7 @@ def _recurrent_state(model: nn.Module, steps: int) -> list[RecurrentStateWorkloa
 
 def _start(rec: _Record, steps: int, spiking: bool, per_sample: bool, samples: int, batch: int) -> None:
     """Empty counters for a record; ``samples`` already traced count as silent for it."""
-    rec.nonzero, rec.acs = [0.0] * steps, [0.0] * steps
+    rec.nonzero, rec.acs, rec.acs_nonzero_weights = [0.0] * steps, [0.0] * steps, [0.0] * steps
     rec.out_spikes = [0.0] * steps if rec.neuron and spiking else None
     rec.per_sample = [[0.0] * steps for _ in range(samples)] if per_sample else None
     rec.batch = _zeros(rec, steps, batch)
@@ -381,7 +386,7 @@ def _start(rec: _Record, steps: int, spiking: bool, per_sample: bool, samples: i
 
 def _zeros(rec: _Record, steps: int, batch: int) -> dict[str, torch.Tensor]:
     """Empty per-(step, sample) counters of one batch for a record."""
-    keys = ("nonzero", "acs", "spikes") if rec.out_spikes is not None else ("nonzero", "acs")
+    keys = ("nonzero", "acs", "acs_nz") + (("spikes",) if rec.out_spikes is not None else ())
     return {k: torch.zeros(steps, batch, dtype=torch.float64) for k in keys}
 
 
@@ -394,6 +399,7 @@ def _add_batch(records: list[_Record], ran: torch.Tensor) -> None:
         for t in range(ran.shape[0]):
             rec.nonzero[t] += float(kept["nonzero"][t].sum())
             rec.acs[t] += float(kept["acs"][t].sum())
+            rec.acs_nonzero_weights[t] += float(kept["acs_nz"][t].sum())
             if rec.out_spikes is not None:
                 rec.out_spikes[t] += float(kept["spikes"][t].sum())
         if rec.per_sample is not None:
@@ -511,6 +517,7 @@ def _entry(
         neuron_group=rec.neuron_group,
         in_nonzero_per_step=per_running(rec.nonzero),
         acs_per_step=per_running(rec.acs),
+        acs_nonzero_weights_per_step=per_running(rec.acs_nonzero_weights),
         out_spikes_per_step=per_running(rec.out_spikes) if rec.out_spikes is not None else None,
         in_nonzero_per_sample=rec.per_sample,
         **fields,

@@ -21,9 +21,12 @@ One entry per operator, tagged by ``kind`` and dispatched by it to one class per
   groups sharing one membrane store out_size/G);
 - its **activity**, per sample, averaged over the traced samples:
   ``in_nonzero_per_step[t]`` non-zero inputs at step t, ``acs_per_step[t]`` accumulates
-  they trigger (each non-zero input times its fan-out), ``out_spikes_per_step[t]`` spikes
-  of the neuron that follows (``None`` when none follows or for an ANN); optionally
-  ``in_nonzero_per_sample[s][t]`` per traced sample (``trace(..., per_sample=True)``).
+  they trigger (each non-zero input times its fan-out), ``acs_nonzero_weights_per_step[t]``
+  those of them on a non-zero weight (``None`` when not measured: older files, layer lists;
+  :meth:`OpWorkload.acs_on_nonzero_weights` then assumes ``acs·(1 − weight sparsity)``),
+  ``out_spikes_per_step[t]`` spikes of the neuron that follows (``None`` when none follows
+  or for an ANN); optionally ``in_nonzero_per_sample[s][t]`` per traced sample
+  (``trace(..., per_sample=True)``).
 
 The workload holds ``running_per_step[t]``: the fraction of samples still running at step
 t (early exit; ``None`` means 1.0 at every step). With early exit every per-step activity is
@@ -34,7 +37,7 @@ it runs over), which the cost side charges once per running sample per step.
 
 Validation (a reliability requirement; a bad file is one line naming the layer and the
 field): every number finite; fractions in [0, 1], ``running_per_step`` never rising; non-zero inputs ≤ inputs, accumulates ≤
-dense MACs, spikes ≤ neurons at every step; geometry consistent (sizes, kernel, stride ≥ 1,
+dense MACs, accumulates on non-zero weights ≤ accumulates, spikes ≤ neurons at every step; geometry consistent (sizes, kernel, stride ≥ 1,
 padding ≥ 0, groups dividing the channels, ``out_hw`` equal to
 ``⌊(in + 2·padding − dilation·(kernel − 1) − 1)/stride⌋ + 1``).
 
@@ -112,6 +115,10 @@ class OpWorkload(_Strict):
     operands: dict[str, Operand]
     in_nonzero_per_step: list[Count] = Field(description="per step: mean non-zero inputs per sample")
     acs_per_step: list[Count] = Field(description="per step: accumulates triggered by non-zero inputs")
+    acs_nonzero_weights_per_step: list[Count] | None = Field(
+        None,
+        description="per step: the accumulates whose weight is non-zero too (None: not measured)",
+    )
     out_spikes_per_step: list[Count] | None = Field(None, description="per step: spikes of the neuron")
     in_nonzero_per_sample: list[list[Count]] | None = Field(
         None, description="optional: [sample][step] non-zero inputs"
@@ -193,6 +200,15 @@ class OpWorkload(_Strict):
     def total_acs(self) -> float:
         return sum(self.acs_per_step)
 
+    def acs_on_nonzero_weights(self, t: int) -> float:
+        """Accumulates at step ``t`` whose input and weight are both non-zero: the measured
+        ``acs_nonzero_weights_per_step[t]``, else ``acs_per_step[t]·(1 − weight_sparsity)``
+        (zero weights met as often as the others: a workload written before the field, or
+        by hand)."""
+        if self.acs_nonzero_weights_per_step is not None:
+            return self.acs_nonzero_weights_per_step[t]
+        return self.acs_per_step[t] * (1.0 - self.weight_sparsity)
+
     @property
     def total_macs(self) -> int:
         """Dense MACs over all steps."""
@@ -211,6 +227,7 @@ class OpWorkload(_Strict):
         bounds = {
             "in_nonzero_per_step": self.in_size,
             "acs_per_step": self.macs,
+            "acs_nonzero_weights_per_step": self.macs,
             "out_spikes_per_step": self.out_size,
         }
         for field, bound in bounds.items():
@@ -220,6 +237,12 @@ class OpWorkload(_Strict):
             if len(v) != self.timesteps:
                 raise ValueError(f"{field} has {len(v)} entries, timesteps is {self.timesteps}")
             _bounded(field, v, bound)
+        for t, (a, acs) in enumerate(zip(self.acs_nonzero_weights_per_step or (), self.acs_per_step)):
+            if a > acs * (1 + _EPS):
+                raise ValueError(
+                    f"acs_nonzero_weights_per_step.{t}: {a:g} is more than the {acs:g} accumulates "
+                    f"of that step (acs_per_step.{t})"
+                )
         for s, v in enumerate(self.in_nonzero_per_sample or ()):
             if len(v) != self.timesteps:
                 raise ValueError(
@@ -583,12 +606,16 @@ class Workload(_Strict):
 
     # ---- NeuroBench-style metrics ---------------------------------------------------
     def metrics(self) -> dict[str, float]:
-        """Per-sample totals over the steps run: dense MACs, effective ACs, sparsity, footprint
-        (step t weighted by ``running(t)``). Membrane memory: one state per neuron at its
+        """Per-sample totals over the steps run: dense MACs, effective ACs (those on non-zero
+        weights too), sparsity, footprint (step t weighted by ``running(t)``). Membrane memory: one state per neuron at its
         recorded bits, a shared group once; ``footprint_reduction_vs_fp32``: 1 − footprint /
         (the same weights and membranes at 32 bits), 0.9375 when everything is held at 2 bits."""
         dense = sum(layer.macs * self.steps_run(layer) for layer in self.layers)
         acs = sum(self._run_sum(layer.acs_per_step) for layer in self.layers)
+        acs_nonzero_weights = sum(
+            self._run_sum([layer.acs_on_nonzero_weights(t) for t in range(layer.timesteps)])
+            for layer in self.layers
+        )
         inputs = sum(layer.in_size * self.steps_run(layer) for layer in self.layers)
         nonzero = sum(self._run_sum(layer.in_nonzero_per_step) for layer in self.layers)
         params = sum(layer.params for layer in self.layers)
@@ -599,6 +626,7 @@ class Workload(_Strict):
         return {
             "dense_macs": float(dense),
             "effective_acs": float(acs),
+            "effective_acs_on_nonzero_weights": float(acs_nonzero_weights),
             "activation_sparsity": 1.0 - nonzero / inputs if inputs else 0.0,
             "params": float(params),
             "weight_bytes": float(weight_bytes),
