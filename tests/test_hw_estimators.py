@@ -5,7 +5,7 @@ import yaml
 
 from spikecim.hw import estimate, load_architecture
 from spikecim.hw.estimators.imc import adc_energy_pj
-from spikecim.trace.workload import LayerWorkload, Workload
+from spikecim.trace.workload import LayerWorkload, LinearWorkload, Workload
 
 
 def layer_fc(**kw):
@@ -51,6 +51,13 @@ def layer_in(T=2):
 
 def snn(*layers):
     return Workload(model="tiny", spiking=True, timesteps=2, layers=list(layers))
+
+
+def pruned_fc(measured=(4.0, 1.0)):
+    """layer_fc with half its weights zero and the accumulates on non-zero weights measured:
+    4 of the 6 triggered at step 0, 1 of the 3 at step 1 (not the 3 and 1.5 the sparsity gives)."""
+    fc = layer_fc(weight_sparsity=0.5)
+    return LinearWorkload.model_validate({**fc.model_dump(), "acs_nonzero_weights_per_step": list(measured)})
 
 
 IMC = {  # round numbers so the hand calculation stays readable
@@ -130,6 +137,27 @@ def test_naive_first_layer_macs_then_triggered_accumulates():
     assert r.layers[1].total_energy_pj == pytest.approx(0.9 * 9)
     assert r.energy_pj == pytest.approx(73.6 + 8.1)
     assert r.latency_ns == 0 and r.area_um2 == 0 and r.edp_pj_ns is None
+
+
+def test_naive_sparse_counts_operations_on_nonzero_weights_only():
+    sparse_weight = {"weight": {"kind": "static", "bits": 4, "sparsity": 0.25}}
+    first = LinearWorkload.model_validate({**layer_in().model_dump(), "operands": sparse_weight})
+    w = snn(first, pruned_fc())
+    # naive-45nm-sparse (docs/references.md#naive-energy): 4.6 pJ · 8 MACs · 2 steps · 0.75 of
+    # the weights non-zero, then 0.9 pJ · (4 + 1) accumulates on non-zero weights
+    r = estimate(w, "naive-45nm-sparse")
+    assert r.layers[0].total_energy_pj == pytest.approx(4.6 * 8 * 2 * 0.75)
+    assert r.layers[1].total_energy_pj == pytest.approx(0.9 * (4 + 1))
+    # dense mode: every input non-zero, 12 MACs · 2 steps · 0.5 of the weights non-zero
+    dense = estimate(w, "naive-45nm-sparse", dense=True)
+    assert dense.layers[1].total_energy_pj == pytest.approx(0.9 * 12 * 2 * 0.5)
+    assert dense.layers[0].total_energy_pj == pytest.approx(4.6 * 8 * 2 * 0.75)
+    # half the samples still running at step 1: 4 + 0.5 · 1
+    late = estimate(w.model_copy(update={"running_per_step": [1.0, 0.5]}), "naive-45nm-sparse")
+    assert late.layers[1].total_energy_pj == pytest.approx(0.9 * (4 + 0.5 * 1))
+    # naive-45nm counts zero weights too: 4.6 · 8 · 2 and 0.9 · (6 + 3)
+    full = estimate(w, "naive-45nm")
+    assert [x.total_energy_pj for x in full.layers] == pytest.approx([4.6 * 8 * 2, 0.9 * 9])
 
 
 def test_naive_ann_twin_is_mac_energy_times_macs():
@@ -242,6 +270,21 @@ def test_dual_sparse_skips_zero_weights_and_reads_weights_once(tmp_path):
     assert e["weight_sram"] == pytest.approx(5 * 2)
     assert e["dram"] == pytest.approx(5 * 10)
     assert r.latency_ns == pytest.approx(2 + 3)  # ⌈4.5/4⌉ + ⌈3·2/2⌉ cycles
+
+
+def test_dual_sparse_counts_the_measured_accumulates_on_nonzero_weights(tmp_path):
+    arch = table(tmp_path, "tiny-ds", "dual_sparse", SYSTOLIC)
+    r = estimate(snn(pruned_fc()), arch)
+    e = r.layers[0].energy_pj
+    ops = 4 + 1  # measured, not (6 + 3) · 0.5
+    assert e["compute"] == pytest.approx(ops * (0.5 + 0.05))  # accumulate + AND
+    assert e["spad"] == pytest.approx(ops * 0.25)
+    assert r.latency_ns == pytest.approx(2 + 3)  # ⌈5/4⌉ + ⌈3·2/2⌉ cycles at 1 GHz
+    late = estimate(snn(pruned_fc()).model_copy(update={"running_per_step": [1.0, 0.5]}), arch)
+    assert late.layers[0].energy_pj["compute"] == pytest.approx((4 + 0.5 * 1) * 0.55)
+    # dense mode keeps macs · T · (1 − weight sparsity): 12 · 2 · 0.5
+    dense = estimate(snn(pruned_fc()), arch, dense=True)
+    assert dense.layers[0].energy_pj["compute"] == pytest.approx(12 * 2 * 0.5 * 0.55)
 
 
 def test_imc_adc_energy_at_65nm_is_about_027_pj_for_5_bits():

@@ -10,7 +10,14 @@ from hypothesis import strategies as st
 from spikecim.hw import estimate, load_architecture, workload_from_layers
 from spikecim.hw.estimators.imc import mapping
 
-EVENT_ARCHS = ["naive-45nm", "imc-rram-65nm", "imc-sram-65nm", "systolic-sata", "dual-sparse-loas"]
+EVENT_ARCHS = [
+    "naive-45nm",
+    "naive-45nm-sparse",
+    "imc-rram-65nm",
+    "imc-sram-65nm",
+    "systolic-sata",
+    "dual-sparse-loas",
+]
 ALL_ARCHS = [*EVENT_ARCHS, "spikesim-rram-65nm", "spikesim-sram-65nm"]
 
 

@@ -44,8 +44,8 @@ def test_every_constant_has_a_unit_or_is_a_count_and_cites_a_source(name):
         line = next(l for l in text.splitlines() if re.match(rf"\s+{key}:", l))
         assert "#" in line.split(":", 1)[1], f"{name}: {key} has no source comment"
         unit = split_unit(key)[1]
-        is_count_or_label = fields[key].annotation is int or key == "device"
-        assert unit in UNITS or is_count_or_label, f"{name}: {key} has no unit in its name"
+        is_count_label_or_switch = fields[key].annotation in (int, bool) or key == "device"
+        assert unit in UNITS or is_count_label_or_switch, f"{name}: {key} has no unit in its name"
 
 
 @pytest.mark.parametrize("name", list_architectures())

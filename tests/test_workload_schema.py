@@ -90,6 +90,24 @@ def test_v1_naive_energy_is_the_hand_count(tmp_path):
     assert r.energy_pj == pytest.approx(4.6 * 2304 * 2 + 0.9 * 160)
 
 
+def test_file_without_accumulates_on_nonzero_weights_falls_back_to_acs_times_kept_weights(tmp_path):
+    # V2 (a file written before the field) leaves it out: fc's 25 % zero weights are assumed
+    # met as often as the others, 100 then 60 accumulates · 0.75
+    w = Workload.load(_write(tmp_path, V2))
+    conv, fc = w.layers
+    assert fc.acs_nonzero_weights_per_step is None
+    assert [fc.acs_on_nonzero_weights(t) for t in range(2)] == [75.0, 45.0]
+    assert [conv.acs_on_nonzero_weights(t) for t in range(2)] == [2304.0, 2304.0]
+    assert w.metrics()["effective_acs_on_nonzero_weights"] == 2304 * 2 + 75 + 45
+    # naive-45nm-sparse: conv1's MACs (real-valued input, no zero weight) at 4.6 pJ, fc's
+    # accumulates on non-zero weights at 0.9 pJ (docs/references.md#naive-energy)
+    naive = estimate(w, "naive-45nm-sparse")
+    assert naive.energy_pj == pytest.approx(4.6 * 2304 * 2 + 0.9 * (75 + 45))
+    # dual-sparse-loas: fc's operations, each an accumulate (0.0389 pJ) and an AND (0.000794 pJ)
+    dual = estimate(w, "dual-sparse-loas")
+    assert dual.layers[1].energy_pj["compute"] == pytest.approx((75 + 45) * (0.0389 + 0.000794))
+
+
 def test_v2_round_trip_keeps_every_entry_class(tmp_path):
     w = Workload.load(_write(tmp_path, V2))
     again = Workload.load(w.save(tmp_path / "again.json"))
@@ -119,6 +137,30 @@ BAD = [
     ("activity above 1", _set("layers.1.in_nonzero_per_step.0", 65.0), "fc", "in_nonzero_per_step"),
     ("spikes above neurons", _set("layers.0.out_spikes_per_step.0", 257.0), "conv1", "out_spikes_per_step"),
     ("accumulates above MACs", _set("layers.1.acs_per_step.0", 641.0), "fc", "acs_per_step"),
+    (
+        "accumulates on non-zero weights: too many steps",
+        _set("layers.1.acs_nonzero_weights_per_step", [1.0] * 3),
+        "fc",
+        "acs_nonzero_weights_per_step",
+    ),
+    (
+        "accumulates on non-zero weights above accumulates",
+        _set("layers.1.acs_nonzero_weights_per_step", [101.0, 60.0]),
+        "fc",
+        "acs_nonzero_weights_per_step.0",
+    ),
+    (
+        "negative accumulates on non-zero weights",
+        _set("layers.1.acs_nonzero_weights_per_step", [-1.0, 0.0]),
+        "fc",
+        "acs_nonzero_weights_per_step",
+    ),
+    (
+        "inf accumulates on non-zero weights",
+        _set("layers.1.acs_nonzero_weights_per_step", [float("inf"), 0.0]),
+        "fc",
+        "acs_nonzero_weights_per_step",
+    ),
     ("running fraction above 1", _set("running_per_step", [1.0, 1.5]), None, "running_per_step"),
     ("running fraction rising", _set("running_per_step", [0.5, 1.0]), None, "running_per_step.1"),
     ("negative padding", _set("layers.0.padding", [-1, 1]), "conv1", "padding"),

@@ -3,7 +3,10 @@ docs/references.md#loas).
 
 Same PE array and per-operation energies as ``systolic``, with two changes:
 - weight sparsity: only non-zero weights are stored (bitmap + values) and multiplied:
-  ops = Σ_t acs[t]·(1 − weight_sparsity)  (macs·T·(1 − weight_sparsity) in dense mode);
+  ops = Σ_t r_t·acs_nz[t], acs_nz[t] the accumulates whose spike and weight are both non-zero
+  (the Workload's ``acs_nonzero_weights_per_step``; ``acs[t]·(1 − weight_sparsity)`` where it
+  is not recorded), r_t the fraction of samples still running
+  (macs·Σ_t r_t·(1 − weight_sparsity) in dense mode);
 - timesteps in parallel: each PE processes all T steps of one neuron together, so weights
   and the T-bit input spike trains are read once per inference and the membrane stays in
   the PE (one output-buffer write of the T output spikes per neuron, no membrane traffic).
@@ -41,8 +44,11 @@ class DualSparse(Systolic):
     description = "LoAS-style dual-sparse array: zero weights and zero spikes skipped, timesteps in parallel"
 
     def _ops(self, layer, workload, dense):
-        ops = sum(workload.running(t) * layer_ops(layer, t, dense) for t in range(layer.timesteps))
-        return ops * (1 - layer.weight_sparsity)
+        steps = range(layer.timesteps)
+        if dense:
+            ops = sum(workload.running(t) * layer_ops(layer, t, dense) for t in steps)
+            return ops * (1 - layer.weight_sparsity)
+        return sum(workload.running(t) * layer.acs_on_nonzero_weights(t) for t in steps)
 
     def layer_energy_pj(self, layer, workload, p, dense):
         if not _dual(layer, workload):
