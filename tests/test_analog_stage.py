@@ -164,3 +164,38 @@ def test_evaluate_run_analog_covers_every_variant_with_its_own_timesteps(tmp_pat
     assert set(out) == {"snn", "ann"}
     for r in out.values():
         assert r["accuracies"] == [r["ideal"]] * 2 and r["t_inference_s"] == cfg.analog.t_inference_s
+
+
+@pytest.mark.parametrize("method", [{"name": "prune", "sparsity": 0.0}, {"name": "weight-qat", "bits": 16}])
+def test_hardware_aware_training_puts_its_noise_into_a_parametrised_weight_as_into_a_plain_one(method):
+    """A mask of ones (pruning at sparsity 0) and 16-bit fake quantisation leave the weight
+    as it is (to 1e-4 of its range): trained with the same noise draws, the parametrised model
+    ends where the plain one does."""
+    import copy
+
+    from spikecim.methods import apply_methods
+    from spikecim.variants import MethodConfig
+
+    data = tiny_dataset()
+    torch.manual_seed(0)
+    plain = create_model("mlp", spiking=False, num_classes=2, hidden=(16,))
+    wrapped = apply_methods(copy.deepcopy(plain), [MethodConfig(**method)])
+    noise = WeightModifier(kind="add_normal", std=0.5)
+    a = hwa_train(plain, data.x_train, data.y_train, noise, epochs=2, lr=1e-2, seed=3)
+    b = hwa_train(wrapped, data.x_train, data.y_train, noise, epochs=2, lr=1e-2, seed=3)
+    without = hwa_train(
+        plain,
+        data.x_train,
+        data.y_train,
+        WeightModifier(kind="add_normal", std=0.0),
+        epochs=2,
+        lr=1e-2,
+        seed=3,
+    )
+    for la, lb, lw in zip(_linears(a), _linears(b), _linears(without), strict=True):
+        torch.testing.assert_close(lb.weight, la.weight, atol=1e-3, rtol=0)
+        assert (la.weight - lw.weight).abs().max() > 1e-2  # the noise did change the training
+
+
+def _linears(model: nn.Module) -> list[nn.Linear]:
+    return [m for m in model.modules() if isinstance(m, nn.Linear)]

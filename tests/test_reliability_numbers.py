@@ -43,6 +43,7 @@ from spikecim.hw.exit_unit import ExitUnitParams
 from spikecim.hw.layers import LayerSpec, NetworkSpec, SpikeSimLayer, SpikeSimSpec
 from spikecim.interop import from_nir, read_graph
 from spikecim.interop.loader import NirMeta
+from spikecim.nn.prune import PruneOptions
 from spikecim.nn.tt_method import TTOptions
 from spikecim.pipeline.stage_analog import analog_stage
 from spikecim.pipeline.stages import RunContext
@@ -182,6 +183,12 @@ def _roots():
         ("layer-list", _layers(), workload_from_layers, numeric_fields(NetworkSpec, seen=REACHED)),
         ("spikesim", _spikesim(), spikesim_from_spec, numeric_fields(SpikeSimSpec, seen=REACHED)),
         ("method-tt", {"rank": 2}, TTOptions.model_validate, numeric_fields(TTOptions, seen=REACHED)),
+        (
+            "method-prune",
+            {"sparsity": 0.5},
+            PruneOptions.model_validate,
+            numeric_fields(PruneOptions, seen=REACHED),
+        ),
         (
             "exit-unit",
             _exit_unit(),

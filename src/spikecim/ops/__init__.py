@@ -31,6 +31,7 @@ from typing import ClassVar
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 __all__ = ["MatMul", "Op", "find", "get_op", "list_ops", "programmed_weights", "register_op"]
 
@@ -119,14 +120,20 @@ def list_ops() -> list[str]:
 
 
 def programmed_weights(model: nn.Module) -> list[nn.Parameter]:
-    """The weights ``to_analog`` programs onto crossbars, in module order: the static weight
-    of every operator with a crossbar twin."""
+    """The trained tensors behind the weights ``to_analog`` programs onto crossbars, in
+    module order: the static weight of every operator with a crossbar twin, or, where that
+    weight is parametrised (``torch.nn.utils.parametrize``: pruning masks, weight QAT,
+    MINT), the parameter it is computed from (``parametrizations.weight.original``), so
+    that what is written into these tensors reaches the forward."""
     out = []
     for m in model.modules():
         op = find(m)
         w = op.static_weight(m) if op is not None and op.on_crossbar else None
-        if w is not None:
-            out.append(w)
+        if w is None:
+            continue
+        if parametrize.is_parametrized(m, "weight"):
+            w = m.parametrizations["weight"].original
+        out.append(w)
     return out
 
 
