@@ -190,3 +190,27 @@ def test_a_run_refuses_a_bad_pruning_option_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code != 0
     assert len(err.splitlines()) == 1 and "prune.sparsity" in err, err
+
+
+def test_a_pruned_run_traces_the_zero_weights_its_checkpoint_masks(tmp_path):
+    from safetensors.torch import load_file
+
+    config = {
+        "name": "pruned",
+        "model": {"name": "mlp", "kwargs": {"hidden": [32]}},
+        "variants": [{"name": "snn-p", "methods": [{"name": "prune", "sparsity": 0.5, "end_epoch": 1}]}],
+        "train": {"epochs": 1},
+        "stages": ["train", "trace"],
+        "output_dir": str(tmp_path),
+    }
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["run", str(path)]) == 0
+    run = tmp_path / "pruned"
+    (weights,) = [p for p in (run / "checkpoint").glob("snn-p.epoch1.*.safetensors") if "optim" not in p.name]
+    masks = {k.split(".")[0]: v for k, v in load_file(weights).items() if k.endswith(".mask")}
+    layers = {layer["name"]: layer for layer in yaml.safe_load((run / "workload.json").read_text())["layers"]}
+    assert masks.keys() == layers.keys()
+    for name, mask in masks.items():
+        assert layers[name]["operands"]["weight"]["sparsity"] == pytest.approx(float((~mask).float().mean()))
+        assert sum(layers[name]["acs_nonzero_weights_per_step"]) < sum(layers[name]["acs_per_step"])

@@ -81,6 +81,7 @@ def _workload(spiking: bool, timesteps: int, nonzero: list[float], acs: list[flo
         in_hw=(8, 8),
         out_hw=(8, 8),
         params=72,
+        weight_sparsity=0.25,
         macs=8 * 9 * 64,
         timesteps=timesteps,
         in_nonzero_per_step=nonzero,
@@ -180,14 +181,14 @@ def test_workload_table_shows_layers_with_activity_and_acs_counted_by_hand(full_
     _, page = full_run
     # SNN conv_a: 8*9*64 = 4,608 MACs/step, activity 48/128 = 37.50 %, ACs 1000 + 2345 = 3,345
     assert (
-        "<td>conv_a</td><td>conv2d</td><td>1→8</td><td>3×3</td><td>8×8→8×8</td><td>72</td>"
+        "<td>conv_a</td><td>conv2d</td><td>1→8</td><td>3×3</td><td>8×8→8×8</td><td>72</td><td>25.00%</td>"
         "<td>4,608</td><td>37.50%</td><td>3,345</td>"
     ) in page
     # ANN conv_a: 48/64 = 75.00 %, ACs 3,456
     assert "<td>75.00%</td><td>3,456</td>" in page
     # linear layer: no kernel nor spatial size; fc_out input 64/512 = 12.50 %, ACs 2 x 640
     assert (
-        "<td>fc_out</td><td>linear</td><td>512→10</td><td>—</td><td>—</td><td>5,130</td><td>5,120</td><td>12.50%</td><td>1,280</td>"
+        "<td>fc_out</td><td>linear</td><td>512→10</td><td>—</td><td>—</td><td>5,130</td><td>0.00%</td><td>5,120</td><td>12.50%</td><td>1,280</td>"
         in page
     )
 
@@ -464,7 +465,7 @@ def test_markdown_report_holds_the_same_tables_and_links_the_plots(full_run):
         "| model | test accuracy | samples |\n|---|---|---|\n| SNN | 96.44% | 450 |\n| ANN | 98.22% | 450 |"
         in text
     )
-    assert "| conv_a | conv2d | 1→8 | 3×3 | 8×8→8×8 | 72 | 4,608 | 37.50% | 3,345 |" in text
+    assert "| conv_a | conv2d | 1→8 | 3×3 | 8×8→8×8 | 72 | 25.00% | 4,608 | 37.50% | 3,345 |" in text
     assert "![accuracy and loss per epoch](plots/training.png)" in text
     assert "base64" not in text
     assert [line for line in text.splitlines() if line.startswith("## ")] == [

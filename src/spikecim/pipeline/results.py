@@ -116,6 +116,7 @@ class Epoch(_Lenient):
     lr: Amount | None = None
     seconds: Amount | None = None
     train_spike_rate: Fraction | None = None  # with train.spike_reg: the mean rate it penalised
+    weight_sparsity: Fraction | None = None  # with the prune method: the pruned share of its layers
 
 
 class TrainVariant(_Lenient):
@@ -124,7 +125,8 @@ class TrainVariant(_Lenient):
     test_acc: Fraction | None = None
 
     def summary(self) -> str:
-        return f"accuracy {pct(self.test_acc)}"
+        pruned = self.history[-1].weight_sparsity if self.history else None
+        return f"accuracy {pct(self.test_acc)}" + (f", {pct(pruned)} of weights pruned" if pruned else "")
 
 
 class TrainResult(_PerVariant[TrainVariant]):
@@ -167,9 +169,14 @@ class TraceVariant(_Lenient):
     neurons: Amount | None = None
 
     def summary(self) -> str:
+        on_nonzero = self.effective_acs_on_nonzero_weights
+        skipped = (
+            on_nonzero is not None and self.effective_acs and on_nonzero < self.effective_acs * (1 - 1e-9)
+        )
         return (
-            f"{_fig(self.dense_macs)} dense MACs, {_fig(self.effective_acs)} effective ACs, "
-            f"sparsity {pct(self.activation_sparsity)}"
+            f"{_fig(self.dense_macs)} dense MACs, {_fig(self.effective_acs)} effective ACs"
+            + (f" ({_fig(on_nonzero)} on non-zero weights)" if skipped else "")
+            + f", sparsity {pct(self.activation_sparsity)}"
         )
 
 

@@ -30,6 +30,7 @@ __all__ = [
 _TOTALS = (
     ("dense_macs", "dense MACs / sample", count),
     ("effective_acs", "effective ACs / sample", count),
+    ("effective_acs_on_nonzero_weights", "effective ACs on non-zero weights / sample", count),
     ("activation_sparsity", "activation sparsity", pct),
     ("params", "parameters", count),
     ("weight_bytes", "weight memory (bytes)", count),
@@ -143,6 +144,7 @@ def workload_section(result: TraceResult | None, run_dir: Path) -> str:
                 "kernel",
                 "in_hw→out_hw",
                 "params",
+                "zero weights",
                 "MACs/step",
                 "input activity",
                 "ACs (all steps)",
@@ -169,6 +171,7 @@ def _layer_row(layer) -> list[str]:
         f"{layer.kernel[0]}×{layer.kernel[1]}" if spatial else MISSING,
         f"{layer.in_hw[0]}×{layer.in_hw[1]}→{layer.out_hw[0]}×{layer.out_hw[1]}" if spatial else MISSING,
         count(layer.params),
+        pct(layer.weight_sparsity),
         count(layer.macs),
         pct(layer.in_activity),
         count(layer.total_acs),
