@@ -199,3 +199,33 @@ def test_hardware_aware_training_puts_its_noise_into_a_parametrised_weight_as_in
 
 def _linears(model: nn.Module) -> list[nn.Linear]:
     return [m for m in model.modules() if isinstance(m, nn.Linear)]
+
+
+def test_hardware_aware_training_puts_noise_on_the_pruned_weights_as_the_crossbar_programs_them():
+    """aihwkit's modifiers perturb every programmed weight; a pruned weight is programmed too
+    (two devices at zero conductance), so inside a step it carries add_normal's σ·max|W|·N and
+    after the step it is zero again."""
+    from spikecim.analog.mitigation import hwa_step
+    from spikecim.methods import get_method
+    from spikecim.nn.prune import prune_at
+    from spikecim.train.evaluate import ModelInput
+
+    torch.manual_seed(0)
+    model = get_method("prune")(create_model("mlp", spiking=False, hidden=(64,)), sparsity=0.5, end_epoch=0)
+    prune_at(model, 0, epochs=1)
+    layer = model[1]
+    pruned = layer.weight.detach() == 0
+    w_max = float(layer.weight.detach().abs().max())
+    seen = []
+    layer.register_forward_pre_hook(lambda m, args: seen.append(m.weight.detach().clone()))
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    x, y = torch.rand(8, 1, 8, 8), torch.arange(8)
+    noise = WeightModifier(kind="add_normal", std=0.5)
+    hwa_step(
+        model, [], opt, x, y, noise, ModelInput.from_encoder(1, "direct"), torch.Generator().manual_seed(1)
+    )
+    during = seen[0][pruned]
+    assert during.numel() == 64 * 64 // 2 and bool((during != 0).all())
+    assert float(during.std()) == pytest.approx(0.5 * w_max, rel=0.1)
+    assert torch.equal(layer.weight.detach() == 0, pruned)
+    assert len(layer.parametrizations["weight"]) == 1

@@ -23,11 +23,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import parametrize
 
 from spikecim import ops
 from spikecim.analog.evaluate import _inputs
@@ -121,27 +123,64 @@ def hwa_step(
     """One step of :func:`hwa_train` on ``weights`` (the model's programmed weights);
     ``gen`` draws the input encoding and the noise injected here.
 
-    Converters off: ``modifier``'s noise goes into ``weights`` (None: no noise), the forward
-    and backward run at the noisy weights, the clean weights come back, the optimiser updates
-    them. Converters on (``model``'s layers wrapped by :func:`spikecim.analog.hwa.hwa_layers`):
+    Converters off: ``modifier``'s noise goes into the programmed weights (None: no noise),
+    the forward and backward run at the noisy weights, the clean weights come back, the
+    optimiser updates them; a parametrised weight gets its noise after its parametrisations
+    (:func:`_noisy_weights`). Converters on (``model``'s layers wrapped by :func:`spikecim.analog.hwa.hwa_layers`):
     the layers draw the noise in their forward with their own modifier and generator, and
-    ``modifier`` is not read. Then, with ``weight_clip_sigma``, every weight is clipped."""
+    ``modifier`` is not read. Then, with ``weight_clip_sigma``, every weight of ``weights``
+    (:func:`spikecim.ops.programmed_weights`) is clipped."""
     converters = converters or HwaConverters()
     inject = not converters.in_forward and modifier is not None
-    if inject:
-        clean = [w.detach().clone() for w in weights]
-        with torch.no_grad():
-            for w in weights:
-                w.add_(weight_noise(w, modifier, gen))
     opt.zero_grad()
-    _loss(model, x, y, inputs, gen).backward()
-    if inject:
-        with torch.no_grad():
-            for w, c in zip(weights, clean, strict=True):
-                w.copy_(c)
+    with _noisy_weights(model, modifier, gen) if inject else contextlib.nullcontext():
+        _loss(model, x, y, inputs, gen).backward()
     opt.step()
     if converters.weight_clip_sigma is not None:
         clip_weights(weights, converters.weight_clip_sigma)
+
+
+class _Noise(nn.Module):
+    """The last parametrisation of a parametrised weight for one step: the step's noise added."""
+
+    def __init__(self, noise: torch.Tensor):
+        super().__init__()
+        self.noise = noise
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        return weight + self.noise
+
+
+@contextlib.contextmanager
+def _noisy_weights(model: nn.Module, modifier: WeightModifier, gen: torch.Generator | None):
+    """Every programmed weight of ``model`` with ``modifier``'s noise, drawn in module order,
+    until the block ends. A plain weight takes it in place (restored after); a parametrised
+    one (``torch.nn.utils.parametrize``: a pruning mask, fake quantisation) as a last
+    parametrisation, so the noise lands on the weight the layer computes, as the crossbar
+    programs it: a pruned weight gets its noise too, a quantised one its noise unrounded."""
+    plain: list[tuple[torch.Tensor, torch.Tensor]] = []
+    wrapped: list[nn.Module] = []
+    try:
+        with torch.no_grad():
+            for m in model.modules():
+                op = ops.find(m)
+                w = op.static_weight(m) if op is not None and op.on_crossbar else None
+                if w is None:
+                    continue
+                noise = weight_noise(w, modifier, gen)
+                if parametrize.is_parametrized(m, "weight"):
+                    parametrize.register_parametrization(m, "weight", _Noise(noise))
+                    wrapped.append(m)
+                else:
+                    plain.append((w, w.detach().clone()))
+                    w.add_(noise)
+        yield
+    finally:
+        with torch.no_grad():
+            for w, clean in plain:
+                w.copy_(clean)
+        for m in wrapped:
+            del m.parametrizations["weight"][-1]
 
 
 def _batchnorms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
