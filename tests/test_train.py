@@ -272,3 +272,17 @@ def test_a_batch_that_needs_more_memory_than_there_is_is_one_line_naming_what_to
     )
     assert allocation_failed(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")) == ""
     assert allocation_failed(RuntimeError("mat1 and mat2 shapes cannot be multiplied")) is None
+
+
+def test_torchrun_two_processes_prune_as_one_process(tmp_path, python, subprocess_env):
+    # every process sets the masks from the same weights at each epoch boundary
+    pytest.importorskip("torch.distributed")
+    if not torch.distributed.is_gloo_available():
+        pytest.skip("gloo backend not available")
+    extra = ["--set", "model.name=mlp", "--set", "data.limit=256", "--set", "train.epochs=3"]
+    extra += ["--set", "variants=[{name: snn, methods: [{name: prune, sparsity: 0.7, end_epoch: 2}]}]"]
+    _assert_torchrun_equals_one_process(tmp_path, python, subprocess_env, extra)
+    weights = load_file(weights_path(tmp_path / "ddp" / "r" / "checkpoint", "snn"))
+    masks = [v for k, v in weights.items() if k.endswith(".mask")]
+    assert len(masks) == 3  # the MLP's three linear layers, each pruned to round(0.7 n) of n
+    assert all(int((~m).sum()) == round(0.7 * m.numel()) for m in masks)
