@@ -214,3 +214,22 @@ def test_a_pruned_run_traces_the_zero_weights_its_checkpoint_masks(tmp_path):
     for name, mask in masks.items():
         assert layers[name]["operands"]["weight"]["sparsity"] == pytest.approx(float((~mask).float().mean()))
         assert sum(layers[name]["acs_nonzero_weights_per_step"]) < sum(layers[name]["acs_per_step"])
+
+
+def test_tt_after_prune_is_refused_and_prune_after_tt_prunes_the_cores():
+    torch.manual_seed(0)
+    with pytest.raises(SpikecimError, match=r"^methods.tt: the convolution '3' is parametrised") as err:
+        apply_methods(
+            create_model("convnet"),
+            [MethodConfig(name="prune", sparsity=0.5), MethodConfig(name="tt", rank=2)],
+        )
+    assert "\n" not in str(err.value)
+    model = apply_methods(
+        create_model("convnet"),
+        [MethodConfig(name="tt", rank=2), MethodConfig(name="prune", sparsity=0.5, end_epoch=0)],
+    )
+    prune_at(model, 0, epochs=1)
+    cores = [m for n, m in model.named_modules() if n.startswith("3.") and isinstance(m, nn.Conv2d)]
+    assert len(cores) == 4
+    for core in cores:
+        assert int((core.weight == 0).sum()) == round(0.5 * core.weight.numel())

@@ -29,6 +29,8 @@ from typing import Literal
 
 from pydantic import Field, ValidationError
 from torch import nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrize import type_before_parametrizations
 
 from spikecim.errors import SpikecimError, one_line_validation_error
 from spikecim.methods import register_method
@@ -69,8 +71,16 @@ def tt(model: nn.Module, **options) -> nn.Module:
         load_weights(model, path)
     first = next((name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)), None)
     convs = [
-        (name, m) for name, m in model.named_modules() if _decomposable(m) and (opts.first or name != first)
+        (name, m)
+        for name, m in model.named_modules()
+        if _decomposable(m, type_before_parametrizations) and (opts.first or name != first)
     ]
+    parametrised = next((name for name, m in convs if parametrize.is_parametrized(m)), None)
+    if parametrised is not None:
+        raise SpikecimError(
+            f"methods.tt: the convolution '{parametrised}' is parametrised by a method listed before tt "
+            "(prune, weight-qat, mint); list tt first, and those methods act on its cores"
+        )
     if not convs:
         raise SpikecimError(
             f"methods.tt: {type(model).__name__} has no k x k Conv2d (k > 1) to decompose"
@@ -89,9 +99,9 @@ def tt(model: nn.Module, **options) -> nn.Module:
     return model
 
 
-def _decomposable(m: nn.Module) -> bool:
+def _decomposable(m: nn.Module, kind=type) -> bool:
     return (
-        type(m) in (nn.Conv2d, Conv2d)  # other subclasses (analog, quantised) are other layers
+        kind(m) in (nn.Conv2d, Conv2d)  # other subclasses (analog, quantised) are other layers
         and min(m.kernel_size) > 1
         and m.groups == 1
         and tuple(m.dilation) == (1, 1)
