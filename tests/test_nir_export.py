@@ -183,3 +183,25 @@ def test_ann_relu_has_no_nir_equivalent_error_names_the_layer():
 def test_conv_model_without_input_shape_asks_for_it():
     with pytest.raises(SpikecimError, match="input_shape"):
         to_nir(Sequential(nn.Conv2d(1, 2, 3), LIF()))
+
+
+@pytest.mark.parametrize(
+    "method", [{"name": "weight-qat", "bits": 3}, {"name": "prune", "sparsity": 0.5, "end_epoch": 0}]
+)
+def test_a_parametrised_weight_is_exported_as_the_layer_computes_it(method):
+    from spikecim.methods import apply_methods
+    from spikecim.nn.prune import prune_at
+    from spikecim.variants import MethodConfig
+
+    torch.manual_seed(0)
+    model = apply_methods(create_model("mlp", spiking=True, hidden=(16,)), [MethodConfig(**method)])
+    prune_at(model, 0, epochs=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the subtract reset's note
+        graph = to_nir(model)
+    for name in ("1", "3"):
+        np.testing.assert_array_equal(
+            graph.nodes[name].weight, model.get_submodule(name).weight.detach().numpy()
+        )
+    if method["name"] == "prune":
+        assert (graph.nodes["1"].weight == 0).sum() == round(0.5 * 64 * 16)

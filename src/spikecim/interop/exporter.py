@@ -89,6 +89,8 @@ def _record_shapes(model: nn.Module, shape: tuple) -> dict[int, tuple[tuple, tup
     shapes: dict[int, tuple[tuple, tuple]] = {}
 
     def hook(mod, args, out):
+        if not args:  # a parametrisation computing a weight (torch.nn.utils.parametrize), not a layer
+            return
         lead = 2 if isinstance(mod, TemporalModule) else 1
         out = out[0] if isinstance(out, (tuple, list)) else out  # a block returning (x, extra)
         shapes[id(mod)] = (tuple(args[0].shape[lead:]), tuple(out.shape[lead:]))
