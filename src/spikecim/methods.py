@@ -38,7 +38,9 @@ from collections.abc import Callable, Iterable
 from importlib import import_module
 from typing import Any
 
-from spikecim.errors import SpikecimError
+from pydantic import ValidationError
+
+from spikecim.errors import SpikecimError, one_line_validation_error
 
 __all__ = [
     "ASPECTS",
@@ -48,6 +50,7 @@ __all__ = [
     "list_methods",
     "method_changes",
     "method_train_settings",
+    "read_options",
     "register_method",
 ]
 
@@ -106,6 +109,15 @@ def register_method(
         return fn
 
     return deco
+
+
+def read_options(schema: type, name: str, options: dict[str, Any]) -> Any:
+    """``options`` of the method ``name`` read by its pydantic ``schema``; a bad one is refused
+    in one line naming ``methods.<name>.<option>``."""
+    try:
+        return schema.model_validate(options)
+    except ValidationError as e:
+        raise SpikecimError(one_line_validation_error(e, f"methods.{name}.")) from None
 
 
 def _load_builtin() -> None:

@@ -40,13 +40,13 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from pydantic import Field, ValidationError
+from pydantic import Field
 from torch import nn
 from torch.nn.utils import parametrize
 
 from spikecim import ops
-from spikecim.errors import SpikecimError, one_line_validation_error
-from spikecim.methods import register_method
+from spikecim.errors import SpikecimError
+from spikecim.methods import read_options, register_method
 from spikecim.schema import Schema
 
 __all__ = ["PruneMask", "PruneOptions", "gradual_sparsity", "magnitude_masks", "prune", "prune_at"]
@@ -89,10 +89,7 @@ class PruneMask(nn.Module):
 @register_method("prune", changes={"weight-sparsity"})
 def prune(model: nn.Module, **options) -> nn.Module:
     """Put a :class:`PruneMask` on every synaptic layer's weight (in place; returns the model)."""
-    try:
-        opts = PruneOptions.model_validate(options)
-    except ValidationError as e:
-        raise SpikecimError(one_line_validation_error(e, "methods.prune.")) from None
+    opts = read_options(PruneOptions, "prune", options)
     if opts.end_epoch is not None and opts.end_epoch < opts.start_epoch:
         raise SpikecimError(
             f"methods.prune.end_epoch: must be at least start_epoch ({opts.start_epoch}), got {opts.end_epoch}"

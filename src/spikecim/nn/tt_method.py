@@ -27,13 +27,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrize import type_before_parametrizations
 
-from spikecim.errors import SpikecimError, one_line_validation_error
-from spikecim.methods import register_method
+from spikecim.errors import SpikecimError
+from spikecim.methods import read_options, register_method
 from spikecim.nn.conv import Conv2d
 from spikecim.nn.tt import TTConv2d
 from spikecim.schema import Schema
@@ -56,10 +56,7 @@ class TTOptions(Schema):
 @register_method("tt", changes={"conv-structure"})
 def tt(model: nn.Module, **options) -> nn.Module:
     """Replace the model's convolutions by :class:`TTConv2d` (in place; returns the model)."""
-    try:
-        opts = TTOptions.model_validate(options)
-    except ValidationError as e:
-        raise SpikecimError(one_line_validation_error(e, "methods.tt.")) from None
+    opts = read_options(TTOptions, "tt", options)
     if opts.weights is not None:
         if not opts.from_trained:
             raise SpikecimError("methods.tt.weights: only read with from_trained: true")
