@@ -156,8 +156,8 @@ def _pruned(model: nn.Module) -> list[tuple[torch.Tensor, PruneMask]]:
 
 def prune_at(model: nn.Module, boundary: int, epochs: int) -> float | None:
     """Set the masks of ``model`` to the sparsity s(``boundary``) of training for ``epochs``
-    epochs; returns the fraction of the masked layers' weights that are pruned, or None when ``model`` has no
-    mask (the method was not applied)."""
+    epochs; returns the fraction of the masked layers' weights that are pruned, or None when
+    ``model`` has no mask (the method was not applied)."""
     pruned = _pruned(model)
     if not pruned:
         return None
