@@ -106,3 +106,26 @@ def test_training_curves_show_the_penalised_spike_rate_when_the_history_has_it(t
     assert len(charts.training_curves({"ann": plain}).layout.annotations) == 2  # no third panel without it
     path = plots.training_curves({"snn": history}, tmp_path / "t.png")
     assert path.read_bytes().startswith(PNG_MAGIC)
+
+
+def test_training_curves_show_the_pruned_share_and_the_spike_rate_each_in_a_panel(tmp_path):
+    from spikecim.report import charts
+
+    history = [
+        {"epoch": e, "loss": 1.0, "test_acc": 0.4, "train_spike_rate": 0.2, "weight_sparsity": s}
+        for e, s in ((1, 0.0), (2, 0.7), (3, 0.8))
+    ]
+    pruned = [{k: v for k, v in h.items() if k != "train_spike_rate"} for h in history]
+    fig = charts.training_curves({"snn": history, "snn-p": pruned})
+    assert [a.text for a in fig.layout.annotations] == [
+        "accuracy (%)", "training loss", "training spike rate (%)", "weights pruned (%)",
+    ]  # fmt: skip
+    traces = {t.name: t for t in fig.data}
+    assert list(traces["SNN-P pruned"].y) == pytest.approx([0.0, 70.0, 80.0])
+    assert traces["SNN-P pruned"].xaxis == "x4"  # the fourth panel
+    assert "SNN-P spike rate" not in traces
+    assert [a.text for a in charts.training_curves({"p": pruned}).layout.annotations][
+        -1
+    ] == "weights pruned (%)"
+    path = plots.training_curves({"snn": history}, tmp_path / "t.png")
+    assert path.read_bytes().startswith(PNG_MAGIC)

@@ -75,18 +75,21 @@ def palette(i: int) -> str:
 
 def training_curves(histories: Mapping[str, Sequence[Mapping]]):
     """Accuracy (train dashed, test solid, %) and loss per epoch, one colour per variant; with
-    a spike-rate penalty (``train_spike_rate`` in a record), the rate it penalised (%) too."""
+    a spike-rate penalty or pruning in the records, a panel each for the rate it penalised
+    and the weights pruned (%, :data:`spikecim.report.plots.EXTRA_PANELS`)."""
     from plotly.subplots import make_subplots
 
-    rated = any(h.get("train_spike_rate") is not None for hs in histories.values() for h in hs)
-    titles = ("accuracy (%)", "training loss") + (("training spike rate (%)",) if rated else ())
+    from spikecim.report.plots import extra_panels
+
+    extra = extra_panels(histories)
+    titles = ("accuracy (%)", "training loss") + tuple(f"{title} (%)" for _, title, _, _ in extra)
     fig = make_subplots(rows=1, cols=len(titles), subplot_titles=titles)
-    curves = (  # (key, scale, name, dash, hover, column)
+    curves = [  # (key, scale, name, dash, hover, column)
         ("train_acc", 100, "train", "dash", "%{y:.2f} %", 1),
         ("test_acc", 100, "test", "solid", "%{y:.2f} %", 1),
         ("loss", 1, "loss", "solid", "loss %{y:.4f}", 2),
-        ("train_spike_rate", 100, "spike rate", "solid", "%{y:.2f} % spikes", 3),
-    )
+    ]
+    curves += [(key, 100, curve, "solid", "%{y:.2f} %", 3 + j) for j, (key, _, _, curve) in enumerate(extra)]
     for i, (variant, history) in enumerate(histories.items()):
         for key, scale, label, dash, hover, col in curves:
             pts = [(h["epoch"], h[key] * scale) for h in history if h.get(key) is not None]
@@ -105,8 +108,8 @@ def training_curves(histories: Mapping[str, Sequence[Mapping]]):
     fig.update_xaxes(title_text="epoch", dtick=1)
     fig.update_yaxes(title_text="accuracy (%)", row=1, col=1)
     fig.update_yaxes(title_text="loss (cross-entropy, nats)", row=1, col=2)
-    if rated:
-        fig.update_yaxes(title_text="spikes per neuron and step (%)", row=1, col=3)
+    for j, (_, _, axis, _) in enumerate(extra):
+        fig.update_yaxes(title_text=axis, row=1, col=3 + j)
     return fig
 
 

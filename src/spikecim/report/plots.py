@@ -17,9 +17,21 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-__all__ = ["layer_ops", "save_figure", "spike_rates", "training_curves"]
+__all__ = ["EXTRA_PANELS", "extra_panels", "layer_ops", "save_figure", "spike_rates", "training_curves"]
 
 _DPI = 100
+
+
+# per-epoch figures a history may hold, each in a panel of its own: (key, title, axis label, curve)
+EXTRA_PANELS = (
+    ("train_spike_rate", "training spike rate", "spikes per neuron and step (%)", "spike rate"),  # spike_reg
+    ("weight_sparsity", "weights pruned", "pruned weights (%)", "pruned"),  # the prune method
+)
+
+
+def extra_panels(histories: Mapping[str, Sequence[Mapping]]) -> list[tuple[str, str, str, str]]:
+    """The :data:`EXTRA_PANELS` some record of ``histories`` holds."""
+    return [p for p in EXTRA_PANELS if any(h.get(p[0]) is not None for hs in histories.values() for h in hs)]
 
 
 def training_curves(histories: Mapping[str, Sequence[Mapping]], path: str | Path) -> Path:
@@ -27,10 +39,11 @@ def training_curves(histories: Mapping[str, Sequence[Mapping]], path: str | Path
 
     ``histories`` maps a variant (``"snn"``, ``"ann"``) to its per-epoch records
     ``{"epoch", "loss", "train_acc", "test_acc"}``; a missing field is skipped. Records with
-    ``train_spike_rate`` (a spike-rate penalty) add a third panel with that rate.
+    ``train_spike_rate`` (a spike-rate penalty) or ``weight_sparsity`` (pruning) add a
+    panel each (:data:`EXTRA_PANELS`), in percent.
     """
-    rated = any(h.get("train_spike_rate") is not None for hs in histories.values() for h in hs)
-    fig, axes = plt.subplots(1, 3 if rated else 2, figsize=(13.5 if rated else 9, 3.4))
+    extra = extra_panels(histories)
+    fig, axes = plt.subplots(1, 2 + len(extra), figsize=(4.5 * (2 + len(extra)), 3.4))
     ax_acc, ax_loss = axes[0], axes[1]
     for i, (variant, history) in enumerate(histories.items()):
         label, color = variant.upper(), f"C{i}"
@@ -43,17 +56,14 @@ def training_curves(histories: Mapping[str, Sequence[Mapping]], path: str | Path
         pts = [(h["epoch"], h["loss"]) for h in history if h.get("loss") is not None]
         if pts:
             ax_loss.plot(*zip(*pts), color=color, marker="o", ms=3, label=label)
-        pts = [
-            (h["epoch"], h["train_spike_rate"] * 100)
-            for h in history
-            if h.get("train_spike_rate") is not None
-        ]
-        if pts:
-            axes[2].plot(*zip(*pts), color=color, marker="o", ms=3, label=label)
+        for ax, (key, *_) in zip(axes[2:], extra, strict=True):
+            pts = [(h["epoch"], h[key] * 100) for h in history if h.get(key) is not None]
+            if pts:
+                ax.plot(*zip(*pts), color=color, marker="o", ms=3, label=label)
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy (dashed: train, solid: test)")
     ax_loss.set(xlabel="epoch", ylabel="loss", title="training loss")
-    if rated:
-        axes[2].set(xlabel="epoch", ylabel="spikes per neuron and step (%)", title="training spike rate")
+    for ax, (_, title, axis, _) in zip(axes[2:], extra, strict=True):
+        ax.set(xlabel="epoch", ylabel=axis, title=title)
     for ax in axes:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
