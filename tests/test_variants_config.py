@@ -1,5 +1,7 @@
 """Variants as data: the run config lists them, the models are built from them."""
 
+from pathlib import Path
+
 import pytest
 import torch
 import yaml
@@ -116,3 +118,16 @@ def test_frame_data_refuses_a_variant_at_another_t_than_the_frames(tmp_path):
 
     with pytest.raises(SpikecimError, match="frame data sets take one T per run"):
         build_models(cfg, dataset_from_config(cfg.data))
+
+
+EXAMPLE_CONFIGS = sorted((Path(__file__).parents[1] / "examples").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", EXAMPLE_CONFIGS, ids=lambda p: p.name)
+def test_every_example_run_config_is_read_and_builds_every_variant_with_its_methods(path):
+    """The shipped examples stay valid as the schema and the methods' options change."""
+    cfg = load_config(path)
+    if cfg.data.name != "digits":
+        pytest.skip(f"{path.name} reads {cfg.data.name} files")
+    models = build_models(cfg, load_dataset("digits"))
+    assert list(models) == [v.name for v in cfg.variants]
