@@ -214,6 +214,9 @@ def test_a_pruned_run_traces_the_zero_weights_its_checkpoint_masks(tmp_path):
     for name, mask in masks.items():
         assert layers[name]["operands"]["weight"]["sparsity"] == pytest.approx(float((~mask).float().mean()))
         assert sum(layers[name]["acs_nonzero_weights_per_step"]) < sum(layers[name]["acs_per_step"])
+    totals = yaml.safe_load((run / "metrics.json").read_text())["trace"]["snn-p"]
+    pruned = sum(int((~m).sum()) for m in masks.values()) / sum(m.numel() for m in masks.values())
+    assert totals["weight_sparsity"] == pytest.approx(pruned)
 
 
 def test_tt_after_prune_is_refused_and_prune_after_tt_prunes_the_cores():

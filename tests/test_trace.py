@@ -149,6 +149,7 @@ def test_workload_json_round_trip_and_metrics(tmp_path):
     # all-ones input it meets 3 non-zero weights per step (of 6 accumulates); fc2 has no zero
     assert m["effective_acs_on_nonzero_weights"] == 3 * 3 + sum(back.layers[1].acs_per_step)
     assert m["effective_acs"] == 6 * 3 + sum(back.layers[1].acs_per_step)
+    assert m["weight_sparsity"] == 3 / 8  # fc1's three zeros of the network's 6 + 2 weights
     assert m["params"] == 6 + 2
     assert m["weight_bytes"] == 8 * 4
 

@@ -3,7 +3,7 @@
 :func:`compare_methods` is a pure function of the results of ``evaluate`` (accuracy, the
 average timesteps of an early-exit variant), ``analog`` (accuracy on the simulated crossbar,
 mean ± std over programming seeds), ``trace`` (parameters, memory footprint of weights and
-membranes, and the footprint's ratio to the baseline's) and ``hardware`` (energy, latency, area, EDP per architecture). Every cost is
+membranes, and the footprint's ratio to the baseline's, the share of zero weights) and ``hardware`` (energy, latency, area, EDP per architecture). Every cost is
 also given as its ratio to the baseline variant's on the same architecture, so the naive
 operation-count estimate and the hardware models sit side by side ("estimated versus
 real"). A stage that did not run leaves its columns empty. Pydantic only (no torch).
@@ -84,6 +84,7 @@ def compare_methods(
             footprint_bytes=t.footprint_bytes if t is not None else None,
             footprint_reduction_vs_fp32=t.footprint_reduction_vs_fp32 if t is not None else None,
             footprint_ratio=ratio_to(t.footprint_bytes, base_footprint) if t is not None else None,
+            weight_sparsity=t.weight_sparsity if t is not None else None,
             hardware=costs,
         )
     archs = list(hardware.archs) if hardware is not None and hardware.enabled else []

@@ -161,6 +161,7 @@ class TraceVariant(_Lenient):
     effective_acs: Amount | None = None
     effective_acs_on_nonzero_weights: Amount | None = None  # traces before it: None
     activation_sparsity: float | None = None  # 1 − nonzero/inputs: may round a hair below 0
+    weight_sparsity: Fraction | None = None  # zero programmed weights / all; traces before it: None
     params: Amount | None = None
     weight_bytes: Amount | None = None
     membrane_bytes: Amount | None = None
@@ -435,6 +436,7 @@ class MethodRow(_Lenient):
     footprint_bytes: float | None = None
     footprint_reduction_vs_fp32: float | None = None
     footprint_ratio: float | None = None  # footprint / the baseline's
+    weight_sparsity: float | None = None  # zero programmed weights / all (pruning, quantisation)
     hardware: dict[str, MethodCost] = Field(default_factory=dict)
 
     def summary(self, n_seeds: int | None, archs: list[str]) -> str:
@@ -443,6 +445,8 @@ class MethodRow(_Lenient):
         if self.analog_mean is not None:
             text += f" (analog {pct_spread(self.analog_mean, self.analog_std, n_seeds)})"
         text += f", T {steps}, footprint {count(self.footprint_bytes)} B"
+        if self.weight_sparsity:
+            text += f", zero weights {pct(self.weight_sparsity)}"
         ratios = [f"{a} {_num(self.hardware[a].energy_ratio)}" for a in archs if a in self.hardware]
         return text + (f", energy ×baseline: {', '.join(ratios)}" if ratios else "")
 

@@ -100,7 +100,9 @@ def methods_section(result: MethodsResult | None, run_dir: Path) -> str:
     rows = result.variants
     analog = any(r.analog_mean is not None for r in rows.values())
     headers = ["variant", "methods", "accuracy", *(["analog accuracy"] if analog else [])]
-    headers += ["average timesteps", "parameters", "footprint (bytes)", "×", "footprint saved vs 32-bit"]
+    headers += [
+        "average timesteps", "parameters", "footprint (bytes)", "×", "footprint saved vs 32-bit", "zero weights",
+    ]  # fmt: skip
     table = []
     for v, r in rows.items():
         steps = (
@@ -115,6 +117,7 @@ def methods_section(result: MethodsResult | None, run_dir: Path) -> str:
             count(r.footprint_bytes),
             ratio(r.footprint_ratio),
             pct(r.footprint_reduction_vs_fp32),
+            pct(r.weight_sparsity),
         ]
         table.append(line)
     parts = [

@@ -32,6 +32,7 @@ _TOTALS = (
     ("effective_acs", "effective ACs / sample", count),
     ("effective_acs_on_nonzero_weights", "effective ACs on non-zero weights / sample", count),
     ("activation_sparsity", "activation sparsity", pct),
+    ("weight_sparsity", "zero weights (programmed)", pct),
     ("params", "parameters", count),
     ("weight_bytes", "weight memory (bytes)", count),
     ("membrane_bytes", "membrane memory (bytes)", count),

@@ -607,7 +607,8 @@ class Workload(_Strict):
     # ---- NeuroBench-style metrics ---------------------------------------------------
     def metrics(self) -> dict[str, float]:
         """Per-sample totals over the steps run: dense MACs, effective ACs (those on non-zero
-        weights too), sparsity, footprint (step t weighted by ``running(t)``). Membrane memory: one state per neuron at its
+        weights too), sparsity of the activations and of the programmed (static) weights,
+        footprint (step t weighted by ``running(t)``). Membrane memory: one state per neuron at its
         recorded bits, a shared group once; ``footprint_reduction_vs_fp32``: 1 − footprint /
         (the same weights and membranes at 32 bits), 0.9375 when everything is held at 2 bits."""
         dense = sum(layer.macs * self.steps_run(layer) for layer in self.layers)
@@ -620,6 +621,9 @@ class Workload(_Strict):
         nonzero = sum(self._run_sum(layer.in_nonzero_per_step) for layer in self.layers)
         params = sum(layer.params for layer in self.layers)
         weight_bytes = sum(layer.params * layer.weight_bits / 8 for layer in self.layers)
+        static = [layer for layer in self.layers if not layer.dynamic]
+        weights = sum(layer.weights for layer in static)
+        zero_weights = sum(layer.weights * layer.weight_sparsity for layer in static)
         states = self.membrane_states()
         neurons = sum(n for n, _ in states.values())
         membrane_bytes = sum(n * bits / 8 for n, bits in states.values())
@@ -628,6 +632,7 @@ class Workload(_Strict):
             "effective_acs": float(acs),
             "effective_acs_on_nonzero_weights": float(acs_nonzero_weights),
             "activation_sparsity": 1.0 - nonzero / inputs if inputs else 0.0,
+            "weight_sparsity": zero_weights / weights if weights else 0.0,
             "params": float(params),
             "weight_bytes": float(weight_bytes),
             "membrane_bytes": float(membrane_bytes),
