@@ -3,11 +3,13 @@ values land at their dotted paths."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 
 from spikecim.cli.main import main
-from spikecim.dse.space import build, check_space
+from spikecim.dse.space import build, check_space, load_space
 
 BASE = {"model": {"name": "mlp"}, "train": {"epochs": 1}, "data": {"limit": 128}}
 
@@ -244,3 +246,11 @@ def test_dse_help_shows_plain_flags(capsys):
     for flag in ("--random-baseline", "--resume", "--status"):
         rows = [ln for ln in text.splitlines() if flag in ln]
         assert rows and "<bool>" not in rows[0] and "--no-" not in rows[0], rows
+
+
+@pytest.mark.parametrize(
+    "path", sorted((Path(__file__).parents[1] / "examples" / "dse").glob("*.yaml")), ids=lambda p: p.name
+)
+def test_every_shipped_space_is_read_with_every_knob_value_checked_on_its_base(path):
+    space = load_space(path)
+    assert space.knobs and space.objectives
