@@ -162,11 +162,7 @@ def _noisy_weights(model: nn.Module, modifier: WeightModifier, gen: torch.Genera
     wrapped: list[nn.Module] = []
     try:
         with torch.no_grad():
-            for m in model.modules():
-                op = ops.find(m)
-                w = op.static_weight(m) if op is not None and op.on_crossbar else None
-                if w is None:
-                    continue
+            for _, m, w in ops.programmed_layers(model):
                 noise = weight_noise(w, modifier, gen)
                 if parametrize.is_parametrized(m, "weight"):
                     parametrize.register_parametrization(m, "weight", _Noise(noise))

@@ -94,7 +94,7 @@ def prune(model: nn.Module, **options) -> nn.Module:
         raise SpikecimError(
             f"methods.prune.end_epoch: must be at least start_epoch ({opts.start_epoch}), got {opts.end_epoch}"
         )
-    layers = _synaptic_layers(model)
+    layers = [(name, m) for name, m, _ in ops.programmed_layers(model)]
     for pattern in opts.exclude:
         if not any(fnmatch.fnmatchcase(name, pattern) for name, _ in layers):
             names = ", ".join(name for name, _ in layers) or "none"
@@ -109,15 +109,6 @@ def prune(model: nn.Module, **options) -> nn.Module:
         weight = m.weight
         parametrize.register_parametrization(m, "weight", PruneMask(weight.shape, schedule, weight.device))
     return model
-
-
-def _synaptic_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    out = []
-    for name, m in model.named_modules():
-        op = ops.find(m)
-        if op is not None and op.on_crossbar and isinstance(getattr(m, "weight", None), torch.Tensor):
-            out.append((name, m))
-    return out
 
 
 def gradual_sparsity(boundary: int, final: float, start: int, end: int) -> float:

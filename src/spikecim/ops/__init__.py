@@ -33,7 +33,16 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-__all__ = ["MatMul", "Op", "find", "get_op", "list_ops", "programmed_weights", "register_op"]
+__all__ = [
+    "MatMul",
+    "Op",
+    "find",
+    "get_op",
+    "list_ops",
+    "programmed_layers",
+    "programmed_weights",
+    "register_op",
+]
 
 
 class Op(ABC):
@@ -119,22 +128,28 @@ def list_ops() -> list[str]:
     return sorted(_OPS)
 
 
-def programmed_weights(model: nn.Module) -> list[nn.Parameter]:
-    """The trained tensors behind the weights ``to_analog`` programs onto crossbars, in
-    module order: the static weight of every operator with a crossbar twin, or, where that
-    weight is parametrised (``torch.nn.utils.parametrize``: pruning masks, weight QAT,
-    MINT), the parameter it is computed from (``parametrizations.weight.original``), so
-    that what is written into these tensors reaches the forward."""
+def programmed_layers(model: nn.Module) -> list[tuple[str, nn.Module, torch.Tensor]]:
+    """``(name, module, weight)`` of every operator ``to_analog`` programs onto crossbars, in
+    module order: the operators with a crossbar twin and a static weight, that weight as the
+    layer computes it (after its parametrisations, if any)."""
     out = []
-    for m in model.modules():
+    for name, m in model.named_modules():
         op = find(m)
         w = op.static_weight(m) if op is not None and op.on_crossbar else None
-        if w is None:
-            continue
-        if parametrize.is_parametrized(m, "weight"):
-            w = m.parametrizations["weight"].original
-        out.append(w)
+        if w is not None:
+            out.append((name, m, w))
     return out
+
+
+def programmed_weights(model: nn.Module) -> list[nn.Parameter]:
+    """The trained tensors behind the weights of :func:`programmed_layers`: the static weight
+    itself, or, where it is parametrised (``torch.nn.utils.parametrize``: pruning masks,
+    weight QAT, MINT), the parameter it is computed from (``parametrizations.weight.original``),
+    so that what is written into these tensors reaches the forward."""
+    return [
+        m.parametrizations["weight"].original if parametrize.is_parametrized(m, "weight") else w
+        for _, m, w in programmed_layers(model)
+    ]
 
 
 # the built-in operators register themselves on import
