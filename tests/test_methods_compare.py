@@ -251,6 +251,7 @@ def test_methods_example_lists_the_baseline_each_method_and_mint_with_dt_snn():
         ("squat4", ["squat"]),
         ("shared-g2", ["shared-lif"]),
         ("tt16", ["tt"]),
+        ("pruned80", ["prune"]),
         ("mint4-dt", ["mint", "dt-snn"]),
     ]
     assert cfg.baseline == "snn" and "methods" in cfg.stages and cfg.analog.n_seeds == 1
