@@ -236,3 +236,25 @@ def test_tt_after_prune_is_refused_and_prune_after_tt_prunes_the_cores():
     assert len(cores) == 4
     for core in cores:
         assert int((core.weight == 0).sum()) == round(0.5 * core.weight.numel())
+
+
+@pytest.mark.parametrize("scope", ["layer", "global"])
+def test_the_masks_are_torchs_l1_unstructured_pruning_masks(scope):
+    """torch.nn.utils.prune as the peer: l1_unstructured per layer, global_unstructured with
+    L1Unstructured over all layers, at the same count of weights."""
+    import copy
+
+    from torch.nn.utils import prune as torch_prune
+
+    peer = _mlp()
+    model = prune(copy.deepcopy(peer), sparsity=0.6, scope=scope, end_epoch=0)
+    prune_at(model, 0, epochs=1)
+    layers = [(m, "weight") for m in peer.modules() if isinstance(m, nn.Linear)]
+    if scope == "layer":
+        for m, name in layers:
+            torch_prune.l1_unstructured(m, name, amount=round(0.6 * m.weight.numel()))
+    else:
+        total = sum(m.weight.numel() for m, _ in layers)
+        torch_prune.global_unstructured(layers, torch_prune.L1Unstructured, amount=round(0.6 * total))
+    for (m, _), (name, w) in zip(layers, _weights(model).items(), strict=True):
+        assert torch.equal(m.weight_mask.bool(), w != 0), name
