@@ -36,7 +36,6 @@ weights.
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -64,22 +63,12 @@ class PruneOptions(Schema):
     exclude: list[str] = Field(default_factory=list, description="layer names or fnmatch patterns left dense")
 
 
-@dataclass(frozen=True)
-class Schedule:
-    """The method's options as :func:`prune_at` reads them (one per model)."""
-
-    sparsity: float
-    start_epoch: int
-    end_epoch: int | None
-    scope: str
-
-
 class PruneMask(nn.Module):
     """The parametrisation ``w ↦ w · mask`` of one layer's weight; the mask is a buffer."""
 
-    def __init__(self, shape: torch.Size, schedule: Schedule, device=None):
+    def __init__(self, shape: torch.Size, options: PruneOptions, device=None):
         super().__init__()
-        self.schedule = schedule
+        self.options = options  # the method's, read by prune_at
         self.register_buffer("mask", torch.ones(shape, dtype=torch.bool, device=device))
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
@@ -104,10 +93,9 @@ def prune(model: nn.Module, **options) -> nn.Module:
     kept = [(n, m) for n, m in layers if not any(fnmatch.fnmatchcase(n, p) for p in opts.exclude)]
     if not kept:
         raise SpikecimError("methods.prune: no synaptic layer (linear or convolution) is left to prune")
-    schedule = Schedule(opts.sparsity, opts.start_epoch, opts.end_epoch, opts.scope)
     for _, m in kept:
         weight = m.weight
-        parametrize.register_parametrization(m, "weight", PruneMask(weight.shape, schedule, weight.device))
+        parametrize.register_parametrization(m, "weight", PruneMask(weight.shape, opts, weight.device))
     return model
 
 
@@ -152,7 +140,7 @@ def prune_at(model: nn.Module, boundary: int, epochs: int) -> float | None:
     pruned = _pruned(model)
     if not pruned:
         return None
-    schedule = pruned[0][1].schedule
+    schedule = pruned[0][1].options
     end = schedule.end_epoch if schedule.end_epoch is not None else max(schedule.start_epoch, 3 * epochs // 4)
     for field, value in (("start_epoch", schedule.start_epoch), ("end_epoch", end)):
         if value > epochs:

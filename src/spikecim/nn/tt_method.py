@@ -68,9 +68,7 @@ def tt(model: nn.Module, **options) -> nn.Module:
         load_weights(model, path)
     first = next((name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)), None)
     convs = [
-        (name, m)
-        for name, m in model.named_modules()
-        if _decomposable(m, type_before_parametrizations) and (opts.first or name != first)
+        (name, m) for name, m in model.named_modules() if _decomposable(m) and (opts.first or name != first)
     ]
     parametrised = next((name for name, m in convs if parametrize.is_parametrized(m)), None)
     if parametrised is not None:
@@ -96,9 +94,10 @@ def tt(model: nn.Module, **options) -> nn.Module:
     return model
 
 
-def _decomposable(m: nn.Module, kind=type) -> bool:
+def _decomposable(m: nn.Module) -> bool:
     return (
-        kind(m) in (nn.Conv2d, Conv2d)  # other subclasses (analog, quantised) are other layers
+        # other subclasses (analog, quantised) are other layers; a parametrised one is refused above
+        type_before_parametrizations(m) in (nn.Conv2d, Conv2d)
         and min(m.kernel_size) > 1
         and m.groups == 1
         and tuple(m.dilation) == (1, 1)
