@@ -221,9 +221,7 @@ def test_hardware_aware_training_puts_noise_on_the_pruned_weights_as_the_crossba
     opt = torch.optim.SGD(model.parameters(), lr=0.0)
     x, y = torch.rand(8, 1, 8, 8), torch.arange(8)
     noise = WeightModifier(kind="add_normal", std=0.5)
-    hwa_step(
-        model, [], opt, x, y, noise, ModelInput.from_encoder(1, "direct"), torch.Generator().manual_seed(1)
-    )
+    hwa_step(model, opt, x, y, noise, ModelInput.from_encoder(1, "direct"), torch.Generator().manual_seed(1))
     during = seen[0][pruned]
     assert during.numel() == 64 * 64 // 2 and bool((during != 0).all())
     assert float(during.std()) == pytest.approx(0.5 * w_max, rel=0.1)

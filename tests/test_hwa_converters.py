@@ -163,7 +163,6 @@ def test_weight_clipping_after_a_step_equals_aihwkit_lightning():
     gen = torch.Generator().manual_seed(0)
     hwa_step(
         ours,
-        weights,
         opt,
         x,
         y,
@@ -177,6 +176,38 @@ def test_weight_clipping_after_a_step_equals_aihwkit_lightning():
     ):
         torch.testing.assert_close(w, w_peer, rtol=1e-6, atol=1e-6)
         assert clipped(w) > 1  # the clipping acted: several weights at the same ±bound
+
+
+def test_weight_clipping_of_a_pruned_layer_takes_the_std_of_the_masked_weight():
+    """aihwkit clips to ±σ·std over the tile's weights, and a pruned weight is a zero on the
+    tile: the bound is σ·std(W·mask), applied to the trained tensor behind the mask. A step at
+    lr = 0 leaves the weights as they were, so only the clip moves them."""
+    from spikecim.nn.prune import prune
+
+    torch.manual_seed(0)
+    model = prune(
+        nn.Sequential(nn.Flatten(), nn.Linear(16, 12), nn.ReLU(), nn.Linear(12, 4)).double(),
+        sparsity=0.5,
+        exclude=["3"],
+    )
+    masked, plain = model[1], model[3]
+    original = masked.parametrizations["weight"].original.detach().clone()
+    mask = original.abs() < original.abs().median()  # the larger half pruned: std(W·mask) ≪ std(W)
+    masked.parametrizations["weight"][0].mask.copy_(mask)
+    plain_before = plain.weight.detach().clone()
+    sigma = 1.5
+    x, y = torch.rand(8, 1, 4, 4, dtype=torch.float64), torch.arange(8) % 4
+    c = HwaConverters(weight_clip_sigma=sigma)
+    trained = hwa_train(model, x, y, WeightModifier(kind="add_normal", std=0.1), 1, 0.0, None, converters=c)
+
+    bound = sigma * float((original * mask).std())
+    expected = original.clamp(-bound, bound)
+    torch.testing.assert_close(trained[1].parametrizations["weight"].original, expected, rtol=0, atol=0)
+    assert bool((expected[mask] != original[mask]).any())  # the clip acted on kept weights
+    plain_bound = sigma * float(plain_before.std())
+    torch.testing.assert_close(
+        trained[3].weight, plain_before.clamp(-plain_bound, plain_bound), rtol=0, atol=0
+    )
 
 
 def test_tile_sizes_split_like_aihwkit_lightning():

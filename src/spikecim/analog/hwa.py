@@ -47,6 +47,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import parametrize
 
 from spikecim import ops
 from spikecim.analog import hwa_kernels
@@ -558,9 +559,16 @@ def digital_layers(model: nn.Module) -> nn.Module:
 
 
 @torch.no_grad()
-def clip_weights(weights: list[torch.Tensor], sigma: float) -> None:
-    """Clip each weight in place to ±σ·std(W) (unbiased std over the whole tensor:
-    aihwkit-lightning's ``LAYER_GAUSSIAN`` clipping, ``clip_weights`` of its layers)."""
-    for w in weights:
+def clip_weights(model: nn.Module, sigma: float) -> None:
+    """Clip every programmed weight of ``model`` in place to ±σ·std(W) (unbiased std over the
+    whole tensor: aihwkit-lightning's ``LAYER_GAUSSIAN`` clipping, ``clip_weights`` of its
+    layers). W is the weight the layer computes (:func:`spikecim.ops.programmed_layers`), as
+    the tile holds it: a parametrised weight's std is taken after its parametrisations (a
+    pruning mask's zeros count), and the clip goes into the tensor the forward reads it from
+    (:func:`spikecim.ops.programmed_weights`)."""
+    for _, m, w in ops.programmed_layers(model):
         bound = sigma * w.std()
-        w.clamp_(-bound, bound)
+        # the whole stored tensor is clipped, the entries a mask zeroes too: they reach the
+        # forward multiplied by zero either way, and a pruned weight stays pruned
+        stored = m.parametrizations["weight"].original if parametrize.is_parametrized(m, "weight") else w
+        stored.clamp_(-bound, bound)

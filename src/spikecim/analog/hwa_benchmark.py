@@ -150,7 +150,6 @@ def _converters():
 def _spikecim_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
     import copy
 
-    from spikecim import ops
     from spikecim.analog.hwa import hwa_layers
     from spikecim.analog.mitigation import WeightModifier, hwa_optimizer, hwa_step
     from spikecim.train.evaluate import ModelInput
@@ -159,13 +158,12 @@ def _spikecim_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callab
     modifier = WeightModifier(kind="add_normal", std=NOISE_STD)
     gen = torch.Generator().manual_seed(0)
     model = copy.deepcopy(model)
-    weights = ops.programmed_weights(model)
     model = hwa_layers(model, converters, modifier, gen).train()
     opt = hwa_optimizer(list(model.parameters()), 1e-3)  # Adam as hwa_train runs it
     inputs = ModelInput.from_encoder(x.shape[0], "direct")
     image = x[0]  # direct encoding repeats it over the T steps (no draw: no generator)
     # the layers hold the modifier and the generator of the weight noise
-    return lambda: hwa_step(model, weights, opt, image, y, None, inputs, None, converters)
+    return lambda: hwa_step(model, opt, image, y, None, inputs, None, converters)
 
 
 def _peer_step(

@@ -84,8 +84,7 @@ def hwa_train(
     if epochs < 0:
         raise SpikecimError(f"analog.hwa_epochs: must be >= 0, got {epochs}")
     model = copy.deepcopy(model)
-    weights = ops.programmed_weights(model)
-    if not weights:
+    if not ops.programmed_layers(model):
         raise SpikecimError("hwa_train: the model has no layer with programmed weights (linear or conv)")
     gen = torch.Generator().manual_seed(seed)
     if converters.in_forward:
@@ -96,7 +95,7 @@ def hwa_train(
         order = torch.randperm(len(x), generator=gen)
         for i in range(0, len(x), batch_size):
             idx = order[i : i + batch_size]
-            hwa_step(model, weights, opt, x[idx], y[idx], modifier, inputs, gen, converters)
+            hwa_step(model, opt, x[idx], y[idx], modifier, inputs, gen, converters)
     model.eval()
     return digital_layers(model)
 
@@ -111,7 +110,6 @@ def hwa_optimizer(params: list[torch.Tensor], lr: float) -> torch.optim.Adam:
 
 def hwa_step(
     model: nn.Module,
-    weights: list[torch.Tensor],
     opt: torch.optim.Optimizer,
     x: torch.Tensor,
     y: torch.Tensor,
@@ -120,16 +118,16 @@ def hwa_step(
     gen: torch.Generator | None,
     converters: HwaConverters | None = None,
 ) -> None:
-    """One step of :func:`hwa_train` on ``weights`` (the model's programmed weights);
-    ``gen`` draws the input encoding and the noise injected here.
+    """One step of :func:`hwa_train` on ``model``'s programmed weights; ``gen`` draws the
+    input encoding and the noise injected here.
 
     Converters off: ``modifier``'s noise goes into the programmed weights (None: no noise),
     the forward and backward run at the noisy weights, the clean weights come back, the
     optimiser updates them; a parametrised weight gets its noise after its parametrisations
     (:func:`_noisy_weights`). Converters on (``model``'s layers wrapped by :func:`spikecim.analog.hwa.hwa_layers`):
     the layers draw the noise in their forward with their own modifier and generator, and
-    ``modifier`` is not read. Then, with ``weight_clip_sigma``, every weight of ``weights``
-    (:func:`spikecim.ops.programmed_weights`) is clipped."""
+    ``modifier`` is not read. Then, with ``weight_clip_sigma``, every programmed weight is
+    clipped (:func:`spikecim.analog.hwa.clip_weights`)."""
     converters = converters or HwaConverters()
     inject = not converters.in_forward and modifier is not None
     opt.zero_grad()
@@ -137,7 +135,7 @@ def hwa_step(
         _loss(model, x, y, inputs, gen).backward()
     opt.step()
     if converters.weight_clip_sigma is not None:
-        clip_weights(weights, converters.weight_clip_sigma)
+        clip_weights(model, converters.weight_clip_sigma)
 
 
 class _Noise(nn.Module):
