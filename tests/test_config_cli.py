@@ -1,6 +1,10 @@
 """Bad configs and CLI input: one line naming the field, exit code 2, no traceback."""
 
+import json
+
 import pytest
+import yaml
+from safetensors.torch import load_file
 
 from spikecim.cli.main import main
 from spikecim.config import RunConfig, load_config
@@ -202,3 +206,45 @@ def test_written_over_keeps_the_other_keys_of_a_nested_section_and_changes_neith
     changes = {"b": {"c": 3}, "e": {"f": 1}, "g": {"h": 0}}
     assert written_over(base, changes) == {"a": 1, "b": {"c": 3, "d": 2}, "e": {"f": 1}, "g": {"h": 0}}
     assert base == {"a": 1, "b": {"c": 1, "d": 2}, "g": 5} and changes["b"] == {"c": 3}
+
+
+def test_a_method_option_given_a_list_on_the_command_line_reaches_the_variant(tmp_path, capsys):
+    """`--method` split its options at every comma, so a YAML list lost its items after the
+    first. The list reaches the run's config.yaml and the method: of the mlp's programmed
+    layers 1, 3, 5, only 3 gets a pruning mask."""
+    spec = "prune:sparsity=0.5,exclude=['1', '5'],scope=global"
+    args = [
+        "run", "--set", f"output_dir={tmp_path}", "--name", "p", "--epochs", "0", "--stages", "train",
+        "--set", "model.name=mlp", "--set", "data.limit=64", "--set", "variants=[{name: snn}]",
+        "--method", spec,
+    ]  # fmt: skip
+    assert main(args) == 0, capsys.readouterr().err
+    run = tmp_path / "p"
+    variants = yaml.safe_load((run / "config.yaml").read_text())["variants"]
+    assert [v["name"] for v in variants] == ["snn", "prune"]
+    assert variants[1]["methods"] == [
+        {"name": "prune", "sparsity": 0.5, "exclude": ["1", "5"], "scope": "global"}
+    ]
+    state = json.loads((run / "checkpoint" / "prune.state.json").read_text())
+    weights = load_file(run / "checkpoint" / state["files"]["weights"]["name"])
+    masked = {key.split(".")[0] for key in weights if key.endswith(".mask")}
+    assert masked == {"3"}
+
+
+@pytest.mark.parametrize(
+    "value, problem",
+    [
+        ("['1', '5'", "expected ',' or ']', but got '<stream end>'"),
+        ("['1', '5']]", "expected '<document start>', but found ']'"),
+    ],
+    ids=["unclosed", "one bracket too many"],
+)
+def test_a_method_option_that_is_not_yaml_is_refused_in_one_line_naming_it(value, problem, tmp_path, capsys):
+    spec = f"prune:sparsity=0.5,scope=global,exclude={value}"
+    assert main(["run", "--set", f"output_dir={tmp_path}", "--method", spec]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip().splitlines() == [
+        f"error: --method prune: exclude={value}: not a YAML value ({problem})"
+    ]
+    assert "Traceback" not in captured.err + captured.out
+    assert not any(tmp_path.iterdir())

@@ -576,18 +576,55 @@ def _put(data: dict, path: list[str], value: list) -> None:
 
 
 def parse_method_spec(spec: str) -> dict[str, Any]:
-    """``NAME[:key=value,...]`` (values parsed as YAML) as a method mapping ``{name, **options}``."""
+    """``NAME[:key=value,...]`` as a method mapping ``{name, **options}``. Each value is YAML,
+    as ``--set``'s, so a list is a flow sequence (``exclude=['0', '10']``): the options are split
+    at the commas outside brackets, braces and quoted strings, and a value that is not YAML is
+    refused in one line naming the option."""
     name, _, rest = spec.partition(":")
     name = name.strip()
     if not name:
         raise SpikecimError(f"--method: expected NAME[:key=value,...], got '{spec}'")
     out: dict[str, Any] = {"name": name}
-    for item in filter(None, (x.strip() for x in rest.split(","))):
+    for item in filter(None, (x.strip() for x in _split_options(rest))):
         key, eq, value = item.partition("=")
         if not eq or not key.strip():
             raise SpikecimError(f"--method {name}: expected key=value, got '{item}'")
-        out[key.strip()] = _parse_value(value.strip())
+        try:
+            out[key.strip()] = yaml.safe_load(value.strip())
+        except yaml.YAMLError as e:
+            problem = getattr(e, "problem", None) or type(e).__name__
+            raise SpikecimError(
+                f"--method {name}: {key.strip()}={value.strip()}: not a YAML value ({problem})"
+            ) from None
     return out
+
+
+def _split_options(text: str) -> list[str]:
+    """``text`` split at the commas outside YAML's brackets, braces and quoted strings (a quote
+    opens a string at the start of a value: after ``=``, ``[``, ``{``, ``,`` or ``:``)."""
+    items, start, depth, quote, prev = [], 0, 0, "", ","
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if quote:
+            if c == "\\" and quote == '"':
+                i += 1  # an escaped character
+            elif c == quote and quote == "'" and text[i + 1 : i + 2] == "'":
+                i += 1  # '' is a quote inside a single-quoted string
+            elif c == quote:
+                quote = ""
+        elif c in "'\"" and prev in "=[{,:":
+            quote = c
+        elif c in "[{":
+            depth += 1
+        elif c in "]}":
+            depth = max(depth - 1, 0)
+        elif c == "," and depth == 0:
+            items.append(text[start:i])
+            start = i + 1
+        prev = prev if c.isspace() else c
+        i += 1
+    return [*items, text[start:]]
 
 
 def add_method_variants(cfg: RunConfig, specs: list[str]) -> RunConfig:

@@ -130,7 +130,8 @@ def run_cmd(
         "-m",
         metavar="NAME[:key=value,...]",
         help="Add a variant: the first spiking variant with the method NAME (`spikecim list methods`) "
-        "and its options, named after the method, e.g. --method dt-snn:threshold=0.1 (repeatable).",
+        "and its options, named after the method, e.g. --method dt-snn:threshold=0.1 (repeatable). "
+        "Values are YAML, a list in brackets: --method \"prune:sparsity=0.5,exclude=['0', '10']\".",
     ),
     fresh: bool = FRESH_OPT,
 ) -> None:
