@@ -15,6 +15,9 @@ a required option left out with one line naming it.
 A method may declare the training settings it needs (``register_method("dt-snn",
 train={"loss": "per_step"})``): they apply to every variant that lists it, under the
 variant's own ``train`` settings (:meth:`spikecim.config.RunConfig.train_for`).
+A method whose trained network is deployed in another form declares how
+(``register_method("prune", deploy=...)``: the channels pruned during training are removed
+from the network that is evaluated, traced, costed and exported; :func:`deploy_model`).
 A method declares what it changes (``changes={"membrane-quant"}``, from :data:`ASPECTS`):
 two methods of one variant that change the same aspect are refused when the run config is
 validated (:func:`check_combination`), unless one declares the other ``compatible``. The
@@ -46,6 +49,7 @@ __all__ = [
     "ASPECTS",
     "apply_methods",
     "check_combination",
+    "deploy_model",
     "get_method",
     "list_methods",
     "method_changes",
@@ -74,6 +78,7 @@ _METHODS: dict[str, MethodFn] = {}
 _TRAIN: dict[str, dict[str, Any]] = {}
 _CHANGES: dict[str, frozenset[str]] = {}
 _COMPATIBLE: dict[str, frozenset[str]] = {}
+_DEPLOY: dict[str, Callable[[Any], Any] | None] = {}
 _BUILTIN_MODULES: tuple[str, ...] = (
     "spikecim.nn.dynamic",
     "spikecim.nn.shared_transform",
@@ -89,11 +94,13 @@ def register_method(
     train: dict[str, Any] | None = None,
     changes: Iterable[str] = (),
     compatible: Iterable[str] = (),
+    deploy: Callable[[Any], Any] | None = None,
 ) -> Callable[[MethodFn], MethodFn]:
     """Register ``fn(model, **options) -> model`` as the method ``name``; ``train`` holds the
     training settings (fields of the run's ``train`` section) the method needs, ``changes``
     the :data:`ASPECTS` it changes, ``compatible`` the methods it combines with although they
-    change an aspect it changes too."""
+    change an aspect it changes too, ``deploy`` the function from the trained model to the
+    network as deployed (:func:`deploy_model`), when that is another."""
     changes = frozenset(changes)
     unknown = sorted(changes - ASPECTS)
     if unknown:
@@ -106,6 +113,7 @@ def register_method(
         _TRAIN[name] = dict(train or {})
         _CHANGES[name] = changes
         _COMPATIBLE[name] = frozenset(compatible)
+        _DEPLOY[name] = deploy
         return fn
 
     return deco
@@ -194,4 +202,18 @@ def apply_methods(model: Any, methods: Iterable[Any]) -> Any:
                 f"methods.{m.name}: option '{missing[0]}' is required; set it in the variant's methods entry"
             ) from None
         model = fn(model, **m.options)
+    return model
+
+
+def deploy_model(model: Any, methods: Iterable[Any]) -> Any:
+    """The trained ``model`` as it is deployed: the ``deploy`` function of each of ``methods``
+    (:class:`~spikecim.variants.MethodConfig` items or names) that has one, in order. The
+    run evaluates, traces, costs, maps to crossbars and exports this network (``prune`` with
+    granularity ``channel``: the network without its pruned channels, which computes the
+    same); ``model`` itself keeps the training state of the checkpoint."""
+    for m in methods:
+        name = m if isinstance(m, str) else m.name
+        get_method(name)
+        if _DEPLOY[name] is not None:
+            model = _DEPLOY[name](model)
     return model

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from spikecim.methods import deploy_model
 from spikecim.pipeline import folder
 from spikecim.pipeline.results import EvaluateResult, TraceResult, TrainResult
 from spikecim.pipeline.run import variant_input
@@ -29,7 +30,8 @@ def variants(ctx: RunContext) -> list[str]:
 
 def train_stage(ctx: RunContext) -> TrainResult:
     """Train every variant; a finished or interrupted checkpoint is resumed, not redone.
-    Weights placed by hand for any variant are refused before the first one trains."""
+    Weights placed by hand for any variant are refused before the first one trains. Each
+    trained model is replaced by the network as deployed (:func:`spikecim.methods.deploy_model`)."""
     for v in variants(ctx):
         refuse_weights_placed_by_hand(ctx.run_dir / "checkpoint", v)
     out = {}
@@ -43,6 +45,8 @@ def train_stage(ctx: RunContext) -> TrainResult:
             ctx.console,
             task=ctx.config.task,
         )
+        # the later stages take the network as deployed (prune's channels removed)
+        ctx.models[v] = deploy_model(ctx.models[v], ctx.config.variant(v).methods)
     return TrainResult.model_validate(out)
 
 

@@ -31,6 +31,7 @@ from spikecim.errors import (
     one_line_validation_error,
     terminate_as_interrupt,
 )
+from spikecim.methods import deploy_model
 from spikecim.models import create_model
 from spikecim.pipeline import folder
 from spikecim.pipeline.results import result_json
@@ -86,6 +87,7 @@ def build_models(cfg: RunConfig, data) -> dict[str, torch.nn.Module]:
             )
             try:
                 models[v.name] = apply_methods(model, v.methods)
+                deploy_model(models[v.name], v.methods)  # refuse what cannot be deployed before training
             except SpikecimError as e:  # which variant's methods, when several list one
                 raise SpikecimError(f"variants.{v.name}: {e}") from None
     return models
@@ -276,7 +278,7 @@ def _reuse_earlier_results(ctx: RunContext) -> None:
                     f"(needed by {', '.join(users['train'])}); add train to the stages"
                 )
             load_variant_weights(m, run_dir / "checkpoint", v)
-            m.eval()
+            ctx.models[v] = deploy_model(m.eval(), cfg.variant(v).methods)
     if "trace" in users:
         ctx.workloads = load_workloads(cfg, run_dir)
         if not ctx.workloads:
@@ -513,7 +515,7 @@ def load_run(
         warn(console, f"{note} (--allow-partial)")
     for v, m in ctx.models.items():
         load_variant_weights(m, run_dir / "checkpoint", v)
-        m.eval()
+        ctx.models[v] = deploy_model(m.eval(), cfg.variant(v).methods)
     metrics = run_dir / "metrics.json"
     if metrics.exists():
         ctx.metrics = _typed_metrics(read_metrics(metrics, "run"))
