@@ -88,6 +88,13 @@ def test_excluded_layers_stay_dense():
     assert [z for z in zeros.values() if z] == [round(0.9 * 32 * 16)], zeros  # only the 32 -> 16 layer
 
 
+def test_a_layer_number_read_by_yaml_names_that_layer():
+    model = prune(_mlp(), sparsity=0.9, **yaml.safe_load("exclude: [1, 5]"), end_epoch=0)
+    prune_at(model, 0, epochs=1)
+    zeros = {name: int((w == 0).sum()) for name, w in _weights(model).items()}
+    assert [z for z in zeros.values() if z] == [round(0.9 * 32 * 16)], zeros  # only the 32 -> 16 layer
+
+
 def _fit(model, epochs, tmp_path=None, **kw):
     spec = FitSpec(epochs=epochs, batch_size=128, timesteps=2, lr=5e-3, device="cpu")
     return fit(model, load_dataset("digits"), spec, ckpt_dir=tmp_path, variant="p", **kw)

@@ -160,17 +160,25 @@ class Evaluator:
 
 def structural_workload(cfg, data):
     """The workload of ``cfg``'s (only) variant with nothing learnt: its untrained model,
-    methods applied, traced on a few test samples for its shapes, bits and timesteps, then
+    methods applied (pruning masks at their final sparsity, the network as deployed),
+    traced on a few test samples for its shapes, bits and timesteps, then
     every activity set to zero, every static operand to all-zero (sparsity 1) and every step
     after the first to no samples running. Costs grow with each of these, so its cost is a
     lower bound of the trained network's."""
     import torch
 
+    from spikecim.methods import deploy_model
+    from spikecim.nn.prune import prune_at
     from spikecim.pipeline.run import build_models, variant_input
     from spikecim.trace import trace
 
     variant = cfg.variants[0].name
     model = build_models(cfg, data)[variant].eval()
+    # a pruned network's shape is that of its final masks (prune with granularity channel:
+    # fewer channels); they are set here on the untrained weights
+    epochs = cfg.train_for(cfg.variants[0]).epochs
+    prune_at(model, epochs, epochs)
+    model = deploy_model(model, cfg.variants[0].methods)
     inputs = variant_input(cfg, variant, data)
     x = data.x_test[:STRUCTURAL_SAMPLES]
     batch = inputs.encode(x, torch.Generator().manual_seed(cfg.seed))

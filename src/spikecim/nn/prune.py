@@ -27,7 +27,8 @@ the mask, and the masked weights sort first). Options:
 - ``start_epoch`` (b0, default 0) and ``end_epoch`` (b1, default ⌊3E/4⌋, at least b0):
   the boundaries where pruning starts and where it reaches s_f; b1 at most E;
 - ``scope``: ``layer`` (default, s_f of every layer) or ``global`` (s_f of all together);
-- ``exclude``: layer names or ``fnmatch`` patterns left dense (e.g. ``[features.0]``).
+- ``exclude``: layer names or ``fnmatch`` patterns left dense (e.g. ``["0"]``; a number
+  names the layer of that number, as YAML reads ``[0]``).
 
 Each epoch's history row gets ``weight_sparsity``, the zero fraction of the pruned layers'
 weights.
@@ -39,16 +40,26 @@ import fnmatch
 from typing import Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 from torch import nn
 from torch.nn.utils import parametrize
 
 from spikecim import ops
 from spikecim.errors import SpikecimError
 from spikecim.methods import read_options, register_method
+from spikecim.nn.channels import Link, channel_links, compact, kept_inputs
 from spikecim.schema import Schema
 
-__all__ = ["PruneMask", "PruneOptions", "gradual_sparsity", "magnitude_masks", "prune", "prune_at"]
+__all__ = [
+    "PruneMask",
+    "PruneOptions",
+    "channel_masks",
+    "deploy",
+    "gradual_sparsity",
+    "magnitude_masks",
+    "prune",
+    "prune_at",
+]
 
 
 class PruneOptions(Schema):
@@ -62,20 +73,54 @@ class PruneOptions(Schema):
     scope: Literal["layer", "global"] = Field("layer", description="the sparsity of each layer or of all")
     exclude: list[str] = Field(default_factory=list, description="layer names or fnmatch patterns left dense")
 
+    @field_validator("exclude", mode="before")
+    @classmethod
+    def _names(cls, value):
+        """A Sequential's layers are named by number: ``exclude: [0]`` names layer '0'."""
+        if isinstance(value, list):
+            return [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
+        return value
+
+    granularity: Literal["weight", "channel"] = Field(
+        "weight", description="weight: single weights; channel: whole output channels, removed for deployment"
+    )
+
 
 class PruneMask(nn.Module):
-    """The parametrisation ``w ↦ w · mask`` of one layer's weight; the mask is a buffer."""
+    """The parametrisation ``w ↦ w · mask`` of one layer's weight; the mask is a buffer.
+    ``outputs``: whether :func:`prune_at` prunes the layer's output channels (granularity
+    ``channel``; the model's last layer and the excluded ones keep theirs)."""
 
-    def __init__(self, shape: torch.Size, options: PruneOptions, device=None):
+    def __init__(self, shape: torch.Size, options: PruneOptions, device=None, outputs: bool = True):
         super().__init__()
         self.options = options  # the method's, read by prune_at
+        self.outputs = outputs
         self.register_buffer("mask", torch.ones(shape, dtype=torch.bool, device=device))
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         return weight * self.mask
 
 
-@register_method("prune", changes={"weight-sparsity"})
+def deploy(model: nn.Module) -> nn.Module:
+    """The trained network as it is deployed: with granularity ``channel``, a copy without
+    the pruned channels (:func:`spikecim.nn.channels.compact`; it computes what ``model``
+    computes); otherwise ``model`` itself."""
+    masked = _named_masks(model)
+    if not masked or masked[0][2].options.granularity != "channel":
+        return model
+    for name, _, _ in masked:
+        chain = _modules(model)[name].parametrizations["weight"]
+        if len(chain) != 1:
+            other = type(chain[1] if isinstance(chain[0], PruneMask) else chain[0]).__name__
+            raise SpikecimError(
+                f"methods.prune.granularity: 'channel' removes channels from plain weights; '{name}' "
+                f"is also parametrised by {other} (weight-qat, mint): use granularity 'weight' with them"
+            )
+    kept = {name: p.mask.flatten(1).any(1) for name, _, p in masked if p.outputs}
+    return compact(model, kept, "methods.prune.granularity")
+
+
+@register_method("prune", changes={"weight-sparsity"}, deploy=deploy)
 def prune(model: nn.Module, **options) -> nn.Module:
     """Put a :class:`PruneMask` on every synaptic layer's weight (in place; returns the model)."""
     opts = read_options(PruneOptions, "prune", options)
@@ -91,11 +136,40 @@ def prune(model: nn.Module, **options) -> nn.Module:
                 f"methods.prune.exclude: '{pattern}' names no synaptic layer (they are: {names})"
             )
     kept = [(n, m) for n, m in layers if not any(fnmatch.fnmatchcase(n, p) for p in opts.exclude)]
+    if opts.granularity == "channel":
+        return _mask_channels(model, opts, {n for n, _ in kept})
     if not kept:
         raise SpikecimError("methods.prune: no synaptic layer (linear or convolution) is left to prune")
     for _, m in kept:
         weight = m.weight
         parametrize.register_parametrization(m, "weight", PruneMask(weight.shape, opts, weight.device))
+    return model
+
+
+def _mask_channels(model: nn.Module, opts: PruneOptions, pruned: set[str]) -> nn.Module:
+    """Granularity ``channel``: a mask on every layer of the chain (its inputs follow the
+    channels of the layer before), the outputs of those in ``pruned`` but the last pruned."""
+    if opts.scope == "global":
+        raise SpikecimError(
+            "methods.prune.scope: granularity 'channel' prunes the channels of each layer (scope: layer); "
+            "'global' ranks single weights"
+        )
+    links = channel_links(model, "methods.prune.granularity")
+    modules = _modules(model)
+    outputs = {link.name for link in links[:-1] if link.name in pruned}
+    if not outputs:
+        raise SpikecimError(
+            "methods.prune: no layer's output channels are left to prune (the last layer's are the model's outputs)"
+        )
+    for link in links:
+        m = modules[link.name]
+        if parametrize.is_parametrized(m, "weight"):
+            raise SpikecimError(
+                f"methods.prune.granularity: 'channel' removes channels from plain weights; '{link.name}' is "
+                "parametrised by an earlier method (weight-qat, mint): use granularity 'weight' with them"
+            )
+        mask = PruneMask(m.weight.shape, opts, m.weight.device, outputs=link.name in outputs)
+        parametrize.register_parametrization(m, "weight", mask)
     return model
 
 
@@ -123,14 +197,49 @@ def magnitude_masks(
     return [part.view_as(w) for part, w in zip(keep.split(sizes), weights, strict=True)]
 
 
-def _pruned(model: nn.Module) -> list[tuple[torch.Tensor, PruneMask]]:
-    """(the trained weight, its mask) of every masked layer, in module order."""
+def channel_masks(
+    links: list[Link], weights: list[torch.Tensor], masks: list[PruneMask], sparsity: float
+) -> list[torch.Tensor]:
+    """New masks of the chain ``links`` (granularity ``channel``, one mask per link), layer
+    after layer: a layer's inputs that read a pruned channel of the layer before are masked;
+    then, where its ``outputs`` are pruned, ``min(round(sparsity · C), C − 1)`` of its C
+    output channels go, those with the smallest L1 norm of the weights left on its kept
+    inputs (Li et al., "Pruning Filters for Efficient ConvNets", ICLR 2017, filters ranked
+    by the sum of their absolute kernel weights, greedily: the feature maps removed before
+    do not count), the ones already pruned before any other."""
+    kept: list[torch.Tensor] = []
+    new = []
+    for i, (w, p) in enumerate(zip(weights, masks, strict=True)):
+        shape = (1,) * (w.dim() - 2)
+        cols = kept_inputs(links, kept, i, w.shape[1], w.device).view(1, -1, *shape)
+        rows = p.mask.flatten(1).any(1)
+        if p.outputs:
+            norm = (w.detach() * p.mask * cols).abs().flatten(1).sum(1)
+            order = torch.argsort(torch.where(rows, norm, -1.0), stable=True)
+            rows = torch.ones_like(rows)
+            rows[order[: min(round(sparsity * rows.numel()), rows.numel() - 1)]] = False
+        kept.append(rows)
+        new.append((rows.view(-1, 1, *shape) & cols).expand_as(w))
+    return new
+
+
+def _modules(model: nn.Module) -> dict[str, nn.Module]:
+    return dict(model.named_modules())
+
+
+def _named_masks(model: nn.Module) -> list[tuple[str, torch.Tensor, PruneMask]]:
+    """(name, the trained weight, its mask) of every masked layer, in module order."""
     out = []
-    for m in model.modules():
+    for name, m in model.named_modules():
         if parametrize.is_parametrized(m, "weight"):
             chain = m.parametrizations["weight"]
-            out.extend((chain.original, p) for p in chain if isinstance(p, PruneMask))
+            out.extend((name, chain.original, p) for p in chain if isinstance(p, PruneMask))
     return out
+
+
+def _pruned(model: nn.Module) -> list[tuple[torch.Tensor, PruneMask]]:
+    """(the trained weight, its mask) of every masked layer, in module order."""
+    return [(w, p) for _, w, p in _named_masks(model)]
 
 
 def prune_at(model: nn.Module, boundary: int, epochs: int) -> float | None:
@@ -148,11 +257,22 @@ def prune_at(model: nn.Module, boundary: int, epochs: int) -> float | None:
                 f"methods.prune.{field}: must be at most train.epochs ({epochs}), got {value}"
             )
     target = gradual_sparsity(boundary, schedule.sparsity, schedule.start_epoch, end)
+    if schedule.granularity == "channel":
+        links = channel_links(model, "methods.prune.granularity")
+        with torch.no_grad():
+            new = channel_masks(links, [w for w, _ in pruned], [p for _, p in pruned], target)
+            for (_, p), mask in zip(pruned, new, strict=True):
+                p.mask.copy_(mask)
+        return _zero_share(pruned)
     groups = [pruned] if schedule.scope == "global" else [[pair] for pair in pruned]
     with torch.no_grad():
         for group in groups:
             new = magnitude_masks([w for w, _ in group], [p.mask for _, p in group], target)
             for (_, p), mask in zip(group, new, strict=True):
                 p.mask.copy_(mask)
+    return _zero_share(pruned)
+
+
+def _zero_share(pruned: list[tuple[torch.Tensor, PruneMask]]) -> float:
     zeros = sum(int((~p.mask).sum()) for _, p in pruned)
     return zeros / sum(p.mask.numel() for _, p in pruned)
