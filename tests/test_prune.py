@@ -186,6 +186,31 @@ def test_a_schedule_ending_after_training_is_refused_before_training():
         _fit(model, 4)
 
 
+def test_a_schedule_ending_after_training_is_refused_before_any_variant_trains(tmp_path, capsys):
+    config = {
+        "name": "late",
+        "model": {"name": "mlp", "kwargs": {"hidden": [16]}},
+        "variants": [
+            {"name": "snn"},
+            {"name": "snn-p", "methods": [{"name": "prune", "sparsity": 0.5, "end_epoch": 3}]},
+        ],
+        "train": {"epochs": 2},
+        "stages": ["train"],
+        "output_dir": str(tmp_path),
+    }
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(config))
+    code = main(["run", str(path)])
+    err = capsys.readouterr().err.strip()
+    assert code != 0
+    assert err.splitlines()[-1].endswith(
+        "methods.prune.end_epoch: must be at most train.epochs (2), got 3"
+    ), err
+    assert not list(
+        (tmp_path / "late").glob("checkpoint/snn.*")
+    )  # the dense variant listed first never trained
+
+
 def test_a_run_refuses_a_bad_pruning_option_in_one_line(tmp_path, capsys):
     config = {
         "variants": [{"name": "snn"}, {"name": "snn-p", "methods": [{"name": "prune", "sparsity": 1.5}]}],

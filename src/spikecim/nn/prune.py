@@ -54,6 +54,7 @@ __all__ = [
     "PruneMask",
     "PruneOptions",
     "channel_masks",
+    "check_schedule",
     "deploy",
     "gradual_sparsity",
     "magnitude_masks",
@@ -242,10 +243,10 @@ def _pruned(model: nn.Module) -> list[tuple[torch.Tensor, PruneMask]]:
     return [(w, p) for _, w, p in _named_masks(model)]
 
 
-def prune_at(model: nn.Module, boundary: int, epochs: int) -> float | None:
-    """Set the masks of ``model`` to the sparsity s(``boundary``) of training for ``epochs``
-    epochs; returns the fraction of the masked layers' weights that are pruned, or None when
-    ``model`` has no mask (the method was not applied)."""
+def check_schedule(model: nn.Module, epochs: int) -> int | None:
+    """The boundary b1 where the masks of ``model`` reach their sparsity in training for
+    ``epochs`` epochs (None: no mask); a schedule starting or ending after the last epoch is
+    refused in one line."""
     pruned = _pruned(model)
     if not pruned:
         return None
@@ -256,6 +257,18 @@ def prune_at(model: nn.Module, boundary: int, epochs: int) -> float | None:
             raise SpikecimError(
                 f"methods.prune.{field}: must be at most train.epochs ({epochs}), got {value}"
             )
+    return end
+
+
+def prune_at(model: nn.Module, boundary: int, epochs: int) -> float | None:
+    """Set the masks of ``model`` to the sparsity s(``boundary``) of training for ``epochs``
+    epochs; returns the fraction of the masked layers' weights that are pruned, or None when
+    ``model`` has no mask (the method was not applied)."""
+    pruned = _pruned(model)
+    if not pruned:
+        return None
+    schedule = pruned[0][1].options
+    end = check_schedule(model, epochs)
     target = gradual_sparsity(boundary, schedule.sparsity, schedule.start_epoch, end)
     if schedule.granularity == "channel":
         links = channel_links(model, "methods.prune.granularity")

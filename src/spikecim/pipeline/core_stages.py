@@ -18,6 +18,7 @@ from spikecim.trace import trace
 from spikecim.train import FitSpec, fit
 from spikecim.train.batches import iterate_batches
 from spikecim.train.checkpoint import refuse_weights_placed_by_hand
+from spikecim.train.trainer import check_fit
 from spikecim.variants import workload_filename
 
 __all__ = ["evaluate_stage", "trace_stage", "train_stage", "variants"]
@@ -30,10 +31,12 @@ def variants(ctx: RunContext) -> list[str]:
 
 def train_stage(ctx: RunContext) -> TrainResult:
     """Train every variant; a finished or interrupted checkpoint is resumed, not redone.
-    Weights placed by hand for any variant are refused before the first one trains. Each
+    Weights placed by hand for any variant, and what :func:`~spikecim.train.trainer.check_fit`
+    refuses, are refused before the first one trains. Each
     trained model is replaced by the network as deployed (:func:`spikecim.methods.deploy_model`)."""
     for v in variants(ctx):
         refuse_weights_placed_by_hand(ctx.run_dir / "checkpoint", v)
+        check_fit(ctx.models[v], ctx.data, FitSpec.from_config(ctx.config, v))
     out = {}
     for v in variants(ctx):
         out[v] = fit(

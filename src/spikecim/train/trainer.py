@@ -35,7 +35,7 @@ from torch import nn
 
 from spikecim.data.augment import augment
 from spikecim.errors import SpikecimError, allocation_failed, one_line_validation_error
-from spikecim.nn.prune import prune_at
+from spikecim.nn.prune import check_schedule, prune_at
 from spikecim.progress import progress_bar, warn
 from spikecim.schema import MAX_INT
 from spikecim.train.batches import epoch_generator, iterate_batches
@@ -45,7 +45,7 @@ from spikecim.train.losses import with_tet_mse
 from spikecim.train.mixing import mix_batch
 from spikecim.train.regularizers import SpikeRate, spike_rate
 
-__all__ = ["FitSpec", "fit", "lr_factor", "make_optimizer", "resolve_device"]
+__all__ = ["FitSpec", "check_fit", "fit", "lr_factor", "make_optimizer", "resolve_device"]
 
 _EXTRA_METRICS = ("cross_entropy", "perplexity", "bits_per_char")  # a task's metrics kept per epoch
 # settings added after checkpoints existed: at their defaults they leave the fingerprint as it was
@@ -173,6 +173,24 @@ def lr_factor(epoch: int, epochs: int, warmup: int, cosine: bool) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * (epoch - warmup) / (epochs - warmup)))
 
 
+def check_fit(model: nn.Module, data, spec: FitSpec) -> None:
+    """Refuse, in one line, what :func:`fit` cannot train before it starts: augmentation or
+    mixing of data that are not images or frames, mixup of event frames, a pruning schedule
+    beyond ``spec.epochs``. A run checks every variant so before the first one trains."""
+    if (spec.augment or spec.mixing) and data.x_train.dim() < 4:
+        what = "data.augment" if spec.augment else "train.mixup_alpha and cutmix_alpha"
+        raise SpikecimError(
+            f"{what}: needs images [N, C, H, W] or event frames [N, T, C, H, W]; {data.name} holds "
+            f"samples of shape {list(data.x_train.shape[1:])}"
+        )
+    if spec.mixup_alpha > 0 and not data.x_train.is_floating_point():
+        raise SpikecimError(
+            f"train.mixup_alpha: mixup blends values; {data.name} holds {data.x_train.dtype} event frames, "
+            "which CutMix (train.cutmix_alpha) mixes without blending"
+        )
+    check_schedule(model, spec.epochs)
+
+
 def fit(
     model: nn.Module,
     data,
@@ -200,17 +218,7 @@ def fit(
     device = resolve_device(spec.device)
     dist_info: DistInfo = init_distributed(device)
     check_shares(len(data.y_train), spec.batch_size, dist_info.world)
-    if (spec.augment or spec.mixing) and data.x_train.dim() < 4:
-        what = "data.augment" if spec.augment else "train.mixup_alpha and cutmix_alpha"
-        raise SpikecimError(
-            f"{what}: needs images [N, C, H, W] or event frames [N, T, C, H, W]; {data.name} holds "
-            f"samples of shape {list(data.x_train.shape[1:])}"
-        )
-    if spec.mixup_alpha > 0 and not data.x_train.is_floating_point():
-        raise SpikecimError(
-            f"train.mixup_alpha: mixup blends values; {data.name} holds {data.x_train.dtype} event frames, "
-            "which CutMix (train.cutmix_alpha) mixes without blending"
-        )
+    check_fit(model, data, spec)
     spiking = bool(getattr(model, "spiking", True))
     model.to(device)
     prune_at(model, 0, spec.epochs)  # the masks of boundary 0; a resumed run restores its own below
