@@ -157,7 +157,7 @@ def _run_config(tmp_path, methods, model=None, stages=None) -> str:
     return str(path)
 
 
-def test_a_run_traces_and_reloads_the_network_without_its_pruned_channels(tmp_path):
+def test_a_run_traces_reloads_and_exports_the_network_without_its_pruned_channels(tmp_path):
     from spikecim.pipeline.run import load_run
 
     path = _run_config(
@@ -195,6 +195,19 @@ def test_a_run_traces_and_reloads_the_network_without_its_pruned_channels(tmp_pa
         seed=ctx.config.seed,
     )["accuracy"]
     assert acc == pytest.approx(recorded)
+    # the NIR graph is the deployed network's, read back by the nir library itself
+    import nir
+
+    assert main(["nir", "export", str(run), "-o", str(tmp_path / "c.nir"), "--variant", "snn-c"]) == 0
+    nodes = nir.read(str(tmp_path / "c.nir")).nodes
+    assert main(["nir", "export", str(run), "-o", str(tmp_path / "x.nir"), "--variant", "ann"]) != 0
+    assert not (tmp_path / "x.nir").exists()
+    assert [tuple(nodes[n].weight.shape) for n in ("0", "3", "8", "10")] == [
+        (8, 1, 3, 3),
+        (16, 8, 3, 3),
+        (32, 256),
+        (10, 32),
+    ]
 
 
 def test_the_dse_lower_bound_has_the_final_number_of_channels():

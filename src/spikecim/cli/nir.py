@@ -59,6 +59,13 @@ def export_cmd(
             help="export a run whose training was interrupted (fewer epochs than train.epochs)",
         ),
     ] = False,
+    variant: Annotated[
+        str | None,
+        typer.Option(
+            help="the run's variant to export, as deployed (e.g. without the channels prune removed); "
+            "default: its first spiking one"
+        ),
+    ] = None,
 ) -> None:
     """Write a run's trained spiking model as a NIR graph.
 
@@ -70,7 +77,7 @@ def export_cmd(
     _nir_output(output)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        model = load_model(run_dir, allow_partial=allow_partial)
+        model = load_model(run_dir, allow_partial=allow_partial, variant=variant)
         graph = to_nir(model, dt=dt)
     for w in caught:
         typer.echo(f"warning: {w.message}", err=True)

@@ -70,19 +70,25 @@ class NirMeta(Schema):
 
 
 def load_model(
-    path: str | Path, dt: float | None = None, convention: str | None = None, allow_partial: bool = False
+    path: str | Path,
+    dt: float | None = None,
+    convention: str | None = None,
+    allow_partial: bool = False,
+    variant: str | None = None,
 ) -> nn.Module:
     """A time-major model from a ``.nir`` file, a NIR run folder or a ``spikecim run`` folder.
 
-    ``allow_partial`` accepts a run folder whose training was interrupted (see
-    :func:`load_run_model`)."""
+    ``allow_partial`` accepts a run folder whose training was interrupted, ``variant`` names
+    one of its variants (see :func:`load_run_model`)."""
     path = Path(path)
+    if variant is not None and not (path.is_dir() and (path / "config.yaml").is_file()):
+        raise SpikecimError(f"variant: names a variant of a run folder; {path} is not one (no config.yaml)")
     if path.is_dir():
         if (path / NIR_FILE).is_file():
             nir_file, dt, convention = nir_source(path, dt, convention)
             return from_nir(nir_file, dt=dt, convention=convention)
         if (path / "config.yaml").is_file():
-            return load_run_model(path, allow_partial=allow_partial)
+            return load_run_model(path, variant, allow_partial=allow_partial)
         raise SpikecimError(f"{path}: neither a NIR folder ({NIR_FILE}) nor a run folder (config.yaml)")
     if not path.exists() and path.suffix != ".nir":
         raise SpikecimError(f"{path}: not found (expected a run folder, a NIR folder or a .nir file)")
@@ -135,8 +141,9 @@ def load_run_model(run_dir: str | Path, variant: str | None = None, allow_partia
     cfg = run_config(run_dir)
     if variant is None:
         variant = next((v.name for v in cfg.variants if v.spiking), cfg.variants[0].name)
-    if variant not in {v.name for v in cfg.variants}:
-        raise SpikecimError(f"{run_dir}: the run has no '{variant}' model")
+    names = [v.name for v in cfg.variants]
+    if variant not in names:
+        raise SpikecimError(f"variant: {run_dir} has no '{variant}' model, allowed: {', '.join(names)}")
     ctx = load_run(run_dir, variants=[variant], allow_partial=allow_partial)
     model = ctx.models[variant]
     shape = tuple(ctx.data.sample_shape)
