@@ -85,7 +85,7 @@ def test_the_next_layer_reads_no_pruned_channel_across_the_flatten():
         ("vgg9", True, {"width": 0.125, "in_channels": 1, "input_size": 8}),
     ],
 )
-def test_the_deployed_network_computes_what_the_masked_one_computes(model_name, spiking, kwargs):
+def test_the_deployed_chain_computes_what_the_masked_one_computes(model_name, spiking, kwargs):
     model, methods = _pruned(model_name, spiking, 0.6, **kwargs)
     model.eval()
     deployed = deploy_model(model, methods)
@@ -102,6 +102,31 @@ def test_the_deployed_network_computes_what_the_masked_one_computes(model_name, 
     assert not any(isinstance(m, nn.BatchNorm2d) and m.num_features not in got for m in deployed.modules())
     # the masked model still holds its masks and full weights
     assert [m.weight.shape[0] for m in _layers(model).values()] == outs
+
+
+@pytest.mark.parametrize("spiking", [True, False])
+def test_a_resnet_loses_channels_inside_its_blocks_only_and_computes_the_same(spiking):
+    torch.manual_seed(0)
+    kwargs = {"width": 0.125, "in_channels": 1}
+    model, methods = _pruned("resnet19", spiking, 0.5, **kwargs)
+    model.eval()
+    deployed = deploy_model(model, methods)
+    x = torch.rand(4 if spiking else 1, 2, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(deployed(x), model(x), atol=1e-5)
+    # hand counts (Li et al. 2017 prune a block's first convolution only): each block's conv1
+    # keeps C - round(C/2) of its C outputs and its conv2 reads them; the stem, the conv2s and
+    # the shortcuts keep their channels (the sums tie them); the hidden linear layer keeps half
+    full = _layers(create_model("resnet19", spiking=spiking, **kwargs))
+    small = _layers(deployed)
+    assert full.keys() == small.keys()
+    for name, m in full.items():
+        want_out, want_in = m.weight.shape[0], m.weight.shape[1]
+        if name.endswith(".conv1") or name == "13":
+            want_out -= round(0.5 * want_out)
+        if name.endswith(".conv2") or name == "15":
+            want_in -= round(0.5 * want_in)
+        assert tuple(small[name].weight.shape[:2]) == (want_out, want_in), name
 
 
 @pytest.mark.parametrize("other", ["dt-snn", "squat"])
@@ -235,7 +260,7 @@ def test_the_dse_lower_bound_has_the_final_number_of_channels():
     ("model", "methods", "field"),
     [
         (
-            {"name": "resnet19", "kwargs": {"width": 0.125}},
+            {"name": "spikformer-tiny"},
             [{"name": "prune", "sparsity": 0.5, "granularity": "channel"}],
             "methods.prune.granularity",
         ),

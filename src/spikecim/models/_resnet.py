@@ -29,6 +29,10 @@ __all__ = ["BasicBlock", "build_resnet"]
 class BasicBlock(TemporalModule):
     """Two 3x3 convolutions with an identity or 1x1 projection shortcut (see module docstring)."""
 
+    # conv1's output channels reach conv2 alone, through bn1 and act1: what channel pruning
+    # may remove (spikecim.nn.channels; the block's other channels are tied by the sum)
+    channel_link = ("conv1", ("bn1",), "conv2")
+
     def __init__(self, in_ch: int, out_ch: int, stride: int, act: Callable[[], nn.Module]) -> None:
         super().__init__()
         self.conv1, self.bn1 = conv_bn(in_ch, out_ch, 3, stride)

@@ -47,7 +47,7 @@ from torch.nn.utils import parametrize
 from spikecim import ops
 from spikecim.errors import SpikecimError
 from spikecim.methods import read_options, register_method
-from spikecim.nn.channels import Link, channel_links, compact, kept_inputs
+from spikecim.nn.channels import Link, channel_links, compact
 from spikecim.schema import Schema
 
 __all__ = [
@@ -148,28 +148,31 @@ def prune(model: nn.Module, **options) -> nn.Module:
 
 
 def _mask_channels(model: nn.Module, opts: PruneOptions, pruned: set[str]) -> nn.Module:
-    """Granularity ``channel``: a mask on every layer of the chain (its inputs follow the
-    channels of the layer before), the outputs of those in ``pruned`` but the last pruned."""
+    """Granularity ``channel``: a mask on every layer of a link and on its reader
+    (:func:`spikecim.nn.channels.channel_links`), the outputs pruned of the links in ``pruned``."""
     if opts.scope == "global":
         raise SpikecimError(
             "methods.prune.scope: granularity 'channel' prunes the channels of each layer (scope: layer); "
             "'global' ranks single weights"
         )
     links = channel_links(model, "methods.prune.granularity")
-    modules = _modules(model)
-    outputs = {link.name for link in links[:-1] if link.name in pruned}
+    outputs = {link.name for link in links if link.name in pruned}
     if not outputs:
         raise SpikecimError(
-            "methods.prune: no layer's output channels are left to prune (the last layer's are the model's outputs)"
+            "methods.prune: no layer's output channels are left to prune (exclude keeps "
+            + ", ".join(link.name for link in links)
+            + ")"
         )
-    for link in links:
-        m = modules[link.name]
+    masked = {n for link in links for n in (link.name, link.reader)}
+    for name, m in model.named_modules():
+        if name not in masked:
+            continue
         if parametrize.is_parametrized(m, "weight"):
             raise SpikecimError(
-                f"methods.prune.granularity: 'channel' removes channels from plain weights; '{link.name}' is "
+                f"methods.prune.granularity: 'channel' removes channels from plain weights; '{name}' is "
                 "parametrised by an earlier method (weight-qat, mint): use granularity 'weight' with them"
             )
-        mask = PruneMask(m.weight.shape, opts, m.weight.device, outputs=link.name in outputs)
+        mask = PruneMask(m.weight.shape, opts, m.weight.device, outputs=name in outputs)
         parametrize.register_parametrization(m, "weight", mask)
     return model
 
@@ -199,27 +202,34 @@ def magnitude_masks(
 
 
 def channel_masks(
-    links: list[Link], weights: list[torch.Tensor], masks: list[PruneMask], sparsity: float
+    links: list[Link], layers: list[tuple[str, torch.Tensor, PruneMask]], sparsity: float
 ) -> list[torch.Tensor]:
-    """New masks of the chain ``links`` (granularity ``channel``, one mask per link), layer
-    after layer: a layer's inputs that read a pruned channel of the layer before are masked;
-    then, where its ``outputs`` are pruned, ``min(round(sparsity · C), C − 1)`` of its C
-    output channels go, those with the smallest L1 norm of the weights left on its kept
-    inputs (Li et al., "Pruning Filters for Efficient ConvNets", ICLR 2017, filters ranked
-    by the sum of their absolute kernel weights, greedily: the feature maps removed before
-    do not count), the ones already pruned before any other."""
-    kept: list[torch.Tensor] = []
+    """New masks of ``layers`` ((name, trained weight, mask) in module order: a link's layer
+    before its reader; granularity ``channel``), layer after layer: a reader's inputs that
+    read a pruned channel are masked; then, where the layer's ``outputs`` are pruned,
+    ``min(round(sparsity · C), C − 1)`` of its C output channels go, those with the smallest
+    L1 norm of the weights left on its kept inputs (Li et al., "Pruning Filters for Efficient
+    ConvNets", ICLR 2017, filters ranked by the sum of their absolute kernel weights,
+    greedily: the feature maps removed before do not count), the ones already pruned before
+    any other."""
+    source = {link.reader: link for link in links}
+    kept: dict[str, torch.Tensor] = {}
     new = []
-    for i, (w, p) in enumerate(zip(weights, masks, strict=True)):
+    for name, w, p in layers:
         shape = (1,) * (w.dim() - 2)
-        cols = kept_inputs(links, kept, i, w.shape[1], w.device).view(1, -1, *shape)
+        link = source.get(name)
+        if link is None:
+            cols = torch.ones(w.shape[1], dtype=torch.bool, device=w.device)
+        else:
+            cols = kept[link.name].repeat_interleave(link.repeat)
+        cols = cols.view(1, -1, *shape)
         rows = p.mask.flatten(1).any(1)
         if p.outputs:
             norm = (w.detach() * p.mask * cols).abs().flatten(1).sum(1)
             order = torch.argsort(torch.where(rows, norm, -1.0), stable=True)
             rows = torch.ones_like(rows)
             rows[order[: min(round(sparsity * rows.numel()), rows.numel() - 1)]] = False
-        kept.append(rows)
+        kept[name] = rows
         new.append((rows.view(-1, 1, *shape) & cols).expand_as(w))
     return new
 
@@ -273,7 +283,7 @@ def prune_at(model: nn.Module, boundary: int, epochs: int) -> float | None:
     if schedule.granularity == "channel":
         links = channel_links(model, "methods.prune.granularity")
         with torch.no_grad():
-            new = channel_masks(links, [w for w, _ in pruned], [p for _, p in pruned], target)
+            new = channel_masks(links, _named_masks(model), target)
             for (_, p), mask in zip(pruned, new, strict=True):
                 p.mask.copy_(mask)
         return _zero_share(pruned)
