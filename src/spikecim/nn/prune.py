@@ -30,6 +30,11 @@ the mask, and the masked weights sort first). Options:
 - ``exclude``: layer names or ``fnmatch`` patterns left dense (e.g. ``["0"]``; a number
   names the layer of that number, as YAML reads ``[0]``).
 
+- ``granularity``: ``weight`` (default) or ``channel``: the output channels of smallest L1
+  norm go instead, layer after layer (Li et al., "Pruning Filters for Efficient ConvNets",
+  ICLR 2017), with the inputs of the layer that reads them (:mod:`spikecim.nn.channels`);
+  the run deploys the network without them (:func:`deploy`).
+
 Each epoch's history row gets ``weight_sparsity``, the zero fraction of the pruned layers'
 weights.
 """
@@ -74,6 +79,10 @@ class PruneOptions(Schema):
     scope: Literal["layer", "global"] = Field("layer", description="the sparsity of each layer or of all")
     exclude: list[str] = Field(default_factory=list, description="layer names or fnmatch patterns left dense")
 
+    granularity: Literal["weight", "channel"] = Field(
+        "weight", description="weight: single weights; channel: whole output channels, removed for deployment"
+    )
+
     @field_validator("exclude", mode="before")
     @classmethod
     def _names(cls, value):
@@ -81,10 +90,6 @@ class PruneOptions(Schema):
         if isinstance(value, list):
             return [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
         return value
-
-    granularity: Literal["weight", "channel"] = Field(
-        "weight", description="weight: single weights; channel: whole output channels, removed for deployment"
-    )
 
 
 class PruneMask(nn.Module):
@@ -109,8 +114,9 @@ def deploy(model: nn.Module) -> nn.Module:
     masked = _named_masks(model)
     if not masked or masked[0][2].options.granularity != "channel":
         return model
+    modules = _modules(model)
     for name, _, _ in masked:
-        chain = _modules(model)[name].parametrizations["weight"]
+        chain = modules[name].parametrizations["weight"]
         if len(chain) != 1:
             other = type(chain[1] if isinstance(chain[0], PruneMask) else chain[0]).__name__
             raise SpikecimError(
@@ -123,7 +129,8 @@ def deploy(model: nn.Module) -> nn.Module:
 
 @register_method("prune", changes={"weight-sparsity"}, deploy=deploy)
 def prune(model: nn.Module, **options) -> nn.Module:
-    """Put a :class:`PruneMask` on every synaptic layer's weight (in place; returns the model)."""
+    """Put a :class:`PruneMask` on every synaptic layer's weight (granularity ``channel``: on
+    those whose channels can be pruned and their readers), in place; returns the model."""
     opts = read_options(PruneOptions, "prune", options)
     if opts.end_epoch is not None and opts.end_epoch < opts.start_epoch:
         raise SpikecimError(

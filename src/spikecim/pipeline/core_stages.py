@@ -32,8 +32,8 @@ def variants(ctx: RunContext) -> list[str]:
 def train_stage(ctx: RunContext) -> TrainResult:
     """Train every variant; a finished or interrupted checkpoint is resumed, not redone.
     Weights placed by hand for any variant, and what :func:`~spikecim.train.trainer.check_fit`
-    refuses, are refused before the first one trains. Each
-    trained model is replaced by the network as deployed (:func:`spikecim.methods.deploy_model`)."""
+    refuses, are refused before the first one trains. Each trained model is replaced by the
+    network as deployed (:func:`spikecim.methods.deploy_model`)."""
     for v in variants(ctx):
         refuse_weights_placed_by_hand(ctx.run_dir / "checkpoint", v)
         check_fit(ctx.models[v], ctx.data, FitSpec.from_config(ctx.config, v))
