@@ -196,30 +196,28 @@ def test_a_schedule_ending_after_training_is_refused_before_any_variant_trains(t
         ],
         "train": {"epochs": 2},
         "stages": ["train"],
-        "output_dir": str(tmp_path),
     }
-    path = tmp_path / "run.yaml"
-    path.write_text(yaml.safe_dump(config))
-    code = main(["run", str(path)])
-    err = capsys.readouterr().err.strip()
+    code, err = _run(config, tmp_path, capsys)
     assert code != 0
     assert err.splitlines()[-1].endswith(
         "methods.prune.end_epoch: must be at most train.epochs (2), got 3"
     ), err
-    assert not list(
-        (tmp_path / "late").glob("checkpoint/snn.*")
-    )  # the dense variant listed first never trained
+    assert not list((tmp_path / "late").glob("checkpoint/snn.*"))  # the variant listed first never trained
+
+
+def _run(config: dict, tmp_path, capsys) -> tuple[int, str]:
+    """``spikecim run`` of ``config`` (its output in ``tmp_path``): exit code and stderr."""
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump({**config, "output_dir": str(tmp_path)}))
+    code = main(["run", str(path)])
+    return code, capsys.readouterr().err.strip()
 
 
 def test_a_run_refuses_a_bad_pruning_option_in_one_line(tmp_path, capsys):
     config = {
-        "variants": [{"name": "snn"}, {"name": "snn-p", "methods": [{"name": "prune", "sparsity": 1.5}]}],
-        "output_dir": str(tmp_path),
+        "variants": [{"name": "snn"}, {"name": "snn-p", "methods": [{"name": "prune", "sparsity": 1.5}]}]
     }
-    path = tmp_path / "run.yaml"
-    path.write_text(yaml.safe_dump(config))
-    code = main(["run", str(path)])
-    err = capsys.readouterr().err.strip()
+    code, err = _run(config, tmp_path, capsys)
     assert code != 0
     assert len(err.splitlines()) == 1 and "prune.sparsity" in err, err
 
