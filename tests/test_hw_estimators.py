@@ -53,6 +53,11 @@ def snn(*layers):
     return Workload(model="tiny", spiking=True, timesteps=2, layers=list(layers))
 
 
+def two_states(layer):
+    """``layer`` after a neuron with two state variables (the synaptic neuron's current and membrane)."""
+    return LinearWorkload.model_validate({**layer.model_dump(), "neuron_states": 2})
+
+
 def pruned_fc(measured=(4.0, 1.0)):
     """layer_fc with half its weights zero and the accumulates on non-zero weights measured:
     4 of the 6 triggered at step 0, 1 of the 3 at step 1 (not the 3 and 1.5 the sparsity gives)."""
@@ -221,6 +226,14 @@ def test_imc_spiking_layer_energy_latency_area_by_hand(tmp_path):
     assert r.extras["tiles"] == 1
 
 
+def test_imc_stores_and_moves_every_state_variable_of_a_neuron(tmp_path):
+    arch = table(tmp_path, "tiny-imc", "imc", IMC)
+    r = estimate(snn(two_states(layer_fc())), arch)
+    # the synaptic neuron: current and membrane, each read and written at every step
+    assert r.layers[0].energy_pj["membrane"] == pytest.approx(3 * 2 * 2 * 8 * 2 * 0.01)
+    assert r.layers[0].area_um2["membrane"] == pytest.approx(3 * 2 * 8 * 0.5)
+
+
 def test_imc_ann_layer_streams_8_input_bits_serially(tmp_path):
     arch = table(tmp_path, "tiny-imc", "imc", IMC)
     ann = Workload(model="tiny", spiking=False, timesteps=1, layers=[layer_in(T=1)])
@@ -255,6 +268,17 @@ def test_systolic_spike_layer_by_hand(tmp_path):
     # cycles: ⌈6/4⌉ + ⌈3/2⌉ = 4, then ⌈3/4⌉ + ⌈3/2⌉ = 3, at 1 GHz
     assert r.latency_ns == pytest.approx(7)
     assert r.area_um2 == pytest.approx(4 * 100 + 3 * 8192 * 0.001)
+
+
+def test_systolic_spills_a_neurons_states_that_overflow_the_output_buffer(tmp_path):
+    arch = table(tmp_path, "tiny-sys", "systolic", SYSTOLIC)
+    wide = {"out_ch": 600, "params": 2400, "macs": 2400, "weight_bits": 1}  # 2400 weight bits fit 1 KB
+    # one 8-bit membrane per neuron: 4800 bits fit the 8192-bit output buffer; the weights come
+    # from DRAM once (300 words)
+    assert estimate(snn(layer_fc(**wide)), arch).layers[0].energy_pj["dram"] == pytest.approx(300 * 10)
+    # two states (current and membrane): 9600 bits spill, written and read back at both steps
+    two = estimate(snn(two_states(layer_fc(**wide))), arch).layers[0].energy_pj["dram"]
+    assert two == pytest.approx((300 + 2 * (9600 // 8) * 2) * 10)
 
 
 def test_dual_sparse_skips_zero_weights_and_reads_weights_once(tmp_path):

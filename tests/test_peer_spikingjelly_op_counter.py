@@ -195,8 +195,30 @@ def test_membrane_traffic_equals_spikingjelly_neuron_state_count_for_its_lif():
     with torch.no_grad(), oc.ModuleCounterMode([counter], model=theirs):
         theirs(x)
     got = counter.get_counts()["Global"]
-    membrane_bytes = sum(n * bits / 8 for n, bits in w.membrane_states().values())
+    membrane_bytes = w.metrics()["membrane_bytes"]
     assert membrane_bytes == 8 * 4  # 8 float32 membranes
+    assert got["neuron_state_read_bytes"] == got["neuron_state_write_bytes"] == membrane_bytes * T * B
+
+
+def test_a_two_state_neuron_stores_both_states_as_spikingjellys_memory_counter_counts_them():
+    """SpikingJelly's counter reads and writes every state tensor of a node at every step (its
+    Izhikevich node keeps v and w); spikecim's synaptic neuron keeps its current and its
+    membrane, so the Workload stores two words per neuron."""
+    from spikingjelly.activation_based import neuron
+
+    torch.manual_seed(1)
+    fc1, fc2 = nn.Linear(16, 8), nn.Linear(8, 4)
+    ours = snn.Sequential(fc1, snn.SynapticLIF(threshold=0.2), fc2)
+    theirs = nn.Sequential(fc1, neuron.IzhikevichNode(step_mode="m"), fc2)
+    x = torch.rand(T, B, 16)
+    w = trace(ours, [x])
+    counter = oc.NeuromorphicMemoryAccessCounter()
+    with torch.no_grad(), oc.ModuleCounterMode([counter], model=theirs):
+        theirs(x)
+    got = counter.get_counts()["Global"]
+    assert w.layers[0].neuron_states == 2
+    membrane_bytes = w.metrics()["membrane_bytes"]
+    assert membrane_bytes == 2 * 8 * 4  # 8 neurons, two float32 states each
     assert got["neuron_state_read_bytes"] == got["neuron_state_write_bytes"] == membrane_bytes * T * B
 
 

@@ -67,6 +67,9 @@ class Neuron(TemporalModule):
     membrane_quant: Callable[[torch.Tensor], torch.Tensor] | None = None
     quantize_after: str = "update"
     membrane_bits: int | None = None
+    # state variables each neuron keeps from one step to the next (LIF, IF: the membrane),
+    # which the tracer records and the hardware models store and move (Workload neuron_states)
+    state_words: ClassVar[int] = 1
 
     def params(self) -> Any:
         """The params object of this neuron's functional core, built from its parameters."""
@@ -284,6 +287,7 @@ class SynapticLIF(LIF):
 
     step_fn = staticmethod(F.synaptic_step)
     steps_fn = staticmethod(F.synaptic)
+    state_words = 2  # the synaptic current and the membrane
 
     def __init__(
         self,

@@ -107,6 +107,7 @@ class _Record:
     neuron: str | None = None
     neuron_group: str | None = None
     membrane_bits: int | None = None
+    neuron_states: int = 1  # state variables per neuron (Neuron.state_words)
     channel_groups: int = 1
     out_spikes: list[float] | None = None
     pooled_hw: tuple[int, int] | None = None
@@ -239,6 +240,7 @@ def trace(
         rec = recs[k % len(recs)]
         spikes = _first(out)
         rec.membrane_bits = getattr(mod, "membrane_bits", None) or dtype_bits(spikes.dtype)
+        rec.neuron_states = int(getattr(mod, "state_words", 1))
         rec.channel_groups = int(getattr(mod, "channel_groups", 1))
         if rec.out_spikes is None:
             return
@@ -514,6 +516,7 @@ def _entry(
         has_neuron=rec.neuron is not None,
         neuron_kind=rec.neuron,
         membrane_bits=rec.membrane_bits or 32,
+        neuron_states=rec.neuron_states,
         neuron_group=rec.neuron_group,
         in_nonzero_per_step=per_running(rec.nonzero),
         acs_per_step=per_running(rec.acs),

@@ -107,6 +107,12 @@ class OpWorkload(_Strict):
     has_neuron: bool = Field(True, description="a neuron (LIF/IF/...) or ReLU follows the operator")
     neuron_kind: str | None = Field(None, description="e.g. 'LIF', 'IF', 'ReLU'; None at the output")
     membrane_bits: int = Field(32, ge=1, le=64, description="bits of one membrane (neuron state)")
+    neuron_states: int = Field(
+        1,
+        ge=1,
+        le=8,
+        description="state variables each neuron stores (LIF, IF: 1; synaptic: current and membrane, 2)",
+    )
     neuron_group: str | None = Field(None, description="operators sharing one membrane state")
     membrane_size: Size | None = Field(
         None,
@@ -161,6 +167,11 @@ class OpWorkload(_Strict):
     def stored_membrane(self) -> int:
         """Neurons of the membrane stored for this operator (``membrane_size``, else ``out_size``)."""
         return self.membrane_size or self.out_size
+
+    @property
+    def stored_states(self) -> int:
+        """State values stored for this operator's neurons: ``stored_membrane · neuron_states``."""
+        return self.stored_membrane * self.neuron_states
 
     @property
     def operand(self) -> Operand:
@@ -608,9 +619,10 @@ class Workload(_Strict):
     def metrics(self) -> dict[str, float]:
         """Per-sample totals over the steps run: dense MACs, effective ACs (those on non-zero
         weights too), sparsity of the activations and of the programmed (static) weights,
-        footprint (step t weighted by ``running(t)``). Membrane memory: one state per neuron at its
-        recorded bits, a shared group once; ``footprint_reduction_vs_fp32``: 1 − footprint /
-        (the same weights and membranes at 32 bits), 0.9375 when everything is held at 2 bits."""
+        footprint (step t weighted by ``running(t)``). Membrane memory: each neuron's
+        ``neuron_states`` state variables at its recorded bits, a shared group once;
+        ``footprint_reduction_vs_fp32``: 1 − footprint / (the same weights and states at 32
+        bits), 0.9375 when everything is held at 2 bits."""
         dense = sum(layer.macs * self.steps_run(layer) for layer in self.layers)
         acs = sum(self._run_sum(layer.acs_per_step) for layer in self.layers)
         acs_nonzero_weights = sum(
@@ -625,8 +637,9 @@ class Workload(_Strict):
         weights = sum(layer.weights for layer in static)
         zero_weights = sum(layer.weights * layer.weight_sparsity for layer in static)
         states = self.membrane_states()
-        neurons = sum(n for n, _ in states.values())
-        membrane_bytes = sum(n * bits / 8 for n, bits in states.values())
+        neurons = sum(n for n, _, _ in states.values())
+        values = sum(n * words for n, _, words in states.values())
+        membrane_bytes = sum(n * words * bits / 8 for n, bits, words in states.values())
         return {
             "dense_macs": float(dense),
             "effective_acs": float(acs),
@@ -638,8 +651,8 @@ class Workload(_Strict):
             "membrane_bytes": float(membrane_bytes),
             "footprint_bytes": float(weight_bytes + membrane_bytes),
             # the same weights and membranes at 32 bits (spikecim.quant.mint.memory_footprint)
-            "footprint_reduction_vs_fp32": 1.0 - (weight_bytes + membrane_bytes) / (4.0 * (params + neurons))
-            if params + neurons
+            "footprint_reduction_vs_fp32": 1.0 - (weight_bytes + membrane_bytes) / (4.0 * (params + values))
+            if params + values
             else 0.0,
             "neurons": float(neurons),
         }
@@ -647,18 +660,23 @@ class Workload(_Strict):
     def _run_sum(self, per_step: list[float]) -> float:
         return float(sum(self.running(t) * v for t, v in enumerate(per_step)))
 
-    def membrane_states(self) -> dict[str, tuple[int, int]]:
-        """(neurons, bits) of each stored membrane: one per spiking operator, or one per
-        sharing group (its largest stored membrane, at its widest bits)."""
-        out: dict[str, tuple[int, int]] = {}
+    def membrane_states(self) -> dict[str, tuple[int, int, int]]:
+        """(neurons, bits, state variables per neuron) of each stored membrane: one per
+        spiking operator, or one per sharing group (its largest stored membrane, at its widest
+        bits and most state variables)."""
+        out: dict[str, tuple[int, int, int]] = {}
         if not self.spiking:
             return out
         for i, layer in enumerate(self.layers):
             if not layer.has_neuron:
                 continue
             key = layer.neuron_group or f"#{i}"
-            n, bits = out.get(key, (0, 0))
-            out[key] = (max(n, layer.stored_membrane), max(bits, layer.membrane_bits))
+            n, bits, words = out.get(key, (0, 0, 0))
+            out[key] = (
+                max(n, layer.stored_membrane),
+                max(bits, layer.membrane_bits),
+                max(words, layer.neuron_states),
+            )
         return out
 
     def shares_membrane(self, index: int) -> bool:

@@ -14,6 +14,7 @@ __all__ = [
     "n_mvm",
     "p_any_active",
     "stored_membrane",
+    "stored_states",
     "stores_membrane",
 ]
 
@@ -46,6 +47,13 @@ def stored_membrane(layer) -> int:
     """Neurons of the membrane stored for the layer: ``out_size``, or ``out_size/G`` when G
     channel groups share one membrane (the Workload's ``membrane_size``)."""
     return layer.stored_membrane
+
+
+def stored_states(layer) -> int:
+    """State values stored for the layer's neurons: :func:`stored_membrane` times the
+    state variables of one neuron (the Workload's ``neuron_states``: 2 for the synaptic
+    neuron's current and membrane)."""
+    return layer.stored_states
 
 
 def stores_membrane(layer, workload) -> bool:

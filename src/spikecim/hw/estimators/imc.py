@@ -18,14 +18,15 @@ M = out_h·out_w matrix-vector products:
                  (a column block is read, and its ADCs fire, when any of its rows is active)
   adc, mux, shift_add = conversions·(e_adc(adc_bits), e_mux, e_shift_add)
   neuron       = out_size·e_neuron_update (spiking) or out_size·e_activation (ANN)
-  membrane     = out_size·m·2·e_sram_bit (read + write, every step, every layer), m = the recorded
-                 membrane bits, at most the table's membrane_bits
+  membrane     = out_size·s·m·2·e_sram_bit (read + write, every step, every layer), m = the recorded
+                 membrane bits, at most the table's membrane_bits, s = the state variables
+                 per neuron (neuron_states: 2 for the synaptic neuron's current and membrane)
   write        = rows·cols·groups·e_cell_write (a dynamic operand, e.g. the b of a matmul of
                  activations, is written to its crossbars at every step)
   input_buffer = in_size·b·e_sram_bit; output_buffer = out_size·b_out·e_sram_bit
   interconnect = (in_size·b + out_size·b_out)·e_htree_bit;  mem_fetch = in_size·b·e_fetch_bit
 Every step's terms are weighted by the fraction of samples still running, r_t.
-Membrane storage area = stored neurons·m·a_sram_bit, once per sharing group (stored neurons:
+Membrane storage area = stored neurons·s·m·a_sram_bit, once per sharing group (stored neurons:
 out_size, or out_size/G when G channel groups share one membrane).
 ADC, after NeuroSim's SAR model: E = (s·bits + o + c) µW · (bits + 1)·t_adc_bit; area from its
 transistor counts (adc_nmos_count + adc_nmos_count_per_bit·(bits−1)) NMOS, likewise PMOS
@@ -53,7 +54,7 @@ from spikecim.hw.estimators._common import (
     membrane_bits,
     n_mvm,
     p_any_active,
-    stored_membrane,
+    stored_states,
     stores_membrane,
 )
 
@@ -216,7 +217,12 @@ class Imc(Estimator):
         if _spiking_neuron(layer, workload):
             e["neuron"] = layer.out_size * T * p.e_neuron_update_pj
             e["membrane"] = (
-                layer.out_size * T * membrane_bits(layer, p.membrane_bits) * READ_AND_WRITE * p.e_sram_bit_pj
+                layer.out_size
+                * layer.neuron_states
+                * T
+                * membrane_bits(layer, p.membrane_bits)
+                * READ_AND_WRITE
+                * p.e_sram_bit_pj
             )
         elif layer.has_neuron:
             e["neuron"] = layer.out_size * T * p.e_activation_pj
@@ -262,7 +268,7 @@ class Imc(Estimator):
             a["neuron"] = tiles * p.a_neuron_module_um2
             if stores_membrane(layer, workload):
                 a["membrane"] = (
-                    stored_membrane(layer) * membrane_bits(layer, p.membrane_bits) * p.a_sram_bit_um2
+                    stored_states(layer) * membrane_bits(layer, p.membrane_bits) * p.a_sram_bit_um2
                 )
         a["input_buffer"] = layer.in_size * _input_bits(layer, p) * p.a_sram_bit_um2
         return a

@@ -20,7 +20,8 @@ in event mode, where zero inputs are skipped; ``macs`` in dense mode):
   dram        = weight words once per inference if the layer fits the weight buffer,
                 else every step; outputs (and membranes, spiking) spill to DRAM (write +
                 read) every step when they exceed the output buffer; a membrane is stored
-                with its recorded bits, at most membrane_bits
+                with its recorded bits, at most membrane_bits, each of a neuron's
+                neuron_states state variables (the synaptic neuron: current and membrane)
   weight_write = ⌈weights·w/word⌉·e_sram every step for a dynamic operand (the b of a
                 matmul of activations is written to the weight buffer at run time)
 Every step's terms are weighted by r_t, the fraction of samples still running.
@@ -35,7 +36,7 @@ import math
 from pydantic import Field
 
 from spikecim.hw.estimators import Estimator, EstimatorParams, register_estimator
-from spikecim.hw.estimators._common import BITS_PER_KB, fan_in, membrane_bits, stored_membrane
+from spikecim.hw.estimators._common import BITS_PER_KB, fan_in, membrane_bits, stored_states
 
 NS_PER_US = 1e3  # a clock in MHz has a period of 1e3/f ns
 
@@ -132,9 +133,9 @@ class Systolic(Estimator):
         if (
             workload.spiking
             and layer.has_neuron
-            and stored_membrane(layer) * m_bits > p.output_buffer_kb * BITS_PER_KB
+            and stored_states(layer) * m_bits > p.output_buffer_kb * BITS_PER_KB
         ):
-            dram_words += READ_AND_WRITE * words(stored_membrane(layer) * m_bits, p) * T
+            dram_words += READ_AND_WRITE * words(stored_states(layer) * m_bits, p) * T
         e = {
             "compute": ops * op_pj(layer, workload, p),
             "spad": ops * p.e_spad_pj,
