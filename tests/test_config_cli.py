@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 import yaml
 from safetensors.torch import load_file
 
@@ -42,6 +43,27 @@ from spikecim.errors import SpikecimError
         ),
         ("variants=[{name: snn, spiking: 1}]", "config.variants.0.spiking", "must be true or false, got 1"),
         ("stages=[]", "config.stages", "at least 1 item"),
+        # a neuron's own arguments: only those its class declares, checked by building it
+        (
+            "model.neuron.alpha=0.5",
+            "config.model.neuron",
+            "alpha: not an argument of neuron 'lif' (its own: backend)",
+        ),
+        (
+            "model.neuron={kind: synaptic, alpha: 1.5}",
+            "config.model.neuron",
+            "alpha: must be in [0, 1], got 1.5",
+        ),
+        (
+            "model.neuron={kind: synaptic, alpha: true}",
+            "config.model.neuron",
+            "alpha: must be a number, got True",
+        ),
+        (
+            "model.neuron={kind: synaptic, learn_alpha: 1}",
+            "config.model.neuron",
+            "learn_alpha: must be true or false",
+        ),
         ("output_dir=~no-such-user-x/runs", "config.output_dir", "no home folder for ~no-such-user-x"),
         ("data.root=~no-such-user-x/data", "config.data.root", "no home folder for ~no-such-user-x"),
     ],
@@ -65,6 +87,27 @@ def test_yaml_config_file_is_validated(tmp_path, capsys):
     assert "config.model.neuron.reset" in err and "'subtract' or 'zero'" in err
     assert main(["run", str(tmp_path / "missing.yaml")]) == 2
     assert "file not found" in capsys.readouterr().err
+
+
+def test_a_neurons_own_argument_reaches_every_neuron_of_the_model_and_of_a_variant():
+    from spikecim.data import dataset_from_config
+    from spikecim.nn import SynapticLIF
+    from spikecim.pipeline.run import build_models
+
+    cfg = load_config(
+        overrides=[
+            "model.neuron={kind: synaptic, alpha: 0.7, learn_alpha: true}",
+            "variants=[{name: snn}, {name: slow, neuron: {alpha: 0.25}}, {name: ann, spiking: false}]",
+        ]
+    )
+    models = build_models(cfg, dataset_from_config(cfg.data))
+    for variant, alpha in (("snn", 0.7), ("slow", 0.25)):
+        neurons = [m for m in models[variant].modules() if isinstance(m, SynapticLIF)]
+        assert len(neurons) == 3, variant  # the convnet's three spiking layers
+        assert all(
+            isinstance(m.alpha, torch.nn.Parameter) and float(m.alpha) == pytest.approx(alpha)
+            for m in neurons
+        )
 
 
 def test_yaml_config_and_overrides_resolve_to_fields(tmp_path):

@@ -95,6 +95,12 @@ class DataConfig(_Section):
 
 
 class NeuronConfig(_Section):
+    """The model's neurons: the kind, the settings most neurons share, and any other argument
+    the kind's class declares (``alpha`` and ``learn_alpha`` of ``synaptic``), checked by
+    building the neuron once."""
+
+    model_config = ConfigDict(validate_assignment=True, extra="allow")
+
     kind: str = Field("lif", description="a registered neuron: spikecim list neurons")
     beta: float = Field(0.5, ge=0.0, le=1.0)
     threshold: float = Field(1.0, gt=0.0)
@@ -113,6 +119,32 @@ class NeuronConfig(_Section):
         if v not in list_neurons():
             raise ValueError(f"unknown neuron '{v}', allowed: {', '.join(list_neurons())}")
         return v
+
+    @model_validator(mode="after")
+    def _own_arguments(self) -> NeuronConfig:
+        extra = self.model_extra or {}
+        if not extra:
+            return self
+        import inspect
+
+        from spikecim.nn import create_neuron, get_neuron
+
+        params = inspect.signature(get_neuron(self.kind)).parameters
+        # inplace is the model's to choose (where nothing reads the neuron's input again)
+        own = [a for a in params if a not in type(self).model_fields and a != "inplace"]
+        for key, value in extra.items():
+            if key not in own:
+                raise ValueError(
+                    f"{key}: not an argument of neuron '{self.kind}' (its own: {', '.join(own) or 'none'})"
+                )
+            switch = isinstance(params[key].default, bool)
+            if isinstance(value, bool) != switch or not isinstance(value, bool | int | float | str):
+                raise ValueError(f"{key}: must be {'true or false' if switch else 'a number'}, got {value!r}")
+        try:
+            create_neuron(self.kind, **self.module_kwargs())
+        except SpikecimError as e:
+            raise ValueError(str(e).removeprefix("neuron: ")) from None
+        return self
 
     def module_kwargs(self) -> dict[str, Any]:
         """The fields that the neuron class declares as constructor arguments."""
