@@ -14,7 +14,7 @@ import torch
 
 from spikecim.config import NeuronConfig
 from spikecim.errors import SpikecimError
-from spikecim.nn import Neuron, create_neuron, get_neuron, list_neurons, neuron_arguments
+from spikecim.nn import LIF, Neuron, create_neuron, get_neuron, list_neurons, neuron_arguments
 from spikecim.nn import functional as F
 from spikecim.nn.kernels import cpu
 
@@ -123,7 +123,9 @@ def test_functional_step_loop_equals_the_module(kind):
 
 
 @pytest.mark.skipif(not cpu.available(torch.float64), reason="no C compiler: the CPU kernel is not built")
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(
+    "kind", [k for k in KINDS if issubclass(get_neuron(k), LIF)]
+)  # the LIF family's kernel
 def test_fused_cpu_kernel_equals_the_reference(kind):
     out = {}
     for backend in ("reference", "cpu"):
@@ -153,6 +155,15 @@ HAND = {
         [1.0, 1.0, 0.0, 0.0],
         [0, 1, 0, 0],
         [1.0, 2.0, 0.75, 0.75],
+    ),
+    # beta = rho = 0.5, theta0 = gamma = 1, I = 0.8, same-step subtract reset of theta[t]:
+    # theta 1: V 0.8; theta 1: V 1.2 (S) -> 0.2, A 1; theta 2: V 0.9, A 0.5; theta 1.5: V 1.25,
+    # A 0.25; theta 1.25: V 1.425 (S) -> 0.175, A 1.125; theta 2.125: V 0.8875
+    "alif": (
+        {"beta": 0.5, "threshold": 1.0, "rho": 0.5, "gamma": 1.0},
+        [0.8] * 6,
+        [0, 1, 0, 0, 1, 0],
+        [0.8, 0.2, 0.9, 1.25, 0.175, 0.8875],
     ),
 }
 
@@ -212,7 +223,42 @@ def _oracle(kind: str, x: torch.Tensor, split: int):
         ours = create_neuron("if", threshold=1.0, reset_delay=False)
         node = neuron.IFNode(v_threshold=1.0, v_reset=None, step_mode="m", store_v_seq=True)
         return ours, _chunks_spikingjelly(node.double(), x, split)
+    if kind == "alif":
+        return _alif_and_norse_lsnn(x, split)
     pytest.skip(f"no peer library implements '{kind}'")
+
+
+def _alif_and_norse_lsnn(x: torch.Tensor, split: int):
+    """Norse's LSNN (``lsnn_feed_forward_step``: Euler steps of dt) with the synapse's time
+    constant dt (its current is the last step's input), zero reset: with c = dt/tau_mem,
+    beta = 1 - c, rho = 1 - dt/tau_b and gamma = rho*(Norse's beta), the adaptive LIF fed
+    I[t] = c*i[t] has its spikes and membrane; Norse starts from i = x[0]/c and is fed
+    x[t+1]/c (the threshold b starts at v_th)."""
+    from norse.torch.functional import lsnn
+
+    dt, c, rho, jump = 1e-3, 0.2, 0.9, 0.5
+    p = lsnn.LSNNParameters(
+        tau_syn_inv=torch.tensor(1 / dt, dtype=torch.float64),
+        tau_mem_inv=torch.tensor(c / dt, dtype=torch.float64),
+        tau_adapt_inv=torch.tensor((1 - rho) / dt, dtype=torch.float64),
+        v_th=torch.tensor(1.0, dtype=torch.float64),
+        beta=torch.tensor(jump, dtype=torch.float64),
+        method="heaviside",
+    )
+    f64 = {
+        k: torch.tensor(v, dtype=torch.float64)
+        for k, v in {"beta": 1 - c, "rho": rho, "gamma": rho * jump}.items()
+    }
+    ours = create_neuron("alif", threshold=1.0, reset="zero", **f64)  # float64 values, as Norse's
+    state = lsnn.LSNNFeedForwardState(v=torch.zeros_like(x[0]), i=x[0] / c, b=torch.full_like(x[0], 1.0))
+    feed = torch.cat([x[1:], torch.zeros_like(x[:1])]) / c
+    spikes, mems = [], []
+    for chunk in (feed[:split], feed[split:]):  # Norse carries its own state across
+        for t in range(chunk.shape[0]):
+            z, state = lsnn.lsnn_feed_forward_step(chunk[t], state, p, dt)
+            spikes.append(z)
+            mems.append(state.v)
+    return ours, (torch.stack(spikes), torch.stack(mems))
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -239,7 +285,7 @@ def test_create_neuron_ignores_none_so_defaults_hold():
 @pytest.mark.parametrize(
     "call, message",
     [
-        (lambda: create_neuron("hh"), r"^neuron: unknown 'hh', allowed: if, lif, synaptic"),
+        (lambda: create_neuron("hh"), r"^neuron: unknown 'hh', allowed: alif, if, lif, synaptic"),
         (
             lambda: create_neuron("if", beta=0.5),
             r"^neuron: unknown argument 'beta' for 'if', allowed: threshold",
@@ -254,7 +300,7 @@ def test_registry_errors_are_one_line_and_name_the_allowed_values(call, message)
 
 
 def test_run_config_neuron_kind_is_checked_against_the_registry():
-    with pytest.raises(ValueError, match="unknown neuron 'hh', allowed: if, lif, synaptic"):
+    with pytest.raises(ValueError, match="unknown neuron 'hh', allowed: alif, if, lif, synaptic"):
         NeuronConfig(kind="hh")
     for kind in KINDS:
         kw = NeuronConfig(kind=kind).module_kwargs()
@@ -297,3 +343,17 @@ def test_input_without_time_steps_or_of_no_real_dtype_is_a_one_line_error(kind, 
         with pytest.raises(SpikecimError) as err:
             getattr(neuron, call)(x)
         assert str(err.value) == message
+
+
+def test_the_adaptive_lif_is_traced_with_two_states_and_refused_by_nir_export():
+    from spikecim.interop import to_nir
+    from spikecim.nn import Sequential
+    from spikecim.trace import trace
+
+    model = Sequential(torch.nn.Linear(6, 5), create_neuron("alif"), torch.nn.Linear(5, 2))
+    wl = trace(model, [_x(T, 3, 6, dtype=torch.float32)])
+    assert [layer.neuron_states for layer in wl.layers] == [2, 1]  # the membrane and the adaptation
+    assert wl.metrics()["membrane_bytes"] == 5 * 2 * 4  # 5 neurons, two float32 states
+    model.input_shape = (6,)
+    with pytest.raises(SpikecimError, match=r"^layer '1' \(ALIF\): no NIR equivalent$"):
+        to_nir(model)

@@ -11,7 +11,7 @@ from spikecim.nn.container import Sequential, apply_folded, fold, unfold
 from spikecim.nn.conv import Conv2d
 from spikecim.nn.dynamic import DynamicTimesteps
 from spikecim.nn.linear import Linear
-from spikecim.nn.neurons import IF, LIF, Neuron, SynapticLIF, TemporalModule, is_spiking_neuron
+from spikecim.nn.neurons import ALIF, IF, LIF, Neuron, SynapticLIF, TemporalModule, is_spiking_neuron
 from spikecim.nn.norm import BatchNorm2d
 from spikecim.nn.pool import AvgPool2d, MaxPool2d
 from spikecim.nn.registry import create_neuron, get_neuron, list_neurons, neuron_arguments, register_neuron
@@ -19,6 +19,7 @@ from spikecim.nn.shared import MembraneCell, SharedLIF, SharedStage
 from spikecim.nn.tt import TTConv2d
 
 __all__ = [
+    "ALIF",
     "IF",
     "LIF",
     "AvgPool2d",

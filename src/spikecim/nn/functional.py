@@ -24,6 +24,15 @@ IF is LIF with beta = 1. The synaptic (current-based) LIF filters its input firs
 I_syn[t] = alpha*I_syn[t-1] + I_in[t], and feeds I_syn into the LIF (snnTorch ``Synaptic``,
 ``snntorch/_neurons/synaptic.py``).
 
+The adaptive LIF (ALIF; Bellec et al., "Long short-term memory and learning-to-learn in
+networks of spiking neurons", NeurIPS 2018; docs/references.md#alif) raises its threshold
+after each spike, the raise decaying by rho per step; same-step reset::
+
+    theta[t] = theta0 + gamma*A[t-1]
+    V = beta*U[t-1] + I[t];  S[t] = H(V - theta[t])
+    subtract: U[t] = V - S[t]*theta[t];  zero: U[t] = (1 - S[t])*V
+    A[t] = rho*A[t-1] + S[t]
+
 The contract (as Norse's ``norse/torch/functional/lif.py``):
 
 - a **state** is a small NamedTuple of tensors of one step's shape (:class:`LIFState`,
@@ -61,7 +70,7 @@ the params, applied at one point of the same body (``quantize_after``):
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, NamedTuple, TypeVar
 
 import torch
@@ -76,10 +85,14 @@ QuantizeAfter = Literal["update", "reset"]
 QUANTIZE_AFTER = ("update", "reset")
 
 __all__ = [
+    "ALIFParams",
+    "ALIFState",
     "LIFParams",
     "LIFState",
     "SynapticParams",
     "SynapticState",
+    "alif",
+    "alif_step",
     "check_broadcast",
     "check_inplace",
     "check_time_major",
@@ -91,6 +104,13 @@ __all__ = [
     "synaptic",
     "synaptic_step",
 ]
+
+
+class ALIFState(NamedTuple):
+    """State of the adaptive LIF: the membrane ``v`` and the threshold adaptation ``a``."""
+
+    v: torch.Tensor
+    a: torch.Tensor
 
 
 class LIFState(NamedTuple):
@@ -150,7 +170,26 @@ class SynapticParams:
             raise SpikecimError(f"alpha: must be in [0, 1], got {self.alpha}")
 
 
-State = TypeVar("State", LIFState, SynapticState)
+@dataclass(frozen=True, eq=False)
+class ALIFParams:
+    """Parameters of the adaptive LIF: the adaptation's decay ``rho``, the threshold's raise
+    per unit of adaptation ``gamma`` (Bellec et al.'s beta) and the LIF's parameters (the
+    same-step reset; ``threshold`` is theta0)."""
+
+    rho: Scalar = 0.9
+    gamma: Scalar = 0.5
+    lif: LIFParams = field(default_factory=lambda: LIFParams(reset_delay=False))
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.rho, torch.Tensor) and not 0.0 <= float(self.rho) <= 1.0:
+            raise SpikecimError(f"rho: must be in [0, 1], got {self.rho}")
+        if not isinstance(self.gamma, torch.Tensor) and not float(self.gamma) >= 0.0:
+            raise SpikecimError(f"gamma: must be >= 0, got {self.gamma}")
+        if self.lif.reset_delay:
+            raise SpikecimError("reset_delay: the adaptive LIF resets in the same step (reset_delay=False)")
+
+
+State = TypeVar("State", LIFState, SynapticState, ALIFState)
 
 
 def last(states: State) -> State:
@@ -278,6 +317,39 @@ def synaptic(
     i = leaky_integrate(x, p.alpha, None if state is None else state.i)
     spk, mem = lif(i, None if state is None else LIFState(state.v), p.lif, backend)
     return spk, SynapticState(i, mem.v)
+
+
+def alif_step(x: torch.Tensor, state: ALIFState, p: ALIFParams) -> tuple[torch.Tensor, ALIFState]:
+    """One adaptive-LIF step: the threshold theta0 + gamma*A[t-1], then :func:`lif_step`
+    (same-step reset) at that threshold, then the adaptation."""
+    theta = p.lif.threshold + p.gamma * state.a
+    spk, mem = lif_step(x, LIFState(state.v), replace(p.lif, threshold=theta))
+    return spk, ALIFState(mem.v, p.rho * state.a + spk)
+
+
+def alif(
+    x: torch.Tensor,
+    state: ALIFState | None = None,
+    p: ALIFParams = ALIFParams(),
+    backend: str = "auto",
+) -> tuple[torch.Tensor, ALIFState]:
+    """The adaptive LIF over ``x[T, B, ...]`` from ``state`` (zeros when None): returns
+    ``(spikes, ALIFState(v[T, ...], a[T, ...]))``. It has no fused kernel: ``"auto"`` and
+    ``"reference"`` run the loop over :func:`alif_step`, another backend is refused."""
+    if backend not in ("auto", "reference"):
+        raise SpikecimError(
+            f"backend: the adaptive LIF runs the reference loop only (auto, reference), got '{backend}'"
+        )
+    _check_sequence(x, {"beta": p.lif.beta, "threshold": p.lif.threshold, "rho": p.rho, "gamma": p.gamma})
+    if state is None:
+        state = ALIFState(torch.zeros_like(x[0]), torch.zeros_like(x[0]))
+    spikes, mems, adapt = [], [], []
+    for t in range(x.shape[0]):
+        spk, state = alif_step(x[t], state, p)
+        spikes.append(spk)
+        mems.append(state.v)
+        adapt.append(state.a)
+    return torch.stack(spikes), ALIFState(torch.stack(mems), torch.stack(adapt))
 
 
 def check_inplace(x: torch.Tensor) -> None:

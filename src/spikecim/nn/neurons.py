@@ -318,3 +318,95 @@ class SynapticLIF(LIF):
 
     def initial_state(self, x: torch.Tensor) -> F.SynapticState:
         return F.SynapticState(torch.zeros_like(x), torch.zeros_like(x))
+
+
+@register_neuron("alif")
+class ALIF(Neuron):
+    """Adaptive LIF (Bellec et al., NeurIPS 2018): each spike raises the threshold by
+    ``gamma``, the raise decaying by ``rho`` per step (:func:`spikecim.nn.functional.alif_step`;
+    the same-step reset, subtracting the raised threshold or to zero).
+
+    State :class:`~spikecim.nn.functional.ALIFState` (the membrane and the adaptation, zeros
+    at the start), params :class:`~spikecim.nn.functional.ALIFParams`. It runs the reference
+    loop (no fused kernel), and NIR has no node for it (export refuses it).
+
+    Args:
+        beta: membrane decay in [0, 1]; threshold: theta0 > 0 (the threshold at rest);
+        rho: adaptation decay in [0, 1] (exp(-dt/tau_a)); gamma: threshold raise per unit of
+            adaptation, >= 0 (0: a LIF with the same-step reset);
+        reset, detach_reset, surrogate: as :class:`LIF`;
+        learn_beta, learn_threshold, learn_rho, learn_gamma: make them trainable;
+        backend: ``"auto"`` or ``"reference"`` (the same loop).
+    """
+
+    step_fn = staticmethod(F.alif_step)
+    steps_fn = staticmethod(F.alif)
+    state_words = 2  # the membrane and the adaptation
+
+    def __init__(
+        self,
+        beta: float | torch.Tensor = 0.9,
+        threshold: float | torch.Tensor = 1.0,
+        rho: float | torch.Tensor = 0.9,
+        gamma: float | torch.Tensor = 0.5,
+        reset: str = "subtract",
+        detach_reset: bool = False,
+        surrogate: str | Surrogate = "atan",
+        learn_beta: bool = False,
+        learn_threshold: bool = False,
+        learn_rho: bool = False,
+        learn_gamma: bool = False,
+        backend: str = "auto",
+    ) -> None:
+        super().__init__()
+        if backend not in ("auto", "reference"):
+            raise SpikecimError(
+                f"backend: the adaptive LIF runs the reference loop only (auto, reference), got '{backend}'"
+            )
+        self.backend = backend
+        _check_unit(beta, "beta")
+        _check_unit(rho, "rho")
+        if not (_as_tensor(threshold, "threshold") > 0).all():
+            raise SpikecimError(f"threshold: must be > 0, got {threshold}")
+        if not (_as_tensor(gamma, "gamma") >= 0).all():
+            raise SpikecimError(f"gamma: must be >= 0, got {gamma}")
+        self.surrogate = F.LIFParams(reset=reset, surrogate=surrogate).surrogate  # checked at the door
+        self.reset = reset
+        self.detach_reset = bool(detach_reset)
+        for name, value, learn in (
+            ("beta", beta, learn_beta),
+            ("threshold", threshold, learn_threshold),
+            ("rho", rho, learn_rho),
+            ("gamma", gamma, learn_gamma),
+        ):
+            t = _param(value, learn, name)
+            if learn:
+                setattr(self, name, t)
+            else:
+                self.register_buffer(name, t)
+
+    def params(self) -> F.ALIFParams:
+        lif = F.LIFParams(
+            _unit(self.beta),
+            self.threshold,
+            self.reset,
+            False,
+            self.detach_reset,
+            self.surrogate,
+            self.membrane_quant,
+            self.quantize_after,
+        )
+        gamma = self.gamma.clamp(min=0.0) if isinstance(self.gamma, nn.Parameter) else self.gamma
+        return F.ALIFParams(_unit(self.rho), gamma, lif)
+
+    def initial_state(self, x: torch.Tensor) -> F.ALIFState:
+        return F.ALIFState(torch.zeros_like(x), torch.zeros_like(x))
+
+    def extra_repr(self) -> str:
+        def show(t):
+            return t.item() if t.numel() == 1 else f"[{t.numel()}]"
+
+        return (
+            f"beta={show(self.beta)}, threshold={show(self.threshold)}, rho={show(self.rho)}, "
+            f"gamma={show(self.gamma)}, reset={self.reset}, surrogate={self.surrogate.name}({self.surrogate.param:g})"
+        )
