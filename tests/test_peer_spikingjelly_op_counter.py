@@ -180,22 +180,26 @@ def test_weight_and_bias_reads_equal_spikingjelly_neuromorphic_memory_counter(na
     assert run.simple.counts["neuron_state_read_bytes"] == run.simple.counts["neuron_state_write_bytes"] == 0
 
 
+def _state_bytes(ours_neuron: nn.Module, their_node: nn.Module) -> tuple[float, dict]:
+    """The Workload's membrane bytes of Linear(16, 8) -> ``ours_neuron`` -> Linear(8, 4), and
+    SpikingJelly's memory-access counts of the same linear layers around ``their_node``."""
+    torch.manual_seed(1)
+    fc1, fc2 = nn.Linear(16, 8), nn.Linear(8, 4)
+    x = torch.rand(T, B, 16)
+    w = trace(snn.Sequential(fc1, ours_neuron, fc2), [x])
+    theirs = nn.Sequential(fc1, their_node, fc2)
+    counter = oc.NeuromorphicMemoryAccessCounter()
+    with torch.no_grad(), oc.ModuleCounterMode([counter], model=theirs):
+        theirs(x)
+    return w.metrics()["membrane_bytes"], counter.get_counts()["Global"]
+
+
 def test_membrane_traffic_equals_spikingjelly_neuron_state_count_for_its_lif():
     """The same network with SpikingJelly's LIFNode: its state counter reads and writes each
     membrane once per step, the Workload's membranes (neurons · bits) times T·B."""
     from spikingjelly.activation_based import neuron
 
-    torch.manual_seed(1)
-    fc1, fc2 = nn.Linear(16, 8), nn.Linear(8, 4)
-    ours = snn.Sequential(fc1, snn.LIF(threshold=0.2), fc2)
-    theirs = nn.Sequential(fc1, neuron.LIFNode(v_threshold=0.2, step_mode="m"), fc2)
-    x = torch.rand(T, B, 16)
-    w = trace(ours, [x])
-    counter = oc.NeuromorphicMemoryAccessCounter()
-    with torch.no_grad(), oc.ModuleCounterMode([counter], model=theirs):
-        theirs(x)
-    got = counter.get_counts()["Global"]
-    membrane_bytes = w.metrics()["membrane_bytes"]
+    membrane_bytes, got = _state_bytes(snn.LIF(threshold=0.2), neuron.LIFNode(v_threshold=0.2, step_mode="m"))
     assert membrane_bytes == 8 * 4  # 8 float32 membranes
     assert got["neuron_state_read_bytes"] == got["neuron_state_write_bytes"] == membrane_bytes * T * B
 
@@ -206,18 +210,7 @@ def test_a_two_state_neuron_stores_both_states_as_spikingjellys_memory_counter_c
     membrane, so the Workload stores two words per neuron."""
     from spikingjelly.activation_based import neuron
 
-    torch.manual_seed(1)
-    fc1, fc2 = nn.Linear(16, 8), nn.Linear(8, 4)
-    ours = snn.Sequential(fc1, snn.SynapticLIF(threshold=0.2), fc2)
-    theirs = nn.Sequential(fc1, neuron.IzhikevichNode(step_mode="m"), fc2)
-    x = torch.rand(T, B, 16)
-    w = trace(ours, [x])
-    counter = oc.NeuromorphicMemoryAccessCounter()
-    with torch.no_grad(), oc.ModuleCounterMode([counter], model=theirs):
-        theirs(x)
-    got = counter.get_counts()["Global"]
-    assert w.layers[0].neuron_states == 2
-    membrane_bytes = w.metrics()["membrane_bytes"]
+    membrane_bytes, got = _state_bytes(snn.SynapticLIF(threshold=0.2), neuron.IzhikevichNode(step_mode="m"))
     assert membrane_bytes == 2 * 8 * 4  # 8 neurons, two float32 states each
     assert got["neuron_state_read_bytes"] == got["neuron_state_write_bytes"] == membrane_bytes * T * B
 
