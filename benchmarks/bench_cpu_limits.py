@@ -11,7 +11,8 @@ measure the kernels against:
    timed here);
 3. ``icdf_reads.c``: the float32 normal transform of ``philox.h`` with its table read in
    other ways (ns per normal; every variant that gives the same bits is checked to), and an
-   8-lane gather with all, half, a quarter or none of its lanes on (ns per gather);
+   8-lane gather with all, half, a quarter or none of its lanes on (ns per gather); on a
+   CPU without AVX-512, the AVX2 loops' Philox words and table transform apart;
 4. ``cheaper_normals.c``: what a cheaper float32 normal generator would cost against
    ``philox.h``'s (ns per normal): ARS4x32-7 words on VAES (checked against Random123's
    known answers) and a per-binade polynomial inverse CDF without table reads (its largest
