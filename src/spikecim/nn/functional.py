@@ -101,6 +101,7 @@ __all__ = [
     "lif",
     "lif_spikes",
     "lif_step",
+    "scan",
     "synaptic",
     "synaptic_step",
 ]
@@ -243,12 +244,18 @@ def lif(
             spk, mem = fused(x, p, mem0)
             return spk, LIFState(mem)
     state = LIFState(torch.zeros_like(x[0])) if state is None else state
-    spikes, mems = [], []
+    return scan(lif_step, x, state, p)
+
+
+def scan(step: Callable, x: torch.Tensor, state: State, p) -> tuple[torch.Tensor, State]:
+    """``step(x[t], state, p)`` over the T steps of ``x``: ``(spikes[T, ...], states)``, every
+    state field stacked over time (the reference loop of the multi-step forms)."""
+    spikes, states = [], []
     for t in range(x.shape[0]):
-        spk, state = lif_step(x[t], state, p)
+        spk, state = step(x[t], state, p)
         spikes.append(spk)
-        mems.append(state.v)
-    return torch.stack(spikes), LIFState(torch.stack(mems))
+        states.append(state)
+    return torch.stack(spikes), type(state)(*(torch.stack(f) for f in zip(*states, strict=True)))
 
 
 def lif_spikes(
@@ -343,13 +350,7 @@ def alif(
     _check_sequence(x, {"beta": p.lif.beta, "threshold": p.lif.threshold, "rho": p.rho, "gamma": p.gamma})
     if state is None:
         state = ALIFState(torch.zeros_like(x[0]), torch.zeros_like(x[0]))
-    spikes, mems, adapt = [], [], []
-    for t in range(x.shape[0]):
-        spk, state = alif_step(x[t], state, p)
-        spikes.append(spk)
-        mems.append(state.v)
-        adapt.append(state.a)
-    return torch.stack(spikes), ALIFState(torch.stack(mems), torch.stack(adapt))
+    return scan(alif_step, x, state, p)
 
 
 def check_inplace(x: torch.Tensor) -> None:

@@ -255,19 +255,15 @@ def _named_masks(model: nn.Module) -> list[tuple[str, torch.Tensor, PruneMask]]:
     return out
 
 
-def _pruned(model: nn.Module) -> list[tuple[torch.Tensor, PruneMask]]:
-    """(the trained weight, its mask) of every masked layer, in module order."""
-    return [(w, p) for _, w, p in _named_masks(model)]
-
-
 def check_schedule(model: nn.Module, epochs: int) -> int | None:
     """The boundary b1 where the masks of ``model`` reach their sparsity in training for
     ``epochs`` epochs (None: no mask); a schedule starting or ending after the last epoch is
     refused in one line."""
-    pruned = _pruned(model)
-    if not pruned:
-        return None
-    schedule = pruned[0][1].options
+    named = _named_masks(model)
+    return _schedule_end(named[0][2].options, epochs) if named else None
+
+
+def _schedule_end(schedule: PruneOptions, epochs: int) -> int:
     end = schedule.end_epoch if schedule.end_epoch is not None else max(schedule.start_epoch, 3 * epochs // 4)
     for field, value in (("start_epoch", schedule.start_epoch), ("end_epoch", end)):
         if value > epochs:
@@ -281,28 +277,22 @@ def prune_at(model: nn.Module, boundary: int, epochs: int) -> float | None:
     """Set the masks of ``model`` to the sparsity s(``boundary``) of training for ``epochs``
     epochs; returns the fraction of the masked layers' weights that are pruned, or None when
     ``model`` has no mask (the method was not applied)."""
-    pruned = _pruned(model)
-    if not pruned:
+    named = _named_masks(model)
+    if not named:
         return None
-    schedule = pruned[0][1].options
-    end = check_schedule(model, epochs)
-    target = gradual_sparsity(boundary, schedule.sparsity, schedule.start_epoch, end)
-    if schedule.granularity == "channel":
-        links = channel_links(model, "methods.prune.granularity")
-        with torch.no_grad():
-            new = channel_masks(links, _named_masks(model), target)
-            for (_, p), mask in zip(pruned, new, strict=True):
-                p.mask.copy_(mask)
-        return _zero_share(pruned)
-    groups = [pruned] if schedule.scope == "global" else [[pair] for pair in pruned]
+    schedule = named[0][2].options
+    target = gradual_sparsity(
+        boundary, schedule.sparsity, schedule.start_epoch, _schedule_end(schedule, epochs)
+    )
     with torch.no_grad():
-        for group in groups:
-            new = magnitude_masks([w for w, _ in group], [p.mask for _, p in group], target)
-            for (_, p), mask in zip(group, new, strict=True):
+        if schedule.granularity == "channel":
+            groups = [named]
+            new = [channel_masks(channel_links(model, "methods.prune.granularity"), named, target)]
+        else:
+            groups = [[entry] for entry in named] if schedule.scope == "layer" else [named]
+            new = [magnitude_masks([w for _, w, _ in g], [p.mask for _, _, p in g], target) for g in groups]
+        for group, masks in zip(groups, new, strict=True):
+            for (_, _, p), mask in zip(group, masks, strict=True):
                 p.mask.copy_(mask)
-    return _zero_share(pruned)
-
-
-def _zero_share(pruned: list[tuple[torch.Tensor, PruneMask]]) -> float:
-    zeros = sum(int((~p.mask).sum()) for _, p in pruned)
-    return zeros / sum(p.mask.numel() for _, p in pruned)
+    masks = [p.mask for _, _, p in named]
+    return sum(int((~m).sum()) for m in masks) / sum(m.numel() for m in masks)
