@@ -122,11 +122,15 @@ def _check_unit(value, name: str) -> None:
         raise SpikecimError(f"{name}: must be in [0, 1], got {value}")
 
 
-def _param(value, learn: bool, name: str) -> torch.Tensor:
-    """A floating tensor keeps its dtype; numbers take torch's default dtype."""
+def _hold(module: nn.Module, name: str, value, learn: bool) -> None:
+    """Hold ``value`` on ``module`` as the parameter ``name`` when ``learn``, else as a buffer;
+    a floating tensor keeps its dtype, numbers take torch's default dtype."""
     floating = isinstance(value, torch.Tensor) and value.is_floating_point()
     t = _as_tensor(value, name).to(value.dtype if floating else torch.get_default_dtype()).clone()
-    return nn.Parameter(t, requires_grad=True) if learn else t
+    if learn:
+        module.register_parameter(name, nn.Parameter(t, requires_grad=True))
+    else:
+        module.register_buffer(name, t)
 
 
 def _unit(value: torch.Tensor) -> torch.Tensor:
@@ -190,16 +194,8 @@ class LIF(Neuron):
         self.reset = reset
         self.reset_delay = bool(reset_delay)
         self.detach_reset = bool(detach_reset)
-        beta_t = _param(beta, learn_beta, "beta")
-        thr_t = _param(threshold, learn_threshold, "threshold")
-        if learn_beta:
-            self.beta = beta_t
-        else:
-            self.register_buffer("beta", beta_t)
-        if learn_threshold:
-            self.threshold = thr_t
-        else:
-            self.register_buffer("threshold", thr_t)
+        _hold(self, "beta", beta, learn_beta)
+        _hold(self, "threshold", threshold, learn_threshold)
 
     def params(self) -> F.LIFParams:
         return F.LIFParams(
@@ -307,11 +303,7 @@ class SynapticLIF(LIF):
             beta, threshold, reset, reset_delay, detach_reset, surrogate, learn_beta, learn_threshold, backend
         )
         _check_unit(alpha, "alpha")
-        a_t = _param(alpha, learn_alpha, "alpha")
-        if learn_alpha:
-            self.alpha = a_t
-        else:
-            self.register_buffer("alpha", a_t)
+        _hold(self, "alpha", alpha, learn_alpha)
 
     def params(self) -> F.SynapticParams:
         return F.SynapticParams(_unit(self.alpha), super().params())
@@ -373,17 +365,10 @@ class ALIF(Neuron):
         self.surrogate = F.LIFParams(reset=reset, surrogate=surrogate).surrogate  # checked at the door
         self.reset = reset
         self.detach_reset = bool(detach_reset)
-        for name, value, learn in (
-            ("beta", beta, learn_beta),
-            ("threshold", threshold, learn_threshold),
-            ("rho", rho, learn_rho),
-            ("gamma", gamma, learn_gamma),
-        ):
-            t = _param(value, learn, name)
-            if learn:
-                setattr(self, name, t)
-            else:
-                self.register_buffer(name, t)
+        _hold(self, "beta", beta, learn_beta)
+        _hold(self, "threshold", threshold, learn_threshold)
+        _hold(self, "rho", rho, learn_rho)
+        _hold(self, "gamma", gamma, learn_gamma)
 
     def params(self) -> F.ALIFParams:
         lif = F.LIFParams(
