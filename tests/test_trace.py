@@ -9,13 +9,15 @@ from spikecim.errors import SpikecimError
 from spikecim.trace import Workload, trace
 
 
-def _tiny_linear_snn():
+def _tiny_linear_snn(w1=((1.0, 1.0, 0.0), (0.0, 0.0, 2.0)), neuron=None):
+    """Linear(3, 2) with the weights ``w1`` -> ``neuron`` -> Linear(2, 1) of ones, no biases."""
     fc1 = nn.Linear(3, 2, bias=False)
     fc2 = nn.Linear(2, 1, bias=False)
     with torch.no_grad():
-        fc1.weight.copy_(torch.tensor([[1.0, 1.0, 0.0], [0.0, 0.0, 2.0]]))
+        fc1.weight.copy_(torch.tensor(w1))
         fc2.weight.copy_(torch.tensor([[1.0, 1.0]]))
-    return snn.Sequential(fc1, snn.LIF(beta=1.0, threshold=1.5, reset="zero", reset_delay=False), fc2)
+    neuron = neuron or snn.LIF(beta=1.0, threshold=1.5, reset="zero", reset_delay=False)
+    return snn.Sequential(fc1, neuron, fc2)
 
 
 def test_linear_snn_counts_match_hand_count():
@@ -80,13 +82,8 @@ def test_strided_conv_accumulates_equal_brute_force_count():
 
 
 def test_accumulates_on_nonzero_weights_equal_a_hand_count_on_a_pruned_linear_snn():
-    fc1 = nn.Linear(3, 2, bias=False)
-    fc2 = nn.Linear(2, 1, bias=False)
-    with torch.no_grad():
-        # column 0 holds 2 non-zero weights, column 1 none, column 2 one: sparsity 3/6
-        fc1.weight.copy_(torch.tensor([[1.0, 0.0, 2.0], [3.0, 0.0, 0.0]]))
-        fc2.weight.copy_(torch.tensor([[1.0, 1.0]]))
-    model = snn.Sequential(fc1, snn.LIF(beta=1.0, threshold=100.0), fc2)
+    # column 0 holds 2 non-zero weights, column 1 none, column 2 one: sparsity 3/6
+    model = _tiny_linear_snn(((1.0, 0.0, 2.0), (3.0, 0.0, 0.0)), snn.LIF(beta=1.0, threshold=100.0))
     x = torch.tensor(
         [
             [[1.0, 1.0, 0.0], [1.0, 0.0, 1.0]],  # t=0: 2 + 0 and 2 + 1 pairs
